@@ -275,6 +275,10 @@ struct virtio_vmaugment_event {
  *
  * Every message is struct vmaug_host_msg followed by len bytes.
  *  HELLO     both ways once after connecting: struct vmaug_host_hello.
+ *            The device's HELLO is followed by the store directory it was
+ *            configured with (property "store"; UTF-8, no NUL, at most
+ *            VMAUG_HOST_PATH_MAX bytes, empty for the helper's default).
+ *            Nothing else may be sent before the peer's HELLO arrived.
  *  REQUEST   device -> helper: struct virtio_vmaugment_req + payload, as the
  *            guest sent it after the device validated it.
  *  RESPONSE  helper -> device: struct virtio_vmaugment_resp + payload for
@@ -290,6 +294,7 @@ struct virtio_vmaugment_event {
 #define VMAUG_HOST_RESPONSE             3
 #define VMAUG_HOST_EVENT                4
 #define VMAUG_HOST_CANCEL               5
+#define VMAUG_HOST_PATH_MAX             4096
 #define VMAUG_HOST_MAX_MSG              (sizeof(struct virtio_vmaugment_req) + \
 					 VMAUG_MAX_REQ_PAYLOAD)
 
