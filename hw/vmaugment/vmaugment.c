@@ -1,0 +1,1202 @@
+/*
+ * vmaugment virtio device
+ *
+ * Guest software asks the host, through this device, to load extension
+ * modules that run in sandboxed helper processes on the host.  The device
+ * itself only validates requests, answers VERSION, PING and SUBSCRIBE, and
+ * relays everything else to the vmaugment host helper over a chardev; it
+ * never runs module code.  docs/protocol.rst is the normative description.
+ *
+ * Everything the guest writes and everything the helper sends is treated
+ * as hostile: sizes are checked before anything is copied, a malformed
+ * request gets an error status, and only ring-protocol violations mark the
+ * device broken.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/cutils.h"
+#include "qemu/error-report.h"
+#include "qemu/iov.h"
+#include "qemu/log.h"
+#include "qemu/module.h"
+#include "hw/qdev-properties.h"
+#include "hw/qdev-properties-system.h"
+#include "hw/vmaugment/vmaugment.h"
+#include "migration/qemu-file-types.h"
+#include "migration/vmstate.h"
+#include "trace.h"
+
+#define VMAUGMENT_DEVICE_NAME "vmaugment 0.1"
+
+/* Events a guest gets before it subscribes: all of them. */
+#define VMAUGMENT_DEFAULT_EVENT_MASK \
+    (((1ULL << (VMAUG_EVENT_MAX + 1)) - 1) & ~1ULL)
+
+typedef struct VMAugmentOp VMAugmentOp;
+
+/* Answer a request in the device; returns the response payload length. */
+typedef uint16_t VMAugmentLocalFn(VirtIOVMAugment *s, const uint8_t *payload,
+                                  uint32_t len, uint8_t *out,
+                                  uint32_t *out_len);
+
+struct VMAugmentOp {
+    uint16_t opcode;
+    const char *name;
+    uint32_t min_len;                   /* payload bounds */
+    uint32_t max_len;
+    VMAugmentLocalFn *local;            /* NULL: relay to the helper */
+    /* offsets of NUL-terminated fixed string fields, and their sizes */
+    struct {
+        uint16_t offset;
+        uint16_t size;
+    } strings[2];
+};
+
+static void vmaugment_handle_request(VirtIODevice *vdev, VirtQueue *vq);
+static void vmaugment_flush_events(VirtIOVMAugment *s);
+static void vmaugment_helper_closed(VirtIOVMAugment *s);
+
+static size_t vmaugment_out_pending(VirtIOVMAugment *s)
+{
+    return s->out->len - s->out_done;
+}
+
+static bool vmaugment_can_complete(VirtIOVMAugment *s)
+{
+    /*
+     * While the VM is stopped its RAM may already have been migrated, so
+     * nothing is written to it until it runs again.
+     */
+    return s->vm_running;
+}
+
+/* ---- Completing requests ---- */
+
+/*
+ * Write the response header and payload into the element's device-writable
+ * buffers and hand it back to the guest.  The caller made sure there is
+ * room for the header.
+ */
+static void vmaugment_complete(VirtIOVMAugment *s, VirtQueueElement *elem,
+                               uint64_t id, uint16_t opcode, uint16_t status,
+                               const void *data, uint32_t len)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    struct virtio_vmaugment_resp resp;
+    size_t space = iov_size(elem->in_sg, elem->in_num) - sizeof(resp);
+    size_t written;
+
+    if (status == VMAUG_S_OK && len > space) {
+        /* Tell the guest how much room the answer needs. */
+        status = VMAUG_S_NO_SPACE;
+        data = NULL;
+    } else if (len > space) {
+        /* An error message is only informative: cut it. */
+        len = space;
+    }
+
+    resp.id = cpu_to_le64(id);
+    resp.opcode = cpu_to_le16(opcode);
+    resp.status = cpu_to_le16(status);
+    resp.len = cpu_to_le32(len);
+    written = iov_from_buf(elem->in_sg, elem->in_num, 0, &resp, sizeof(resp));
+    if (data && len) {
+        written += iov_from_buf(elem->in_sg, elem->in_num, sizeof(resp),
+                                data, len);
+    }
+    trace_vmaugment_response(s, id, opcode, status, len);
+
+    virtqueue_push(s->req_vq, elem, written);
+    virtio_notify(vdev, s->req_vq);
+    g_free(elem);
+}
+
+static void vmaugment_fail(VirtIOVMAugment *s, VirtQueueElement *elem,
+                           uint64_t id, uint16_t opcode, uint16_t status,
+                           const char *msg)
+{
+    trace_vmaugment_bad_request(s, msg);
+    vmaugment_complete(s, elem, id, opcode, status, msg, strlen(msg));
+}
+
+/* ---- Requests the device answers itself ---- */
+
+static uint16_t vmaugment_op_version(VirtIOVMAugment *s,
+                                     const uint8_t *payload, uint32_t len,
+                                     uint8_t *out, uint32_t *out_len)
+{
+    struct vmaug_version_info info = {
+        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
+        .helper_state = cpu_to_le32(s->helper_ready ?
+                                    VMAUG_HELPER_CONNECTED :
+                                    VMAUG_HELPER_DISCONNECTED),
+        .max_req_payload = cpu_to_le32(VMAUG_MAX_REQ_PAYLOAD),
+        .max_resp_payload = cpu_to_le32(VMAUG_MAX_RESP_PAYLOAD),
+    };
+
+    pstrcpy((char *)info.device, sizeof(info.device), VMAUGMENT_DEVICE_NAME);
+    memcpy(out, &info, sizeof(info));
+    *out_len = sizeof(info);
+    return VMAUG_S_OK;
+}
+
+static uint16_t vmaugment_op_ping(VirtIOVMAugment *s, const uint8_t *payload,
+                                  uint32_t len, uint8_t *out,
+                                  uint32_t *out_len)
+{
+    memcpy(out, payload, len);
+    *out_len = len;
+    return VMAUG_S_OK;
+}
+
+static uint16_t vmaugment_op_subscribe(VirtIOVMAugment *s,
+                                       const uint8_t *payload, uint32_t len,
+                                       uint8_t *out, uint32_t *out_len)
+{
+    struct vmaug_subscribe sub;
+
+    memcpy(&sub, payload, sizeof(sub));
+    if (sub.reserved) {
+        return VMAUG_S_INVALID;
+    }
+    s->event_mask = le32_to_cpu(sub.mask) & VMAUGMENT_DEFAULT_EVENT_MASK;
+    sub.mask = cpu_to_le32(s->event_mask);
+    memcpy(out, &sub, sizeof(sub));
+    *out_len = sizeof(sub);
+    return VMAUG_S_OK;
+}
+
+#define REF_STRINGS(base) \
+    { { offsetof(base, name), VMAUG_NAME_MAX }, \
+      { offsetof(base, version), VMAUG_VERSION_MAX } }
+#define FIXED(type) sizeof(type), sizeof(type)
+
+static const VMAugmentOp vmaugment_ops[] = {
+    { VMAUG_OP_VERSION, "version", 0, 0, vmaugment_op_version },
+    { VMAUG_OP_PING, "ping", 0, VMAUG_MAX_PING_PAYLOAD, vmaugment_op_ping },
+    { VMAUG_OP_SUBSCRIBE, "subscribe", FIXED(struct vmaug_subscribe),
+      vmaugment_op_subscribe },
+    { VMAUG_OP_QUERY, "query", FIXED(struct vmaug_module_ref), NULL,
+      REF_STRINGS(struct vmaug_module_ref) },
+    { VMAUG_OP_LOAD, "load", FIXED(struct vmaug_module_ref), NULL,
+      REF_STRINGS(struct vmaug_module_ref) },
+    { VMAUG_OP_UNLOAD, "unload", FIXED(struct vmaug_module_ref), NULL,
+      REF_STRINGS(struct vmaug_module_ref) },
+    { VMAUG_OP_UPLOAD_BEGIN, "upload-begin", FIXED(struct vmaug_upload_begin),
+      NULL,
+      { { offsetof(struct vmaug_upload_begin, ref.name), VMAUG_NAME_MAX },
+        { offsetof(struct vmaug_upload_begin, ref.version),
+          VMAUG_VERSION_MAX } } },
+    { VMAUG_OP_UPLOAD_CHUNK, "upload-chunk",
+      sizeof(struct vmaug_upload_chunk) + 1,
+      sizeof(struct vmaug_upload_chunk) + VMAUG_CHUNK_MAX_DATA, NULL },
+    { VMAUG_OP_UPLOAD_COMMIT, "upload-commit", FIXED(struct vmaug_upload_ref),
+      NULL },
+    { VMAUG_OP_UPLOAD_ABORT, "upload-abort", FIXED(struct vmaug_upload_ref),
+      NULL },
+    { VMAUG_OP_INVOKE, "invoke", sizeof(struct vmaug_invoke),
+      VMAUG_MAX_REQ_PAYLOAD, NULL,
+      { { offsetof(struct vmaug_invoke, module), VMAUG_NAME_MAX },
+        { offsetof(struct vmaug_invoke, function), VMAUG_FUNCTION_MAX } } },
+    { VMAUG_OP_CONFIG_GET, "config-get", FIXED(struct vmaug_config_ref), NULL,
+      { { offsetof(struct vmaug_config_ref, module), VMAUG_NAME_MAX },
+        { offsetof(struct vmaug_config_ref, key), VMAUG_CONFIG_KEY_MAX } } },
+    { VMAUG_OP_CONFIG_SET, "config-set", sizeof(struct vmaug_config_ref),
+      sizeof(struct vmaug_config_ref) + VMAUG_MAX_CONFIG_VALUE, NULL,
+      { { offsetof(struct vmaug_config_ref, module), VMAUG_NAME_MAX },
+        { offsetof(struct vmaug_config_ref, key), VMAUG_CONFIG_KEY_MAX } } },
+    { VMAUG_OP_REGISTER, "register", FIXED(struct vmaug_registration), NULL,
+      { { offsetof(struct vmaug_registration, ref.name), VMAUG_NAME_MAX },
+        { offsetof(struct vmaug_registration, ref.version),
+          VMAUG_VERSION_MAX } } },
+    { VMAUG_OP_UNREGISTER, "unregister", FIXED(struct vmaug_module_ref), NULL,
+      REF_STRINGS(struct vmaug_module_ref) },
+    { VMAUG_OP_LIST, "list", FIXED(struct vmaug_list_req), NULL },
+};
+
+static const VMAugmentOp *vmaugment_find_op(uint16_t opcode)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(vmaugment_ops); i++) {
+        if (vmaugment_ops[i].opcode == opcode) {
+            return &vmaugment_ops[i];
+        }
+    }
+    return NULL;
+}
+
+/* Check a payload against its opcode's bounds and string fields. */
+static uint16_t vmaugment_check_payload(const VMAugmentOp *op,
+                                        const uint8_t *payload, uint32_t len,
+                                        const char **why)
+{
+    size_t i;
+
+    if (len > op->max_len && op->max_len > op->min_len) {
+        *why = "payload larger than the opcode allows";
+        return VMAUG_S_TOO_BIG;
+    }
+    if (len < op->min_len || len > op->max_len) {
+        *why = "payload size does not match the opcode";
+        return VMAUG_S_INVALID;
+    }
+    for (i = 0; i < ARRAY_SIZE(op->strings); i++) {
+        if (op->strings[i].size &&
+            !memchr(payload + op->strings[i].offset, 0,
+                    op->strings[i].size)) {
+            *why = "string field is not NUL-terminated";
+            return VMAUG_S_INVALID;
+        }
+    }
+    return VMAUG_S_OK;
+}
+
+/* ---- The link to the host helper ---- */
+
+static gboolean vmaugment_helper_writable(void *do_not_use, GIOCondition cond,
+                                          void *opaque);
+
+static void vmaugment_helper_flush(VirtIOVMAugment *s)
+{
+    while (vmaugment_out_pending(s)) {
+        int chunk = MIN(vmaugment_out_pending(s), INT_MAX);
+        int ret = qemu_chr_fe_write(&s->conf.chr, s->out->data + s->out_done,
+                                    chunk);
+
+        if (ret <= 0) {
+            if (ret < 0 && errno != EAGAIN) {
+                /* The chardev reports the hang-up as CHR_EVENT_CLOSED. */
+                return;
+            }
+            if (!s->out_watch) {
+                s->out_watch = qemu_chr_fe_add_watch(&s->conf.chr,
+                                                     G_IO_OUT | G_IO_HUP,
+                                                     vmaugment_helper_writable,
+                                                     s);
+            }
+            return;
+        }
+        s->out_done += ret;
+    }
+    g_byte_array_set_size(s->out, 0);
+    s->out_done = 0;
+}
+
+static gboolean vmaugment_helper_writable(void *do_not_use, GIOCondition cond,
+                                          void *opaque)
+{
+    VirtIOVMAugment *s = opaque;
+    bool was_throttled = vmaugment_out_pending(s) > VMAUGMENT_OUT_HIGH_WATER;
+
+    s->out_watch = 0;
+    vmaugment_helper_flush(s);
+    if (was_throttled &&
+        vmaugment_out_pending(s) <= VMAUGMENT_OUT_HIGH_WATER) {
+        /* Take the requests the guest queued while we waited. */
+        vmaugment_handle_request(VIRTIO_DEVICE(s), s->req_vq);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+static void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type,
+                                  uint64_t tag, const void *a, size_t alen,
+                                  const void *b, size_t blen)
+{
+    struct vmaug_host_msg msg = {
+        .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
+        .type = cpu_to_le16(type),
+        .len = cpu_to_le32(alen + blen),
+        .tag = cpu_to_le64(tag),
+    };
+
+    if (!s->helper_open) {
+        return;
+    }
+    g_byte_array_append(s->out, (const guint8 *)&msg, sizeof(msg));
+    if (alen) {
+        g_byte_array_append(s->out, a, alen);
+    }
+    if (blen) {
+        g_byte_array_append(s->out, b, blen);
+    }
+    /* A pending watch will resume the flush; writing now would reorder. */
+    if (!s->out_watch) {
+        vmaugment_helper_flush(s);
+    }
+}
+
+static void vmaugment_helper_hello(VirtIOVMAugment *s)
+{
+    struct vmaug_host_hello hello = {
+        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
+    };
+    const char *id = DEVICE(s)->id ? DEVICE(s)->id : "vmaugment";
+    const char *store = s->conf.store ? s->conf.store : "";
+
+    pstrcpy((char *)hello.name, sizeof(hello.name), id);
+    vmaugment_helper_send(s, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello),
+                          store, strlen(store));
+}
+
+static void vmaugment_set_helper_ready(VirtIOVMAugment *s, bool ready)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+
+    if (s->helper_ready == ready) {
+        return;
+    }
+    s->helper_ready = ready;
+    trace_vmaugment_helper_state(s, ready);
+    if (vdev->status & VIRTIO_CONFIG_S_DRIVER_OK) {
+        virtio_notify_config(vdev);
+    }
+    vmaugment_post_event(s, ready ? VMAUG_EVENT_HELPER_CONNECTED :
+                                    VMAUG_EVENT_HELPER_LOST, NULL, 0);
+}
+
+/* ---- Relayed requests ---- */
+
+static VMAugmentRequest *vmaugment_find_inflight(VirtIOVMAugment *s,
+                                                 bool by_tag, uint64_t key)
+{
+    VMAugmentRequest *req;
+
+    QTAILQ_FOREACH(req, &s->inflight, next) {
+        if ((by_tag ? req->tag : req->id) == key) {
+            return req;
+        }
+    }
+    return NULL;
+}
+
+static void vmaugment_arm_timeout(VirtIOVMAugment *s)
+{
+    VMAugmentRequest *first = QTAILQ_FIRST(&s->inflight);
+
+    if (first) {
+        timer_mod(s->timeout_timer, first->deadline_ns);
+    } else {
+        timer_del(s->timeout_timer);
+    }
+}
+
+static void vmaugment_take_inflight(VirtIOVMAugment *s, VMAugmentRequest *req)
+{
+    QTAILQ_REMOVE(&s->inflight, req, next);
+    s->n_inflight--;
+}
+
+/* Answer a request taken off the in-flight list, and free it. */
+static void vmaugment_finish(VirtIOVMAugment *s, VMAugmentRequest *req,
+                             uint16_t status, const void *data, uint32_t len)
+{
+    vmaugment_complete(s, req->elem, req->id, req->opcode, status, data, len);
+    g_free(req);
+}
+
+static void vmaugment_timeout(void *opaque)
+{
+    VirtIOVMAugment *s = opaque;
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+    VMAugmentRequest *req, *next;
+
+    QTAILQ_FOREACH_SAFE(req, &s->inflight, next, next) {
+        if (req->deadline_ns > now) {
+            break;
+        }
+        vmaugment_take_inflight(s, req);
+        vmaugment_helper_send(s, VMAUG_HOST_CANCEL, req->tag, NULL, 0,
+                              NULL, 0);
+        vmaugment_finish(s, req, VMAUG_S_TIMEOUT,
+                         "host helper did not answer in time",
+                         strlen("host helper did not answer in time"));
+    }
+    vmaugment_arm_timeout(s);
+}
+
+static void vmaugment_relay(VirtIOVMAugment *s, VirtQueueElement *elem,
+                            const struct virtio_vmaugment_req *hdr,
+                            const uint8_t *payload, uint32_t len)
+{
+    uint64_t id = le64_to_cpu(hdr->id);
+    uint16_t opcode = le16_to_cpu(hdr->opcode);
+    VMAugmentRequest *req;
+
+    if (!s->helper_ready) {
+        vmaugment_fail(s, elem, id, opcode, VMAUG_S_UNAVAILABLE,
+                       "host helper not connected");
+        return;
+    }
+    /* The id is how the guest matches answers: two in flight is a bug. */
+    if (vmaugment_find_inflight(s, false, id)) {
+        vmaugment_fail(s, elem, id, opcode, VMAUG_S_BUSY,
+                       "request id already in flight");
+        return;
+    }
+
+    req = g_new0(VMAugmentRequest, 1);
+    req->elem = elem;
+    req->id = id;
+    req->opcode = opcode;
+    req->tag = s->next_tag++;
+    req->deadline_ns = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) +
+                       (int64_t)s->conf.request_timeout_ms * SCALE_MS;
+    QTAILQ_INSERT_TAIL(&s->inflight, req, next);
+    s->n_inflight++;
+    if (s->n_inflight == 1) {
+        vmaugment_arm_timeout(s);
+    }
+
+    trace_vmaugment_relay(s, req->tag, id, opcode);
+    vmaugment_helper_send(s, VMAUG_HOST_REQUEST, req->tag, hdr, sizeof(*hdr),
+                          payload, len);
+}
+
+/* ---- Guest requests ---- */
+
+static void vmaugment_process(VirtIOVMAugment *s, VirtQueueElement *elem)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    struct virtio_vmaugment_req hdr;
+    size_t in_size = iov_size(elem->in_sg, elem->in_num);
+    size_t out_size = iov_size(elem->out_sg, elem->out_num);
+    const VMAugmentOp *op;
+    const uint8_t *payload = s->req_buf + sizeof(hdr);
+    g_autofree uint8_t *answer = NULL;
+    uint32_t len, answer_len = 0;
+    const char *why = NULL;
+    uint16_t opcode, status;
+    uint64_t id;
+
+    if (in_size < sizeof(struct virtio_vmaugment_resp)) {
+        /* Nowhere to put a status: the guest broke the ring protocol. */
+        virtio_error(vdev, "vmaugment: request without a response buffer "
+                     "(%zu writable bytes)", in_size);
+        virtqueue_detach_element(s->req_vq, elem, 0);
+        g_free(elem);
+        return;
+    }
+    if (out_size < sizeof(hdr)) {
+        vmaugment_fail(s, elem, 0, 0, VMAUG_S_INVALID,
+                       "request shorter than its header");
+        return;
+    }
+    if (out_size - sizeof(hdr) > VMAUG_MAX_REQ_PAYLOAD) {
+        /* Checked before copying: the guest picks the size. */
+        iov_to_buf(elem->out_sg, elem->out_num, 0, &hdr, sizeof(hdr));
+        vmaugment_fail(s, elem, le64_to_cpu(hdr.id),
+                       le16_to_cpu(hdr.opcode), VMAUG_S_TOO_BIG,
+                       "request larger than the device accepts");
+        return;
+    }
+
+    /* Copy first, then look: the guest may change its buffers meanwhile. */
+    iov_to_buf(elem->out_sg, elem->out_num, 0, s->req_buf, out_size);
+    memcpy(&hdr, s->req_buf, sizeof(hdr));
+    id = le64_to_cpu(hdr.id);
+    opcode = le16_to_cpu(hdr.opcode);
+    len = le32_to_cpu(hdr.len);
+    trace_vmaugment_request(s, id, opcode, len);
+
+    if (len != out_size - sizeof(hdr)) {
+        vmaugment_fail(s, elem, id, opcode, VMAUG_S_INVALID,
+                       "header length differs from the buffer size");
+        return;
+    }
+    if (hdr.flags) {
+        vmaugment_fail(s, elem, id, opcode, VMAUG_S_INVALID,
+                       "reserved flags set");
+        return;
+    }
+    op = vmaugment_find_op(opcode);
+    if (!op) {
+        vmaugment_fail(s, elem, id, opcode, VMAUG_S_UNSUPPORTED,
+                       "unknown opcode");
+        return;
+    }
+    status = vmaugment_check_payload(op, payload, len, &why);
+    if (status != VMAUG_S_OK) {
+        vmaugment_fail(s, elem, id, opcode, status, why);
+        return;
+    }
+    if (!op->local) {
+        vmaugment_relay(s, elem, &hdr, payload, len);
+        return;
+    }
+
+    answer = g_malloc(MAX(len, sizeof(struct vmaug_version_info)));
+    status = op->local(s, payload, len, answer, &answer_len);
+    vmaugment_complete(s, elem, id, opcode, status, answer, answer_len);
+}
+
+static void vmaugment_handle_request(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtIOVMAugment *s = VMAUGMENT(vdev);
+    VirtQueueElement *elem;
+
+    while (vmaugment_can_complete(s)) {
+        if (vmaugment_out_pending(s) > VMAUGMENT_OUT_HIGH_WATER) {
+            /* The helper is slow; the write watch calls us again. */
+            trace_vmaugment_relay_throttle(s, vmaugment_out_pending(s));
+            return;
+        }
+        elem = virtqueue_pop(vq, sizeof(VirtQueueElement));
+        if (!elem) {
+            return;
+        }
+        vmaugment_process(s, elem);
+    }
+}
+
+/* ---- Events ---- */
+
+void vmaugment_post_event(VirtIOVMAugment *s, uint32_t type,
+                          const void *data, uint32_t len)
+{
+    VMAugmentEvent *ev;
+
+    assert(len <= VMAUG_MAX_EVENT_PAYLOAD);
+    if (type == 0 || type > VMAUG_EVENT_MAX ||
+        !(s->event_mask & VMAUG_EVENT_MASK(type))) {
+        return;
+    }
+    if (s->n_events >= VMAUGMENT_EVENTS_PENDING) {
+        trace_vmaugment_event_lost(s, type);
+        s->event_lost = true;
+        return;
+    }
+    ev = g_malloc(sizeof(*ev) + len);
+    ev->type = type;
+    ev->len = len;
+    if (len) {
+        memcpy(ev->data, data, len);
+    }
+    QSIMPLEQ_INSERT_TAIL(&s->events, ev, next);
+    s->n_events++;
+    vmaugment_flush_events(s);
+}
+
+static void vmaugment_flush_events(VirtIOVMAugment *s)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    VMAugmentEvent *ev;
+    VirtQueueElement *elem;
+    bool notify = false;
+
+    if (!vmaugment_can_complete(s) ||
+        !(vdev->status & VIRTIO_CONFIG_S_DRIVER_OK) ||
+        !virtio_vdev_has_feature(vdev, VIRTIO_VMAUGMENT_F_EVENTS)) {
+        return;
+    }
+    while ((ev = QSIMPLEQ_FIRST(&s->events))) {
+        struct virtio_vmaugment_event hdr = {
+            .seq = cpu_to_le64(s->event_seq),
+            .type = cpu_to_le32(ev->type),
+            .flags = cpu_to_le32(s->event_lost ? VMAUG_EVENT_F_LOST : 0),
+            .len = cpu_to_le32(ev->len),
+        };
+        size_t size;
+
+        elem = virtqueue_pop(s->event_vq, sizeof(VirtQueueElement));
+        if (!elem) {
+            break;
+        }
+        if (elem->out_num ||
+            iov_size(elem->in_sg, elem->in_num) <
+            sizeof(hdr) + VMAUG_MAX_EVENT_PAYLOAD) {
+            virtio_error(vdev, "vmaugment: event buffer is not a writable "
+                         "buffer of at least %zu bytes",
+                         sizeof(hdr) + VMAUG_MAX_EVENT_PAYLOAD);
+            virtqueue_detach_element(s->event_vq, elem, 0);
+            g_free(elem);
+            return;
+        }
+        size = iov_from_buf(elem->in_sg, elem->in_num, 0, &hdr, sizeof(hdr));
+        size += iov_from_buf(elem->in_sg, elem->in_num, sizeof(hdr),
+                             ev->data, ev->len);
+        trace_vmaugment_event(s, s->event_seq, ev->type, ev->len);
+        virtqueue_push(s->event_vq, elem, size);
+        g_free(elem);
+        notify = true;
+
+        s->event_seq++;
+        s->event_lost = false;
+        QSIMPLEQ_REMOVE_HEAD(&s->events, next);
+        s->n_events--;
+        g_free(ev);
+    }
+    if (notify) {
+        virtio_notify(vdev, s->event_vq);
+    }
+}
+
+static void vmaugment_handle_event(VirtIODevice *vdev, VirtQueue *vq)
+{
+    vmaugment_flush_events(VMAUGMENT(vdev));
+}
+
+static void vmaugment_drop_events(VirtIOVMAugment *s)
+{
+    VMAugmentEvent *ev;
+
+    while ((ev = QSIMPLEQ_FIRST(&s->events))) {
+        QSIMPLEQ_REMOVE_HEAD(&s->events, next);
+        g_free(ev);
+    }
+    s->n_events = 0;
+}
+
+/* ---- Messages from the helper ---- */
+
+static bool vmaugment_helper_response(VirtIOVMAugment *s, uint64_t tag,
+                                      const uint8_t *data, uint32_t len,
+                                      const char **why)
+{
+    struct virtio_vmaugment_resp resp;
+    VMAugmentRequest *req;
+    uint32_t rlen;
+    uint16_t status;
+
+    if (len < sizeof(resp)) {
+        *why = "response shorter than its header";
+        return false;
+    }
+    memcpy(&resp, data, sizeof(resp));
+    rlen = le32_to_cpu(resp.len);
+    if (rlen != len - sizeof(resp) || rlen > VMAUG_MAX_RESP_PAYLOAD) {
+        *why = "response length does not match the message";
+        return false;
+    }
+    status = le16_to_cpu(resp.status);
+    if (status > VMAUG_S_MAX) {
+        status = VMAUG_S_INTERNAL;
+    }
+
+    req = vmaugment_find_inflight(s, true, tag);
+    if (!req) {
+        /* Answer to a request that timed out or was cancelled by reset. */
+        trace_vmaugment_helper_bad_message(s, "response for unknown tag");
+        return true;
+    }
+    vmaugment_take_inflight(s, req);
+    vmaugment_finish(s, req, status, data + sizeof(resp), rlen);
+    vmaugment_arm_timeout(s);
+    return true;
+}
+
+static bool vmaugment_helper_event(VirtIOVMAugment *s, const uint8_t *data,
+                                   uint32_t len, const char **why)
+{
+    struct virtio_vmaugment_event ev;
+    uint32_t type, elen;
+
+    if (len < sizeof(ev)) {
+        *why = "event shorter than its header";
+        return false;
+    }
+    memcpy(&ev, data, sizeof(ev));
+    type = le32_to_cpu(ev.type);
+    elen = le32_to_cpu(ev.len);
+    if (elen != len - sizeof(ev) || elen > VMAUG_MAX_EVENT_PAYLOAD) {
+        *why = "event length does not match the message";
+        return false;
+    }
+    if (type == 0 || type > VMAUG_EVENT_MAX) {
+        *why = "unknown event type";
+        return false;
+    }
+    vmaugment_post_event(s, type, data + sizeof(ev), elen);
+    return true;
+}
+
+static bool vmaugment_helper_message(VirtIOVMAugment *s,
+                                     const struct vmaug_host_msg *msg,
+                                     const uint8_t *data, const char **why)
+{
+    uint16_t type = le16_to_cpu(msg->type);
+    uint32_t len = le32_to_cpu(msg->len);
+    struct vmaug_host_hello hello;
+
+    if (type == VMAUG_HOST_HELLO) {
+        if (s->helper_ready || len < sizeof(hello)) {
+            *why = "unexpected or short HELLO";
+            return false;
+        }
+        memcpy(&hello, data, sizeof(hello));
+        if (le32_to_cpu(hello.proto_version) != VMAUG_PROTO_VERSION) {
+            *why = "helper speaks another protocol version";
+            return false;
+        }
+        vmaugment_set_helper_ready(s, true);
+        return true;
+    }
+    if (!s->helper_ready) {
+        *why = "message before HELLO";
+        return false;
+    }
+    switch (type) {
+    case VMAUG_HOST_RESPONSE:
+        return vmaugment_helper_response(s, le64_to_cpu(msg->tag), data, len,
+                                         why);
+    case VMAUG_HOST_EVENT:
+        return vmaugment_helper_event(s, data, len, why);
+    default:
+        *why = "unknown message type";
+        return false;
+    }
+}
+
+static void vmaugment_helper_protocol_error(VirtIOVMAugment *s,
+                                            const char *why)
+{
+    trace_vmaugment_helper_bad_message(s, why);
+    warn_report("vmaugment: host helper protocol error (%s); disconnecting",
+                why);
+    vmaugment_helper_closed(s);
+    qemu_chr_fe_disconnect(&s->conf.chr);
+}
+
+/* Bytes still missing from the message being received. */
+static size_t vmaugment_helper_want(VirtIOVMAugment *s)
+{
+    const struct vmaug_host_msg *msg = (const void *)s->in_buf;
+
+    if (s->in_len < sizeof(*msg)) {
+        return sizeof(*msg) - s->in_len;
+    }
+    return sizeof(*msg) + le32_to_cpu(msg->len) - s->in_len;
+}
+
+static int vmaugment_helper_can_read(void *opaque)
+{
+    VirtIOVMAugment *s = opaque;
+
+    if (!s->helper_open || !vmaugment_can_complete(s)) {
+        return 0;
+    }
+    return vmaugment_helper_want(s);
+}
+
+static void vmaugment_helper_read(void *opaque, const uint8_t *buf, int size)
+{
+    VirtIOVMAugment *s = opaque;
+    const struct vmaug_host_msg *msg = (const void *)s->in_buf;
+    const char *why = NULL;
+
+    while (size > 0 && s->helper_open) {
+        size_t n = MIN((size_t)size, vmaugment_helper_want(s));
+
+        memcpy(s->in_buf + s->in_len, buf, n);
+        s->in_len += n;
+        buf += n;
+        size -= n;
+
+        if (s->in_len == sizeof(*msg) &&
+            (le32_to_cpu(msg->magic) != VMAUG_HOST_MAGIC ||
+             le32_to_cpu(msg->len) > VMAUG_HOST_MAX_MSG)) {
+            /* Checked before buffering the body: the length is hostile. */
+            vmaugment_helper_protocol_error(s, "bad message header");
+            return;
+        }
+        if (s->in_len >= sizeof(*msg) && vmaugment_helper_want(s) == 0) {
+            s->in_len = 0;
+            if (!vmaugment_helper_message(s, msg, s->in_buf + sizeof(*msg),
+                                          &why)) {
+                vmaugment_helper_protocol_error(s, why);
+                return;
+            }
+        }
+    }
+}
+
+/* Fail every relayed request: the helper that would answer is gone. */
+static void vmaugment_interrupt_inflight(VirtIOVMAugment *s)
+{
+    VMAugmentRequest *req;
+
+    while ((req = QTAILQ_FIRST(&s->inflight))) {
+        vmaugment_take_inflight(s, req);
+        QTAILQ_INSERT_TAIL(&s->restored, req, next);
+    }
+    timer_del(s->timeout_timer);
+}
+
+static void vmaugment_complete_interrupted(VirtIOVMAugment *s)
+{
+    static const char msg[] = "interrupted: host helper lost or VM restored";
+    VMAugmentRequest *req;
+
+    if (!vmaugment_can_complete(s)) {
+        return;
+    }
+    while ((req = QTAILQ_FIRST(&s->restored))) {
+        QTAILQ_REMOVE(&s->restored, req, next);
+        vmaugment_finish(s, req, VMAUG_S_INTERRUPTED, msg, strlen(msg));
+    }
+}
+
+static void vmaugment_helper_closed(VirtIOVMAugment *s)
+{
+    if (s->out_watch) {
+        g_source_remove(s->out_watch);
+        s->out_watch = 0;
+    }
+    g_byte_array_set_size(s->out, 0);
+    s->out_done = 0;
+    s->in_len = 0;
+    s->helper_open = false;
+    vmaugment_set_helper_ready(s, false);
+    vmaugment_interrupt_inflight(s);
+    vmaugment_complete_interrupted(s);
+}
+
+static void vmaugment_helper_event_cb(void *opaque, QEMUChrEvent event)
+{
+    VirtIOVMAugment *s = opaque;
+
+    switch (event) {
+    case CHR_EVENT_OPENED:
+        if (!s->helper_open) {
+            s->helper_open = true;
+            s->in_len = 0;
+            vmaugment_helper_hello(s);
+        }
+        break;
+    case CHR_EVENT_CLOSED:
+        if (s->helper_open) {
+            vmaugment_helper_closed(s);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- Lifecycle ---- */
+
+/* Drop every request without answering: the guest's rings are gone. */
+static void vmaugment_drop_requests(VirtIOVMAugment *s)
+{
+    VMAugmentRequest *req;
+
+    vmaugment_interrupt_inflight(s);
+    while ((req = QTAILQ_FIRST(&s->restored))) {
+        QTAILQ_REMOVE(&s->restored, req, next);
+        vmaugment_helper_send(s, VMAUG_HOST_CANCEL, req->tag, NULL, 0,
+                              NULL, 0);
+        g_free(req->elem);
+        g_free(req);
+    }
+}
+
+/* Catch up on what waited while the VM was stopped. */
+static void vmaugment_resume_bh(void *opaque)
+{
+    VirtIOVMAugment *s = opaque;
+
+    if (!s->vm_running) {
+        return;
+    }
+    vmaugment_complete_interrupted(s);
+    vmaugment_flush_events(s);
+    vmaugment_handle_request(VIRTIO_DEVICE(s), s->req_vq);
+    if (s->helper_open) {
+        /* Reading stopped while the VM was; a response may be waiting. */
+        qemu_chr_fe_accept_input(&s->conf.chr);
+    }
+}
+
+static void vmaugment_vm_state_change(void *opaque, bool running,
+                                      RunState state)
+{
+    VirtIOVMAugment *s = opaque;
+
+    s->vm_running = running;
+    if (running) {
+        /* Not from here: the vCPUs and the rest of the machine are not
+         * running yet. */
+        qemu_bh_schedule(s->resume_bh);
+    }
+}
+
+static void vmaugment_reset(VirtIODevice *vdev)
+{
+    VirtIOVMAugment *s = VMAUGMENT(vdev);
+
+    trace_vmaugment_reset(s, s->n_inflight);
+    vmaugment_drop_requests(s);
+    vmaugment_drop_events(s);
+    s->event_mask = VMAUGMENT_DEFAULT_EVENT_MASK;
+    s->event_lost = false;
+}
+
+static void vmaugment_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    if (status & VIRTIO_CONFIG_S_DRIVER_OK) {
+        vmaugment_flush_events(VMAUGMENT(vdev));
+    }
+}
+
+static uint64_t vmaugment_get_features(VirtIODevice *vdev, uint64_t features,
+                                       Error **errp)
+{
+    virtio_add_feature(&features, VIRTIO_VMAUGMENT_F_EVENTS);
+    return features;
+}
+
+static void vmaugment_get_config(VirtIODevice *vdev, uint8_t *data)
+{
+    VirtIOVMAugment *s = VMAUGMENT(vdev);
+    struct virtio_vmaugment_config cfg = {
+        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
+        .helper_state = cpu_to_le32(s->helper_ready ?
+                                    VMAUG_HELPER_CONNECTED :
+                                    VMAUG_HELPER_DISCONNECTED),
+        .max_req_payload = cpu_to_le32(VMAUG_MAX_REQ_PAYLOAD),
+        .max_resp_payload = cpu_to_le32(VMAUG_MAX_RESP_PAYLOAD),
+    };
+
+    memcpy(data, &cfg, sizeof(cfg));
+}
+
+static void vmaugment_realize(DeviceState *dev, Error **errp)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(dev);
+    VirtIOVMAugment *s = VMAUGMENT(dev);
+
+    if (s->conf.request_timeout_ms == 0 ||
+        s->conf.request_timeout_ms > VMAUG_MAX_TIMEOUT_MS) {
+        error_setg(errp, "'request-timeout-ms' must be between 1 and %u",
+                   VMAUG_MAX_TIMEOUT_MS);
+        return;
+    }
+    if (s->conf.store) {
+        if (!g_path_is_absolute(s->conf.store) ||
+            strlen(s->conf.store) > VMAUG_HOST_PATH_MAX) {
+            error_setg(errp, "'store' must be an absolute path of at most "
+                       "%u bytes", VMAUG_HOST_PATH_MAX);
+            return;
+        }
+        if (!g_file_test(s->conf.store, G_FILE_TEST_IS_DIR)) {
+            error_setg(errp, "'store' %s is not a directory", s->conf.store);
+            return;
+        }
+    }
+
+    virtio_init(vdev, VIRTIO_ID_VMAUGMENT,
+                sizeof(struct virtio_vmaugment_config));
+    s->req_vq = virtio_add_queue(vdev, VMAUG_REQUEST_QUEUE_SIZE,
+                                 vmaugment_handle_request);
+    s->event_vq = virtio_add_queue(vdev, VMAUG_EVENT_QUEUE_SIZE,
+                                   vmaugment_handle_event);
+
+    s->req_buf = g_malloc(sizeof(struct virtio_vmaugment_req) +
+                          VMAUG_MAX_REQ_PAYLOAD);
+    s->in_buf = g_malloc(sizeof(struct vmaug_host_msg) + VMAUG_HOST_MAX_MSG);
+    s->out = g_byte_array_new();
+    QTAILQ_INIT(&s->inflight);
+    QTAILQ_INIT(&s->restored);
+    QSIMPLEQ_INIT(&s->events);
+    s->event_mask = VMAUGMENT_DEFAULT_EVENT_MASK;
+    s->timeout_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, vmaugment_timeout, s);
+    s->vm_running = runstate_is_running();
+    s->resume_bh = virtio_bh_new_guarded(dev, vmaugment_resume_bh, s);
+    s->vmstate_change = qemu_add_vm_change_state_handler(
+        vmaugment_vm_state_change, s);
+
+    if (qemu_chr_fe_backend_connected(&s->conf.chr)) {
+        qemu_chr_fe_set_handlers(&s->conf.chr, vmaugment_helper_can_read,
+                                 vmaugment_helper_read,
+                                 vmaugment_helper_event_cb, NULL, s, NULL,
+                                 true);
+    }
+}
+
+static void vmaugment_unrealize(DeviceState *dev)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(dev);
+    VirtIOVMAugment *s = VMAUGMENT(dev);
+
+    qemu_chr_fe_deinit(&s->conf.chr, false);
+    if (s->out_watch) {
+        g_source_remove(s->out_watch);
+        s->out_watch = 0;
+    }
+    s->helper_open = false;
+    vmaugment_drop_requests(s);
+    vmaugment_drop_events(s);
+    qemu_del_vm_change_state_handler(s->vmstate_change);
+    qemu_bh_delete(s->resume_bh);
+    timer_free(s->timeout_timer);
+    g_byte_array_free(s->out, true);
+    g_free(s->in_buf);
+    g_free(s->req_buf);
+    virtio_delete_queue(s->req_vq);
+    virtio_delete_queue(s->event_vq);
+    virtio_cleanup(vdev);
+}
+
+/* ---- Migration ----
+ *
+ * Requests the helper has not answered travel with the device state; the
+ * destination fails them with VMAUG_S_INTERRUPTED as soon as it runs,
+ * because its helper connection never saw them.  Pending events do not
+ * travel: the next one delivered carries VMAUG_EVENT_F_LOST instead.
+ */
+
+static void vmaugment_put_one(VirtIOVMAugment *s, QEMUFile *f,
+                              VMAugmentRequest *req)
+{
+    qemu_put_be64(f, req->id);
+    qemu_put_be16(f, req->opcode);
+    qemu_put_virtqueue_element(VIRTIO_DEVICE(s), f, req->elem);
+}
+
+static int vmaugment_put_requests(QEMUFile *f, void *pv, size_t size,
+                                  const VMStateField *field,
+                                  JSONWriter *vmdesc)
+{
+    VirtIOVMAugment *s = container_of(pv, VirtIOVMAugment, inflight);
+    VMAugmentRequest *req;
+    uint32_t count = s->n_inflight;
+
+    QTAILQ_FOREACH(req, &s->restored, next) {
+        count++;
+    }
+    qemu_put_be32(f, count);
+    QTAILQ_FOREACH(req, &s->inflight, next) {
+        vmaugment_put_one(s, f, req);
+    }
+    QTAILQ_FOREACH(req, &s->restored, next) {
+        vmaugment_put_one(s, f, req);
+    }
+    return 0;
+}
+
+static int vmaugment_get_requests(QEMUFile *f, void *pv, size_t size,
+                                  const VMStateField *field)
+{
+    VirtIOVMAugment *s = container_of(pv, VirtIOVMAugment, inflight);
+    uint32_t i, count = qemu_get_be32(f);
+
+    /* The stream is untrusted: no more than the ring can hold. */
+    if (count > VMAUG_REQUEST_QUEUE_SIZE) {
+        return -EINVAL;
+    }
+    for (i = 0; i < count; i++) {
+        VMAugmentRequest *req = g_new0(VMAugmentRequest, 1);
+
+        req->id = qemu_get_be64(f);
+        req->opcode = qemu_get_be16(f);
+        req->elem = qemu_get_virtqueue_element(VIRTIO_DEVICE(s), f,
+                                               sizeof(VirtQueueElement));
+        if (iov_size(req->elem->in_sg, req->elem->in_num) <
+            sizeof(struct virtio_vmaugment_resp)) {
+            g_free(req->elem);
+            g_free(req);
+            return -EINVAL;
+        }
+        QTAILQ_INSERT_TAIL(&s->restored, req, next);
+    }
+    return 0;
+}
+
+static const VMStateInfo vmaugment_requests_info = {
+    .name = "vmaugment-requests",
+    .get = vmaugment_get_requests,
+    .put = vmaugment_put_requests,
+};
+
+static int vmaugment_pre_save(void *opaque)
+{
+    VirtIOVMAugment *s = opaque;
+
+    if (s->n_events) {
+        s->event_lost = true;
+    }
+    return 0;
+}
+
+static int vmaugment_pre_load(void *opaque)
+{
+    VirtIOVMAugment *s = opaque;
+
+    /* loadvm into a running device: what it had in flight is void. */
+    vmaugment_drop_requests(s);
+    vmaugment_drop_events(s);
+    return 0;
+}
+
+static const VMStateDescription vmstate_vmaugment_device = {
+    .name = "vmaugment-device",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .pre_save = vmaugment_pre_save,
+    .pre_load = vmaugment_pre_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(event_mask, VirtIOVMAugment),
+        VMSTATE_UINT64(event_seq, VirtIOVMAugment),
+        VMSTATE_BOOL(event_lost, VirtIOVMAugment),
+        {
+            .name = "requests",
+            .info = &vmaugment_requests_info,
+            .flags = VMS_SINGLE,
+            .size = sizeof(((VirtIOVMAugment *)0)->inflight),
+            .offset = offsetof(VirtIOVMAugment, inflight),
+        },
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static const VMStateDescription vmstate_vmaugment = {
+    .name = "vmaugment",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_VIRTIO_DEVICE,
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static const Property vmaugment_properties[] = {
+    DEFINE_PROP_CHR("chardev", VirtIOVMAugment, conf.chr),
+    DEFINE_PROP_STRING("store", VirtIOVMAugment, conf.store),
+    DEFINE_PROP_UINT32("request-timeout-ms", VirtIOVMAugment,
+                       conf.request_timeout_ms, VMAUG_DEFAULT_TIMEOUT_MS * 2),
+};
+
+static void vmaugment_class_init(ObjectClass *klass, void *data)
+{
+    DeviceClass *dc = DEVICE_CLASS(klass);
+    VirtioDeviceClass *vdc = VIRTIO_DEVICE_CLASS(klass);
+
+    device_class_set_props(dc, vmaugment_properties);
+    dc->vmsd = &vmstate_vmaugment;
+    dc->desc = "vmaugment host extension channel";
+    set_bit(DEVICE_CATEGORY_MISC, dc->categories);
+    vdc->realize = vmaugment_realize;
+    vdc->unrealize = vmaugment_unrealize;
+    vdc->get_features = vmaugment_get_features;
+    vdc->get_config = vmaugment_get_config;
+    vdc->set_status = vmaugment_set_status;
+    vdc->reset = vmaugment_reset;
+    vdc->vmsd = &vmstate_vmaugment_device;
+}
+
+static const TypeInfo vmaugment_info = {
+    .name = TYPE_VMAUGMENT,
+    .parent = TYPE_VIRTIO_DEVICE,
+    .instance_size = sizeof(VirtIOVMAugment),
+    .class_init = vmaugment_class_init,
+};
+
+static void vmaugment_register_types(void)
+{
+    type_register_static(&vmaugment_info);
+}
+
+type_init(vmaugment_register_types)

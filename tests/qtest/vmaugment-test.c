@@ -1,0 +1,965 @@
+/*
+ * QTest testcases for the vmaugment virtio device
+ *
+ * The tests drive the device as a guest driver would, and, where a host
+ * helper is needed, play the helper's side of the socket protocol.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <poll.h>
+#include "libqtest-single.h"
+#include "qemu/bswap.h"
+#include "qemu/module.h"
+#include "standard-headers/linux/pci_regs.h"
+#include "libqos/qgraph.h"
+#include "libqos/pci.h"
+#include "libqos/vmaugment.h"
+#include "standard-headers/linux/virtio_config.h"
+#include "standard-headers/linux/virtio_ring.h"
+#include "standard-headers/linux/virtio_vmaugment.h"
+
+#define VMAUG_TEST_TIMEOUT_US   (30 * 1000 * 1000)
+#define VMAUG_TEST_POLL_MS      10000
+#define VMAUG_TEST_RESP_MAX     8192
+
+
+/* A request handed to the device and not yet collected. */
+typedef struct Call {
+    uint64_t out_addr;
+    uint64_t in_addr;
+    size_t in_size;
+    uint32_t head;
+} Call;
+
+typedef struct Reply {
+    struct virtio_vmaugment_resp hdr;
+    uint8_t data[VMAUG_TEST_RESP_MAX];
+    uint32_t used_len;
+} Reply;
+
+static Call submit_raw(QVMAugment *aug, const void *out, size_t out_size,
+                       size_t in_size)
+{
+    QTestState *qts = global_qtest;
+    Call c = { .in_size = in_size };
+
+    c.out_addr = guest_alloc(aug->alloc, MAX(out_size, 1));
+    c.in_addr = guest_alloc(aug->alloc, MAX(in_size, 1));
+    qtest_memwrite(qts, c.out_addr, out, out_size);
+    c.head = qvirtqueue_add(qts, aug->reqq, c.out_addr, out_size, false,
+                            in_size != 0);
+    if (in_size) {
+        qvirtqueue_add(qts, aug->reqq, c.in_addr, in_size, true, false);
+    }
+    qvirtqueue_kick(qts, aug->vdev, aug->reqq, c.head);
+    return c;
+}
+
+static Call submit(QVMAugment *aug, uint64_t id, uint16_t opcode,
+                   const void *payload, uint32_t len, size_t in_size)
+{
+    g_autofree uint8_t *buf = g_malloc0(sizeof(struct virtio_vmaugment_req) +
+                                        len);
+    struct virtio_vmaugment_req hdr = {
+        .id = cpu_to_le64(id),
+        .opcode = cpu_to_le16(opcode),
+        .len = cpu_to_le32(len),
+    };
+
+    memcpy(buf, &hdr, sizeof(hdr));
+    if (len) {
+        memcpy(buf + sizeof(hdr), payload, len);
+    }
+    return submit_raw(aug, buf, sizeof(hdr) + len, in_size);
+}
+
+static void collect(QVMAugment *aug, Call *c, Reply *r)
+{
+    QTestState *qts = global_qtest;
+
+    memset(r, 0, sizeof(*r));
+    qvirtio_wait_used_elem(qts, aug->vdev, aug->reqq, c->head, &r->used_len,
+                           VMAUG_TEST_TIMEOUT_US);
+    g_assert_cmpuint(r->used_len, >=, sizeof(r->hdr));
+    g_assert_cmpuint(r->used_len, <=, c->in_size);
+    qtest_memread(qts, c->in_addr, &r->hdr, sizeof(r->hdr));
+    g_assert_cmpuint(r->used_len - sizeof(r->hdr), <=, sizeof(r->data));
+    qtest_memread(qts, c->in_addr + sizeof(r->hdr), r->data,
+                  r->used_len - sizeof(r->hdr));
+    guest_free(aug->alloc, c->out_addr);
+    guest_free(aug->alloc, c->in_addr);
+}
+
+/* Send one request and return the response status. */
+static uint16_t call(QVMAugment *aug, uint64_t id, uint16_t opcode,
+                     const void *payload, uint32_t len, Reply *r)
+{
+    Call c = submit(aug, id, opcode, payload, len,
+                    sizeof(r->hdr) + VMAUG_TEST_RESP_MAX);
+
+    collect(aug, &c, r);
+    g_assert_cmpuint(le64_to_cpu(r->hdr.id), ==, id);
+    g_assert_cmpuint(le16_to_cpu(r->hdr.opcode), ==, opcode);
+    return le16_to_cpu(r->hdr.status);
+}
+
+static uint16_t send_version(QVMAugment *aug, struct vmaug_version_info *info)
+{
+    Reply r;
+    uint16_t status = call(aug, 1, VMAUG_OP_VERSION, NULL, 0, &r);
+
+    if (status == VMAUG_S_OK) {
+        g_assert_cmpuint(le32_to_cpu(r.hdr.len), ==, sizeof(*info));
+        memcpy(info, r.data, sizeof(*info));
+    }
+    return status;
+}
+
+static uint16_t send_ping(QVMAugment *aug, uint64_t id, const void *data,
+                          uint32_t len, Reply *r)
+{
+    return call(aug, id, VMAUG_OP_PING, data, len, r);
+}
+
+static uint16_t send_subscribe(QVMAugment *aug, uint32_t mask,
+                               uint32_t reserved, uint32_t *new_mask)
+{
+    struct vmaug_subscribe sub = {
+        .mask = cpu_to_le32(mask),
+        .reserved = cpu_to_le32(reserved),
+    };
+    Reply r;
+    uint16_t status = call(aug, 2, VMAUG_OP_SUBSCRIBE, &sub, sizeof(sub), &r);
+
+    if (status == VMAUG_S_OK) {
+        memcpy(&sub, r.data, sizeof(sub));
+        *new_mask = le32_to_cpu(sub.mask);
+    }
+    return status;
+}
+
+static struct vmaug_module_ref module_ref(const char *name,
+                                          const char *version)
+{
+    struct vmaug_module_ref ref = {};
+
+    g_strlcpy((char *)ref.name, name, sizeof(ref.name));
+    g_strlcpy((char *)ref.version, version, sizeof(ref.version));
+    return ref;
+}
+
+static Call submit_query(QVMAugment *aug, uint64_t id, const char *name)
+{
+    struct vmaug_module_ref ref = module_ref(name, "1.0");
+
+    return submit(aug, id, VMAUG_OP_QUERY, &ref, sizeof(ref),
+                  sizeof(struct virtio_vmaugment_resp) + VMAUG_TEST_RESP_MAX);
+}
+
+static uint16_t send_query(QVMAugment *aug, uint64_t id, const char *name,
+                           Reply *r)
+{
+    Call c = submit_query(aug, id, name);
+
+    collect(aug, &c, r);
+    g_assert_cmpuint(le64_to_cpu(r->hdr.id), ==, id);
+    return le16_to_cpu(r->hdr.status);
+}
+
+static bool device_broken(QVMAugment *aug)
+{
+    return aug->vdev->bus->get_status(aug->vdev) &
+           VIRTIO_CONFIG_S_NEEDS_RESET;
+}
+
+static void assert_qemu_alive(void)
+{
+    QDict *resp = qmp("{ 'execute': 'query-status' }");
+
+    g_assert(qdict_haskey(resp, "return"));
+    qobject_unref(resp);
+}
+
+/* ---- Identity, features, config ---- */
+
+static void test_pci_ids(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    QVirtioPCIDevice *vpci = container_of(aug->vdev, QVirtioPCIDevice, vdev);
+
+    g_assert_cmphex(qpci_config_readw(vpci->pdev, PCI_VENDOR_ID), ==, 0x1af4);
+    g_assert_cmphex(qpci_config_readw(vpci->pdev, PCI_DEVICE_ID), ==,
+                    VIRTIO_VMAUGMENT_PCI_DEVICE_ID);
+    g_assert_cmphex(VIRTIO_VMAUGMENT_PCI_DEVICE_ID, ==, 0x107f);
+    g_assert_cmpint(aug->vdev->device_type, ==, VIRTIO_ID_VMAUGMENT);
+}
+
+static void test_features(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    uint64_t features = qvirtio_get_features(aug->vdev);
+
+    g_assert(features & (1ull << VIRTIO_VMAUGMENT_F_EVENTS));
+    g_assert(features & (1ull << VIRTIO_F_VERSION_1));
+    g_assert_cmphex(aug->vdev->features & (1ull << VIRTIO_VMAUGMENT_F_EVENTS),
+                    !=, 0);
+}
+
+static void test_config(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    QVirtioDevice *vdev = aug->vdev;
+
+    g_assert_cmpuint(qvirtio_config_readl(vdev,
+        offsetof(struct virtio_vmaugment_config, proto_version)), ==,
+        VMAUG_PROTO_VERSION);
+    g_assert_cmpuint(qvirtio_config_readl(vdev,
+        offsetof(struct virtio_vmaugment_config, helper_state)), ==,
+        VMAUG_HELPER_DISCONNECTED);
+    g_assert_cmpuint(qvirtio_config_readl(vdev,
+        offsetof(struct virtio_vmaugment_config, max_req_payload)), ==,
+        VMAUG_MAX_REQ_PAYLOAD);
+    g_assert_cmpuint(qvirtio_config_readl(vdev,
+        offsetof(struct virtio_vmaugment_config, max_resp_payload)), ==,
+        VMAUG_MAX_RESP_PAYLOAD);
+}
+
+/* ---- Requests the device answers ---- */
+
+static void test_version(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    struct vmaug_version_info info;
+
+    g_assert_cmpuint(send_version(obj, &info), ==, VMAUG_S_OK);
+    g_assert_cmpuint(le32_to_cpu(info.proto_version), ==,
+                     VMAUG_PROTO_VERSION);
+    g_assert_cmpuint(le32_to_cpu(info.helper_state), ==,
+                     VMAUG_HELPER_DISCONNECTED);
+    g_assert(memchr(info.device, 0, sizeof(info.device)));
+    g_assert(g_str_has_prefix((char *)info.device, "vmaugment"));
+}
+
+static void test_ping(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    static const uint32_t sizes[] = { 0, 1, 64, VMAUG_MAX_PING_PAYLOAD };
+    g_autofree uint8_t *buf = g_malloc(VMAUG_MAX_PING_PAYLOAD + 1);
+    Reply r;
+    size_t i;
+
+    for (i = 0; i < VMAUG_MAX_PING_PAYLOAD + 1; i++) {
+        buf[i] = i * 7;
+    }
+    for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+        g_assert_cmpuint(send_ping(obj, 100 + i, buf, sizes[i], &r), ==,
+                         VMAUG_S_OK);
+        g_assert_cmpuint(le32_to_cpu(r.hdr.len), ==, sizes[i]);
+        g_assert_cmpuint(r.used_len, ==, sizeof(r.hdr) + sizes[i]);
+        g_assert(memcmp(r.data, buf, sizes[i]) == 0);
+    }
+    g_assert_cmpuint(send_ping(obj, 200, buf, VMAUG_MAX_PING_PAYLOAD + 1, &r),
+                     ==, VMAUG_S_TOO_BIG);
+}
+
+static void test_subscribe(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    uint32_t mask = 0;
+    uint32_t want = VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_STOP) |
+                    VMAUG_EVENT_MASK(VMAUG_EVENT_MODULE_LOADED);
+
+    g_assert_cmpuint(send_subscribe(obj, want, 0, &mask), ==, VMAUG_S_OK);
+    g_assert_cmphex(mask, ==, want);
+    /* Bit 0 is no event type. */
+    g_assert_cmpuint(send_subscribe(obj, 1, 0, &mask), ==, VMAUG_S_OK);
+    g_assert_cmphex(mask, ==, 0);
+    g_assert_cmpuint(send_subscribe(obj, want, 1, &mask), ==,
+                     VMAUG_S_INVALID);
+}
+
+static void test_no_space(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    uint8_t payload[100] = { 1, 2, 3 };
+    Call c = submit(aug, 5, VMAUG_OP_PING, payload, sizeof(payload),
+                    sizeof(struct virtio_vmaugment_resp) + 10);
+    Reply r;
+
+    collect(aug, &c, &r);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NO_SPACE);
+    g_assert_cmpuint(le32_to_cpu(r.hdr.len), ==, sizeof(payload));
+    g_assert_cmpuint(r.used_len, ==, sizeof(r.hdr));
+}
+
+static void test_helper_unavailable(void *obj, void *data,
+                                    QGuestAllocator *t_alloc)
+{
+    Reply r;
+
+    g_assert_cmpuint(send_query(obj, 9, "printer", &r), ==,
+                     VMAUG_S_UNAVAILABLE);
+    g_assert_cmpuint(le32_to_cpu(r.hdr.len), >, 0);
+    g_assert(g_strstr_len((char *)r.data, le32_to_cpu(r.hdr.len), "helper"));
+}
+
+/* ---- Malformed requests get an error status ---- */
+
+static uint16_t raw_status(QVMAugment *aug, const void *out, size_t out_size)
+{
+    Call c = submit_raw(aug, out, out_size,
+                        sizeof(struct virtio_vmaugment_resp) + 64);
+    Reply r;
+
+    collect(aug, &c, &r);
+    g_assert(!device_broken(aug));
+    return le16_to_cpu(r.hdr.status);
+}
+
+static void test_short_header(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    uint8_t junk[sizeof(struct virtio_vmaugment_req) - 1] = { 0x02 };
+
+    g_assert_cmpuint(raw_status(obj, junk, sizeof(junk)), ==,
+                     VMAUG_S_INVALID);
+}
+
+static void test_oversize(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    size_t size = sizeof(struct virtio_vmaugment_req) +
+                  VMAUG_MAX_REQ_PAYLOAD + 1;
+    g_autofree uint8_t *buf = g_malloc0(size);
+    struct virtio_vmaugment_req hdr = {
+        .id = cpu_to_le64(77),
+        .opcode = cpu_to_le16(VMAUG_OP_INVOKE),
+        .len = cpu_to_le32(VMAUG_MAX_REQ_PAYLOAD + 1),
+    };
+
+    memcpy(buf, &hdr, sizeof(hdr));
+    g_assert_cmpuint(raw_status(obj, buf, size), ==, VMAUG_S_TOO_BIG);
+}
+
+static void test_length_mismatch(void *obj, void *data,
+                                 QGuestAllocator *t_alloc)
+{
+    uint8_t buf[sizeof(struct virtio_vmaugment_req) + 8] = {};
+    struct virtio_vmaugment_req hdr = {
+        .opcode = cpu_to_le16(VMAUG_OP_PING),
+        .len = cpu_to_le32(9),
+    };
+
+    memcpy(buf, &hdr, sizeof(hdr));
+    g_assert_cmpuint(raw_status(obj, buf, sizeof(buf)), ==, VMAUG_S_INVALID);
+    hdr.len = cpu_to_le32(0xffffffff);
+    memcpy(buf, &hdr, sizeof(hdr));
+    g_assert_cmpuint(raw_status(obj, buf, sizeof(buf)), ==, VMAUG_S_INVALID);
+}
+
+static void test_bad_flags(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    struct virtio_vmaugment_req hdr = {
+        .opcode = cpu_to_le16(VMAUG_OP_PING),
+        .flags = cpu_to_le16(0x8000),
+    };
+
+    g_assert_cmpuint(raw_status(obj, &hdr, sizeof(hdr)), ==,
+                     VMAUG_S_INVALID);
+}
+
+static void test_unknown_opcode(void *obj, void *data,
+                                QGuestAllocator *t_alloc)
+{
+    Reply r;
+
+    g_assert_cmpuint(call(obj, 3, 0x7777, NULL, 0, &r), ==,
+                     VMAUG_S_UNSUPPORTED);
+    g_assert_cmpuint(call(obj, 4, 0, NULL, 0, &r), ==, VMAUG_S_UNSUPPORTED);
+}
+
+static void test_bad_payload(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    struct vmaug_module_ref ref;
+    Reply r;
+
+    /* A fixed-size request one byte short. */
+    ref = module_ref("printer", "1.0");
+    g_assert_cmpuint(call(obj, 6, VMAUG_OP_QUERY, &ref, sizeof(ref) - 1, &r),
+                     ==, VMAUG_S_INVALID);
+    /* A name that does not end inside its field. */
+    memset(ref.name, 'a', sizeof(ref.name));
+    g_assert_cmpuint(call(obj, 7, VMAUG_OP_LOAD, &ref, sizeof(ref), &r), ==,
+                     VMAUG_S_INVALID);
+    /* VERSION takes no payload. */
+    g_assert_cmpuint(call(obj, 8, VMAUG_OP_VERSION, &ref, 4, &r), ==,
+                     VMAUG_S_INVALID);
+}
+
+static void test_wrong_direction(void *obj, void *data,
+                                 QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    QTestState *qts = global_qtest;
+    struct virtio_vmaugment_req hdr = { .opcode = cpu_to_le16(VMAUG_OP_PING) };
+    uint64_t addr = guest_alloc(aug->alloc, 256);
+    uint32_t head, len;
+    struct virtio_vmaugment_resp resp;
+
+    /* The request sits in a buffer the device may only write. */
+    qtest_memwrite(qts, addr, &hdr, sizeof(hdr));
+    head = qvirtqueue_add(qts, aug->reqq, addr, 256, true, false);
+    qvirtqueue_kick(qts, aug->vdev, aug->reqq, head);
+    qvirtio_wait_used_elem(qts, aug->vdev, aug->reqq, head, &len,
+                           VMAUG_TEST_TIMEOUT_US);
+    qtest_memread(qts, addr, &resp, sizeof(resp));
+    g_assert_cmpuint(le16_to_cpu(resp.status), ==, VMAUG_S_INVALID);
+    g_assert(!device_broken(aug));
+    guest_free(aug->alloc, addr);
+}
+
+/* ---- Ring-protocol violations break the device, never QEMU ---- */
+
+static void wait_broken(QVMAugment *aug)
+{
+    gint64 end = g_get_monotonic_time() + VMAUG_TEST_TIMEOUT_US;
+
+    while (!device_broken(aug)) {
+        g_assert(g_get_monotonic_time() < end);
+        qtest_clock_step(global_qtest, 100);
+    }
+    assert_qemu_alive();
+}
+
+static void test_zero_length(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    /* virtio core refuses zero-sized descriptors before the device sees
+     * them; that is a ring violation and breaks the device. */
+    submit_raw(obj, NULL, 0, sizeof(struct virtio_vmaugment_resp));
+    wait_broken(obj);
+}
+
+static void test_missing_response(void *obj, void *data,
+                                  QGuestAllocator *t_alloc)
+{
+    struct virtio_vmaugment_req hdr = { .opcode = cpu_to_le16(VMAUG_OP_PING) };
+
+    submit_raw(obj, &hdr, sizeof(hdr), 0);
+    wait_broken(obj);
+}
+
+static void test_short_response(void *obj, void *data,
+                                QGuestAllocator *t_alloc)
+{
+    struct virtio_vmaugment_req hdr = { .opcode = cpu_to_le16(VMAUG_OP_PING) };
+
+    submit_raw(obj, &hdr, sizeof(hdr),
+               sizeof(struct virtio_vmaugment_resp) - 1);
+    wait_broken(obj);
+}
+
+static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    QTestState *qts = global_qtest;
+    uint64_t addr = guest_alloc(aug->alloc, 64);
+    uint32_t head;
+    uint64_t last;
+
+    /* Two descriptors whose second points back at the first: a chain
+     * longer than any queue. */
+    head = qvirtqueue_add(qts, aug->reqq, addr, 32, false, true);
+    qvirtqueue_add(qts, aug->reqq, addr + 32, 32, true, false);
+    last = aug->reqq->desc + 16 * ((head + 1) % aug->reqq->size);
+    qtest_writew(qts, last + 12, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT);
+    qtest_writew(qts, last + 14, head);
+    qvirtqueue_kick(qts, aug->vdev, aug->reqq, head);
+    wait_broken(aug);
+}
+
+/* ---- Tests that play the host helper ---- */
+
+typedef struct TestHelper {
+    char *dir;
+    char *path;
+    int listen_fd;
+    int fd;
+} TestHelper;
+
+static void helper_cleanup(void *opaque)
+{
+    TestHelper *h = opaque;
+
+    if (h->fd >= 0) {
+        close(h->fd);
+    }
+    close(h->listen_fd);
+    unlink(h->path);
+    rmdir(h->dir);
+    g_free(h->path);
+    g_free(h->dir);
+    g_free(h);
+}
+
+static void *helper_before(GString *cmd_line, void *arg)
+{
+    TestHelper *h = g_new0(TestHelper, 1);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+    h->dir = g_dir_make_tmp("vmaugment-test-XXXXXX", NULL);
+    g_assert(h->dir);
+    h->path = g_build_filename(h->dir, "helper.sock", NULL);
+    g_assert_cmpuint(strlen(h->path), <, sizeof(sun.sun_path));
+    strcpy(sun.sun_path, h->path);
+    h->fd = -1;
+    h->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    g_assert_cmpint(h->listen_fd, >=, 0);
+    g_assert_cmpint(bind(h->listen_fd, (struct sockaddr *)&sun, sizeof(sun)),
+                    ==, 0);
+    g_assert_cmpint(listen(h->listen_fd, 1), ==, 0);
+
+    g_string_append_printf(cmd_line, " -chardev socket,id=vmaug-helper,path=%s",
+                           h->path);
+    g_test_queue_destroy(helper_cleanup, h);
+    return h;
+}
+
+static void wait_fd(int fd, short events)
+{
+    struct pollfd pfd = { .fd = fd, .events = events };
+
+    g_assert_cmpint(poll(&pfd, 1, VMAUG_TEST_POLL_MS), ==, 1);
+}
+
+static void helper_read_exact(TestHelper *h, void *buf, size_t len)
+{
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n;
+
+        wait_fd(h->fd, POLLIN);
+        n = read(h->fd, (uint8_t *)buf + done, len - done);
+        g_assert_cmpint(n, >, 0);
+        done += n;
+    }
+}
+
+/* Read one message; returns its payload length. */
+static uint32_t helper_recv(TestHelper *h, struct vmaug_host_msg *msg,
+                            void *buf, size_t size)
+{
+    uint32_t len;
+
+    helper_read_exact(h, msg, sizeof(*msg));
+    g_assert_cmphex(le32_to_cpu(msg->magic), ==, VMAUG_HOST_MAGIC);
+    len = le32_to_cpu(msg->len);
+    g_assert_cmpuint(len, <=, size);
+    helper_read_exact(h, buf, len);
+    return len;
+}
+
+static void helper_send(TestHelper *h, uint16_t type, uint64_t tag,
+                        const void *a, size_t alen, const void *b, size_t blen)
+{
+    struct vmaug_host_msg msg = {
+        .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
+        .type = cpu_to_le16(type),
+        .len = cpu_to_le32(alen + blen),
+        .tag = cpu_to_le64(tag),
+    };
+
+    g_assert_cmpint(write(h->fd, &msg, sizeof(msg)), ==, sizeof(msg));
+    if (alen) {
+        g_assert_cmpint(write(h->fd, a, alen), ==, alen);
+    }
+    if (blen) {
+        g_assert_cmpint(write(h->fd, b, blen), ==, blen);
+    }
+}
+
+static void helper_respond(TestHelper *h, uint64_t tag, uint16_t status,
+                           const void *data, uint32_t len)
+{
+    struct virtio_vmaugment_resp resp = {
+        .status = cpu_to_le16(status),
+        .len = cpu_to_le32(len),
+    };
+
+    helper_send(h, VMAUG_HOST_RESPONSE, tag, &resp, sizeof(resp), data, len);
+}
+
+/*
+ * Wait until the device reports the helper as @state.  Reads config space
+ * rather than sending VERSION: libqos never reuses descriptors, so a busy
+ * loop of requests would run out of them.
+ */
+static void wait_helper_state(QVMAugment *aug, uint32_t state)
+{
+    gint64 end = g_get_monotonic_time() + VMAUG_TEST_TIMEOUT_US;
+    struct vmaug_version_info info;
+
+    while (qvirtio_config_readl(aug->vdev,
+               offsetof(struct virtio_vmaugment_config, helper_state)) !=
+           state) {
+        g_assert(g_get_monotonic_time() < end);
+        g_usleep(1000);
+    }
+    g_assert_cmpuint(send_version(aug, &info), ==, VMAUG_S_OK);
+    g_assert_cmpuint(le32_to_cpu(info.helper_state), ==, state);
+}
+
+/* Accept the device's connection and complete the HELLO exchange. */
+static void helper_connect(TestHelper *h, QVMAugment *aug)
+{
+    struct vmaug_host_hello hello = {
+        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
+    };
+    struct vmaug_host_msg msg;
+    uint8_t buf[sizeof(hello) + VMAUG_HOST_PATH_MAX];
+    uint32_t len;
+
+    wait_fd(h->listen_fd, POLLIN);
+    h->fd = accept(h->listen_fd, NULL, NULL);
+    g_assert_cmpint(h->fd, >=, 0);
+
+    len = helper_recv(h, &msg, buf, sizeof(buf));
+    g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_HELLO);
+    g_assert_cmpuint(len, >=, sizeof(hello));
+    memcpy(&hello, buf, sizeof(hello));
+    g_assert_cmpuint(le32_to_cpu(hello.proto_version), ==,
+                     VMAUG_PROTO_VERSION);
+    g_assert(memchr(hello.name, 0, sizeof(hello.name)));
+
+    hello.proto_version = cpu_to_le32(VMAUG_PROTO_VERSION);
+    g_strlcpy((char *)hello.name, "vmaugment-test", sizeof(hello.name));
+    helper_send(h, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello), NULL, 0);
+    wait_helper_state(aug, VMAUG_HELPER_CONNECTED);
+}
+
+/* Read the REQUEST the device relayed for a QUERY; returns its tag. */
+static uint64_t helper_expect_query(TestHelper *h, uint64_t id,
+                                    const char *name)
+{
+    struct vmaug_host_msg msg;
+    uint8_t buf[sizeof(struct virtio_vmaugment_req) +
+                sizeof(struct vmaug_module_ref)];
+    struct virtio_vmaugment_req req;
+    struct vmaug_module_ref ref;
+
+    g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, sizeof(buf));
+    g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_REQUEST);
+    memcpy(&req, buf, sizeof(req));
+    memcpy(&ref, buf + sizeof(req), sizeof(ref));
+    g_assert_cmpuint(le64_to_cpu(req.id), ==, id);
+    g_assert_cmpuint(le16_to_cpu(req.opcode), ==, VMAUG_OP_QUERY);
+    g_assert_cmpuint(le32_to_cpu(req.len), ==, sizeof(ref));
+    g_assert_cmpstr((char *)ref.name, ==, name);
+    return le64_to_cpu(msg.tag);
+}
+
+static void test_helper_relay(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    struct vmaug_module_info info = {
+        .ref = module_ref("printer", "1.0"),
+        .kind = cpu_to_le32(VMAUG_KIND_COMMUNICATION),
+        .state = cpu_to_le32(VMAUG_MODULE_STORED),
+    };
+    Call c;
+    Reply r;
+    uint64_t tag;
+
+    helper_connect(h, aug);
+    c = submit_query(aug, 42, "printer");
+    tag = helper_expect_query(h, 42, "printer");
+    helper_respond(h, tag, VMAUG_S_OK, &info, sizeof(info));
+    collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 42);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.opcode), ==, VMAUG_OP_QUERY);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_OK);
+    g_assert_cmpuint(le32_to_cpu(r.hdr.len), ==, sizeof(info));
+    g_assert(memcmp(r.data, &info, sizeof(info)) == 0);
+
+    /* A status the protocol does not know becomes an internal error. */
+    c = submit_query(aug, 43, "scanner");
+    tag = helper_expect_query(h, 43, "scanner");
+    helper_respond(h, tag, 999, NULL, 0);
+    collect(aug, &c, &r);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERNAL);
+}
+
+static void test_helper_id_reuse(void *obj, void *data,
+                                 QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    Call first, second;
+    Reply r;
+    uint64_t tag;
+
+    helper_connect(h, aug);
+    first = submit_query(aug, 7, "printer");
+    tag = helper_expect_query(h, 7, "printer");
+    second = submit_query(aug, 7, "printer");
+    collect(aug, &second, &r);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_BUSY);
+
+    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    collect(aug, &first, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 7);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NOT_FOUND);
+
+    /* Once answered, the id may be used again. */
+    first = submit_query(aug, 7, "printer");
+    tag = helper_expect_query(h, 7, "printer");
+    helper_respond(h, tag, VMAUG_S_OK, NULL, 0);
+    collect(aug, &first, &r);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_OK);
+}
+
+static void test_helper_timeout(void *obj, void *data,
+                                QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    struct vmaug_host_msg msg;
+    uint8_t buf[64];
+    Call c;
+    Reply r;
+    uint64_t tag;
+
+    helper_connect(h, aug);
+    c = submit_query(aug, 11, "slow");
+    tag = helper_expect_query(h, 11, "slow");
+    qtest_clock_step(global_qtest, 1001 * 1000 * 1000);
+    collect(aug, &c, &r);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_TIMEOUT);
+
+    /* The helper learns the answer is no longer wanted... */
+    g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
+    g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_CANCEL);
+    g_assert_cmpuint(le64_to_cpu(msg.tag), ==, tag);
+    /* ...and a late answer is dropped without harm. */
+    helper_respond(h, tag, VMAUG_S_OK, NULL, 0);
+    c = submit_query(aug, 12, "slow");
+    tag = helper_expect_query(h, 12, "slow");
+    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 12);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NOT_FOUND);
+    g_assert(!device_broken(aug));
+}
+
+static void test_helper_disconnect(void *obj, void *data,
+                                   QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    Call c;
+    Reply r;
+
+    helper_connect(h, aug);
+    c = submit_query(aug, 21, "printer");
+    helper_expect_query(h, 21, "printer");
+    close(h->fd);
+    h->fd = -1;
+    collect(aug, &c, &r);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERRUPTED);
+    wait_helper_state(aug, VMAUG_HELPER_DISCONNECTED);
+    g_assert_cmpuint(send_query(aug, 22, "printer", &r), ==,
+                     VMAUG_S_UNAVAILABLE);
+}
+
+/* A helper that breaks the protocol is cut off; the guest carries on. */
+static void helper_garbage(TestHelper *h, QVMAugment *aug,
+                           const void *bytes, size_t len)
+{
+    Call c;
+    Reply r;
+    char eof;
+
+    helper_connect(h, aug);
+    c = submit_query(aug, 31, "printer");
+    helper_expect_query(h, 31, "printer");
+    g_assert_cmpint(write(h->fd, bytes, len), ==, len);
+    collect(aug, &c, &r);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERRUPTED);
+    wait_fd(h->fd, POLLIN);
+    g_assert_cmpint(read(h->fd, &eof, 1), ==, 0);
+    g_assert_cmpuint(send_query(aug, 32, "printer", &r), ==,
+                     VMAUG_S_UNAVAILABLE);
+    g_assert(!device_broken(aug));
+    assert_qemu_alive();
+}
+
+static void test_helper_bad_magic(void *obj, void *data,
+                                  QGuestAllocator *t_alloc)
+{
+    uint8_t junk[sizeof(struct vmaug_host_msg)];
+
+    memset(junk, 0xa5, sizeof(junk));
+    helper_garbage(data, obj, junk, sizeof(junk));
+}
+
+static void test_helper_oversize(void *obj, void *data,
+                                 QGuestAllocator *t_alloc)
+{
+    struct vmaug_host_msg msg = {
+        .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
+        .type = cpu_to_le16(VMAUG_HOST_RESPONSE),
+        .len = cpu_to_le32(0xfffffff0),
+    };
+
+    helper_garbage(data, obj, &msg, sizeof(msg));
+}
+
+static void test_helper_bad_response(void *obj, void *data,
+                                     QGuestAllocator *t_alloc)
+{
+    struct {
+        struct vmaug_host_msg msg;
+        struct virtio_vmaugment_resp resp;
+    } QEMU_PACKED bad = {
+        .msg = {
+            .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
+            .type = cpu_to_le16(VMAUG_HOST_RESPONSE),
+            .len = cpu_to_le32(sizeof(struct virtio_vmaugment_resp)),
+        },
+        /* claims a payload the message does not carry */
+        .resp = { .len = cpu_to_le32(100) },
+    };
+
+    helper_garbage(data, obj, &bad, sizeof(bad));
+}
+
+/* Post one event buffer and return the event written into it. */
+static uint32_t next_event(QVMAugment *aug, struct virtio_vmaugment_event *ev,
+                           void *payload, size_t size)
+{
+    QTestState *qts = global_qtest;
+    size_t buf_size = sizeof(*ev) + VMAUG_MAX_EVENT_PAYLOAD;
+    uint64_t addr = guest_alloc(aug->alloc, buf_size);
+    uint32_t head, len;
+
+    head = qvirtqueue_add(qts, aug->eventq, addr, buf_size, true, false);
+    qvirtqueue_kick(qts, aug->vdev, aug->eventq, head);
+    qvirtio_wait_used_elem(qts, aug->vdev, aug->eventq, head, &len,
+                           VMAUG_TEST_TIMEOUT_US);
+    qtest_memread(qts, addr, ev, sizeof(*ev));
+    g_assert_cmpuint(len, ==, sizeof(*ev) + le32_to_cpu(ev->len));
+    g_assert_cmpuint(le32_to_cpu(ev->len), <=, size);
+    qtest_memread(qts, addr + sizeof(*ev), payload, le32_to_cpu(ev->len));
+    guest_free(aug->alloc, addr);
+    return le32_to_cpu(ev->type);
+}
+
+static void test_helper_events(void *obj, void *data,
+                               QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    struct vmaug_module_ref ref = module_ref("scanner", "2.1");
+    struct virtio_vmaugment_event ev = {
+        .type = cpu_to_le32(VMAUG_EVENT_MODULE_LOADED),
+        .len = cpu_to_le32(sizeof(ref)),
+    };
+    struct virtio_vmaugment_event got;
+    struct vmaug_module_ref got_ref;
+    uint32_t mask;
+    uint64_t seq;
+
+    helper_connect(h, aug);
+    g_assert_cmpuint(next_event(aug, &got, &got_ref, sizeof(got_ref)), ==,
+                     VMAUG_EVENT_HELPER_CONNECTED);
+    seq = le64_to_cpu(got.seq);
+
+    helper_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
+    g_assert_cmpuint(next_event(aug, &got, &got_ref, sizeof(got_ref)), ==,
+                     VMAUG_EVENT_MODULE_LOADED);
+    g_assert_cmpuint(le64_to_cpu(got.seq), ==, seq + 1);
+    g_assert_cmpuint(le32_to_cpu(got.flags), ==, 0);
+    g_assert_cmpstr((char *)got_ref.name, ==, "scanner");
+
+    /* Unsubscribed events are not delivered. */
+    g_assert_cmpuint(send_subscribe(aug,
+                     VMAUG_EVENT_MASK(VMAUG_EVENT_MODULE_CRASHED), 0,
+                     &mask), ==, VMAUG_S_OK);
+    helper_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
+    ev.type = cpu_to_le32(VMAUG_EVENT_MODULE_CRASHED);
+    helper_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
+    g_assert_cmpuint(next_event(aug, &got, &got_ref, sizeof(got_ref)), ==,
+                     VMAUG_EVENT_MODULE_CRASHED);
+    g_assert_cmpuint(le64_to_cpu(got.seq), ==, seq + 2);
+}
+
+static void test_helper_event_buffer_small(void *obj, void *data,
+                                           QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    QTestState *qts = global_qtest;
+    uint64_t addr = guest_alloc(aug->alloc, 64);
+    uint32_t head;
+
+    /* HELPER_CONNECTED is pending; a buffer too small for it is a ring
+     * protocol violation. */
+    helper_connect(data, aug);
+    head = qvirtqueue_add(qts, aug->eventq, addr, 64, true, false);
+    qvirtqueue_kick(qts, aug->vdev, aug->eventq, head);
+    wait_broken(aug);
+    guest_free(aug->alloc, addr);
+}
+
+static void register_vmaugment_test(void)
+{
+    QOSGraphTestOptions helper = {
+        .before = helper_before,
+        .edge.extra_device_opts = "chardev=vmaug-helper",
+    };
+    QOSGraphTestOptions helper_fast = {
+        .before = helper_before,
+        .edge.extra_device_opts = "chardev=vmaug-helper,"
+                                  "request-timeout-ms=1000",
+    };
+
+    qos_add_test("pci-ids", "vmaugment", test_pci_ids, NULL);
+    qos_add_test("features", "vmaugment", test_features, NULL);
+    qos_add_test("config", "vmaugment", test_config, NULL);
+    qos_add_test("version", "vmaugment", test_version, NULL);
+    qos_add_test("ping", "vmaugment", test_ping, NULL);
+    qos_add_test("subscribe", "vmaugment", test_subscribe, NULL);
+    qos_add_test("no-space", "vmaugment", test_no_space, NULL);
+    qos_add_test("helper-unavailable", "vmaugment", test_helper_unavailable,
+                 NULL);
+    qos_add_test("zero-length", "vmaugment", test_zero_length, NULL);
+    qos_add_test("short-header", "vmaugment", test_short_header, NULL);
+    qos_add_test("oversize", "vmaugment", test_oversize, NULL);
+    qos_add_test("length-mismatch", "vmaugment", test_length_mismatch, NULL);
+    qos_add_test("bad-flags", "vmaugment", test_bad_flags, NULL);
+    qos_add_test("unknown-opcode", "vmaugment", test_unknown_opcode, NULL);
+    qos_add_test("bad-payload", "vmaugment", test_bad_payload, NULL);
+    qos_add_test("wrong-direction", "vmaugment", test_wrong_direction, NULL);
+    qos_add_test("missing-response", "vmaugment", test_missing_response,
+                 NULL);
+    qos_add_test("short-response", "vmaugment", test_short_response, NULL);
+    qos_add_test("looped-chain", "vmaugment", test_looped_chain, NULL);
+
+    qos_add_test("helper/relay", "vmaugment", test_helper_relay, &helper);
+    qos_add_test("helper/id-reuse", "vmaugment", test_helper_id_reuse,
+                 &helper);
+    qos_add_test("helper/timeout", "vmaugment", test_helper_timeout,
+                 &helper_fast);
+    qos_add_test("helper/disconnect", "vmaugment", test_helper_disconnect,
+                 &helper);
+    qos_add_test("helper/bad-magic", "vmaugment", test_helper_bad_magic,
+                 &helper);
+    qos_add_test("helper/oversize", "vmaugment", test_helper_oversize,
+                 &helper);
+    qos_add_test("helper/bad-response", "vmaugment",
+                 test_helper_bad_response, &helper);
+    qos_add_test("helper/events", "vmaugment", test_helper_events, &helper);
+    qos_add_test("helper/event-buffer-small", "vmaugment",
+                 test_helper_event_buffer_small, &helper);
+}
+
+libqos_init(register_vmaugment_test);
