@@ -1,0 +1,62 @@
+/*
+ * Disk access for offline servicing: a qemu-nbd export reached through
+ * libnbd, with a write-back page cache in front of it.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define VO_ERROR vo_error_quark()
+GQuark vo_error_quark(void);
+
+/* Error codes shared by the whole offline library. */
+typedef enum {
+    VO_ERROR_FAILED,
+    VO_ERROR_IN_USE,        /* a running QEMU holds the image's lock */
+    VO_ERROR_CORRUPT,       /* image or filesystem structurally broken */
+    VO_ERROR_UNSUPPORTED,   /* layout/format we do not handle */
+    VO_ERROR_DIRTY,         /* filesystem needs recovery / is hibernated */
+    VO_ERROR_NOT_FOUND,
+    VO_ERROR_EXISTS,
+    VO_ERROR_ESCAPE,        /* a guest path leaves the guest's filesystems */
+    VO_ERROR_SIGNATURE,
+    VO_ERROR_NOT_APPLICABLE,
+    VO_ERROR_HASH_MISMATCH,
+    VO_ERROR_INVALID,       /* malformed bundle or arguments */
+    VO_ERROR_VERIFY,
+} VoError;
+
+typedef struct VoDisk VoDisk;
+
+/* Path of a QEMU tool: $VMAUGMENT_QEMU_NBD / $VMAUGMENT_QEMU_IMG, else
+ * $VMAUGMENT_QEMU_BUILD_DIR/<name>, else <name> on PATH. */
+const char *vo_disk_qemu_tool(const char *name);
+
+/* Fails with VO_ERROR_IN_USE when another process holds QEMU's image lock. */
+gboolean vo_disk_check_unlocked(const char *image, GError **error);
+
+/* Format as reported by qemu-img (probing unless @format is given), and
+ * refusal of images QEMU itself flags as corrupt. */
+char *vo_disk_probe_format(const char *image, const char *format,
+                           GError **error);
+
+VoDisk *vo_disk_open(const char *image, const char *format,
+                     gboolean writable, GError **error);
+void vo_disk_free(VoDisk *disk);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoDisk, vo_disk_free)
+
+guint64 vo_disk_get_size(VoDisk *disk);
+gboolean vo_disk_get_writable(VoDisk *disk);
+const char *vo_disk_get_format(VoDisk *disk);
+gboolean vo_disk_pread(VoDisk *disk, void *buf, gsize count, guint64 offset,
+                       GError **error);
+gboolean vo_disk_pwrite(VoDisk *disk, const void *buf, gsize count,
+                        guint64 offset, GError **error);
+/* Writes every dirty page back and asks the server to flush. */
+gboolean vo_disk_flush(VoDisk *disk, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,80 @@
+/*
+ * The filesystem operations offline servicing needs, implemented over a
+ * VoDisk for ext2/3/4 (libext2fs) and NTFS (libntfs-3g).  Nodes are the
+ * filesystem's own inode numbers; path walking lives in vo-guest.c so that
+ * every filesystem gets the same escape checks.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include "vo-disk.h"
+#include "vo-layout.h"
+
+G_BEGIN_DECLS
+
+/* Files larger than this are not read into memory. */
+#define VO_FS_MAX_FILE (1024u * 1024 * 1024)
+
+typedef enum {
+    VO_NODE_REGULAR,
+    VO_NODE_DIRECTORY,
+    VO_NODE_SYMLINK,
+    VO_NODE_OTHER,
+} VoNodeType;
+
+typedef struct {
+    VoNodeType type;
+    guint32 mode;           /* permission bits only */
+    guint32 uid;
+    guint32 gid;
+    guint64 size;
+} VoStat;
+
+typedef struct VoFs VoFs;
+
+typedef struct {
+    /* FALSE with VO_ERROR_NOT_FOUND when @name is absent. */
+    gboolean (*lookup)(VoFs *fs, guint64 dir, const char *name,
+                       guint64 *node, GError **error);
+    gboolean (*stat)(VoFs *fs, guint64 node, VoStat *st, GError **error);
+    char *(*readlink)(VoFs *fs, guint64 node, GError **error);
+    GBytes *(*read)(VoFs *fs, guint64 node, GError **error);
+    gboolean (*create)(VoFs *fs, guint64 dir, const char *name,
+                       const VoStat *attrs, GBytes *data, GError **error);
+    gboolean (*mkdir)(VoFs *fs, guint64 dir, const char *name,
+                      const VoStat *attrs, GError **error);
+    gboolean (*replace)(VoFs *fs, guint64 node, GBytes *data,
+                        GError **error);
+    gboolean (*remove)(VoFs *fs, guint64 dir, const char *name,
+                       guint64 node, GError **error);
+    /* NULL arguments leave the attribute alone. */
+    gboolean (*set_attrs)(VoFs *fs, guint64 node, const guint32 *mode,
+                          const guint32 *uid, const guint32 *gid,
+                          GError **error);
+    /* Writes all metadata back to the disk (not the disk's own flush). */
+    gboolean (*sync)(VoFs *fs, GError **error);
+    void (*close)(VoFs *fs);
+} VoFsOps;
+
+struct VoFs {
+    const VoFsOps *ops;
+    const char *type;       /* "ext4", "ntfs", ... */
+    guint64 root;
+    gboolean writable;
+    gboolean case_insensitive;
+    gboolean has_owners;    /* uid/gid/mode meaningful */
+    gpointer priv;
+};
+
+VoFs *vo_ext_open(VoDisk *disk, const VoPartition *part, GError **error);
+
+static inline void vo_fs_close(VoFs *fs)
+{
+    if (fs) {
+        fs->ops->close(fs);
+    }
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoFs, vo_fs_close)
+
+G_END_DECLS

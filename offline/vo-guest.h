@@ -1,0 +1,62 @@
+/*
+ * A guest's disk seen as the guest sees it: filesystems mounted where its
+ * /etc/fstab (or, for Windows, its drive letters) says, and guest paths
+ * resolved through that map without ever leaving the guest's filesystems.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include "vo-fs.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+    char *mountpoint;       /* "/", "/srv"; Windows' C: is "/" */
+    VoPartition *part;      /* borrowed from the layout; NULL if missing */
+    VoFs *fs;               /* borrowed; NULL when not serviceable */
+    char *problem;          /* why fs is NULL */
+} VoMount;
+
+typedef struct {
+    char *image;
+    VoDisk *disk;
+    VoLayout *layout;
+    GPtrArray *filesystems; /* VoFs*, owned */
+    GPtrArray *mounts;      /* VoMount* */
+    char *family;           /* "linux" or "windows" */
+} VoGuest;
+
+typedef struct {
+    VoFs *fs;
+    guint64 parent;         /* directory holding the final component */
+    char *leaf;
+    gboolean exists;
+    guint64 node;           /* valid when exists */
+    VoStat st;              /* valid when exists */
+    char *resolved;         /* guest path after following links */
+} VoPath;
+
+VoGuest *vo_guest_open(const char *image, const char *format,
+                       gboolean writable, GError **error);
+void vo_guest_free(VoGuest *guest);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoGuest, vo_guest_free)
+
+/* Checks a path from a bundle: absolute, no '.' or '..' components. */
+gboolean vo_guest_check_path(const char *path, GError **error);
+
+/* Resolves @path; symlinks in directories are always followed (inside the
+ * guest only), the final component only when @follow_final. */
+gboolean vo_guest_resolve(VoGuest *guest, const char *path,
+                          gboolean follow_final, VoPath *out,
+                          GError **error);
+void vo_path_clear(VoPath *path);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VoPath, vo_path_clear)
+
+/* Reads a regular file, following links. */
+GBytes *vo_guest_read_file(VoGuest *guest, const char *path, GError **error);
+
+/* Writes all filesystem metadata and flushes the disk. */
+gboolean vo_guest_sync(VoGuest *guest, GError **error);
+
+G_END_DECLS

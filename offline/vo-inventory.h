@@ -1,0 +1,36 @@
+/*
+ * What a guest has installed: its "registry" for deciding which updates
+ * apply.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include "vo-guest.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+    char *name;
+    char *version;
+    char *architecture;
+    char *status;
+} VoPackage;
+
+typedef struct {
+    char *family;               /* "linux" or "windows" */
+    GHashTable *os;             /* lower-case key -> value */
+    GHashTable *packages;       /* name and name:arch -> VoPackage* */
+    GPtrArray *package_list;    /* VoPackage*, owned, in status order */
+} VoInventory;
+
+VoInventory *vo_inventory_read(VoGuest *guest, GError **error);
+void vo_inventory_free(VoInventory *inv);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoInventory, vo_inventory_free)
+
+/* The whole picture for 'inspect': layout, mounts, OS and packages. */
+JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv);
+
+G_END_DECLS

@@ -1,0 +1,242 @@
+/*
+ * Partition and filesystem discovery.
+ *
+ * libblkid reads from a file descriptor, not a callback, so it probes a
+ * sparse memfd "shadow" of the disk into which we copy only the regions
+ * where partition tables and superblocks live.  Reading the whole disk
+ * would cost as much as the image is large.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define G_LOG_DOMAIN "vmaugment-offline"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <blkid.h>
+
+#include "vo-layout.h"
+
+/* GPT entries and the MBR fit in the first MiB; the backup GPT at the end. */
+#define VO_TABLE_REGION (1024 * 1024)
+/* Superblocks: ext at 1 KiB, btrfs at 64 KiB, LVM/LUKS/XFS/NTFS at 0. */
+#define VO_SB_HEAD (1024 * 1024)
+/* md 0.90/1.0 and some other metadata sit at the end of the device. */
+#define VO_SB_TAIL (128 * 1024)
+
+static void vo_partition_free(VoPartition *p)
+{
+    g_free(p->type);
+    g_free(p->part_uuid);
+    g_free(p->part_label);
+    g_free(p->fstype);
+    g_free(p->fs_uuid);
+    g_free(p->fs_label);
+    g_free(p);
+}
+
+void vo_layout_free(VoLayout *layout)
+{
+    if (!layout) {
+        return;
+    }
+    g_free(layout->table);
+    g_ptr_array_unref(layout->partitions);
+    g_free(layout);
+}
+
+static gboolean vo_layout_mirror(VoDisk *disk, int fd, guint64 offset,
+                                 guint64 len, GError **error)
+{
+    g_autofree guint8 *buf = NULL;
+
+    len = MIN(len, vo_disk_get_size(disk) - MIN(offset,
+                                                vo_disk_get_size(disk)));
+    if (len == 0) {
+        return TRUE;
+    }
+    buf = g_malloc(len);
+    if (!vo_disk_pread(disk, buf, len, offset, error)) {
+        return FALSE;
+    }
+    if (pwrite(fd, buf, len, offset) != (ssize_t)len) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot fill the probe shadow: %s", g_strerror(errno));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static char *vo_layout_value(blkid_probe pr, const char *name)
+{
+    const char *value = NULL;
+
+    if (blkid_probe_lookup_value(pr, name, &value, NULL) != 0 || !value) {
+        return NULL;
+    }
+    return g_strdup(value);
+}
+
+/* Fills in the filesystem fields of @part; an unknown one leaves NULLs. */
+static gboolean vo_layout_probe_fs(VoDisk *disk, int fd, VoPartition *part,
+                                   GError **error)
+{
+    blkid_probe pr;
+    guint64 tail;
+    int r;
+
+    if (!vo_layout_mirror(disk, fd, part->offset,
+                          MIN(part->size, (guint64)VO_SB_HEAD), error)) {
+        return FALSE;
+    }
+    tail = part->size > VO_SB_TAIL ? part->size - VO_SB_TAIL : 0;
+    if (!vo_layout_mirror(disk, fd, part->offset + tail, part->size - tail,
+                          error)) {
+        return FALSE;
+    }
+    pr = blkid_new_probe();
+    if (!pr || blkid_probe_set_device(pr, fd, part->offset, part->size)) {
+        if (pr) {
+            blkid_free_probe(pr);
+        }
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "libblkid setup failed");
+        return FALSE;
+    }
+    blkid_probe_enable_superblocks(pr, 1);
+    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE |
+                                      BLKID_SUBLKS_UUID |
+                                      BLKID_SUBLKS_LABEL);
+    blkid_probe_enable_partitions(pr, 0);
+    r = blkid_do_safeprobe(pr);
+    if (r == 0) {
+        part->fstype = vo_layout_value(pr, "TYPE");
+        part->fs_uuid = vo_layout_value(pr, "UUID");
+        part->fs_label = vo_layout_value(pr, "LABEL");
+    } else if (r == -2) {
+        part->fstype = g_strdup("ambivalent");
+    }
+    blkid_free_probe(pr);
+    return TRUE;
+}
+
+VoLayout *vo_layout_scan(VoDisk *disk, GError **error)
+{
+    g_autoptr(VoLayout) layout = g_new0(VoLayout, 1);
+    guint64 size = vo_disk_get_size(disk);
+    blkid_probe pr = NULL;
+    blkid_partlist list;
+    int fd;
+
+    layout->partitions = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_partition_free);
+    fd = memfd_create("vmaugment-probe", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, size) < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot create the probe shadow: %s", g_strerror(errno));
+        goto fail;
+    }
+    if (!vo_layout_mirror(disk, fd, 0, VO_TABLE_REGION, error) ||
+        !vo_layout_mirror(disk, fd,
+                          size > VO_TABLE_REGION ? size - VO_TABLE_REGION : 0,
+                          VO_TABLE_REGION, error)) {
+        goto fail;
+    }
+    pr = blkid_new_probe();
+    if (!pr || blkid_probe_set_device(pr, fd, 0, size)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "libblkid setup failed");
+        goto fail;
+    }
+    blkid_probe_enable_partitions(pr, 1);
+    blkid_probe_set_partitions_flags(pr, BLKID_PARTS_ENTRY_DETAILS);
+    list = blkid_probe_get_partitions(pr);
+    if (list && blkid_partlist_numof_partitions(list) > 0) {
+        blkid_parttable table = blkid_partlist_get_table(list);
+        int n = blkid_partlist_numof_partitions(list);
+
+        layout->table = g_strdup(table ? blkid_parttable_get_type(table)
+                                       : NULL);
+        for (int i = 0; i < n; i++) {
+            blkid_partition par = blkid_partlist_get_partition(list, i);
+            VoPartition *part = g_new0(VoPartition, 1);
+            blkid_loff_t start = blkid_partition_get_start(par);
+            blkid_loff_t len = blkid_partition_get_size(par);
+
+            g_ptr_array_add(layout->partitions, part);
+            part->number = blkid_partition_get_partno(par);
+            /* Entries come from the image: keep them inside the disk. */
+            if (start < 0 || len <= 0 ||
+                (guint64)start > size / 512 ||
+                (guint64)len > size / 512 - (guint64)start) {
+                g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                            "partition %d lies outside the disk",
+                            part->number);
+                goto fail;
+            }
+            part->offset = (guint64)start * 512;
+            part->size = (guint64)len * 512;
+            if (blkid_partition_get_type_string(par)) {
+                part->type = g_strdup(blkid_partition_get_type_string(par));
+            } else {
+                part->type = g_strdup_printf(
+                    "0x%02x", blkid_partition_get_type(par));
+            }
+            part->part_uuid = g_strdup(blkid_partition_get_uuid(par));
+            part->part_label = g_strdup(blkid_partition_get_name(par));
+            if (blkid_partition_is_extended(par)) {
+                continue;
+            }
+            if (!vo_layout_probe_fs(disk, fd, part, error)) {
+                goto fail;
+            }
+        }
+    } else {
+        VoPartition *whole = g_new0(VoPartition, 1);
+
+        whole->size = size;
+        g_ptr_array_add(layout->partitions, whole);
+        if (!vo_layout_probe_fs(disk, fd, whole, error)) {
+            goto fail;
+        }
+    }
+    blkid_free_probe(pr);
+    close(fd);
+    return g_steal_pointer(&layout);
+
+fail:
+    if (pr) {
+        blkid_free_probe(pr);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return NULL;
+}
+
+const char *vo_layout_unsupported_reason(const char *fstype)
+{
+    static const struct {
+        const char *type;
+        const char *reason;
+    } table[] = {
+        { "LVM2_member", "LVM physical volume" },
+        { "crypto_LUKS", "LUKS encrypted volume" },
+        { "linux_raid_member", "md RAID member" },
+        { "xfs", "XFS filesystem" },
+        { "btrfs", "btrfs filesystem" },
+        { "zfs_member", "ZFS pool member" },
+        { "BitLocker", "BitLocker encrypted volume" },
+        { "ambivalent", "ambiguous signatures (more than one filesystem)" },
+    };
+
+    if (!fstype) {
+        return NULL;
+    }
+    for (gsize i = 0; i < G_N_ELEMENTS(table); i++) {
+        if (g_str_equal(fstype, table[i].type)) {
+            return table[i].reason;
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,36 @@
+/*
+ * Partition tables and filesystem signatures, found with libblkid.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include "vo-disk.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+    int number;             /* 1-based; 0 for a filesystem on the whole disk */
+    guint64 offset;         /* bytes */
+    guint64 size;           /* bytes */
+    char *type;             /* partition type GUID or MBR type, may be NULL */
+    char *part_uuid;
+    char *part_label;
+    char *fstype;           /* libblkid's TYPE, NULL when unrecognised */
+    char *fs_uuid;
+    char *fs_label;
+} VoPartition;
+
+typedef struct {
+    char *table;            /* "gpt", "dos" or NULL (no table) */
+    GPtrArray *partitions;  /* VoPartition* */
+} VoLayout;
+
+VoLayout *vo_layout_scan(VoDisk *disk, GError **error);
+void vo_layout_free(VoLayout *layout);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoLayout, vo_layout_free)
+
+/* Why a filesystem type cannot be serviced, or NULL when it can be. */
+const char *vo_layout_unsupported_reason(const char *fstype);
+
+G_END_DECLS

@@ -1,0 +1,21 @@
+/*
+ * Debian version comparison, by libdpkg itself.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Returns <0, 0, >0 like strcmp; FALSE when either version is invalid. */
+gboolean vo_version_compare(const char *a, const char *b, int *result,
+                            GError **error);
+
+/* Evaluates "@a @op @b" with dpkg's operators (<<, <=, =, >=, >>) and
+ * the aliases <, >, != people tend to write. */
+gboolean vo_version_relate(const char *a, const char *op, const char *b,
+                           gboolean *result, GError **error);
+
+G_END_DECLS
