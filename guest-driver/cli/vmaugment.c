@@ -25,6 +25,9 @@
 #define EXIT_USAGE 2
 #define EXIT_TRANSPORT 3
 
+/* Round-trip times ping keeps for its percentiles (the latest ones). */
+#define PING_SAMPLES_MAX (1u << 20)
+
 /* Largest input invoke reads from a file or stdin. */
 #define INVOKE_INPUT_MAX (VMAUG_MAX_REQ_PAYLOAD - sizeof(struct vmaug_invoke))
 
@@ -215,9 +218,10 @@ static int cmd_ping(cli_state *st, int argc, char **argv)
     unsigned long long count = 1, size = 16;
     uint8_t payload[VMAUG_MAX_PING_PAYLOAD];
     double *rtt, total = 0;
+    size_t samples;
     int opt, ret = 0;
 
-    while ((opt = getopt_long(argc, argv, "+c:s:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:s:", opts, NULL)) != -1) {
         if (opt == 'c' && cli_parse_uint(optarg, 100000000, &count) &&
             count > 0) {
             continue;
@@ -238,7 +242,8 @@ static int cmd_ping(cli_state *st, int argc, char **argv)
     if (ret) {
         return ret;
     }
-    rtt = calloc(count, sizeof(*rtt));
+    samples = count < PING_SAMPLES_MAX ? (size_t)count : PING_SAMPLES_MAX;
+    rtt = calloc(samples, sizeof(*rtt));
     if (!rtt) {
         return cli_fail(st, "ping", -ENOMEM);
     }
@@ -248,12 +253,13 @@ static int cmd_ping(cli_state *st, int argc, char **argv)
     for (unsigned long long i = 0; i < count; i++) {
         /* Every ping names its caller, so a crossed echo is caught. */
         uint64_t tag[2] = { (uint64_t)getpid(), i };
-        double t0;
+        double t0, t;
 
         memcpy(payload, tag, sizeof(tag));
         t0 = cli_now();
         ret = vmaug_ping(st->client, payload, size);
-        rtt[i] = cli_now() - t0;
+        t = cli_now() - t0;
+        rtt[i % samples] = t;
         if (ret != 0) {
             char what[64];
 
@@ -261,20 +267,20 @@ static int cmd_ping(cli_state *st, int argc, char **argv)
             free(rtt);
             return cli_fail(st, what, ret == -EBADMSG ? -EBADMSG : ret);
         }
-        total += rtt[i];
+        total += t;
     }
-    qsort(rtt, count, sizeof(*rtt), cli_cmp_double);
+    qsort(rtt, samples, sizeof(*rtt), cli_cmp_double);
     if (st->json) {
         printf("{\"ok\":true,\"command\":\"ping\",\"count\":%llu,"
                "\"size\":%llu,\"seconds\":%.6f,\"p50_us\":%.1f,"
                "\"p99_us\":%.1f,\"max_us\":%.1f}\n", count, size, total,
-               rtt[count / 2] * 1e6, rtt[(count * 99) / 100] * 1e6,
-               rtt[count - 1] * 1e6);
+               rtt[samples / 2] * 1e6, rtt[(samples * 99) / 100] * 1e6,
+               rtt[samples - 1] * 1e6);
     } else {
         printf("%llu ping(s) of %llu bytes echoed correctly: "
                "p50 %.1f us, p99 %.1f us, max %.1f us\n", count, size,
-               rtt[count / 2] * 1e6, rtt[(count * 99) / 100] * 1e6,
-               rtt[count - 1] * 1e6);
+               rtt[samples / 2] * 1e6, rtt[(samples * 99) / 100] * 1e6,
+               rtt[samples - 1] * 1e6);
     }
     free(rtt);
     return 0;
@@ -418,7 +424,7 @@ static int cmd_upload(cli_state *st, int argc, char **argv)
     double secs = 0;
     int opt, ret;
 
-    while ((opt = getopt_long(argc, argv, "+n:m:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "n:m:", opts, NULL)) != -1) {
         switch (opt) {
         case 'n':
             name = optarg;
@@ -469,7 +475,7 @@ static int cmd_load(cli_state *st, int argc, char **argv)
     double secs;
     int opt, ret;
 
-    while ((opt = getopt_long(argc, argv, "+f:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
         if (opt != 'f') {
             cli_usage_error("load NAME[@VERSION] [--file PACKAGE]");
             return EXIT_USAGE;
@@ -615,7 +621,7 @@ static int cmd_invoke(cli_state *st, int argc, char **argv)
     size_t in_len = 0, out_len = 0;
     int opt, ret;
 
-    while ((opt = getopt_long(argc, argv, "+i:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "i:", opts, NULL)) != -1) {
         if (opt != 'i') {
             cli_usage_error("invoke MODULE FUNCTION [--input FILE|-]");
             return EXIT_USAGE;
@@ -732,7 +738,7 @@ static int cmd_register(cli_state *st, int argc, char **argv)
     uint32_t events = 0, flags = 0;
     int opt, ret;
 
-    while ((opt = getopt_long(argc, argv, "+e:r", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "e:r", opts, NULL)) != -1) {
         if (opt == 'e') {
             if (cli_parse_events(optarg, &events) < 0) {
                 return EXIT_USAGE;
@@ -791,7 +797,7 @@ static int cmd_watch(cli_state *st, int argc, char **argv)
     vmaug_event ev;
     int opt, ret;
 
-    while ((opt = getopt_long(argc, argv, "+e:c:w:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "e:c:w:", opts, NULL)) != -1) {
         if (opt == 'e') {
             if (cli_parse_events(optarg, &mask) < 0) {
                 return EXIT_USAGE;

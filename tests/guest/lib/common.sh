@@ -1,0 +1,59 @@
+# Functions for guest scenarios (busybox sh).  Scenarios run with sh -e:
+# any failing command fails the scenario.
+
+VMAUG_KO=/lib/vmaug/vmaugment.ko
+
+# Print an error and fail the scenario.
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# Ask the host runner to do something (see tests/guest/run.sh).
+host_action() {
+    echo "VMAUG-HOST: $*"
+}
+
+# What went wrong in the kernel, if anything: oops, BUG, warning, taint.
+vmaug_kernel_verdict() {
+    # Taint bits: 7 D (died), 9 W (warning), 14 L (soft lockup),
+    # 5 B (bad page), 4 M (machine check).  O and E (our module) are fine.
+    t=$(cat /proc/sys/kernel/tainted)
+    bad=$(( t & ((1 << 7) | (1 << 9) | (1 << 14) | (1 << 5) | (1 << 4)) ))
+    if [ "$bad" -ne 0 ]; then
+        echo "tainted $t"
+        return
+    fi
+    if dmesg | grep -E -q 'Oops|BUG:|WARNING:|general protection|Call Trace|KASAN|refcount_t:|list_(add|del) corruption'; then
+        echo "$(dmesg | grep -E -m1 'Oops|BUG:|WARNING:|general protection|Call Trace|KASAN|refcount_t:|list_(add|del) corruption')"
+    fi
+}
+
+# Wait up to $2 seconds for the device's view of the host helper to be $1
+# (connected or disconnected).
+wait_helper() {
+    i=0
+    while [ "$i" -lt "$(( $2 * 10 ))" ]; do
+        if vmaugment --json version 2>/dev/null |
+           grep -q "\"helper\":\"$1\""; then
+            return 0
+        fi
+        usleep 100000
+        i=$((i + 1))
+    done
+    fail "host helper not $1 after $2 s"
+}
+
+# Run "$@", which must fail with exit status $1 and print $2 (a grep -E
+# pattern) on stdout or stderr.
+expect_fail() {
+    want=$1 pattern=$2
+    shift 2
+    set +e
+    out=$("$@" 2>&1)
+    got=$?
+    set -e
+    echo "$out"
+    [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want"
+    echo "$out" | grep -E -q "$pattern" || fail "'$*' did not say '$pattern'"
+}
