@@ -2,11 +2,13 @@
 # Build the patched qemu-system-x86_64 (with -device vmaugment-pci), the
 # image tools and the qtests.
 #
-# Usage: build-qemu.sh [BUILD_ROOT]     (default: build/ in the repository)
+# Usage: build-qemu.sh [--fuzz] [BUILD_ROOT]   (default: build/ in the repo)
 #
 #   BUILD_ROOT/qemu-src   Debian's QEMU 10.0.x source + qemu-patches/ +
 #                         our hw/ and tests/qtest/ files copied over it
 #   BUILD_ROOT/qemu       the QEMU build directory
+#   BUILD_ROOT/qemu-fuzz  with --fuzz: qemu-fuzz-x86_64 built by clang with
+#                         libFuzzer, AddressSanitizer and UBSan
 #
 # Re-running is cheap: the source is re-extracted only when the QEMU
 # version or qemu-patches/ change, our files are copied only when their
@@ -14,6 +16,11 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+fuzz=false
+if [ "${1:-}" = --fuzz ]; then
+    fuzz=true
+    shift
+fi
 root=${1:-$top/build}
 src=$root/qemu-src
 bld=$root/qemu
@@ -40,6 +47,25 @@ configure_flags=(
 
 targets=(qemu-system-x86_64 qemu-img qemu-nbd storage-daemon/qemu-storage-daemon
          tests/qtest/qos-test tests/qtest/fuzz-vmaugment-test)
+
+if $fuzz; then
+    bld=$root/qemu-fuzz
+    configure_flags=(
+        --python=/usr/bin/python3
+        --disable-download
+        --cc=/usr/lib/ccache/clang
+        --cxx=/usr/lib/ccache/clang++
+        --target-list=x86_64-softmmu
+        --without-default-features
+        --disable-docs
+        --disable-install-blobs
+        --disable-tools
+        --enable-fuzzing
+        --enable-asan
+        --enable-ubsan
+    )
+    targets=(qemu-fuzz-x86_64)
+fi
 
 # Copy SRC to DST only if the content differs, keeping ninja's view stable.
 install_if_changed() {

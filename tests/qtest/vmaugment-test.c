@@ -18,6 +18,7 @@
 #include "libqos/qgraph.h"
 #include "libqos/pci.h"
 #include "libqos/vmaugment.h"
+#include "qobject/qdict.h"
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
 #include "standard-headers/linux/virtio_vmaugment.h"
@@ -481,6 +482,7 @@ static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
 typedef struct TestHelper {
     char *dir;
     char *path;
+    char *cmdline;          /* QEMU's, to start a migration destination */
     int listen_fd;
     int fd;
 } TestHelper;
@@ -495,6 +497,7 @@ static void helper_cleanup(void *opaque)
     close(h->listen_fd);
     unlink(h->path);
     rmdir(h->dir);
+    g_free(h->cmdline);
     g_free(h->path);
     g_free(h->dir);
     g_free(h);
@@ -519,6 +522,7 @@ static void *helper_before(GString *cmd_line, void *arg)
 
     g_string_append_printf(cmd_line, " -chardev socket,id=vmaug-helper,path=%s",
                            h->path);
+    h->cmdline = g_strdup(cmd_line->str);
     g_test_queue_destroy(helper_cleanup, h);
     return h;
 }
@@ -910,6 +914,82 @@ static void test_helper_event_buffer_small(void *obj, void *data,
     guest_free(aug->alloc, addr);
 }
 
+static void wait_migration(QTestState *qts, const char *want)
+{
+    gint64 end = g_get_monotonic_time() + VMAUG_TEST_TIMEOUT_US;
+
+    for (;;) {
+        QDict *resp = qtest_qmp(qts, "{ 'execute': 'query-migrate' }");
+        QDict *ret = qdict_get_qdict(resp, "return");
+        const char *status = qdict_haskey(ret, "status") ?
+                             qdict_get_str(ret, "status") : "none";
+        bool done = strcmp(status, want) == 0;
+
+        g_assert_cmpstr(status, !=, "failed");
+        qobject_unref(resp);
+        if (done) {
+            return;
+        }
+        g_assert(g_get_monotonic_time() < end);
+        g_usleep(10000);
+    }
+}
+
+/*
+ * A request in flight when the VM migrates travels with it and is failed
+ * with VMAUG_S_INTERRUPTED on the destination, whose helper never saw it.
+ */
+static void test_helper_migrate(void *obj, void *data,
+                                QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    QTestState *src = global_qtest;
+    QTestState *dst;
+    g_autofree char *file = g_build_filename(h->dir, "migration", NULL);
+    g_autofree char *out_uri = g_strdup_printf("exec:cat > %s", file);
+    g_autofree char *in_uri = g_strdup_printf("exec:cat %s", file);
+    struct virtio_vmaugment_resp resp;
+    uint64_t used = aug->reqq->used;
+    uint16_t used_idx;
+    gint64 end;
+    uint32_t elem_id;
+    QDict *r;
+    Call c;
+
+    helper_connect(h, aug);
+    c = submit_query(aug, 51, "printer");
+    helper_expect_query(h, 51, "printer");
+    used_idx = aug->reqq->last_used_idx;
+
+    r = qtest_qmp(src, "{ 'execute': 'migrate', 'arguments': { 'uri': %s } }",
+                  out_uri);
+    g_assert(qdict_haskey(r, "return"));
+    qobject_unref(r);
+    wait_migration(src, "completed");
+
+    dst = qtest_initf("%s -incoming defer", h->cmdline);
+    r = qtest_qmp(dst, "{ 'execute': 'migrate-incoming',"
+                       "  'arguments': { 'uri': %s } }", in_uri);
+    g_assert(qdict_haskey(r, "return"));
+    qobject_unref(r);
+    wait_migration(dst, "completed");
+
+    /* The destination answers the request as soon as it runs. */
+    end = g_get_monotonic_time() + VMAUG_TEST_TIMEOUT_US;
+    while (qtest_readw(dst, used + 2) == used_idx) {
+        g_assert(g_get_monotonic_time() < end);
+        qtest_clock_step(dst, 100);
+    }
+    elem_id = qtest_readl(dst, used + 4 + 8 * (used_idx % aug->reqq->size));
+    g_assert_cmpuint(elem_id, ==, c.head);
+    qtest_memread(dst, c.in_addr, &resp, sizeof(resp));
+    g_assert_cmpuint(le64_to_cpu(resp.id), ==, 51);
+    g_assert_cmpuint(le16_to_cpu(resp.status), ==, VMAUG_S_INTERRUPTED);
+    qtest_quit(dst);
+    unlink(file);
+}
+
 static void register_vmaugment_test(void)
 {
     QOSGraphTestOptions helper = {
@@ -960,6 +1040,8 @@ static void register_vmaugment_test(void)
     qos_add_test("helper/events", "vmaugment", test_helper_events, &helper);
     qos_add_test("helper/event-buffer-small", "vmaugment",
                  test_helper_event_buffer_small, &helper);
+    qos_add_test("helper/migrate", "vmaugment", test_helper_migrate,
+                 &helper);
 }
 
 libqos_init(register_vmaugment_test);
