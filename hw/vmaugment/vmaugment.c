@@ -820,7 +820,7 @@ static void vmaugment_interrupt_inflight(VirtIOVMAugment *s)
 
     while ((req = QTAILQ_FIRST(&s->inflight))) {
         vmaugment_take_inflight(s, req);
-        QTAILQ_INSERT_TAIL(&s->restored, req, next);
+        QTAILQ_INSERT_TAIL(&s->interrupted, req, next);
     }
     timer_del(s->timeout_timer);
 }
@@ -833,8 +833,8 @@ static void vmaugment_complete_interrupted(VirtIOVMAugment *s)
     if (!vmaugment_can_complete(s)) {
         return;
     }
-    while ((req = QTAILQ_FIRST(&s->restored))) {
-        QTAILQ_REMOVE(&s->restored, req, next);
+    while ((req = QTAILQ_FIRST(&s->interrupted))) {
+        QTAILQ_REMOVE(&s->interrupted, req, next);
         vmaugment_finish(s, req, VMAUG_S_INTERRUPTED, msg, strlen(msg));
     }
 }
@@ -884,8 +884,8 @@ static void vmaugment_drop_requests(VirtIOVMAugment *s)
     VMAugmentRequest *req;
 
     vmaugment_interrupt_inflight(s);
-    while ((req = QTAILQ_FIRST(&s->restored))) {
-        QTAILQ_REMOVE(&s->restored, req, next);
+    while ((req = QTAILQ_FIRST(&s->interrupted))) {
+        QTAILQ_REMOVE(&s->interrupted, req, next);
         vmaugment_helper_send(s, VMAUG_HOST_CANCEL, req->tag, NULL, 0,
                               NULL, 0);
         g_free(req->elem);
@@ -999,7 +999,7 @@ static void vmaugment_realize(DeviceState *dev, Error **errp)
     s->in_buf = g_malloc(sizeof(struct vmaug_host_msg) + VMAUG_HOST_MAX_MSG);
     s->out = g_byte_array_new();
     QTAILQ_INIT(&s->inflight);
-    QTAILQ_INIT(&s->restored);
+    QTAILQ_INIT(&s->interrupted);
     QSIMPLEQ_INIT(&s->events);
     s->event_mask = VMAUGMENT_DEFAULT_EVENT_MASK;
     s->timeout_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, vmaugment_timeout, s);
@@ -1064,14 +1064,14 @@ static int vmaugment_put_requests(QEMUFile *f, void *pv, size_t size,
     VMAugmentRequest *req;
     uint32_t count = s->n_inflight;
 
-    QTAILQ_FOREACH(req, &s->restored, next) {
+    QTAILQ_FOREACH(req, &s->interrupted, next) {
         count++;
     }
     qemu_put_be32(f, count);
     QTAILQ_FOREACH(req, &s->inflight, next) {
         vmaugment_put_one(s, f, req);
     }
-    QTAILQ_FOREACH(req, &s->restored, next) {
+    QTAILQ_FOREACH(req, &s->interrupted, next) {
         vmaugment_put_one(s, f, req);
     }
     return 0;
@@ -1100,7 +1100,7 @@ static int vmaugment_get_requests(QEMUFile *f, void *pv, size_t size,
             g_free(req);
             return -EINVAL;
         }
-        QTAILQ_INSERT_TAIL(&s->restored, req, next);
+        QTAILQ_INSERT_TAIL(&s->interrupted, req, next);
     }
     return 0;
 }

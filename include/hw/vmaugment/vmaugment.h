@@ -75,8 +75,12 @@ struct VirtIOVMAugment {
     uint32_t n_inflight;
     uint64_t next_tag;
     QEMUTimer *timeout_timer;
-    /* Requests restored by migration, failed once the VM runs. */
-    QTAILQ_HEAD(, VMAugmentRequest) restored;
+    /*
+     * Requests to fail with VMAUG_S_INTERRUPTED once the VM runs: those
+     * the helper lost while the VM was stopped, and those that arrived
+     * with an incoming migration.
+     */
+    QTAILQ_HEAD(, VMAugmentRequest) interrupted;
 
     uint32_t event_mask;
     uint64_t event_seq;
