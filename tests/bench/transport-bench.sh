@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Transport benchmark: in one guest boot, guest->host throughput of MIB MiB
+# (default 256) through /dev/vmaugment (zero-copy UPLOAD_CHUNK to the host
+# helper) and through a virtio-serial port (into a host unix socket), and
+# the round trip of small requests through both, with the ratios.
+#
+#   tests/bench/transport-bench.sh [MIB]
+#
+# Same QEMU build, same guest kernel, TCG; environment as for
+# tests/guest/run.sh.  Prints figures; it is not a pass/fail test.
+set -euo pipefail
+
+bench=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$bench/../.." && pwd)
+here=$root/tests/guest
+# shellcheck source=tests/guest/lib/harness.sh
+. "$here/lib/harness.sh"
+
+mib=${1:-256}
+rtt_count=${VMAUGMENT_BENCH_RTT_COUNT:-20000}
+extra_progs=("$bench/guest-bench.c")
+
+check_qemu
+prepare_all
+
+bdir=$work/bench
+rm -rf "$bdir"
+mkdir -p "$bdir"
+peers=()
+cleanup() {
+    local p
+    for p in "${peers[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+python3 "$bench/serial-peer.py" sink "$bdir/sink.sock" $((mib << 20)) &
+peers+=($!)
+python3 "$bench/serial-peer.py" echo "$bdir/echo.sock" &
+peers+=($!)
+for _ in $(seq 50); do
+    [ -S "$bdir/sink.sock" ] && [ -S "$bdir/echo.sock" ] && break
+    sleep 0.1
+done
+
+cat >"$bdir/transport-bench.sh" <<GUEST
+# needs: helper
+# timeout: 900
+# memory: 1024M
+# qemu: -device virtio-serial-pci -chardev socket,id=vs0,path=$bdir/sink.sock -device virtserialport,chardev=vs0,name=bench.sink -chardev socket,id=vs1,path=$bdir/echo.sock -device virtserialport,chardev=vs1,name=bench.echo
+port() {
+    for p in /sys/class/virtio-ports/*; do
+        [ "\$(cat \$p/name)" = "\$1" ] && echo /dev/\${p##*/}
+    done
+}
+wait_helper connected 30
+guest-bench vmaug-rtt $rtt_count ping
+guest-bench vmaug-rtt $rtt_count query
+guest-bench serial-rtt "\$(port bench.echo)" $rtt_count
+guest-bench upload $mib
+guest-bench serial-write "\$(port bench.sink)" $mib
+GUEST
+
+log_step "booting the benchmark guest ($mib MiB, $rtt_count round trips)"
+reason=
+if ! run_scenario "$bdir/transport-bench.sh"; then
+    die "benchmark guest failed: $reason (console: $work/run/transport-bench/console.log)"
+fi
+
+log=$work/run/transport-bench/console.log
+val() {
+    awk -v k="$1" '$1 == "BENCH" && $2 == k { print $3 }' "$log"
+}
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
+}
+up=$(val vmaug_upload_mib_s)
+sw=$(val serial_write_mib_s)
+vp50=$(val vmaug_ping_rtt_p50)
+vp99=$(val vmaug_ping_rtt_p99)
+qp50=$(val vmaug_query_rtt_p50)
+qp99=$(val vmaug_query_rtt_p99)
+sp50=$(val serial_rtt_p50)
+sp99=$(val serial_rtt_p99)
+
+printf '\n%s\n' "transport benchmark: $mib MiB, $rtt_count round trips of 64 bytes, TCG, $(nproc) host CPUs"
+printf '%-34s %14s %14s %8s\n' "" "/dev/vmaugment" "virtio-serial" "ratio"
+printf '%-34s %9s MiB/s %9s MiB/s %7sx\n' "guest->host throughput" "$up" "$sw" "$(ratio "$up" "$sw")"
+printf '%-34s %11s us %11s us %7sx\n' "round trip p50 (PING, device)" "$vp50" "$sp50" "$(ratio "$sp50" "$vp50")"
+printf '%-34s %11s us %11s us %7sx\n' "round trip p99 (PING, device)" "$vp99" "$sp99" "$(ratio "$sp99" "$vp99")"
+printf '%-34s %11s us %11s us %7sx\n' "round trip p50 (QUERY, helper)" "$qp50" "$sp50" "$(ratio "$sp50" "$qp50")"
+printf '%-34s %11s us %11s us %7sx\n' "round trip p99 (QUERY, helper)" "$qp99" "$sp99" "$(ratio "$sp99" "$qp99")"
+echo "(throughput ratio: vmaugment / virtio-serial; latency ratio: virtio-serial / vmaugment; > 1 means vmaugment is better)"
