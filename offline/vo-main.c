@@ -11,10 +11,17 @@
 
 #include <json-glib/json-glib.h>
 
+#include "vo-apply.h"
 #include "vo-inventory.h"
 #include "vo-version.h"
 
 static char *opt_format;
+static char *opt_trust_dir;
+static gboolean opt_dry_run;
+static char *opt_key;
+static char *opt_cert;
+static char *opt_payload_dir;
+static char *opt_output;
 
 static void vo_main_print_json(JsonNode *node)
 {
@@ -51,6 +58,120 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
     return TRUE;
 }
 
+static const char *vo_main_trust_dir(void)
+{
+    return opt_trust_dir ? opt_trust_dir : VMAUGMENT_TRUST_DIR;
+}
+
+/* Prints the report object, with the error if there is one, and passes
+ * @ok through. */
+static gboolean vo_main_finish_report(JsonBuilder *b, gboolean ok,
+                                      GError **error)
+{
+    g_autoptr(JsonNode) root = NULL;
+
+    if (!ok) {
+        json_builder_set_member_name(b, "error");
+        json_builder_add_string_value(b, (*error)->message);
+    }
+    json_builder_end_object(b);
+    root = json_builder_get_root(b);
+    vo_main_print_json(root);
+    return ok;
+}
+
+static gboolean vo_main_apply(int argc, char **argv, GError **error)
+{
+    g_autoptr(VoBundle) bundle = NULL;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    if (argc != 3) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "usage: apply [--dry-run] IMAGE BUNDLE");
+        return FALSE;
+    }
+    bundle = vo_bundle_load(argv[2], vo_main_trust_dir(), error);
+    if (!bundle) {
+        return FALSE;
+    }
+    json_builder_begin_object(b);
+    return vo_main_finish_report(
+        b, vo_apply_image(argv[1], opt_format, bundle,
+                          opt_dry_run ? VO_APPLY_DRY_RUN : 0, b, error),
+        error);
+}
+
+static gboolean vo_main_check(int argc, char **argv, GError **error)
+{
+    opt_dry_run = TRUE;
+    if (argc != 3) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "usage: check IMAGE BUNDLE");
+        return FALSE;
+    }
+    return vo_main_apply(argc, argv, error);
+}
+
+static gboolean vo_main_verify(int argc, char **argv, GError **error)
+{
+    g_autoptr(VoBundle) bundle = NULL;
+    g_autoptr(VoGuest) guest = NULL;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    gboolean ok;
+
+    if (argc != 3) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "usage: verify IMAGE BUNDLE");
+        return FALSE;
+    }
+    bundle = vo_bundle_load(argv[2], vo_main_trust_dir(), error);
+    if (!bundle || !vo_apply_recover(argv[1], NULL, error)) {
+        return FALSE;
+    }
+    guest = vo_guest_open(argv[1], opt_format, FALSE, error);
+    if (!guest) {
+        return FALSE;
+    }
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "image");
+    json_builder_add_string_value(b, argv[1]);
+    json_builder_set_member_name(b, "bundle");
+    json_builder_add_string_value(b, bundle->id);
+    json_builder_set_member_name(b, "instructions");
+    ok = vo_apply_verify(bundle, guest, b, error);
+    json_builder_set_member_name(b, "verified");
+    json_builder_add_boolean_value(b, ok);
+    return vo_main_finish_report(b, ok, error);
+}
+
+static gboolean vo_main_recover(int argc, char **argv, GError **error)
+{
+    const char *action;
+
+    if (argc != 2) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "usage: recover IMAGE");
+        return FALSE;
+    }
+    if (!vo_apply_recover(argv[1], &action, error)) {
+        return FALSE;
+    }
+    printf("%s\n", action);
+    return TRUE;
+}
+
+static gboolean vo_main_bundle_build(int argc, char **argv, GError **error)
+{
+    if (argc != 2 || !opt_key || !opt_cert || !opt_output) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "usage: bundle-build --key KEY --cert CERT "
+                    "[--payload-dir DIR] --output BUNDLE MANIFEST");
+        return FALSE;
+    }
+    return vo_bundle_build(argv[1], opt_payload_dir ? opt_payload_dir : ".",
+                           opt_key, opt_cert, opt_output, error);
+}
+
 static gboolean vo_main_compare_versions(int argc, char **argv,
                                          GError **error)
 {
@@ -75,6 +196,16 @@ static const struct {
 } vo_main_commands[] = {
     { "inspect", vo_main_inspect,
       "IMAGE                 print drives, OS and packages as JSON" },
+    { "check", vo_main_check,
+      "IMAGE BUNDLE            does the bundle apply? what would change?" },
+    { "apply", vo_main_apply,
+      "IMAGE BUNDLE            patch atomically (--dry-run: only show)" },
+    { "verify", vo_main_verify,
+      "IMAGE BUNDLE           confirm every instruction is in effect" },
+    { "recover", vo_main_recover,
+      "IMAGE                 finish or undo an interrupted apply" },
+    { "bundle-build", vo_main_bundle_build,
+      "MANIFEST         build and sign a bundle" },
     { "compare-versions", vo_main_compare_versions,
       "A OP B       compare Debian versions (exit 0 if true)" },
 };
@@ -87,6 +218,19 @@ int main(int argc, char **argv)
     GOptionEntry entries[] = {
         { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
           "Image format (default: probed by qemu-img)", "FMT" },
+        { "trust-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_trust_dir,
+          "Trusted certificates for bundles (default " VMAUGMENT_TRUST_DIR
+          ")", "DIR" },
+        { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &opt_dry_run,
+          "apply: show what would change, change nothing", NULL },
+        { "key", 0, 0, G_OPTION_ARG_FILENAME, &opt_key,
+          "bundle-build: signing key (PKCS#8 PEM)", "FILE" },
+        { "cert", 0, 0, G_OPTION_ARG_FILENAME, &opt_cert,
+          "bundle-build: the key's certificate", "FILE" },
+        { "payload-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_payload_dir,
+          "bundle-build: where payload files are (default .)", "DIR" },
+        { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output,
+          "bundle-build: the bundle to write", "FILE" },
         { NULL },
     };
 

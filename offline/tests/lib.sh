@@ -84,3 +84,102 @@ for k in sys.argv[2:]:
     d = d[int(k)] if isinstance(d, list) else d[k]
 print(d if not isinstance(d, (dict, list)) else json.dumps(d))' "$@"
 }
+
+# A signing identity, a trust store holding its certificate, and the demo
+# bundle of the Linux job (replace 1, add 3 incl. 5 MiB, mkdir, delete,
+# chmod) in $tmp/demo.vmab.  $1 may name extra manifest rules (JSON).
+make_identity() {
+    : "${VMAUGMENT_KEYGEN:?the vmaugment-keygen binary}"
+    mkdir -p "$tmp/trust"
+    "$VMAUGMENT_KEYGEN" --name "Patch admin" --key "$tmp/admin.key" \
+        --cert "$tmp/trust/admin.pem"
+}
+
+motd_sha=$(echo "vmaugment fixture" | sha256sum | cut -d' ' -f1)
+
+# write_manifest FILE RULES FILES: RULES/FILES are JSON array bodies.
+write_manifest() {
+    cat >"$1" <<JSON
+{
+  "format": 1, "id": "${MANIFEST_ID:-demo-fix}", "version": "1",
+  "description": "test bundle",
+  "applies": [ $2 ],
+  "files": [ $3 ]
+}
+JSON
+}
+
+demo_files='
+    {"op": "replace", "path": "/etc/motd", "payload": "motd", "old_sha256": "'$motd_sha'"},
+    {"op": "mkdir", "path": "/opt/demo"},
+    {"op": "add", "path": "/opt/demo/big.bin", "payload": "big.bin"},
+    {"op": "add", "path": "/usr/local/bin/tool", "payload": "tool", "mode": "0755"},
+    {"op": "add", "path": "/srv/www/site.conf", "payload": "site.conf", "uid": 33, "gid": 33},
+    {"op": "delete", "path": "/etc/issue.net"},
+    {"op": "chmod", "path": "/etc/hostname", "mode": "0600"}'
+demo_rules='
+    {"os": {"id": "debian", "version_id": "12"}},
+    {"package": "libc6", "version": ">= 2.36"},
+    {"package": "openssh-server", "installed": false},
+    {"file": "/etc/debian_version", "exists": true}'
+
+make_payloads() {
+    mkdir -p "$tmp/payload"
+    echo "patched motd" >"$tmp/payload/motd"
+    head -c 5M /dev/urandom >"$tmp/payload/big.bin"
+    printf '#!/bin/sh\necho tool\n' >"$tmp/payload/tool"
+    echo "site config" >"$tmp/payload/site.conf"
+}
+
+# build_bundle OUT RULES FILES
+build_bundle() {
+    write_manifest "$tmp/manifest.json" "$2" "$3"
+    "$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" \
+        --cert "$tmp/trust/admin.pem" --payload-dir "$tmp/payload" \
+        --output "$1" "$tmp/manifest.json"
+}
+
+vo() {
+    "$VMAUGMENT_OFFLINE" --trust-dir "$tmp/trust" "$@"
+}
+
+# debugfs on partition $2 of raw disk $1
+debugfs_part() {
+    local raw=$1 part=$2
+    shift 2
+    debugfs -R "$*" "$raw?offset=$(part_offset "$raw" "$part")" 2>/dev/null
+}
+
+# Independent check of the demo bundle's effect on image $1.
+check_demo_applied() {
+    local img=$1 raw=$tmp/check.raw
+    "$QEMU_IMG" convert -U -O raw "$img" "$raw"
+    for p in 1 2; do
+        e2fsck -fn "$raw?offset=$(part_offset "$raw" "$p")" >"$tmp/fsck.log" 2>&1 ||
+            { cat "$tmp/fsck.log" >&2; fail "$img: partition $p not fsck-clean"; }
+    done
+    [ "$(debugfs_part "$raw" 1 cat /etc/motd)" = "patched motd" ] ||
+        fail "$img: motd not replaced"
+    debugfs_part "$raw" 1 dump /opt/demo/big.bin "$tmp/big.out"
+    cmp -s "$tmp/big.out" "$tmp/payload/big.bin" || fail "$img: big.bin differs"
+    debugfs_part "$raw" 1 stat /usr/local/bin/tool | grep -q "Mode:  0755" ||
+        fail "$img: tool mode"
+    debugfs_part "$raw" 2 stat /www/site.conf | grep -qE "User: +33 +Group: +33" ||
+        fail "$img: site.conf owner"
+    debugfs_part "$raw" 1 stat /etc/hostname | grep -q "Mode:  0600" ||
+        fail "$img: hostname mode"
+    ! debugfs_part "$raw" 1 stat /etc/issue.net | grep -q "Inode:" ||
+        fail "$img: issue.net not deleted"
+    rm -f "$raw" "$tmp/big.out"
+}
+
+# Fails unless image $1 holds exactly the content of image $2.
+check_same_content() {
+    "$QEMU_IMG" compare -U -q "$1" "$2" || fail "$1 differs from $2"
+}
+
+no_sidecars() {
+    local d b
+    d=$(dirname "$1"); b=$(basename "$1")
+    ! ls -A "$d" | grep -q "^\.$b\.vmaugment" || fail "sidecar files left next to $1"
+}

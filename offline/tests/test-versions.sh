@@ -2,10 +2,9 @@
 # Version comparison must agree with dpkg --compare-versions everywhere.
 source "$(dirname "$0")/lib.sh"
 
-versions=(0 1 1.0 1.0-1 1.0-1.1 1:0 1:1.0-1 2:0.1 1.0~rc1 1.0~rc1-1 1.0~~
-          1.0~ 1.0+b1 1.0a 1.0.1 1.00 1.0-0 1.0-1~bpo12+1 1.0-1+deb12u1
-          2.36-9+deb12u9 2.36-9+deb12u10 10 9 a b 1.0-a 7.2+dfsg-7
-          7.2+dfsg-7+deb12u18+b3 3.6.2-1+deb12u5 0.0~git20200101)
+versions=(0 1.0 1.0-1 1:0 1:1.0-1 1.0~rc1 1.0~~ 1.0~ 1.0+b1 1.0a 1.00
+          1.0-0 1.0-1~bpo12+1 1.0-1+deb12u1 2.36-9+deb12u9 2.36-9+deb12u10
+          10 9 a 7.2+dfsg-7+deb12u18+b3 0.0~git20200101)
 ops=(lt eq gt)
 n=0
 for a in "${versions[@]}"; do

@@ -1,0 +1,69 @@
+/*
+ * Patch bundles: a tar archive holding manifest.json, its detached PKCS#7
+ * signature manifest.json.p7s, and payload/<name> files whose SHA-256 the
+ * signed manifest lists.  See docs/offline.rst.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include "vo-disk.h"
+
+G_BEGIN_DECLS
+
+#define VO_BUNDLE_FORMAT 1
+#define VO_BUNDLE_MAX_MANIFEST (1024 * 1024)
+#define VO_BUNDLE_MAX_PAYLOAD_TOTAL (1024ull * 1024 * 1024)
+#define VO_BUNDLE_MAX_OPS 10000
+
+typedef enum {
+    VO_FILE_OP_MKDIR,
+    VO_FILE_OP_ADD,
+    VO_FILE_OP_REPLACE,
+    VO_FILE_OP_DELETE,
+    VO_FILE_OP_CHMOD,
+    VO_FILE_OP_CHOWN,
+} VoFileOpKind;
+
+typedef struct {
+    VoFileOpKind kind;
+    char *path;
+    char *payload;          /* add, replace */
+    GBytes *data;           /* borrowed from the bundle's payloads */
+    char *new_sha256;       /* of data */
+    char *old_sha256;       /* replace (required), delete (optional) */
+    gboolean has_mode, has_uid, has_gid;
+    guint32 mode, uid, gid;
+} VoFileOp;
+
+typedef struct {
+    char *id;
+    char *version;
+    char *description;
+    JsonNode *manifest;     /* the whole signed manifest */
+    JsonArray *rules;       /* borrowed from manifest; may be NULL */
+    GPtrArray *files;       /* VoFileOp* */
+    GHashTable *payloads;   /* name -> GBytes* */
+    char *signer;           /* common name of the trusted signer */
+    char *signer_fingerprint;
+} VoBundle;
+
+/* Reads, checks the signature against the trust store directory, then
+ * parses the manifest and checks every payload's hash. */
+VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
+                         GError **error);
+void vo_bundle_free(VoBundle *bundle);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoBundle, vo_bundle_free)
+
+/* Builds a bundle: fills the manifest's "payload" table from the files in
+ * @payload_dir that the file instructions name, and signs it. */
+gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
+                         const char *key_path, const char *cert_path,
+                         const char *out_path, GError **error);
+
+const char *vo_file_op_name(VoFileOpKind kind);
+char *vo_sha256(GBytes *data);
+
+G_END_DECLS
