@@ -1,0 +1,144 @@
+/*
+ * vmaugment module ABI and host API, version 1.
+ *
+ * A module is an ELF shared object for the host that exports one symbol,
+ * VMAUG_MODULE_SYMBOL, of type struct vmaug_module.  The helper loads it in
+ * a sandboxed child process of its own: the object is mapped and its
+ * constructors run before the sandbox closes, then init() is called with
+ * the sandbox in force.  From then on the module cannot open files, create
+ * sockets or processes, or map executable memory; everything it may do
+ * beyond computing goes through the struct vmaug_host_api it is given,
+ * limited to the capabilities its manifest requests and the host owner
+ * grants.
+ *
+ * The module is single-threaded: the host calls init, then any number of
+ * event and call, then fini, one at a time.  Host API functions may be
+ * called from any of them.
+ *
+ * This header is plain C (no GLib), so modules need nothing but libc.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef VMAUGMENT_MODULE_H
+#define VMAUGMENT_MODULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMAUG_MODULE_ABI_VERSION    1
+#define VMAUG_MODULE_SYMBOL         "vmaug_module_v1"
+
+/* Capabilities, as named in a manifest's "capabilities" array. */
+#define VMAUG_CAP_LOG               "log"           /* always granted */
+#define VMAUG_CAP_CONFIG            "config"        /* own configuration */
+#define VMAUG_CAP_STATE             "state"         /* own state directory */
+#define VMAUG_CAP_SPOOL             "spool"         /* printer spool */
+#define VMAUG_CAP_EVENTS            "events"        /* messages to the guest */
+#define VMAUG_CAP_UI                "ui"            /* UI elements to the host */
+#define VMAUG_CAP_RESTART_IMAGE     "restart-image"
+#define VMAUG_CAP_RESTART_HOST      "restart-host"
+#define VMAUG_CAP_MODULES           "modules"       /* install modules */
+
+/* Log levels for vmaug_host_api.log. */
+#define VMAUG_LOG_ERROR             0
+#define VMAUG_LOG_WARNING           1
+#define VMAUG_LOG_INFO              2
+#define VMAUG_LOG_DEBUG             3
+
+/* What vmaug_host_api.request_restart restarts. */
+#define VMAUG_RESTART_IMAGE         1
+#define VMAUG_RESTART_HOST          2
+
+/* Limits the host enforces on what modules hand it. */
+#define VMAUG_MODULE_MAX_PATH       255     /* state-relative path */
+#define VMAUG_MODULE_MAX_LOG        1024    /* bytes of one log line */
+#define VMAUG_MODULE_MAX_UI         4096    /* bytes of one UI element */
+#define VMAUG_MODULE_MAX_SPOOL      (16 * 1024 * 1024)  /* one document */
+
+/* Opaque handle the host passes back to itself. */
+typedef struct vmaug_host vmaug_host;
+
+/*
+ * Functions returning int return 0 (or a count) on success and a negative
+ * errno on failure: -EPERM for a capability not granted, -EINVAL for bad
+ * arguments, -EIO when the host failed.
+ */
+struct vmaug_host_api {
+    uint32_t abi_version;           /* VMAUG_MODULE_ABI_VERSION */
+    uint32_t size;                  /* sizeof(struct vmaug_host_api) */
+
+    void (*log)(vmaug_host *h, int level, const char *message);
+
+    /* The module's own configuration, persisted per image.  get copies at
+     * most cap bytes and returns the value's length (-ENOENT if unset). */
+    int (*config_get)(vmaug_host *h, const char *key, void *value,
+                      size_t cap);
+    int (*config_set)(vmaug_host *h, const char *key, const void *value,
+                      size_t len);
+
+    /* Open a file below the module's own state directory; path is
+     * relative, without "..", symlinks are not followed.  Returns a file
+     * descriptor.  flags are open(2) flags (O_RDONLY, O_WRONLY|O_CREAT...). */
+    int (*state_open)(vmaug_host *h, const char *path, int flags);
+
+    /* Queue a document in the printer spool; job receives the job id
+     * (NUL-terminated, at most job_cap bytes).  Returns 0. */
+    int (*spool_submit)(vmaug_host *h, const char *title, const void *data,
+                        size_t len, char *job, size_t job_cap);
+
+    /* Send bytes to the guest as a VMAUG_EVENT_MODULE_MESSAGE. */
+    int (*post_event)(vmaug_host *h, const void *data, size_t len);
+
+    /* Surface a UI element (a JSON object, e.g. a menu entry or a progress
+     * dialog) through the host's admin interface. */
+    int (*post_ui)(vmaug_host *h, const char *json);
+
+    /* Ask for a restart of the image or of the host application. */
+    int (*request_restart)(vmaug_host *h, int what);
+
+    /* Install a signed module package (the "upgrade" capability); it is
+     * verified exactly like an upload.  Returns 0. */
+    int (*install_module)(vmaug_host *h, const void *package, size_t len);
+};
+
+struct vmaug_module {
+    uint32_t abi_version;           /* VMAUG_MODULE_ABI_VERSION */
+    uint32_t size;                  /* sizeof(struct vmaug_module) */
+
+    /* Returns 0, or a negative errno to refuse loading.  *priv is passed
+     * to the other functions. */
+    int (*init)(const struct vmaug_host_api *api, vmaug_host *h,
+                void **priv);
+    void (*fini)(void *priv);
+
+    /* A lifecycle event (VMAUG_EVENT_*) the manifest says it handles;
+     * data is empty or a struct vmaug_module_ref.  May be NULL. */
+    int (*event)(void *priv, uint32_t type, const void *data, size_t len);
+
+    /*
+     * A guest call to one of the functions the manifest exports.  Write
+     * at most out_cap bytes to out and their number to *out_len.  Returns
+     * a VMAUG_S_* status (0 is VMAUG_S_OK).
+     */
+    int (*call)(void *priv, const char *function, const void *in,
+                size_t in_len, void *out, size_t out_cap, size_t *out_len);
+};
+
+#define VMAUG_MODULE_DEFINE(...) \
+    __attribute__((visibility("default"))) \
+    const struct vmaug_module vmaug_module_v1 = { \
+        .abi_version = VMAUG_MODULE_ABI_VERSION, \
+        .size = sizeof(struct vmaug_module), \
+        __VA_ARGS__ \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMAUGMENT_MODULE_H */

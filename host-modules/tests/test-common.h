@@ -1,0 +1,50 @@
+/*
+ * Fixtures shared by the host-side tests: administrators, packages built
+ * the honest way and the hostile way, and store snapshots.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef VMAUGMENT_TEST_COMMON_H
+#define VMAUGMENT_TEST_COMMON_H
+
+#include "host-common.h"
+#include "store.h"
+
+typedef struct {
+    gchar *dir;                     /* scratch directory */
+    gchar *trust_dir;               /* certificates the host trusts */
+    VmaugTrustIdentity *admin;      /* trusted, self-signed */
+    VmaugTrustIdentity *ca;         /* trusted CA */
+    VmaugTrustIdentity *leaf;       /* issued by ca, valid */
+    VmaugTrustIdentity *revoked;    /* issued by ca, revoked by its CRL */
+    VmaugTrustIdentity *expired;    /* issued by ca, expired */
+    VmaugTrustIdentity *stranger;   /* not trusted */
+    VmaugTrustStore *trust;
+} TestKeys;
+
+TestKeys *test_keys_new(void);
+void test_keys_free(TestKeys *k);
+
+/* A manifest template for @name @version exporting "echo". */
+gchar *test_manifest(const gchar *name, const gchar *version);
+/* An honest package. */
+GBytes *test_package(VmaugTrustIdentity *signer, const gchar *name,
+                     const gchar *version, GBytes *payload);
+/* A package from raw parts, whatever the manifest says: for hostile
+ * manifests a signer could still have signed. */
+GBytes *test_package_raw(VmaugTrustIdentity *signer, const gchar *manifest,
+                         GBytes *payload);
+GBytes *test_flip_bit(GBytes *in, gsize bit);
+/* Read a file the build produced, or fail the test. */
+GBytes *test_read(const gchar *path);
+/* A listing of every file under @dir with its size and SHA-256: equal
+ * snapshots mean the directory did not change. */
+gchar *test_snapshot(const gchar *dir, const gchar *skip);
+/* Lines of @path (the audit log). */
+guint test_count_lines(const gchar *path, const gchar *needle);
+void test_rm_rf(const gchar *dir);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TestKeys, test_keys_free)
+
+#endif /* VMAUGMENT_TEST_COMMON_H */

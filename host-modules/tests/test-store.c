@@ -1,0 +1,541 @@
+/*
+ * The module store and its tamper corpus: every hostile package is
+ * refused, leaves the store unchanged and is recorded in the audit log.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <glib/gstdio.h>
+
+#include "test-common.h"
+
+typedef struct {
+    TestKeys *keys;
+    VmaugPolicy *policy;
+    gchar *store_dir;
+    gchar *audit;
+    VmaugStore *store;
+    GBytes *payload;
+    GBytes *payload2;
+} Fixture;
+
+static void fixture_setup(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) good = NULL;
+    g_autoptr(VmaugManifest) m = NULL;
+
+    f->keys = test_keys_new();
+    f->policy = vmaug_policy_new_default();
+    f->policy->max_package_size = 256 * 1024;
+    f->store_dir = g_build_filename(f->keys->dir, "store", NULL);
+    f->audit = g_build_filename(f->store_dir, "audit.log", NULL);
+    f->store = vmaug_store_open(f->store_dir, f->keys->trust, f->policy,
+                                &error);
+    g_assert_no_error(error);
+    /* Not an ELF: the store never interprets payloads. */
+    f->payload = g_bytes_new_static("\177ELF payload one", 16);
+    f->payload2 = g_bytes_new_static("\177ELF payload two!", 17);
+    /* A baseline: version 1.1 is in the store. */
+    good = test_package(f->keys->admin, "echo", "1.1", f->payload);
+    m = vmaug_store_install(f->store, good, "test", &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(m->version, ==, "1.1");
+}
+
+static void fixture_teardown(Fixture *f, gconstpointer data)
+{
+    vmaug_store_free(f->store);
+    vmaug_policy_free(f->policy);
+    g_bytes_unref(f->payload);
+    g_bytes_unref(f->payload2);
+    g_free(f->store_dir);
+    g_free(f->audit);
+    test_keys_free(f->keys);
+}
+
+/* The package is refused with @code, the store (but its audit log) is
+ * unchanged, and one more refusal is in the log. */
+static void expect_refused(Fixture *f, GBytes *pkg, gint code)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugManifest) m = NULL;
+    g_autofree gchar *before = test_snapshot(f->store_dir, "audit.log");
+    g_autofree gchar *after = NULL;
+    guint refusals = test_count_lines(f->audit, "\"refuse\"");
+
+    m = vmaug_store_install(f->store, pkg, "test", &error);
+    g_assert_null(m);
+    g_assert_error(error, VMAUG_HOST_ERROR, code);
+    after = test_snapshot(f->store_dir, "audit.log");
+    g_assert_cmpstr(before, ==, after);
+    g_assert_cmpuint(test_count_lines(f->audit, "\"refuse\""), ==,
+                     refusals + 1);
+}
+
+static void test_accept(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) pkg = test_package(f->keys->admin, "echo", "1.2",
+                                         f->payload2);
+    g_autoptr(VmaugManifest) m = NULL;
+    g_autoptr(VmaugStoreEntry) e = NULL;
+    g_autoptr(VmaugPackage) loaded = NULL;
+    g_autoptr(GBytes) payload = NULL;
+    g_autoptr(GPtrArray) list = NULL;
+
+    m = vmaug_store_install(f->store, pkg, "test", &error);
+    g_assert_no_error(error);
+    e = vmaug_store_lookup(f->store, "echo", NULL, &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(e->version, ==, "1.2");
+    loaded = vmaug_store_open_package(f->store, "echo", "1.1", "test", "load",
+                                      &error);
+    g_assert_no_error(error);
+    payload = vmaug_package_get_payload(loaded);
+    g_assert_true(g_bytes_equal(payload, f->payload));
+    list = vmaug_store_list(f->store);
+    g_assert_cmpuint(list->len, ==, 2);
+    g_assert_cmpuint(test_count_lines(f->audit, "\"accept\""), ==, 3);
+    /* A CA-issued administrator is as good as a directly trusted one. */
+    {
+        g_autoptr(VmaugTrustIdentity) leaf = NULL;
+        g_autoptr(GBytes) p2 = NULL;
+        g_autoptr(VmaugManifest) m2 = NULL;
+        gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+
+        leaf = vmaug_trust_identity_generate("Other site admin",
+                                             VMAUG_TRUST_ROLE_SIGNER,
+                                             now - 60, now + 3600,
+                                             f->keys->ca, &error);
+        p2 = test_package(leaf, "kv", "1.0", f->payload);
+        m2 = vmaug_store_install(f->store, p2, "test", &error);
+        g_assert_no_error(error);
+    }
+}
+
+static void test_flipped_payload(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) pkg = test_package(f->keys->admin, "echo", "1.2",
+                                         f->payload2);
+    gsize size = g_bytes_get_size(pkg);
+    gsize plen = g_bytes_get_size(f->payload2);
+    gsize sig_len = GUINT32_FROM_LE(*(const guint32 *)
+                                    ((const guint8 *)g_bytes_get_data(pkg,
+                                                                      NULL) +
+                                     16));
+    gsize poff = size - sig_len - plen;
+
+    for (gsize bit = poff * 8; bit < (poff + plen) * 8; bit += 3) {
+        g_autoptr(GBytes) bad = test_flip_bit(pkg, bit);
+
+        expect_refused(f, bad, VMAUG_HOST_ERROR_DENIED);
+    }
+}
+
+static void test_flipped_manifest(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) pkg = test_package(f->keys->admin, "echo", "1.2",
+                                         f->payload2);
+    const guint8 *p = g_bytes_get_data(pkg, NULL);
+    gsize mlen = GUINT32_FROM_LE(*(const guint32 *)(p + 12));
+
+    for (gsize bit = VMAUG_PKG_HEADER_SIZE * 8;
+         bit < (VMAUG_PKG_HEADER_SIZE + mlen) * 8; bit += 11) {
+        g_autoptr(GBytes) bad = test_flip_bit(pkg, bit);
+
+        expect_refused(f, bad, VMAUG_HOST_ERROR_DENIED);
+    }
+}
+
+static void test_flipped_signature(Fixture *f, gconstpointer data)
+{
+    /* Signed by a CA-issued administrator: the certificate travels in the
+     * signature, so every bit of it matters. */
+    g_autoptr(GBytes) pkg = test_package(f->keys->leaf, "echo", "1.2",
+                                         f->payload2);
+    const guint8 *p = g_bytes_get_data(pkg, NULL);
+    gsize size = g_bytes_get_size(pkg);
+    gsize slen = GUINT32_FROM_LE(*(const guint32 *)(p + 16));
+
+    for (gsize bit = (size - slen) * 8; bit < size * 8; bit += 13) {
+        g_autoptr(GBytes) bad = test_flip_bit(pkg, bit);
+
+        expect_refused(f, bad, VMAUG_HOST_ERROR_DENIED);
+    }
+}
+
+static void test_untrusted_signers(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) unknown = test_package(f->keys->stranger, "echo", "1.2",
+                                             f->payload2);
+    g_autoptr(GBytes) expired = test_package(f->keys->expired, "echo", "1.2",
+                                             f->payload2);
+    g_autoptr(GBytes) revoked = test_package(f->keys->revoked, "echo", "1.2",
+                                             f->payload2);
+
+    expect_refused(f, unknown, VMAUG_HOST_ERROR_DENIED);
+    expect_refused(f, expired, VMAUG_HOST_ERROR_DENIED);
+    expect_refused(f, revoked, VMAUG_HOST_ERROR_DENIED);
+    g_assert_cmpuint(test_count_lines(f->audit, "issuer is unknown"), ==, 1);
+    g_assert_cmpuint(test_count_lines(f->audit, "revoked"), ==, 1);
+    g_assert_cmpuint(test_count_lines(f->audit, "expired"), ==, 1);
+}
+
+static void test_rollback(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) old = test_package(f->keys->admin, "echo", "1.0",
+                                         f->payload2);
+    g_autoptr(GBytes) same_version = test_package(f->keys->admin, "echo",
+                                                  "1.1", f->payload2);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugManifest) m = NULL;
+
+    expect_refused(f, old, VMAUG_HOST_ERROR_DENIED);
+    g_assert_cmpuint(test_count_lines(f->audit, "rollback"), ==, 1);
+    /* Another package under an existing name and version. */
+    expect_refused(f, same_version, VMAUG_HOST_ERROR_DENIED);
+    /* The host owner may allow going back. */
+    f->policy->allow_rollback = TRUE;
+    m = vmaug_store_install(f->store, old, "test", &error);
+    g_assert_no_error(error);
+}
+
+static void test_mix_and_match(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) a = test_package(f->keys->admin, "echo", "1.2",
+                                       f->payload);
+    g_autoptr(GBytes) b = test_package(f->keys->admin, "echo", "1.2",
+                                       f->payload2);
+    const guint8 *pa = g_bytes_get_data(a, NULL);
+    gsize mlen_a = GUINT32_FROM_LE(*(const guint32 *)(pa + 12));
+    gsize slen_a = GUINT32_FROM_LE(*(const guint32 *)(pa + 16));
+    g_autoptr(GByteArray) mix = g_byte_array_new();
+    g_autoptr(GBytes) mixed = NULL;
+    guint64 plen = g_bytes_get_size(f->payload2);
+
+    /* Header and signed manifest of A, payload of B (both signed by the
+     * same trusted administrator). */
+    g_byte_array_append(mix, pa, VMAUG_PKG_HEADER_SIZE + mlen_a);
+    *(guint64 *)(mix->data + 24) = GUINT64_TO_LE(plen);
+    g_byte_array_append(mix, g_bytes_get_data(f->payload2, NULL), plen);
+    g_byte_array_append(mix, pa + g_bytes_get_size(a) - slen_a, slen_a);
+    mixed = g_bytes_new(mix->data, mix->len);
+    expect_refused(f, mixed, VMAUG_HOST_ERROR_DENIED);
+    g_assert_cmpuint(test_count_lines(f->audit, "mix-and-match"), ==, 1);
+    (void)b;
+}
+
+static void test_truncated_and_oversize(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) pkg = test_package(f->keys->admin, "echo", "1.2",
+                                         f->payload2);
+    g_autofree guint8 *big = g_malloc0(300 * 1024);
+    g_autoptr(GBytes) big_payload = g_bytes_new(big, 300 * 1024);
+    g_autoptr(GBytes) oversize = test_package(f->keys->admin, "echo", "1.3",
+                                              big_payload);
+    g_autoptr(GByteArray) padded = g_byte_array_new();
+    g_autoptr(GBytes) pad = NULL;
+
+    for (gsize cut = 0; cut < g_bytes_get_size(pkg); cut += 97) {
+        g_autoptr(GBytes) t = g_bytes_new_from_bytes(pkg, 0, cut);
+
+        expect_refused(f, t, VMAUG_HOST_ERROR_INVALID);
+    }
+    g_byte_array_append(padded, g_bytes_get_data(pkg, NULL),
+                        g_bytes_get_size(pkg));
+    g_byte_array_append(padded, (const guint8 *)"x", 1);
+    pad = g_bytes_new(padded->data, padded->len);
+    expect_refused(f, pad, VMAUG_HOST_ERROR_INVALID);
+    expect_refused(f, oversize, VMAUG_HOST_ERROR_TOO_BIG);
+}
+
+static void test_wrong_json_types(Fixture *f, gconstpointer data)
+{
+    /* Each is signed by the trusted administrator: the manifest checks
+     * must hold even then. */
+    static const gchar *const bad[] = {
+        "[]",
+        "\"echo\"",
+        "null",
+        "{\"format\": 1, \"name\": 5, \"version\": \"1.2\"}",
+        "{\"format\": \"1\", \"name\": \"echo\", \"version\": \"1.2\"}",
+        "{\"format\": 1, \"name\": \"echo\", \"version\": 1.2, "
+        "\"kind\": \"communication\", \"abi\": 1, \"arch\": \"x86_64\", "
+        "\"min_host_version\": \"0.1\", \"entry\": \"vmaug_module_v1\", "
+        "\"events\": [], \"functions\": [], \"capabilities\": [], "
+        "\"payload\": {\"size\": 17, \"sha256\": \"00\"}}",
+        "{\"format\": 1, \"name\": \"echo\", \"version\": \"1.2\", "
+        "\"kind\": \"communication\", \"abi\": 1, \"arch\": \"x86_64\", "
+        "\"min_host_version\": \"0.1\", \"entry\": \"vmaug_module_v1\", "
+        "\"events\": {}, \"functions\": [], \"capabilities\": [], "
+        "\"payload\": {\"size\": 17, \"sha256\": \"00\"}}",
+        "{\"format\": 1, \"name\": \"echo\", \"version\": \"1.2\", "
+        "\"kind\": \"communication\", \"abi\": 1, \"arch\": \"x86_64\", "
+        "\"min_host_version\": \"0.1\", \"entry\": \"vmaug_module_v1\", "
+        "\"events\": [], \"functions\": [7], \"capabilities\": [], "
+        "\"payload\": {\"size\": 17, \"sha256\": \"00\"}}",
+        "{\"format\": 1, \"name\": \"echo\", \"version\": \"1.2\", "
+        "\"kind\": \"communication\", \"abi\": 1, \"arch\": \"x86_64\", "
+        "\"min_host_version\": \"0.1\", \"entry\": \"vmaug_module_v1\", "
+        "\"events\": [], \"functions\": [], \"capabilities\": [\"root\"], "
+        "\"payload\": {\"size\": 17, \"sha256\": \"00\"}}",
+        "{\"format\": 1, \"name\": \"echo\", \"version\": \"1.2\", "
+        "\"kind\": \"communication\", \"abi\": 1, \"arch\": \"x86_64\", "
+        "\"min_host_version\": \"0.1\", \"entry\": \"vmaug_module_v1\", "
+        "\"events\": [], \"functions\": [], \"capabilities\": [], "
+        "\"payload\": [17]}",
+        "{\"format\": 1, \"name\": \"../etc\", \"version\": \"1.2\"}",
+        "{\"format\": 1, \"unknown\": true}",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+        "{\"format\": 1, \"name\": \"echo\"",
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autoptr(GBytes) pkg = test_package_raw(f->keys->admin, bad[i],
+                                                 f->payload2);
+
+        expect_refused(f, pkg, VMAUG_HOST_ERROR_INVALID);
+    }
+}
+
+static void test_upload_resume(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) pkg = test_package(f->keys->admin, "echo", "2.0",
+                                         f->payload2);
+    g_autoptr(GChecksum) c = g_checksum_new(G_CHECKSUM_SHA256);
+    g_autoptr(VmaugManifest) m = NULL;
+    g_autoptr(GPtrArray) list = NULL;
+    guint8 sha[32];
+    gsize shalen = 32, size;
+    const guint8 *p = g_bytes_get_data(pkg, &size);
+    guint64 id, id2, off;
+    gsize half = size / 2;
+
+    g_checksum_update(c, p, size);
+    g_checksum_get_digest(c, sha, &shalen);
+    g_assert_true(vmaug_store_upload_begin(f->store, size, sha, "echo", "2.0",
+                                           "test", &id, &off, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(off, ==, 0);
+    g_assert_true(vmaug_store_upload_chunk(f->store, id, 0, p, half, &off,
+                                           &error));
+    g_assert_cmpuint(off, ==, half);
+    /* Out of order, past the end, or unknown ids are refused. */
+    g_assert_false(vmaug_store_upload_chunk(f->store, id, 0, p, 1, &off,
+                                            &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID);
+    g_clear_error(&error);
+    g_assert_false(vmaug_store_upload_chunk(f->store, id, half, p,
+                                            size - half + 1, &off, &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG);
+    g_clear_error(&error);
+    g_assert_false(vmaug_store_upload_chunk(f->store, id + 1, half, p, 1,
+                                            &off, &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
+    g_clear_error(&error);
+    /* An unfinished upload is not a module. */
+    g_assert_null(vmaug_store_lookup(f->store, "echo", "2.0", NULL));
+
+    /* The helper dies; a new one finds the upload and resumes it. */
+    g_clear_pointer(&f->store, vmaug_store_free);
+    f->store = vmaug_store_open(f->store_dir, f->keys->trust, f->policy,
+                                &error);
+    g_assert_no_error(error);
+    g_assert_null(vmaug_store_lookup(f->store, "echo", "2.0", NULL));
+    g_assert_true(vmaug_store_upload_begin(f->store, size, sha, "echo", "2.0",
+                                           "test", &id2, &off, &error));
+    g_assert_cmpuint(id2, ==, id);
+    g_assert_cmpuint(off, ==, half);
+    g_assert_true(vmaug_store_upload_chunk(f->store, id2, half, p + half,
+                                           size - half, &off, &error));
+    g_assert_no_error(error);
+    m = vmaug_store_upload_commit(f->store, id2, "test", &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(m->version, ==, "2.0");
+    list = vmaug_store_list(f->store);
+    g_assert_cmpuint(list->len, ==, 2);
+}
+
+static void upload_all(Fixture *f, GBytes *pkg, const guint8 *sha,
+                       const gchar *name, const gchar *version,
+                       guint64 *id)
+{
+    g_autoptr(GError) error = NULL;
+    gsize size;
+    const guint8 *p = g_bytes_get_data(pkg, &size);
+    guint64 off;
+
+    g_assert_true(vmaug_store_upload_begin(f->store, size, sha, name, version,
+                                           "test", id, &off, &error));
+    g_assert_no_error(error);
+    g_assert_true(vmaug_store_upload_chunk(f->store, *id, 0, p, size, &off,
+                                           &error));
+    g_assert_no_error(error);
+}
+
+static void test_upload_refusals(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) pkg = test_package(f->keys->admin, "echo", "2.0",
+                                         f->payload2);
+    g_autoptr(GBytes) unknown = test_package(f->keys->stranger, "echo", "2.1",
+                                             f->payload2);
+    g_autofree gchar *before = test_snapshot(f->store_dir, "audit.log");
+    g_autofree gchar *after = NULL;
+    guint8 sha[32] = { 1 };
+    gsize shalen = 32;
+    guint64 id, off;
+    VmaugManifest *m;
+
+    /* Size caps are applied before a byte is accepted. */
+    g_assert_false(vmaug_store_upload_begin(f->store, 1024 * 1024, sha,
+                                            "echo", "2.0", "test", &id, &off,
+                                            &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG);
+    g_clear_error(&error);
+    /* So is the rollback check, from what the upload announces. */
+    g_assert_false(vmaug_store_upload_begin(f->store, 100, sha, "echo", "1.0",
+                                            "test", &id, &off, &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
+    g_clear_error(&error);
+
+    /* Wrong hash announced: refused at commit. */
+    upload_all(f, pkg, sha, "echo", "2.0", &id);
+    m = vmaug_store_upload_commit(f->store, id, "test", &error);
+    g_assert_null(m);
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_HASH_MISMATCH);
+    g_clear_error(&error);
+
+    /* Right hash, untrusted signer. */
+    {
+        g_autoptr(GChecksum) c = g_checksum_new(G_CHECKSUM_SHA256);
+
+        g_checksum_update(c, g_bytes_get_data(unknown, NULL),
+                          g_bytes_get_size(unknown));
+        g_checksum_get_digest(c, sha, &shalen);
+    }
+    upload_all(f, unknown, sha, "echo", "2.1", &id);
+    m = vmaug_store_upload_commit(f->store, id, "test", &error);
+    g_assert_null(m);
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
+    g_clear_error(&error);
+
+    /* A package that is not what the upload announced. */
+    {
+        g_autoptr(GChecksum) c = g_checksum_new(G_CHECKSUM_SHA256);
+
+        g_checksum_update(c, g_bytes_get_data(pkg, NULL),
+                          g_bytes_get_size(pkg));
+        g_checksum_get_digest(c, sha, &shalen);
+    }
+    upload_all(f, pkg, sha, "kv", "2.0", &id);
+    m = vmaug_store_upload_commit(f->store, id, "test", &error);
+    g_assert_null(m);
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
+    g_clear_error(&error);
+
+    /* Aborted. */
+    upload_all(f, pkg, sha, "echo", "2.0", &id);
+    g_assert_true(vmaug_store_upload_abort(f->store, id, "test", &error));
+    g_assert_null(vmaug_store_upload_commit(f->store, id, "test", &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
+
+    after = test_snapshot(f->store_dir, "audit.log");
+    g_assert_cmpstr(before, ==, after);
+    g_assert_cmpuint(test_count_lines(f->audit, "\"refuse\""), ==, 5);
+}
+
+static void test_repair(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *before = test_snapshot(f->store_dir, "audit.log");
+    g_autofree gchar *after = NULL;
+    g_autofree gchar *p1 = g_build_filename(f->store_dir, "modules", "echo",
+                                            "1.1.XYZ123", NULL);
+    g_autofree gchar *p2 = g_build_filename(f->store_dir, "objects",
+                                            "abc.pkg.QWERTY", NULL);
+    g_autofree gchar *p3 = g_build_filename(f->store_dir, "uploads",
+                                            "junk.part", NULL);
+    g_autofree gchar *dangling = g_build_filename(f->store_dir, "modules",
+                                                  "echo", "3.0", NULL);
+    g_autoptr(GPtrArray) list = NULL;
+
+    /* Leftovers of crashes in every step of an install. */
+    g_file_set_contents(p1, "half", -1, NULL);
+    g_file_set_contents(p2, "half", -1, NULL);
+    g_file_set_contents(p3, "half", -1, NULL);
+    g_file_set_contents(dangling,
+                        "00000000000000000000000000000000"
+                        "00000000000000000000000000000000\n", -1, NULL);
+    g_clear_pointer(&f->store, vmaug_store_free);
+    f->store = vmaug_store_open(f->store_dir, f->keys->trust, f->policy,
+                                &error);
+    g_assert_no_error(error);
+    after = test_snapshot(f->store_dir, "audit.log");
+    g_assert_cmpstr(before, ==, after);
+    list = vmaug_store_list(f->store);
+    g_assert_cmpuint(list->len, ==, 1);
+
+    /* An object altered on disk is refused at load time. */
+    {
+        g_autoptr(VmaugStoreEntry) e = vmaug_store_lookup(f->store, "echo",
+                                                          NULL, &error);
+        g_autofree gchar *name = g_strconcat(e->sha256, ".pkg", NULL);
+        g_autofree gchar *obj = g_build_filename(f->store_dir, "objects",
+                                                 name, NULL);
+        g_autofree gchar *data = NULL;
+        gsize len;
+        g_autoptr(VmaugPackage) pkg = NULL;
+
+        g_assert_true(g_file_get_contents(obj, &data, &len, NULL));
+        data[len - 100] ^= 1;
+        g_assert_true(g_file_set_contents(obj, data, len, NULL));
+        pkg = vmaug_store_open_package(f->store, "echo", NULL, "test", "load",
+                                       &error);
+        g_assert_null(pkg);
+        g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
+    }
+}
+
+static void test_versions(void)
+{
+    g_assert_true(vmaug_version_is_valid("1"));
+    g_assert_true(vmaug_version_is_valid("1.2.3.4"));
+    g_assert_false(vmaug_version_is_valid("1.2.3.4.5"));
+    g_assert_false(vmaug_version_is_valid(""));
+    g_assert_false(vmaug_version_is_valid("1..2"));
+    g_assert_false(vmaug_version_is_valid("1.2a"));
+    g_assert_false(vmaug_version_is_valid("99999999999"));
+    g_assert_cmpint(vmaug_version_compare("1.10", "1.9"), >, 0);
+    g_assert_cmpint(vmaug_version_compare("1.0", "1"), ==, 0);
+    g_assert_cmpint(vmaug_version_compare("1.0", "1.1"), <, 0);
+    g_assert_true(vmaug_name_is_valid("printer"));
+    g_assert_false(vmaug_name_is_valid("Printer"));
+    g_assert_false(vmaug_name_is_valid("../x"));
+    g_assert_false(vmaug_name_is_valid(""));
+}
+
+#define ADD(path, fn) \
+    g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL);
+    g_test_add_func("/store/versions", test_versions);
+    ADD("/store/accept", test_accept);
+    ADD("/store/tamper/flipped-payload", test_flipped_payload);
+    ADD("/store/tamper/flipped-manifest", test_flipped_manifest);
+    ADD("/store/tamper/flipped-signature", test_flipped_signature);
+    ADD("/store/tamper/untrusted-signers", test_untrusted_signers);
+    ADD("/store/tamper/rollback", test_rollback);
+    ADD("/store/tamper/mix-and-match", test_mix_and_match);
+    ADD("/store/tamper/truncated-oversize", test_truncated_and_oversize);
+    ADD("/store/tamper/wrong-json-types", test_wrong_json_types);
+    ADD("/store/upload/resume", test_upload_resume);
+    ADD("/store/upload/refusals", test_upload_refusals);
+    ADD("/store/repair", test_repair);
+    return g_test_run();
+}
