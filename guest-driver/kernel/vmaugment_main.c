@@ -984,7 +984,6 @@ static void vmaug_remove(struct virtio_device *vdev)
 
 	/* Stop the device, then fail whatever it still held. */
 	virtio_reset_device(vdev);
-	cancel_work_sync(&vd->evt_work);
 	spin_lock_irqsave(&vd->lock, flags);
 	while ((r = virtqueue_detach_unused_buf(vd->req_vq)))
 		vmaug_req_returned(vd, r, 0, -ENODEV);
@@ -995,7 +994,13 @@ static void vmaug_remove(struct virtio_device *vdev)
 		wake_up_interruptible(&s->wq);
 	spin_unlock_irqrestore(&vd->lock, flags);
 
+	/*
+	 * Freeing the interrupts waits for running callbacks, so no work can
+	 * be queued after this; the work items see @dead and leave the
+	 * queues alone.
+	 */
 	vdev->config->del_vqs(vdev);
+	cancel_work_sync(&vd->evt_work);
 	flush_work(&vd->reap_work);
 	vmaug_dev_put(vd);
 }

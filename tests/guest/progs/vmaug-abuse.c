@@ -203,6 +203,21 @@ static void test_chunks(int fd)
     chunk.data_len = 4096;
     expect_errno(fd, VMAUG_IOC_UPLOAD_CHUNK, &chunk, EFAULT,
                  "chunk wrapping the address space");
+    /*
+     * A well-formed chunk from an unaligned address spanning 257 pages
+     * reaches the device, which has no helper to relay it to.
+     */
+    chunk.data_addr = (uintptr_t)big + 100;
+    chunk.data_len = VMAUG_CHUNK_MAX_DATA;
+    if (ioctl(fd, VMAUG_IOC_UPLOAD_CHUNK, &chunk) != 0 ||
+        chunk.status != VMAUG_S_UNAVAILABLE) {
+        fprintf(stderr, "FAIL full chunk without a helper: %s status %u\n",
+                strerror(errno), chunk.status);
+        failures++;
+    } else {
+        printf("ok   full chunk without a helper: status %d\n",
+               VMAUG_S_UNAVAILABLE);
+    }
     /* Half mapped: the second page is gone. */
     munmap(big + 4096, 4096);
     chunk.data_addr = (uintptr_t)big;
