@@ -500,6 +500,11 @@ VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
         gint64 size = archive_entry_size(entry);
         GBytes *data;
 
+        if (name && archive_entry_filetype(entry) == AE_IFDIR &&
+            (g_str_equal(name, "payload") || g_str_equal(name, "payload/"))) {
+            /* tar(1) records the folder; it carries nothing. */
+            continue;
+        }
         if (!name || archive_entry_filetype(entry) != AE_IFREG) {
             g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
                         "bundle member %s is not a regular file",
