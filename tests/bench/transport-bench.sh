@@ -23,15 +23,16 @@ extra_progs=("$bench/guest-bench.c")
 check_qemu
 prepare_all
 
-bdir=$work/bench
-rm -rf "$bdir"
-mkdir -p "$bdir"
+# Unix socket paths are short (108 bytes): keep them out of the work tree.
+bdir=$(mktemp -d /tmp/vmaug-bench.XXXXXX)
 peers=()
 cleanup() {
     local p
     for p in "${peers[@]}"; do
         kill "$p" 2>/dev/null || true
     done
+    helper_stop
+    rm -rf "$bdir"
 }
 trap cleanup EXIT
 

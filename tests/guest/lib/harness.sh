@@ -132,10 +132,21 @@ run_scenario() {
     rm -rf "$dir"
     mkdir -p "$dir/initramfs"
     { echo '. /lib/vmaug/common.sh'; cat "$file"; } >"$dir/initramfs/scenario.sh"
-    (cd "$dir/initramfs" && echo scenario.sh |
-        cpio -o -H newc --owner=0:0 --quiet | gzip -1) >"$dir/scenario.cpio.gz"
-    # The kernel unpacks concatenated archives one after the other.
-    cat "$work/base.cpio.gz" "$dir/scenario.cpio.gz" >"$dir/initrd.gz"
+    local pkg_name pkg_mib
+    while read -r pkg_name pkg_mib; do
+        mkdir -p "$dir/initramfs/data"
+        package_make "$pkg_name" "$pkg_mib" "$dir/initramfs/data/$pkg_name.vmod" ||
+            { reason="cannot make package $pkg_name: $helper_error"; return 1; }
+    done < <(sed -n 's/^# package: *//p' "$file")
+    # Not compressed: packages are random bytes.  The kernel unpacks
+    # concatenated archives, compressed or not, one after the other.
+    (cd "$dir/initramfs" && find . -mindepth 1 |
+        cpio -o -H newc --owner=0:0 --quiet) >"$dir/scenario.cpio"
+    # An uncompressed archive must start 4-byte aligned; the kernel skips
+    # the zero padding.
+    cp "$work/base.cpio.gz" "$dir/initrd"
+    truncate -s %4 "$dir/initrd"
+    cat "$dir/scenario.cpio" >>"$dir/initrd"
 
     local timeout_s mem needs
     timeout_s=$(meta "$file" timeout 120)
@@ -146,8 +157,8 @@ run_scenario() {
     # shellcheck disable=SC2206 # word splitting of "# qemu:" is intended
     extra=($(meta "$file" qemu ""))
     if [ "$needs" = helper ]; then
-        helper_setup "$dir" || { reason="host helper: $helper_error"; return 1; }
-        helper_start || { reason="host helper: $helper_error"; return 1; }
+        helper_setup "$dir/host" ||
+            { helper_stop; reason="host helper: $helper_error"; return 1; }
         devargs=("${helper_qemu_args[@]}")
     fi
 
@@ -174,7 +185,7 @@ run_scenario() {
         # check, which panics the guest before it ran anything of ours.
         timeout --kill-after=10 "$timeout_s" "$qemu" \
             -accel tcg -m "$mem" -nodefaults -display none -serial stdio \
-            -no-reboot -kernel "$KIMAGE" -initrd "$dir/initrd.gz" \
+            -no-reboot -kernel "$KIMAGE" -initrd "$dir/initrd" \
             -append "console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check" \
             -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
             "${devargs[@]}" "${extra[@]}" </dev/null 2>&1

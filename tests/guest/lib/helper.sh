@@ -1,22 +1,84 @@
-# Host helper management for guest scenarios that need it ("# needs: helper").
-# Sourced by run.sh.  Sets helper_error when something fails.
+# The host side of scenarios that need the real host helper
+# ("# needs: helper") or signed packages ("# package: NAME MIB").
+# Sourced by harness.sh; functions set helper_error when they fail.
+#
+# Every scenario gets its own store and socket; the helper trusts one
+# test administrator whose key signs the packages the scenarios upload.
 
 helper_bin=${VMAUGMENT_HELPER:-$build/host-modules/helper/vmaugment-helper}
 helper_pid=
 helper_error=
+helper_dir=
 helper_qemu_args=()
 
+# Build the host tools the packages and the helper need (cheap when done).
+helper_tools() {
+    if ! ninja -C "$build" trust/vmaugment-keygen host-modules/vmaugment-pack \
+            host-modules/modules/vmaug-echo.so "$@" \
+            >"$work/ninja-host.log" 2>&1; then
+        helper_error="host tools do not build (see $work/ninja-host.log)"
+        return 1
+    fi
+    if [ ! -f "$work/keys/admin.crt" ]; then
+        rm -rf "$work/keys"
+        mkdir -p "$work/keys/trust"
+        "$build/trust/vmaugment-keygen" --name vmaugment-test-admin --days 30 \
+            --key "$work/keys/admin.key" --cert "$work/keys/admin.crt" \
+            >/dev/null || { helper_error="vmaugment-keygen failed"; return 1; }
+        cp "$work/keys/admin.crt" "$work/keys/trust/"
+    fi
+}
+
+# package_make NAME MIB OUT: a signed package of the echo module named NAME
+# whose payload is padded with MIB MiB of random bytes (ELF loaders ignore
+# trailing data), so that uploads of any size carry a valid package.
+package_make() {
+    local name=$1 mib=$2 out=$3 cache=$work/packages/$1-$2.vmod
+    helper_tools || return 1
+    if [ ! -f "$cache" ]; then
+        local tmp=$work/packages/tmp
+        rm -rf "$tmp"
+        mkdir -p "$tmp"
+        cp "$build/host-modules/modules/vmaug-echo.so" "$tmp/payload.so"
+        if [ "$mib" -gt 0 ]; then
+            head -c $((mib << 20)) /dev/urandom >>"$tmp/payload.so"
+        fi
+        sed "s/\"name\": *\"echo\"/\"name\": \"$name\"/" \
+            "$root/host-modules/modules/echo/manifest.json" >"$tmp/manifest.json"
+        "$build/host-modules/vmaugment-pack" create \
+            --manifest "$tmp/manifest.json" --payload "$tmp/payload.so" \
+            --key "$work/keys/admin.key" --cert "$work/keys/admin.crt" \
+            -o "$cache" >"$tmp/pack.log" 2>&1 ||
+            { helper_error="vmaugment-pack: $(cat "$tmp/pack.log")"; return 1; }
+        rm -rf "$tmp"
+    fi
+    cp "$cache" "$out"
+}
+
+# helper_setup DIR: a fresh store and socket in DIR, and the QEMU arguments
+# that connect the device to them.
 helper_setup() {
     helper_error=
+    helper_dir=$1
+    helper_tools host-modules/helper/vmaugment-helper || return 1
     if [ ! -x "$helper_bin" ]; then
         helper_error="no helper binary at $helper_bin"
         return 1
     fi
-    helper_error="starting the helper is not supported yet"
-    return 1
+    mkdir -p "$helper_dir/store"
+    # Unix socket paths are short (108 bytes): keep it out of the work tree.
+    helper_sock_dir=$(mktemp -d /tmp/vmaug-helper.XXXXXX)
+    helper_sock=$helper_sock_dir/helper.sock
+    # The device reconnects on its own after the helper restarts.
+    helper_qemu_args=(
+        -chardev "socket,id=vmaug0,path=$helper_sock,reconnect-ms=200"
+        -device "vmaugment-pci,chardev=vmaug0,store=$helper_dir/store"
+    )
+    helper_start
 }
 
 helper_start() {
+    helper_error="starting the helper is not supported yet"
     return 1
 }
 
@@ -29,9 +91,26 @@ helper_kill() {
 }
 
 helper_stop() {
-    helper_kill
+    if [ -n "$helper_pid" ]; then
+        kill "$helper_pid" 2>/dev/null || true
+        wait "$helper_pid" 2>/dev/null || true
+        helper_pid=
+    fi
+    if [ -n "${helper_sock_dir:-}" ]; then
+        rm -rf "$helper_sock_dir"
+        helper_sock_dir=
+    fi
 }
 
+# The store holds a package whose bytes hash to $1: the host's own
+# confirmation of what the guest uploaded.
 helper_store_has() {
+    local f
+    for f in "$helper_dir"/store/objects/*; do
+        [ -f "$f" ] || continue
+        if [ "$(sha256sum <"$f" | cut -d' ' -f1)" = "$1" ]; then
+            return 0
+        fi
+    done
     return 1
 }
