@@ -111,7 +111,7 @@ struct vmaug_session {
 	unsigned int nevents;
 	bool lost;			/* an event was dropped for this session */
 	wait_queue_head_t wq;
-	struct mutex read_lock;
+	struct mutex read_lock;		/* one reader at a time per session */
 };
 
 static DEFINE_IDA(vmaug_ida);
@@ -365,7 +365,6 @@ static struct vmaug_req *vmaug_req_alloc(u16 opcode)
 		r->hdr.opcode = cpu_to_le16(opcode);
 	return r;
 }
-
 
 /* Bytes of response payload the device wrote, as far as we can tell. */
 static size_t vmaug_resp_written(const struct vmaug_req *r, size_t cap)
@@ -847,6 +846,7 @@ static int vmaug_find_vqs(struct vmaug_dev *vd, bool events)
 	unsigned int nvqs = events ? 2 : 1;
 	int err;
 
+	/* Out of tree: follow the interface change of Linux 6.11. */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
 	struct virtqueue_info info[VMAUG_VQ_MAX] = {
 		{ "request", vmaug_req_vq_done },
@@ -912,8 +912,8 @@ static int vmaug_probe(struct virtio_device *vdev)
 	mutex_init(&vd->sub_lock);
 	vdev->priv = vd;
 
-	err = vmaug_find_vqs(vd, virtio_has_feature(vdev,
-						   VIRTIO_VMAUGMENT_F_EVENTS));
+	err = vmaug_find_vqs(vd,
+			     virtio_has_feature(vdev, VIRTIO_VMAUGMENT_F_EVENTS));
 	if (err) {
 		dev_err(&vdev->dev, "cannot set up virtqueues: %d\n", err);
 		goto out_put_dev;
