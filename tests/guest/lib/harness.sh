@@ -61,7 +61,7 @@ build_userspace() {
         cc -static -O2 -g -Wall -Wextra -Werror -std=gnu11 \
             -I"$root/include/uapi" -I"$root/guest-driver/lib" \
             -o "$work/progs/$(basename "$src" .c)" "$src" \
-            "$build/guest-driver/lib/libvmaugment-static.a" -lnettle ||
+            "$build/guest-driver/lib/libvmaugment-static.a" -lnettle -lpthread ||
             die "cannot build $src"
     done
 }

@@ -1,6 +1,7 @@
-# 8 processes x 1000 pings at once.  Every ping carries its process id and
-# sequence number and the CLI checks each echo byte for byte, so a
-# response delivered to the wrong caller fails the run.
+# 8 processes x 1000 pings at once, then 8 threads x 1000 on one file.
+# Every ping carries its caller's id and sequence number and each echo is
+# checked byte for byte, so a response delivered to the wrong caller fails
+# the run.
 # timeout: 300
 pids=
 for i in 1 2 3 4 5 6 7 8; do
@@ -16,3 +17,6 @@ cat /tmp/ping.*
 [ "$(cat /tmp/ping.* | grep -c '^1000 ping(s) of .* echoed correctly')" -eq 8 ] ||
     fail "not every process saw 1000 correct echoes"
 echo "8000 concurrent pings matched"
+
+# The same with threads sharing one open file.
+vmaug-threads 8 1000
