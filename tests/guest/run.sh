@@ -11,7 +11,8 @@
 # Environment:
 #   VMAUGMENT_QEMU_BUILD_DIR  QEMU build directory (default build/qemu)
 #   VMAUGMENT_BUILD_DIR       userspace build directory (default build/vmaugment)
-#   VMAUGMENT_GUEST_WORK_DIR  kernel cache and images (default build/guest-test)
+#   VMAUGMENT_GUEST_WORK_DIR  kernel cache, images, logs (default: guest-test
+#                             beside VMAUGMENT_BUILD_DIR)
 #   VMAUGMENT_GUEST_VERBOSE=1 print every guest's console
 #
 # A scenario is one file tests/guest/scenarios/NAME.sh run by the guest's

@@ -5,7 +5,8 @@
 
 qemu_build=$(realpath -m "${VMAUGMENT_QEMU_BUILD_DIR:-$root/build/qemu}")
 build=$(realpath -m "${VMAUGMENT_BUILD_DIR:-$root/build/vmaugment}")
-work=$(realpath -m "${VMAUGMENT_GUEST_WORK_DIR:-$root/build/guest-test}")
+# Kernel cache, images and logs live beside the userspace build.
+work=$(realpath -m "${VMAUGMENT_GUEST_WORK_DIR:-$(dirname "$build")/guest-test}")
 verbose=${VMAUGMENT_GUEST_VERBOSE:-0}
 qemu=$qemu_build/qemu-system-x86_64
 # Extra guest programs (C files) built into the initramfs.
