@@ -1,6 +1,8 @@
+# shellcheck shell=sh
 # Functions for guest scenarios (busybox sh).  Scenarios run with sh -e:
 # any failing command fails the scenario.
 
+# shellcheck disable=SC2034 # used by the scenarios
 VMAUG_KO=/lib/vmaug/vmaugment.ko
 
 # Print an error and fail the scenario.
@@ -25,7 +27,7 @@ vmaug_kernel_verdict() {
         return
     fi
     if dmesg | grep -E -q 'Oops|BUG:|WARNING:|general protection|Call Trace|KASAN|refcount_t:|list_(add|del) corruption'; then
-        echo "$(dmesg | grep -E -m1 'Oops|BUG:|WARNING:|general protection|Call Trace|KASAN|refcount_t:|list_(add|del) corruption')"
+        dmesg | grep -E -m1 'Oops|BUG:|WARNING:|general protection|Call Trace|KASAN|refcount_t:|list_(add|del) corruption'
     fi
 }
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # root and here come from the caller
 # Shared by tests/guest/run.sh and tests/bench/transport-bench.sh: build the
 # guest kernel's driver, the static CLI and test programs, the initramfs,
 # and boot one guest script under TCG.  The caller sets $root and $here
@@ -154,9 +155,8 @@ run_scenario() {
     mem=$(meta "$file" memory 512M)
     needs=$(meta "$file" needs "")
 
-    local devargs=(-device vmaugment-pci) extra
-    # shellcheck disable=SC2206 # word splitting of "# qemu:" is intended
-    extra=($(meta "$file" qemu ""))
+    local devargs=(-device vmaugment-pci) extra=()
+    read -r -a extra <<<"$(meta "$file" qemu "")"
     if [ "$needs" = helper ]; then
         helper_setup "$dir/host" ||
             { helper_stop; reason="host helper: $helper_error"; return 1; }

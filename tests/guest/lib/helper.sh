@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154,SC2034 # shares variables with harness.sh
 # The host side of scenarios that need the real host helper
 # ("# needs: helper") or signed packages ("# package: NAME MIB").
 # Sourced by harness.sh; functions set helper_error when they fail.
