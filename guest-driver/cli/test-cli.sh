@@ -24,6 +24,8 @@ expect 2 "$cli" ping --count 0
 expect 2 "$cli" ping --size 1
 expect 2 "$cli" query
 expect 2 "$cli" upload /dev/null
+expect 2 "$cli" upload /dev/null --name x
+expect 2 "$cli" load x --file /dev/null
 expect 2 "$cli" watch --events no-such-event
 expect 2 "$cli" --timeout 99999999 ping
 expect 3 "$cli" --device /nonexistent/vmaugment ping

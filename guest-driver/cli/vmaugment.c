@@ -433,12 +433,13 @@ static int cmd_upload(cli_state *st, int argc, char **argv)
             version = optarg;
             break;
         default:
-            cli_usage_error("upload FILE --name NAME [--module-version V]");
+            cli_usage_error("upload FILE --name NAME --module-version V");
             return EXIT_USAGE;
         }
     }
-    if (optind != argc - 1 || !name) {
-        cli_usage_error("upload FILE --name NAME [--module-version V]");
+    /* The host files packages under name and version. */
+    if (optind != argc - 1 || !name || !version || !*version) {
+        cli_usage_error("upload FILE --name NAME --module-version V");
         return EXIT_USAGE;
     }
     ret = cli_connect(st);
@@ -487,6 +488,11 @@ static int cmd_load(cli_state *st, int argc, char **argv)
         return EXIT_USAGE;
     }
     cli_split_ref(argv[optind], &name, &version);
+    if (file && (!version || !*version)) {
+        cli_usage_error("load --file needs NAME@VERSION: the upload names "
+                        "its version");
+        return EXIT_USAGE;
+    }
     ret = cli_connect(st);
     if (ret) {
         return ret;
@@ -909,8 +915,9 @@ static const struct {
     { "ping", cmd_ping, "[--count N] [--size BYTES]  echo through the device" },
     { "version", cmd_version, "                  device, protocol, helper state" },
     { "query", cmd_query, "NAME[@VERSION]      what the host has of a module" },
-    { "load", cmd_load, "NAME[@VERSION] [--file PACKAGE]  load; upload first if missing" },
-    { "upload", cmd_upload, "FILE --name NAME [--module-version V]" },
+    { "load", cmd_load, "NAME[@VERSION] [--file PACKAGE]  load; upload first if missing\n"
+      "                                  (--file needs NAME@VERSION)" },
+    { "upload", cmd_upload, "FILE --name NAME --module-version V" },
     { "unload", cmd_unload, "NAME[@VERSION]" },
     { "invoke", cmd_invoke, "MODULE FUNCTION [--input FILE|-]  output to stdout" },
     { "list", cmd_list, "[modules|registrations]" },

@@ -61,25 +61,46 @@ package_make() {
 helper_setup() {
     helper_error=
     helper_dir=$1
-    helper_tools host-modules/helper/vmaugment-helper || return 1
+    helper_tools host-modules/helper/vmaugment-helper \
+        host-modules/helper/vmaugment-module-host || return 1
     if [ ! -x "$helper_bin" ]; then
         helper_error="no helper binary at $helper_bin"
         return 1
     fi
     mkdir -p "$helper_dir/store"
+    # Test packages go up to 256 MiB (the benchmark); the default is 64.
+    echo '{ "max_package_size": 1073741824 }' >"$helper_dir/policy.json"
     # Unix socket paths are short (108 bytes): keep it out of the work tree.
     helper_sock_dir=$(mktemp -d /tmp/vmaug-helper.XXXXXX)
     helper_sock=$helper_sock_dir/helper.sock
     # The device reconnects on its own after the helper restarts.
     helper_qemu_args=(
         -chardev "socket,id=vmaug0,path=$helper_sock,reconnect-ms=200"
-        -device "vmaugment-pci,chardev=vmaug0,store=$helper_dir/store"
+        -device "vmaugment-pci,chardev=vmaug0"
     )
     helper_start
 }
 
+# Start the helper on the scenario's socket and store; it must be
+# listening before QEMU (or its reconnect) comes.
 helper_start() {
-    helper_error="starting the helper is not supported yet"
+    helper_kill
+    rm -f "$helper_sock"
+    "$helper_bin" --socket "$helper_sock" --store "$helper_dir/store" \
+        --trust-dir "$work/keys/trust" --policy "$helper_dir/policy.json" \
+        ${VMAUGMENT_HELPER_ARGS:-} >>"$helper_dir/helper.log" 2>&1 &
+    helper_pid=$!
+    local i
+    for i in $(seq 100); do
+        if ! kill -0 "$helper_pid" 2>/dev/null; then
+            helper_error="the helper exited: $(tail -n 3 "$helper_dir/helper.log")"
+            helper_pid=
+            return 1
+        fi
+        [ -S "$helper_sock" ] && return 0
+        sleep 0.05
+    done
+    helper_error="the helper did not create $helper_sock"
     return 1
 }
 

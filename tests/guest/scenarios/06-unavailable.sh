@@ -4,9 +4,9 @@
 dd if=/dev/zero of=/tmp/pkg bs=1k count=64 2>/dev/null
 expect_fail 1 'UNAVAILABLE' vmaugment query demo
 expect_fail 1 'helper is not connected' vmaugment load demo@1.0
-expect_fail 1 'UNAVAILABLE' vmaugment load demo --file /tmp/pkg
+expect_fail 1 'UNAVAILABLE' vmaugment load demo@1.0 --file /tmp/pkg
 expect_fail 1 'UNAVAILABLE' vmaugment unload demo
-expect_fail 1 'UNAVAILABLE' vmaugment upload /tmp/pkg --name demo
+expect_fail 1 'UNAVAILABLE' vmaugment upload /tmp/pkg --name demo --module-version 1.0
 expect_fail 1 'UNAVAILABLE' vmaugment list
 expect_fail 1 'UNAVAILABLE' vmaugment list registrations
 expect_fail 1 'UNAVAILABLE' vmaugment register demo --events image-start
