@@ -838,9 +838,24 @@ static int cmd_watch(cli_state *st, int argc, char **argv)
         }
         seen++;
         if (st->json) {
-            printf("{\"seq\":%" PRIu64 ",\"type\":\"%s\",\"lost\":%s,"
-                   "\"data_hex\":", ev.seq, vmaug_event_name(ev.type),
+            printf("{\"seq\":%" PRIu64 ",\"type\":\"%s\",\"lost\":%s,",
+                   ev.seq, vmaug_event_name(ev.type),
                    ev.flags & VMAUG_EVENT_F_LOST ? "true" : "false");
+            /* Module events start with the module's reference. */
+            if (ev.type >= VMAUG_EVENT_MODULE_LOADED &&
+                ev.len >= sizeof(struct vmaug_module_ref)) {
+                struct vmaug_module_ref ref;
+
+                memcpy(&ref, ev.data, sizeof(ref));
+                ref.name[sizeof(ref.name) - 1] = '\0';
+                ref.version[sizeof(ref.version) - 1] = '\0';
+                printf("\"module\":");
+                cli_json_str((const char *)ref.name);
+                printf(",\"version\":");
+                cli_json_str((const char *)ref.version);
+                printf(",");
+            }
+            printf("\"data_hex\":");
             cli_json_hex(ev.data, ev.len);
             printf("}\n");
         } else {
