@@ -12,9 +12,19 @@ set -euo pipefail
 cache=$(realpath -m "$1")
 mkdir -p "$cache"
 
-abi=$(apt-cache depends linux-image-amd64 2>/dev/null |
-      sed -n 's/^ *Depends: linux-image-\(6\.1\.[0-9]*-[0-9]*\)-amd64$/\1/p' |
-      head -n1)
+derive_abi() {
+    apt-cache depends linux-image-amd64 2>/dev/null |
+        sed -n 's/^ *Depends: linux-image-\(6\.1\.[0-9]*-[0-9]*\)-amd64$/\1/p' |
+        head -n1
+}
+
+download() {
+    (cd "$1" &&
+     apt-get download -q "linux-image-$kver" "linux-headers-$kver" \
+         "linux-headers-$abi-common" linux-kbuild-6.1 >&2)
+}
+
+abi=$(derive_abi)
 if [ -z "$abi" ]; then
     echo "kernel.sh: cannot derive the kernel ABI from linux-image-amd64" \
          "(run apt-get update?)" >&2
@@ -25,9 +35,15 @@ root=$cache/$kver
 if [ ! -f "$root/.unpacked" ]; then
     debs=$cache/debs-$kver
     mkdir -p "$debs"
-    (cd "$debs" &&
-     apt-get download -q "linux-image-$kver" "linux-headers-$kver" \
-         "linux-headers-$abi-common" linux-kbuild-6.1 >&2)
+    # Stale package lists name packages the archive no longer has.
+    if ! download "$debs"; then
+        apt-get update -qq >&2
+        if [ "$(derive_abi)" != "$abi" ]; then
+            rm -rf "$debs"
+            exec bash "$0" "$cache"
+        fi
+        download "$debs"
+    fi
     rm -rf "$root"
     mkdir -p "$root"
     for deb in "$debs"/*.deb; do
