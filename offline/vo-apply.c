@@ -13,6 +13,7 @@
 #include <glib/gstdio.h>
 
 #include "vo-apply.h"
+#include "vo-registry.h"
 #include "vo-version.h"
 
 #define VO_MAX_RULE_DEPTH 16
@@ -166,6 +167,49 @@ static gboolean vo_apply_rule_file(JsonObject *obj, VoRuleCtx *ctx,
     return TRUE;
 }
 
+static gboolean vo_apply_rule_registry(JsonNode *node, VoRuleCtx *ctx,
+                                       gboolean *result, GString *desc,
+                                       GError **error)
+{
+    g_autoptr(GError) local = NULL;
+    g_autofree char *have = NULL;
+    JsonObject *obj;
+    const char *hive, *key, *name, *equals;
+
+    if (!JSON_NODE_HOLDS_OBJECT(node)) {
+        return vo_apply_rule_invalid(error, "\"registry\" is an object");
+    }
+    obj = json_node_get_object(node);
+    hive = vo_apply_rule_string(obj, "hive");
+    key = vo_apply_rule_string(obj, "key");
+    name = vo_apply_rule_string(obj, "name");
+    equals = vo_apply_rule_string(obj, "equals");
+    if (!hive || !key || !name) {
+        return vo_apply_rule_invalid(error, "\"registry\" needs \"hive\", "
+                                     "\"key\" and \"name\"");
+    }
+    if (!g_str_equal(ctx->guest->family, "windows")) {
+        g_string_append_printf(desc, "registry %s\\%s\\%s", hive, key, name);
+        *result = FALSE;
+        return TRUE;
+    }
+    have = vo_registry_get(ctx->guest, hive, key, name, &local);
+    if (!have && !g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
+        g_propagate_error(error, g_steal_pointer(&local));
+        return FALSE;
+    }
+    if (equals) {
+        g_string_append_printf(desc, "registry %s\\%s\\%s = %s", hive, key,
+                               name, equals);
+        *result = have && g_str_equal(have, equals);
+    } else {
+        g_string_append_printf(desc, "registry %s\\%s\\%s exists", hive,
+                               key, name);
+        *result = have != NULL;
+    }
+    return TRUE;
+}
+
 static gboolean vo_apply_rule_list(JsonNode *node, VoRuleCtx *ctx,
                                    guint depth, gboolean any,
                                    gboolean *result, GString *desc,
@@ -231,6 +275,9 @@ static gboolean vo_apply_rule(JsonNode *node, VoRuleCtx *ctx, guint depth,
     }
     if (json_object_has_member(obj, "file")) {
         return vo_apply_rule_file(obj, ctx, result, desc, error);
+    }
+    if ((member = json_object_get_member(obj, "registry"))) {
+        return vo_apply_rule_registry(member, ctx, result, desc, error);
     }
     if ((member = json_object_get_member(obj, "any")) ||
         (member = json_object_get_member(obj, "all"))) {
@@ -327,7 +374,8 @@ static gboolean vo_apply_resolve(VoGuest *guest, VoFileOp *op,
                                  gboolean *parent_planned, GError **error)
 {
     g_autoptr(GError) local = NULL;
-    g_autofree char *parent = g_path_get_dirname(op->path);
+    g_autofree char *norm = vo_guest_normalize_path(op->path);
+    g_autofree char *parent = g_path_get_dirname(norm);
 
     *parent_planned = FALSE;
     if (vo_guest_resolve(guest, op->path, FALSE, p, &local)) {
@@ -345,7 +393,9 @@ static gboolean vo_apply_resolve(VoGuest *guest, VoFileOp *op,
 gboolean vo_apply_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
                        GError **error)
 {
-    g_autoptr(GHashTable) planned = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GHashTable) planned = g_hash_table_new_full(g_str_hash,
+                                                          g_str_equal,
+                                                          g_free, NULL);
     g_autoptr(JsonBuilder) scratch = NULL;
 
     if (!plan) {
@@ -384,7 +434,7 @@ gboolean vo_apply_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
                 goto fail;
             }
             action = p.exists ? "unchanged" : "mkdir";
-            g_hash_table_add(planned, op->path);
+            g_hash_table_add(planned, vo_guest_normalize_path(op->path));
             break;
         case VO_FILE_OP_ADD:
             if (p.exists) {
@@ -466,6 +516,9 @@ gboolean vo_apply_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
             json_builder_end_object(plan);
         }
     }
+    if (!vo_registry_plan(bundle->registry, guest, plan, error)) {
+        goto fail;
+    }
     json_builder_end_array(plan);
     return TRUE;
 
@@ -519,7 +572,8 @@ static gboolean vo_apply_execute(VoBundle *bundle, VoGuest *guest,
             return FALSE;
         }
     }
-    return vo_guest_sync(guest, error);
+    return vo_registry_execute(bundle->registry, guest, error) &&
+           vo_guest_sync(guest, error);
 }
 
 /* One instruction's effect; @why gets the reason when it is missing. */
@@ -573,6 +627,11 @@ static gboolean vo_apply_verify_op(VoGuest *guest, VoFileOp *op, char **why)
         }
     }
     owners = p.fs->has_owners;
+    if (!owners &&
+        (op->kind == VO_FILE_OP_CHMOD || op->kind == VO_FILE_OP_CHOWN)) {
+        *why = g_strdup("the filesystem has no POSIX owners or modes");
+        return FALSE;
+    }
     if (owners && op->has_mode && op->kind != VO_FILE_OP_CHOWN &&
         p.st.mode != op->mode) {
         *why = g_strdup_printf("mode is %04o, expected %04o", p.st.mode,
@@ -621,13 +680,38 @@ gboolean vo_apply_verify(VoBundle *bundle, VoGuest *guest,
             json_builder_end_object(report);
         }
     }
+    for (guint i = 0; i < bundle->registry->len; i++) {
+        VoRegOp *op = bundle->registry->pdata[i];
+        g_autofree char *why = NULL;
+        g_autofree char *what = g_strdup_printf("%s\\%s%s%s", op->hive,
+                                                op->key, op->name ? "\\" : "",
+                                                op->name ? op->name : "");
+        gboolean ok = vo_registry_verify_op(op, guest, &why);
+
+        if (!ok) {
+            failed++;
+            if (!first) {
+                first = g_strdup_printf("registry %s %s: %s",
+                                        vo_reg_op_name(op->kind), what, why);
+            }
+        }
+        if (report) {
+            json_builder_begin_object(report);
+            vo_apply_member_str(report, "registry", vo_reg_op_name(op->kind));
+            vo_apply_member_str(report, "key", what);
+            json_builder_set_member_name(report, "ok");
+            json_builder_add_boolean_value(report, ok);
+            vo_apply_member_str(report, "problem", why);
+            json_builder_end_object(report);
+        }
+    }
     if (report) {
         json_builder_end_array(report);
     }
     if (failed) {
         g_set_error(error, VO_ERROR, VO_ERROR_VERIFY,
                     "%u of %u instructions not in effect (first: %s)", failed,
-                    bundle->files->len, first);
+                    bundle->files->len + bundle->registry->len, first);
         return FALSE;
     }
     return TRUE;
@@ -820,7 +904,8 @@ gboolean vo_apply_image(const char *image, const char *format,
         vo_apply_status(report, "error");
         return FALSE;
     }
-    if (bundle->files->len > 0 && vo_apply_verify(bundle, guest, NULL, NULL)) {
+    if (bundle->files->len + bundle->registry->len > 0 &&
+        vo_apply_verify(bundle, guest, NULL, NULL)) {
         vo_apply_status(report, "already-applied");
         return TRUE;
     }

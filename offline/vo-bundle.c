@@ -18,6 +18,7 @@
 #include "vmaugment-trust.h"
 #include "vo-bundle.h"
 #include "vo-guest.h"
+#include "vo-registry.h"
 
 #define VO_MANIFEST "manifest.json"
 #define VO_SIGNATURE "manifest.json.p7s"
@@ -46,6 +47,9 @@ void vo_bundle_free(VoBundle *bundle)
     }
     if (bundle->files) {
         g_ptr_array_unref(bundle->files);
+    }
+    if (bundle->registry) {
+        g_ptr_array_unref(bundle->registry);
     }
     if (bundle->payloads) {
         g_hash_table_unref(bundle->payloads);
@@ -312,10 +316,12 @@ static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
 {
     static const char *const allowed[] = {
         "format", "id", "version", "description", "applies", "files",
-        "payload", NULL,
+        "registry", "payload", NULL,
     };
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
-    g_autoptr(GHashTable) paths = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GHashTable) paths = g_hash_table_new_full(g_str_hash,
+                                                        g_str_equal, g_free,
+                                                        NULL);
     gsize len;
     const char *text = g_bytes_get_data(manifest, &len);
     JsonNode *root, *node;
@@ -375,6 +381,11 @@ static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
         bundle->rules = json_node_get_array(node);
     }
 
+    node = json_object_get_member(obj, "registry");
+    if (node && !vo_registry_parse(node, bundle->registry, error)) {
+        return FALSE;
+    }
+
     node = json_object_get_member(obj, "payload");
     if (!node || !JSON_NODE_HOLDS_OBJECT(node)) {
         return vo_bundle_invalid(error, "\"payload\" must be an object");
@@ -398,7 +409,7 @@ static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
         }
         op = g_ptr_array_index(bundle->files, bundle->files->len - 1);
         /* One instruction per path keeps checking and verifying exact. */
-        if (!g_hash_table_add(paths, op->path)) {
+        if (!g_hash_table_add(paths, vo_guest_normalize_path(op->path))) {
             return vo_bundle_invalid(error, "files[%u]: %s appears twice", i,
                                      op->path);
         }
@@ -485,6 +496,8 @@ VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
 
     bundle->files = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_file_op_free);
+    bundle->registry = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_reg_op_free);
     bundle->payloads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                              (GDestroyNotify)g_bytes_unref);
     archive_read_support_format_tar(a);

@@ -45,6 +45,7 @@ typedef struct {
     JsonNode *manifest;     /* the whole signed manifest */
     JsonArray *rules;       /* borrowed from manifest; may be NULL */
     GPtrArray *files;       /* VoFileOp* */
+    GPtrArray *registry;    /* VoRegOp* */
     GHashTable *payloads;   /* name -> GBytes* */
     char *signer;           /* common name of the trusted signer */
     char *signer_fingerprint;

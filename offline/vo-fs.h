@@ -68,6 +68,7 @@ struct VoFs {
 };
 
 VoFs *vo_ext_open(VoDisk *disk, const VoPartition *part, GError **error);
+VoFs *vo_ntfs_open(VoDisk *disk, const VoPartition *part, GError **error);
 
 static inline void vo_fs_close(VoFs *fs)
 {

@@ -49,9 +49,39 @@ void vo_path_clear(VoPath *path)
     memset(path, 0, sizeof(*path));
 }
 
+static gboolean vo_guest_is_drive_path(const char *path)
+{
+    return g_ascii_isalpha(path[0]) && path[1] == ':' &&
+           (path[2] == '\\' || path[2] == '/');
+}
+
+char *vo_guest_normalize_path(const char *path)
+{
+    char *norm;
+
+    if (!vo_guest_is_drive_path(path)) {
+        return g_strdup(path);
+    }
+    /* C:\Windows\x is /Windows/x on the system volume. */
+    norm = g_strdup(path + 2);
+    g_strdelimit(norm, "\\", '/');
+    return norm;
+}
+
 gboolean vo_guest_check_path(const char *path, GError **error)
 {
     g_auto(GStrv) parts = NULL;
+    g_autofree char *norm = NULL;
+
+    if (vo_guest_is_drive_path(path)) {
+        if (g_ascii_toupper(path[0]) != 'C') {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "path '%s': only drive C: is serviced", path);
+            return FALSE;
+        }
+        norm = vo_guest_normalize_path(path);
+        path = norm;
+    }
 
     if (!g_utf8_validate(path, -1, NULL) || strlen(path) > VO_MAX_PATH) {
         g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
@@ -177,11 +207,20 @@ gboolean vo_guest_resolve(VoGuest *guest, const char *path,
     guint hops = 0;
     gboolean ok = FALSE;
 
+    g_autofree char *norm = NULL;
+
     memset(out, 0, sizeof(*out));
     if (!vo_guest_check_path(path, error)) {
         return FALSE;
     }
-    vo_guest_push_front(&todo, path + 1);
+    if (vo_guest_is_drive_path(path) &&
+        !g_str_equal(guest->family, "windows")) {
+        g_set_error(error, VO_ERROR, VO_ERROR_NOT_APPLICABLE,
+                    "%s: a Windows path on a %s guest", path, guest->family);
+        return FALSE;
+    }
+    norm = vo_guest_normalize_path(path);
+    vo_guest_push_front(&todo, norm + 1);
     while (!g_queue_is_empty(&todo)) {
         g_autofree char *c = g_queue_pop_head(&todo);
         gboolean final = g_queue_is_empty(&todo);
@@ -512,8 +551,15 @@ VoGuest *vo_guest_open(const char *image, const char *format,
         const char *why = vo_layout_unsupported_reason(p->fstype);
         VoFs *fs = NULL;
 
+        g_debug("partition %d at %" G_GUINT64_FORMAT ": %s", p->number,
+                p->offset, p->fstype ? p->fstype : "(unknown)");
         if (vo_guest_is_ext(p->fstype)) {
             fs = vo_ext_open(guest->disk, p, error);
+            if (!fs) {
+                return NULL;
+            }
+        } else if (p->fstype && g_str_equal(p->fstype, "ntfs")) {
+            fs = vo_ntfs_open(guest->disk, p, error);
             if (!fs) {
                 return NULL;
             }

@@ -42,8 +42,11 @@ VoGuest *vo_guest_open(const char *image, const char *format,
 void vo_guest_free(VoGuest *guest);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoGuest, vo_guest_free)
 
-/* Checks a path from a bundle: absolute, no '.' or '..' components. */
+/* Checks a path from a bundle: absolute ("/..." or "C:\\..."), no empty,
+ * '.' or '..' components. */
 gboolean vo_guest_check_path(const char *path, GError **error);
+/* "C:\\a\\b" -> "/a/b"; other paths unchanged. */
+char *vo_guest_normalize_path(const char *path);
 
 /* Resolves @path; symlinks in directories are always followed (inside the
  * guest only), the final component only when @follow_final. */

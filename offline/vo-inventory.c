@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "vo-inventory.h"
+#include "vo-registry.h"
 
 #define VO_MAX_OS_RELEASE (64 * 1024)
 #define VO_MAX_DPKG_STATUS (256u * 1024 * 1024)
@@ -137,7 +138,24 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
         (GDestroyNotify)vo_package_free);
     g_hash_table_insert(inv->os, g_strdup("family"),
                         g_strdup(guest->family));
-    if (!g_str_equal(guest->family, "linux")) {
+    if (g_str_equal(guest->family, "windows")) {
+        g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GHashTable) fields = g_hash_table_new_full(
+            g_str_hash, g_str_equal, g_free, g_free);
+
+        if (!vo_registry_inventory(guest, inv->os, entries, error)) {
+            return NULL;
+        }
+        /* Uninstall entries are the Windows packages. */
+        for (guint i = 0; i + 1 < entries->len; i += 2) {
+            g_hash_table_replace(fields, g_strdup("package"),
+                                 g_strdup(entries->pdata[i]));
+            g_hash_table_replace(fields, g_strdup("version"),
+                                 g_strdup(entries->pdata[i + 1]));
+            g_hash_table_replace(fields, g_strdup("status"),
+                                 g_strdup("install ok installed"));
+            vo_inventory_add_package(inv, fields);
+        }
         return g_steal_pointer(&inv);
     }
 

@@ -4,6 +4,11 @@
 #   make-fixtures.sh linux   -> prints the path of a cached directory holding
 #                               debian.raw (GPT, ext4 root + ext4 /srv),
 #                               debian.qcow2, debian.vmdk, debian.vhdx
+#   make-fixtures.sh windows -> windows.{raw,qcow2,vmdk,vhdx}: MBR, one NTFS
+#                               partition with a Windows-like tree whose
+#                               SOFTWARE/SYSTEM hives grow from hivex's
+#                               upstream test hive (needs
+#                               $VMAUGMENT_NTFS_POPULATE, the test helper)
 #
 # The debootstrap tree and the images are cached under the user's cache
 # directory, keyed by the version of this script, so only the first run
@@ -93,8 +98,135 @@ PART
     echo "$out"
 }
 
+# hivex's images/minimal: no Debian binary package ships a registry hive.
+hive_seed() {
+    local seed=$cache/hivex-minimal
+    if [ ! -s "$seed" ]; then
+        local src=$cache/hivex-src
+        rm -rf "$src"
+        mkdir -p "$src"
+        # Only the upstream tarball is needed; the .dsc may lag behind.
+        (cd "$src" && apt-get source --download-only hivex >/dev/null 2>&1) || true
+        local tarball
+        tarball=$(ls "$src"/hivex_*.orig.tar.* 2>/dev/null | head -1)
+        [ -n "$tarball" ] || { echo "cannot download hivex's source" >&2; exit 1; }
+        tar -xaf "$tarball" -O --wildcards '*/images/minimal' >"$seed.tmp"
+        mv "$seed.tmp" "$seed"
+        rm -rf "$src"
+    fi
+    echo "$seed"
+}
+
+windows() {
+    local out=$cache/windows-v$fixture_version
+    if [ -f "$out/.complete" ]; then
+        echo "$out"
+        return
+    fi
+    : "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate test helper}"
+    local seed
+    seed=$(hive_seed)
+    rm -rf "$out"
+    mkdir -p "$out"
+    local tree=$out/tree
+    local sys32=$tree/Windows/System32
+    mkdir -p "$sys32/config" "$sys32/drivers/etc" "$tree/Program Files/Demo" \
+        "$tree/Users/Public"
+    cp "$seed" "$sys32/config/SOFTWARE"
+    hivexsh -w "$sys32/config/SOFTWARE" <<'HIVE'
+add Microsoft
+cd Microsoft
+add Windows NT
+cd Windows NT
+add CurrentVersion
+cd CurrentVersion
+setval 5
+ProductName
+string:Windows 10 Pro
+CurrentBuild
+string:19045
+DisplayVersion
+string:22H2
+EditionID
+string:Professional
+CurrentMajorVersionNumber
+dword:0x0000000a
+cd \Microsoft
+add Windows
+cd Windows
+add CurrentVersion
+cd CurrentVersion
+add Uninstall
+cd Uninstall
+add 7-Zip
+cd 7-Zip
+setval 3
+DisplayName
+string:7-Zip 23.01 (x64)
+DisplayVersion
+string:23.01
+Publisher
+string:Igor Pavlov
+cd ..
+add KB5034441
+cd KB5034441
+setval 2
+DisplayName
+string:Security Update for Windows (KB5034441)
+DisplayVersion
+string:1
+commit
+HIVE
+    cp "$seed" "$sys32/config/SYSTEM"
+    hivexsh -w "$sys32/config/SYSTEM" <<'HIVE'
+add Select
+cd Select
+setval 1
+Current
+dword:0x00000001
+cd \
+add ControlSet001
+cd ControlSet001
+add Control
+cd Control
+add ComputerName
+cd ComputerName
+add ComputerName
+cd ComputerName
+setval 1
+ComputerName
+string:FIXTURE-PC
+commit
+HIVE
+    printf '127.0.0.1 localhost\r\n' >"$sys32/drivers/etc/hosts"
+    printf 'MZ fixture, not a real program' >"$sys32/cmd.exe"
+    printf 'demo application\r\n' >"$tree/Program Files/Demo/readme.txt"
+    printf 'old log\r\n' >"$tree/Users/Public/old.log"
+
+    local part=$out/ntfs.part
+    truncate -s 128M "$part"
+    mkntfs -F -Q -q -s 512 -p 2048 -H 255 -S 63 -L Windows "$part" 2>/dev/null
+    "$VMAUGMENT_NTFS_POPULATE" "$part" "$tree"
+    rm -rf "$tree"
+
+    local raw=$out/windows.raw
+    truncate -s 160M "$raw"
+    sfdisk --quiet "$raw" <<PART
+label: dos
+start=2048, size=262144, type=7, bootable
+PART
+    dd if="$part" of="$raw" bs=1M seek=1 conv=sparse,notrunc status=none
+    rm -f "$part"
+    "$qemu_img" convert -O qcow2 "$raw" "$out/windows.qcow2"
+    "$qemu_img" convert -O vmdk "$raw" "$out/windows.vmdk"
+    "$qemu_img" convert -O vhdx "$raw" "$out/windows.vhdx"
+    touch "$out/.complete"
+    echo "$out"
+}
+
 case ${1:-} in
     linux) linux ;;
+    windows) windows ;;
     minbase) minbase ;;
-    *) echo "usage: $0 linux|minbase" >&2; exit 2 ;;
+    *) echo "usage: $0 linux|windows|minbase" >&2; exit 2 ;;
 esac

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Windows: NTFS through libntfs-3g and the registry through hivex.  The
+# fixture's hives grow from hivex's upstream test hive.  Checked
+# independently with ntfsfix -n, ntfscat and hivexget.
+source "$(dirname "$0")/lib.sh"
+
+: "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
+fix=$(bash "$here/make-fixtures.sh" windows)
+make_identity
+
+for fmt in qcow2 vmdk vhdx raw; do
+    out=$tmp/inspect-$fmt.json
+    vo inspect "$fix/windows.$fmt" >"$out"
+    [ "$(json_get "$out" os family)" = windows ] || fail "$fmt: family"
+    [ "$(json_get "$out" os product_name)" = "Windows 10 Pro" ] || fail "$fmt: product"
+    [ "$(json_get "$out" os current_build)" = 19045 ] || fail "$fmt: build"
+    [ "$(json_get "$out" mounts 0 mountpoint)" = "C:" ] || fail "$fmt: C:"
+    [ "$(json_get "$out" packages 0 name)" = 7-Zip ] || fail "$fmt: uninstall"
+    [ "$(json_get "$out" packages 1 name)" = KB5034441 ] || fail "$fmt: KB"
+done
+pass "inspect Windows on qcow2, vmdk, vhdx, raw"
+
+mkdir -p "$tmp/payload"
+printf '127.0.0.1 localhost\r\n10.0.0.1 update.example\r\n' >"$tmp/payload/hosts"
+head -c 300000 /dev/urandom >"$tmp/payload/patch.dll"
+printf 'v2\r\n' >"$tmp/payload/readme.txt"
+hosts_sha=$(printf '127.0.0.1 localhost\r\n' | sha256sum | cut -d' ' -f1)
+win_rules='
+  {"os": {"family": "windows", "current_build": "19045"}},
+  {"registry": {"hive": "SOFTWARE", "key": "Microsoft\\Windows NT\\CurrentVersion", "name": "EditionID", "equals": "Professional"}},
+  {"package": "7-Zip", "version": ">= 23.00"}'
+win_files='
+  {"op": "replace", "path": "C:\\Windows\\System32\\drivers\\etc\\hosts", "payload": "hosts", "old_sha256": "'$hosts_sha'"},
+  {"op": "add", "path": "C:\\Program Files\\Demo\\patch.dll", "payload": "patch.dll"},
+  {"op": "mkdir", "path": "C:\\ProgramData"},
+  {"op": "add", "path": "C:\\ProgramData\\readme.txt", "payload": "readme.txt"},
+  {"op": "delete", "path": "C:\\Users\\Public\\old.log"}'
+win_registry='
+  {"op": "set", "hive": "SOFTWARE", "key": "Vendor\\Demo", "name": "Version", "type": "sz", "value": "2.0"},
+  {"op": "set", "hive": "SOFTWARE", "key": "Vendor\\Demo", "name": "Patched", "type": "dword", "value": 1},
+  {"op": "delete-value", "hive": "SOFTWARE", "key": "Microsoft\\Windows\\CurrentVersion\\Uninstall\\7-Zip", "name": "Publisher"},
+  {"op": "set", "hive": "SYSTEM", "key": "ControlSet001\\Control\\ComputerName\\ComputerName", "name": "ComputerName", "type": "sz", "value": "PATCHED-PC"}'
+cat >"$tmp/win.json" <<JSON
+{"format": 1, "id": "win-fix", "version": "1",
+ "applies": [ $win_rules ], "files": [ $win_files ], "registry": [ $win_registry ]}
+JSON
+"$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --payload-dir "$tmp/payload" --output "$tmp/win.vmab" "$tmp/win.json"
+
+# ntfs_check IMAGE: the NTFS partition extracted and checked with ntfs-3g's
+# own tools and hivexget.
+ntfs_check() {
+    local img=$1 raw=$tmp/w.raw part=$tmp/w.part
+    "$QEMU_IMG" convert -U -O raw "$img" "$raw"
+    dd if="$raw" of="$part" bs=1M skip=1 count=128 status=none
+    rm -f "$raw"
+    ntfsfix -n "$part" >"$tmp/ntfsfix.log" 2>&1 ||
+        { cat "$tmp/ntfsfix.log"; fail "$img: ntfsfix -n"; }
+    grep -q "processed successfully" "$tmp/ntfsfix.log" || fail "$img: ntfsfix"
+    ntfscat "$part" Windows/System32/drivers/etc/hosts | cmp -s - "$tmp/payload/hosts" ||
+        fail "$img: hosts"
+    ntfscat "$part" "Program Files/Demo/patch.dll" | cmp -s - "$tmp/payload/patch.dll" ||
+        fail "$img: patch.dll"
+    ntfscat "$part" ProgramData/readme.txt | cmp -s - "$tmp/payload/readme.txt" ||
+        fail "$img: readme.txt"
+    ! ntfscat "$part" Users/Public/old.log >/dev/null 2>&1 || fail "$img: old.log"
+    ntfscat "$part" Windows/System32/config/SOFTWARE >"$tmp/SOFTWARE"
+    ntfscat "$part" Windows/System32/config/SYSTEM >"$tmp/SYSTEM"
+    [ "$(hivexget "$tmp/SOFTWARE" 'Vendor\Demo' Version)" = 2.0 ] || fail "$img: Version"
+    [ "$(hivexget "$tmp/SOFTWARE" 'Vendor\Demo' Patched)" = 1 ] || fail "$img: Patched"
+    ! hivexget "$tmp/SOFTWARE" 'Microsoft\Windows\CurrentVersion\Uninstall\7-Zip' Publisher \
+        >/dev/null 2>&1 || fail "$img: Publisher not deleted"
+    [ "$(hivexget "$tmp/SOFTWARE" 'Microsoft\Windows\CurrentVersion\Uninstall\7-Zip' DisplayVersion)" = 23.01 ] ||
+        fail "$img: other values lost"
+    [ "$(hivexget "$tmp/SYSTEM" 'ControlSet001\Control\ComputerName\ComputerName' ComputerName)" = PATCHED-PC ] ||
+        fail "$img: SYSTEM hive"
+    rm -f "$part"
+}
+
+for fmt in qcow2 vhdx vmdk; do
+    img=$tmp/win.$fmt
+    cp "$fix/windows.$fmt" "$img"
+    vo apply --dry-run "$img" "$tmp/win.vmab" >"$tmp/dry.json"
+    [ "$(json_get "$tmp/dry.json" plan 5 registry)" = set ] || fail "registry plan"
+    vo apply "$img" "$tmp/win.vmab" >"$tmp/apply.json" ||
+        { cat "$tmp/apply.json"; fail "apply on $fmt"; }
+    vo verify "$img" "$tmp/win.vmab" >/dev/null || fail "verify $fmt"
+    no_sidecars "$img"
+    ntfs_check "$img"
+    pass "Windows job on $fmt: files and registry patched, ntfsfix/hivexget agree"
+done
+
+# Refusals: NTFS-only limits, a dirty volume, a hibernated one.
+img=$tmp/r.qcow2
+cp "$fix/windows.qcow2" "$img"
+cat >"$tmp/chmod.json" <<'JSON'
+{"format": 1, "id": "chmod", "version": "1", "files": [
+  {"op": "chmod", "path": "C:\\Windows\\System32\\cmd.exe", "mode": "0755"}]}
+JSON
+"$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --output "$tmp/chmod.vmab" "$tmp/chmod.json"
+sum=$(sha256sum <"$img")
+expect_refusal "no POSIX owners" --trust-dir "$tmp/trust" apply "$img" "$tmp/chmod.vmab"
+expect_refusal "Windows path on a linux guest|does not apply" --trust-dir "$tmp/trust" \
+    apply "$(fixtures_linux)/debian.qcow2" "$tmp/win.vmab"
+[ "$(sha256sum <"$img")" = "$sum" ] || fail "refusal changed the image"
+
+for state in dirty hibernated; do
+    raw=$tmp/s.raw
+    cp --sparse=always "$fix/windows.raw" "$raw"
+    dd if="$raw" of="$tmp/s.part" bs=1M skip=1 count=128 status=none
+    if [ $state = dirty ]; then
+        "$VMAUGMENT_NTFS_POPULATE" --set-dirty "$tmp/s.part"
+    else
+        { printf 'HIBR'; head -c 8188 /dev/zero; } >"$tmp/hiberfil.sys"
+        ntfscp -q "$tmp/s.part" "$tmp/hiberfil.sys" hiberfil.sys
+    fi
+    dd if="$tmp/s.part" of="$raw" bs=1M seek=1 conv=notrunc status=none
+    sum=$(sha256sum <"$raw")
+    expect_refusal "marked dirty|hibernated" --trust-dir "$tmp/trust" apply "$raw" "$tmp/win.vmab"
+    [ "$(sha256sum <"$raw")" = "$sum" ] || fail "$state: image changed"
+done
+pass "chmod on NTFS, Windows paths on Linux, dirty and hibernated NTFS refused"
