@@ -83,9 +83,8 @@ static void store_fsync_dir(const gchar *dir)
     }
 }
 
-/* Temporary file, fsync, rename, fsync the directory. */
-static gboolean store_write_atomic(const gchar *path, const void *data,
-                                   gsize len, GError **error)
+gboolean vmaug_store_write_file(const gchar *path, const void *data,
+                                gsize len, GError **error)
 {
     g_autofree gchar *dir = g_path_get_dirname(path);
     g_autoptr(GError) local = NULL;
@@ -656,6 +655,24 @@ static gboolean store_admit(VmaugStore *store, const gchar *name,
     return TRUE;
 }
 
+gboolean vmaug_store_check_version(VmaugStore *store, const gchar *name,
+                                   const gchar *version, const gchar *actor,
+                                   GError **error)
+{
+    g_autofree gchar *highest = store_highest(store, name);
+
+    if (highest != NULL && vmaug_version_compare(version, highest) < 0 &&
+        !store->policy->allow_rollback) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED,
+                    "rollback: %s %s is older than %s, accepted before",
+                    name, version, highest);
+        vmaug_store_audit(store, actor, "load", name, version, NULL, NULL,
+                          *error);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 /*
  * Record @pkg (already verified and admitted, its bytes in
  * objects/<hex>.pkg) under its name and version.
@@ -674,13 +691,13 @@ static gboolean store_publish(VmaugStore *store, VmaugPackage *pkg,
     if (g_mkdir_with_parents(ndir, 0750) < 0) {
         return store_io_error(error, "cannot create", ndir);
     }
-    if (!store_write_atomic(ref, line, strlen(line), error)) {
+    if (!vmaug_store_write_file(ref, line, strlen(line), error)) {
         return FALSE;
     }
     if (highest == NULL || vmaug_version_compare(m->version, highest) > 0) {
         g_autofree gchar *v = g_strconcat(m->version, "\n", NULL);
 
-        if (!store_write_atomic(hp, v, strlen(v), error)) {
+        if (!vmaug_store_write_file(hp, v, strlen(v), error)) {
             return FALSE;
         }
     }
@@ -703,7 +720,7 @@ VmaugManifest *vmaug_store_install(VmaugStore *store, GBytes *package,
         !store_admit(store, pkg->manifest->name, pkg->manifest->version, hex,
                      &local) ||
         (!g_file_test(obj, G_FILE_TEST_IS_REGULAR) &&
-         !store_write_atomic(obj, g_bytes_get_data(package, NULL),
+         !vmaug_store_write_file(obj, g_bytes_get_data(package, NULL),
                              g_bytes_get_size(package), &local)) ||
         !store_publish(store, pkg, hex, &local)) {
         vmaug_store_audit(store, actor, "install",
@@ -824,7 +841,7 @@ gboolean vmaug_store_upload_begin(VmaugStore *store, guint64 size,
                            G_GUINT64_FORMAT ", \"name\": \"%s\", "
                            "\"version\": \"%s\"}\n", (gint64)u->id, size,
                            name, version);
-    if (!store_write_atomic(jpath, json, strlen(json), error)) {
+    if (!vmaug_store_write_file(jpath, json, strlen(json), error)) {
         g_unlink(ppath);
         store_upload_free(u);
         return FALSE;

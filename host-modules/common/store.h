@@ -50,6 +50,11 @@ void vmaug_store_audit(VmaugStore *store, const gchar *actor,
                        const gchar *version, const gchar *sha256,
                        const gchar *signer, const GError *error);
 
+/* Write a file of the store: temporary file, fsync, rename, fsync the
+ * directory; errors are VMAUG_HOST_ERROR_IO. */
+gboolean vmaug_store_write_file(const gchar *path, const void *data,
+                                gsize len, GError **error);
+
 /* Verify and store a complete package.  Refused: signature, manifest,
  * mix-and-match, rollback, same version with other content. */
 VmaugManifest *vmaug_store_install(VmaugStore *store, GBytes *package,
@@ -65,6 +70,11 @@ VmaugPackage *vmaug_store_open_package(VmaugStore *store, const gchar *name,
                                        const gchar *version,
                                        const gchar *actor,
                                        const gchar *action, GError **error);
+/* Refuse (and audit) running @version when a higher one of @name was
+ * accepted, unless the policy allows rollback. */
+gboolean vmaug_store_check_version(VmaugStore *store, const gchar *name,
+                                   const gchar *version, const gchar *actor,
+                                   GError **error);
 /* Every stored module version, sorted by name then version. */
 GPtrArray *vmaug_store_list(VmaugStore *store);
 

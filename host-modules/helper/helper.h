@@ -1,0 +1,116 @@
+/*
+ * vmaugment-helper: the supervisor QEMU's vmaugment device talks to.
+ *
+ * One Helper listens on a unix socket; each accepted connection is one
+ * device (one VM) with its own modules; each loaded module runs in its own
+ * sandboxed process (vmaugment-module-host).
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef VMAUGMENT_HELPER_H
+#define VMAUGMENT_HELPER_H
+
+#include <glib.h>
+#include <linux/virtio_vmaugment.h>
+
+#include "host-common.h"
+#include "link.h"
+#include "sandbox.h"
+#include "store.h"
+
+#define HELPER_VERSION_STRING   "vmaugment-helper " VMAUG_HOST_VERSION
+/* Devices served at once. */
+#define HELPER_MAX_DEVICES      64
+/* Calls queued for one module before BUSY. */
+#define HELPER_MAX_QUEUED_CALLS 64
+/* Bytes queued towards one peer before we give up on it. */
+#define HELPER_MAX_QUEUED_OUT   (64 * 1024 * 1024)
+
+typedef struct {
+    gchar *socket_path;
+    gchar *default_store;
+    GPtrArray *allowed_stores;      /* canonical paths */
+    VmaugTrustStore *trust;
+    VmaugPolicy *policy;
+    gchar *module_host;
+    guint call_timeout_ms;
+    SandboxLimits limits;
+    gchar *cups_queue;
+    GHashTable *stores;             /* canonical dir -> VmaugStore */
+    GHashTable *manifests;          /* package sha256 -> VmaugManifest */
+    GList *devices;
+    guint64 jobs;
+    GMainLoop *loop;
+} Helper;
+
+typedef struct _Module Module;
+
+typedef struct {
+    Helper *helper;
+    VmaugLink *link;
+    gchar *name;                    /* from the device's HELLO */
+    gboolean hello;
+    VmaugStore *store;
+    GHashTable *modules;            /* name -> Module */
+    GHashTable *pending;            /* deferred tags (guint64 *) */
+    GHashTable *cancelled;          /* tags the device gave up on */
+    gboolean closed;
+} Device;
+
+/* device.c */
+Device *device_new(Helper *helper, int fd);
+void device_free(Device *dev);
+/* Answer a deferred request (dropped if the device cancelled it). */
+void device_reply(Device *dev, guint64 tag, guint16 status,
+                  const void *data, gsize len);
+void device_reply_error(Device *dev, guint64 tag, const GError *error);
+void device_event(Device *dev, guint32 type, const void *a, gsize alen,
+                  const void *b, gsize blen);
+void device_fill_info(Device *dev, struct vmaug_module_info *info,
+                      const gchar *name, const gchar *version,
+                      const VmaugManifest *m);
+/* Per-image module configuration, persisted in the device's store. */
+gboolean device_config_get(Device *dev, const gchar *module,
+                           const gchar *key, GBytes **value, GError **error);
+gboolean device_config_set(Device *dev, const gchar *module,
+                           const gchar *key, const void *value, gsize len,
+                           GError **error);
+
+/* loader.c */
+struct _Module {
+    Device *dev;                    /* NULL once the device is gone */
+    Helper *helper;
+    gchar *name;
+    gchar *version;
+    VmaugManifest *manifest;
+    guint state;                    /* 0 while starting, VMAUG_MODULE_* */
+    GPid pid;
+    VmaugLink *link;
+    guint child_watch;
+    guint timer;
+    gboolean timed_out;
+    gboolean stopping;
+    GQueue calls;                   /* ModuleCall, first is in flight */
+    gboolean in_flight;
+    guint64 next_call_id;
+    GArray *load_waiters;           /* device tags */
+    gint64 started_us;
+    int state_dirfd;
+};
+
+/* Start a verified package in its sandbox; LOAD requests wait with
+ * module_add_load_waiter(). */
+Module *module_start(Device *dev, VmaugPackage *pkg, GError **error);
+void module_add_load_waiter(Module *m, guint64 tag);
+/* Queue a guest call (answered to @tag) or a lifecycle event (@tag 0,
+ * not answered). */
+gboolean module_invoke(Module *m, guint64 tag, const gchar *function,
+                       const void *input, gsize len, GError **error);
+void module_post_event(Module *m, guint32 type, const void *data, gsize len);
+/* Ask the module to finish (FINI, then SIGKILL after a grace period);
+ * it is freed when its process is gone. */
+void module_stop(Module *m, gboolean immediately);
+void module_ref_fill(const Module *m, struct vmaug_module_ref *ref);
+
+#endif /* VMAUGMENT_HELPER_H */

@@ -1,0 +1,363 @@
+/*
+ * A framed, non-blocking message link (see link.h).
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <glib-unix.h>
+
+#include "link.h"
+
+typedef struct {
+    guint8 *data;
+    gsize len;
+    gsize sent;
+    int fd;
+} LinkOut;
+
+struct _VmaugLink {
+    int fd;
+    guint32 magic;
+    guint32 max_len;
+    gsize max_queued;
+    VmaugLinkMessageFunc on_message;
+    VmaugLinkClosedFunc on_closed;
+    gpointer user_data;
+    guint in_source;
+    guint out_source;
+    struct vmaug_host_msg hdr;
+    gsize hdr_got;
+    guint8 *body;
+    gsize body_got;
+    GQueue out;
+    gsize queued;
+    gboolean closed;
+    gint busy;              /* inside a callback: free later */
+    gboolean free_pending;
+};
+
+static void link_out_free(LinkOut *o)
+{
+    if (o->fd >= 0) {
+        close(o->fd);
+    }
+    g_free(o->data);
+    g_free(o);
+}
+
+static void link_really_free(VmaugLink *link)
+{
+    g_queue_clear_full(&link->out, (GDestroyNotify)link_out_free);
+    g_free(link->body);
+    g_free(link);
+}
+
+gboolean vmaug_link_is_open(VmaugLink *link)
+{
+    return link != NULL && !link->closed;
+}
+
+void vmaug_link_close(VmaugLink *link, const gchar *why)
+{
+    if (link->closed) {
+        return;
+    }
+    link->closed = TRUE;
+    if (link->in_source != 0) {
+        g_source_remove(link->in_source);
+        link->in_source = 0;
+    }
+    if (link->out_source != 0) {
+        g_source_remove(link->out_source);
+        link->out_source = 0;
+    }
+    close(link->fd);
+    link->fd = -1;
+    link->busy++;
+    link->on_closed(link, why, link->user_data);
+    link->busy--;
+    if (link->free_pending && link->busy == 0) {
+        link_really_free(link);
+    }
+}
+
+void vmaug_link_free(VmaugLink *link)
+{
+    if (link == NULL) {
+        return;
+    }
+    if (!link->closed) {
+        /* No callback for an owner that is going away. */
+        link->closed = TRUE;
+        if (link->in_source != 0) {
+            g_source_remove(link->in_source);
+        }
+        if (link->out_source != 0) {
+            g_source_remove(link->out_source);
+        }
+        close(link->fd);
+    }
+    if (link->busy > 0) {
+        link->free_pending = TRUE;
+        return;
+    }
+    link_really_free(link);
+}
+
+static gboolean link_flush(VmaugLink *link);
+
+static gboolean link_on_out(gint fd, GIOCondition cond, gpointer data)
+{
+    VmaugLink *link = data;
+    gboolean alive;
+
+    link->busy++;
+    alive = link_flush(link);
+    link->busy--;
+    if (link->free_pending && link->busy == 0) {
+        link_really_free(link);
+        return G_SOURCE_REMOVE;
+    }
+    if (!alive) {
+        link->out_source = 0;
+        return G_SOURCE_REMOVE;
+    }
+    if (g_queue_is_empty(&link->out)) {
+        link->out_source = 0;
+        return G_SOURCE_REMOVE;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+/* Write what the socket takes now; FALSE when the link was closed. */
+static gboolean link_flush(VmaugLink *link)
+{
+    LinkOut *o;
+
+    while (!link->closed && (o = g_queue_peek_head(&link->out)) != NULL) {
+        struct iovec iov = {
+            .iov_base = o->data + o->sent,
+            .iov_len = o->len - o->sent,
+        };
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } cm;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t n;
+
+        if (o->fd >= 0 && o->sent == 0) {
+            struct cmsghdr *c;
+
+            memset(&cm, 0, sizeof(cm));
+            mh.msg_control = cm.buf;
+            mh.msg_controllen = sizeof(cm.buf);
+            c = CMSG_FIRSTHDR(&mh);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &o->fd, sizeof(int));
+        }
+        n = sendmsg(link->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (link->out_source == 0) {
+                link->out_source = g_unix_fd_add(link->fd, G_IO_OUT,
+                                                 link_on_out, link);
+            }
+            return TRUE;
+        }
+        if (n <= 0) {
+            vmaug_link_close(link, "write failed");
+            return FALSE;
+        }
+        if (o->fd >= 0) {
+            close(o->fd);       /* delivered with the first byte */
+            o->fd = -1;
+        }
+        o->sent += n;
+        link->queued -= n;
+        if (o->sent == o->len) {
+            link_out_free(g_queue_pop_head(&link->out));
+        }
+    }
+    return !link->closed;
+}
+
+void vmaug_link_send(VmaugLink *link, guint16 type, guint64 tag,
+                     const void *a, gsize alen, const void *b, gsize blen,
+                     int pass_fd)
+{
+    LinkOut *o;
+    struct vmaug_host_msg hdr = {
+        .magic = GUINT32_TO_LE(link->magic),
+        .type = GUINT16_TO_LE(type),
+        .len = GUINT32_TO_LE((guint32)(alen + blen)),
+        .tag = GUINT64_TO_LE(tag),
+    };
+
+    if (link->closed) {
+        if (pass_fd >= 0) {
+            close(pass_fd);
+        }
+        return;
+    }
+    o = g_new0(LinkOut, 1);
+    o->len = sizeof(hdr) + alen + blen;
+    o->data = g_malloc(o->len);
+    o->fd = pass_fd;
+    memcpy(o->data, &hdr, sizeof(hdr));
+    if (alen > 0) {
+        memcpy(o->data + sizeof(hdr), a, alen);
+    }
+    if (blen > 0) {
+        memcpy(o->data + sizeof(hdr) + alen, b, blen);
+    }
+    g_queue_push_tail(&link->out, o);
+    link->queued += o->len;
+    if (link->queued > link->max_queued) {
+        link->busy++;
+        vmaug_link_close(link, "peer does not read its messages");
+        link->busy--;
+        if (link->free_pending && link->busy == 0) {
+            link_really_free(link);
+        }
+        return;
+    }
+    if (link->out_source == 0) {
+        link->busy++;
+        link_flush(link);
+        link->busy--;
+        if (link->free_pending && link->busy == 0) {
+            link_really_free(link);
+        }
+    }
+}
+
+/* Read and dispatch what is available; FALSE when the link was closed. */
+static gboolean link_read(VmaugLink *link)
+{
+    const gchar *why = NULL;
+
+    while (!link->closed) {
+        guint8 *dst;
+        gsize want;
+        ssize_t n;
+
+        if (link->hdr_got < sizeof(link->hdr)) {
+            dst = (guint8 *)&link->hdr + link->hdr_got;
+            want = sizeof(link->hdr) - link->hdr_got;
+        } else {
+            dst = link->body + link->body_got;
+            want = GUINT32_FROM_LE(link->hdr.len) - link->body_got;
+        }
+        if (want > 0) {
+            /* recv() without a control buffer: descriptors a hostile peer
+             * passes are closed by the kernel, never installed here. */
+            n = recv(link->fd, dst, want, MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                return TRUE;
+            }
+            if (n <= 0) {
+                vmaug_link_close(link, n == 0 ? "peer closed" :
+                                 "read failed");
+                return FALSE;
+            }
+            if (link->hdr_got < sizeof(link->hdr)) {
+                link->hdr_got += n;
+                if (link->hdr_got < sizeof(link->hdr)) {
+                    continue;
+                }
+                /* Size and magic are judged before a body is allocated. */
+                if (GUINT32_FROM_LE(link->hdr.magic) != link->magic) {
+                    vmaug_link_close(link, "bad magic");
+                    return FALSE;
+                }
+                if (GUINT32_FROM_LE(link->hdr.len) > link->max_len) {
+                    vmaug_link_close(link, "message too long");
+                    return FALSE;
+                }
+                link->body = g_malloc(GUINT32_FROM_LE(link->hdr.len) + 1);
+                link->body_got = 0;
+                if (GUINT32_FROM_LE(link->hdr.len) > 0) {
+                    continue;
+                }
+            } else {
+                link->body_got += n;
+                if (link->body_got < GUINT32_FROM_LE(link->hdr.len)) {
+                    continue;
+                }
+            }
+        }
+        /* A whole message. */
+        {
+            g_autofree guint8 *body = g_steal_pointer(&link->body);
+            guint32 len = GUINT32_FROM_LE(link->hdr.len);
+            gboolean ok;
+
+            link->hdr_got = 0;
+            link->body_got = 0;
+            body[len] = 0;  /* a terminator for text, never counted */
+            ok = link->on_message(link, GUINT16_FROM_LE(link->hdr.type),
+                                  GUINT64_FROM_LE(link->hdr.tag), body, len,
+                                  link->user_data, &why);
+            /* The caller holds busy and frees a link its owner dropped. */
+            if (link->free_pending) {
+                return FALSE;
+            }
+            if (!ok) {
+                vmaug_link_close(link, why != NULL ? why : "protocol error");
+                return FALSE;
+            }
+        }
+    }
+    return FALSE;
+}
+
+static gboolean link_on_in(gint fd, GIOCondition cond, gpointer data)
+{
+    VmaugLink *link = data;
+    gboolean alive;
+
+    link->busy++;
+    alive = link_read(link);
+    link->busy--;
+    if (link->free_pending && link->busy == 0) {
+        link_really_free(link);
+        return G_SOURCE_REMOVE;
+    }
+    if (!alive) {
+        link->in_source = 0;
+        return G_SOURCE_REMOVE;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+VmaugLink *vmaug_link_new(int fd, guint32 magic, guint32 max_len,
+                          gsize max_queued, VmaugLinkMessageFunc on_message,
+                          VmaugLinkClosedFunc on_closed, gpointer user_data)
+{
+    VmaugLink *link = g_new0(VmaugLink, 1);
+
+    g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+    link->fd = fd;
+    link->magic = magic;
+    link->max_len = max_len;
+    link->max_queued = max_queued;
+    link->on_message = on_message;
+    link->on_closed = on_closed;
+    link->user_data = user_data;
+    g_queue_init(&link->out);
+    link->in_source = g_unix_fd_add(fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
+                                    link_on_in, link);
+    return link;
+}

@@ -1,0 +1,824 @@
+/*
+ * vmaugment-helper: module processes and the host API they reach through
+ * their link.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "helper.h"
+#include "modlink.h"
+
+/* Grace a module gets to run its fini before SIGKILL. */
+#define MODULE_STOP_GRACE_MS    500
+
+typedef struct {
+    guint64 id;                     /* tag on the module link */
+    guint64 tag;                    /* device tag; 0 for events */
+    guint16 type;                   /* MODLINK_CALL or MODLINK_EVENT */
+    GBytes *payload;
+} ModuleCall;
+
+static void module_call_free(ModuleCall *c)
+{
+    g_bytes_unref(c->payload);
+    g_free(c);
+}
+
+void module_ref_fill(const Module *m, struct vmaug_module_ref *ref)
+{
+    memset(ref, 0, sizeof(*ref));
+    g_strlcpy((gchar *)ref->name, m->name, sizeof(ref->name));
+    g_strlcpy((gchar *)ref->version, m->version, sizeof(ref->version));
+}
+
+static void module_free(Module *m)
+{
+    if (m->child_watch != 0) {
+        g_source_remove(m->child_watch);
+    }
+    if (m->timer != 0) {
+        g_source_remove(m->timer);
+    }
+    vmaug_link_free(m->link);
+    g_queue_clear_full(&m->calls, (GDestroyNotify)module_call_free);
+    g_array_unref(m->load_waiters);
+    vmaug_manifest_free(m->manifest);
+    if (m->state_dirfd >= 0) {
+        close(m->state_dirfd);
+    }
+    g_free(m->name);
+    g_free(m->version);
+    g_free(m);
+}
+
+static gboolean module_has_cap(Module *m, const gchar *cap)
+{
+    /* A capability counts only if the signed manifest asks for it and
+     * the host owner grants it. */
+    return (g_strcmp0(cap, VMAUG_CAP_LOG) == 0 ||
+            vmaug_manifest_has_capability(m->manifest, cap)) &&
+           vmaug_policy_grants(m->helper->policy, m->name, cap);
+}
+
+static void module_kill(Module *m)
+{
+    if (m->pid > 0) {
+        kill(m->pid, SIGKILL);
+    }
+}
+
+static void module_fail_waiters(Module *m, guint16 status, const gchar *why)
+{
+    for (guint i = 0; m->dev != NULL && i < m->load_waiters->len; i++) {
+        device_reply(m->dev, g_array_index(m->load_waiters, guint64, i),
+                     status, why, strlen(why));
+    }
+    g_array_set_size(m->load_waiters, 0);
+}
+
+static void module_fail_calls(Module *m, guint16 status, const gchar *why)
+{
+    ModuleCall *c;
+
+    /* The call in flight when a module hangs is the one that timed out. */
+    if (m->in_flight && m->timed_out &&
+        (c = g_queue_pop_head(&m->calls)) != NULL) {
+        if (c->tag != 0 && m->dev != NULL) {
+            device_reply(m->dev, c->tag, VMAUG_S_TIMEOUT, "module timed out",
+                         strlen("module timed out"));
+        }
+        module_call_free(c);
+    }
+    while ((c = g_queue_pop_head(&m->calls)) != NULL) {
+        if (c->tag != 0 && m->dev != NULL) {
+            device_reply(m->dev, c->tag, status, why, strlen(why));
+        }
+        module_call_free(c);
+    }
+    m->in_flight = FALSE;
+}
+
+static gboolean module_on_timeout(gpointer data)
+{
+    Module *m = data;
+
+    m->timer = 0;
+    if (!m->stopping) {
+        g_message("module %s: no answer in %u ms; killing it", m->name,
+                  m->helper->call_timeout_ms);
+        m->timed_out = TRUE;
+    }
+    module_kill(m);
+    return G_SOURCE_REMOVE;
+}
+
+static void module_arm_timer(Module *m, guint ms)
+{
+    if (m->timer != 0) {
+        g_source_remove(m->timer);
+    }
+    m->timer = g_timeout_add(ms, module_on_timeout, m);
+}
+
+static void module_disarm_timer(Module *m)
+{
+    if (m->timer != 0) {
+        g_source_remove(m->timer);
+        m->timer = 0;
+    }
+}
+
+/* Send the next queued call if none is in flight. */
+static void module_pump(Module *m)
+{
+    ModuleCall *c;
+
+    if (m->in_flight || m->stopping || m->state != VMAUG_MODULE_LOADED ||
+        (c = g_queue_peek_head(&m->calls)) == NULL) {
+        return;
+    }
+    m->in_flight = TRUE;
+    vmaug_link_send(m->link, c->type, c->id, g_bytes_get_data(c->payload,
+                                                               NULL),
+                    g_bytes_get_size(c->payload), NULL, 0, -1);
+    module_arm_timer(m, m->helper->call_timeout_ms);
+}
+
+static void module_on_exit(GPid pid, gint status, gpointer data)
+{
+    Module *m = data;
+    g_autofree gchar *how = NULL;
+
+    m->child_watch = 0;
+    g_spawn_close_pid(pid);
+    m->pid = 0;
+    module_disarm_timer(m);
+    if (WIFSIGNALED(status)) {
+        how = g_strdup_printf("killed by signal %d%s", WTERMSIG(status),
+                              WTERMSIG(status) == SIGSYS ?
+                              " (forbidden system call)" : "");
+    } else {
+        how = g_strdup_printf("exited with status %d", WEXITSTATUS(status));
+    }
+    if (m->stopping) {
+        g_debug("module %s %s stopped: %s", m->name, m->version, how);
+        module_fail_calls(m, VMAUG_S_INTERRUPTED, "module unloaded");
+        module_free(m);
+        return;
+    }
+    g_message("module %s %s %s", m->name, m->version, how);
+    m->state = VMAUG_MODULE_CRASHED;
+    vmaug_link_close(m->link, "module process ended");
+    module_fail_waiters(m, VMAUG_S_MODULE_FAILED, how);
+    module_fail_calls(m, VMAUG_S_MODULE_FAILED, how);
+    if (m->dev != NULL) {
+        struct vmaug_module_ref ref;
+
+        module_ref_fill(m, &ref);
+        device_event(m->dev, VMAUG_EVENT_MODULE_CRASHED, &ref, sizeof(ref),
+                     NULL, 0);
+    } else {
+        module_free(m);
+    }
+}
+
+/* ---- Host API broker ---- */
+
+static void module_api_reply(Module *m, guint64 tag, gint32 rc,
+                             const void *data, gsize len, int fd)
+{
+    guint32 le = GUINT32_TO_LE((guint32)rc);
+
+    vmaug_link_send(m->link, MODLINK_REPLY, tag, &le, 4, data, len, fd);
+}
+
+/* A path below the state directory: relative, no "." or ".." parts. */
+static gboolean module_path_ok(const gchar *path)
+{
+    g_auto(GStrv) parts = NULL;
+
+    if (*path == '\0' || *path == '/' || strlen(path) > VMAUG_MODULE_MAX_PATH
+        || !g_utf8_validate(path, -1, NULL)) {
+        return FALSE;
+    }
+    parts = g_strsplit(path, "/", -1);
+    for (guint i = 0; parts[i] != NULL; i++) {
+        if (*parts[i] == '\0' || g_strcmp0(parts[i], ".") == 0 ||
+            g_strcmp0(parts[i], "..") == 0) {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+static int module_state_open(Module *m, guint32 flags, const gchar *path)
+{
+    const guint32 allowed = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND |
+                            O_EXCL;
+    struct open_how how = {
+        .mode = 0600,
+        /* The kernel enforces "below the state directory", whatever
+         * symlinks or races the module arranges. */
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                   RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+    };
+    int fd;
+
+    if ((flags & ~allowed) != 0 || !module_path_ok(path)) {
+        return -EINVAL;
+    }
+    how.flags = flags | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
+    if (!(flags & O_CREAT)) {
+        how.mode = 0;
+    }
+    fd = syscall(SYS_openat2, m->state_dirfd, path, &how, sizeof(how));
+    if (fd < 0 && errno == ENOSYS && strchr(path, '/') == NULL) {
+        /* Old kernels: a single component cannot escape with O_NOFOLLOW. */
+        fd = openat(m->state_dirfd, path, (int)how.flags, 0600);
+    }
+    return fd < 0 ? -errno : fd;
+}
+
+static gint32 module_spool(Module *m, const gchar *title, const guint8 *data,
+                           gsize len, gchar **job_out)
+{
+    Helper *h = m->helper;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    g_autofree gchar *job = g_strdup_printf("%" G_GINT64_FORMAT "-%d-%"
+                                            G_GUINT64_FORMAT,
+                                            g_get_real_time() / 1000,
+                                            (int)getpid(), ++h->jobs);
+    g_autofree gchar *dir = g_build_filename(vmaug_store_get_dir(m->dev->
+                                                                 store),
+                                             "spool", NULL);
+    g_autofree gchar *doc = g_strconcat(dir, "/", job, ".data", NULL);
+    g_autofree gchar *meta = g_strconcat(dir, "/", job, ".json", NULL);
+    g_autofree gchar *ts = g_date_time_format_iso8601(now);
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = NULL;
+    g_autofree gchar *json = NULL;
+    g_autofree gchar *safe_title = g_utf8_make_valid(title, -1);
+
+    /* The document first, its description last: a spool reader that sees
+     * the .json finds the whole document. */
+    if (!g_file_set_contents_full(doc, (const gchar *)data, len,
+                                  G_FILE_SET_CONTENTS_CONSISTENT, 0640,
+                                  &error)) {
+        g_warning("spool: %s", error->message);
+        return -EIO;
+    }
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "job");
+    json_builder_add_string_value(b, job);
+    json_builder_set_member_name(b, "title");
+    json_builder_add_string_value(b, safe_title);
+    json_builder_set_member_name(b, "module");
+    json_builder_add_string_value(b, m->name);
+    json_builder_set_member_name(b, "image");
+    json_builder_add_string_value(b, m->dev->name);
+    json_builder_set_member_name(b, "size");
+    json_builder_add_int_value(b, (gint64)len);
+    json_builder_set_member_name(b, "time");
+    json_builder_add_string_value(b, ts);
+    json_builder_end_object(b);
+    root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    json = json_generator_to_data(gen, NULL);
+    if (!g_file_set_contents_full(meta, json, -1,
+                                  G_FILE_SET_CONTENTS_CONSISTENT, 0640,
+                                  &error)) {
+        g_warning("spool: %s", error->message);
+        return -EIO;
+    }
+    if (h->cups_queue != NULL) {
+        /* lp gets the document as an argument, never through a shell. */
+        const gchar *argv[] = { "lp", "-d", h->cups_queue, "-t", safe_title,
+                                "--", doc, NULL };
+
+        if (!g_spawn_async(NULL, (gchar **)argv, NULL,
+                           G_SPAWN_SEARCH_PATH |
+                           G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL,
+                           &error)) {
+            g_warning("spool: lp: %s", error->message);
+        }
+    }
+    g_message("module %s spooled job %s (%" G_GSIZE_FORMAT " bytes)",
+              m->name, job, len);
+    *job_out = g_steal_pointer(&job);
+    return 0;
+}
+
+static gint32 module_post_ui(Module *m, const gchar *json, gsize len)
+{
+    g_autoptr(JsonParser) parser = json_parser_new_immutable();
+    g_autofree gchar *dir = g_build_filename(vmaug_store_get_dir(m->dev->
+                                                                 store),
+                                             "ui", NULL);
+    g_autofree gchar *name = g_strconcat(m->name, ".json", NULL);
+    g_autofree gchar *path = g_build_filename(dir, name, NULL);
+    JsonNode *root;
+
+    /* Hostile JSON: no NUL, bounded, flat enough, an object at the root. */
+    if (len == 0 || memchr(json, 0, len) != NULL ||
+        !json_parser_load_from_data(parser, json, len, NULL)) {
+        return -EINVAL;
+    }
+    root = json_parser_get_root(parser);
+    if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
+        return -EINVAL;
+    }
+    g_mkdir_with_parents(dir, 0750);
+    /* The admin interface reads the module's latest UI state here. */
+    if (!g_file_set_contents_full(path, json, len,
+                                  G_FILE_SET_CONTENTS_CONSISTENT, 0640,
+                                  NULL)) {
+        return -EIO;
+    }
+    return 0;
+}
+
+static gboolean module_on_api(Module *m, guint64 tag, const guint8 *data,
+                              guint32 len, const gchar **why)
+{
+    g_autoptr(GError) error = NULL;
+    const guint8 *args = data + 4;
+    gsize alen = len - 4;
+    guint32 op;
+    const guint8 *nul;
+
+    if (len < 4) {
+        *why = "short API request";
+        return FALSE;
+    }
+    memcpy(&op, data, 4);
+    op = GUINT32_FROM_LE(op);
+    if (m->dev == NULL) {
+        module_api_reply(m, tag, -EIO, NULL, 0, -1);
+        return TRUE;
+    }
+    switch (op) {
+    case MODLINK_OP_CONFIG_GET: {
+        g_autofree gchar *key = g_strndup((const gchar *)args, alen);
+        g_autoptr(GBytes) value = NULL;
+
+        if (!module_has_cap(m, VMAUG_CAP_CONFIG)) {
+            module_api_reply(m, tag, -EPERM, NULL, 0, -1);
+        } else if (strlen(key) != alen ||
+                   !device_config_get(m->dev, m->name, key, &value, &error)) {
+            module_api_reply(m, tag, error != NULL &&
+                             error->code == VMAUG_HOST_ERROR_NOT_FOUND ?
+                             -ENOENT : -EINVAL, NULL, 0, -1);
+        } else {
+            module_api_reply(m, tag, 0, g_bytes_get_data(value, NULL),
+                             g_bytes_get_size(value), -1);
+        }
+        return TRUE;
+    }
+    case MODLINK_OP_CONFIG_SET:
+        nul = memchr(args, 0, alen);
+        if (!module_has_cap(m, VMAUG_CAP_CONFIG)) {
+            module_api_reply(m, tag, -EPERM, NULL, 0, -1);
+        } else if (nul == NULL ||
+                   !device_config_set(m->dev, m->name, (const gchar *)args,
+                                      nul + 1, alen - (nul + 1 - args),
+                                      &error)) {
+            module_api_reply(m, tag, -EINVAL, NULL, 0, -1);
+        } else {
+            module_api_reply(m, tag, 0, NULL, 0, -1);
+        }
+        return TRUE;
+    case MODLINK_OP_STATE_OPEN: {
+        guint32 flags;
+        g_autofree gchar *path = NULL;
+        int fd;
+
+        if (alen < 4) {
+            *why = "short state_open";
+            return FALSE;
+        }
+        memcpy(&flags, args, 4);
+        path = g_strndup((const gchar *)args + 4, alen - 4);
+        if (!module_has_cap(m, VMAUG_CAP_STATE)) {
+            fd = -EPERM;
+        } else if (strlen(path) != alen - 4) {
+            fd = -EINVAL;
+        } else {
+            fd = module_state_open(m, GUINT32_FROM_LE(flags), path);
+        }
+        module_api_reply(m, tag, fd < 0 ? fd : 0, NULL, 0, fd < 0 ? -1 : fd);
+        return TRUE;
+    }
+    case MODLINK_OP_SPOOL: {
+        g_autofree gchar *job = NULL;
+        gint32 rc;
+
+        nul = memchr(args, 0, MIN(alen, 256));
+        if (!module_has_cap(m, VMAUG_CAP_SPOOL)) {
+            rc = -EPERM;
+        } else if (nul == NULL || nul + 1 == args + alen ||
+                   !g_utf8_validate((const gchar *)args, nul - args, NULL)) {
+            rc = -EINVAL;
+        } else {
+            rc = module_spool(m, (const gchar *)args, nul + 1,
+                              alen - (nul + 1 - args), &job);
+        }
+        module_api_reply(m, tag, rc, job, job != NULL ? strlen(job) : 0, -1);
+        return TRUE;
+    }
+    case MODLINK_OP_POST_EVENT: {
+        struct vmaug_module_ref ref;
+
+        if (!module_has_cap(m, VMAUG_CAP_EVENTS)) {
+            module_api_reply(m, tag, -EPERM, NULL, 0, -1);
+        } else if (alen + sizeof(ref) > VMAUG_MAX_EVENT_PAYLOAD) {
+            module_api_reply(m, tag, -EINVAL, NULL, 0, -1);
+        } else {
+            module_ref_fill(m, &ref);
+            device_event(m->dev, VMAUG_EVENT_MODULE_MESSAGE, &ref,
+                         sizeof(ref), args, alen);
+            module_api_reply(m, tag, 0, NULL, 0, -1);
+        }
+        return TRUE;
+    }
+    case MODLINK_OP_POST_UI:
+        module_api_reply(m, tag, !module_has_cap(m, VMAUG_CAP_UI) ? -EPERM :
+                         alen > VMAUG_MODULE_MAX_UI ? -EINVAL :
+                         module_post_ui(m, (const gchar *)args, alen),
+                         NULL, 0, -1);
+        return TRUE;
+    case MODLINK_OP_RESTART: {
+        guint32 what = 0;
+        struct vmaug_module_ref ref;
+        const gchar *cap;
+
+        if (alen != 4) {
+            *why = "bad restart request";
+            return FALSE;
+        }
+        memcpy(&what, args, 4);
+        what = GUINT32_FROM_LE(what);
+        cap = what == VMAUG_RESTART_IMAGE ? VMAUG_CAP_RESTART_IMAGE :
+              what == VMAUG_RESTART_HOST ? VMAUG_CAP_RESTART_HOST : NULL;
+        if (cap == NULL || !module_has_cap(m, cap)) {
+            module_api_reply(m, tag, cap == NULL ? -EINVAL : -EPERM, NULL, 0,
+                             -1);
+            return TRUE;
+        }
+        g_message("module %s requests a restart of the %s", m->name,
+                  what == VMAUG_RESTART_IMAGE ? "image" :
+                  "host application");
+        module_ref_fill(m, &ref);
+        device_event(m->dev, VMAUG_EVENT_RESTART_REQUESTED, &ref,
+                     sizeof(ref), NULL, 0);
+        module_api_reply(m, tag, 0, NULL, 0, -1);
+        return TRUE;
+    }
+    case MODLINK_OP_INSTALL: {
+        g_autoptr(GBytes) pkg = g_bytes_new(args, alen);
+        g_autoptr(VmaugManifest) installed = NULL;
+        g_autofree gchar *actor = g_strconcat("module:", m->name, NULL);
+
+        if (!module_has_cap(m, VMAUG_CAP_MODULES)) {
+            module_api_reply(m, tag, -EPERM, NULL, 0, -1);
+            return TRUE;
+        }
+        /* Exactly the checks of a guest upload, signature first. */
+        installed = vmaug_store_install(m->dev->store, pkg, actor, &error);
+        module_api_reply(m, tag, installed != NULL ? 0 :
+                         error->code == VMAUG_HOST_ERROR_EXISTS ? -EEXIST :
+                         -EACCES, NULL, 0, -1);
+        return TRUE;
+    }
+    default:
+        *why = "unknown API operation";
+        return FALSE;
+    }
+}
+
+static gboolean module_on_message(VmaugLink *link, guint16 type, guint64 tag,
+                                  const guint8 *data, guint32 len,
+                                  gpointer user_data, const gchar **why)
+{
+    Module *m = user_data;
+
+    switch (type) {
+    case MODLINK_READY: {
+        gint32 rc;
+
+        if (m->state != 0 || len != 4) {
+            *why = "unexpected READY";
+            return FALSE;
+        }
+        memcpy(&rc, data, 4);
+        rc = (gint32)GUINT32_FROM_LE((guint32)rc);
+        module_disarm_timer(m);
+        if (rc != 0) {
+            g_autofree gchar *msg = g_strdup_printf("module init failed: %d",
+                                                    rc);
+
+            g_message("module %s: %s", m->name, msg);
+            module_fail_waiters(m, VMAUG_S_MODULE_FAILED, msg);
+            m->state = VMAUG_MODULE_CRASHED;
+            module_kill(m);
+            return TRUE;
+        }
+        m->state = VMAUG_MODULE_LOADED;
+        g_info("module %s %s loaded in %.3f ms", m->name, m->version,
+               (g_get_monotonic_time() - m->started_us) / 1000.0);
+        if (m->dev != NULL) {
+            struct vmaug_module_info info;
+            struct vmaug_module_ref ref;
+
+            device_fill_info(m->dev, &info, m->name, m->version, m->manifest);
+            for (guint i = 0; i < m->load_waiters->len; i++) {
+                device_reply(m->dev,
+                             g_array_index(m->load_waiters, guint64, i),
+                             VMAUG_S_OK, &info, sizeof(info));
+            }
+            g_array_set_size(m->load_waiters, 0);
+            module_ref_fill(m, &ref);
+            device_event(m->dev, VMAUG_EVENT_MODULE_LOADED, &ref, sizeof(ref),
+                         NULL, 0);
+        }
+        module_pump(m);
+        return TRUE;
+    }
+    case MODLINK_RESULT: {
+        ModuleCall *c = g_queue_peek_head(&m->calls);
+        guint32 status;
+
+        if (!m->in_flight || c == NULL || c->id != tag || len < 4) {
+            *why = "unexpected RESULT";
+            return FALSE;
+        }
+        memcpy(&status, data, 4);
+        status = GUINT32_FROM_LE(status);
+        module_disarm_timer(m);
+        g_queue_pop_head(&m->calls);
+        m->in_flight = FALSE;
+        if (c->tag != 0 && m->dev != NULL) {
+            /* A module's status is a number it chose: clamp it. */
+            if (status > VMAUG_S_MAX) {
+                status = VMAUG_S_MODULE_FAILED;
+            }
+            device_reply(m->dev, c->tag, (guint16)status, data + 4, len - 4);
+        }
+        module_call_free(c);
+        module_pump(m);
+        return TRUE;
+    }
+    case MODLINK_API:
+        /* Only while it serves us: init, a call or an event. */
+        if (!(m->state == 0 || m->in_flight)) {
+            *why = "unsolicited API request";
+            return FALSE;
+        }
+        return module_on_api(m, tag, data, len, why);
+    case MODLINK_LOG: {
+        g_autofree gchar *text = NULL;
+        guint32 level;
+
+        if (len < 4) {
+            *why = "short LOG";
+            return FALSE;
+        }
+        memcpy(&level, data, 4);
+        text = g_utf8_make_valid((const gchar *)data + 4,
+                                 MIN(len - 4, VMAUG_MODULE_MAX_LOG));
+        g_strcanon(text, "\t !\"#$%&'()*+,-./0123456789:;<=>?@"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
+                   "abcdefghijklmnopqrstuvwxyz{|}~", '?');
+        if (GUINT32_FROM_LE(level) <= VMAUG_LOG_WARNING) {
+            g_message("module %s: %s", m->name, text);
+        } else {
+            g_debug("module %s: %s", m->name, text);
+        }
+        return TRUE;
+    }
+    default:
+        *why = "unknown message type";
+        return FALSE;
+    }
+}
+
+static void module_on_link_closed(VmaugLink *link, const gchar *why,
+                                  gpointer user_data)
+{
+    Module *m = user_data;
+
+    /* Whatever closed the link (garbage, a crash), the process goes. */
+    if (m->pid > 0) {
+        if (!m->stopping) {
+            g_message("module %s: link closed (%s); killing it", m->name,
+                      why);
+        }
+        module_kill(m);
+    }
+}
+
+static int module_payload_memfd(Module *m, GBytes *payload, GError **error)
+{
+    gsize len;
+    const guint8 *p = g_bytes_get_data(payload, &len);
+    gsize done = 0;
+    int fd = memfd_create(m->name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+    if (fd < 0) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "memfd_create: %s", g_strerror(errno));
+        return -1;
+    }
+    while (done < len) {
+        ssize_t n = write(fd, p + done, len - done);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            close(fd);
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                        "memfd write: %s", g_strerror(errno));
+            return -1;
+        }
+        done += n;
+    }
+    /* From here the verified bytes can change for nobody, us included. */
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
+              F_SEAL_SEAL) < 0) {
+        close(fd);
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "memfd seal: %s", g_strerror(errno));
+        return -1;
+    }
+    return fd;
+}
+
+Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
+{
+    Helper *h = dev->helper;
+    Module *m = g_new0(Module, 1);
+    g_autoptr(GBytes) payload = vmaug_package_get_payload(pkg);
+    g_autofree gchar *state_dir = NULL;
+    g_autofree gchar *mem = NULL, *cpu = NULL, *files = NULL, *fsize = NULL;
+    int sv[2] = { -1, -1 };
+    int memfd;
+    gint source_fds[2], target_fds[2] = { MODLINK_FD_SOCKET,
+                                          MODLINK_FD_PAYLOAD };
+    const gchar *argv[8];
+    gboolean ok;
+
+    m->dev = dev;
+    m->helper = h;
+    m->name = g_strdup(pkg->manifest->name);
+    m->version = g_strdup(pkg->manifest->version);
+    m->manifest = g_steal_pointer(&pkg->manifest);
+    m->load_waiters = g_array_new(FALSE, FALSE, sizeof(guint64));
+    m->state_dirfd = -1;
+    m->started_us = g_get_monotonic_time();
+    g_queue_init(&m->calls);
+
+    state_dir = g_build_filename(vmaug_store_get_dir(dev->store), "state",
+                                 m->name, NULL);
+    if (g_mkdir_with_parents(state_dir, 0700) < 0 ||
+        (m->state_dirfd = open(state_dir, O_RDONLY | O_DIRECTORY |
+                               O_CLOEXEC | O_NOFOLLOW)) < 0) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "state directory %s: %s", state_dir, g_strerror(errno));
+        module_free(m);
+        return NULL;
+    }
+    memfd = module_payload_memfd(m, payload, error);
+    if (memfd < 0) {
+        module_free(m);
+        return NULL;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "socketpair: %s", g_strerror(errno));
+        close(memfd);
+        module_free(m);
+        return NULL;
+    }
+    mem = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.memory_bytes);
+    cpu = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.cpu_seconds);
+    files = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.max_files);
+    fsize = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.max_file_bytes);
+    argv[0] = h->module_host;
+    argv[1] = m->name;
+    argv[2] = mem;
+    argv[3] = cpu;
+    argv[4] = files;
+    argv[5] = fsize;
+    argv[6] = h->limits.namespaces ? "1" : "0";
+    argv[7] = NULL;
+    source_fds[0] = sv[1];
+    source_fds[1] = memfd;
+    /* Only the two descriptors are inherited; GLib closes the rest. */
+    ok = g_spawn_async_with_pipes_and_fds(NULL, argv, NULL,
+                                          G_SPAWN_DO_NOT_REAP_CHILD |
+                                          G_SPAWN_STDIN_FROM_DEV_NULL |
+                                          G_SPAWN_STDOUT_TO_DEV_NULL,
+                                          NULL, NULL, -1, -1, -1,
+                                          source_fds, target_fds, 2,
+                                          &m->pid, NULL, NULL, NULL, error);
+    close(sv[1]);
+    close(memfd);
+    if (!ok) {
+        close(sv[0]);
+        module_free(m);
+        return NULL;
+    }
+    m->link = vmaug_link_new(sv[0], VMAUG_MODLINK_MAGIC,
+                             MODLINK_MAX_FROM_MODULE, HELPER_MAX_QUEUED_OUT,
+                             module_on_message, module_on_link_closed, m);
+    m->child_watch = g_child_watch_add(m->pid, module_on_exit, m);
+    module_arm_timer(m, h->call_timeout_ms);
+    return m;
+}
+
+void module_add_load_waiter(Module *m, guint64 tag)
+{
+    g_array_append_val(m->load_waiters, tag);
+}
+
+static void module_queue(Module *m, guint64 tag, guint16 type, GBytes *p)
+{
+    ModuleCall *c = g_new0(ModuleCall, 1);
+
+    c->id = ++m->next_call_id;
+    c->tag = tag;
+    c->type = type;
+    c->payload = p;
+    g_queue_push_tail(&m->calls, c);
+    module_pump(m);
+}
+
+gboolean module_invoke(Module *m, guint64 tag, const gchar *function,
+                       const void *input, gsize len, GError **error)
+{
+    GByteArray *p;
+
+    if (g_queue_get_length(&m->calls) >= HELPER_MAX_QUEUED_CALLS) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
+                    "module %s has too many calls queued", m->name);
+        return FALSE;
+    }
+    p = g_byte_array_sized_new(strlen(function) + 1 + len);
+    g_byte_array_append(p, (const guint8 *)function, strlen(function) + 1);
+    g_byte_array_append(p, input, len);
+    module_queue(m, tag, MODLINK_CALL, g_byte_array_free_to_bytes(p));
+    return TRUE;
+}
+
+void module_post_event(Module *m, guint32 type, const void *data, gsize len)
+{
+    GByteArray *p = g_byte_array_sized_new(4 + len);
+    guint32 le = GUINT32_TO_LE(type);
+
+    if (!(m->manifest->events & VMAUG_EVENT_MASK(type)) ||
+        g_queue_get_length(&m->calls) >= HELPER_MAX_QUEUED_CALLS) {
+        g_byte_array_unref(p);
+        return;
+    }
+    g_byte_array_append(p, (const guint8 *)&le, 4);
+    g_byte_array_append(p, data, len);
+    module_queue(m, 0, MODLINK_EVENT, g_byte_array_free_to_bytes(p));
+}
+
+void module_stop(Module *m, gboolean immediately)
+{
+    gboolean busy = m->in_flight;
+
+    module_fail_waiters(m, VMAUG_S_INTERRUPTED, "module unloaded");
+    module_fail_calls(m, VMAUG_S_INTERRUPTED, "module unloaded");
+    m->stopping = TRUE;
+    m->dev = NULL;
+    if (m->pid <= 0) {
+        module_free(m);
+        return;
+    }
+    /* A module in the middle of a call cannot read FINI: no grace. */
+    if (immediately || busy || m->state != VMAUG_MODULE_LOADED ||
+        !vmaug_link_is_open(m->link)) {
+        module_kill(m);
+        return;
+    }
+    vmaug_link_send(m->link, MODLINK_FINI, 0, NULL, 0, NULL, 0, -1);
+    module_arm_timer(m, MODULE_STOP_GRACE_MS);
+}

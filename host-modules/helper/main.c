@@ -1,0 +1,319 @@
+/*
+ * vmaugment-helper: listens on a unix socket for QEMU vmaugment devices.
+ *
+ *   vmaugment-helper --socket PATH --store DIR --trust-dir DIR [options]
+ *
+ * QEMU connects with
+ *   -chardev socket,id=h,path=PATH,reconnect-ms=1000
+ *   -device vmaugment-pci,chardev=h
+ * and any number of VMs may be connected at once.  With --supervise a
+ * small parent process restarts the helper if it dies; the listening
+ * socket survives, so QEMU simply reconnects.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib-unix.h>
+#include <glib/gstdio.h>
+
+#include "helper.h"
+
+static gchar *opt_socket;
+static gchar *opt_store;
+static gchar **opt_allow_store;
+static gchar *opt_trust_dir;
+static gchar *opt_policy;
+static gchar *opt_module_host;
+static gint opt_timeout_ms = 5000;
+static gint opt_memory_mb = 256;
+static gint opt_cpu_seconds = 60;
+static gint opt_max_files = 32;
+static gboolean opt_no_namespaces;
+static gchar *opt_cups_queue;
+static gboolean opt_supervise;
+static gboolean opt_verbose;
+static gint opt_listen_fd = -1;
+
+static const GOptionEntry entries[] = {
+    { "socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_socket,
+      "Unix socket QEMU connects to", "PATH" },
+    { "store", 0, 0, G_OPTION_ARG_FILENAME, &opt_store,
+      "Default module store (created if missing)", "DIR" },
+    { "allow-store", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_allow_store,
+      "Another store a device may name in its HELLO (repeatable)", "DIR" },
+    { "trust-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_trust_dir,
+      "Trusted administrator certificates and CRLs", "DIR" },
+    { "policy", 0, 0, G_OPTION_ARG_FILENAME, &opt_policy,
+      "Host owner's policy (JSON): rollback, sizes, capabilities", "FILE" },
+    { "module-host", 0, 0, G_OPTION_ARG_FILENAME, &opt_module_host,
+      "The sandboxed module runner (default: beside this program)", "PATH" },
+    { "call-timeout-ms", 0, 0, G_OPTION_ARG_INT, &opt_timeout_ms,
+      "A module answering no call or init within this is killed", "MS" },
+    { "memory-mb", 0, 0, G_OPTION_ARG_INT, &opt_memory_mb,
+      "Address space limit of each module process", "MB" },
+    { "cpu-seconds", 0, 0, G_OPTION_ARG_INT, &opt_cpu_seconds,
+      "CPU time limit of each module process", "S" },
+    { "max-files", 0, 0, G_OPTION_ARG_INT, &opt_max_files,
+      "Open file limit of each module process", "N" },
+    { "no-namespaces", 0, 0, G_OPTION_ARG_NONE, &opt_no_namespaces,
+      "Do not put modules in new network/IPC/UTS namespaces", NULL },
+    { "cups-queue", 0, 0, G_OPTION_ARG_STRING, &opt_cups_queue,
+      "Also send spooled documents to this CUPS queue (lp)", "QUEUE" },
+    { "supervise", 0, 0, G_OPTION_ARG_NONE, &opt_supervise,
+      "Restart the helper when it dies", NULL },
+    { "listen-fd", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_listen_fd,
+      "Inherited listening socket", "FD" },
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose,
+      "Log debug messages", NULL },
+    { NULL }
+};
+
+static int main_listen(const gchar *path, GError **error)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    struct stat st;
+    mode_t old;
+    int fd;
+
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NAMETOOLONG,
+                    "socket path too long");
+        return -1;
+    }
+    strcpy(addr.sun_path, path);
+    /* A stale socket from a previous run; never remove anything else. */
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        g_unlink(path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
+                    "socket: %s", g_strerror(errno));
+        return -1;
+    }
+    /* Only our user (QEMU's) may connect. */
+    old = umask(0077);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+        listen(fd, 16) < 0) {
+        int saved = errno;
+
+        umask(old);
+        close(fd);
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(saved),
+                    "%s: %s", path, g_strerror(saved));
+        return -1;
+    }
+    umask(old);
+    return fd;
+}
+
+static gboolean main_on_accept(gint fd, GIOCondition cond, gpointer data)
+{
+    Helper *h = data;
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+    if (c < 0) {
+        if (errno != EAGAIN && errno != EINTR) {
+            g_warning("accept: %s", g_strerror(errno));
+        }
+        return G_SOURCE_CONTINUE;
+    }
+    if (g_list_length(h->devices) >= HELPER_MAX_DEVICES) {
+        g_warning("refusing a device: %d connected", HELPER_MAX_DEVICES);
+        close(c);
+        return G_SOURCE_CONTINUE;
+    }
+    device_new(h, c);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean main_on_signal(gpointer data)
+{
+    Helper *h = data;
+
+    g_main_loop_quit(h->loop);
+    return G_SOURCE_CONTINUE;
+}
+
+static gchar *main_find_module_host(const gchar *argv0)
+{
+    g_autofree gchar *self = g_file_read_link("/proc/self/exe", NULL);
+    g_autofree gchar *dir = g_path_get_dirname(self != NULL ? self : argv0);
+    gchar *beside = g_build_filename(dir, "vmaugment-module-host", NULL);
+
+    if (g_file_test(beside, G_FILE_TEST_IS_EXECUTABLE)) {
+        return beside;
+    }
+    g_free(beside);
+    return g_build_filename(LIBEXECDIR, "vmaugment-module-host", NULL);
+}
+
+/*
+ * --supervise: keep a helper running.  The parent owns the listening
+ * socket, so connections wait in its backlog while a new helper starts.
+ */
+static int main_supervise(int listen_fd, int argc, char **argv)
+{
+    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+    g_autofree gchar *fd_arg = g_strdup_printf("--listen-fd=%d", listen_fd);
+    gint64 last_start = 0;
+
+    for (int i = 0; i < argc; i++) {
+        if (g_strcmp0(argv[i], "--supervise") != 0) {
+            g_ptr_array_add(args, g_strdup(argv[i]));
+        }
+    }
+    g_ptr_array_add(args, g_strdup(fd_arg));
+    g_ptr_array_add(args, NULL);
+    /* The child must inherit it. */
+    fcntl(listen_fd, F_SETFD, 0);
+    for (;;) {
+        int status;
+        pid_t pid;
+
+        /* Do not spin on a helper that cannot start. */
+        if (g_get_monotonic_time() - last_start < G_USEC_PER_SEC) {
+            g_usleep(G_USEC_PER_SEC / 2);
+        }
+        last_start = g_get_monotonic_time();
+        pid = fork();
+        if (pid < 0) {
+            g_printerr("vmaugment-helper: fork: %s\n", g_strerror(errno));
+            return 1;
+        }
+        if (pid == 0) {
+            execv("/proc/self/exe", (char **)args->pdata);
+            _exit(127);
+        }
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            return 0;
+        }
+        g_printerr("vmaugment-helper: helper died (status 0x%x); "
+                   "restarting\n", status);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    g_autoptr(GOptionContext) ctx = NULL;
+    g_autoptr(GError) error = NULL;
+    g_auto(GStrv) saved_argv = g_strdupv(argv);
+    Helper h = { 0 };
+    int listen_fd;
+
+    ctx = g_option_context_new("- serve vmaugment modules to QEMU");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+        g_printerr("vmaugment-helper: %s\n", error->message);
+        return 2;
+    }
+    if (opt_socket == NULL || opt_store == NULL || opt_trust_dir == NULL) {
+        g_printerr("vmaugment-helper: --socket, --store and --trust-dir are "
+                   "required\n");
+        return 2;
+    }
+    if (opt_timeout_ms < 10 || opt_memory_mb < 16 || opt_cpu_seconds < 1 ||
+        opt_max_files < 8) {
+        g_printerr("vmaugment-helper: limits out of range\n");
+        return 2;
+    }
+    if (opt_verbose) {
+        g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    if (opt_listen_fd >= 0) {
+        listen_fd = opt_listen_fd;
+        fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
+    } else {
+        listen_fd = main_listen(opt_socket, &error);
+        if (listen_fd < 0) {
+            g_printerr("vmaugment-helper: %s\n", error->message);
+            return 1;
+        }
+        if (opt_supervise) {
+            return main_supervise(listen_fd, g_strv_length(saved_argv),
+                                  saved_argv);
+        }
+    }
+
+    h.socket_path = opt_socket;
+    h.default_store = g_canonicalize_filename(opt_store, NULL);
+    h.allowed_stores = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; opt_allow_store != NULL && opt_allow_store[i]; i++) {
+        g_ptr_array_add(h.allowed_stores,
+                        g_canonicalize_filename(opt_allow_store[i], NULL));
+    }
+    h.trust = vmaug_trust_store_new_from_dir(opt_trust_dir, &error);
+    if (h.trust == NULL) {
+        g_printerr("vmaugment-helper: trust store: %s\n", error->message);
+        return 1;
+    }
+    if (vmaug_trust_store_get_n_certificates(h.trust) == 0) {
+        g_warning("the trust store is empty: every module will be refused");
+    }
+    h.policy = opt_policy != NULL ? vmaug_policy_load(opt_policy, &error) :
+               vmaug_policy_new_default();
+    if (h.policy == NULL) {
+        g_printerr("vmaugment-helper: policy: %s\n", error->message);
+        return 1;
+    }
+    h.module_host = opt_module_host != NULL ? g_strdup(opt_module_host) :
+                    main_find_module_host(argv[0]);
+    h.call_timeout_ms = opt_timeout_ms;
+    h.limits.memory_bytes = (guint64)opt_memory_mb * 1024 * 1024;
+    h.limits.cpu_seconds = opt_cpu_seconds;
+    h.limits.max_files = opt_max_files;
+    h.limits.max_file_bytes = 64 * 1024 * 1024;
+    h.limits.namespaces = !opt_no_namespaces;
+    h.cups_queue = opt_cups_queue;
+    h.stores = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                     (GDestroyNotify)vmaug_store_free);
+    h.manifests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                        (GDestroyNotify)vmaug_manifest_free);
+    /* Open the default store now: a broken one should fail at start. */
+    {
+        VmaugStore *store = vmaug_store_open(h.default_store, h.trust,
+                                             h.policy, &error);
+
+        if (store == NULL) {
+            g_printerr("vmaugment-helper: store: %s\n", error->message);
+            return 1;
+        }
+        g_hash_table_insert(h.stores, g_strdup(h.default_store), store);
+    }
+    h.loop = g_main_loop_new(NULL, FALSE);
+    g_unix_fd_add(listen_fd, G_IO_IN, main_on_accept, &h);
+    g_unix_signal_add(SIGTERM, main_on_signal, &h);
+    g_unix_signal_add(SIGINT, main_on_signal, &h);
+    g_message("listening on %s (store %s, module host %s)", opt_socket,
+              h.default_store, h.module_host);
+    g_main_loop_run(h.loop);
+
+    while (h.devices != NULL) {
+        Device *dev = h.devices->data;
+
+        device_free(dev);
+    }
+    g_main_loop_unref(h.loop);
+    g_hash_table_unref(h.stores);
+    g_hash_table_unref(h.manifests);
+    vmaug_policy_free(h.policy);
+    vmaug_trust_store_free(h.trust);
+    g_ptr_array_unref(h.allowed_stores);
+    g_free(h.default_store);
+    g_free(h.module_host);
+    return 0;
+}

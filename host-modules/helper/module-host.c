@@ -1,0 +1,466 @@
+/*
+ * vmaugment-module-host: the process one module runs in.
+ *
+ * Started by the helper with the module link socket at MODLINK_FD_SOCKET
+ * and the verified payload, a sealed memfd, at MODLINK_FD_PAYLOAD.  Steps,
+ * in the order of OpenSSH's ssh_sandbox_child(): map the module (its ELF
+ * constructors run now, confined by nothing but this process), then
+ * rlimits, namespaces, PR_SET_NO_NEW_PRIVS and the seccomp filter, and
+ * only then the module's init.  Everything the module may ask of the host
+ * travels over the socket.
+ *
+ *   vmaugment-module-host NAME MEMORY_BYTES CPU_SECONDS MAX_FILES
+ *                         MAX_FILE_BYTES NAMESPACES(0|1)
+ *
+ * GLib-free on purpose: nothing here should need more than libc.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "modlink.h"
+#include "sandbox.h"
+
+/* Host API replies are small (a configuration value, a job id). */
+#define REPLY_MAX   (VMAUG_MAX_CONFIG_VALUE + 1024)
+
+static int link_fd = MODLINK_FD_SOCKET;
+static uint64_t api_tag;
+static uint8_t *in_buf;         /* the current call or event */
+static uint8_t *out_buf;        /* its result */
+static uint8_t reply_buf[REPLY_MAX];
+
+struct vmaug_host {
+    const char *name;
+};
+
+static struct vmaug_host host;
+
+static void die(int code, const char *what)
+{
+    fprintf(stderr, "vmaugment-module-host[%s]: %s\n",
+            host.name != NULL ? host.name : "?", what);
+    _exit(code);
+}
+
+static int link_send(uint16_t type, uint64_t tag, const void *a, size_t alen,
+                     const void *b, size_t blen)
+{
+    struct vmaug_host_msg hdr = {
+        .magic = htole32(VMAUG_MODLINK_MAGIC),
+        .type = htole16(type),
+        .len = htole32((uint32_t)(alen + blen)),
+        .tag = htole64(tag),
+    };
+    struct iovec iov[3] = {
+        { &hdr, sizeof(hdr) },
+        { (void *)a, alen },
+        { (void *)b, blen },
+    };
+    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 3 };
+
+    if (alen + blen > MODLINK_MAX_FROM_MODULE) {
+        return -EMSGSIZE;
+    }
+    while (mh.msg_iovlen > 0) {
+        ssize_t n = sendmsg(link_fd, &mh, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            die(3, "link write failed");
+        }
+        while (mh.msg_iovlen > 0 && (size_t)n >= mh.msg_iov[0].iov_len) {
+            n -= mh.msg_iov[0].iov_len;
+            mh.msg_iov++;
+            mh.msg_iovlen--;
+        }
+        if (mh.msg_iovlen > 0) {
+            mh.msg_iov[0].iov_base = (uint8_t *)mh.msg_iov[0].iov_base + n;
+            mh.msg_iov[0].iov_len -= n;
+        }
+    }
+    return 0;
+}
+
+static void link_read_full(void *buf, size_t len)
+{
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = recv(link_fd, (uint8_t *)buf + done, len - done, 0);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            _exit(n == 0 ? 0 : 3);  /* the helper went away */
+        }
+        done += n;
+    }
+}
+
+/* Receive one message into @buf; a descriptor passed with it lands in
+ * *fd (or is closed when the caller expects none). */
+static uint32_t link_recv(struct vmaug_host_msg *hdr, uint8_t *buf,
+                          size_t cap, int *fd)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cm;
+    struct iovec iov = { hdr, sizeof(*hdr) };
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1,
+        .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf),
+    };
+    struct cmsghdr *c;
+    ssize_t n;
+    uint32_t len;
+    int got_fd = -1;
+
+    do {
+        n = recvmsg(link_fd, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        _exit(n == 0 ? 0 : 3);
+    }
+    for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            memcpy(&got_fd, CMSG_DATA(c), sizeof(int));
+        }
+    }
+    if ((size_t)n < sizeof(*hdr)) {
+        link_read_full((uint8_t *)hdr + n, sizeof(*hdr) - n);
+    }
+    len = le32toh(hdr->len);
+    if (le32toh(hdr->magic) != VMAUG_MODLINK_MAGIC || len > cap) {
+        die(3, "bad message from the helper");
+    }
+    link_read_full(buf, len);
+    if (fd != NULL) {
+        *fd = got_fd;
+    } else if (got_fd >= 0) {
+        close(got_fd);
+    }
+    return len;
+}
+
+/* One host API request and its reply. */
+static int api_request(uint32_t op, const void *a, size_t alen,
+                       const void *b, size_t blen, size_t *reply_len,
+                       int *fd)
+{
+    uint8_t head[4 + VMAUG_MODULE_MAX_PATH + 1];
+    struct vmaug_host_msg hdr;
+    uint64_t tag = ++api_tag;
+    uint32_t len;
+    int32_t rc;
+    uint32_t le_op = htole32(op);
+
+    if (alen > sizeof(head) - 4) {
+        return -EINVAL;
+    }
+    memcpy(head, &le_op, 4);
+    memcpy(head + 4, a, alen);
+    if (link_send(MODLINK_API, tag, head, 4 + alen, b, blen) < 0) {
+        return -EMSGSIZE;
+    }
+    len = link_recv(&hdr, reply_buf, sizeof(reply_buf), fd);
+    if (le16toh(hdr.type) != MODLINK_REPLY || le64toh(hdr.tag) != tag ||
+        len < 4) {
+        die(3, "unexpected reply from the helper");
+    }
+    memcpy(&rc, reply_buf, 4);
+    if (reply_len != NULL) {
+        *reply_len = len - 4;
+    }
+    return (int32_t)le32toh((uint32_t)rc);
+}
+
+static void host_log(vmaug_host *h, int level, const char *message)
+{
+    uint32_t le_level = htole32((uint32_t)level);
+    size_t len = strnlen(message, VMAUG_MODULE_MAX_LOG);
+
+    link_send(MODLINK_LOG, 0, &le_level, 4, message, len);
+}
+
+static int host_config_get(vmaug_host *h, const char *key, void *value,
+                           size_t cap)
+{
+    size_t klen = strnlen(key, VMAUG_CONFIG_KEY_MAX);
+    size_t got = 0;
+    int rc;
+
+    if (klen == 0 || klen >= VMAUG_CONFIG_KEY_MAX) {
+        return -EINVAL;
+    }
+    rc = api_request(MODLINK_OP_CONFIG_GET, key, klen, NULL, 0, &got, NULL);
+    if (rc >= 0) {
+        memcpy(value, reply_buf + 4, got < cap ? got : cap);
+        rc = (int)got;
+    }
+    return rc;
+}
+
+static int host_config_set(vmaug_host *h, const char *key, const void *value,
+                           size_t len)
+{
+    size_t klen = strnlen(key, VMAUG_CONFIG_KEY_MAX);
+
+    if (klen == 0 || klen >= VMAUG_CONFIG_KEY_MAX ||
+        len > VMAUG_MAX_CONFIG_VALUE) {
+        return -EINVAL;
+    }
+    /* key, NUL, value */
+    return api_request(MODLINK_OP_CONFIG_SET, key, klen + 1, value, len,
+                       NULL, NULL);
+}
+
+static int host_state_open(vmaug_host *h, const char *path, int flags)
+{
+    uint8_t args[4 + VMAUG_MODULE_MAX_PATH];
+    uint32_t le_flags = htole32((uint32_t)flags);
+    size_t plen = strnlen(path, VMAUG_MODULE_MAX_PATH + 1);
+    int fd = -1;
+    int rc;
+
+    if (plen == 0 || plen > VMAUG_MODULE_MAX_PATH) {
+        return -EINVAL;
+    }
+    memcpy(args, &le_flags, 4);
+    memcpy(args + 4, path, plen);
+    rc = api_request(MODLINK_OP_STATE_OPEN, args, 4 + plen, NULL, 0, NULL,
+                     &fd);
+    if (rc < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return rc;
+    }
+    return fd >= 0 ? fd : -EIO;
+}
+
+static int host_spool_submit(vmaug_host *h, const char *title,
+                             const void *data, size_t len, char *job,
+                             size_t job_cap)
+{
+    size_t tlen = strnlen(title, 256);
+    size_t got = 0;
+    int rc;
+
+    if (tlen >= 256 || len == 0 || len > VMAUG_MODULE_MAX_SPOOL ||
+        job_cap == 0) {
+        return -EINVAL;
+    }
+    rc = api_request(MODLINK_OP_SPOOL, title, tlen + 1, data, len, &got,
+                     NULL);
+    if (rc >= 0) {
+        size_t n = got < job_cap - 1 ? got : job_cap - 1;
+
+        memcpy(job, reply_buf + 4, n);
+        job[n] = '\0';
+    }
+    return rc;
+}
+
+static int host_post_event(vmaug_host *h, const void *data, size_t len)
+{
+    if (len > VMAUG_MAX_EVENT_PAYLOAD) {
+        return -EINVAL;
+    }
+    return api_request(MODLINK_OP_POST_EVENT, NULL, 0, data, len, NULL, NULL);
+}
+
+static int host_post_ui(vmaug_host *h, const char *json)
+{
+    size_t len = strnlen(json, VMAUG_MODULE_MAX_UI + 1);
+
+    if (len > VMAUG_MODULE_MAX_UI) {
+        return -EINVAL;
+    }
+    return api_request(MODLINK_OP_POST_UI, NULL, 0, json, len, NULL, NULL);
+}
+
+static int host_request_restart(vmaug_host *h, int what)
+{
+    uint32_t le_what = htole32((uint32_t)what);
+
+    return api_request(MODLINK_OP_RESTART, &le_what, 4, NULL, 0, NULL, NULL);
+}
+
+static int host_install_module(vmaug_host *h, const void *package,
+                               size_t len)
+{
+    if (len == 0 || len > VMAUG_MODULE_MAX_SPOOL) {
+        return -EINVAL;
+    }
+    return api_request(MODLINK_OP_INSTALL, NULL, 0, package, len, NULL, NULL);
+}
+
+static const struct vmaug_host_api host_api = {
+    .abi_version = VMAUG_MODULE_ABI_VERSION,
+    .size = sizeof(struct vmaug_host_api),
+    .log = host_log,
+    .config_get = host_config_get,
+    .config_set = host_config_set,
+    .state_open = host_state_open,
+    .spool_submit = host_spool_submit,
+    .post_event = host_post_event,
+    .post_ui = host_post_ui,
+    .request_restart = host_request_restart,
+    .install_module = host_install_module,
+};
+
+static uint64_t arg_u64(const char *s)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s) {
+        die(2, "bad argument");
+    }
+    return v;
+}
+
+static void serve(const struct vmaug_module *mod, void *priv)
+{
+    for (;;) {
+        struct vmaug_host_msg hdr;
+        uint32_t len = link_recv(&hdr, in_buf, MODLINK_MAX_TO_MODULE, NULL);
+        uint64_t tag = le64toh(hdr.tag);
+        uint32_t status;
+        size_t out_len = 0;
+
+        switch (le16toh(hdr.type)) {
+        case MODLINK_CALL: {
+            const uint8_t *nul = memchr(in_buf, 0,
+                                        len < VMAUG_FUNCTION_MAX ?
+                                        len : VMAUG_FUNCTION_MAX);
+            size_t flen;
+
+            if (nul == NULL) {
+                die(3, "call without a function name");
+            }
+            flen = nul - in_buf;
+            status = (uint32_t)mod->call(priv, (const char *)in_buf,
+                                         in_buf + flen + 1,
+                                         len - flen - 1, out_buf,
+                                         VMAUG_MAX_RESP_PAYLOAD, &out_len);
+            /* A module cannot make us send more than it was given. */
+            if (out_len > VMAUG_MAX_RESP_PAYLOAD) {
+                out_len = 0;
+                status = VMAUG_S_INTERNAL;
+            }
+            break;
+        }
+        case MODLINK_EVENT: {
+            uint32_t type;
+
+            if (len < 4) {
+                die(3, "short event");
+            }
+            memcpy(&type, in_buf, 4);
+            status = mod->event != NULL ?
+                     (uint32_t)mod->event(priv, le32toh(type), in_buf + 4,
+                                          len - 4) : 0;
+            break;
+        }
+        case MODLINK_FINI:
+            if (mod->fini != NULL) {
+                mod->fini(priv);
+            }
+            _exit(0);
+        default:
+            die(3, "unknown message from the helper");
+        }
+        status = htole32(status);
+        link_send(MODLINK_RESULT, tag, &status, 4, out_buf, out_len);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const struct vmaug_module *mod;
+    SandboxLimits limits;
+    char path[64];
+    void *handle;
+    void *priv = NULL;
+    int seals;
+    int32_t rc;
+
+    if (argc != 7) {
+        die(2, "usage: vmaugment-module-host NAME MEMORY CPU FILES "
+               "FILE_BYTES NAMESPACES");
+    }
+    host.name = argv[1];
+    limits.memory_bytes = arg_u64(argv[2]);
+    limits.cpu_seconds = arg_u64(argv[3]);
+    limits.max_files = arg_u64(argv[4]);
+    limits.max_file_bytes = arg_u64(argv[5]);
+    limits.namespaces = arg_u64(argv[6]) != 0;
+
+    /* The helper verified these bytes; only a sealed memfd guarantees
+     * they are still the bytes it verified. */
+    seals = fcntl(MODLINK_FD_PAYLOAD, F_GET_SEALS);
+    if (seals < 0 || (seals & (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW |
+                               F_SEAL_SEAL)) !=
+        (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) {
+        die(2, "payload is not a sealed memfd");
+    }
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", MODLINK_FD_PAYLOAD);
+    /* RTLD_NOW: every relocation before the filter, nothing lazy after. */
+    handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) {
+        rc = (int32_t)htole32((uint32_t)-ENOEXEC);
+        link_send(MODLINK_READY, 0, &rc, 4, dlerror(), 0);
+        die(4, dlerror() != NULL ? dlerror() : "dlopen failed");
+    }
+    close(MODLINK_FD_PAYLOAD);
+    mod = dlsym(handle, VMAUG_MODULE_SYMBOL);
+    if (mod == NULL || mod->abi_version != VMAUG_MODULE_ABI_VERSION ||
+        mod->size < sizeof(struct vmaug_module) || mod->init == NULL ||
+        mod->call == NULL) {
+        rc = (int32_t)htole32((uint32_t)-ENOEXEC);
+        link_send(MODLINK_READY, 0, &rc, 4, NULL, 0);
+        die(4, "no usable " VMAUG_MODULE_SYMBOL);
+    }
+    in_buf = malloc(MODLINK_MAX_TO_MODULE + 1);
+    out_buf = malloc(VMAUG_MAX_RESP_PAYLOAD);
+    if (in_buf == NULL || out_buf == NULL) {
+        die(4, "out of memory");
+    }
+
+    rc = sandbox_apply(&limits, link_fd);
+    if (rc != 0) {
+        die(5, "cannot apply the sandbox");
+    }
+
+    rc = mod->init(&host_api, &host, &priv);
+    {
+        int32_t le = (int32_t)htole32((uint32_t)rc);
+
+        link_send(MODLINK_READY, 0, &le, 4, NULL, 0);
+    }
+    if (rc != 0) {
+        _exit(1);
+    }
+    serve(mod, priv);
+    return 0;
+}

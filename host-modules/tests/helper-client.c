@@ -1,0 +1,427 @@
+/*
+ * A client of vmaugment-helper (see helper-client.h).
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helper-client.h"
+
+#define CLIENT_TIMEOUT_MS   20000
+
+static void client_child_setup(gpointer data)
+{
+    /* A test that dies must not leave a helper holding its output. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+GPid helper_spawn(const gchar *helper, const gchar *socket,
+                  const gchar *store, const gchar *trust_dir,
+                  const gchar *const *extra_args)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_autoptr(GError) error = NULL;
+    GPid pid;
+
+    g_ptr_array_add(argv, (gpointer)helper);
+    g_ptr_array_add(argv, (gpointer)"--socket");
+    g_ptr_array_add(argv, (gpointer)socket);
+    g_ptr_array_add(argv, (gpointer)"--store");
+    g_ptr_array_add(argv, (gpointer)store);
+    g_ptr_array_add(argv, (gpointer)"--trust-dir");
+    g_ptr_array_add(argv, (gpointer)trust_dir);
+    for (guint i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
+        g_ptr_array_add(argv, (gpointer)extra_args[i]);
+    }
+    g_ptr_array_add(argv, NULL);
+    g_spawn_async(NULL, (gchar **)argv->pdata, NULL,
+                  G_SPAWN_DO_NOT_REAP_CHILD, client_child_setup, NULL, &pid,
+                  &error);
+    g_assert_no_error(error);
+    return pid;
+}
+
+void helper_kill(GPid pid)
+{
+    int status;
+
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    g_spawn_close_pid(pid);
+}
+
+static gboolean client_wait(int fd, short events, guint timeout_ms)
+{
+    struct pollfd p = { .fd = fd, .events = events };
+    int n;
+
+    do {
+        n = poll(&p, 1, timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    return n > 0;
+}
+
+gboolean helper_client_send_raw(HelperClient *c, const void *data, gsize len)
+{
+    gsize done = 0;
+
+    while (done < len) {
+        ssize_t n = send(c->fd, (const guint8 *)data + done, len - done,
+                         MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return FALSE;
+        }
+        done += n;
+    }
+    return TRUE;
+}
+
+void helper_client_send_msg(HelperClient *c, guint16 type, guint64 tag,
+                            const void *data, gsize len)
+{
+    struct vmaug_host_msg m = {
+        .magic = GUINT32_TO_LE(VMAUG_HOST_MAGIC),
+        .type = GUINT16_TO_LE(type),
+        .len = GUINT32_TO_LE((guint32)len),
+        .tag = GUINT64_TO_LE(tag),
+    };
+
+    helper_client_send_raw(c, &m, sizeof(m));
+    if (len > 0) {
+        helper_client_send_raw(c, data, len);
+    }
+}
+
+static gboolean client_read(HelperClient *c, void *buf, gsize len,
+                            guint timeout_ms)
+{
+    gsize done = 0;
+
+    while (done < len) {
+        ssize_t n;
+
+        if (!client_wait(c->fd, POLLIN, timeout_ms)) {
+            return FALSE;
+        }
+        n = recv(c->fd, (guint8 *)buf + done, len - done, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return FALSE;
+        }
+        done += n;
+    }
+    return TRUE;
+}
+
+/* One message from the helper, checked like the device checks it. */
+static gboolean client_recv(HelperClient *c, struct vmaug_host_msg *m,
+                            GBytes **body, guint timeout_ms)
+{
+    guint8 *buf;
+    guint32 len;
+
+    if (!client_read(c, m, sizeof(*m), timeout_ms)) {
+        return FALSE;
+    }
+    len = GUINT32_FROM_LE(m->len);
+    g_assert_cmphex(GUINT32_FROM_LE(m->magic), ==, VMAUG_HOST_MAGIC);
+    g_assert_cmpuint(len, <=, VMAUG_HOST_MAX_MSG);
+    buf = g_malloc(len + 1);
+    if (!client_read(c, buf, len, timeout_ms)) {
+        g_free(buf);
+        return FALSE;
+    }
+    *body = g_bytes_new_take(buf, len);
+    return TRUE;
+}
+
+HelperClient *helper_client_connect(const gchar *socket_path,
+                                    const gchar *store_path)
+{
+    HelperClient *c = g_new0(HelperClient, 1);
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    struct vmaug_host_hello hello = {
+        .proto_version = GUINT32_TO_LE(VMAUG_PROTO_VERSION),
+    };
+    struct vmaug_host_msg m;
+    g_autoptr(GBytes) body = NULL;
+    g_autoptr(GByteArray) h = g_byte_array_new();
+    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
+    g_strlcpy(addr.sun_path, socket_path, sizeof(addr.sun_path));
+    g_strlcpy((gchar *)hello.name, "test-device", sizeof(hello.name));
+    g_queue_init(&c->events);
+    c->next_tag = 1;
+    for (;;) {
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+            break;
+        }
+        close(c->fd);
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10000);
+    }
+    g_byte_array_append(h, (const guint8 *)&hello, sizeof(hello));
+    if (store_path != NULL) {
+        g_byte_array_append(h, (const guint8 *)store_path,
+                            strlen(store_path));
+    }
+    helper_client_send_msg(c, VMAUG_HOST_HELLO, 0, h->data, h->len);
+    g_assert_true(client_recv(c, &m, &body, CLIENT_TIMEOUT_MS));
+    g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_HELLO);
+    g_assert_cmpuint(g_bytes_get_size(body), >=, sizeof(hello));
+    memcpy(&hello, g_bytes_get_data(body, NULL), sizeof(hello));
+    g_assert_cmpuint(GUINT32_FROM_LE(hello.proto_version), ==,
+                     VMAUG_PROTO_VERSION);
+    c->helper_name = g_strndup((const gchar *)hello.name,
+                               sizeof(hello.name));
+    return c;
+}
+
+void helper_client_free(HelperClient *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    close(c->fd);
+    g_queue_clear_full(&c->events, (GDestroyNotify)g_bytes_unref);
+    g_free(c->helper_name);
+    g_free(c);
+}
+
+void helper_reply_clear(HelperReply *r)
+{
+    g_clear_pointer(&r->data, g_bytes_unref);
+}
+
+gboolean helper_client_call(HelperClient *c, guint16 opcode,
+                            const void *a, gsize alen, const void *b,
+                            gsize blen, HelperReply *reply)
+{
+    struct virtio_vmaugment_req req = {
+        .opcode = GUINT16_TO_LE(opcode),
+        .len = GUINT32_TO_LE((guint32)(alen + blen)),
+    };
+    g_autoptr(GByteArray) msg = g_byte_array_new();
+    guint64 tag = c->next_tag++;
+
+    req.id = GUINT64_TO_LE(tag);
+    g_byte_array_append(msg, (const guint8 *)&req, sizeof(req));
+    if (alen > 0) {
+        g_byte_array_append(msg, a, alen);
+    }
+    if (blen > 0) {
+        g_byte_array_append(msg, b, blen);
+    }
+    helper_client_send_msg(c, VMAUG_HOST_REQUEST, tag, msg->data, msg->len);
+    return helper_client_wait_response(c, tag, reply);
+}
+
+gboolean helper_client_wait_response(HelperClient *c, guint64 tag,
+                                     HelperReply *reply)
+{
+    for (;;) {
+        struct vmaug_host_msg m;
+        g_autoptr(GBytes) body = NULL;
+        struct virtio_vmaugment_resp resp;
+
+        if (!client_recv(c, &m, &body, CLIENT_TIMEOUT_MS)) {
+            return FALSE;
+        }
+        if (GUINT16_FROM_LE(m.type) == VMAUG_HOST_EVENT) {
+            g_assert_cmpuint(g_bytes_get_size(body), >=,
+                             sizeof(struct virtio_vmaugment_event));
+            g_queue_push_tail(&c->events, g_steal_pointer(&body));
+            continue;
+        }
+        g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_RESPONSE);
+        g_assert_cmpuint(g_bytes_get_size(body), >=, sizeof(resp));
+        memcpy(&resp, g_bytes_get_data(body, NULL), sizeof(resp));
+        /* The device checks this agreement; so do we. */
+        g_assert_cmpuint(GUINT32_FROM_LE(resp.len), ==,
+                         g_bytes_get_size(body) - sizeof(resp));
+        g_assert_cmpuint(GUINT64_FROM_LE(m.tag), ==, tag);
+        reply->status = GUINT16_FROM_LE(resp.status);
+        reply->data = g_bytes_new_from_bytes(body, sizeof(resp),
+                                             g_bytes_get_size(body) -
+                                             sizeof(resp));
+        return TRUE;
+    }
+}
+
+GBytes *helper_client_wait_event(HelperClient *c, guint32 type,
+                                 guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+    for (;;) {
+        struct vmaug_host_msg m;
+        GBytes *body = NULL;
+
+        for (GList *l = c->events.head; l != NULL; l = l->next) {
+            const struct virtio_vmaugment_event *ev =
+                g_bytes_get_data(l->data, NULL);
+
+            if (type == 0 || GUINT32_FROM_LE(ev->type) == type) {
+                GBytes *b = l->data;
+
+                g_queue_delete_link(&c->events, l);
+                return b;
+            }
+        }
+        if (g_get_monotonic_time() >= deadline ||
+            !client_recv(c, &m, &body,
+                         (deadline - g_get_monotonic_time()) / 1000 + 1)) {
+            return NULL;
+        }
+        g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_EVENT);
+        g_queue_push_tail(&c->events, body);
+    }
+}
+
+gboolean helper_client_closed(HelperClient *c, guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    guint8 buf[4096];
+
+    while (g_get_monotonic_time() < deadline) {
+        ssize_t n;
+
+        if (!client_wait(c->fd, POLLIN, 100)) {
+            continue;
+        }
+        n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+void helper_ref(struct vmaug_module_ref *ref, const gchar *name,
+                const gchar *version)
+{
+    memset(ref, 0, sizeof(*ref));
+    g_strlcpy((gchar *)ref->name, name, sizeof(ref->name));
+    if (version != NULL) {
+        g_strlcpy((gchar *)ref->version, version, sizeof(ref->version));
+    }
+}
+
+static guint16 client_ref_call(HelperClient *c, guint16 op,
+                               const gchar *name, const gchar *version,
+                               struct vmaug_module_info *info)
+{
+    g_auto(HelperReply) r = { 0 };
+    struct vmaug_module_ref ref;
+
+    helper_ref(&ref, name, version);
+    g_assert_true(helper_client_call(c, op, &ref, sizeof(ref), NULL, 0, &r));
+    if (r.status == VMAUG_S_OK && info != NULL) {
+        g_assert_cmpuint(g_bytes_get_size(r.data), ==, sizeof(*info));
+        memcpy(info, g_bytes_get_data(r.data, NULL), sizeof(*info));
+    }
+    return r.status;
+}
+
+guint16 helper_load(HelperClient *c, const gchar *name, const gchar *version,
+                    struct vmaug_module_info *info)
+{
+    return client_ref_call(c, VMAUG_OP_LOAD, name, version, info);
+}
+
+guint16 helper_query(HelperClient *c, const gchar *name,
+                     const gchar *version, struct vmaug_module_info *info)
+{
+    return client_ref_call(c, VMAUG_OP_QUERY, name, version, info);
+}
+
+guint16 helper_unload(HelperClient *c, const gchar *name)
+{
+    return client_ref_call(c, VMAUG_OP_UNLOAD, name, NULL, NULL);
+}
+
+guint16 helper_upload(HelperClient *c, GBytes *pkg, const gchar *name,
+                      const gchar *version, gsize chunk)
+{
+    struct vmaug_upload_begin b = { 0 };
+    struct vmaug_upload_state st;
+    struct vmaug_upload_ref ref;
+    g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+    gsize size, shalen = 32;
+    const guint8 *p = g_bytes_get_data(pkg, &size);
+    guint64 off;
+
+    g_checksum_update(sum, p, size);
+    g_checksum_get_digest(sum, b.sha256, &shalen);
+    b.total_size = GUINT64_TO_LE(size);
+    helper_ref(&b.ref, name, version);
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_true(helper_client_call(c, VMAUG_OP_UPLOAD_BEGIN, &b,
+                                         sizeof(b), NULL, 0, &r));
+        if (r.status != VMAUG_S_OK) {
+            return r.status;
+        }
+        g_assert_cmpuint(g_bytes_get_size(r.data), ==, sizeof(st));
+        memcpy(&st, g_bytes_get_data(r.data, NULL), sizeof(st));
+    }
+    off = GUINT64_FROM_LE(st.offset);
+    while (off < size) {
+        struct vmaug_upload_chunk ch = {
+            .upload_id = st.upload_id,
+            .offset = GUINT64_TO_LE(off),
+        };
+        gsize n = MIN(chunk, size - off);
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_true(helper_client_call(c, VMAUG_OP_UPLOAD_CHUNK, &ch,
+                                         sizeof(ch), p + off, n, &r));
+        if (r.status != VMAUG_S_OK) {
+            return r.status;
+        }
+        memcpy(&st, g_bytes_get_data(r.data, NULL), sizeof(st));
+        g_assert_cmpuint(GUINT64_FROM_LE(st.offset), ==, off + n);
+        off += n;
+    }
+    ref.upload_id = st.upload_id;
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_true(helper_client_call(c, VMAUG_OP_UPLOAD_COMMIT, &ref,
+                                         sizeof(ref), NULL, 0, &r));
+        return r.status;
+    }
+}
+
+guint16 helper_invoke(HelperClient *c, const gchar *module,
+                      const gchar *function, const void *in, gsize len,
+                      GBytes **out)
+{
+    struct vmaug_invoke inv = { 0 };
+    g_auto(HelperReply) r = { 0 };
+
+    g_strlcpy((gchar *)inv.module, module, sizeof(inv.module));
+    g_strlcpy((gchar *)inv.function, function, sizeof(inv.function));
+    g_assert_true(helper_client_call(c, VMAUG_OP_INVOKE, &inv, sizeof(inv),
+                                     in, len, &r));
+    if (out != NULL) {
+        *out = g_steal_pointer(&r.data);
+    }
+    return r.status;
+}

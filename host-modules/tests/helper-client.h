@@ -1,0 +1,73 @@
+/*
+ * A client of vmaugment-helper that speaks exactly what the QEMU device
+ * speaks on its chardev: the real peer of the helper in tests and
+ * benchmarks.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef VMAUGMENT_HELPER_CLIENT_H
+#define VMAUGMENT_HELPER_CLIENT_H
+
+#include <glib.h>
+#include <linux/virtio_vmaugment.h>
+
+typedef struct {
+    int fd;
+    guint64 next_tag;
+    GQueue events;          /* GBytes: struct virtio_vmaugment_event + data */
+    gchar *helper_name;
+} HelperClient;
+
+typedef struct {
+    guint16 status;
+    GBytes *data;
+} HelperReply;
+
+/* Start the helper; returns its pid.  @extra_args may be NULL. */
+GPid helper_spawn(const gchar *helper, const gchar *socket,
+                  const gchar *store, const gchar *trust_dir,
+                  const gchar *const *extra_args);
+void helper_kill(GPid pid);
+/* Connect (retrying while the helper starts) and exchange HELLOs. */
+HelperClient *helper_client_connect(const gchar *socket,
+                                    const gchar *store_path);
+void helper_client_free(HelperClient *c);
+/* Send raw bytes (for hostile-device tests). */
+gboolean helper_client_send_raw(HelperClient *c, const void *data, gsize len);
+void helper_client_send_msg(HelperClient *c, guint16 type, guint64 tag,
+                            const void *data, gsize len);
+/* One request; waits for its response, queueing events meanwhile.
+ * Returns FALSE if the helper closed the connection or timed out. */
+gboolean helper_client_call(HelperClient *c, guint16 opcode,
+                            const void *a, gsize alen, const void *b,
+                            gsize blen, HelperReply *reply);
+/* Wait for the response to @tag (queueing events meanwhile). */
+gboolean helper_client_wait_response(HelperClient *c, guint64 tag,
+                                     HelperReply *reply);
+/* Wait for the next event of @type (0: any), up to @timeout_ms. */
+GBytes *helper_client_wait_event(HelperClient *c, guint32 type,
+                                 guint timeout_ms);
+/* TRUE when the helper closed the connection within @timeout_ms. */
+gboolean helper_client_closed(HelperClient *c, guint timeout_ms);
+
+void helper_reply_clear(HelperReply *r);
+
+/* Convenience wrappers. */
+void helper_ref(struct vmaug_module_ref *ref, const gchar *name,
+                const gchar *version);
+guint16 helper_load(HelperClient *c, const gchar *name, const gchar *version,
+                    struct vmaug_module_info *info);
+guint16 helper_query(HelperClient *c, const gchar *name,
+                     const gchar *version, struct vmaug_module_info *info);
+guint16 helper_unload(HelperClient *c, const gchar *name);
+guint16 helper_upload(HelperClient *c, GBytes *pkg, const gchar *name,
+                      const gchar *version, gsize chunk);
+guint16 helper_invoke(HelperClient *c, const gchar *module,
+                      const gchar *function, const void *in, gsize len,
+                      GBytes **out);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HelperClient, helper_client_free)
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(HelperReply, helper_reply_clear)
+
+#endif /* VMAUGMENT_HELPER_CLIENT_H */
