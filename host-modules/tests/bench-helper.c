@@ -1,0 +1,120 @@
+/*
+ * vmaugment-helper-bench: module cold-load time (verify + sandbox + init,
+ * as the guest sees it: LOAD request to response) and invoke round trip,
+ * measured against a real helper over its socket.
+ *
+ *   vmaugment-helper-bench HELPER MODULES_BUILD MODULES_SRC [LOADS [CALLS]]
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "helper-client.h"
+#include "test-common.h"
+
+static gint cmp_double(gconstpointer a, gconstpointer b)
+{
+    gdouble x = *(const gdouble *)a, y = *(const gdouble *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static void report(const gchar *what, GArray *ms)
+{
+    gdouble sum = 0;
+
+    g_array_sort(ms, cmp_double);
+    for (guint i = 0; i < ms->len; i++) {
+        sum += g_array_index(ms, gdouble, i);
+    }
+    printf("%-28s n=%-5u p50=%8.3f ms  p99=%8.3f ms  mean=%8.3f ms  "
+           "max=%8.3f ms\n", what, ms->len,
+           g_array_index(ms, gdouble, ms->len / 2),
+           g_array_index(ms, gdouble, MIN(ms->len - 1,
+                                          (ms->len * 99 + 99) / 100 - 1)),
+           sum / ms->len, g_array_index(ms, gdouble, ms->len - 1));
+}
+
+static void bench(const gchar *helper, const gchar *build, const gchar *src,
+                  guint loads, guint calls, gboolean namespaces)
+{
+    g_autoptr(TestKeys) keys = test_keys_new();
+    g_autofree gchar *store = g_build_filename(keys->dir, "store", NULL);
+    g_autofree gchar *sock = g_build_filename(keys->dir, "h.sock", NULL);
+    g_autofree gchar *so = g_build_filename(build, "vmaug-echo.so", NULL);
+    g_autofree gchar *mpath = g_build_filename(src, "echo", "manifest.json",
+                                               NULL);
+    g_autofree gchar *manifest = NULL;
+    g_autoptr(GBytes) payload = test_read(so);
+    g_autoptr(GBytes) pkg = NULL;
+    g_autoptr(GArray) load_ms = g_array_new(FALSE, FALSE, sizeof(gdouble));
+    g_autoptr(GArray) call_ms = g_array_new(FALSE, FALSE, sizeof(gdouble));
+    g_autoptr(GArray) big_ms = g_array_new(FALSE, FALSE, sizeof(gdouble));
+    g_autoptr(GError) error = NULL;
+    g_autofree guint8 *big = g_malloc0(64 * 1024);
+    const gchar *args_ns[] = { NULL };
+    const gchar *args_nons[] = { "--no-namespaces", NULL };
+    HelperClient *c;
+    GPid pid;
+
+    g_file_get_contents(mpath, &manifest, NULL, &error);
+    g_assert_no_error(error);
+    pkg = vmaug_package_build(manifest, NULL, payload, keys->admin, &error);
+    g_assert_no_error(error);
+    pid = helper_spawn(helper, sock, store, keys->trust_dir,
+                       namespaces ? args_ns : args_nons);
+    c = helper_client_connect(sock, NULL);
+    g_assert_cmpuint(helper_upload(c, pkg, "echo", "1.0", 1 << 20), ==,
+                     VMAUG_S_OK);
+    for (guint i = 0; i < loads; i++) {
+        gint64 t0;
+
+        if (i > 0) {
+            g_assert_cmpuint(helper_unload(c, "echo"), ==, VMAUG_S_OK);
+        }
+        t0 = g_get_monotonic_time();
+        g_assert_cmpuint(helper_load(c, "echo", NULL, NULL), ==, VMAUG_S_OK);
+        g_array_append_val(load_ms, (gdouble){
+                               (g_get_monotonic_time() - t0) / 1000.0 });
+    }
+    for (guint i = 0; i < calls; i++) {
+        gint64 t0 = g_get_monotonic_time();
+
+        g_assert_cmpuint(helper_invoke(c, "echo", "echo", "0123456789abcdef"
+                                       "0123456789abcdef0123456789abcdef"
+                                       "0123456789abcdef", 64, NULL), ==,
+                         VMAUG_S_OK);
+        g_array_append_val(call_ms, (gdouble){
+                               (g_get_monotonic_time() - t0) / 1000.0 });
+        t0 = g_get_monotonic_time();
+        g_assert_cmpuint(helper_invoke(c, "echo", "echo", big, 64 * 1024,
+                                       NULL), ==, VMAUG_S_OK);
+        g_array_append_val(big_ms, (gdouble){
+                               (g_get_monotonic_time() - t0) / 1000.0 });
+    }
+    printf("namespaces %s\n", namespaces ? "on" : "off");
+    report("cold load (LOAD round trip)", load_ms);
+    report("invoke 64 B round trip", call_ms);
+    report("invoke 64 KiB round trip", big_ms);
+    helper_client_free(c);
+    helper_kill(pid);
+}
+
+int main(int argc, char **argv)
+{
+    guint loads = argc > 4 ? (guint)atoi(argv[4]) : 200;
+    guint calls = argc > 5 ? (guint)atoi(argv[5]) : 2000;
+
+    if (argc < 4 || loads < 1 || calls < 1) {
+        fprintf(stderr, "usage: vmaugment-helper-bench HELPER MODULES_BUILD "
+                "MODULES_SRC [LOADS [CALLS]]\n");
+        return 2;
+    }
+    g_log_set_handler("vmaugment-trust", G_LOG_LEVEL_DEBUG,
+                      g_log_default_handler, NULL);
+    bench(argv[1], argv[2], argv[3], loads, calls, TRUE);
+    bench(argv[1], argv[2], argv[3], loads, calls, FALSE);
+    return 0;
+}

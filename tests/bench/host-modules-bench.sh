@@ -1,0 +1,25 @@
+#!/bin/sh
+# Host module benchmark: cold-load time of a module (signature check,
+# sealed memfd, sandboxed process, init; measured as the LOAD round trip
+# over the helper's socket) and the invoke round trip, p50/p99.
+#
+#   tests/bench/host-modules-bench.sh [LOADS [CALLS]]      (defaults 200 2000)
+#
+# Builds build/vmaugment if needed.  Runs twice: with and without the
+# modules' network/IPC/UTS namespaces.
+set -eu
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${VMAUGMENT_BUILD:-$top/build/vmaugment}
+if [ ! -f "$build/build.ninja" ]; then
+    meson setup "$build" "$top" >/dev/null
+fi
+ninja -C "$build" host-modules/tests/vmaugment-helper-bench \
+    host-modules/helper/vmaugment-helper \
+    host-modules/helper/vmaugment-module-host \
+    host-modules/modules/vmaug-echo.so >/dev/null
+
+exec "$build/host-modules/tests/vmaugment-helper-bench" \
+    "$build/host-modules/helper/vmaugment-helper" \
+    "$build/host-modules/modules" \
+    "$top/host-modules/modules" "${1:-200}" "${2:-2000}" 2>/dev/null
