@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
 #include "vo-apply.h"
+#include "vo-batch.h"
 #include "vo-inventory.h"
 #include "vo-version.h"
 
@@ -22,6 +24,10 @@ static char *opt_key;
 static char *opt_cert;
 static char *opt_payload_dir;
 static char *opt_output;
+static int opt_jobs = 2;
+static char *opt_report_dir;
+static char **opt_bundles;
+static char *opt_bundle_dir;
 
 static void vo_main_print_json(JsonNode *node)
 {
@@ -172,6 +178,66 @@ static gboolean vo_main_bundle_build(int argc, char **argv, GError **error)
                            opt_key, opt_cert, opt_output, error);
 }
 
+static gboolean vo_main_batch(int argc, char **argv, GError **error)
+{
+    g_autoptr(GPtrArray) images = NULL;
+    g_autoptr(GPtrArray) bundles = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(JsonNode) summary = NULL;
+    g_autofree char *self = g_file_read_link("/proc/self/exe", error);
+    VoBatchOptions opts = {
+        .trust_dir = vo_main_trust_dir(),
+        .report_dir = opt_report_dir,
+        .dry_run = opt_dry_run,
+    };
+    gboolean all_ok;
+
+    if (!self) {
+        return FALSE;
+    }
+    if (argc < 2 || opt_jobs < 1 || opt_jobs > 64 ||
+        (!opt_bundles && !opt_bundle_dir)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "usage: batch [--jobs N] [--report-dir DIR] "
+                    "(--bundle B)... [--bundle-dir DIR] "
+                    "(IMAGE|DIR|@LIST)...");
+        return FALSE;
+    }
+    for (guint i = 0; opt_bundles && opt_bundles[i]; i++) {
+        g_ptr_array_add(bundles, g_canonicalize_filename(opt_bundles[i],
+                                                         NULL));
+    }
+    if (opt_bundle_dir) {
+        g_autoptr(GPtrArray) more = vo_batch_bundles_in(opt_bundle_dir,
+                                                        error);
+
+        if (!more) {
+            return FALSE;
+        }
+        for (guint i = 0; i < more->len; i++) {
+            g_ptr_array_add(bundles, g_strdup(more->pdata[i]));
+        }
+    }
+    images = vo_batch_collect(argv + 1, error);
+    if (!images) {
+        return FALSE;
+    }
+    if (opt_report_dir && g_mkdir_with_parents(opt_report_dir, 0750) < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot create %s",
+                    opt_report_dir);
+        return FALSE;
+    }
+    opts.self = self;
+    opts.jobs = opt_jobs;
+    summary = vo_batch_run(&opts, images, bundles, &all_ok);
+    vo_main_print_json(summary);
+    if (!all_ok) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "some images could not be serviced (see the report)");
+        return FALSE;
+    }
+    return TRUE;
+}
+
 static gboolean vo_main_compare_versions(int argc, char **argv,
                                          GError **error)
 {
@@ -206,6 +272,8 @@ static const struct {
       "IMAGE                 finish or undo an interrupted apply" },
     { "bundle-build", vo_main_bundle_build,
       "MANIFEST         build and sign a bundle" },
+    { "batch", vo_main_batch,
+      "(IMAGE|DIR|@LIST)...    apply --bundle(s) to many images" },
     { "compare-versions", vo_main_compare_versions,
       "A OP B       compare Debian versions (exit 0 if true)" },
 };
@@ -231,6 +299,14 @@ int main(int argc, char **argv)
           "bundle-build: where payload files are (default .)", "DIR" },
         { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output,
           "bundle-build: the bundle to write", "FILE" },
+        { "jobs", 'j', 0, G_OPTION_ARG_INT, &opt_jobs,
+          "batch: images serviced at once (default 2)", "N" },
+        { "report-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_report_dir,
+          "batch: write one JSON report per image and bundle here", "DIR" },
+        { "bundle", 'b', 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_bundles,
+          "batch: a bundle to apply (repeatable, in order)", "FILE" },
+        { "bundle-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_bundle_dir,
+          "batch: apply every *.vmab here, in name order", "DIR" },
         { NULL },
     };
 

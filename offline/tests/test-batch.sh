@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# batch: a directory of Linux and Windows images, one of them in use, two
+# bundles; bounded parallelism, per-image JSON reports, idempotent reruns;
+# and the systemd units that run it.
+source "$(dirname "$0")/lib.sh"
+
+: "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
+lfix=$(fixtures_linux)
+wfix=$(bash "$here/make-fixtures.sh" windows)
+make_identity
+make_payloads
+build_bundle "$tmp/demo.vmab" "$demo_rules" "$demo_files"
+cat >"$tmp/win.json" <<'JSON'
+{"format": 1, "id": "win-reg", "version": "1",
+ "applies": [{"os": {"family": "windows"}}], "files": [],
+ "registry": [{"op": "set", "hive": "SOFTWARE", "key": "Vendor\\Demo",
+               "name": "Version", "type": "sz", "value": "2.0"}]}
+JSON
+"$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --output "$tmp/win.vmab" "$tmp/win.json"
+
+imgs=$tmp/images
+mkdir -p "$imgs"
+cp "$lfix/debian.qcow2" "$imgs/a.qcow2"
+cp "$lfix/debian.vmdk" "$imgs/b.vmdk"
+cp "$lfix/debian.qcow2" "$imgs/c.qcow2"
+cp "$wfix/windows.qcow2" "$imgs/w.qcow2"
+echo "not an image" >"$imgs/notes.txt"
+hold_image_lock "$imgs/c.qcow2" qcow2
+sum_c=$(sha256sum <"$imgs/c.qcow2")
+
+rc=0
+vo batch --jobs 2 --report-dir "$tmp/reports" --bundle "$tmp/demo.vmab" \
+    --bundle "$tmp/win.vmab" "$imgs" >"$tmp/batch.json" 2>"$tmp/progress" || rc=$?
+[ $rc -eq 0 ] || { cat "$tmp/batch.json" "$tmp/progress"; fail "batch exit $rc"; }
+python3 - "$tmp/batch.json" <<'PY' || fail "batch report"
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+st = {os.path.basename(i["image"]): i["status"] for i in d["images"]}
+assert st == {"a.qcow2": "applied", "b.vmdk": "applied",
+              "c.qcow2": "skipped-in-use", "w.qcow2": "applied"}, st
+assert d["summary"] == {"applied": 3, "skipped-in-use": 1}, d["summary"]
+PY
+[ "$(ls "$tmp/reports" | wc -l)" -eq 7 ] || fail "expected 7 per-image reports"
+grep -q '^\[4/4\]' "$tmp/progress" || fail "no progress lines"
+[ "$(sha256sum <"$imgs/c.qcow2")" = "$sum_c" ] || fail "in-use image changed"
+vo verify "$imgs/a.qcow2" "$tmp/demo.vmab" >/dev/null || fail "a not patched"
+vo verify "$imgs/b.vmdk" "$tmp/demo.vmab" >/dev/null || fail "b not patched"
+vo verify "$imgs/w.qcow2" "$tmp/win.vmab" >/dev/null || fail "w not patched"
+pass "batch: 3 patched in parallel, 1 in use skipped, 7 reports"
+
+kill "${bg_pids[0]}"; wait "${bg_pids[0]}" 2>/dev/null || true; bg_pids=()
+printf '%s\n' "$imgs/a.qcow2" "# comment" "$imgs/c.qcow2" >"$tmp/list"
+vo batch --jobs 2 --bundle-dir "$tmp" "@$tmp/list" >"$tmp/batch2.json" 2>/dev/null
+python3 - "$tmp/batch2.json" <<'PY' || fail "second batch"
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+st = {os.path.basename(i["image"]): i["status"] for i in d["images"]}
+assert st == {"a.qcow2": "already-applied", "c.qcow2": "applied"}, st
+PY
+pass "batch from a list with a bundle directory: rerun is idempotent"
+
+# The systemd units, checked with systemd-analyze when it can run here.
+unit_dir=${VMAUGMENT_OFFLINE_UNIT_DIR:-}
+if [ -n "$unit_dir" ] && command -v systemd-analyze >/dev/null &&
+    systemd-analyze --version >/dev/null 2>&1; then
+    sed "s#^ExecStart=[^ ]*#ExecStart=$VMAUGMENT_OFFLINE#" \
+        "$unit_dir/vmaugment-offline-batch.service" >"$tmp/vmaugment-offline-batch.service"
+    cp "$here/../systemd/vmaugment-offline-batch.timer" "$tmp/"
+    systemd-analyze verify "$tmp/vmaugment-offline-batch.service" \
+        "$tmp/vmaugment-offline-batch.timer" || fail "systemd-analyze verify"
+    pass "systemd service and timer verify"
+fi

@@ -1,0 +1,405 @@
+/*
+ * Batch servicing.  Every apply runs in its own process: one image's
+ * failure (or a crash in a library on a hostile image) cannot take the
+ * others with it, and the per-image report is simply that child's output.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define G_LOG_DOMAIN "vmaugment-offline"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <gio/gio.h>
+
+#include "vo-batch.h"
+#include "vo-disk.h"
+
+#define VO_BATCH_MAX_LIST (1024 * 1024)
+
+static gboolean vo_batch_is_image(const char *name)
+{
+    static const char *const exts[] = {
+        ".qcow2", ".raw", ".img", ".vmdk", ".vhd", ".vhdx", ".vpc", NULL,
+    };
+
+    if (name[0] == '.') {
+        return FALSE;   /* our own sidecars, among others */
+    }
+    for (guint i = 0; exts[i]; i++) {
+        if (g_str_has_suffix(name, exts[i])) {
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+static gint vo_batch_cmp(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static gboolean vo_batch_scan_dir(const char *dir, const char *suffix,
+                                  GPtrArray *out, GError **error)
+{
+    g_autoptr(GDir) d = g_dir_open(dir, 0, error);
+    g_autoptr(GPtrArray) found = g_ptr_array_new();
+    const char *name;
+
+    if (!d) {
+        return FALSE;
+    }
+    while ((name = g_dir_read_name(d))) {
+        g_autofree char *path = g_build_filename(dir, name, NULL);
+
+        if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
+            continue;
+        }
+        if (suffix ? (name[0] != '.' && g_str_has_suffix(name, suffix))
+                   : vo_batch_is_image(name)) {
+            g_ptr_array_add(found, g_steal_pointer(&path));
+        }
+    }
+    g_ptr_array_sort(found, vo_batch_cmp);
+    for (guint i = 0; i < found->len; i++) {
+        g_ptr_array_add(out, found->pdata[i]);
+    }
+    return TRUE;
+}
+
+GPtrArray *vo_batch_collect(char **sources, GError **error)
+{
+    g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
+
+    for (guint i = 0; sources[i]; i++) {
+        const char *src = sources[i];
+
+        if (src[0] == '@') {
+            g_autofree char *text = NULL;
+            g_auto(GStrv) lines = NULL;
+            gsize len;
+
+            if (!g_file_get_contents(src + 1, &text, &len, error)) {
+                return NULL;
+            }
+            if (len > VO_BATCH_MAX_LIST) {
+                g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                            "%s: list too long", src + 1);
+                return NULL;
+            }
+            lines = g_strsplit(text, "\n", -1);
+            for (guint j = 0; lines[j]; j++) {
+                char *line = g_strstrip(lines[j]);
+
+                if (*line && line[0] != '#') {
+                    g_ptr_array_add(images, g_strdup(line));
+                }
+            }
+        } else if (g_file_test(src, G_FILE_TEST_IS_DIR)) {
+            if (!vo_batch_scan_dir(src, NULL, images, error)) {
+                return NULL;
+            }
+        } else {
+            g_ptr_array_add(images, g_strdup(src));
+        }
+    }
+    return g_steal_pointer(&images);
+}
+
+GPtrArray *vo_batch_bundles_in(const char *dir, GError **error)
+{
+    g_autoptr(GPtrArray) bundles = g_ptr_array_new_with_free_func(g_free);
+
+    if (!vo_batch_scan_dir(dir, ".vmab", bundles, error)) {
+        return NULL;
+    }
+    return g_steal_pointer(&bundles);
+}
+
+typedef struct {
+    const VoBatchOptions *opts;
+    GPtrArray *bundles;
+    char *image;
+    guint index;
+    guint next_bundle;
+    GSubprocess *child;
+    GPtrArray *results;     /* JsonNode* per bundle */
+    char *status;           /* worst outcome so far */
+} VoBatchJob;
+
+typedef struct {
+    const VoBatchOptions *opts;
+    GMainLoop *loop;
+    GPtrArray *jobs;
+    guint next_job;
+    guint running;
+    guint done;
+    gboolean all_ok;
+} VoBatch;
+
+static void vo_batch_start_next(VoBatch *b);
+static void vo_batch_start_bundle(VoBatch *b, VoBatchJob *job);
+
+static char *vo_batch_report_path(const VoBatchOptions *opts,
+                                  VoBatchJob *job, const char *bundle)
+{
+    g_autofree char *ib = g_path_get_basename(job->image);
+    g_autofree char *bb = g_path_get_basename(bundle);
+    g_autofree char *name = g_strdup_printf("%u-%s--%s.json", job->index,
+                                            ib, bb);
+
+    return g_build_filename(opts->report_dir, name, NULL);
+}
+
+static JsonNode *vo_batch_status_node(const char *image, const char *bundle,
+                                      const char *status, const char *msg)
+{
+    g_autoptr(JsonBuilder) jb = json_builder_new();
+
+    json_builder_begin_object(jb);
+    json_builder_set_member_name(jb, "image");
+    json_builder_add_string_value(jb, image);
+    json_builder_set_member_name(jb, "bundle_file");
+    json_builder_add_string_value(jb, bundle);
+    json_builder_set_member_name(jb, "status");
+    json_builder_add_string_value(jb, status);
+    if (msg) {
+        json_builder_set_member_name(jb, "error");
+        json_builder_add_string_value(jb, msg);
+    }
+    json_builder_end_object(jb);
+    return json_builder_get_root(jb);
+}
+
+static void vo_batch_job_finish(VoBatch *b, VoBatchJob *job)
+{
+    b->running--;
+    b->done++;
+    fprintf(stderr, "[%u/%u] %s: %s\n", b->done, b->jobs->len, job->image,
+            job->status);
+    vo_batch_start_next(b);
+    if (b->running == 0 && b->next_job >= b->jobs->len) {
+        g_main_loop_quit(b->loop);
+    }
+}
+
+static int vo_batch_rank(const char *status)
+{
+    static const char *const order[] = {
+        "not-applicable", "dry-run", "already-applied", "applied",
+        "skipped-in-use", "refused", "error", NULL,
+    };
+
+    for (int i = 0; order[i]; i++) {
+        if (g_str_equal(status, order[i])) {
+            return i;
+        }
+    }
+    return G_N_ELEMENTS(order);
+}
+
+static void vo_batch_record(VoBatch *b, VoBatchJob *job, JsonNode *node)
+{
+    JsonObject *obj = json_node_get_object(node);
+    const char *status = json_object_get_string_member_with_default(
+        obj, "status", "error");
+
+    g_ptr_array_add(job->results, node);
+    /* One status per image: the most significant of its bundles'. */
+    if (!job->status ||
+        vo_batch_rank(status) > vo_batch_rank(job->status)) {
+        g_free(job->status);
+        job->status = g_strdup(status);
+    }
+    if (g_str_equal(status, "error") || g_str_equal(status, "refused")) {
+        b->all_ok = FALSE;
+    }
+    if (b->opts->report_dir) {
+        g_autoptr(JsonGenerator) gen = json_generator_new();
+        g_autofree char *path = vo_batch_report_path(
+            b->opts, job, job->bundles->pdata[job->next_bundle - 1]);
+        g_autoptr(GError) error = NULL;
+
+        json_generator_set_pretty(gen, TRUE);
+        json_generator_set_root(gen, node);
+        if (!json_generator_to_file(gen, path, &error)) {
+            g_warning("cannot write %s: %s", path, error->message);
+        }
+    }
+}
+
+static void vo_batch_child_done(GObject *source, GAsyncResult *res,
+                                gpointer data)
+{
+    VoBatchJob *job = data;
+    VoBatch *b = g_object_get_data(source, "vo-batch");
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    const char *bundle = job->bundles->pdata[job->next_bundle - 1];
+    JsonNode *node = NULL;
+
+    if (!g_subprocess_communicate_utf8_finish(G_SUBPROCESS(source), res, &out,
+                                              &err, &error)) {
+        node = vo_batch_status_node(job->image, bundle, "error",
+                                    error->message);
+    } else if (out && json_parser_load_from_data(parser, out, -1, NULL) &&
+               JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+        node = json_node_copy(json_parser_get_root(parser));
+    } else {
+        /* No report: the child failed before it had an image to report on
+         * (bundle refused, image unreadable). */
+        const char *msg = err ? g_strstrip(err) : "no report";
+
+        node = vo_batch_status_node(
+            job->image, bundle,
+            strstr(msg, "in use by a running QEMU") ? "skipped-in-use"
+                                                    : "error",
+            msg);
+    }
+    {
+        JsonObject *obj = json_node_get_object(node);
+        const char *status = json_object_get_string_member_with_default(
+            obj, "status", "error");
+        const char *msg = json_object_get_string_member_with_default(
+            obj, "error", "");
+
+        /* An image in use is skipped, not failed: it is patched next time. */
+        if (g_str_equal(status, "error") &&
+            strstr(msg, "in use by a running QEMU")) {
+            json_object_set_string_member(obj, "status", "skipped-in-use");
+        }
+    }
+    g_clear_object(&job->child);
+    vo_batch_record(b, job, node);
+    if (g_str_equal(job->status, "skipped-in-use") ||
+        job->next_bundle >= job->bundles->len) {
+        vo_batch_job_finish(b, job);
+    } else {
+        vo_batch_start_bundle(b, job);
+    }
+}
+
+static void vo_batch_start_bundle(VoBatch *b, VoBatchJob *job)
+{
+    const char *bundle = job->bundles->pdata[job->next_bundle++];
+    g_autoptr(GError) error = NULL;
+    const char *argv[] = {
+        b->opts->self, "--trust-dir", b->opts->trust_dir, "apply",
+        job->image, bundle, b->opts->dry_run ? "--dry-run" : NULL, NULL,
+    };
+
+    job->child = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                             G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                                   &error);
+    if (!job->child) {
+        vo_batch_record(b, job, vo_batch_status_node(job->image, bundle,
+                                                     "error",
+                                                     error->message));
+        vo_batch_job_finish(b, job);
+        return;
+    }
+    g_object_set_data(G_OBJECT(job->child), "vo-batch", b);
+    g_subprocess_communicate_utf8_async(job->child, NULL, NULL,
+                                        vo_batch_child_done, job);
+}
+
+static void vo_batch_start_next(VoBatch *b)
+{
+    while (b->running < b->opts->jobs && b->next_job < b->jobs->len) {
+        VoBatchJob *job = b->jobs->pdata[b->next_job++];
+
+        b->running++;
+        if (job->bundles->len == 0) {
+            job->status = g_strdup("nothing-to-do");
+            vo_batch_job_finish(b, job);
+            continue;
+        }
+        vo_batch_start_bundle(b, job);
+    }
+}
+
+static void vo_batch_job_free(VoBatchJob *job)
+{
+    g_free(job->image);
+    g_free(job->status);
+    g_ptr_array_unref(job->results);
+    g_clear_object(&job->child);
+    g_free(job);
+}
+
+JsonNode *vo_batch_run(const VoBatchOptions *opts, GPtrArray *images,
+                       GPtrArray *bundles, gboolean *all_ok)
+{
+    VoBatch b = {
+        .opts = opts,
+        .loop = g_main_loop_new(NULL, FALSE),
+        .jobs = g_ptr_array_new_with_free_func(
+            (GDestroyNotify)vo_batch_job_free),
+        .all_ok = TRUE,
+    };
+    g_autoptr(JsonBuilder) jb = json_builder_new();
+    g_autoptr(GHashTable) counts = g_hash_table_new(g_str_hash, g_str_equal);
+    gint64 start = g_get_monotonic_time();
+    GHashTableIter it;
+    gpointer key, value;
+
+    for (guint i = 0; i < images->len; i++) {
+        VoBatchJob *job = g_new0(VoBatchJob, 1);
+
+        job->opts = opts;
+        job->bundles = bundles;
+        job->image = g_strdup(images->pdata[i]);
+        job->index = i;
+        job->results = g_ptr_array_new_with_free_func(
+            (GDestroyNotify)json_node_unref);
+        g_ptr_array_add(b.jobs, job);
+    }
+    vo_batch_start_next(&b);
+    if (b.running > 0) {
+        g_main_loop_run(b.loop);
+    }
+
+    json_builder_begin_object(jb);
+    json_builder_set_member_name(jb, "images");
+    json_builder_begin_array(jb);
+    for (guint i = 0; i < b.jobs->len; i++) {
+        VoBatchJob *job = b.jobs->pdata[i];
+
+        json_builder_begin_object(jb);
+        json_builder_set_member_name(jb, "image");
+        json_builder_add_string_value(jb, job->image);
+        json_builder_set_member_name(jb, "status");
+        json_builder_add_string_value(jb, job->status);
+        json_builder_set_member_name(jb, "bundles");
+        json_builder_begin_array(jb);
+        for (guint k = 0; k < job->results->len; k++) {
+            json_builder_add_value(jb, json_node_ref(job->results->pdata[k]));
+        }
+        json_builder_end_array(jb);
+        json_builder_end_object(jb);
+        g_hash_table_insert(counts, job->status,
+                            GUINT_TO_POINTER(GPOINTER_TO_UINT(
+                                g_hash_table_lookup(counts, job->status)) +
+                                             1));
+    }
+    json_builder_end_array(jb);
+    json_builder_set_member_name(jb, "summary");
+    json_builder_begin_object(jb);
+    g_hash_table_iter_init(&it, counts);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        json_builder_set_member_name(jb, key);
+        json_builder_add_int_value(jb, GPOINTER_TO_UINT(value));
+    }
+    json_builder_end_object(jb);
+    json_builder_set_member_name(jb, "seconds");
+    json_builder_add_double_value(jb,
+                                  (g_get_monotonic_time() - start) / 1e6);
+    json_builder_end_object(jb);
+
+    *all_ok = b.all_ok;
+    g_ptr_array_unref(b.jobs);
+    g_main_loop_unref(b.loop);
+    return json_builder_get_root(jb);
+}
