@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -158,6 +159,13 @@ static gchar *main_find_module_host(const gchar *argv0)
     return g_build_filename(LIBEXECDIR, "vmaugment-module-host", NULL);
 }
 
+static volatile sig_atomic_t main_stop;
+
+static void main_on_stop_signal(int sig)
+{
+    main_stop = sig;
+}
+
 /*
  * --supervise: keep a helper running.  The parent owns the listening
  * socket, so connections wait in its backlog while a new helper starts.
@@ -175,6 +183,11 @@ static int main_supervise(int listen_fd, int argc, char **argv)
     }
     g_ptr_array_add(args, g_strdup(fd_arg));
     g_ptr_array_add(args, NULL);
+    struct sigaction sa = { .sa_handler = main_on_stop_signal };
+
+    /* No SA_RESTART: waitpid() returns so we can pass the signal on. */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     /* The child must inherit it. */
     fcntl(listen_fd, F_SETFD, 0);
     for (;;) {
@@ -192,12 +205,19 @@ static int main_supervise(int listen_fd, int argc, char **argv)
             return 1;
         }
         if (pid == 0) {
+            /* Never outlive the supervisor. */
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
             execv("/proc/self/exe", (char **)args->pdata);
             _exit(127);
         }
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        while (waitpid(pid, &status, 0) < 0) {
+            if (errno == EINTR && main_stop) {
+                kill(pid, SIGTERM);
+            } else if (errno != EINTR) {
+                return 1;
+            }
         }
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        if (main_stop || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
             return 0;
         }
         g_printerr("vmaugment-helper: helper died (status 0x%x); "

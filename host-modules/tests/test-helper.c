@@ -7,6 +7,8 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <signal.h>
+
 #include <glib/gstdio.h>
 
 #include "helper-client.h"
@@ -543,6 +545,54 @@ static void test_escape(Fixture *f, gconstpointer data)
                                    NULL), ==, VMAUG_S_NOT_FOUND);
 }
 
+/* ---- A crashed helper is restarted; QEMU's side just reconnects ---- */
+
+static GPid child_of(GPid pid)
+{
+    g_autofree gchar *path = g_strdup_printf("/proc/%d/task/%d/children",
+                                             pid, pid);
+    g_autofree gchar *text = NULL;
+    gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+
+    while (g_get_monotonic_time() < deadline) {
+        g_clear_pointer(&text, g_free);
+        if (g_file_get_contents(path, &text, NULL, NULL) &&
+            g_ascii_isdigit(text[0])) {
+            return (GPid)g_ascii_strtoll(text, NULL, 10);
+        }
+        g_usleep(10000);
+    }
+    g_assert_not_reached();
+}
+
+static void test_supervise(Fixture *f, gconstpointer data)
+{
+    static const gchar *const args[] = { "--supervise", NULL };
+    GPid worker, worker2;
+    g_autoptr(GBytes) out = NULL;
+
+    /* Replace the fixture's helper with a supervised one. */
+    helper_client_free(f->c);
+    helper_kill(f->pid);
+    fixture_start(f, args);
+    upload_module(f, "echo", "1.0");
+    g_assert_cmpuint(helper_load(f->c, "echo", NULL, NULL), ==, VMAUG_S_OK);
+
+    worker = child_of(f->pid);
+    g_assert_cmpint(kill(worker, SIGKILL), ==, 0);
+    g_assert_true(helper_client_closed(f->c, 5000));
+    helper_client_free(f->c);
+    /* As QEMU's reconnect-ms does. */
+    f->c = helper_client_connect(f->socket, NULL);
+    worker2 = child_of(f->pid);
+    g_assert_cmpint(worker2, !=, worker);
+    g_assert_cmpuint(helper_load(f->c, "echo", NULL, NULL), ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_invoke(f->c, "echo", "echo", "back", 4, &out),
+                     ==, VMAUG_S_OK);
+    g_assert_cmpmem(g_bytes_get_data(out, NULL), g_bytes_get_size(out),
+                    "back", 4);
+}
+
 #define ADD(path, fn) \
     g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
 
@@ -557,5 +607,6 @@ int main(int argc, char **argv)
     ADD("/helper/hostile-device", test_hostile_device);
     ADD("/helper/tamper-upload", test_tamper_upload);
     ADD("/helper/escape", test_escape);
+    ADD("/helper/supervise", test_supervise);
     return g_test_run();
 }
