@@ -359,17 +359,6 @@ struct vmaug_ioctl_subscribe {
 #define VMAUG_IOC_UPLOAD_CHUNK  _IOWR(VMAUG_IOCTL_MAGIC, 0x02, struct vmaug_ioctl_chunk)
 #define VMAUG_IOC_SUBSCRIBE     _IOW(VMAUG_IOCTL_MAGIC, 0x03, struct vmaug_ioctl_subscribe)
 
-/*
- * VMAUG_IOC_UPLOAD_BATCH: VMAUG_IOC_UPLOAD_CHUNK for 1 .. VMAUG_BATCH_MAX_DATA
- * bytes.  The driver queues the consecutive VMAUG_OP_UPLOAD_CHUNKs
- * (VMAUG_CHUNK_MAX_DATA bytes each, the last one shorter) at once and in
- * order, so the host never waits for the guest between two chunks.  On
- * return offset is the host's offset after the last chunk it accepted and
- * status the first status other than VMAUG_S_OK (or VMAUG_S_OK).
- */
-#define VMAUG_BATCH_MAX_DATA            (16U << 20)
-#define VMAUG_IOC_UPLOAD_BATCH  _IOWR(VMAUG_IOCTL_MAGIC, 0x04, struct vmaug_ioctl_chunk)
-
 /* Default and largest time a call waits for the host, in milliseconds. */
 #define VMAUG_DEFAULT_TIMEOUT_MS        30000
 #define VMAUG_MAX_TIMEOUT_MS            600000
