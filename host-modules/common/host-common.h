@@ -140,11 +140,14 @@ typedef struct {
     guint64 max_package_size;
     /* module name or "*" -> GStrv of capabilities granted */
     GHashTable *grants;
+    /* module name -> GStrv of host directories it may read (host-read) */
+    GHashTable *read_roots;
 } VmaugPolicy;
 
 VmaugPolicy *vmaug_policy_new_default(void);
 /* {"allow_rollback": bool, "max_package_size": int,
- *  "grants": {"*": ["log", ...], "printer": ["spool"]}} */
+ *  "grants": {"*": ["log", ...], "printer": ["spool"]},
+ *  "read_roots": {"scanner": ["/srv/share"]}} */
 VmaugPolicy *vmaug_policy_load(const gchar *path, GError **error);
 gboolean vmaug_policy_grants(const VmaugPolicy *policy, const gchar *module,
                              const gchar *cap);

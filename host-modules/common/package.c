@@ -162,7 +162,7 @@ static const gchar *const event_names[] = {
 static const gchar *const capability_names[] = {
     VMAUG_CAP_LOG, VMAUG_CAP_CONFIG, VMAUG_CAP_STATE, VMAUG_CAP_SPOOL,
     VMAUG_CAP_EVENTS, VMAUG_CAP_UI, VMAUG_CAP_RESTART_IMAGE,
-    VMAUG_CAP_RESTART_HOST, VMAUG_CAP_MODULES, NULL
+    VMAUG_CAP_RESTART_HOST, VMAUG_CAP_MODULES, VMAUG_CAP_HOST_READ, NULL
 };
 
 const gchar *vmaug_kind_to_string(guint32 kind)
@@ -319,6 +319,16 @@ static gboolean check_function(const gchar *s)
 static gboolean check_capability(const gchar *s)
 {
     return g_strv_contains(capability_names, s);
+}
+
+/* An absolute, canonical directory path: no "." or "..", no "//", no
+ * trailing "/" (except "/" itself is refused: too broad). */
+static gboolean check_root(const gchar *s)
+{
+    g_autofree gchar *canon = g_canonicalize_filename(s, "/");
+
+    return s[0] == '/' && s[1] != '\0' && g_strcmp0(canon, s) == 0 &&
+           strlen(s) < 1024;
 }
 
 static gboolean check_event(const gchar *s)
@@ -787,6 +797,8 @@ VmaugPolicy *vmaug_policy_new_default(void)
      * granted only by name: they reach beyond the image. */
     g_hash_table_insert(p->grants, g_strdup("*"),
                         g_strdupv((gchar **)default_grants));
+    p->read_roots = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                          (GDestroyNotify)g_strfreev);
     return p;
 }
 
@@ -796,6 +808,7 @@ void vmaug_policy_free(VmaugPolicy *policy)
         return;
     }
     g_hash_table_unref(policy->grants);
+    g_hash_table_unref(policy->read_roots);
     g_free(policy);
 }
 
@@ -883,6 +896,27 @@ VmaugPolicy *vmaug_policy_load(const gchar *path, GError **error)
                 return NULL;
             }
             g_hash_table_insert(p->grants, g_strdup(l->data), caps);
+        }
+    }
+    n = json_object_get_member(o, "read_roots");
+    if (n != NULL) {
+        g_autoptr(GList) names = NULL;
+
+        if (!JSON_NODE_HOLDS_OBJECT(n)) {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                        "%s: read_roots must be an object", path);
+            return NULL;
+        }
+        names = json_object_get_members(json_node_get_object(n));
+        for (GList *l = names; l != NULL; l = l->next) {
+            GStrv roots = manifest_strings(json_node_get_object(n), l->data,
+                                           VMAUG_PKG_MAX_CAPABILITIES,
+                                           check_root, error);
+            if (roots == NULL) {
+                g_prefix_error(error, "%s: read_roots: ", path);
+                return NULL;
+            }
+            g_hash_table_insert(p->read_roots, g_strdup(l->data), roots);
         }
     }
     return g_steal_pointer(&p);

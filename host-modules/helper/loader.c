@@ -253,6 +253,43 @@ static int module_state_open(Module *m, guint32 flags, const gchar *path)
     return fd < 0 ? -errno : fd;
 }
 
+/* Read-only access below the roots the policy grants this module. */
+static int module_host_open(Module *m, const gchar *path)
+{
+    GStrv roots = g_hash_table_lookup(m->helper->policy->read_roots,
+                                      m->name);
+    struct open_how how = {
+        .flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                   RESOLVE_NO_MAGICLINKS,
+    };
+
+    if (*path != '/' || strlen(path) > VMAUG_MODULE_MAX_HOST_PATH ||
+        !g_utf8_validate(path, -1, NULL) || !module_path_ok(path + 1)) {
+        return -EINVAL;
+    }
+    for (guint i = 0; roots != NULL && roots[i] != NULL; i++) {
+        gsize rlen = strlen(roots[i]);
+        const gchar *rel;
+        int rootfd, fd;
+
+        if (strncmp(path, roots[i], rlen) != 0 ||
+            (path[rlen] != '\0' && path[rlen] != '/')) {
+            continue;
+        }
+        rel = path[rlen] == '\0' ? "." : path + rlen + 1;
+        rootfd = open(roots[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0) {
+            return -errno;
+        }
+        fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+        fd = fd < 0 ? -errno : fd;
+        close(rootfd);
+        return fd;
+    }
+    return -EACCES;
+}
+
 static gint32 module_spool(Module *m, const gchar *title, const guint8 *data,
                            gsize len, gchar **job_out)
 {
@@ -324,32 +361,66 @@ static gint32 module_spool(Module *m, const gchar *title, const guint8 *data,
     return 0;
 }
 
+/* Elements one module may show at once. */
+#define MODULE_MAX_UI_ELEMENTS  32
+
 static gint32 module_post_ui(Module *m, const gchar *json, gsize len)
 {
-    g_autoptr(JsonParser) parser = json_parser_new_immutable();
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(JsonParser) old = json_parser_new();
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) all = NULL;
     g_autofree gchar *dir = g_build_filename(vmaug_store_get_dir(m->dev->
                                                                  store),
                                              "ui", NULL);
     g_autofree gchar *name = g_strconcat(m->name, ".json", NULL);
     g_autofree gchar *path = g_build_filename(dir, name, NULL);
-    JsonNode *root;
+    g_autofree gchar *out = NULL;
+    g_autoptr(GError) error = NULL;
+    JsonNode *root, *id;
+    JsonObject *elements;
 
-    /* Hostile JSON: no NUL, bounded, flat enough, an object at the root. */
+    /* Hostile JSON: no NUL, bounded, an object at the root with a string
+     * "id" naming the element it adds or replaces. */
     if (len == 0 || memchr(json, 0, len) != NULL ||
         !json_parser_load_from_data(parser, json, len, NULL)) {
         return -EINVAL;
     }
     root = json_parser_get_root(parser);
-    if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
+    if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root) ||
+        (id = json_object_get_member(json_node_get_object(root),
+                                     "id")) == NULL ||
+        !JSON_NODE_HOLDS_VALUE(id) ||
+        json_node_get_value_type(id) != G_TYPE_STRING ||
+        strlen(json_node_get_string(id)) == 0 ||
+        strlen(json_node_get_string(id)) > 64) {
         return -EINVAL;
     }
     g_mkdir_with_parents(dir, 0750);
-    /* The admin interface reads the module's latest UI state here. */
-    if (!g_file_set_contents_full(path, json, len,
-                                  G_FILE_SET_CONTENTS_CONSISTENT, 0640,
-                                  NULL)) {
+    /* The admin interface reads every module's current elements here. */
+    if (json_parser_load_from_file(old, path, NULL) &&
+        json_parser_get_root(old) != NULL &&
+        JSON_NODE_HOLDS_OBJECT(json_parser_get_root(old))) {
+        all = json_node_copy(json_parser_get_root(old));
+    } else {
+        all = json_node_new(JSON_NODE_OBJECT);
+        json_node_take_object(all, json_object_new());
+    }
+    elements = json_node_get_object(all);
+    if (!json_object_has_member(elements, json_node_get_string(id)) &&
+        json_object_get_size(elements) >= MODULE_MAX_UI_ELEMENTS) {
+        return -ENOSPC;
+    }
+    json_object_set_member(elements, json_node_get_string(id),
+                           json_node_copy(root));
+    json_generator_set_root(gen, all);
+    json_generator_set_pretty(gen, TRUE);
+    out = json_generator_to_data(gen, NULL);
+    if (!vmaug_store_write_file(path, out, strlen(out), &error)) {
         return -EIO;
     }
+    g_message("module %s shows UI element %s", m->name,
+              json_node_get_string(id));
     return 0;
 }
 
@@ -487,6 +558,20 @@ static gboolean module_on_api(Module *m, guint64 tag, const guint8 *data,
         device_event(m->dev, VMAUG_EVENT_RESTART_REQUESTED, &ref,
                      sizeof(ref), NULL, 0);
         module_api_reply(m, tag, 0, NULL, 0, -1);
+        return TRUE;
+    }
+    case MODLINK_OP_HOST_OPEN: {
+        g_autofree gchar *path = g_strndup((const gchar *)args, alen);
+        int fd;
+
+        if (!module_has_cap(m, VMAUG_CAP_HOST_READ)) {
+            fd = -EPERM;
+        } else if (strlen(path) != alen) {
+            fd = -EINVAL;
+        } else {
+            fd = module_host_open(m, path);
+        }
+        module_api_reply(m, tag, fd < 0 ? fd : 0, NULL, 0, fd < 0 ? -1 : fd);
         return TRUE;
     }
     case MODLINK_OP_INSTALL: {
@@ -678,8 +763,9 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
     g_autofree gchar *mem = NULL, *cpu = NULL, *files = NULL, *fsize = NULL;
     int sv[2] = { -1, -1 };
     int memfd;
-    gint source_fds[2], target_fds[2] = { MODLINK_FD_SOCKET,
-                                          MODLINK_FD_PAYLOAD };
+    gint source_fds[3], target_fds[3] = { MODLINK_FD_SOCKET,
+                                          MODLINK_FD_PAYLOAD,
+                                          MODLINK_FD_STATE };
     const gchar *argv[8];
     gboolean ok;
 
@@ -729,13 +815,14 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
     argv[7] = NULL;
     source_fds[0] = sv[1];
     source_fds[1] = memfd;
-    /* Only the two descriptors are inherited; GLib closes the rest. */
+    source_fds[2] = m->state_dirfd;
+    /* Only these descriptors are inherited; GLib closes the rest. */
     ok = g_spawn_async_with_pipes_and_fds(NULL, argv, NULL,
                                           G_SPAWN_DO_NOT_REAP_CHILD |
                                           G_SPAWN_STDIN_FROM_DEV_NULL |
                                           G_SPAWN_STDOUT_TO_DEV_NULL,
                                           NULL, NULL, -1, -1, -1,
-                                          source_fds, target_fds, 2,
+                                          source_fds, target_fds, 3,
                                           &m->pid, NULL, NULL, NULL, error);
     close(sv[1]);
     close(memfd);

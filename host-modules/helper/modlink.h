@@ -2,8 +2,9 @@
  * The link between the helper and one sandboxed module process.
  *
  * The module process inherits one end of a socket pair as fd
- * MODLINK_FD_SOCKET and its verified payload as a sealed memfd at
- * MODLINK_FD_PAYLOAD.  Messages use the framing of the host helper link,
+ * MODLINK_FD_SOCKET, its verified payload as a sealed memfd at
+ * MODLINK_FD_PAYLOAD and its state directory at MODLINK_FD_STATE (the
+ * root it is confined to where the host allows chroot).  Messages use the framing of the host helper link,
  * struct vmaug_host_msg with magic VMAUG_MODLINK_MAGIC, followed by len
  * bytes; every number is little-endian.
  *
@@ -26,6 +27,7 @@
 #define VMAUG_MODLINK_MAGIC         0x4d475541  /* "AUGM" */
 #define MODLINK_FD_SOCKET           3
 #define MODLINK_FD_PAYLOAD          4
+#define MODLINK_FD_STATE            5   /* the module's state directory */
 
 /* helper -> module */
 #define MODLINK_CALL                1   /* function NUL-terminated, input */
@@ -47,6 +49,7 @@
 #define MODLINK_OP_POST_UI          6   /* JSON object */
 #define MODLINK_OP_RESTART          7   /* le32 what */
 #define MODLINK_OP_INSTALL          8   /* package */
+#define MODLINK_OP_HOST_OPEN        9   /* path; reply has a read-only fd */
 
 /* Largest message either side accepts. */
 #define MODLINK_MAX_FROM_MODULE     (VMAUG_MODULE_MAX_SPOOL + 4096)

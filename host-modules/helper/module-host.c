@@ -312,6 +312,25 @@ static int host_install_module(vmaug_host *h, const void *package,
     return api_request(MODLINK_OP_INSTALL, NULL, 0, package, len, NULL, NULL);
 }
 
+static int host_open(vmaug_host *h, const char *path)
+{
+    size_t plen = strnlen(path, VMAUG_MODULE_MAX_HOST_PATH + 1);
+    int fd = -1;
+    int rc;
+
+    if (plen == 0 || plen > VMAUG_MODULE_MAX_HOST_PATH) {
+        return -EINVAL;
+    }
+    rc = api_request(MODLINK_OP_HOST_OPEN, NULL, 0, path, plen, NULL, &fd);
+    if (rc < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return rc;
+    }
+    return fd >= 0 ? fd : -EIO;
+}
+
 static const struct vmaug_host_api host_api = {
     .abi_version = VMAUG_MODULE_ABI_VERSION,
     .size = sizeof(struct vmaug_host_api),
@@ -324,6 +343,7 @@ static const struct vmaug_host_api host_api = {
     .post_ui = host_post_ui,
     .request_restart = host_request_restart,
     .install_module = host_install_module,
+    .host_open = host_open,
 };
 
 static uint64_t arg_u64(const char *s)
@@ -447,10 +467,11 @@ int main(int argc, char **argv)
         die(4, "out of memory");
     }
 
-    rc = sandbox_apply(&limits, link_fd);
+    rc = sandbox_apply(&limits, link_fd, MODLINK_FD_STATE);
     if (rc != 0) {
         die(5, "cannot apply the sandbox");
     }
+    close(MODLINK_FD_STATE);
 
     rc = mod->init(&host_api, &host, &priv);
     {

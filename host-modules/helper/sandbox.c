@@ -39,6 +39,7 @@ static const int sandbox_allowed[] = {
     SCMP_SYS(fstat),
     SCMP_SYS(newfstatat),       /* glibc's fstat() */
     SCMP_SYS(fcntl),            /* on descriptors it already holds */
+    SCMP_SYS(getdents64),       /* directories the helper opened for it */
     SCMP_SYS(ftruncate),
     SCMP_SYS(fsync),
     SCMP_SYS(fdatasync),
@@ -97,7 +98,7 @@ static int sandbox_limit(int resource, rlim_t value)
     return setrlimit(resource, &rl);
 }
 
-static void sandbox_namespaces(const SandboxLimits *limits)
+static void sandbox_namespaces(const SandboxLimits *limits, int root_fd)
 {
     /*
      * New, empty network, IPC and UTS namespaces: even a filter mistake
@@ -110,13 +111,27 @@ static void sandbox_namespaces(const SandboxLimits *limits)
     if (!limits->namespaces) {
         return;
     }
-    if (unshare(flags) < 0 && unshare(flags | CLONE_NEWUSER) < 0) {
+    /* An unprivileged helper needs a user namespace, and then a mount
+     * namespace of its own for chroot; a privileged one needs neither
+     * (a new mount namespace costs more than all the rest). */
+    if (unshare(flags) < 0 &&
+        unshare(flags | CLONE_NEWUSER | CLONE_NEWNS) < 0) {
         fprintf(stderr, "vmaugment-module-host: namespaces unavailable: %s\n",
+                strerror(errno));
+        return;
+    }
+    /*
+     * The filter cannot read path strings, so the few path-taking calls
+     * it allows (newfstatat, for fstat) would still see host metadata:
+     * make the module's own state directory its whole file system.
+     */
+    if (root_fd >= 0 && (fchdir(root_fd) < 0 || chroot(".") < 0)) {
+        fprintf(stderr, "vmaugment-module-host: chroot unavailable: %s\n",
                 strerror(errno));
     }
 }
 
-int sandbox_apply(const SandboxLimits *limits, int sock_fd)
+int sandbox_apply(const SandboxLimits *limits, int sock_fd, int root_fd)
 {
     uint32_t kill_action = SCMP_ACT_KILL_PROCESS;
     scmp_filter_ctx ctx;
@@ -134,7 +149,7 @@ int sandbox_apply(const SandboxLimits *limits, int sock_fd)
         sandbox_limit(RLIMIT_MSGQUEUE, 0) < 0) {
         return -errno;
     }
-    sandbox_namespaces(limits);
+    sandbox_namespaces(limits, root_fd);
     /* Required for an unprivileged filter, and keeps setuid binaries
      * (unreachable anyway) from gaining anything. */
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||

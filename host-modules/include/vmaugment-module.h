@@ -43,6 +43,7 @@ extern "C" {
 #define VMAUG_CAP_RESTART_IMAGE     "restart-image"
 #define VMAUG_CAP_RESTART_HOST      "restart-host"
 #define VMAUG_CAP_MODULES           "modules"       /* install modules */
+#define VMAUG_CAP_HOST_READ         "host-read"     /* read granted host paths */
 
 /* Log levels for vmaug_host_api.log. */
 #define VMAUG_LOG_ERROR             0
@@ -59,6 +60,7 @@ extern "C" {
 #define VMAUG_MODULE_MAX_LOG        1024    /* bytes of one log line */
 #define VMAUG_MODULE_MAX_UI         4096    /* bytes of one UI element */
 #define VMAUG_MODULE_MAX_SPOOL      (16 * 1024 * 1024)  /* one document */
+#define VMAUG_MODULE_MAX_HOST_PATH  1024    /* absolute host path */
 
 /* Opaque handle the host passes back to itself. */
 typedef struct vmaug_host vmaug_host;
@@ -104,6 +106,12 @@ struct vmaug_host_api {
     /* Install a signed module package (the "upgrade" capability); it is
      * verified exactly like an upload.  Returns 0. */
     int (*install_module)(vmaug_host *h, const void *package, size_t len);
+
+    /* Open a host file or directory read-only; only below the roots the
+     * host owner's policy grants this module ("host-read").  Absolute
+     * path, no "..", symlinks are not followed.  Returns a descriptor;
+     * directories can be listed with getdents64(2). */
+    int (*host_open)(vmaug_host *h, const char *path);
 };
 
 struct vmaug_module {
