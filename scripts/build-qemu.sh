@@ -63,6 +63,7 @@ if $fuzz; then
         --enable-fuzzing
         --enable-asan
         --enable-ubsan
+        --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
     )
     targets=(qemu-fuzz-x86_64)
 fi
