@@ -8,6 +8,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <signal.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
@@ -545,6 +546,220 @@ static void test_escape(Fixture *f, gconstpointer data)
                                    NULL), ==, VMAUG_S_NOT_FOUND);
 }
 
+/* ---- The other modules ---- */
+
+static void fixture_restart(Fixture *f, const gchar *policy_json)
+{
+    g_autofree gchar *policy = g_build_filename(f->keys->dir, "policy.json",
+                                                NULL);
+    const gchar *args[] = { "--policy", policy, "--call-timeout-ms", "5000",
+                            NULL };
+
+    g_assert_true(g_file_set_contents(policy, policy_json, -1, NULL));
+    helper_client_free(f->c);
+    helper_kill(f->pid);
+    fixture_start(f, args);
+}
+
+static gchar *read_ui(Fixture *f, const gchar *module)
+{
+    g_autofree gchar *name = g_strconcat(module, ".json", NULL);
+    g_autofree gchar *path = g_build_filename(f->store, "ui", name, NULL);
+    gchar *text = NULL;
+
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    return text;
+}
+
+static void test_module_ui(Fixture *f, gconstpointer data)
+{
+    g_autofree gchar *ui = NULL;
+    g_autoptr(GBytes) ev = NULL;
+    const struct virtio_vmaugment_event *e;
+
+    upload_module(f, "ui", "1.0");
+    g_assert_cmpuint(helper_load(f->c, "ui", NULL, NULL), ==, VMAUG_S_OK);
+    ui = read_ui(f, "ui");
+    g_assert_nonnull(strstr(ui, "\"menu.status\""));
+    g_assert_cmpuint(helper_invoke(f->c, "ui", "progress", "Backup \"x\"\n42",
+                                   13, NULL), ==, VMAUG_S_OK);
+    g_clear_pointer(&ui, g_free);
+    ui = read_ui(f, "ui");
+    g_assert_nonnull(strstr(ui, "\"dialog.progress\""));
+    g_assert_nonnull(strstr(ui, "\"percent\" : 42"));
+    g_assert_nonnull(strstr(ui, "\"menu.status\""));
+    ev = helper_client_wait_event(f->c, VMAUG_EVENT_MODULE_MESSAGE, 5000);
+    g_assert_nonnull(ev);
+    e = g_bytes_get_data(ev, NULL);
+    g_assert_cmpmem((const guint8 *)(e + 1) +
+                    sizeof(struct vmaug_module_ref),
+                    GUINT32_FROM_LE(e->len) - sizeof(struct vmaug_module_ref),
+                    "progress 42", 11);
+    g_assert_cmpuint(helper_invoke(f->c, "ui", "progress", "t\n101", 5,
+                                   NULL), ==, VMAUG_S_INVALID);
+    g_assert_cmpuint(helper_invoke(f->c, "ui", "done", NULL, 0, NULL), ==,
+                     VMAUG_S_OK);
+}
+
+static void test_module_config(Fixture *f, gconstpointer data)
+{
+    struct vmaug_registration reg = { 0 };
+    g_auto(HelperReply) r = { 0 };
+    g_autoptr(GBytes) out = NULL;
+
+    upload_module(f, "config", "1.0");
+    helper_ref(&reg.ref, "config", NULL);
+    reg.events = GUINT32_TO_LE(VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START));
+    g_assert_true(helper_client_call(f->c, VMAUG_OP_REGISTER, &reg,
+                                     sizeof(reg), NULL, 0, &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_load(f->c, "config", NULL, NULL), ==,
+                     VMAUG_S_OK);
+    g_assert_cmpuint(helper_invoke(f->c, "config", "set", "memory-mb=2048",
+                                   14, NULL), ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_invoke(f->c, "config", "set", "memory-mb=1", 11,
+                                   NULL), ==, VMAUG_S_INVALID);
+    g_assert_cmpuint(helper_invoke(f->c, "config", "set", "rootpw=x", 8,
+                                   NULL), ==, VMAUG_S_INVALID);
+    g_assert_cmpuint(helper_invoke(f->c, "config", "set", "display=vnc", 11,
+                                   NULL), ==, VMAUG_S_OK);
+    /* Not applied before the next start. */
+    g_assert_cmpuint(helper_invoke(f->c, "config", "get", "memory-mb", 9,
+                                   NULL), ==, VMAUG_S_NOT_FOUND);
+    g_assert_cmpuint(helper_invoke(f->c, "config", "pending", "memory-mb", 9,
+                                   &out), ==, VMAUG_S_OK);
+    g_assert_cmpmem(g_bytes_get_data(out, NULL), g_bytes_get_size(out),
+                    "2048", 4);
+
+    /* The image restarts. */
+    helper_client_free(f->c);
+    f->c = helper_client_connect(f->socket, NULL);
+    g_clear_pointer(&out, g_bytes_unref);
+    g_assert_cmpuint(helper_invoke(f->c, "config", "get", "memory-mb", 9,
+                                   &out), ==, VMAUG_S_OK);
+    g_assert_cmpmem(g_bytes_get_data(out, NULL), g_bytes_get_size(out),
+                    "2048", 4);
+    g_assert_cmpuint(helper_invoke(f->c, "config", "pending", "memory-mb", 9,
+                                   NULL), ==, VMAUG_S_NOT_FOUND);
+}
+
+static void test_module_upgrade(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) newer = module_package(f->keys->admin, "echo", "2.0");
+    g_autoptr(GBytes) older = module_package(f->keys->admin, "echo", "0.5");
+    g_autoptr(GBytes) tampered = test_flip_bit(newer,
+                                               (g_bytes_get_size(newer) -
+                                                3000) * 8);
+    g_autoptr(GBytes) ev = NULL;
+    struct vmaug_module_info info;
+
+    upload_module(f, "upgrade", "1.0");
+    upload_module(f, "echo", "1.0");
+    /* Installing modules is granted only by name. */
+    g_assert_cmpuint(helper_load(f->c, "upgrade", NULL, NULL), ==,
+                     VMAUG_S_OK);
+    g_assert_cmpuint(helper_invoke(f->c, "upgrade", "install",
+                                   g_bytes_get_data(newer, NULL),
+                                   g_bytes_get_size(newer), NULL), ==,
+                     VMAUG_S_DENIED);
+    g_assert_cmpuint(helper_query(f->c, "echo", NULL, &info), ==, VMAUG_S_OK);
+    g_assert_cmpstr((const gchar *)info.ref.version, ==, "1.0");
+
+    fixture_restart(f, "{\"grants\": {\"*\": [\"log\"], "
+                    "\"upgrade\": [\"modules\", \"restart-image\"]}}");
+    g_assert_cmpuint(helper_load(f->c, "upgrade", NULL, NULL), ==,
+                     VMAUG_S_OK);
+    g_assert_cmpuint(helper_invoke(f->c, "upgrade", "install",
+                                   g_bytes_get_data(tampered, NULL),
+                                   g_bytes_get_size(tampered), NULL), ==,
+                     VMAUG_S_DENIED);
+    g_assert_cmpuint(helper_invoke(f->c, "upgrade", "install",
+                                   g_bytes_get_data(newer, NULL),
+                                   g_bytes_get_size(newer), NULL), ==,
+                     VMAUG_S_OK);
+    ev = helper_client_wait_event(f->c, VMAUG_EVENT_RESTART_REQUESTED, 5000);
+    g_assert_nonnull(ev);
+    g_assert_cmpuint(helper_query(f->c, "echo", NULL, &info), ==, VMAUG_S_OK);
+    g_assert_cmpstr((const gchar *)info.ref.version, ==, "2.0");
+    g_assert_cmpuint(helper_invoke(f->c, "upgrade", "install",
+                                   g_bytes_get_data(older, NULL),
+                                   g_bytes_get_size(older), NULL), ==,
+                     VMAUG_S_DENIED);
+    g_assert_cmpuint(helper_invoke(f->c, "upgrade", "install",
+                                   g_bytes_get_data(newer, NULL),
+                                   g_bytes_get_size(newer), NULL), ==,
+                     VMAUG_S_EXISTS);
+}
+
+static void write_file(const gchar *path, const gchar *text)
+{
+    g_assert_true(g_file_set_contents(path, text, -1, NULL));
+}
+
+static void config_set(Fixture *f, const gchar *module, const gchar *key,
+                       const gchar *value)
+{
+    struct vmaug_config_ref cref = { 0 };
+    g_auto(HelperReply) r = { 0 };
+
+    g_strlcpy((gchar *)cref.module, module, sizeof(cref.module));
+    g_strlcpy((gchar *)cref.key, key, sizeof(cref.key));
+    g_assert_true(helper_client_call(f->c, VMAUG_OP_CONFIG_SET, &cref,
+                                     sizeof(cref), value, strlen(value), &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_OK);
+}
+
+static void test_module_scanner(Fixture *f, gconstpointer data)
+{
+    g_autofree gchar *root = g_build_filename(f->keys->dir, "share", NULL);
+    g_autofree gchar *bad = g_build_filename(root, "bad.bin", NULL);
+    g_autofree gchar *clean = g_build_filename(root, "clean.txt", NULL);
+    g_autofree gchar *secret = g_build_filename(f->keys->dir, "secret.txt",
+                                                NULL);
+    g_autofree gchar *link = g_build_filename(root, "link", NULL);
+    g_autofree gchar *policy = NULL;
+    g_autofree gchar *paths = NULL;
+    g_autofree gchar *found = NULL;
+    g_autofree gchar *want = NULL;
+    g_autoptr(GBytes) out = NULL;
+    g_autoptr(GBytes) ev = NULL;
+
+    g_assert_cmpint(g_mkdir(root, 0700), ==, 0);
+    write_file(bad, "header EVIL-PATTERN trailer");
+    write_file(clean, "nothing to see");
+    write_file(secret, "EVIL-PATTERN outside the granted root");
+    g_assert_cmpint(symlink(secret, link), ==, 0);
+    policy = g_strdup_printf("{\"grants\": {\"*\": [\"log\", \"config\", "
+                             "\"events\"], \"scanner\": [\"host-read\"]}, "
+                             "\"read_roots\": {\"scanner\": [\"%s\"]}}",
+                             root);
+    fixture_restart(f, policy);
+    upload_module(f, "scanner", "1.0");
+    paths = g_strdup_printf("%s\n%s\n%s", root, secret, link);
+    config_set(f, "scanner", "paths", paths);
+    /* "EVIL-PATTERN" */
+    config_set(f, "scanner", "signatures",
+               "Evil:4556494c2d5041545445524e\nbroken:zz\n");
+    g_assert_cmpuint(helper_load(f->c, "scanner", NULL, NULL), ==,
+                     VMAUG_S_OK);
+    g_assert_cmpuint(helper_invoke(f->c, "scanner", "scan", NULL, 0, &out),
+                     ==, VMAUG_S_OK);
+    found = g_strndup(g_bytes_get_data(out, NULL), g_bytes_get_size(out));
+    g_test_message("findings:\n%s", found);
+    want = g_strdup_printf("%s: Evil\n", bad);
+    g_assert_nonnull(strstr(found, want));
+    g_assert_null(strstr(found, "clean.txt"));
+    /* Outside the granted root, or through a symlink: not readable. */
+    g_clear_pointer(&want, g_free);
+    want = g_strdup_printf("%s: (not readable)\n", secret);
+    g_assert_nonnull(strstr(found, want));
+    g_clear_pointer(&want, g_free);
+    want = g_strdup_printf("%s: (not readable)\n", link);
+    g_assert_nonnull(strstr(found, want));
+    ev = helper_client_wait_event(f->c, VMAUG_EVENT_MODULE_MESSAGE, 5000);
+    g_assert_nonnull(ev);
+}
+
 /* ---- A crashed helper is restarted; QEMU's side just reconnects ---- */
 
 static GPid child_of(GPid pid)
@@ -608,5 +823,9 @@ int main(int argc, char **argv)
     ADD("/helper/tamper-upload", test_tamper_upload);
     ADD("/helper/escape", test_escape);
     ADD("/helper/supervise", test_supervise);
+    ADD("/helper/module/ui", test_module_ui);
+    ADD("/helper/module/config", test_module_config);
+    ADD("/helper/module/upgrade", test_module_upgrade);
+    ADD("/helper/module/scanner", test_module_scanner);
     return g_test_run();
 }
