@@ -3,7 +3,8 @@
 #   qtest     the device, through QEMU's qtest (libqos) and fuzz reproducers
 #   unit      the userspace parts (meson test)
 #   guest     real Linux guests booted under TCG (tests/guest/run.sh)
-#   fuzz      a short generic-fuzz run of the device, when its build exists
+#   fuzz      a short, fixed-seed generic-fuzz run of the device
+#   style     QEMU's and Linux's checkpatch.pl on the code of each tree
 # Ends with one line "N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
 
@@ -78,16 +79,23 @@ run_guest() {
 
 run_fuzz() {
     local log=$logs/fuzz.log rc
-    [ -x "$top/scripts/fuzz.sh" ] || return 0
     "$top/scripts/fuzz.sh" --short >"$log" 2>&1
     rc=$?
     if [ $rc -eq 0 ]; then tally fuzz 1 0 0; else tally fuzz 0 1 $rc; fi
+}
+
+run_style() {
+    local log=$logs/style.log rc
+    "$top/scripts/check-style.sh" >"$log" 2>&1
+    rc=$?
+    tally style "$(grep -c '^ok ' "$log")" "$(grep -c '^not ok ' "$log")" $rc
 }
 
 run_qtests
 run_unit
 run_guest
 run_fuzz
+run_style
 
 if [ ${#failures[@]} -ne 0 ]; then
     echo "failed suites: ${failures[*]}"

@@ -172,20 +172,24 @@ static uint16_t vmaugment_op_subscribe(VirtIOVMAugment *s,
 #define REF_STRINGS(base) \
     { { offsetof(base, name), VMAUG_NAME_MAX }, \
       { offsetof(base, version), VMAUG_VERSION_MAX } }
-#define FIXED(type) sizeof(type), sizeof(type)
 
 static const VMAugmentOp vmaugment_ops[] = {
     { VMAUG_OP_VERSION, "version", 0, 0, vmaugment_op_version },
     { VMAUG_OP_PING, "ping", 0, VMAUG_MAX_PING_PAYLOAD, vmaugment_op_ping },
-    { VMAUG_OP_SUBSCRIBE, "subscribe", FIXED(struct vmaug_subscribe),
+    { VMAUG_OP_SUBSCRIBE, "subscribe",
+      sizeof(struct vmaug_subscribe), sizeof(struct vmaug_subscribe),
       vmaugment_op_subscribe },
-    { VMAUG_OP_QUERY, "query", FIXED(struct vmaug_module_ref), NULL,
+    { VMAUG_OP_QUERY, "query",
+      sizeof(struct vmaug_module_ref), sizeof(struct vmaug_module_ref), NULL,
       REF_STRINGS(struct vmaug_module_ref) },
-    { VMAUG_OP_LOAD, "load", FIXED(struct vmaug_module_ref), NULL,
+    { VMAUG_OP_LOAD, "load",
+      sizeof(struct vmaug_module_ref), sizeof(struct vmaug_module_ref), NULL,
       REF_STRINGS(struct vmaug_module_ref) },
-    { VMAUG_OP_UNLOAD, "unload", FIXED(struct vmaug_module_ref), NULL,
+    { VMAUG_OP_UNLOAD, "unload",
+      sizeof(struct vmaug_module_ref), sizeof(struct vmaug_module_ref), NULL,
       REF_STRINGS(struct vmaug_module_ref) },
-    { VMAUG_OP_UPLOAD_BEGIN, "upload-begin", FIXED(struct vmaug_upload_begin),
+    { VMAUG_OP_UPLOAD_BEGIN, "upload-begin",
+      sizeof(struct vmaug_upload_begin), sizeof(struct vmaug_upload_begin),
       NULL,
       { { offsetof(struct vmaug_upload_begin, ref.name), VMAUG_NAME_MAX },
         { offsetof(struct vmaug_upload_begin, ref.version),
@@ -193,28 +197,35 @@ static const VMAugmentOp vmaugment_ops[] = {
     { VMAUG_OP_UPLOAD_CHUNK, "upload-chunk",
       sizeof(struct vmaug_upload_chunk) + 1,
       sizeof(struct vmaug_upload_chunk) + VMAUG_CHUNK_MAX_DATA, NULL },
-    { VMAUG_OP_UPLOAD_COMMIT, "upload-commit", FIXED(struct vmaug_upload_ref),
+    { VMAUG_OP_UPLOAD_COMMIT, "upload-commit",
+      sizeof(struct vmaug_upload_ref), sizeof(struct vmaug_upload_ref),
       NULL },
-    { VMAUG_OP_UPLOAD_ABORT, "upload-abort", FIXED(struct vmaug_upload_ref),
+    { VMAUG_OP_UPLOAD_ABORT, "upload-abort",
+      sizeof(struct vmaug_upload_ref), sizeof(struct vmaug_upload_ref),
       NULL },
     { VMAUG_OP_INVOKE, "invoke", sizeof(struct vmaug_invoke),
       VMAUG_MAX_REQ_PAYLOAD, NULL,
       { { offsetof(struct vmaug_invoke, module), VMAUG_NAME_MAX },
         { offsetof(struct vmaug_invoke, function), VMAUG_FUNCTION_MAX } } },
-    { VMAUG_OP_CONFIG_GET, "config-get", FIXED(struct vmaug_config_ref), NULL,
+    { VMAUG_OP_CONFIG_GET, "config-get",
+      sizeof(struct vmaug_config_ref), sizeof(struct vmaug_config_ref), NULL,
       { { offsetof(struct vmaug_config_ref, module), VMAUG_NAME_MAX },
         { offsetof(struct vmaug_config_ref, key), VMAUG_CONFIG_KEY_MAX } } },
     { VMAUG_OP_CONFIG_SET, "config-set", sizeof(struct vmaug_config_ref),
       sizeof(struct vmaug_config_ref) + VMAUG_MAX_CONFIG_VALUE, NULL,
       { { offsetof(struct vmaug_config_ref, module), VMAUG_NAME_MAX },
         { offsetof(struct vmaug_config_ref, key), VMAUG_CONFIG_KEY_MAX } } },
-    { VMAUG_OP_REGISTER, "register", FIXED(struct vmaug_registration), NULL,
+    { VMAUG_OP_REGISTER, "register",
+      sizeof(struct vmaug_registration), sizeof(struct vmaug_registration),
+      NULL,
       { { offsetof(struct vmaug_registration, ref.name), VMAUG_NAME_MAX },
         { offsetof(struct vmaug_registration, ref.version),
           VMAUG_VERSION_MAX } } },
-    { VMAUG_OP_UNREGISTER, "unregister", FIXED(struct vmaug_module_ref), NULL,
+    { VMAUG_OP_UNREGISTER, "unregister",
+      sizeof(struct vmaug_module_ref), sizeof(struct vmaug_module_ref), NULL,
       REF_STRINGS(struct vmaug_module_ref) },
-    { VMAUG_OP_LIST, "list", FIXED(struct vmaug_list_req), NULL },
+    { VMAUG_OP_LIST, "list",
+      sizeof(struct vmaug_list_req), sizeof(struct vmaug_list_req), NULL },
 };
 
 static const VMAugmentOp *vmaugment_find_op(uint16_t opcode)
@@ -917,8 +928,10 @@ static void vmaugment_vm_state_change(void *opaque, bool running,
 
     s->vm_running = running;
     if (running) {
-        /* Not from here: the vCPUs and the rest of the machine are not
-         * running yet. */
+        /*
+         * Not from here: the vCPUs and the rest of the machine are not
+         * running yet.
+         */
         qemu_bh_schedule(s->resume_bh);
     }
 }
@@ -1040,7 +1053,8 @@ static void vmaugment_unrealize(DeviceState *dev)
     virtio_cleanup(vdev);
 }
 
-/* ---- Migration ----
+/*
+ * ---- Migration ----
  *
  * Requests the helper has not answered travel with the device state; the
  * destination fails them with VMAUG_S_INTERRUPTED as soon as it runs,

@@ -433,8 +433,10 @@ static void wait_broken(QVMAugment *aug)
 
 static void test_zero_length(void *obj, void *data, QGuestAllocator *t_alloc)
 {
-    /* virtio core refuses zero-sized descriptors before the device sees
-     * them; that is a ring violation and breaks the device. */
+    /*
+     * virtio core refuses zero-sized descriptors before the device sees
+     * them; that is a ring violation and breaks the device.
+     */
     submit_raw(obj, NULL, 0, sizeof(struct virtio_vmaugment_resp));
     wait_broken(obj);
 }
@@ -466,8 +468,10 @@ static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
     uint32_t head;
     uint64_t last;
 
-    /* Two descriptors whose second points back at the first: a chain
-     * longer than any queue. */
+    /*
+     * Two descriptors whose second points back at the first: a chain
+     * longer than any queue.
+     */
     head = qvirtqueue_add(qts, aug->reqq, addr, 32, false, true);
     qvirtqueue_add(qts, aug->reqq, addr + 32, 32, true, false);
     last = aug->reqq->desc + 16 * ((head + 1) % aug->reqq->size);
@@ -905,8 +909,10 @@ static void test_helper_event_buffer_small(void *obj, void *data,
     uint64_t addr = guest_alloc(aug->alloc, 64);
     uint32_t head;
 
-    /* HELPER_CONNECTED is pending; a buffer too small for it is a ring
-     * protocol violation. */
+    /*
+     * HELPER_CONNECTED is pending; a buffer too small for it is a ring
+     * protocol violation.
+     */
     helper_connect(data, aug);
     head = qvirtqueue_add(qts, aug->eventq, addr, 64, true, false);
     qvirtqueue_kick(qts, aug->vdev, aug->eventq, head);

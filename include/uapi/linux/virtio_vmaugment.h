@@ -179,8 +179,10 @@ struct vmaug_upload_begin {
 	struct vmaug_module_ref ref;    /* what the package claims to be */
 };
 
-/* Upload ids are chosen by the host; BEGIN with the same size and hash
- * resumes an unfinished upload at its offset. */
+/*
+ * Upload ids are chosen by the host; BEGIN with the same size and hash
+ * resumes an unfinished upload at its offset.
+ */
 struct vmaug_upload_ref {
 	__le64 upload_id;
 };
@@ -253,8 +255,10 @@ struct virtio_vmaugment_event {
 
 #define VMAUG_EVENT_F_LOST              (1U << 0)
 
-/* Lifecycle events: payload is empty, or a vmaug_module_ref for the module
- * events. */
+/*
+ * Lifecycle events: payload is empty, or a vmaug_module_ref for the module
+ * events.
+ */
 #define VMAUG_EVENT_HOST_START          1
 #define VMAUG_EVENT_IMAGE_START         2
 #define VMAUG_EVENT_IMAGE_STOP          3
