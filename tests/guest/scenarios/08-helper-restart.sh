@@ -1,0 +1,44 @@
+# The host helper is killed, during an upload too, and restarted: calls
+# fail with a clear status while it is away, the guest and driver carry on,
+# events report the loss and the return, the next call after the helper
+# is back works, and the interrupted upload resumes.
+# needs: helper
+# package: restartecho 24
+# memory: 512M
+# timeout: 400
+wait_helper connected 30
+vmaugment --json watch --events helper-lost,helper-connected --count 2 \
+    --wait 120 >/tmp/events &
+watcher=$!
+sleep 1
+expect_fail 1 NOT_FOUND vmaugment query nothing-here
+
+host_action kill-helper
+wait_helper disconnected 30
+expect_fail 1 'UNAVAILABLE|INTERRUPTED' vmaugment query nothing-here
+vmaugment ping --count 10
+host_action start-helper
+wait_helper connected 30
+expect_fail 1 NOT_FOUND vmaugment query nothing-here
+wait $watcher || fail "helper-lost and helper-connected events not both seen"
+cat /tmp/events
+grep -q '"type":"helper-lost"' /tmp/events || fail "no helper-lost event"
+grep -q '"type":"helper-connected"' /tmp/events || fail "no helper-connected event"
+
+# Kill it in the middle of an upload: the next chunk fails with a clear
+# status, and after the restart the upload resumes where it stopped.
+pkg=/data/restartecho.vmod
+set -- $(vmaug-upload-steps begin $pkg restartecho 1.0)
+id=$1
+[ "$2" -eq 0 ] || fail "a fresh upload starts at $2"
+off=$(vmaug-upload-steps chunks $pkg "$id" 0 4)
+[ "$off" -eq $((4 << 20)) ] || fail "4 chunks took the upload to $off"
+host_action kill-helper
+wait_helper disconnected 30
+expect_fail 1 'UNAVAILABLE|INTERRUPTED' vmaug-upload-steps chunks $pkg "$id" "$off" 1
+host_action start-helper
+wait_helper connected 30
+set -- $(vmaug-upload-steps begin $pkg restartecho 1.0)
+[ "$2" -eq "$off" ] || fail "the upload resumed at $2, not at $off"
+vmaugment upload $pkg --name restartecho --module-version 1.0
+vmaugment query restartecho | grep -q ' stored$' || fail "restartecho not stored"
