@@ -219,6 +219,7 @@ run_scenario() {
             reason="the host store holds no file with SHA-256 $sha"
             return 1
         fi
+        echo "host: the store holds a file with SHA-256 $sha" >>"$log"
     done
     return 0
 }
