@@ -42,6 +42,12 @@ typedef struct {
     GList *devices;
     guint64 jobs;
     GMainLoop *loop;
+    /* A module process started ahead of need (see loader.c). */
+    GPid spare_pid;
+    int spare_fd;
+    guint spare_watch;
+    guint spare_idle;
+    gint64 spare_started_us;
 } Helper;
 
 typedef struct _Module Module;
@@ -99,6 +105,9 @@ struct _Module {
     int state_dirfd;
 };
 
+/* Keep one spare module process ready (or stop it, at exit). */
+void loader_spare_prepare(Helper *h);
+void loader_spare_discard(Helper *h);
 /* Start a verified package in its sandbox; LOAD requests wait with
  * module_add_load_waiter(). */
 Module *module_start(Device *dev, VmaugPackage *pkg, GError **error);

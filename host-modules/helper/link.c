@@ -12,11 +12,14 @@
 
 #include "link.h"
 
+#define LINK_MAX_FDS    2
+
 typedef struct {
     guint8 *data;
     gsize len;
     gsize sent;
-    int fd;
+    int fds[LINK_MAX_FDS];
+    guint n_fds;
 } LinkOut;
 
 struct _VmaugLink {
@@ -40,11 +43,17 @@ struct _VmaugLink {
     gboolean free_pending;
 };
 
+static void link_out_close_fds(LinkOut *o)
+{
+    for (guint i = 0; i < o->n_fds; i++) {
+        close(o->fds[i]);
+    }
+    o->n_fds = 0;
+}
+
 static void link_out_free(LinkOut *o)
 {
-    if (o->fd >= 0) {
-        close(o->fd);
-    }
+    link_out_close_fds(o);
     g_free(o->data);
     g_free(o);
 }
@@ -145,22 +154,22 @@ static gboolean link_flush(VmaugLink *link)
         };
         union {
             struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int))];
+            char buf[CMSG_SPACE(LINK_MAX_FDS * sizeof(int))];
         } cm;
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
         ssize_t n;
 
-        if (o->fd >= 0 && o->sent == 0) {
+        if (o->n_fds > 0 && o->sent == 0) {
             struct cmsghdr *c;
 
             memset(&cm, 0, sizeof(cm));
             mh.msg_control = cm.buf;
-            mh.msg_controllen = sizeof(cm.buf);
+            mh.msg_controllen = CMSG_SPACE(o->n_fds * sizeof(int));
             c = CMSG_FIRSTHDR(&mh);
             c->cmsg_level = SOL_SOCKET;
             c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(c), &o->fd, sizeof(int));
+            c->cmsg_len = CMSG_LEN(o->n_fds * sizeof(int));
+            memcpy(CMSG_DATA(c), o->fds, o->n_fds * sizeof(int));
         }
         n = sendmsg(link->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) {
@@ -177,10 +186,7 @@ static gboolean link_flush(VmaugLink *link)
             vmaug_link_close(link, "write failed");
             return FALSE;
         }
-        if (o->fd >= 0) {
-            close(o->fd);       /* delivered with the first byte */
-            o->fd = -1;
-        }
+        link_out_close_fds(o);  /* delivered with the first byte */
         o->sent += n;
         link->queued -= n;
         if (o->sent == o->len) {
@@ -194,6 +200,14 @@ void vmaug_link_send(VmaugLink *link, guint16 type, guint64 tag,
                      const void *a, gsize alen, const void *b, gsize blen,
                      int pass_fd)
 {
+    vmaug_link_send_fds(link, type, tag, a, alen, b, blen, &pass_fd,
+                        pass_fd >= 0 ? 1 : 0);
+}
+
+void vmaug_link_send_fds(VmaugLink *link, guint16 type, guint64 tag,
+                         const void *a, gsize alen, const void *b, gsize blen,
+                         const int *fds, guint n_fds)
+{
     LinkOut *o;
     struct vmaug_host_msg hdr = {
         .magic = GUINT32_TO_LE(link->magic),
@@ -202,16 +216,18 @@ void vmaug_link_send(VmaugLink *link, guint16 type, guint64 tag,
         .tag = GUINT64_TO_LE(tag),
     };
 
+    g_assert(n_fds <= LINK_MAX_FDS);
     if (link->closed) {
-        if (pass_fd >= 0) {
-            close(pass_fd);
+        for (guint i = 0; i < n_fds; i++) {
+            close(fds[i]);
         }
         return;
     }
     o = g_new0(LinkOut, 1);
     o->len = sizeof(hdr) + alen + blen;
     o->data = g_malloc(o->len);
-    o->fd = pass_fd;
+    memcpy(o->fds, fds, n_fds * sizeof(int));
+    o->n_fds = n_fds;
     memcpy(o->data, &hdr, sizeof(hdr));
     if (alen > 0) {
         memcpy(o->data + sizeof(hdr), a, alen);

@@ -38,6 +38,10 @@ VmaugLink *vmaug_link_new(int fd, guint32 magic, guint32 max_len,
 void vmaug_link_send(VmaugLink *link, guint16 type, guint64 tag,
                      const void *a, gsize alen, const void *b, gsize blen,
                      int pass_fd);
+/* The same with up to two descriptors. */
+void vmaug_link_send_fds(VmaugLink *link, guint16 type, guint64 tag,
+                         const void *a, gsize alen, const void *b, gsize blen,
+                         const int *fds, guint n_fds);
 void vmaug_link_close(VmaugLink *link, const gchar *why);
 gboolean vmaug_link_is_open(VmaugLink *link);
 /* Frees later if called from within a callback of this link. */

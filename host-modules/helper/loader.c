@@ -754,6 +754,130 @@ static int module_payload_memfd(Module *m, GBytes *payload, GError **error)
     return fd;
 }
 
+/* ---- Spare module processes ----
+ *
+ * Starting a process, linking it and creating its namespaces is most of
+ * a cold load.  One spare vmaugment-module-host is kept ready, already in
+ * its namespaces and knowing nothing yet; a load hands it the verified
+ * payload and the state directory over its socket.
+ */
+
+static void loader_spare_on_exit(GPid pid, gint status, gpointer data)
+{
+    Helper *h = data;
+
+    /* Died unused: start another only when one is needed. */
+    g_spawn_close_pid(pid);
+    h->spare_watch = 0;
+    h->spare_pid = 0;
+    close(h->spare_fd);
+    h->spare_fd = -1;
+    g_message("spare module process ended unused (status 0x%x)", status);
+}
+
+static gboolean loader_spare_spawn(Helper *h, GError **error)
+{
+    g_autofree gchar *ns = g_strdup_printf("%d", h->limits.namespaces);
+    const gchar *argv[] = { h->module_host, "--spare", ns, NULL };
+    gint source_fds[1], target_fds[1] = { MODLINK_FD_SOCKET };
+    int sv[2];
+    gboolean ok;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "socketpair: %s", g_strerror(errno));
+        return FALSE;
+    }
+    source_fds[0] = sv[1];
+    ok = g_spawn_async_with_pipes_and_fds(NULL, argv, NULL,
+                                          G_SPAWN_DO_NOT_REAP_CHILD |
+                                          G_SPAWN_STDIN_FROM_DEV_NULL |
+                                          G_SPAWN_STDOUT_TO_DEV_NULL,
+                                          NULL, NULL, -1, -1, -1,
+                                          source_fds, target_fds, 1,
+                                          &h->spare_pid, NULL, NULL, NULL,
+                                          error);
+    close(sv[1]);
+    if (!ok) {
+        close(sv[0]);
+        h->spare_pid = 0;
+        return FALSE;
+    }
+    h->spare_fd = sv[0];
+    h->spare_started_us = g_get_monotonic_time();
+    h->spare_watch = g_child_watch_add(h->spare_pid, loader_spare_on_exit,
+                                       h);
+    return TRUE;
+}
+
+static gboolean loader_spare_on_idle(gpointer data)
+{
+    Helper *h = data;
+    g_autoptr(GError) error = NULL;
+
+    h->spare_idle = 0;
+    if (h->spare_pid == 0 && !loader_spare_spawn(h, &error)) {
+        g_warning("cannot start a spare module process: %s", error->message);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+void loader_spare_prepare(Helper *h)
+{
+    /* After the current request is answered, not on its path. */
+    if (h->spare_pid == 0 && h->spare_idle == 0) {
+        h->spare_idle = g_idle_add(loader_spare_on_idle, h);
+    }
+}
+
+void loader_spare_discard(Helper *h)
+{
+    if (h->spare_idle != 0) {
+        g_source_remove(h->spare_idle);
+        h->spare_idle = 0;
+    }
+    if (h->spare_pid > 0) {
+        g_source_remove(h->spare_watch);
+        kill(h->spare_pid, SIGKILL);
+        waitpid(h->spare_pid, NULL, 0);
+        g_spawn_close_pid(h->spare_pid);
+        close(h->spare_fd);
+        h->spare_pid = 0;
+    }
+}
+
+/* Hand the module to the spare process; FALSE if there is none. */
+static gboolean module_use_spare(Module *m, int memfd, int *sock)
+{
+    Helper *h = m->helper;
+    struct modlink_start st = { 0 };
+    int fds[2];
+
+    if (h->spare_pid <= 0) {
+        return FALSE;
+    }
+    g_source_remove(h->spare_watch);
+    h->spare_watch = 0;
+    m->pid = h->spare_pid;
+    *sock = h->spare_fd;
+    h->spare_pid = 0;
+    h->spare_fd = -1;
+    st.memory_bytes = GUINT64_TO_LE(h->limits.memory_bytes);
+    st.cpu_seconds = GUINT64_TO_LE(h->limits.cpu_seconds);
+    st.max_files = GUINT64_TO_LE(h->limits.max_files);
+    st.max_file_bytes = GUINT64_TO_LE(h->limits.max_file_bytes);
+    st.namespaces = GUINT32_TO_LE(h->limits.namespaces);
+    g_strlcpy((gchar *)st.name, m->name, sizeof(st.name));
+    m->link = vmaug_link_new(*sock, VMAUG_MODLINK_MAGIC,
+                             MODLINK_MAX_FROM_MODULE, HELPER_MAX_QUEUED_OUT,
+                             module_on_message, module_on_link_closed, m);
+    fds[0] = memfd;
+    fds[1] = dup(m->state_dirfd);   /* the module keeps its own */
+    vmaug_link_send_fds(m->link, MODLINK_START, 0, &st, sizeof(st), NULL, 0,
+                        fds, fds[1] >= 0 ? 2 : 1);
+    return TRUE;
+}
+
 Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
 {
     Helper *h = dev->helper;
@@ -794,6 +918,14 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
         module_free(m);
         return NULL;
     }
+    if (module_use_spare(m, memfd, &sv[0])) {
+        /* The link took the memfd; the next load gets a new spare. */
+        loader_spare_prepare(h);
+        m->child_watch = g_child_watch_add(m->pid, module_on_exit, m);
+        module_arm_timer(m, h->call_timeout_ms);
+        return m;
+    }
+    loader_spare_prepare(h);
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
                     "socketpair: %s", g_strerror(errno));

@@ -314,6 +314,8 @@ int main(int argc, char **argv)
         }
         g_hash_table_insert(h.stores, g_strdup(h.default_store), store);
     }
+    h.spare_fd = -1;
+    loader_spare_prepare(&h);
     h.loop = g_main_loop_new(NULL, FALSE);
     g_unix_fd_add(listen_fd, G_IO_IN, main_on_accept, &h);
     g_unix_signal_add(SIGTERM, main_on_signal, &h);
@@ -327,6 +329,7 @@ int main(int argc, char **argv)
 
         device_free(dev);
     }
+    loader_spare_discard(&h);
     g_main_loop_unref(h.loop);
     g_hash_table_unref(h.stores);
     g_hash_table_unref(h.manifests);

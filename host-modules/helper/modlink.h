@@ -1,7 +1,8 @@
 /*
  * The link between the helper and one sandboxed module process.
  *
- * The module process inherits one end of a socket pair as fd
+ * A module process started for a module inherits one end of a socket
+ * pair as fd
  * MODLINK_FD_SOCKET, its verified payload as a sealed memfd at
  * MODLINK_FD_PAYLOAD and its state directory at MODLINK_FD_STATE (the
  * root it is confined to where the host allows chroot).  Messages use the framing of the host helper link,
@@ -34,6 +35,8 @@
 #define MODLINK_EVENT               2   /* le32 type, data */
 #define MODLINK_REPLY               3   /* le32 result (s32), data */
 #define MODLINK_FINI                4   /* nothing */
+#define MODLINK_START               5   /* struct modlink_start; carries the
+                                         * payload memfd and state dir */
 /* module -> helper */
 #define MODLINK_READY               16  /* le32 init result (s32) */
 #define MODLINK_RESULT              17  /* le32 status, output */
@@ -50,6 +53,21 @@
 #define MODLINK_OP_RESTART          7   /* le32 what */
 #define MODLINK_OP_INSTALL          8   /* package */
 #define MODLINK_OP_HOST_OPEN        9   /* path; reply has a read-only fd */
+
+/*
+ * A spare module process (started ahead of need, already in its
+ * namespaces) waits for this as its first message, with two descriptors:
+ * the sealed payload memfd and the state directory.
+ */
+struct modlink_start {
+    __le64 memory_bytes;
+    __le64 cpu_seconds;
+    __le64 max_files;
+    __le64 max_file_bytes;
+    __le32 namespaces;
+    __le32 reserved;
+    __u8 name[VMAUG_NAME_MAX];
+};
 
 /* Largest message either side accepts. */
 #define MODLINK_MAX_FROM_MODULE     (VMAUG_MODULE_MAX_SPOOL + 4096)

@@ -11,6 +11,11 @@
  *
  *   vmaugment-module-host NAME MEMORY_BYTES CPU_SECONDS MAX_FILES
  *                         MAX_FILE_BYTES NAMESPACES(0|1)
+ *   vmaugment-module-host --spare NAMESPACES(0|1)
+ *
+ * A spare is started ahead of need: it enters its namespaces at once and
+ * waits for a MODLINK_START carrying the payload and state directory, so
+ * that process start-up and namespaces cost nothing when a module loads.
  *
  * GLib-free on purpose: nothing here should need more than libc.
  *
@@ -112,14 +117,14 @@ static void link_read_full(void *buf, size_t len)
     }
 }
 
-/* Receive one message into @buf; a descriptor passed with it lands in
- * *fd (or is closed when the caller expects none). */
-static uint32_t link_recv(struct vmaug_host_msg *hdr, uint8_t *buf,
-                          size_t cap, int *fd)
+/* Receive one message into @buf; descriptors passed with it land in
+ * fds[0..*n_fds) (at most 2), or are closed when the caller wants none. */
+static uint32_t link_recv_fds(struct vmaug_host_msg *hdr, uint8_t *buf,
+                              size_t cap, int *fds, unsigned *n_fds)
 {
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(2 * sizeof(int))];
     } cm;
     struct iovec iov = { hdr, sizeof(*hdr) };
     struct msghdr mh = {
@@ -127,9 +132,9 @@ static uint32_t link_recv(struct vmaug_host_msg *hdr, uint8_t *buf,
         .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf),
     };
     struct cmsghdr *c;
+    unsigned got = 0;
     ssize_t n;
     uint32_t len;
-    int got_fd = -1;
 
     do {
         n = recvmsg(link_fd, &mh, MSG_CMSG_CLOEXEC);
@@ -138,10 +143,23 @@ static uint32_t link_recv(struct vmaug_host_msg *hdr, uint8_t *buf,
         _exit(n == 0 ? 0 : 3);
     }
     for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-            memcpy(&got_fd, CMSG_DATA(c), sizeof(int));
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+            for (size_t i = 0; i < k; i++) {
+                int fd;
+
+                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                if (fds != NULL && got < *n_fds) {
+                    fds[got++] = fd;
+                } else {
+                    close(fd);
+                }
+            }
         }
+    }
+    if (n_fds != NULL) {
+        *n_fds = got;
     }
     if ((size_t)n < sizeof(*hdr)) {
         link_read_full((uint8_t *)hdr + n, sizeof(*hdr) - n);
@@ -151,10 +169,19 @@ static uint32_t link_recv(struct vmaug_host_msg *hdr, uint8_t *buf,
         die(3, "bad message from the helper");
     }
     link_read_full(buf, len);
+    return len;
+}
+
+static uint32_t link_recv(struct vmaug_host_msg *hdr, uint8_t *buf,
+                          size_t cap, int *fd)
+{
+    unsigned n = 1;
+    int fds[1] = { -1 };
+    uint32_t len = link_recv_fds(hdr, buf, cap, fd != NULL ? fds : NULL,
+                                 fd != NULL ? &n : NULL);
+
     if (fd != NULL) {
-        *fd = got_fd;
-    } else if (got_fd >= 0) {
-        close(got_fd);
+        *fd = n > 0 ? fds[0] : -1;
     }
     return len;
 }
@@ -415,44 +442,82 @@ static void serve(const struct vmaug_module *mod, void *priv)
     }
 }
 
+/*
+ * A spare: enter the namespaces now, off the load path, then wait for the
+ * module to run.  Returns the payload and state descriptors.
+ */
+static void spare_wait(SandboxLimits *limits, int *payload_fd,
+                       int *state_fd)
+{
+    static char name[VMAUG_NAME_MAX];
+    struct modlink_start st;
+    struct vmaug_host_msg hdr;
+    int fds[2] = { -1, -1 };
+    unsigned n = 2;
+
+    if (limits->namespaces) {
+        limits->in_namespaces = sandbox_unshare() == 0;
+    }
+    if (link_recv_fds(&hdr, (uint8_t *)&st, sizeof(st), fds, &n) !=
+        sizeof(st) || le16toh(hdr.type) != MODLINK_START || n != 2) {
+        die(2, "bad START");
+    }
+    memcpy(name, st.name, sizeof(name));
+    name[sizeof(name) - 1] = '\0';
+    host.name = name;
+    limits->memory_bytes = le64toh(st.memory_bytes);
+    limits->cpu_seconds = le64toh(st.cpu_seconds);
+    limits->max_files = le64toh(st.max_files);
+    limits->max_file_bytes = le64toh(st.max_file_bytes);
+    /* Namespaces were the spare's to decide; the rest is the module's. */
+    *payload_fd = fds[0];
+    *state_fd = fds[1];
+}
+
 int main(int argc, char **argv)
 {
     const struct vmaug_module *mod;
-    SandboxLimits limits;
+    SandboxLimits limits = { 0 };
     char path[64];
     void *handle;
     void *priv = NULL;
+    int payload_fd = MODLINK_FD_PAYLOAD;
+    int state_fd = MODLINK_FD_STATE;
     int seals;
     int32_t rc;
 
-    if (argc != 7) {
+    if (argc == 3 && strcmp(argv[1], "--spare") == 0) {
+        limits.namespaces = arg_u64(argv[2]) != 0;
+        spare_wait(&limits, &payload_fd, &state_fd);
+    } else if (argc == 7) {
+        host.name = argv[1];
+        limits.memory_bytes = arg_u64(argv[2]);
+        limits.cpu_seconds = arg_u64(argv[3]);
+        limits.max_files = arg_u64(argv[4]);
+        limits.max_file_bytes = arg_u64(argv[5]);
+        limits.namespaces = arg_u64(argv[6]) != 0;
+    } else {
         die(2, "usage: vmaugment-module-host NAME MEMORY CPU FILES "
-               "FILE_BYTES NAMESPACES");
+               "FILE_BYTES NAMESPACES | --spare NAMESPACES");
     }
-    host.name = argv[1];
-    limits.memory_bytes = arg_u64(argv[2]);
-    limits.cpu_seconds = arg_u64(argv[3]);
-    limits.max_files = arg_u64(argv[4]);
-    limits.max_file_bytes = arg_u64(argv[5]);
-    limits.namespaces = arg_u64(argv[6]) != 0;
 
     /* The helper verified these bytes; only a sealed memfd guarantees
      * they are still the bytes it verified. */
-    seals = fcntl(MODLINK_FD_PAYLOAD, F_GET_SEALS);
+    seals = fcntl(payload_fd, F_GET_SEALS);
     if (seals < 0 || (seals & (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW |
                                F_SEAL_SEAL)) !=
         (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) {
         die(2, "payload is not a sealed memfd");
     }
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", MODLINK_FD_PAYLOAD);
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", payload_fd);
     /* RTLD_NOW: every relocation before the filter, nothing lazy after. */
     handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL) {
         rc = (int32_t)htole32((uint32_t)-ENOEXEC);
-        link_send(MODLINK_READY, 0, &rc, 4, dlerror(), 0);
+        link_send(MODLINK_READY, 0, &rc, 4, NULL, 0);
         die(4, dlerror() != NULL ? dlerror() : "dlopen failed");
     }
-    close(MODLINK_FD_PAYLOAD);
+    close(payload_fd);
     mod = dlsym(handle, VMAUG_MODULE_SYMBOL);
     if (mod == NULL || mod->abi_version != VMAUG_MODULE_ABI_VERSION ||
         mod->size < sizeof(struct vmaug_module) || mod->init == NULL ||
@@ -467,11 +532,11 @@ int main(int argc, char **argv)
         die(4, "out of memory");
     }
 
-    rc = sandbox_apply(&limits, link_fd, MODLINK_FD_STATE);
+    rc = sandbox_apply(&limits, link_fd, state_fd);
     if (rc != 0) {
         die(5, "cannot apply the sandbox");
     }
-    close(MODLINK_FD_STATE);
+    close(state_fd);
 
     rc = mod->init(&host_api, &host, &priv);
     {

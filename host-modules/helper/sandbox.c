@@ -98,26 +98,35 @@ static int sandbox_limit(int resource, rlim_t value)
     return setrlimit(resource, &rl);
 }
 
-static void sandbox_namespaces(const SandboxLimits *limits, int root_fd)
+int sandbox_unshare(void)
 {
     /*
      * New, empty network, IPC and UTS namespaces: even a filter mistake
-     * leaves no host network or SysV IPC to reach.  Unprivileged helpers
-     * need a user namespace for that, which hosts may forbid; the seccomp
-     * filter does not depend on any of this.
+     * leaves no host network or SysV IPC to reach.  An unprivileged helper
+     * needs a user namespace, and then a mount namespace of its own for
+     * chroot; a privileged one needs neither (a new mount namespace costs
+     * more than all the rest).  Hosts may forbid all of it; the seccomp
+     * filter does not depend on any of it.
      */
     int flags = CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
 
+    if (unshare(flags) < 0 &&
+        unshare(flags | CLONE_NEWUSER | CLONE_NEWNS) < 0) {
+        int saved = errno;
+
+        fprintf(stderr, "vmaugment-module-host: namespaces unavailable: %s\n",
+                strerror(saved));
+        return -saved;
+    }
+    return 0;
+}
+
+static void sandbox_namespaces(const SandboxLimits *limits, int root_fd)
+{
     if (!limits->namespaces) {
         return;
     }
-    /* An unprivileged helper needs a user namespace, and then a mount
-     * namespace of its own for chroot; a privileged one needs neither
-     * (a new mount namespace costs more than all the rest). */
-    if (unshare(flags) < 0 &&
-        unshare(flags | CLONE_NEWUSER | CLONE_NEWNS) < 0) {
-        fprintf(stderr, "vmaugment-module-host: namespaces unavailable: %s\n",
-                strerror(errno));
+    if (!limits->in_namespaces && sandbox_unshare() < 0) {
         return;
     }
     /*

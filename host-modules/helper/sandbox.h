@@ -16,7 +16,12 @@ typedef struct {
     uint64_t max_files;         /* RLIMIT_NOFILE */
     uint64_t max_file_bytes;    /* RLIMIT_FSIZE */
     bool namespaces;            /* new net/ipc/uts namespaces if possible */
+    bool in_namespaces;         /* sandbox_unshare() already done */
 } SandboxLimits;
+
+/* Enter new namespaces (done early by spare processes, whose namespaces
+ * cost nothing on the load path).  Returns 0 or a negative errno. */
+int sandbox_unshare(void);
 
 /*
  * Apply limits, namespaces, PR_SET_NO_NEW_PRIVS and the seccomp filter to
