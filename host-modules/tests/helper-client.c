@@ -41,6 +41,12 @@ GPid helper_spawn(const gchar *helper, const gchar *socket,
     for (guint i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
         g_ptr_array_add(argv, (gpointer)extra_args[i]);
     }
+    /* A sanitizer build of the helper still runs modules in a plain
+     * module host: sanitizer runtimes need system calls the filter kills. */
+    if (g_getenv("VMAUG_TEST_MODULE_HOST") != NULL) {
+        g_ptr_array_add(argv, (gpointer)"--module-host");
+        g_ptr_array_add(argv, (gpointer)g_getenv("VMAUG_TEST_MODULE_HOST"));
+    }
     g_ptr_array_add(argv, NULL);
     g_spawn_async(NULL, (gchar **)argv->pdata, NULL,
                   G_SPAWN_DO_NOT_REAP_CHILD, client_child_setup, NULL, &pid,
