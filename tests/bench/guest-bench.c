@@ -3,10 +3,12 @@
  * Guest half of the transport benchmark (tests/bench/transport-bench.sh).
  * Prints "BENCH name value unit" lines for the host script to collect.
  *
- *   guest-bench upload MIB            guest->host through /dev/vmaugment
- *                                     (UPLOAD_BEGIN, zero-copy chunks, ABORT)
- *   guest-bench serial-write PORT MIB the same bytes into a virtio-serial port;
- *                                     the host peer acknowledges the last byte
+ *   guest-bench upload MIB REPS       guest->host through /dev/vmaugment
+ *                                     (UPLOAD_BEGIN, zero-copy chunks, ABORT),
+ *                                     REPS times; prints each and the median
+ *   guest-bench serial-write PORT MIB REPS
+ *                                     the same bytes into a virtio-serial port;
+ *                                     the host peer acknowledges each MIB
  *   guest-bench serial-rtt PORT N     N 64-byte ping-pongs through a port
  *   guest-bench vmaug-rtt N OPCODE    N small calls through /dev/vmaugment
  */
@@ -63,6 +65,15 @@ static uint8_t *make_data(size_t size)
     return p;
 }
 
+static void print_rates(const char *name, double *rate, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        printf("BENCH %s_run%zu %.1f MiB/s\n", name, i + 1, rate[i]);
+    }
+    qsort(rate, n, sizeof(*rate), cmp_double);
+    printf("BENCH %s %.1f MiB/s\n", name, rate[n / 2]);
+}
+
 static void print_rtts(const char *name, double *rtt, size_t n)
 {
     qsort(rtt, n, sizeof(*rtt), cmp_double);
@@ -70,38 +81,24 @@ static void print_rtts(const char *name, double *rtt, size_t n)
     printf("BENCH %s_p99 %.1f us\n", name, rtt[(n * 99) / 100] * 1e6);
 }
 
-static int bench_upload(size_t mib)
+/* One upload of @size bytes; returns MiB/s, or a negative value. */
+static double upload_once(vmaug_client *client,
+                          const struct vmaug_upload_begin *begin,
+                          const uint8_t *data, size_t size)
 {
-    size_t size = mib << 20;
-    uint8_t *data = make_data(size);
-    struct vmaug_upload_begin begin;
     struct vmaug_upload_state state;
     struct vmaug_upload_ref ref;
-    struct sha256_ctx sha;
-    vmaug_client *client;
     uint64_t offset;
     size_t len;
     double t0, secs;
     int ret;
 
-    ret = vmaug_client_open(NULL, &client);
-    if (ret < 0) {
-        fprintf(stderr, "open: %s\n", vmaug_strerror(ret));
-        return 1;
-    }
-    memset(&begin, 0, sizeof(begin));
-    vmaug_module_ref_set(&begin.ref, "transport-bench", "1");
-    begin.total_size = size;
-    sha256_init(&sha);
-    sha256_update(&sha, size, data);
-    sha256_digest(&sha, sizeof(begin.sha256), begin.sha256);
-
-    ret = vmaug_call(client, VMAUG_OP_UPLOAD_BEGIN, &begin, sizeof(begin),
+    ret = vmaug_call(client, VMAUG_OP_UPLOAD_BEGIN, begin, sizeof(*begin),
                      &state, sizeof(state), &len);
     if (ret != 0 || len != sizeof(state)) {
         fprintf(stderr, "UPLOAD_BEGIN: %s %s\n", vmaug_strerror(ret),
                 vmaug_client_message(client));
-        return 1;
+        return -1;
     }
     offset = state.offset;
     t0 = now();
@@ -117,22 +114,53 @@ static int bench_upload(size_t mib)
         if (ioctl(vmaug_client_fd(client), VMAUG_IOC_UPLOAD_CHUNK,
                   &chunk) < 0) {
             perror("UPLOAD_CHUNK");
-            return 1;
+            return -1;
         }
         if (chunk.status != VMAUG_S_OK || chunk.offset <= offset) {
             fprintf(stderr, "UPLOAD_CHUNK: status %s at %llu\n",
                     vmaug_status_name(chunk.status),
                     (unsigned long long)offset);
-            return 1;
+            return -1;
         }
         offset = chunk.offset;
     }
     secs = now() - t0;
-    printf("BENCH vmaug_upload_mib_s %.1f MiB/s\n", mib / secs);
     ref.upload_id = state.upload_id;
     /* The bytes are no module package: drop them on the host. */
     vmaug_call(client, VMAUG_OP_UPLOAD_ABORT, &ref, sizeof(ref), NULL, 0,
                NULL);
+    return (double)(size >> 20) / secs;
+}
+
+static int bench_upload(size_t mib, size_t reps)
+{
+    size_t size = mib << 20;
+    uint8_t *data = make_data(size);
+    struct vmaug_upload_begin begin;
+    struct sha256_ctx sha;
+    vmaug_client *client;
+    double rate[16];
+    int ret;
+
+    ret = vmaug_client_open(NULL, &client);
+    if (ret < 0) {
+        fprintf(stderr, "open: %s\n", vmaug_strerror(ret));
+        return 1;
+    }
+    memset(&begin, 0, sizeof(begin));
+    vmaug_module_ref_set(&begin.ref, "transport-bench", "1");
+    begin.total_size = size;
+    sha256_init(&sha);
+    sha256_update(&sha, size, data);
+    sha256_digest(&sha, sizeof(begin.sha256), begin.sha256);
+
+    for (size_t i = 0; i < reps; i++) {
+        rate[i] = upload_once(client, &begin, data, size);
+        if (rate[i] < 0) {
+            return 1;
+        }
+    }
+    print_rates("vmaug_upload_mib_s", rate, reps);
     vmaug_client_close(client);
     return 0;
 }
@@ -178,23 +206,25 @@ static void write_full(int fd, const uint8_t *buf, size_t len)
     }
 }
 
-static int bench_serial_write(const char *port, size_t mib)
+static int bench_serial_write(const char *port, size_t mib, size_t reps)
 {
     size_t size = mib << 20;
     uint8_t *data = make_data(size);
     int fd = open_port(port);
+    double t0, rate[16];
     uint8_t ack;
-    double t0, secs;
 
-    t0 = now();
-    for (size_t off = 0; off < size; off += SERIAL_WRITE_SIZE) {
-        write_full(fd, data + off, size - off < SERIAL_WRITE_SIZE ?
-                   size - off : SERIAL_WRITE_SIZE);
+    for (size_t rep = 0; rep < reps; rep++) {
+        t0 = now();
+        for (size_t off = 0; off < size; off += SERIAL_WRITE_SIZE) {
+            write_full(fd, data + off, size - off < SERIAL_WRITE_SIZE ?
+                       size - off : SERIAL_WRITE_SIZE);
+        }
+        /* The host peer answers one byte once it has counted them all. */
+        read_full(fd, &ack, 1);
+        rate[rep] = mib / (now() - t0);
     }
-    /* The host peer answers one byte once it has counted them all. */
-    read_full(fd, &ack, 1);
-    secs = now() - t0;
-    printf("BENCH serial_write_mib_s %.1f MiB/s\n", mib / secs);
+    print_rates("serial_write_mib_s", rate, reps);
     close(fd);
     return 0;
 }
@@ -266,13 +296,25 @@ static int bench_vmaug_rtt(size_t n, const char *what)
     return 0;
 }
 
+static size_t reps(const char *arg)
+{
+    size_t n = strtoul(arg, NULL, 0);
+
+    if (n < 1 || n > 16) {
+        fprintf(stderr, "1..16 repetitions\n");
+        exit(2);
+    }
+    return n;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "upload") == 0) {
-        return bench_upload(strtoul(argv[2], NULL, 0));
+    if (argc == 4 && strcmp(argv[1], "upload") == 0) {
+        return bench_upload(strtoul(argv[2], NULL, 0), reps(argv[3]));
     }
-    if (argc == 4 && strcmp(argv[1], "serial-write") == 0) {
-        return bench_serial_write(argv[2], strtoul(argv[3], NULL, 0));
+    if (argc == 5 && strcmp(argv[1], "serial-write") == 0) {
+        return bench_serial_write(argv[2], strtoul(argv[3], NULL, 0),
+                                  reps(argv[4]));
     }
     if (argc == 4 && strcmp(argv[1], "serial-rtt") == 0) {
         return bench_serial_rtt(argv[2], strtoul(argv[3], NULL, 0));

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Host end of the virtio-serial ports of the transport benchmark.
 
-  serial-peer.py sink SOCKET BYTES   count BYTES, then answer one byte
+  serial-peer.py sink SOCKET BYTES   answer one byte per BYTES received
   serial-peer.py echo SOCKET         send back everything received
 
 Listens on a unix socket that QEMU's chardev connects to.
@@ -23,19 +23,18 @@ def listen(path):
 
 
 def sink(conn, total):
+    """Acknowledge every `total` bytes with one byte, until EOF."""
     buf = bytearray(1 << 20)
     view = memoryview(buf)
     got = 0
-    while got < total:
+    while True:
         n = conn.recv_into(view)
         if n == 0:
-            sys.exit("sink: EOF after %d of %d bytes" % (got, total))
+            return
         got += n
-    conn.sendall(b"K")
-    # Keep the connection until QEMU goes away so the guest's read sees
-    # the byte.
-    while conn.recv_into(view):
-        pass
+        while got >= total:
+            got -= total
+            conn.sendall(b"K")
 
 
 def echo(conn):
