@@ -894,6 +894,7 @@ gboolean vo_apply_image(const char *image, const char *format,
     }
     vo_apply_member_str(report, "recovery", recovered);
 
+    g_debug("%s: deciding", image);
     guest = vo_guest_open(absimage, format, FALSE, error);
     if (!guest) {
         vo_apply_status(report, "error");
@@ -937,20 +938,18 @@ gboolean vo_apply_image(const char *image, const char *format,
             return FALSE;
         }
     }
+    g_debug("%s: patching an overlay", image);
     /* From here until the journal exists, failure means: drop the overlay. */
-    guest = vo_guest_open(overlay, "qcow2", TRUE, error);
+    guest = vo_guest_open_overlay(overlay, error);
     if (!guest || !vo_apply_plan(bundle, guest, NULL, error) ||
         !vo_apply_execute(bundle, guest, error)) {
         goto fail;
     }
-    g_clear_pointer(&guest, vo_guest_free);
 
-    guest = vo_guest_open(overlay, "qcow2", FALSE, error);
-    if (!guest) {
-        goto fail;
-    }
+    g_debug("%s: verifying the overlay", image);
     json_builder_set_member_name(report, "verify");
-    if (!vo_apply_verify(bundle, guest, report, error)) {
+    if (!vo_guest_reopen_read_only(guest, error) ||
+        !vo_apply_verify(bundle, guest, report, error)) {
         goto fail;
     }
     g_clear_pointer(&guest, vo_guest_free);
@@ -973,12 +972,14 @@ gboolean vo_apply_image(const char *image, const char *format,
     if (!vo_apply_write_journal(journal, journal_text, error)) {
         goto fail;
     }
+    g_debug("%s: committing", image);
     if (!vo_apply_commit(overlay, journal, error)) {
         g_prefix_error(error, "commit interrupted (run 'vmaugment-offline "
                        "recover %s' to finish it): ", image);
         vo_apply_status(report, "error");
         return FALSE;
     }
+    g_debug("%s: applied", image);
     vo_apply_status(report, "applied");
     return TRUE;
 

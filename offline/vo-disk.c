@@ -205,6 +205,12 @@ static char *vo_disk_read_errlog(VoDisk *disk)
 VoDisk *vo_disk_open(const char *image, const char *format,
                      gboolean writable, GError **error)
 {
+    return vo_disk_open_full(image, format, writable, TRUE, error);
+}
+
+VoDisk *vo_disk_open_full(const char *image, const char *format,
+                          gboolean writable, gboolean probe, GError **error)
+{
     g_autoptr(VoDisk) disk = g_new0(VoDisk, 1);
     g_autofree char *absimage = NULL;
     int64_t size;
@@ -213,7 +219,9 @@ VoDisk *vo_disk_open(const char *image, const char *format,
     if (!vo_disk_check_unlocked(image, error)) {
         return NULL;
     }
-    disk->format = vo_disk_probe_format(image, format, error);
+    disk->format = probe || !format
+                       ? vo_disk_probe_format(image, format, error)
+                       : g_strdup(format);
     if (!disk->format) {
         return NULL;
     }
@@ -277,6 +285,23 @@ static void vo_disk_page_free(VoPage *page)
 {
     g_free(page->data);
     g_free(page);
+}
+
+void vo_disk_set_read_only(VoDisk *disk)
+{
+    disk->writable = FALSE;
+}
+
+void vo_disk_drop_cache(VoDisk *disk)
+{
+    GHashTableIter it;
+    gpointer value;
+
+    g_hash_table_iter_init(&it, disk->pages);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        vo_disk_page_free(value);
+        g_hash_table_iter_remove(&it);
+    }
 }
 
 void vo_disk_free(VoDisk *disk)
@@ -415,17 +440,10 @@ static VoPage *vo_disk_get_page(VoDisk *disk, guint64 index, gboolean load,
         return page;
     }
     if (g_hash_table_size(disk->pages) >= VO_CACHE_MAX_PAGES) {
-        GHashTableIter it;
-        gpointer value;
-
         if (!vo_disk_writeback(disk, error)) {
             return NULL;
         }
-        g_hash_table_iter_init(&it, disk->pages);
-        while (g_hash_table_iter_next(&it, NULL, &value)) {
-            vo_disk_page_free(value);
-            g_hash_table_iter_remove(&it);
-        }
+        vo_disk_drop_cache(disk);
     }
     page = g_new0(VoPage, 1);
     page->data = g_malloc0(VO_PAGE_SIZE);

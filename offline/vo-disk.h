@@ -46,6 +46,13 @@ char *vo_disk_probe_format(const char *image, const char *format,
 
 VoDisk *vo_disk_open(const char *image, const char *format,
                      gboolean writable, GError **error);
+/* @probe FALSE skips qemu-img info (for images this process made). */
+VoDisk *vo_disk_open_full(const char *image, const char *format,
+                          gboolean writable, gboolean probe, GError **error);
+/* From now on refuse writes (the export stays as it was opened). */
+void vo_disk_set_read_only(VoDisk *disk);
+/* Forgets every cached page; dirty ones are lost, so flush first. */
+void vo_disk_drop_cache(VoDisk *disk);
 void vo_disk_free(VoDisk *disk);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoDisk, vo_disk_free)
 

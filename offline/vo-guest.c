@@ -518,10 +518,9 @@ static gboolean vo_guest_is_ext(const char *fstype)
                       g_str_equal(fstype, "ext4"));
 }
 
-VoGuest *vo_guest_open(const char *image, const char *format,
-                       gboolean writable, GError **error)
+/* Maps the guest on guest->disk: partitions, filesystems, mounts. */
+static gboolean vo_guest_attach(VoGuest *guest, GError **error)
 {
-    g_autoptr(VoGuest) guest = g_new0(VoGuest, 1);
     g_autoptr(GString) unsupported = g_string_new(NULL);
     static const char *const linux_marks[][3] = {
         { "etc", "os-release", NULL },
@@ -533,14 +532,9 @@ VoGuest *vo_guest_open(const char *image, const char *format,
     VoPartition *root = NULL;
     VoMount *m;
 
-    guest->image = g_strdup(image);
-    guest->disk = vo_disk_open(image, format, writable, error);
-    if (!guest->disk) {
-        return NULL;
-    }
     guest->layout = vo_layout_scan(guest->disk, error);
     if (!guest->layout) {
-        return NULL;
+        return FALSE;
     }
     guest->filesystems = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_fs_close);
@@ -556,12 +550,12 @@ VoGuest *vo_guest_open(const char *image, const char *format,
         if (vo_guest_is_ext(p->fstype)) {
             fs = vo_ext_open(guest->disk, p, error);
             if (!fs) {
-                return NULL;
+                return FALSE;
             }
         } else if (p->fstype && g_str_equal(p->fstype, "ntfs")) {
             fs = vo_ntfs_open(guest->disk, p, error);
             if (!fs) {
-                return NULL;
+                return FALSE;
             }
         } else if (why) {
             g_string_append_printf(unsupported, "%spartition %d: %s",
@@ -591,9 +585,10 @@ VoGuest *vo_guest_open(const char *image, const char *format,
                         "can handle the rest)", unsupported->str);
         } else {
             g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                        "no Linux or Windows system found on %s", image);
+                        "no Linux or Windows system found on %s",
+                        guest->image);
         }
-        return NULL;
+        return FALSE;
     }
     m = g_new0(VoMount, 1);
     /* Windows' C: is "/" inside; guest paths are translated to it. */
@@ -603,9 +598,50 @@ VoGuest *vo_guest_open(const char *image, const char *format,
     g_ptr_array_add(guest->mounts, m);
     if (g_str_equal(guest->family, "linux") &&
         !vo_guest_read_fstab(guest, error)) {
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static VoGuest *vo_guest_open_full(const char *image, const char *format,
+                                   gboolean writable, gboolean probe,
+                                   GError **error)
+{
+    g_autoptr(VoGuest) guest = g_new0(VoGuest, 1);
+
+    guest->image = g_strdup(image);
+    guest->disk = vo_disk_open_full(image, format, writable, probe, error);
+    if (!guest->disk || !vo_guest_attach(guest, error)) {
         return NULL;
     }
     return g_steal_pointer(&guest);
+}
+
+VoGuest *vo_guest_open(const char *image, const char *format,
+                       gboolean writable, GError **error)
+{
+    return vo_guest_open_full(image, format, writable, TRUE, error);
+}
+
+VoGuest *vo_guest_open_overlay(const char *overlay, GError **error)
+{
+    /* We just made it with qemu-img: no format probe, no corruption check. */
+    return vo_guest_open_full(overlay, "qcow2", TRUE, FALSE, error);
+}
+
+gboolean vo_guest_reopen_read_only(VoGuest *guest, GError **error)
+{
+    /* What is verified must be what reached the image, not our cache. */
+    if (!vo_guest_sync(guest, error)) {
+        return FALSE;
+    }
+    g_clear_pointer(&guest->mounts, g_ptr_array_unref);
+    g_clear_pointer(&guest->filesystems, g_ptr_array_unref);
+    g_clear_pointer(&guest->layout, vo_layout_free);
+    g_clear_pointer(&guest->family, g_free);
+    vo_disk_set_read_only(guest->disk);
+    vo_disk_drop_cache(guest->disk);
+    return vo_guest_attach(guest, error);
 }
 
 gboolean vo_guest_sync(VoGuest *guest, GError **error)

@@ -39,6 +39,11 @@ typedef struct {
 
 VoGuest *vo_guest_open(const char *image, const char *format,
                        gboolean writable, GError **error);
+/* A qcow2 overlay this process just created, read-write. */
+VoGuest *vo_guest_open_overlay(const char *overlay, GError **error);
+/* Syncs, then maps the guest again from a read-only view of the same
+ * export with every cached page dropped: a fresh read of what was written. */
+gboolean vo_guest_reopen_read_only(VoGuest *guest, GError **error);
 void vo_guest_free(VoGuest *guest);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoGuest, vo_guest_free)
 
