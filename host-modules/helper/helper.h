@@ -103,6 +103,11 @@ struct _Module {
     GArray *load_waiters;           /* device tags */
     gint64 started_us;
     int state_dirfd;
+    /* What one init, call or event may ask of the host (loader.c). */
+    guint budget_events;
+    guint budget_logs;
+    guint budget_spool;
+    guint budget_ui;
 };
 
 /* Keep one spare module process ready (or stop it, at exit). */

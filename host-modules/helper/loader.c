@@ -25,6 +25,24 @@
 /* Grace a module gets to run its fini before SIGKILL. */
 #define MODULE_STOP_GRACE_MS    500
 
+/*
+ * What one init, call or event may ask of the host: a module must not be
+ * able to flood its VM's event queue (and get the VM disconnected for not
+ * reading), the host's log, or the spool.
+ */
+#define MODULE_BUDGET_EVENTS    64
+#define MODULE_BUDGET_LOGS      256
+#define MODULE_BUDGET_SPOOL     16
+#define MODULE_BUDGET_UI        16
+
+static void module_refill_budget(Module *m)
+{
+    m->budget_events = MODULE_BUDGET_EVENTS;
+    m->budget_logs = MODULE_BUDGET_LOGS;
+    m->budget_spool = MODULE_BUDGET_SPOOL;
+    m->budget_ui = MODULE_BUDGET_UI;
+}
+
 typedef struct {
     guint64 id;                     /* tag on the module link */
     guint64 tag;                    /* device tag; 0 for events */
@@ -152,6 +170,7 @@ static void module_pump(Module *m)
         return;
     }
     m->in_flight = TRUE;
+    module_refill_budget(m);
     vmaug_link_send(m->link, c->type, c->id, g_bytes_get_data(c->payload,
                                                                NULL),
                     g_bytes_get_size(c->payload), NULL, 0, -1);
@@ -502,10 +521,13 @@ static gboolean module_on_api(Module *m, guint64 tag, const guint8 *data,
         nul = memchr(args, 0, MIN(alen, 256));
         if (!module_has_cap(m, VMAUG_CAP_SPOOL)) {
             rc = -EPERM;
+        } else if (m->budget_spool == 0) {
+            rc = -EAGAIN;
         } else if (nul == NULL || nul + 1 == args + alen ||
                    !g_utf8_validate((const gchar *)args, nul - args, NULL)) {
             rc = -EINVAL;
         } else {
+            m->budget_spool--;
             rc = module_spool(m, (const gchar *)args, nul + 1,
                               alen - (nul + 1 - args), &job);
         }
@@ -517,9 +539,12 @@ static gboolean module_on_api(Module *m, guint64 tag, const guint8 *data,
 
         if (!module_has_cap(m, VMAUG_CAP_EVENTS)) {
             module_api_reply(m, tag, -EPERM, NULL, 0, -1);
+        } else if (m->budget_events == 0) {
+            module_api_reply(m, tag, -EAGAIN, NULL, 0, -1);
         } else if (alen + sizeof(ref) > VMAUG_MAX_EVENT_PAYLOAD) {
             module_api_reply(m, tag, -EINVAL, NULL, 0, -1);
         } else {
+            m->budget_events--;
             module_ref_fill(m, &ref);
             device_event(m->dev, VMAUG_EVENT_MODULE_MESSAGE, &ref,
                          sizeof(ref), args, alen);
@@ -527,12 +552,22 @@ static gboolean module_on_api(Module *m, guint64 tag, const guint8 *data,
         }
         return TRUE;
     }
-    case MODLINK_OP_POST_UI:
-        module_api_reply(m, tag, !module_has_cap(m, VMAUG_CAP_UI) ? -EPERM :
-                         alen > VMAUG_MODULE_MAX_UI ? -EINVAL :
-                         module_post_ui(m, (const gchar *)args, alen),
-                         NULL, 0, -1);
+    case MODLINK_OP_POST_UI: {
+        gint32 rc;
+
+        if (!module_has_cap(m, VMAUG_CAP_UI)) {
+            rc = -EPERM;
+        } else if (m->budget_ui == 0) {
+            rc = -EAGAIN;
+        } else if (alen > VMAUG_MODULE_MAX_UI) {
+            rc = -EINVAL;
+        } else {
+            m->budget_ui--;
+            rc = module_post_ui(m, (const gchar *)args, alen);
+        }
+        module_api_reply(m, tag, rc, NULL, 0, -1);
         return TRUE;
+    }
     case MODLINK_OP_RESTART: {
         guint32 what = 0;
         struct vmaug_module_ref ref;
@@ -684,6 +719,10 @@ static gboolean module_on_message(VmaugLink *link, guint16 type, guint64 tag,
             return FALSE;
         }
         memcpy(&level, data, 4);
+        if (m->budget_logs == 0) {
+            return TRUE;    /* dropped: a module cannot flood our log */
+        }
+        m->budget_logs--;
         text = g_utf8_make_valid((const gchar *)data + 4,
                                  MIN(len - 4, VMAUG_MODULE_MAX_LOG));
         g_strcanon(text, "\t !\"#$%&'()*+,-./0123456789:;<=>?@"
@@ -901,6 +940,7 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
     m->load_waiters = g_array_new(FALSE, FALSE, sizeof(guint64));
     m->state_dirfd = -1;
     m->started_us = g_get_monotonic_time();
+    module_refill_budget(m);
     g_queue_init(&m->calls);
 
     state_dir = g_build_filename(vmaug_store_get_dir(dev->store), "state",

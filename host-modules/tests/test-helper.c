@@ -490,6 +490,7 @@ static void test_escape(Fixture *f, gconstpointer data)
         { "spin", VMAUG_S_TIMEOUT },
         { "garbage", VMAUG_S_MODULE_FAILED },
         { "exec-memory", VMAUG_S_MODULE_FAILED },
+        { "flood", VMAUG_S_DENIED },
     };
     g_autoptr(GBytes) out = NULL;
     g_autofree gchar *notes = g_build_filename(f->store, "state", "hostile",
@@ -535,6 +536,20 @@ static void test_escape(Fixture *f, gconstpointer data)
                                        &out), ==, VMAUG_S_OK);
         g_assert_cmpmem(g_bytes_get_data(out, NULL), g_bytes_get_size(out),
                         "pong", 4);
+    }
+    /* The flood reached the VM only up to the module's budget. */
+    {
+        guint n = 0;
+        GBytes *ev;
+
+        while ((ev = helper_client_wait_event(f->c,
+                                              VMAUG_EVENT_MODULE_MESSAGE,
+                                              200)) != NULL) {
+            g_bytes_unref(ev);
+            n++;
+        }
+        g_assert_cmpuint(n, >, 0);
+        g_assert_cmpuint(n, <=, 64);
     }
     /* What it may do works: a file of its own, through the broker. */
     g_assert_cmpuint(helper_invoke(f->c, "hostile", "state", "mine", 4, NULL),

@@ -135,6 +135,18 @@ static int hostile_call(void *priv, const char *f, const void *in,
 
         return p != MAP_FAILED ? VMAUG_S_OK : VMAUG_S_DENIED;
     }
+    if (strcmp(f, "flood") == 0) {
+        /* Try to drown the VM's event queue (and get it disconnected). */
+        for (int i = 0; i < 1000; i++) {
+            if (api->post_event(host, "flood", 5) < 0) {
+                return VMAUG_S_DENIED;
+            }
+        }
+        for (int i = 0; i < 100000; i++) {
+            api->log(host, VMAUG_LOG_WARNING, "flood");
+        }
+        return VMAUG_S_OK;
+    }
     if (strcmp(f, "undeclared") == 0) {
         return VMAUG_S_OK;          /* not in the manifest: never called */
     }
