@@ -826,6 +826,8 @@ static int cmd_watch(cli_state *st, int argc, char **argv)
     if (ret != 0) {
         return cli_fail(st, "subscribe", ret);
     }
+    /* From here on no event is missed; scripts can wait for this line. */
+    fprintf(stderr, "vmaugment: watching for events\n");
     setvbuf(stdout, NULL, _IOLBF, 0);
     while (count == 0 || seen < count) {
         ret = vmaug_read_event(st->client, &ev,

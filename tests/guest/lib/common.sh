@@ -59,3 +59,13 @@ expect_fail() {
     [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want"
     echo "$out" | grep -E -q "$pattern" || fail "'$*' did not say '$pattern'"
 }
+
+# Wait up to 30 s for file $1 to contain a line matching $2.
+wait_for_line() {
+    i=0
+    until grep -q "$2" "$1" 2>/dev/null; do
+        [ "$i" -lt 300 ] || fail "no '$2' in $1 after 30 s"
+        usleep 100000
+        i=$((i + 1))
+    done
+}

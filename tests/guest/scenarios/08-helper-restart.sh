@@ -8,9 +8,9 @@
 # timeout: 400
 wait_helper connected 30
 vmaugment --json watch --events helper-lost,helper-connected --count 2 \
-    --wait 120 >/tmp/events &
+    --wait 120 >/tmp/events 2>/tmp/watch.err &
 watcher=$!
-sleep 1
+wait_for_line /tmp/watch.err "watching for events"
 expect_fail 1 NOT_FOUND vmaugment query nothing-here
 
 host_action kill-helper

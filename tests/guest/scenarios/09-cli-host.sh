@@ -5,9 +5,9 @@
 # timeout: 300
 wait_helper connected 30
 vmaugment --json watch --events module-loaded,module-unloaded --count 2 \
-    --wait 120 >/tmp/events &
+    --wait 120 >/tmp/events 2>/tmp/watch.err &
 watcher=$!
-sleep 1
+wait_for_line /tmp/watch.err "watching for events"
 vmaugment load echo@1.0 --file /data/echo.vmod
 vmaugment --json query echo | tee /tmp/q.json
 grep -q '"state":"loaded"' /tmp/q.json || fail "echo is not loaded"
