@@ -114,7 +114,8 @@ install_protocol_header() {
 
 overlay_tree() {
     local f
-    (cd "$top" && find hw/vmaugment include/hw/vmaugment tests/qtest -type f) |
+    (cd "$top" && find hw/vmaugment include/hw/vmaugment qapi tests/qtest \
+                       -type f) |
     while read -r f; do
         install_if_changed "$top/$f" "$src/$f"
     done

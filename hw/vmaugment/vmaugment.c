@@ -27,6 +27,7 @@
 #include "hw/vmaugment/vmaugment.h"
 #include "migration/qemu-file-types.h"
 #include "migration/vmstate.h"
+#include "qapi/qapi-events-vmaugment.h"
 #include "trace.h"
 
 #define VMAUGMENT_DEVICE_NAME "vmaugment 0.1"
@@ -58,6 +59,7 @@ struct VMAugmentOp {
 static void vmaugment_handle_request(VirtIODevice *vdev, VirtQueue *vq);
 static void vmaugment_flush_events(VirtIOVMAugment *s);
 static void vmaugment_helper_closed(VirtIOVMAugment *s);
+static void vmaugment_admin_interrupt(VirtIOVMAugment *s);
 
 static size_t vmaugment_out_pending(VirtIOVMAugment *s)
 {
@@ -356,12 +358,15 @@ static void vmaugment_helper_hello(VirtIOVMAugment *s)
 static void vmaugment_set_helper_ready(VirtIOVMAugment *s, bool ready)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    g_autofree char *path = NULL;
 
     if (s->helper_ready == ready) {
         return;
     }
     s->helper_ready = ready;
     trace_vmaugment_helper_state(s, ready);
+    path = vmaugment_path(s);
+    qapi_event_send_vmaugment_helper(path, ready);
     if (vdev->status & VIRTIO_CONFIG_S_DRIVER_OK) {
         virtio_notify_config(vdev);
     }
@@ -401,12 +406,44 @@ static void vmaugment_take_inflight(VirtIOVMAugment *s, VMAugmentRequest *req)
     s->n_inflight--;
 }
 
+static void vmaugment_free_request(VMAugmentRequest *req)
+{
+    g_free(req->answer);
+    g_free(req->elem);
+    g_free(req);
+}
+
 /* Answer a request taken off the in-flight list, and free it. */
 static void vmaugment_finish(VirtIOVMAugment *s, VMAugmentRequest *req,
                              uint16_t status, const void *data, uint32_t len)
 {
     vmaugment_complete(s, req->elem, req->id, req->opcode, status, data, len);
-    g_free(req);
+    req->elem = NULL;
+    vmaugment_free_request(req);
+}
+
+/*
+ * Answer a request taken off the in-flight list now, or keep the answer
+ * until the VM runs again.
+ */
+static void vmaugment_answer(VirtIOVMAugment *s, VMAugmentRequest *req,
+                             uint16_t status, const void *data, uint32_t len)
+{
+    if (vmaugment_can_complete(s)) {
+        vmaugment_finish(s, req, status, data, len);
+        return;
+    }
+    req->status = status;
+    req->answer = g_memdup2(data, len);
+    req->answer_len = len;
+    QTAILQ_INSERT_TAIL(&s->answered, req, next);
+}
+
+static void vmaugment_interrupt(VirtIOVMAugment *s, VMAugmentRequest *req)
+{
+    static const char msg[] = "interrupted: host helper lost or VM restored";
+
+    vmaugment_answer(s, req, VMAUG_S_INTERRUPTED, msg, strlen(msg));
 }
 
 static void vmaugment_timeout(void *opaque)
@@ -661,6 +698,88 @@ static void vmaugment_drop_events(VirtIOVMAugment *s)
     s->n_events = 0;
 }
 
+/* ---- Requests from the host (QMP) ---- */
+
+static void vmaugment_admin_wake(VMAugmentAdminCall *call, uint16_t status,
+                                 const void *data, uint32_t len)
+{
+    VirtIOVMAugment *s = call->dev;
+
+    /* The caller may outlive the device: it never touches it again. */
+    QTAILQ_REMOVE(&s->admin, call, next);
+    timer_free(call->timer);
+    call->timer = NULL;
+    call->status = status;
+    if (len) {
+        g_byte_array_append(call->answer, data, len);
+    }
+    call->done = true;
+    aio_co_schedule(qemu_get_aio_context(), call->co);
+}
+
+static void vmaugment_admin_timeout(void *opaque)
+{
+    VMAugmentAdminCall *call = opaque;
+
+    vmaugment_helper_send(call->dev, VMAUG_HOST_CANCEL, call->tag, NULL, 0,
+                          NULL, 0);
+    vmaugment_admin_wake(call, VMAUG_S_TIMEOUT, NULL, 0);
+}
+
+static void vmaugment_admin_interrupt(VirtIOVMAugment *s)
+{
+    VMAugmentAdminCall *call;
+
+    while ((call = QTAILQ_FIRST(&s->admin))) {
+        vmaugment_admin_wake(call, VMAUG_S_INTERRUPTED, NULL, 0);
+    }
+}
+
+int coroutine_fn vmaugment_admin_call(VirtIOVMAugment *s, uint16_t opcode,
+                                      const void *payload, uint32_t len,
+                                      GByteArray **answer, Error **errp)
+{
+    VMAugmentAdminCall call = {
+        .dev = s,
+        .co = qemu_coroutine_self(),
+        .tag = VMAUGMENT_ADMIN_TAG | s->next_tag++,
+        .answer = g_byte_array_new(),
+    };
+    struct virtio_vmaugment_req hdr = {
+        .id = cpu_to_le64(call.tag),
+        .opcode = cpu_to_le16(opcode),
+        .len = cpu_to_le32(len),
+    };
+
+    if (!s->helper_ready) {
+        error_setg(errp, "vmaugment: the host helper is not connected");
+        g_byte_array_unref(call.answer);
+        return -1;
+    }
+    QTAILQ_INSERT_TAIL(&s->admin, &call, next);
+    call.timer = timer_new_ms(QEMU_CLOCK_REALTIME, vmaugment_admin_timeout,
+                              &call);
+    timer_mod(call.timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                          s->conf.request_timeout_ms);
+    trace_vmaugment_relay(s, call.tag, call.tag, opcode);
+    vmaugment_helper_send(s, VMAUG_HOST_REQUEST, call.tag, &hdr, sizeof(hdr),
+                          payload, len);
+
+    while (!call.done) {
+        qemu_coroutine_yield();
+    }
+    if (call.status == VMAUG_S_TIMEOUT ||
+        call.status == VMAUG_S_INTERRUPTED) {
+        error_setg(errp, "vmaugment: the host helper %s",
+                   call.status == VMAUG_S_TIMEOUT ? "did not answer in time" :
+                   "went away");
+        g_byte_array_unref(call.answer);
+        return -1;
+    }
+    *answer = call.answer;
+    return call.status;
+}
+
 /* ---- Messages from the helper ---- */
 
 static bool vmaugment_helper_response(VirtIOVMAugment *s, uint64_t tag,
@@ -687,6 +806,19 @@ static bool vmaugment_helper_response(VirtIOVMAugment *s, uint64_t tag,
         status = VMAUG_S_INTERNAL;
     }
 
+    if (tag & VMAUGMENT_ADMIN_TAG) {
+        VMAugmentAdminCall *call;
+
+        QTAILQ_FOREACH(call, &s->admin, next) {
+            if (call->tag == tag) {
+                vmaugment_admin_wake(call, status, data + sizeof(resp), rlen);
+                return true;
+            }
+        }
+        trace_vmaugment_helper_bad_message(s, "response for unknown tag");
+        return true;
+    }
+
     req = vmaugment_find_inflight(s, true, tag);
     if (!req) {
         /* Answer to a request that timed out or was cancelled by reset. */
@@ -694,9 +826,46 @@ static bool vmaugment_helper_response(VirtIOVMAugment *s, uint64_t tag,
         return true;
     }
     vmaugment_take_inflight(s, req);
-    vmaugment_finish(s, req, status, data + sizeof(resp), rlen);
+    vmaugment_answer(s, req, status, data + sizeof(resp), rlen);
     vmaugment_arm_timeout(s);
     return true;
+}
+
+/* Tell the host owner (QMP) what happened to a module. */
+static void vmaugment_module_change(VirtIOVMAugment *s, uint32_t type,
+                                    const uint8_t *data, uint32_t len)
+{
+    static const struct {
+        uint32_t type;
+        VmaugmentModuleChange change;
+    } changes[] = {
+        { VMAUG_EVENT_MODULE_LOADED, VMAUGMENT_MODULE_CHANGE_LOADED },
+        { VMAUG_EVENT_MODULE_UNLOADED, VMAUGMENT_MODULE_CHANGE_UNLOADED },
+        { VMAUG_EVENT_MODULE_CRASHED, VMAUGMENT_MODULE_CHANGE_CRASHED },
+        { VMAUG_EVENT_RESTART_REQUESTED,
+          VMAUGMENT_MODULE_CHANGE_RESTART_REQUESTED },
+    };
+    struct vmaug_module_ref ref;
+    g_autofree char *path = NULL;
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(changes); i++) {
+        if (changes[i].type == type) {
+            break;
+        }
+    }
+    /* The helper's names must end inside their fields to be shown. */
+    if (i == ARRAY_SIZE(changes) || len < sizeof(ref)) {
+        return;
+    }
+    memcpy(&ref, data, sizeof(ref));
+    if (!memchr(ref.name, 0, sizeof(ref.name)) ||
+        !memchr(ref.version, 0, sizeof(ref.version))) {
+        return;
+    }
+    path = vmaugment_path(s);
+    qapi_event_send_vmaugment_module(path, changes[i].change,
+                                     (char *)ref.name, (char *)ref.version);
 }
 
 static bool vmaugment_helper_event(VirtIOVMAugment *s, const uint8_t *data,
@@ -720,6 +889,7 @@ static bool vmaugment_helper_event(VirtIOVMAugment *s, const uint8_t *data,
         *why = "unknown event type";
         return false;
     }
+    vmaugment_module_change(s, type, data + sizeof(ev), elen);
     vmaugment_post_event(s, type, data + sizeof(ev), elen);
     return true;
 }
@@ -786,7 +956,7 @@ static int vmaugment_helper_can_read(void *opaque)
 {
     VirtIOVMAugment *s = opaque;
 
-    if (!s->helper_open || !vmaugment_can_complete(s)) {
+    if (!s->helper_open) {
         return 0;
     }
     return vmaugment_helper_want(s);
@@ -831,22 +1001,21 @@ static void vmaugment_interrupt_inflight(VirtIOVMAugment *s)
 
     while ((req = QTAILQ_FIRST(&s->inflight))) {
         vmaugment_take_inflight(s, req);
-        QTAILQ_INSERT_TAIL(&s->interrupted, req, next);
+        vmaugment_interrupt(s, req);
     }
     timer_del(s->timeout_timer);
 }
 
-static void vmaugment_complete_interrupted(VirtIOVMAugment *s)
+static void vmaugment_complete_answered(VirtIOVMAugment *s)
 {
-    static const char msg[] = "interrupted: host helper lost or VM restored";
     VMAugmentRequest *req;
 
     if (!vmaugment_can_complete(s)) {
         return;
     }
-    while ((req = QTAILQ_FIRST(&s->interrupted))) {
-        QTAILQ_REMOVE(&s->interrupted, req, next);
-        vmaugment_finish(s, req, VMAUG_S_INTERRUPTED, msg, strlen(msg));
+    while ((req = QTAILQ_FIRST(&s->answered))) {
+        QTAILQ_REMOVE(&s->answered, req, next);
+        vmaugment_finish(s, req, req->status, req->answer, req->answer_len);
     }
 }
 
@@ -862,7 +1031,7 @@ static void vmaugment_helper_closed(VirtIOVMAugment *s)
     s->helper_open = false;
     vmaugment_set_helper_ready(s, false);
     vmaugment_interrupt_inflight(s);
-    vmaugment_complete_interrupted(s);
+    vmaugment_admin_interrupt(s);
 }
 
 static void vmaugment_helper_event_cb(void *opaque, QEMUChrEvent event)
@@ -894,13 +1063,16 @@ static void vmaugment_drop_requests(VirtIOVMAugment *s)
 {
     VMAugmentRequest *req;
 
-    vmaugment_interrupt_inflight(s);
-    while ((req = QTAILQ_FIRST(&s->interrupted))) {
-        QTAILQ_REMOVE(&s->interrupted, req, next);
+    while ((req = QTAILQ_FIRST(&s->inflight))) {
+        vmaugment_take_inflight(s, req);
         vmaugment_helper_send(s, VMAUG_HOST_CANCEL, req->tag, NULL, 0,
                               NULL, 0);
-        g_free(req->elem);
-        g_free(req);
+        vmaugment_free_request(req);
+    }
+    timer_del(s->timeout_timer);
+    while ((req = QTAILQ_FIRST(&s->answered))) {
+        QTAILQ_REMOVE(&s->answered, req, next);
+        vmaugment_free_request(req);
     }
 }
 
@@ -912,7 +1084,7 @@ static void vmaugment_resume_bh(void *opaque)
     if (!s->vm_running) {
         return;
     }
-    vmaugment_complete_interrupted(s);
+    vmaugment_complete_answered(s);
     vmaugment_flush_events(s);
     vmaugment_handle_request(VIRTIO_DEVICE(s), s->req_vq);
     if (s->helper_open) {
@@ -1012,7 +1184,8 @@ static void vmaugment_realize(DeviceState *dev, Error **errp)
     s->in_buf = g_malloc(sizeof(struct vmaug_host_msg) + VMAUG_HOST_MAX_MSG);
     s->out = g_byte_array_new();
     QTAILQ_INIT(&s->inflight);
-    QTAILQ_INIT(&s->interrupted);
+    QTAILQ_INIT(&s->answered);
+    QTAILQ_INIT(&s->admin);
     QSIMPLEQ_INIT(&s->events);
     s->event_mask = VMAUGMENT_DEFAULT_EVENT_MASK;
     s->timeout_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, vmaugment_timeout, s);
@@ -1041,6 +1214,7 @@ static void vmaugment_unrealize(DeviceState *dev)
     }
     s->helper_open = false;
     vmaugment_drop_requests(s);
+    vmaugment_admin_interrupt(s);
     vmaugment_drop_events(s);
     qemu_del_vm_change_state_handler(s->vmstate_change);
     qemu_bh_delete(s->resume_bh);
@@ -1078,14 +1252,15 @@ static int vmaugment_put_requests(QEMUFile *f, void *pv, size_t size,
     VMAugmentRequest *req;
     uint32_t count = s->n_inflight;
 
-    QTAILQ_FOREACH(req, &s->interrupted, next) {
+    QTAILQ_FOREACH(req, &s->answered, next) {
         count++;
     }
     qemu_put_be32(f, count);
     QTAILQ_FOREACH(req, &s->inflight, next) {
         vmaugment_put_one(s, f, req);
     }
-    QTAILQ_FOREACH(req, &s->interrupted, next) {
+    /* Their answers stay behind: the destination interrupts them too. */
+    QTAILQ_FOREACH(req, &s->answered, next) {
         vmaugment_put_one(s, f, req);
     }
     return 0;
@@ -1114,7 +1289,7 @@ static int vmaugment_get_requests(QEMUFile *f, void *pv, size_t size,
             g_free(req);
             return -EINVAL;
         }
-        QTAILQ_INSERT_TAIL(&s->interrupted, req, next);
+        vmaugment_interrupt(s, req);
     }
     return 0;
 }

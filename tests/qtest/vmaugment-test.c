@@ -19,6 +19,8 @@
 #include "libqos/pci.h"
 #include "libqos/vmaugment.h"
 #include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "qobject/qstring.h"
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
 #include "standard-headers/linux/virtio_vmaugment.h"
@@ -996,6 +998,274 @@ static void test_helper_migrate(void *obj, void *data,
     unlink(file);
 }
 
+/* ---- QMP administration ---- */
+
+static bool qmp_has_command(QDict *resp, const char *name)
+{
+    QListEntry *e;
+
+    QLIST_FOREACH_ENTRY(qdict_get_qlist(resp, "return"), e) {
+        QDict *cmd = qobject_to(QDict, qlist_entry_obj(e));
+
+        if (!strcmp(qdict_get_str(cmd, "name"), name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void test_qmp_query(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    static const char *const commands[] = {
+        "query-vmaugment", "query-vmaugment-modules",
+        "query-vmaugment-registrations", "vmaugment-register",
+        "vmaugment-unregister", "vmaugment-unload",
+    };
+    QDict *resp = qmp("{ 'execute': 'query-commands' }");
+    QDict *info;
+    QList *list;
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(commands); i++) {
+        g_assert(qmp_has_command(resp, commands[i]));
+    }
+    qobject_unref(resp);
+
+    resp = qmp("{ 'execute': 'query-vmaugment' }");
+    list = qdict_get_qlist(resp, "return");
+    g_assert_cmpuint(qlist_size(list), ==, 1);
+    info = qobject_to(QDict, qlist_peek(list));
+    g_assert(g_str_has_prefix(qdict_get_str(info, "path"), "/machine/"));
+    g_assert(!qdict_get_bool(info, "helper-connected"));
+    g_assert_cmpuint(qdict_get_int(info, "requests-in-flight"), ==, 0);
+    qobject_unref(resp);
+
+    /* Without a helper the commands that need one fail, clearly. */
+    resp = qmp("{ 'execute': 'query-vmaugment-modules' }");
+    g_assert(qdict_haskey(resp, "error"));
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                    "not connected"));
+    qobject_unref(resp);
+    resp = qmp("{ 'execute': 'vmaugment-unload',"
+               "  'arguments': { 'device': 'no-such-device', 'name': 'x' } }");
+    g_assert(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+}
+
+/* Read the REQUEST a QMP command made; returns its payload length. */
+static uint32_t helper_expect_admin(TestHelper *h, uint16_t opcode,
+                                    uint64_t *tag, void *payload, size_t size)
+{
+    struct vmaug_host_msg msg;
+    uint8_t buf[512];
+    struct virtio_vmaugment_req req;
+    uint32_t len = helper_recv(h, &msg, buf, sizeof(buf));
+
+    g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_REQUEST);
+    g_assert_cmpuint(len, >=, sizeof(req));
+    memcpy(&req, buf, sizeof(req));
+    g_assert_cmpuint(le16_to_cpu(req.opcode), ==, opcode);
+    g_assert_cmpuint(le32_to_cpu(req.len), ==, len - sizeof(req));
+    g_assert_cmpuint(len - sizeof(req), <=, size);
+    memcpy(payload, buf + sizeof(req), len - sizeof(req));
+    *tag = le64_to_cpu(msg.tag);
+    return len - sizeof(req);
+}
+
+static void test_helper_qmp_modules(void *obj, void *data,
+                                    QGuestAllocator *t_alloc)
+{
+    TestHelper *h = data;
+    struct {
+        struct vmaug_list_resp hdr;
+        struct vmaug_module_info info;
+    } QEMU_PACKED answer = {
+        .hdr = { .count = cpu_to_le32(1), .total = cpu_to_le32(1) },
+        .info = {
+            .ref = module_ref("printer", "1.1"),
+            .kind = cpu_to_le32(VMAUG_KIND_COMMUNICATION),
+            .state = cpu_to_le32(VMAUG_MODULE_LOADED),
+            .events = cpu_to_le32(VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START)),
+        },
+    };
+    struct vmaug_list_req req;
+    QDict *resp, *m;
+    QList *list;
+    uint64_t tag;
+
+    helper_connect(h, obj);
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'query-vmaugment-modules' }");
+    g_assert_cmpuint(helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req,
+                                         sizeof(req)), ==, sizeof(req));
+    g_assert_cmpuint(le32_to_cpu(req.what), ==, VMAUG_LIST_MODULES);
+    g_assert_cmpuint(le32_to_cpu(req.start), ==, 0);
+    g_assert(tag & (1ULL << 63));
+    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+
+    resp = qtest_qmp_receive(global_qtest);
+    list = qdict_get_qlist(resp, "return");
+    g_assert_cmpuint(qlist_size(list), ==, 1);
+    m = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpstr(qdict_get_str(m, "name"), ==, "printer");
+    g_assert_cmpstr(qdict_get_str(m, "version"), ==, "1.1");
+    g_assert_cmpstr(qdict_get_str(m, "kind"), ==, "communication");
+    g_assert_cmpstr(qdict_get_str(m, "state"), ==, "loaded");
+    g_assert_cmpstr(qstring_get_str(qobject_to(QString, qlist_peek(
+                        qdict_get_qlist(m, "events")))), ==, "image-start");
+    qobject_unref(resp);
+
+    /* A listing that lies about its size is refused, not trusted. */
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'query-vmaugment-modules' }");
+    helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
+    answer.hdr.count = cpu_to_le32(2);
+    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+    resp = qtest_qmp_receive(global_qtest);
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                    "malformed"));
+    qobject_unref(resp);
+    assert_qemu_alive();
+}
+
+static void test_helper_qmp_register(void *obj, void *data,
+                                     QGuestAllocator *t_alloc)
+{
+    TestHelper *h = data;
+    static const char denied[] = "policy forbids scanner";
+    struct vmaug_registration reg;
+    QDict *resp;
+    uint64_t tag;
+
+    helper_connect(h, obj);
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'vmaugment-register', 'arguments': {"
+                   "  'name': 'scanner', 'version': '2.0', 'required': true,"
+                   "  'events': [ 'image-start', 'image-stop' ] } }");
+    g_assert_cmpuint(helper_expect_admin(h, VMAUG_OP_REGISTER, &tag, &reg,
+                                         sizeof(reg)), ==, sizeof(reg));
+    g_assert_cmpstr((char *)reg.ref.name, ==, "scanner");
+    g_assert_cmpstr((char *)reg.ref.version, ==, "2.0");
+    g_assert_cmphex(le32_to_cpu(reg.events), ==,
+                    VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START) |
+                    VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_STOP));
+    g_assert_cmphex(le32_to_cpu(reg.flags), ==, VMAUG_REG_F_REQUIRED);
+    helper_respond(h, tag, VMAUG_S_OK, NULL, 0);
+    resp = qtest_qmp_receive(global_qtest);
+    g_assert(qdict_haskey(resp, "return"));
+    qobject_unref(resp);
+
+    /* The helper's refusal reaches the host owner with its reason. */
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'vmaugment-unload',"
+                   "  'arguments': { 'name': 'scanner' } }");
+    helper_expect_admin(h, VMAUG_OP_UNLOAD, &tag, &reg, sizeof(reg));
+    helper_respond(h, tag, VMAUG_S_DENIED, denied, strlen(denied));
+    resp = qtest_qmp_receive(global_qtest);
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                    "denied: policy forbids scanner"));
+    qobject_unref(resp);
+}
+
+static void test_helper_qmp_timeout(void *obj, void *data,
+                                    QGuestAllocator *t_alloc)
+{
+    TestHelper *h = data;
+    struct vmaug_module_ref ref;
+    struct vmaug_host_msg msg;
+    uint8_t buf[64];
+    QDict *resp;
+    uint64_t tag;
+
+    helper_connect(h, obj);
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'vmaugment-unregister',"
+                   "  'arguments': { 'name': 'scanner' } }");
+    helper_expect_admin(h, VMAUG_OP_UNREGISTER, &tag, &ref, sizeof(ref));
+    /* No answer: after request-timeout-ms the command fails... */
+    resp = qtest_qmp_receive(global_qtest);
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                    "did not answer"));
+    qobject_unref(resp);
+    /* ...and the helper is told to stop working on it. */
+    g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
+    g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_CANCEL);
+    g_assert_cmpuint(le64_to_cpu(msg.tag), ==, tag);
+}
+
+static void test_helper_qmp_events(void *obj, void *data,
+                                   QGuestAllocator *t_alloc)
+{
+    TestHelper *h = data;
+    struct vmaug_module_ref ref = module_ref("printer", "1.0");
+    struct virtio_vmaugment_event ev = {
+        .type = cpu_to_le32(VMAUG_EVENT_MODULE_CRASHED),
+        .len = cpu_to_le32(sizeof(ref)),
+    };
+    QDict *event, *d;
+
+    helper_connect(h, obj);
+    event = qtest_qmp_eventwait_ref(global_qtest, "VMAUGMENT_HELPER");
+    g_assert(qdict_get_bool(qdict_get_qdict(event, "data"), "connected"));
+    qobject_unref(event);
+
+    helper_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
+    event = qtest_qmp_eventwait_ref(global_qtest, "VMAUGMENT_MODULE");
+    d = qdict_get_qdict(event, "data");
+    g_assert_cmpstr(qdict_get_str(d, "change"), ==, "crashed");
+    g_assert_cmpstr(qdict_get_str(d, "name"), ==, "printer");
+    g_assert_cmpstr(qdict_get_str(d, "version"), ==, "1.0");
+    qobject_unref(event);
+
+    close(h->fd);
+    h->fd = -1;
+    event = qtest_qmp_eventwait_ref(global_qtest, "VMAUGMENT_HELPER");
+    g_assert(!qdict_get_bool(qdict_get_qdict(event, "data"), "connected"));
+    qobject_unref(event);
+}
+
+/*
+ * While the VM is paused the helper is still served (the host owner can
+ * use QMP), but a guest's answer waits until the VM runs again.
+ */
+static void test_helper_paused(void *obj, void *data,
+                               QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    struct vmaug_list_resp empty = {};
+    struct vmaug_list_req req;
+    uint16_t used_idx;
+    QDict *resp;
+    uint64_t tag;
+    Call c;
+    Reply r;
+
+    helper_connect(h, aug);
+    c = submit_query(aug, 61, "printer");
+    tag = helper_expect_query(h, 61, "printer");
+    used_idx = aug->reqq->last_used_idx;
+
+    qobject_unref(qmp("{ 'execute': 'stop' }"));
+    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'query-vmaugment-registrations' }");
+    helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
+    helper_respond(h, tag, VMAUG_S_OK, &empty, sizeof(empty));
+    resp = qtest_qmp_receive(global_qtest);
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(resp, "return")), ==, 0);
+    qobject_unref(resp);
+
+    /* The guest's answer was read (QMP came after it) but not written. */
+    g_assert_cmpuint(qtest_readw(global_qtest, aug->reqq->used + 2), ==,
+                     used_idx);
+    qobject_unref(qmp("{ 'execute': 'cont' }"));
+    collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 61);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NOT_FOUND);
+}
+
 static void register_vmaugment_test(void)
 {
     QOSGraphTestOptions helper = {
@@ -1047,6 +1317,16 @@ static void register_vmaugment_test(void)
     qos_add_test("helper/event-buffer-small", "vmaugment",
                  test_helper_event_buffer_small, &helper);
     qos_add_test("helper/migrate", "vmaugment", test_helper_migrate,
+                 &helper);
+    qos_add_test("qmp/query", "vmaugment", test_qmp_query, NULL);
+    qos_add_test("helper/paused", "vmaugment", test_helper_paused, &helper);
+    qos_add_test("helper/qmp-modules", "vmaugment", test_helper_qmp_modules,
+                 &helper);
+    qos_add_test("helper/qmp-register", "vmaugment",
+                 test_helper_qmp_register, &helper);
+    qos_add_test("helper/qmp-timeout", "vmaugment", test_helper_qmp_timeout,
+                 &helper_fast);
+    qos_add_test("helper/qmp-events", "vmaugment", test_helper_qmp_events,
                  &helper);
 }
 

@@ -13,6 +13,7 @@
 
 #include "hw/virtio/virtio.h"
 #include "chardev/char-fe.h"
+#include "qemu/coroutine.h"
 #include "qemu/queue.h"
 #include "qemu/timer.h"
 #include "system/runstate.h"
@@ -39,8 +40,30 @@ typedef struct VMAugmentRequest {
     uint64_t id;
     uint16_t opcode;
     int64_t deadline_ns;
+    /* The answer, while it waits for the VM to run. */
+    uint16_t status;
+    uint32_t answer_len;
+    uint8_t *answer;
     QTAILQ_ENTRY(VMAugmentRequest) next;
 } VMAugmentRequest;
+
+/*
+ * A request the host itself (QMP) sends to the helper.  Its tags have
+ * VMAUGMENT_ADMIN_TAG set; guest requests count up from 0 and never get
+ * there.
+ */
+#define VMAUGMENT_ADMIN_TAG         (1ULL << 63)
+
+typedef struct VMAugmentAdminCall {
+    VirtIOVMAugment *dev;
+    Coroutine *co;
+    uint64_t tag;
+    QEMUTimer *timer;
+    bool done;
+    uint16_t status;
+    GByteArray *answer;
+    QTAILQ_ENTRY(VMAugmentAdminCall) next;
+} VMAugmentAdminCall;
 
 typedef struct VMAugmentEvent {
     uint32_t type;
@@ -76,11 +99,13 @@ struct VirtIOVMAugment {
     uint64_t next_tag;
     QEMUTimer *timeout_timer;
     /*
-     * Requests to fail with VMAUG_S_INTERRUPTED once the VM runs: those
-     * the helper lost while the VM was stopped, and those that arrived
-     * with an incoming migration.
+     * Requests whose answer waits for the VM to run again: nothing is
+     * written to guest memory while it is stopped, as migration may have
+     * copied it already.  Restored requests wait here too, interrupted.
      */
-    QTAILQ_HEAD(, VMAugmentRequest) interrupted;
+    QTAILQ_HEAD(, VMAugmentRequest) answered;
+
+    QTAILQ_HEAD(, VMAugmentAdminCall) admin;
 
     uint32_t event_mask;
     uint64_t event_seq;
@@ -95,5 +120,18 @@ struct VirtIOVMAugment {
  */
 void vmaugment_post_event(VirtIOVMAugment *s, uint32_t type,
                           const void *data, uint32_t len);
+
+/*
+ * Send a request to the helper on behalf of the host and wait for its
+ * answer.  Returns the helper's VMAUG_S_* status with the response payload
+ * in @answer (free it with g_byte_array_unref()), or -1 with @errp set when
+ * there is no helper or it did not answer in time.
+ */
+int coroutine_fn vmaugment_admin_call(VirtIOVMAugment *s, uint16_t opcode,
+                                      const void *payload, uint32_t len,
+                                      GByteArray **answer, Error **errp);
+
+/* The QOM path QMP uses to name the device. */
+char *vmaugment_path(VirtIOVMAugment *s);
 
 #endif
