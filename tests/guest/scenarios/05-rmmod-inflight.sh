@@ -10,7 +10,13 @@ for i in 1 2 3 4; do
     vmaugment ping --count 10000000 >/tmp/loop.$i 2>&1 &
     pids="$pids $!"
 done
-sleep 2
+# The module's use count is the number of open files: wait for all four.
+i=0
+until [ "$(awk '$1 == "vmaugment" { print $3 }' /proc/modules)" -ge 4 ]; do
+    [ $i -lt 300 ] || fail "the ping loops did not open the device"
+    usleep 100000
+    i=$((i + 1))
+done
 if rmmod vmaugment 2>/tmp/rmmod.err; then
     fail "rmmod succeeded while calls were in flight"
 fi
