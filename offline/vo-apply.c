@@ -871,36 +871,18 @@ static void vo_apply_status(JsonBuilder *report, const char *status)
     vo_apply_member_str(report, "status", status);
 }
 
-gboolean vo_apply_image(const char *image, const char *format,
-                        VoBundle *bundle, VoApplyFlags flags,
-                        JsonBuilder *report, GError **error)
+/*
+ * Inventory, "already in effect?", rules, plan.  Returns FALSE with
+ * @error on refusal; TRUE with *@done when nothing is left to do.  The
+ * report's status is set whenever the decision ends the apply.
+ */
+static gboolean vo_apply_decide(VoBundle *bundle, VoGuest *guest,
+                                JsonBuilder *report, gboolean *done,
+                                GError **error)
 {
-    g_autoptr(VoGuest) guest = NULL;
-    g_autoptr(VoInventory) inv = NULL;
-    g_autofree char *fmt = NULL;
-    g_autofree char *absimage = g_canonicalize_filename(image, NULL);
-    g_autofree char *overlay = vo_apply_sidecar(absimage, "overlay.qcow2");
-    g_autofree char *journal = vo_apply_sidecar(absimage, "journal");
-    g_autofree char *journal_text = NULL;
-    const char *recovered;
+    g_autoptr(VoInventory) inv = vo_inventory_read(guest, error);
 
-    vo_apply_member_str(report, "image", image);
-    vo_apply_member_str(report, "bundle", bundle->id);
-    vo_apply_member_str(report, "bundle_version", bundle->version);
-    vo_apply_member_str(report, "signer", bundle->signer);
-    if (!vo_apply_recover(absimage, &recovered, error)) {
-        vo_apply_status(report, "error");
-        return FALSE;
-    }
-    vo_apply_member_str(report, "recovery", recovered);
-
-    g_debug("%s: deciding", image);
-    guest = vo_guest_open(absimage, format, FALSE, error);
-    if (!guest) {
-        vo_apply_status(report, "error");
-        return FALSE;
-    }
-    inv = vo_inventory_read(guest, error);
+    *done = FALSE;
     if (!inv) {
         vo_apply_status(report, "error");
         return FALSE;
@@ -908,6 +890,7 @@ gboolean vo_apply_image(const char *image, const char *format,
     if (bundle->files->len + bundle->registry->len > 0 &&
         vo_apply_verify(bundle, guest, NULL, NULL)) {
         vo_apply_status(report, "already-applied");
+        *done = TRUE;
         return TRUE;
     }
     json_builder_set_member_name(report, "rules");
@@ -920,13 +903,53 @@ gboolean vo_apply_image(const char *image, const char *format,
         vo_apply_status(report, "refused");
         return FALSE;
     }
+    return TRUE;
+}
+
+gboolean vo_apply_image(const char *image, const char *format,
+                        VoBundle *bundle, VoApplyFlags flags,
+                        JsonBuilder *report, GError **error)
+{
+    g_autoptr(VoGuest) guest = NULL;
+    g_autofree char *fmt = NULL;
+    g_autofree char *absimage = g_canonicalize_filename(image, NULL);
+    g_autofree char *overlay = vo_apply_sidecar(absimage, "overlay.qcow2");
+    g_autofree char *journal = vo_apply_sidecar(absimage, "journal");
+    g_autofree char *journal_text = NULL;
+    const char *recovered;
+    gboolean done;
+
+    vo_apply_member_str(report, "image", image);
+    vo_apply_member_str(report, "bundle", bundle->id);
+    vo_apply_member_str(report, "bundle_version", bundle->version);
+    vo_apply_member_str(report, "signer", bundle->signer);
+    if (!vo_apply_recover(absimage, &recovered, error)) {
+        vo_apply_status(report, "error");
+        return FALSE;
+    }
+    vo_apply_member_str(report, "recovery", recovered);
+
     if (flags & VO_APPLY_DRY_RUN) {
-        vo_apply_status(report, "dry-run");
+        /* A dry run leaves no file behind: it reads the image itself. */
+        guest = vo_guest_open(absimage, format, FALSE, error);
+        if (!guest) {
+            vo_apply_status(report, "error");
+            return FALSE;
+        }
+        if (!vo_apply_decide(bundle, guest, report, &done, error)) {
+            return FALSE;
+        }
+        if (!done) {
+            vo_apply_status(report, "dry-run");
+        }
         return TRUE;
     }
-    fmt = g_strdup(vo_disk_get_format(guest->disk));
-    g_clear_pointer(&guest, vo_guest_free);
 
+    if (!vo_disk_check_unlocked(absimage, error) ||
+        !(fmt = vo_disk_probe_format(absimage, format, error))) {
+        vo_apply_status(report, "error");
+        return FALSE;
+    }
     {
         const char *args[] = {
             "create", "-q", "-f", "qcow2", "-b", absimage, "-F", fmt,
@@ -938,11 +961,30 @@ gboolean vo_apply_image(const char *image, const char *format,
             return FALSE;
         }
     }
-    g_debug("%s: patching an overlay", image);
-    /* From here until the journal exists, failure means: drop the overlay. */
+    /*
+     * From here until the journal exists, any end means: drop the overlay.
+     * Deciding reads the image through the still-empty overlay, so the
+     * decision and the patch see exactly the same bytes.
+     */
+    g_debug("%s: deciding", image);
     guest = vo_guest_open_overlay(overlay, error);
-    if (!guest || !vo_apply_plan(bundle, guest, NULL, error) ||
-        !vo_apply_execute(bundle, guest, error)) {
+    if (!guest) {
+        goto fail;
+    }
+    g_free(guest->image);
+    guest->image = g_strdup(image);
+    if (!vo_apply_decide(bundle, guest, report, &done, error)) {
+        g_clear_pointer(&guest, vo_guest_free);
+        g_unlink(overlay);
+        return FALSE;
+    }
+    if (done) {
+        g_clear_pointer(&guest, vo_guest_free);
+        g_unlink(overlay);
+        return TRUE;
+    }
+    g_debug("%s: patching the overlay", image);
+    if (!vo_apply_execute(bundle, guest, error)) {
         goto fail;
     }
 

@@ -14,6 +14,7 @@
 
 #include "vo-batch.h"
 #include "vo-disk.h"
+#include "vo-ovf.h"
 
 #define VO_BATCH_MAX_LIST (1024 * 1024)
 
@@ -94,6 +95,15 @@ GPtrArray *vo_batch_collect(char **sources, GError **error)
                 if (*line && line[0] != '#') {
                     g_ptr_array_add(images, g_strdup(line));
                 }
+            }
+        } else if (g_str_has_suffix(src, ".ovf")) {
+            g_autoptr(GPtrArray) disks = vo_ovf_disks(src, error);
+
+            if (!disks) {
+                return NULL;
+            }
+            for (guint j = 0; j < disks->len; j++) {
+                g_ptr_array_add(images, g_strdup(disks->pdata[j]));
             }
         } else if (g_file_test(src, G_FILE_TEST_IS_DIR)) {
             if (!vo_batch_scan_dir(src, NULL, images, error)) {

@@ -69,7 +69,11 @@ const char *vo_disk_qemu_tool(const char *name)
             path = g_build_filename(g_getenv("VMAUGMENT_QEMU_BUILD_DIR"),
                                     name, NULL);
         } else {
-            path = g_strdup(name);
+            /* Resolved once: every apply runs it several times. */
+            path = g_find_program_in_path(name);
+            if (!path) {
+                path = g_strdup(name);
+            }
         }
         g_hash_table_insert(cache, g_strdup(name), path);
         found = path;

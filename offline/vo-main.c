@@ -15,6 +15,7 @@
 #include "vo-apply.h"
 #include "vo-batch.h"
 #include "vo-inventory.h"
+#include "vo-ovf.h"
 #include "vo-version.h"
 
 static char *opt_format;
@@ -42,6 +43,7 @@ static void vo_main_print_json(JsonNode *node)
 
 static gboolean vo_main_inspect(int argc, char **argv, GError **error)
 {
+    g_autofree char *image = NULL;
     g_autoptr(VoGuest) guest = NULL;
     g_autoptr(VoInventory) inv = NULL;
     g_autoptr(JsonNode) node = NULL;
@@ -51,7 +53,11 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
                     "usage: inspect IMAGE");
         return FALSE;
     }
-    guest = vo_guest_open(argv[1], opt_format, FALSE, error);
+    image = vo_ovf_resolve_image(argv[1], error);
+    if (!image) {
+        return FALSE;
+    }
+    guest = vo_guest_open(image, opt_format, FALSE, error);
     if (!guest) {
         return FALSE;
     }
@@ -88,6 +94,7 @@ static gboolean vo_main_finish_report(JsonBuilder *b, gboolean ok,
 
 static gboolean vo_main_apply(int argc, char **argv, GError **error)
 {
+    g_autofree char *image = NULL;
     g_autoptr(VoBundle) bundle = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
 
@@ -96,13 +103,17 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
                     "usage: apply [--dry-run] IMAGE BUNDLE");
         return FALSE;
     }
+    image = vo_ovf_resolve_image(argv[1], error);
+    if (!image) {
+        return FALSE;
+    }
     bundle = vo_bundle_load(argv[2], vo_main_trust_dir(), error);
     if (!bundle) {
         return FALSE;
     }
     json_builder_begin_object(b);
     return vo_main_finish_report(
-        b, vo_apply_image(argv[1], opt_format, bundle,
+        b, vo_apply_image(image, opt_format, bundle,
                           opt_dry_run ? VO_APPLY_DRY_RUN : 0, b, error),
         error);
 }
@@ -120,6 +131,7 @@ static gboolean vo_main_check(int argc, char **argv, GError **error)
 
 static gboolean vo_main_verify(int argc, char **argv, GError **error)
 {
+    g_autofree char *image = NULL;
     g_autoptr(VoBundle) bundle = NULL;
     g_autoptr(VoGuest) guest = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
@@ -130,17 +142,21 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
                     "usage: verify IMAGE BUNDLE");
         return FALSE;
     }
-    bundle = vo_bundle_load(argv[2], vo_main_trust_dir(), error);
-    if (!bundle || !vo_apply_recover(argv[1], NULL, error)) {
+    image = vo_ovf_resolve_image(argv[1], error);
+    if (!image) {
         return FALSE;
     }
-    guest = vo_guest_open(argv[1], opt_format, FALSE, error);
+    bundle = vo_bundle_load(argv[2], vo_main_trust_dir(), error);
+    if (!bundle || !vo_apply_recover(image, NULL, error)) {
+        return FALSE;
+    }
+    guest = vo_guest_open(image, opt_format, FALSE, error);
     if (!guest) {
         return FALSE;
     }
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "image");
-    json_builder_add_string_value(b, argv[1]);
+    json_builder_add_string_value(b, image);
     json_builder_set_member_name(b, "bundle");
     json_builder_add_string_value(b, bundle->id);
     json_builder_set_member_name(b, "instructions");

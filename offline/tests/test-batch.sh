@@ -60,6 +60,24 @@ assert st == {"a.qcow2": "already-applied", "c.qcow2": "applied"}, st
 PY
 pass "batch from a list with a bundle directory: rerun is idempotent"
 
+# OVF descriptors are followed to their disks (and only beside them).
+cat >"$imgs/appliance.ovf" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"
+          xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
+  <References><File ovf:id="file1" ovf:href="b.vmdk"/></References>
+  <DiskSection><Info>disks</Info></DiskSection>
+</Envelope>
+XML
+vo inspect "$imgs/appliance.ovf" >"$tmp/ovf.json"
+[ "$(json_get "$tmp/ovf.json" format)" = vmdk ] || fail "OVF inspect"
+vo batch --bundle "$tmp/demo.vmab" "$imgs/appliance.ovf" >"$tmp/ovf-batch.json" 2>/dev/null
+[ "$(json_get "$tmp/ovf-batch.json" images 0 status)" = already-applied ] ||
+    fail "OVF batch"
+sed 's#ovf:href="b.vmdk"#ovf:href="../b.vmdk"#' "$imgs/appliance.ovf" >"$imgs/evil.ovf"
+expect_refusal "not a plain file name" inspect "$imgs/evil.ovf"
+pass "OVF descriptors lead to their disks; escaping references refused"
+
 # The systemd units, checked with systemd-analyze when it can run here.
 unit_dir=${VMAUGMENT_OFFLINE_UNIT_DIR:-}
 if [ -n "$unit_dir" ] && command -v systemd-analyze >/dev/null &&
