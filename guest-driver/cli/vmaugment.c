@@ -97,7 +97,10 @@ static int cli_fail(cli_state *st, const char *what, int ret)
                 *message ? ": " : "", message);
         return EXIT_HOST;
     }
-    fprintf(stderr, "vmaugment: %s: %s\n", what, vmaug_strerror(ret));
+    fprintf(stderr, "vmaugment: %s: %s%s\n", what, vmaug_strerror(ret),
+            ret == -ETIMEDOUT ? " (no answer from the host in time)" :
+            ret == -ENODEV ? " (the vmaugment device was removed)" :
+            ret == -EBADMSG ? " (malformed answer from the host)" : "");
     return EXIT_TRANSPORT;
 }
 

@@ -22,7 +22,8 @@
 #   # memory: SIZE         guest RAM (default 512M)
 #   # qemu: ARGS           more QEMU arguments
 # The guest may ask the runner for host-side actions with console lines
-#   VMAUG-HOST: kill-helper | start-helper | expect-sha256 HEX
+#   VMAUG-HOST: kill-helper | start-helper | stop-helper | cont-helper |
+#               expect-sha256 HEX
 # (expect-sha256: the helper's store must hold a file with that SHA-256).
 set -euo pipefail
 

@@ -179,6 +179,10 @@ run_scenario() {
             helper_kill ;;
         "VMAUG-HOST: start-helper")
             helper_start || echo "start-helper failed: $helper_error" >>"$log" ;;
+        "VMAUG-HOST: stop-helper")
+            helper_signal STOP ;;
+        "VMAUG-HOST: cont-helper")
+            helper_signal CONT ;;
         "VMAUG-HOST: expect-sha256 "*)
             expected_sha+=("${line#VMAUG-HOST: expect-sha256 }") ;;
         "VMAUG-QEMU-EXIT: "*)

@@ -104,6 +104,13 @@ helper_start() {
     return 1
 }
 
+# Freeze or thaw the helper (STOP, CONT): connected but not answering.
+helper_signal() {
+    if [ -n "$helper_pid" ]; then
+        kill -s "$1" "$helper_pid" 2>/dev/null || true
+    fi
+}
+
 helper_kill() {
     if [ -n "$helper_pid" ]; then
         kill -9 "$helper_pid" 2>/dev/null || true

@@ -3,7 +3,8 @@
  * An upload in explicit steps, so that a scenario can interrupt it at a
  * known point:
  *   vmaug-upload-steps begin FILE NAME VERSION     prints "ID OFFSET"
- *   vmaug-upload-steps chunks FILE ID OFFSET N     N chunks; prints OFFSET
+ *   vmaug-upload-steps chunks FILE ID OFFSET N [TIMEOUT_MS]
+ *                                                  N chunks; prints OFFSET
  * Exit status: 0 ok, 1 the host refused (status name printed), 3 errno.
  */
 #include <errno.h>
@@ -76,7 +77,8 @@ int main(int argc, char **argv)
                (uint64_t)state.offset);
         return 0;
     }
-    if (strcmp(argv[1], "chunks") == 0 && argc == 6) {
+    if (strcmp(argv[1], "chunks") == 0 && (argc == 6 || argc == 7)) {
+        uint32_t timeout_ms = argc == 7 ? strtoul(argv[6], NULL, 0) : 0;
         uint64_t id = strtoull(argv[3], NULL, 0);
         uint64_t offset = strtoull(argv[4], NULL, 0);
         unsigned long n = strtoul(argv[5], NULL, 0);
@@ -89,6 +91,7 @@ int main(int argc, char **argv)
                 .data_addr = (uintptr_t)(data + offset),
                 .data_len = left > VMAUG_CHUNK_MAX_DATA ?
                             VMAUG_CHUNK_MAX_DATA : (uint32_t)left,
+                .timeout_ms = timeout_ms,
             };
 
             if (ioctl(vmaug_client_fd(client), VMAUG_IOC_UPLOAD_CHUNK,

@@ -1,9 +1,11 @@
 # The host helper is killed, during an upload too, and restarted: calls
 # fail with a clear status while it is away, the guest and driver carry on,
 # events report the loss and the return, the next call after the helper
-# is back works, and the interrupted upload resumes.
+# is back works, and the interrupted upload resumes.  Then it hangs instead
+# of dying: calls time out and late answers are dropped.
 # needs: helper
 # package: restartecho 24
+# package: stallecho 4
 # memory: 512M
 # timeout: 400
 wait_helper connected 30
@@ -42,3 +44,18 @@ set -- $(vmaug-upload-steps begin $pkg restartecho 1.0)
 [ "$2" -eq "$off" ] || fail "the upload resumed at $2, not at $off"
 vmaugment upload $pkg --name restartecho --module-version 1.0
 vmaugment query restartecho | grep -q ' stored$' || fail "restartecho not stored"
+
+# A helper that stops answering without going away: the driver's timeout
+# ends the calls (a chunk too, whose pinned pages the device still holds);
+# when the helper wakes up its late answers are dropped and the next calls
+# work.
+pkg=/data/stallecho.vmod
+set -- $(vmaug-upload-steps begin $pkg stallecho 1.0)
+id=$1
+host_action stop-helper
+expect_fail 3 'timed out' vmaugment --timeout 500 query nothing-here
+expect_fail 3 'timed out' vmaug-upload-steps chunks $pkg "$id" 0 1 500
+host_action cont-helper
+expect_fail 1 NOT_FOUND vmaugment query nothing-here
+vmaugment upload $pkg --name stallecho --module-version 1.0
+vmaugment query stallecho | grep -q ' stored$' || fail "stallecho not stored"
