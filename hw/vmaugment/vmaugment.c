@@ -126,19 +126,30 @@ static void vmaugment_fail(VirtIOVMAugment *s, VirtQueueElement *elem,
 
 /* ---- Requests the device answers itself ---- */
 
+static void vmaugment_fill_config(VirtIOVMAugment *s,
+                                  struct virtio_vmaugment_config *cfg)
+{
+    cfg->proto_version = cpu_to_le32(VMAUG_PROTO_VERSION);
+    cfg->helper_state = cpu_to_le32(s->helper_ready ?
+                                    VMAUG_HELPER_CONNECTED :
+                                    VMAUG_HELPER_DISCONNECTED);
+    cfg->max_req_payload = cpu_to_le32(VMAUG_MAX_REQ_PAYLOAD);
+    cfg->max_resp_payload = cpu_to_le32(VMAUG_MAX_RESP_PAYLOAD);
+}
+
+/* VERSION's answer starts with the configuration space's fields. */
+QEMU_BUILD_BUG_ON(offsetof(struct vmaug_version_info, device) !=
+                  sizeof(struct virtio_vmaugment_config));
+
 static uint16_t vmaugment_op_version(VirtIOVMAugment *s,
                                      const uint8_t *payload, uint32_t len,
                                      uint8_t *out, uint32_t *out_len)
 {
-    struct vmaug_version_info info = {
-        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
-        .helper_state = cpu_to_le32(s->helper_ready ?
-                                    VMAUG_HELPER_CONNECTED :
-                                    VMAUG_HELPER_DISCONNECTED),
-        .max_req_payload = cpu_to_le32(VMAUG_MAX_REQ_PAYLOAD),
-        .max_resp_payload = cpu_to_le32(VMAUG_MAX_RESP_PAYLOAD),
-    };
+    struct vmaug_version_info info = {};
+    struct virtio_vmaugment_config cfg;
 
+    vmaugment_fill_config(s, &cfg);
+    memcpy(&info, &cfg, sizeof(cfg));
     pstrcpy((char *)info.device, sizeof(info.device), VMAUGMENT_DEVICE_NAME);
     memcpy(out, &info, sizeof(info));
     *out_len = sizeof(info);
@@ -1135,16 +1146,9 @@ static uint64_t vmaugment_get_features(VirtIODevice *vdev, uint64_t features,
 
 static void vmaugment_get_config(VirtIODevice *vdev, uint8_t *data)
 {
-    VirtIOVMAugment *s = VMAUGMENT(vdev);
-    struct virtio_vmaugment_config cfg = {
-        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
-        .helper_state = cpu_to_le32(s->helper_ready ?
-                                    VMAUG_HELPER_CONNECTED :
-                                    VMAUG_HELPER_DISCONNECTED),
-        .max_req_payload = cpu_to_le32(VMAUG_MAX_REQ_PAYLOAD),
-        .max_resp_payload = cpu_to_le32(VMAUG_MAX_RESP_PAYLOAD),
-    };
+    struct virtio_vmaugment_config cfg;
 
+    vmaugment_fill_config(VMAUGMENT(vdev), &cfg);
     memcpy(data, &cfg, sizeof(cfg));
 }
 
