@@ -1,0 +1,98 @@
+/*
+ * Fuzz target: the helper's device link, fed what a hostile QEMU could
+ * send (a valid HELLO is prepended so that requests are reached).
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include "helper.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fuzz_quiet(const gchar *domain, GLogLevelFlags level,
+                       const gchar *message, gpointer user_data)
+{
+}
+
+static Helper *fuzz_helper(void)
+{
+    static Helper h;
+    static gboolean ready;
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *dir = NULL;
+    VmaugStore *store;
+
+    if (ready) {
+        return &h;
+    }
+    g_log_set_default_handler(fuzz_quiet, NULL);
+    dir = g_dir_make_tmp("vmaug-fuzz-XXXXXX", &error);
+    g_assert_no_error(error);
+    h.default_store = g_build_filename(dir, "store", NULL);
+    h.allowed_stores = g_ptr_array_new_with_free_func(g_free);
+    h.trust = vmaug_trust_store_new();     /* trusts nobody */
+    h.policy = vmaug_policy_new_default();
+    h.policy->max_package_size = 64 * 1024;
+    h.module_host = g_strdup("/nonexistent");
+    h.call_timeout_ms = 100;
+    h.spare_fd = -1;
+    h.stores = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                     (GDestroyNotify)vmaug_store_free);
+    h.manifests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                        (GDestroyNotify)vmaug_manifest_free);
+    store = vmaug_store_open(h.default_store, h.trust, h.policy, &error);
+    g_assert_no_error(error);
+    g_hash_table_insert(h.stores, g_strdup(h.default_store), store);
+    ready = TRUE;
+    return &h;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    Helper *h = fuzz_helper();
+    struct {
+        struct vmaug_host_msg m;
+        struct vmaug_host_hello hello;
+    } hello = {
+        .m = {
+            .magic = GUINT32_TO_LE(VMAUG_HOST_MAGIC),
+            .type = GUINT16_TO_LE(VMAUG_HOST_HELLO),
+            .len = GUINT32_TO_LE(sizeof(struct vmaug_host_hello)),
+        },
+        .hello = { .proto_version = GUINT32_TO_LE(VMAUG_PROTO_VERSION) },
+    };
+    int sv[2];
+    Device *dev;
+    guint8 sink[65536];
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        return 0;
+    }
+    dev = device_new(h, sv[0]);
+    if (write(sv[1], &hello, sizeof(hello)) != sizeof(hello)) {
+        abort();
+    }
+    /* Small inputs fit the socket buffer whole. */
+    if (size > 0 && write(sv[1], data, MIN(size, 100000)) < 0) {
+        abort();
+    }
+    shutdown(sv[1], SHUT_WR);
+    for (guint i = 0; i < 64 && g_main_context_iteration(NULL, FALSE); i++) {
+        while (recv(sv[1], sink, sizeof(sink), MSG_DONTWAIT) > 0) {
+        }
+    }
+    if (g_list_find(h->devices, dev) != NULL) {
+        device_free(dev);
+    }
+    /* A closed device frees itself from an idle callback. */
+    while (g_main_context_iteration(NULL, FALSE)) {
+    }
+    close(sv[1]);
+    return 0;
+}
