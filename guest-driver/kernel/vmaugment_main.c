@@ -875,9 +875,10 @@ static void vmaug_config_changed(struct virtio_device *vdev)
 
 	virtio_cread_le(vdev, struct virtio_vmaugment_config, helper_state,
 			&state);
-	dev_info(&vdev->dev, "host helper %s\n",
-		 state == VMAUG_HELPER_CONNECTED ? "connected" :
-		 "disconnected");
+	/* The host decides how often this flips. */
+	dev_info_ratelimited(&vdev->dev, "host helper %s\n",
+			     state == VMAUG_HELPER_CONNECTED ? "connected" :
+			     "disconnected");
 }
 
 static int vmaug_probe(struct virtio_device *vdev)
