@@ -764,47 +764,116 @@ static void test_url(void)
     }
 }
 
-/* The command-line tool, both sides. */
+/* Run a tool; its exit status. */
+static gint test_tool(const gchar *const *argv, gchar **out)
+{
+    g_autoptr(GError) error = NULL;
+    gint status;
+
+    g_spawn_sync(NULL, (gchar **)argv, NULL, out ? G_SPAWN_DEFAULT :
+                 G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, out, NULL, &status,
+                 &error);
+    g_assert_no_error(error);
+    g_assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/*
+ * The command-line tools end to end: vmaugment-pack builds a real package
+ * of the echo module, vmaugment-repo publishes and fetches it, and
+ * vmaugment-pack verifies what arrived.
+ */
 static void test_cli(void)
 {
     g_autoptr(Case) c = case_new("ok");
-    g_autofree gchar *pkg = test_pkg_file(T.keys->admin, "echo", "2.0");
+    g_autofree gchar *pkg = g_strdup_printf("%s/echo-cli.vmod", T.dir);
     g_autofree gchar *out = NULL;
     g_autofree gchar *got = g_strdup_printf("%s/echo-2.0.vmod", c->dest);
+    g_autofree gchar *other = test_pkg_file(T.keys->admin, "echo", "2.0");
     const gchar *tool = g_getenv("VMAUG_REPO_TOOL");
+    const gchar *pack = g_getenv("VMAUG_PACK");
+    const gchar *create[] = {
+        pack, "create", "--manifest", g_getenv("VMAUG_ECHO_MANIFEST"),
+        "--payload", g_getenv("VMAUG_ECHO_SO"), "--key", T.admin_key,
+        "--cert", T.admin_cert, "--set-version", "2.0", "-o", pkg, NULL
+    };
     const gchar *publish[] = {
         tool, "publish", "--dir", c->dir, "--key", T.admin_key,
         "--cert", T.admin_cert, "--expires-days", "1", pkg, NULL
+    };
+    const gchar *conflict[] = {
+        tool, "publish", "--dir", c->dir, "--key", T.admin_key,
+        "--cert", T.admin_cert, other, NULL
+    };
+    const gchar *past[] = {
+        tool, "publish", "--dir", c->dir, "--key", T.admin_key,
+        "--cert", T.admin_cert, "--expires", "2020-01-01T00:00:00Z", NULL
     };
     const gchar *fetch[] = {
         tool, "fetch", "--url", c->url, "--trust-dir", T.keys->trust_dir,
         "--state-dir", c->state, "--ca-file", T.ca_file, "--dest", c->dest,
         "echo", NULL
     };
+    const gchar *verify[] = {
+        pack, "verify", "--trust-dir", T.keys->trust_dir, got, NULL
+    };
+    const gchar *list[] = {
+        tool, "list", "--url", c->url, "--trust-dir", T.keys->trust_dir,
+        "--state-dir", c->state, "--ca-file", T.ca_file, NULL
+    };
     const gchar *wrong_ca[] = {
         tool, "fetch", "--url", c->url, "--trust-dir", T.keys->trust_dir,
         "--state-dir", c->state, "--ca-file", T.other_ca_file, "--dest",
         c->dest, "echo", NULL
     };
-    gint status;
-    g_autoptr(GError) error = NULL;
 
+    test_run(create);
     test_run(publish);
-    g_spawn_sync(NULL, (gchar **)fetch, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                 &out, NULL, &status, &error);
-    g_assert_no_error(error);
-    g_assert_true(g_spawn_check_wait_status(status, NULL));
+    /* Another package under a published name and version is refused. */
+    g_assert_cmpint(test_tool(conflict, NULL), ==, 2);
+    /* So is an index that would be born expired. */
+    g_assert_cmpint(test_tool(past, NULL), ==, 1);
+
+    g_assert_cmpint(test_tool(fetch, &out), ==, 0);
     g_assert_nonnull(strstr(out, "echo 2.0 "));
     g_assert_true(g_file_test(got, G_FILE_TEST_IS_REGULAR));
+    g_assert_cmpint(test_tool(verify, NULL), ==, 0);
+    g_clear_pointer(&out, g_free);
+    g_assert_cmpint(test_tool(list, &out), ==, 0);
+    g_assert_nonnull(strstr(out, "metadata version 1, expires "));
+    g_assert_nonnull(strstr(out, "echo 2.0 "));
     g_assert_cmpint(g_unlink(got), ==, 0);
 
-    g_spawn_sync(NULL, (gchar **)wrong_ca, NULL,
-                 G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL, NULL, &status,
-                 &error);
-    g_assert_no_error(error);
-    g_assert_true(WIFEXITED(status));
-    g_assert_cmpint(WEXITSTATUS(status), ==, 2);
+    g_assert_cmpint(test_tool(wrong_ca, NULL), ==, 2);
     case_assert_empty(c);
+}
+
+/* Nobody listening: the start of an image needing it fails clearly. */
+static void test_unreachable(void)
+{
+    g_autoptr(Case) c = case_new("ok");
+    g_autoptr(GSocket) sock = NULL;
+    g_autoptr(GInetAddress) lo = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+    g_autoptr(GSocketAddress) addr = g_inet_socket_address_new(lo, 0);
+    g_autoptr(GSocketAddress) bound = NULL;
+    g_autoptr(GError) error = NULL;
+    guint port;
+
+    /* A port that was free a moment ago, and is closed again. */
+    sock = g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+                        G_SOCKET_PROTOCOL_TCP, &error);
+    g_assert_no_error(error);
+    g_socket_bind(sock, addr, FALSE, &error);
+    g_assert_no_error(error);
+    bound = g_socket_get_local_address(sock, &error);
+    g_assert_no_error(error);
+    port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+    g_socket_close(sock, NULL);
+
+    g_free(c->url);
+    c->url = g_strdup_printf("https://127.0.0.1:%u/", port);
+    c->opts.url = c->url;
+    case_refused(c, NULL, VMAUG_REPO_ERROR_NETWORK, "127.0.0.1");
 }
 
 int main(int argc, char **argv)
@@ -835,6 +904,7 @@ int main(int argc, char **argv)
     g_test_add_func("/repo/package-signer", test_package_signer);
     g_test_add_func("/repo/index-parse", test_index_parse);
     g_test_add_func("/repo/url", test_url);
+    g_test_add_func("/repo/unreachable", test_unreachable);
     g_test_add_func("/repo/cli", test_cli);
     rc = g_test_run();
     test_teardown();
