@@ -17,7 +17,13 @@ keygen=$build/trust/vmaugment-keygen
 pack=$build/host-modules/vmaugment-pack
 mods=$build/host-modules/modules
 
-mkdir -p "$out/trust" "$out/store"
+mkdir -p "$out/trust"
+# A fresh, empty store each time (its audit log may be append-only).
+if [ -d "$out/store" ]; then
+    chattr -R -a "$out/store" 2>/dev/null || true
+    rm -rf "$out/store"
+fi
+mkdir -p "$out/store"
 if [ ! -f "$out/admin.key" ]; then
     "$keygen" --name 'vmaugment test admin' --days 30 \
         --key "$out/admin.key" --cert "$out/trust/admin.crt"

@@ -4,6 +4,11 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <glib/gstdio.h>
 
 #include "test-common.h"
@@ -246,6 +251,18 @@ void test_rm_rf(const gchar *dir)
             !g_file_test(p, G_FILE_TEST_IS_SYMLINK)) {
             test_rm_rf(p);
         } else {
+            /* The store makes its audit log append-only where it can. */
+            int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+            int flags;
+
+            if (fd >= 0) {
+                if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 &&
+                    (flags & FS_APPEND_FL)) {
+                    flags &= ~FS_APPEND_FL;
+                    ioctl(fd, FS_IOC_SETFLAGS, &flags);
+                }
+                close(fd);
+            }
             g_unlink(p);
         }
     }

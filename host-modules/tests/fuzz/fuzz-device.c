@@ -6,18 +6,27 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
 
 #include "helper.h"
+#include "test-common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void fuzz_quiet(const gchar *domain, GLogLevelFlags level,
                        const gchar *message, gpointer user_data)
 {
+}
+
+static gchar *fuzz_dir;
+
+static void fuzz_cleanup(void)
+{
+    test_rm_rf(fuzz_dir);
 }
 
 static Helper *fuzz_helper(void)
@@ -34,6 +43,8 @@ static Helper *fuzz_helper(void)
     g_log_set_default_handler(fuzz_quiet, NULL);
     dir = g_dir_make_tmp("vmaug-fuzz-XXXXXX", &error);
     g_assert_no_error(error);
+    fuzz_dir = g_strdup(dir);
+    atexit(fuzz_cleanup);
     h.default_store = g_build_filename(dir, "store", NULL);
     h.allowed_stores = g_ptr_array_new_with_free_func(g_free);
     h.trust = vmaug_trust_store_new();     /* trusts nobody */
