@@ -15,6 +15,10 @@
 #                             beside VMAUGMENT_BUILD_DIR)
 #   VMAUGMENT_GUEST_VERBOSE=1 print every guest's console
 #
+# Output: one line per scenario (PASS/FAIL NAME ...) and a last line
+# "N passed, N failed" on stdout, the console tail of failures on stderr;
+# the exit status is non-zero if any scenario failed.
+#
 # A scenario is one file tests/guest/scenarios/NAME.sh run by the guest's
 # busybox sh with -e after tests/guest/lib/common.sh.  Header lines:
 #   # timeout: SECONDS     boot time limit (default 120)
@@ -60,7 +64,7 @@ main() {
             failed=$((failed + 1))
             if [ "$verbose" != 1 ]; then
                 tail -n 25 "$work/run/$(basename "$s" .sh)/console.log" |
-                    sed 's/^/  | /'
+                    sed 's/^/  | /' >&2
             fi
         fi
     done
