@@ -25,6 +25,8 @@
 #   # needs: helper        start the host helper and connect the device to it
 #   # memory: SIZE         guest RAM (default 512M)
 #   # qemu: ARGS           more QEMU arguments
+#   # package: NAME MIB    a signed echo-module package padded with MIB MiB,
+#                          in the guest as /data/NAME.vmod (repeatable)
 # The guest may ask the runner for host-side actions with console lines
 #   VMAUG-HOST: kill-helper | start-helper | stop-helper | cont-helper |
 #               expect-sha256 HEX
