@@ -203,6 +203,11 @@ VmaugRepoIndex *vmaug_repo_publish(const VmaugRepoPublishOptions *opts,
             return NULL;
         }
     }
+    if (opts->version == 0 && old_version == G_MAXINT64) {
+        g_set_error(error, VMAUG_REPO_ERROR, VMAUG_REPO_ERROR_INVALID,
+                    "metadata version cannot grow any more");
+        return NULL;
+    }
     if (opts->version != 0 && opts->version <= old_version) {
         g_set_error(error, VMAUG_REPO_ERROR, VMAUG_REPO_ERROR_ROLLBACK,
                     "metadata version %" G_GINT64_FORMAT " is not above the "
