@@ -878,6 +878,46 @@ static void test_unreachable(void)
     case_refused(c, NULL, VMAUG_REPO_ERROR_NETWORK, "127.0.0.1");
 }
 
+/* Throughput of a large package over loopback HTTPS (-m perf only). */
+static void test_perf_large(void)
+{
+    g_autoptr(Case) c = case_new("ok");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) payload = NULL;
+    g_autoptr(GBytes) pkg = NULL;
+    g_autoptr(VmaugRepoResult) r = NULL;
+    g_autoptr(VmaugRepoIndex) index = NULL;
+    g_autofree gchar *path = g_strdup_printf("%s/big.vmod", T.dir);
+    g_autofree gchar *m = test_manifest("echo", "9.0");
+    const gchar *pkgs[] = { path, NULL };
+    gsize size = 32 * 1024 * 1024;
+    guint32 *buf = g_malloc(size);
+    GRand *rand = g_rand_new_with_seed(7);
+    gdouble secs;
+
+    for (gsize i = 0; i < size / 4; i++) {
+        buf[i] = g_rand_int(rand);
+    }
+    g_rand_free(rand);
+    payload = g_bytes_new_take(buf, size);
+    pkg = vmaug_package_build(m, NULL, payload, T.keys->admin, &error);
+    g_assert_no_error(error);
+    g_file_set_contents(path, g_bytes_get_data(pkg, NULL),
+                        g_bytes_get_size(pkg), &error);
+    g_assert_no_error(error);
+    index = case_publish_full(c, T.admin_key, T.admin_cert, NULL,
+                              g_get_real_time() / G_USEC_PER_SEC + DAY, pkgs);
+
+    g_test_timer_start();
+    r = case_fetch_ok(c, "9.0");
+    secs = g_test_timer_elapsed();
+    g_test_minimized_result(secs, "fetch of %" G_GUINT64_FORMAT " bytes: "
+                            "%.3f s, %.1f MiB/s (index, signature, package, "
+                            "hash, package signature, fsync)", r->size, secs,
+                            r->size / secs / (1024 * 1024));
+    g_unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     int rc;
@@ -908,6 +948,9 @@ int main(int argc, char **argv)
     g_test_add_func("/repo/url", test_url);
     g_test_add_func("/repo/unreachable", test_unreachable);
     g_test_add_func("/repo/cli", test_cli);
+    if (g_test_perf()) {
+        g_test_add_func("/repo/perf/large", test_perf_large);
+    }
     rc = g_test_run();
     test_teardown();
     return rc;
