@@ -793,6 +793,47 @@ static int module_payload_memfd(Module *m, GBytes *payload, GError **error)
     return fd;
 }
 
+/*
+ * Start vmaugment-module-host with its link socket at MODLINK_FD_SOCKET
+ * and @extra descriptors after it; only these are inherited (GLib closes
+ * the rest).  Returns our end of the link.
+ */
+static int loader_spawn_host(Helper *h, const gchar *const *argv,
+                             const gint *extra, guint n_extra, GPid *pid,
+                             GError **error)
+{
+    gint source_fds[4], target_fds[4];
+    int sv[2];
+    gboolean ok;
+
+    g_assert(n_extra < G_N_ELEMENTS(source_fds));
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "socketpair: %s", g_strerror(errno));
+        return -1;
+    }
+    source_fds[0] = sv[1];
+    target_fds[0] = MODLINK_FD_SOCKET;
+    for (guint i = 0; i < n_extra; i++) {
+        source_fds[i + 1] = extra[i];
+        target_fds[i + 1] = MODLINK_FD_SOCKET + 1 + i;
+    }
+    ok = g_spawn_async_with_pipes_and_fds(NULL, argv, NULL,
+                                          G_SPAWN_DO_NOT_REAP_CHILD |
+                                          G_SPAWN_STDIN_FROM_DEV_NULL |
+                                          G_SPAWN_STDOUT_TO_DEV_NULL,
+                                          NULL, NULL, -1, -1, -1,
+                                          source_fds, target_fds,
+                                          n_extra + 1, pid, NULL, NULL, NULL,
+                                          error);
+    close(sv[1]);
+    if (!ok) {
+        close(sv[0]);
+        return -1;
+    }
+    return sv[0];
+}
+
 /* ---- Spare module processes ----
  *
  * Starting a process, linking it and creating its namespaces is most of
@@ -818,31 +859,12 @@ static gboolean loader_spare_spawn(Helper *h, GError **error)
 {
     g_autofree gchar *ns = g_strdup_printf("%d", h->limits.namespaces);
     const gchar *argv[] = { h->module_host, "--spare", ns, NULL };
-    gint source_fds[1], target_fds[1] = { MODLINK_FD_SOCKET };
-    int sv[2];
-    gboolean ok;
 
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
-                    "socketpair: %s", g_strerror(errno));
-        return FALSE;
-    }
-    source_fds[0] = sv[1];
-    ok = g_spawn_async_with_pipes_and_fds(NULL, argv, NULL,
-                                          G_SPAWN_DO_NOT_REAP_CHILD |
-                                          G_SPAWN_STDIN_FROM_DEV_NULL |
-                                          G_SPAWN_STDOUT_TO_DEV_NULL,
-                                          NULL, NULL, -1, -1, -1,
-                                          source_fds, target_fds, 1,
-                                          &h->spare_pid, NULL, NULL, NULL,
-                                          error);
-    close(sv[1]);
-    if (!ok) {
-        close(sv[0]);
+    h->spare_fd = loader_spawn_host(h, argv, NULL, 0, &h->spare_pid, error);
+    if (h->spare_fd < 0) {
         h->spare_pid = 0;
         return FALSE;
     }
-    h->spare_fd = sv[0];
     h->spare_started_us = g_get_monotonic_time();
     h->spare_watch = g_child_watch_add(h->spare_pid, loader_spare_on_exit,
                                        h);
@@ -924,13 +946,10 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
     g_autoptr(GBytes) payload = vmaug_package_get_payload(pkg);
     g_autofree gchar *state_dir = NULL;
     g_autofree gchar *mem = NULL, *cpu = NULL, *files = NULL, *fsize = NULL;
-    int sv[2] = { -1, -1 };
+    int sock = -1;
     int memfd;
-    gint source_fds[3], target_fds[3] = { MODLINK_FD_SOCKET,
-                                          MODLINK_FD_PAYLOAD,
-                                          MODLINK_FD_STATE };
+    gint extra[2];
     const gchar *argv[8];
-    gboolean ok;
 
     m->dev = dev;
     m->helper = h;
@@ -958,21 +977,16 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
         module_free(m);
         return NULL;
     }
-    if (module_use_spare(m, memfd, &sv[0])) {
+    if (module_use_spare(m, memfd, &sock)) {
         /* The link took the memfd; the next load gets a new spare. */
         loader_spare_prepare(h);
         m->child_watch = g_child_watch_add(m->pid, module_on_exit, m);
         module_arm_timer(m, h->call_timeout_ms);
         return m;
     }
+    g_debug("module %s: no spare process ready, starting one for it",
+            m->name);
     loader_spare_prepare(h);
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
-                    "socketpair: %s", g_strerror(errno));
-        close(memfd);
-        module_free(m);
-        return NULL;
-    }
     mem = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.memory_bytes);
     cpu = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.cpu_seconds);
     files = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.max_files);
@@ -985,25 +999,15 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
     argv[5] = fsize;
     argv[6] = h->limits.namespaces ? "1" : "0";
     argv[7] = NULL;
-    source_fds[0] = sv[1];
-    source_fds[1] = memfd;
-    source_fds[2] = m->state_dirfd;
-    /* Only these descriptors are inherited; GLib closes the rest. */
-    ok = g_spawn_async_with_pipes_and_fds(NULL, argv, NULL,
-                                          G_SPAWN_DO_NOT_REAP_CHILD |
-                                          G_SPAWN_STDIN_FROM_DEV_NULL |
-                                          G_SPAWN_STDOUT_TO_DEV_NULL,
-                                          NULL, NULL, -1, -1, -1,
-                                          source_fds, target_fds, 3,
-                                          &m->pid, NULL, NULL, NULL, error);
-    close(sv[1]);
+    extra[0] = memfd;
+    extra[1] = m->state_dirfd;
+    sock = loader_spawn_host(h, argv, extra, 2, &m->pid, error);
     close(memfd);
-    if (!ok) {
-        close(sv[0]);
+    if (sock < 0) {
         module_free(m);
         return NULL;
     }
-    m->link = vmaug_link_new(sv[0], VMAUG_MODLINK_MAGIC,
+    m->link = vmaug_link_new(sock, VMAUG_MODLINK_MAGIC,
                              MODLINK_MAX_FROM_MODULE, HELPER_MAX_QUEUED_OUT,
                              module_on_message, module_on_link_closed, m);
     m->child_watch = g_child_watch_add(m->pid, module_on_exit, m);
