@@ -4,6 +4,7 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#define _GNU_SOURCE             /* O_TMPFILE, AT_EMPTY_PATH */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -413,12 +414,89 @@ static VmaugPackage *repo_check_package(int fd, const VmaugRepoEntry *e,
     return g_steal_pointer(&pkg);
 }
 
-/* Download @e into a temporary file of @dest_dir and check it; the caller
- * removes the file on failure. */
+/* Where a package is written until it is complete and checked. */
+typedef struct {
+    int fd;
+    gchar *path;                /* its name while it has one, else NULL */
+    gchar *prefix;              /* "<dir>/.<name>-<version>.vmod." */
+} RepoTmp;
+
+/*
+ * Prefer an unnamed file (O_TMPFILE): if the process dies mid-download
+ * nothing is left in the directory.  Otherwise a hidden temporary name.
+ */
+static gboolean repo_tmp_open(RepoTmp *t, const gchar *dir,
+                              const VmaugRepoEntry *e, GError **error)
+{
+    t->prefix = g_strdup_printf("%s/.%s-%s.vmod.", dir, e->name, e->version);
+    t->path = NULL;
+    t->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (t->fd < 0) {
+        t->path = g_strconcat(t->prefix, "XXXXXX", NULL);
+        t->fd = g_mkstemp_full(t->path, O_RDWR | O_CLOEXEC, 0600);
+    }
+    if (t->fd < 0) {
+        g_set_error(error, VMAUG_REPO_ERROR, VMAUG_REPO_ERROR_FAILED,
+                    "cannot create a file in %s: %s", dir, g_strerror(errno));
+        g_clear_pointer(&t->path, g_free);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Give the unnamed file a (hidden, unique) name so it can be renamed. */
+static gboolean repo_tmp_name(RepoTmp *t)
+{
+    g_autofree gchar *proc = g_strdup_printf("/proc/self/fd/%d", t->fd);
+
+    for (guint i = 0; i < 16 && t->path == NULL; i++) {
+        g_autofree gchar *p = g_strdup_printf("%s%08x", t->prefix,
+                                              g_random_int());
+
+        /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc does not. */
+        if (linkat(t->fd, "", AT_FDCWD, p, AT_EMPTY_PATH) == 0 ||
+            linkat(AT_FDCWD, proc, AT_FDCWD, p, AT_SYMLINK_FOLLOW) == 0) {
+            t->path = g_steal_pointer(&p);
+        } else if (errno != EEXIST) {
+            return FALSE;
+        }
+    }
+    return t->path != NULL;
+}
+
+/* Sync the complete file and move it to @final atomically. */
+static gboolean repo_tmp_commit(RepoTmp *t, const gchar *final)
+{
+    if (fsync(t->fd) != 0) {
+        return FALSE;
+    }
+    if (t->path == NULL && !repo_tmp_name(t)) {
+        return FALSE;
+    }
+    if (rename(t->path, final) != 0) {
+        return FALSE;
+    }
+    g_clear_pointer(&t->path, g_free);
+    return TRUE;
+}
+
+/* Close, and remove the file unless it was committed. */
+static void repo_tmp_close(RepoTmp *t)
+{
+    if (t->path != NULL) {
+        g_unlink(t->path);
+    }
+    if (t->fd >= 0) {
+        close(t->fd);
+    }
+    g_free(t->path);
+    g_free(t->prefix);
+}
+
+/* Download @e into @tmp and check it. */
 static VmaugRepoResult *repo_download(RepoSession *s, const VmaugRepoEntry *e,
-                                      VmaugTrustStore *trust, int fd,
-                                      const gchar *tmp, const gchar *final,
-                                      GError **error)
+                                      VmaugTrustStore *trust, RepoTmp *tmp,
+                                      const gchar *final, GError **error)
 {
     g_autofree gchar *what = g_strdup_printf("package %s %s from %s",
                                              e->name, e->version, s->base);
@@ -427,7 +505,7 @@ static VmaugRepoResult *repo_download(RepoSession *s, const VmaugRepoEntry *e,
     VmaugRepoResult *r;
     RepoSink sink = {
         .what = what, .limit = e->size, .limit_reason = "the index says so",
-        .fd = fd, .sum = sum,
+        .fd = tmp->fd, .sum = sum,
     };
     long status;
 
@@ -446,11 +524,12 @@ static VmaugRepoResult *repo_download(RepoSession *s, const VmaugRepoEntry *e,
                     g_checksum_get_string(sum), e->sha256);
         return NULL;
     }
-    pkg = repo_check_package(fd, e, trust, s->opts->max_package_size, error);
+    pkg = repo_check_package(tmp->fd, e, trust, s->opts->max_package_size,
+                             error);
     if (pkg == NULL) {
         return NULL;
     }
-    if (fsync(fd) != 0 || rename(tmp, final) != 0) {
+    if (!repo_tmp_commit(tmp, final)) {
         g_set_error(error, VMAUG_REPO_ERROR, VMAUG_REPO_ERROR_FAILED,
                     "%s: cannot store %s: %s", what, final, g_strerror(errno));
         return NULL;
@@ -471,12 +550,11 @@ VmaugRepoResult *vmaug_repo_fetch(const VmaugRepoOptions *opts,
 {
     g_autoptr(VmaugTrustStore) trust = NULL;
     g_autoptr(VmaugRepoIndex) index = NULL;
-    g_autofree gchar *tmp = NULL;
     g_autofree gchar *final = NULL;
     const VmaugRepoEntry *e;
     VmaugRepoResult *r = NULL;
     RepoSession s;
-    int fd;
+    RepoTmp tmp;
 
     if (name == NULL || !vmaug_name_is_valid(name) ||
         (version != NULL && version[0] != '\0' &&
@@ -520,20 +598,13 @@ VmaugRepoResult *vmaug_repo_fetch(const VmaugRepoOptions *opts,
         goto out;
     }
     final = g_strdup_printf("%s/%s-%s.vmod", dest_dir, e->name, e->version);
-    tmp = g_strdup_printf("%s/.%s-%s.vmod.XXXXXX", dest_dir, e->name,
-                          e->version);
-    fd = g_mkstemp_full(tmp, O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        g_set_error(error, VMAUG_REPO_ERROR, VMAUG_REPO_ERROR_FAILED,
-                    "cannot create a file in %s: %s", dest_dir,
-                    g_strerror(errno));
+    if (!repo_tmp_open(&tmp, dest_dir, e, error)) {
         goto out;
     }
-    r = repo_download(&s, e, trust, fd, tmp, final, error);
-    close(fd);
+    r = repo_download(&s, e, trust, &tmp, final, error);
+    /* A failed download never leaves a partial package behind. */
+    repo_tmp_close(&tmp);
     if (r == NULL) {
-        /* A failed download never leaves a partial package behind. */
-        g_unlink(tmp);
         goto out;
     }
     r->index_version = index->version;
