@@ -187,6 +187,8 @@ static gboolean repo_get(RepoSession *s, const gchar *rel, RepoSink *sink,
     g_autofree gchar *url = g_strconcat(s->base, "/", rel, NULL);
     gchar errbuf[CURL_ERROR_SIZE] = "";
     gint64 left_ms = (s->deadline - g_get_monotonic_time()) / 1000;
+    gint64 connect_ms = o->connect_timeout_ms ? o->connect_timeout_ms :
+                        VMAUG_REPO_DEFAULT_CONNECT_MS;
     long status = 0;
     CURLcode rc;
 
@@ -219,11 +221,10 @@ static gboolean repo_get(RepoSession *s, const gchar *rel, RepoSink *sink,
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)left_ms);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)MIN(left_ms, (gint64)(o->connect_timeout_ms ?
-                                                 o->connect_timeout_ms :
-                                                 VMAUG_REPO_DEFAULT_CONNECT_MS)));
+                     (long)MIN(left_ms, connect_ms));
     if (o->low_speed_bps > 0 && o->low_speed_s > 0) {
-        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, (long)o->low_speed_bps);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT,
+                         (long)o->low_speed_bps);
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)o->low_speed_s);
     }
     /* Refused early when the server announces a larger body; the write
@@ -232,7 +233,8 @@ static gboolean repo_get(RepoSession *s, const gchar *rel, RepoSink *sink,
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, repo_sink_write);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, "vmaugment-repo/" VMAUG_HOST_VERSION);
+    curl_easy_setopt(curl, CURLOPT_USERAGENT,
+                     "vmaugment-repo/" VMAUG_HOST_VERSION);
 
     rc = curl_easy_perform(curl);
     if (sink->error != NULL) {

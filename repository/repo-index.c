@@ -205,7 +205,8 @@ static JsonNode *repo_member(JsonObject *obj, const gchar *where,
         repo_bad(error, "%s lacks \"%s\"", where, name);
         return NULL;
     }
-    if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != type) {
+    if (!JSON_NODE_HOLDS_VALUE(node) ||
+        json_node_get_value_type(node) != type) {
         repo_bad(error, "%s member \"%s\" is not %s", where, name,
                  type == G_TYPE_INT64 ? "an integer" : "a string");
         return NULL;

@@ -168,6 +168,24 @@ VmaugRepoResult *vmaug_repo_fetch(const VmaugRepoOptions *opts,
                                   const gchar *name, const gchar *version,
                                   const gchar *dest_dir, GError **error);
 
+/* The host's module store (host-modules/common/store.h). */
+typedef struct _VmaugStore VmaugStore;
+
+/*
+ * Fetch as vmaug_repo_fetch() into "downloads" below the state directory,
+ * then install the package into @store with vmaug_store_install() (which
+ * verifies it again and applies the store's rules: per-module rollback,
+ * one content per version) and remove the download.  The repository's
+ * decision is appended to the store's audit log as action "repo-fetch" by
+ * @actor, the installation's as "install".  Returns what was installed
+ * (path NULL).  Errors are VMAUG_REPO_ERROR, or the store's
+ * VMAUG_HOST_ERROR prefixed with the package and repository.
+ */
+VmaugRepoResult *vmaug_repo_install(const VmaugRepoOptions *opts,
+                                    VmaugStore *store, const gchar *name,
+                                    const gchar *version, const gchar *actor,
+                                    GError **error);
+
 /* ---- Publishing ---- */
 
 typedef struct {

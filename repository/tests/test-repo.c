@@ -855,7 +855,8 @@ static void test_unreachable(void)
 {
     g_autoptr(Case) c = case_new("ok");
     g_autoptr(GSocket) sock = NULL;
-    g_autoptr(GInetAddress) lo = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+    g_autoptr(GInetAddress) lo =
+        g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
     g_autoptr(GSocketAddress) addr = g_inet_socket_address_new(lo, 0);
     g_autoptr(GSocketAddress) bound = NULL;
     g_autoptr(GError) error = NULL;
@@ -876,6 +877,54 @@ static void test_unreachable(void)
     c->url = g_strdup_printf("https://127.0.0.1:%u/", port);
     c->opts.url = c->url;
     case_refused(c, NULL, VMAUG_REPO_ERROR_NETWORK, "127.0.0.1");
+}
+
+/* Straight into the module store, every decision audited. */
+static void test_install(void)
+{
+    g_autoptr(Case) c = case_new("ok");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugPolicy) policy = vmaug_policy_new_default();
+    g_autofree gchar *store_dir = g_strdup_printf("%s-store", c->dest);
+    g_autofree gchar *audit = g_build_filename(store_dir, "audit.log", NULL);
+    g_autofree gchar *downloads = g_build_filename(c->state, "downloads",
+                                                   NULL);
+    g_autoptr(VmaugStore) store = NULL;
+    g_autoptr(VmaugRepoResult) r = NULL;
+    g_autoptr(VmaugStoreEntry) entry = NULL;
+    g_autoptr(GDir) d = NULL;
+
+    store = vmaug_store_open(store_dir, T.keys->trust, policy, &error);
+    g_assert_no_error(error);
+    case_publish(c, "1.0");
+    r = vmaug_repo_install(&c->opts, store, "echo", NULL, "test-host",
+                           &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(r->version, ==, "1.0");
+    g_assert_null(r->path);
+    entry = vmaug_store_lookup(store, "echo", "1.0", &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(entry->sha256, ==, r->sha256);
+    g_assert_cmpuint(test_count_lines(audit, "\"action\":\"repo-fetch\""),
+                     ==, 1);
+    g_assert_cmpuint(test_count_lines(audit, "\"action\":\"install\""),
+                     ==, 1);
+    /* The download served and is gone. */
+    d = g_dir_open(downloads, 0, NULL);
+    g_assert_nonnull(d);
+    g_assert_null(g_dir_read_name(d));
+
+    /* A refusal is audited with its reason and installs nothing. */
+    case_tamper(c, -1, 200);
+    g_clear_pointer(&r, vmaug_repo_result_free);
+    r = vmaug_repo_install(&c->opts, store, "echo", "1.0", "test-host",
+                           &error);
+    g_assert_null(r);
+    g_assert_error(error, VMAUG_REPO_ERROR, VMAUG_REPO_ERROR_MISMATCH);
+    g_assert_cmpuint(test_count_lines(audit, "differs from the index"), ==,
+                     1);
+    g_assert_cmpuint(test_count_lines(audit, "\"action\":\"install\""),
+                     ==, 1);
 }
 
 /* Throughput of a large package over loopback HTTPS (-m perf only). */
@@ -947,6 +996,7 @@ int main(int argc, char **argv)
     g_test_add_func("/repo/index-parse", test_index_parse);
     g_test_add_func("/repo/url", test_url);
     g_test_add_func("/repo/unreachable", test_unreachable);
+    g_test_add_func("/repo/install", test_install);
     g_test_add_func("/repo/cli", test_cli);
     if (g_test_perf()) {
         g_test_add_func("/repo/perf/large", test_perf_large);

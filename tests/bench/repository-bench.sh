@@ -15,4 +15,5 @@ meson test -C "$build" --no-rebuild --suite repository \
     echo "repository-bench: the repository tests failed" >&2
     exit 1
 }
-grep -h 'min perf:' "$build/meson-logs/testlog.txt" | sed 's/^# min perf: /repository: /'
+grep -h 'min perf:' "$build/meson-logs/testlog.txt" |
+    sed 's/^# min perf: /repository: /'
