@@ -249,12 +249,16 @@ static gboolean repo_get(RepoSession *s, const gchar *rel, RepoSink *sink,
         return FALSE;
     }
     if (rc != CURLE_OK) {
-        if (strcmp(errbuf, curl_easy_strerror(rc)) == 0) {
-            errbuf[0] = '\0';
-        }
-        g_set_error(error, VMAUG_REPO_ERROR, repo_curl_error_code(rc),
-                    "%s: %s%s%s", sink->what, curl_easy_strerror(rc),
-                    errbuf[0] ? ": " : "", errbuf);
+        VmaugRepoError code = repo_curl_error_code(rc);
+
+        /* libcurl's detail often repeats its summary: say it once. */
+        g_set_error(error, VMAUG_REPO_ERROR, code, "%s: %s%s%s%s",
+                    sink->what, code == VMAUG_REPO_ERROR_TLS ?
+                    "TLS connection refused: " : "",
+                    strstr(errbuf, curl_easy_strerror(rc)) ? "" :
+                    curl_easy_strerror(rc),
+                    errbuf[0] && !strstr(errbuf, curl_easy_strerror(rc)) ?
+                    ": " : "", errbuf);
         return FALSE;
     }
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -334,6 +338,7 @@ static VmaugRepoIndex *repo_session_index(RepoSession *s,
     }
     index = repo_index_parse(json, error);
     if (index == NULL) {
+        g_prefix_error(error, "%s: ", what);
         return NULL;
     }
     index->signer = g_strdup(signer->common_name);

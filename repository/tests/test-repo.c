@@ -591,10 +591,10 @@ static void test_tls_wrong_ca(void)
 
     case_publish(c, "1.0");
     c->opts.ca_file = T.other_ca_file;
-    case_refused(c, NULL, VMAUG_REPO_ERROR_TLS, NULL);
+    case_refused(c, NULL, VMAUG_REPO_ERROR_TLS, "TLS connection refused");
     /* The system's CAs do not know the test CA either. */
     c->opts.ca_file = NULL;
-    case_refused(c, NULL, VMAUG_REPO_ERROR_TLS, NULL);
+    case_refused(c, NULL, VMAUG_REPO_ERROR_TLS, "TLS connection refused");
 }
 
 static void test_tls_wrong_host(void)
@@ -605,7 +605,7 @@ static void test_tls_wrong_host(void)
     g_free(c->url);
     c->url = g_strdup_printf("%s/ok/%s/", T.wrong_host.url, c->name);
     c->opts.url = c->url;
-    case_refused(c, NULL, VMAUG_REPO_ERROR_TLS, NULL);
+    case_refused(c, NULL, VMAUG_REPO_ERROR_TLS, "does not match");
 }
 
 static void test_unknown_signer(void)
