@@ -56,9 +56,11 @@ struct vmaug_dev {
 	struct virtqueue *evt_vq;	/* NULL without VIRTIO_VMAUGMENT_F_EVENTS */
 	u32 max_req_payload;
 
-	/* Protects both virtqueues, @dead, @sessions and @reap_list. */
+	/* Protects the virtqueues, the flags, @sessions and @reap_list. */
 	spinlock_t lock;
-	bool dead;			/* removed: submit nothing more */
+	bool dead;			/* no queues (removed, suspended) */
+	bool removed;			/* gone for good: sessions see ENODEV */
+	bool running;			/* queues set up; under the device lock */
 	wait_queue_head_t req_space;	/* request queue had no room */
 	unsigned long returns;		/* requests given back so far */
 	atomic64_t next_id;
@@ -68,6 +70,7 @@ struct vmaug_dev {
 	struct work_struct evt_work;
 	struct list_head sessions;
 	struct mutex sub_lock;		/* one SUBSCRIBE to the device at a time */
+	struct work_struct sub_work;	/* tell a restored device the mask */
 
 	int index;
 	char name[24];
@@ -556,6 +559,17 @@ out_free_req:
 	return err;
 }
 
+/* A restored device starts with its default mask: send it ours again. */
+static void vmaug_sub_work(struct work_struct *work)
+{
+	struct vmaug_dev *vd = container_of(work, struct vmaug_dev, sub_work);
+
+	mutex_lock(&vd->sub_lock);
+	if (vmaug_sessions_mask(vd))
+		vmaug_send_subscribe(vd, VMAUG_INTERNAL_TIMEOUT_MS);
+	mutex_unlock(&vd->sub_lock);
+}
+
 static long vmaug_ioctl_subscribe(struct vmaug_session *s, void __user *argp)
 {
 	struct vmaug_dev *vd = s->vd;
@@ -631,14 +645,14 @@ static ssize_t vmaug_read(struct file *file, char __user *buf, size_t count,
 		if (rec)
 			break;
 		ret = -ENODEV;
-		if (READ_ONCE(vd->dead))
+		if (READ_ONCE(vd->removed))
 			goto out_unlock;
 		ret = -EAGAIN;
 		if (file->f_flags & O_NONBLOCK)
 			goto out_unlock;
 		ret = wait_event_interruptible(s->wq,
 					       !list_empty_careful(&s->events) ||
-					       READ_ONCE(vd->dead));
+					       READ_ONCE(vd->removed));
 		if (ret)
 			goto out_unlock;
 	}
@@ -666,7 +680,7 @@ static __poll_t vmaug_poll(struct file *file, poll_table *wait)
 	spin_lock_irqsave(&vd->lock, flags);
 	if (!list_empty(&s->events))
 		mask |= EPOLLIN | EPOLLRDNORM;
-	if (vd->dead)
+	if (vd->removed)
 		mask |= EPOLLHUP | EPOLLERR;
 	spin_unlock_irqrestore(&vd->lock, flags);
 	return mask;
@@ -881,6 +895,81 @@ static void vmaug_config_changed(struct virtio_device *vdev)
 			     "disconnected");
 }
 
+/* Set up the queues and let requests in. */
+static int vmaug_start(struct vmaug_dev *vd)
+{
+	struct virtio_device *vdev = vd->vdev;
+	unsigned long flags;
+	int err;
+
+	err = vmaug_find_vqs(vd,
+			     virtio_has_feature(vdev, VIRTIO_VMAUGMENT_F_EVENTS));
+	if (err) {
+		dev_err(&vdev->dev, "cannot set up virtqueues: %d\n", err);
+		return err;
+	}
+	virtio_device_ready(vdev);
+
+	if (vd->evt_vq) {
+		err = vmaug_fill_event_vq(vd);
+		if (err) {
+			void *buf;
+
+			virtio_reset_device(vdev);
+			while ((buf = virtqueue_detach_unused_buf(vd->evt_vq)))
+				kfree(buf);
+			vdev->config->del_vqs(vdev);
+			return err;
+		}
+	}
+	spin_lock_irqsave(&vd->lock, flags);
+	vd->dead = false;
+	spin_unlock_irqrestore(&vd->lock, flags);
+	vd->running = true;
+	return 0;
+}
+
+/*
+ * Stop the device and fail every request it still holds with @err; its
+ * callers see @err at once, abandoned requests are freed.
+ */
+static void vmaug_stop(struct vmaug_dev *vd, int err)
+{
+	struct virtio_device *vdev = vd->vdev;
+	struct vmaug_req *r;
+	unsigned long flags;
+	void *buf;
+
+	if (!vd->running)
+		return;
+	vd->running = false;
+
+	/* From here on nothing new reaches the queues. */
+	spin_lock_irqsave(&vd->lock, flags);
+	vd->dead = true;
+	spin_unlock_irqrestore(&vd->lock, flags);
+	wake_up_all(&vd->req_space);
+
+	virtio_reset_device(vdev);
+	spin_lock_irqsave(&vd->lock, flags);
+	while ((r = virtqueue_detach_unused_buf(vd->req_vq)))
+		vmaug_req_returned(vd, r, 0, err);
+	if (vd->evt_vq)
+		while ((buf = virtqueue_detach_unused_buf(vd->evt_vq)))
+			kfree(buf);
+	spin_unlock_irqrestore(&vd->lock, flags);
+
+	/*
+	 * Freeing the interrupts waits for running callbacks, so no work can
+	 * be queued from there after this; the work items see @dead and leave
+	 * the queues alone.
+	 */
+	vdev->config->del_vqs(vdev);
+	cancel_work_sync(&vd->evt_work);
+	cancel_work_sync(&vd->sub_work);
+	flush_work(&vd->reap_work);
+}
+
 static int vmaug_probe(struct virtio_device *vdev)
 {
 	struct vmaug_dev *vd;
@@ -903,6 +992,7 @@ static int vmaug_probe(struct virtio_device *vdev)
 	kref_init(&vd->ref);
 	get_device(&vdev->dev);
 	vd->vdev = vdev;
+	vd->dead = true;
 	vd->max_req_payload = min_t(u32, max_req, VMAUG_MAX_REQ_PAYLOAD);
 	spin_lock_init(&vd->lock);
 	init_waitqueue_head(&vd->req_space);
@@ -910,27 +1000,18 @@ static int vmaug_probe(struct virtio_device *vdev)
 	INIT_LIST_HEAD(&vd->sessions);
 	INIT_WORK(&vd->reap_work, vmaug_reap_work);
 	INIT_WORK(&vd->evt_work, vmaug_evt_work);
+	INIT_WORK(&vd->sub_work, vmaug_sub_work);
 	mutex_init(&vd->sub_lock);
 	vdev->priv = vd;
 
-	err = vmaug_find_vqs(vd,
-			     virtio_has_feature(vdev, VIRTIO_VMAUGMENT_F_EVENTS));
-	if (err) {
-		dev_err(&vdev->dev, "cannot set up virtqueues: %d\n", err);
+	err = vmaug_start(vd);
+	if (err)
 		goto out_put_dev;
-	}
-	virtio_device_ready(vdev);
-
-	if (vd->evt_vq) {
-		err = vmaug_fill_event_vq(vd);
-		if (err)
-			goto out_reset_device;
-	}
 
 	vd->index = ida_alloc(&vmaug_ida, GFP_KERNEL);
 	if (vd->index < 0) {
 		err = vd->index;
-		goto out_reset_device;
+		goto out_stop_device;
 	}
 	if (vd->index)
 		snprintf(vd->name, sizeof(vd->name), "vmaugment%d", vd->index);
@@ -952,15 +1033,8 @@ static int vmaug_probe(struct virtio_device *vdev)
 
 out_free_index:
 	ida_free(&vmaug_ida, vd->index);
-out_reset_device:
-	virtio_reset_device(vdev);
-	if (vd->evt_vq) {
-		void *buf;
-
-		while ((buf = virtqueue_detach_unused_buf(vd->evt_vq)))
-			kfree(buf);
-	}
-	vdev->config->del_vqs(vdev);
+out_stop_device:
+	vmaug_stop(vd, -ENODEV);
 out_put_dev:
 	vmaug_dev_put(vd);
 	return err;
@@ -970,41 +1044,46 @@ static void vmaug_remove(struct virtio_device *vdev)
 {
 	struct vmaug_dev *vd = vdev->priv;
 	struct vmaug_session *s;
-	struct vmaug_req *r;
 	unsigned long flags;
-	void *buf;
 
-	/* From here on nothing new reaches the queues. */
 	spin_lock_irqsave(&vd->lock, flags);
-	vd->dead = true;
+	vd->removed = true;
 	spin_unlock_irqrestore(&vd->lock, flags);
-	wake_up_all(&vd->req_space);
 
 	misc_deregister(&vd->misc);
 	ida_free(&vmaug_ida, vd->index);
+	vmaug_stop(vd, -ENODEV);
 
-	/* Stop the device, then fail whatever it still held. */
-	virtio_reset_device(vdev);
+	/* Open files stay valid; readers and pollers learn the device left. */
 	spin_lock_irqsave(&vd->lock, flags);
-	while ((r = virtqueue_detach_unused_buf(vd->req_vq)))
-		vmaug_req_returned(vd, r, 0, -ENODEV);
-	if (vd->evt_vq)
-		while ((buf = virtqueue_detach_unused_buf(vd->evt_vq)))
-			kfree(buf);
 	list_for_each_entry(s, &vd->sessions, node)
 		wake_up_interruptible(&s->wq);
 	spin_unlock_irqrestore(&vd->lock, flags);
-
-	/*
-	 * Freeing the interrupts waits for running callbacks, so no work can
-	 * be queued after this; the work items see @dead and leave the
-	 * queues alone.
-	 */
-	vdev->config->del_vqs(vdev);
-	cancel_work_sync(&vd->evt_work);
-	flush_work(&vd->reap_work);
 	vmaug_dev_put(vd);
 }
+
+#ifdef CONFIG_PM_SLEEP
+/*
+ * Suspend: the device loses its queues.  Callers were frozen (their waits
+ * ended with -EINTR); whatever the device still holds is failed.
+ */
+static int vmaug_freeze(struct virtio_device *vdev)
+{
+	vmaug_stop(vdev->priv, -EINTR);
+	return 0;
+}
+
+static int vmaug_restore(struct virtio_device *vdev)
+{
+	struct vmaug_dev *vd = vdev->priv;
+	int err;
+
+	err = vmaug_start(vd);
+	if (!err)
+		schedule_work(&vd->sub_work);
+	return err;
+}
+#endif
 
 static const unsigned int vmaug_features[] = {
 	VIRTIO_VMAUGMENT_F_EVENTS,
@@ -1024,6 +1103,10 @@ static struct virtio_driver vmaug_driver = {
 	.probe = vmaug_probe,
 	.remove = vmaug_remove,
 	.config_changed = vmaug_config_changed,
+#ifdef CONFIG_PM_SLEEP
+	.freeze = vmaug_freeze,
+	.restore = vmaug_restore,
+#endif
 };
 
 module_virtio_driver(vmaug_driver);
