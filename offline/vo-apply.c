@@ -946,7 +946,7 @@ gboolean vo_apply_image(const char *image, const char *format,
     }
 
     if (!vo_disk_check_unlocked(absimage, error) ||
-        !(fmt = vo_disk_probe_format(absimage, format, error))) {
+        !(fmt = vo_disk_probe_format(absimage, format, TRUE, error))) {
         vo_apply_status(report, "error");
         return FALSE;
     }

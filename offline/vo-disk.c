@@ -142,7 +142,7 @@ static gboolean vo_disk_run(const char *const *argv, char **out,
 }
 
 char *vo_disk_probe_format(const char *image, const char *format,
-                           GError **error)
+                           gboolean for_writing, GError **error)
 {
     g_autofree char *out = NULL;
     g_autoptr(JsonParser) parser = json_parser_new();
@@ -193,6 +193,21 @@ char *vo_disk_probe_format(const char *image, const char *format,
             return NULL;
         }
     }
+    if (for_writing && spec && json_object_has_member(spec, "data")) {
+        JsonObject *data = json_object_get_object_member(spec, "data");
+        const char *type = data ? json_object_get_string_member_with_default(
+                                      data, "create-type", "")
+                                : "";
+
+        /* QEMU writes streamOptimized VMDKs only when creating them. */
+        if (g_str_equal(type, "streamOptimized")) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "%s is a streamOptimized VMDK, which QEMU cannot "
+                        "modify; convert it first (qemu-img convert -O vmdk)",
+                        image);
+            return NULL;
+        }
+    }
     return g_strdup(json_object_get_string_member(obj, "format"));
 }
 
@@ -224,7 +239,7 @@ VoDisk *vo_disk_open_full(const char *image, const char *format,
         return NULL;
     }
     disk->format = probe || !format
-                       ? vo_disk_probe_format(image, format, error)
+                       ? vo_disk_probe_format(image, format, writable, error)
                        : g_strdup(format);
     if (!disk->format) {
         return NULL;

@@ -40,9 +40,10 @@ const char *vo_disk_qemu_tool(const char *name);
 gboolean vo_disk_check_unlocked(const char *image, GError **error);
 
 /* Format as reported by qemu-img (probing unless @format is given), and
- * refusal of images QEMU itself flags as corrupt. */
+ * refusal of images QEMU itself flags as corrupt, or (@for_writing) cannot
+ * modify. */
 char *vo_disk_probe_format(const char *image, const char *format,
-                           GError **error);
+                           gboolean for_writing, GError **error);
 
 VoDisk *vo_disk_open(const char *image, const char *format,
                      gboolean writable, GError **error);

@@ -15,7 +15,7 @@
 # pays for debootstrap (about a minute).  Tests copy images before writing.
 set -euo pipefail
 
-fixture_version=2
+fixture_version=3
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/vmaugment/offline
 qemu_img=${VMAUGMENT_QEMU_IMG:-}
 if [ -z "$qemu_img" ]; then
@@ -199,7 +199,19 @@ string:FIXTURE-PC
 commit
 HIVE
     printf '127.0.0.1 localhost\r\n' >"$sys32/drivers/etc/hosts"
-    printf 'MZ fixture, not a real program' >"$sys32/cmd.exe"
+    # The smallest PE32+ console header file(1) and libguestfs accept, so
+    # that libguestfs recognises the fixture as Windows.
+    python3 - "$sys32/cmd.exe" <<'PE'
+import struct, sys
+dos = bytearray(64)
+dos[0:2] = b"MZ"
+struct.pack_into("<I", dos, 0x3C, 0x40)
+coff = b"PE\0\0" + struct.pack("<HHIIIHH", 0x8664, 0, 0, 0, 0, 240, 0x22)
+opt = bytearray(240)
+struct.pack_into("<H", opt, 0, 0x20B)   # PE32+
+struct.pack_into("<H", opt, 68, 3)      # console subsystem
+open(sys.argv[1], "wb").write(bytes(dos) + coff + bytes(opt))
+PE
     printf 'demo application\r\n' >"$tree/Program Files/Demo/readme.txt"
     printf 'old log\r\n' >"$tree/Users/Public/old.log"
 

@@ -32,19 +32,20 @@ vo apply "$tmp/w.qcow2" "$tmp/win.vmab" >/dev/null
 eval "$(guestfish --listen)"
 bg_pids+=("$GUESTFISH_PID")
 gf() { guestfish --remote -- "$@"; }
-gf add-drive-ro "$tmp/l.qcow2" format:qcow2
-gf add-drive-ro "$tmp/w.qcow2" format:qcow2
+gf add-drive "$tmp/l.qcow2" readonly:true format:qcow2
+gf add-drive "$tmp/w.qcow2" readonly:true format:qcow2
 gf run
 
 # The Linux disk is /dev/sda: libguestfs' inspection against ours.
 root=$(gf inspect-os | grep sda | head -1)
 [ "$(gf inspect-get-distro "$root")" = debian ] || fail "guestfs distro"
 [ "$(gf inspect-get-major-version "$root")" = 12 ] || fail "guestfs version"
-gf_apps=$(gf inspect-list-applications2 "$root" | grep -c '^app2_name:' || true)
-our_apps=$(json_get "$tmp/inspect.json" packages | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
-[ "$gf_apps" = "$our_apps" ] || fail "libguestfs lists $gf_apps packages, we $our_apps"
+# Listing applications needs the guest's filesystems mounted.
 gf mount-ro /dev/sda1 /
 gf mount-ro /dev/sda2 /srv
+gf_apps=$(gf inspect-list-applications2 "$root" | grep -cE '^[[:space:]]*app2_name:' || true)
+our_apps=$(json_get "$tmp/inspect.json" packages | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+[ "$gf_apps" = "$our_apps" ] || fail "libguestfs lists $gf_apps packages, we $our_apps"
 [ "$(gf cat /etc/motd)" = "patched motd" ] || fail "guestfs: motd"
 [ "$(gf checksum sha256 /opt/demo/big.bin)" = \
   "$(sha256sum <"$tmp/payload/big.bin" | cut -d' ' -f1)" ] || fail "guestfs: big.bin"

@@ -60,6 +60,13 @@ head -c 100000 "$fix/debian.qcow2" >"$bad"
 refuse "$bad" "cannot open|not a usable|corrupt|invalid|beyond|NBD" apply "$bad" "$tmp/demo.vmab"
 pass "corrupt qcow2 refused"
 
+# --- a format QEMU cannot modify.
+"$QEMU_IMG" convert -O vmdk -o subformat=streamOptimized "$fix/debian.qcow2" "$tmp/so.vmdk"
+"$VMAUGMENT_OFFLINE" inspect "$tmp/so.vmdk" >/dev/null || fail "streamOptimized inspect"
+refuse "$tmp/so.vmdk" "streamOptimized VMDK" apply "$tmp/so.vmdk" "$tmp/demo.vmab"
+rm -f "$tmp/so.vmdk"
+pass "streamOptimized VMDK readable, refused for apply"
+
 # --- unsupported layout: the root on XFS.
 xfs=$tmp/xfs.raw
 truncate -s 400M "$xfs"
