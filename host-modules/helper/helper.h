@@ -37,6 +37,7 @@ typedef struct {
     guint call_timeout_ms;
     SandboxLimits limits;
     gchar *cups_queue;
+    gboolean module_stderr;         /* module processes may write to ours */
     GHashTable *stores;             /* canonical dir -> VmaugStore */
     GHashTable *manifests;          /* package sha256 -> VmaugManifest */
     GList *devices;
@@ -103,6 +104,7 @@ struct _Module {
     GArray *load_waiters;           /* device tags */
     gint64 started_us;
     int state_dirfd;
+    gchar *state_dir;
     /* What one init, call or event may ask of the host (loader.c). */
     guint budget_events;
     guint budget_logs;

@@ -22,6 +22,9 @@
 #include "helper.h"
 #include "modlink.h"
 
+/* Files a module may keep in its state directory. */
+#define MODULE_MAX_STATE_FILES  1024
+
 /* Grace a module gets to run its fini before SIGKILL. */
 #define MODULE_STOP_GRACE_MS    500
 
@@ -78,6 +81,7 @@ static void module_free(Module *m)
     if (m->state_dirfd >= 0) {
         close(m->state_dirfd);
     }
+    g_free(m->state_dir);
     g_free(m->name);
     g_free(m->version);
     g_free(m);
@@ -259,6 +263,18 @@ static int module_state_open(Module *m, guint32 flags, const gchar *path)
 
     if ((flags & ~allowed) != 0 || !module_path_ok(path)) {
         return -EINVAL;
+    }
+    /* RLIMIT_FSIZE bounds each file; this bounds how many there are. */
+    if ((flags & O_CREAT) && faccessat(m->state_dirfd, path, F_OK,
+                                       AT_SYMLINK_NOFOLLOW) < 0) {
+        g_autoptr(GDir) d = g_dir_open(m->state_dir, 0, NULL);
+        guint n = 0;
+
+        while (d != NULL && g_dir_read_name(d) != NULL) {
+            if (++n >= MODULE_MAX_STATE_FILES) {
+                return -EDQUOT;
+            }
+        }
     }
     how.flags = flags | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
     if (!(flags & O_CREAT)) {
@@ -821,7 +837,9 @@ static int loader_spawn_host(Helper *h, const gchar *const *argv,
     ok = g_spawn_async_with_pipes_and_fds(NULL, argv, NULL,
                                           G_SPAWN_DO_NOT_REAP_CHILD |
                                           G_SPAWN_STDIN_FROM_DEV_NULL |
-                                          G_SPAWN_STDOUT_TO_DEV_NULL,
+                                          G_SPAWN_STDOUT_TO_DEV_NULL |
+                                          (h->module_stderr ? 0 :
+                                           G_SPAWN_STDERR_TO_DEV_NULL),
                                           NULL, NULL, -1, -1, -1,
                                           source_fds, target_fds,
                                           n_extra + 1, pid, NULL, NULL, NULL,
@@ -964,6 +982,7 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
 
     state_dir = g_build_filename(vmaug_store_get_dir(dev->store), "state",
                                  m->name, NULL);
+    m->state_dir = g_strdup(state_dir);
     if (g_mkdir_with_parents(state_dir, 0700) < 0 ||
         (m->state_dirfd = open(state_dir, O_RDONLY | O_DIRECTORY |
                                O_CLOEXEC | O_NOFOLLOW)) < 0) {

@@ -299,6 +299,8 @@ int main(int argc, char **argv)
     h.limits.max_file_bytes = 64 * 1024 * 1024;
     h.limits.namespaces = !opt_no_namespaces;
     h.cups_queue = opt_cups_queue;
+    /* A module could fill our log through its stderr: only when asked. */
+    h.module_stderr = opt_verbose;
     h.stores = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                      (GDestroyNotify)vmaug_store_free);
     h.manifests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,

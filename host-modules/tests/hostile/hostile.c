@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -134,6 +135,21 @@ static int hostile_call(void *priv, const char *f, const void *in,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
         return p != MAP_FAILED ? VMAUG_S_OK : VMAUG_S_DENIED;
+    }
+    if (strcmp(f, "files") == 0) {
+        /* Fill the host's disk with files in the state directory. */
+        for (int i = 0; i < 5000; i++) {
+            char name[32];
+            int fd;
+
+            snprintf(name, sizeof(name), "junk-%d", i);
+            fd = api->state_open(host, name, O_WRONLY | O_CREAT);
+            if (fd < 0) {
+                return VMAUG_S_DENIED;
+            }
+            close(fd);
+        }
+        return VMAUG_S_OK;
     }
     if (strcmp(f, "flood") == 0) {
         /* Try to drown the VM's event queue (and get it disconnected). */
