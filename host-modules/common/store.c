@@ -26,6 +26,7 @@ typedef struct {
     gchar *name;
     gchar *version;
     int fd;
+    gint64 last_active;             /* monotonic, microseconds */
 } StoreUpload;
 
 struct _VmaugStore {
@@ -34,6 +35,7 @@ struct _VmaugStore {
     const VmaugPolicy *policy;
     int audit_fd;
     GHashTable *uploads;            /* guint64 id -> StoreUpload */
+    gint64 upload_idle_us;
 };
 
 static void store_upload_free(StoreUpload *u)
@@ -341,6 +343,7 @@ static gboolean store_load_upload(VmaugStore *store, const gchar *hex)
     u->offset = st.st_size;
     u->name = g_strdup(json_object_get_string_member(o, "name"));
     u->version = g_strdup(json_object_get_string_member(o, "version"));
+    u->last_active = g_get_monotonic_time();
     g_hash_table_insert(store->uploads, &u->id, u);
     return TRUE;
 }
@@ -401,6 +404,8 @@ VmaugStore *vmaug_store_open(const gchar *dir, VmaugTrustStore *trust,
     store->trust = trust;
     store->policy = policy;
     store->audit_fd = -1;
+    store->upload_idle_us = (gint64)VMAUG_STORE_UPLOAD_IDLE_S *
+                            G_USEC_PER_SEC;
     store->uploads = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL,
                                            (GDestroyNotify)store_upload_free);
     if (g_mkdir_with_parents(store->dir, 0750) < 0) {
@@ -766,6 +771,37 @@ static void store_drop_upload(VmaugStore *store, StoreUpload *u)
     g_hash_table_remove(store->uploads, &u->id);
 }
 
+void vmaug_store_set_upload_idle(VmaugStore *store, guint seconds)
+{
+    store->upload_idle_us = (gint64)seconds * G_USEC_PER_SEC;
+}
+
+/*
+ * All upload slots taken: free the one idle longest, if it has been idle
+ * long enough.  Unfinished uploads survive restarts, so without this a
+ * guest that never finishes could keep every other guest from uploading.
+ */
+static gboolean store_expire_upload(VmaugStore *store, const gchar *actor)
+{
+    GHashTableIter it;
+    StoreUpload *u, *oldest = NULL;
+
+    g_hash_table_iter_init(&it, store->uploads);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&u)) {
+        if (oldest == NULL || u->last_active < oldest->last_active) {
+            oldest = u;
+        }
+    }
+    if (oldest == NULL ||
+        g_get_monotonic_time() - oldest->last_active < store->upload_idle_us) {
+        return FALSE;
+    }
+    vmaug_store_audit(store, actor, "upload-expire", oldest->name,
+                      oldest->version, oldest->hex, NULL, NULL);
+    store_drop_upload(store, oldest);
+    return TRUE;
+}
+
 gboolean vmaug_store_upload_begin(VmaugStore *store, guint64 size,
                                   const guint8 sha256[32], const gchar *name,
                                   const gchar *version, const gchar *actor,
@@ -789,6 +825,7 @@ gboolean vmaug_store_upload_begin(VmaugStore *store, guint64 size,
             g_strcmp0(u->version, version) == 0) {
             *upload_id = u->id;
             *offset = u->offset;
+            u->last_active = g_get_monotonic_time();
             return TRUE;
         }
     }
@@ -808,7 +845,8 @@ gboolean vmaug_store_upload_begin(VmaugStore *store, guint64 size,
                     "this package is already stored");
     } else if (!store_admit(store, name, version, NULL, &local)) {
         /* local set */
-    } else if (g_hash_table_size(store->uploads) >= VMAUG_STORE_MAX_UPLOADS) {
+    } else if (g_hash_table_size(store->uploads) >= VMAUG_STORE_MAX_UPLOADS &&
+               !store_expire_upload(store, actor)) {
         g_set_error(&local, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
                     "too many unfinished uploads");
     }
@@ -828,6 +866,7 @@ gboolean vmaug_store_upload_begin(VmaugStore *store, guint64 size,
     u->size = size;
     u->name = g_strdup(name);
     u->version = g_strdup(version);
+    u->last_active = g_get_monotonic_time();
     ppath = g_strconcat(store->dir, "/uploads/", hex, ".part", NULL);
     jpath = g_strconcat(store->dir, "/uploads/", hex, ".json", NULL);
     u->fd = open(ppath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
@@ -892,6 +931,7 @@ gboolean vmaug_store_upload_chunk(VmaugStore *store, guint64 upload_id,
         done += n;
     }
     u->offset += len;
+    u->last_active = g_get_monotonic_time();
     *new_offset = u->offset;
     return TRUE;
 }

@@ -21,8 +21,10 @@
 
 G_BEGIN_DECLS
 
-/* Unfinished uploads a store keeps at once. */
+/* Unfinished uploads a store keeps at once; when all are taken, one idle
+ * this long is dropped for a new one. */
 #define VMAUG_STORE_MAX_UPLOADS     4
+#define VMAUG_STORE_UPLOAD_IDLE_S   600
 
 typedef struct _VmaugStore VmaugStore;
 
@@ -79,6 +81,7 @@ gboolean vmaug_store_check_version(VmaugStore *store, const gchar *name,
 GPtrArray *vmaug_store_list(VmaugStore *store);
 
 /* Uploads: see VMAUG_OP_UPLOAD_* in the protocol header. */
+void vmaug_store_set_upload_idle(VmaugStore *store, guint seconds);
 gboolean vmaug_store_upload_begin(VmaugStore *store, guint64 size,
                                   const guint8 sha256[32], const gchar *name,
                                   const gchar *version, const gchar *actor,

@@ -447,6 +447,40 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
     g_assert_cmpuint(test_count_lines(f->audit, "\"refuse\""), ==, 5);
 }
 
+static void test_upload_slots(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    guint8 sha[32] = { 0 };
+    guint64 id, first = 0, off;
+
+    for (guint i = 0; i < VMAUG_STORE_MAX_UPLOADS; i++) {
+        sha[0] = i + 1;
+        g_assert_true(vmaug_store_upload_begin(f->store, 100, sha, "echo",
+                                               "3.0", "test", &id, &off,
+                                               &error));
+        g_assert_no_error(error);
+        if (i == 0) {
+            first = id;
+        }
+    }
+    /* Every slot is taken by uploads that are still fresh. */
+    sha[0] = 99;
+    g_assert_false(vmaug_store_upload_begin(f->store, 100, sha, "echo",
+                                            "3.0", "test", &id, &off,
+                                            &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY);
+    g_clear_error(&error);
+    /* Abandoned ones give way, the oldest first. */
+    vmaug_store_set_upload_idle(f->store, 0);
+    g_assert_true(vmaug_store_upload_begin(f->store, 100, sha, "echo", "3.0",
+                                           "test", &id, &off, &error));
+    g_assert_no_error(error);
+    g_assert_false(vmaug_store_upload_chunk(f->store, first, 0, sha, 1, &off,
+                                            &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
+    g_assert_cmpuint(test_count_lines(f->audit, "upload-expire"), ==, 1);
+}
+
 static void test_repair(Fixture *f, gconstpointer data)
 {
     g_autoptr(GError) error = NULL;
@@ -536,6 +570,7 @@ int main(int argc, char **argv)
     ADD("/store/tamper/wrong-json-types", test_wrong_json_types);
     ADD("/store/upload/resume", test_upload_resume);
     ADD("/store/upload/refusals", test_upload_refusals);
+    ADD("/store/upload/slots", test_upload_slots);
     ADD("/store/repair", test_repair);
     return g_test_run();
 }
