@@ -12,7 +12,7 @@
 struct _VmaugTrustStore {
     GPtrArray *certs;           /* gnutls_x509_crt_t, trusted, owned */
     GPtrArray *crls;            /* gnutls_x509_crl_t, as added, owned */
-    GPtrArray *valid_crls;      /* borrowed from crls: signed by a CA of certs */
+    GPtrArray *valid_crls;      /* of crls, those a trusted CA signed */
     gnutls_x509_trust_list_t tl;    /* copies of certs and crls */
 };
 

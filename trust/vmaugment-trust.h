@@ -92,8 +92,8 @@ GBytes *vmaug_trust_identity_get_certificate(VmaugTrustIdentity *identity,
 /* The certificate's common name. */
 gchar *vmaug_trust_identity_get_name(VmaugTrustIdentity *identity);
 /*
- * Sign @data (not empty) detached.  Returns the DER PKCS#7 signature (SHA-256, signing
- * time and the signer certificate included).
+ * Sign @data (not empty) detached.  Returns the DER PKCS#7 signature
+ * (SHA-256, signing time and the signer certificate included).
  */
 GBytes *vmaug_trust_identity_sign(VmaugTrustIdentity *identity, GBytes *data,
                                   GError **error);

@@ -2,12 +2,12 @@
  * The link between the helper and one sandboxed module process.
  *
  * A module process started for a module inherits one end of a socket
- * pair as fd
- * MODLINK_FD_SOCKET, its verified payload as a sealed memfd at
+ * pair as fd MODLINK_FD_SOCKET, its verified payload as a sealed memfd at
  * MODLINK_FD_PAYLOAD and its state directory at MODLINK_FD_STATE (the
- * root it is confined to where the host allows chroot).  Messages use the framing of the host helper link,
- * struct vmaug_host_msg with magic VMAUG_MODLINK_MAGIC, followed by len
- * bytes; every number is little-endian.
+ * root it is confined to where the host allows chroot).  Messages use the
+ * framing of the host helper link, struct vmaug_host_msg with magic
+ * VMAUG_MODLINK_MAGIC, followed by len bytes; every number is
+ * little-endian.
  *
  * The helper sends one CALL or EVENT at a time and waits for its RESULT;
  * while it waits, the module may send API requests (each answered by a

@@ -27,8 +27,9 @@ int sandbox_unshare(void);
  * Apply limits, namespaces, PR_SET_NO_NEW_PRIVS and the seccomp filter to
  * the calling process, in that order.  @sock_fd is the one socket the
  * module may send and receive on; with namespaces, the process is also
- * confined (chroot) to the directory @root_fd, where the host allows it.  Returns 0 or a negative errno; on
- * failure the caller must exit, never run the module unconfined.
+ * confined (chroot) to the directory @root_fd, where the host allows it.
+ * Returns 0 or a negative errno; on failure the caller must exit, never
+ * run the module unconfined.
  */
 int sandbox_apply(const SandboxLimits *limits, int sock_fd, int root_fd);
 

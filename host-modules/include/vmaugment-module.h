@@ -39,11 +39,11 @@ extern "C" {
 #define VMAUG_CAP_STATE             "state"         /* own state directory */
 #define VMAUG_CAP_SPOOL             "spool"         /* printer spool */
 #define VMAUG_CAP_EVENTS            "events"        /* messages to the guest */
-#define VMAUG_CAP_UI                "ui"            /* UI elements to the host */
+#define VMAUG_CAP_UI                "ui"            /* UI to the host */
 #define VMAUG_CAP_RESTART_IMAGE     "restart-image"
 #define VMAUG_CAP_RESTART_HOST      "restart-host"
 #define VMAUG_CAP_MODULES           "modules"       /* install modules */
-#define VMAUG_CAP_HOST_READ         "host-read"     /* read granted host paths */
+#define VMAUG_CAP_HOST_READ         "host-read"     /* read granted paths */
 
 /* Log levels for vmaug_host_api.log. */
 #define VMAUG_LOG_ERROR             0
