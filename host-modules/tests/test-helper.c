@@ -420,6 +420,66 @@ static void test_hostile_device(Fixture *f, gconstpointer data)
                                      NULL, 0, &r));
 }
 
+static void test_cancel(Fixture *f, gconstpointer data)
+{
+    struct vmaug_invoke inv = { 0 };
+    struct virtio_vmaugment_req req = {
+        .opcode = GUINT16_TO_LE(VMAUG_OP_INVOKE),
+        .len = GUINT32_TO_LE(sizeof(inv)),
+    };
+    g_autoptr(GByteArray) msg = g_byte_array_new();
+    g_auto(HelperReply) r = { 0 };
+    struct vmaug_list_req lr = { .what = GUINT32_TO_LE(VMAUG_LIST_MODULES) };
+
+    upload_module(f, "hostile", "1.0");
+    g_assert_cmpuint(helper_load(f->c, "hostile", NULL, NULL), ==,
+                     VMAUG_S_OK);
+    /* A call that will never answer, cancelled by a device reset. */
+    g_strlcpy((gchar *)inv.module, "hostile", sizeof(inv.module));
+    g_strlcpy((gchar *)inv.function, "spin", sizeof(inv.function));
+    g_byte_array_append(msg, (const guint8 *)&req, sizeof(req));
+    g_byte_array_append(msg, (const guint8 *)&inv, sizeof(inv));
+    helper_client_send_msg(f->c, VMAUG_HOST_REQUEST, 777, msg->data,
+                           msg->len);
+    helper_client_send_msg(f->c, VMAUG_HOST_CANCEL, 777, NULL, 0);
+    /* The module is killed when its call times out; the cancelled tag is
+     * never answered (helper_client_call would fail on a stray tag). */
+    g_assert_nonnull(helper_client_wait_event(f->c,
+                                              VMAUG_EVENT_MODULE_CRASHED,
+                                              10000));
+    g_assert_true(helper_client_call(f->c, VMAUG_OP_LIST, &lr, sizeof(lr),
+                                     NULL, 0, &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_OK);
+    /* A CANCEL with a payload breaks the framing rules. */
+    helper_client_send_msg(f->c, VMAUG_HOST_CANCEL, 1, "x", 1);
+    g_assert_true(helper_client_closed(f->c, 5000));
+}
+
+static void test_allowed_store(Fixture *f, gconstpointer data)
+{
+    g_autofree gchar *other = g_build_filename(f->keys->dir, "other-image",
+                                               NULL);
+    g_autofree gchar *objects = g_build_filename(other, "objects", NULL);
+    g_autoptr(HelperClient) c2 = NULL;
+    g_autoptr(GBytes) pkg = module_package(f->keys->admin, "echo", "1.0");
+    const gchar *args[] = { "--allow-store", other, NULL };
+    g_autoptr(GDir) d = NULL;
+
+    helper_client_free(f->c);
+    helper_kill(f->pid);
+    fixture_start(f, args);
+    /* Another image, another store: what one uploads the other lacks. */
+    c2 = helper_client_connect(f->socket, other);
+    g_assert_cmpuint(helper_upload(c2, pkg, "echo", "1.0", 65536), ==,
+                     VMAUG_S_OK);
+    g_assert_cmpuint(helper_query(c2, "echo", NULL, NULL), ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_query(f->c, "echo", NULL, NULL), ==,
+                     VMAUG_S_NOT_FOUND);
+    d = g_dir_open(objects, 0, NULL);
+    g_assert_nonnull(d);
+    g_assert_nonnull(g_dir_read_name(d));
+}
+
 /* ---- Tamper corpus over the upload path ---- */
 
 static void test_tamper_upload(Fixture *f, gconstpointer data)
@@ -838,6 +898,8 @@ int main(int argc, char **argv)
     ADD("/helper/register-list", test_register_list);
     ADD("/helper/several-devices", test_several_devices);
     ADD("/helper/hostile-device", test_hostile_device);
+    ADD("/helper/cancel", test_cancel);
+    ADD("/helper/allowed-store", test_allowed_store);
     ADD("/helper/tamper-upload", test_tamper_upload);
     ADD("/helper/escape", test_escape);
     ADD("/helper/supervise", test_supervise);
