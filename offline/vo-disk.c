@@ -141,6 +141,42 @@ static gboolean vo_disk_run(const char *const *argv, char **out,
     return TRUE;
 }
 
+/*
+ * A QEMU built without some block drivers probes their images as raw; the
+ * guest would then look empty.  Recognise the common magics to say why.
+ */
+static gboolean vo_disk_check_not_foreign(const char *image, GError **error)
+{
+    static const struct {
+        const char *magic;
+        gsize len;
+        const char *driver;
+    } magics[] = {
+        { "KDMV", 4, "vmdk" }, { "vhdxfile", 8, "vhdx" },
+        { "conectix", 8, "vpc" }, { "QFI\xfb", 4, "qcow2" },
+        { "<<< Oracle VM VirtualBox Disk Image >>>", 39, "vdi" },
+    };
+    char head[64] = { 0 };
+    int fd = open(image, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, head, sizeof(head)) : -1;
+
+    if (fd >= 0) {
+        close(fd);
+    }
+    for (gsize i = 0; got > 0 && i < G_N_ELEMENTS(magics); i++) {
+        if ((gsize)got >= magics[i].len &&
+            memcmp(head, magics[i].magic, magics[i].len) == 0) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "%s looks like a %s image, but %s has no %s driver "
+                        "(set VMAUGMENT_QEMU_IMG/VMAUGMENT_QEMU_NBD to a "
+                        "QEMU built with it)", image, magics[i].driver,
+                        vo_disk_qemu_tool("qemu-img"), magics[i].driver);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 char *vo_disk_probe_format(const char *image, const char *format,
                            gboolean for_writing, GError **error)
 {
@@ -192,6 +228,10 @@ char *vo_disk_probe_format(const char *image, const char *format,
                         "'qemu-img check -r all' first", image);
             return NULL;
         }
+    }
+    if (g_str_equal(json_object_get_string_member(obj, "format"), "raw") &&
+        !format && !vo_disk_check_not_foreign(image, error)) {
+        return NULL;
     }
     if (for_writing && spec && json_object_has_member(spec, "data")) {
         JsonObject *data = json_object_get_object_member(spec, "data");

@@ -183,3 +183,23 @@ no_sidecars() {
     d=$(dirname "$1"); b=$(basename "$1")
     ! ls -A "$d" | grep -q "^\.$b\.vmaugment" || fail "sidecar files left next to $1"
 }
+
+# Whether this QEMU has the block driver for format $1 (a QEMU built with
+# few features lacks vmdk, vhdx...): tests skip what it cannot read.
+qemu_has_format() {
+    # "Supported formats:" (QEMU 7) or "Supported image formats:" (10).
+    "$QEMU_IMG" --help 2>/dev/null |
+        sed -n '/^Supported .*formats:/,/^See /p' | tr ' ' '\n' | grep -qx "$1"
+}
+
+# The formats of $@ that this QEMU supports (a note for each skipped one).
+usable_formats() {
+    local f
+    for f in "$@"; do
+        if qemu_has_format "$f"; then
+            echo "$f"
+        else
+            echo "# $QEMU_IMG has no $f driver: skipped" >&2
+        fi
+    done
+}

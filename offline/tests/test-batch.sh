@@ -22,7 +22,7 @@ JSON
 imgs=$tmp/images
 mkdir -p "$imgs"
 cp "$lfix/debian.qcow2" "$imgs/a.qcow2"
-cp "$lfix/debian.vmdk" "$imgs/b.vmdk"
+cp --sparse=always "$lfix/debian.raw" "$imgs/b.raw"
 cp "$lfix/debian.qcow2" "$imgs/c.qcow2"
 cp "$wfix/windows.qcow2" "$imgs/w.qcow2"
 echo "not an image" >"$imgs/notes.txt"
@@ -37,7 +37,7 @@ python3 - "$tmp/batch.json" <<'PY' || fail "batch report"
 import json, os, sys
 d = json.load(open(sys.argv[1]))
 st = {os.path.basename(i["image"]): i["status"] for i in d["images"]}
-assert st == {"a.qcow2": "applied", "b.vmdk": "applied",
+assert st == {"a.qcow2": "applied", "b.raw": "applied",
               "c.qcow2": "skipped-in-use", "w.qcow2": "applied"}, st
 assert d["summary"] == {"applied": 3, "skipped-in-use": 1}, d["summary"]
 PY
@@ -45,7 +45,7 @@ PY
 grep -q '^\[4/4\]' "$tmp/progress" || fail "no progress lines"
 [ "$(sha256sum <"$imgs/c.qcow2")" = "$sum_c" ] || fail "in-use image changed"
 vo verify "$imgs/a.qcow2" "$tmp/demo.vmab" >/dev/null || fail "a not patched"
-vo verify "$imgs/b.vmdk" "$tmp/demo.vmab" >/dev/null || fail "b not patched"
+vo verify "$imgs/b.raw" "$tmp/demo.vmab" >/dev/null || fail "b not patched"
 vo verify "$imgs/w.qcow2" "$tmp/win.vmab" >/dev/null || fail "w not patched"
 pass "batch: 3 patched in parallel, 1 in use skipped, 7 reports"
 
@@ -65,16 +65,16 @@ cat >"$imgs/appliance.ovf" <<'XML'
 <?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"
           xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
-  <References><File ovf:id="file1" ovf:href="b.vmdk"/></References>
+  <References><File ovf:id="file1" ovf:href="b.raw"/></References>
   <DiskSection><Info>disks</Info></DiskSection>
 </Envelope>
 XML
 vo inspect "$imgs/appliance.ovf" >"$tmp/ovf.json"
-[ "$(json_get "$tmp/ovf.json" format)" = vmdk ] || fail "OVF inspect"
+[ "$(json_get "$tmp/ovf.json" format)" = raw ] || fail "OVF inspect"
 vo batch --bundle "$tmp/demo.vmab" "$imgs/appliance.ovf" >"$tmp/ovf-batch.json" 2>/dev/null
 [ "$(json_get "$tmp/ovf-batch.json" images 0 status)" = already-applied ] ||
     fail "OVF batch"
-sed 's#ovf:href="b.vmdk"#ovf:href="../b.vmdk"#' "$imgs/appliance.ovf" >"$imgs/evil.ovf"
+sed 's#ovf:href="b.raw"#ovf:href="../b.raw"#' "$imgs/appliance.ovf" >"$imgs/evil.ovf"
 expect_refusal "not a plain file name" inspect "$imgs/evil.ovf"
 pass "OVF descriptors lead to their disks; escaping references refused"
 

@@ -61,11 +61,17 @@ refuse "$bad" "cannot open|not a usable|corrupt|invalid|beyond|NBD" apply "$bad"
 pass "corrupt qcow2 refused"
 
 # --- a format QEMU cannot modify.
-"$QEMU_IMG" convert -O vmdk -o subformat=streamOptimized "$fix/debian.qcow2" "$tmp/so.vmdk"
-"$VMAUGMENT_OFFLINE" inspect "$tmp/so.vmdk" >/dev/null || fail "streamOptimized inspect"
-refuse "$tmp/so.vmdk" "streamOptimized VMDK" apply "$tmp/so.vmdk" "$tmp/demo.vmab"
-rm -f "$tmp/so.vmdk"
-pass "streamOptimized VMDK readable, refused for apply"
+if qemu_has_format vmdk; then
+    "$QEMU_IMG" convert -O vmdk -o subformat=streamOptimized "$fix/debian.qcow2" "$tmp/so.vmdk"
+    "$VMAUGMENT_OFFLINE" inspect "$tmp/so.vmdk" >/dev/null || fail "streamOptimized inspect"
+    refuse "$tmp/so.vmdk" "streamOptimized VMDK" apply "$tmp/so.vmdk" "$tmp/demo.vmab"
+    rm -f "$tmp/so.vmdk"
+    pass "streamOptimized VMDK readable, refused for apply"
+else
+    # Without the driver the image must not pass for an empty raw disk.
+    refuse "$fix/debian.vmdk" "has no vmdk driver" inspect "$fix/debian.vmdk"
+    pass "vmdk without a vmdk driver refused"
+fi
 
 # --- unsupported layout: the root on XFS.
 xfs=$tmp/xfs.raw

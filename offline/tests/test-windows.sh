@@ -8,7 +8,8 @@ source "$(dirname "$0")/lib.sh"
 fix=$(bash "$here/make-fixtures.sh" windows)
 make_identity
 
-for fmt in qcow2 vmdk vhdx raw; do
+formats=$(usable_formats qcow2 vmdk vhdx raw)
+for fmt in $formats; do
     out=$tmp/inspect-$fmt.json
     vo inspect "$fix/windows.$fmt" >"$out"
     [ "$(json_get "$out" os family)" = windows ] || fail "$fmt: family"
@@ -18,7 +19,7 @@ for fmt in qcow2 vmdk vhdx raw; do
     [ "$(json_get "$out" packages 0 name)" = 7-Zip ] || fail "$fmt: uninstall"
     [ "$(json_get "$out" packages 1 name)" = KB5034441 ] || fail "$fmt: KB"
 done
-pass "inspect Windows on qcow2, vmdk, vhdx, raw"
+pass "inspect Windows on" $formats
 
 mkdir -p "$tmp/payload"
 printf '127.0.0.1 localhost\r\n10.0.0.1 update.example\r\n' >"$tmp/payload/hosts"
@@ -77,7 +78,7 @@ ntfs_check() {
     rm -f "$part"
 }
 
-for fmt in qcow2 vhdx vmdk; do
+for fmt in $(usable_formats qcow2 vhdx vmdk); do
     img=$tmp/win.$fmt
     cp "$fix/windows.$fmt" "$img"
     vo apply --dry-run "$img" "$tmp/win.vmab" >"$tmp/dry.json"
