@@ -66,6 +66,11 @@ build_userspace() {
             "$build/guest-driver/lib/libvmaugment-static.a" -lnettle -lpthread ||
             die "cannot build $src"
     done
+    # A 32-bit caller goes through the driver's compat ioctl path.
+    cc -m32 -static -O2 -g -Wall -Wextra -Werror -std=gnu11 \
+        -I"$root/include/uapi" -o "$work/progs/vmaug-threads32" \
+        "$here/progs/vmaug-threads.c" -lpthread ||
+        die "cannot build the 32-bit test program (gcc-multilib)"
 }
 
 # The part of the initramfs that every scenario shares.

@@ -20,3 +20,6 @@ echo "8000 concurrent pings matched"
 
 # The same with threads sharing one open file.
 vmaug-threads 8 1000
+
+# And from a 32-bit process (compat ioctl).
+vmaug-threads32 4 250
