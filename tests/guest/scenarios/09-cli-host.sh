@@ -31,6 +31,9 @@ vmaugment unregister echo@1.0
 vmaugment --json list | tee /tmp/mods.json
 grep -q '"name":"echo"' /tmp/mods.json || fail "echo not in the module list"
 
+# Event delivery, ordering and overflow on files of their own.
+vmaug-events 200
+
 vmaugment unload echo
 wait $watcher || fail "module-loaded and module-unloaded events not both seen"
 cat /tmp/events
