@@ -479,6 +479,14 @@ gboolean vo_apply_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
                 }
             }
             break;
+        case VO_FILE_OP_XATTR:
+            if (p.fs && !p.fs->ops->set_xattr) {
+                vo_apply_fail_op(op, error, VO_ERROR_UNSUPPORTED,
+                                 "the filesystem has no extended attributes "
+                                 "here");
+                goto fail;
+            }
+            /* fall through */
         case VO_FILE_OP_CHMOD:
         case VO_FILE_OP_CHOWN:
             if (!p.exists || fresh) {
@@ -497,6 +505,7 @@ gboolean vo_apply_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
             vo_apply_member_str(plan, "action", action);
             vo_apply_member_str(plan, "old_sha256", have);
             vo_apply_member_str(plan, "new_sha256", op->new_sha256);
+            vo_apply_member_str(plan, "xattr", op->xattr_name);
             if (op->data) {
                 json_builder_set_member_name(plan, "size");
                 json_builder_add_int_value(plan, g_bytes_get_size(op->data));
@@ -556,6 +565,10 @@ static gboolean vo_apply_execute(VoBundle *bundle, VoGuest *guest,
             break;
         case VO_FILE_OP_DELETE:
             ok = p.fs->ops->remove(p.fs, p.parent, p.leaf, p.node, error);
+            break;
+        case VO_FILE_OP_XATTR:
+            ok = p.fs->ops->set_xattr(p.fs, p.node, op->xattr_name,
+                                      op->xattr_value, error);
             break;
         case VO_FILE_OP_CHMOD:
         case VO_FILE_OP_CHOWN:
@@ -625,6 +638,29 @@ static gboolean vo_apply_verify_op(VoGuest *guest, VoFileOp *op, char **why)
                                    op->new_sha256);
             return FALSE;
         }
+    }
+    if (op->kind == VO_FILE_OP_XATTR) {
+        g_autoptr(GBytes) have_value = NULL;
+
+        if (!p.fs->ops->get_xattr) {
+            *why = g_strdup("the filesystem has no extended attributes");
+            return FALSE;
+        }
+        have_value = p.fs->ops->get_xattr(p.fs, p.node, op->xattr_name,
+                                          &local);
+        if (!op->xattr_value) {
+            if (have_value) {
+                *why = g_strdup_printf("attribute %s still set",
+                                       op->xattr_name);
+            }
+            return have_value == NULL;
+        }
+        if (!have_value || !g_bytes_equal(have_value, op->xattr_value)) {
+            *why = g_strdup_printf("attribute %s not set as expected",
+                                   op->xattr_name);
+            return FALSE;
+        }
+        return TRUE;
     }
     owners = p.fs->has_owners;
     if (!owners &&

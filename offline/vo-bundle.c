@@ -31,6 +31,10 @@ static void vo_file_op_free(VoFileOp *op)
     g_free(op->payload);
     g_free(op->new_sha256);
     g_free(op->old_sha256);
+    g_free(op->xattr_name);
+    if (op->xattr_value) {
+        g_bytes_unref(op->xattr_value);
+    }
     g_free(op);
 }
 
@@ -65,6 +69,7 @@ const char *vo_file_op_name(VoFileOpKind kind)
         [VO_FILE_OP_MKDIR] = "mkdir", [VO_FILE_OP_ADD] = "add",
         [VO_FILE_OP_REPLACE] = "replace", [VO_FILE_OP_DELETE] = "delete",
         [VO_FILE_OP_CHMOD] = "chmod", [VO_FILE_OP_CHOWN] = "chown",
+        [VO_FILE_OP_XATTR] = "xattr",
     };
 
     return names[kind];
@@ -186,7 +191,8 @@ static gboolean vo_bundle_parse_op(VoBundle *bundle, JsonNode *node,
                                    guint index, GError **error)
 {
     static const char *const allowed[] = {
-        "op", "path", "payload", "old_sha256", "mode", "uid", "gid", NULL,
+        "op", "path", "payload", "old_sha256", "mode", "uid", "gid",
+        "name", "value", NULL,
     };
     g_autofree char *where = g_strdup_printf("files[%u]", index);
     g_autoptr(GError) local = NULL;
@@ -229,6 +235,39 @@ static gboolean vo_bundle_parse_op(VoBundle *bundle, JsonNode *node,
         fop->kind = VO_FILE_OP_CHMOD;
     } else if (g_str_equal(op, "chown")) {
         fop->kind = VO_FILE_OP_CHOWN;
+    } else if (g_str_equal(op, "xattr")) {
+        static const char *const prefixes[] = {
+            "user.", "trusted.", "security.", NULL,
+        };
+        const char *name = vo_bundle_string(obj, "name", where, TRUE, error);
+        JsonNode *value = json_object_get_member(obj, "value");
+        gboolean known = FALSE;
+
+        if (!name) {
+            return FALSE;
+        }
+        for (guint i = 0; prefixes[i]; i++) {
+            known |= g_str_has_prefix(name, prefixes[i]) &&
+                     strlen(name) > strlen(prefixes[i]);
+        }
+        if (!known || strlen(name) > 255) {
+            return vo_bundle_invalid(error, "%s: xattr \"name\" must be "
+                                     "user.*, trusted.* or security.*",
+                                     where);
+        }
+        if (!value || (!JSON_NODE_HOLDS_NULL(value) &&
+                       (!JSON_NODE_HOLDS_VALUE(value) ||
+                        json_node_get_value_type(value) != G_TYPE_STRING))) {
+            return vo_bundle_invalid(error, "%s: xattr \"value\" is a "
+                                     "string, or null to remove", where);
+        }
+        fop->kind = VO_FILE_OP_XATTR;
+        fop->xattr_name = g_strdup(name);
+        if (!JSON_NODE_HOLDS_NULL(value)) {
+            const char *v = json_node_get_string(value);
+
+            fop->xattr_value = g_bytes_new(v, strlen(v));
+        }
     } else {
         return vo_bundle_invalid(error, "%s: unknown op \"%s\"", where, op);
     }
@@ -296,7 +335,14 @@ static gboolean vo_bundle_parse_op(VoBundle *bundle, JsonNode *node,
         return vo_bundle_invalid(error, "%s: chown needs \"uid\" or \"gid\"",
                                  where);
     }
-    if ((fop->kind == VO_FILE_OP_DELETE || fop->kind == VO_FILE_OP_REPLACE) &&
+    if ((json_object_has_member(obj, "name") ||
+         json_object_has_member(obj, "value")) &&
+        fop->kind != VO_FILE_OP_XATTR) {
+        return vo_bundle_invalid(error, "%s: \"name\"/\"value\" belong to "
+                                 "xattr", where);
+    }
+    if ((fop->kind == VO_FILE_OP_DELETE || fop->kind == VO_FILE_OP_REPLACE ||
+         fop->kind == VO_FILE_OP_XATTR) &&
         (fop->has_mode || fop->has_uid || fop->has_gid)) {
         return vo_bundle_invalid(error, "%s: %s takes no attributes", where,
                                  op);

@@ -25,6 +25,7 @@ typedef enum {
     VO_FILE_OP_DELETE,
     VO_FILE_OP_CHMOD,
     VO_FILE_OP_CHOWN,
+    VO_FILE_OP_XATTR,
 } VoFileOpKind;
 
 typedef struct {
@@ -36,6 +37,8 @@ typedef struct {
     char *old_sha256;       /* replace (required), delete (optional) */
     gboolean has_mode, has_uid, has_gid;
     guint32 mode, uid, gid;
+    char *xattr_name;       /* xattr */
+    GBytes *xattr_value;    /* xattr; NULL removes */
 } VoFileOp;
 
 typedef struct {

@@ -598,6 +598,74 @@ static gboolean vo_ext_set_attrs(VoFs *vfs, guint64 node, const guint32 *mode,
     return vo_ext_write_inode(vfs, node, &inode, error);
 }
 
+static gboolean vo_ext_set_xattr(VoFs *vfs, guint64 node, const char *name,
+                                 GBytes *value, GError **error)
+{
+    VoExt *ext = vfs->priv;
+    struct ext2_xattr_handle *h = NULL;
+    struct ext2_inode inode;
+    errcode_t err;
+
+    if (!vo_ext_begin_change(vfs, node, &inode, error)) {
+        return FALSE;
+    }
+    err = ext2fs_xattrs_open(ext->fs, node, &h);
+    if (!err) {
+        err = ext2fs_xattrs_read(h);
+    }
+    if (!err) {
+        err = value ? ext2fs_xattr_set(h, name, g_bytes_get_data(value, NULL),
+                                       g_bytes_get_size(value))
+                    : ext2fs_xattr_remove(h, name);
+    }
+    if (h) {
+        /* Closing writes the attributes back. */
+        errcode_t cerr = ext2fs_xattrs_close(&h);
+
+        if (!err) {
+            err = cerr;
+        }
+    }
+    if (err) {
+        return vo_ext_fail(vfs, err, error, "extended attribute");
+    }
+    return TRUE;
+}
+
+static GBytes *vo_ext_get_xattr(VoFs *vfs, guint64 node, const char *name,
+                                GError **error)
+{
+    VoExt *ext = vfs->priv;
+    struct ext2_xattr_handle *h = NULL;
+    void *value = NULL;
+    size_t len = 0;
+    errcode_t err;
+    GBytes *out = NULL;
+
+    err = ext2fs_xattrs_open(ext->fs, node, &h);
+    if (!err) {
+        err = ext2fs_xattrs_read(h);
+    }
+    if (!err) {
+        err = ext2fs_xattr_get(h, name, &value, &len);
+    }
+    if (h) {
+        ext2fs_xattrs_close(&h);
+    }
+    if (err == EXT2_ET_EA_KEY_NOT_FOUND) {
+        g_set_error(error, VO_ERROR, VO_ERROR_NOT_FOUND, "no attribute %s",
+                    name);
+        return NULL;
+    }
+    if (err) {
+        vo_ext_fail(vfs, err, error, "extended attribute");
+        return NULL;
+    }
+    out = g_bytes_new(value, len);
+    ext2fs_free_mem(&value);
+    return out;
+}
+
 static gboolean vo_ext_sync(VoFs *vfs, GError **error)
 {
     VoExt *ext = vfs->priv;
@@ -644,6 +712,8 @@ static const VoFsOps vo_ext_ops = {
     .replace = vo_ext_replace,
     .remove = vo_ext_remove,
     .set_attrs = vo_ext_set_attrs,
+    .set_xattr = vo_ext_set_xattr,
+    .get_xattr = vo_ext_get_xattr,
     .sync = vo_ext_sync,
     .close = vo_ext_close,
 };

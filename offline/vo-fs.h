@@ -52,6 +52,12 @@ typedef struct {
     gboolean (*set_attrs)(VoFs *fs, guint64 node, const guint32 *mode,
                           const guint32 *uid, const guint32 *gid,
                           GError **error);
+    /* Extended attributes; NULL where the filesystem has none.  A NULL
+     * @value removes; get fails with VO_ERROR_NOT_FOUND when absent. */
+    gboolean (*set_xattr)(VoFs *fs, guint64 node, const char *name,
+                          GBytes *value, GError **error);
+    GBytes *(*get_xattr)(VoFs *fs, guint64 node, const char *name,
+                         GError **error);
     /* Writes all metadata back to the disk (not the disk's own flush). */
     gboolean (*sync)(VoFs *fs, GError **error);
     void (*close)(VoFs *fs);

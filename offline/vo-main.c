@@ -7,7 +7,6 @@
 #define G_LOG_DOMAIN "vmaugment-offline"
 
 #include <stdio.h>
-#include <stdlib.h>
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -19,6 +18,8 @@
 #include "vo-version.h"
 
 static char *opt_format;
+/* Exit status of a command that succeeded but answers "no". */
+static int vo_main_status;
 static char *opt_trust_dir;
 static gboolean opt_dry_run;
 static char *opt_key;
@@ -268,7 +269,8 @@ static gboolean vo_main_compare_versions(int argc, char **argv,
         return FALSE;
     }
     /* Like dpkg --compare-versions: the answer is the exit status. */
-    return result ? TRUE : (exit(1), FALSE);
+    vo_main_status = result ? 0 : 1;
+    return TRUE;
 }
 
 static const struct {
@@ -352,7 +354,7 @@ int main(int argc, char **argv)
                            ? 3
                            : 1;
             }
-            return 0;
+            return vo_main_status;
         }
     }
     fprintf(stderr, "vmaugment-offline: unknown command '%s'\n", argv[1]);

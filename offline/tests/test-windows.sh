@@ -100,8 +100,15 @@ cat >"$tmp/chmod.json" <<'JSON'
 JSON
 "$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
     --output "$tmp/chmod.vmab" "$tmp/chmod.json"
+cat >"$tmp/xattr.json" <<'JSON'
+{"format": 1, "id": "xattr", "version": "1", "files": [
+  {"op": "xattr", "path": "C:\\Windows\\System32\\cmd.exe", "name": "user.x", "value": "y"}]}
+JSON
+"$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --output "$tmp/xattr.vmab" "$tmp/xattr.json"
 sum=$(sha256sum <"$img")
 expect_refusal "no POSIX owners" --trust-dir "$tmp/trust" apply "$img" "$tmp/chmod.vmab"
+expect_refusal "no extended attributes" --trust-dir "$tmp/trust" apply "$img" "$tmp/xattr.vmab"
 expect_refusal "Windows path on a linux guest|does not apply" --trust-dir "$tmp/trust" \
     apply "$(fixtures_linux)/debian.qcow2" "$tmp/win.vmab"
 [ "$(sha256sum <"$img")" = "$sum" ] || fail "refusal changed the image"

@@ -197,7 +197,7 @@ for size in 2G 20G; do
     raw=$tmp/size-$size.raw
     cp --sparse=always "$lfix/debian.raw" "$raw"
     truncate -s "$size" "$raw"
-    sfdisk --quiet --relocate gpt-bak-std "$raw"
+    sfdisk --quiet --relocate gpt-bak-std "$raw" 2>/dev/null
     "$QEMU_IMG" convert -O qcow2 "$raw" "$tmp/size-$size.qcow2"
     rm -f "$raw"
 done
