@@ -32,6 +32,9 @@ static void vo_file_op_free(VoFileOp *op)
     g_free(op->new_sha256);
     g_free(op->old_sha256);
     g_free(op->xattr_name);
+    if (op->owned_data) {
+        g_bytes_unref(op->owned_data);
+    }
     if (op->xattr_value) {
         g_bytes_unref(op->xattr_value);
     }
@@ -357,12 +360,89 @@ static gboolean vo_bundle_parse_op(VoBundle *bundle, JsonNode *node,
     return TRUE;
 }
 
+/*
+ * "marker": "DIR" adds instructions creating DIR (each level, kept when
+ * present) and DIR/ID-VERSION.json naming the bundle, the manifest's hash
+ * and the signer, for a check from inside the guest at its next boot.
+ */
+static gboolean vo_bundle_add_marker(VoBundle *bundle, JsonNode *node,
+                                     GBytes *manifest, GHashTable *paths,
+                                     GError **error)
+{
+    g_autoptr(JsonBuilder) jb = json_builder_new();
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = NULL;
+    g_autofree char *norm = NULL;
+    g_autofree char *sha = vo_sha256(manifest);
+    g_autofree char *text = NULL;
+    g_auto(GStrv) parts = NULL;
+    g_autoptr(GString) dir = g_string_new(NULL);
+    gboolean windows;
+    const char *path;
+    VoFileOp *op;
+
+    if (!JSON_NODE_HOLDS_VALUE(node) ||
+        json_node_get_value_type(node) != G_TYPE_STRING) {
+        return vo_bundle_invalid(error, "\"marker\" is a directory path");
+    }
+    path = json_node_get_string(node);
+    if (!vo_guest_check_path(path, NULL)) {
+        return vo_bundle_invalid(error, "bad \"marker\" directory");
+    }
+    windows = path[0] != '/';
+    norm = vo_guest_normalize_path(path);
+    parts = g_strsplit(norm + 1, "/", -1);
+    for (guint i = 0; parts[i]; i++) {
+        g_string_append_printf(dir, "%s%s", windows ? "\\" : "/", parts[i]);
+        op = g_new0(VoFileOp, 1);
+        op->kind = VO_FILE_OP_MKDIR;
+        op->path = g_strdup_printf("%s%s", windows ? "C:" : "", dir->str);
+        op->mode = 0755;
+        op->has_mode = op->has_uid = op->has_gid = TRUE;
+        g_ptr_array_add(bundle->files, op);
+        g_hash_table_add(paths, vo_guest_normalize_path(op->path));
+    }
+
+    json_builder_begin_object(jb);
+    json_builder_set_member_name(jb, "bundle");
+    json_builder_add_string_value(jb, bundle->id);
+    json_builder_set_member_name(jb, "version");
+    json_builder_add_string_value(jb, bundle->version);
+    json_builder_set_member_name(jb, "manifest_sha256");
+    json_builder_add_string_value(jb, sha);
+    json_builder_set_member_name(jb, "signer_fingerprint");
+    json_builder_add_string_value(jb, bundle->signer_fingerprint
+                                          ? bundle->signer_fingerprint
+                                          : "");
+    json_builder_end_object(jb);
+    root = json_builder_get_root(jb);
+    json_generator_set_root(gen, root);
+    text = json_generator_to_data(gen, NULL);
+
+    op = g_new0(VoFileOp, 1);
+    op->kind = VO_FILE_OP_ADD;
+    op->path = g_strdup_printf("%s%s%s%s-%s.json", windows ? "C:" : "",
+                               dir->str, windows ? "\\" : "/", bundle->id,
+                               bundle->version);
+    op->owned_data = g_bytes_new(text, strlen(text));
+    op->data = op->owned_data;
+    op->new_sha256 = vo_sha256(op->data);
+    op->mode = 0644;
+    op->has_mode = op->has_uid = op->has_gid = TRUE;
+    g_ptr_array_add(bundle->files, op);
+    if (!g_hash_table_add(paths, vo_guest_normalize_path(op->path))) {
+        return vo_bundle_invalid(error, "the marker's path is also an "
+                                 "instruction's");
+    }
+    return TRUE;
+}
+
 static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
                                 GError **error)
 {
     static const char *const allowed[] = {
         "format", "id", "version", "description", "applies", "files",
-        "registry", "payload", NULL,
+        "registry", "marker", "payload", NULL,
     };
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
     g_autoptr(GHashTable) paths = g_hash_table_new_full(g_str_hash,
@@ -483,6 +563,10 @@ static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
                 return FALSE;
             }
         }
+    }
+    node = json_object_get_member(obj, "marker");
+    if (node && !vo_bundle_add_marker(bundle, node, manifest, paths, error)) {
+        return FALSE;
     }
     /* Every payload carried must be one the signed manifest lists. */
     {

@@ -37,6 +37,7 @@ typedef struct {
     char *old_sha256;       /* replace (required), delete (optional) */
     gboolean has_mode, has_uid, has_gid;
     guint32 mode, uid, gid;
+    GBytes *owned_data;     /* content made from the manifest (marker) */
     char *xattr_name;       /* xattr */
     GBytes *xattr_value;    /* xattr; NULL removes */
 } VoFileOp;

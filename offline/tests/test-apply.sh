@@ -76,3 +76,21 @@ vo apply "$tmp/a.qcow2" "$tmp/xattr-off.vmab" >/dev/null || fail "xattr removal"
     fail "xattr not removed"
 rm -f "$tmp/x.raw"
 pass "xattr set and removed on ext4"
+
+# A marker for a check from inside the guest at its next boot.
+cat >"$tmp/marker.json" <<'JSON'
+{"format": 1, "id": "with-marker", "version": "7", "marker": "/var/lib/vmaugment/offline",
+ "files": [{"op": "add", "path": "/etc/marked", "payload": "motd"}]}
+JSON
+"$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --payload-dir "$tmp/payload" --output "$tmp/marker.vmab" "$tmp/marker.json"
+vo apply "$tmp/a.qcow2" "$tmp/marker.vmab" >"$tmp/marker-apply.json" ||
+    { cat "$tmp/marker-apply.json"; fail "marker apply"; }
+"$QEMU_IMG" convert -U -O raw "$tmp/a.qcow2" "$tmp/m.raw"
+debugfs_part "$tmp/m.raw" 1 cat /var/lib/vmaugment/offline/with-marker-7.json >"$tmp/marker.out"
+manifest_sha=$(tar -xOf "$tmp/marker.vmab" manifest.json | sha256sum | cut -d' ' -f1)
+[ "$(json_get "$tmp/marker.out" manifest_sha256)" = "$manifest_sha" ] ||
+    fail "marker does not name the signed manifest"
+[ "$(json_get "$tmp/marker.out" bundle)" = with-marker ] || fail "marker bundle"
+rm -f "$tmp/m.raw"
+pass "marker file names the bundle and its signed manifest"
