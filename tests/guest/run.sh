@@ -27,10 +27,13 @@
 #   # qemu: ARGS           more QEMU arguments
 #   # package: NAME MIB    a signed echo-module package padded with MIB MiB,
 #                          in the guest as /data/NAME.vmod (repeatable)
+#   # module: NAME VERSION a signed package of the real module NAME at
+#                          VERSION, as /data/NAME-VERSION.vmod (repeatable)
 # The guest may ask the runner for host-side actions with console lines
 #   VMAUG-HOST: kill-helper | start-helper | stop-helper | cont-helper |
-#               expect-sha256 HEX
-# (expect-sha256: the helper's store must hold a file with that SHA-256).
+#               expect-sha256 HEX | expect-spool HEX
+# (expect-sha256: the helper's store must hold a file with that SHA-256;
+# expect-spool: the host's print spool must hold such a document).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

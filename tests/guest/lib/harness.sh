@@ -149,6 +149,13 @@ run_scenario() {
         package_make "$pkg_name" "$pkg_mib" "$dir/initramfs/data/$pkg_name.vmod" ||
             { reason="cannot make package $pkg_name: $helper_error"; return 1; }
     done < <(sed -n 's/^# package: *//p' "$file")
+    local mod_name mod_version
+    while read -r mod_name mod_version; do
+        mkdir -p "$dir/initramfs/data"
+        module_package "$mod_name" "$mod_version" \
+            "$dir/initramfs/data/$mod_name-$mod_version.vmod" ||
+            { reason="cannot package module $mod_name: $helper_error"; return 1; }
+    done < <(sed -n 's/^# module: *//p' "$file")
     # Not compressed: packages are random bytes.  The kernel unpacks
     # concatenated archives, compressed or not, one after the other.
     (cd "$dir/initramfs" && find . -mindepth 1 |
@@ -172,7 +179,7 @@ run_scenario() {
         devargs=("${helper_qemu_args[@]}")
     fi
 
-    local qemu_status=none line expected_sha=()
+    local qemu_status=none line expected_sha=() expected_spool=()
     local log=$dir/console.log
     : >"$log"
     while IFS= read -r line; do
@@ -190,6 +197,8 @@ run_scenario() {
             helper_signal CONT ;;
         "VMAUG-HOST: expect-sha256 "*)
             expected_sha+=("${line#VMAUG-HOST: expect-sha256 }") ;;
+        "VMAUG-HOST: expect-spool "*)
+            expected_spool+=("${line#VMAUG-HOST: expect-spool }") ;;
         "VMAUG-QEMU-EXIT: "*)
             qemu_status=${line#VMAUG-QEMU-EXIT: } ;;
         esac
@@ -229,6 +238,13 @@ run_scenario() {
             return 1
         fi
         echo "host: the store holds a file with SHA-256 $sha" >>"$log"
+    done
+    for sha in "${expected_spool[@]}"; do
+        if ! helper_spool_has "$sha"; then
+            reason="the host spool holds no document with SHA-256 $sha"
+            return 1
+        fi
+        echo "host: the spool holds a document with SHA-256 $sha" >>"$log"
     done
     return 0
 }

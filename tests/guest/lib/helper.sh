@@ -56,6 +56,20 @@ package_make() {
     cp "$cache" "$out"
 }
 
+# module_package NAME VERSION OUT: a signed package of the real module
+# host-modules/modules/NAME at VERSION.
+module_package() {
+    local name=$1 version=$2 out=$3
+    helper_tools "host-modules/modules/vmaug-$name.so" || return 1
+    "$build/host-modules/vmaugment-pack" create \
+        --manifest "$root/host-modules/modules/$name/manifest.json" \
+        --payload "$build/host-modules/modules/vmaug-$name.so" \
+        --set-version "$version" \
+        --key "$work/keys/admin.key" --cert "$work/keys/admin.crt" \
+        -o "$out" >"$work/pack-$name.log" 2>&1 ||
+        { helper_error="vmaugment-pack: $(cat "$work/pack-$name.log")"; return 1; }
+}
+
 # helper_setup DIR: a fresh store and socket in DIR, and the QEMU arguments
 # that connect the device to them.
 helper_setup() {
@@ -134,10 +148,20 @@ helper_stop() {
 # The store holds a package whose bytes hash to $1: the host's own
 # confirmation of what the guest uploaded.
 helper_store_has() {
+    helper_dir_has "$helper_dir/store/objects" "$1"
+}
+
+# The host's print spool holds a document whose bytes hash to $1.
+helper_spool_has() {
+    helper_dir_has "$helper_dir/store/spool" "$1"
+}
+
+# helper_dir_has DIR HEX: a file in DIR hashes to HEX.
+helper_dir_has() {
     local f
-    for f in "$helper_dir"/store/objects/*; do
+    for f in "$1"/*; do
         [ -f "$f" ] || continue
-        if [ "$(sha256sum <"$f" | cut -d' ' -f1)" = "$1" ]; then
+        if [ "$(sha256sum <"$f" | cut -d' ' -f1)" = "$2" ]; then
             return 0
         fi
     done
