@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -859,8 +860,61 @@ static gboolean vo_apply_commit(const char *overlay, const char *journal,
     return TRUE;
 }
 
+/*
+ * One vmaugment-offline at a time per image: a second apply would take the
+ * first one's overlay for debris and delete it.  flock() locks are
+ * independent of the OFD byte locks QEMU takes on the same file (on local
+ * filesystems), so qemu-nbd and qemu-img still get theirs.
+ */
+static int vo_apply_lock(const char *image, GError **error)
+{
+    int fd = open(image, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_NOT_FOUND, "cannot open %s: %s",
+                    image, g_strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int saved = errno;
+
+        close(fd);
+        g_set_error(error, VO_ERROR, VO_ERROR_IN_USE,
+                    saved == EWOULDBLOCK
+                        ? "%s is being serviced by another vmaugment-offline"
+                        : "cannot lock %s: %s",
+                    image, g_strerror(saved));
+        return -1;
+    }
+    return fd;
+}
+
+static void vo_apply_unlock(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+    }
+}
+
+static gboolean vo_apply_recover_locked(const char *image,
+                                        const char **action, GError **error);
+
 gboolean vo_apply_recover(const char *image, const char **action,
                           GError **error)
+{
+    int fd = vo_apply_lock(image, error);
+    gboolean ok;
+
+    if (fd < 0) {
+        return FALSE;
+    }
+    ok = vo_apply_recover_locked(image, action, error);
+    close(fd);
+    return ok;
+}
+
+static gboolean vo_apply_recover_locked(const char *image,
+                                        const char **action, GError **error)
 {
     g_autofree char *overlay = vo_apply_sidecar(image, "overlay.qcow2");
     g_autofree char *journal = vo_apply_sidecar(image, "journal");
@@ -954,12 +1008,16 @@ gboolean vo_apply_image(const char *image, const char *format,
     g_autofree char *journal_text = NULL;
     const char *recovered;
     gboolean done;
+    /* Held until we return, whichever way. */
+    __attribute__((cleanup(vo_apply_unlock))) int lock_fd = -1;
 
     vo_apply_member_str(report, "image", image);
     vo_apply_member_str(report, "bundle", bundle->id);
     vo_apply_member_str(report, "bundle_version", bundle->version);
     vo_apply_member_str(report, "signer", bundle->signer);
-    if (!vo_apply_recover(absimage, &recovered, error)) {
+    lock_fd = vo_apply_lock(absimage, error);
+    if (lock_fd < 0 ||
+        !vo_apply_recover_locked(absimage, &recovered, error)) {
         vo_apply_status(report, "error");
         return FALSE;
     }

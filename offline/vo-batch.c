@@ -238,6 +238,13 @@ static void vo_batch_record(VoBatch *b, VoBatchJob *job, JsonNode *node)
     }
 }
 
+/* Messages of VO_ERROR_IN_USE, as the child reports them. */
+static gboolean vo_batch_in_use(const char *msg)
+{
+    return strstr(msg, "in use by a running QEMU") ||
+           strstr(msg, "being serviced by another vmaugment-offline");
+}
+
 static void vo_batch_child_done(GObject *source, GAsyncResult *res,
                                 gpointer data)
 {
@@ -264,8 +271,7 @@ static void vo_batch_child_done(GObject *source, GAsyncResult *res,
 
         node = vo_batch_status_node(
             job->image, bundle,
-            strstr(msg, "in use by a running QEMU") ? "skipped-in-use"
-                                                    : "error",
+            vo_batch_in_use(msg) ? "skipped-in-use" : "error",
             msg);
     }
     {
@@ -276,8 +282,7 @@ static void vo_batch_child_done(GObject *source, GAsyncResult *res,
             obj, "error", "");
 
         /* An image in use is skipped, not failed: it is patched next time. */
-        if (g_str_equal(status, "error") &&
-            strstr(msg, "in use by a running QEMU")) {
+        if (g_str_equal(status, "error") && vo_batch_in_use(msg)) {
             json_object_set_string_member(obj, "status", "skipped-in-use");
         }
     }

@@ -154,3 +154,22 @@ vo apply --dry-run "$img" "$tmp/cross.vmab" >"$tmp/cross.json"
 [ "$(json_get "$tmp/cross.json" plan 0 resolved)" = /srv/www/new.txt ] ||
     fail "cross-filesystem link resolution"
 pass "guest-absolute links resolve inside the guest"
+
+# Two applies of the same image at once: the second is refused at once and
+# the first completes (it must not lose its overlay to the second).
+cp "$fix/debian.qcow2" "$tmp/twice.qcow2"
+vo apply "$tmp/twice.qcow2" "$tmp/demo.vmab" >"$tmp/first.json" 2>&1 &
+first=$!
+for _ in $(seq 100); do
+    ls -A "$tmp" | grep -q '^\.twice\.qcow2\.vmaugment-overlay' && break
+    sleep 0.01
+done
+rc=0; vo apply "$tmp/twice.qcow2" "$tmp/demo.vmab" >"$tmp/second.json" 2>&1 || rc=$?
+wait "$first" || { cat "$tmp/first.json"; fail "the first apply failed"; }
+if [ $rc -ne 0 ]; then
+    grep -q "being serviced by another vmaugment-offline" "$tmp/second.json" ||
+        fail "second apply: $(cat "$tmp/second.json")"
+fi
+vo verify "$tmp/twice.qcow2" "$tmp/demo.vmab" >/dev/null || fail "not patched"
+no_sidecars "$tmp/twice.qcow2"
+pass "concurrent applies of one image are serialised"
