@@ -11,6 +11,7 @@
 #include <libmount.h>
 
 #include "vo-guest.h"
+#include "vo-registry.h"
 
 #define VO_MAX_SYMLINKS 40
 #define VO_MAX_PATH 4096
@@ -62,8 +63,13 @@ char *vo_guest_normalize_path(const char *path)
     if (!vo_guest_is_drive_path(path)) {
         return g_strdup(path);
     }
-    /* C:\Windows\x is /Windows/x on the system volume. */
-    norm = g_strdup(path + 2);
+    /* C:\Windows\x is /Windows/x on the system volume; D:\x is /:D/x,
+     * a name no Windows path component can have. */
+    if (g_ascii_toupper(path[0]) == 'C') {
+        norm = g_strdup(path + 2);
+    } else {
+        norm = g_strdup_printf("/:%c%s", g_ascii_toupper(path[0]), path + 2);
+    }
     g_strdelimit(norm, "\\", '/');
     return norm;
 }
@@ -74,11 +80,6 @@ gboolean vo_guest_check_path(const char *path, GError **error)
     g_autofree char *norm = NULL;
 
     if (vo_guest_is_drive_path(path)) {
-        if (g_ascii_toupper(path[0]) != 'C') {
-            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                        "path '%s': only drive C: is serviced", path);
-            return FALSE;
-        }
         norm = vo_guest_normalize_path(path);
         path = norm;
     }
@@ -511,6 +512,39 @@ out:
     return error == NULL || *error == NULL;
 }
 
+static void vo_guest_map_drive_letters(VoGuest *guest)
+{
+    g_autoptr(GPtrArray) letters = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) parts = g_ptr_array_new();
+    g_autoptr(GError) local = NULL;
+
+    if (!vo_registry_drive_letters(guest, letters, parts, &local)) {
+        /* Without SYSTEM's MountedDevices there is only C:. */
+        g_debug("no drive letters: %s", local->message);
+        return;
+    }
+    for (guint i = 0; i < letters->len; i++) {
+        g_autofree char *mp = g_strdup_printf("/:%s",
+                                              (char *)letters->pdata[i]);
+        VoMount *m;
+
+        if (vo_guest_mount_at(guest, mp)) {
+            continue;
+        }
+        m = g_new0(VoMount, 1);
+        m->mountpoint = g_steal_pointer(&mp);
+        m->part = parts->pdata[i];
+        m->fs = vo_guest_fs_of(guest, m->part);
+        if (!m->fs) {
+            m->problem = g_strdup_printf("partition %d holds %s, which is "
+                                         "not supported", m->part->number,
+                                         m->part->fstype ? m->part->fstype
+                                                         : "no filesystem");
+        }
+        g_ptr_array_add(guest->mounts, m);
+    }
+}
+
 static gboolean vo_guest_is_ext(const char *fstype)
 {
     return fstype && (g_str_equal(fstype, "ext2") ||
@@ -599,6 +633,9 @@ static gboolean vo_guest_attach(VoGuest *guest, GError **error)
     if (g_str_equal(guest->family, "linux") &&
         !vo_guest_read_fstab(guest, error)) {
         return FALSE;
+    }
+    if (g_str_equal(guest->family, "windows")) {
+        vo_guest_map_drive_letters(guest);
     }
     return TRUE;
 }

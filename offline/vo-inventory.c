@@ -254,14 +254,17 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
     json_builder_begin_array(b);
     for (guint i = 0; i < guest->mounts->len; i++) {
         VoMount *m = guest->mounts->pdata[i];
+        g_autofree char *shown = NULL;
 
         json_builder_begin_object(b);
+        if (g_str_equal(guest->family, "windows")) {
+            /* "/" is C:, "/:D" is D: (see vo_guest_normalize_path()). */
+            shown = g_str_equal(m->mountpoint, "/")
+                        ? g_strdup("C:")
+                        : g_strdup_printf("%s:", m->mountpoint + 2);
+        }
         json_builder_set_member_name(b, "mountpoint");
-        json_builder_add_string_value(
-            b, g_str_equal(guest->family, "windows") &&
-                       g_str_equal(m->mountpoint, "/")
-                   ? "C:"
-                   : m->mountpoint);
+        json_builder_add_string_value(b, shown ? shown : m->mountpoint);
         if (m->part) {
             json_builder_set_member_name(b, "partition");
             json_builder_add_int_value(b, m->part->number);

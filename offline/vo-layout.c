@@ -43,6 +43,7 @@ void vo_layout_free(VoLayout *layout)
         return;
     }
     g_free(layout->table);
+    g_free(layout->table_id);
     g_ptr_array_unref(layout->partitions);
     g_free(layout);
 }
@@ -157,6 +158,8 @@ VoLayout *vo_layout_scan(VoDisk *disk, GError **error)
 
         layout->table = g_strdup(table ? blkid_parttable_get_type(table)
                                        : NULL);
+        layout->table_id = g_strdup(table ? blkid_parttable_get_id(table)
+                                          : NULL);
         for (int i = 0; i < n; i++) {
             blkid_partition par = blkid_partlist_get_partition(list, i);
             VoPartition *part = g_new0(VoPartition, 1);

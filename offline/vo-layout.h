@@ -23,6 +23,7 @@ typedef struct {
 
 typedef struct {
     char *table;            /* "gpt", "dos" or NULL (no table) */
+    char *table_id;         /* GPT disk GUID or MBR signature (hex) */
     GPtrArray *partitions;  /* VoPartition* */
 } VoLayout;
 

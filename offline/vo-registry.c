@@ -251,6 +251,98 @@ gboolean vo_registry_inventory(VoGuest *guest, GHashTable *os,
     return TRUE;
 }
 
+/* MountedDevices data: MBR signature + byte offset, or "DMIO:ID:" + the
+ * GPT partition GUID (mixed-endian, as Windows stores GUIDs). */
+static VoPartition *vo_registry_match_partition(VoGuest *guest,
+                                                const guint8 *data,
+                                                size_t len)
+{
+    GPtrArray *parts = guest->layout->partitions;
+    const char *table = guest->layout->table;
+
+    if (len == 12 && table && g_str_equal(table, "dos") &&
+        guest->layout->table_id) {
+        guint32 sig = data[0] | data[1] << 8 | data[2] << 16 |
+                      (guint32)data[3] << 24;
+        guint64 off = 0;
+        g_autofree char *id = g_strdup_printf("%08x", sig);
+        const char *have = guest->layout->table_id;
+
+        for (int i = 11; i >= 4; i--) {
+            off = off << 8 | data[i];
+        }
+        /* libblkid writes the MBR signature as hex, "0x" or not. */
+        if (g_str_has_prefix(have, "0x")) {
+            have += 2;
+        }
+        if (g_ascii_strcasecmp(id, have) != 0) {
+            return NULL;
+        }
+        for (guint i = 0; i < parts->len; i++) {
+            VoPartition *p = parts->pdata[i];
+
+            if (p->offset == off) {
+                return p;
+            }
+        }
+    } else if (len == 24 && memcmp(data, "DMIO:ID:", 8) == 0) {
+        const guint8 *g = data + 8;
+        g_autofree char *uuid = g_strdup_printf(
+            "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+            "%02x%02x%02x%02x%02x%02x",
+            g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9],
+            g[10], g[11], g[12], g[13], g[14], g[15]);
+
+        for (guint i = 0; i < parts->len; i++) {
+            VoPartition *p = parts->pdata[i];
+
+            if (p->part_uuid && g_ascii_strcasecmp(p->part_uuid, uuid) == 0) {
+                return p;
+            }
+        }
+    }
+    return NULL;
+}
+
+gboolean vo_registry_drive_letters(VoGuest *guest, GPtrArray *letters,
+                                   GPtrArray *parts, GError **error)
+{
+    g_autoptr(VoHive) vh = vo_hive_open(guest, "SYSTEM", FALSE, error);
+    g_autofree hive_value_h *vals = NULL;
+    hive_node_h node;
+
+    if (!vh) {
+        return FALSE;
+    }
+    node = vo_hive_key(vh, "MountedDevices", FALSE, NULL);
+    vals = node ? hivex_node_values(vh->h, node) : NULL;
+    for (guint i = 0; vals && vals[i]; i++) {
+        g_autofree char *name = hivex_value_key(vh->h, vals[i]);
+        g_autofree char *data = NULL;
+        hive_type t;
+        size_t len;
+        VoPartition *p;
+
+        if (!name || strlen(name) != 14 ||
+            !g_str_has_prefix(name, "\\DosDevices\\") ||
+            !g_ascii_isalpha(name[12]) || name[13] != ':' ||
+            g_ascii_toupper(name[12]) == 'C') {
+            continue;
+        }
+        data = hivex_value_value(vh->h, vals[i], &t, &len);
+        if (!data || t != hive_t_REG_BINARY) {
+            continue;
+        }
+        p = vo_registry_match_partition(guest, (const guint8 *)data, len);
+        if (p) {
+            g_ptr_array_add(letters, g_strdup_printf("%c",
+                                                     g_ascii_toupper(name[12])));
+            g_ptr_array_add(parts, p);
+        }
+    }
+    return TRUE;
+}
+
 static gboolean vo_registry_invalid(GError **error, guint i, const char *what)
 {
     g_set_error(error, VO_ERROR, VO_ERROR_INVALID,

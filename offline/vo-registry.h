@@ -39,6 +39,12 @@ gboolean vo_registry_parse(JsonNode *node, GPtrArray *ops, GError **error);
 gboolean vo_registry_inventory(VoGuest *guest, GHashTable *os,
                                GPtrArray *entries, GError **error);
 
+/* Drive letters other than C: that SYSTEM\\MountedDevices assigns to
+ * partitions of this disk: @letters gets "D", "E"..., @parts the
+ * matching VoPartition* (borrowed). */
+gboolean vo_registry_drive_letters(VoGuest *guest, GPtrArray *letters,
+                                   GPtrArray *parts, GError **error);
+
 /* Reads one value as a string (REG_SZ/EXPAND_SZ, or a DWORD/QWORD in
  * decimal); NULL with VO_ERROR_NOT_FOUND when absent. */
 char *vo_registry_get(VoGuest *guest, const char *hive, const char *key,

@@ -4,8 +4,10 @@
 #   make-fixtures.sh linux   -> prints the path of a cached directory holding
 #                               debian.raw (GPT, ext4 root + ext4 /srv),
 #                               debian.qcow2, debian.vmdk, debian.vhdx
-#   make-fixtures.sh windows -> windows.{raw,qcow2,vmdk,vhdx}: MBR, one NTFS
-#                               partition with a Windows-like tree whose
+#   make-fixtures.sh windows -> windows.{raw,qcow2,vmdk,vhdx}: MBR, an NTFS
+#                               system volume (C:) with a Windows-like tree
+#                               and an NTFS data volume (D: by the SYSTEM
+#                               hive's MountedDevices); the tree's
 #                               SOFTWARE/SYSTEM hives grow from hivex's
 #                               upstream test hive (needs
 #                               $VMAUGMENT_NTFS_POPULATE, the test helper)
@@ -15,7 +17,7 @@
 # pays for debootstrap (about a minute).  Tests copy images before writing.
 set -euo pipefail
 
-fixture_version=3
+fixture_version=4
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/vmaugment/offline
 qemu_img=${VMAUGMENT_QEMU_IMG:-}
 if [ -z "$qemu_img" ]; then
@@ -185,6 +187,14 @@ setval 1
 Current
 dword:0x00000001
 cd \
+add MountedDevices
+cd MountedDevices
+setval 2
+\DosDevices\C:
+hex:3:cd,ab,34,12,00,00,10,00,00,00,00,00
+\DosDevices\D:
+hex:3:cd,ab,34,12,00,00,10,08,00,00,00,00
+cd \
 add ControlSet001
 cd ControlSet001
 add Control
@@ -221,14 +231,26 @@ PE
     "$VMAUGMENT_NTFS_POPULATE" "$part" "$tree"
     rm -rf "$tree"
 
+    # D: (MountedDevices above: signature 0x1234abcd, offset 129 MiB).
+    local data=$out/data.part datatree=$out/datatree
+    mkdir -p "$datatree/Reports"
+    printf 'quarterly report\r\n' >"$datatree/Reports/q3.txt"
+    truncate -s 32M "$data"
+    mkntfs -F -Q -q -s 512 -p 264192 -H 255 -S 63 -L Data "$data" 2>/dev/null
+    "$VMAUGMENT_NTFS_POPULATE" "$data" "$datatree"
+    rm -rf "$datatree"
+
     local raw=$out/windows.raw
-    truncate -s 160M "$raw"
+    truncate -s 200M "$raw"
     sfdisk --quiet "$raw" <<PART
 label: dos
+label-id: 0x1234abcd
 start=2048, size=262144, type=7, bootable
+start=264192, size=65536, type=7
 PART
     dd if="$part" of="$raw" bs=1M seek=1 conv=sparse,notrunc status=none
-    rm -f "$part"
+    dd if="$data" of="$raw" bs=1M seek=129 conv=sparse,notrunc status=none
+    rm -f "$part" "$data"
     "$qemu_img" convert -O qcow2 "$raw" "$out/windows.qcow2"
     "$qemu_img" convert -O vmdk "$raw" "$out/windows.vmdk"
     "$qemu_img" convert -O vhdx "$raw" "$out/windows.vhdx"

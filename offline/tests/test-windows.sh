@@ -18,8 +18,10 @@ for fmt in $formats; do
     [ "$(json_get "$out" mounts 0 mountpoint)" = "C:" ] || fail "$fmt: C:"
     [ "$(json_get "$out" packages 0 name)" = 7-Zip ] || fail "$fmt: uninstall"
     [ "$(json_get "$out" packages 1 name)" = KB5034441 ] || fail "$fmt: KB"
+    [ "$(json_get "$out" mounts 1 mountpoint)" = "D:" ] || fail "$fmt: D:"
+    [ "$(json_get "$out" mounts 1 partition)" = 2 ] || fail "$fmt: D: partition"
 done
-pass "inspect Windows on" $formats
+pass "inspect Windows (C: and D: from MountedDevices) on" $formats
 
 mkdir -p "$tmp/payload"
 printf '127.0.0.1 localhost\r\n10.0.0.1 update.example\r\n' >"$tmp/payload/hosts"
@@ -90,6 +92,28 @@ for fmt in $(usable_formats qcow2 vhdx vmdk); do
     ntfs_check "$img"
     pass "Windows job on $fmt: files and registry patched, ntfsfix/hivexget agree"
 done
+
+# D: is the data volume MountedDevices names.
+q3_sha=$(printf 'quarterly report\r\n' | sha256sum | cut -d' ' -f1)
+printf 'q3 corrected\r\n' >"$tmp/payload/q3.txt"
+cat >"$tmp/d.json" <<JSON
+{"format": 1, "id": "d-fix", "version": "1", "files": [
+  {"op": "replace", "path": "D:\\\\Reports\\\\q3.txt", "payload": "q3.txt", "old_sha256": "$q3_sha"},
+  {"op": "add", "path": "D:\\\\Reports\\\\q4.txt", "payload": "readme.txt"}]}
+JSON
+"$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --payload-dir "$tmp/payload" --output "$tmp/d.vmab" "$tmp/d.json"
+img=$tmp/d.qcow2
+cp "$fix/windows.qcow2" "$img"
+vo apply "$img" "$tmp/d.vmab" >"$tmp/d-apply.json" || { cat "$tmp/d-apply.json"; fail "D: apply"; }
+"$QEMU_IMG" convert -U -O raw "$img" "$tmp/d.raw"
+dd if="$tmp/d.raw" of="$tmp/d.part" bs=1M skip=129 count=32 status=none
+rm -f "$tmp/d.raw"
+ntfsfix -n "$tmp/d.part" >/dev/null || fail "D: ntfsfix"
+ntfscat "$tmp/d.part" Reports/q3.txt | cmp -s - "$tmp/payload/q3.txt" || fail "D: q3"
+ntfscat "$tmp/d.part" Reports/q4.txt | cmp -s - "$tmp/payload/readme.txt" || fail "D: q4"
+rm -f "$tmp/d.part"
+pass "D:\\ paths land on the volume MountedDevices names"
 
 # Refusals: NTFS-only limits, a dirty volume, a hibernated one.
 img=$tmp/r.qcow2
