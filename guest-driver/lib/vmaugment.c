@@ -18,6 +18,7 @@
 #include <nettle/sha2.h>
 
 #include "vmaugment.h"
+#include "vmaugment/protocol-names.h"
 
 /* Room for the host's explanation of an error status. */
 #define VMAUG_MESSAGE_MAX 1024
@@ -68,21 +69,6 @@ static const char *const vmaug_status_texts[] = {
     [VMAUG_S_INTERNAL] = "internal error on the host",
 };
 
-static const char *const vmaug_event_names[VMAUG_EVENT_MAX + 1] = {
-    [VMAUG_EVENT_HOST_START] = "host-start",
-    [VMAUG_EVENT_IMAGE_START] = "image-start",
-    [VMAUG_EVENT_IMAGE_STOP] = "image-stop",
-    [VMAUG_EVENT_HOST_STOP] = "host-stop",
-    [VMAUG_EVENT_PAUSE] = "pause",
-    [VMAUG_EVENT_RESUME] = "resume",
-    [VMAUG_EVENT_HELPER_CONNECTED] = "helper-connected",
-    [VMAUG_EVENT_HELPER_LOST] = "helper-lost",
-    [VMAUG_EVENT_MODULE_LOADED] = "module-loaded",
-    [VMAUG_EVENT_MODULE_UNLOADED] = "module-unloaded",
-    [VMAUG_EVENT_MODULE_CRASHED] = "module-crashed",
-    [VMAUG_EVENT_MODULE_MESSAGE] = "module-message",
-    [VMAUG_EVENT_RESTART_REQUESTED] = "restart-requested",
-};
 
 const char *vmaug_status_name(int status)
 {
@@ -105,39 +91,27 @@ const char *vmaug_strerror(int ret)
 
 const char *vmaug_event_name(uint32_t type)
 {
-    if (type > VMAUG_EVENT_MAX || !vmaug_event_names[type]) {
-        return "unknown";
-    }
-    return vmaug_event_names[type];
+    const char *name = vmaug_proto_event_name(type);
+
+    return name ? name : "unknown";
 }
 
 int vmaug_event_from_name(const char *name, uint32_t *type)
 {
-    for (uint32_t i = 0; i <= VMAUG_EVENT_MAX; i++) {
-        if (vmaug_event_names[i] && strcmp(vmaug_event_names[i], name) == 0) {
-            *type = i;
-            return 0;
-        }
+    uint32_t found = vmaug_proto_event_type(name);
+
+    if (!found) {
+        return -EINVAL;
     }
-    return -EINVAL;
+    *type = found;
+    return 0;
 }
 
 const char *vmaug_kind_name(uint32_t kind)
 {
-    switch (kind) {
-    case VMAUG_KIND_UI:
-        return "ui";
-    case VMAUG_KIND_COMMUNICATION:
-        return "communication";
-    case VMAUG_KIND_UPGRADE:
-        return "upgrade";
-    case VMAUG_KIND_CONFIGURATION:
-        return "configuration";
-    case VMAUG_KIND_SCANNER:
-        return "scanner";
-    default:
-        return "unknown";
-    }
+    const char *name = vmaug_proto_kind_name(kind);
+
+    return name ? name : "unknown";
 }
 
 const char *vmaug_module_state_name(uint32_t state)

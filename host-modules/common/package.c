@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "host-common.h"
+#include "vmaugment/protocol-names.h"
 #include "vmaugment-module.h"
 
 G_DEFINE_QUARK(vmaug-host-error-quark, vmaug_host_error)
@@ -135,30 +136,6 @@ gchar *vmaug_fixed_string(const guint8 *field, gsize size)
 
 /* ---- Manifests ---- */
 
-static const gchar *const kind_names[] = {
-    [VMAUG_KIND_UI] = "ui",
-    [VMAUG_KIND_COMMUNICATION] = "communication",
-    [VMAUG_KIND_UPGRADE] = "upgrade",
-    [VMAUG_KIND_CONFIGURATION] = "configuration",
-    [VMAUG_KIND_SCANNER] = "scanner",
-};
-
-static const gchar *const event_names[] = {
-    [VMAUG_EVENT_HOST_START] = "host-start",
-    [VMAUG_EVENT_IMAGE_START] = "image-start",
-    [VMAUG_EVENT_IMAGE_STOP] = "image-stop",
-    [VMAUG_EVENT_HOST_STOP] = "host-stop",
-    [VMAUG_EVENT_PAUSE] = "pause",
-    [VMAUG_EVENT_RESUME] = "resume",
-    [VMAUG_EVENT_HELPER_CONNECTED] = "helper-connected",
-    [VMAUG_EVENT_HELPER_LOST] = "helper-lost",
-    [VMAUG_EVENT_MODULE_LOADED] = "module-loaded",
-    [VMAUG_EVENT_MODULE_UNLOADED] = "module-unloaded",
-    [VMAUG_EVENT_MODULE_CRASHED] = "module-crashed",
-    [VMAUG_EVENT_MODULE_MESSAGE] = "module-message",
-    [VMAUG_EVENT_RESTART_REQUESTED] = "restart-requested",
-};
-
 static const gchar *const capability_names[] = {
     VMAUG_CAP_LOG, VMAUG_CAP_CONFIG, VMAUG_CAP_STATE, VMAUG_CAP_SPOOL,
     VMAUG_CAP_EVENTS, VMAUG_CAP_UI, VMAUG_CAP_RESTART_IMAGE,
@@ -167,21 +144,9 @@ static const gchar *const capability_names[] = {
 
 const gchar *vmaug_kind_to_string(guint32 kind)
 {
-    if (kind < G_N_ELEMENTS(kind_names) && kind_names[kind] != NULL) {
-        return kind_names[kind];
-    }
-    return "unknown";
-}
+    const gchar *name = vmaug_proto_kind_name(kind);
 
-static guint32 lookup_name(const gchar *const *names, guint n,
-                           const gchar *s)
-{
-    for (guint i = 0; i < n; i++) {
-        if (names[i] != NULL && g_strcmp0(names[i], s) == 0) {
-            return i;
-        }
-    }
-    return 0;
+    return name != NULL ? name : "unknown";
 }
 
 void vmaug_manifest_free(VmaugManifest *m)
@@ -333,7 +298,7 @@ static gboolean check_root(const gchar *s)
 
 static gboolean check_event(const gchar *s)
 {
-    return lookup_name(event_names, G_N_ELEMENTS(event_names), s) != 0;
+    return vmaug_proto_event_type(s) != 0;
 }
 
 /*
@@ -461,7 +426,7 @@ VmaugManifest *vmaug_manifest_parse(const gchar *json, gsize len,
     if ((s = manifest_string(o, "kind", error)) == NULL) {
         return NULL;
     }
-    m->kind = lookup_name(kind_names, G_N_ELEMENTS(kind_names), s);
+    m->kind = vmaug_proto_kind(s);
     if (m->kind == 0) {
         manifest_fail(error, "unknown kind \"%s\"", s);
         return NULL;
@@ -496,9 +461,7 @@ VmaugManifest *vmaug_manifest_parse(const gchar *json, gsize len,
         return NULL;
     }
     for (guint i = 0; events[i] != NULL; i++) {
-        m->events |= VMAUG_EVENT_MASK(lookup_name(event_names,
-                                                  G_N_ELEMENTS(event_names),
-                                                  events[i]));
+        m->events |= VMAUG_EVENT_MASK(vmaug_proto_event_type(events[i]));
     }
     m->functions = manifest_strings(o, "functions", VMAUG_PKG_MAX_FUNCTIONS,
                                     check_function, error);
