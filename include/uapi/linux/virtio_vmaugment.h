@@ -218,8 +218,11 @@ struct vmaug_registration {
 	__le32 flags;               /* VMAUG_REG_F_* */
 };
 
-#define VMAUG_LIST_MODULES              1
-#define VMAUG_LIST_REGISTRATIONS        2
+#define VMAUG_LIST_MODULES              1   /* vmaug_module_info */
+#define VMAUG_LIST_REGISTRATIONS        2   /* vmaug_registration */
+/* Host owner only (admin tags); the device refuses them from the guest. */
+#define VMAUG_LIST_SANDBOXES            3   /* vmaug_sandbox_info */
+#define VMAUG_LIST_UI                   4   /* vmaug_ui_entry + JSON */
 
 struct vmaug_list_req {
 	__le32 what;                /* VMAUG_LIST_* */
@@ -230,6 +233,29 @@ struct vmaug_list_resp {
 	__le32 count;               /* entries that follow, <= VMAUG_LIST_MAX_ENTRIES */
 	__le32 total;               /* entries the host has */
 	/* followed by count vmaug_module_info or vmaug_registration */
+};
+
+/* One running (or crashed) module process, as VMAUG_LIST_SANDBOXES lists. */
+struct vmaug_sandbox_info {
+	struct vmaug_module_ref ref;
+	__le32 state;               /* 0 starting, else VMAUG_MODULE_* */
+	__le32 pid;                 /* host process, 0 once gone */
+	__le64 memory_limit;        /* bytes of address space (RLIMIT_AS) */
+	__le64 cpu_limit;           /* seconds of CPU time (RLIMIT_CPU) */
+	__le64 uptime_ms;           /* since the process started */
+	__le32 queued_calls;        /* calls and events waiting, incl. current */
+	__le32 restarts;            /* times it crashed and was loaded again */
+};
+
+/*
+ * One UI element a module declared (VMAUG_LIST_UI): the header, then len
+ * bytes of a JSON object, then zero padding to a multiple of 8 bytes.
+ */
+#define VMAUG_UI_MAX_JSON               4096
+struct vmaug_ui_entry {
+	__u8 module[VMAUG_NAME_MAX];
+	__le32 len;                 /* 2 .. VMAUG_UI_MAX_JSON */
+	__le32 reserved;
 };
 
 struct vmaug_subscribe {
@@ -271,17 +297,39 @@ struct virtio_vmaugment_event {
 #define VMAUG_EVENT_MODULE_UNLOADED     10  /* payload: vmaug_module_ref */
 #define VMAUG_EVENT_MODULE_CRASHED      11  /* payload: vmaug_module_ref */
 #define VMAUG_EVENT_MODULE_MESSAGE      12  /* payload: ref + module bytes */
-#define VMAUG_EVENT_RESTART_REQUESTED   13  /* payload: vmaug_module_ref */
+#define VMAUG_EVENT_RESTART_REQUESTED   13  /* payload: vmaug_restart */
+#define VMAUG_EVENT_MODULE_REFUSED      14  /* payload: ref + UTF-8 reason */
 #define VMAUG_EVENT_MAX                 31
 #define VMAUG_EVENT_MASK(type)          (1U << (type))
+/* The lifecycle events a registration may name. */
+#define VMAUG_EVENT_LIFECYCLE_MASK      (VMAUG_EVENT_MASK(VMAUG_EVENT_HOST_START) | \
+					 VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START) | \
+					 VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_STOP) | \
+					 VMAUG_EVENT_MASK(VMAUG_EVENT_HOST_STOP) | \
+					 VMAUG_EVENT_MASK(VMAUG_EVENT_PAUSE) | \
+					 VMAUG_EVENT_MASK(VMAUG_EVENT_RESUME))
+
+/* What a module asked to restart (VMAUG_EVENT_RESTART_REQUESTED). */
+#define VMAUG_RESTART_IMAGE             1   /* the device resets the VM */
+#define VMAUG_RESTART_HOST              2   /* QEMU exits with the code below */
+/* Exit status of a QEMU that stops so that its supervisor restarts it. */
+#define VMAUG_RESTART_EXIT_CODE         75
+
+struct vmaug_restart {
+	struct vmaug_module_ref ref;
+	__le32 what;                /* VMAUG_RESTART_* */
+	__le32 reserved;
+};
 
 /* ---- Host helper link (QEMU device <-> vmaugment helper, unix socket) ----
  *
  * Every message is struct vmaug_host_msg followed by len bytes.
  *  HELLO     both ways once after connecting: struct vmaug_host_hello.
- *            The device's HELLO is followed by the store directory it was
- *            configured with (property "store"; UTF-8, no NUL, at most
- *            VMAUG_HOST_PATH_MAX bytes, empty for the helper's default).
+ *            The device's HELLO is followed by store_len bytes naming the
+ *            store directory (property "store"; empty for the helper's
+ *            default) and image_len bytes naming the disk image the VM
+ *            runs (property "image"; empty for none); UTF-8, no NUL, each
+ *            at most VMAUG_HOST_PATH_MAX bytes.  The helper sends 0 and 0.
  *            Nothing else may be sent before the peer's HELLO arrived.
  *  REQUEST   device -> helper: struct virtio_vmaugment_req + payload, as the
  *            guest sent it after the device validated it.
@@ -291,6 +339,14 @@ struct virtio_vmaugment_event {
  *            seq is ignored (the device numbers events).
  *  CANCEL    device -> helper: the REQUEST with this tag will not be
  *            answered to the guest (device reset); len is 0.
+ *  LIFECYCLE device -> helper: struct vmaug_host_lifecycle; the VM went
+ *            through a lifecycle event.  Only IMAGE_START is answered.
+ *  LIFECYCLE_DONE helper -> device: struct vmaug_host_lifecycle_done and
+ *            up to VMAUG_HOST_MESSAGE_MAX bytes of UTF-8 text, for the
+ *            IMAGE_START with the same tag: the registered modules are
+ *            loaded and their image-start handlers returned, or (status
+ *            not VMAUG_S_OK) the image must not start, and the text says
+ *            why.
  */
 #define VMAUG_HOST_MAGIC                0x48475541  /* "AUGH" */
 #define VMAUG_HOST_HELLO                1
@@ -298,6 +354,9 @@ struct virtio_vmaugment_event {
 #define VMAUG_HOST_RESPONSE             3
 #define VMAUG_HOST_EVENT                4
 #define VMAUG_HOST_CANCEL               5
+#define VMAUG_HOST_LIFECYCLE            6
+#define VMAUG_HOST_LIFECYCLE_DONE       7
+#define VMAUG_HOST_MESSAGE_MAX          1024
 #define VMAUG_HOST_PATH_MAX             4096
 #define VMAUG_HOST_MAX_MSG              (sizeof(struct virtio_vmaugment_req) + \
 					 VMAUG_MAX_REQ_PAYLOAD)
@@ -313,8 +372,31 @@ struct vmaug_host_msg {
 
 struct vmaug_host_hello {
 	__le32 proto_version;       /* VMAUG_PROTO_VERSION */
-	__le32 reserved;
+	__le16 store_len;           /* bytes of store path that follow */
+	__le16 image_len;           /* bytes of image path after those */
 	__u8 name[VMAUG_INFO_TEXT_MAX];  /* the device id or helper version */
+};
+
+/*
+ * The helper runs, for each registration naming the event, the module's
+ * handler (VMAUG_EVENT_HOST_START .. VMAUG_EVENT_RESUME).  For IMAGE_START
+ * it first loads every registered module, fetching missing ones from its
+ * repository.  With VMAUG_LIFECYCLE_F_RECONNECT the VM was already
+ * running (the helper reconnected, or the VM migrated here): modules are
+ * loaded but the event's handlers do not run again.
+ */
+#define VMAUG_LIFECYCLE_F_RECONNECT     (1U << 0)
+
+struct vmaug_host_lifecycle {
+	__le32 event;               /* VMAUG_EVENT_HOST_START .. RESUME */
+	__le32 flags;               /* VMAUG_LIFECYCLE_F_* */
+};
+
+struct vmaug_host_lifecycle_done {
+	__le32 event;               /* the event answered: IMAGE_START */
+	__le16 status;              /* VMAUG_S_* */
+	__le16 reserved;
+	/* followed by the message */
 };
 
 /* ---- /dev/vmaugment (Linux guest driver) ---- */

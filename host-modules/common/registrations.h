@@ -1,0 +1,91 @@
+/*
+ * vmaugment host side: the modules registered with a VM image.
+ *
+ * A registration names a module, optionally a version, the lifecycle
+ * events it runs on and whether the image may start without it.  The set
+ * for one image is kept in a sidecar file next to the disk image,
+ * "<image>.vmaugment.json", so that copying the image together with its
+ * sidecar carries the registrations to another host (docs/registrations.rst
+ * gives the format and the reasons).  A VM without an "image" property keeps
+ * its set in its store, "<store>/registrations.json", in the same format.
+ *
+ * The sidecar is not signed: a registration grants nothing.  The modules it
+ * names are verified against the trust store and rollback state of the
+ * host that loads them, at every load, exactly like a guest's request.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef VMAUGMENT_REGISTRATIONS_H
+#define VMAUGMENT_REGISTRATIONS_H
+
+#include "host-common.h"
+
+G_BEGIN_DECLS
+
+#define VMAUG_REGS_FORMAT           "vmaugment-registrations"
+#define VMAUG_REGS_FORMAT_VERSION   1
+#define VMAUG_REGS_SIDECAR_SUFFIX   ".vmaugment.json"
+#define VMAUG_REGS_STORE_FILE       "registrations.json"
+/* Registrations one image may hold, and the largest file read. */
+#define VMAUG_REGS_MAX              256
+#define VMAUG_REGS_MAX_FILE         (1024 * 1024)
+
+typedef struct {
+    gchar *name;
+    gchar *version;                 /* "" for the newest the host has */
+    guint32 events;                 /* VMAUG_EVENT_MASK() of lifecycle events */
+    guint32 flags;                  /* VMAUG_REG_F_* */
+} VmaugRegistration;
+
+typedef struct {
+    gchar *path;                    /* the file the set is kept in */
+    gchar *image;                   /* the image's file name, or NULL */
+    gchar *image_id;                /* UUID given when the file was made */
+    GPtrArray *regs;                /* of VmaugRegistration, by name */
+} VmaugRegSet;
+
+void vmaug_registration_free(VmaugRegistration *r);
+void vmaug_reg_set_free(VmaugRegSet *set);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmaugRegSet, vmaug_reg_set_free)
+
+/* "<image>.vmaugment.json" */
+gchar *vmaug_reg_sidecar_path(const gchar *image);
+
+/*
+ * Read the set kept for disk image @image (its sidecar), or, with @image
+ * NULL, the one in @store_dir.  A missing file is an empty set.  A file
+ * that is not a well-formed set (unknown format or version, a sidecar of
+ * another image, bad names, versions, events or flags, too many entries,
+ * too large) is an error (VMAUG_HOST_ERROR_INVALID) naming the file and
+ * the reason: nothing in it is used.
+ */
+VmaugRegSet *vmaug_reg_set_load(const gchar *image, const gchar *store_dir,
+                                GError **error);
+
+/*
+ * Add or replace (by name) the registration of @name.  @version may be ""
+ * or NULL; @events must be within VMAUG_EVENT_LIFECYCLE_MASK and @flags
+ * within VMAUG_REG_F_*.  Errors are VMAUG_HOST_ERROR_INVALID or
+ * VMAUG_HOST_ERROR_TOO_BIG.
+ */
+gboolean vmaug_reg_set_put(VmaugRegSet *set, const gchar *name,
+                           const gchar *version, guint32 events,
+                           guint32 flags, GError **error);
+/* Remove @name; VMAUG_HOST_ERROR_NOT_FOUND when it is not registered. */
+gboolean vmaug_reg_set_remove(VmaugRegSet *set, const gchar *name,
+                              GError **error);
+const VmaugRegistration *vmaug_reg_set_find(const VmaugRegSet *set,
+                                            const gchar *name);
+
+/* Write the set back: temporary file, fsync, rename, fsync the directory. */
+gboolean vmaug_reg_set_save(VmaugRegSet *set, GError **error);
+
+/* Lifecycle event names ("image-start,image-stop") <-> mask. */
+gchar *vmaug_reg_events_to_string(guint32 events);
+gboolean vmaug_reg_events_from_string(const gchar *text, guint32 *events,
+                                      GError **error);
+
+G_END_DECLS
+
+#endif /* VMAUGMENT_REGISTRATIONS_H */
