@@ -1,0 +1,274 @@
+/*
+ * vmaugment-admin: modules registered with an image (registrations,
+ * register, unregister), through the sidecar next to the disk image or
+ * the store's registrations.json (registrations.h).
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <string.h>
+
+#include "admin.h"
+#include "registrations.h"
+
+typedef struct {
+    gchar *image;
+    gchar *store;
+    gboolean json;
+} AdminRegs;
+
+static void admin_regs_clear(AdminRegs *r)
+{
+    g_free(r->image);
+    g_free(r->store);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(AdminRegs, admin_regs_clear)
+
+/* Parse the options every registration command shares, and @extra. */
+static gboolean admin_regs_parse(AdminRegs *r, const gchar *usage,
+                                 const GOptionEntry *extra, gboolean json,
+                                 int *argc, char ***argv)
+{
+    g_autoptr(GOptionContext) ctx = g_option_context_new(usage);
+    const GOptionEntry entries[] = {
+        { "image", 'i', 0, G_OPTION_ARG_FILENAME, &r->image,
+          "Disk image whose sidecar (<image>" VMAUG_REGS_SIDECAR_SUFFIX
+          ") holds the registrations", "IMG" },
+        { "store", 's', 0, G_OPTION_ARG_FILENAME, &r->store,
+          "Store whose " VMAUG_REGS_STORE_FILE " holds them (a VM without "
+          "an image)", "DIR" },
+        { NULL }
+    };
+
+    if (extra != NULL) {
+        g_option_context_add_main_entries(ctx, extra, NULL);
+    }
+    if (!admin_parse(ctx, entries, json ? &r->json : NULL, argc, argv)) {
+        return FALSE;
+    }
+    if ((r->image == NULL) == (r->store == NULL)) {
+        admin_fail(ADMIN_EXIT_USAGE, "give either --image IMG or --store "
+                   "DIR");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static gchar *admin_regs_file(const AdminRegs *r)
+{
+    return r->image != NULL ? vmaug_reg_sidecar_path(r->image) :
+           g_build_filename(r->store, VMAUG_REGS_STORE_FILE, NULL);
+}
+
+/* The set, or an error that names the file it comes from. */
+static VmaugRegSet *admin_regs_load(const AdminRegs *r, gboolean for_change,
+                                    GError **error)
+{
+    g_autofree gchar *file = admin_regs_file(r);
+    VmaugRegSet *set;
+
+    /* Registering with an image that is not there is a typo: the sidecar
+     * would sit next to nothing. */
+    if (for_change && r->image != NULL &&
+        !g_file_test(r->image, G_FILE_TEST_EXISTS)) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                    "no disk image %s", r->image);
+        return NULL;
+    }
+    if (for_change && r->store != NULL &&
+        !g_file_test(r->store, G_FILE_TEST_IS_DIR)) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                    "no module store at %s", r->store);
+        return NULL;
+    }
+    set = vmaug_reg_set_load(r->image, r->image != NULL ? NULL : r->store,
+                             error);
+    if (set == NULL && error != NULL && *error != NULL &&
+        strstr((*error)->message, file) == NULL) {
+        g_prefix_error(error, "%s: ", file);
+    }
+    return set;
+}
+
+static void admin_regs_json(const VmaugRegSet *set)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonNode) root = NULL;
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "file");
+    json_builder_add_string_value(b, set->path);
+    json_builder_set_member_name(b, "image");
+    if (set->image != NULL) {
+        json_builder_add_string_value(b, set->image);
+    } else {
+        json_builder_add_null_value(b);
+    }
+    json_builder_set_member_name(b, "image_id");
+    if (set->image_id != NULL) {
+        json_builder_add_string_value(b, set->image_id);
+    } else {
+        json_builder_add_null_value(b);
+    }
+    json_builder_set_member_name(b, "registrations");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < set->regs->len; i++) {
+        const VmaugRegistration *reg = g_ptr_array_index(set->regs, i);
+        g_autofree gchar *events = vmaug_reg_events_to_string(reg->events);
+        g_auto(GStrv) names = g_strsplit(events, ",", -1);
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, reg->name);
+        json_builder_set_member_name(b, "version");
+        if (reg->version != NULL && reg->version[0] != '\0') {
+            json_builder_add_string_value(b, reg->version);
+        } else {
+            json_builder_add_null_value(b);
+        }
+        json_builder_set_member_name(b, "events");
+        json_builder_begin_array(b);
+        for (guint j = 0; names[j] != NULL; j++) {
+            if (names[j][0] != '\0') {
+                json_builder_add_string_value(b, names[j]);
+            }
+        }
+        json_builder_end_array(b);
+        json_builder_set_member_name(b, "required");
+        json_builder_add_boolean_value(b,
+                                       reg->flags & VMAUG_REG_F_REQUIRED);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+    root = json_builder_get_root(b);
+    admin_print_json(root);
+}
+
+static void admin_regs_print(const VmaugRegSet *set)
+{
+    g_autofree gchar *file = admin_printable(set->path, -1);
+
+    g_print("%s", file);
+    if (set->image_id != NULL) {
+        g_autofree gchar *id = admin_printable(set->image_id, -1);
+
+        g_print(" (image id %s)", id);
+    }
+    g_print(": %u registration%s\n", set->regs->len,
+            set->regs->len == 1 ? "" : "s");
+    if (set->regs->len == 0) {
+        return;
+    }
+    g_print("%-16s %-10s %-9s %s\n", "NAME", "VERSION", "REQUIRED", "EVENTS");
+    for (guint i = 0; i < set->regs->len; i++) {
+        const VmaugRegistration *reg = g_ptr_array_index(set->regs, i);
+        g_autofree gchar *events = vmaug_reg_events_to_string(reg->events);
+
+        g_print("%-16s %-10s %-9s %s\n", reg->name,
+                reg->version != NULL && reg->version[0] != '\0' ?
+                reg->version : "newest",
+                reg->flags & VMAUG_REG_F_REQUIRED ? "yes" : "no", events);
+    }
+}
+
+int admin_cmd_registrations(int argc, char **argv)
+{
+    g_auto(AdminRegs) r = { 0 };
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) set = NULL;
+
+    if (!admin_regs_parse(&r, "[list] - the modules registered with an "
+                          "image", NULL, TRUE, &argc, &argv)) {
+        return ADMIN_EXIT_USAGE;
+    }
+    if (argc > 2 || (argc == 2 && g_strcmp0(argv[1], "list") != 0)) {
+        return admin_fail(ADMIN_EXIT_USAGE, "registrations takes only "
+                          "\"list\"");
+    }
+    set = admin_regs_load(&r, FALSE, &error);
+    if (set == NULL) {
+        return admin_fail_error(error);
+    }
+    if (r.json) {
+        admin_regs_json(set);
+    } else {
+        admin_regs_print(set);
+    }
+    return ADMIN_EXIT_OK;
+}
+
+int admin_cmd_register(int argc, char **argv)
+{
+    g_auto(AdminRegs) r = { 0 };
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) set = NULL;
+    g_autofree gchar *version = NULL;
+    g_autofree gchar *events_text = NULL;
+    g_autofree gchar *shown = NULL;
+    gboolean required = FALSE;
+    guint32 events = 0;
+    const GOptionEntry extra[] = {
+        { "version", 'V', 0, G_OPTION_ARG_STRING, &version,
+          "Version to load (default: the newest the host has)", "V" },
+        { "events", 'e', 0, G_OPTION_ARG_STRING, &events_text,
+          "Lifecycle events it runs on: host-start, image-start, "
+          "image-stop, host-stop, pause, resume (comma-separated)",
+          "LIST" },
+        { "required", 0, 0, G_OPTION_ARG_NONE, &required,
+          "The image does not start without it", NULL },
+        { NULL }
+    };
+
+    if (!admin_regs_parse(&r, "NAME - register a module with an image",
+                          extra, FALSE, &argc, &argv)) {
+        return ADMIN_EXIT_USAGE;
+    }
+    if (argc != 2) {
+        return admin_fail(ADMIN_EXIT_USAGE, "register takes one module "
+                          "NAME");
+    }
+    if (events_text == NULL) {
+        return admin_fail(ADMIN_EXIT_USAGE, "--events is required "
+                          "(for example --events image-start,image-stop)");
+    }
+    if (!vmaug_reg_events_from_string(events_text, &events, &error)) {
+        return admin_fail(ADMIN_EXIT_USAGE, "--events: %s", error->message);
+    }
+    set = admin_regs_load(&r, TRUE, &error);
+    if (set == NULL ||
+        !vmaug_reg_set_put(set, argv[1], version, events,
+                           required ? VMAUG_REG_F_REQUIRED : 0, &error) ||
+        !vmaug_reg_set_save(set, &error)) {
+        return admin_fail_error(error);
+    }
+    shown = vmaug_reg_events_to_string(events);
+    g_print("registered %s %s for %s%s in %s\n", argv[1],
+            version != NULL && version[0] != '\0' ? version : "(newest)",
+            shown, required ? " (required)" : "", set->path);
+    return ADMIN_EXIT_OK;
+}
+
+int admin_cmd_unregister(int argc, char **argv)
+{
+    g_auto(AdminRegs) r = { 0 };
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) set = NULL;
+
+    if (!admin_regs_parse(&r, "NAME - remove a module's registration",
+                          NULL, FALSE, &argc, &argv)) {
+        return ADMIN_EXIT_USAGE;
+    }
+    if (argc != 2) {
+        return admin_fail(ADMIN_EXIT_USAGE, "unregister takes one module "
+                          "NAME");
+    }
+    set = admin_regs_load(&r, TRUE, &error);
+    if (set == NULL || !vmaug_reg_set_remove(set, argv[1], &error) ||
+        !vmaug_reg_set_save(set, &error)) {
+        return admin_fail_error(error);
+    }
+    g_print("unregistered %s from %s\n", argv[1], set->path);
+    return ADMIN_EXIT_OK;
+}

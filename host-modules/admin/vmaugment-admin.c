@@ -1,0 +1,185 @@
+/*
+ * vmaugment-admin: administer the module store, the trust store, image
+ * registrations and the audit log without a running QEMU.
+ *
+ *   vmaugment-admin modules [--store DIR] [--trust-dir DIR] [--json]
+ *   vmaugment-admin verify [--store DIR] [--trust-dir DIR] NAME [VERSION]
+ *   vmaugment-admin install [--store DIR] [--trust-dir DIR] PACKAGE.vmod
+ *   vmaugment-admin trust list|add|remove [--trust-dir DIR] ...
+ *   vmaugment-admin registrations list --image IMG | --store DIR [--json]
+ *   vmaugment-admin register --image IMG NAME [--version V]
+ *                            --events image-start,... [--required]
+ *   vmaugment-admin unregister --image IMG NAME
+ *   vmaugment-admin audit [--store DIR] [--module NAME] [--since TIME]
+ *
+ * Exit status: 0 done, 1 refused or failed, 2 usage (docs/admin.rst).
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "admin.h"
+
+gboolean admin_global_json;
+
+int admin_fail(int status, const gchar *format, ...)
+{
+    g_autofree gchar *msg = NULL;
+    va_list ap;
+
+    va_start(ap, format);
+    msg = g_strdup_vprintf(format, ap);
+    va_end(ap);
+    g_printerr("vmaugment-admin: %s\n", msg);
+    return status;
+}
+
+int admin_fail_error(const GError *error)
+{
+    return admin_fail(ADMIN_EXIT_REFUSED, "%s", error->message);
+}
+
+gboolean admin_parse(GOptionContext *ctx, const GOptionEntry *entries,
+                     gboolean *json, int *argc, char ***argv)
+{
+    g_autoptr(GError) error = NULL;
+    const GOptionEntry json_entries[] = {
+        { "json", 0, 0, G_OPTION_ARG_NONE, json,
+          "Print JSON instead of text", NULL },
+        { NULL }
+    };
+
+    if (entries != NULL) {
+        g_option_context_add_main_entries(ctx, entries, NULL);
+    }
+    if (json != NULL) {
+        *json = admin_global_json;
+        g_option_context_add_main_entries(ctx, json_entries, NULL);
+    }
+    if (!g_option_context_parse(ctx, argc, argv, &error)) {
+        admin_fail(ADMIN_EXIT_USAGE, "%s", error->message);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+void admin_print_json(JsonNode *root)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autofree gchar *text = NULL;
+
+    json_generator_set_pretty(gen, TRUE);
+    json_generator_set_root(gen, root);
+    text = json_generator_to_data(gen, NULL);
+    g_print("%s\n", text);
+}
+
+gchar *admin_printable(const gchar *text, gssize len)
+{
+    g_autofree gchar *valid = g_utf8_make_valid(text, len);
+    GString *out = g_string_new(NULL);
+
+    /* Escape controls so a crafted name or log line cannot drive the
+     * terminal or fake extra lines. */
+    for (const gchar *p = valid; *p != '\0'; p = g_utf8_next_char(p)) {
+        gunichar c = g_utf8_get_char(p);
+
+        if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0)) {
+            g_string_append_printf(out, "\\x%02x", c);
+        } else {
+            g_string_append_unichar(out, c);
+        }
+    }
+    return g_string_free(out, FALSE);
+}
+
+gchar *admin_format_time(gint64 t)
+{
+    g_autoptr(GDateTime) dt = NULL;
+
+    if (t < 0 || (dt = g_date_time_new_from_unix_utc(t)) == NULL) {
+        return g_strdup("-");
+    }
+    return g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ");
+}
+
+static void admin_log_drop(const gchar *domain, GLogLevelFlags level,
+                           const gchar *message, gpointer data)
+{
+}
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} admin_cmds[] = {
+    { "modules", admin_cmd_modules, "list stored modules" },
+    { "verify", admin_cmd_verify, "verify a stored module again" },
+    { "install", admin_cmd_install, "verify and store a package" },
+    { "trust", admin_cmd_trust, "list, add or remove trusted certificates" },
+    { "registrations", admin_cmd_registrations,
+      "list the modules registered with an image" },
+    { "register", admin_cmd_register, "register a module with an image" },
+    { "unregister", admin_cmd_unregister,
+      "remove a module's registration" },
+    { "audit", admin_cmd_audit, "show the store's audit log" },
+};
+
+static int admin_usage(FILE *out, int status)
+{
+    fprintf(out, "Usage: vmaugment-admin [--json] COMMAND [OPTION...]\n\n"
+                 "Commands:\n");
+    for (gsize i = 0; i < G_N_ELEMENTS(admin_cmds); i++) {
+        fprintf(out, "  %-15s %s\n", admin_cmds[i].name,
+                admin_cmds[i].summary);
+    }
+    fprintf(out, "\n\"vmaugment-admin COMMAND --help\" describes a command."
+                 "\nExit status: 0 done, 1 refused or failed, 2 usage.\n");
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    int first = 1;
+
+    /* The store reports each decision as a message too; this tool prints
+     * its own line for it, so only warnings of the libraries get through. */
+    g_log_set_handler("vmaugment-store",
+                      G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, admin_log_drop,
+                      NULL);
+
+    /* Options before the command apply to all of it. */
+    while (first < argc && argv[first][0] == '-') {
+        if (strcmp(argv[first], "--json") == 0) {
+            admin_global_json = TRUE;
+        } else if (strcmp(argv[first], "--help") == 0 ||
+                   strcmp(argv[first], "-h") == 0) {
+            return admin_usage(stdout, ADMIN_EXIT_OK);
+        } else if (strcmp(argv[first], "--version") == 0) {
+            g_print("vmaugment-admin %s\n", VMAUGMENT_VERSION);
+            return ADMIN_EXIT_OK;
+        } else {
+            admin_fail(ADMIN_EXIT_USAGE, "unknown option %s", argv[first]);
+            return admin_usage(stderr, ADMIN_EXIT_USAGE);
+        }
+        first++;
+    }
+    if (first >= argc) {
+        admin_fail(ADMIN_EXIT_USAGE, "a command is required");
+        return admin_usage(stderr, ADMIN_EXIT_USAGE);
+    }
+    for (gsize i = 0; i < G_N_ELEMENTS(admin_cmds); i++) {
+        if (strcmp(argv[first], admin_cmds[i].name) == 0) {
+            g_autofree gchar *prg = g_strconcat("vmaugment-admin ",
+                                                argv[first], NULL);
+
+            /* So that each command's --help names it. */
+            g_set_prgname(prg);
+            return admin_cmds[i].run(argc - first, argv + first);
+        }
+    }
+    admin_fail(ADMIN_EXIT_USAGE, "unknown command %s", argv[first]);
+    return admin_usage(stderr, ADMIN_EXIT_USAGE);
+}
