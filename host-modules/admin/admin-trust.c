@@ -226,11 +226,19 @@ static AdminTrustDir *admin_trust_dir_read(const gchar *dir, GError **error)
         status &= ~(GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED |
                     GNUTLS_CERT_EXPIRED);
         if (rc < 0 || status != 0) {
+            g_auto(gnutls_datum_t) why = { NULL, 0 };
+
+            gnutls_certificate_verification_status_print(status,
+                                                         GNUTLS_CRT_X509,
+                                                         &why, 0);
             g_ptr_array_add(t->problems,
-                            g_strdup_printf("%s: not signed by a trusted "
-                                            "certificate, ignored",
+                            g_strdup_printf("%s: ignored, as the helper "
+                                            "ignores it: %s",
                                             (gchar *)g_ptr_array_index(
-                                                crl_names, i)));
+                                                crl_names, i),
+                                            rc < 0 ? gnutls_strerror(rc) :
+                                            why.data != NULL ?
+                                            (const gchar *)why.data : "?"));
             continue;
         }
         g_ptr_array_add(t->crl_files,
