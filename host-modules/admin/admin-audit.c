@@ -264,7 +264,8 @@ int admin_cmd_audit(int argc, char **argv)
     if (argc != 1) {
         return admin_fail(ADMIN_EXIT_USAGE, "audit takes no arguments");
     }
-    if (since != NULL && (a.since = admin_audit_parse_since(since)) == NULL) {
+    a.since = since != NULL ? admin_audit_parse_since(since) : NULL;
+    if (since != NULL && a.since == NULL) {
         return admin_fail(ADMIN_EXIT_USAGE, "--since %s is not an ISO 8601 "
                           "time", since);
     }

@@ -99,7 +99,8 @@ gchar *admin_format_time(gint64 t)
 {
     g_autoptr(GDateTime) dt = NULL;
 
-    if (t < 0 || (dt = g_date_time_new_from_unix_utc(t)) == NULL) {
+    dt = t >= 0 ? g_date_time_new_from_unix_utc(t) : NULL;
+    if (dt == NULL) {
         return g_strdup("-");
     }
     return g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ");
