@@ -13,6 +13,8 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-vmaugment.h"
+#include "qobject/qdict.h"
+#include "qobject/qjson.h"
 #include "qemu/bswap.h"
 #include "qemu/cutils.h"
 #include "hw/qdev-core.h"
@@ -112,6 +114,13 @@ static VirtIOVMAugment *vmaugment_find(const char *device, Error **errp)
     return NULL;
 }
 
+/* VMAugmentStart is the device's copy of VmaugmentImageStart. */
+QEMU_BUILD_BUG_ON((int)VMAUGMENT_START_WAITING !=
+                  (int)VMAUGMENT_IMAGE_START_WAITING ||
+                  (int)VMAUGMENT_START_DONE != (int)VMAUGMENT_IMAGE_START_DONE ||
+                  (int)VMAUGMENT_START_FAILED !=
+                  (int)VMAUGMENT_IMAGE_START_FAILED);
+
 VmaugmentInfoList *qmp_query_vmaugment(Error **errp)
 {
     g_autoptr(GSList) all = vmaugment_all();
@@ -130,6 +139,8 @@ VmaugmentInfoList *qmp_query_vmaugment(Error **errp)
         info->events_pending = s->n_events;
         info->event_mask = s->event_mask;
         info->store = g_strdup(s->conf.store);
+        info->image = g_strdup(s->conf.image);
+        info->image_start = (VmaugmentImageStart)s->start;
         QAPI_LIST_APPEND(tail, info);
     }
     return head;
@@ -230,13 +241,14 @@ static uint32_t vmaugment_mask_from_events(VmaugmentLifecycleEventList *l)
 }
 
 /*
- * Fetch a whole listing, page by page.  @parse turns one entry into a
- * list element and appends it; it fails on anything malformed.
+ * Fetch a whole listing, page by page.  @parse turns the entry at the
+ * start of @avail bytes into a list element and appends it; it returns
+ * the bytes the entry took, or 0 on anything malformed.
  */
-typedef bool VMAugmentParseFn(const uint8_t *entry, void *tail, Error **errp);
+typedef size_t VMAugmentParseFn(const uint8_t *entry, size_t avail,
+                                void *tail, Error **errp);
 
 static bool coroutine_fn vmaugment_list(const char *device, uint32_t what,
-                                        size_t entry_size,
                                         VMAugmentParseFn *parse, void *tail,
                                         Error **errp)
 {
@@ -250,6 +262,7 @@ static bool coroutine_fn vmaugment_list(const char *device, uint32_t what,
         struct vmaug_list_resp resp;
         g_autoptr(GByteArray) got = NULL;
         uint32_t count, i;
+        size_t off;
 
         if (!vmaugment_qmp_call(device, VMAUG_OP_LIST, &req, sizeof(req),
                                 &got, errp)) {
@@ -263,32 +276,52 @@ static bool coroutine_fn vmaugment_list(const char *device, uint32_t what,
         count = le32_to_cpu(resp.count);
         total = le32_to_cpu(resp.total);
         if (count > VMAUG_LIST_MAX_ENTRIES ||
-            got->len != sizeof(resp) + count * entry_size ||
             total > VMAUGMENT_QMP_LIST_MAX || start + count > total ||
             (count == 0 && start < total)) {
-            error_setg(errp, "vmaugment: malformed listing from the host "
-                       "helper");
-            return false;
+            goto malformed;
         }
-        for (i = 0; i < count; i++) {
-            if (!parse(got->data + sizeof(resp) + i * entry_size, tail,
-                       errp)) {
+        for (i = 0, off = sizeof(resp); i < count; i++) {
+            size_t used = parse(got->data + off, got->len - off, tail, errp);
+
+            if (!used) {
                 return false;
             }
+            off += used;
+        }
+        if (off != got->len) {
+            goto malformed;
         }
         start += count;
     } while (start < total);
     return true;
+
+malformed:
+    error_setg(errp, "vmaugment: malformed listing from the host helper");
+    return false;
 }
 
-static bool vmaugment_parse_module(const uint8_t *entry, void *opaque,
-                                   Error **errp)
+/* A fixed-size entry must fit in what is left of the answer. */
+static bool vmaugment_entry_fits(size_t size, size_t avail, Error **errp)
+{
+    if (avail < size) {
+        error_setg(errp, "vmaugment: malformed listing from the host "
+                   "helper");
+        return false;
+    }
+    return true;
+}
+
+static size_t vmaugment_parse_module(const uint8_t *entry, size_t avail,
+                                     void *opaque, Error **errp)
 {
     VmaugmentModuleList ***tail = opaque;
     struct vmaug_module_info info;
     g_autoptr(VmaugmentModule) m = g_new0(VmaugmentModule, 1);
     uint32_t kind, state;
 
+    if (!vmaugment_entry_fits(sizeof(info), avail, errp)) {
+        return 0;
+    }
     memcpy(&info, entry, sizeof(info));
     kind = le32_to_cpu(info.kind);
     state = le32_to_cpu(info.state);
@@ -296,41 +329,123 @@ static bool vmaugment_parse_module(const uint8_t *entry, void *opaque,
         state < VMAUG_MODULE_STORED || state > VMAUG_MODULE_CRASHED) {
         error_setg(errp, "vmaugment: the host helper sent an unknown module "
                    "kind or state");
-        return false;
+        return 0;
     }
     m->name = vmaugment_field(info.ref.name, sizeof(info.ref.name), errp);
     m->version = m->name ? vmaugment_field(info.ref.version,
                                            sizeof(info.ref.version), errp)
                          : NULL;
     if (!m->version) {
-        return false;
+        return 0;
     }
     m->kind = kind - VMAUG_KIND_UI;
     m->state = state - VMAUG_MODULE_STORED;
     m->events = vmaugment_events_from_mask(le32_to_cpu(info.events));
     QAPI_LIST_APPEND(*tail, g_steal_pointer(&m));
-    return true;
+    return sizeof(info);
 }
 
-static bool vmaugment_parse_registration(const uint8_t *entry, void *opaque,
-                                         Error **errp)
+static size_t vmaugment_parse_registration(const uint8_t *entry,
+                                           size_t avail, void *opaque,
+                                           Error **errp)
 {
     VmaugmentRegistrationList ***tail = opaque;
     struct vmaug_registration reg;
     g_autoptr(VmaugmentRegistration) r = g_new0(VmaugmentRegistration, 1);
 
+    if (!vmaugment_entry_fits(sizeof(reg), avail, errp)) {
+        return 0;
+    }
     memcpy(&reg, entry, sizeof(reg));
     r->name = vmaugment_field(reg.ref.name, sizeof(reg.ref.name), errp);
     r->version = r->name ? vmaugment_field(reg.ref.version,
                                            sizeof(reg.ref.version), errp)
                          : NULL;
     if (!r->version) {
-        return false;
+        return 0;
     }
     r->events = vmaugment_events_from_mask(le32_to_cpu(reg.events));
     r->required = le32_to_cpu(reg.flags) & VMAUG_REG_F_REQUIRED;
     QAPI_LIST_APPEND(*tail, g_steal_pointer(&r));
-    return true;
+    return sizeof(reg);
+}
+
+static size_t vmaugment_parse_sandbox(const uint8_t *entry, size_t avail,
+                                      void *opaque, Error **errp)
+{
+    VmaugmentSandboxList ***tail = opaque;
+    struct vmaug_sandbox_info info;
+    g_autoptr(VmaugmentSandbox) sb = g_new0(VmaugmentSandbox, 1);
+    uint32_t state;
+
+    if (!vmaugment_entry_fits(sizeof(info), avail, errp)) {
+        return 0;
+    }
+    memcpy(&info, entry, sizeof(info));
+    state = le32_to_cpu(info.state);
+    /* 0: its process is starting, shown as not loaded yet. */
+    if (state > VMAUG_MODULE_CRASHED) {
+        error_setg(errp, "vmaugment: the host helper sent an unknown "
+                   "sandbox state");
+        return 0;
+    }
+    sb->name = vmaugment_field(info.ref.name, sizeof(info.ref.name), errp);
+    sb->version = sb->name ? vmaugment_field(info.ref.version,
+                                             sizeof(info.ref.version), errp)
+                           : NULL;
+    if (!sb->version) {
+        return 0;
+    }
+    sb->state = state ? state - VMAUG_MODULE_STORED :
+                        VMAUGMENT_MODULE_STATE_STORED;
+    sb->has_pid = info.pid != 0;
+    sb->pid = le32_to_cpu(info.pid);
+    sb->memory_limit = le64_to_cpu(info.memory_limit);
+    sb->cpu_limit = le64_to_cpu(info.cpu_limit);
+    sb->uptime_ms = le64_to_cpu(info.uptime_ms);
+    sb->queued_calls = le32_to_cpu(info.queued_calls);
+    sb->restarts = le32_to_cpu(info.restarts);
+    QAPI_LIST_APPEND(*tail, g_steal_pointer(&sb));
+    return sizeof(info);
+}
+
+/* A JSON object of at most VMAUG_UI_MAX_JSON bytes, padded to 8. */
+static size_t vmaugment_parse_ui(const uint8_t *entry, size_t avail,
+                                 void *opaque, Error **errp)
+{
+    VmaugmentUiElementList ***tail = opaque;
+    struct vmaug_ui_entry hdr;
+    g_autoptr(VmaugmentUiElement) ui = g_new0(VmaugmentUiElement, 1);
+    g_autofree char *json = NULL;
+    QObject *obj;
+    size_t len, size;
+
+    if (!vmaugment_entry_fits(sizeof(hdr), avail, errp)) {
+        return 0;
+    }
+    memcpy(&hdr, entry, sizeof(hdr));
+    len = le32_to_cpu(hdr.len);
+    size = ROUND_UP(sizeof(hdr) + len, 8);
+    if (len < 2 || len > VMAUG_UI_MAX_JSON || hdr.reserved || avail < size) {
+        error_setg(errp, "vmaugment: malformed UI element from the host "
+                   "helper");
+        return 0;
+    }
+    ui->module = vmaugment_field(hdr.module, sizeof(hdr.module), errp);
+    if (!ui->module) {
+        return 0;
+    }
+    json = g_strndup((const char *)entry + sizeof(hdr), len);
+    obj = strlen(json) == len ? qobject_from_json(json, NULL) : NULL;
+    if (!qobject_to(QDict, obj)) {
+        qobject_unref(obj);
+        error_setg(errp, "vmaugment: the host helper sent a UI element "
+                   "that is not a JSON object");
+        return 0;
+    }
+    ui->element = obj;
+    QAPI_LIST_APPEND(*tail, g_steal_pointer(&ui));
+    return size;
 }
 
 VmaugmentModuleList *coroutine_fn
@@ -338,9 +453,8 @@ qmp_query_vmaugment_modules(const char *device, Error **errp)
 {
     VmaugmentModuleList *head = NULL, **tail = &head;
 
-    if (!vmaugment_list(device, VMAUG_LIST_MODULES,
-                        sizeof(struct vmaug_module_info),
-                        vmaugment_parse_module, &tail, errp)) {
+    if (!vmaugment_list(device, VMAUG_LIST_MODULES, vmaugment_parse_module,
+                        &tail, errp)) {
         qapi_free_VmaugmentModuleList(head);
         return NULL;
     }
@@ -353,9 +467,34 @@ qmp_query_vmaugment_registrations(const char *device, Error **errp)
     VmaugmentRegistrationList *head = NULL, **tail = &head;
 
     if (!vmaugment_list(device, VMAUG_LIST_REGISTRATIONS,
-                        sizeof(struct vmaug_registration),
                         vmaugment_parse_registration, &tail, errp)) {
         qapi_free_VmaugmentRegistrationList(head);
+        return NULL;
+    }
+    return head;
+}
+
+VmaugmentSandboxList *coroutine_fn
+qmp_query_vmaugment_sandboxes(const char *device, Error **errp)
+{
+    VmaugmentSandboxList *head = NULL, **tail = &head;
+
+    if (!vmaugment_list(device, VMAUG_LIST_SANDBOXES,
+                        vmaugment_parse_sandbox, &tail, errp)) {
+        qapi_free_VmaugmentSandboxList(head);
+        return NULL;
+    }
+    return head;
+}
+
+VmaugmentUiElementList *coroutine_fn
+qmp_query_vmaugment_ui(const char *device, Error **errp)
+{
+    VmaugmentUiElementList *head = NULL, **tail = &head;
+
+    if (!vmaugment_list(device, VMAUG_LIST_UI, vmaugment_parse_ui, &tail,
+                        errp)) {
+        qapi_free_VmaugmentUiElementList(head);
         return NULL;
     }
     return head;

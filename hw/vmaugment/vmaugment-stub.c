@@ -53,3 +53,17 @@ void coroutine_fn qmp_vmaugment_unload(const char *device, const char *name,
 {
     vmaugment_unsupported(errp);
 }
+
+VmaugmentSandboxList *coroutine_fn
+qmp_query_vmaugment_sandboxes(const char *device, Error **errp)
+{
+    vmaugment_unsupported(errp);
+    return NULL;
+}
+
+VmaugmentUiElementList *coroutine_fn
+qmp_query_vmaugment_ui(const char *device, Error **errp)
+{
+    vmaugment_unsupported(errp);
+    return NULL;
+}

@@ -279,6 +279,23 @@ static uint16_t vmaugment_check_payload(const VMAugmentOp *op,
     return VMAUG_S_OK;
 }
 
+/*
+ * Sandbox details and the host's UI are the host owner's business (QMP);
+ * the helper refuses them to guests as well.
+ */
+static bool vmaugment_host_only(uint16_t opcode, const uint8_t *payload)
+{
+    struct vmaug_list_req req;
+    uint32_t what;
+
+    if (opcode != VMAUG_OP_LIST) {
+        return false;
+    }
+    memcpy(&req, payload, sizeof(req));
+    what = le32_to_cpu(req.what);
+    return what == VMAUG_LIST_SANDBOXES || what == VMAUG_LIST_UI;
+}
+
 /* ---- The link to the host helper ---- */
 
 static gboolean vmaugment_helper_writable(void *do_not_use, GIOCondition cond,
@@ -326,9 +343,9 @@ static gboolean vmaugment_helper_writable(void *do_not_use, GIOCondition cond,
     return G_SOURCE_REMOVE;
 }
 
-static void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type,
-                                  uint64_t tag, const void *a, size_t alen,
-                                  const void *b, size_t blen)
+void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type, uint64_t tag,
+                           const void *a, size_t alen,
+                           const void *b, size_t blen)
 {
     struct vmaug_host_msg msg = {
         .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
@@ -353,17 +370,58 @@ static void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type,
     }
 }
 
+/*
+ * Write everything queued, now: for when the main loop will not run again
+ * (QEMU is exiting).  Gives up after @timeout_ms on a helper that does
+ * not read.
+ */
+void vmaugment_helper_flush_sync(VirtIOVMAugment *s, int64_t timeout_ms)
+{
+    int64_t deadline = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + timeout_ms;
+
+    if (s->out_watch) {
+        g_source_remove(s->out_watch);
+        s->out_watch = 0;
+    }
+    while (s->helper_open && vmaugment_out_pending(s)) {
+        int ret = qemu_chr_fe_write(&s->conf.chr, s->out->data + s->out_done,
+                                    MIN(vmaugment_out_pending(s), INT_MAX));
+
+        if (ret > 0) {
+            s->out_done += ret;
+            continue;
+        }
+        if ((ret < 0 && errno != EAGAIN) ||
+            qemu_clock_get_ms(QEMU_CLOCK_REALTIME) >= deadline) {
+            break;
+        }
+        g_usleep(1000);
+    }
+    g_byte_array_set_size(s->out, 0);
+    s->out_done = 0;
+}
+
+uint64_t vmaugment_next_tag(VirtIOVMAugment *s)
+{
+    return s->next_tag++;
+}
+
 static void vmaugment_helper_hello(VirtIOVMAugment *s)
 {
-    struct vmaug_host_hello hello = {
-        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
-    };
     const char *id = DEVICE(s)->id ? DEVICE(s)->id : "vmaugment";
     const char *store = s->conf.store ? s->conf.store : "";
+    const char *image = s->conf.image ? s->conf.image : "";
+    struct vmaug_host_hello hello = {
+        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
+        /* Both at most VMAUG_HOST_PATH_MAX: checked at realize. */
+        .store_len = cpu_to_le16(strlen(store)),
+        .image_len = cpu_to_le16(strlen(image)),
+    };
+    g_autofree char *paths = g_strconcat(store, image, NULL);
 
     pstrcpy((char *)hello.name, sizeof(hello.name), id);
     vmaugment_helper_send(s, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello),
-                          store, strlen(store));
+                          paths, strlen(paths));
 }
 
 static void vmaugment_set_helper_ready(VirtIOVMAugment *s, bool ready)
@@ -578,6 +636,10 @@ static void vmaugment_process(VirtIOVMAugment *s, VirtQueueElement *elem)
         return;
     }
     status = vmaugment_check_payload(op, payload, len, &why);
+    if (status == VMAUG_S_OK && vmaugment_host_only(opcode, payload)) {
+        status = VMAUG_S_DENIED;
+        why = "listing for the host owner only";
+    }
     if (status != VMAUG_S_OK) {
         vmaugment_fail(s, elem, id, opcode, status, why);
         return;
@@ -855,9 +917,14 @@ static void vmaugment_module_change(VirtIOVMAugment *s, uint32_t type,
         { VMAUG_EVENT_MODULE_CRASHED, VMAUGMENT_MODULE_CHANGE_CRASHED },
         { VMAUG_EVENT_RESTART_REQUESTED,
           VMAUGMENT_MODULE_CHANGE_RESTART_REQUESTED },
+        { VMAUG_EVENT_MODULE_REFUSED, VMAUGMENT_MODULE_CHANGE_REFUSED },
     };
     struct vmaug_module_ref ref;
+    struct vmaug_restart restart;
     g_autofree char *path = NULL;
+    g_autofree char *reason = NULL;
+    bool has_restart = false;
+    VmaugmentRestart scope = VMAUGMENT_RESTART_IMAGE;
     size_t i;
 
     for (i = 0; i < ARRAY_SIZE(changes); i++) {
@@ -874,9 +941,34 @@ static void vmaugment_module_change(VirtIOVMAugment *s, uint32_t type,
         !memchr(ref.version, 0, sizeof(ref.version))) {
         return;
     }
+    if (type == VMAUG_EVENT_MODULE_REFUSED) {
+        reason = g_strndup((const char *)data + sizeof(ref),
+                           MIN(len - sizeof(ref), VMAUG_HOST_MESSAGE_MAX));
+        g_strcanon(reason, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789 .,:;_-+/()'@=<>[]", '?');
+    }
+    if (type == VMAUG_EVENT_RESTART_REQUESTED) {
+        uint32_t what;
+
+        if (len != sizeof(restart)) {
+            return;
+        }
+        memcpy(&restart, data, sizeof(restart));
+        what = le32_to_cpu(restart.what);
+        if (what != VMAUG_RESTART_IMAGE && what != VMAUG_RESTART_HOST) {
+            return;
+        }
+        has_restart = true;
+        scope = what == VMAUG_RESTART_HOST ? VMAUGMENT_RESTART_HOST :
+                                             VMAUGMENT_RESTART_IMAGE;
+    }
     path = vmaugment_path(s);
     qapi_event_send_vmaugment_module(path, changes[i].change,
-                                     (char *)ref.name, (char *)ref.version);
+                                     (char *)ref.name, (char *)ref.version,
+                                     reason, has_restart, scope);
+    if (has_restart) {
+        vmaugment_lifecycle_restart(s, le32_to_cpu(restart.what));
+    }
 }
 
 static bool vmaugment_helper_event(VirtIOVMAugment *s, const uint8_t *data,
@@ -923,7 +1015,13 @@ static bool vmaugment_helper_message(VirtIOVMAugment *s,
             *why = "helper speaks another protocol version";
             return false;
         }
+        if (le16_to_cpu(hello.store_len) || le16_to_cpu(hello.image_len) ||
+            len != sizeof(hello)) {
+            *why = "helper HELLO with paths";
+            return false;
+        }
         vmaugment_set_helper_ready(s, true);
+        vmaugment_lifecycle_helper_ready(s);
         return true;
     }
     if (!s->helper_ready) {
@@ -936,6 +1034,9 @@ static bool vmaugment_helper_message(VirtIOVMAugment *s,
                                          why);
     case VMAUG_HOST_EVENT:
         return vmaugment_helper_event(s, data, len, why);
+    case VMAUG_HOST_LIFECYCLE_DONE:
+        return vmaugment_lifecycle_done(s, le64_to_cpu(msg->tag), data, len,
+                                        why);
     default:
         *why = "unknown message type";
         return false;
@@ -1110,6 +1211,7 @@ static void vmaugment_vm_state_change(void *opaque, bool running,
     VirtIOVMAugment *s = opaque;
 
     s->vm_running = running;
+    vmaugment_lifecycle_vm_state(s, running, state);
     if (running) {
         /*
          * Not from here: the vCPUs and the rest of the machine are not
@@ -1175,6 +1277,9 @@ static void vmaugment_realize(DeviceState *dev, Error **errp)
             return;
         }
     }
+    if (!vmaugment_lifecycle_realize(s, errp)) {
+        return;
+    }
 
     virtio_init(vdev, VIRTIO_ID_VMAUGMENT,
                 sizeof(struct virtio_vmaugment_config));
@@ -1212,6 +1317,7 @@ static void vmaugment_unrealize(DeviceState *dev)
     VirtIOVMAugment *s = VMAUGMENT(dev);
 
     qemu_chr_fe_deinit(&s->conf.chr, false);
+    vmaugment_lifecycle_unrealize(s);
     if (s->out_watch) {
         g_source_remove(s->out_watch);
         s->out_watch = 0;
@@ -1358,8 +1464,13 @@ static const VMStateDescription vmstate_vmaugment = {
 static const Property vmaugment_properties[] = {
     DEFINE_PROP_CHR("chardev", VirtIOVMAugment, conf.chr),
     DEFINE_PROP_STRING("store", VirtIOVMAugment, conf.store),
+    DEFINE_PROP_STRING("image", VirtIOVMAugment, conf.image),
     DEFINE_PROP_UINT32("request-timeout-ms", VirtIOVMAugment,
                        conf.request_timeout_ms, VMAUG_DEFAULT_TIMEOUT_MS * 2),
+    DEFINE_PROP_UINT32("start-timeout-ms", VirtIOVMAugment,
+                       conf.start_timeout_ms, VMAUG_DEFAULT_TIMEOUT_MS * 2),
+    DEFINE_PROP_BOOL("allow-restart", VirtIOVMAugment, conf.allow_restart,
+                     true),
 };
 
 static void vmaugment_class_init(ObjectClass *klass, void *data)

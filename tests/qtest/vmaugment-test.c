@@ -488,9 +488,14 @@ static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
 typedef struct TestHelper {
     char *dir;
     char *path;
+    char *image;            /* a disk image file, for the image property */
     char *cmdline;          /* QEMU's, to start a migration destination */
     int listen_fd;
     int fd;
+    /* Lifecycle messages received, in order, and the IMAGE_START's. */
+    GArray *lifecycle;
+    uint64_t start_tag;
+    uint32_t start_flags;
 } TestHelper;
 
 static void helper_cleanup(void *opaque)
@@ -502,14 +507,18 @@ static void helper_cleanup(void *opaque)
     }
     close(h->listen_fd);
     unlink(h->path);
+    unlink(h->image);
     rmdir(h->dir);
+    g_array_free(h->lifecycle, true);
     g_free(h->cmdline);
     g_free(h->path);
+    g_free(h->image);
     g_free(h->dir);
     g_free(h);
 }
 
-static void *helper_before(GString *cmd_line, void *arg)
+/* A listening socket for the device, and an (empty) disk image file. */
+static TestHelper *helper_new(void)
 {
     TestHelper *h = g_new0(TestHelper, 1);
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -525,6 +534,15 @@ static void *helper_before(GString *cmd_line, void *arg)
     g_assert_cmpint(bind(h->listen_fd, (struct sockaddr *)&sun, sizeof(sun)),
                     ==, 0);
     g_assert_cmpint(listen(h->listen_fd, 1), ==, 0);
+    h->image = g_build_filename(h->dir, "disk.img", NULL);
+    g_assert(g_file_set_contents(h->image, "", 0, NULL));
+    h->lifecycle = g_array_new(false, true, sizeof(uint32_t));
+    return h;
+}
+
+static void *helper_before(GString *cmd_line, void *arg)
+{
+    TestHelper *h = helper_new();
 
     g_string_append_printf(cmd_line, " -chardev socket,id=vmaug-helper,path=%s",
                            h->path);
@@ -554,9 +572,13 @@ static void helper_read_exact(TestHelper *h, void *buf, size_t len)
     }
 }
 
-/* Read one message; returns its payload length. */
-static uint32_t helper_recv(TestHelper *h, struct vmaug_host_msg *msg,
-                            void *buf, size_t size)
+static void helper_send(TestHelper *h, uint16_t type, uint64_t tag,
+                        const void *a, size_t alen, const void *b,
+                        size_t blen);
+
+/* Read one message, whatever its type; returns its payload length. */
+static uint32_t helper_recv_any(TestHelper *h, struct vmaug_host_msg *msg,
+                                void *buf, size_t size)
 {
     uint32_t len;
 
@@ -566,6 +588,75 @@ static uint32_t helper_recv(TestHelper *h, struct vmaug_host_msg *msg,
     g_assert_cmpuint(len, <=, size);
     helper_read_exact(h, buf, len);
     return len;
+}
+
+/* Note a LIFECYCLE message; false for any other. */
+static bool helper_note_lifecycle(TestHelper *h,
+                                  const struct vmaug_host_msg *msg,
+                                  const void *buf, uint32_t len)
+{
+    struct vmaug_host_lifecycle lc;
+    uint32_t event;
+
+    if (le16_to_cpu(msg->type) != VMAUG_HOST_LIFECYCLE) {
+        return false;
+    }
+    g_assert_cmpuint(len, ==, sizeof(lc));
+    memcpy(&lc, buf, sizeof(lc));
+    event = le32_to_cpu(lc.event);
+    g_assert_cmpuint(event, >=, VMAUG_EVENT_HOST_START);
+    g_assert_cmpuint(event, <=, VMAUG_EVENT_RESUME);
+    g_array_append_val(h->lifecycle, event);
+    if (event == VMAUG_EVENT_IMAGE_START) {
+        h->start_tag = le64_to_cpu(msg->tag);
+        h->start_flags = le32_to_cpu(lc.flags);
+    } else {
+        /* Only IMAGE_START is answered, so only it has a tag. */
+        g_assert_cmpuint(le64_to_cpu(msg->tag), ==, 0);
+    }
+    return true;
+}
+
+/* Read the next message other than a lifecycle notice. */
+static uint32_t helper_recv(TestHelper *h, struct vmaug_host_msg *msg,
+                            void *buf, size_t size)
+{
+    for (;;) {
+        uint32_t len = helper_recv_any(h, msg, buf, size);
+
+        if (!helper_note_lifecycle(h, msg, buf, len)) {
+            return len;
+        }
+    }
+}
+
+/* Read lifecycle messages until @event arrives. */
+static void helper_expect_lifecycle(TestHelper *h, uint32_t event)
+{
+    struct vmaug_host_msg msg;
+    struct vmaug_host_lifecycle buf;
+
+    for (;;) {
+        uint32_t len = helper_recv_any(h, &msg, &buf, sizeof(buf));
+
+        g_assert(helper_note_lifecycle(h, &msg, &buf, len));
+        if (g_array_index(h->lifecycle, uint32_t, h->lifecycle->len - 1) ==
+            event) {
+            return;
+        }
+    }
+}
+
+static void helper_start_done(TestHelper *h, uint16_t status,
+                              const char *message)
+{
+    struct vmaug_host_lifecycle_done done = {
+        .event = cpu_to_le32(VMAUG_EVENT_IMAGE_START),
+        .status = cpu_to_le16(status),
+    };
+
+    helper_send(h, VMAUG_HOST_LIFECYCLE_DONE, h->start_tag, &done,
+                sizeof(done), message, message ? strlen(message) : 0);
 }
 
 static void helper_send(TestHelper *h, uint16_t type, uint64_t tag,
@@ -618,31 +709,53 @@ static void wait_helper_state(QVMAugment *aug, uint32_t state)
     g_assert_cmpuint(le32_to_cpu(info.helper_state), ==, state);
 }
 
-/* Accept the device's connection and complete the HELLO exchange. */
-static void helper_connect(TestHelper *h, QVMAugment *aug)
+/*
+ * Accept the device's connection and exchange HELLOs; the device then says
+ * the host application and the image start.  Returns the image path the
+ * device announced ("" for none).
+ */
+static char *helper_hello(TestHelper *h)
 {
-    struct vmaug_host_hello hello = {
-        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
-    };
+    struct vmaug_host_hello hello;
     struct vmaug_host_msg msg;
-    uint8_t buf[sizeof(hello) + VMAUG_HOST_PATH_MAX];
+    uint8_t buf[sizeof(hello) + 2 * VMAUG_HOST_PATH_MAX];
     uint32_t len;
+    uint16_t store_len, image_len;
 
     wait_fd(h->listen_fd, POLLIN);
     h->fd = accept(h->listen_fd, NULL, NULL);
     g_assert_cmpint(h->fd, >=, 0);
 
-    len = helper_recv(h, &msg, buf, sizeof(buf));
+    len = helper_recv_any(h, &msg, buf, sizeof(buf));
     g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_HELLO);
     g_assert_cmpuint(len, >=, sizeof(hello));
     memcpy(&hello, buf, sizeof(hello));
     g_assert_cmpuint(le32_to_cpu(hello.proto_version), ==,
                      VMAUG_PROTO_VERSION);
     g_assert(memchr(hello.name, 0, sizeof(hello.name)));
+    store_len = le16_to_cpu(hello.store_len);
+    image_len = le16_to_cpu(hello.image_len);
+    g_assert_cmpuint(len, ==, sizeof(hello) + store_len + image_len);
 
+    memset(&hello, 0, sizeof(hello));
     hello.proto_version = cpu_to_le32(VMAUG_PROTO_VERSION);
     g_strlcpy((char *)hello.name, "vmaugment-test", sizeof(hello.name));
     helper_send(h, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello), NULL, 0);
+
+    g_array_set_size(h->lifecycle, 0);
+    helper_expect_lifecycle(h, VMAUG_EVENT_HOST_START);
+    helper_expect_lifecycle(h, VMAUG_EVENT_IMAGE_START);
+    g_assert_cmpuint(h->lifecycle->len, ==, 2);
+    return g_strndup((char *)buf + sizeof(hello) + store_len, image_len);
+}
+
+/* Connect as the helper of a VM that runs, and prepare its image. */
+static void helper_connect(TestHelper *h, QVMAugment *aug)
+{
+    g_autofree char *image = helper_hello(h);
+
+    g_assert_cmpstr(image, ==, "");
+    helper_start_done(h, VMAUG_S_OK, NULL);
     wait_helper_state(aug, VMAUG_HELPER_CONNECTED);
 }
 
@@ -1020,6 +1133,7 @@ static void test_qmp_query(void *obj, void *data, QGuestAllocator *t_alloc)
         "query-vmaugment", "query-vmaugment-modules",
         "query-vmaugment-registrations", "vmaugment-register",
         "vmaugment-unregister", "vmaugment-unload",
+        "query-vmaugment-sandboxes", "query-vmaugment-ui",
     };
     QDict *resp = qmp("{ 'execute': 'query-commands' }");
     QDict *info;
@@ -1266,6 +1380,396 @@ static void test_helper_paused(void *obj, void *data,
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NOT_FOUND);
 }
 
+
+/* ---- Lifecycle: QEMUs of the tests' own, to watch them start and stop ---- */
+
+static QTestState *lifecycle_vm(TestHelper *h, bool image, const char *extra)
+{
+    g_autofree char *image_opt = image ?
+        g_strdup_printf(",image=%s", h->image) : g_strdup("");
+
+    return qtest_initf("-machine q35 -display none "
+                       "-chardev socket,id=vmaug-helper,path=%s%s "
+                       "-device vmaugment-pci,chardev=vmaug-helper%s%s",
+                       h->path, strstr(extra, "reconnect") ?
+                       ",reconnect-ms=100" : "", image_opt,
+                       strstr(extra, "timeout") ?
+                       ",start-timeout-ms=300" : "");
+}
+
+static void assert_run_state(QTestState *qts, const char *status,
+                             const char *image_start)
+{
+    QDict *resp = qtest_qmp(qts, "{ 'execute': 'query-status' }");
+    QDict *info;
+
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(resp, "return"), "status"),
+                    ==, status);
+    qobject_unref(resp);
+    resp = qtest_qmp(qts, "{ 'execute': 'query-vmaugment' }");
+    info = qobject_to(QDict, qlist_peek(qdict_get_qlist(resp, "return")));
+    g_assert_cmpstr(qdict_get_str(info, "image-start"), ==, image_start);
+    qobject_unref(resp);
+}
+
+/* Wait for VMAUGMENT_IMAGE_START; returns its message ("" for none). */
+static char *wait_image_start(QTestState *qts, bool ok)
+{
+    QDict *ev = qtest_qmp_eventwait_ref(qts, "VMAUGMENT_IMAGE_START");
+    QDict *d = qdict_get_qdict(ev, "data");
+    char *msg = g_strdup(qdict_haskey(d, "message") ?
+                         qdict_get_str(d, "message") : "");
+
+    g_assert_cmpint(qdict_get_bool(d, "ok"), ==, ok);
+    g_assert(qdict_haskey(d, "duration-us"));
+    qobject_unref(ev);
+    return msg;
+}
+
+static bool helper_saw(TestHelper *h, uint32_t event)
+{
+    guint i;
+
+    for (i = 0; i < h->lifecycle->len; i++) {
+        if (g_array_index(h->lifecycle, uint32_t, i) == event) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * With an image the VM waits, although autostart asked it to run, until
+ * the helper has prepared the image; then it runs, pauses and resumes,
+ * and its stop is told to the helper before QEMU exits.
+ */
+static void test_image_start(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    TestHelper *h = helper_new();
+    QTestState *qts = lifecycle_vm(h, true, "reconnect");
+    g_autofree char *image = helper_hello(h);
+    g_autofree char *msg = NULL;
+
+    g_assert_cmpstr(image, ==, h->image);
+    g_assert_cmphex(h->start_flags, ==, 0);
+    g_assert_cmpuint(h->start_tag, !=, 0);
+    assert_run_state(qts, "prelaunch", "waiting");
+    g_usleep(200 * 1000);
+    assert_run_state(qts, "prelaunch", "waiting");
+
+    helper_start_done(h, VMAUG_S_OK, NULL);
+    msg = wait_image_start(qts, true);
+    qtest_qmp_eventwait(qts, "RESUME");
+    assert_run_state(qts, "running", "done");
+
+    qobject_unref(qtest_qmp(qts, "{ 'execute': 'stop' }"));
+    helper_expect_lifecycle(h, VMAUG_EVENT_PAUSE);
+    qobject_unref(qtest_qmp(qts, "{ 'execute': 'cont' }"));
+    helper_expect_lifecycle(h, VMAUG_EVENT_RESUME);
+
+    /* A helper that comes back loads the modules without their handlers. */
+    close(h->fd);
+    h->fd = -1;
+    g_free(helper_hello(h));
+    g_assert_cmphex(h->start_flags, ==, VMAUG_LIFECYCLE_F_RECONNECT);
+    helper_start_done(h, VMAUG_S_OK, NULL);
+    assert_run_state(qts, "running", "done");
+
+    qtest_qmp_send(qts, "{ 'execute': 'quit' }");
+    helper_expect_lifecycle(h, VMAUG_EVENT_IMAGE_STOP);
+    helper_expect_lifecycle(h, VMAUG_EVENT_HOST_STOP);
+    qtest_quit(qts);
+    helper_cleanup(h);
+}
+
+/* A helper that refuses the start: the VM never runs and QEMU exits 1. */
+static void test_image_start_refused(void *obj, void *data,
+                                     QGuestAllocator *t_alloc)
+{
+    static const char why[] = "required module scanner 1.0 unavailable:\n"
+                              "repository unreachable";
+    TestHelper *h = helper_new();
+    QTestState *qts = lifecycle_vm(h, true, "");
+    g_autofree char *msg = NULL;
+
+    g_free(helper_hello(h));
+    helper_start_done(h, VMAUG_S_NOT_FOUND, why);
+    msg = wait_image_start(qts, false);
+    /* Shown as it came, less what a terminal would act on. */
+    g_assert_cmpstr(msg, ==, "required module scanner 1.0 unavailable:?"
+                    "repository unreachable");
+    qtest_qmp_eventwait(qts, "SHUTDOWN");
+    helper_expect_lifecycle(h, VMAUG_EVENT_HOST_STOP);
+    g_assert(!helper_saw(h, VMAUG_EVENT_IMAGE_STOP));
+    qtest_set_expected_status(qts, 1);
+    qtest_quit(qts);
+    helper_cleanup(h);
+}
+
+/* A helper that connects but never answers, and one that never connects. */
+static void test_image_start_timeout(void *obj, void *data,
+                                     QGuestAllocator *t_alloc)
+{
+    static const char *const why[] = {
+        "did not prepare the image within 300 ms",
+        "did not connect within 300 ms",
+    };
+    int i;
+
+    for (i = 0; i < ARRAY_SIZE(why); i++) {
+        TestHelper *h = helper_new();
+        QTestState *qts = lifecycle_vm(h, true, "timeout");
+        g_autofree char *msg = NULL;
+
+        if (i == 0) {
+            g_free(helper_hello(h));
+        }
+        msg = wait_image_start(qts, false);
+        g_assert(strstr(msg, why[i]));
+        qtest_qmp_eventwait(qts, "SHUTDOWN");
+        qtest_set_expected_status(qts, 1);
+        qtest_quit(qts);
+        helper_cleanup(h);
+    }
+}
+
+/* An answer to nothing the device asked is a protocol error. */
+static void test_image_start_bad_answer(void *obj, void *data,
+                                        QGuestAllocator *t_alloc)
+{
+    TestHelper *h = helper_new();
+    QTestState *qts = lifecycle_vm(h, true, "");
+    QDict *ev;
+    char eof;
+
+    g_free(helper_hello(h));
+    h->start_tag++;
+    helper_start_done(h, VMAUG_S_OK, NULL);
+    ev = qtest_qmp_eventwait_ref(qts, "VMAUGMENT_HELPER");
+    g_assert(qdict_get_bool(qdict_get_qdict(ev, "data"), "connected"));
+    qobject_unref(ev);
+    ev = qtest_qmp_eventwait_ref(qts, "VMAUGMENT_HELPER");
+    g_assert(!qdict_get_bool(qdict_get_qdict(ev, "data"), "connected"));
+    qobject_unref(ev);
+    wait_fd(h->fd, POLLIN);
+    g_assert_cmpint(read(h->fd, &eof, 1), ==, 0);
+    /* Still held: nobody prepared the image. */
+    assert_run_state(qts, "prelaunch", "waiting");
+    qtest_quit(qts);
+    helper_cleanup(h);
+}
+
+static void helper_module_event(TestHelper *h, uint32_t type,
+                                const void *payload, uint32_t len)
+{
+    struct virtio_vmaugment_event ev = {
+        .type = cpu_to_le32(type),
+        .len = cpu_to_le32(len),
+    };
+
+    helper_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), payload, len);
+}
+
+static QDict *wait_module_event(QTestState *qts, const char *change)
+{
+    QDict *ev = qtest_qmp_eventwait_ref(qts, "VMAUGMENT_MODULE");
+    QDict *d = qdict_get_qdict(ev, "data");
+
+    g_assert_cmpstr(qdict_get_str(d, "change"), ==, change);
+    qobject_ref(d);
+    qobject_unref(ev);
+    return d;
+}
+
+/*
+ * A refused module is reported with its reason; a restart request resets
+ * the VM (image) or makes QEMU exit with VMAUG_RESTART_EXIT_CODE (host).
+ */
+static void test_module_refused_restart(void *obj, void *data,
+                                        QGuestAllocator *t_alloc)
+{
+    TestHelper *h = helper_new();
+    QTestState *qts = lifecycle_vm(h, false, "");
+    struct {
+        struct vmaug_module_ref ref;
+        char reason[32];
+    } QEMU_PACKED refused = { .ref = module_ref("scanner", "2.0") };
+    struct vmaug_restart restart = { .ref = module_ref("upgrade", "1.1") };
+    QDict *d;
+
+    g_free(helper_hello(h));
+    helper_start_done(h, VMAUG_S_OK, NULL);
+    assert_run_state(qts, "running", "done");
+
+    memcpy(refused.reason, "signer not trusted\x1b[2J", 22);
+    helper_module_event(h, VMAUG_EVENT_MODULE_REFUSED, &refused,
+                        sizeof(refused.ref) + 22);
+    d = wait_module_event(qts, "refused");
+    g_assert_cmpstr(qdict_get_str(d, "name"), ==, "scanner");
+    g_assert_cmpstr(qdict_get_str(d, "reason"), ==,
+                    "signer not trusted?[2J");
+    qobject_unref(d);
+
+    restart.what = cpu_to_le32(VMAUG_RESTART_IMAGE);
+    helper_module_event(h, VMAUG_EVENT_RESTART_REQUESTED, &restart,
+                        sizeof(restart));
+    d = wait_module_event(qts, "restart-requested");
+    g_assert_cmpstr(qdict_get_str(d, "restart"), ==, "image");
+    qobject_unref(d);
+    qtest_qmp_eventwait(qts, "RESET");
+
+    /* An unknown scope is ignored, not guessed at. */
+    restart.what = cpu_to_le32(7);
+    helper_module_event(h, VMAUG_EVENT_RESTART_REQUESTED, &restart,
+                        sizeof(restart));
+    restart.what = cpu_to_le32(VMAUG_RESTART_HOST);
+    helper_module_event(h, VMAUG_EVENT_RESTART_REQUESTED, &restart,
+                        sizeof(restart));
+    d = wait_module_event(qts, "restart-requested");
+    g_assert_cmpstr(qdict_get_str(d, "restart"), ==, "host");
+    qobject_unref(d);
+    qtest_qmp_eventwait(qts, "SHUTDOWN");
+    helper_expect_lifecycle(h, VMAUG_EVENT_IMAGE_STOP);
+    helper_expect_lifecycle(h, VMAUG_EVENT_HOST_STOP);
+    qtest_set_expected_status(qts, VMAUG_RESTART_EXIT_CODE);
+    qtest_quit(qts);
+    helper_cleanup(h);
+}
+
+/* Sandbox details are for the host owner: a guest asking is refused. */
+static void test_list_host_only(void *obj, void *data,
+                                QGuestAllocator *t_alloc)
+{
+    struct vmaug_list_req req = { .what = cpu_to_le32(VMAUG_LIST_SANDBOXES) };
+    Reply r;
+
+    g_assert_cmpuint(call(obj, 71, VMAUG_OP_LIST, &req, sizeof(req), &r), ==,
+                     VMAUG_S_DENIED);
+    req.what = cpu_to_le32(VMAUG_LIST_UI);
+    g_assert_cmpuint(call(obj, 72, VMAUG_OP_LIST, &req, sizeof(req), &r), ==,
+                     VMAUG_S_DENIED);
+}
+
+static void test_helper_qmp_sandboxes(void *obj, void *data,
+                                      QGuestAllocator *t_alloc)
+{
+    TestHelper *h = data;
+    struct {
+        struct vmaug_list_resp hdr;
+        struct vmaug_sandbox_info sb[2];
+    } QEMU_PACKED answer = {
+        .hdr = { .count = cpu_to_le32(2), .total = cpu_to_le32(2) },
+        .sb = { {
+            .ref = module_ref("printer", "1.0"),
+            .state = cpu_to_le32(VMAUG_MODULE_LOADED),
+            .pid = cpu_to_le32(4121),
+            .memory_limit = cpu_to_le64(256 << 20),
+            .cpu_limit = cpu_to_le64(60),
+            .uptime_ms = cpu_to_le64(5310),
+            .queued_calls = cpu_to_le32(1),
+        }, {
+            .ref = module_ref("scanner", "1.0"),
+            .state = cpu_to_le32(VMAUG_MODULE_CRASHED),
+            .restarts = cpu_to_le32(3),
+        } },
+    };
+    struct vmaug_list_req req;
+    QDict *resp, *sb;
+    QList *list;
+    uint64_t tag;
+
+    helper_connect(h, obj);
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'query-vmaugment-sandboxes' }");
+    helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
+    g_assert_cmpuint(le32_to_cpu(req.what), ==, VMAUG_LIST_SANDBOXES);
+    g_assert(tag & (1ULL << 63));
+    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+    resp = qtest_qmp_receive(global_qtest);
+    list = qdict_get_qlist(resp, "return");
+    g_assert_cmpuint(qlist_size(list), ==, 2);
+    sb = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpstr(qdict_get_str(sb, "name"), ==, "printer");
+    g_assert_cmpstr(qdict_get_str(sb, "state"), ==, "loaded");
+    g_assert_cmpuint(qdict_get_int(sb, "pid"), ==, 4121);
+    g_assert_cmpuint(qdict_get_int(sb, "memory-limit"), ==, 256 << 20);
+    g_assert_cmpuint(qdict_get_int(sb, "queued-calls"), ==, 1);
+    qobject_unref(resp);
+
+    /* A state the protocol does not have fails the command. */
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'query-vmaugment-sandboxes' }");
+    helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
+    answer.sb[1].state = cpu_to_le32(9);
+    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+    resp = qtest_qmp_receive(global_qtest);
+    g_assert(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+    assert_qemu_alive();
+}
+
+/* One UI entry: header, JSON, padding to 8 bytes. */
+static size_t ui_entry(uint8_t *out, const char *module, const char *json,
+                       uint32_t claimed)
+{
+    struct vmaug_ui_entry hdr = { .len = cpu_to_le32(claimed) };
+    size_t size = ROUND_UP(sizeof(hdr) + strlen(json), 8);
+
+    g_strlcpy((char *)hdr.module, module, sizeof(hdr.module));
+    memset(out, 0, size);
+    memcpy(out, &hdr, sizeof(hdr));
+    memcpy(out + sizeof(hdr), json, strlen(json));
+    return size;
+}
+
+static QDict *qmp_ui_answer(TestHelper *h, const char *json,
+                            uint32_t claimed)
+{
+    uint8_t answer[512];
+    struct vmaug_list_resp hdr = {
+        .count = cpu_to_le32(1), .total = cpu_to_le32(1),
+    };
+    struct vmaug_list_req req;
+    uint64_t tag;
+    size_t len;
+
+    qtest_qmp_send(global_qtest, "{ 'execute': 'query-vmaugment-ui' }");
+    helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
+    g_assert_cmpuint(le32_to_cpu(req.what), ==, VMAUG_LIST_UI);
+    memcpy(answer, &hdr, sizeof(hdr));
+    len = sizeof(hdr) + ui_entry(answer + sizeof(hdr), "ui", json, claimed);
+    helper_respond(h, tag, VMAUG_S_OK, answer, len);
+    return qtest_qmp_receive(global_qtest);
+}
+
+static void test_helper_qmp_ui(void *obj, void *data,
+                               QGuestAllocator *t_alloc)
+{
+    static const char element[] =
+        "{\"id\": \"status\", \"type\": \"label\", \"text\": \"backup\"}";
+    TestHelper *h = data;
+    QDict *resp, *ui, *el;
+
+    helper_connect(h, obj);
+    resp = qmp_ui_answer(h, element, strlen(element));
+    ui = qobject_to(QDict, qlist_peek(qdict_get_qlist(resp, "return")));
+    g_assert_cmpstr(qdict_get_str(ui, "module"), ==, "ui");
+    el = qdict_get_qdict(ui, "element");
+    g_assert_cmpstr(qdict_get_str(el, "id"), ==, "status");
+    g_assert_cmpstr(qdict_get_str(el, "text"), ==, "backup");
+    qobject_unref(resp);
+
+    /* Not an object, and a length past the entry: both refused. */
+    resp = qmp_ui_answer(h, "[1, 2]", 6);
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                    "not a JSON object"));
+    qobject_unref(resp);
+    resp = qmp_ui_answer(h, element, 4000);
+    g_assert(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+    assert_qemu_alive();
+}
+
 static void register_vmaugment_test(void)
 {
     QOSGraphTestOptions helper = {
@@ -1328,6 +1832,20 @@ static void register_vmaugment_test(void)
                  &helper_fast);
     qos_add_test("helper/qmp-events", "vmaugment", test_helper_qmp_events,
                  &helper);
+    qos_add_test("helper/qmp-sandboxes", "vmaugment",
+                 test_helper_qmp_sandboxes, &helper);
+    qos_add_test("helper/qmp-ui", "vmaugment", test_helper_qmp_ui, &helper);
+    qos_add_test("list-host-only", "vmaugment", test_list_host_only, NULL);
+    qos_add_test("lifecycle/image-start", "vmaugment", test_image_start,
+                 NULL);
+    qos_add_test("lifecycle/image-start-refused", "vmaugment",
+                 test_image_start_refused, NULL);
+    qos_add_test("lifecycle/image-start-timeout", "vmaugment",
+                 test_image_start_timeout, NULL);
+    qos_add_test("lifecycle/image-start-bad-answer", "vmaugment",
+                 test_image_start_bad_answer, NULL);
+    qos_add_test("lifecycle/refused-and-restart", "vmaugment",
+                 test_module_refused_restart, NULL);
 }
 
 libqos_init(register_vmaugment_test);

@@ -30,8 +30,18 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOVMAugment, VMAUGMENT)
 typedef struct VMAugmentConf {
     CharBackend chr;
     char *store;
+    char *image;
     uint32_t request_timeout_ms;
+    uint32_t start_timeout_ms;
+    bool allow_restart;
 } VMAugmentConf;
+
+/* Where the image start is (VmaugmentImageStart in the QAPI schema). */
+typedef enum VMAugmentStart {
+    VMAUGMENT_START_WAITING,
+    VMAUGMENT_START_DONE,
+    VMAUGMENT_START_FAILED,
+} VMAugmentStart;
 
 /* A guest request relayed to the helper and not yet answered. */
 typedef struct VMAugmentRequest {
@@ -112,6 +122,18 @@ struct VirtIOVMAugment {
     bool event_lost;
     QSIMPLEQ_HEAD(, VMAugmentEvent) events;
     uint32_t n_events;
+
+    /* Lifecycle (vmaugment-lifecycle.c). */
+    Notifier shutdown_notifier;
+    VMAugmentStart start;
+    bool start_held;            /* vm_start_hold() taken */
+    bool host_started;          /* HOST_START sent to some helper */
+    bool image_ran;             /* the VM ran since QEMU started */
+    bool image_prepared;        /* a helper answered IMAGE_START with OK */
+    bool image_stopped;         /* IMAGE_STOP sent */
+    uint64_t start_tag;         /* IMAGE_START awaiting its answer, or 0 */
+    int64_t start_sent_ns;
+    QEMUTimer *start_timer;
 };
 
 /*
@@ -133,5 +155,26 @@ int coroutine_fn vmaugment_admin_call(VirtIOVMAugment *s, uint16_t opcode,
 
 /* The QOM path QMP uses to name the device. */
 char *vmaugment_path(VirtIOVMAugment *s);
+
+/* Within the device (vmaugment.c). */
+void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type, uint64_t tag,
+                           const void *a, size_t alen,
+                           const void *b, size_t blen);
+/* Write what is queued for the helper, waiting at most @timeout_ms. */
+void vmaugment_helper_flush_sync(VirtIOVMAugment *s, int64_t timeout_ms);
+uint64_t vmaugment_next_tag(VirtIOVMAugment *s);
+
+/* Lifecycle (vmaugment-lifecycle.c). */
+bool vmaugment_lifecycle_realize(VirtIOVMAugment *s, Error **errp);
+void vmaugment_lifecycle_unrealize(VirtIOVMAugment *s);
+/* The helper completed its HELLO. */
+void vmaugment_lifecycle_helper_ready(VirtIOVMAugment *s);
+void vmaugment_lifecycle_vm_state(VirtIOVMAugment *s, bool running,
+                                  RunState state);
+bool vmaugment_lifecycle_done(VirtIOVMAugment *s, uint64_t tag,
+                              const uint8_t *data, uint32_t len,
+                              const char **why);
+/* A module asked for a restart (VMAUG_EVENT_RESTART_REQUESTED). */
+void vmaugment_lifecycle_restart(VirtIOVMAugment *s, uint32_t what);
 
 #endif

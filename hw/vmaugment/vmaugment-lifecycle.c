@@ -1,0 +1,278 @@
+/*
+ * vmaugment device: lifecycle events
+ *
+ * The device tells the host helper when the host application (QEMU)
+ * starts and stops, when the VM image starts and stops, and when the VM
+ * pauses and resumes; the helper runs the handlers of the modules
+ * registered with the image.  With the "image" property set, the device
+ * holds the VM's first start until the helper has loaded those modules
+ * and their image-start handlers have returned, so that they run before
+ * the guest's first instruction.  The helper may refuse the start (a
+ * required module is unavailable): QEMU then says why and exits.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/qapi-events-vmaugment.h"
+#include "qemu/error-report.h"
+#include "hw/qdev-core.h"
+#include "hw/vmaugment/vmaugment.h"
+#include "system/runstate.h"
+#include "system/runstate-action.h"
+#include "trace.h"
+
+/* How long QEMU waits, when it exits, for the helper to take the stop. */
+#define VMAUGMENT_STOP_FLUSH_MS     2000
+
+static void vmaugment_lifecycle_send(VirtIOVMAugment *s, uint32_t event,
+                                     uint32_t flags, uint64_t tag)
+{
+    struct vmaug_host_lifecycle msg = {
+        .event = cpu_to_le32(event),
+        .flags = cpu_to_le32(flags),
+    };
+
+    trace_vmaugment_lifecycle(s, event, flags, tag);
+    vmaugment_helper_send(s, VMAUG_HOST_LIFECYCLE, tag, &msg, sizeof(msg),
+                          NULL, 0);
+}
+
+/* Let the VM run: the start it was asked for, if any, happens now. */
+static void vmaugment_start_release(VirtIOVMAugment *s)
+{
+    if (s->start_held) {
+        s->start_held = false;
+        vm_start_release();
+    }
+}
+
+static void vmaugment_start_decided(VirtIOVMAugment *s, bool ok,
+                                    const char *message)
+{
+    g_autofree char *path = vmaugment_path(s);
+    int64_t took_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) -
+                      s->start_sent_ns;
+
+    timer_del(s->start_timer);
+    s->start_tag = 0;
+    qapi_event_send_vmaugment_image_start(path, ok, message,
+                                          s->start_sent_ns ?
+                                          MAX(took_ns, 0) / SCALE_US : 0);
+    if (ok) {
+        s->start = VMAUGMENT_START_DONE;
+        vmaugment_start_release(s);
+        return;
+    }
+    /* The hold stays: this image must not run. */
+    s->start = VMAUGMENT_START_FAILED;
+    error_report("vmaugment: image start refused: %s", message);
+    qemu_system_shutdown_request_with_code(SHUTDOWN_CAUSE_HOST_ERROR,
+                                           EXIT_FAILURE);
+}
+
+static void vmaugment_start_timeout(void *opaque)
+{
+    VirtIOVMAugment *s = opaque;
+    g_autofree char *msg = NULL;
+
+    if (s->start != VMAUGMENT_START_WAITING) {
+        return;
+    }
+    msg = g_strdup_printf("the host helper %s within %u ms",
+                          s->helper_ready ? "did not prepare the image" :
+                          "did not connect", s->conf.start_timeout_ms);
+    vmaugment_start_decided(s, false, msg);
+}
+
+void vmaugment_lifecycle_helper_ready(VirtIOVMAugment *s)
+{
+    bool again = s->host_started;
+
+    /* A helper that connects again lost its modules: they load again,
+     * but their start handlers ran already. */
+    vmaugment_lifecycle_send(s, VMAUG_EVENT_HOST_START,
+                             again ? VMAUG_LIFECYCLE_F_RECONNECT : 0, 0);
+    s->host_started = true;
+    if (s->image_stopped) {
+        return;
+    }
+    /* Never 0, and never a guest request's tag. */
+    s->start_tag = VMAUGMENT_ADMIN_TAG | vmaugment_next_tag(s);
+    s->start_sent_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    vmaugment_lifecycle_send(s, VMAUG_EVENT_IMAGE_START,
+                             s->image_ran || s->image_prepared ?
+                             VMAUG_LIFECYCLE_F_RECONNECT : 0, s->start_tag);
+}
+
+/* A helper's text is shown to the host owner: printable ASCII only. */
+static char *vmaugment_sanitize(const uint8_t *text, uint32_t len)
+{
+    char *out = g_strndup((const char *)text, len);
+    char *p;
+
+    for (p = out; *p; p++) {
+        if (*p < 0x20 || *p > 0x7e) {
+            *p = '?';
+        }
+    }
+    return out;
+}
+
+bool vmaugment_lifecycle_done(VirtIOVMAugment *s, uint64_t tag,
+                              const uint8_t *data, uint32_t len,
+                              const char **why)
+{
+    struct vmaug_host_lifecycle_done done;
+    g_autofree char *msg = NULL;
+    uint16_t status;
+
+    if (len < sizeof(done) ||
+        len - sizeof(done) > VMAUG_HOST_MESSAGE_MAX) {
+        *why = "LIFECYCLE_DONE of a wrong size";
+        return false;
+    }
+    memcpy(&done, data, sizeof(done));
+    if (tag == 0 || tag != s->start_tag ||
+        le32_to_cpu(done.event) != VMAUG_EVENT_IMAGE_START) {
+        *why = "LIFECYCLE_DONE for nothing the device asked";
+        return false;
+    }
+    status = le16_to_cpu(done.status);
+    msg = vmaugment_sanitize(data + sizeof(done), len - sizeof(done));
+    trace_vmaugment_lifecycle_done(s, tag, status);
+    s->image_prepared |= status == VMAUG_S_OK;
+    if (s->start != VMAUGMENT_START_WAITING) {
+        /* Nothing waits: a VM without an image property, or a helper
+         * that reconnected to a VM that was prepared before. */
+        s->start_tag = 0;
+        if (status != VMAUG_S_OK) {
+            warn_report("vmaugment: the host helper could not load the "
+                        "image's modules: %s", msg);
+        }
+        return true;
+    }
+    if (status != VMAUG_S_OK && !*msg) {
+        g_free(msg);
+        msg = g_strdup_printf("the host helper answered status %u", status);
+    }
+    vmaugment_start_decided(s, status == VMAUG_S_OK, msg);
+    return true;
+}
+
+void vmaugment_lifecycle_vm_state(VirtIOVMAugment *s, bool running,
+                                  RunState state)
+{
+    uint32_t event;
+
+    if (running && !s->image_ran) {
+        /* The first start: the image-start handlers ran already. */
+        s->image_ran = true;
+        vmaugment_post_event(s, VMAUG_EVENT_IMAGE_START, NULL, 0);
+        return;
+    }
+    if (running) {
+        event = VMAUG_EVENT_RESUME;
+    } else if (state == RUN_STATE_PAUSED) {
+        event = VMAUG_EVENT_PAUSE;
+    } else {
+        return;
+    }
+    if (s->helper_ready) {
+        vmaugment_lifecycle_send(s, event, 0, 0);
+    }
+    vmaugment_post_event(s, event, NULL, 0);
+}
+
+/*
+ * QEMU shuts down (guest power-off, quit, a signal): the image stops, and
+ * unless QEMU stays to be started again, so does the host application.
+ * The main loop will not run again to flush what we queue.
+ */
+static void vmaugment_shutdown(Notifier *n, void *opaque)
+{
+    VirtIOVMAugment *s = container_of(n, VirtIOVMAugment, shutdown_notifier);
+
+    if (!s->helper_ready) {
+        return;
+    }
+    if (s->image_ran && !s->image_stopped) {
+        s->image_stopped = true;
+        vmaugment_lifecycle_send(s, VMAUG_EVENT_IMAGE_STOP, 0, 0);
+    }
+    if (shutdown_action != SHUTDOWN_ACTION_PAUSE) {
+        vmaugment_lifecycle_send(s, VMAUG_EVENT_HOST_STOP, 0, 0);
+    }
+    vmaugment_helper_flush_sync(s, VMAUGMENT_STOP_FLUSH_MS);
+}
+
+void vmaugment_lifecycle_restart(VirtIOVMAugment *s, uint32_t what)
+{
+    if (!s->conf.allow_restart) {
+        return;
+    }
+    switch (what) {
+    case VMAUG_RESTART_IMAGE:
+        qemu_system_reset_request(SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET);
+        break;
+    case VMAUG_RESTART_HOST:
+        /* The supervisor (a service manager) starts QEMU again. */
+        qemu_system_shutdown_request_with_code(SHUTDOWN_CAUSE_HOST_QMP_QUIT,
+                                               VMAUG_RESTART_EXIT_CODE);
+        break;
+    }
+}
+
+bool vmaugment_lifecycle_realize(VirtIOVMAugment *s, Error **errp)
+{
+    const char *image = s->conf.image;
+
+    if (image && (!g_path_is_absolute(image) ||
+                  strlen(image) > VMAUG_HOST_PATH_MAX ||
+                  !g_file_test(image, G_FILE_TEST_IS_REGULAR))) {
+        error_setg(errp, "'image' must be the absolute path, of at most %u "
+                   "bytes, of the VM's disk image file", VMAUG_HOST_PATH_MAX);
+        return false;
+    }
+    if (s->conf.start_timeout_ms == 0 ||
+        s->conf.start_timeout_ms > VMAUG_MAX_TIMEOUT_MS) {
+        error_setg(errp, "'start-timeout-ms' must be between 1 and %u",
+                   VMAUG_MAX_TIMEOUT_MS);
+        return false;
+    }
+    s->start_timer = timer_new_ms(QEMU_CLOCK_REALTIME,
+                                  vmaugment_start_timeout, s);
+    s->shutdown_notifier.notify = vmaugment_shutdown;
+    qemu_register_shutdown_notifier(&s->shutdown_notifier);
+
+    /*
+     * Only a VM that has not run yet waits: a hot-plugged device or a
+     * migration destination joins an image that started elsewhere.
+     */
+    if (phase_check(PHASE_MACHINE_READY) ||
+        runstate_check(RUN_STATE_INMIGRATE)) {
+        s->image_ran = true;
+        s->start = VMAUGMENT_START_DONE;
+        return true;
+    }
+    if (!image) {
+        s->start = VMAUGMENT_START_DONE;
+        return true;
+    }
+    s->start = VMAUGMENT_START_WAITING;
+    s->start_held = true;
+    vm_start_hold();
+    timer_mod(s->start_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                              s->conf.start_timeout_ms);
+    return true;
+}
+
+void vmaugment_lifecycle_unrealize(VirtIOVMAugment *s)
+{
+    notifier_remove(&s->shutdown_notifier);
+    timer_free(s->start_timer);
+    s->start_timer = NULL;
+    /* A device that goes away does not keep the VM from running. */
+    vmaugment_start_release(s);
+}
