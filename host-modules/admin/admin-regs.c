@@ -62,21 +62,22 @@ static gchar *admin_regs_file(const AdminRegs *r)
 }
 
 /* The set, or an error that names the file it comes from. */
-static VmaugRegSet *admin_regs_load(const AdminRegs *r, gboolean for_change,
-                                    GError **error)
+static VmaugRegSet *admin_regs_load(const AdminRegs *r, GError **error)
 {
     g_autofree gchar *file = admin_regs_file(r);
     VmaugRegSet *set;
 
-    /* Registering with an image that is not there is a typo: the sidecar
-     * would sit next to nothing. */
-    if (for_change && r->image != NULL &&
+    /*
+     * An image or store that is not there is a typo: its sidecar would
+     * sit next to nothing, and listing it would show a reassuring nothing.
+     */
+    if (r->image != NULL &&
         !g_file_test(r->image, G_FILE_TEST_EXISTS)) {
         g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
                     "no disk image %s", r->image);
         return NULL;
     }
-    if (for_change && r->store != NULL &&
+    if (r->store != NULL &&
         !g_file_test(r->store, G_FILE_TEST_IS_DIR)) {
         g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
                     "no module store at %s", r->store);
@@ -187,7 +188,7 @@ int admin_cmd_registrations(int argc, char **argv)
         return admin_fail(ADMIN_EXIT_USAGE, "registrations takes only "
                           "\"list\"");
     }
-    set = admin_regs_load(&r, FALSE, &error);
+    set = admin_regs_load(&r, &error);
     if (set == NULL) {
         return admin_fail_error(error);
     }
@@ -236,7 +237,7 @@ int admin_cmd_register(int argc, char **argv)
     if (!vmaug_reg_events_from_string(events_text, &events, &error)) {
         return admin_fail(ADMIN_EXIT_USAGE, "--events: %s", error->message);
     }
-    set = admin_regs_load(&r, TRUE, &error);
+    set = admin_regs_load(&r, &error);
     if (set == NULL ||
         !vmaug_reg_set_put(set, argv[1], version, events,
                            required ? VMAUG_REG_F_REQUIRED : 0, &error) ||
@@ -264,7 +265,7 @@ int admin_cmd_unregister(int argc, char **argv)
         return admin_fail(ADMIN_EXIT_USAGE, "unregister takes one module "
                           "NAME");
     }
-    set = admin_regs_load(&r, TRUE, &error);
+    set = admin_regs_load(&r, &error);
     if (set == NULL || !vmaug_reg_set_remove(set, argv[1], &error) ||
         !vmaug_reg_set_save(set, &error)) {
         return admin_fail_error(error);

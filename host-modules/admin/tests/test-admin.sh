@@ -258,6 +258,9 @@ run 2 registrations list
 run 1 register --image "$img" Bad/Name --events image-start
 run 1 register --image "$W/missing.qcow2" kv --events image-start
 has err "no disk image"
+run 1 registrations list --image "$W/missing.qcow2"
+run 1 registrations list --store "$W/nostore"
+has err "no module store at $W/nostore"
 run 0 unregister --image "$img" printer
 run 1 unregister --image "$img" nosuch
 run 0 registrations list --image "$img" --json
