@@ -197,7 +197,9 @@ static void vmaugment_shutdown(Notifier *n, void *opaque)
     if (!s->helper_ready) {
         return;
     }
-    if (s->image_ran && !s->image_stopped) {
+    /* After migrating away, the image runs on elsewhere. */
+    if (s->image_ran && !s->image_stopped &&
+        !runstate_check(RUN_STATE_POSTMIGRATE)) {
         s->image_stopped = true;
         vmaugment_lifecycle_send(s, VMAUG_EVENT_IMAGE_STOP, 0, 0);
     }
