@@ -29,6 +29,29 @@
 #                          in the guest as /data/NAME.vmod (repeatable)
 #   # module: NAME VERSION a signed package of the real module NAME at
 #                          VERSION, as /data/NAME-VERSION.vmod (repeatable)
+#   # image: yes           the device names a disk image (a placeholder file
+#                          in the run directory, image=...) and the helper
+#                          serves its directory (--image-dir); implies the
+#                          helper.  QEMU's QMP events are logged per boot.
+#   # boots: N             boot the same image N times in sequence, with the
+#                          same helper and store; the guest finds the boot
+#                          number, from 1, in $VMAUG_BOOT
+#   # repository: up|down  a module repository for the helper: up, the
+#                          packages of the "# repo-module:" lines published,
+#                          signed, and served over HTTPS on loopback with a
+#                          test CA; down, a closed port
+#   # repo-module: NAME VERSION  a real module published in the repository
+#   # boot K: repository up|down   before boot K: the repository comes up or
+#                          goes down (the helper restarts with it)
+#   # boot K: expect-refused REGEX  boot K must not run the guest: QEMU
+#                          exits 1 having printed "vmaugment: image start
+#                          refused: ..." matching REGEX
+# An optional NAME.host file beside the scenario (bash, sourced by the
+# runner) may define host_before_boot and host_after_boot, called with the
+# boot number; they set $reason and return 1 to fail the scenario.  They
+# find the boot's host time of the first console byte (boot_first_byte N),
+# its QMP events (qmp_event N NAME), the helper's store ($helper_dir/store)
+# and the image ($helper_image), and report with host_say.
 # The guest may ask the runner for host-side actions with console lines
 #   VMAUG-HOST: kill-helper | start-helper | stop-helper | cont-helper |
 #               expect-sha256 HEX | expect-spool HEX

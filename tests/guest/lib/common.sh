@@ -4,6 +4,11 @@
 
 # shellcheck disable=SC2034 # used by the scenarios
 VMAUG_KO=/lib/vmaug/vmaugment.ko
+# Which boot of the scenario's image this is ("# boots: N"), from 1; the
+# runner puts vmaug_boot=N on the kernel command line, which hands it to
+# /init as an environment variable.
+# shellcheck disable=SC2034,SC2154 # used by the scenarios; set by the kernel
+VMAUG_BOOT=${vmaug_boot:-1}
 
 # Print an error and fail the scenario.
 fail() {

@@ -15,6 +15,8 @@ extra_progs=()
 
 # shellcheck source=tests/guest/lib/helper.sh
 . "$here/lib/helper.sh"
+# shellcheck source=tests/guest/lib/repo.sh
+. "$here/lib/repo.sh"
 
 die() {
     echo "guest tests: $*" >&2
@@ -131,16 +133,10 @@ prepare_all() {
     build_base_initramfs
 }
 
-# Boot one scenario; sets $reason on failure.
-run_scenario() {
-    local file=$1 name
-    name=$(basename "$file" .sh)
-    local dir=$work/run/$name
-    # The helper's store keeps its audit log append-only.
-    if [ -d "$dir/host" ]; then
-        chattr -R -a "$dir/host" 2>/dev/null || true
-    fi
-    rm -rf "$dir"
+# The initrd of one scenario: the shared part, then the scenario script
+# and its packages in $dir/initrd.
+scenario_initrd() {
+    local file=$1 dir=$2
     mkdir -p "$dir/initramfs"
     { echo '. /lib/vmaug/common.sh'; cat "$file"; } >"$dir/initramfs/scenario.sh"
     local pkg_name pkg_mib
@@ -165,32 +161,83 @@ run_scenario() {
     cp "$work/base.cpio.gz" "$dir/initrd"
     truncate -s %4 "$dir/initrd"
     cat "$dir/scenario.cpio" >>"$dir/initrd"
+}
 
-    local timeout_s mem needs
-    timeout_s=$(meta "$file" timeout 120)
-    mem=$(meta "$file" memory 512M)
-    needs=$(meta "$file" needs "")
+# Copy stdin to stdout and write the host's clock (seconds.microseconds)
+# into $1 the moment the first byte arrives.  Bash reads a pipe one byte
+# at a time and $EPOCHREALTIME needs no fork: the stamp is late by
+# microseconds, never early.
+stamp_first_byte() {
+    local c
+    if IFS= read -r -d '' -n 1 c; then
+        printf '%s\n' "${EPOCHREALTIME/,/.}" >"$1"
+        printf '%s' "$c"
+        cat
+    fi
+}
 
-    local devargs=(-device vmaugment-pci) extra=()
-    read -r -a extra <<<"$(meta "$file" qemu "")"
-    if [ "$needs" = helper ]; then
-        helper_setup "$dir/host" ||
-            { helper_stop; reason="host helper: $helper_error"; return 1; }
+# For the .host files of scenarios: a line of the host's own findings, in
+# the console log (and on stderr in verbose runs).
+host_say() {
+    printf 'host: %s\n' "$*" >>"$scenario_log"
+    if [ "$verbose" = 1 ]; then
+        printf '  | host: %s\n' "$*" >&2
+    fi
+}
+
+# host_wait_for FILE REGEX SECONDS: wait for a line of FILE to match.
+host_wait_for() {
+    local _
+    for _ in $(seq $(($3 * 20))); do
+        grep -E -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# boot_first_byte N: the host's time of the first console byte of boot N.
+boot_first_byte() {
+    cat "$scenario_dir/boot-$1.first-byte" 2>/dev/null
+}
+
+# qmp_event N NAME: the first QMP event NAME of boot N ("# image: yes"),
+# one JSON line.
+qmp_event() {
+    grep -m1 "\"event\": \"$2\"" "$scenario_dir/boot-$1.qmp.jsonl" 2>/dev/null
+}
+
+# Run one boot of the scenario's image; sets qemu_status and the
+# expectations the guest asked for.
+boot_qemu() {
+    local n=$1 timeout_s=$2 mem=$3 line
+    local blog=$scenario_dir/boot-$n.console.log
+    local devargs=(-device vmaugment-pci) extra=() qmp=()
+    read -r -a extra <<<"$(meta "$scenario_file" qemu "")"
+    if [ -n "$helper_dir" ]; then
         devargs=("${helper_qemu_args[@]}")
     fi
-
-    local qemu_status=none line expected_sha=() expected_spool=()
-    local log=$dir/console.log
-    : >"$log"
+    local logger=
+    if [ -n "$helper_image" ]; then
+        # QEMU waits for the logger: no event of the start is missed.
+        rm -f "$helper_sock_dir/qmp.sock"
+        python3 "$here/lib/qmp.py" log "$helper_sock_dir/qmp.sock" \
+            "$scenario_dir/boot-$n.qmp.jsonl" \
+            2>"$scenario_dir/boot-$n.qmp.err" &
+        logger=$!
+        qmp=(-qmp "unix:$helper_sock_dir/qmp.sock,server=on,wait=on")
+    fi
+    qemu_status=none
+    : >"$blog"
     while IFS= read -r line; do
         line=${line%$'\r'}
-        printf '%s\n' "$line" >>"$log"
+        printf '%s\n' "$line" >>"$blog"
+        printf '%s\n' "$line" >>"$scenario_log"
         [ "$verbose" = 1 ] && printf '  | %s\n' "$line" >&2
         case $line in
         "VMAUG-HOST: kill-helper")
             helper_kill ;;
         "VMAUG-HOST: start-helper")
-            helper_start || echo "start-helper failed: $helper_error" >>"$log" ;;
+            helper_start || echo "start-helper failed: $helper_error" >>"$scenario_log" ;;
         "VMAUG-HOST: stop-helper")
             helper_signal STOP ;;
         "VMAUG-HOST: cont-helper")
@@ -206,29 +253,58 @@ run_scenario() {
         set +e
         # no_timer_check: on a loaded host TCG can miss the IO-APIC timer
         # check, which panics the guest before it ran anything of ours.
+        # The kernel hands vmaug_boot=N to /init as an environment variable.
         timeout --kill-after=10 "$timeout_s" "$qemu" \
             -accel tcg -m "$mem" -nodefaults -display none -serial stdio \
-            -no-reboot -kernel "$KIMAGE" -initrd "$dir/initrd" \
-            -append "console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check" \
+            -no-reboot -kernel "$KIMAGE" -initrd "$scenario_dir/initrd" \
+            -append "console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check vmaug_boot=$n" \
             -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-            "${devargs[@]}" "${extra[@]}" </dev/null 2>&1
-        echo "VMAUG-QEMU-EXIT: $?"
+            "${devargs[@]}" "${qmp[@]}" "${extra[@]}" </dev/null \
+            2>"$scenario_dir/boot-$n.stderr" |
+            stamp_first_byte "$scenario_dir/boot-$n.first-byte"
+        echo "VMAUG-QEMU-EXIT: ${PIPESTATUS[0]}"
     )
-    if [ "$needs" = helper ]; then
-        helper_stop
+    # QEMU's own messages after the guest's.
+    sed 's/^/qemu: /' "$scenario_dir/boot-$n.stderr" | tee -a "$blog" >>"$scenario_log"
+    if [ -n "$logger" ]; then
+        wait "$logger" 2>/dev/null || true
     fi
+}
 
-    # 33 = (0x10 << 1) | 1, written by /init after the scenario passed.
+# Judge boot N by the guest's marker and QEMU's status, or, with
+# "# boot N: expect-refused REGEX", by QEMU refusing the start.
+judge_boot() {
+    local n=$1 timeout_s=$2 refused=$3
+    local blog=$scenario_dir/boot-$n.console.log
     if [ "$qemu_status" = 124 ] || [ "$qemu_status" = 137 ]; then
         reason="timed out after ${timeout_s}s"
         return 1
     fi
-    if [ "$qemu_status" != 33 ] || ! grep -q '^VMAUG-RESULT: PASS$' "$log"; then
-        reason=$(grep -m1 '^VMAUG-RESULT: ' "$log" | sed 's/^VMAUG-RESULT: //')
-        if grep -q 'Kernel panic' "$log"; then
+    if [ -n "$refused" ]; then
+        local msg
+        msg=$(grep -m1 '^vmaugment: image start refused: ' "$scenario_dir/boot-$n.stderr" || true)
+        if [ "$qemu_status" != 1 ]; then
+            reason="QEMU exited $qemu_status, not 1 (refused start)"
+        elif [ -z "$msg" ]; then
+            reason="QEMU did not say 'vmaugment: image start refused: ...'"
+        elif ! grep -E -q -- "$refused" <<<"$msg"; then
+            reason="the refusal does not match '$refused': $msg"
+        elif [ -s "$scenario_dir/boot-$n.first-byte" ]; then
+            reason="the guest wrote to its console although its start was refused"
+        else
+            host_say "QEMU refused the start as expected: $msg"
+            return 0
+        fi
+        return 1
+    fi
+    # 33 = (0x10 << 1) | 1, written by /init after the scenario passed.
+    if [ "$qemu_status" != 33 ] || ! grep -q '^VMAUG-RESULT: PASS$' "$blog"; then
+        reason=$(grep -m1 '^VMAUG-RESULT: ' "$blog" | sed 's/^VMAUG-RESULT: //')
+        if grep -q 'Kernel panic' "$blog"; then
             reason="kernel panic"
         fi
         reason="${reason:-no result (QEMU exit $qemu_status)}"
+        reason+=$(grep -m1 '^qemu: ' "$blog" | sed 's/^/; /')
         return 1
     fi
     local sha
@@ -237,15 +313,111 @@ run_scenario() {
             reason="the host store holds no file with SHA-256 $sha"
             return 1
         fi
-        echo "host: the store holds a file with SHA-256 $sha" >>"$log"
+        echo "host: the store holds a file with SHA-256 $sha" >>"$scenario_log"
     done
     for sha in "${expected_spool[@]}"; do
         if ! helper_spool_has "$sha"; then
             reason="the host spool holds no document with SHA-256 $sha"
             return 1
         fi
-        echo "host: the spool holds a document with SHA-256 $sha" >>"$log"
+        echo "host: the spool holds a document with SHA-256 $sha" >>"$scenario_log"
     done
-    return 0
 }
 
+# One boot: its "# boot N:" directives, the .host hooks, QEMU, the verdict.
+scenario_boot() {
+    local n=$1 timeout_s=$2 mem=$3 d refused=
+    while read -r d; do
+        case $d in
+        "repository "*)
+            { repo_mode "$scenario_dir/host/repository" "${d#repository }" &&
+              helper_start; } ||
+                { reason="boot $n: $helper_error"; return 1; } ;;
+        "expect-refused "*)
+            refused=${d#expect-refused } ;;
+        *)
+            reason="unknown directive '# boot $n: $d'"
+            return 1 ;;
+        esac
+    done < <(sed -n "s/^# boot $n: *//p" "$scenario_file")
+    if [ "$boots" -gt 1 ]; then
+        echo "=== boot $n of $boots" >>"$scenario_log"
+        [ "$verbose" = 1 ] && printf '  | === boot %s of %s\n' "$n" "$boots" >&2
+    fi
+    host_before_boot "$n" || { reason="boot $n: ${reason:-host check failed}"; return 1; }
+    local expected_sha=() expected_spool=()
+    boot_qemu "$n" "$timeout_s" "$mem"
+    judge_boot "$n" "$timeout_s" "$refused" || { reason="boot $n: $reason"; return 1; }
+    host_after_boot "$n" || { reason="boot $n: ${reason:-host check failed}"; return 1; }
+}
+
+# The scenario's host side before its first boot: the image, the
+# repository, the helper, the .host hooks.
+scenario_host() {
+    local file=$1 needs image repo
+    needs=$(meta "$file" needs "")
+    image=$(meta "$file" image no)
+    repo=$(meta "$file" repository "")
+    helper_image=
+    helper_repo_args=()
+    host_before_boot() { :; }
+    host_after_boot() { :; }
+    if [ -f "${file%.sh}.host" ]; then
+        # shellcheck disable=SC1090 # per scenario
+        . "${file%.sh}.host"
+    fi
+    if [ "$image" = yes ]; then
+        # The device names the image; the VM itself boots the initramfs.
+        mkdir -p "$scenario_dir/host/images"
+        helper_image=$scenario_dir/host/images/disk.img
+        truncate -s 16M "$helper_image"
+        needs=helper
+    fi
+    if [ -n "$repo" ]; then
+        mkdir -p "$scenario_dir/host/repository"
+        sed -n 's/^# repo-module: *//p' "$file" >"$scenario_dir/host/repo-modules"
+        { repo_publish "$scenario_dir/host/repository" "$scenario_dir/host/repo-modules" &&
+          repo_mode "$scenario_dir/host/repository" "$repo"; } ||
+            { reason="repository: $helper_error"; return 1; }
+        needs=helper
+    fi
+    if [ "$needs" = helper ]; then
+        helper_setup "$scenario_dir/host" ||
+            { reason="host helper: $helper_error"; return 1; }
+    fi
+}
+
+# Boot one scenario, once or "# boots: N" times with the same image, store
+# and helper; sets $reason on failure.
+run_scenario() {
+    scenario_file=$1
+    local name
+    name=$(basename "$scenario_file" .sh)
+    scenario_dir=$work/run/$name
+    scenario_log=$scenario_dir/console.log
+    # The helper's store keeps its audit log append-only.
+    if [ -d "$scenario_dir/host" ]; then
+        chattr -R -a "$scenario_dir/host" 2>/dev/null || true
+    fi
+    rm -rf "$scenario_dir"
+    mkdir -p "$scenario_dir"
+    : >"$scenario_log"
+    scenario_initrd "$scenario_file" "$scenario_dir" || return 1
+
+    local timeout_s mem n rc=0
+    timeout_s=$(meta "$scenario_file" timeout 120)
+    mem=$(meta "$scenario_file" memory 512M)
+    boots=$(meta "$scenario_file" boots 1)
+    helper_dir=
+    if scenario_host "$scenario_file"; then
+        for n in $(seq "$boots"); do
+            scenario_boot "$n" "$timeout_s" "$mem" || { rc=1; break; }
+        done
+    else
+        rc=1
+    fi
+    helper_stop
+    repo_stop
+    helper_dir=
+    return $rc
+}

@@ -11,6 +11,9 @@ helper_pid=
 helper_error=
 helper_dir=
 helper_qemu_args=()
+# Set by the harness for "# image: yes" and "# repository:" scenarios.
+helper_image=
+helper_repo_args=()
 
 # Build the host tools the packages and the helper need (cheap when done).
 helper_tools() {
@@ -71,7 +74,8 @@ module_package() {
 }
 
 # helper_setup DIR: a fresh store and socket in DIR, and the QEMU arguments
-# that connect the device to them.
+# that connect the device to them; with helper_image set, the device names
+# that disk image and the helper may serve images in its directory.
 helper_setup() {
     helper_error=
     helper_dir=$1
@@ -88,9 +92,13 @@ helper_setup() {
     helper_sock_dir=$(mktemp -d /tmp/vmaug-helper.XXXXXX)
     helper_sock=$helper_sock_dir/helper.sock
     # The device reconnects on its own after the helper restarts.
+    local dev=vmaugment-pci,chardev=vmaug0
+    if [ -n "$helper_image" ]; then
+        dev+=",image=$helper_image"
+    fi
     helper_qemu_args=(
         -chardev "socket,id=vmaug0,path=$helper_sock,reconnect-ms=200"
-        -device "vmaugment-pci,chardev=vmaug0"
+        -device "$dev"
     )
     helper_start
 }
@@ -100,9 +108,15 @@ helper_setup() {
 helper_start() {
     helper_kill
     rm -f "$helper_sock"
+    local args=()
+    if [ -n "$helper_image" ]; then
+        args+=(--image-dir "$(dirname "$helper_image")")
+    fi
+    # shellcheck disable=SC2206 # words on purpose
+    args+=("${helper_repo_args[@]}" ${VMAUGMENT_HELPER_ARGS:-})
     "$helper_bin" --socket "$helper_sock" --store "$helper_dir/store" \
         --trust-dir "$work/keys/trust" --policy "$helper_dir/policy.json" \
-        ${VMAUGMENT_HELPER_ARGS:-} >>"$helper_dir/helper.log" 2>&1 &
+        "${args[@]}" >>"$helper_dir/helper.log" 2>&1 &
     helper_pid=$!
     local i
     for i in $(seq 100); do
