@@ -200,6 +200,17 @@ boot_first_byte() {
     cat "$scenario_dir/boot-$1.first-byte" 2>/dev/null
 }
 
+# boot_firmware_byte N: the same for the firmware's debug console
+# ("# image: yes"), the guest's earliest output.
+boot_firmware_byte() {
+    cat "$scenario_dir/boot-$1.fw-first-byte" 2>/dev/null
+}
+
+# boot_launched N: the host's time just before QEMU of boot N was started.
+boot_launched() {
+    cat "$scenario_dir/boot-$1.launched" 2>/dev/null
+}
+
 # qmp_event N NAME: the first QMP event NAME of boot N ("# image: yes"),
 # one JSON line.
 qmp_event() {
@@ -216,7 +227,7 @@ boot_qemu() {
     if [ -n "$helper_dir" ]; then
         devargs=("${helper_qemu_args[@]}")
     fi
-    local logger=
+    local logger='' fwlog=''
     if [ -n "$helper_image" ]; then
         # QEMU waits for the logger: no event of the start is missed.
         rm -f "$helper_sock_dir/qmp.sock"
@@ -225,9 +236,20 @@ boot_qemu() {
             2>"$scenario_dir/boot-$n.qmp.err" &
         logger=$!
         qmp=(-qmp "unix:$helper_sock_dir/qmp.sock,server=on,wait=on")
+        # The firmware's debug console: the guest's earliest output, its
+        # first byte stamped like the serial console's.
+        local fw=$scenario_dir/boot-$n.fw
+        mkfifo "$fw.in" "$fw.out"
+        stamp_first_byte "$scenario_dir/boot-$n.fw-first-byte" <"$fw.out" \
+            >"$scenario_dir/boot-$n.firmware.log" &
+        fwlog=$!
+        # shellcheck disable=SC2054 # commas of QEMU options
+        qmp+=(-chardev "pipe,id=vmaugfw,path=$fw"
+              -device isa-debugcon,iobase=0x402,chardev=vmaugfw)
     fi
     qemu_status=none
     : >"$blog"
+    printf '%s\n' "${EPOCHREALTIME/,/.}" >"$scenario_dir/boot-$n.launched"
     while IFS= read -r line; do
         line=${line%$'\r'}
         printf '%s\n' "$line" >>"$blog"
@@ -264,10 +286,22 @@ boot_qemu() {
             stamp_first_byte "$scenario_dir/boot-$n.first-byte"
         echo "VMAUG-QEMU-EXIT: ${PIPESTATUS[0]}"
     )
-    # QEMU's own messages after the guest's.
-    sed 's/^/qemu: /' "$scenario_dir/boot-$n.stderr" | tee -a "$blog" >>"$scenario_log"
+    # QEMU's own messages after the guest's (less its note that it waits
+    # for the QMP logger).
+    { grep -v 'info: QEMU waiting for connection on' \
+          "$scenario_dir/boot-$n.stderr" || true; } |
+        sed 's/^/qemu: /' | tee -a "$blog" >>"$scenario_log"
     if [ -n "$logger" ]; then
         wait "$logger" 2>/dev/null || true
+    fi
+    if [ -n "$fwlog" ]; then
+        # Opening the fifo ends a reader still waiting for QEMU to open it;
+        # closing it again leaves no writer: the reader sees the end.
+        local fd
+        exec {fd}<>"$scenario_dir/boot-$n.fw.out"
+        exec {fd}>&-
+        wait "$fwlog" 2>/dev/null || true
+        rm -f "$scenario_dir/boot-$n.fw.in" "$scenario_dir/boot-$n.fw.out"
     fi
 }
 
@@ -282,15 +316,18 @@ judge_boot() {
     fi
     if [ -n "$refused" ]; then
         local msg
-        msg=$(grep -m1 '^vmaugment: image start refused: ' "$scenario_dir/boot-$n.stderr" || true)
+        # error_report() puts the program's name first.
+        msg=$(grep -m1 -o 'vmaugment: image start refused: .*' \
+                  "$scenario_dir/boot-$n.stderr" || true)
         if [ "$qemu_status" != 1 ]; then
             reason="QEMU exited $qemu_status, not 1 (refused start)"
         elif [ -z "$msg" ]; then
             reason="QEMU did not say 'vmaugment: image start refused: ...'"
         elif ! grep -E -q -- "$refused" <<<"$msg"; then
             reason="the refusal does not match '$refused': $msg"
-        elif [ -s "$scenario_dir/boot-$n.first-byte" ]; then
-            reason="the guest wrote to its console although its start was refused"
+        elif [ -s "$scenario_dir/boot-$n.first-byte" ] ||
+             [ -s "$scenario_dir/boot-$n.fw-first-byte" ]; then
+            reason="the guest (or its firmware) ran although its start was refused"
         else
             host_say "QEMU refused the start as expected: $msg"
             return 0

@@ -105,18 +105,19 @@ repo_mode() {
     case $mode in
     up)
         [ -n "$repo_pid" ] || repo_start "$dir" || return 1
-        helper_repo_args=(--repository "$repo_url"
-                          --repository-ca "$work/keys/repo/ca.crt")
+        helper_repo_args=(--repository "$repo_url")
         ;;
     down)
         repo_stop
         repo_certs || return 1
-        helper_repo_args=(--repository "$repo_down_url"
-                          --repository-ca "$work/keys/repo/ca.crt")
+        helper_repo_args=(--repository "$repo_down_url")
         ;;
     *)
         helper_error="repository must be up or down, not '$mode'"
         return 1
         ;;
     esac
+    # The client in the build tree is not beside the helper.
+    helper_repo_args+=(--repository-ca "$work/keys/repo/ca.crt"
+                       --repository-tool "$build/repository/vmaugment-repo")
 }
