@@ -7,16 +7,22 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
+#include <stdlib.h>
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
 #include "helper.h"
+#include "registrations.h"
 
 /* Keys one module's configuration may hold. */
 #define DEVICE_MAX_CONFIG_KEYS  256
-/* Registrations one image may hold. */
-#define DEVICE_MAX_REGISTRATIONS 256
+/* Bit 63 of a tag marks a request of the host owner (QMP), not the guest. */
+#define DEVICE_ADMIN_TAG        (G_GUINT64_CONSTANT(1) << 63)
+/* How long modules of a VM that stopped may run their stop handlers. */
+#define DEVICE_FINISH_MS        3000
+/* Bytes of reason in a VMAUG_EVENT_MODULE_REFUSED. */
+#define DEVICE_MAX_REFUSAL_TEXT 200
 /* Error messages returned to the guest are short. */
 #define DEVICE_MAX_ERROR_TEXT   200
 
@@ -233,91 +239,12 @@ gboolean device_config_set(Device *dev, const gchar *module,
     return vmaug_store_write_file(path, json, strlen(json), error);
 }
 
-/* ---- Registrations: <store>/registrations.json ---- */
+/* ---- Registrations: the image's sidecar, or <store>/registrations.json ---- */
 
-static gchar *device_reg_path(Device *dev)
+static VmaugRegSet *device_regs(Device *dev, GError **error)
 {
-    return g_build_filename(vmaug_store_get_dir(dev->store),
-                            "registrations.json", NULL);
-}
-
-/* The registrations as an array of struct vmaug_registration. */
-static GArray *device_reg_load(Device *dev)
-{
-    g_autofree gchar *path = device_reg_path(dev);
-    g_autoptr(JsonParser) parser = json_parser_new_immutable();
-    g_autoptr(GBytes) blob = NULL;
-    GArray *out = g_array_new(FALSE, TRUE, sizeof(struct vmaug_registration));
-    JsonNode *root;
-    JsonArray *a;
-
-    blob = vmaug_trust_read_file(path, 1024 * 1024, NULL);
-    if (blob == NULL ||
-        !json_parser_load_from_data(parser, g_bytes_get_data(blob, NULL),
-                                    g_bytes_get_size(blob), NULL) ||
-        (root = json_parser_get_root(parser)) == NULL ||
-        !JSON_NODE_HOLDS_ARRAY(root)) {
-        return out;
-    }
-    a = json_node_get_array(root);
-    for (guint i = 0; i < json_array_get_length(a) &&
-                      out->len < DEVICE_MAX_REGISTRATIONS; i++) {
-        JsonNode *n = json_array_get_element(a, i);
-        struct vmaug_registration r = { 0 };
-        JsonObject *o;
-        const gchar *name, *version;
-
-        if (!JSON_NODE_HOLDS_OBJECT(n)) {
-            continue;
-        }
-        o = json_node_get_object(n);
-        name = json_object_get_string_member_with_default(o, "name", "");
-        version = json_object_get_string_member_with_default(o, "version",
-                                                             "");
-        if (!vmaug_name_is_valid(name) ||
-            (*version != '\0' && !vmaug_version_is_valid(version))) {
-            continue;
-        }
-        g_strlcpy((gchar *)r.ref.name, name, sizeof(r.ref.name));
-        g_strlcpy((gchar *)r.ref.version, version, sizeof(r.ref.version));
-        r.events = GUINT32_TO_LE((guint32)
-            json_object_get_int_member_with_default(o, "events", 0));
-        r.flags = GUINT32_TO_LE((guint32)
-            json_object_get_int_member_with_default(o, "flags", 0));
-        g_array_append_val(out, r);
-    }
-    return out;
-}
-
-static gboolean device_reg_save(Device *dev, GArray *regs, GError **error)
-{
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    g_autofree gchar *json = NULL;
-    g_autofree gchar *path = device_reg_path(dev);
-
-    json_builder_begin_array(b);
-    for (guint i = 0; i < regs->len; i++) {
-        struct vmaug_registration *r =
-            &g_array_index(regs, struct vmaug_registration, i);
-
-        json_builder_begin_object(b);
-        json_builder_set_member_name(b, "name");
-        json_builder_add_string_value(b, (const gchar *)r->ref.name);
-        json_builder_set_member_name(b, "version");
-        json_builder_add_string_value(b, (const gchar *)r->ref.version);
-        json_builder_set_member_name(b, "events");
-        json_builder_add_int_value(b, GUINT32_FROM_LE(r->events));
-        json_builder_set_member_name(b, "flags");
-        json_builder_add_int_value(b, GUINT32_FROM_LE(r->flags));
-        json_builder_end_object(b);
-    }
-    json_builder_end_array(b);
-    root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    json = json_generator_to_data(gen, NULL);
-    return vmaug_store_write_file(path, json, strlen(json), error);
+    return vmaug_reg_set_load(dev->image, vmaug_store_get_dir(dev->store),
+                              error);
 }
 
 /* ---- Requests ---- */
@@ -387,47 +314,79 @@ static gboolean device_query(Device *dev, guint64 tag, const guint8 *p,
     return TRUE;
 }
 
-/* Load @name @version (empty: newest); answer @tag (0: nobody waits). */
-static gboolean device_load(Device *dev, guint64 tag, const gchar *name,
-                            const gchar *version, GError **error)
+void device_event_refused(Device *dev, const gchar *name,
+                          const gchar *version, const gchar *why)
+{
+    struct vmaug_module_ref ref = { 0 };
+    g_autofree gchar *text = g_utf8_make_valid(why, -1);
+    gsize len = strlen(text);
+
+    g_strlcpy((gchar *)ref.name, name, sizeof(ref.name));
+    g_strlcpy((gchar *)ref.version, version != NULL ? version : "",
+              sizeof(ref.version));
+    if (len > DEVICE_MAX_REFUSAL_TEXT) {
+        /* Cut at a character boundary. */
+        len = g_utf8_offset_to_pointer(text, g_utf8_strlen(text,
+                                       DEVICE_MAX_REFUSAL_TEXT)) - text;
+    }
+    device_event(dev, VMAUG_EVENT_MODULE_REFUSED, &ref, sizeof(ref), text,
+                 len);
+}
+
+/* Refused by signature, trust, policy or rollback (not merely absent). */
+static gboolean device_is_refusal(const GError *error)
+{
+    return error->domain == VMAUG_TRUST_ERROR ||
+           (error->domain == VMAUG_HOST_ERROR &&
+            (error->code == VMAUG_HOST_ERROR_DENIED ||
+             error->code == VMAUG_HOST_ERROR_HASH_MISMATCH ||
+             error->code == VMAUG_HOST_ERROR_INVALID));
+}
+
+static VmaugPackage *device_open_checked(Device *dev, const gchar *name,
+                                         const gchar *version, GError **error)
+{
+    /* An older version stays stored but may not run again: that is
+     * what rollback protection is for. */
+    if (!vmaug_store_check_version(dev->store, name, version, dev->name,
+                                   error)) {
+        return NULL;
+    }
+    /* Verified again at every load: trust may have changed since the
+     * upload, and the file could have been altered. */
+    return vmaug_store_open_package(dev->store, name, version, dev->name,
+                                    "load", error);
+}
+
+Module *device_ensure_loaded(Device *dev, const gchar *name,
+                             const gchar *version, GError **error)
 {
     g_autoptr(VmaugStoreEntry) e = NULL;
     g_autoptr(VmaugPackage) pkg = NULL;
+    g_autoptr(GError) local = NULL;
     Module *old = g_hash_table_lookup(dev->modules, name);
+    guint restarts = 0;
     Module *m;
 
     e = vmaug_store_lookup(dev->store, name, version, error);
     if (e == NULL) {
-        return FALSE;
+        return NULL;
     }
     if (old != NULL && g_strcmp0(old->version, e->version) == 0 &&
         old->state != VMAUG_MODULE_CRASHED) {
-        if (old->state == VMAUG_MODULE_LOADED) {
-            struct vmaug_module_info info;
-
-            device_fill_info(dev, &info, old->name, old->version,
-                             old->manifest);
-            if (tag != 0) {
-                device_reply(dev, tag, VMAUG_S_OK, &info, sizeof(info));
-            }
-        } else if (tag != 0) {
-            device_defer(dev, tag);
-            module_add_load_waiter(old, tag);
-        }
-        return TRUE;
+        return old;
     }
-    /* An older version stays stored but may not run again: that is
-     * what rollback protection is for. */
-    if (!vmaug_store_check_version(dev->store, name, e->version, dev->name,
-                                   error)) {
-        return FALSE;
-    }
-    /* Verified again at every load: trust may have changed since the
-     * upload, and the file could have been altered. */
-    pkg = vmaug_store_open_package(dev->store, name, e->version, dev->name,
-                                   "load", error);
+    pkg = device_open_checked(dev, name, e->version, &local);
     if (pkg == NULL) {
-        return FALSE;
+        if (device_is_refusal(local)) {
+            device_event_refused(dev, name, e->version, local->message);
+        }
+        g_propagate_error(error, g_steal_pointer(&local));
+        return NULL;
+    }
+    if (old != NULL) {
+        restarts = old->state == VMAUG_MODULE_CRASHED ? old->restarts + 1 :
+                   old->restarts;
     }
     if (old != NULL) {
         /* Swapping versions: the old one goes first, QEMU stays. */
@@ -441,10 +400,28 @@ static gboolean device_load(Device *dev, guint64 tag, const gchar *name,
     }
     m = module_start(dev, pkg, error);
     if (m == NULL) {
+        return NULL;
+    }
+    m->restarts = restarts;
+    g_hash_table_insert(dev->modules, g_strdup(m->name), m);
+    return m;
+}
+
+/* A guest's (or the owner's) LOAD: answered when the module is ready. */
+static gboolean device_load(Device *dev, guint64 tag, const gchar *name,
+                            const gchar *version, GError **error)
+{
+    Module *m = device_ensure_loaded(dev, name, version, error);
+
+    if (m == NULL) {
         return FALSE;
     }
-    g_hash_table_insert(dev->modules, g_strdup(m->name), m);
-    if (tag != 0) {
+    if (m->state == VMAUG_MODULE_LOADED) {
+        struct vmaug_module_info info;
+
+        device_fill_info(dev, &info, m->name, m->version, m->manifest);
+        device_reply(dev, tag, VMAUG_S_OK, &info, sizeof(info));
+    } else {
         device_defer(dev, tag);
         module_add_load_waiter(m, tag);
     }
@@ -656,61 +633,247 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
 static gboolean device_register(Device *dev, guint64 tag, guint16 opcode,
                                 const guint8 *p, guint32 len, GError **error)
 {
-    g_autoptr(GArray) regs = device_reg_load(dev);
+    g_autoptr(VmaugRegSet) set = NULL;
     g_auto(DeviceRef) ref = { 0 };
-    const struct vmaug_module_ref *raw = (const void *)p;
     struct vmaug_registration r;
-    gboolean found = FALSE;
 
     if (opcode == VMAUG_OP_REGISTER) {
         if (!device_expect_len(len, sizeof(r), error)) {
             return FALSE;
         }
         memcpy(&r, p, sizeof(r));
-        raw = &r.ref;
-        if (GUINT32_FROM_LE(r.flags) & ~VMAUG_REG_F_REQUIRED) {
-            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                        "unknown registration flags");
+    } else {
+        if (!device_expect_len(len, sizeof(r.ref), error)) {
             return FALSE;
         }
-    } else if (!device_expect_len(len, sizeof(*raw), error)) {
+        memcpy(&r.ref, p, sizeof(r.ref));
+    }
+    if (!device_parse_ref(&r.ref, &ref, error) ||
+        (set = device_regs(dev, error)) == NULL) {
         return FALSE;
     }
-    if (!device_parse_ref(raw, &ref, error)) {
-        return FALSE;
-    }
-    for (guint i = 0; i < regs->len; i++) {
-        struct vmaug_registration *e =
-            &g_array_index(regs, struct vmaug_registration, i);
-
-        if (g_strcmp0((const gchar *)e->ref.name, ref.name) == 0) {
-            found = TRUE;
-            if (opcode == VMAUG_OP_REGISTER) {
-                *e = r;
-            } else {
-                g_array_remove_index(regs, i);
-            }
-            break;
-        }
-    }
-    if (opcode == VMAUG_OP_UNREGISTER && !found) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
-                    "%s is not registered", ref.name);
-        return FALSE;
-    }
-    if (opcode == VMAUG_OP_REGISTER && !found) {
-        if (regs->len >= DEVICE_MAX_REGISTRATIONS) {
-            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
-                        "too many registrations");
+    if (opcode == VMAUG_OP_REGISTER) {
+        /* The set checks events and flags against what may be
+         * registered. */
+        if (!vmaug_reg_set_put(set, ref.name, ref.version,
+                               GUINT32_FROM_LE(r.events),
+                               GUINT32_FROM_LE(r.flags), error)) {
             return FALSE;
         }
-        g_array_append_val(regs, r);
-    }
-    if (!device_reg_save(dev, regs, error)) {
+    } else if (!vmaug_reg_set_remove(set, ref.name, error)) {
         return FALSE;
     }
+    if (!vmaug_reg_set_save(set, error)) {
+        return FALSE;
+    }
+    g_message("device %s %s %s %s in %s", dev->name,
+              (tag & DEVICE_ADMIN_TAG) ? "(host owner)" : "(guest)",
+              opcode == VMAUG_OP_REGISTER ? "registered" : "unregistered",
+              ref.name, set->path);
     device_reply(dev, tag, VMAUG_S_OK, NULL, 0);
     return TRUE;
+}
+
+static void device_list_modules(Device *dev, guint32 start,
+                                GByteArray *out, guint32 *count,
+                                guint32 *total)
+{
+    g_autoptr(GPtrArray) list = vmaug_store_list(dev->store);
+
+    *total = list->len;
+    for (guint i = start; i < list->len && *count < VMAUG_LIST_MAX_ENTRIES;
+         i++) {
+        VmaugStoreEntry *e = g_ptr_array_index(list, i);
+        const VmaugManifest *m = device_manifest(dev, e, NULL);
+        struct vmaug_module_info info;
+
+        if (m == NULL) {
+            /* Refused at load too; listed so the guest sees it. */
+            memset(&info, 0, sizeof(info));
+            g_strlcpy((gchar *)info.ref.name, e->name,
+                      sizeof(info.ref.name));
+            g_strlcpy((gchar *)info.ref.version, e->version,
+                      sizeof(info.ref.version));
+            info.state = GUINT32_TO_LE(VMAUG_MODULE_STORED);
+        } else {
+            device_fill_info(dev, &info, e->name, e->version, m);
+        }
+        g_byte_array_append(out, (const guint8 *)&info, sizeof(info));
+        (*count)++;
+    }
+}
+
+static gboolean device_list_regs(Device *dev, guint32 start, GByteArray *out,
+                                 guint32 *count, guint32 *total,
+                                 GError **error)
+{
+    g_autoptr(VmaugRegSet) set = device_regs(dev, error);
+
+    if (set == NULL) {
+        return FALSE;
+    }
+    *total = set->regs->len;
+    for (guint i = start; i < set->regs->len &&
+                          *count < VMAUG_LIST_MAX_ENTRIES; i++) {
+        const VmaugRegistration *r = g_ptr_array_index(set->regs, i);
+        struct vmaug_registration raw = { 0 };
+
+        g_strlcpy((gchar *)raw.ref.name, r->name, sizeof(raw.ref.name));
+        g_strlcpy((gchar *)raw.ref.version, r->version,
+                  sizeof(raw.ref.version));
+        raw.events = GUINT32_TO_LE(r->events);
+        raw.flags = GUINT32_TO_LE(r->flags);
+        g_byte_array_append(out, (const guint8 *)&raw, sizeof(raw));
+        (*count)++;
+    }
+    return TRUE;
+}
+
+static gint device_cmp_modules(gconstpointer a, gconstpointer b)
+{
+    const Module *ma = *(Module *const *)a;
+    const Module *mb = *(Module *const *)b;
+
+    return strcmp(ma->name, mb->name);
+}
+
+static void device_list_sandboxes(Device *dev, guint32 start,
+                                  GByteArray *out, guint32 *count,
+                                  guint32 *total)
+{
+    Helper *h = dev->helper;
+    g_autoptr(GPtrArray) mods = g_ptr_array_new();
+    GHashTableIter it;
+    Module *m;
+    gint64 now = g_get_monotonic_time();
+
+    g_hash_table_iter_init(&it, dev->modules);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&m)) {
+        g_ptr_array_add(mods, m);
+    }
+    /* By name: pages of a listing line up between calls. */
+    g_ptr_array_sort(mods, device_cmp_modules);
+    *total = mods->len;
+    for (guint i = start; i < mods->len && *count < VMAUG_LIST_MAX_ENTRIES;
+         i++) {
+        struct vmaug_sandbox_info sb = { 0 };
+
+        m = g_ptr_array_index(mods, i);
+        module_ref_fill(m, &sb.ref);
+        sb.state = GUINT32_TO_LE(m->state);
+        sb.pid = GUINT32_TO_LE(m->pid > 0 ? (guint32)m->pid : 0);
+        sb.memory_limit = GUINT64_TO_LE(h->limits.memory_bytes);
+        sb.cpu_limit = GUINT64_TO_LE(h->limits.cpu_seconds);
+        sb.uptime_ms = GUINT64_TO_LE(m->pid > 0 ?
+                                     (guint64)(now - m->started_us) / 1000 :
+                                     0);
+        sb.queued_calls = GUINT32_TO_LE(g_queue_get_length(&m->calls));
+        sb.restarts = GUINT32_TO_LE(m->restarts);
+        g_byte_array_append(out, (const guint8 *)&sb, sizeof(sb));
+        (*count)++;
+    }
+}
+
+/* The UI elements of one module's file (<store>/ui/<module>.json, written
+ * by the loader's post_ui), as compact JSON texts in id order. */
+static void device_ui_elements(Device *dev, const gchar *module,
+                               GPtrArray *texts)
+{
+    g_autofree gchar *name = g_strconcat(module, ".json", NULL);
+    g_autofree gchar *path = g_build_filename(vmaug_store_get_dir(dev->store),
+                                              "ui", name, NULL);
+    g_autoptr(GBytes) blob = NULL;
+    g_autoptr(JsonParser) parser = json_parser_new_immutable();
+    g_autoptr(GList) ids = NULL;
+    JsonNode *root;
+    JsonObject *o;
+
+    /* Written by us, but from a module's words: bounded and checked. */
+    blob = vmaug_trust_read_file(path, 1024 * 1024, NULL);
+    if (blob == NULL ||
+        !json_parser_load_from_data(parser, g_bytes_get_data(blob, NULL),
+                                    g_bytes_get_size(blob), NULL) ||
+        (root = json_parser_get_root(parser)) == NULL ||
+        !JSON_NODE_HOLDS_OBJECT(root)) {
+        return;
+    }
+    o = json_node_get_object(root);
+    ids = json_object_get_members(o);
+    ids = g_list_sort(ids, (GCompareFunc)g_strcmp0);
+    for (GList *l = ids; l != NULL; l = l->next) {
+        JsonNode *el = json_object_get_member(o, l->data);
+        gchar *text;
+
+        if (!JSON_NODE_HOLDS_OBJECT(el)) {
+            continue;
+        }
+        text = json_to_string(el, FALSE);
+        if (strlen(text) < 2 || strlen(text) > VMAUG_UI_MAX_JSON) {
+            g_free(text);
+            continue;
+        }
+        g_ptr_array_add(texts, text);
+    }
+}
+
+/* g_ptr_array_sort() passes pointers to the elements. */
+static gint device_cmp_strings(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(const gchar *const *)a, *(const gchar *const *)b);
+}
+
+static void device_list_ui(Device *dev, guint32 start, GByteArray *out,
+                           guint32 *count, guint32 *total)
+{
+    g_autofree gchar *dir = g_build_filename(vmaug_store_get_dir(dev->store),
+                                             "ui", NULL);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    g_autoptr(GPtrArray) modules = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) owners = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) texts = g_ptr_array_new_with_free_func(g_free);
+    const gchar *e;
+
+    while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
+        g_autofree gchar *mod = NULL;
+
+        if (!g_str_has_suffix(e, ".json")) {
+            continue;
+        }
+        mod = g_strndup(e, strlen(e) - strlen(".json"));
+        if (vmaug_name_is_valid(mod)) {
+            g_ptr_array_add(modules, g_steal_pointer(&mod));
+        }
+    }
+    g_ptr_array_sort(modules, device_cmp_strings);
+    for (guint i = 0; i < modules->len; i++) {
+        const gchar *mod = g_ptr_array_index(modules, i);
+        guint before = texts->len;
+
+        device_ui_elements(dev, mod, texts);
+        for (guint j = before; j < texts->len; j++) {
+            g_ptr_array_add(owners, g_strdup(mod));
+        }
+    }
+    *total = texts->len;
+    for (guint i = start; i < texts->len && *count < VMAUG_LIST_MAX_ENTRIES;
+         i++) {
+        const gchar *text = g_ptr_array_index(texts, i);
+        struct vmaug_ui_entry ui = { 0 };
+        static const guint8 zeros[8];
+        gsize len = strlen(text);
+        gsize pad = (8 - len % 8) % 8;
+
+        if (out->len + sizeof(ui) + len + pad > VMAUG_MAX_RESP_PAYLOAD) {
+            break;      /* the rest on the next page */
+        }
+        g_strlcpy((gchar *)ui.module, g_ptr_array_index(owners, i),
+                  sizeof(ui.module));
+        ui.len = GUINT32_TO_LE((guint32)len);
+        g_byte_array_append(out, (const guint8 *)&ui, sizeof(ui));
+        g_byte_array_append(out, (const guint8 *)text, len);
+        g_byte_array_append(out, zeros, pad);
+        (*count)++;
+    }
 }
 
 static gboolean device_list(Device *dev, guint64 tag, const guint8 *p,
@@ -719,56 +882,45 @@ static gboolean device_list(Device *dev, guint64 tag, const guint8 *p,
     struct vmaug_list_req req;
     struct vmaug_list_resp resp = { 0 };
     g_autoptr(GByteArray) out = g_byte_array_new();
-    guint32 start, total;
+    guint32 start, what, count = 0, total = 0;
 
     if (!device_expect_len(len, sizeof(req), error)) {
         return FALSE;
     }
     memcpy(&req, p, sizeof(req));
     start = GUINT32_FROM_LE(req.start);
+    what = GUINT32_FROM_LE(req.what);
     g_byte_array_append(out, (const guint8 *)&resp, sizeof(resp));
-    if (GUINT32_FROM_LE(req.what) == VMAUG_LIST_MODULES) {
-        g_autoptr(GPtrArray) list = vmaug_store_list(dev->store);
-
-        total = list->len;
-        for (guint i = start; i < list->len &&
-                              i - start < VMAUG_LIST_MAX_ENTRIES; i++) {
-            VmaugStoreEntry *e = g_ptr_array_index(list, i);
-            const VmaugManifest *m = device_manifest(dev, e, NULL);
-            struct vmaug_module_info info;
-
-            if (m == NULL) {
-                /* Refused at load too; listed so the guest sees it. */
-                memset(&info, 0, sizeof(info));
-                g_strlcpy((gchar *)info.ref.name, e->name,
-                          sizeof(info.ref.name));
-                g_strlcpy((gchar *)info.ref.version, e->version,
-                          sizeof(info.ref.version));
-                info.state = GUINT32_TO_LE(VMAUG_MODULE_STORED);
-            } else {
-                device_fill_info(dev, &info, e->name, e->version, m);
-            }
-            g_byte_array_append(out, (const guint8 *)&info, sizeof(info));
-            resp.count++;
+    /* Sandboxes and UI elements are the host owner's view; the device
+     * refuses them from the guest, and so do we. */
+    if ((what == VMAUG_LIST_SANDBOXES || what == VMAUG_LIST_UI) &&
+        !(tag & DEVICE_ADMIN_TAG)) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED,
+                    "only the host owner may list this");
+        return FALSE;
+    }
+    switch (what) {
+    case VMAUG_LIST_MODULES:
+        device_list_modules(dev, start, out, &count, &total);
+        break;
+    case VMAUG_LIST_REGISTRATIONS:
+        if (!device_list_regs(dev, start, out, &count, &total, error)) {
+            return FALSE;
         }
-    } else if (GUINT32_FROM_LE(req.what) == VMAUG_LIST_REGISTRATIONS) {
-        g_autoptr(GArray) regs = device_reg_load(dev);
-
-        total = regs->len;
-        for (guint i = start; i < regs->len &&
-                              i - start < VMAUG_LIST_MAX_ENTRIES; i++) {
-            g_byte_array_append(out, (const guint8 *)&g_array_index(
-                                    regs, struct vmaug_registration, i),
-                                sizeof(struct vmaug_registration));
-            resp.count++;
-        }
-    } else {
+        break;
+    case VMAUG_LIST_SANDBOXES:
+        device_list_sandboxes(dev, start, out, &count, &total);
+        break;
+    case VMAUG_LIST_UI:
+        device_list_ui(dev, start, out, &count, &total);
+        break;
+    default:
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
                     "unknown list");
         return FALSE;
     }
     resp.total = GUINT32_TO_LE(total);
-    resp.count = GUINT32_TO_LE(resp.count);
+    resp.count = GUINT32_TO_LE(count);
     memcpy(out->data, &resp, sizeof(resp));
     device_reply(dev, tag, VMAUG_S_OK, out->data, out->len);
     return TRUE;
@@ -844,65 +996,26 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     }
 }
 
-/* The image starts: load what it registered and tell those that care. */
-static void device_image_start(Device *dev)
+/* A path of the device's HELLO: UTF-8, no NUL. */
+static gchar *device_hello_path(const guint8 *p, gsize len)
 {
-    g_autoptr(GArray) regs = device_reg_load(dev);
+    gchar *path = g_strndup((const gchar *)p, len);
 
-    for (guint i = 0; i < regs->len; i++) {
-        struct vmaug_registration *r =
-            &g_array_index(regs, struct vmaug_registration, i);
-        g_autoptr(GError) error = NULL;
-        const gchar *name = (const gchar *)r->ref.name;
-        Module *m;
-
-        if (!device_load(dev, 0, name, (const gchar *)r->ref.version,
-                         &error)) {
-            g_message("image %s: registered module %s not loaded: %s",
-                      dev->name, name, error->message);
-            continue;
-        }
-        m = g_hash_table_lookup(dev->modules, name);
-        if (m != NULL && (GUINT32_FROM_LE(r->events) &
-                          VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START))) {
-            module_post_event(m, VMAUG_EVENT_IMAGE_START, NULL, 0);
-        }
+    if (strlen(path) != len || !g_utf8_validate(path, len, NULL)) {
+        g_free(path);
+        return NULL;
     }
+    return path;
 }
 
-static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
-                             const gchar **why)
+static gboolean device_hello_store(Device *dev, const gchar *store_path,
+                                   const gchar **why)
 {
     Helper *h = dev->helper;
-    struct vmaug_host_hello hello;
-    g_autofree gchar *store_path = NULL;
     g_autofree gchar *canon = NULL;
     g_autoptr(GError) error = NULL;
     VmaugStore *store;
 
-    if (len < sizeof(hello) || len - sizeof(hello) > VMAUG_HOST_PATH_MAX) {
-        *why = "bad HELLO";
-        return FALSE;
-    }
-    memcpy(&hello, data, sizeof(hello));
-    if (GUINT32_FROM_LE(hello.proto_version) != VMAUG_PROTO_VERSION) {
-        *why = "device speaks another protocol version";
-        return FALSE;
-    }
-    dev->name = vmaug_fixed_string(hello.name, sizeof(hello.name));
-    if (dev->name == NULL) {
-        *why = "bad device name";
-        return FALSE;
-    }
-    g_strcanon(dev->name, "abcdefghijklmnopqrstuvwxyz"
-               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/ ", '_');
-    store_path = g_strndup((const gchar *)data + sizeof(hello),
-                           len - sizeof(hello));
-    if (strlen(store_path) != len - sizeof(hello) ||
-        !g_utf8_validate(store_path, -1, NULL)) {
-        *why = "bad store path";
-        return FALSE;
-    }
     canon = g_canonicalize_filename(*store_path != '\0' ? store_path :
                                     h->default_store, NULL);
     /* QEMU may only pick among stores the host owner listed. */
@@ -925,9 +1038,89 @@ static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
         g_hash_table_insert(h->stores, g_strdup(canon), store);
     }
     dev->store = store;
+    return TRUE;
+}
+
+/*
+ * The image's registrations are written next to it: QEMU may only name
+ * images in directories the host owner listed (--image-dir), compared
+ * after resolving symlinks so that a link cannot lead the sidecar
+ * elsewhere.
+ */
+static gboolean device_hello_image(Device *dev, const gchar *image,
+                                   const gchar **why)
+{
+    Helper *h = dev->helper;
+    g_autofree gchar *dir = g_path_get_dirname(image);
+    g_autofree gchar *base = g_path_get_basename(image);
+    g_autofree gchar *real = NULL;
+
+    if (!g_path_is_absolute(image) || g_strcmp0(base, ".") == 0 ||
+        g_strcmp0(base, "..") == 0 || g_strcmp0(base, "/") == 0) {
+        g_warning("device %s names image \"%s\", which is not an absolute "
+                  "file path; refusing it", dev->name, image);
+        *why = "bad image path";
+        return FALSE;
+    }
+    real = realpath(dir, NULL);
+    if (real == NULL ||
+        !g_ptr_array_find_with_equal_func(h->image_dirs, real, g_str_equal,
+                                          NULL)) {
+        g_warning("device %s names image %s, whose directory %s is not "
+                  "one of the helper's --image-dir; refusing it", dev->name,
+                  image, real != NULL ? real : dir);
+        *why = "image directory not allowed";
+        return FALSE;
+    }
+    dev->image = g_build_filename(real, base, NULL);
+    return TRUE;
+}
+
+static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
+                             const gchar **why)
+{
+    struct vmaug_host_hello hello;
+    g_autofree gchar *store_path = NULL;
+    g_autofree gchar *image = NULL;
+    gsize store_len, image_len;
+
+    if (len < sizeof(hello)) {
+        *why = "bad HELLO";
+        return FALSE;
+    }
+    memcpy(&hello, data, sizeof(hello));
+    if (GUINT32_FROM_LE(hello.proto_version) != VMAUG_PROTO_VERSION) {
+        *why = "device speaks another protocol version";
+        return FALSE;
+    }
+    store_len = GUINT16_FROM_LE(hello.store_len);
+    image_len = GUINT16_FROM_LE(hello.image_len);
+    if (store_len > VMAUG_HOST_PATH_MAX || image_len > VMAUG_HOST_PATH_MAX ||
+        len - sizeof(hello) != store_len + image_len) {
+        *why = "bad HELLO lengths";
+        return FALSE;
+    }
+    dev->name = vmaug_fixed_string(hello.name, sizeof(hello.name));
+    if (dev->name == NULL) {
+        *why = "bad device name";
+        return FALSE;
+    }
+    g_strcanon(dev->name, "abcdefghijklmnopqrstuvwxyz"
+               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/ ", '_');
+    store_path = device_hello_path(data + sizeof(hello), store_len);
+    image = device_hello_path(data + sizeof(hello) + store_len, image_len);
+    if (store_path == NULL || image == NULL) {
+        *why = "bad store or image path";
+        return FALSE;
+    }
+    if (!device_hello_store(dev, store_path, why) ||
+        (*image != '\0' && !device_hello_image(dev, image, why))) {
+        return FALSE;
+    }
     dev->hello = TRUE;
-    g_message("device %s connected (store %s)", dev->name, canon);
-    device_image_start(dev);
+    g_message("device %s connected (store %s, image %s)", dev->name,
+              vmaug_store_get_dir(dev->store),
+              dev->image != NULL ? dev->image : "none");
     return TRUE;
 }
 
@@ -958,6 +1151,8 @@ static gboolean device_on_message(VmaugLink *link, guint16 type, guint64 tag,
         }
         device_request(dev, tag, data, len);
         return TRUE;
+    case VMAUG_HOST_LIFECYCLE:
+        return lifecycle_message(dev, tag, data, len, why);
     case VMAUG_HOST_CANCEL:
         if (len != 0) {
             *why = "CANCEL with a payload";
@@ -1007,10 +1202,11 @@ Device *device_new(Helper *helper, int fd)
                                          NULL);
     dev->cancelled = g_hash_table_new_full(g_int64_hash, g_int64_equal,
                                            g_free, NULL);
+    g_queue_init(&dev->lifecycle_queue);
     dev->link = vmaug_link_new(fd, VMAUG_HOST_MAGIC,
                                MAX(VMAUG_HOST_MAX_MSG,
                                    sizeof(struct vmaug_host_hello) +
-                                   VMAUG_HOST_PATH_MAX),
+                                   2 * VMAUG_HOST_PATH_MAX),
                                HELPER_MAX_QUEUED_OUT, device_on_message,
                                device_on_closed, dev);
     helper->devices = g_list_prepend(helper->devices, dev);
@@ -1026,11 +1222,18 @@ void device_free(Device *dev)
     GHashTableIter it;
     Module *m;
 
+    lifecycle_device_gone(dev);
     g_hash_table_iter_init(&it, dev->modules);
     while (g_hash_table_iter_next(&it, NULL, (gpointer *)&m)) {
         g_hash_table_iter_remove(&it);
-        /* The VM is gone: nobody waits for a graceful fini. */
-        module_stop(m, TRUE);
+        if (dev->stop_seen && !dev->helper->quitting) {
+            /* The VM stopped in order: its stop handlers may finish,
+             * then each module gets its fini. */
+            module_finish(m, DEVICE_FINISH_MS);
+        } else {
+            /* The VM is gone: nobody waits for a graceful fini. */
+            module_stop(m, TRUE);
+        }
     }
     if (!dev->closed) {
         dev->helper->devices = g_list_remove(dev->helper->devices, dev);
@@ -1040,5 +1243,6 @@ void device_free(Device *dev)
     g_hash_table_unref(dev->pending);
     g_hash_table_unref(dev->cancelled);
     g_free(dev->name);
+    g_free(dev->image);
     g_free(dev);
 }

@@ -31,6 +31,12 @@ typedef struct {
     gchar *socket_path;
     gchar *default_store;
     GPtrArray *allowed_stores;      /* canonical paths */
+    GPtrArray *image_dirs;          /* real paths images may live in */
+    gchar *trust_dir;
+    gchar *repo_url;                /* NULL: no repository */
+    gchar *repo_ca;                 /* PEM CAs for its TLS, or NULL */
+    gchar *repo_tool;               /* vmaugment-repo */
+    guint repo_timeout_ms;
     VmaugTrustStore *trust;
     VmaugPolicy *policy;
     gchar *module_host;
@@ -43,6 +49,7 @@ typedef struct {
     GList *devices;
     guint64 jobs;
     GMainLoop *loop;
+    gboolean quitting;
     /* A module process started ahead of need (see loader.c). */
     GPid spare_pid;
     int spare_fd;
@@ -59,11 +66,23 @@ typedef struct {
     gchar *name;                    /* from the device's HELLO */
     gboolean hello;
     VmaugStore *store;
+    gchar *image;                   /* the disk image (real directory), or
+                                     * NULL */
     GHashTable *modules;            /* name -> Module */
     GHashTable *pending;            /* deferred tags (guint64 *) */
     GHashTable *cancelled;          /* tags the device gave up on */
     gboolean closed;
+    /* Lifecycle events (lifecycle.c): the one that loads modules runs
+     * alone; others wait in the queue behind it. */
+    struct _Lifecycle *lifecycle;
+    GQueue lifecycle_queue;
+    GList *lifecycles;              /* every one still running */
+    gboolean stop_seen;             /* IMAGE_STOP or HOST_STOP arrived */
 } Device;
+
+/* How an event or a load ended (VMAUG_S_OK or the failure). */
+typedef void (*ModuleDoneFunc)(Module *m, guint16 status, const gchar *why,
+                               gpointer data);
 
 /* device.c */
 Device *device_new(Helper *helper, int fd);
@@ -74,6 +93,14 @@ void device_reply(Device *dev, guint64 tag, guint16 status,
 void device_reply_error(Device *dev, guint64 tag, const GError *error);
 void device_event(Device *dev, guint32 type, const void *a, gsize alen,
                   const void *b, gsize blen);
+/* Load @name @version ("" for the newest) unless it runs already; the
+ * module returned may still be starting.  Refusals are audited and sent
+ * as VMAUG_EVENT_MODULE_REFUSED. */
+Module *device_ensure_loaded(Device *dev, const gchar *name,
+                             const gchar *version, GError **error);
+/* Tell the guest a module it needed was refused, and why. */
+void device_event_refused(Device *dev, const gchar *name,
+                          const gchar *version, const gchar *why);
 void device_fill_info(Device *dev, struct vmaug_module_info *info,
                       const gchar *name, const gchar *version,
                       const VmaugManifest *m);
@@ -102,6 +129,10 @@ struct _Module {
     gboolean in_flight;
     guint64 next_call_id;
     GArray *load_waiters;           /* device tags */
+    GArray *load_callbacks;         /* ModuleLoadCallback */
+    guint restarts;                 /* loaded again after crashing */
+    gboolean draining;              /* its VM left; running its queue */
+    guint drain_timer;
     gint64 started_us;
     int state_dirfd;
     gchar *state_dir;
@@ -119,14 +150,33 @@ void loader_spare_discard(Helper *h);
  * module_add_load_waiter(). */
 Module *module_start(Device *dev, VmaugPackage *pkg, GError **error);
 void module_add_load_waiter(Module *m, guint64 tag);
+/* Be told when the module is ready or failed to start. */
+void module_add_load_callback(Module *m, ModuleDoneFunc func, gpointer data);
 /* Queue a guest call (answered to @tag) or a lifecycle event (@tag 0,
  * not answered). */
 gboolean module_invoke(Module *m, guint64 tag, const gchar *function,
                        const void *input, gsize len, GError **error);
 void module_post_event(Module *m, guint32 type, const void *data, gsize len);
+/* The same, and @done is told when the handler returned, failed or timed
+ * out.  FALSE (and @done is never called) when the module does not
+ * handle @type or cannot take it now. */
+gboolean module_post_event_full(Module *m, guint32 type, const void *data,
+                                gsize len, ModuleDoneFunc done,
+                                gpointer done_data);
+/* The VM went away: let queued events run (at most @bound_ms), then stop
+ * the module gracefully. */
+void module_finish(Module *m, guint bound_ms);
 /* Ask the module to finish (FINI, then SIGKILL after a grace period);
  * it is freed when its process is gone. */
 void module_stop(Module *m, gboolean immediately);
 void module_ref_fill(const Module *m, struct vmaug_module_ref *ref);
+
+/* lifecycle.c */
+typedef struct _Lifecycle Lifecycle;
+/* A VMAUG_HOST_LIFECYCLE message; FALSE (with *why) if malformed. */
+gboolean lifecycle_message(Device *dev, guint64 tag, const guint8 *data,
+                           guint32 len, const gchar **why);
+/* The device is going away. */
+void lifecycle_device_gone(Device *dev);
 
 #endif /* VMAUGMENT_HELPER_H */

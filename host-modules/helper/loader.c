@@ -38,6 +38,8 @@
 #define MODULE_BUDGET_SPOOL     16
 #define MODULE_BUDGET_UI        16
 
+static void module_drain_check(Module *m);
+
 static void module_refill_budget(Module *m)
 {
     m->budget_events = MODULE_BUDGET_EVENTS;
@@ -51,7 +53,26 @@ typedef struct {
     guint64 tag;                    /* device tag; 0 for events */
     guint16 type;                   /* MODLINK_CALL or MODLINK_EVENT */
     GBytes *payload;
+    ModuleDoneFunc done;            /* told how an event ended, or NULL */
+    gpointer done_data;
 } ModuleCall;
+
+typedef struct {
+    ModuleDoneFunc func;
+    gpointer data;
+} ModuleLoadCallback;
+
+/* Tell whoever waits for @c how it ended; exactly once. */
+static void module_call_done(Module *m, ModuleCall *c, guint16 status,
+                             const gchar *why)
+{
+    ModuleDoneFunc done = c->done;
+
+    c->done = NULL;
+    if (done != NULL) {
+        done(m, status, why, c->done_data);
+    }
+}
 
 static void module_call_free(ModuleCall *c)
 {
@@ -66,17 +87,27 @@ void module_ref_fill(const Module *m, struct vmaug_module_ref *ref)
     g_strlcpy((gchar *)ref->version, m->version, sizeof(ref->version));
 }
 
+static void module_fail_calls(Module *m, guint16 status, const gchar *why);
+static void module_fail_waiters(Module *m, guint16 status, const gchar *why);
+
 static void module_free(Module *m)
 {
+    /* Nobody may be left waiting on a module that is gone. */
+    module_fail_waiters(m, VMAUG_S_INTERRUPTED, "module unloaded");
+    module_fail_calls(m, VMAUG_S_INTERRUPTED, "module unloaded");
     if (m->child_watch != 0) {
         g_source_remove(m->child_watch);
     }
     if (m->timer != 0) {
         g_source_remove(m->timer);
     }
+    if (m->drain_timer != 0) {
+        g_source_remove(m->drain_timer);
+    }
     vmaug_link_free(m->link);
     g_queue_clear_full(&m->calls, (GDestroyNotify)module_call_free);
     g_array_unref(m->load_waiters);
+    g_array_unref(m->load_callbacks);
     vmaug_manifest_free(m->manifest);
     if (m->state_dirfd >= 0) {
         close(m->state_dirfd);
@@ -103,6 +134,22 @@ static void module_kill(Module *m)
     }
 }
 
+/* Tell the load callbacks the outcome (they may be added again from
+ * inside one, so the array is swapped out first). */
+static void module_run_load_callbacks(Module *m, guint16 status,
+                                      const gchar *why)
+{
+    g_autoptr(GArray) cbs = m->load_callbacks;
+
+    m->load_callbacks = g_array_new(FALSE, FALSE,
+                                    sizeof(ModuleLoadCallback));
+    for (guint i = 0; i < cbs->len; i++) {
+        ModuleLoadCallback *cb = &g_array_index(cbs, ModuleLoadCallback, i);
+
+        cb->func(m, status, why, cb->data);
+    }
+}
+
 static void module_fail_waiters(Module *m, guint16 status, const gchar *why)
 {
     for (guint i = 0; m->dev != NULL && i < m->load_waiters->len; i++) {
@@ -110,6 +157,7 @@ static void module_fail_waiters(Module *m, guint16 status, const gchar *why)
                      status, why, strlen(why));
     }
     g_array_set_size(m->load_waiters, 0);
+    module_run_load_callbacks(m, status, why);
 }
 
 static void module_fail_calls(Module *m, guint16 status, const gchar *why)
@@ -123,15 +171,17 @@ static void module_fail_calls(Module *m, guint16 status, const gchar *why)
             device_reply(m->dev, c->tag, VMAUG_S_TIMEOUT, "module timed out",
                          strlen("module timed out"));
         }
+        module_call_done(m, c, VMAUG_S_TIMEOUT, "no answer in time");
         module_call_free(c);
     }
+    m->in_flight = FALSE;
     while ((c = g_queue_pop_head(&m->calls)) != NULL) {
         if (c->tag != 0 && m->dev != NULL) {
             device_reply(m->dev, c->tag, status, why, strlen(why));
         }
+        module_call_done(m, c, status, why);
         module_call_free(c);
     }
-    m->in_flight = FALSE;
 }
 
 static gboolean module_on_timeout(gpointer data)
@@ -169,8 +219,12 @@ static void module_pump(Module *m)
 {
     ModuleCall *c;
 
-    if (m->in_flight || m->stopping || m->state != VMAUG_MODULE_LOADED ||
+    if (m->in_flight || m->stopping) {
+        return;
+    }
+    if (m->state != VMAUG_MODULE_LOADED ||
         (c = g_queue_peek_head(&m->calls)) == NULL) {
+        module_drain_check(m);
         return;
     }
     m->in_flight = TRUE;
@@ -205,6 +259,7 @@ static void module_on_exit(GPid pid, gint status, gpointer data)
     }
     g_message("module %s %s %s", m->name, m->version, how);
     m->state = VMAUG_MODULE_CRASHED;
+    m->draining = FALSE;
     vmaug_link_close(m->link, "module process ended");
     module_fail_waiters(m, VMAUG_S_MODULE_FAILED, how);
     module_fail_calls(m, VMAUG_S_MODULE_FAILED, how);
@@ -474,7 +529,13 @@ static gboolean module_on_api(Module *m, guint64 tag, const guint8 *data,
     }
     memcpy(&op, data, 4);
     op = GUINT32_FROM_LE(op);
-    if (m->dev == NULL) {
+    /*
+     * A module finishing its stop handlers after its VM went away may
+     * still use its own state and host reads; everything else belongs to
+     * the device.
+     */
+    if (m->dev == NULL && op != MODLINK_OP_STATE_OPEN &&
+        op != MODLINK_OP_HOST_OPEN) {
         module_api_reply(m, tag, -EIO, NULL, 0, -1);
         return TRUE;
     }
@@ -586,7 +647,7 @@ static gboolean module_on_api(Module *m, guint64 tag, const guint8 *data,
     }
     case MODLINK_OP_RESTART: {
         guint32 what = 0;
-        struct vmaug_module_ref ref;
+        struct vmaug_restart restart;
         const gchar *cap;
 
         if (alen != 4) {
@@ -605,9 +666,11 @@ static gboolean module_on_api(Module *m, guint64 tag, const guint8 *data,
         g_message("module %s requests a restart of the %s", m->name,
                   what == VMAUG_RESTART_IMAGE ? "image" :
                   "host application");
-        module_ref_fill(m, &ref);
-        device_event(m->dev, VMAUG_EVENT_RESTART_REQUESTED, &ref,
-                     sizeof(ref), NULL, 0);
+        memset(&restart, 0, sizeof(restart));
+        module_ref_fill(m, &restart.ref);
+        restart.what = GUINT32_TO_LE(what);
+        device_event(m->dev, VMAUG_EVENT_RESTART_REQUESTED, &restart,
+                     sizeof(restart), NULL, 0);
         module_api_reply(m, tag, 0, NULL, 0, -1);
         return TRUE;
     }
@@ -669,8 +732,8 @@ static gboolean module_on_message(VmaugLink *link, guint16 type, guint64 tag,
                                                     rc);
 
             g_message("module %s: %s", m->name, msg);
-            module_fail_waiters(m, VMAUG_S_MODULE_FAILED, msg);
             m->state = VMAUG_MODULE_CRASHED;
+            module_fail_waiters(m, VMAUG_S_MODULE_FAILED, msg);
             module_kill(m);
             return TRUE;
         }
@@ -692,6 +755,7 @@ static gboolean module_on_message(VmaugLink *link, guint16 type, guint64 tag,
             device_event(m->dev, VMAUG_EVENT_MODULE_LOADED, &ref, sizeof(ref),
                          NULL, 0);
         }
+        module_run_load_callbacks(m, VMAUG_S_OK, NULL);
         module_pump(m);
         return TRUE;
     }
@@ -708,13 +772,16 @@ static gboolean module_on_message(VmaugLink *link, guint16 type, guint64 tag,
         module_disarm_timer(m);
         g_queue_pop_head(&m->calls);
         m->in_flight = FALSE;
+        /* A module's status is a number it chose (an event handler's is a
+         * negative errno on failure): clamp it. */
+        if (status > VMAUG_S_MAX) {
+            status = VMAUG_S_MODULE_FAILED;
+        }
         if (c->tag != 0 && m->dev != NULL) {
-            /* A module's status is a number it chose: clamp it. */
-            if (status > VMAUG_S_MAX) {
-                status = VMAUG_S_MODULE_FAILED;
-            }
             device_reply(m->dev, c->tag, (guint16)status, data + 4, len - 4);
         }
+        module_call_done(m, c, (guint16)status, status == VMAUG_S_OK ? NULL :
+                         "the handler reported a failure");
         module_call_free(c);
         module_pump(m);
         return TRUE;
@@ -975,6 +1042,8 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
     m->version = g_strdup(pkg->manifest->version);
     m->manifest = g_steal_pointer(&pkg->manifest);
     m->load_waiters = g_array_new(FALSE, FALSE, sizeof(guint64));
+    m->load_callbacks = g_array_new(FALSE, FALSE,
+                                    sizeof(ModuleLoadCallback));
     m->state_dirfd = -1;
     m->started_us = g_get_monotonic_time();
     module_refill_budget(m);
@@ -1039,7 +1108,15 @@ void module_add_load_waiter(Module *m, guint64 tag)
     g_array_append_val(m->load_waiters, tag);
 }
 
-static void module_queue(Module *m, guint64 tag, guint16 type, GBytes *p)
+void module_add_load_callback(Module *m, ModuleDoneFunc func, gpointer data)
+{
+    ModuleLoadCallback cb = { func, data };
+
+    g_array_append_val(m->load_callbacks, cb);
+}
+
+static void module_queue(Module *m, guint64 tag, guint16 type, GBytes *p,
+                         ModuleDoneFunc done, gpointer done_data)
 {
     ModuleCall *c = g_new0(ModuleCall, 1);
 
@@ -1047,6 +1124,8 @@ static void module_queue(Module *m, guint64 tag, guint16 type, GBytes *p)
     c->tag = tag;
     c->type = type;
     c->payload = p;
+    c->done = done;
+    c->done_data = done_data;
     g_queue_push_tail(&m->calls, c);
     module_pump(m);
 }
@@ -1064,23 +1143,90 @@ gboolean module_invoke(Module *m, guint64 tag, const gchar *function,
     p = g_byte_array_sized_new(strlen(function) + 1 + len);
     g_byte_array_append(p, (const guint8 *)function, strlen(function) + 1);
     g_byte_array_append(p, input, len);
-    module_queue(m, tag, MODLINK_CALL, g_byte_array_free_to_bytes(p));
+    module_queue(m, tag, MODLINK_CALL, g_byte_array_free_to_bytes(p), NULL,
+                 NULL);
+    return TRUE;
+}
+
+gboolean module_post_event_full(Module *m, guint32 type, const void *data,
+                                gsize len, ModuleDoneFunc done,
+                                gpointer done_data)
+{
+    GByteArray *p;
+    guint32 le = GUINT32_TO_LE(type);
+
+    if (!(m->manifest->events & VMAUG_EVENT_MASK(type)) || m->stopping ||
+        m->state == VMAUG_MODULE_CRASHED ||
+        g_queue_get_length(&m->calls) >= HELPER_MAX_QUEUED_CALLS) {
+        return FALSE;
+    }
+    p = g_byte_array_sized_new(4 + len);
+    g_byte_array_append(p, (const guint8 *)&le, 4);
+    g_byte_array_append(p, data, len);
+    module_queue(m, 0, MODLINK_EVENT, g_byte_array_free_to_bytes(p), done,
+                 done_data);
     return TRUE;
 }
 
 void module_post_event(Module *m, guint32 type, const void *data, gsize len)
 {
-    GByteArray *p = g_byte_array_sized_new(4 + len);
-    guint32 le = GUINT32_TO_LE(type);
+    module_post_event_full(m, type, data, len, NULL, NULL);
+}
 
-    if (!(m->manifest->events & VMAUG_EVENT_MASK(type)) ||
-        g_queue_get_length(&m->calls) >= HELPER_MAX_QUEUED_CALLS) {
-        g_byte_array_unref(p);
+/* ---- Finishing after the VM went away ---- */
+
+static gboolean module_on_drain_timeout(gpointer data)
+{
+    Module *m = data;
+
+    m->drain_timer = 0;
+    if (m->draining) {
+        g_message("module %s: stop handlers still running after the VM "
+                  "left; stopping it", m->name);
+        m->draining = FALSE;
+        module_stop(m, TRUE);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* Once a draining module has nothing left to run, stop it gracefully. */
+static void module_drain_check(Module *m)
+{
+    if (!m->draining || m->in_flight ||
+        (m->state == VMAUG_MODULE_LOADED &&
+         !g_queue_is_empty(&m->calls)) ||
+        m->state == 0) {
         return;
     }
-    g_byte_array_append(p, (const guint8 *)&le, 4);
-    g_byte_array_append(p, data, len);
-    module_queue(m, 0, MODLINK_EVENT, g_byte_array_free_to_bytes(p));
+    m->draining = FALSE;
+    if (m->drain_timer != 0) {
+        g_source_remove(m->drain_timer);
+        m->drain_timer = 0;
+    }
+    module_stop(m, FALSE);
+}
+
+void module_finish(Module *m, guint bound_ms)
+{
+    GList *l, *next;
+
+    /* Guest calls still queued can never be answered: drop them.  Events
+     * (the stop handlers) stay queued and run. */
+    for (l = m->calls.head; l != NULL; l = next) {
+        ModuleCall *c = l->data;
+
+        next = l->next;
+        if (c->tag != 0 && !(m->in_flight && l == m->calls.head)) {
+            g_queue_delete_link(&m->calls, l);
+            module_call_done(m, c, VMAUG_S_INTERRUPTED, "VM gone");
+            module_call_free(c);
+        }
+    }
+    g_array_set_size(m->load_waiters, 0);
+    m->dev = NULL;
+    m->draining = TRUE;
+    m->drain_timer = g_timeout_add(bound_ms, module_on_drain_timeout, m);
+    module_drain_check(m);
 }
 
 void module_stop(Module *m, gboolean immediately)

@@ -2,6 +2,8 @@
  * vmaugment-helper: listens on a unix socket for QEMU vmaugment devices.
  *
  *   vmaugment-helper --socket PATH --store DIR --trust-dir DIR [options]
+ *                    [--image-dir DIR...] [--repository URL
+ *                    [--repository-ca FILE]]
  *
  * QEMU connects with
  *   -chardev socket,id=h,path=PATH,reconnect-ms=1000
@@ -21,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +47,11 @@ static gchar *opt_cups_queue;
 static gboolean opt_supervise;
 static gboolean opt_verbose;
 static gint opt_listen_fd = -1;
+static gchar **opt_image_dir;
+static gchar *opt_repository;
+static gchar *opt_repository_ca;
+static gchar *opt_repository_tool;
+static gint opt_repository_timeout_ms = 60000;
 
 static const GOptionEntry entries[] = {
     { "socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_socket,
@@ -54,6 +62,21 @@ static const GOptionEntry entries[] = {
       "Another store a device may name in its HELLO (repeatable)", "DIR" },
     { "trust-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_trust_dir,
       "Trusted administrator certificates and CRLs", "DIR" },
+    { "image-dir", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_image_dir,
+      "A directory whose disk images a device may name; their "
+      "registrations are kept beside them (repeatable)", "DIR" },
+    { "repository", 0, 0, G_OPTION_ARG_STRING, &opt_repository,
+      "Module repository (https://) registered modules missing from the "
+      "store are fetched from", "URL" },
+    { "repository-ca", 0, 0, G_OPTION_ARG_FILENAME, &opt_repository_ca,
+      "PEM CA certificates for the repository's TLS (default: the "
+      "system's)", "FILE" },
+    { "repository-timeout-ms", 0, 0, G_OPTION_ARG_INT,
+      &opt_repository_timeout_ms,
+      "Bound on one fetch from the repository", "MS" },
+    { "repository-tool", 0, 0, G_OPTION_ARG_FILENAME, &opt_repository_tool,
+      "The repository client (default: vmaugment-repo beside this "
+      "program, else in PATH)", "PATH" },
     { "policy", 0, 0, G_OPTION_ARG_FILENAME, &opt_policy,
       "Host owner's policy (JSON): rollback, sizes, capabilities", "FILE" },
     { "module-host", 0, 0, G_OPTION_ARG_FILENAME, &opt_module_host,
@@ -159,6 +182,40 @@ static gchar *main_find_module_host(const gchar *argv0)
     return g_build_filename(LIBEXECDIR, "vmaugment-module-host", NULL);
 }
 
+static gchar *main_find_repo_tool(void)
+{
+    g_autofree gchar *self = g_file_read_link("/proc/self/exe", NULL);
+    g_autofree gchar *dir = self != NULL ? g_path_get_dirname(self) : NULL;
+    g_autofree gchar *beside = dir != NULL ?
+        g_build_filename(dir, "vmaugment-repo", NULL) : NULL;
+
+    if (beside != NULL && g_file_test(beside, G_FILE_TEST_IS_EXECUTABLE)) {
+        return g_steal_pointer(&beside);
+    }
+    return g_strdup("vmaugment-repo");
+}
+
+/* The host owner's image directories, symlinks resolved: a device's image
+ * is compared with them the same way. */
+static gboolean main_image_dirs(Helper *h)
+{
+    h->image_dirs = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; opt_image_dir != NULL && opt_image_dir[i]; i++) {
+        gchar *real = realpath(opt_image_dir[i], NULL);
+
+        if (real == NULL || !g_file_test(real, G_FILE_TEST_IS_DIR)) {
+            g_printerr("vmaugment-helper: --image-dir %s: %s\n",
+                       opt_image_dir[i], real == NULL ? g_strerror(errno) :
+                       "not a directory");
+            free(real);
+            return FALSE;
+        }
+        g_ptr_array_add(h->image_dirs, g_strdup(real));
+        free(real);
+    }
+    return TRUE;
+}
+
 static volatile sig_atomic_t main_stop;
 
 static void main_on_stop_signal(int sig)
@@ -249,6 +306,19 @@ int main(int argc, char **argv)
         g_printerr("vmaugment-helper: limits out of range\n");
         return 2;
     }
+    if (opt_repository != NULL &&
+        (!g_str_has_prefix(opt_repository, "https://") ||
+         strlen(opt_repository) > 2048)) {
+        g_printerr("vmaugment-helper: --repository must be an https:// "
+                   "URL\n");
+        return 2;
+    }
+    if (opt_repository_timeout_ms < 100 ||
+        opt_repository_timeout_ms > VMAUG_MAX_TIMEOUT_MS) {
+        g_printerr("vmaugment-helper: --repository-timeout-ms out of "
+                   "range\n");
+        return 2;
+    }
     if (opt_verbose) {
         g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
     }
@@ -276,6 +346,16 @@ int main(int argc, char **argv)
         g_ptr_array_add(h.allowed_stores,
                         g_canonicalize_filename(opt_allow_store[i], NULL));
     }
+    if (!main_image_dirs(&h)) {
+        return 1;
+    }
+    h.trust_dir = g_canonicalize_filename(opt_trust_dir, NULL);
+    h.repo_url = opt_repository;
+    h.repo_ca = opt_repository_ca != NULL ?
+                g_canonicalize_filename(opt_repository_ca, NULL) : NULL;
+    h.repo_tool = opt_repository_tool != NULL ?
+                  g_strdup(opt_repository_tool) : main_find_repo_tool();
+    h.repo_timeout_ms = opt_repository_timeout_ms;
     h.trust = vmaug_trust_store_new_from_dir(opt_trust_dir, &error);
     if (h.trust == NULL) {
         g_printerr("vmaugment-helper: trust store: %s\n", error->message);
@@ -325,6 +405,7 @@ int main(int argc, char **argv)
     g_message("listening on %s (store %s, module host %s)", opt_socket,
               h.default_store, h.module_host);
     g_main_loop_run(h.loop);
+    h.quitting = TRUE;
 
     while (h.devices != NULL) {
         Device *dev = h.devices->data;
@@ -338,6 +419,10 @@ int main(int argc, char **argv)
     vmaug_policy_free(h.policy);
     vmaug_trust_store_free(h.trust);
     g_ptr_array_unref(h.allowed_stores);
+    g_ptr_array_unref(h.image_dirs);
+    g_free(h.trust_dir);
+    g_free(h.repo_ca);
+    g_free(h.repo_tool);
     g_free(h.default_store);
     g_free(h.module_host);
     return 0;

@@ -158,6 +158,13 @@ static gboolean client_recv(HelperClient *c, struct vmaug_host_msg *m,
 HelperClient *helper_client_connect(const gchar *socket_path,
                                     const gchar *store_path)
 {
+    return helper_client_connect_image(socket_path, store_path, NULL);
+}
+
+HelperClient *helper_client_connect_image(const gchar *socket_path,
+                                          const gchar *store_path,
+                                          const gchar *image_path)
+{
     HelperClient *c = g_new0(HelperClient, 1);
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     struct vmaug_host_hello hello = {
@@ -171,6 +178,7 @@ HelperClient *helper_client_connect(const gchar *socket_path,
     g_strlcpy(addr.sun_path, socket_path, sizeof(addr.sun_path));
     g_strlcpy((gchar *)hello.name, "test-device", sizeof(hello.name));
     g_queue_init(&c->events);
+    g_queue_init(&c->dones);
     c->next_tag = 1;
     for (;;) {
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -181,10 +189,18 @@ HelperClient *helper_client_connect(const gchar *socket_path,
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
         g_usleep(10000);
     }
+    hello.store_len = GUINT16_TO_LE(store_path != NULL ?
+                                    strlen(store_path) : 0);
+    hello.image_len = GUINT16_TO_LE(image_path != NULL ?
+                                    strlen(image_path) : 0);
     g_byte_array_append(h, (const guint8 *)&hello, sizeof(hello));
     if (store_path != NULL) {
         g_byte_array_append(h, (const guint8 *)store_path,
                             strlen(store_path));
+    }
+    if (image_path != NULL) {
+        g_byte_array_append(h, (const guint8 *)image_path,
+                            strlen(image_path));
     }
     helper_client_send_msg(c, VMAUG_HOST_HELLO, 0, h->data, h->len);
     g_assert_true(client_recv(c, &m, &body, CLIENT_TIMEOUT_MS));
@@ -205,6 +221,7 @@ void helper_client_free(HelperClient *c)
     }
     close(c->fd);
     g_queue_clear_full(&c->events, (GDestroyNotify)g_bytes_unref);
+    g_queue_clear_full(&c->dones, (GDestroyNotify)helper_done_free);
     g_free(c->helper_name);
     g_free(c);
 }
@@ -237,6 +254,77 @@ gboolean helper_client_call(HelperClient *c, guint16 opcode,
     return helper_client_wait_response(c, tag, reply);
 }
 
+/* A LIFECYCLE_DONE that arrived while waiting for something else. */
+static void client_keep_done(HelperClient *c, const struct vmaug_host_msg *m,
+                             GBytes *body)
+{
+    HelperDone *d = g_new0(HelperDone, 1);
+    struct vmaug_host_lifecycle_done done;
+
+    g_assert_cmpuint(g_bytes_get_size(body), >=, sizeof(done));
+    g_assert_cmpuint(g_bytes_get_size(body) - sizeof(done), <=,
+                     VMAUG_HOST_MESSAGE_MAX);
+    memcpy(&done, g_bytes_get_data(body, NULL), sizeof(done));
+    d->tag = GUINT64_FROM_LE(m->tag);
+    d->event = GUINT32_FROM_LE(done.event);
+    d->status = GUINT16_FROM_LE(done.status);
+    d->message = g_strndup((const gchar *)g_bytes_get_data(body, NULL) +
+                           sizeof(done), g_bytes_get_size(body) -
+                           sizeof(done));
+    g_queue_push_tail(&c->dones, d);
+}
+
+void helper_done_free(HelperDone *d)
+{
+    if (d != NULL) {
+        g_free(d->message);
+        g_free(d);
+    }
+}
+
+void helper_client_lifecycle(HelperClient *c, guint64 tag, guint32 event,
+                             guint32 flags)
+{
+    struct vmaug_host_lifecycle lc = {
+        .event = GUINT32_TO_LE(event),
+        .flags = GUINT32_TO_LE(flags),
+    };
+
+    helper_client_send_msg(c, VMAUG_HOST_LIFECYCLE, tag, &lc, sizeof(lc));
+}
+
+HelperDone *helper_client_wait_done(HelperClient *c, guint64 tag,
+                                    guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+    for (;;) {
+        struct vmaug_host_msg m;
+        GBytes *body = NULL;
+
+        for (GList *l = c->dones.head; l != NULL; l = l->next) {
+            HelperDone *d = l->data;
+
+            if (d->tag == tag) {
+                g_queue_delete_link(&c->dones, l);
+                return d;
+            }
+        }
+        if (g_get_monotonic_time() >= deadline ||
+            !client_recv(c, &m, &body,
+                         (deadline - g_get_monotonic_time()) / 1000 + 1)) {
+            return NULL;
+        }
+        if (GUINT16_FROM_LE(m.type) == VMAUG_HOST_LIFECYCLE_DONE) {
+            client_keep_done(c, &m, body);
+        } else {
+            g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_EVENT);
+            g_queue_push_tail(&c->events, g_bytes_ref(body));
+        }
+        g_bytes_unref(body);
+    }
+}
+
 gboolean helper_client_wait_response(HelperClient *c, guint64 tag,
                                      HelperReply *reply)
 {
@@ -252,6 +340,10 @@ gboolean helper_client_wait_response(HelperClient *c, guint64 tag,
             g_assert_cmpuint(g_bytes_get_size(body), >=,
                              sizeof(struct virtio_vmaugment_event));
             g_queue_push_tail(&c->events, g_steal_pointer(&body));
+            continue;
+        }
+        if (GUINT16_FROM_LE(m.type) == VMAUG_HOST_LIFECYCLE_DONE) {
+            client_keep_done(c, &m, body);
             continue;
         }
         g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_RESPONSE);
@@ -293,6 +385,11 @@ GBytes *helper_client_wait_event(HelperClient *c, guint32 type,
             !client_recv(c, &m, &body,
                          (deadline - g_get_monotonic_time()) / 1000 + 1)) {
             return NULL;
+        }
+        if (GUINT16_FROM_LE(m.type) == VMAUG_HOST_LIFECYCLE_DONE) {
+            client_keep_done(c, &m, body);
+            g_bytes_unref(body);
+            continue;
         }
         g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_EVENT);
         g_queue_push_tail(&c->events, body);

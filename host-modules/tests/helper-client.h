@@ -16,6 +16,7 @@ typedef struct {
     int fd;
     guint64 next_tag;
     GQueue events;          /* GBytes: struct virtio_vmaugment_event + data */
+    GQueue dones;           /* HelperDone not waited for yet */
     gchar *helper_name;
 } HelperClient;
 
@@ -29,10 +30,30 @@ GPid helper_spawn(const gchar *helper, const gchar *socket,
                   const gchar *store, const gchar *trust_dir,
                   const gchar *const *extra_args);
 void helper_kill(GPid pid);
+
+/* A LIFECYCLE_DONE from the helper. */
+typedef struct {
+    guint64 tag;
+    guint32 event;
+    guint16 status;
+    gchar *message;
+} HelperDone;
+
+void helper_done_free(HelperDone *d);
 /* Connect (retrying while the helper starts) and exchange HELLOs. */
 HelperClient *helper_client_connect(const gchar *socket,
                                     const gchar *store_path);
+/* The same, naming a disk image (NULL: none). */
+HelperClient *helper_client_connect_image(const gchar *socket,
+                                          const gchar *store_path,
+                                          const gchar *image_path);
 void helper_client_free(HelperClient *c);
+/* Send a LIFECYCLE message, as the device does on a run-state change. */
+void helper_client_lifecycle(HelperClient *c, guint64 tag, guint32 event,
+                             guint32 flags);
+/* Wait for the LIFECYCLE_DONE of @tag (queueing events meanwhile). */
+HelperDone *helper_client_wait_done(HelperClient *c, guint64 tag,
+                                    guint timeout_ms);
 /* Send raw bytes (for hostile-device tests). */
 gboolean helper_client_send_raw(HelperClient *c, const void *data, gsize len);
 void helper_client_send_msg(HelperClient *c, guint16 type, guint64 tag,
@@ -68,6 +89,7 @@ guint16 helper_invoke(HelperClient *c, const gchar *module,
                       GBytes **out);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(HelperClient, helper_client_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HelperDone, helper_done_free)
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(HelperReply, helper_reply_clear)
 
 #endif /* VMAUGMENT_HELPER_CLIENT_H */

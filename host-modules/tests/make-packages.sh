@@ -34,7 +34,7 @@ package() {
         --cert "$out/trust/admin.crt" --set-version "$2" \
         --output "$out/$1-$2.vmod"
 }
-for m in echo kv printer scanner config upgrade ui; do
+for m in echo kv printer scanner config upgrade ui journal; do
     package "$m" 1.0
 done
 package printer 1.1
