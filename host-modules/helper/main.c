@@ -51,7 +51,7 @@ static gchar **opt_image_dir;
 static gchar *opt_repository;
 static gchar *opt_repository_ca;
 static gchar *opt_repository_tool;
-static gint opt_repository_timeout_ms = 60000;
+static gint opt_repository_timeout_ms = 30000;
 
 static const GOptionEntry entries[] = {
     { "socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_socket,
