@@ -293,14 +293,34 @@ void helper_client_lifecycle(HelperClient *c, guint64 tag, guint32 event,
     helper_client_send_msg(c, VMAUG_HOST_LIFECYCLE, tag, &lc, sizeof(lc));
 }
 
+/* Receive one event or LIFECYCLE_DONE before @deadline and queue it. */
+static gboolean client_stash_next(HelperClient *c, gint64 deadline)
+{
+    struct vmaug_host_msg m;
+    g_autoptr(GBytes) body = NULL;
+
+    if (g_get_monotonic_time() >= deadline ||
+        !client_recv(c, &m, &body,
+                     (deadline - g_get_monotonic_time()) / 1000 + 1)) {
+        return FALSE;
+    }
+    if (GUINT16_FROM_LE(m.type) == VMAUG_HOST_LIFECYCLE_DONE) {
+        client_keep_done(c, &m, body);
+        return TRUE;
+    }
+    g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_EVENT);
+    g_assert_cmpuint(g_bytes_get_size(body), >=,
+                     sizeof(struct virtio_vmaugment_event));
+    g_queue_push_tail(&c->events, g_steal_pointer(&body));
+    return TRUE;
+}
+
 HelperDone *helper_client_wait_done(HelperClient *c, guint64 tag,
                                     guint timeout_ms)
 {
     gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
 
     for (;;) {
-        struct vmaug_host_msg m;
-        GBytes *body = NULL;
 
         for (GList *l = c->dones.head; l != NULL; l = l->next) {
             HelperDone *d = l->data;
@@ -310,18 +330,9 @@ HelperDone *helper_client_wait_done(HelperClient *c, guint64 tag,
                 return d;
             }
         }
-        if (g_get_monotonic_time() >= deadline ||
-            !client_recv(c, &m, &body,
-                         (deadline - g_get_monotonic_time()) / 1000 + 1)) {
+        if (!client_stash_next(c, deadline)) {
             return NULL;
         }
-        if (GUINT16_FROM_LE(m.type) == VMAUG_HOST_LIFECYCLE_DONE) {
-            client_keep_done(c, &m, body);
-        } else {
-            g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_EVENT);
-            g_queue_push_tail(&c->events, g_bytes_ref(body));
-        }
-        g_bytes_unref(body);
     }
 }
 
@@ -367,9 +378,6 @@ GBytes *helper_client_wait_event(HelperClient *c, guint32 type,
     gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
 
     for (;;) {
-        struct vmaug_host_msg m;
-        GBytes *body = NULL;
-
         for (GList *l = c->events.head; l != NULL; l = l->next) {
             const struct virtio_vmaugment_event *ev =
                 g_bytes_get_data(l->data, NULL);
@@ -381,18 +389,9 @@ GBytes *helper_client_wait_event(HelperClient *c, guint32 type,
                 return b;
             }
         }
-        if (g_get_monotonic_time() >= deadline ||
-            !client_recv(c, &m, &body,
-                         (deadline - g_get_monotonic_time()) / 1000 + 1)) {
+        if (!client_stash_next(c, deadline)) {
             return NULL;
         }
-        if (GUINT16_FROM_LE(m.type) == VMAUG_HOST_LIFECYCLE_DONE) {
-            client_keep_done(c, &m, body);
-            g_bytes_unref(body);
-            continue;
-        }
-        g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_EVENT);
-        g_queue_push_tail(&c->events, body);
     }
 }
 

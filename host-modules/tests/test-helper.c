@@ -1482,7 +1482,11 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
     g_autofree gchar *downloads = g_build_filename(f->store, "repository",
                                                    "downloads", NULL);
     g_autofree gchar *audit = audit_path(f);
+    g_autofree gchar *echo_path = g_build_filename(tls, "echo-1.0.vmod",
+                                                   NULL);
+    g_autofree gchar *slow_url = NULL;
     g_autoptr(GBytes) pkg = NULL;
+    g_autoptr(GBytes) echo_pkg = NULL;
     g_autoptr(GSubprocess) server = NULL;
     g_autoptr(GDataInputStream) server_out = NULL;
     g_autoptr(HelperClient) c = NULL;
@@ -1508,11 +1512,15 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
     pkg = module_package(f->keys->admin, "journal", "1.0");
     g_assert_true(g_file_set_contents(pkg_path, g_bytes_get_data(pkg, NULL),
                                       g_bytes_get_size(pkg), NULL));
+    echo_pkg = module_package(f->keys->admin, "echo", "1.0");
+    g_assert_true(g_file_set_contents(echo_path,
+                                      g_bytes_get_data(echo_pkg, NULL),
+                                      g_bytes_get_size(echo_pkg), NULL));
     {
         const gchar *publish[] = {
             env("VMAUG_REPO_TOOL"), "publish", "--dir", repo, "--key", key,
             "--cert", cert, "--trust-dir", f->keys->trust_dir,
-            "--expires-days", "1", pkg_path, NULL
+            "--expires-days", "1", pkg_path, echo_path, NULL
         };
 
         run_ok(publish);
@@ -1529,6 +1537,8 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
     g_assert_no_error(error);
     g_assert_nonnull(line);
     url = g_strdup_printf("https://127.0.0.1:%d/ok/repo", atoi(line));
+    /* The same files, from a server that stalls before a package's body. */
+    slow_url = g_strdup_printf("https://127.0.0.1:%d/slow/repo", atoi(line));
 
     helper_client_free(f->c);
     helper_kill(f->pid);
@@ -1567,6 +1577,73 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
     g_assert_cmpuint(d->status, !=, VMAUG_S_OK);
     g_assert_true(g_str_has_prefix(d->message, "required module kv "
                                    "(newest) unavailable"));
+    g_clear_pointer(&d, helper_done_free);
+
+    /* A server that stalls: the fetch's time bound ends it, the image
+     * does not start, and nothing of the download stays. */
+    g_clear_pointer(&c, helper_client_free);
+    helper_client_free(f->c);
+    helper_kill(f->pid);
+    {
+        const gchar *args[] = { "--repository", slow_url, "--repository-ca",
+                                ca, "--repository-timeout-ms", "1500",
+                                NULL };
+
+        fixture_start(f, args);
+    }
+    c = helper_client_connect_image(f->socket, NULL, f->image);
+    g_assert_cmpuint(register_as(c, FALSE, "kv", NULL, 0, 0), ==,
+                     VMAUG_S_OK);
+    g_assert_cmpuint(register_as(c, FALSE, "echo", "1.0", 0,
+                                 VMAUG_REG_F_REQUIRED), ==, VMAUG_S_OK);
+    {
+        gint64 t0 = g_get_monotonic_time();
+
+        d = lifecycle_call(c, VMAUG_EVENT_IMAGE_START, 0);
+        g_test_message("%s", d->message);
+        g_assert_cmpint(g_get_monotonic_time() - t0, <, 10 * G_USEC_PER_SEC);
+    }
+    g_assert_cmpuint(d->status, !=, VMAUG_S_OK);
+    g_assert_true(g_str_has_prefix(d->message, "required module echo 1.0 "
+                                   "unavailable: not in the store and "
+                                   "repository "));
+    g_assert_cmpuint(helper_query(c, "echo", NULL, NULL), ==,
+                     VMAUG_S_NOT_FOUND);
+    g_clear_pointer(&dir, g_dir_close);
+    dir = g_dir_open(downloads, 0, NULL);
+    g_assert_null(g_dir_read_name(dir));
+    g_clear_pointer(&d, helper_done_free);
+
+    /* The VM goes away while a fetch runs: the fetch is stopped and
+     * cleaned up, and the helper serves the others meanwhile. */
+    helper_client_free(f->c);
+    helper_kill(f->pid);
+    g_clear_pointer(&c, helper_client_free);
+    {
+        const gchar *args[] = { "--repository", slow_url, "--repository-ca",
+                                ca, "--repository-timeout-ms", "20000",
+                                NULL };
+
+        fixture_start(f, args);
+    }
+    c = helper_client_connect_image(f->socket, NULL, f->image);
+    helper_client_lifecycle(c, 77, VMAUG_EVENT_IMAGE_START, 0);
+    g_usleep(500000);
+    g_assert_cmpuint(count_regs(f->c), ==, 0);
+    g_clear_pointer(&c, helper_client_free);
+    for (guint i = 0; i < 100; i++) {
+        g_clear_pointer(&dir, g_dir_close);
+        dir = g_dir_open(downloads, 0, NULL);
+        if (g_dir_read_name(dir) == NULL) {
+            break;
+        }
+        g_usleep(50000);
+    }
+    g_clear_pointer(&dir, g_dir_close);
+    dir = g_dir_open(downloads, 0, NULL);
+    g_assert_null(g_dir_read_name(dir));
+    g_assert_cmpuint(helper_query(f->c, "echo", NULL, NULL), ==,
+                     VMAUG_S_NOT_FOUND);
     g_subprocess_force_exit(server);
     g_subprocess_wait(server, NULL, NULL);
 }
