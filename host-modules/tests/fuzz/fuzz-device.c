@@ -47,6 +47,7 @@ static Helper *fuzz_helper(void)
     atexit(fuzz_cleanup);
     h.default_store = g_build_filename(dir, "store", NULL);
     h.allowed_stores = g_ptr_array_new_with_free_func(g_free);
+    h.image_dirs = g_ptr_array_new_with_free_func(g_free);
     h.trust = vmaug_trust_store_new();     /* trusts nobody */
     h.policy = vmaug_policy_new_default();
     h.policy->max_package_size = 64 * 1024;
