@@ -77,6 +77,7 @@ typedef struct {
     struct _Lifecycle *lifecycle;
     GQueue lifecycle_queue;
     GList *lifecycles;              /* every one still running */
+    guint lifecycle_idle;           /* runs the queue after one finished */
     gboolean stop_seen;             /* IMAGE_STOP or HOST_STOP arrived */
 } Device;
 

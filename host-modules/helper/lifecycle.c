@@ -94,16 +94,23 @@ static const gchar *lifecycle_version(const LcItem *it)
 
 static void lifecycle_run(Lifecycle *lc);
 
-/* Run what waited behind a lifecycle event that loads modules. */
-static void lifecycle_run_queued(Device *dev)
+/*
+ * Run what waited behind a lifecycle event that loads modules.  From the
+ * main loop, not from where the last one finished: that may be deep in a
+ * module being stopped or swapped, which must not see new loads.
+ */
+static gboolean lifecycle_on_idle(gpointer data)
 {
+    Device *dev = data;
     Lifecycle *next;
 
+    dev->lifecycle_idle = 0;
     while (dev->lifecycle == NULL &&
            (next = g_queue_pop_head(&dev->lifecycle_queue)) != NULL) {
         lifecycle_run(next);
         lifecycle_unref(next);
     }
+    return G_SOURCE_REMOVE;
 }
 
 static void lifecycle_answer(Lifecycle *lc)
@@ -151,7 +158,10 @@ static void lifecycle_finish(Lifecycle *lc)
     if (dev != NULL && dev->lifecycle == lc) {
         dev->lifecycle = NULL;
         lifecycle_unref(lc);
-        lifecycle_run_queued(dev);
+        if (!g_queue_is_empty(&dev->lifecycle_queue) &&
+            dev->lifecycle_idle == 0) {
+            dev->lifecycle_idle = g_idle_add(lifecycle_on_idle, dev);
+        }
     }
 }
 
@@ -687,7 +697,7 @@ gboolean lifecycle_message(Device *dev, guint64 tag, const guint8 *data,
               (flags & VMAUG_LIFECYCLE_F_RECONNECT) ? " (reconnect)" : "");
     /* Events keep their order behind one that is still loading modules;
      * module queues keep it for the rest. */
-    if (dev->lifecycle != NULL) {
+    if (dev->lifecycle != NULL || !g_queue_is_empty(&dev->lifecycle_queue)) {
         g_queue_push_tail(&dev->lifecycle_queue, lc);
         return TRUE;
     }
@@ -700,6 +710,10 @@ void lifecycle_device_gone(Device *dev)
 {
     Lifecycle *lc;
 
+    if (dev->lifecycle_idle != 0) {
+        g_source_remove(dev->lifecycle_idle);
+        dev->lifecycle_idle = 0;
+    }
     /* Not started yet: the VM is gone before they could matter. */
     while ((lc = g_queue_pop_head(&dev->lifecycle_queue)) != NULL) {
         lifecycle_unref(lc);
