@@ -1726,6 +1726,34 @@ static void test_list_admin(Fixture *f, gconstpointer data)
                      ==, VMAUG_S_OK);
     g_assert_cmpuint(resp.count, ==, 0);
     g_assert_cmpuint(resp.total, ==, 2);
+    g_clear_pointer(&entries, g_bytes_unref);
+
+    /* A module that crashed is listed as such, and counted when it is
+     * loaded again. */
+    upload_module(f, "hostile", "1.0");
+    g_assert_cmpuint(helper_load(f->c, "hostile", NULL, NULL), ==,
+                     VMAUG_S_OK);
+    g_assert_cmpuint(helper_invoke(f->c, "hostile", "execve", NULL, 0, NULL),
+                     ==, VMAUG_S_MODULE_FAILED);
+    g_assert_nonnull(helper_client_wait_event(f->c,
+                                              VMAUG_EVENT_MODULE_CRASHED,
+                                              5000));
+    g_assert_cmpuint(list_as(f->c, TRUE, VMAUG_LIST_SANDBOXES, 1, &resp,
+                             &entries), ==, VMAUG_S_OK);
+    g_assert_cmpuint(resp.total, ==, 3);
+    memcpy(&sb, g_bytes_get_data(entries, NULL), sizeof(sb));
+    g_assert_cmpstr((const gchar *)sb.ref.name, ==, "hostile");
+    g_assert_cmpuint(GUINT32_FROM_LE(sb.state), ==, VMAUG_MODULE_CRASHED);
+    g_assert_cmpuint(GUINT32_FROM_LE(sb.pid), ==, 0);
+    g_clear_pointer(&entries, g_bytes_unref);
+    g_assert_cmpuint(helper_load(f->c, "hostile", NULL, NULL), ==,
+                     VMAUG_S_OK);
+    g_assert_cmpuint(list_as(f->c, TRUE, VMAUG_LIST_SANDBOXES, 1, &resp,
+                             &entries), ==, VMAUG_S_OK);
+    memcpy(&sb, g_bytes_get_data(entries, NULL), sizeof(sb));
+    g_assert_cmpstr((const gchar *)sb.ref.name, ==, "hostile");
+    g_assert_cmpuint(GUINT32_FROM_LE(sb.state), ==, VMAUG_MODULE_LOADED);
+    g_assert_cmpuint(GUINT32_FROM_LE(sb.restarts), ==, 1);
 }
 
 static void test_module_refused(Fixture *f, gconstpointer data)
