@@ -239,7 +239,7 @@ gboolean device_config_set(Device *dev, const gchar *module,
     return vmaug_store_write_file(path, json, strlen(json), error);
 }
 
-/* ---- Registrations: the image's sidecar, or <store>/registrations.json ---- */
+/* ---- Registrations: the image's sidecar or <store>/registrations.json ---- */
 
 static VmaugRegSet *device_regs(Device *dev, GError **error)
 {
