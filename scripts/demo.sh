@@ -1,57 +1,130 @@
 #!/usr/bin/env bash
-# Build everything, then show vmaugment at work in a real guest: the guest
-# asks the host for the printer module, uploads the administrator-signed
-# package the host lacks, the host verifies and runs it sandboxed, a
-# document printed in the guest lands in the host spool, a newer version
-# replaces it live, and a rollback is refused.
+# Build everything, then show vmaugment at work in real guests (TCG):
+#  1. the guest asks the host for the printer module, uploads the
+#     administrator-signed package the host lacks, the host verifies and
+#     runs it sandboxed, a document printed in the guest lands in the host
+#     spool, a newer version replaces it live, a rollback is refused;
+#  2. the guest registers the journal and scanner modules with its disk
+#     image and powers off; at the next start of the image they are loaded
+#     and their image-start handlers run before the guest's first
+#     instruction, and powering off runs the stop handlers;
+#  3. a module registered as required is missing from the host: with the
+#     repository down the image is refused a start with a clear message;
+#     with the local repository up the host downloads it, verifies it and
+#     the guest starts and uses it.
+# Environment: VMAUGMENT_BUILD_ROOT (default build/); VMAUGMENT_DEMO_NO_BUILD=1
+# uses the builds that are there.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${VMAUGMENT_BUILD_ROOT:-$top/build}
-qemu=$build/qemu/qemu-system-x86_64
-scenario=11-printer-module
-work=$build/guest-test
-host=$work/run/$scenario/host
+qemu_build=$build/qemu
+userspace=${VMAUGMENT_BUILD_DIR:-$build/vmaugment}
+work=${VMAUGMENT_GUEST_WORK_DIR:-$build/guest-test}
+qemu=$qemu_build/qemu-system-x86_64
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "Building (dependencies, patched QEMU, driver, helper, modules)"
-mkdir -p "$build"
-"$top/scripts/build.sh" >"$build/demo-build.log" 2>&1 || {
-    tail -n 30 "$build/demo-build.log"
-    exit 1
+# run_scenario NAME: boot the scenario's guest(s), its console shown
+# readably: the guest's steps, the host's findings, QEMU's refusals;
+# without the kernel's lines, progress bars and the harness's markers.
+run_scenario() {
+    VMAUGMENT_GUEST_VERBOSE=1 VMAUGMENT_GUEST_WORK_DIR=$work \
+    VMAUGMENT_QEMU_BUILD_DIR=$qemu_build VMAUGMENT_BUILD_DIR=$userspace \
+        "$top/tests/guest/run.sh" "$1" 2>&1 |
+    while IFS= read -r line; do
+        case $line in
+        "  | step: "*) printf '\n-- %s\n' "${line#  | step: }" ;;
+        "  | === boot "*) printf '\n   [QEMU starts the image: %s]\n' \
+                              "${line#  | === }" ;;
+        "  | host: "*) printf '   host> %s\n' "${line#  | host: }" ;;
+        "  | ["*|*"MiB/s"*|"  | VMAUG-"*|"  | "|"guest tests:"*|"  | qemu: "*) ;;
+        "  | "*) printf '   %s\n' "${line#  | }" ;;
+        PASS*|FAIL*) printf '\n%s\n' "$line" ;;
+        esac
+    done
+    grep -q '^VMAUG-RESULT: PASS$' "$work/run/$1/console.log"
 }
+
+if [ "${VMAUGMENT_DEMO_NO_BUILD:-0}" != 1 ]; then
+    step "Building (dependencies, patched QEMU, driver, helper, modules)"
+    mkdir -p "$build"
+    "$top/scripts/build.sh" >"$build/demo-build.log" 2>&1 || {
+        tail -n 30 "$build/demo-build.log"
+        exit 1
+    }
+fi
 echo "done: $("$qemu" --version | head -n1), with:"
 "$qemu" -device help 2>&1 | grep '"vmaugment-pci"'
 
-step "Booting a Debian guest (TCG) with /dev/vmaugment, connected to the sandboxed host helper"
-# The guest's console, less the kernel's lines, progress bars and the
-# harness's own markers.
-VMAUGMENT_GUEST_VERBOSE=1 VMAUGMENT_GUEST_WORK_DIR=$work \
-VMAUGMENT_QEMU_BUILD_DIR=$build/qemu VMAUGMENT_BUILD_DIR=$build/vmaugment \
-    "$top/tests/guest/run.sh" "$scenario" 2>&1 |
-while IFS= read -r line; do
-    case $line in
-    "  | step: "*) printf '\n-- %s\n' "${line#  | step: }" ;;
-    "  | ["*|*"MiB/s"*|"  | VMAUG-"*|"  | "|"guest tests:"*) ;;
-    "  | "*) printf '   %s\n' "${line#  | }" ;;
-    PASS*|FAIL*|*" passed, "*) printf '\n%s\n' "$line" ;;
-    esac
-done
-grep -q '^VMAUG-RESULT: PASS$' "$work/run/$scenario/console.log"
+# ---- 1. a module on request -------------------------------------------
+scenario=11-printer-module
+host=$work/run/$scenario/host
+step "1. Booting a Debian guest (TCG) with /dev/vmaugment, connected to the sandboxed host helper"
+run_scenario $scenario
 
 step "On the host: the printed document in the spool"
-job=$(ls "$host/store/spool/"*.json | head -n1)
+job=$(find "$host/store/spool" -name '*.json' | head -n1)
 python3 -m json.tool "$job"
 sed 's/^/   | /' "${job%.json}.data"
 
-step "On the host: every accept and refuse decision in the audit log"
-python3 - "$host/store/audit.log" <<'PY'
+# audit LOG [MODULE...]: the audit log's decisions, one line each.
+audit() {
+    python3 - "$@" <<'PY'
 import json, sys
+mods = set(sys.argv[2:])
 for line in open(sys.argv[1]):
     e = json.loads(line)
-    print("  %-6s %-13s %s %-4s %s" % (e["decision"], e["action"], e["module"],
-          e["version"], e.get("reason") or "signed by " + e.get("signer", "")))
+    if mods and e["module"] not in mods:
+        continue
+    why = e.get("reason") or ("signed by " + e["signer"] if e.get("signer")
+                              else "")
+    print("  %s %-6s %-21s %-8s %-4s %s" % (e["time"][11:26], e["decision"],
+          e["action"], e["module"], e["version"], why[:70]))
 PY
+}
+
+step "On the host: every accept and refuse decision in the audit log"
+audit "$host/store/audit.log"
+
+# ---- 2. registration, restart, image start -----------------------------
+scenario=12-register-restart
+host=$work/run/$scenario/host
+step "2. Registration with the image, power off, start again: the registered modules run before the guest"
+run_scenario $scenario
+
+step "On the host: the registrations, kept next to the disk image (copied with it)"
+admin=$userspace/host-modules/admin/vmaugment-admin
+if [ -x "$admin" ]; then
+    "$admin" registrations list --image "$host/images/disk.img" | sed 's/^/   /'
+fi
+echo "   $(basename "$host/images/disk.img.vmaugment.json"):"
+sed 's/^/   | /' "$host/images/disk.img.vmaugment.json"
+
+step "On the host: what the journal module recorded (every lifecycle event it ran on, both starts)"
+sed 's/^/   | /' "$host/store/state/journal/journal.log"
+
+step "On the host: journal and scanner in the audit log (uploads in boot 1, then both starts and stops)"
+audit "$host/store/audit.log" journal scanner
+
+# ---- 3. a required module the host lacks -------------------------------
+scenario=13-required-download
+host=$work/run/$scenario/host
+step "3. A required module missing from the host: refused start, then a download from the local repository"
+run_scenario $scenario
+
+step "On the host: the local repository's signed index (published with vmaugment-repo)"
+python3 - "$host/repository/repo/index.json" <<'PY'
+import json, sys
+i = json.load(open(sys.argv[1]))
+print("   metadata version %d, expires %s" % (i["version"], i["expires"]))
+for p in i["packages"]:
+    print("   %-8s %-4s %7d bytes  sha256 %s…" % (p["name"], p["version"],
+          p["size"], p["sha256"][:16]))
+PY
+
+step "On the host: the fetch refused, then accepted, in the audit log"
+audit "$host/store/audit.log" kv
+
 echo
-echo "The demo ran a real guest against the real helper: see $work/run/$scenario/."
+echo "The demo ran real guests against the real helper: see $work/run/."
