@@ -107,10 +107,15 @@ def cmd_start(path, event, timeout_s):
         return 1
     ev['wall-us'] = int((time.monotonic() - t0) * 1e6)
     print(json.dumps(ev), flush=True)
+    # QEMU drops the commands still queued when the client goes away:
+    # wait for the answer to "quit" (or the end), not just any message.
     try:
         q.send('quit')
-        q.read()
-    except OSError:
+        while True:
+            msg = q.read()
+            if msg is None or 'return' in msg or 'error' in msg:
+                break
+    except (OSError, ValueError):
         pass
     return 0
 
