@@ -50,13 +50,19 @@ typedef struct {
     guint64 jobs;
     GMainLoop *loop;
     gboolean quitting;
-    /* A module process started ahead of need (see loader.c). */
-    GPid spare_pid;
-    int spare_fd;
-    guint spare_watch;
+    /* Module processes started ahead of need (see loader.c). */
+    GQueue spares;                  /* of SpareProcess, oldest first */
+    guint spares_max;               /* --spare-processes */
+    guint spares_wanted;            /* at most spares_max */
     guint spare_idle;
-    gint64 spare_started_us;
 } Helper;
+
+typedef struct {
+    Helper *helper;
+    GPid pid;
+    int fd;                         /* its end of the module link */
+    guint watch;
+} SpareProcess;
 
 typedef struct _Module Module;
 
@@ -144,8 +150,12 @@ struct _Module {
     guint budget_ui;
 };
 
-/* Keep one spare module process ready (or stop it, at exit). */
+/* Keep h->spares_wanted spare module processes ready (or stop them, at
+ * exit). */
 void loader_spare_prepare(Helper *h);
+/* An image that loads @count modules at once started: keep that many
+ * spares for the next start, within --spare-processes. */
+void loader_spare_want(Helper *h, guint count);
 void loader_spare_discard(Helper *h);
 /* Start a verified package in its sandbox; LOAD requests wait with
  * module_add_load_waiter(). */

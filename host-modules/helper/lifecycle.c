@@ -645,6 +645,9 @@ static void lifecycle_run(Lifecycle *lc)
                                    "cannot be used: %s", error->message);
         }
     } else {
+        if (lc->event == VMAUG_EVENT_IMAGE_START) {
+            loader_spare_want(lc->helper, set->regs->len);
+        }
         for (guint i = 0; i < set->regs->len; i++) {
             const VmaugRegistration *r = g_ptr_array_index(set->regs, i);
 

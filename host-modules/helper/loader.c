@@ -922,21 +922,33 @@ static int loader_spawn_host(Helper *h, const gchar *const *argv,
 /* ---- Spare module processes ----
  *
  * Starting a process, linking it and creating its namespaces is most of
- * a cold load.  One spare vmaugment-module-host is kept ready, already in
- * its namespaces and knowing nothing yet; a load hands it the verified
- * payload and the state directory over its socket.
+ * a cold load, and the helper waits for each exec.  Spare
+ * vmaugment-module-hosts are kept ready, already in their namespaces and
+ * knowing nothing yet; a load hands one the verified payload and the state
+ * directory over its socket.  One is kept at first; an image start that
+ * loads more modules at once raises that to as many, within
+ * --spare-processes, so that its next start finds them ready.
  */
+
+static void loader_spare_free(SpareProcess *sp)
+{
+    if (sp->watch != 0) {
+        g_source_remove(sp->watch);
+    }
+    g_free(sp);
+}
 
 static void loader_spare_on_exit(GPid pid, gint status, gpointer data)
 {
-    Helper *h = data;
+    SpareProcess *sp = data;
+    Helper *h = sp->helper;
 
-    /* Died unused: start another only when one is needed. */
+    /* Died unused: started again only when one is needed. */
     g_spawn_close_pid(pid);
-    h->spare_watch = 0;
-    h->spare_pid = 0;
-    close(h->spare_fd);
-    h->spare_fd = -1;
+    close(sp->fd);
+    sp->watch = 0;
+    g_queue_remove(&h->spares, sp);
+    loader_spare_free(sp);
     g_message("spare module process ended unused (status 0x%x)", status);
 }
 
@@ -944,70 +956,84 @@ static gboolean loader_spare_spawn(Helper *h, GError **error)
 {
     g_autofree gchar *ns = g_strdup_printf("%d", h->limits.namespaces);
     const gchar *argv[] = { h->module_host, "--spare", ns, NULL };
+    SpareProcess *sp = g_new0(SpareProcess, 1);
 
-    h->spare_fd = loader_spawn_host(h, argv, NULL, 0, &h->spare_pid, error);
-    if (h->spare_fd < 0) {
-        h->spare_pid = 0;
+    sp->helper = h;
+    sp->fd = loader_spawn_host(h, argv, NULL, 0, &sp->pid, error);
+    if (sp->fd < 0) {
+        g_free(sp);
         return FALSE;
     }
-    h->spare_started_us = g_get_monotonic_time();
-    h->spare_watch = g_child_watch_add(h->spare_pid, loader_spare_on_exit,
-                                       h);
+    sp->watch = g_child_watch_add(sp->pid, loader_spare_on_exit, sp);
+    g_queue_push_tail(&h->spares, sp);
     return TRUE;
 }
 
+/* One spare per idle turn, so that a burst of requests goes first. */
 static gboolean loader_spare_on_idle(gpointer data)
 {
     Helper *h = data;
     g_autoptr(GError) error = NULL;
 
-    h->spare_idle = 0;
-    if (h->spare_pid == 0 && !loader_spare_spawn(h, &error)) {
-        g_warning("cannot start a spare module process: %s", error->message);
+    if (h->spares.length >= h->spares_wanted) {
+        h->spare_idle = 0;
+        return G_SOURCE_REMOVE;
     }
-    return G_SOURCE_REMOVE;
+    if (!loader_spare_spawn(h, &error)) {
+        g_warning("cannot start a spare module process: %s", error->message);
+        h->spare_idle = 0;
+        return G_SOURCE_REMOVE;
+    }
+    return G_SOURCE_CONTINUE;
 }
 
 void loader_spare_prepare(Helper *h)
 {
-    /* After the current request is answered, not on its path. */
-    if (h->spare_pid == 0 && h->spare_idle == 0) {
+    /* After the current requests are answered, not on their path. */
+    if (h->spares.length < h->spares_wanted && h->spare_idle == 0) {
         h->spare_idle = g_idle_add(loader_spare_on_idle, h);
+    }
+}
+
+void loader_spare_want(Helper *h, guint count)
+{
+    if (count > h->spares_wanted) {
+        h->spares_wanted = MIN(count, h->spares_max);
+        loader_spare_prepare(h);
     }
 }
 
 void loader_spare_discard(Helper *h)
 {
+    SpareProcess *sp;
+
     if (h->spare_idle != 0) {
         g_source_remove(h->spare_idle);
         h->spare_idle = 0;
     }
-    if (h->spare_pid > 0) {
-        g_source_remove(h->spare_watch);
-        kill(h->spare_pid, SIGKILL);
-        waitpid(h->spare_pid, NULL, 0);
-        g_spawn_close_pid(h->spare_pid);
-        close(h->spare_fd);
-        h->spare_pid = 0;
+    while ((sp = g_queue_pop_head(&h->spares)) != NULL) {
+        kill(sp->pid, SIGKILL);
+        waitpid(sp->pid, NULL, 0);
+        g_spawn_close_pid(sp->pid);
+        close(sp->fd);
+        loader_spare_free(sp);
     }
 }
 
-/* Hand the module to the spare process; FALSE if there is none. */
+/* Hand the module to a spare process; FALSE if there is none. */
 static gboolean module_use_spare(Module *m, int memfd, int *sock)
 {
     Helper *h = m->helper;
+    SpareProcess *sp = g_queue_pop_head(&h->spares);
     struct modlink_start st = { 0 };
     int fds[2];
 
-    if (h->spare_pid <= 0) {
+    if (sp == NULL) {
         return FALSE;
     }
-    g_source_remove(h->spare_watch);
-    h->spare_watch = 0;
-    m->pid = h->spare_pid;
-    *sock = h->spare_fd;
-    h->spare_pid = 0;
-    h->spare_fd = -1;
+    m->pid = sp->pid;
+    *sock = sp->fd;
+    loader_spare_free(sp);
     st.memory_bytes = GUINT64_TO_LE(h->limits.memory_bytes);
     st.cpu_seconds = GUINT64_TO_LE(h->limits.cpu_seconds);
     st.max_files = GUINT64_TO_LE(h->limits.max_files);

@@ -39,6 +39,7 @@ static gchar *opt_trust_dir;
 static gchar *opt_policy;
 static gchar *opt_module_host;
 static gint opt_timeout_ms = 5000;
+static gint opt_spares = 16;
 static gint opt_memory_mb = 256;
 static gint opt_cpu_seconds = 60;
 static gint opt_max_files = 32;
@@ -81,6 +82,10 @@ static const GOptionEntry entries[] = {
       "Host owner's policy (JSON): rollback, sizes, capabilities", "FILE" },
     { "module-host", 0, 0, G_OPTION_ARG_FILENAME, &opt_module_host,
       "The sandboxed module runner (default: beside this program)", "PATH" },
+    { "spare-processes", 0, 0, G_OPTION_ARG_INT, &opt_spares,
+      "Most module processes kept started ahead of need (0..32, "
+      "default 16)",
+      "N" },
     { "call-timeout-ms", 0, 0, G_OPTION_ARG_INT, &opt_timeout_ms,
       "A module answering no call or init within this is killed", "MS" },
     { "memory-mb", 0, 0, G_OPTION_ARG_INT, &opt_memory_mb,
@@ -302,7 +307,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (opt_timeout_ms < 10 || opt_memory_mb < 16 || opt_cpu_seconds < 1 ||
-        opt_max_files < 8) {
+        opt_max_files < 8 || opt_spares < 0 || opt_spares > 32) {
         g_printerr("vmaugment-helper: limits out of range\n");
         return 2;
     }
@@ -396,7 +401,8 @@ int main(int argc, char **argv)
         }
         g_hash_table_insert(h.stores, g_strdup(h.default_store), store);
     }
-    h.spare_fd = -1;
+    h.spares_max = opt_spares;
+    h.spares_wanted = MIN(1, h.spares_max);
     loader_spare_prepare(&h);
     h.loop = g_main_loop_new(NULL, FALSE);
     g_unix_fd_add(listen_fd, G_IO_IN, main_on_accept, &h);

@@ -53,7 +53,6 @@ static Helper *fuzz_helper(void)
     h.policy->max_package_size = 64 * 1024;
     h.module_host = g_strdup("/nonexistent");
     h.call_timeout_ms = 100;
-    h.spare_fd = -1;
     h.stores = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                      (GDestroyNotify)vmaug_store_free);
     h.manifests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
