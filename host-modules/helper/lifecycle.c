@@ -28,6 +28,9 @@
 
 /* Bytes of a fetch's complaint kept for messages. */
 #define LIFECYCLE_MAX_REASON    300
+/* Lifecycle events of one device running or waiting: a QEMU is no more
+ * trusted than its guest, and a flood of them is not a VM's life. */
+#define LIFECYCLE_MAX_PENDING   64
 
 struct _Lifecycle {
     gint ref;
@@ -679,6 +682,11 @@ gboolean lifecycle_message(Device *dev, guint64 tag, const guint8 *data,
     if (event < VMAUG_EVENT_HOST_START || event > VMAUG_EVENT_RESUME ||
         (flags & ~VMAUG_LIFECYCLE_F_RECONNECT)) {
         *why = "bad LIFECYCLE event or flags";
+        return FALSE;
+    }
+    if (g_queue_get_length(&dev->lifecycle_queue) +
+        g_list_length(dev->lifecycles) >= LIFECYCLE_MAX_PENDING) {
+        *why = "too many LIFECYCLE events at once";
         return FALSE;
     }
     if (event == VMAUG_EVENT_IMAGE_STOP || event == VMAUG_EVENT_HOST_STOP) {

@@ -1317,6 +1317,32 @@ static void test_lifecycle_reconnect(Fixture *f, gconstpointer data)
                                sizeof(bad));
         g_assert_true(helper_client_closed(c, 5000));
     }
+    /* So does a flood of events while their handlers run. */
+    g_clear_pointer(&c, helper_client_free);
+    g_clear_pointer(&d, helper_done_free);
+    c = helper_client_connect_image(f->socket, NULL, f->image);
+    d = lifecycle_call(c, VMAUG_EVENT_IMAGE_START,
+                       VMAUG_LIFECYCLE_F_RECONNECT);
+    g_assert_cmpuint(d->status, ==, VMAUG_S_OK);
+    {
+        g_autoptr(GByteArray) burst = g_byte_array_new();
+        struct vmaug_host_msg msg = {
+            .magic = GUINT32_TO_LE(VMAUG_HOST_MAGIC),
+            .type = GUINT16_TO_LE(VMAUG_HOST_LIFECYCLE),
+            .len = GUINT32_TO_LE(sizeof(struct vmaug_host_lifecycle)),
+        };
+        struct vmaug_host_lifecycle pause = {
+            .event = GUINT32_TO_LE(VMAUG_EVENT_PAUSE),
+        };
+
+        for (guint i = 0; i < 200; i++) {
+            g_byte_array_append(burst, (const guint8 *)&msg, sizeof(msg));
+            g_byte_array_append(burst, (const guint8 *)&pause,
+                                sizeof(pause));
+        }
+        g_assert_true(helper_client_send_raw(c, burst->data, burst->len));
+        g_assert_true(helper_client_closed(c, 5000));
+    }
 }
 
 /* The MODULE_REFUSED event for @name: its reason. */
