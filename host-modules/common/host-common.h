@@ -51,6 +51,12 @@ gint vmaug_version_compare(const gchar *a, const gchar *b);
  * NULL when it has no NUL or is not UTF-8. */
 gchar *vmaug_fixed_string(const guint8 *field, gsize size);
 
+/*
+ * json-glib parses recursively: check that @json nests objects and arrays
+ * at most @max_depth deep before it sees the text.
+ */
+gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth);
+
 /* ---- Manifests and packages ---- */
 
 /* Limits checked before anything is read or parsed. */

@@ -301,11 +301,8 @@ static gboolean check_event(const gchar *s)
     return vmaug_proto_event_type(s) != 0;
 }
 
-/*
- * json-glib parses recursively; refuse deep nesting before it sees it.
- * Manifests have depth 2.
- */
-static gboolean json_depth_ok(const gchar *json, gsize len, guint max_depth)
+/* Manifests have depth 2. */
+gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth)
 {
     guint depth = 0;
     gboolean in_string = FALSE;
@@ -376,7 +373,8 @@ VmaugManifest *vmaug_manifest_parse(const gchar *json, gsize len,
         manifest_fail(error, "size %" G_GSIZE_FORMAT " out of range", len);
         return NULL;
     }
-    if (memchr(json, '\0', len) != NULL || !json_depth_ok(json, len, 4)) {
+    if (memchr(json, '\0', len) != NULL ||
+        !vmaug_json_depth_ok(json, len, 4)) {
         manifest_fail(error, "not a flat JSON document");
         return NULL;
     }
@@ -803,8 +801,8 @@ VmaugPolicy *vmaug_policy_load(const gchar *path, GError **error)
     if (blob == NULL) {
         return NULL;
     }
-    if (!json_depth_ok(g_bytes_get_data(blob, NULL), g_bytes_get_size(blob),
-                       8) ||
+    if (!vmaug_json_depth_ok(g_bytes_get_data(blob, NULL),
+                             g_bytes_get_size(blob), 8) ||
         !json_parser_load_from_data(parser, g_bytes_get_data(blob, NULL),
                                     g_bytes_get_size(blob), error)) {
         g_prefix_error(error, "%s: ", path);

@@ -278,37 +278,6 @@ static gchar *reg_read_file(const gchar *path, gsize *len, GError **error)
     return g_steal_pointer(&buf);
 }
 
-/* json-glib parses recursively: refuse nesting deeper than the format's
- * (object > array > object > array) before it sees the text. */
-static gboolean reg_depth_ok(const gchar *json, gsize len)
-{
-    guint depth = 0;
-    gboolean in_string = FALSE;
-
-    for (gsize i = 0; i < len; i++) {
-        gchar c = json[i];
-
-        if (in_string) {
-            if (c == '\\') {
-                i++;
-            } else if (c == '"') {
-                in_string = FALSE;
-            }
-        } else if (c == '"') {
-            in_string = TRUE;
-        } else if (c == '{' || c == '[') {
-            if (++depth > 4) {
-                return FALSE;
-            }
-        } else if (c == '}' || c == ']') {
-            if (depth > 0) {
-                depth--;
-            }
-        }
-    }
-    return TRUE;
-}
-
 static gboolean reg_only_members(JsonObject *o, const gchar *const *known)
 {
     g_autoptr(GList) members = json_object_get_members(o);
@@ -423,7 +392,8 @@ static gboolean reg_parse(VmaugRegSet *set, const gchar *json, gsize len,
     if (!g_utf8_validate(json, len, NULL) || memchr(json, 0, len) != NULL) {
         return reg_fail(error, set->path, "not UTF-8 text");
     }
-    if (!reg_depth_ok(json, len)) {
+    /* The format nests object > array > object > array at most. */
+    if (!vmaug_json_depth_ok(json, len, 4)) {
         return reg_fail(error, set->path, "nested too deeply");
     }
     if (!json_parser_load_from_data(parser, json, len, &local)) {
