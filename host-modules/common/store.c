@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -34,6 +35,7 @@ struct _VmaugStore {
     VmaugTrustStore *trust;
     const VmaugPolicy *policy;
     int audit_fd;
+    int lock_fd;                    /* "lock", held shared while open */
     GHashTable *uploads;            /* guint64 id -> StoreUpload */
     gint64 upload_idle_us;
 };
@@ -392,6 +394,35 @@ static void store_repair_uploads(VmaugStore *store)
     }
 }
 
+/*
+ * Every process with the store open holds "lock" shared.  Only one that
+ * finds nobody else there repairs the store and takes over its unfinished
+ * uploads: another one's temporary files are its work in progress, not
+ * leftovers of a crash.
+ */
+static gboolean store_lock(VmaugStore *store, GError **error)
+{
+    g_autofree gchar *path = g_build_filename(store->dir, "lock", NULL);
+
+    store->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+                          0600);
+    if (store->lock_fd < 0) {
+        store_io_error(error, "cannot open", path);
+        return FALSE;
+    }
+    if (flock(store->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+        store_repair_objects(store);
+        store_repair_modules(store);
+        store_repair_uploads(store);
+    }
+    /* From exclusive, or waiting out another's repair. */
+    if (flock(store->lock_fd, LOCK_SH) < 0) {
+        store_io_error(error, "cannot lock", path);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 VmaugStore *vmaug_store_open(const gchar *dir, VmaugTrustStore *trust,
                              const VmaugPolicy *policy, GError **error)
 {
@@ -404,6 +435,7 @@ VmaugStore *vmaug_store_open(const gchar *dir, VmaugTrustStore *trust,
     store->trust = trust;
     store->policy = policy;
     store->audit_fd = -1;
+    store->lock_fd = -1;
     store->upload_idle_us = (gint64)VMAUG_STORE_UPLOAD_IDLE_S *
                             G_USEC_PER_SEC;
     store->uploads = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL,
@@ -420,12 +452,9 @@ VmaugStore *vmaug_store_open(const gchar *dir, VmaugTrustStore *trust,
             return NULL;
         }
     }
-    if (!store_open_audit(store, error)) {
+    if (!store_open_audit(store, error) || !store_lock(store, error)) {
         return NULL;
     }
-    store_repair_objects(store);
-    store_repair_modules(store);
-    store_repair_uploads(store);
     return g_steal_pointer(&store);
 }
 
@@ -436,6 +465,9 @@ void vmaug_store_free(VmaugStore *store)
     }
     if (store->audit_fd >= 0) {
         close(store->audit_fd);
+    }
+    if (store->lock_fd >= 0) {
+        close(store->lock_fd);
     }
     g_hash_table_unref(store->uploads);
     g_free(store->dir);

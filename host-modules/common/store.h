@@ -37,7 +37,9 @@ typedef struct {
 void vmaug_store_entry_free(VmaugStoreEntry *e);
 
 /* Open (creating it if needed) and repair the store in @dir.  @trust and
- * @policy must outlive the store. */
+ * @policy must outlive the store.  While another process has it open (the
+ * helper, when vmaugment-admin runs), it is neither repaired nor are its
+ * unfinished uploads taken over: those are the other process's. */
 VmaugStore *vmaug_store_open(const gchar *dir, VmaugTrustStore *trust,
                              const VmaugPolicy *policy, GError **error);
 void vmaug_store_free(VmaugStore *store);

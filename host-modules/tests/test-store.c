@@ -533,6 +533,29 @@ static void test_repair(Fixture *f, gconstpointer data)
     }
 }
 
+/* A second process with the store open leaves the first one's work in
+ * progress alone; repair waits until the store is free. */
+static void test_repair_shared(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *tmp = g_build_filename(f->store_dir, "objects",
+                                             "abc.pkg.INPROGRESS", NULL);
+    VmaugStore *second;
+
+    g_assert_true(g_file_set_contents(tmp, "half", -1, NULL));
+    second = vmaug_store_open(f->store_dir, f->keys->trust, f->policy,
+                              &error);
+    g_assert_no_error(error);
+    g_assert_true(g_file_test(tmp, G_FILE_TEST_EXISTS));
+    vmaug_store_free(second);
+
+    g_clear_pointer(&f->store, vmaug_store_free);
+    f->store = vmaug_store_open(f->store_dir, f->keys->trust, f->policy,
+                                &error);
+    g_assert_no_error(error);
+    g_assert_false(g_file_test(tmp, G_FILE_TEST_EXISTS));
+}
+
 static void test_versions(void)
 {
     g_assert_true(vmaug_version_is_valid("1"));
@@ -572,5 +595,6 @@ int main(int argc, char **argv)
     ADD("/store/upload/refusals", test_upload_refusals);
     ADD("/store/upload/slots", test_upload_slots);
     ADD("/store/repair", test_repair);
+    ADD("/store/repair-shared", test_repair_shared);
     return g_test_run();
 }
