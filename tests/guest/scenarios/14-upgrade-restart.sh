@@ -17,8 +17,9 @@
 step() { echo "step: $*"; }
 
 # The harness boots QEMU with -no-reboot; "# qemu:" turns resets back on,
-# so the host restarts this script.  A restart the scenario did not ask for
-# (a panic, a guest reboot) is caught by the host's RESET count.
+# so the reset runs this script again.  A restart the scenario did not ask
+# for (a panic, a reboot of the kernel) fails on the host: a third run, a
+# reset that is not the host's, or the kernel's reboot message.
 boot_id=$(cat /proc/sys/kernel/random/boot_id)
 wait_helper connected 30
 
