@@ -18,8 +18,8 @@ step() { echo "step: $*"; }
 
 # The harness boots QEMU with -no-reboot; "# qemu:" turns resets back on,
 # so the reset runs this script again.  A restart the scenario did not ask
-# for (a panic, a reboot of the kernel) fails on the host: a third run, a
-# reset that is not the host's, or the kernel's reboot message.
+# for (a panic, a reboot of the kernel) fails on the host: a third run,
+# a second reset by the host, or the kernel's panic or reboot message.
 boot_id=$(cat /proc/sys/kernel/random/boot_id)
 wait_helper connected 30
 
