@@ -48,6 +48,14 @@ GPtrArray *trust_import_certs(GBytes *blob, guint max_certs, GError **error);
 GPtrArray *trust_import_crls(GBytes *blob, guint max_crls, GError **error);
 /* Hex SHA-256 fingerprint of a certificate, and its SHA-256 key id. */
 gchar *trust_crt_fingerprint(gnutls_x509_crt_t crt);
+/*
+ * The files of trust store directory @dir that a store loads, in the order
+ * it loads them: certificates (.pem, .crt, .cer) and CRLs (.crl), hidden
+ * files skipped, sorted by name; at most VMAUG_TRUST_MAX_STORE_FILES.
+ */
+GPtrArray *trust_store_dir_files(const gchar *dir, GError **error);
+/* Whether @name, one of those files, holds CRLs. */
+gboolean trust_store_file_is_crl(const gchar *name);
 gchar *trust_crt_key_id(gnutls_x509_crt_t crt);
 /* The certificate's common name, "" when it has none. */
 gchar *trust_crt_common_name(gnutls_x509_crt_t crt);

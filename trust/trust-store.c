@@ -182,15 +182,17 @@ static gint trust_store_cmp_names(gconstpointer a, gconstpointer b)
     return strcmp(*(const gchar *const *)a, *(const gchar *const *)b);
 }
 
-VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
-                                                GError **error)
+gboolean trust_store_file_is_crl(const gchar *name)
 {
-    g_autoptr(VmaugTrustStore) store = vmaug_trust_store_new();
-    g_autoptr(GDir) d = NULL;
+    return g_str_has_suffix(name, ".crl");
+}
+
+GPtrArray *trust_store_dir_files(const gchar *dir, GError **error)
+{
+    g_autoptr(GDir) d = g_dir_open(dir, 0, error);
     g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
     const gchar *name;
 
-    d = g_dir_open(dir, 0, error);
     if (d == NULL) {
         return NULL;
     }
@@ -200,7 +202,7 @@ VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
         }
         if (!g_str_has_suffix(name, ".pem") && !g_str_has_suffix(name, ".crt")
             && !g_str_has_suffix(name, ".cer")
-            && !g_str_has_suffix(name, ".crl")) {
+            && !trust_store_file_is_crl(name)) {
             continue;
         }
         if (names->len >= VMAUG_TRUST_MAX_STORE_FILES) {
@@ -213,6 +215,18 @@ VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
     }
     /* Sorted, so that a store loads the same way every time. */
     g_ptr_array_sort(names, trust_store_cmp_names);
+    return g_steal_pointer(&names);
+}
+
+VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
+                                                GError **error)
+{
+    g_autoptr(VmaugTrustStore) store = vmaug_trust_store_new();
+    g_autoptr(GPtrArray) names = trust_store_dir_files(dir, error);
+
+    if (names == NULL) {
+        return NULL;
+    }
     for (guint i = 0; i < names->len; i++) {
         const gchar *n = g_ptr_array_index(names, i);
         g_autofree gchar *path = g_build_filename(dir, n, NULL);
@@ -224,7 +238,7 @@ VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
         if (blob == NULL) {
             return NULL;
         }
-        if (g_str_has_suffix(n, ".crl")) {
+        if (trust_store_file_is_crl(n)) {
             ok = vmaug_trust_store_add_crl(store, blob, error);
         } else {
             ok = vmaug_trust_store_add_certificate(store, blob, error);

@@ -63,13 +63,6 @@ static void admin_trust_dir_free(AdminTrustDir *t)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(AdminTrustDir, admin_trust_dir_free)
 
-static gboolean admin_trust_is_cert_name(const gchar *n)
-{
-    return n[0] != '.' && (g_str_has_suffix(n, ".pem") ||
-                           g_str_has_suffix(n, ".crt") ||
-                           g_str_has_suffix(n, ".cer"));
-}
-
 static gchar *admin_crt_subject(gnutls_x509_crt_t crt)
 {
     g_auto(gnutls_datum_t) dn = { NULL, 0 };
@@ -136,11 +129,6 @@ static AdminCert *admin_cert_new(const gchar *file, gnutls_x509_crt_t crt,
     return c;
 }
 
-static gint admin_trust_cmp_names(gconstpointer a, gconstpointer b)
-{
-    return strcmp(*(const gchar *const *)a, *(const gchar *const *)b);
-}
-
 /*
  * Read every certificate and CRL of @dir.  Files that do not parse are
  * recorded as problems, not fatal: the owner needs to see them.
@@ -148,14 +136,13 @@ static gint admin_trust_cmp_names(gconstpointer a, gconstpointer b)
 static AdminTrustDir *admin_trust_dir_read(const gchar *dir, GError **error)
 {
     g_autoptr(AdminTrustDir) t = g_new0(AdminTrustDir, 1);
-    g_autoptr(GDir) d = g_dir_open(dir, 0, error);
-    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    /* Exactly the files the helper's trust store reads, in its order. */
+    g_autoptr(GPtrArray) names = trust_store_dir_files(dir, error);
     g_autoptr(GPtrArray) crls = g_ptr_array_new();
     g_autoptr(GPtrArray) crl_names = g_ptr_array_new();
     g_autoptr(GPtrArray) all = g_ptr_array_new();
-    const gchar *n;
 
-    if (d == NULL) {
+    if (names == NULL) {
         g_prefix_error(error, "trust directory: ");
         return NULL;
     }
@@ -165,27 +152,13 @@ static AdminTrustDir *admin_trust_dir_read(const gchar *dir, GError **error)
     t->blobs = g_ptr_array_new_with_free_func(
         (GDestroyNotify)g_ptr_array_unref);
     t->problems = g_ptr_array_new_with_free_func(g_free);
-    while ((n = g_dir_read_name(d)) != NULL) {
-        if (admin_trust_is_cert_name(n) ||
-            (n[0] != '.' && g_str_has_suffix(n, ".crl"))) {
-            if (names->len >= VMAUG_TRUST_MAX_STORE_FILES) {
-                g_set_error(error, VMAUG_TRUST_ERROR,
-                            VMAUG_TRUST_ERROR_INVALID,
-                            "%s holds more than %u files", dir,
-                            VMAUG_TRUST_MAX_STORE_FILES);
-                return NULL;
-            }
-            g_ptr_array_add(names, g_strdup(n));
-        }
-    }
-    g_ptr_array_sort(names, admin_trust_cmp_names);
     for (guint i = 0; i < names->len; i++) {
         const gchar *name = g_ptr_array_index(names, i);
         g_autofree gchar *path = g_build_filename(dir, name, NULL);
         g_autoptr(GError) local = NULL;
         g_autoptr(GBytes) blob = NULL;
         GPtrArray *items = NULL;
-        gboolean is_crl = g_str_has_suffix(name, ".crl");
+        gboolean is_crl = trust_store_file_is_crl(name);
 
         blob = vmaug_trust_read_file(path, VMAUG_TRUST_MAX_CERT_FILE_SIZE,
                                      &local);
