@@ -57,9 +57,12 @@ static void vmaugment_start_decided(VirtIOVMAugment *s, bool ok,
 
     timer_del(s->start_timer);
     s->start_tag = 0;
+    s->start_decided = true;
+    s->start_duration_us = s->start_sent_ns ? MAX(took_ns, 0) / SCALE_US : 0;
+    g_free(s->start_message);
+    s->start_message = g_strdup(message);
     qapi_event_send_vmaugment_image_start(path, ok, message,
-                                          s->start_sent_ns ?
-                                          MAX(took_ns, 0) / SCALE_US : 0);
+                                          s->start_duration_us);
     if (ok) {
         s->start = VMAUGMENT_START_DONE;
         vmaugment_start_release(s);
@@ -157,7 +160,8 @@ bool vmaugment_lifecycle_done(VirtIOVMAugment *s, uint64_t tag,
         g_free(msg);
         msg = g_strdup_printf("the host helper answered status %u", status);
     }
-    vmaugment_start_decided(s, status == VMAUG_S_OK, msg);
+    vmaugment_start_decided(s, status == VMAUG_S_OK,
+                            status == VMAUG_S_OK ? NULL : msg);
     return true;
 }
 
@@ -275,6 +279,8 @@ void vmaugment_lifecycle_unrealize(VirtIOVMAugment *s)
     notifier_remove(&s->shutdown_notifier);
     timer_free(s->start_timer);
     s->start_timer = NULL;
+    g_free(s->start_message);
+    s->start_message = NULL;
     /* A device that goes away does not keep the VM from running. */
     vmaugment_start_release(s);
 }

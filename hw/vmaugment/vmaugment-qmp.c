@@ -141,6 +141,9 @@ VmaugmentInfoList *qmp_query_vmaugment(Error **errp)
         info->store = g_strdup(s->conf.store);
         info->image = g_strdup(s->conf.image);
         info->image_start = (VmaugmentImageStart)s->start;
+        info->has_image_start_duration_us = s->start_decided;
+        info->image_start_duration_us = s->start_duration_us;
+        info->image_start_message = g_strdup(s->start_message);
         QAPI_LIST_APPEND(tail, info);
     }
     return head;

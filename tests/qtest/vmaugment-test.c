@@ -1459,8 +1459,20 @@ static void test_image_start(void *obj, void *data, QGuestAllocator *t_alloc)
 
     helper_start_done(h, VMAUG_S_OK, NULL);
     msg = wait_image_start(qts, true);
+    g_assert_cmpstr(msg, ==, "");
     qtest_qmp_eventwait(qts, "RESUME");
     assert_run_state(qts, "running", "done");
+    /* The decision stays readable for clients that missed the event. */
+    {
+        QDict *resp = qtest_qmp(qts, "{ 'execute': 'query-vmaugment' }");
+        QDict *info = qobject_to(QDict, qlist_peek(qdict_get_qlist(resp,
+                                                                   "return")));
+
+        g_assert(qdict_haskey(info, "image-start-duration-us"));
+        g_assert(!qdict_haskey(info, "image-start-message"));
+        g_assert_cmpstr(qdict_get_str(info, "image"), ==, h->image);
+        qobject_unref(resp);
+    }
 
     qobject_unref(qtest_qmp(qts, "{ 'execute': 'stop' }"));
     helper_expect_lifecycle(h, VMAUG_EVENT_PAUSE);

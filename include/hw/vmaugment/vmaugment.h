@@ -133,6 +133,10 @@ struct VirtIOVMAugment {
     bool image_stopped;         /* IMAGE_STOP sent */
     uint64_t start_tag;         /* IMAGE_START awaiting its answer, or 0 */
     int64_t start_sent_ns;
+    /* The decision, for query-vmaugment: QMP clients may miss the event. */
+    bool start_decided;
+    uint64_t start_duration_us;
+    char *start_message;
     QEMUTimer *start_timer;
 };
 
