@@ -192,7 +192,8 @@ void vmaugment_lifecycle_vm_state(VirtIOVMAugment *s, bool running,
 /*
  * QEMU shuts down (guest power-off, quit, a signal): the image stops, and
  * unless QEMU stays to be started again, so does the host application.
- * The main loop will not run again to flush what we queue.
+ * Not an exit notifier: those run after qemu_cleanup() closed the
+ * chardevs.  The main loop will not run again to flush what we queue.
  */
 static void vmaugment_shutdown(Notifier *n, void *opaque)
 {
