@@ -268,3 +268,49 @@ void test_rm_rf(const gchar *dir)
     }
     g_rmdir(dir);
 }
+
+void test_run(const gchar *const *argv)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *err = NULL;
+    gint status;
+
+    g_spawn_sync(NULL, (gchar **)argv, NULL, G_SPAWN_SEARCH_PATH |
+                 G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err,
+                 &status, &error);
+    g_assert_no_error(error);
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        g_error("%s failed: %s", argv[0], err);
+    }
+}
+
+void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
+                   const gchar *ca)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *key = g_strdup_printf("%s/%s.key", dir, name);
+    g_autofree gchar *crt = g_strdup_printf("%s/%s.crt", dir, name);
+    g_autofree gchar *tpl = g_strdup_printf("%s/%s.tmpl", dir, name);
+    g_autofree gchar *ca_key = g_strdup_printf("%s/%s.key", dir, ca);
+    g_autofree gchar *ca_crt = g_strdup_printf("%s/%s.crt", dir, ca);
+    const gchar *certtool = g_getenv("VMAUG_CERTTOOL");
+    const gchar *genkey[] = {
+        certtool, "--generate-privkey", "--key-type=ecdsa", "--outfile", key,
+        NULL
+    };
+    const gchar *self[] = {
+        certtool, "--generate-self-signed", "--load-privkey", key,
+        "--template", tpl, "--outfile", crt, NULL
+    };
+    const gchar *issued[] = {
+        certtool, "--generate-certificate", "--load-privkey", key,
+        "--load-ca-certificate", ca_crt, "--load-ca-privkey", ca_key,
+        "--template", tpl, "--outfile", crt, NULL
+    };
+
+    g_assert_nonnull(certtool);
+    g_file_set_contents(tpl, tmpl, -1, &error);
+    g_assert_no_error(error);
+    test_run(genkey);
+    test_run(ca != NULL ? issued : self);
+}

@@ -44,6 +44,16 @@ gchar *test_snapshot(const gchar *dir, const gchar *skip);
 /* Lines of @path (the audit log). */
 guint test_count_lines(const gchar *path, const gchar *needle);
 void test_rm_rf(const gchar *dir);
+/* Run a program (searched in PATH), failing the test with its stderr
+ * unless it exits 0. */
+void test_run(const gchar *const *argv);
+/*
+ * @dir/@name.key and @dir/@name.crt made by certtool ($VMAUG_CERTTOOL)
+ * from the template text @tmpl: issued by @dir/@ca.{key,crt}, or with @ca
+ * NULL self-signed.
+ */
+void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
+                   const gchar *ca);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(TestKeys, test_keys_free)
 

@@ -1450,46 +1450,6 @@ static void test_lifecycle_missing(Fixture *f, gconstpointer data)
                      VMAUG_S_NOT_FOUND);
 }
 
-static void run_ok(const gchar *const *argv)
-{
-    gint status;
-
-    g_assert_true(g_spawn_sync(NULL, (gchar **)argv, NULL,
-                               G_SPAWN_STDOUT_TO_DEV_NULL |
-                               G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL,
-                               NULL, &status, NULL));
-    g_assert_true(g_spawn_check_wait_status(status, NULL));
-}
-
-/* A key and a certificate made by certtool; with @ca NULL self-signed. */
-static void make_cert(const gchar *dir, const gchar *name, const gchar *tmpl,
-                      const gchar *ca)
-{
-    g_autofree gchar *key = g_strdup_printf("%s/%s.key", dir, name);
-    g_autofree gchar *crt = g_strdup_printf("%s/%s.crt", dir, name);
-    g_autofree gchar *tpl = g_strdup_printf("%s/%s.tmpl", dir, name);
-    g_autofree gchar *ca_key = g_strdup_printf("%s/%s.key", dir, ca);
-    g_autofree gchar *ca_crt = g_strdup_printf("%s/%s.crt", dir, ca);
-    const gchar *certtool = env("VMAUG_CERTTOOL");
-    const gchar *genkey[] = {
-        certtool, "--generate-privkey", "--key-type=ecdsa", "--outfile", key,
-        NULL
-    };
-    const gchar *self[] = {
-        certtool, "--generate-self-signed", "--load-privkey", key,
-        "--template", tpl, "--outfile", crt, NULL
-    };
-    const gchar *issued[] = {
-        certtool, "--generate-certificate", "--load-privkey", key,
-        "--load-ca-certificate", ca_crt, "--load-ca-privkey", ca_key,
-        "--template", tpl, "--outfile", crt, NULL
-    };
-
-    g_assert_true(g_file_set_contents(tpl, tmpl, -1, NULL));
-    run_ok(genkey);
-    run_ok(ca != NULL ? issued : self);
-}
-
 static void test_lifecycle_repository(Fixture *f, gconstpointer data)
 {
     g_autoptr(GError) error = NULL;
@@ -1528,11 +1488,11 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
      * behind TLS with a test CA. */
     g_assert_cmpint(g_mkdir_with_parents(repo, 0700), ==, 0);
     g_assert_cmpint(g_mkdir(tls, 0700), ==, 0);
-    make_cert(tls, "ca", "cn = \"Helper test CA\"\nca\ncert_signing_key\n"
-              "expiration_days = 2\n", NULL);
-    make_cert(tls, "server", "cn = \"127.0.0.1\"\nip_address = "
-              "\"127.0.0.1\"\ntls_www_server\nsigning_key\nencryption_key\n"
-              "expiration_days = 2\n", "ca");
+    test_certtool(tls, "ca", "cn = \"Helper test CA\"\nca\n"
+                  "cert_signing_key\nexpiration_days = 2\n", NULL);
+    test_certtool(tls, "server", "cn = \"127.0.0.1\"\nip_address = "
+                  "\"127.0.0.1\"\ntls_www_server\nsigning_key\n"
+                  "encryption_key\nexpiration_days = 2\n", "ca");
     vmaug_trust_identity_save(f->keys->admin, key, cert, &error);
     g_assert_no_error(error);
     pkg = module_package(f->keys->admin, "journal", "1.0");
@@ -1549,7 +1509,7 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
             "--expires-days", "1", pkg_path, echo_path, NULL
         };
 
-        run_ok(publish);
+        test_run(publish);
     }
     server = g_subprocess_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE |
                               G_SUBPROCESS_FLAGS_STDIN_PIPE, &error,

@@ -37,21 +37,6 @@ static struct {
 
 /* ---- Fixtures ---- */
 
-static void test_run(const gchar *const *argv)
-{
-    g_autoptr(GError) error = NULL;
-    g_autofree gchar *err = NULL;
-    gint status;
-
-    g_spawn_sync(NULL, (gchar **)argv, NULL, G_SPAWN_SEARCH_PATH |
-                 G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err,
-                 &status, &error);
-    g_assert_no_error(error);
-    if (!g_spawn_check_wait_status(status, NULL)) {
-        g_error("%s failed: %s", argv[0], err);
-    }
-}
-
 static gchar *test_path(const gchar *name)
 {
     return g_build_filename(T.dir, name, NULL);
@@ -63,35 +48,6 @@ static void test_put(const gchar *path, const gchar *text)
 
     g_file_set_contents(path, text, -1, &error);
     g_assert_no_error(error);
-}
-
-/* A key and a certificate from certtool; with @ca NULL self-signed. */
-static void test_certtool(const gchar *name, const gchar *tmpl,
-                          const gchar *ca)
-{
-    g_autofree gchar *key = g_strdup_printf("%s/%s.key", T.dir, name);
-    g_autofree gchar *crt = g_strdup_printf("%s/%s.crt", T.dir, name);
-    g_autofree gchar *tpl = g_strdup_printf("%s/%s.tmpl", T.dir, name);
-    g_autofree gchar *ca_key = g_strdup_printf("%s/%s.key", T.dir, ca);
-    g_autofree gchar *ca_crt = g_strdup_printf("%s/%s.crt", T.dir, ca);
-    const gchar *certtool = g_getenv("VMAUG_CERTTOOL");
-    const gchar *genkey[] = {
-        certtool, "--generate-privkey", "--key-type=ecdsa", "--outfile", key,
-        NULL
-    };
-    const gchar *self[] = {
-        certtool, "--generate-self-signed", "--load-privkey", key,
-        "--template", tpl, "--outfile", crt, NULL
-    };
-    const gchar *issued[] = {
-        certtool, "--generate-certificate", "--load-privkey", key,
-        "--load-ca-certificate", ca_crt, "--load-ca-privkey", ca_key,
-        "--template", tpl, "--outfile", crt, NULL
-    };
-
-    test_put(tpl, tmpl);
-    test_run(genkey);
-    test_run(ca ? issued : self);
 }
 
 static void test_server_start(TestServer *s, const gchar *cert_name)
@@ -137,14 +93,14 @@ static void test_setup(void)
     T.root = test_path("www");
     g_assert_cmpint(g_mkdir_with_parents(T.root, 0700), ==, 0);
 
-    test_certtool("ca", "cn = \"Repository test CA\"\nca\ncert_signing_key\n"
-                  "expiration_days = 2\n", NULL);
-    test_certtool("other-ca", "cn = \"Other CA\"\nca\ncert_signing_key\n"
-                  "expiration_days = 2\n", NULL);
-    test_certtool("server", "cn = \"127.0.0.1\"\nip_address = \"127.0.0.1\"\n"
-                  "tls_www_server\nsigning_key\nencryption_key\n"
-                  "expiration_days = 2\n", "ca");
-    test_certtool("wrong-host", "cn = \"repo.example.invalid\"\n"
+    test_certtool(T.dir, "ca", "cn = \"Repository test CA\"\nca\n"
+                  "cert_signing_key\nexpiration_days = 2\n", NULL);
+    test_certtool(T.dir, "other-ca", "cn = \"Other CA\"\nca\n"
+                  "cert_signing_key\nexpiration_days = 2\n", NULL);
+    test_certtool(T.dir, "server", "cn = \"127.0.0.1\"\n"
+                  "ip_address = \"127.0.0.1\"\ntls_www_server\nsigning_key\n"
+                  "encryption_key\nexpiration_days = 2\n", "ca");
+    test_certtool(T.dir, "wrong-host", "cn = \"repo.example.invalid\"\n"
                   "dns_name = \"repo.example.invalid\"\ntls_www_server\n"
                   "signing_key\nencryption_key\nexpiration_days = 2\n", "ca");
     T.ca_file = test_path("ca.crt");
