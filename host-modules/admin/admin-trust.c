@@ -243,6 +243,18 @@ static const gchar *admin_cert_state(const AdminCert *c)
     return "valid";
 }
 
+/* Member @name: an array of the strings in @strings. */
+static void admin_json_strings(JsonBuilder *b, const gchar *name,
+                               GPtrArray *strings)
+{
+    json_builder_set_member_name(b, name);
+    json_builder_begin_array(b);
+    for (guint i = 0; i < strings->len; i++) {
+        json_builder_add_string_value(b, g_ptr_array_index(strings, i));
+    }
+    json_builder_end_array(b);
+}
+
 static void admin_cert_json(JsonBuilder *b, const AdminCert *c)
 {
     g_autofree gchar *nb = admin_format_time(c->not_before);
@@ -297,20 +309,8 @@ static int admin_trust_list(const gchar *dir, gboolean json)
             admin_cert_json(b, g_ptr_array_index(t->certs, i));
         }
         json_builder_end_array(b);
-        json_builder_set_member_name(b, "crls");
-        json_builder_begin_array(b);
-        for (guint i = 0; i < t->crl_files->len; i++) {
-            json_builder_add_string_value(b,
-                                          g_ptr_array_index(t->crl_files, i));
-        }
-        json_builder_end_array(b);
-        json_builder_set_member_name(b, "problems");
-        json_builder_begin_array(b);
-        for (guint i = 0; i < t->problems->len; i++) {
-            json_builder_add_string_value(b,
-                                          g_ptr_array_index(t->problems, i));
-        }
-        json_builder_end_array(b);
+        admin_json_strings(b, "crls", t->crl_files);
+        admin_json_strings(b, "problems", t->problems);
         json_builder_set_member_name(b, "loads");
         json_builder_add_boolean_value(b, check != NULL);
         json_builder_end_object(b);
