@@ -93,8 +93,10 @@ void vmaugment_lifecycle_helper_ready(VirtIOVMAugment *s)
 {
     bool again = s->host_started;
 
-    /* A helper that connects again lost its modules: they load again,
-     * but their start handlers ran already. */
+    /*
+     * A helper that connects again lost its modules: they load again,
+     * but their start handlers ran already.
+     */
     vmaugment_lifecycle_send(s, VMAUG_EVENT_HOST_START,
                              again ? VMAUG_LIFECYCLE_F_RECONNECT : 0, 0);
     s->host_started = true;
@@ -147,8 +149,10 @@ bool vmaugment_lifecycle_done(VirtIOVMAugment *s, uint64_t tag,
     trace_vmaugment_lifecycle_done(s, tag, status);
     s->image_prepared |= status == VMAUG_S_OK;
     if (s->start != VMAUGMENT_START_WAITING) {
-        /* Nothing waits: a VM without an image property, or a helper
-         * that reconnected to a VM that was prepared before. */
+        /*
+         * Nothing waits: a VM without an image property, or a helper
+         * that reconnected to a VM that was prepared before.
+         */
         s->start_tag = 0;
         if (status != VMAUG_S_OK) {
             warn_report("vmaugment: the host helper could not load the "

@@ -117,7 +117,8 @@ static VirtIOVMAugment *vmaugment_find(const char *device, Error **errp)
 /* VMAugmentStart is the device's copy of VmaugmentImageStart. */
 QEMU_BUILD_BUG_ON((int)VMAUGMENT_START_WAITING !=
                   (int)VMAUGMENT_IMAGE_START_WAITING ||
-                  (int)VMAUGMENT_START_DONE != (int)VMAUGMENT_IMAGE_START_DONE ||
+                  (int)VMAUGMENT_START_DONE !=
+                  (int)VMAUGMENT_IMAGE_START_DONE ||
                   (int)VMAUGMENT_START_FAILED !=
                   (int)VMAUGMENT_IMAGE_START_FAILED);
 

@@ -944,7 +944,8 @@ static void vmaugment_module_change(VirtIOVMAugment *s, uint32_t type,
     if (type == VMAUG_EVENT_MODULE_REFUSED) {
         reason = g_strndup((const char *)data + sizeof(ref),
                            MIN(len - sizeof(ref), VMAUG_HOST_MESSAGE_MAX));
-        g_strcanon(reason, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        g_strcanon(reason,
+                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                    "0123456789 .,:;_-+/()'@=<>[]", '?');
     }
     if (type == VMAUG_EVENT_RESTART_REQUESTED) {
