@@ -3,9 +3,16 @@
 # (libFuzzer, AddressSanitizer, UBSan): random register writes and DMA
 # contents against -device vmaugment-pci.
 #
-# Usage: fuzz.sh [--short | --runs N] [--jobs N]
-#   --short    a quick, repeatable run for CI (20000 inputs, fixed seed)
-#   default    1000000 inputs
+# Usage: fuzz.sh [--short | --runs N] [--jobs N] [--merge-seeds]
+#   --short        a quick, repeatable run for CI: 20000 inputs, seed 1,
+#                  over a private copy of the committed seed corpus
+#                  (tests/fuzz-seeds/generic-fuzz-vmaugment), so that no
+#                  earlier run changes what this one executes
+#   default        1000000 inputs, time-based seed, over the growing
+#                  corpus in build/fuzz-corpus (started from the seeds)
+#   --merge-seeds  after the run, add to the committed seeds the inputs of
+#                  the growing corpus that reach new coverage (libFuzzer
+#                  -merge=1); review and commit them
 #
 # Prints the inputs executed; exits non-zero on any crash, assertion,
 # timeout or sanitizer report, leaving the reproducer under
@@ -19,24 +26,37 @@ build=${VMAUGMENT_BUILD_ROOT:-$top/build}
 runs=1000000
 jobs=1
 seed=$(date +%s)
+short=false
+merge=false
+seeds=$top/tests/fuzz-seeds/generic-fuzz-vmaugment
 
 while [ $# -gt 0 ]; do
     case $1 in
-    --short) runs=20000; seed=1 ;;
+    --short) runs=20000; seed=1; short=true ;;
+    --merge-seeds) merge=true ;;
     --runs) runs=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    *) echo "usage: fuzz.sh [--short | --runs N] [--jobs N]" >&2; exit 2 ;;
+    *) echo "usage: fuzz.sh [--short | --runs N] [--jobs N] [--merge-seeds]" >&2
+       exit 2 ;;
     esac
     shift
 done
 
 "$top/scripts/build-qemu.sh" --fuzz "$build" >/dev/null
 
-corpus=$build/fuzz-corpus/vmaugment
 artifacts=$build/fuzz-artifacts
-mkdir -p "$corpus" "$artifacts"
+mkdir -p "$artifacts"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+scratch=$(mktemp -d)
+trap 'rm -rf "$log" "$scratch"' EXIT
+if $short; then
+    corpus=$scratch/corpus
+else
+    corpus=$build/fuzz-corpus/vmaugment
+fi
+mkdir -p "$corpus"
+# The committed seeds start every corpus; cp -n keeps what a long run grew.
+cp -n "$seeds"/* "$corpus"/
 
 per_job=$(( (runs + jobs - 1) / jobs ))
 start=$(date +%s)
@@ -75,3 +95,12 @@ if [ "$status" -ne 0 ] || [ "$executed" -lt "$runs" ]; then
     exit 1
 fi
 echo "fuzz: no crash, assertion, timeout or sanitizer report"
+if $merge; then
+    (
+        cd "$build/qemu-fuzz"
+        ASAN_OPTIONS=detect_leaks=0 \
+        ./qemu-fuzz-x86_64 --fuzz-target=generic-fuzz-vmaugment -merge=1 \
+            -detect_leaks=0 "$seeds" "$corpus"
+    ) >"$log" 2>&1 || { tail -n 20 "$log" >&2; exit 1; }
+    echo "fuzz: committed seeds now $(ls "$seeds" | wc -l) entries"
+fi

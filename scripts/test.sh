@@ -6,41 +6,38 @@
 #   guest     real Linux guests booted under TCG (tests/guest/run.sh)
 #   fuzz      a short, fixed-seed generic-fuzz run of the device
 #   style     QEMU's and Linux's checkpatch.pl on the code of each tree
-# Ends with one line "N passed, N failed"; exits non-zero on any failure.
+# Ends with one line "N passed, N failed, N skipped" and exits non-zero
+# on any failure.  Every suite's result is counted by
+# scripts/test-results.py and compared with tests/expected-counts: a test
+# that vanished or ran fewer cases than recorded fails the run, a skip is
+# never a pass, and under CI (CI=true) any skip fails the run too, since
+# the install step provides every tool the tests need.
+#
+#   scripts/test.sh [SUITE...]    (default: all five, in the order above)
 set -uo pipefail
+
+all_suites=(qtest unit guest fuzz style)
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=("${all_suites[@]}")
+for s in "${suites[@]}"; do
+    case " ${all_suites[*]} " in
+    *" $s "*) ;;
+    *) echo "usage: test.sh [${all_suites[*]}]..." >&2; exit 2 ;;
+    esac
+done
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${VMAUGMENT_BUILD_ROOT:-$top/build}
 logs=$build/test-logs
-passed=0
-failed=0
-failures=()
+results=$logs/results.txt
+count() { python3 "$top/scripts/test-results.py" "$@"; }
 
-"$top/scripts/build.sh" || { echo "0 passed, 1 failed"; exit 1; }
+"$top/scripts/build.sh" || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 mkdir -p "$logs"
+: >"$results"
 
-# Record a suite's counts; a suite that ran nothing counts as a failure.
-tally() {
-    local suite=$1 ok=$2 bad=$3 rc=$4
-    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
-        bad=1
-    fi
-    if [ $((ok + bad)) -eq 0 ]; then
-        bad=1
-    fi
-    passed=$((passed + ok))
-    failed=$((failed + bad))
-    [ "$bad" -eq 0 ] || failures+=("$suite")
-    printf '%-8s %4d passed, %d failed   (log: %s)\n' "$suite" "$ok" "$bad" \
-        "${logs#"$top"/}/$suite.log"
-}
-
-tap_counts() {
-    echo "$(grep -c '^ok ' "$1") $(grep -c '^not ok ' "$1")"
-}
-
-run_qtests() {
-    local log=$logs/qtest.log rc paths=()
+run_qtest() {
+    local paths=()
     export QTEST_QEMU_BINARY=$build/qemu/qemu-system-x86_64
     export QTEST_QEMU_STORAGE_DAEMON_BINARY=$build/qemu/storage-daemon/qemu-storage-daemon
     export QTEST_QEMU_IMG=$build/qemu/qemu-img
@@ -48,61 +45,55 @@ run_qtests() {
     # and some of it does not pass on these hosts.
     mapfile -t paths < <("$build/qemu/tests/qtest/qos-test" -l |
                          grep '/vmaugment-pci/')
-    (
-        timeout 600 "$build/qemu/tests/qtest/qos-test" --tap \
-            $(printf -- '-p %s ' "${paths[@]}") &&
-        timeout 300 "$build/qemu/tests/qtest/fuzz-vmaugment-test" --tap
-    ) >"$log" 2>&1
-    rc=$?
-    tally qtest $(tap_counts "$log") $rc
+    timeout 600 "$build/qemu/tests/qtest/qos-test" --tap \
+        $(printf -- '-p %s ' "${paths[@]}") >"$logs/qtest-qos.log" 2>&1 ||
+        echo "not ok - qos-test exited $?" >>"$logs/qtest-qos.log"
+    count tap qtest/qos-test "$logs/qtest-qos.log" >>"$results"
+    timeout 300 "$build/qemu/tests/qtest/fuzz-vmaugment-test" --tap \
+        >"$logs/qtest-fuzz.log" 2>&1 ||
+        echo "not ok - fuzz-vmaugment-test exited $?" >>"$logs/qtest-fuzz.log"
+    count tap qtest/fuzz-vmaugment-test "$logs/qtest-fuzz.log" >>"$results"
 }
 
 run_unit() {
-    local log=$logs/unit.log rc ok bad
-    meson test -C "$build/vmaugment" --print-errorlogs >"$log" 2>&1
-    rc=$?
-    ok=$(awk '/^Ok:/ {n = $2} END {print n + 0}' "$log")
-    bad=$(awk '/^(Fail|Unexpected Pass|Timeout):/ {s += $NF} END {print s + 0}' "$log")
-    tally unit "${ok:-0}" "${bad:-0}" $rc
+    meson test -C "$build/vmaugment" --print-errorlogs \
+        >"$logs/unit.log" 2>&1
+    count meson unit "$build/vmaugment/meson-logs/testlog.json" >>"$results"
 }
 
 run_guest() {
-    local log=$logs/guest.log rc line
-    [ -x "$top/tests/guest/run.sh" ] || return 0
     VMAUGMENT_QEMU_BUILD_DIR=$build/qemu VMAUGMENT_BUILD_DIR=$build/vmaugment \
-        timeout 1800 "$top/tests/guest/run.sh" >"$log" 2>&1
-    rc=$?
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n1)
-    tally guest "$(echo "$line" | awk '{print $1}')" \
-        "$(echo "$line" | awk '{print $3}')" $rc
+        timeout 1800 bash "$top/tests/guest/run.sh" >"$logs/guest.log" 2>&1 ||
+        echo "FAIL run.sh exited $?" >>"$logs/guest.log"
+    count scenarios guest "$logs/guest.log" >>"$results"
 }
 
 run_fuzz() {
-    local log=$logs/fuzz.log rc
-    "$top/scripts/fuzz.sh" --short >"$log" 2>&1
-    rc=$?
-    if [ $rc -eq 0 ]; then tally fuzz 1 0 0; else tally fuzz 0 1 $rc; fi
+    if "$top/scripts/fuzz.sh" --short >"$logs/fuzz.log" 2>&1; then
+        echo "fuzz/generic-fuzz-vmaugment 1 0 0" >>"$results"
+    else
+        echo "fuzz/generic-fuzz-vmaugment 0 1 0" >>"$results"
+    fi
 }
 
 run_style() {
-    local log=$logs/style.log rc
-    "$top/scripts/check-style.sh" >"$log" 2>&1
-    rc=$?
-    tally style "$(grep -c '^ok ' "$log")" "$(grep -c '^not ok ' "$log")" $rc
+    "$top/scripts/check-style.sh" >"$logs/style.log" 2>&1 ||
+        echo "not ok - check-style.sh exited $?" >>"$logs/style.log"
+    count tap style "$logs/style.log" >>"$results"
 }
 
-run_qtests
-run_unit
-run_guest
-run_fuzz
-run_style
+for s in "${suites[@]}"; do
+    "run_$s"
+done
 
-if [ ${#failures[@]} -ne 0 ]; then
-    echo "failed suites: ${failures[*]}"
-    for s in "${failures[@]}"; do
-        echo "---- last lines of $s.log"
-        tail -n 40 "$logs/$s.log"
-    done
+no_skips=
+[ "${CI:-}" = true ] && no_skips=--no-skips
+cd "$top"
+count check tests/expected-counts "$results" $no_skips \
+    --suites "$(IFS=,; echo "${suites[*]}")"
+rc=$?
+if [ $rc -ne 0 ]; then
+    echo "logs: ${logs#"$top"/}/"
+    grep -hE '^(not ok|FAIL|Summary of Failures)' "$logs"/*.log | head -n 40
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+exit $rc
