@@ -25,7 +25,7 @@ mutants=(
     "device-size-check|qtest|hw/vmaugment/vmaugment.c|if \(out_size - sizeof\(hdr\) > VMAUG_MAX_REQ_PAYLOAD\) \{|if (false) {|the device skips its request-size validation"
     "sandbox-socket-rule|unit|host-modules/helper/sandbox.c|SCMP_SYS\(socket\)|SCMP_SYS(getppid)|the module sandbox no longer refuses socket()"
     "offline-write-offset|unit|offline/vo-disk.c|(nbd_pwrite\(disk->nbd, buf, chunk, )offset|\\1offset + 512|the offline writer writes 512 bytes past its target"
-    "driver-id-match|guest|guest-driver/kernel/vmaugment_main.c|r->resp.id != r->hdr.id \|\| ||the driver accepts a response whose id is not its request's"
+    "driver-id-match|guest|guest-driver/kernel/vmaugment_main.c|\t\{ VIRTIO_ID_VMAUGMENT, VIRTIO_DEV_ANY_ID \},\n||the driver's device id table no longer matches the device"
 )
 
 if [ "${1:-}" = --list ]; then
