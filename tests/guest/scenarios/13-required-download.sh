@@ -20,7 +20,7 @@ wait_helper connected 30
 case $VMAUG_BOOT in
 1)
     step "boot 1: the guest registers kv 1.0 as required; the host does not have it"
-    expect_fail 1 NOT_FOUND vmaugment query kv@1.0
+    expect_fail 1 '\(NOT_FOUND\): no module kv 1\.0$' vmaugment query kv@1.0
     vmaugment register kv@1.0 --required
     vmaugment list registrations | tee /tmp/regs
     grep -q '^kv .* required$' /tmp/regs || fail "kv is not registered as required"
