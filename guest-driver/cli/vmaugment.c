@@ -233,6 +233,13 @@ static int cmd_ping(cli_state *st, int argc, char **argv)
                                          &size) && size >= 16) {
             continue;
         }
+        /* Name the limits: the first 16 bytes carry the caller's tag, and
+         * the device echoes at most VMAUG_MAX_PING_PAYLOAD. */
+        if (opt == 's') {
+            cli_usage_error("ping --size takes 16..%u bytes, not '%s'",
+                            VMAUG_MAX_PING_PAYLOAD, optarg);
+            return EXIT_USAGE;
+        }
         cli_usage_error("ping [--count N] [--size 16..%u]",
                         VMAUG_MAX_PING_PAYLOAD);
         return EXIT_USAGE;

@@ -15,9 +15,14 @@
 #                             beside VMAUGMENT_BUILD_DIR)
 #   VMAUGMENT_GUEST_VERBOSE=1 print every guest's console
 #
-# Output: one line per scenario (PASS/FAIL NAME ...) and a last line
-# "N passed, N failed" on stdout, the console tail of failures on stderr;
-# the exit status is non-zero if any scenario failed.
+# Output: one line per scenario (PASS/FAIL/SKIP NAME ...), a line naming
+# every scenario run, and a last line "N passed, N failed, N skipped" on
+# stdout; the console tail of failures on stderr.  A scenario is skipped,
+# never passed, when it cannot run: a tool it needs is missing on the host,
+# or the guest lacks a kernel feature and the scenario ended through
+# skip() (tests/guest/lib/common.sh).  Skipped is 0 on a host set up by
+# scripts/install-deps.sh; the caller decides whether a skip is acceptable.
+# The exit status is non-zero if any scenario failed.
 #
 # A scenario is one file tests/guest/scenarios/NAME.sh run by the guest's
 # busybox sh with -e after tests/guest/lib/common.sh.  Header lines:
@@ -79,24 +84,36 @@ main() {
 
     prepare_all
 
-    local passed=0 failed=0 t0 reason
+    local passed=0 failed=0 skipped=0 t0 reason name rc ran=()
     for s in "${scenarios[@]}"; do
+        name=$(basename "$s" .sh)
+        ran+=("$name")
         t0=$SECONDS
         reason=
-        if run_scenario "$s"; then
-            echo "PASS $(basename "$s" .sh) ($((SECONDS - t0)) s)"
+        rc=0
+        run_scenario "$s" || rc=$?
+        case $rc in
+        0)
+            echo "PASS $name ($((SECONDS - t0)) s)"
             passed=$((passed + 1))
-        else
-            echo "FAIL $(basename "$s" .sh) ($((SECONDS - t0)) s): $reason" \
-                 "[console: $work/run/$(basename "$s" .sh)/console.log]"
+            ;;
+        2)
+            echo "SKIP $name ($((SECONDS - t0)) s): $reason"
+            skipped=$((skipped + 1))
+            ;;
+        *)
+            echo "FAIL $name ($((SECONDS - t0)) s): $reason" \
+                 "[console: $work/run/$name/console.log]"
             failed=$((failed + 1))
             if [ "$verbose" != 1 ]; then
-                tail -n 25 "$work/run/$(basename "$s" .sh)/console.log" |
+                tail -n 25 "$work/run/$name/console.log" |
                     sed 's/^/  | /' >&2
             fi
-        fi
+            ;;
+        esac
     done
-    echo "$passed passed, $failed failed"
+    echo "ran ${#ran[@]} scenario(s): ${ran[*]}"
+    echo "$passed passed, $failed failed, $skipped skipped"
     [ "$failed" -eq 0 ]
 }
 

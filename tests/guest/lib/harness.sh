@@ -306,7 +306,8 @@ boot_qemu() {
 }
 
 # Judge boot N by the guest's marker and QEMU's status, or, with
-# "# boot N: expect-refused REGEX", by QEMU refusing the start.
+# "# boot N: expect-refused REGEX", by QEMU refusing the start.  Returns 0
+# pass, 1 fail, 2 the guest could not run the scenario (skip()).
 judge_boot() {
     local n=$1 timeout_s=$2 refused=$3
     local blog=$scenario_dir/boot-$n.console.log
@@ -333,6 +334,12 @@ judge_boot() {
             return 0
         fi
         return 1
+    fi
+    # 37 = (0x12 << 1) | 1, written by /init for a scenario that ended
+    # through skip() with a clean kernel.
+    if [ "$qemu_status" = 37 ] && grep -q '^VMAUG-RESULT: SKIP ' "$blog"; then
+        reason=$(sed -n 's/^VMAUG-RESULT: SKIP //p' "$blog" | head -n1)
+        return 2
     fi
     # 33 = (0x10 << 1) | 1, written by /init after the scenario passed.
     if [ "$qemu_status" != 33 ] || ! grep -q '^VMAUG-RESULT: PASS$' "$blog"; then
@@ -361,9 +368,10 @@ judge_boot() {
     done
 }
 
-# One boot: its "# boot N:" directives, the .host hooks, QEMU, the verdict.
+# One boot: its "# boot N:" directives, the .host hooks, QEMU, the verdict
+# (returned as judge_boot's).
 scenario_boot() {
-    local n=$1 timeout_s=$2 mem=$3 d refused=
+    local n=$1 timeout_s=$2 mem=$3 d refused='' rc=0
     while read -r d; do
         case $d in
         "repository "*)
@@ -384,17 +392,44 @@ scenario_boot() {
     host_before_boot "$n" || { reason="boot $n: ${reason:-host check failed}"; return 1; }
     local expected_sha=() expected_spool=()
     boot_qemu "$n" "$timeout_s" "$mem"
-    judge_boot "$n" "$timeout_s" "$refused" || { reason="boot $n: $reason"; return 1; }
+    judge_boot "$n" "$timeout_s" "$refused" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        reason="boot $n: $reason"
+        return "$rc"
+    fi
     host_after_boot "$n" || { reason="boot $n: ${reason:-host check failed}"; return 1; }
 }
 
+# host_tools_missing TOOL...: the tools of the list the host lacks.
+host_tools_missing() {
+    local t missing=()
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+    done
+    echo "${missing[*]}"
+}
+
 # The scenario's host side before its first boot: the image, the
-# repository, the helper, the .host hooks.
+# repository, the helper, the .host hooks.  Returns 2 if a tool the
+# scenario needs is missing on the host.
 scenario_host() {
-    local file=$1 needs image repo
+    local file=$1 needs image repo missing tools=()
     needs=$(meta "$file" needs "")
     image=$(meta "$file" image no)
     repo=$(meta "$file" repository "")
+    # The QMP logger and the repository server are Python; the repository's
+    # certificates come from certtool.
+    if [ "$image" = yes ]; then
+        tools+=(python3)
+    fi
+    if [ -n "$repo" ]; then
+        tools+=(python3 certtool)
+    fi
+    missing=$(host_tools_missing "${tools[@]}")
+    if [ -n "$missing" ]; then
+        reason="the host lacks $missing"
+        return 2
+    fi
     helper_image=
     helper_repo_args=()
     host_before_boot() { :; }
@@ -425,7 +460,8 @@ scenario_host() {
 }
 
 # Boot one scenario, once or "# boots: N" times with the same image, store
-# and helper; sets $reason on failure.
+# and helper.  Returns 0 pass, 1 fail, 2 skipped (it could not run: a
+# prerequisite is missing); sets $reason unless it passed.
 run_scenario() {
     scenario_file=$1
     local name
@@ -446,12 +482,11 @@ run_scenario() {
     mem=$(meta "$scenario_file" memory 512M)
     boots=$(meta "$scenario_file" boots 1)
     helper_dir=
-    if scenario_host "$scenario_file"; then
+    scenario_host "$scenario_file" || rc=$?
+    if [ "$rc" -eq 0 ]; then
         for n in $(seq "$boots"); do
-            scenario_boot "$n" "$timeout_s" "$mem" || { rc=1; break; }
+            scenario_boot "$n" "$timeout_s" "$mem" || { rc=$?; break; }
         done
-    else
-        rc=1
     fi
     helper_stop
     repo_stop

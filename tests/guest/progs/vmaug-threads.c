@@ -1,8 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * THREADS threads share one open /dev/vmaugment and each sends CALLS pings
- * carrying its own thread number and sequence; every echo must be the
- * caller's own bytes.  Usage: vmaug-threads THREADS CALLS
+ * carrying the process id, its thread number and sequence; every echo must
+ * be the caller's own bytes.
+ *
+ * With DIR, thread T also appends every payload it sent to DIR/tT.sent and
+ * every response the driver handed back, as many bytes as it reported, to
+ * DIR/tT.recv: the scenario compares the two with tools of its own, so a
+ * wrong echo or a response delivered to another caller is caught even if
+ * this program's own check were wrong.
+ *
+ * Usage: vmaug-threads THREADS CALLS [SIZE [DIR]]
+ *   SIZE 0 (the default): call I of thread T sends 16 + (T * 37 + I) % 200
+ *   bytes; otherwise every call sends SIZE (16..4096) bytes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,14 +28,39 @@
 
 static int dev_fd;
 static unsigned long calls;
+static unsigned long fixed_size;
+static const char *record_dir;
+
+/* Open DIR/tT.SUFFIX for appending the records of thread @me. */
+static FILE *record_open(uint64_t me, const char *suffix)
+{
+    char path[4096];
+
+    snprintf(path, sizeof(path), "%s/t%llu.%s", record_dir,
+             (unsigned long long)me, suffix);
+    return fopen(path, "w");
+}
 
 static void *pinger(void *arg)
 {
     uint64_t me = (uintptr_t)arg;
-    uint8_t out[256], in[256];
+    /* The process id too: several processes run this at once. */
+    uint64_t tag = ((uint64_t)getpid() << 16) | me;
+    uint8_t out[VMAUG_MAX_PING_PAYLOAD], in[VMAUG_MAX_PING_PAYLOAD];
+    FILE *sent = NULL, *recv = NULL;
+    void *ret = (void *)1;
 
+    if (record_dir) {
+        sent = record_open(me, "sent");
+        recv = record_open(me, "recv");
+        if (!sent || !recv) {
+            perror(record_dir);
+            goto out_close;
+        }
+    }
     for (uint64_t i = 0; i < calls; i++) {
-        size_t len = 16 + (size_t)((me * 37 + i) % 200);
+        size_t len = fixed_size ? fixed_size :
+                     16 + (size_t)((me * 37 + i) % 200);
         struct vmaug_ioctl_call call = {
             .opcode = VMAUG_OP_PING,
             .req_addr = (uintptr_t)out,
@@ -33,25 +68,48 @@ static void *pinger(void *arg)
             .resp_addr = (uintptr_t)in,
             .resp_len = sizeof(in),
         };
+        size_t got;
 
-        memset(out, (int)me, sizeof(out));
-        memcpy(out, &me, sizeof(me));
+        /* Every byte depends on the call, so a shifted echo differs. */
+        for (size_t k = 16; k < len; k++) {
+            out[k] = (uint8_t)(tag * 13 + i * 7 + k);
+        }
+        memcpy(out, &tag, sizeof(tag));
         memcpy(out + 8, &i, sizeof(i));
+        memset(in, 0, sizeof(in));
         if (ioctl(dev_fd, VMAUG_IOC_CALL, &call) != 0) {
             fprintf(stderr, "thread %llu call %llu: %s\n",
                     (unsigned long long)me, (unsigned long long)i,
                     strerror(errno));
-            return (void *)1;
+            goto out_close;
+        }
+        got = call.resp_len < sizeof(in) ? call.resp_len : sizeof(in);
+        if (sent && (fwrite(out, 1, len, sent) != len ||
+                     fwrite(in, 1, got, recv) != got)) {
+            perror("writing the records");
+            goto out_close;
         }
         if (call.status != VMAUG_S_OK || call.resp_len != len ||
             memcmp(in, out, len) != 0) {
             fprintf(stderr, "thread %llu call %llu: wrong echo (status %u)\n",
                     (unsigned long long)me, (unsigned long long)i,
                     call.status);
-            return (void *)1;
+            goto out_close;
         }
     }
-    return NULL;
+    ret = NULL;
+
+out_close:
+    /* A record that did not reach the file must fail the run. */
+    if (sent && fclose(sent) != 0) {
+        perror("closing the records");
+        ret = (void *)1;
+    }
+    if (recv && fclose(recv) != 0) {
+        perror("closing the records");
+        ret = (void *)1;
+    }
+    return ret;
 }
 
 int main(int argc, char **argv)
@@ -60,14 +118,21 @@ int main(int argc, char **argv)
     pthread_t tid[64];
     int failed = 0;
 
-    if (argc != 3) {
-        fprintf(stderr, "usage: vmaug-threads THREADS CALLS\n");
+    if (argc < 3 || argc > 5) {
+        fprintf(stderr, "usage: vmaug-threads THREADS CALLS [SIZE [DIR]]\n");
         return 2;
     }
     threads = strtoul(argv[1], NULL, 0);
     calls = strtoul(argv[2], NULL, 0);
+    fixed_size = argc > 3 ? strtoul(argv[3], NULL, 0) : 0;
+    record_dir = argc > 4 ? argv[4] : NULL;
     if (threads == 0 || threads > 64) {
         fprintf(stderr, "1..64 threads\n");
+        return 2;
+    }
+    if (fixed_size && (fixed_size < 16 ||
+                       fixed_size > VMAUG_MAX_PING_PAYLOAD)) {
+        fprintf(stderr, "SIZE is 0 or 16..%u\n", VMAUG_MAX_PING_PAYLOAD);
         return 2;
     }
     dev_fd = open("/dev/vmaugment", O_RDWR);

@@ -21,6 +21,9 @@ if rmmod vmaugment 2>/tmp/rmmod.err; then
     fail "rmmod succeeded while calls were in flight"
 fi
 cat /tmp/rmmod.err
+# Refused because the module is in use (EWOULDBLOCK), not for any other reason.
+grep -q "^rmmod: can't unload module 'vmaugment': Resource temporarily unavailable$" \
+    /tmp/rmmod.err || fail "rmmod was refused for another reason"
 grep -q vmaugment /proc/modules || fail "the module went away"
 vmaugment ping
 

@@ -20,7 +20,7 @@ vmaugment query bigecho | tee /tmp/q.txt
 grep -q '^bigecho .* stored$' /tmp/q.txt || fail "the host does not list bigecho as stored"
 vmaugment list | grep -q '^bigecho ' || fail "bigecho missing from the list"
 
-expect_fail 1 NOT_FOUND vmaugment query echo
+expect_fail 1 '\(NOT_FOUND\): no module echo$' vmaugment query echo
 vmaugment load echo@1.0 --file /data/echo.vmod
 printf 'hello from the guest' >/tmp/in
 vmaugment invoke echo echo --input /tmp/in >/tmp/out

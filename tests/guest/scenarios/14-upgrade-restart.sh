@@ -24,7 +24,7 @@ boot_id=$(cat /proc/sys/kernel/random/boot_id)
 wait_helper connected 30
 
 if ! vmaugment config get upgrade restart-marker >/tmp/marker 2>/tmp/marker.err; then
-    grep -q NOT_FOUND /tmp/marker.err ||
+    grep -q '(NOT_FOUND): no configuration restart-marker for upgrade$' /tmp/marker.err ||
         fail "config get failed: $(cat /tmp/marker.err)"
     echo "VMAUG-RUN: 1 $boot_id"
     step "run 1: the guest loads upgrade 1.0 and echo 1.0"
@@ -32,7 +32,7 @@ if ! vmaugment config get upgrade restart-marker >/tmp/marker 2>/tmp/marker.err;
     vmaugment load echo@1.0 --file /data/echo-1.0.vmod
     vmaugment --json query echo | tee /tmp/q.json
     grep -q '"version":"1.0"' /tmp/q.json || fail "echo 1.0 is not loaded"
-    expect_fail 1 NOT_FOUND vmaugment query echo@2.0
+    expect_fail 1 '\(NOT_FOUND\): no module echo 2\.0$' vmaugment query echo@2.0
 
     step "run 1: a marker on the host tells the next run it comes after the restart"
     vmaugment config set upgrade restart-marker "$boot_id"
