@@ -56,7 +56,8 @@ else
 fi
 mkdir -p "$corpus"
 # The committed seeds start every corpus; cp -n keeps what a long run grew.
-cp -n "$seeds"/* "$corpus"/
+mkdir -p "$seeds"
+find "$seeds" -maxdepth 1 -type f -exec cp -n {} "$corpus"/ \;
 
 per_job=$(( (runs + jobs - 1) / jobs ))
 start=$(date +%s)
