@@ -806,9 +806,12 @@ static void test_escape(Fixture *f, gconstpointer data)
             g_assert_cmpstr(answer, ==, want);
             break;
         case ESCAPE_SIGNAL:
+            /* The number, whole: "killed by signal 31 (...)". */
             want = g_strdup_printf("killed by signal %d", corpus[i].code);
             g_assert_cmpuint(st, ==, VMAUG_S_MODULE_FAILED);
             g_assert_true(g_str_has_prefix(answer, want));
+            g_assert_true(answer[strlen(want)] == '\0' ||
+                          answer[strlen(want)] == ' ');
             break;
         case ESCAPE_TIMEOUT:
             g_assert_cmpuint(st, ==, VMAUG_S_TIMEOUT);
