@@ -9,11 +9,15 @@
 #              a store of their own)
 #
 # Each target runs with a fixed seed over a copy of its committed seed
-# corpus (host-modules/tests/fuzz/corpus*), so a run is repeatable and
-# never grows the committed corpus.  Exits non-zero on any crash, leak,
-# timeout or sanitizer report, leaving the reproducer under
-# build/fuzz-host-artifacts/; add it to the committed corpus, where every
-# build's fuzz-corpus or fuzz-device-corpus test replays it.
+# corpus (host-modules/tests/fuzz/corpus*): every run starts from the same
+# inputs and mutations, and long runs never grow the committed corpus.
+# (libFuzzer steers by coverage, which timing and heap addresses can still
+# nudge: two runs may end a few corpus entries apart.)
+#
+# Exits non-zero on any crash, leak, timeout or sanitizer report, leaving
+# the reproducer under build/fuzz-host-artifacts/; add it to the committed
+# corpus, where every build's fuzz-corpus or fuzz-device-corpus test
+# replays it.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,14 +40,18 @@ targets=(
     "fuzz-device 5000 host-modules/tests/fuzz/corpus-device"
 )
 
-if [ ! -f "$build/build.ninja" ]; then
-    CC=clang meson setup "$build" "$top" >/dev/null
+mkdir -p "$root"
+if [ ! -f "$build/build.ninja" ] &&
+   ! CC=clang meson setup "$build" "$top" >"$root/fuzz-host-setup.log" 2>&1
+then
+    cat "$root/fuzz-host-setup.log" >&2
+    exit 1
 fi
 names=()
 for t in "${targets[@]}"; do
     names+=("host-modules/tests/fuzz/${t%% *}")
 done
-ninja -C "$build" "${names[@]}" >/dev/null
+ninja --quiet -C "$build" "${names[@]}"
 
 mkdir -p "$artifacts"
 # In memory when possible: fuzz-device creates and removes a store per
@@ -61,8 +69,10 @@ for t in "${targets[@]}"; do
     corpus=$work/$name
     log=$work/$name.log
     cp -r "$top/$seeds" "$corpus"
-    # The helper under test logs through GLib; the target silences it.
-    if ! "$build/host-modules/tests/fuzz/$name" -seed=1 -runs="$n" \
+    # Without address randomisation: comparisons of pointers feed the
+    # mutation dictionary, and differ between runs otherwise.
+    if ! setarch "$(uname -m)" -R \
+            "$build/host-modules/tests/fuzz/$name" -seed=1 -runs="$n" \
             -timeout=10 -print_final_stats=1 \
             -artifact_prefix="$artifacts/$name-" "$corpus" >"$log" 2>&1; then
         status=1
