@@ -79,7 +79,8 @@ for t in "${targets[@]}"; do
     fi
     executed=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" |
                tail -n1)
-    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|deadly signal' "$log"; then
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)' "$log" ||
+       grep -qE 'runtime error:|deadly signal' "$log"; then
         status=1
     fi
     if [ "${executed:-0}" -lt "$n" ]; then
