@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 # A static HTTPS server on 127.0.0.1 for the repository tests, which can
-# misbehave on request.  It prints its port on the first line of stdout.
+# misbehave on request.  It prints its port on the first line of stdout and,
+# with --log FILE, appends each request's path to FILE as it arrives, so
+# that a test knows which request a client was waiting on when it gave up.
 #
 # The first path component picks the behaviour, the rest names a file under
 # --root:  /MODE/REPO/FILE
 #   ok       serve the file
-#   slow     headers, then stall before the body of a package
+#   slow     headers, then stall before the body of a package until the
+#            client goes away: only the client's time bound ends it
+#   pause    headers, a stall of PAUSE seconds, then a package's body
 #   trickle  a package one byte every 0.3 s
 #   pad      a package with 1 MiB more, without Content-Length
 #   padlen   a package with 1 MiB more, with a matching Content-Length
@@ -23,6 +27,7 @@ import threading
 import time
 
 PAD = 1024 * 1024
+PAUSE = 0.5
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -39,7 +44,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def stall(self):
+        # A client sends nothing after its request: a read returns when it
+        # closes the connection.
+        try:
+            self.connection.settimeout(None)
+            self.rfile.read(1)
+        except (OSError, ValueError):
+            pass
+
     def do_GET(self):
+        if self.server.log is not None:
+            with open(self.server.log, 'a') as f:
+                f.write(self.path + '\n')
         parts = self.path.split('?', 1)[0].lstrip('/').split('/', 1)
         if len(parts) != 2:
             self.send_error(404)
@@ -69,7 +86,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header('Content-Length', str(len(data)))
             self.end_headers()
             self.wfile.flush()
-            time.sleep(30)
+            self.stall()
+        elif mode == 'pause' and is_pkg:
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(data)))
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(PAUSE)
             self.wfile.write(data)
         elif mode == 'trickle' and is_pkg:
             self.send_response(200)
@@ -100,11 +123,13 @@ def main():
     ap.add_argument('--root', required=True)
     ap.add_argument('--cert', required=True)
     ap.add_argument('--key', required=True)
+    ap.add_argument('--log')
     args = ap.parse_args()
 
     # Loopback only, an ephemeral port.
     srv = Server(('127.0.0.1', 0), Handler)
     srv.root = args.root
+    srv.log = args.log
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)

@@ -2,6 +2,11 @@
  * Fuzz target: the helper's device link, fed what a hostile QEMU could
  * send (a valid HELLO is prepended so that requests are reached).
  *
+ * Each input starts from an empty store and the same state of GLib's
+ * random numbers (upload ids, image ids): an input's outcome must not
+ * depend on what earlier inputs uploaded or on chance, so that a fixed seed
+ * repeats a run and a crashing input reproduces on its own.
+ *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -35,8 +40,6 @@ static Helper *fuzz_helper(void)
     static gboolean ready;
     g_autoptr(GError) error = NULL;
     g_autofree gchar *dir = NULL;
-    VmaugStore *store;
-
     if (ready) {
         return &h;
     }
@@ -57,9 +60,6 @@ static Helper *fuzz_helper(void)
                                      (GDestroyNotify)vmaug_store_free);
     h.manifests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                         (GDestroyNotify)vmaug_manifest_free);
-    store = vmaug_store_open(h.default_store, h.trust, h.policy, &error);
-    g_assert_no_error(error);
-    g_hash_table_insert(h.stores, g_strdup(h.default_store), store);
     ready = TRUE;
     return &h;
 }
@@ -82,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     Device *dev;
     guint8 sink[65536];
 
+    g_random_set_seed(1);
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         return 0;
     }
@@ -105,5 +106,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (g_main_context_iteration(NULL, FALSE)) {
     }
     close(sv[1]);
+    /* The device opened the store on HELLO; the next input opens a new
+     * one. */
+    g_hash_table_remove_all(h->stores);
+    g_hash_table_remove_all(h->manifests);
+    test_rm_rf(h->default_store);
     return 0;
 }

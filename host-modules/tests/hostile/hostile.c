@@ -1,10 +1,16 @@
 /*
  * hostile: a module signed by a trusted administrator that tries to break
  * out of its sandbox, one way per function.  The helper's tests invoke
- * each and expect it to be killed or denied, never to succeed.
+ * each and expect it to be killed or denied, never to succeed; they also
+ * run some of the same functions outside any sandbox, where they must
+ * succeed, so that a denial is known to come from the sandbox and not from
+ * an attempt that could never have worked.
  *
  * A function returns VMAUG_S_OK only if the escape worked ("ping" is the
- * exception: it proves the module runs at all).
+ * exception: it proves the module runs at all).  A function that was
+ * stopped returns VMAUG_S_DENIED with "STEP ERRNO" as its output: the call
+ * that failed and the errno it got (e.g. "socket 13"), so that the test
+ * can tell the sandbox's refusal from any other failure.
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -19,6 +25,8 @@
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/virtio_vmaugment.h>
@@ -36,6 +44,29 @@ static int hostile_init(const struct vmaug_host_api *a, vmaug_host *h,
     return 0;
 }
 
+/* The escape was stopped at @step with @err: say so. */
+static int hostile_stopped(const char *step, int err, void *out, size_t cap,
+                           size_t *out_len)
+{
+    int n = snprintf(out, cap, "%s %d", step, err);
+
+    *out_len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap;
+    return VMAUG_S_DENIED;
+}
+
+/* The TCP port in @in (decimal), 0 if none. */
+static int hostile_port(const void *in, size_t in_len)
+{
+    char buf[8];
+
+    if (in_len == 0 || in_len >= sizeof(buf)) {
+        return 0;
+    }
+    memcpy(buf, in, in_len);
+    buf[in_len] = '\0';
+    return atoi(buf);
+}
+
 static int hostile_call(void *priv, const char *f, const void *in,
                         size_t in_len, void *out, size_t cap,
                         size_t *out_len)
@@ -50,21 +81,35 @@ static int hostile_call(void *priv, const char *f, const void *in,
                          NULL };
 
         execve("/bin/sh", argv, NULL);
-        return VMAUG_S_DENIED;
+        return hostile_stopped("execve", errno, out, cap, out_len);
     }
     if (strcmp(f, "open") == 0) {
         int fd = open("/etc/passwd", O_RDONLY);
 
-        if (fd >= 0) {
-            return VMAUG_S_OK;
+        if (fd < 0) {
+            return hostile_stopped("open", errno, out, cap, out_len);
         }
-        /* Through the broker, trying to climb out of the state dir. */
-        fd = api->state_open(host, "../../audit.log", O_RDONLY);
-        if (fd >= 0) {
-            return VMAUG_S_OK;
+        close(fd);
+        return VMAUG_S_OK;
+    }
+    if (strcmp(f, "open-climb") == 0) {
+        /* Through the broker, out of the state directory. */
+        int fd = api->state_open(host, "../../audit.log", O_RDONLY);
+
+        if (fd < 0) {
+            return hostile_stopped("state_open", -fd, out, cap, out_len);
         }
-        fd = api->state_open(host, "/etc/passwd", O_RDONLY);
-        return fd >= 0 ? VMAUG_S_OK : VMAUG_S_DENIED;
+        close(fd);
+        return VMAUG_S_OK;
+    }
+    if (strcmp(f, "open-absolute") == 0) {
+        int fd = api->state_open(host, "/etc/passwd", O_RDONLY);
+
+        if (fd < 0) {
+            return hostile_stopped("state_open", -fd, out, cap, out_len);
+        }
+        close(fd);
+        return VMAUG_S_OK;
     }
     if (strcmp(f, "state") == 0) {
         /* What a module may do: its own files. */
@@ -79,28 +124,43 @@ static int hostile_call(void *priv, const char *f, const void *in,
         return VMAUG_S_DENIED;      /* not an escape */
     }
     if (strcmp(f, "connect") == 0) {
+        /* The test listens on 127.0.0.1 at the port it passes. */
         struct sockaddr_in sa = { .sin_family = AF_INET,
-                                  .sin_port = htons(22),
+                                  .sin_port = htons(hostile_port(in, in_len)),
                                   .sin_addr.s_addr = htonl(0x7f000001) };
         int s = socket(AF_INET, SOCK_STREAM, 0);
 
-        if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-            return VMAUG_S_OK;
+        if (s < 0) {
+            return hostile_stopped("socket", errno, out, cap, out_len);
         }
-        return VMAUG_S_DENIED;
+        if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            int err = errno;
+
+            close(s);
+            return hostile_stopped("connect", err, out, cap, out_len);
+        }
+        close(s);
+        return VMAUG_S_OK;
     }
     if (strcmp(f, "ptrace") == 0) {
-        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) == 0) {
-            return VMAUG_S_OK;
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0) {
+            return hostile_stopped("ptrace", errno, out, cap, out_len);
         }
-        return VMAUG_S_DENIED;
+        return VMAUG_S_OK;
     }
     if (strcmp(f, "fork") == 0) {
-        for (int i = 0; i < 100000; i++) {
-            if (fork() < 0) {
-                return VMAUG_S_DENIED;
-            }
+        /* One child is already an escape (the sandbox allows no process
+         * but this one), and unlike a fork bomb it is cheap to show
+         * working without a sandbox. */
+        pid_t pid = fork();
+
+        if (pid < 0) {
+            return hostile_stopped("fork", errno, out, cap, out_len);
         }
+        if (pid == 0) {
+            _exit(0);
+        }
+        waitpid(pid, NULL, 0);
         return VMAUG_S_OK;
     }
     if (strcmp(f, "alloc") == 0) {
@@ -109,7 +169,7 @@ static int hostile_call(void *priv, const char *f, const void *in,
             char *p = malloc(16 << 20);
 
             if (p == NULL) {
-                return VMAUG_S_DENIED;
+                return hostile_stopped("malloc", errno, out, cap, out_len);
             }
             memset(p, 0xa5, 16 << 20);
         }
@@ -126,15 +186,26 @@ static int hostile_call(void *priv, const char *f, const void *in,
         static const char junk[] = "this is not a vmaugment message at all";
 
         if (write(3, junk, sizeof(junk)) < 0) {
-            return VMAUG_S_DENIED;
+            return hostile_stopped("write", errno, out, cap, out_len);
         }
-        return VMAUG_S_OK;
+        /* Never answer: only the helper, reacting to the garbage, can end
+         * this call (answering would race its kill with our own exit on
+         * the closed link). */
+        for (;;) {
+            struct timespec ts = { 1, 0 };
+
+            nanosleep(&ts, NULL);
+        }
     }
     if (strcmp(f, "exec-memory") == 0) {
         void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-        return p != MAP_FAILED ? VMAUG_S_OK : VMAUG_S_DENIED;
+        if (p == MAP_FAILED) {
+            return hostile_stopped("mmap", errno, out, cap, out_len);
+        }
+        munmap(p, 4096);
+        return VMAUG_S_OK;
     }
     if (strcmp(f, "files") == 0) {
         /* Fill the host's disk with files in the state directory. */
@@ -145,7 +216,7 @@ static int hostile_call(void *priv, const char *f, const void *in,
             snprintf(name, sizeof(name), "junk-%d", i);
             fd = api->state_open(host, name, O_WRONLY | O_CREAT);
             if (fd < 0) {
-                return VMAUG_S_DENIED;
+                return hostile_stopped("state_open", -fd, out, cap, out_len);
             }
             close(fd);
         }
@@ -154,12 +225,15 @@ static int hostile_call(void *priv, const char *f, const void *in,
     if (strcmp(f, "flood") == 0) {
         /* Try to drown the VM's event queue (and get it disconnected). */
         for (int i = 0; i < 1000; i++) {
-            if (api->post_event(host, "flood", 5) < 0) {
-                return VMAUG_S_DENIED;
+            int rc = api->post_event(host, "flood", 5);
+
+            if (rc < 0) {
+                for (int j = 0; j < 1000; j++) {
+                    api->log(host, VMAUG_LOG_WARNING, "flood");
+                }
+                return hostile_stopped("post_event", -rc, out, cap,
+                                       out_len);
             }
-        }
-        for (int i = 0; i < 100000; i++) {
-            api->log(host, VMAUG_LOG_WARNING, "flood");
         }
         return VMAUG_S_OK;
     }
