@@ -761,6 +761,19 @@ static void test_config_module(Fixture *f, gconstpointer data)
     /* Through the module's own validation. */
     g_free(invoke_text(c, "config", "set", "memory-mb=2048", VMAUG_S_OK));
     g_free(invoke_text(c, "config", "set", "cpus=100000", VMAUG_S_INVALID));
+    /* A pending value the module never validated (an older helper let the
+     * guest write the module's own file) is not applied either. */
+    {
+        g_autoptr(JsonObject) o = read_json(own);
+        g_autoptr(JsonNode) root = json_node_new(JSON_NODE_OBJECT);
+        g_autofree gchar *b64 = g_base64_encode((const guchar *)"100000", 6);
+        g_autofree gchar *text = NULL;
+
+        json_object_set_string_member(o, "pending.cpus", b64);
+        json_node_set_object(root, o);
+        text = json_to_string(root, FALSE);
+        g_assert_true(g_file_set_contents(own, text, -1, NULL));
+    }
 
     /* The image starts again: pending settings are applied. */
     g_clear_pointer(&c, helper_client_free);
