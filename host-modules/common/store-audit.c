@@ -178,9 +178,10 @@ void vmaug_store_audit(VmaugStore *store, const gchar *actor,
     AuditSource *src;
     AuditHeld *held = NULL;
 
-    if (!audit_is_limited(action, error)) {
+    if (!audit_is_limited(action, error) ||
+        store->audit_limits.burst == G_MAXUINT) {
         audit_write(store, actor, action, name, version, sha256, signer,
-                    FALSE, NULL, 0);
+                    error != NULL, error != NULL ? error->message : NULL, 0);
         return;
     }
     src = g_hash_table_lookup(store->audit_sources, key);
