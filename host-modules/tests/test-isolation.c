@@ -826,6 +826,7 @@ static void test_quota_config(Fixture *f, gconstpointer data)
 {
     static const gchar *const args[] = { "--vm-config-bytes", "8192", NULL };
     g_autoptr(HelperClient) c = NULL;
+    g_autoptr(HelperClient) other = NULL;
     g_autofree gchar *value = g_strnfill(1000, 'v');
     g_autofree gchar *big = g_strconcat("big=", value, NULL);
     g_autoptr(GPtrArray) areas = NULL;
@@ -855,6 +856,16 @@ static void test_quota_config(Fixture *f, gconstpointer data)
     g_assert_cmpuint(areas->len, ==, 1);
     dir = g_build_filename(g_ptr_array_index(areas, 0), "config", NULL);
     g_assert_cmpuint(dir_bytes(dir), <=, 8192);
+    /* Another VM has a quota of its own. */
+    other = helper_client_connect(f->socket, NULL);
+    g_assert_cmpuint(helper_load(other, "kv", NULL, NULL), ==, VMAUG_S_OK);
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_cmpuint(config_call(other, VMAUG_OP_CONFIG_SET, "kv", "k0",
+                                     value, &r), ==, VMAUG_S_OK);
+    }
+    g_free(invoke_text(other, "kv", "set", big, VMAUG_S_OK));
 }
 
 static void test_quota_spool_state(Fixture *f, gconstpointer data)
