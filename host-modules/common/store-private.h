@@ -17,7 +17,6 @@ struct _VmaugStore {
     const VmaugPolicy *policy;
     int audit_fd;
     int lock_fd;                    /* "lock", held shared while open */
-    gboolean repaired;              /* nobody else had it open */
     VmaugClockFunc clock;
     gpointer clock_data;
     /* Upload sessions (store-upload.c). */

@@ -270,7 +270,6 @@ static gboolean store_lock(VmaugStore *store, GError **error)
         return FALSE;
     }
     if (flock(store->lock_fd, LOCK_EX | LOCK_NB) == 0) {
-        store->repaired = TRUE;
         store_repair_objects(store);
         store_repair_modules(store);
         store_uploads_repair(store);
