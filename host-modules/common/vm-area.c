@@ -82,9 +82,9 @@ static void vm_area_free(VmaugVmArea *area)
     g_free(area);
 }
 
-VmaugVmArea *vmaug_vm_area_open(VmaugStore *store, const gchar *image,
-                                const gchar *device_name,
-                                const VmaugVmQuota *quota, GError **error)
+VmaugVmArea *vmaug_vm_area_new(VmaugStore *store, const gchar *image,
+                               const gchar *device_name,
+                               const VmaugVmQuota *quota)
 {
     VmaugVmArea *area = g_new0(VmaugVmArea, 1);
 

@@ -70,12 +70,13 @@ typedef enum {
 
 /*
  * The area of the VM running disk image @image (its real path), or with
- * @image NULL a new area of the connection of device @device_name.  The
- * store must outlive the area.
+ * @image NULL a new area of the connection of device @device_name.  Its
+ * directory is made when something is first kept there.  The store must
+ * outlive the area.
  */
-VmaugVmArea *vmaug_vm_area_open(VmaugStore *store, const gchar *image,
-                                const gchar *device_name,
-                                const VmaugVmQuota *quota, GError **error);
+VmaugVmArea *vmaug_vm_area_new(VmaugStore *store, const gchar *image,
+                               const gchar *device_name,
+                               const VmaugVmQuota *quota);
 VmaugVmArea *vmaug_vm_area_ref(VmaugVmArea *area);
 /* The last reference of a connection's area removes it (but its spool)
  * and the unfinished uploads it owns. */

@@ -1060,7 +1060,6 @@ static gboolean device_hello_image(Device *dev, const gchar *image,
 static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
                              const gchar **why)
 {
-    g_autoptr(GError) error = NULL;
     struct vmaug_host_hello hello;
     g_autofree gchar *store_path = NULL;
     g_autofree gchar *image = NULL;
@@ -1099,13 +1098,8 @@ static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
         (*image != '\0' && !device_hello_image(dev, image, why))) {
         return FALSE;
     }
-    dev->area = vmaug_vm_area_open(dev->store, dev->image, dev->name,
-                                   &dev->helper->vm_quota, &error);
-    if (dev->area == NULL) {
-        g_warning("device %s: %s", dev->name, error->message);
-        *why = "VM area unavailable";
-        return FALSE;
-    }
+    dev->area = vmaug_vm_area_new(dev->store, dev->image, dev->name,
+                                  &dev->helper->vm_quota);
     dev->hello = TRUE;
     g_message("device %s connected (store %s, image %s, area %s)", dev->name,
               vmaug_store_get_dir(dev->store),
