@@ -3,10 +3,11 @@
  *
  * One JSON object per line, appended with one write() on an O_APPEND
  * descriptor.  Guests cause most records (every refusal is one), so each
- * actor has a budget per window: beyond it, records are counted per action
- * and decision, and the count is written as one record when the window
- * ends or the actor leaves.  Nothing is dropped without being counted, and
- * a flood costs the disk one line per action and window.
+ * actor has a budget per action and window: beyond it, records are
+ * counted per action and decision, and the count is written as one record
+ * when the window ends or the actor leaves.  Nothing is dropped without
+ * being counted, and a flood costs the disk one line per action and
+ * window beyond the budget.
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -33,7 +34,7 @@ typedef struct {
 
 typedef struct {
     gint64 window_start;
-    guint written;                  /* limited records in this window */
+    GHashTable *written;            /* action -> records in this window */
     GPtrArray *held;                /* of AuditHeld */
 } AuditSource;
 
@@ -48,6 +49,7 @@ static void audit_held_free(AuditHeld *h)
 
 static void audit_source_free(AuditSource *src)
 {
+    g_hash_table_unref(src->written);
     g_ptr_array_unref(src->held);
     g_free(src);
 }
@@ -154,18 +156,22 @@ static void audit_source_flush(VmaugStore *store, const gchar *actor,
                     h->refused, reason, h->count);
     }
     g_ptr_array_set_size(src->held, 0);
+    g_hash_table_remove_all(src->written);
     src->window_start = now;
-    src->written = 0;
 }
 
-/* Records that change the store are bounded by the signed packages there
- * are; everything else a guest can repeat at will. */
+/*
+ * Accepted records of what changes the store are bounded by the signed
+ * packages there are, and those of lifecycle handlers by the handlers'
+ * own work; refusals, and everything else, a guest can repeat at will.
+ */
 static gboolean audit_is_limited(const gchar *action, const GError *error)
 {
     return error != NULL ||
            (g_strcmp0(action, "install") != 0 &&
             g_strcmp0(action, "upload-commit") != 0 &&
-            g_strcmp0(action, "repair") != 0);
+            g_strcmp0(action, "repair") != 0 &&
+            !g_str_has_prefix(action, "lifecycle-"));
 }
 
 void vmaug_store_audit(VmaugStore *store, const gchar *actor,
@@ -177,6 +183,7 @@ void vmaug_store_audit(VmaugStore *store, const gchar *actor,
     gint64 now = store_now(store);
     AuditSource *src;
     AuditHeld *held = NULL;
+    guint written;
 
     if (!audit_is_limited(action, error) ||
         store->audit_limits.burst == G_MAXUINT) {
@@ -187,6 +194,8 @@ void vmaug_store_audit(VmaugStore *store, const gchar *actor,
     src = g_hash_table_lookup(store->audit_sources, key);
     if (src == NULL) {
         src = g_new0(AuditSource, 1);
+        src->written = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                             NULL);
         src->held = g_ptr_array_new_with_free_func(
             (GDestroyNotify)audit_held_free);
         src->window_start = now;
@@ -194,8 +203,11 @@ void vmaug_store_audit(VmaugStore *store, const gchar *actor,
     } else if (now - src->window_start >= store->audit_limits.window_us) {
         audit_source_flush(store, actor, src, now);
     }
-    if (src->written < store->audit_limits.burst) {
-        src->written++;
+    /* A budget per action: a flood of one kind hides no other. */
+    written = GPOINTER_TO_UINT(g_hash_table_lookup(src->written, action));
+    if (written < store->audit_limits.burst) {
+        g_hash_table_insert(src->written, g_strdup(action),
+                            GUINT_TO_POINTER(written + 1));
         audit_write(store, actor, action, name, version, sha256, signer,
                     error != NULL, error != NULL ? error->message : NULL, 0);
         return;

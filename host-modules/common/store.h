@@ -53,11 +53,12 @@ typedef struct {
 } VmaugUploadLimits;
 
 /*
- * The audit log cannot be flooded: each actor gets @burst records per
- * @window_us; what it causes beyond that is counted per action and written
- * as one record with the count ("count") when the window ends or the actor
- * is flushed.  Accepted installs and commits, which change the store, are
- * always written one by one.
+ * The audit log cannot be flooded: each actor gets @burst records of each
+ * action per @window_us; what it causes beyond that is counted per action
+ * and written as one record with the count ("count") when the window ends
+ * or the actor is flushed.  Accepted installs and commits, which change
+ * the store, and lifecycle handlers that ran are always written one by
+ * one.
  */
 typedef struct {
     guint burst;

@@ -366,6 +366,18 @@ static void test_audit_budget(Fixture *f, gconstpointer data)
     g_assert_cmpuint(counted, ==, 0);
     audit_tally(f, "install", &single, &counted);
     g_assert_cmpuint(single, ==, 10);
+    /* A flood of one kind hides no other; handlers that ran are work
+     * done, each recorded. */
+    vmaug_store_audit(f->store, "vm-a", "upload-begin", "echo", "1.0", NULL,
+                      NULL, refusal);
+    audit_tally(f, "upload-begin", &single, &counted);
+    g_assert_cmpuint(single, ==, 1);
+    for (guint i = 0; i < 30; i++) {
+        vmaug_store_audit(f->store, "vm-a", "lifecycle-image-start", "echo",
+                          "1.0", NULL, NULL, NULL);
+    }
+    audit_tally(f, "lifecycle-image-start", &single, &counted);
+    g_assert_cmpuint(single, ==, 30);
     /* Within the window nothing more is written... */
     f->now += SECONDS(9);
     vmaug_store_audit_flush(f->store, NULL);
