@@ -122,8 +122,8 @@ static const GOptionEntry entries[] = {
       "An upload that took no chunk for this long is dropped (default "
       "600)", "S" },
     { "audit-burst", 0, 0, G_OPTION_ARG_INT, &opt_audit_burst,
-      "Audit records one device writes one by one per window; the rest "
-      "are counted (default 20)", "N" },
+      "Audit records of each action one device writes one by one per "
+      "window; the rest are counted (default 20)", "N" },
     { "audit-window-s", 0, 0, G_OPTION_ARG_INT, &opt_audit_window_s,
       "The audit window (default 60)", "S" },
     { "cups-queue", 0, 0, G_OPTION_ARG_STRING, &opt_cups_queue,
