@@ -64,7 +64,8 @@ step "1. Booting a Debian guest (TCG) with /dev/vmaugment, connected to the sand
 run_scenario $scenario
 
 step "On the host: the printed document in the spool"
-job=$(find "$host/store/spool" -name '*.json' | head -n1)
+# Each VM keeps its spool in its own area of the store (docs/modules.rst).
+job=$(find "$host/store/vms" -path '*/spool/*.json' | head -n1)
 python3 -m json.tool "$job"
 sed 's/^/   | /' "${job%.json}.data"
 
@@ -102,7 +103,7 @@ echo "   $(basename "$host/images/disk.img.vmaugment.json"):"
 sed 's/^/   | /' "$host/images/disk.img.vmaugment.json"
 
 step "On the host: what the journal module recorded (every lifecycle event it ran on, both starts)"
-sed 's/^/   | /' "$host/store/state/journal/journal.log"
+sed 's/^/   | /' "$(find "$host/store/vms" -path '*/state/journal/journal.log' | head -n1)"
 
 step "On the host: journal and scanner in the audit log (uploads in boot 1, then both starts and stops)"
 audit "$host/store/audit.log" journal scanner

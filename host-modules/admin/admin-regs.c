@@ -1,7 +1,9 @@
 /*
  * vmaugment-admin: modules registered with an image (registrations,
- * register, unregister), through the sidecar next to the disk image or
- * the store's registrations.json (registrations.h).
+ * register, unregister), through the sidecar next to the disk image
+ * (registrations.h).  A VM that names no image keeps its registrations
+ * only while it is connected, in its own area of the store: there is
+ * nothing of it for the host owner to edit offline.
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -35,9 +37,9 @@ static gboolean admin_regs_parse(AdminRegs *r, const gchar *usage,
         { "image", 'i', 0, G_OPTION_ARG_FILENAME, &r->image,
           "Disk image whose sidecar (<image>" VMAUG_REGS_SIDECAR_SUFFIX
           ") holds the registrations", "IMG" },
-        { "store", 's', 0, G_OPTION_ARG_FILENAME, &r->store,
-          "Store whose " VMAUG_REGS_STORE_FILE " holds them (a VM without "
-          "an image)", "DIR" },
+        { "store", 's', G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME,
+          &r->store, "Refused: a VM without an image keeps its "
+          "registrations only while connected", "DIR" },
         { NULL }
     };
 
@@ -47,9 +49,16 @@ static gboolean admin_regs_parse(AdminRegs *r, const gchar *usage,
     if (!admin_parse(ctx, entries, json ? &r->json : NULL, argc, argv)) {
         return FALSE;
     }
-    if ((r->image == NULL) == (r->store == NULL)) {
-        admin_fail(ADMIN_EXIT_USAGE, "give either --image IMG or --store "
-                   "DIR");
+    if (r->store != NULL) {
+        /* Older helpers kept them in the store, shared by every VM that
+         * named no image; nothing reads that file any more. */
+        admin_fail(ADMIN_EXIT_USAGE, "registrations are kept next to a "
+                   "disk image (--image IMG); a VM that names no image "
+                   "keeps its own only while it is connected");
+        return FALSE;
+    }
+    if (r->image == NULL) {
+        admin_fail(ADMIN_EXIT_USAGE, "give --image IMG");
         return FALSE;
     }
     return TRUE;
@@ -57,8 +66,7 @@ static gboolean admin_regs_parse(AdminRegs *r, const gchar *usage,
 
 static gchar *admin_regs_file(const AdminRegs *r)
 {
-    return r->image != NULL ? vmaug_reg_sidecar_path(r->image) :
-           g_build_filename(r->store, VMAUG_REGS_STORE_FILE, NULL);
+    return vmaug_reg_sidecar_path(r->image);
 }
 
 /* The set, or an error that names the file it comes from. */
@@ -68,23 +76,15 @@ static VmaugRegSet *admin_regs_load(const AdminRegs *r, GError **error)
     VmaugRegSet *set;
 
     /*
-     * An image or store that is not there is a typo: its sidecar would
+     * An image that is not there is a typo: its sidecar would
      * sit next to nothing, and listing it would show a reassuring nothing.
      */
-    if (r->image != NULL &&
-        !g_file_test(r->image, G_FILE_TEST_EXISTS)) {
+    if (!g_file_test(r->image, G_FILE_TEST_EXISTS)) {
         g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
                     "no disk image %s", r->image);
         return NULL;
     }
-    if (r->store != NULL &&
-        !g_file_test(r->store, G_FILE_TEST_IS_DIR)) {
-        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
-                    "no module store at %s", r->store);
-        return NULL;
-    }
-    set = vmaug_reg_set_load(r->image, r->image != NULL ? NULL : r->store,
-                             error);
+    set = vmaug_reg_set_load(r->image, NULL, error);
     if (set == NULL && error != NULL && *error != NULL &&
         strstr((*error)->message, file) == NULL) {
         g_prefix_error(error, "%s: ", file);

@@ -6,7 +6,7 @@
  *   vmaugment-admin verify [--store DIR] [--trust-dir DIR] NAME [VERSION]
  *   vmaugment-admin install [--store DIR] [--trust-dir DIR] PACKAGE.vmod
  *   vmaugment-admin trust list|add|remove [--trust-dir DIR] ...
- *   vmaugment-admin registrations list --image IMG | --store DIR [--json]
+ *   vmaugment-admin registrations list --image IMG [--json]
  *   vmaugment-admin register --image IMG NAME [--version V]
  *                            --events image-start,... [--required]
  *   vmaugment-admin unregister --image IMG NAME

@@ -15,8 +15,6 @@
 #include "helper.h"
 #include "registrations.h"
 
-/* Keys one module's configuration may hold. */
-#define DEVICE_MAX_CONFIG_KEYS  256
 /* Bit 63 of a tag marks a request of the host owner (QMP), not the guest. */
 #define DEVICE_ADMIN_TAG        (G_GUINT64_CONSTANT(1) << 63)
 /* How long modules of a VM that stopped may run their stop handlers. */
@@ -98,20 +96,35 @@ void device_event(Device *dev, guint32 type, const void *a, gsize alen,
 
 /* ---- Manifests of stored packages, cached by content ---- */
 
+/*
+ * What a stored package says about itself, for QUERY and LIST.  Verified
+ * once per content: a refusal is remembered too (and audited once), or
+ * every listing would verify and audit every refused package again.  LOAD
+ * verifies afresh whatever is remembered here.
+ */
 static const VmaugManifest *device_manifest(Device *dev,
                                             const VmaugStoreEntry *e,
                                             GError **error)
 {
     Helper *h = dev->helper;
     VmaugManifest *m = g_hash_table_lookup(h->manifests, e->sha256);
+    const GError *refused = g_hash_table_lookup(h->refusals, e->sha256);
     g_autoptr(VmaugPackage) pkg = NULL;
+    g_autoptr(GError) local = NULL;
 
     if (m != NULL) {
         return m;
     }
+    if (refused != NULL) {
+        g_propagate_error(error, g_error_copy(refused));
+        return NULL;
+    }
     pkg = vmaug_store_open_package(dev->store, e->name, e->version,
-                                   dev->name, NULL, error);
+                                   dev->name, NULL, &local);
     if (pkg == NULL) {
+        g_hash_table_insert(h->refusals, g_strdup(e->sha256),
+                            g_error_copy(local));
+        g_propagate_error(error, g_steal_pointer(&local));
         return NULL;
     }
     m = g_steal_pointer(&pkg->manifest);
@@ -139,112 +152,11 @@ void device_fill_info(Device *dev, struct vmaug_module_info *info,
     }
 }
 
-/* ---- Configuration: <store>/config/<module>.json, values base64 ---- */
-
-static gchar *device_config_path(Device *dev, const gchar *module)
-{
-    g_autofree gchar *name = g_strconcat(module, ".json", NULL);
-
-    return g_build_filename(vmaug_store_get_dir(dev->store), "config", name,
-                            NULL);
-}
-
-static JsonObject *device_config_load(Device *dev, const gchar *module)
-{
-    g_autofree gchar *path = device_config_path(dev, module);
-    g_autoptr(JsonParser) parser = json_parser_new();
-    g_autoptr(GBytes) blob = NULL;
-    JsonNode *root;
-
-    blob = vmaug_trust_read_file(path, 4 * 1024 * 1024, NULL);
-    if (blob == NULL ||
-        !json_parser_load_from_data(parser, g_bytes_get_data(blob, NULL),
-                                    g_bytes_get_size(blob), NULL) ||
-        (root = json_parser_get_root(parser)) == NULL ||
-        !JSON_NODE_HOLDS_OBJECT(root)) {
-        return json_object_new();
-    }
-    return json_object_ref(json_node_get_object(root));
-}
-
-static gboolean device_config_key_ok(const gchar *module, const gchar *key)
-{
-    gsize len = strlen(key);
-
-    return vmaug_name_is_valid(module) && len > 0 &&
-           len < VMAUG_CONFIG_KEY_MAX && g_utf8_validate(key, len, NULL);
-}
-
-gboolean device_config_get(Device *dev, const gchar *module,
-                           const gchar *key, GBytes **value, GError **error)
-{
-    g_autoptr(JsonObject) o = NULL;
-    JsonNode *n;
-    guchar *raw;
-    gsize len;
-
-    if (!device_config_key_ok(module, key)) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                    "invalid module or key");
-        return FALSE;
-    }
-    o = device_config_load(dev, module);
-    n = json_object_get_member(o, key);
-    if (n == NULL || !JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_STRING) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
-                    "no configuration %s for %s", key, module);
-        return FALSE;
-    }
-    raw = g_base64_decode(json_node_get_string(n), &len);
-    if (len > VMAUG_MAX_CONFIG_VALUE) {
-        g_free(raw);
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
-                    "stored value too big");
-        return FALSE;
-    }
-    *value = g_bytes_new_take(raw, len);
-    return TRUE;
-}
-
-gboolean device_config_set(Device *dev, const gchar *module,
-                           const gchar *key, const void *value, gsize len,
-                           GError **error)
-{
-    g_autoptr(JsonObject) o = NULL;
-    g_autoptr(JsonNode) root = json_node_new(JSON_NODE_OBJECT);
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autofree gchar *path = NULL;
-    g_autofree gchar *json = NULL;
-    g_autofree gchar *b64 = NULL;
-
-    if (!device_config_key_ok(module, key) || len > VMAUG_MAX_CONFIG_VALUE) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                    "invalid module, key or value");
-        return FALSE;
-    }
-    o = device_config_load(dev, module);
-    if (!json_object_has_member(o, key) &&
-        json_object_get_size(o) >= DEVICE_MAX_CONFIG_KEYS) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
-                    "too many configuration keys for %s", module);
-        return FALSE;
-    }
-    b64 = g_base64_encode(value, len);
-    json_object_set_string_member(o, key, b64);
-    json_node_set_object(root, o);
-    json_generator_set_root(gen, root);
-    json = json_generator_to_data(gen, NULL);
-    path = device_config_path(dev, module);
-    return vmaug_store_write_file(path, json, strlen(json), error);
-}
-
-/* ---- Registrations: the image's sidecar or <store>/registrations.json ---- */
+/* ---- Registrations: the image's sidecar or the VM's area ---- */
 
 static VmaugRegSet *device_regs(Device *dev, GError **error)
 {
-    return vmaug_reg_set_load(dev->image, vmaug_store_get_dir(dev->store),
-                              error);
+    return vmaug_vm_area_regs_load(dev->area, error);
 }
 
 /* ---- Requests ---- */
@@ -458,6 +370,9 @@ static gboolean device_unload(Device *dev, guint64 tag, const guint8 *p,
 static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
                               const guint8 *p, guint32 len, GError **error)
 {
+    /* Uploads are the VM's own: nobody else may resume, feed or end
+     * them. */
+    const gchar *owner = vmaug_vm_area_get_id(dev->area);
     struct vmaug_upload_state st = { 0 };
     guint64 id, offset = 0;
 
@@ -475,7 +390,7 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
                         "an upload names its version");
             return FALSE;
         }
-        if (!vmaug_store_upload_begin(dev->store,
+        if (!vmaug_store_upload_begin(dev->store, owner,
                                       GUINT64_FROM_LE(b->total_size),
                                       b->sha256, ref.name, ref.version,
                                       dev->name, &id, &offset, error)) {
@@ -493,7 +408,7 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
         }
         memcpy(&c, p, sizeof(c));
         id = GUINT64_FROM_LE(c.upload_id);
-        if (!vmaug_store_upload_chunk(dev->store, id,
+        if (!vmaug_store_upload_chunk(dev->store, owner, id,
                                       GUINT64_FROM_LE(c.offset),
                                       p + sizeof(c), len - sizeof(c),
                                       &offset, error)) {
@@ -510,7 +425,7 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
             return FALSE;
         }
         memcpy(&r, p, sizeof(r));
-        m = vmaug_store_upload_commit(dev->store,
+        m = vmaug_store_upload_commit(dev->store, owner,
                                       GUINT64_FROM_LE(r.upload_id),
                                       dev->name, error);
         if (m == NULL) {
@@ -527,7 +442,7 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
             return FALSE;
         }
         memcpy(&r, p, sizeof(r));
-        if (!vmaug_store_upload_abort(dev->store,
+        if (!vmaug_store_upload_abort(dev->store, owner,
                                       GUINT64_FROM_LE(r.upload_id),
                                       dev->name, error)) {
             return FALSE;
@@ -588,6 +503,31 @@ static gboolean device_invoke(Device *dev, guint64 tag, const guint8 *p,
     return TRUE;
 }
 
+/* The VM loaded @module, or registered it with its image. */
+static gboolean device_has_module(Device *dev, const gchar *module,
+                                  GError **error)
+{
+    g_autoptr(VmaugRegSet) set = NULL;
+
+    if (g_hash_table_contains(dev->modules, module)) {
+        return TRUE;
+    }
+    set = device_regs(dev, NULL);
+    if (set != NULL && vmaug_reg_set_find(set, module) != NULL) {
+        return TRUE;
+    }
+    g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
+                "%s is neither loaded nor registered by this VM", module);
+    return FALSE;
+}
+
+/*
+ * The guest's configuration requests.  What the guest sets is kept in the
+ * module's guest namespace, apart from the module's own keys: it reaches
+ * the module only as "guest.<key>", for the module to validate, and can
+ * never pass for something the module decided.  A read sees the module's
+ * own key first, then the guest's.
+ */
 static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
                               const guint8 *p, guint32 len, GError **error)
 {
@@ -595,6 +535,7 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
     g_autofree gchar *module = NULL;
     g_autofree gchar *key = NULL;
     g_autoptr(GBytes) value = NULL;
+    g_autoptr(GError) local = NULL;
 
     if (len < sizeof(*c) || (opcode == VMAUG_OP_CONFIG_GET &&
                              len != sizeof(*c))) {
@@ -604,7 +545,7 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
     }
     module = vmaug_fixed_string(c->module, sizeof(c->module));
     key = vmaug_fixed_string(c->key, sizeof(c->key));
-    if (module == NULL || key == NULL) {
+    if (module == NULL || key == NULL || !vmaug_name_is_valid(module)) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
                     "invalid module or key");
         return FALSE;
@@ -615,15 +556,28 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
                         "value too big");
             return FALSE;
         }
-        if (!device_config_set(dev, module, key, p + sizeof(*c),
-                               len - sizeof(*c), error)) {
+        /* Configuration for modules the VM does not use would only fill
+         * the host's disk. */
+        if (!device_has_module(dev, module, error) ||
+            !vmaug_vm_area_config_set(dev->area, module, VMAUG_CONFIG_GUEST,
+                                      key, p + sizeof(*c), len - sizeof(*c),
+                                      error)) {
             return FALSE;
         }
         device_reply(dev, tag, VMAUG_S_OK, NULL, 0);
         return TRUE;
     }
-    if (!device_config_get(dev, module, key, &value, error)) {
-        return FALSE;
+    if (!vmaug_vm_area_config_get(dev->area, module, VMAUG_CONFIG_MODULE,
+                                  key, &value, &local)) {
+        if (!g_error_matches(local, VMAUG_HOST_ERROR,
+                             VMAUG_HOST_ERROR_NOT_FOUND)) {
+            g_propagate_error(error, g_steal_pointer(&local));
+            return FALSE;
+        }
+        if (!vmaug_vm_area_config_get(dev->area, module, VMAUG_CONFIG_GUEST,
+                                      key, &value, error)) {
+            return FALSE;
+        }
     }
     device_reply(dev, tag, VMAUG_S_OK, g_bytes_get_data(value, NULL),
                  g_bytes_get_size(value));
@@ -774,14 +728,14 @@ static void device_list_sandboxes(Device *dev, guint32 start,
     }
 }
 
-/* The UI elements of one module's file (<store>/ui/<module>.json, written
+/* The UI elements of one module's file (<area>/ui/<module>.json, written
  * by the loader's post_ui), as compact JSON texts in id order. */
 static void device_ui_elements(Device *dev, const gchar *module,
                                GPtrArray *texts)
 {
     g_autofree gchar *name = g_strconcat(module, ".json", NULL);
-    g_autofree gchar *path = g_build_filename(vmaug_store_get_dir(dev->store),
-                                              "ui", name, NULL);
+    g_autofree gchar *path = g_build_filename(
+        vmaug_vm_area_get_dir(dev->area), "ui", name, NULL);
     g_autoptr(GBytes) blob = NULL;
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
     g_autoptr(GList) ids = NULL;
@@ -825,8 +779,8 @@ static gint device_cmp_strings(gconstpointer a, gconstpointer b)
 static void device_list_ui(Device *dev, guint32 start, GByteArray *out,
                            guint32 *count, guint32 *total)
 {
-    g_autofree gchar *dir = g_build_filename(vmaug_store_get_dir(dev->store),
-                                             "ui", NULL);
+    g_autofree gchar *dir = g_build_filename(
+        vmaug_vm_area_get_dir(dev->area), "ui", NULL);
     g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
     g_autoptr(GPtrArray) modules = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GPtrArray) owners = g_ptr_array_new_with_free_func(g_free);
@@ -996,6 +950,23 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     }
 }
 
+VmaugStore *device_store_open(Helper *h, const gchar *dir, GError **error)
+{
+    VmaugStore *store = g_hash_table_lookup(h->stores, dir);
+
+    if (store != NULL) {
+        return store;
+    }
+    store = vmaug_store_open(dir, h->trust, h->policy, error);
+    if (store == NULL) {
+        return NULL;
+    }
+    vmaug_store_set_upload_limits(store, &h->upload_limits);
+    vmaug_store_set_audit_limits(store, &h->audit_limits);
+    g_hash_table_insert(h->stores, g_strdup(dir), store);
+    return store;
+}
+
 /* A path of the device's HELLO: UTF-8, no NUL. */
 static gchar *device_hello_path(const guint8 *p, gsize len)
 {
@@ -1027,15 +998,11 @@ static gboolean device_hello_store(Device *dev, const gchar *store_path,
         *why = "store not allowed";
         return FALSE;
     }
-    store = g_hash_table_lookup(h->stores, canon);
+    store = device_store_open(h, canon, &error);
     if (store == NULL) {
-        store = vmaug_store_open(canon, h->trust, h->policy, &error);
-        if (store == NULL) {
-            g_warning("store %s: %s", canon, error->message);
-            *why = "store unavailable";
-            return FALSE;
-        }
-        g_hash_table_insert(h->stores, g_strdup(canon), store);
+        g_warning("store %s: %s", canon, error->message);
+        *why = "store unavailable";
+        return FALSE;
     }
     dev->store = store;
     return TRUE;
@@ -1073,6 +1040,20 @@ static gboolean device_hello_image(Device *dev, const gchar *image,
         return FALSE;
     }
     dev->image = g_build_filename(real, base, NULL);
+    /* One image, one VM: its area (configuration, state, uploads) is
+     * never shared between two connections. */
+    for (GList *l = h->devices; l != NULL; l = l->next) {
+        Device *other = l->data;
+
+        if (other != dev && other->hello && !other->closed &&
+            g_strcmp0(other->image, dev->image) == 0) {
+            g_warning("device %s names image %s, which device %s is "
+                      "running; refusing it", dev->name, dev->image,
+                      other->name);
+            *why = "image in use by another device";
+            return FALSE;
+        }
+    }
     return TRUE;
 }
 
@@ -1117,10 +1098,13 @@ static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
         (*image != '\0' && !device_hello_image(dev, image, why))) {
         return FALSE;
     }
+    dev->area = vmaug_vm_area_new(dev->store, dev->image, dev->name,
+                                  &dev->helper->vm_quota);
     dev->hello = TRUE;
-    g_message("device %s connected (store %s, image %s)", dev->name,
+    g_message("device %s connected (store %s, image %s, area %s)", dev->name,
               vmaug_store_get_dir(dev->store),
-              dev->image != NULL ? dev->image : "none");
+              dev->image != NULL ? dev->image : "none",
+              vmaug_vm_area_get_id(dev->area));
     return TRUE;
 }
 
@@ -1238,6 +1222,13 @@ void device_free(Device *dev)
     if (!dev->closed) {
         dev->helper->devices = g_list_remove(dev->helper->devices, dev);
     }
+    if (dev->store != NULL && dev->name != NULL) {
+        /* What its flood held back is written now, not at some later
+         * window. */
+        vmaug_store_audit_flush(dev->store, dev->name);
+    }
+    /* Its modules keep their own references while they finish. */
+    vmaug_vm_area_unref(dev->area);
     vmaug_link_free(dev->link);
     g_hash_table_unref(dev->modules);
     g_hash_table_unref(dev->pending);

@@ -18,6 +18,7 @@
 #include "link.h"
 #include "sandbox.h"
 #include "store.h"
+#include "vm-area.h"
 
 #define HELPER_VERSION_STRING   "vmaugment-helper " VMAUG_HOST_VERSION
 /* Devices served at once. */
@@ -46,6 +47,12 @@ typedef struct {
     gboolean module_stderr;         /* module processes may write to ours */
     GHashTable *stores;             /* canonical dir -> VmaugStore */
     GHashTable *manifests;          /* package sha256 -> VmaugManifest */
+    /* Stored packages that failed verification, so that listing them
+     * does not verify (and audit) them again and again. */
+    GHashTable *refusals;           /* package sha256 -> GError */
+    VmaugVmQuota vm_quota;          /* what each VM may keep */
+    VmaugUploadLimits upload_limits;
+    VmaugAuditLimits audit_limits;
     GList *devices;
     guint64 jobs;
     GMainLoop *loop;
@@ -74,6 +81,7 @@ typedef struct {
     VmaugStore *store;
     gchar *image;                   /* the disk image (real directory), or
                                      * NULL */
+    VmaugVmArea *area;              /* what this VM keeps (vm-area.h) */
     GHashTable *modules;            /* name -> Module */
     GHashTable *pending;            /* deferred tags (guint64 *) */
     GHashTable *cancelled;          /* tags the device gave up on */
@@ -92,6 +100,9 @@ typedef void (*ModuleDoneFunc)(Module *m, guint16 status, const gchar *why,
                                gpointer data);
 
 /* device.c */
+/* The store in @dir, opened once and given the helper's limits. */
+VmaugStore *device_store_open(Helper *helper, const gchar *dir,
+                              GError **error);
 Device *device_new(Helper *helper, int fd);
 void device_free(Device *dev);
 /* Answer a deferred request (dropped if the device cancelled it). */
@@ -111,17 +122,12 @@ void device_event_refused(Device *dev, const gchar *name,
 void device_fill_info(Device *dev, struct vmaug_module_info *info,
                       const gchar *name, const gchar *version,
                       const VmaugManifest *m);
-/* Per-image module configuration, persisted in the device's store. */
-gboolean device_config_get(Device *dev, const gchar *module,
-                           const gchar *key, GBytes **value, GError **error);
-gboolean device_config_set(Device *dev, const gchar *module,
-                           const gchar *key, const void *value, gsize len,
-                           GError **error);
 
 /* loader.c */
 struct _Module {
     Device *dev;                    /* NULL once the device is gone */
     Helper *helper;
+    VmaugVmArea *area;              /* its VM's, kept while it runs */
     gchar *name;
     gchar *version;
     VmaugManifest *manifest;
@@ -142,7 +148,6 @@ struct _Module {
     guint drain_timer;
     gint64 started_us;
     int state_dirfd;
-    gchar *state_dir;
     /* What one init, call or event may ask of the host (loader.c). */
     guint budget_events;
     guint budget_logs;

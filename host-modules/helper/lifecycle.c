@@ -633,8 +633,7 @@ static void lifecycle_run(Lifecycle *lc)
 
         lc->guard = g_timeout_add(bound, lifecycle_on_guard, lc);
     }
-    set = vmaug_reg_set_load(dev->image, vmaug_store_get_dir(dev->store),
-                             &error);
+    set = vmaug_vm_area_regs_load(dev->area, &error);
     if (set == NULL) {
         /* Its required modules cannot be known: the image does not
          * start on a guess. */

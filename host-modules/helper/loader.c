@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,9 +22,6 @@
 
 #include "helper.h"
 #include "modlink.h"
-
-/* Files a module may keep in its state directory. */
-#define MODULE_MAX_STATE_FILES  1024
 
 /* Grace a module gets to run its fini before SIGKILL. */
 #define MODULE_STOP_GRACE_MS    500
@@ -42,6 +40,8 @@ static void module_drain_check(Module *m);
 
 static void module_refill_budget(Module *m)
 {
+    /* It may have written to its state files since we last looked. */
+    vmaug_vm_area_state_stale(m->area);
     m->budget_events = MODULE_BUDGET_EVENTS;
     m->budget_logs = MODULE_BUDGET_LOGS;
     m->budget_spool = MODULE_BUDGET_SPOOL;
@@ -112,7 +112,7 @@ static void module_free(Module *m)
     if (m->state_dirfd >= 0) {
         close(m->state_dirfd);
     }
-    g_free(m->state_dir);
+    vmaug_vm_area_unref(m->area);
     g_free(m->name);
     g_free(m->version);
     g_free(m);
@@ -303,8 +303,49 @@ static gboolean module_path_ok(const gchar *path)
     return TRUE;
 }
 
+/* Errors of the VM's area as a module sees them. */
+static int module_errno(const GError *error)
+{
+    if (g_error_matches(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG)) {
+        return -EDQUOT;
+    }
+    if (g_error_matches(error, VMAUG_HOST_ERROR,
+                        VMAUG_HOST_ERROR_NOT_FOUND)) {
+        return -ENOENT;
+    }
+    if (g_error_matches(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID)) {
+        return -EINVAL;
+    }
+    return -EIO;
+}
+
+/*
+ * @fd was opened with O_NONBLOCK, so that a FIFO or a device could not
+ * keep the helper, which serves every VM, waiting in open(): keep it only
+ * if it is a regular file (or, with @dir_ok, a directory), and give it
+ * back blocking, as the module asked.
+ */
+static int module_checked_fd(int fd, gboolean dir_ok)
+{
+    struct stat st;
+    int fl;
+
+    if (fd < 0) {
+        return fd;
+    }
+    if (fstat(fd, &st) < 0 ||
+        !(S_ISREG(st.st_mode) || (dir_ok && S_ISDIR(st.st_mode))) ||
+        (fl = fcntl(fd, F_GETFL)) < 0 ||
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        close(fd);
+        return -EINVAL;
+    }
+    return fd;
+}
+
 static int module_state_open(Module *m, guint32 flags, const gchar *path)
 {
+    g_autoptr(GError) error = NULL;
     const guint32 allowed = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND |
                             O_EXCL;
     struct open_how how = {
@@ -314,24 +355,24 @@ static int module_state_open(Module *m, guint32 flags, const gchar *path)
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
                    RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
     };
+    gboolean writes = (flags & O_ACCMODE) != O_RDONLY ||
+                      (flags & (O_CREAT | O_TRUNC | O_APPEND)) != 0;
+    gboolean creates;
     int fd;
 
     if ((flags & ~allowed) != 0 || !module_path_ok(path)) {
         return -EINVAL;
     }
-    /* RLIMIT_FSIZE bounds each file; this bounds how many there are. */
-    if ((flags & O_CREAT) && faccessat(m->state_dirfd, path, F_OK,
-                                       AT_SYMLINK_NOFOLLOW) < 0) {
-        g_autoptr(GDir) d = g_dir_open(m->state_dir, 0, NULL);
-        guint n = 0;
-
-        while (d != NULL && g_dir_read_name(d) != NULL) {
-            if (++n >= MODULE_MAX_STATE_FILES) {
-                return -EDQUOT;
-            }
-        }
+    creates = (flags & O_CREAT) && faccessat(m->state_dirfd, path, F_OK,
+                                             AT_SYMLINK_NOFOLLOW) < 0;
+    /* RLIMIT_FSIZE bounds each file; the VM's quota all of them, and the
+     * area how many there are. */
+    if (writes && !vmaug_vm_area_state_admit(m->area, m->name, creates,
+                                             &error)) {
+        g_debug("module %s: state %s: %s", m->name, path, error->message);
+        return module_errno(error);
     }
-    how.flags = flags | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
+    how.flags = flags | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
     if (!(flags & O_CREAT)) {
         how.mode = 0;
     }
@@ -340,7 +381,51 @@ static int module_state_open(Module *m, guint32 flags, const gchar *path)
         /* Old kernels: a single component cannot escape with O_NOFOLLOW. */
         fd = openat(m->state_dirfd, path, (int)how.flags, 0600);
     }
-    return fd < 0 ? -errno : fd;
+    fd = module_checked_fd(fd < 0 ? -errno : fd, FALSE);
+    if (fd >= 0 && creates) {
+        vmaug_vm_area_state_created(m->area, m->name);
+    }
+    return fd;
+}
+
+/*
+ * Open @rel below @rootfd for reading, and only if it is a regular file
+ * or a directory: it is looked at through an O_PATH descriptor first, so
+ * that nothing else (a FIFO, a device) is ever opened at all.
+ */
+static int module_open_beneath(int rootfd, const gchar *rel)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_CLOEXEC | O_NOFOLLOW,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                   RESOLVE_NO_MAGICLINKS,
+    };
+    g_autofree gchar *proc = NULL;
+    struct stat st;
+    int pfd, fd;
+
+    pfd = syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+    if (pfd < 0) {
+        return -errno;
+    }
+    if (fstat(pfd, &st) < 0 || !(S_ISREG(st.st_mode) ||
+                                 S_ISDIR(st.st_mode))) {
+        close(pfd);
+        return -EINVAL;
+    }
+    /* The same inode, now for reading. */
+    proc = g_strdup_printf("/proc/self/fd/%d", pfd);
+    fd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 && errno == ENOENT) {
+        /* No /proc: O_NONBLOCK alone keeps a swapped-in FIFO from
+         * blocking us. */
+        how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+                    O_NONBLOCK;
+        fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+    }
+    fd = fd < 0 ? -errno : fd;
+    close(pfd);
+    return module_checked_fd(fd, TRUE);
 }
 
 /* Read-only access below the roots the policy grants this module. */
@@ -348,11 +433,6 @@ static int module_host_open(Module *m, const gchar *path)
 {
     GStrv roots = g_hash_table_lookup(m->helper->policy->read_roots,
                                       m->name);
-    struct open_how how = {
-        .flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-                   RESOLVE_NO_MAGICLINKS,
-    };
 
     if (*path != '/' || strlen(path) > VMAUG_MODULE_MAX_HOST_PATH ||
         !g_utf8_validate(path, -1, NULL) || !module_path_ok(path + 1)) {
@@ -372,8 +452,7 @@ static int module_host_open(Module *m, const gchar *path)
         if (rootfd < 0) {
             return -errno;
         }
-        fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
-        fd = fd < 0 ? -errno : fd;
+        fd = module_open_beneath(rootfd, rel);
         close(rootfd);
         return fd;
     }
@@ -390,11 +469,9 @@ static gint32 module_spool(Module *m, const gchar *title, const guint8 *data,
                                             G_GUINT64_FORMAT,
                                             g_get_real_time() / 1000,
                                             (int)getpid(), ++h->jobs);
-    g_autofree gchar *dir = g_build_filename(vmaug_store_get_dir(m->dev->
-                                                                 store),
-                                             "spool", NULL);
-    g_autofree gchar *doc = g_strconcat(dir, "/", job, ".data", NULL);
-    g_autofree gchar *meta = g_strconcat(dir, "/", job, ".json", NULL);
+    g_autofree gchar *dir = NULL;
+    g_autofree gchar *doc = NULL;
+    g_autofree gchar *meta = NULL;
     g_autofree gchar *ts = g_date_time_format_iso8601(now);
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autoptr(JsonGenerator) gen = json_generator_new();
@@ -402,6 +479,19 @@ static gint32 module_spool(Module *m, const gchar *title, const guint8 *data,
     g_autofree gchar *json = NULL;
     g_autofree gchar *safe_title = g_utf8_make_valid(title, -1);
 
+    /* The description is small; the document counts against the VM's
+     * spool quota before a byte of it is written. */
+    if (!vmaug_vm_area_spool_admit(m->area, len, &error)) {
+        g_message("module %s: spool: %s", m->name, error->message);
+        return -EDQUOT;
+    }
+    dir = vmaug_vm_area_subdir(m->area, "spool", &error);
+    if (dir == NULL) {
+        g_warning("spool: %s", error->message);
+        return -EIO;
+    }
+    doc = g_strconcat(dir, "/", job, ".data", NULL);
+    meta = g_strconcat(dir, "/", job, ".json", NULL);
     /* The document first, its description last: a spool reader that sees
      * the .json finds the whole document. */
     if (!g_file_set_contents_full(doc, (const gchar *)data, len,
@@ -419,6 +509,8 @@ static gint32 module_spool(Module *m, const gchar *title, const guint8 *data,
     json_builder_add_string_value(b, m->name);
     json_builder_set_member_name(b, "image");
     json_builder_add_string_value(b, m->dev->name);
+    json_builder_set_member_name(b, "vm");
+    json_builder_add_string_value(b, vmaug_vm_area_get_id(m->area));
     json_builder_set_member_name(b, "size");
     json_builder_add_int_value(b, (gint64)len);
     json_builder_set_member_name(b, "time");
@@ -433,6 +525,7 @@ static gint32 module_spool(Module *m, const gchar *title, const guint8 *data,
         g_warning("spool: %s", error->message);
         return -EIO;
     }
+    vmaug_vm_area_spool_added(m->area, len + strlen(json));
     if (h->cups_queue != NULL) {
         /* lp gets the document as an argument, never through a shell. */
         const gchar *argv[] = { "lp", "-d", h->cups_queue, "-t", safe_title,
@@ -460,8 +553,7 @@ static gint32 module_post_ui(Module *m, const gchar *json, gsize len)
     g_autoptr(JsonParser) old = json_parser_new();
     g_autoptr(JsonGenerator) gen = json_generator_new();
     g_autoptr(JsonNode) all = NULL;
-    g_autofree gchar *dir = g_build_filename(vmaug_store_get_dir(m->dev->
-                                                                 store),
+    g_autofree gchar *dir = g_build_filename(vmaug_vm_area_get_dir(m->area),
                                              "ui", NULL);
     g_autofree gchar *name = g_strconcat(m->name, ".json", NULL);
     g_autofree gchar *path = g_build_filename(dir, name, NULL);
@@ -486,7 +578,12 @@ static gint32 module_post_ui(Module *m, const gchar *json, gsize len)
         strlen(json_node_get_string(id)) > 64) {
         return -EINVAL;
     }
-    g_mkdir_with_parents(dir, 0750);
+    g_clear_pointer(&dir, g_free);
+    dir = vmaug_vm_area_subdir(m->area, "ui", &error);
+    if (dir == NULL) {
+        g_warning("ui: %s", error->message);
+        return -EIO;
+    }
     /* The admin interface reads every module's current elements here. */
     if (json_parser_load_from_file(old, path, NULL) &&
         json_parser_get_root(old) != NULL &&
@@ -543,14 +640,19 @@ static gboolean module_on_api(Module *m, guint64 tag, const guint8 *data,
     case MODLINK_OP_CONFIG_GET: {
         g_autofree gchar *key = g_strndup((const gchar *)args, alen);
         g_autoptr(GBytes) value = NULL;
+        gboolean guest = g_str_has_prefix(key, VMAUG_VM_GUEST_PREFIX);
 
+        /* Its own keys, or what the guest set under "guest.". */
         if (!module_has_cap(m, VMAUG_CAP_CONFIG)) {
             module_api_reply(m, tag, -EPERM, NULL, 0, -1);
         } else if (strlen(key) != alen ||
-                   !device_config_get(m->dev, m->name, key, &value, &error)) {
-            module_api_reply(m, tag, error != NULL &&
-                             error->code == VMAUG_HOST_ERROR_NOT_FOUND ?
-                             -ENOENT : -EINVAL, NULL, 0, -1);
+                   !vmaug_vm_area_config_get(
+                       m->area, m->name,
+                       guest ? VMAUG_CONFIG_GUEST : VMAUG_CONFIG_MODULE,
+                       guest ? key + strlen(VMAUG_VM_GUEST_PREFIX) : key,
+                       &value, &error)) {
+            module_api_reply(m, tag, error != NULL ? module_errno(error) :
+                             -EINVAL, NULL, 0, -1);
         } else {
             module_api_reply(m, tag, 0, g_bytes_get_data(value, NULL),
                              g_bytes_get_size(value), -1);
@@ -562,10 +664,16 @@ static gboolean module_on_api(Module *m, guint64 tag, const guint8 *data,
         if (!module_has_cap(m, VMAUG_CAP_CONFIG)) {
             module_api_reply(m, tag, -EPERM, NULL, 0, -1);
         } else if (nul == NULL ||
-                   !device_config_set(m->dev, m->name, (const gchar *)args,
-                                      nul + 1, alen - (nul + 1 - args),
-                                      &error)) {
+                   g_str_has_prefix((const gchar *)args,
+                                    VMAUG_VM_GUEST_PREFIX)) {
+            /* The guest's namespace is the guest's to write. */
             module_api_reply(m, tag, -EINVAL, NULL, 0, -1);
+        } else if (!vmaug_vm_area_config_set(m->area, m->name,
+                                             VMAUG_CONFIG_MODULE,
+                                             (const gchar *)args, nul + 1,
+                                             alen - (nul + 1 - args),
+                                             &error)) {
+            module_api_reply(m, tag, module_errno(error), NULL, 0, -1);
         } else {
             module_api_reply(m, tag, 0, NULL, 0, -1);
         }
@@ -1064,6 +1172,9 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
 
     m->dev = dev;
     m->helper = h;
+    /* Its state, spool and configuration are its VM's, as long as it
+     * runs, also after the VM left. */
+    m->area = vmaug_vm_area_ref(dev->area);
     m->name = g_strdup(pkg->manifest->name);
     m->version = g_strdup(pkg->manifest->version);
     m->manifest = g_steal_pointer(&pkg->manifest);
@@ -1075,9 +1186,16 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
     module_refill_budget(m);
     g_queue_init(&m->calls);
 
-    state_dir = g_build_filename(vmaug_store_get_dir(dev->store), "state",
-                                 m->name, NULL);
-    m->state_dir = g_strdup(state_dir);
+    {
+        g_autofree gchar *all = vmaug_vm_area_subdir(m->area, "state",
+                                                     error);
+
+        if (all == NULL) {
+            module_free(m);
+            return NULL;
+        }
+        state_dir = g_build_filename(all, m->name, NULL);
+    }
     if (g_mkdir_with_parents(state_dir, 0700) < 0 ||
         (m->state_dirfd = open(state_dir, O_RDONLY | O_DIRECTORY |
                                O_CLOEXEC | O_NOFOLLOW)) < 0) {

@@ -3,7 +3,7 @@
  *
  *   vmaugment-helper --socket PATH --store DIR --trust-dir DIR [options]
  *                    [--image-dir DIR...] [--repository URL
- *                    [--repository-ca FILE]]
+ *                    [--repository-ca FILE]] [--vm-*-bytes N ...]
  *
  * QEMU connects with
  *   -chardev socket,id=h,path=PATH,reconnect-ms=1000
@@ -53,6 +53,14 @@ static gchar *opt_repository;
 static gchar *opt_repository_ca;
 static gchar *opt_repository_tool;
 static gint opt_repository_timeout_ms = 30000;
+static gint64 opt_vm_config_bytes = VMAUG_VM_CONFIG_BYTES;
+static gint64 opt_vm_state_bytes = VMAUG_VM_STATE_BYTES;
+static gint64 opt_vm_spool_bytes = VMAUG_VM_SPOOL_BYTES;
+static gint64 opt_vm_upload_bytes = VMAUG_STORE_UPLOAD_BYTES;
+static gint opt_vm_upload_slots = VMAUG_STORE_UPLOAD_SLOTS;
+static gint opt_upload_idle_s = VMAUG_STORE_UPLOAD_IDLE_S;
+static gint opt_audit_burst = VMAUG_STORE_AUDIT_BURST;
+static gint opt_audit_window_s = VMAUG_STORE_AUDIT_WINDOW_S;
 
 static const GOptionEntry entries[] = {
     { "socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_socket,
@@ -96,6 +104,28 @@ static const GOptionEntry entries[] = {
       "Open file limit of each module process", "N" },
     { "no-namespaces", 0, 0, G_OPTION_ARG_NONE, &opt_no_namespaces,
       "Do not put modules in new network/IPC/UTS namespaces", NULL },
+    { "vm-config-bytes", 0, 0, G_OPTION_ARG_INT64, &opt_vm_config_bytes,
+      "Bytes of module configuration one VM may keep (default 1 MiB)",
+      "N" },
+    { "vm-state-bytes", 0, 0, G_OPTION_ARG_INT64, &opt_vm_state_bytes,
+      "Bytes of module state files one VM may keep (default 256 MiB)",
+      "N" },
+    { "vm-spool-bytes", 0, 0, G_OPTION_ARG_INT64, &opt_vm_spool_bytes,
+      "Bytes of printed documents one VM may keep (default 256 MiB)",
+      "N" },
+    { "vm-upload-bytes", 0, 0, G_OPTION_ARG_INT64, &opt_vm_upload_bytes,
+      "Bytes one VM's unfinished uploads may announce together (default "
+      "256 MiB, at least the policy's max_package_size)", "N" },
+    { "vm-upload-slots", 0, 0, G_OPTION_ARG_INT, &opt_vm_upload_slots,
+      "Unfinished uploads one VM may have (default 4)", "N" },
+    { "upload-idle-s", 0, 0, G_OPTION_ARG_INT, &opt_upload_idle_s,
+      "An upload that took no chunk for this long is dropped (default "
+      "600)", "S" },
+    { "audit-burst", 0, 0, G_OPTION_ARG_INT, &opt_audit_burst,
+      "Audit records of each action one device writes one by one per "
+      "window; the rest are counted (default 20)", "N" },
+    { "audit-window-s", 0, 0, G_OPTION_ARG_INT, &opt_audit_window_s,
+      "The audit window (default 60)", "S" },
     { "cups-queue", 0, 0, G_OPTION_ARG_STRING, &opt_cups_queue,
       "Also send spooled documents to this CUPS queue (lp)", "QUEUE" },
     { "supervise", 0, 0, G_OPTION_ARG_NONE, &opt_supervise,
@@ -163,6 +193,21 @@ static gboolean main_on_accept(gint fd, GIOCondition cond, gpointer data)
         return G_SOURCE_CONTINUE;
     }
     device_new(h, c);
+    return G_SOURCE_CONTINUE;
+}
+
+/* Counts of audit records held back are written once their window
+ * ended, even if the device that caused them went quiet. */
+static gboolean main_on_audit_timer(gpointer data)
+{
+    Helper *h = data;
+    GHashTableIter it;
+    VmaugStore *store;
+
+    g_hash_table_iter_init(&it, h->stores);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&store)) {
+        vmaug_store_audit_flush(store, NULL);
+    }
     return G_SOURCE_CONTINUE;
 }
 
@@ -311,6 +356,15 @@ int main(int argc, char **argv)
         g_printerr("vmaugment-helper: limits out of range\n");
         return 2;
     }
+    if (opt_vm_config_bytes < 0 || opt_vm_state_bytes < 0 ||
+        opt_vm_spool_bytes < 0 || opt_vm_upload_bytes < 0 ||
+        opt_vm_upload_slots < 1 || opt_vm_upload_slots > 64 ||
+        opt_upload_idle_s < 0 || opt_audit_burst < 1 ||
+        opt_audit_window_s < 1) {
+        g_printerr("vmaugment-helper: VM quotas or audit limits out of "
+                   "range\n");
+        return 2;
+    }
     if (opt_repository != NULL &&
         (!g_str_has_prefix(opt_repository, "https://") ||
          strlen(opt_repository) > 2048)) {
@@ -386,20 +440,24 @@ int main(int argc, char **argv)
     h.cups_queue = opt_cups_queue;
     /* A module could fill our log through its stderr: only when asked. */
     h.module_stderr = opt_verbose;
+    h.vm_quota.config_bytes = opt_vm_config_bytes;
+    h.vm_quota.state_bytes = opt_vm_state_bytes;
+    h.vm_quota.spool_bytes = opt_vm_spool_bytes;
+    h.upload_limits.slots = opt_vm_upload_slots;
+    h.upload_limits.bytes = opt_vm_upload_bytes;
+    h.upload_limits.idle_us = (gint64)opt_upload_idle_s * G_USEC_PER_SEC;
+    h.audit_limits.burst = opt_audit_burst;
+    h.audit_limits.window_us = (gint64)opt_audit_window_s * G_USEC_PER_SEC;
     h.stores = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                      (GDestroyNotify)vmaug_store_free);
     h.manifests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                         (GDestroyNotify)vmaug_manifest_free);
+    h.refusals = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                       (GDestroyNotify)g_error_free);
     /* Open the default store now: a broken one should fail at start. */
-    {
-        VmaugStore *store = vmaug_store_open(h.default_store, h.trust,
-                                             h.policy, &error);
-
-        if (store == NULL) {
-            g_printerr("vmaugment-helper: store: %s\n", error->message);
-            return 1;
-        }
-        g_hash_table_insert(h.stores, g_strdup(h.default_store), store);
+    if (device_store_open(&h, h.default_store, &error) == NULL) {
+        g_printerr("vmaugment-helper: store: %s\n", error->message);
+        return 1;
     }
     h.spares_max = opt_spares;
     h.spares_wanted = MIN(1, h.spares_max);
@@ -408,6 +466,7 @@ int main(int argc, char **argv)
     g_unix_fd_add(listen_fd, G_IO_IN, main_on_accept, &h);
     g_unix_signal_add(SIGTERM, main_on_signal, &h);
     g_unix_signal_add(SIGINT, main_on_signal, &h);
+    g_timeout_add_seconds(opt_audit_window_s, main_on_audit_timer, &h);
     g_message("listening on %s (store %s, module host %s)", opt_socket,
               h.default_store, h.module_host);
     g_main_loop_run(h.loop);
@@ -422,6 +481,7 @@ int main(int argc, char **argv)
     g_main_loop_unref(h.loop);
     g_hash_table_unref(h.stores);
     g_hash_table_unref(h.manifests);
+    g_hash_table_unref(h.refusals);
     vmaug_policy_free(h.policy);
     vmaug_trust_store_free(h.trust);
     g_ptr_array_unref(h.allowed_stores);

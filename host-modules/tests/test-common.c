@@ -314,3 +314,53 @@ void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
     test_run(genkey);
     test_run(ca != NULL ? issued : self);
 }
+
+gchar *test_sha256sum(const gchar *path)
+{
+    const gchar *argv[] = { "sha256sum", "--", path, NULL };
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *out = NULL;
+    g_autofree gchar *err = NULL;
+    gint status;
+
+    g_spawn_sync(NULL, (gchar **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                 &out, &err, &status, &error);
+    g_assert_no_error(error);
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        g_error("sha256sum %s failed: %s", path, err);
+    }
+    g_assert_cmpuint(strlen(out), >, 64);
+    return g_strndup(out, 64);
+}
+
+GBytes *test_module_package(VmaugTrustIdentity *signer, const gchar *name,
+                            const gchar *version)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *so = NULL;
+    g_autofree gchar *manifest_path = NULL;
+    g_autofree gchar *manifest = NULL;
+    g_autoptr(GBytes) payload = NULL;
+    GBytes *pkg;
+
+    if (g_strcmp0(name, "hostile") == 0) {
+        so = g_strdup(g_getenv("VMAUG_TEST_HOSTILE_SO"));
+        manifest_path = g_strdup(g_getenv("VMAUG_TEST_HOSTILE_MANIFEST"));
+    } else {
+        g_autofree gchar *base = g_strconcat("vmaug-", name, ".so", NULL);
+        const gchar *build = g_getenv("VMAUG_TEST_MODULES_BUILD");
+        const gchar *src = g_getenv("VMAUG_TEST_MODULES_SRC");
+
+        g_assert_nonnull(build);
+        g_assert_nonnull(src);
+        so = g_build_filename(build, base, NULL);
+        manifest_path = g_build_filename(src, name, "manifest.json", NULL);
+    }
+    g_assert_nonnull(so);
+    g_assert_nonnull(manifest_path);
+    payload = test_read(so);
+    g_assert_true(g_file_get_contents(manifest_path, &manifest, NULL, NULL));
+    pkg = vmaug_package_build(manifest, version, payload, signer, &error);
+    g_assert_no_error(error);
+    return pkg;
+}

@@ -55,6 +55,15 @@ void test_run(const gchar *const *argv);
 void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
                    const gchar *ca);
 
+/* The SHA-256 of a file as sha256sum(1) computes it: lower-case hex. */
+gchar *test_sha256sum(const gchar *path);
+/* A signed package of a module the build made (host-modules/modules/NAME,
+ * or "hostile"), found through $VMAUG_TEST_MODULES_BUILD and _SRC, or
+ * $VMAUG_TEST_HOSTILE_SO and _MANIFEST; @version replaces the manifest's
+ * when not NULL. */
+GBytes *test_module_package(VmaugTrustIdentity *signer, const gchar *name,
+                            const gchar *version);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(TestKeys, test_keys_free)
 
 #endif /* VMAUGMENT_TEST_COMMON_H */

@@ -22,6 +22,7 @@
 
 #include "helper-client.h"
 #include "test-common.h"
+#include "vm-area.h"
 #include "vmaugment-module.h"
 
 typedef struct {
@@ -127,6 +128,44 @@ static gchar *audit_path(Fixture *f)
     return g_build_filename(f->store, "audit.log", NULL);
 }
 
+/* @rel in the area of the VM that has it (vm-area.h); the VMs of one
+ * test never write the same files. */
+static gchar *vm_file(Fixture *f, const gchar *rel)
+{
+    g_autofree gchar *vms = g_build_filename(f->store, "vms", NULL);
+    g_autoptr(GDir) d = g_dir_open(vms, 0, NULL);
+    const gchar *n;
+
+    while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
+        gchar *p = g_build_filename(vms, n, rel, NULL);
+
+        if (g_file_test(p, G_FILE_TEST_EXISTS)) {
+            return p;
+        }
+        g_free(p);
+    }
+    return g_build_filename(vms, "(nowhere)", rel, NULL);
+}
+
+/* The area of the fixture's image, whose name the helper derives from
+ * its real path. */
+static gchar *image_area(Fixture *f)
+{
+    g_autofree gchar *dir = realpath(f->images, NULL);
+    g_autofree gchar *real = g_build_filename(dir, "disk.qcow2", NULL);
+    g_autofree gchar *id = vmaug_vm_area_id_for_image(real);
+
+    return g_build_filename(f->store, "vms", id, NULL);
+}
+
+/* The fixture's VM runs the image from now on, so that what it keeps
+ * outlives its connection. */
+static void fixture_use_image(Fixture *f)
+{
+    helper_client_free(f->c);
+    f->c = helper_client_connect_image(f->socket, NULL, f->image);
+}
+
 /* The device's IMAGE_START, answered; returns the answer. */
 static HelperDone *lifecycle_call(HelperClient *c, guint32 event,
                                   guint32 flags)
@@ -216,9 +255,9 @@ static void test_upload_load_invoke(Fixture *f, gconstpointer data)
 
 static gchar *spool_find(Fixture *f, const gchar *job)
 {
-    g_autofree gchar *name = g_strconcat(job, ".data", NULL);
+    g_autofree gchar *name = g_strconcat("spool/", job, ".data", NULL);
 
-    return g_build_filename(f->store, "spool", name, NULL);
+    return vm_file(f, name);
 }
 
 static void test_printer_swap_rollback(Fixture *f, gconstpointer data)
@@ -282,6 +321,7 @@ static void test_kv_config(Fixture *f, gconstpointer data)
     g_auto(HelperReply) r = { 0 };
 
     upload_module(f, "kv", "1.0");
+    fixture_use_image(f);
     g_assert_cmpuint(helper_load(f->c, "kv", NULL, NULL), ==, VMAUG_S_OK);
     g_assert_cmpuint(helper_invoke(f->c, "kv", "set", "colour=blue", 11,
                                    NULL), ==, VMAUG_S_OK);
@@ -314,6 +354,7 @@ static void test_kv_config(Fixture *f, gconstpointer data)
     helper_client_free(f->c);
     helper_kill(f->pid);
     fixture_start(f, NULL);
+    fixture_use_image(f);
     g_assert_cmpuint(helper_load(f->c, "kv", NULL, NULL), ==, VMAUG_S_OK);
     g_clear_pointer(&out, g_bytes_unref);
     g_assert_cmpuint(helper_invoke(f->c, "kv", "get", "colour", 6, &out), ==,
@@ -331,6 +372,7 @@ static void test_register_list(Fixture *f, gconstpointer data)
 
     upload_module(f, "echo", "1.0");
     upload_module(f, "kv", "1.0");
+    fixture_use_image(f);
     helper_ref(&reg.ref, "echo", NULL);
     reg.flags = GUINT32_TO_LE(VMAUG_REG_F_REQUIRED);
     g_assert_true(helper_client_call(f->c, VMAUG_OP_REGISTER, &reg,
@@ -358,8 +400,7 @@ static void test_register_list(Fixture *f, gconstpointer data)
 
     /* Connecting loads nothing; the next start of the image loads what
      * it registered. */
-    helper_client_free(f->c);
-    f->c = helper_client_connect(f->socket, NULL);
+    fixture_use_image(f);
     g_assert_null(helper_client_wait_event(f->c, VMAUG_EVENT_MODULE_LOADED,
                                            500));
     g_assert_cmpuint(helper_invoke(f->c, "echo", "echo", "a", 1, NULL), ==,
@@ -745,9 +786,8 @@ static void test_escape(Fixture *f, gconstpointer data)
         { "files", ESCAPE_ERRNO, "state_open", EDQUOT, UNCONFINED_NOT_RUN },
     };
     g_autoptr(GBytes) out = NULL;
-    g_autofree gchar *state = g_build_filename(f->store, "state", "hostile",
-                                               NULL);
-    g_autofree gchar *notes = g_build_filename(state, "notes.txt", NULL);
+    g_autofree gchar *state = NULL;
+    g_autofree gchar *notes = NULL;
     g_autofree gchar *text = NULL;
     g_autofree gchar *port_text = NULL;
     guint16 port;
@@ -762,8 +802,10 @@ static void test_escape(Fixture *f, gconstpointer data)
                      VMAUG_S_OK);
     g_assert_cmpuint(helper_invoke(f->c, "hostile", "state", "mine", 4, NULL),
                      ==, VMAUG_S_DENIED);
+    notes = vm_file(f, "state/hostile/notes.txt");
     g_assert_true(g_file_get_contents(notes, &text, NULL, NULL));
     g_assert_cmpstr(text, ==, "mine");
+    state = g_path_get_dirname(notes);
     for (guint i = 0; i < G_N_ELEMENTS(corpus); i++) {
         const gchar *fn = corpus[i].function;
         const gchar *in = g_strcmp0(fn, "connect") == 0 ? port_text : NULL;
@@ -893,8 +935,8 @@ static void fixture_restart(Fixture *f, const gchar *policy_json)
 
 static gchar *read_ui(Fixture *f, const gchar *module)
 {
-    g_autofree gchar *name = g_strconcat(module, ".json", NULL);
-    g_autofree gchar *path = g_build_filename(f->store, "ui", name, NULL);
+    g_autofree gchar *name = g_strconcat("ui/", module, ".json", NULL);
+    g_autofree gchar *path = vm_file(f, name);
     gchar *text = NULL;
 
     g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
@@ -938,6 +980,7 @@ static void test_module_config(Fixture *f, gconstpointer data)
     g_autoptr(GBytes) out = NULL;
 
     upload_module(f, "config", "1.0");
+    fixture_use_image(f);
     helper_ref(&reg.ref, "config", NULL);
     reg.events = GUINT32_TO_LE(VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START));
     g_assert_true(helper_client_call(f->c, VMAUG_OP_REGISTER, &reg,
@@ -962,8 +1005,7 @@ static void test_module_config(Fixture *f, gconstpointer data)
                     "2048", 4);
 
     /* The image restarts. */
-    helper_client_free(f->c);
-    f->c = helper_client_connect(f->socket, NULL);
+    fixture_use_image(f);
     image_start_ok(f->c);
     g_clear_pointer(&out, g_bytes_unref);
     g_assert_cmpuint(helper_invoke(f->c, "config", "get", "memory-mb", 9,
@@ -1076,13 +1118,13 @@ static void test_module_scanner(Fixture *f, gconstpointer data)
                              root);
     fixture_restart(f, policy);
     upload_module(f, "scanner", "1.0");
+    g_assert_cmpuint(helper_load(f->c, "scanner", NULL, NULL), ==,
+                     VMAUG_S_OK);
     paths = g_strdup_printf("%s\n%s\n%s", root, secret, link);
     config_set(f, "scanner", "paths", paths);
     /* "EVIL-PATTERN" */
     config_set(f, "scanner", "signatures",
                "Evil:4556494c2d5041545445524e\nbroken:zz\n");
-    g_assert_cmpuint(helper_load(f->c, "scanner", NULL, NULL), ==,
-                     VMAUG_S_OK);
     g_assert_cmpuint(helper_invoke(f->c, "scanner", "scan", NULL, 0, &out),
                      ==, VMAUG_S_OK);
     found = g_strndup(g_bytes_get_data(out, NULL), g_bytes_get_size(out));
@@ -1337,8 +1379,9 @@ static void test_image_register(Fixture *f, gconstpointer data)
 
 static gchar *journal_file(Fixture *f)
 {
-    return g_build_filename(f->store, "state", "journal", "journal.log",
-                            NULL);
+    g_autofree gchar *area = image_area(f);
+
+    return g_build_filename(area, "state", "journal", "journal.log", NULL);
 }
 
 /* The journal's lines: event names, and their times in @times. */

@@ -315,23 +315,23 @@ static void test_upload_resume(Fixture *f, gconstpointer data)
 
     g_checksum_update(c, p, size);
     g_checksum_get_digest(c, sha, &shalen);
-    g_assert_true(vmaug_store_upload_begin(f->store, size, sha, "echo", "2.0",
+    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha, "echo", "2.0",
                                            "test", &id, &off, &error));
     g_assert_no_error(error);
     g_assert_cmpuint(off, ==, 0);
-    g_assert_true(vmaug_store_upload_chunk(f->store, id, 0, p, half, &off,
+    g_assert_true(vmaug_store_upload_chunk(f->store, "vm-a", id, 0, p, half, &off,
                                            &error));
     g_assert_cmpuint(off, ==, half);
     /* Out of order, past the end, or unknown ids are refused. */
-    g_assert_false(vmaug_store_upload_chunk(f->store, id, 0, p, 1, &off,
+    g_assert_false(vmaug_store_upload_chunk(f->store, "vm-a", id, 0, p, 1, &off,
                                             &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID);
     g_clear_error(&error);
-    g_assert_false(vmaug_store_upload_chunk(f->store, id, half, p,
+    g_assert_false(vmaug_store_upload_chunk(f->store, "vm-a", id, half, p,
                                             size - half + 1, &off, &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG);
     g_clear_error(&error);
-    g_assert_false(vmaug_store_upload_chunk(f->store, id + 1, half, p, 1,
+    g_assert_false(vmaug_store_upload_chunk(f->store, "vm-a", id + 1, half, p, 1,
                                             &off, &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
     g_clear_error(&error);
@@ -344,14 +344,14 @@ static void test_upload_resume(Fixture *f, gconstpointer data)
                                 &error);
     g_assert_no_error(error);
     g_assert_null(vmaug_store_lookup(f->store, "echo", "2.0", NULL));
-    g_assert_true(vmaug_store_upload_begin(f->store, size, sha, "echo", "2.0",
+    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha, "echo", "2.0",
                                            "test", &id2, &off, &error));
     g_assert_cmpuint(id2, ==, id);
     g_assert_cmpuint(off, ==, half);
-    g_assert_true(vmaug_store_upload_chunk(f->store, id2, half, p + half,
+    g_assert_true(vmaug_store_upload_chunk(f->store, "vm-a", id2, half, p + half,
                                            size - half, &off, &error));
     g_assert_no_error(error);
-    m = vmaug_store_upload_commit(f->store, id2, "test", &error);
+    m = vmaug_store_upload_commit(f->store, "vm-a", id2, "test", &error);
     g_assert_no_error(error);
     g_assert_cmpstr(m->version, ==, "2.0");
     list = vmaug_store_list(f->store);
@@ -367,10 +367,10 @@ static void upload_all(Fixture *f, GBytes *pkg, const guint8 *sha,
     const guint8 *p = g_bytes_get_data(pkg, &size);
     guint64 off;
 
-    g_assert_true(vmaug_store_upload_begin(f->store, size, sha, name, version,
+    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha, name, version,
                                            "test", id, &off, &error));
     g_assert_no_error(error);
-    g_assert_true(vmaug_store_upload_chunk(f->store, *id, 0, p, size, &off,
+    g_assert_true(vmaug_store_upload_chunk(f->store, "vm-a", *id, 0, p, size, &off,
                                            &error));
     g_assert_no_error(error);
 }
@@ -390,20 +390,20 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
     VmaugManifest *m;
 
     /* Size caps are applied before a byte is accepted. */
-    g_assert_false(vmaug_store_upload_begin(f->store, 1024 * 1024, sha,
+    g_assert_false(vmaug_store_upload_begin(f->store, "vm-a", 1024 * 1024, sha,
                                             "echo", "2.0", "test", &id, &off,
                                             &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG);
     g_clear_error(&error);
     /* So is the rollback check, from what the upload announces. */
-    g_assert_false(vmaug_store_upload_begin(f->store, 100, sha, "echo", "1.0",
+    g_assert_false(vmaug_store_upload_begin(f->store, "vm-a", 100, sha, "echo", "1.0",
                                             "test", &id, &off, &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
     g_clear_error(&error);
 
     /* Wrong hash announced: refused at commit. */
     upload_all(f, pkg, sha, "echo", "2.0", &id);
-    m = vmaug_store_upload_commit(f->store, id, "test", &error);
+    m = vmaug_store_upload_commit(f->store, "vm-a", id, "test", &error);
     g_assert_null(m);
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_HASH_MISMATCH);
     g_clear_error(&error);
@@ -417,7 +417,7 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
         g_checksum_get_digest(c, sha, &shalen);
     }
     upload_all(f, unknown, sha, "echo", "2.1", &id);
-    m = vmaug_store_upload_commit(f->store, id, "test", &error);
+    m = vmaug_store_upload_commit(f->store, "vm-a", id, "test", &error);
     g_assert_null(m);
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
     g_clear_error(&error);
@@ -431,15 +431,15 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
         g_checksum_get_digest(c, sha, &shalen);
     }
     upload_all(f, pkg, sha, "kv", "2.0", &id);
-    m = vmaug_store_upload_commit(f->store, id, "test", &error);
+    m = vmaug_store_upload_commit(f->store, "vm-a", id, "test", &error);
     g_assert_null(m);
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
     g_clear_error(&error);
 
     /* Aborted. */
     upload_all(f, pkg, sha, "echo", "2.0", &id);
-    g_assert_true(vmaug_store_upload_abort(f->store, id, "test", &error));
-    g_assert_null(vmaug_store_upload_commit(f->store, id, "test", &error));
+    g_assert_true(vmaug_store_upload_abort(f->store, "vm-a", id, "test", &error));
+    g_assert_null(vmaug_store_upload_commit(f->store, "vm-a", id, "test", &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
 
     after = test_snapshot(f->store_dir, "audit.log");
@@ -450,35 +450,47 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
 static void test_upload_slots(Fixture *f, gconstpointer data)
 {
     g_autoptr(GError) error = NULL;
+    VmaugUploadLimits limits = {
+        .slots = VMAUG_STORE_UPLOAD_SLOTS,
+        .bytes = VMAUG_STORE_UPLOAD_BYTES,
+        .idle_us = 0,
+    };
     guint8 sha[32] = { 0 };
     guint64 id, first = 0, off;
 
-    for (guint i = 0; i < VMAUG_STORE_MAX_UPLOADS; i++) {
+    for (guint i = 0; i < VMAUG_STORE_UPLOAD_SLOTS; i++) {
         sha[0] = i + 1;
-        g_assert_true(vmaug_store_upload_begin(f->store, 100, sha, "echo",
-                                               "3.0", "test", &id, &off,
-                                               &error));
+        g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", 100, sha,
+                                               "echo", "3.0", "test", &id,
+                                               &off, &error));
         g_assert_no_error(error);
         if (i == 0) {
             first = id;
         }
     }
-    /* Every slot is taken by uploads that are still fresh. */
+    /* Every slot of this VM is taken by uploads that are still fresh. */
     sha[0] = 99;
-    g_assert_false(vmaug_store_upload_begin(f->store, 100, sha, "echo",
-                                            "3.0", "test", &id, &off,
+    g_assert_false(vmaug_store_upload_begin(f->store, "vm-a", 100, sha,
+                                            "echo", "3.0", "test", &id, &off,
                                             &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY);
     g_clear_error(&error);
-    /* Abandoned ones give way, the oldest first. */
-    vmaug_store_set_upload_idle(f->store, 0);
-    g_assert_true(vmaug_store_upload_begin(f->store, 100, sha, "echo", "3.0",
-                                           "test", &id, &off, &error));
+    /* Another VM's slots are its own. */
+    g_assert_true(vmaug_store_upload_begin(f->store, "vm-b", 100, sha,
+                                           "echo", "3.0", "test", &id, &off,
+                                           &error));
     g_assert_no_error(error);
-    g_assert_false(vmaug_store_upload_chunk(f->store, first, 0, sha, 1, &off,
-                                            &error));
+    /* Abandoned ones give way. */
+    vmaug_store_set_upload_limits(f->store, &limits);
+    sha[0] = 100;
+    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", 100, sha, "echo",
+                                           "3.0", "test", &id, &off, &error));
+    g_assert_no_error(error);
+    g_assert_false(vmaug_store_upload_chunk(f->store, "vm-a", first, 0, sha,
+                                            1, &off, &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
-    g_assert_cmpuint(test_count_lines(f->audit, "upload-expire"), ==, 1);
+    g_assert_cmpuint(test_count_lines(f->audit, "upload-expire"), ==,
+                     VMAUG_STORE_UPLOAD_SLOTS + 1);
 }
 
 static void test_repair(Fixture *f, gconstpointer data)

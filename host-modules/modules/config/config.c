@@ -4,9 +4,13 @@
  * Call "set" with "key=value" records a pending setting; at the next
  * image start (the "image-start" event) pending settings become applied
  * ones, which the host application reads when it starts the VM: keys
- * "applied.<key>" in the module's configuration (<store>/config/
- * config.json).  "get" returns the applied value, "pending" the pending
- * one.  Only the settings below, with values in range, are accepted.
+ * "applied.<key>" in the module's own configuration
+ * (<store>/vms/<image's area>/config/config.json).  "get" returns the
+ * applied value, "pending" the pending one.  Only the settings below, with
+ * values in range, are accepted, and a value is checked again before it
+ * is applied: the host application acts on "applied.*", so nothing gets
+ * there unvalidated.  What the guest writes with CONFIG_SET stays in its
+ * own namespace ("guest.*"), which this module never reads.
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -103,9 +107,12 @@ static int config_event(void *priv, uint32_t type, const void *data,
     for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
         char value[CONFIG_VALUE_MAX + 1];
         char k[VMAUG_CONFIG_KEY_MAX];
+        int n = config_get_value("pending", settings[i].key, value,
+                                 sizeof(value));
 
-        if (config_get_value("pending", settings[i].key, value,
-                             sizeof(value)) <= 0) {
+        /* All of it, and valid: a cut or NUL-split value is not. */
+        if (n <= 0 || n > CONFIG_VALUE_MAX || strlen(value) != (size_t)n ||
+            !config_valid(&settings[i], value)) {
             continue;
         }
         snprintf(k, sizeof(k), "applied.%s", settings[i].key);

@@ -3,7 +3,9 @@
  * configuration, which the host persists per image.
  *
  * Calls: "set" with "key=value", "get" with "key" (returns the value),
- * "count" (returns how many sets this instance has done, as text).
+ * "count" (returns how many sets this instance has done, as text).  A key
+ * it never set is looked up among what the guest set with CONFIG_SET
+ * ("guest.<key>"): plain data to kv, which interprets none of it.
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -67,7 +69,8 @@ static int kv_call(void *priv, const char *function, const void *in,
         rc = kv->api->config_set(kv->host, key, eq + 1,
                                  in_len - (eq + 1 - (const char *)in));
         if (rc < 0) {
-            return rc == -EPERM ? VMAUG_S_DENIED : VMAUG_S_INVALID;
+            return rc == -EPERM ? VMAUG_S_DENIED :
+                   rc == -EDQUOT ? VMAUG_S_TOO_BIG : VMAUG_S_INVALID;
         }
         kv->sets++;
         *out_len = 0;
@@ -78,6 +81,15 @@ static int kv_call(void *priv, const char *function, const void *in,
             return VMAUG_S_INVALID;
         }
         rc = kv->api->config_get(kv->host, key, out, out_cap);
+        if (rc == -ENOENT) {
+            char guest[VMAUG_CONFIG_KEY_MAX];
+
+            if ((size_t)snprintf(guest, sizeof(guest), "guest.%s", key) >=
+                sizeof(guest)) {
+                return VMAUG_S_NOT_FOUND;
+            }
+            rc = kv->api->config_get(kv->host, guest, out, out_cap);
+        }
         if (rc == -ENOENT) {
             return VMAUG_S_NOT_FOUND;
         }

@@ -77,6 +77,9 @@ static int printer_print(Printer *p, const char *in, size_t in_len,
     if (rc == -EPERM) {
         return VMAUG_S_DENIED;
     }
+    if (rc == -EDQUOT) {
+        return VMAUG_S_TOO_BIG;     /* the VM's spool is full */
+    }
     if (rc < 0) {
         return VMAUG_S_IO_ERROR;
     }

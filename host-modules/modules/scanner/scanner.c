@@ -2,10 +2,11 @@
  * scanner: scans host paths against a signature list at image start (and
  * on request) and reports what it finds.
  *
- * Configuration (the module's per-image keys): "paths", host files or
- * directories one per line; "signatures", lines "NAME:HEX" naming a byte
- * pattern.  The host owner's policy decides which directories the module
- * may read at all (read_roots); it opens nothing itself.
+ * Configuration, which the guest sets (CONFIG_SET, read here as
+ * "guest.<key>"): "paths", host files or directories one per line;
+ * "signatures", lines "NAME:HEX" naming a byte pattern.  Both are guest
+ * input: the host owner's policy decides which directories the module may
+ * read at all (read_roots), and the helper opens nothing else for it.
  *
  * Calls: "scan" returns the findings, one "path: NAME" line each, and
  * sends "findings N" to the guest; the "image-start" event does the same
@@ -70,7 +71,8 @@ static int hexval(char c)
 static void scanner_load_signatures(void)
 {
     char text[VMAUG_MAX_CONFIG_VALUE + 1];
-    int n = sc_api->config_get(sc_host, "signatures", text, sizeof(text) - 1);
+    int n = sc_api->config_get(sc_host, "guest.signatures", text,
+                               sizeof(text) - 1);
     char *line, *save = NULL;
 
     n_sigs = 0;
@@ -181,7 +183,7 @@ static unsigned scanner_run(char *out, size_t cap, size_t *out_len)
     int n;
 
     scanner_load_signatures();
-    n = sc_api->config_get(sc_host, "paths", paths, sizeof(paths) - 1);
+    n = sc_api->config_get(sc_host, "guest.paths", paths, sizeof(paths) - 1);
     if (n > 0 && n_sigs > 0) {
         paths[n < (int)sizeof(paths) - 1 ? n : (int)sizeof(paths) - 1] = 0;
         for (line = strtok_r(paths, "\n", &save); line != NULL;

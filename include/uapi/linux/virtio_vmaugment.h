@@ -180,8 +180,9 @@ struct vmaug_upload_begin {
 };
 
 /*
- * Upload ids are chosen by the host; BEGIN with the same size and hash
- * resumes an unfinished upload at its offset.
+ * Upload ids are chosen by the host and valid only for the VM that began
+ * the upload; BEGIN with the same size, hash, name and version resumes
+ * that VM's unfinished upload at its offset.
  */
 struct vmaug_upload_ref {
 	__le64 upload_id;

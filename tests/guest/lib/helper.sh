@@ -165,9 +165,15 @@ helper_store_has() {
     helper_dir_has "$helper_dir/store/objects" "$1"
 }
 
-# The host's print spool holds a document whose bytes hash to $1.
+# The host's print spool holds a document whose bytes hash to $1: the
+# spool of one of the VMs' areas of the store.
 helper_spool_has() {
-    helper_dir_has "$helper_dir/store/spool" "$1"
+    local spool
+    for spool in "$helper_dir"/store/vms/*/spool; do
+        [ -d "$spool" ] || continue
+        helper_dir_has "$spool" "$1" && return 0
+    done
+    return 1
 }
 
 # helper_dir_has DIR HEX: a file in DIR hashes to HEX.

@@ -1,9 +1,12 @@
 # The host helper is killed, during an upload too, and restarted: calls
 # fail with a clear status while it is away, the guest and driver carry on,
 # events report the loss and the return, the next call after the helper
-# is back works, and the interrupted upload resumes.  Then it hangs instead
-# of dying: calls time out and late answers are dropped.
+# is back works, and the interrupted upload resumes (an upload is its VM's,
+# so the device names its image: the VM is the same one after the
+# restart).  Then it hangs instead of dying: calls time out and late
+# answers are dropped.
 # needs: helper
+# image: yes
 # package: restartecho 24
 # package: stallecho 4
 # memory: 512M

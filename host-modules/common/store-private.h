@@ -1,0 +1,57 @@
+/*
+ * vmaugment host side: what the store's own files (store.c, the layout
+ * and packages; store-upload.c, upload sessions; store-audit.c, the audit
+ * log) share.  Nothing outside them includes this.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef VMAUGMENT_STORE_PRIVATE_H
+#define VMAUGMENT_STORE_PRIVATE_H
+
+#include "store.h"
+
+struct _VmaugStore {
+    gchar *dir;
+    VmaugTrustStore *trust;
+    const VmaugPolicy *policy;
+    int audit_fd;
+    int lock_fd;                    /* "lock", held shared while open */
+    VmaugClockFunc clock;
+    gpointer clock_data;
+    /* Upload sessions (store-upload.c). */
+    GHashTable *uploads;            /* guint64 id -> StoreUpload */
+    VmaugUploadLimits upload_limits;
+    /* Audit records held back per actor (store-audit.c). */
+    GHashTable *audit_sources;      /* actor -> AuditSource */
+    VmaugAuditLimits audit_limits;
+};
+
+/* Now, in microseconds of the store's clock (monotonic by default). */
+gint64 store_now(VmaugStore *store);
+/* VMAUG_HOST_ERROR_IO for errno after @what of @path; FALSE. */
+gboolean store_io_error(GError **error, const gchar *what,
+                        const gchar *path);
+void store_fsync_dir(const gchar *dir);
+gchar *store_hex(const guint8 *d, gsize len);
+gboolean store_is_hex64(const gchar *s);
+gchar *store_object_path(VmaugStore *store, const gchar *hex);
+/* May @name @version (content @hex, or NULL when not known yet) enter
+ * the store?  EXISTS when exactly this package is there. */
+gboolean store_admit(VmaugStore *store, const gchar *name,
+                     const gchar *version, const gchar *hex, GError **error);
+/* Record verified @pkg, whose bytes are objects/<hex>.pkg already. */
+gboolean store_publish(VmaugStore *store, VmaugPackage *pkg,
+                       const gchar *hex, GError **error);
+
+/* store-upload.c */
+void store_uploads_init(VmaugStore *store);
+/* Take over the unfinished uploads left in uploads/ (when repairing). */
+void store_uploads_repair(VmaugStore *store);
+
+/* store-audit.c */
+void store_audit_init(VmaugStore *store);
+gboolean store_audit_open(VmaugStore *store, GError **error);
+void store_audit_close(VmaugStore *store);
+
+#endif /* VMAUGMENT_STORE_PRIVATE_H */

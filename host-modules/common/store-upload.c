@@ -1,0 +1,650 @@
+/*
+ * vmaugment host side: the store's upload sessions (see store.h).
+ *
+ * An unfinished upload is uploads/<id>.part (the bytes so far) and
+ * uploads/<id>.json (its owner, size, hash, name and version), named by
+ * its id: two uploads never share a file, whatever they announce.  It
+ * belongs to the VM that began it.  At commit its bytes are read into
+ * memory, exactly the announced size of them, hashed and verified there,
+ * and the object is written anew from that copy: nothing anyone can still
+ * write to (the .part, a descriptor on it) is ever the stored object, and
+ * nothing is mapped that a shrinking file could fault on.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "store-private.h"
+
+typedef struct {
+    guint64 id;
+    gchar *owner;
+    guint8 sha256[32];
+    gchar *hex;
+    guint64 size;
+    guint64 offset;
+    gchar *name;
+    gchar *version;
+    int fd;
+    gint64 last_active;             /* store clock: began or took a chunk */
+} StoreUpload;
+
+static void store_upload_free(StoreUpload *u)
+{
+    if (u->fd >= 0) {
+        close(u->fd);
+    }
+    g_free(u->owner);
+    g_free(u->hex);
+    g_free(u->name);
+    g_free(u->version);
+    g_free(u);
+}
+
+void store_uploads_init(VmaugStore *store)
+{
+    store->uploads = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL,
+                                           (GDestroyNotify)store_upload_free);
+    store->upload_limits.slots = VMAUG_STORE_UPLOAD_SLOTS;
+    store->upload_limits.bytes = VMAUG_STORE_UPLOAD_BYTES;
+    store->upload_limits.idle_us = (gint64)VMAUG_STORE_UPLOAD_IDLE_S *
+                                   G_USEC_PER_SEC;
+}
+
+void vmaug_store_set_upload_limits(VmaugStore *store,
+                                   const VmaugUploadLimits *limits)
+{
+    store->upload_limits = *limits;
+}
+
+static gboolean store_owner_is_valid(const gchar *owner)
+{
+    gsize len = owner != NULL ? strlen(owner) : 0;
+
+    if (len == 0 || len > 128) {
+        return FALSE;
+    }
+    for (gsize i = 0; i < len; i++) {
+        if (!g_ascii_isalnum(owner[i]) && owner[i] != '.' &&
+            owner[i] != '_' && owner[i] != '-') {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+static gchar *store_upload_path(VmaugStore *store, guint64 id,
+                                const gchar *suffix)
+{
+    g_autofree gchar *name = g_strdup_printf("%016" G_GINT64_MODIFIER "x%s",
+                                             id, suffix);
+
+    return g_build_filename(store->dir, "uploads", name, NULL);
+}
+
+/* ---- Taking over unfinished uploads at start ---- */
+
+static gboolean store_load_upload(VmaugStore *store, guint64 id)
+{
+    g_autofree gchar *jpath = store_upload_path(store, id, ".json");
+    g_autofree gchar *ppath = store_upload_path(store, id, ".part");
+    g_autoptr(JsonParser) parser = json_parser_new_immutable();
+    g_autoptr(GBytes) blob = NULL;
+    g_autofree gchar *hex = NULL;
+    JsonObject *o;
+    JsonNode *root;
+    StoreUpload *u;
+    struct stat st;
+    const gchar *owner, *name, *version, *sha;
+    gint64 size;
+
+    blob = vmaug_trust_read_file(jpath, 4096, NULL);
+    if (blob == NULL ||
+        !json_parser_load_from_data(parser, g_bytes_get_data(blob, NULL),
+                                    g_bytes_get_size(blob), NULL)) {
+        return FALSE;
+    }
+    root = json_parser_get_root(parser);
+    if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
+        return FALSE;
+    }
+    o = json_node_get_object(root);
+    owner = json_object_get_string_member_with_default(o, "owner", NULL);
+    name = json_object_get_string_member_with_default(o, "name", NULL);
+    version = json_object_get_string_member_with_default(o, "version", NULL);
+    sha = json_object_get_string_member_with_default(o, "sha256", NULL);
+    size = json_object_get_int_member_with_default(o, "size", -1);
+    if (size <= 0 || (guint64)size > store->policy->max_package_size ||
+        (guint64)json_object_get_int_member_with_default(o, "id", 0) != id ||
+        !store_owner_is_valid(owner) || sha == NULL ||
+        !store_is_hex64(sha) || !vmaug_name_is_valid(name) ||
+        !vmaug_version_is_valid(version)) {
+        return FALSE;
+    }
+    /* One unfinished upload per package, as at BEGIN. */
+    hex = g_strdup(sha);
+    {
+        GHashTableIter it;
+        StoreUpload *other;
+
+        g_hash_table_iter_init(&it, store->uploads);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&other)) {
+            if (g_strcmp0(other->hex, hex) == 0) {
+                return FALSE;
+            }
+        }
+    }
+    u = g_new0(StoreUpload, 1);
+    u->fd = open(ppath, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (u->fd < 0 || fstat(u->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_size > size) {
+        store_upload_free(u);
+        return FALSE;
+    }
+    u->id = id;
+    u->owner = g_strdup(owner);
+    u->hex = g_steal_pointer(&hex);
+    for (guint i = 0; i < 32; i++) {
+        u->sha256[i] = g_ascii_xdigit_value(u->hex[2 * i]) << 4 |
+                       g_ascii_xdigit_value(u->hex[2 * i + 1]);
+    }
+    u->size = size;
+    /* What reached the disk is where the guest resumes; the hash at
+     * commit catches anything a crash garbled. */
+    u->offset = st.st_size;
+    u->name = g_strdup(name);
+    u->version = g_strdup(version);
+    u->last_active = store_now(store);
+    g_hash_table_insert(store->uploads, &u->id, u);
+    return TRUE;
+}
+
+/* uploads/<16 hex digits><suffix>: the id, else 0. */
+static guint64 store_upload_file_id(const gchar *n, const gchar *suffix)
+{
+    guint64 id = 0;
+
+    if (strlen(n) != 16 + strlen(suffix) || !g_str_has_suffix(n, suffix)) {
+        return 0;
+    }
+    for (guint i = 0; i < 16; i++) {
+        gint v = g_ascii_xdigit_value(n[i]);
+
+        if (v < 0 || g_ascii_isupper(n[i])) {
+            return 0;
+        }
+        id = id << 4 | (guint64)v;
+    }
+    return id;
+}
+
+void store_uploads_repair(VmaugStore *store)
+{
+    g_autofree gchar *udir = g_build_filename(store->dir, "uploads", NULL);
+    g_autoptr(GDir) d = g_dir_open(udir, 0, NULL);
+    const gchar *n;
+
+    while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
+        guint64 id = store_upload_file_id(n, ".json");
+
+        if (id != 0 && store_load_upload(store, id)) {
+            continue;
+        }
+        if (store_upload_file_id(n, ".part") != 0) {
+            continue;   /* decided by its .json, below */
+        }
+        {
+            g_autofree gchar *p = g_build_filename(udir, n, NULL);
+
+            g_unlink(p);
+        }
+    }
+    /* A .part whose .json was refused or is missing: drop it. */
+    g_clear_pointer(&d, g_dir_close);
+    d = g_dir_open(udir, 0, NULL);
+    while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
+        guint64 id = store_upload_file_id(n, ".part");
+
+        if (id == 0) {
+            id = store_upload_file_id(n, ".json");
+        }
+        if (!g_hash_table_contains(store->uploads, &id)) {
+            g_autofree gchar *p = g_build_filename(udir, n, NULL);
+
+            g_unlink(p);
+        }
+    }
+}
+
+/* ---- Sessions ---- */
+
+/* Another owner's upload is as unknown as one that never was. */
+static StoreUpload *store_find_upload(VmaugStore *store, const gchar *owner,
+                                      guint64 id, GError **error)
+{
+    StoreUpload *u = g_hash_table_lookup(store->uploads, &id);
+
+    if (u == NULL || g_strcmp0(u->owner, owner) != 0) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
+                    "no upload %" G_GUINT64_FORMAT, id);
+        return NULL;
+    }
+    return u;
+}
+
+static void store_drop_upload(VmaugStore *store, StoreUpload *u)
+{
+    g_autofree gchar *j = store_upload_path(store, u->id, ".json");
+    g_autofree gchar *p = store_upload_path(store, u->id, ".part");
+
+    /* The description goes first: a .part without it is removed at the
+     * next start, a .json without its .part too. */
+    g_unlink(j);
+    g_unlink(p);
+    g_hash_table_remove(store->uploads, &u->id);
+}
+
+/*
+ * Uploads that took no chunk for the idle time are dropped (audited), so
+ * that abandoned ones give their owner's slots and the disk back.  Only
+ * progress counts: announcing an upload again does not keep it alive.
+ */
+static void store_expire_uploads(VmaugStore *store)
+{
+    gint64 now = store_now(store);
+    GHashTableIter it;
+    StoreUpload *u;
+    g_autoptr(GPtrArray) idle = g_ptr_array_new();
+
+    g_hash_table_iter_init(&it, store->uploads);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&u)) {
+        if (now - u->last_active >= store->upload_limits.idle_us) {
+            g_ptr_array_add(idle, u);
+        }
+    }
+    for (guint i = 0; i < idle->len; i++) {
+        u = g_ptr_array_index(idle, i);
+        vmaug_store_audit(store, "store", "upload-expire", u->name,
+                          u->version, u->hex, NULL, NULL);
+        store_drop_upload(store, u);
+    }
+}
+
+void vmaug_store_upload_usage(VmaugStore *store, const gchar *owner,
+                              guint *count, guint64 *bytes)
+{
+    GHashTableIter it;
+    StoreUpload *u;
+
+    *count = 0;
+    *bytes = 0;
+    g_hash_table_iter_init(&it, store->uploads);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&u)) {
+        if (g_strcmp0(u->owner, owner) == 0) {
+            (*count)++;
+            *bytes += u->size;
+        }
+    }
+}
+
+/* Checks of an announcement that need no data; sets @error. */
+static gboolean store_upload_admit(VmaugStore *store, const gchar *owner,
+                                   guint64 size, const gchar *hex,
+                                   const gchar *name, const gchar *version,
+                                   GError **error)
+{
+    g_autofree gchar *obj = store_object_path(store, hex);
+    guint64 quota = MAX(store->upload_limits.bytes,
+                        store->policy->max_package_size);
+    GHashTableIter it;
+    StoreUpload *u;
+    guint count;
+    guint64 bytes;
+
+    if (size == 0 || size > store->policy->max_package_size ||
+        size > VMAUG_MAX_UPLOAD_SIZE) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
+                    "upload of %" G_GUINT64_FORMAT " bytes (1..%"
+                    G_GUINT64_FORMAT " allowed)", size,
+                    store->policy->max_package_size);
+        return FALSE;
+    }
+    if (!vmaug_name_is_valid(name) || !vmaug_version_is_valid(version)) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "invalid module name or version");
+        return FALSE;
+    }
+    if (g_file_test(obj, G_FILE_TEST_EXISTS)) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_EXISTS,
+                    "this package is already stored");
+        return FALSE;
+    }
+    /* One package, one unfinished upload: two sessions never feed the
+     * same bytes, whoever they are. */
+    g_hash_table_iter_init(&it, store->uploads);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&u)) {
+        if (g_strcmp0(u->hex, hex) != 0) {
+            continue;
+        }
+        if (g_strcmp0(u->owner, owner) != 0) {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
+                        "this package is being uploaded by another VM");
+        } else {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
+                        "upload %" G_GUINT64_FORMAT " of this package, "
+                        "announced as %s %s of %" G_GUINT64_FORMAT
+                        " bytes, is unfinished; abort it first", u->id,
+                        u->name, u->version, u->size);
+        }
+        return FALSE;
+    }
+    if (!store_admit(store, name, version, NULL, error)) {
+        return FALSE;
+    }
+    vmaug_store_upload_usage(store, owner, &count, &bytes);
+    if (count >= store->upload_limits.slots) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
+                    "this VM has %u unfinished uploads, the most it may "
+                    "have", count);
+        return FALSE;
+    }
+    if (bytes + size > quota) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
+                    "this VM's unfinished uploads would hold %"
+                    G_GUINT64_FORMAT " bytes, more than the %"
+                    G_GUINT64_FORMAT " allowed", bytes + size, quota);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean vmaug_store_upload_begin(VmaugStore *store, const gchar *owner,
+                                  guint64 size, const guint8 sha256[32],
+                                  const gchar *name, const gchar *version,
+                                  const gchar *actor, guint64 *upload_id,
+                                  guint64 *offset, GError **error)
+{
+    g_autofree gchar *hex = store_hex(sha256, 32);
+    g_autoptr(GError) local = NULL;
+    g_autofree gchar *json = NULL;
+    g_autofree gchar *ppath = NULL;
+    g_autofree gchar *jpath = NULL;
+    GHashTableIter it;
+    StoreUpload *u;
+
+    if (!store_owner_is_valid(owner)) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "invalid upload owner");
+        return FALSE;
+    }
+    store_expire_uploads(store);
+    /* Resuming: the same owner announces the same content again. */
+    g_hash_table_iter_init(&it, store->uploads);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&u)) {
+        if (g_strcmp0(u->owner, owner) == 0 &&
+            memcmp(u->sha256, sha256, 32) == 0 && u->size == size &&
+            g_strcmp0(u->name, name) == 0 &&
+            g_strcmp0(u->version, version) == 0) {
+            *upload_id = u->id;
+            *offset = u->offset;
+            return TRUE;
+        }
+    }
+    /* Every check that needs no data happens before we accept a byte. */
+    if (!store_upload_admit(store, owner, size, hex, name, version,
+                            &local)) {
+        vmaug_store_audit(store, actor, "upload-begin", name, version, hex,
+                          NULL, local);
+        g_propagate_error(error, g_steal_pointer(&local));
+        return FALSE;
+    }
+
+    u = g_new0(StoreUpload, 1);
+    do {
+        u->id = g_random_int() | (guint64)(g_random_int() & 0x7fffffff) << 32;
+    } while (u->id == 0 || g_hash_table_contains(store->uploads, &u->id));
+    u->owner = g_strdup(owner);
+    memcpy(u->sha256, sha256, 32);
+    u->hex = g_strdup(hex);
+    u->size = size;
+    u->name = g_strdup(name);
+    u->version = g_strdup(version);
+    u->last_active = store_now(store);
+    ppath = store_upload_path(store, u->id, ".part");
+    jpath = store_upload_path(store, u->id, ".json");
+    /* A file of its own, never one that is there already. */
+    u->fd = open(ppath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                 0640);
+    if (u->fd < 0) {
+        store_io_error(error, "cannot create", ppath);
+        store_upload_free(u);
+        return FALSE;
+    }
+    json = g_strdup_printf("{\"id\": %" G_GINT64_FORMAT ", \"owner\": \"%s\", "
+                           "\"sha256\": \"%s\", \"size\": %" G_GUINT64_FORMAT
+                           ", \"name\": \"%s\", \"version\": \"%s\"}\n",
+                           (gint64)u->id, owner, hex, size, name, version);
+    if (!vmaug_store_write_file(jpath, json, strlen(json), error)) {
+        g_unlink(ppath);
+        store_upload_free(u);
+        return FALSE;
+    }
+    g_hash_table_insert(store->uploads, &u->id, u);
+    *upload_id = u->id;
+    *offset = 0;
+    return TRUE;
+}
+
+gboolean vmaug_store_upload_chunk(VmaugStore *store, const gchar *owner,
+                                  guint64 upload_id, guint64 offset,
+                                  const guint8 *data, gsize len,
+                                  guint64 *new_offset, GError **error)
+{
+    StoreUpload *u = store_find_upload(store, owner, upload_id, error);
+    gsize done = 0;
+
+    if (u == NULL) {
+        return FALSE;
+    }
+    if (offset != u->offset) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "chunk at %" G_GUINT64_FORMAT ", expected %"
+                    G_GUINT64_FORMAT, offset, u->offset);
+        return FALSE;
+    }
+    if (len == 0 || len > VMAUG_CHUNK_MAX_DATA || len > u->size - offset) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
+                    "chunk of %" G_GSIZE_FORMAT " bytes does not fit",
+                    len);
+        return FALSE;
+    }
+    while (done < len) {
+        ssize_t n = pwrite(u->fd, data + done, len - done, offset + done);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            /* Leave the upload where it was: the file may hold a partial
+             * chunk, but it is truncated back before the retry. */
+            if (ftruncate(u->fd, u->offset) < 0) {
+                g_debug("truncate failed: %s", g_strerror(errno));
+            }
+            return store_io_error(error, "cannot write upload", u->hex);
+        }
+        done += n;
+    }
+    u->offset += len;
+    u->last_active = store_now(store);
+    *new_offset = u->offset;
+    return TRUE;
+}
+
+/*
+ * The upload's bytes, exactly @u->size of them, in memory of our own: the
+ * file may have been cut or grown behind our back (it is only a file), and
+ * a mapping of a file that shrinks faults.
+ */
+static GBytes *store_upload_read(StoreUpload *u, GError **error)
+{
+    g_autofree guint8 *buf = NULL;
+    struct stat st;
+    gsize done = 0;
+
+    if (fstat(u->fd, &st) < 0) {
+        store_io_error(error, "cannot stat upload", u->hex);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || (guint64)st.st_size != u->size) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "upload holds %" G_GINT64_FORMAT " bytes, %"
+                    G_GUINT64_FORMAT " were announced", (gint64)st.st_size,
+                    u->size);
+        return NULL;
+    }
+    buf = g_try_malloc(u->size);
+    if (buf == NULL) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "no memory for an upload of %" G_GUINT64_FORMAT
+                    " bytes", u->size);
+        return NULL;
+    }
+    while (done < u->size) {
+        ssize_t n = pread(u->fd, buf + done, u->size - done, done);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            store_io_error(error, "cannot read upload", u->hex);
+            return NULL;
+        }
+        if (n == 0) {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                        "upload ends after %" G_GSIZE_FORMAT " of %"
+                        G_GUINT64_FORMAT " bytes", done, u->size);
+            return NULL;
+        }
+        done += n;
+    }
+    return g_bytes_new_take(g_steal_pointer(&buf), u->size);
+}
+
+VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
+                                         const gchar *owner,
+                                         guint64 upload_id,
+                                         const gchar *actor, GError **error)
+{
+    StoreUpload *u = store_find_upload(store, owner, upload_id, error);
+    g_autoptr(GError) local = NULL;
+    g_autoptr(VmaugPackage) pkg = NULL;
+    g_autoptr(GBytes) file = NULL;
+    g_autofree gchar *obj = NULL;
+    g_autofree gchar *hex = NULL;
+    g_autofree gchar *name = NULL;
+    g_autofree gchar *version = NULL;
+
+    if (u == NULL) {
+        return NULL;
+    }
+    if (u->offset != u->size) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "upload incomplete: %" G_GUINT64_FORMAT " of %"
+                    G_GUINT64_FORMAT " bytes", u->offset, u->size);
+        return NULL;
+    }
+    name = g_strdup(u->name);
+    version = g_strdup(u->version);
+    hex = g_strdup(u->hex);
+    obj = store_object_path(store, u->hex);
+    file = store_upload_read(u, &local);
+    if (file != NULL) {
+        g_autofree gchar *got = g_compute_checksum_for_bytes(
+            G_CHECKSUM_SHA256, file);
+
+        if (g_strcmp0(got, u->hex) != 0) {
+            g_set_error(&local, VMAUG_HOST_ERROR,
+                        VMAUG_HOST_ERROR_HASH_MISMATCH,
+                        "upload SHA-256 %s differs from the announced one",
+                        got);
+        }
+    }
+    if (local == NULL) {
+        pkg = vmaug_package_verify(file, store->trust,
+                                   store->policy->max_package_size, &local);
+    }
+    if (pkg != NULL && (g_strcmp0(pkg->manifest->name, u->name) != 0 ||
+                        g_strcmp0(pkg->manifest->version, u->version) != 0)) {
+        g_set_error(&local, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED,
+                    "package is %s %s, the upload announced %s %s",
+                    pkg->manifest->name, pkg->manifest->version, u->name,
+                    u->version);
+    }
+    if (local == NULL) {
+        store_admit(store, u->name, u->version, u->hex, &local);
+    }
+    /* The object is a new file written from the verified copy: the
+     * upload's file, and whoever may still write to it, stay apart. */
+    if (local == NULL &&
+        !g_file_test(obj, G_FILE_TEST_IS_REGULAR) &&
+        !vmaug_store_write_file(obj, g_bytes_get_data(file, NULL),
+                                g_bytes_get_size(file), &local)) {
+        /* local set */
+    }
+    if (local == NULL) {
+        store_publish(store, pkg, u->hex, &local);
+    }
+    /* Accepted or refused, this upload is finished: a refused one would
+     * be refused again. */
+    store_drop_upload(store, u);
+    vmaug_store_audit(store, actor, "upload-commit", name, version, hex,
+                      pkg != NULL ? pkg->signer->common_name : NULL, local);
+    if (local != NULL) {
+        g_propagate_error(error, g_steal_pointer(&local));
+        return NULL;
+    }
+    return g_steal_pointer(&pkg->manifest);
+}
+
+gboolean vmaug_store_upload_abort(VmaugStore *store, const gchar *owner,
+                                  guint64 upload_id, const gchar *actor,
+                                  GError **error)
+{
+    StoreUpload *u = store_find_upload(store, owner, upload_id, error);
+
+    if (u == NULL) {
+        return FALSE;
+    }
+    vmaug_store_audit(store, actor, "upload-abort", u->name, u->version,
+                      u->hex, NULL, NULL);
+    store_drop_upload(store, u);
+    return TRUE;
+}
+
+void vmaug_store_upload_release(VmaugStore *store, const gchar *owner,
+                                const gchar *actor)
+{
+    g_autoptr(GPtrArray) mine = g_ptr_array_new();
+    GHashTableIter it;
+    StoreUpload *u;
+
+    g_hash_table_iter_init(&it, store->uploads);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&u)) {
+        if (g_strcmp0(u->owner, owner) == 0) {
+            g_ptr_array_add(mine, u);
+        }
+    }
+    for (guint i = 0; i < mine->len; i++) {
+        u = g_ptr_array_index(mine, i);
+        vmaug_store_audit(store, actor, "upload-abort", u->name, u->version,
+                          u->hex, NULL, NULL);
+        store_drop_upload(store, u);
+    }
+}
