@@ -4,7 +4,8 @@
 #   unit      the userspace parts (meson test, the slow suite included:
 #             offline kill -9 campaign and libguestfs cross-check)
 #   guest     real Linux guests booted under TCG (tests/guest/run.sh)
-#   fuzz      a short, fixed-seed generic-fuzz run of the device
+#   fuzz      short, fixed-seed libFuzzer runs: the device (generic-fuzz)
+#             and the host's parsers (scripts/fuzz-host.sh)
 #   style     QEMU's and Linux's checkpatch.pl on the code of each tree
 # Ends with one line "N passed, N failed, N skipped" and exits non-zero
 # on any failure.  Every suite's result is counted by
@@ -73,6 +74,11 @@ run_fuzz() {
         echo "fuzz/generic-fuzz-vmaugment 1 0 0" >>"$results"
     else
         echo "fuzz/generic-fuzz-vmaugment 0 1 0" >>"$results"
+    fi
+    if "$top/scripts/fuzz-host.sh" >"$logs/fuzz-host.log" 2>&1; then
+        echo "fuzz/host-parsers 1 0 0" >>"$results"
+    else
+        echo "fuzz/host-parsers 0 1 0" >>"$results"
     fi
 }
 
