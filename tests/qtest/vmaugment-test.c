@@ -80,6 +80,13 @@ static Call submit(QVMAugment *aug, uint64_t id, uint16_t opcode,
     return submit_raw(aug, buf, sizeof(hdr) + len, in_size);
 }
 
+static bool device_broken(QVMAugment *aug)
+{
+    return aug->vdev->bus->get_status(aug->vdev) &
+           VIRTIO_CONFIG_S_NEEDS_RESET;
+}
+
+/* Wait for the answer to @c; an answered request never breaks the device. */
 static void collect(QVMAugment *aug, Call *c, Reply *r)
 {
     QTestState *qts = global_qtest;
@@ -95,6 +102,25 @@ static void collect(QVMAugment *aug, Call *c, Reply *r)
                   r->used_len - sizeof(r->hdr));
     guest_free(aug->alloc, c->out_addr);
     guest_free(aug->alloc, c->in_addr);
+    g_assert(!device_broken(aug));
+}
+
+/* An error reply carries exactly @msg, and the used length covers it. */
+static void assert_message(const Reply *r, const char *msg)
+{
+    size_t len = strlen(msg);
+
+    g_assert_cmpuint(le32_to_cpu(r->hdr.len), ==, len);
+    g_assert_cmpuint(r->used_len, ==, sizeof(r->hdr) + len);
+    g_assert_cmpmem(r->data, len, msg, len);
+}
+
+/* A reply with @status and nothing after its header. */
+static void assert_empty(const Reply *r, uint16_t status)
+{
+    g_assert_cmpuint(le16_to_cpu(r->hdr.status), ==, status);
+    g_assert_cmpuint(le32_to_cpu(r->hdr.len), ==, 0);
+    g_assert_cmpuint(r->used_len, ==, sizeof(r->hdr));
 }
 
 /* Send one request and return the response status. */
@@ -117,6 +143,7 @@ static uint16_t send_version(QVMAugment *aug, struct vmaug_version_info *info)
 
     if (status == VMAUG_S_OK) {
         g_assert_cmpuint(le32_to_cpu(r.hdr.len), ==, sizeof(*info));
+        g_assert_cmpuint(r.used_len, ==, sizeof(r.hdr) + sizeof(*info));
         memcpy(info, r.data, sizeof(*info));
     }
     return status;
@@ -139,8 +166,13 @@ static uint16_t send_subscribe(QVMAugment *aug, uint32_t mask,
     uint16_t status = call(aug, 2, VMAUG_OP_SUBSCRIBE, &sub, sizeof(sub), &r);
 
     if (status == VMAUG_S_OK) {
+        g_assert_cmpuint(le32_to_cpu(r.hdr.len), ==, sizeof(sub));
+        g_assert_cmpuint(r.used_len, ==, sizeof(r.hdr) + sizeof(sub));
         memcpy(&sub, r.data, sizeof(sub));
         *new_mask = le32_to_cpu(sub.mask);
+    } else {
+        /* The device refuses a SUBSCRIBE without a message. */
+        assert_empty(&r, status);
     }
     return status;
 }
@@ -173,10 +205,19 @@ static uint16_t send_query(QVMAugment *aug, uint64_t id, const char *name,
     return le16_to_cpu(r->hdr.status);
 }
 
-static bool device_broken(QVMAugment *aug)
+/* The device's messages for requests it fails on the helper's behalf. */
+#define MSG_UNAVAILABLE     "host helper not connected"
+#define MSG_INTERRUPTED     "interrupted: host helper lost or VM restored"
+
+/* @resp is a GenericError saying exactly @desc; frees @resp. */
+static void assert_qmp_error(QDict *resp, const char *desc)
 {
-    return aug->vdev->bus->get_status(aug->vdev) &
-           VIRTIO_CONFIG_S_NEEDS_RESET;
+    QDict *err = qdict_get_qdict(resp, "error");
+
+    g_assert(err);
+    g_assert_cmpstr(qdict_get_str(err, "class"), ==, "GenericError");
+    g_assert_cmpstr(qdict_get_str(err, "desc"), ==, desc);
+    qobject_unref(resp);
 }
 
 static void assert_qemu_alive(void)
@@ -194,11 +235,15 @@ static void test_pci_ids(void *obj, void *data, QGuestAllocator *t_alloc)
     QVMAugment *aug = obj;
     QVirtioPCIDevice *vpci = container_of(aug->vdev, QVirtioPCIDevice, vdev);
 
+    /*
+     * Literals, not the shared header: what the virtio spec (modern PCI ID
+     * 0x1040 + device ID 63, revision 1 or higher for a non-transitional
+     * device) and Linux's virtio_pci_modern (0x1040 to 0x107f) expect.
+     */
     g_assert_cmphex(qpci_config_readw(vpci->pdev, PCI_VENDOR_ID), ==, 0x1af4);
-    g_assert_cmphex(qpci_config_readw(vpci->pdev, PCI_DEVICE_ID), ==,
-                    VIRTIO_VMAUGMENT_PCI_DEVICE_ID);
-    g_assert_cmphex(VIRTIO_VMAUGMENT_PCI_DEVICE_ID, ==, 0x107f);
-    g_assert_cmpint(aug->vdev->device_type, ==, VIRTIO_ID_VMAUGMENT);
+    g_assert_cmphex(qpci_config_readw(vpci->pdev, PCI_DEVICE_ID), ==, 0x107f);
+    g_assert_cmphex(qpci_config_readb(vpci->pdev, PCI_REVISION_ID), ==, 1);
+    g_assert_cmpint(aug->vdev->device_type, ==, 63);
 }
 
 static void test_features(void *obj, void *data, QGuestAllocator *t_alloc)
@@ -265,6 +310,7 @@ static void test_ping(void *obj, void *data, QGuestAllocator *t_alloc)
     }
     g_assert_cmpuint(send_ping(obj, 200, buf, VMAUG_MAX_PING_PAYLOAD + 1, &r),
                      ==, VMAUG_S_TOO_BIG);
+    assert_message(&r, "payload larger than the opcode allows");
 }
 
 static void test_subscribe(void *obj, void *data, QGuestAllocator *t_alloc)
@@ -303,29 +349,38 @@ static void test_helper_unavailable(void *obj, void *data,
 
     g_assert_cmpuint(send_query(obj, 9, "printer", &r), ==,
                      VMAUG_S_UNAVAILABLE);
-    g_assert_cmpuint(le32_to_cpu(r.hdr.len), >, 0);
-    g_assert(g_strstr_len((char *)r.data, le32_to_cpu(r.hdr.len), "helper"));
+    g_assert_cmphex(le16_to_cpu(r.hdr.opcode), ==, VMAUG_OP_QUERY);
+    assert_message(&r, MSG_UNAVAILABLE);
 }
 
 /* ---- Malformed requests get an error status ---- */
 
-static uint16_t raw_status(QVMAugment *aug, const void *out, size_t out_size)
+/*
+ * Send raw bytes as a request; the reply must echo @id and @opcode and
+ * refuse it with @status and exactly @msg.
+ */
+static void assert_raw_refused(QVMAugment *aug, const void *out,
+                               size_t out_size, uint64_t id, uint16_t opcode,
+                               uint16_t status, const char *msg)
 {
     Call c = submit_raw(aug, out, out_size,
                         sizeof(struct virtio_vmaugment_resp) + 64);
     Reply r;
 
     collect(aug, &c, &r);
-    g_assert(!device_broken(aug));
-    return le16_to_cpu(r.hdr.status);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, id);
+    g_assert_cmphex(le16_to_cpu(r.hdr.opcode), ==, opcode);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, status);
+    assert_message(&r, msg);
 }
 
 static void test_short_header(void *obj, void *data, QGuestAllocator *t_alloc)
 {
     uint8_t junk[sizeof(struct virtio_vmaugment_req) - 1] = { 0x02 };
 
-    g_assert_cmpuint(raw_status(obj, junk, sizeof(junk)), ==,
-                     VMAUG_S_INVALID);
+    /* Nothing of the header is read: no id or opcode to echo. */
+    assert_raw_refused(obj, junk, sizeof(junk), 0, 0, VMAUG_S_INVALID,
+                       "request shorter than its header");
 }
 
 static void test_oversize(void *obj, void *data, QGuestAllocator *t_alloc)
@@ -340,34 +395,40 @@ static void test_oversize(void *obj, void *data, QGuestAllocator *t_alloc)
     };
 
     memcpy(buf, &hdr, sizeof(hdr));
-    g_assert_cmpuint(raw_status(obj, buf, size), ==, VMAUG_S_TOO_BIG);
+    assert_raw_refused(obj, buf, size, 77, VMAUG_OP_INVOKE, VMAUG_S_TOO_BIG,
+                       "request larger than the device accepts");
 }
 
 static void test_length_mismatch(void *obj, void *data,
                                  QGuestAllocator *t_alloc)
 {
+    static const char why[] = "header length differs from the buffer size";
     uint8_t buf[sizeof(struct virtio_vmaugment_req) + 8] = {};
     struct virtio_vmaugment_req hdr = {
+        .id = cpu_to_le64(13),
         .opcode = cpu_to_le16(VMAUG_OP_PING),
         .len = cpu_to_le32(9),
     };
 
     memcpy(buf, &hdr, sizeof(hdr));
-    g_assert_cmpuint(raw_status(obj, buf, sizeof(buf)), ==, VMAUG_S_INVALID);
+    assert_raw_refused(obj, buf, sizeof(buf), 13, VMAUG_OP_PING,
+                       VMAUG_S_INVALID, why);
     hdr.len = cpu_to_le32(0xffffffff);
     memcpy(buf, &hdr, sizeof(hdr));
-    g_assert_cmpuint(raw_status(obj, buf, sizeof(buf)), ==, VMAUG_S_INVALID);
+    assert_raw_refused(obj, buf, sizeof(buf), 13, VMAUG_OP_PING,
+                       VMAUG_S_INVALID, why);
 }
 
 static void test_bad_flags(void *obj, void *data, QGuestAllocator *t_alloc)
 {
     struct virtio_vmaugment_req hdr = {
+        .id = cpu_to_le64(14),
         .opcode = cpu_to_le16(VMAUG_OP_PING),
         .flags = cpu_to_le16(0x8000),
     };
 
-    g_assert_cmpuint(raw_status(obj, &hdr, sizeof(hdr)), ==,
-                     VMAUG_S_INVALID);
+    assert_raw_refused(obj, &hdr, sizeof(hdr), 14, VMAUG_OP_PING,
+                       VMAUG_S_INVALID, "reserved flags set");
 }
 
 static void test_unknown_opcode(void *obj, void *data,
@@ -377,7 +438,9 @@ static void test_unknown_opcode(void *obj, void *data,
 
     g_assert_cmpuint(call(obj, 3, 0x7777, NULL, 0, &r), ==,
                      VMAUG_S_UNSUPPORTED);
+    assert_message(&r, "unknown opcode");
     g_assert_cmpuint(call(obj, 4, 0, NULL, 0, &r), ==, VMAUG_S_UNSUPPORTED);
+    assert_message(&r, "unknown opcode");
 }
 
 static void test_bad_payload(void *obj, void *data, QGuestAllocator *t_alloc)
@@ -389,40 +452,66 @@ static void test_bad_payload(void *obj, void *data, QGuestAllocator *t_alloc)
     ref = module_ref("printer", "1.0");
     g_assert_cmpuint(call(obj, 6, VMAUG_OP_QUERY, &ref, sizeof(ref) - 1, &r),
                      ==, VMAUG_S_INVALID);
+    assert_message(&r, "payload size does not match the opcode");
     /* A name that does not end inside its field. */
     memset(ref.name, 'a', sizeof(ref.name));
     g_assert_cmpuint(call(obj, 7, VMAUG_OP_LOAD, &ref, sizeof(ref), &r), ==,
                      VMAUG_S_INVALID);
+    assert_message(&r, "string field is not NUL-terminated");
     /* VERSION takes no payload. */
     g_assert_cmpuint(call(obj, 8, VMAUG_OP_VERSION, &ref, 4, &r), ==,
                      VMAUG_S_INVALID);
+    assert_message(&r, "payload size does not match the opcode");
 }
 
 static void test_wrong_direction(void *obj, void *data,
                                  QGuestAllocator *t_alloc)
 {
+    static const char why[] = "request shorter than its header";
     QVMAugment *aug = obj;
     QTestState *qts = global_qtest;
-    struct virtio_vmaugment_req hdr = { .opcode = cpu_to_le16(VMAUG_OP_PING) };
+    struct virtio_vmaugment_req hdr = {
+        .id = cpu_to_le64(15),
+        .opcode = cpu_to_le16(VMAUG_OP_PING),
+    };
     uint64_t addr = guest_alloc(aug->alloc, 256);
     uint32_t head, len;
     struct virtio_vmaugment_resp resp;
+    char msg[sizeof(why)];
 
-    /* The request sits in a buffer the device may only write. */
+    /*
+     * The request sits in a buffer the device may only write: it has no
+     * readable bytes, so it is refused as short, without id or opcode.
+     */
     qtest_memwrite(qts, addr, &hdr, sizeof(hdr));
     head = qvirtqueue_add(qts, aug->reqq, addr, 256, true, false);
     qvirtqueue_kick(qts, aug->vdev, aug->reqq, head);
     qvirtio_wait_used_elem(qts, aug->vdev, aug->reqq, head, &len,
                            VMAUG_TEST_TIMEOUT_US);
+    g_assert_cmpuint(len, ==, sizeof(resp) + strlen(why));
     qtest_memread(qts, addr, &resp, sizeof(resp));
+    g_assert_cmpuint(le64_to_cpu(resp.id), ==, 0);
+    g_assert_cmpuint(le16_to_cpu(resp.opcode), ==, 0);
     g_assert_cmpuint(le16_to_cpu(resp.status), ==, VMAUG_S_INVALID);
+    g_assert_cmpuint(le32_to_cpu(resp.len), ==, strlen(why));
+    qtest_memread(qts, addr + sizeof(resp), msg, strlen(why));
+    g_assert_cmpmem(msg, strlen(why), why, strlen(why));
     g_assert(!device_broken(aug));
     guest_free(aug->alloc, addr);
 }
 
 /* ---- Ring-protocol violations break the device, never QEMU ---- */
 
-static void wait_broken(QVMAugment *aug)
+static uint16_t used_idx(QVirtQueue *vq)
+{
+    return qtest_readw(global_qtest, vq->used + 2);
+}
+
+/*
+ * Wait for the device to mark itself broken, and check that it handed
+ * nothing back on @vq: the violating chain is detached, not answered.
+ */
+static void wait_broken(QVMAugment *aug, QVirtQueue *vq, uint16_t used)
 {
     gint64 end = g_get_monotonic_time() + VMAUG_TEST_TIMEOUT_US;
 
@@ -430,6 +519,7 @@ static void wait_broken(QVMAugment *aug)
         g_assert(g_get_monotonic_time() < end);
         qtest_clock_step(global_qtest, 100);
     }
+    g_assert_cmpuint(used_idx(vq), ==, used);
     assert_qemu_alive();
 }
 
@@ -439,27 +529,34 @@ static void test_zero_length(void *obj, void *data, QGuestAllocator *t_alloc)
      * virtio core refuses zero-sized descriptors before the device sees
      * them; that is a ring violation and breaks the device.
      */
-    submit_raw(obj, NULL, 0, sizeof(struct virtio_vmaugment_resp));
-    wait_broken(obj);
+    QVMAugment *aug = obj;
+    uint16_t used = used_idx(aug->reqq);
+
+    submit_raw(aug, NULL, 0, sizeof(struct virtio_vmaugment_resp));
+    wait_broken(aug, aug->reqq, used);
 }
 
 static void test_missing_response(void *obj, void *data,
                                   QGuestAllocator *t_alloc)
 {
+    QVMAugment *aug = obj;
     struct virtio_vmaugment_req hdr = { .opcode = cpu_to_le16(VMAUG_OP_PING) };
+    uint16_t used = used_idx(aug->reqq);
 
-    submit_raw(obj, &hdr, sizeof(hdr), 0);
-    wait_broken(obj);
+    submit_raw(aug, &hdr, sizeof(hdr), 0);
+    wait_broken(aug, aug->reqq, used);
 }
 
 static void test_short_response(void *obj, void *data,
                                 QGuestAllocator *t_alloc)
 {
+    QVMAugment *aug = obj;
     struct virtio_vmaugment_req hdr = { .opcode = cpu_to_le16(VMAUG_OP_PING) };
+    uint16_t used = used_idx(aug->reqq);
 
-    submit_raw(obj, &hdr, sizeof(hdr),
+    submit_raw(aug, &hdr, sizeof(hdr),
                sizeof(struct virtio_vmaugment_resp) - 1);
-    wait_broken(obj);
+    wait_broken(aug, aug->reqq, used);
 }
 
 static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
@@ -467,6 +564,7 @@ static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
     QVMAugment *aug = obj;
     QTestState *qts = global_qtest;
     uint64_t addr = guest_alloc(aug->alloc, 64);
+    uint16_t used = used_idx(aug->reqq);
     uint32_t head;
     uint64_t last;
 
@@ -480,7 +578,7 @@ static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
     qtest_writew(qts, last + 12, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT);
     qtest_writew(qts, last + 14, head);
     qvirtqueue_kick(qts, aug->vdev, aug->reqq, head);
-    wait_broken(aug);
+    wait_broken(aug, aug->reqq, used);
 }
 
 /* ---- Tests that play the host helper ---- */
@@ -802,6 +900,7 @@ static void test_helper_relay(void *obj, void *data, QGuestAllocator *t_alloc)
     g_assert_cmpuint(le16_to_cpu(r.hdr.opcode), ==, VMAUG_OP_QUERY);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_OK);
     g_assert_cmpuint(le32_to_cpu(r.hdr.len), ==, sizeof(info));
+    g_assert_cmpuint(r.used_len, ==, sizeof(r.hdr) + sizeof(info));
     g_assert(memcmp(r.data, &info, sizeof(info)) == 0);
 
     /* A status the protocol does not know becomes an internal error. */
@@ -809,7 +908,8 @@ static void test_helper_relay(void *obj, void *data, QGuestAllocator *t_alloc)
     tag = helper_expect_query(h, 43, "scanner");
     helper_respond(h, tag, 999, NULL, 0);
     collect(aug, &c, &r);
-    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERNAL);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 43);
+    assert_empty(&r, VMAUG_S_INTERNAL);
 }
 
 static void test_helper_id_reuse(void *obj, void *data,
@@ -826,19 +926,22 @@ static void test_helper_id_reuse(void *obj, void *data,
     tag = helper_expect_query(h, 7, "printer");
     second = submit_query(aug, 7, "printer");
     collect(aug, &second, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 7);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_BUSY);
+    assert_message(&r, "request id already in flight");
 
     helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
     collect(aug, &first, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 7);
-    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NOT_FOUND);
+    assert_empty(&r, VMAUG_S_NOT_FOUND);
 
     /* Once answered, the id may be used again. */
     first = submit_query(aug, 7, "printer");
     tag = helper_expect_query(h, 7, "printer");
     helper_respond(h, tag, VMAUG_S_OK, NULL, 0);
     collect(aug, &first, &r);
-    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_OK);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 7);
+    assert_empty(&r, VMAUG_S_OK);
 }
 
 static void test_helper_timeout(void *obj, void *data,
@@ -857,7 +960,9 @@ static void test_helper_timeout(void *obj, void *data,
     tag = helper_expect_query(h, 11, "slow");
     qtest_clock_step(global_qtest, 1001 * 1000 * 1000);
     collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 11);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_TIMEOUT);
+    assert_message(&r, "host helper did not answer in time");
 
     /* The helper learns the answer is no longer wanted... */
     g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
@@ -870,8 +975,7 @@ static void test_helper_timeout(void *obj, void *data,
     helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
     collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 12);
-    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NOT_FOUND);
-    g_assert(!device_broken(aug));
+    assert_empty(&r, VMAUG_S_NOT_FOUND);
 }
 
 static void test_helper_disconnect(void *obj, void *data,
@@ -888,10 +992,13 @@ static void test_helper_disconnect(void *obj, void *data,
     close(h->fd);
     h->fd = -1;
     collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 21);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERRUPTED);
+    assert_message(&r, MSG_INTERRUPTED);
     wait_helper_state(aug, VMAUG_HELPER_DISCONNECTED);
     g_assert_cmpuint(send_query(aug, 22, "printer", &r), ==,
                      VMAUG_S_UNAVAILABLE);
+    assert_message(&r, MSG_UNAVAILABLE);
 }
 
 /* A helper that breaks the protocol is cut off; the guest carries on. */
@@ -907,12 +1014,14 @@ static void helper_garbage(TestHelper *h, QVMAugment *aug,
     helper_expect_query(h, 31, "printer");
     g_assert_cmpint(write(h->fd, bytes, len), ==, len);
     collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 31);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERRUPTED);
+    assert_message(&r, MSG_INTERRUPTED);
     wait_fd(h->fd, POLLIN);
     g_assert_cmpint(read(h->fd, &eof, 1), ==, 0);
     g_assert_cmpuint(send_query(aug, 32, "printer", &r), ==,
                      VMAUG_S_UNAVAILABLE);
-    g_assert(!device_broken(aug));
+    assert_message(&r, MSG_UNAVAILABLE);
     assert_qemu_alive();
 }
 
@@ -1022,6 +1131,7 @@ static void test_helper_event_buffer_small(void *obj, void *data,
     QVMAugment *aug = obj;
     QTestState *qts = global_qtest;
     uint64_t addr = guest_alloc(aug->alloc, 64);
+    uint16_t used = used_idx(aug->eventq);
     uint32_t head;
 
     /*
@@ -1031,7 +1141,7 @@ static void test_helper_event_buffer_small(void *obj, void *data,
     helper_connect(data, aug);
     head = qvirtqueue_add(qts, aug->eventq, addr, 64, true, false);
     qvirtqueue_kick(qts, aug->vdev, aug->eventq, head);
-    wait_broken(aug);
+    wait_broken(aug, aug->eventq, used);
     guest_free(aug->alloc, addr);
 }
 
@@ -1104,9 +1214,14 @@ static void test_helper_migrate(void *obj, void *data,
     }
     elem_id = qtest_readl(dst, used + 4 + 8 * (used_idx % aug->reqq->size));
     g_assert_cmpuint(elem_id, ==, c.head);
+    g_assert_cmpuint(qtest_readl(dst, used + 8 + 8 * (used_idx %
+                                                      aug->reqq->size)),
+                     ==, sizeof(resp) + strlen(MSG_INTERRUPTED));
     qtest_memread(dst, c.in_addr, &resp, sizeof(resp));
     g_assert_cmpuint(le64_to_cpu(resp.id), ==, 51);
+    g_assert_cmphex(le16_to_cpu(resp.opcode), ==, VMAUG_OP_QUERY);
     g_assert_cmpuint(le16_to_cpu(resp.status), ==, VMAUG_S_INTERRUPTED);
+    g_assert_cmpuint(le32_to_cpu(resp.len), ==, strlen(MSG_INTERRUPTED));
     qtest_quit(dst);
     unlink(file);
 }
@@ -1155,15 +1270,12 @@ static void test_qmp_query(void *obj, void *data, QGuestAllocator *t_alloc)
     qobject_unref(resp);
 
     /* Without a helper the commands that need one fail, clearly. */
-    resp = qmp("{ 'execute': 'query-vmaugment-modules' }");
-    g_assert(qdict_haskey(resp, "error"));
-    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
-                    "not connected"));
-    qobject_unref(resp);
-    resp = qmp("{ 'execute': 'vmaugment-unload',"
-               "  'arguments': { 'device': 'no-such-device', 'name': 'x' } }");
-    g_assert(qdict_haskey(resp, "error"));
-    qobject_unref(resp);
+    assert_qmp_error(qmp("{ 'execute': 'query-vmaugment-modules' }"),
+                     "vmaugment: the host helper is not connected");
+    assert_qmp_error(qmp("{ 'execute': 'vmaugment-unload',"
+                         "  'arguments': { 'device': 'no-such-device',"
+                         "                 'name': 'x' } }"),
+                     "Device 'no-such-device' is not a vmaugment device");
 }
 
 /* Read the REQUEST a QMP command made; returns its payload length. */
@@ -1235,10 +1347,8 @@ static void test_helper_qmp_modules(void *obj, void *data,
     helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
     answer.hdr.count = cpu_to_le32(2);
     helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
-    resp = qtest_qmp_receive(global_qtest);
-    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
-                    "malformed"));
-    qobject_unref(resp);
+    assert_qmp_error(qtest_qmp_receive(global_qtest),
+                     "vmaugment: malformed listing from the host helper");
     assert_qemu_alive();
 }
 
@@ -1275,10 +1385,9 @@ static void test_helper_qmp_register(void *obj, void *data,
                    "  'arguments': { 'name': 'scanner' } }");
     helper_expect_admin(h, VMAUG_OP_UNLOAD, &tag, &reg, sizeof(reg));
     helper_respond(h, tag, VMAUG_S_DENIED, denied, strlen(denied));
-    resp = qtest_qmp_receive(global_qtest);
-    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
-                    "denied: policy forbids scanner"));
-    qobject_unref(resp);
+    assert_qmp_error(qtest_qmp_receive(global_qtest),
+                     "vmaugment: the host helper answered: denied: "
+                     "policy forbids scanner");
 }
 
 static void test_helper_qmp_timeout(void *obj, void *data,
@@ -1288,7 +1397,6 @@ static void test_helper_qmp_timeout(void *obj, void *data,
     struct vmaug_module_ref ref;
     struct vmaug_host_msg msg;
     uint8_t buf[64];
-    QDict *resp;
     uint64_t tag;
 
     helper_connect(h, obj);
@@ -1297,10 +1405,8 @@ static void test_helper_qmp_timeout(void *obj, void *data,
                    "  'arguments': { 'name': 'scanner' } }");
     helper_expect_admin(h, VMAUG_OP_UNREGISTER, &tag, &ref, sizeof(ref));
     /* No answer: after request-timeout-ms the command fails... */
-    resp = qtest_qmp_receive(global_qtest);
-    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
-                    "did not answer"));
-    qobject_unref(resp);
+    assert_qmp_error(qtest_qmp_receive(global_qtest),
+                     "vmaugment: the host helper did not answer in time");
     /* ...and the helper is told to stop working on it. */
     g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
     g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_CANCEL);
@@ -1377,7 +1483,7 @@ static void test_helper_paused(void *obj, void *data,
     qobject_unref(qmp("{ 'execute': 'cont' }"));
     collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 61);
-    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NOT_FOUND);
+    assert_empty(&r, VMAUG_S_NOT_FOUND);
 }
 
 
@@ -1523,8 +1629,8 @@ static void test_image_start_timeout(void *obj, void *data,
                                      QGuestAllocator *t_alloc)
 {
     static const char *const why[] = {
-        "did not prepare the image within 300 ms",
-        "did not connect within 300 ms",
+        "the host helper did not prepare the image within 300 ms",
+        "the host helper did not connect within 300 ms",
     };
     int i;
 
@@ -1537,7 +1643,7 @@ static void test_image_start_timeout(void *obj, void *data,
             g_free(helper_hello(h));
         }
         msg = wait_image_start(qts, false);
-        g_assert(strstr(msg, why[i]));
+        g_assert_cmpstr(msg, ==, why[i]);
         qtest_qmp_eventwait(qts, "SHUTDOWN");
         qtest_set_expected_status(qts, 1);
         qtest_quit(qts);
@@ -1657,9 +1763,11 @@ static void test_list_host_only(void *obj, void *data,
 
     g_assert_cmpuint(call(obj, 71, VMAUG_OP_LIST, &req, sizeof(req), &r), ==,
                      VMAUG_S_DENIED);
+    assert_message(&r, "listing for the host owner only");
     req.what = cpu_to_le32(VMAUG_LIST_UI);
     g_assert_cmpuint(call(obj, 72, VMAUG_OP_LIST, &req, sizeof(req), &r), ==,
                      VMAUG_S_DENIED);
+    assert_message(&r, "listing for the host owner only");
 }
 
 static void test_helper_qmp_sandboxes(void *obj, void *data,
@@ -1714,9 +1822,9 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
     helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
     answer.sb[1].state = cpu_to_le32(9);
     helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
-    resp = qtest_qmp_receive(global_qtest);
-    g_assert(qdict_haskey(resp, "error"));
-    qobject_unref(resp);
+    assert_qmp_error(qtest_qmp_receive(global_qtest),
+                     "vmaugment: the host helper sent an unknown sandbox "
+                     "state");
     assert_qemu_alive();
 }
 
@@ -1771,14 +1879,15 @@ static void test_helper_qmp_ui(void *obj, void *data,
     g_assert_cmpstr(qdict_get_str(el, "text"), ==, "backup");
     qobject_unref(resp);
 
-    /* Not an object, and a length past the entry: both refused. */
-    resp = qmp_ui_answer(h, "[1, 2]", 6);
-    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
-                    "not a JSON object"));
-    qobject_unref(resp);
-    resp = qmp_ui_answer(h, element, 4000);
-    g_assert(qdict_haskey(resp, "error"));
-    qobject_unref(resp);
+    /*
+     * Not an object, and a length within VMAUG_UI_MAX_JSON but past the
+     * entry: both refused.
+     */
+    assert_qmp_error(qmp_ui_answer(h, "[1, 2]", 6),
+                     "vmaugment: the host helper sent a UI element that is "
+                     "not a JSON object");
+    assert_qmp_error(qmp_ui_answer(h, element, 4000),
+                     "vmaugment: malformed UI element from the host helper");
     assert_qemu_alive();
 }
 
