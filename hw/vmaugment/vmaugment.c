@@ -482,6 +482,17 @@ static void vmaugment_free_request(VMAugmentRequest *req)
     g_free(req);
 }
 
+/*
+ * Drop a request without answering it.  Its element goes back to the
+ * virtqueue unused, which unmaps its buffers: a buffer outside RAM holds
+ * one of QEMU's few bounce buffers until then.
+ */
+static void vmaugment_discard(VirtIOVMAugment *s, VMAugmentRequest *req)
+{
+    virtqueue_detach_element(s->req_vq, req->elem, 0);
+    vmaugment_free_request(req);
+}
+
 /* Answer a request taken off the in-flight list, and free it. */
 static void vmaugment_finish(VirtIOVMAugment *s, VMAugmentRequest *req,
                              uint16_t status, const void *data, uint32_t len)
@@ -1179,12 +1190,12 @@ static void vmaugment_drop_requests(VirtIOVMAugment *s)
         vmaugment_take_inflight(s, req);
         vmaugment_helper_send(s, VMAUG_HOST_CANCEL, req->tag, NULL, 0,
                               NULL, 0);
-        vmaugment_free_request(req);
+        vmaugment_discard(s, req);
     }
     timer_del(s->timeout_timer);
     while ((req = QTAILQ_FIRST(&s->answered))) {
         QTAILQ_REMOVE(&s->answered, req, next);
-        vmaugment_free_request(req);
+        vmaugment_discard(s, req);
     }
 }
 

@@ -1226,6 +1226,118 @@ static void test_helper_migrate(void *obj, void *data,
     unlink(file);
 }
 
+/*
+ * A guest address on the pc machine's PCI bus where nothing is mapped.
+ * QEMU maps a buffer there through a bounce buffer, of which a PCI device
+ * has VMAUG_TEST_BOUNCE bytes (its x-max-bounce-buffer-size): a mapping
+ * the device never gives back keeps it, and the next buffer there cannot
+ * be mapped.
+ */
+#define VMAUG_TEST_UNMAPPED     0x10000000ULL
+#define VMAUG_TEST_BOUNCE       4096
+
+/* A QUERY whose response buffer is all of the bounce buffer. */
+static uint32_t submit_query_unmapped(QVMAugment *aug, uint64_t id,
+                                      uint64_t *out_addr)
+{
+    QTestState *qts = global_qtest;
+    struct {
+        struct virtio_vmaugment_req hdr;
+        struct vmaug_module_ref ref;
+    } QEMU_PACKED req = {
+        .hdr = {
+            .id = cpu_to_le64(id),
+            .opcode = cpu_to_le16(VMAUG_OP_QUERY),
+            .len = cpu_to_le32(sizeof(req.ref)),
+        },
+        .ref = module_ref("printer", "1.0"),
+    };
+    uint32_t head;
+
+    *out_addr = guest_alloc(aug->alloc, sizeof(req));
+    qtest_memwrite(qts, *out_addr, &req, sizeof(req));
+    head = qvirtqueue_add(qts, aug->reqq, *out_addr, sizeof(req), false,
+                          true);
+    qvirtqueue_add(qts, aug->reqq, VMAUG_TEST_UNMAPPED, VMAUG_TEST_BOUNCE,
+                   true, false);
+    qvirtqueue_kick(qts, aug->vdev, aug->reqq, head);
+    return head;
+}
+
+static int64_t requests_in_flight(QTestState *qts)
+{
+    QDict *resp = qtest_qmp(qts, "{ 'execute': 'query-vmaugment' }");
+    QDict *info = qobject_to(QDict, qlist_peek(qdict_get_qlist(resp,
+                                                               "return")));
+    int64_t n = qdict_get_int(info, "requests-in-flight");
+
+    qobject_unref(resp);
+    return n;
+}
+
+/*
+ * A reset while the helper holds requests drops them (the helper is told
+ * to cancel each) and gives back every buffer they had mapped: requests
+ * whose buffers need the bounce buffer still map afterwards.
+ */
+static void test_helper_reset_in_flight(void *obj, void *data,
+                                        QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    QTestState *qts = global_qtest;
+    struct vmaug_host_msg msg;
+    uint8_t buf[64];
+    uint64_t tags[2], tag, out;
+    uint32_t head, len;
+    Call c;
+    Reply r;
+    int i;
+
+    /* Outside RAM: what is written there does not read back. */
+    qtest_writeb(qts, VMAUG_TEST_UNMAPPED, 0xa5);
+    g_assert_cmphex(qtest_readb(qts, VMAUG_TEST_UNMAPPED), ==, 0);
+
+    helper_connect(h, aug);
+    submit_query_unmapped(aug, 81, &out);
+    g_assert(!device_broken(aug));
+    tags[0] = helper_expect_query(h, 81, "printer");
+    guest_free(aug->alloc, out);
+    c = submit_query(aug, 82, "scanner");
+    tags[1] = helper_expect_query(h, 82, "scanner");
+    g_assert_cmpint(requests_in_flight(qts), ==, 2);
+
+    qvmaugment_reset(aug);
+    for (i = 0; i < ARRAY_SIZE(tags); i++) {
+        g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
+        g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_CANCEL);
+        g_assert_cmpuint(le64_to_cpu(msg.tag), ==, tags[i]);
+    }
+    g_assert_cmpint(requests_in_flight(qts), ==, 0);
+    guest_free(aug->alloc, c.out_addr);
+    guest_free(aug->alloc, c.in_addr);
+    /* An answer to a dropped request goes nowhere. */
+    helper_respond(h, tags[0], VMAUG_S_OK, NULL, 0);
+
+    head = submit_query_unmapped(aug, 83, &out);
+    g_assert(!device_broken(aug));
+    tag = helper_expect_query(h, 83, "printer");
+    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    qvirtio_wait_used_elem(qts, aug->vdev, aug->reqq, head, &len,
+                           VMAUG_TEST_TIMEOUT_US);
+    g_assert_cmpuint(len, ==, sizeof(struct virtio_vmaugment_resp));
+    g_assert_cmpuint(used_idx(aug->reqq), ==, 1);
+    guest_free(aug->alloc, out);
+
+    c = submit_query(aug, 84, "scanner");
+    tag = helper_expect_query(h, 84, "scanner");
+    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 84);
+    assert_empty(&r, VMAUG_S_NOT_FOUND);
+    g_assert_cmpint(requests_in_flight(qts), ==, 0);
+}
+
 /* ---- QMP administration ---- */
 
 static bool qmp_has_command(QDict *resp, const char *name)
@@ -1943,6 +2055,8 @@ static void register_vmaugment_test(void)
                  test_helper_event_buffer_small, &helper);
     qos_add_test("helper/migrate", "vmaugment", test_helper_migrate,
                  &helper);
+    qos_add_test("helper/reset-in-flight", "vmaugment",
+                 test_helper_reset_in_flight, &helper);
     qos_add_test("qmp/query", "vmaugment", test_qmp_query, NULL);
     qos_add_test("helper/paused", "vmaugment", test_helper_paused, &helper);
     qos_add_test("helper/qmp-modules", "vmaugment", test_helper_qmp_modules,
