@@ -1338,6 +1338,240 @@ static void test_helper_reset_in_flight(void *obj, void *data,
     g_assert_cmpint(requests_in_flight(qts), ==, 0);
 }
 
+/* ---- A hostile migration stream ---- */
+
+/*
+ * The ids of two requests in flight.  The stream carries them big endian
+ * and guest RAM little endian, so each occurs once in the stream: where
+ * its request starts in the device's section.
+ */
+#define VMAUG_TEST_MARK0        0x564d415547303030ULL   /* "VMAUG000" */
+#define VMAUG_TEST_MARK1        0x564d415547303031ULL   /* "VMAUG001" */
+
+/*
+ * Where the fields of a migrated request lie from its id on
+ * (vmaugment_put_one() in hw/vmaugment/vmaugment.c); the count of
+ * requests precedes the first.
+ */
+#define REQ_COUNT               (-4)    /* be32 */
+#define REQ_HEAD                10      /* be32 */
+#define REQ_NDESCS              14      /* be32 */
+#define REQ_IN_NUM              18      /* be32 */
+#define REQ_ADDR0               22      /* be64 */
+#define REQ_LEN0                30      /* be32 */
+#define REQ_SIZE1               34      /* with one response buffer */
+
+static size_t stream_find(const uint8_t *buf, size_t len, uint64_t id)
+{
+    uint64_t be = cpu_to_be64(id);
+    const uint8_t *at = memmem(buf, len, &be, sizeof(be));
+
+    g_assert(at);
+    g_assert(!memmem(at + 1, len - (at + 1 - buf), &be, sizeof(be)));
+    return at - buf;
+}
+
+/* Wait for an incoming migration to end; returns its status. */
+static char *wait_incoming(QTestState *qts, char **desc)
+{
+    gint64 end = g_get_monotonic_time() + VMAUG_TEST_TIMEOUT_US;
+
+    for (;;) {
+        QDict *resp = qtest_qmp(qts, "{ 'execute': 'query-migrate' }");
+        QDict *ret = qdict_get_qdict(resp, "return");
+        const char *status = qdict_haskey(ret, "status") ?
+                             qdict_get_str(ret, "status") : "none";
+
+        if (!strcmp(status, "completed") || !strcmp(status, "failed")) {
+            char *s = g_strdup(status);
+
+            *desc = g_strdup(qdict_haskey(ret, "error-desc") ?
+                             qdict_get_str(ret, "error-desc") : "");
+            qobject_unref(resp);
+            return s;
+        }
+        qobject_unref(resp);
+        g_assert(g_get_monotonic_time() < end);
+        g_usleep(10000);
+    }
+}
+
+/*
+ * Feed @stream to a new destination QEMU.  With @why it must refuse the
+ * stream, say "vmaugment: refusing the migration stream: @why", and stay
+ * up; without, it must load it.  The destination's helper link is a null
+ * chardev: the helper plays no part.
+ */
+static void incoming_stream(TestHelper *h, const uint8_t *stream, size_t len,
+                            const char *why)
+{
+    g_autofree char *file = g_build_filename(h->dir, "stream", NULL);
+    g_autofree char *log = g_build_filename(h->dir, "stderr", NULL);
+    g_autofree char *uri = g_strdup_printf("exec:cat %s", file);
+    g_autofree char *sock = g_strdup_printf(
+        "-chardev socket,id=vmaug-helper,path=%s", h->path);
+    const char *at = strstr(h->cmdline, sock);
+    g_autofree char *status = NULL;
+    g_autofree char *desc = NULL;
+    g_autofree char *out = NULL;
+    g_autofree char *line = NULL;
+    QTestState *dst;
+    QDict *r;
+    int fd, saved;
+
+    g_assert(at);
+    g_assert(g_file_set_contents(file, (const char *)stream, len, NULL));
+    fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    saved = dup(STDERR_FILENO);
+    g_assert_cmpint(saved, >=, 0);
+    /* QEMU keeps the stderr it starts with: a file, to read its reports. */
+    g_assert_cmpint(dup2(fd, STDERR_FILENO), ==, STDERR_FILENO);
+    dst = qtest_initf("%.*s-chardev null,id=vmaug-helper%s -incoming defer",
+                      (int)(at - h->cmdline), h->cmdline, at + strlen(sock));
+    g_assert_cmpint(dup2(saved, STDERR_FILENO), ==, STDERR_FILENO);
+    close(saved);
+    close(fd);
+
+    r = qtest_qmp(dst, "{ 'execute': 'migrate-incoming', 'arguments': {"
+                       "  'uri': %s, 'exit-on-error': false } }", uri);
+    g_assert(qdict_haskey(r, "return"));
+    qobject_unref(r);
+    status = wait_incoming(dst, &desc);
+    g_assert_cmpstr(status, ==, why ? "failed" : "completed");
+    if (why) {
+        g_assert_cmpstr(desc, ==, "load of migration failed: Invalid argument");
+    }
+    r = qtest_qmp(dst, "{ 'execute': 'query-status' }");
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(r, "return"), "status"),
+                    ==, why ? "inmigrate" : "running");
+    qobject_unref(r);
+    qtest_quit(dst);
+
+    g_assert(g_file_get_contents(log, &out, NULL, NULL));
+    if (why) {
+        line = g_strdup_printf(": vmaugment: refusing the migration stream: "
+                               "%s\n", why);
+        g_assert_cmpstr(strstr(out, line), !=, NULL);
+    } else {
+        g_assert_cmpstr(strstr(out, "refusing"), ==, NULL);
+    }
+    unlink(log);
+    unlink(file);
+}
+
+/*
+ * A migration stream is untrusted: a destination fed a stream whose
+ * requests in flight were tampered with refuses it with a migration
+ * error and the reason, and never exits or aborts.
+ */
+static void test_helper_migrate_hostile(void *obj, void *data,
+                                        QGuestAllocator *t_alloc)
+{
+    static const struct {
+        int field[2];
+        int size[2];
+        uint64_t value[2];
+        const char *why;
+    } cases[] = {
+        { { REQ_IN_NUM }, { 4 }, { 0x7fffffff },
+          "request 0: 2147483647 response buffers (1 to 1024 allowed)" },
+        { { REQ_IN_NUM }, { 4 }, { 0 },
+          "request 0: 0 response buffers (1 to 1024 allowed)" },
+        { { REQ_LEN0 }, { 4 }, { 0 },
+          "request 0: an empty response buffer" },
+        { { REQ_LEN0 }, { 4 }, { 8 },
+          "request 0: 8 bytes of response buffers, too small for a "
+          "response header" },
+        /* Outside RAM: more than the bounce buffer holds. */
+        { { REQ_ADDR0, REQ_LEN0 }, { 8, 4 }, { VMAUG_TEST_UNMAPPED, 65536 },
+          "request 0: cannot map 65536 bytes at 0x10000000" },
+        /* Across the end of the pc machine's 128 MiB of RAM. */
+        { { REQ_ADDR0, REQ_LEN0 }, { 8, 4 }, { 0x7fff000, 8192 },
+          "request 0: cannot map 8192 bytes at 0x7fff000" },
+    };
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    g_autofree char *file = g_build_filename(h->dir, "migration", NULL);
+    g_autofree char *out_uri = g_strdup_printf("exec:cat > %s", file);
+    g_autofree uint8_t *good = NULL;
+    uint32_t num = aug->reqq->size;
+    uint8_t *bad;
+    char *why;
+    size_t first, second;
+    gsize len;
+    QDict *r;
+    int i, j;
+
+    helper_connect(h, aug);
+    submit_query(aug, VMAUG_TEST_MARK0, "printer");
+    helper_expect_query(h, VMAUG_TEST_MARK0, "printer");
+    submit_query(aug, VMAUG_TEST_MARK1, "scanner");
+    helper_expect_query(h, VMAUG_TEST_MARK1, "scanner");
+
+    r = qtest_qmp(global_qtest, "{ 'execute': 'migrate',"
+                                "  'arguments': { 'uri': %s } }", out_uri);
+    g_assert(qdict_haskey(r, "return"));
+    qobject_unref(r);
+    wait_migration(global_qtest, "completed");
+    g_assert(g_file_get_contents(file, (char **)&good, &len, NULL));
+    unlink(file);
+
+    /* The layout the cases patch, checked on the stream as migrated. */
+    first = stream_find(good, len, VMAUG_TEST_MARK0);
+    second = stream_find(good, len, VMAUG_TEST_MARK1);
+    g_assert_cmpuint(ldl_be_p(good + first + REQ_COUNT), ==, 2);
+    g_assert_cmpuint(ldl_be_p(good + first + REQ_NDESCS), ==, 1);
+    g_assert_cmpuint(ldl_be_p(good + first + REQ_IN_NUM), ==, 1);
+    g_assert_cmpuint(ldl_be_p(good + first + REQ_LEN0), ==,
+                     sizeof(struct virtio_vmaugment_resp) +
+                     VMAUG_TEST_RESP_MAX);
+    g_assert_cmpuint(second, ==, first + REQ_SIZE1);
+    incoming_stream(h, good, len, NULL);
+
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        bad = g_memdup2(good, len);
+        for (j = 0; j < ARRAY_SIZE(cases[i].field) && cases[i].size[j]; j++) {
+            if (cases[i].size[j] == 8) {
+                stq_be_p(bad + first + cases[i].field[j], cases[i].value[j]);
+            } else {
+                stl_be_p(bad + first + cases[i].field[j], cases[i].value[j]);
+            }
+        }
+        incoming_stream(h, bad, len, cases[i].why);
+        g_free(bad);
+    }
+
+    /* The ring's size bounds the count, the heads and each chain. */
+    bad = g_memdup2(good, len);
+    stl_be_p(bad + first + REQ_COUNT, num + 1);
+    why = g_strdup_printf("%u requests in flight on a %u-entry ring",
+                          num + 1, num);
+    incoming_stream(h, bad, len, why);
+    g_free(why);
+    memcpy(bad, good, len);
+    stl_be_p(bad + first + REQ_HEAD, num);
+    why = g_strdup_printf("request 0: chain head %u outside a %u-entry ring",
+                          num, num);
+    incoming_stream(h, bad, len, why);
+    g_free(why);
+    memcpy(bad, good, len);
+    stl_be_p(bad + first + REQ_NDESCS, 0);
+    why = g_strdup_printf("request 0: chain of 0 descriptors on a %u-entry "
+                          "ring", num);
+    incoming_stream(h, bad, len, why);
+    g_free(why);
+
+    /* Two requests on one chain. */
+    memcpy(bad, good, len);
+    memcpy(bad + second + REQ_HEAD, good + first + REQ_HEAD, 4);
+    why = g_strdup_printf("request 1: chain head %u restored twice",
+                          ldl_be_p(good + first + REQ_HEAD));
+    incoming_stream(h, bad, len, why);
+    g_free(why);
+    g_free(bad);
+}
+
 /* ---- QMP administration ---- */
 
 static bool qmp_has_command(QDict *resp, const char *name)
@@ -2055,6 +2289,8 @@ static void register_vmaugment_test(void)
                  test_helper_event_buffer_small, &helper);
     qos_add_test("helper/migrate", "vmaugment", test_helper_migrate,
                  &helper);
+    qos_add_test("helper/migrate-hostile", "vmaugment",
+                 test_helper_migrate_hostile, &helper);
     qos_add_test("helper/reset-in-flight", "vmaugment",
                  test_helper_reset_in_flight, &helper);
     qos_add_test("qmp/query", "vmaugment", test_qmp_query, NULL);
