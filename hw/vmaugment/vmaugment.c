@@ -17,6 +17,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qemu/bitmap.h"
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/iov.h"
@@ -27,6 +28,7 @@
 #include "hw/vmaugment/vmaugment.h"
 #include "migration/qemu-file-types.h"
 #include "migration/vmstate.h"
+#include "system/dma.h"
 #include "qapi/qapi-events-vmaugment.h"
 #include "trace.h"
 
@@ -480,6 +482,17 @@ static void vmaugment_free_request(VMAugmentRequest *req)
     g_free(req->answer);
     g_free(req->elem);
     g_free(req);
+}
+
+/*
+ * Drop a request without answering it.  Its element goes back to the
+ * virtqueue unused, which unmaps its buffers: a buffer outside RAM holds
+ * one of QEMU's few bounce buffers until then.
+ */
+static void vmaugment_discard(VirtIOVMAugment *s, VMAugmentRequest *req)
+{
+    virtqueue_detach_element(s->req_vq, req->elem, 0);
+    vmaugment_free_request(req);
 }
 
 /* Answer a request taken off the in-flight list, and free it. */
@@ -944,8 +957,8 @@ static void vmaugment_module_change(VirtIOVMAugment *s, uint32_t type,
     if (type == VMAUG_EVENT_MODULE_REFUSED) {
         reason = g_strndup((const char *)data + sizeof(ref),
                            MIN(len - sizeof(ref), VMAUG_HOST_MESSAGE_MAX));
-        g_strcanon(reason,
-                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        g_strcanon(reason, "abcdefghijklmnopqrstuvwxyz"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                    "0123456789 .,:;_-+/()'@=<>[]", '?');
     }
     if (type == VMAUG_EVENT_RESTART_REQUESTED) {
@@ -1180,12 +1193,12 @@ static void vmaugment_drop_requests(VirtIOVMAugment *s)
         vmaugment_take_inflight(s, req);
         vmaugment_helper_send(s, VMAUG_HOST_CANCEL, req->tag, NULL, 0,
                               NULL, 0);
-        vmaugment_free_request(req);
+        vmaugment_discard(s, req);
     }
     timer_del(s->timeout_timer);
     while ((req = QTAILQ_FIRST(&s->answered))) {
         QTAILQ_REMOVE(&s->answered, req, next);
-        vmaugment_free_request(req);
+        vmaugment_discard(s, req);
     }
 }
 
@@ -1345,14 +1358,31 @@ static void vmaugment_unrealize(DeviceState *dev)
  * destination fails them with VMAUG_S_INTERRUPTED as soon as it runs,
  * because its helper connection never saw them.  Pending events do not
  * travel: the next one delivered carries VMAUG_EVENT_F_LOST instead.
+ *
+ * A request travels as what its answer needs: id, opcode, the chain's
+ * head and descriptor count, and the guest address and size of each
+ * device-writable buffer.  The stream is untrusted, so the destination
+ * checks all of it against the ring and maps the buffers itself, where
+ * qemu_get_virtqueue_element() would assert on a bad count and exit on a
+ * buffer it cannot map.
  */
 
 static void vmaugment_put_one(VirtIOVMAugment *s, QEMUFile *f,
                               VMAugmentRequest *req)
 {
+    VirtQueueElement *elem = req->elem;
+    unsigned int i;
+
     qemu_put_be64(f, req->id);
     qemu_put_be16(f, req->opcode);
-    qemu_put_virtqueue_element(VIRTIO_DEVICE(s), f, req->elem);
+    qemu_put_be32(f, elem->index);
+    qemu_put_be32(f, elem->ndescs);
+    qemu_put_be32(f, elem->in_num);
+    for (i = 0; i < elem->in_num; i++) {
+        qemu_put_be64(f, elem->in_addr[i]);
+        /* At most a descriptor's length, which is 32 bits. */
+        qemu_put_be32(f, elem->in_sg[i].iov_len);
+    }
 }
 
 static int vmaugment_put_requests(QEMUFile *f, void *pv, size_t size,
@@ -1377,32 +1407,160 @@ static int vmaugment_put_requests(QEMUFile *f, void *pv, size_t size,
     return 0;
 }
 
+/* An element with @in_num device-writable buffers and no others. */
+static VirtQueueElement *vmaugment_elem_new(unsigned int in_num)
+{
+    size_t addr_ofs = QEMU_ALIGN_UP(sizeof(VirtQueueElement),
+                                    __alignof__(hwaddr));
+    size_t sg_ofs = QEMU_ALIGN_UP(addr_ofs + in_num * sizeof(hwaddr),
+                                  __alignof__(struct iovec));
+    VirtQueueElement *elem = g_malloc0(sg_ofs +
+                                       in_num * sizeof(struct iovec));
+
+    /* One block, as virtqueue_pop() makes them: g_free() frees it all. */
+    elem->in_num = in_num;
+    elem->in_addr = (void *)elem + addr_ofs;
+    elem->in_sg = (void *)elem + sg_ofs;
+    return elem;
+}
+
+static void vmaugment_elem_unmap(VirtIODevice *vdev, VirtQueueElement *elem,
+                                 unsigned int mapped)
+{
+    unsigned int i;
+
+    for (i = 0; i < mapped; i++) {
+        dma_memory_unmap(vdev->dma_as, elem->in_sg[i].iov_base,
+                         elem->in_sg[i].iov_len, DMA_DIRECTION_FROM_DEVICE,
+                         0);
+    }
+}
+
+/*
+ * Read a request's chain, check it against the request ring of @num
+ * entries (@heads marks the chain heads already restored), and map its
+ * buffers.
+ */
+static VirtQueueElement *vmaugment_load_elem(VirtIOVMAugment *s, QEMUFile *f,
+                                             unsigned int num,
+                                             unsigned long *heads,
+                                             Error **errp)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    bool packed = virtio_host_has_feature(vdev, VIRTIO_F_RING_PACKED);
+    uint32_t index = qemu_get_be32(f);
+    uint32_t ndescs = qemu_get_be32(f);
+    uint32_t in_num = qemu_get_be32(f);
+    VirtQueueElement *elem;
+    uint64_t total = 0;
+    uint32_t i;
+
+    if (index >= num) {
+        error_setg(errp, "chain head %u outside a %u-entry ring", index, num);
+        return NULL;
+    }
+    if (test_and_set_bit(index, heads)) {
+        error_setg(errp, "chain head %u restored twice", index);
+        return NULL;
+    }
+    /* A split ring's chain counts as one, whatever its length. */
+    if (ndescs == 0 || ndescs > num || (!packed && ndescs != 1)) {
+        error_setg(errp, "chain of %u descriptors on a %u-entry ring",
+                   ndescs, num);
+        return NULL;
+    }
+    if (in_num == 0 || in_num > VIRTQUEUE_MAX_SIZE) {
+        error_setg(errp, "%u response buffers (1 to %u allowed)", in_num,
+                   VIRTQUEUE_MAX_SIZE);
+        return NULL;
+    }
+
+    elem = vmaugment_elem_new(in_num);
+    elem->index = index;
+    elem->ndescs = ndescs;
+    for (i = 0; i < in_num; i++) {
+        elem->in_addr[i] = qemu_get_be64(f);
+        elem->in_sg[i].iov_len = qemu_get_be32(f);
+        if (!elem->in_sg[i].iov_len) {
+            error_setg(errp, "an empty response buffer");
+            goto fail;
+        }
+        total += elem->in_sg[i].iov_len;
+    }
+    if (total < sizeof(struct virtio_vmaugment_resp)) {
+        error_setg(errp, "%" PRIu64 " bytes of response buffers, too small "
+                   "for a response header", total);
+        goto fail;
+    }
+    for (i = 0; i < in_num; i++) {
+        dma_addr_t len = elem->in_sg[i].iov_len;
+
+        elem->in_sg[i].iov_base = dma_memory_map(vdev->dma_as,
+                                                 elem->in_addr[i], &len,
+                                                 DMA_DIRECTION_FROM_DEVICE,
+                                                 MEMTXATTRS_UNSPECIFIED);
+        if (!elem->in_sg[i].iov_base || len != elem->in_sg[i].iov_len) {
+            /* Not RAM, or more than one piece of it, or no bounce buffer. */
+            if (elem->in_sg[i].iov_base) {
+                dma_memory_unmap(vdev->dma_as, elem->in_sg[i].iov_base, len,
+                                 DMA_DIRECTION_FROM_DEVICE, 0);
+            }
+            error_setg(errp, "cannot map %zu bytes at 0x%" HWADDR_PRIx,
+                       elem->in_sg[i].iov_len, elem->in_addr[i]);
+            vmaugment_elem_unmap(vdev, elem, i);
+            goto fail;
+        }
+    }
+    return elem;
+
+fail:
+    g_free(elem);
+    return NULL;
+}
+
 static int vmaugment_get_requests(QEMUFile *f, void *pv, size_t size,
                                   const VMStateField *field)
 {
     VirtIOVMAugment *s = container_of(pv, VirtIOVMAugment, inflight);
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    unsigned int num = virtio_queue_get_num(vdev, VMAUG_VQ_REQUEST);
+    DECLARE_BITMAP(heads, VIRTQUEUE_MAX_SIZE) = { 0 };
     uint32_t i, count = qemu_get_be32(f);
+    VMAugmentRequest *req;
+    Error *err = NULL;
 
-    /* The stream is untrusted: no more than the ring can hold. */
-    if (count > VMAUG_REQUEST_QUEUE_SIZE) {
-        return -EINVAL;
+    /* The ring's size came in the stream too. */
+    if (num > VIRTQUEUE_MAX_SIZE || count > num) {
+        error_setg(&err, "%u requests in flight on a %u-entry ring", count,
+                   num);
+        goto fail;
     }
     for (i = 0; i < count; i++) {
-        VMAugmentRequest *req = g_new0(VMAugmentRequest, 1);
-
+        req = g_new0(VMAugmentRequest, 1);
         req->id = qemu_get_be64(f);
         req->opcode = qemu_get_be16(f);
-        req->elem = qemu_get_virtqueue_element(VIRTIO_DEVICE(s), f,
-                                               sizeof(VirtQueueElement));
-        if (iov_size(req->elem->in_sg, req->elem->in_num) <
-            sizeof(struct virtio_vmaugment_resp)) {
-            g_free(req->elem);
+        req->elem = vmaugment_load_elem(s, f, num, heads, &err);
+        if (!req->elem) {
             g_free(req);
-            return -EINVAL;
+            error_prepend(&err, "request %u: ", i);
+            goto fail;
         }
         vmaugment_interrupt(s, req);
     }
     return 0;
+
+fail:
+    error_reportf_err(err, "vmaugment: refusing the migration stream: ");
+    /*
+     * Unmap what was restored so far.  Not through the virtqueue: its
+     * state from this stream is not loaded yet, nor to be trusted.
+     */
+    while ((req = QTAILQ_FIRST(&s->answered))) {
+        QTAILQ_REMOVE(&s->answered, req, next);
+        vmaugment_elem_unmap(vdev, req->elem, req->elem->in_num);
+        vmaugment_free_request(req);
+    }
+    return -EINVAL;
 }
 
 static const VMStateInfo vmaugment_requests_info = {
@@ -1431,10 +1589,14 @@ static int vmaugment_pre_load(void *opaque)
     return 0;
 }
 
+/*
+ * Version 2: requests carry their own chain format (vmaugment_put_one()).
+ * The virtio core loads this with the outer section's version.
+ */
 static const VMStateDescription vmstate_vmaugment_device = {
     .name = "vmaugment-device",
-    .version_id = 1,
-    .minimum_version_id = 1,
+    .version_id = 2,
+    .minimum_version_id = 2,
     .pre_save = vmaugment_pre_save,
     .pre_load = vmaugment_pre_load,
     .fields = (const VMStateField[]) {
@@ -1454,8 +1616,8 @@ static const VMStateDescription vmstate_vmaugment_device = {
 
 static const VMStateDescription vmstate_vmaugment = {
     .name = "vmaugment",
-    .version_id = 1,
-    .minimum_version_id = 1,
+    .version_id = 2,
+    .minimum_version_id = 2,
     .fields = (const VMStateField[]) {
         VMSTATE_VIRTIO_DEVICE,
         VMSTATE_END_OF_LIST()

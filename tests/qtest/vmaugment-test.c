@@ -80,6 +80,13 @@ static Call submit(QVMAugment *aug, uint64_t id, uint16_t opcode,
     return submit_raw(aug, buf, sizeof(hdr) + len, in_size);
 }
 
+static bool device_broken(QVMAugment *aug)
+{
+    return aug->vdev->bus->get_status(aug->vdev) &
+           VIRTIO_CONFIG_S_NEEDS_RESET;
+}
+
+/* Wait for the answer to @c; an answered request never breaks the device. */
 static void collect(QVMAugment *aug, Call *c, Reply *r)
 {
     QTestState *qts = global_qtest;
@@ -95,6 +102,25 @@ static void collect(QVMAugment *aug, Call *c, Reply *r)
                   r->used_len - sizeof(r->hdr));
     guest_free(aug->alloc, c->out_addr);
     guest_free(aug->alloc, c->in_addr);
+    g_assert(!device_broken(aug));
+}
+
+/* An error reply carries exactly @msg, and the used length covers it. */
+static void assert_message(const Reply *r, const char *msg)
+{
+    size_t len = strlen(msg);
+
+    g_assert_cmpuint(le32_to_cpu(r->hdr.len), ==, len);
+    g_assert_cmpuint(r->used_len, ==, sizeof(r->hdr) + len);
+    g_assert_cmpmem(r->data, len, msg, len);
+}
+
+/* A reply with @status and nothing after its header. */
+static void assert_empty(const Reply *r, uint16_t status)
+{
+    g_assert_cmpuint(le16_to_cpu(r->hdr.status), ==, status);
+    g_assert_cmpuint(le32_to_cpu(r->hdr.len), ==, 0);
+    g_assert_cmpuint(r->used_len, ==, sizeof(r->hdr));
 }
 
 /* Send one request and return the response status. */
@@ -117,6 +143,7 @@ static uint16_t send_version(QVMAugment *aug, struct vmaug_version_info *info)
 
     if (status == VMAUG_S_OK) {
         g_assert_cmpuint(le32_to_cpu(r.hdr.len), ==, sizeof(*info));
+        g_assert_cmpuint(r.used_len, ==, sizeof(r.hdr) + sizeof(*info));
         memcpy(info, r.data, sizeof(*info));
     }
     return status;
@@ -139,8 +166,13 @@ static uint16_t send_subscribe(QVMAugment *aug, uint32_t mask,
     uint16_t status = call(aug, 2, VMAUG_OP_SUBSCRIBE, &sub, sizeof(sub), &r);
 
     if (status == VMAUG_S_OK) {
+        g_assert_cmpuint(le32_to_cpu(r.hdr.len), ==, sizeof(sub));
+        g_assert_cmpuint(r.used_len, ==, sizeof(r.hdr) + sizeof(sub));
         memcpy(&sub, r.data, sizeof(sub));
         *new_mask = le32_to_cpu(sub.mask);
+    } else {
+        /* The device refuses a SUBSCRIBE without a message. */
+        assert_empty(&r, status);
     }
     return status;
 }
@@ -173,10 +205,19 @@ static uint16_t send_query(QVMAugment *aug, uint64_t id, const char *name,
     return le16_to_cpu(r->hdr.status);
 }
 
-static bool device_broken(QVMAugment *aug)
+/* The device's messages for requests it fails on the helper's behalf. */
+#define MSG_UNAVAILABLE     "host helper not connected"
+#define MSG_INTERRUPTED     "interrupted: host helper lost or VM restored"
+
+/* @resp is a GenericError saying exactly @desc; frees @resp. */
+static void assert_qmp_error(QDict *resp, const char *desc)
 {
-    return aug->vdev->bus->get_status(aug->vdev) &
-           VIRTIO_CONFIG_S_NEEDS_RESET;
+    QDict *err = qdict_get_qdict(resp, "error");
+
+    g_assert(err);
+    g_assert_cmpstr(qdict_get_str(err, "class"), ==, "GenericError");
+    g_assert_cmpstr(qdict_get_str(err, "desc"), ==, desc);
+    qobject_unref(resp);
 }
 
 static void assert_qemu_alive(void)
@@ -194,11 +235,15 @@ static void test_pci_ids(void *obj, void *data, QGuestAllocator *t_alloc)
     QVMAugment *aug = obj;
     QVirtioPCIDevice *vpci = container_of(aug->vdev, QVirtioPCIDevice, vdev);
 
+    /*
+     * Literals, not the shared header: what the virtio spec (modern PCI ID
+     * 0x1040 + device ID 63, revision 1 or higher for a non-transitional
+     * device) and Linux's virtio_pci_modern (0x1040 to 0x107f) expect.
+     */
     g_assert_cmphex(qpci_config_readw(vpci->pdev, PCI_VENDOR_ID), ==, 0x1af4);
-    g_assert_cmphex(qpci_config_readw(vpci->pdev, PCI_DEVICE_ID), ==,
-                    VIRTIO_VMAUGMENT_PCI_DEVICE_ID);
-    g_assert_cmphex(VIRTIO_VMAUGMENT_PCI_DEVICE_ID, ==, 0x107f);
-    g_assert_cmpint(aug->vdev->device_type, ==, VIRTIO_ID_VMAUGMENT);
+    g_assert_cmphex(qpci_config_readw(vpci->pdev, PCI_DEVICE_ID), ==, 0x107f);
+    g_assert_cmphex(qpci_config_readb(vpci->pdev, PCI_REVISION_ID), ==, 1);
+    g_assert_cmpint(aug->vdev->device_type, ==, 63);
 }
 
 static void test_features(void *obj, void *data, QGuestAllocator *t_alloc)
@@ -265,6 +310,7 @@ static void test_ping(void *obj, void *data, QGuestAllocator *t_alloc)
     }
     g_assert_cmpuint(send_ping(obj, 200, buf, VMAUG_MAX_PING_PAYLOAD + 1, &r),
                      ==, VMAUG_S_TOO_BIG);
+    assert_message(&r, "payload larger than the opcode allows");
 }
 
 static void test_subscribe(void *obj, void *data, QGuestAllocator *t_alloc)
@@ -303,29 +349,38 @@ static void test_helper_unavailable(void *obj, void *data,
 
     g_assert_cmpuint(send_query(obj, 9, "printer", &r), ==,
                      VMAUG_S_UNAVAILABLE);
-    g_assert_cmpuint(le32_to_cpu(r.hdr.len), >, 0);
-    g_assert(g_strstr_len((char *)r.data, le32_to_cpu(r.hdr.len), "helper"));
+    g_assert_cmphex(le16_to_cpu(r.hdr.opcode), ==, VMAUG_OP_QUERY);
+    assert_message(&r, MSG_UNAVAILABLE);
 }
 
 /* ---- Malformed requests get an error status ---- */
 
-static uint16_t raw_status(QVMAugment *aug, const void *out, size_t out_size)
+/*
+ * Send raw bytes as a request; the reply must echo @id and @opcode and
+ * refuse it with @status and exactly @msg.
+ */
+static void assert_raw_refused(QVMAugment *aug, const void *out,
+                               size_t out_size, uint64_t id, uint16_t opcode,
+                               uint16_t status, const char *msg)
 {
     Call c = submit_raw(aug, out, out_size,
                         sizeof(struct virtio_vmaugment_resp) + 64);
     Reply r;
 
     collect(aug, &c, &r);
-    g_assert(!device_broken(aug));
-    return le16_to_cpu(r.hdr.status);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, id);
+    g_assert_cmphex(le16_to_cpu(r.hdr.opcode), ==, opcode);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, status);
+    assert_message(&r, msg);
 }
 
 static void test_short_header(void *obj, void *data, QGuestAllocator *t_alloc)
 {
     uint8_t junk[sizeof(struct virtio_vmaugment_req) - 1] = { 0x02 };
 
-    g_assert_cmpuint(raw_status(obj, junk, sizeof(junk)), ==,
-                     VMAUG_S_INVALID);
+    /* Nothing of the header is read: no id or opcode to echo. */
+    assert_raw_refused(obj, junk, sizeof(junk), 0, 0, VMAUG_S_INVALID,
+                       "request shorter than its header");
 }
 
 static void test_oversize(void *obj, void *data, QGuestAllocator *t_alloc)
@@ -340,34 +395,40 @@ static void test_oversize(void *obj, void *data, QGuestAllocator *t_alloc)
     };
 
     memcpy(buf, &hdr, sizeof(hdr));
-    g_assert_cmpuint(raw_status(obj, buf, size), ==, VMAUG_S_TOO_BIG);
+    assert_raw_refused(obj, buf, size, 77, VMAUG_OP_INVOKE, VMAUG_S_TOO_BIG,
+                       "request larger than the device accepts");
 }
 
 static void test_length_mismatch(void *obj, void *data,
                                  QGuestAllocator *t_alloc)
 {
+    static const char why[] = "header length differs from the buffer size";
     uint8_t buf[sizeof(struct virtio_vmaugment_req) + 8] = {};
     struct virtio_vmaugment_req hdr = {
+        .id = cpu_to_le64(13),
         .opcode = cpu_to_le16(VMAUG_OP_PING),
         .len = cpu_to_le32(9),
     };
 
     memcpy(buf, &hdr, sizeof(hdr));
-    g_assert_cmpuint(raw_status(obj, buf, sizeof(buf)), ==, VMAUG_S_INVALID);
+    assert_raw_refused(obj, buf, sizeof(buf), 13, VMAUG_OP_PING,
+                       VMAUG_S_INVALID, why);
     hdr.len = cpu_to_le32(0xffffffff);
     memcpy(buf, &hdr, sizeof(hdr));
-    g_assert_cmpuint(raw_status(obj, buf, sizeof(buf)), ==, VMAUG_S_INVALID);
+    assert_raw_refused(obj, buf, sizeof(buf), 13, VMAUG_OP_PING,
+                       VMAUG_S_INVALID, why);
 }
 
 static void test_bad_flags(void *obj, void *data, QGuestAllocator *t_alloc)
 {
     struct virtio_vmaugment_req hdr = {
+        .id = cpu_to_le64(14),
         .opcode = cpu_to_le16(VMAUG_OP_PING),
         .flags = cpu_to_le16(0x8000),
     };
 
-    g_assert_cmpuint(raw_status(obj, &hdr, sizeof(hdr)), ==,
-                     VMAUG_S_INVALID);
+    assert_raw_refused(obj, &hdr, sizeof(hdr), 14, VMAUG_OP_PING,
+                       VMAUG_S_INVALID, "reserved flags set");
 }
 
 static void test_unknown_opcode(void *obj, void *data,
@@ -377,7 +438,9 @@ static void test_unknown_opcode(void *obj, void *data,
 
     g_assert_cmpuint(call(obj, 3, 0x7777, NULL, 0, &r), ==,
                      VMAUG_S_UNSUPPORTED);
+    assert_message(&r, "unknown opcode");
     g_assert_cmpuint(call(obj, 4, 0, NULL, 0, &r), ==, VMAUG_S_UNSUPPORTED);
+    assert_message(&r, "unknown opcode");
 }
 
 static void test_bad_payload(void *obj, void *data, QGuestAllocator *t_alloc)
@@ -389,40 +452,66 @@ static void test_bad_payload(void *obj, void *data, QGuestAllocator *t_alloc)
     ref = module_ref("printer", "1.0");
     g_assert_cmpuint(call(obj, 6, VMAUG_OP_QUERY, &ref, sizeof(ref) - 1, &r),
                      ==, VMAUG_S_INVALID);
+    assert_message(&r, "payload size does not match the opcode");
     /* A name that does not end inside its field. */
     memset(ref.name, 'a', sizeof(ref.name));
     g_assert_cmpuint(call(obj, 7, VMAUG_OP_LOAD, &ref, sizeof(ref), &r), ==,
                      VMAUG_S_INVALID);
+    assert_message(&r, "string field is not NUL-terminated");
     /* VERSION takes no payload. */
     g_assert_cmpuint(call(obj, 8, VMAUG_OP_VERSION, &ref, 4, &r), ==,
                      VMAUG_S_INVALID);
+    assert_message(&r, "payload size does not match the opcode");
 }
 
 static void test_wrong_direction(void *obj, void *data,
                                  QGuestAllocator *t_alloc)
 {
+    static const char why[] = "request shorter than its header";
     QVMAugment *aug = obj;
     QTestState *qts = global_qtest;
-    struct virtio_vmaugment_req hdr = { .opcode = cpu_to_le16(VMAUG_OP_PING) };
+    struct virtio_vmaugment_req hdr = {
+        .id = cpu_to_le64(15),
+        .opcode = cpu_to_le16(VMAUG_OP_PING),
+    };
     uint64_t addr = guest_alloc(aug->alloc, 256);
     uint32_t head, len;
     struct virtio_vmaugment_resp resp;
+    char msg[sizeof(why)];
 
-    /* The request sits in a buffer the device may only write. */
+    /*
+     * The request sits in a buffer the device may only write: it has no
+     * readable bytes, so it is refused as short, without id or opcode.
+     */
     qtest_memwrite(qts, addr, &hdr, sizeof(hdr));
     head = qvirtqueue_add(qts, aug->reqq, addr, 256, true, false);
     qvirtqueue_kick(qts, aug->vdev, aug->reqq, head);
     qvirtio_wait_used_elem(qts, aug->vdev, aug->reqq, head, &len,
                            VMAUG_TEST_TIMEOUT_US);
+    g_assert_cmpuint(len, ==, sizeof(resp) + strlen(why));
     qtest_memread(qts, addr, &resp, sizeof(resp));
+    g_assert_cmpuint(le64_to_cpu(resp.id), ==, 0);
+    g_assert_cmpuint(le16_to_cpu(resp.opcode), ==, 0);
     g_assert_cmpuint(le16_to_cpu(resp.status), ==, VMAUG_S_INVALID);
+    g_assert_cmpuint(le32_to_cpu(resp.len), ==, strlen(why));
+    qtest_memread(qts, addr + sizeof(resp), msg, strlen(why));
+    g_assert_cmpmem(msg, strlen(why), why, strlen(why));
     g_assert(!device_broken(aug));
     guest_free(aug->alloc, addr);
 }
 
 /* ---- Ring-protocol violations break the device, never QEMU ---- */
 
-static void wait_broken(QVMAugment *aug)
+static uint16_t used_idx(QVirtQueue *vq)
+{
+    return qtest_readw(global_qtest, vq->used + 2);
+}
+
+/*
+ * Wait for the device to mark itself broken, and check that it handed
+ * nothing back on @vq: the violating chain is detached, not answered.
+ */
+static void wait_broken(QVMAugment *aug, QVirtQueue *vq, uint16_t used)
 {
     gint64 end = g_get_monotonic_time() + VMAUG_TEST_TIMEOUT_US;
 
@@ -430,6 +519,7 @@ static void wait_broken(QVMAugment *aug)
         g_assert(g_get_monotonic_time() < end);
         qtest_clock_step(global_qtest, 100);
     }
+    g_assert_cmpuint(used_idx(vq), ==, used);
     assert_qemu_alive();
 }
 
@@ -439,27 +529,34 @@ static void test_zero_length(void *obj, void *data, QGuestAllocator *t_alloc)
      * virtio core refuses zero-sized descriptors before the device sees
      * them; that is a ring violation and breaks the device.
      */
-    submit_raw(obj, NULL, 0, sizeof(struct virtio_vmaugment_resp));
-    wait_broken(obj);
+    QVMAugment *aug = obj;
+    uint16_t used = used_idx(aug->reqq);
+
+    submit_raw(aug, NULL, 0, sizeof(struct virtio_vmaugment_resp));
+    wait_broken(aug, aug->reqq, used);
 }
 
 static void test_missing_response(void *obj, void *data,
                                   QGuestAllocator *t_alloc)
 {
+    QVMAugment *aug = obj;
     struct virtio_vmaugment_req hdr = { .opcode = cpu_to_le16(VMAUG_OP_PING) };
+    uint16_t used = used_idx(aug->reqq);
 
-    submit_raw(obj, &hdr, sizeof(hdr), 0);
-    wait_broken(obj);
+    submit_raw(aug, &hdr, sizeof(hdr), 0);
+    wait_broken(aug, aug->reqq, used);
 }
 
 static void test_short_response(void *obj, void *data,
                                 QGuestAllocator *t_alloc)
 {
+    QVMAugment *aug = obj;
     struct virtio_vmaugment_req hdr = { .opcode = cpu_to_le16(VMAUG_OP_PING) };
+    uint16_t used = used_idx(aug->reqq);
 
-    submit_raw(obj, &hdr, sizeof(hdr),
+    submit_raw(aug, &hdr, sizeof(hdr),
                sizeof(struct virtio_vmaugment_resp) - 1);
-    wait_broken(obj);
+    wait_broken(aug, aug->reqq, used);
 }
 
 static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
@@ -467,6 +564,7 @@ static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
     QVMAugment *aug = obj;
     QTestState *qts = global_qtest;
     uint64_t addr = guest_alloc(aug->alloc, 64);
+    uint16_t used = used_idx(aug->reqq);
     uint32_t head;
     uint64_t last;
 
@@ -480,7 +578,7 @@ static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
     qtest_writew(qts, last + 12, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT);
     qtest_writew(qts, last + 14, head);
     qvirtqueue_kick(qts, aug->vdev, aug->reqq, head);
-    wait_broken(aug);
+    wait_broken(aug, aug->reqq, used);
 }
 
 /* ---- Tests that play the host helper ---- */
@@ -802,6 +900,7 @@ static void test_helper_relay(void *obj, void *data, QGuestAllocator *t_alloc)
     g_assert_cmpuint(le16_to_cpu(r.hdr.opcode), ==, VMAUG_OP_QUERY);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_OK);
     g_assert_cmpuint(le32_to_cpu(r.hdr.len), ==, sizeof(info));
+    g_assert_cmpuint(r.used_len, ==, sizeof(r.hdr) + sizeof(info));
     g_assert(memcmp(r.data, &info, sizeof(info)) == 0);
 
     /* A status the protocol does not know becomes an internal error. */
@@ -809,7 +908,8 @@ static void test_helper_relay(void *obj, void *data, QGuestAllocator *t_alloc)
     tag = helper_expect_query(h, 43, "scanner");
     helper_respond(h, tag, 999, NULL, 0);
     collect(aug, &c, &r);
-    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERNAL);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 43);
+    assert_empty(&r, VMAUG_S_INTERNAL);
 }
 
 static void test_helper_id_reuse(void *obj, void *data,
@@ -826,19 +926,22 @@ static void test_helper_id_reuse(void *obj, void *data,
     tag = helper_expect_query(h, 7, "printer");
     second = submit_query(aug, 7, "printer");
     collect(aug, &second, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 7);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_BUSY);
+    assert_message(&r, "request id already in flight");
 
     helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
     collect(aug, &first, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 7);
-    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NOT_FOUND);
+    assert_empty(&r, VMAUG_S_NOT_FOUND);
 
     /* Once answered, the id may be used again. */
     first = submit_query(aug, 7, "printer");
     tag = helper_expect_query(h, 7, "printer");
     helper_respond(h, tag, VMAUG_S_OK, NULL, 0);
     collect(aug, &first, &r);
-    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_OK);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 7);
+    assert_empty(&r, VMAUG_S_OK);
 }
 
 static void test_helper_timeout(void *obj, void *data,
@@ -857,7 +960,9 @@ static void test_helper_timeout(void *obj, void *data,
     tag = helper_expect_query(h, 11, "slow");
     qtest_clock_step(global_qtest, 1001 * 1000 * 1000);
     collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 11);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_TIMEOUT);
+    assert_message(&r, "host helper did not answer in time");
 
     /* The helper learns the answer is no longer wanted... */
     g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
@@ -870,8 +975,7 @@ static void test_helper_timeout(void *obj, void *data,
     helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
     collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 12);
-    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NOT_FOUND);
-    g_assert(!device_broken(aug));
+    assert_empty(&r, VMAUG_S_NOT_FOUND);
 }
 
 static void test_helper_disconnect(void *obj, void *data,
@@ -888,10 +992,13 @@ static void test_helper_disconnect(void *obj, void *data,
     close(h->fd);
     h->fd = -1;
     collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 21);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERRUPTED);
+    assert_message(&r, MSG_INTERRUPTED);
     wait_helper_state(aug, VMAUG_HELPER_DISCONNECTED);
     g_assert_cmpuint(send_query(aug, 22, "printer", &r), ==,
                      VMAUG_S_UNAVAILABLE);
+    assert_message(&r, MSG_UNAVAILABLE);
 }
 
 /* A helper that breaks the protocol is cut off; the guest carries on. */
@@ -907,12 +1014,14 @@ static void helper_garbage(TestHelper *h, QVMAugment *aug,
     helper_expect_query(h, 31, "printer");
     g_assert_cmpint(write(h->fd, bytes, len), ==, len);
     collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 31);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERRUPTED);
+    assert_message(&r, MSG_INTERRUPTED);
     wait_fd(h->fd, POLLIN);
     g_assert_cmpint(read(h->fd, &eof, 1), ==, 0);
     g_assert_cmpuint(send_query(aug, 32, "printer", &r), ==,
                      VMAUG_S_UNAVAILABLE);
-    g_assert(!device_broken(aug));
+    assert_message(&r, MSG_UNAVAILABLE);
     assert_qemu_alive();
 }
 
@@ -1022,6 +1131,7 @@ static void test_helper_event_buffer_small(void *obj, void *data,
     QVMAugment *aug = obj;
     QTestState *qts = global_qtest;
     uint64_t addr = guest_alloc(aug->alloc, 64);
+    uint16_t used = used_idx(aug->eventq);
     uint32_t head;
 
     /*
@@ -1031,7 +1141,7 @@ static void test_helper_event_buffer_small(void *obj, void *data,
     helper_connect(data, aug);
     head = qvirtqueue_add(qts, aug->eventq, addr, 64, true, false);
     qvirtqueue_kick(qts, aug->vdev, aug->eventq, head);
-    wait_broken(aug);
+    wait_broken(aug, aug->eventq, used);
     guest_free(aug->alloc, addr);
 }
 
@@ -1104,11 +1214,362 @@ static void test_helper_migrate(void *obj, void *data,
     }
     elem_id = qtest_readl(dst, used + 4 + 8 * (used_idx % aug->reqq->size));
     g_assert_cmpuint(elem_id, ==, c.head);
+    g_assert_cmpuint(qtest_readl(dst, used + 8 + 8 * (used_idx %
+                                                      aug->reqq->size)),
+                     ==, sizeof(resp) + strlen(MSG_INTERRUPTED));
     qtest_memread(dst, c.in_addr, &resp, sizeof(resp));
     g_assert_cmpuint(le64_to_cpu(resp.id), ==, 51);
+    g_assert_cmphex(le16_to_cpu(resp.opcode), ==, VMAUG_OP_QUERY);
     g_assert_cmpuint(le16_to_cpu(resp.status), ==, VMAUG_S_INTERRUPTED);
+    g_assert_cmpuint(le32_to_cpu(resp.len), ==, strlen(MSG_INTERRUPTED));
     qtest_quit(dst);
     unlink(file);
+}
+
+/*
+ * A guest address on the pc machine's PCI bus where nothing is mapped.
+ * QEMU maps a buffer there through a bounce buffer, of which a PCI device
+ * has VMAUG_TEST_BOUNCE bytes (its x-max-bounce-buffer-size): a mapping
+ * the device never gives back keeps it, and the next buffer there cannot
+ * be mapped.
+ */
+#define VMAUG_TEST_UNMAPPED     0x10000000ULL
+#define VMAUG_TEST_BOUNCE       4096
+
+/* A QUERY whose response buffer is all of the bounce buffer. */
+static uint32_t submit_query_unmapped(QVMAugment *aug, uint64_t id,
+                                      uint64_t *out_addr)
+{
+    QTestState *qts = global_qtest;
+    struct {
+        struct virtio_vmaugment_req hdr;
+        struct vmaug_module_ref ref;
+    } QEMU_PACKED req = {
+        .hdr = {
+            .id = cpu_to_le64(id),
+            .opcode = cpu_to_le16(VMAUG_OP_QUERY),
+            .len = cpu_to_le32(sizeof(req.ref)),
+        },
+        .ref = module_ref("printer", "1.0"),
+    };
+    uint32_t head;
+
+    *out_addr = guest_alloc(aug->alloc, sizeof(req));
+    qtest_memwrite(qts, *out_addr, &req, sizeof(req));
+    head = qvirtqueue_add(qts, aug->reqq, *out_addr, sizeof(req), false,
+                          true);
+    qvirtqueue_add(qts, aug->reqq, VMAUG_TEST_UNMAPPED, VMAUG_TEST_BOUNCE,
+                   true, false);
+    qvirtqueue_kick(qts, aug->vdev, aug->reqq, head);
+    return head;
+}
+
+static int64_t requests_in_flight(QTestState *qts)
+{
+    QDict *resp = qtest_qmp(qts, "{ 'execute': 'query-vmaugment' }");
+    QDict *info = qobject_to(QDict, qlist_peek(qdict_get_qlist(resp,
+                                                               "return")));
+    int64_t n = qdict_get_int(info, "requests-in-flight");
+
+    qobject_unref(resp);
+    return n;
+}
+
+/*
+ * A reset while the helper holds requests drops them (the helper is told
+ * to cancel each) and gives back every buffer they had mapped: requests
+ * whose buffers need the bounce buffer still map afterwards.
+ */
+static void test_helper_reset_in_flight(void *obj, void *data,
+                                        QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    QTestState *qts = global_qtest;
+    struct vmaug_host_msg msg;
+    uint8_t buf[64];
+    uint64_t tags[2], tag, out;
+    uint32_t head, len;
+    Call c;
+    Reply r;
+    int i;
+
+    /* Outside RAM: what is written there does not read back. */
+    qtest_writeb(qts, VMAUG_TEST_UNMAPPED, 0xa5);
+    g_assert_cmphex(qtest_readb(qts, VMAUG_TEST_UNMAPPED), ==, 0);
+
+    helper_connect(h, aug);
+    submit_query_unmapped(aug, 81, &out);
+    g_assert(!device_broken(aug));
+    tags[0] = helper_expect_query(h, 81, "printer");
+    guest_free(aug->alloc, out);
+    c = submit_query(aug, 82, "scanner");
+    tags[1] = helper_expect_query(h, 82, "scanner");
+    g_assert_cmpint(requests_in_flight(qts), ==, 2);
+
+    qvmaugment_reset(aug);
+    for (i = 0; i < ARRAY_SIZE(tags); i++) {
+        g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
+        g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_CANCEL);
+        g_assert_cmpuint(le64_to_cpu(msg.tag), ==, tags[i]);
+    }
+    g_assert_cmpint(requests_in_flight(qts), ==, 0);
+    guest_free(aug->alloc, c.out_addr);
+    guest_free(aug->alloc, c.in_addr);
+    /* An answer to a dropped request goes nowhere. */
+    helper_respond(h, tags[0], VMAUG_S_OK, NULL, 0);
+
+    head = submit_query_unmapped(aug, 83, &out);
+    g_assert(!device_broken(aug));
+    tag = helper_expect_query(h, 83, "printer");
+    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    qvirtio_wait_used_elem(qts, aug->vdev, aug->reqq, head, &len,
+                           VMAUG_TEST_TIMEOUT_US);
+    g_assert_cmpuint(len, ==, sizeof(struct virtio_vmaugment_resp));
+    g_assert_cmpuint(used_idx(aug->reqq), ==, 1);
+    guest_free(aug->alloc, out);
+
+    c = submit_query(aug, 84, "scanner");
+    tag = helper_expect_query(h, 84, "scanner");
+    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 84);
+    assert_empty(&r, VMAUG_S_NOT_FOUND);
+    g_assert_cmpint(requests_in_flight(qts), ==, 0);
+}
+
+/* ---- A hostile migration stream ---- */
+
+/*
+ * The ids of two requests in flight.  The stream carries them big endian
+ * and guest RAM little endian, so each occurs once in the stream: where
+ * its request starts in the device's section.
+ */
+#define VMAUG_TEST_MARK0        0x564d415547303030ULL   /* "VMAUG000" */
+#define VMAUG_TEST_MARK1        0x564d415547303031ULL   /* "VMAUG001" */
+
+/*
+ * Where the fields of a migrated request lie from its id on
+ * (vmaugment_put_one() in hw/vmaugment/vmaugment.c); the count of
+ * requests precedes the first.
+ */
+#define REQ_COUNT               (-4)    /* be32 */
+#define REQ_HEAD                10      /* be32 */
+#define REQ_NDESCS              14      /* be32 */
+#define REQ_IN_NUM              18      /* be32 */
+#define REQ_ADDR0               22      /* be64 */
+#define REQ_LEN0                30      /* be32 */
+#define REQ_SIZE1               34      /* with one response buffer */
+
+static size_t stream_find(const uint8_t *buf, size_t len, uint64_t id)
+{
+    uint64_t be = cpu_to_be64(id);
+    const uint8_t *at = memmem(buf, len, &be, sizeof(be));
+
+    g_assert(at);
+    g_assert(!memmem(at + 1, len - (at + 1 - buf), &be, sizeof(be)));
+    return at - buf;
+}
+
+/* Wait for an incoming migration to end; returns its status. */
+static char *wait_incoming(QTestState *qts, char **desc)
+{
+    gint64 end = g_get_monotonic_time() + VMAUG_TEST_TIMEOUT_US;
+
+    for (;;) {
+        QDict *resp = qtest_qmp(qts, "{ 'execute': 'query-migrate' }");
+        QDict *ret = qdict_get_qdict(resp, "return");
+        const char *status = qdict_haskey(ret, "status") ?
+                             qdict_get_str(ret, "status") : "none";
+
+        if (!strcmp(status, "completed") || !strcmp(status, "failed")) {
+            char *s = g_strdup(status);
+
+            *desc = g_strdup(qdict_haskey(ret, "error-desc") ?
+                             qdict_get_str(ret, "error-desc") : "");
+            qobject_unref(resp);
+            return s;
+        }
+        qobject_unref(resp);
+        g_assert(g_get_monotonic_time() < end);
+        g_usleep(10000);
+    }
+}
+
+/*
+ * Feed @stream to a new destination QEMU.  With @why it must refuse the
+ * stream, say "vmaugment: refusing the migration stream: @why", and stay
+ * up; without, it must load it.  The destination's helper link is a null
+ * chardev: the helper plays no part.
+ */
+static void incoming_stream(TestHelper *h, const uint8_t *stream, size_t len,
+                            const char *why)
+{
+    g_autofree char *file = g_build_filename(h->dir, "stream", NULL);
+    g_autofree char *log = g_build_filename(h->dir, "stderr", NULL);
+    g_autofree char *uri = g_strdup_printf("exec:cat %s", file);
+    g_autofree char *sock = g_strdup_printf(
+        "-chardev socket,id=vmaug-helper,path=%s", h->path);
+    const char *at = strstr(h->cmdline, sock);
+    g_autofree char *status = NULL;
+    g_autofree char *desc = NULL;
+    g_autofree char *out = NULL;
+    g_autofree char *line = NULL;
+    QTestState *dst;
+    QDict *r;
+    int fd, saved;
+
+    g_assert(at);
+    g_assert(g_file_set_contents(file, (const char *)stream, len, NULL));
+    fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    saved = dup(STDERR_FILENO);
+    g_assert_cmpint(saved, >=, 0);
+    /* QEMU keeps the stderr it starts with: a file, to read its reports. */
+    g_assert_cmpint(dup2(fd, STDERR_FILENO), ==, STDERR_FILENO);
+    dst = qtest_initf("%.*s-chardev null,id=vmaug-helper%s -incoming defer",
+                      (int)(at - h->cmdline), h->cmdline, at + strlen(sock));
+    g_assert_cmpint(dup2(saved, STDERR_FILENO), ==, STDERR_FILENO);
+    close(saved);
+    close(fd);
+
+    r = qtest_qmp(dst, "{ 'execute': 'migrate-incoming', 'arguments': {"
+                       "  'uri': %s, 'exit-on-error': false } }", uri);
+    g_assert(qdict_haskey(r, "return"));
+    qobject_unref(r);
+    status = wait_incoming(dst, &desc);
+    g_assert_cmpstr(status, ==, why ? "failed" : "completed");
+    if (why) {
+        g_assert_cmpstr(desc, ==, "load of migration failed: Invalid argument");
+    }
+    r = qtest_qmp(dst, "{ 'execute': 'query-status' }");
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(r, "return"), "status"),
+                    ==, why ? "inmigrate" : "running");
+    qobject_unref(r);
+    qtest_quit(dst);
+
+    g_assert(g_file_get_contents(log, &out, NULL, NULL));
+    if (why) {
+        line = g_strdup_printf(": vmaugment: refusing the migration stream: "
+                               "%s\n", why);
+        g_assert_cmpstr(strstr(out, line), !=, NULL);
+    } else {
+        g_assert_cmpstr(strstr(out, "refusing"), ==, NULL);
+    }
+    unlink(log);
+    unlink(file);
+}
+
+/*
+ * A migration stream is untrusted: a destination fed a stream whose
+ * requests in flight were tampered with refuses it with a migration
+ * error and the reason, and never exits or aborts.
+ */
+static void test_helper_migrate_hostile(void *obj, void *data,
+                                        QGuestAllocator *t_alloc)
+{
+    static const struct {
+        int field[2];
+        int size[2];
+        uint64_t value[2];
+        const char *why;
+    } cases[] = {
+        { { REQ_IN_NUM }, { 4 }, { 0x7fffffff },
+          "request 0: 2147483647 response buffers (1 to 1024 allowed)" },
+        { { REQ_IN_NUM }, { 4 }, { 0 },
+          "request 0: 0 response buffers (1 to 1024 allowed)" },
+        { { REQ_LEN0 }, { 4 }, { 0 },
+          "request 0: an empty response buffer" },
+        { { REQ_LEN0 }, { 4 }, { 8 },
+          "request 0: 8 bytes of response buffers, too small for a "
+          "response header" },
+        /* Outside RAM: more than the bounce buffer holds. */
+        { { REQ_ADDR0, REQ_LEN0 }, { 8, 4 }, { VMAUG_TEST_UNMAPPED, 65536 },
+          "request 0: cannot map 65536 bytes at 0x10000000" },
+        /* Across the end of the pc machine's 128 MiB of RAM. */
+        { { REQ_ADDR0, REQ_LEN0 }, { 8, 4 }, { 0x7fff000, 8192 },
+          "request 0: cannot map 8192 bytes at 0x7fff000" },
+    };
+    QVMAugment *aug = obj;
+    TestHelper *h = data;
+    g_autofree char *file = g_build_filename(h->dir, "migration", NULL);
+    g_autofree char *out_uri = g_strdup_printf("exec:cat > %s", file);
+    g_autofree uint8_t *good = NULL;
+    uint32_t num = aug->reqq->size;
+    uint8_t *bad;
+    char *why;
+    size_t first, second;
+    gsize len;
+    QDict *r;
+    int i, j;
+
+    helper_connect(h, aug);
+    submit_query(aug, VMAUG_TEST_MARK0, "printer");
+    helper_expect_query(h, VMAUG_TEST_MARK0, "printer");
+    submit_query(aug, VMAUG_TEST_MARK1, "scanner");
+    helper_expect_query(h, VMAUG_TEST_MARK1, "scanner");
+
+    r = qtest_qmp(global_qtest, "{ 'execute': 'migrate',"
+                                "  'arguments': { 'uri': %s } }", out_uri);
+    g_assert(qdict_haskey(r, "return"));
+    qobject_unref(r);
+    wait_migration(global_qtest, "completed");
+    g_assert(g_file_get_contents(file, (char **)&good, &len, NULL));
+    unlink(file);
+
+    /* The layout the cases patch, checked on the stream as migrated. */
+    first = stream_find(good, len, VMAUG_TEST_MARK0);
+    second = stream_find(good, len, VMAUG_TEST_MARK1);
+    g_assert_cmpuint(ldl_be_p(good + first + REQ_COUNT), ==, 2);
+    g_assert_cmpuint(ldl_be_p(good + first + REQ_NDESCS), ==, 1);
+    g_assert_cmpuint(ldl_be_p(good + first + REQ_IN_NUM), ==, 1);
+    g_assert_cmpuint(ldl_be_p(good + first + REQ_LEN0), ==,
+                     sizeof(struct virtio_vmaugment_resp) +
+                     VMAUG_TEST_RESP_MAX);
+    g_assert_cmpuint(second, ==, first + REQ_SIZE1);
+    incoming_stream(h, good, len, NULL);
+
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        bad = g_memdup2(good, len);
+        for (j = 0; j < ARRAY_SIZE(cases[i].field) && cases[i].size[j]; j++) {
+            if (cases[i].size[j] == 8) {
+                stq_be_p(bad + first + cases[i].field[j], cases[i].value[j]);
+            } else {
+                stl_be_p(bad + first + cases[i].field[j], cases[i].value[j]);
+            }
+        }
+        incoming_stream(h, bad, len, cases[i].why);
+        g_free(bad);
+    }
+
+    /* The ring's size bounds the count, the heads and each chain. */
+    bad = g_memdup2(good, len);
+    stl_be_p(bad + first + REQ_COUNT, num + 1);
+    why = g_strdup_printf("%u requests in flight on a %u-entry ring",
+                          num + 1, num);
+    incoming_stream(h, bad, len, why);
+    g_free(why);
+    memcpy(bad, good, len);
+    stl_be_p(bad + first + REQ_HEAD, num);
+    why = g_strdup_printf("request 0: chain head %u outside a %u-entry ring",
+                          num, num);
+    incoming_stream(h, bad, len, why);
+    g_free(why);
+    memcpy(bad, good, len);
+    stl_be_p(bad + first + REQ_NDESCS, 0);
+    why = g_strdup_printf("request 0: chain of 0 descriptors on a %u-entry "
+                          "ring", num);
+    incoming_stream(h, bad, len, why);
+    g_free(why);
+
+    /* Two requests on one chain. */
+    memcpy(bad, good, len);
+    memcpy(bad + second + REQ_HEAD, good + first + REQ_HEAD, 4);
+    why = g_strdup_printf("request 1: chain head %u restored twice",
+                          ldl_be_p(good + first + REQ_HEAD));
+    incoming_stream(h, bad, len, why);
+    g_free(why);
+    g_free(bad);
 }
 
 /* ---- QMP administration ---- */
@@ -1155,15 +1616,12 @@ static void test_qmp_query(void *obj, void *data, QGuestAllocator *t_alloc)
     qobject_unref(resp);
 
     /* Without a helper the commands that need one fail, clearly. */
-    resp = qmp("{ 'execute': 'query-vmaugment-modules' }");
-    g_assert(qdict_haskey(resp, "error"));
-    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
-                    "not connected"));
-    qobject_unref(resp);
-    resp = qmp("{ 'execute': 'vmaugment-unload',"
-               "  'arguments': { 'device': 'no-such-device', 'name': 'x' } }");
-    g_assert(qdict_haskey(resp, "error"));
-    qobject_unref(resp);
+    assert_qmp_error(qmp("{ 'execute': 'query-vmaugment-modules' }"),
+                     "vmaugment: the host helper is not connected");
+    assert_qmp_error(qmp("{ 'execute': 'vmaugment-unload',"
+                         "  'arguments': { 'device': 'no-such-device',"
+                         "                 'name': 'x' } }"),
+                     "Device 'no-such-device' is not a vmaugment device");
 }
 
 /* Read the REQUEST a QMP command made; returns its payload length. */
@@ -1235,10 +1693,8 @@ static void test_helper_qmp_modules(void *obj, void *data,
     helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
     answer.hdr.count = cpu_to_le32(2);
     helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
-    resp = qtest_qmp_receive(global_qtest);
-    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
-                    "malformed"));
-    qobject_unref(resp);
+    assert_qmp_error(qtest_qmp_receive(global_qtest),
+                     "vmaugment: malformed listing from the host helper");
     assert_qemu_alive();
 }
 
@@ -1275,10 +1731,9 @@ static void test_helper_qmp_register(void *obj, void *data,
                    "  'arguments': { 'name': 'scanner' } }");
     helper_expect_admin(h, VMAUG_OP_UNLOAD, &tag, &reg, sizeof(reg));
     helper_respond(h, tag, VMAUG_S_DENIED, denied, strlen(denied));
-    resp = qtest_qmp_receive(global_qtest);
-    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
-                    "denied: policy forbids scanner"));
-    qobject_unref(resp);
+    assert_qmp_error(qtest_qmp_receive(global_qtest),
+                     "vmaugment: the host helper answered: denied: "
+                     "policy forbids scanner");
 }
 
 static void test_helper_qmp_timeout(void *obj, void *data,
@@ -1288,7 +1743,6 @@ static void test_helper_qmp_timeout(void *obj, void *data,
     struct vmaug_module_ref ref;
     struct vmaug_host_msg msg;
     uint8_t buf[64];
-    QDict *resp;
     uint64_t tag;
 
     helper_connect(h, obj);
@@ -1297,10 +1751,8 @@ static void test_helper_qmp_timeout(void *obj, void *data,
                    "  'arguments': { 'name': 'scanner' } }");
     helper_expect_admin(h, VMAUG_OP_UNREGISTER, &tag, &ref, sizeof(ref));
     /* No answer: after request-timeout-ms the command fails... */
-    resp = qtest_qmp_receive(global_qtest);
-    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
-                    "did not answer"));
-    qobject_unref(resp);
+    assert_qmp_error(qtest_qmp_receive(global_qtest),
+                     "vmaugment: the host helper did not answer in time");
     /* ...and the helper is told to stop working on it. */
     g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
     g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_CANCEL);
@@ -1377,7 +1829,7 @@ static void test_helper_paused(void *obj, void *data,
     qobject_unref(qmp("{ 'execute': 'cont' }"));
     collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 61);
-    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_NOT_FOUND);
+    assert_empty(&r, VMAUG_S_NOT_FOUND);
 }
 
 
@@ -1523,8 +1975,8 @@ static void test_image_start_timeout(void *obj, void *data,
                                      QGuestAllocator *t_alloc)
 {
     static const char *const why[] = {
-        "did not prepare the image within 300 ms",
-        "did not connect within 300 ms",
+        "the host helper did not prepare the image within 300 ms",
+        "the host helper did not connect within 300 ms",
     };
     int i;
 
@@ -1537,7 +1989,7 @@ static void test_image_start_timeout(void *obj, void *data,
             g_free(helper_hello(h));
         }
         msg = wait_image_start(qts, false);
-        g_assert(strstr(msg, why[i]));
+        g_assert_cmpstr(msg, ==, why[i]);
         qtest_qmp_eventwait(qts, "SHUTDOWN");
         qtest_set_expected_status(qts, 1);
         qtest_quit(qts);
@@ -1657,9 +2109,11 @@ static void test_list_host_only(void *obj, void *data,
 
     g_assert_cmpuint(call(obj, 71, VMAUG_OP_LIST, &req, sizeof(req), &r), ==,
                      VMAUG_S_DENIED);
+    assert_message(&r, "listing for the host owner only");
     req.what = cpu_to_le32(VMAUG_LIST_UI);
     g_assert_cmpuint(call(obj, 72, VMAUG_OP_LIST, &req, sizeof(req), &r), ==,
                      VMAUG_S_DENIED);
+    assert_message(&r, "listing for the host owner only");
 }
 
 static void test_helper_qmp_sandboxes(void *obj, void *data,
@@ -1714,9 +2168,9 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
     helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
     answer.sb[1].state = cpu_to_le32(9);
     helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
-    resp = qtest_qmp_receive(global_qtest);
-    g_assert(qdict_haskey(resp, "error"));
-    qobject_unref(resp);
+    assert_qmp_error(qtest_qmp_receive(global_qtest),
+                     "vmaugment: the host helper sent an unknown sandbox "
+                     "state");
     assert_qemu_alive();
 }
 
@@ -1771,14 +2225,15 @@ static void test_helper_qmp_ui(void *obj, void *data,
     g_assert_cmpstr(qdict_get_str(el, "text"), ==, "backup");
     qobject_unref(resp);
 
-    /* Not an object, and a length past the entry: both refused. */
-    resp = qmp_ui_answer(h, "[1, 2]", 6);
-    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
-                    "not a JSON object"));
-    qobject_unref(resp);
-    resp = qmp_ui_answer(h, element, 4000);
-    g_assert(qdict_haskey(resp, "error"));
-    qobject_unref(resp);
+    /*
+     * Not an object, and a length within VMAUG_UI_MAX_JSON but past the
+     * entry: both refused.
+     */
+    assert_qmp_error(qmp_ui_answer(h, "[1, 2]", 6),
+                     "vmaugment: the host helper sent a UI element that is "
+                     "not a JSON object");
+    assert_qmp_error(qmp_ui_answer(h, element, 4000),
+                     "vmaugment: malformed UI element from the host helper");
     assert_qemu_alive();
 }
 
@@ -1834,6 +2289,10 @@ static void register_vmaugment_test(void)
                  test_helper_event_buffer_small, &helper);
     qos_add_test("helper/migrate", "vmaugment", test_helper_migrate,
                  &helper);
+    qos_add_test("helper/migrate-hostile", "vmaugment",
+                 test_helper_migrate_hostile, &helper);
+    qos_add_test("helper/reset-in-flight", "vmaugment",
+                 test_helper_reset_in_flight, &helper);
     qos_add_test("qmp/query", "vmaugment", test_qmp_query, NULL);
     qos_add_test("helper/paused", "vmaugment", test_helper_paused, &helper);
     qos_add_test("helper/qmp-modules", "vmaugment", test_helper_qmp_modules,

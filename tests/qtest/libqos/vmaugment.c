@@ -46,6 +46,15 @@ static void qvmaugment_cleanup(QVMAugment *aug)
     qvirtqueue_cleanup(aug->vdev->bus, aug->eventq, alloc);
 }
 
+void qvmaugment_reset(QVMAugment *aug)
+{
+    qvirtio_reset(aug->vdev);
+    qvmaugment_cleanup(aug);
+    qvirtio_set_acknowledge(aug->vdev);
+    qvirtio_set_driver(aug->vdev);
+    qvmaugment_setup(aug);
+}
+
 static void *qvmaugment_pci_get_driver(void *object, const char *interface)
 {
     QVMAugmentPCI *dev = object;

@@ -26,4 +26,10 @@ struct QVMAugmentPCI {
     QVMAugment aug;
 };
 
+/*
+ * Reset the device as a driver does and bring it up again on new queues:
+ * whatever was posted on the old ones is gone.
+ */
+void qvmaugment_reset(QVMAugment *aug);
+
 #endif
