@@ -56,7 +56,9 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
     g_autoptr(GError) error = NULL;
     g_autofree guint8 *big = g_malloc0(64 * 1024);
     const gchar *args_ns[] = { NULL };
-    const gchar *args_nons[] = { "--no-namespaces", NULL };
+    const gchar *args_nons[] = {
+        "--no-namespaces", "--accept-weaker-sandbox", NULL
+    };
     HelperClient *c;
     GPid pid;
 

@@ -5,8 +5,8 @@
 #
 #   tests/bench/host-modules-bench.sh [LOADS [CALLS]]      (defaults 200 2000)
 #
-# Builds build/vmaugment if needed.  Runs twice: with and without the
-# modules' network/IPC/UTS namespaces.
+# Builds build/vmaugment if needed.  Runs twice: with the full sandbox and
+# without the modules' namespaces (--no-namespaces, a weaker sandbox).
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
