@@ -692,6 +692,13 @@ static gint device_cmp_modules(gconstpointer a, gconstpointer b)
     return strcmp(ma->name, mb->name);
 }
 
+/* The listing reports the library's pieces as they are. */
+G_STATIC_ASSERT(SANDBOX_USER_NS == VMAUG_SANDBOX_USER_NS &&
+                SANDBOX_OWN_ID == VMAUG_SANDBOX_OWN_ID &&
+                SANDBOX_NAMESPACES == VMAUG_SANDBOX_NAMESPACES &&
+                SANDBOX_EMPTY_ROOT == VMAUG_SANDBOX_EMPTY_ROOT &&
+                SANDBOX_NO_CAPS == VMAUG_SANDBOX_NO_CAPS);
+
 static void device_list_sandboxes(Device *dev, guint32 start,
                                   GByteArray *out, guint32 *count,
                                   guint32 *total)
@@ -724,6 +731,11 @@ static void device_list_sandboxes(Device *dev, guint32 start,
                                      0);
         sb.queued_calls = GUINT32_TO_LE(g_queue_get_length(&m->calls));
         sb.restarts = GUINT32_TO_LE(m->restarts);
+        sb.uid = GUINT32_TO_LE(m->pid > 0 ?
+                               sandbox_child_uid(&h->sandbox,
+                                                 h->sandbox_pieces, m->pid) :
+                               0);
+        sb.missing = GUINT32_TO_LE(SANDBOX_ALL & ~h->sandbox_pieces);
         g_byte_array_append(out, (const guint8 *)&sb, sizeof(sb));
         (*count)++;
     }

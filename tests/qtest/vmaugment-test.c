@@ -2230,6 +2230,9 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
             .cpu_limit = cpu_to_le64(60),
             .uptime_ms = cpu_to_le64(5310),
             .queued_calls = cpu_to_le32(1),
+            .uid = cpu_to_le32(0x70000000 + 4121),
+            .missing = cpu_to_le32(VMAUG_SANDBOX_USER_NS |
+                                   VMAUG_SANDBOX_EMPTY_ROOT),
         }, {
             .ref = module_ref("scanner", "1.0"),
             .state = cpu_to_le32(VMAUG_MODULE_CRASHED),
@@ -2237,8 +2240,10 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
         } },
     };
     struct vmaug_list_req req;
+    g_autoptr(GString) names = g_string_new(NULL);
     QDict *resp, *sb;
-    QList *list;
+    QList *list, *missing;
+    QListEntry *e;
     uint64_t tag;
 
     helper_connect(h, obj);
@@ -2257,7 +2262,26 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
     g_assert_cmpuint(qdict_get_int(sb, "pid"), ==, 4121);
     g_assert_cmpuint(qdict_get_int(sb, "memory-limit"), ==, 256 << 20);
     g_assert_cmpuint(qdict_get_int(sb, "queued-calls"), ==, 1);
+    g_assert_cmpuint(qdict_get_int(sb, "uid"), ==, 0x70000000 + 4121);
+    /* What the host could not give, by name, in bit order. */
+    missing = qdict_get_qlist(sb, "missing");
+    QLIST_FOREACH_ENTRY(missing, e) {
+        g_string_append_printf(names, "%s ", qstring_get_str(
+                                   qobject_to(QString, qlist_entry_obj(e))));
+    }
+    g_assert_cmpstr(names->str, ==, "user-namespace empty-root ");
     qobject_unref(resp);
+
+    /* A piece the protocol does not have fails the command. */
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'query-vmaugment-sandboxes' }");
+    helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
+    answer.sb[1].missing = cpu_to_le32(VMAUG_SANDBOX_NO_CAPS << 1);
+    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+    resp = qtest_qmp_receive(global_qtest);
+    g_assert(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+    answer.sb[1].missing = 0;
 
     /* A state the protocol does not have fails the command. */
     qtest_qmp_send(global_qtest,

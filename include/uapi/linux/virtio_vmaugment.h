@@ -247,7 +247,19 @@ struct vmaug_sandbox_info {
 	__le64 uptime_ms;           /* since the process started */
 	__le32 queued_calls;        /* calls and events waiting, incl. current */
 	__le32 restarts;            /* times it crashed and was loaded again */
+	__le32 uid;                 /* host uid it runs as, 0 once gone */
+	__le32 missing;             /* VMAUG_SANDBOX_* it runs without */
 };
+
+/*
+ * Confinement a host may be unable to give a module process (the host
+ * owner must have accepted running modules without it).
+ */
+#define VMAUG_SANDBOX_USER_NS           (1u << 0)  /* its own user namespace */
+#define VMAUG_SANDBOX_OWN_ID            (1u << 1)  /* a uid and gid of its own */
+#define VMAUG_SANDBOX_NAMESPACES        (1u << 2)  /* PID, mount, net, IPC, UTS */
+#define VMAUG_SANDBOX_EMPTY_ROOT        (1u << 3)  /* pivoted into an empty root */
+#define VMAUG_SANDBOX_NO_CAPS           (1u << 4)  /* no capabilities at all */
 
 /*
  * One UI element a module declared (VMAUG_LIST_UI): the header, then len
