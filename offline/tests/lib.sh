@@ -1,11 +1,14 @@
 # Shared helpers for the offline servicing tests (sourced, bash).
+#
+# Every test speaks TAP: "plan N" first, one "ok - ..." per check, and on
+# the first failed check "not ok - ..." and a non-zero exit.  A tool a test
+# needs and cannot find is a failure naming the package, never a skip: a
+# test that stops checking must not look like one that passed.
 set -euo pipefail
 
 : "${VMAUGMENT_OFFLINE:?the vmaugment-offline binary}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export PATH=$PATH:/usr/sbin:/sbin
-QEMU_IMG=${VMAUGMENT_QEMU_IMG:-${VMAUGMENT_QEMU_BUILD_DIR:+$VMAUGMENT_QEMU_BUILD_DIR/}qemu-img}
-QEMU_NBD=${VMAUGMENT_QEMU_NBD:-${VMAUGMENT_QEMU_BUILD_DIR:+$VMAUGMENT_QEMU_BUILD_DIR/}qemu-nbd}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmaugment-offline-test.XXXXXX")
 bg_pids=()
@@ -19,7 +22,10 @@ cleanup() {
 trap cleanup EXIT
 
 fail() {
-    echo "FAIL: $*" >&2
+    local msg="$*"
+    # TAP takes one line; the whole story goes to stderr.
+    echo "not ok - ${msg%%$'\n'*}"
+    echo "FAIL: $msg" >&2
     exit 1
 }
 
@@ -27,8 +33,58 @@ pass() {
     echo "ok - $*"
 }
 
+# The number of "ok" lines this test prints when it passes: the runner
+# reports a test that stops early or leaves checks out.
+plan() {
+    echo "1..$1"
+}
+
+# need TOOL PACKAGE: fails unless TOOL is on PATH.
+need() {
+    command -v "$1" >/dev/null ||
+        fail "$1 is missing: install $2 (scripts/deps/offline.txt)"
+}
+
+# The QEMU image tools of both the tests and the vmaugment-offline under
+# test, named explicitly so that the two never disagree.  The default is
+# the system's qemu-img and qemu-nbd (Debian's qemu-utils, which has every
+# format the tests use), not $VMAUGMENT_QEMU_BUILD_DIR: the project's own
+# QEMU is built without vmdk and vhdx.  VMAUGMENT_QEMU_IMG and
+# VMAUGMENT_QEMU_NBD choose others.
+QEMU_IMG=$(command -v "${VMAUGMENT_QEMU_IMG:-qemu-img}") ||
+    fail "${VMAUGMENT_QEMU_IMG:-qemu-img} is missing: install qemu-utils"
+QEMU_NBD=$(command -v "${VMAUGMENT_QEMU_NBD:-qemu-nbd}") ||
+    fail "${VMAUGMENT_QEMU_NBD:-qemu-nbd} is missing: install qemu-utils"
+export VMAUGMENT_QEMU_IMG=$QEMU_IMG VMAUGMENT_QEMU_NBD=$QEMU_NBD
+
+# Whether $QEMU_IMG has the block driver for format $1.
+qemu_has_format() {
+    # "Supported formats:" (QEMU 7) or "Supported image formats:" (10).
+    "$QEMU_IMG" --help 2>/dev/null |
+        sed -n '/^Supported .*formats:/,/^See /p' | tr ' ' '\n' | grep -qx "$1"
+}
+
+# Every image test runs on every format of the fixtures: a qemu-img
+# without one of their drivers fails here instead of thinning the test.
+need_image_formats() {
+    local f
+    for f in qcow2 raw vmdk vhdx; do
+        qemu_has_format "$f" ||
+            fail "$QEMU_IMG has no $f driver: install qemu-utils or set" \
+                "VMAUGMENT_QEMU_IMG and VMAUGMENT_QEMU_NBD to a QEMU that has it"
+    done
+    echo "# $QEMU_IMG: $("$QEMU_IMG" --version | head -1)"
+}
+
 fixtures_linux() {
+    need_image_formats >&2
     bash "$here/make-fixtures.sh" linux
+}
+
+fixtures_windows() {
+    : "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
+    need_image_formats >&2
+    bash "$here/make-fixtures.sh" windows
 }
 
 # Runs vmaugment-offline, expecting failure whose message matches $1.
@@ -182,24 +238,4 @@ no_sidecars() {
     local d b
     d=$(dirname "$1"); b=$(basename "$1")
     ! ls -A "$d" | grep -q "^\.$b\.vmaugment" || fail "sidecar files left next to $1"
-}
-
-# Whether this QEMU has the block driver for format $1 (a QEMU built with
-# few features lacks vmdk, vhdx...): tests skip what it cannot read.
-qemu_has_format() {
-    # "Supported formats:" (QEMU 7) or "Supported image formats:" (10).
-    "$QEMU_IMG" --help 2>/dev/null |
-        sed -n '/^Supported .*formats:/,/^See /p' | tr ' ' '\n' | grep -qx "$1"
-}
-
-# The formats of $@ that this QEMU supports (a note for each skipped one).
-usable_formats() {
-    local f
-    for f in "$@"; do
-        if qemu_has_format "$f"; then
-            echo "$f"
-        else
-            echo "# $QEMU_IMG has no $f driver: skipped" >&2
-        fi
-    done
 }

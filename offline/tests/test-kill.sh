@@ -5,6 +5,7 @@
 #   VMAUGMENT_KILL_ROUNDS   number of kills (default 5; the slow suite: 50)
 source "$(dirname "$0")/lib.sh"
 
+plan 1
 rounds=${VMAUGMENT_KILL_ROUNDS:-5}
 fix=$(fixtures_linux)
 make_identity

@@ -5,6 +5,7 @@
 # paths escaping the guest.
 source "$(dirname "$0")/lib.sh"
 
+plan 12
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -30,18 +31,26 @@ refuse "$img" "in use by a running QEMU" apply "$img" "$tmp/demo.vmab"
 kill "${bg_pids[0]}"; wait "${bg_pids[0]}" 2>/dev/null || true; bg_pids=()
 pass "image in use refused"
 
-qemu_system=${VMAUGMENT_QEMU_BUILD_DIR:+$VMAUGMENT_QEMU_BUILD_DIR/}qemu-system-x86_64
-if command -v "$qemu_system" >/dev/null 2>&1; then
-    "$qemu_system" -S -display none -nodefaults -machine none \
-        -blockdev driver=file,filename="$img",node-name=f \
-        -blockdev driver=qcow2,file=f,node-name=d \
-        -monitor none -serial none </dev/null >/dev/null 2>&1 &
-    bg_pids+=($!)
-    sleep 2
-    refuse "$img" "in use by a running QEMU" apply "$img" "$tmp/demo.vmab"
-    kill "${bg_pids[0]}"; wait "${bg_pids[0]}" 2>/dev/null || true; bg_pids=()
-    pass "image held by qemu-system refused"
-fi
+# A VM holding the image: any qemu-system-x86_64 opens it the same way.
+qemu_system=${VMAUGMENT_QEMU_SYSTEM:-${VMAUGMENT_QEMU_BUILD_DIR:+$VMAUGMENT_QEMU_BUILD_DIR/}qemu-system-x86_64}
+need "$qemu_system" qemu-system-x86
+"$qemu_system" -S -display none -nodefaults -machine none \
+    -blockdev driver=file,filename="$img",node-name=f \
+    -blockdev driver=qcow2,file=f,node-name=d \
+    -monitor none -serial none </dev/null >"$tmp/vm.log" 2>&1 &
+bg_pids+=($!)
+# Refuse only once the VM holds the lock, as qemu-img itself sees it.
+for _ in $(seq 100); do
+    ! "$QEMU_IMG" info "$img" >/dev/null 2>&1 && break
+    kill -0 "${bg_pids[0]}" 2>/dev/null || fail "qemu-system: $(cat "$tmp/vm.log")"
+    sleep 0.1
+done
+held=$("$QEMU_IMG" info "$img" 2>&1) || true
+grep -q 'Failed to get shared "write" lock' <<<"$held" ||
+    fail "qemu-system does not hold the image lock: $held $(cat "$tmp/vm.log")"
+refuse "$img" "in use by a running QEMU" apply "$img" "$tmp/demo.vmab"
+kill "${bg_pids[0]}"; wait "${bg_pids[0]}" 2>/dev/null || true; bg_pids=()
+pass "image held by qemu-system refused"
 
 # --- corrupt qcow2: QEMU's corrupt flag, a bad L1 table, a truncated file.
 bad=$tmp/corrupt.qcow2
@@ -61,17 +70,11 @@ refuse "$bad" "cannot open|not a usable|corrupt|invalid|beyond|NBD" apply "$bad"
 pass "corrupt qcow2 refused"
 
 # --- a format QEMU cannot modify.
-if qemu_has_format vmdk; then
-    "$QEMU_IMG" convert -O vmdk -o subformat=streamOptimized "$fix/debian.qcow2" "$tmp/so.vmdk"
-    "$VMAUGMENT_OFFLINE" inspect "$tmp/so.vmdk" >/dev/null || fail "streamOptimized inspect"
-    refuse "$tmp/so.vmdk" "streamOptimized VMDK" apply "$tmp/so.vmdk" "$tmp/demo.vmab"
-    rm -f "$tmp/so.vmdk"
-    pass "streamOptimized VMDK readable, refused for apply"
-else
-    # Without the driver the image must not pass for an empty raw disk.
-    refuse "$fix/debian.vmdk" "has no vmdk driver" inspect "$fix/debian.vmdk"
-    pass "vmdk without a vmdk driver refused"
-fi
+"$QEMU_IMG" convert -O vmdk -o subformat=streamOptimized "$fix/debian.qcow2" "$tmp/so.vmdk"
+"$VMAUGMENT_OFFLINE" inspect "$tmp/so.vmdk" >/dev/null || fail "streamOptimized inspect"
+refuse "$tmp/so.vmdk" "streamOptimized VMDK" apply "$tmp/so.vmdk" "$tmp/demo.vmab"
+rm -f "$tmp/so.vmdk"
+pass "streamOptimized VMDK readable, refused for apply"
 
 # --- unsupported layout: the root on XFS.
 xfs=$tmp/xfs.raw

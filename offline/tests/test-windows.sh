@@ -4,11 +4,11 @@
 # independently with ntfsfix -n, ntfscat and hivexget.
 source "$(dirname "$0")/lib.sh"
 
-: "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
-fix=$(bash "$here/make-fixtures.sh" windows)
+plan 6
+fix=$(fixtures_windows)
 make_identity
 
-formats=$(usable_formats qcow2 vmdk vhdx raw)
+formats="qcow2 vmdk vhdx raw"
 for fmt in $formats; do
     out=$tmp/inspect-$fmt.json
     vo inspect "$fix/windows.$fmt" >"$out"
@@ -80,7 +80,7 @@ ntfs_check() {
     rm -f "$part"
 }
 
-for fmt in $(usable_formats qcow2 vhdx vmdk); do
+for fmt in qcow2 vhdx vmdk; do
     img=$tmp/win.$fmt
     cp "$fix/windows.$fmt" "$img"
     vo apply --dry-run "$img" "$tmp/win.vmab" >"$tmp/dry.json"
