@@ -199,34 +199,87 @@ vo() {
     "$VMAUGMENT_OFFLINE" --trust-dir "$tmp/trust" "$@"
 }
 
-# debugfs on partition $2 of raw disk $1
+# debugfs REQUEST on partition $2 of raw disk $1: its output.  debugfs
+# exits 0 even when it cannot open the filesystem or find the file, so its
+# messages decide: any error is a failure here, and an empty answer never
+# passes for "absent" (debugfs_error checks for a named error instead).
 debugfs_part() {
-    local raw=$1 part=$2
+    local raw=$1 part=$2 off rc=0
     shift 2
-    debugfs -R "$*" "$raw?offset=$(part_offset "$raw" "$part")" 2>/dev/null
+    off=$(part_offset "$raw" "$part") || fail "no partition $part in $raw"
+    debugfs -R "$*" "$raw?offset=$off" 2>"$tmp/debugfs.err" || rc=$?
+    # The only line debugfs writes to stderr when all went well.
+    if [ $rc -ne 0 ] || grep -qv '^debugfs [0-9.]* (' "$tmp/debugfs.err"; then
+        fail "debugfs '$*' on $raw partition $part (exit $rc):" \
+            "$(cat "$tmp/debugfs.err")"
+    fi
 }
 
-# Independent check of the demo bundle's effect on image $1.
-check_demo_applied() {
-    local img=$1 raw=$tmp/check.raw
-    "$QEMU_IMG" convert -U -O raw "$img" "$raw"
-    for p in 1 2; do
+# debugfs_error RAW PART MESSAGE REQUEST: fails unless debugfs answers
+# REQUEST with exactly the error MESSAGE (e.g. "File not found by
+# ext2_lookup") and prints nothing else.
+debugfs_error() {
+    local raw=$1 part=$2 want=$3 off out errs
+    shift 3
+    off=$(part_offset "$raw" "$part") || fail "no partition $part in $raw"
+    out=$(debugfs -R "$*" "$raw?offset=$off" 2>"$tmp/debugfs.err") ||
+        fail "debugfs '$*' on $raw partition $part: exit $?:" \
+            "$(cat "$tmp/debugfs.err")"
+    errs=$(grep -v '^debugfs [0-9.]* (' "$tmp/debugfs.err" || true)
+    [ -z "$out" ] && [ "$(wc -l <<<"$errs")" -eq 1 ] &&
+        grep -qF -- "$want" <<<"$errs" ||
+        fail "debugfs '$*' on $raw partition $part: wanted '$want', got:" \
+            "$out" "$errs"
+}
+
+# fsck_raw RAW PART...: e2fsck -fn finds nothing to fix on each partition.
+fsck_raw() {
+    local raw=$1 p
+    shift
+    for p in "$@"; do
         e2fsck -fn "$raw?offset=$(part_offset "$raw" "$p")" >"$tmp/fsck.log" 2>&1 ||
-            { cat "$tmp/fsck.log" >&2; fail "$img: partition $p not fsck-clean"; }
+            { cat "$tmp/fsck.log" >&2; fail "$raw: partition $p not fsck-clean"; }
     done
+}
+
+# Independent check of the demo bundle's effect on the Linux fixture image
+# $1: e2fsck, debugfs and cmp against the payloads, nothing of ours.
+check_demo_applied() {
+    local img=$1 raw=$tmp/check.raw out
+    "$QEMU_IMG" convert -U -O raw "$img" "$raw"
+    fsck_raw "$raw" 1 2
     [ "$(debugfs_part "$raw" 1 cat /etc/motd)" = "patched motd" ] ||
         fail "$img: motd not replaced"
-    debugfs_part "$raw" 1 dump /opt/demo/big.bin "$tmp/big.out"
+    debugfs_part "$raw" 1 dump /opt/demo/big.bin "$tmp/big.out" >/dev/null
     cmp -s "$tmp/big.out" "$tmp/payload/big.bin" || fail "$img: big.bin differs"
-    debugfs_part "$raw" 1 stat /usr/local/bin/tool | grep -q "Mode:  0755" ||
-        fail "$img: tool mode"
-    debugfs_part "$raw" 2 stat /www/site.conf | grep -qE "User: +33 +Group: +33" ||
-        fail "$img: site.conf owner"
-    debugfs_part "$raw" 1 stat /etc/hostname | grep -q "Mode:  0600" ||
-        fail "$img: hostname mode"
-    ! debugfs_part "$raw" 1 stat /etc/issue.net | grep -q "Inode:" ||
-        fail "$img: issue.net not deleted"
+    out=$(debugfs_part "$raw" 1 stat /usr/local/bin/tool)
+    grep -q "Mode:  0755" <<<"$out" || fail "$img: tool mode"
+    out=$(debugfs_part "$raw" 2 stat /www/site.conf)
+    grep -qE "User: +33 +Group: +33" <<<"$out" || fail "$img: site.conf owner"
+    out=$(debugfs_part "$raw" 1 stat /etc/hostname)
+    grep -q "Mode:  0600" <<<"$out" || fail "$img: hostname mode"
+    debugfs_error "$raw" 1 "/etc/issue.net: File not found by ext2_lookup" \
+        stat /etc/issue.net
     rm -f "$raw" "$tmp/big.out"
+}
+
+# ntfs_absent VOLUME PATH: ntfscat opens the NTFS volume and finds no PATH
+# there (a volume it cannot open is a failure, not "absent").
+ntfs_absent() {
+    local err rc=0
+    err=$(ntfscat "$1" "$2" 2>&1 >/dev/null) || rc=$?
+    [ $rc -ne 0 ] &&
+        grep -qF "Couldn't open inode: No such file or directory" <<<"$err" ||
+        fail "$1: $2 should be absent; ntfscat (exit $rc): $err"
+}
+
+# hive_absent HIVE KEY VALUE: hivexget finds KEY in HIVE, and no VALUE in
+# it (a hive or key it cannot open is a failure, not "absent").
+hive_absent() {
+    local err rc=0
+    err=$(hivexget "$1" "$2" "$3" 2>&1 >/dev/null) || rc=$?
+    [ $rc -ne 0 ] && grep -qxF "hivexsh: $3: key not found" <<<"$err" ||
+        fail "$1: $2\\$3 should be absent; hivexget (exit $rc): $err"
 }
 
 # Fails unless image $1 holds exactly the content of image $2.
@@ -234,8 +287,10 @@ check_same_content() {
     "$QEMU_IMG" compare -U -q "$1" "$2" || fail "$1 differs from $2"
 }
 
+# No sidecar (overlay, journal) of an apply is left next to image $1.
 no_sidecars() {
-    local d b
-    d=$(dirname "$1"); b=$(basename "$1")
-    ! ls -A "$d" | grep -q "^\.$b\.vmaugment" || fail "sidecar files left next to $1"
+    local left
+    left=$(find "$(dirname "$1")" -maxdepth 1 \
+        -name ".$(basename "$1").vmaugment*") || fail "cannot list $(dirname "$1")"
+    [ -z "$left" ] || fail "sidecar files left next to $1: $left"
 }
