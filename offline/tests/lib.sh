@@ -110,12 +110,11 @@ p = t["partitions"][int(sys.argv[1]) - 1]
 print(p["start"] * t.get("sectorsize", 512))' "$2"
 }
 
-# e2fsck -fn on partition $2 of image $1 (any format), via a raw copy.
-fsck_partition() {
-    local img=$1 part=$2 raw=$tmp/fsck.raw
-    "$QEMU_IMG" convert -U -O raw "$img" "$raw"
-    e2fsck -fn "$raw?offset=$(part_offset "$raw" "$part")" >"$tmp/fsck.log" 2>&1 ||
-        { cat "$tmp/fsck.log" >&2; rm -f "$raw"; return 1; }
+# e2fsck -fn on both partitions of the Linux fixture image $1 (any format).
+fsck_image() {
+    local raw=$tmp/fsck.raw
+    "$QEMU_IMG" convert -U -O raw "$1" "$raw"
+    fsck_raw "$raw" 1 2
     rm -f "$raw"
 }
 
