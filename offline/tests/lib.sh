@@ -262,6 +262,22 @@ check_demo_applied() {
     rm -f "$raw" "$tmp/big.out"
 }
 
+# partition_file IMAGE PART OUT: partition PART of IMAGE (any format) as a
+# file of its own, for the NTFS tools.
+partition_file() {
+    local raw=$tmp/part.raw start size
+    "$QEMU_IMG" convert -U -O raw "$1" "$raw"
+    read -r start size < <(sfdisk --json "$raw" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["partitiontable"]
+p = t["partitions"][int(sys.argv[1]) - 1]
+n = t.get("sectorsize", 512)
+print(p["start"] * n, p["size"] * n)' "$2") || fail "no partition $2 in $1"
+    dd if="$raw" of="$3" bs=1M iflag=skip_bytes,count_bytes skip="$start" \
+        count="$size" status=none
+    rm -f "$raw"
+}
+
 # ntfs_absent VOLUME PATH: ntfscat opens the NTFS volume and finds no PATH
 # there (a volume it cannot open is a failure, not "absent").
 ntfs_absent() {
