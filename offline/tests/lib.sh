@@ -12,10 +12,15 @@ export PATH=$PATH:/usr/sbin:/sbin
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmaugment-offline-test.XXXXXX")
 bg_pids=()
+# Process groups a test started with setsid (and may have stopped).
+bg_groups=()
 cleanup() {
     for pid in "${bg_pids[@]}"; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+    done
+    for pid in "${bg_groups[@]}"; do
+        kill -KILL -- "-$pid" 2>/dev/null || true
     done
     rm -rf "$tmp"
 }
@@ -87,18 +92,25 @@ fixtures_windows() {
     bash "$here/make-fixtures.sh" windows
 }
 
-# Runs vmaugment-offline, expecting failure whose message matches $1.
+# expect_refusal [--status N] PATTERN ARGS...: runs vmaugment-offline ARGS,
+# expecting it to exit with status N (default 1, an error; 3 is "does not
+# apply") and its error message (stderr) to match PATTERN, an extended
+# regular expression.
 expect_refusal() {
-    local pattern=$1
+    local want=1 pattern err rc=0
+    if [ "$1" = --status ]; then
+        want=$2
+        shift 2
+    fi
+    pattern=$1
     shift
-    local out rc=0
-    out=$("$VMAUGMENT_OFFLINE" "$@" 2>&1) || rc=$?
-    if [ "$rc" -eq 0 ]; then
-        fail "expected refusal ($pattern) from: $*"
-    fi
-    if ! grep -qiE -- "$pattern" <<<"$out"; then
-        fail "refusal of '$*' did not mention '$pattern': $out"
-    fi
+    # A refusal comes at once; the bound only turns a hang into a failure.
+    err=$(timeout 120 "$VMAUGMENT_OFFLINE" "$@" 2>&1 >"$tmp/refusal.out") || rc=$?
+    [ "$rc" -ne 124 ] || fail "no answer within 120 s from: $*"
+    [ "$rc" -eq "$want" ] ||
+        fail "expected exit $want ($pattern), got $rc from: $*: $err"
+    grep -qE -- "^vmaugment-offline: .*($pattern)" <<<"$err" ||
+        fail "refusal of '$*' did not say '$pattern': $err"
 }
 
 # Byte offset of partition $2 of raw disk $1 (from sfdisk).
