@@ -849,16 +849,25 @@ static gboolean vo_apply_commit(const char *overlay, const char *journal,
     if (!vo_apply_qemu_img(args, error)) {
         return FALSE;
     }
+    /*
+     * The overlay goes first: a journal alone says "committed", while an
+     * overlay alone says "never written" and would have recover report a
+     * finished commit as rolled back.
+     */
+    if (g_unlink(overlay) < 0 && errno != ENOENT) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot remove %s: %s",
+                    overlay, g_strerror(errno));
+        return FALSE;
+    }
+    if (!vo_apply_sync_dir(overlay, error)) {
+        return FALSE;
+    }
     if (g_unlink(journal) < 0 && errno != ENOENT) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot remove %s: %s",
                     journal, g_strerror(errno));
         return FALSE;
     }
-    if (!vo_apply_sync_dir(journal, error)) {
-        return FALSE;
-    }
-    g_unlink(overlay);
-    return TRUE;
+    return vo_apply_sync_dir(journal, error);
 }
 
 /*
