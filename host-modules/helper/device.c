@@ -904,7 +904,6 @@ static gboolean device_servicing(Device *dev, guint64 tag, const guint8 *p,
     struct vmaug_servicing_report rep;
     g_autoptr(VmaugServicing) record = NULL;
     g_autoptr(GError) local = NULL;
-    g_autofree gchar *sha = NULL;
     VmaugServicingEntry *e;
     const gchar *action;
 
