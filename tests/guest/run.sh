@@ -62,7 +62,7 @@
 # find the boot's host time of the first console byte (boot_first_byte N),
 # its QMP events (qmp_event N NAME), the helper's store ($helper_dir/store)
 # and the image ($helper_image), and report with host_say.  The host's
-# userspace build is $build; $work/keys holds the test administrator.
+# builds are $build (userspace) and $qemu_build (QEMU, qemu-img).
 # The guest may ask the runner for host-side actions with console lines
 #   VMAUG-HOST: kill-helper | start-helper | stop-helper | cont-helper |
 #               expect-sha256 HEX | expect-spool HEX

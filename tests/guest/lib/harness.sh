@@ -12,6 +12,8 @@ verbose=${VMAUGMENT_GUEST_VERBOSE:-0}
 qemu=$qemu_build/qemu-system-x86_64
 # Extra guest programs (C files) built into the initramfs.
 extra_progs=()
+# QEMU arguments of the scenario's disk ("# image: debian").
+scenario_disk_args=()
 
 # shellcheck source=tests/guest/lib/helper.sh
 . "$here/lib/helper.sh"
@@ -77,7 +79,7 @@ build_userspace() {
 
 # The part of the initramfs that every scenario shares.
 build_base_initramfs() {
-    local base=$work/initramfs
+    local base=$work/initramfs optional
     rm -rf "$base"
     mkdir -p "$base"/{bin,dev,lib/vmaug/mods,usr/local/bin}
     cp /bin/busybox "$base/bin/busybox"
@@ -105,8 +107,8 @@ build_base_initramfs() {
     # The disk of "# image: debian" scenarios: virtio_blk and ext4, loaded
     # by mount_image_root (common.sh) only, so that other scenarios boot as
     # before.  ext4's soft dependency crc32c comes as the x86 accelerated
-    # driver, which refuses a CPU without SSE4.2 (TCG's default), and the
-    # generic one: a line "? MODULE" may fail to load.
+    # driver, which refuses a CPU without SSE4.2, and the generic one: a
+    # line "? MODULE" may fail to load.
     : >"$base/lib/vmaug/disk-modules.order"
     for ko in $(for m in virtio_blk ext4; do
                     modprobe -d "$kroot" -S "$KVER" --show-depends "$m"
@@ -114,10 +116,12 @@ build_base_initramfs() {
         if ! grep -q "/$(basename "$ko")\$" "$base/lib/vmaug/modules.order" \
                 "$base/lib/vmaug/disk-modules.order"; then
             cp "$ko" "$base/lib/vmaug/mods/"
+            optional=
             case $ko in
-            */arch/*/crypto/*) printf '? ' ;;
-            esac >>"$base/lib/vmaug/disk-modules.order"
-            echo "/lib/vmaug/mods/$(basename "$ko")" >>"$base/lib/vmaug/disk-modules.order"
+            */arch/*/crypto/*) optional='? ' ;;
+            esac
+            echo "$optional/lib/vmaug/mods/$(basename "$ko")" \
+                >>"$base/lib/vmaug/disk-modules.order"
         fi
     done
     grep -q '/ext4\.ko$' "$base/lib/vmaug/disk-modules.order" ||
