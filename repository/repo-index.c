@@ -305,6 +305,7 @@ VmaugRepoIndex *repo_index_parse(GBytes *json, GError **error)
     g_autoptr(VmaugRepoIndex) index = g_new0(VmaugRepoIndex, 1);
     g_autoptr(GError) local = NULL;
     g_autoptr(GDateTime) expires = NULL;
+    g_autoptr(GDateTime) utc = NULL;
     gsize len;
     const gchar *data = g_bytes_get_data(json, &len);
     JsonNode *root, *n;
@@ -365,6 +366,14 @@ VmaugRepoIndex *repo_index_parse(GBytes *json, GError **error)
         return NULL;
     }
     index->expires = g_date_time_to_unix(expires);
+    /* Written back in UTC (repo_index_to_json()), which ends at 9999:
+     * "9999-12-31T23:59:59-12:00" would come out as no time at all. */
+    utc = g_date_time_new_from_unix_utc(index->expires);
+    if (utc == NULL) {
+        repo_bad(error, "expiry \"%s\" is after 9999 in UTC",
+                 json_node_get_string(n));
+        return NULL;
+    }
 
     n = json_object_get_member(obj, "packages");
     if (n == NULL || !JSON_NODE_HOLDS_ARRAY(n)) {
