@@ -529,7 +529,6 @@ gboolean repo_state_admit(const gchar *state_dir, const gchar *url,
     g_autofree gchar *lock_path = NULL;
     g_autofree gchar *json = NULL;
     g_autoptr(GError) local = NULL;
-    g_autofree gchar *url_json = NULL;
     RepoState st = { 0 };
     gboolean ok = FALSE;
     int fd;
