@@ -5,7 +5,8 @@
 # link), fuzz-registrations (the registration sidecar), fuzz-repo-index
 # (the repository index), fuzz-bundle (offline bundles), fuzz-hive (a
 # guest's SOFTWARE hive), fuzz-dpkg-status (a guest's dpkg status and
-# os-release) and fuzz-ovf (OVF descriptors).
+# os-release), fuzz-ovf (OVF descriptors) and fuzz-fstab (a guest's
+# /etc/fstab).
 #
 # Usage: fuzz-host.sh [--runs N | --long] [--max-time S] [TARGET...]
 #   default    a short run of each, for CI: a few thousand inputs, fewer
@@ -63,6 +64,7 @@ all_targets=(
     "offline/tests/fuzz/fuzz-hive 5000 corpus-hive"
     "offline/tests/fuzz/fuzz-dpkg-status 20000 corpus-dpkg-status"
     "offline/tests/fuzz/fuzz-ovf 20000 corpus-ovf"
+    "offline/tests/fuzz/fuzz-fstab 20000 corpus-fstab"
 )
 targets=()
 for t in "${all_targets[@]}"; do
