@@ -412,7 +412,13 @@ gchar *repo_index_to_json(const VmaugRepoIndex *index)
     g_autoptr(JsonGenerator) gen = json_generator_new();
     g_autoptr(JsonNode) root = NULL;
     g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(index->expires);
-    g_autofree gchar *expires = g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ");
+    /* Not g_date_time_format()'s %Y, which writes the year 231 as "231",
+     * a time ISO 8601 (and so the parser) does not accept. */
+    g_autofree gchar *expires = g_strdup_printf(
+        "%04d-%02d-%02dT%02d:%02d:%02dZ", g_date_time_get_year(dt),
+        g_date_time_get_month(dt), g_date_time_get_day_of_month(dt),
+        g_date_time_get_hour(dt), g_date_time_get_minute(dt),
+        g_date_time_get_second(dt));
 
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "format");
