@@ -14,7 +14,6 @@
 
 #include "vo-bundle.h"
 #include "vo-guest.h"
-#include "vo-registry.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
