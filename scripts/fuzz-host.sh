@@ -12,7 +12,7 @@
 #   default    a short run of each, for CI: a few thousand inputs, fewer
 #              for the targets whose inputs cost most (fuzz-device drives a
 #              socket, a main loop and a store per input; fuzz-hive writes
-#              a file per input); about 30 s in all
+#              a file per input); about 20 s of fuzzing in all
 #   --runs N   N inputs per target
 #   --long     a campaign: 10 million inputs per target, one target at a
 #              time, at the lowest CPU priority (docs/testing.rst, "Long
@@ -22,8 +22,8 @@
 #   TARGET     only these targets
 #
 # Each target runs with a fixed seed over a copy of its committed seed
-# corpus (corpus* beside the target's source): every run starts from the same
-# inputs and mutations, and long runs never grow the committed corpus.
+# corpus (corpus* beside the target's source): every run starts from the
+# same inputs and mutations, and long runs never grow the committed corpus.
 # (libFuzzer steers by coverage, which timing and heap addresses can still
 # nudge: two runs may end a few corpus entries apart.)
 #
@@ -47,7 +47,8 @@ while [ $# -gt 0 ]; do
     --long) runs=10000000; nice="nice -n 19" ;;
     --max-time) max_time=$2; shift ;;
     fuzz-*) only+=("$1") ;;
-    *) echo "usage: fuzz-host.sh [--runs N | --long] [--max-time S] [TARGET...]" >&2
+    *) echo "usage: fuzz-host.sh [--runs N | --long] [--max-time S]" \
+            "[TARGET...]" >&2
        exit 2 ;;
     esac
     shift
@@ -69,7 +70,8 @@ all_targets=(
 targets=()
 for t in "${all_targets[@]}"; do
     path=${t%% *}
-    if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" ${path##*/} "* ]]; then
+    if [ ${#only[@]} -eq 0 ] ||
+       [[ " ${only[*]} " == *" ${path##*/} "* ]]; then
         targets+=("$t")
     fi
 done
