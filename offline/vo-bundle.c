@@ -620,19 +620,9 @@ static GBytes *vo_bundle_read_entry(struct archive *a, gint64 size,
     return g_bytes_new_take(buf, size);
 }
 
-VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
-                         GError **error)
+static VoBundle *vo_bundle_new(void)
 {
-    g_autoptr(VoBundle) bundle = g_new0(VoBundle, 1);
-    g_autoptr(GBytes) manifest = NULL;
-    g_autoptr(GBytes) signature = NULL;
-    g_autoptr(VmaugTrustStore) store = NULL;
-    g_autoptr(VmaugTrustSigner) signer = NULL;
-    g_autoptr(GError) local = NULL;
-    struct archive *a = archive_read_new();
-    struct archive_entry *entry;
-    guint64 total = 0;
-    int r;
+    VoBundle *bundle = g_new0(VoBundle, 1);
 
     bundle->files = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_file_op_free);
@@ -640,14 +630,42 @@ VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
         (GDestroyNotify)vo_reg_op_free);
     bundle->payloads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                              (GDestroyNotify)g_bytes_unref);
-    archive_read_support_format_tar(a);
-    if (archive_read_open_filename(a, path, 64 * 1024) != ARCHIVE_OK) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "cannot read bundle %s: %s", path,
-                    archive_error_string(a));
-        archive_read_free(a);
+    return bundle;
+}
+
+VoBundle *vo_bundle_parse_unverified(GBytes *manifest, GHashTable *payloads,
+                                     GError **error)
+{
+    g_autoptr(VoBundle) bundle = vo_bundle_new();
+    GHashTableIter it;
+    gpointer key, value;
+
+    g_hash_table_iter_init(&it, payloads);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        g_hash_table_insert(bundle->payloads, g_strdup(key),
+                            g_bytes_ref(value));
+    }
+    if (!vo_bundle_parse(bundle, manifest, error)) {
         return NULL;
     }
+    return g_steal_pointer(&bundle);
+}
+
+/* The members of the tar archive @a (opened on @path, freed here), then
+ * the signature, then the manifest. */
+static VoBundle *vo_bundle_read(struct archive *a, const char *path,
+                                const char *trust_dir, GError **error)
+{
+    g_autoptr(VoBundle) bundle = vo_bundle_new();
+    g_autoptr(GBytes) manifest = NULL;
+    g_autoptr(GBytes) signature = NULL;
+    g_autoptr(VmaugTrustStore) store = NULL;
+    g_autoptr(VmaugTrustSigner) signer = NULL;
+    g_autoptr(GError) local = NULL;
+    struct archive_entry *entry;
+    guint64 total = 0;
+    int r;
+
     while ((r = archive_read_next_header(a, &entry)) == ARCHIVE_OK) {
         const char *name = archive_entry_pathname(entry);
         gint64 size = archive_entry_size(entry);
@@ -736,6 +754,38 @@ VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
 fail:
     archive_read_free(a);
     return NULL;
+}
+
+VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
+                         GError **error)
+{
+    struct archive *a = archive_read_new();
+
+    archive_read_support_format_tar(a);
+    if (archive_read_open_filename(a, path, 64 * 1024) != ARCHIVE_OK) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "cannot read bundle %s: %s", path,
+                    archive_error_string(a));
+        archive_read_free(a);
+        return NULL;
+    }
+    return vo_bundle_read(a, path, trust_dir, error);
+}
+
+VoBundle *vo_bundle_load_data(const void *data, gsize len, const char *name,
+                              const char *trust_dir, GError **error)
+{
+    struct archive *a = archive_read_new();
+
+    archive_read_support_format_tar(a);
+    if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "cannot read bundle %s: %s", name,
+                    archive_error_string(a));
+        archive_read_free(a);
+        return NULL;
+    }
+    return vo_bundle_read(a, name, trust_dir, error);
 }
 
 static gboolean vo_bundle_add_entry(struct archive *a, const char *name,

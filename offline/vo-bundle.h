@@ -62,6 +62,15 @@ typedef struct {
  * parses the manifest and checks every payload's hash. */
 VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
                          GError **error);
+/* The same on @len bytes of a bundle already in memory, called @name in
+ * messages. */
+VoBundle *vo_bundle_load_data(const void *data, gsize len, const char *name,
+                              const char *trust_dir, GError **error);
+/* The manifest checks of vo_bundle_load() on @manifest with @payloads
+ * (name -> GBytes*, referenced) but no signature: for the fuzz target
+ * only, since nothing unsigned may be applied. */
+VoBundle *vo_bundle_parse_unverified(GBytes *manifest, GHashTable *payloads,
+                                     GError **error);
 void vo_bundle_free(VoBundle *bundle);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoBundle, vo_bundle_free)
 

@@ -434,23 +434,15 @@ static VoFs *vo_guest_fs_of(VoGuest *guest, VoPartition *part)
     return guest->filesystems->pdata[idx];
 }
 
-static gboolean vo_guest_read_fstab(VoGuest *guest, GError **error)
+gboolean vo_guest_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error)
 {
-    g_autoptr(GBytes) data = NULL;
-    g_autoptr(GError) local = NULL;
     struct libmnt_table *tb;
     struct libmnt_iter *it;
     struct libmnt_fs *ent;
     FILE *f;
     gsize len;
-    const char *text;
+    const char *text = g_bytes_get_data(fstab, &len);
 
-    data = vo_guest_read_file(guest, "/etc/fstab", &local);
-    if (!data) {
-        /* A guest without fstab simply has nothing but its root. */
-        return TRUE;
-    }
-    text = g_bytes_get_data(data, &len);
     if (len == 0 || len > VO_MAX_FSTAB) {
         return TRUE;
     }
@@ -510,6 +502,19 @@ out:
         fclose(f);
     }
     return error == NULL || *error == NULL;
+}
+
+static gboolean vo_guest_read_fstab(VoGuest *guest, GError **error)
+{
+    g_autoptr(GBytes) data = NULL;
+    g_autoptr(GError) local = NULL;
+
+    data = vo_guest_read_file(guest, "/etc/fstab", &local);
+    if (!data) {
+        /* A guest without fstab simply has nothing but its root. */
+        return TRUE;
+    }
+    return vo_guest_parse_fstab(guest, data, error);
 }
 
 static void vo_guest_map_drive_letters(VoGuest *guest)

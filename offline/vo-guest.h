@@ -40,6 +40,10 @@ typedef struct {
 VoGuest *vo_guest_open(const char *image, const char *format,
                        gboolean writable, GError **error);
 /* A qcow2 overlay this process just created, read-write. */
+/* Adds to @guest->mounts what the bytes of its /etc/fstab mount, on the
+ * partitions of @guest->layout: the step of vo_guest_open() that reads
+ * fstab, taken apart for the fuzz target. */
+gboolean vo_guest_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error);
 VoGuest *vo_guest_open_overlay(const char *overlay, GError **error);
 /* Syncs, then maps the guest again from a read-only view of the same
  * export with every cached page dropped: a fresh read of what was written. */

@@ -123,22 +123,54 @@ static void vo_inventory_parse_dpkg(VoInventory *inv, const char *text,
     vo_inventory_add_package(inv, fields);
 }
 
-VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
+static VoInventory *vo_inventory_new(const char *family)
 {
-    g_autoptr(VoInventory) inv = g_new0(VoInventory, 1);
-    g_autoptr(GBytes) osr = NULL;
-    g_autoptr(GBytes) status = NULL;
-    g_autoptr(GError) local = NULL;
+    VoInventory *inv = g_new0(VoInventory, 1);
 
-    inv->family = g_strdup(guest->family);
+    inv->family = g_strdup(family);
     inv->os = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     inv->packages = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                           NULL);
     inv->package_list = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_package_free);
-    g_hash_table_insert(inv->os, g_strdup("family"),
-                        g_strdup(guest->family));
+    g_hash_table_insert(inv->os, g_strdup("family"), g_strdup(family));
+    return inv;
+}
+
+VoInventory *vo_inventory_parse_linux(const char *family, GBytes *os_release,
+                                      GBytes *dpkg_status, GError **error)
+{
+    g_autoptr(VoInventory) inv = vo_inventory_new(family);
+
+    if (os_release) {
+        gsize len;
+        const char *text = g_bytes_get_data(os_release, &len);
+
+        vo_inventory_parse_os_release(inv, text,
+                                      MIN(len, (gsize)VO_MAX_OS_RELEASE));
+    }
+    if (dpkg_status) {
+        gsize len;
+        const char *text = g_bytes_get_data(dpkg_status, &len);
+
+        if (len > VO_MAX_DPKG_STATUS) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "the guest's dpkg status file is implausibly large");
+            return NULL;
+        }
+        vo_inventory_parse_dpkg(inv, text, len);
+    }
+    return g_steal_pointer(&inv);
+}
+
+VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
+{
+    g_autoptr(GBytes) osr = NULL;
+    g_autoptr(GBytes) status = NULL;
+    g_autoptr(GError) local = NULL;
+
     if (g_str_equal(guest->family, "windows")) {
+        g_autoptr(VoInventory) inv = vo_inventory_new(guest->family);
         g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func(g_free);
         g_autoptr(GHashTable) fields = g_hash_table_new_full(
             g_str_hash, g_str_equal, g_free, g_free);
@@ -164,34 +196,18 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
         g_clear_error(&local);
         osr = vo_guest_read_file(guest, "/usr/lib/os-release", &local);
     }
-    if (osr) {
-        gsize len;
-        const char *text = g_bytes_get_data(osr, &len);
-
-        vo_inventory_parse_os_release(inv, text,
-                                      MIN(len, (gsize)VO_MAX_OS_RELEASE));
-    } else if (!g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
+    if (!osr && !g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         g_propagate_error(error, g_steal_pointer(&local));
         return NULL;
     }
     g_clear_error(&local);
 
     status = vo_guest_read_file(guest, "/var/lib/dpkg/status", &local);
-    if (status) {
-        gsize len;
-        const char *text = g_bytes_get_data(status, &len);
-
-        if (len > VO_MAX_DPKG_STATUS) {
-            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                        "the guest's dpkg status file is implausibly large");
-            return NULL;
-        }
-        vo_inventory_parse_dpkg(inv, text, len);
-    } else if (!g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
+    if (!status && !g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         g_propagate_error(error, g_steal_pointer(&local));
         return NULL;
     }
-    return g_steal_pointer(&inv);
+    return vo_inventory_parse_linux(guest->family, osr, status, error);
 }
 
 static gint vo_inventory_cmp_str(gconstpointer a, gconstpointer b)

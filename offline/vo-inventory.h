@@ -27,6 +27,10 @@ typedef struct {
 } VoInventory;
 
 VoInventory *vo_inventory_read(VoGuest *guest, GError **error);
+/* The Linux half of vo_inventory_read() on the bytes of os-release and of
+ * the dpkg status file (either may be NULL: the guest has none). */
+VoInventory *vo_inventory_parse_linux(const char *family, GBytes *os_release,
+                                      GBytes *dpkg_status, GError **error);
 void vo_inventory_free(VoInventory *inv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoInventory, vo_inventory_free)
 

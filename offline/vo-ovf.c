@@ -50,21 +50,16 @@ static void vo_ovf_start(GMarkupParseContext *ctx, const char *element,
     }
 }
 
-GPtrArray *vo_ovf_disks(const char *ovf, GError **error)
+GPtrArray *vo_ovf_parse(const char *ovf, const char *text, gsize len,
+                        GError **error)
 {
     static const GMarkupParser parser = { .start_element = vo_ovf_start };
     g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
-    g_autofree char *text = NULL;
     g_autofree char *dir = g_path_get_dirname(ovf);
     g_autoptr(GMarkupParseContext) ctx = NULL;
     VoOvfState st = { .hrefs = g_ptr_array_new_with_free_func(g_free) };
-    gsize len;
     gboolean ok;
 
-    if (!g_file_get_contents(ovf, &text, &len, error)) {
-        g_ptr_array_unref(st.hrefs);
-        return NULL;
-    }
     if (len > VO_OVF_MAX_SIZE) {
         g_ptr_array_unref(st.hrefs);
         g_set_error(error, VO_ERROR, VO_ERROR_INVALID, "%s is too large",
@@ -89,6 +84,17 @@ GPtrArray *vo_ovf_disks(const char *ovf, GError **error)
         return NULL;
     }
     return g_steal_pointer(&disks);
+}
+
+GPtrArray *vo_ovf_disks(const char *ovf, GError **error)
+{
+    g_autofree char *text = NULL;
+    gsize len;
+
+    if (!g_file_get_contents(ovf, &text, &len, error)) {
+        return NULL;
+    }
+    return vo_ovf_parse(ovf, text, len, error);
 }
 
 char *vo_ovf_resolve_image(const char *path, GError **error)

@@ -68,21 +68,16 @@ static void vo_hive_free(VoHive *vh)
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoHive, vo_hive_free)
 
-static VoHive *vo_hive_open(VoGuest *guest, const char *hive,
-                            gboolean writable, GError **error)
+/* A private, temporary copy of @data (hive @hive) opened by hivex. */
+static VoHive *vo_hive_open_bytes(const char *hive, GBytes *data,
+                                  gboolean writable, GError **error)
 {
     g_autoptr(VoHive) vh = g_new0(VoHive, 1);
-    g_autofree char *path = vo_hive_path(hive);
-    g_autoptr(GBytes) data = NULL;
     gsize len;
     const char *p;
     int fd;
 
     vh->hive = g_strdup(hive);
-    data = vo_guest_read_file(guest, path, error);
-    if (!data) {
-        return NULL;
-    }
     fd = g_file_open_tmp("vmaugment-hive-XXXXXX", &vh->tmp, error);
     if (fd < 0) {
         return NULL;
@@ -103,6 +98,15 @@ static VoHive *vo_hive_open(VoGuest *guest, const char *hive,
         return NULL;
     }
     return g_steal_pointer(&vh);
+}
+
+static VoHive *vo_hive_open(VoGuest *guest, const char *hive,
+                            gboolean writable, GError **error)
+{
+    g_autofree char *path = vo_hive_path(hive);
+    g_autoptr(GBytes) data = vo_guest_read_file(guest, path, error);
+
+    return data ? vo_hive_open_bytes(hive, data, writable, error) : NULL;
 }
 
 /* The node at backslash-separated @key, optionally creating it. */
@@ -195,8 +199,8 @@ char *vo_registry_get(VoGuest *guest, const char *hive, const char *key,
     return vh ? vo_hive_get(vh, key, name, error) : NULL;
 }
 
-gboolean vo_registry_inventory(VoGuest *guest, GHashTable *os,
-                               GPtrArray *entries, GError **error)
+gboolean vo_registry_inventory_hive(GBytes *software, GHashTable *os,
+                                    GPtrArray *entries, GError **error)
 {
     static const struct {
         const char *value;
@@ -209,7 +213,8 @@ gboolean vo_registry_inventory(VoGuest *guest, GHashTable *os,
         { "CurrentMajorVersionNumber", "major_version" },
     };
     const char *cv = "Microsoft\\Windows NT\\CurrentVersion";
-    g_autoptr(VoHive) vh = vo_hive_open(guest, "SOFTWARE", FALSE, error);
+    g_autoptr(VoHive) vh = vo_hive_open_bytes("SOFTWARE", software, FALSE,
+                                              error);
     g_autofree hive_node_h *children = NULL;
     hive_node_h uninstall;
 
@@ -249,6 +254,15 @@ gboolean vo_registry_inventory(VoGuest *guest, GHashTable *os,
         g_ptr_array_add(entries, g_strdup(version ? version : ""));
     }
     return TRUE;
+}
+
+gboolean vo_registry_inventory(VoGuest *guest, GHashTable *os,
+                               GPtrArray *entries, GError **error)
+{
+    g_autofree char *path = vo_hive_path("SOFTWARE");
+    g_autoptr(GBytes) data = vo_guest_read_file(guest, path, error);
+
+    return data && vo_registry_inventory_hive(data, os, entries, error);
 }
 
 /* MountedDevices data: MBR signature + byte offset, or "DMIO:ID:" + the

@@ -38,6 +38,9 @@ gboolean vo_registry_parse(JsonNode *node, GPtrArray *ops, GError **error);
  * (name, version) pairs. */
 gboolean vo_registry_inventory(VoGuest *guest, GHashTable *os,
                                GPtrArray *entries, GError **error);
+/* The same from the bytes of a SOFTWARE hive already read from a guest. */
+gboolean vo_registry_inventory_hive(GBytes *software, GHashTable *os,
+                                    GPtrArray *entries, GError **error);
 
 /* Drive letters other than C: that SYSTEM\\MountedDevices assigns to
  * partitions of this disk: @letters gets "D", "E"..., @parts the

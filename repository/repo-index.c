@@ -305,6 +305,7 @@ VmaugRepoIndex *repo_index_parse(GBytes *json, GError **error)
     g_autoptr(VmaugRepoIndex) index = g_new0(VmaugRepoIndex, 1);
     g_autoptr(GError) local = NULL;
     g_autoptr(GDateTime) expires = NULL;
+    g_autoptr(GDateTime) utc = NULL;
     gsize len;
     const gchar *data = g_bytes_get_data(json, &len);
     JsonNode *root, *n;
@@ -365,6 +366,14 @@ VmaugRepoIndex *repo_index_parse(GBytes *json, GError **error)
         return NULL;
     }
     index->expires = g_date_time_to_unix(expires);
+    /* Written back in UTC (repo_index_to_json()), which ends at 9999:
+     * "9999-12-31T23:59:59-12:00" would come out as no time at all. */
+    utc = g_date_time_new_from_unix_utc(index->expires);
+    if (utc == NULL) {
+        repo_bad(error, "expiry \"%s\" is after 9999 in UTC",
+                 json_node_get_string(n));
+        return NULL;
+    }
 
     n = json_object_get_member(obj, "packages");
     if (n == NULL || !JSON_NODE_HOLDS_ARRAY(n)) {
@@ -403,7 +412,13 @@ gchar *repo_index_to_json(const VmaugRepoIndex *index)
     g_autoptr(JsonGenerator) gen = json_generator_new();
     g_autoptr(JsonNode) root = NULL;
     g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(index->expires);
-    g_autofree gchar *expires = g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ");
+    /* Not g_date_time_format()'s %Y, which writes the year 231 as "231",
+     * a time ISO 8601 (and so the parser) does not accept. */
+    g_autofree gchar *expires = g_strdup_printf(
+        "%04d-%02d-%02dT%02d:%02d:%02dZ", g_date_time_get_year(dt),
+        g_date_time_get_month(dt), g_date_time_get_day_of_month(dt),
+        g_date_time_get_hour(dt), g_date_time_get_minute(dt),
+        g_date_time_get_second(dt));
 
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "format");
@@ -520,7 +535,6 @@ gboolean repo_state_admit(const gchar *state_dir, const gchar *url,
     g_autofree gchar *lock_path = NULL;
     g_autofree gchar *json = NULL;
     g_autoptr(GError) local = NULL;
-    g_autofree gchar *url_json = NULL;
     RepoState st = { 0 };
     gboolean ok = FALSE;
     int fd;

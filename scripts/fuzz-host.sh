@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
-# Fuzz the host side's parsers with libFuzzer: fuzz-manifest (manifests and
-# packages) and fuzz-device (the helper's device link), built by clang with
-# AddressSanitizer and UBSan in a build directory of their own.
+# Fuzz the host side's parsers with libFuzzer, built by clang with
+# AddressSanitizer and UBSan in a build directory of their own:
+# fuzz-manifest (manifests and packages), fuzz-device (the helper's device
+# link), fuzz-registrations (the registration sidecar), fuzz-repo-index
+# (the repository index), fuzz-bundle (offline bundles), fuzz-hive (a
+# guest's SOFTWARE hive), fuzz-dpkg-status (a guest's dpkg status and
+# os-release), fuzz-ovf (OVF descriptors) and fuzz-fstab (a guest's
+# /etc/fstab).
 #
-# Usage: fuzz-host.sh [--runs N]
-#   --runs N   inputs per target (default: 20000 for fuzz-manifest, 5000 for
-#              fuzz-device, whose inputs each drive a socket, a main loop and
-#              a store of their own)
+# Usage: fuzz-host.sh [--runs N | --long] [--max-time S] [TARGET...]
+#   default    a short run of each, for CI: a few thousand inputs, fewer
+#              for the targets whose inputs cost most (fuzz-device drives a
+#              socket, a main loop and a store per input; fuzz-hive writes
+#              a file per input); about 20 s of fuzzing in all
+#   --runs N   N inputs per target
+#   --long     a campaign: 10 million inputs per target, one target at a
+#              time, at the lowest CPU priority (docs/testing.rst, "Long
+#              fuzz campaigns", records such runs)
+#   --max-time S  stop each target after S seconds even if it has not run
+#              its inputs (a campaign's time budget; not a failure)
+#   TARGET     only these targets
 #
 # Each target runs with a fixed seed over a copy of its committed seed
-# corpus (host-modules/tests/fuzz/corpus*): every run starts from the same
-# inputs and mutations, and long runs never grow the committed corpus.
+# corpus (corpus* beside the target's source): every run starts from the
+# same inputs and mutations, and long runs never grow the committed corpus.
 # (libFuzzer steers by coverage, which timing and heap addresses can still
 # nudge: two runs may end a few corpus entries apart.)
 #
 # Exits non-zero on any crash, leak, timeout or sanitizer report, leaving
 # the reproducer under build/fuzz-host-artifacts/; add it to the committed
-# corpus, where every build's fuzz-corpus or fuzz-device-corpus test
-# replays it.
+# corpus, where every build's fuzz-*-corpus test (meson) replays it.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,20 +37,48 @@ root=${VMAUGMENT_BUILD_ROOT:-$top/build}
 build=$root/fuzz-host
 artifacts=$root/fuzz-host-artifacts
 runs=
+nice=
+max_time=0
+only=()
 
 while [ $# -gt 0 ]; do
     case $1 in
     --runs) runs=$2; shift ;;
-    *) echo "usage: fuzz-host.sh [--runs N]" >&2; exit 2 ;;
+    --long) runs=10000000; nice="nice -n 19" ;;
+    --max-time) max_time=$2; shift ;;
+    fuzz-*) only+=("$1") ;;
+    *) echo "usage: fuzz-host.sh [--runs N | --long] [--max-time S]" \
+            "[TARGET...]" >&2
+       exit 2 ;;
     esac
     shift
 done
 
-# target name, its default number of inputs, its seed corpus
-targets=(
-    "fuzz-manifest 20000 host-modules/tests/fuzz/corpus"
-    "fuzz-device 5000 host-modules/tests/fuzz/corpus-device"
+# target (its directory in the build and source trees), its default number
+# of inputs, its seed corpus there
+all_targets=(
+    "host-modules/tests/fuzz/fuzz-manifest 20000 corpus"
+    "host-modules/tests/fuzz/fuzz-device 5000 corpus-device"
+    "host-modules/tests/fuzz/fuzz-registrations 20000 corpus-registrations"
+    "repository/tests/fuzz/fuzz-repo-index 20000 corpus-index"
+    "offline/tests/fuzz/fuzz-bundle 20000 corpus-bundle"
+    "offline/tests/fuzz/fuzz-hive 5000 corpus-hive"
+    "offline/tests/fuzz/fuzz-dpkg-status 20000 corpus-dpkg-status"
+    "offline/tests/fuzz/fuzz-ovf 20000 corpus-ovf"
+    "offline/tests/fuzz/fuzz-fstab 20000 corpus-fstab"
 )
+targets=()
+for t in "${all_targets[@]}"; do
+    path=${t%% *}
+    if [ ${#only[@]} -eq 0 ] ||
+       [[ " ${only[*]} " == *" ${path##*/} "* ]]; then
+        targets+=("$t")
+    fi
+done
+if [ ${#targets[@]} -eq 0 ]; then
+    echo "fuzz-host: no such target: ${only[*]}" >&2
+    exit 2
+fi
 
 mkdir -p "$root"
 if [ ! -f "$build/build.ninja" ] &&
@@ -49,13 +89,14 @@ then
 fi
 names=()
 for t in "${targets[@]}"; do
-    names+=("host-modules/tests/fuzz/${t%% *}")
+    names+=("${t%% *}")
 done
 ninja --quiet -C "$build" "${names[@]}"
 
 mkdir -p "$artifacts"
 # In memory when possible: fuzz-device creates and removes a store per
-# input, which costs more on a disk file system than the input itself.
+# input and fuzz-hive a file, which cost more on a disk file system than
+# the input itself.
 work=$(mktemp -d -p /dev/shm vmaug-fuzz.XXXXXX 2>/dev/null || mktemp -d)
 # A target that crashed left its store, whose audit log is append-only.
 trap 'chattr -R -a "$work" 2>/dev/null; rm -rf "$work"' EXIT
@@ -64,16 +105,18 @@ export TMPDIR=$work
 status=0
 start=$(date +%s)
 for t in "${targets[@]}"; do
-    read -r name n seeds <<<"$t"
+    read -r path n seeds <<<"$t"
+    name=${path##*/}
     n=${runs:-$n}
     corpus=$work/$name
     log=$work/$name.log
-    cp -r "$top/$seeds" "$corpus"
+    cp -r "$top/${path%/*}/$seeds" "$corpus"
+    t0=$(date +%s)
     # Without address randomisation: comparisons of pointers feed the
     # mutation dictionary, and differ between runs otherwise.
-    if ! setarch "$(uname -m)" -R \
-            "$build/host-modules/tests/fuzz/$name" -seed=1 -runs="$n" \
-            -timeout=10 -print_final_stats=1 \
+    if ! $nice setarch "$(uname -m)" -R \
+            "$build/$path" -seed=1 -runs="$n" \
+            -max_total_time="$max_time" -timeout=10 -print_final_stats=1 \
             -artifact_prefix="$artifacts/$name-" "$corpus" >"$log" 2>&1; then
         status=1
     fi
@@ -83,17 +126,17 @@ for t in "${targets[@]}"; do
        grep -qE 'runtime error:|deadly signal' "$log"; then
         status=1
     fi
-    if [ "${executed:-0}" -lt "$n" ]; then
+    if [ "${executed:-0}" -lt "$n" ] && [ "$max_time" -eq 0 ]; then
         status=1
     fi
-    echo "fuzz-host: $name executed ${executed:-0} inputs (seed 1)," \
+    echo "fuzz-host: $name executed ${executed:-0} inputs (seed 1)" \
+         "in $(( $(date +%s) - t0 ))s," \
          "$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' \
             "$log" | tail -n1)"
     if [ "$status" -ne 0 ]; then
         grep -E -m10 'ERROR|runtime error|deadly|Test unit written|SUMMARY' \
             "$log" >&2 || tail -n 20 "$log" >&2
-        echo "fuzz-host: reproduce with $build/host-modules/tests/fuzz/$name" \
-             "FILE" >&2
+        echo "fuzz-host: reproduce with $build/$path FILE" >&2
         break
     fi
 done

@@ -465,38 +465,58 @@ static gboolean reg_parse(VmaugRegSet *set, const gchar *json, gsize len,
     return TRUE;
 }
 
+/* An empty set kept in @path, of disk image @image or of a store (NULL). */
+static VmaugRegSet *reg_set_new(const gchar *image, const gchar *path)
+{
+    VmaugRegSet *set = g_new0(VmaugRegSet, 1);
+
+    set->regs = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vmaug_registration_free);
+    set->path = g_strdup(path);
+    set->image = image != NULL ? g_path_get_basename(image) : NULL;
+    return set;
+}
+
+VmaugRegSet *vmaug_reg_set_parse(const gchar *image, const gchar *path,
+                                 const gchar *json, gsize len,
+                                 GError **error)
+{
+    g_autoptr(VmaugRegSet) set = reg_set_new(image, path);
+
+    if (!reg_parse(set, json, len, error)) {
+        return NULL;
+    }
+    return g_steal_pointer(&set);
+}
+
 VmaugRegSet *vmaug_reg_set_load(const gchar *image, const gchar *store_dir,
                                 GError **error)
 {
-    g_autoptr(VmaugRegSet) set = g_new0(VmaugRegSet, 1);
+    g_autoptr(VmaugRegSet) set = NULL;
     g_autoptr(GError) local = NULL;
+    g_autofree gchar *path = NULL;
     g_autofree gchar *json = NULL;
     gsize len = 0;
 
     g_return_val_if_fail(image != NULL || store_dir != NULL, NULL);
 
-    set->regs = g_ptr_array_new_with_free_func(
-        (GDestroyNotify)vmaug_registration_free);
     if (image != NULL) {
-        set->path = vmaug_reg_sidecar_path(image);
-        set->image = g_path_get_basename(image);
+        path = vmaug_reg_sidecar_path(image);
     } else {
-        set->path = g_build_filename(store_dir, VMAUG_REGS_STORE_FILE, NULL);
+        path = g_build_filename(store_dir, VMAUG_REGS_STORE_FILE, NULL);
     }
-    json = reg_read_file(set->path, &len, &local);
+    json = reg_read_file(path, &len, &local);
     if (local != NULL) {
         g_propagate_error(error, g_steal_pointer(&local));
         return NULL;
     }
     if (json == NULL) {
         /* No file yet: an empty set, whose identity is made now. */
+        set = reg_set_new(image, path);
         set->image_id = g_uuid_string_random();
         return g_steal_pointer(&set);
     }
-    if (!reg_parse(set, json, len, error)) {
-        return NULL;
-    }
-    return g_steal_pointer(&set);
+    return vmaug_reg_set_parse(image, path, json, len, error);
 }
 
 /* ---- Writing ---- */

@@ -64,6 +64,16 @@ VmaugRegSet *vmaug_reg_set_load(const gchar *image, const gchar *store_dir,
                                 GError **error);
 
 /*
+ * The checks of vmaug_reg_set_load() on @len bytes of @json already read
+ * from @path (which the set is saved to), for the set of disk image @image
+ * (or of a store, NULL).  Its own caller is vmaug_reg_set_load(); the
+ * sidecar fuzz target feeds it bytes directly.
+ */
+VmaugRegSet *vmaug_reg_set_parse(const gchar *image, const gchar *path,
+                                 const gchar *json, gsize len,
+                                 GError **error);
+
+/*
  * Add or replace (by name) the registration of @name.  @version may be ""
  * or NULL; @events must be within VMAUG_EVENT_LIFECYCLE_MASK and @flags
  * within VMAUG_REG_F_*.  Errors are VMAUG_HOST_ERROR_INVALID or
