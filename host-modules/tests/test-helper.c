@@ -43,34 +43,6 @@ static const gchar *env(const gchar *name)
     return v;
 }
 
-/* A package of one of the real modules (or the hostile one). */
-static GBytes *module_package(VmaugTrustIdentity *signer, const gchar *name,
-                              const gchar *version)
-{
-    g_autoptr(GError) error = NULL;
-    g_autofree gchar *so = NULL;
-    g_autofree gchar *manifest_path = NULL;
-    g_autofree gchar *manifest = NULL;
-    g_autoptr(GBytes) payload = NULL;
-    GBytes *pkg;
-
-    if (g_strcmp0(name, "hostile") == 0) {
-        so = g_strdup(env("VMAUG_TEST_HOSTILE_SO"));
-        manifest_path = g_strdup(env("VMAUG_TEST_HOSTILE_MANIFEST"));
-    } else {
-        g_autofree gchar *base = g_strconcat("vmaug-", name, ".so", NULL);
-
-        so = g_build_filename(env("VMAUG_TEST_MODULES_BUILD"), base, NULL);
-        manifest_path = g_build_filename(env("VMAUG_TEST_MODULES_SRC"), name,
-                                         "manifest.json", NULL);
-    }
-    payload = test_read(so);
-    g_assert_true(g_file_get_contents(manifest_path, &manifest, NULL, NULL));
-    pkg = vmaug_package_build(manifest, version, payload, signer, &error);
-    g_assert_no_error(error);
-    return pkg;
-}
-
 static void fixture_start(Fixture *f, const gchar *const *extra)
 {
     g_autoptr(GPtrArray) args = g_ptr_array_new();
@@ -117,7 +89,7 @@ static void fixture_teardown(Fixture *f, gconstpointer data)
 
 static void upload_module(Fixture *f, const gchar *name, const gchar *version)
 {
-    g_autoptr(GBytes) pkg = module_package(f->keys->admin, name, version);
+    g_autoptr(GBytes) pkg = test_module_package(f->keys->admin, name, version);
 
     g_assert_cmpuint(helper_upload(f->c, pkg, name, version, 64 * 1024), ==,
                      VMAUG_S_OK);
@@ -304,7 +276,7 @@ static void test_printer_swap_rollback(Fixture *f, gconstpointer data)
     /* Going back to 1.0 is refused, by upload and by load. */
     g_assert_cmpuint(helper_load(f->c, "printer", "1.0", NULL), ==,
                      VMAUG_S_DENIED);
-    old_pkg = module_package(f->keys->admin, "printer", "0.9");
+    old_pkg = test_module_package(f->keys->admin, "printer", "0.9");
     g_assert_cmpuint(helper_upload(f->c, old_pkg, "printer", "0.9", 65536),
                      ==, VMAUG_S_DENIED);
     g_assert_cmpuint(test_count_lines(audit, "rollback"), ==, 2);
@@ -557,7 +529,7 @@ static void test_allowed_store(Fixture *f, gconstpointer data)
                                                NULL);
     g_autofree gchar *objects = g_build_filename(other, "objects", NULL);
     g_autoptr(HelperClient) c2 = NULL;
-    g_autoptr(GBytes) pkg = module_package(f->keys->admin, "echo", "1.0");
+    g_autoptr(GBytes) pkg = test_module_package(f->keys->admin, "echo", "1.0");
     const gchar *args[] = { "--allow-store", other, NULL };
     g_autoptr(GDir) d = NULL;
 
@@ -580,13 +552,13 @@ static void test_allowed_store(Fixture *f, gconstpointer data)
 
 static void test_tamper_upload(Fixture *f, gconstpointer data)
 {
-    g_autoptr(GBytes) good = module_package(f->keys->admin, "echo", "1.0");
-    g_autoptr(GBytes) unknown = module_package(f->keys->stranger, "echo",
-                                               "1.0");
-    g_autoptr(GBytes) expired = module_package(f->keys->expired, "echo",
-                                               "1.0");
-    g_autoptr(GBytes) revoked = module_package(f->keys->revoked, "echo",
-                                               "1.0");
+    g_autoptr(GBytes) good = test_module_package(f->keys->admin, "echo", "1.0");
+    g_autoptr(GBytes) unknown = test_module_package(f->keys->stranger, "echo",
+                                                    "1.0");
+    g_autoptr(GBytes) expired = test_module_package(f->keys->expired, "echo",
+                                                    "1.0");
+    g_autoptr(GBytes) revoked = test_module_package(f->keys->revoked, "echo",
+                                                    "1.0");
     g_autoptr(GBytes) truncated = g_bytes_new_from_bytes(
         good, 0, g_bytes_get_size(good) - 10);
     g_autofree gchar *audit = audit_path(f);
@@ -1018,8 +990,10 @@ static void test_module_config(Fixture *f, gconstpointer data)
 
 static void test_module_upgrade(Fixture *f, gconstpointer data)
 {
-    g_autoptr(GBytes) newer = module_package(f->keys->admin, "echo", "2.0");
-    g_autoptr(GBytes) older = module_package(f->keys->admin, "echo", "0.5");
+    g_autoptr(GBytes) newer = test_module_package(f->keys->admin, "echo",
+                                                  "2.0");
+    g_autoptr(GBytes) older = test_module_package(f->keys->admin, "echo",
+                                                  "0.5");
     g_autoptr(GBytes) tampered = test_flip_bit(newer,
                                                (g_bytes_get_size(newer) -
                                                 3000) * 8);
@@ -1739,10 +1713,10 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
                   "encryption_key\nexpiration_days = 2\n", "ca");
     vmaug_trust_identity_save(f->keys->admin, key, cert, &error);
     g_assert_no_error(error);
-    pkg = module_package(f->keys->admin, "journal", "1.0");
+    pkg = test_module_package(f->keys->admin, "journal", "1.0");
     g_assert_true(g_file_set_contents(pkg_path, g_bytes_get_data(pkg, NULL),
                                       g_bytes_get_size(pkg), NULL));
-    echo_pkg = module_package(f->keys->admin, "echo", "1.0");
+    echo_pkg = test_module_package(f->keys->admin, "echo", "1.0");
     g_assert_true(g_file_set_contents(echo_path,
                                       g_bytes_get_data(echo_pkg, NULL),
                                       g_bytes_get_size(echo_pkg), NULL));
