@@ -161,6 +161,14 @@ GBytes *test_flip_bit(GBytes *in, gsize bit)
     return g_bytes_new_take(copy, len);
 }
 
+const gchar *test_env(const gchar *name)
+{
+    const gchar *v = g_getenv(name);
+
+    g_assert_nonnull(v);
+    return v;
+}
+
 GBytes *test_read(const gchar *path)
 {
     g_autoptr(GError) error = NULL;
@@ -293,7 +301,7 @@ void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
     g_autofree gchar *tpl = g_strdup_printf("%s/%s.tmpl", dir, name);
     g_autofree gchar *ca_key = g_strdup_printf("%s/%s.key", dir, ca);
     g_autofree gchar *ca_crt = g_strdup_printf("%s/%s.crt", dir, ca);
-    const gchar *certtool = g_getenv("VMAUG_CERTTOOL");
+    const gchar *certtool = test_env("VMAUG_CERTTOOL");
     const gchar *genkey[] = {
         certtool, "--generate-privkey", "--key-type=ecdsa", "--outfile", key,
         NULL
@@ -308,7 +316,6 @@ void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
         "--template", tpl, "--outfile", crt, NULL
     };
 
-    g_assert_nonnull(certtool);
     g_file_set_contents(tpl, tmpl, -1, &error);
     g_assert_no_error(error);
     test_run(genkey);
@@ -344,20 +351,16 @@ GBytes *test_module_package(VmaugTrustIdentity *signer, const gchar *name,
     GBytes *pkg;
 
     if (g_strcmp0(name, "hostile") == 0) {
-        so = g_strdup(g_getenv("VMAUG_TEST_HOSTILE_SO"));
-        manifest_path = g_strdup(g_getenv("VMAUG_TEST_HOSTILE_MANIFEST"));
+        so = g_strdup(test_env("VMAUG_TEST_HOSTILE_SO"));
+        manifest_path = g_strdup(test_env("VMAUG_TEST_HOSTILE_MANIFEST"));
     } else {
         g_autofree gchar *base = g_strconcat("vmaug-", name, ".so", NULL);
-        const gchar *build = g_getenv("VMAUG_TEST_MODULES_BUILD");
-        const gchar *src = g_getenv("VMAUG_TEST_MODULES_SRC");
 
-        g_assert_nonnull(build);
-        g_assert_nonnull(src);
-        so = g_build_filename(build, base, NULL);
-        manifest_path = g_build_filename(src, name, "manifest.json", NULL);
+        so = g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"), base,
+                              NULL);
+        manifest_path = g_build_filename(test_env("VMAUG_TEST_MODULES_SRC"),
+                                         name, "manifest.json", NULL);
     }
-    g_assert_nonnull(so);
-    g_assert_nonnull(manifest_path);
     payload = test_read(so);
     g_assert_true(g_file_get_contents(manifest_path, &manifest, NULL, NULL));
     pkg = vmaug_package_build(manifest, version, payload, signer, &error);

@@ -36,6 +36,9 @@ GBytes *test_package(VmaugTrustIdentity *signer, const gchar *name,
 GBytes *test_package_raw(VmaugTrustIdentity *signer, const gchar *manifest,
                          GBytes *payload);
 GBytes *test_flip_bit(GBytes *in, gsize bit);
+/* A variable meson.build sets in the test's environment, or fail the
+ * test: without it the build is misconfigured, not the test skippable. */
+const gchar *test_env(const gchar *name);
 /* Read a file the build produced, or fail the test. */
 GBytes *test_read(const gchar *path);
 /* A listing of every file under @dir with its size and SHA-256: equal

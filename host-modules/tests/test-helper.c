@@ -35,14 +35,6 @@ typedef struct {
     HelperClient *c;
 } Fixture;
 
-static const gchar *env(const gchar *name)
-{
-    const gchar *v = g_getenv(name);
-
-    g_assert_nonnull(v);
-    return v;
-}
-
 static void fixture_start(Fixture *f, const gchar *const *extra)
 {
     g_autoptr(GPtrArray) args = g_ptr_array_new();
@@ -50,12 +42,12 @@ static void fixture_start(Fixture *f, const gchar *const *extra)
     g_ptr_array_add(args, (gpointer)"--image-dir");
     g_ptr_array_add(args, f->images);
     g_ptr_array_add(args, (gpointer)"--repository-tool");
-    g_ptr_array_add(args, (gpointer)env("VMAUG_REPO_TOOL"));
+    g_ptr_array_add(args, (gpointer)test_env("VMAUG_REPO_TOOL"));
     for (guint i = 0; extra != NULL && extra[i] != NULL; i++) {
         g_ptr_array_add(args, (gpointer)extra[i]);
     }
     g_ptr_array_add(args, NULL);
-    f->pid = helper_spawn(env("VMAUG_HELPER"), f->socket, f->store,
+    f->pid = helper_spawn(test_env("VMAUG_HELPER"), f->socket, f->store,
                           f->keys->trust_dir,
                           (const gchar *const *)args->pdata);
     f->c = helper_client_connect(f->socket, NULL);
@@ -621,7 +613,7 @@ static gint hostile_unconfined(const gchar *function, const gchar *in)
         .log = hostile_log,
     };
     const struct vmaug_module *mod;
-    void *so = dlopen(env("VMAUG_TEST_HOSTILE_SO"), RTLD_NOW | RTLD_LOCAL);
+    void *so = dlopen(test_env("VMAUG_TEST_HOSTILE_SO"), RTLD_NOW | RTLD_LOCAL);
     gint32 status = -1;
     int fds[2];
     int ws;
@@ -1722,7 +1714,7 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
                                       g_bytes_get_size(echo_pkg), NULL));
     {
         const gchar *publish[] = {
-            env("VMAUG_REPO_TOOL"), "publish", "--dir", repo, "--key", key,
+            test_env("VMAUG_REPO_TOOL"), "publish", "--dir", repo, "--key", key,
             "--cert", cert, "--trust-dir", f->keys->trust_dir,
             "--expires-days", "1", pkg_path, echo_path, NULL
         };
@@ -1731,7 +1723,8 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
     }
     server = g_subprocess_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE |
                               G_SUBPROCESS_FLAGS_STDIN_PIPE, &error,
-                              env("VMAUG_PYTHON"), env("VMAUG_REPO_SERVER"),
+                              test_env("VMAUG_PYTHON"),
+                              test_env("VMAUG_REPO_SERVER"),
                               "--root", www, "--cert", srv_crt, "--key",
                               srv_key, "--log", server_log, NULL);
     g_assert_no_error(error);

@@ -30,14 +30,6 @@ typedef struct {
     GPid pid;
 } Fixture;
 
-static const gchar *env(const gchar *name)
-{
-    const gchar *v = g_getenv(name);
-
-    g_assert_nonnull(v);
-    return v;
-}
-
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
     f->keys = test_keys_new();
@@ -61,7 +53,7 @@ static void fixture_start(Fixture *f, const gchar *const *extra)
         g_ptr_array_add(args, (gpointer)extra[i]);
     }
     g_ptr_array_add(args, NULL);
-    f->pid = helper_spawn(env("VMAUG_HELPER"), f->socket, f->store,
+    f->pid = helper_spawn(test_env("VMAUG_HELPER"), f->socket, f->store,
                           f->keys->trust_dir,
                           (const gchar *const *)args->pdata);
 }

@@ -56,14 +56,6 @@ static void child_setup(gpointer data)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
-static const gchar *env(const gchar *name)
-{
-    const gchar *v = g_getenv(name);
-
-    g_assert_nonnull(v);
-    return v;
-}
-
 /* The helper with @extra options, its stderr kept in f->log. */
 static void fixture_start(Fixture *f, const gchar *const *extra)
 {
@@ -71,7 +63,7 @@ static void fixture_start(Fixture *f, const gchar *const *extra)
     g_autoptr(GError) error = NULL;
     int log_fd;
 
-    g_ptr_array_add(argv, (gpointer)env("VMAUG_HELPER"));
+    g_ptr_array_add(argv, (gpointer)test_env("VMAUG_HELPER"));
     g_ptr_array_add(argv, (gpointer)"--socket");
     g_ptr_array_add(argv, f->socket);
     g_ptr_array_add(argv, (gpointer)"--store");
@@ -136,8 +128,9 @@ static GBytes *package(const gchar *name, const gchar *functions,
 
 static void upload_echo(Fixture *f)
 {
-    g_autofree gchar *so = g_build_filename(env("VMAUG_TEST_MODULES_BUILD"),
-                                            "vmaug-echo.so", NULL);
+    g_autofree gchar *so =
+        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"),
+                         "vmaug-echo.so", NULL);
     g_autoptr(GBytes) payload = test_read(so);
     g_autoptr(GBytes) pkg = package("echo", "\"echo\"", payload);
 
@@ -341,8 +334,9 @@ static void test_inspect(Fixture *f, gconstpointer data)
 {
     g_autoptr(GArray) list = NULL;
     g_autoptr(GArray) kids = NULL;
-    g_autofree gchar *so = g_build_filename(env("VMAUG_TEST_MODULES_BUILD"),
-                                            "vmaug-echo.so", NULL);
+    g_autofree gchar *so =
+        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"),
+                         "vmaug-echo.so", NULL);
     g_autofree gchar *code = NULL;
     g_autofree gchar *listing = NULL;
     g_autofree gchar *spare_code = NULL;
@@ -430,7 +424,7 @@ typedef struct {
 static GBytes *early_payload(const gchar *orders)
 {
     static const gchar marker[] = "VMAUG-HOSTILE-EARLY-ORDERS:";
-    g_autoptr(GBytes) so = test_read(env("VMAUG_TEST_EARLY_SO"));
+    g_autoptr(GBytes) so = test_read(test_env("VMAUG_TEST_EARLY_SO"));
     gsize size = g_bytes_get_size(so);
     guint8 *p = g_memdup2(g_bytes_get_data(so, NULL), size);
     guint8 *at = memmem(p, size, marker, strlen(marker));
