@@ -25,31 +25,17 @@
 #include "vm-area.h"
 #include "vmaugment-module.h"
 
-typedef struct {
-    TestKeys *keys;
-    gchar *store;
-    gchar *socket;
-    gchar *images;                  /* the helper's --image-dir */
-    gchar *image;                   /* <images>/disk.qcow2 */
-    GPid pid;
-    HelperClient *c;
-} Fixture;
+typedef HelperFixture Fixture;
 
+/* The helper, with the repository tool for image starts, and its first
+ * client connected. */
 static void fixture_start(Fixture *f, const gchar *const *extra)
 {
-    g_autoptr(GPtrArray) args = g_ptr_array_new();
+    const gchar *const base[] = {
+        "--repository-tool", test_env("VMAUG_REPO_TOOL"), NULL
+    };
 
-    g_ptr_array_add(args, (gpointer)"--image-dir");
-    g_ptr_array_add(args, f->images);
-    g_ptr_array_add(args, (gpointer)"--repository-tool");
-    g_ptr_array_add(args, (gpointer)test_env("VMAUG_REPO_TOOL"));
-    for (guint i = 0; extra != NULL && extra[i] != NULL; i++) {
-        g_ptr_array_add(args, (gpointer)extra[i]);
-    }
-    g_ptr_array_add(args, NULL);
-    f->pid = helper_spawn(test_env("VMAUG_HELPER"), f->socket, f->store,
-                          f->keys->trust_dir,
-                          (const gchar *const *)args->pdata);
+    helper_fixture_start(f, base, extra);
     f->c = helper_client_connect(f->socket, NULL);
 }
 
@@ -59,24 +45,13 @@ static void fixture_setup(Fixture *f, gconstpointer data)
         "--call-timeout-ms", "1500", "--memory-mb", "128", NULL
     };
 
-    f->keys = test_keys_new();
-    f->store = g_build_filename(f->keys->dir, "store", NULL);
-    f->socket = g_build_filename(f->keys->dir, "helper.sock", NULL);
-    f->images = g_build_filename(f->keys->dir, "images", NULL);
-    f->image = g_build_filename(f->images, "disk.qcow2", NULL);
-    g_assert_cmpint(g_mkdir(f->images, 0700), ==, 0);
+    helper_fixture_setup(f);
     fixture_start(f, args);
 }
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    helper_client_free(f->c);
-    helper_kill(f->pid);
-    g_free(f->store);
-    g_free(f->socket);
-    g_free(f->images);
-    g_free(f->image);
-    test_keys_free(f->keys);
+    helper_fixture_teardown(f);
 }
 
 static void upload_module(Fixture *f, const gchar *name, const gchar *version)

@@ -21,53 +21,27 @@
 #include "test-common.h"
 #include "vm-area.h"
 
-typedef struct {
-    TestKeys *keys;
-    gchar *store;
-    gchar *socket;
-    gchar *images;                  /* the helper's --image-dir */
-    gchar *image;                   /* <images>/disk.qcow2 */
-    GPid pid;
-} Fixture;
+typedef HelperFixture Fixture;
 
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    f->keys = test_keys_new();
-    f->store = g_build_filename(f->keys->dir, "store", NULL);
-    f->socket = g_build_filename(f->keys->dir, "helper.sock", NULL);
-    f->images = g_build_filename(f->keys->dir, "images", NULL);
-    f->image = g_build_filename(f->images, "disk.qcow2", NULL);
-    g_assert_cmpint(g_mkdir(f->images, 0700), ==, 0);
+    helper_fixture_setup(f);
 }
 
-/* The helper, with the fixture's image directory and @extra options. */
+/* The helper, with the fixture's image directory and @extra options;
+ * the test connects its VMs itself. */
 static void fixture_start(Fixture *f, const gchar *const *extra)
 {
-    g_autoptr(GPtrArray) args = g_ptr_array_new();
+    static const gchar *const base[] = {
+        "--call-timeout-ms", "5000", NULL
+    };
 
-    g_ptr_array_add(args, (gpointer)"--image-dir");
-    g_ptr_array_add(args, f->images);
-    g_ptr_array_add(args, (gpointer)"--call-timeout-ms");
-    g_ptr_array_add(args, (gpointer)"5000");
-    for (guint i = 0; extra != NULL && extra[i] != NULL; i++) {
-        g_ptr_array_add(args, (gpointer)extra[i]);
-    }
-    g_ptr_array_add(args, NULL);
-    f->pid = helper_spawn(test_env("VMAUG_HELPER"), f->socket, f->store,
-                          f->keys->trust_dir,
-                          (const gchar *const *)args->pdata);
+    helper_fixture_start(f, base, extra);
 }
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    if (f->pid > 0) {
-        helper_kill(f->pid);
-    }
-    g_free(f->store);
-    g_free(f->socket);
-    g_free(f->images);
-    g_free(f->image);
-    test_keys_free(f->keys);
+    helper_fixture_teardown(f);
 }
 
 static gchar *audit_path(Fixture *f)
