@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 
 #include "test-common.h"
 
@@ -245,6 +246,45 @@ guint test_count_lines(const gchar *path, const gchar *needle)
         }
     }
     return n;
+}
+
+gboolean test_audit_tally(const gchar *path, const gchar *action,
+                          const gchar *decision, guint *single,
+                          guint64 *counted)
+{
+    g_autofree gchar *text = NULL;
+    g_auto(GStrv) lines = NULL;
+
+    *single = 0;
+    *counted = 0;
+    if (!g_file_get_contents(path, &text, NULL, NULL)) {
+        return FALSE;
+    }
+    lines = g_strsplit(text, "\n", -1);
+    for (guint i = 0; lines[i] != NULL; i++) {
+        g_autoptr(JsonParser) p = json_parser_new();
+        JsonObject *o;
+
+        if (*lines[i] == '\0') {
+            continue;
+        }
+        /* Every line is one record: anything else is a broken log. */
+        g_assert_true(json_parser_load_from_data(p, lines[i], -1, NULL));
+        o = json_node_get_object(json_parser_get_root(p));
+        if (g_strcmp0(json_object_get_string_member(o, "action"),
+                      action) != 0 ||
+            (decision != NULL &&
+             g_strcmp0(json_object_get_string_member(o, "decision"),
+                       decision) != 0)) {
+            continue;
+        }
+        if (json_object_has_member(o, "count")) {
+            *counted += json_object_get_int_member(o, "count");
+        } else {
+            (*single)++;
+        }
+    }
+    return TRUE;
 }
 
 void test_rm_rf(const gchar *dir)

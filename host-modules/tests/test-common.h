@@ -46,6 +46,15 @@ GBytes *test_read(const gchar *path);
 gchar *test_snapshot(const gchar *dir, const gchar *skip);
 /* Lines of @path (the audit log). */
 guint test_count_lines(const gchar *path, const gchar *needle);
+/*
+ * The records of @action (and @decision, unless NULL) in the audit log at
+ * @path: in @single those written one by one, in @counted the sum of the
+ * "count" of those that stand for several.  FALSE, both 0, when the log
+ * cannot be read (no record was ever written).
+ */
+gboolean test_audit_tally(const gchar *path, const gchar *action,
+                          const gchar *decision, guint *single,
+                          guint64 *counted);
 void test_rm_rf(const gchar *dir);
 /* Run a program (searched in PATH), failing the test with its stderr
  * unless it exits 0. */

@@ -955,34 +955,9 @@ static void test_quota_uploads(Fixture *f, gconstpointer data)
 static void audit_refusals(Fixture *f, guint *single, guint64 *counted)
 {
     g_autofree gchar *path = audit_path(f);
-    g_autofree gchar *text = NULL;
-    g_auto(GStrv) lines = NULL;
 
-    *single = 0;
-    *counted = 0;
-    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
-    lines = g_strsplit(text, "\n", -1);
-    for (guint i = 0; lines[i] != NULL; i++) {
-        g_autoptr(JsonParser) p = json_parser_new();
-        JsonObject *o;
-
-        if (*lines[i] == '\0') {
-            continue;
-        }
-        g_assert_true(json_parser_load_from_data(p, lines[i], -1, NULL));
-        o = json_node_get_object(json_parser_get_root(p));
-        if (g_strcmp0(json_object_get_string_member(o, "action"),
-                      "upload-begin") != 0 ||
-            g_strcmp0(json_object_get_string_member(o, "decision"),
-                      "refuse") != 0) {
-            continue;
-        }
-        if (json_object_has_member(o, "count")) {
-            *counted += json_object_get_int_member(o, "count");
-        } else {
-            (*single)++;
-        }
-    }
+    g_assert_true(test_audit_tally(path, "upload-begin", "refuse", single,
+                                   counted));
 }
 
 /*
