@@ -6,7 +6,9 @@
  */
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -360,6 +362,21 @@ void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
     g_assert_no_error(error);
     test_run(genkey);
     test_run(ca != NULL ? issued : self);
+}
+
+int test_listen_loopback(guint16 *port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sa);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    g_assert_cmpint(s, >=, 0);
+    g_assert_cmpint(bind(s, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(listen(s, 8), ==, 0);
+    g_assert_cmpint(getsockname(s, (struct sockaddr *)&sa, &len), ==, 0);
+    *port = ntohs(sa.sin_port);
+    return s;
 }
 
 gchar *test_sha256sum(const gchar *path)

@@ -67,6 +67,10 @@ void test_run(const gchar *const *argv);
 void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
                    const gchar *ca);
 
+/* A non-blocking TCP listener on 127.0.0.1 and its port: what a process
+ * that escaped its sandbox could reach on the host. */
+int test_listen_loopback(guint16 *port);
+
 /* The SHA-256 of a file as sha256sum(1) computes it: lower-case hex. */
 gchar *test_sha256sum(const gchar *path);
 /* A signed package of a module the build made (host-modules/modules/NAME,

@@ -9,7 +9,6 @@
  */
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -625,22 +624,6 @@ static gint hostile_unconfined(const gchar *function, const gchar *in)
     return status;
 }
 
-/* A listener on 127.0.0.1 that a process without a sandbox can reach. */
-static int listen_loopback(guint16 *port)
-{
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof(sa);
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-    g_assert_cmpint(s, >=, 0);
-    g_assert_cmpint(bind(s, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
-    g_assert_cmpint(listen(s, 8), ==, 0);
-    g_assert_cmpint(getsockname(s, (struct sockaddr *)&sa, &len), ==, 0);
-    *port = ntohs(sa.sin_port);
-    return s;
-}
-
 /* Whether a connection is waiting on listener @s. */
 static gboolean listener_accepts(int s)
 {
@@ -730,7 +713,7 @@ static void test_escape(Fixture *f, gconstpointer data)
     g_autofree gchar *text = NULL;
     g_autofree gchar *port_text = NULL;
     guint16 port;
-    int listener = listen_loopback(&port);
+    int listener = test_listen_loopback(&port);
 
     port_text = g_strdup_printf("%u", port);
     upload_module(f, "hostile", "1.0");

@@ -18,12 +18,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -463,25 +461,19 @@ static void test_early(Fixture *f, gconstpointer data)
     g_autoptr(GBytes) pkg = NULL;
     g_auto(HelperReply) r = { 0 };
     struct vmaug_module_ref ref;
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t salen = sizeof(sa);
     struct pollfd pfd;
     gboolean early = !g_str_equal(a->stage, "call");
     GPid victim = victim_start();
-    int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    guint16 port;
+    int listener;
     int wstatus;
     guint16 st;
 
     /* What it may reach if it escapes: a TCP listener, a victim process,
      * a path it may not create. */
-    g_assert_cmpint(listener, >=, 0);
-    g_assert_cmpint(bind(listener, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
-    g_assert_cmpint(listen(listener, 4), ==, 0);
-    g_assert_cmpint(getsockname(listener, (struct sockaddr *)&sa, &salen), ==,
-                    0);
+    listener = test_listen_loopback(&port);
     orders = g_strdup_printf("%s %s %d %u %s", a->stage, a->attack, victim,
-                             ntohs(sa.sin_port), path);
+                             port, path);
     payload = early_payload(orders);
     pkg = package("early", "\"report\", \"attack\"", payload);
     fixture_start(f, NULL);
