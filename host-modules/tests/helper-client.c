@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <glib/gstdio.h>
+
 #include "helper-client.h"
 
 #define CLIENT_TIMEOUT_MS   20000
@@ -526,4 +528,46 @@ guint16 helper_invoke(HelperClient *c, const gchar *module,
         *out = g_steal_pointer(&r.data);
     }
     return r.status;
+}
+
+void helper_fixture_setup(HelperFixture *f)
+{
+    f->keys = test_keys_new();
+    f->store = g_build_filename(f->keys->dir, "store", NULL);
+    f->socket = g_build_filename(f->keys->dir, "helper.sock", NULL);
+    f->images = g_build_filename(f->keys->dir, "images", NULL);
+    f->image = g_build_filename(f->images, "disk.qcow2", NULL);
+    g_assert_cmpint(g_mkdir(f->images, 0700), ==, 0);
+}
+
+void helper_fixture_start(HelperFixture *f, const gchar *const *base,
+                          const gchar *const *extra)
+{
+    g_autoptr(GPtrArray) args = g_ptr_array_new();
+
+    g_ptr_array_add(args, (gpointer)"--image-dir");
+    g_ptr_array_add(args, f->images);
+    for (guint i = 0; base != NULL && base[i] != NULL; i++) {
+        g_ptr_array_add(args, (gpointer)base[i]);
+    }
+    for (guint i = 0; extra != NULL && extra[i] != NULL; i++) {
+        g_ptr_array_add(args, (gpointer)extra[i]);
+    }
+    g_ptr_array_add(args, NULL);
+    f->pid = helper_spawn(test_env("VMAUG_HELPER"), f->socket, f->store,
+                          f->keys->trust_dir,
+                          (const gchar *const *)args->pdata);
+}
+
+void helper_fixture_teardown(HelperFixture *f)
+{
+    helper_client_free(f->c);
+    if (f->pid > 0) {
+        helper_kill(f->pid);
+    }
+    g_free(f->store);
+    g_free(f->socket);
+    g_free(f->images);
+    g_free(f->image);
+    test_keys_free(f->keys);
 }

@@ -1,7 +1,8 @@
 /*
  * A client of vmaugment-helper that speaks exactly what the QEMU device
  * speaks on its chardev: the real peer of the helper in tests and
- * benchmarks.
+ * benchmarks; and the helper of a test's own that test-helper and
+ * test-isolation start.
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -11,6 +12,8 @@
 
 #include <glib.h>
 #include <linux/virtio_vmaugment.h>
+
+#include "test-common.h"
 
 typedef struct {
     int fd;
@@ -87,6 +90,30 @@ guint16 helper_upload(HelperClient *c, GBytes *pkg, const gchar *name,
 guint16 helper_invoke(HelperClient *c, const gchar *module,
                       const gchar *function, const void *in, gsize len,
                       GBytes **out);
+
+/*
+ * A helper of its own for one test, under the scratch directory of its
+ * keys: the layout test-helper and test-isolation share, so that a test
+ * of either reads the same store, socket and image paths.
+ */
+typedef struct {
+    TestKeys *keys;
+    gchar *store;
+    gchar *socket;
+    gchar *images;                  /* the helper's --image-dir */
+    gchar *image;                   /* <images>/disk.qcow2 */
+    GPid pid;                       /* 0 until started */
+    HelperClient *c;                /* NULL unless the test connected it */
+} HelperFixture;
+
+/* New keys and the paths under them; the helper is not started. */
+void helper_fixture_setup(HelperFixture *f);
+/* Start $VMAUG_HELPER with --image-dir, then @base (the test file's
+ * defaults), then @extra (the test's own); either may be NULL. */
+void helper_fixture_start(HelperFixture *f, const gchar *const *base,
+                          const gchar *const *extra);
+/* Free the client and stop the helper, where there are any. */
+void helper_fixture_teardown(HelperFixture *f);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(HelperClient, helper_client_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(HelperDone, helper_done_free)

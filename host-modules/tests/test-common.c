@@ -6,10 +6,13 @@
  */
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 
 #include "test-common.h"
 
@@ -161,6 +164,14 @@ GBytes *test_flip_bit(GBytes *in, gsize bit)
     return g_bytes_new_take(copy, len);
 }
 
+const gchar *test_env(const gchar *name)
+{
+    const gchar *v = g_getenv(name);
+
+    g_assert_nonnull(v);
+    return v;
+}
+
 GBytes *test_read(const gchar *path)
 {
     g_autoptr(GError) error = NULL;
@@ -239,6 +250,45 @@ guint test_count_lines(const gchar *path, const gchar *needle)
     return n;
 }
 
+gboolean test_audit_tally(const gchar *path, const gchar *action,
+                          const gchar *decision, guint *single,
+                          guint64 *counted)
+{
+    g_autofree gchar *text = NULL;
+    g_auto(GStrv) lines = NULL;
+
+    *single = 0;
+    *counted = 0;
+    if (!g_file_get_contents(path, &text, NULL, NULL)) {
+        return FALSE;
+    }
+    lines = g_strsplit(text, "\n", -1);
+    for (guint i = 0; lines[i] != NULL; i++) {
+        g_autoptr(JsonParser) p = json_parser_new();
+        JsonObject *o;
+
+        if (*lines[i] == '\0') {
+            continue;
+        }
+        /* Every line is one record: anything else is a broken log. */
+        g_assert_true(json_parser_load_from_data(p, lines[i], -1, NULL));
+        o = json_node_get_object(json_parser_get_root(p));
+        if (g_strcmp0(json_object_get_string_member(o, "action"),
+                      action) != 0 ||
+            (decision != NULL &&
+             g_strcmp0(json_object_get_string_member(o, "decision"),
+                       decision) != 0)) {
+            continue;
+        }
+        if (json_object_has_member(o, "count")) {
+            *counted += json_object_get_int_member(o, "count");
+        } else {
+            (*single)++;
+        }
+    }
+    return TRUE;
+}
+
 void test_rm_rf(const gchar *dir)
 {
     g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
@@ -293,7 +343,7 @@ void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
     g_autofree gchar *tpl = g_strdup_printf("%s/%s.tmpl", dir, name);
     g_autofree gchar *ca_key = g_strdup_printf("%s/%s.key", dir, ca);
     g_autofree gchar *ca_crt = g_strdup_printf("%s/%s.crt", dir, ca);
-    const gchar *certtool = g_getenv("VMAUG_CERTTOOL");
+    const gchar *certtool = test_env("VMAUG_CERTTOOL");
     const gchar *genkey[] = {
         certtool, "--generate-privkey", "--key-type=ecdsa", "--outfile", key,
         NULL
@@ -308,11 +358,25 @@ void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
         "--template", tpl, "--outfile", crt, NULL
     };
 
-    g_assert_nonnull(certtool);
     g_file_set_contents(tpl, tmpl, -1, &error);
     g_assert_no_error(error);
     test_run(genkey);
     test_run(ca != NULL ? issued : self);
+}
+
+int test_listen_loopback(guint16 *port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sa);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    g_assert_cmpint(s, >=, 0);
+    g_assert_cmpint(bind(s, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(listen(s, 8), ==, 0);
+    g_assert_cmpint(getsockname(s, (struct sockaddr *)&sa, &len), ==, 0);
+    *port = ntohs(sa.sin_port);
+    return s;
 }
 
 gchar *test_sha256sum(const gchar *path)
@@ -344,20 +408,16 @@ GBytes *test_module_package(VmaugTrustIdentity *signer, const gchar *name,
     GBytes *pkg;
 
     if (g_strcmp0(name, "hostile") == 0) {
-        so = g_strdup(g_getenv("VMAUG_TEST_HOSTILE_SO"));
-        manifest_path = g_strdup(g_getenv("VMAUG_TEST_HOSTILE_MANIFEST"));
+        so = g_strdup(test_env("VMAUG_TEST_HOSTILE_SO"));
+        manifest_path = g_strdup(test_env("VMAUG_TEST_HOSTILE_MANIFEST"));
     } else {
         g_autofree gchar *base = g_strconcat("vmaug-", name, ".so", NULL);
-        const gchar *build = g_getenv("VMAUG_TEST_MODULES_BUILD");
-        const gchar *src = g_getenv("VMAUG_TEST_MODULES_SRC");
 
-        g_assert_nonnull(build);
-        g_assert_nonnull(src);
-        so = g_build_filename(build, base, NULL);
-        manifest_path = g_build_filename(src, name, "manifest.json", NULL);
+        so = g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"), base,
+                              NULL);
+        manifest_path = g_build_filename(test_env("VMAUG_TEST_MODULES_SRC"),
+                                         name, "manifest.json", NULL);
     }
-    g_assert_nonnull(so);
-    g_assert_nonnull(manifest_path);
     payload = test_read(so);
     g_assert_true(g_file_get_contents(manifest_path, &manifest, NULL, NULL));
     pkg = vmaug_package_build(manifest, version, payload, signer, &error);

@@ -36,6 +36,9 @@ GBytes *test_package(VmaugTrustIdentity *signer, const gchar *name,
 GBytes *test_package_raw(VmaugTrustIdentity *signer, const gchar *manifest,
                          GBytes *payload);
 GBytes *test_flip_bit(GBytes *in, gsize bit);
+/* A variable meson.build sets in the test's environment, or fail the
+ * test: without it the build is misconfigured, not the test skippable. */
+const gchar *test_env(const gchar *name);
 /* Read a file the build produced, or fail the test. */
 GBytes *test_read(const gchar *path);
 /* A listing of every file under @dir with its size and SHA-256: equal
@@ -43,6 +46,15 @@ GBytes *test_read(const gchar *path);
 gchar *test_snapshot(const gchar *dir, const gchar *skip);
 /* Lines of @path (the audit log). */
 guint test_count_lines(const gchar *path, const gchar *needle);
+/*
+ * The records of @action (and @decision, unless NULL) in the audit log at
+ * @path: in @single those written one by one, in @counted the sum of the
+ * "count" of those that stand for several.  FALSE, both 0, when the log
+ * cannot be read (no record was ever written).
+ */
+gboolean test_audit_tally(const gchar *path, const gchar *action,
+                          const gchar *decision, guint *single,
+                          guint64 *counted);
 void test_rm_rf(const gchar *dir);
 /* Run a program (searched in PATH), failing the test with its stderr
  * unless it exits 0. */
@@ -54,6 +66,10 @@ void test_run(const gchar *const *argv);
  */
 void test_certtool(const gchar *dir, const gchar *name, const gchar *tmpl,
                    const gchar *ca);
+
+/* A non-blocking TCP listener on 127.0.0.1 and its port: what a process
+ * that escaped its sandbox could reach on the host. */
+int test_listen_loopback(guint16 *port);
 
 /* The SHA-256 of a file as sha256sum(1) computes it: lower-case hex. */
 gchar *test_sha256sum(const gchar *path);

@@ -9,7 +9,6 @@
  */
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -25,67 +24,17 @@
 #include "vm-area.h"
 #include "vmaugment-module.h"
 
-typedef struct {
-    TestKeys *keys;
-    gchar *store;
-    gchar *socket;
-    gchar *images;                  /* the helper's --image-dir */
-    gchar *image;                   /* <images>/disk.qcow2 */
-    GPid pid;
-    HelperClient *c;
-} Fixture;
+typedef HelperFixture Fixture;
 
-static const gchar *env(const gchar *name)
-{
-    const gchar *v = g_getenv(name);
-
-    g_assert_nonnull(v);
-    return v;
-}
-
-/* A package of one of the real modules (or the hostile one). */
-static GBytes *module_package(VmaugTrustIdentity *signer, const gchar *name,
-                              const gchar *version)
-{
-    g_autoptr(GError) error = NULL;
-    g_autofree gchar *so = NULL;
-    g_autofree gchar *manifest_path = NULL;
-    g_autofree gchar *manifest = NULL;
-    g_autoptr(GBytes) payload = NULL;
-    GBytes *pkg;
-
-    if (g_strcmp0(name, "hostile") == 0) {
-        so = g_strdup(env("VMAUG_TEST_HOSTILE_SO"));
-        manifest_path = g_strdup(env("VMAUG_TEST_HOSTILE_MANIFEST"));
-    } else {
-        g_autofree gchar *base = g_strconcat("vmaug-", name, ".so", NULL);
-
-        so = g_build_filename(env("VMAUG_TEST_MODULES_BUILD"), base, NULL);
-        manifest_path = g_build_filename(env("VMAUG_TEST_MODULES_SRC"), name,
-                                         "manifest.json", NULL);
-    }
-    payload = test_read(so);
-    g_assert_true(g_file_get_contents(manifest_path, &manifest, NULL, NULL));
-    pkg = vmaug_package_build(manifest, version, payload, signer, &error);
-    g_assert_no_error(error);
-    return pkg;
-}
-
+/* The helper, with the repository tool for image starts, and its first
+ * client connected. */
 static void fixture_start(Fixture *f, const gchar *const *extra)
 {
-    g_autoptr(GPtrArray) args = g_ptr_array_new();
+    const gchar *const base[] = {
+        "--repository-tool", test_env("VMAUG_REPO_TOOL"), NULL
+    };
 
-    g_ptr_array_add(args, (gpointer)"--image-dir");
-    g_ptr_array_add(args, f->images);
-    g_ptr_array_add(args, (gpointer)"--repository-tool");
-    g_ptr_array_add(args, (gpointer)env("VMAUG_REPO_TOOL"));
-    for (guint i = 0; extra != NULL && extra[i] != NULL; i++) {
-        g_ptr_array_add(args, (gpointer)extra[i]);
-    }
-    g_ptr_array_add(args, NULL);
-    f->pid = helper_spawn(env("VMAUG_HELPER"), f->socket, f->store,
-                          f->keys->trust_dir,
-                          (const gchar *const *)args->pdata);
+    helper_fixture_start(f, base, extra);
     f->c = helper_client_connect(f->socket, NULL);
 }
 
@@ -95,29 +44,18 @@ static void fixture_setup(Fixture *f, gconstpointer data)
         "--call-timeout-ms", "1500", "--memory-mb", "128", NULL
     };
 
-    f->keys = test_keys_new();
-    f->store = g_build_filename(f->keys->dir, "store", NULL);
-    f->socket = g_build_filename(f->keys->dir, "helper.sock", NULL);
-    f->images = g_build_filename(f->keys->dir, "images", NULL);
-    f->image = g_build_filename(f->images, "disk.qcow2", NULL);
-    g_assert_cmpint(g_mkdir(f->images, 0700), ==, 0);
+    helper_fixture_setup(f);
     fixture_start(f, args);
 }
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    helper_client_free(f->c);
-    helper_kill(f->pid);
-    g_free(f->store);
-    g_free(f->socket);
-    g_free(f->images);
-    g_free(f->image);
-    test_keys_free(f->keys);
+    helper_fixture_teardown(f);
 }
 
 static void upload_module(Fixture *f, const gchar *name, const gchar *version)
 {
-    g_autoptr(GBytes) pkg = module_package(f->keys->admin, name, version);
+    g_autoptr(GBytes) pkg = test_module_package(f->keys->admin, name, version);
 
     g_assert_cmpuint(helper_upload(f->c, pkg, name, version, 64 * 1024), ==,
                      VMAUG_S_OK);
@@ -304,7 +242,7 @@ static void test_printer_swap_rollback(Fixture *f, gconstpointer data)
     /* Going back to 1.0 is refused, by upload and by load. */
     g_assert_cmpuint(helper_load(f->c, "printer", "1.0", NULL), ==,
                      VMAUG_S_DENIED);
-    old_pkg = module_package(f->keys->admin, "printer", "0.9");
+    old_pkg = test_module_package(f->keys->admin, "printer", "0.9");
     g_assert_cmpuint(helper_upload(f->c, old_pkg, "printer", "0.9", 65536),
                      ==, VMAUG_S_DENIED);
     g_assert_cmpuint(test_count_lines(audit, "rollback"), ==, 2);
@@ -557,7 +495,7 @@ static void test_allowed_store(Fixture *f, gconstpointer data)
                                                NULL);
     g_autofree gchar *objects = g_build_filename(other, "objects", NULL);
     g_autoptr(HelperClient) c2 = NULL;
-    g_autoptr(GBytes) pkg = module_package(f->keys->admin, "echo", "1.0");
+    g_autoptr(GBytes) pkg = test_module_package(f->keys->admin, "echo", "1.0");
     const gchar *args[] = { "--allow-store", other, NULL };
     g_autoptr(GDir) d = NULL;
 
@@ -580,13 +518,13 @@ static void test_allowed_store(Fixture *f, gconstpointer data)
 
 static void test_tamper_upload(Fixture *f, gconstpointer data)
 {
-    g_autoptr(GBytes) good = module_package(f->keys->admin, "echo", "1.0");
-    g_autoptr(GBytes) unknown = module_package(f->keys->stranger, "echo",
-                                               "1.0");
-    g_autoptr(GBytes) expired = module_package(f->keys->expired, "echo",
-                                               "1.0");
-    g_autoptr(GBytes) revoked = module_package(f->keys->revoked, "echo",
-                                               "1.0");
+    g_autoptr(GBytes) good = test_module_package(f->keys->admin, "echo", "1.0");
+    g_autoptr(GBytes) unknown = test_module_package(f->keys->stranger, "echo",
+                                                    "1.0");
+    g_autoptr(GBytes) expired = test_module_package(f->keys->expired, "echo",
+                                                    "1.0");
+    g_autoptr(GBytes) revoked = test_module_package(f->keys->revoked, "echo",
+                                                    "1.0");
     g_autoptr(GBytes) truncated = g_bytes_new_from_bytes(
         good, 0, g_bytes_get_size(good) - 10);
     g_autofree gchar *audit = audit_path(f);
@@ -649,7 +587,7 @@ static gint hostile_unconfined(const gchar *function, const gchar *in)
         .log = hostile_log,
     };
     const struct vmaug_module *mod;
-    void *so = dlopen(env("VMAUG_TEST_HOSTILE_SO"), RTLD_NOW | RTLD_LOCAL);
+    void *so = dlopen(test_env("VMAUG_TEST_HOSTILE_SO"), RTLD_NOW | RTLD_LOCAL);
     gint32 status = -1;
     int fds[2];
     int ws;
@@ -684,22 +622,6 @@ static gint hostile_unconfined(const gchar *function, const gchar *in)
     g_assert_cmpint(WEXITSTATUS(ws), ==, 0);
     dlclose(so);
     return status;
-}
-
-/* A listener on 127.0.0.1 that a process without a sandbox can reach. */
-static int listen_loopback(guint16 *port)
-{
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof(sa);
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-    g_assert_cmpint(s, >=, 0);
-    g_assert_cmpint(bind(s, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
-    g_assert_cmpint(listen(s, 8), ==, 0);
-    g_assert_cmpint(getsockname(s, (struct sockaddr *)&sa, &len), ==, 0);
-    *port = ntohs(sa.sin_port);
-    return s;
 }
 
 /* Whether a connection is waiting on listener @s. */
@@ -791,7 +713,7 @@ static void test_escape(Fixture *f, gconstpointer data)
     g_autofree gchar *text = NULL;
     g_autofree gchar *port_text = NULL;
     guint16 port;
-    int listener = listen_loopback(&port);
+    int listener = test_listen_loopback(&port);
 
     port_text = g_strdup_printf("%u", port);
     upload_module(f, "hostile", "1.0");
@@ -1018,8 +940,10 @@ static void test_module_config(Fixture *f, gconstpointer data)
 
 static void test_module_upgrade(Fixture *f, gconstpointer data)
 {
-    g_autoptr(GBytes) newer = module_package(f->keys->admin, "echo", "2.0");
-    g_autoptr(GBytes) older = module_package(f->keys->admin, "echo", "0.5");
+    g_autoptr(GBytes) newer = test_module_package(f->keys->admin, "echo",
+                                                  "2.0");
+    g_autoptr(GBytes) older = test_module_package(f->keys->admin, "echo",
+                                                  "0.5");
     g_autoptr(GBytes) tampered = test_flip_bit(newer,
                                                (g_bytes_get_size(newer) -
                                                 3000) * 8);
@@ -1739,16 +1663,16 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
                   "encryption_key\nexpiration_days = 2\n", "ca");
     vmaug_trust_identity_save(f->keys->admin, key, cert, &error);
     g_assert_no_error(error);
-    pkg = module_package(f->keys->admin, "journal", "1.0");
+    pkg = test_module_package(f->keys->admin, "journal", "1.0");
     g_assert_true(g_file_set_contents(pkg_path, g_bytes_get_data(pkg, NULL),
                                       g_bytes_get_size(pkg), NULL));
-    echo_pkg = module_package(f->keys->admin, "echo", "1.0");
+    echo_pkg = test_module_package(f->keys->admin, "echo", "1.0");
     g_assert_true(g_file_set_contents(echo_path,
                                       g_bytes_get_data(echo_pkg, NULL),
                                       g_bytes_get_size(echo_pkg), NULL));
     {
         const gchar *publish[] = {
-            env("VMAUG_REPO_TOOL"), "publish", "--dir", repo, "--key", key,
+            test_env("VMAUG_REPO_TOOL"), "publish", "--dir", repo, "--key", key,
             "--cert", cert, "--trust-dir", f->keys->trust_dir,
             "--expires-days", "1", pkg_path, echo_path, NULL
         };
@@ -1757,7 +1681,8 @@ static void test_lifecycle_repository(Fixture *f, gconstpointer data)
     }
     server = g_subprocess_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE |
                               G_SUBPROCESS_FLAGS_STDIN_PIPE, &error,
-                              env("VMAUG_PYTHON"), env("VMAUG_REPO_SERVER"),
+                              test_env("VMAUG_PYTHON"),
+                              test_env("VMAUG_REPO_SERVER"),
                               "--root", www, "--cert", srv_crt, "--key",
                               srv_key, "--log", server_log, NULL);
     g_assert_no_error(error);

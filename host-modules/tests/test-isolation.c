@@ -21,61 +21,27 @@
 #include "test-common.h"
 #include "vm-area.h"
 
-typedef struct {
-    TestKeys *keys;
-    gchar *store;
-    gchar *socket;
-    gchar *images;                  /* the helper's --image-dir */
-    gchar *image;                   /* <images>/disk.qcow2 */
-    GPid pid;
-} Fixture;
-
-static const gchar *env(const gchar *name)
-{
-    const gchar *v = g_getenv(name);
-
-    g_assert_nonnull(v);
-    return v;
-}
+typedef HelperFixture Fixture;
 
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    f->keys = test_keys_new();
-    f->store = g_build_filename(f->keys->dir, "store", NULL);
-    f->socket = g_build_filename(f->keys->dir, "helper.sock", NULL);
-    f->images = g_build_filename(f->keys->dir, "images", NULL);
-    f->image = g_build_filename(f->images, "disk.qcow2", NULL);
-    g_assert_cmpint(g_mkdir(f->images, 0700), ==, 0);
+    helper_fixture_setup(f);
 }
 
-/* The helper, with the fixture's image directory and @extra options. */
+/* The helper, with the fixture's image directory and @extra options;
+ * the test connects its VMs itself. */
 static void fixture_start(Fixture *f, const gchar *const *extra)
 {
-    g_autoptr(GPtrArray) args = g_ptr_array_new();
+    static const gchar *const base[] = {
+        "--call-timeout-ms", "5000", NULL
+    };
 
-    g_ptr_array_add(args, (gpointer)"--image-dir");
-    g_ptr_array_add(args, f->images);
-    g_ptr_array_add(args, (gpointer)"--call-timeout-ms");
-    g_ptr_array_add(args, (gpointer)"5000");
-    for (guint i = 0; extra != NULL && extra[i] != NULL; i++) {
-        g_ptr_array_add(args, (gpointer)extra[i]);
-    }
-    g_ptr_array_add(args, NULL);
-    f->pid = helper_spawn(env("VMAUG_HELPER"), f->socket, f->store,
-                          f->keys->trust_dir,
-                          (const gchar *const *)args->pdata);
+    helper_fixture_start(f, base, extra);
 }
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    if (f->pid > 0) {
-        helper_kill(f->pid);
-    }
-    g_free(f->store);
-    g_free(f->socket);
-    g_free(f->images);
-    g_free(f->image);
-    test_keys_free(f->keys);
+    helper_fixture_teardown(f);
 }
 
 static gchar *audit_path(Fixture *f)
@@ -989,34 +955,9 @@ static void test_quota_uploads(Fixture *f, gconstpointer data)
 static void audit_refusals(Fixture *f, guint *single, guint64 *counted)
 {
     g_autofree gchar *path = audit_path(f);
-    g_autofree gchar *text = NULL;
-    g_auto(GStrv) lines = NULL;
 
-    *single = 0;
-    *counted = 0;
-    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
-    lines = g_strsplit(text, "\n", -1);
-    for (guint i = 0; lines[i] != NULL; i++) {
-        g_autoptr(JsonParser) p = json_parser_new();
-        JsonObject *o;
-
-        if (*lines[i] == '\0') {
-            continue;
-        }
-        g_assert_true(json_parser_load_from_data(p, lines[i], -1, NULL));
-        o = json_node_get_object(json_parser_get_root(p));
-        if (g_strcmp0(json_object_get_string_member(o, "action"),
-                      "upload-begin") != 0 ||
-            g_strcmp0(json_object_get_string_member(o, "decision"),
-                      "refuse") != 0) {
-            continue;
-        }
-        if (json_object_has_member(o, "count")) {
-            *counted += json_object_get_int_member(o, "count");
-        } else {
-            (*single)++;
-        }
-    }
+    g_assert_true(test_audit_tally(path, "upload-begin", "refuse", single,
+                                   counted));
 }
 
 /*

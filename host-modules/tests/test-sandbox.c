@@ -18,12 +18,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,14 +54,6 @@ static void child_setup(gpointer data)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
-static const gchar *env(const gchar *name)
-{
-    const gchar *v = g_getenv(name);
-
-    g_assert_nonnull(v);
-    return v;
-}
-
 /* The helper with @extra options, its stderr kept in f->log. */
 static void fixture_start(Fixture *f, const gchar *const *extra)
 {
@@ -71,7 +61,7 @@ static void fixture_start(Fixture *f, const gchar *const *extra)
     g_autoptr(GError) error = NULL;
     int log_fd;
 
-    g_ptr_array_add(argv, (gpointer)env("VMAUG_HELPER"));
+    g_ptr_array_add(argv, (gpointer)test_env("VMAUG_HELPER"));
     g_ptr_array_add(argv, (gpointer)"--socket");
     g_ptr_array_add(argv, f->socket);
     g_ptr_array_add(argv, (gpointer)"--store");
@@ -136,8 +126,9 @@ static GBytes *package(const gchar *name, const gchar *functions,
 
 static void upload_echo(Fixture *f)
 {
-    g_autofree gchar *so = g_build_filename(env("VMAUG_TEST_MODULES_BUILD"),
-                                            "vmaug-echo.so", NULL);
+    g_autofree gchar *so =
+        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"),
+                         "vmaug-echo.so", NULL);
     g_autoptr(GBytes) payload = test_read(so);
     g_autoptr(GBytes) pkg = package("echo", "\"echo\"", payload);
 
@@ -341,8 +332,9 @@ static void test_inspect(Fixture *f, gconstpointer data)
 {
     g_autoptr(GArray) list = NULL;
     g_autoptr(GArray) kids = NULL;
-    g_autofree gchar *so = g_build_filename(env("VMAUG_TEST_MODULES_BUILD"),
-                                            "vmaug-echo.so", NULL);
+    g_autofree gchar *so =
+        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"),
+                         "vmaug-echo.so", NULL);
     g_autofree gchar *code = NULL;
     g_autofree gchar *listing = NULL;
     g_autofree gchar *spare_code = NULL;
@@ -430,7 +422,7 @@ typedef struct {
 static GBytes *early_payload(const gchar *orders)
 {
     static const gchar marker[] = "VMAUG-HOSTILE-EARLY-ORDERS:";
-    g_autoptr(GBytes) so = test_read(env("VMAUG_TEST_EARLY_SO"));
+    g_autoptr(GBytes) so = test_read(test_env("VMAUG_TEST_EARLY_SO"));
     gsize size = g_bytes_get_size(so);
     guint8 *p = g_memdup2(g_bytes_get_data(so, NULL), size);
     guint8 *at = memmem(p, size, marker, strlen(marker));
@@ -469,25 +461,19 @@ static void test_early(Fixture *f, gconstpointer data)
     g_autoptr(GBytes) pkg = NULL;
     g_auto(HelperReply) r = { 0 };
     struct vmaug_module_ref ref;
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t salen = sizeof(sa);
     struct pollfd pfd;
     gboolean early = !g_str_equal(a->stage, "call");
     GPid victim = victim_start();
-    int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    guint16 port;
+    int listener;
     int wstatus;
     guint16 st;
 
     /* What it may reach if it escapes: a TCP listener, a victim process,
      * a path it may not create. */
-    g_assert_cmpint(listener, >=, 0);
-    g_assert_cmpint(bind(listener, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
-    g_assert_cmpint(listen(listener, 4), ==, 0);
-    g_assert_cmpint(getsockname(listener, (struct sockaddr *)&sa, &salen), ==,
-                    0);
+    listener = test_listen_loopback(&port);
     orders = g_strdup_printf("%s %s %d %u %s", a->stage, a->attack, victim,
-                             ntohs(sa.sin_port), path);
+                             port, path);
     payload = early_payload(orders);
     pkg = package("early", "\"report\", \"attack\"", payload);
     fixture_start(f, NULL);
