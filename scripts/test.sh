@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build everything, then run every test suite of vmaugment:
-#   qtest     the device, through QEMU's qtest (libqos) and fuzz reproducers
+#   qtest     the device, through QEMU's qtest (libqos) and fuzz reproducers,
+#             and the QEMU features libvirt domains need (tests/qemu)
 #   unit      the userspace parts (meson test, the slow suite included:
 #             offline kill -9 campaign and libguestfs cross-check)
 #   guest     real Linux guests booted under TCG (tests/guest/run.sh)
@@ -54,6 +55,11 @@ run_qtest() {
         >"$logs/qtest-fuzz.log" 2>&1 ||
         echo "not ok - fuzz-vmaugment-test exited $?" >>"$logs/qtest-fuzz.log"
     count tap qtest/fuzz-vmaugment-test "$logs/qtest-fuzz.log" >>"$results"
+    # The features a libvirt domain and the offline tool need of our build.
+    timeout 300 bash "$top/tests/qemu/features.sh" "$build/qemu" \
+        >"$logs/qtest-features.log" 2>&1 ||
+        echo "not ok - features.sh exited $?" >>"$logs/qtest-features.log"
+    count tap qtest/qemu-features "$logs/qtest-features.log" >>"$results"
 }
 
 run_unit() {
