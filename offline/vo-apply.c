@@ -13,6 +13,7 @@
 
 #include <glib/gstdio.h>
 
+#include "servicing.h"
 #include "vo-apply.h"
 #include "vo-registry.h"
 #include "vo-version.h"
@@ -848,16 +849,25 @@ static gboolean vo_apply_commit(const char *overlay, const char *journal,
     if (!vo_apply_qemu_img(args, error)) {
         return FALSE;
     }
+    /*
+     * The overlay goes first: a journal alone says "committed", while an
+     * overlay alone says "never written" and would have recover report a
+     * finished commit as rolled back.
+     */
+    if (g_unlink(overlay) < 0 && errno != ENOENT) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot remove %s: %s",
+                    overlay, g_strerror(errno));
+        return FALSE;
+    }
+    if (!vo_apply_sync_dir(overlay, error)) {
+        return FALSE;
+    }
     if (g_unlink(journal) < 0 && errno != ENOENT) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot remove %s: %s",
                     journal, g_strerror(errno));
         return FALSE;
     }
-    if (!vo_apply_sync_dir(journal, error)) {
-        return FALSE;
-    }
-    g_unlink(overlay);
-    return TRUE;
+    return vo_apply_sync_dir(journal, error);
 }
 
 /*
@@ -996,6 +1006,25 @@ static gboolean vo_apply_decide(VoBundle *bundle, VoGuest *guest,
     return TRUE;
 }
 
+/* The image's servicing record awaits @bundle's report (servicing.h). */
+static gboolean vo_apply_await_report(const char *image, VoBundle *bundle,
+                                      GError **error)
+{
+    g_autoptr(VmaugServicing) record = NULL;
+    g_autoptr(GError) local = NULL;
+
+    record = vmaug_servicing_load(image, &local);
+    if (record != NULL) {
+        vmaug_servicing_applied(record, bundle->id, bundle->version,
+                                bundle->marker_sha256);
+        if (vmaug_servicing_save(record, &local)) {
+            return TRUE;
+        }
+    }
+    g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "%s", local->message);
+    return FALSE;
+}
+
 gboolean vo_apply_image(const char *image, const char *format,
                         VoBundle *bundle, VoApplyFlags flags,
                         JsonBuilder *report, GError **error)
@@ -1106,6 +1135,17 @@ gboolean vo_apply_image(const char *image, const char *format,
         journal_text = json_generator_to_data(gen, NULL);
     }
     if (!vo_apply_write_journal(journal, journal_text, error)) {
+        goto fail;
+    }
+    /*
+     * From the journal on the patch will be in the image (recover finishes
+     * it), so the host now awaits the guest's report of it.  Without the
+     * record the guest's report would be refused: undo rather than leave
+     * an update nobody can confirm.
+     */
+    if (bundle->marker_sha256 != NULL &&
+        !vo_apply_await_report(absimage, bundle, error)) {
+        g_unlink(journal);
         goto fail;
     }
     g_debug("%s: committing", image);

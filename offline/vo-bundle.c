@@ -14,6 +14,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <linux/virtio_vmaugment.h>
 
 #include "vmaugment-trust.h"
 #include "vo-bundle.h"
@@ -63,6 +64,7 @@ void vo_bundle_free(VoBundle *bundle)
     }
     g_free(bundle->signer);
     g_free(bundle->signer_fingerprint);
+    g_free(bundle->marker_sha256);
     g_free(bundle);
 }
 
@@ -434,6 +436,14 @@ static gboolean vo_bundle_add_marker(VoBundle *bundle, JsonNode *node,
         return vo_bundle_invalid(error, "the marker's path is also an "
                                  "instruction's");
     }
+    /* The guest reports in fixed protocol fields. */
+    if (strlen(bundle->id) >= VMAUG_NAME_MAX ||
+        strlen(bundle->version) >= VMAUG_VERSION_MAX) {
+        return vo_bundle_invalid(error, "a bundle with a \"marker\" has an "
+                                 "id shorter than 64 and a version shorter "
+                                 "than 32 characters");
+    }
+    bundle->marker_sha256 = g_strdup(sha);
     return TRUE;
 }
 

@@ -53,6 +53,9 @@ typedef struct {
     GHashTable *payloads;   /* name -> GBytes* */
     char *signer;           /* common name of the trusted signer */
     char *signer_fingerprint;
+    /* SHA-256 of the manifest when it has a "marker": the guest reports
+     * the update at its next boot, the host awaits that (servicing.h). */
+    char *marker_sha256;
 } VoBundle;
 
 /* Reads, checks the signature against the trust store directory, then

@@ -11,6 +11,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "servicing.h"
 #include "vo-apply.h"
 #include "vo-batch.h"
 #include "vo-inventory.h"
@@ -273,6 +274,85 @@ static gboolean vo_main_compare_versions(int argc, char **argv,
     return TRUE;
 }
 
+/*
+ * status IMAGE: each bundle applied with a marker, as the host recorded
+ * it: applied offline (awaiting the guest), confirmed or failed at boot N
+ * with the guest's message.  JSON on stdout; "summary" is for people.
+ */
+static gboolean vo_main_status_cmd(int argc, char **argv, GError **error)
+{
+    g_autoptr(VmaugServicing) record = NULL;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autofree char *image = NULL;
+
+    if (argc != 2) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "usage: status IMAGE");
+        return FALSE;
+    }
+    image = vo_ovf_resolve_image(argv[1], error);
+    if (!image) {
+        return FALSE;
+    }
+    record = vmaug_servicing_load(image, error);
+    if (!record) {
+        return FALSE;
+    }
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "image");
+    json_builder_add_string_value(b, image);
+    json_builder_set_member_name(b, "bundles");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < record->entries->len; i++) {
+        VmaugServicingEntry *e = g_ptr_array_index(record->entries, i);
+        g_autofree char *summary = NULL;
+
+        if (e->state == VMAUG_SERVICING_STATE_APPLIED) {
+            summary = g_strdup_printf("applied offline %s, awaiting the "
+                                      "guest (%u start%s since)",
+                                      e->applied, e->starts,
+                                      e->starts == 1 ? "" : "s");
+        } else {
+            summary = g_strdup_printf("%s at boot %u (%s)%s%s",
+                                      vmaug_servicing_state_name(e->state),
+                                      e->boot, e->reported,
+                                      e->message ? ": " : "",
+                                      e->message ? e->message : "");
+        }
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "bundle");
+        json_builder_add_string_value(b, e->bundle);
+        json_builder_set_member_name(b, "version");
+        json_builder_add_string_value(b, e->version);
+        json_builder_set_member_name(b, "manifest_sha256");
+        json_builder_add_string_value(b, e->manifest_sha256);
+        json_builder_set_member_name(b, "state");
+        json_builder_add_string_value(b,
+                                      vmaug_servicing_state_name(e->state));
+        json_builder_set_member_name(b, "applied");
+        json_builder_add_string_value(b, e->applied);
+        if (e->state != VMAUG_SERVICING_STATE_APPLIED) {
+            json_builder_set_member_name(b, "boot");
+            json_builder_add_int_value(b, e->boot);
+        }
+        if (e->message) {
+            json_builder_set_member_name(b, "message");
+            json_builder_add_string_value(b, e->message);
+        }
+        json_builder_set_member_name(b, "summary");
+        json_builder_add_string_value(b, summary);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+    {
+        g_autoptr(JsonNode) root = json_builder_get_root(b);
+
+        vo_main_print_json(root);
+    }
+    return TRUE;
+}
+
 static const struct {
     const char *name;
     gboolean (*run)(int argc, char **argv, GError **error);
@@ -292,6 +372,8 @@ static const struct {
       "MANIFEST         build and sign a bundle" },
     { "batch", vo_main_batch,
       "(IMAGE|DIR|@LIST)...    apply --bundle(s) to many images" },
+    { "status", vo_main_status_cmd,
+      "IMAGE                  bundles applied offline and the guest's reports" },
     { "compare-versions", vo_main_compare_versions,
       "A OP B       compare Debian versions (exit 0 if true)" },
 };

@@ -11,7 +11,12 @@
 #  3. a module registered as required is missing from the host: with the
 #     repository down the image is refused a start with a clear message;
 #     with the local repository up the host downloads it, verifies it and
-#     the guest starts and uses it.
+#     the guest starts and uses it;
+#  4. a dormant Debian image is serviced without booting it: inspected,
+#     patched with a signed bundle, verified ("applied offline"); booted
+#     with that image as its disk, the guest confirms the update through
+#     /dev/vmaugment, and the host shows the QMP event, the audit record
+#     and the image's status ("confirmed at boot 1").
 # Environment: VMAUGMENT_BUILD_ROOT (default build/); VMAUGMENT_DEMO_NO_BUILD=1
 # uses the builds that are there.
 set -euo pipefail
@@ -126,6 +131,31 @@ PY
 
 step "On the host: the fetch refused, then accepted, in the audit log"
 audit "$host/store/audit.log" kv
+
+# ---- 4. servicing a dormant image --------------------------------------
+scenario=15-servicing-confirm
+host=$work/run/$scenario/host
+step "4. A switched-off Debian image serviced offline, then confirmed by its guest at the next boot"
+run_scenario $scenario
+
+step "On the host: the signed bundle's manifest (vmaugment-offline bundle-build)"
+sed 's/^/   | /' "$host/offline/manifest.json"
+
+step "On the host: QEMU's QMP event for the guest's report"
+grep '"event": "VMAUGMENT_SERVICING"' "$work/run/$scenario/boot-1.qmp.jsonl" |
+    python3 -m json.tool | sed 's/^/   /'
+
+step "On the host: the servicing reports in the audit log (one confirmed, the repeat and the forgeries refused)"
+audit "$host/store/audit.log" motd-refresh never-applied
+
+step "On the host: vmaugment-offline status, before the boot and now"
+python3 - "$host/offline/status-before.json" <<'PY'
+import json, sys
+for b in json.load(open(sys.argv[1]))["bundles"]:
+    print("   before: %s %s: %s" % (b["bundle"], b["version"], b["summary"]))
+PY
+VMAUGMENT_QEMU_BUILD_DIR=$qemu_build "$userspace/offline/vmaugment-offline" \
+    status "$host/images/debian.qcow2" | sed 's/^/   | /'
 
 echo
 echo "The demo ran real guests against the real helper: see $work/run/."

@@ -42,7 +42,8 @@ if [ ! -d "$tree" ]; then
 fi
 git -C "$tree" checkout -q --detach "$(git -C "$top" rev-parse HEAD)"
 git -C "$tree" reset -q --hard
-export VMAUGMENT_BUILD_ROOT=$state/build
+# Inside the tree, so that ccache (its base directory is the tree) hits.
+export VMAUGMENT_BUILD_ROOT=$tree/build
 
 plant() {
     python3 - "$tree/$1" "$2" "$3" <<'EOF'

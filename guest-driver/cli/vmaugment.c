@@ -7,6 +7,7 @@
  * 2 usage error, 3 the request did not complete (device, timeout, I/O).
  */
 #include <endian.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -934,6 +935,207 @@ static int cmd_config(cli_state *st, int argc, char **argv)
     return EXIT_USAGE;
 }
 
+/* Where bundles applied offline leave their records (docs/offline.rst). */
+#define SERVICING_DIR "/var/lib/vmaugment/offline"
+/* A record is one small JSON object written by vmaugment-offline. */
+#define SERVICING_RECORD_MAX 4096
+
+/*
+ * The string member @key of the record @text, copied to @out when it is
+ * made of @alphabet only (the record's writer never escapes anything, so
+ * neither may its reader accept escapes).
+ */
+static bool servicing_member(const char *text, const char *key,
+                             const char *alphabet, char *out, size_t cap)
+{
+    char quoted[64];
+    const char *p, *end;
+
+    snprintf(quoted, sizeof(quoted), "\"%s\"", key);
+    p = strstr(text, quoted);
+    if (!p) {
+        return false;
+    }
+    p += strlen(quoted);
+    p += strspn(p, " \t\n");
+    if (*p++ != ':') {
+        return false;
+    }
+    p += strspn(p, " \t\n");
+    if (*p++ != '"') {
+        return false;
+    }
+    end = strchr(p, '"');
+    if (!end || end == p || (size_t)(end - p) >= cap ||
+        strspn(p, alphabet) != (size_t)(end - p)) {
+        return false;
+    }
+    memcpy(out, p, end - p);
+    out[end - p] = '\0';
+    return true;
+}
+
+/* Report the record @path; rename it to PATH.confirmed (or .failed) once
+ * the host holds the report.  Returns the exit status. */
+static int servicing_one(cli_state *st, const char *path, uint32_t outcome,
+                         const char *message)
+{
+    static const char names[] = "abcdefghijklmnopqrstuvwxyz"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-";
+    char text[SERVICING_RECORD_MAX + 1], bundle[VMAUG_NAME_MAX];
+    char version[VMAUG_VERSION_MAX], hex[65], done[4096 + 16];
+    uint8_t sha[32];
+    uint32_t boot = 0;
+    ssize_t n;
+    int fd, ret;
+
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "vmaugment: %s: %s\n", path, strerror(errno));
+        return EXIT_TRANSPORT;
+    }
+    n = read(fd, text, sizeof(text));
+    close(fd);
+    if (n < 0 || n > SERVICING_RECORD_MAX) {
+        fprintf(stderr, "vmaugment: %s: unreadable or too large\n", path);
+        return EXIT_TRANSPORT;
+    }
+    text[n] = '\0';
+    if (!servicing_member(text, "bundle", names, bundle, sizeof(bundle)) ||
+        !servicing_member(text, "version", names, version,
+                          sizeof(version)) ||
+        !servicing_member(text, "manifest_sha256", "0123456789abcdef", hex,
+                          sizeof(hex)) || strlen(hex) != 64) {
+        fprintf(stderr, "vmaugment: %s: not a servicing record\n", path);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < 32; i++) {
+        sscanf(hex + 2 * i, "%2hhx", &sha[i]);
+    }
+    ret = vmaug_servicing_report(st->client, bundle, version, sha, outcome,
+                                 message, &boot);
+    /* Already reported: the host has it, the record is done as well. */
+    if (ret != 0 && ret != VMAUG_S_EXISTS) {
+        return cli_fail(st, "servicing", ret);
+    }
+    if ((size_t)snprintf(done, sizeof(done), "%s.%s", path,
+                         outcome == VMAUG_SERVICING_CONFIRMED ?
+                         "confirmed" : "failed") >= sizeof(done)) {
+        fprintf(stderr, "vmaugment: %s: path too long\n", path);
+        return EXIT_USAGE;
+    }
+    if (rename(path, done) < 0) {
+        fprintf(stderr, "vmaugment: %s: %s\n", done, strerror(errno));
+        return EXIT_TRANSPORT;
+    }
+    if (st->json) {
+        printf("{\"ok\":true,\"command\":\"servicing\",\"bundle\":");
+        cli_json_str(bundle);
+        printf(",\"version\":");
+        cli_json_str(version);
+        printf(",\"outcome\":\"%s\",\"boot\":%" PRIu32 ",\"already\":%s}\n",
+               outcome == VMAUG_SERVICING_CONFIRMED ? "confirmed" : "failed",
+               boot, ret == VMAUG_S_EXISTS ? "true" : "false");
+    } else if (ret == VMAUG_S_EXISTS) {
+        printf("%s %s: already reported (%s)\n", bundle, version,
+               vmaug_client_message(st->client));
+    } else {
+        printf("%s %s: %s at boot %" PRIu32 "\n", bundle, version,
+               outcome == VMAUG_SERVICING_CONFIRMED ? "confirmed" : "failed",
+               boot);
+    }
+    return 0;
+}
+
+/*
+ * servicing confirm: report every pending record of bundles applied to
+ * this image while it was switched off.  Run early at boot (the systemd
+ * unit vmaugment-servicing.service).
+ */
+static int cmd_servicing(cli_state *st, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "root", required_argument, NULL, 'r' },
+        { "dir", required_argument, NULL, 'D' },
+        { "failed", required_argument, NULL, 'f' },
+        { "message", required_argument, NULL, 'm' },
+        { NULL, 0, NULL, 0 },
+    };
+    static const char usage[] = "servicing confirm [--root DIR] [--dir DIR] "
+                                "[--message TEXT | --failed TEXT]";
+    const char *root = "", *dir = SERVICING_DIR, *message = NULL;
+    uint32_t outcome = VMAUG_SERVICING_CONFIRMED;
+    char path[4096];
+    struct dirent **names = NULL;
+    int opt, n, ret = 0, found = 0;
+
+    while ((opt = getopt_long(argc, argv, "r:D:f:m:", opts, NULL)) != -1) {
+        if (opt == 'r') {
+            root = optarg;
+        } else if (opt == 'D') {
+            dir = optarg;
+        } else if (opt == 'f' || opt == 'm') {
+            message = optarg;
+            outcome = opt == 'f' ? VMAUG_SERVICING_FAILED : outcome;
+        } else {
+            cli_usage_error(usage);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1 || strcmp(argv[optind], "confirm") != 0) {
+        cli_usage_error(usage);
+        return EXIT_USAGE;
+    }
+    if (message && strlen(message) > VMAUG_SERVICING_MESSAGE_MAX) {
+        cli_usage_error("the message is longer than %u bytes",
+                        VMAUG_SERVICING_MESSAGE_MAX);
+        return EXIT_USAGE;
+    }
+    if ((size_t)snprintf(path, sizeof(path), "%s%s", root, dir) >=
+        sizeof(path)) {
+        cli_usage_error("the directory's path is too long");
+        return EXIT_USAGE;
+    }
+    n = scandir(path, &names, NULL, alphasort);
+    if (n < 0) {
+        if (errno == ENOENT) {
+            printf("nothing to report\n");
+            return 0;
+        }
+        fprintf(stderr, "vmaugment: %s: %s\n", path, strerror(errno));
+        return EXIT_TRANSPORT;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        size_t len = strlen(name);
+
+        if (ret == 0 && name[0] != '.' && len > 5 &&
+            strcmp(name + len - 5, ".json") == 0) {
+            char file[4096 + 256];
+
+            if (!st->client && (ret = cli_connect(st)) != 0) {
+                free(names[i]);
+                continue;
+            }
+            if ((size_t)snprintf(file, sizeof(file), "%s/%s", path,
+                                 name) >= sizeof(file)) {
+                fprintf(stderr, "vmaugment: %s/%s: path too long\n", path,
+                        name);
+                ret = EXIT_USAGE;
+            } else {
+                ret = servicing_one(st, file, outcome, message);
+            }
+            found++;
+        }
+        free(names[i]);
+    }
+    free(names);
+    if (ret == 0 && found == 0) {
+        printf("nothing to report\n");
+    }
+    return ret;
+}
+
 static const struct {
     const char *name;
     int (*fn)(cli_state *st, int argc, char **argv);
@@ -952,6 +1154,8 @@ static const struct {
     { "unregister", cmd_unregister, "NAME[@VERSION]" },
     { "watch", cmd_watch, "[--events LIST] [--count N] [--wait SECONDS]" },
     { "config", cmd_config, "get MODULE KEY | set MODULE KEY VALUE" },
+    { "servicing", cmd_servicing, "confirm [--root DIR] [--dir DIR] [--message TEXT | --failed TEXT]\n"
+      "                                  report updates applied offline" },
 };
 
 static void cli_help(void)
@@ -966,7 +1170,7 @@ static void cli_help(void)
            "image-start,\n  image-stop, host-stop, pause, resume, "
            "helper-connected, helper-lost,\n  module-loaded, "
            "module-unloaded, module-crashed, module-message,\n"
-           "  restart-requested\n"
+           "  restart-requested, module-refused, servicing\n"
            "Exit status: 0 ok, 1 refused by the host, 2 usage, "
            "3 no answer (device, timeout)\n");
 }

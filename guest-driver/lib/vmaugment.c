@@ -650,6 +650,51 @@ int vmaug_register(vmaug_client *client, const char *name,
                       NULL);
 }
 
+int vmaug_servicing_report(vmaug_client *client, const char *bundle,
+                           const char *version,
+                           const uint8_t manifest_sha256[32],
+                           uint32_t outcome, const char *message,
+                           uint32_t *boot)
+{
+    uint8_t req[sizeof(struct vmaug_servicing_report) +
+                VMAUG_SERVICING_MESSAGE_MAX];
+    struct vmaug_servicing_report rep, answer;
+    size_t mlen = message ? strlen(message) : 0;
+    size_t alen = 0;
+    int ret;
+
+    memset(&rep, 0, sizeof(rep));
+    if (strlen(bundle) >= sizeof(rep.bundle) ||
+        strlen(version) >= sizeof(rep.version)) {
+        return -ENAMETOOLONG;
+    }
+    if (mlen > VMAUG_SERVICING_MESSAGE_MAX) {
+        return -EMSGSIZE;
+    }
+    memcpy(rep.bundle, bundle, strlen(bundle));
+    memcpy(rep.version, version, strlen(version));
+    memcpy(rep.manifest_sha256, manifest_sha256,
+           sizeof(rep.manifest_sha256));
+    rep.outcome = htole32(outcome);
+    memcpy(req, &rep, sizeof(rep));
+    if (mlen) {
+        memcpy(req + sizeof(rep), message, mlen);
+    }
+    ret = vmaug_call(client, VMAUG_OP_SERVICING_REPORT, req,
+                     sizeof(rep) + mlen, &answer, sizeof(answer), &alen);
+    if (ret != 0) {
+        return ret;
+    }
+    /* The host's answer is the report with the boot filled in. */
+    if (alen != sizeof(answer)) {
+        return -EBADMSG;
+    }
+    if (boot) {
+        *boot = le32toh(answer.boot);
+    }
+    return 0;
+}
+
 int vmaug_list(vmaug_client *client, uint32_t what, void **entries,
                size_t *count)
 {

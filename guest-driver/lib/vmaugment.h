@@ -109,6 +109,18 @@ int vmaug_unregister(vmaug_client *client, const char *name,
 int vmaug_list(vmaug_client *client, uint32_t what, void **entries,
                size_t *count);
 
+/*
+ * Report how the offline update @bundle @version (whose signed manifest
+ * has SHA-256 @manifest_sha256) went: @outcome is VMAUG_SERVICING_*,
+ * @message (may be NULL) at most VMAUG_SERVICING_MESSAGE_MAX bytes.  On
+ * success *@boot (may be NULL) is the image start the host counted it at.
+ */
+int vmaug_servicing_report(vmaug_client *client, const char *bundle,
+                           const char *version,
+                           const uint8_t manifest_sha256[32],
+                           uint32_t outcome, const char *message,
+                           uint32_t *boot);
+
 /* Events of these types (VMAUG_EVENT_MASK() bits) become readable. */
 int vmaug_subscribe(vmaug_client *client, uint32_t mask);
 /* Wait up to @timeout_ms (-1: forever) for one event; -ETIMEDOUT if none. */

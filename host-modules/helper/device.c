@@ -14,6 +14,7 @@
 
 #include "helper.h"
 #include "registrations.h"
+#include "servicing.h"
 
 /* Bit 63 of a tag marks a request of the host owner (QMP), not the guest. */
 #define DEVICE_ADMIN_TAG        (G_GUINT64_CONSTANT(1) << 63)
@@ -691,6 +692,13 @@ static gint device_cmp_modules(gconstpointer a, gconstpointer b)
     return strcmp(ma->name, mb->name);
 }
 
+/* The listing reports the library's pieces as they are. */
+G_STATIC_ASSERT(SANDBOX_USER_NS == VMAUG_SANDBOX_USER_NS &&
+                SANDBOX_OWN_ID == VMAUG_SANDBOX_OWN_ID &&
+                SANDBOX_NAMESPACES == VMAUG_SANDBOX_NAMESPACES &&
+                SANDBOX_EMPTY_ROOT == VMAUG_SANDBOX_EMPTY_ROOT &&
+                SANDBOX_NO_CAPS == VMAUG_SANDBOX_NO_CAPS);
+
 static void device_list_sandboxes(Device *dev, guint32 start,
                                   GByteArray *out, guint32 *count,
                                   guint32 *total)
@@ -723,6 +731,11 @@ static void device_list_sandboxes(Device *dev, guint32 start,
                                      0);
         sb.queued_calls = GUINT32_TO_LE(g_queue_get_length(&m->calls));
         sb.restarts = GUINT32_TO_LE(m->restarts);
+        sb.uid = GUINT32_TO_LE(m->pid > 0 ?
+                               sandbox_child_uid(&h->sandbox,
+                                                 h->sandbox_pieces, m->pid) :
+                               0);
+        sb.missing = GUINT32_TO_LE(SANDBOX_ALL & ~h->sandbox_pieces);
         g_byte_array_append(out, (const guint8 *)&sb, sizeof(sb));
         (*count)++;
     }
@@ -880,6 +893,67 @@ static gboolean device_list(Device *dev, guint64 tag, const guint8 *p,
     return TRUE;
 }
 
+/*
+ * VMAUG_OP_SERVICING_REPORT: the guest reports an offline update of its
+ * image.  It counts only against the image's servicing record, which
+ * vmaugment-offline wrote when it applied the bundle (servicing.h).
+ */
+static gboolean device_servicing(Device *dev, guint64 tag, const guint8 *p,
+                                 guint32 len, GError **error)
+{
+    struct vmaug_servicing_report rep;
+    g_autoptr(VmaugServicing) record = NULL;
+    g_autoptr(GError) local = NULL;
+    VmaugServicingEntry *e;
+    const gchar *action;
+
+    if (len < sizeof(rep) ||
+        len - sizeof(rep) > VMAUG_SERVICING_MESSAGE_MAX) {
+        g_set_error(error, VMAUG_HOST_ERROR,
+                    len < sizeof(rep) ? VMAUG_HOST_ERROR_INVALID :
+                                        VMAUG_HOST_ERROR_TOO_BIG,
+                    "bad servicing report size %u", len);
+        return FALSE;
+    }
+    memcpy(&rep, p, sizeof(rep));
+    /* Only the host owner's image has a record; a VM without one has
+     * nothing it could confirm. */
+    if (dev->image == NULL) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
+                    "this VM runs no disk image the host serviced");
+    } else if ((record = vmaug_servicing_load(dev->image, &local)) != NULL &&
+               (e = vmaug_servicing_report(record, &rep, p + sizeof(rep),
+                                           len - sizeof(rep),
+                                           &local)) != NULL &&
+               vmaug_servicing_save(record, &local)) {
+        action = e->state == VMAUG_SERVICING_STATE_CONFIRMED ?
+                 "servicing-confirmed" : "servicing-failed";
+        g_message("device %s: bundle %s %s %s at boot %u%s%s", dev->name,
+                  e->bundle, e->version, action, e->boot,
+                  e->message ? ": " : "", e->message ? e->message : "");
+        vmaug_store_audit(dev->store, dev->name, action, e->bundle,
+                          e->version, e->manifest_sha256, NULL, NULL);
+        rep.boot = GUINT32_TO_LE(e->boot);
+        device_reply(dev, tag, VMAUG_S_OK, &rep, sizeof(rep));
+        device_event(dev, VMAUG_EVENT_SERVICING, &rep, sizeof(rep),
+                     e->message, e->message ? strlen(e->message) : 0);
+        return TRUE;
+    }
+    if (local != NULL) {
+        g_propagate_error(error, g_steal_pointer(&local));
+    }
+    {
+        g_autofree gchar *bundle = vmaug_fixed_string(rep.bundle,
+                                                      sizeof(rep.bundle));
+        g_autofree gchar *version = vmaug_fixed_string(rep.version,
+                                                       sizeof(rep.version));
+
+        vmaug_store_audit(dev->store, dev->name, "servicing-report",
+                          bundle, version, NULL, NULL, *error);
+    }
+    return FALSE;
+}
+
 static void device_request(Device *dev, guint64 tag, const guint8 *data,
                            guint32 len)
 {
@@ -940,6 +1014,9 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
         break;
     case VMAUG_OP_LIST:
         ok = device_list(dev, tag, p, plen, &error);
+        break;
+    case VMAUG_OP_SERVICING_REPORT:
+        ok = device_servicing(dev, tag, p, plen, &error);
         break;
     default:
         device_reply(dev, tag, VMAUG_S_UNSUPPORTED, NULL, 0);

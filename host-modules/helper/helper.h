@@ -43,6 +43,9 @@ typedef struct {
     gchar *module_host;
     guint call_timeout_ms;
     SandboxLimits limits;
+    SandboxHost sandbox;
+    unsigned sandbox_pieces;        /* SANDBOX_* this host gives */
+    gboolean sandbox_weaker_ok;     /* --accept-weaker-sandbox */
     gchar *cups_queue;
     gboolean module_stderr;         /* module processes may write to ours */
     GHashTable *stores;             /* canonical dir -> VmaugStore */

@@ -24,6 +24,7 @@
 
 #include "helper.h"
 #include "registrations.h"
+#include "servicing.h"
 #include "vmaugment/protocol-names.h"
 
 /* Bytes of a fetch's complaint kept for messages. */
@@ -610,6 +611,25 @@ static void lifecycle_item_start(Lifecycle *lc, const VmaugRegistration *r)
     }
 }
 
+/*
+ * Count the start for the bundles applied offline that await the guest's
+ * report, so that it can say at which boot the update was confirmed.  A
+ * record that cannot be read or written costs the count, not the start.
+ */
+static void lifecycle_count_start(Lifecycle *lc)
+{
+    g_autoptr(VmaugServicing) record = NULL;
+    g_autoptr(GError) error = NULL;
+
+    record = vmaug_servicing_load(lc->dev->image, &error);
+    if (record != NULL && vmaug_servicing_note_start(record)) {
+        vmaug_servicing_save(record, &error);
+    }
+    if (error != NULL) {
+        g_warning("device %s: %s", lc->actor, error->message);
+    }
+}
+
 static void lifecycle_run(Lifecycle *lc)
 {
     Device *dev = lc->dev;
@@ -625,6 +645,10 @@ static void lifecycle_run(Lifecycle *lc)
     dev->lifecycles = g_list_prepend(dev->lifecycles, lc);
     if (lifecycle_loads(lc->event)) {
         dev->lifecycle = lifecycle_ref(lc);
+    }
+    if (lc->event == VMAUG_EVENT_IMAGE_START &&
+        !(lc->flags & VMAUG_LIFECYCLE_F_RECONNECT) && dev->image != NULL) {
+        lifecycle_count_start(lc);
     }
     if (lc->event == VMAUG_EVENT_IMAGE_START) {
         Helper *h = lc->helper;

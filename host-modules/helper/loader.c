@@ -985,56 +985,76 @@ static int module_payload_memfd(Module *m, GBytes *payload, GError **error)
 }
 
 /*
- * Start vmaugment-module-host with its link socket at MODLINK_FD_SOCKET
- * and @extra descriptors after it; only these are inherited (GLib closes
- * the rest).  Returns our end of the link.
+ * Start vmaugment-module-host in its sandbox (sandbox.h), with its link
+ * socket at MODLINK_FD_SOCKET and nothing else of ours.  Returns our end
+ * of the link.
  */
-static int loader_spawn_host(Helper *h, const gchar *const *argv,
-                             const gint *extra, guint n_extra, GPid *pid,
-                             GError **error)
+static int loader_spawn_host(Helper *h, GPid *pid, GError **error)
 {
-    gint source_fds[4], target_fds[4];
+    g_autofree gchar *mem = g_strdup_printf("%" G_GUINT64_FORMAT,
+                                            h->limits.memory_bytes);
+    g_autofree gchar *cpu = g_strdup_printf("%" G_GUINT64_FORMAT,
+                                            h->limits.cpu_seconds);
+    g_autofree gchar *files = g_strdup_printf("%" G_GUINT64_FORMAT,
+                                              h->limits.max_files);
+    g_autofree gchar *fsize = g_strdup_printf("%" G_GUINT64_FORMAT,
+                                              h->limits.max_file_bytes);
+    char *argv[] = { h->module_host, mem, cpu, files, fsize, NULL };
+    SandboxSpawn sp = {
+        .host = &h->sandbox,
+        .pieces = h->sandbox_pieces,
+        .argv = argv,
+        .n_fds = 1,
+        /* A module could fill our log through its stderr: only when
+         * asked. */
+        .stderr_fd = h->module_stderr ? STDERR_FILENO : -1,
+    };
     int sv[2];
-    gboolean ok;
+    pid_t child;
 
-    g_assert(n_extra < G_N_ELEMENTS(source_fds));
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
                     "socketpair: %s", g_strerror(errno));
         return -1;
     }
-    source_fds[0] = sv[1];
-    target_fds[0] = MODLINK_FD_SOCKET;
-    for (guint i = 0; i < n_extra; i++) {
-        source_fds[i + 1] = extra[i];
-        target_fds[i + 1] = MODLINK_FD_SOCKET + 1 + i;
+    sp.fds = &sv[1];
+    sp.exe_fd = open(h->module_host, O_PATH | O_CLOEXEC);
+    child = sp.exe_fd < 0 ? -errno : sandbox_spawn(&sp);
+    if (sp.exe_fd >= 0) {
+        close(sp.exe_fd);
     }
-    ok = g_spawn_async_with_pipes_and_fds(NULL, argv, NULL,
-                                          G_SPAWN_DO_NOT_REAP_CHILD |
-                                          G_SPAWN_STDIN_FROM_DEV_NULL |
-                                          G_SPAWN_STDOUT_TO_DEV_NULL |
-                                          (h->module_stderr ? 0 :
-                                           G_SPAWN_STDERR_TO_DEV_NULL),
-                                          NULL, NULL, -1, -1, -1,
-                                          source_fds, target_fds,
-                                          n_extra + 1, pid, NULL, NULL, NULL,
-                                          error);
     close(sv[1]);
-    if (!ok) {
+    if (child < 0) {
         close(sv[0]);
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "cannot start %s: %s", h->module_host,
+                    g_strerror(-child));
         return -1;
     }
+    *pid = child;
     return sv[0];
+}
+
+/* Modules run only as confined as the host owner accepted. */
+static gboolean loader_sandbox_accepted(Helper *h, GError **error)
+{
+    if ((h->sandbox_pieces & SANDBOX_ALL) == SANDBOX_ALL ||
+        h->sandbox_weaker_ok) {
+        return TRUE;
+    }
+    g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED,
+                "this host cannot confine modules fully and the host owner "
+                "did not accept a weaker sandbox");
+    return FALSE;
 }
 
 /* ---- Spare module processes ----
  *
- * Starting a process, linking it and creating its namespaces is most of
- * a cold load, and the helper waits for each exec.  Spare
- * vmaugment-module-hosts are kept ready, already in their namespaces and
- * knowing nothing yet; a load hands one the verified payload and the state
- * directory over its socket.  One is kept at first; an image start that
- * loads more modules at once raises that to as many, within
+ * Starting a process, linking it, creating its namespaces and confining
+ * it is most of a cold load.  Every module process starts as a spare:
+ * confined, knowing nothing yet; a load hands one the verified payload
+ * over its socket.  Spares are kept ready: one at first; an image start
+ * that loads more modules at once raises that to as many, within
  * --spare-processes, so that its next start finds them ready.
  */
 
@@ -1062,12 +1082,14 @@ static void loader_spare_on_exit(GPid pid, gint status, gpointer data)
 
 static gboolean loader_spare_spawn(Helper *h, GError **error)
 {
-    g_autofree gchar *ns = g_strdup_printf("%d", h->limits.namespaces);
-    const gchar *argv[] = { h->module_host, "--spare", ns, NULL };
-    SpareProcess *sp = g_new0(SpareProcess, 1);
+    SpareProcess *sp;
 
+    if (!loader_sandbox_accepted(h, error)) {
+        return FALSE;
+    }
+    sp = g_new0(SpareProcess, 1);
     sp->helper = h;
-    sp->fd = loader_spawn_host(h, argv, NULL, 0, &sp->pid, error);
+    sp->fd = loader_spawn_host(h, &sp->pid, error);
     if (sp->fd < 0) {
         g_free(sp);
         return FALSE;
@@ -1098,7 +1120,8 @@ static gboolean loader_spare_on_idle(gpointer data)
 void loader_spare_prepare(Helper *h)
 {
     /* After the current requests are answered, not on their path. */
-    if (h->spares.length < h->spares_wanted && h->spare_idle == 0) {
+    if (h->spares.length < h->spares_wanted && h->spare_idle == 0 &&
+        loader_sandbox_accepted(h, NULL)) {
         h->spare_idle = g_idle_add(loader_spare_on_idle, h);
     }
 }
@@ -1128,48 +1151,37 @@ void loader_spare_discard(Helper *h)
     }
 }
 
-/* Hand the module to a spare process; FALSE if there is none. */
-static gboolean module_use_spare(Module *m, int memfd, int *sock)
+/* Hand the module to a spare process (there is one). */
+static void module_use_spare(Module *m, int memfd)
 {
     Helper *h = m->helper;
     SpareProcess *sp = g_queue_pop_head(&h->spares);
     struct modlink_start st = { 0 };
-    int fds[2];
+    int sock = sp->fd;
 
-    if (sp == NULL) {
-        return FALSE;
-    }
     m->pid = sp->pid;
-    *sock = sp->fd;
     loader_spare_free(sp);
-    st.memory_bytes = GUINT64_TO_LE(h->limits.memory_bytes);
-    st.cpu_seconds = GUINT64_TO_LE(h->limits.cpu_seconds);
-    st.max_files = GUINT64_TO_LE(h->limits.max_files);
-    st.max_file_bytes = GUINT64_TO_LE(h->limits.max_file_bytes);
-    st.namespaces = GUINT32_TO_LE(h->limits.namespaces);
     g_strlcpy((gchar *)st.name, m->name, sizeof(st.name));
-    m->link = vmaug_link_new(*sock, VMAUG_MODLINK_MAGIC,
+    m->link = vmaug_link_new(sock, VMAUG_MODLINK_MAGIC,
                              MODLINK_MAX_FROM_MODULE, HELPER_MAX_QUEUED_OUT,
                              module_on_message, module_on_link_closed, m);
-    fds[0] = memfd;
-    fds[1] = dup(m->state_dirfd);   /* the module keeps its own */
     vmaug_link_send_fds(m->link, MODLINK_START, 0, &st, sizeof(st), NULL, 0,
-                        fds, fds[1] >= 0 ? 2 : 1);
-    return TRUE;
+                        &memfd, 1);
 }
 
 Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
 {
     Helper *h = dev->helper;
-    Module *m = g_new0(Module, 1);
-    g_autoptr(GBytes) payload = vmaug_package_get_payload(pkg);
+    g_autoptr(GBytes) payload = NULL;
     g_autofree gchar *state_dir = NULL;
-    g_autofree gchar *mem = NULL, *cpu = NULL, *files = NULL, *fsize = NULL;
-    int sock = -1;
+    Module *m;
     int memfd;
-    gint extra[2];
-    const gchar *argv[8];
 
+    if (!loader_sandbox_accepted(h, error)) {
+        return NULL;
+    }
+    payload = vmaug_package_get_payload(pkg);
+    m = g_new0(Module, 1);
     m->dev = dev;
     m->helper = h;
     /* Its state, spool and configuration are its VM's, as long as it
@@ -1209,39 +1221,19 @@ Module *module_start(Device *dev, VmaugPackage *pkg, GError **error)
         module_free(m);
         return NULL;
     }
-    if (module_use_spare(m, memfd, &sock)) {
-        /* The link took the memfd; the next load gets a new spare. */
-        loader_spare_prepare(h);
-        m->child_watch = g_child_watch_add(m->pid, module_on_exit, m);
-        module_arm_timer(m, h->call_timeout_ms);
-        return m;
+    /* Without a spare ready, one is started for this module now. */
+    if (h->spares.length == 0) {
+        g_debug("module %s: no spare process ready, starting one for it",
+                m->name);
+        if (!loader_spare_spawn(h, error)) {
+            close(memfd);
+            module_free(m);
+            return NULL;
+        }
     }
-    g_debug("module %s: no spare process ready, starting one for it",
-            m->name);
+    module_use_spare(m, memfd);
+    /* The link took the memfd; the next load gets a new spare. */
     loader_spare_prepare(h);
-    mem = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.memory_bytes);
-    cpu = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.cpu_seconds);
-    files = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.max_files);
-    fsize = g_strdup_printf("%" G_GUINT64_FORMAT, h->limits.max_file_bytes);
-    argv[0] = h->module_host;
-    argv[1] = m->name;
-    argv[2] = mem;
-    argv[3] = cpu;
-    argv[4] = files;
-    argv[5] = fsize;
-    argv[6] = h->limits.namespaces ? "1" : "0";
-    argv[7] = NULL;
-    extra[0] = memfd;
-    extra[1] = m->state_dirfd;
-    sock = loader_spawn_host(h, argv, extra, 2, &m->pid, error);
-    close(memfd);
-    if (sock < 0) {
-        module_free(m);
-        return NULL;
-    }
-    m->link = vmaug_link_new(sock, VMAUG_MODLINK_MAGIC,
-                             MODLINK_MAX_FROM_MODULE, HELPER_MAX_QUEUED_OUT,
-                             module_on_message, module_on_link_closed, m);
     m->child_watch = g_child_watch_add(m->pid, module_on_exit, m);
     module_arm_timer(m, h->call_timeout_ms);
     return m;

@@ -56,6 +56,8 @@ static gint opt_memory_mb = 256;
 static gint opt_cpu_seconds = 60;
 static gint opt_max_files = 32;
 static gboolean opt_no_namespaces;
+static gint64 opt_sandbox_id_base = 0x70000000;
+static gboolean opt_accept_weaker;
 static gchar *opt_cups_queue;
 static gboolean opt_supervise;
 static gboolean opt_verbose;
@@ -119,7 +121,13 @@ static const GOptionEntry entries[] = {
     { "max-files", 0, 0, G_OPTION_ARG_INT, &opt_max_files,
       "Open file limit of each module process", "N" },
     { "no-namespaces", 0, 0, G_OPTION_ARG_NONE, &opt_no_namespaces,
-      "Do not put modules in new network/IPC/UTS namespaces", NULL },
+      "Do not put modules in namespaces of their own (a weaker sandbox)",
+      NULL },
+    { "sandbox-id-base", 0, 0, G_OPTION_ARG_INT64, &opt_sandbox_id_base,
+      "Module processes run as uid and gid ID_BASE plus their pid "
+      "(default 1879048192)", "ID_BASE" },
+    { "accept-weaker-sandbox", 0, 0, G_OPTION_ARG_NONE, &opt_accept_weaker,
+      "Run modules even where this host cannot confine them fully", NULL },
     { "vm-config-bytes", 0, 0, G_OPTION_ARG_INT64, &opt_vm_config_bytes,
       "Bytes of module configuration one VM may keep (default 1 MiB)",
       "N" },
@@ -329,6 +337,37 @@ static gboolean main_image_dirs(Helper *h)
     return TRUE;
 }
 
+/*
+ * What this host can confine modules with, said once at start; modules
+ * run in a weaker sandbox only if the host owner accepted it.
+ */
+static void main_sandbox(Helper *h)
+{
+    g_autoptr(GString) missing = g_string_new(NULL);
+
+    h->sandbox.id_base = (guint32)opt_sandbox_id_base;
+    h->sandbox.namespaces = !opt_no_namespaces;
+    h->sandbox_pieces = sandbox_probe(&h->sandbox);
+    h->sandbox_weaker_ok = opt_accept_weaker;
+    for (unsigned bit = 1; bit & SANDBOX_ALL; bit <<= 1) {
+        if (!(h->sandbox_pieces & bit)) {
+            g_string_append_printf(missing, "%s%s", missing->len ? ", " : "",
+                                   sandbox_piece_name(bit));
+        }
+    }
+    if (missing->len == 0) {
+        return;
+    }
+    if (!h->sandbox_weaker_ok) {
+        g_warning("this host cannot give module processes: %s; modules "
+                  "will be refused (--accept-weaker-sandbox runs them "
+                  "anyway)", missing->str);
+    } else {
+        g_warning("module processes run without: %s (accepted with "
+                  "--accept-weaker-sandbox)", missing->str);
+    }
+}
+
 static volatile sig_atomic_t main_stop;
 
 static void main_on_stop_signal(int sig)
@@ -440,6 +479,13 @@ int main(int argc, char **argv)
                    "range\n");
         return 2;
     }
+    /* Room for every pid (pid_max is at most 2^22), below the invalid
+     * id (uint32_t)-1, and never root's. */
+    if (opt_sandbox_id_base < 1 ||
+        opt_sandbox_id_base > (gint64)G_MAXUINT32 - (1 << 22) - 1) {
+        g_printerr("vmaugment-helper: --sandbox-id-base out of range\n");
+        return 2;
+    }
     if (opt_repository != NULL &&
         (!g_str_has_prefix(opt_repository, "https://") ||
          strlen(opt_repository) > 2048)) {
@@ -526,7 +572,7 @@ int main(int argc, char **argv)
     h.limits.cpu_seconds = opt_cpu_seconds;
     h.limits.max_files = opt_max_files;
     h.limits.max_file_bytes = 64 * 1024 * 1024;
-    h.limits.namespaces = !opt_no_namespaces;
+    main_sandbox(&h);
     h.cups_queue = opt_cups_queue;
     /* A module could fill our log through its stderr: only when asked. */
     h.module_stderr = opt_verbose;

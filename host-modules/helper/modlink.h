@@ -1,10 +1,10 @@
 /*
  * The link between the helper and one sandboxed module process.
  *
- * A module process started for a module inherits one end of a socket
- * pair as fd MODLINK_FD_SOCKET, its verified payload as a sealed memfd at
- * MODLINK_FD_PAYLOAD and its state directory at MODLINK_FD_STATE (the
- * root it is confined to where the host allows chroot).  Messages use the
+ * A module process is started (sandbox_spawn()) with one end of a socket
+ * pair as fd MODLINK_FD_SOCKET and the sandbox's channel as
+ * MODLINK_FD_SANDBOX.  It confines itself, then waits for MODLINK_START,
+ * which carries the verified payload as a sealed memfd.  Messages use the
  * framing of the host helper link, struct vmaug_host_msg with magic
  * VMAUG_MODLINK_MAGIC, followed by len bytes; every number is
  * little-endian.
@@ -27,8 +27,10 @@
 
 #define VMAUG_MODLINK_MAGIC         0x4d475541  /* "AUGM" */
 #define MODLINK_FD_SOCKET           3
-#define MODLINK_FD_PAYLOAD          4
-#define MODLINK_FD_STATE            5   /* the module's state directory */
+#define MODLINK_FD_SANDBOX          4   /* read by sandbox_confine() */
+/* The descriptor the dynamic loader opens the payload at: the lowest one
+ * free once the sandbox's channel is closed (see sandbox_code_file()). */
+#define MODLINK_FD_CODE             4
 
 /* helper -> module */
 #define MODLINK_CALL                1   /* function NUL-terminated, input */
@@ -36,7 +38,7 @@
 #define MODLINK_REPLY               3   /* le32 result (s32), data */
 #define MODLINK_FINI                4   /* nothing */
 #define MODLINK_START               5   /* struct modlink_start; carries the
-                                         * payload memfd and state dir */
+                                         * payload memfd */
 /* module -> helper */
 #define MODLINK_READY               16  /* le32 init result (s32) */
 #define MODLINK_RESULT              17  /* le32 status, output */
@@ -55,17 +57,12 @@
 #define MODLINK_OP_HOST_OPEN        9   /* path; reply has a read-only fd */
 
 /*
- * A spare module process (started ahead of need, already in its
- * namespaces) waits for this as its first message, with two descriptors:
- * the sealed payload memfd and the state directory.
+ * Every module process, already confined, waits for this as its first
+ * message, with one descriptor: the sealed payload memfd.  Its limits
+ * came with its arguments; the module's state stays with the helper
+ * (MODLINK_OP_STATE_OPEN).
  */
 struct modlink_start {
-    __le64 memory_bytes;
-    __le64 cpu_seconds;
-    __le64 max_files;
-    __le64 max_file_bytes;
-    __le32 namespaces;
-    __le32 reserved;
     __u8 name[VMAUG_NAME_MAX];
 };
 

@@ -1,20 +1,20 @@
 /*
  * vmaugment-module-host: the process one module runs in.
  *
- * Started by the helper with the module link socket at MODLINK_FD_SOCKET
- * and the verified payload, a sealed memfd, at MODLINK_FD_PAYLOAD.  Steps,
- * in the order of OpenSSH's ssh_sandbox_child(): map the module (its ELF
- * constructors run now, confined by nothing but this process), then
- * rlimits, namespaces, PR_SET_NO_NEW_PRIVS and the seccomp filter, and
- * only then the module's init.  Everything the module may ask of the host
- * travels over the socket.
+ *   vmaugment-module-host MEMORY_BYTES CPU_SECONDS MAX_FILES MAX_FILE_BYTES
  *
- *   vmaugment-module-host NAME MEMORY_BYTES CPU_SECONDS MAX_FILES
- *                         MAX_FILE_BYTES NAMESPACES(0|1)
- *   vmaugment-module-host --spare NAMESPACES(0|1)
+ * Started by the helper through sandbox_spawn(), in namespaces of its own
+ * and under an id of its own, with the module link socket at
+ * MODLINK_FD_SOCKET.  Steps, in the order of OpenSSH's ssh_sandbox_child()
+ * and before it knows which module it will run: sandbox_confine() (empty
+ * root, id, capabilities, rlimits, PR_SET_NO_NEW_PRIVS, seccomp); then it
+ * waits for MODLINK_START and its sealed payload memfd.  Only then is the
+ * module mapped (its ELF constructors and IFUNC resolvers run inside the
+ * sandbox, with nothing more than the dynamic loader needs for that one
+ * file), sandbox_lock() takes that away, and the module's init runs.
+ * Everything the module may ask of the host travels over the socket.
  *
- * A spare is started ahead of need: it enters its namespaces at once and
- * waits for a MODLINK_START carrying the payload and state directory, so
+ * The helper keeps such processes started ahead of need (spares), so
  * that process start-up and namespaces cost nothing when a module loads.
  *
  * GLib-free on purpose: nothing here should need more than libc.
@@ -442,65 +442,70 @@ static void serve(const struct vmaug_module *mod, void *priv)
     }
 }
 
-/*
- * A spare: enter the namespaces now, off the load path, then wait for the
- * module to run.  Returns the payload and state descriptors.
- */
-static void spare_wait(SandboxLimits *limits, int *payload_fd,
-                       int *state_fd)
+/* Wait, confined, for the module to run; returns its payload memfd. */
+static int start_wait(void)
 {
     static char name[VMAUG_NAME_MAX];
     struct modlink_start st;
     struct vmaug_host_msg hdr;
-    int fds[2] = { -1, -1 };
-    unsigned n = 2;
+    int fds[1] = { -1 };
+    unsigned n = 1;
 
-    if (limits->namespaces) {
-        limits->in_namespaces = sandbox_unshare() == 0;
-    }
     if (link_recv_fds(&hdr, (uint8_t *)&st, sizeof(st), fds, &n) !=
-        sizeof(st) || le16toh(hdr.type) != MODLINK_START || n != 2) {
+        sizeof(st) || le16toh(hdr.type) != MODLINK_START || n != 1) {
         die(2, "bad START");
     }
     memcpy(name, st.name, sizeof(name));
     name[sizeof(name) - 1] = '\0';
     host.name = name;
-    limits->memory_bytes = le64toh(st.memory_bytes);
-    limits->cpu_seconds = le64toh(st.cpu_seconds);
-    limits->max_files = le64toh(st.max_files);
-    limits->max_file_bytes = le64toh(st.max_file_bytes);
-    /* Namespaces were the spare's to decide; the rest is the module's. */
-    *payload_fd = fds[0];
-    *state_fd = fds[1];
+    return fds[0];
+}
+
+static void load_failed(const char *why)
+{
+    int32_t rc = (int32_t)htole32((uint32_t)-ENOEXEC);
+
+    link_send(MODLINK_READY, 0, &rc, 4, NULL, 0);
+    die(4, why);
 }
 
 int main(int argc, char **argv)
 {
+    static const int io_fds[] = { MODLINK_FD_SOCKET };
     const struct vmaug_module *mod;
-    SandboxLimits limits = { 0 };
+    SandboxPolicy policy = {
+        .io_fds = io_fds,
+        .n_io_fds = 1,
+        .code_fd = MODLINK_FD_CODE,
+    };
     char path[64];
     void *handle;
     void *priv = NULL;
-    int payload_fd = MODLINK_FD_PAYLOAD;
-    int state_fd = MODLINK_FD_STATE;
+    int payload_fd;
     int seals;
     int32_t rc;
 
-    if (argc == 3 && strcmp(argv[1], "--spare") == 0) {
-        limits.namespaces = arg_u64(argv[2]) != 0;
-        spare_wait(&limits, &payload_fd, &state_fd);
-    } else if (argc == 7) {
-        host.name = argv[1];
-        limits.memory_bytes = arg_u64(argv[2]);
-        limits.cpu_seconds = arg_u64(argv[3]);
-        limits.max_files = arg_u64(argv[4]);
-        limits.max_file_bytes = arg_u64(argv[5]);
-        limits.namespaces = arg_u64(argv[6]) != 0;
-    } else {
-        die(2, "usage: vmaugment-module-host NAME MEMORY CPU FILES "
-               "FILE_BYTES NAMESPACES | --spare NAMESPACES");
+    if (argc != 5) {
+        die(2, "usage: vmaugment-module-host MEMORY CPU FILES FILE_BYTES");
+    }
+    policy.limits.memory_bytes = arg_u64(argv[1]);
+    policy.limits.cpu_seconds = arg_u64(argv[2]);
+    policy.limits.max_files = arg_u64(argv[3]);
+    policy.limits.max_file_bytes = arg_u64(argv[4]);
+    /* Before anything of a module exists here. */
+    rc = sandbox_confine(&policy, MODLINK_FD_SANDBOX);
+    if (rc < 0) {
+        fprintf(stderr, "vmaugment-module-host: cannot apply the sandbox: "
+                "%s\n", strerror(-rc));
+        _exit(5);
+    }
+    in_buf = malloc(MODLINK_MAX_TO_MODULE + 1);
+    out_buf = malloc(VMAUG_MAX_RESP_PAYLOAD);
+    if (in_buf == NULL || out_buf == NULL) {
+        die(4, "out of memory");
     }
 
+    payload_fd = start_wait();
     /* The helper verified these bytes; only a sealed memfd guarantees
      * they are still the bytes it verified. */
     seals = fcntl(payload_fd, F_GET_SEALS);
@@ -509,34 +514,26 @@ int main(int argc, char **argv)
         (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) {
         die(2, "payload is not a sealed memfd");
     }
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", payload_fd);
-    /* RTLD_NOW: every relocation before the filter, nothing lazy after. */
+    if (sandbox_code_file(payload_fd, path, sizeof(path)) < 0) {
+        load_failed("cannot place the payload");
+    }
+    /* RTLD_NOW: every relocation now, nothing lazy after the lock. */
     handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL) {
-        rc = (int32_t)htole32((uint32_t)-ENOEXEC);
-        link_send(MODLINK_READY, 0, &rc, 4, NULL, 0);
-        die(4, dlerror() != NULL ? dlerror() : "dlopen failed");
+        const char *why = dlerror();
+
+        load_failed(why != NULL ? why : "dlopen failed");
     }
-    close(payload_fd);
+    /* No more files, no more executable memory. */
+    if (sandbox_lock() < 0) {
+        die(5, "cannot lock the sandbox");
+    }
     mod = dlsym(handle, VMAUG_MODULE_SYMBOL);
     if (mod == NULL || mod->abi_version != VMAUG_MODULE_ABI_VERSION ||
         mod->size < sizeof(struct vmaug_module) || mod->init == NULL ||
         mod->call == NULL) {
-        rc = (int32_t)htole32((uint32_t)-ENOEXEC);
-        link_send(MODLINK_READY, 0, &rc, 4, NULL, 0);
-        die(4, "no usable " VMAUG_MODULE_SYMBOL);
+        load_failed("no usable " VMAUG_MODULE_SYMBOL);
     }
-    in_buf = malloc(MODLINK_MAX_TO_MODULE + 1);
-    out_buf = malloc(VMAUG_MAX_RESP_PAYLOAD);
-    if (in_buf == NULL || out_buf == NULL) {
-        die(4, "out of memory");
-    }
-
-    rc = sandbox_apply(&limits, link_fd, state_fd);
-    if (rc != 0) {
-        die(5, "cannot apply the sandbox");
-    }
-    close(state_fd);
 
     rc = mod->init(&host_api, &host, &priv);
     {

@@ -1,5 +1,16 @@
 /*
- * The module sandbox (GLib-free; runs in the module process).
+ * A process sandbox in two halves, after OpenSSH's privilege separation
+ * and Firecracker's jailer: the parent starts a program in new namespaces
+ * under an id of its own (sandbox_spawn()); the program confines itself
+ * before it runs anything untrusted (sandbox_confine()) and tightens the
+ * filter once it has mapped the code it was given (sandbox_lock()).
+ *
+ * Nothing here knows what the confined program does: it is told which
+ * descriptors it talks on and whether it maps one piece of code.
+ * docs/sandbox.rst is normative for the steps and the filter.
+ *
+ * GLib-free: the parent half runs between clone() and exec, the child
+ * half in the confined program.
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -8,29 +19,105 @@
 #define VMAUGMENT_SANDBOX_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * Pieces of confinement a host may be unable to give (sandbox_probe()).
+ * rlimits, PR_SET_NO_NEW_PRIVS and the seccomp filter are not among them:
+ * without those a sandboxed program refuses to run at all.
+ */
+#define SANDBOX_USER_NS     0x01u   /* a user namespace of its own */
+#define SANDBOX_OWN_ID      0x02u   /* a uid and gid nobody else runs as */
+#define SANDBOX_NAMESPACES  0x04u   /* new PID, mount, network, IPC, UTS
+                                     * and cgroup namespaces */
+#define SANDBOX_EMPTY_ROOT  0x08u   /* pivoted into an empty tmpfs */
+#define SANDBOX_NO_CAPS     0x10u   /* no capabilities, empty bounding set */
+#define SANDBOX_ALL         0x1fu
+
+/* ---- Parent half ---- */
+
+typedef struct {
+    uint32_t id_base;       /* a child runs as uid and gid id_base + its
+                             * host pid (only a privileged parent) */
+    bool namespaces;        /* false: the host owner turned them off */
+} SandboxHost;
+
+/* The pieces this host, with this process's privileges, can give (costs
+ * one short-lived child). */
+unsigned sandbox_probe(const SandboxHost *host);
+/* "user-namespace", "own-id", ... for one SANDBOX_* bit. */
+const char *sandbox_piece_name(unsigned piece);
+/* The host uid a child started with @pieces runs as. */
+uint32_t sandbox_child_uid(const SandboxHost *host, unsigned pieces,
+                           pid_t pid);
+
+typedef struct {
+    const SandboxHost *host;
+    unsigned pieces;        /* what to give: sandbox_probe()'s answer */
+    int exe_fd;             /* the program, opened O_PATH */
+    char *const *argv;
+    const int *fds;         /* become 3, 4, ... in the child */
+    unsigned n_fds;         /* at most SANDBOX_MAX_FDS */
+    int stderr_fd;          /* the child's stderr; -1: /dev/null */
+} SandboxSpawn;
+
+#define SANDBOX_MAX_FDS     4
+
+/*
+ * Start the program in new namespaces, under its own id.  Descriptors
+ * 0-2 are /dev/null (stderr as asked), 3.. the caller's, and the next one
+ * the channel the child passes to sandbox_confine(); nothing else is
+ * inherited.  Returns the child's pid (reaped by the caller) or -errno.
+ */
+pid_t sandbox_spawn(const SandboxSpawn *s);
+
+/* ---- Child half ---- */
 
 typedef struct {
     uint64_t memory_bytes;      /* RLIMIT_AS and RLIMIT_DATA */
     uint64_t cpu_seconds;       /* RLIMIT_CPU, cumulative */
     uint64_t max_files;         /* RLIMIT_NOFILE */
     uint64_t max_file_bytes;    /* RLIMIT_FSIZE */
-    bool namespaces;            /* new net/ipc/uts namespaces if possible */
-    bool in_namespaces;         /* sandbox_unshare() already done */
 } SandboxLimits;
 
-/* Enter new namespaces (done early by spare processes, whose namespaces
- * cost nothing on the load path).  Returns 0 or a negative errno. */
-int sandbox_unshare(void);
+typedef struct {
+    SandboxLimits limits;
+    const int *io_fds;      /* the only descriptors it may send and
+                             * receive messages on */
+    unsigned n_io_fds;
+    /*
+     * -1: the program maps no code.  Otherwise the descriptor number the
+     * dynamic loader will open the code at (the lowest one free when
+     * sandbox_code_file()'s path is opened): until sandbox_lock(), opening
+     * files read-only and executable mappings of that descriptor alone are
+     * allowed.
+     */
+    int code_fd;
+} SandboxPolicy;
 
 /*
- * Apply limits, namespaces, PR_SET_NO_NEW_PRIVS and the seccomp filter to
- * the calling process, in that order.  @sock_fd is the one socket the
- * module may send and receive on; with namespaces, the process is also
- * confined (chroot) to the directory @root_fd, where the host allows it.
- * Returns 0 or a negative errno; on failure the caller must exit, never
- * run the module unconfined.
+ * Confine the calling process: read the parent's grant from @channel_fd,
+ * pivot into an empty root, drop to its id, clear every capability and
+ * the bounding set, apply rlimits, PR_SET_NO_NEW_PRIVS and the filter.
+ * Pieces the parent did not grant are skipped.  Returns the pieces in
+ * force (SANDBOX_*) or -errno; on failure the caller must exit, never
+ * run anything unconfined.
  */
-int sandbox_apply(const SandboxLimits *limits, int sock_fd, int root_fd);
+int sandbox_confine(const SandboxPolicy *p, int channel_fd);
+
+/*
+ * Make the sealed memfd @src_fd loadable and set RLIMIT_FSIZE: its bytes
+ * are copied into the empty root and @src_fd is closed; without an empty
+ * root it stays open, under another number than code_fd, to be loaded
+ * through /proc.  @path receives what to dlopen().  Only with a policy
+ * that has a code_fd.  Returns 0 or -errno.
+ */
+int sandbox_code_file(int src_fd, char *path, size_t cap);
+
+/* The code is mapped: from now on no file can be opened and no memory
+ * made executable.  Returns 0 or -errno. */
+int sandbox_lock(void);
 
 #endif /* VMAUGMENT_SANDBOX_H */

@@ -3,13 +3,14 @@
  *
  * A module is an ELF shared object for the host that exports one symbol,
  * VMAUG_MODULE_SYMBOL, of type struct vmaug_module.  The helper loads it in
- * a sandboxed child process of its own: the object is mapped and its
- * constructors run before the sandbox closes, then init() is called with
- * the sandbox in force.  From then on the module cannot open files, create
- * sockets or processes, or map executable memory; everything it may do
- * beyond computing goes through the struct vmaug_host_api it is given,
- * limited to the capabilities its manifest requests and the host owner
- * grants.
+ * a sandboxed child process of its own that is confined before the object
+ * is mapped: its IFUNC resolvers and constructors already run in the
+ * sandbox, with nothing more than the dynamic loader needs for this one
+ * object, and init() with the sandbox complete.  A module cannot open
+ * files, create sockets or processes, or map executable memory; everything
+ * it may do beyond computing goes through the struct vmaug_host_api it is
+ * given, limited to the capabilities its manifest requests and the host
+ * owner grants.
  *
  * The module is single-threaded: the host calls init, then any number of
  * event and call, then fini, one at a time.  Host API functions may be

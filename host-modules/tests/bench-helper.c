@@ -3,7 +3,12 @@
  * as the guest sees it: LOAD request to response) and invoke round trip,
  * measured against a real helper over its socket.
  *
- *   vmaugment-helper-bench HELPER MODULES_BUILD MODULES_SRC [LOADS [CALLS]]
+ *   vmaugment-helper-bench HELPER MODULES_BUILD MODULES_SRC
+ *                          [LOADS [CALLS [SPARES]]]
+ *
+ * SPARES is the helper's --spare-processes (0: no module process is
+ * started ahead of need, so each load pays for starting and confining
+ * one).
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -38,7 +43,8 @@ static void report(const gchar *what, GArray *ms)
 }
 
 static void bench(const gchar *helper, const gchar *build, const gchar *src,
-                  guint loads, guint calls, gboolean namespaces)
+                  guint loads, guint calls, const gchar *spares,
+                  gboolean namespaces)
 {
     g_autoptr(TestKeys) keys = test_keys_new();
     g_autofree gchar *store = g_build_filename(keys->dir, "store", NULL);
@@ -55,8 +61,7 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
     g_autoptr(GArray) big_ms = g_array_new(FALSE, FALSE, sizeof(gdouble));
     g_autoptr(GError) error = NULL;
     g_autofree guint8 *big = g_malloc0(64 * 1024);
-    const gchar *args_ns[] = { NULL };
-    const gchar *args_nons[] = { "--no-namespaces", NULL };
+    g_autoptr(GPtrArray) args = g_ptr_array_new();
     HelperClient *c;
     GPid pid;
 
@@ -64,8 +69,17 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
     g_assert_no_error(error);
     pkg = vmaug_package_build(manifest, NULL, payload, keys->admin, &error);
     g_assert_no_error(error);
+    if (!namespaces) {
+        g_ptr_array_add(args, (gpointer)"--no-namespaces");
+        g_ptr_array_add(args, (gpointer)"--accept-weaker-sandbox");
+    }
+    if (spares != NULL) {
+        g_ptr_array_add(args, (gpointer)"--spare-processes");
+        g_ptr_array_add(args, (gpointer)spares);
+    }
+    g_ptr_array_add(args, NULL);
     pid = helper_spawn(helper, sock, store, keys->trust_dir,
-                       namespaces ? args_ns : args_nons);
+                       (const gchar *const *)args->pdata);
     c = helper_client_connect(sock, NULL);
     g_assert_cmpuint(helper_upload(c, pkg, "echo", "1.0", 1 << 20), ==,
                      VMAUG_S_OK);
@@ -116,15 +130,17 @@ int main(int argc, char **argv)
 {
     guint loads = argc > 4 ? (guint)atoi(argv[4]) : 200;
     guint calls = argc > 5 ? (guint)atoi(argv[5]) : 2000;
+    /* 0: every load starts its module process itself. */
+    const gchar *spares = argc > 6 ? argv[6] : NULL;
 
     if (argc < 4 || loads < 1 || calls < 1) {
         fprintf(stderr, "usage: vmaugment-helper-bench HELPER MODULES_BUILD "
-                "MODULES_SRC [LOADS [CALLS]]\n");
+                "MODULES_SRC [LOADS [CALLS [SPARES]]]\n");
         return 2;
     }
     g_log_set_handler("vmaugment-trust", G_LOG_LEVEL_DEBUG,
                       g_log_default_handler, NULL);
-    bench(argv[1], argv[2], argv[3], loads, calls, TRUE);
-    bench(argv[1], argv[2], argv[3], loads, calls, FALSE);
+    bench(argv[1], argv[2], argv[3], loads, calls, spares, TRUE);
+    bench(argv[1], argv[2], argv[3], loads, calls, spares, FALSE);
     return 0;
 }

@@ -374,13 +374,27 @@ static size_t vmaugment_parse_registration(const uint8_t *entry,
     return sizeof(reg);
 }
 
+/* The sandbox pieces follow the VMAUG_SANDBOX_* bits. */
+QEMU_BUILD_BUG_ON(VMAUG_SANDBOX_USER_NS !=
+                  1u << VMAUGMENT_SANDBOX_PIECE_USER_NAMESPACE ||
+                  VMAUG_SANDBOX_OWN_ID !=
+                  1u << VMAUGMENT_SANDBOX_PIECE_OWN_ID ||
+                  VMAUG_SANDBOX_NAMESPACES !=
+                  1u << VMAUGMENT_SANDBOX_PIECE_NAMESPACES ||
+                  VMAUG_SANDBOX_EMPTY_ROOT !=
+                  1u << VMAUGMENT_SANDBOX_PIECE_EMPTY_ROOT ||
+                  VMAUG_SANDBOX_NO_CAPS !=
+                  1u << VMAUGMENT_SANDBOX_PIECE_NO_CAPABILITIES);
+
 static size_t vmaugment_parse_sandbox(const uint8_t *entry, size_t avail,
                                       void *opaque, Error **errp)
 {
     VmaugmentSandboxList ***tail = opaque;
     struct vmaug_sandbox_info info;
     g_autoptr(VmaugmentSandbox) sb = g_new0(VmaugmentSandbox, 1);
-    uint32_t state;
+    VmaugmentSandboxPieceList **missing = &sb->missing;
+    uint32_t state, bits;
+    int i;
 
     if (!vmaugment_entry_fits(sizeof(info), avail, errp)) {
         return 0;
@@ -391,6 +405,12 @@ static size_t vmaugment_parse_sandbox(const uint8_t *entry, size_t avail,
     if (state > VMAUG_MODULE_CRASHED) {
         error_setg(errp, "vmaugment: the host helper sent an unknown "
                    "sandbox state");
+        return 0;
+    }
+    bits = le32_to_cpu(info.missing);
+    if (bits >> VMAUGMENT_SANDBOX_PIECE__MAX) {
+        error_setg(errp, "vmaugment: the host helper sent an unknown "
+                   "sandbox piece");
         return 0;
     }
     sb->name = vmaugment_field(info.ref.name, sizeof(info.ref.name), errp);
@@ -409,6 +429,13 @@ static size_t vmaugment_parse_sandbox(const uint8_t *entry, size_t avail,
     sb->uptime_ms = le64_to_cpu(info.uptime_ms);
     sb->queued_calls = le32_to_cpu(info.queued_calls);
     sb->restarts = le32_to_cpu(info.restarts);
+    sb->has_uid = info.pid != 0;
+    sb->uid = le32_to_cpu(info.uid);
+    for (i = 0; i < VMAUGMENT_SANDBOX_PIECE__MAX; i++) {
+        if (bits & (1u << i)) {
+            QAPI_LIST_APPEND(missing, i);
+        }
+    }
     QAPI_LIST_APPEND(*tail, g_steal_pointer(&sb));
     return sizeof(info);
 }

@@ -241,6 +241,13 @@ static const VMAugmentOp vmaugment_ops[] = {
       REF_STRINGS(struct vmaug_module_ref) },
     { VMAUG_OP_LIST, "list",
       sizeof(struct vmaug_list_req), sizeof(struct vmaug_list_req), NULL },
+    { VMAUG_OP_SERVICING_REPORT, "servicing-report",
+      sizeof(struct vmaug_servicing_report),
+      sizeof(struct vmaug_servicing_report) + VMAUG_SERVICING_MESSAGE_MAX,
+      NULL,
+      { { offsetof(struct vmaug_servicing_report, bundle), VMAUG_NAME_MAX },
+        { offsetof(struct vmaug_servicing_report, version),
+          VMAUG_VERSION_MAX } } },
 };
 
 static const VMAugmentOp *vmaugment_find_op(uint16_t opcode)
@@ -985,6 +992,46 @@ static void vmaugment_module_change(VirtIOVMAugment *s, uint32_t type,
     }
 }
 
+/*
+ * Tell the host owner (QMP) that the guest reported an offline update, as
+ * the helper accepted and recorded it.
+ */
+static void vmaugment_servicing_event(VirtIOVMAugment *s,
+                                      const uint8_t *data, uint32_t len)
+{
+    struct vmaug_servicing_report rep;
+    g_autofree char *path = NULL;
+    g_autofree char *message = NULL;
+    uint32_t outcome;
+
+    if (len < sizeof(rep) ||
+        len > sizeof(rep) + VMAUG_SERVICING_MESSAGE_MAX) {
+        return;
+    }
+    memcpy(&rep, data, sizeof(rep));
+    outcome = le32_to_cpu(rep.outcome);
+    /* The helper's strings must end inside their fields to be shown. */
+    if (!memchr(rep.bundle, 0, sizeof(rep.bundle)) ||
+        !memchr(rep.version, 0, sizeof(rep.version)) ||
+        (outcome != VMAUG_SERVICING_CONFIRMED &&
+         outcome != VMAUG_SERVICING_FAILED)) {
+        return;
+    }
+    if (len > sizeof(rep)) {
+        /* The guest wrote it: shown only in a harmless alphabet. */
+        message = g_strndup((const char *)data + sizeof(rep),
+                            len - sizeof(rep));
+        g_strcanon(message,
+                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789 .,:;_-+/()'@=<>[]", '?');
+    }
+    path = vmaugment_path(s);
+    qapi_event_send_vmaugment_servicing(path, (char *)rep.bundle,
+                                        (char *)rep.version,
+                                        outcome == VMAUG_SERVICING_CONFIRMED,
+                                        le32_to_cpu(rep.boot), message);
+}
+
 static bool vmaugment_helper_event(VirtIOVMAugment *s, const uint8_t *data,
                                    uint32_t len, const char **why)
 {
@@ -1007,6 +1054,9 @@ static bool vmaugment_helper_event(VirtIOVMAugment *s, const uint8_t *data,
         return false;
     }
     vmaugment_module_change(s, type, data + sizeof(ev), elen);
+    if (type == VMAUG_EVENT_SERVICING) {
+        vmaugment_servicing_event(s, data + sizeof(ev), elen);
+    }
     vmaugment_post_event(s, type, data + sizeof(ev), elen);
     return true;
 }

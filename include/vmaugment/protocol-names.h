@@ -30,6 +30,7 @@ static inline const char *vmaug_proto_event_name(uint32_t type)
         [VMAUG_EVENT_MODULE_MESSAGE] = "module-message",
         [VMAUG_EVENT_RESTART_REQUESTED] = "restart-requested",
         [VMAUG_EVENT_MODULE_REFUSED] = "module-refused",
+        [VMAUG_EVENT_SERVICING] = "servicing",
     };
 
     return type <= VMAUG_EVENT_MAX ? names[type] : NULL;

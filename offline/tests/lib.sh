@@ -1,25 +1,36 @@
 # Shared helpers for the offline servicing tests (sourced, bash).
+#
+# Every test speaks TAP: "plan N" first, one "ok - ..." per check, and on
+# the first failed check "not ok - ..." and a non-zero exit.  A tool a test
+# needs and cannot find is a failure naming the package, never a skip: a
+# test that stops checking must not look like one that passed.
 set -euo pipefail
 
 : "${VMAUGMENT_OFFLINE:?the vmaugment-offline binary}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export PATH=$PATH:/usr/sbin:/sbin
-QEMU_IMG=${VMAUGMENT_QEMU_IMG:-${VMAUGMENT_QEMU_BUILD_DIR:+$VMAUGMENT_QEMU_BUILD_DIR/}qemu-img}
-QEMU_NBD=${VMAUGMENT_QEMU_NBD:-${VMAUGMENT_QEMU_BUILD_DIR:+$VMAUGMENT_QEMU_BUILD_DIR/}qemu-nbd}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmaugment-offline-test.XXXXXX")
 bg_pids=()
+# Process groups a test started with setsid (and may have stopped).
+bg_groups=()
 cleanup() {
     for pid in "${bg_pids[@]}"; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+    done
+    for pid in "${bg_groups[@]}"; do
+        kill -KILL -- "-$pid" 2>/dev/null || true
     done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 
 fail() {
-    echo "FAIL: $*" >&2
+    local msg="$*"
+    # TAP takes one line; the whole story goes to stderr.
+    echo "not ok - ${msg%%$'\n'*}"
+    echo "FAIL: $msg" >&2
     exit 1
 }
 
@@ -27,22 +38,79 @@ pass() {
     echo "ok - $*"
 }
 
+# The number of "ok" lines this test prints when it passes: the runner
+# reports a test that stops early or leaves checks out.
+plan() {
+    echo "1..$1"
+}
+
+# need TOOL PACKAGE: fails unless TOOL is on PATH.
+need() {
+    command -v "$1" >/dev/null ||
+        fail "$1 is missing: install $2 (scripts/deps/offline.txt)"
+}
+
+# The QEMU image tools of both the tests and the vmaugment-offline under
+# test, named explicitly so that the two never disagree.  The default is
+# the system's qemu-img and qemu-nbd (Debian's qemu-utils, which has every
+# format the tests use), not $VMAUGMENT_QEMU_BUILD_DIR: the project's own
+# QEMU is built without vmdk and vhdx.  VMAUGMENT_QEMU_IMG and
+# VMAUGMENT_QEMU_NBD choose others.
+QEMU_IMG=$(command -v "${VMAUGMENT_QEMU_IMG:-qemu-img}") ||
+    fail "${VMAUGMENT_QEMU_IMG:-qemu-img} is missing: install qemu-utils"
+QEMU_NBD=$(command -v "${VMAUGMENT_QEMU_NBD:-qemu-nbd}") ||
+    fail "${VMAUGMENT_QEMU_NBD:-qemu-nbd} is missing: install qemu-utils"
+export VMAUGMENT_QEMU_IMG=$QEMU_IMG VMAUGMENT_QEMU_NBD=$QEMU_NBD
+
+# Whether $QEMU_IMG has the block driver for format $1.
+qemu_has_format() {
+    # "Supported formats:" (QEMU 7) or "Supported image formats:" (10).
+    "$QEMU_IMG" --help 2>/dev/null |
+        sed -n '/^Supported .*formats:/,/^See /p' | tr ' ' '\n' | grep -qx "$1"
+}
+
+# Every image test runs on every format of the fixtures: a qemu-img
+# without one of their drivers fails here instead of thinning the test.
+need_image_formats() {
+    local f
+    for f in qcow2 raw vmdk vhdx; do
+        qemu_has_format "$f" ||
+            fail "$QEMU_IMG has no $f driver: install qemu-utils or set" \
+                "VMAUGMENT_QEMU_IMG and VMAUGMENT_QEMU_NBD to a QEMU that has it"
+    done
+    echo "# $QEMU_IMG: $("$QEMU_IMG" --version | head -1)"
+}
+
 fixtures_linux() {
+    need_image_formats >&2
     bash "$here/make-fixtures.sh" linux
 }
 
-# Runs vmaugment-offline, expecting failure whose message matches $1.
+fixtures_windows() {
+    : "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
+    need_image_formats >&2
+    bash "$here/make-fixtures.sh" windows
+}
+
+# expect_refusal [--status N] PATTERN ARGS...: runs vmaugment-offline ARGS,
+# expecting it to exit with status N (default 1, an error; 3 is "does not
+# apply") and its error message (stderr) to match PATTERN, an extended
+# regular expression.
 expect_refusal() {
-    local pattern=$1
+    local want=1 pattern err rc=0
+    if [ "$1" = --status ]; then
+        want=$2
+        shift 2
+    fi
+    pattern=$1
     shift
-    local out rc=0
-    out=$("$VMAUGMENT_OFFLINE" "$@" 2>&1) || rc=$?
-    if [ "$rc" -eq 0 ]; then
-        fail "expected refusal ($pattern) from: $*"
-    fi
-    if ! grep -qiE -- "$pattern" <<<"$out"; then
-        fail "refusal of '$*' did not mention '$pattern': $out"
-    fi
+    # A refusal comes at once; the bound only turns a hang into a failure.
+    err=$(timeout 120 "$VMAUGMENT_OFFLINE" "$@" 2>&1 >"$tmp/refusal.out") || rc=$?
+    [ "$rc" -ne 124 ] || fail "no answer within 120 s from: $*"
+    [ "$rc" -eq "$want" ] ||
+        fail "expected exit $want ($pattern), got $rc from: $*: $err"
+    grep -qE -- "^vmaugment-offline: .*($pattern)" <<<"$err" ||
+        fail "refusal of '$*' did not say '$pattern': $err"
 }
 
 # Byte offset of partition $2 of raw disk $1 (from sfdisk).
@@ -54,12 +122,11 @@ p = t["partitions"][int(sys.argv[1]) - 1]
 print(p["start"] * t.get("sectorsize", 512))' "$2"
 }
 
-# e2fsck -fn on partition $2 of image $1 (any format), via a raw copy.
-fsck_partition() {
-    local img=$1 part=$2 raw=$tmp/fsck.raw
-    "$QEMU_IMG" convert -U -O raw "$img" "$raw"
-    e2fsck -fn "$raw?offset=$(part_offset "$raw" "$part")" >"$tmp/fsck.log" 2>&1 ||
-        { cat "$tmp/fsck.log" >&2; rm -f "$raw"; return 1; }
+# e2fsck -fn on both partitions of the Linux fixture image $1 (any format).
+fsck_image() {
+    local raw=$tmp/fsck.raw
+    "$QEMU_IMG" convert -U -O raw "$1" "$raw"
+    fsck_raw "$raw" 1 2
     rm -f "$raw"
 }
 
@@ -143,34 +210,103 @@ vo() {
     "$VMAUGMENT_OFFLINE" --trust-dir "$tmp/trust" "$@"
 }
 
-# debugfs on partition $2 of raw disk $1
+# debugfs REQUEST on partition $2 of raw disk $1: its output.  debugfs
+# exits 0 even when it cannot open the filesystem or find the file, so its
+# messages decide: any error is a failure here, and an empty answer never
+# passes for "absent" (debugfs_error checks for a named error instead).
 debugfs_part() {
-    local raw=$1 part=$2
+    local raw=$1 part=$2 off rc=0
     shift 2
-    debugfs -R "$*" "$raw?offset=$(part_offset "$raw" "$part")" 2>/dev/null
+    off=$(part_offset "$raw" "$part") || fail "no partition $part in $raw"
+    debugfs -R "$*" "$raw?offset=$off" 2>"$tmp/debugfs.err" || rc=$?
+    # The only line debugfs writes to stderr when all went well.
+    if [ $rc -ne 0 ] || grep -qv '^debugfs [0-9.]* (' "$tmp/debugfs.err"; then
+        fail "debugfs '$*' on $raw partition $part (exit $rc):" \
+            "$(cat "$tmp/debugfs.err")"
+    fi
 }
 
-# Independent check of the demo bundle's effect on image $1.
-check_demo_applied() {
-    local img=$1 raw=$tmp/check.raw
-    "$QEMU_IMG" convert -U -O raw "$img" "$raw"
-    for p in 1 2; do
+# debugfs_error RAW PART MESSAGE REQUEST: fails unless debugfs answers
+# REQUEST with exactly the error MESSAGE (e.g. "File not found by
+# ext2_lookup") and prints nothing else.
+debugfs_error() {
+    local raw=$1 part=$2 want=$3 off out errs
+    shift 3
+    off=$(part_offset "$raw" "$part") || fail "no partition $part in $raw"
+    out=$(debugfs -R "$*" "$raw?offset=$off" 2>"$tmp/debugfs.err") ||
+        fail "debugfs '$*' on $raw partition $part: exit $?:" \
+            "$(cat "$tmp/debugfs.err")"
+    errs=$(grep -v '^debugfs [0-9.]* (' "$tmp/debugfs.err" || true)
+    [ -z "$out" ] && [ "$(wc -l <<<"$errs")" -eq 1 ] &&
+        grep -qF -- "$want" <<<"$errs" ||
+        fail "debugfs '$*' on $raw partition $part: wanted '$want', got:" \
+            "$out" "$errs"
+}
+
+# fsck_raw RAW PART...: e2fsck -fn finds nothing to fix on each partition.
+fsck_raw() {
+    local raw=$1 p
+    shift
+    for p in "$@"; do
         e2fsck -fn "$raw?offset=$(part_offset "$raw" "$p")" >"$tmp/fsck.log" 2>&1 ||
-            { cat "$tmp/fsck.log" >&2; fail "$img: partition $p not fsck-clean"; }
+            { cat "$tmp/fsck.log" >&2; fail "$raw: partition $p not fsck-clean"; }
     done
+}
+
+# Independent check of the demo bundle's effect on the Linux fixture image
+# $1: e2fsck, debugfs and cmp against the payloads, nothing of ours.
+check_demo_applied() {
+    local img=$1 raw=$tmp/check.raw out
+    "$QEMU_IMG" convert -U -O raw "$img" "$raw"
+    fsck_raw "$raw" 1 2
     [ "$(debugfs_part "$raw" 1 cat /etc/motd)" = "patched motd" ] ||
         fail "$img: motd not replaced"
-    debugfs_part "$raw" 1 dump /opt/demo/big.bin "$tmp/big.out"
+    debugfs_part "$raw" 1 dump /opt/demo/big.bin "$tmp/big.out" >/dev/null
     cmp -s "$tmp/big.out" "$tmp/payload/big.bin" || fail "$img: big.bin differs"
-    debugfs_part "$raw" 1 stat /usr/local/bin/tool | grep -q "Mode:  0755" ||
-        fail "$img: tool mode"
-    debugfs_part "$raw" 2 stat /www/site.conf | grep -qE "User: +33 +Group: +33" ||
-        fail "$img: site.conf owner"
-    debugfs_part "$raw" 1 stat /etc/hostname | grep -q "Mode:  0600" ||
-        fail "$img: hostname mode"
-    ! debugfs_part "$raw" 1 stat /etc/issue.net | grep -q "Inode:" ||
-        fail "$img: issue.net not deleted"
+    out=$(debugfs_part "$raw" 1 stat /usr/local/bin/tool)
+    grep -q "Mode:  0755" <<<"$out" || fail "$img: tool mode"
+    out=$(debugfs_part "$raw" 2 stat /www/site.conf)
+    grep -qE "User: +33 +Group: +33" <<<"$out" || fail "$img: site.conf owner"
+    out=$(debugfs_part "$raw" 1 stat /etc/hostname)
+    grep -q "Mode:  0600" <<<"$out" || fail "$img: hostname mode"
+    debugfs_error "$raw" 1 "/etc/issue.net: File not found by ext2_lookup" \
+        stat /etc/issue.net
     rm -f "$raw" "$tmp/big.out"
+}
+
+# partition_file IMAGE PART OUT: partition PART of IMAGE (any format) as a
+# file of its own, for the NTFS tools.
+partition_file() {
+    local raw=$tmp/part.raw start size
+    "$QEMU_IMG" convert -U -O raw "$1" "$raw"
+    read -r start size < <(sfdisk --json "$raw" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["partitiontable"]
+p = t["partitions"][int(sys.argv[1]) - 1]
+n = t.get("sectorsize", 512)
+print(p["start"] * n, p["size"] * n)' "$2") || fail "no partition $2 in $1"
+    dd if="$raw" of="$3" bs=1M iflag=skip_bytes,count_bytes skip="$start" \
+        count="$size" status=none
+    rm -f "$raw"
+}
+
+# ntfs_absent VOLUME PATH: ntfscat opens the NTFS volume and finds no PATH
+# there (a volume it cannot open is a failure, not "absent").
+ntfs_absent() {
+    local err rc=0
+    err=$(ntfscat "$1" "$2" 2>&1 >/dev/null) || rc=$?
+    [ $rc -ne 0 ] &&
+        grep -qF "Couldn't open inode: No such file or directory" <<<"$err" ||
+        fail "$1: $2 should be absent; ntfscat (exit $rc): $err"
+}
+
+# hive_absent HIVE KEY VALUE: hivexget finds KEY in HIVE, and no VALUE in
+# it (a hive or key it cannot open is a failure, not "absent").
+hive_absent() {
+    local err rc=0
+    err=$(hivexget "$1" "$2" "$3" 2>&1 >/dev/null) || rc=$?
+    [ $rc -ne 0 ] && grep -qxF "hivexsh: $3: key not found" <<<"$err" ||
+        fail "$1: $2\\$3 should be absent; hivexget (exit $rc): $err"
 }
 
 # Fails unless image $1 holds exactly the content of image $2.
@@ -178,28 +314,10 @@ check_same_content() {
     "$QEMU_IMG" compare -U -q "$1" "$2" || fail "$1 differs from $2"
 }
 
+# No sidecar (overlay, journal) of an apply is left next to image $1.
 no_sidecars() {
-    local d b
-    d=$(dirname "$1"); b=$(basename "$1")
-    ! ls -A "$d" | grep -q "^\.$b\.vmaugment" || fail "sidecar files left next to $1"
-}
-
-# Whether this QEMU has the block driver for format $1 (a QEMU built with
-# few features lacks vmdk, vhdx...): tests skip what it cannot read.
-qemu_has_format() {
-    # "Supported formats:" (QEMU 7) or "Supported image formats:" (10).
-    "$QEMU_IMG" --help 2>/dev/null |
-        sed -n '/^Supported .*formats:/,/^See /p' | tr ' ' '\n' | grep -qx "$1"
-}
-
-# The formats of $@ that this QEMU supports (a note for each skipped one).
-usable_formats() {
-    local f
-    for f in "$@"; do
-        if qemu_has_format "$f"; then
-            echo "$f"
-        else
-            echo "# $QEMU_IMG has no $f driver: skipped" >&2
-        fi
-    done
+    local left
+    left=$(find "$(dirname "$1")" -maxdepth 1 \
+        -name ".$(basename "$1").vmaugment*") || fail "cannot list $(dirname "$1")"
+    [ -z "$left" ] || fail "sidecar files left next to $1: $left"
 }

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # batch: a directory of Linux and Windows images, one of them in use, two
 # bundles; bounded parallelism, per-image JSON reports, idempotent reruns;
-# and the systemd units that run it.
+# and the systemd units that run it.  What the batch reports is checked
+# against the images with debugfs, e2fsck, ntfsfix and hivexget.
 source "$(dirname "$0")/lib.sh"
 
-: "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
+plan 4
+need systemd-analyze systemd
+: "${VMAUGMENT_OFFLINE_UNIT_DIR:?the built systemd units}"
 lfix=$(fixtures_linux)
-wfix=$(bash "$here/make-fixtures.sh" windows)
+wfix=$(fixtures_windows)
 make_identity
 make_payloads
 build_bundle "$tmp/demo.vmab" "$demo_rules" "$demo_files"
@@ -44,12 +47,19 @@ PY
 [ "$(ls "$tmp/reports" | wc -l)" -eq 7 ] || fail "expected 7 per-image reports"
 grep -q '^\[4/4\]' "$tmp/progress" || fail "no progress lines"
 [ "$(sha256sum <"$imgs/c.qcow2")" = "$sum_c" ] || fail "in-use image changed"
-vo verify "$imgs/a.qcow2" "$tmp/demo.vmab" >/dev/null || fail "a not patched"
-vo verify "$imgs/b.raw" "$tmp/demo.vmab" >/dev/null || fail "b not patched"
-vo verify "$imgs/w.qcow2" "$tmp/win.vmab" >/dev/null || fail "w not patched"
+check_demo_applied "$imgs/a.qcow2"
+check_demo_applied "$imgs/b.raw"
+# w: the value in the SOFTWARE hive of C: (partition 1), NTFS clean.
+partition_file "$imgs/w.qcow2" 1 "$tmp/c.part"
+ntfsfix -n "$tmp/c.part" >"$tmp/ntfsfix.log" 2>&1 ||
+    { cat "$tmp/ntfsfix.log" >&2; fail "w: ntfsfix -n"; }
+ntfscat "$tmp/c.part" Windows/System32/config/SOFTWARE >"$tmp/SOFTWARE"
+[ "$(hivexget "$tmp/SOFTWARE" 'Vendor\Demo' Version)" = 2.0 ] || fail "w not patched"
+rm -f "$tmp/c.part"
 pass "batch: 3 patched in parallel, 1 in use skipped, 7 reports"
 
 kill "${bg_pids[0]}"; wait "${bg_pids[0]}" 2>/dev/null || true; bg_pids=()
+sum_a=$(sha256sum <"$imgs/a.qcow2")
 printf '%s\n' "$imgs/a.qcow2" "# comment" "$imgs/c.qcow2" >"$tmp/list"
 vo batch --jobs 2 --bundle-dir "$tmp" "@$tmp/list" >"$tmp/batch2.json" 2>/dev/null
 python3 - "$tmp/batch2.json" <<'PY' || fail "second batch"
@@ -58,6 +68,8 @@ d = json.load(open(sys.argv[1]))
 st = {os.path.basename(i["image"]): i["status"] for i in d["images"]}
 assert st == {"a.qcow2": "already-applied", "c.qcow2": "applied"}, st
 PY
+[ "$(sha256sum <"$imgs/a.qcow2")" = "$sum_a" ] || fail "already-applied a changed"
+check_demo_applied "$imgs/c.qcow2"
 pass "batch from a list with a bundle directory: rerun is idempotent"
 
 # OVF descriptors are followed to their disks (and only beside them).
@@ -78,14 +90,14 @@ sed 's#ovf:href="b.raw"#ovf:href="../b.raw"#' "$imgs/appliance.ovf" >"$imgs/evil
 expect_refusal "not a plain file name" inspect "$imgs/evil.ovf"
 pass "OVF descriptors lead to their disks; escaping references refused"
 
-# The systemd units, checked with systemd-analyze when it can run here.
-unit_dir=${VMAUGMENT_OFFLINE_UNIT_DIR:-}
-if [ -n "$unit_dir" ] && command -v systemd-analyze >/dev/null &&
-    systemd-analyze --version >/dev/null 2>&1; then
-    sed "s#^ExecStart=[^ ]*#ExecStart=$VMAUGMENT_OFFLINE#" \
-        "$unit_dir/vmaugment-offline-batch.service" >"$tmp/vmaugment-offline-batch.service"
-    cp "$here/../systemd/vmaugment-offline-batch.timer" "$tmp/"
-    systemd-analyze verify "$tmp/vmaugment-offline-batch.service" \
-        "$tmp/vmaugment-offline-batch.timer" || fail "systemd-analyze verify"
-    pass "systemd service and timer verify"
-fi
+# The systemd units, checked with systemd-analyze (it needs no running
+# systemd).
+sed "s#^ExecStart=[^ ]*#ExecStart=$VMAUGMENT_OFFLINE#" \
+    "$VMAUGMENT_OFFLINE_UNIT_DIR/vmaugment-offline-batch.service" \
+    >"$tmp/vmaugment-offline-batch.service"
+grep -q "^ExecStart=$VMAUGMENT_OFFLINE " "$tmp/vmaugment-offline-batch.service" ||
+    fail "the service has no ExecStart= to check"
+cp "$here/../systemd/vmaugment-offline-batch.timer" "$tmp/"
+systemd-analyze verify "$tmp/vmaugment-offline-batch.service" \
+    "$tmp/vmaugment-offline-batch.timer" || fail "systemd-analyze verify"
+pass "systemd service and timer verify"

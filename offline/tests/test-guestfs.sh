@@ -3,14 +3,14 @@
 # images vmaugment-offline patched, and agrees with its inspection.
 source "$(dirname "$0")/lib.sh"
 
-command -v guestfish >/dev/null || fail "guestfish missing (libguestfs-tools)"
-: "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
+plan 2
+need guestfish libguestfs-tools
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
 # No usable KVM on these hosts: libguestfs' appliance runs under TCG.
 export LIBGUESTFS_BACKEND_SETTINGS=${LIBGUESTFS_BACKEND_SETTINGS:-force_tcg}
 
 lfix=$(fixtures_linux)
-wfix=$(bash "$here/make-fixtures.sh" windows)
+wfix=$(fixtures_windows)
 make_identity
 make_payloads
 build_bundle "$tmp/demo.vmab" "$demo_rules" "$demo_files"

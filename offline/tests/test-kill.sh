@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # kill -9 of the whole apply (vmaugment-offline, qemu-nbd and qemu-img
-# together) at random points: after 'recover' the image must hold either
-# exactly its old content or the fully verified patch, fsck-clean.
+# together) inside each of its stages.  After 'recover' the image must hold
+# exactly its old content (qemu-img compare) or the whole patch (e2fsck,
+# debugfs and cmp: nothing of ours decides), agree with what recover says
+# it did, and be fsck-clean; and enough kills must have left work in
+# progress for recover to find, or the campaign proved nothing.
 #   VMAUGMENT_KILL_ROUNDS   number of kills (default 5; the slow suite: 50)
+#   VMAUGMENT_KILL_SEED     seed of the kill delays (default random; printed)
 source "$(dirname "$0")/lib.sh"
 
 rounds=${VMAUGMENT_KILL_ROUNDS:-5}
+seed=${VMAUGMENT_KILL_SEED:-$RANDOM}
+RANDOM=$seed
+plan $((rounds + 2))
+echo "# seed $seed (VMAUGMENT_KILL_SEED=$seed repeats these kill points)"
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -14,43 +22,86 @@ build_bundle "$tmp/demo.vmab" "$demo_rules" "$demo_files"
 orig=$tmp/orig.qcow2
 cp "$fix/debian.qcow2" "$orig"
 
-# How long an undisturbed apply takes, to spread the kills over it.
-cp "$orig" "$tmp/t.qcow2"
-start=$(date +%s%N)
-vo apply "$tmp/t.qcow2" "$tmp/demo.vmab" >/dev/null
-span_ms=$(( ($(date +%s%N) - start) / 1000000 + 50 ))
-echo "# undisturbed apply: $((span_ms - 50)) ms; killing in 0..$span_ms ms"
+# kill_at STAGE DELAY IMAGE: apply the demo bundle to IMAGE, killed DELAY ms
+# into STAGE (kill-at-stage.py); its report in $tmp/kill.out.
+kill_at() {
+    python3 "$here/kill-at-stage.py" "$1" "$2" "$VMAUGMENT_OFFLINE" \
+        --trust-dir "$tmp/trust" apply "$3" "$tmp/demo.vmab" >"$tmp/kill.out" ||
+        fail "apply to be killed in $1: $(cat "$tmp/kill.out")"
+}
 
-untouched=0 patched=0
+# An undisturbed apply: when each stage begins.
+cp "$orig" "$tmp/t.qcow2"
+kill_at never 0 "$tmp/t.qcow2"
+[ "$(head -1 "$tmp/kill.out")" = "finished 0" ] ||
+    fail "undisturbed apply: $(cat "$tmp/kill.out")"
+check_demo_applied "$tmp/t.qcow2"
+declare -A at
+while read -r _ name ms; do
+    at[$name]=$ms
+done < <(grep '^stage ' "$tmp/kill.out")
+for s in deciding patching-the-overlay verifying-the-overlay committing applied; do
+    [ -n "${at[$s]:-}" ] || fail "the apply did not announce '$s': $(cat "$tmp/kill.out")"
+done
+rm -f "$tmp/t.qcow2"
+pass "undisturbed apply: $(grep '^stage ' "$tmp/kill.out" | cut -d' ' -f2- | paste -sd,)"
+
+# Kill points: from the spawn (bundle check, lock, overlay creation), and
+# inside each stage, at a random point of its undisturbed length.  The
+# commit gets half its length only, and its first kill lands as it begins:
+# a kill after its end finds no work to recover.
+stages=(start deciding patching-the-overlay verifying-the-overlay committing)
+declare -A span=(
+    [start]=${at[deciding]}
+    [deciding]=$((at[patching-the-overlay] - at[deciding]))
+    [patching-the-overlay]=$((at[verifying-the-overlay] - at[patching-the-overlay]))
+    [verifying-the-overlay]=$((at[committing] - at[verifying-the-overlay]))
+    [committing]=$(((at[applied] - at[committing]) / 2))
+)
+
+rolled_back=0 rolled_forward=0 none=0
 for i in $(seq "$rounds"); do
+    stage=${stages[$(((i - 1) % ${#stages[@]}))]}
+    delay=$((RANDOM % (span[$stage] + 1)))
+    [ "$stage" != committing ] || [ "$i" -gt ${#stages[@]} ] || delay=0
     img=$tmp/k.qcow2
     cp "$orig" "$img"
-    delay=$(( RANDOM * 32768 + RANDOM ))
-    delay=$(( delay % span_ms ))
-    setsid "$VMAUGMENT_OFFLINE" --trust-dir "$tmp/trust" apply "$img" \
-        "$tmp/demo.vmab" >/dev/null 2>&1 &
-    pid=$!
-    sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
-    # The process group: qemu-nbd and qemu-img die with it, mid-write.
-    kill -9 -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-        pgrep -g "$pid" >/dev/null || break
-        sleep 0.05
-    done
-    vo recover "$img" >"$tmp/recover.out" || fail "round $i: recover failed"
+    kill_at "$stage" "$delay" "$img"
+    ended=$(head -1 "$tmp/kill.out")
+    case $ended in
+        killed | "finished 0") ;;
+        *) fail "round $i: the apply $ended before the kill" ;;
+    esac
+    echo "# round $i: $delay ms into $stage: $ended"
+    recovery=$(vo recover "$img") || fail "round $i: recover failed"
     no_sidecars "$img"
-    if "$QEMU_IMG" compare -q "$orig" "$img" 2>/dev/null; then
-        untouched=$((untouched + 1))
-        state=untouched
-    else
-        vo verify "$img" "$tmp/demo.vmab" >"$tmp/verify.json" ||
-            { cat "$tmp/verify.json"; fail "round $i (kill at ${delay} ms): image neither untouched nor fully patched"; }
-        patched=$((patched + 1))
-        state=patched
-    fi
-    fsck_partition "$img" 1 || fail "round $i: root not fsck-clean"
-    fsck_partition "$img" 2 || fail "round $i: /srv not fsck-clean"
-    echo "# round $i: kill at ${delay} ms, $(cat "$tmp/recover.out"), $state"
+    rc=0
+    "$QEMU_IMG" compare -q "$orig" "$img" || rc=$?
+    case $rc in
+        0) state=untouched; fsck_image "$img" ;;
+        1) state=patched; check_demo_applied "$img" ;;
+        *) fail "round $i: qemu-img compare failed (exit $rc)" ;;
+    esac
+    # What recover says it did must be what the image holds.
+    case $ended/$recovery/$state in
+        killed/rolled-back/untouched) rolled_back=$((rolled_back + 1)) ;;
+        killed/rolled-forward/patched) rolled_forward=$((rolled_forward + 1)) ;;
+        killed/none/untouched | killed/none/patched | "finished 0/none/patched")
+            none=$((none + 1)) ;;
+        *) fail "round $i: apply $ended, recover said '$recovery', image $state" ;;
+    esac
+    pass "round $i: kill $delay ms into $stage ($ended), recovery $recovery," \
+        "image $state, fsck-clean"
 done
-pass "$rounds kills: $untouched untouched, $patched fully patched, all fsck-clean"
+
+# At least half the kills must have caught an apply in progress, and (once
+# every kill point had its turn) both ways out must have been taken.
+least=$(((rounds + 1) / 2))
+[ $((rolled_back + rolled_forward)) -ge "$least" ] ||
+    fail "only $((rolled_back + rolled_forward)) of $rounds kills found work in progress (need $least)"
+if [ "$rounds" -ge ${#stages[@]} ]; then
+    [ "$rolled_back" -ge 1 ] || fail "no kill was rolled back"
+    [ "$rolled_forward" -ge 1 ] || fail "no kill was rolled forward"
+fi
+pass "$rounds kills: $rolled_back rolled back, $rolled_forward rolled forward," \
+    "$none found nothing to do; each untouched or fully patched, fsck-clean"

@@ -2,6 +2,8 @@
 # Version comparison must agree with dpkg --compare-versions everywhere.
 source "$(dirname "$0")/lib.sh"
 
+plan 1
+
 versions=(0 1.0 1.0-1 1:0 1:1.0-1 1.0~rc1 1.0~~ 1.0~ 1.0+b1 1.0a 1.00
           1.0-0 1.0-1~bpo12+1 1.0-1+deb12u1 2.36-9+deb12u9 2.36-9+deb12u10
           10 9 a 7.2+dfsg-7+deb12u18+b3 0.0~git20200101)

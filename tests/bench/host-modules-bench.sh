@@ -3,10 +3,12 @@
 # sealed memfd, sandboxed process, init; measured as the LOAD round trip
 # over the helper's socket) and the invoke round trip, p50/p99.
 #
-#   tests/bench/host-modules-bench.sh [LOADS [CALLS]]      (defaults 200 2000)
+#   tests/bench/host-modules-bench.sh [LOADS [CALLS [SPARES]]]
+#                                      (defaults 200 2000, the helper's spares)
 #
-# Builds build/vmaugment if needed.  Runs twice: with and without the
-# modules' network/IPC/UTS namespaces.
+# Builds build/vmaugment if needed.  Runs twice: with the full sandbox and
+# without the modules' namespaces (--no-namespaces, a weaker sandbox).
+# SPARES 0 makes every load start and confine its module process itself.
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,4 +24,5 @@ ninja -C "$build" host-modules/tests/vmaugment-helper-bench \
 exec "$build/host-modules/tests/vmaugment-helper-bench" \
     "$build/host-modules/helper/vmaugment-helper" \
     "$build/host-modules/modules" \
-    "$top/host-modules/modules" "${1:-200}" "${2:-2000}" 2>/dev/null
+    "$top/host-modules/modules" "${1:-200}" "${2:-2000}" ${3:+"$3"} \
+    2>/dev/null

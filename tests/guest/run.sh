@@ -38,6 +38,11 @@
 #                          in the run directory, image=...) and the helper
 #                          serves its directory (--image-dir); implies the
 #                          helper.  QEMU's QMP events are logged per boot.
+# image: debian            the same, but the image is a copy of the offline
+#                          tests' Debian qcow2 fixture (built and cached by
+#                          offline/tests/make-fixtures.sh), also attached to
+#                          the guest as a virtio disk (/dev/vda; mount its
+#                          root with mount_image_root, lib/common.sh)
 #   # boots: N             boot the same image N times in sequence, with the
 #                          same helper and store; the guest finds the boot
 #                          number, from 1, in $VMAUG_BOOT
@@ -56,7 +61,8 @@
 # boot number; they set $reason and return 1 to fail the scenario.  They
 # find the boot's host time of the first console byte (boot_first_byte N),
 # its QMP events (qmp_event N NAME), the helper's store ($helper_dir/store)
-# and the image ($helper_image), and report with host_say.
+# and the image ($helper_image), and report with host_say.  The host's
+# builds are $build (userspace) and $qemu_build (QEMU, qemu-img).
 # The guest may ask the runner for host-side actions with console lines
 #   VMAUG-HOST: kill-helper | start-helper | stop-helper | cont-helper |
 #               expect-sha256 HEX | expect-spool HEX

@@ -2100,6 +2100,103 @@ static void test_module_refused_restart(void *obj, void *data,
     helper_cleanup(h);
 }
 
+static struct vmaug_servicing_report servicing_report(const char *bundle,
+                                                      const char *version,
+                                                      uint32_t outcome)
+{
+    struct vmaug_servicing_report rep = {
+        .outcome = cpu_to_le32(outcome),
+    };
+
+    g_strlcpy((char *)rep.bundle, bundle, sizeof(rep.bundle));
+    g_strlcpy((char *)rep.version, version, sizeof(rep.version));
+    return rep;
+}
+
+static uint16_t send_servicing_report(QVMAugment *aug, uint64_t id,
+                                      const struct vmaug_servicing_report *rep,
+                                      const char *text, uint32_t text_len,
+                                      Reply *r)
+{
+    g_autofree uint8_t *buf = g_malloc0(sizeof(*rep) + text_len);
+
+    memcpy(buf, rep, sizeof(*rep));
+    if (text_len) {
+        memcpy(buf + sizeof(*rep), text, MIN(strlen(text), text_len));
+    }
+    return call(aug, id, VMAUG_OP_SERVICING_REPORT, buf,
+                sizeof(*rep) + text_len, r);
+}
+
+/*
+ * The device checks a servicing report's size and fixed strings before it
+ * relays it: a good one reaches for the (absent) helper.
+ */
+static void test_servicing_report(void *obj, void *data,
+                                  QGuestAllocator *t_alloc)
+{
+    struct vmaug_servicing_report rep =
+        servicing_report("motd-refresh", "2026.11.1",
+                         VMAUG_SERVICING_CONFIRMED);
+    Reply r;
+
+    g_assert_cmpuint(send_servicing_report(obj, 81, &rep, "ok", 2, &r), ==,
+                     VMAUG_S_UNAVAILABLE);
+    g_assert_cmpuint(send_servicing_report(obj, 82, &rep, "",
+                                           VMAUG_SERVICING_MESSAGE_MAX, &r),
+                     ==, VMAUG_S_UNAVAILABLE);
+    g_assert_cmpuint(send_servicing_report(obj, 83, &rep, "",
+                                           VMAUG_SERVICING_MESSAGE_MAX + 1,
+                                           &r),
+                     ==, VMAUG_S_TOO_BIG);
+    g_assert_cmpuint(call(obj, 84, VMAUG_OP_SERVICING_REPORT, &rep,
+                          sizeof(rep) - 1, &r), ==, VMAUG_S_INVALID);
+    memset(rep.version, '1', sizeof(rep.version));
+    g_assert_cmpuint(send_servicing_report(obj, 85, &rep, NULL, 0, &r), ==,
+                     VMAUG_S_INVALID);
+    assert_qemu_alive();
+}
+
+/*
+ * A report the helper recorded becomes a VMAUGMENT_SERVICING event with
+ * the guest's text in a harmless alphabet; a malformed one is dropped.
+ */
+static void test_servicing_event(void *obj, void *data,
+                                 QGuestAllocator *t_alloc)
+{
+    TestHelper *h = helper_new();
+    QTestState *qts = lifecycle_vm(h, false, "");
+    struct {
+        struct vmaug_servicing_report rep;
+        char text[32];
+    } QEMU_PACKED ev = {
+        .rep = servicing_report("motd-refresh", "2026.11.1", 7),
+    };
+    QDict *e, *d;
+
+    g_free(helper_hello(h));
+    helper_start_done(h, VMAUG_S_OK, NULL);
+    assert_run_state(qts, "running", "done");
+
+    /* An outcome the protocol does not have is not shown. */
+    helper_module_event(h, VMAUG_EVENT_SERVICING, &ev, sizeof(ev.rep));
+    ev.rep = servicing_report("motd-refresh", "2026.11.1",
+                              VMAUG_SERVICING_FAILED);
+    ev.rep.boot = cpu_to_le32(2);
+    memcpy(ev.text, "dpkg failed\x1b[2J\n", 16);
+    helper_module_event(h, VMAUG_EVENT_SERVICING, &ev, sizeof(ev.rep) + 16);
+    e = qtest_qmp_eventwait_ref(qts, "VMAUGMENT_SERVICING");
+    d = qdict_get_qdict(e, "data");
+    g_assert_cmpstr(qdict_get_str(d, "bundle"), ==, "motd-refresh");
+    g_assert_cmpstr(qdict_get_str(d, "version"), ==, "2026.11.1");
+    g_assert_false(qdict_get_bool(d, "confirmed"));
+    g_assert_cmpint(qdict_get_int(d, "boot"), ==, 2);
+    g_assert_cmpstr(qdict_get_str(d, "message"), ==, "dpkg failed?[2J?");
+    qobject_unref(e);
+    qtest_quit(qts);
+    helper_cleanup(h);
+}
+
 /* Sandbox details are for the host owner: a guest asking is refused. */
 static void test_list_host_only(void *obj, void *data,
                                 QGuestAllocator *t_alloc)
@@ -2133,6 +2230,9 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
             .cpu_limit = cpu_to_le64(60),
             .uptime_ms = cpu_to_le64(5310),
             .queued_calls = cpu_to_le32(1),
+            .uid = cpu_to_le32(0x70000000 + 4121),
+            .missing = cpu_to_le32(VMAUG_SANDBOX_USER_NS |
+                                   VMAUG_SANDBOX_EMPTY_ROOT),
         }, {
             .ref = module_ref("scanner", "1.0"),
             .state = cpu_to_le32(VMAUG_MODULE_CRASHED),
@@ -2140,8 +2240,10 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
         } },
     };
     struct vmaug_list_req req;
+    g_autoptr(GString) names = g_string_new(NULL);
     QDict *resp, *sb;
-    QList *list;
+    QList *list, *missing;
+    QListEntry *e;
     uint64_t tag;
 
     helper_connect(h, obj);
@@ -2160,7 +2262,26 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
     g_assert_cmpuint(qdict_get_int(sb, "pid"), ==, 4121);
     g_assert_cmpuint(qdict_get_int(sb, "memory-limit"), ==, 256 << 20);
     g_assert_cmpuint(qdict_get_int(sb, "queued-calls"), ==, 1);
+    g_assert_cmpuint(qdict_get_int(sb, "uid"), ==, 0x70000000 + 4121);
+    /* What the host could not give, by name, in bit order. */
+    missing = qdict_get_qlist(sb, "missing");
+    QLIST_FOREACH_ENTRY(missing, e) {
+        g_string_append_printf(names, "%s ", qstring_get_str(
+                                   qobject_to(QString, qlist_entry_obj(e))));
+    }
+    g_assert_cmpstr(names->str, ==, "user-namespace empty-root ");
     qobject_unref(resp);
+
+    /* A piece the protocol does not have fails the command. */
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'query-vmaugment-sandboxes' }");
+    helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
+    answer.sb[1].missing = cpu_to_le32(VMAUG_SANDBOX_NO_CAPS << 1);
+    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+    resp = qtest_qmp_receive(global_qtest);
+    g_assert(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+    answer.sb[1].missing = 0;
 
     /* A state the protocol does not have fails the command. */
     qtest_qmp_send(global_qtest,
@@ -2307,6 +2428,10 @@ static void register_vmaugment_test(void)
                  test_helper_qmp_sandboxes, &helper);
     qos_add_test("helper/qmp-ui", "vmaugment", test_helper_qmp_ui, &helper);
     qos_add_test("list-host-only", "vmaugment", test_list_host_only, NULL);
+    qos_add_test("servicing-report", "vmaugment", test_servicing_report,
+                 NULL);
+    qos_add_test("lifecycle/servicing-event", "vmaugment",
+                 test_servicing_event, NULL);
     qos_add_test("lifecycle/image-start", "vmaugment", test_image_start,
                  NULL);
     qos_add_test("lifecycle/image-start-refused", "vmaugment",

@@ -119,6 +119,7 @@ struct virtio_vmaugment_resp {
 #define VMAUG_OP_UNREGISTER             0x0051 /* module_ref -> nothing */
 #define VMAUG_OP_LIST                   0x0052 /* list_req -> list_resp+entries */
 #define VMAUG_OP_SUBSCRIBE              0x0060 /* subscribe -> subscribe */
+#define VMAUG_OP_SERVICING_REPORT       0x0070 /* servicing_report+text -> servicing_report */
 
 /* Status codes. */
 #define VMAUG_S_OK                      0
@@ -246,7 +247,19 @@ struct vmaug_sandbox_info {
 	__le64 uptime_ms;           /* since the process started */
 	__le32 queued_calls;        /* calls and events waiting, incl. current */
 	__le32 restarts;            /* times it crashed and was loaded again */
+	__le32 uid;                 /* host uid it runs as, 0 once gone */
+	__le32 missing;             /* VMAUG_SANDBOX_* it runs without */
 };
+
+/*
+ * Confinement a host may be unable to give a module process (the host
+ * owner must have accepted running modules without it).
+ */
+#define VMAUG_SANDBOX_USER_NS           (1u << 0)  /* its own user namespace */
+#define VMAUG_SANDBOX_OWN_ID            (1u << 1)  /* a uid and gid of its own */
+#define VMAUG_SANDBOX_NAMESPACES        (1u << 2)  /* PID, mount, net, IPC, UTS */
+#define VMAUG_SANDBOX_EMPTY_ROOT        (1u << 3)  /* pivoted into an empty root */
+#define VMAUG_SANDBOX_NO_CAPS           (1u << 4)  /* no capabilities at all */
 
 /*
  * One UI element a module declared (VMAUG_LIST_UI): the header, then len
@@ -257,6 +270,30 @@ struct vmaug_ui_entry {
 	__u8 module[VMAUG_NAME_MAX];
 	__le32 len;                 /* 2 .. VMAUG_UI_MAX_JSON */
 	__le32 reserved;
+};
+
+/*
+ * VMAUG_OP_SERVICING_REPORT: the guest reports how an offline update
+ * (a patch bundle applied to its image while it was switched off) went
+ * at this boot.  bundle, version and manifest_sha256 repeat the record
+ * the bundle left in the image; the host accepts one report per bundle it
+ * applied to this VM's image.  The request is followed by up to
+ * VMAUG_SERVICING_MESSAGE_MAX bytes of UTF-8 (no NUL) the guest has to
+ * say; the host keeps it as untrusted text.  The response, and the
+ * VMAUG_EVENT_SERVICING the host then sends, carry the same structure
+ * with boot set: the image's start, counted from 1 after the apply, at
+ * which the report arrived.
+ */
+#define VMAUG_SERVICING_MESSAGE_MAX     256
+#define VMAUG_SERVICING_CONFIRMED       1   /* the update is in effect */
+#define VMAUG_SERVICING_FAILED          2   /* the guest found it failed */
+
+struct vmaug_servicing_report {
+	__u8 bundle[VMAUG_NAME_MAX];        /* bundle id */
+	__u8 version[VMAUG_VERSION_MAX];    /* bundle version */
+	__u8 manifest_sha256[32];           /* of the signed manifest */
+	__le32 outcome;             /* VMAUG_SERVICING_* */
+	__le32 boot;                /* 0 in a request; set by the host */
 };
 
 struct vmaug_subscribe {
@@ -300,6 +337,7 @@ struct virtio_vmaugment_event {
 #define VMAUG_EVENT_MODULE_MESSAGE      12  /* payload: ref + module bytes */
 #define VMAUG_EVENT_RESTART_REQUESTED   13  /* payload: vmaug_restart */
 #define VMAUG_EVENT_MODULE_REFUSED      14  /* payload: ref + UTF-8 reason */
+#define VMAUG_EVENT_SERVICING           15  /* payload: servicing_report + text */
 #define VMAUG_EVENT_MAX                 31
 #define VMAUG_EVENT_MASK(type)          (1U << (type))
 /* The lifecycle events a registration may name. */

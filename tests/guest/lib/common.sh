@@ -83,3 +83,28 @@ wait_for_line() {
         i=$((i + 1))
     done
 }
+
+# Mount the root filesystem of the "# image: debian" disk (/dev/vda1, the
+# fixture's ext4 root) read-write on $1, loading virtio_blk and ext4
+# first.  Unmount it before the scenario ends: /init powers off without
+# syncing.
+mount_image_root() {
+    while read -r ko opt; do
+        if [ "$ko" = "?" ]; then
+            # An accelerated variant the CPU may lack; the generic one
+            # follows in the list.
+            insmod "$opt" 2>/dev/null || true
+        else
+            insmod "$ko" || fail "cannot load $ko"
+        fi
+    done </lib/vmaug/disk-modules.order
+    i=0
+    until [ -b /dev/vda1 ]; do
+        [ "$i" -lt 100 ] || fail "no /dev/vda1 after 10 s"
+        usleep 100000
+        i=$((i + 1))
+    done
+    mkdir -p "$1"
+    mount -t ext4 -o rw /dev/vda1 "$1" || fail "cannot mount /dev/vda1"
+    [ -f "$1/etc/debian_version" ] || fail "/dev/vda1 is not the Debian root"
+}

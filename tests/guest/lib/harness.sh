@@ -12,6 +12,8 @@ verbose=${VMAUGMENT_GUEST_VERBOSE:-0}
 qemu=$qemu_build/qemu-system-x86_64
 # Extra guest programs (C files) built into the initramfs.
 extra_progs=()
+# QEMU arguments of the scenario's disk ("# image: debian").
+scenario_disk_args=()
 
 # shellcheck source=tests/guest/lib/helper.sh
 . "$here/lib/helper.sh"
@@ -77,7 +79,7 @@ build_userspace() {
 
 # The part of the initramfs that every scenario shares.
 build_base_initramfs() {
-    local base=$work/initramfs
+    local base=$work/initramfs optional
     rm -rf "$base"
     mkdir -p "$base"/{bin,dev,lib/vmaug/mods,usr/local/bin}
     cp /bin/busybox "$base/bin/busybox"
@@ -102,6 +104,28 @@ build_base_initramfs() {
         fi
     done
     [ -s "$base/lib/vmaug/modules.order" ] || die "no virtio modules found"
+    # The disk of "# image: debian" scenarios: virtio_blk and ext4, loaded
+    # by mount_image_root (common.sh) only, so that other scenarios boot as
+    # before.  ext4's soft dependency crc32c comes as the x86 accelerated
+    # driver, which refuses a CPU without SSE4.2, and the generic one: a
+    # line "? MODULE" may fail to load.
+    : >"$base/lib/vmaug/disk-modules.order"
+    for ko in $(for m in virtio_blk ext4; do
+                    modprobe -d "$kroot" -S "$KVER" --show-depends "$m"
+                done | awk '$1 == "insmod" {print $2}'); do
+        if ! grep -q "/$(basename "$ko")\$" "$base/lib/vmaug/modules.order" \
+                "$base/lib/vmaug/disk-modules.order"; then
+            cp "$ko" "$base/lib/vmaug/mods/"
+            optional=
+            case $ko in
+            */arch/*/crypto/*) optional='? ' ;;
+            esac
+            echo "$optional/lib/vmaug/mods/$(basename "$ko")" \
+                >>"$base/lib/vmaug/disk-modules.order"
+        fi
+    done
+    grep -q '/ext4\.ko$' "$base/lib/vmaug/disk-modules.order" ||
+        die "no ext4 module found"
     cp "$work/module/vmaugment.ko" "$base/lib/vmaug/vmaugment.ko"
     echo /lib/vmaug/vmaugment.ko >>"$base/lib/vmaug/modules.order"
 
@@ -224,6 +248,7 @@ boot_qemu() {
     local blog=$scenario_dir/boot-$n.console.log
     local devargs=(-device vmaugment-pci) extra=() qmp=()
     read -r -a extra <<<"$(meta "$scenario_file" qemu "")"
+    extra+=("${scenario_disk_args[@]}")
     if [ -n "$helper_dir" ]; then
         devargs=("${helper_qemu_args[@]}")
     fi
@@ -419,9 +444,16 @@ scenario_host() {
     repo=$(meta "$file" repository "")
     # The QMP logger and the repository server are Python; the repository's
     # certificates come from certtool.
-    if [ "$image" = yes ]; then
-        tools+=(python3)
-    fi
+    # "# image: debian" copies the offline tests' fixture, which the
+    # first run builds (debootstrap, sfdisk, mke2fs).
+    case $image in
+    yes) tools+=(python3) ;;
+    debian) tools+=(python3 debootstrap sfdisk mke2fs) ;;
+    no) ;;
+    *)
+        reason="unknown '# image: $image'"
+        return 1 ;;
+    esac
     if [ -n "$repo" ]; then
         tools+=(python3 certtool)
     fi
@@ -432,6 +464,7 @@ scenario_host() {
     fi
     helper_image=
     helper_repo_args=()
+    scenario_disk_args=()
     host_before_boot() { :; }
     host_after_boot() { :; }
     if [ -f "${file%.sh}.host" ]; then
@@ -443,6 +476,22 @@ scenario_host() {
         mkdir -p "$scenario_dir/host/images"
         helper_image=$scenario_dir/host/images/disk.img
         truncate -s 16M "$helper_image"
+        needs=helper
+    elif [ "$image" = debian ]; then
+        local fixture
+        fixture=$(PATH=$PATH:/usr/sbin:/sbin VMAUGMENT_QEMU_IMG=$qemu_build/qemu-img \
+                  bash "$root/offline/tests/make-fixtures.sh" linux \
+                  2>"$scenario_dir/fixture.log") ||
+            { reason="cannot build the Debian fixture: $(tail -n 3 "$scenario_dir/fixture.log")"
+              return 1; }
+        mkdir -p "$scenario_dir/host/images"
+        # A copy: the scenario writes to it, the cache stays as built.
+        helper_image=$scenario_dir/host/images/debian.qcow2
+        cp "$fixture/debian.qcow2" "$helper_image"
+        # shellcheck disable=SC2054 # commas of QEMU options
+        scenario_disk_args=(
+            -drive "file=$helper_image,format=qcow2,if=none,id=vmaugdisk"
+            -device virtio-blk-pci,drive=vmaugdisk)
         needs=helper
     fi
     if [ -n "$repo" ]; then
