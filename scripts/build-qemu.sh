@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the patched qemu-system-x86_64 (with -device vmaugment-pci), the
-# image tools and the qtests.
+# image tools and the qtests: one full-featured build, the one the tests
+# run and scripts/install.sh installs.
 #
 # Usage: build-qemu.sh [--fuzz] [BUILD_ROOT]   (default: build/ in the repo)
 #
@@ -29,17 +30,27 @@ export CCACHE_BASEDIR=$top       # hits across clones in other directories
 export CCACHE_NOHASHDIR=true
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-2G}
 
+# QEMU's default features, as a distribution builds it, so that a typical
+# libvirt domain runs on it (VNC, user networking, USB, the usual image
+# formats, -sandbox, pc and q35).  Each feature a libvirt domain or the
+# offline tool relies on is also named with --enable-*, so a missing -dev
+# package stops configure instead of silently dropping the feature.  The
+# prefix is fixed here because QEMU compiles it into its search paths
+# (scripts/install.sh installs this very build below it).
+prefix=${VMAUGMENT_PREFIX:-/opt/vmaugment}
 configure_flags=(
     --python=/usr/bin/python3
     --disable-download
     --cc=/usr/lib/ccache/gcc
     --cxx=/usr/lib/ccache/g++
     --target-list=x86_64-softmmu
-    --without-default-features
+    --prefix="$prefix"
     --disable-docs
     --disable-install-blobs
     --enable-kvm --enable-tcg --enable-tools
     --enable-seccomp --enable-gnutls --enable-slirp --enable-pixman
+    --enable-vnc --enable-vnc-jpeg --enable-vnc-sasl --enable-png
+    --enable-libusb --enable-numa --enable-zstd --enable-bzip2 --enable-curl
     --enable-fdt=system --enable-linux-aio --enable-linux-io-uring
     --enable-cap-ng --enable-vhost-kernel --enable-vhost-net --enable-vhost-user
     --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu

@@ -10,6 +10,10 @@ build=${VMAUGMENT_BUILD_ROOT:-$top/build}
 "$top/scripts/build-qemu.sh" "$build"
 
 if [ ! -f "$build/vmaugment/build.ninja" ]; then
-    meson setup "$build/vmaugment" "$top" >/dev/null
+    # The prefix of the QEMU build (scripts/install.sh), configuration in
+    # /etc and state in /var.
+    meson setup --prefix="${VMAUGMENT_PREFIX:-/opt/vmaugment}" \
+        --sysconfdir=/etc --localstatedir=/var \
+        "$build/vmaugment" "$top" >/dev/null
 fi
 ninja -C "$build/vmaugment"

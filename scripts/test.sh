@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Build everything, then run every test suite of vmaugment:
-#   qtest     the device, through QEMU's qtest (libqos) and fuzz reproducers
+#   qtest     the device, through QEMU's qtest (libqos) and fuzz reproducers,
+#             and the QEMU features libvirt domains need (tests/qemu)
 #   unit      the userspace parts (meson test, the slow suite included:
 #             offline kill -9 campaign and libguestfs cross-check)
 #   guest     real Linux guests booted under TCG (tests/guest/run.sh)
 #   fuzz      short, fixed-seed libFuzzer runs: the device (generic-fuzz)
 #             and the host's parsers (scripts/fuzz-host.sh)
 #   style     QEMU's and Linux's checkpatch.pl on the code of each tree
+#   libvirt   a real libvirtd runs a domain with our QEMU and device
+#             (tests/libvirt/run.sh; slow)
 # Ends with one line "N passed, N failed, N skipped" and exits non-zero
 # on any failure.  Every suite's result is counted by
 # scripts/test-results.py and compared with tests/expected-counts: a test
@@ -14,10 +17,10 @@
 # never a pass, and under CI (CI=true) any skip fails the run too, since
 # the install step provides every tool the tests need.
 #
-#   scripts/test.sh [SUITE...]    (default: all five, in the order above)
+#   scripts/test.sh [SUITE...]    (default: all six, in the order above)
 set -uo pipefail
 
-all_suites=(qtest unit guest fuzz style)
+all_suites=(qtest unit guest fuzz style libvirt)
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=("${all_suites[@]}")
 for s in "${suites[@]}"; do
@@ -54,6 +57,11 @@ run_qtest() {
         >"$logs/qtest-fuzz.log" 2>&1 ||
         echo "not ok - fuzz-vmaugment-test exited $?" >>"$logs/qtest-fuzz.log"
     count tap qtest/fuzz-vmaugment-test "$logs/qtest-fuzz.log" >>"$results"
+    # The features a libvirt domain and the offline tool need of our build.
+    timeout 300 bash "$top/tests/qemu/features.sh" "$build/qemu" \
+        >"$logs/qtest-features.log" 2>&1 ||
+        echo "not ok - features.sh exited $?" >>"$logs/qtest-features.log"
+    count tap qtest/qemu-features "$logs/qtest-features.log" >>"$results"
 }
 
 run_unit() {
@@ -82,6 +90,13 @@ run_fuzz() {
     fi
 }
 
+run_libvirt() {
+    VMAUGMENT_QEMU_BUILD_DIR=$build/qemu VMAUGMENT_BUILD_DIR=$build/vmaugment \
+        timeout 900 bash "$top/tests/libvirt/run.sh" >"$logs/libvirt.log" 2>&1 ||
+        echo "not ok - run.sh exited $?" >>"$logs/libvirt.log"
+    count tap libvirt "$logs/libvirt.log" >>"$results"
+}
+
 run_style() {
     "$top/scripts/check-style.sh" >"$logs/style.log" 2>&1 ||
         echo "not ok - check-style.sh exited $?" >>"$logs/style.log"
@@ -105,7 +120,7 @@ lane() {
 }
 lane qtest unit &
 lane_a=$!
-lane style guest fuzz &
+lane style guest libvirt fuzz &
 lane_b=$!
 wait $lane_a $lane_b
 for s in "${suites[@]}"; do

@@ -29,7 +29,7 @@
 #define HELPER_MAX_QUEUED_OUT   (64 * 1024 * 1024)
 
 typedef struct {
-    gchar *socket_path;
+    const gchar *socket_path;
     gchar *default_store;
     GPtrArray *allowed_stores;      /* canonical paths */
     GPtrArray *image_dirs;          /* real paths images may live in */

@@ -4,6 +4,12 @@
  *   vmaugment-helper --socket PATH --store DIR --trust-dir DIR [options]
  *                    [--image-dir DIR...] [--repository URL
  *                    [--repository-ca FILE]] [--vm-*-bytes N ...]
+ *   vmaugment-helper --config FILE [options]
+ *
+ * Every option but --config and --print-config may instead be a key of
+ * the configuration file (config.c); the command line overrides it.
+ * Under systemd the socket comes from vmaugment-helper.socket and the
+ * helper reports readiness (systemd.c, docs/service.rst).
  *
  * QEMU connects with
  *   -chardev socket,id=h,path=PATH,reconnect-ms=1000
@@ -18,6 +24,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -30,9 +37,14 @@
 #include <glib-unix.h>
 #include <glib/gstdio.h>
 
+#include "config.h"
 #include "helper.h"
+#include "systemd.h"
 
+static gchar *opt_config;
+static gboolean opt_print_config;
 static gchar *opt_socket;
+static gchar *opt_socket_group;
 static gchar *opt_store;
 static gchar **opt_allow_store;
 static gchar *opt_trust_dir;
@@ -66,7 +78,11 @@ static gint opt_audit_window_s = VMAUG_STORE_AUDIT_WINDOW_S;
 
 static const GOptionEntry entries[] = {
     { "socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_socket,
-      "Unix socket QEMU connects to", "PATH" },
+      "Unix socket QEMU connects to (unless the service manager passes "
+      "one)", "PATH" },
+    { "socket-group", 0, 0, G_OPTION_ARG_STRING, &opt_socket_group,
+      "Group whose members may connect to the socket the helper makes "
+      "(default: only its own user)", "GROUP" },
     { "store", 0, 0, G_OPTION_ARG_FILENAME, &opt_store,
       "Default module store (created if missing)", "DIR" },
     { "allow-store", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_allow_store,
@@ -144,6 +160,53 @@ static const GOptionEntry entries[] = {
       "Log debug messages", NULL },
     { NULL }
 };
+
+/* Options of the command line only: not keys of the file. */
+static const GOptionEntry config_entries[] = {
+    { "config", 0, 0, G_OPTION_ARG_FILENAME, &opt_config,
+      "Read options from this file first; the command line overrides "
+      "them", "FILE" },
+    { "print-config", 0, 0, G_OPTION_ARG_NONE, &opt_print_config,
+      "Print the configuration in effect, as a file, and exit", NULL },
+    { NULL }
+};
+
+/*
+ * Find --config among ARGV, leaving every other option to the real parse,
+ * and load the file, so that the command line parsed next overrides it.
+ */
+static gboolean main_load_config(char **argv, GError **error)
+{
+    g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
+    g_auto(GStrv) args = g_strdupv(argv);
+
+    g_option_context_set_ignore_unknown_options(ctx, TRUE);
+    g_option_context_set_help_enabled(ctx, FALSE);
+    g_option_context_add_main_entries(ctx, config_entries, NULL);
+    if (!g_option_context_parse_strv(ctx, &args, error)) {
+        return FALSE;
+    }
+    return opt_config == NULL || config_load(opt_config, entries, error);
+}
+
+/* Let members of GROUP, and nobody else, connect to the socket at PATH. */
+static gboolean main_socket_group(const gchar *path, const gchar *group,
+                                  GError **error)
+{
+    struct group *gr = getgrnam(group);
+
+    if (gr == NULL) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                    "--socket-group %s: no such group", group);
+        return FALSE;
+    }
+    if (chown(path, -1, gr->gr_gid) < 0 || chmod(path, 0660) < 0) {
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
+                    "%s: %s", path, g_strerror(errno));
+        return FALSE;
+    }
+    return TRUE;
+}
 
 static int main_listen(const gchar *path, GError **error)
 {
@@ -377,15 +440,27 @@ int main(int argc, char **argv)
     g_autoptr(GError) error = NULL;
     g_auto(GStrv) saved_argv = g_strdupv(argv);
     Helper h = { 0 };
-    int listen_fd;
+    int listen_fd, activated_fd;
 
+    if (!main_load_config(argv, &error)) {
+        g_printerr("vmaugment-helper: config: %s\n", error->message);
+        return 2;
+    }
     ctx = g_option_context_new("- serve vmaugment modules to QEMU");
     g_option_context_add_main_entries(ctx, entries, NULL);
+    g_option_context_add_main_entries(ctx, config_entries, NULL);
     if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
         g_printerr("vmaugment-helper: %s\n", error->message);
         return 2;
     }
-    if (opt_socket == NULL || opt_store == NULL || opt_trust_dir == NULL) {
+    /* Before anything else reads the environment or forks. */
+    activated_fd = systemd_take_environment(&error);
+    if (error != NULL) {
+        g_printerr("vmaugment-helper: %s\n", error->message);
+        return 2;
+    }
+    if ((opt_socket == NULL && activated_fd < 0 && opt_listen_fd < 0) ||
+        opt_store == NULL || opt_trust_dir == NULL) {
         g_printerr("vmaugment-helper: --socket, --store and --trust-dir are "
                    "required\n");
         return 2;
@@ -424,6 +499,12 @@ int main(int argc, char **argv)
                    "range\n");
         return 2;
     }
+    if (opt_print_config) {
+        g_autofree gchar *text = config_dump(entries);
+
+        g_print("%s", text);
+        return 0;
+    }
     if (opt_verbose) {
         g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
     }
@@ -432,9 +513,17 @@ int main(int argc, char **argv)
     if (opt_listen_fd >= 0) {
         listen_fd = opt_listen_fd;
         fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
+    } else if (activated_fd >= 0) {
+        /* systemd keeps the socket, and restarts us (Restart=). */
+        listen_fd = activated_fd;
     } else {
         listen_fd = main_listen(opt_socket, &error);
         if (listen_fd < 0) {
+            g_printerr("vmaugment-helper: %s\n", error->message);
+            return 1;
+        }
+        if (opt_socket_group != NULL &&
+            !main_socket_group(opt_socket, opt_socket_group, &error)) {
             g_printerr("vmaugment-helper: %s\n", error->message);
             return 1;
         }
@@ -444,7 +533,8 @@ int main(int argc, char **argv)
         }
     }
 
-    h.socket_path = opt_socket;
+    h.socket_path = opt_socket != NULL ? opt_socket :
+                    "the service manager's socket";
     h.default_store = g_canonicalize_filename(opt_store, NULL);
     h.allowed_stores = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; opt_allow_store != NULL && opt_allow_store[i]; i++) {
@@ -513,9 +603,11 @@ int main(int argc, char **argv)
     g_unix_signal_add(SIGTERM, main_on_signal, &h);
     g_unix_signal_add(SIGINT, main_on_signal, &h);
     g_timeout_add_seconds(opt_audit_window_s, main_on_audit_timer, &h);
-    g_message("listening on %s (store %s, module host %s)", opt_socket,
+    g_message("listening on %s (store %s, module host %s)", h.socket_path,
               h.default_store, h.module_host);
+    systemd_notify("READY=1");
     g_main_loop_run(h.loop);
+    systemd_notify("STOPPING=1");
     h.quitting = TRUE;
 
     while (h.devices != NULL) {

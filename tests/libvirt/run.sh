@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# The slow libvirt test (docs/libvirt.rst): a real libvirtd (qemu:///system)
+# defines docs/libvirt-domain.xml with our QEMU as <emulator>, starts it
+# under TCG (direct kernel boot of the test guest of tests/guest), the
+# guest uploads and registers a module through the vmaugment device, QMP
+# goes through "virsh qemu-monitor-command", "virsh shutdown" ends it, the
+# host checks that the module's image-stop handler ran, and the domain is
+# undefined.  Prints TAP.
+#
+# The helper runs as on a host without systemd (docs/service.rst): its
+# socket 0660 for the vmaugment group, of which libvirt's QEMU user
+# libvirt-qemu must be a member (scripts/install.sh makes it so; this test
+# does the same if needed).
+#
+#   tests/libvirt/run.sh     (environment as tests/guest/run.sh's)
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../guest" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/guest/lib/harness.sh
+. "$here/lib/harness.sh"
+
+virsh=(timeout 60 virsh -q -c qemu:///system)
+dom=vmaugment-test-$$
+n=0
+failed=0
+run=
+helper_pid=
+
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() {
+    n=$((n + 1)); failed=1; echo "not ok $n - $1"; shift
+    printf '%s\n' "$@" | tail -n 15 | sed 's/^/# /'
+}
+# bail REASON: the rest cannot run.
+bail() {
+    not_ok "$@"
+    echo "1..$n"
+    exit 1
+}
+
+cleanup() {
+    if "${virsh[@]}" dominfo "$dom" >/dev/null 2>&1; then
+        "${virsh[@]}" destroy "$dom" >/dev/null 2>&1
+        "${virsh[@]}" undefine "$dom" >/dev/null 2>&1
+    fi
+    if [ -n "$helper_pid" ]; then
+        kill "$helper_pid" 2>/dev/null
+        wait "$helper_pid" 2>/dev/null
+    fi
+    # The store keeps its audit log append-only.
+    [ -n "$run" ] && chattr -R -a "$run" 2>/dev/null
+    [ -n "${sockdir:-}" ] && rm -rf "$sockdir"
+}
+trap cleanup EXIT
+
+command -v virsh >/dev/null || bail "virsh is installed (libvirt-clients)"
+# With systemd, libvirtd and virtlogd start on their sockets; without it
+# (containers) the test starts them, as root, and leaves them running.
+if ! "${virsh[@]}" version >/dev/null 2>&1 && [ ! -d /run/systemd/system ]; then
+    pgrep -x virtlogd >/dev/null || /usr/sbin/virtlogd -d
+    pgrep -x libvirtd >/dev/null || /usr/sbin/libvirtd -d
+    for _ in $(seq 50); do
+        "${virsh[@]}" version >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+fi
+out=$("${virsh[@]}" version 2>&1) || bail "libvirtd answers on qemu:///system" "$out"
+
+# What scripts/install.sh does: QEMU run by libvirt may reach the helper.
+getent group vmaugment >/dev/null || groupadd --system vmaugment
+if ! id -nG libvirt-qemu | tr ' ' '\n' | grep -qx vmaugment; then
+    usermod -a -G vmaugment libvirt-qemu
+fi
+
+check_qemu
+prepare_all >"$work/libvirt-prepare.log" 2>&1 ||
+    bail "the guest kernel, driver and initramfs are built" \
+        "$(tail -n 5 "$work/libvirt-prepare.log")"
+
+# Everything libvirt's QEMU (libvirt-qemu) opens lives in one directory it
+# may enter; the helper's own state stays root's.
+run=$work/libvirt
+chattr -R -a "$run" 2>/dev/null
+rm -rf "$run"
+mkdir -p "$run/initramfs/lib/vmaug/extra" "$run/host/store" "$run/images"
+chmod 755 "$run" "$run/images"
+for m in button evdev; do
+    cp "$(modprobe -d "$kroot" -S "$KVER" --show-depends "$m" |
+          awk '$1 == "insmod" {print $2}' | tail -n1)" \
+       "$run/initramfs/lib/vmaug/extra/"
+done
+scenario_log=$run/console.log
+: >"$scenario_log"
+scenario_initrd "$root/tests/libvirt/guest.sh" "$run" ||
+    bail "the guest's initramfs is built" "$reason"
+cp "$KIMAGE" "$run/kernel"
+chmod 644 "$run/kernel" "$run/initrd"
+image=$run/images/disk.img
+truncate -s 16M "$image"
+
+helper_tools host-modules/helper/vmaugment-helper \
+    host-modules/helper/vmaugment-module-host ||
+    bail "the helper builds" "$helper_error"
+sockdir=$(mktemp -d /tmp/vmaug-libvirt.XXXXXX)
+chgrp vmaugment "$sockdir"
+chmod 750 "$sockdir"
+sock=$sockdir/helper.sock
+echo '{ "max_package_size": 1073741824 }' >"$run/host/policy.json"
+"$helper_bin" --socket "$sock" --socket-group vmaugment \
+    --store "$run/host/store" --trust-dir "$work/keys/trust" \
+    --policy "$run/host/policy.json" --image-dir "$run/images" \
+    >"$run/helper.log" 2>&1 &
+helper_pid=$!
+for _ in $(seq 100); do
+    [ -S "$sock" ] && break
+    sleep 0.05
+done
+[ -S "$sock" ] || bail "the helper listens" "$(cat "$run/helper.log")"
+
+sed -e "s|@NAME@|$dom|" -e "s|@EMULATOR@|$qemu|" -e "s|@SOCKET@|$sock|" \
+    -e "s|@IMAGE@|$image|" -e "s|@KERNEL@|$run/kernel|" \
+    -e "s|@INITRD@|$run/initrd|" -e "s|@CONSOLE@|$run/serial.log|" \
+    "$root/docs/libvirt-domain.xml" >"$run/domain.xml"
+
+out=$("${virsh[@]}" define "$run/domain.xml" 2>&1)
+if [ $? -eq 0 ] && "${virsh[@]}" dumpxml "$dom" |
+       grep -q 'driver&quot;:&quot;vmaugment-pci&quot;'; then
+    ok "virsh define keeps the vmaugment device of the domain XML"
+else
+    bail "virsh define keeps the vmaugment device of the domain XML" "$out"
+fi
+
+started=${EPOCHREALTIME/,/.}
+out=$("${virsh[@]}" start "$dom" 2>&1) ||
+    bail "virsh start" "$out" "$(tail -n 5 "/var/log/libvirt/qemu/$dom.log")"
+ok "virsh start"
+
+# Who libvirt runs QEMU as, from /proc: libvirt-qemu, with the vmaugment
+# group that lets it reach the helper's socket.
+pid=$(cat "/run/libvirt/qemu/$dom.pid" 2>/dev/null)
+uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+groups=$(awk '/^Groups:/ {$1 = ""; print}' "/proc/$pid/status" 2>/dev/null)
+if [ "$uid" = "$(id -u libvirt-qemu)" ] &&
+   grep -qw "$(getent group vmaugment | cut -d: -f3)" <<<"$groups"; then
+    ok "QEMU runs as libvirt-qemu with the vmaugment group"
+else
+    not_ok "QEMU runs as libvirt-qemu with the vmaugment group" \
+        "pid $pid uid $uid groups $groups"
+fi
+
+if host_wait_for "$run/serial.log" '^VMAUG-LIBVIRT: waiting for the power button' 240; then
+    ok "the guest loaded a module through the device"
+else
+    bail "the guest loaded a module through the device" \
+        "$(tail -n 10 "$run/serial.log" 2>/dev/null)" \
+        "$(grep -v '^[-A-Z]' "/var/log/libvirt/qemu/$dom.log" | tail -n 5)"
+fi
+
+out=$("${virsh[@]}" qemu-monitor-command "$dom" \
+          '{"execute":"query-vmaugment-modules"}' 2>&1)
+if python3 -c 'import json, sys
+mods = json.loads(sys.argv[1])["return"]
+sys.exit(0 if any(m["name"] == "journal" for m in mods) else 1)' "$out" 2>/dev/null; then
+    ok "virsh qemu-monitor-command: query-vmaugment-modules lists journal"
+else
+    not_ok "virsh qemu-monitor-command: query-vmaugment-modules lists journal" "$out"
+fi
+
+# virsh shutdown presses the power button; the guest powers off.
+"${virsh[@]}" shutdown "$dom" >/dev/null 2>&1
+state=
+for _ in $(seq 120); do
+    state=$("${virsh[@]}" domstate "$dom" --reason 2>/dev/null)
+    case $state in "shut off"*) break ;; esac
+    sleep 1
+done
+if [[ $state == "shut off (shutdown)" ]] &&
+   grep -q '^VMAUG-RESULT: PASS' "$run/serial.log"; then
+    ok "virsh shutdown: the guest powered off after its scenario passed"
+else
+    not_ok "virsh shutdown: the guest powered off after its scenario passed" \
+        "state: $state" "$(tail -n 10 "$run/serial.log")"
+fi
+
+# The journal module's own record, in the helper's store: an image-stop
+# entry stamped (host clock) after the domain started.
+jlog=$(find "$run/host/store" -name journal.log | head -n1)
+stop=
+for _ in $(seq 100); do
+    stop=$(awk -v t="$started" '$1 == "image-stop" && $2 > t {print $2}' \
+               "$jlog" 2>/dev/null | head -n1)
+    [ -n "$stop" ] && break
+    sleep 0.1
+done
+if [ -n "$stop" ]; then
+    ok "the module's image-stop handler ran at shutdown"
+else
+    not_ok "the module's image-stop handler ran at shutdown" \
+        "journal.log: ${jlog:-none}, domain started at $started" \
+        "$(cat "$jlog" 2>/dev/null)"
+fi
+
+out=$("${virsh[@]}" undefine "$dom" 2>&1)
+if ! "${virsh[@]}" list --all --name | grep -qx "$dom"; then
+    ok "virsh undefine"
+else
+    not_ok "virsh undefine" "$out"
+fi
+
+echo "1..$n"
+exit $failed
