@@ -63,6 +63,10 @@ rc=0
 vo batch --jobs 2 --report-dir "$tmp/reports" --bundle "$tmp/demo.vmab" \
     --libvirt "$uri" >"$tmp/batch.json" 2>"$tmp/progress" || rc=$?
 [ $rc -eq 0 ] || { cat "$tmp/batch.json" "$tmp/progress"; fail "batch exit $rc"; }
+# The images first, by tools of their own; then what batch says of them.
+cmp -s "$imgs/r.qcow2" "$imgs/orig.qcow2" || fail "running domain's image changed"
+check_demo_applied "$imgs/a.qcow2"
+check_demo_applied "$imgs/b.img"
 python3 - "$tmp/batch.json" "$tmp/reports" <<'PY' || fail "batch report"
 import json, os, sys
 d = json.load(open(sys.argv[1]))
@@ -91,9 +95,6 @@ PY
 grep -q '^\[5/5\] ' "$tmp/progress" || fail "no progress lines"
 grep -q '^\[[1-5]/5\] beta vda .*/r.qcow2: skipped-in-use$' "$tmp/progress" ||
     fail "no progress line for the running domain"
-check_demo_applied "$imgs/a.qcow2"
-check_demo_applied "$imgs/b.img"
-cmp -s "$imgs/r.qcow2" "$imgs/orig.qcow2" || fail "running domain's image changed"
 pass "batch --libvirt: inactive domain patched, running one skipped, 2 reports"
 
 # The format comes from the domain XML, not from probing: a qcow2 file the
