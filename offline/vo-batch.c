@@ -348,7 +348,7 @@ static void vo_batch_start_bundle(VoBatch *b, VoBatchJob *job)
 
     job->child = g_subprocess_newv((const char *const *)argv->pdata,
                                    G_SUBPROCESS_FLAGS_STDOUT_PIPE |
-                                             G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                                       G_SUBPROCESS_FLAGS_STDERR_PIPE,
                                    &error);
     if (!job->child) {
         vo_batch_record(b, job, vo_batch_status_node(job->image, bundle,

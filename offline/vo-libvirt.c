@@ -169,7 +169,8 @@ static gboolean vo_libvirt_domain(virDomainPtr dom, GPtrArray *targets,
                     virGetLastErrorMessage());
         return FALSE;
     }
-    /* A running domain: its persistent disks are the ones we would open. */
+    /* Inactive: the definition that the next start uses.  Running: the
+     * live one, only to name the disks we leave alone. */
     raw = virDomainGetXMLDesc(dom, active ? 0 : VIR_DOMAIN_XML_INACTIVE);
     if (!raw) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "%s: XML: %s", name,
@@ -190,7 +191,9 @@ static gboolean vo_libvirt_domain(virDomainPtr dom, GPtrArray *targets,
         t->domain = g_strdup(name);
         t->disk = g_strdup(d->target ? d->target : "");
         t->path = g_strdup(d->source ? d->source : "");
-        t->format = g_strdup(d->format);
+        /* No <driver type>: raw, as libvirt's QEMU driver defaults it;
+         * probing would let the guest choose. */
+        t->format = g_strdup(d->format ? d->format : "raw");
         if (active) {
             t->skip_status = g_strdup("skipped-in-use");
             t->skip_reason = g_strdup_printf("domain %s is running", name);

@@ -387,7 +387,7 @@ static const struct {
       "MANIFEST         build and sign a bundle" },
     { "batch", vo_main_batch,
       "(IMAGE|DIR|@LIST)...    apply --bundle(s) to many images\n"
-      "        batch --libvirt URI        ... to libvirt's inactive domains" },
+      "  batch --libvirt URI           ... to libvirt's inactive domains" },
     { "status", vo_main_status_cmd,
       "IMAGE                  bundles applied offline and the guest's reports" },
     { "compare-versions", vo_main_compare_versions,
