@@ -116,6 +116,25 @@ GPtrArray *vo_batch_collect(char **sources, GError **error)
     return g_steal_pointer(&images);
 }
 
+VoBatchTarget *vo_batch_target_new(const char *path)
+{
+    VoBatchTarget *t = g_new0(VoBatchTarget, 1);
+
+    t->path = g_strdup(path);
+    return t;
+}
+
+void vo_batch_target_free(VoBatchTarget *t)
+{
+    g_free(t->path);
+    g_free(t->format);
+    g_free(t->domain);
+    g_free(t->disk);
+    g_free(t->skip_status);
+    g_free(t->skip_reason);
+    g_free(t);
+}
+
 GPtrArray *vo_batch_bundles_in(const char *dir, GError **error)
 {
     g_autoptr(GPtrArray) bundles = g_ptr_array_new_with_free_func(g_free);
@@ -129,6 +148,7 @@ GPtrArray *vo_batch_bundles_in(const char *dir, GError **error)
 typedef struct {
     const VoBatchOptions *opts;
     GPtrArray *bundles;
+    const VoBatchTarget *target;
     char *image;
     guint index;
     guint next_bundle;
@@ -185,8 +205,14 @@ static void vo_batch_job_finish(VoBatch *b, VoBatchJob *job)
 {
     b->running--;
     b->done++;
-    fprintf(stderr, "[%u/%u] %s: %s\n", b->done, b->jobs->len, job->image,
-            job->status);
+    if (job->target->domain) {
+        fprintf(stderr, "[%u/%u] %s %s %s: %s\n", b->done, b->jobs->len,
+                job->target->domain, job->target->disk, job->image,
+                job->status);
+    } else {
+        fprintf(stderr, "[%u/%u] %s: %s\n", b->done, b->jobs->len,
+                job->image, job->status);
+    }
     vo_batch_start_next(b);
     if (b->running == 0 && b->next_job >= b->jobs->len) {
         g_main_loop_quit(b->loop);
@@ -197,7 +223,7 @@ static int vo_batch_rank(const char *status)
 {
     static const char *const order[] = {
         "not-applicable", "dry-run", "already-applied", "applied",
-        "skipped-in-use", "refused", "error", NULL,
+        "skipped", "skipped-in-use", "refused", "error", NULL,
     };
 
     for (int i = 0; order[i]; i++) {
@@ -224,7 +250,8 @@ static void vo_batch_record(VoBatch *b, VoBatchJob *job, JsonNode *node)
     if (g_str_equal(status, "error") || g_str_equal(status, "refused")) {
         b->all_ok = FALSE;
     }
-    if (b->opts->report_dir) {
+    /* A domain's disks are reported together, once all are done. */
+    if (b->opts->report_dir && !job->target->domain) {
         g_autoptr(JsonGenerator) gen = json_generator_new();
         g_autofree char *path = vo_batch_report_path(
             b->opts, job, job->bundles->pdata[job->next_bundle - 1]);
@@ -300,13 +327,28 @@ static void vo_batch_start_bundle(VoBatch *b, VoBatchJob *job)
 {
     const char *bundle = job->bundles->pdata[job->next_bundle++];
     g_autoptr(GError) error = NULL;
-    const char *argv[] = {
-        b->opts->self, "--trust-dir", b->opts->trust_dir, "apply",
-        job->image, bundle, b->opts->dry_run ? "--dry-run" : NULL, NULL,
-    };
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
 
-    job->child = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE |
-                                             G_SUBPROCESS_FLAGS_STDERR_PIPE,
+    g_ptr_array_add(argv, (char *)b->opts->self);
+    g_ptr_array_add(argv, "--trust-dir");
+    g_ptr_array_add(argv, (char *)b->opts->trust_dir);
+    if (job->target->format) {
+        /* The domain's own format: probing could take a raw disk holding
+         * a qcow2 header for a qcow2 with someone else's backing file. */
+        g_ptr_array_add(argv, "--format");
+        g_ptr_array_add(argv, job->target->format);
+    }
+    g_ptr_array_add(argv, "apply");
+    g_ptr_array_add(argv, job->image);
+    g_ptr_array_add(argv, (char *)bundle);
+    if (b->opts->dry_run) {
+        g_ptr_array_add(argv, "--dry-run");
+    }
+    g_ptr_array_add(argv, NULL);
+
+    job->child = g_subprocess_newv((const char *const *)argv->pdata,
+                                   G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                       G_SUBPROCESS_FLAGS_STDERR_PIPE,
                                    &error);
     if (!job->child) {
         vo_batch_record(b, job, vo_batch_status_node(job->image, bundle,
@@ -326,6 +368,22 @@ static void vo_batch_start_next(VoBatch *b)
         VoBatchJob *job = b->jobs->pdata[b->next_job++];
 
         b->running++;
+        if (job->target->skip_status) {
+            g_autoptr(JsonBuilder) jb = json_builder_new();
+
+            json_builder_begin_object(jb);
+            json_builder_set_member_name(jb, "image");
+            json_builder_add_string_value(jb, job->image);
+            json_builder_set_member_name(jb, "status");
+            json_builder_add_string_value(jb, job->target->skip_status);
+            json_builder_set_member_name(jb, "reason");
+            json_builder_add_string_value(jb, job->target->skip_reason);
+            json_builder_end_object(jb);
+            g_ptr_array_add(job->results, json_builder_get_root(jb));
+            job->status = g_strdup(job->target->skip_status);
+            vo_batch_job_finish(b, job);
+            continue;
+        }
         if (job->bundles->len == 0) {
             job->status = g_strdup("nothing-to-do");
             vo_batch_job_finish(b, job);
@@ -344,7 +402,97 @@ static void vo_batch_job_free(VoBatchJob *job)
     g_free(job);
 }
 
-JsonNode *vo_batch_run(const VoBatchOptions *opts, GPtrArray *images,
+static JsonNode *vo_batch_image_node(VoBatchJob *job)
+{
+    g_autoptr(JsonBuilder) jb = json_builder_new();
+
+    json_builder_begin_object(jb);
+    json_builder_set_member_name(jb, "image");
+    json_builder_add_string_value(jb, job->image);
+    if (job->target->domain) {
+        json_builder_set_member_name(jb, "domain");
+        json_builder_add_string_value(jb, job->target->domain);
+        json_builder_set_member_name(jb, "disk");
+        json_builder_add_string_value(jb, job->target->disk);
+    }
+    if (job->target->format) {
+        json_builder_set_member_name(jb, "format");
+        json_builder_add_string_value(jb, job->target->format);
+    }
+    json_builder_set_member_name(jb, "status");
+    json_builder_add_string_value(jb, job->status);
+    json_builder_set_member_name(jb, "bundles");
+    json_builder_begin_array(jb);
+    for (guint k = 0; k < job->results->len; k++) {
+        json_builder_add_value(jb, json_node_ref(job->results->pdata[k]));
+    }
+    json_builder_end_array(jb);
+    json_builder_end_object(jb);
+    return json_builder_get_root(jb);
+}
+
+/* One report per domain, its disks in domain XML order; the targets of a
+ * domain are consecutive. */
+static void vo_batch_domains(const VoBatchOptions *opts, GPtrArray *jobs,
+                             JsonBuilder *out)
+{
+    for (guint i = 0; i < jobs->len;) {
+        VoBatchJob *first = jobs->pdata[i];
+        const char *domain = first->target->domain;
+        const char *status = NULL;
+        g_autoptr(JsonBuilder) jb = json_builder_new();
+        g_autoptr(JsonNode) node = NULL;
+
+        if (!domain) {
+            i++;
+            continue;
+        }
+        json_builder_begin_object(jb);
+        json_builder_set_member_name(jb, "domain");
+        json_builder_add_string_value(jb, domain);
+        json_builder_set_member_name(jb, "disks");
+        json_builder_begin_array(jb);
+        for (; i < jobs->len; i++) {
+            VoBatchJob *job = jobs->pdata[i];
+
+            if (g_strcmp0(job->target->domain, domain) != 0) {
+                break;
+            }
+            json_builder_add_value(jb, vo_batch_image_node(job));
+            if (!status || vo_batch_rank(job->status) > vo_batch_rank(status)) {
+                status = job->status;
+            }
+        }
+        json_builder_end_array(jb);
+        json_builder_set_member_name(jb, "status");
+        json_builder_add_string_value(jb, status);
+        json_builder_end_object(jb);
+        node = json_builder_get_root(jb);
+        if (opts->report_dir) {
+            g_autoptr(JsonGenerator) gen = json_generator_new();
+            g_autofree char *safe = g_strdup(domain);
+            g_autofree char *name = NULL;
+            g_autofree char *path = NULL;
+            g_autoptr(GError) error = NULL;
+
+            /* libvirt forbids '/' in names; a leading dot would hide it. */
+            g_strdelimit(safe, "/", '_');
+            if (safe[0] == '.') {
+                safe[0] = '_';
+            }
+            name = g_strconcat(safe, ".json", NULL);
+            path = g_build_filename(opts->report_dir, name, NULL);
+            json_generator_set_pretty(gen, TRUE);
+            json_generator_set_root(gen, node);
+            if (!json_generator_to_file(gen, path, &error)) {
+                g_warning("cannot write %s: %s", path, error->message);
+            }
+        }
+        json_builder_add_value(out, g_steal_pointer(&node));
+    }
+}
+
+JsonNode *vo_batch_run(const VoBatchOptions *opts, GPtrArray *targets,
                        GPtrArray *bundles, gboolean *all_ok)
 {
     VoBatch b = {
@@ -359,13 +507,16 @@ JsonNode *vo_batch_run(const VoBatchOptions *opts, GPtrArray *images,
     gint64 start = g_get_monotonic_time();
     GHashTableIter it;
     gpointer key, value;
+    gboolean from_libvirt = FALSE;
 
-    for (guint i = 0; i < images->len; i++) {
+    for (guint i = 0; i < targets->len; i++) {
         VoBatchJob *job = g_new0(VoBatchJob, 1);
 
         job->opts = opts;
         job->bundles = bundles;
-        job->image = g_strdup(images->pdata[i]);
+        job->target = targets->pdata[i];
+        job->image = g_strdup(job->target->path);
+        from_libvirt |= job->target->domain != NULL;
         job->index = i;
         job->results = g_ptr_array_new_with_free_func(
             (GDestroyNotify)json_node_unref);
@@ -382,24 +533,19 @@ JsonNode *vo_batch_run(const VoBatchOptions *opts, GPtrArray *images,
     for (guint i = 0; i < b.jobs->len; i++) {
         VoBatchJob *job = b.jobs->pdata[i];
 
-        json_builder_begin_object(jb);
-        json_builder_set_member_name(jb, "image");
-        json_builder_add_string_value(jb, job->image);
-        json_builder_set_member_name(jb, "status");
-        json_builder_add_string_value(jb, job->status);
-        json_builder_set_member_name(jb, "bundles");
-        json_builder_begin_array(jb);
-        for (guint k = 0; k < job->results->len; k++) {
-            json_builder_add_value(jb, json_node_ref(job->results->pdata[k]));
-        }
-        json_builder_end_array(jb);
-        json_builder_end_object(jb);
+        json_builder_add_value(jb, vo_batch_image_node(job));
         g_hash_table_insert(counts, job->status,
                             GUINT_TO_POINTER(GPOINTER_TO_UINT(
                                 g_hash_table_lookup(counts, job->status)) +
                                              1));
     }
     json_builder_end_array(jb);
+    if (from_libvirt) {
+        json_builder_set_member_name(jb, "domains");
+        json_builder_begin_array(jb);
+        vo_batch_domains(opts, b.jobs, jb);
+        json_builder_end_array(jb);
+    }
     json_builder_set_member_name(jb, "summary");
     json_builder_begin_object(jb);
     g_hash_table_iter_init(&it, counts);

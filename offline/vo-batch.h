@@ -18,6 +18,22 @@ typedef struct {
     gboolean dry_run;
 } VoBatchOptions;
 
+/* One image to service.  Only @path is set for images named on the
+ * command line; a libvirt domain's disk also names its domain, its target
+ * device and the format the domain XML gives, and a disk that must not be
+ * opened carries the status and reason it is reported with instead. */
+typedef struct {
+    char *path;
+    char *format;           /* NULL: probed */
+    char *domain;           /* NULL: not from libvirt */
+    char *disk;
+    char *skip_status;      /* NULL: service it */
+    char *skip_reason;
+} VoBatchTarget;
+
+VoBatchTarget *vo_batch_target_new(const char *path);
+void vo_batch_target_free(VoBatchTarget *t);
+
 /* Expands directories (image files directly inside, hidden ones skipped)
  * and @list files (one path per line) into image paths. */
 GPtrArray *vo_batch_collect(char **sources, GError **error);
@@ -25,8 +41,10 @@ GPtrArray *vo_batch_collect(char **sources, GError **error);
 /* Sorted *.vmab files of @dir. */
 GPtrArray *vo_batch_bundles_in(const char *dir, GError **error);
 
-/* Runs everything, prints progress on stderr, returns the summary; FALSE
- * in @all_ok when any image failed. */
+/* Runs everything on @targets (VoBatchTarget*), prints progress on
+ * stderr, returns the summary; FALSE in @all_ok when any image failed.
+ * With a report directory, each (image, bundle) pair gets a report, or
+ * each domain one when the targets come from libvirt. */
 JsonNode *vo_batch_run(const VoBatchOptions *opts, GPtrArray *images,
                        GPtrArray *bundles, gboolean *all_ok);
 

@@ -15,6 +15,7 @@
 #include "vo-apply.h"
 #include "vo-batch.h"
 #include "vo-inventory.h"
+#include "vo-libvirt.h"
 #include "vo-ovf.h"
 #include "vo-version.h"
 
@@ -31,6 +32,7 @@ static int opt_jobs = 2;
 static char *opt_report_dir;
 static char **opt_bundles;
 static char *opt_bundle_dir;
+static char *opt_libvirt;
 
 static void vo_main_print_json(JsonNode *node)
 {
@@ -198,7 +200,8 @@ static gboolean vo_main_bundle_build(int argc, char **argv, GError **error)
 
 static gboolean vo_main_batch(int argc, char **argv, GError **error)
 {
-    g_autoptr(GPtrArray) images = NULL;
+    g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_batch_target_free);
     g_autoptr(GPtrArray) bundles = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(JsonNode) summary = NULL;
     g_autofree char *self = g_file_read_link("/proc/self/exe", error);
@@ -212,12 +215,14 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
     if (!self) {
         return FALSE;
     }
-    if (argc < 2 || opt_jobs < 1 || opt_jobs > 64 ||
+    /* Images come from the command line or from libvirt, not both. */
+    if ((opt_libvirt ? argc != 1 : argc < 2) || opt_jobs < 1 ||
+        opt_jobs > 64 ||
         (!opt_bundles && !opt_bundle_dir)) {
         g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
                     "usage: batch [--jobs N] [--report-dir DIR] "
                     "(--bundle B)... [--bundle-dir DIR] "
-                    "(IMAGE|DIR|@LIST)...");
+                    "((IMAGE|DIR|@LIST)... | --libvirt URI)");
         return FALSE;
     }
     for (guint i = 0; opt_bundles && opt_bundles[i]; i++) {
@@ -235,9 +240,19 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
             g_ptr_array_add(bundles, g_strdup(more->pdata[i]));
         }
     }
-    images = vo_batch_collect(argv + 1, error);
-    if (!images) {
-        return FALSE;
+    if (opt_libvirt) {
+        if (!vo_libvirt_collect(opt_libvirt, targets, error)) {
+            return FALSE;
+        }
+    } else {
+        g_autoptr(GPtrArray) images = vo_batch_collect(argv + 1, error);
+
+        if (!images) {
+            return FALSE;
+        }
+        for (guint i = 0; i < images->len; i++) {
+            g_ptr_array_add(targets, vo_batch_target_new(images->pdata[i]));
+        }
     }
     if (opt_report_dir && g_mkdir_with_parents(opt_report_dir, 0750) < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot create %s",
@@ -246,7 +261,7 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
     }
     opts.self = self;
     opts.jobs = opt_jobs;
-    summary = vo_batch_run(&opts, images, bundles, &all_ok);
+    summary = vo_batch_run(&opts, targets, bundles, &all_ok);
     vo_main_print_json(summary);
     if (!all_ok) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
@@ -371,7 +386,8 @@ static const struct {
     { "bundle-build", vo_main_bundle_build,
       "MANIFEST         build and sign a bundle" },
     { "batch", vo_main_batch,
-      "(IMAGE|DIR|@LIST)...    apply --bundle(s) to many images" },
+      "(IMAGE|DIR|@LIST)...    apply --bundle(s) to many images\n"
+      "  batch --libvirt URI           ... to libvirt's inactive domains" },
     { "status", vo_main_status_cmd,
       "IMAGE                  bundles applied offline and the guest's reports" },
     { "compare-versions", vo_main_compare_versions,
@@ -402,11 +418,14 @@ int main(int argc, char **argv)
         { "jobs", 'j', 0, G_OPTION_ARG_INT, &opt_jobs,
           "batch: images serviced at once (default 2)", "N" },
         { "report-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_report_dir,
-          "batch: write one JSON report per image and bundle here", "DIR" },
+          "batch: one JSON report per image and bundle (or domain) here",
+          "DIR" },
         { "bundle", 'b', 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_bundles,
           "batch: a bundle to apply (repeatable, in order)", "FILE" },
         { "bundle-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_bundle_dir,
           "batch: apply every *.vmab here, in name order", "DIR" },
+        { "libvirt", 0, 0, G_OPTION_ARG_STRING, &opt_libvirt,
+          "batch: the disks of this libvirt's inactive domains", "URI" },
         { NULL },
     };
 

@@ -1,0 +1,252 @@
+/*
+ * Enumerating libvirt's domains for batch.  The connection is read-only:
+ * we only need the domain list, each domain's state and its XML.  A disk
+ * of a running domain is never opened, even though QEMU's image lock
+ * would refuse us anyway, because a domain libvirt reports running may
+ * use a lock manager (virtlockd) or a disk we cannot see locked.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define G_LOG_DOMAIN "vmaugment-offline"
+
+#include <string.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "vo-disk.h"
+#include "vo-libvirt.h"
+
+/* One <disk> of <devices>, as the domain XML describes it. */
+typedef struct {
+    char *type;
+    char *device;
+    char *format;
+    char *source;
+    char *target;
+    gboolean readonly;
+} VoLibvirtDisk;
+
+typedef struct {
+    GPtrArray *disks;       /* VoLibvirtDisk* */
+    VoLibvirtDisk *cur;
+    guint depth;
+    guint disk_depth;       /* depth of the open <disk>, 0 if none */
+} VoLibvirtParse;
+
+static void vo_libvirt_disk_free(VoLibvirtDisk *d)
+{
+    g_free(d->type);
+    g_free(d->device);
+    g_free(d->format);
+    g_free(d->source);
+    g_free(d->target);
+    g_free(d);
+}
+
+static const char *vo_libvirt_attr(const char **names, const char **values,
+                                   const char *name)
+{
+    for (guint i = 0; names[i]; i++) {
+        if (g_str_equal(names[i], name)) {
+            return values[i];
+        }
+    }
+    return NULL;
+}
+
+static void vo_libvirt_start(GMarkupParseContext *ctx, const char *name,
+                             const char **names, const char **values,
+                             gpointer data, GError **error)
+{
+    VoLibvirtParse *p = data;
+    const GSList *stack = g_markup_parse_context_get_element_stack(ctx);
+
+    p->depth++;
+    /* Only /domain/devices/disk: <disk> also appears in snapshots. */
+    if (p->depth == 3 && g_str_equal(name, "disk") && stack->next &&
+        g_str_equal(stack->next->data, "devices")) {
+        p->cur = g_new0(VoLibvirtDisk, 1);
+        p->cur->type = g_strdup(vo_libvirt_attr(names, values, "type"));
+        p->cur->device = g_strdup(vo_libvirt_attr(names, values, "device"));
+        p->disk_depth = p->depth;
+        g_ptr_array_add(p->disks, p->cur);
+        return;
+    }
+    /* Children of the disk itself, not of its <backingStore>. */
+    if (!p->cur || p->depth != p->disk_depth + 1) {
+        return;
+    }
+    if (g_str_equal(name, "driver")) {
+        g_free(p->cur->format);
+        p->cur->format = g_strdup(vo_libvirt_attr(names, values, "type"));
+    } else if (g_str_equal(name, "source")) {
+        const char *src = vo_libvirt_attr(names, values, "file");
+
+        if (!src) {
+            src = vo_libvirt_attr(names, values, "dev");
+        }
+        g_free(p->cur->source);
+        p->cur->source = g_strdup(src);
+    } else if (g_str_equal(name, "target")) {
+        g_free(p->cur->target);
+        p->cur->target = g_strdup(vo_libvirt_attr(names, values, "dev"));
+    } else if (g_str_equal(name, "readonly")) {
+        p->cur->readonly = TRUE;
+    }
+}
+
+static void vo_libvirt_end(GMarkupParseContext *ctx, const char *name,
+                           gpointer data, GError **error)
+{
+    VoLibvirtParse *p = data;
+
+    if (p->cur && p->depth == p->disk_depth) {
+        p->cur = NULL;
+        p->disk_depth = 0;
+    }
+    p->depth--;
+}
+
+static GPtrArray *vo_libvirt_disks(const char *xml, GError **error)
+{
+    static const GMarkupParser parser = {
+        .start_element = vo_libvirt_start,
+        .end_element = vo_libvirt_end,
+    };
+    VoLibvirtParse p = {
+        .disks = g_ptr_array_new_with_free_func(
+            (GDestroyNotify)vo_libvirt_disk_free),
+    };
+    g_autoptr(GMarkupParseContext) ctx = g_markup_parse_context_new(
+        &parser, 0, &p, NULL);
+
+    if (!g_markup_parse_context_parse(ctx, xml, -1, error) ||
+        !g_markup_parse_context_end_parse(ctx, error)) {
+        g_ptr_array_unref(p.disks);
+        return NULL;
+    }
+    return p.disks;
+}
+
+/* Why a disk of an inactive domain is not serviced, or NULL if it is. */
+static char *vo_libvirt_skip_reason(const VoLibvirtDisk *d)
+{
+    if (g_strcmp0(d->device, "disk") != 0) {
+        return g_strdup_printf("%s device, not a disk",
+                               d->device ? d->device : "unnamed");
+    }
+    if (g_strcmp0(d->type, "file") != 0) {
+        return g_strdup_printf("%s disk, not file-backed",
+                               d->type ? d->type : "untyped");
+    }
+    if (!d->source || !g_path_is_absolute(d->source)) {
+        return g_strdup("no absolute source file");
+    }
+    if (d->readonly) {
+        return g_strdup("read-only disk");
+    }
+    /* The format goes to qemu-img as an argument: a plain word only. */
+    if (d->format && (!*d->format ||
+                      strspn(d->format, "abcdefghijklmnopqrstuvwxyz0123456789")
+                          != strlen(d->format))) {
+        return g_strdup("unusable driver type");
+    }
+    return NULL;
+}
+
+static gboolean vo_libvirt_domain(virDomainPtr dom, GPtrArray *targets,
+                                  GError **error)
+{
+    const char *name = virDomainGetName(dom);
+    int active = virDomainIsActive(dom);
+    g_autofree char *xml = NULL;
+    g_autoptr(GPtrArray) disks = NULL;
+    char *raw;
+
+    if (active < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "%s: state: %s", name,
+                    virGetLastErrorMessage());
+        return FALSE;
+    }
+    /* Inactive: the definition that the next start uses.  Running: the
+     * live one, only to name the disks we leave alone. */
+    raw = virDomainGetXMLDesc(dom, active ? 0 : VIR_DOMAIN_XML_INACTIVE);
+    if (!raw) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "%s: XML: %s", name,
+                    virGetLastErrorMessage());
+        return FALSE;
+    }
+    xml = g_strdup(raw);
+    free(raw);
+    disks = vo_libvirt_disks(xml, error);
+    if (!disks) {
+        g_prefix_error(error, "%s: ", name);
+        return FALSE;
+    }
+    for (guint i = 0; i < disks->len; i++) {
+        VoLibvirtDisk *d = disks->pdata[i];
+        VoBatchTarget *t = g_new0(VoBatchTarget, 1);
+
+        t->domain = g_strdup(name);
+        t->disk = g_strdup(d->target ? d->target : "");
+        t->path = g_strdup(d->source ? d->source : "");
+        /* No <driver type>: raw, as libvirt's QEMU driver defaults it;
+         * probing would let the guest choose. */
+        t->format = g_strdup(d->format ? d->format : "raw");
+        if (active) {
+            t->skip_status = g_strdup("skipped-in-use");
+            t->skip_reason = g_strdup_printf("domain %s is running", name);
+        } else if ((t->skip_reason = vo_libvirt_skip_reason(d))) {
+            t->skip_status = g_strdup("skipped");
+        }
+        g_ptr_array_add(targets, t);
+    }
+    return TRUE;
+}
+
+static gint vo_libvirt_cmp(gconstpointer a, gconstpointer b)
+{
+    return strcmp(virDomainGetName(*(virDomainPtr *)a),
+                  virDomainGetName(*(virDomainPtr *)b));
+}
+
+static void vo_libvirt_quiet(void *opaque, virErrorPtr err)
+{
+    /* Errors are reported through GError, once, not also on stderr. */
+}
+
+gboolean vo_libvirt_collect(const char *uri, GPtrArray *targets,
+                            GError **error)
+{
+    virConnectPtr conn;
+    virDomainPtr *doms = NULL;
+    gboolean ok = TRUE;
+    int n;
+
+    virSetErrorFunc(NULL, vo_libvirt_quiet);
+    conn = virConnectOpenReadOnly(uri);
+    if (!conn) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "libvirt %s: %s", uri,
+                    virGetLastErrorMessage());
+        return FALSE;
+    }
+    n = virConnectListAllDomains(conn, &doms, 0);
+    if (n < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "libvirt %s: list domains: %s", uri,
+                    virGetLastErrorMessage());
+        virConnectClose(conn);
+        return FALSE;
+    }
+    qsort(doms, n, sizeof(*doms), vo_libvirt_cmp);
+    for (int i = 0; i < n; i++) {
+        if (ok && !vo_libvirt_domain(doms[i], targets, error)) {
+            ok = FALSE;
+        }
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    virConnectClose(conn);
+    return ok;
+}
