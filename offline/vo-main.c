@@ -335,25 +335,7 @@ static gboolean vo_main_status_cmd(int argc, char **argv, GError **error)
                                       e->message ? e->message : "");
         }
         json_builder_begin_object(b);
-        json_builder_set_member_name(b, "bundle");
-        json_builder_add_string_value(b, e->bundle);
-        json_builder_set_member_name(b, "version");
-        json_builder_add_string_value(b, e->version);
-        json_builder_set_member_name(b, "manifest_sha256");
-        json_builder_add_string_value(b, e->manifest_sha256);
-        json_builder_set_member_name(b, "state");
-        json_builder_add_string_value(b,
-                                      vmaug_servicing_state_name(e->state));
-        json_builder_set_member_name(b, "applied");
-        json_builder_add_string_value(b, e->applied);
-        if (e->state != VMAUG_SERVICING_STATE_APPLIED) {
-            json_builder_set_member_name(b, "boot");
-            json_builder_add_int_value(b, e->boot);
-        }
-        if (e->message) {
-            json_builder_set_member_name(b, "message");
-            json_builder_add_string_value(b, e->message);
-        }
+        vmaug_servicing_entry_build(b, e);
         json_builder_set_member_name(b, "summary");
         json_builder_add_string_value(b, summary);
         json_builder_end_object(b);

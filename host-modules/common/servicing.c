@@ -247,6 +247,29 @@ VmaugServicing *vmaug_servicing_load(const gchar *image, GError **error)
     return g_steal_pointer(&s);
 }
 
+void vmaug_servicing_entry_build(JsonBuilder *b,
+                                 const VmaugServicingEntry *e)
+{
+    json_builder_set_member_name(b, "bundle");
+    json_builder_add_string_value(b, e->bundle);
+    json_builder_set_member_name(b, "version");
+    json_builder_add_string_value(b, e->version);
+    json_builder_set_member_name(b, "manifest_sha256");
+    json_builder_add_string_value(b, e->manifest_sha256);
+    json_builder_set_member_name(b, "state");
+    json_builder_add_string_value(b, vmaug_servicing_state_name(e->state));
+    json_builder_set_member_name(b, "applied");
+    json_builder_add_string_value(b, e->applied);
+    if (e->state != VMAUG_SERVICING_STATE_APPLIED) {
+        json_builder_set_member_name(b, "boot");
+        json_builder_add_int_value(b, e->boot);
+    }
+    if (e->message != NULL) {
+        json_builder_set_member_name(b, "message");
+        json_builder_add_string_value(b, e->message);
+    }
+}
+
 gboolean vmaug_servicing_save(VmaugServicing *s, GError **error)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
@@ -264,28 +287,12 @@ gboolean vmaug_servicing_save(VmaugServicing *s, GError **error)
         VmaugServicingEntry *e = g_ptr_array_index(s->entries, i);
 
         json_builder_begin_object(b);
-        json_builder_set_member_name(b, "bundle");
-        json_builder_add_string_value(b, e->bundle);
-        json_builder_set_member_name(b, "version");
-        json_builder_add_string_value(b, e->version);
-        json_builder_set_member_name(b, "manifest_sha256");
-        json_builder_add_string_value(b, e->manifest_sha256);
-        json_builder_set_member_name(b, "applied");
-        json_builder_add_string_value(b, e->applied);
+        vmaug_servicing_entry_build(b, e);
         json_builder_set_member_name(b, "starts");
         json_builder_add_int_value(b, e->starts);
-        json_builder_set_member_name(b, "state");
-        json_builder_add_string_value(b,
-                                      vmaug_servicing_state_name(e->state));
         if (e->state != VMAUG_SERVICING_STATE_APPLIED) {
-            json_builder_set_member_name(b, "boot");
-            json_builder_add_int_value(b, e->boot);
             json_builder_set_member_name(b, "reported");
             json_builder_add_string_value(b, e->reported);
-        }
-        if (e->message != NULL) {
-            json_builder_set_member_name(b, "message");
-            json_builder_add_string_value(b, e->message);
         }
         json_builder_end_object(b);
     }

@@ -21,6 +21,7 @@
 #define VMAUGMENT_SERVICING_H
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <linux/virtio_vmaugment.h>
 
 G_BEGIN_DECLS
@@ -67,6 +68,13 @@ const gchar *vmaug_servicing_state_name(VmaugServicingState state);
  */
 VmaugServicing *vmaug_servicing_load(const gchar *image, GError **error);
 gboolean vmaug_servicing_save(VmaugServicing *s, GError **error);
+
+/*
+ * The members of entry @e that the record and `vmaugment-offline status`
+ * both show, into the object @b has open.
+ */
+void vmaug_servicing_entry_build(JsonBuilder *b,
+                                 const VmaugServicingEntry *e);
 
 /* vmaugment-offline applied @bundle @version (manifest @sha256, hex):
  * its report is now awaited, replacing any earlier entry of it. */
