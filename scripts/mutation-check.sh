@@ -23,7 +23,7 @@ tree=$state/tree
 mutants=(
     "style-violation|style|hw/vmaugment/vmaugment-pci.c|(#include \"qemu/osdep.h\"\n)|\\1int  planted ;  \n|a style violation in the device"
     "device-size-check|qtest|hw/vmaugment/vmaugment.c|if \(out_size - sizeof\(hdr\) > VMAUG_MAX_REQ_PAYLOAD\) \{|if (false) {|the device skips its request-size validation"
-    "sandbox-socket-rule|unit|host-modules/helper/sandbox.c|SCMP_SYS\(socket\)|SCMP_SYS(getppid)|the module sandbox no longer refuses socket()"
+    "sandbox-socket-rule|unit|sandbox/sandbox.c|SCMP_SYS\(socket\)|SCMP_SYS(getppid)|the module sandbox no longer refuses socket()"
     "offline-write-offset|unit|offline/vo-disk.c|(nbd_pwrite\(disk->nbd, buf, chunk, )offset|\\1offset + 512|the offline writer writes 512 bytes past its target"
     "driver-id-match|guest|guest-driver/kernel/vmaugment_main.c|\t\{ VIRTIO_ID_VMAUGMENT, VIRTIO_DEV_ANY_ID \},\n||the driver's device id table no longer matches the device"
 )
