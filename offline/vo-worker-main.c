@@ -115,6 +115,22 @@ static gboolean vo_worker_verify(VoWorker *w, JsonBuilder *b, GError **error)
     return ok;
 }
 
+#ifdef VO_WORKER_TEST_READER_BUG
+/*
+ * Tests only (offline/tests, never installed): a reader with a memory
+ * bug that a guest file triggers, to show what a real one would do.
+ */
+static void vo_worker_test_reader_bug(VoGuest *guest)
+{
+    g_autoptr(GBytes) data = vo_guest_read_file(guest, "/etc/vmaugment-crash",
+                                                NULL);
+
+    if (data) {
+        *(volatile int *)NULL = 1;
+    }
+}
+#endif
+
 static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
 {
     VoDisk *disk = vo_disk_connect(VO_WORKER_FD_DISK, w->format,
@@ -127,6 +143,9 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
     if (!w->guest) {
         return FALSE;
     }
+#ifdef VO_WORKER_TEST_READER_BUG
+    vo_worker_test_reader_bug(w->guest);
+#endif
     switch (w->job) {
     case VO_WORKER_INSPECT:
         return vo_worker_inspect(w, b, error);
