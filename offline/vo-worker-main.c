@@ -14,11 +14,16 @@
 #define G_LOG_DOMAIN "vmaugment-offline"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <iconv.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -115,19 +120,55 @@ static gboolean vo_worker_verify(VoWorker *w, JsonBuilder *b, GError **error)
     return ok;
 }
 
-#ifdef VO_WORKER_TEST_READER_BUG
+#ifdef VO_WORKER_TEST_HOOKS
 /*
- * Tests only (offline/tests, never installed): a reader with a memory
- * bug that a guest file triggers, to show what a real one would do.
+ * Tests only (offline/tests, never installed): what a reader with a
+ * memory bug, or one taken over by a crafted image, would do.  A guest
+ * file /etc/vmaugment-crash makes a reader crash; /etc/vmaugment-attack
+ * names one attack on the host, whose outcome becomes the job's error.
  */
-static void vo_worker_test_reader_bug(VoGuest *guest)
+static gboolean vo_worker_test_hooks(VoGuest *guest, GError **error)
 {
-    g_autoptr(GBytes) data = vo_guest_read_file(guest, "/etc/vmaugment-crash",
-                                                NULL);
+    g_autoptr(GBytes) crash = vo_guest_read_file(guest, "/etc/vmaugment-crash",
+                                                 NULL);
+    g_autoptr(GBytes) attack = vo_guest_read_file(guest,
+                                                  "/etc/vmaugment-attack",
+                                                  NULL);
+    g_autofree char *what = NULL;
+    long rc = -1;
 
-    if (data) {
+    if (crash) {
         *(volatile int *)NULL = 1;
     }
+    if (!attack) {
+        return TRUE;
+    }
+    what = g_strstrip(g_strndup(g_bytes_get_data(attack, NULL),
+                                g_bytes_get_size(attack)));
+    errno = 0;
+    if (g_str_equal(what, "host-file")) {
+        rc = open("/etc/shadow", O_RDONLY);
+    } else if (g_str_equal(what, "proc")) {
+        rc = open("/proc/1/environ", O_RDONLY);
+    } else if (g_str_equal(what, "socket")) {
+        rc = socket(AF_INET, SOCK_STREAM, 0);
+    } else if (g_str_equal(what, "exec")) {
+        char *const args[] = { (char *)"/bin/sh", NULL };
+
+        rc = execve(args[0], args, args + 1);
+    } else if (g_str_equal(what, "kill")) {
+        rc = kill(-1, SIGKILL);
+    } else if (g_str_equal(what, "ptrace")) {
+        rc = ptrace(PTRACE_ATTACH, getppid(), NULL, NULL);
+    } else if (g_str_equal(what, "unshare")) {
+        rc = unshare(CLONE_NEWNS);
+    } else if (g_str_equal(what, "exec-memory")) {
+        rc = mmap(NULL, 4096, PROT_READ | PROT_EXEC,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED ? -1 : 0;
+    }
+    g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "attack %s: %s", what,
+                rc < 0 ? g_strerror(errno) : "succeeded");
+    return FALSE;
 }
 #endif
 
@@ -143,8 +184,10 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
     if (!w->guest) {
         return FALSE;
     }
-#ifdef VO_WORKER_TEST_READER_BUG
-    vo_worker_test_reader_bug(w->guest);
+#ifdef VO_WORKER_TEST_HOOKS
+    if (!vo_worker_test_hooks(w->guest, error)) {
+        return FALSE;
+    }
 #endif
     switch (w->job) {
     case VO_WORKER_INSPECT:

@@ -3,13 +3,15 @@
 # worker that reads the guest, inspected from the host while it runs; a
 # reader that crashes on a crafted image (a worker built with a reader
 # bug that a guest file triggers) ends in a reported failure with the
-# image untouched and the next job unaffected; images that name host files
+# image untouched and the next job unaffected; a reader taken over by an
+# image (the same worker, attacking as a guest file tells it) reaches
+# nothing of the host; images that name host files
 # (a backing file, also one hidden in a raw disk's first sector) are
 # refused unless the operator allows them.
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 17
+plan 18
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -45,7 +47,32 @@ pass "the image is untouched and nothing is left next to it"
     fail "apply after the crash: $(cat "$tmp/apply.json")"
 pass "the next apply, with a sound worker, succeeds"
 
-# 14-17: images that name other host files.
+# 14: a reader taken over by a crafted image attacks the host.
+printf 'crash\n' >"$tmp/payload/attack"
+for attack in host-file:'No such file or directory' \
+    proc:'No such file or directory' socket:'Permission denied' \
+    exec:'signal 31' kill:'signal 31' ptrace:'signal 31' \
+    unshare:'signal 31' exec-memory:'signal 31'; do
+    name=${attack%%:*}
+    echo "$name" >"$tmp/payload/attack"
+    MANIFEST_ID=attack-$name build_bundle "$tmp/attack.vmab" "" \
+        '{"op": "add", "path": "/etc/vmaugment-attack", "payload": "attack"}'
+    cp "$fix/debian.qcow2" "$tmp/attack.qcow2"
+    vo apply "$tmp/attack.qcow2" "$tmp/attack.vmab" >/dev/null ||
+        fail "cannot plant the attack $name"
+    # Survived attacks come back as the job's error; forbidden system
+    # calls kill the worker.
+    if [ "${attack#*:}" = 'signal 31' ]; then
+        want='ended by signal 31 \(Bad system call\)'
+    else
+        want="attack $name: ${attack#*:}"
+    fi
+    VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+        expect_refusal "$want" inspect "$tmp/attack.qcow2"
+done
+pass "a worker's attacks on the host fail: host files, /proc, network, exec, kill, ptrace, unshare, executable memory"
+
+# 15-18: images that name other host files.
 echo "host secret" >"$tmp/host-file"
 "$QEMU_IMG" create -q -f qcow2 -b "$tmp/host-file" -F raw "$tmp/backed.qcow2" \
     64M
