@@ -121,6 +121,100 @@ static gboolean vo_worker_verify(VoWorker *w, JsonBuilder *b, GError **error)
 }
 
 #ifdef VO_WORKER_TEST_HOOKS
+static void vo_worker_test_write(const void *data, gsize len)
+{
+    const guint8 *p = data;
+
+    while (len > 0) {
+        ssize_t n = write(VO_WORKER_FD_REPORT, p, len);
+
+        if (n <= 0) {
+            _exit(1);
+        }
+        p += n;
+        len -= n;
+    }
+}
+
+static void vo_worker_test_frame(guint16 type, const char *body, gsize len,
+                                 guint32 claimed)
+{
+    VoWireHeader h = {
+        .magic = GUINT32_TO_LE(VO_WIRE_MAGIC),
+        .version = GUINT16_TO_LE(VO_WIRE_VERSION),
+        .type = GUINT16_TO_LE(type),
+        .length = GUINT32_TO_LE(claimed),
+    };
+
+    vo_worker_test_write(&h, sizeof(h));
+    vo_worker_test_write(body, len);
+}
+
+/*
+ * Tests only: a worker that talks nonsense to its parent, as a worker
+ * taken over by an image could.  The kind is named by the image's file
+ * name ("...report-KIND..."), which the parent passes on.
+ */
+static void vo_worker_test_report(const char *image)
+{
+    const char *kind = strstr(image, "report-");
+    g_autofree char *deep = NULL;
+    const char *body = NULL;
+
+    if (!kind) {
+        return;
+    }
+    kind += strlen("report-");
+    if (g_str_has_prefix(kind, "bad-magic")) {
+        VoWireHeader h = { .magic = 0, .length = GUINT32_TO_LE(2) };
+
+        vo_worker_test_write(&h, sizeof(h));
+        vo_worker_test_write("{}", 2);
+    } else if (g_str_has_prefix(kind, "huge")) {
+        vo_worker_test_frame(VO_WIRE_RESULT, "{}", 2, G_MAXUINT32);
+    } else if (g_str_has_prefix(kind, "short")) {
+        vo_worker_test_frame(VO_WIRE_RESULT, "{}", 2, 100);
+    } else if (g_str_has_prefix(kind, "deep")) {
+        gsize n = VO_WIRE_MAX_BODY - 1;
+
+        deep = g_malloc(n);
+        memset(deep, '[', n);
+        vo_worker_test_frame(VO_WIRE_RESULT, deep, n, n);
+    } else if (g_str_has_prefix(kind, "not-json")) {
+        body = "{\"status\": ";
+    } else if (g_str_has_prefix(kind, "unknown-member")) {
+        body = "{\"status\": \"dry-run\", \"owned\": true}";
+    } else if (g_str_has_prefix(kind, "wrong-type")) {
+        body = "{\"inventory\": \"all yours\"}";
+    } else if (g_str_has_prefix(kind, "bad-error")) {
+        body = "{\"error\": {\"code\": 999, \"message\": \"x\"}}";
+    } else if (g_str_has_prefix(kind, "trailing")) {
+        body = "{\"inventory\": {}}";
+        vo_worker_test_frame(VO_WIRE_RESULT, body, strlen(body),
+                             strlen(body));
+        body = NULL;
+        vo_worker_test_write("more", 4);
+    } else if (g_str_has_prefix(kind, "stages")) {
+        body = "{\"stage\": \"deciding\"}";
+        for (int i = 0; i < 9; i++) {
+            vo_worker_test_frame(VO_WIRE_STAGE, body, strlen(body),
+                                 strlen(body));
+        }
+        body = NULL;
+    } else if (g_str_has_prefix(kind, "bad-stage")) {
+        body = "{\"stage\": \"\\u001b]0;owned\\u0007\"}";
+        vo_worker_test_frame(VO_WIRE_STAGE, body, strlen(body),
+                             strlen(body));
+        body = NULL;
+    }
+    if (body) {
+        vo_worker_test_frame(VO_WIRE_RESULT, body, strlen(body),
+                             strlen(body));
+    }
+    /* "silent" and the rest: no report at all. */
+    _exit(0);
+}
+
 /*
  * Tests only (offline/tests, never installed): what a reader with a
  * memory bug, or one taken over by a crafted image, would do.  A guest
@@ -185,6 +279,7 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
         return FALSE;
     }
 #ifdef VO_WORKER_TEST_HOOKS
+    vo_worker_test_report(w->image);
     if (!vo_worker_test_hooks(w->guest, error)) {
         return FALSE;
     }

@@ -5,13 +5,14 @@
 # bug that a guest file triggers) ends in a reported failure with the
 # image untouched and the next job unaffected; a reader taken over by an
 # image (the same worker, attacking as a guest file tells it) reaches
-# nothing of the host; images that name host files
+# nothing of the host, and what it reports is checked; images that name
+# host files
 # (a backing file, also one hidden in a raw disk's first sector) are
 # refused unless the operator allows them.
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 18
+plan 19
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -72,7 +73,23 @@ for attack in host-file:'No such file or directory' \
 done
 pass "a worker's attacks on the host fail: host files, /proc, network, exec, kill, ptrace, unshare, executable memory"
 
-# 15-18: images that name other host files.
+# 15: a worker that talks nonsense to its parent (the test worker picks
+# what to send by the image's file name).
+for report in bad-magic:'bad magic' huge:'body length out of range' \
+    short:'truncated body' deep:'body is nested too deeply' \
+    not-json:'body is not JSON' unknown-member:'unexpected member' \
+    wrong-type:'"inventory" has the wrong type' bad-error:'bad "error"' \
+    trailing:'data after the result' stages:'too many stages' \
+    bad-stage:'unknown stage' silent:'no report'; do
+    name=${report%%:*}
+    ln -f "$fix/debian.qcow2" "$tmp/report-$name.qcow2"
+    VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+        expect_refusal "the worker's report is malformed: ${report#*:}" \
+        inspect "$tmp/report-$name.qcow2"
+done
+pass "malformed reports are refused: framing, size, depth, members, types, stages"
+
+# 16-19: images that name other host files.
 echo "host secret" >"$tmp/host-file"
 "$QEMU_IMG" create -q -f qcow2 -b "$tmp/host-file" -F raw "$tmp/backed.qcow2" \
     64M
