@@ -12,7 +12,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 19
+plan 21
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -24,7 +24,11 @@ MANIFEST_ID=crash-trigger build_bundle "$tmp/trigger.vmab" "" \
 python3 "$here/worker-inspect.py" "$VMAUGMENT_OFFLINE" \
     --trust-dir "$tmp/trust" check "$fix/debian.qcow2" "$tmp/demo.vmab"
 
-# 10-13: a reader crash, in inspect and in apply.
+# 10-11: they die with vmaugment-offline.
+python3 "$here/worker-inspect.py" --kill-parent "$VMAUGMENT_OFFLINE" \
+    inspect "$fix/debian.qcow2"
+
+# 12-15: a reader crash, in inspect and in apply.
 cp "$fix/debian.qcow2" "$tmp/crash.qcow2"
 vo apply "$tmp/crash.qcow2" "$tmp/trigger.vmab" >/dev/null ||
     fail "cannot plant the crash trigger"
@@ -48,7 +52,7 @@ pass "the image is untouched and nothing is left next to it"
     fail "apply after the crash: $(cat "$tmp/apply.json")"
 pass "the next apply, with a sound worker, succeeds"
 
-# 14: a reader taken over by a crafted image attacks the host.
+# 16: a reader taken over by a crafted image attacks the host.
 printf 'crash\n' >"$tmp/payload/attack"
 for attack in host-file:'No such file or directory' \
     proc:'No such file or directory' socket:'Permission denied' \
@@ -73,7 +77,7 @@ for attack in host-file:'No such file or directory' \
 done
 pass "a worker's attacks on the host fail: host files, /proc, network, exec, kill, ptrace, unshare, executable memory"
 
-# 15: a worker that talks nonsense to its parent (the test worker picks
+# 17: a worker that talks nonsense to its parent (the test worker picks
 # what to send by the image's file name).
 for report in bad-magic:'bad magic' huge:'body length out of range' \
     short:'truncated body' deep:'body is nested too deeply' \
@@ -89,7 +93,7 @@ for report in bad-magic:'bad magic' huge:'body length out of range' \
 done
 pass "malformed reports are refused: framing, size, depth, members, types, stages"
 
-# 16-19: images that name other host files.
+# 18-21: images that name other host files.
 echo "host secret" >"$tmp/host-file"
 "$QEMU_IMG" create -q -f qcow2 -b "$tmp/host-file" -F raw "$tmp/backed.qcow2" \
     64M
