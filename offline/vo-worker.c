@@ -329,11 +329,8 @@ static gboolean vo_worker_check_report(VoWorkerJob job, JsonObject *report,
 
 /* Stage frames, then the result, then the end of the stream. */
 static JsonObject *vo_worker_read(const VoWorkerRequest *req, int fd,
-                                  GError **error)
+                                  gint64 deadline, GError **error)
 {
-    gint64 deadline = g_get_monotonic_time() +
-                      VO_WORKER_TIMEOUT_S * G_USEC_PER_SEC;
-
     for (guint n = 0; n <= VO_WORKER_MAX_STAGES; n++) {
         g_autoptr(JsonObject) body = NULL;
         VoWireType type;
@@ -417,6 +414,19 @@ static void vo_worker_describe_end(const VoWorkerRequest *req, int status,
     }
 }
 
+JsonObject *vo_worker_read_report(const VoWorkerRequest *req, int fd,
+                                  gint64 deadline, GError **job_error,
+                                  GError **error)
+{
+    g_autoptr(JsonObject) report = vo_worker_read(req, fd, deadline, error);
+
+    if (!report ||
+        !vo_worker_check_report(req->job, report, job_error, error)) {
+        return NULL;
+    }
+    return g_steal_pointer(&report);
+}
+
 gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
                        GError **error)
 {
@@ -464,7 +474,10 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
         close(sv[0]);
         return FALSE;
     }
-    report = vo_worker_read(req, sv[0], &read_error);
+    report = vo_worker_read(req, sv[0],
+                            g_get_monotonic_time() +
+                                VO_WORKER_TIMEOUT_S * G_USEC_PER_SEC,
+                            &read_error);
     close(sv[0]);
     /* Past our deadline it gets no grace; otherwise its stream ended
      * and so does it, now. */

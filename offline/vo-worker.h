@@ -73,4 +73,14 @@ void vo_worker_set_id_base(guint32 base);
 gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
                        GError **error);
 
+/*
+ * The checks vo_worker_run() applies to what a worker sends on @fd
+ * (stage frames, one result, the end), before @deadline: the report, or
+ * NULL with @error.  A report holding the worker's "error" also sets
+ * @job_error.  For the fuzz target of the parent's side.
+ */
+JsonObject *vo_worker_read_report(const VoWorkerRequest *req, int fd,
+                                  gint64 deadline, GError **job_error,
+                                  GError **error);
+
 G_END_DECLS

@@ -5,8 +5,9 @@
 # link), fuzz-registrations (the registration sidecar), fuzz-repo-index
 # (the repository index), fuzz-bundle (offline bundles), fuzz-hive (a
 # guest's SOFTWARE hive), fuzz-dpkg-status (a guest's dpkg status and
-# os-release), fuzz-ovf (OVF descriptors) and fuzz-fstab (a guest's
-# /etc/fstab).
+# os-release), fuzz-ovf (OVF descriptors), fuzz-fstab (a guest's
+# /etc/fstab) and fuzz-worker-report (what the offline worker sends its
+# privileged parent).
 #
 # Usage: fuzz-host.sh [--runs N | --long] [--max-time S] [TARGET...]
 #   default    a short run of each, for CI: a few thousand inputs, fewer
@@ -66,6 +67,7 @@ all_targets=(
     "offline/tests/fuzz/fuzz-dpkg-status 20000 corpus-dpkg-status"
     "offline/tests/fuzz/fuzz-ovf 20000 corpus-ovf"
     "offline/tests/fuzz/fuzz-fstab 20000 corpus-fstab"
+    "offline/tests/fuzz/fuzz-worker-report 20000 corpus-worker-report"
 )
 targets=()
 for t in "${all_targets[@]}"; do
