@@ -5,7 +5,9 @@
 # guest uploads and registers a module through the vmaugment device, QMP
 # goes through "virsh qemu-monitor-command", "virsh shutdown" ends it, the
 # host checks that the module's image-stop handler ran, and the domain is
-# undefined.  Prints TAP.
+# undefined.  Then two more domains with Debian disks, one of them
+# running, are serviced by "vmaugment-offline batch --libvirt
+# qemu:///system".  Prints TAP.
 #
 # The helper runs as on a host without systemd (docs/service.rst): its
 # socket 0660 for the vmaugment group, of which libvirt's QEMU user
@@ -40,10 +42,13 @@ bail() {
 }
 
 cleanup() {
-    if "${virsh[@]}" dominfo "$dom" >/dev/null 2>&1; then
-        "${virsh[@]}" destroy "$dom" >/dev/null 2>&1
-        "${virsh[@]}" undefine "$dom" >/dev/null 2>&1
-    fi
+    local d
+    for d in "$dom" "$dom-idle" "$dom-busy"; do
+        if "${virsh[@]}" dominfo "$d" >/dev/null 2>&1; then
+            "${virsh[@]}" destroy "$d" >/dev/null 2>&1
+            "${virsh[@]}" undefine "$d" >/dev/null 2>&1
+        fi
+    done
     if [ -n "$helper_pid" ]; then
         kill "$helper_pid" 2>/dev/null
         wait "$helper_pid" 2>/dev/null
@@ -207,6 +212,84 @@ if ! "${virsh[@]}" list --all --name | grep -qx "$dom"; then
 else
     not_ok "virsh undefine" "$out"
 fi
+
+# Offline servicing of libvirt's domains (docs/libvirt.rst): one inactive
+# domain's disk is patched by "vmaugment-offline batch --libvirt
+# qemu:///system", a running domain's disk is skipped and left alone.
+lfix=$(bash "$root/offline/tests/make-fixtures.sh" linux 2>"$run/fixtures.log") ||
+    bail "the offline fixture images are built" "$(tail -n 5 "$run/fixtures.log")"
+off=$run/offline
+mkdir -p "$off/trust" "$off/payload"
+"$build/trust/vmaugment-keygen" --name "Patch admin" --key "$off/admin.key" \
+    --cert "$off/trust/admin.pem" >/dev/null 2>&1
+echo "patched through libvirt" >"$off/payload/note"
+cat >"$off/manifest.json" <<'JSON'
+{"format": 1, "id": "libvirt-note", "version": "1",
+ "files": [{"op": "add", "path": "/etc/vmaugment-libvirt", "payload": "note"}]}
+JSON
+"$build/offline/vmaugment-offline" bundle-build --key "$off/admin.key" \
+    --cert "$off/trust/admin.pem" --payload-dir "$off/payload" \
+    --output "$off/note.vmab" "$off/manifest.json" >/dev/null 2>&1 ||
+    bail "the bundle for libvirt's domains is built"
+batch_dom() {
+    cat <<XML
+<domain type='qemu'>
+  <name>$1</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <!-- Without it libvirt passes -no-acpi, which QEMU 10 no longer has. -->
+  <features><acpi/></features>
+  <devices>
+    <emulator>$qemu</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+XML
+}
+idle=$dom-idle
+busy=$dom-busy
+cp "$lfix/debian.qcow2" "$run/images/idle.qcow2"
+cp "$lfix/debian.qcow2" "$run/images/busy.qcow2"
+batch_dom "$idle" "$run/images/idle.qcow2" >"$off/idle.xml"
+batch_dom "$busy" "$run/images/busy.qcow2" >"$off/busy.xml"
+busy_sum=$(sha256sum <"$run/images/busy.qcow2")
+"${virsh[@]}" define "$off/idle.xml" >/dev/null 2>&1 &&
+    "${virsh[@]}" define "$off/busy.xml" >/dev/null 2>&1 &&
+    out=$("${virsh[@]}" start "$busy" 2>&1) ||
+    bail "two domains for offline servicing, one started" "$out"
+rc=0
+"$build/offline/vmaugment-offline" --trust-dir "$off/trust" batch \
+    --bundle "$off/note.vmab" --libvirt qemu:///system \
+    >"$off/batch.json" 2>"$off/batch.err" || rc=$?
+if python3 - "$off/batch.json" "$idle" "$busy" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+st = {i.get("domain"): i["status"] for i in d["images"]}
+sys.exit(0 if st.get(sys.argv[2]) == "applied" and
+         st.get(sys.argv[3]) == "skipped-in-use" else 1)
+PY
+then
+    ok "batch --libvirt qemu:///system: the inactive domain patched, the running one skipped"
+else
+    not_ok "batch --libvirt qemu:///system: the inactive domain patched, the running one skipped" \
+        "exit $rc" "$(cat "$off/batch.json" "$off/batch.err")"
+fi
+"${virsh[@]}" destroy "$busy" >/dev/null 2>&1
+if "$build/offline/vmaugment-offline" --trust-dir "$off/trust" verify \
+       "$run/images/idle.qcow2" "$off/note.vmab" >"$off/verify.json" 2>&1 &&
+   [ "$(sha256sum <"$run/images/busy.qcow2")" = "$busy_sum" ]; then
+    ok "the patched disk verifies; the running domain's disk is unchanged"
+else
+    not_ok "the patched disk verifies; the running domain's disk is unchanged" \
+        "$(cat "$off/verify.json")"
+fi
+"${virsh[@]}" undefine "$idle" >/dev/null 2>&1
+"${virsh[@]}" undefine "$busy" >/dev/null 2>&1
 
 echo "1..$n"
 exit $failed
