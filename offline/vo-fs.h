@@ -76,6 +76,15 @@ struct VoFs {
 VoFs *vo_ext_open(VoDisk *disk, const VoPartition *part, GError **error);
 VoFs *vo_ntfs_open(VoDisk *disk, const VoPartition *part, GError **error);
 
+/* A reader, for the filesystem type libblkid names. */
+typedef struct {
+    const char *type;       /* blkid's TYPE: "ext4", "ntfs", ... */
+    VoFs *(*open)(VoDisk *disk, const VoPartition *part, GError **error);
+} VoFsDriver;
+
+/* The driver for @fstype (may be NULL), or NULL when none reads it. */
+const VoFsDriver *vo_fs_driver_for(const char *fstype);
+
 static inline void vo_fs_close(VoFs *fs)
 {
     if (fs) {

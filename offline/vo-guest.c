@@ -550,13 +550,6 @@ static void vo_guest_map_drive_letters(VoGuest *guest)
     }
 }
 
-static gboolean vo_guest_is_ext(const char *fstype)
-{
-    return fstype && (g_str_equal(fstype, "ext2") ||
-                      g_str_equal(fstype, "ext3") ||
-                      g_str_equal(fstype, "ext4"));
-}
-
 /* Maps the guest on guest->disk: partitions, filesystems, mounts. */
 static gboolean vo_guest_attach(VoGuest *guest, GError **error)
 {
@@ -582,17 +575,13 @@ static gboolean vo_guest_attach(VoGuest *guest, GError **error)
     for (guint i = 0; i < guest->layout->partitions->len; i++) {
         VoPartition *p = guest->layout->partitions->pdata[i];
         const char *why = vo_layout_unsupported_reason(p->fstype);
+        const VoFsDriver *driver = vo_fs_driver_for(p->fstype);
         VoFs *fs = NULL;
 
         g_debug("partition %d at %" G_GUINT64_FORMAT ": %s", p->number,
                 p->offset, p->fstype ? p->fstype : "(unknown)");
-        if (vo_guest_is_ext(p->fstype)) {
-            fs = vo_ext_open(guest->disk, p, error);
-            if (!fs) {
-                return FALSE;
-            }
-        } else if (p->fstype && g_str_equal(p->fstype, "ntfs")) {
-            fs = vo_ntfs_open(guest->disk, p, error);
+        if (driver) {
+            fs = driver->open(guest->disk, p, error);
             if (!fs) {
                 return FALSE;
             }
