@@ -186,6 +186,9 @@ static void vo_worker_test_report(const char *image)
         body = "{\"status\": \"dry-run\", \"owned\": true}";
     } else if (g_str_has_prefix(kind, "wrong-type")) {
         body = "{\"inventory\": \"all yours\"}";
+    } else if (g_str_has_prefix(kind, "escape")) {
+        body = "{\"error\": {\"code\": 0, \"message\": "
+               "\"evil \\u001b]0;owned\\u0007 \\u009b end\"}}";
     } else if (g_str_has_prefix(kind, "bad-error")) {
         body = "{\"error\": {\"code\": 999, \"message\": \"x\"}}";
     } else if (g_str_has_prefix(kind, "trailing")) {

@@ -253,6 +253,22 @@ static gboolean vo_worker_bad(GError **error, const char *fmt, ...)
     return FALSE;
 }
 
+/*
+ * The worker's messages may quote what the guest wrote and end up on the
+ * operator's terminal: control characters (escape sequences among them)
+ * become '?'.  The text is valid UTF-8 (vo-wire.c checked it).
+ */
+static void vo_worker_sanitize(char *text)
+{
+    for (char *p = text; *p; p = g_utf8_next_char(p)) {
+        gunichar c = g_utf8_get_char(p);
+
+        if (g_unichar_iscntrl(c)) {
+            memset(p, '?', g_utf8_next_char(p) - p);
+        }
+    }
+}
+
 static gboolean vo_worker_check_status(JsonObject *report, GError **error)
 {
     const char *status;
@@ -284,6 +300,7 @@ static gboolean vo_worker_check_report(VoWorkerJob job, JsonObject *report,
         gboolean known = FALSE;
 
         if (g_str_equal(name, "error")) {
+            g_autofree char *text = NULL;
             JsonObject *e;
             JsonNode *code, *message;
 
@@ -302,8 +319,10 @@ static gboolean vo_worker_check_report(VoWorkerJob job, JsonObject *report,
                     VO_WORKER_MAX_MESSAGE) {
                 return vo_worker_bad(error, "bad \"error\"");
             }
+            text = g_strdup(json_node_get_string(message));
+            vo_worker_sanitize(text);
             g_set_error_literal(job_error, VO_ERROR, json_node_get_int(code),
-                                json_node_get_string(message));
+                                text);
             continue;
         }
         for (guint i = 0; i < G_N_ELEMENTS(vo_worker_members); i++) {

@@ -91,7 +91,10 @@ for report in bad-magic:'bad magic' huge:'body length out of range' \
         expect_refusal "the worker's report is malformed: ${report#*:}" \
         inspect "$tmp/report-$name.qcow2"
 done
-pass "malformed reports are refused: framing, size, depth, members, types, stages"
+ln -f "$fix/debian.qcow2" "$tmp/report-escape.qcow2"
+VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+    expect_refusal 'evil \?\]0;owned\? \?\? end$' inspect "$tmp/report-escape.qcow2"
+pass "malformed reports are refused: framing, size, depth, members, types, stages; control characters never reach the terminal"
 
 # 18-21: images that name other host files.
 echo "host secret" >"$tmp/host-file"
