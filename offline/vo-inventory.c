@@ -192,7 +192,10 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
     }
 
     osr = vo_guest_read_file(guest, "/etc/os-release", &local);
-    if (!osr) {
+    /* Only a missing file falls back: one that cannot be read (a link
+     * loop, a corrupt inode) would otherwise pass for a guest without it,
+     * and the rules would judge an OS that is not there. */
+    if (!osr && g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         g_clear_error(&local);
         osr = vo_guest_read_file(guest, "/usr/lib/os-release", &local);
     }
@@ -202,7 +205,8 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
     }
     g_clear_error(&local);
 
-    status = vo_guest_read_file(guest, "/var/lib/dpkg/status", &local);
+    status = vo_guest_read_file_max(guest, "/var/lib/dpkg/status",
+                                    VO_MAX_DPKG_STATUS, &local);
     if (!status && !g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         g_propagate_error(error, g_steal_pointer(&local));
         return NULL;
