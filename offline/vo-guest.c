@@ -526,8 +526,13 @@ gboolean vo_guest_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error)
         m->mountpoint = g_strdup(target);
         m->part = vo_guest_find_partition(guest, ent);
         if (!m->part) {
+            /* The guest wrote the source; the report must be UTF-8. */
+            g_autofree char *source = g_utf8_make_valid(
+                mnt_fs_get_source(ent) ? mnt_fs_get_source(ent) : "none",
+                -1);
+
             m->problem = g_strdup_printf("its filesystem (%s) is not on this "
-                                         "disk", mnt_fs_get_source(ent));
+                                         "disk", source);
         } else {
             m->fs = vo_guest_fs_of(guest, m->part);
             if (!m->fs) {

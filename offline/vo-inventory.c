@@ -67,9 +67,12 @@ static void vo_inventory_add_package(VoInventory *inv, GHashTable *fields)
     const char *arch = g_hash_table_lookup(fields, "architecture");
     VoPackage *p;
 
+    /* Every field reaches the report, whose JSON must be UTF-8. */
     if (!name || !status || !version ||
         !g_utf8_validate(name, -1, NULL) ||
-        !g_utf8_validate(version, -1, NULL)) {
+        !g_utf8_validate(version, -1, NULL) ||
+        !g_utf8_validate(status, -1, NULL) ||
+        (arch && !g_utf8_validate(arch, -1, NULL))) {
         return;
     }
     p = g_new0(VoPackage, 1);

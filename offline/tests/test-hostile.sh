@@ -17,7 +17,7 @@ need mkntfs ntfs-3g
 need hivexsh libhivex-bin
 [ -x /usr/bin/time ] || fail "/usr/bin/time is missing: install time"
 : "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
-plan 14
+plan 15
 
 # No refusal needs more than this much memory in any process of the
 # tree (maximum resident set of the parent, its tools and its worker).
@@ -50,8 +50,7 @@ hostile() {
         "${rss} KiB"
 }
 
-# A sound Linux guest: GPT, one ext4 of 8 MiB at 1 MiB.  $1 the raw disk,
-# $2 the tree to copy in (default: a minimal Debian-like one).
+# A minimal Debian-like tree in $1.
 linux_tree() {
     local t=$1
     rm -rf "$t"
@@ -61,16 +60,19 @@ linux_tree() {
     printf 'Package: libc6\nStatus: install ok installed\nVersion: 2.36\n' \
         >"$t/var/lib/dpkg/status"
 }
+# A sound Linux guest: GPT, one ext4 of 8 MiB at 1 MiB.  $1 the raw disk,
+# $2 the tree to copy in, then options for mke2fs.
 ext_off=$((2048 * 512))
 linux_disk() {
     local raw=$1 tree=$2
+    shift 2
     rm -f "$raw"
     truncate -s 10M "$raw"
     printf 'label: gpt\nstart=2048, size=16384, name=root\n' |
         sfdisk --quiet "$raw"
     # 4 KiB blocks: a link may be as long as a block.
     mke2fs -q -F -t ext4 -b 4096 -L root -E offset=$ext_off -d "$tree" \
-        "$raw" 8M
+        "$@" "$raw" 8M
 }
 # debugfs_w RAW: runs the debugfs requests on stdin, writing.
 debugfs_w() {
@@ -137,8 +139,8 @@ qcow2 "$tmp/cycle.raw"
 hostile "a directory cycle walked by long links" \
     'too many levels of symbolic links' "$tmp/cycle.qcow2"
 
-# 6-7: overlong names: a link whose inode claims 100,000 bytes, and an
-# entry naming an inode beyond the filesystem's.
+# 6-7: a link whose inode claims 100,000 bytes, and an entry naming an
+# unused inode.
 cp "$tmp/sound.raw" "$tmp/long.raw"
 debugfs_w "$tmp/long.raw" <<'EOF'
 rm /etc/os-release
@@ -157,7 +159,34 @@ qcow2 "$tmp/ino.raw"
 hostile "an entry naming an unused inode" 'not a regular file' \
     "$tmp/ino.qcow2"
 
-# 8-9: a dpkg status with a gigabyte field (a sparse file: the image
+# 8: a name overrunning its directory entry (255 bytes in a record of
+# 16; without metadata checksums, which would catch it first): the fstab
+# cannot be read, and without it the mounts are unknown.
+linux_tree "$tmp/tree"
+linux_disk "$tmp/name.raw" "$tmp/tree" -O ^metadata_csum
+blk=$(debugfs -R "blocks /etc" "$tmp/name.raw?offset=$ext_off" 2>/dev/null)
+python3 - "$tmp/name.raw" $((ext_off + ${blk%% *} * 4096)) <<'EOF'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2]))
+    b = bytearray(f.read(4096))
+    p = 0
+    while p < len(b):
+        ino, rec, nl, ft = struct.unpack_from("<IHBB", b, p)
+        if bytes(b[p + 8:p + 8 + nl]) == b"fstab":
+            b[p + 6] = 255
+            break
+        p += rec
+    else:
+        sys.exit("no fstab entry in /etc")
+    f.seek(int(sys.argv[2]))
+    f.write(b)
+EOF
+qcow2 "$tmp/name.raw"
+hostile "a name longer than its directory entry" 'directory corrupted' \
+    "$tmp/name.qcow2"
+
+# 9-10: a dpkg status with a gigabyte field (a sparse file: the image
 # stays small), and one of 512 MiB, refused before it is read.
 for size in 1024 512; do
     linux_tree "$tmp/tree"
@@ -174,7 +203,7 @@ EOF
         'status in the guest is implausibly large' "$tmp/dpkg.qcow2"
 done
 
-# 10-11: an fstab of 10,000 entries, and one of 10,000 long lines (too
+# 11-12: an fstab of 10,000 entries, and one of 10,000 long lines (too
 # big to map): refused, not mapped or ignored (a path below an ignored
 # mount would be written to the directory it hides).
 linux_tree "$tmp/tree"
@@ -192,7 +221,7 @@ qcow2 "$tmp/fstab2.raw"
 hostile "an fstab of 10,000 long lines" \
     'fstab in the guest is implausibly large' "$tmp/fstab2.qcow2"
 
-# 12-14: Windows guests whose SOFTWARE hive is broken: a corrupt header,
+# 13-15: Windows guests whose SOFTWARE hive is broken: a corrupt header,
 # a list of subkeys that is its own index (hivex refuses it: the key is
 # not absent, the hive is broken), and an Uninstall key listing itself
 # as a subkey (a cell loop hivex reads without complaint).
