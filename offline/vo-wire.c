@@ -165,7 +165,10 @@ JsonObject *vo_wire_receive(int fd, gint64 deadline, VoWireType *type,
         return NULL;
     }
     if (got == 0) {
-        return vo_wire_bad(error, "no report");
+        /* Not malformed: nothing at all (the caller asks why). */
+        g_set_error(error, VO_ERROR, VO_ERROR_NOT_FOUND,
+                    "the worker's report is malformed: no report");
+        return NULL;
     }
     if (got < sizeof(h)) {
         return vo_wire_bad(error, "short header");

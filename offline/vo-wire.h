@@ -42,8 +42,8 @@ gboolean vo_wire_send(int fd, VoWireType type, JsonNode *body,
  * Reads one frame from @fd before @deadline (g_get_monotonic_time()): the
  * header must carry our magic, version and a known type, the body must
  * parse as a JSON object no deeper than VO_WIRE_MAX_DEPTH.  Returns the
- * body, or NULL with @error naming what was wrong (also for the end of the
- * stream).
+ * body, or NULL with @error naming what was wrong: VO_ERROR_NOT_FOUND when
+ * the stream ended before its first byte, VO_ERROR_TIMEOUT at @deadline.
  */
 JsonObject *vo_wire_receive(int fd, gint64 deadline, VoWireType *type,
                             GError **error);

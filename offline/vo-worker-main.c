@@ -14,11 +14,16 @@
 #define G_LOG_DOMAIN "vmaugment-offline"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <iconv.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -115,19 +120,149 @@ static gboolean vo_worker_verify(VoWorker *w, JsonBuilder *b, GError **error)
     return ok;
 }
 
-#ifdef VO_WORKER_TEST_READER_BUG
-/*
- * Tests only (offline/tests, never installed): a reader with a memory
- * bug that a guest file triggers, to show what a real one would do.
- */
-static void vo_worker_test_reader_bug(VoGuest *guest)
+#ifdef VO_WORKER_TEST_HOOKS
+static void vo_worker_test_write(const void *data, gsize len)
 {
-    g_autoptr(GBytes) data = vo_guest_read_file(guest, "/etc/vmaugment-crash",
-                                                NULL);
+    const guint8 *p = data;
 
-    if (data) {
+    while (len > 0) {
+        ssize_t n = write(VO_WORKER_FD_REPORT, p, len);
+
+        if (n <= 0) {
+            _exit(1);
+        }
+        p += n;
+        len -= n;
+    }
+}
+
+static void vo_worker_test_frame(guint16 type, const char *body, gsize len,
+                                 guint32 claimed)
+{
+    VoWireHeader h = {
+        .magic = GUINT32_TO_LE(VO_WIRE_MAGIC),
+        .version = GUINT16_TO_LE(VO_WIRE_VERSION),
+        .type = GUINT16_TO_LE(type),
+        .length = GUINT32_TO_LE(claimed),
+    };
+
+    vo_worker_test_write(&h, sizeof(h));
+    vo_worker_test_write(body, len);
+}
+
+/*
+ * Tests only: a worker that talks nonsense to its parent, as a worker
+ * taken over by an image could.  The kind is named by the image's file
+ * name ("...report-KIND..."), which the parent passes on.
+ */
+static void vo_worker_test_report(const char *image)
+{
+    const char *kind = strstr(image, "report-");
+    g_autofree char *deep = NULL;
+    const char *body = NULL;
+
+    if (!kind) {
+        return;
+    }
+    kind += strlen("report-");
+    if (g_str_has_prefix(kind, "bad-magic")) {
+        VoWireHeader h = { .magic = 0, .length = GUINT32_TO_LE(2) };
+
+        vo_worker_test_write(&h, sizeof(h));
+        vo_worker_test_write("{}", 2);
+    } else if (g_str_has_prefix(kind, "huge")) {
+        vo_worker_test_frame(VO_WIRE_RESULT, "{}", 2, G_MAXUINT32);
+    } else if (g_str_has_prefix(kind, "short")) {
+        vo_worker_test_frame(VO_WIRE_RESULT, "{}", 2, 100);
+    } else if (g_str_has_prefix(kind, "deep")) {
+        gsize n = VO_WIRE_MAX_BODY - 1;
+
+        deep = g_malloc(n);
+        memset(deep, '[', n);
+        vo_worker_test_frame(VO_WIRE_RESULT, deep, n, n);
+    } else if (g_str_has_prefix(kind, "not-json")) {
+        body = "{\"status\": ";
+    } else if (g_str_has_prefix(kind, "unknown-member")) {
+        body = "{\"status\": \"dry-run\", \"owned\": true}";
+    } else if (g_str_has_prefix(kind, "wrong-type")) {
+        body = "{\"inventory\": \"all yours\"}";
+    } else if (g_str_has_prefix(kind, "bad-error")) {
+        body = "{\"error\": {\"code\": 999, \"message\": \"x\"}}";
+    } else if (g_str_has_prefix(kind, "trailing")) {
+        body = "{\"inventory\": {}}";
+        vo_worker_test_frame(VO_WIRE_RESULT, body, strlen(body),
+                             strlen(body));
+        body = NULL;
+        vo_worker_test_write("more", 4);
+    } else if (g_str_has_prefix(kind, "stages")) {
+        body = "{\"stage\": \"deciding\"}";
+        for (int i = 0; i < 9; i++) {
+            vo_worker_test_frame(VO_WIRE_STAGE, body, strlen(body),
+                                 strlen(body));
+        }
+        body = NULL;
+    } else if (g_str_has_prefix(kind, "bad-stage")) {
+        body = "{\"stage\": \"\\u001b]0;owned\\u0007\"}";
+        vo_worker_test_frame(VO_WIRE_STAGE, body, strlen(body),
+                             strlen(body));
+        body = NULL;
+    }
+    if (body) {
+        vo_worker_test_frame(VO_WIRE_RESULT, body, strlen(body),
+                             strlen(body));
+    }
+    /* "silent" and the rest: no report at all. */
+    _exit(0);
+}
+
+/*
+ * Tests only (offline/tests, never installed): what a reader with a
+ * memory bug, or one taken over by a crafted image, would do.  A guest
+ * file /etc/vmaugment-crash makes a reader crash; /etc/vmaugment-attack
+ * names one attack on the host, whose outcome becomes the job's error.
+ */
+static gboolean vo_worker_test_hooks(VoGuest *guest, GError **error)
+{
+    g_autoptr(GBytes) crash = vo_guest_read_file(guest, "/etc/vmaugment-crash",
+                                                 NULL);
+    g_autoptr(GBytes) attack = vo_guest_read_file(guest,
+                                                  "/etc/vmaugment-attack",
+                                                  NULL);
+    g_autofree char *what = NULL;
+    long rc = -1;
+
+    if (crash) {
         *(volatile int *)NULL = 1;
     }
+    if (!attack) {
+        return TRUE;
+    }
+    what = g_strstrip(g_strndup(g_bytes_get_data(attack, NULL),
+                                g_bytes_get_size(attack)));
+    errno = 0;
+    if (g_str_equal(what, "host-file")) {
+        rc = open("/etc/shadow", O_RDONLY);
+    } else if (g_str_equal(what, "proc")) {
+        rc = open("/proc/1/environ", O_RDONLY);
+    } else if (g_str_equal(what, "socket")) {
+        rc = socket(AF_INET, SOCK_STREAM, 0);
+    } else if (g_str_equal(what, "exec")) {
+        char *const args[] = { (char *)"/bin/sh", NULL };
+
+        rc = execve(args[0], args, args + 1);
+    } else if (g_str_equal(what, "kill")) {
+        rc = kill(-1, SIGKILL);
+    } else if (g_str_equal(what, "ptrace")) {
+        rc = ptrace(PTRACE_ATTACH, getppid(), NULL, NULL);
+    } else if (g_str_equal(what, "unshare")) {
+        rc = unshare(CLONE_NEWNS);
+    } else if (g_str_equal(what, "exec-memory")) {
+        rc = mmap(NULL, 4096, PROT_READ | PROT_EXEC,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED ? -1 : 0;
+    }
+    g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "attack %s: %s", what,
+                rc < 0 ? g_strerror(errno) : "succeeded");
+    return FALSE;
 }
 #endif
 
@@ -143,8 +278,11 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
     if (!w->guest) {
         return FALSE;
     }
-#ifdef VO_WORKER_TEST_READER_BUG
-    vo_worker_test_reader_bug(w->guest);
+#ifdef VO_WORKER_TEST_HOOKS
+    vo_worker_test_report(w->image);
+    if (!vo_worker_test_hooks(w->guest, error)) {
+        return FALSE;
+    }
 #endif
     switch (w->job) {
     case VO_WORKER_INSPECT:

@@ -479,7 +479,11 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
         return FALSE;
     }
     if (!report) {
-        if (!killed && (WIFSIGNALED(status) || WEXITSTATUS(status) != 0)) {
+        /* Silent: how it ended says why.  Anything it did send, however
+         * malformed, says more. */
+        if (!killed &&
+            g_error_matches(read_error, VO_ERROR, VO_ERROR_NOT_FOUND) &&
+            (WIFSIGNALED(status) || WEXITSTATUS(status) != 0)) {
             vo_worker_describe_end(req, status, error);
         } else {
             g_propagate_error(error, g_steal_pointer(&read_error));

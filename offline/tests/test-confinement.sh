@@ -3,13 +3,16 @@
 # worker that reads the guest, inspected from the host while it runs; a
 # reader that crashes on a crafted image (a worker built with a reader
 # bug that a guest file triggers) ends in a reported failure with the
-# image untouched and the next job unaffected; images that name host files
+# image untouched and the next job unaffected; a reader taken over by an
+# image (the same worker, attacking as a guest file tells it) reaches
+# nothing of the host, and what it reports is checked; images that name
+# host files
 # (a backing file, also one hidden in a raw disk's first sector) are
 # refused unless the operator allows them.
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 17
+plan 21
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -21,7 +24,11 @@ MANIFEST_ID=crash-trigger build_bundle "$tmp/trigger.vmab" "" \
 python3 "$here/worker-inspect.py" "$VMAUGMENT_OFFLINE" \
     --trust-dir "$tmp/trust" check "$fix/debian.qcow2" "$tmp/demo.vmab"
 
-# 10-13: a reader crash, in inspect and in apply.
+# 10-11: they die with vmaugment-offline.
+python3 "$here/worker-inspect.py" --kill-parent "$VMAUGMENT_OFFLINE" \
+    inspect "$fix/debian.qcow2"
+
+# 12-15: a reader crash, in inspect and in apply.
 cp "$fix/debian.qcow2" "$tmp/crash.qcow2"
 vo apply "$tmp/crash.qcow2" "$tmp/trigger.vmab" >/dev/null ||
     fail "cannot plant the crash trigger"
@@ -45,7 +52,48 @@ pass "the image is untouched and nothing is left next to it"
     fail "apply after the crash: $(cat "$tmp/apply.json")"
 pass "the next apply, with a sound worker, succeeds"
 
-# 14-17: images that name other host files.
+# 16: a reader taken over by a crafted image attacks the host.
+printf 'crash\n' >"$tmp/payload/attack"
+for attack in host-file:'No such file or directory' \
+    proc:'No such file or directory' socket:'Permission denied' \
+    exec:'signal 31' kill:'signal 31' ptrace:'signal 31' \
+    unshare:'signal 31' exec-memory:'signal 31'; do
+    name=${attack%%:*}
+    echo "$name" >"$tmp/payload/attack"
+    MANIFEST_ID=attack-$name build_bundle "$tmp/attack.vmab" "" \
+        '{"op": "add", "path": "/etc/vmaugment-attack", "payload": "attack"}'
+    cp "$fix/debian.qcow2" "$tmp/attack.qcow2"
+    vo apply "$tmp/attack.qcow2" "$tmp/attack.vmab" >/dev/null ||
+        fail "cannot plant the attack $name"
+    # Survived attacks come back as the job's error; forbidden system
+    # calls kill the worker.
+    if [ "${attack#*:}" = 'signal 31' ]; then
+        want='ended by signal 31 \(Bad system call\)'
+    else
+        want="attack $name: ${attack#*:}"
+    fi
+    VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+        expect_refusal "$want" inspect "$tmp/attack.qcow2"
+done
+pass "a worker's attacks on the host fail: host files, /proc, network, exec, kill, ptrace, unshare, executable memory"
+
+# 17: a worker that talks nonsense to its parent (the test worker picks
+# what to send by the image's file name).
+for report in bad-magic:'bad magic' huge:'body length out of range' \
+    short:'truncated body' deep:'body is nested too deeply' \
+    not-json:'body is not JSON' unknown-member:'unexpected member' \
+    wrong-type:'"inventory" has the wrong type' bad-error:'bad "error"' \
+    trailing:'data after the result' stages:'too many stages' \
+    bad-stage:'unknown stage' silent:'no report'; do
+    name=${report%%:*}
+    ln -f "$fix/debian.qcow2" "$tmp/report-$name.qcow2"
+    VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+        expect_refusal "the worker's report is malformed: ${report#*:}" \
+        inspect "$tmp/report-$name.qcow2"
+done
+pass "malformed reports are refused: framing, size, depth, members, types, stages"
+
+# 18-21: images that name other host files.
 echo "host secret" >"$tmp/host-file"
 "$QEMU_IMG" create -q -f qcow2 -b "$tmp/host-file" -F raw "$tmp/backed.qcow2" \
     64M

@@ -2,14 +2,16 @@
 # Inspects the confined offline worker from the host while it runs
 # (test-confinement.sh):
 #
-#   worker-inspect.py VMAUGMENT-OFFLINE ARGS...
+#   worker-inspect.py [--kill-parent] VMAUGMENT-OFFLINE ARGS...
 #
 # Runs vmaugment-offline ARGS with a qemu-nbd that stops itself before it
 # serves, so that the worker is caught confined and waiting for its disk;
 # prints one TAP line per property of the worker (ids, capabilities,
 # no_new_privs, seccomp, namespaces, descriptors, root, limits), then lets
-# qemu-nbd go on and expects the command to succeed.  Needs root (to read
-# another uid's /proc entries).
+# qemu-nbd go on and expects the command to succeed.  With --kill-parent
+# it kills vmaugment-offline instead and expects the worker and qemu-nbd
+# to end with it (one TAP line).  Needs root (to read another uid's /proc
+# entries).
 import os
 import signal
 import stat
@@ -58,7 +60,21 @@ def check(ok, what, detail=""):
     print(f"ok - worker: {what}")
 
 
+def gone(pids):
+    """Whether none of @pids runs any more (zombies have ended)."""
+    for pid in pids:
+        try:
+            if not status_of(pid).get("State", "").startswith("Z"):
+                return False
+        except OSError:
+            pass
+    return True
+
+
 def main():
+    kill_parent = sys.argv[1] == "--kill-parent"
+    if kill_parent:
+        del sys.argv[1]
     offline, args = sys.argv[1], sys.argv[2:]
     real_nbd = os.environ["VMAUGMENT_QEMU_NBD"]
     tmp = tempfile.mkdtemp()
@@ -83,6 +99,16 @@ def main():
             time.sleep(0.005)
         check(worker is not None and proc.poll() is None, "is running",
               f"vmaugment-offline exited {proc.returncode}")
+        if kill_parent:
+            helpers = children(proc.pid)
+            proc.kill()
+            proc.wait()
+            deadline = time.monotonic() + 10
+            while not gone(helpers) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            check(gone(helpers), "and qemu-nbd end when vmaugment-offline "
+                  "is killed", str(helpers))
+            return
         st = status_of(worker)
         uids = st["Uid"].split() + st["Gid"].split()
         check(all(int(i) != 0 for i in uids), "runs under a non-root id",
