@@ -15,7 +15,7 @@
 #              for the targets whose inputs cost most (fuzz-device drives a
 #              socket, a main loop and a store per input; fuzz-hive writes
 #              a file per input; fuzz-image-* open a whole disk per input);
-#              under a minute of fuzzing in all
+#              about a minute of fuzzing in all
 #   --runs N   N inputs per target
 #   --long     a campaign: 10 million inputs per target, one target at a
 #              time, at the lowest CPU priority (docs/testing.rst, "Long
@@ -69,8 +69,8 @@ all_targets=(
     "offline/tests/fuzz/fuzz-dpkg-status 20000 corpus-dpkg-status"
     "offline/tests/fuzz/fuzz-ovf 20000 corpus-ovf"
     "offline/tests/fuzz/fuzz-fstab 20000 corpus-fstab"
-    "offline/tests/fuzz/fuzz-image-ext 2000 corpus-image-ext"
-    "offline/tests/fuzz/fuzz-image-ntfs 1000 corpus-image-ntfs"
+    "offline/tests/fuzz/fuzz-image-ext 1000 corpus-image-ext"
+    "offline/tests/fuzz/fuzz-image-ntfs 500 corpus-image-ntfs"
 )
 targets=()
 for t in "${all_targets[@]}"; do
