@@ -4,6 +4,12 @@
  * that the filesystem libraries' small reads and writes become few large
  * requests.  Every image format QEMU knows works the same way.
  *
+ * The cache reaches its disk through a small backend (VoDiskBackend): the
+ * NBD connection in the product, or a buffer in memory, through which the
+ * fuzz targets (offline/tests/fuzz/fuzz-image-*.c) run the real readers
+ * on mutated images without a server.  Both are as untrusted as each
+ * other: every bound is checked above the backend, in the cache.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #define G_LOG_DOMAIN "vmaugment-offline"
@@ -35,24 +41,120 @@ typedef struct {
     gboolean dirty;
 } VoPage;
 
+/*
+ * Where the cache's pages come from and go to.  Requests are whole, within
+ * the disk and at most VO_NBD_MAX_REQUEST bytes.
+ */
+typedef struct {
+    gboolean (*io)(VoDisk *disk, gboolean write, void *buf, gsize count,
+                   guint64 offset, GError **error);
+    gboolean (*flush)(VoDisk *disk, GError **error);
+    void (*close)(VoDisk *disk);
+} VoDiskBackend;
+
 struct VoDisk {
-    struct nbd_handle *nbd;
+    const VoDiskBackend *backend;
+    struct nbd_handle *nbd;     /* the NBD backend's */
+    guint8 *mem;                /* the memory backend's */
+    GBytes *mem_bytes;          /* holds @mem when it is read-only */
     char *format;
     guint64 size;
     gboolean writable;
     GHashTable *pages;      /* page index (guint64*) -> VoPage* */
 };
 
-VoDisk *vo_disk_connect(int sock, const char *format, gboolean writable,
-                        GError **error)
+static gboolean vo_disk_nbd_io(VoDisk *disk, gboolean write, void *buf,
+                               gsize count, guint64 offset, GError **error)
 {
-    g_autoptr(VoDisk) disk = g_new0(VoDisk, 1);
-    int64_t size;
+    int r = write ? nbd_pwrite(disk->nbd, buf, count, offset, 0)
+                  : nbd_pread(disk->nbd, buf, count, offset, 0);
 
+    if (r < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "NBD %s of %zu bytes at %" G_GUINT64_FORMAT ": %s",
+                    write ? "write" : "read", count, offset,
+                    nbd_get_error());
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean vo_disk_nbd_flush(VoDisk *disk, GError **error)
+{
+    if (nbd_flush(disk->nbd, 0) < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "NBD flush: %s",
+                    nbd_get_error());
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static void vo_disk_nbd_close(VoDisk *disk)
+{
+    if (disk->nbd) {
+        /* The server ends with its last client (the parent reaps it). */
+        nbd_shutdown(disk->nbd, 0);
+        nbd_close(disk->nbd);
+    }
+}
+
+static const VoDiskBackend vo_disk_nbd_backend = {
+    .io = vo_disk_nbd_io,
+    .flush = vo_disk_nbd_flush,
+    .close = vo_disk_nbd_close,
+};
+
+static gboolean vo_disk_mem_io(VoDisk *disk, gboolean write, void *buf,
+                               gsize count, guint64 offset, GError **error)
+{
+    if (write) {
+        memcpy(disk->mem + offset, buf, count);
+    } else {
+        memcpy(buf, disk->mem + offset, count);
+    }
+    return TRUE;
+}
+
+static gboolean vo_disk_mem_flush(VoDisk *disk, GError **error)
+{
+    return TRUE;
+}
+
+static void vo_disk_mem_close(VoDisk *disk)
+{
+    if (disk->mem_bytes) {
+        g_bytes_unref(disk->mem_bytes);
+    } else {
+        g_free(disk->mem);
+    }
+}
+
+static const VoDiskBackend vo_disk_mem_backend = {
+    .io = vo_disk_mem_io,
+    .flush = vo_disk_mem_flush,
+    .close = vo_disk_mem_close,
+};
+
+static VoDisk *vo_disk_new(const VoDiskBackend *backend, const char *format,
+                           gboolean writable)
+{
+    VoDisk *disk = g_new0(VoDisk, 1);
+
+    disk->backend = backend;
     disk->format = g_strdup(format);
     disk->writable = writable;
     disk->pages = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
                                         NULL);
+    return disk;
+}
+
+VoDisk *vo_disk_connect(int sock, const char *format, gboolean writable,
+                        GError **error)
+{
+    g_autoptr(VoDisk) disk = vo_disk_new(&vo_disk_nbd_backend, format,
+                                         writable);
+    int64_t size;
+
     disk->nbd = nbd_create();
     if (!disk->nbd) {
         close(sock);
@@ -79,6 +181,24 @@ VoDisk *vo_disk_connect(int sock, const char *format, gboolean writable,
     }
     disk->size = size;
     return g_steal_pointer(&disk);
+}
+
+VoDisk *vo_disk_new_from_memory(GBytes *data, const char *format,
+                                gboolean writable)
+{
+    VoDisk *disk = vo_disk_new(&vo_disk_mem_backend, format, writable);
+    gsize len;
+    const guint8 *p = g_bytes_get_data(data, &len);
+
+    disk->size = len;
+    if (writable) {
+        /* Writes land in a copy: @data stays as the caller gave it. */
+        disk->mem = g_memdup2(p, len ? len : 1);
+    } else {
+        disk->mem_bytes = g_bytes_ref(data);
+        disk->mem = (guint8 *)p;
+    }
+    return disk;
 }
 
 static void vo_disk_page_free(VoPage *page)
@@ -119,11 +239,7 @@ void vo_disk_free(VoDisk *disk)
         }
         g_hash_table_unref(disk->pages);
     }
-    if (disk->nbd) {
-        /* The server ends with its last client (the parent reaps it). */
-        nbd_shutdown(disk->nbd, 0);
-        nbd_close(disk->nbd);
-    }
+    disk->backend->close(disk);
     g_free(disk->format);
     g_free(disk);
 }
@@ -150,19 +266,13 @@ static gsize vo_disk_page_len(VoDisk *disk, guint64 index)
     return MIN((guint64)VO_PAGE_SIZE, disk->size - start);
 }
 
-static gboolean vo_disk_nbd_io(VoDisk *disk, gboolean write, void *buf,
-                               gsize count, guint64 offset, GError **error)
+static gboolean vo_disk_io(VoDisk *disk, gboolean write, void *buf,
+                           gsize count, guint64 offset, GError **error)
 {
     while (count > 0) {
         gsize chunk = MIN(count, (gsize)VO_NBD_MAX_REQUEST);
-        int r = write ? nbd_pwrite(disk->nbd, buf, chunk, offset, 0)
-                      : nbd_pread(disk->nbd, buf, chunk, offset, 0);
 
-        if (r < 0) {
-            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                        "NBD %s of %zu bytes at %" G_GUINT64_FORMAT ": %s",
-                        write ? "write" : "read", chunk, offset,
-                        nbd_get_error());
+        if (!disk->backend->io(disk, write, buf, chunk, offset, error)) {
             return FALSE;
         }
         buf = (guint8 *)buf + chunk;
@@ -212,7 +322,7 @@ static gboolean vo_disk_writeback(VoDisk *disk, GError **error)
             len += plen;
             n++;
         }
-        if (!vo_disk_nbd_io(disk, TRUE, run, len, first * VO_PAGE_SIZE,
+        if (!vo_disk_io(disk, TRUE, run, len, first * VO_PAGE_SIZE,
                             error)) {
             return FALSE;
         }
@@ -243,7 +353,7 @@ static VoPage *vo_disk_get_page(VoDisk *disk, guint64 index, gboolean load,
     }
     page = g_new0(VoPage, 1);
     page->data = g_malloc0(VO_PAGE_SIZE);
-    if (load && !vo_disk_nbd_io(disk, FALSE, page->data,
+    if (load && !vo_disk_io(disk, FALSE, page->data,
                                 vo_disk_page_len(disk, index),
                                 index * VO_PAGE_SIZE, error)) {
         vo_disk_page_free(page);
@@ -294,7 +404,7 @@ gboolean vo_disk_pread(VoDisk *disk, void *buf, gsize count, guint64 offset,
                 }
             }
             if (whole > 0) {
-                if (!vo_disk_nbd_io(disk, FALSE, out, whole, offset, error)) {
+                if (!vo_disk_io(disk, FALSE, out, whole, offset, error)) {
                     return FALSE;
                 }
                 out += whole;
@@ -353,13 +463,6 @@ gboolean vo_disk_flush(VoDisk *disk, GError **error)
     if (!disk->writable) {
         return TRUE;
     }
-    if (!vo_disk_writeback(disk, error)) {
-        return FALSE;
-    }
-    if (nbd_flush(disk->nbd, 0) < 0) {
-        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "NBD flush: %s",
-                    nbd_get_error());
-        return FALSE;
-    }
-    return TRUE;
+    return vo_disk_writeback(disk, error) &&
+           disk->backend->flush(disk, error);
 }

@@ -1,6 +1,7 @@
 /*
  * Disk access for offline servicing: a qemu-nbd export reached through
- * libnbd, with a write-back page cache in front of it.
+ * libnbd (or, for the fuzz targets, a buffer in memory), with a
+ * write-back page cache in front of it.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -40,6 +41,13 @@ typedef struct VoDisk VoDisk;
  */
 VoDisk *vo_disk_connect(int sock, const char *format, gboolean writable,
                         GError **error);
+/*
+ * The disk whose bytes are @data (referenced, never written: a writable
+ * disk writes to a private copy), read through the same cache as an NBD
+ * export: the fuzz targets' way to the readers without a server.
+ */
+VoDisk *vo_disk_new_from_memory(GBytes *data, const char *format,
+                                gboolean writable);
 /* From now on refuse writes (the export stays as it was opened). */
 void vo_disk_set_read_only(VoDisk *disk);
 /* Forgets every cached page; dirty ones are lost, so flush first. */

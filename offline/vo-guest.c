@@ -17,6 +17,8 @@
 #define VO_MAX_PATH 4096
 #define VO_MAX_NAME 255
 #define VO_MAX_FSTAB (256 * 1024)
+/* Far more than any system mounts; each entry costs a scan of the map. */
+#define VO_MAX_FSTAB_ENTRIES 1024
 
 static void vo_mount_free(VoMount *m)
 {
@@ -152,26 +154,33 @@ static gboolean vo_guest_mount_usable(VoMount *m, GError **error)
     return TRUE;
 }
 
+/* A directory reached by the walk: its filesystem and node. */
+typedef struct {
+    VoFs *fs;
+    guint64 node;
+} VoDirRef;
+
 /*
- * Finds the directory node for the already-resolved components @comps
- * (which contain no links): the deepest mount point on the way decides the
- * filesystem.
+ * The directory the walk stands in: the last one it entered, or the
+ * guest's root.  The walk keeps every directory it entered, so that a
+ * component costs one lookup: walking again from the root for each one
+ * made a crafted chain of long links through a directory cycle cost
+ * quadratic time.
  */
-static gboolean vo_guest_locate(VoGuest *guest, GPtrArray *comps,
-                                VoFs **fs, guint64 *node, GError **error)
+static gboolean vo_guest_current_dir(VoGuest *guest, GArray *dirs,
+                                     VoFs **fs, guint64 *node,
+                                     GError **error)
 {
-    VoMount *m = NULL;
-    guint start = 0;
+    VoMount *m;
 
-    for (guint n = 0; n <= comps->len; n++) {
-        g_autofree char *prefix = vo_guest_join(comps, n);
-        VoMount *here = vo_guest_mount_at(guest, prefix);
+    if (dirs->len > 0) {
+        VoDirRef *top = &g_array_index(dirs, VoDirRef, dirs->len - 1);
 
-        if (here) {
-            m = here;
-            start = n;
-        }
+        *fs = top->fs;
+        *node = top->node;
+        return TRUE;
     }
+    m = vo_guest_mount_at(guest, "/");
     if (!m) {
         g_set_error(error, VO_ERROR, VO_ERROR_NOT_FOUND,
                     "the guest has no root filesystem");
@@ -182,12 +191,16 @@ static gboolean vo_guest_locate(VoGuest *guest, GPtrArray *comps,
     }
     *fs = m->fs;
     *node = m->fs->root;
-    for (guint i = start; i < comps->len; i++) {
-        if (!m->fs->ops->lookup(m->fs, *node, comps->pdata[i], node, error)) {
-            return FALSE;
-        }
-    }
     return TRUE;
+}
+
+static void vo_guest_enter(GPtrArray *cur, GArray *dirs, const char *name,
+                           VoFs *fs, guint64 node)
+{
+    VoDirRef ref = { fs, node };
+
+    g_ptr_array_add(cur, g_strdup(name));
+    g_array_append_val(dirs, ref);
 }
 
 static void vo_guest_push_front(GQueue *todo, const char *path)
@@ -204,6 +217,8 @@ gboolean vo_guest_resolve(VoGuest *guest, const char *path,
                           gboolean follow_final, VoPath *out, GError **error)
 {
     g_autoptr(GPtrArray) cur = g_ptr_array_new_with_free_func(g_free);
+    /* dirs[i]: the directory that cur[0..i] names. */
+    g_autoptr(GArray) dirs = g_array_new(FALSE, FALSE, sizeof(VoDirRef));
     GQueue todo = G_QUEUE_INIT;
     guint hops = 0;
     gboolean ok = FALSE;
@@ -249,6 +264,7 @@ gboolean vo_guest_resolve(VoGuest *guest, const char *path,
                 goto out;
             }
             g_ptr_array_remove_index(cur, cur->len - 1);
+            g_array_set_size(dirs, cur->len);
             if (final) {
                 g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
                             "%s resolves to a directory", path);
@@ -256,7 +272,7 @@ gboolean vo_guest_resolve(VoGuest *guest, const char *path,
             }
             continue;
         }
-        if (!vo_guest_locate(guest, cur, &fs, &dir, error)) {
+        if (!vo_guest_current_dir(guest, dirs, &fs, &dir, error)) {
             goto out;
         }
         g_ptr_array_add(cur, g_strdup(c));
@@ -273,7 +289,7 @@ gboolean vo_guest_resolve(VoGuest *guest, const char *path,
                             "%s is a mount point", here);
                 goto out;
             }
-            g_ptr_array_add(cur, g_strdup(c));
+            vo_guest_enter(cur, dirs, c, mounted->fs, node);
             continue;
         }
         if (!fs->ops->lookup(fs, dir, c, &node, &local)) {
@@ -312,6 +328,7 @@ gboolean vo_guest_resolve(VoGuest *guest, const char *path,
             if (target[0] == '/') {
                 /* Guest-absolute: it restarts at the guest's root. */
                 g_ptr_array_set_size(cur, 0);
+                g_array_set_size(dirs, 0);
             }
             vo_guest_push_front(&todo, target);
             continue;
@@ -322,7 +339,7 @@ gboolean vo_guest_resolve(VoGuest *guest, const char *path,
                             "%s is not a directory", here);
                 goto out;
             }
-            g_ptr_array_add(cur, g_strdup(c));
+            vo_guest_enter(cur, dirs, c, fs, node);
             continue;
         }
         out->fs = fs;
@@ -344,6 +361,12 @@ out:
 
 GBytes *vo_guest_read_file(VoGuest *guest, const char *path, GError **error)
 {
+    return vo_guest_read_file_max(guest, path, VO_FS_MAX_FILE, error);
+}
+
+GBytes *vo_guest_read_file_max(VoGuest *guest, const char *path, guint64 max,
+                               GError **error)
+{
     g_auto(VoPath) p = { 0 };
 
     if (!vo_guest_resolve(guest, path, TRUE, &p, error)) {
@@ -357,6 +380,14 @@ GBytes *vo_guest_read_file(VoGuest *guest, const char *path, GError **error)
     if (p.st.type != VO_NODE_REGULAR) {
         g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
                     "%s is not a regular file", path);
+        return NULL;
+    }
+    /* Before reading: the guest chooses the size, we the memory. */
+    if (p.st.size > max) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s in the guest is implausibly large (%" G_GUINT64_FORMAT
+                    " bytes; at most %" G_GUINT64_FORMAT ")", path,
+                    p.st.size, max);
         return NULL;
     }
     return p.fs->ops->read(p.fs, p.node, error);
@@ -441,10 +472,22 @@ gboolean vo_guest_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error)
     struct libmnt_fs *ent;
     FILE *f;
     gsize len;
+    gboolean ok = FALSE;
     const char *text = g_bytes_get_data(fstab, &len);
 
-    if (len == 0 || len > VO_MAX_FSTAB) {
+    if (len == 0) {
         return TRUE;
+    }
+    /*
+     * Without the guest's mounts a path below one of them would be read
+     * from, or written to, the directory the mount hides: refuse rather
+     * than ignore what is too big to map.
+     */
+    if (len > VO_MAX_FSTAB) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "the guest's /etc/fstab is implausibly large "
+                    "(%zu bytes; at most %d)", len, VO_MAX_FSTAB);
+        return FALSE;
     }
     f = fmemopen((void *)text, len, "r");
     tb = mnt_new_table();
@@ -455,6 +498,14 @@ gboolean vo_guest_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error)
     }
     if (mnt_table_parse_stream(tb, f, "/etc/fstab") != 0) {
         g_warning("the guest's /etc/fstab does not parse; using its root only");
+        ok = TRUE;
+        goto out;
+    }
+    if (mnt_table_get_nents(tb) > VO_MAX_FSTAB_ENTRIES) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "the guest's /etc/fstab has implausibly many entries "
+                    "(%d; at most %d)", mnt_table_get_nents(tb),
+                    VO_MAX_FSTAB_ENTRIES);
         goto out;
     }
     while (mnt_table_next_fs(tb, it, &ent) == 0) {
@@ -475,8 +526,13 @@ gboolean vo_guest_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error)
         m->mountpoint = g_strdup(target);
         m->part = vo_guest_find_partition(guest, ent);
         if (!m->part) {
+            /* The guest wrote the source; the report must be UTF-8. */
+            g_autofree char *source = g_utf8_make_valid(
+                mnt_fs_get_source(ent) ? mnt_fs_get_source(ent) : "none",
+                -1);
+
             m->problem = g_strdup_printf("its filesystem (%s) is not on this "
-                                         "disk", mnt_fs_get_source(ent));
+                                         "disk", source);
         } else {
             m->fs = vo_guest_fs_of(guest, m->part);
             if (!m->fs) {
@@ -491,6 +547,7 @@ gboolean vo_guest_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error)
         }
         g_ptr_array_add(guest->mounts, m);
     }
+    ok = TRUE;
 out:
     if (it) {
         mnt_free_iter(it);
@@ -501,7 +558,7 @@ out:
     if (f) {
         fclose(f);
     }
-    return error == NULL || *error == NULL;
+    return ok;
 }
 
 static gboolean vo_guest_read_fstab(VoGuest *guest, GError **error)
@@ -509,7 +566,12 @@ static gboolean vo_guest_read_fstab(VoGuest *guest, GError **error)
     g_autoptr(GBytes) data = NULL;
     g_autoptr(GError) local = NULL;
 
-    data = vo_guest_read_file(guest, "/etc/fstab", &local);
+    data = vo_guest_read_file_max(guest, "/etc/fstab", VO_MAX_FSTAB, &local);
+    if (!data && !g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
+        /* A guest whose mounts cannot be known cannot be serviced. */
+        g_propagate_error(error, g_steal_pointer(&local));
+        return FALSE;
+    }
     if (!data) {
         /* A guest without fstab simply has nothing but its root. */
         return TRUE;

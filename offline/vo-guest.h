@@ -66,6 +66,10 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VoPath, vo_path_clear)
 
 /* Reads a regular file, following links. */
 GBytes *vo_guest_read_file(VoGuest *guest, const char *path, GError **error);
+/* The same, refused (VO_ERROR_UNSUPPORTED) before reading when the file
+ * is larger than @max bytes. */
+GBytes *vo_guest_read_file_max(VoGuest *guest, const char *path, guint64 max,
+                               GError **error);
 
 /* Writes all filesystem metadata and flushes the disk. */
 gboolean vo_guest_sync(VoGuest *guest, GError **error);

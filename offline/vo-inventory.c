@@ -67,9 +67,12 @@ static void vo_inventory_add_package(VoInventory *inv, GHashTable *fields)
     const char *arch = g_hash_table_lookup(fields, "architecture");
     VoPackage *p;
 
+    /* Every field reaches the report, whose JSON must be UTF-8. */
     if (!name || !status || !version ||
         !g_utf8_validate(name, -1, NULL) ||
-        !g_utf8_validate(version, -1, NULL)) {
+        !g_utf8_validate(version, -1, NULL) ||
+        !g_utf8_validate(status, -1, NULL) ||
+        (arch && !g_utf8_validate(arch, -1, NULL))) {
         return;
     }
     p = g_new0(VoPackage, 1);
@@ -192,7 +195,10 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
     }
 
     osr = vo_guest_read_file(guest, "/etc/os-release", &local);
-    if (!osr) {
+    /* Only a missing file falls back: one that cannot be read (a link
+     * loop, a corrupt inode) would otherwise pass for a guest without it,
+     * and the rules would judge an OS that is not there. */
+    if (!osr && g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         g_clear_error(&local);
         osr = vo_guest_read_file(guest, "/usr/lib/os-release", &local);
     }
@@ -202,7 +208,8 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
     }
     g_clear_error(&local);
 
-    status = vo_guest_read_file(guest, "/var/lib/dpkg/status", &local);
+    status = vo_guest_read_file_max(guest, "/var/lib/dpkg/status",
+                                    VO_MAX_DPKG_STATUS, &local);
     if (!status && !g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         g_propagate_error(error, g_steal_pointer(&local));
         return NULL;

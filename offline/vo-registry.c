@@ -109,6 +109,25 @@ static VoHive *vo_hive_open(VoGuest *guest, const char *hive,
     return data ? vo_hive_open_bytes(hive, data, writable, error) : NULL;
 }
 
+static hive_node_h vo_hive_corrupt(VoHive *vh, const char *key,
+                                   GError **error)
+{
+    g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                "%s\\%s: the hive's key list is corrupt", vh->hive, key);
+    return 0;
+}
+
+/*
+ * Whether @child, found in @node's list of subkeys, names @node as its
+ * parent, as every key of a sound hive does: a list that reaches back to
+ * the key itself or elsewhere (a cell loop) does not.
+ */
+static gboolean vo_hive_is_child(VoHive *vh, hive_node_h node,
+                                 hive_node_h child)
+{
+    return hivex_node_parent(vh->h, child) == node;
+}
+
 /* The node at backslash-separated @key, optionally creating it. */
 static hive_node_h vo_hive_key(VoHive *vh, const char *key, gboolean create,
                                GError **error)
@@ -128,7 +147,16 @@ static hive_node_h vo_hive_key(VoHive *vh, const char *key, gboolean create,
         }
         errno = 0;
         child = hivex_node_get_child(vh->h, node, parts[i]);
-        if (!child && errno == 0 && create) {
+        if (!child && errno != 0) {
+            /* A broken list of subkeys is no proof that the key is
+             * absent: a rule or the inventory would judge a guest that
+             * is not there. */
+            return vo_hive_corrupt(vh, key, error);
+        }
+        if (child && !vo_hive_is_child(vh, node, child)) {
+            return vo_hive_corrupt(vh, key, error);
+        }
+        if (!child && create) {
             child = hivex_node_add_child(vh->h, node, parts[i]);
         }
         if (!child) {
@@ -216,6 +244,7 @@ gboolean vo_registry_inventory_hive(GBytes *software, GHashTable *os,
     g_autoptr(VoHive) vh = vo_hive_open_bytes("SOFTWARE", software, FALSE,
                                               error);
     g_autofree hive_node_h *children = NULL;
+    g_autoptr(GError) local = NULL;
     hive_node_h uninstall;
 
     if (!vh) {
@@ -223,8 +252,13 @@ gboolean vo_registry_inventory_hive(GBytes *software, GHashTable *os,
     }
     g_hash_table_replace(os, g_strdup("id"), g_strdup("windows"));
     for (gsize i = 0; i < G_N_ELEMENTS(fields); i++) {
-        char *v = vo_hive_get(vh, cv, fields[i].value, NULL);
+        g_autoptr(GError) local = NULL;
+        char *v = vo_hive_get(vh, cv, fields[i].value, &local);
 
+        if (g_error_matches(local, VO_ERROR, VO_ERROR_CORRUPT)) {
+            g_propagate_error(error, g_steal_pointer(&local));
+            return FALSE;
+        }
         if (v) {
             g_hash_table_replace(os, g_strdup(fields[i].key), v);
         }
@@ -235,11 +269,27 @@ gboolean vo_registry_inventory_hive(GBytes *software, GHashTable *os,
                                                           "current_build")));
     }
     uninstall = vo_hive_key(vh, "Microsoft\\Windows\\CurrentVersion\\"
-                            "Uninstall", FALSE, NULL);
+                            "Uninstall", FALSE, &local);
     if (!uninstall) {
+        if (g_error_matches(local, VO_ERROR, VO_ERROR_CORRUPT)) {
+            g_propagate_error(error, g_steal_pointer(&local));
+            return FALSE;
+        }
         return TRUE;
     }
+    errno = 0;
     children = hivex_node_children(vh->h, uninstall);
+    for (guint i = 0; children && children[i]; i++) {
+        if (!vo_hive_is_child(vh, uninstall, children[i])) {
+            errno = EINVAL;
+            g_clear_pointer(&children, g_free);
+        }
+    }
+    if (!children && errno != 0) {
+        vo_hive_corrupt(vh, "Microsoft\\Windows\\CurrentVersion\\"
+                        "Uninstall", error);
+        return FALSE;
+    }
     for (guint i = 0; children && children[i]; i++) {
         g_autofree char *name = hivex_node_name(vh->h, children[i]);
         hive_value_h v = hivex_node_get_value(vh->h, children[i],

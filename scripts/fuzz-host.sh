@@ -6,14 +6,17 @@
 # (the repository index), fuzz-bundle (offline bundles), fuzz-hive (a
 # guest's SOFTWARE hive), fuzz-dpkg-status (a guest's dpkg status and
 # os-release), fuzz-ovf (OVF descriptors), fuzz-fstab (a guest's
-# /etc/fstab) and fuzz-worker-report (what the offline worker sends its
-# privileged parent).
+# /etc/fstab), fuzz-worker-report (what the offline worker sends its
+# privileged parent), and fuzz-image-ext and fuzz-image-ntfs (whole guest
+# disks through the worker's readers: partitions, ext2/3/4 or NTFS, the
+# guest's map and its inventory).
 #
 # Usage: fuzz-host.sh [--runs N | --long] [--max-time S] [TARGET...]
 #   default    a short run of each, for CI: a few thousand inputs, fewer
 #              for the targets whose inputs cost most (fuzz-device drives a
 #              socket, a main loop and a store per input; fuzz-hive writes
-#              a file per input); about 20 s of fuzzing in all
+#              a file per input; fuzz-image-* open a whole disk per input);
+#              about a minute of fuzzing in all
 #   --runs N   N inputs per target
 #   --long     a campaign: 10 million inputs per target, one target at a
 #              time, at the lowest CPU priority (docs/testing.rst, "Long
@@ -68,6 +71,8 @@ all_targets=(
     "offline/tests/fuzz/fuzz-ovf 20000 corpus-ovf"
     "offline/tests/fuzz/fuzz-fstab 20000 corpus-fstab"
     "offline/tests/fuzz/fuzz-worker-report 20000 corpus-worker-report"
+    "offline/tests/fuzz/fuzz-image-ext 1000 corpus-image-ext"
+    "offline/tests/fuzz/fuzz-image-ntfs 500 corpus-image-ntfs"
 )
 targets=()
 for t in "${all_targets[@]}"; do

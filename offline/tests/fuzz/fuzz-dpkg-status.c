@@ -45,6 +45,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         g_assert(g_utf8_validate(p->name, -1, NULL));
         g_assert(g_utf8_validate(p->version, -1, NULL));
         g_assert(p->status != NULL && p->architecture != NULL);
+        /* All four reach the worker's report, which must be UTF-8. */
+        g_assert(g_utf8_validate(p->status, -1, NULL));
+        g_assert(g_utf8_validate(p->architecture, -1, NULL));
     }
     /* Every key finds a package it names, and only listed packages. */
     g_hash_table_iter_init(&it, inv->packages);
