@@ -78,9 +78,9 @@ mapfile -t kernel_files < <(git ls-files 'guest-driver/kernel/*.[ch]' \
     'include/uapi/linux/*.h')
 if [ ${#kernel_files[@]} -gt 0 ]; then
     linux_checkpatch
-    # The driver is built out of tree (DKMS) for several kernel series, so
-    # it must test LINUX_VERSION_CODE where an interface changed.
-    check "$cache/scripts/checkpatch.pl" --show-types \
-        --ignore LINUX_VERSION_CODE,CONSTANT_COMPARISON -- "${kernel_files[@]}"
+    # The driver's options, shared with its Makefile's checkpatch target.
+    mapfile -t kernel_opts < <(grep -v '^#' guest-driver/kernel/checkpatch.conf)
+    check "$cache/scripts/checkpatch.pl" --show-types "${kernel_opts[@]}" \
+        -- "${kernel_files[@]}"
 fi
 exit $status
