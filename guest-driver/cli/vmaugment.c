@@ -1158,6 +1158,29 @@ static const struct {
       "                                  report updates applied offline" },
 };
 
+/* The event names of the protocol's vocabulary, so that none is left out
+ * of the help. */
+static void cli_help_events(void)
+{
+    const char *sep = " ";
+    int col = printf("\nEvents: all, or a comma-separated list of") - 1;
+
+    for (uint32_t type = 1; type <= VMAUG_EVENT_MAX; type++) {
+        const char *name = vmaug_event_name(type);
+
+        if (strcmp(name, "unknown") == 0) {
+            continue;
+        }
+        if (col + strlen(sep) + strlen(name) + 1 > 72) {
+            col = printf("%s\n  %s", *sep == ',' ? "," : "", name) - 2;
+        } else {
+            col += printf("%s%s", sep, name);
+        }
+        sep = ", ";
+    }
+    printf("\n");
+}
+
 static void cli_help(void)
 {
     printf("Usage: vmaugment [--device PATH] [--json] [--timeout MS] "
@@ -1166,12 +1189,8 @@ static void cli_help(void)
          i++) {
         printf("  %-10s %s\n", cli_commands[i].name, cli_commands[i].help);
     }
-    printf("\nEvents: all, or a comma-separated list of host-start, "
-           "image-start,\n  image-stop, host-stop, pause, resume, "
-           "helper-connected, helper-lost,\n  module-loaded, "
-           "module-unloaded, module-crashed, module-message,\n"
-           "  restart-requested, module-refused, servicing\n"
-           "Exit status: 0 ok, 1 refused by the host, 2 usage, "
+    cli_help_events();
+    printf("Exit status: 0 ok, 1 refused by the host, 2 usage, "
            "3 no answer (device, timeout)\n");
 }
 
