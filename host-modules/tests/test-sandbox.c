@@ -127,7 +127,7 @@ static GBytes *package(const gchar *name, const gchar *functions,
 static void upload_echo(Fixture *f)
 {
     g_autofree gchar *so =
-        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"),
+        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"), "echo",
                          "vmaug-echo.so", NULL);
     g_autoptr(GBytes) payload = test_read(so);
     g_autoptr(GBytes) pkg = package("echo", "\"echo\"", payload);
@@ -333,7 +333,7 @@ static void test_inspect(Fixture *f, gconstpointer data)
     g_autoptr(GArray) list = NULL;
     g_autoptr(GArray) kids = NULL;
     g_autofree gchar *so =
-        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"),
+        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"), "echo",
                          "vmaug-echo.so", NULL);
     g_autofree gchar *code = NULL;
     g_autofree gchar *listing = NULL;
