@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check the code against the style of the tree it belongs to:
 #   hw/, include/hw/, tests/qtest/   QEMU's scripts/checkpatch.pl
-#   guest-driver/kernel/             Linux's scripts/checkpatch.pl
+#   guest-driver/kernel/, the protocol headers (UAPI style)
+#                                    Linux's scripts/checkpatch.pl
 #
 # QEMU's script comes from the source build-qemu.sh unpacked.  Linux's
 # comes from Debian's linux-source package of the guest kernel series; no
@@ -75,7 +76,7 @@ mapfile -t qemu_files < <(git ls-files 'hw/vmaugment/*.[ch]' \
 check "$build/qemu-src/scripts/checkpatch.pl" --terse --strict -q -- "${qemu_files[@]}"
 
 mapfile -t kernel_files < <(git ls-files 'guest-driver/kernel/*.[ch]' \
-    'include/uapi/linux/*.h')
+    'include/uapi/linux/*.h' 'include/vmaugment/host-link.h')
 if [ ${#kernel_files[@]} -gt 0 ]; then
     linux_checkpatch
     # The driver's options, shared with its Makefile's checkpatch target.

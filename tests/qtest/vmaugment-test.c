@@ -24,6 +24,7 @@
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
 #include "standard-headers/linux/virtio_vmaugment.h"
+#include "standard-headers/vmaugment/host-link.h"
 
 #define VMAUG_TEST_TIMEOUT_US   (30 * 1000 * 1000)
 #define VMAUG_TEST_POLL_MS      10000

@@ -27,6 +27,7 @@
 #include "qemu/timer.h"
 #include "system/runstate.h"
 #include "standard-headers/linux/virtio_vmaugment.h"
+#include "standard-headers/vmaugment/host-link.h"
 
 #define TYPE_VMAUGMENT "vmaugment-device"
 OBJECT_DECLARE_SIMPLE_TYPE(VirtIOVMAugment, VMAUGMENT)
