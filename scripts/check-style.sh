@@ -3,6 +3,8 @@
 #   hw/, include/hw/, tests/qtest/   QEMU's scripts/checkpatch.pl
 #   guest-driver/kernel/, the protocol headers (UAPI style)
 #                                    Linux's scripts/checkpatch.pl
+#   the rest of the C (userspace)    scripts/check-source.py: QEMU's layout
+#                                    as HACKING.rst states it
 #
 # QEMU's script comes from the source build-qemu.sh unpacked.  Linux's
 # comes from Debian's linux-source package of the guest kernel series; no
@@ -83,5 +85,16 @@ if [ ${#kernel_files[@]} -gt 0 ]; then
     mapfile -t kernel_opts < <(grep -v '^#' guest-driver/kernel/checkpatch.conf)
     check "$cache/scripts/checkpatch.pl" --show-types "${kernel_opts[@]}" \
         -- "${kernel_files[@]}"
+fi
+# Userspace C: one line for all of it, and each failing file's findings.
+# offline/ joins once its reorganisation has landed.
+mapfile -t user_files < <(git ls-files '*.[ch]' | grep -v -e '^hw/' \
+    -e '^include/hw/' -e '^tests/qtest/' -e '^guest-driver/kernel/' \
+    -e '^include/uapi/' -e '^include/vmaugment/host-link.h$' -e '^offline/')
+if out=$(python3 "$top/scripts/check-source.py" "${user_files[@]}"); then
+    echo "ok userspace C (${#user_files[@]} files, check-source.py)"
+else
+    grep -v '^ok ' <<<"$out"
+    status=1
 fi
 exit $status

@@ -821,7 +821,8 @@ static int cmd_watch(cli_state *st, int argc, char **argv)
             }
         } else if (!((opt == 'c' && cli_parse_uint(optarg, ~0ULL, &count)) ||
                      (opt == 'w' && cli_parse_uint(optarg, 86400, &wait_s)))) {
-            cli_usage_error("watch [--events LIST] [--count N] [--wait SECONDS]");
+            cli_usage_error("watch [--events LIST] [--count N] "
+                            "[--wait SECONDS]");
             return EXIT_USAGE;
         }
     }
@@ -1141,20 +1142,26 @@ static const struct {
     int (*fn)(cli_state *st, int argc, char **argv);
     const char *help;
 } cli_commands[] = {
-    { "ping", cmd_ping, "[--count N] [--size BYTES]  echo through the device" },
-    { "version", cmd_version, "                  device, protocol, helper state" },
+    { "ping", cmd_ping,
+      "[--count N] [--size BYTES]  echo through the device" },
+    { "version", cmd_version,
+      "                  device, protocol, helper state" },
     { "query", cmd_query, "NAME[@VERSION]      what the host has of a module" },
-    { "load", cmd_load, "NAME[@VERSION] [--file PACKAGE]  load; upload first if missing\n"
+    { "load", cmd_load,
+      "NAME[@VERSION] [--file PACKAGE]  load; upload first if missing\n"
       "                                  (--file needs NAME@VERSION)" },
     { "upload", cmd_upload, "FILE --name NAME --module-version V" },
     { "unload", cmd_unload, "NAME[@VERSION]" },
-    { "invoke", cmd_invoke, "MODULE FUNCTION [--input FILE|-]  output to stdout" },
+    { "invoke", cmd_invoke,
+      "MODULE FUNCTION [--input FILE|-]  output to stdout" },
     { "list", cmd_list, "[modules|registrations]" },
     { "register", cmd_register, "NAME[@VERSION] [--events LIST] [--required]" },
     { "unregister", cmd_unregister, "NAME[@VERSION]" },
     { "watch", cmd_watch, "[--events LIST] [--count N] [--wait SECONDS]" },
     { "config", cmd_config, "get MODULE KEY | set MODULE KEY VALUE" },
-    { "servicing", cmd_servicing, "confirm [--root DIR] [--dir DIR] [--message TEXT | --failed TEXT]\n"
+    { "servicing", cmd_servicing,
+      "confirm [--root DIR] [--dir DIR] "
+      "[--message TEXT | --failed TEXT]\n"
       "                                  report updates applied offline" },
 };
 

@@ -78,8 +78,9 @@ static void fixture_start(Fixture *f, const gchar *const *extra)
     g_assert_cmpint(log_fd, >=, 0);
     g_spawn_async_with_pipes_and_fds(NULL, (const gchar *const *)argv->pdata,
                                      NULL, G_SPAWN_DO_NOT_REAP_CHILD,
-                                     child_setup, NULL, -1, -1, log_fd, NULL, NULL, 0,
-                                     &f->pid, NULL, NULL, NULL, &error);
+                                     child_setup, NULL, -1, -1, log_fd, NULL,
+                                     NULL, 0, &f->pid, NULL, NULL, NULL,
+                                     &error);
     g_assert_no_error(error);
     close(log_fd);
     f->c = helper_client_connect(f->socket, NULL);
