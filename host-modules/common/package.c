@@ -137,11 +137,7 @@ gchar *vmaug_fixed_string(const guint8 *field, gsize size)
 
 /* ---- Manifests ---- */
 
-static const gchar *const capability_names[] = {
-    VMAUG_CAP_LOG, VMAUG_CAP_CONFIG, VMAUG_CAP_STATE, VMAUG_CAP_SPOOL,
-    VMAUG_CAP_EVENTS, VMAUG_CAP_UI, VMAUG_CAP_RESTART_IMAGE,
-    VMAUG_CAP_RESTART_HOST, VMAUG_CAP_MODULES, VMAUG_CAP_HOST_READ, NULL
-};
+static const gchar *const capability_names[] = { VMAUG_CAPABILITIES, NULL };
 
 const gchar *vmaug_kind_to_string(guint32 kind)
 {
