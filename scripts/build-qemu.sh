@@ -124,6 +124,12 @@ install_protocol_header() {
         "$src/include/standard-headers/linux/virtio_vmaugment.h"
     install_if_changed "$tmp/host-link.h" \
         "$src/include/standard-headers/vmaugment/host-link.h"
+    # The vocabulary is code, not a UAPI header: only its include of the
+    # protocol header is QEMU's to rewrite.
+    sed 's|<linux/virtio_vmaugment.h>|"standard-headers/linux/virtio_vmaugment.h"|' \
+        "$top/include/vmaugment/protocol-names.h" >"$tmp/protocol-names.h"
+    install_if_changed "$tmp/protocol-names.h" \
+        "$src/include/standard-headers/vmaugment/protocol-names.h"
     rm -rf "$tmp"
 }
 

@@ -20,29 +20,11 @@
 #include "qemu/cutils.h"
 #include "hw/qdev-core.h"
 #include "hw/vmaugment/vmaugment.h"
+#include "standard-headers/vmaugment/protocol-names.h"
 #include "qom/object.h"
 
 /* Entries a listing may return in all, whatever the helper claims. */
 #define VMAUGMENT_QMP_LIST_MAX  4096
-
-static const char *const vmaugment_status_names[] = {
-    [VMAUG_S_OK] = "ok",
-    [VMAUG_S_INVALID] = "invalid request",
-    [VMAUG_S_UNSUPPORTED] = "unsupported",
-    [VMAUG_S_TOO_BIG] = "too big",
-    [VMAUG_S_NO_SPACE] = "answer too big",
-    [VMAUG_S_UNAVAILABLE] = "unavailable",
-    [VMAUG_S_INTERRUPTED] = "interrupted",
-    [VMAUG_S_NOT_FOUND] = "not found",
-    [VMAUG_S_EXISTS] = "already exists",
-    [VMAUG_S_DENIED] = "denied",
-    [VMAUG_S_BUSY] = "busy",
-    [VMAUG_S_HASH_MISMATCH] = "hash mismatch",
-    [VMAUG_S_IO_ERROR] = "I/O error",
-    [VMAUG_S_MODULE_FAILED] = "module failed",
-    [VMAUG_S_TIMEOUT] = "timed out",
-    [VMAUG_S_INTERNAL] = "internal error",
-};
 
 static int vmaugment_collect(Object *obj, void *opaque)
 {
@@ -164,8 +146,9 @@ static bool coroutine_fn vmaugment_qmp_call(const char *device,
                                                      MIN(got->len, 200));
 
         error_setg(errp, "vmaugment: the host helper answered: %s%s%s",
-                   status <= VMAUG_S_MAX ? vmaugment_status_names[status] :
-                   "unknown status", *msg ? ": " : "", msg);
+                   vmaug_proto_status(status) ?
+                   vmaug_proto_status(status)->words : "unknown status",
+                   *msg ? ": " : "", msg);
         return false;
     }
     if (answer) {
