@@ -1836,17 +1836,32 @@ static void test_helper_paused(void *obj, void *data,
 
 /* ---- Lifecycle: QEMUs of the tests' own, to watch them start and stop ---- */
 
-static QTestState *lifecycle_vm(TestHelper *h, bool image, const char *extra)
+/* How a lifecycle test's QEMU is started. */
+typedef struct LifecycleOpts {
+    bool image;             /* the device names h->image */
+    bool reconnect;         /* the chardev reconnects to a new helper */
+    bool short_start;       /* start-timeout-ms=300 */
+} LifecycleOpts;
+
+static const LifecycleOpts lifecycle_plain = { 0 };
+static const LifecycleOpts lifecycle_image = { .image = true };
+static const LifecycleOpts lifecycle_image_reconnect = {
+    .image = true, .reconnect = true,
+};
+static const LifecycleOpts lifecycle_image_short = {
+    .image = true, .short_start = true,
+};
+
+static QTestState *lifecycle_vm(TestHelper *h, const LifecycleOpts *o)
 {
-    g_autofree char *image_opt = image ?
+    g_autofree char *image_opt = o->image ?
         g_strdup_printf(",image=%s", h->image) : g_strdup("");
 
     return qtest_initf("-machine q35 -display none "
                        "-chardev socket,id=vmaug-helper,path=%s%s "
                        "-device vmaugment-pci,chardev=vmaug-helper%s%s",
-                       h->path, strstr(extra, "reconnect") ?
-                       ",reconnect-ms=100" : "", image_opt,
-                       strstr(extra, "timeout") ?
+                       h->path, o->reconnect ? ",reconnect-ms=100" : "",
+                       image_opt, o->short_start ?
                        ",start-timeout-ms=300" : "");
 }
 
@@ -1899,7 +1914,7 @@ static bool helper_saw(TestHelper *h, uint32_t event)
 static void test_image_start(void *obj, void *data, QGuestAllocator *t_alloc)
 {
     TestHelper *h = helper_new();
-    QTestState *qts = lifecycle_vm(h, true, "reconnect");
+    QTestState *qts = lifecycle_vm(h, &lifecycle_image_reconnect);
     g_autofree char *image = helper_hello(h);
     g_autofree char *msg = NULL;
 
@@ -1954,7 +1969,7 @@ static void test_image_start_refused(void *obj, void *data,
     static const char why[] = "required module scanner 1.0 unavailable:\n"
                               "repository unreachable";
     TestHelper *h = helper_new();
-    QTestState *qts = lifecycle_vm(h, true, "");
+    QTestState *qts = lifecycle_vm(h, &lifecycle_image);
     g_autofree char *msg = NULL;
 
     g_free(helper_hello(h));
@@ -1983,7 +1998,7 @@ static void test_image_start_timeout(void *obj, void *data,
 
     for (i = 0; i < ARRAY_SIZE(why); i++) {
         TestHelper *h = helper_new();
-        QTestState *qts = lifecycle_vm(h, true, "timeout");
+        QTestState *qts = lifecycle_vm(h, &lifecycle_image_short);
         g_autofree char *msg = NULL;
 
         if (i == 0) {
@@ -2003,7 +2018,7 @@ static void test_image_start_bad_answer(void *obj, void *data,
                                         QGuestAllocator *t_alloc)
 {
     TestHelper *h = helper_new();
-    QTestState *qts = lifecycle_vm(h, true, "");
+    QTestState *qts = lifecycle_vm(h, &lifecycle_image);
     QDict *ev;
     char eof;
 
@@ -2054,7 +2069,7 @@ static void test_module_refused_restart(void *obj, void *data,
                                         QGuestAllocator *t_alloc)
 {
     TestHelper *h = helper_new();
-    QTestState *qts = lifecycle_vm(h, false, "");
+    QTestState *qts = lifecycle_vm(h, &lifecycle_plain);
     struct {
         struct vmaug_module_ref ref;
         char reason[32];
@@ -2166,7 +2181,7 @@ static void test_servicing_event(void *obj, void *data,
                                  QGuestAllocator *t_alloc)
 {
     TestHelper *h = helper_new();
-    QTestState *qts = lifecycle_vm(h, false, "");
+    QTestState *qts = lifecycle_vm(h, &lifecycle_plain);
     struct {
         struct vmaug_servicing_report rep;
         char text[32];
