@@ -124,12 +124,14 @@ install_protocol_header() {
         "$src/include/standard-headers/linux/virtio_vmaugment.h"
     install_if_changed "$tmp/host-link.h" \
         "$src/include/standard-headers/vmaugment/host-link.h"
-    # The vocabulary is code, not a UAPI header: only its include of the
-    # protocol header is QEMU's to rewrite.
-    sed 's|<linux/virtio_vmaugment.h>|"standard-headers/linux/virtio_vmaugment.h"|' \
-        "$top/include/vmaugment/protocol-names.h" >"$tmp/protocol-names.h"
-    install_if_changed "$tmp/protocol-names.h" \
-        "$src/include/standard-headers/vmaugment/protocol-names.h"
+    # The vocabulary and the payload rules are code, not UAPI headers: only
+    # their include of the protocol header is QEMU's to rewrite.
+    for h in protocol-names.h protocol-rules.h; do
+        sed 's|<linux/virtio_vmaugment.h>|"standard-headers/linux/virtio_vmaugment.h"|' \
+            "$top/include/vmaugment/$h" >"$tmp/$h"
+        install_if_changed "$tmp/$h" \
+            "$src/include/standard-headers/vmaugment/$h"
+    done
     rm -rf "$tmp"
 }
 

@@ -17,6 +17,7 @@
 #include <json-glib/json-glib.h>
 
 #include "device.h"
+#include "vmaugment/protocol-rules.h"
 #include "registrations.h"
 #include "servicing.h"
 
@@ -162,17 +163,6 @@ static gboolean device_parse_ref(const struct vmaug_module_ref *raw,
     return TRUE;
 }
 
-static gboolean device_expect_len(guint32 len, gsize want, GError **error)
-{
-    if (len != want) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                    "payload of %u bytes, %" G_GSIZE_FORMAT " expected", len,
-                    want);
-        return FALSE;
-    }
-    return TRUE;
-}
-
 static void device_defer(Device *dev, guint64 tag)
 {
     g_hash_table_add(dev->pending, tag_dup(tag));
@@ -186,8 +176,7 @@ static gboolean device_query(Device *dev, guint64 tag, const guint8 *p,
     struct vmaug_module_info info;
     const VmaugManifest *m;
 
-    if (!device_expect_len(len, sizeof(struct vmaug_module_ref), error) ||
-        !device_parse_ref((const void *)p, &ref, error)) {
+    if (!device_parse_ref((const void *)p, &ref, error)) {
         return FALSE;
     }
     e = vmaug_store_lookup(dev->store, ref.name, ref.version, error);
@@ -228,8 +217,7 @@ static gboolean device_unload(Device *dev, guint64 tag, const guint8 *p,
     g_auto(DeviceRef) ref = { 0 };
     struct vmaug_module_ref raw;
 
-    if (!device_expect_len(len, sizeof(struct vmaug_module_ref), error) ||
-        !device_parse_ref((const void *)p, &ref, error) ||
+    if (!device_parse_ref((const void *)p, &ref, error) ||
         !session_unload(dev->session, ref.name, ref.version, &raw, error)) {
         return FALSE;
     }
@@ -253,8 +241,7 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
         const struct vmaug_upload_begin *b = (const void *)p;
         g_auto(DeviceRef) ref = { 0 };
 
-        if (!device_expect_len(len, sizeof(*b), error) ||
-            !device_parse_ref(&b->ref, &ref, error)) {
+        if (!device_parse_ref(&b->ref, &ref, error)) {
             return FALSE;
         }
         if (*ref.version == '\0') {
@@ -273,11 +260,6 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
     case VMAUG_OP_UPLOAD_CHUNK: {
         struct vmaug_upload_chunk c;
 
-        if (len <= sizeof(c)) {
-            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                        "chunk without data");
-            return FALSE;
-        }
         memcpy(&c, p, sizeof(c));
         id = GUINT64_FROM_LE(c.upload_id);
         if (!vmaug_store_upload_chunk(dev->store, owner, id,
@@ -293,9 +275,6 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
         g_autoptr(VmaugManifest) m = NULL;
         struct vmaug_module_info info;
 
-        if (!device_expect_len(len, sizeof(r), error)) {
-            return FALSE;
-        }
         memcpy(&r, p, sizeof(r));
         m = vmaug_store_upload_commit(dev->store, owner,
                                       GUINT64_FROM_LE(r.upload_id),
@@ -310,9 +289,6 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
     default: {
         struct vmaug_upload_ref r;
 
-        if (!device_expect_len(len, sizeof(r), error)) {
-            return FALSE;
-        }
         memcpy(&r, p, sizeof(r));
         if (!vmaug_store_upload_abort(dev->store, owner,
                                       GUINT64_FROM_LE(r.upload_id),
@@ -337,11 +313,6 @@ static gboolean device_invoke(Device *dev, guint64 tag, const guint8 *p,
     g_autofree gchar *function = NULL;
     Module *m;
 
-    if (len < sizeof(*inv)) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                    "short invoke");
-        return FALSE;
-    }
     module = vmaug_fixed_string(inv->module, sizeof(inv->module));
     function = vmaug_fixed_string(inv->function, sizeof(inv->function));
     if (module == NULL || function == NULL || !vmaug_name_is_valid(module) ||
@@ -391,12 +362,6 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
     g_autoptr(GBytes) value = NULL;
     g_autoptr(GError) local = NULL;
 
-    if (len < sizeof(*c) || (opcode == VMAUG_OP_CONFIG_GET &&
-                             len != sizeof(*c))) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                    "bad configuration request");
-        return FALSE;
-    }
     module = vmaug_fixed_string(c->module, sizeof(c->module));
     key = vmaug_fixed_string(c->key, sizeof(c->key));
     if (module == NULL || key == NULL || !vmaug_name_is_valid(module)) {
@@ -405,11 +370,6 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
         return FALSE;
     }
     if (opcode == VMAUG_OP_CONFIG_SET) {
-        if (len - sizeof(*c) > VMAUG_MAX_CONFIG_VALUE) {
-            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
-                        "value too big");
-            return FALSE;
-        }
         /* Configuration for modules the VM does not use would only fill
          * the host's disk. */
         if (!session_has_module(dev->session, module, error) ||
@@ -447,14 +407,8 @@ static gboolean device_register(Device *dev, guint64 tag, guint16 opcode,
     struct vmaug_registration r;
 
     if (opcode == VMAUG_OP_REGISTER) {
-        if (!device_expect_len(len, sizeof(r), error)) {
-            return FALSE;
-        }
         memcpy(&r, p, sizeof(r));
     } else {
-        if (!device_expect_len(len, sizeof(r.ref), error)) {
-            return FALSE;
-        }
         memcpy(&r.ref, p, sizeof(r.ref));
     }
     if (!device_parse_ref(&r.ref, &ref, error) ||
@@ -705,9 +659,6 @@ static gboolean device_list(Device *dev, guint64 tag, const guint8 *p,
     g_autoptr(GByteArray) out = g_byte_array_new();
     guint32 start, what, count = 0, total = 0;
 
-    if (!device_expect_len(len, sizeof(req), error)) {
-        return FALSE;
-    }
     memcpy(&req, p, sizeof(req));
     start = GUINT32_FROM_LE(req.start);
     what = GUINT32_FROM_LE(req.what);
@@ -761,14 +712,6 @@ static gboolean device_servicing(Device *dev, guint64 tag, const guint8 *p,
     VmaugServicingEntry *e;
     const gchar *action;
 
-    if (len < sizeof(rep) ||
-        len - sizeof(rep) > VMAUG_SERVICING_MESSAGE_MAX) {
-        g_set_error(error, VMAUG_HOST_ERROR,
-                    len < sizeof(rep) ? VMAUG_HOST_ERROR_INVALID :
-                                        VMAUG_HOST_ERROR_TOO_BIG,
-                    "bad servicing report size %u", len);
-        return FALSE;
-    }
     memcpy(&rep, p, sizeof(rep));
     /* Only the host owner's image has a record; a VM without one has
      * nothing it could confirm. */
@@ -814,7 +757,10 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     g_autoptr(GError) error = NULL;
     struct virtio_vmaugment_req req;
     const guint8 *p = data + sizeof(req);
+    const struct vmaug_proto_op *op;
+    const gchar *why = NULL;
     guint32 plen;
+    guint16 opcode, status;
     gboolean ok;
 
     /* The device validated this, but a QEMU is no more trusted than its
@@ -830,16 +776,28 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
         device_reply(dev, tag, VMAUG_S_INVALID, NULL, 0);
         return;
     }
-    switch (GUINT16_FROM_LE(req.opcode)) {
+    /* The protocol's rules for each payload (protocol-rules.h), which the
+     * device applied already; what the device answers itself never comes
+     * here.  The handlers rely on these sizes. */
+    opcode = GUINT16_FROM_LE(req.opcode);
+    op = vmaug_proto_op(opcode);
+    if (op == NULL || op->device_only) {
+        device_reply(dev, tag, VMAUG_S_UNSUPPORTED, NULL, 0);
+        return;
+    }
+    status = vmaug_proto_op_check(op, p, plen, &why);
+    if (status != VMAUG_S_OK) {
+        device_reply(dev, tag, status, why, strlen(why));
+        return;
+    }
+    switch (opcode) {
     case VMAUG_OP_QUERY:
         ok = device_query(dev, tag, p, plen, &error);
         break;
     case VMAUG_OP_LOAD: {
         g_auto(DeviceRef) ref = { 0 };
 
-        ok = device_expect_len(plen, sizeof(struct vmaug_module_ref),
-                               &error) &&
-             device_parse_ref((const void *)p, &ref, &error) &&
+        ok = device_parse_ref((const void *)p, &ref, &error) &&
              device_load(dev, tag, ref.name, ref.version, &error);
         break;
     }
@@ -850,21 +808,18 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     case VMAUG_OP_UPLOAD_CHUNK:
     case VMAUG_OP_UPLOAD_COMMIT:
     case VMAUG_OP_UPLOAD_ABORT:
-        ok = device_upload(dev, tag, GUINT16_FROM_LE(req.opcode), p, plen,
-                           &error);
+        ok = device_upload(dev, tag, opcode, p, plen, &error);
         break;
     case VMAUG_OP_INVOKE:
         ok = device_invoke(dev, tag, p, plen, &error);
         break;
     case VMAUG_OP_CONFIG_GET:
     case VMAUG_OP_CONFIG_SET:
-        ok = device_config(dev, tag, GUINT16_FROM_LE(req.opcode), p, plen,
-                           &error);
+        ok = device_config(dev, tag, opcode, p, plen, &error);
         break;
     case VMAUG_OP_REGISTER:
     case VMAUG_OP_UNREGISTER:
-        ok = device_register(dev, tag, GUINT16_FROM_LE(req.opcode), p, plen,
-                             &error);
+        ok = device_register(dev, tag, opcode, p, plen, &error);
         break;
     case VMAUG_OP_LIST:
         ok = device_list(dev, tag, p, plen, &error);

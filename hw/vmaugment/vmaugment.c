@@ -32,6 +32,7 @@
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
 #include "hw/vmaugment/vmaugment.h"
+#include "standard-headers/vmaugment/protocol-rules.h"
 #include "migration/qemu-file-types.h"
 #include "migration/vmstate.h"
 #include "system/dma.h"
@@ -44,24 +45,17 @@
 #define VMAUGMENT_DEFAULT_EVENT_MASK \
     (((1ULL << (VMAUG_EVENT_MAX + 1)) - 1) & ~1ULL)
 
-typedef struct VMAugmentOp VMAugmentOp;
+typedef struct VMAugmentLocalOp VMAugmentLocalOp;
 
 /* Answer a request in the device; returns the response payload length. */
 typedef uint16_t VMAugmentLocalFn(VirtIOVMAugment *s, const uint8_t *payload,
                                   uint32_t len, uint8_t *out,
                                   uint32_t *out_len);
 
-struct VMAugmentOp {
+/* The opcodes the device answers itself; the rest go to the helper. */
+struct VMAugmentLocalOp {
     uint16_t opcode;
-    const char *name;
-    uint32_t min_len;                   /* payload bounds */
-    uint32_t max_len;
-    VMAugmentLocalFn *local;            /* NULL: relay to the helper */
-    /* offsets of NUL-terminated fixed string fields, and their sizes */
-    struct {
-        uint16_t offset;
-        uint16_t size;
-    } strings[2];
+    VMAugmentLocalFn *fn;
 };
 
 /* ---- Completing requests ---- */
@@ -171,108 +165,27 @@ static uint16_t vmaugment_op_subscribe(VirtIOVMAugment *s,
     return VMAUG_S_OK;
 }
 
-#define REF_STRINGS(base) \
-    { { offsetof(base, name), VMAUG_NAME_MAX }, \
-      { offsetof(base, version), VMAUG_VERSION_MAX } }
-
-static const VMAugmentOp vmaugment_ops[] = {
-    { VMAUG_OP_VERSION, "version", 0, 0, vmaugment_op_version },
-    { VMAUG_OP_PING, "ping", 0, VMAUG_MAX_PING_PAYLOAD, vmaugment_op_ping },
-    { VMAUG_OP_SUBSCRIBE, "subscribe",
-      sizeof(struct vmaug_subscribe), sizeof(struct vmaug_subscribe),
-      vmaugment_op_subscribe },
-    { VMAUG_OP_QUERY, "query",
-      sizeof(struct vmaug_module_ref), sizeof(struct vmaug_module_ref), NULL,
-      REF_STRINGS(struct vmaug_module_ref) },
-    { VMAUG_OP_LOAD, "load",
-      sizeof(struct vmaug_module_ref), sizeof(struct vmaug_module_ref), NULL,
-      REF_STRINGS(struct vmaug_module_ref) },
-    { VMAUG_OP_UNLOAD, "unload",
-      sizeof(struct vmaug_module_ref), sizeof(struct vmaug_module_ref), NULL,
-      REF_STRINGS(struct vmaug_module_ref) },
-    { VMAUG_OP_UPLOAD_BEGIN, "upload-begin",
-      sizeof(struct vmaug_upload_begin), sizeof(struct vmaug_upload_begin),
-      NULL,
-      { { offsetof(struct vmaug_upload_begin, ref.name), VMAUG_NAME_MAX },
-        { offsetof(struct vmaug_upload_begin, ref.version),
-          VMAUG_VERSION_MAX } } },
-    { VMAUG_OP_UPLOAD_CHUNK, "upload-chunk",
-      sizeof(struct vmaug_upload_chunk) + 1,
-      sizeof(struct vmaug_upload_chunk) + VMAUG_CHUNK_MAX_DATA, NULL },
-    { VMAUG_OP_UPLOAD_COMMIT, "upload-commit",
-      sizeof(struct vmaug_upload_ref), sizeof(struct vmaug_upload_ref),
-      NULL },
-    { VMAUG_OP_UPLOAD_ABORT, "upload-abort",
-      sizeof(struct vmaug_upload_ref), sizeof(struct vmaug_upload_ref),
-      NULL },
-    { VMAUG_OP_INVOKE, "invoke", sizeof(struct vmaug_invoke),
-      VMAUG_MAX_REQ_PAYLOAD, NULL,
-      { { offsetof(struct vmaug_invoke, module), VMAUG_NAME_MAX },
-        { offsetof(struct vmaug_invoke, function), VMAUG_FUNCTION_MAX } } },
-    { VMAUG_OP_CONFIG_GET, "config-get",
-      sizeof(struct vmaug_config_ref), sizeof(struct vmaug_config_ref), NULL,
-      { { offsetof(struct vmaug_config_ref, module), VMAUG_NAME_MAX },
-        { offsetof(struct vmaug_config_ref, key), VMAUG_CONFIG_KEY_MAX } } },
-    { VMAUG_OP_CONFIG_SET, "config-set", sizeof(struct vmaug_config_ref),
-      sizeof(struct vmaug_config_ref) + VMAUG_MAX_CONFIG_VALUE, NULL,
-      { { offsetof(struct vmaug_config_ref, module), VMAUG_NAME_MAX },
-        { offsetof(struct vmaug_config_ref, key), VMAUG_CONFIG_KEY_MAX } } },
-    { VMAUG_OP_REGISTER, "register",
-      sizeof(struct vmaug_registration), sizeof(struct vmaug_registration),
-      NULL,
-      { { offsetof(struct vmaug_registration, ref.name), VMAUG_NAME_MAX },
-        { offsetof(struct vmaug_registration, ref.version),
-          VMAUG_VERSION_MAX } } },
-    { VMAUG_OP_UNREGISTER, "unregister",
-      sizeof(struct vmaug_module_ref), sizeof(struct vmaug_module_ref), NULL,
-      REF_STRINGS(struct vmaug_module_ref) },
-    { VMAUG_OP_LIST, "list",
-      sizeof(struct vmaug_list_req), sizeof(struct vmaug_list_req), NULL },
-    { VMAUG_OP_SERVICING_REPORT, "servicing-report",
-      sizeof(struct vmaug_servicing_report),
-      sizeof(struct vmaug_servicing_report) + VMAUG_SERVICING_MESSAGE_MAX,
-      NULL,
-      { { offsetof(struct vmaug_servicing_report, bundle), VMAUG_NAME_MAX },
-        { offsetof(struct vmaug_servicing_report, version),
-          VMAUG_VERSION_MAX } } },
+/*
+ * The payload rules of every opcode are the protocol's table
+ * (protocol-rules.h), which the helper checks again; these are the
+ * device's own answers.
+ */
+static const VMAugmentLocalOp vmaugment_local_ops[] = {
+    { VMAUG_OP_VERSION, vmaugment_op_version },
+    { VMAUG_OP_PING, vmaugment_op_ping },
+    { VMAUG_OP_SUBSCRIBE, vmaugment_op_subscribe },
 };
 
-static const VMAugmentOp *vmaugment_find_op(uint16_t opcode)
+static VMAugmentLocalFn *vmaugment_find_local(uint16_t opcode)
 {
     size_t i;
 
-    for (i = 0; i < ARRAY_SIZE(vmaugment_ops); i++) {
-        if (vmaugment_ops[i].opcode == opcode) {
-            return &vmaugment_ops[i];
+    for (i = 0; i < ARRAY_SIZE(vmaugment_local_ops); i++) {
+        if (vmaugment_local_ops[i].opcode == opcode) {
+            return vmaugment_local_ops[i].fn;
         }
     }
     return NULL;
-}
-
-/* Check a payload against its opcode's bounds and string fields. */
-static uint16_t vmaugment_check_payload(const VMAugmentOp *op,
-                                        const uint8_t *payload, uint32_t len,
-                                        const char **why)
-{
-    size_t i;
-
-    if (len > op->max_len && op->max_len > op->min_len) {
-        *why = "payload larger than the opcode allows";
-        return VMAUG_S_TOO_BIG;
-    }
-    if (len < op->min_len || len > op->max_len) {
-        *why = "payload size does not match the opcode";
-        return VMAUG_S_INVALID;
-    }
-    for (i = 0; i < ARRAY_SIZE(op->strings); i++) {
-        if (op->strings[i].size &&
-            !memchr(payload + op->strings[i].offset, 0,
-                    op->strings[i].size)) {
-            *why = "string field is not NUL-terminated";
-            return VMAUG_S_INVALID;
-        }
-    }
-    return VMAUG_S_OK;
 }
 
 /*
@@ -441,7 +354,8 @@ static void vmaugment_process(VirtIOVMAugment *s, VirtQueueElement *elem)
     struct virtio_vmaugment_req hdr;
     size_t in_size = iov_size(elem->in_sg, elem->in_num);
     size_t out_size = iov_size(elem->out_sg, elem->out_num);
-    const VMAugmentOp *op;
+    const struct vmaug_proto_op *op;
+    VMAugmentLocalFn *local;
     const uint8_t *payload = s->req_buf + sizeof(hdr);
     g_autofree uint8_t *answer = NULL;
     uint32_t len, answer_len = 0;
@@ -489,13 +403,13 @@ static void vmaugment_process(VirtIOVMAugment *s, VirtQueueElement *elem)
                        "reserved flags set");
         return;
     }
-    op = vmaugment_find_op(opcode);
+    op = vmaug_proto_op(opcode);
     if (!op) {
         vmaugment_fail(s, elem, id, opcode, VMAUG_S_UNSUPPORTED,
                        "unknown opcode");
         return;
     }
-    status = vmaugment_check_payload(op, payload, len, &why);
+    status = vmaug_proto_op_check(op, payload, len, &why);
     if (status == VMAUG_S_OK && vmaugment_host_only(opcode, payload)) {
         status = VMAUG_S_DENIED;
         why = "listing for the host owner only";
@@ -504,13 +418,14 @@ static void vmaugment_process(VirtIOVMAugment *s, VirtQueueElement *elem)
         vmaugment_fail(s, elem, id, opcode, status, why);
         return;
     }
-    if (!op->local) {
+    local = vmaugment_find_local(opcode);
+    if (!local) {
         vmaugment_relay(s, elem, &hdr, payload, len);
         return;
     }
 
     answer = g_malloc(MAX(len, sizeof(struct vmaug_version_info)));
-    status = op->local(s, payload, len, answer, &answer_len);
+    status = local(s, payload, len, answer, &answer_len);
     vmaugment_complete(s, elem, id, opcode, status, answer, answer_len);
 }
 
