@@ -1,38 +1,24 @@
 /*
- * Deciding, applying and verifying a bundle on an image.
+ * Applying a bundle to an image atomically, and recovering an interrupted
+ * apply: the host's side of the job (vo-apply.c).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #pragma once
 
+#include <json-glib/json-glib.h>
+
 #include "vo-bundle.h"
-#include "vo-inventory.h"
 
 G_BEGIN_DECLS
-
-/* Evaluates the bundle's applicability rules; @report gets one entry per
- * rule.  FALSE with VO_ERROR_NOT_APPLICABLE names the first failing one. */
-gboolean vo_apply_check_rules(VoBundle *bundle, VoInventory *inv,
-                              VoGuest *guest, JsonBuilder *report,
-                              GError **error);
-
-/* Checks every file instruction against the image (old hashes, existence,
- * paths) without changing anything; @plan gets what would change. */
-gboolean vo_apply_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
-                       GError **error);
-
-/* Confirms every instruction took effect; @report gets one entry each.
- * FALSE with VO_ERROR_VERIFY when any did not. */
-gboolean vo_apply_verify(VoBundle *bundle, VoGuest *guest,
-                         JsonBuilder *report, GError **error);
 
 typedef enum {
     VO_APPLY_DRY_RUN = 1 << 0,
 } VoApplyFlags;
 
 /*
- * The whole job on one image: recover, decide, then patch a qcow2 overlay,
- * verify it and commit it into the image.  Until the commit starts the
+ * The whole job on one image: recover, then let the worker decide, patch
+ * a qcow2 overlay and verify it, and commit the overlay into the image.  Until the commit starts the
  * image is never written; once a verified overlay is recorded in the
  * journal, an interrupted commit is rolled forward by vo_apply_recover().
  * @report (an open object) gets "status" and the details.

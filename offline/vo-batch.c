@@ -338,6 +338,12 @@ static void vo_batch_start_bundle(VoBatch *b, VoBatchJob *job)
         g_ptr_array_add(argv, "--format");
         g_ptr_array_add(argv, job->target->format);
     }
+    if (b->opts->allow_backing) {
+        g_ptr_array_add(argv, "--allow-backing-files");
+    }
+    if (b->opts->accept_weaker) {
+        g_ptr_array_add(argv, "--accept-weaker-sandbox");
+    }
     g_ptr_array_add(argv, "apply");
     g_ptr_array_add(argv, job->image);
     g_ptr_array_add(argv, (char *)bundle);

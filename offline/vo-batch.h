@@ -16,6 +16,8 @@ typedef struct {
     const char *report_dir;     /* may be NULL */
     guint jobs;
     gboolean dry_run;
+    gboolean allow_backing;     /* passed on to each apply */
+    gboolean accept_weaker;
 } VoBatchOptions;
 
 /* One image to service.  Only @path is set for images named on the

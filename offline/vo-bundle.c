@@ -65,6 +65,9 @@ void vo_bundle_free(VoBundle *bundle)
     g_free(bundle->signer);
     g_free(bundle->signer_fingerprint);
     g_free(bundle->marker_sha256);
+    if (bundle->bytes) {
+        g_bytes_unref(bundle->bytes);
+    }
     g_free(bundle);
 }
 
@@ -652,9 +655,11 @@ VoBundle *vo_bundle_parse_unverified(GBytes *manifest, GHashTable *payloads,
 }
 
 /* The members of the tar archive @a (opened on @path, freed here), then
- * the signature, then the manifest. */
+ * the signature (unless @trust_dir is NULL: already verified), then the
+ * manifest. */
 static VoBundle *vo_bundle_read(struct archive *a, const char *path,
-                                const char *trust_dir, GError **error)
+                                const char *trust_dir, const char *signer_cn,
+                                const char *signer_fp, GError **error)
 {
     g_autoptr(VoBundle) bundle = vo_bundle_new();
     g_autoptr(GBytes) manifest = NULL;
@@ -729,6 +734,16 @@ static VoBundle *vo_bundle_read(struct archive *a, const char *path,
                     path, manifest ? VO_SIGNATURE : VO_MANIFEST);
         return NULL;
     }
+    if (!trust_dir) {
+        /* vo_bundle_load_checked_data(): our parent verified these bytes
+         * and told us by whom. */
+        bundle->signer = g_strdup(signer_cn);
+        bundle->signer_fingerprint = g_strdup(signer_fp);
+        if (!vo_bundle_parse(bundle, manifest, error)) {
+            return NULL;
+        }
+        return g_steal_pointer(&bundle);
+    }
     /* Nothing of the manifest is parsed before its signature checks out. */
     store = vmaug_trust_store_new_from_dir(trust_dir, &local);
     if (!store) {
@@ -759,17 +774,49 @@ fail:
 VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
                          GError **error)
 {
+    g_autoptr(GError) local = NULL;
+    g_autofree char *data = NULL;
+    VoBundle *bundle;
+    gsize len;
+
+    /*
+     * Read once into memory: what is verified here is exactly what the
+     * worker gets (bundle->bytes), whatever happens to the file.
+     */
+    if (!g_file_get_contents(path, &data, &len, &local)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "cannot read bundle %s: %s", path, local->message);
+        return NULL;
+    }
+    if (len > VO_BUNDLE_MAX_PAYLOAD_TOTAL + VO_BUNDLE_MAX_MANIFEST +
+                  64 * 1024 * 1024) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "bundle %s is too large", path);
+        return NULL;
+    }
+    bundle = vo_bundle_load_data(data, len, path, trust_dir, error);
+    if (bundle) {
+        bundle->bytes = g_bytes_new_take(g_steal_pointer(&data), len);
+    }
+    return bundle;
+}
+
+VoBundle *vo_bundle_load_checked_data(const void *data, gsize len,
+                                      const char *name, const char *signer,
+                                      const char *fingerprint,
+                                      GError **error)
+{
     struct archive *a = archive_read_new();
 
     archive_read_support_format_tar(a);
-    if (archive_read_open_filename(a, path, 64 * 1024) != ARCHIVE_OK) {
+    if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
         g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "cannot read bundle %s: %s", path,
+                    "cannot read bundle %s: %s", name,
                     archive_error_string(a));
         archive_read_free(a);
         return NULL;
     }
-    return vo_bundle_read(a, path, trust_dir, error);
+    return vo_bundle_read(a, name, NULL, signer, fingerprint, error);
 }
 
 VoBundle *vo_bundle_load_data(const void *data, gsize len, const char *name,
@@ -785,7 +832,7 @@ VoBundle *vo_bundle_load_data(const void *data, gsize len, const char *name,
         archive_read_free(a);
         return NULL;
     }
-    return vo_bundle_read(a, name, trust_dir, error);
+    return vo_bundle_read(a, name, trust_dir, NULL, NULL, error);
 }
 
 static gboolean vo_bundle_add_entry(struct archive *a, const char *name,

@@ -56,6 +56,9 @@ typedef struct {
     /* SHA-256 of the manifest when it has a "marker": the guest reports
      * the update at its next boot, the host awaits that (servicing.h). */
     char *marker_sha256;
+    /* The signed file as read and verified (vo_bundle_load() only): what
+     * the worker is handed. */
+    GBytes *bytes;
 } VoBundle;
 
 /* Reads, checks the signature against the trust store directory, then
@@ -69,6 +72,17 @@ VoBundle *vo_bundle_load_data(const void *data, gsize len, const char *name,
 /* The manifest checks of vo_bundle_load() on @manifest with @payloads
  * (name -> GBytes*, referenced) but no signature: for the fuzz target
  * only, since nothing unsigned may be applied. */
+/*
+ * A bundle whose bytes the caller's parent verified with
+ * vo_bundle_load_data() and handed over sealed: parsed like any other,
+ * but its signature is not checked again (the offline worker has no
+ * trust store): @signer and @fingerprint are what the parent found.
+ * Never for bytes of any other origin.
+ */
+VoBundle *vo_bundle_load_checked_data(const void *data, gsize len,
+                                      const char *name, const char *signer,
+                                      const char *fingerprint,
+                                      GError **error);
 VoBundle *vo_bundle_parse_unverified(GBytes *manifest, GHashTable *payloads,
                                      GError **error);
 void vo_bundle_free(VoBundle *bundle);

@@ -28,28 +28,18 @@ typedef enum {
     VO_ERROR_HASH_MISMATCH,
     VO_ERROR_INVALID,       /* malformed bundle or arguments */
     VO_ERROR_VERIFY,
+    VO_ERROR_TIMEOUT,       /* a process we started did not finish */
 } VoError;
 
 typedef struct VoDisk VoDisk;
 
-/* Path of a QEMU tool: $VMAUGMENT_QEMU_NBD / $VMAUGMENT_QEMU_IMG, else
- * $VMAUGMENT_QEMU_BUILD_DIR/<name>, else <name> on PATH. */
-const char *vo_disk_qemu_tool(const char *name);
-
-/* Fails with VO_ERROR_IN_USE when another process holds QEMU's image lock. */
-gboolean vo_disk_check_unlocked(const char *image, GError **error);
-
-/* Format as reported by qemu-img (probing unless @format is given), and
- * refusal of images QEMU itself flags as corrupt, or (@for_writing) cannot
- * modify. */
-char *vo_disk_probe_format(const char *image, const char *format,
-                           gboolean for_writing, GError **error);
-
-VoDisk *vo_disk_open(const char *image, const char *format,
-                     gboolean writable, GError **error);
-/* @probe FALSE skips qemu-img info (for images this process made). */
-VoDisk *vo_disk_open_full(const char *image, const char *format,
-                          gboolean writable, gboolean probe, GError **error);
+/*
+ * The disk served on the connected stream socket @sock (taken, whatever
+ * happens): the NBD handshake, then reads and writes through the cache.
+ * @format is only reported (the server already knows it).
+ */
+VoDisk *vo_disk_connect(int sock, const char *format, gboolean writable,
+                        GError **error);
 /* From now on refuse writes (the export stays as it was opened). */
 void vo_disk_set_read_only(VoDisk *disk);
 /* Forgets every cached page; dirty ones are lost, so flush first. */

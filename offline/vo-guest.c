@@ -645,30 +645,16 @@ static gboolean vo_guest_attach(VoGuest *guest, GError **error)
     return TRUE;
 }
 
-static VoGuest *vo_guest_open_full(const char *image, const char *format,
-                                   gboolean writable, gboolean probe,
-                                   GError **error)
+VoGuest *vo_guest_new(VoDisk *disk, const char *image, GError **error)
 {
     g_autoptr(VoGuest) guest = g_new0(VoGuest, 1);
 
     guest->image = g_strdup(image);
-    guest->disk = vo_disk_open_full(image, format, writable, probe, error);
-    if (!guest->disk || !vo_guest_attach(guest, error)) {
+    guest->disk = disk;
+    if (!vo_guest_attach(guest, error)) {
         return NULL;
     }
     return g_steal_pointer(&guest);
-}
-
-VoGuest *vo_guest_open(const char *image, const char *format,
-                       gboolean writable, GError **error)
-{
-    return vo_guest_open_full(image, format, writable, TRUE, error);
-}
-
-VoGuest *vo_guest_open_overlay(const char *overlay, GError **error)
-{
-    /* We just made it with qemu-img: no format probe, no corruption check. */
-    return vo_guest_open_full(overlay, "qcow2", TRUE, FALSE, error);
 }
 
 gboolean vo_guest_reopen_read_only(VoGuest *guest, GError **error)

@@ -37,14 +37,13 @@ typedef struct {
     char *resolved;         /* guest path after following links */
 } VoPath;
 
-VoGuest *vo_guest_open(const char *image, const char *format,
-                       gboolean writable, GError **error);
-/* A qcow2 overlay this process just created, read-write. */
+/* Maps the guest on @disk (taken, also on failure): partitions,
+ * filesystems, mounts.  @image names it in messages. */
+VoGuest *vo_guest_new(VoDisk *disk, const char *image, GError **error);
 /* Adds to @guest->mounts what the bytes of its /etc/fstab mount, on the
- * partitions of @guest->layout: the step of vo_guest_open() that reads
+ * partitions of @guest->layout: the step of vo_guest_new() that reads
  * fstab, taken apart for the fuzz target. */
 gboolean vo_guest_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error);
-VoGuest *vo_guest_open_overlay(const char *overlay, GError **error);
 /* Syncs, then maps the guest again from a read-only view of the same
  * export with every cached page dropped: a fresh read of what was written. */
 gboolean vo_guest_reopen_read_only(VoGuest *guest, GError **error);

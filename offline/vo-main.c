@@ -13,11 +13,13 @@
 
 #include "servicing.h"
 #include "vo-apply.h"
+#include "vo-image.h"
 #include "vo-batch.h"
 #include "vo-inventory.h"
 #include "vo-libvirt.h"
 #include "vo-ovf.h"
 #include "vo-version.h"
+#include "vo-worker.h"
 
 static char *opt_format;
 /* Exit status of a command that succeeded but answers "no". */
@@ -33,6 +35,8 @@ static char *opt_report_dir;
 static char **opt_bundles;
 static char *opt_bundle_dir;
 static char *opt_libvirt;
+static gboolean opt_accept_weaker;
+static gboolean opt_allow_backing;
 
 static void vo_main_print_json(JsonNode *node)
 {
@@ -45,12 +49,21 @@ static void vo_main_print_json(JsonNode *node)
     printf("%s\n", text);
 }
 
+/* The image's format, for a worker that reads it as it is. */
+static char *vo_main_format(const char *image, GError **error)
+{
+    if (!vo_image_check_unlocked(image, error)) {
+        return NULL;
+    }
+    return vo_image_probe_format(image, opt_format, FALSE, error);
+}
+
 static gboolean vo_main_inspect(int argc, char **argv, GError **error)
 {
     g_autofree char *image = NULL;
-    g_autoptr(VoGuest) guest = NULL;
-    g_autoptr(VoInventory) inv = NULL;
-    g_autoptr(JsonNode) node = NULL;
+    g_autofree char *format = NULL;
+    g_autoptr(JsonObject) result = NULL;
+    VoWorkerRequest req = { .job = VO_WORKER_INSPECT };
 
     if (argc != 2) {
         g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
@@ -61,16 +74,21 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
     if (!image) {
         return FALSE;
     }
-    guest = vo_guest_open(image, opt_format, FALSE, error);
-    if (!guest) {
+    format = vo_main_format(image, error);
+    if (!format) {
         return FALSE;
     }
-    inv = vo_inventory_read(guest, error);
-    if (!inv) {
+    req.image = req.disk = image;
+    req.format = format;
+    if (!vo_worker_run(&req, &result, error)) {
         return FALSE;
     }
-    node = vo_inventory_to_json(guest, inv);
-    vo_main_print_json(node);
+    if (!json_object_has_member(result, "inventory")) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "the worker reported no inventory");
+        return FALSE;
+    }
+    vo_main_print_json(json_object_get_member(result, "inventory"));
     return TRUE;
 }
 
@@ -136,9 +154,12 @@ static gboolean vo_main_check(int argc, char **argv, GError **error)
 static gboolean vo_main_verify(int argc, char **argv, GError **error)
 {
     g_autofree char *image = NULL;
+    g_autofree char *format = NULL;
     g_autoptr(VoBundle) bundle = NULL;
-    g_autoptr(VoGuest) guest = NULL;
+    g_autoptr(JsonObject) result = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
+    VoWorkerRequest req = { .job = VO_WORKER_VERIFY };
+    JsonNode *instructions;
     gboolean ok;
 
     if (argc != 3) {
@@ -154,8 +175,15 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
     if (!bundle || !vo_apply_recover(image, NULL, error)) {
         return FALSE;
     }
-    guest = vo_guest_open(image, opt_format, FALSE, error);
-    if (!guest) {
+    format = vo_main_format(image, error);
+    if (!format) {
+        return FALSE;
+    }
+    req.image = req.disk = image;
+    req.format = format;
+    req.bundle = bundle;
+    ok = vo_worker_run(&req, &result, error);
+    if (!result) {
         return FALSE;
     }
     json_builder_begin_object(b);
@@ -163,8 +191,11 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
     json_builder_add_string_value(b, image);
     json_builder_set_member_name(b, "bundle");
     json_builder_add_string_value(b, bundle->id);
-    json_builder_set_member_name(b, "instructions");
-    ok = vo_apply_verify(bundle, guest, b, error);
+    instructions = json_object_get_member(result, "instructions");
+    if (instructions) {
+        json_builder_set_member_name(b, "instructions");
+        json_builder_add_value(b, json_node_copy(instructions));
+    }
     json_builder_set_member_name(b, "verified");
     json_builder_add_boolean_value(b, ok);
     return vo_main_finish_report(b, ok, error);
@@ -209,6 +240,8 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
         .trust_dir = vo_main_trust_dir(),
         .report_dir = opt_report_dir,
         .dry_run = opt_dry_run,
+        .allow_backing = opt_allow_backing,
+        .accept_weaker = opt_accept_weaker,
     };
     gboolean all_ok;
 
@@ -408,6 +441,13 @@ int main(int argc, char **argv)
           "batch: apply every *.vmab here, in name order", "DIR" },
         { "libvirt", 0, 0, G_OPTION_ARG_STRING, &opt_libvirt,
           "batch: the disks of this libvirt's inactive domains", "URI" },
+        { "allow-backing-files", 0, 0, G_OPTION_ARG_NONE, &opt_allow_backing,
+          "Open images that name other host files (backing files, data "
+          "files, vmdk extents)", NULL },
+        { "accept-weaker-sandbox", 0, 0, G_OPTION_ARG_NONE,
+          &opt_accept_weaker,
+          "Read guests even where the worker cannot be fully confined",
+          NULL },
         { NULL },
     };
 
@@ -422,6 +462,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "vmaugment-offline: %s\n", error->message);
         return 2;
     }
+    vo_image_set_allow_external(opt_allow_backing);
+    vo_worker_set_accept_weaker(opt_accept_weaker);
     if (argc < 2) {
         g_autofree char *help = g_option_context_get_help(ctx, TRUE, NULL);
 

@@ -100,6 +100,8 @@ static const int sandbox_allowed[] = {
     SCMP_SYS(gettid),
     SCMP_SYS(getrandom),
     SCMP_SYS(futex),            /* libc locks, single-threaded or not */
+    SCMP_SYS(poll),             /* waiting on descriptors it holds */
+    SCMP_SYS(ppoll),
     SCMP_SYS(sched_yield),
 };
 
@@ -124,6 +126,16 @@ static const struct {
     { SCMP_SYS(clone3), ENOSYS },
     { SCMP_SYS(uname), EPERM },
     { SCMP_SYS(sysinfo), EPERM },
+};
+
+/* With scratch space in an empty root (SandboxPolicy.scratch_bytes). */
+static const int sandbox_scratch[] = {
+    SCMP_SYS(openat),           /* only its /tmp exists to be opened */
+    SCMP_SYS(unlink),
+    SCMP_SYS(unlinkat),
+    SCMP_SYS(memfd_create),     /* anonymous memory, bounded by the
+                                 * file size limit */
+    SCMP_SYS(fadvise64),        /* hints on its own files (libblkid) */
 };
 
 /* fcntl commands on descriptors it holds; F_SETOWN, F_SETSIG, leases,
@@ -161,7 +173,7 @@ static int sandbox_add(scmp_filter_ctx ctx, uint32_t action, int nr,
  * it and nothing more.
  */
 static int sandbox_rules(scmp_filter_ctx ctx, const SandboxPolicy *p,
-                         bool defer_fsize)
+                         bool defer_fsize, bool scratch)
 {
     scmp_datum_t self = (scmp_datum_t)getpid();
     int rc = 0;
@@ -217,6 +229,7 @@ static int sandbox_rules(scmp_filter_ctx ctx, const SandboxPolicy *p,
         static const int msg[] = {
             SCMP_SYS(sendmsg), SCMP_SYS(recvmsg),
             SCMP_SYS(sendto), SCMP_SYS(recvfrom),
+            SCMP_SYS(shutdown),     /* saying it is done (libnbd) */
         };
 
         for (size_t j = 0; rc == 0 && j < sizeof(msg) / sizeof(msg[0]);
@@ -254,6 +267,18 @@ static int sandbox_rules(scmp_filter_ctx ctx, const SandboxPolicy *p,
     } else if (rc == 0) {
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(prlimit64),
                               0);
+    }
+    if (p->code_fd < 0 && scratch) {
+        /*
+         * Its own files in /tmp of the empty root, which holds nothing
+         * else: no path leads out of it (no /proc, no /dev, no host
+         * directory), so opening by path reaches only what it made.
+         */
+        for (size_t i = 0; rc == 0 && i < sizeof(sandbox_scratch) /
+                                           sizeof(sandbox_scratch[0]); i++) {
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sandbox_scratch[i], 0);
+        }
+        return rc;
     }
     if (p->code_fd < 0) {
         if (rc == 0) {
@@ -601,12 +626,15 @@ static int sandbox_empty_root(const SandboxPolicy *p)
     if (fs < 0) {
         return -errno;
     }
-    /* Room for the code alone: it cannot exceed what it may map. */
+    /* Room for the code alone (it cannot exceed what it may map), or
+     * for the scratch files it was granted. */
     snprintf(size, sizeof(size), "%llu",
              p->code_fd >= 0 ? (unsigned long long)p->limits.memory_bytes :
+             p->scratch_bytes ? (unsigned long long)p->scratch_bytes :
              4096ull);
     if (fsconfig(fs, FSCONFIG_SET_STRING, "size", size, 0) < 0 ||
-        fsconfig(fs, FSCONFIG_SET_STRING, "nr_inodes", "4", 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_STRING, "nr_inodes",
+                 p->scratch_bytes ? "64" : "4", 0) < 0 ||
         fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0555", 0) < 0 ||
         fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
         rc = -errno;
@@ -629,6 +657,11 @@ static int sandbox_empty_root(const SandboxPolicy *p)
         rc = -errno;
     }
     close(mnt);
+    /* World-writable and sticky like any /tmp; nobody else is here. */
+    if (rc == 0 && p->scratch_bytes > 0 &&
+        (mkdir("/tmp", 0700) < 0 || chmod("/tmp", 01777) < 0)) {
+        rc = -errno;
+    }
     if (rc == 0 && p->code_fd >= 0) {
         sandbox_self.code_file = open("/" SANDBOX_CODE_NAME,
                                       O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
@@ -781,7 +814,8 @@ static int sandbox_compile_lock(void)
     return rc;
 }
 
-static int sandbox_filter(const SandboxPolicy *p, bool defer_fsize)
+static int sandbox_filter(const SandboxPolicy *p, bool defer_fsize,
+                          bool scratch)
 {
     uint32_t kill_action = SCMP_ACT_KILL_PROCESS;
     scmp_filter_ctx ctx;
@@ -795,7 +829,7 @@ static int sandbox_filter(const SandboxPolicy *p, bool defer_fsize)
     if (ctx == NULL) {
         return -ENOMEM;
     }
-    rc = sandbox_rules(ctx, p, defer_fsize);
+    rc = sandbox_rules(ctx, p, defer_fsize, scratch);
     if (rc == 0) {
         rc = seccomp_load(ctx);
     }
@@ -842,6 +876,12 @@ int sandbox_confine(const SandboxPolicy *p, int channel_fd)
     }
     sandbox_self.fsize = p->limits.max_file_bytes;
     sandbox_self.fsize_deferred = defer_fsize;
+    /* Changing ids cleared any earlier death signal.  A parent that ended
+     * before this line also closed the descriptors we talk on, so we
+     * end at our next word to it. */
+    if (p->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
+        return -errno;
+    }
     /* Required for an unprivileged filter; also no setuid gains, and no
      * core dumps or ptrace by other processes of our id. */
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
@@ -854,7 +894,9 @@ int sandbox_confine(const SandboxPolicy *p, int channel_fd)
             return rc;
         }
     }
-    rc = sandbox_filter(p, defer_fsize);
+    rc = sandbox_filter(p, defer_fsize,
+                        p->scratch_bytes > 0 &&
+                        (g.pieces & SANDBOX_EMPTY_ROOT));
     return rc < 0 ? rc : (int)g.pieces;
 }
 

@@ -36,6 +36,10 @@
 #define SANDBOX_NO_CAPS     0x10u   /* no capabilities, empty bounding set */
 #define SANDBOX_ALL         0x1fu
 
+/* The id base a host owner gets unless they choose another: far above
+ * the ids distributions hand out to people and services. */
+#define SANDBOX_DEFAULT_ID_BASE 0x70000000u
+
 /* ---- Parent half ---- */
 
 typedef struct {
@@ -95,6 +99,16 @@ typedef struct {
      * allowed.
      */
     int code_fd;
+    /*
+     * 0: no scratch space.  Otherwise the empty root gets a writable /tmp
+     * of this many bytes where files may be created, opened and removed
+     * (nothing else is there to open), and memfds may be made.  Without
+     * an empty root nothing can be opened, scratch or not.
+     */
+    uint64_t scratch_bytes;
+    /* Killed when the process that started it ends (set after the ids
+     * change, which would clear it). */
+    bool die_with_parent;
 } SandboxPolicy;
 
 /*

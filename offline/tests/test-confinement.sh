@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Confinement of offline servicing (docs/offline.rst, "Confinement"): the
+# worker that reads the guest, inspected from the host while it runs; a
+# reader that crashes on a crafted image (a worker built with a reader
+# bug that a guest file triggers) ends in a reported failure with the
+# image untouched and the next job unaffected; a reader taken over by an
+# image (the same worker, attacking as a guest file tells it) reaches
+# nothing of the host; images that name host files
+# (a backing file, also one hidden in a raw disk's first sector) are
+# refused unless the operator allows them.
+source "$(dirname "$0")/lib.sh"
+
+: "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
+plan 18
+fix=$(fixtures_linux)
+make_identity
+make_payloads
+build_bundle "$tmp/demo.vmab" "$demo_rules" "$demo_files"
+MANIFEST_ID=crash-trigger build_bundle "$tmp/trigger.vmab" "" \
+    '{"op": "add", "path": "/etc/vmaugment-crash", "payload": "tool"}'
+
+# 1-9: the worker, caught waiting for its disk.
+python3 "$here/worker-inspect.py" "$VMAUGMENT_OFFLINE" \
+    --trust-dir "$tmp/trust" check "$fix/debian.qcow2" "$tmp/demo.vmab"
+
+# 10-13: a reader crash, in inspect and in apply.
+cp "$fix/debian.qcow2" "$tmp/crash.qcow2"
+vo apply "$tmp/crash.qcow2" "$tmp/trigger.vmab" >/dev/null ||
+    fail "cannot plant the crash trigger"
+before=$(sha256sum <"$tmp/crash.qcow2")
+VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+    expect_refusal 'worker reading .* ended by signal 11 \(Segmentation fault\)' \
+    inspect "$tmp/crash.qcow2"
+pass "inspect: a crashing reader is reported"
+VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+    expect_refusal 'ended by signal 11' \
+    --trust-dir "$tmp/trust" apply "$tmp/crash.qcow2" "$tmp/demo.vmab"
+pass "apply: a crashing reader is reported"
+[ "$(sha256sum <"$tmp/crash.qcow2")" = "$before" ] ||
+    fail "the image changed after the worker crashed"
+no_sidecars "$tmp/crash.qcow2"
+pass "the image is untouched and nothing is left next to it"
+"$VMAUGMENT_OFFLINE" --trust-dir "$tmp/trust" apply "$tmp/crash.qcow2" \
+    "$tmp/demo.vmab" >"$tmp/apply.json" ||
+    fail "a sound worker could not apply after the crash"
+[ "$(json_get "$tmp/apply.json" status)" = applied ] ||
+    fail "apply after the crash: $(cat "$tmp/apply.json")"
+pass "the next apply, with a sound worker, succeeds"
+
+# 14: a reader taken over by a crafted image attacks the host.
+printf 'crash\n' >"$tmp/payload/attack"
+for attack in host-file:'No such file or directory' \
+    proc:'No such file or directory' socket:'Permission denied' \
+    exec:'signal 31' kill:'signal 31' ptrace:'signal 31' \
+    unshare:'signal 31' exec-memory:'signal 31'; do
+    name=${attack%%:*}
+    echo "$name" >"$tmp/payload/attack"
+    MANIFEST_ID=attack-$name build_bundle "$tmp/attack.vmab" "" \
+        '{"op": "add", "path": "/etc/vmaugment-attack", "payload": "attack"}'
+    cp "$fix/debian.qcow2" "$tmp/attack.qcow2"
+    vo apply "$tmp/attack.qcow2" "$tmp/attack.vmab" >/dev/null ||
+        fail "cannot plant the attack $name"
+    # Survived attacks come back as the job's error; forbidden system
+    # calls kill the worker.
+    if [ "${attack#*:}" = 'signal 31' ]; then
+        want='ended by signal 31 \(Bad system call\)'
+    else
+        want="attack $name: ${attack#*:}"
+    fi
+    VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+        expect_refusal "$want" inspect "$tmp/attack.qcow2"
+done
+pass "a worker's attacks on the host fail: host files, /proc, network, exec, kill, ptrace, unshare, executable memory"
+
+# 15-18: images that name other host files.
+echo "host secret" >"$tmp/host-file"
+"$QEMU_IMG" create -q -f qcow2 -b "$tmp/host-file" -F raw "$tmp/backed.qcow2" \
+    64M
+expect_refusal 'names a backing file' inspect "$tmp/backed.qcow2"
+pass "a qcow2 with a backing file is refused"
+# A guest can write any bytes to its raw disk, a qcow2 header included:
+# probed, that disk would read the host file as its backing file.
+"$QEMU_IMG" create -q -f raw "$tmp/raw-disk.img" 64M
+dd if="$tmp/backed.qcow2" of="$tmp/raw-disk.img" bs=64k count=1 \
+    conv=notrunc status=none
+expect_refusal 'names a backing file' inspect "$tmp/raw-disk.img"
+pass "a raw disk holding a qcow2 header with a backing file is refused"
+expect_refusal 'no Linux or Windows system' --format raw \
+    inspect "$tmp/raw-disk.img"
+pass "the same disk named raw is read as raw"
+expect_refusal 'no Linux or Windows system' --allow-backing-files \
+    inspect "$tmp/backed.qcow2"
+pass "--allow-backing-files opens it"

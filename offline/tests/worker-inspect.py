@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+# Inspects the confined offline worker from the host while it runs
+# (test-confinement.sh):
+#
+#   worker-inspect.py VMAUGMENT-OFFLINE ARGS...
+#
+# Runs vmaugment-offline ARGS with a qemu-nbd that stops itself before it
+# serves, so that the worker is caught confined and waiting for its disk;
+# prints one TAP line per property of the worker (ids, capabilities,
+# no_new_privs, seccomp, namespaces, descriptors, root, limits), then lets
+# qemu-nbd go on and expects the command to succeed.  Needs root (to read
+# another uid's /proc entries).
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+TIMEOUT = 120
+
+
+def status_of(pid):
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def children(ppid):
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if status_of(name).get("PPid") == str(ppid):
+                out.append(int(name))
+        except OSError:
+            pass
+    return out
+
+
+def exe_of(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+def check(ok, what, detail=""):
+    if not ok:
+        print(f"not ok - worker: {what}")
+        print(f"FAIL: worker: {what}: {detail}", file=sys.stderr)
+        raise SystemExit(1)
+    print(f"ok - worker: {what}")
+
+
+def main():
+    offline, args = sys.argv[1], sys.argv[2:]
+    real_nbd = os.environ["VMAUGMENT_QEMU_NBD"]
+    tmp = tempfile.mkdtemp()
+    wrapper = os.path.join(tmp, "qemu-nbd")
+    with open(wrapper, "w") as f:
+        # Same PID throughout: socket activation names it in LISTEN_PID.
+        f.write(f'#!/bin/sh\nkill -STOP $$\nexec "{real_nbd}" "$@"\n')
+    os.chmod(wrapper, stat.S_IRWXU)
+    env = dict(os.environ, VMAUGMENT_QEMU_NBD=wrapper)
+    proc = subprocess.Popen([offline] + args, env=env,
+                            stdout=subprocess.DEVNULL)
+    worker = None
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            for pid in children(proc.pid):
+                if exe_of(pid).endswith("/vmaugment-offline-worker"):
+                    worker = pid
+            # Confined and waiting for the stopped server.
+            if worker and status_of(worker).get("Seccomp") == "2":
+                break
+            time.sleep(0.005)
+        check(worker is not None and proc.poll() is None, "is running",
+              f"vmaugment-offline exited {proc.returncode}")
+        st = status_of(worker)
+        uids = st["Uid"].split() + st["Gid"].split()
+        check(all(int(i) != 0 for i in uids), "runs under a non-root id",
+              f"Uid {st['Uid']} Gid {st['Gid']}")
+        caps = {k: st[k] for k in ("CapInh", "CapPrm", "CapEff", "CapBnd",
+                                   "CapAmb")}
+        check(all(int(v, 16) == 0 for v in caps.values()),
+              "holds no capability, bounding set empty", str(caps))
+        check(st["NoNewPrivs"] == "1" and st["Seccomp"] == "2",
+              "NoNewPrivs 1 and Seccomp 2",
+              f"NoNewPrivs {st['NoNewPrivs']} Seccomp {st['Seccomp']}")
+        own = [ns for ns in ("pid", "mnt", "net", "ipc", "uts", "user")
+               if os.readlink(f"/proc/{worker}/ns/{ns}") !=
+               os.readlink(f"/proc/self/ns/{ns}")]
+        check(own == ["pid", "mnt", "net", "ipc", "uts", "user"],
+              "has its own PID, mount, network, IPC, UTS and user "
+              "namespaces", f"own: {own}")
+        fds = {int(fd): os.readlink(f"/proc/{worker}/fd/{fd}")
+               for fd in os.listdir(f"/proc/{worker}/fd")}
+        expected = {0: "/dev/null", 1: "/dev/null", 2: "/dev/null"}
+        # The bundle, until it has read it.
+        ok = (set(fds) - {5} == {0, 1, 2, 3, 4} and
+              all(fds[fd] == expected[fd] for fd in expected) and
+              fds[3].startswith("socket:") and fds[4].startswith("socket:") and
+              fds.get(5, "/memfd:vmaugment-bundle").startswith(
+                  "/memfd:vmaugment-bundle"))
+        check(ok, "holds only its NBD connection, its report socket and "
+              "the bundle", str(fds))
+        root = f"/proc/{worker}/root"
+        check(os.listdir(root) == ["tmp"] and os.listdir(root + "/tmp") == [],
+              "sees an empty root with its scratch /tmp",
+              str(os.listdir(root)))
+        with open(f"/proc/{worker}/limits") as f:
+            limits = {line[:26].strip(): line[26:].split()[0]
+                      for line in f.readlines()[1:]}
+        check(limits["Max processes"] == "0" and
+              limits["Max cpu time"] != "unlimited" and
+              limits["Max address space"] != "unlimited" and
+              int(limits["Max open files"]) <= 64,
+              "runs under rlimits (processes, CPU, memory, files)",
+              str(limits))
+    finally:
+        # Let the stopped server go on, whatever happened.
+        for pid in children(proc.pid):
+            if exe_of(pid) and status_of(pid).get("State", "").startswith("T"):
+                os.kill(pid, signal.SIGCONT)
+    rc = proc.wait(timeout=TIMEOUT)
+    check(rc == 0, "finished its job once the disk answered", f"exit {rc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,600 @@
+/*
+ * The image file on the host (vo-image.h): everything the privileged
+ * parent does with it without reading the guest's data.
+ *
+ * qemu-img and qemu-nbd parse the image's format, which a hostile guest
+ * cannot write (it sees only the virtual disk), but the image may come
+ * from anyone: both run under the address-space and CPU limits OpenStack
+ * applies to qemu-img on uploaded images, and an image whose header names
+ * another host file (a backing file, an external data file, a vmdk
+ * extent) is refused unless the operator allows it, since a header such
+ * as "backing file /etc/shadow" would make the tools read that file as
+ * the guest's disk.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define G_LOG_DOMAIN "vmaugment-offline"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "vo-image.h"
+
+/* How long qemu-nbd may take to end once its client is gone. */
+#define VO_IMAGE_SERVER_EXIT_US (60 * G_USEC_PER_SEC)
+
+typedef struct {
+    rlim_t address_space;       /* bytes; 0: unlimited */
+    rlim_t cpu_seconds;         /* 0: unlimited */
+    gboolean die_with_parent;
+} VoImageLimits;
+
+/* As OpenStack's image service limits "qemu-img info" on uploads. */
+static const VoImageLimits vo_image_info_limits = {
+    .address_space = 1024ull * 1024 * 1024,
+    .cpu_seconds = 30,
+};
+/*
+ * Creating an overlay and committing it: room for the threads a commit
+ * starts (each reserves a stack and a malloc arena of address space), and
+ * no CPU limit, which a large commit would reach.
+ */
+static const VoImageLimits vo_image_tool_limits = {
+    .address_space = 4096ull * 1024 * 1024,
+};
+/* The server: room for QEMU's block layer caches and its I/O threads'
+ * stacks; it serves as long as the job runs and dies with us. */
+static const VoImageLimits vo_image_server_limits = {
+    .address_space = 4096ull * 1024 * 1024,
+    .die_with_parent = TRUE,
+};
+
+static gboolean vo_image_allow_external;
+
+struct VoImageServer {
+    GPid pid;
+    int client;
+    char *errlog;
+    char *image;
+};
+
+void vo_image_set_allow_external(gboolean allow)
+{
+    vo_image_allow_external = allow;
+}
+
+/* Between fork and exec: async-signal-safe calls only. */
+static void vo_image_child_setup(gpointer data)
+{
+    const VoImageLimits *l = data;
+    struct rlimit r;
+
+    if (l->address_space) {
+        r.rlim_cur = r.rlim_max = l->address_space;
+        setrlimit(RLIMIT_AS, &r);
+    }
+    if (l->cpu_seconds) {
+        r.rlim_cur = r.rlim_max = l->cpu_seconds;
+        setrlimit(RLIMIT_CPU, &r);
+    }
+    if (l->die_with_parent) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    }
+}
+
+/*
+ * Refuses an image that names another host file: qemu-img info does not
+ * open backing files, but the tools that serve the image would.
+ */
+static gboolean vo_image_check_external(const char *image, JsonObject *info,
+                                        JsonObject *spec, GError **error)
+{
+    const char *other = NULL;
+    const char *what = NULL;
+    JsonObject *data = NULL;
+
+    if (json_object_has_member(info, "backing-filename")) {
+        other = json_object_get_string_member_with_default(
+            info, "backing-filename", "?");
+        what = "a backing file";
+    }
+    if (spec && json_object_has_member(spec, "data") &&
+        JSON_NODE_HOLDS_OBJECT(json_object_get_member(spec, "data"))) {
+        data = json_object_get_object_member(spec, "data");
+    }
+    if (!other && data && json_object_has_member(data, "data-file")) {
+        other = json_object_get_string_member_with_default(data, "data-file",
+                                                           "?");
+        what = "an external data file";
+    }
+    if (!other && data && json_object_has_member(data, "extents") &&
+        JSON_NODE_HOLDS_ARRAY(json_object_get_member(data, "extents"))) {
+        JsonArray *extents = json_object_get_array_member(data, "extents");
+        g_autofree char *self = g_canonicalize_filename(image, NULL);
+
+        for (guint i = 0; !other && i < json_array_get_length(extents); i++) {
+            JsonNode *e = json_array_get_element(extents, i);
+            const char *name = JSON_NODE_HOLDS_OBJECT(e)
+                ? json_object_get_string_member_with_default(
+                      json_node_get_object(e), "filename", NULL)
+                : NULL;
+            g_autofree char *abs = name ? g_canonicalize_filename(name, NULL)
+                                        : NULL;
+
+            if (!abs || !g_str_equal(abs, self)) {
+                other = name ? name : "?";
+                what = "an extent in another file";
+            }
+        }
+    }
+    if (other) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s names %s (%s); images that point at other host "
+                    "files are refused unless --allow-backing-files is "
+                    "given", image, what, other);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+const char *vo_image_qemu_tool(const char *name)
+{
+    static GHashTable *cache;
+    static GMutex lock;
+    const char *found;
+
+    g_mutex_lock(&lock);
+    if (!cache) {
+        cache = g_hash_table_new(g_str_hash, g_str_equal);
+    }
+    found = g_hash_table_lookup(cache, name);
+    if (!found) {
+        g_autofree char *var = g_ascii_strup(name, -1);
+        const char *env;
+        char *path;
+
+        g_strdelimit(var, "-", '_');
+        g_autofree char *envname = g_strdup_printf("VMAUGMENT_%s", var);
+        env = g_getenv(envname);
+        if (env && *env) {
+            path = g_strdup(env);
+        } else if (g_getenv("VMAUGMENT_QEMU_BUILD_DIR")) {
+            path = g_build_filename(g_getenv("VMAUGMENT_QEMU_BUILD_DIR"),
+                                    name, NULL);
+        } else {
+            /* Resolved once: every apply runs it several times. */
+            path = g_find_program_in_path(name);
+            if (!path) {
+                path = g_strdup(name);
+            }
+        }
+        g_hash_table_insert(cache, g_strdup(name), path);
+        found = path;
+    }
+    g_mutex_unlock(&lock);
+    return found;
+}
+
+gboolean vo_image_check_unlocked(const char *image, GError **error)
+{
+    struct flock fl = {
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+        /*
+         * QEMU's file-posix driver expresses its permissions as byte locks
+         * at offsets 100.. (permissions held) and 200.. (permissions it
+         * refuses to share).  Any lock there means a QEMU process uses the
+         * image, even one only reading it.
+         */
+        .l_start = 100,
+        .l_len = 200,
+    };
+    int fd = open(image, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_NOT_FOUND, "cannot open %s: %s",
+                    image, g_strerror(errno));
+        return FALSE;
+    }
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
+        int saved = errno;
+
+        close(fd);
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot query the lock of %s: %s", image,
+                    g_strerror(saved));
+        return FALSE;
+    }
+    close(fd);
+    if (fl.l_type != F_UNLCK) {
+        g_set_error(error, VO_ERROR, VO_ERROR_IN_USE,
+                    "%s is in use by a running QEMU (it holds QEMU's image "
+                    "lock); stop the VM first", image);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean vo_image_run(const char *const *argv,
+                             const VoImageLimits *limits, char **out,
+                             GError **error)
+{
+    g_autofree char *err = NULL;
+    int status;
+
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH,
+                      vo_image_child_setup, (gpointer)limits, out, &err,
+                      &status, error)) {
+        return FALSE;
+    }
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        g_strstrip(err);
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "%s failed: %s",
+                    argv[0], err);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/*
+ * A QEMU built without some block drivers probes their images as raw; the
+ * guest would then look empty.  Recognise the common magics to say why.
+ */
+static gboolean vo_image_check_not_foreign(const char *image, GError **error)
+{
+    static const struct {
+        const char *magic;
+        gsize len;
+        const char *driver;
+    } magics[] = {
+        { "KDMV", 4, "vmdk" }, { "vhdxfile", 8, "vhdx" },
+        { "conectix", 8, "vpc" }, { "QFI\xfb", 4, "qcow2" },
+        { "<<< Oracle VM VirtualBox Disk Image >>>", 39, "vdi" },
+    };
+    char head[64] = { 0 };
+    int fd = open(image, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, head, sizeof(head)) : -1;
+
+    if (fd >= 0) {
+        close(fd);
+    }
+    for (gsize i = 0; got > 0 && i < G_N_ELEMENTS(magics); i++) {
+        if ((gsize)got >= magics[i].len &&
+            memcmp(head, magics[i].magic, magics[i].len) == 0) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "%s looks like a %s image, but %s has no %s driver "
+                        "(set VMAUGMENT_QEMU_IMG/VMAUGMENT_QEMU_NBD to a "
+                        "QEMU built with it)", image, magics[i].driver,
+                        vo_image_qemu_tool("qemu-img"), magics[i].driver);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+char *vo_image_probe_format(const char *image, const char *format,
+                           gboolean for_writing, GError **error)
+{
+    g_autofree char *out = NULL;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) local = NULL;
+    JsonNode *root;
+    JsonObject *obj, *spec;
+    const char *argv[] = {
+        vo_image_qemu_tool("qemu-img"), "info", "--output=json",
+        /* The lock is checked separately, with a clearer message. */
+        "-U", format ? "-f" : image, format, image, NULL,
+    };
+
+    if (!format) {
+        argv[5] = NULL;
+    }
+    if (!vo_image_run(argv, &vo_image_info_limits, &out, &local)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "%s is not a usable disk image: %s", image,
+                    local->message);
+        return NULL;
+    }
+    if (!json_parser_load_from_data(parser, out, -1, error)) {
+        return NULL;
+    }
+    root = json_parser_get_root(parser);
+    if (!JSON_NODE_HOLDS_OBJECT(root)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "qemu-img info printed no object");
+        return NULL;
+    }
+    obj = json_node_get_object(root);
+    if (!json_object_has_member(obj, "format")) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "qemu-img info gave no format for %s", image);
+        return NULL;
+    }
+    spec = json_object_has_member(obj, "format-specific")
+               ? json_object_get_object_member(obj, "format-specific")
+               : NULL;
+    if (spec && json_object_has_member(spec, "data")) {
+        JsonObject *data = json_object_get_object_member(spec, "data");
+
+        if (data && json_object_get_boolean_member_with_default(
+                        data, "corrupt", FALSE)) {
+            g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                        "%s is marked corrupt by QEMU; repair it with "
+                        "'qemu-img check -r all' first", image);
+            return NULL;
+        }
+    }
+    if (!vo_image_allow_external &&
+        !vo_image_check_external(image, obj, spec, error)) {
+        return NULL;
+    }
+    if (g_str_equal(json_object_get_string_member(obj, "format"), "raw") &&
+        !format && !vo_image_check_not_foreign(image, error)) {
+        return NULL;
+    }
+    if (for_writing && spec && json_object_has_member(spec, "data")) {
+        JsonObject *data = json_object_get_object_member(spec, "data");
+        const char *type = data ? json_object_get_string_member_with_default(
+                                      data, "create-type", "")
+                                : "";
+
+        /* QEMU writes streamOptimized VMDKs only when creating them. */
+        if (g_str_equal(type, "streamOptimized")) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "%s is a streamOptimized VMDK, which QEMU cannot "
+                        "modify; convert it first (qemu-img convert -O vmdk)",
+                        image);
+            return NULL;
+        }
+    }
+    return g_strdup(json_object_get_string_member(obj, "format"));
+}
+
+
+gboolean vo_image_qemu_img(const char *const *args, GError **error)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_autofree char *err = NULL;
+    int status;
+
+    g_ptr_array_add(argv, (char *)vo_image_qemu_tool("qemu-img"));
+    for (guint i = 0; args[i]; i++) {
+        g_ptr_array_add(argv, (char *)args[i]);
+    }
+    g_ptr_array_add(argv, NULL);
+    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH,
+                      vo_image_child_setup, (gpointer)&vo_image_tool_limits,
+                      NULL, &err, &status, error)) {
+        return FALSE;
+    }
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        g_set_error(error, VO_ERROR,
+                    strstr(err, "lock") ? VO_ERROR_IN_USE : VO_ERROR_FAILED,
+                    "qemu-img %s failed: %s", args[0], g_strstrip(err));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static char *vo_image_server_log(VoImageServer *s)
+{
+    g_autofree char *text = NULL;
+
+    if (!g_file_get_contents(s->errlog, &text, NULL, NULL)) {
+        return g_strdup("");
+    }
+    return g_strdup(g_strstrip(text));
+}
+
+/* A listening socket in a fresh private directory, and its path. */
+static int vo_image_listen(char **dir, char **path, GError **error)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd;
+
+    *dir = g_dir_make_tmp("vmaugment-nbd-XXXXXX", error);
+    if (!*dir) {
+        return -1;
+    }
+    *path = g_build_filename(*dir, "sock", NULL);
+    if (strlen(*path) >= sizeof(sa.sun_path)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "the temporary directory's path is too long for a "
+                    "socket: %s", *path);
+        return -1;
+    }
+    strcpy(sa.sun_path, *path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(fd, 1) < 0) {
+        int saved = errno;
+
+        if (fd >= 0) {
+            close(fd);
+        }
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot listen on %s: %s", *path, g_strerror(saved));
+        return -1;
+    }
+    return fd;
+}
+
+static int vo_image_connect(const char *path, GError **error)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    strcpy(sa.sun_path, path);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int saved = errno;
+
+        if (fd >= 0) {
+            close(fd);
+        }
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot connect to qemu-nbd: %s", g_strerror(saved));
+        return -1;
+    }
+    return fd;
+}
+
+VoImageServer *vo_image_serve(const char *image, const char *format,
+                              gboolean writable, GError **error)
+{
+    g_autoptr(VoImageServer) s = g_new0(VoImageServer, 1);
+    g_autofree char *dir = NULL;
+    g_autofree char *path = NULL;
+    g_autofree char *absimage = g_canonicalize_filename(image, NULL);
+    g_auto(GStrv) envp = g_get_environ();
+    /*
+     * Socket activation: the shell exec()s qemu-nbd, keeping the PID it
+     * names in LISTEN_PID, so the listening socket is ready before
+     * qemu-nbd runs and nobody but us can reach it.
+     */
+    const char *argv[] = {
+        "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$@\"", "sh",
+        vo_image_qemu_tool("qemu-nbd"),
+        "--format", format,
+        /* Data reaches the image only through the worker's flush. */
+        "--cache=writeback",
+        writable ? "--discard=unmap" : "--read-only",
+        absimage, NULL,
+    };
+    int listener, log;
+    int source[1], target[1] = { 3 };
+
+    s->client = -1;
+    s->pid = 0;
+    s->image = g_strdup(image);
+    log = g_file_open_tmp("vmaugment-nbd-XXXXXX.log", &s->errlog, error);
+    if (log < 0) {
+        return NULL;
+    }
+    listener = vo_image_listen(&dir, &path, error);
+    if (listener < 0) {
+        close(log);
+        if (dir) {
+            g_rmdir(dir);
+        }
+        return NULL;
+    }
+    source[0] = listener;
+    envp = g_environ_setenv(envp, "LISTEN_FDS", "1", TRUE);
+    envp = g_environ_unsetenv(envp, "LISTEN_FDNAMES");
+    if (!g_spawn_async_with_pipes_and_fds(
+            NULL, argv, (const char *const *)envp,
+            G_SPAWN_DO_NOT_REAP_CHILD, vo_image_child_setup,
+            (gpointer)&vo_image_server_limits, -1, -1, log, source, target,
+            1, &s->pid, NULL, NULL, NULL, error)) {
+        s->pid = 0;
+    } else {
+        s->client = vo_image_connect(path, error);
+    }
+    close(listener);
+    close(log);
+    /* Connected or not, nobody else may come: the export is ours. */
+    g_unlink(path);
+    g_rmdir(dir);
+    if (s->client < 0) {
+        return NULL;
+    }
+    return g_steal_pointer(&s);
+}
+
+int vo_image_server_take_client(VoImageServer *s)
+{
+    int fd = s->client;
+
+    s->client = -1;
+    return fd;
+}
+
+/* Reaps the server, waiting at most until @deadline; -1 when it did not
+ * end in time (it is then still running). */
+static int vo_image_server_reap(VoImageServer *s, gint64 deadline)
+{
+    for (;;) {
+        int status;
+        pid_t r = waitpid(s->pid, &status, WNOHANG);
+
+        if (r == s->pid) {
+            s->pid = 0;
+            return status;
+        }
+        if (r < 0 && errno != EINTR) {
+            s->pid = 0;
+            return 0;
+        }
+        if (g_get_monotonic_time() >= deadline) {
+            return -1;
+        }
+        g_usleep(2000);
+    }
+}
+
+gboolean vo_image_server_finish(VoImageServer *s, GError **error)
+{
+    g_autofree char *log = NULL;
+    VoError code = VO_ERROR_FAILED;
+    int status;
+
+    if (s->client >= 0) {
+        close(s->client);
+        s->client = -1;
+    }
+    if (s->pid == 0) {
+        return TRUE;
+    }
+    status = vo_image_server_reap(
+        s, g_get_monotonic_time() + VO_IMAGE_SERVER_EXIT_US);
+    if (status < 0) {
+        kill(s->pid, SIGKILL);
+        vo_image_server_reap(s, G_MAXINT64);
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "qemu-nbd did not end after its client left");
+        return FALSE;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        return TRUE;
+    }
+    log = vo_image_server_log(s);
+    if (strstr(log, "lock")) {
+        code = VO_ERROR_IN_USE;
+    } else if (strstr(log, "corrupt") || strstr(log, "Could not")) {
+        code = VO_ERROR_CORRUPT;
+    }
+    g_set_error(error, VO_ERROR, code, "cannot open %s: %s", s->image,
+                *log ? log : "qemu-nbd failed");
+    return FALSE;
+}
+
+void vo_image_server_free(VoImageServer *s)
+{
+    if (!s) {
+        return;
+    }
+    if (s->client >= 0) {
+        close(s->client);
+    }
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        vo_image_server_reap(s, G_MAXINT64);
+    }
+    if (s->errlog) {
+        g_unlink(s->errlog);
+        g_free(s->errlog);
+    }
+    g_free(s->image);
+    g_free(s);
+}

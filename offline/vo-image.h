@@ -1,0 +1,54 @@
+/*
+ * The image file on the host, as the privileged parent of the offline
+ * worker handles it: QEMU's lock, the format (probed by qemu-img under
+ * resource limits, with backing and extent files refused unless the
+ * operator allows them), QEMU's tools, and the qemu-nbd export the worker
+ * reads the guest through.  Nothing here parses guest data; qemu-img and
+ * qemu-nbd parse the image's format, confined by resource limits.
+ * docs/offline.rst ("Confinement") is normative.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include "vo-disk.h"
+
+G_BEGIN_DECLS
+
+/* Path of a QEMU tool: $VMAUGMENT_QEMU_NBD / $VMAUGMENT_QEMU_IMG, else
+ * $VMAUGMENT_QEMU_BUILD_DIR/<name>, else <name> on PATH. */
+const char *vo_image_qemu_tool(const char *name);
+
+/* Fails with VO_ERROR_IN_USE when another process holds QEMU's image lock. */
+gboolean vo_image_check_unlocked(const char *image, GError **error);
+
+/* Whether images may name other host files (backing files, external data
+ * files, vmdk extents); off unless the operator says so. */
+void vo_image_set_allow_external(gboolean allow);
+
+/*
+ * Format as reported by qemu-img (probing unless @format is given), and
+ * refusal of images QEMU itself flags as corrupt, or (@for_writing) cannot
+ * modify, or that name other host files (vo_image_set_allow_external()).
+ */
+char *vo_image_probe_format(const char *image, const char *format,
+                            gboolean for_writing, GError **error);
+
+/* Runs qemu-img with @args (after the program name) under its limits. */
+gboolean vo_image_qemu_img(const char *const *args, GError **error);
+
+/* A qemu-nbd serving one image to one client. */
+typedef struct VoImageServer VoImageServer;
+
+/* Starts qemu-nbd on @image in @format (never probed) and connects to it. */
+VoImageServer *vo_image_serve(const char *image, const char *format,
+                              gboolean writable, GError **error);
+/* The connected client socket, for the worker; the server keeps no copy. */
+int vo_image_server_take_client(VoImageServer *server);
+/* Waits for the server to end (it does when its client is gone); FALSE
+ * with qemu-nbd's own message when it failed. */
+gboolean vo_image_server_finish(VoImageServer *server, GError **error);
+void vo_image_server_free(VoImageServer *server);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoImageServer, vo_image_server_free)
+
+G_END_DECLS

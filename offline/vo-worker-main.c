@@ -1,0 +1,338 @@
+/*
+ * vmaugment-offline-worker: reads and writes one guest's disk for its
+ * parent, vmaugment-offline, and nothing else (vo-worker.h).
+ *
+ * Everything it reads was written by the guest, whose filesystems, hives
+ * and package database may be crafted to attack their reader; so it
+ * confines itself (sandbox_confine()) before its first read of the disk,
+ * holds only the descriptors its parent gave it, and says what it found
+ * only through its report (vo-wire.h), which the parent checks again.
+ * docs/offline.rst ("Confinement") is normative.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define G_LOG_DOMAIN "vmaugment-offline"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <iconv.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sandbox.h"
+#include "vo-inventory.h"
+#include "vo-patch.h"
+#include "vo-wire.h"
+#include "vo-worker.h"
+
+typedef struct {
+    VoWorkerJob job;
+    const char *image;
+    const char *format;
+    VoBundle *bundle;
+    VoGuest *guest;
+} VoWorker;
+
+static void vo_worker_stage(const char *stage)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonNode) node = NULL;
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "stage");
+    json_builder_add_string_value(b, stage);
+    json_builder_end_object(b);
+    node = json_builder_get_root(b);
+    /* A parent that stopped listening ends us at the result. */
+    vo_wire_send(VO_WORKER_FD_REPORT, VO_WIRE_STAGE, node, NULL);
+}
+
+static gboolean vo_worker_inspect(VoWorker *w, JsonBuilder *b,
+                                  GError **error)
+{
+    g_autoptr(VoInventory) inv = vo_inventory_read(w->guest, error);
+
+    if (!inv) {
+        return FALSE;
+    }
+    json_builder_set_member_name(b, "inventory");
+    json_builder_add_value(b, vo_inventory_to_json(w->guest, inv));
+    return TRUE;
+}
+
+static gboolean vo_worker_check(VoWorker *w, JsonBuilder *b, GError **error)
+{
+    gboolean done;
+
+    if (!vo_patch_decide(w->bundle, w->guest, b, &done, error)) {
+        return FALSE;
+    }
+    json_builder_set_member_name(b, "status");
+    json_builder_add_string_value(b, done ? "already-applied" : "dry-run");
+    return TRUE;
+}
+
+/* Patch the overlay, then verify what reached it, not our cache. */
+static gboolean vo_worker_apply(VoWorker *w, JsonBuilder *b, GError **error)
+{
+    gboolean done;
+
+    vo_worker_stage(VO_WORKER_STAGE_DECIDING);
+    if (!vo_patch_decide(w->bundle, w->guest, b, &done, error)) {
+        return FALSE;
+    }
+    if (done) {
+        json_builder_set_member_name(b, "status");
+        json_builder_add_string_value(b, "already-applied");
+        return TRUE;
+    }
+    vo_worker_stage(VO_WORKER_STAGE_PATCHING);
+    if (!vo_patch_execute(w->bundle, w->guest, error)) {
+        return FALSE;
+    }
+    vo_worker_stage(VO_WORKER_STAGE_VERIFYING);
+    json_builder_set_member_name(b, "verify");
+    if (!vo_guest_reopen_read_only(w->guest, error) ||
+        !vo_patch_verify(w->bundle, w->guest, b, error)) {
+        return FALSE;
+    }
+    json_builder_set_member_name(b, "status");
+    json_builder_add_string_value(b, "patched");
+    return TRUE;
+}
+
+static gboolean vo_worker_verify(VoWorker *w, JsonBuilder *b, GError **error)
+{
+    gboolean ok;
+
+    json_builder_set_member_name(b, "instructions");
+    ok = vo_patch_verify(w->bundle, w->guest, b, error);
+    json_builder_set_member_name(b, "verified");
+    json_builder_add_boolean_value(b, ok);
+    return ok;
+}
+
+#ifdef VO_WORKER_TEST_HOOKS
+/*
+ * Tests only (offline/tests, never installed): what a reader with a
+ * memory bug, or one taken over by a crafted image, would do.  A guest
+ * file /etc/vmaugment-crash makes a reader crash; /etc/vmaugment-attack
+ * names one attack on the host, whose outcome becomes the job's error.
+ */
+static gboolean vo_worker_test_hooks(VoGuest *guest, GError **error)
+{
+    g_autoptr(GBytes) crash = vo_guest_read_file(guest, "/etc/vmaugment-crash",
+                                                 NULL);
+    g_autoptr(GBytes) attack = vo_guest_read_file(guest,
+                                                  "/etc/vmaugment-attack",
+                                                  NULL);
+    g_autofree char *what = NULL;
+    long rc = -1;
+
+    if (crash) {
+        *(volatile int *)NULL = 1;
+    }
+    if (!attack) {
+        return TRUE;
+    }
+    what = g_strstrip(g_strndup(g_bytes_get_data(attack, NULL),
+                                g_bytes_get_size(attack)));
+    errno = 0;
+    if (g_str_equal(what, "host-file")) {
+        rc = open("/etc/shadow", O_RDONLY);
+    } else if (g_str_equal(what, "proc")) {
+        rc = open("/proc/1/environ", O_RDONLY);
+    } else if (g_str_equal(what, "socket")) {
+        rc = socket(AF_INET, SOCK_STREAM, 0);
+    } else if (g_str_equal(what, "exec")) {
+        char *const args[] = { (char *)"/bin/sh", NULL };
+
+        rc = execve(args[0], args, args + 1);
+    } else if (g_str_equal(what, "kill")) {
+        rc = kill(-1, SIGKILL);
+    } else if (g_str_equal(what, "ptrace")) {
+        rc = ptrace(PTRACE_ATTACH, getppid(), NULL, NULL);
+    } else if (g_str_equal(what, "unshare")) {
+        rc = unshare(CLONE_NEWNS);
+    } else if (g_str_equal(what, "exec-memory")) {
+        rc = mmap(NULL, 4096, PROT_READ | PROT_EXEC,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED ? -1 : 0;
+    }
+    g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "attack %s: %s", what,
+                rc < 0 ? g_strerror(errno) : "succeeded");
+    return FALSE;
+}
+#endif
+
+static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
+{
+    VoDisk *disk = vo_disk_connect(VO_WORKER_FD_DISK, w->format,
+                                   w->job == VO_WORKER_APPLY, error);
+
+    if (!disk) {
+        return FALSE;
+    }
+    w->guest = vo_guest_new(disk, w->image, error);
+    if (!w->guest) {
+        return FALSE;
+    }
+#ifdef VO_WORKER_TEST_HOOKS
+    if (!vo_worker_test_hooks(w->guest, error)) {
+        return FALSE;
+    }
+#endif
+    switch (w->job) {
+    case VO_WORKER_INSPECT:
+        return vo_worker_inspect(w, b, error);
+    case VO_WORKER_CHECK:
+        return vo_worker_check(w, b, error);
+    case VO_WORKER_APPLY:
+        return vo_worker_apply(w, b, error);
+    case VO_WORKER_VERIFY:
+        return vo_worker_verify(w, b, error);
+    }
+    g_assert_not_reached();
+}
+
+/*
+ * glibc loads iconv's converters and their list from files on first use,
+ * and the empty root has none: load those hivex converts registry names
+ * and strings with (LATIN1 and UTF-16LE, to and from UTF-8) now, and keep
+ * them open so that they stay loaded.
+ */
+static gboolean vo_worker_preload_iconv(void)
+{
+    static const char *const pairs[][2] = {
+        { "UTF-8", "LATIN1" }, { "LATIN1", "UTF-8" },
+        { "UTF-8", "UTF-16LE" }, { "UTF-16LE", "UTF-8" },
+    };
+    static iconv_t kept[G_N_ELEMENTS(pairs)];
+
+    for (guint i = 0; i < G_N_ELEMENTS(pairs); i++) {
+        kept[i] = iconv_open(pairs[i][0], pairs[i][1]);
+        if (kept[i] == (iconv_t)-1) {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* An error message the parent accepts: bounded, cut at a character. */
+static const char *vo_worker_message(char *message)
+{
+    if (strlen(message) > VO_WORKER_MAX_MESSAGE) {
+        *g_utf8_find_prev_char(message, message + VO_WORKER_MAX_MESSAGE) =
+            '\0';
+    }
+    return message;
+}
+
+/* The bundle its parent verified, from the sealed memfd. */
+static VoBundle *vo_worker_bundle(const char *image, const char *signer,
+                                  const char *fingerprint, GError **error)
+{
+    struct stat st;
+    void *data;
+    VoBundle *bundle;
+
+    if (fstat(VO_WORKER_FD_BUNDLE, &st) < 0 || st.st_size <= 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "no bundle was given");
+        return NULL;
+    }
+    data = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE,
+                VO_WORKER_FD_BUNDLE, 0);
+    if (data == MAP_FAILED) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot map the bundle: %s", g_strerror(errno));
+        return NULL;
+    }
+    bundle = vo_bundle_load_checked_data(data, st.st_size, image, signer,
+                                         fingerprint, error);
+    /* Payloads were copied out of the archive. */
+    munmap(data, st.st_size);
+    return bundle;
+}
+
+int main(int argc, char **argv)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonNode) report = NULL;
+    g_autoptr(GError) error = NULL;
+    VoWorker w = { 0 };
+    SandboxPolicy policy = {
+        .limits = {
+            .memory_bytes = VO_WORKER_MEMORY,
+            .cpu_seconds = VO_WORKER_CPU_SECONDS,
+            .max_files = VO_WORKER_MAX_FILES,
+            /* The probe shadow is a sparse memfd as large as the disk;
+             * the scratch space is bounded by its own size. */
+            .max_file_bytes = RLIM_INFINITY,
+        },
+        .io_fds = (const int[]){ VO_WORKER_FD_DISK, VO_WORKER_FD_REPORT },
+        .n_io_fds = 2,
+        .code_fd = -1,
+        .scratch_bytes = VO_WORKER_SCRATCH,
+        .die_with_parent = true,
+    };
+    struct stat st;
+    gboolean ok;
+    int n_fds, rc;
+
+    if (argc < 4 || !vo_worker_job_from_name(argv[1], &w.job) ||
+        argc != (w.job == VO_WORKER_INSPECT ? 4 : 6)) {
+        fprintf(stderr, "usage: vmaugment-offline-worker JOB IMAGE FORMAT "
+                "[SIGNER FINGERPRINT] (started by vmaugment-offline)\n");
+        return 2;
+    }
+    w.image = argv[2];
+    w.format = argv[3];
+    n_fds = w.job == VO_WORKER_INSPECT ? 2 : 3;
+    /* Room for the bundle it maps and the payloads it copies out. */
+    if (n_fds == 3 && fstat(VO_WORKER_FD_BUNDLE, &st) == 0 && st.st_size > 0) {
+        policy.limits.memory_bytes += 2 * (guint64)st.st_size;
+    }
+    if (!vo_worker_preload_iconv()) {
+        fprintf(stderr, "vmaugment-offline-worker: iconv: %s\n",
+                g_strerror(errno));
+        return 2;
+    }
+    rc = sandbox_confine(&policy, VO_WORKER_FD_DISK + n_fds);
+    if (rc < 0) {
+        /* Never a byte of the guest unconfined. */
+        return 125;
+    }
+
+    json_builder_begin_object(b);
+    if (n_fds == 3) {
+        w.bundle = vo_worker_bundle(w.image, argv[4], argv[5], &error);
+        close(VO_WORKER_FD_BUNDLE);
+    }
+    ok = error == NULL && vo_worker_do(&w, b, &error);
+    if (!ok) {
+        json_builder_set_member_name(b, "error");
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "code");
+        json_builder_add_int_value(b, error->domain == VO_ERROR
+                                          ? error->code : VO_ERROR_FAILED);
+        json_builder_set_member_name(b, "message");
+        json_builder_add_string_value(b, vo_worker_message(error->message));
+        json_builder_end_object(b);
+    }
+    json_builder_end_object(b);
+    report = json_builder_get_root(b);
+    /* The guest's data is written back (vo_guest_sync()) before this. */
+    g_clear_pointer(&w.guest, vo_guest_free);
+    g_clear_pointer(&w.bundle, vo_bundle_free);
+    if (!vo_wire_send(VO_WORKER_FD_REPORT, VO_WIRE_RESULT, report, NULL)) {
+        return 1;
+    }
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,499 @@
+/*
+ * Starting the offline worker and reading its report (vo-worker.h): the
+ * parent's half.  The report comes from a process that has read a guest's
+ * filesystems, so it is checked like any guest input: framing and depth by
+ * vo-wire.c, then each member's name and type here, before anything of it
+ * reaches the caller.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define G_LOG_DOMAIN "vmaugment-offline"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox.h"
+#include "vo-image.h"
+#include "vo-wire.h"
+#include "vo-worker.h"
+
+/* How long a worker may take to end after its last word. */
+#define VO_WORKER_EXIT_GRACE_US (5 * G_USEC_PER_SEC)
+/* Stage frames before the result: a worker cannot keep us reading. */
+#define VO_WORKER_MAX_STAGES    8
+
+static const char *const vo_worker_jobs[] = {
+    [VO_WORKER_INSPECT] = "inspect",
+    [VO_WORKER_CHECK] = "check",
+    [VO_WORKER_APPLY] = "apply",
+    [VO_WORKER_VERIFY] = "verify",
+};
+
+/* What each job may report, besides "error". */
+static const struct {
+    const char *name;
+    JsonNodeType type;
+    GType value_type;       /* for JSON_NODE_VALUE */
+    unsigned jobs;          /* 1 << VoWorkerJob */
+} vo_worker_members[] = {
+    { "inventory", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_INSPECT },
+    { "status", JSON_NODE_VALUE, G_TYPE_STRING,
+      1 << VO_WORKER_CHECK | 1 << VO_WORKER_APPLY },
+    { "rules", JSON_NODE_ARRAY, 0,
+      1 << VO_WORKER_CHECK | 1 << VO_WORKER_APPLY },
+    { "plan", JSON_NODE_ARRAY, 0,
+      1 << VO_WORKER_CHECK | 1 << VO_WORKER_APPLY },
+    { "verify", JSON_NODE_ARRAY, 0, 1 << VO_WORKER_APPLY },
+    { "instructions", JSON_NODE_ARRAY, 0, 1 << VO_WORKER_VERIFY },
+    { "verified", JSON_NODE_VALUE, G_TYPE_BOOLEAN, 1 << VO_WORKER_VERIFY },
+};
+
+/* Statuses a decision may end with (vo_patch_decide()), and the worker's
+ * own word for a patched and verified overlay. */
+static const char *const vo_worker_statuses[] = {
+    "already-applied", "not-applicable", "refused", "error", "dry-run",
+    "patched",
+};
+
+static const char *const vo_worker_stages[] = {
+    VO_WORKER_STAGE_DECIDING, VO_WORKER_STAGE_PATCHING,
+    VO_WORKER_STAGE_VERIFYING,
+};
+
+static gboolean vo_worker_weaker_ok;
+static guint32 vo_worker_id_base = SANDBOX_DEFAULT_ID_BASE;
+
+const char *vo_worker_job_name(VoWorkerJob job)
+{
+    return vo_worker_jobs[job];
+}
+
+gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(vo_worker_jobs); i++) {
+        if (g_str_equal(name, vo_worker_jobs[i])) {
+            *job = i;
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+void vo_worker_set_accept_weaker(gboolean accept)
+{
+    vo_worker_weaker_ok = accept;
+}
+
+void vo_worker_set_id_base(guint32 base)
+{
+    vo_worker_id_base = base;
+}
+
+/*
+ * The worker program: $VMAUGMENT_OFFLINE_WORKER, else next to this
+ * program (a build tree, or an install that keeps them together), else
+ * where it is installed.
+ */
+static char *vo_worker_path(void)
+{
+    const char *env = g_getenv("VMAUGMENT_OFFLINE_WORKER");
+    g_autofree char *self = g_file_read_link("/proc/self/exe", NULL);
+
+    if (env && *env) {
+        return g_strdup(env);
+    }
+    if (self) {
+        g_autofree char *dir = g_path_get_dirname(self);
+        g_autofree char *near = g_build_filename(dir,
+                                                 "vmaugment-offline-worker",
+                                                 NULL);
+
+        if (g_file_test(near, G_FILE_TEST_IS_EXECUTABLE)) {
+            return g_steal_pointer(&near);
+        }
+    }
+    return g_build_filename(VMAUGMENT_LIBEXECDIR, "vmaugment-offline-worker",
+                            NULL);
+}
+
+/* Probed once: the answer does not change while we run. */
+static unsigned vo_worker_pieces(const SandboxHost *host)
+{
+    static unsigned pieces;
+    static gboolean probed;
+
+    if (!probed) {
+        pieces = sandbox_probe(host);
+        probed = TRUE;
+    }
+    return pieces;
+}
+
+static gboolean vo_worker_confinement_ok(unsigned pieces, GError **error)
+{
+    g_autoptr(GString) missing = g_string_new(NULL);
+
+    if ((pieces & SANDBOX_ALL) == SANDBOX_ALL || vo_worker_weaker_ok) {
+        return TRUE;
+    }
+    for (unsigned bit = 1; bit & SANDBOX_ALL; bit <<= 1) {
+        if (!(pieces & bit)) {
+            g_string_append_printf(missing, "%s%s", missing->len ? ", " : "",
+                                   sandbox_piece_name(bit));
+        }
+    }
+    g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                "this host cannot confine the offline worker fully (missing: "
+                "%s); --accept-weaker-sandbox runs it anyway", missing->str);
+    return FALSE;
+}
+
+/* The verified bundle, sealed: the worker can neither change it nor see
+ * it change. */
+static int vo_worker_bundle_fd(VoBundle *bundle, GError **error)
+{
+    gsize len;
+    const guint8 *data = g_bytes_get_data(bundle->bytes, &len);
+    int fd = memfd_create("vmaugment-bundle", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    gsize done = 0;
+
+    while (fd >= 0 && done < len) {
+        ssize_t n = write(fd, data + done, len - done);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        done += n;
+    }
+    if (fd < 0 || done != len ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
+                               F_SEAL_SEAL) < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot hand the bundle over: %s", g_strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+static pid_t vo_worker_spawn(const VoWorkerRequest *req, int disk_fd,
+                             int report_fd, int bundle_fd, GError **error)
+{
+    SandboxHost host = {
+        .id_base = vo_worker_id_base,
+        .namespaces = TRUE,
+    };
+    unsigned pieces = vo_worker_pieces(&host);
+    g_autofree char *path = vo_worker_path();
+    char *argv[] = {
+        path, (char *)vo_worker_job_name(req->job), (char *)req->image,
+        (char *)req->format,
+        /* Who signed the bundle, for the marker it writes (servicing.h). */
+        req->bundle ? req->bundle->signer : NULL,
+        req->bundle ? req->bundle->signer_fingerprint : NULL,
+        NULL,
+    };
+    int fds[] = { disk_fd, report_fd, bundle_fd };
+    SandboxSpawn sp = {
+        .host = &host,
+        .pieces = pieces,
+        .argv = argv,
+        .fds = fds,
+        .n_fds = bundle_fd >= 0 ? 3 : 2,
+        /* Its messages could carry anything the guest wrote: it speaks
+         * only through its report. */
+        .stderr_fd = -1,
+    };
+    pid_t pid;
+
+    if (!vo_worker_confinement_ok(pieces, error)) {
+        return -1;
+    }
+    sp.exe_fd = open(path, O_PATH | O_CLOEXEC);
+    if (sp.exe_fd < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot find the offline worker %s: %s", path,
+                    g_strerror(errno));
+        return -1;
+    }
+    pid = sandbox_spawn(&sp);
+    close(sp.exe_fd);
+    if (pid < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot start the offline worker: %s", g_strerror(-pid));
+        return -1;
+    }
+    return pid;
+}
+
+static gboolean vo_worker_bad(GError **error, const char *fmt, ...)
+    G_GNUC_PRINTF(2, 3);
+
+static gboolean vo_worker_bad(GError **error, const char *fmt, ...)
+{
+    g_autofree char *why = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                "the worker's report is malformed: %s", why);
+    return FALSE;
+}
+
+static gboolean vo_worker_check_status(JsonObject *report, GError **error)
+{
+    const char *status;
+
+    if (!json_object_has_member(report, "status")) {
+        return TRUE;
+    }
+    status = json_object_get_string_member(report, "status");
+    for (guint i = 0; i < G_N_ELEMENTS(vo_worker_statuses); i++) {
+        if (g_str_equal(status, vo_worker_statuses[i])) {
+            return TRUE;
+        }
+    }
+    return vo_worker_bad(error, "unknown status");
+}
+
+/*
+ * Every member known for the job and of its type; "error" an object with
+ * a known code and a bounded message, which becomes @job_error.
+ */
+static gboolean vo_worker_check_report(VoWorkerJob job, JsonObject *report,
+                                       GError **job_error, GError **error)
+{
+    g_autoptr(GList) names = json_object_get_members(report);
+
+    for (GList *l = names; l; l = l->next) {
+        const char *name = l->data;
+        JsonNode *node = json_object_get_member(report, name);
+        gboolean known = FALSE;
+
+        if (g_str_equal(name, "error")) {
+            JsonObject *e;
+            JsonNode *code, *message;
+
+            if (!JSON_NODE_HOLDS_OBJECT(node)) {
+                return vo_worker_bad(error, "\"error\" is not an object");
+            }
+            e = json_node_get_object(node);
+            code = json_object_get_member(e, "code");
+            message = json_object_get_member(e, "message");
+            if (json_object_get_size(e) != 2 || !code || !message ||
+                json_node_get_value_type(code) != G_TYPE_INT64 ||
+                json_node_get_value_type(message) != G_TYPE_STRING ||
+                json_node_get_int(code) < VO_ERROR_FAILED ||
+                json_node_get_int(code) > VO_ERROR_TIMEOUT ||
+                strlen(json_node_get_string(message)) >
+                    VO_WORKER_MAX_MESSAGE) {
+                return vo_worker_bad(error, "bad \"error\"");
+            }
+            g_set_error_literal(job_error, VO_ERROR, json_node_get_int(code),
+                                json_node_get_string(message));
+            continue;
+        }
+        for (guint i = 0; i < G_N_ELEMENTS(vo_worker_members); i++) {
+            if (!g_str_equal(name, vo_worker_members[i].name) ||
+                !(vo_worker_members[i].jobs & (1u << job))) {
+                continue;
+            }
+            if (JSON_NODE_TYPE(node) != vo_worker_members[i].type ||
+                (vo_worker_members[i].value_type &&
+                 json_node_get_value_type(node) !=
+                     vo_worker_members[i].value_type)) {
+                return vo_worker_bad(error, "\"%s\" has the wrong type",
+                                     vo_worker_members[i].name);
+            }
+            known = TRUE;
+        }
+        if (!known) {
+            return vo_worker_bad(error, "unexpected member");
+        }
+    }
+    return vo_worker_check_status(report, error);
+}
+
+/* Stage frames, then the result, then the end of the stream. */
+static JsonObject *vo_worker_read(const VoWorkerRequest *req, int fd,
+                                  GError **error)
+{
+    gint64 deadline = g_get_monotonic_time() +
+                      VO_WORKER_TIMEOUT_S * G_USEC_PER_SEC;
+
+    for (guint n = 0; n <= VO_WORKER_MAX_STAGES; n++) {
+        g_autoptr(JsonObject) body = NULL;
+        VoWireType type;
+        const char *stage;
+        gboolean known = FALSE;
+
+        body = vo_wire_receive(fd, deadline, &type, error);
+        if (!body) {
+            return NULL;
+        }
+        if (type == VO_WIRE_RESULT) {
+            if (!vo_wire_expect_end(fd, deadline, error)) {
+                return NULL;
+            }
+            return g_steal_pointer(&body);
+        }
+        stage = json_object_get_size(body) == 1
+                    ? json_object_get_string_member_with_default(body, "stage",
+                                                                 NULL)
+                    : NULL;
+        for (guint i = 0; stage && i < G_N_ELEMENTS(vo_worker_stages); i++) {
+            known = known || g_str_equal(stage, vo_worker_stages[i]);
+        }
+        if (!known) {
+            vo_worker_bad(error, "unknown stage");
+            return NULL;
+        }
+        /* Only names from our list reach the log. */
+        g_debug("%s: %s", req->image, stage);
+    }
+    vo_worker_bad(error, "too many stages");
+    return NULL;
+}
+
+/*
+ * Reaps the worker, which ends once it has closed its report stream;
+ * one still running after @grace_us (hung, or talking nonsense) is
+ * killed, and *@killed says so.
+ */
+static int vo_worker_reap(pid_t pid, gint64 grace_us, gboolean *killed)
+{
+    gint64 deadline = g_get_monotonic_time() + grace_us;
+    int status = 0;
+    pid_t r;
+
+    *killed = FALSE;
+    for (;;) {
+        r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR)) {
+            return status;
+        }
+        if (g_get_monotonic_time() >= deadline) {
+            break;
+        }
+        g_usleep(1000);
+    }
+    kill(pid, SIGKILL);
+    *killed = TRUE;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+}
+
+static void vo_worker_describe_end(const VoWorkerRequest *req, int status,
+                                   GError **error)
+{
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "the worker reading %s ended by signal %d (%s)%s; %s was "
+                    "not changed", req->image, sig, g_strsignal(sig),
+                    sig == SIGSYS ? ", a system call its sandbox forbids" :
+                    sig == SIGXCPU ? ", its CPU time limit" : "",
+                    req->image);
+    } else {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "the worker reading %s ended with status %d and no "
+                    "report; %s was not changed", req->image,
+                    WEXITSTATUS(status), req->image);
+    }
+}
+
+gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
+                       GError **error)
+{
+    g_autoptr(VoImageServer) server = NULL;
+    g_autoptr(JsonObject) report = NULL;
+    g_autoptr(GError) read_error = NULL;
+    g_autoptr(GError) job_error = NULL;
+    g_autoptr(GError) server_error = NULL;
+    int sv[2] = { -1, -1 };
+    int disk_fd, bundle_fd = -1;
+    gboolean report_ok, killed;
+    pid_t pid;
+    int status;
+
+    *result = NULL;
+    server = vo_image_serve(req->disk, req->format,
+                            req->job == VO_WORKER_APPLY, error);
+    if (!server) {
+        return FALSE;
+    }
+    if (req->bundle) {
+        bundle_fd = vo_worker_bundle_fd(req->bundle, error);
+        if (bundle_fd < 0) {
+            return FALSE;
+        }
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "socketpair: %s",
+                    g_strerror(errno));
+        if (bundle_fd >= 0) {
+            close(bundle_fd);
+        }
+        return FALSE;
+    }
+    disk_fd = vo_image_server_take_client(server);
+    pid = vo_worker_spawn(req, disk_fd, sv[1], bundle_fd, error);
+    /* Ours no longer: when the worker ends, so do the server and the
+     * report stream. */
+    close(disk_fd);
+    close(sv[1]);
+    if (bundle_fd >= 0) {
+        close(bundle_fd);
+    }
+    if (pid < 0) {
+        close(sv[0]);
+        return FALSE;
+    }
+    report = vo_worker_read(req, sv[0], &read_error);
+    close(sv[0]);
+    /* Past our deadline it gets no grace; otherwise its stream ended
+     * and so does it, now. */
+    status = vo_worker_reap(pid,
+                            g_error_matches(read_error, VO_ERROR,
+                                            VO_ERROR_TIMEOUT)
+                                ? 0 : VO_WORKER_EXIT_GRACE_US,
+                            &killed);
+    /* qemu-nbd's own failure (a lock, a corrupt image) says most. */
+    if (!vo_image_server_finish(server, &server_error)) {
+        g_propagate_error(error, g_steal_pointer(&server_error));
+        return FALSE;
+    }
+    if (!report) {
+        if (!killed && (WIFSIGNALED(status) || WEXITSTATUS(status) != 0)) {
+            vo_worker_describe_end(req, status, error);
+        } else {
+            g_propagate_error(error, g_steal_pointer(&read_error));
+        }
+        return FALSE;
+    }
+    report_ok = vo_worker_check_report(req->job, report, &job_error, error);
+    if (!report_ok) {
+        return FALSE;
+    }
+    *result = g_steal_pointer(&report);
+    if (job_error) {
+        g_propagate_error(error, g_steal_pointer(&job_error));
+        return FALSE;
+    }
+    return TRUE;
+}

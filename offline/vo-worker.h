@@ -1,0 +1,76 @@
+/*
+ * The offline worker: the only process that reads or writes guest bytes.
+ * The privileged parent (vmaugment-offline) serves the image with
+ * qemu-nbd and starts vmaugment-offline-worker in the process sandbox
+ * (sandbox.h) with three descriptors: the NBD connection, a socket for
+ * its report (vo-wire.h) and, for bundle jobs, the verified bundle as a
+ * sealed memfd.  docs/offline.rst ("Confinement") is normative.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include "vo-bundle.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+    VO_WORKER_INSPECT,      /* "inventory" */
+    VO_WORKER_CHECK,        /* "status", "rules", "plan" */
+    VO_WORKER_APPLY,        /* ... and "verify", on a writable overlay */
+    VO_WORKER_VERIFY,       /* "instructions", "verified" */
+} VoWorkerJob;
+
+/* The worker's descriptors, in this order. */
+#define VO_WORKER_FD_DISK       3
+#define VO_WORKER_FD_REPORT     4
+#define VO_WORKER_FD_BUNDLE     5
+
+/* Its limits: memory beyond the bundle it maps, CPU, descriptors, and
+ * scratch space for registry hives (hivex reads files only). */
+#define VO_WORKER_MEMORY        (2048ull * 1024 * 1024)
+#define VO_WORKER_CPU_SECONDS   600
+#define VO_WORKER_MAX_FILES     32
+#define VO_WORKER_SCRATCH       (512ull * 1024 * 1024)
+/* The longest error message it may report, in bytes. */
+#define VO_WORKER_MAX_MESSAGE   4096
+/* How long the parent waits for its report, whatever it does. */
+#define VO_WORKER_TIMEOUT_S     1800
+
+/* The stages an apply announces (in this order). */
+#define VO_WORKER_STAGE_DECIDING    "deciding"
+#define VO_WORKER_STAGE_PATCHING    "patching the overlay"
+#define VO_WORKER_STAGE_VERIFYING   "verifying the overlay"
+
+const char *vo_worker_job_name(VoWorkerJob job);
+gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job);
+
+/* ---- Parent ---- */
+
+typedef struct {
+    VoWorkerJob job;
+    const char *image;      /* named in messages and reports */
+    const char *disk;       /* the file qemu-nbd serves: image or overlay */
+    const char *format;     /* of @disk, never probed again */
+    VoBundle *bundle;       /* bundle jobs; from vo_bundle_load() */
+} VoWorkerRequest;
+
+/* The host owner accepts running the worker with less than every piece
+ * of confinement (--accept-weaker-sandbox). */
+void vo_worker_set_accept_weaker(gboolean accept);
+/* The uid base of the worker's own ids (sandbox.h). */
+void vo_worker_set_id_base(guint32 base);
+
+/*
+ * Runs @req in a confined worker.  *@result gets the worker's report
+ * (checked member by member) whenever one arrived, also when the job
+ * failed; the job's outcome is the return value and @error.  A worker
+ * that crashed, hung or sent anything malformed is a failure that names
+ * it; the image was not written by the parent in any case.
+ */
+gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
+                       GError **error);
+
+G_END_DECLS
