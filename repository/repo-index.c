@@ -16,6 +16,7 @@
 #include "host-common.h"
 #include "store.h"
 #include "repo-private.h"
+#include "vmaugment-hex.h"
 
 /* The index nests root object > packages array > entry object. */
 #define REPO_INDEX_MAX_DEPTH    3
@@ -126,19 +127,6 @@ gboolean repo_path_is_valid(const gchar *path)
                 *p != '-') {
                 return FALSE;
             }
-        }
-    }
-    return TRUE;
-}
-
-static gboolean repo_is_sha256_hex(const gchar *s)
-{
-    if (strlen(s) != 64) {
-        return FALSE;
-    }
-    for (; *s != '\0'; s++) {
-        if (!g_ascii_isdigit(*s) && !(*s >= 'a' && *s <= 'f')) {
-            return FALSE;
         }
     }
     return TRUE;
@@ -280,7 +268,7 @@ static VmaugRepoEntry *repo_entry_parse(JsonNode *node, guint i,
         repo_bad(error, "%s (%s) has an invalid version", where, e->name);
         return NULL;
     }
-    if (!repo_is_sha256_hex(e->sha256)) {
+    if (!vmaug_hex_is_sha256(e->sha256)) {
         repo_bad(error, "%s (%s) has an invalid sha256", where, e->name);
         return NULL;
     }
@@ -513,7 +501,7 @@ static gboolean repo_state_read(const gchar *path, const gchar *url,
     st->version = json_node_get_int(n);
     n = json_object_get_member(obj, "sha256");
     if (n == NULL || json_node_get_value_type(n) != G_TYPE_STRING ||
-        !repo_is_sha256_hex(json_node_get_string(n))) {
+        !vmaug_hex_is_sha256(json_node_get_string(n))) {
         goto damaged;
     }
     st->sha256 = json_node_dup_string(n);

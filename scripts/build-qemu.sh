@@ -109,7 +109,8 @@ prepare_source() {
 
 # QEMU includes Linux UAPI headers through include/standard-headers/, made
 # by cp_portable() in its own update-linux-headers.sh.  Run that very
-# function on our header so the conversion is QEMU's, not a copy of it.
+# function on our headers so the conversion is QEMU's, not a copy of it:
+# the protocol header, and the host helper link's, which builds on it.
 install_protocol_header() {
     local tmp
     tmp=$(mktemp -d)
@@ -117,9 +118,20 @@ install_protocol_header() {
         eval "$(sed -n '/^cp_portable() {/,/^}/p' "$src/scripts/update-linux-headers.sh")"
         arch=
         cp_portable "$top/include/uapi/linux/virtio_vmaugment.h" "$tmp"
+        cp_portable "$top/include/vmaugment/host-link.h" "$tmp"
     )
     install_if_changed "$tmp/virtio_vmaugment.h" \
         "$src/include/standard-headers/linux/virtio_vmaugment.h"
+    install_if_changed "$tmp/host-link.h" \
+        "$src/include/standard-headers/vmaugment/host-link.h"
+    # The vocabulary and the payload rules are code, not UAPI headers: only
+    # their include of the protocol header is QEMU's to rewrite.
+    for h in protocol-names.h protocol-rules.h; do
+        sed 's|<linux/virtio_vmaugment.h>|"standard-headers/linux/virtio_vmaugment.h"|' \
+            "$top/include/vmaugment/$h" >"$tmp/$h"
+        install_if_changed "$tmp/$h" \
+            "$src/include/standard-headers/vmaugment/$h"
+    done
     rm -rf "$tmp"
 }
 

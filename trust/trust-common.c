@@ -12,6 +12,7 @@
 #include <glib/gstdio.h>
 
 #include "trust-private.h"
+#include "vmaugment-hex.h"
 
 G_DEFINE_QUARK(vmaug-trust-error-quark, vmaug_trust_error)
 
@@ -211,16 +212,6 @@ GPtrArray *trust_import_crls(GBytes *blob, guint max_crls, GError **error)
     return trust_import(&trust_crl_ops, blob, max_crls, error);
 }
 
-static gchar *trust_hex(const guint8 *buf, gsize len)
-{
-    GString *s = g_string_sized_new(len * 2 + 1);
-
-    for (gsize i = 0; i < len; i++) {
-        g_string_append_printf(s, "%02x", buf[i]);
-    }
-    return g_string_free(s, FALSE);
-}
-
 gchar *trust_crt_fingerprint(gnutls_x509_crt_t crt)
 {
     guint8 buf[32];
@@ -230,7 +221,7 @@ gchar *trust_crt_fingerprint(gnutls_x509_crt_t crt)
                                         &len) < 0) {
         return g_strdup("");
     }
-    return trust_hex(buf, len);
+    return vmaug_hex_encode(buf, len);
 }
 
 gchar *trust_crt_key_id(gnutls_x509_crt_t crt)
@@ -242,7 +233,7 @@ gchar *trust_crt_key_id(gnutls_x509_crt_t crt)
                                    &len) < 0) {
         return g_strdup("");
     }
-    return trust_hex(buf, len);
+    return vmaug_hex_encode(buf, len);
 }
 
 gchar *trust_crt_common_name(gnutls_x509_crt_t crt)

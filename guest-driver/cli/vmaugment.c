@@ -821,7 +821,8 @@ static int cmd_watch(cli_state *st, int argc, char **argv)
             }
         } else if (!((opt == 'c' && cli_parse_uint(optarg, ~0ULL, &count)) ||
                      (opt == 'w' && cli_parse_uint(optarg, 86400, &wait_s)))) {
-            cli_usage_error("watch [--events LIST] [--count N] [--wait SECONDS]");
+            cli_usage_error("watch [--events LIST] [--count N] "
+                            "[--wait SECONDS]");
             return EXIT_USAGE;
         }
     }
@@ -1141,22 +1142,51 @@ static const struct {
     int (*fn)(cli_state *st, int argc, char **argv);
     const char *help;
 } cli_commands[] = {
-    { "ping", cmd_ping, "[--count N] [--size BYTES]  echo through the device" },
-    { "version", cmd_version, "                  device, protocol, helper state" },
+    { "ping", cmd_ping,
+      "[--count N] [--size BYTES]  echo through the device" },
+    { "version", cmd_version,
+      "                  device, protocol, helper state" },
     { "query", cmd_query, "NAME[@VERSION]      what the host has of a module" },
-    { "load", cmd_load, "NAME[@VERSION] [--file PACKAGE]  load; upload first if missing\n"
+    { "load", cmd_load,
+      "NAME[@VERSION] [--file PACKAGE]  load; upload first if missing\n"
       "                                  (--file needs NAME@VERSION)" },
     { "upload", cmd_upload, "FILE --name NAME --module-version V" },
     { "unload", cmd_unload, "NAME[@VERSION]" },
-    { "invoke", cmd_invoke, "MODULE FUNCTION [--input FILE|-]  output to stdout" },
+    { "invoke", cmd_invoke,
+      "MODULE FUNCTION [--input FILE|-]  output to stdout" },
     { "list", cmd_list, "[modules|registrations]" },
     { "register", cmd_register, "NAME[@VERSION] [--events LIST] [--required]" },
     { "unregister", cmd_unregister, "NAME[@VERSION]" },
     { "watch", cmd_watch, "[--events LIST] [--count N] [--wait SECONDS]" },
     { "config", cmd_config, "get MODULE KEY | set MODULE KEY VALUE" },
-    { "servicing", cmd_servicing, "confirm [--root DIR] [--dir DIR] [--message TEXT | --failed TEXT]\n"
+    { "servicing", cmd_servicing,
+      "confirm [--root DIR] [--dir DIR] "
+      "[--message TEXT | --failed TEXT]\n"
       "                                  report updates applied offline" },
 };
+
+/* The event names of the protocol's vocabulary, so that none is left out
+ * of the help. */
+static void cli_help_events(void)
+{
+    const char *sep = " ";
+    int col = printf("\nEvents: all, or a comma-separated list of") - 1;
+
+    for (uint32_t type = 1; type <= VMAUG_EVENT_MAX; type++) {
+        const char *name = vmaug_event_name(type);
+
+        if (strcmp(name, "unknown") == 0) {
+            continue;
+        }
+        if (col + strlen(sep) + strlen(name) + 1 > 72) {
+            col = printf("%s\n  %s", *sep == ',' ? "," : "", name) - 2;
+        } else {
+            col += printf("%s%s", sep, name);
+        }
+        sep = ", ";
+    }
+    printf("\n");
+}
 
 static void cli_help(void)
 {
@@ -1166,12 +1196,8 @@ static void cli_help(void)
          i++) {
         printf("  %-10s %s\n", cli_commands[i].name, cli_commands[i].help);
     }
-    printf("\nEvents: all, or a comma-separated list of host-start, "
-           "image-start,\n  image-stop, host-stop, pause, resume, "
-           "helper-connected, helper-lost,\n  module-loaded, "
-           "module-unloaded, module-crashed, module-message,\n"
-           "  restart-requested, module-refused, servicing\n"
-           "Exit status: 0 ok, 1 refused by the host, 2 usage, "
+    cli_help_events();
+    printf("Exit status: 0 ok, 1 refused by the host, 2 usage, "
            "3 no answer (device, timeout)\n");
 }
 

@@ -31,51 +31,12 @@ struct vmaug_client {
     char message[VMAUG_MESSAGE_MAX];
 };
 
-static const char *const vmaug_status_names[] = {
-    [VMAUG_S_OK] = "OK",
-    [VMAUG_S_INVALID] = "INVALID",
-    [VMAUG_S_UNSUPPORTED] = "UNSUPPORTED",
-    [VMAUG_S_TOO_BIG] = "TOO_BIG",
-    [VMAUG_S_NO_SPACE] = "NO_SPACE",
-    [VMAUG_S_UNAVAILABLE] = "UNAVAILABLE",
-    [VMAUG_S_INTERRUPTED] = "INTERRUPTED",
-    [VMAUG_S_NOT_FOUND] = "NOT_FOUND",
-    [VMAUG_S_EXISTS] = "EXISTS",
-    [VMAUG_S_DENIED] = "DENIED",
-    [VMAUG_S_BUSY] = "BUSY",
-    [VMAUG_S_HASH_MISMATCH] = "HASH_MISMATCH",
-    [VMAUG_S_IO_ERROR] = "IO_ERROR",
-    [VMAUG_S_MODULE_FAILED] = "MODULE_FAILED",
-    [VMAUG_S_TIMEOUT] = "TIMEOUT",
-    [VMAUG_S_INTERNAL] = "INTERNAL",
-};
-
-static const char *const vmaug_status_texts[] = {
-    [VMAUG_S_OK] = "success",
-    [VMAUG_S_INVALID] = "the host rejected a malformed request",
-    [VMAUG_S_UNSUPPORTED] = "the host does not support this request",
-    [VMAUG_S_TOO_BIG] = "a size limit was exceeded",
-    [VMAUG_S_NO_SPACE] = "the response did not fit the buffer",
-    [VMAUG_S_UNAVAILABLE] = "the host helper is not connected",
-    [VMAUG_S_INTERRUPTED] = "the host helper was lost during the request",
-    [VMAUG_S_NOT_FOUND] = "no such module, upload or key",
-    [VMAUG_S_EXISTS] = "already present",
-    [VMAUG_S_DENIED] = "refused by the host's signature check or policy",
-    [VMAUG_S_BUSY] = "the host is busy",
-    [VMAUG_S_HASH_MISMATCH] = "the uploaded data does not match its SHA-256",
-    [VMAUG_S_IO_ERROR] = "the host's storage failed",
-    [VMAUG_S_MODULE_FAILED] = "the module crashed or failed",
-    [VMAUG_S_TIMEOUT] = "the host gave up waiting",
-    [VMAUG_S_INTERNAL] = "internal error on the host",
-};
-
-
 const char *vmaug_status_name(int status)
 {
-    if (status < 0 || status > VMAUG_S_MAX) {
-        return "UNKNOWN";
-    }
-    return vmaug_status_names[status];
+    const struct vmaug_proto_status *st =
+        status < 0 ? NULL : vmaug_proto_status(status);
+
+    return st ? st->name : "UNKNOWN";
 }
 
 const char *vmaug_strerror(int ret)
@@ -86,7 +47,7 @@ const char *vmaug_strerror(int ret)
     if (ret > VMAUG_S_MAX) {
         return "unknown host status";
     }
-    return vmaug_status_texts[ret];
+    return vmaug_proto_status(ret)->text;
 }
 
 const char *vmaug_event_name(uint32_t type)

@@ -10,6 +10,7 @@
 
 #include "host-common.h"
 #include "vmaugment/protocol-names.h"
+#include "vmaugment-hex.h"
 #include "vmaugment-module.h"
 
 G_DEFINE_QUARK(vmaug-host-error-quark, vmaug_host_error)
@@ -136,11 +137,7 @@ gchar *vmaug_fixed_string(const guint8 *field, gsize size)
 
 /* ---- Manifests ---- */
 
-static const gchar *const capability_names[] = {
-    VMAUG_CAP_LOG, VMAUG_CAP_CONFIG, VMAUG_CAP_STATE, VMAUG_CAP_SPOOL,
-    VMAUG_CAP_EVENTS, VMAUG_CAP_UI, VMAUG_CAP_RESTART_IMAGE,
-    VMAUG_CAP_RESTART_HOST, VMAUG_CAP_MODULES, VMAUG_CAP_HOST_READ, NULL
-};
+static const gchar *const capability_names[] = { VMAUG_CAPABILITIES, NULL };
 
 const gchar *vmaug_kind_to_string(guint32 kind)
 {
@@ -331,25 +328,6 @@ gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth)
     return TRUE;
 }
 
-static gboolean parse_sha256_hex(const gchar *hex, guint8 out[32])
-{
-    if (strlen(hex) != 64) {
-        return FALSE;
-    }
-    for (guint i = 0; i < 32; i++) {
-        gint hi = g_ascii_xdigit_value(hex[2 * i]);
-        gint lo = g_ascii_xdigit_value(hex[2 * i + 1]);
-
-        /* Lower case only: one digest, one spelling. */
-        if (hi < 0 || lo < 0 || g_ascii_isupper(hex[2 * i]) ||
-            g_ascii_isupper(hex[2 * i + 1])) {
-            return FALSE;
-        }
-        out[i] = (guint8)(hi << 4 | lo);
-    }
-    return TRUE;
-}
-
 static const gchar *const manifest_members[] = {
     "format", "name", "version", "kind", "abi", "arch", "min_host_version",
     "entry", "events", "functions", "capabilities", "payload", "description",
@@ -481,7 +459,7 @@ VmaugManifest *vmaug_manifest_parse(const gchar *json, gsize len,
     if (json_object_get_size(po) != 2 ||
         !manifest_uint(po, "size", G_MAXINT64, &m->payload_size, error) ||
         (s = manifest_string(po, "sha256", error)) == NULL ||
-        !parse_sha256_hex(s, m->payload_sha256)) {
+        !vmaug_hex_decode_sha256(s, m->payload_sha256)) {
         if (error != NULL && *error == NULL) {
             manifest_fail(error, "\"payload\" needs exactly size and sha256");
         }

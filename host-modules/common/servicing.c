@@ -390,10 +390,9 @@ gchar *vmaug_servicing_clean_text(const guint8 *text, gsize len,
     return g_string_free(g_steal_pointer(&out), FALSE);
 }
 
-VmaugServicingEntry *vmaug_servicing_report(VmaugServicing *s,
-                                            const struct vmaug_servicing_report *rep,
-                                            const guint8 *text,
-                                            gsize text_len, GError **error)
+VmaugServicingEntry *vmaug_servicing_report(
+    VmaugServicing *s, const struct vmaug_servicing_report *rep,
+    const guint8 *text, gsize text_len, GError **error)
 {
     g_autofree gchar *bundle = vmaug_fixed_string(rep->bundle,
                                                   sizeof(rep->bundle));

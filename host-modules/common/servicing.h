@@ -92,10 +92,9 @@ gboolean vmaug_servicing_note_start(VmaugServicing *s);
  * never applied to the image (NOT_FOUND), applied with another manifest
  * (DENIED), already reported (EXISTS).  Otherwise the entry, updated.
  */
-VmaugServicingEntry *vmaug_servicing_report(VmaugServicing *s,
-                                            const struct vmaug_servicing_report *rep,
-                                            const guint8 *text,
-                                            gsize text_len, GError **error);
+VmaugServicingEntry *vmaug_servicing_report(
+    VmaugServicing *s, const struct vmaug_servicing_report *rep,
+    const guint8 *text, gsize text_len, GError **error);
 
 /* Guest text made fit to show and keep: UTF-8 required, every
  * unprintable character becomes '?'. */

@@ -10,6 +10,7 @@
 #define VMAUGMENT_STORE_PRIVATE_H
 
 #include "store.h"
+#include "vmaugment-hex.h"
 
 struct _VmaugStore {
     gchar *dir;
@@ -33,8 +34,6 @@ gint64 store_now(VmaugStore *store);
 gboolean store_io_error(GError **error, const gchar *what,
                         const gchar *path);
 void store_fsync_dir(const gchar *dir);
-gchar *store_hex(const guint8 *d, gsize len);
-gboolean store_is_hex64(const gchar *s);
 gchar *store_object_path(VmaugStore *store, const gchar *hex);
 /* May @name @version (content @hex, or NULL when not known yet) enter
  * the store?  EXISTS when exactly this package is there. */

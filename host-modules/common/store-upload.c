@@ -124,7 +124,7 @@ static gboolean store_load_upload(VmaugStore *store, guint64 id)
     if (size <= 0 || (guint64)size > store->policy->max_package_size ||
         (guint64)json_object_get_int_member_with_default(o, "id", 0) != id ||
         !store_owner_is_valid(owner) || sha == NULL ||
-        !store_is_hex64(sha) || !vmaug_name_is_valid(name) ||
+        !vmaug_hex_is_sha256(sha) || !vmaug_name_is_valid(name) ||
         !vmaug_version_is_valid(version)) {
         return FALSE;
     }
@@ -371,7 +371,7 @@ gboolean vmaug_store_upload_begin(VmaugStore *store, const gchar *owner,
                                   const gchar *actor, guint64 *upload_id,
                                   guint64 *offset, GError **error)
 {
-    g_autofree gchar *hex = store_hex(sha256, 32);
+    g_autofree gchar *hex = vmaug_hex_encode(sha256, 32);
     g_autoptr(GError) local = NULL;
     g_autofree gchar *json = NULL;
     g_autofree gchar *ppath = NULL;

@@ -136,29 +136,6 @@ void vmaug_store_remove_tree(const gchar *dir, const gchar *keep)
     }
 }
 
-gchar *store_hex(const guint8 *d, gsize len)
-{
-    GString *s = g_string_sized_new(len * 2);
-
-    for (gsize i = 0; i < len; i++) {
-        g_string_append_printf(s, "%02x", d[i]);
-    }
-    return g_string_free(s, FALSE);
-}
-
-gboolean store_is_hex64(const gchar *s)
-{
-    if (strlen(s) != 64) {
-        return FALSE;
-    }
-    for (guint i = 0; i < 64; i++) {
-        if (!g_ascii_isdigit(s[i]) && !(s[i] >= 'a' && s[i] <= 'f')) {
-            return FALSE;
-        }
-    }
-    return TRUE;
-}
-
 gchar *store_object_path(VmaugStore *store, const gchar *hex)
 {
     g_autofree gchar *name = g_strconcat(hex, ".pkg", NULL);
@@ -197,7 +174,7 @@ static void store_repair_modules(VmaugStore *store)
                 continue;
             }
             if (!g_file_get_contents(ref, &hex, NULL, NULL) ||
-                !store_is_hex64(g_strstrip(hex))) {
+                !vmaug_hex_is_sha256(g_strstrip(hex))) {
                 g_unlink(ref);
                 vmaug_store_audit(store, "store", "repair", name, v, NULL,
                                   NULL, NULL);
@@ -223,7 +200,7 @@ static void store_repair_objects(VmaugStore *store)
         g_autofree gchar *hex = g_strndup(n, 64);
 
         if (!g_str_has_suffix(n, ".pkg") || strlen(n) != 68 ||
-            !store_is_hex64(hex)) {
+            !vmaug_hex_is_sha256(hex)) {
             g_autofree gchar *p = g_build_filename(odir, n, NULL);
             g_unlink(p);
         }
@@ -439,7 +416,7 @@ VmaugStoreEntry *vmaug_store_lookup(VmaugStore *store, const gchar *name,
     }
     ref = g_build_filename(store->dir, "modules", name, e->version, NULL);
     e->sha256 = store_read_small(ref);
-    if (e->sha256 == NULL || !store_is_hex64(e->sha256)) {
+    if (e->sha256 == NULL || !vmaug_hex_is_sha256(e->sha256)) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
                     "no module %s %s", name, e->version);
         return NULL;

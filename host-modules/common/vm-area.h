@@ -105,7 +105,7 @@ gboolean vmaug_vm_area_config_set(VmaugVmArea *area, const gchar *module,
                                   GError **error);
 
 /*
- * State.  The helper opens every state file for its module (loader.c);
+ * State.  The helper opens every state file for its module (module-api.c);
  * before it opens one for writing it asks here: TOO_BIG when the VM's
  * state holds its quota already, or when @create would make the module's
  * directory hold more than VMAUG_VM_STATE_MAX_FILES.  What a module

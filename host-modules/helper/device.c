@@ -3,6 +3,10 @@
  * helper link" of the protocol header.  Every message is hostile until
  * checked: sizes first, then fixed strings, then meaning.
  *
+ * The top layer: requests go to the VM's session (session.c) and its
+ * modules, lifecycle events to lifecycle.c; both answer through the
+ * callbacks given here.  docs/protocol.rst is normative.
+ *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -12,16 +16,13 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
-#include "helper.h"
+#include "device.h"
+#include "vmaugment/protocol-rules.h"
 #include "registrations.h"
 #include "servicing.h"
 
 /* Bit 63 of a tag marks a request of the host owner (QMP), not the guest. */
 #define DEVICE_ADMIN_TAG        (G_GUINT64_CONSTANT(1) << 63)
-/* How long modules of a VM that stopped may run their stop handlers. */
-#define DEVICE_FINISH_MS        3000
-/* Bytes of reason in a VMAUG_EVENT_MODULE_REFUSED. */
-#define DEVICE_MAX_REFUSAL_TEXT 200
 /* Error messages returned to the guest are short. */
 #define DEVICE_MAX_ERROR_TEXT   200
 
@@ -32,7 +33,7 @@ static guint64 *tag_dup(guint64 tag)
 
 /* ---- Sending ---- */
 
-void device_reply(Device *dev, guint64 tag, guint16 status,
+static void device_reply(Device *dev, guint64 tag, guint16 status,
                   const void *data, gsize len)
 {
     struct virtio_vmaugment_resp resp = { 0 };
@@ -56,7 +57,7 @@ void device_reply(Device *dev, guint64 tag, guint16 status,
                     data, len, -1);
 }
 
-void device_reply_error(Device *dev, guint64 tag, const GError *error)
+static void device_reply_error(Device *dev, guint64 tag, const GError *error)
 {
     g_autofree gchar *msg = g_utf8_make_valid(error->message, -1);
     gsize len = strlen(msg);
@@ -69,7 +70,7 @@ void device_reply_error(Device *dev, guint64 tag, const GError *error)
     device_reply(dev, tag, vmaug_host_error_status(error), msg, len);
 }
 
-void device_event(Device *dev, guint32 type, const void *a, gsize alen,
+static void device_event(Device *dev, guint32 type, const void *a, gsize alen,
                   const void *b, gsize blen)
 {
     struct virtio_vmaugment_event ev = { 0 };
@@ -95,61 +96,33 @@ void device_event(Device *dev, guint32 type, const void *a, gsize alen,
     }
 }
 
-/* ---- Manifests of stored packages, cached by content ---- */
-
-/*
- * What a stored package says about itself, for QUERY and LIST.  Verified
- * once per content: a refusal is remembered too (and audited once), or
- * every listing would verify and audit every refused package again.  LOAD
- * verifies afresh whatever is remembered here.
- */
-static const VmaugManifest *device_manifest(Device *dev,
-                                            const VmaugStoreEntry *e,
-                                            GError **error)
+/* What modules answer and tell their VM (module.h). */
+static void device_module_reply(gpointer owner, guint64 tag, guint16 status,
+                                const void *data, gsize len)
 {
-    Helper *h = dev->helper;
-    VmaugManifest *m = g_hash_table_lookup(h->manifests, e->sha256);
-    const GError *refused = g_hash_table_lookup(h->refusals, e->sha256);
-    g_autoptr(VmaugPackage) pkg = NULL;
-    g_autoptr(GError) local = NULL;
-
-    if (m != NULL) {
-        return m;
-    }
-    if (refused != NULL) {
-        g_propagate_error(error, g_error_copy(refused));
-        return NULL;
-    }
-    pkg = vmaug_store_open_package(dev->store, e->name, e->version,
-                                   dev->name, NULL, &local);
-    if (pkg == NULL) {
-        g_hash_table_insert(h->refusals, g_strdup(e->sha256),
-                            g_error_copy(local));
-        g_propagate_error(error, g_steal_pointer(&local));
-        return NULL;
-    }
-    m = g_steal_pointer(&pkg->manifest);
-    g_hash_table_insert(h->manifests, g_strdup(e->sha256), m);
-    return m;
+    device_reply(owner, tag, status, data, len);
 }
 
-void device_fill_info(Device *dev, struct vmaug_module_info *info,
-                      const gchar *name, const gchar *version,
-                      const VmaugManifest *m)
+static void device_module_event(gpointer owner, guint32 type, const void *a,
+                                gsize alen, const void *b, gsize blen)
 {
-    Module *mod = g_hash_table_lookup(dev->modules, name);
+    device_event(owner, type, a, alen, b, blen);
+}
 
-    memset(info, 0, sizeof(*info));
-    g_strlcpy((gchar *)info->ref.name, name, sizeof(info->ref.name));
-    g_strlcpy((gchar *)info->ref.version, version,
-              sizeof(info->ref.version));
-    info->kind = GUINT32_TO_LE(m->kind);
-    info->events = GUINT32_TO_LE(m->events);
-    if (mod != NULL && g_strcmp0(mod->version, version) == 0 &&
-        mod->state != 0) {
-        info->state = GUINT32_TO_LE(mod->state);
-    } else {
-        info->state = GUINT32_TO_LE(VMAUG_MODULE_STORED);
+static const ModuleOps device_module_ops = {
+    .reply = device_module_reply,
+    .event = device_module_event,
+};
+
+static void device_lifecycle_answer(gpointer owner, guint64 tag,
+                                    const struct vmaug_host_lifecycle_done
+                                    *done, const gchar *msg, gsize len)
+{
+    Device *dev = owner;
+
+    if (!dev->closed) {
+        vmaug_link_send(dev->link, VMAUG_HOST_LIFECYCLE_DONE, tag, done,
+                        sizeof(*done), msg, len, -1);
     }
 }
 
@@ -157,7 +130,7 @@ void device_fill_info(Device *dev, struct vmaug_module_info *info,
 
 static VmaugRegSet *device_regs(Device *dev, GError **error)
 {
-    return vmaug_vm_area_regs_load(dev->area, error);
+    return vmaug_vm_area_regs_load(dev->session->area, error);
 }
 
 /* ---- Requests ---- */
@@ -190,17 +163,6 @@ static gboolean device_parse_ref(const struct vmaug_module_ref *raw,
     return TRUE;
 }
 
-static gboolean device_expect_len(guint32 len, gsize want, GError **error)
-{
-    if (len != want) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                    "payload of %u bytes, %" G_GSIZE_FORMAT " expected", len,
-                    want);
-        return FALSE;
-    }
-    return TRUE;
-}
-
 static void device_defer(Device *dev, guint64 tag)
 {
     g_hash_table_add(dev->pending, tag_dup(tag));
@@ -214,117 +176,24 @@ static gboolean device_query(Device *dev, guint64 tag, const guint8 *p,
     struct vmaug_module_info info;
     const VmaugManifest *m;
 
-    if (!device_expect_len(len, sizeof(struct vmaug_module_ref), error) ||
-        !device_parse_ref((const void *)p, &ref, error)) {
+    if (!device_parse_ref((const void *)p, &ref, error)) {
         return FALSE;
     }
     e = vmaug_store_lookup(dev->store, ref.name, ref.version, error);
-    if (e == NULL || (m = device_manifest(dev, e, error)) == NULL) {
+    if (e == NULL || (m = session_manifest(dev->session, e, error)) == NULL) {
         return FALSE;
     }
-    device_fill_info(dev, &info, e->name, e->version, m);
+    session_fill_info(dev->session, &info, e->name, e->version, m);
     device_reply(dev, tag, VMAUG_S_OK, &info, sizeof(info));
     return TRUE;
-}
-
-void device_event_refused(Device *dev, const gchar *name,
-                          const gchar *version, const gchar *why)
-{
-    struct vmaug_module_ref ref = { 0 };
-    g_autofree gchar *text = g_utf8_make_valid(why, -1);
-    gsize len = strlen(text);
-
-    g_strlcpy((gchar *)ref.name, name, sizeof(ref.name));
-    g_strlcpy((gchar *)ref.version, version != NULL ? version : "",
-              sizeof(ref.version));
-    if (len > DEVICE_MAX_REFUSAL_TEXT) {
-        /* Cut at a character boundary. */
-        len = g_utf8_offset_to_pointer(text, g_utf8_strlen(text,
-                                       DEVICE_MAX_REFUSAL_TEXT)) - text;
-    }
-    device_event(dev, VMAUG_EVENT_MODULE_REFUSED, &ref, sizeof(ref), text,
-                 len);
-}
-
-/* Refused by signature, trust, policy or rollback (not merely absent). */
-static gboolean device_is_refusal(const GError *error)
-{
-    return error->domain == VMAUG_TRUST_ERROR ||
-           (error->domain == VMAUG_HOST_ERROR &&
-            (error->code == VMAUG_HOST_ERROR_DENIED ||
-             error->code == VMAUG_HOST_ERROR_HASH_MISMATCH ||
-             error->code == VMAUG_HOST_ERROR_INVALID));
-}
-
-static VmaugPackage *device_open_checked(Device *dev, const gchar *name,
-                                         const gchar *version, GError **error)
-{
-    /* An older version stays stored but may not run again: that is
-     * what rollback protection is for. */
-    if (!vmaug_store_check_version(dev->store, name, version, dev->name,
-                                   error)) {
-        return NULL;
-    }
-    /* Verified again at every load: trust may have changed since the
-     * upload, and the file could have been altered. */
-    return vmaug_store_open_package(dev->store, name, version, dev->name,
-                                    "load", error);
-}
-
-Module *device_ensure_loaded(Device *dev, const gchar *name,
-                             const gchar *version, GError **error)
-{
-    g_autoptr(VmaugStoreEntry) e = NULL;
-    g_autoptr(VmaugPackage) pkg = NULL;
-    g_autoptr(GError) local = NULL;
-    Module *old = g_hash_table_lookup(dev->modules, name);
-    guint restarts = 0;
-    Module *m;
-
-    e = vmaug_store_lookup(dev->store, name, version, error);
-    if (e == NULL) {
-        return NULL;
-    }
-    if (old != NULL && g_strcmp0(old->version, e->version) == 0 &&
-        old->state != VMAUG_MODULE_CRASHED) {
-        return old;
-    }
-    pkg = device_open_checked(dev, name, e->version, &local);
-    if (pkg == NULL) {
-        if (device_is_refusal(local)) {
-            device_event_refused(dev, name, e->version, local->message);
-        }
-        g_propagate_error(error, g_steal_pointer(&local));
-        return NULL;
-    }
-    if (old != NULL) {
-        restarts = old->state == VMAUG_MODULE_CRASHED ? old->restarts + 1 :
-                   old->restarts;
-    }
-    if (old != NULL) {
-        /* Swapping versions: the old one goes first, QEMU stays. */
-        struct vmaug_module_ref ref;
-
-        module_ref_fill(old, &ref);
-        g_hash_table_remove(dev->modules, name);
-        module_stop(old, FALSE);
-        device_event(dev, VMAUG_EVENT_MODULE_UNLOADED, &ref, sizeof(ref),
-                     NULL, 0);
-    }
-    m = module_start(dev, pkg, error);
-    if (m == NULL) {
-        return NULL;
-    }
-    m->restarts = restarts;
-    g_hash_table_insert(dev->modules, g_strdup(m->name), m);
-    return m;
 }
 
 /* A guest's (or the owner's) LOAD: answered when the module is ready. */
 static gboolean device_load(Device *dev, guint64 tag, const gchar *name,
                             const gchar *version, GError **error)
 {
-    Module *m = device_ensure_loaded(dev, name, version, error);
+    Module *m = session_ensure_loaded(dev->session, name, version,
+                                       error);
 
     if (m == NULL) {
         return FALSE;
@@ -332,7 +201,8 @@ static gboolean device_load(Device *dev, guint64 tag, const gchar *name,
     if (m->state == VMAUG_MODULE_LOADED) {
         struct vmaug_module_info info;
 
-        device_fill_info(dev, &info, m->name, m->version, m->manifest);
+        session_fill_info(dev->session, &info, m->name, m->version,
+                          m->manifest);
         device_reply(dev, tag, VMAUG_S_OK, &info, sizeof(info));
     } else {
         device_defer(dev, tag);
@@ -346,22 +216,11 @@ static gboolean device_unload(Device *dev, guint64 tag, const guint8 *p,
 {
     g_auto(DeviceRef) ref = { 0 };
     struct vmaug_module_ref raw;
-    Module *m;
 
-    if (!device_expect_len(len, sizeof(struct vmaug_module_ref), error) ||
-        !device_parse_ref((const void *)p, &ref, error)) {
+    if (!device_parse_ref((const void *)p, &ref, error) ||
+        !session_unload(dev->session, ref.name, ref.version, &raw, error)) {
         return FALSE;
     }
-    m = g_hash_table_lookup(dev->modules, ref.name);
-    if (m == NULL || (*ref.version != '\0' &&
-                      g_strcmp0(ref.version, m->version) != 0)) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
-                    "%s is not loaded", ref.name);
-        return FALSE;
-    }
-    module_ref_fill(m, &raw);
-    g_hash_table_remove(dev->modules, ref.name);
-    module_stop(m, FALSE);
     device_reply(dev, tag, VMAUG_S_OK, NULL, 0);
     device_event(dev, VMAUG_EVENT_MODULE_UNLOADED, &raw, sizeof(raw), NULL,
                  0);
@@ -373,7 +232,7 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
 {
     /* Uploads are the VM's own: nobody else may resume, feed or end
      * them. */
-    const gchar *owner = vmaug_vm_area_get_id(dev->area);
+    const gchar *owner = vmaug_vm_area_get_id(dev->session->area);
     struct vmaug_upload_state st = { 0 };
     guint64 id, offset = 0;
 
@@ -382,8 +241,7 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
         const struct vmaug_upload_begin *b = (const void *)p;
         g_auto(DeviceRef) ref = { 0 };
 
-        if (!device_expect_len(len, sizeof(*b), error) ||
-            !device_parse_ref(&b->ref, &ref, error)) {
+        if (!device_parse_ref(&b->ref, &ref, error)) {
             return FALSE;
         }
         if (*ref.version == '\0') {
@@ -402,11 +260,6 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
     case VMAUG_OP_UPLOAD_CHUNK: {
         struct vmaug_upload_chunk c;
 
-        if (len <= sizeof(c)) {
-            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                        "chunk without data");
-            return FALSE;
-        }
         memcpy(&c, p, sizeof(c));
         id = GUINT64_FROM_LE(c.upload_id);
         if (!vmaug_store_upload_chunk(dev->store, owner, id,
@@ -422,9 +275,6 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
         g_autoptr(VmaugManifest) m = NULL;
         struct vmaug_module_info info;
 
-        if (!device_expect_len(len, sizeof(r), error)) {
-            return FALSE;
-        }
         memcpy(&r, p, sizeof(r));
         m = vmaug_store_upload_commit(dev->store, owner,
                                       GUINT64_FROM_LE(r.upload_id),
@@ -432,16 +282,13 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
         if (m == NULL) {
             return FALSE;
         }
-        device_fill_info(dev, &info, m->name, m->version, m);
+        session_fill_info(dev->session, &info, m->name, m->version, m);
         device_reply(dev, tag, VMAUG_S_OK, &info, sizeof(info));
         return TRUE;
     }
     default: {
         struct vmaug_upload_ref r;
 
-        if (!device_expect_len(len, sizeof(r), error)) {
-            return FALSE;
-        }
         memcpy(&r, p, sizeof(r));
         if (!vmaug_store_upload_abort(dev->store, owner,
                                       GUINT64_FROM_LE(r.upload_id),
@@ -466,11 +313,6 @@ static gboolean device_invoke(Device *dev, guint64 tag, const guint8 *p,
     g_autofree gchar *function = NULL;
     Module *m;
 
-    if (len < sizeof(*inv)) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                    "short invoke");
-        return FALSE;
-    }
     module = vmaug_fixed_string(inv->module, sizeof(inv->module));
     function = vmaug_fixed_string(inv->function, sizeof(inv->function));
     if (module == NULL || function == NULL || !vmaug_name_is_valid(module) ||
@@ -479,7 +321,7 @@ static gboolean device_invoke(Device *dev, guint64 tag, const guint8 *p,
                     "invalid module or function name");
         return FALSE;
     }
-    m = g_hash_table_lookup(dev->modules, module);
+    m = g_hash_table_lookup(dev->session->modules, module);
     if (m == NULL) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
                     "%s is not loaded", module);
@@ -504,24 +346,6 @@ static gboolean device_invoke(Device *dev, guint64 tag, const guint8 *p,
     return TRUE;
 }
 
-/* The VM loaded @module, or registered it with its image. */
-static gboolean device_has_module(Device *dev, const gchar *module,
-                                  GError **error)
-{
-    g_autoptr(VmaugRegSet) set = NULL;
-
-    if (g_hash_table_contains(dev->modules, module)) {
-        return TRUE;
-    }
-    set = device_regs(dev, NULL);
-    if (set != NULL && vmaug_reg_set_find(set, module) != NULL) {
-        return TRUE;
-    }
-    g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
-                "%s is neither loaded nor registered by this VM", module);
-    return FALSE;
-}
-
 /*
  * The guest's configuration requests.  What the guest sets is kept in the
  * module's guest namespace, apart from the module's own keys: it reaches
@@ -538,12 +362,6 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
     g_autoptr(GBytes) value = NULL;
     g_autoptr(GError) local = NULL;
 
-    if (len < sizeof(*c) || (opcode == VMAUG_OP_CONFIG_GET &&
-                             len != sizeof(*c))) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                    "bad configuration request");
-        return FALSE;
-    }
     module = vmaug_fixed_string(c->module, sizeof(c->module));
     key = vmaug_fixed_string(c->key, sizeof(c->key));
     if (module == NULL || key == NULL || !vmaug_name_is_valid(module)) {
@@ -552,31 +370,27 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
         return FALSE;
     }
     if (opcode == VMAUG_OP_CONFIG_SET) {
-        if (len - sizeof(*c) > VMAUG_MAX_CONFIG_VALUE) {
-            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
-                        "value too big");
-            return FALSE;
-        }
         /* Configuration for modules the VM does not use would only fill
          * the host's disk. */
-        if (!device_has_module(dev, module, error) ||
-            !vmaug_vm_area_config_set(dev->area, module, VMAUG_CONFIG_GUEST,
-                                      key, p + sizeof(*c), len - sizeof(*c),
-                                      error)) {
+        if (!session_has_module(dev->session, module, error) ||
+            !vmaug_vm_area_config_set(dev->session->area, module,
+                                      VMAUG_CONFIG_GUEST, key, p + sizeof(*c),
+                                      len - sizeof(*c), error)) {
             return FALSE;
         }
         device_reply(dev, tag, VMAUG_S_OK, NULL, 0);
         return TRUE;
     }
-    if (!vmaug_vm_area_config_get(dev->area, module, VMAUG_CONFIG_MODULE,
-                                  key, &value, &local)) {
+    if (!vmaug_vm_area_config_get(dev->session->area, module,
+                                  VMAUG_CONFIG_MODULE, key, &value, &local)) {
         if (!g_error_matches(local, VMAUG_HOST_ERROR,
                              VMAUG_HOST_ERROR_NOT_FOUND)) {
             g_propagate_error(error, g_steal_pointer(&local));
             return FALSE;
         }
-        if (!vmaug_vm_area_config_get(dev->area, module, VMAUG_CONFIG_GUEST,
-                                      key, &value, error)) {
+        if (!vmaug_vm_area_config_get(dev->session->area, module,
+                                      VMAUG_CONFIG_GUEST, key, &value,
+                                      error)) {
             return FALSE;
         }
     }
@@ -593,14 +407,8 @@ static gboolean device_register(Device *dev, guint64 tag, guint16 opcode,
     struct vmaug_registration r;
 
     if (opcode == VMAUG_OP_REGISTER) {
-        if (!device_expect_len(len, sizeof(r), error)) {
-            return FALSE;
-        }
         memcpy(&r, p, sizeof(r));
     } else {
-        if (!device_expect_len(len, sizeof(r.ref), error)) {
-            return FALSE;
-        }
         memcpy(&r.ref, p, sizeof(r.ref));
     }
     if (!device_parse_ref(&r.ref, &ref, error) ||
@@ -639,7 +447,7 @@ static void device_list_modules(Device *dev, guint32 start,
     for (guint i = start; i < list->len && *count < VMAUG_LIST_MAX_ENTRIES;
          i++) {
         VmaugStoreEntry *e = g_ptr_array_index(list, i);
-        const VmaugManifest *m = device_manifest(dev, e, NULL);
+        const VmaugManifest *m = session_manifest(dev->session, e, NULL);
         struct vmaug_module_info info;
 
         if (m == NULL) {
@@ -651,7 +459,7 @@ static void device_list_modules(Device *dev, guint32 start,
                       sizeof(info.ref.version));
             info.state = GUINT32_TO_LE(VMAUG_MODULE_STORED);
         } else {
-            device_fill_info(dev, &info, e->name, e->version, m);
+            session_fill_info(dev->session, &info, e->name, e->version, m);
         }
         g_byte_array_append(out, (const guint8 *)&info, sizeof(info));
         (*count)++;
@@ -709,7 +517,7 @@ static void device_list_sandboxes(Device *dev, guint32 start,
     Module *m;
     gint64 now = g_get_monotonic_time();
 
-    g_hash_table_iter_init(&it, dev->modules);
+    g_hash_table_iter_init(&it, dev->session->modules);
     while (g_hash_table_iter_next(&it, NULL, (gpointer *)&m)) {
         g_ptr_array_add(mods, m);
     }
@@ -742,13 +550,13 @@ static void device_list_sandboxes(Device *dev, guint32 start,
 }
 
 /* The UI elements of one module's file (<area>/ui/<module>.json, written
- * by the loader's post_ui), as compact JSON texts in id order. */
+ * by module-brokers.c), as compact JSON texts in id order. */
 static void device_ui_elements(Device *dev, const gchar *module,
                                GPtrArray *texts)
 {
     g_autofree gchar *name = g_strconcat(module, ".json", NULL);
     g_autofree gchar *path = g_build_filename(
-        vmaug_vm_area_get_dir(dev->area), "ui", name, NULL);
+        vmaug_vm_area_get_dir(dev->session->area), "ui", name, NULL);
     g_autoptr(GBytes) blob = NULL;
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
     g_autoptr(GList) ids = NULL;
@@ -793,7 +601,7 @@ static void device_list_ui(Device *dev, guint32 start, GByteArray *out,
                            guint32 *count, guint32 *total)
 {
     g_autofree gchar *dir = g_build_filename(
-        vmaug_vm_area_get_dir(dev->area), "ui", NULL);
+        vmaug_vm_area_get_dir(dev->session->area), "ui", NULL);
     g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
     g_autoptr(GPtrArray) modules = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GPtrArray) owners = g_ptr_array_new_with_free_func(g_free);
@@ -851,9 +659,6 @@ static gboolean device_list(Device *dev, guint64 tag, const guint8 *p,
     g_autoptr(GByteArray) out = g_byte_array_new();
     guint32 start, what, count = 0, total = 0;
 
-    if (!device_expect_len(len, sizeof(req), error)) {
-        return FALSE;
-    }
     memcpy(&req, p, sizeof(req));
     start = GUINT32_FROM_LE(req.start);
     what = GUINT32_FROM_LE(req.what);
@@ -907,14 +712,6 @@ static gboolean device_servicing(Device *dev, guint64 tag, const guint8 *p,
     VmaugServicingEntry *e;
     const gchar *action;
 
-    if (len < sizeof(rep) ||
-        len - sizeof(rep) > VMAUG_SERVICING_MESSAGE_MAX) {
-        g_set_error(error, VMAUG_HOST_ERROR,
-                    len < sizeof(rep) ? VMAUG_HOST_ERROR_INVALID :
-                                        VMAUG_HOST_ERROR_TOO_BIG,
-                    "bad servicing report size %u", len);
-        return FALSE;
-    }
     memcpy(&rep, p, sizeof(rep));
     /* Only the host owner's image has a record; a VM without one has
      * nothing it could confirm. */
@@ -960,7 +757,10 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     g_autoptr(GError) error = NULL;
     struct virtio_vmaugment_req req;
     const guint8 *p = data + sizeof(req);
+    const struct vmaug_proto_op *op;
+    const gchar *why = NULL;
     guint32 plen;
+    guint16 opcode, status;
     gboolean ok;
 
     /* The device validated this, but a QEMU is no more trusted than its
@@ -976,16 +776,28 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
         device_reply(dev, tag, VMAUG_S_INVALID, NULL, 0);
         return;
     }
-    switch (GUINT16_FROM_LE(req.opcode)) {
+    /* The protocol's rules for each payload (protocol-rules.h), which the
+     * device applied already; what the device answers itself never comes
+     * here.  The handlers rely on these sizes. */
+    opcode = GUINT16_FROM_LE(req.opcode);
+    op = vmaug_proto_op(opcode);
+    if (op == NULL || op->device_only) {
+        device_reply(dev, tag, VMAUG_S_UNSUPPORTED, NULL, 0);
+        return;
+    }
+    status = vmaug_proto_op_check(op, p, plen, &why);
+    if (status != VMAUG_S_OK) {
+        device_reply(dev, tag, status, why, strlen(why));
+        return;
+    }
+    switch (opcode) {
     case VMAUG_OP_QUERY:
         ok = device_query(dev, tag, p, plen, &error);
         break;
     case VMAUG_OP_LOAD: {
         g_auto(DeviceRef) ref = { 0 };
 
-        ok = device_expect_len(plen, sizeof(struct vmaug_module_ref),
-                               &error) &&
-             device_parse_ref((const void *)p, &ref, &error) &&
+        ok = device_parse_ref((const void *)p, &ref, &error) &&
              device_load(dev, tag, ref.name, ref.version, &error);
         break;
     }
@@ -996,21 +808,18 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     case VMAUG_OP_UPLOAD_CHUNK:
     case VMAUG_OP_UPLOAD_COMMIT:
     case VMAUG_OP_UPLOAD_ABORT:
-        ok = device_upload(dev, tag, GUINT16_FROM_LE(req.opcode), p, plen,
-                           &error);
+        ok = device_upload(dev, tag, opcode, p, plen, &error);
         break;
     case VMAUG_OP_INVOKE:
         ok = device_invoke(dev, tag, p, plen, &error);
         break;
     case VMAUG_OP_CONFIG_GET:
     case VMAUG_OP_CONFIG_SET:
-        ok = device_config(dev, tag, GUINT16_FROM_LE(req.opcode), p, plen,
-                           &error);
+        ok = device_config(dev, tag, opcode, p, plen, &error);
         break;
     case VMAUG_OP_REGISTER:
     case VMAUG_OP_UNREGISTER:
-        ok = device_register(dev, tag, GUINT16_FROM_LE(req.opcode), p, plen,
-                             &error);
+        ok = device_register(dev, tag, opcode, p, plen, &error);
         break;
     case VMAUG_OP_LIST:
         ok = device_list(dev, tag, p, plen, &error);
@@ -1025,23 +834,6 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     if (!ok) {
         device_reply_error(dev, tag, error);
     }
-}
-
-VmaugStore *device_store_open(Helper *h, const gchar *dir, GError **error)
-{
-    VmaugStore *store = g_hash_table_lookup(h->stores, dir);
-
-    if (store != NULL) {
-        return store;
-    }
-    store = vmaug_store_open(dir, h->trust, h->policy, error);
-    if (store == NULL) {
-        return NULL;
-    }
-    vmaug_store_set_upload_limits(store, &h->upload_limits);
-    vmaug_store_set_audit_limits(store, &h->audit_limits);
-    g_hash_table_insert(h->stores, g_strdup(dir), store);
-    return store;
 }
 
 /* A path of the device's HELLO: UTF-8, no NUL. */
@@ -1075,7 +867,7 @@ static gboolean device_hello_store(Device *dev, const gchar *store_path,
         *why = "store not allowed";
         return FALSE;
     }
-    store = device_store_open(h, canon, &error);
+    store = helper_store_open(h, canon, &error);
     if (store == NULL) {
         g_warning("store %s: %s", canon, error->message);
         *why = "store unavailable";
@@ -1175,13 +967,15 @@ static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
         (*image != '\0' && !device_hello_image(dev, image, why))) {
         return FALSE;
     }
-    dev->area = vmaug_vm_area_new(dev->store, dev->image, dev->name,
-                                  &dev->helper->vm_quota);
+    dev->session = session_new(dev->helper, dev->store, dev->name,
+                               dev->image, &device_module_ops, dev);
+    dev->lifecycle = lifecycle_engine_new(dev->session,
+                                          device_lifecycle_answer, dev);
     dev->hello = TRUE;
     g_message("device %s connected (store %s, image %s, area %s)", dev->name,
               vmaug_store_get_dir(dev->store),
               dev->image != NULL ? dev->image : "none",
-              vmaug_vm_area_get_id(dev->area));
+              vmaug_vm_area_get_id(dev->session->area));
     return TRUE;
 }
 
@@ -1213,7 +1007,7 @@ static gboolean device_on_message(VmaugLink *link, guint16 type, guint64 tag,
         device_request(dev, tag, data, len);
         return TRUE;
     case VMAUG_HOST_LIFECYCLE:
-        return lifecycle_message(dev, tag, data, len, why);
+        return lifecycle_engine_message(dev->lifecycle, tag, data, len, why);
     case VMAUG_HOST_CANCEL:
         if (len != 0) {
             *why = "CANCEL with a payload";
@@ -1257,13 +1051,10 @@ Device *device_new(Helper *helper, int fd)
     };
 
     dev->helper = helper;
-    dev->modules = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                         NULL);
     dev->pending = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
                                          NULL);
     dev->cancelled = g_hash_table_new_full(g_int64_hash, g_int64_equal,
                                            g_free, NULL);
-    g_queue_init(&dev->lifecycle_queue);
     dev->link = vmaug_link_new(fd, VMAUG_HOST_MAGIC,
                                MAX(VMAUG_HOST_MAX_MSG,
                                    sizeof(struct vmaug_host_hello) +
@@ -1280,22 +1071,10 @@ Device *device_new(Helper *helper, int fd)
 
 void device_free(Device *dev)
 {
-    GHashTableIter it;
-    Module *m;
-
-    lifecycle_device_gone(dev);
-    g_hash_table_iter_init(&it, dev->modules);
-    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&m)) {
-        g_hash_table_iter_remove(&it);
-        if (dev->stop_seen && !dev->helper->quitting) {
-            /* The VM stopped in order: its stop handlers may finish,
-             * then each module gets its fini. */
-            module_finish(m, DEVICE_FINISH_MS);
-        } else {
-            /* The VM is gone: nobody waits for a graceful fini. */
-            module_stop(m, TRUE);
-        }
-    }
+    /* Events still running go on without the device, then its modules
+     * finish or stop. */
+    lifecycle_engine_free(dev->lifecycle);
+    session_free(dev->session);
     if (!dev->closed) {
         dev->helper->devices = g_list_remove(dev->helper->devices, dev);
     }
@@ -1304,10 +1083,7 @@ void device_free(Device *dev)
          * window. */
         vmaug_store_audit_flush(dev->store, dev->name);
     }
-    /* Its modules keep their own references while they finish. */
-    vmaug_vm_area_unref(dev->area);
     vmaug_link_free(dev->link);
-    g_hash_table_unref(dev->modules);
     g_hash_table_unref(dev->pending);
     g_hash_table_unref(dev->cancelled);
     g_free(dev->name);

@@ -10,6 +10,7 @@
 
 #include <glib.h>
 #include <linux/virtio_vmaugment.h>
+#include "vmaugment/host-link.h"
 
 typedef struct _VmaugLink VmaugLink;
 

@@ -38,7 +38,8 @@
 #include <glib/gstdio.h>
 
 #include "config.h"
-#include "helper.h"
+#include "device.h"
+#include "spares.h"
 #include "systemd.h"
 
 static gchar *opt_config;
@@ -584,20 +585,15 @@ int main(int argc, char **argv)
     h.upload_limits.idle_us = (gint64)opt_upload_idle_s * G_USEC_PER_SEC;
     h.audit_limits.burst = opt_audit_burst;
     h.audit_limits.window_us = (gint64)opt_audit_window_s * G_USEC_PER_SEC;
-    h.stores = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                     (GDestroyNotify)vmaug_store_free);
-    h.manifests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                        (GDestroyNotify)vmaug_manifest_free);
-    h.refusals = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                       (GDestroyNotify)g_error_free);
+    helper_caches_init(&h);
     /* Open the default store now: a broken one should fail at start. */
-    if (device_store_open(&h, h.default_store, &error) == NULL) {
+    if (helper_store_open(&h, h.default_store, &error) == NULL) {
         g_printerr("vmaugment-helper: store: %s\n", error->message);
         return 1;
     }
     h.spares_max = opt_spares;
     h.spares_wanted = MIN(1, h.spares_max);
-    loader_spare_prepare(&h);
+    spares_prepare(&h);
     h.loop = g_main_loop_new(NULL, FALSE);
     g_unix_fd_add(listen_fd, G_IO_IN, main_on_accept, &h);
     g_unix_signal_add(SIGTERM, main_on_signal, &h);
@@ -615,11 +611,9 @@ int main(int argc, char **argv)
 
         device_free(dev);
     }
-    loader_spare_discard(&h);
+    spares_discard(&h);
     g_main_loop_unref(h.loop);
-    g_hash_table_unref(h.stores);
-    g_hash_table_unref(h.manifests);
-    g_hash_table_unref(h.refusals);
+    helper_caches_clear(&h);
     vmaug_policy_free(h.policy);
     vmaug_trust_store_free(h.trust);
     g_ptr_array_unref(h.allowed_stores);

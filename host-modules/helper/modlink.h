@@ -22,6 +22,7 @@
 #define VMAUGMENT_MODLINK_H
 
 #include <linux/virtio_vmaugment.h>
+#include "vmaugment/host-link.h"
 
 #include "vmaugment-module.h"
 

@@ -45,6 +45,12 @@ extern "C" {
 #define VMAUG_CAP_RESTART_HOST      "restart-host"
 #define VMAUG_CAP_MODULES           "modules"       /* install modules */
 #define VMAUG_CAP_HOST_READ         "host-read"     /* read granted paths */
+/* Every capability above, the list a manifest is checked against; what
+ * each allows is the host API table of the helper (module-api.c). */
+#define VMAUG_CAPABILITIES \
+    VMAUG_CAP_LOG, VMAUG_CAP_CONFIG, VMAUG_CAP_STATE, VMAUG_CAP_SPOOL, \
+    VMAUG_CAP_EVENTS, VMAUG_CAP_UI, VMAUG_CAP_RESTART_IMAGE, \
+    VMAUG_CAP_RESTART_HOST, VMAUG_CAP_MODULES, VMAUG_CAP_HOST_READ
 
 /* Log levels for vmaug_host_api.log. */
 #define VMAUG_LOG_ERROR             0

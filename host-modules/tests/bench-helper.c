@@ -49,7 +49,8 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
     g_autoptr(TestKeys) keys = test_keys_new();
     g_autofree gchar *store = g_build_filename(keys->dir, "store", NULL);
     g_autofree gchar *sock = g_build_filename(keys->dir, "h.sock", NULL);
-    g_autofree gchar *so = g_build_filename(build, "vmaug-echo.so", NULL);
+    g_autofree gchar *so = g_build_filename(build, "echo", "vmaug-echo.so",
+                                         NULL);
     g_autofree gchar *mpath = g_build_filename(src, "echo", "manifest.json",
                                                NULL);
     g_autofree gchar *manifest = NULL;

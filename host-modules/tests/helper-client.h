@@ -12,6 +12,7 @@
 
 #include <glib.h>
 #include <linux/virtio_vmaugment.h>
+#include "vmaugment/host-link.h"
 
 #include "test-common.h"
 

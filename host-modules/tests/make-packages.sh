@@ -5,8 +5,9 @@
 #   host-modules/tests/make-packages.sh OUTDIR [BUILD_DIR]
 #
 # OUTDIR receives admin.key, trust/admin.crt, store/ (empty) and
-# <module>-<version>.vmod for each module at 1.0, plus printer 1.1 (to
-# swap to) and printer 0.9 (a rollback the host must refuse after 1.0).
+# <module>-<version>.vmod for each module (host-modules/modules/list.sh)
+# at 1.0, plus printer 1.1 (to swap to) and printer 0.9 (a rollback the
+# host must refuse after 1.0).
 # It prints the helper command line to use with them.
 set -eu
 
@@ -30,11 +31,11 @@ if [ ! -f "$out/admin.key" ]; then
 fi
 package() {
     "$pack" create --manifest "$top/host-modules/modules/$1/manifest.json" \
-        --payload "$mods/vmaug-$1.so" --key "$out/admin.key" \
+        --payload "$mods/$1/vmaug-$1.so" --key "$out/admin.key" \
         --cert "$out/trust/admin.crt" --set-version "$2" \
         --output "$out/$1-$2.vmod"
 }
-for m in echo kv printer scanner config upgrade ui journal; do
+for m in $("$top/host-modules/modules/list.sh"); do
     package "$m" 1.0
 done
 package printer 1.1

@@ -413,8 +413,8 @@ GBytes *test_module_package(VmaugTrustIdentity *signer, const gchar *name,
     } else {
         g_autofree gchar *base = g_strconcat("vmaug-", name, ".so", NULL);
 
-        so = g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"), base,
-                              NULL);
+        so = g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"), name,
+                              base, NULL);
         manifest_path = g_build_filename(test_env("VMAUG_TEST_MODULES_SRC"),
                                          name, "manifest.json", NULL);
     }

@@ -78,8 +78,9 @@ static void fixture_start(Fixture *f, const gchar *const *extra)
     g_assert_cmpint(log_fd, >=, 0);
     g_spawn_async_with_pipes_and_fds(NULL, (const gchar *const *)argv->pdata,
                                      NULL, G_SPAWN_DO_NOT_REAP_CHILD,
-                                     child_setup, NULL, -1, -1, log_fd, NULL, NULL, 0,
-                                     &f->pid, NULL, NULL, NULL, &error);
+                                     child_setup, NULL, -1, -1, log_fd, NULL,
+                                     NULL, 0, &f->pid, NULL, NULL, NULL,
+                                     &error);
     g_assert_no_error(error);
     close(log_fd);
     f->c = helper_client_connect(f->socket, NULL);
@@ -127,7 +128,7 @@ static GBytes *package(const gchar *name, const gchar *functions,
 static void upload_echo(Fixture *f)
 {
     g_autofree gchar *so =
-        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"),
+        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"), "echo",
                          "vmaug-echo.so", NULL);
     g_autoptr(GBytes) payload = test_read(so);
     g_autoptr(GBytes) pkg = package("echo", "\"echo\"", payload);
@@ -333,7 +334,7 @@ static void test_inspect(Fixture *f, gconstpointer data)
     g_autoptr(GArray) list = NULL;
     g_autoptr(GArray) kids = NULL;
     g_autofree gchar *so =
-        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"),
+        g_build_filename(test_env("VMAUG_TEST_MODULES_BUILD"), "echo",
                          "vmaug-echo.so", NULL);
     g_autofree gchar *code = NULL;
     g_autofree gchar *listing = NULL;

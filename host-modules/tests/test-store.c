@@ -315,12 +315,12 @@ static void test_upload_resume(Fixture *f, gconstpointer data)
 
     g_checksum_update(c, p, size);
     g_checksum_get_digest(c, sha, &shalen);
-    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha, "echo", "2.0",
-                                           "test", &id, &off, &error));
+    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha, "echo",
+                                           "2.0", "test", &id, &off, &error));
     g_assert_no_error(error);
     g_assert_cmpuint(off, ==, 0);
-    g_assert_true(vmaug_store_upload_chunk(f->store, "vm-a", id, 0, p, half, &off,
-                                           &error));
+    g_assert_true(vmaug_store_upload_chunk(f->store, "vm-a", id, 0, p, half,
+                                           &off, &error));
     g_assert_cmpuint(off, ==, half);
     /* Out of order, past the end, or unknown ids are refused. */
     g_assert_false(vmaug_store_upload_chunk(f->store, "vm-a", id, 0, p, 1, &off,
@@ -331,8 +331,8 @@ static void test_upload_resume(Fixture *f, gconstpointer data)
                                             size - half + 1, &off, &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG);
     g_clear_error(&error);
-    g_assert_false(vmaug_store_upload_chunk(f->store, "vm-a", id + 1, half, p, 1,
-                                            &off, &error));
+    g_assert_false(vmaug_store_upload_chunk(f->store, "vm-a", id + 1, half, p,
+                                            1, &off, &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
     g_clear_error(&error);
     /* An unfinished upload is not a module. */
@@ -344,12 +344,13 @@ static void test_upload_resume(Fixture *f, gconstpointer data)
                                 &error);
     g_assert_no_error(error);
     g_assert_null(vmaug_store_lookup(f->store, "echo", "2.0", NULL));
-    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha, "echo", "2.0",
-                                           "test", &id2, &off, &error));
+    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha, "echo",
+                                           "2.0", "test", &id2, &off, &error));
     g_assert_cmpuint(id2, ==, id);
     g_assert_cmpuint(off, ==, half);
-    g_assert_true(vmaug_store_upload_chunk(f->store, "vm-a", id2, half, p + half,
-                                           size - half, &off, &error));
+    g_assert_true(vmaug_store_upload_chunk(f->store, "vm-a", id2, half,
+                                           p + half, size - half, &off,
+                                           &error));
     g_assert_no_error(error);
     m = vmaug_store_upload_commit(f->store, "vm-a", id2, "test", &error);
     g_assert_no_error(error);
@@ -367,11 +368,11 @@ static void upload_all(Fixture *f, GBytes *pkg, const guint8 *sha,
     const guint8 *p = g_bytes_get_data(pkg, &size);
     guint64 off;
 
-    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha, name, version,
-                                           "test", id, &off, &error));
+    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha, name,
+                                           version, "test", id, &off, &error));
     g_assert_no_error(error);
-    g_assert_true(vmaug_store_upload_chunk(f->store, "vm-a", *id, 0, p, size, &off,
-                                           &error));
+    g_assert_true(vmaug_store_upload_chunk(f->store, "vm-a", *id, 0, p, size,
+                                           &off, &error));
     g_assert_no_error(error);
 }
 
@@ -396,8 +397,8 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG);
     g_clear_error(&error);
     /* So is the rollback check, from what the upload announces. */
-    g_assert_false(vmaug_store_upload_begin(f->store, "vm-a", 100, sha, "echo", "1.0",
-                                            "test", &id, &off, &error));
+    g_assert_false(vmaug_store_upload_begin(f->store, "vm-a", 100, sha, "echo",
+                                            "1.0", "test", &id, &off, &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
     g_clear_error(&error);
 
@@ -438,8 +439,10 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
 
     /* Aborted. */
     upload_all(f, pkg, sha, "echo", "2.0", &id);
-    g_assert_true(vmaug_store_upload_abort(f->store, "vm-a", id, "test", &error));
-    g_assert_null(vmaug_store_upload_commit(f->store, "vm-a", id, "test", &error));
+    g_assert_true(vmaug_store_upload_abort(f->store, "vm-a", id, "test",
+                                           &error));
+    g_assert_null(vmaug_store_upload_commit(f->store, "vm-a", id, "test",
+                                            &error));
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
 
     after = test_snapshot(f->store_dir, "audit.log");

@@ -10,6 +10,11 @@
  * the guest's first instruction.  The helper may refuse the start (a
  * required module is unavailable): QEMU then says why and exits.
  *
+ * Every decision of the device to hold, reset or stop the VM or QEMU is
+ * taken in this file, and only here: vmaugment_start_decided() (the
+ * image start) and vmaugment_lifecycle_restart() (a module's request,
+ * with the allow-restart property).
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -111,20 +116,6 @@ void vmaugment_lifecycle_helper_ready(VirtIOVMAugment *s)
                              VMAUG_LIFECYCLE_F_RECONNECT : 0, s->start_tag);
 }
 
-/* A helper's text is shown to the host owner: printable ASCII only. */
-static char *vmaugment_sanitize(const uint8_t *text, uint32_t len)
-{
-    char *out = g_strndup((const char *)text, len);
-    char *p;
-
-    for (p = out; *p; p++) {
-        if (*p < 0x20 || *p > 0x7e) {
-            *p = '?';
-        }
-    }
-    return out;
-}
-
 bool vmaugment_lifecycle_done(VirtIOVMAugment *s, uint64_t tag,
                               const uint8_t *data, uint32_t len,
                               const char **why)
@@ -145,7 +136,7 @@ bool vmaugment_lifecycle_done(VirtIOVMAugment *s, uint64_t tag,
         return false;
     }
     status = le16_to_cpu(done.status);
-    msg = vmaugment_sanitize(data + sizeof(done), len - sizeof(done));
+    msg = vmaugment_helper_text(data + sizeof(done), len - sizeof(done));
     trace_vmaugment_lifecycle_done(s, tag, status);
     s->image_prepared |= status == VMAUG_S_OK;
     if (s->start != VMAUGMENT_START_WAITING) {
@@ -218,12 +209,21 @@ static void vmaugment_shutdown(Notifier *n, void *opaque)
     vmaugment_helper_flush_sync(s, VMAUGMENT_STOP_FLUSH_MS);
 }
 
-void vmaugment_lifecycle_restart(VirtIOVMAugment *s, uint32_t what)
+void vmaugment_lifecycle_restart(VirtIOVMAugment *s, const uint8_t *data,
+                                 uint32_t len)
 {
-    if (!s->conf.allow_restart) {
+    struct vmaug_restart restart;
+
+    if (!s->conf.allow_restart || len != sizeof(restart)) {
         return;
     }
-    switch (what) {
+    memcpy(&restart, data, sizeof(restart));
+    /* As for its QMP event: the helper's names must end in their fields. */
+    if (!memchr(restart.ref.name, 0, sizeof(restart.ref.name)) ||
+        !memchr(restart.ref.version, 0, sizeof(restart.ref.version))) {
+        return;
+    }
+    switch (le32_to_cpu(restart.what)) {
     case VMAUG_RESTART_IMAGE:
         qemu_system_reset_request(SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET);
         break;

@@ -13,35 +13,18 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-vmaugment.h"
+#include "qapi/qapi-events-vmaugment.h"
 #include "qobject/qdict.h"
 #include "qobject/qjson.h"
 #include "qemu/bswap.h"
 #include "qemu/cutils.h"
 #include "hw/qdev-core.h"
 #include "hw/vmaugment/vmaugment.h"
+#include "standard-headers/vmaugment/protocol-names.h"
 #include "qom/object.h"
 
 /* Entries a listing may return in all, whatever the helper claims. */
 #define VMAUGMENT_QMP_LIST_MAX  4096
-
-static const char *const vmaugment_status_names[] = {
-    [VMAUG_S_OK] = "ok",
-    [VMAUG_S_INVALID] = "invalid request",
-    [VMAUG_S_UNSUPPORTED] = "unsupported",
-    [VMAUG_S_TOO_BIG] = "too big",
-    [VMAUG_S_NO_SPACE] = "answer too big",
-    [VMAUG_S_UNAVAILABLE] = "unavailable",
-    [VMAUG_S_INTERRUPTED] = "interrupted",
-    [VMAUG_S_NOT_FOUND] = "not found",
-    [VMAUG_S_EXISTS] = "already exists",
-    [VMAUG_S_DENIED] = "denied",
-    [VMAUG_S_BUSY] = "busy",
-    [VMAUG_S_HASH_MISMATCH] = "hash mismatch",
-    [VMAUG_S_IO_ERROR] = "I/O error",
-    [VMAUG_S_MODULE_FAILED] = "module failed",
-    [VMAUG_S_TIMEOUT] = "timed out",
-    [VMAUG_S_INTERNAL] = "internal error",
-};
 
 static int vmaugment_collect(Object *obj, void *opaque)
 {
@@ -60,21 +43,6 @@ static GSList *vmaugment_all(void)
     object_child_foreach_recursive(object_get_root(), vmaugment_collect,
                                    &list);
     return g_slist_reverse(list);
-}
-
-/* The proxy (vmaugment-pci) the user created, if any. */
-static DeviceState *vmaugment_proxy(VirtIOVMAugment *s)
-{
-    BusState *bus = qdev_get_parent_bus(DEVICE(s));
-
-    return bus ? bus->parent : NULL;
-}
-
-char *vmaugment_path(VirtIOVMAugment *s)
-{
-    DeviceState *proxy = vmaugment_proxy(s);
-
-    return object_get_canonical_path(proxy ? OBJECT(proxy) : OBJECT(s));
 }
 
 static bool vmaugment_matches(VirtIOVMAugment *s, const char *device)
@@ -174,14 +142,13 @@ static bool coroutine_fn vmaugment_qmp_call(const char *device,
     }
     if (status != VMAUG_S_OK) {
         /* An error's payload is a message; show it, cut and sanitized. */
-        g_autofree char *msg = g_strndup((char *)got->data,
-                                         MIN(got->len, 200));
+        g_autofree char *msg = vmaugment_helper_text(got->data,
+                                                     MIN(got->len, 200));
 
-        g_strcanon(msg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                   "0123456789 .,:;_-+/()'@=", '?');
         error_setg(errp, "vmaugment: the host helper answered: %s%s%s",
-                   status <= VMAUG_S_MAX ? vmaugment_status_names[status] :
-                   "unknown status", *msg ? ": " : "", msg);
+                   vmaug_proto_status(status) ?
+                   vmaug_proto_status(status)->words : "unknown status",
+                   *msg ? ": " : "", msg);
         return false;
     }
     if (answer) {
@@ -571,4 +538,115 @@ void coroutine_fn qmp_vmaugment_unload(const char *device, const char *name,
                                        const char *version, Error **errp)
 {
     vmaugment_ref_call(device, VMAUG_OP_UNLOAD, name, version, errp);
+}
+
+/* ---- Events for the host owner ---- */
+
+/* Tell the host owner (QMP) what happened to a module. */
+static void vmaugment_module_change(VirtIOVMAugment *s, uint32_t type,
+                                    const uint8_t *data, uint32_t len)
+{
+    static const struct {
+        uint32_t type;
+        VmaugmentModuleChange change;
+    } changes[] = {
+        { VMAUG_EVENT_MODULE_LOADED, VMAUGMENT_MODULE_CHANGE_LOADED },
+        { VMAUG_EVENT_MODULE_UNLOADED, VMAUGMENT_MODULE_CHANGE_UNLOADED },
+        { VMAUG_EVENT_MODULE_CRASHED, VMAUGMENT_MODULE_CHANGE_CRASHED },
+        { VMAUG_EVENT_RESTART_REQUESTED,
+          VMAUGMENT_MODULE_CHANGE_RESTART_REQUESTED },
+        { VMAUG_EVENT_MODULE_REFUSED, VMAUGMENT_MODULE_CHANGE_REFUSED },
+    };
+    struct vmaug_module_ref ref;
+    struct vmaug_restart restart;
+    g_autofree char *path = NULL;
+    g_autofree char *reason = NULL;
+    bool has_restart = false;
+    VmaugmentRestart scope = VMAUGMENT_RESTART_IMAGE;
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(changes); i++) {
+        if (changes[i].type == type) {
+            break;
+        }
+    }
+    /* The helper's names must end inside their fields to be shown. */
+    if (i == ARRAY_SIZE(changes) || len < sizeof(ref)) {
+        return;
+    }
+    memcpy(&ref, data, sizeof(ref));
+    if (!memchr(ref.name, 0, sizeof(ref.name)) ||
+        !memchr(ref.version, 0, sizeof(ref.version))) {
+        return;
+    }
+    if (type == VMAUG_EVENT_MODULE_REFUSED) {
+        reason = vmaugment_helper_text(data + sizeof(ref),
+                                       MIN(len - sizeof(ref),
+                                           VMAUG_HOST_MESSAGE_MAX));
+    }
+    if (type == VMAUG_EVENT_RESTART_REQUESTED) {
+        uint32_t what;
+
+        if (len != sizeof(restart)) {
+            return;
+        }
+        memcpy(&restart, data, sizeof(restart));
+        what = le32_to_cpu(restart.what);
+        if (what != VMAUG_RESTART_IMAGE && what != VMAUG_RESTART_HOST) {
+            return;
+        }
+        has_restart = true;
+        scope = what == VMAUG_RESTART_HOST ? VMAUGMENT_RESTART_HOST :
+                                             VMAUGMENT_RESTART_IMAGE;
+    }
+    path = vmaugment_path(s);
+    qapi_event_send_vmaugment_module(path, changes[i].change,
+                                     (char *)ref.name, (char *)ref.version,
+                                     reason, has_restart, scope);
+}
+
+/*
+ * Tell the host owner (QMP) that the guest reported an offline update, as
+ * the helper accepted and recorded it.
+ */
+static void vmaugment_servicing_event(VirtIOVMAugment *s,
+                                      const uint8_t *data, uint32_t len)
+{
+    struct vmaug_servicing_report rep;
+    g_autofree char *path = NULL;
+    g_autofree char *message = NULL;
+    uint32_t outcome;
+
+    if (len < sizeof(rep) ||
+        len > sizeof(rep) + VMAUG_SERVICING_MESSAGE_MAX) {
+        return;
+    }
+    memcpy(&rep, data, sizeof(rep));
+    outcome = le32_to_cpu(rep.outcome);
+    /* The helper's strings must end inside their fields to be shown. */
+    if (!memchr(rep.bundle, 0, sizeof(rep.bundle)) ||
+        !memchr(rep.version, 0, sizeof(rep.version)) ||
+        (outcome != VMAUG_SERVICING_CONFIRMED &&
+         outcome != VMAUG_SERVICING_FAILED)) {
+        return;
+    }
+    if (len > sizeof(rep)) {
+        /* The guest wrote it: shown as helper text is. */
+        message = vmaugment_helper_text(data + sizeof(rep),
+                                        len - sizeof(rep));
+    }
+    path = vmaugment_path(s);
+    qapi_event_send_vmaugment_servicing(path, (char *)rep.bundle,
+                                        (char *)rep.version,
+                                        outcome == VMAUG_SERVICING_CONFIRMED,
+                                        le32_to_cpu(rep.boot), message);
+}
+
+void vmaugment_qmp_helper_event(VirtIOVMAugment *s, uint32_t type,
+                                const uint8_t *data, uint32_t len)
+{
+    vmaugment_module_change(s, type, data, len);
+    if (type == VMAUG_EVENT_SERVICING) {
+        vmaugment_servicing_event(s, data, len);
+    }
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The names of the protocol's event types and module kinds, as module
- * manifests write them, the CLI shows them and the logs record them: one
- * vocabulary for the guest library and the host side.  Kept out of the
+ * The names of the protocol's event types, module kinds and statuses, as
+ * module manifests write them, the CLI shows them, QMP reports them and
+ * the logs record them: one vocabulary for the guest library, the host
+ * side and the QEMU device (which gets it through
+ * include/standard-headers/, scripts/build-qemu.sh).  Kept out of the
  * UAPI header, which holds no code.
  */
 #ifndef VMAUGMENT_PROTOCOL_NAMES_H
@@ -48,6 +50,54 @@ static inline const char *vmaug_proto_kind_name(uint32_t kind)
     };
 
     return kind <= VMAUG_KIND_SCANNER ? names[kind] : NULL;
+}
+
+/* What the vocabulary says of a status (VMAUG_S_*). */
+struct vmaug_proto_status {
+    const char *name;           /* "NOT_FOUND": the CLI, JSON output */
+    const char *words;          /* "not found": the host owner's messages */
+    const char *text;           /* a sentence for the guest's user */
+};
+
+/* Status @status, or NULL for a number the protocol does not define. */
+static inline const struct vmaug_proto_status *
+vmaug_proto_status(uint32_t status)
+{
+    static const struct vmaug_proto_status statuses[VMAUG_S_MAX + 1] = {
+        [VMAUG_S_OK] = { "OK", "ok", "success" },
+        [VMAUG_S_INVALID] = { "INVALID", "invalid request",
+            "the host rejected a malformed request" },
+        [VMAUG_S_UNSUPPORTED] = { "UNSUPPORTED", "unsupported",
+            "the host does not support this request" },
+        [VMAUG_S_TOO_BIG] = { "TOO_BIG", "too big",
+            "a size limit was exceeded" },
+        [VMAUG_S_NO_SPACE] = { "NO_SPACE", "answer too big",
+            "the response did not fit the buffer" },
+        [VMAUG_S_UNAVAILABLE] = { "UNAVAILABLE", "unavailable",
+            "the host helper is not connected" },
+        [VMAUG_S_INTERRUPTED] = { "INTERRUPTED", "interrupted",
+            "the host helper was lost during the request" },
+        [VMAUG_S_NOT_FOUND] = { "NOT_FOUND", "not found",
+            "no such module, upload or key" },
+        [VMAUG_S_EXISTS] = { "EXISTS", "already exists",
+            "already present" },
+        [VMAUG_S_DENIED] = { "DENIED", "denied",
+            "refused by the host's signature check or policy" },
+        [VMAUG_S_BUSY] = { "BUSY", "busy", "the host is busy" },
+        [VMAUG_S_HASH_MISMATCH] = { "HASH_MISMATCH", "hash mismatch",
+            "the uploaded data does not match its SHA-256" },
+        [VMAUG_S_IO_ERROR] = { "IO_ERROR", "I/O error",
+            "the host's storage failed" },
+        [VMAUG_S_MODULE_FAILED] = { "MODULE_FAILED", "module failed",
+            "the module crashed or failed" },
+        [VMAUG_S_TIMEOUT] = { "TIMEOUT", "timed out",
+            "the host gave up waiting" },
+        [VMAUG_S_INTERNAL] = { "INTERNAL", "internal error",
+            "internal error on the host" },
+    };
+
+    return status <= VMAUG_S_MAX && statuses[status].name ?
+           &statuses[status] : NULL;
 }
 
 /* The event type named @name, or 0 (no type) when none is. */

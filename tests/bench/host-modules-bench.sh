@@ -19,7 +19,7 @@ fi
 ninja -C "$build" host-modules/tests/vmaugment-helper-bench \
     host-modules/helper/vmaugment-helper \
     host-modules/helper/vmaugment-module-host \
-    host-modules/modules/vmaug-echo.so >/dev/null
+    host-modules/modules/echo/vmaug-echo.so >/dev/null
 
 exec "$build/host-modules/tests/vmaugment-helper-bench" \
     "$build/host-modules/helper/vmaugment-helper" \

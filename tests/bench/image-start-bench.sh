@@ -43,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-helper_tools host-modules/modules/vmaug-journal.so \
+helper_tools host-modules/modules/journal/vmaug-journal.so \
     host-modules/admin/vmaugment-admin || die "$helper_error"
 admin() {
     "$build/host-modules/admin/vmaugment-admin" "$@" >>"$bdir/admin.log" 2>&1 ||
@@ -59,7 +59,7 @@ for i in $(seq 0 $((nmod - 1))); do
         "$root/host-modules/modules/journal/manifest.json" >"$bdir/pkg/manifest.json"
     "$build/host-modules/vmaugment-pack" create \
         --manifest "$bdir/pkg/manifest.json" \
-        --payload "$build/host-modules/modules/vmaug-journal.so" \
+        --payload "$build/host-modules/modules/journal/vmaug-journal.so" \
         --key "$work/keys/admin.key" --cert "$work/keys/admin.crt" \
         -o "$bdir/pkg/bench$i.vmod" >>"$bdir/pack.log" 2>&1 ||
         die "vmaugment-pack: $(tail -n 2 "$bdir/pack.log")"

@@ -2,7 +2,8 @@
  * QTest testcases for the vmaugment virtio device
  *
  * The tests drive the device as a guest driver would, and, where a host
- * helper is needed, play the helper's side of the socket protocol.
+ * helper is needed, play the helper's side of the socket protocol with
+ * the helper double of libqos/vmaugment.c (qvmh_*).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -24,9 +25,9 @@
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
 #include "standard-headers/linux/virtio_vmaugment.h"
+#include "standard-headers/vmaugment/host-link.h"
 
 #define VMAUG_TEST_TIMEOUT_US   (30 * 1000 * 1000)
-#define VMAUG_TEST_POLL_MS      10000
 #define VMAUG_TEST_RESP_MAX     8192
 
 
@@ -583,208 +584,15 @@ static void test_looped_chain(void *obj, void *data, QGuestAllocator *t_alloc)
 
 /* ---- Tests that play the host helper ---- */
 
-typedef struct TestHelper {
-    char *dir;
-    char *path;
-    char *image;            /* a disk image file, for the image property */
-    char *cmdline;          /* QEMU's, to start a migration destination */
-    int listen_fd;
-    int fd;
-    /* Lifecycle messages received, in order, and the IMAGE_START's. */
-    GArray *lifecycle;
-    uint64_t start_tag;
-    uint32_t start_flags;
-} TestHelper;
-
-static void helper_cleanup(void *opaque)
-{
-    TestHelper *h = opaque;
-
-    if (h->fd >= 0) {
-        close(h->fd);
-    }
-    close(h->listen_fd);
-    unlink(h->path);
-    unlink(h->image);
-    rmdir(h->dir);
-    g_array_free(h->lifecycle, true);
-    g_free(h->cmdline);
-    g_free(h->path);
-    g_free(h->image);
-    g_free(h->dir);
-    g_free(h);
-}
-
-/* A listening socket for the device, and an (empty) disk image file. */
-static TestHelper *helper_new(void)
-{
-    TestHelper *h = g_new0(TestHelper, 1);
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-
-    h->dir = g_dir_make_tmp("vmaugment-test-XXXXXX", NULL);
-    g_assert(h->dir);
-    h->path = g_build_filename(h->dir, "helper.sock", NULL);
-    g_assert_cmpuint(strlen(h->path), <, sizeof(sun.sun_path));
-    strcpy(sun.sun_path, h->path);
-    h->fd = -1;
-    h->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    g_assert_cmpint(h->listen_fd, >=, 0);
-    g_assert_cmpint(bind(h->listen_fd, (struct sockaddr *)&sun, sizeof(sun)),
-                    ==, 0);
-    g_assert_cmpint(listen(h->listen_fd, 1), ==, 0);
-    h->image = g_build_filename(h->dir, "disk.img", NULL);
-    g_assert(g_file_set_contents(h->image, "", 0, NULL));
-    h->lifecycle = g_array_new(false, true, sizeof(uint32_t));
-    return h;
-}
-
 static void *helper_before(GString *cmd_line, void *arg)
 {
-    TestHelper *h = helper_new();
+    QVMAugmentHelper *h = qvmh_new();
 
     g_string_append_printf(cmd_line, " -chardev socket,id=vmaug-helper,path=%s",
                            h->path);
     h->cmdline = g_strdup(cmd_line->str);
-    g_test_queue_destroy(helper_cleanup, h);
+    g_test_queue_destroy(qvmh_free, h);
     return h;
-}
-
-static void wait_fd(int fd, short events)
-{
-    struct pollfd pfd = { .fd = fd, .events = events };
-
-    g_assert_cmpint(poll(&pfd, 1, VMAUG_TEST_POLL_MS), ==, 1);
-}
-
-static void helper_read_exact(TestHelper *h, void *buf, size_t len)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t n;
-
-        wait_fd(h->fd, POLLIN);
-        n = read(h->fd, (uint8_t *)buf + done, len - done);
-        g_assert_cmpint(n, >, 0);
-        done += n;
-    }
-}
-
-static void helper_send(TestHelper *h, uint16_t type, uint64_t tag,
-                        const void *a, size_t alen, const void *b,
-                        size_t blen);
-
-/* Read one message, whatever its type; returns its payload length. */
-static uint32_t helper_recv_any(TestHelper *h, struct vmaug_host_msg *msg,
-                                void *buf, size_t size)
-{
-    uint32_t len;
-
-    helper_read_exact(h, msg, sizeof(*msg));
-    g_assert_cmphex(le32_to_cpu(msg->magic), ==, VMAUG_HOST_MAGIC);
-    len = le32_to_cpu(msg->len);
-    g_assert_cmpuint(len, <=, size);
-    helper_read_exact(h, buf, len);
-    return len;
-}
-
-/* Note a LIFECYCLE message; false for any other. */
-static bool helper_note_lifecycle(TestHelper *h,
-                                  const struct vmaug_host_msg *msg,
-                                  const void *buf, uint32_t len)
-{
-    struct vmaug_host_lifecycle lc;
-    uint32_t event;
-
-    if (le16_to_cpu(msg->type) != VMAUG_HOST_LIFECYCLE) {
-        return false;
-    }
-    g_assert_cmpuint(len, ==, sizeof(lc));
-    memcpy(&lc, buf, sizeof(lc));
-    event = le32_to_cpu(lc.event);
-    g_assert_cmpuint(event, >=, VMAUG_EVENT_HOST_START);
-    g_assert_cmpuint(event, <=, VMAUG_EVENT_RESUME);
-    g_array_append_val(h->lifecycle, event);
-    if (event == VMAUG_EVENT_IMAGE_START) {
-        h->start_tag = le64_to_cpu(msg->tag);
-        h->start_flags = le32_to_cpu(lc.flags);
-    } else {
-        /* Only IMAGE_START is answered, so only it has a tag. */
-        g_assert_cmpuint(le64_to_cpu(msg->tag), ==, 0);
-    }
-    return true;
-}
-
-/* Read the next message other than a lifecycle notice. */
-static uint32_t helper_recv(TestHelper *h, struct vmaug_host_msg *msg,
-                            void *buf, size_t size)
-{
-    for (;;) {
-        uint32_t len = helper_recv_any(h, msg, buf, size);
-
-        if (!helper_note_lifecycle(h, msg, buf, len)) {
-            return len;
-        }
-    }
-}
-
-/* Read lifecycle messages until @event arrives. */
-static void helper_expect_lifecycle(TestHelper *h, uint32_t event)
-{
-    struct vmaug_host_msg msg;
-    struct vmaug_host_lifecycle buf;
-
-    for (;;) {
-        uint32_t len = helper_recv_any(h, &msg, &buf, sizeof(buf));
-
-        g_assert(helper_note_lifecycle(h, &msg, &buf, len));
-        if (g_array_index(h->lifecycle, uint32_t, h->lifecycle->len - 1) ==
-            event) {
-            return;
-        }
-    }
-}
-
-static void helper_start_done(TestHelper *h, uint16_t status,
-                              const char *message)
-{
-    struct vmaug_host_lifecycle_done done = {
-        .event = cpu_to_le32(VMAUG_EVENT_IMAGE_START),
-        .status = cpu_to_le16(status),
-    };
-
-    helper_send(h, VMAUG_HOST_LIFECYCLE_DONE, h->start_tag, &done,
-                sizeof(done), message, message ? strlen(message) : 0);
-}
-
-static void helper_send(TestHelper *h, uint16_t type, uint64_t tag,
-                        const void *a, size_t alen, const void *b, size_t blen)
-{
-    struct vmaug_host_msg msg = {
-        .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
-        .type = cpu_to_le16(type),
-        .len = cpu_to_le32(alen + blen),
-        .tag = cpu_to_le64(tag),
-    };
-
-    g_assert_cmpint(write(h->fd, &msg, sizeof(msg)), ==, sizeof(msg));
-    if (alen) {
-        g_assert_cmpint(write(h->fd, a, alen), ==, alen);
-    }
-    if (blen) {
-        g_assert_cmpint(write(h->fd, b, blen), ==, blen);
-    }
-}
-
-static void helper_respond(TestHelper *h, uint64_t tag, uint16_t status,
-                           const void *data, uint32_t len)
-{
-    struct virtio_vmaugment_resp resp = {
-        .status = cpu_to_le16(status),
-        .len = cpu_to_le32(len),
-    };
-
-    helper_send(h, VMAUG_HOST_RESPONSE, tag, &resp, sizeof(resp), data, len);
 }
 
 /*
@@ -807,81 +615,20 @@ static void wait_helper_state(QVMAugment *aug, uint32_t state)
     g_assert_cmpuint(le32_to_cpu(info.helper_state), ==, state);
 }
 
-/*
- * Accept the device's connection and exchange HELLOs; the device then says
- * the host application and the image start.  Returns the image path the
- * device announced ("" for none).
- */
-static char *helper_hello(TestHelper *h)
-{
-    struct vmaug_host_hello hello;
-    struct vmaug_host_msg msg;
-    uint8_t buf[sizeof(hello) + 2 * VMAUG_HOST_PATH_MAX];
-    uint32_t len;
-    uint16_t store_len, image_len;
-
-    wait_fd(h->listen_fd, POLLIN);
-    h->fd = accept(h->listen_fd, NULL, NULL);
-    g_assert_cmpint(h->fd, >=, 0);
-
-    len = helper_recv_any(h, &msg, buf, sizeof(buf));
-    g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_HELLO);
-    g_assert_cmpuint(len, >=, sizeof(hello));
-    memcpy(&hello, buf, sizeof(hello));
-    g_assert_cmpuint(le32_to_cpu(hello.proto_version), ==,
-                     VMAUG_PROTO_VERSION);
-    g_assert(memchr(hello.name, 0, sizeof(hello.name)));
-    store_len = le16_to_cpu(hello.store_len);
-    image_len = le16_to_cpu(hello.image_len);
-    g_assert_cmpuint(len, ==, sizeof(hello) + store_len + image_len);
-
-    memset(&hello, 0, sizeof(hello));
-    hello.proto_version = cpu_to_le32(VMAUG_PROTO_VERSION);
-    g_strlcpy((char *)hello.name, "vmaugment-test", sizeof(hello.name));
-    helper_send(h, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello), NULL, 0);
-
-    g_array_set_size(h->lifecycle, 0);
-    helper_expect_lifecycle(h, VMAUG_EVENT_HOST_START);
-    helper_expect_lifecycle(h, VMAUG_EVENT_IMAGE_START);
-    g_assert_cmpuint(h->lifecycle->len, ==, 2);
-    return g_strndup((char *)buf + sizeof(hello) + store_len, image_len);
-}
-
 /* Connect as the helper of a VM that runs, and prepare its image. */
-static void helper_connect(TestHelper *h, QVMAugment *aug)
+static void helper_connect(QVMAugmentHelper *h, QVMAugment *aug)
 {
-    g_autofree char *image = helper_hello(h);
+    g_autofree char *image = qvmh_hello(h);
 
     g_assert_cmpstr(image, ==, "");
-    helper_start_done(h, VMAUG_S_OK, NULL);
+    qvmh_start_done(h, VMAUG_S_OK, NULL);
     wait_helper_state(aug, VMAUG_HELPER_CONNECTED);
-}
-
-/* Read the REQUEST the device relayed for a QUERY; returns its tag. */
-static uint64_t helper_expect_query(TestHelper *h, uint64_t id,
-                                    const char *name)
-{
-    struct vmaug_host_msg msg;
-    uint8_t buf[sizeof(struct virtio_vmaugment_req) +
-                sizeof(struct vmaug_module_ref)];
-    struct virtio_vmaugment_req req;
-    struct vmaug_module_ref ref;
-
-    g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, sizeof(buf));
-    g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_REQUEST);
-    memcpy(&req, buf, sizeof(req));
-    memcpy(&ref, buf + sizeof(req), sizeof(ref));
-    g_assert_cmpuint(le64_to_cpu(req.id), ==, id);
-    g_assert_cmpuint(le16_to_cpu(req.opcode), ==, VMAUG_OP_QUERY);
-    g_assert_cmpuint(le32_to_cpu(req.len), ==, sizeof(ref));
-    g_assert_cmpstr((char *)ref.name, ==, name);
-    return le64_to_cpu(msg.tag);
 }
 
 static void test_helper_relay(void *obj, void *data, QGuestAllocator *t_alloc)
 {
     QVMAugment *aug = obj;
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     struct vmaug_module_info info = {
         .ref = module_ref("printer", "1.0"),
         .kind = cpu_to_le32(VMAUG_KIND_COMMUNICATION),
@@ -893,8 +640,8 @@ static void test_helper_relay(void *obj, void *data, QGuestAllocator *t_alloc)
 
     helper_connect(h, aug);
     c = submit_query(aug, 42, "printer");
-    tag = helper_expect_query(h, 42, "printer");
-    helper_respond(h, tag, VMAUG_S_OK, &info, sizeof(info));
+    tag = qvmh_expect_query(h, 42, "printer");
+    qvmh_respond(h, tag, VMAUG_S_OK, &info, sizeof(info));
     collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 42);
     g_assert_cmpuint(le16_to_cpu(r.hdr.opcode), ==, VMAUG_OP_QUERY);
@@ -905,8 +652,8 @@ static void test_helper_relay(void *obj, void *data, QGuestAllocator *t_alloc)
 
     /* A status the protocol does not know becomes an internal error. */
     c = submit_query(aug, 43, "scanner");
-    tag = helper_expect_query(h, 43, "scanner");
-    helper_respond(h, tag, 999, NULL, 0);
+    tag = qvmh_expect_query(h, 43, "scanner");
+    qvmh_respond(h, tag, 999, NULL, 0);
     collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 43);
     assert_empty(&r, VMAUG_S_INTERNAL);
@@ -916,29 +663,29 @@ static void test_helper_id_reuse(void *obj, void *data,
                                  QGuestAllocator *t_alloc)
 {
     QVMAugment *aug = obj;
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     Call first, second;
     Reply r;
     uint64_t tag;
 
     helper_connect(h, aug);
     first = submit_query(aug, 7, "printer");
-    tag = helper_expect_query(h, 7, "printer");
+    tag = qvmh_expect_query(h, 7, "printer");
     second = submit_query(aug, 7, "printer");
     collect(aug, &second, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 7);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_BUSY);
     assert_message(&r, "request id already in flight");
 
-    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    qvmh_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
     collect(aug, &first, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 7);
     assert_empty(&r, VMAUG_S_NOT_FOUND);
 
     /* Once answered, the id may be used again. */
     first = submit_query(aug, 7, "printer");
-    tag = helper_expect_query(h, 7, "printer");
-    helper_respond(h, tag, VMAUG_S_OK, NULL, 0);
+    tag = qvmh_expect_query(h, 7, "printer");
+    qvmh_respond(h, tag, VMAUG_S_OK, NULL, 0);
     collect(aug, &first, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 7);
     assert_empty(&r, VMAUG_S_OK);
@@ -948,7 +695,7 @@ static void test_helper_timeout(void *obj, void *data,
                                 QGuestAllocator *t_alloc)
 {
     QVMAugment *aug = obj;
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     struct vmaug_host_msg msg;
     uint8_t buf[64];
     Call c;
@@ -957,7 +704,7 @@ static void test_helper_timeout(void *obj, void *data,
 
     helper_connect(h, aug);
     c = submit_query(aug, 11, "slow");
-    tag = helper_expect_query(h, 11, "slow");
+    tag = qvmh_expect_query(h, 11, "slow");
     qtest_clock_step(global_qtest, 1001 * 1000 * 1000);
     collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 11);
@@ -965,14 +712,14 @@ static void test_helper_timeout(void *obj, void *data,
     assert_message(&r, "host helper did not answer in time");
 
     /* The helper learns the answer is no longer wanted... */
-    g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
+    g_assert_cmpuint(qvmh_recv(h, &msg, buf, sizeof(buf)), ==, 0);
     g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_CANCEL);
     g_assert_cmpuint(le64_to_cpu(msg.tag), ==, tag);
     /* ...and a late answer is dropped without harm. */
-    helper_respond(h, tag, VMAUG_S_OK, NULL, 0);
+    qvmh_respond(h, tag, VMAUG_S_OK, NULL, 0);
     c = submit_query(aug, 12, "slow");
-    tag = helper_expect_query(h, 12, "slow");
-    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    tag = qvmh_expect_query(h, 12, "slow");
+    qvmh_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
     collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 12);
     assert_empty(&r, VMAUG_S_NOT_FOUND);
@@ -982,13 +729,13 @@ static void test_helper_disconnect(void *obj, void *data,
                                    QGuestAllocator *t_alloc)
 {
     QVMAugment *aug = obj;
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     Call c;
     Reply r;
 
     helper_connect(h, aug);
     c = submit_query(aug, 21, "printer");
-    helper_expect_query(h, 21, "printer");
+    qvmh_expect_query(h, 21, "printer");
     close(h->fd);
     h->fd = -1;
     collect(aug, &c, &r);
@@ -1002,7 +749,7 @@ static void test_helper_disconnect(void *obj, void *data,
 }
 
 /* A helper that breaks the protocol is cut off; the guest carries on. */
-static void helper_garbage(TestHelper *h, QVMAugment *aug,
+static void helper_garbage(QVMAugmentHelper *h, QVMAugment *aug,
                            const void *bytes, size_t len)
 {
     Call c;
@@ -1011,13 +758,13 @@ static void helper_garbage(TestHelper *h, QVMAugment *aug,
 
     helper_connect(h, aug);
     c = submit_query(aug, 31, "printer");
-    helper_expect_query(h, 31, "printer");
+    qvmh_expect_query(h, 31, "printer");
     g_assert_cmpint(write(h->fd, bytes, len), ==, len);
     collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 31);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERRUPTED);
     assert_message(&r, MSG_INTERRUPTED);
-    wait_fd(h->fd, POLLIN);
+    qvmh_wait_fd(h->fd, POLLIN);
     g_assert_cmpint(read(h->fd, &eof, 1), ==, 0);
     g_assert_cmpuint(send_query(aug, 32, "printer", &r), ==,
                      VMAUG_S_UNAVAILABLE);
@@ -1090,7 +837,7 @@ static void test_helper_events(void *obj, void *data,
                                QGuestAllocator *t_alloc)
 {
     QVMAugment *aug = obj;
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     struct vmaug_module_ref ref = module_ref("scanner", "2.1");
     struct virtio_vmaugment_event ev = {
         .type = cpu_to_le32(VMAUG_EVENT_MODULE_LOADED),
@@ -1106,7 +853,7 @@ static void test_helper_events(void *obj, void *data,
                      VMAUG_EVENT_HELPER_CONNECTED);
     seq = le64_to_cpu(got.seq);
 
-    helper_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
+    qvmh_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
     g_assert_cmpuint(next_event(aug, &got, &got_ref, sizeof(got_ref)), ==,
                      VMAUG_EVENT_MODULE_LOADED);
     g_assert_cmpuint(le64_to_cpu(got.seq), ==, seq + 1);
@@ -1117,9 +864,9 @@ static void test_helper_events(void *obj, void *data,
     g_assert_cmpuint(send_subscribe(aug,
                      VMAUG_EVENT_MASK(VMAUG_EVENT_MODULE_CRASHED), 0,
                      &mask), ==, VMAUG_S_OK);
-    helper_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
+    qvmh_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
     ev.type = cpu_to_le32(VMAUG_EVENT_MODULE_CRASHED);
-    helper_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
+    qvmh_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
     g_assert_cmpuint(next_event(aug, &got, &got_ref, sizeof(got_ref)), ==,
                      VMAUG_EVENT_MODULE_CRASHED);
     g_assert_cmpuint(le64_to_cpu(got.seq), ==, seq + 2);
@@ -1174,7 +921,7 @@ static void test_helper_migrate(void *obj, void *data,
                                 QGuestAllocator *t_alloc)
 {
     QVMAugment *aug = obj;
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     QTestState *src = global_qtest;
     QTestState *dst;
     g_autofree char *file = g_build_filename(h->dir, "migration", NULL);
@@ -1190,7 +937,7 @@ static void test_helper_migrate(void *obj, void *data,
 
     helper_connect(h, aug);
     c = submit_query(aug, 51, "printer");
-    helper_expect_query(h, 51, "printer");
+    qvmh_expect_query(h, 51, "printer");
     used_idx = aug->reqq->last_used_idx;
 
     r = qtest_qmp(src, "{ 'execute': 'migrate', 'arguments': { 'uri': %s } }",
@@ -1284,7 +1031,7 @@ static void test_helper_reset_in_flight(void *obj, void *data,
                                         QGuestAllocator *t_alloc)
 {
     QVMAugment *aug = obj;
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     QTestState *qts = global_qtest;
     struct vmaug_host_msg msg;
     uint8_t buf[64];
@@ -1301,15 +1048,15 @@ static void test_helper_reset_in_flight(void *obj, void *data,
     helper_connect(h, aug);
     submit_query_unmapped(aug, 81, &out);
     g_assert(!device_broken(aug));
-    tags[0] = helper_expect_query(h, 81, "printer");
+    tags[0] = qvmh_expect_query(h, 81, "printer");
     guest_free(aug->alloc, out);
     c = submit_query(aug, 82, "scanner");
-    tags[1] = helper_expect_query(h, 82, "scanner");
+    tags[1] = qvmh_expect_query(h, 82, "scanner");
     g_assert_cmpint(requests_in_flight(qts), ==, 2);
 
     qvmaugment_reset(aug);
     for (i = 0; i < ARRAY_SIZE(tags); i++) {
-        g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
+        g_assert_cmpuint(qvmh_recv(h, &msg, buf, sizeof(buf)), ==, 0);
         g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_CANCEL);
         g_assert_cmpuint(le64_to_cpu(msg.tag), ==, tags[i]);
     }
@@ -1317,12 +1064,12 @@ static void test_helper_reset_in_flight(void *obj, void *data,
     guest_free(aug->alloc, c.out_addr);
     guest_free(aug->alloc, c.in_addr);
     /* An answer to a dropped request goes nowhere. */
-    helper_respond(h, tags[0], VMAUG_S_OK, NULL, 0);
+    qvmh_respond(h, tags[0], VMAUG_S_OK, NULL, 0);
 
     head = submit_query_unmapped(aug, 83, &out);
     g_assert(!device_broken(aug));
-    tag = helper_expect_query(h, 83, "printer");
-    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    tag = qvmh_expect_query(h, 83, "printer");
+    qvmh_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
     qvirtio_wait_used_elem(qts, aug->vdev, aug->reqq, head, &len,
                            VMAUG_TEST_TIMEOUT_US);
     g_assert_cmpuint(len, ==, sizeof(struct virtio_vmaugment_resp));
@@ -1330,8 +1077,8 @@ static void test_helper_reset_in_flight(void *obj, void *data,
     guest_free(aug->alloc, out);
 
     c = submit_query(aug, 84, "scanner");
-    tag = helper_expect_query(h, 84, "scanner");
-    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    tag = qvmh_expect_query(h, 84, "scanner");
+    qvmh_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
     collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 84);
     assert_empty(&r, VMAUG_S_NOT_FOUND);
@@ -1402,8 +1149,8 @@ static char *wait_incoming(QTestState *qts, char **desc)
  * up; without, it must load it.  The destination's helper link is a null
  * chardev: the helper plays no part.
  */
-static void incoming_stream(TestHelper *h, const uint8_t *stream, size_t len,
-                            const char *why)
+static void incoming_stream(QVMAugmentHelper *h, const uint8_t *stream,
+                            size_t len, const char *why)
 {
     g_autofree char *file = g_build_filename(h->dir, "stream", NULL);
     g_autofree char *log = g_build_filename(h->dir, "stderr", NULL);
@@ -1491,7 +1238,7 @@ static void test_helper_migrate_hostile(void *obj, void *data,
           "request 0: cannot map 8192 bytes at 0x7fff000" },
     };
     QVMAugment *aug = obj;
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     g_autofree char *file = g_build_filename(h->dir, "migration", NULL);
     g_autofree char *out_uri = g_strdup_printf("exec:cat > %s", file);
     g_autofree uint8_t *good = NULL;
@@ -1505,9 +1252,9 @@ static void test_helper_migrate_hostile(void *obj, void *data,
 
     helper_connect(h, aug);
     submit_query(aug, VMAUG_TEST_MARK0, "printer");
-    helper_expect_query(h, VMAUG_TEST_MARK0, "printer");
+    qvmh_expect_query(h, VMAUG_TEST_MARK0, "printer");
     submit_query(aug, VMAUG_TEST_MARK1, "scanner");
-    helper_expect_query(h, VMAUG_TEST_MARK1, "scanner");
+    qvmh_expect_query(h, VMAUG_TEST_MARK1, "scanner");
 
     r = qtest_qmp(global_qtest, "{ 'execute': 'migrate',"
                                 "  'arguments': { 'uri': %s } }", out_uri);
@@ -1625,13 +1372,13 @@ static void test_qmp_query(void *obj, void *data, QGuestAllocator *t_alloc)
 }
 
 /* Read the REQUEST a QMP command made; returns its payload length. */
-static uint32_t helper_expect_admin(TestHelper *h, uint16_t opcode,
+static uint32_t helper_expect_admin(QVMAugmentHelper *h, uint16_t opcode,
                                     uint64_t *tag, void *payload, size_t size)
 {
     struct vmaug_host_msg msg;
     uint8_t buf[512];
     struct virtio_vmaugment_req req;
-    uint32_t len = helper_recv(h, &msg, buf, sizeof(buf));
+    uint32_t len = qvmh_recv(h, &msg, buf, sizeof(buf));
 
     g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_REQUEST);
     g_assert_cmpuint(len, >=, sizeof(req));
@@ -1647,7 +1394,7 @@ static uint32_t helper_expect_admin(TestHelper *h, uint16_t opcode,
 static void test_helper_qmp_modules(void *obj, void *data,
                                     QGuestAllocator *t_alloc)
 {
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     struct {
         struct vmaug_list_resp hdr;
         struct vmaug_module_info info;
@@ -1673,7 +1420,7 @@ static void test_helper_qmp_modules(void *obj, void *data,
     g_assert_cmpuint(le32_to_cpu(req.what), ==, VMAUG_LIST_MODULES);
     g_assert_cmpuint(le32_to_cpu(req.start), ==, 0);
     g_assert(tag & (1ULL << 63));
-    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+    qvmh_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
 
     resp = qtest_qmp_receive(global_qtest);
     list = qdict_get_qlist(resp, "return");
@@ -1692,7 +1439,7 @@ static void test_helper_qmp_modules(void *obj, void *data,
                    "{ 'execute': 'query-vmaugment-modules' }");
     helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
     answer.hdr.count = cpu_to_le32(2);
-    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+    qvmh_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
     assert_qmp_error(qtest_qmp_receive(global_qtest),
                      "vmaugment: malformed listing from the host helper");
     assert_qemu_alive();
@@ -1701,7 +1448,7 @@ static void test_helper_qmp_modules(void *obj, void *data,
 static void test_helper_qmp_register(void *obj, void *data,
                                      QGuestAllocator *t_alloc)
 {
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     static const char denied[] = "policy forbids scanner";
     struct vmaug_registration reg;
     QDict *resp;
@@ -1720,7 +1467,7 @@ static void test_helper_qmp_register(void *obj, void *data,
                     VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START) |
                     VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_STOP));
     g_assert_cmphex(le32_to_cpu(reg.flags), ==, VMAUG_REG_F_REQUIRED);
-    helper_respond(h, tag, VMAUG_S_OK, NULL, 0);
+    qvmh_respond(h, tag, VMAUG_S_OK, NULL, 0);
     resp = qtest_qmp_receive(global_qtest);
     g_assert(qdict_haskey(resp, "return"));
     qobject_unref(resp);
@@ -1730,7 +1477,7 @@ static void test_helper_qmp_register(void *obj, void *data,
                    "{ 'execute': 'vmaugment-unload',"
                    "  'arguments': { 'name': 'scanner' } }");
     helper_expect_admin(h, VMAUG_OP_UNLOAD, &tag, &reg, sizeof(reg));
-    helper_respond(h, tag, VMAUG_S_DENIED, denied, strlen(denied));
+    qvmh_respond(h, tag, VMAUG_S_DENIED, denied, strlen(denied));
     assert_qmp_error(qtest_qmp_receive(global_qtest),
                      "vmaugment: the host helper answered: denied: "
                      "policy forbids scanner");
@@ -1739,7 +1486,7 @@ static void test_helper_qmp_register(void *obj, void *data,
 static void test_helper_qmp_timeout(void *obj, void *data,
                                     QGuestAllocator *t_alloc)
 {
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     struct vmaug_module_ref ref;
     struct vmaug_host_msg msg;
     uint8_t buf[64];
@@ -1754,7 +1501,7 @@ static void test_helper_qmp_timeout(void *obj, void *data,
     assert_qmp_error(qtest_qmp_receive(global_qtest),
                      "vmaugment: the host helper did not answer in time");
     /* ...and the helper is told to stop working on it. */
-    g_assert_cmpuint(helper_recv(h, &msg, buf, sizeof(buf)), ==, 0);
+    g_assert_cmpuint(qvmh_recv(h, &msg, buf, sizeof(buf)), ==, 0);
     g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_CANCEL);
     g_assert_cmpuint(le64_to_cpu(msg.tag), ==, tag);
 }
@@ -1762,7 +1509,7 @@ static void test_helper_qmp_timeout(void *obj, void *data,
 static void test_helper_qmp_events(void *obj, void *data,
                                    QGuestAllocator *t_alloc)
 {
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     struct vmaug_module_ref ref = module_ref("printer", "1.0");
     struct virtio_vmaugment_event ev = {
         .type = cpu_to_le32(VMAUG_EVENT_MODULE_CRASHED),
@@ -1775,7 +1522,7 @@ static void test_helper_qmp_events(void *obj, void *data,
     g_assert(qdict_get_bool(qdict_get_qdict(event, "data"), "connected"));
     qobject_unref(event);
 
-    helper_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
+    qvmh_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), &ref, sizeof(ref));
     event = qtest_qmp_eventwait_ref(global_qtest, "VMAUGMENT_MODULE");
     d = qdict_get_qdict(event, "data");
     g_assert_cmpstr(qdict_get_str(d, "change"), ==, "crashed");
@@ -1798,7 +1545,7 @@ static void test_helper_paused(void *obj, void *data,
                                QGuestAllocator *t_alloc)
 {
     QVMAugment *aug = obj;
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     struct vmaug_list_resp empty = {};
     struct vmaug_list_req req;
     uint16_t used_idx;
@@ -1809,16 +1556,16 @@ static void test_helper_paused(void *obj, void *data,
 
     helper_connect(h, aug);
     c = submit_query(aug, 61, "printer");
-    tag = helper_expect_query(h, 61, "printer");
+    tag = qvmh_expect_query(h, 61, "printer");
     used_idx = aug->reqq->last_used_idx;
 
     qobject_unref(qmp("{ 'execute': 'stop' }"));
-    helper_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    qvmh_respond(h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
 
     qtest_qmp_send(global_qtest,
                    "{ 'execute': 'query-vmaugment-registrations' }");
     helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
-    helper_respond(h, tag, VMAUG_S_OK, &empty, sizeof(empty));
+    qvmh_respond(h, tag, VMAUG_S_OK, &empty, sizeof(empty));
     resp = qtest_qmp_receive(global_qtest);
     g_assert_cmpuint(qlist_size(qdict_get_qlist(resp, "return")), ==, 0);
     qobject_unref(resp);
@@ -1835,17 +1582,32 @@ static void test_helper_paused(void *obj, void *data,
 
 /* ---- Lifecycle: QEMUs of the tests' own, to watch them start and stop ---- */
 
-static QTestState *lifecycle_vm(TestHelper *h, bool image, const char *extra)
+/* How a lifecycle test's QEMU is started. */
+typedef struct LifecycleOpts {
+    bool image;             /* the device names h->image */
+    bool reconnect;         /* the chardev reconnects to a new helper */
+    bool short_start;       /* start-timeout-ms=300 */
+} LifecycleOpts;
+
+static const LifecycleOpts lifecycle_plain = { 0 };
+static const LifecycleOpts lifecycle_image = { .image = true };
+static const LifecycleOpts lifecycle_image_reconnect = {
+    .image = true, .reconnect = true,
+};
+static const LifecycleOpts lifecycle_image_short = {
+    .image = true, .short_start = true,
+};
+
+static QTestState *lifecycle_vm(QVMAugmentHelper *h, const LifecycleOpts *o)
 {
-    g_autofree char *image_opt = image ?
+    g_autofree char *image_opt = o->image ?
         g_strdup_printf(",image=%s", h->image) : g_strdup("");
 
     return qtest_initf("-machine q35 -display none "
                        "-chardev socket,id=vmaug-helper,path=%s%s "
                        "-device vmaugment-pci,chardev=vmaug-helper%s%s",
-                       h->path, strstr(extra, "reconnect") ?
-                       ",reconnect-ms=100" : "", image_opt,
-                       strstr(extra, "timeout") ?
+                       h->path, o->reconnect ? ",reconnect-ms=100" : "",
+                       image_opt, o->short_start ?
                        ",start-timeout-ms=300" : "");
 }
 
@@ -1878,7 +1640,7 @@ static char *wait_image_start(QTestState *qts, bool ok)
     return msg;
 }
 
-static bool helper_saw(TestHelper *h, uint32_t event)
+static bool helper_saw(QVMAugmentHelper *h, uint32_t event)
 {
     guint i;
 
@@ -1897,9 +1659,9 @@ static bool helper_saw(TestHelper *h, uint32_t event)
  */
 static void test_image_start(void *obj, void *data, QGuestAllocator *t_alloc)
 {
-    TestHelper *h = helper_new();
-    QTestState *qts = lifecycle_vm(h, true, "reconnect");
-    g_autofree char *image = helper_hello(h);
+    QVMAugmentHelper *h = qvmh_new();
+    QTestState *qts = lifecycle_vm(h, &lifecycle_image_reconnect);
+    g_autofree char *image = qvmh_hello(h);
     g_autofree char *msg = NULL;
 
     g_assert_cmpstr(image, ==, h->image);
@@ -1909,7 +1671,7 @@ static void test_image_start(void *obj, void *data, QGuestAllocator *t_alloc)
     g_usleep(200 * 1000);
     assert_run_state(qts, "prelaunch", "waiting");
 
-    helper_start_done(h, VMAUG_S_OK, NULL);
+    qvmh_start_done(h, VMAUG_S_OK, NULL);
     msg = wait_image_start(qts, true);
     g_assert_cmpstr(msg, ==, "");
     qtest_qmp_eventwait(qts, "RESUME");
@@ -1927,23 +1689,23 @@ static void test_image_start(void *obj, void *data, QGuestAllocator *t_alloc)
     }
 
     qobject_unref(qtest_qmp(qts, "{ 'execute': 'stop' }"));
-    helper_expect_lifecycle(h, VMAUG_EVENT_PAUSE);
+    qvmh_expect_lifecycle(h, VMAUG_EVENT_PAUSE);
     qobject_unref(qtest_qmp(qts, "{ 'execute': 'cont' }"));
-    helper_expect_lifecycle(h, VMAUG_EVENT_RESUME);
+    qvmh_expect_lifecycle(h, VMAUG_EVENT_RESUME);
 
     /* A helper that comes back loads the modules without their handlers. */
     close(h->fd);
     h->fd = -1;
-    g_free(helper_hello(h));
+    g_free(qvmh_hello(h));
     g_assert_cmphex(h->start_flags, ==, VMAUG_LIFECYCLE_F_RECONNECT);
-    helper_start_done(h, VMAUG_S_OK, NULL);
+    qvmh_start_done(h, VMAUG_S_OK, NULL);
     assert_run_state(qts, "running", "done");
 
     qtest_qmp_send(qts, "{ 'execute': 'quit' }");
-    helper_expect_lifecycle(h, VMAUG_EVENT_IMAGE_STOP);
-    helper_expect_lifecycle(h, VMAUG_EVENT_HOST_STOP);
+    qvmh_expect_lifecycle(h, VMAUG_EVENT_IMAGE_STOP);
+    qvmh_expect_lifecycle(h, VMAUG_EVENT_HOST_STOP);
     qtest_quit(qts);
-    helper_cleanup(h);
+    qvmh_free(h);
 }
 
 /* A helper that refuses the start: the VM never runs and QEMU exits 1. */
@@ -1952,22 +1714,22 @@ static void test_image_start_refused(void *obj, void *data,
 {
     static const char why[] = "required module scanner 1.0 unavailable:\n"
                               "repository unreachable";
-    TestHelper *h = helper_new();
-    QTestState *qts = lifecycle_vm(h, true, "");
+    QVMAugmentHelper *h = qvmh_new();
+    QTestState *qts = lifecycle_vm(h, &lifecycle_image);
     g_autofree char *msg = NULL;
 
-    g_free(helper_hello(h));
-    helper_start_done(h, VMAUG_S_NOT_FOUND, why);
+    g_free(qvmh_hello(h));
+    qvmh_start_done(h, VMAUG_S_NOT_FOUND, why);
     msg = wait_image_start(qts, false);
     /* Shown as it came, less what a terminal would act on. */
     g_assert_cmpstr(msg, ==, "required module scanner 1.0 unavailable:?"
                     "repository unreachable");
     qtest_qmp_eventwait(qts, "SHUTDOWN");
-    helper_expect_lifecycle(h, VMAUG_EVENT_HOST_STOP);
+    qvmh_expect_lifecycle(h, VMAUG_EVENT_HOST_STOP);
     g_assert(!helper_saw(h, VMAUG_EVENT_IMAGE_STOP));
     qtest_set_expected_status(qts, 1);
     qtest_quit(qts);
-    helper_cleanup(h);
+    qvmh_free(h);
 }
 
 /* A helper that connects but never answers, and one that never connects. */
@@ -1981,19 +1743,19 @@ static void test_image_start_timeout(void *obj, void *data,
     int i;
 
     for (i = 0; i < ARRAY_SIZE(why); i++) {
-        TestHelper *h = helper_new();
-        QTestState *qts = lifecycle_vm(h, true, "timeout");
+        QVMAugmentHelper *h = qvmh_new();
+        QTestState *qts = lifecycle_vm(h, &lifecycle_image_short);
         g_autofree char *msg = NULL;
 
         if (i == 0) {
-            g_free(helper_hello(h));
+            g_free(qvmh_hello(h));
         }
         msg = wait_image_start(qts, false);
         g_assert_cmpstr(msg, ==, why[i]);
         qtest_qmp_eventwait(qts, "SHUTDOWN");
         qtest_set_expected_status(qts, 1);
         qtest_quit(qts);
-        helper_cleanup(h);
+        qvmh_free(h);
     }
 }
 
@@ -2001,29 +1763,29 @@ static void test_image_start_timeout(void *obj, void *data,
 static void test_image_start_bad_answer(void *obj, void *data,
                                         QGuestAllocator *t_alloc)
 {
-    TestHelper *h = helper_new();
-    QTestState *qts = lifecycle_vm(h, true, "");
+    QVMAugmentHelper *h = qvmh_new();
+    QTestState *qts = lifecycle_vm(h, &lifecycle_image);
     QDict *ev;
     char eof;
 
-    g_free(helper_hello(h));
+    g_free(qvmh_hello(h));
     h->start_tag++;
-    helper_start_done(h, VMAUG_S_OK, NULL);
+    qvmh_start_done(h, VMAUG_S_OK, NULL);
     ev = qtest_qmp_eventwait_ref(qts, "VMAUGMENT_HELPER");
     g_assert(qdict_get_bool(qdict_get_qdict(ev, "data"), "connected"));
     qobject_unref(ev);
     ev = qtest_qmp_eventwait_ref(qts, "VMAUGMENT_HELPER");
     g_assert(!qdict_get_bool(qdict_get_qdict(ev, "data"), "connected"));
     qobject_unref(ev);
-    wait_fd(h->fd, POLLIN);
+    qvmh_wait_fd(h->fd, POLLIN);
     g_assert_cmpint(read(h->fd, &eof, 1), ==, 0);
     /* Still held: nobody prepared the image. */
     assert_run_state(qts, "prelaunch", "waiting");
     qtest_quit(qts);
-    helper_cleanup(h);
+    qvmh_free(h);
 }
 
-static void helper_module_event(TestHelper *h, uint32_t type,
+static void helper_module_event(QVMAugmentHelper *h, uint32_t type,
                                 const void *payload, uint32_t len)
 {
     struct virtio_vmaugment_event ev = {
@@ -2031,7 +1793,7 @@ static void helper_module_event(TestHelper *h, uint32_t type,
         .len = cpu_to_le32(len),
     };
 
-    helper_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), payload, len);
+    qvmh_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), payload, len);
 }
 
 static QDict *wait_module_event(QTestState *qts, const char *change)
@@ -2052,8 +1814,8 @@ static QDict *wait_module_event(QTestState *qts, const char *change)
 static void test_module_refused_restart(void *obj, void *data,
                                         QGuestAllocator *t_alloc)
 {
-    TestHelper *h = helper_new();
-    QTestState *qts = lifecycle_vm(h, false, "");
+    QVMAugmentHelper *h = qvmh_new();
+    QTestState *qts = lifecycle_vm(h, &lifecycle_plain);
     struct {
         struct vmaug_module_ref ref;
         char reason[32];
@@ -2061,8 +1823,8 @@ static void test_module_refused_restart(void *obj, void *data,
     struct vmaug_restart restart = { .ref = module_ref("upgrade", "1.1") };
     QDict *d;
 
-    g_free(helper_hello(h));
-    helper_start_done(h, VMAUG_S_OK, NULL);
+    g_free(qvmh_hello(h));
+    qvmh_start_done(h, VMAUG_S_OK, NULL);
     assert_run_state(qts, "running", "done");
 
     memcpy(refused.reason, "signer not trusted\x1b[2J", 22);
@@ -2093,11 +1855,11 @@ static void test_module_refused_restart(void *obj, void *data,
     g_assert_cmpstr(qdict_get_str(d, "restart"), ==, "host");
     qobject_unref(d);
     qtest_qmp_eventwait(qts, "SHUTDOWN");
-    helper_expect_lifecycle(h, VMAUG_EVENT_IMAGE_STOP);
-    helper_expect_lifecycle(h, VMAUG_EVENT_HOST_STOP);
+    qvmh_expect_lifecycle(h, VMAUG_EVENT_IMAGE_STOP);
+    qvmh_expect_lifecycle(h, VMAUG_EVENT_HOST_STOP);
     qtest_set_expected_status(qts, VMAUG_RESTART_EXIT_CODE);
     qtest_quit(qts);
-    helper_cleanup(h);
+    qvmh_free(h);
 }
 
 static struct vmaug_servicing_report servicing_report(const char *bundle,
@@ -2164,8 +1926,8 @@ static void test_servicing_report(void *obj, void *data,
 static void test_servicing_event(void *obj, void *data,
                                  QGuestAllocator *t_alloc)
 {
-    TestHelper *h = helper_new();
-    QTestState *qts = lifecycle_vm(h, false, "");
+    QVMAugmentHelper *h = qvmh_new();
+    QTestState *qts = lifecycle_vm(h, &lifecycle_plain);
     struct {
         struct vmaug_servicing_report rep;
         char text[32];
@@ -2174,8 +1936,8 @@ static void test_servicing_event(void *obj, void *data,
     };
     QDict *e, *d;
 
-    g_free(helper_hello(h));
-    helper_start_done(h, VMAUG_S_OK, NULL);
+    g_free(qvmh_hello(h));
+    qvmh_start_done(h, VMAUG_S_OK, NULL);
     assert_run_state(qts, "running", "done");
 
     /* An outcome the protocol does not have is not shown. */
@@ -2194,7 +1956,7 @@ static void test_servicing_event(void *obj, void *data,
     g_assert_cmpstr(qdict_get_str(d, "message"), ==, "dpkg failed?[2J?");
     qobject_unref(e);
     qtest_quit(qts);
-    helper_cleanup(h);
+    qvmh_free(h);
 }
 
 /* Sandbox details are for the host owner: a guest asking is refused. */
@@ -2216,7 +1978,7 @@ static void test_list_host_only(void *obj, void *data,
 static void test_helper_qmp_sandboxes(void *obj, void *data,
                                       QGuestAllocator *t_alloc)
 {
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     struct {
         struct vmaug_list_resp hdr;
         struct vmaug_sandbox_info sb[2];
@@ -2252,7 +2014,7 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
     helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
     g_assert_cmpuint(le32_to_cpu(req.what), ==, VMAUG_LIST_SANDBOXES);
     g_assert(tag & (1ULL << 63));
-    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+    qvmh_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
     resp = qtest_qmp_receive(global_qtest);
     list = qdict_get_qlist(resp, "return");
     g_assert_cmpuint(qlist_size(list), ==, 2);
@@ -2277,7 +2039,7 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
                    "{ 'execute': 'query-vmaugment-sandboxes' }");
     helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
     answer.sb[1].missing = cpu_to_le32(VMAUG_SANDBOX_NO_CAPS << 1);
-    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+    qvmh_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
     resp = qtest_qmp_receive(global_qtest);
     g_assert(qdict_haskey(resp, "error"));
     qobject_unref(resp);
@@ -2288,7 +2050,7 @@ static void test_helper_qmp_sandboxes(void *obj, void *data,
                    "{ 'execute': 'query-vmaugment-sandboxes' }");
     helper_expect_admin(h, VMAUG_OP_LIST, &tag, &req, sizeof(req));
     answer.sb[1].state = cpu_to_le32(9);
-    helper_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
+    qvmh_respond(h, tag, VMAUG_S_OK, &answer, sizeof(answer));
     assert_qmp_error(qtest_qmp_receive(global_qtest),
                      "vmaugment: the host helper sent an unknown sandbox "
                      "state");
@@ -2309,7 +2071,7 @@ static size_t ui_entry(uint8_t *out, const char *module, const char *json,
     return size;
 }
 
-static QDict *qmp_ui_answer(TestHelper *h, const char *json,
+static QDict *qmp_ui_answer(QVMAugmentHelper *h, const char *json,
                             uint32_t claimed)
 {
     uint8_t answer[512];
@@ -2325,7 +2087,7 @@ static QDict *qmp_ui_answer(TestHelper *h, const char *json,
     g_assert_cmpuint(le32_to_cpu(req.what), ==, VMAUG_LIST_UI);
     memcpy(answer, &hdr, sizeof(hdr));
     len = sizeof(hdr) + ui_entry(answer + sizeof(hdr), "ui", json, claimed);
-    helper_respond(h, tag, VMAUG_S_OK, answer, len);
+    qvmh_respond(h, tag, VMAUG_S_OK, answer, len);
     return qtest_qmp_receive(global_qtest);
 }
 
@@ -2334,7 +2096,7 @@ static void test_helper_qmp_ui(void *obj, void *data,
 {
     static const char element[] =
         "{\"id\": \"status\", \"type\": \"label\", \"text\": \"backup\"}";
-    TestHelper *h = data;
+    QVMAugmentHelper *h = data;
     QDict *resp, *ui, *el;
 
     helper_connect(h, obj);

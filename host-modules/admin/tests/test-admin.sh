@@ -183,7 +183,7 @@ run 0 trust add --trust-dir "$T" "$W/sub.crt"
 
 echo "# a module signed by a CA-issued key, then revoked"
 "$PACK" create --manifest "$SRC/host-modules/modules/config/manifest.json" \
-    --payload "$BUILD/host-modules/modules/vmaug-config.so" \
+    --payload "$BUILD/host-modules/modules/config/vmaug-config.so" \
     --key "$W/alice.key" --cert "$W/alice.crt" --set-version 1.0 \
     --output "$W/config-alice.vmod" || fail "vmaugment-pack create"
 run 0 install $ST "$W/config-alice.vmod"

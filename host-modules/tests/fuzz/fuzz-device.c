@@ -17,7 +17,7 @@
 
 #include <glib/gstdio.h>
 
-#include "helper.h"
+#include "device.h"
 #include "test-common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -56,20 +56,8 @@ static Helper *fuzz_helper(void)
     h.policy->max_package_size = 64 * 1024;
     h.module_host = g_strdup("/nonexistent");
     h.call_timeout_ms = 100;
-    h.stores = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                     (GDestroyNotify)vmaug_store_free);
-    h.manifests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                        (GDestroyNotify)vmaug_manifest_free);
-    h.refusals = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                       (GDestroyNotify)g_error_free);
-    h.vm_quota.config_bytes = VMAUG_VM_CONFIG_BYTES;
-    h.vm_quota.state_bytes = VMAUG_VM_STATE_BYTES;
-    h.vm_quota.spool_bytes = VMAUG_VM_SPOOL_BYTES;
-    h.upload_limits.slots = VMAUG_STORE_UPLOAD_SLOTS;
-    h.upload_limits.bytes = VMAUG_STORE_UPLOAD_BYTES;
-    h.upload_limits.idle_us = VMAUG_STORE_UPLOAD_IDLE_S * G_USEC_PER_SEC;
-    h.audit_limits.burst = VMAUG_STORE_AUDIT_BURST;
-    h.audit_limits.window_us = VMAUG_STORE_AUDIT_WINDOW_S * G_USEC_PER_SEC;
+    helper_caches_init(&h);
+    helper_limits_default(&h);
     ready = TRUE;
     return &h;
 }

@@ -3,7 +3,15 @@
  * upload and call sandboxed extension modules.
  *
  * The device answers VERSION, PING and SUBSCRIBE itself and relays every
- * other request to the vmaugment host helper over a chardev.
+ * other request to the vmaugment host helper over a chardev.  Its files:
+ *
+ *   vmaugment.c            the virtqueues, requests, migration, realize
+ *   vmaugment-events.c     events for the guest
+ *   vmaugment-link.c       the link to the host helper (below the rest;
+ *                          it reports through VMAugmentLinkOps)
+ *   vmaugment-lifecycle.c  lifecycle events, and every decision to hold,
+ *                          reset or stop the VM
+ *   vmaugment-qmp.c        the QMP commands and events
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -11,6 +19,7 @@
 #ifndef QEMU_VMAUGMENT_H
 #define QEMU_VMAUGMENT_H
 
+#include "hw/qdev-core.h"
 #include "hw/virtio/virtio.h"
 #include "chardev/char-fe.h"
 #include "qemu/coroutine.h"
@@ -18,6 +27,7 @@
 #include "qemu/timer.h"
 #include "system/runstate.h"
 #include "standard-headers/linux/virtio_vmaugment.h"
+#include "standard-headers/vmaugment/host-link.h"
 
 #define TYPE_VMAUGMENT "vmaugment-device"
 OBJECT_DECLARE_SIMPLE_TYPE(VirtIOVMAugment, VMAUGMENT)
@@ -75,6 +85,27 @@ typedef struct VMAugmentAdminCall {
     QTAILQ_ENTRY(VMAugmentAdminCall) next;
 } VMAugmentAdminCall;
 
+/*
+ * What the helper link (vmaugment-link.c) reports to the rest of the
+ * device; the link itself calls nothing above it.
+ */
+typedef struct VMAugmentLinkOps {
+    /* The helper's HELLO arrived (true), or the link closed (false). */
+    void (*ready)(VirtIOVMAugment *s, bool ready);
+    /* The helper's answer to the guest request @tag. */
+    void (*response)(VirtIOVMAugment *s, uint64_t tag, uint16_t status,
+                     const uint8_t *data, uint32_t len);
+    /* An event of a known type, its length checked. */
+    void (*event)(VirtIOVMAugment *s, uint32_t type, const uint8_t *data,
+                  uint32_t len);
+    /* LIFECYCLE_DONE; false (with *why) is a protocol error. */
+    bool (*lifecycle_done)(VirtIOVMAugment *s, uint64_t tag,
+                           const uint8_t *data, uint32_t len,
+                           const char **why);
+    /* What is queued for the helper fell below VMAUGMENT_OUT_HIGH_WATER. */
+    void (*drained)(VirtIOVMAugment *s);
+} VMAugmentLinkOps;
+
 typedef struct VMAugmentEvent {
     uint32_t type;
     uint32_t len;
@@ -95,7 +126,8 @@ struct VirtIOVMAugment {
     /* Guest request being validated; large enough for the biggest one. */
     uint8_t *req_buf;
 
-    /* The link to the host helper. */
+    /* The link to the host helper (vmaugment-link.c). */
+    const VMAugmentLinkOps *link_ops;
     bool helper_open;           /* socket connected */
     bool helper_ready;          /* and the helper's HELLO arrived */
     GByteArray *out;            /* bytes queued for the helper */
@@ -141,11 +173,41 @@ struct VirtIOVMAugment {
 };
 
 /*
+ * Whether answers and events may be written to the guest: while the VM
+ * is stopped its RAM may already have been migrated, so nothing is
+ * written to it until it runs again.
+ */
+static inline bool vmaugment_can_complete(VirtIOVMAugment *s)
+{
+    return s->vm_running;
+}
+
+/* The proxy (vmaugment-pci) the user created, if any. */
+static inline DeviceState *vmaugment_proxy(VirtIOVMAugment *s)
+{
+    BusState *bus = qdev_get_parent_bus(DEVICE(s));
+
+    return bus ? bus->parent : NULL;
+}
+
+/* The QOM path QMP uses to name the device. */
+static inline char *vmaugment_path(VirtIOVMAugment *s)
+{
+    DeviceState *proxy = vmaugment_proxy(s);
+
+    return object_get_canonical_path(proxy ? OBJECT(proxy) : OBJECT(s));
+}
+
+/* Events for the guest (vmaugment-events.c). */
+/*
  * Queue an event for the guest.  Dropped, and flagged as lost, when the
  * guest did not subscribe to @type or too many events are pending.
  */
 void vmaugment_post_event(VirtIOVMAugment *s, uint32_t type,
                           const void *data, uint32_t len);
+/* Write what is pending into the guest's event buffers. */
+void vmaugment_events_flush(VirtIOVMAugment *s);
+void vmaugment_events_drop(VirtIOVMAugment *s);
 
 /*
  * Send a request to the helper on behalf of the host and wait for its
@@ -157,10 +219,15 @@ int coroutine_fn vmaugment_admin_call(VirtIOVMAugment *s, uint16_t opcode,
                                       const void *payload, uint32_t len,
                                       GByteArray **answer, Error **errp);
 
-/* The QOM path QMP uses to name the device. */
-char *vmaugment_path(VirtIOVMAugment *s);
-
-/* Within the device (vmaugment.c). */
+/* The helper link (vmaugment-link.c). */
+void vmaugment_link_init(VirtIOVMAugment *s, const VMAugmentLinkOps *ops);
+/* The VM runs again: read what the helper sent meanwhile. */
+void vmaugment_link_resume(VirtIOVMAugment *s);
+void vmaugment_link_cleanup(VirtIOVMAugment *s);
+/* Bytes queued for the helper and not yet written. */
+size_t vmaugment_link_backlog(VirtIOVMAugment *s);
+/* Text from the helper as the host owner may see it: printable ASCII. */
+char *vmaugment_helper_text(const void *text, size_t len);
 void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type, uint64_t tag,
                            const void *a, size_t alen,
                            const void *b, size_t blen);
@@ -179,6 +246,11 @@ bool vmaugment_lifecycle_done(VirtIOVMAugment *s, uint64_t tag,
                               const uint8_t *data, uint32_t len,
                               const char **why);
 /* A module asked for a restart (VMAUG_EVENT_RESTART_REQUESTED). */
-void vmaugment_lifecycle_restart(VirtIOVMAugment *s, uint32_t what);
+void vmaugment_lifecycle_restart(VirtIOVMAugment *s, const uint8_t *data,
+                                 uint32_t len);
+
+/* QMP (vmaugment-qmp.c): tell the host owner what the helper reported. */
+void vmaugment_qmp_helper_event(VirtIOVMAugment *s, uint32_t type,
+                                const uint8_t *data, uint32_t len);
 
 #endif

@@ -18,7 +18,7 @@ helper_repo_args=()
 # Build the host tools the packages and the helper need (cheap when done).
 helper_tools() {
     if ! ninja -C "$build" trust/vmaugment-keygen host-modules/vmaugment-pack \
-            host-modules/modules/vmaug-echo.so "$@" \
+            host-modules/modules/echo/vmaug-echo.so "$@" \
             >"$work/ninja-host.log" 2>&1; then
         helper_error="host tools do not build (see $work/ninja-host.log)"
         return 1
@@ -43,7 +43,7 @@ package_make() {
         local tmp=$work/packages/tmp
         rm -rf "$tmp"
         mkdir -p "$tmp"
-        cp "$build/host-modules/modules/vmaug-echo.so" "$tmp/payload.so"
+        cp "$build/host-modules/modules/echo/vmaug-echo.so" "$tmp/payload.so"
         if [ "$mib" -gt 0 ]; then
             head -c $((mib << 20)) /dev/urandom >>"$tmp/payload.so"
         fi
@@ -63,10 +63,10 @@ package_make() {
 # host-modules/modules/NAME at VERSION.
 module_package() {
     local name=$1 version=$2 out=$3
-    helper_tools "host-modules/modules/vmaug-$name.so" || return 1
+    helper_tools "host-modules/modules/$name/vmaug-$name.so" || return 1
     "$build/host-modules/vmaugment-pack" create \
         --manifest "$root/host-modules/modules/$name/manifest.json" \
-        --payload "$build/host-modules/modules/vmaug-$name.so" \
+        --payload "$build/host-modules/modules/$name/vmaug-$name.so" \
         --set-version "$version" \
         --key "$work/keys/admin.key" --cert "$work/keys/admin.crt" \
         -o "$out" >"$work/pack-$name.log" 2>&1 ||

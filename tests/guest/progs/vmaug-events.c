@@ -97,7 +97,8 @@ int main(int argc, char **argv)
         char want[32];
 
         CHECK(ev.type == VMAUG_EVENT_MODULE_MESSAGE, "event type %u", ev.type);
-        CHECK(!(ev.flags & VMAUG_EVENT_F_LOST), "LOST before the queue was full");
+        CHECK(!(ev.flags & VMAUG_EVENT_F_LOST),
+              "LOST before the queue was full");
         CHECK(got == 0 || ev.seq > last_seq, "sequence went backwards");
         snprintf(want, sizeof(want), "msg-%u", got);
         CHECK(strcmp(message_of(&ev), want) == 0, "event %u carries '%s'",

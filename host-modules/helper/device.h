@@ -1,0 +1,32 @@
+/*
+ * vmaugment-helper: the connection to one QEMU vmaugment device
+ * (device.c), the top layer of the helper.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef VMAUGMENT_DEVICE_H
+#define VMAUGMENT_DEVICE_H
+
+#include "lifecycle.h"
+#include "session.h"
+
+typedef struct {
+    Helper *helper;
+    VmaugLink *link;
+    gchar *name;                    /* from the device's HELLO */
+    gboolean hello;
+    VmaugStore *store;
+    gchar *image;                   /* the disk image (real directory), or
+                                     * NULL */
+    Session *session;               /* from HELLO on: the VM's modules */
+    LifecycleEngine *lifecycle;     /* from HELLO on */
+    GHashTable *pending;            /* deferred tags (guint64 *) */
+    GHashTable *cancelled;          /* tags the device gave up on */
+    gboolean closed;
+} Device;
+
+Device *device_new(Helper *helper, int fd);
+void device_free(Device *dev);
+
+#endif /* VMAUGMENT_DEVICE_H */

@@ -1,0 +1,504 @@
+/*
+ * vmaugment-helper: the host API a module reaches through its link.
+ *
+ * One table says, for every operation of modlink.h, the capability it
+ * needs (granted by the signed manifest and the host owner's policy),
+ * the budget it spends, what its arguments must at least be, and whether
+ * it outlives its VM; the handlers check the rest.  Everything a module
+ * sends is hostile (docs/threat-model.rst); docs/modules.rst is normative
+ * for what each operation does.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "modlink.h"
+#include "module-api.h"
+#include "module-brokers.h"
+
+/*
+ * What one init, call or event may ask of the host: a module must not be
+ * able to flood its VM's event queue (and get the VM disconnected for not
+ * reading), the host's log, or the spool.
+ */
+static const guint module_api_budgets[MODULE_BUDGET_COUNT] = {
+    [MODULE_BUDGET_EVENTS] = 64,
+    [MODULE_BUDGET_LOGS] = 256,
+    [MODULE_BUDGET_SPOOL] = 16,
+    [MODULE_BUDGET_UI] = 16,
+};
+
+void module_api_refill(Module *m)
+{
+    /* It may have written to its state files since we last looked. */
+    vmaug_vm_area_state_stale(m->area);
+    memcpy(m->budget, module_api_budgets, sizeof(m->budget));
+}
+
+static gboolean module_api_has_cap(Module *m, const gchar *cap)
+{
+    /* A capability counts only if the signed manifest asks for it and
+     * the host owner grants it. */
+    return (g_strcmp0(cap, VMAUG_CAP_LOG) == 0 ||
+            vmaug_manifest_has_capability(m->manifest, cap)) &&
+           vmaug_policy_grants(m->helper->policy, m->name, cap);
+}
+
+static void module_api_reply(Module *m, guint64 tag, gint32 rc,
+                             const void *data, gsize len, int fd)
+{
+    guint32 le = GUINT32_TO_LE((guint32)rc);
+
+    vmaug_link_send(m->link, MODLINK_REPLY, tag, &le, 4, data, len, fd);
+}
+
+/* A path below the state directory: relative, no "." or ".." parts. */
+static gboolean module_api_path_ok(const gchar *path)
+{
+    g_auto(GStrv) parts = NULL;
+
+    if (*path == '\0' || *path == '/' || strlen(path) > VMAUG_MODULE_MAX_PATH
+        || !g_utf8_validate(path, -1, NULL)) {
+        return FALSE;
+    }
+    parts = g_strsplit(path, "/", -1);
+    for (guint i = 0; parts[i] != NULL; i++) {
+        if (*parts[i] == '\0' || g_strcmp0(parts[i], ".") == 0 ||
+            g_strcmp0(parts[i], "..") == 0) {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* Errors of the VM's area as a module sees them. */
+static int module_api_errno(const GError *error)
+{
+    if (g_error_matches(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG)) {
+        return -EDQUOT;
+    }
+    if (g_error_matches(error, VMAUG_HOST_ERROR,
+                        VMAUG_HOST_ERROR_NOT_FOUND)) {
+        return -ENOENT;
+    }
+    if (g_error_matches(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID)) {
+        return -EINVAL;
+    }
+    return -EIO;
+}
+
+/*
+ * @fd was opened with O_NONBLOCK, so that a FIFO or a device could not
+ * keep the helper, which serves every VM, waiting in open(): keep it only
+ * if it is a regular file (or, with @dir_ok, a directory), and give it
+ * back blocking, as the module asked.
+ */
+static int module_api_checked_fd(int fd, gboolean dir_ok)
+{
+    struct stat st;
+    int fl;
+
+    if (fd < 0) {
+        return fd;
+    }
+    if (fstat(fd, &st) < 0 ||
+        !(S_ISREG(st.st_mode) || (dir_ok && S_ISDIR(st.st_mode))) ||
+        (fl = fcntl(fd, F_GETFL)) < 0 ||
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        close(fd);
+        return -EINVAL;
+    }
+    return fd;
+}
+
+static int module_api_state_file(Module *m, guint32 flags,
+                                 const gchar *path)
+{
+    g_autoptr(GError) error = NULL;
+    const guint32 allowed = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND |
+                            O_EXCL;
+    struct open_how how = {
+        .mode = 0600,
+        /* The kernel enforces "below the state directory", whatever
+         * symlinks or races the module arranges. */
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                   RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+    };
+    gboolean writes = (flags & O_ACCMODE) != O_RDONLY ||
+                      (flags & (O_CREAT | O_TRUNC | O_APPEND)) != 0;
+    gboolean creates;
+    int fd;
+
+    if ((flags & ~allowed) != 0 || !module_api_path_ok(path)) {
+        return -EINVAL;
+    }
+    creates = (flags & O_CREAT) && faccessat(m->state_dirfd, path, F_OK,
+                                             AT_SYMLINK_NOFOLLOW) < 0;
+    /* RLIMIT_FSIZE bounds each file; the VM's quota all of them, and the
+     * area how many there are. */
+    if (writes && !vmaug_vm_area_state_admit(m->area, m->name, creates,
+                                             &error)) {
+        g_debug("module %s: state %s: %s", m->name, path, error->message);
+        return module_api_errno(error);
+    }
+    how.flags = flags | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+    if (!(flags & O_CREAT)) {
+        how.mode = 0;
+    }
+    fd = syscall(SYS_openat2, m->state_dirfd, path, &how, sizeof(how));
+    if (fd < 0 && errno == ENOSYS && strchr(path, '/') == NULL) {
+        /* Old kernels: a single component cannot escape with O_NOFOLLOW. */
+        fd = openat(m->state_dirfd, path, (int)how.flags, 0600);
+    }
+    fd = module_api_checked_fd(fd < 0 ? -errno : fd, FALSE);
+    if (fd >= 0 && creates) {
+        vmaug_vm_area_state_created(m->area, m->name);
+    }
+    return fd;
+}
+
+/*
+ * Open @rel below @rootfd for reading, and only if it is a regular file
+ * or a directory: it is looked at through an O_PATH descriptor first, so
+ * that nothing else (a FIFO, a device) is ever opened at all.
+ */
+static int module_api_open_beneath(int rootfd, const gchar *rel)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_CLOEXEC | O_NOFOLLOW,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                   RESOLVE_NO_MAGICLINKS,
+    };
+    g_autofree gchar *proc = NULL;
+    struct stat st;
+    int pfd, fd;
+
+    pfd = syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+    if (pfd < 0) {
+        return -errno;
+    }
+    if (fstat(pfd, &st) < 0 || !(S_ISREG(st.st_mode) ||
+                                 S_ISDIR(st.st_mode))) {
+        close(pfd);
+        return -EINVAL;
+    }
+    /* The same inode, now for reading. */
+    proc = g_strdup_printf("/proc/self/fd/%d", pfd);
+    fd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 && errno == ENOENT) {
+        /* No /proc: O_NONBLOCK alone keeps a swapped-in FIFO from
+         * blocking us. */
+        how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+                    O_NONBLOCK;
+        fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+    }
+    fd = fd < 0 ? -errno : fd;
+    close(pfd);
+    return module_api_checked_fd(fd, TRUE);
+}
+
+/* Read-only access below the roots the policy grants this module. */
+static int module_api_host_file(Module *m, const gchar *path)
+{
+    GStrv roots = g_hash_table_lookup(m->helper->policy->read_roots,
+                                      m->name);
+
+    if (*path != '/' || strlen(path) > VMAUG_MODULE_MAX_HOST_PATH ||
+        !g_utf8_validate(path, -1, NULL) || !module_api_path_ok(path + 1)) {
+        return -EINVAL;
+    }
+    for (guint i = 0; roots != NULL && roots[i] != NULL; i++) {
+        gsize rlen = strlen(roots[i]);
+        const gchar *rel;
+        int rootfd, fd;
+
+        if (strncmp(path, roots[i], rlen) != 0 ||
+            (path[rlen] != '\0' && path[rlen] != '/')) {
+            continue;
+        }
+        rel = path[rlen] == '\0' ? "." : path + rlen + 1;
+        rootfd = open(roots[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0) {
+            return -errno;
+        }
+        fd = module_api_open_beneath(rootfd, rel);
+        close(rootfd);
+        return fd;
+    }
+    return -EACCES;
+}
+
+/* ---- The operations ---- */
+
+static gboolean module_api_config_get(Module *m, guint64 tag,
+                                      const guint8 *args, gsize alen,
+                                      const gchar **why)
+{
+    g_autofree gchar *key = g_strndup((const gchar *)args, alen);
+    g_autoptr(GBytes) value = NULL;
+    g_autoptr(GError) error = NULL;
+    gboolean guest = g_str_has_prefix(key, VMAUG_VM_GUEST_PREFIX);
+
+    /* Its own keys, or what the guest set under "guest.". */
+    if (strlen(key) != alen ||
+        !vmaug_vm_area_config_get(
+            m->area, m->name,
+            guest ? VMAUG_CONFIG_GUEST : VMAUG_CONFIG_MODULE,
+            guest ? key + strlen(VMAUG_VM_GUEST_PREFIX) : key,
+            &value, &error)) {
+        module_api_reply(m, tag, error != NULL ? module_api_errno(error) :
+                         -EINVAL, NULL, 0, -1);
+    } else {
+        module_api_reply(m, tag, 0, g_bytes_get_data(value, NULL),
+                         g_bytes_get_size(value), -1);
+    }
+    return TRUE;
+}
+
+static gboolean module_api_config_set(Module *m, guint64 tag,
+                                      const guint8 *args, gsize alen,
+                                      const gchar **why)
+{
+    const guint8 *nul = memchr(args, 0, alen);
+    g_autoptr(GError) error = NULL;
+
+    if (nul == NULL ||
+        g_str_has_prefix((const gchar *)args, VMAUG_VM_GUEST_PREFIX)) {
+        /* The guest's namespace is the guest's to write. */
+        module_api_reply(m, tag, -EINVAL, NULL, 0, -1);
+    } else if (!vmaug_vm_area_config_set(m->area, m->name,
+                                         VMAUG_CONFIG_MODULE,
+                                         (const gchar *)args, nul + 1,
+                                         alen - (nul + 1 - args), &error)) {
+        module_api_reply(m, tag, module_api_errno(error), NULL, 0, -1);
+    } else {
+        module_api_reply(m, tag, 0, NULL, 0, -1);
+    }
+    return TRUE;
+}
+
+static gboolean module_api_state_open(Module *m, guint64 tag,
+                                      const guint8 *args, gsize alen,
+                                      const gchar **why)
+{
+    guint32 flags;
+    g_autofree gchar *path = NULL;
+    int fd;
+
+    memcpy(&flags, args, 4);
+    path = g_strndup((const gchar *)args + 4, alen - 4);
+    if (strlen(path) != alen - 4) {
+        fd = -EINVAL;
+    } else {
+        fd = module_api_state_file(m, GUINT32_FROM_LE(flags), path);
+    }
+    module_api_reply(m, tag, fd < 0 ? fd : 0, NULL, 0, fd < 0 ? -1 : fd);
+    return TRUE;
+}
+
+static gboolean module_api_spool(Module *m, guint64 tag, const guint8 *args,
+                                 gsize alen, const gchar **why)
+{
+    const guint8 *nul = memchr(args, 0, MIN(alen, 256));
+    g_autofree gchar *job = NULL;
+    gint32 rc;
+
+    if (nul == NULL || nul + 1 == args + alen ||
+        !g_utf8_validate((const gchar *)args, nul - args, NULL)) {
+        rc = -EINVAL;
+    } else {
+        m->budget[MODULE_BUDGET_SPOOL]--;
+        rc = module_brokers_spool(m, (const gchar *)args, nul + 1,
+                                  alen - (nul + 1 - args), &job);
+    }
+    module_api_reply(m, tag, rc, job, job != NULL ? strlen(job) : 0, -1);
+    return TRUE;
+}
+
+static gboolean module_api_post_event(Module *m, guint64 tag,
+                                      const guint8 *args, gsize alen,
+                                      const gchar **why)
+{
+    struct vmaug_module_ref ref;
+
+    if (alen + sizeof(ref) > VMAUG_MAX_EVENT_PAYLOAD) {
+        module_api_reply(m, tag, -EINVAL, NULL, 0, -1);
+        return TRUE;
+    }
+    m->budget[MODULE_BUDGET_EVENTS]--;
+    module_ref_fill(m, &ref);
+    m->ops->event(m->owner, VMAUG_EVENT_MODULE_MESSAGE, &ref, sizeof(ref),
+                  args, alen);
+    module_api_reply(m, tag, 0, NULL, 0, -1);
+    return TRUE;
+}
+
+static gboolean module_api_post_ui(Module *m, guint64 tag, const guint8 *args,
+                                   gsize alen, const gchar **why)
+{
+    gint32 rc;
+
+    if (alen > VMAUG_MODULE_MAX_UI) {
+        rc = -EINVAL;
+    } else {
+        m->budget[MODULE_BUDGET_UI]--;
+        rc = module_brokers_post_ui(m, (const gchar *)args, alen);
+    }
+    module_api_reply(m, tag, rc, NULL, 0, -1);
+    return TRUE;
+}
+
+static gboolean module_api_restart(Module *m, guint64 tag, const guint8 *args,
+                                   gsize alen, const gchar **why)
+{
+    guint32 what = 0;
+    struct vmaug_restart restart;
+    const gchar *cap;
+
+    memcpy(&what, args, 4);
+    what = GUINT32_FROM_LE(what);
+    /* Two capabilities, one per thing it may restart. */
+    cap = what == VMAUG_RESTART_IMAGE ? VMAUG_CAP_RESTART_IMAGE :
+          what == VMAUG_RESTART_HOST ? VMAUG_CAP_RESTART_HOST : NULL;
+    if (cap == NULL || !module_api_has_cap(m, cap)) {
+        module_api_reply(m, tag, cap == NULL ? -EINVAL : -EPERM, NULL, 0,
+                         -1);
+        return TRUE;
+    }
+    g_message("module %s requests a restart of the %s", m->name,
+              what == VMAUG_RESTART_IMAGE ? "image" : "host application");
+    memset(&restart, 0, sizeof(restart));
+    module_ref_fill(m, &restart.ref);
+    restart.what = GUINT32_TO_LE(what);
+    m->ops->event(m->owner, VMAUG_EVENT_RESTART_REQUESTED, &restart,
+                  sizeof(restart), NULL, 0);
+    module_api_reply(m, tag, 0, NULL, 0, -1);
+    return TRUE;
+}
+
+static gboolean module_api_host_open(Module *m, guint64 tag,
+                                     const guint8 *args, gsize alen,
+                                     const gchar **why)
+{
+    g_autofree gchar *path = g_strndup((const gchar *)args, alen);
+    int fd;
+
+    if (strlen(path) != alen) {
+        fd = -EINVAL;
+    } else {
+        fd = module_api_host_file(m, path);
+    }
+    module_api_reply(m, tag, fd < 0 ? fd : 0, NULL, 0, fd < 0 ? -1 : fd);
+    return TRUE;
+}
+
+static gboolean module_api_install(Module *m, guint64 tag, const guint8 *args,
+                                   gsize alen, const gchar **why)
+{
+    g_autoptr(GBytes) pkg = g_bytes_new(args, alen);
+    g_autoptr(VmaugManifest) installed = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *actor = g_strconcat("module:", m->name, NULL);
+
+    /* Exactly the checks of a guest upload, signature first. */
+    installed = vmaug_store_install(m->store, pkg, actor, &error);
+    module_api_reply(m, tag, installed != NULL ? 0 :
+                     error->code == VMAUG_HOST_ERROR_EXISTS ? -EEXIST :
+                     -EACCES, NULL, 0, -1);
+    return TRUE;
+}
+
+/* ---- The table ---- */
+
+typedef struct {
+    guint32 op;
+    /* Granted by manifest and policy, or EPERM; NULL: the handler
+     * checks (the capability depends on the arguments). */
+    const gchar *cap;
+    /* Spent by each valid request, EAGAIN once spent. */
+    ModuleBudget budget;
+    /* Arguments shorter (or, with exact_len, other) than this are a
+     * protocol error: the module is killed. */
+    gsize min_len;
+    gboolean exact_len;
+    const gchar *bad_len_why;
+    /*
+     * A module finishing its stop handlers after its VM went away may
+     * still use its own state and host reads; everything else belongs to
+     * the VM.
+     */
+    gboolean without_vm;
+    /* Replies (module_api_reply()); FALSE with *why: a protocol error. */
+    gboolean (*handler)(Module *m, guint64 tag, const guint8 *args,
+                        gsize alen, const gchar **why);
+} ModuleApiOp;
+
+static const ModuleApiOp module_api_ops[] = {
+    { MODLINK_OP_CONFIG_GET, VMAUG_CAP_CONFIG, MODULE_BUDGET_NONE, 0, FALSE,
+      NULL, FALSE, module_api_config_get },
+    { MODLINK_OP_CONFIG_SET, VMAUG_CAP_CONFIG, MODULE_BUDGET_NONE, 0, FALSE,
+      NULL, FALSE, module_api_config_set },
+    { MODLINK_OP_STATE_OPEN, VMAUG_CAP_STATE, MODULE_BUDGET_NONE, 4, FALSE,
+      "short state_open", TRUE, module_api_state_open },
+    { MODLINK_OP_SPOOL, VMAUG_CAP_SPOOL, MODULE_BUDGET_SPOOL, 0, FALSE,
+      NULL, FALSE, module_api_spool },
+    { MODLINK_OP_POST_EVENT, VMAUG_CAP_EVENTS, MODULE_BUDGET_EVENTS, 0,
+      FALSE, NULL, FALSE, module_api_post_event },
+    { MODLINK_OP_POST_UI, VMAUG_CAP_UI, MODULE_BUDGET_UI, 0, FALSE,
+      NULL, FALSE, module_api_post_ui },
+    { MODLINK_OP_RESTART, NULL, MODULE_BUDGET_NONE, 4, TRUE,
+      "bad restart request", FALSE, module_api_restart },
+    { MODLINK_OP_INSTALL, VMAUG_CAP_MODULES, MODULE_BUDGET_NONE, 0, FALSE,
+      NULL, FALSE, module_api_install },
+    { MODLINK_OP_HOST_OPEN, VMAUG_CAP_HOST_READ, MODULE_BUDGET_NONE, 0,
+      FALSE, NULL, TRUE, module_api_host_open },
+};
+
+gboolean module_api_request(Module *m, guint64 tag, const guint8 *data,
+                            guint32 len, const gchar **why)
+{
+    const ModuleApiOp *e = NULL;
+    const guint8 *args = data + 4;
+    gsize alen = len - 4;
+    guint32 op;
+
+    if (len < 4) {
+        *why = "short API request";
+        return FALSE;
+    }
+    memcpy(&op, data, 4);
+    op = GUINT32_FROM_LE(op);
+    for (guint i = 0; i < G_N_ELEMENTS(module_api_ops); i++) {
+        if (module_api_ops[i].op == op) {
+            e = &module_api_ops[i];
+        }
+    }
+    if (m->owner == NULL && (e == NULL || !e->without_vm)) {
+        module_api_reply(m, tag, -EIO, NULL, 0, -1);
+        return TRUE;
+    }
+    if (e == NULL) {
+        *why = "unknown API operation";
+        return FALSE;
+    }
+    if (alen < e->min_len || (e->exact_len && alen != e->min_len)) {
+        *why = e->bad_len_why;
+        return FALSE;
+    }
+    if (e->cap != NULL && !module_api_has_cap(m, e->cap)) {
+        module_api_reply(m, tag, -EPERM, NULL, 0, -1);
+        return TRUE;
+    }
+    if (e->budget != MODULE_BUDGET_NONE && m->budget[e->budget] == 0) {
+        module_api_reply(m, tag, -EAGAIN, NULL, 0, -1);
+        return TRUE;
+    }
+    return e->handler(m, tag, args, alen, why);
+}

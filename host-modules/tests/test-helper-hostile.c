@@ -1,0 +1,546 @@
+/*
+ * vmaugment-helper driven over its socket exactly as the QEMU device
+ * drives it (test-helper.h has the fixture).  Here: what hostile peers
+ * try: hostile devices, cancelled requests, stores the host owner did not
+ * allow, a tamper corpus over the upload path, a sandbox-escape corpus of
+ * signed hostile modules, and a crashed helper restarted under
+ * --supervise.
+ *
+ * Copyright (c) vmaugment contributors
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <glib/gstdio.h>
+
+#include "test-helper.h"
+#include "vm-area.h"
+#include "vmaugment-module.h"
+
+/* ---- Hostile devices ---- */
+
+static void test_hostile_device(Fixture *f, gconstpointer data)
+{
+    g_auto(HelperReply) r = { 0 };
+    struct vmaug_module_ref ref;
+
+    /* Malformed requests get error responses, not a dead helper. */
+    g_assert_true(helper_client_call(f->c, VMAUG_OP_QUERY, "x", 1, NULL, 0,
+                                     &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_INVALID);
+    helper_reply_clear(&r);
+    g_assert_true(helper_client_call(f->c, 0x7777, NULL, 0, NULL, 0, &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_UNSUPPORTED);
+    helper_reply_clear(&r);
+    memset(&ref, 'A', sizeof(ref));     /* no NUL anywhere */
+    g_assert_true(helper_client_call(f->c, VMAUG_OP_LOAD, &ref, sizeof(ref),
+                                     NULL, 0, &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_INVALID);
+    helper_reply_clear(&r);
+    helper_ref(&ref, "../../etc", NULL);
+    g_assert_true(helper_client_call(f->c, VMAUG_OP_LOAD, &ref, sizeof(ref),
+                                     NULL, 0, &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_INVALID);
+    helper_reply_clear(&r);
+    /* A request whose header lies about its length. */
+    {
+        struct virtio_vmaugment_req req = {
+            .opcode = GUINT16_TO_LE(VMAUG_OP_QUERY),
+            .len = GUINT32_TO_LE(1000),
+        };
+
+        helper_client_send_msg(f->c, VMAUG_HOST_REQUEST, 999, &req,
+                               sizeof(req));
+        g_assert_true(helper_client_wait_response(f->c, 999, &r));
+        g_assert_cmpuint(r.status, ==, VMAUG_S_INVALID);
+        helper_reply_clear(&r);
+    }
+
+    /* Framing violations close that connection only. */
+    {
+        g_autoptr(HelperClient) bad = helper_client_connect(f->socket, NULL);
+
+        helper_client_send_raw(bad, "garbage garbage garbage!", 24);
+        g_assert_true(helper_client_closed(bad, 5000));
+    }
+    {
+        g_autoptr(HelperClient) bad = helper_client_connect(f->socket, NULL);
+        struct vmaug_host_msg m = {
+            .magic = GUINT32_TO_LE(VMAUG_HOST_MAGIC),
+            .type = GUINT16_TO_LE(VMAUG_HOST_REQUEST),
+            .len = GUINT32_TO_LE(0xffffffff),
+        };
+
+        helper_client_send_raw(bad, &m, sizeof(m));
+        g_assert_true(helper_client_closed(bad, 5000));
+    }
+    {
+        g_autoptr(HelperClient) bad = helper_client_connect(f->socket, NULL);
+
+        helper_client_send_msg(bad, VMAUG_HOST_HELLO, 0, "again", 5);
+        g_assert_true(helper_client_closed(bad, 5000));
+    }
+    /* A store QEMU names must be one the host owner allowed. */
+    {
+        g_autoptr(HelperClient) bad = helper_client_connect(f->socket,
+                                                            "/etc");
+
+        g_assert_true(helper_client_closed(bad, 5000));
+    }
+    g_assert_true(helper_client_call(f->c, VMAUG_OP_QUERY, &ref, sizeof(ref),
+                                     NULL, 0, &r));
+}
+
+static void test_cancel(Fixture *f, gconstpointer data)
+{
+    struct vmaug_invoke inv = { 0 };
+    struct virtio_vmaugment_req req = {
+        .opcode = GUINT16_TO_LE(VMAUG_OP_INVOKE),
+        .len = GUINT32_TO_LE(sizeof(inv)),
+    };
+    g_autoptr(GByteArray) msg = g_byte_array_new();
+    g_auto(HelperReply) r = { 0 };
+    struct vmaug_list_req lr = { .what = GUINT32_TO_LE(VMAUG_LIST_MODULES) };
+
+    upload_module(f, "hostile", "1.0");
+    g_assert_cmpuint(helper_load(f->c, "hostile", NULL, NULL), ==,
+                     VMAUG_S_OK);
+    /* A call that will never answer, cancelled by a device reset. */
+    g_strlcpy((gchar *)inv.module, "hostile", sizeof(inv.module));
+    g_strlcpy((gchar *)inv.function, "spin", sizeof(inv.function));
+    g_byte_array_append(msg, (const guint8 *)&req, sizeof(req));
+    g_byte_array_append(msg, (const guint8 *)&inv, sizeof(inv));
+    helper_client_send_msg(f->c, VMAUG_HOST_REQUEST, 777, msg->data,
+                           msg->len);
+    helper_client_send_msg(f->c, VMAUG_HOST_CANCEL, 777, NULL, 0);
+    /* The module is killed when its call times out; the cancelled tag is
+     * never answered (helper_client_call would fail on a stray tag). */
+    g_assert_nonnull(helper_client_wait_event(f->c,
+                                              VMAUG_EVENT_MODULE_CRASHED,
+                                              10000));
+    g_assert_true(helper_client_call(f->c, VMAUG_OP_LIST, &lr, sizeof(lr),
+                                     NULL, 0, &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_OK);
+    /* A CANCEL with a payload breaks the framing rules. */
+    helper_client_send_msg(f->c, VMAUG_HOST_CANCEL, 1, "x", 1);
+    g_assert_true(helper_client_closed(f->c, 5000));
+}
+
+static void test_allowed_store(Fixture *f, gconstpointer data)
+{
+    g_autofree gchar *other = g_build_filename(f->keys->dir, "other-image",
+                                               NULL);
+    g_autofree gchar *objects = g_build_filename(other, "objects", NULL);
+    g_autoptr(HelperClient) c2 = NULL;
+    g_autoptr(GBytes) pkg = test_module_package(f->keys->admin, "echo", "1.0");
+    const gchar *args[] = { "--allow-store", other, NULL };
+    g_autoptr(GDir) d = NULL;
+
+    helper_client_free(f->c);
+    helper_kill(f->pid);
+    fixture_start(f, args);
+    /* Another image, another store: what one uploads the other lacks. */
+    c2 = helper_client_connect(f->socket, other);
+    g_assert_cmpuint(helper_upload(c2, pkg, "echo", "1.0", 65536), ==,
+                     VMAUG_S_OK);
+    g_assert_cmpuint(helper_query(c2, "echo", NULL, NULL), ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_query(f->c, "echo", NULL, NULL), ==,
+                     VMAUG_S_NOT_FOUND);
+    d = g_dir_open(objects, 0, NULL);
+    g_assert_nonnull(d);
+    g_assert_nonnull(g_dir_read_name(d));
+}
+
+/* ---- Tamper corpus over the upload path ---- */
+
+static void test_tamper_upload(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) good = test_module_package(f->keys->admin, "echo", "1.0");
+    g_autoptr(GBytes) unknown = test_module_package(f->keys->stranger, "echo",
+                                                    "1.0");
+    g_autoptr(GBytes) expired = test_module_package(f->keys->expired, "echo",
+                                                    "1.0");
+    g_autoptr(GBytes) revoked = test_module_package(f->keys->revoked, "echo",
+                                                    "1.0");
+    g_autoptr(GBytes) truncated = g_bytes_new_from_bytes(
+        good, 0, g_bytes_get_size(good) - 10);
+    g_autofree gchar *audit = audit_path(f);
+    g_autofree gchar *before = test_snapshot(f->store, "audit.log");
+    g_autofree gchar *after = NULL;
+    gsize size = g_bytes_get_size(good);
+    GBytes *bad[7];
+    guint refusals = test_count_lines(audit, "\"refuse\"");
+
+    bad[0] = test_flip_bit(good, (size - 2000) * 8 + 3);    /* payload */
+    bad[1] = test_flip_bit(good, (VMAUG_PKG_HEADER_SIZE + 20) * 8);
+    bad[2] = test_flip_bit(good, (size - 40) * 8 + 1);      /* signature */
+    bad[3] = g_bytes_ref(unknown);
+    bad[4] = g_bytes_ref(expired);
+    bad[5] = g_bytes_ref(revoked);
+    bad[6] = g_bytes_ref(truncated);
+    for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+        guint16 st = helper_upload(f->c, bad[i], "echo", "1.0", 65536);
+
+        g_assert_true(st == VMAUG_S_DENIED || st == VMAUG_S_INVALID);
+        g_bytes_unref(bad[i]);
+    }
+    after = test_snapshot(f->store, "audit.log");
+    g_assert_cmpstr(before, ==, after);
+    g_assert_cmpuint(test_count_lines(audit, "\"refuse\""), ==,
+                     refusals + G_N_ELEMENTS(bad));
+    /* Oversize is refused at BEGIN, before any byte is taken. */
+    {
+        struct vmaug_upload_begin b = { 0 };
+        g_auto(HelperReply) r = { 0 };
+
+        b.total_size = GUINT64_TO_LE(VMAUG_MAX_UPLOAD_SIZE);
+        helper_ref(&b.ref, "echo", "9.0");
+        g_assert_true(helper_client_call(f->c, VMAUG_OP_UPLOAD_BEGIN, &b,
+                                         sizeof(b), NULL, 0, &r));
+        g_assert_cmpuint(r.status, ==, VMAUG_S_TOO_BIG);
+    }
+    /* And the honest package still goes in. */
+    g_assert_cmpuint(helper_upload(f->c, good, "echo", "1.0", 65536), ==,
+                     VMAUG_S_OK);
+}
+
+/* ---- Sandbox-escape corpus ---- */
+
+static void hostile_log(vmaug_host *h, int level, const char *message)
+{
+}
+
+/*
+ * The control for an escape attempt: @function of the hostile module run
+ * in a child of this test, outside any sandbox.  Returns the function's
+ * status, or -1 when the child ended without answering because execve
+ * replaced it (with a program that exited 0).
+ */
+static gint hostile_unconfined(const gchar *function, const gchar *in)
+{
+    static const struct vmaug_host_api api = {
+        .abi_version = VMAUG_MODULE_ABI_VERSION,
+        .size = sizeof(struct vmaug_host_api),
+        .log = hostile_log,
+    };
+    const struct vmaug_module *mod;
+    void *so = dlopen(test_env("VMAUG_TEST_HOSTILE_SO"), RTLD_NOW | RTLD_LOCAL);
+    gint32 status = -1;
+    int fds[2];
+    int ws;
+    pid_t pid;
+
+    g_assert_nonnull(so);
+    mod = dlsym(so, VMAUG_MODULE_SYMBOL);
+    g_assert_nonnull(mod);
+    g_assert_true(g_unix_open_pipe(fds, FD_CLOEXEC, NULL));
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        gchar out[256];
+        gsize out_len = 0;
+        void *priv = NULL;
+        gint32 st;
+
+        if (mod->init(&api, NULL, &priv) != 0) {
+            _exit(2);
+        }
+        st = mod->call(priv, function, in, in != NULL ? strlen(in) : 0, out,
+                       sizeof(out), &out_len);
+        _exit(write(fds[1], &st, sizeof(st)) == sizeof(st) ? 0 : 3);
+    }
+    close(fds[1]);
+    if (read(fds[0], &status, sizeof(status)) != sizeof(status)) {
+        status = -1;
+    }
+    close(fds[0]);
+    g_assert_cmpint(waitpid(pid, &ws, 0), ==, pid);
+    g_assert_true(WIFEXITED(ws));
+    g_assert_cmpint(WEXITSTATUS(ws), ==, 0);
+    dlclose(so);
+    return status;
+}
+
+/* Whether a connection is waiting on listener @s. */
+static gboolean listener_accepts(int s)
+{
+    int c = accept(s, NULL, NULL);
+
+    if (c < 0) {
+        g_assert_cmpint(errno, ==, EAGAIN);
+        return FALSE;
+    }
+    close(c);
+    return TRUE;
+}
+
+static gsize count_files(const gchar *path)
+{
+    g_autoptr(GDir) d = g_dir_open(path, 0, NULL);
+    gsize n = 0;
+
+    g_assert_nonnull(d);
+    while (g_dir_read_name(d) != NULL) {
+        n++;
+    }
+    return n;
+}
+
+/*
+ * Each attempt and how the sandbox stops it (docs/sandbox.rst): a denied
+ * system call or broker request answers DENIED with the step and errno the
+ * module saw ("socket 13"); a forbidden system call kills the module with
+ * SIGSYS, a protocol violation gets it SIGKILLed by the helper, and a hang
+ * is cut off by the call timeout.  The helper's answer to a killed call
+ * is "killed by signal N".
+ */
+typedef enum {
+    ESCAPE_ERRNO,               /* DENIED, "step errno" */
+    ESCAPE_SIGNAL,              /* MODULE_FAILED, killed by the signal */
+    ESCAPE_TIMEOUT,             /* TIMEOUT, then killed */
+} EscapeStop;
+
+/* What the same function does outside the sandbox, where that is cheap to
+ * show: the attempt is real, so its failure inside is the sandbox's. */
+typedef enum {
+    UNCONFINED_NOT_RUN,
+    UNCONFINED_OK,              /* answers VMAUG_S_OK */
+    UNCONFINED_EXEC,            /* the process image is replaced */
+} EscapeControl;
+
+static void test_escape(Fixture *f, gconstpointer data)
+{
+    static const struct {
+        const gchar *function;
+        EscapeStop stop;
+        const gchar *step;      /* ESCAPE_ERRNO: the call that failed */
+        int code;               /* its errno, or the signal */
+        EscapeControl unconfined;
+    } corpus[] = {
+        /* No syscall outside the allowlist: killed, never ENOSYS. */
+        { "execve", ESCAPE_SIGNAL, NULL, SIGSYS, UNCONFINED_EXEC },
+        /* Files by path are denied by the filter (SC_DENY EACCES). */
+        { "open", ESCAPE_ERRNO, "open", EACCES, UNCONFINED_OK },
+        /* The broker refuses paths out of the state directory. */
+        { "open-climb", ESCAPE_ERRNO, "state_open", EINVAL,
+          UNCONFINED_NOT_RUN },
+        { "open-absolute", ESCAPE_ERRNO, "state_open", EINVAL,
+          UNCONFINED_NOT_RUN },
+        /* No sockets (SC_DENY EACCES), with a listener that the same
+         * code reaches unconfined. */
+        { "connect", ESCAPE_ERRNO, "socket", EACCES, UNCONFINED_OK },
+        { "ptrace", ESCAPE_SIGNAL, NULL, SIGSYS, UNCONFINED_OK },
+        { "fork", ESCAPE_SIGNAL, NULL, SIGSYS, UNCONFINED_OK },
+        /* RLIMIT_AS (--memory-mb 128); 8 GiB is not run unconfined. */
+        { "alloc", ESCAPE_ERRNO, "malloc", ENOMEM, UNCONFINED_NOT_RUN },
+        { "spin", ESCAPE_TIMEOUT, NULL, 0, UNCONFINED_NOT_RUN },
+        /* Not a message: the helper closes the link and kills it. */
+        { "garbage", ESCAPE_SIGNAL, NULL, SIGKILL, UNCONFINED_NOT_RUN },
+        /* PROT_EXEC is outside the mmap rule: killed. */
+        { "exec-memory", ESCAPE_SIGNAL, NULL, SIGSYS, UNCONFINED_OK },
+        /* Budgets: 64 events per call, 1024 state entries (the test
+         * fills the directory to 1000 first, so that the module's own
+         * creations reach the bound within one call's time). */
+        { "flood", ESCAPE_ERRNO, "post_event", EAGAIN, UNCONFINED_NOT_RUN },
+        { "files", ESCAPE_ERRNO, "state_open", EDQUOT, UNCONFINED_NOT_RUN },
+    };
+    g_autoptr(GBytes) out = NULL;
+    g_autofree gchar *state = NULL;
+    g_autofree gchar *notes = NULL;
+    g_autofree gchar *text = NULL;
+    g_autofree gchar *port_text = NULL;
+    guint16 port;
+    int listener = test_listen_loopback(&port);
+
+    port_text = g_strdup_printf("%u", port);
+    upload_module(f, "hostile", "1.0");
+    upload_module(f, "echo", "1.0");
+    g_assert_cmpuint(helper_load(f->c, "echo", NULL, NULL), ==, VMAUG_S_OK);
+    /* What it may do works: a file of its own, through the broker. */
+    g_assert_cmpuint(helper_load(f->c, "hostile", NULL, NULL), ==,
+                     VMAUG_S_OK);
+    g_assert_cmpuint(helper_invoke(f->c, "hostile", "state", "mine", 4, NULL),
+                     ==, VMAUG_S_DENIED);
+    notes = vm_file(f, "state/hostile/notes.txt");
+    g_assert_true(g_file_get_contents(notes, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, "mine");
+    state = g_path_get_dirname(notes);
+    for (guint i = 0; i < G_N_ELEMENTS(corpus); i++) {
+        const gchar *fn = corpus[i].function;
+        const gchar *in = g_strcmp0(fn, "connect") == 0 ? port_text : NULL;
+        struct vmaug_module_info info;
+        g_autofree gchar *answer = NULL;
+        g_autofree gchar *want = NULL;
+        guint16 st;
+
+        g_test_message("escape attempt: %s", fn);
+        if (g_strcmp0(fn, "files") == 0) {
+            for (guint k = count_files(state); k < 1000; k++) {
+                g_autofree gchar *name = g_strdup_printf("%s/seed-%u", state,
+                                                         k);
+
+                g_assert_true(g_file_set_contents(name, "", 0, NULL));
+            }
+        }
+        if (corpus[i].unconfined != UNCONFINED_NOT_RUN) {
+            gint expect = corpus[i].unconfined == UNCONFINED_OK ?
+                          VMAUG_S_OK : -1;
+
+            g_assert_cmpint(hostile_unconfined(fn, in), ==, expect);
+            if (in != NULL) {
+                g_assert_true(listener_accepts(listener));
+            }
+        }
+        g_assert_cmpuint(helper_load(f->c, "hostile", NULL, &info), ==,
+                         VMAUG_S_OK);
+        g_clear_pointer(&out, g_bytes_unref);
+        st = helper_invoke(f->c, "hostile", fn, in,
+                           in != NULL ? strlen(in) : 0, &out);
+        answer = out != NULL ?
+                 g_strndup(g_bytes_get_data(out, NULL),
+                           g_bytes_get_size(out)) : g_strdup("");
+        g_test_message("%s: status %u, \"%s\"", fn, st, answer);
+        switch (corpus[i].stop) {
+        case ESCAPE_ERRNO:
+            want = g_strdup_printf("%s %d", corpus[i].step, corpus[i].code);
+            g_assert_cmpuint(st, ==, VMAUG_S_DENIED);
+            g_assert_cmpstr(answer, ==, want);
+            break;
+        case ESCAPE_SIGNAL:
+            /* The number, whole: "killed by signal 31 (...)". */
+            want = g_strdup_printf("killed by signal %d", corpus[i].code);
+            g_assert_cmpuint(st, ==, VMAUG_S_MODULE_FAILED);
+            g_assert_true(g_str_has_prefix(answer, want));
+            g_assert_true(answer[strlen(want)] == '\0' ||
+                          answer[strlen(want)] == ' ');
+            break;
+        case ESCAPE_TIMEOUT:
+            g_assert_cmpuint(st, ==, VMAUG_S_TIMEOUT);
+            g_assert_cmpstr(answer, ==, "module timed out");
+            break;
+        }
+        if (in != NULL) {
+            g_assert_false(listener_accepts(listener));
+        }
+        if (st != VMAUG_S_DENIED) {
+            g_autoptr(GBytes) ev =
+                helper_client_wait_event(f->c, VMAUG_EVENT_MODULE_CRASHED,
+                                         5000);
+
+            g_assert_nonnull(ev);
+            g_assert_cmpuint(helper_query(f->c, "hostile", NULL, &info), ==,
+                             VMAUG_S_OK);
+            g_assert_cmpuint(GUINT32_FROM_LE(info.state), ==,
+                             VMAUG_MODULE_CRASHED);
+            g_assert_cmpuint(helper_invoke(f->c, "hostile", "ping", NULL, 0,
+                                           NULL), ==, VMAUG_S_MODULE_FAILED);
+        }
+        /* Contained: the helper and the other module keep working, and
+         * the hostile one can be loaded again. */
+        g_clear_pointer(&out, g_bytes_unref);
+        g_assert_cmpuint(helper_invoke(f->c, "echo", "echo", "ok", 2, &out),
+                         ==, VMAUG_S_OK);
+        g_assert_cmpuint(helper_load(f->c, "hostile", NULL, NULL), ==,
+                         VMAUG_S_OK);
+        g_clear_pointer(&out, g_bytes_unref);
+        g_assert_cmpuint(helper_invoke(f->c, "hostile", "ping", NULL, 0,
+                                       &out), ==, VMAUG_S_OK);
+        g_assert_cmpmem(g_bytes_get_data(out, NULL), g_bytes_get_size(out),
+                        "pong", 4);
+    }
+    close(listener);
+    /* The flood reached the VM only up to the call's budget of 64. */
+    {
+        guint n = 0;
+        GBytes *ev;
+
+        while ((ev = helper_client_wait_event(f->c,
+                                              VMAUG_EVENT_MODULE_MESSAGE,
+                                              200)) != NULL) {
+            g_bytes_unref(ev);
+            n++;
+        }
+        g_assert_cmpuint(n, ==, 64);
+    }
+    /* The state directory stopped at 1024 entries, 24 of them the
+     * module's own, counted on the host. */
+    g_assert_cmpuint(count_files(state), ==, 1024);
+    {
+        g_autofree gchar *last = g_build_filename(state, "junk-23", NULL);
+        g_autofree gchar *over = g_build_filename(state, "junk-24", NULL);
+
+        g_assert_true(g_file_test(last, G_FILE_TEST_IS_REGULAR));
+        g_assert_false(g_file_test(over, G_FILE_TEST_EXISTS));
+    }
+    /* A function the manifest does not export never runs. */
+    g_assert_cmpuint(helper_invoke(f->c, "hostile", "undeclared", NULL, 0,
+                                   NULL), ==, VMAUG_S_NOT_FOUND);
+}
+
+/* ---- A crashed helper is restarted; QEMU's side just reconnects ---- */
+
+static GPid child_of(GPid pid)
+{
+    g_autofree gchar *path = g_strdup_printf("/proc/%d/task/%d/children",
+                                             pid, pid);
+    g_autofree gchar *text = NULL;
+    gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+
+    while (g_get_monotonic_time() < deadline) {
+        g_clear_pointer(&text, g_free);
+        if (g_file_get_contents(path, &text, NULL, NULL) &&
+            g_ascii_isdigit(text[0])) {
+            return (GPid)g_ascii_strtoll(text, NULL, 10);
+        }
+        g_usleep(10000);
+    }
+    g_assert_not_reached();
+}
+
+static void test_supervise(Fixture *f, gconstpointer data)
+{
+    static const gchar *const args[] = { "--supervise", NULL };
+    GPid worker, worker2;
+    g_autoptr(GBytes) out = NULL;
+
+    /* Replace the fixture's helper with a supervised one. */
+    helper_client_free(f->c);
+    helper_kill(f->pid);
+    fixture_start(f, args);
+    upload_module(f, "echo", "1.0");
+    g_assert_cmpuint(helper_load(f->c, "echo", NULL, NULL), ==, VMAUG_S_OK);
+
+    worker = child_of(f->pid);
+    g_assert_cmpint(kill(worker, SIGKILL), ==, 0);
+    g_assert_true(helper_client_closed(f->c, 5000));
+    helper_client_free(f->c);
+    /* As QEMU's reconnect-ms does. */
+    f->c = helper_client_connect(f->socket, NULL);
+    worker2 = child_of(f->pid);
+    g_assert_cmpint(worker2, !=, worker);
+    g_assert_cmpuint(helper_load(f->c, "echo", NULL, NULL), ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_invoke(f->c, "echo", "echo", "back", 4, &out),
+                     ==, VMAUG_S_OK);
+    g_assert_cmpmem(g_bytes_get_data(out, NULL), g_bytes_get_size(out),
+                    "back", 4);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    TEST_HELPER_ADD("/helper/hostile-device", test_hostile_device);
+    TEST_HELPER_ADD("/helper/cancel", test_cancel);
+    TEST_HELPER_ADD("/helper/allowed-store", test_allowed_store);
+    TEST_HELPER_ADD("/helper/tamper-upload", test_tamper_upload);
+    TEST_HELPER_ADD("/helper/escape", test_escape);
+    TEST_HELPER_ADD("/helper/supervise", test_supervise);
+    return g_test_run();
+}

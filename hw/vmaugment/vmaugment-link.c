@@ -1,0 +1,503 @@
+/*
+ * vmaugment device: the link to the host helper
+ *
+ * Framing ("Host helper link" in the protocol header), the queue of bytes
+ * for the helper, the HELLO exchange, tag routing and the host owner's
+ * own requests (QMP).  The helper is no more trusted than a guest: every
+ * header is checked before its body is buffered, and a protocol error
+ * ends the connection, never QEMU.  What the helper says reaches the rest
+ * of the device through VMAugmentLinkOps; this file calls nothing above
+ * it.  docs/protocol.rst is normative.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/cutils.h"
+#include "qemu/error-report.h"
+#include "hw/vmaugment/vmaugment.h"
+#include "trace.h"
+
+static void vmaugment_link_closed(VirtIOVMAugment *s);
+static void vmaugment_admin_interrupt(VirtIOVMAugment *s);
+
+size_t vmaugment_link_backlog(VirtIOVMAugment *s)
+{
+    return s->out->len - s->out_done;
+}
+
+/* A helper's text is shown to the host owner: printable ASCII only. */
+char *vmaugment_helper_text(const void *text, size_t len)
+{
+    char *out = g_strndup(text, len);
+    char *p;
+
+    for (p = out; *p; p++) {
+        if (*p < 0x20 || *p > 0x7e) {
+            *p = '?';
+        }
+    }
+    return out;
+}
+
+/* ---- Writing ---- */
+
+static gboolean vmaugment_helper_writable(void *do_not_use, GIOCondition cond,
+                                          void *opaque);
+
+static void vmaugment_helper_flush(VirtIOVMAugment *s)
+{
+    while (vmaugment_link_backlog(s)) {
+        int chunk = MIN(vmaugment_link_backlog(s), INT_MAX);
+        int ret = qemu_chr_fe_write(&s->conf.chr, s->out->data + s->out_done,
+                                    chunk);
+
+        if (ret <= 0) {
+            if (ret < 0 && errno != EAGAIN) {
+                /* The chardev reports the hang-up as CHR_EVENT_CLOSED. */
+                return;
+            }
+            if (!s->out_watch) {
+                s->out_watch = qemu_chr_fe_add_watch(&s->conf.chr,
+                                                     G_IO_OUT | G_IO_HUP,
+                                                     vmaugment_helper_writable,
+                                                     s);
+            }
+            return;
+        }
+        s->out_done += ret;
+    }
+    g_byte_array_set_size(s->out, 0);
+    s->out_done = 0;
+}
+
+static gboolean vmaugment_helper_writable(void *do_not_use, GIOCondition cond,
+                                          void *opaque)
+{
+    VirtIOVMAugment *s = opaque;
+    bool was_throttled = vmaugment_link_backlog(s) > VMAUGMENT_OUT_HIGH_WATER;
+
+    s->out_watch = 0;
+    vmaugment_helper_flush(s);
+    if (was_throttled &&
+        vmaugment_link_backlog(s) <= VMAUGMENT_OUT_HIGH_WATER) {
+        /* Take the requests the guest queued while we waited. */
+        s->link_ops->drained(s);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type, uint64_t tag,
+                           const void *a, size_t alen,
+                           const void *b, size_t blen)
+{
+    struct vmaug_host_msg msg = {
+        .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
+        .type = cpu_to_le16(type),
+        .len = cpu_to_le32(alen + blen),
+        .tag = cpu_to_le64(tag),
+    };
+
+    if (!s->helper_open) {
+        return;
+    }
+    g_byte_array_append(s->out, (const guint8 *)&msg, sizeof(msg));
+    if (alen) {
+        g_byte_array_append(s->out, a, alen);
+    }
+    if (blen) {
+        g_byte_array_append(s->out, b, blen);
+    }
+    /* A pending watch will resume the flush; writing now would reorder. */
+    if (!s->out_watch) {
+        vmaugment_helper_flush(s);
+    }
+}
+
+/*
+ * Write everything queued, now: for when the main loop will not run again
+ * (QEMU is exiting).  Gives up after @timeout_ms on a helper that does
+ * not read.
+ */
+void vmaugment_helper_flush_sync(VirtIOVMAugment *s, int64_t timeout_ms)
+{
+    int64_t deadline = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + timeout_ms;
+
+    if (s->out_watch) {
+        g_source_remove(s->out_watch);
+        s->out_watch = 0;
+    }
+    while (s->helper_open && vmaugment_link_backlog(s)) {
+        int ret = qemu_chr_fe_write(&s->conf.chr, s->out->data + s->out_done,
+                                    MIN(vmaugment_link_backlog(s), INT_MAX));
+
+        if (ret > 0) {
+            s->out_done += ret;
+            continue;
+        }
+        if ((ret < 0 && errno != EAGAIN) ||
+            qemu_clock_get_ms(QEMU_CLOCK_REALTIME) >= deadline) {
+            break;
+        }
+        g_usleep(1000);
+    }
+    g_byte_array_set_size(s->out, 0);
+    s->out_done = 0;
+}
+
+uint64_t vmaugment_next_tag(VirtIOVMAugment *s)
+{
+    return s->next_tag++;
+}
+
+static void vmaugment_helper_hello(VirtIOVMAugment *s)
+{
+    const char *id = DEVICE(s)->id ? DEVICE(s)->id : "vmaugment";
+    const char *store = s->conf.store ? s->conf.store : "";
+    const char *image = s->conf.image ? s->conf.image : "";
+    struct vmaug_host_hello hello = {
+        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
+        /* Both at most VMAUG_HOST_PATH_MAX: checked at realize. */
+        .store_len = cpu_to_le16(strlen(store)),
+        .image_len = cpu_to_le16(strlen(image)),
+    };
+    g_autofree char *paths = g_strconcat(store, image, NULL);
+
+    pstrcpy((char *)hello.name, sizeof(hello.name), id);
+    vmaugment_helper_send(s, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello),
+                          paths, strlen(paths));
+}
+
+/* ---- Requests of the host owner (QMP) ---- */
+
+static void vmaugment_admin_wake(VMAugmentAdminCall *call, uint16_t status,
+                                 const void *data, uint32_t len)
+{
+    VirtIOVMAugment *s = call->dev;
+
+    /* The caller may outlive the device: it never touches it again. */
+    QTAILQ_REMOVE(&s->admin, call, next);
+    timer_free(call->timer);
+    call->timer = NULL;
+    call->status = status;
+    if (len) {
+        g_byte_array_append(call->answer, data, len);
+    }
+    call->done = true;
+    aio_co_schedule(qemu_get_aio_context(), call->co);
+}
+
+static void vmaugment_admin_timeout(void *opaque)
+{
+    VMAugmentAdminCall *call = opaque;
+
+    vmaugment_helper_send(call->dev, VMAUG_HOST_CANCEL, call->tag, NULL, 0,
+                          NULL, 0);
+    vmaugment_admin_wake(call, VMAUG_S_TIMEOUT, NULL, 0);
+}
+
+static void vmaugment_admin_interrupt(VirtIOVMAugment *s)
+{
+    VMAugmentAdminCall *call;
+
+    while ((call = QTAILQ_FIRST(&s->admin))) {
+        vmaugment_admin_wake(call, VMAUG_S_INTERRUPTED, NULL, 0);
+    }
+}
+
+int coroutine_fn vmaugment_admin_call(VirtIOVMAugment *s, uint16_t opcode,
+                                      const void *payload, uint32_t len,
+                                      GByteArray **answer, Error **errp)
+{
+    VMAugmentAdminCall call = {
+        .dev = s,
+        .co = qemu_coroutine_self(),
+        .tag = VMAUGMENT_ADMIN_TAG | s->next_tag++,
+        .answer = g_byte_array_new(),
+    };
+    struct virtio_vmaugment_req hdr = {
+        .id = cpu_to_le64(call.tag),
+        .opcode = cpu_to_le16(opcode),
+        .len = cpu_to_le32(len),
+    };
+
+    if (!s->helper_ready) {
+        error_setg(errp, "vmaugment: the host helper is not connected");
+        g_byte_array_unref(call.answer);
+        return -1;
+    }
+    QTAILQ_INSERT_TAIL(&s->admin, &call, next);
+    call.timer = timer_new_ms(QEMU_CLOCK_REALTIME, vmaugment_admin_timeout,
+                              &call);
+    timer_mod(call.timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                          s->conf.request_timeout_ms);
+    trace_vmaugment_relay(s, call.tag, call.tag, opcode);
+    vmaugment_helper_send(s, VMAUG_HOST_REQUEST, call.tag, &hdr, sizeof(hdr),
+                          payload, len);
+
+    while (!call.done) {
+        qemu_coroutine_yield();
+    }
+    if (call.status == VMAUG_S_TIMEOUT ||
+        call.status == VMAUG_S_INTERRUPTED) {
+        error_setg(errp, "vmaugment: the host helper %s",
+                   call.status == VMAUG_S_TIMEOUT ? "did not answer in time" :
+                   "went away");
+        g_byte_array_unref(call.answer);
+        return -1;
+    }
+    *answer = call.answer;
+    return call.status;
+}
+
+/* ---- Reading ---- */
+
+static bool vmaugment_helper_response(VirtIOVMAugment *s, uint64_t tag,
+                                      const uint8_t *data, uint32_t len,
+                                      const char **why)
+{
+    struct virtio_vmaugment_resp resp;
+    uint32_t rlen;
+    uint16_t status;
+
+    if (len < sizeof(resp)) {
+        *why = "response shorter than its header";
+        return false;
+    }
+    memcpy(&resp, data, sizeof(resp));
+    rlen = le32_to_cpu(resp.len);
+    if (rlen != len - sizeof(resp) || rlen > VMAUG_MAX_RESP_PAYLOAD) {
+        *why = "response length does not match the message";
+        return false;
+    }
+    status = le16_to_cpu(resp.status);
+    if (status > VMAUG_S_MAX) {
+        status = VMAUG_S_INTERNAL;
+    }
+
+    if (tag & VMAUGMENT_ADMIN_TAG) {
+        VMAugmentAdminCall *call;
+
+        QTAILQ_FOREACH(call, &s->admin, next) {
+            if (call->tag == tag) {
+                vmaugment_admin_wake(call, status, data + sizeof(resp), rlen);
+                return true;
+            }
+        }
+        trace_vmaugment_helper_bad_message(s, "response for unknown tag");
+        return true;
+    }
+
+    s->link_ops->response(s, tag, status, data + sizeof(resp), rlen);
+    return true;
+}
+
+static bool vmaugment_helper_event(VirtIOVMAugment *s, const uint8_t *data,
+                                   uint32_t len, const char **why)
+{
+    struct virtio_vmaugment_event ev;
+    uint32_t type, elen;
+
+    if (len < sizeof(ev)) {
+        *why = "event shorter than its header";
+        return false;
+    }
+    memcpy(&ev, data, sizeof(ev));
+    type = le32_to_cpu(ev.type);
+    elen = le32_to_cpu(ev.len);
+    if (elen != len - sizeof(ev) || elen > VMAUG_MAX_EVENT_PAYLOAD) {
+        *why = "event length does not match the message";
+        return false;
+    }
+    if (type == 0 || type > VMAUG_EVENT_MAX) {
+        *why = "unknown event type";
+        return false;
+    }
+    s->link_ops->event(s, type, data + sizeof(ev), elen);
+    return true;
+}
+
+static bool vmaugment_helper_message(VirtIOVMAugment *s,
+                                     const struct vmaug_host_msg *msg,
+                                     const uint8_t *data, const char **why)
+{
+    uint16_t type = le16_to_cpu(msg->type);
+    uint32_t len = le32_to_cpu(msg->len);
+    struct vmaug_host_hello hello;
+
+    if (type == VMAUG_HOST_HELLO) {
+        if (s->helper_ready || len < sizeof(hello)) {
+            *why = "unexpected or short HELLO";
+            return false;
+        }
+        memcpy(&hello, data, sizeof(hello));
+        if (le32_to_cpu(hello.proto_version) != VMAUG_PROTO_VERSION) {
+            *why = "helper speaks another protocol version";
+            return false;
+        }
+        if (le16_to_cpu(hello.store_len) || le16_to_cpu(hello.image_len) ||
+            len != sizeof(hello)) {
+            *why = "helper HELLO with paths";
+            return false;
+        }
+        s->link_ops->ready(s, true);
+        return true;
+    }
+    if (!s->helper_ready) {
+        *why = "message before HELLO";
+        return false;
+    }
+    switch (type) {
+    case VMAUG_HOST_RESPONSE:
+        return vmaugment_helper_response(s, le64_to_cpu(msg->tag), data, len,
+                                         why);
+    case VMAUG_HOST_EVENT:
+        return vmaugment_helper_event(s, data, len, why);
+    case VMAUG_HOST_LIFECYCLE_DONE:
+        return s->link_ops->lifecycle_done(s, le64_to_cpu(msg->tag), data,
+                                           len, why);
+    default:
+        *why = "unknown message type";
+        return false;
+    }
+}
+
+static void vmaugment_helper_protocol_error(VirtIOVMAugment *s,
+                                            const char *why)
+{
+    trace_vmaugment_helper_bad_message(s, why);
+    warn_report("vmaugment: host helper protocol error (%s); disconnecting",
+                why);
+    vmaugment_link_closed(s);
+    qemu_chr_fe_disconnect(&s->conf.chr);
+}
+
+/* Bytes still missing from the message being received. */
+static size_t vmaugment_helper_want(VirtIOVMAugment *s)
+{
+    const struct vmaug_host_msg *msg = (const void *)s->in_buf;
+
+    if (s->in_len < sizeof(*msg)) {
+        return sizeof(*msg) - s->in_len;
+    }
+    return sizeof(*msg) + le32_to_cpu(msg->len) - s->in_len;
+}
+
+static int vmaugment_helper_can_read(void *opaque)
+{
+    VirtIOVMAugment *s = opaque;
+
+    if (!s->helper_open) {
+        return 0;
+    }
+    return vmaugment_helper_want(s);
+}
+
+static void vmaugment_helper_read(void *opaque, const uint8_t *buf, int size)
+{
+    VirtIOVMAugment *s = opaque;
+    const struct vmaug_host_msg *msg = (const void *)s->in_buf;
+    const char *why = NULL;
+
+    while (size > 0 && s->helper_open) {
+        size_t n = MIN((size_t)size, vmaugment_helper_want(s));
+
+        memcpy(s->in_buf + s->in_len, buf, n);
+        s->in_len += n;
+        buf += n;
+        size -= n;
+
+        if (s->in_len == sizeof(*msg) &&
+            (le32_to_cpu(msg->magic) != VMAUG_HOST_MAGIC ||
+             le32_to_cpu(msg->len) > VMAUG_HOST_MAX_MSG)) {
+            /* Checked before buffering the body: the length is hostile. */
+            vmaugment_helper_protocol_error(s, "bad message header");
+            return;
+        }
+        if (s->in_len >= sizeof(*msg) && vmaugment_helper_want(s) == 0) {
+            s->in_len = 0;
+            if (!vmaugment_helper_message(s, msg, s->in_buf + sizeof(*msg),
+                                          &why)) {
+                vmaugment_helper_protocol_error(s, why);
+                return;
+            }
+        }
+    }
+}
+
+static void vmaugment_link_closed(VirtIOVMAugment *s)
+{
+    if (s->out_watch) {
+        g_source_remove(s->out_watch);
+        s->out_watch = 0;
+    }
+    g_byte_array_set_size(s->out, 0);
+    s->out_done = 0;
+    s->in_len = 0;
+    s->helper_open = false;
+    /* What waits for the helper fails: it cannot answer any more. */
+    s->link_ops->ready(s, false);
+    vmaugment_admin_interrupt(s);
+}
+
+static void vmaugment_helper_event_cb(void *opaque, QEMUChrEvent event)
+{
+    VirtIOVMAugment *s = opaque;
+
+    switch (event) {
+    case CHR_EVENT_OPENED:
+        if (!s->helper_open) {
+            s->helper_open = true;
+            s->in_len = 0;
+            vmaugment_helper_hello(s);
+        }
+        break;
+    case CHR_EVENT_CLOSED:
+        if (s->helper_open) {
+            vmaugment_link_closed(s);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- Setting up ---- */
+
+void vmaugment_link_init(VirtIOVMAugment *s, const VMAugmentLinkOps *ops)
+{
+    s->link_ops = ops;
+    s->in_buf = g_malloc(sizeof(struct vmaug_host_msg) + VMAUG_HOST_MAX_MSG);
+    s->out = g_byte_array_new();
+    QTAILQ_INIT(&s->admin);
+    if (qemu_chr_fe_backend_connected(&s->conf.chr)) {
+        qemu_chr_fe_set_handlers(&s->conf.chr, vmaugment_helper_can_read,
+                                 vmaugment_helper_read,
+                                 vmaugment_helper_event_cb, NULL, s, NULL,
+                                 true);
+    }
+}
+
+void vmaugment_link_resume(VirtIOVMAugment *s)
+{
+    if (s->helper_open) {
+        /* Reading stopped while the VM was; a response may be waiting. */
+        qemu_chr_fe_accept_input(&s->conf.chr);
+    }
+}
+
+void vmaugment_link_cleanup(VirtIOVMAugment *s)
+{
+    qemu_chr_fe_deinit(&s->conf.chr, false);
+    if (s->out_watch) {
+        g_source_remove(s->out_watch);
+        s->out_watch = 0;
+    }
+    s->helper_open = false;
+    vmaugment_admin_interrupt(s);
+    g_byte_array_free(s->out, true);
+    s->out = NULL;
+    g_free(s->in_buf);
+    s->in_buf = NULL;
+}

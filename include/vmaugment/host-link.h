@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmaugment: the host helper link (QEMU device <-> vmaugment helper), in
+ * the style of the protocol header it builds on.  Host-only: the guest
+ * library and driver never install it, and no guest sees these messages.
+ * QEMU gets it through include/standard-headers/ like the protocol header
+ * (scripts/build-qemu.sh); docs/protocol.rst ("Host helper link") is
+ * normative.
+ */
+#ifndef _VMAUGMENT_HOST_LINK_H
+#define _VMAUGMENT_HOST_LINK_H
+
+#include <linux/types.h>
+#include <linux/virtio_vmaugment.h>
+
+/* ---- Host helper link (QEMU device <-> vmaugment helper, unix socket) ----
+ *
+ * Every message is struct vmaug_host_msg followed by len bytes.
+ *  HELLO     both ways once after connecting: struct vmaug_host_hello.
+ *            The device's HELLO is followed by store_len bytes naming the
+ *            store directory (property "store"; empty for the helper's
+ *            default) and image_len bytes naming the disk image the VM
+ *            runs (property "image"; empty for none); UTF-8, no NUL, each
+ *            at most VMAUG_HOST_PATH_MAX bytes.  The helper sends 0 and 0.
+ *            Nothing else may be sent before the peer's HELLO arrived.
+ *  REQUEST   device -> helper: struct virtio_vmaugment_req + payload, as the
+ *            guest sent it after the device validated it.
+ *  RESPONSE  helper -> device: struct virtio_vmaugment_resp + payload for
+ *            the REQUEST with the same tag; id and opcode are ignored.
+ *  EVENT     helper -> device: struct virtio_vmaugment_event + payload;
+ *            seq is ignored (the device numbers events).
+ *  CANCEL    device -> helper: the REQUEST with this tag will not be
+ *            answered to the guest (device reset); len is 0.
+ *  LIFECYCLE device -> helper: struct vmaug_host_lifecycle; the VM went
+ *            through a lifecycle event.  Only IMAGE_START is answered.
+ *  LIFECYCLE_DONE helper -> device: struct vmaug_host_lifecycle_done and
+ *            up to VMAUG_HOST_MESSAGE_MAX bytes of UTF-8 text, for the
+ *            IMAGE_START with the same tag: the registered modules are
+ *            loaded and their image-start handlers returned, or (status
+ *            not VMAUG_S_OK) the image must not start, and the text says
+ *            why.
+ */
+#define VMAUG_HOST_MAGIC                0x48475541  /* "AUGH" */
+#define VMAUG_HOST_HELLO                1
+#define VMAUG_HOST_REQUEST              2
+#define VMAUG_HOST_RESPONSE             3
+#define VMAUG_HOST_EVENT                4
+#define VMAUG_HOST_CANCEL               5
+#define VMAUG_HOST_LIFECYCLE            6
+#define VMAUG_HOST_LIFECYCLE_DONE       7
+#define VMAUG_HOST_MESSAGE_MAX          1024
+#define VMAUG_HOST_PATH_MAX             4096
+#define VMAUG_HOST_MAX_MSG              (sizeof(struct virtio_vmaugment_req) + \
+					 VMAUG_MAX_REQ_PAYLOAD)
+
+struct vmaug_host_msg {
+	__le32 magic;               /* VMAUG_HOST_MAGIC */
+	__le16 type;                /* VMAUG_HOST_* */
+	__le16 reserved;
+	__le32 len;                 /* bytes after this header */
+	__le32 reserved2;
+	__le64 tag;                 /* pairs a RESPONSE with its REQUEST */
+};
+
+struct vmaug_host_hello {
+	__le32 proto_version;       /* VMAUG_PROTO_VERSION */
+	__le16 store_len;           /* bytes of store path that follow */
+	__le16 image_len;           /* bytes of image path after those */
+	__u8 name[VMAUG_INFO_TEXT_MAX];  /* the device id or helper version */
+};
+
+/*
+ * The helper runs, for each registration naming the event, the module's
+ * handler (VMAUG_EVENT_HOST_START .. VMAUG_EVENT_RESUME).  For IMAGE_START
+ * it first loads every registered module, fetching missing ones from its
+ * repository.  With VMAUG_LIFECYCLE_F_RECONNECT the VM was already
+ * running (the helper reconnected, or the VM migrated here): modules are
+ * loaded but the event's handlers do not run again.
+ */
+#define VMAUG_LIFECYCLE_F_RECONNECT     (1U << 0)
+
+struct vmaug_host_lifecycle {
+	__le32 event;               /* VMAUG_EVENT_HOST_START .. RESUME */
+	__le32 flags;               /* VMAUG_LIFECYCLE_F_* */
+};
+
+struct vmaug_host_lifecycle_done {
+	__le32 event;               /* the event answered: IMAGE_START */
+	__le16 status;              /* VMAUG_S_* */
+	__le16 reserved;
+	/* followed by the message */
+};
+
+#endif /* _VMAUGMENT_HOST_LINK_H */
