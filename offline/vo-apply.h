@@ -18,9 +18,10 @@ typedef enum {
 
 /*
  * The whole job on one image: recover, then let the worker decide, patch
- * a qcow2 overlay and verify it, and commit the overlay into the image.  Until the commit starts the
- * image is never written; once a verified overlay is recorded in the
- * journal, an interrupted commit is rolled forward by vo_apply_recover().
+ * a qcow2 overlay and verify it, and commit the overlay into the image.
+ * Until the commit starts the image is never written; once a verified
+ * overlay is recorded in the journal, an interrupted commit is rolled
+ * forward by vo_apply_recover().
  * @report (an open object) gets "status" and the details.
  */
 gboolean vo_apply_image(const char *image, const char *format,

@@ -404,7 +404,7 @@ static const struct {
       "(IMAGE|DIR|@LIST)...    apply --bundle(s) to many images\n"
       "  batch --libvirt URI           ... to libvirt's inactive domains" },
     { "status", vo_main_status_cmd,
-      "IMAGE                  bundles applied offline and the guest's reports" },
+      "IMAGE                  bundles applied offline, the guest's reports" },
     { "compare-versions", vo_main_compare_versions,
       "A OP B       compare Debian versions (exit 0 if true)" },
 };

@@ -399,8 +399,8 @@ gboolean vo_registry_drive_letters(VoGuest *guest, GPtrArray *letters,
         }
         p = vo_registry_match_partition(guest, (const guint8 *)data, len);
         if (p) {
-            g_ptr_array_add(letters, g_strdup_printf("%c",
-                                                     g_ascii_toupper(name[12])));
+            g_ptr_array_add(letters,
+                            g_strdup_printf("%c", g_ascii_toupper(name[12])));
             g_ptr_array_add(parts, p);
         }
     }

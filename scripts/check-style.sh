@@ -87,10 +87,9 @@ if [ ${#kernel_files[@]} -gt 0 ]; then
         -- "${kernel_files[@]}"
 fi
 # Userspace C: one line for all of it, and each failing file's findings.
-# offline/ joins once its reorganisation has landed.
 mapfile -t user_files < <(git ls-files '*.[ch]' | grep -v -e '^hw/' \
     -e '^include/hw/' -e '^tests/qtest/' -e '^guest-driver/kernel/' \
-    -e '^include/uapi/' -e '^include/vmaugment/host-link.h$' -e '^offline/')
+    -e '^include/uapi/' -e '^include/vmaugment/host-link.h$')
 if out=$(python3 "$top/scripts/check-source.py" "${user_files[@]}"); then
     echo "ok userspace C (${#user_files[@]} files, check-source.py)"
 else
