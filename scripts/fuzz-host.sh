@@ -127,6 +127,8 @@ for t in "${targets[@]}"; do
             -artifact_prefix="$artifacts/$name-" "$corpus" >"$log" 2>&1; then
         status=1
     fi
+    # Kept for the campaign's record (rates, coverage, final statistics).
+    cp "$log" "$artifacts/$name.log"
     executed=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" |
                tail -n1)
     if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)' "$log" ||
