@@ -801,38 +801,41 @@ VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
     return bundle;
 }
 
+/* The tar archive of @len bytes at @data, read by vo_bundle_read(). */
+static VoBundle *vo_bundle_read_memory(const void *data, gsize len,
+                                       const char *name,
+                                       const char *trust_dir,
+                                       const char *signer,
+                                       const char *fingerprint,
+                                       GError **error)
+{
+    struct archive *a = archive_read_new();
+
+    archive_read_support_format_tar(a);
+    if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "cannot read bundle %s: %s", name,
+                    archive_error_string(a));
+        archive_read_free(a);
+        return NULL;
+    }
+    return vo_bundle_read(a, name, trust_dir, signer, fingerprint, error);
+}
+
 VoBundle *vo_bundle_load_checked_data(const void *data, gsize len,
                                       const char *name, const char *signer,
                                       const char *fingerprint,
                                       GError **error)
 {
-    struct archive *a = archive_read_new();
-
-    archive_read_support_format_tar(a);
-    if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "cannot read bundle %s: %s", name,
-                    archive_error_string(a));
-        archive_read_free(a);
-        return NULL;
-    }
-    return vo_bundle_read(a, name, NULL, signer, fingerprint, error);
+    return vo_bundle_read_memory(data, len, name, NULL, signer, fingerprint,
+                                 error);
 }
 
 VoBundle *vo_bundle_load_data(const void *data, gsize len, const char *name,
                               const char *trust_dir, GError **error)
 {
-    struct archive *a = archive_read_new();
-
-    archive_read_support_format_tar(a);
-    if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "cannot read bundle %s: %s", name,
-                    archive_error_string(a));
-        archive_read_free(a);
-        return NULL;
-    }
-    return vo_bundle_read(a, name, trust_dir, NULL, NULL, error);
+    return vo_bundle_read_memory(data, len, name, trust_dir, NULL, NULL,
+                                 error);
 }
 
 static gboolean vo_bundle_add_entry(struct archive *a, const char *name,
