@@ -226,22 +226,33 @@ gboolean vo_image_check_unlocked(const char *image, GError **error)
     return TRUE;
 }
 
-static gboolean vo_image_run(const char *const *argv,
+/*
+ * Runs qemu-img with @args (after the program name) under @limits; its
+ * stdout into @out unless NULL.  A failure names the subcommand and says
+ * what qemu-img said, and is VO_ERROR_IN_USE when that was about a lock.
+ */
+static gboolean vo_image_run(const char *const *args,
                              const VoImageLimits *limits, char **out,
                              GError **error)
 {
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
     g_autofree char *err = NULL;
     int status;
 
-    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH,
+    g_ptr_array_add(argv, (char *)vo_image_qemu_tool("qemu-img"));
+    for (guint i = 0; args[i]; i++) {
+        g_ptr_array_add(argv, (char *)args[i]);
+    }
+    g_ptr_array_add(argv, NULL);
+    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH,
                       vo_image_child_setup, (gpointer)limits, out, &err,
                       &status, error)) {
         return FALSE;
     }
     if (!g_spawn_check_wait_status(status, NULL)) {
-        g_strstrip(err);
-        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "%s failed: %s",
-                    argv[0], err);
+        g_set_error(error, VO_ERROR,
+                    strstr(err, "lock") ? VO_ERROR_IN_USE : VO_ERROR_FAILED,
+                    "qemu-img %s failed: %s", args[0], g_strstrip(err));
         return FALSE;
     }
     return TRUE;
@@ -291,16 +302,16 @@ char *vo_image_probe_format(const char *image, const char *format,
     g_autoptr(GError) local = NULL;
     JsonNode *root;
     JsonObject *obj, *spec;
-    const char *argv[] = {
-        vo_image_qemu_tool("qemu-img"), "info", "--output=json",
+    const char *args[] = {
+        "info", "--output=json",
         /* The lock is checked separately, with a clearer message. */
         "-U", format ? "-f" : image, format, image, NULL,
     };
 
     if (!format) {
-        argv[5] = NULL;
+        args[4] = NULL;
     }
-    if (!vo_image_run(argv, &vo_image_info_limits, &out, &local)) {
+    if (!vo_image_run(args, &vo_image_info_limits, &out, &local)) {
         g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
                     "%s is not a usable disk image: %s", image,
                     local->message);
@@ -364,27 +375,7 @@ char *vo_image_probe_format(const char *image, const char *format,
 
 gboolean vo_image_qemu_img(const char *const *args, GError **error)
 {
-    g_autoptr(GPtrArray) argv = g_ptr_array_new();
-    g_autofree char *err = NULL;
-    int status;
-
-    g_ptr_array_add(argv, (char *)vo_image_qemu_tool("qemu-img"));
-    for (guint i = 0; args[i]; i++) {
-        g_ptr_array_add(argv, (char *)args[i]);
-    }
-    g_ptr_array_add(argv, NULL);
-    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH,
-                      vo_image_child_setup, (gpointer)&vo_image_tool_limits,
-                      NULL, &err, &status, error)) {
-        return FALSE;
-    }
-    if (!g_spawn_check_wait_status(status, NULL)) {
-        g_set_error(error, VO_ERROR,
-                    strstr(err, "lock") ? VO_ERROR_IN_USE : VO_ERROR_FAILED,
-                    "qemu-img %s failed: %s", args[0], g_strstrip(err));
-        return FALSE;
-    }
-    return TRUE;
+    return vo_image_run(args, &vo_image_tool_limits, NULL, error);
 }
 
 static char *vo_image_server_log(VoImageServer *s)
