@@ -144,10 +144,22 @@ static gboolean vo_wire_depth_ok(const char *text, gsize len)
     return TRUE;
 }
 
-static JsonObject *vo_wire_bad(GError **error, const char *why)
+gboolean vo_wire_malformed(GError **error, const char *fmt, ...)
 {
+    g_autofree char *why = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
     g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                 "the worker's report is malformed: %s", why);
+    return FALSE;
+}
+
+static JsonObject *vo_wire_bad(GError **error, const char *why)
+{
+    vo_wire_malformed(error, "%s", why);
     return NULL;
 }
 
@@ -224,8 +236,7 @@ gboolean vo_wire_expect_end(int fd, gint64 deadline, GError **error)
     }
     if (got != 0) {
         /* The result is the last word: anything after it is not ours. */
-        vo_wire_bad(error, "data after the result");
-        return FALSE;
+        return vo_wire_malformed(error, "data after the result");
     }
     return TRUE;
 }

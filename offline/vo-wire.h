@@ -48,6 +48,10 @@ gboolean vo_wire_send(int fd, VoWireType type, JsonNode *body,
 JsonObject *vo_wire_receive(int fd, gint64 deadline, VoWireType *type,
                             GError **error);
 
+/* Sets @error to "the worker's report is malformed: WHY"; FALSE. */
+gboolean vo_wire_malformed(GError **error, const char *fmt, ...)
+    G_GNUC_PRINTF(2, 3);
+
 /* After the result: FALSE unless the stream ends before @deadline. */
 gboolean vo_wire_expect_end(int fd, gint64 deadline, GError **error);
 

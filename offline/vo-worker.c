@@ -237,22 +237,6 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, int disk_fd,
     return pid;
 }
 
-static gboolean vo_worker_bad(GError **error, const char *fmt, ...)
-    G_GNUC_PRINTF(2, 3);
-
-static gboolean vo_worker_bad(GError **error, const char *fmt, ...)
-{
-    g_autofree char *why = NULL;
-    va_list ap;
-
-    va_start(ap, fmt);
-    why = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                "the worker's report is malformed: %s", why);
-    return FALSE;
-}
-
 /*
  * The worker's messages may quote what the guest wrote and end up on the
  * operator's terminal: control characters (escape sequences among them)
@@ -282,7 +266,7 @@ static gboolean vo_worker_check_status(JsonObject *report, GError **error)
             return TRUE;
         }
     }
-    return vo_worker_bad(error, "unknown status");
+    return vo_wire_malformed(error, "unknown status");
 }
 
 /*
@@ -305,7 +289,7 @@ static gboolean vo_worker_check_report(VoWorkerJob job, JsonObject *report,
             JsonNode *code, *message;
 
             if (!JSON_NODE_HOLDS_OBJECT(node)) {
-                return vo_worker_bad(error, "\"error\" is not an object");
+                return vo_wire_malformed(error, "\"error\" is not an object");
             }
             e = json_node_get_object(node);
             code = json_object_get_member(e, "code");
@@ -317,7 +301,7 @@ static gboolean vo_worker_check_report(VoWorkerJob job, JsonObject *report,
                 json_node_get_int(code) > VO_ERROR_TIMEOUT ||
                 strlen(json_node_get_string(message)) >
                     VO_WORKER_MAX_MESSAGE) {
-                return vo_worker_bad(error, "bad \"error\"");
+                return vo_wire_malformed(error, "bad \"error\"");
             }
             text = g_strdup(json_node_get_string(message));
             vo_worker_sanitize(text);
@@ -334,13 +318,13 @@ static gboolean vo_worker_check_report(VoWorkerJob job, JsonObject *report,
                 (vo_worker_members[i].value_type &&
                  json_node_get_value_type(node) !=
                      vo_worker_members[i].value_type)) {
-                return vo_worker_bad(error, "\"%s\" has the wrong type",
+                return vo_wire_malformed(error, "\"%s\" has the wrong type",
                                      vo_worker_members[i].name);
             }
             known = TRUE;
         }
         if (!known) {
-            return vo_worker_bad(error, "unexpected member");
+            return vo_wire_malformed(error, "unexpected member");
         }
     }
     return vo_worker_check_status(report, error);
@@ -374,13 +358,13 @@ static JsonObject *vo_worker_read(const VoWorkerRequest *req, int fd,
             known = known || g_str_equal(stage, vo_worker_stages[i]);
         }
         if (!known) {
-            vo_worker_bad(error, "unknown stage");
+            vo_wire_malformed(error, "unknown stage");
             return NULL;
         }
         /* Only names from our list reach the log. */
         g_debug("%s: %s", req->image, stage);
     }
-    vo_worker_bad(error, "too many stages");
+    vo_wire_malformed(error, "too many stages");
     return NULL;
 }
 
