@@ -548,8 +548,8 @@ static gboolean vo_bundle_parse_packages(VoBundle *bundle, JsonNode *node,
                                      op);
         }
         if (!old || (!JSON_NODE_HOLDS_NULL(old) &&
-                     !vo_bundle_string(obj, "old_version", where, TRUE,
-                                       error))) {
+                     (!JSON_NODE_HOLDS_VALUE(old) ||
+                      json_node_get_value_type(old) != G_TYPE_STRING))) {
             return vo_bundle_invalid(error, "%s: \"old_version\" is a "
                                      "string, or null for a new package",
                                      where);

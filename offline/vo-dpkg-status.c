@@ -33,10 +33,13 @@ typedef enum {
     VO_DPKG_RELATIONS,      /* a, b (>= 1) | c:any, ... */
     VO_DPKG_SOURCE,         /* name or "name (version)" */
     VO_DPKG_WORD,           /* Priority, Section */
+    VO_DPKG_NUMBER,         /* Installed-Size */
 } VoDpkgKind;
 
 /* The fields apt decides with, in the order we write them.  Recommends
- * and Suggests are left out: plans never install recommendations. */
+ * and Suggests are left out: plans never install recommendations.
+ * Installed-Size is in apt's hash of a version: without it the installed
+ * version would not be the repository's version of the same number. */
 static const struct {
     const char *name;
     VoDpkgKind kind;
@@ -46,6 +49,7 @@ static const struct {
     { "Status", VO_DPKG_STATUS, TRUE },
     { "Priority", VO_DPKG_WORD, FALSE },
     { "Section", VO_DPKG_WORD, FALSE },
+    { "Installed-Size", VO_DPKG_NUMBER, FALSE },
     { "Architecture", VO_DPKG_ARCH, TRUE },
     { "Multi-Arch", VO_DPKG_MULTI_ARCH, FALSE },
     { "Essential", VO_DPKG_YES_NO, FALSE },
@@ -449,6 +453,12 @@ static gboolean vo_dpkg_status_value_ok(VoDpkgKind kind, const char *value,
     }
     case VO_DPKG_WORD:
         if (vo_dpkg_status_word_ok(value, "/+.-")) {
+            return TRUE;
+        }
+        break;
+    case VO_DPKG_NUMBER:
+        if (*value && strlen(value) <= 20 &&
+            strspn(value, "0123456789") == strlen(value)) {
             return TRUE;
         }
         break;
