@@ -212,19 +212,76 @@ static const char *vo_dpkg_status_native(JsonArray *packages)
     return NULL;
 }
 
-JsonNode *vo_dpkg_status_extract(VoGuest *guest, GError **error)
+JsonNode *vo_dpkg_status_extract_bytes(GHashTable *os, GBytes *status,
+                                       GBytes *arch, GError **error)
 {
     static const char *const os_keys[] = {
         "id", "version_id", "version_codename",
     };
-    g_autoptr(VoInventory) inv = vo_inventory_read(guest, error);
     g_autoptr(JsonBuilder) pb = json_builder_new();
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autoptr(JsonNode) packages = NULL;
+    const char *native;
+
+    json_builder_begin_array(pb);
+    if (!vo_dpkg_status_parse(pb, g_bytes_get_data(status, NULL),
+                              g_bytes_get_size(status), error)) {
+        return NULL;
+    }
+    json_builder_end_array(pb);
+    packages = json_builder_get_root(pb);
+    native = vo_dpkg_status_native(json_node_get_array(packages));
+    if (!native) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "dpkg is not installed: the architecture is unknown");
+        return NULL;
+    }
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "architectures");
+    json_builder_begin_array(b);
+    json_builder_add_string_value(b, native);
+    /* Foreign architectures: one name a line, as dpkg writes them. */
+    if (arch && g_bytes_get_size(arch) <= VO_DPKG_STATUS_MAX_ARCH_FILE) {
+        g_autofree char *text = g_strndup(g_bytes_get_data(arch, NULL),
+                                          g_bytes_get_size(arch));
+        g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+        guint n = 1;
+
+        for (guint i = 0; lines[i] && n < VO_DPKG_STATUS_MAX_ARCHS; i++) {
+            g_strstrip(lines[i]);
+            if (*lines[i] && !g_str_equal(lines[i], native) &&
+                g_utf8_validate(lines[i], -1, NULL)) {
+                json_builder_add_string_value(b, lines[i]);
+                n++;
+            }
+        }
+    }
+    json_builder_end_array(b);
+    json_builder_set_member_name(b, "os");
+    json_builder_begin_object(b);
+    for (guint i = 0; i < G_N_ELEMENTS(os_keys); i++) {
+        const char *v = g_hash_table_lookup(os, os_keys[i]);
+
+        if (v && strlen(v) <= VO_DPKG_STATUS_MAX_WORD) {
+            json_builder_set_member_name(b, os_keys[i]);
+            json_builder_add_string_value(b, v);
+        }
+    }
+    json_builder_end_object(b);
+    json_builder_set_member_name(b, "packages");
+    json_builder_add_value(b, g_steal_pointer(&packages));
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}
+
+JsonNode *vo_dpkg_status_extract(VoGuest *guest, GError **error)
+{
+    g_autoptr(VoInventory) inv = vo_inventory_read(guest, error);
     g_autoptr(GBytes) status = NULL;
     g_autoptr(GBytes) arch = NULL;
     g_autoptr(GError) local = NULL;
-    const char *native;
+    JsonNode *node;
 
     if (!inv) {
         return NULL;
@@ -243,57 +300,14 @@ JsonNode *vo_dpkg_status_extract(VoGuest *guest, GError **error)
                     local->message);
         return NULL;
     }
-    json_builder_begin_array(pb);
-    if (!vo_dpkg_status_parse(pb, g_bytes_get_data(status, NULL),
-                              g_bytes_get_size(status), error)) {
-        return NULL;
-    }
-    json_builder_end_array(pb);
-    packages = json_builder_get_root(pb);
-    native = vo_dpkg_status_native(json_node_get_array(packages));
-    if (!native) {
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                    "%s: dpkg is not installed, its architecture is unknown",
-                    guest->image);
-        return NULL;
-    }
-
-    json_builder_begin_object(b);
-    json_builder_set_member_name(b, "architectures");
-    json_builder_begin_array(b);
-    json_builder_add_string_value(b, native);
-    /* Foreign architectures: one name a line, as dpkg writes them. */
     arch = vo_guest_read_file_max(guest, "/var/lib/dpkg/arch",
                                   VO_DPKG_STATUS_MAX_ARCH_FILE, NULL);
-    if (arch) {
-        g_autofree char *text = g_strndup(g_bytes_get_data(arch, NULL),
-                                          g_bytes_get_size(arch));
-        g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
-
-        for (guint i = 0; lines[i]; i++) {
-            g_strstrip(lines[i]);
-            if (*lines[i] && !g_str_equal(lines[i], native) &&
-                g_utf8_validate(lines[i], -1, NULL)) {
-                json_builder_add_string_value(b, lines[i]);
-            }
-        }
+    node = vo_dpkg_status_extract_bytes(inv->os, status, arch, &local);
+    if (!node) {
+        g_set_error(error, VO_ERROR, local->code, "%s: %s", guest->image,
+                    local->message);
     }
-    json_builder_end_array(b);
-    json_builder_set_member_name(b, "os");
-    json_builder_begin_object(b);
-    for (guint i = 0; i < G_N_ELEMENTS(os_keys); i++) {
-        const char *v = g_hash_table_lookup(inv->os, os_keys[i]);
-
-        if (v && strlen(v) <= VO_DPKG_STATUS_MAX_WORD) {
-            json_builder_set_member_name(b, os_keys[i]);
-            json_builder_add_string_value(b, v);
-        }
-    }
-    json_builder_end_object(b);
-    json_builder_set_member_name(b, "packages");
-    json_builder_add_value(b, g_steal_pointer(&packages));
-    json_builder_end_object(b);
-    return json_builder_get_root(b);
+    return node;
 }
 
 /* ---- Parent ---- */

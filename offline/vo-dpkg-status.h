@@ -30,6 +30,11 @@ G_BEGIN_DECLS
  * apt needs (the member "dpkg" of the worker's report).
  */
 JsonNode *vo_dpkg_status_extract(VoGuest *guest, GError **error);
+/* The same from @inv's os-release names and the bytes of the status file
+ * and of /var/lib/dpkg/arch (may be NULL): the step after reading,
+ * taken apart for the fuzz target. */
+JsonNode *vo_dpkg_status_extract_bytes(GHashTable *os, GBytes *status,
+                                       GBytes *arch, GError **error);
 
 /* ---- Parent ---- */
 
