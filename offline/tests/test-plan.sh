@@ -7,7 +7,7 @@
 # bundle, whose rules hold only on the images it was planned for.
 source "$(dirname "$0")/lib.sh"
 
-plan 11
+plan 12
 need apt-ftparchive apt-utils
 need gpg gpg
 need dpkg-deb dpkg
@@ -218,6 +218,23 @@ expect_refusal "apt-get update failed.*(NO_PUBKEY|not signed|signature)" \
     plan "${sources[@]}" --keyring "$tmp/other-key.gpg" \
     --download-dir "$tmp/d3" "$tmp/a.qcow2"
 pass "a tampered InRelease, or another key, makes plan fail clearly"
+
+# Sources and keys the operator gets wrong are named, not guessed at.
+expect_refusal "bad --apt-source 'ftp://example.org/debian bookworm main'" \
+    plan --apt-source "ftp://example.org/debian bookworm main" \
+    --keyring "$tmp/repo-key.gpg" --download-dir "$tmp/d5" "$tmp/a.qcow2"
+expect_refusal "bad --apt-source" \
+    plan --apt-source "file:$tmp/repo bookworm-updates" \
+    --keyring "$tmp/repo-key.gpg" --download-dir "$tmp/d5" "$tmp/a.qcow2"
+expect_refusal "bad component" \
+    plan --apt-source "file:$tmp/repo bookworm-updates main;rm" \
+    --keyring "$tmp/repo-key.gpg" --download-dir "$tmp/d5" "$tmp/a.qcow2"
+expect_refusal "cannot read the keyring" \
+    plan "${sources[@]}" --keyring "$tmp/none.gpg" \
+    --download-dir "$tmp/d5" "$tmp/a.qcow2"
+expect_refusal "usage: plan" plan "${sources[@]}" --download-dir "$tmp/d5" \
+    "$tmp/a.qcow2"
+pass "bad sources, a missing keyring and missing options are refused"
 
 # What the worker hands back is checked before apt sees it: a field dpkg
 # would not write (an architecture restriction in a status file).
