@@ -416,10 +416,12 @@ static gboolean vo_apt_run(VoApt *apt, const char *const *args,
                                               NULL);
     g_autofree char *env_tmp = g_strconcat("TMPDIR=", apt->dir, "/tmp",
                                            NULL);
-    char *envp[] = {
-        env_config, env_tmp, (char *)"LC_ALL=C",
-        (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL,
+    /* The host's apt configuration is not read, so a proxy can only come
+     * from the environment, as for apt itself. */
+    static const char *const passed[] = {
+        "http_proxy", "https_proxy", "no_proxy",
     };
+    g_autoptr(GPtrArray) envp = g_ptr_array_new_with_free_func(g_free);
     VoAptChild child = { apt->uid, offline };
     g_autofree char *sout = NULL;
     g_autofree char *serr = NULL;
@@ -430,7 +432,19 @@ static gboolean vo_apt_run(VoApt *apt, const char *const *args,
         g_ptr_array_add(argv, (char *)args[i]);
     }
     g_ptr_array_add(argv, NULL);
-    if (!g_spawn_sync(apt->dir, (char **)argv->pdata, envp,
+    g_ptr_array_add(envp, g_steal_pointer(&env_config));
+    g_ptr_array_add(envp, g_steal_pointer(&env_tmp));
+    g_ptr_array_add(envp, g_strdup("LC_ALL=C"));
+    g_ptr_array_add(envp, g_strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"));
+    for (guint i = 0; !offline && i < G_N_ELEMENTS(passed); i++) {
+        const char *v = g_getenv(passed[i]);
+
+        if (v) {
+            g_ptr_array_add(envp, g_strdup_printf("%s=%s", passed[i], v));
+        }
+    }
+    g_ptr_array_add(envp, NULL);
+    if (!g_spawn_sync(apt->dir, (char **)argv->pdata, (char **)envp->pdata,
                       G_SPAWN_SEARCH_PATH_FROM_ENVP, vo_apt_child_setup,
                       &child, &sout, &serr, &status, &local)) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot run %s: %s",
