@@ -8,6 +8,11 @@
 #                               PV, ext4 root and /srv on logical volumes
 #                               (byte offsets in "volumes");
 #                               scattered.raw: a volume not contiguous
+#   make-fixtures.sh debs    -> a directory of .deb files from the Debian
+#                               archive: the versions the minbase tree has
+#                               of the packages the apt planning test
+#                               rebuilds with newer versions (apt-get
+#                               download), and netbase, which it lacks
 #   make-fixtures.sh windows -> windows.{raw,qcow2,vmdk,vhdx}: MBR, an NTFS
 #                               system volume (C:) with a Windows-like tree
 #                               and an NTFS data volume (D: by the SYSTEM
@@ -108,6 +113,29 @@ PART
     "$qemu_img" convert -O qcow2 "$raw" "$out/debian.qcow2"
     "$qemu_img" convert -O vmdk "$raw" "$out/debian.vmdk"
     "$qemu_img" convert -O vhdx "$raw" "$out/debian.vhdx"
+    touch "$out/.complete"
+    echo "$out"
+}
+
+# Exact versions vanish from the archive only when a point release
+# replaces them; the cache keeps the ones the tree was built with.
+debs() {
+    local tree out=$cache/debs-v$fixture_version p want=()
+    tree=$(minbase)
+    if [ -f "$out/.complete" ]; then
+        echo "$out"
+        return
+    fi
+    rm -rf "$out"
+    mkdir -p "$out"
+    for p in libaudit-common hostname gpgv base-passwd; do
+        want+=("$p=$(dpkg-query --admindir="$tree/var/lib/dpkg" -W \
+            -f '${Version}' "$p")")
+    done
+    # The host's apt and sources (bookworm); _apt cannot write here.
+    (cd "$out" && apt-get -q=2 -o APT::Sandbox::User=root download \
+        "${want[@]}" netbase) >"$cache/debs.log" 2>&1 ||
+        { cat "$cache/debs.log" >&2; exit 1; }
     touch "$out/.complete"
     echo "$out"
 }
@@ -383,5 +411,6 @@ case ${1:-} in
     lvm) lvm_images ;;
     windows) windows ;;
     minbase) minbase ;;
-    *) echo "usage: $0 linux|lvm|windows|minbase" >&2; exit 2 ;;
+    debs) debs ;;
+    *) echo "usage: $0 linux|lvm|windows|minbase|debs" >&2; exit 2 ;;
 esac
