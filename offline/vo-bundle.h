@@ -71,7 +71,8 @@ VoBundle *vo_bundle_load_data(const void *data, gsize len, const char *name,
                               const char *trust_dir, GError **error);
 /* The manifest checks of vo_bundle_load() on @manifest with @payloads
  * (name -> GBytes*, referenced) but no signature: for the fuzz target
- * only, since nothing unsigned may be applied. */
+ * and for vo_bundle_build() before it signs, since nothing unsigned may
+ * be applied. */
 /*
  * A bundle whose bytes the caller's parent verified with
  * vo_bundle_load_data() and handed over sealed: parsed like any other,
