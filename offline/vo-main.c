@@ -40,6 +40,9 @@ static gboolean opt_allow_backing;
 static gboolean opt_json;
 /* Whether a report reached stdout: a failure without one gets one. */
 static gboolean vo_main_reported;
+/* "check" answers a question: its report says "applicable", not the
+ * "dry-run" of the apply it runs. */
+static gboolean vo_main_checking;
 
 static void vo_main_print_json(JsonNode *node)
 {
@@ -118,6 +121,13 @@ static gboolean vo_main_finish_report(JsonBuilder *b, const char *status,
     }
     json_builder_end_object(b);
     root = json_builder_get_root(b);
+    if (vo_main_checking &&
+        g_strcmp0(json_object_get_string_member_with_default(
+                      json_node_get_object(root), "status", NULL),
+                  "dry-run") == 0) {
+        json_object_set_string_member(json_node_get_object(root), "status",
+                                      "applicable");
+    }
     vo_main_print_json(root);
     return ok;
 }
@@ -165,6 +175,7 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
 static gboolean vo_main_check(int argc, char **argv, GError **error)
 {
     opt_dry_run = TRUE;
+    vo_main_checking = TRUE;
     if (argc != 3) {
         return vo_main_usage(error, "check IMAGE BUNDLE");
     }
