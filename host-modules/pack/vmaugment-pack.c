@@ -269,9 +269,18 @@ static gboolean pack_list(GError **error)
 {
     g_autoptr(VmaugTrustStore) trust = vmaug_trust_store_new();
     g_autoptr(VmaugPolicy) policy = vmaug_policy_new_default();
-    g_autoptr(VmaugStore) store = pack_store(trust, policy, error);
+    g_autoptr(VmaugStore) store = NULL;
     g_autoptr(GPtrArray) list = NULL;
+    const gchar *dir = opt_store != NULL ? opt_store :
+                       vmaug_cli_default_store_dir();
 
+    /* Only install makes a store: a mistyped --store lists nothing. */
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                    "no module store at %s", dir);
+        return FALSE;
+    }
+    store = pack_store(trust, policy, error);
     if (store == NULL) {
         return FALSE;
     }

@@ -168,6 +168,8 @@ run error "$SIGN" --key "$W/admin.key" --cert "$W/admin.crt" "$W/missing"
 run error "$KEYGEN" --name X --key "$W/x.key" --cert "$W/x.crt" \
     --issuer-key "$W/missing" --issuer-cert "$W/missing.crt"
 run error "$PACK" inspect "$W/missing.vmod"
+run error "$PACK" list --store "$W/missing-store"
+[ -e "$W/missing-store" ] && fail "pack list made a store"
 run error "$PACK" --json verify --trust-dir "$W/trust" "$W/missing.vmod"
 json_status error
 run error "$ADMIN" install --store "$W/store" --trust-dir "$W/trust" \
