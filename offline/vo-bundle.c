@@ -20,6 +20,7 @@
 #include "vo-bundle.h"
 #include "vo-guest.h"
 #include "vo-registry.h"
+#include "vo-version.h"
 
 #define VO_MANIFEST "manifest.json"
 #define VO_SIGNATURE "manifest.json.p7s"
@@ -42,6 +43,16 @@ static void vo_file_op_free(VoFileOp *op)
     g_free(op);
 }
 
+static void vo_package_op_free(VoPackageOp *op)
+{
+    g_free(op->payload);
+    g_free(op->package);
+    g_free(op->architecture);
+    g_free(op->version);
+    g_free(op->old_version);
+    g_free(op);
+}
+
 void vo_bundle_free(VoBundle *bundle)
 {
     if (!bundle) {
@@ -58,6 +69,9 @@ void vo_bundle_free(VoBundle *bundle)
     }
     if (bundle->registry) {
         g_ptr_array_unref(bundle->registry);
+    }
+    if (bundle->packages) {
+        g_ptr_array_unref(bundle->packages);
     }
     if (bundle->payloads) {
         g_hash_table_unref(bundle->payloads);
@@ -450,12 +464,132 @@ static gboolean vo_bundle_add_marker(VoBundle *bundle, JsonNode *node,
     return TRUE;
 }
 
+/* The bytes of payload @name, which the signed table @payload lists
+ * with their hash. */
+static GBytes *vo_bundle_payload(VoBundle *bundle, JsonObject *payload,
+                                 const char *name, const char *where,
+                                 GError **error)
+{
+    JsonNode *entry = json_object_get_member(payload, name);
+    GBytes *data = g_hash_table_lookup(bundle->payloads, name);
+    g_autofree char *have = NULL;
+    const char *sha;
+
+    if (!entry || !JSON_NODE_HOLDS_OBJECT(entry) || !data) {
+        vo_bundle_invalid(error, "%s: payload \"%s\" is missing", where,
+                          name);
+        return NULL;
+    }
+    sha = vo_bundle_string(json_node_get_object(entry), "sha256", name, TRUE,
+                           error);
+    if (!sha) {
+        return NULL;
+    }
+    have = vo_sha256(data);
+    if (!g_str_equal(sha, have)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_SIGNATURE,
+                    "payload \"%s\" does not match the signed manifest's "
+                    "hash", name);
+        return NULL;
+    }
+    return data;
+}
+
+/*
+ * "packages": {"op": "unpack", "payload": P, "package": N,
+ * "architecture": A, "version": V, "old_version": O or null}, each
+ * package once, names and versions as dpkg accepts them.
+ */
+static gboolean vo_bundle_parse_packages(VoBundle *bundle, JsonNode *node,
+                                         JsonObject *payload, GError **error)
+{
+    static const char *const allowed[] = {
+        "op", "payload", "package", "architecture", "version",
+        "old_version", NULL,
+    };
+    g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash,
+                                                       g_str_equal, g_free,
+                                                       NULL);
+    JsonArray *arr;
+
+    if (!JSON_NODE_HOLDS_ARRAY(node)) {
+        return vo_bundle_invalid(error, "\"packages\" must be an array");
+    }
+    arr = json_node_get_array(node);
+    if (json_array_get_length(arr) > VO_BUNDLE_MAX_OPS) {
+        return vo_bundle_invalid(error, "too many packages");
+    }
+    for (guint i = 0; i < json_array_get_length(arr); i++) {
+        g_autofree char *where = g_strdup_printf("packages[%u]", i);
+        JsonNode *el = json_array_get_element(arr, i);
+        g_autoptr(GError) local = NULL;
+        const char *op, *pl, *name, *arch, *version;
+        JsonNode *old;
+        JsonObject *obj;
+        VoPackageOp *pop;
+
+        if (!JSON_NODE_HOLDS_OBJECT(el)) {
+            return vo_bundle_invalid(error, "%s must be an object", where);
+        }
+        obj = json_node_get_object(el);
+        if (!vo_bundle_members_ok(obj, where, allowed, error) ||
+            !(op = vo_bundle_string(obj, "op", where, TRUE, error)) ||
+            !(pl = vo_bundle_string(obj, "payload", where, TRUE, error)) ||
+            !(name = vo_bundle_string(obj, "package", where, TRUE, error)) ||
+            !(arch = vo_bundle_string(obj, "architecture", where, TRUE,
+                                      error)) ||
+            !(version = vo_bundle_string(obj, "version", where, TRUE,
+                                         error))) {
+            return FALSE;
+        }
+        old = json_object_get_member(obj, "old_version");
+        if (!g_str_equal(op, "unpack")) {
+            return vo_bundle_invalid(error, "%s: unknown op \"%s\"", where,
+                                     op);
+        }
+        if (!old || (!JSON_NODE_HOLDS_NULL(old) &&
+                     (!JSON_NODE_HOLDS_VALUE(old) ||
+                      json_node_get_value_type(old) != G_TYPE_STRING))) {
+            return vo_bundle_invalid(error, "%s: \"old_version\" is a "
+                                     "string, or null for a new package",
+                                     where);
+        }
+        if (!vo_bundle_name_ok(pl)) {
+            return vo_bundle_invalid(error, "%s: bad payload name", where);
+        }
+        if (!vo_version_check_package(name, &local) ||
+            !vo_version_check_arch(arch, &local) ||
+            !vo_version_check(version, &local) ||
+            (!JSON_NODE_HOLDS_NULL(old) &&
+             !vo_version_check(json_node_get_string(old), &local))) {
+            return vo_bundle_invalid(error, "%s: %s", where, local->message);
+        }
+        if (!g_hash_table_add(seen, g_strdup_printf("%s:%s", name, arch))) {
+            return vo_bundle_invalid(error, "%s: %s:%s appears twice", where,
+                                     name, arch);
+        }
+        pop = g_new0(VoPackageOp, 1);
+        g_ptr_array_add(bundle->packages, pop);
+        pop->payload = g_strdup(pl);
+        pop->package = g_strdup(name);
+        pop->architecture = g_strdup(arch);
+        pop->version = g_strdup(version);
+        pop->old_version = JSON_NODE_HOLDS_NULL(old)
+                               ? NULL : g_strdup(json_node_get_string(old));
+        pop->data = vo_bundle_payload(bundle, payload, pl, where, error);
+        if (!pop->data) {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
                                 GError **error)
 {
     static const char *const allowed[] = {
         "format", "id", "version", "description", "applies", "files",
-        "registry", "marker", "payload", NULL,
+        "registry", "packages", "marker", "payload", NULL,
     };
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
     g_autoptr(GHashTable) paths = g_hash_table_new_full(g_str_hash,
@@ -553,29 +687,19 @@ static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
                                      op->path);
         }
         if (op->payload) {
-            JsonNode *entry = json_object_get_member(payload, op->payload);
-            GBytes *data = g_hash_table_lookup(bundle->payloads, op->payload);
-            JsonObject *eobj;
-            const char *sha;
+            g_autofree char *where = g_strdup_printf("files[%u]", i);
 
-            if (!entry || !JSON_NODE_HOLDS_OBJECT(entry) || !data) {
-                return vo_bundle_invalid(error, "files[%u]: payload \"%s\" "
-                                         "is missing", i, op->payload);
-            }
-            eobj = json_node_get_object(entry);
-            sha = vo_bundle_string(eobj, "sha256", op->payload, TRUE, error);
-            if (!sha) {
+            op->data = vo_bundle_payload(bundle, payload, op->payload, where,
+                                         error);
+            if (!op->data) {
                 return FALSE;
             }
-            op->data = data;
-            op->new_sha256 = vo_sha256(data);
-            if (!g_str_equal(sha, op->new_sha256)) {
-                g_set_error(error, VO_ERROR, VO_ERROR_SIGNATURE,
-                            "payload \"%s\" does not match the signed "
-                            "manifest's hash", op->payload);
-                return FALSE;
-            }
+            op->new_sha256 = vo_sha256(op->data);
         }
+    }
+    node = json_object_get_member(obj, "packages");
+    if (node && !vo_bundle_parse_packages(bundle, node, payload, error)) {
+        return FALSE;
     }
     node = json_object_get_member(obj, "marker");
     if (node && !vo_bundle_add_marker(bundle, node, manifest, paths, error)) {
@@ -631,6 +755,8 @@ static VoBundle *vo_bundle_new(void)
         (GDestroyNotify)vo_file_op_free);
     bundle->registry = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_reg_op_free);
+    bundle->packages = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_package_op_free);
     bundle->payloads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                              (GDestroyNotify)g_bytes_unref);
     return bundle;
@@ -863,30 +989,61 @@ static gboolean vo_bundle_add_entry(struct archive *a, const char *name,
     return ok;
 }
 
+/* Reads into @payloads the files of @payload_dir that the instructions of
+ * array @member ("files", "packages") name. */
+static gboolean vo_bundle_read_payloads(JsonObject *root, const char *member,
+                                        const char *payload_dir,
+                                        GHashTable *payloads, GError **error)
+{
+    JsonNode *node = json_object_get_member(root, member);
+    JsonArray *arr;
+
+    if (!node) {
+        return TRUE;
+    }
+    if (!JSON_NODE_HOLDS_ARRAY(node)) {
+        return vo_bundle_invalid(error, "\"%s\" must be an array", member);
+    }
+    arr = json_node_get_array(node);
+    for (guint i = 0; i < json_array_get_length(arr); i++) {
+        JsonNode *op = json_array_get_element(arr, i);
+        g_autofree char *file = NULL;
+        const char *name;
+        char *contents;
+        gsize len;
+
+        if (!JSON_NODE_HOLDS_OBJECT(op) ||
+            !json_object_has_member(json_node_get_object(op), "payload")) {
+            continue;
+        }
+        name = json_object_get_string_member(json_node_get_object(op),
+                                             "payload");
+        if (!name || !vo_bundle_name_ok(name)) {
+            return vo_bundle_invalid(error, "%s[%u]: bad payload name",
+                                     member, i);
+        }
+        if (g_hash_table_contains(payloads, name)) {
+            continue;
+        }
+        file = g_build_filename(payload_dir, name, NULL);
+        if (!g_file_get_contents(file, &contents, &len, error)) {
+            return FALSE;
+        }
+        g_hash_table_insert(payloads, g_strdup(name),
+                            g_bytes_new_take(contents, len));
+    }
+    return TRUE;
+}
+
 gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
                          const char *key_path, const char *cert_path,
                          const char *out_path, GError **error)
 {
     g_autoptr(JsonParser) parser = json_parser_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(VmaugTrustIdentity) identity = NULL;
     g_autoptr(GHashTable) payloads = g_hash_table_new_full(
         g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_bytes_unref);
-    g_autoptr(GBytes) manifest = NULL;
-    g_autoptr(GBytes) signature = NULL;
-    g_autofree char *tmp = g_strdup_printf("%s.tmp", out_path);
     JsonNode *root, *files;
-    JsonObject *table;
-    struct archive *a;
-    GHashTableIter it;
-    gpointer key, value;
-    gsize len;
-    char *text;
 
-    identity = vmaug_trust_identity_load(key_path, cert_path, error);
-    if (!identity) {
-        return FALSE;
-    }
     if (!json_parser_load_from_file(parser, manifest_path, error)) {
         return FALSE;
     }
@@ -898,42 +1055,46 @@ gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
     if (!files || !JSON_NODE_HOLDS_ARRAY(files)) {
         return vo_bundle_invalid(error, "\"files\" must be an array");
     }
-    table = json_object_new();
-    for (guint i = 0; i < json_array_get_length(json_node_get_array(files));
-         i++) {
-        JsonNode *op = json_array_get_element(json_node_get_array(files), i);
-        const char *name;
-        g_autofree char *file = NULL;
-        g_autofree char *sha = NULL;
-        char *contents;
-        GBytes *data;
-        JsonObject *entry;
+    if (!vo_bundle_read_payloads(json_node_get_object(root), "files",
+                                 payload_dir, payloads, error) ||
+        !vo_bundle_read_payloads(json_node_get_object(root), "packages",
+                                 payload_dir, payloads, error)) {
+        return FALSE;
+    }
+    return vo_bundle_build_manifest(root, payloads, key_path, cert_path,
+                                    out_path, error);
+}
 
-        if (!JSON_NODE_HOLDS_OBJECT(op) ||
-            !json_object_has_member(json_node_get_object(op), "payload")) {
-            continue;
-        }
-        name = json_object_get_string_member(json_node_get_object(op),
-                                             "payload");
-        if (!name || !vo_bundle_name_ok(name)) {
-            json_object_unref(table);
-            return vo_bundle_invalid(error, "files[%u]: bad payload name", i);
-        }
-        if (g_hash_table_contains(payloads, name)) {
-            continue;
-        }
-        file = g_build_filename(payload_dir, name, NULL);
-        if (!g_file_get_contents(file, &contents, &len, error)) {
-            json_object_unref(table);
-            return FALSE;
-        }
-        data = g_bytes_new_take(contents, len);
-        sha = vo_sha256(data);
-        entry = json_object_new();
+gboolean vo_bundle_build_manifest(JsonNode *root, GHashTable *payloads,
+                                  const char *key_path,
+                                  const char *cert_path,
+                                  const char *out_path, GError **error)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(VmaugTrustIdentity) identity = NULL;
+    g_autoptr(GBytes) manifest = NULL;
+    g_autoptr(GBytes) signature = NULL;
+    g_autofree char *tmp = g_strdup_printf("%s.tmp", out_path);
+    JsonObject *table;
+    struct archive *a;
+    GHashTableIter it;
+    gpointer key, value;
+    gsize len;
+    char *text;
+
+    identity = vmaug_trust_identity_load(key_path, cert_path, error);
+    if (!identity) {
+        return FALSE;
+    }
+    table = json_object_new();
+    g_hash_table_iter_init(&it, payloads);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        g_autofree char *sha = vo_sha256(value);
+        JsonObject *entry = json_object_new();
+
         json_object_set_string_member(entry, "sha256", sha);
-        json_object_set_int_member(entry, "size", len);
-        json_object_set_object_member(table, name, entry);
-        g_hash_table_insert(payloads, g_strdup(name), data);
+        json_object_set_int_member(entry, "size", g_bytes_get_size(value));
+        json_object_set_object_member(table, key, entry);
     }
     json_object_set_object_member(json_node_get_object(root), "payload",
                                   table);
@@ -947,7 +1108,6 @@ gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
             manifest, payloads, error);
 
         if (!check) {
-            g_prefix_error(error, "%s: ", manifest_path);
             return FALSE;
         }
     }

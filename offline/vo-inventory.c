@@ -254,6 +254,7 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
             { "type", p->type }, { "partuuid", p->part_uuid },
             { "partlabel", p->part_label }, { "filesystem", p->fstype },
             { "uuid", p->fs_uuid }, { "label", p->fs_label },
+            { "volume", p->volume },
         };
 
         json_builder_begin_object(b);
@@ -291,6 +292,10 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
         if (m->part) {
             json_builder_set_member_name(b, "partition");
             json_builder_add_int_value(b, m->part->number);
+            if (m->part->volume) {
+                json_builder_set_member_name(b, "volume");
+                json_builder_add_string_value(b, m->part->volume);
+            }
         }
         if (m->fs) {
             json_builder_set_member_name(b, "filesystem");

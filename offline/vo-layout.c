@@ -18,6 +18,7 @@
 #include <blkid.h>
 
 #include "vo-layout.h"
+#include "vo-lvm.h"
 
 /* GPT entries and the MBR fit in the first MiB; the backup GPT at the end. */
 #define VO_TABLE_REGION (1024 * 1024)
@@ -34,6 +35,7 @@ static void vo_partition_free(VoPartition *p)
     g_free(p->fstype);
     g_free(p->fs_uuid);
     g_free(p->fs_label);
+    g_free(p->volume);
     g_free(p);
 }
 
@@ -122,6 +124,32 @@ static gboolean vo_layout_probe_fs(VoDisk *disk, int fd, VoPartition *part,
     return TRUE;
 }
 
+/* The logical volumes of every LVM physical volume, after the partitions. */
+static gboolean vo_layout_scan_volumes(VoDisk *disk, int fd, VoLayout *layout,
+                                       GError **error)
+{
+    guint n = layout->partitions->len;
+
+    for (guint i = 0; i < n; i++) {
+        VoPartition *pv = layout->partitions->pdata[i];
+        guint first = layout->partitions->len;
+
+        if (g_strcmp0(pv->fstype, "LVM2_member") != 0) {
+            continue;
+        }
+        if (!vo_lvm_scan(disk, pv, layout->partitions, error)) {
+            return FALSE;
+        }
+        for (guint j = first; j < layout->partitions->len; j++) {
+            if (!vo_layout_probe_fs(disk, fd, layout->partitions->pdata[j],
+                                    error)) {
+                return FALSE;
+            }
+        }
+    }
+    return TRUE;
+}
+
 VoLayout *vo_layout_scan(VoDisk *disk, GError **error)
 {
     g_autoptr(VoLayout) layout = g_new0(VoLayout, 1);
@@ -203,6 +231,9 @@ VoLayout *vo_layout_scan(VoDisk *disk, GError **error)
             goto fail;
         }
     }
+    if (!vo_layout_scan_volumes(disk, fd, layout, error)) {
+        goto fail;
+    }
     blkid_free_probe(pr);
     close(fd);
     return g_steal_pointer(&layout);
@@ -223,6 +254,8 @@ const char *vo_layout_unsupported_reason(const char *fstype)
         const char *type;
         const char *reason;
     } table[] = {
+        /* Its logical volumes are read (vo-lvm.c); the PV itself is not a
+         * filesystem. */
         { "LVM2_member", "LVM physical volume" },
         { "crypto_LUKS", "LUKS encrypted volume" },
         { "linux_raid_member", "md RAID member" },

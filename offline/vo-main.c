@@ -17,6 +17,8 @@
 #include "vo-inventory.h"
 #include "vo-libvirt.h"
 #include "vo-ovf.h"
+#include "vo-plan-bundle.h"
+#include "vo-plan.h"
 #include "vo-version.h"
 #include "vo-worker.h"
 
@@ -36,6 +38,13 @@ static char *opt_bundle_dir;
 static char *opt_libvirt;
 static gboolean opt_accept_weaker;
 static gboolean opt_allow_backing;
+static char **opt_apt_sources;
+static char *opt_keyring;
+static gboolean opt_security_only;
+static char *opt_download_dir;
+static char *opt_plan;
+static char *opt_debs;
+static int opt_group = -1;
 /* Accepted for the convention's sake: every report is JSON anyway. */
 static gboolean opt_json;
 /* Whether a report reached stdout: a failure without one gets one. */
@@ -255,12 +264,72 @@ static gboolean vo_main_recover(int argc, char **argv, GError **error)
 
 static gboolean vo_main_bundle_build(int argc, char **argv, GError **error)
 {
+    if (opt_plan) {
+        if (argc != 1 || !opt_debs || !opt_key || !opt_cert || !opt_output) {
+            return vo_main_usage(error, "bundle-build --plan PLAN --debs DIR "
+                                 "[--group N] --key KEY --cert CERT "
+                                 "--output BUNDLE");
+        }
+        return vo_plan_bundle_build(opt_plan, opt_group, opt_debs, opt_key,
+                                    opt_cert, opt_output, error);
+    }
     if (argc != 2 || !opt_key || !opt_cert || !opt_output) {
         return vo_main_usage(error, "bundle-build --key KEY --cert CERT "
                              "[--payload-dir DIR] --output BUNDLE MANIFEST");
     }
     return vo_bundle_build(argv[1], opt_payload_dir ? opt_payload_dir : ".",
                            opt_key, opt_cert, opt_output, error);
+}
+
+/* plan IMAGE...: apt decides for each group of identical package sets. */
+static gboolean vo_main_plan(int argc, char **argv, GError **error)
+{
+    g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) formats = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(JsonNode) plan = NULL;
+    VoPlanOptions opts = {
+        .sources = opt_apt_sources,
+        .keyring = opt_keyring,
+        .security_only = opt_security_only,
+        .download_dir = opt_download_dir,
+    };
+
+    if (argc < 2 || !opt_apt_sources || !opt_keyring || !opt_download_dir) {
+        return vo_main_usage(error, "plan (--apt-source 'URI SUITE "
+                             "COMPONENT...')... --keyring KEY.gpg "
+                             "[--security-only] --download-dir DIR "
+                             "[--output PLAN] IMAGE...");
+    }
+    for (int i = 1; i < argc; i++) {
+        char *image = vo_ovf_resolve_image(argv[i], error);
+        char *format;
+
+        if (!image) {
+            return FALSE;
+        }
+        g_ptr_array_add(images, image);
+        format = vo_main_format(image, error);
+        if (!format) {
+            return FALSE;
+        }
+        g_ptr_array_add(formats, format);
+    }
+    opts.images = (char **)images->pdata;
+    opts.formats = (char **)formats->pdata;
+    opts.n_images = images->len;
+    plan = vo_plan_run(&opts, error);
+    if (!plan) {
+        return FALSE;
+    }
+    if (opt_output) {
+        g_autoptr(JsonGenerator) gen = json_generator_new();
+
+        json_generator_set_pretty(gen, TRUE);
+        json_generator_set_root(gen, plan);
+        return json_generator_to_file(gen, opt_output, error);
+    }
+    vo_main_print_json(plan);
+    return TRUE;
 }
 
 static gboolean vo_main_batch(int argc, char **argv, GError **error)
@@ -428,8 +497,11 @@ static const struct {
       "IMAGE BUNDLE           confirm every instruction is in effect" },
     { "recover", vo_main_recover,
       "IMAGE                 finish or undo an interrupted apply" },
+    { "plan", vo_main_plan,
+      "IMAGE...                 updates apt chooses (--apt-source ...)" },
     { "bundle-build", vo_main_bundle_build,
-      "MANIFEST         build and sign a bundle", TRUE },
+      "MANIFEST         build and sign a bundle\n"
+      "  bundle-build --plan PLAN --debs DIR    ... from a plan", TRUE },
     { "batch", vo_main_batch,
       "(IMAGE|DIR|@LIST)...    apply --bundle(s) to many images\n"
       "  batch --libvirt URI           ... to libvirt's inactive domains" },
@@ -469,7 +541,23 @@ int main(int argc, char **argv)
         { "payload-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_payload_dir,
           "bundle-build: where payload files are (default .)", "DIR" },
         { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output,
-          "bundle-build: the bundle to write", "FILE" },
+          "bundle-build: the bundle to write; plan: the plan", "FILE" },
+        { "plan", 0, 0, G_OPTION_ARG_FILENAME, &opt_plan,
+          "bundle-build: a bundle from this plan", "PLAN" },
+        { "debs", 0, 0, G_OPTION_ARG_FILENAME, &opt_debs,
+          "bundle-build --plan: the plan's download directory", "DIR" },
+        { "group", 0, 0, G_OPTION_ARG_INT, &opt_group,
+          "bundle-build --plan: which group of images (from 0)", "N" },
+        { "apt-source", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_apt_sources,
+          "plan: a repository, 'URI SUITE COMPONENT...' (repeatable; a "
+          "suite ending in -security is a security source)", "SOURCE" },
+        { "keyring", 0, 0, G_OPTION_ARG_FILENAME, &opt_keyring,
+          "plan: the OpenPGP key(s) the sources are signed with",
+          "KEY.gpg" },
+        { "security-only", 0, 0, G_OPTION_ARG_NONE, &opt_security_only,
+          "plan: only upgrades from security sources", NULL },
+        { "download-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_download_dir,
+          "plan: where the .deb files go", "DIR" },
         { "jobs", 'j', 0, G_OPTION_ARG_INT, &opt_jobs,
           "batch: images serviced at once (default 2)", "N" },
         { "report-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_report_dir,

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "sandbox.h"
+#include "vo-dpkg-status.h"
 #include "vo-inventory.h"
 #include "vo-patch.h"
 #include "vo-wire.h"
@@ -68,6 +69,19 @@ static gboolean vo_worker_inspect(VoWorker *w, JsonBuilder *b,
     return TRUE;
 }
 
+static gboolean vo_worker_packages(VoWorker *w, JsonBuilder *b,
+                                   GError **error)
+{
+    JsonNode *dpkg = vo_dpkg_status_extract(w->guest, error);
+
+    if (!dpkg) {
+        return FALSE;
+    }
+    json_builder_set_member_name(b, "dpkg");
+    json_builder_add_value(b, dpkg);
+    return TRUE;
+}
+
 static gboolean vo_worker_check(VoWorker *w, JsonBuilder *b, GError **error)
 {
     gboolean done;
@@ -93,6 +107,17 @@ static gboolean vo_worker_apply(VoWorker *w, JsonBuilder *b, GError **error)
         json_builder_set_member_name(b, "status");
         json_builder_add_string_value(b, "already-applied");
         return TRUE;
+    }
+    /* "packages" passes the bundle parser and the rules (check), but
+     * nothing here unpacks a .deb yet: refuse before the overlay is
+     * touched rather than apply half a bundle. */
+    if (w->bundle->packages->len > 0) {
+        json_builder_set_member_name(b, "status");
+        json_builder_add_string_value(b, "refused");
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "bundle %s: package unpack not supported yet",
+                    w->bundle->id);
+        return FALSE;
     }
     vo_worker_stage(VO_WORKER_STAGE_PATCHING);
     if (!vo_patch_execute(w->bundle, w->guest, error)) {
@@ -296,6 +321,8 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
         return vo_worker_apply(w, b, error);
     case VO_WORKER_VERIFY:
         return vo_worker_verify(w, b, error);
+    case VO_WORKER_PACKAGES:
+        return vo_worker_packages(w, b, error);
     }
     g_assert_not_reached();
 }
@@ -385,14 +412,14 @@ int main(int argc, char **argv)
     int n_fds, rc;
 
     if (argc < 4 || !vo_worker_job_from_name(argv[1], &w.job) ||
-        argc != (w.job == VO_WORKER_INSPECT ? 4 : 6)) {
+        argc != (vo_worker_job_has_bundle(w.job) ? 6 : 4)) {
         fprintf(stderr, "usage: vmaugment-offline-worker JOB IMAGE FORMAT "
                 "[SIGNER FINGERPRINT] (started by vmaugment-offline)\n");
         return 2;
     }
     w.image = argv[2];
     w.format = argv[3];
-    n_fds = w.job == VO_WORKER_INSPECT ? 2 : 3;
+    n_fds = vo_worker_job_has_bundle(w.job) ? 3 : 2;
     /* Room for the bundle it maps and the payloads it copies out. */
     if (n_fds == 3 && fstat(VO_WORKER_FD_BUNDLE, &st) == 0 && st.st_size > 0) {
         policy.limits.memory_bytes += 2 * (guint64)st.st_size;

@@ -206,33 +206,40 @@ build_bundle() {
         --output "$1" "$tmp/manifest.json"
 }
 
-# build_unchecked_bundle OUT RULES FILES: signed by the trusted key like
-# build_bundle, but assembled here (tar, vmaugment-sign), since
-# bundle-build refuses to sign what apply would refuse: for the tests of
-# apply's own refusals.
-build_unchecked_bundle() {
+# sign_unchecked_bundle OUT MANIFEST PAYLOAD_DIR: a bundle of MANIFEST
+# (its payload table filled in) signed by the trusted key, assembled here
+# (tar, vmaugment-sign), since bundle-build refuses to sign what apply
+# would refuse: for the tests of apply's own refusals.
+sign_unchecked_bundle() {
     local dir
     dir=$(mktemp -d "$tmp/unchecked.XXXXXX")
-    write_manifest "$dir/template.json" "$2" "$3"
     mkdir "$dir/payload"
-    python3 - "$dir/template.json" "$tmp/payload" "$dir" <<'PY' || return 1
+    python3 - "$2" "$3" "$dir" <<'PY' || return 1
 import hashlib, json, os, shutil, sys
 m = json.load(open(sys.argv[1]))
 table = {}
-for op in m.get("files", []):
-    name = op.get("payload") if isinstance(op, dict) else None
-    if isinstance(name, str) and name not in table:
-        data = open(os.path.join(sys.argv[2], name), "rb").read()
-        table[name] = {"sha256": hashlib.sha256(data).hexdigest(),
-                       "size": len(data)}
-        shutil.copy(os.path.join(sys.argv[2], name),
-                    os.path.join(sys.argv[3], "payload", name))
+for key in ("files", "packages"):
+    for op in m.get(key, []):
+        name = op.get("payload") if isinstance(op, dict) else None
+        if isinstance(name, str) and name not in table:
+            data = open(os.path.join(sys.argv[2], name), "rb").read()
+            table[name] = {"sha256": hashlib.sha256(data).hexdigest(),
+                           "size": len(data)}
+            shutil.copy(os.path.join(sys.argv[2], name),
+                        os.path.join(sys.argv[3], "payload", name))
 m["payload"] = table
 json.dump(m, open(os.path.join(sys.argv[3], "manifest.json"), "w"))
 PY
     "$VMAUGMENT_SIGN" --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
         --output "$dir/manifest.json.p7s" "$dir/manifest.json" &&
     tar -C "$dir" -cf "$1" manifest.json manifest.json.p7s payload
+}
+
+# build_unchecked_bundle OUT RULES FILES: build_bundle's bundle, signed
+# without bundle-build's checks (sign_unchecked_bundle).
+build_unchecked_bundle() {
+    write_manifest "$tmp/unchecked.json" "$2" "$3"
+    sign_unchecked_bundle "$1" "$tmp/unchecked.json" "$tmp/payload"
 }
 
 vo() {

@@ -4,6 +4,15 @@
 #   make-fixtures.sh linux   -> prints the path of a cached directory holding
 #                               debian.raw (GPT, ext4 root + ext4 /srv),
 #                               debian.qcow2, debian.vmdk, debian.vhdx
+#   make-fixtures.sh lvm     -> debian-lvm.{raw,qcow2,vmdk}: GPT, one LVM2
+#                               PV, ext4 root and /srv on logical volumes
+#                               (byte offsets in "volumes");
+#                               scattered.raw: a volume not contiguous
+#   make-fixtures.sh debs    -> a directory of .deb files from the Debian
+#                               archive: the versions the minbase tree has
+#                               of the packages the apt planning test
+#                               rebuilds with newer versions (apt-get
+#                               download), and netbase, which it lacks
 #   make-fixtures.sh windows -> windows.{raw,qcow2,vmdk,vhdx}: MBR, an NTFS
 #                               system volume (C:) with a Windows-like tree
 #                               and an NTFS data volume (D: by the SYSTEM
@@ -46,25 +55,33 @@ minbase() {
     echo "$tree"
 }
 
-linux() {
-    local out=$cache/linux-v$fixture_version
-    if [ -f "$out/.complete" ]; then
-        echo "$out"
-        return
-    fi
+# cached NAME: prints the fixture directory NAME when it is complete.
+cached() {
+    local out=$cache/$1-v$fixture_version
+    [ -f "$out/.complete" ] && echo "$out"
+}
+
+# fresh_tree OUT: OUT emptied, with a copy of the minbase tree in
+# OUT/work/root for the fixture to change.
+fresh_tree() {
     local tree
     tree=$(minbase)
-    rm -rf "$out"
-    mkdir -p "$out"
+    rm -rf "$1"
+    mkdir -p "$1/work"
+    cp -a "$tree" "$1/work/root"
+    rm -f "$1/work/root/.complete"
+}
+
+linux() {
+    cached linux && return
+    local out=$cache/linux-v$fixture_version
+    fresh_tree "$out"
     local work=$out/work
-    mkdir -p "$work"
 
     local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c001
     local srv_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c002
     # The root tree gets a real fstab naming both filesystems, the second
     # one by label, so that drive mapping goes through libmount.
-    cp -a "$tree" "$work/root"
-    rm -f "$work/root/.complete"
     cat >"$work/root/etc/fstab" <<FSTAB
 # <file system> <mount point> <type> <options> <dump> <pass>
 UUID=$root_uuid / ext4 errors=remount-ro 0 1
@@ -96,6 +113,29 @@ PART
     "$qemu_img" convert -O qcow2 "$raw" "$out/debian.qcow2"
     "$qemu_img" convert -O vmdk "$raw" "$out/debian.vmdk"
     "$qemu_img" convert -O vhdx "$raw" "$out/debian.vhdx"
+    touch "$out/.complete"
+    echo "$out"
+}
+
+# Exact versions vanish from the archive only when a point release
+# replaces them; the cache keeps the ones the tree was built with.
+debs() {
+    local tree out=$cache/debs-v$fixture_version p want=()
+    tree=$(minbase)
+    if [ -f "$out/.complete" ]; then
+        echo "$out"
+        return
+    fi
+    rm -rf "$out"
+    mkdir -p "$out"
+    for p in libaudit-common hostname gpgv base-passwd; do
+        want+=("$p=$(dpkg-query --admindir="$tree/var/lib/dpkg" -W \
+            -f '${Version}' "$p")")
+    done
+    # The host's apt and sources (bookworm); _apt cannot write here.
+    (cd "$out" && apt-get -q=2 -o APT::Sandbox::User=root download \
+        "${want[@]}" netbase) >"$cache/debs.log" 2>&1 ||
+        { cat "$cache/debs.log" >&2; exit 1; }
     touch "$out/.complete"
     echo "$out"
 }
@@ -258,9 +298,119 @@ PART
     echo "$out"
 }
 
+# lvm_run LOOP CMD...: an lvm command that sees only LOOP and leaves no
+# backup, archive or devices file behind on the host.
+lvm_run() {
+    local loop=$1
+    shift
+    lvm "$@" --config "devices { filter = [ \"a|^$loop\$|\", \"r|.*|\" ]
+        use_devicesfile = 0 } backup { backup = 0 archive = 0 }" \
+        >>"$cache/lvm.log" 2>&1
+}
+
+# lvm_pv RAW START SIZE METADATA-AWK: makes partition (START, SIZE in
+# sectors) of RAW an LVM2 PV of a VG "debian-vg" and gives the VG the
+# logical volumes the awk program appends to its metadata, through
+# vgcfgrestore: lvcreate needs device-mapper, which the hosts lack, and
+# vgcfgrestore only writes metadata.  Prints "pe_start extent_size"
+# (sectors).
+lvm_pv() {
+    local raw=$1 start=$2 size=$3 lvs=$4 loop meta
+    loop=$(losetup --find --show --offset $((start * 512)) \
+        --sizelimit $((size * 512)) "$raw")
+    meta=$(mktemp)
+    lvm_run "$loop" pvcreate -y "$loop" &&
+        lvm_run "$loop" vgcreate debian-vg "$loop" &&
+        lvm_run "$loop" vgcfgbackup -f "$meta" debian-vg &&
+        awk -v lvs="$lvs" '
+            /^\tseqno = / { $0 = "\tseqno = 2" }
+            /^}/ && !done { print lvs; done = 1 }
+            { print }' "$meta" >"$meta.new" &&
+        lvm_run "$loop" vgcfgrestore -f "$meta.new" debian-vg
+    local rc=$?
+    losetup -d "$loop"
+    [ $rc -eq 0 ] || { rm -f "$meta" "$meta.new"; echo "lvm failed (see $cache/lvm.log)" >&2; exit 1; }
+    awk '/pe_start/ {p = $3} /extent_size/ {e = $3} END {print p, e}' "$meta"
+    rm -f "$meta" "$meta.new"
+}
+
+# lvm_segment START COUNT PE: one linear segment of a volume.
+lvm_segment() {
+    printf '\t\t\tsegment%s {\n\t\t\t\tstart_extent = %s\n\t\t\t\textent_count = %s\n\t\t\t\ttype = "striped"\n\t\t\t\tstripe_count = 1\n\t\t\t\tstripes = [ "pv0", %s ]\n\t\t\t}\n' \
+        "$1" "$2" "$3" "$4"
+}
+
+# lvm_volume NAME SEGMENTS...: a visible volume made of lvm_segment lines.
+lvm_volume() {
+    local name=$1 n=0 segs=
+    shift
+    for seg in "$@"; do
+        n=$((n + 1))
+        segs+=$(lvm_segment $n $seg)$'\n'
+    done
+    printf '\t\t%s {\n\t\t\tid = "%s"\n\t\t\tstatus = [ "READ", "WRITE", "VISIBLE" ]\n\t\t\tflags = [ ]\n\t\t\tsegment_count = %s\n%s\t\t}\n' \
+        "$name" "$(printf '%-6.6s-0000-0000-0000-0000-0000-000000' "$name" | tr ' ' x)" "$n" "$segs"
+}
+
+# Debian on LVM as its installer makes it (ext4 root and /srv on logical
+# volumes of one VG on a GPT partition), named in fstab by device-mapper's
+# and udev's names; the root volume in two segments that lie one after
+# the other.  scattered.raw: a VG whose only volume is not contiguous.
+lvm_images() {
+    cached lvm && return
+    local out=$cache/lvm-v$fixture_version
+    fresh_tree "$out"
+    local work=$out/work
+    cat >"$work/root/etc/fstab" <<FSTAB
+/dev/mapper/debian--vg-root / ext4 errors=remount-ro 0 1
+/dev/debian-vg/srv /srv ext4 defaults 0 2
+FSTAB
+    echo "vmaugment LVM fixture" >"$work/root/etc/motd"
+    mkdir -p "$work/srv/www"
+    echo "hello from /srv on LVM" >"$work/srv/www/index.html"
+
+    local raw=$out/debian-lvm.raw
+    truncate -s 900M "$raw"
+    sfdisk --quiet "$raw" <<PART
+label: gpt
+first-lba: 2048
+start=2048, type=E6D6D379-F507-44C2-A23C-238F2A3DF928, name=lvm
+PART
+    local size=$((900 * 2048 - 2048 - 34))
+    # 4 MiB extents: root is extents 2-176 (700 MiB), /srv 180-195.
+    local lvs
+    lvs=$(printf '\n\tlogical_volumes {\n%s%s\t}\n' \
+        "$(lvm_volume root "0 100 2" "100 75 102")" \
+        "$(lvm_volume srv "0 16 180")")
+    local pe_start extent
+    read -r pe_start extent < <(lvm_pv "$raw" 2048 "$size" "$lvs")
+    local pv=$((2048 * 512)) ext=$((extent * 512))
+    mke2fs -q -F -t ext4 -L root \
+        -E offset=$((pv + pe_start * 512 + 2 * ext)) \
+        -d "$work/root" "$raw" $((175 * extent / 2))k
+    mke2fs -q -F -t ext4 -L srvdata \
+        -E offset=$((pv + pe_start * 512 + 180 * ext)) \
+        -d "$work/srv" "$raw" $((16 * extent / 2))k
+    # Where lvm's own metadata puts the volumes, for the tests' checks.
+    printf 'root %s\nsrv %s\n' $((pv + pe_start * 512 + 2 * ext)) \
+        $((pv + pe_start * 512 + 180 * ext)) >"$out/volumes"
+    rm -rf "$work"
+    "$qemu_img" convert -O qcow2 "$raw" "$out/debian-lvm.qcow2"
+    "$qemu_img" convert -O vmdk "$raw" "$out/debian-lvm.vmdk"
+
+    truncate -s 64M "$out/scattered.raw"
+    lvs=$(printf '\n\tlogical_volumes {\n%s\t}\n' \
+        "$(lvm_volume data "0 2 1" "2 2 5")")
+    lvm_pv "$out/scattered.raw" 0 $((64 * 2048)) "$lvs" >/dev/null
+    touch "$out/.complete"
+    echo "$out"
+}
+
 case ${1:-} in
     linux) linux ;;
+    lvm) lvm_images ;;
     windows) windows ;;
     minbase) minbase ;;
-    *) echo "usage: $0 linux|windows|minbase" >&2; exit 2 ;;
+    debs) debs ;;
+    *) echo "usage: $0 linux|lvm|windows|minbase|debs" >&2; exit 2 ;;
 esac
