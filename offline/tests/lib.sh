@@ -118,8 +118,9 @@ part_offset() {
     sfdisk --json "$1" | python3 -c '
 import json, sys
 t = json.load(sys.stdin)["partitiontable"]
-p = t["partitions"][int(sys.argv[1]) - 1]
-print(p["start"] * t.get("sectorsize", 512))' "$2"
+# Nodes are the disk path and the number; logical ones start at 5.
+p = [p for p in t["partitions"] if p["node"] == sys.argv[1] + sys.argv[2]][0]
+print(p["start"] * t.get("sectorsize", 512))' "$1" "$2"
 }
 
 # e2fsck -fn on both partitions of the Linux fixture image $1 (any format).

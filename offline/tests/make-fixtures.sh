@@ -13,6 +13,8 @@
 #                               of the packages the apt planning test
 #                               rebuilds with newer versions (apt-get
 #                               download), and netbase, which it lacks
+#   make-fixtures.sh logical -> debian-logical.{raw,qcow2}: MBR, root and
+#                               /srv in logical partitions 5 and 6
 #   make-fixtures.sh rpm     -> rpm.{raw,qcow2}: an rpm-based guest (rpm's
 #                               database made by rpm, rpmbuild packages),
 #                               its expected "packages" and rpmdb.sqlite;
@@ -410,6 +412,39 @@ PART
     echo "$out"
 }
 
+# Debian in logical partitions of an MBR extended partition: root in 5,
+# /srv in 6 (by device name in fstab), whose boot record lies 450 MiB into
+# the disk, far from the table at its start.
+logical_images() {
+    cached logical && return
+    local out=$cache/logical-v$fixture_version
+    fresh_tree "$out"
+    local work=$out/work
+    local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c005
+    cat >"$work/root/etc/fstab" <<FSTAB
+UUID=$root_uuid / ext4 errors=remount-ro 0 1
+/dev/sda6 /srv ext4 defaults 0 2
+FSTAB
+    mkdir -p "$work/srv/www"
+    echo "hello from a logical partition" >"$work/srv/www/index.html"
+    local raw=$out/debian-logical.raw
+    truncate -s 600M "$raw"
+    sfdisk --quiet "$raw" <<PART
+label: dos
+start=2048, size=1226752, type=5
+start=4096, size=921600, type=83
+start=929792, size=131072, type=83
+PART
+    mke2fs -q -F -t ext4 -U "$root_uuid" -L root -E offset=$((4096 * 512)) \
+        -d "$work/root" "$raw" 450M
+    mke2fs -q -F -t ext4 -L srvdata -E offset=$((929792 * 512)) \
+        -d "$work/srv" "$raw" 64M
+    rm -rf "$work"
+    "$qemu_img" convert -O qcow2 "$raw" "$out/debian-logical.qcow2"
+    touch "$out/.complete"
+    echo "$out"
+}
+
 # rpm_package TOPDIR NAME EPOCH VERSION RELEASE FILE: a noarch rpm with one
 # file, built by rpmbuild (EPOCH may be empty).
 rpm_package() {
@@ -500,9 +535,10 @@ OSR
 case ${1:-} in
     linux) linux ;;
     rpm) rpm_images ;;
+    logical) logical_images ;;
     lvm) lvm_images ;;
     windows) windows ;;
     minbase) minbase ;;
     debs) debs ;;
-    *) echo "usage: $0 linux|lvm|rpm|windows|minbase|debs" >&2; exit 2 ;;
+    *) echo "usage: $0 linux|lvm|logical|rpm|windows|minbase|debs" >&2; exit 2 ;;
 esac
