@@ -42,6 +42,16 @@ static void vo_file_op_free(VoFileOp *op)
     g_free(op);
 }
 
+static void vo_package_op_free(VoPackageOp *op)
+{
+    g_free(op->payload);
+    g_free(op->package);
+    g_free(op->architecture);
+    g_free(op->version);
+    g_free(op->old_version);
+    g_free(op);
+}
+
 void vo_bundle_free(VoBundle *bundle)
 {
     if (!bundle) {
@@ -58,6 +68,9 @@ void vo_bundle_free(VoBundle *bundle)
     }
     if (bundle->registry) {
         g_ptr_array_unref(bundle->registry);
+    }
+    if (bundle->packages) {
+        g_ptr_array_unref(bundle->packages);
     }
     if (bundle->payloads) {
         g_hash_table_unref(bundle->payloads);
@@ -450,12 +463,127 @@ static gboolean vo_bundle_add_marker(VoBundle *bundle, JsonNode *node,
     return TRUE;
 }
 
+/* The payload @name as the signed table lists it, its hash checked. */
+static GBytes *vo_bundle_payload(VoBundle *bundle, JsonObject *table,
+                                 const char *name, const char *where,
+                                 GError **error)
+{
+    JsonNode *entry = json_object_get_member(table, name);
+    GBytes *data = g_hash_table_lookup(bundle->payloads, name);
+    g_autofree char *have = NULL;
+    const char *sha;
+
+    if (!entry || !JSON_NODE_HOLDS_OBJECT(entry) || !data) {
+        vo_bundle_invalid(error, "%s: payload \"%s\" is missing", where,
+                          name);
+        return NULL;
+    }
+    sha = vo_bundle_string(json_node_get_object(entry), "sha256", name, TRUE,
+                           error);
+    if (!sha) {
+        return NULL;
+    }
+    have = vo_sha256(data);
+    if (!g_str_equal(sha, have)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_SIGNATURE,
+                    "payload \"%s\" does not match the signed manifest's "
+                    "hash", name);
+        return NULL;
+    }
+    return data;
+}
+
+/* Debian package names, architectures and versions: the characters
+ * Debian policy allows (they name files in the guest's info/). */
+static gboolean vo_bundle_debian_ok(const char *s, const char *extra)
+{
+    if (!*s || strlen(s) > 256 || !g_ascii_isalnum(s[0])) {
+        return FALSE;
+    }
+    for (const char *c = s; *c; c++) {
+        if (!g_ascii_isalnum(*c) && !strchr(extra, *c)) {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+static gboolean vo_bundle_parse_package(VoBundle *bundle, JsonNode *node,
+                                        guint index, JsonObject *table,
+                                        GHashTable *seen, GError **error)
+{
+    static const char *const allowed[] = {
+        "op", "payload", "package", "architecture", "version",
+        "old_version", NULL,
+    };
+    g_autofree char *where = g_strdup_printf("packages[%u]", index);
+    g_autofree char *key = NULL;
+    JsonObject *obj;
+    JsonNode *old;
+    const char *op, *payload, *package, *arch, *version;
+    VoPackageOp *pop;
+
+    if (!JSON_NODE_HOLDS_OBJECT(node)) {
+        return vo_bundle_invalid(error, "%s must be an object", where);
+    }
+    obj = json_node_get_object(node);
+    if (!vo_bundle_members_ok(obj, where, allowed, error) ||
+        !(op = vo_bundle_string(obj, "op", where, TRUE, error)) ||
+        !(payload = vo_bundle_string(obj, "payload", where, TRUE, error)) ||
+        !(package = vo_bundle_string(obj, "package", where, TRUE, error)) ||
+        !(arch = vo_bundle_string(obj, "architecture", where, TRUE,
+                                  error)) ||
+        !(version = vo_bundle_string(obj, "version", where, TRUE, error))) {
+        return FALSE;
+    }
+    if (!g_str_equal(op, "unpack")) {
+        return vo_bundle_invalid(error, "%s: unknown op \"%s\"", where, op);
+    }
+    if (!vo_bundle_name_ok(payload)) {
+        return vo_bundle_invalid(error, "%s: bad payload name", where);
+    }
+    /* Lower case only for names, as dpkg requires. */
+    if (!vo_bundle_debian_ok(package, "+-.") ||
+        strpbrk(package, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") ||
+        !vo_bundle_debian_ok(arch, "-") ||
+        !vo_bundle_debian_ok(version, ".+~-:")) {
+        return vo_bundle_invalid(error, "%s: bad package, architecture or "
+                                 "version", where);
+    }
+    old = json_object_get_member(obj, "old_version");
+    if (!old || (!JSON_NODE_HOLDS_NULL(old) &&
+                 (!JSON_NODE_HOLDS_VALUE(old) ||
+                  json_node_get_value_type(old) != G_TYPE_STRING ||
+                  !vo_bundle_debian_ok(json_node_get_string(old),
+                                       ".+~-:")))) {
+        return vo_bundle_invalid(error, "%s: \"old_version\" is the "
+                                 "installed version, or null for a new "
+                                 "install", where);
+    }
+    key = g_strdup_printf("%s:%s", package, arch);
+    if (!g_hash_table_add(seen, g_steal_pointer(&key))) {
+        return vo_bundle_invalid(error, "%s: %s:%s appears twice", where,
+                                 package, arch);
+    }
+    pop = g_new0(VoPackageOp, 1);
+    g_ptr_array_add(bundle->packages, pop);
+    pop->payload = g_strdup(payload);
+    pop->package = g_strdup(package);
+    pop->architecture = g_strdup(arch);
+    pop->version = g_strdup(version);
+    if (!JSON_NODE_HOLDS_NULL(old)) {
+        pop->old_version = g_strdup(json_node_get_string(old));
+    }
+    pop->data = vo_bundle_payload(bundle, table, payload, where, error);
+    return pop->data != NULL;
+}
+
 static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
                                 GError **error)
 {
     static const char *const allowed[] = {
         "format", "id", "version", "description", "applies", "files",
-        "registry", "marker", "payload", NULL,
+        "registry", "packages", "marker", "payload", NULL,
     };
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
     g_autoptr(GHashTable) paths = g_hash_table_new_full(g_str_hash,
@@ -553,26 +681,33 @@ static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
                                      op->path);
         }
         if (op->payload) {
-            JsonNode *entry = json_object_get_member(payload, op->payload);
-            GBytes *data = g_hash_table_lookup(bundle->payloads, op->payload);
-            JsonObject *eobj;
-            const char *sha;
+            g_autofree char *where = g_strdup_printf("files[%u]", i);
 
-            if (!entry || !JSON_NODE_HOLDS_OBJECT(entry) || !data) {
-                return vo_bundle_invalid(error, "files[%u]: payload \"%s\" "
-                                         "is missing", i, op->payload);
-            }
-            eobj = json_node_get_object(entry);
-            sha = vo_bundle_string(eobj, "sha256", op->payload, TRUE, error);
-            if (!sha) {
+            op->data = vo_bundle_payload(bundle, payload, op->payload, where,
+                                         error);
+            if (!op->data) {
                 return FALSE;
             }
-            op->data = data;
-            op->new_sha256 = vo_sha256(data);
-            if (!g_str_equal(sha, op->new_sha256)) {
-                g_set_error(error, VO_ERROR, VO_ERROR_SIGNATURE,
-                            "payload \"%s\" does not match the signed "
-                            "manifest's hash", op->payload);
+            op->new_sha256 = vo_sha256(op->data);
+        }
+    }
+    node = json_object_get_member(obj, "packages");
+    if (node) {
+        g_autoptr(GHashTable) seen = g_hash_table_new_full(
+            g_str_hash, g_str_equal, g_free, NULL);
+        JsonArray *packages;
+
+        if (!JSON_NODE_HOLDS_ARRAY(node)) {
+            return vo_bundle_invalid(error, "\"packages\" must be an array");
+        }
+        packages = json_node_get_array(node);
+        if (json_array_get_length(packages) > VO_BUNDLE_MAX_OPS) {
+            return vo_bundle_invalid(error, "too many packages");
+        }
+        for (guint i = 0; i < json_array_get_length(packages); i++) {
+            if (!vo_bundle_parse_package(bundle,
+                                         json_array_get_element(packages, i),
+                                         i, payload, seen, error)) {
                 return FALSE;
             }
         }
@@ -631,6 +766,8 @@ static VoBundle *vo_bundle_new(void)
         (GDestroyNotify)vo_file_op_free);
     bundle->registry = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_reg_op_free);
+    bundle->packages = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_package_op_free);
     bundle->payloads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                              (GDestroyNotify)g_bytes_unref);
     return bundle;
@@ -875,7 +1012,8 @@ gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
     g_autoptr(GBytes) manifest = NULL;
     g_autoptr(GBytes) signature = NULL;
     g_autofree char *tmp = g_strdup_printf("%s.tmp", out_path);
-    JsonNode *root, *files;
+    g_autoptr(GPtrArray) ops = NULL;
+    JsonNode *root, *files, *packages;
     JsonObject *table;
     struct archive *a;
     GHashTableIter it;
@@ -898,10 +1036,26 @@ gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
     if (!files || !JSON_NODE_HOLDS_ARRAY(files)) {
         return vo_bundle_invalid(error, "\"files\" must be an array");
     }
-    table = json_object_new();
+    packages = json_object_get_member(json_node_get_object(root), "packages");
+    if (packages && !JSON_NODE_HOLDS_ARRAY(packages)) {
+        return vo_bundle_invalid(error, "\"packages\" must be an array");
+    }
+    /* Payloads named by file instructions, then by packages. */
+    ops = g_ptr_array_new();
     for (guint i = 0; i < json_array_get_length(json_node_get_array(files));
          i++) {
-        JsonNode *op = json_array_get_element(json_node_get_array(files), i);
+        g_ptr_array_add(ops,
+                        json_array_get_element(json_node_get_array(files), i));
+    }
+    for (guint i = 0;
+         packages && i < json_array_get_length(json_node_get_array(packages));
+         i++) {
+        g_ptr_array_add(ops, json_array_get_element(
+                                 json_node_get_array(packages), i));
+    }
+    table = json_object_new();
+    for (guint i = 0; i < ops->len; i++) {
+        JsonNode *op = ops->pdata[i];
         const char *name;
         g_autofree char *file = NULL;
         g_autofree char *sha = NULL;
@@ -917,7 +1071,8 @@ gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
                                              "payload");
         if (!name || !vo_bundle_name_ok(name)) {
             json_object_unref(table);
-            return vo_bundle_invalid(error, "files[%u]: bad payload name", i);
+            return vo_bundle_invalid(error, "instruction %u: bad payload "
+                                     "name", i);
         }
         if (g_hash_table_contains(payloads, name)) {
             continue;

@@ -42,6 +42,17 @@ typedef struct {
     GBytes *xattr_value;    /* xattr; NULL removes */
 } VoFileOp;
 
+/* One "packages" entry: unpack a .deb as dpkg --unpack would
+ * (vo-unpack.c). */
+typedef struct {
+    char *payload;
+    GBytes *data;           /* borrowed from the bundle's payloads */
+    char *package;
+    char *architecture;
+    char *version;
+    char *old_version;      /* NULL: the package is not installed */
+} VoPackageOp;
+
 typedef struct {
     char *id;
     char *version;
@@ -50,6 +61,7 @@ typedef struct {
     JsonArray *rules;       /* borrowed from manifest; may be NULL */
     GPtrArray *files;       /* VoFileOp* */
     GPtrArray *registry;    /* VoRegOp* */
+    GPtrArray *packages;    /* VoPackageOp*, applied after the files */
     GHashTable *payloads;   /* name -> GBytes* */
     char *signer;           /* common name of the trusted signer */
     char *signer_fingerprint;
@@ -89,7 +101,8 @@ void vo_bundle_free(VoBundle *bundle);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoBundle, vo_bundle_free)
 
 /* Builds a bundle: fills the manifest's "payload" table from the files in
- * @payload_dir that the file instructions name, and signs it. */
+ * @payload_dir that the file instructions and packages name, and signs
+ * it. */
 gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
                          const char *key_path, const char *cert_path,
                          const char *out_path, GError **error);

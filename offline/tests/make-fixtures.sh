@@ -4,6 +4,9 @@
 #   make-fixtures.sh linux   -> prints the path of a cached directory holding
 #                               debian.raw (GPT, ext4 root + ext4 /srv),
 #                               debian.qcow2, debian.vmdk, debian.vhdx
+#   make-fixtures.sh image TREE OUT -> OUT/debian.{raw,qcow2} the same way
+#                               from a root tree a test prepared (a copy of
+#                               "make-fixtures.sh minbase" with changes)
 #   make-fixtures.sh windows -> windows.{raw,qcow2,vmdk,vhdx}: MBR, an NTFS
 #                               system volume (C:) with a Windows-like tree
 #                               and an NTFS data volume (D: by the SYSTEM
@@ -56,6 +59,17 @@ linux() {
     tree=$(minbase)
     rm -rf "$out"
     mkdir -p "$out"
+    linux_image "$tree" "$out"
+    "$qemu_img" convert -O vmdk "$out/debian.raw" "$out/debian.vmdk"
+    "$qemu_img" convert -O vhdx "$out/debian.raw" "$out/debian.vhdx"
+    touch "$out/.complete"
+    echo "$out"
+}
+
+# linux_image TREE OUT: OUT/debian.raw and debian.qcow2 holding TREE as
+# the root filesystem, with the fixture's fstab, /srv filesystem and links.
+linux_image() {
+    local tree=$1 out=$2
     local work=$out/work
     mkdir -p "$work"
 
@@ -94,10 +108,6 @@ PART
     rm -rf "$work"
 
     "$qemu_img" convert -O qcow2 "$raw" "$out/debian.qcow2"
-    "$qemu_img" convert -O vmdk "$raw" "$out/debian.vmdk"
-    "$qemu_img" convert -O vhdx "$raw" "$out/debian.vhdx"
-    touch "$out/.complete"
-    echo "$out"
 }
 
 # hivex's images/minimal: no Debian binary package ships a registry hive.
@@ -260,6 +270,9 @@ PART
 
 case ${1:-} in
     linux) linux ;;
+    # A variant of the Linux fixture from a tree a test prepared (not
+    # cached): image TREE OUTDIR.
+    image) linux_image "$2" "$3" ;;
     windows) windows ;;
     minbase) minbase ;;
     *) echo "usage: $0 linux|windows|minbase" >&2; exit 2 ;;
