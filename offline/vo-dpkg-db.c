@@ -22,6 +22,13 @@ static void vo_diversion_free(VoDiversion *d)
     g_free(d);
 }
 
+void vo_file_trigger_free(VoFileTrigger *t)
+{
+    g_free(t->path);
+    g_free(t->package);
+    g_free(t);
+}
+
 void vo_dpkg_db_free(VoDpkgDb *db)
 {
     if (!db) {
@@ -31,7 +38,7 @@ void vo_dpkg_db_free(VoDpkgDb *db)
     g_hash_table_unref(db->diversions);
     g_hash_table_unref(db->lists);
     g_hash_table_unref(db->owners);
-    g_ptr_array_unref(db->trigger_paths);
+    g_ptr_array_unref(db->file_triggers);
     g_free(db);
 }
 
@@ -339,6 +346,62 @@ static gboolean vo_dpkg_read_diversions(VoDpkgDb *db, VoGuest *guest,
     return TRUE;
 }
 
+/* "pkg[:arch][/noawait]" interested in @trigger, or NULL. */
+static VoFileTrigger *vo_dpkg_interest(const char *word, const char *trigger)
+{
+    g_autofree char *pkg = g_strdup(word);
+    gboolean noawait = g_str_has_suffix(pkg, "/noawait");
+    char *colon;
+    VoFileTrigger *t;
+
+    if (noawait) {
+        pkg[strlen(pkg) - strlen("/noawait")] = '\0';
+    }
+    colon = strchr(pkg, ':');
+    if (colon) {
+        *colon = '\0';
+    }
+    if (!vo_dpkg_name_ok(pkg) || (colon && !vo_dpkg_arch_ok(colon + 1))) {
+        return NULL;
+    }
+    if (colon) {
+        *colon = ':';
+    }
+    t = g_new0(VoFileTrigger, 1);
+    t->path = g_strdup(trigger);
+    t->package = g_steal_pointer(&pkg);
+    t->noawait = noawait;
+    return t;
+}
+
+gboolean vo_dpkg_read_interests(VoGuest *guest, const char *name,
+                                GPtrArray *out, GError **error)
+{
+    g_autofree char *path = g_strdup_printf(VO_DPKG_ADMINDIR "/triggers/%s",
+                                            name);
+    g_autoptr(GBytes) data = vo_dpkg_read_optional(guest, path,
+                                                   VO_DPKG_MAX_LIST, error);
+    g_auto(GStrv) lines = NULL;
+
+    if (!data || !(lines = vo_dpkg_lines(data, path, error))) {
+        return FALSE;
+    }
+    for (guint i = 0; lines[i]; i++) {
+        VoFileTrigger *t;
+
+        if (!*lines[i]) {
+            continue;
+        }
+        t = vo_dpkg_interest(lines[i], name);
+        if (!t) {
+            return vo_dpkg_corrupt(error, "%s, line %u names no package",
+                                   path, i + 1);
+        }
+        g_ptr_array_add(out, t);
+    }
+    return TRUE;
+}
+
 /* File trigger interests: "PATH PACKAGE[/noawait]" lines. */
 static gboolean vo_dpkg_read_triggers(VoDpkgDb *db, VoGuest *guest,
                                       GError **error)
@@ -362,21 +425,25 @@ static gboolean vo_dpkg_read_triggers(VoDpkgDb *db, VoGuest *guest,
         return FALSE;
     }
     for (guint i = 0; lines[i]; i++) {
-        char *space = strchr(lines[i], ' ');
-        char *clean;
+        g_auto(GStrv) w = NULL;
+        g_autofree char *clean = NULL;
+        VoFileTrigger *t;
 
         if (!*lines[i]) {
             continue;
         }
-        if (space) {
-            *space = '\0';
+        w = g_strsplit(lines[i], " ", -1);
+        if (g_strv_length(w) != 2 || w[0][0] != '/' ||
+            !(clean = vo_deb_clean_path(w[0]))) {
+            return vo_dpkg_corrupt(error, "%s, line %u is not \"PATH "
+                                   "PACKAGE\"", path, i + 1);
         }
-        clean = lines[i][0] == '/' ? vo_deb_clean_path(lines[i]) : NULL;
-        if (!clean) {
-            return vo_dpkg_corrupt(error, "%s, line %u is not an absolute "
-                                   "clean path", path, i + 1);
+        t = vo_dpkg_interest(w[1], clean);
+        if (!t) {
+            return vo_dpkg_corrupt(error, "%s, line %u names no package",
+                                   path, i + 1);
         }
-        g_ptr_array_add(db->trigger_paths, clean);
+        g_ptr_array_add(db->file_triggers, t);
     }
     return TRUE;
 }
@@ -401,7 +468,8 @@ VoDpkgDb *vo_dpkg_db_read(VoGuest *guest, GError **error)
                                       (GDestroyNotify)g_ptr_array_unref);
     db->owners = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                        (GDestroyNotify)g_ptr_array_unref);
-    db->trigger_paths = g_ptr_array_new_with_free_func(g_free);
+    db->file_triggers = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_file_trigger_free);
 
     if (!vo_dpkg_check_admindir(guest, error)) {
         return NULL;
@@ -468,6 +536,28 @@ VoStanza *vo_dpkg_db_find(VoDpkgDb *db, const char *name, const char *arch)
 
         if (g_strcmp0(vo_stanza_get(st, "Package"), name) == 0 &&
             g_strcmp0(vo_stanza_get(st, "Architecture"), arch) == 0) {
+            return st;
+        }
+    }
+    return NULL;
+}
+
+VoStanza *vo_dpkg_db_find_info(VoDpkgDb *db, const char *info)
+{
+    g_autofree char *name = g_strdup(info);
+    char *colon = strchr(name, ':');
+
+    if (colon) {
+        *colon = '\0';
+        return vo_dpkg_db_find(db, name, colon + 1);
+    }
+    for (guint i = 0; i < db->stanzas->len; i++) {
+        VoStanza *st = db->stanzas->pdata[i];
+        g_autofree char *owned = NULL;
+        const char *word = vo_dpkg_status_word(st, &owned);
+
+        if (g_strcmp0(vo_stanza_get(st, "Package"), name) == 0 &&
+            g_strcmp0(word, "not-installed") != 0) {
             return st;
         }
     }

@@ -26,6 +26,16 @@ typedef struct {
     char *by;               /* the package, or ":" for a local diversion */
 } VoDiversion;
 
+/* A trigger interest: a file trigger's "PATH PACKAGE[/noawait]" line, or
+ * a line "PACKAGE[/noawait]" of triggers/NAME for a named one. */
+typedef struct {
+    char *path;             /* the trigger's name: the path, or NAME */
+    char *package;          /* "pkg" or "pkg:arch" */
+    gboolean noawait;
+} VoFileTrigger;
+
+void vo_file_trigger_free(VoFileTrigger *t);
+
 typedef struct {
     GPtrArray *stanzas;     /* VoStanza*, in the status file's order */
     GHashTable *diversions; /* path -> VoDiversion* */
@@ -33,7 +43,7 @@ typedef struct {
     GHashTable *lists;
     /* Path -> GPtrArray* of the info names whose .list holds it. */
     GHashTable *owners;
-    GPtrArray *trigger_paths;   /* file trigger interests (paths) */
+    GPtrArray *file_triggers;   /* VoFileTrigger* */
 } VoDpkgDb;
 
 /*
@@ -48,6 +58,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoDpkgDb, vo_dpkg_db_free)
 
 /* The stanza of @name for @arch (installed or not), or NULL. */
 VoStanza *vo_dpkg_db_find(VoDpkgDb *db, const char *name, const char *arch);
+/* The stanza of "pkg" or "pkg:arch" (an info or trigger name), or NULL. */
+VoStanza *vo_dpkg_db_find_info(VoDpkgDb *db, const char *info);
 /* The name of a package's files in info/: "pkg:arch" for Multi-Arch: same
  * packages, else "pkg", as dpkg names them. */
 char *vo_dpkg_info_name(const VoStanza *st);
@@ -73,6 +85,10 @@ GBytes *vo_dpkg_db_status_bytes(VoDpkgDb *db);
  * does not exist. */
 GBytes *vo_dpkg_read_file(VoGuest *guest, const char *path, guint64 max,
                           GError **error);
+/* The packages interested in the named trigger @name (triggers/NAME),
+ * appended to @out (VoFileTrigger*). */
+gboolean vo_dpkg_read_interests(VoGuest *guest, const char *name,
+                                GPtrArray *out, GError **error);
 /* Checks that /var/lib/dpkg and info/ are directories, not links. */
 gboolean vo_dpkg_check_admindir(VoGuest *guest, GError **error);
 

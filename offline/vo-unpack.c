@@ -71,6 +71,8 @@ typedef struct {
     GPtrArray *info_delete; /* guest paths of old info files */
     GHashTable *conffiles;  /* new conffile paths */
     GHashTable *md5sums;    /* "/path" -> md5 */
+    GPtrArray *activated;   /* VoFileTrigger*: the database's or named */
+    GPtrArray *named;       /* VoFileTrigger*, owned: named triggers */
     guint obsolete;         /* old conffiles kept as obsolete */
 } VoUnpackJob;
 
@@ -103,6 +105,8 @@ static void vo_unpack_job_free(VoUnpackJob *job)
     g_ptr_array_unref(job->info_delete);
     g_hash_table_unref(job->conffiles);
     g_hash_table_unref(job->md5sums);
+    g_ptr_array_unref(job->activated);
+    g_ptr_array_unref(job->named);
     g_free(job);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoUnpackJob, vo_unpack_job_free)
@@ -187,6 +191,38 @@ static char *vo_unpack_info_path(const char *info, const char *name)
     return g_strdup_printf(VO_DPKG_ADMINDIR "/info/%s.%s", info, name);
 }
 
+/* The lines of @bytes (none when NULL). */
+static GStrv vo_unpack_lines(GBytes *bytes)
+{
+    g_autofree char *text = NULL;
+
+    if (!bytes) {
+        return g_new0(char *, 1);
+    }
+    text = g_strndup(g_bytes_get_data(bytes, NULL), g_bytes_get_size(bytes));
+    return g_strsplit(text, "\n", -1);
+}
+
+/* The installed version's triggers file: *@out NULL when it has none. */
+static gboolean vo_unpack_old_triggers(VoGuest *guest, VoUnpackJob *job,
+                                       GBytes **out, GError **error)
+{
+    g_autofree char *path = NULL;
+    g_autoptr(GError) local = NULL;
+
+    *out = NULL;
+    if (!job->old_info) {
+        return TRUE;
+    }
+    path = vo_unpack_info_path(job->old_info, "triggers");
+    *out = vo_dpkg_read_file(guest, path, VO_DEB_MAX_CONTROL, &local);
+    if (!*out && !g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
+        g_propagate_error(error, g_steal_pointer(&local));
+        return FALSE;
+    }
+    return TRUE;
+}
+
 /* The on-disk name of package path @path: its diversion's, unless the
  * package being unpacked made the diversion itself. */
 static const char *vo_unpack_diverted(VoDpkgDb *db, const char *path,
@@ -235,15 +271,9 @@ static gboolean vo_unpack_old_conffiles(VoStanza *old, VoPackageOp *op,
 
 static gboolean vo_unpack_md5sums(VoUnpackJob *job, GError **error)
 {
-    GBytes *file = vo_deb_control_file(job->deb, "md5sums");
-    g_autofree char *text = NULL;
-    g_auto(GStrv) lines = NULL;
+    g_auto(GStrv) lines = vo_unpack_lines(
+        vo_deb_control_file(job->deb, "md5sums"));
 
-    if (!file) {
-        return TRUE;
-    }
-    text = g_strndup(g_bytes_get_data(file, NULL), g_bytes_get_size(file));
-    lines = g_strsplit(text, "\n", -1);
     for (guint i = 0; lines[i]; i++) {
         char *line = lines[i];
         char *path;
@@ -262,41 +292,21 @@ static gboolean vo_unpack_md5sums(VoUnpackJob *job, GError **error)
     return TRUE;
 }
 
-/* The status paragraph dpkg writes after unpacking: the new control
- * fields in dpkg's order, Status, Config-Version, Conffiles. */
-static VoStanza *vo_unpack_stanza(VoUnpackJob *job, const char *config,
-                                  const char *conffiles)
+/* @src's fields in dpkg's order (lib/dpkg/parse.c), the others after
+ * them in their own order, without those dpkg drops. */
+static VoStanza *vo_unpack_in_dpkg_order(const VoStanza *src)
 {
-    VoStanza *ctl = job->deb->control;
     VoStanza *st = vo_stanza_new();
 
     for (guint i = 0; vo_unpack_field_order[i]; i++) {
-        const char *name = vo_unpack_field_order[i];
-        const char *value = vo_stanza_get(ctl, name);
+        const char *value = vo_stanza_get(src, vo_unpack_field_order[i]);
 
-        if (g_str_equal(name, "Status")) {
-            value = "install ok unpacked";
-        } else if (g_str_equal(name, "Config-Version")) {
-            value = config;
-        } else if (g_str_equal(name, "Conffiles")) {
-            value = conffiles;
-        } else if (g_str_has_prefix(name, "Triggers-")) {
-            value = NULL;
-        } else if ((g_str_equal(name, "Essential") ||
-                    g_str_equal(name, "Protected")) &&
-                   g_strcmp0(value, "yes") != 0) {
-            /* Written only when true. */
-            value = NULL;
-        } else if (g_str_equal(name, "Multi-Arch") &&
-                   g_strcmp0(value, "no") == 0) {
-            value = NULL;
-        }
         if (value) {
-            vo_stanza_set(st, name, value);
+            vo_stanza_set(st, vo_unpack_field_order[i], value);
         }
     }
-    for (guint i = 0; i < ctl->fields->len; i++) {
-        VoField *f = ctl->fields->pdata[i];
+    for (guint i = 0; i < src->fields->len; i++) {
+        VoField *f = src->fields->pdata[i];
         gboolean known = FALSE;
 
         for (guint j = 0; vo_unpack_field_order[j] && !known; j++) {
@@ -313,6 +323,37 @@ static VoStanza *vo_unpack_stanza(VoUnpackJob *job, const char *config,
     return st;
 }
 
+/* The status paragraph dpkg writes after unpacking: the new control
+ * fields with Status, Config-Version and Conffiles. */
+static VoStanza *vo_unpack_stanza(VoUnpackJob *job, const char *config,
+                                  const char *conffiles)
+{
+    g_autoptr(VoStanza) st = vo_stanza_copy(job->deb->control);
+    static const char *const flags[] = { "Essential", "Protected" };
+
+    vo_stanza_set(st, "Status", "install ok unpacked");
+    vo_stanza_remove(st, "Config-Version");
+    vo_stanza_remove(st, "Conffiles");
+    vo_stanza_remove(st, "Triggers-Pending");
+    vo_stanza_remove(st, "Triggers-Awaited");
+    if (config) {
+        vo_stanza_set(st, "Config-Version", config);
+    }
+    if (conffiles) {
+        vo_stanza_set(st, "Conffiles", conffiles);
+    }
+    /* dpkg writes these only when they say something. */
+    for (guint i = 0; i < G_N_ELEMENTS(flags); i++) {
+        if (g_strcmp0(vo_stanza_get(st, flags[i]), "yes") != 0) {
+            vo_stanza_remove(st, flags[i]);
+        }
+    }
+    if (g_strcmp0(vo_stanza_get(st, "Multi-Arch"), "no") == 0) {
+        vo_stanza_remove(st, "Multi-Arch");
+    }
+    return vo_unpack_in_dpkg_order(st);
+}
+
 /* Whether @path is @dir or below it. */
 static gboolean vo_unpack_below(const char *path, const char *dir)
 {
@@ -320,6 +361,176 @@ static gboolean vo_unpack_below(const char *path, const char *dir)
 
     return g_str_equal(dir, "/.") ||
            (strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/'));
+}
+
+static gboolean vo_unpack_has_trigger(VoUnpackJob *job, VoFileTrigger *t)
+{
+    for (guint i = 0; i < job->activated->len; i++) {
+        VoFileTrigger *o = job->activated->pdata[i];
+
+        if (g_str_equal(o->path, t->path) &&
+            g_str_equal(o->package, t->package)) {
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+/*
+ * The file triggers @path activates.  Those that do not await (the
+ * interested package is not waited for) are recorded as pending, as dpkg
+ * --unpack --no-triggers records them; the guest's dpkg --configure -a
+ * runs them.  Awaited ones would hold this package back: refused.
+ */
+static gboolean vo_unpack_activate(VoUnpackJob *job, VoDpkgDb *db,
+                                   const char *path, GError **error)
+{
+    for (guint i = 0; i < db->file_triggers->len; i++) {
+        VoFileTrigger *t = db->file_triggers->pdata[i];
+
+        if (!vo_unpack_below(path, t->path)) {
+            continue;
+        }
+        if (!t->noawait) {
+            return vo_unpack_refuse(error, VO_ERROR_UNSUPPORTED, job->op,
+                                    "%s activates the file trigger %s, "
+                                    "which %s awaits; awaited triggers are "
+                                    "not recorded offline", path, t->path,
+                                    t->package);
+        }
+        if (!vo_unpack_has_trigger(job, t)) {
+            g_ptr_array_add(job->activated, t);
+        }
+    }
+    return TRUE;
+}
+
+/* The "activate*" lines of a triggers file (@triggers may be NULL). */
+static gboolean vo_unpack_activate_lines(VoGuest *guest, VoUnpackJob *job,
+                                         VoDpkgDb *db, GBytes *triggers,
+                                         GError **error)
+{
+    g_auto(GStrv) lines = vo_unpack_lines(triggers);
+
+    for (guint i = 0; lines[i]; i++) {
+        g_auto(GStrv) w = g_strsplit_set(g_strstrip(lines[i]), " \t", 2);
+        g_autoptr(GPtrArray) interested = NULL;
+        const char *name;
+        gboolean noawait;
+
+        if (!w[0] || !g_str_has_prefix(w[0], "activate")) {
+            continue;
+        }
+        noawait = g_str_equal(w[0], "activate-noawait");
+        name = w[1] ? g_strstrip(w[1]) : NULL;
+        if ((!noawait && !g_str_equal(w[0], "activate") &&
+             !g_str_equal(w[0], "activate-await")) ||
+            !name || !*name || strlen(name) > 255 || name[0] == '.' ||
+            strpbrk(name, " \t")) {
+            return vo_unpack_refuse(error, VO_ERROR_INVALID, job->op,
+                                    "a triggers line %u is malformed",
+                                    i + 1);
+        }
+        if (name[0] == '/') {
+            if (!vo_unpack_activate(job, db, name, error)) {
+                return FALSE;
+            }
+            continue;
+        }
+        if (strchr(name, '/')) {
+            return vo_unpack_refuse(error, VO_ERROR_INVALID, job->op,
+                                    "bad trigger name \"%s\"", name);
+        }
+        interested = g_ptr_array_new_with_free_func(
+            (GDestroyNotify)vo_file_trigger_free);
+        if (!vo_dpkg_read_interests(guest, name, interested, error)) {
+            return FALSE;
+        }
+        for (guint j = 0; j < interested->len; j++) {
+            VoFileTrigger *t = interested->pdata[j];
+
+            if (!noawait && !t->noawait) {
+                return vo_unpack_refuse(error, VO_ERROR_UNSUPPORTED, job->op,
+                                        "activates the trigger %s, which %s "
+                                        "awaits; awaited triggers are not "
+                                        "recorded offline", name,
+                                        t->package);
+            }
+            if (!vo_unpack_has_trigger(job, t)) {
+                g_ptr_array_add(job->activated, t);
+            }
+        }
+        while (interested->len) {
+            g_ptr_array_add(job->named,
+                            g_ptr_array_steal_index(interested, 0));
+        }
+    }
+    return TRUE;
+}
+
+/*
+ * Named triggers the old and the new version activate ("activate-noawait
+ * ldconfig"), which dpkg records pending when it unpacks.
+ */
+static gboolean vo_unpack_activate_named(VoGuest *guest, VoUnpackJob *job,
+                                         VoDpkgDb *db, GError **error)
+{
+    g_autoptr(GBytes) old = NULL;
+
+    if (!vo_unpack_old_triggers(guest, job, &old, error)) {
+        return FALSE;
+    }
+    return vo_unpack_activate_lines(guest, job, db, old, error) &&
+           vo_unpack_activate_lines(guest, job, db,
+                                    vo_deb_control_file(job->deb,
+                                                        "triggers"),
+                                    error);
+}
+
+/* "interest*" lines of a triggers control file, sorted. */
+static GPtrArray *vo_unpack_interests(GBytes *triggers)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+    g_auto(GStrv) lines = vo_unpack_lines(triggers);
+
+    for (guint i = 0; lines[i]; i++) {
+        char *line = g_strstrip(lines[i]);
+
+        if (g_str_has_prefix(line, "interest")) {
+            g_ptr_array_add(out, g_strdup(line));
+        }
+    }
+    g_ptr_array_sort(out, (GCompareFunc)g_strcmp0);
+    return out;
+}
+
+/* dpkg registers a package's trigger interests when it unpacks it; we do
+ * not, so they must be the ones the old version registered. */
+static gboolean vo_unpack_same_interests(VoGuest *guest, VoUnpackJob *job,
+                                         GError **error)
+{
+    g_autoptr(GPtrArray) want = vo_unpack_interests(
+        vo_deb_control_file(job->deb, "triggers"));
+    g_autoptr(GPtrArray) have = NULL;
+    g_autoptr(GBytes) old = NULL;
+
+    if (want->len == 0) {
+        return TRUE;
+    }
+    if (!vo_unpack_old_triggers(guest, job, &old, error)) {
+        return FALSE;
+    }
+    have = vo_unpack_interests(old);
+    for (guint i = 0; i < MAX(want->len, have->len); i++) {
+        if (i >= want->len || i >= have->len ||
+            !g_str_equal(want->pdata[i], have->pdata[i])) {
+            return vo_unpack_refuse(error, VO_ERROR_UNSUPPORTED, job->op,
+                                    "declares trigger interests the "
+                                    "installed version does not have; "
+                                    "registering them is not done offline");
+        }
+    }
+    return TRUE;
 }
 
 static gint vo_unpack_deeper_first(gconstpointer a, gconstpointer b)
@@ -421,6 +632,9 @@ static VoUnpackJob *vo_unpack_prepare(VoGuest *guest, VoDpkgDb *db,
                                            NULL);
     job->md5sums = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                          g_free);
+    job->activated = g_ptr_array_new();
+    job->named = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_file_trigger_free);
 
     job->deb = vo_deb_read(op->data, op->payload, error);
     if (!job->deb) {
@@ -460,6 +674,10 @@ static VoUnpackJob *vo_unpack_prepare(VoGuest *guest, VoDpkgDb *db,
     }
     job->info = vo_dpkg_info_name(ctl);
     job->old_info = old ? vo_dpkg_info_name(old) : NULL;
+    if (!vo_unpack_same_interests(guest, job, error) ||
+        !vo_unpack_activate_named(guest, job, db, error)) {
+        return NULL;
+    }
     conffiles = vo_deb_conffiles(job->deb, op->payload, error);
     if (!conffiles ||
         !vo_unpack_old_conffiles(old, op, old_conff, old_hash, error) ||
@@ -477,14 +695,8 @@ static VoUnpackJob *vo_unpack_prepare(VoGuest *guest, VoDpkgDb *db,
         const char *who;
         const char *md5;
 
-        for (guint t = 0; t < db->trigger_paths->len; t++) {
-            if (vo_unpack_below(m->path, db->trigger_paths->pdata[t])) {
-                vo_unpack_refuse(error, VO_ERROR_UNSUPPORTED, op,
-                                 "%s activates the file trigger %s, which "
-                                 "is not done offline", m->path,
-                                 (const char *)db->trigger_paths->pdata[t]);
-                return NULL;
-            }
+        if (!vo_unpack_activate(job, db, m->path, error)) {
+            return NULL;
         }
         g_ptr_array_add(job->list, g_strdup(m->path));
         g_hash_table_add(new_paths, m->path);
@@ -614,6 +826,9 @@ static VoUnpackJob *vo_unpack_prepare(VoGuest *guest, VoDpkgDb *db,
         if (!p.exists) {
             continue;
         }
+        if (!vo_unpack_activate(job, db, path, error)) {
+            return NULL;
+        }
         g_ptr_array_add(p.st.type == VO_NODE_DIRECTORY ? job->rmdir
                                                        : job->remove,
                         g_strdup(disk));
@@ -652,6 +867,55 @@ static VoUnpackJob *vo_unpack_prepare(VoGuest *guest, VoDpkgDb *db,
     return g_steal_pointer(&job);
 }
 
+/* Trigger @t pending for the package interested in it, as dpkg records
+ * an activation: only packages that are configured take it. */
+static void vo_unpack_trigger_pending(VoDpkgDb *db, VoUnpackJob *job,
+                                      VoFileTrigger *t)
+{
+    VoStanza *st = vo_dpkg_db_find_info(db, t->package);
+    g_autoptr(VoStanza) copy = NULL;
+    g_autofree char *owned = NULL;
+    g_autofree char *info = NULL;
+    g_autofree char *status = NULL;
+    g_auto(GStrv) pending = NULL;
+    const char *word;
+
+    if (!st) {
+        return;
+    }
+    info = vo_dpkg_info_name(st);
+    word = vo_dpkg_status_word(st, &owned);
+    if (g_str_equal(info, job->info) ||
+        (g_strcmp0(word, "installed") != 0 &&
+         g_strcmp0(word, "triggers-pending") != 0 &&
+         g_strcmp0(word, "triggers-awaited") != 0)) {
+        return;
+    }
+    pending = g_strsplit(vo_stanza_get(st, "Triggers-Pending")
+                             ? vo_stanza_get(st, "Triggers-Pending") : "",
+                         " ", -1);
+    if (g_strv_contains((const char *const *)pending, t->path)) {
+        return;
+    }
+    copy = vo_stanza_copy(st);
+    if (g_str_equal(word, "installed")) {
+        const char *have = vo_stanza_get(st, "Status");
+
+        /* "WANT FLAG installed": the last word changes. */
+        status = g_strdup_printf("%.*striggers-pending",
+                                 (int)(strlen(have) - strlen(word)), have);
+        vo_stanza_set(copy, "Status", status);
+    }
+    {
+        const char *have = vo_stanza_get(st, "Triggers-Pending");
+        g_autofree char *value = have ? g_strconcat(have, " ", t->path, NULL)
+                                      : g_strdup(t->path);
+
+        vo_stanza_set(copy, "Triggers-Pending", value);
+    }
+    vo_dpkg_db_put(db, vo_unpack_in_dpkg_order(copy));
+}
+
 /* The in-memory database after @job: what the next package sees. */
 static void vo_unpack_update_db(VoDpkgDb *db, VoUnpackJob *job)
 {
@@ -665,6 +929,9 @@ static void vo_unpack_update_db(VoDpkgDb *db, VoUnpackJob *job)
     }
     vo_dpkg_db_set_list(db, job->info, list);
     vo_dpkg_db_put(db, vo_stanza_copy(job->stanza));
+    for (guint i = 0; i < job->activated->len; i++) {
+        vo_unpack_trigger_pending(db, job, job->activated->pdata[i]);
+    }
 }
 
 /* What every phase starts from: the guest's database and its ids. */
@@ -780,6 +1047,16 @@ gboolean vo_unpack_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
         vo_unpack_member_int(plan, "files", job->files->len);
         vo_unpack_member_int(plan, "conffiles",
                              g_hash_table_size(job->conffiles));
+        json_builder_set_member_name(plan, "triggers");
+        json_builder_begin_array(plan);
+        for (guint j = 0; j < job->activated->len; j++) {
+            VoFileTrigger *t = job->activated->pdata[j];
+            g_autofree char *what = g_strdup_printf("%s %s", t->package,
+                                                    t->path);
+
+            json_builder_add_string_value(plan, what);
+        }
+        json_builder_end_array(plan);
         json_builder_set_member_name(plan, "remove");
         json_builder_begin_array(plan);
         for (guint j = 0; j < job->remove->len; j++) {

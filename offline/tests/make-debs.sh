@@ -58,6 +58,8 @@ printf '#!/bin/sh\necho demo 2\n' >"$d/usr/bin/vmaug-demo"
 chmod 4755 "$d/usr/bin/vmaug-demo"
 ln -s /usr/bin/vmaug-demo "$d/usr/bin/vmaug-link"
 printf '#!/bin/sh\nset -e\necho configured >/var/lib/vmaug-demo.configured\n' >"$d/DEBIAN/postinst"
+# As shared libraries do: libc-bin's ldconfig trigger, recorded pending.
+echo "activate-noawait ldconfig" >"$d/DEBIAN/triggers"
 chmod 755 "$d/DEBIAN/postinst"
 build
 
@@ -71,6 +73,9 @@ mkdir -p "$d/etc" "$d/usr/lib/vmaug-new"
 echo "fresh=1" >"$d/etc/vmaug-new-pkg.conf"
 echo /etc/vmaug-new-pkg.conf >"$d/DEBIAN/conffiles"
 echo "lib" >"$d/usr/lib/vmaug-new/lib.txt"
+# Under debianutils' file trigger interest (noawait).
+mkdir -p "$d/usr/share/debianutils/shells.d"
+echo "/usr/bin/vmaug-new-shell" >"$d/usr/share/debianutils/shells.d/vmaug-new"
 build
 
 pkg vmaug-pre 1.0

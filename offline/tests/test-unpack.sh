@@ -88,9 +88,12 @@ assert sorted(up["remove"]) == [
     "/usr/share/vmaug-shared/demo.txt"], up["remove"]
 assert (new["package"], new["action"], new["conffiles"]) == \
     ("vmaug-new", "install", 1), new
+assert up["triggers"] == ["libc-bin ldconfig"], up["triggers"]
+assert new["triggers"] == [
+    "debianutils /usr/share/debianutils/shells.d"], new["triggers"]
 PY
 check_same_content "$tmp/a.qcow2" "$orig"
-pass "check plans the upgrade (3 files dropped) and the new install"
+pass "check plans the upgrade (3 files dropped), the new install, triggers"
 
 # 2. Apply, verify, apply again.
 vo apply "$tmp/a.qcow2" "$tmp/debs.vmab" >"$tmp/apply.json" ||
@@ -129,7 +132,10 @@ debugfs -R "rdump / $tmp/ref" "$tmp/img/debian.raw?offset=$root_off" 2>/dev/null
 rm -f "$tmp/a.raw"
 cp "$tmp/debs"/vmaug-demo_2.0_amd64.deb "$tmp/debs"/vmaug-new_1.0_amd64.deb \
     "$tmp/ref/tmp/"
-chroot "$tmp/ref" sh -c 'dpkg --unpack /tmp/vmaug-*.deb' >"$tmp/ref.log" 2>&1 ||
+# --no-triggers: the triggers stay pending for the next configure, as
+# offline (dpkg would otherwise run them at once).
+chroot "$tmp/ref" sh -c 'dpkg --unpack --no-triggers /tmp/vmaug-*.deb' \
+    >"$tmp/ref.log" 2>&1 ||
     fail "dpkg --unpack in the reference: $(cat "$tmp/ref.log")"
 rm -f "$tmp"/ref/tmp/vmaug-*.deb
 python3 - "$tmp/ours" "$tmp/ref" <<'PY' || fail "trees differ from dpkg's"
@@ -171,7 +177,11 @@ audit=$(chroot "$tmp/ours" dpkg --audit 2>&1) || fail "dpkg --audit: $audit"
 [ -z "$audit" ] || fail "dpkg --audit: $audit"
 [ "$(cat "$tmp/ours/var/lib/vmaug-demo.configured")" = configured ] ||
     fail "the postinst did not run"
-pass "dpkg --configure -a succeeds, dpkg --audit is empty, postinst ran"
+grep -q "Processing triggers for libc-bin" "$tmp/conf.log" &&
+    grep -q "Processing triggers for debianutils" "$tmp/conf.log" ||
+    fail "the pending triggers did not run: $(cat "$tmp/conf.log")"
+pass "dpkg --configure -a succeeds and runs the postinst and the pending" \
+    "triggers, dpkg --audit is empty"
 
 # 6. dpkg --verify: only the conffile the administrator changed differs,
 # and the package's new version waits beside it.
