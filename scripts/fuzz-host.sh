@@ -5,7 +5,8 @@
 # link), fuzz-registrations (the registration sidecar), fuzz-repo-index
 # (the repository index), fuzz-bundle (offline bundles), fuzz-hive (a
 # guest's SOFTWARE hive), fuzz-dpkg-status (a guest's dpkg status and
-# os-release), fuzz-ovf (OVF descriptors), fuzz-fstab (a guest's
+# os-release), fuzz-deb822 (its paragraphs as the package unpacker reads
+# and writes them), fuzz-ovf (OVF descriptors), fuzz-fstab (a guest's
 # /etc/fstab), fuzz-worker-report (what the offline worker sends its
 # privileged parent), and fuzz-image-ext and fuzz-image-ntfs (whole guest
 # disks through the worker's readers: partitions, ext2/3/4 or NTFS, the
@@ -68,6 +69,7 @@ all_targets=(
     "offline/tests/fuzz/fuzz-bundle 20000 corpus-bundle"
     "offline/tests/fuzz/fuzz-hive 5000 corpus-hive"
     "offline/tests/fuzz/fuzz-dpkg-status 20000 corpus-dpkg-status"
+    "offline/tests/fuzz/fuzz-deb822 20000 corpus-deb822"
     "offline/tests/fuzz/fuzz-ovf 20000 corpus-ovf"
     "offline/tests/fuzz/fuzz-fstab 20000 corpus-fstab"
     "offline/tests/fuzz/fuzz-worker-report 20000 corpus-worker-report"
