@@ -19,7 +19,7 @@ G_BEGIN_DECLS
 #define VO_DPKG_MAX_STATUS (256u * 1024 * 1024)
 #define VO_DPKG_MAX_PACKAGES 200000
 #define VO_DPKG_MAX_LIST (64u * 1024 * 1024)
-#define VO_DPKG_MAX_LISTS_TOTAL (1024ull * 1024 * 1024)
+#define VO_DPKG_MAX_LISTS_TOTAL (256ull * 1024 * 1024)
 
 typedef struct {
     char *to;               /* the diverted name */

@@ -974,7 +974,7 @@ static gboolean vo_unpack_check_place(VoGuest *guest, VoUnpackJob *job,
         return vo_unpack_refuse(error, local->code, job->op, "%s: %s",
                                 f->target, local->message);
     }
-    if (p.exists && p.fs && !p.fs->ops->symlink) {
+    if (p.fs && !p.fs->ops->symlink) {
         return vo_unpack_refuse(error, VO_ERROR_UNSUPPORTED, job->op,
                                 "%s: a %s filesystem cannot hold a Debian "
                                 "package", f->target, p.fs->type);
@@ -1394,7 +1394,7 @@ static gboolean vo_unpack_verify_one(VoGuest *guest, VoDpkgDb *db,
 {
     g_autoptr(GError) local = NULL;
     g_autoptr(VoUnpackJob) job = NULL;
-    g_autoptr(VoDpkgDb) fresh = NULL;
+    g_autoptr(VoStanza) saved = NULL;
     VoStanza *st = vo_dpkg_db_find(db, op->package, op->architecture);
     const char *status = st ? vo_stanza_get(st, "Status") : NULL;
     gboolean configured;
@@ -1423,23 +1423,45 @@ static gboolean vo_unpack_verify_one(VoGuest *guest, VoDpkgDb *db,
         return FALSE;
     }
     /* The job a new install would be on this database gives the files,
-     * the info files and the fields to compare. */
+     * the info files and the fields to compare: the package is seen as not
+     * installed for that while, so that its paths are its own. */
     {
         VoPackageOp fake = *op;
+        VoStanza *absent = vo_stanza_copy(st);
 
+        saved = vo_stanza_copy(st);
+        st = NULL;
         fake.old_version = NULL;
-        fresh = vo_dpkg_db_read(guest, &local);
-        if (fresh) {
-            VoStanza *copy = vo_stanza_copy(st);
-
-            /* Seen as not installed, so that its paths are its own. */
-            vo_stanza_set(copy, "Status", "install ok not-installed");
-            vo_dpkg_db_put(fresh, copy);
-            job = vo_unpack_prepare(guest, fresh, ids, &fake, &local);
-        }
+        vo_stanza_set(absent, "Status", "install ok not-installed");
+        vo_dpkg_db_put(db, absent);
+        job = vo_unpack_prepare(guest, db, ids, &fake, &local);
+        vo_dpkg_db_put(db, vo_stanza_copy(saved));
         if (!job) {
             *why = g_strdup(local->message);
             return FALSE;
+        }
+    }
+    {
+        const char *have = vo_stanza_get(saved, "Conffiles");
+        g_auto(GStrv) lines = g_strsplit(have ? have : "", "\n", -1);
+        GHashTableIter it;
+        gpointer path;
+
+        g_hash_table_iter_init(&it, job->conffiles);
+        while (g_hash_table_iter_next(&it, &path, NULL)) {
+            gboolean found = FALSE;
+
+            for (guint i = 0; lines[i] && !found; i++) {
+                g_auto(GStrv) w = g_strsplit(g_strstrip(lines[i]), " ", 2);
+
+                found = g_strcmp0(w[0], path) == 0;
+            }
+            if (!found) {
+                *why = g_strdup_printf("%s: conffile %s is not in the "
+                                       "status file", op->package,
+                                       (const char *)path);
+                return FALSE;
+            }
         }
     }
     for (guint i = 0; i < job->files->len; i++) {
@@ -1454,7 +1476,7 @@ static gboolean vo_unpack_verify_one(VoGuest *guest, VoDpkgDb *db,
             g_str_equal(f->name, "Config-Version")) {
             continue;
         }
-        if (g_strcmp0(vo_stanza_get(st, f->name), f->value) != 0) {
+        if (g_strcmp0(vo_stanza_get(saved, f->name), f->value) != 0) {
             *why = g_strdup_printf("%s: status field %s differs from the "
                                    "package's", op->package, f->name);
             return FALSE;
