@@ -29,6 +29,13 @@ void vo_file_trigger_free(VoFileTrigger *t)
     g_free(t);
 }
 
+static void vo_stat_override_free(VoStatOverride *o)
+{
+    g_free(o->user);
+    g_free(o->group);
+    g_free(o);
+}
+
 void vo_dpkg_db_free(VoDpkgDb *db)
 {
     if (!db) {
@@ -39,6 +46,7 @@ void vo_dpkg_db_free(VoDpkgDb *db)
     g_hash_table_unref(db->lists);
     g_hash_table_unref(db->owners);
     g_ptr_array_unref(db->file_triggers);
+    g_hash_table_unref(db->overrides);
     g_free(db);
 }
 
@@ -143,6 +151,16 @@ static GStrv vo_dpkg_lines(GBytes *data, const char *what, GError **error)
     }
     copy = g_strndup(text, len);
     return g_strsplit(copy, "\n", -1);
+}
+
+/* The lines of a database file that may be missing (then none). */
+static GStrv vo_dpkg_read_lines(VoGuest *guest, const char *path,
+                                GError **error)
+{
+    g_autoptr(GBytes) data = vo_dpkg_read_optional(guest, path,
+                                                   VO_DPKG_MAX_LIST, error);
+
+    return data ? vo_dpkg_lines(data, path, error) : NULL;
 }
 
 const char *vo_dpkg_status_word(const VoStanza *st, char **owned)
@@ -304,15 +322,9 @@ static gboolean vo_dpkg_read_diversions(VoDpkgDb *db, VoGuest *guest,
                                         GError **error)
 {
     const char *path = VO_DPKG_ADMINDIR "/diversions";
-    g_autoptr(GBytes) data = vo_dpkg_read_optional(guest, path,
-                                                   VO_DPKG_MAX_LIST, error);
-    g_auto(GStrv) lines = NULL;
+    g_auto(GStrv) lines = vo_dpkg_read_lines(guest, path, error);
     guint n;
 
-    if (!data) {
-        return FALSE;
-    }
-    lines = vo_dpkg_lines(data, path, error);
     if (!lines) {
         return FALSE;
     }
@@ -379,11 +391,9 @@ gboolean vo_dpkg_read_interests(VoGuest *guest, const char *name,
 {
     g_autofree char *path = g_strdup_printf(VO_DPKG_ADMINDIR "/triggers/%s",
                                             name);
-    g_autoptr(GBytes) data = vo_dpkg_read_optional(guest, path,
-                                                   VO_DPKG_MAX_LIST, error);
-    g_auto(GStrv) lines = NULL;
+    g_auto(GStrv) lines = vo_dpkg_read_lines(guest, path, error);
 
-    if (!data || !(lines = vo_dpkg_lines(data, path, error))) {
+    if (!lines) {
         return FALSE;
     }
     for (guint i = 0; lines[i]; i++) {
@@ -402,25 +412,54 @@ gboolean vo_dpkg_read_interests(VoGuest *guest, const char *name,
     return TRUE;
 }
 
-/* File trigger interests: "PATH PACKAGE[/noawait]" lines. */
+/* dpkg-statoverride's "USER GROUP MODE PATH" lines. */
+static gboolean vo_dpkg_read_overrides(VoDpkgDb *db, VoGuest *guest,
+                                       GError **error)
+{
+    const char *path = VO_DPKG_ADMINDIR "/statoverride";
+    g_auto(GStrv) lines = vo_dpkg_read_lines(guest, path, error);
+
+    if (!lines) {
+        return FALSE;
+    }
+    for (guint i = 0; lines[i]; i++) {
+        g_auto(GStrv) w = NULL;
+        g_autofree char *clean = NULL;
+        char *end = NULL;
+        guint64 mode;
+        VoStatOverride *o;
+
+        if (!*lines[i]) {
+            continue;
+        }
+        w = g_strsplit(lines[i], " ", 4);
+        if (g_strv_length(w) != 4 || !*w[0] || !*w[1] || !*w[2] ||
+            w[3][0] != '/' || !(clean = vo_deb_clean_path(w[3]))) {
+            return vo_dpkg_corrupt(error, "%s, line %u is not \"USER GROUP "
+                                   "MODE PATH\"", path, i + 1);
+        }
+        mode = g_ascii_strtoull(w[2], &end, 8);
+        if (*end || mode > 07777) {
+            return vo_dpkg_corrupt(error, "%s, line %u has a bad mode", path,
+                                   i + 1);
+        }
+        o = g_new0(VoStatOverride, 1);
+        o->user = g_strdup(w[0]);
+        o->group = g_strdup(w[1]);
+        o->mode = mode;
+        g_hash_table_replace(db->overrides, g_steal_pointer(&clean), o);
+    }
+    return TRUE;
+}
+
+/* File trigger interests: "PATH PACKAGE[/noawait]" lines (none without a
+ * triggers directory). */
 static gboolean vo_dpkg_read_triggers(VoDpkgDb *db, VoGuest *guest,
                                       GError **error)
 {
     const char *path = VO_DPKG_ADMINDIR "/triggers/File";
-    g_autoptr(GError) local = NULL;
-    g_autoptr(GBytes) data = NULL;
-    g_auto(GStrv) lines = NULL;
+    g_auto(GStrv) lines = vo_dpkg_read_lines(guest, path, error);
 
-    data = vo_dpkg_read_file(guest, path, VO_DPKG_MAX_LIST, &local);
-    if (!data) {
-        /* No triggers directory, or no File interests: none. */
-        if (g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
-            return TRUE;
-        }
-        g_propagate_error(error, g_steal_pointer(&local));
-        return FALSE;
-    }
-    lines = vo_dpkg_lines(data, path, error);
     if (!lines) {
         return FALSE;
     }
@@ -470,6 +509,9 @@ VoDpkgDb *vo_dpkg_db_read(VoGuest *guest, GError **error)
                                        (GDestroyNotify)g_ptr_array_unref);
     db->file_triggers = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_file_trigger_free);
+    db->overrides = g_hash_table_new_full(
+        g_str_hash, g_str_equal, g_free,
+        (GDestroyNotify)vo_stat_override_free);
 
     if (!vo_dpkg_check_admindir(guest, error)) {
         return NULL;
@@ -523,7 +565,8 @@ VoDpkgDb *vo_dpkg_db_read(VoGuest *guest, GError **error)
         }
     }
     if (!vo_dpkg_read_diversions(db, guest, error) ||
-        !vo_dpkg_read_triggers(db, guest, error)) {
+        !vo_dpkg_read_triggers(db, guest, error) ||
+        !vo_dpkg_read_overrides(db, guest, error)) {
         return NULL;
     }
     return g_steal_pointer(&db);

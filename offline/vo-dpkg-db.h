@@ -36,6 +36,13 @@ typedef struct {
 
 void vo_file_trigger_free(VoFileTrigger *t);
 
+/* A line of statoverride: "USER GROUP MODE PATH". */
+typedef struct {
+    char *user;             /* a name, or "#UID" */
+    char *group;
+    guint32 mode;
+} VoStatOverride;
+
 typedef struct {
     GPtrArray *stanzas;     /* VoStanza*, in the status file's order */
     GHashTable *diversions; /* path -> VoDiversion* */
@@ -44,6 +51,7 @@ typedef struct {
     /* Path -> GPtrArray* of the info names whose .list holds it. */
     GHashTable *owners;
     GPtrArray *file_triggers;   /* VoFileTrigger* */
+    GHashTable *overrides;      /* path -> VoStatOverride* */
 } VoDpkgDb;
 
 /*

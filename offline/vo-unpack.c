@@ -53,7 +53,7 @@ static const char *const vo_unpack_info_names[] = {
 typedef struct {
     VoDebMember *m;         /* borrowed from the job's package */
     char *target;           /* where it goes: diverted, ".dpkg-new" */
-    guint32 uid, gid;
+    guint32 mode, uid, gid; /* the archive's, or the guest's override */
     char *link_to;          /* hard links: the target of the member */
 } VoUnpackFile;
 
@@ -598,6 +598,47 @@ static gboolean vo_unpack_check_installed(VoDpkgDb *db, VoPackageOp *op,
     return TRUE;
 }
 
+/* "#N" or a name the guest knows, as dpkg-statoverride records them. */
+static gboolean vo_unpack_override_id(GHashTable *ids, const char *word,
+                                      guint32 *id)
+{
+    gpointer value;
+
+    if (word[0] == '#') {
+        char *end = NULL;
+        guint64 n = g_ascii_strtoull(word + 1, &end, 10);
+
+        *id = n;
+        return word[1] && !*end && n < G_MAXUINT32;
+    }
+    if (!g_hash_table_lookup_extended(ids, word, NULL, &value)) {
+        return FALSE;
+    }
+    *id = GPOINTER_TO_UINT(value);
+    return TRUE;
+}
+
+/* The guest's dpkg-statoverride for @f's path wins over the archive, as
+ * dpkg applies it when it unpacks. */
+static gboolean vo_unpack_override(VoDpkgDb *db, VoUnpackIds *ids,
+                                   VoUnpackJob *job, VoUnpackFile *f,
+                                   GError **error)
+{
+    VoStatOverride *o = g_hash_table_lookup(db->overrides, f->m->path);
+
+    if (!o) {
+        return TRUE;
+    }
+    if (!vo_unpack_override_id(ids->users, o->user, &f->uid) ||
+        !vo_unpack_override_id(ids->groups, o->group, &f->gid)) {
+        return vo_unpack_refuse(error, VO_ERROR_CORRUPT, job->op,
+                                "the guest's statoverride for %s names an "
+                                "unknown user or group", f->m->path);
+    }
+    f->mode = o->mode;
+    return TRUE;
+}
+
 /*
  * Everything unpacking @op into the guest whose database is @db will do,
  * computed without writing: the same on the plan and on the execution.
@@ -739,8 +780,14 @@ static VoUnpackJob *vo_unpack_prepare(VoGuest *guest, VoDpkgDb *db,
             g_free(f->target);
             f->target = t;
         }
+        f->mode = m->mode;
         f->uid = vo_unpack_id(ids->users, m->uname, m->uid);
         f->gid = vo_unpack_id(ids->groups, m->gname, m->gid);
+        if (m->type != VO_NODE_SYMLINK &&
+            !vo_unpack_override(db, ids, job, f, error)) {
+            vo_unpack_file_free(f);
+            return NULL;
+        }
         if (m->hardlink) {
             const char *to = g_hash_table_lookup(written, m->hardlink);
 
@@ -1117,7 +1164,7 @@ static gboolean vo_unpack_install(VoGuest *guest, VoUnpackFile *f,
 
     switch (m->type) {
     case VO_NODE_DIRECTORY: {
-        VoStat attrs = { .mode = m->mode, .uid = f->uid, .gid = f->gid };
+        VoStat attrs = { .mode = f->mode, .uid = f->uid, .gid = f->gid };
         g_autoptr(GError) local = NULL;
 
         if (vo_guest_is_mount_point(guest, f->target)) {
@@ -1174,7 +1221,7 @@ static gboolean vo_unpack_install(VoGuest *guest, VoUnpackFile *f,
             return vo_unpack_clear(&p, error) &&
                    p.fs->ops->link(p.fs, p.parent, p.leaf, to.node, error);
         }
-        return vo_unpack_write_file(guest, f->target, m->data, m->mode,
+        return vo_unpack_write_file(guest, f->target, m->data, f->mode,
                                     f->uid, f->gid, resolved, error);
     case VO_NODE_OTHER:
         break;
@@ -1373,12 +1420,12 @@ static gboolean vo_unpack_verify_file(VoGuest *guest, VoUnpackJob *job,
                                    have, want ? want : "(none)");
             return FALSE;
         }
-        if (p.fs->has_owners && !src->hardlink &&
-            (p.st.mode != src->mode || p.st.uid != f->uid ||
+        if (p.fs->has_owners && !m->hardlink &&
+            (p.st.mode != f->mode || p.st.uid != f->uid ||
              p.st.gid != f->gid)) {
             *why = g_strdup_printf("%s is %04o %u:%u, the package says "
                                    "%04o %u:%u", f->target, p.st.mode,
-                                   p.st.uid, p.st.gid, src->mode, f->uid,
+                                   p.st.uid, p.st.gid, f->mode, f->uid,
                                    f->gid);
             return FALSE;
         }

@@ -25,7 +25,8 @@ bash "$here/make-debs.sh" "$tmp/debs" || fail "cannot build the test packages"
 tree=$(bash "$here/make-fixtures.sh" minbase) || fail "no minbase tree"
 
 # The guest: minbase with the old packages installed by dpkg itself, a
-# local diversion, and a conffile the administrator changed.
+# local diversion, a statoverride for a file the upgrade adds, and a
+# conffile the administrator changed.
 root=$tmp/root
 cp -a "$tree" "$root"
 rm -f "$root/.complete"
@@ -34,6 +35,8 @@ chroot "$root" dpkg-divert --local --rename \
     --divert /usr/share/vmaug-demo/diverted.txt.distrib \
     --add /usr/share/vmaug-demo/diverted.txt >/dev/null ||
     fail "dpkg-divert in the fixture"
+chroot "$root" dpkg-statoverride --add root mail 0640 \
+    /usr/share/vmaug-demo/new.txt || fail "dpkg-statoverride in the fixture"
 chroot "$root" sh -c 'dpkg -i /tmp/vmaug-*.deb' >"$tmp/dpkg-i.log" 2>&1 ||
     fail "installing the old packages: $(cat "$tmp/dpkg-i.log")"
 rm -f "$root"/tmp/vmaug-*.deb
@@ -113,6 +116,9 @@ pass "apply, verify, apply again (already-applied), fsck-clean"
 # diversion, the conffile left as .dpkg-new beside the modified one.
 out=$(debugfs_part "$tmp/a.raw" 1 stat /usr/bin/vmaug-demo)
 grep -q "Mode:  04755" <<<"$out" || fail "setuid bit lost: $out"
+out=$(debugfs_part "$tmp/a.raw" 1 stat /usr/share/vmaug-demo/new.txt)
+grep -q "Mode:  0640" <<<"$out" && grep -qE "User: +0 +Group: +8 " <<<"$out" ||
+    fail "the statoverride was not applied: $out"
 [ "$(debugfs_part "$tmp/a.raw" 1 cat /usr/share/vmaug-demo/diverted.txt.distrib)" = \
   "diverted 2" ] || fail "the diverted file was not written to its diversion"
 debugfs_error "$tmp/a.raw" 1 "File not found by ext2_lookup" \
@@ -121,7 +127,8 @@ debugfs_error "$tmp/a.raw" 1 "File not found by ext2_lookup" \
     fail "the modified conffile was touched"
 [ "$(debugfs_part "$tmp/a.raw" 1 cat /etc/vmaug-demo.conf.dpkg-new)" = setting=2 ] ||
     fail "no .dpkg-new beside the modified conffile"
-pass "setuid kept, diverted file at its diversion, conffile as .dpkg-new"
+pass "setuid kept, statoverride applied, diverted file at its diversion," \
+    "conffile as .dpkg-new"
 
 # 4. The same packages unpacked by dpkg itself, in a chroot of the
 # original image's tree: the same files (content, type, mode, owner) and
