@@ -101,8 +101,8 @@ char *vo_sha256(GBytes *data)
     return g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, data);
 }
 
-/* Payload names and bundle ids: a conservative alphabet, no dot first. */
-static gboolean vo_bundle_name_ok(const char *name)
+/* Bundle ids and versions: a conservative alphabet, no dot first. */
+static gboolean vo_bundle_chars_ok(const char *name, const char *extra)
 {
     gsize len = strlen(name);
 
@@ -110,11 +110,23 @@ static gboolean vo_bundle_name_ok(const char *name)
         return FALSE;
     }
     for (gsize i = 0; i < len; i++) {
-        if (!g_ascii_isalnum(name[i]) && !strchr("._+-", name[i])) {
+        if (!g_ascii_isalnum(name[i]) && !strchr(extra, name[i])) {
             return FALSE;
         }
     }
     return TRUE;
+}
+
+static gboolean vo_bundle_name_ok(const char *name)
+{
+    return vo_bundle_chars_ok(name, "._+-");
+}
+
+/* Payload names: the same, and the "~" and "%" of Debian file names
+ * ("openssl_3.0.22-1~deb12u2_amd64.deb", "login_1%3a4.13_amd64.deb"). */
+static gboolean vo_bundle_payload_name_ok(const char *name)
+{
+    return vo_bundle_chars_ok(name, "._+-~%");
 }
 
 static gboolean vo_bundle_sha_ok(const char *s)
@@ -303,7 +315,7 @@ static gboolean vo_bundle_parse_op(VoBundle *bundle, JsonNode *node,
                                  "add and replace, and only there", where);
     }
     if (payload) {
-        if (!vo_bundle_name_ok(payload)) {
+        if (!vo_bundle_payload_name_ok(payload)) {
             return vo_bundle_invalid(error, "%s: bad payload name", where);
         }
         fop->payload = g_strdup(payload);
@@ -539,7 +551,7 @@ static gboolean vo_bundle_parse_package(VoBundle *bundle, JsonNode *node,
     if (!g_str_equal(op, "unpack")) {
         return vo_bundle_invalid(error, "%s: unknown op \"%s\"", where, op);
     }
-    if (!vo_bundle_name_ok(payload)) {
+    if (!vo_bundle_payload_name_ok(payload)) {
         return vo_bundle_invalid(error, "%s: bad payload name", where);
     }
     /* Lower case only for names, as dpkg requires. */
@@ -837,7 +849,8 @@ static VoBundle *vo_bundle_read(struct archive *a, const char *path,
                 goto fail;
             }
         } else if (g_str_has_prefix(name, VO_PAYLOAD_PREFIX) &&
-                   vo_bundle_name_ok(name + strlen(VO_PAYLOAD_PREFIX)) &&
+                   vo_bundle_payload_name_ok(name +
+                                             strlen(VO_PAYLOAD_PREFIX)) &&
                    !g_hash_table_contains(bundle->payloads,
                                           name + strlen(VO_PAYLOAD_PREFIX))) {
             data = vo_bundle_read_entry(a, size,
@@ -1069,7 +1082,7 @@ gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
         }
         name = json_object_get_string_member(json_node_get_object(op),
                                              "payload");
-        if (!name || !vo_bundle_name_ok(name)) {
+        if (!name || !vo_bundle_payload_name_ok(name)) {
             json_object_unref(table);
             return vo_bundle_invalid(error, "instruction %u: bad payload "
                                      "name", i);

@@ -50,7 +50,9 @@ root_off=$(part_offset "$tmp/img/debian.raw" 1)
 make_identity
 mkdir -p "$tmp/payload"
 cp "$tmp/debs"/vmaug-demo_2.0_amd64.deb "$tmp/debs"/vmaug-new_1.0_amd64.deb \
-    "$tmp/debs"/vmaug-pre_2.0_amd64.deb "$tmp/payload/"
+    "$tmp/payload/"
+# Named as Debian names files whose version has a "~" or an epoch.
+cp "$tmp/debs"/vmaug-pre_2.0_amd64.deb "$tmp/payload/vmaug-pre_1%3a2.0~x_amd64.deb"
 
 # package_bundle OUT PACKAGES: a bundle of package entries (JSON body).
 package_bundle() {
@@ -205,7 +207,7 @@ pass "dpkg --verify clean but for the modified conffile, .dpkg-dist beside it"
 
 # 7. A package whose preinst would have to run is refused, by name.
 MANIFEST_ID=deb-pre package_bundle "$tmp/pre.vmab" \
-    '{"op": "unpack", "payload": "vmaug-pre_2.0_amd64.deb",
+    '{"op": "unpack", "payload": "vmaug-pre_1%3a2.0~x_amd64.deb",
       "package": "vmaug-pre", "architecture": "amd64",
       "version": "2.0", "old_version": "1.0"}' || fail "bundle-build pre"
 cp "$orig" "$tmp/p.qcow2"
