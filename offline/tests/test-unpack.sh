@@ -19,7 +19,7 @@ need e2fsck e2fsprogs
 need chroot coreutils
 [ "$(id -u)" -eq 0 ] ||
     fail "needs root: dpkg runs in chroots of the fixture tree"
-plan 11
+plan 12
 
 bash "$here/make-debs.sh" "$tmp/debs" || fail "cannot build the test packages"
 tree=$(bash "$here/make-fixtures.sh" minbase) || fail "no minbase tree"
@@ -269,3 +269,10 @@ hostile "a 100 MiB .list" \
     "info/vmaug-other.list is implausibly large" \
     "rm /var/lib/dpkg/info/vmaug-other.list" \
     "write $tmp/huge.list /var/lib/dpkg/info/vmaug-other.list"
+
+printf '/usr/share/vmaug-demo/diverted.txt\n/usr/share/../../etc/shadow\n:\n' \
+    >"$tmp/evil.diversions"
+hostile "a diversion to ../" \
+    "diversions, entry at line 1 is not two absolute clean paths" \
+    "rm /var/lib/dpkg/diversions" \
+    "write $tmp/evil.diversions /var/lib/dpkg/diversions"
