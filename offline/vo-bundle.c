@@ -20,6 +20,7 @@
 #include "vo-bundle.h"
 #include "vo-guest.h"
 #include "vo-registry.h"
+#include "vo-version.h"
 
 #define VO_MANIFEST "manifest.json"
 #define VO_SIGNATURE "manifest.json.p7s"
@@ -475,12 +476,13 @@ static gboolean vo_bundle_add_marker(VoBundle *bundle, JsonNode *node,
     return TRUE;
 }
 
-/* The payload @name as the signed table lists it, its hash checked. */
-static GBytes *vo_bundle_payload(VoBundle *bundle, JsonObject *table,
+/* The bytes of payload @name, which the signed table @payload lists
+ * with their hash. */
+static GBytes *vo_bundle_payload(VoBundle *bundle, JsonObject *payload,
                                  const char *name, const char *where,
                                  GError **error)
 {
-    JsonNode *entry = json_object_get_member(table, name);
+    JsonNode *entry = json_object_get_member(payload, name);
     GBytes *data = g_hash_table_lookup(bundle->payloads, name);
     g_autofree char *have = NULL;
     const char *sha;
@@ -505,89 +507,93 @@ static GBytes *vo_bundle_payload(VoBundle *bundle, JsonObject *table,
     return data;
 }
 
-/* Debian package names, architectures and versions: the characters
- * Debian policy allows (they name files in the guest's info/). */
-static gboolean vo_bundle_debian_ok(const char *s, const char *extra)
-{
-    if (!*s || strlen(s) > 256 || !g_ascii_isalnum(s[0])) {
-        return FALSE;
-    }
-    for (const char *c = s; *c; c++) {
-        if (!g_ascii_isalnum(*c) && !strchr(extra, *c)) {
-            return FALSE;
-        }
-    }
-    return TRUE;
-}
-
-static gboolean vo_bundle_parse_package(VoBundle *bundle, JsonNode *node,
-                                        guint index, JsonObject *table,
-                                        GHashTable *seen, GError **error)
+/*
+ * "packages": {"op": "unpack", "payload": P, "package": N,
+ * "architecture": A, "version": V, "old_version": O or null}, each
+ * package once, names and versions as dpkg accepts them.
+ */
+static gboolean vo_bundle_parse_packages(VoBundle *bundle, JsonNode *node,
+                                         JsonObject *payload, GError **error)
 {
     static const char *const allowed[] = {
         "op", "payload", "package", "architecture", "version",
         "old_version", NULL,
     };
-    g_autofree char *where = g_strdup_printf("packages[%u]", index);
-    g_autofree char *key = NULL;
-    JsonObject *obj;
-    JsonNode *old;
-    const char *op, *payload, *package, *arch, *version;
-    VoPackageOp *pop;
+    g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash,
+                                                       g_str_equal, g_free,
+                                                       NULL);
+    JsonArray *arr;
 
-    if (!JSON_NODE_HOLDS_OBJECT(node)) {
-        return vo_bundle_invalid(error, "%s must be an object", where);
+    if (!JSON_NODE_HOLDS_ARRAY(node)) {
+        return vo_bundle_invalid(error, "\"packages\" must be an array");
     }
-    obj = json_node_get_object(node);
-    if (!vo_bundle_members_ok(obj, where, allowed, error) ||
-        !(op = vo_bundle_string(obj, "op", where, TRUE, error)) ||
-        !(payload = vo_bundle_string(obj, "payload", where, TRUE, error)) ||
-        !(package = vo_bundle_string(obj, "package", where, TRUE, error)) ||
-        !(arch = vo_bundle_string(obj, "architecture", where, TRUE,
-                                  error)) ||
-        !(version = vo_bundle_string(obj, "version", where, TRUE, error))) {
-        return FALSE;
+    arr = json_node_get_array(node);
+    if (json_array_get_length(arr) > VO_BUNDLE_MAX_OPS) {
+        return vo_bundle_invalid(error, "too many packages");
     }
-    if (!g_str_equal(op, "unpack")) {
-        return vo_bundle_invalid(error, "%s: unknown op \"%s\"", where, op);
+    for (guint i = 0; i < json_array_get_length(arr); i++) {
+        g_autofree char *where = g_strdup_printf("packages[%u]", i);
+        JsonNode *el = json_array_get_element(arr, i);
+        g_autoptr(GError) local = NULL;
+        const char *op, *pl, *name, *arch, *version;
+        JsonNode *old;
+        JsonObject *obj;
+        VoPackageOp *pop;
+
+        if (!JSON_NODE_HOLDS_OBJECT(el)) {
+            return vo_bundle_invalid(error, "%s must be an object", where);
+        }
+        obj = json_node_get_object(el);
+        if (!vo_bundle_members_ok(obj, where, allowed, error) ||
+            !(op = vo_bundle_string(obj, "op", where, TRUE, error)) ||
+            !(pl = vo_bundle_string(obj, "payload", where, TRUE, error)) ||
+            !(name = vo_bundle_string(obj, "package", where, TRUE, error)) ||
+            !(arch = vo_bundle_string(obj, "architecture", where, TRUE,
+                                      error)) ||
+            !(version = vo_bundle_string(obj, "version", where, TRUE,
+                                         error))) {
+            return FALSE;
+        }
+        old = json_object_get_member(obj, "old_version");
+        if (!g_str_equal(op, "unpack")) {
+            return vo_bundle_invalid(error, "%s: unknown op \"%s\"", where,
+                                     op);
+        }
+        if (!old || (!JSON_NODE_HOLDS_NULL(old) &&
+                     (!JSON_NODE_HOLDS_VALUE(old) ||
+                      json_node_get_value_type(old) != G_TYPE_STRING))) {
+            return vo_bundle_invalid(error, "%s: \"old_version\" is a "
+                                     "string, or null for a new package",
+                                     where);
+        }
+        if (!vo_bundle_payload_name_ok(pl)) {
+            return vo_bundle_invalid(error, "%s: bad payload name", where);
+        }
+        if (!vo_version_check_package(name, &local) ||
+            !vo_version_check_arch(arch, &local) ||
+            !vo_version_check(version, &local) ||
+            (!JSON_NODE_HOLDS_NULL(old) &&
+             !vo_version_check(json_node_get_string(old), &local))) {
+            return vo_bundle_invalid(error, "%s: %s", where, local->message);
+        }
+        if (!g_hash_table_add(seen, g_strdup_printf("%s:%s", name, arch))) {
+            return vo_bundle_invalid(error, "%s: %s:%s appears twice", where,
+                                     name, arch);
+        }
+        pop = g_new0(VoPackageOp, 1);
+        g_ptr_array_add(bundle->packages, pop);
+        pop->payload = g_strdup(pl);
+        pop->package = g_strdup(name);
+        pop->architecture = g_strdup(arch);
+        pop->version = g_strdup(version);
+        pop->old_version = JSON_NODE_HOLDS_NULL(old)
+                               ? NULL : g_strdup(json_node_get_string(old));
+        pop->data = vo_bundle_payload(bundle, payload, pl, where, error);
+        if (!pop->data) {
+            return FALSE;
+        }
     }
-    if (!vo_bundle_payload_name_ok(payload)) {
-        return vo_bundle_invalid(error, "%s: bad payload name", where);
-    }
-    /* Lower case only for names, as dpkg requires. */
-    if (!vo_bundle_debian_ok(package, "+-.") ||
-        strpbrk(package, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") ||
-        !vo_bundle_debian_ok(arch, "-") ||
-        !vo_bundle_debian_ok(version, ".+~-:")) {
-        return vo_bundle_invalid(error, "%s: bad package, architecture or "
-                                 "version", where);
-    }
-    old = json_object_get_member(obj, "old_version");
-    if (!old || (!JSON_NODE_HOLDS_NULL(old) &&
-                 (!JSON_NODE_HOLDS_VALUE(old) ||
-                  json_node_get_value_type(old) != G_TYPE_STRING ||
-                  !vo_bundle_debian_ok(json_node_get_string(old),
-                                       ".+~-:")))) {
-        return vo_bundle_invalid(error, "%s: \"old_version\" is the "
-                                 "installed version, or null for a new "
-                                 "install", where);
-    }
-    key = g_strdup_printf("%s:%s", package, arch);
-    if (!g_hash_table_add(seen, g_steal_pointer(&key))) {
-        return vo_bundle_invalid(error, "%s: %s:%s appears twice", where,
-                                 package, arch);
-    }
-    pop = g_new0(VoPackageOp, 1);
-    g_ptr_array_add(bundle->packages, pop);
-    pop->payload = g_strdup(payload);
-    pop->package = g_strdup(package);
-    pop->architecture = g_strdup(arch);
-    pop->version = g_strdup(version);
-    if (!JSON_NODE_HOLDS_NULL(old)) {
-        pop->old_version = g_strdup(json_node_get_string(old));
-    }
-    pop->data = vo_bundle_payload(bundle, table, payload, where, error);
-    return pop->data != NULL;
+    return TRUE;
 }
 
 static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
@@ -704,25 +710,8 @@ static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
         }
     }
     node = json_object_get_member(obj, "packages");
-    if (node) {
-        g_autoptr(GHashTable) seen = g_hash_table_new_full(
-            g_str_hash, g_str_equal, g_free, NULL);
-        JsonArray *packages;
-
-        if (!JSON_NODE_HOLDS_ARRAY(node)) {
-            return vo_bundle_invalid(error, "\"packages\" must be an array");
-        }
-        packages = json_node_get_array(node);
-        if (json_array_get_length(packages) > VO_BUNDLE_MAX_OPS) {
-            return vo_bundle_invalid(error, "too many packages");
-        }
-        for (guint i = 0; i < json_array_get_length(packages); i++) {
-            if (!vo_bundle_parse_package(bundle,
-                                         json_array_get_element(packages, i),
-                                         i, payload, seen, error)) {
-                return FALSE;
-            }
-        }
+    if (node && !vo_bundle_parse_packages(bundle, node, payload, error)) {
+        return FALSE;
     }
     node = json_object_get_member(obj, "marker");
     if (node && !vo_bundle_add_marker(bundle, node, manifest, paths, error)) {
@@ -1013,31 +1002,61 @@ static gboolean vo_bundle_add_entry(struct archive *a, const char *name,
     return ok;
 }
 
+/* Reads into @payloads the files of @payload_dir that the instructions of
+ * array @member ("files", "packages") name. */
+static gboolean vo_bundle_read_payloads(JsonObject *root, const char *member,
+                                        const char *payload_dir,
+                                        GHashTable *payloads, GError **error)
+{
+    JsonNode *node = json_object_get_member(root, member);
+    JsonArray *arr;
+
+    if (!node) {
+        return TRUE;
+    }
+    if (!JSON_NODE_HOLDS_ARRAY(node)) {
+        return vo_bundle_invalid(error, "\"%s\" must be an array", member);
+    }
+    arr = json_node_get_array(node);
+    for (guint i = 0; i < json_array_get_length(arr); i++) {
+        JsonNode *op = json_array_get_element(arr, i);
+        g_autofree char *file = NULL;
+        const char *name;
+        char *contents;
+        gsize len;
+
+        if (!JSON_NODE_HOLDS_OBJECT(op) ||
+            !json_object_has_member(json_node_get_object(op), "payload")) {
+            continue;
+        }
+        name = json_object_get_string_member(json_node_get_object(op),
+                                             "payload");
+        if (!name || !vo_bundle_payload_name_ok(name)) {
+            return vo_bundle_invalid(error, "%s[%u]: bad payload name",
+                                     member, i);
+        }
+        if (g_hash_table_contains(payloads, name)) {
+            continue;
+        }
+        file = g_build_filename(payload_dir, name, NULL);
+        if (!g_file_get_contents(file, &contents, &len, error)) {
+            return FALSE;
+        }
+        g_hash_table_insert(payloads, g_strdup(name),
+                            g_bytes_new_take(contents, len));
+    }
+    return TRUE;
+}
+
 gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
                          const char *key_path, const char *cert_path,
                          const char *out_path, GError **error)
 {
     g_autoptr(JsonParser) parser = json_parser_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(VmaugTrustIdentity) identity = NULL;
     g_autoptr(GHashTable) payloads = g_hash_table_new_full(
         g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_bytes_unref);
-    g_autoptr(GBytes) manifest = NULL;
-    g_autoptr(GBytes) signature = NULL;
-    g_autofree char *tmp = g_strdup_printf("%s.tmp", out_path);
-    g_autoptr(GPtrArray) ops = NULL;
-    JsonNode *root, *files, *packages;
-    JsonObject *table;
-    struct archive *a;
-    GHashTableIter it;
-    gpointer key, value;
-    gsize len;
-    char *text;
+    JsonNode *root, *files;
 
-    identity = vmaug_trust_identity_load(key_path, cert_path, error);
-    if (!identity) {
-        return FALSE;
-    }
     if (!json_parser_load_from_file(parser, manifest_path, error)) {
         return FALSE;
     }
@@ -1049,59 +1068,46 @@ gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
     if (!files || !JSON_NODE_HOLDS_ARRAY(files)) {
         return vo_bundle_invalid(error, "\"files\" must be an array");
     }
-    packages = json_object_get_member(json_node_get_object(root), "packages");
-    if (packages && !JSON_NODE_HOLDS_ARRAY(packages)) {
-        return vo_bundle_invalid(error, "\"packages\" must be an array");
+    if (!vo_bundle_read_payloads(json_node_get_object(root), "files",
+                                 payload_dir, payloads, error) ||
+        !vo_bundle_read_payloads(json_node_get_object(root), "packages",
+                                 payload_dir, payloads, error)) {
+        return FALSE;
     }
-    /* Payloads named by file instructions, then by packages. */
-    ops = g_ptr_array_new();
-    for (guint i = 0; i < json_array_get_length(json_node_get_array(files));
-         i++) {
-        g_ptr_array_add(ops,
-                        json_array_get_element(json_node_get_array(files), i));
-    }
-    for (guint i = 0;
-         packages && i < json_array_get_length(json_node_get_array(packages));
-         i++) {
-        g_ptr_array_add(ops, json_array_get_element(
-                                 json_node_get_array(packages), i));
+    return vo_bundle_build_manifest(root, payloads, key_path, cert_path,
+                                    out_path, error);
+}
+
+gboolean vo_bundle_build_manifest(JsonNode *root, GHashTable *payloads,
+                                  const char *key_path,
+                                  const char *cert_path,
+                                  const char *out_path, GError **error)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(VmaugTrustIdentity) identity = NULL;
+    g_autoptr(GBytes) manifest = NULL;
+    g_autoptr(GBytes) signature = NULL;
+    g_autofree char *tmp = g_strdup_printf("%s.tmp", out_path);
+    JsonObject *table;
+    struct archive *a;
+    GHashTableIter it;
+    gpointer key, value;
+    gsize len;
+    char *text;
+
+    identity = vmaug_trust_identity_load(key_path, cert_path, error);
+    if (!identity) {
+        return FALSE;
     }
     table = json_object_new();
-    for (guint i = 0; i < ops->len; i++) {
-        JsonNode *op = ops->pdata[i];
-        const char *name;
-        g_autofree char *file = NULL;
-        g_autofree char *sha = NULL;
-        char *contents;
-        GBytes *data;
-        JsonObject *entry;
+    g_hash_table_iter_init(&it, payloads);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        g_autofree char *sha = vo_sha256(value);
+        JsonObject *entry = json_object_new();
 
-        if (!JSON_NODE_HOLDS_OBJECT(op) ||
-            !json_object_has_member(json_node_get_object(op), "payload")) {
-            continue;
-        }
-        name = json_object_get_string_member(json_node_get_object(op),
-                                             "payload");
-        if (!name || !vo_bundle_payload_name_ok(name)) {
-            json_object_unref(table);
-            return vo_bundle_invalid(error, "instruction %u: bad payload "
-                                     "name", i);
-        }
-        if (g_hash_table_contains(payloads, name)) {
-            continue;
-        }
-        file = g_build_filename(payload_dir, name, NULL);
-        if (!g_file_get_contents(file, &contents, &len, error)) {
-            json_object_unref(table);
-            return FALSE;
-        }
-        data = g_bytes_new_take(contents, len);
-        sha = vo_sha256(data);
-        entry = json_object_new();
         json_object_set_string_member(entry, "sha256", sha);
-        json_object_set_int_member(entry, "size", len);
-        json_object_set_object_member(table, name, entry);
-        g_hash_table_insert(payloads, g_strdup(name), data);
+        json_object_set_int_member(entry, "size", g_bytes_get_size(value));
+        json_object_set_object_member(table, key, entry);
     }
     json_object_set_object_member(json_node_get_object(root), "payload",
                                   table);
@@ -1109,6 +1115,15 @@ gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
     json_generator_set_root(gen, root);
     text = json_generator_to_data(gen, &len);
     manifest = g_bytes_new_take(text, len);
+    /* Never sign what apply would refuse: the same parser, now. */
+    {
+        g_autoptr(VoBundle) check = vo_bundle_parse_unverified(
+            manifest, payloads, error);
+
+        if (!check) {
+            return FALSE;
+        }
+    }
     signature = vmaug_trust_identity_sign(identity, manifest, error);
     if (!signature) {
         return FALSE;

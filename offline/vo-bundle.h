@@ -42,15 +42,14 @@ typedef struct {
     GBytes *xattr_value;    /* xattr; NULL removes */
 } VoFileOp;
 
-/* One "packages" entry: unpack a .deb as dpkg --unpack would
- * (vo-unpack.c). */
+/* One package of "packages": a .deb to unpack with dpkg's semantics. */
 typedef struct {
     char *payload;
     GBytes *data;           /* borrowed from the bundle's payloads */
     char *package;
     char *architecture;
     char *version;
-    char *old_version;      /* NULL: the package is not installed */
+    char *old_version;      /* NULL: not installed before */
 } VoPackageOp;
 
 typedef struct {
@@ -61,7 +60,7 @@ typedef struct {
     JsonArray *rules;       /* borrowed from manifest; may be NULL */
     GPtrArray *files;       /* VoFileOp* */
     GPtrArray *registry;    /* VoRegOp* */
-    GPtrArray *packages;    /* VoPackageOp*, applied after the files */
+    GPtrArray *packages;    /* VoPackageOp*, in apt's order */
     GHashTable *payloads;   /* name -> GBytes* */
     char *signer;           /* common name of the trusted signer */
     char *signer_fingerprint;
@@ -81,9 +80,6 @@ VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
  * messages. */
 VoBundle *vo_bundle_load_data(const void *data, gsize len, const char *name,
                               const char *trust_dir, GError **error);
-/* The manifest checks of vo_bundle_load() on @manifest with @payloads
- * (name -> GBytes*, referenced) but no signature: for the fuzz target
- * only, since nothing unsigned may be applied. */
 /*
  * A bundle whose bytes the caller's parent verified with
  * vo_bundle_load_data() and handed over sealed: parsed like any other,
@@ -95,17 +91,27 @@ VoBundle *vo_bundle_load_checked_data(const void *data, gsize len,
                                       const char *name, const char *signer,
                                       const char *fingerprint,
                                       GError **error);
+/* The manifest checks of vo_bundle_load() on @manifest with @payloads
+ * (name -> GBytes*, referenced) but no signature: for the fuzz target
+ * and for vo_bundle_build_manifest() before it signs, since nothing
+ * unsigned may be applied. */
 VoBundle *vo_bundle_parse_unverified(GBytes *manifest, GHashTable *payloads,
                                      GError **error);
 void vo_bundle_free(VoBundle *bundle);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoBundle, vo_bundle_free)
 
 /* Builds a bundle: fills the manifest's "payload" table from the files in
- * @payload_dir that the file instructions and packages name, and signs
+ * @payload_dir that the file and package instructions name, and signs
  * it. */
 gboolean vo_bundle_build(const char *manifest_path, const char *payload_dir,
                          const char *key_path, const char *cert_path,
                          const char *out_path, GError **error);
+/* The same for a manifest in memory (@root, whose "payload" table is
+ * replaced) and @payloads already read (name -> GBytes*). */
+gboolean vo_bundle_build_manifest(JsonNode *root, GHashTable *payloads,
+                                  const char *key_path,
+                                  const char *cert_path,
+                                  const char *out_path, GError **error);
 
 const char *vo_file_op_name(VoFileOpKind kind);
 char *vo_sha256(GBytes *data);

@@ -341,7 +341,9 @@ static gboolean vo_deb_member_is(const char *member, const char *base)
     return FALSE;
 }
 
-VoDeb *vo_deb_read(GBytes *data, const char *name, GError **error)
+/* The package @data; without @with_data, its control part only. */
+static VoDeb *vo_deb_parse(GBytes *data, const char *name,
+                           gboolean with_data, GError **error)
 {
     g_autoptr(VoDeb) deb = g_new0(VoDeb, 1);
     g_autoptr(GBytes) control = NULL;
@@ -379,6 +381,9 @@ VoDeb *vo_deb_read(GBytes *data, const char *name, GError **error)
         if (member[0] == '_') {
             continue;
         }
+        if (index == 2 && !with_data) {
+            break;
+        }
         bytes = vo_deb_entry_data(a, e, len, name, member, error);
         if (!bytes) {
             archive_read_free(a);
@@ -408,15 +413,45 @@ VoDeb *vo_deb_read(GBytes *data, const char *name, GError **error)
         return NULL;
     }
     archive_read_free(a);
-    if (!control || !payload) {
+    if (!control || (with_data && !payload)) {
         vo_deb_invalid(error, name, "lacks control.tar or data.tar");
         return NULL;
     }
     if (!vo_deb_read_control(deb, control, name, error) ||
-        !vo_deb_read_data(deb, payload, name, error)) {
+        (with_data && !vo_deb_read_data(deb, payload, name, error))) {
         return NULL;
     }
     return g_steal_pointer(&deb);
+}
+
+VoDeb *vo_deb_read(GBytes *data, const char *name, GError **error)
+{
+    return vo_deb_parse(data, name, TRUE, error);
+}
+
+gboolean vo_deb_has_control_member(const char *path, const char *name,
+                                   gboolean *has, GError **error)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(VoDeb) deb = NULL;
+    g_autoptr(GBytes) data = NULL;
+    char *contents;
+    gsize len;
+
+    *has = FALSE;
+    if (!g_file_get_contents(path, &contents, &len, &local)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID, "cannot read %s: %s",
+                    path, local->message);
+        return FALSE;
+    }
+    data = g_bytes_new_take(contents, len);
+    deb = vo_deb_parse(data, path, FALSE, error);
+    if (!deb) {
+        return FALSE;
+    }
+    *has = g_str_equal(name, "control") ||
+           g_hash_table_contains(deb->control_files, name);
+    return TRUE;
 }
 
 GBytes *vo_deb_control_file(VoDeb *deb, const char *name)

@@ -51,6 +51,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoDeb, vo_deb_free)
  * packages, .list files and diversions. */
 char *vo_deb_clean_path(const char *path);
 
+/* Whether the .deb file at @path has the control member @name
+ * ("preinst"), read without its data: for the planner, on files apt
+ * downloaded and verified against the operator's signed repository. */
+gboolean vo_deb_has_control_member(const char *path, const char *name,
+                                   gboolean *has, GError **error);
+
 /* A control file's content, or NULL when the package has none. */
 GBytes *vo_deb_control_file(VoDeb *deb, const char *name);
 

@@ -412,6 +412,34 @@ static gboolean vo_guest_fs_has(VoFs *fs, const char *const *comps)
     return TRUE;
 }
 
+/*
+ * Whether @source is udev's name for the logical volume @volume ("VG/LV"):
+ * /dev/VG/LV, or /dev/mapper/VG-LV with each '-' of either name doubled.
+ */
+static gboolean vo_guest_names_volume(const char *source, const char *volume)
+{
+    g_autofree char *vg = g_strdup(volume);
+    char *lv = strchr(vg, '/');
+    g_autofree char *dev = NULL;
+    g_autofree char *mapper = NULL;
+    g_auto(GStrv) vg_parts = NULL;
+    g_auto(GStrv) lv_parts = NULL;
+    g_autofree char *vg_dm = NULL;
+    g_autofree char *lv_dm = NULL;
+
+    if (!lv) {
+        return FALSE;
+    }
+    *lv++ = '\0';
+    dev = g_strdup_printf("/dev/%s/%s", vg, lv);
+    vg_parts = g_strsplit(vg, "-", -1);
+    lv_parts = g_strsplit(lv, "-", -1);
+    vg_dm = g_strjoinv("--", vg_parts);
+    lv_dm = g_strjoinv("--", lv_parts);
+    mapper = g_strdup_printf("/dev/mapper/%s-%s", vg_dm, lv_dm);
+    return g_str_equal(source, dev) || g_str_equal(source, mapper);
+}
+
 static VoPartition *vo_guest_find_partition(VoGuest *guest,
                                             struct libmnt_fs *ent)
 {
@@ -437,6 +465,13 @@ static VoPartition *vo_guest_find_partition(VoGuest *guest,
             }
         }
         return NULL;
+    }
+    for (guint i = 0; source && i < guest->layout->partitions->len; i++) {
+        VoPartition *p = guest->layout->partitions->pdata[i];
+
+        if (p->volume && vo_guest_names_volume(source, p->volume)) {
+            return p;
+        }
     }
     if (source && g_str_has_prefix(source, "/dev/")) {
         /* Device names depend on the VM's bus; the trailing number does

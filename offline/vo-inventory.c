@@ -1,5 +1,5 @@
 /*
- * Inventory of a guest: os-release and the dpkg database for Linux.
+ * Inventory of a guest: os-release and the dpkg or rpm database for Linux.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -10,6 +10,7 @@
 #include "vo-dpkg-db.h"
 #include "vo-inventory.h"
 #include "vo-registry.h"
+#include "vo-rpm.h"
 
 #define VO_MAX_OS_RELEASE (64 * 1024)
 
@@ -28,6 +29,7 @@ void vo_inventory_free(VoInventory *inv)
         return;
     }
     g_free(inv->family);
+    g_free(inv->package_format);
     g_hash_table_unref(inv->os);
     g_hash_table_unref(inv->packages);
     g_ptr_array_unref(inv->package_list);
@@ -59,7 +61,14 @@ static void vo_inventory_parse_os_release(VoInventory *inv, const char *text,
     }
 }
 
-static void vo_inventory_add_package(VoInventory *inv, GHashTable *fields)
+gboolean vo_package_installed(const VoPackage *p)
+{
+    /* dpkg's "install ok installed"; rpm's packages are all installed. */
+    return g_str_equal(p->status, "installed") ||
+           g_str_has_suffix(p->status, " installed");
+}
+
+void vo_inventory_add_package(VoInventory *inv, GHashTable *fields)
 {
     const char *name = g_hash_table_lookup(fields, "package");
     const char *status = g_hash_table_lookup(fields, "status");
@@ -162,12 +171,15 @@ VoInventory *vo_inventory_parse_linux(const char *family, GBytes *os_release,
             return NULL;
         }
         vo_inventory_parse_dpkg(inv, text, len);
+        inv->package_format = g_strdup("deb");
     }
     return g_steal_pointer(&inv);
 }
 
 VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
 {
+    g_autoptr(VoInventory) inv = NULL;
+    gboolean found;
     g_autoptr(GBytes) osr = NULL;
     g_autoptr(GBytes) status = NULL;
     g_autoptr(GError) local = NULL;
@@ -214,7 +226,12 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
         g_propagate_error(error, g_steal_pointer(&local));
         return NULL;
     }
-    return vo_inventory_parse_linux(guest->family, osr, status, error);
+    inv = vo_inventory_parse_linux(guest->family, osr, status, error);
+    /* Without dpkg, rpm's database, if there is one. */
+    if (inv && !status && !vo_rpm_read(guest, inv, &found, error)) {
+        return NULL;
+    }
+    return g_steal_pointer(&inv);
 }
 
 static gint vo_inventory_cmp_str(gconstpointer a, gconstpointer b)
@@ -254,6 +271,7 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
             { "type", p->type }, { "partuuid", p->part_uuid },
             { "partlabel", p->part_label }, { "filesystem", p->fstype },
             { "uuid", p->fs_uuid }, { "label", p->fs_label },
+            { "volume", p->volume },
         };
 
         json_builder_begin_object(b);
@@ -291,6 +309,10 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
         if (m->part) {
             json_builder_set_member_name(b, "partition");
             json_builder_add_int_value(b, m->part->number);
+            if (m->part->volume) {
+                json_builder_set_member_name(b, "volume");
+                json_builder_add_string_value(b, m->part->volume);
+            }
         }
         if (m->fs) {
             json_builder_set_member_name(b, "filesystem");
@@ -318,6 +340,10 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
     }
     json_builder_end_object(b);
 
+    if (inv->package_format) {
+        json_builder_set_member_name(b, "package_format");
+        json_builder_add_string_value(b, inv->package_format);
+    }
     json_builder_set_member_name(b, "packages");
     json_builder_begin_array(b);
     for (guint i = 0; i < inv->package_list->len; i++) {

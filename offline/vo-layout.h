@@ -19,6 +19,7 @@ typedef struct {
     char *fstype;           /* libblkid's TYPE, NULL when unrecognised */
     char *fs_uuid;
     char *fs_label;
+    char *volume;           /* an LVM logical volume's "VG/LV", or NULL */
 } VoPartition;
 
 typedef struct {

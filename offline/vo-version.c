@@ -1,12 +1,16 @@
 /*
  * Debian version comparison through libdpkg, so that our answer is by
- * construction the one 'dpkg --compare-versions' gives.
+ * construction the one 'dpkg --compare-versions' gives; and the checks of
+ * names and versions that other files write into dpkg's or apt's files.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #define G_LOG_DOMAIN "vmaugment-offline"
 #define LIBDPKG_VOLATILE_API 1
 
+#include <string.h>
+
+#include <dpkg/arch.h>
 #include <dpkg/dpkg-db.h>
 #include <dpkg/dpkg.h>
 #include <dpkg/error.h>
@@ -54,9 +58,13 @@ gboolean vo_version_relate(const char *a, const char *op, const char *b,
 {
     int cmp;
 
-    if (!vo_version_compare(a, b, &cmp, error)) {
-        return FALSE;
-    }
+    return vo_version_compare(a, b, &cmp, error) &&
+           vo_version_apply_op(cmp, op, result, error);
+}
+
+gboolean vo_version_apply_op(int cmp, const char *op, gboolean *result,
+                             GError **error)
+{
     if (g_str_equal(op, "<<") || g_str_equal(op, "<") ||
         g_str_equal(op, "lt")) {
         *result = cmp < 0;
@@ -75,6 +83,46 @@ gboolean vo_version_relate(const char *a, const char *op, const char *b,
     } else {
         g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
                     "unknown version operator '%s'", op);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean vo_version_check(const char *v, GError **error)
+{
+    int cmp;
+
+    /* parseversion() only warns about other characters; a space or a
+     * newline would end the field it is written into. */
+    for (const char *p = v; *p; p++) {
+        if (!g_ascii_isalnum(*p) && !strchr(".+-~:", *p)) {
+            g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                        "invalid character in version");
+            return FALSE;
+        }
+    }
+    return *v && vo_version_compare(v, v, &cmp, error);
+}
+
+gboolean vo_version_check_package(const char *name, GError **error)
+{
+    const char *why = pkg_name_is_illegal(name);
+
+    if (why) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "invalid package name: %s", why);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean vo_version_check_arch(const char *arch, GError **error)
+{
+    const char *why = dpkg_arch_name_is_illegal(arch);
+
+    if (why) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "invalid architecture name: %s", why);
         return FALSE;
     }
     return TRUE;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "sandbox.h"
+#include "vo-dpkg-status.h"
 #include "vo-inventory.h"
 #include "vo-patch.h"
 #include "vo-wire.h"
@@ -65,6 +66,19 @@ static gboolean vo_worker_inspect(VoWorker *w, JsonBuilder *b,
     }
     json_builder_set_member_name(b, "inventory");
     json_builder_add_value(b, vo_inventory_to_json(w->guest, inv));
+    return TRUE;
+}
+
+static gboolean vo_worker_packages(VoWorker *w, JsonBuilder *b,
+                                   GError **error)
+{
+    JsonNode *dpkg = vo_dpkg_status_extract(w->guest, error);
+
+    if (!dpkg) {
+        return FALSE;
+    }
+    json_builder_set_member_name(b, "dpkg");
+    json_builder_add_value(b, dpkg);
     return TRUE;
 }
 
@@ -296,6 +310,8 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
         return vo_worker_apply(w, b, error);
     case VO_WORKER_VERIFY:
         return vo_worker_verify(w, b, error);
+    case VO_WORKER_PACKAGES:
+        return vo_worker_packages(w, b, error);
     }
     g_assert_not_reached();
 }
@@ -385,14 +401,14 @@ int main(int argc, char **argv)
     int n_fds, rc;
 
     if (argc < 4 || !vo_worker_job_from_name(argv[1], &w.job) ||
-        argc != (w.job == VO_WORKER_INSPECT ? 4 : 6)) {
+        argc != (vo_worker_job_has_bundle(w.job) ? 6 : 4)) {
         fprintf(stderr, "usage: vmaugment-offline-worker JOB IMAGE FORMAT "
                 "[SIGNER FINGERPRINT] (started by vmaugment-offline)\n");
         return 2;
     }
     w.image = argv[2];
     w.format = argv[3];
-    n_fds = w.job == VO_WORKER_INSPECT ? 2 : 3;
+    n_fds = vo_worker_job_has_bundle(w.job) ? 3 : 2;
     /* Room for the bundle it maps and the payloads it copies out. */
     if (n_fds == 3 && fstat(VO_WORKER_FD_BUNDLE, &st) == 0 && st.st_size > 0) {
         policy.limits.memory_bytes += 2 * (guint64)st.st_size;

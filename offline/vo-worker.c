@@ -33,6 +33,7 @@ static const char *const vo_worker_jobs[] = {
     [VO_WORKER_CHECK] = "check",
     [VO_WORKER_APPLY] = "apply",
     [VO_WORKER_VERIFY] = "verify",
+    [VO_WORKER_PACKAGES] = "packages",
 };
 
 /* What each job may report, besides "error". */
@@ -52,6 +53,8 @@ static const struct {
     { "verify", JSON_NODE_ARRAY, 0, 1 << VO_WORKER_APPLY },
     { "instructions", JSON_NODE_ARRAY, 0, 1 << VO_WORKER_VERIFY },
     { "verified", JSON_NODE_VALUE, G_TYPE_BOOLEAN, 1 << VO_WORKER_VERIFY },
+    /* Checked field by field by vo_dpkg_status_from_report(). */
+    { "dpkg", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_PACKAGES },
 };
 
 /* Statuses a decision may end with (vo_patch_decide()), and the worker's
@@ -72,6 +75,11 @@ static guint32 vo_worker_id_base = SANDBOX_DEFAULT_ID_BASE;
 const char *vo_worker_job_name(VoWorkerJob job)
 {
     return vo_worker_jobs[job];
+}
+
+gboolean vo_worker_job_has_bundle(VoWorkerJob job)
+{
+    return job != VO_WORKER_INSPECT && job != VO_WORKER_PACKAGES;
 }
 
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job)

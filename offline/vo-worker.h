@@ -21,6 +21,7 @@ typedef enum {
     VO_WORKER_CHECK,        /* "status", "rules", "plan" */
     VO_WORKER_APPLY,        /* ... and "verify", on a writable overlay */
     VO_WORKER_VERIFY,       /* "instructions", "verified" */
+    VO_WORKER_PACKAGES,     /* "dpkg" (vo-dpkg-status.h) */
 } VoWorkerJob;
 
 /* The worker's descriptors, in this order. */
@@ -45,6 +46,8 @@ typedef enum {
 #define VO_WORKER_STAGE_VERIFYING   "verifying the overlay"
 
 const char *vo_worker_job_name(VoWorkerJob job);
+/* Whether the job is handed a bundle (and its signer). */
+gboolean vo_worker_job_has_bundle(VoWorkerJob job);
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job);
 
 /* ---- Parent ---- */

@@ -247,10 +247,14 @@ static gchar *reg_read_file(const gchar *path, gsize *len, GError **error)
                     VMAUG_REGS_MAX_FILE);
         return NULL;
     }
-    /* The size may change under us: read no more than the cap plus one. */
-    buf = g_malloc(VMAUG_REGS_MAX_FILE + 2);
-    while (got <= VMAUG_REGS_MAX_FILE) {
-        ssize_t n = read(fd, buf + got, VMAUG_REGS_MAX_FILE + 1 - got);
+    /*
+     * Sized by fstat(), not by the cap: most sidecars are a few hundred
+     * bytes.  The file is replaced by rename, never rewritten in place, so
+     * one byte more than fstat() saw means someone else is writing it.
+     */
+    buf = g_malloc(st.st_size + 2);
+    while (got <= (gsize)st.st_size) {
+        ssize_t n = read(fd, buf + got, st.st_size + 1 - got);
 
         if (n < 0 && errno == EINTR) {
             continue;
@@ -267,10 +271,8 @@ static gchar *reg_read_file(const gchar *path, gsize *len, GError **error)
         got += n;
     }
     close(fd);
-    if (got > VMAUG_REGS_MAX_FILE) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
-                    "registrations %s: larger than %u bytes", path,
-                    VMAUG_REGS_MAX_FILE);
+    if (got > (gsize)st.st_size) {
+        reg_fail(error, path, "it grew while it was read");
         return NULL;
     }
     buf[got] = '\0';

@@ -7,6 +7,21 @@
 #   make-fixtures.sh image TREE OUT -> OUT/debian.{raw,qcow2} the same way
 #                               from a root tree a test prepared (a copy of
 #                               "make-fixtures.sh minbase" with changes)
+#   make-fixtures.sh lvm     -> debian-lvm.{raw,qcow2,vmdk}: GPT, one LVM2
+#                               PV, ext4 root and /srv on logical volumes
+#                               (byte offsets in "volumes");
+#                               scattered.raw: a volume not contiguous
+#   make-fixtures.sh debs    -> a directory of .deb files from the Debian
+#                               archive: the versions the minbase tree has
+#                               of the packages the apt planning test
+#                               rebuilds with newer versions (apt-get
+#                               download), and netbase, which it lacks
+#   make-fixtures.sh logical -> debian-logical.{raw,qcow2}: MBR, root and
+#                               /srv in logical partitions 5 and 6
+#   make-fixtures.sh rpm     -> rpm.{raw,qcow2}: an rpm-based guest (rpm's
+#                               database made by rpm, rpmbuild packages),
+#                               its expected "packages" and rpmdb.sqlite;
+#                               rpm-wal.raw, rpm-bdb.raw: databases refused
 #   make-fixtures.sh windows -> windows.{raw,qcow2,vmdk,vhdx}: MBR, an NTFS
 #                               system volume (C:) with a Windows-like tree
 #                               and an NTFS data volume (D: by the SYSTEM
@@ -49,36 +64,45 @@ minbase() {
     echo "$tree"
 }
 
-linux() {
-    local out=$cache/linux-v$fixture_version
-    if [ -f "$out/.complete" ]; then
-        echo "$out"
-        return
-    fi
+# cached NAME: prints the fixture directory NAME when it is complete.
+cached() {
+    local out=$cache/$1-v$fixture_version
+    [ -f "$out/.complete" ] && echo "$out"
+}
+
+# fresh_tree OUT: OUT emptied, with a copy of the minbase tree in
+# OUT/work/root for the fixture to change.
+fresh_tree() {
     local tree
     tree=$(minbase)
-    rm -rf "$out"
-    mkdir -p "$out"
-    linux_image "$tree" "$out"
+    rm -rf "$1"
+    mkdir -p "$1/work"
+    cp -a "$tree" "$1/work/root"
+    rm -f "$1/work/root/.complete"
+}
+
+linux() {
+    cached linux && return
+    local out=$cache/linux-v$fixture_version
+    fresh_tree "$out"
+    linux_image "$out"
     "$qemu_img" convert -O vmdk "$out/debian.raw" "$out/debian.vmdk"
     "$qemu_img" convert -O vhdx "$out/debian.raw" "$out/debian.vhdx"
     touch "$out/.complete"
     echo "$out"
 }
 
-# linux_image TREE OUT: OUT/debian.raw and debian.qcow2 holding TREE as
-# the root filesystem, with the fixture's fstab, /srv filesystem and links.
+# linux_image OUT: OUT/debian.raw and debian.qcow2 holding the tree in
+# OUT/work/root as the root filesystem, with the fixture's fstab, /srv
+# filesystem and links.
 linux_image() {
-    local tree=$1 out=$2
+    local out=$1
     local work=$out/work
-    mkdir -p "$work"
 
     local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c001
     local srv_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c002
     # The root tree gets a real fstab naming both filesystems, the second
     # one by label, so that drive mapping goes through libmount.
-    cp -a "$tree" "$work/root"
-    rm -f "$work/root/.complete"
     cat >"$work/root/etc/fstab" <<FSTAB
 # <file system> <mount point> <type> <options> <dump> <pass>
 UUID=$root_uuid / ext4 errors=remount-ro 0 1
@@ -108,6 +132,29 @@ PART
     rm -rf "$work"
 
     "$qemu_img" convert -O qcow2 "$raw" "$out/debian.qcow2"
+}
+
+# Exact versions vanish from the archive only when a point release
+# replaces them; the cache keeps the ones the tree was built with.
+debs() {
+    local tree out=$cache/debs-v$fixture_version p want=()
+    tree=$(minbase)
+    if [ -f "$out/.complete" ]; then
+        echo "$out"
+        return
+    fi
+    rm -rf "$out"
+    mkdir -p "$out"
+    for p in libaudit-common hostname gpgv base-passwd; do
+        want+=("$p=$(dpkg-query --admindir="$tree/var/lib/dpkg" -W \
+            -f '${Version}' "$p")")
+    done
+    # The host's apt and sources (bookworm); _apt cannot write here.
+    (cd "$out" && apt-get -q=2 -o APT::Sandbox::User=root download \
+        "${want[@]}" netbase) >"$cache/debs.log" 2>&1 ||
+        { cat "$cache/debs.log" >&2; exit 1; }
+    touch "$out/.complete"
+    echo "$out"
 }
 
 # hivex's images/minimal: no Debian binary package ships a registry hive.
@@ -268,12 +315,250 @@ PART
     echo "$out"
 }
 
+# lvm_run LOOP CMD...: an lvm command that sees only LOOP and leaves no
+# backup, archive or devices file behind on the host.
+lvm_run() {
+    local loop=$1
+    shift
+    lvm "$@" --config "devices { filter = [ \"a|^$loop\$|\", \"r|.*|\" ]
+        use_devicesfile = 0 } backup { backup = 0 archive = 0 }" \
+        >>"$cache/lvm.log" 2>&1
+}
+
+# lvm_pv RAW START SIZE METADATA-AWK: makes partition (START, SIZE in
+# sectors) of RAW an LVM2 PV of a VG "debian-vg" and gives the VG the
+# logical volumes the awk program appends to its metadata, through
+# vgcfgrestore: lvcreate needs device-mapper, which the hosts lack, and
+# vgcfgrestore only writes metadata.  Prints "pe_start extent_size"
+# (sectors).
+lvm_pv() {
+    local raw=$1 start=$2 size=$3 lvs=$4 loop meta
+    loop=$(losetup --find --show --offset $((start * 512)) \
+        --sizelimit $((size * 512)) "$raw")
+    meta=$(mktemp)
+    lvm_run "$loop" pvcreate -y "$loop" &&
+        lvm_run "$loop" vgcreate debian-vg "$loop" &&
+        lvm_run "$loop" vgcfgbackup -f "$meta" debian-vg &&
+        awk -v lvs="$lvs" '
+            /^\tseqno = / { $0 = "\tseqno = 2" }
+            /^}/ && !done { print lvs; done = 1 }
+            { print }' "$meta" >"$meta.new" &&
+        lvm_run "$loop" vgcfgrestore -f "$meta.new" debian-vg
+    local rc=$?
+    losetup -d "$loop"
+    [ $rc -eq 0 ] || { rm -f "$meta" "$meta.new"; echo "lvm failed (see $cache/lvm.log)" >&2; exit 1; }
+    awk '/pe_start/ {p = $3} /extent_size/ {e = $3} END {print p, e}' "$meta"
+    rm -f "$meta" "$meta.new"
+}
+
+# lvm_segment START COUNT PE: one linear segment of a volume.
+lvm_segment() {
+    printf '\t\t\tsegment%s {\n\t\t\t\tstart_extent = %s\n\t\t\t\textent_count = %s\n\t\t\t\ttype = "striped"\n\t\t\t\tstripe_count = 1\n\t\t\t\tstripes = [ "pv0", %s ]\n\t\t\t}\n' \
+        "$1" "$2" "$3" "$4"
+}
+
+# lvm_volume NAME SEGMENTS...: a visible volume made of lvm_segment lines.
+lvm_volume() {
+    local name=$1 n=0 segs=
+    shift
+    for seg in "$@"; do
+        n=$((n + 1))
+        segs+=$(lvm_segment $n $seg)$'\n'
+    done
+    printf '\t\t%s {\n\t\t\tid = "%s"\n\t\t\tstatus = [ "READ", "WRITE", "VISIBLE" ]\n\t\t\tflags = [ ]\n\t\t\tsegment_count = %s\n%s\t\t}\n' \
+        "$name" "$(printf '%-6.6s-0000-0000-0000-0000-0000-000000' "$name" | tr ' ' x)" "$n" "$segs"
+}
+
+# Debian on LVM as its installer makes it (ext4 root and /srv on logical
+# volumes of one VG on a GPT partition), named in fstab by device-mapper's
+# and udev's names; the root volume in two segments that lie one after
+# the other.  scattered.raw: a VG whose only volume is not contiguous.
+lvm_images() {
+    cached lvm && return
+    local out=$cache/lvm-v$fixture_version
+    fresh_tree "$out"
+    local work=$out/work
+    cat >"$work/root/etc/fstab" <<FSTAB
+/dev/mapper/debian--vg-root / ext4 errors=remount-ro 0 1
+/dev/debian-vg/srv /srv ext4 defaults 0 2
+FSTAB
+    echo "vmaugment LVM fixture" >"$work/root/etc/motd"
+    mkdir -p "$work/srv/www"
+    echo "hello from /srv on LVM" >"$work/srv/www/index.html"
+
+    local raw=$out/debian-lvm.raw
+    truncate -s 900M "$raw"
+    sfdisk --quiet "$raw" <<PART
+label: gpt
+first-lba: 2048
+start=2048, type=E6D6D379-F507-44C2-A23C-238F2A3DF928, name=lvm
+PART
+    local size=$((900 * 2048 - 2048 - 34))
+    # 4 MiB extents: root is extents 2-176 (700 MiB), /srv 180-195.
+    local lvs
+    lvs=$(printf '\n\tlogical_volumes {\n%s%s\t}\n' \
+        "$(lvm_volume root "0 100 2" "100 75 102")" \
+        "$(lvm_volume srv "0 16 180")")
+    local pe_start extent
+    read -r pe_start extent < <(lvm_pv "$raw" 2048 "$size" "$lvs")
+    local pv=$((2048 * 512)) ext=$((extent * 512))
+    mke2fs -q -F -t ext4 -L root \
+        -E offset=$((pv + pe_start * 512 + 2 * ext)) \
+        -d "$work/root" "$raw" $((175 * extent / 2))k
+    mke2fs -q -F -t ext4 -L srvdata \
+        -E offset=$((pv + pe_start * 512 + 180 * ext)) \
+        -d "$work/srv" "$raw" $((16 * extent / 2))k
+    # Where lvm's own metadata puts the volumes, for the tests' checks.
+    printf 'root %s\nsrv %s\n' $((pv + pe_start * 512 + 2 * ext)) \
+        $((pv + pe_start * 512 + 180 * ext)) >"$out/volumes"
+    rm -rf "$work"
+    "$qemu_img" convert -O qcow2 "$raw" "$out/debian-lvm.qcow2"
+    "$qemu_img" convert -O vmdk "$raw" "$out/debian-lvm.vmdk"
+
+    truncate -s 64M "$out/scattered.raw"
+    lvs=$(printf '\n\tlogical_volumes {\n%s\t}\n' \
+        "$(lvm_volume data "0 2 1" "2 2 5")")
+    lvm_pv "$out/scattered.raw" 0 $((64 * 2048)) "$lvs" >/dev/null
+    touch "$out/.complete"
+    echo "$out"
+}
+
+# Debian in logical partitions of an MBR extended partition: root in 5,
+# /srv in 6 (by device name in fstab), whose boot record lies 450 MiB into
+# the disk, far from the table at its start.
+logical_images() {
+    cached logical && return
+    local out=$cache/logical-v$fixture_version
+    fresh_tree "$out"
+    local work=$out/work
+    local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c005
+    cat >"$work/root/etc/fstab" <<FSTAB
+UUID=$root_uuid / ext4 errors=remount-ro 0 1
+/dev/sda6 /srv ext4 defaults 0 2
+FSTAB
+    mkdir -p "$work/srv/www"
+    echo "hello from a logical partition" >"$work/srv/www/index.html"
+    local raw=$out/debian-logical.raw
+    truncate -s 600M "$raw"
+    sfdisk --quiet "$raw" <<PART
+label: dos
+start=2048, size=1226752, type=5
+start=4096, size=921600, type=83
+start=929792, size=131072, type=83
+PART
+    mke2fs -q -F -t ext4 -U "$root_uuid" -L root -E offset=$((4096 * 512)) \
+        -d "$work/root" "$raw" 450M
+    mke2fs -q -F -t ext4 -L srvdata -E offset=$((929792 * 512)) \
+        -d "$work/srv" "$raw" 64M
+    rm -rf "$work"
+    "$qemu_img" convert -O qcow2 "$raw" "$out/debian-logical.qcow2"
+    touch "$out/.complete"
+    echo "$out"
+}
+
+# rpm_package TOPDIR NAME EPOCH VERSION RELEASE FILE: a noarch rpm with one
+# file, built by rpmbuild (EPOCH may be empty).
+rpm_package() {
+    local top=$1 name=$2 epoch=$3 version=$4 release=$5 file=$6
+    mkdir -p "$top/SPECS"
+    cat >"$top/SPECS/$name.spec" <<SPEC
+Name: $name
+${epoch:+Epoch: $epoch}
+Version: $version
+Release: $release
+Summary: vmaugment test package
+License: GPL-2.0-or-later
+BuildArch: noarch
+%description
+A package of the offline tests' rpm guest.
+%install
+mkdir -p %{buildroot}$(dirname "$file")
+echo "$name $version" >%{buildroot}$file
+%files
+$file
+SPEC
+    rpmbuild --quiet --define "_topdir $top" -bb "$top/SPECS/$name.spec" \
+        >>"$cache/rpmbuild.log" 2>&1
+}
+
+# rpm_disk TREE RAW: a GPT disk with one ext4 filesystem holding TREE.
+rpm_disk() {
+    truncate -s 64M "$2"
+    sfdisk --quiet "$2" <<PART
+label: gpt
+first-lba: 2048
+start=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root
+PART
+    mke2fs -q -F -t ext4 -L root -E offset=$((2048 * 512)) -d "$1" "$2" 60M
+}
+
+# A Rocky Linux 9-like guest: os-release, fstab and an rpm database in
+# /usr/lib/sysimage/rpm (linked from /var/lib/rpm, as Fedora has it) made
+# by rpm itself with three packages built by rpmbuild, one with an epoch.
+# rpm-wal.raw: the same with a non-empty write-ahead log beside the
+# database; rpm-bdb.raw: a Berkeley DB database's file name.
+rpm_images() {
+    cached rpm && return
+    local out=$cache/rpm-v$fixture_version
+    rm -rf "$out"
+    mkdir -p "$out/work/tree/etc" "$out/work/tree/var/lib" "$out/work/top"
+    local tree=$out/work/tree
+    cat >"$tree/etc/os-release" <<'OSR'
+NAME="Rocky Linux"
+VERSION="9.3 (Blue Onyx)"
+ID="rocky"
+ID_LIKE="rhel centos fedora"
+VERSION_ID="9.3"
+PLATFORM_ID="platform:el9"
+PRETTY_NAME="Rocky Linux 9.3 (Blue Onyx)"
+OSR
+    printf 'LABEL=root / ext4 defaults 0 1\n' >"$tree/etc/fstab"
+    echo rocky-fixture >"$tree/etc/hostname"
+    rpm_package "$out/work/top" vmaug-tool "" 1.0 1 /usr/share/vmaug/tool.txt
+    rpm_package "$out/work/top" vmaug-epoch 2 1.2 3.el9 /usr/share/vmaug/epoch.txt
+    rpm_package "$out/work/top" vmaug-conf "" 0.9 7 /etc/vmaug.conf
+    rpm --root "$tree" --dbpath /usr/lib/sysimage/rpm --initdb
+    rpm --root "$tree" --dbpath /usr/lib/sysimage/rpm -i --nodeps \
+        --noscripts --ignoreos --ignorearch "$out/work/top"/RPMS/noarch/*.rpm \
+        >>"$cache/rpmbuild.log" 2>&1
+    ln -s ../../usr/lib/sysimage/rpm "$tree/var/lib/rpm"
+    rm -f "$tree/usr/lib/sysimage/rpm/.rpm.lock" \
+        "$tree/usr/lib/sysimage/rpm/rpmdb.sqlite-shm"
+    [ ! -s "$tree/usr/lib/sysimage/rpm/rpmdb.sqlite-wal" ] ||
+        { echo "rpm left a write-ahead log" >&2; exit 1; }
+    # The expected package list, from rpm itself.
+    rpm --root "$tree" --dbpath /usr/lib/sysimage/rpm -qa \
+        --qf '%{NAME} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE} %{ARCH}\n' |
+        sort >"$out/packages" 2>>"$cache/rpmbuild.log"
+    cp "$tree/usr/lib/sysimage/rpm/rpmdb.sqlite" "$out/rpmdb.sqlite"
+    rpm_disk "$tree" "$out/rpm.raw"
+    "$qemu_img" convert -O qcow2 "$out/rpm.raw" "$out/rpm.qcow2"
+    head -c 4096 /dev/urandom >"$tree/usr/lib/sysimage/rpm/rpmdb.sqlite-wal"
+    rpm_disk "$tree" "$out/rpm-wal.raw"
+    rm -f "$tree/usr/lib/sysimage/rpm/rpmdb.sqlite"*
+    head -c 8192 /dev/zero >"$tree/usr/lib/sysimage/rpm/Packages"
+    rpm_disk "$tree" "$out/rpm-bdb.raw"
+    rm -rf "$out/work"
+    touch "$out/.complete"
+    echo "$out"
+}
+
 case ${1:-} in
     linux) linux ;;
     # A variant of the Linux fixture from a tree a test prepared (not
     # cached): image TREE OUTDIR.
-    image) linux_image "$2" "$3" ;;
+    image)
+        rm -rf "$3"
+        mkdir -p "$3/work"
+        cp -a "$2" "$3/work/root"
+        linux_image "$3"
+        ;;
+    rpm) rpm_images ;;
+    logical) logical_images ;;
+    lvm) lvm_images ;;
     windows) windows ;;
     minbase) minbase ;;
-    *) echo "usage: $0 linux|windows|minbase" >&2; exit 2 ;;
+    debs) debs ;;
+    *) echo "usage: $0 linux|lvm|logical|rpm|windows|minbase|debs|image TREE OUT" >&2
+       exit 2 ;;
 esac

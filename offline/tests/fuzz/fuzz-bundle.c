@@ -37,6 +37,12 @@ static void fuzz_check_bundle(const VoBundle *b)
             g_assert_cmpstr(sha, ==, op->new_sha256);
         }
     }
+    for (guint i = 0; i < b->packages->len; i++) {
+        const VoPackageOp *op = b->packages->pdata[i];
+
+        g_assert(op->data != NULL && op->package && op->architecture &&
+                 op->version);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

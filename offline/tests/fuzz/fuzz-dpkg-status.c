@@ -1,7 +1,9 @@
 /*
  * Fuzz target: a Linux guest's /var/lib/dpkg/status and os-release, which
  * the guest wrote and may have crafted against the host that inspects it
- * (docs/threat-model.rst).  The same bytes are read as both files.
+ * (docs/threat-model.rst).  The same bytes are read as both files, and as
+ * the status file whose fields the worker hands to its parent for apt
+ * (vo-dpkg-status.h), which the parent then checks.
  * Build with clang -fsanitize=fuzzer; fuzz-run.c replays a corpus in
  * ordinary builds.
  *
@@ -10,6 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "vo-dpkg-status.h"
 #include "vo-inventory.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -21,6 +24,36 @@ static gboolean fuzz_names(const VoPackage *p, const char *key)
                                              p->architecture);
 
     return strcmp(p->name, key) == 0 || strcmp(exact, key) == 0;
+}
+
+/*
+ * The status file written for apt holds one package per paragraph, each
+ * opening with its name, and only "Field: value" lines without control
+ * characters: nothing the guest wrote adds a line or a package.
+ */
+static void fuzz_apt_status(const VoDpkgStatus *st)
+{
+    g_auto(GStrv) lines = g_strsplit(st->text, "\n", -1);
+    gboolean start = TRUE;
+    guint paragraphs = 0;
+
+    for (guint i = 0; lines[i]; i++) {
+        const char *l = lines[i];
+        const char *colon = strchr(l, ':');
+
+        if (!*l) {
+            paragraphs += !start;
+            start = TRUE;
+            continue;
+        }
+        g_assert(!start || g_str_has_prefix(l, "Package: "));
+        start = FALSE;
+        g_assert(colon && colon[1] == ' ' && g_ascii_isupper(l[0]));
+        for (const char *c = l; *c; c++) {
+            g_assert((guchar)*c >= 0x20 && *c != 0x7f);
+        }
+    }
+    g_assert_cmpuint(paragraphs, ==, st->n_packages);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -56,6 +89,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         g_assert(fuzz_names(value, key));
         g_assert(g_ptr_array_find(inv->package_list, value, &idx));
+    }
+    {
+        g_autoptr(JsonNode) dpkg = vo_dpkg_status_extract_bytes(
+            inv->os, bytes, NULL, NULL);
+        g_autoptr(VoDpkgStatus) st = dpkg ? vo_dpkg_status_from_report(
+                                                dpkg, NULL) : NULL;
+
+        if (st) {
+            fuzz_apt_status(st);
+        }
     }
     return 0;
 }

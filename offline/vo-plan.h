@@ -1,0 +1,33 @@
+/*
+ * Planning updates for images with apt ('vmaugment-offline plan'): each
+ * image's package set read by the confined worker, images with the same
+ * set grouped, apt deciding and downloading once per group, the result a
+ * plan (JSON) that 'bundle-build --plan' turns into bundles
+ * (vo-plan-bundle.h).
+ * docs/offline.rst ("Planning updates with apt") is normative.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+#define VO_PLAN_FORMAT 1
+
+typedef struct {
+    char **images;          /* as named, resolved to disk files */
+    char **formats;         /* of each image, probed */
+    guint n_images;
+    char **sources;         /* --apt-source, as written */
+    const char *keyring;
+    gboolean security_only;
+    const char *download_dir;
+} VoPlanOptions;
+
+/* The plan, or NULL with @error; nothing is written but the .deb files
+ * in @opts->download_dir. */
+JsonNode *vo_plan_run(const VoPlanOptions *opts, GError **error);
+
+G_END_DECLS
