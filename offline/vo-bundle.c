@@ -102,8 +102,8 @@ char *vo_sha256(GBytes *data)
     return g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, data);
 }
 
-/* Payload names and bundle ids: a conservative alphabet, no dot first. */
-static gboolean vo_bundle_name_ok(const char *name)
+/* Bundle ids and versions: a conservative alphabet, no dot first. */
+static gboolean vo_bundle_chars_ok(const char *name, const char *extra)
 {
     gsize len = strlen(name);
 
@@ -111,11 +111,23 @@ static gboolean vo_bundle_name_ok(const char *name)
         return FALSE;
     }
     for (gsize i = 0; i < len; i++) {
-        if (!g_ascii_isalnum(name[i]) && !strchr("._+-", name[i])) {
+        if (!g_ascii_isalnum(name[i]) && !strchr(extra, name[i])) {
             return FALSE;
         }
     }
     return TRUE;
+}
+
+static gboolean vo_bundle_name_ok(const char *name)
+{
+    return vo_bundle_chars_ok(name, "._+-");
+}
+
+/* Payload names: the same, and the "~" and "%" of Debian file names
+ * ("openssl_3.0.22-1~deb12u2_amd64.deb", "login_1%3a4.13_amd64.deb"). */
+static gboolean vo_bundle_payload_name_ok(const char *name)
+{
+    return vo_bundle_chars_ok(name, "._+-~%");
 }
 
 static gboolean vo_bundle_sha_ok(const char *s)
@@ -304,7 +316,7 @@ static gboolean vo_bundle_parse_op(VoBundle *bundle, JsonNode *node,
                                  "add and replace, and only there", where);
     }
     if (payload) {
-        if (!vo_bundle_name_ok(payload)) {
+        if (!vo_bundle_payload_name_ok(payload)) {
             return vo_bundle_invalid(error, "%s: bad payload name", where);
         }
         fop->payload = g_strdup(payload);
@@ -554,7 +566,7 @@ static gboolean vo_bundle_parse_packages(VoBundle *bundle, JsonNode *node,
                                      "string, or null for a new package",
                                      where);
         }
-        if (!vo_bundle_name_ok(pl)) {
+        if (!vo_bundle_payload_name_ok(pl)) {
             return vo_bundle_invalid(error, "%s: bad payload name", where);
         }
         if (!vo_version_check_package(name, &local) ||
@@ -826,7 +838,8 @@ static VoBundle *vo_bundle_read(struct archive *a, const char *path,
                 goto fail;
             }
         } else if (g_str_has_prefix(name, VO_PAYLOAD_PREFIX) &&
-                   vo_bundle_name_ok(name + strlen(VO_PAYLOAD_PREFIX)) &&
+                   vo_bundle_payload_name_ok(name +
+                                             strlen(VO_PAYLOAD_PREFIX)) &&
                    !g_hash_table_contains(bundle->payloads,
                                           name + strlen(VO_PAYLOAD_PREFIX))) {
             data = vo_bundle_read_entry(a, size,
@@ -1018,7 +1031,7 @@ static gboolean vo_bundle_read_payloads(JsonObject *root, const char *member,
         }
         name = json_object_get_string_member(json_node_get_object(op),
                                              "payload");
-        if (!name || !vo_bundle_name_ok(name)) {
+        if (!name || !vo_bundle_payload_name_ok(name)) {
             return vo_bundle_invalid(error, "%s[%u]: bad payload name",
                                      member, i);
         }

@@ -580,6 +580,140 @@ static gboolean vo_ext_remove(VoFs *vfs, guint64 dir, const char *name,
     return vo_ext_write_inode(vfs, node, &inode, error);
 }
 
+static gboolean vo_ext_symlink(VoFs *vfs, guint64 dir, const char *name,
+                               const char *target, guint32 uid, guint32 gid,
+                               GError **error)
+{
+    VoExt *ext = vfs->priv;
+    struct ext2_inode inode;
+    ext2_ino_t ino;
+    errcode_t err;
+
+    if (!vo_ext_begin_change(vfs, 0, NULL, error)) {
+        return FALSE;
+    }
+    /* ext2fs_symlink() copies at most a block of target. */
+    if (strlen(target) >= ext->fs->blocksize) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s: link target too long", name);
+        return FALSE;
+    }
+    err = ext2fs_symlink(ext->fs, dir, 0, name, target);
+    if (err == EXT2_ET_DIR_NO_SPACE) {
+        err = ext2fs_expand_dir(ext->fs, dir);
+        if (!err) {
+            err = ext2fs_symlink(ext->fs, dir, 0, name, target);
+        }
+    }
+    if (err) {
+        return vo_ext_fail(vfs, err, error, "symlink");
+    }
+    err = ext2fs_lookup(ext->fs, dir, name, strlen(name), NULL, &ino);
+    if (err || ext2fs_read_inode(ext->fs, ino, &inode)) {
+        return vo_ext_fail(vfs, err ? err : EXT2_ET_SHORT_READ, error,
+                           "symlink lookup");
+    }
+    vo_ext_set_owner(&inode, uid, gid);
+    return vo_ext_write_inode(vfs, ino, &inode, error);
+}
+
+static gboolean vo_ext_hardlink(VoFs *vfs, guint64 dir, const char *name,
+                                guint64 node, GError **error)
+{
+    VoExt *ext = vfs->priv;
+    struct ext2_inode inode;
+    errcode_t err;
+
+    if (!vo_ext_begin_change(vfs, node, &inode, error)) {
+        return FALSE;
+    }
+    if ((!LINUX_S_ISREG(inode.i_mode) && !LINUX_S_ISLNK(inode.i_mode)) ||
+        inode.i_links_count >= 65000) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s: hard links only to files and symbolic links with "
+                    "fewer than 65000 links", name);
+        return FALSE;
+    }
+    err = vo_ext_link(ext->fs, dir, name, node,
+                      LINUX_S_ISLNK(inode.i_mode) ? EXT2_FT_SYMLINK
+                                                  : EXT2_FT_REG_FILE);
+    if (err) {
+        return vo_ext_fail(vfs, err, error, "link");
+    }
+    inode.i_links_count++;
+    inode.i_ctime = time(NULL);
+    return vo_ext_write_inode(vfs, node, &inode, error);
+}
+
+static int vo_ext_count_entry(ext2_ino_t dir, int entry,
+                              struct ext2_dir_entry *dirent, int offset,
+                              int blocksize, char *buf, void *priv)
+{
+    int len = ext2fs_dirent_name_len(dirent);
+    guint *count = priv;
+
+    if (dirent->inode &&
+        !(len == 1 && dirent->name[0] == '.') &&
+        !(len == 2 && dirent->name[0] == '.' && dirent->name[1] == '.')) {
+        (*count)++;
+        return DIRENT_ABORT;
+    }
+    return 0;
+}
+
+/* The steps of debugfs's rmdir: an empty directory's inode and blocks
+ * released, its entry removed, its parent's link count lowered. */
+static gboolean vo_ext_rmdir(VoFs *vfs, guint64 dir, const char *name,
+                             guint64 node, GError **error)
+{
+    VoExt *ext = vfs->priv;
+    ext2_filsys fs = ext->fs;
+    struct ext2_inode inode, parent;
+    guint entries = 0;
+    errcode_t err;
+
+    if (!vo_ext_begin_change(vfs, node, &inode, error) ||
+        !vo_ext_read_inode(vfs, dir, &parent, error)) {
+        return FALSE;
+    }
+    if (!LINUX_S_ISDIR(inode.i_mode)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s is not a directory", name);
+        return FALSE;
+    }
+    err = ext2fs_dir_iterate2(fs, node, 0, NULL, vo_ext_count_entry,
+                              &entries);
+    if (err) {
+        return vo_ext_fail(vfs, err, error, "read directory");
+    }
+    if (entries) {
+        g_set_error(error, VO_ERROR, VO_ERROR_EXISTS,
+                    "%s: directory not empty", name);
+        return FALSE;
+    }
+    err = ext2fs_unlink(fs, dir, name, node, 0);
+    if (err) {
+        return vo_ext_fail(vfs, err, error, "unlink");
+    }
+    inode.i_links_count = 0;
+    inode.i_dtime = inode.i_ctime = time(NULL);
+    if (ext2fs_inode_has_valid_blocks2(fs, &inode)) {
+        err = ext2fs_punch(fs, node, &inode, NULL, 0, ~0ULL);
+        if (err) {
+            return vo_ext_fail(vfs, err, error, "free blocks");
+        }
+    }
+    ext2fs_inode_alloc_stats2(fs, node, -1, 1);
+    if (!vo_ext_write_inode(vfs, node, &inode, error)) {
+        return FALSE;
+    }
+    if (parent.i_links_count > 1) {
+        parent.i_links_count--;
+    }
+    parent.i_ctime = parent.i_mtime = time(NULL);
+    return vo_ext_write_inode(vfs, dir, &parent, error);
+}
+
 static gboolean vo_ext_set_attrs(VoFs *vfs, guint64 node, const guint32 *mode,
                                  const guint32 *uid, const guint32 *gid,
                                  GError **error)
@@ -711,6 +845,9 @@ static const VoFsOps vo_ext_ops = {
     .mkdir = vo_ext_mkdir,
     .replace = vo_ext_replace,
     .remove = vo_ext_remove,
+    .symlink = vo_ext_symlink,
+    .link = vo_ext_hardlink,
+    .rmdir = vo_ext_rmdir,
     .set_attrs = vo_ext_set_attrs,
     .set_xattr = vo_ext_set_xattr,
     .get_xattr = vo_ext_get_xattr,

@@ -48,6 +48,16 @@ typedef struct {
                         GError **error);
     gboolean (*remove)(VoFs *fs, guint64 dir, const char *name,
                        guint64 node, GError **error);
+    /* Package unpacking (vo-unpack.c); NULL where the filesystem has no
+     * POSIX links.  rmdir fails with VO_ERROR_EXISTS when @node is not
+     * empty, as rmdir(2) does, so that directories still used stay. */
+    gboolean (*symlink)(VoFs *fs, guint64 dir, const char *name,
+                        const char *target, guint32 uid, guint32 gid,
+                        GError **error);
+    gboolean (*link)(VoFs *fs, guint64 dir, const char *name, guint64 node,
+                     GError **error);
+    gboolean (*rmdir)(VoFs *fs, guint64 dir, const char *name, guint64 node,
+                      GError **error);
     /* NULL arguments leave the attribute alone. */
     gboolean (*set_attrs)(VoFs *fs, guint64 node, const guint32 *mode,
                           const guint32 *uid, const guint32 *gid,

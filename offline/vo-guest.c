@@ -207,6 +207,13 @@ static void vo_guest_push_front(GQueue *todo, const char *path)
     }
 }
 
+gboolean vo_guest_is_mount_point(VoGuest *guest, const char *path)
+{
+    g_autofree char *norm = vo_guest_normalize_path(path);
+
+    return g_str_equal(norm, "/") || vo_guest_mount_at(guest, norm) != NULL;
+}
+
 gboolean vo_guest_resolve(VoGuest *guest, const char *path,
                           gboolean follow_final, VoPath *out, GError **error)
 {

@@ -55,6 +55,9 @@ gboolean vo_guest_resolve(VoGuest *guest, const char *path,
                           gboolean follow_final, VoPath *out,
                           GError **error);
 void vo_path_clear(VoPath *path);
+/* Whether @path (as written, links not followed) is the root or where a
+ * filesystem is mounted: a directory vo_guest_resolve() does not name. */
+gboolean vo_guest_is_mount_point(VoGuest *guest, const char *path);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VoPath, vo_path_clear)
 
 /* Reads a regular file, following links. */

@@ -7,12 +7,12 @@
 
 #include <string.h>
 
+#include "vo-dpkg-db.h"
 #include "vo-inventory.h"
 #include "vo-registry.h"
 #include "vo-rpm.h"
 
 #define VO_MAX_OS_RELEASE (64 * 1024)
-#define VO_MAX_DPKG_STATUS (256u * 1024 * 1024)
 
 static void vo_package_free(VoPackage *p)
 {
@@ -165,7 +165,7 @@ VoInventory *vo_inventory_parse_linux(const char *family, GBytes *os_release,
         gsize len;
         const char *text = g_bytes_get_data(dpkg_status, &len);
 
-        if (len > VO_MAX_DPKG_STATUS) {
+        if (len > VO_DPKG_MAX_STATUS) {
             g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
                         "the guest's dpkg status file is implausibly large");
             return NULL;
@@ -234,8 +234,8 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
     }
     g_clear_error(&local);
 
-    status = vo_guest_read_file_max(guest, "/var/lib/dpkg/status",
-                                    VO_MAX_DPKG_STATUS, &local);
+    status = vo_guest_read_file_max(guest, VO_DPKG_ADMINDIR "/status",
+                                    VO_DPKG_MAX_STATUS, &local);
     if (!status && !g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         g_propagate_error(error, g_steal_pointer(&local));
         return NULL;

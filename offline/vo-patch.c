@@ -13,6 +13,7 @@
 #include "vo-patch.h"
 #include "vo-registry.h"
 #include "vo-rules.h"
+#include "vo-unpack.h"
 
 static void vo_patch_member_str(JsonBuilder *b, const char *name,
                                 const char *value)
@@ -198,7 +199,8 @@ gboolean vo_patch_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
             json_builder_end_object(plan);
         }
     }
-    if (!vo_registry_plan(bundle->registry, guest, plan, error)) {
+    if (!vo_registry_plan(bundle->registry, guest, plan, error) ||
+        !vo_unpack_plan(bundle, guest, plan, error)) {
         goto fail;
     }
     json_builder_end_array(plan);
@@ -259,6 +261,7 @@ gboolean vo_patch_execute(VoBundle *bundle, VoGuest *guest,
         }
     }
     return vo_registry_execute(bundle->registry, guest, error) &&
+           vo_unpack_execute(bundle, guest, error) &&
            vo_guest_sync(guest, error);
 }
 
@@ -414,13 +417,15 @@ gboolean vo_patch_verify(VoBundle *bundle, VoGuest *guest,
             json_builder_end_object(report);
         }
     }
+    failed += vo_unpack_verify(bundle, guest, report, &first);
     if (report) {
         json_builder_end_array(report);
     }
     if (failed) {
         g_set_error(error, VO_ERROR, VO_ERROR_VERIFY,
                     "%u of %u instructions not in effect (first: %s)", failed,
-                    bundle->files->len + bundle->registry->len, first);
+                    bundle->files->len + bundle->registry->len +
+                        bundle->packages->len, first);
         return FALSE;
     }
     return TRUE;
@@ -447,7 +452,8 @@ gboolean vo_patch_decide(VoBundle *bundle, VoGuest *guest,
         vo_patch_status(report, "error");
         return FALSE;
     }
-    if (bundle->files->len + bundle->registry->len > 0 &&
+    if (bundle->files->len + bundle->registry->len +
+            bundle->packages->len > 0 &&
         vo_patch_verify(bundle, guest, NULL, NULL)) {
         vo_patch_status(report, "already-applied");
         *done = TRUE;

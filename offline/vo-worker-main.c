@@ -109,17 +109,6 @@ static gboolean vo_worker_apply(VoWorker *w, JsonBuilder *b, GError **error)
         json_builder_add_string_value(b, "already-applied");
         return TRUE;
     }
-    /* "packages" passes the bundle parser and the rules (check), but
-     * nothing here unpacks a .deb yet: refuse before the overlay is
-     * touched rather than apply half a bundle. */
-    if (w->bundle->packages->len > 0) {
-        json_builder_set_member_name(b, "status");
-        json_builder_add_string_value(b, "refused");
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                    "bundle %s: package unpack not supported yet",
-                    w->bundle->id);
-        return FALSE;
-    }
     vo_worker_stage(VO_WORKER_STAGE_PATCHING);
     if (!vo_patch_execute(w->bundle, w->guest, error)) {
         return FALSE;

@@ -5,7 +5,8 @@
 # link), fuzz-registrations (the registration sidecar), fuzz-repo-index
 # (the repository index), fuzz-bundle (offline bundles), fuzz-hive (a
 # guest's SOFTWARE hive), fuzz-dpkg-status (a guest's dpkg status and
-# os-release), fuzz-ovf (OVF descriptors), fuzz-fstab (a guest's
+# os-release), fuzz-deb822 (its paragraphs as the package unpacker reads
+# and writes them), fuzz-ovf (OVF descriptors), fuzz-fstab (a guest's
 # /etc/fstab), fuzz-lvm (LVM2 physical volumes), fuzz-rpmdb (an rpm
 # guest's database), fuzz-worker-report
 # (what the offline worker sends its
@@ -70,6 +71,7 @@ all_targets=(
     "offline/tests/fuzz/fuzz-bundle 20000 corpus-bundle"
     "offline/tests/fuzz/fuzz-hive 5000 corpus-hive"
     "offline/tests/fuzz/fuzz-dpkg-status 20000 corpus-dpkg-status"
+    "offline/tests/fuzz/fuzz-deb822 20000 corpus-deb822"
     "offline/tests/fuzz/fuzz-ovf 20000 corpus-ovf"
     "offline/tests/fuzz/fuzz-fstab 20000 corpus-fstab"
     "offline/tests/fuzz/fuzz-lvm 20000 corpus-lvm"

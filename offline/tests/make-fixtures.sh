@@ -4,6 +4,9 @@
 #   make-fixtures.sh linux   -> prints the path of a cached directory holding
 #                               debian.raw (GPT, ext4 root + ext4 /srv),
 #                               debian.qcow2, debian.vmdk, debian.vhdx
+#   make-fixtures.sh image TREE OUT -> OUT/debian.{raw,qcow2} the same way
+#                               from a root tree a test prepared (a copy of
+#                               "make-fixtures.sh minbase" with changes)
 #   make-fixtures.sh lvm     -> debian-lvm.{raw,qcow2,vmdk}: GPT, one LVM2
 #                               PV, ext4 root and /srv on logical volumes
 #                               (byte offsets in "volumes");
@@ -82,6 +85,18 @@ linux() {
     cached linux && return
     local out=$cache/linux-v$fixture_version
     fresh_tree "$out"
+    linux_image "$out"
+    "$qemu_img" convert -O vmdk "$out/debian.raw" "$out/debian.vmdk"
+    "$qemu_img" convert -O vhdx "$out/debian.raw" "$out/debian.vhdx"
+    touch "$out/.complete"
+    echo "$out"
+}
+
+# linux_image OUT: OUT/debian.raw and debian.qcow2 holding the tree in
+# OUT/work/root as the root filesystem, with the fixture's fstab, /srv
+# filesystem and links.
+linux_image() {
+    local out=$1
     local work=$out/work
 
     local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c001
@@ -117,10 +132,6 @@ PART
     rm -rf "$work"
 
     "$qemu_img" convert -O qcow2 "$raw" "$out/debian.qcow2"
-    "$qemu_img" convert -O vmdk "$raw" "$out/debian.vmdk"
-    "$qemu_img" convert -O vhdx "$raw" "$out/debian.vhdx"
-    touch "$out/.complete"
-    echo "$out"
 }
 
 # Exact versions vanish from the archive only when a point release
@@ -534,11 +545,20 @@ OSR
 
 case ${1:-} in
     linux) linux ;;
+    # A variant of the Linux fixture from a tree a test prepared (not
+    # cached): image TREE OUTDIR.
+    image)
+        rm -rf "$3"
+        mkdir -p "$3/work"
+        cp -a "$2" "$3/work/root"
+        linux_image "$3"
+        ;;
     rpm) rpm_images ;;
     logical) logical_images ;;
     lvm) lvm_images ;;
     windows) windows ;;
     minbase) minbase ;;
     debs) debs ;;
-    *) echo "usage: $0 linux|lvm|logical|rpm|windows|minbase|debs" >&2; exit 2 ;;
+    *) echo "usage: $0 linux|lvm|logical|rpm|windows|minbase|debs|image TREE OUT" >&2
+       exit 2 ;;
 esac

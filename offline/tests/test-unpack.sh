@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# Debian packages unpacked offline (docs/offline.rst, "Packages"): test
+# packages made here with dpkg-deb (an upgrade with a conffile the guest
+# modified, a dropped conffile, dropped files and directories, a hard
+# link, a setuid file, a diverted file, a postinst; a new Multi-Arch: same
+# package; a package with a preinst), the old versions installed with dpkg
+# in a chroot of a copy of the minbase fixture tree, which becomes an
+# image.  After apply, everything is checked independently on the image
+# (e2fsck, debugfs) and on its tree taken out with debugfs rdump: in a
+# chroot, dpkg --configure -a, --audit and --verify; and against the same
+# packages unpacked by dpkg itself in a chroot of the original image's
+# tree (same files, same status).  Then hostile guests' databases must end
+# in a clear refusal with the image unchanged.
+source "$(dirname "$0")/lib.sh"
+
+need dpkg-deb dpkg
+need debugfs e2fsprogs
+need e2fsck e2fsprogs
+need chroot coreutils
+[ "$(id -u)" -eq 0 ] ||
+    fail "needs root: dpkg runs in chroots of the fixture tree"
+plan 12
+
+bash "$here/make-debs.sh" "$tmp/debs" || fail "cannot build the test packages"
+tree=$(bash "$here/make-fixtures.sh" minbase) || fail "no minbase tree"
+
+# The guest: minbase with the old packages installed by dpkg itself, a
+# local diversion, a statoverride for a file the upgrade adds, and a
+# conffile the administrator changed.
+root=$tmp/root
+cp -a "$tree" "$root"
+rm -f "$root/.complete"
+cp "$tmp/debs"/vmaug-{demo_1.0,other_1.0,pre_1.0}_amd64.deb "$root/tmp/"
+chroot "$root" dpkg-divert --local --rename \
+    --divert /usr/share/vmaug-demo/diverted.txt.distrib \
+    --add /usr/share/vmaug-demo/diverted.txt >/dev/null ||
+    fail "dpkg-divert in the fixture"
+chroot "$root" dpkg-statoverride --add root mail 0640 \
+    /usr/share/vmaug-demo/new.txt || fail "dpkg-statoverride in the fixture"
+chroot "$root" sh -c 'dpkg -i /tmp/vmaug-*.deb' >"$tmp/dpkg-i.log" 2>&1 ||
+    fail "installing the old packages: $(cat "$tmp/dpkg-i.log")"
+rm -f "$root"/tmp/vmaug-*.deb
+echo "setting=mine" >"$root/etc/vmaug-demo.conf"
+bash "$here/make-fixtures.sh" image "$root" "$tmp/img" ||
+    fail "cannot make the image"
+rm -rf "$root"
+orig=$tmp/img/debian.qcow2
+root_off=$(part_offset "$tmp/img/debian.raw" 1)
+
+make_identity
+mkdir -p "$tmp/payload"
+cp "$tmp/debs"/vmaug-demo_2.0_amd64.deb "$tmp/debs"/vmaug-new_1.0_amd64.deb \
+    "$tmp/payload/"
+# Named as Debian names files whose version has a "~" or an epoch.
+cp "$tmp/debs"/vmaug-pre_2.0_amd64.deb "$tmp/payload/vmaug-pre_1%3a2.0~x_amd64.deb"
+
+# package_bundle OUT PACKAGES: a bundle of package entries (JSON body).
+package_bundle() {
+    cat >"$tmp/pkg-manifest.json" <<JSON
+{
+  "format": 1, "id": "${MANIFEST_ID:-deb-update}", "version": "1",
+  "applies": [ {"package": "vmaug-demo", "version": "= 1.0"},
+               {"package": "vmaug-new", "installed": false} ],
+  "files": [],
+  "packages": [ $2 ]
+}
+JSON
+    "$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" \
+        --cert "$tmp/trust/admin.pem" --payload-dir "$tmp/payload" \
+        --output "$1" "$tmp/pkg-manifest.json"
+}
+demo='{"op": "unpack", "payload": "vmaug-demo_2.0_amd64.deb",
+       "package": "vmaug-demo", "architecture": "amd64",
+       "version": "2.0", "old_version": "1.0"}'
+new='{"op": "unpack", "payload": "vmaug-new_1.0_amd64.deb",
+      "package": "vmaug-new", "architecture": "amd64",
+      "version": "1.0", "old_version": null}'
+package_bundle "$tmp/debs.vmab" "$demo, $new" || fail "bundle-build"
+
+# 1. The plan, on an untouched image.
+cp "$orig" "$tmp/a.qcow2"
+vo check "$tmp/a.qcow2" "$tmp/debs.vmab" >"$tmp/check.json" ||
+    { cat "$tmp/check.json"; fail "check"; }
+python3 - "$tmp/check.json" <<'PY' || fail "plan: $(cat "$tmp/check.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["status"] == "applicable", d
+up, new = d["plan"]
+assert (up["package"], up["action"], up["old_version"]) == \
+    ("vmaug-demo", "upgrade", "1.0"), up
+assert sorted(up["remove"]) == [
+    "/usr/share/vmaug-demo/old.txt", "/usr/share/vmaug-demo/olddir/x.txt",
+    "/usr/share/vmaug-shared/demo.txt"], up["remove"]
+assert (new["package"], new["action"], new["conffiles"]) == \
+    ("vmaug-new", "install", 1), new
+assert up["triggers"] == ["libc-bin ldconfig"], up["triggers"]
+assert new["triggers"] == [
+    "debianutils /usr/share/debianutils/shells.d"], new["triggers"]
+PY
+check_same_content "$tmp/a.qcow2" "$orig"
+pass "check plans the upgrade (3 files dropped), the new install, triggers"
+
+# 2. Apply, verify, apply again.
+vo apply "$tmp/a.qcow2" "$tmp/debs.vmab" >"$tmp/apply.json" ||
+    { cat "$tmp/apply.json"; fail "apply"; }
+[ "$(json_get "$tmp/apply.json" status)" = applied ] || fail "apply status"
+no_sidecars "$tmp/a.qcow2"
+vo verify "$tmp/a.qcow2" "$tmp/debs.vmab" >"$tmp/verify.json" ||
+    { cat "$tmp/verify.json"; fail "verify"; }
+vo apply "$tmp/a.qcow2" "$tmp/debs.vmab" >"$tmp/again.json"
+[ "$(json_get "$tmp/again.json" status)" = already-applied ] ||
+    fail "applying again: $(cat "$tmp/again.json")"
+"$QEMU_IMG" convert -U -O raw "$tmp/a.qcow2" "$tmp/a.raw"
+fsck_raw "$tmp/a.raw" 1 2
+pass "apply, verify, apply again (already-applied), fsck-clean"
+
+# 3. On the image itself: what rdump cannot show (setuid bits), the
+# diversion, the conffile left as .dpkg-new beside the modified one.
+out=$(debugfs_part "$tmp/a.raw" 1 stat /usr/bin/vmaug-demo)
+grep -q "Mode:  04755" <<<"$out" || fail "setuid bit lost: $out"
+out=$(debugfs_part "$tmp/a.raw" 1 stat /usr/share/vmaug-demo/new.txt)
+grep -q "Mode:  0640" <<<"$out" && grep -qE "User: +0 +Group: +8 " <<<"$out" ||
+    fail "the statoverride was not applied: $out"
+[ "$(debugfs_part "$tmp/a.raw" 1 cat /usr/share/vmaug-demo/diverted.txt.distrib)" = \
+  "diverted 2" ] || fail "the diverted file was not written to its diversion"
+debugfs_error "$tmp/a.raw" 1 "File not found by ext2_lookup" \
+    stat /usr/share/vmaug-demo/diverted.txt
+[ "$(debugfs_part "$tmp/a.raw" 1 cat /etc/vmaug-demo.conf)" = setting=mine ] ||
+    fail "the modified conffile was touched"
+[ "$(debugfs_part "$tmp/a.raw" 1 cat /etc/vmaug-demo.conf.dpkg-new)" = setting=2 ] ||
+    fail "no .dpkg-new beside the modified conffile"
+pass "setuid kept, statoverride applied, diverted file at its diversion," \
+    "conffile as .dpkg-new"
+
+# 4. The same packages unpacked by dpkg itself, in a chroot of the
+# original image's tree: the same files (content, type, mode, owner) and
+# the same status file.
+mkdir "$tmp/ours" "$tmp/ref"
+debugfs -R "rdump / $tmp/ours" "$tmp/a.raw?offset=$root_off" 2>/dev/null
+debugfs -R "rdump / $tmp/ref" "$tmp/img/debian.raw?offset=$root_off" 2>/dev/null
+rm -f "$tmp/a.raw"
+cp "$tmp/debs"/vmaug-demo_2.0_amd64.deb "$tmp/debs"/vmaug-new_1.0_amd64.deb \
+    "$tmp/ref/tmp/"
+# --no-triggers: the triggers stay pending for the next configure, as
+# offline (dpkg would otherwise run them at once).
+chroot "$tmp/ref" sh -c 'dpkg --unpack --no-triggers /tmp/vmaug-*.deb' \
+    >"$tmp/ref.log" 2>&1 ||
+    fail "dpkg --unpack in the reference: $(cat "$tmp/ref.log")"
+rm -f "$tmp"/ref/tmp/vmaug-*.deb
+python3 - "$tmp/ours" "$tmp/ref" <<'PY' || fail "trees differ from dpkg's"
+import hashlib, os, stat, sys
+# dpkg's own journal and backup, which an offline unpack does not write.
+ignored = {"/var/lib/dpkg/status-old", "/var/log/dpkg.log"}
+def walk(root):
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            rel = "/" + os.path.relpath(p, root)
+            if rel in ignored:
+                continue
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                what = "link " + os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                what = hashlib.md5(open(p, "rb").read()).hexdigest()
+            else:
+                what = stat.S_IFMT(st.st_mode)
+            # rdump's chown clears setuid bits (checked on the image).
+            out[rel] = (what, oct(stat.S_IMODE(st.st_mode) & 0o1777),
+                        st.st_uid, st.st_gid)
+    return out
+ours, ref = walk(sys.argv[1]), walk(sys.argv[2])
+diff = [(k, ours.get(k), ref.get(k)) for k in sorted(set(ours) | set(ref))
+        if ours.get(k) != ref.get(k)]
+for d in diff:
+    print("#", *d, file=sys.stderr)
+assert not diff
+PY
+pass "same files and status file as dpkg --unpack in a chroot"
+
+# 5. The guest's next dpkg --configure finishes the job.
+chroot "$tmp/ours" dpkg --configure -a --force-confold >"$tmp/conf.log" 2>&1 ||
+    fail "dpkg --configure -a: $(cat "$tmp/conf.log")"
+audit=$(chroot "$tmp/ours" dpkg --audit 2>&1) || fail "dpkg --audit: $audit"
+[ -z "$audit" ] || fail "dpkg --audit: $audit"
+[ "$(cat "$tmp/ours/var/lib/vmaug-demo.configured")" = configured ] ||
+    fail "the postinst did not run"
+grep -q "Processing triggers for libc-bin" "$tmp/conf.log" &&
+    grep -q "Processing triggers for debianutils" "$tmp/conf.log" ||
+    fail "the pending triggers did not run: $(cat "$tmp/conf.log")"
+pass "dpkg --configure -a succeeds and runs the postinst and the pending" \
+    "triggers, dpkg --audit is empty"
+
+# 6. dpkg --verify: only the conffile the administrator changed differs,
+# and the package's new version waits beside it.
+verify=$(chroot "$tmp/ours" dpkg --verify vmaug-demo vmaug-new vmaug-other 2>&1) ||
+    fail "dpkg --verify: $verify"
+[ "$verify" = "??5?????? c /etc/vmaug-demo.conf" ] ||
+    fail "dpkg --verify: $verify"
+[ "$(cat "$tmp/ours/etc/vmaug-demo.conf")" = setting=mine ] &&
+    [ "$(cat "$tmp/ours/etc/vmaug-demo.conf.dpkg-dist")" = setting=2 ] &&
+    [ "$(cat "$tmp/ours/etc/vmaug-new-pkg.conf")" = fresh=1 ] ||
+    fail "conffiles after configure"
+rm -rf "$tmp/ours" "$tmp/ref"
+pass "dpkg --verify clean but for the modified conffile, .dpkg-dist beside it"
+
+# 7. A package whose preinst would have to run is refused, by name.
+MANIFEST_ID=deb-pre package_bundle "$tmp/pre.vmab" \
+    '{"op": "unpack", "payload": "vmaug-pre_1%3a2.0~x_amd64.deb",
+      "package": "vmaug-pre", "architecture": "amd64",
+      "version": "2.0", "old_version": "1.0"}' || fail "bundle-build pre"
+cp "$orig" "$tmp/p.qcow2"
+expect_refusal "package vmaug-pre:amd64 2.0: has a preinst" \
+    --trust-dir "$tmp/trust" apply "$tmp/p.qcow2" "$tmp/pre.vmab"
+check_same_content "$tmp/p.qcow2" "$orig"
+no_sidecars "$tmp/p.qcow2"
+pass "a package with a preinst is refused by name, image unchanged"
+
+# 8. The manifest's package entries keep the bundle format's strictness.
+MANIFEST_ID=deb-bad package_bundle "$tmp/bad.vmab" \
+    '{"op": "unpack", "payload": "vmaug-new_1.0_amd64.deb",
+      "package": "vmaug-new", "architecture": "amd64", "version": "1.0",
+      "old_version": null, "replaces": true}' 2>"$tmp/bad.err" &&
+    fail "bundle-build signed a package entry with an unknown member"
+grep -q 'packages\[0\]: unknown member "replaces"' "$tmp/bad.err" ||
+    fail "bundle-build's refusal: $(cat "$tmp/bad.err")"
+MANIFEST_ID=deb-lie package_bundle "$tmp/lie.vmab" \
+    '{"op": "unpack", "payload": "vmaug-new_1.0_amd64.deb",
+      "package": "vmaug-new", "architecture": "amd64", "version": "9.0",
+      "old_version": null}' || fail "bundle-build lie"
+expect_refusal "is vmaug-new 1.0 \(amd64\), not the package the manifest names" \
+    --trust-dir "$tmp/trust" check "$tmp/p.qcow2" "$tmp/lie.vmab"
+pass "unknown package members and a payload that is another version refused"
+
+# Hostile guests: the database edited with debugfs on a copy of the raw
+# image, which is then applied to directly.
+# hostile NAME PATTERN DEBUGFS-COMMANDS...
+hostile() {
+    local name=$1 pattern=$2 img=$tmp/hostile.raw
+    shift 2
+    cp --sparse=always "$tmp/img/debian.raw" "$img"
+    for c in "$@"; do
+        debugfs -w -R "$c" "$img?offset=$root_off" >/dev/null 2>"$tmp/debugfs.err" ||
+            fail "$name: debugfs $c: $(cat "$tmp/debugfs.err")"
+    done
+    cp --sparse=always "$img" "$tmp/hostile.before"
+    expect_refusal "$pattern" --trust-dir "$tmp/trust" --format raw \
+        apply "$img" "$tmp/debs.vmab"
+    cmp -s "$img" "$tmp/hostile.before" || fail "$name: the image changed"
+    no_sidecars "$img"
+    rm -f "$img" "$tmp/hostile.before"
+    pass "hostile guest: $name refused, image unchanged"
+}
+
+printf '/.\n/usr\n/usr/share/vmaug-demo/../../../etc/shadow\n' >"$tmp/evil.list"
+hostile "a .list naming ../" \
+    "vmaug-demo.list, line 3 is not an absolute clean path" \
+    "rm /var/lib/dpkg/info/vmaug-demo.list" \
+    "write $tmp/evil.list /var/lib/dpkg/info/vmaug-demo.list"
+
+hostile "/var/lib/dpkg a symbolic link" \
+    "/var/lib/dpkg is a symbolic link, not a directory" \
+    "link /var/lib/dpkg /var/lib/dpkg-real" \
+    "unlink /var/lib/dpkg" \
+    "symlink /var/lib/dpkg /var/lib/dpkg-real"
+
+truncate -s 100M "$tmp/huge.list"
+hostile "a 100 MiB .list" \
+    "info/vmaug-other.list is implausibly large" \
+    "rm /var/lib/dpkg/info/vmaug-other.list" \
+    "write $tmp/huge.list /var/lib/dpkg/info/vmaug-other.list"
+
+printf '/usr/share/vmaug-demo/diverted.txt\n/usr/share/../../etc/shadow\n:\n' \
+    >"$tmp/evil.diversions"
+hostile "a diversion to ../" \
+    "diversions, entry at line 1 is not two absolute clean paths" \
+    "rm /var/lib/dpkg/diversions" \
+    "write $tmp/evil.diversions /var/lib/dpkg/diversions"
