@@ -97,7 +97,7 @@ static gboolean vo_rules_package(JsonObject *obj, VoRuleCtx *ctx,
         return vo_rules_invalid(error, "\"version\" must be a string");
     }
     pkg = g_hash_table_lookup(ctx->inv->packages, name);
-    installed = pkg && g_str_has_suffix(pkg->status, " installed");
+    installed = pkg && pkg->installed;
     if (!spec) {
         g_string_append_printf(desc, "package %s %s", name,
                                want_installed ? "installed"
