@@ -500,6 +500,7 @@ gboolean vo_registry_system_hive(GBytes *system, GHashTable *os,
         return TRUE;
     }
     set = g_strdup_printf("ControlSet%03u", (guint)n);
+    g_hash_table_replace(os, g_strdup("current_control_set"), g_strdup(set));
     tcpip = g_strdup_printf("%s\\Services\\Tcpip\\Parameters", set);
     name = g_strdup_printf("%s\\Control\\ComputerName\\ComputerName", set);
     /* virt-inspector's choice first: TCP/IP's host name. */

@@ -66,8 +66,8 @@ gboolean vo_registry_inventory(VoGuest *guest, GHashTable *os,
 gboolean vo_registry_inventory_hive(GBytes *software, GHashTable *os,
                                     GPtrArray *apps, GPtrArray *updates,
                                     GError **error);
-/* The SYSTEM half: "hostname" (the current control set's TCP/IP host
- * name, else its computer name). */
+/* The SYSTEM half: "current_control_set" and "hostname" (that control
+ * set's TCP/IP host name, else its computer name). */
 gboolean vo_registry_system_hive(GBytes *system, GHashTable *os,
                                  GError **error);
 
