@@ -46,7 +46,7 @@ typedef struct {
 /* A servicing package under Component Based Servicing\Packages. */
 typedef struct {
     char *package;          /* "Package_for_KB5005112~31bf...~17763.2090.1.7" */
-    char *kb;               /* "KB5005112", or NULL (a rollup's name has none) */
+    char *kb;               /* "KB5005112"; NULL for a rollup */
     guint32 state;          /* CurrentState: 112 is installed */
 } VoWinUpdate;
 

@@ -37,10 +37,9 @@ for p in d["packages"]:
 done
 
 # The fields virt-inspector reports besides, and the kernels, against the
-# root filesystem read by debugfs (GPT partition 1 at 1 MiB).
+# root filesystem read by debugfs.
 out=$tmp/inspect-raw.json
-rootfs="$fix/debian.raw?offset=1048576"
-dbg() { debugfs -R "$1" "$rootfs" 2>/dev/null; }
+dbg() { debugfs_part "$fix/debian.raw" 1 "$1"; }
 [ "$(json_get "$out" os hostname)" = "$(dbg 'cat /etc/hostname')" ] || fail "hostname"
 dbg 'dump /usr/bin/bash '"$tmp/bash"
 file -b "$tmp/bash" | grep -q 'ELF 64-bit LSB .*x86-64' || fail "file(1) on bash"
