@@ -8,9 +8,8 @@ source "$(dirname "$0")/lib.sh"
 
 plan 6
 fix=$(fixtures_linux)
-tree=$(bash "$here/make-fixtures.sh" minbase)
 mkdir -p "$tmp/admin"
-cat "$tree/var/lib/dpkg/status" "$fix/kernel-status" >"$tmp/admin/status"
+linux_fixture_status "$tmp/admin/status"
 dpkg-query --admindir="$tmp/admin" -W \
     -f '${Package} ${Version} ${Architecture} ${Status}\n' | sort >"$tmp/expected"
 
