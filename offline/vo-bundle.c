@@ -1102,6 +1102,15 @@ gboolean vo_bundle_build_manifest(JsonNode *root, GHashTable *payloads,
     json_generator_set_root(gen, root);
     text = json_generator_to_data(gen, &len);
     manifest = g_bytes_new_take(text, len);
+    /* Never sign what apply would refuse: the same parser, now. */
+    {
+        g_autoptr(VoBundle) check = vo_bundle_parse_unverified(
+            manifest, payloads, error);
+
+        if (!check) {
+            return FALSE;
+        }
+    }
     signature = vmaug_trust_identity_sign(identity, manifest, error);
     if (!signature) {
         return FALSE;

@@ -80,9 +80,6 @@ VoBundle *vo_bundle_load(const char *path, const char *trust_dir,
  * messages. */
 VoBundle *vo_bundle_load_data(const void *data, gsize len, const char *name,
                               const char *trust_dir, GError **error);
-/* The manifest checks of vo_bundle_load() on @manifest with @payloads
- * (name -> GBytes*, referenced) but no signature: for the fuzz target
- * only, since nothing unsigned may be applied. */
 /*
  * A bundle whose bytes the caller's parent verified with
  * vo_bundle_load_data() and handed over sealed: parsed like any other,
@@ -94,6 +91,10 @@ VoBundle *vo_bundle_load_checked_data(const void *data, gsize len,
                                       const char *name, const char *signer,
                                       const char *fingerprint,
                                       GError **error);
+/* The manifest checks of vo_bundle_load() on @manifest with @payloads
+ * (name -> GBytes*, referenced) but no signature: for the fuzz target
+ * and for vo_bundle_build_manifest() before it signs, since nothing
+ * unsigned may be applied. */
 VoBundle *vo_bundle_parse_unverified(GBytes *manifest, GHashTable *payloads,
                                      GError **error);
 void vo_bundle_free(VoBundle *bundle);

@@ -1,7 +1,8 @@
 /*
- * Inventory of a guest: os-release, the dpkg database, the host name, the
- * architecture and the kernels for Linux; the registry for Windows.  The
- * fields virt-inspector reports carry the same values (docs/offline.rst).
+ * Inventory of a guest: os-release, the dpkg or rpm database, the host
+ * name, the architecture and the kernels for Linux; the registry for
+ * Windows.  The fields virt-inspector reports carry the same values
+ * (docs/offline.rst).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -11,6 +12,7 @@
 
 #include "vo-inventory.h"
 #include "vo-registry.h"
+#include "vo-rpm.h"
 
 #define VO_MAX_OS_RELEASE (64 * 1024)
 #define VO_MAX_DPKG_STATUS (256u * 1024 * 1024)
@@ -44,6 +46,7 @@ void vo_inventory_free(VoInventory *inv)
         return;
     }
     g_free(inv->family);
+    g_free(inv->package_format);
     g_hash_table_unref(inv->os);
     g_hash_table_unref(inv->packages);
     g_ptr_array_unref(inv->package_list);
@@ -77,7 +80,12 @@ static void vo_inventory_parse_os_release(VoInventory *inv, const char *text,
     }
 }
 
-static void vo_inventory_add_package(VoInventory *inv, GHashTable *fields)
+gboolean vo_package_installed(const VoPackage *p)
+{
+    return p->installed;
+}
+
+void vo_inventory_add_package(VoInventory *inv, GHashTable *fields)
 {
     const char *name = g_hash_table_lookup(fields, "package");
     const char *status = g_hash_table_lookup(fields, "status");
@@ -98,7 +106,9 @@ static void vo_inventory_add_package(VoInventory *inv, GHashTable *fields)
     p->version = g_strdup(version);
     p->architecture = g_strdup(arch ? arch : "");
     p->status = g_strdup(status);
-    p->installed = g_str_has_suffix(status, " installed");
+    /* dpkg's "install ok installed"; rpm's packages are all installed. */
+    p->installed = g_str_equal(status, "installed") ||
+                   g_str_has_suffix(status, " installed");
     g_ptr_array_add(inv->package_list, p);
     /* Plain names find the first architecture; name:arch is exact. */
     if (!g_hash_table_contains(inv->packages, name)) {
@@ -215,14 +225,45 @@ VoInventory *vo_inventory_parse_linux(const char *family, GBytes *os_release,
             return NULL;
         }
         vo_inventory_parse_dpkg(inv, text, len);
-        /* What libguestfs says of every dpkg-based guest. */
-        g_hash_table_replace(inv->os, g_strdup("package_format"),
-                             g_strdup("deb"));
-        g_hash_table_replace(inv->os, g_strdup("package_management"),
-                             g_strdup("apt"));
+        inv->package_format = g_strdup("deb");
     }
     vo_inventory_os_versions(inv);
     return g_steal_pointer(&inv);
+}
+
+/*
+ * virt-inspector's package format and manager: apt for dpkg; for rpm the
+ * distribution's own (dnf since Fedora 22 and RHEL 8, yum before,
+ * zypper on SUSE).
+ */
+static void vo_inventory_package_os(VoInventory *inv)
+{
+    static const char *const el[] = {
+        "rhel", "centos", "rocky", "almalinux", "ol", NULL,
+    };
+    const char *id = g_hash_table_lookup(inv->os, "id");
+    const char *major = g_hash_table_lookup(inv->os, "major_version");
+    const char *manager = NULL;
+
+    if (!inv->package_format) {
+        return;
+    }
+    g_hash_table_replace(inv->os, g_strdup("package_format"),
+                         g_strdup(inv->package_format));
+    if (g_str_equal(inv->package_format, "deb")) {
+        manager = "apt";
+    } else if (id && g_str_equal(id, "fedora")) {
+        manager = "dnf";
+    } else if (id && g_strv_contains(el, id) && major) {
+        manager = g_ascii_strtoull(major, NULL, 10) >= 8 ? "dnf" : "yum";
+    } else if (id && (g_str_has_prefix(id, "opensuse") ||
+                      g_str_equal(id, "sles"))) {
+        manager = "zypper";
+    }
+    if (manager) {
+        g_hash_table_replace(inv->os, g_strdup("package_management"),
+                             g_strdup(manager));
+    }
 }
 
 /* The architecture of an ELF or PE executable, in libguestfs' words. */
@@ -531,6 +572,7 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
     static const char *const bins[] = {
         "/bin/bash", "/bin/ls", "/bin/echo", "/bin/rm", "/bin/sh", NULL,
     };
+    gboolean found;
     g_autoptr(GBytes) osr = NULL;
     g_autoptr(GBytes) status = NULL;
     g_autoptr(GError) local = NULL;
@@ -561,12 +603,17 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
         return NULL;
     }
     inv = vo_inventory_parse_linux(guest->family, osr, status, error);
+    /* Without dpkg, rpm's database, if there is one. */
+    if (inv && !status && !vo_rpm_read(guest, inv, &found, error)) {
+        return NULL;
+    }
     if (!inv || !vo_inventory_hostname(guest, inv, error) ||
         !vo_inventory_debian_version(guest, inv, error) ||
         !vo_inventory_arch(guest, inv, bins, error)) {
         return NULL;
     }
     vo_inventory_kernels(guest, inv);
+    vo_inventory_package_os(inv);
     return g_steal_pointer(&inv);
 }
 
@@ -686,6 +733,10 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
     }
     json_builder_end_object(b);
 
+    if (inv->package_format) {
+        json_builder_set_member_name(b, "package_format");
+        json_builder_add_string_value(b, inv->package_format);
+    }
     json_builder_set_member_name(b, "packages");
     json_builder_begin_array(b);
     for (guint i = 0; i < inv->package_list->len; i++) {

@@ -40,6 +40,7 @@ typedef struct {
     GPtrArray *package_list;    /* VoPackage*, owned, in status order */
     GPtrArray *updates;         /* Windows: VoWinUpdate*, owned */
     GPtrArray *kernels;         /* Linux: VoKernel*, owned */
+    char *package_format;       /* "deb", "rpm"; NULL: no package manager */
 } VoInventory;
 
 VoInventory *vo_inventory_read(VoGuest *guest, GError **error);
@@ -47,6 +48,11 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error);
  * the dpkg status file (either may be NULL: the guest has none). */
 VoInventory *vo_inventory_parse_linux(const char *family, GBytes *os_release,
                                       GBytes *dpkg_status, GError **error);
+/* Adds the package whose "package", "version", "status" and (optional)
+ * "architecture" @fields hold; ignored unless they are UTF-8. */
+void vo_inventory_add_package(VoInventory *inv, GHashTable *fields);
+/* Whether @p is installed (not only unpacked or half-configured). */
+gboolean vo_package_installed(const VoPackage *p);
 void vo_inventory_free(VoInventory *inv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoInventory, vo_inventory_free)
 

@@ -124,6 +124,71 @@ static gboolean vo_layout_probe_fs(VoDisk *disk, int fd, VoPartition *part,
     return TRUE;
 }
 
+static guint32 vo_layout_le32(const guint8 *p)
+{
+    guint32 v;
+
+    memcpy(&v, p, sizeof(v));
+    return GUINT32_FROM_LE(v);
+}
+
+static gboolean vo_layout_is_extended(guint8 type)
+{
+    return type == 0x05 || type == 0x0f || type == 0x85;
+}
+
+/*
+ * An MBR's extended partition chains its logical partitions through boot
+ * records (EBRs) that may lie anywhere inside it, where the shadow has
+ * zeros: follow the chain here, only to copy each EBR's sector into the
+ * shadow; libblkid then reads the partitions from them as from any disk.
+ * The chain comes from the guest: it must move forward, inside the disk,
+ * and ends after VO_MAX_LOGICAL records.
+ */
+#define VO_MAX_LOGICAL 256
+
+static gboolean vo_layout_mirror_ebrs(VoDisk *disk, int fd, GError **error)
+{
+    guint64 sectors = vo_disk_get_size(disk) / 512;
+    guint8 mbr[512];
+
+    if (sectors == 0 || !vo_disk_pread(disk, mbr, sizeof(mbr), 0, error)) {
+        return sectors == 0;
+    }
+    if (mbr[510] != 0x55 || mbr[511] != 0xaa) {
+        return TRUE;
+    }
+    for (int i = 0; i < 4; i++) {
+        const guint8 *e = mbr + 446 + 16 * i;
+        guint64 start = vo_layout_le32(e + 8);
+        guint64 cur = start;
+
+        if (!vo_layout_is_extended(e[4]) || start == 0) {
+            continue;
+        }
+        for (int hop = 0; hop < VO_MAX_LOGICAL && cur < sectors; hop++) {
+            guint8 ebr[512];
+            const guint8 *link = ebr + 446 + 16;
+            guint64 next;
+
+            if (!vo_layout_mirror(disk, fd, cur * 512, 512, error) ||
+                !vo_disk_pread(disk, ebr, sizeof(ebr), cur * 512, error)) {
+                return FALSE;
+            }
+            if (ebr[510] != 0x55 || ebr[511] != 0xaa ||
+                !vo_layout_is_extended(link[4])) {
+                break;
+            }
+            next = start + vo_layout_le32(link + 8);
+            if (next <= cur) {
+                break;
+            }
+            cur = next;
+        }
+    }
+    return TRUE;
+}
+
 /* The logical volumes of every LVM physical volume, after the partitions. */
 static gboolean vo_layout_scan_volumes(VoDisk *disk, int fd, VoLayout *layout,
                                        GError **error)
@@ -169,7 +234,8 @@ VoLayout *vo_layout_scan(VoDisk *disk, GError **error)
     if (!vo_layout_mirror(disk, fd, 0, VO_TABLE_REGION, error) ||
         !vo_layout_mirror(disk, fd,
                           size > VO_TABLE_REGION ? size - VO_TABLE_REGION : 0,
-                          VO_TABLE_REGION, error)) {
+                          VO_TABLE_REGION, error) ||
+        !vo_layout_mirror_ebrs(disk, fd, error)) {
         goto fail;
     }
     pr = blkid_new_probe();

@@ -6,12 +6,11 @@
  */
 #define G_LOG_DOMAIN "vmaugment-offline"
 
-#include <stdio.h>
-
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
 #include "servicing.h"
+#include "vmaug-cli.h"
 #include "vo-apply.h"
 #include "vo-image.h"
 #include "vo-batch.h"
@@ -46,16 +45,26 @@ static char *opt_download_dir;
 static char *opt_plan;
 static char *opt_debs;
 static int opt_group = -1;
+/* Accepted for the convention's sake: every report is JSON anyway. */
+static gboolean opt_json;
+/* Whether a report reached stdout: a failure without one gets one. */
+static gboolean vo_main_reported;
+/* "check" answers a question: its report says "applicable", not the
+ * "dry-run" of the apply it runs. */
+static gboolean vo_main_checking;
 
 static void vo_main_print_json(JsonNode *node)
 {
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autofree char *text = NULL;
+    vmaug_cli_print_json(node);
+    vo_main_reported = TRUE;
+}
 
-    json_generator_set_pretty(gen, TRUE);
-    json_generator_set_root(gen, node);
-    text = json_generator_to_data(gen, NULL);
-    printf("%s\n", text);
+/* A command line that does not fit the command: exit status 2. */
+static gboolean vo_main_usage(GError **error, const char *usage)
+{
+    g_set_error(error, VMAUG_CLI_USAGE_ERROR, VMAUG_CLI_USAGE_ERROR_CODE,
+                "%s", usage);
+    return FALSE;
 }
 
 /* The image's format, for a worker that reads it as it is. */
@@ -75,9 +84,7 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
     VoWorkerRequest req = { .job = VO_WORKER_INSPECT };
 
     if (argc != 2) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "usage: inspect IMAGE");
-        return FALSE;
+        return vo_main_usage(error, "inspect IMAGE");
     }
     image = vo_ovf_resolve_image(argv[1], error);
     if (!image) {
@@ -103,24 +110,51 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
 
 static const char *vo_main_trust_dir(void)
 {
-    return opt_trust_dir ? opt_trust_dir : VMAUGMENT_TRUST_DIR;
+    return opt_trust_dir ? opt_trust_dir : vmaug_cli_default_trust_dir();
 }
 
-/* Prints the report object, with the error if there is one, and passes
- * @ok through. */
-static gboolean vo_main_finish_report(JsonBuilder *b, gboolean ok,
-                                      GError **error)
+/* Prints the report object, with @status (unless NULL: the report has
+ * one) and the error if there is one, and passes @ok through. */
+static gboolean vo_main_finish_report(JsonBuilder *b, const char *status,
+                                      gboolean ok, GError **error)
 {
     g_autoptr(JsonNode) root = NULL;
 
+    if (status) {
+        json_builder_set_member_name(b, "status");
+        json_builder_add_string_value(b, status);
+    }
     if (!ok) {
         json_builder_set_member_name(b, "error");
         json_builder_add_string_value(b, (*error)->message);
     }
     json_builder_end_object(b);
     root = json_builder_get_root(b);
+    if (vo_main_checking &&
+        g_strcmp0(json_object_get_string_member_with_default(
+                      json_node_get_object(root), "status", NULL),
+                  "dry-run") == 0) {
+        json_object_set_string_member(json_node_get_object(root), "status",
+                                      "applicable");
+    }
     vo_main_print_json(root);
     return ok;
+}
+
+/* The report of a command whose bundle did not load: refused (its
+ * signature) or failed, naming the image and the bundle file. */
+static gboolean vo_main_bundle_failed(const char *image, const char *bundle,
+                                      GError **error)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "image");
+    json_builder_add_string_value(b, image);
+    json_builder_set_member_name(b, "bundle");
+    json_builder_add_string_value(b, bundle);
+    return vo_main_finish_report(
+        b, vmaug_exit_status_word(vmaug_cli_status(*error)), FALSE, error);
 }
 
 static gboolean vo_main_apply(int argc, char **argv, GError **error)
@@ -130,9 +164,7 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
     g_autoptr(JsonBuilder) b = json_builder_new();
 
     if (argc != 3) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "usage: apply [--dry-run] IMAGE BUNDLE");
-        return FALSE;
+        return vo_main_usage(error, "apply [--dry-run] IMAGE BUNDLE");
     }
     image = vo_ovf_resolve_image(argv[1], error);
     if (!image) {
@@ -140,11 +172,11 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
     }
     bundle = vo_bundle_load(argv[2], vo_main_trust_dir(), error);
     if (!bundle) {
-        return FALSE;
+        return vo_main_bundle_failed(image, argv[2], error);
     }
     json_builder_begin_object(b);
     return vo_main_finish_report(
-        b, vo_apply_image(image, opt_format, bundle,
+        b, NULL, vo_apply_image(image, opt_format, bundle,
                           opt_dry_run ? VO_APPLY_DRY_RUN : 0, b, error),
         error);
 }
@@ -152,10 +184,9 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
 static gboolean vo_main_check(int argc, char **argv, GError **error)
 {
     opt_dry_run = TRUE;
+    vo_main_checking = TRUE;
     if (argc != 3) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "usage: check IMAGE BUNDLE");
-        return FALSE;
+        return vo_main_usage(error, "check IMAGE BUNDLE");
     }
     return vo_main_apply(argc, argv, error);
 }
@@ -172,16 +203,17 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
     gboolean ok;
 
     if (argc != 3) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "usage: verify IMAGE BUNDLE");
-        return FALSE;
+        return vo_main_usage(error, "verify IMAGE BUNDLE");
     }
     image = vo_ovf_resolve_image(argv[1], error);
     if (!image) {
         return FALSE;
     }
     bundle = vo_bundle_load(argv[2], vo_main_trust_dir(), error);
-    if (!bundle || !vo_apply_recover(image, NULL, error)) {
+    if (!bundle) {
+        return vo_main_bundle_failed(image, argv[2], error);
+    }
+    if (!vo_apply_recover(image, NULL, error)) {
         return FALSE;
     }
     format = vo_main_format(image, error);
@@ -207,42 +239,43 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
     }
     json_builder_set_member_name(b, "verified");
     json_builder_add_boolean_value(b, ok);
-    return vo_main_finish_report(b, ok, error);
+    return vo_main_finish_report(b, ok ? "verified" : "not-verified", ok,
+                                 error);
 }
 
 static gboolean vo_main_recover(int argc, char **argv, GError **error)
 {
+    g_autoptr(JsonBuilder) b = json_builder_new();
     const char *action;
 
     if (argc != 2) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "usage: recover IMAGE");
-        return FALSE;
+        return vo_main_usage(error, "recover IMAGE");
     }
     if (!vo_apply_recover(argv[1], &action, error)) {
         return FALSE;
     }
-    printf("%s\n", action);
-    return TRUE;
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "image");
+    json_builder_add_string_value(b, argv[1]);
+    json_builder_set_member_name(b, "recovery");
+    json_builder_add_string_value(b, action);
+    return vo_main_finish_report(b, "ok", TRUE, error);
 }
 
 static gboolean vo_main_bundle_build(int argc, char **argv, GError **error)
 {
     if (opt_plan) {
         if (argc != 1 || !opt_debs || !opt_key || !opt_cert || !opt_output) {
-            g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                        "usage: bundle-build --plan PLAN --debs DIR "
-                        "[--group N] --key KEY --cert CERT --output BUNDLE");
-            return FALSE;
+            return vo_main_usage(error, "bundle-build --plan PLAN --debs DIR "
+                                 "[--group N] --key KEY --cert CERT "
+                                 "--output BUNDLE");
         }
         return vo_plan_bundle_build(opt_plan, opt_group, opt_debs, opt_key,
                                     opt_cert, opt_output, error);
     }
     if (argc != 2 || !opt_key || !opt_cert || !opt_output) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "usage: bundle-build --key KEY --cert CERT "
-                    "[--payload-dir DIR] --output BUNDLE MANIFEST");
-        return FALSE;
+        return vo_main_usage(error, "bundle-build --key KEY --cert CERT "
+                             "[--payload-dir DIR] --output BUNDLE MANIFEST");
     }
     return vo_bundle_build(argv[1], opt_payload_dir ? opt_payload_dir : ".",
                            opt_key, opt_cert, opt_output, error);
@@ -262,11 +295,10 @@ static gboolean vo_main_plan(int argc, char **argv, GError **error)
     };
 
     if (argc < 2 || !opt_apt_sources || !opt_keyring || !opt_download_dir) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "usage: plan (--apt-source 'URI SUITE COMPONENT...')... "
-                    "--keyring KEY.gpg [--security-only] --download-dir DIR "
-                    "[--output PLAN] IMAGE...");
-        return FALSE;
+        return vo_main_usage(error, "plan (--apt-source 'URI SUITE "
+                             "COMPONENT...')... --keyring KEY.gpg "
+                             "[--security-only] --download-dir DIR "
+                             "[--output PLAN] IMAGE...");
     }
     for (int i = 1; i < argc; i++) {
         char *image = vo_ovf_resolve_image(argv[i], error);
@@ -323,11 +355,9 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
     if ((opt_libvirt ? argc != 1 : argc < 2) || opt_jobs < 1 ||
         opt_jobs > 64 ||
         (!opt_bundles && !opt_bundle_dir)) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "usage: batch [--jobs N] [--report-dir DIR] "
-                    "(--bundle B)... [--bundle-dir DIR] "
-                    "((IMAGE|DIR|@LIST)... | --libvirt URI)");
-        return FALSE;
+        return vo_main_usage(error, "batch [--jobs N] [--report-dir DIR] "
+                             "(--bundle B)... [--bundle-dir DIR] "
+                             "((IMAGE|DIR|@LIST)... | --libvirt URI)");
     }
     for (guint i = 0; opt_bundles && opt_bundles[i]; i++) {
         g_ptr_array_add(bundles, g_canonicalize_filename(opt_bundles[i],
@@ -381,9 +411,7 @@ static gboolean vo_main_compare_versions(int argc, char **argv,
     gboolean result;
 
     if (argc != 4) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "usage: compare-versions A OP B");
-        return FALSE;
+        return vo_main_usage(error, "compare-versions A OP B");
     }
     if (!vo_version_relate(argv[1], argv[2], argv[3], &result, error)) {
         return FALSE;
@@ -405,9 +433,7 @@ static gboolean vo_main_status_cmd(int argc, char **argv, GError **error)
     g_autofree char *image = NULL;
 
     if (argc != 2) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "usage: status IMAGE");
-        return FALSE;
+        return vo_main_usage(error, "status IMAGE");
     }
     image = vo_ovf_resolve_image(argv[1], error);
     if (!image) {
@@ -458,6 +484,8 @@ static const struct {
     const char *name;
     gboolean (*run)(int argc, char **argv, GError **error);
     const char *help;
+    /* Reports by its exit status or files alone, never in JSON. */
+    gboolean no_report;
 } vo_main_commands[] = {
     { "inspect", vo_main_inspect,
       "IMAGE                 print drives, OS and packages as JSON" },
@@ -473,14 +501,15 @@ static const struct {
       "IMAGE...                 updates apt chooses (--apt-source ...)" },
     { "bundle-build", vo_main_bundle_build,
       "MANIFEST         build and sign a bundle\n"
-      "  bundle-build --plan PLAN --debs DIR    ... from a plan" },
+      "  bundle-build --plan PLAN --debs DIR    ... from a plan", TRUE },
     { "batch", vo_main_batch,
       "(IMAGE|DIR|@LIST)...    apply --bundle(s) to many images\n"
       "  batch --libvirt URI           ... to libvirt's inactive domains" },
     { "status", vo_main_status_cmd,
       "IMAGE                  bundles applied offline, the guest's reports" },
     { "compare-versions", vo_main_compare_versions,
-      "A OP B       compare Debian versions (exit 0 if true)" },
+      "A OP B       compare Debian versions (exit 0 if true, 1 if "
+      "false)", TRUE },
 };
 
 int main(int argc, char **argv)
@@ -488,12 +517,21 @@ int main(int argc, char **argv)
     g_autoptr(GOptionContext) ctx = NULL;
     g_autoptr(GError) error = NULL;
     g_autoptr(GString) summary = g_string_new("Commands:\n");
+    static const char *const examples[] = {
+        "vmaugment-offline inspect vm.qcow2",
+        "vmaugment-offline check vm.qcow2 fix.vmab",
+        "vmaugment-offline apply vm.qcow2 fix.vmab",
+        "vmaugment-offline bundle-build --key admin.key --cert admin.crt "
+        "--payload-dir files --output fix.vmab manifest.json",
+        "vmaugment-offline batch --jobs 4 --bundle fix.vmab /srv/images",
+        NULL
+    };
+    int status;
     GOptionEntry entries[] = {
         { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
           "Image format (default: probed by qemu-img)", "FMT" },
         { "trust-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_trust_dir,
-          "Trusted certificates for bundles (default " VMAUGMENT_TRUST_DIR
-          ")", "DIR" },
+          "Trusted certificates for bundles (default: the host's)", "DIR" },
         { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &opt_dry_run,
           "apply: show what would change, change nothing", NULL },
         { "key", 0, 0, G_OPTION_ARG_FILENAME, &opt_key,
@@ -545,33 +583,32 @@ int main(int argc, char **argv)
         g_string_append_printf(summary, "  %s %s\n", vo_main_commands[i].name,
                                vo_main_commands[i].help);
     }
+    vmaug_cli_init("vmaugment-offline");
     ctx = g_option_context_new("COMMAND [ARGS...]");
     g_option_context_set_summary(ctx, summary->str);
     g_option_context_add_main_entries(ctx, entries, NULL);
-    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
-        fprintf(stderr, "vmaugment-offline: %s\n", error->message);
-        return 2;
+    vmaug_cli_setup(ctx, &opt_json, examples);
+    if ((status = vmaug_cli_parse(ctx, &argc, &argv)) >= 0) {
+        return status;
     }
     vo_image_set_allow_external(opt_allow_backing);
     vo_worker_set_accept_weaker(opt_accept_weaker);
     if (argc < 2) {
-        g_autofree char *help = g_option_context_get_help(ctx, TRUE, NULL);
-
-        fprintf(stderr, "%s", help);
-        return 2;
+        return vmaug_cli_usage("a command is required");
     }
     for (gsize i = 0; i < G_N_ELEMENTS(vo_main_commands); i++) {
         if (g_str_equal(argv[1], vo_main_commands[i].name)) {
-            if (!vo_main_commands[i].run(argc - 1, argv + 1, &error)) {
-                fprintf(stderr, "vmaugment-offline: %s\n", error->message);
-                return error->domain == VO_ERROR &&
-                               error->code == VO_ERROR_NOT_APPLICABLE
-                           ? 3
-                           : 1;
+            if (vo_main_commands[i].run(argc - 1, argv + 1, &error)) {
+                return vo_main_status;
             }
-            return vo_main_status;
+            /* A report on every failure, as on success. */
+            if (!vo_main_commands[i].no_report && !vo_main_reported) {
+                vmaug_cli_print_failure(error);
+            }
+            return error->domain == VMAUG_CLI_USAGE_ERROR
+                       ? vmaug_cli_fail(error, NULL)
+                       : vmaug_cli_fail(error, "%s", argv[1]);
         }
     }
-    fprintf(stderr, "vmaugment-offline: unknown command '%s'\n", argv[1]);
-    return 2;
+    return vmaug_cli_usage("unknown command '%s'", argv[1]);
 }

@@ -11,6 +11,7 @@
 
 #include "vo-registry.h"
 #include "vo-rules.h"
+#include "vo-rpm.h"
 #include "vo-version.h"
 
 #define VO_MAX_RULE_DEPTH 16
@@ -97,7 +98,7 @@ static gboolean vo_rules_package(JsonObject *obj, VoRuleCtx *ctx,
         return vo_rules_invalid(error, "\"version\" must be a string");
     }
     pkg = g_hash_table_lookup(ctx->inv->packages, name);
-    installed = pkg && pkg->installed;
+    installed = pkg && vo_package_installed(pkg);
     if (!spec) {
         g_string_append_printf(desc, "package %s %s", name,
                                want_installed ? "installed"
@@ -117,6 +118,11 @@ static gboolean vo_rules_package(JsonObject *obj, VoRuleCtx *ctx,
         if (!installed) {
             *result = FALSE;
             return TRUE;
+        }
+        /* The guest's own package system judges its versions. */
+        if (g_strcmp0(ctx->inv->package_format, "rpm") == 0) {
+            return vo_rpm_relate(pkg->version, parts[0], parts[1], result,
+                                 error);
         }
         return vo_version_relate(pkg->version, parts[0], parts[1], result,
                                  error);

@@ -58,9 +58,13 @@ gboolean vo_version_relate(const char *a, const char *op, const char *b,
 {
     int cmp;
 
-    if (!vo_version_compare(a, b, &cmp, error)) {
-        return FALSE;
-    }
+    return vo_version_compare(a, b, &cmp, error) &&
+           vo_version_apply_op(cmp, op, result, error);
+}
+
+gboolean vo_version_apply_op(int cmp, const char *op, gboolean *result,
+                             GError **error)
+{
     if (g_str_equal(op, "<<") || g_str_equal(op, "<") ||
         g_str_equal(op, "lt")) {
         *result = cmp < 0;

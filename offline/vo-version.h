@@ -19,6 +19,12 @@ gboolean vo_version_compare(const char *a, const char *b, int *result,
 gboolean vo_version_relate(const char *a, const char *op, const char *b,
                            gboolean *result, GError **error);
 
+/* *@result = "@cmp @op 0", @cmp a comparison's result (<0, 0, >0) and
+ * @op one of vo_version_relate()'s operators: one reading of the
+ * operators for every package system. */
+gboolean vo_version_apply_op(int cmp, const char *op, gboolean *result,
+                             GError **error);
+
 /* Whether @v is a version dpkg accepts, written only with the characters
  * Debian policy allows (so it fits in a control field as it is). */
 gboolean vo_version_check(const char *v, GError **error);

@@ -394,11 +394,8 @@ VmaugRepoIndex *repo_index_parse(GBytes *json, GError **error)
     return g_steal_pointer(&index);
 }
 
-gchar *repo_index_to_json(const VmaugRepoIndex *index)
+void repo_index_build(JsonBuilder *b, const VmaugRepoIndex *index)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
     g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(index->expires);
     /* Not g_date_time_format()'s %Y, which writes the year 231 as "231",
      * a time ISO 8601 (and so the parser) does not accept. */
@@ -408,7 +405,6 @@ gchar *repo_index_to_json(const VmaugRepoIndex *index)
         g_date_time_get_hour(dt), g_date_time_get_minute(dt),
         g_date_time_get_second(dt));
 
-    json_builder_begin_object(b);
     json_builder_set_member_name(b, "format");
     json_builder_add_int_value(b, VMAUG_REPO_INDEX_FORMAT);
     json_builder_set_member_name(b, "version");
@@ -434,6 +430,16 @@ gchar *repo_index_to_json(const VmaugRepoIndex *index)
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
+}
+
+gchar *repo_index_to_json(const VmaugRepoIndex *index)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = NULL;
+
+    json_builder_begin_object(b);
+    repo_index_build(b, index);
     json_builder_end_object(b);
 
     root = json_builder_get_root(b);

@@ -8,6 +8,8 @@
 #ifndef VMAUGMENT_REPO_PRIVATE_H
 #define VMAUGMENT_REPO_PRIVATE_H
 
+#include <json-glib/json-glib.h>
+
 #include "vmaugment-repo.h"
 #include "vmaugment-trust.h"
 
@@ -22,6 +24,9 @@ GBytes *repo_index_signed_bytes(GBytes *index_json);
 VmaugRepoIndex *repo_index_parse(GBytes *json, GError **error);
 /* The canonical JSON of @index (version, expiry and entries). */
 gchar *repo_index_to_json(const VmaugRepoIndex *index);
+/* Its members, added to the object @b is building (what vmaugment-repo
+ * list --json reports too). */
+void repo_index_build(JsonBuilder *b, const VmaugRepoIndex *index);
 /* A relative path inside the repository: '/'-separated components of
  * [A-Za-z0-9._-], none "." or "..", not empty, no leading '/'. */
 gboolean repo_path_is_valid(const gchar *path);

@@ -6,7 +6,8 @@
 # (the repository index), fuzz-bundle (offline bundles), fuzz-hive (a
 # guest's SOFTWARE hive), fuzz-dpkg-status (a guest's dpkg status and
 # os-release), fuzz-ovf (OVF descriptors), fuzz-fstab (a guest's
-# /etc/fstab), fuzz-lvm (LVM2 physical volumes), fuzz-worker-report
+# /etc/fstab), fuzz-lvm (LVM2 physical volumes), fuzz-rpmdb (an rpm
+# guest's database), fuzz-worker-report
 # (what the offline worker sends its
 # privileged parent), and fuzz-image-ext and fuzz-image-ntfs (whole guest
 # disks through the worker's readers: partitions, ext2/3/4 or NTFS, the
@@ -72,6 +73,7 @@ all_targets=(
     "offline/tests/fuzz/fuzz-ovf 20000 corpus-ovf"
     "offline/tests/fuzz/fuzz-fstab 20000 corpus-fstab"
     "offline/tests/fuzz/fuzz-lvm 20000 corpus-lvm"
+    "offline/tests/fuzz/fuzz-rpmdb 2000 corpus-rpmdb"
     "offline/tests/fuzz/fuzz-worker-report 20000 corpus-worker-report"
     "offline/tests/fuzz/fuzz-image-ext 1000 corpus-image-ext"
     "offline/tests/fuzz/fuzz-image-ntfs 500 corpus-image-ntfs"

@@ -3,8 +3,10 @@
  * vmaugment: command-line access to the host through /dev/vmaugment.
  *
  * Human output by default, one JSON object per command with --json.
- * Exit status: 0 success, 1 the host refused (a VMAUG_S_* status),
- * 2 usage error, 3 the request did not complete (device, timeout, I/O).
+ * Exit status (docs/cli.rst, include/vmaugment/exit-status.h): 0 success,
+ * 1 failed (a VMAUG_S_* status of the host, or no answer: device, timeout,
+ * I/O), 2 usage error, 4 the host refused by signature or policy
+ * (VMAUG_S_DENIED).
  */
 #include <endian.h>
 #include <dirent.h>
@@ -12,6 +14,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,10 +24,14 @@
 #include <unistd.h>
 
 #include "vmaugment.h"
+#include "vmaugment/exit-status.h"
 
-#define EXIT_HOST 1
-#define EXIT_USAGE 2
-#define EXIT_TRANSPORT 3
+#define EXIT_HOST VMAUG_EXIT_FAILURE
+#define EXIT_USAGE VMAUG_EXIT_USAGE
+#define EXIT_TRANSPORT VMAUG_EXIT_FAILURE
+
+/* -v: say what is sent, for debugging. */
+static bool cli_verbose;
 
 /* Round-trip times ping keeps for its percentiles (the latest ones). */
 #define PING_SAMPLES_MAX (1u << 20)
@@ -96,7 +103,7 @@ static int cli_fail(cli_state *st, const char *what, int ret)
         fprintf(stderr, "vmaugment: %s: %s (%s)%s%s\n", what,
                 vmaug_strerror(ret), vmaug_status_name(ret),
                 *message ? ": " : "", message);
-        return EXIT_HOST;
+        return ret == VMAUG_S_DENIED ? VMAUG_EXIT_REFUSED : EXIT_HOST;
     }
     fprintf(stderr, "vmaugment: %s: %s%s\n", what, vmaug_strerror(ret),
             ret == -ETIMEDOUT ? " (no answer from the host in time)" :
@@ -107,7 +114,13 @@ static int cli_fail(cli_state *st, const char *what, int ret)
 
 static int cli_connect(cli_state *st)
 {
-    int ret = vmaug_client_open(st->device, &st->client);
+    int ret;
+
+    if (cli_verbose) {
+        fprintf(stderr, "vmaugment: debug: opening %s, timeout %u ms\n",
+                st->device ? st->device : VMAUG_DEVICE_PATH, st->timeout_ms);
+    }
+    ret = vmaug_client_open(st->device, &st->client);
 
     if (ret < 0) {
         fprintf(stderr, "vmaugment: cannot open %s: %s%s\n",
@@ -1197,8 +1210,17 @@ static void cli_help(void)
         printf("  %-10s %s\n", cli_commands[i].name, cli_commands[i].help);
     }
     cli_help_events();
-    printf("Exit status: 0 ok, 1 refused by the host, 2 usage, "
-           "3 no answer (device, timeout)\n");
+    printf("\nExamples:\n"
+           "  vmaugment ping --count 10\n"
+           "  vmaugment --json version\n"
+           "  vmaugment load printer@1.1 --file printer-1.1.vmod\n"
+           "  vmaugment invoke echo echo --input -\n"
+           "\nOptions: -v/--verbose, --version, --help.\n"
+           "Exit status: %d ok, %d failed (a refusal of the host, or no "
+           "answer),\n%d usage, %d refused by signature or policy "
+           "(DENIED); see docs/cli.rst.\n",
+           VMAUG_EXIT_OK, VMAUG_EXIT_FAILURE, VMAUG_EXIT_USAGE,
+           VMAUG_EXIT_REFUSED);
 }
 
 int main(int argc, char **argv)
@@ -1208,13 +1230,16 @@ int main(int argc, char **argv)
         { "json", no_argument, NULL, 'j' },
         { "timeout", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     cli_state st = { 0 };
     unsigned long long timeout;
     int opt, ret;
 
-    while ((opt = getopt_long(argc, argv, "+d:jt:h", opts, NULL)) != -1) {
+    setlocale(LC_ALL, "");
+    while ((opt = getopt_long(argc, argv, "+d:jt:hv", opts, NULL)) != -1) {
         switch (opt) {
         case 'd':
             st.device = optarg;
@@ -1232,6 +1257,12 @@ int main(int argc, char **argv)
             break;
         case 'h':
             cli_help();
+            return 0;
+        case 'v':
+            cli_verbose = true;
+            break;
+        case 'V':
+            printf("vmaugment %s\n", VMAUGMENT_VERSION);
             return 0;
         default:
             cli_usage_error("unknown option");

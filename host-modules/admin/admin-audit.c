@@ -246,7 +246,7 @@ int admin_cmd_audit(int argc, char **argv)
     AdminAudit a = { 0 };
     const GOptionEntry entries[] = {
         { "store", 's', 0, G_OPTION_ARG_FILENAME, &store,
-          "Module store (default " ADMIN_DEFAULT_STORE ")", "DIR" },
+          "Module store (default: the host's)", "DIR" },
         { "module", 'm', 0, G_OPTION_ARG_STRING, &module,
           "Only records about this module", "NAME" },
         { "since", 0, 0, G_OPTION_ARG_STRING, &since,
@@ -259,7 +259,7 @@ int admin_cmd_audit(int argc, char **argv)
     gboolean ok;
 
     if (!admin_parse(ctx, entries, &a.json, &argc, &argv)) {
-        return ADMIN_EXIT_USAGE;
+        return admin_parse_exit;
     }
     if (argc != 1) {
         return admin_fail(ADMIN_EXIT_USAGE, "audit takes no arguments");
@@ -272,11 +272,11 @@ int admin_cmd_audit(int argc, char **argv)
     a.module = module;
     a.out = out;
     if (store == NULL) {
-        store = g_strdup(ADMIN_DEFAULT_STORE);
+        store = g_strdup(vmaug_cli_default_store_dir());
     }
     if (!g_file_test(store, G_FILE_TEST_IS_DIR)) {
         g_clear_pointer(&a.since, g_date_time_unref);
-        return admin_fail(ADMIN_EXIT_REFUSED, "no module store at %s", store);
+        return admin_fail(ADMIN_EXIT_FAILED, "no module store at %s", store);
     }
     path = g_build_filename(store, "audit.log", NULL);
     fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -284,7 +284,7 @@ int admin_cmd_audit(int argc, char **argv)
         int saved = errno;
 
         g_clear_pointer(&a.since, g_date_time_unref);
-        return admin_fail(ADMIN_EXIT_REFUSED, "cannot open %s: %s", path,
+        return admin_fail(ADMIN_EXIT_FAILED, "cannot open %s: %s", path,
                           g_strerror(saved));
     }
     json_builder_begin_array(out);

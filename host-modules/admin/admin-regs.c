@@ -43,22 +43,23 @@ static gboolean admin_regs_parse(AdminRegs *r, const gchar *usage,
         { NULL }
     };
 
-    if (extra != NULL) {
-        g_option_context_add_main_entries(ctx, extra, NULL);
-    }
-    if (!admin_parse(ctx, entries, json ? &r->json : NULL, argc, argv)) {
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    /* admin_parse() sees @extra: register has a --version of its own. */
+    if (!admin_parse(ctx, extra, json ? &r->json : NULL, argc, argv)) {
         return FALSE;
     }
     if (r->store != NULL) {
         /* Older helpers kept them in the store, shared by every VM that
          * named no image; nothing reads that file any more. */
-        admin_fail(ADMIN_EXIT_USAGE, "registrations are kept next to a "
-                   "disk image (--image IMG); a VM that names no image "
-                   "keeps its own only while it is connected");
+        admin_parse_exit = admin_fail(ADMIN_EXIT_USAGE, "registrations are "
+                                      "kept next to a disk image (--image "
+                                      "IMG); a VM that names no image "
+                                      "keeps its own only while it is "
+                                      "connected");
         return FALSE;
     }
     if (r->image == NULL) {
-        admin_fail(ADMIN_EXIT_USAGE, "give --image IMG");
+        admin_parse_exit = admin_fail(ADMIN_EXIT_USAGE, "give --image IMG");
         return FALSE;
     }
     return TRUE;
@@ -182,7 +183,7 @@ int admin_cmd_registrations(int argc, char **argv)
 
     if (!admin_regs_parse(&r, "[list] - the modules registered with an "
                           "image", NULL, TRUE, &argc, &argv)) {
-        return ADMIN_EXIT_USAGE;
+        return admin_parse_exit;
     }
     if (argc > 2 || (argc == 2 && g_strcmp0(argv[1], "list") != 0)) {
         return admin_fail(ADMIN_EXIT_USAGE, "registrations takes only "
@@ -224,7 +225,7 @@ int admin_cmd_register(int argc, char **argv)
 
     if (!admin_regs_parse(&r, "NAME - register a module with an image",
                           extra, FALSE, &argc, &argv)) {
-        return ADMIN_EXIT_USAGE;
+        return admin_parse_exit;
     }
     if (argc != 2) {
         return admin_fail(ADMIN_EXIT_USAGE, "register takes one module "
@@ -259,7 +260,7 @@ int admin_cmd_unregister(int argc, char **argv)
 
     if (!admin_regs_parse(&r, "NAME - remove a module's registration",
                           NULL, FALSE, &argc, &argv)) {
-        return ADMIN_EXIT_USAGE;
+        return admin_parse_exit;
     }
     if (argc != 2) {
         return admin_fail(ADMIN_EXIT_USAGE, "unregister takes one module "

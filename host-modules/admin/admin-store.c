@@ -40,10 +40,9 @@ static gboolean admin_store_parse(AdminStore *a, const gchar *usage,
     g_autoptr(GOptionContext) ctx = g_option_context_new(usage);
     const GOptionEntry entries[] = {
         { "store", 's', 0, G_OPTION_ARG_FILENAME, &a->store,
-          "Module store (default " ADMIN_DEFAULT_STORE ")", "DIR" },
+          "Module store (default: the host's)", "DIR" },
         { "trust-dir", 't', 0, G_OPTION_ARG_FILENAME, &a->trust_dir,
-          "Trusted certificates and CRLs (default "
-          ADMIN_DEFAULT_TRUST_DIR ")", "DIR" },
+          "Trusted certificates and CRLs (default: the host's)", "DIR" },
         { "policy", 0, 0, G_OPTION_ARG_FILENAME, &a->policy,
           "Host owner's policy (JSON), as given to the helper", "FILE" },
         { NULL }
@@ -54,10 +53,10 @@ static gboolean admin_store_parse(AdminStore *a, const gchar *usage,
         return FALSE;
     }
     if (a->store == NULL) {
-        a->store = g_strdup(ADMIN_DEFAULT_STORE);
+        a->store = g_strdup(vmaug_cli_default_store_dir());
     }
     if (a->trust_dir == NULL) {
-        a->trust_dir = g_strdup(ADMIN_DEFAULT_TRUST_DIR);
+        a->trust_dir = g_strdup(vmaug_cli_default_trust_dir());
     }
     return TRUE;
 }
@@ -208,7 +207,7 @@ int admin_cmd_modules(int argc, char **argv)
 
     if (!admin_store_parse(&a, "- list the stored modules", TRUE, &argc,
                            &argv)) {
-        return ADMIN_EXIT_USAGE;
+        return admin_parse_exit;
     }
     if (argc != 1) {
         return admin_fail(ADMIN_EXIT_USAGE, "modules takes no arguments");
@@ -254,7 +253,7 @@ int admin_cmd_verify(int argc, char **argv)
     if (!admin_store_parse(&a, "NAME [VERSION] - verify a stored module "
                            "against the trust store now", FALSE, &argc,
                            &argv)) {
-        return ADMIN_EXIT_USAGE;
+        return admin_parse_exit;
     }
     if (argc < 2 || argc > 3) {
         return admin_fail(ADMIN_EXIT_USAGE, "verify takes NAME [VERSION]");
@@ -270,7 +269,8 @@ int admin_cmd_verify(int argc, char **argv)
     /* Audited either way: the owner checked it, and what was found. */
     m = admin_module_check(&a, e, "verify");
     if (m->pkg == NULL) {
-        return admin_fail(ADMIN_EXIT_REFUSED, "%s %s does not verify: %s",
+        return admin_fail(vmaug_cli_status(m->error),
+                          "%s %s does not verify: %s",
                           e->name, e->version, m->error->message);
     }
     {
@@ -298,10 +298,11 @@ int admin_cmd_install(int argc, char **argv)
     g_autoptr(GError) error = NULL;
     g_autoptr(GBytes) file = NULL;
     g_autoptr(VmaugManifest) m = NULL;
+    gboolean already;
 
     if (!admin_store_parse(&a, "PACKAGE.vmod - verify a package and add "
-                           "it to the store", FALSE, &argc, &argv)) {
-        return ADMIN_EXIT_USAGE;
+                           "it to the store", TRUE, &argc, &argv)) {
+        return admin_parse_exit;
     }
     if (argc != 2) {
         return admin_fail(ADMIN_EXIT_USAGE, "install takes one package");
@@ -317,15 +318,32 @@ int admin_cmd_install(int argc, char **argv)
             vmaug_store_audit(a.st, ADMIN_ACTOR, "install", NULL, NULL,
                               NULL, NULL, error);
         }
-        return admin_fail(ADMIN_EXIT_REFUSED, "%s: %s", argv[1],
+        return admin_fail(error->domain == VMAUG_TRUST_ERROR ?
+                          ADMIN_EXIT_REFUSED : ADMIN_EXIT_FAILED,
+                          "%s: %s", argv[1],
                           error->message);
     }
-    m = vmaug_store_install(a.st, file, ADMIN_ACTOR, &error);
+    m = vmaug_store_install_full(a.st, file, ADMIN_ACTOR, &already, &error);
     if (m == NULL) {
-        return admin_fail(ADMIN_EXIT_REFUSED, "%s refused: %s", argv[1],
+        return admin_fail(vmaug_cli_status(error), "%s refused: %s", argv[1],
                           error->message);
     }
-    g_print("installed %s %s (%s)\n", m->name, m->version,
+    if (a.json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, m->name);
+        json_builder_set_member_name(b, "version");
+        json_builder_add_string_value(b, m->version);
+        json_builder_set_member_name(b, "kind");
+        json_builder_add_string_value(b, vmaug_kind_to_string(m->kind));
+        vmaug_cli_print_report(b, already ? "already-stored" : "installed",
+                               NULL);
+        return ADMIN_EXIT_OK;
+    }
+    g_print("%s %s %s (%s)\n", already ? "already stored" : "installed",
+            m->name, m->version,
             vmaug_kind_to_string(m->kind));
     return ADMIN_EXIT_OK;
 }

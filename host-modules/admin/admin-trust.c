@@ -53,10 +53,11 @@ static void admin_trust_dir_free(AdminTrustDir *t)
     if (t == NULL) {
         return;
     }
-    g_ptr_array_unref(t->certs);
-    g_ptr_array_unref(t->crl_files);
-    g_ptr_array_unref(t->blobs);
-    g_ptr_array_unref(t->problems);
+    /* A directory that does not read leaves the arrays unmade. */
+    g_clear_pointer(&t->certs, g_ptr_array_unref);
+    g_clear_pointer(&t->crl_files, g_ptr_array_unref);
+    g_clear_pointer(&t->blobs, g_ptr_array_unref);
+    g_clear_pointer(&t->problems, g_ptr_array_unref);
     g_free(t->dir);
     g_free(t);
 }
@@ -346,7 +347,7 @@ static int admin_trust_list(const gchar *dir, gboolean json)
         }
     }
     if (check == NULL) {
-        return admin_fail(ADMIN_EXIT_REFUSED, "%s does not load, the "
+        return admin_fail(ADMIN_EXIT_FAILED, "%s does not load, the "
                           "helper would refuse to start: %s", dir,
                           load_error->message);
     }
@@ -579,8 +580,7 @@ int admin_cmd_trust(int argc, char **argv)
     gboolean json = FALSE;
     const GOptionEntry entries[] = {
         { "trust-dir", 't', 0, G_OPTION_ARG_FILENAME, &dir,
-          "Trusted certificates and CRLs (default "
-          ADMIN_DEFAULT_TRUST_DIR ")", "DIR" },
+          "Trusted certificates and CRLs (default: the host's)", "DIR" },
         { NULL }
     };
     gboolean ok;
@@ -590,10 +590,10 @@ int admin_cmd_trust(int argc, char **argv)
         "certificate\n(codeSigning), valid now; it is stored as "
         "<fingerprint>.pem.\n");
     if (!admin_parse(ctx, entries, &json, &argc, &argv)) {
-        return ADMIN_EXIT_USAGE;
+        return admin_parse_exit;
     }
     if (dir == NULL) {
-        dir = g_strdup(ADMIN_DEFAULT_TRUST_DIR);
+        dir = g_strdup(vmaug_cli_default_trust_dir());
     }
     if (argc == 2 && g_strcmp0(argv[1], "list") == 0) {
         return admin_trust_list(dir, json);
@@ -607,8 +607,7 @@ int admin_cmd_trust(int argc, char **argv)
                           "remove FINGERPRINT");
     }
     if (!ok) {
-        return admin_fail(error->domain == G_OPTION_ERROR ? ADMIN_EXIT_USAGE
-                          : ADMIN_EXIT_REFUSED, "%s", error->message);
+        return admin_fail_error(error);
     }
     return ADMIN_EXIT_OK;
 }

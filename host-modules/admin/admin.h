@@ -11,16 +11,15 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+#include "vmaug-cli.h"
+
 G_BEGIN_DECLS
 
-/* Exit status of every command. */
-#define ADMIN_EXIT_OK       0
-#define ADMIN_EXIT_REFUSED  1   /* the operation failed or was refused */
-#define ADMIN_EXIT_USAGE    2   /* bad command line */
-
-/* Where the helper's documented installation keeps them. */
-#define ADMIN_DEFAULT_STORE     "/var/lib/vmaugment/store"
-#define ADMIN_DEFAULT_TRUST_DIR "/etc/vmaugment/trust"
+/* Exit status of every command (docs/cli.rst). */
+#define ADMIN_EXIT_OK       VMAUG_EXIT_OK
+#define ADMIN_EXIT_FAILED   VMAUG_EXIT_FAILURE
+#define ADMIN_EXIT_USAGE    VMAUG_EXIT_USAGE
+#define ADMIN_EXIT_REFUSED  VMAUG_EXIT_REFUSED  /* signature or policy */
 
 /* The actor the store's audit log records for this tool. */
 #define ADMIN_ACTOR "admin"
@@ -28,15 +27,19 @@ G_BEGIN_DECLS
 /* Set by "vmaugment-admin --json COMMAND ..." before the command. */
 extern gboolean admin_global_json;
 
-/* "vmaugment-admin: <message>" on stderr; returns @status. */
+/* "vmaugment-admin: <message>" on stderr, and a JSON report of it on
+ * stdout when the command was asked for JSON; returns @status. */
 int admin_fail(int status, const gchar *format, ...) G_GNUC_PRINTF(2, 3);
-/* Report @error and return ADMIN_EXIT_REFUSED. */
+/* Report @error and return its exit status (vmaug_cli_status()). */
 int admin_fail_error(const GError *error);
 /*
- * Parse a command's options.  On a usage error, prints it and returns
- * FALSE; the caller returns ADMIN_EXIT_USAGE.  The context gets a --json
- * entry when @json is not NULL.
+ * Parse a command's options, with the options every tool has
+ * (vmaug_cli_setup()).  Returns FALSE when the command ends here: after a
+ * usage error (reported) or --version; the caller returns
+ * admin_parse_exit.  The context gets a --json entry when @json is not
+ * NULL.
  */
+extern int admin_parse_exit;
 gboolean admin_parse(GOptionContext *ctx, const GOptionEntry *entries,
                      gboolean *json, int *argc, char ***argv);
 /* Print @root as pretty JSON on stdout. */

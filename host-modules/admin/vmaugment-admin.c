@@ -12,7 +12,8 @@
  *   vmaugment-admin unregister --image IMG NAME
  *   vmaugment-admin audit [--store DIR] [--module NAME] [--since TIME]
  *
- * Exit status: 0 done, 1 refused or failed, 2 usage (docs/admin.rst).
+ * Exit status: 0 done, 1 failed, 2 usage, 4 refused by signature or
+ * policy (docs/cli.rst).
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -23,6 +24,9 @@
 #include "admin.h"
 
 gboolean admin_global_json;
+/* Whether the running command was asked for JSON: failures report in it. */
+static gboolean admin_json_asked;
+int admin_parse_exit;
 
 int admin_fail(int status, const gchar *format, ...)
 {
@@ -32,48 +36,56 @@ int admin_fail(int status, const gchar *format, ...)
     va_start(ap, format);
     msg = g_strdup_vprintf(format, ap);
     va_end(ap);
+    if (admin_json_asked) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "command");
+        json_builder_add_string_value(b, g_get_prgname());
+        json_builder_set_member_name(b, "error");
+        json_builder_add_string_value(b, msg);
+        vmaug_cli_print_report(b, vmaug_exit_status_word(status), NULL);
+    }
+    if (status == ADMIN_EXIT_USAGE) {
+        return vmaug_cli_usage("%s", msg);
+    }
     g_printerr("vmaugment-admin: %s\n", msg);
     return status;
 }
 
 int admin_fail_error(const GError *error)
 {
-    return admin_fail(ADMIN_EXIT_REFUSED, "%s", error->message);
+    return admin_fail(vmaug_cli_status(error), "%s", error->message);
 }
 
 gboolean admin_parse(GOptionContext *ctx, const GOptionEntry *entries,
                      gboolean *json, int *argc, char ***argv)
 {
-    g_autoptr(GError) error = NULL;
-    const GOptionEntry json_entries[] = {
-        { "json", 0, 0, G_OPTION_ARG_NONE, json,
-          "Print JSON instead of text", NULL },
-        { NULL }
-    };
+    gboolean has_version = FALSE;
+    int status;
 
     if (entries != NULL) {
         g_option_context_add_main_entries(ctx, entries, NULL);
     }
     if (json != NULL) {
         *json = admin_global_json;
-        g_option_context_add_main_entries(ctx, json_entries, NULL);
     }
-    if (!g_option_context_parse(ctx, argc, argv, &error)) {
-        admin_fail(ADMIN_EXIT_USAGE, "%s", error->message);
-        return FALSE;
+    /* register's --version is the module's: the tool's is given before
+     * the command ("vmaugment-admin --version"). */
+    for (gsize i = 0; entries != NULL && entries[i].long_name != NULL; i++) {
+        has_version |= g_str_equal(entries[i].long_name, "version");
     }
-    return TRUE;
+    vmaug_cli_setup_full(ctx, !has_version, TRUE, json, NULL);
+    admin_json_asked = json != NULL && *json;
+    status = vmaug_cli_parse(ctx, argc, argv);
+    admin_json_asked = json != NULL && *json;
+    admin_parse_exit = status;
+    return status < 0;
 }
 
 void admin_print_json(JsonNode *root)
 {
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autofree gchar *text = NULL;
-
-    json_generator_set_pretty(gen, TRUE);
-    json_generator_set_root(gen, root);
-    text = json_generator_to_data(gen, NULL);
-    g_print("%s\n", text);
+    vmaug_cli_print_json(root);
 }
 
 gchar *admin_printable(const gchar *text, gssize len)
@@ -136,8 +148,19 @@ static int admin_usage(FILE *out, int status)
         fprintf(out, "  %-15s %s\n", admin_cmds[i].name,
                 admin_cmds[i].summary);
     }
-    fprintf(out, "\n\"vmaugment-admin COMMAND --help\" describes a command."
-                 "\nExit status: 0 done, 1 refused or failed, 2 usage.\n");
+    fprintf(out, "\nOptions before the command: --json, -v/--verbose, "
+                 "--version, --help.\n"
+                 "\"vmaugment-admin COMMAND --help\" describes a command."
+                 "\n\nExamples:\n"
+                 "  vmaugment-admin trust add admin.crt\n"
+                 "  vmaugment-admin install printer-1.0.vmod\n"
+                 "  vmaugment-admin --json modules\n"
+                 "  vmaugment-admin audit --module printer --since "
+                 "2026-11-01T00:00:00Z\n"
+                 "\nExit status: %d done, %d failed, %d usage, %d refused "
+                 "(signature or policy); see docs/cli.rst.\n",
+            ADMIN_EXIT_OK, ADMIN_EXIT_FAILED, ADMIN_EXIT_USAGE,
+            ADMIN_EXIT_REFUSED);
     return status;
 }
 
@@ -145,6 +168,7 @@ int main(int argc, char **argv)
 {
     int first = 1;
 
+    vmaug_cli_init("vmaugment-admin");
     /* The store reports each decision as a message too; this tool prints
      * its own line for it, so only warnings of the libraries get through. */
     g_log_set_handler("vmaugment-store",
@@ -159,17 +183,19 @@ int main(int argc, char **argv)
                    strcmp(argv[first], "-h") == 0) {
             return admin_usage(stdout, ADMIN_EXIT_OK);
         } else if (strcmp(argv[first], "--version") == 0) {
-            g_print("vmaugment-admin %s\n", VMAUGMENT_VERSION);
+            g_print("vmaugment-admin %s\n", vmaug_cli_version());
             return ADMIN_EXIT_OK;
+        } else if (strcmp(argv[first], "--verbose") == 0 ||
+                   strcmp(argv[first], "-v") == 0) {
+            g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
         } else {
-            admin_fail(ADMIN_EXIT_USAGE, "unknown option %s", argv[first]);
-            return admin_usage(stderr, ADMIN_EXIT_USAGE);
+            return admin_fail(ADMIN_EXIT_USAGE, "unknown option %s",
+                              argv[first]);
         }
         first++;
     }
     if (first >= argc) {
-        admin_fail(ADMIN_EXIT_USAGE, "a command is required");
-        return admin_usage(stderr, ADMIN_EXIT_USAGE);
+        return admin_fail(ADMIN_EXIT_USAGE, "a command is required");
     }
     for (gsize i = 0; i < G_N_ELEMENTS(admin_cmds); i++) {
         if (strcmp(argv[first], admin_cmds[i].name) == 0) {
@@ -181,6 +207,5 @@ int main(int argc, char **argv)
             return admin_cmds[i].run(argc - first, argv + first);
         }
     }
-    admin_fail(ADMIN_EXIT_USAGE, "unknown command %s", argv[first]);
-    return admin_usage(stderr, ADMIN_EXIT_USAGE);
+    return admin_fail(ADMIN_EXIT_USAGE, "unknown command %s", argv[first]);
 }

@@ -136,6 +136,13 @@ GBytes *vmaug_package_get_payload(VmaugPackage *pkg);
 GBytes *vmaug_package_build(const gchar *manifest_json, const gchar *version,
                             GBytes *payload, VmaugTrustIdentity *signer,
                             GError **error);
+/*
+ * What the helper's loader needs of a payload for @arch, checked before
+ * signing (vmaugment-pack create): an ELF shared object of that machine
+ * and class.  Errors are VMAUG_HOST_ERROR_INVALID.
+ */
+gboolean vmaug_payload_check(GBytes *payload, const gchar *arch,
+                             GError **error);
 /* The machine architecture packages are built for here. */
 const gchar *vmaug_host_arch(void);
 

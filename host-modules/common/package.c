@@ -5,6 +5,7 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <elf.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
 
@@ -626,6 +627,61 @@ VmaugPackage *vmaug_package_verify(GBytes *file, VmaugTrustStore *trust,
         return NULL;
     }
     return g_steal_pointer(&pkg);
+}
+
+/* The ELF machine of each architecture a manifest may name. */
+static const struct {
+    const gchar *arch;
+    guint16 machine;
+    guint8 elf_class;
+} package_machines[] = {
+    { "x86_64", EM_X86_64, ELFCLASS64 },
+    { "aarch64", EM_AARCH64, ELFCLASS64 },
+    { "i386", EM_386, ELFCLASS32 },
+    { "riscv64", EM_RISCV, ELFCLASS64 },
+};
+
+gboolean vmaug_payload_check(GBytes *payload, const gchar *arch,
+                             GError **error)
+{
+    gsize len;
+    const guint8 *p = g_bytes_get_data(payload, &len);
+    guint16 type, machine;
+
+    /* e_type and e_machine sit at the same offsets in both classes. */
+    if (len < sizeof(Elf32_Ehdr) || memcmp(p, ELFMAG, SELFMAG) != 0) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "the payload is not an ELF file");
+        return FALSE;
+    }
+    if (p[EI_DATA] != ELFDATA2LSB) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "the payload is not a little-endian ELF file");
+        return FALSE;
+    }
+    memcpy(&type, p + offsetof(Elf64_Ehdr, e_type), 2);
+    memcpy(&machine, p + offsetof(Elf64_Ehdr, e_machine), 2);
+    if (GUINT16_FROM_LE(type) != ET_DYN) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "the payload is not an ELF shared object");
+        return FALSE;
+    }
+    for (gsize i = 0; i < G_N_ELEMENTS(package_machines); i++) {
+        if (g_strcmp0(arch, package_machines[i].arch) == 0) {
+            if (GUINT16_FROM_LE(machine) != package_machines[i].machine ||
+                p[EI_CLASS] != package_machines[i].elf_class) {
+                g_set_error(error, VMAUG_HOST_ERROR,
+                            VMAUG_HOST_ERROR_INVALID,
+                            "the payload is not built for %s (ELF machine "
+                            "%u)", arch, GUINT16_FROM_LE(machine));
+                return FALSE;
+            }
+            return TRUE;
+        }
+    }
+    g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                "no host runs modules for architecture %s", arch);
+    return FALSE;
 }
 
 GBytes *vmaug_package_build(const gchar *manifest_json, const gchar *version,

@@ -174,6 +174,17 @@ static gboolean audit_is_limited(const gchar *action, const GError *error)
             !g_str_has_prefix(action, "lifecycle-"));
 }
 
+void store_audit_accept_note(VmaugStore *store, const gchar *actor,
+                             const gchar *action, const gchar *name,
+                             const gchar *version, const gchar *sha256,
+                             const gchar *signer, const gchar *note)
+{
+    /* Only for actions never held back (audit_is_limited()). */
+    g_return_if_fail(!audit_is_limited(action, NULL));
+    audit_write(store, actor, action, name, version, sha256, signer, FALSE,
+                note, 0);
+}
+
 void vmaug_store_audit(VmaugStore *store, const gchar *actor,
                        const gchar *action, const gchar *name,
                        const gchar *version, const gchar *sha256,

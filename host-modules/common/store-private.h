@@ -50,6 +50,12 @@ void store_uploads_repair(VmaugStore *store);
 
 /* store-audit.c */
 void store_audit_init(VmaugStore *store);
+/* An accepted @action ("install", never held back) with a @note saying
+ * what the acceptance was ("already stored"). */
+void store_audit_accept_note(VmaugStore *store, const gchar *actor,
+                             const gchar *action, const gchar *name,
+                             const gchar *version, const gchar *sha256,
+                             const gchar *signer, const gchar *note);
 gboolean store_audit_open(VmaugStore *store, GError **error);
 void store_audit_close(VmaugStore *store);
 

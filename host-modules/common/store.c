@@ -610,8 +610,10 @@ gboolean store_publish(VmaugStore *store, VmaugPackage *pkg,
     return TRUE;
 }
 
-VmaugManifest *vmaug_store_install(VmaugStore *store, GBytes *package,
-                                   const gchar *actor, GError **error)
+VmaugManifest *vmaug_store_install_full(VmaugStore *store, GBytes *package,
+                                        const gchar *actor,
+                                        gboolean *already_stored,
+                                        GError **error)
 {
     g_autoptr(VmaugPackage) pkg = NULL;
     g_autoptr(GError) local = NULL;
@@ -620,11 +622,25 @@ VmaugManifest *vmaug_store_install(VmaugStore *store, GBytes *package,
     g_autofree gchar *obj = store_object_path(store, hex);
     VmaugManifest *m;
 
+    if (already_stored != NULL) {
+        *already_stored = FALSE;
+    }
     pkg = vmaug_package_verify(package, store->trust,
                                store->policy->max_package_size, &local);
-    if (pkg == NULL ||
+    if (pkg != NULL &&
         !store_admit(store, pkg->manifest->name, pkg->manifest->version, hex,
-                     &local) ||
+                     &local) &&
+        g_error_matches(local, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_EXISTS) &&
+        already_stored != NULL) {
+        /* Exactly this package again: what was asked for is there, so a
+         * re-run (configuration management) succeeds, and says so. */
+        store_audit_accept_note(store, actor, "install", pkg->manifest->name,
+                                pkg->manifest->version, hex,
+                                pkg->signer->common_name, local->message);
+        *already_stored = TRUE;
+        return g_steal_pointer(&pkg->manifest);
+    }
+    if (pkg == NULL || local != NULL ||
         (!g_file_test(obj, G_FILE_TEST_IS_REGULAR) &&
          !vmaug_store_write_file(obj, g_bytes_get_data(package, NULL),
                              g_bytes_get_size(package), &local)) ||
@@ -642,4 +658,12 @@ VmaugManifest *vmaug_store_install(VmaugStore *store, GBytes *package,
                       NULL);
     m = g_steal_pointer(&pkg->manifest);
     return m;
+}
+
+VmaugManifest *vmaug_store_install(VmaugStore *store, GBytes *package,
+                                   const gchar *actor, GError **error)
+{
+    gboolean already;
+
+    return vmaug_store_install_full(store, package, actor, &already, error);
 }

@@ -114,9 +114,17 @@ gboolean vmaug_store_write_file(const gchar *path, const void *data,
 void vmaug_store_remove_tree(const gchar *dir, const gchar *keep);
 
 /* Verify and store a complete package.  Refused: signature, manifest,
- * mix-and-match, rollback, same version with other content. */
+ * mix-and-match, rollback, same version with other content.  Exactly
+ * this package already stored is success, audited as an acceptance with
+ * the reason "already stored". */
 VmaugManifest *vmaug_store_install(VmaugStore *store, GBytes *package,
                                    const gchar *actor, GError **error);
+/* The same, telling whether the package was already stored; with
+ * @already_stored NULL that is an error, VMAUG_HOST_ERROR_EXISTS. */
+VmaugManifest *vmaug_store_install_full(VmaugStore *store, GBytes *package,
+                                        const gchar *actor,
+                                        gboolean *already_stored,
+                                        GError **error);
 
 /* The given version (NULL or "" for the newest) of a module.  A version
  * is a number: "1.00" finds what is stored as "1.0", and only one

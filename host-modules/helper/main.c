@@ -41,6 +41,7 @@
 #include "device.h"
 #include "spares.h"
 #include "systemd.h"
+#include "vmaug-cli.h"
 
 static gchar *opt_config;
 static gboolean opt_print_config;
@@ -443,16 +444,27 @@ int main(int argc, char **argv)
     Helper h = { 0 };
     int listen_fd, activated_fd;
 
+    static const char *const examples[] = {
+        "vmaugment-helper --config /etc/vmaugment/helper.conf",
+        "vmaugment-helper --socket /run/vmaugment/helper.sock --store "
+        "/var/lib/vmaugment/store --trust-dir /etc/vmaugment/trust",
+        "vmaugment-helper --config /etc/vmaugment/helper.conf "
+        "--print-config",
+        NULL
+    };
+    int status;
+
+    vmaug_cli_init("vmaugment-helper");
     if (!main_load_config(argv, &error)) {
         g_printerr("vmaugment-helper: config: %s\n", error->message);
-        return 2;
+        return VMAUG_EXIT_USAGE;
     }
     ctx = g_option_context_new("- serve vmaugment modules to QEMU");
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_option_context_add_main_entries(ctx, config_entries, NULL);
-    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
-        g_printerr("vmaugment-helper: %s\n", error->message);
-        return 2;
+    vmaug_cli_setup_daemon(ctx, examples);
+    if ((status = vmaug_cli_parse(ctx, &argc, &argv)) >= 0) {
+        return status;
     }
     /* Before anything else reads the environment or forks. */
     activated_fd = systemd_take_environment(&error);

@@ -406,11 +406,14 @@ static gboolean module_api_install(Module *m, guint64 tag, const guint8 *args,
     g_autoptr(VmaugManifest) installed = NULL;
     g_autoptr(GError) error = NULL;
     g_autofree gchar *actor = g_strconcat("module:", m->name, NULL);
+    gboolean already = FALSE;
 
-    /* Exactly the checks of a guest upload, signature first. */
-    installed = vmaug_store_install(m->store, pkg, actor, &error);
-    module_api_reply(m, tag, installed != NULL ? 0 :
-                     error->code == VMAUG_HOST_ERROR_EXISTS ? -EEXIST :
+    /* Exactly the checks of a guest upload, signature first.  A module
+     * learns that nothing changed (an upgrade module then restarts
+     * nothing). */
+    installed = vmaug_store_install_full(m->store, pkg, actor, &already,
+                                         &error);
+    module_api_reply(m, tag, already ? -EEXIST : installed != NULL ? 0 :
                      -EACCES, NULL, 0, -1);
     return TRUE;
 }

@@ -123,8 +123,12 @@ static gchar *repo_fetch_reason(const gchar *err)
     if (last == NULL) {
         return g_strdup("the repository client failed");
     }
+    /* "vmaugment-repo: fetch: why" (docs/cli.rst): the why. */
     if (g_str_has_prefix(last, "vmaugment-repo: ")) {
         last += strlen("vmaugment-repo: ");
+    }
+    if (g_str_has_prefix(last, "fetch: ")) {
+        last += strlen("fetch: ");
     }
     valid = g_utf8_make_valid(last, -1);
     if (g_utf8_strlen(valid, -1) > REPO_FETCH_MAX_REASON) {

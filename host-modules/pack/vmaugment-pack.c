@@ -6,15 +6,17 @@
  *   vmaugment-pack inspect mod.vmod
  *   vmaugment-pack verify --trust-dir DIR mod.vmod
  *   vmaugment-pack install --store DIR --trust-dir DIR [--policy P] mod.vmod
- *   vmaugment-pack list --store DIR --trust-dir DIR
+ *   vmaugment-pack list --store DIR
+ *
+ * --json reports on stdout, also on failure.  Exit status (docs/cli.rst):
+ * 0 done, 1 failed, 2 usage, 4 refused (signature or policy).
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
-#include <stdio.h>
-
 #include "host-common.h"
 #include "store.h"
+#include "vmaug-cli.h"
 
 static gchar *opt_manifest;
 static gchar *opt_payload;
@@ -25,6 +27,7 @@ static gchar *opt_trust_dir;
 static gchar *opt_store;
 static gchar *opt_policy;
 static gchar *opt_version;
+static gboolean opt_json;
 
 static const GOptionEntry entries[] = {
     { "manifest", 'm', 0, G_OPTION_ARG_FILENAME, &opt_manifest,
@@ -40,7 +43,8 @@ static const GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output,
       "create: package to write", "FILE" },
     { "trust-dir", 't', 0, G_OPTION_ARG_FILENAME, &opt_trust_dir,
-      "verify/install/list: trusted certificates and CRLs", "DIR" },
+      "verify/install: trusted certificates and CRLs (default: the "
+      "host's)", "DIR" },
     { "store", 's', 0, G_OPTION_ARG_FILENAME, &opt_store,
       "install/list: module store directory", "DIR" },
     { "policy", 0, 0, G_OPTION_ARG_FILENAME, &opt_policy,
@@ -53,6 +57,53 @@ static GBytes *pack_read(const gchar *path, GError **error)
     return vmaug_trust_read_file(path, VMAUG_MAX_UPLOAD_SIZE, error);
 }
 
+/* A command line that does not fit the command: exit status 2. */
+static gboolean pack_usage(GError **error, const gchar *what)
+{
+    g_set_error(error, VMAUG_CLI_USAGE_ERROR, VMAUG_CLI_USAGE_ERROR_CODE,
+                "%s", what);
+    return FALSE;
+}
+
+/* {"status": WORD, MEMBER: VALUE...} on stdout for --json. */
+static void pack_report(const gchar *status, ...) G_GNUC_NULL_TERMINATED;
+static void pack_report(const gchar *status, ...)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    const gchar *name;
+    va_list ap;
+
+    json_builder_begin_object(b);
+    va_start(ap, status);
+    while ((name = va_arg(ap, const gchar *)) != NULL) {
+        json_builder_set_member_name(b, name);
+        json_builder_add_string_value(b, va_arg(ap, const gchar *));
+    }
+    va_end(ap);
+    vmaug_cli_print_report(b, status, NULL);
+}
+
+/* What the helper's loader checks of the payload, before anything is
+ * written: a package it would never load is not made. */
+static gboolean pack_check_payload(GBytes *pkg, GBytes *payload,
+                                   GError **error)
+{
+    const guint8 *p = g_bytes_get_data(pkg, NULL);
+    guint32 mlen = GUINT32_FROM_LE(*(const guint32 *)(p + 12));
+    g_autoptr(VmaugManifest) m = NULL;
+
+    m = vmaug_manifest_parse((const gchar *)p + VMAUG_PKG_HEADER_SIZE, mlen,
+                             error);
+    if (m == NULL) {
+        return FALSE;
+    }
+    if (!vmaug_payload_check(payload, m->arch, error)) {
+        g_prefix_error(error, "%s: ", opt_payload);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 static gboolean pack_create(GError **error)
 {
     g_autoptr(VmaugTrustIdentity) id = NULL;
@@ -63,10 +114,8 @@ static gboolean pack_create(GError **error)
 
     if (opt_manifest == NULL || opt_payload == NULL || opt_key == NULL ||
         opt_cert == NULL || opt_output == NULL) {
-        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                    "create needs --manifest --payload --key --cert "
-                    "--output");
-        return FALSE;
+        return pack_usage(error, "--manifest --payload --key --cert "
+                          "--output are required");
     }
     id = vmaug_trust_identity_load(opt_key, opt_cert, error);
     manifest = id != NULL ? pack_read(opt_manifest, error) : NULL;
@@ -78,12 +127,20 @@ static gboolean pack_create(GError **error)
                      g_bytes_get_size(manifest));
     pkg = vmaug_package_build(json, opt_version, payload, id, error);
     if (pkg == NULL) {
+        g_prefix_error(error, "%s: ", opt_manifest);
         return FALSE;
     }
-    return g_file_set_contents_full(opt_output, g_bytes_get_data(pkg, NULL),
-                                    g_bytes_get_size(pkg),
-                                    G_FILE_SET_CONTENTS_CONSISTENT, 0644,
-                                    error);
+    if (!pack_check_payload(pkg, payload, error) ||
+        !g_file_set_contents_full(opt_output, g_bytes_get_data(pkg, NULL),
+                                  g_bytes_get_size(pkg),
+                                  G_FILE_SET_CONTENTS_CONSISTENT, 0644,
+                                  error)) {
+        return FALSE;
+    }
+    if (opt_json) {
+        pack_report("created", "package", opt_output, NULL);
+    }
+    return TRUE;
 }
 
 static gboolean pack_inspect(const gchar *path, GError **error)
@@ -109,6 +166,14 @@ static gboolean pack_inspect(const gchar *path, GError **error)
                     "manifest length out of range");
         return FALSE;
     }
+    if (opt_json) {
+        g_autofree gchar *text = g_strndup((const gchar *)p +
+                                           VMAUG_PKG_HEADER_SIZE, mlen);
+
+        /* As text: it is unverified, so it is not interpreted here. */
+        pack_report("unverified", "package", path, "manifest", text, NULL);
+        return TRUE;
+    }
     /* Shown as text, unverified: inspect is for humans. */
     g_print("# unverified manifest\n%.*s\n", (int)mlen,
             (const gchar *)p + VMAUG_PKG_HEADER_SIZE);
@@ -117,12 +182,14 @@ static gboolean pack_inspect(const gchar *path, GError **error)
 
 static VmaugTrustStore *pack_trust(GError **error)
 {
-    if (opt_trust_dir == NULL) {
-        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                    "--trust-dir is required");
-        return NULL;
+    const gchar *dir = opt_trust_dir != NULL ? opt_trust_dir :
+                       vmaug_cli_default_trust_dir();
+    VmaugTrustStore *trust = vmaug_trust_store_new_from_dir(dir, error);
+
+    if (trust == NULL) {
+        g_prefix_error(error, "trust store %s: ", dir);
     }
-    return vmaug_trust_store_new_from_dir(opt_trust_dir, error);
+    return trust;
 }
 
 static gboolean pack_verify(const gchar *path, GError **error)
@@ -138,6 +205,15 @@ static gboolean pack_verify(const gchar *path, GError **error)
     if (pkg == NULL) {
         return FALSE;
     }
+    if (opt_json) {
+        pack_report("verified", "package", path,
+                    "name", pkg->manifest->name,
+                    "version", pkg->manifest->version,
+                    "kind", vmaug_kind_to_string(pkg->manifest->kind),
+                    "signer", pkg->signer->common_name,
+                    "signer_fingerprint", pkg->signer->fingerprint, NULL);
+        return TRUE;
+    }
     g_print("%s %s (%s) signed by %s [%s]\n", pkg->manifest->name,
             pkg->manifest->version, vmaug_kind_to_string(pkg->manifest->kind),
             pkg->signer->common_name, pkg->signer->fingerprint);
@@ -147,12 +223,9 @@ static gboolean pack_verify(const gchar *path, GError **error)
 static VmaugStore *pack_store(VmaugTrustStore *trust, VmaugPolicy *policy,
                               GError **error)
 {
-    if (opt_store == NULL) {
-        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                    "--store is required");
-        return NULL;
-    }
-    return vmaug_store_open(opt_store, trust, policy, error);
+    return vmaug_store_open(opt_store != NULL ? opt_store :
+                            vmaug_cli_default_store_dir(), trust, policy,
+                            error);
 }
 
 static gboolean pack_install(const gchar *path, GError **error)
@@ -162,6 +235,7 @@ static gboolean pack_install(const gchar *path, GError **error)
     g_autoptr(VmaugStore) store = NULL;
     g_autoptr(GBytes) file = NULL;
     g_autoptr(VmaugManifest) m = NULL;
+    gboolean already;
 
     if (trust == NULL) {
         return FALSE;
@@ -175,11 +249,19 @@ static gboolean pack_install(const gchar *path, GError **error)
     if (file == NULL) {
         return FALSE;
     }
-    m = vmaug_store_install(store, file, "vmaugment-pack", error);
+    m = vmaug_store_install_full(store, file, "vmaugment-pack", &already,
+                                 error);
     if (m == NULL) {
         return FALSE;
     }
-    g_print("installed %s %s\n", m->name, m->version);
+    if (opt_json) {
+        pack_report(already ? "already-stored" : "installed",
+                    "package", path, "name", m->name, "version", m->version,
+                    NULL);
+        return TRUE;
+    }
+    g_print("%s %s %s\n", already ? "already stored" : "installed", m->name,
+            m->version);
     return TRUE;
 }
 
@@ -187,13 +269,44 @@ static gboolean pack_list(GError **error)
 {
     g_autoptr(VmaugTrustStore) trust = vmaug_trust_store_new();
     g_autoptr(VmaugPolicy) policy = vmaug_policy_new_default();
-    g_autoptr(VmaugStore) store = pack_store(trust, policy, error);
+    g_autoptr(VmaugStore) store = NULL;
     g_autoptr(GPtrArray) list = NULL;
+    const gchar *dir = opt_store != NULL ? opt_store :
+                       vmaug_cli_default_store_dir();
 
+    /* Only install makes a store: a mistyped --store lists nothing. */
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                    "no module store at %s", dir);
+        return FALSE;
+    }
+    store = pack_store(trust, policy, error);
     if (store == NULL) {
         return FALSE;
     }
     list = vmaug_store_list(store);
+    if (opt_json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "modules");
+        json_builder_begin_array(b);
+        for (guint i = 0; i < list->len; i++) {
+            VmaugStoreEntry *e = g_ptr_array_index(list, i);
+
+            json_builder_begin_object(b);
+            json_builder_set_member_name(b, "name");
+            json_builder_add_string_value(b, e->name);
+            json_builder_set_member_name(b, "version");
+            json_builder_add_string_value(b, e->version);
+            json_builder_set_member_name(b, "sha256");
+            json_builder_add_string_value(b, e->sha256);
+            json_builder_end_object(b);
+        }
+        json_builder_end_array(b);
+        vmaug_cli_print_report(b, "ok", NULL);
+        return TRUE;
+    }
     for (guint i = 0; i < list->len; i++) {
         VmaugStoreEntry *e = g_ptr_array_index(list, i);
 
@@ -204,44 +317,56 @@ static gboolean pack_list(GError **error)
 
 int main(int argc, char **argv)
 {
+    static const char *const examples[] = {
+        "vmaugment-pack create --manifest manifest.json --payload "
+        "vmaug-echo.so --key admin.key --cert admin.crt -o echo.vmod",
+        "vmaugment-pack inspect echo.vmod",
+        "vmaugment-pack verify --trust-dir /etc/vmaugment/trust echo.vmod",
+        "vmaugment-pack install --store DIR --json echo.vmod",
+        NULL
+    };
     g_autoptr(GOptionContext) ctx = NULL;
     g_autoptr(GError) error = NULL;
     const gchar *cmd;
     gboolean ok;
+    int status;
 
+    vmaug_cli_init("vmaugment-pack");
     ctx = g_option_context_new("create|inspect|verify|install|list "
                                "[PACKAGE] - vmaugment module packages");
     g_option_context_add_main_entries(ctx, entries, NULL);
-    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
-        g_printerr("vmaugment-pack: %s\n", error->message);
-        return 1;
+    vmaug_cli_setup(ctx, &opt_json, examples);
+    if ((status = vmaug_cli_parse(ctx, &argc, &argv)) >= 0) {
+        return status;
     }
     if (argc < 2) {
-        g_printerr("vmaugment-pack: a command is required (--help)\n");
-        return 1;
+        return vmaug_cli_usage("a command is required");
     }
     cmd = argv[1];
-    if (g_strcmp0(cmd, "create") == 0 && argc == 2) {
-        ok = pack_create(&error);
-    } else if (g_strcmp0(cmd, "list") == 0 && argc == 2) {
-        ok = pack_list(&error);
+    if (g_strcmp0(cmd, "create") == 0) {
+        ok = argc == 2 ? pack_create(&error) :
+             pack_usage(&error, "options only");
+    } else if (g_strcmp0(cmd, "list") == 0) {
+        ok = argc == 2 ? pack_list(&error) :
+             pack_usage(&error, "options only");
+    } else if (g_strcmp0(cmd, "inspect") != 0 &&
+               g_strcmp0(cmd, "verify") != 0 &&
+               g_strcmp0(cmd, "install") != 0) {
+        return vmaug_cli_usage("unknown command %s", cmd);
     } else if (argc != 3) {
-        g_printerr("vmaugment-pack: %s takes one package\n", cmd);
-        return 1;
+        ok = pack_usage(&error, "takes one package");
     } else if (g_strcmp0(cmd, "inspect") == 0) {
         ok = pack_inspect(argv[2], &error);
     } else if (g_strcmp0(cmd, "verify") == 0) {
         ok = pack_verify(argv[2], &error);
-    } else if (g_strcmp0(cmd, "install") == 0) {
-        ok = pack_install(argv[2], &error);
     } else {
-        g_printerr("vmaugment-pack: unknown command %s\n", cmd);
-        return 1;
+        ok = pack_install(argv[2], &error);
     }
     if (!ok) {
-        g_printerr("vmaugment-pack: %s\n", error->message);
-        return error->domain == VMAUG_HOST_ERROR &&
-               error->code == VMAUG_HOST_ERROR_DENIED ? 3 : 2;
+        if (opt_json) {
+            vmaug_cli_print_failure(error);
+        }
+        return vmaug_cli_fail(error, "%s", cmd);
     }
-    return 0;
+    return VMAUG_EXIT_OK;
 }

@@ -100,9 +100,9 @@ fixtures_windows() {
 }
 
 # expect_refusal [--status N] PATTERN ARGS...: runs vmaugment-offline ARGS,
-# expecting it to exit with status N (default 1, an error; 3 is "does not
-# apply") and its error message (stderr) to match PATTERN, an extended
-# regular expression.
+# expecting it to exit with status N (default 1, an error; 3 "does not
+# apply", 4 refused by signature: docs/cli.rst) and its error message
+# (stderr) to match PATTERN, an extended regular expression.
 expect_refusal() {
     local want=1 pattern err rc=0
     if [ "$1" = --status ]; then
@@ -125,8 +125,9 @@ part_offset() {
     sfdisk --json "$1" | python3 -c '
 import json, sys
 t = json.load(sys.stdin)["partitiontable"]
-p = t["partitions"][int(sys.argv[1]) - 1]
-print(p["start"] * t.get("sectorsize", 512))' "$2"
+# Nodes are the disk path and the number; logical ones start at 5.
+p = [p for p in t["partitions"] if p["node"] == sys.argv[1] + sys.argv[2]][0]
+print(p["start"] * t.get("sectorsize", 512))' "$1" "$2"
 }
 
 # e2fsck -fn on both partitions of the Linux fixture image $1 (any format).
@@ -211,6 +212,42 @@ build_bundle() {
     "$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" \
         --cert "$tmp/trust/admin.pem" --payload-dir "$tmp/payload" \
         --output "$1" "$tmp/manifest.json"
+}
+
+# sign_unchecked_bundle OUT MANIFEST PAYLOAD_DIR: a bundle of MANIFEST
+# (its payload table filled in) signed by the trusted key, assembled here
+# (tar, vmaugment-sign), since bundle-build refuses to sign what apply
+# would refuse: for the tests of apply's own refusals.
+sign_unchecked_bundle() {
+    local dir
+    dir=$(mktemp -d "$tmp/unchecked.XXXXXX")
+    mkdir "$dir/payload"
+    python3 - "$2" "$3" "$dir" <<'PY' || return 1
+import hashlib, json, os, shutil, sys
+m = json.load(open(sys.argv[1]))
+table = {}
+for key in ("files", "packages"):
+    for op in m.get(key, []):
+        name = op.get("payload") if isinstance(op, dict) else None
+        if isinstance(name, str) and name not in table:
+            data = open(os.path.join(sys.argv[2], name), "rb").read()
+            table[name] = {"sha256": hashlib.sha256(data).hexdigest(),
+                           "size": len(data)}
+            shutil.copy(os.path.join(sys.argv[2], name),
+                        os.path.join(sys.argv[3], "payload", name))
+m["payload"] = table
+json.dump(m, open(os.path.join(sys.argv[3], "manifest.json"), "w"))
+PY
+    "$VMAUGMENT_SIGN" --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+        --output "$dir/manifest.json.p7s" "$dir/manifest.json" &&
+    tar -C "$dir" -cf "$1" manifest.json manifest.json.p7s payload
+}
+
+# build_unchecked_bundle OUT RULES FILES: build_bundle's bundle, signed
+# without bundle-build's checks (sign_unchecked_bundle).
+build_unchecked_bundle() {
+    write_manifest "$tmp/unchecked.json" "$2" "$3"
+    sign_unchecked_bundle "$1" "$tmp/unchecked.json" "$tmp/payload"
 }
 
 vo() {

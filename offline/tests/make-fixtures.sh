@@ -13,6 +13,12 @@
 #                               of the packages the apt planning test
 #                               rebuilds with newer versions (apt-get
 #                               download), and netbase, which it lacks
+#   make-fixtures.sh logical -> debian-logical.{raw,qcow2}: MBR, root and
+#                               /srv in logical partitions 5 and 6
+#   make-fixtures.sh rpm     -> rpm.{raw,qcow2}: an rpm-based guest (rpm's
+#                               database made by rpm, rpmbuild packages),
+#                               its expected "packages" and rpmdb.sqlite;
+#                               rpm-wal.raw, rpm-bdb.raw: databases refused
 #   make-fixtures.sh windows -> windows.{raw,qcow2,vmdk,vhdx}: MBR, an NTFS
 #                               system volume (C:) with a Windows-like tree
 #                               and an NTFS data volume (D: by the SYSTEM
@@ -495,11 +501,133 @@ PART
     echo "$out"
 }
 
+# Debian in logical partitions of an MBR extended partition: root in 5,
+# /srv in 6 (by device name in fstab), whose boot record lies 450 MiB into
+# the disk, far from the table at its start.
+logical_images() {
+    cached logical && return
+    local out=$cache/logical-v$fixture_version
+    fresh_tree "$out"
+    local work=$out/work
+    local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c005
+    cat >"$work/root/etc/fstab" <<FSTAB
+UUID=$root_uuid / ext4 errors=remount-ro 0 1
+/dev/sda6 /srv ext4 defaults 0 2
+FSTAB
+    mkdir -p "$work/srv/www"
+    echo "hello from a logical partition" >"$work/srv/www/index.html"
+    local raw=$out/debian-logical.raw
+    truncate -s 600M "$raw"
+    sfdisk --quiet "$raw" <<PART
+label: dos
+start=2048, size=1226752, type=5
+start=4096, size=921600, type=83
+start=929792, size=131072, type=83
+PART
+    mke2fs -q -F -t ext4 -U "$root_uuid" -L root -E offset=$((4096 * 512)) \
+        -d "$work/root" "$raw" 450M
+    mke2fs -q -F -t ext4 -L srvdata -E offset=$((929792 * 512)) \
+        -d "$work/srv" "$raw" 64M
+    rm -rf "$work"
+    "$qemu_img" convert -O qcow2 "$raw" "$out/debian-logical.qcow2"
+    touch "$out/.complete"
+    echo "$out"
+}
+
+# rpm_package TOPDIR NAME EPOCH VERSION RELEASE FILE: a noarch rpm with one
+# file, built by rpmbuild (EPOCH may be empty).
+rpm_package() {
+    local top=$1 name=$2 epoch=$3 version=$4 release=$5 file=$6
+    mkdir -p "$top/SPECS"
+    cat >"$top/SPECS/$name.spec" <<SPEC
+Name: $name
+${epoch:+Epoch: $epoch}
+Version: $version
+Release: $release
+Summary: vmaugment test package
+License: GPL-2.0-or-later
+BuildArch: noarch
+%description
+A package of the offline tests' rpm guest.
+%install
+mkdir -p %{buildroot}$(dirname "$file")
+echo "$name $version" >%{buildroot}$file
+%files
+$file
+SPEC
+    rpmbuild --quiet --define "_topdir $top" -bb "$top/SPECS/$name.spec" \
+        >>"$cache/rpmbuild.log" 2>&1
+}
+
+# rpm_disk TREE RAW: a GPT disk with one ext4 filesystem holding TREE.
+rpm_disk() {
+    truncate -s 64M "$2"
+    sfdisk --quiet "$2" <<PART
+label: gpt
+first-lba: 2048
+start=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root
+PART
+    mke2fs -q -F -t ext4 -L root -E offset=$((2048 * 512)) -d "$1" "$2" 60M
+}
+
+# A Rocky Linux 9-like guest: os-release, fstab and an rpm database in
+# /usr/lib/sysimage/rpm (linked from /var/lib/rpm, as Fedora has it) made
+# by rpm itself with three packages built by rpmbuild, one with an epoch.
+# rpm-wal.raw: the same with a non-empty write-ahead log beside the
+# database; rpm-bdb.raw: a Berkeley DB database's file name.
+rpm_images() {
+    cached rpm && return
+    local out=$cache/rpm-v$fixture_version
+    rm -rf "$out"
+    mkdir -p "$out/work/tree/etc" "$out/work/tree/var/lib" "$out/work/top"
+    local tree=$out/work/tree
+    cat >"$tree/etc/os-release" <<'OSR'
+NAME="Rocky Linux"
+VERSION="9.3 (Blue Onyx)"
+ID="rocky"
+ID_LIKE="rhel centos fedora"
+VERSION_ID="9.3"
+PLATFORM_ID="platform:el9"
+PRETTY_NAME="Rocky Linux 9.3 (Blue Onyx)"
+OSR
+    printf 'LABEL=root / ext4 defaults 0 1\n' >"$tree/etc/fstab"
+    echo rocky-fixture >"$tree/etc/hostname"
+    rpm_package "$out/work/top" vmaug-tool "" 1.0 1 /usr/share/vmaug/tool.txt
+    rpm_package "$out/work/top" vmaug-epoch 2 1.2 3.el9 /usr/share/vmaug/epoch.txt
+    rpm_package "$out/work/top" vmaug-conf "" 0.9 7 /etc/vmaug.conf
+    rpm --root "$tree" --dbpath /usr/lib/sysimage/rpm --initdb
+    rpm --root "$tree" --dbpath /usr/lib/sysimage/rpm -i --nodeps \
+        --noscripts --ignoreos --ignorearch "$out/work/top"/RPMS/noarch/*.rpm \
+        >>"$cache/rpmbuild.log" 2>&1
+    ln -s ../../usr/lib/sysimage/rpm "$tree/var/lib/rpm"
+    rm -f "$tree/usr/lib/sysimage/rpm/.rpm.lock" \
+        "$tree/usr/lib/sysimage/rpm/rpmdb.sqlite-shm"
+    [ ! -s "$tree/usr/lib/sysimage/rpm/rpmdb.sqlite-wal" ] ||
+        { echo "rpm left a write-ahead log" >&2; exit 1; }
+    # The expected package list, from rpm itself.
+    rpm --root "$tree" --dbpath /usr/lib/sysimage/rpm -qa \
+        --qf '%{NAME} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE} %{ARCH}\n' |
+        sort >"$out/packages" 2>>"$cache/rpmbuild.log"
+    cp "$tree/usr/lib/sysimage/rpm/rpmdb.sqlite" "$out/rpmdb.sqlite"
+    rpm_disk "$tree" "$out/rpm.raw"
+    "$qemu_img" convert -O qcow2 "$out/rpm.raw" "$out/rpm.qcow2"
+    head -c 4096 /dev/urandom >"$tree/usr/lib/sysimage/rpm/rpmdb.sqlite-wal"
+    rpm_disk "$tree" "$out/rpm-wal.raw"
+    rm -f "$tree/usr/lib/sysimage/rpm/rpmdb.sqlite"*
+    head -c 8192 /dev/zero >"$tree/usr/lib/sysimage/rpm/Packages"
+    rpm_disk "$tree" "$out/rpm-bdb.raw"
+    rm -rf "$out/work"
+    touch "$out/.complete"
+    echo "$out"
+}
+
 case ${1:-} in
     linux) linux ;;
+    rpm) rpm_images ;;
+    logical) logical_images ;;
     lvm) lvm_images ;;
     windows) windows ;;
     minbase) minbase ;;
     debs) debs ;;
-    *) echo "usage: $0 linux|lvm|windows|minbase|debs" >&2; exit 2 ;;
+    *) echo "usage: $0 linux|lvm|logical|rpm|windows|minbase|debs" >&2; exit 2 ;;
 esac

@@ -14,7 +14,7 @@ cp "$fix/debian.qcow2" "$tmp/a.qcow2"
 sum=$(sha256sum <"$tmp/a.qcow2")
 
 vo check "$tmp/a.qcow2" "$tmp/demo.vmab" >"$tmp/check.json"
-[ "$(json_get "$tmp/check.json" status)" = dry-run ] || fail "check status"
+[ "$(json_get "$tmp/check.json" status)" = applicable ] || fail "check status"
 [ "$(json_get "$tmp/check.json" rules 1 holds)" = True ] || fail "check rules"
 vo apply --dry-run "$tmp/a.qcow2" "$tmp/demo.vmab" >"$tmp/dry.json"
 python3 - "$tmp/dry.json" "$motd_sha" <<'PY' || fail "dry-run plan"

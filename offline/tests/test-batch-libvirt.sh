@@ -127,7 +127,7 @@ pass "formats from the domain XML; rerun is idempotent"
 expect_refusal "libvirt test://$tmp/absent.xml: " \
     --trust-dir "$tmp/trust" batch --bundle "$tmp/demo.vmab" \
     --libvirt "test://$tmp/absent.xml"
-expect_refusal "usage: batch" --trust-dir "$tmp/trust" batch \
+expect_refusal --status 2 "usage: batch" --trust-dir "$tmp/trust" batch \
     --bundle "$tmp/demo.vmab" --libvirt "$uri" "$imgs/a.qcow2"
 cmp -s "$imgs/r.qcow2" "$imgs/orig.qcow2" || fail "refused batch changed r"
 pass "an unreachable libvirt and mixed sources are refused"

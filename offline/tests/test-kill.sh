@@ -73,7 +73,8 @@ for i in $(seq "$rounds"); do
         *) fail "round $i: the apply $ended before the kill" ;;
     esac
     echo "# round $i: $delay ms into $stage: $ended"
-    recovery=$(vo recover "$img") || fail "round $i: recover failed"
+    vo recover "$img" >"$tmp/recover.json" || fail "round $i: recover failed"
+    recovery=$(json_get "$tmp/recover.json" recovery)
     no_sidecars "$img"
     rc=0
     "$QEMU_IMG" compare -q "$orig" "$img" || rc=$?

@@ -232,7 +232,7 @@ expect_refusal "bad component" \
 expect_refusal "cannot read the keyring" \
     plan "${sources[@]}" --keyring "$tmp/none.gpg" \
     --download-dir "$tmp/d5" "$tmp/a.qcow2"
-expect_refusal "usage: plan" plan "${sources[@]}" --download-dir "$tmp/d5" \
+expect_refusal --status 2 "usage: plan" plan "${sources[@]}" --download-dir "$tmp/d5" \
     "$tmp/a.qcow2"
 pass "bad sources, a missing keyring and missing options are refused"
 
@@ -283,7 +283,7 @@ vo check "$tmp/a.qcow2" "$tmp/u.vmab" >"$tmp/check.json" ||
 python3 - "$tmp/check.json" <<'PY' || fail "check rules"
 import json, sys
 d = json.load(open(sys.argv[1]))
-assert d["status"] == "dry-run", d
+assert d["status"] == "applicable", d
 assert len(d["rules"]) == 4 and all(r["holds"] for r in d["rules"]), d
 PY
 expect_refusal --status 3 "does not apply.*libaudit-common:all = " \
@@ -304,9 +304,14 @@ bad_package() {
    "old_version": null $1} ]}
 JSON
     sed -i "$2" "$tmp/bad.json"
-    vo bundle-build --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
-        --payload-dir "$tmp/pp" --output "$tmp/bad.vmab" "$tmp/bad.json" ||
-        fail "bundle-build of a bad package entry"
+    # bundle-build refuses to sign it, with the parser's own words.
+    rm -f "$tmp/bad.vmab"
+    expect_refusal "$3" bundle-build --key "$tmp/admin.key" \
+        --cert "$tmp/trust/admin.pem" --payload-dir "$tmp/pp" \
+        --output "$tmp/bad.vmab" "$tmp/bad.json"
+    [ ! -e "$tmp/bad.vmab" ] || fail "bundle-build signed a bad package entry"
+    sign_unchecked_bundle "$tmp/bad.vmab" "$tmp/bad.json" "$tmp/pp" ||
+        fail "assembling a bad package entry"
     expect_refusal "$3" --trust-dir "$tmp/trust" check "$tmp/a.qcow2" \
         "$tmp/bad.vmab"
 }

@@ -123,12 +123,12 @@ mkdir "$tmp/unpack"
 tar -C "$tmp/unpack" -xf "$tmp/demo.vmab"
 sed -i 's/test bundle/test bundlf/' "$tmp/unpack/manifest.json"
 tar -C "$tmp/unpack" -cf "$tmp/tampered.vmab" manifest.json manifest.json.p7s payload
-refuse "$img" "signature rejected: the signature does not match the data" \
+refuse "$img" --status 4 "signature rejected: the signature does not match the data" \
     apply "$img" "$tmp/tampered.vmab"
 pass "manifest changed after signing: signature does not match"
 
 tar -C "$tmp/unpack" -cf "$tmp/unsigned.vmab" manifest.json payload
-refuse "$img" "lacks manifest.json.p7s; only signed bundles are applied" \
+refuse "$img" --status 4 "lacks manifest.json.p7s; only signed bundles are applied" \
     apply "$img" "$tmp/unsigned.vmab"
 pass "bundle without a signature refused"
 
@@ -136,7 +136,7 @@ pass "bundle without a signature refused"
 write_manifest "$tmp/manifest.json" "$demo_rules" "$demo_files"
 "$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/other.key" --cert "$tmp/other.pem" \
     --payload-dir "$tmp/payload" --output "$tmp/stranger.vmab" "$tmp/manifest.json"
-refuse "$img" "signature rejected: the signer's certificate is not trusted: .*issuer is unknown" \
+refuse "$img" --status 4 "signature rejected: the signer's certificate is not trusted: .*issuer is unknown" \
     apply "$img" "$tmp/stranger.vmab"
 pass "bundle signed by an untrusted key refused"
 
@@ -144,12 +144,18 @@ pass "bundle signed by an untrusted key refused"
 tar -C "$tmp/unpack" -xf "$tmp/demo.vmab" manifest.json
 echo "evil" >"$tmp/unpack/payload/motd"
 tar -C "$tmp/unpack" -cf "$tmp/swapped.vmab" manifest.json manifest.json.p7s payload
-refuse "$img" "payload \"motd\" does not match the signed manifest's hash" \
+refuse "$img" --status 4 "payload \"motd\" does not match the signed manifest's hash" \
     apply "$img" "$tmp/swapped.vmab"
 pass "payload swapped after signing refused"
 
 # Signed by the trusted key, but not a manifest we accept.
-build_bundle "$tmp/badop.vmab" "" '{"op": "frobnicate", "path": "/etc/motd"}'
+# bundle-build refuses to sign it.
+rc=0; build_bundle "$tmp/badop.vmab" "" '{"op": "frobnicate", "path": "/etc/motd"}' \
+    2>"$tmp/err" || rc=$?
+[ $rc -eq 1 ] && [ ! -e "$tmp/badop.vmab" ] &&
+    grep -q 'unknown op "frobnicate"' "$tmp/err" ||
+    fail "bundle-build signed an unknown op (exit $rc): $(cat "$tmp/err")"
+build_unchecked_bundle "$tmp/badop.vmab" "" '{"op": "frobnicate", "path": "/etc/motd"}'
 refuse "$img" 'bad bundle manifest: files\[0\]: unknown op "frobnicate"' \
     apply "$img" "$tmp/badop.vmab"
 pass "signed but malformed manifest refused"
@@ -172,8 +178,8 @@ pass "old-hash mismatch refused"
 
 # --- paths escaping: '..' in the bundle, a link climbing above /, writing
 # through a final link.
-# bundle-build only signs; the path is judged when the bundle is loaded.
-build_bundle "$tmp/dotdot.vmab" "" \
+# bundle-build refuses the first; the others are judged on the image.
+build_unchecked_bundle "$tmp/dotdot.vmab" "" \
     '{"op": "add", "path": "/etc/../../tmp/x", "payload": "motd"}'
 refuse "$img" "'\\.\\.' component" apply "$img" "$tmp/dotdot.vmab"
 build_bundle "$tmp/escape.vmab" "" \

@@ -11,6 +11,7 @@
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 
+#include "vmaugment/exit-status.h"
 #include "test-common.h"
 #include "repo-private.h"
 
@@ -832,9 +833,9 @@ static void test_cli(void)
     test_run(create);
     test_run(publish);
     /* Another package under a published name and version is refused. */
-    g_assert_cmpint(test_tool(conflict, NULL), ==, 2);
-    /* So is an index that would be born expired. */
-    g_assert_cmpint(test_tool(past, NULL), ==, 1);
+    g_assert_cmpint(test_tool(conflict, NULL), ==, VMAUG_EXIT_REFUSED);
+    /* An index that would be born expired is a mistake of the command. */
+    g_assert_cmpint(test_tool(past, NULL), ==, VMAUG_EXIT_USAGE);
 
     g_assert_cmpint(test_tool(fetch, &out), ==, 0);
     g_assert_nonnull(strstr(out, "echo 2.0 "));
@@ -846,7 +847,7 @@ static void test_cli(void)
     g_assert_nonnull(strstr(out, "echo 2.0 "));
     g_assert_cmpint(g_unlink(got), ==, 0);
 
-    g_assert_cmpint(test_tool(wrong_ca, NULL), ==, 2);
+    g_assert_cmpint(test_tool(wrong_ca, NULL), ==, VMAUG_EXIT_REFUSED);
     case_assert_empty(c);
 }
 

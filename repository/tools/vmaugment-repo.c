@@ -10,48 +10,46 @@
  *                        NAME [VERSION]
  *   vmaugment-repo list --url URL --trust-dir T --state-dir S [--ca-file F]
  *
- * Exit status: 0 done, 1 usage or local error, 2 refused (signature,
- * expiry, rollback, mismatch, size, time, TLS), 3 not found.
+ * --json reports on stdout, also on failure.  Exit status (docs/cli.rst):
+ * 0 done, 1 failed (network, not found, local error), 2 usage, 4 refused
+ * (signature, expiry, rollback, mismatch, size, TLS).
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "vmaug-cli.h"
+#include "repo-private.h"
 #include "vmaugment-repo.h"
 
-static int repo_tool_status(const GError *error)
+static gboolean opt_json;
+
+/* "vmaugment-repo: COMMAND: why", the JSON report when asked for, and
+ * the exit status. */
+static int repo_tool_status(const char *command, const GError *error)
 {
-    g_printerr("vmaugment-repo: %s\n", error->message);
-    if (error->domain != VMAUG_REPO_ERROR) {
-        return 1;
+    if (opt_json) {
+        vmaug_cli_print_failure(error);
     }
-    switch (error->code) {
-    case VMAUG_REPO_ERROR_FAILED:
-    case VMAUG_REPO_ERROR_INVALID:
-        return 1;
-    case VMAUG_REPO_ERROR_NOT_FOUND:
-        return 3;
-    default:
-        return 2;
-    }
+    return vmaug_cli_fail(error, "%s", command);
 }
 
-static gboolean repo_tool_parse(GOptionContext *ctx, int *argc, char ***argv)
+/* -1 to go on, else the exit status. */
+static int repo_tool_parse(GOptionContext *ctx, const char *const *examples,
+                           int *argc, char ***argv)
 {
-    g_autoptr(GError) error = NULL;
-
-    if (!g_option_context_parse(ctx, argc, argv, &error)) {
-        g_printerr("vmaugment-repo: %s\n", error->message);
-        return FALSE;
-    }
-    return TRUE;
+    vmaug_cli_setup(ctx, &opt_json, examples);
+    return vmaug_cli_parse(ctx, argc, argv);
 }
 
 static int repo_tool_publish(int argc, char **argv)
 {
+    static const char *const examples[] = {
+        "vmaugment-repo publish --dir /srv/modules --key admin.key "
+        "--cert admin.crt *.vmod",
+        NULL
+    };
     g_autoptr(GOptionContext) ctx =
         g_option_context_new("PACKAGE.vmod... - publish a repository");
     g_autoptr(GError) error = NULL;
@@ -80,14 +78,15 @@ static int repo_tool_publish(int argc, char **argv)
         { NULL }
     };
 
+    int status;
+
     g_option_context_add_main_entries(ctx, entries, NULL);
-    if (!repo_tool_parse(ctx, &argc, &argv)) {
-        return 1;
+    if ((status = repo_tool_parse(ctx, examples, &argc, &argv)) >= 0) {
+        return status;
     }
     if (dir == NULL || key == NULL || cert == NULL) {
-        g_printerr("vmaugment-repo publish: --dir, --key and --cert are "
-                   "required\n");
-        return 1;
+        return vmaug_cli_usage("publish: --dir, --key and --cert are "
+                               "required");
     }
     opts.dir = dir;
     opts.key_path = key;
@@ -99,26 +98,35 @@ static int repo_tool_publish(int argc, char **argv)
                                                                NULL);
 
         if (dt == NULL) {
-            g_printerr("vmaugment-repo publish: --expires needs an ISO 8601 "
-                       "time with zone\n");
-            return 1;
+            return vmaug_cli_usage("publish: --expires needs an ISO 8601 "
+                                   "time with zone");
         }
         opts.expires = g_date_time_to_unix(dt);
     } else {
         if (expires_days < 1 || expires_days > 3660) {
-            g_printerr("vmaugment-repo publish: --expires-days out of "
-                       "range\n");
-            return 1;
+            return vmaug_cli_usage("publish: --expires-days takes 1..3660");
         }
         opts.expires = now + (gint64)expires_days * 86400;
     }
     if (opts.expires <= now) {
-        g_printerr("vmaugment-repo publish: the expiry is in the past\n");
-        return 1;
+        return vmaug_cli_usage("publish: the expiry is in the past");
     }
     index = vmaug_repo_publish(&opts, (const gchar *const *)argv + 1, &error);
     if (index == NULL) {
-        return repo_tool_status(error);
+        return repo_tool_status("publish", error);
+    }
+    if (opt_json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "metadata_version");
+        json_builder_add_int_value(b, index->version);
+        json_builder_set_member_name(b, "packages");
+        json_builder_add_int_value(b, index->entries->len);
+        json_builder_set_member_name(b, "signer");
+        json_builder_add_string_value(b, index->signer);
+        vmaug_cli_print_report(b, "published", NULL);
+        return VMAUG_EXIT_OK;
     }
     g_print("published metadata version %" G_GINT64_FORMAT " with %u "
             "packages, signed by %s\n", index->version, index->entries->len,
@@ -144,42 +152,54 @@ static void repo_tool_client_clear(RepoToolClient *c)
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(RepoToolClient, repo_tool_client_clear)
 
-static gboolean repo_tool_client_parse(RepoToolClient *c, const gchar *usage,
-                                       gboolean want_dest, int *argc,
-                                       char ***argv, VmaugRepoOptions *opts)
+/* -1 to go on, else the exit status. */
+static int repo_tool_client_parse(RepoToolClient *c, const gchar *usage,
+                                  const char *const *examples,
+                                  gboolean fetch, int *argc, char ***argv,
+                                  VmaugRepoOptions *opts)
 {
     g_autoptr(GOptionContext) ctx = g_option_context_new(usage);
+    int status;
     GOptionEntry entries[] = {
         { "url", 0, 0, G_OPTION_ARG_STRING, &c->url,
           "Repository base URL (https://)", "URL" },
         { "trust-dir", 0, 0, G_OPTION_ARG_FILENAME, &c->trust_dir,
-          "Trust store of administrator certificates", "DIR" },
+          "Trust store of administrator certificates (default: the "
+          "host's)", "DIR" },
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &c->state_dir,
           "Where accepted metadata versions are remembered", "DIR" },
         { "ca-file", 0, 0, G_OPTION_ARG_FILENAME, &c->ca_file,
           "PEM CA certificates for TLS (default: the system's)", "FILE" },
-        { "dest", 0, 0, G_OPTION_ARG_FILENAME, &c->dest,
-          "Directory the package is written to", "DIR" },
         { "timeout-ms", 0, 0, G_OPTION_ARG_INT, &c->timeout_ms,
           "Bound on the whole fetch", "MS" },
+        { NULL }
+    };
+    /* Only fetch writes a package: list offers none of these. */
+    GOptionEntry fetch_entries[] = {
+        { "dest", 0, 0, G_OPTION_ARG_FILENAME, &c->dest,
+          "Directory the package is written to", "DIR" },
         { "max-size", 0, 0, G_OPTION_ARG_INT64, &c->max_size,
           "Largest package accepted, bytes", "N" },
         { NULL }
     };
 
     g_option_context_add_main_entries(ctx, entries, NULL);
-    if (!repo_tool_parse(ctx, argc, argv)) {
-        return FALSE;
+    if (fetch) {
+        g_option_context_add_main_entries(ctx, fetch_entries, NULL);
     }
-    if (c->url == NULL || c->trust_dir == NULL || c->state_dir == NULL ||
-        (want_dest && c->dest == NULL)) {
-        g_printerr("vmaugment-repo: --url, --trust-dir, --state-dir%s are "
-                   "required\n", want_dest ? " and --dest" : "");
-        return FALSE;
+    if ((status = repo_tool_parse(ctx, examples, argc, argv)) >= 0) {
+        return status;
+    }
+    if (c->url == NULL || c->state_dir == NULL ||
+        (fetch && c->dest == NULL)) {
+        return vmaug_cli_usage("--url, --state-dir%s are required",
+                               fetch ? " and --dest" : "");
     }
     if (c->timeout_ms < 0 || c->max_size < 0) {
-        g_printerr("vmaugment-repo: negative limits\n");
-        return FALSE;
+        return vmaug_cli_usage("negative limits");
+    }
+    if (c->trust_dir == NULL) {
+        c->trust_dir = g_strdup(vmaug_cli_default_trust_dir());
     }
     vmaug_repo_options_init(opts);
     opts->url = c->url;
@@ -192,7 +212,7 @@ static gboolean repo_tool_client_parse(RepoToolClient *c, const gchar *usage,
     if (c->max_size > 0) {
         opts->max_package_size = c->max_size;
     }
-    return TRUE;
+    return -1;
 }
 
 static int repo_tool_fetch(int argc, char **argv)
@@ -201,19 +221,46 @@ static int repo_tool_fetch(int argc, char **argv)
     g_autoptr(GError) error = NULL;
     g_autoptr(VmaugRepoResult) r = NULL;
     VmaugRepoOptions opts;
+    static const char *const examples[] = {
+        "vmaugment-repo fetch --url https://modules.example.org/ "
+        "--state-dir /var/lib/vmaugment/repo --dest . printer 1.1",
+        NULL
+    };
+    int status;
 
-    if (!repo_tool_client_parse(&c, "NAME [VERSION] - fetch a module", TRUE,
-                                &argc, &argv, &opts)) {
-        return 1;
+    status = repo_tool_client_parse(&c, "NAME [VERSION] - fetch a module",
+                                    examples, TRUE, &argc, &argv, &opts);
+    if (status >= 0) {
+        return status;
     }
     if (argc < 2 || argc > 3) {
-        g_printerr("vmaugment-repo fetch: NAME [VERSION] expected\n");
-        return 1;
+        return vmaug_cli_usage("fetch: NAME [VERSION] expected");
     }
     r = vmaug_repo_fetch(&opts, argv[1], argc == 3 ? argv[2] : NULL, c.dest,
                          &error);
     if (r == NULL) {
-        return repo_tool_status(error);
+        return repo_tool_status("fetch", error);
+    }
+    if (opt_json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, r->name);
+        json_builder_set_member_name(b, "version");
+        json_builder_add_string_value(b, r->version);
+        json_builder_set_member_name(b, "sha256");
+        json_builder_add_string_value(b, r->sha256);
+        json_builder_set_member_name(b, "size");
+        json_builder_add_int_value(b, (gint64)r->size);
+        json_builder_set_member_name(b, "path");
+        json_builder_add_string_value(b, r->path);
+        json_builder_set_member_name(b, "signer");
+        json_builder_add_string_value(b, r->signer);
+        json_builder_set_member_name(b, "metadata_version");
+        json_builder_add_int_value(b, r->index_version);
+        vmaug_cli_print_report(b, "fetched", NULL);
+        return VMAUG_EXIT_OK;
     }
     g_print("%s %s %s %" G_GUINT64_FORMAT " %s (signed by %s, metadata "
             "version %" G_GINT64_FORMAT ")\n", r->name, r->version, r->sha256,
@@ -229,17 +276,38 @@ static int repo_tool_list(int argc, char **argv)
     g_autoptr(GDateTime) dt = NULL;
     g_autofree gchar *when = NULL;
     VmaugRepoOptions opts;
+    static const char *const examples[] = {
+        "vmaugment-repo list --url https://modules.example.org/ "
+        "--state-dir /var/lib/vmaugment/repo --json",
+        NULL
+    };
+    int status;
 
-    if (!repo_tool_client_parse(&c, "- list a repository", FALSE, &argc,
-                                &argv, &opts)) {
-        return 1;
+    status = repo_tool_client_parse(&c, "- list a repository", examples,
+                                    FALSE, &argc, &argv, &opts);
+    if (status >= 0) {
+        return status;
+    }
+    if (argc != 1) {
+        return vmaug_cli_usage("list takes no arguments");
     }
     index = vmaug_repo_fetch_index(&opts, &error);
     if (index == NULL) {
-        return repo_tool_status(error);
+        return repo_tool_status("list", error);
     }
     dt = g_date_time_new_from_unix_utc(index->expires);
     when = g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ");
+    if (opt_json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        /* The signed index as it verified, and who signed it. */
+        json_builder_begin_object(b);
+        repo_index_build(b, index);
+        json_builder_set_member_name(b, "signer");
+        json_builder_add_string_value(b, index->signer);
+        vmaug_cli_print_report(b, "ok", NULL);
+        return VMAUG_EXIT_OK;
+    }
     g_print("metadata version %" G_GINT64_FORMAT ", expires %s, signed by "
             "%s\n", index->version, when, index->signer);
     for (guint i = 0; i < index->entries->len; i++) {
@@ -256,19 +324,52 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
+        const char *summary;
     } cmds[] = {
-        { "publish", repo_tool_publish },
-        { "fetch", repo_tool_fetch },
-        { "list", repo_tool_list },
+        { "publish", repo_tool_publish,
+          "write a signed repository of packages to a directory" },
+        { "fetch", repo_tool_fetch, "fetch and check one module" },
+        { "list", repo_tool_list, "list a repository's signed index" },
     };
 
+    vmaug_cli_init("vmaugment-repo");
     if (argc >= 2) {
         for (gsize i = 0; i < G_N_ELEMENTS(cmds); i++) {
             if (strcmp(argv[1], cmds[i].name) == 0) {
+                g_autofree gchar *prg = g_strconcat("vmaugment-repo ",
+                                                    argv[1], NULL);
+
+                /* So that each command's --help names it. */
+                g_set_prgname(prg);
                 return cmds[i].run(argc - 1, argv + 1);
             }
         }
     }
-    g_printerr("usage: vmaugment-repo publish|fetch|list [--help] ...\n");
-    return 1;
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
+                      strcmp(argv[1], "-h") == 0)) {
+        g_print("Usage: vmaugment-repo COMMAND [OPTION...]\n\nCommands:\n");
+        for (gsize i = 0; i < G_N_ELEMENTS(cmds); i++) {
+            g_print("  %-8s %s\n", cmds[i].name, cmds[i].summary);
+        }
+        g_print("\n\"vmaugment-repo COMMAND --help\" describes a command."
+                "\n\nExamples:\n"
+                "  vmaugment-repo publish --dir /srv/modules --key admin.key "
+                "--cert admin.crt *.vmod\n"
+                "  vmaugment-repo list --url https://modules.example.org/ "
+                "--state-dir /var/lib/vmaugment/repo\n"
+                "\nExit status: %d done, %d failed, %d usage, %d refused "
+                "(signature or policy); see docs/cli.rst.\n",
+                VMAUG_EXIT_OK, VMAUG_EXIT_FAILURE, VMAUG_EXIT_USAGE,
+                VMAUG_EXIT_REFUSED);
+        return VMAUG_EXIT_OK;
+    }
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        g_print("vmaugment-repo %s\n", vmaug_cli_version());
+        return VMAUG_EXIT_OK;
+    }
+    if (argc < 2) {
+        return vmaug_cli_usage("a command is required: publish, fetch or "
+                               "list");
+    }
+    return vmaug_cli_usage("unknown command or option %s", argv[1]);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "vmaug-cli.h"
 #include "vmaugment-trust.h"
 
 static gchar *opt_name;
@@ -71,64 +72,62 @@ static gboolean keygen_crl(VmaugTrustIdentity *issuer, GError **error)
 
 int main(int argc, char **argv)
 {
+    static const char *const examples[] = {
+        "vmaugment-keygen --name 'Admin' --key admin.key --cert admin.crt",
+        "vmaugment-keygen --ca --name 'Site CA' --key ca.key --cert ca.crt",
+        "vmaugment-keygen --name 'Alice' --issuer-key ca.key "
+        "--issuer-cert ca.crt --key alice.key --cert alice.crt",
+        "vmaugment-keygen --crl site.crl --issuer-key ca.key "
+        "--issuer-cert ca.crt --revoke alice.crt",
+        NULL
+    };
     g_autoptr(GOptionContext) ctx = NULL;
     g_autoptr(GError) error = NULL;
     g_autoptr(VmaugTrustIdentity) issuer = NULL;
     g_autoptr(VmaugTrustIdentity) id = NULL;
     gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    int status;
 
+    vmaug_cli_init("vmaugment-keygen");
     ctx = g_option_context_new("- create vmaugment signing identities");
-    g_option_context_set_description(ctx,
-        "Examples:\n"
-        "  vmaugment-keygen --name 'Admin' --key admin.key --cert admin.crt\n"
-        "  vmaugment-keygen --ca --name 'Site CA' --key ca.key --cert ca.crt\n"
-        "  vmaugment-keygen --name 'Alice' --issuer-key ca.key "
-        "--issuer-cert ca.crt --key alice.key --cert alice.crt\n"
-        "  vmaugment-keygen --crl site.crl --issuer-key ca.key "
-        "--issuer-cert ca.crt --revoke alice.crt\n");
     g_option_context_add_main_entries(ctx, entries, NULL);
-    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
-        g_printerr("vmaugment-keygen: %s\n", error->message);
-        return 1;
+    vmaug_cli_setup(ctx, NULL, examples);
+    if ((status = vmaug_cli_parse(ctx, &argc, &argv)) >= 0) {
+        return status;
+    }
+    if (argc != 1) {
+        return vmaug_cli_usage("no arguments expected, only options");
     }
     if (opt_days <= 0 || opt_days > 36500) {
-        g_printerr("vmaugment-keygen: --days must be 1..36500\n");
-        return 1;
+        return vmaug_cli_usage("--days must be 1..36500");
     }
     if ((opt_issuer_key == NULL) != (opt_issuer_cert == NULL)) {
-        g_printerr("vmaugment-keygen: --issuer-key and --issuer-cert go "
-                   "together\n");
-        return 1;
+        return vmaug_cli_usage("--issuer-key and --issuer-cert go together");
+    }
+    if (opt_crl != NULL && opt_issuer_key == NULL) {
+        return vmaug_cli_usage("--crl needs --issuer-key and --issuer-cert");
+    }
+    if (opt_crl == NULL &&
+        (opt_name == NULL || opt_key == NULL || opt_cert == NULL)) {
+        return vmaug_cli_usage("--name, --key and --cert are required");
     }
     if (opt_issuer_key != NULL) {
         issuer = vmaug_trust_identity_load(opt_issuer_key, opt_issuer_cert,
                                            &error);
         if (issuer == NULL) {
-            g_printerr("vmaugment-keygen: %s\n", error->message);
-            return 1;
+            return vmaug_cli_fail(error, "issuer %s", opt_issuer_cert);
         }
     }
     if (opt_crl != NULL) {
-        if (issuer == NULL) {
-            g_printerr("vmaugment-keygen: --crl needs --issuer-key and "
-                       "--issuer-cert\n");
-            return 1;
-        }
         if (!keygen_crl(issuer, &error)) {
-            g_printerr("vmaugment-keygen: %s\n", error->message);
-            return 1;
+            return vmaug_cli_fail(error, "CRL %s", opt_crl);
         }
-        return 0;
-    }
-    if (opt_name == NULL || opt_key == NULL || opt_cert == NULL) {
-        g_printerr("vmaugment-keygen: --name, --key and --cert are "
-                   "required\n");
-        return 1;
+        return VMAUG_EXIT_OK;
     }
     if (g_file_test(opt_key, G_FILE_TEST_EXISTS)) {
-        g_printerr("vmaugment-keygen: %s exists; not overwriting a key\n",
+        g_printerr("vmaugment-keygen: %s: exists; not overwriting a key\n",
                    opt_key);
-        return 1;
+        return VMAUG_EXIT_FAILURE;
     }
     id = vmaug_trust_identity_generate(opt_name,
                                        opt_ca ? VMAUG_TRUST_ROLE_CA :
@@ -138,8 +137,7 @@ int main(int argc, char **argv)
                                        issuer, &error);
     if (id == NULL ||
         !vmaug_trust_identity_save(id, opt_key, opt_cert, &error)) {
-        g_printerr("vmaugment-keygen: %s\n", error->message);
-        return 1;
+        return vmaug_cli_fail(error, "key %s", opt_key);
     }
-    return 0;
+    return VMAUG_EXIT_OK;
 }

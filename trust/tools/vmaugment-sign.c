@@ -4,6 +4,7 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include "vmaug-cli.h"
 #include "vmaugment-trust.h"
 
 static gchar *opt_key;
@@ -22,6 +23,11 @@ static const GOptionEntry entries[] = {
 
 int main(int argc, char **argv)
 {
+    static const char *const examples[] = {
+        "vmaugment-sign --key admin.key --cert admin.crt index.json",
+        "vmaugment-sign -k admin.key -c admin.crt -o index.sig index.json",
+        NULL
+    };
     g_autoptr(GOptionContext) ctx = NULL;
     g_autoptr(GError) error = NULL;
     g_autoptr(VmaugTrustIdentity) id = NULL;
@@ -29,33 +35,31 @@ int main(int argc, char **argv)
     g_autoptr(GBytes) data = NULL;
     g_autoptr(GBytes) sig = NULL;
     g_autofree gchar *out = NULL;
+    int status;
 
+    vmaug_cli_init("vmaugment-sign");
     ctx = g_option_context_new("FILE - sign a file for vmaugment");
     g_option_context_add_main_entries(ctx, entries, NULL);
-    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
-        g_printerr("vmaugment-sign: %s\n", error->message);
-        return 1;
+    vmaug_cli_setup(ctx, NULL, examples);
+    if ((status = vmaug_cli_parse(ctx, &argc, &argv)) >= 0) {
+        return status;
     }
     if (argc != 2 || opt_key == NULL || opt_cert == NULL) {
-        g_printerr("vmaugment-sign: usage: vmaugment-sign --key KEY "
-                   "--cert CERT [--output SIG] FILE\n");
-        return 1;
+        return vmaug_cli_usage("vmaugment-sign --key KEY --cert CERT "
+                               "[--output SIG] FILE");
     }
     id = vmaug_trust_identity_load(opt_key, opt_cert, &error);
     if (id == NULL) {
-        g_printerr("vmaugment-sign: %s\n", error->message);
-        return 1;
+        return vmaug_cli_fail(error, "key %s", opt_key);
     }
     mf = g_mapped_file_new(argv[1], FALSE, &error);
     if (mf == NULL) {
-        g_printerr("vmaugment-sign: %s\n", error->message);
-        return 1;
+        return vmaug_cli_fail(error, "%s", argv[1]);
     }
     data = g_mapped_file_get_bytes(mf);
     sig = vmaug_trust_identity_sign(id, data, &error);
     if (sig == NULL) {
-        g_printerr("vmaugment-sign: %s\n", error->message);
-        return 1;
+        return vmaug_cli_fail(error, "%s", argv[1]);
     }
     out = opt_output != NULL ? g_strdup(opt_output) :
           g_strconcat(argv[1], ".p7s", NULL);
@@ -63,8 +67,7 @@ int main(int argc, char **argv)
                                   g_bytes_get_size(sig),
                                   G_FILE_SET_CONTENTS_CONSISTENT, 0644,
                                   &error)) {
-        g_printerr("vmaugment-sign: %s\n", error->message);
-        return 1;
+        return vmaug_cli_fail(error, "%s", out);
     }
-    return 0;
+    return VMAUG_EXIT_OK;
 }

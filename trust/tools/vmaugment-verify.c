@@ -1,47 +1,49 @@
 /*
  * vmaugment-verify: check a detached signature against a trust store.
  *
- * Exit status: 0 trusted; 1 usage or I/O error; 2 malformed or bad
- * signature; 3 unknown signer; 4 expired certificate; 5 revoked.
+ * Exit status (docs/cli.rst): 0 trusted; 1 a file cannot be read;
+ * 2 usage; 4 refused: a bad signature, an unknown signer, an expired or
+ * revoked certificate.
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include "vmaug-cli.h"
 #include "vmaugment-trust.h"
 
 static gchar *opt_trust_dir;
 static gchar *opt_signature;
+static gboolean opt_json;
 
 static const GOptionEntry entries[] = {
     { "trust-dir", 't', 0, G_OPTION_ARG_FILENAME, &opt_trust_dir,
-      "Directory of trusted certificates and CRLs", "DIR" },
+      "Trusted certificates and CRLs (default: the host's)", "DIR" },
     { "signature", 's', 0, G_OPTION_ARG_FILENAME, &opt_signature,
       "Signature file (default: FILE.p7s)", "SIG" },
     { NULL }
 };
 
-static int verify_exit_code(const GError *error)
+/* "tool: FILE: why", and the JSON report when it was asked for. */
+static int verify_fail(const char *file, const GError *error)
 {
-    if (error->domain != VMAUG_TRUST_ERROR) {
-        return 1;
+    if (opt_json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "file");
+        json_builder_add_string_value(b, file);
+        vmaug_cli_print_report(b, NULL, error);
     }
-    switch (error->code) {
-    case VMAUG_TRUST_ERROR_INVALID:
-    case VMAUG_TRUST_ERROR_BAD_SIGNATURE:
-        return 2;
-    case VMAUG_TRUST_ERROR_UNKNOWN_SIGNER:
-        return 3;
-    case VMAUG_TRUST_ERROR_EXPIRED:
-        return 4;
-    case VMAUG_TRUST_ERROR_REVOKED:
-        return 5;
-    default:
-        return 1;
-    }
+    return vmaug_cli_fail(error, "%s", file);
 }
 
 int main(int argc, char **argv)
 {
+    static const char *const examples[] = {
+        "vmaugment-verify --trust-dir /etc/vmaugment/trust index.json",
+        "vmaugment-verify -t trust --signature index.sig --json index.json",
+        NULL
+    };
     g_autoptr(GOptionContext) ctx = NULL;
     g_autoptr(GError) error = NULL;
     g_autoptr(VmaugTrustStore) store = NULL;
@@ -50,43 +52,59 @@ int main(int argc, char **argv)
     g_autoptr(GBytes) data = NULL;
     g_autoptr(GBytes) sig = NULL;
     g_autofree gchar *sig_path = NULL;
+    int status;
 
+    vmaug_cli_init("vmaugment-verify");
     ctx = g_option_context_new("FILE - verify a vmaugment signature");
     g_option_context_add_main_entries(ctx, entries, NULL);
-    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
-        g_printerr("vmaugment-verify: %s\n", error->message);
-        return 1;
+    vmaug_cli_setup(ctx, &opt_json, examples);
+    if ((status = vmaug_cli_parse(ctx, &argc, &argv)) >= 0) {
+        return status;
     }
-    if (argc != 2 || opt_trust_dir == NULL) {
-        g_printerr("vmaugment-verify: usage: vmaugment-verify --trust-dir "
-                   "DIR [--signature SIG] FILE\n");
-        return 1;
+    if (argc != 2) {
+        return vmaug_cli_usage("vmaugment-verify [--trust-dir DIR] "
+                               "[--signature SIG] FILE");
+    }
+    if (opt_trust_dir == NULL) {
+        opt_trust_dir = g_strdup(vmaug_cli_default_trust_dir());
     }
     store = vmaug_trust_store_new_from_dir(opt_trust_dir, &error);
     if (store == NULL) {
-        g_printerr("vmaugment-verify: %s\n", error->message);
-        return 1;
+        g_prefix_error(&error, "trust store %s: ", opt_trust_dir);
+        return verify_fail(argv[1], error);
     }
     sig_path = opt_signature != NULL ? g_strdup(opt_signature) :
                g_strconcat(argv[1], ".p7s", NULL);
     sig = vmaug_trust_read_file(sig_path, VMAUG_TRUST_MAX_SIGNATURE_SIZE,
                                 &error);
     if (sig == NULL) {
-        g_printerr("vmaugment-verify: %s\n", error->message);
-        return verify_exit_code(error);
+        return verify_fail(sig_path, error);
     }
     mf = g_mapped_file_new(argv[1], FALSE, &error);
     if (mf == NULL) {
-        g_printerr("vmaugment-verify: %s\n", error->message);
-        return 1;
+        return verify_fail(argv[1], error);
     }
     data = g_mapped_file_get_bytes(mf);
     signer = vmaug_trust_store_verify(store, data, sig, &error);
     if (signer == NULL) {
-        g_printerr("vmaugment-verify: %s: %s\n", argv[1], error->message);
-        return verify_exit_code(error);
+        return verify_fail(argv[1], error);
+    }
+    if (opt_json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "file");
+        json_builder_add_string_value(b, argv[1]);
+        json_builder_set_member_name(b, "signer");
+        json_builder_add_string_value(b, signer->common_name);
+        json_builder_set_member_name(b, "subject");
+        json_builder_add_string_value(b, signer->subject);
+        json_builder_set_member_name(b, "fingerprint");
+        json_builder_add_string_value(b, signer->fingerprint);
+        vmaug_cli_print_report(b, "trusted", NULL);
+        return VMAUG_EXIT_OK;
     }
     g_print("signer: %s\nsubject: %s\nfingerprint: %s\n",
             signer->common_name, signer->subject, signer->fingerprint);
-    return 0;
+    return VMAUG_EXIT_OK;
 }

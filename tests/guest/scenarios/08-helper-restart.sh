@@ -60,7 +60,7 @@ pkg=/data/stallecho.vmod
 set -- $(vmaug-upload-steps begin $pkg stallecho 1.0)
 id=$1
 host_action stop-helper
-expect_fail 3 'timed out' vmaugment --timeout 500 query nothing-here
+expect_fail 1 'timed out' vmaugment --timeout 500 query nothing-here
 expect_fail 3 'timed out' vmaug-upload-steps chunks $pkg "$id" 0 1 500
 host_action cont-helper
 expect_fail 1 "$nf" vmaugment query nothing-here

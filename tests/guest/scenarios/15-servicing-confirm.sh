@@ -53,7 +53,7 @@ expect_fail 1 "^vmaugment: servicing: .* \(NOT_FOUND\): bundle never-applied 1 w
 [ -f /tmp/forged/never-applied-1.json ] || fail "the refused record is not kept pending"
 printf '{"bundle":"%s","version":"%s","manifest_sha256":"%s","signer_fingerprint":""}' \
     "$bundle" "$version" "$other" >/tmp/other/$bundle-$version.json
-expect_fail 1 "^vmaugment: servicing: .* \(DENIED\): bundle $bundle $version was applied with another manifest$" \
+expect_fail 4 "^vmaugment: servicing: .* \(DENIED\): bundle $bundle $version was applied with another manifest$" \
     vmaugment servicing confirm --dir /tmp/other
 [ -f /tmp/other/$bundle-$version.json ] || fail "the refused record is not kept pending"
 
