@@ -37,17 +37,10 @@ typedef struct {
     char *resolved;         /* guest path after following links */
 } VoPath;
 
-/* Maps the guest on @disk (taken, also on failure): partitions,
- * filesystems, mounts.  @image names it in messages. */
-VoGuest *vo_guest_new(VoDisk *disk, const char *image, GError **error);
-/* Adds to @guest->mounts what the bytes of its /etc/fstab mount, on the
- * partitions of @guest->layout: the step of vo_guest_new() that reads
- * fstab, taken apart for the fuzz target. */
-gboolean vo_guest_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error);
-/* Syncs, then maps the guest again from a read-only view of the same
- * export with every cached page dropped: a fresh read of what was written. */
-gboolean vo_guest_reopen_read_only(VoGuest *guest, GError **error);
 void vo_guest_free(VoGuest *guest);
+void vo_mount_free(VoMount *m);
+/* The mount whose mountpoint is exactly @path, or NULL. */
+VoMount *vo_guest_mount_at(VoGuest *guest, const char *path);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoGuest, vo_guest_free)
 
 /* Checks a path from a bundle: absolute ("/..." or "C:\\..."), no empty,

@@ -566,6 +566,20 @@ static VoInventory *vo_inventory_read_windows(VoGuest *guest, GError **error)
     return g_steal_pointer(&inv);
 }
 
+void vo_inventory_add_rpm(const char *name, const char *evr,
+                          const char *arch, gpointer data)
+{
+    g_autoptr(GHashTable) fields = g_hash_table_new(g_str_hash, g_str_equal);
+
+    g_hash_table_insert(fields, "package", (gpointer)name);
+    g_hash_table_insert(fields, "version", (gpointer)evr);
+    g_hash_table_insert(fields, "status", "installed");
+    if (arch) {
+        g_hash_table_insert(fields, "architecture", (gpointer)arch);
+    }
+    vo_inventory_add_package(data, fields);
+}
+
 VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
 {
     /* libguestfs' order for a Linux guest's architecture. */
@@ -604,8 +618,13 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
     }
     inv = vo_inventory_parse_linux(guest->family, osr, status, error);
     /* Without dpkg, rpm's database, if there is one. */
-    if (inv && !status && !vo_rpm_read(guest, inv, &found, error)) {
-        return NULL;
+    if (inv && !status) {
+        if (!vo_rpm_read(guest, vo_inventory_add_rpm, inv, &found, error)) {
+            return NULL;
+        }
+        if (found) {
+            inv->package_format = g_strdup("rpm");
+        }
     }
     if (!inv || !vo_inventory_hostname(guest, inv, error) ||
         !vo_inventory_debian_version(guest, inv, error) ||

@@ -51,6 +51,9 @@ VoInventory *vo_inventory_parse_linux(const char *family, GBytes *os_release,
 /* Adds the package whose "package", "version", "status" and (optional)
  * "architecture" @fields hold; ignored unless they are UTF-8. */
 void vo_inventory_add_package(VoInventory *inv, GHashTable *fields);
+/* A VoRpmPackageFunc (vo-rpm.h) adding to the VoInventory @data. */
+void vo_inventory_add_rpm(const char *name, const char *evr,
+                          const char *arch, gpointer data);
 /* Whether @p is installed (not only unpacked or half-configured). */
 gboolean vo_package_installed(const VoPackage *p);
 void vo_inventory_free(VoInventory *inv);

@@ -189,6 +189,19 @@ static gboolean vo_layout_mirror_ebrs(VoDisk *disk, int fd, GError **error)
     return TRUE;
 }
 
+static void vo_layout_add_volume(const char *name, guint64 offset,
+                                 guint64 size, gpointer data)
+{
+    VoLayout *layout = data;
+    VoPartition *part = g_new0(VoPartition, 1);
+
+    part->volume = g_strdup(name);
+    part->type = g_strdup("lvm");
+    part->offset = offset;
+    part->size = size;
+    g_ptr_array_add(layout->partitions, part);
+}
+
 /* The logical volumes of every LVM physical volume, after the partitions. */
 static gboolean vo_layout_scan_volumes(VoDisk *disk, int fd, VoLayout *layout,
                                        GError **error)
@@ -202,7 +215,8 @@ static gboolean vo_layout_scan_volumes(VoDisk *disk, int fd, VoLayout *layout,
         if (g_strcmp0(pv->fstype, "LVM2_member") != 0) {
             continue;
         }
-        if (!vo_lvm_scan(disk, pv, layout->partitions, error)) {
+        if (!vo_lvm_scan(disk, pv->offset, pv->size, vo_layout_add_volume,
+                         layout, error)) {
             return FALSE;
         }
         for (guint j = first; j < layout->partitions->len; j++) {

@@ -395,7 +395,13 @@ static guint64 vo_lvm_le64(const guint8 *p)
     return GUINT64_FROM_LE(v);
 }
 
-static gboolean vo_lvm_read(VoDisk *disk, const VoPartition *pv, void *buf,
+/* The physical volume: where it is on the disk. */
+typedef struct {
+    guint64 offset;
+    guint64 size;
+} VoLvmPv;
+
+static gboolean vo_lvm_read(VoDisk *disk, const VoLvmPv *pv, void *buf,
                             gsize len, guint64 offset, GError **error)
 {
     if (offset > pv->size || len > pv->size - offset) {
@@ -405,7 +411,7 @@ static gboolean vo_lvm_read(VoDisk *disk, const VoPartition *pv, void *buf,
 }
 
 /* The PV's UUID (32 characters) and its first metadata area. */
-static gboolean vo_lvm_label(VoDisk *disk, const VoPartition *pv,
+static gboolean vo_lvm_label(VoDisk *disk, const VoLvmPv *pv,
                              char uuid[33], guint64 *mda_offset,
                              guint64 *mda_size, GError **error)
 {
@@ -462,7 +468,7 @@ static gboolean vo_lvm_label(VoDisk *disk, const VoPartition *pv,
 }
 
 /* The current metadata text of the area at @mda_offset. */
-static char *vo_lvm_text(VoDisk *disk, const VoPartition *pv,
+static char *vo_lvm_text(VoDisk *disk, const VoLvmPv *pv,
                          guint64 mda_offset, guint64 mda_size, gsize *len,
                          GError **error)
 {
@@ -567,12 +573,12 @@ typedef struct {
     guint64 pe_count;
 } VoLvmVg;
 
-static gboolean vo_lvm_volume(const VoLvmVg *vg, const VoPartition *pv,
-                              const VoLvmNode *lv, GPtrArray *parts,
-                              GError **error)
+static gboolean vo_lvm_volume(const VoLvmVg *vg, const VoLvmPv *pv,
+                              const VoLvmNode *lv, VoLvmVolumeFunc func,
+                              gpointer data, GError **error)
 {
     gint64 count, next = 0, first_pe = -1;
-    VoPartition *part;
+    g_autofree char *name = NULL;
 
     if (!vo_lvm_has_flag(lv, "status", "VISIBLE")) {
         return TRUE;        /* a pool's or a mirror's internal volume */
@@ -647,19 +653,18 @@ static gboolean vo_lvm_volume(const VoLvmVg *vg, const VoPartition *pv,
         next = start + extents;
     }
     /* Bounded by pe_count, itself bounded by the PV's size below. */
-    part = g_new0(VoPartition, 1);
-    part->volume = g_strdup_printf("%s/%s", vg->vg, lv->key);
-    part->type = g_strdup("lvm");
-    part->offset = pv->offset + vg->pe_start_bytes +
-                   (guint64)first_pe * vg->extent_bytes;
-    part->size = (guint64)next * vg->extent_bytes;
-    g_ptr_array_add(parts, part);
+    name = g_strdup_printf("%s/%s", vg->vg, lv->key);
+    func(name, pv->offset + vg->pe_start_bytes +
+               (guint64)first_pe * vg->extent_bytes,
+         (guint64)next * vg->extent_bytes, data);
     return TRUE;
 }
 
-gboolean vo_lvm_scan(VoDisk *disk, const VoPartition *pv, GPtrArray *parts,
-                     GError **error)
+gboolean vo_lvm_scan(VoDisk *disk, guint64 pv_offset, guint64 pv_size,
+                     VoLvmVolumeFunc func, gpointer data, GError **error)
 {
+    const VoLvmPv pv_place = { pv_offset, pv_size };
+    const VoLvmPv *pv = &pv_place;
     char uuid[33];
     guint64 mda_offset = 0, mda_size = 0;
     g_autofree char *text = NULL;
@@ -745,7 +750,7 @@ gboolean vo_lvm_scan(VoDisk *disk, const VoPartition *pv, GPtrArray *parts,
     for (guint i = 0; lvs && i < lvs->items->len; i++) {
         VoLvmNode *lv = lvs->items->pdata[i];
 
-        if (!vo_lvm_volume(&vg, pv, lv, parts, error)) {
+        if (!vo_lvm_volume(&vg, pv, lv, func, data, error)) {
             return FALSE;
         }
     }

@@ -51,10 +51,10 @@ static const struct {
     { "Packages.db", "ndb rpm databases (SUSE) are not read" },
 };
 
-static gboolean vo_rpm_add_header(VoInventory *inv, const void *blob,
-                                  int len, GError **error)
+static gboolean vo_rpm_add_header(const void *blob, int len,
+                                  VoRpmPackageFunc func, gpointer data,
+                                  GError **error)
 {
-    g_autoptr(GHashTable) fields = NULL;
     Header h;
     const char *name, *version, *release, *arch;
     g_autofree char *evr = NULL;
@@ -89,22 +89,16 @@ static gboolean vo_rpm_add_header(VoInventory *inv, const void *blob,
         evr = g_strdup_printf("%s%s%s", version, release ? "-" : "",
                               release ? release : "");
     }
-    fields = g_hash_table_new(g_str_hash, g_str_equal);
-    g_hash_table_insert(fields, "package", (gpointer)name);
-    g_hash_table_insert(fields, "version", evr);
-    g_hash_table_insert(fields, "status", "installed");
-    if (arch) {
-        g_hash_table_insert(fields, "architecture", (gpointer)arch);
-    }
-    vo_inventory_add_package(inv, fields);
+    func(name, evr, arch, data);
     headerFree(h);
     return TRUE;
 }
 
-gboolean vo_rpm_parse_db(GBytes *db, VoInventory *inv, GError **error)
+gboolean vo_rpm_parse_db(GBytes *db, VoRpmPackageFunc func, gpointer data,
+                         GError **error)
 {
     gsize len;
-    const guint8 *data = g_bytes_get_data(db, &len);
+    const guint8 *bytes = g_bytes_get_data(db, &len);
     sqlite3 *sql = NULL;
     sqlite3_stmt *st = NULL;
     unsigned char *copy;
@@ -113,7 +107,7 @@ gboolean vo_rpm_parse_db(GBytes *db, VoInventory *inv, GError **error)
     int rc;
 
     /* SQLite's file header: magic, then write and read versions (2: WAL). */
-    if (len < 100 || memcmp(data, "SQLite format 3", 16) != 0) {
+    if (len < 100 || memcmp(bytes, "SQLite format 3", 16) != 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
                     "rpm database: not an SQLite database");
         return FALSE;
@@ -124,7 +118,7 @@ gboolean vo_rpm_parse_db(GBytes *db, VoInventory *inv, GError **error)
                     "rpm database: out of memory");
         return FALSE;
     }
-    memcpy(copy, data, len);
+    memcpy(copy, bytes, len);
     copy[18] = copy[19] = 1;
     if (sqlite3_open_v2(":memory:", &sql, SQLITE_OPEN_READWRITE, NULL) ||
         sqlite3_db_config(sql, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) ||
@@ -154,8 +148,9 @@ gboolean vo_rpm_parse_db(GBytes *db, VoInventory *inv, GError **error)
             goto out;
         }
         if (sqlite3_column_type(st, 0) != SQLITE_BLOB ||
-            !vo_rpm_add_header(inv, sqlite3_column_blob(st, 0),
-                               sqlite3_column_bytes(st, 0), error)) {
+            !vo_rpm_add_header(sqlite3_column_blob(st, 0),
+                               sqlite3_column_bytes(st, 0), func, data,
+                               error)) {
             if (error && !*error) {
                 g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
                             "rpm database: a package that is not a blob");
@@ -168,8 +163,6 @@ gboolean vo_rpm_parse_db(GBytes *db, VoInventory *inv, GError **error)
                     "rpm database: %s", sqlite3_errmsg(sql));
         goto out;
     }
-    g_free(inv->package_format);
-    inv->package_format = g_strdup("rpm");
     ok = TRUE;
 out:
     sqlite3_finalize(st);
@@ -191,8 +184,8 @@ static GBytes *vo_rpm_file(VoGuest *guest, const char *dir, const char *name,
     return b;
 }
 
-gboolean vo_rpm_read(VoGuest *guest, VoInventory *inv, gboolean *found,
-                     GError **error)
+gboolean vo_rpm_read(VoGuest *guest, VoRpmPackageFunc func, gpointer data,
+                     gboolean *found, GError **error)
 {
     *found = FALSE;
     for (gsize d = 0; d < G_N_ELEMENTS(vo_rpm_dirs); d++) {
@@ -231,7 +224,7 @@ gboolean vo_rpm_read(VoGuest *guest, VoInventory *inv, gboolean *found,
                             "--rebuilddb in it");
                 return FALSE;
             }
-            return vo_rpm_parse_db(db, inv, error);
+            return vo_rpm_parse_db(db, func, data, error);
         }
     }
     return TRUE;

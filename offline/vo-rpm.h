@@ -6,20 +6,25 @@
  */
 #pragma once
 
-#include "vo-inventory.h"
+#include "vo-guest.h"
 
 G_BEGIN_DECLS
 
+/* One installed package: its name, [EPOCH:]VERSION-RELEASE and
+ * architecture (NULL when the header has none). */
+typedef void (*VoRpmPackageFunc)(const char *name, const char *evr,
+                                 const char *arch, gpointer data);
+
 /*
- * Adds the packages of @guest's rpm database to @inv and sets its
- * package_format to "rpm".  *@found is FALSE, and nothing is added, when
- * the guest has no rpm database.
+ * Calls @func for each package of @guest's rpm database.  *@found is
+ * FALSE, and @func never called, when the guest has no rpm database.
  */
-gboolean vo_rpm_read(VoGuest *guest, VoInventory *inv, gboolean *found,
-                     GError **error);
+gboolean vo_rpm_read(VoGuest *guest, VoRpmPackageFunc func, gpointer data,
+                     gboolean *found, GError **error);
 /* The parsing half on the bytes of an rpmdb.sqlite (the fuzz target's
  * entry). */
-gboolean vo_rpm_parse_db(GBytes *db, VoInventory *inv, GError **error);
+gboolean vo_rpm_parse_db(GBytes *db, VoRpmPackageFunc func, gpointer data,
+                         GError **error);
 
 /* "@a @op @b" for [EPOCH:]VERSION[-RELEASE], judged by librpm, with the
  * operators of vo_version_relate(). */

@@ -30,6 +30,7 @@
 #include "sandbox.h"
 #include "vo-dpkg-status.h"
 #include "vo-inventory.h"
+#include "vo-mounts.h"
 #include "vo-patch.h"
 #include "vo-wire.h"
 #include "vo-worker.h"
@@ -125,7 +126,7 @@ static gboolean vo_worker_apply(VoWorker *w, JsonBuilder *b, GError **error)
     }
     vo_worker_stage(VO_WORKER_STAGE_VERIFYING);
     json_builder_set_member_name(b, "verify");
-    if (!vo_guest_reopen_read_only(w->guest, error) ||
+    if (!vo_mounts_reopen_read_only(w->guest, error) ||
         !vo_patch_verify(w->bundle, w->guest, b, error)) {
         return FALSE;
     }
@@ -302,7 +303,7 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
     if (!disk) {
         return FALSE;
     }
-    w->guest = vo_guest_new(disk, w->image, error);
+    w->guest = vo_mounts_open(disk, w->image, error);
     if (!w->guest) {
         return FALSE;
     }

@@ -33,6 +33,7 @@ typedef struct {
 typedef struct {
     const VmaugRepoOptions *opts;
     gchar *base;                /* the URL without trailing '/' */
+    gboolean local;             /* a directory of this host (file://) */
     gint64 deadline;            /* monotonic, microseconds */
 } RepoSession;
 
@@ -84,20 +85,35 @@ static gboolean repo_session_init(RepoSession *s, const VmaugRepoOptions *opts,
                     "are required");
         return FALSE;
     }
-    len = strlen(url);
-    /* Plain HTTP would let anyone on the path withhold updates unseen;
-     * the index signature alone does not stop a freeze within expiry. */
-    if (!g_str_has_prefix(url, "https://") || len > VMAUG_REPO_MAX_URL ||
-        len <= strlen("https://") || strpbrk(url, "?# \t\r\n") != NULL ||
-        !g_utf8_validate(url, len, NULL)) {
+    /*
+     * Plain HTTP would let anyone on the path withhold updates unseen;
+     * the index signature alone does not stop a freeze within expiry.  A
+     * directory of this host (an absolute path, or file:///path: a mirror
+     * for air-gapped hosts) has no path to attack; it gets every check of
+     * the index and packages all the same.  No '%': libcurl would decode
+     * escapes in a file URL.
+     */
+    if (url[0] == '/') {
+        s->base = g_strconcat("file://", url, NULL);
+    } else {
+        s->base = g_strdup(url);
+    }
+    s->local = g_str_has_prefix(s->base, "file:///");
+    len = strlen(s->base);
+    if ((!g_str_has_prefix(s->base, "https://") && !s->local) ||
+        len > VMAUG_REPO_MAX_URL ||
+        len <= strlen(s->local ? "file:///" : "https://") ||
+        strpbrk(s->base, s->local ? "?#%\t\r\n" : "?# \t\r\n") != NULL ||
+        !g_utf8_validate(s->base, len, NULL)) {
         g_set_error(error, VMAUG_REPO_ERROR, VMAUG_REPO_ERROR_INVALID,
-                    "repository URL \"%s\" is not a plain https:// URL", url);
+                    "repository URL \"%s\" is neither a plain https:// URL "
+                    "nor a directory (/path or file:///path)", url);
+        g_clear_pointer(&s->base, g_free);
         return FALSE;
     }
-    while (len > strlen("https://") && url[len - 1] == '/') {
-        len--;
+    while (len > strlen("file:///") && s->base[len - 1] == '/') {
+        s->base[--len] = '\0';
     }
-    s->base = g_strndup(url, len);
     s->deadline = g_get_monotonic_time() +
                   (gint64)(opts->timeout_ms ? opts->timeout_ms :
                            VMAUG_REPO_DEFAULT_TIMEOUT_MS) * 1000;
@@ -205,8 +221,9 @@ static gboolean repo_get(RepoSession *s, const gchar *rel, RepoSink *sink,
         return FALSE;
     }
     curl_easy_setopt(curl, CURLOPT_URL, url);
-    /* HTTPS only, no redirects: the repository is the URL configured. */
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
+    /* HTTPS only (or the local directory), no redirects: the repository
+     * is the URL configured. */
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, s->local ? "file" : "https");
     curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -248,6 +265,13 @@ static gboolean repo_get(RepoSession *s, const gchar *rel, RepoSink *sink,
                     sink->limit_reason);
         return FALSE;
     }
+    if (s->local && rc == CURLE_FILE_COULDNT_READ_FILE) {
+        /* What a server says with 404. */
+        *http_status = 404;
+        g_set_error(error, VMAUG_REPO_ERROR, VMAUG_REPO_ERROR_NOT_FOUND,
+                    "%s: no such file in the repository", sink->what);
+        return FALSE;
+    }
     if (rc != CURLE_OK) {
         VmaugRepoError code = repo_curl_error_code(rc);
 
@@ -262,6 +286,9 @@ static gboolean repo_get(RepoSession *s, const gchar *rel, RepoSink *sink,
         return FALSE;
     }
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    if (s->local) {
+        status = 200;       /* a file read whole */
+    }
     *http_status = status;
     if (status != 200) {
         g_set_error(error, VMAUG_REPO_ERROR,

@@ -95,8 +95,8 @@ static const GOptionEntry entries[] = {
       "A directory whose disk images a device may name; their "
       "registrations are kept beside them (repeatable)", "DIR" },
     { "repository", 0, 0, G_OPTION_ARG_STRING, &opt_repository,
-      "Module repository (https://) registered modules missing from the "
-      "store are fetched from", "URL" },
+      "Module repository (https://, or a directory) registered modules "
+      "missing from the store are fetched from", "URL" },
     { "repository-ca", 0, 0, G_OPTION_ARG_FILENAME, &opt_repository_ca,
       "PEM CA certificates for the repository's TLS (default: the "
       "system's)", "FILE" },
@@ -499,11 +499,14 @@ int main(int argc, char **argv)
         g_printerr("vmaugment-helper: --sandbox-id-base out of range\n");
         return 2;
     }
+    /* The repository tool checks the rest (docs/repository.rst). */
     if (opt_repository != NULL &&
-        (!g_str_has_prefix(opt_repository, "https://") ||
+        ((!g_str_has_prefix(opt_repository, "https://") &&
+          !g_str_has_prefix(opt_repository, "file:///") &&
+          opt_repository[0] != '/') ||
          strlen(opt_repository) > 2048)) {
         g_printerr("vmaugment-helper: --repository must be an https:// "
-                   "URL\n");
+                   "URL or a directory (/path or file:///path)\n");
         return 2;
     }
     if (opt_repository_timeout_ms < 100 ||

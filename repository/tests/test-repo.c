@@ -35,6 +35,7 @@ static struct {
     TestServer good;                /* certificate for 127.0.0.1 */
     TestServer wrong_host;          /* certificate for another name */
     guint n;                        /* unique names per test */
+    gboolean local;                 /* cases use the directory itself */
 } T;
 
 /* ---- Fixtures ---- */
@@ -169,7 +170,10 @@ static Case *case_new(const gchar *mode)
     c->state = g_strdup_printf("%s/state-%s", T.dir, c->name);
     c->dest = g_strdup_printf("%s/dest-%s", T.dir, c->name);
     g_assert_cmpint(g_mkdir(c->dest, 0700), ==, 0);
-    c->url = g_strdup_printf("%s/%s/%s/", T.good.url, mode, c->name);
+    /* A local repository is the directory itself; the server's
+     * misbehaviours (modes) do not apply to it. */
+    c->url = T.local ? g_strdup(c->dir) :
+             g_strdup_printf("%s/%s/%s/", T.good.url, mode, c->name);
     vmaug_repo_options_init(&c->opts);
     c->opts.url = c->url;
     c->opts.trust_dir = T.keys->trust_dir;
@@ -757,7 +761,8 @@ static void test_url(void)
 {
     static const gchar *const bad[] = {
         "http://127.0.0.1:1/", "https://", "https://127.0.0.1/a?b",
-        "file:///etc", "127.0.0.1",
+        "file://host/etc", "file:///", "/tmp/a%2e", "relative/dir",
+        "127.0.0.1",
     };
     g_autoptr(Case) c = case_new("ok");
 
@@ -968,6 +973,37 @@ static void test_perf_large(void)
     g_unlink(path);
 }
 
+/*
+ * The checks that do not depend on a server's misbehaviour, again on a
+ * local repository (a directory, docs/repository.rst): the same
+ * signature, expiry, rollback and hash checks must hold without HTTPS.
+ */
+struct LocalTest {
+    const gchar *name;
+    void (*fn)(void);
+};
+
+static const struct LocalTest local_tests[] = {
+    { "success", test_success },
+    { "not-found", test_not_found },
+    { "expired", test_expired },
+    { "rollback", test_rollback },
+    { "version-reuse", test_version_reuse },
+    { "hash-mismatch", test_hash_mismatch },
+    { "unknown-signer", test_unknown_signer },
+    { "bad-signature", test_bad_signature },
+    { "package-signer", test_package_signer },
+};
+
+static void test_local(gconstpointer data)
+{
+    const struct LocalTest *t = data;
+
+    T.local = TRUE;
+    t->fn();
+    T.local = FALSE;
+}
+
 int main(int argc, char **argv)
 {
     int rc;
@@ -978,6 +1014,12 @@ int main(int argc, char **argv)
         return 1;
     }
     test_setup();
+    for (gsize i = 0; i < G_N_ELEMENTS(local_tests); i++) {
+        g_autofree gchar *path = g_strdup_printf("/repo/local/%s",
+                                                 local_tests[i].name);
+
+        g_test_add_data_func(path, &local_tests[i], test_local);
+    }
     g_test_add_func("/repo/success", test_success);
     g_test_add_func("/repo/not-found", test_not_found);
     g_test_add_func("/repo/expired", test_expired);

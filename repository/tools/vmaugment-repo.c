@@ -162,7 +162,8 @@ static int repo_tool_client_parse(RepoToolClient *c, const gchar *usage,
     int status;
     GOptionEntry entries[] = {
         { "url", 0, 0, G_OPTION_ARG_STRING, &c->url,
-          "Repository base URL (https://)", "URL" },
+          "Repository base URL (https://) or directory (/path, file:///path)",
+          "URL" },
         { "trust-dir", 0, 0, G_OPTION_ARG_FILENAME, &c->trust_dir,
           "Trust store of administrator certificates (default: the "
           "host's)", "DIR" },

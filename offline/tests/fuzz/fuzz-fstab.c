@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "vo-guest.h"
+#include "vo-mounts.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -91,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         g_log_set_default_handler(fuzz_quiet, NULL);
         quiet = TRUE;
     }
-    if (!vo_guest_parse_fstab(guest, fstab, &error)) {
+    if (!vo_mounts_parse_fstab(guest, fstab, &error)) {
         /* Only a refusal of the whole table, saying so. */
         g_assert_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED);
         return 0;

@@ -7,7 +7,7 @@
  * the partition table and superblocks (libblkid), the filesystems
  * (libext2fs, libntfs-3g), the guest's map (fstab, or the drive letters
  * of the SYSTEM hive) and the inventory (os-release and the dpkg status,
- * or the SOFTWARE hive through hivex): vo_guest_new() and
+ * or the SOFTWARE hive through hivex): vo_mounts_open() and
  * vo_inventory_read(), the code path of the worker's inspect job.
  *
  * The two targets share this code and differ by their seed corpus
@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "vo-inventory.h"
+#include "vo-mounts.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -49,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         quiet = TRUE;
     }
     /* Read-only, as inspect opens it: nothing may be written. */
-    guest = vo_guest_new(vo_disk_new_from_memory(bytes, "raw", FALSE),
+    guest = vo_mounts_open(vo_disk_new_from_memory(bytes, "raw", FALSE),
                          "fuzz.img", &error);
     if (!guest) {
         g_assert(error != NULL);

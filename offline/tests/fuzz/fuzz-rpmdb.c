@@ -10,6 +10,7 @@
  */
 #include <stdint.h>
 
+#include "vo-inventory.h"
 #include "vo-rpm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -28,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_log_set_default_handler(fuzz_quiet, NULL);
     inv = vo_inventory_parse_linux("linux", NULL, NULL, &error);
     g_assert(inv);
-    if (vo_rpm_parse_db(bytes, inv, &error)) {
+    if (vo_rpm_parse_db(bytes, vo_inventory_add_rpm, inv, &error)) {
         /* What the report needs: every package named, UTF-8 throughout
          * (vo_inventory_add_package() drops the others). */
         for (guint i = 0; i < inv->package_list->len; i++) {
