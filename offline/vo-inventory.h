@@ -13,17 +13,33 @@
 G_BEGIN_DECLS
 
 typedef struct {
-    char *name;
+    char *name;                 /* dpkg: Package; Windows: Uninstall key */
     char *version;
-    char *architecture;
-    char *status;
+    char *architecture;         /* dpkg only ("" when absent) */
+    char *status;               /* dpkg only: its Status; NULL on Windows */
+    gboolean installed;
+    char *display_name;         /* Windows only: DisplayName, or NULL */
+    char *publisher;            /* Windows only */
+    char *install_date;         /* Windows only: InstallDate as stored */
 } VoPackage;
+
+/* A Linux kernel installed in /boot, by its package or a vmlinuz link. */
+typedef struct {
+    char *version;              /* "6.1.0-28-amd64" (uname -r) */
+    char *path;                 /* "/boot/vmlinuz-VERSION", NULL if absent */
+    char *package;              /* "linux-image-VERSION", or NULL */
+    char *package_version;
+} VoKernel;
 
 typedef struct {
     char *family;               /* "linux" or "windows" */
     GHashTable *os;             /* lower-case key -> value */
-    GHashTable *packages;       /* name and name:arch -> VoPackage* */
+    /* name and name:arch (Linux), key and DisplayName (Windows) ->
+     * VoPackage* */
+    GHashTable *packages;
     GPtrArray *package_list;    /* VoPackage*, owned, in status order */
+    GPtrArray *updates;         /* Windows: VoWinUpdate*, owned */
+    GPtrArray *kernels;         /* Linux: VoKernel*, owned */
     char *package_format;       /* "deb", "rpm"; NULL: no package manager */
 } VoInventory;
 

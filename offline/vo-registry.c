@@ -227,8 +227,192 @@ char *vo_registry_get(VoGuest *guest, const char *hive, const char *key,
     return vh ? vo_hive_get(vh, key, name, error) : NULL;
 }
 
+void vo_win_app_free(VoWinApp *app)
+{
+    g_free(app->key);
+    g_free(app->display_name);
+    g_free(app->version);
+    g_free(app->publisher);
+    g_free(app->install_date);
+    g_free(app);
+}
+
+void vo_win_update_free(VoWinUpdate *update)
+{
+    g_free(update->package);
+    g_free(update->kb);
+    g_free(update);
+}
+
+const char *vo_registry_cbs_state_name(guint32 state)
+{
+    /* The CurrentState values Windows' servicing stack documents. */
+    static const struct {
+        guint32 state;
+        const char *name;
+    } names[] = {
+        { 0, "absent" }, { 5, "uninstall-pending" }, { 16, "resolving" },
+        { 32, "resolved" }, { 48, "staging" }, { 64, "staged" },
+        { 80, "superseded" }, { 96, "install-pending" },
+        { 101, "partially-installed" }, { 112, "installed" },
+        { 128, "permanent" },
+    };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+        if (names[i].state == state) {
+            return names[i].name;
+        }
+    }
+    return "unknown";
+}
+
+/* A value of @node as UTF-8 text, or NULL (absent, another type). */
+static char *vo_hive_node_string(VoHive *vh, hive_node_h node,
+                                 const char *name)
+{
+    hive_value_h v = hivex_node_get_value(vh->h, node, name);
+    char *s = v ? vo_hive_value_string(vh, v) : NULL;
+
+    if (s && !g_utf8_validate(s, -1, NULL)) {
+        g_clear_pointer(&s, g_free);
+    }
+    return s;
+}
+
+/*
+ * The subkeys of @key, or NULL with @error: VO_ERROR_NOT_FOUND when the
+ * key is absent, VO_ERROR_CORRUPT when its list cannot be trusted.
+ */
+static hive_node_h *vo_hive_children(VoHive *vh, const char *key,
+                                     GError **error)
+{
+    g_autofree hive_node_h *children = NULL;
+    hive_node_h node = vo_hive_key(vh, key, FALSE, error);
+
+    if (!node) {
+        return NULL;
+    }
+    errno = 0;
+    children = hivex_node_children(vh->h, node);
+    for (guint i = 0; children && children[i]; i++) {
+        if (!vo_hive_is_child(vh, node, children[i])) {
+            g_clear_pointer(&children, g_free);
+            errno = EINVAL;
+        }
+    }
+    if (!children) {
+        if (errno != 0) {
+            vo_hive_corrupt(vh, key, error);
+            return NULL;
+        }
+        return g_new0(hive_node_h, 1);
+    }
+    return g_steal_pointer(&children);
+}
+
+/* Only a corrupt hive fails: an absent key (or a value of another type)
+ * has nothing to report. */
+static gboolean vo_hive_absent_ok(GError **local, GError **error)
+{
+    if (!g_error_matches(*local, VO_ERROR, VO_ERROR_CORRUPT)) {
+        g_clear_error(local);
+        return TRUE;
+    }
+    g_propagate_error(error, g_steal_pointer(local));
+    return FALSE;
+}
+
+static gboolean vo_registry_uninstall(VoHive *vh, const char *key,
+                                      GPtrArray *apps, GError **error)
+{
+    g_autoptr(GError) local = NULL;
+    g_autofree hive_node_h *children = vo_hive_children(vh, key, &local);
+
+    if (!children) {
+        return vo_hive_absent_ok(&local, error);
+    }
+    for (guint i = 0; children[i]; i++) {
+        g_autofree char *name = hivex_node_name(vh->h, children[i]);
+        VoWinApp *app;
+
+        if (!name || !g_utf8_validate(name, -1, NULL)) {
+            continue;
+        }
+        app = g_new0(VoWinApp, 1);
+        app->key = g_steal_pointer(&name);
+        app->display_name = vo_hive_node_string(vh, children[i],
+                                                "DisplayName");
+        app->version = vo_hive_node_string(vh, children[i],
+                                           "DisplayVersion");
+        app->publisher = vo_hive_node_string(vh, children[i], "Publisher");
+        app->install_date = vo_hive_node_string(vh, children[i],
+                                                "InstallDate");
+        g_ptr_array_add(apps, app);
+    }
+    return TRUE;
+}
+
+/* "KB5005112" out of "Package_for_KB5005112~31bf...", or NULL. */
+static char *vo_registry_kb(const char *package)
+{
+    const char *p = strstr(package, "_for_KB");
+    gsize n = 0;
+
+    if (!p) {
+        return NULL;
+    }
+    p += strlen("_for_");
+    while (g_ascii_isdigit(p[2 + n])) {
+        n++;
+    }
+    return n ? g_strndup(p, 2 + n) : NULL;
+}
+
+/*
+ * Update packages of Component Based Servicing: the KB packages
+ * ("Package_for_KB...", "Package_1_for_KB...") and the cumulative ones
+ * ("Package_for_RollupFix..."), not the thousands of component packages
+ * a Windows installation has besides.
+ */
+static gboolean vo_registry_cbs(VoHive *vh, GPtrArray *updates,
+                                GError **error)
+{
+    const char *key = "Microsoft\\Windows\\CurrentVersion\\"
+                      "Component Based Servicing\\Packages";
+    g_autoptr(GError) local = NULL;
+    g_autofree hive_node_h *children = vo_hive_children(vh, key, &local);
+
+    if (!children) {
+        return vo_hive_absent_ok(&local, error);
+    }
+    for (guint i = 0; children[i]; i++) {
+        g_autofree char *name = hivex_node_name(vh->h, children[i]);
+        hive_value_h v;
+        hive_type t;
+        size_t len;
+        VoWinUpdate *u;
+
+        if (!name || !g_utf8_validate(name, -1, NULL) ||
+            !g_str_has_prefix(name, "Package_") || !strstr(name, "_for_")) {
+            continue;
+        }
+        v = hivex_node_get_value(vh->h, children[i], "CurrentState");
+        if (!v || hivex_value_type(vh->h, v, &t, &len) < 0 ||
+            t != hive_t_REG_DWORD || len != 4) {
+            continue;
+        }
+        u = g_new0(VoWinUpdate, 1);
+        u->state = (guint32)hivex_value_dword(vh->h, v);
+        u->kb = vo_registry_kb(name);
+        u->package = g_steal_pointer(&name);
+        g_ptr_array_add(updates, u);
+    }
+    return TRUE;
+}
+
 gboolean vo_registry_inventory_hive(GBytes *software, GHashTable *os,
-                                    GPtrArray *entries, GError **error)
+                                    GPtrArray *apps, GPtrArray *updates,
+                                    GError **error)
 {
     static const struct {
         const char *value;
@@ -238,14 +422,16 @@ gboolean vo_registry_inventory_hive(GBytes *software, GHashTable *os,
         { "CurrentBuild", "current_build" },
         { "DisplayVersion", "display_version" },
         { "EditionID", "edition_id" },
+        { "InstallationType", "product_variant" },
         { "CurrentMajorVersionNumber", "major_version" },
+        { "CurrentMinorVersionNumber", "minor_version" },
+        { "UBR", "ubr" },
     };
     const char *cv = "Microsoft\\Windows NT\\CurrentVersion";
     g_autoptr(VoHive) vh = vo_hive_open_bytes("SOFTWARE", software, FALSE,
                                               error);
-    g_autofree hive_node_h *children = NULL;
-    g_autoptr(GError) local = NULL;
-    hive_node_h uninstall;
+    g_autofree char *legacy = NULL;
+    const char *build, *ubr;
 
     if (!vh) {
         return FALSE;
@@ -263,56 +449,97 @@ gboolean vo_registry_inventory_hive(GBytes *software, GHashTable *os,
             g_hash_table_replace(os, g_strdup(fields[i].key), v);
         }
     }
-    if (g_hash_table_contains(os, "current_build")) {
-        g_hash_table_replace(os, g_strdup("version_id"),
-                             g_strdup(g_hash_table_lookup(os,
-                                                          "current_build")));
-    }
-    uninstall = vo_hive_key(vh, "Microsoft\\Windows\\CurrentVersion\\"
-                            "Uninstall", FALSE, &local);
-    if (!uninstall) {
-        if (g_error_matches(local, VO_ERROR, VO_ERROR_CORRUPT)) {
-            g_propagate_error(error, g_steal_pointer(&local));
-            return FALSE;
-        }
-        return TRUE;
-    }
-    errno = 0;
-    children = hivex_node_children(vh->h, uninstall);
-    for (guint i = 0; children && children[i]; i++) {
-        if (!vo_hive_is_child(vh, uninstall, children[i])) {
-            errno = EINVAL;
-            g_clear_pointer(&children, g_free);
+    /* Before Windows 10 the version is "6.3" in CurrentVersion. */
+    legacy = vo_hive_get(vh, cv, "CurrentVersion", NULL);
+    if (legacy && !g_hash_table_contains(os, "major_version")) {
+        g_auto(GStrv) mm = g_strsplit(legacy, ".", 2);
+
+        g_hash_table_replace(os, g_strdup("major_version"),
+                             g_strdup(mm[0]));
+        if (mm[0] && mm[1] && !g_hash_table_contains(os, "minor_version")) {
+            g_hash_table_replace(os, g_strdup("minor_version"),
+                                 g_strdup(mm[1]));
         }
     }
-    if (!children && errno != 0) {
-        vo_hive_corrupt(vh, "Microsoft\\Windows\\CurrentVersion\\"
-                        "Uninstall", error);
+    build = g_hash_table_lookup(os, "current_build");
+    ubr = g_hash_table_lookup(os, "ubr");
+    if (build) {
+        g_hash_table_replace(os, g_strdup("version_id"), g_strdup(build));
+    }
+    if (build && ubr) {
+        g_hash_table_replace(os, g_strdup("patch_level"),
+                             g_strdup_printf("%s.%s", build, ubr));
+    }
+    return vo_registry_uninstall(vh, "Microsoft\\Windows\\CurrentVersion\\"
+                                 "Uninstall", apps, error) &&
+           vo_registry_uninstall(vh, "Wow6432Node\\Microsoft\\Windows\\"
+                                 "CurrentVersion\\Uninstall", apps, error) &&
+           vo_registry_cbs(vh, updates, error);
+}
+
+gboolean vo_registry_system_hive(GBytes *system, GHashTable *os,
+                                 GError **error)
+{
+    g_autoptr(VoHive) vh = vo_hive_open_bytes("SYSTEM", system, FALSE, error);
+    g_autoptr(GError) local = NULL;
+    g_autofree char *current = NULL;
+    g_autofree char *set = NULL;
+    g_autofree char *tcpip = NULL;
+    g_autofree char *name = NULL;
+    char *host;
+    guint64 n;
+
+    if (!vh) {
         return FALSE;
     }
-    for (guint i = 0; children && children[i]; i++) {
-        g_autofree char *name = hivex_node_name(vh->h, children[i]);
-        hive_value_h v = hivex_node_get_value(vh->h, children[i],
-                                              "DisplayVersion");
-        g_autofree char *version = v ? vo_hive_value_string(vh, v) : NULL;
-
-        if (!name || !g_utf8_validate(name, -1, NULL) ||
-            (version && !g_utf8_validate(version, -1, NULL))) {
-            continue;
-        }
-        g_ptr_array_add(entries, g_strdup(name));
-        g_ptr_array_add(entries, g_strdup(version ? version : ""));
+    current = vo_hive_get(vh, "Select", "Current", &local);
+    if (!current) {
+        return vo_hive_absent_ok(&local, error);
     }
+    if (!g_ascii_string_to_unsigned(current, 10, 1, 999, &n, NULL)) {
+        return TRUE;
+    }
+    set = g_strdup_printf("ControlSet%03u", (guint)n);
+    g_hash_table_replace(os, g_strdup("current_control_set"), g_strdup(set));
+    tcpip = g_strdup_printf("%s\\Services\\Tcpip\\Parameters", set);
+    name = g_strdup_printf("%s\\Control\\ComputerName\\ComputerName", set);
+    /* virt-inspector's choice first: TCP/IP's host name. */
+    host = vo_hive_get(vh, tcpip, "Hostname", &local);
+    if (!host) {
+        if (!vo_hive_absent_ok(&local, error)) {
+            return FALSE;
+        }
+        host = vo_hive_get(vh, name, "ComputerName", &local);
+    }
+    if (!host) {
+        return vo_hive_absent_ok(&local, error);
+    }
+    g_hash_table_replace(os, g_strdup("hostname"), host);
     return TRUE;
 }
 
 gboolean vo_registry_inventory(VoGuest *guest, GHashTable *os,
-                               GPtrArray *entries, GError **error)
+                               GPtrArray *apps, GPtrArray *updates,
+                               GError **error)
 {
     g_autofree char *path = vo_hive_path("SOFTWARE");
+    g_autofree char *syspath = vo_hive_path("SYSTEM");
     g_autoptr(GBytes) data = vo_guest_read_file(guest, path, error);
+    g_autoptr(GBytes) sys = NULL;
+    g_autoptr(GError) local = NULL;
 
-    return data && vo_registry_inventory_hive(data, os, entries, error);
+    if (!data || !vo_registry_inventory_hive(data, os, apps, updates, error)) {
+        return FALSE;
+    }
+    sys = vo_guest_read_file(guest, syspath, &local);
+    if (!sys && g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
+        return TRUE;
+    }
+    if (!sys) {
+        g_propagate_error(error, g_steal_pointer(&local));
+        return FALSE;
+    }
+    return vo_registry_system_hive(sys, os, error);
 }
 
 /* MountedDevices data: MBR signature + byte offset, or "DMIO:ID:" + the

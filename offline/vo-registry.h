@@ -34,13 +34,42 @@ const char *vo_reg_op_name(VoRegOpKind kind);
 /* Parses the manifest's "registry" array into VoRegOp*s. */
 gboolean vo_registry_parse(JsonNode *node, GPtrArray *ops, GError **error);
 
-/* The Windows part of the inventory: os keys and uninstall entries as
- * (name, version) pairs. */
+/* An installed program: an Uninstall subkey (also under Wow6432Node). */
+typedef struct {
+    char *key;              /* the subkey's name, virt-inspector's "name" */
+    char *display_name;     /* DisplayName, or NULL */
+    char *version;          /* DisplayVersion, or NULL */
+    char *publisher;        /* Publisher, or NULL */
+    char *install_date;     /* InstallDate as stored (YYYYMMDD), or NULL */
+} VoWinApp;
+
+/* A servicing package under Component Based Servicing\Packages. */
+typedef struct {
+    char *package;          /* "Package_for_KB5005112~31bf...~17763.2090.1.7" */
+    char *kb;               /* "KB5005112"; NULL for a rollup */
+    guint32 state;          /* CurrentState: 112 is installed */
+} VoWinUpdate;
+
+void vo_win_app_free(VoWinApp *app);
+void vo_win_update_free(VoWinUpdate *update);
+/* CurrentState as a word ("installed", "superseded"...; "unknown"). */
+const char *vo_registry_cbs_state_name(guint32 state);
+
+/* The Windows part of the inventory: os keys (product, build, UBR and
+ * patch level, hostname...), @apps gets VoWinApp*s, @updates the
+ * VoWinUpdate*s of update packages. */
 gboolean vo_registry_inventory(VoGuest *guest, GHashTable *os,
-                               GPtrArray *entries, GError **error);
-/* The same from the bytes of a SOFTWARE hive already read from a guest. */
+                               GPtrArray *apps, GPtrArray *updates,
+                               GError **error);
+/* The SOFTWARE half of the same from the bytes of a hive already read
+ * from a guest. */
 gboolean vo_registry_inventory_hive(GBytes *software, GHashTable *os,
-                                    GPtrArray *entries, GError **error);
+                                    GPtrArray *apps, GPtrArray *updates,
+                                    GError **error);
+/* The SYSTEM half: "current_control_set" and "hostname" (that control
+ * set's TCP/IP host name, else its computer name). */
+gboolean vo_registry_system_hive(GBytes *system, GHashTable *os,
+                                 GError **error);
 
 /* Drive letters other than C: that SYSTEM\\MountedDevices assigns to
  * partitions of this disk: @letters gets "D", "E"..., @parts the

@@ -86,6 +86,13 @@ fixtures_linux() {
     bash "$here/make-fixtures.sh" linux
 }
 
+# linux_fixture_status OUT: the dpkg status of the Linux fixture's root
+# (the minbase tree's and the kernel package make-fixtures.sh adds) in OUT.
+linux_fixture_status() {
+    cat "$(bash "$here/make-fixtures.sh" minbase)/var/lib/dpkg/status" \
+        "$(fixtures_linux)/kernel-status" >"$1"
+}
+
 fixtures_windows() {
     : "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
     need_image_formats >&2

@@ -36,6 +36,10 @@
 set -euo pipefail
 
 fixture_version=4
+# Bumped alone when only that fixture changes, so that the others (and
+# debootstrap's tree) stay cached.
+linux_version=$fixture_version.1
+windows_version=$fixture_version.1
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/vmaugment/offline
 qemu_img=${VMAUGMENT_QEMU_IMG:-}
 if [ -z "$qemu_img" ]; then
@@ -64,9 +68,10 @@ minbase() {
     echo "$tree"
 }
 
-# cached NAME: prints the fixture directory NAME when it is complete.
+# cached NAME [VERSION]: prints the fixture directory NAME when it is
+# complete.
 cached() {
-    local out=$cache/$1-v$fixture_version
+    local out=$cache/$1-v${2:-$fixture_version}
     [ -f "$out/.complete" ] && echo "$out"
 }
 
@@ -82,8 +87,8 @@ fresh_tree() {
 }
 
 linux() {
-    cached linux && return
-    local out=$cache/linux-v$fixture_version
+    cached linux "$linux_version" && return
+    local out=$cache/linux-v$linux_version
     fresh_tree "$out"
     linux_image "$out"
     "$qemu_img" convert -O vmdk "$out/debian.raw" "$out/debian.vmdk"
@@ -115,6 +120,28 @@ FSTAB
     ln -s ../../../../../../../tmp "$work/srv/www/escape"
     # Guest-absolute link: resolved inside the guest, across filesystems.
     ln -s /srv/www "$work/root/etc/site"
+    echo "fixture-debian" >"$work/root/etc/hostname"
+    # Two kernels as Debian lays them out: one from its package, linked as
+    # /vmlinuz; an older one only linked as /vmlinuz.old.  Their bytes do
+    # not matter; the package paragraph is in kernel-status for the tests.
+    printf 'not a real kernel\n' >"$work/root/boot/vmlinuz-6.1.0-99-amd64"
+    printf 'not a real kernel\n' >"$work/root/boot/vmlinuz-6.1.0-98-amd64"
+    ln -s boot/vmlinuz-6.1.0-99-amd64 "$work/root/vmlinuz"
+    ln -s boot/vmlinuz-6.1.0-98-amd64 "$work/root/vmlinuz.old"
+    cat >"$out/kernel-status" <<'STATUS'
+Package: linux-image-6.1.0-99-amd64
+Status: install ok installed
+Priority: optional
+Section: kernel
+Installed-Size: 1
+Maintainer: Debian Kernel Team <debian-kernel@lists.debian.org>
+Architecture: amd64
+Source: linux
+Version: 6.1.999-1
+Description: Linux 6.1 for 64-bit PCs (fixture)
+
+STATUS
+    cat "$out/kernel-status" >>"$work/root/var/lib/dpkg/status"
 
     # 1 MiB alignment, 700 MiB root, 64 MiB /srv, GPT.
     local raw=$out/debian.raw
@@ -177,7 +204,7 @@ hive_seed() {
 }
 
 windows() {
-    local out=$cache/windows-v$fixture_version
+    local out=$cache/windows-v$windows_version
     if [ -f "$out/.complete" ]; then
         echo "$out"
         return
@@ -199,7 +226,7 @@ add Windows NT
 cd Windows NT
 add CurrentVersion
 cd CurrentVersion
-setval 5
+setval 8
 ProductName
 string:Windows 10 Pro
 CurrentBuild
@@ -210,6 +237,12 @@ EditionID
 string:Professional
 CurrentMajorVersionNumber
 dword:0x0000000a
+CurrentMinorVersionNumber
+dword:0x00000000
+UBR
+dword:0x00000fd7
+InstallationType
+string:Client
 cd \Microsoft
 add Windows
 cd Windows
@@ -234,6 +267,52 @@ DisplayName
 string:Security Update for Windows (KB5034441)
 DisplayVersion
 string:1
+cd ..
+add {11111111-2222-3333-4444-555555555555}
+cd {11111111-2222-3333-4444-555555555555}
+setval 4
+DisplayName
+string:Contoso Agent
+DisplayVersion
+string:4.2.1
+Publisher
+string:Contoso Ltd.
+InstallDate
+string:20240115
+cd \Microsoft\Windows\CurrentVersion
+add Component Based Servicing
+cd Component Based Servicing
+add Packages
+cd Packages
+add Package_for_RollupFix~31bf3856ad364e35~amd64~~19041.4055.1.4
+cd Package_for_RollupFix~31bf3856ad364e35~amd64~~19041.4055.1.4
+setval 1
+CurrentState
+dword:0x00000070
+cd ..
+add Package_for_KB5034441~31bf3856ad364e35~amd64~~19041.3920.1.5
+cd Package_for_KB5034441~31bf3856ad364e35~amd64~~19041.3920.1.5
+setval 1
+CurrentState
+dword:0x00000070
+cd ..
+add Package_for_KB5005112~31bf3856ad364e35~amd64~~19041.1202.1.7
+cd Package_for_KB5005112~31bf3856ad364e35~amd64~~19041.1202.1.7
+setval 1
+CurrentState
+dword:0x00000050
+cd ..
+add Package_for_KB5036892~31bf3856ad364e35~amd64~~19041.4291.1.5
+cd Package_for_KB5036892~31bf3856ad364e35~amd64~~19041.4291.1.5
+setval 1
+CurrentState
+dword:0x00000040
+cd ..
+add Microsoft-Windows-Foundation-Package~31bf3856ad364e35~amd64~~10.0.19041.1
+cd Microsoft-Windows-Foundation-Package~31bf3856ad364e35~amd64~~10.0.19041.1
+setval 1
+CurrentState
+dword:0x00000070
 commit
 HIVE
     cp "$seed" "$sys32/config/SYSTEM"
@@ -263,6 +342,16 @@ cd ComputerName
 setval 1
 ComputerName
 string:FIXTURE-PC
+cd \ControlSet001
+add Services
+cd Services
+add Tcpip
+cd Tcpip
+add Parameters
+cd Parameters
+setval 1
+Hostname
+string:fixture-pc
 commit
 HIVE
     printf '127.0.0.1 localhost\r\n' >"$sys32/drivers/etc/hosts"

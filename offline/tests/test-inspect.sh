@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # inspect: drive mapping, os-release and the dpkg database of a Debian
 # minbase guest in every image format, checked against dpkg-query run on
-# the tree the image was built from.
+# the tree the image was built from (plus the kernel package the fixture
+# adds); host name, architecture, version and kernels against debugfs,
+# file(1) and dpkg-query on the image's root filesystem.
 source "$(dirname "$0")/lib.sh"
 
-plan 5
+plan 6
 fix=$(fixtures_linux)
-tree=$(bash "$here/make-fixtures.sh" minbase)
-dpkg-query --admindir="$tree/var/lib/dpkg" -W \
+mkdir -p "$tmp/admin"
+linux_fixture_status "$tmp/admin/status"
+dpkg-query --admindir="$tmp/admin" -W \
     -f '${Package} ${Version} ${Architecture} ${Status}\n' | sort >"$tmp/expected"
 
 for fmt in qcow2 raw vmdk vhdx; do
@@ -31,6 +34,39 @@ for p in d["packages"]:
     diff -u "$tmp/expected" "$tmp/got" || fail "$fmt: package list differs"
     pass "inspect $fmt ($(wc -l <"$tmp/got") packages)"
 done
+
+# The fields virt-inspector reports besides, and the kernels, against the
+# root filesystem read by debugfs.
+out=$tmp/inspect-raw.json
+dbg() { debugfs_part "$fix/debian.raw" 1 "$1"; }
+[ "$(json_get "$out" os hostname)" = "$(dbg 'cat /etc/hostname')" ] || fail "hostname"
+dbg 'dump /usr/bin/bash '"$tmp/bash"
+file -b "$tmp/bash" | grep -q 'ELF 64-bit LSB .*x86-64' || fail "file(1) on bash"
+[ "$(json_get "$out" os arch)" = x86_64 ] || fail "arch"
+dv=$(dbg 'cat /etc/debian_version')
+[ "$(json_get "$out" os product_name)" = "$dv" ] || fail "product name"
+[ "$(json_get "$out" os major_version).$(json_get "$out" os minor_version)" = "$dv" ] ||
+    fail "major/minor version"
+[ "$(json_get "$out" os package_format)/$(json_get "$out" os package_management)" = deb/apt ] ||
+    fail "package format"
+dbg 'cat /var/lib/dpkg/status' >"$tmp/admin/status"
+dbg 'ls -p /boot' | awk -F/ '$6 ~ /^vmlinuz-/ { sub(/^vmlinuz-/, "", $6); print $6 }' | sort \
+    >"$tmp/boot"
+[ -s "$tmp/boot" ] || fail "debugfs lists no kernel"
+python3 - "$out" "$tmp/boot" <<'PY' >"$tmp/kernels" || fail "kernels"
+import json, sys
+inv = json.load(open(sys.argv[1]))
+boot = open(sys.argv[2]).read().split()
+assert sorted(k["version"] for k in inv["kernels"]) == boot, inv["kernels"]
+for k in inv["kernels"]:
+    assert k["path"] == "/boot/vmlinuz-" + k["version"], k
+    print(k.get("package", "-"), k.get("package_version", "-"))
+PY
+dpkg-query --admindir="$tmp/admin" -W -f '${Package} ${Version}\n' 'linux-image-[0-9]*' \
+    >"$tmp/kernel-packages"
+echo "- -" >>"$tmp/kernel-packages"
+diff -u <(sort "$tmp/kernel-packages") <(sort "$tmp/kernels") || fail "kernel packages"
+pass "inspect: host name, arch, version and kernels agree with debugfs, file(1) and dpkg-query"
 
 # Read-only access leaves the image byte for byte unchanged.
 cp "$fix/debian.qcow2" "$tmp/ro.qcow2"

@@ -12,7 +12,6 @@ need apt-ftparchive apt-utils
 need gpg gpg
 need dpkg-deb dpkg
 fix=$(fixtures_linux)
-tree=$(bash "$here/make-fixtures.sh" minbase)
 debs=$(bash "$here/make-fixtures.sh" debs)
 make_identity
 
@@ -98,11 +97,12 @@ export V_AUDIT V_HOST V_GPGV V_PASSWD V_NETBASE
 cp "$fix/debian.qcow2" "$tmp/a.qcow2"
 cp "$fix/debian.qcow2" "$tmp/b.qcow2"
 cp "$fix/debian.qcow2" "$tmp/c.qcow2"
-status_sha=$(sha256sum <"$tree/var/lib/dpkg/status" | cut -d' ' -f1)
+linux_fixture_status "$tmp/fixture-status"
+status_sha=$(sha256sum <"$tmp/fixture-status" | cut -d' ' -f1)
 # with_status IMAGE SED-EXPRESSION: the image's dpkg status edited.
 with_status() {
     mkdir -p "$tmp/payload"
-    sed -E "$2" "$tree/var/lib/dpkg/status" >"$tmp/payload/status"
+    sed -E "$2" "$tmp/fixture-status" >"$tmp/payload/status"
     MANIFEST_ID=status-$(basename "$1" .qcow2) build_bundle "$tmp/st.vmab" "" \
         '{"op": "replace", "path": "/var/lib/dpkg/status", "payload": "status", "old_sha256": "'"$status_sha"'"}'
     vo apply "$1" "$tmp/st.vmab" >/dev/null || fail "cannot edit $1's status"

@@ -4,7 +4,7 @@
 # independently with ntfsfix -n, ntfscat and hivexget.
 source "$(dirname "$0")/lib.sh"
 
-plan 6
+plan 7
 fix=$(fixtures_windows)
 make_identity
 
@@ -23,6 +23,83 @@ for fmt in $formats; do
 done
 pass "inspect Windows (C: and D: from MountedDevices) on" $formats
 
+# reg_json HIVE KEY: hivexregedit's export of KEY's subkeys as JSON,
+# {subkey: {value: string or number}}.
+reg_json() {
+    hivexregedit --export "$1" "$2" | python3 -c '
+import json, re, sys
+out, cur = {}, None
+for line in sys.stdin.read().splitlines():
+    m = re.match(r"^\[(.*)\]$", line)
+    if m:
+        parts = m.group(1).split("\\")
+        cur = out.setdefault(parts[-1], {}) if len(parts) == len(sys.argv[1].split("\\")) + 2 else None
+        continue
+    m = re.match(r"^\"(.*)\"=(hex\((1|2)\)|dword):(.*)$", line)
+    if cur is None or not m:
+        continue
+    if m.group(2) == "dword":
+        cur[m.group(1)] = int(m.group(4), 16)
+    else:
+        cur[m.group(1)] = bytes.fromhex(m.group(4).replace(",", "")).decode("utf-16-le").rstrip("\0")
+print(json.dumps(out))' "$2"
+}
+
+# The new inventory fields against hivexget/hivexregedit on the hives
+# and file(1) on cmd.exe, extracted with ntfscat.
+out=$tmp/inspect-raw.json
+dd if="$fix/windows.raw" of="$tmp/c.part" bs=1M skip=1 count=128 status=none
+ntfscat "$tmp/c.part" Windows/System32/config/SOFTWARE >"$tmp/SOFTWARE"
+ntfscat "$tmp/c.part" Windows/System32/config/SYSTEM >"$tmp/SYSTEM"
+ntfscat "$tmp/c.part" Windows/System32/cmd.exe >"$tmp/cmd.exe"
+rm -f "$tmp/c.part"
+cv='Microsoft\Windows NT\CurrentVersion'
+build=$(hivexget "$tmp/SOFTWARE" "$cv" CurrentBuild)
+ubr=$(hivexget "$tmp/SOFTWARE" "$cv" UBR)
+[ "$(json_get "$out" os ubr)" = "$ubr" ] || fail "UBR"
+[ "$(json_get "$out" os patch_level)" = "$build.$ubr" ] || fail "patch level"
+[ "$(json_get "$out" os minor_version)" = "$(hivexget "$tmp/SOFTWARE" "$cv" CurrentMinorVersionNumber)" ] ||
+    fail "minor version"
+[ "$(json_get "$out" os product_variant)" = "$(hivexget "$tmp/SOFTWARE" "$cv" InstallationType)" ] ||
+    fail "product variant"
+[ "$(json_get "$out" os hostname)" = \
+  "$(hivexget "$tmp/SYSTEM" 'ControlSet001\Services\Tcpip\Parameters' Hostname)" ] ||
+    fail "hostname"
+file -b "$tmp/cmd.exe" | grep -q 'x86-64' || fail "file(1) on cmd.exe"
+[ "$(json_get "$out" os arch)" = x86_64 ] || fail "arch"
+reg_json "$tmp/SOFTWARE" 'Microsoft\Windows\CurrentVersion\Uninstall' >"$tmp/uninstall.json"
+reg_json "$tmp/SOFTWARE" 'Microsoft\Windows\CurrentVersion\Component Based Servicing\Packages' \
+    >"$tmp/cbs.json"
+python3 - "$out" "$tmp/uninstall.json" "$tmp/cbs.json" <<'PY' || fail "programs or updates differ from hivexregedit"
+import json, re, sys
+inv = json.load(open(sys.argv[1]))
+uninstall = json.load(open(sys.argv[2]))
+cbs = json.load(open(sys.argv[3]))
+want = sorted([dict([("name", k), ("version", v.get("DisplayVersion", ""))] +
+                    [(m, v[r]) for m, r in (("display_name", "DisplayName"),
+                                            ("publisher", "Publisher"),
+                                            ("install_date", "InstallDate"))
+                     if r in v])
+               for k, v in uninstall.items()], key=lambda a: a["name"])
+got = sorted(inv["packages"], key=lambda a: a["name"])
+assert got == want, (got, want)
+assert any(a.get("display_name") == "Contoso Agent" for a in got)
+states = {0: "absent", 5: "uninstall-pending", 16: "resolving", 32: "resolved",
+          48: "staging", 64: "staged", 80: "superseded", 96: "install-pending",
+          101: "partially-installed", 112: "installed", 128: "permanent"}
+want = sorted([{"package": k, "state": v["CurrentState"],
+                "state_name": states.get(v["CurrentState"], "unknown")} |
+               ({"kb": m.group(0)} if (m := re.search(r"(?<=_for_)KB[0-9]+", k)) else {})
+               for k, v in cbs.items()
+               if k.startswith("Package_") and "_for_" in k],
+              key=lambda u: u["package"])
+got = sorted(inv["updates"], key=lambda u: u["package"])
+assert got == want, (got, want)
+assert {u["state_name"] for u in got} >= {"installed", "superseded", "staged"}
+assert len(cbs) > len(got)   # the component package is left out
+PY
+pass "inspect Windows: programs, UBR, updates, host name and arch agree with hivexregedit and file(1)"
+
 mkdir -p "$tmp/payload"
 printf '127.0.0.1 localhost\r\n10.0.0.1 update.example\r\n' >"$tmp/payload/hosts"
 head -c 300000 /dev/urandom >"$tmp/payload/patch.dll"
@@ -31,7 +108,8 @@ hosts_sha=$(printf '127.0.0.1 localhost\r\n' | sha256sum | cut -d' ' -f1)
 win_rules='
   {"os": {"family": "windows", "current_build": "19045"}},
   {"registry": {"hive": "SOFTWARE", "key": "Microsoft\\Windows NT\\CurrentVersion", "name": "EditionID", "equals": "Professional"}},
-  {"package": "7-Zip", "version": ">= 23.00"}'
+  {"package": "7-Zip", "version": ">= 23.00"},
+  {"package": "Contoso Agent", "version": ">= 4.2"}'
 win_files='
   {"op": "replace", "path": "C:\\Windows\\System32\\drivers\\etc\\hosts", "payload": "hosts", "old_sha256": "'$hosts_sha'"},
   {"op": "add", "path": "C:\\Program Files\\Demo\\patch.dll", "payload": "patch.dll"},
