@@ -752,10 +752,6 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
     }
     json_builder_end_object(b);
 
-    if (inv->package_format) {
-        json_builder_set_member_name(b, "package_format");
-        json_builder_add_string_value(b, inv->package_format);
-    }
     json_builder_set_member_name(b, "packages");
     json_builder_begin_array(b);
     for (guint i = 0; i < inv->package_list->len; i++) {

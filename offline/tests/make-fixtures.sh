@@ -90,11 +90,42 @@ linux() {
     cached linux "$linux_version" && return
     local out=$cache/linux-v$linux_version
     fresh_tree "$out"
+    linux_extras "$out"
     linux_image "$out"
     "$qemu_img" convert -O vmdk "$out/debian.raw" "$out/debian.vmdk"
     "$qemu_img" convert -O vhdx "$out/debian.raw" "$out/debian.vhdx"
     touch "$out/.complete"
     echo "$out"
+}
+
+# linux_extras OUT: what the Linux fixture's inventory is checked on,
+# added to the tree in OUT/work/root: a host name and two kernels.
+linux_extras() {
+    local out=$1
+    local work=$out/work
+
+    echo "fixture-debian" >"$work/root/etc/hostname"
+    # Two kernels as Debian lays them out: one from its package, linked as
+    # /vmlinuz; an older one only linked as /vmlinuz.old.  Their bytes do
+    # not matter; the package paragraph is in kernel-status for the tests.
+    printf 'not a real kernel\n' >"$work/root/boot/vmlinuz-6.1.0-99-amd64"
+    printf 'not a real kernel\n' >"$work/root/boot/vmlinuz-6.1.0-98-amd64"
+    ln -s boot/vmlinuz-6.1.0-99-amd64 "$work/root/vmlinuz"
+    ln -s boot/vmlinuz-6.1.0-98-amd64 "$work/root/vmlinuz.old"
+    cat >"$out/kernel-status" <<'STATUS'
+Package: linux-image-6.1.0-99-amd64
+Status: install ok installed
+Priority: optional
+Section: kernel
+Installed-Size: 1
+Maintainer: Debian Kernel Team <debian-kernel@lists.debian.org>
+Architecture: amd64
+Source: linux
+Version: 6.1.999-1
+Description: Linux 6.1 for 64-bit PCs (fixture)
+
+STATUS
+    cat "$out/kernel-status" >>"$work/root/var/lib/dpkg/status"
 }
 
 # linux_image OUT: OUT/debian.raw and debian.qcow2 holding the tree in
@@ -120,28 +151,6 @@ FSTAB
     ln -s ../../../../../../../tmp "$work/srv/www/escape"
     # Guest-absolute link: resolved inside the guest, across filesystems.
     ln -s /srv/www "$work/root/etc/site"
-    echo "fixture-debian" >"$work/root/etc/hostname"
-    # Two kernels as Debian lays them out: one from its package, linked as
-    # /vmlinuz; an older one only linked as /vmlinuz.old.  Their bytes do
-    # not matter; the package paragraph is in kernel-status for the tests.
-    printf 'not a real kernel\n' >"$work/root/boot/vmlinuz-6.1.0-99-amd64"
-    printf 'not a real kernel\n' >"$work/root/boot/vmlinuz-6.1.0-98-amd64"
-    ln -s boot/vmlinuz-6.1.0-99-amd64 "$work/root/vmlinuz"
-    ln -s boot/vmlinuz-6.1.0-98-amd64 "$work/root/vmlinuz.old"
-    cat >"$out/kernel-status" <<'STATUS'
-Package: linux-image-6.1.0-99-amd64
-Status: install ok installed
-Priority: optional
-Section: kernel
-Installed-Size: 1
-Maintainer: Debian Kernel Team <debian-kernel@lists.debian.org>
-Architecture: amd64
-Source: linux
-Version: 6.1.999-1
-Description: Linux 6.1 for 64-bit PCs (fixture)
-
-STATUS
-    cat "$out/kernel-status" >>"$work/root/var/lib/dpkg/status"
 
     # 1 MiB alignment, 700 MiB root, 64 MiB /srv, GPT.
     local raw=$out/debian.raw

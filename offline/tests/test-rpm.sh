@@ -19,7 +19,7 @@ got = sorted("%s %s %s" % (p["name"], p["version"], p["architecture"])
              for p in d["packages"])
 want = sorted(l.strip() for l in open(sys.argv[2]) if l.strip())
 assert got == want, (got, want)
-assert d["package_format"] == "rpm", d.get("package_format")
+assert d["os"]["package_format"] == "rpm", d["os"]
 assert d["os"]["id"] == "rocky"
 PY
     fail "rpm guest inventory differs from rpm -qa: $(cat "$tmp/inspect.json")"
