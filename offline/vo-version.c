@@ -101,7 +101,11 @@ gboolean vo_version_check(const char *v, GError **error)
             return FALSE;
         }
     }
-    return *v && vo_version_compare(v, v, &cmp, error);
+    if (!*v) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID, "empty version");
+        return FALSE;
+    }
+    return vo_version_compare(v, v, &cmp, error);
 }
 
 gboolean vo_version_check_package(const char *name, GError **error)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run a command inside this host booted a second time: systemd as PID 1 of
 # a systemd-nspawn container whose root is this host's own root filesystem
-# under a throw-away overlay.  The command sees the same files (the clone,
-# its builds, the caches) and a real service manager, and everything it
-# installs, starts or writes is discarded when it ends.
+# under a throw-away overlay.  The command sees the same files (the clone
+# with its builds, bound in writable; the caches) and a real service
+# manager, and everything it installs, starts or writes outside the clone
+# is discarded when it ends.
 #
 # For the libvirt test on machines whose init is not systemd (containers,
 # CI runners): "systemctl start vmaugment-helper" is what docs/service.rst
@@ -22,6 +23,9 @@ fail() {
 command -v systemd-nspawn >/dev/null ||
     fail "systemd-nspawn is not installed (Debian's systemd-container)"
 
+# The clone, bound at its own path: systemd-nspawn mounts a fresh tmpfs
+# on the container's /tmp, where a clone (a CI runner's, say) may live.
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 dir=$(mktemp -d /tmp/vmaug-host-copy.XXXXXX) || fail "mktemp failed"
 nspawn_pid=
 cleanup() {
@@ -54,7 +58,7 @@ mount -t overlay vmaug-host-copy \
 # No machined and no scope unit (the host may have no systemd to ask), no
 # journal shared with the host, whose machine id the copy has.
 systemd-nspawn --quiet --register=no --keep-unit --link-journal=no \
-    --machine="vmaug-copy-$$" --directory="$dir/root" --boot \
+    --machine="vmaug-copy-$$" --directory="$dir/root" --bind="$top" --boot \
     --console=pipe </dev/null >"$dir/boot.log" 2>&1 &
 nspawn_pid=$!
 
@@ -71,7 +75,8 @@ done
 
 # nsenter's own --wd would keep a directory of the host's mount namespace.
 inside() {
-    nsenter --target "$leader" --all sh -c 'cd "$0" && exec "$@"' "$PWD" "$@"
+    nsenter --target "$leader" --all sh -c \
+        'cd "$0" || exit 125; exec "$@"' "$PWD" "$@"
 }
 # Until systemd has made its private socket, systemctl answers nothing.
 # "degraded" is fine: units of the host that cannot run in a container.
