@@ -4,6 +4,13 @@
  * beyond what the caller bounded, and a malformed line is a refusal
  * rather than a guess (a guessed status would be written back).
  *
+ * Written here because libdpkg's parser (parsedb()) cannot serve: it
+ * reads a file by name, where the worker has the bytes in memory and may
+ * open nothing; it fills libdpkg's one global package database; and it
+ * reports malformed input through ohshit(), which ends the process unless
+ * an error context was pushed.  libdpkg still judges what it is good at
+ * here: names, architectures and versions (vo-version.c).
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #define G_LOG_DOMAIN "vmaugment-offline"
