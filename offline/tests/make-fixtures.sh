@@ -76,14 +76,14 @@ cached() {
 }
 
 # fresh_tree OUT: OUT emptied, with a copy of the minbase tree in
-# OUT/work/root for the fixture to change.
+# OUT/stage/root for the fixture to change.
 fresh_tree() {
     local tree
     tree=$(minbase)
     rm -rf "$1"
-    mkdir -p "$1/work"
-    cp -a "$tree" "$1/work/root"
-    rm -f "$1/work/root/.complete"
+    mkdir -p "$1/stage"
+    cp -a "$tree" "$1/stage/root"
+    rm -f "$1/stage/root/.complete"
 }
 
 linux() {
@@ -99,10 +99,10 @@ linux() {
 }
 
 # linux_extras OUT: what the Linux fixture's inventory is checked on,
-# added to the tree in OUT/work/root: a host name and two kernels.
+# added to the tree in OUT/stage/root: a host name and two kernels.
 linux_extras() {
     local out=$1
-    local work=$out/work
+    local work=$out/stage
 
     echo "fixture-debian" >"$work/root/etc/hostname"
     # Two kernels as Debian lays them out: one from its package, linked as
@@ -129,11 +129,11 @@ STATUS
 }
 
 # linux_image OUT: OUT/debian.raw and debian.qcow2 holding the tree in
-# OUT/work/root as the root filesystem, with the fixture's fstab, /srv
+# OUT/stage/root as the root filesystem, with the fixture's fstab, /srv
 # filesystem and links.
 linux_image() {
     local out=$1
-    local work=$out/work
+    local work=$out/stage
 
     local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c001
     local srv_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c002
@@ -413,58 +413,20 @@ PART
     echo "$out"
 }
 
-# lvm_run LOOP CMD...: an lvm command that sees only LOOP and leaves no
-# backup, archive or devices file behind on the host.
-lvm_run() {
-    local loop=$1
-    shift
-    lvm "$@" --config "devices { filter = [ \"a|^$loop\$|\", \"r|.*|\" ]
-        use_devicesfile = 0 } backup { backup = 0 archive = 0 }" \
-        >>"$cache/lvm.log" 2>&1
-}
+# shellcheck source=offline/tests/lvm-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lvm-lib.sh"
+visible='"READ", "WRITE", "VISIBLE"'
 
-# lvm_pv RAW START SIZE METADATA-AWK: makes partition (START, SIZE in
-# sectors) of RAW an LVM2 PV of a VG "debian-vg" and gives the VG the
-# logical volumes the awk program appends to its metadata, through
-# vgcfgrestore: lvcreate needs device-mapper, which the hosts lack, and
-# vgcfgrestore only writes metadata.  Prints "pe_start extent_size"
-# (sectors).
+# lvm_pv RAW START SIZE LVS: partition (START, SIZE in sectors) of RAW made
+# an LVM2 PV of a VG "debian-vg" with the volumes LVS (lvm_vg).  Prints
+# "pe_start extent_size" (sectors).
 lvm_pv() {
-    local raw=$1 start=$2 size=$3 lvs=$4 loop meta
+    local raw=$1 start=$2 size=$3 lvs=$4 loop rc=0
     loop=$(losetup --find --show --offset $((start * 512)) \
         --sizelimit $((size * 512)) "$raw")
-    meta=$(mktemp)
-    lvm_run "$loop" pvcreate -y "$loop" &&
-        lvm_run "$loop" vgcreate debian-vg "$loop" &&
-        lvm_run "$loop" vgcfgbackup -f "$meta" debian-vg &&
-        awk -v lvs="$lvs" '
-            /^\tseqno = / { $0 = "\tseqno = 2" }
-            /^}/ && !done { print lvs; done = 1 }
-            { print }' "$meta" >"$meta.new" &&
-        lvm_run "$loop" vgcfgrestore -f "$meta.new" debian-vg
-    local rc=$?
+    lvm_vg "$loop" debian-vg "$lvs" "$cache/lvm.log" || rc=$?
     losetup -d "$loop"
-    [ $rc -eq 0 ] || { rm -f "$meta" "$meta.new"; echo "lvm failed (see $cache/lvm.log)" >&2; exit 1; }
-    awk '/pe_start/ {p = $3} /extent_size/ {e = $3} END {print p, e}' "$meta"
-    rm -f "$meta" "$meta.new"
-}
-
-# lvm_segment START COUNT PE: one linear segment of a volume.
-lvm_segment() {
-    printf '\t\t\tsegment%s {\n\t\t\t\tstart_extent = %s\n\t\t\t\textent_count = %s\n\t\t\t\ttype = "striped"\n\t\t\t\tstripe_count = 1\n\t\t\t\tstripes = [ "pv0", %s ]\n\t\t\t}\n' \
-        "$1" "$2" "$3" "$4"
-}
-
-# lvm_volume NAME SEGMENTS...: a visible volume made of lvm_segment lines.
-lvm_volume() {
-    local name=$1 n=0 segs=
-    shift
-    for seg in "$@"; do
-        n=$((n + 1))
-        segs+=$(lvm_segment $n $seg)$'\n'
-    done
-    printf '\t\t%s {\n\t\t\tid = "%s"\n\t\t\tstatus = [ "READ", "WRITE", "VISIBLE" ]\n\t\t\tflags = [ ]\n\t\t\tsegment_count = %s\n%s\t\t}\n' \
-        "$name" "$(printf '%-6.6s-0000-0000-0000-0000-0000-000000' "$name" | tr ' ' x)" "$n" "$segs"
+    [ $rc -eq 0 ] || { echo "lvm failed (see $cache/lvm.log)" >&2; exit 1; }
 }
 
 # Debian on LVM as its installer makes it (ext4 root and /srv on logical
@@ -475,7 +437,7 @@ lvm_images() {
     cached lvm && return
     local out=$cache/lvm-v$fixture_version
     fresh_tree "$out"
-    local work=$out/work
+    local work=$out/stage
     cat >"$work/root/etc/fstab" <<FSTAB
 /dev/mapper/debian--vg-root / ext4 errors=remount-ro 0 1
 /dev/debian-vg/srv /srv ext4 defaults 0 2
@@ -494,9 +456,8 @@ PART
     local size=$((900 * 2048 - 2048 - 34))
     # 4 MiB extents: root is extents 2-176 (700 MiB), /srv 180-195.
     local lvs
-    lvs=$(printf '\n\tlogical_volumes {\n%s%s\t}\n' \
-        "$(lvm_volume root "0 100 2" "100 75 102")" \
-        "$(lvm_volume srv "0 16 180")")
+    lvs=$(lvm_volumes "$(lvm_volume root "$visible" "0 100 2" "100 75 102")" \
+        "$(lvm_volume srv "$visible" "0 16 180")")
     local pe_start extent
     read -r pe_start extent < <(lvm_pv "$raw" 2048 "$size" "$lvs")
     local pv=$((2048 * 512)) ext=$((extent * 512))
@@ -514,8 +475,7 @@ PART
     "$qemu_img" convert -O vmdk "$raw" "$out/debian-lvm.vmdk"
 
     truncate -s 64M "$out/scattered.raw"
-    lvs=$(printf '\n\tlogical_volumes {\n%s\t}\n' \
-        "$(lvm_volume data "0 2 1" "2 2 5")")
+    lvs=$(lvm_volumes "$(lvm_volume data "$visible" "0 2 1" "2 2 5")")
     lvm_pv "$out/scattered.raw" 0 $((64 * 2048)) "$lvs" >/dev/null
     touch "$out/.complete"
     echo "$out"
@@ -528,7 +488,7 @@ logical_images() {
     cached logical && return
     local out=$cache/logical-v$fixture_version
     fresh_tree "$out"
-    local work=$out/work
+    local work=$out/stage
     local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c005
     cat >"$work/root/etc/fstab" <<FSTAB
 UUID=$root_uuid / ext4 errors=remount-ro 0 1
@@ -599,8 +559,8 @@ rpm_images() {
     cached rpm && return
     local out=$cache/rpm-v$fixture_version
     rm -rf "$out"
-    mkdir -p "$out/work/tree/etc" "$out/work/tree/var/lib" "$out/work/top"
-    local tree=$out/work/tree
+    mkdir -p "$out/stage/tree/etc" "$out/stage/tree/var/lib" "$out/stage/top"
+    local tree=$out/stage/tree
     cat >"$tree/etc/os-release" <<'OSR'
 NAME="Rocky Linux"
 VERSION="9.3 (Blue Onyx)"
@@ -612,12 +572,12 @@ PRETTY_NAME="Rocky Linux 9.3 (Blue Onyx)"
 OSR
     printf 'LABEL=root / ext4 defaults 0 1\n' >"$tree/etc/fstab"
     echo rocky-fixture >"$tree/etc/hostname"
-    rpm_package "$out/work/top" vmaug-tool "" 1.0 1 /usr/share/vmaug/tool.txt
-    rpm_package "$out/work/top" vmaug-epoch 2 1.2 3.el9 /usr/share/vmaug/epoch.txt
-    rpm_package "$out/work/top" vmaug-conf "" 0.9 7 /etc/vmaug.conf
+    rpm_package "$out/stage/top" vmaug-tool "" 1.0 1 /usr/share/vmaug/tool.txt
+    rpm_package "$out/stage/top" vmaug-epoch 2 1.2 3.el9 /usr/share/vmaug/epoch.txt
+    rpm_package "$out/stage/top" vmaug-conf "" 0.9 7 /etc/vmaug.conf
     rpm --root "$tree" --dbpath /usr/lib/sysimage/rpm --initdb
     rpm --root "$tree" --dbpath /usr/lib/sysimage/rpm -i --nodeps \
-        --noscripts --ignoreos --ignorearch "$out/work/top"/RPMS/noarch/*.rpm \
+        --noscripts --ignoreos --ignorearch "$out/stage/top"/RPMS/noarch/*.rpm \
         >>"$cache/rpmbuild.log" 2>&1
     ln -s ../../usr/lib/sysimage/rpm "$tree/var/lib/rpm"
     rm -f "$tree/usr/lib/sysimage/rpm/.rpm.lock" \
@@ -636,7 +596,7 @@ OSR
     rm -f "$tree/usr/lib/sysimage/rpm/rpmdb.sqlite"*
     head -c 8192 /dev/zero >"$tree/usr/lib/sysimage/rpm/Packages"
     rpm_disk "$tree" "$out/rpm-bdb.raw"
-    rm -rf "$out/work"
+    rm -rf "$out/stage"
     touch "$out/.complete"
     echo "$out"
 }
@@ -647,8 +607,8 @@ case ${1:-} in
     # cached): image TREE OUTDIR.
     image)
         rm -rf "$3"
-        mkdir -p "$3/work"
-        cp -a "$2" "$3/work/root"
+        mkdir -p "$3/stage"
+        cp -a "$2" "$3/stage/root"
         linux_image "$3"
         ;;
     rpm) rpm_images ;;
