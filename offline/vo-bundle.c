@@ -18,6 +18,7 @@
 
 #include "vmaugment-trust.h"
 #include "vo-bundle.h"
+#include "vo-configure.h"
 #include "vo-guest.h"
 #include "vo-registry.h"
 #include "vo-version.h"
@@ -1097,6 +1098,11 @@ gboolean vo_bundle_build_manifest(JsonNode *root, GHashTable *payloads,
 
     identity = vmaug_trust_identity_load(key_path, cert_path, error);
     if (!identity) {
+        return FALSE;
+    }
+    /* Unpacked packages are configured by the guest at its next boot. */
+    if (!JSON_NODE_HOLDS_OBJECT(root) ||
+        !vo_configure_add(json_node_get_object(root), payloads, error)) {
         return FALSE;
     }
     table = json_object_new();
