@@ -5,7 +5,7 @@
 # paths escaping the guest.
 source "$(dirname "$0")/lib.sh"
 
-plan 16
+plan 17
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -175,6 +175,21 @@ build_bundle "$tmp/oldhash.vmab" "" \
     '{"op": "replace", "path": "/etc/motd", "payload": "motd", "old_sha256": "'"$(printf '%064d' 0)"'"}'
 refuse "$img" "expected old sha256 0000.*the image has $motd_sha" apply "$img" "$tmp/oldhash.vmab"
 pass "old-hash mismatch refused"
+
+# --- a refusal found on the overlay names the image, in apply and batch
+# alike: the overlay is a hidden file of ours nobody asked about.
+rc=0; vo apply "$img" "$tmp/oldhash.vmab" >"$tmp/oh.json" 2>"$tmp/oh.err" || rc=$?
+rc2=0; vo batch --bundle "$tmp/oldhash.vmab" "$img" >"$tmp/ohb.json" 2>"$tmp/ohb.err" || rc2=$?
+for f in oh.err oh.json ohb.err ohb.json; do
+    if grep -q 'overlay\|\.vmaugment' "$tmp/$f"; then
+        fail "$f names the overlay: $(cat "$tmp/$f")"
+    fi
+done
+[ $rc -eq 1 ] && [ $rc2 -ne 0 ] && grep -qF "$(basename "$img")" "$tmp/oh.err" &&
+    grep -qF "$(basename "$img")" "$tmp/ohb.err" ||
+    fail "the refusals do not name the image (exit $rc, $rc2): $(cat "$tmp/oh.err" "$tmp/ohb.err")"
+no_sidecars "$img"
+pass "refusals name the image, never the overlay"
 
 # --- paths escaping: '..' in the bundle, a link climbing above /, writing
 # through a final link.
