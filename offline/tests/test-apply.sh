@@ -22,6 +22,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 plan = [(p["op"], p["path"], p["action"]) for p in d["plan"]]
 assert plan == [("replace", "/etc/motd", "replace"),
+                ("mkdir", "/opt", "unchanged"),
                 ("mkdir", "/opt/demo", "mkdir"),
                 ("add", "/opt/demo/big.bin", "add"),
                 ("add", "/usr/local/bin/tool", "add"),
@@ -29,7 +30,7 @@ assert plan == [("replace", "/etc/motd", "replace"),
                 ("delete", "/etc/issue.net", "delete"),
                 ("chmod", "/etc/hostname", "chmod")], plan
 assert d["plan"][0]["old_sha256"] == sys.argv[2]
-assert d["plan"][2]["size"] == 5 * 1024 * 1024
+assert d["plan"][3]["size"] == 5 * 1024 * 1024
 PY
 [ "$(sha256sum <"$tmp/a.qcow2")" = "$sum" ] || fail "dry-run changed the image"
 no_sidecars "$tmp/a.qcow2"
