@@ -134,9 +134,12 @@ int admin_cmd_invoke(int argc, char **argv)
     g_autoptr(GBytes) out = NULL;
     g_autoptr(GError) error = NULL;
     gboolean json = FALSE;
+    g_autofree gchar *socket_help = g_strdup_printf(
+        "The helper's socket (default: %s)",
+        vmaug_cli_default_helper_socket());
     const GOptionEntry entries[] = {
-        { "socket", 0, 0, G_OPTION_ARG_FILENAME, &socket,
-          "The helper's socket (default: the service's)", "PATH" },
+        { "socket", 0, 0, G_OPTION_ARG_FILENAME, &socket, socket_help,
+          "PATH" },
         { "module-version", 0, 0, G_OPTION_ARG_STRING, &version,
           "Load this version (default: the highest stored)", "VERSION" },
         { NULL }
