@@ -14,10 +14,8 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system" "$root$bindir"
 cp -r /lib/systemd/system "$root/usr/lib/systemd/"
 cp "$helper" "$root$bindir/vmaugment-helper"
-for page in "${VMAUG_MAN_DIR:?}"/*.[0-9]; do
-    mkdir -p "$root/man/man${page##*.}"
-    cp "$page" "$root/man/man${page##*.}/"
-done
+bash "$(dirname "$0")/../../tests/man/man-tree.sh" "${VMAUG_MAN_DIR:?}" \
+    "$root/man"
 export MANPATH=$root/man
 names=()
 for u in "$@"; do
