@@ -455,7 +455,7 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     int status;
 
     *result = NULL;
-    server = vo_image_serve(req->disk, req->format,
+    server = vo_image_serve(req->disk, req->image, req->format,
                             req->job == VO_WORKER_APPLY, error);
     if (!server) {
         return FALSE;
@@ -522,7 +522,10 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     }
     *result = g_steal_pointer(&report);
     if (job_error) {
-        g_propagate_error(error, g_steal_pointer(&job_error));
+        /* What the job found is about the image the user named (never
+         * the overlay it ran on). */
+        g_propagate_prefixed_error(error, g_steal_pointer(&job_error), "%s: ",
+                                   req->image);
         return FALSE;
     }
     return TRUE;
