@@ -528,12 +528,45 @@ static GBytes *vo_bundle_payload(VoBundle *bundle, JsonObject *payload,
 }
 
 /*
- * "packages": {"op": "unpack", "payload": P, "package": N,
+ * A package to "stage": its .deb is added, as a file, to the directory
+ * the guest installs from at its next boot (vo-configure.h), where dpkg
+ * runs the preinst that an offline unpack cannot.
+ */
+static gboolean vo_bundle_stage(VoBundle *bundle, const char *pl,
+                                JsonObject *payload, const char *where,
+                                GHashTable *paths, GError **error)
+{
+    VoFileOp *op;
+
+    g_free(vo_bundle_add_dirs(bundle, VO_CONFIGURE_STAGED, TRUE,
+                              bundle->files->len, paths));
+    op = g_new0(VoFileOp, 1);
+    op->kind = VO_FILE_OP_ADD;
+    op->path = g_strdup_printf("%s/%s", VO_CONFIGURE_STAGED, pl);
+    op->payload = g_strdup(pl);
+    op->mode = 0644;
+    op->has_mode = op->has_uid = op->has_gid = TRUE;
+    g_ptr_array_add(bundle->files, op);
+    if (!g_hash_table_add(paths, vo_guest_normalize_path(op->path))) {
+        return vo_bundle_invalid(error, "%s: %s appears twice", where,
+                                 op->path);
+    }
+    op->data = vo_bundle_payload(bundle, payload, pl, where, error);
+    if (!op->data) {
+        return FALSE;
+    }
+    op->new_sha256 = vo_sha256(op->data);
+    return TRUE;
+}
+
+/*
+ * "packages": {"op": "unpack" or "stage", "payload": P, "package": N,
  * "architecture": A, "version": V, "old_version": O or null}, each
  * package once, names and versions as dpkg accepts them.
  */
 static gboolean vo_bundle_parse_packages(VoBundle *bundle, JsonNode *node,
-                                         JsonObject *payload, GError **error)
+                                         JsonObject *payload,
+                                         GHashTable *paths, GError **error)
 {
     static const char *const allowed[] = {
         "op", "payload", "package", "architecture", "version",
@@ -575,7 +608,7 @@ static gboolean vo_bundle_parse_packages(VoBundle *bundle, JsonNode *node,
             return FALSE;
         }
         old = json_object_get_member(obj, "old_version");
-        if (!g_str_equal(op, "unpack")) {
+        if (!g_str_equal(op, "unpack") && !g_str_equal(op, "stage")) {
             return vo_bundle_invalid(error, "%s: unknown op \"%s\"", where,
                                      op);
         }
@@ -599,6 +632,12 @@ static gboolean vo_bundle_parse_packages(VoBundle *bundle, JsonNode *node,
         if (!g_hash_table_add(seen, g_strdup_printf("%s:%s", name, arch))) {
             return vo_bundle_invalid(error, "%s: %s:%s appears twice", where,
                                      name, arch);
+        }
+        if (g_str_equal(op, "stage")) {
+            if (!vo_bundle_stage(bundle, pl, payload, where, paths, error)) {
+                return FALSE;
+            }
+            continue;
         }
         pop = g_new0(VoPackageOp, 1);
         g_ptr_array_add(bundle->packages, pop);
@@ -737,7 +776,8 @@ static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
         }
     }
     node = json_object_get_member(obj, "packages");
-    if (node && !vo_bundle_parse_packages(bundle, node, payload, error)) {
+    if (node && !vo_bundle_parse_packages(bundle, node, payload, paths,
+                                          error)) {
         return FALSE;
     }
     node = json_object_get_member(obj, "marker");

@@ -26,6 +26,9 @@ G_BEGIN_DECLS
 #define VO_CONFIGURE_DIR        "/var/lib/vmaugment/offline"
 #define VO_CONFIGURE_FLAG       VO_CONFIGURE_DIR "/configure-pending"
 #define VO_CONFIGURE_RESULT     VO_CONFIGURE_DIR "/dpkg-configure.result"
+/* Packages a bundle stages ("op": "stage"): installed by dpkg itself at
+ * the next boot, because their preinst must run before they unpack. */
+#define VO_CONFIGURE_STAGED     VO_CONFIGURE_DIR "/staged"
 
 /*
  * To the bundle manifest @manifest, when it unpacks packages: the

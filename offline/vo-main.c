@@ -46,6 +46,7 @@ static char *opt_download_dir;
 static char *opt_plan;
 static char *opt_debs;
 static int opt_group = -1;
+static gboolean opt_stage_preinst;
 /* Accepted for the convention's sake: every report is JSON anyway. */
 static gboolean opt_json;
 /* Whether a report reached stdout: a failure without one gets one. */
@@ -285,10 +286,11 @@ static gboolean vo_main_bundle_build(int argc, char **argv, GError **error)
     if (opt_plan) {
         if (argc != 1 || !opt_debs || !opt_key || !opt_cert || !opt_output) {
             return vo_main_usage(error, "bundle-build --plan PLAN --debs DIR "
-                                 "[--group N] --key KEY --cert CERT "
-                                 "--output BUNDLE");
+                                 "[--group N] [--stage-preinst] --key KEY "
+                                 "--cert CERT --output BUNDLE");
         }
-        return vo_plan_bundle_build(opt_plan, opt_group, opt_debs, opt_key,
+        return vo_plan_bundle_build(opt_plan, opt_group, opt_stage_preinst,
+                                    opt_debs, opt_key,
                                     opt_cert, opt_output, error);
     }
     if (argc != 2 || !opt_key || !opt_cert || !opt_output) {
@@ -566,6 +568,9 @@ int main(int argc, char **argv)
           "bundle-build --plan: the plan's download directory", "DIR" },
         { "group", 0, 0, G_OPTION_ARG_INT, &opt_group,
           "bundle-build --plan: which group of images (from 0)", "N" },
+        { "stage-preinst", 0, 0, G_OPTION_ARG_NONE, &opt_stage_preinst,
+          "bundle-build --plan: stage the packages refused for their "
+          "preinst, for the guest's dpkg at its next boot", NULL },
         { "apt-source", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_apt_sources,
           "plan: a repository, 'URI SUITE COMPONENT...' (repeatable; a "
           "suite ending in -security is a security source)", "SOURCE" },

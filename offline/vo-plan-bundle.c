@@ -121,9 +121,10 @@ static GBytes *vo_plan_bundle_deb(const char *dir, const char *name,
     return g_steal_pointer(&data);
 }
 
-/* One planned package: its rule, its "unpack" and its payload. */
-static gboolean vo_plan_bundle_package(JsonNode *node, const char *dir,
-                                       JsonBuilder *rules,
+/* One planned package: its rule, its @op ("unpack" or "stage") and its
+ * payload. */
+static gboolean vo_plan_bundle_package(JsonNode *node, const char *op,
+                                       const char *dir, JsonBuilder *rules,
                                        JsonBuilder *packages,
                                        GHashTable *payloads, GError **error)
 {
@@ -180,7 +181,7 @@ static gboolean vo_plan_bundle_package(JsonNode *node, const char *dir,
 
     json_builder_begin_object(packages);
     json_builder_set_member_name(packages, "op");
-    json_builder_add_string_value(packages, "unpack");
+    json_builder_add_string_value(packages, op);
     json_builder_set_member_name(packages, "payload");
     json_builder_add_string_value(packages, payload);
     json_builder_set_member_name(packages, "package");
@@ -229,7 +230,8 @@ static void vo_plan_bundle_names(JsonObject *root, JsonObject *group,
 }
 
 gboolean vo_plan_bundle_build(const char *plan_path, int group,
-                              const char *debs_dir, const char *key_path,
+                              gboolean stage_preinst, const char *debs_dir,
+                              const char *key_path,
                               const char *cert_path, const char *out_path,
                               GError **error)
 {
@@ -243,9 +245,11 @@ gboolean vo_plan_bundle_build(const char *plan_path, int group,
     g_autofree char *id = NULL;
     g_autofree char *version = NULL;
     g_autofree char *description = NULL;
+    g_autoptr(GPtrArray) staged = g_ptr_array_new();
     JsonObject *g;
-    JsonNode *list, *images;
+    JsonNode *list, *images, *refused;
     JsonArray *arr;
+    guint total;
 
     if (!json_parser_load_from_file(parser, plan_path, error)) {
         return FALSE;
@@ -262,18 +266,43 @@ gboolean vo_plan_bundle_build(const char *plan_path, int group,
                                   "\"packages\" arrays");
     }
     arr = json_node_get_array(list);
-    if (json_array_get_length(arr) == 0) {
+    /* The packages refused for their preinst, when the operator stages
+     * them for the guest's own dpkg. */
+    refused = json_object_get_member(g, "refused");
+    if (stage_preinst && refused && JSON_NODE_HOLDS_ARRAY(refused)) {
+        JsonArray *r = json_node_get_array(refused);
+
+        for (guint i = 0; i < json_array_get_length(r); i++) {
+            JsonNode *n = json_array_get_element(r, i);
+
+            if (JSON_NODE_HOLDS_OBJECT(n) &&
+                g_strcmp0(json_object_get_string_member_with_default(
+                              json_node_get_object(n), "reason", NULL),
+                          "preinst") == 0) {
+                g_ptr_array_add(staged, n);
+            }
+        }
+    }
+    total = json_array_get_length(arr) + staged->len;
+    if (total == 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
                     "nothing to bundle: the group plans no package");
         return FALSE;
     }
-    if (json_array_get_length(arr) > VO_BUNDLE_MAX_OPS) {
+    if (total > VO_BUNDLE_MAX_OPS) {
         return vo_plan_bundle_bad(error, "too many packages");
     }
     json_builder_begin_array(rules);
     json_builder_begin_array(packages);
     for (guint i = 0; i < json_array_get_length(arr); i++) {
-        if (!vo_plan_bundle_package(json_array_get_element(arr, i), debs_dir,
+        if (!vo_plan_bundle_package(json_array_get_element(arr, i), "unpack",
+                                    debs_dir, rules, packages, payloads,
+                                    error)) {
+            return FALSE;
+        }
+    }
+    for (guint i = 0; i < staged->len; i++) {
+        if (!vo_plan_bundle_package(staged->pdata[i], "stage", debs_dir,
                                     rules, packages, payloads, error)) {
             return FALSE;
         }
@@ -284,8 +313,8 @@ gboolean vo_plan_bundle_build(const char *plan_path, int group,
     vo_plan_bundle_names(json_node_get_object(json_parser_get_root(parser)),
                          g, &id, &version);
     description = g_strdup_printf(
-        "%u package update%s planned by apt for %u image%s",
-        json_array_get_length(arr), json_array_get_length(arr) == 1 ? "" : "s",
+        "%u package update%s planned by apt for %u image%s", total,
+        total == 1 ? "" : "s",
         json_array_get_length(json_node_get_array(images)),
         json_array_get_length(json_node_get_array(images)) == 1 ? "" : "s");
     json_builder_begin_object(m);

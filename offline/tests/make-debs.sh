@@ -85,6 +85,7 @@ build
 pkg vmaug-pre 2.0
 mkdir -p "$d/usr/share/vmaug-pre"
 echo "pre 2" >"$d/usr/share/vmaug-pre/file.txt"
-printf '#!/bin/sh\nexit 0\n' >"$d/DEBIAN/preinst"
+printf '#!/bin/sh\nset -e\necho "preinst $1 $2" >/var/lib/vmaug-pre.preinst\n' \
+    >"$d/DEBIAN/preinst"
 chmod 755 "$d/DEBIAN/preinst"
 build

@@ -7,7 +7,7 @@
 # bundle, whose rules hold only on the images it was planned for.
 source "$(dirname "$0")/lib.sh"
 
-plan 12
+plan 13
 need apt-ftparchive apt-utils
 need gpg gpg
 need dpkg-deb dpkg
@@ -282,6 +282,29 @@ for p in g["packages"]:
     assert entry["sha256"] == p["sha256"]
 PY
 pass "bundle-build --plan: unpacks in apt's order, old versions pinned"
+
+bundle --group 0 --stage-preinst --output "$tmp/s.vmab" ||
+    fail "bundle-build --plan --stage-preinst"
+tar -xOf "$tmp/s.vmab" manifest.json >"$tmp/s.json"
+vo check "$tmp/a.qcow2" "$tmp/s.vmab" >"$tmp/s-check.json" ||
+    fail "check of the staging bundle: $(cat "$tmp/s-check.json")"
+python3 - "$tmp/s.json" "$tmp/s-check.json" <<'PY' || fail "staged manifest"
+import json, os, sys
+e = os.environ
+m = json.load(open(sys.argv[1]))
+c = json.load(open(sys.argv[2]))
+staged = [p for p in m["packages"] if p["op"] == "stage"]
+assert [(p["package"], p["old_version"], p["version"]) for p in staged] == \
+    [("base-passwd", e["V_PASSWD"], e["V_PASSWD"] + "+vo1")], staged
+assert {"package": "base-passwd:" + staged[0]["architecture"],
+        "version": "= " + e["V_PASSWD"]} in m["applies"], m["applies"]
+path = "/var/lib/vmaugment/offline/staged/" + staged[0]["payload"]
+acts = [(p.get("path"), p["action"]) for p in c["plan"] if "path" in p]
+assert (path, "add") in acts, acts
+assert c["status"] == "applicable", c["status"]
+PY
+pass "bundle-build --plan --stage-preinst stages the refused package," \
+    "its old version pinned"
 
 sum=$(sha256sum <"$tmp/a.qcow2")
 vo check "$tmp/a.qcow2" "$tmp/u.vmab" >"$tmp/check.json" ||

@@ -19,7 +19,7 @@ need e2fsck e2fsprogs
 need chroot coreutils
 [ "$(id -u)" -eq 0 ] ||
     fail "needs root: dpkg runs in chroots of the fixture tree"
-plan 16
+plan 17
 
 bash "$here/make-debs.sh" "$tmp/debs" || fail "cannot build the test packages"
 tree=$(bash "$here/make-fixtures.sh" minbase) || fail "no minbase tree"
@@ -398,6 +398,37 @@ expect_refusal "package vmaug-pre:amd64 2.0: has a preinst" \
 check_same_content "$tmp/p.qcow2" "$orig"
 no_sidecars "$tmp/p.qcow2"
 pass "a package with a preinst is refused by name, image unchanged"
+
+# 11b. Staged instead: the .deb waits in the guest, and the unit's command
+# has dpkg install it (its preinst runs) before configuring.
+MANIFEST_ID=deb-stage package_bundle "$tmp/stage.vmab" \
+    '{"op": "stage", "payload": "vmaug-pre_1%3a2.0~x_amd64.deb",
+      "package": "vmaug-pre", "architecture": "amd64",
+      "version": "2.0", "old_version": "1.0"}' || fail "bundle-build stage"
+vo apply "$tmp/p.qcow2" "$tmp/stage.vmab" >"$tmp/stage.json" ||
+    fail "apply of a staged package: $(cat "$tmp/stage.json")"
+"$QEMU_IMG" convert -U -O raw "$tmp/p.qcow2" "$tmp/p.raw"
+fsck_raw "$tmp/p.raw" 1 2
+mkdir "$tmp/staged"
+debugfs -R "rdump / $tmp/staged" "$tmp/p.raw?offset=$root_off" 2>/dev/null
+rm -f "$tmp/p.raw"
+cmp "$tmp/staged/var/lib/vmaugment/offline/staged/vmaug-pre_1%3a2.0~x_amd64.deb" \
+    "$tmp/payload/vmaug-pre_1%3a2.0~x_amd64.deb" || fail "the .deb is not staged"
+[ "$(chroot "$tmp/staged" dpkg-query -W -f '${Version} ${Status}' vmaug-pre)" = \
+  "1.0 install ok installed" ] || fail "staging changed the package database"
+chroot "$tmp/staged" /usr/local/sbin/vmaugment-offline-configure \
+    >"$tmp/unit-stage.log" 2>&1 ||
+    fail "the unit's command: $(cat "$tmp/unit-stage.log" \
+          "$tmp/staged/var/lib/vmaugment/offline/dpkg-configure.log")"
+[ "$(chroot "$tmp/staged" dpkg-query -W -f '${Version} ${Status}' vmaug-pre)" = \
+  "2.0 install ok installed" ] || fail "vmaug-pre is not installed at 2.0"
+[ "$(cat "$tmp/staged/var/lib/vmaug-pre.preinst")" = "preinst upgrade 1.0" ] ||
+    fail "the preinst did not run as an upgrade's"
+[ -z "$(ls "$tmp/staged/var/lib/vmaugment/offline/staged")" ] ||
+    fail "the staged .deb was left"
+rm -rf "$tmp/staged"
+pass "a staged package waits as a .deb; at the next boot dpkg installs it," \
+    "running its preinst"
 
 # 12. The manifest's package entries keep the bundle format's strictness.
 MANIFEST_ID=deb-bad package_bundle "$tmp/bad.vmab" \
