@@ -24,7 +24,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() {
     n=$((n + 1))
     echo "not ok $n - $1"
-    [ -s "$2" ] && tail -n 25 "$2" | sed 's/^/# /'
+    [ -s "$2" ] && tail -n 40 "$2" | sed 's/^/# /'
 }
 # check NAME CMD...: one case, passing when CMD succeeds; CMD's output
 # goes to the case's log.
@@ -97,25 +97,33 @@ check "lintian --fail-on error,warning finds nothing" \
 root=$work/root
 cp -a "$("$src/offline/tests/make-fixtures.sh" minbase)" "$root"
 rm -f "$root/.complete"
-mkdir -p "$root/debs"
+# The packages and the test's own files, in a directory of the root that
+# the comparison of its files leaves out.
+mkdir -p "$root/vmaugment-test"
 for deb in "$work/src/"*.deb; do
-    case $deb in *-dbgsym_*) ;; *) [ -e "$deb" ] && cp "$deb" "$root/debs/" ;; esac
+    case $deb in *-dbgsym_*) ;; *) [ -e "$deb" ] && cp "$deb" "$root/vmaugment-test/" ;; esac
 done
 in_root() {
     systemd-nspawn -q --register=no --keep-unit -D "$root" --pipe \
         --bind="$cache/archives:/var/cache/apt/archives" \
         --bind="$cache/lists:/var/lib/apt/lists" \
         --setenv=DEBIAN_FRONTEND=noninteractive --setenv=LC_ALL=C.UTF-8 \
+        --setenv=SYSTEMD_COLORS=0 \
         -- "$@"
 }
 # The root's files, but for what changes without any package's doing.
 snapshot() {
     (cd "$root" && find . \( -path ./proc -o -path ./sys -o -path ./dev \
         -o -path ./run -o -path ./tmp -o -path ./var/cache -o -path ./var/log \
-        -o -path ./var/lib/apt -o -path ./var/lib/dpkg -o -path ./debs \) \
+        -o -path ./var/lib/apt -o -path ./var/lib/dpkg -o -path ./vmaugment-test \) \
         -prune -o -print) | sort
 }
-names_of() { local d; for d in "$root"/debs/*.deb; do dpkg-deb -f "$d" Package; done; }
+# The kernel whose headers the root has (linux-headers-amd64's).
+root_kernel() {
+    in_root dpkg-query -W -f '${Depends}' linux-headers-amd64 |
+        sed -n 's/.*linux-headers-\([^ ,]*\).*/\1/p'
+}
+names_of() { local d; for d in "$root"/vmaugment-test/*.deb; do dpkg-deb -f "$d" Package; done; }
 
 # What the packages need from Debian, and what the checks below use
 # (man, a compiler, kernel headers for DKMS), installed first: the root
@@ -123,7 +131,7 @@ names_of() { local d; for d in "$root"/debs/*.deb; do dpkg-deb -f "$d" Package; 
 prepare() {
     local d field deps=() mine
     mine=" $(names_of | tr '\n' ' ') "
-    for d in "$root"/debs/*.deb; do
+    for d in "$root"/vmaugment-test/*.deb; do
         for field in Pre-Depends Depends; do
             while IFS= read -r dep; do
                 dep=${dep#"${dep%%[![:space:]]*}"}
@@ -140,9 +148,13 @@ prepare() {
         in_root apt-get satisfy -y -qq --no-install-recommends \
             "$(IFS=,; echo "${deps[*]}")" || return 1
     fi
+    # The kernel's module indexes, as they would be with its image
+    # installed: DKMS runs depmod, which makes them.
+    in_root depmod "$(root_kernel)" || return 1
     snapshot >"$work/before"
-    ls "$root"/debs/*.deb >/dev/null || return 1
-    in_root sh -c 'apt-get install -y -qq --no-install-recommends /debs/*.deb'
+    ls "$root"/vmaugment-test/*.deb >/dev/null || return 1
+    in_root sh -c 'apt-get install -y -qq --no-install-recommends \
+        /vmaugment-test/*.deb'
 }
 check "apt-get installs the packages into a Debian 12 minbase root" prepare
 
@@ -184,8 +196,7 @@ check "man vmaugment-offline renders; every command has a manual page" manual
 # device 63.
 dkms_built() {
     local kver status
-    kver=$(in_root sh -c "dpkg-query -W -f '\${Depends}' linux-headers-amd64" |
-           sed -n 's/.*linux-headers-\([^ ,]*\).*/\1/p')
+    kver=$(root_kernel)
     [ -n "$kver" ] || { echo "no kernel headers in the root"; return 1; }
     status=$(in_root dkms status) || return 1
     echo "$status"
@@ -224,7 +235,7 @@ check "the systemd units are installed and the helper's socket enabled" units
 # A guest program built with libvmaugment-dev's pkg-config file, run
 # against the installed shared library.
 library() {
-    cat >"$root/tmp/client.c" <<'C'
+    cat >"$root/vmaugment-test/client.c" <<'C'
 #include <stdio.h>
 #include <vmaugment/vmaugment.h>
 
@@ -237,9 +248,10 @@ int main(void)
     return ret < 0 ? 0 : 1;
 }
 C
-    in_root sh -c 'gcc -Wall -Werror -o /tmp/client /tmp/client.c \
-        $(pkg-config --cflags --libs libvmaugment) && /tmp/client &&
-        ldd /tmp/client' | tee /dev/stderr |
+    in_root sh -c 'cd /vmaugment-test &&
+        gcc -Wall -Werror -o client client.c \
+            $(pkg-config --cflags --libs libvmaugment) &&
+        ./client && ldd client' | tee /dev/stderr |
         grep -q 'libvmaugment\.so\.0 => /usr/lib/'
 }
 check "a program built with pkg-config libvmaugment links the library" library
