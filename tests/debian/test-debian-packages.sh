@@ -29,7 +29,7 @@ not_ok() {
 # check NAME CMD...: one case, passing when CMD succeeds; CMD's output
 # goes to the case's log.
 check() {
-    local name=$1 log
+    local name=$1 log start=$SECONDS
     shift
     log=$work/case-$((n + 1)).log
     if "$@" >"$log" 2>&1; then
@@ -37,6 +37,7 @@ check() {
     else
         not_ok "$name" "$log"
     fi
+    echo "# $((SECONDS - start)) s"
 }
 
 [ "$(id -u)" -eq 0 ] || { echo "Bail out! needs root (systemd-nspawn)"; exit 1; }
@@ -252,11 +253,12 @@ C
         gcc -Wall -Werror -o client client.c \
             $(pkg-config --cflags --libs libvmaugment) &&
         ./client && ldd client' | tee /dev/stderr |
-        grep -q 'libvmaugment\.so\.0 => /usr/lib/'
+        grep -q 'libvmaugment\.so\.0 => /'
 }
 check "a program built with pkg-config libvmaugment links the library" library
 
 purge() {
+    [ -n "$(names_of)" ] || { echo "no package to purge"; return 1; }
     in_root sh -c "apt-get purge -y -qq $(names_of | tr '\n' ' ')" || return 1
     snapshot >"$work/after"
     diff -u "$work/before" "$work/after"
