@@ -265,3 +265,8 @@ const char *vmaug_cli_default_store_dir(void)
 {
     return VMAUGMENT_STORE_DIR;
 }
+
+const char *vmaug_cli_default_helper_socket(void)
+{
+    return VMAUGMENT_HELPER_SOCKET;
+}

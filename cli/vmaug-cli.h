@@ -86,6 +86,7 @@ void vmaug_cli_print_failure(const GError *error);
 /* The installation's defaults, one definition for every tool. */
 const char *vmaug_cli_default_trust_dir(void);
 const char *vmaug_cli_default_store_dir(void);
+const char *vmaug_cli_default_helper_socket(void);
 
 G_END_DECLS
 

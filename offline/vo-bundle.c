@@ -18,6 +18,7 @@
 
 #include "vmaugment-trust.h"
 #include "vo-bundle.h"
+#include "vo-configure.h"
 #include "vo-guest.h"
 #include "vo-registry.h"
 #include "vo-version.h"
@@ -392,6 +393,39 @@ static gboolean vo_bundle_parse_op(VoBundle *bundle, JsonNode *node,
 }
 
 /*
+ * Instructions creating each missing level of directory @path (0755,
+ * 0:0; kept when present), @path itself too when @self, inserted at
+ * @at in the bundle's instructions: what "marker" and the parents of a
+ * "mkdir" need.  A level some instruction already names is left to it.
+ * Returns the last level's path as the instructions spell it.
+ */
+static char *vo_bundle_add_dirs(VoBundle *bundle, const char *path,
+                                gboolean self, guint at, GHashTable *paths)
+{
+    g_autofree char *norm = vo_guest_normalize_path(path);
+    g_auto(GStrv) parts = g_strsplit(norm + 1, "/", -1);
+    g_autoptr(GString) dir = g_string_new(NULL);
+    gboolean windows = path[0] != '/';
+
+    for (guint i = 0; parts[i] && (self || parts[i + 1]); i++) {
+        VoFileOp *op;
+
+        g_string_append_printf(dir, "%s%s", windows ? "\\" : "/", parts[i]);
+        op = g_new0(VoFileOp, 1);
+        op->kind = VO_FILE_OP_MKDIR;
+        op->path = g_strdup_printf("%s%s", windows ? "C:" : "", dir->str);
+        if (!g_hash_table_add(paths, vo_guest_normalize_path(op->path))) {
+            vo_file_op_free(op);
+            continue;
+        }
+        op->mode = 0755;
+        op->has_mode = op->has_uid = op->has_gid = TRUE;
+        g_ptr_array_insert(bundle->files, at++, op);
+    }
+    return g_strdup_printf("%s%s", windows ? "C:" : "", dir->str);
+}
+
+/*
  * "marker": "DIR" adds instructions creating DIR (each level, kept when
  * present) and DIR/ID-VERSION.json naming the bundle, the manifest's hash
  * and the signer, for a check from inside the guest at its next boot.
@@ -403,11 +437,9 @@ static gboolean vo_bundle_add_marker(VoBundle *bundle, JsonNode *node,
     g_autoptr(JsonBuilder) jb = json_builder_new();
     g_autoptr(JsonGenerator) gen = json_generator_new();
     g_autoptr(JsonNode) root = NULL;
-    g_autofree char *norm = NULL;
+    g_autofree char *dir = NULL;
     g_autofree char *sha = vo_sha256(manifest);
     g_autofree char *text = NULL;
-    g_auto(GStrv) parts = NULL;
-    g_autoptr(GString) dir = g_string_new(NULL);
     gboolean windows;
     const char *path;
     VoFileOp *op;
@@ -421,18 +453,7 @@ static gboolean vo_bundle_add_marker(VoBundle *bundle, JsonNode *node,
         return vo_bundle_invalid(error, "bad \"marker\" directory");
     }
     windows = path[0] != '/';
-    norm = vo_guest_normalize_path(path);
-    parts = g_strsplit(norm + 1, "/", -1);
-    for (guint i = 0; parts[i]; i++) {
-        g_string_append_printf(dir, "%s%s", windows ? "\\" : "/", parts[i]);
-        op = g_new0(VoFileOp, 1);
-        op->kind = VO_FILE_OP_MKDIR;
-        op->path = g_strdup_printf("%s%s", windows ? "C:" : "", dir->str);
-        op->mode = 0755;
-        op->has_mode = op->has_uid = op->has_gid = TRUE;
-        g_ptr_array_add(bundle->files, op);
-        g_hash_table_add(paths, vo_guest_normalize_path(op->path));
-    }
+    dir = vo_bundle_add_dirs(bundle, path, TRUE, bundle->files->len, paths);
 
     json_builder_begin_object(jb);
     json_builder_set_member_name(jb, "bundle");
@@ -452,9 +473,8 @@ static gboolean vo_bundle_add_marker(VoBundle *bundle, JsonNode *node,
 
     op = g_new0(VoFileOp, 1);
     op->kind = VO_FILE_OP_ADD;
-    op->path = g_strdup_printf("%s%s%s%s-%s.json", windows ? "C:" : "",
-                               dir->str, windows ? "\\" : "/", bundle->id,
-                               bundle->version);
+    op->path = g_strdup_printf("%s%s%s-%s.json", dir, windows ? "\\" : "/",
+                               bundle->id, bundle->version);
     op->owned_data = g_bytes_new(text, strlen(text));
     op->data = op->owned_data;
     op->new_sha256 = vo_sha256(op->data);
@@ -695,8 +715,15 @@ static gboolean vo_bundle_parse(VoBundle *bundle, GBytes *manifest,
         op = g_ptr_array_index(bundle->files, bundle->files->len - 1);
         /* One instruction per path keeps checking and verifying exact. */
         if (!g_hash_table_add(paths, vo_guest_normalize_path(op->path))) {
-            return vo_bundle_invalid(error, "files[%u]: %s appears twice", i,
-                                     op->path);
+            return vo_bundle_invalid(error, "files[%u]: %s appears twice%s",
+                                     i, op->path, op->kind ==
+                                     VO_FILE_OP_MKDIR ? " (or as the parent "
+                                     "of an earlier mkdir)" : "");
+        }
+        /* mkdir -p: the missing parents, before it (as "marker" does). */
+        if (op->kind == VO_FILE_OP_MKDIR) {
+            g_free(vo_bundle_add_dirs(bundle, op->path, FALSE,
+                                      bundle->files->len - 1, paths));
         }
         if (op->payload) {
             g_autofree char *where = g_strdup_printf("files[%u]", i);
@@ -1097,6 +1124,11 @@ gboolean vo_bundle_build_manifest(JsonNode *root, GHashTable *payloads,
 
     identity = vmaug_trust_identity_load(key_path, cert_path, error);
     if (!identity) {
+        return FALSE;
+    }
+    /* Unpacked packages are configured by the guest at its next boot. */
+    if (!JSON_NODE_HOLDS_OBJECT(root) ||
+        !vo_configure_add(json_node_get_object(root), payloads, error)) {
         return FALSE;
     }
     table = json_object_new();

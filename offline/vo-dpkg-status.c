@@ -481,6 +481,34 @@ static gboolean vo_dpkg_status_value_ok(VoDpkgKind kind, const char *value,
     return FALSE;
 }
 
+/*
+ * @value with each run of blanks made one space, as apt's status file
+ * holds it; NULL for any other control character (a form feed or carriage
+ * return in a relationship field would otherwise pass the term checks,
+ * which strip all ASCII space, and reach the line apt reads).
+ */
+static char *vo_dpkg_status_blanks(const char *value)
+{
+    GString *out = g_string_sized_new(strlen(value));
+
+    for (const char *c = value; *c; c++) {
+        if (*c == ' ' || *c == '\t') {
+            if (out->len && out->str[out->len - 1] != ' ') {
+                g_string_append_c(out, ' ');
+            }
+        } else if ((guchar)*c < 0x20 || *c == 0x7f) {
+            g_string_free(out, TRUE);
+            return NULL;
+        } else {
+            g_string_append_c(out, *c);
+        }
+    }
+    if (out->len && out->str[out->len - 1] == ' ') {
+        g_string_truncate(out, out->len - 1);
+    }
+    return g_string_free(out, FALSE);
+}
+
 /* One package: known string fields only, each checked, written in our
  * order to @out. */
 static gboolean vo_dpkg_status_package(JsonNode *node, guint index,
@@ -514,15 +542,25 @@ static gboolean vo_dpkg_status_package(JsonNode *node, guint index,
     }
     for (guint i = 0; i < G_N_ELEMENTS(vo_dpkg_status_fields); i++) {
         const char *name = vo_dpkg_status_fields[i].name;
-        const char *value = json_object_get_string_member_with_default(
+        const char *raw = json_object_get_string_member_with_default(
             obj, name, NULL);
+        g_autofree char *value = NULL;
         g_autoptr(GError) local = NULL;
 
-        if (!value) {
+        if (!raw) {
             if (vo_dpkg_status_fields[i].required) {
                 return vo_dpkg_status_bad(error, index, name, "missing");
             }
             continue;
+        }
+        /* Only relationship fields are folded over lines; any other
+         * field is kept exactly, since the package's key and state are
+         * read from it below. */
+        value = vo_dpkg_status_blanks(raw);
+        if (!value || (vo_dpkg_status_fields[i].kind != VO_DPKG_RELATIONS &&
+                       !g_str_equal(value, raw))) {
+            return vo_dpkg_status_bad(error, index, name,
+                                      "a control character or stray blank");
         }
         if (!vo_dpkg_status_value_ok(vo_dpkg_status_fields[i].kind, value,
                                      &local)) {

@@ -67,6 +67,7 @@ struct VoImageServer {
     int client;
     char *errlog;
     char *image;
+    char *name;             /* what messages call it */
 };
 
 void vo_image_set_allow_external(gboolean allow)
@@ -440,8 +441,9 @@ static int vo_image_connect(const char *path, GError **error)
     return fd;
 }
 
-VoImageServer *vo_image_serve(const char *image, const char *format,
-                              gboolean writable, GError **error)
+VoImageServer *vo_image_serve(const char *image, const char *name,
+                              const char *format, gboolean writable,
+                              GError **error)
 {
     g_autoptr(VoImageServer) s = g_new0(VoImageServer, 1);
     g_autofree char *dir = NULL;
@@ -467,7 +469,8 @@ VoImageServer *vo_image_serve(const char *image, const char *format,
 
     s->client = -1;
     s->pid = 0;
-    s->image = g_strdup(image);
+    s->image = g_strdup(absimage);
+    s->name = g_strdup(name ? name : image);
     log = g_file_open_tmp("vmaugment-nbd-XXXXXX.log", &s->errlog, error);
     if (log < 0) {
         return NULL;
@@ -565,7 +568,15 @@ gboolean vo_image_server_finish(VoImageServer *s, GError **error)
     } else if (strstr(log, "corrupt") || strstr(log, "Could not")) {
         code = VO_ERROR_CORRUPT;
     }
-    g_set_error(error, VO_ERROR, code, "cannot open %s: %s", s->image,
+    if (!g_str_equal(s->image, s->name)) {
+        /* qemu-nbd names the file it was given: an overlay is ours, not
+         * something the user knows of. */
+        g_auto(GStrv) parts = g_strsplit(log, s->image, -1);
+
+        g_free(log);
+        log = g_strjoinv(s->name, parts);
+    }
+    g_set_error(error, VO_ERROR, code, "cannot open %s: %s", s->name,
                 *log ? log : "qemu-nbd failed");
     return FALSE;
 }
@@ -587,5 +598,6 @@ void vo_image_server_free(VoImageServer *s)
         g_free(s->errlog);
     }
     g_free(s->image);
+    g_free(s->name);
     g_free(s);
 }

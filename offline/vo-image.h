@@ -40,9 +40,12 @@ gboolean vo_image_qemu_img(const char *const *args, GError **error);
 /* A qemu-nbd serving one image to one client. */
 typedef struct VoImageServer VoImageServer;
 
-/* Starts qemu-nbd on @image in @format (never probed) and connects to it. */
-VoImageServer *vo_image_serve(const char *image, const char *format,
-                              gboolean writable, GError **error);
+/* Starts qemu-nbd on @image in @format (never probed) and connects to it.
+ * Its messages call the image @name (the image the user named, when
+ * @image is our overlay of it; NULL: @image). */
+VoImageServer *vo_image_serve(const char *image, const char *name,
+                              const char *format, gboolean writable,
+                              GError **error);
 /* The connected client socket, for the worker; the server keeps no copy. */
 int vo_image_server_take_client(VoImageServer *server);
 /* Waits for the server to end (it does when its client is gone); FALSE

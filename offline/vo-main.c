@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 
 #include "servicing.h"
+#include "vo-configure.h"
 #include "vmaug-cli.h"
 #include "vo-apply.h"
 #include "vo-image.h"
@@ -103,6 +104,23 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                     "the worker reported no inventory");
         return FALSE;
+    }
+    /* A guest's result of configuring at its boot counts as its report:
+     * recorded here, shown with the inventory (docs/offline.rst). */
+    if (json_object_has_member(result, "dpkg_configure")) {
+        JsonNode *inv = json_object_get_member(result, "inventory");
+        JsonNode *done = vo_configure_result_record(
+            image, json_object_get_member(result, "dpkg_configure"), error);
+
+        if (!done) {
+            return FALSE;
+        }
+        if (JSON_NODE_HOLDS_OBJECT(inv)) {
+            json_object_set_member(json_node_get_object(inv),
+                                   "dpkg_configure", done);
+        } else {
+            json_node_unref(done);
+        }
     }
     vo_main_print_json(json_object_get_member(result, "inventory"));
     return TRUE;

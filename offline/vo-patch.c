@@ -64,6 +64,24 @@ static gboolean vo_patch_resolve(VoGuest *guest, VoFileOp *op,
     return vo_patch_fail_op(op, error, local->code, "%s", local->message);
 }
 
+/*
+ * Whether the file @p already is what add @op would create: the same
+ * bytes, mode and owners.  Then adding it again is no change, as when two
+ * bundles install the same helper file before the guest boots.
+ */
+static gboolean vo_patch_same_file(VoPath *p, VoFileOp *op)
+{
+    g_autoptr(GBytes) data = NULL;
+
+    if (p->st.type != VO_NODE_REGULAR || p->st.mode != op->mode ||
+        p->st.uid != op->uid || p->st.gid != op->gid ||
+        p->st.size != g_bytes_get_size(op->data)) {
+        return FALSE;
+    }
+    data = p->fs->ops->read(p->fs, p->node, NULL);
+    return data && g_bytes_equal(data, op->data);
+}
+
 gboolean vo_patch_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
                        GError **error)
 {
@@ -111,11 +129,12 @@ gboolean vo_patch_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
             g_hash_table_add(planned, vo_guest_normalize_path(op->path));
             break;
         case VO_FILE_OP_ADD:
-            if (p.exists) {
+            if (p.exists && !vo_patch_same_file(&p, op)) {
                 vo_patch_fail_op(op, error, VO_ERROR_EXISTS,
                                  "already exists (use replace)");
                 goto fail;
             }
+            action = p.exists ? "unchanged" : action;
             break;
         case VO_FILE_OP_REPLACE:
         case VO_FILE_OP_DELETE:
@@ -232,8 +251,11 @@ gboolean vo_patch_execute(VoBundle *bundle, VoGuest *guest,
             }
             break;
         case VO_FILE_OP_ADD:
-            ok = p.fs->ops->create(p.fs, p.parent, p.leaf, &attrs, op->data,
-                                   error);
+            /* Present only when identical (vo_patch_plan()). */
+            if (!p.exists) {
+                ok = p.fs->ops->create(p.fs, p.parent, p.leaf, &attrs,
+                                       op->data, error);
+            }
             break;
         case VO_FILE_OP_REPLACE:
             ok = p.fs->ops->replace(p.fs, p.node, op->data, error);

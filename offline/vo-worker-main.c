@@ -29,6 +29,7 @@
 
 #include "sandbox.h"
 #include "vo-dpkg-status.h"
+#include "vo-configure.h"
 #include "vo-inventory.h"
 #include "vo-mounts.h"
 #include "vo-patch.h"
@@ -61,12 +62,18 @@ static gboolean vo_worker_inspect(VoWorker *w, JsonBuilder *b,
                                   GError **error)
 {
     g_autoptr(VoInventory) inv = vo_inventory_read(w->guest, error);
+    JsonNode *configure;
 
     if (!inv) {
         return FALSE;
     }
     json_builder_set_member_name(b, "inventory");
     json_builder_add_value(b, vo_inventory_to_json(w->guest, inv));
+    configure = vo_configure_result_read(w->guest);
+    if (configure) {
+        json_builder_set_member_name(b, "dpkg_configure");
+        json_builder_add_value(b, configure);
+    }
     return TRUE;
 }
 

@@ -44,6 +44,8 @@ static const struct {
     unsigned jobs;          /* 1 << VoWorkerJob */
 } vo_worker_members[] = {
     { "inventory", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_INSPECT },
+    /* Checked member by member by vo_configure_result_record(). */
+    { "dpkg_configure", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_INSPECT },
     { "status", JSON_NODE_VALUE, G_TYPE_STRING,
       1 << VO_WORKER_CHECK | 1 << VO_WORKER_APPLY },
     { "rules", JSON_NODE_ARRAY, 0,
@@ -453,7 +455,7 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     int status;
 
     *result = NULL;
-    server = vo_image_serve(req->disk, req->format,
+    server = vo_image_serve(req->disk, req->image, req->format,
                             req->job == VO_WORKER_APPLY, error);
     if (!server) {
         return FALSE;
@@ -520,7 +522,10 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     }
     *result = g_steal_pointer(&report);
     if (job_error) {
-        g_propagate_error(error, g_steal_pointer(&job_error));
+        /* What the job found is about the image the user named (never
+         * the overlay it ran on). */
+        g_propagate_prefixed_error(error, g_steal_pointer(&job_error), "%s: ",
+                                   req->image);
         return FALSE;
     }
     return TRUE;

@@ -16,7 +16,11 @@
 #     patched with a signed bundle, verified ("applied offline"); booted
 #     with that image as its disk, the guest confirms the update through
 #     /dev/vmaugment, and the host shows the QMP event, the audit record
-#     and the image's status ("confirmed at boot 1").
+#     and the image's status ("confirmed at boot 1");
+#  5. two Debian packages are unpacked into a switched-off image as
+#     "dpkg --unpack" would; at the next boot the unit the bundle installed
+#     runs dpkg --configure -a and reports through /dev/vmaugment, and the
+#     host's status shows the configure step's own message.
 # Environment: VMAUGMENT_BUILD_ROOT (default build/); VMAUGMENT_DEMO_NO_BUILD=1
 # uses the builds that are there.
 set -euo pipefail
@@ -154,6 +158,24 @@ import json, sys
 for b in json.load(open(sys.argv[1]))["bundles"]:
     print("   before: %s %s: %s" % (b["bundle"], b["version"], b["summary"]))
 PY
+VMAUGMENT_QEMU_BUILD_DIR=$qemu_build "$userspace/offline/vmaugment-offline" \
+    status "$host/images/debian.qcow2" | sed 's/^/   | /'
+
+# ---- 5. the distribution's packages, configured at the next boot -------
+scenario=16-package-configure
+host=$work/run/$scenario/host
+step "5. Debian packages unpacked into a switched-off image, configured by its guest at the next boot"
+run_scenario $scenario
+
+step "On the host: what the bundle adds for the next boot (vmaugment-offline apply's plan)"
+python3 - "$host/offline/apply.json" <<'PY'
+import json, sys
+for p in json.load(open(sys.argv[1]))["plan"]:
+    if p.get("action") not in ("unchanged", "mkdir"):
+        print("   %-8s %s" % (p["action"], p.get("package") or p["path"]))
+PY
+
+step "On the host: vmaugment-offline status after the guest's report"
 VMAUGMENT_QEMU_BUILD_DIR=$qemu_build "$userspace/offline/vmaugment-offline" \
     status "$host/images/debian.qcow2" | sed 's/^/   | /'
 

@@ -151,6 +151,13 @@ for t in "${targets[@]}"; do
     if [ "$status" -ne 0 ]; then
         grep -E -m10 'ERROR|runtime error|deadly|Test unit written|SUMMARY' \
             "$log" >&2 || tail -n 20 "$log" >&2
+        # The input itself, so that a run on a machine that is gone (CI)
+        # can still be reproduced: base64 -d it into a file.
+        for a in "$artifacts/$name"-{crash,leak,timeout,oom}-*; do
+            [ -f "$a" ] && [ "$(stat -c %s "$a")" -le 65536 ] || continue
+            echo "fuzz-host: input ${a##*/}, base64:" >&2
+            base64 -w 76 "$a" >&2
+        done
         echo "fuzz-host: reproduce with $build/$path FILE" >&2
         break
     fi

@@ -136,5 +136,12 @@ rc=$?
 if [ $rc -ne 0 ]; then
     echo "logs: ${logs#"$top"/}/"
     grep -hE '^(not ok|FAIL|Summary of Failures)' "$logs"/*.log | head -n 40
+    # A fuzzer's finding is only in its log: print it, with the input, so
+    # that a failed run on a machine that is gone can be reproduced.
+    for f in "$logs"/fuzz.log "$logs"/fuzz-host.log; do
+        [ -f "$f" ] && ! tail -n1 "$f" | grep -q '^fuzz.*: no crash' || continue
+        echo "== ${f##*/}"
+        grep -vE '^#[0-9]+|^ *#[0-9]+ 0x|^(INFO|MERGE|NOTE)' "$f" | tail -n 60
+    done
 fi
 exit $rc

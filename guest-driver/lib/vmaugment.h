@@ -19,7 +19,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <linux/virtio_vmaugment.h>
+/* In quotes: installed, the protocol header is beside this one
+ * (<vmaugment/linux/>), not among the system's Linux headers. */
+#include "linux/virtio_vmaugment.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -59,6 +59,7 @@ int admin_cmd_registrations(int argc, char **argv);
 int admin_cmd_register(int argc, char **argv);
 int admin_cmd_unregister(int argc, char **argv);
 int admin_cmd_audit(int argc, char **argv);
+int admin_cmd_invoke(int argc, char **argv);
 
 G_END_DECLS
 

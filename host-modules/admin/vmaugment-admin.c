@@ -11,6 +11,7 @@
  *                            --events image-start,... [--required]
  *   vmaugment-admin unregister --image IMG NAME
  *   vmaugment-admin audit [--store DIR] [--module NAME] [--since TIME]
+ *   vmaugment-admin invoke [--socket PATH] [--json] MODULE FUNCTION [INPUT]
  *
  * Exit status: 0 done, 1 failed, 2 usage, 4 refused by signature or
  * policy (docs/cli.rst).
@@ -138,6 +139,8 @@ static const struct {
     { "unregister", admin_cmd_unregister,
       "remove a module's registration" },
     { "audit", admin_cmd_audit, "show the store's audit log" },
+    { "invoke", admin_cmd_invoke,
+      "call a stored module through the running helper" },
 };
 
 static int admin_usage(FILE *out, int status)
@@ -155,6 +158,7 @@ static int admin_usage(FILE *out, int status)
                  "  vmaugment-admin trust add admin.crt\n"
                  "  vmaugment-admin install printer-1.0.vmod\n"
                  "  vmaugment-admin --json modules\n"
+                 "  vmaugment-admin invoke echo echo hello\n"
                  "  vmaugment-admin audit --module printer --since "
                  "2026-11-01T00:00:00Z\n"
                  "\nExit status: %d done, %d failed, %d usage, %d refused "

@@ -37,6 +37,11 @@ typedef enum {
 
 /* The VMAUG_S_* status for an error of any domain. */
 guint16 vmaug_host_error_status(const GError *error);
+/* The error a peer meant by answering @status (not VMAUG_S_OK): the
+ * VMAUG_HOST_ERROR that is answered with it, else G_IO_ERROR_FAILED. */
+void vmaug_host_error_set_status(GError **error, guint16 status,
+                                 const gchar *format, ...)
+    G_GNUC_PRINTF(3, 4);
 
 /* ---- Names and versions ---- */
 

@@ -16,27 +16,28 @@
 
 G_DEFINE_QUARK(vmaug-host-error-quark, vmaug_host_error)
 
+/* Each error of the host, the status it is answered with. */
+static const guint16 package_error_statuses[] = {
+    [VMAUG_HOST_ERROR_IO] = VMAUG_S_IO_ERROR,
+    [VMAUG_HOST_ERROR_INVALID] = VMAUG_S_INVALID,
+    [VMAUG_HOST_ERROR_TOO_BIG] = VMAUG_S_TOO_BIG,
+    [VMAUG_HOST_ERROR_NOT_FOUND] = VMAUG_S_NOT_FOUND,
+    [VMAUG_HOST_ERROR_EXISTS] = VMAUG_S_EXISTS,
+    [VMAUG_HOST_ERROR_DENIED] = VMAUG_S_DENIED,
+    [VMAUG_HOST_ERROR_HASH_MISMATCH] = VMAUG_S_HASH_MISMATCH,
+    [VMAUG_HOST_ERROR_BUSY] = VMAUG_S_BUSY,
+    [VMAUG_HOST_ERROR_MODULE_FAILED] = VMAUG_S_MODULE_FAILED,
+    [VMAUG_HOST_ERROR_TIMEOUT] = VMAUG_S_TIMEOUT,
+};
+
 guint16 vmaug_host_error_status(const GError *error)
 {
-    static const guint16 map[] = {
-        [VMAUG_HOST_ERROR_IO] = VMAUG_S_IO_ERROR,
-        [VMAUG_HOST_ERROR_INVALID] = VMAUG_S_INVALID,
-        [VMAUG_HOST_ERROR_TOO_BIG] = VMAUG_S_TOO_BIG,
-        [VMAUG_HOST_ERROR_NOT_FOUND] = VMAUG_S_NOT_FOUND,
-        [VMAUG_HOST_ERROR_EXISTS] = VMAUG_S_EXISTS,
-        [VMAUG_HOST_ERROR_DENIED] = VMAUG_S_DENIED,
-        [VMAUG_HOST_ERROR_HASH_MISMATCH] = VMAUG_S_HASH_MISMATCH,
-        [VMAUG_HOST_ERROR_BUSY] = VMAUG_S_BUSY,
-        [VMAUG_HOST_ERROR_MODULE_FAILED] = VMAUG_S_MODULE_FAILED,
-        [VMAUG_HOST_ERROR_TIMEOUT] = VMAUG_S_TIMEOUT,
-    };
-
     if (error == NULL) {
         return VMAUG_S_OK;
     }
     if (error->domain == VMAUG_HOST_ERROR && error->code >= 0 &&
-        (gsize)error->code < G_N_ELEMENTS(map)) {
-        return map[error->code];
+        (gsize)error->code < G_N_ELEMENTS(package_error_statuses)) {
+        return package_error_statuses[error->code];
     }
     if (error->domain == VMAUG_TRUST_ERROR) {
         return VMAUG_S_DENIED;
@@ -46,6 +47,24 @@ guint16 vmaug_host_error_status(const GError *error)
                VMAUG_S_IO_ERROR;
     }
     return VMAUG_S_INTERNAL;
+}
+
+void vmaug_host_error_set_status(GError **error, guint16 status,
+                                 const gchar *format, ...)
+{
+    g_autofree gchar *msg = NULL;
+    va_list ap;
+
+    va_start(ap, format);
+    msg = g_strdup_vprintf(format, ap);
+    va_end(ap);
+    for (gsize i = 0; i < G_N_ELEMENTS(package_error_statuses); i++) {
+        if (package_error_statuses[i] == status) {
+            g_set_error_literal(error, VMAUG_HOST_ERROR, i, msg);
+            return;
+        }
+    }
+    g_set_error_literal(error, G_IO_ERROR, G_IO_ERROR_FAILED, msg);
 }
 
 /* ---- Names and versions ---- */

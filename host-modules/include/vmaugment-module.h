@@ -17,6 +17,8 @@
  * called from any of them.
  *
  * This header is plain C (no GLib), so modules need nothing but libc.
+ * Installed as <vmaugment/vmaugment-module.h>, with vmaugment-module.pc
+ * for the flags a module is built with (examples/module-template).
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -26,6 +28,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+/* The VMAUG_S_* statuses a call returns.  In quotes: installed, the
+ * protocol header is beside this one (<vmaugment/linux/>). */
+#include "linux/virtio_vmaugment.h"
 
 #ifdef __cplusplus
 extern "C" {

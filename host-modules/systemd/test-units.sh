@@ -2,7 +2,9 @@
 # systemd-analyze verify of our units, in a scratch root holding a copy of
 # the host's unit directory (for the targets ours name) and the helper at
 # its installed path, since verify checks that ExecStart= is executable.
-# Any line systemd prints (an unknown key, a bad dependency) fails.
+# Any line systemd prints (an unknown key, a bad dependency, a manual
+# page of Documentation= that man cannot find) fails.  The pages are the
+# built ones of $VMAUG_MAN_DIR, as they will be installed.
 #   test-units.sh HELPER BINDIR UNIT...
 set -euo pipefail
 helper=$1 bindir=$2
@@ -12,6 +14,9 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system" "$root$bindir"
 cp -r /lib/systemd/system "$root/usr/lib/systemd/"
 cp "$helper" "$root$bindir/vmaugment-helper"
+bash "$(dirname "$0")/../../tests/man/man-tree.sh" "${VMAUG_MAN_DIR:?}" \
+    "$root/man"
+export MANPATH=$root/man
 names=()
 for u in "$@"; do
     cp "$u" "$root/etc/systemd/system/"

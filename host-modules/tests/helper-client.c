@@ -66,95 +66,39 @@ void helper_kill(GPid pid)
     g_spawn_close_pid(pid);
 }
 
-static gboolean client_wait(int fd, short events, guint timeout_ms)
-{
-    struct pollfd p = { .fd = fd, .events = events };
-    int n;
-
-    do {
-        n = poll(&p, 1, timeout_ms);
-    } while (n < 0 && errno == EINTR);
-    return n > 0;
-}
-
 gboolean helper_client_send_raw(HelperClient *c, const void *data, gsize len)
 {
-    gsize done = 0;
-
-    while (done < len) {
-        ssize_t n = send(c->fd, (const guint8 *)data + done, len - done,
-                         MSG_NOSIGNAL);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return FALSE;
-        }
-        done += n;
-    }
-    return TRUE;
+    return vmaug_link_client_send_raw(c->link, data, len, NULL);
 }
 
 void helper_client_send_msg(HelperClient *c, guint16 type, guint64 tag,
                             const void *data, gsize len)
 {
-    struct vmaug_host_msg m = {
-        .magic = GUINT32_TO_LE(VMAUG_HOST_MAGIC),
-        .type = GUINT16_TO_LE(type),
-        .len = GUINT32_TO_LE((guint32)len),
-        .tag = GUINT64_TO_LE(tag),
-    };
-
-    helper_client_send_raw(c, &m, sizeof(m));
-    if (len > 0) {
-        helper_client_send_raw(c, data, len);
-    }
+    vmaug_link_client_send_msg(c->link, type, tag, data, len, NULL);
 }
 
-static gboolean client_read(HelperClient *c, void *buf, gsize len,
-                            guint timeout_ms)
+/* A LIFECYCLE_DONE or an event that arrived while waiting for something
+ * else; the link checked their sizes. */
+static void client_keep(guint16 type, guint64 tag, GBytes *body,
+                        gpointer user)
 {
-    gsize done = 0;
+    HelperClient *c = user;
+    struct vmaug_host_lifecycle_done done;
+    HelperDone *d;
 
-    while (done < len) {
-        ssize_t n;
-
-        if (!client_wait(c->fd, POLLIN, timeout_ms)) {
-            return FALSE;
-        }
-        n = recv(c->fd, (guint8 *)buf + done, len - done, 0);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return FALSE;
-        }
-        done += n;
+    if (type == VMAUG_HOST_EVENT) {
+        g_queue_push_tail(&c->events, g_bytes_ref(body));
+        return;
     }
-    return TRUE;
-}
-
-/* One message from the helper, checked like the device checks it. */
-static gboolean client_recv(HelperClient *c, struct vmaug_host_msg *m,
-                            GBytes **body, guint timeout_ms)
-{
-    guint8 *buf;
-    guint32 len;
-
-    if (!client_read(c, m, sizeof(*m), timeout_ms)) {
-        return FALSE;
-    }
-    len = GUINT32_FROM_LE(m->len);
-    g_assert_cmphex(GUINT32_FROM_LE(m->magic), ==, VMAUG_HOST_MAGIC);
-    g_assert_cmpuint(len, <=, VMAUG_HOST_MAX_MSG);
-    buf = g_malloc(len + 1);
-    if (!client_read(c, buf, len, timeout_ms)) {
-        g_free(buf);
-        return FALSE;
-    }
-    *body = g_bytes_new_take(buf, len);
-    return TRUE;
+    d = g_new0(HelperDone, 1);
+    memcpy(&done, g_bytes_get_data(body, NULL), sizeof(done));
+    d->tag = tag;
+    d->event = GUINT32_FROM_LE(done.event);
+    d->status = GUINT16_FROM_LE(done.status);
+    d->message = g_strndup((const gchar *)g_bytes_get_data(body, NULL) +
+                           sizeof(done), g_bytes_get_size(body) -
+                           sizeof(done));
+    g_queue_push_tail(&c->dones, d);
 }
 
 HelperClient *helper_client_connect(const gchar *socket_path,
@@ -168,51 +112,16 @@ HelperClient *helper_client_connect_image(const gchar *socket_path,
                                           const gchar *image_path)
 {
     HelperClient *c = g_new0(HelperClient, 1);
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    struct vmaug_host_hello hello = {
-        .proto_version = GUINT32_TO_LE(VMAUG_PROTO_VERSION),
-    };
-    struct vmaug_host_msg m;
-    g_autoptr(GBytes) body = NULL;
-    g_autoptr(GByteArray) h = g_byte_array_new();
-    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    g_autoptr(GError) error = NULL;
 
-    g_strlcpy(addr.sun_path, socket_path, sizeof(addr.sun_path));
-    g_strlcpy((gchar *)hello.name, "test-device", sizeof(hello.name));
     g_queue_init(&c->events);
     g_queue_init(&c->dones);
-    c->next_tag = 1;
-    for (;;) {
-        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
-            break;
-        }
-        close(c->fd);
-        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        g_usleep(10000);
-    }
-    hello.store_len = GUINT16_TO_LE(store_path != NULL ?
-                                    strlen(store_path) : 0);
-    hello.image_len = GUINT16_TO_LE(image_path != NULL ?
-                                    strlen(image_path) : 0);
-    g_byte_array_append(h, (const guint8 *)&hello, sizeof(hello));
-    if (store_path != NULL) {
-        g_byte_array_append(h, (const guint8 *)store_path,
-                            strlen(store_path));
-    }
-    if (image_path != NULL) {
-        g_byte_array_append(h, (const guint8 *)image_path,
-                            strlen(image_path));
-    }
-    helper_client_send_msg(c, VMAUG_HOST_HELLO, 0, h->data, h->len);
-    g_assert_true(client_recv(c, &m, &body, CLIENT_TIMEOUT_MS));
-    g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_HELLO);
-    g_assert_cmpuint(g_bytes_get_size(body), >=, sizeof(hello));
-    memcpy(&hello, g_bytes_get_data(body, NULL), sizeof(hello));
-    g_assert_cmpuint(GUINT32_FROM_LE(hello.proto_version), ==,
-                     VMAUG_PROTO_VERSION);
-    c->helper_name = g_strndup((const gchar *)hello.name,
-                               sizeof(hello.name));
+    /* Retrying while the helper starts. */
+    c->link = vmaug_link_client_connect(socket_path, "test-device",
+                                        store_path, image_path, 10000,
+                                        &error);
+    g_assert_no_error(error);
+    vmaug_link_client_set_other_func(c->link, client_keep, c);
     return c;
 }
 
@@ -221,10 +130,9 @@ void helper_client_free(HelperClient *c)
     if (c == NULL) {
         return;
     }
-    close(c->fd);
+    vmaug_link_client_free(c->link);
     g_queue_clear_full(&c->events, (GDestroyNotify)g_bytes_unref);
     g_queue_clear_full(&c->dones, (GDestroyNotify)helper_done_free);
-    g_free(c->helper_name);
     g_free(c);
 }
 
@@ -237,43 +145,10 @@ gboolean helper_client_call(HelperClient *c, guint16 opcode,
                             const void *a, gsize alen, const void *b,
                             gsize blen, HelperReply *reply)
 {
-    struct virtio_vmaugment_req req = {
-        .opcode = GUINT16_TO_LE(opcode),
-        .len = GUINT32_TO_LE((guint32)(alen + blen)),
-    };
-    g_autoptr(GByteArray) msg = g_byte_array_new();
-    guint64 tag = c->next_tag++;
+    guint64 tag = vmaug_link_client_request(c->link, opcode, a, alen, b,
+                                            blen, NULL);
 
-    req.id = GUINT64_TO_LE(tag);
-    g_byte_array_append(msg, (const guint8 *)&req, sizeof(req));
-    if (alen > 0) {
-        g_byte_array_append(msg, a, alen);
-    }
-    if (blen > 0) {
-        g_byte_array_append(msg, b, blen);
-    }
-    helper_client_send_msg(c, VMAUG_HOST_REQUEST, tag, msg->data, msg->len);
-    return helper_client_wait_response(c, tag, reply);
-}
-
-/* A LIFECYCLE_DONE that arrived while waiting for something else. */
-static void client_keep_done(HelperClient *c, const struct vmaug_host_msg *m,
-                             GBytes *body)
-{
-    HelperDone *d = g_new0(HelperDone, 1);
-    struct vmaug_host_lifecycle_done done;
-
-    g_assert_cmpuint(g_bytes_get_size(body), >=, sizeof(done));
-    g_assert_cmpuint(g_bytes_get_size(body) - sizeof(done), <=,
-                     VMAUG_HOST_MESSAGE_MAX);
-    memcpy(&done, g_bytes_get_data(body, NULL), sizeof(done));
-    d->tag = GUINT64_FROM_LE(m->tag);
-    d->event = GUINT32_FROM_LE(done.event);
-    d->status = GUINT16_FROM_LE(done.status);
-    d->message = g_strndup((const gchar *)g_bytes_get_data(body, NULL) +
-                           sizeof(done), g_bytes_get_size(body) -
-                           sizeof(done));
-    g_queue_push_tail(&c->dones, d);
+    return tag != 0 && helper_client_wait_response(c, tag, reply);
 }
 
 void helper_done_free(HelperDone *d)
@@ -298,23 +173,11 @@ void helper_client_lifecycle(HelperClient *c, guint64 tag, guint32 event,
 /* Receive one event or LIFECYCLE_DONE before @deadline and queue it. */
 static gboolean client_stash_next(HelperClient *c, gint64 deadline)
 {
-    struct vmaug_host_msg m;
-    g_autoptr(GBytes) body = NULL;
+    gint64 now = g_get_monotonic_time();
 
-    if (g_get_monotonic_time() >= deadline ||
-        !client_recv(c, &m, &body,
-                     (deadline - g_get_monotonic_time()) / 1000 + 1)) {
-        return FALSE;
-    }
-    if (GUINT16_FROM_LE(m.type) == VMAUG_HOST_LIFECYCLE_DONE) {
-        client_keep_done(c, &m, body);
-        return TRUE;
-    }
-    g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_EVENT);
-    g_assert_cmpuint(g_bytes_get_size(body), >=,
-                     sizeof(struct virtio_vmaugment_event));
-    g_queue_push_tail(&c->events, g_steal_pointer(&body));
-    return TRUE;
+    return now < deadline &&
+           vmaug_link_client_pump(c->link, (deadline - now) / 1000 + 1,
+                                  NULL);
 }
 
 HelperDone *helper_client_wait_done(HelperClient *c, guint64 tag,
@@ -341,37 +204,9 @@ HelperDone *helper_client_wait_done(HelperClient *c, guint64 tag,
 gboolean helper_client_wait_response(HelperClient *c, guint64 tag,
                                      HelperReply *reply)
 {
-    for (;;) {
-        struct vmaug_host_msg m;
-        g_autoptr(GBytes) body = NULL;
-        struct virtio_vmaugment_resp resp;
-
-        if (!client_recv(c, &m, &body, CLIENT_TIMEOUT_MS)) {
-            return FALSE;
-        }
-        if (GUINT16_FROM_LE(m.type) == VMAUG_HOST_EVENT) {
-            g_assert_cmpuint(g_bytes_get_size(body), >=,
-                             sizeof(struct virtio_vmaugment_event));
-            g_queue_push_tail(&c->events, g_steal_pointer(&body));
-            continue;
-        }
-        if (GUINT16_FROM_LE(m.type) == VMAUG_HOST_LIFECYCLE_DONE) {
-            client_keep_done(c, &m, body);
-            continue;
-        }
-        g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_RESPONSE);
-        g_assert_cmpuint(g_bytes_get_size(body), >=, sizeof(resp));
-        memcpy(&resp, g_bytes_get_data(body, NULL), sizeof(resp));
-        /* The device checks this agreement; so do we. */
-        g_assert_cmpuint(GUINT32_FROM_LE(resp.len), ==,
-                         g_bytes_get_size(body) - sizeof(resp));
-        g_assert_cmpuint(GUINT64_FROM_LE(m.tag), ==, tag);
-        reply->status = GUINT16_FROM_LE(resp.status);
-        reply->data = g_bytes_new_from_bytes(body, sizeof(resp),
-                                             g_bytes_get_size(body) -
-                                             sizeof(resp));
-        return TRUE;
-    }
+    return vmaug_link_client_wait_response(c->link, tag, CLIENT_TIMEOUT_MS,
+                                           &reply->status, &reply->data,
+                                           NULL);
 }
 
 GBytes *helper_client_wait_event(HelperClient *c, guint32 type,
@@ -405,10 +240,14 @@ gboolean helper_client_closed(HelperClient *c, guint timeout_ms)
     while (g_get_monotonic_time() < deadline) {
         ssize_t n;
 
-        if (!client_wait(c->fd, POLLIN, 100)) {
+        struct pollfd p = {
+            .fd = vmaug_link_client_get_fd(c->link), .events = POLLIN,
+        };
+
+        if (poll(&p, 1, 100) <= 0) {
             continue;
         }
-        n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        n = recv(p.fd, buf, sizeof(buf), MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             return TRUE;
         }
@@ -419,27 +258,20 @@ gboolean helper_client_closed(HelperClient *c, guint timeout_ms)
 void helper_ref(struct vmaug_module_ref *ref, const gchar *name,
                 const gchar *version)
 {
-    memset(ref, 0, sizeof(*ref));
-    g_strlcpy((gchar *)ref->name, name, sizeof(ref->name));
-    if (version != NULL) {
-        g_strlcpy((gchar *)ref->version, version, sizeof(ref->version));
-    }
+    vmaug_link_client_ref(ref, name, version);
 }
 
 static guint16 client_ref_call(HelperClient *c, guint16 op,
                                const gchar *name, const gchar *version,
                                struct vmaug_module_info *info)
 {
-    g_auto(HelperReply) r = { 0 };
-    struct vmaug_module_ref ref;
+    g_autoptr(GError) error = NULL;
+    guint16 status = VMAUG_S_INTERNAL;
 
-    helper_ref(&ref, name, version);
-    g_assert_true(helper_client_call(c, op, &ref, sizeof(ref), NULL, 0, &r));
-    if (r.status == VMAUG_S_OK && info != NULL) {
-        g_assert_cmpuint(g_bytes_get_size(r.data), ==, sizeof(*info));
-        memcpy(info, g_bytes_get_data(r.data, NULL), sizeof(*info));
-    }
-    return r.status;
+    vmaug_link_client_ref_call(c->link, op, name, version, CLIENT_TIMEOUT_MS,
+                               &status, info, &error);
+    g_assert_no_error(error);
+    return status;
 }
 
 guint16 helper_load(HelperClient *c, const gchar *name, const gchar *version,
@@ -517,17 +349,17 @@ guint16 helper_invoke(HelperClient *c, const gchar *module,
                       const gchar *function, const void *in, gsize len,
                       GBytes **out)
 {
-    struct vmaug_invoke inv = { 0 };
-    g_auto(HelperReply) r = { 0 };
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) data = NULL;
+    guint16 status = VMAUG_S_INTERNAL;
 
-    g_strlcpy((gchar *)inv.module, module, sizeof(inv.module));
-    g_strlcpy((gchar *)inv.function, function, sizeof(inv.function));
-    g_assert_true(helper_client_call(c, VMAUG_OP_INVOKE, &inv, sizeof(inv),
-                                     in, len, &r));
+    vmaug_link_client_invoke(c->link, module, function, in, len,
+                             CLIENT_TIMEOUT_MS, &status, &data, &error);
+    g_assert_no_error(error);
     if (out != NULL) {
-        *out = g_steal_pointer(&r.data);
+        *out = g_steal_pointer(&data);
     }
-    return r.status;
+    return status;
 }
 
 void helper_fixture_setup(HelperFixture *f)

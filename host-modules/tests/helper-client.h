@@ -14,14 +14,15 @@
 #include <linux/virtio_vmaugment.h>
 #include "vmaugment/host-link.h"
 
+#include "link-client.h"
 #include "test-common.h"
 
+/* The link itself is the host tools' (link-client.h); a test asserts on
+ * what it reports and keeps what arrives out of turn. */
 typedef struct {
-    int fd;
-    guint64 next_tag;
+    VmaugLinkClient *link;
     GQueue events;          /* GBytes: struct virtio_vmaugment_event + data */
     GQueue dones;           /* HelperDone not waited for yet */
-    gchar *helper_name;
 } HelperClient;
 
 typedef struct {

@@ -38,20 +38,16 @@ static gchar *image_area(Fixture *f)
 /* ---- Images, registrations and lifecycle events ---- */
 
 #define ALL_LIFECYCLE VMAUG_EVENT_LIFECYCLE_MASK
-#define ADMIN_TAG (G_GUINT64_CONSTANT(1) << 63)
 
 /* A call with a guest tag, or with the host owner's (bit 63). */
 static guint16 call_as(HelperClient *c, gboolean admin, guint16 op,
                        const void *a, gsize alen, GBytes **out)
 {
     g_auto(HelperReply) r = { 0 };
-    guint64 saved = c->next_tag;
 
-    if (admin) {
-        c->next_tag |= ADMIN_TAG;
-    }
+    vmaug_link_client_set_host_owner(c->link, admin);
     g_assert_true(helper_client_call(c, op, a, alen, NULL, 0, &r));
-    c->next_tag = saved + 1;
+    vmaug_link_client_set_host_owner(c->link, FALSE);
     if (out != NULL) {
         *out = g_steal_pointer(&r.data);
     }

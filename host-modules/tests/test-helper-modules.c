@@ -49,7 +49,8 @@ static void test_upload_load_invoke(Fixture *f, gconstpointer data)
     g_autoptr(GBytes) ev = NULL;
     const struct virtio_vmaugment_event *e;
 
-    g_assert_cmpstr(f->c->helper_name, ==, "vmaugment-helper 0.1.0");
+    g_assert_cmpstr(vmaug_link_client_get_peer(f->c->link), ==,
+                    "vmaugment-helper 0.1.0");
     g_assert_cmpuint(helper_query(f->c, "echo", NULL, NULL), ==,
                      VMAUG_S_NOT_FOUND);
     upload_module(f, "echo", "1.0");

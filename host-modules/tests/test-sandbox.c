@@ -31,7 +31,6 @@
 #include "helper-client.h"
 #include "test-common.h"
 
-#define ADMIN_TAG       (G_GUINT64_CONSTANT(1) << 63)
 /* The helper's default --sandbox-id-base. */
 #define ID_BASE         0x70000000u
 #define SIGSYS_TEXT     "killed by signal 31 (forbidden system call)"
@@ -144,15 +143,14 @@ static GArray *list_sandboxes(Fixture *f)
         .what = GUINT32_TO_LE(VMAUG_LIST_SANDBOXES),
     };
     g_auto(HelperReply) r = { 0 };
-    guint64 saved = f->c->next_tag;
     struct vmaug_list_resp resp;
     GArray *out = g_array_new(FALSE, FALSE, sizeof(struct vmaug_sandbox_info));
     gsize size;
 
-    f->c->next_tag |= ADMIN_TAG;
+    vmaug_link_client_set_host_owner(f->c->link, TRUE);
     g_assert_true(helper_client_call(f->c, VMAUG_OP_LIST, &req, sizeof(req),
                                      NULL, 0, &r));
-    f->c->next_tag = saved + 1;
+    vmaug_link_client_set_host_owner(f->c->link, FALSE);
     g_assert_cmpuint(r.status, ==, VMAUG_S_OK);
     size = g_bytes_get_size(r.data);
     g_assert_cmpuint(size, >=, sizeof(resp));

@@ -4,7 +4,7 @@
 # with e2fsck and debugfs.
 source "$(dirname "$0")/lib.sh"
 
-plan 9
+plan 10
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -22,6 +22,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 plan = [(p["op"], p["path"], p["action"]) for p in d["plan"]]
 assert plan == [("replace", "/etc/motd", "replace"),
+                ("mkdir", "/opt", "unchanged"),
                 ("mkdir", "/opt/demo", "mkdir"),
                 ("add", "/opt/demo/big.bin", "add"),
                 ("add", "/usr/local/bin/tool", "add"),
@@ -29,7 +30,7 @@ assert plan == [("replace", "/etc/motd", "replace"),
                 ("delete", "/etc/issue.net", "delete"),
                 ("chmod", "/etc/hostname", "chmod")], plan
 assert d["plan"][0]["old_sha256"] == sys.argv[2]
-assert d["plan"][2]["size"] == 5 * 1024 * 1024
+assert d["plan"][3]["size"] == 5 * 1024 * 1024
 PY
 [ "$(sha256sum <"$tmp/a.qcow2")" = "$sum" ] || fail "dry-run changed the image"
 no_sidecars "$tmp/a.qcow2"
@@ -95,3 +96,28 @@ manifest_sha=$(tar -xOf "$tmp/marker.vmab" manifest.json | sha256sum | cut -d' '
 [ "$(json_get "$tmp/marker.out" bundle)" = with-marker ] || fail "marker bundle"
 rm -f "$tmp/m.raw"
 pass "marker file names the bundle and its signed manifest"
+
+# mkdir creates the missing parents too, as marker does: each level in the
+# plan, before the directory, and made in the image.
+MANIFEST_ID=deep-mkdir build_bundle "$tmp/deep.vmab" "" \
+    '{"op": "mkdir", "path": "/opt/deep/er/dir", "mode": "0700"}'
+vo apply --dry-run "$tmp/a.qcow2" "$tmp/deep.vmab" >"$tmp/deep-dry.json" ||
+    { cat "$tmp/deep-dry.json"; fail "deep mkdir dry-run"; }
+python3 - "$tmp/deep-dry.json" <<'PY' || fail "deep mkdir plan"
+import json, sys
+d = json.load(open(sys.argv[1]))
+plan = [(p["op"], p["path"], p["action"], p.get("mode")) for p in d["plan"]]
+assert plan == [("mkdir", "/opt", "unchanged", "0755"),
+                ("mkdir", "/opt/deep", "mkdir", "0755"),
+                ("mkdir", "/opt/deep/er", "mkdir", "0755"),
+                ("mkdir", "/opt/deep/er/dir", "mkdir", "0700")], plan
+PY
+vo apply "$tmp/a.qcow2" "$tmp/deep.vmab" >"$tmp/deep.json" ||
+    { cat "$tmp/deep.json"; fail "deep mkdir apply"; }
+"$QEMU_IMG" convert -U -O raw "$tmp/a.qcow2" "$tmp/d.raw"
+debugfs_part "$tmp/d.raw" 1 stat /opt/deep/er/dir >"$tmp/deep.stat"
+grep -q 'Type: directory *Mode: *0700' "$tmp/deep.stat" ||
+    fail "deep mkdir: /opt/deep/er/dir is not a 0700 directory: $(head -n 3 "$tmp/deep.stat")"
+fsck_raw "$tmp/d.raw" 1
+rm -f "$tmp/d.raw"
+pass "mkdir creates its missing parents"

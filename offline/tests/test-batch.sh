@@ -98,6 +98,9 @@ sed "s#^ExecStart=[^ ]*#ExecStart=$VMAUGMENT_OFFLINE#" \
 grep -q "^ExecStart=$VMAUGMENT_OFFLINE " "$tmp/vmaugment-offline-batch.service" ||
     fail "the service has no ExecStart= to check"
 cp "$here/../systemd/vmaugment-offline-batch.timer" "$tmp/"
-systemd-analyze verify "$tmp/vmaugment-offline-batch.service" \
+# Documentation= names pages systemd looks up: the built ones.
+bash "$here/../../tests/man/man-tree.sh" "${VMAUGMENT_MAN_DIR:?}" "$tmp/man" ||
+    fail "no manual pages to check the units' Documentation= against"
+MANPATH=$tmp/man systemd-analyze verify "$tmp/vmaugment-offline-batch.service" \
     "$tmp/vmaugment-offline-batch.timer" || fail "systemd-analyze verify"
 pass "systemd service and timer verify"

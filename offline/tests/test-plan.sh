@@ -270,7 +270,13 @@ rules = [{"package": "%s:%s" % (p["name"], p["architecture"]),
           **({"version": "= " + p["old_version"]} if p["old_version"]
              else {"installed": False})} for p in g["packages"]]
 assert m["applies"] == rules, m["applies"]
-assert m["files"] == []
+# Only what configures the packages at the next boot (docs/offline.rst).
+assert m["marker"] == "/var/lib/vmaugment/offline", m.get("marker")
+assert [f["path"] for f in m["files"] if f["op"] != "mkdir"] == [
+    "/usr/local/sbin/vmaugment-offline-configure",
+    "/etc/systemd/system/vmaugment-offline-configure.service",
+    "/etc/systemd/system/multi-user.target.d/vmaugment-offline-configure.conf",
+    "/var/lib/vmaugment/offline/configure-pending"], m["files"]
 for p in g["packages"]:
     entry = m["payload"]["%s_%s.deb" % (p["name"], p["architecture"])]
     assert entry["sha256"] == p["sha256"]

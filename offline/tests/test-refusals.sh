@@ -5,7 +5,7 @@
 # paths escaping the guest.
 source "$(dirname "$0")/lib.sh"
 
-plan 16
+plan 17
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -175,6 +175,44 @@ build_bundle "$tmp/oldhash.vmab" "" \
     '{"op": "replace", "path": "/etc/motd", "payload": "motd", "old_sha256": "'"$(printf '%064d' 0)"'"}'
 refuse "$img" "expected old sha256 0000.*the image has $motd_sha" apply "$img" "$tmp/oldhash.vmab"
 pass "old-hash mismatch refused"
+
+# --- a refusal found on the overlay names the image, in apply and batch
+# alike: the overlay is a hidden file of ours nobody asked about.
+rc=0; vo apply "$img" "$tmp/oldhash.vmab" >"$tmp/oh.json" 2>"$tmp/oh.err" || rc=$?
+rc2=0; vo batch --bundle "$tmp/oldhash.vmab" "$img" >"$tmp/ohb.json" 2>"$tmp/ohb.err" || rc2=$?
+for f in oh.err oh.json ohb.err ohb.json; do
+    if grep -q 'overlay\|\.vmaugment' "$tmp/$f"; then
+        fail "$f names the overlay: $(cat "$tmp/$f")"
+    fi
+done
+[ $rc -eq 1 ] && [ $rc2 -ne 0 ] && grep -qF "$(basename "$img")" "$tmp/oh.err" &&
+    grep -qF "$(basename "$img")" "$tmp/ohb.err" ||
+    fail "the refusals do not name the image (exit $rc, $rc2): $(cat "$tmp/oh.err" "$tmp/ohb.err")"
+# qemu-nbd's own failure on the overlay, from a stand-in that fails as a
+# lock held elsewhere would, naming the file it was given.
+cat >"$tmp/nbd-fails" <<'SH'
+#!/bin/sh
+for a; do f=$a; done
+echo "qemu-nbd: Failed to get \"write\" lock on $f" >&2
+exit 1
+SH
+chmod +x "$tmp/nbd-fails"
+rc=0; VMAUGMENT_QEMU_NBD=$tmp/nbd-fails vo apply "$img" "$tmp/demo.vmab" \
+    >"$tmp/nbd.json" 2>"$tmp/nbd.err" || rc=$?
+rc2=0; VMAUGMENT_QEMU_NBD=$tmp/nbd-fails vo batch --bundle "$tmp/demo.vmab" \
+    --report-dir "$tmp/nbd-reports" "$img" >"$tmp/nbdb.json" 2>"$tmp/nbdb.err" ||
+    rc2=$?
+for f in oh.err oh.json ohb.err ohb.json nbd.err nbd.json nbdb.err nbdb.json \
+         nbd-reports; do
+    if grep -rq 'overlay\|\.vmaugment' "$tmp/$f"; then
+        fail "$f names the overlay: $(cat "$tmp/$f" 2>/dev/null || ls "$tmp/$f")"
+    fi
+done
+[ $rc -eq 1 ] && [ $rc2 -ne 0 ] && grep -qF "$(basename "$img")" "$tmp/nbd.err" &&
+    grep -q 'write.*lock' "$tmp/nbd.err" ||
+    fail "qemu-nbd's failure does not name the image (exit $rc, $rc2): $(cat "$tmp/nbd.err" "$tmp/nbdb.err")"
+no_sidecars "$img"
+pass "refusals name the image, never the overlay"
 
 # --- paths escaping: '..' in the bundle, a link climbing above /, writing
 # through a final link.

@@ -19,7 +19,7 @@ need e2fsck e2fsprogs
 need chroot coreutils
 [ "$(id -u)" -eq 0 ] ||
     fail "needs root: dpkg runs in chroots of the fixture tree"
-plan 12
+plan 16
 
 bash "$here/make-debs.sh" "$tmp/debs" || fail "cannot build the test packages"
 tree=$(bash "$here/make-fixtures.sh" minbase) || fail "no minbase tree"
@@ -85,7 +85,7 @@ python3 - "$tmp/check.json" <<'PY' || fail "plan: $(cat "$tmp/check.json")"
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["status"] == "applicable", d
-up, new = d["plan"]
+up, new = [p for p in d["plan"] if "package" in p]
 assert (up["package"], up["action"], up["old_version"]) == \
     ("vmaug-demo", "upgrade", "1.0"), up
 assert sorted(up["remove"]) == [
@@ -149,15 +149,20 @@ chroot "$tmp/ref" sh -c 'dpkg --unpack --no-triggers /tmp/vmaug-*.deb' \
 rm -f "$tmp"/ref/tmp/vmaug-*.deb
 python3 - "$tmp/ours" "$tmp/ref" <<'PY' || fail "trees differ from dpkg's"
 import hashlib, os, stat, sys
-# dpkg's own journal and backup, which an offline unpack does not write.
-ignored = {"/var/lib/dpkg/status-old", "/var/log/dpkg.log"}
+# dpkg's own journal and backup, which an offline unpack does not write,
+# and what the bundle adds for the next boot (case 7).
+ignored = {"/var/lib/dpkg/status-old", "/var/log/dpkg.log",
+           "/usr/local/sbin/vmaugment-offline-configure",
+           "/etc/systemd/system/vmaugment-offline-configure.service",
+           "/etc/systemd/system/multi-user.target.d"}
+ignored_dirs = ("/var/lib/vmaugment", "/etc/systemd/system/multi-user.target.d/")
 def walk(root):
     out = {}
     for d, dirs, files in os.walk(root):
         for n in dirs + files:
             p = os.path.join(d, n)
             rel = "/" + os.path.relpath(p, root)
-            if rel in ignored:
+            if rel in ignored or rel.startswith(ignored_dirs):
                 continue
             st = os.lstat(p)
             if stat.S_ISLNK(st.st_mode):
@@ -179,9 +184,27 @@ assert not diff
 PY
 pass "same files and status file as dpkg --unpack in a chroot"
 
-# 5. The guest's next dpkg --configure finishes the job.
-chroot "$tmp/ours" dpkg --configure -a --force-confold >"$tmp/conf.log" 2>&1 ||
-    fail "dpkg --configure -a: $(cat "$tmp/conf.log")"
+# 5. The guest's next boot finishes the job: the command of the unit the
+# bundle installed, in a chroot of the tree (no /dev/vmaugment: the
+# result waits in its file).  A copy is kept for case 8.
+cp -a "$tmp/ours" "$tmp/failing"
+off=$tmp/ours/var/lib/vmaugment/offline
+[ -f "$off/configure-pending" ] || fail "the bundle did not arm the unit"
+cmd=$(sed -n 's/^ExecStart=//p' \
+    "$tmp/ours/etc/systemd/system/vmaugment-offline-configure.service")
+[ "$cmd" = /usr/local/sbin/vmaugment-offline-configure ] ||
+    fail "the unit runs $cmd"
+chroot "$tmp/ours" $cmd >"$tmp/unit.log" 2>&1 ||
+    fail "$cmd: $(cat "$tmp/unit.log" "$off/dpkg-configure.log")"
+cp "$off/dpkg-configure.log" "$tmp/conf.log"
+[ ! -e "$off/configure-pending" ] || fail "the flag is still set"
+grep -qx "status=configured" "$off/dpkg-configure.result" &&
+    grep -qx "message=dpkg --configure -a configured 2 package(s)" \
+        "$off/dpkg-configure.result" &&
+    grep -qx "records=deb-update-1.json;" "$off/dpkg-configure.result" ||
+    fail "the result file: $(cat "$off/dpkg-configure.result")"
+[ -f "$off/deb-update-1.json" ] || fail "the record is not pending"
+cp "$off/dpkg-configure.result" "$tmp/result.configured"
 audit=$(chroot "$tmp/ours" dpkg --audit 2>&1) || fail "dpkg --audit: $audit"
 [ -z "$audit" ] || fail "dpkg --audit: $audit"
 [ "$(cat "$tmp/ours/var/lib/vmaug-demo.configured")" = configured ] ||
@@ -189,8 +212,8 @@ audit=$(chroot "$tmp/ours" dpkg --audit 2>&1) || fail "dpkg --audit: $audit"
 grep -q "Processing triggers for libc-bin" "$tmp/conf.log" &&
     grep -q "Processing triggers for debianutils" "$tmp/conf.log" ||
     fail "the pending triggers did not run: $(cat "$tmp/conf.log")"
-pass "dpkg --configure -a succeeds and runs the postinst and the pending" \
-    "triggers, dpkg --audit is empty"
+pass "the installed unit's command configures: postinst and the pending" \
+    "triggers run, dpkg --audit is empty, the result file says so"
 
 # 6. dpkg --verify: only the conffile the administrator changed differs,
 # and the package's new version waits beside it.
@@ -205,7 +228,166 @@ verify=$(chroot "$tmp/ours" dpkg --verify vmaug-demo vmaug-new vmaug-other 2>&1)
 rm -rf "$tmp/ours" "$tmp/ref"
 pass "dpkg --verify clean but for the modified conffile, .dpkg-dist beside it"
 
-# 7. A package whose preinst would have to run is refused, by name.
+# 7. What the bundle adds for the next boot: the script, the unit and its
+# drop-in, each as in the source tree, the flag, the marker's directory;
+# a second bundle adding the same file finds it unchanged, another file
+# there is refused; a manifest keeping its record elsewhere is refused
+# before signing.
+tar -xOf "$tmp/debs.vmab" manifest.json >"$tmp/manifest.json"
+python3 - "$tmp/manifest.json" "$here/../guest" "$tmp/debs.vmab" <<'PY' ||
+import hashlib, json, subprocess, sys
+m = json.load(open(sys.argv[1]))
+assert m["marker"] == "/var/lib/vmaugment/offline", m.get("marker")
+adds = {f["path"]: f for f in m["files"] if f["op"] == "add"}
+want = {"/usr/local/sbin/vmaugment-offline-configure":
+            ("vmaugment-offline-configure", "0755"),
+        "/etc/systemd/system/vmaugment-offline-configure.service":
+            ("vmaugment-offline-configure.service", "0644"),
+        "/etc/systemd/system/multi-user.target.d/vmaugment-offline-configure.conf":
+            ("vmaugment-offline-configure.conf", "0644"),
+        "/var/lib/vmaugment/offline/configure-pending":
+            ("configure-pending", "0644")}
+assert sorted(adds) == sorted(want), sorted(adds)
+for path, (payload, mode) in want.items():
+    assert (adds[path]["payload"], adds[path]["mode"]) == (payload, mode), adds[path]
+    data = subprocess.run(["tar", "-xOf", sys.argv[3], "payload/" + payload],
+                          capture_output=True, check=True).stdout
+    assert hashlib.sha256(data).hexdigest() == m["payload"][payload]["sha256"]
+    if payload != "configure-pending":
+        assert data == open(sys.argv[2] + "/" + payload, "rb").read(), payload
+PY
+    fail "the bundle's additions: $(cat "$tmp/manifest.json")"
+# add_again OUT PAYLOAD: a bundle adding the installed script again, its
+# content PAYLOAD, and a new file (so that it is not already applied).
+add_again() {
+    mkdir -p "$tmp/again"
+    cp "$2" "$tmp/again/script"
+    cat >"$tmp/again.json" <<JSON
+{ "format": 1, "id": "again", "version": "1",
+  "applies": [ {"os": {"id": "debian"}} ],
+  "files": [ {"op": "add", "path": "/usr/local/sbin/vmaugment-offline-configure",
+              "payload": "script", "mode": "0755"},
+             {"op": "add", "path": "/usr/local/sbin/vmaug-extra",
+              "payload": "script", "mode": "0755"} ] }
+JSON
+    "$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" \
+        --cert "$tmp/trust/admin.pem" --payload-dir "$tmp/again" \
+        --output "$1" "$tmp/again.json"
+}
+add_again "$tmp/same.vmab" "$here/../guest/vmaugment-offline-configure" ||
+    fail "bundle-build same"
+vo check "$tmp/a.qcow2" "$tmp/same.vmab" >"$tmp/same.json" ||
+    fail "the same file again: $(cat "$tmp/same.json")"
+[ "$(json_get "$tmp/same.json" plan 0 action)" = unchanged ] &&
+    [ "$(json_get "$tmp/same.json" plan 1 action)" = add ] ||
+    fail "the same file again: $(cat "$tmp/same.json")"
+echo "# another" | cat "$here/../guest/vmaugment-offline-configure" - \
+    >"$tmp/other-script"
+add_again "$tmp/other.vmab" "$tmp/other-script" || fail "bundle-build other"
+expect_refusal "vmaugment-offline-configure: already exists \(use replace\)" \
+    --trust-dir "$tmp/trust" check "$tmp/a.qcow2" "$tmp/other.vmab"
+sed 's/"files": \[\]/"marker": "\/var\/lib\/elsewhere", "files": []/' \
+    "$tmp/pkg-manifest.json" >"$tmp/elsewhere.json"
+"$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" \
+    --cert "$tmp/trust/admin.pem" --payload-dir "$tmp/payload" \
+    --output "$tmp/elsewhere.vmab" "$tmp/elsewhere.json" 2>"$tmp/elsewhere.err" &&
+    fail "bundle-build signed a package bundle with its marker elsewhere"
+grep -q "installs /var/lib/vmaugment/offline itself: its \"marker\" must be that directory" \
+    "$tmp/elsewhere.err" || fail "the refusal: $(cat "$tmp/elsewhere.err")"
+pass "the bundle installs the unit, its script and drop-in as in the" \
+    "source, arms it; the same file added again is unchanged, another refused"
+
+# 8. A configure that fails (the postinst cannot write its file) keeps
+# the flag for the next boot and says why.
+mkdir "$tmp/failing/var/lib/vmaug-demo.configured"
+off=$tmp/failing/var/lib/vmaugment/offline
+chroot "$tmp/failing" /usr/local/sbin/vmaugment-offline-configure \
+    >"$tmp/unit-fail.log" 2>&1 && fail "a failing configure exited 0"
+grep -qx "status=failed" "$off/dpkg-configure.result" &&
+    grep -q "^message=dpkg --configure -a failed (exit 1): " \
+        "$off/dpkg-configure.result" ||
+    fail "the result of a failure: $(cat "$off/dpkg-configure.result")"
+[ -f "$off/configure-pending" ] || fail "a failure cleared the flag"
+cp "$off/dpkg-configure.result" "$tmp/result.failed"
+rm -rf "$tmp/failing"
+pass "a failing configure keeps the flag and writes why"
+
+# inspect_result NAME RESULT [DEBUGFS-COMMANDS...]: a raw copy of the
+# applied image with RESULT as the guest's result file, and the host's
+# record copied beside it; inspect's dpkg_configure into $tmp/NAME.json.
+inspect_result() {
+    local name=$1 result=$2 img=$tmp/$1.raw
+    shift 2
+    "$QEMU_IMG" convert -U -O raw "$tmp/a.qcow2" "$img"
+    cp "$tmp/a.qcow2.vmaugment-servicing.json" "$img.vmaugment-servicing.json"
+    for c in "write $result /var/lib/vmaugment/offline/dpkg-configure.result" "$@"; do
+        debugfs -w -R "$c" "$img?offset=$root_off" >/dev/null 2>"$tmp/debugfs.err" ||
+            fail "$name: debugfs $c: $(cat "$tmp/debugfs.err")"
+    done
+    vo --format raw inspect "$img" >"$tmp/$name.inv" 2>"$tmp/$name.err" ||
+        fail "$name: inspect: $(cat "$tmp/$name.err")"
+    json_get "$tmp/$name.inv" dpkg_configure >"$tmp/$name.json"
+}
+
+# 9. A guest without the driver: the next inspect reads its result and
+# records it like the guest's own report; a second inspect finds it
+# reported already.
+inspect_result plain "$tmp/result.configured"
+python3 - "$tmp/plain.json" <<'PY' || fail "inspect: $(cat "$tmp/plain.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["status"] == "configured", d
+assert d["message"] == "dpkg --configure -a configured 2 package(s)", d
+assert [(r["bundle"], r["version"], r["outcome"]) for r in d["records"]] == \
+    [("deb-update", "1", "recorded")], d["records"]
+PY
+vo status "$tmp/plain.raw" >"$tmp/status.json"
+python3 - "$tmp/status.json" <<'PY' || fail "status: $(cat "$tmp/status.json")"
+import json, sys
+b, = json.load(open(sys.argv[1]))["bundles"]
+assert (b["bundle"], b["state"], b["message"]) == \
+    ("deb-update", "confirmed",
+     "dpkg --configure -a configured 2 package(s)"), b
+PY
+vo --format raw inspect "$tmp/plain.raw" >"$tmp/again.inv"
+[ "$(json_get "$tmp/again.inv" dpkg_configure records 0 outcome)" = \
+  already-reported ] || fail "inspect again: $(cat "$tmp/again.inv")"
+inspect_result failed "$tmp/result.failed"
+vo status "$tmp/failed.raw" >"$tmp/status.json"
+[ "$(json_get "$tmp/status.json" bundles 0 state)" = failed ] ||
+    fail "a failed configure: $(cat "$tmp/status.json")"
+rm -f "$tmp"/plain.raw* "$tmp"/failed.raw*
+pass "without the driver, inspect records the result: confirmed, or" \
+    "failed with the guest's message; once"
+
+# 10. Hostile results: a record of a bundle never applied is refused by
+# the host's record, garbage and an oversized file are shown as
+# unreadable, and none of them stops the inspection.
+printf '{"bundle":"forged","version":"1","manifest_sha256":"%064d"}' 0 \
+    >"$tmp/forged-record.json"
+sed 's/^records=.*/records=forged-1.json;deb-update-1.json;/' \
+    "$tmp/result.configured" >"$tmp/result.forged"
+inspect_result forged "$tmp/result.forged" \
+    "write $tmp/forged-record.json /var/lib/vmaugment/offline/forged-1.json"
+[ "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print([(r["bundle"], r["outcome"], r.get("reason")) for r in d["records"]])' "$tmp/forged.json")" = \
+  "[('forged', 'refused', 'bundle forged 1 was not applied to this image'), ('deb-update', 'recorded', None)]" ] ||
+    fail "a forged record: $(cat "$tmp/forged.json")"
+head -c 3000 /dev/urandom >"$tmp/garbage"
+inspect_result garbage "$tmp/garbage"
+[ "$(json_get "$tmp/garbage.json" status)" = unreadable ] ||
+    fail "garbage: $(cat "$tmp/garbage.json")"
+{ cat "$tmp/result.configured"; head -c 100000 /dev/zero | tr '\0' x; } >"$tmp/big"
+inspect_result big "$tmp/big"
+[ "$(json_get "$tmp/big.json" status)" = unreadable ] ||
+    fail "an oversized result: $(cat "$tmp/big.json")"
+vo status "$tmp/big.raw" >"$tmp/status.json"
+[ "$(json_get "$tmp/status.json" bundles 0 state)" = applied-offline ] ||
+    fail "an unreadable result changed the record: $(cat "$tmp/status.json")"
+rm -f "$tmp"/forged.raw* "$tmp"/garbage.raw* "$tmp"/big.raw*
+pass "hostile results: a forged record refused, garbage and a 100 kB" \
+    "file unreadable, inspect still succeeds"
+
+# 11. A package whose preinst would have to run is refused, by name.
 MANIFEST_ID=deb-pre package_bundle "$tmp/pre.vmab" \
     '{"op": "unpack", "payload": "vmaug-pre_1%3a2.0~x_amd64.deb",
       "package": "vmaug-pre", "architecture": "amd64",
@@ -217,7 +399,7 @@ check_same_content "$tmp/p.qcow2" "$orig"
 no_sidecars "$tmp/p.qcow2"
 pass "a package with a preinst is refused by name, image unchanged"
 
-# 8. The manifest's package entries keep the bundle format's strictness.
+# 12. The manifest's package entries keep the bundle format's strictness.
 MANIFEST_ID=deb-bad package_bundle "$tmp/bad.vmab" \
     '{"op": "unpack", "payload": "vmaug-new_1.0_amd64.deb",
       "package": "vmaug-new", "architecture": "amd64", "version": "1.0",

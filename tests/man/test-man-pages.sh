@@ -51,6 +51,28 @@ if DESTDIR=$tmp/root meson install -C "$build" --no-rebuild --quiet \
         not_ok "installed: man -M PREFIX/share/man finds every page" \
             "mandir ${mandir:-none}, missing:$missing"
     fi
+    # The units' Documentation= (systemctl help UNIT) names only pages
+    # installed with them.
+    units=$(find "$tmp/root" -path '*/systemd/system/*' -type f \
+        \( -name '*.service' -o -name '*.socket' -o -name '*.timer' \))
+    bad=
+    for u in $units; do
+        docs=$(sed -n 's/^Documentation=//p' "$u")
+        [ -n "$docs" ] || bad+=" $(basename "$u"):none"
+        for d in $docs; do
+            if [[ $d =~ ^man:([^()]+)\(([0-9])\)$ ]] &&
+               [ -f "$mandir/man${BASH_REMATCH[2]}/${BASH_REMATCH[1]}.${BASH_REMATCH[2]}" ]; then
+                continue
+            fi
+            bad+=" $(basename "$u"):$d"
+        done
+    done
+    if [ -n "$units" ] && [ -z "$bad" ]; then
+        ok "units: Documentation= names installed manual pages"
+    else
+        not_ok "units: Documentation= names installed manual pages" \
+            "units: $(echo $units)" "not installed:$bad"
+    fi
 else
     not_ok "meson install" "$(tail -n 5 "$tmp/install.log")"
 fi

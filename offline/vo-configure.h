@@ -1,0 +1,64 @@
+/*
+ * Configuring unpacked packages at the next boot (docs/offline.rst,
+ * "Configuring at the next boot").
+ *
+ * A bundle that unpacks packages leaves them as "dpkg --unpack" does:
+ * maintainer scripts must still run inside the guest.  Every such bundle
+ * therefore also installs a small unit that runs "dpkg --configure -a"
+ * early at the next boot and reports the outcome: through /dev/vmaugment
+ * when it can, and always in a result file that the next inspect reads,
+ * so that guests without our driver are accounted for too.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef VO_CONFIGURE_H
+#define VO_CONFIGURE_H
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "vo-guest.h"
+
+G_BEGIN_DECLS
+
+/* Where the bundle's records, the flag and the result live in the guest:
+ * the directory the guest tool reads (vmaugment servicing confirm). */
+#define VO_CONFIGURE_DIR        "/var/lib/vmaugment/offline"
+#define VO_CONFIGURE_FLAG       VO_CONFIGURE_DIR "/configure-pending"
+#define VO_CONFIGURE_RESULT     VO_CONFIGURE_DIR "/dpkg-configure.result"
+
+/*
+ * To the bundle manifest @manifest, when it unpacks packages: the
+ * instructions installing the unit, its script and the flag that arms
+ * it, their payloads into @payloads (name -> GBytes*), and the marker
+ * whose record the guest reports.  A manifest that already uses those
+ * paths or payload names for something else, or keeps its marker
+ * elsewhere, is refused (VO_ERROR_INVALID).  Nothing is added to a
+ * manifest without packages.
+ */
+gboolean vo_configure_add(JsonObject *manifest, GHashTable *payloads,
+                          GError **error);
+
+/*
+ * Worker: the guest's result file, as the member "dpkg_configure" of the
+ * inspect report: status, message, time and the records (bundle, version,
+ * manifest_sha256) it answers for.  NULL when the guest has none; an
+ * unreadable or malformed file is reported with status "unreadable"
+ * rather than failing the inspection.
+ */
+JsonNode *vo_configure_result_read(VoGuest *guest);
+
+/*
+ * Parent: check the worker's @node (hostile: it was read from the guest)
+ * and record it in @image's servicing record like a report through the
+ * device: each record confirmed or failed once, refused for a bundle
+ * never applied or another manifest.  Returns what inspect prints: the
+ * result with each record's outcome ("recorded", "already-reported",
+ * "refused" with the reason).  NULL with @error for a malformed @node.
+ */
+JsonNode *vo_configure_result_record(const char *image, JsonNode *node,
+                                     GError **error);
+
+G_END_DECLS
+
+#endif /* VO_CONFIGURE_H */
