@@ -223,7 +223,8 @@ units() {
     known=$(in_root systemctl list-unit-files --no-legend 'vmaugment*') || return 1
     echo "$known"
     for u in $(cd "$src" && find . -path ./build -prune -o -path ./debian -prune -o \
-                 \( -name '*.service.in' -o -name '*.socket' -o -name '*.timer' \) \
+                 \( -name '*.service.in' -o -name '*.socket' -o -name '*.socket.in' \
+                    -o -name '*.timer' -o -name '*.timer.in' \) \
                  -print | sed 's|.*/||; s|\.in$||' | sort -u); do
         grep -q "^$u " <<<"$known" || { echo "not installed: $u"; fail=1; }
     done
