@@ -247,8 +247,8 @@ static void vo_batch_job_finish(VoBatch *b, VoBatchJob *job)
 static int vo_batch_rank(const char *status)
 {
     static const char *const order[] = {
-        "up-to-date", "nothing-to-apply", "not-applicable", "dry-run", "already-applied", "applied",
-        "skipped", "skipped-in-use", "refused", "error", NULL,
+        "up-to-date", "nothing-to-apply", "not-applicable", "dry-run",
+        "already-applied", "applied", "skipped", "skipped-in-use", "refused", "error", NULL,
     };
 
     for (int i = 0; order[i]; i++) {

@@ -620,8 +620,8 @@ int main(int argc, char **argv)
           "batch: images serviced at once (default 2)", "N" },
         { "report-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_report_dir,
           "batch: one JSON report per image and bundle (or domain) here; "
-          "with --apt-source also the plan, .debs and bundles", 
-          "DIR" },
+          "with --apt-source one per image, and the plan, .debs and "
+          "bundles", "DIR" },
         { "bundle", 'b', 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_bundles,
           "batch: a bundle to apply (repeatable, in order)", "FILE" },
         { "bundle-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_bundle_dir,
