@@ -248,7 +248,8 @@ static int vo_batch_rank(const char *status)
 {
     static const char *const order[] = {
         "up-to-date", "nothing-to-apply", "not-applicable", "dry-run",
-        "already-applied", "applied", "skipped", "skipped-in-use", "refused", "error", NULL,
+        "already-applied", "applied", "skipped", "skipped-in-use",
+        "refused", "error", NULL,
     };
 
     for (int i = 0; order[i]; i++) {
