@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # kill -9 of the apply of a package update (the bundle 'bundle-build
 # --plan' makes of apt's plan: .deb files unpacked with dpkg's semantics)
-# at random points in time, from the spawn to the end of an undisturbed
-# apply.  After each kill and 'recover' the image must be fsck-clean and
+# at random points in time: odd rounds from the spawn, anywhere up to the
+# end of an undisturbed apply; even rounds from the start of the commit,
+# within its undisturbed length, since the commit alone writes the image
+# and its share of the whole would otherwise depend on the host's load.  After each kill and 'recover' the image must be fsck-clean and
 # hold either the old tree or the updated one, whole: every file's type,
 # mode, owner, size, link and content, the dpkg database among them, equal
 # to the tree of the untouched image or of an undisturbed apply (taken out
@@ -59,6 +61,7 @@ cmp -s "$tmp/old.state" "$tmp/new.state" && fail "the update changed nothing"
 grep -q "^./var/lib/dpkg/info/netbase.list " "$tmp/new.state" ||
     fail "the update did not unpack netbase"
 total=${at[applied]}
+commit=$((at[applied] - at[committing]))
 pass "undisturbed apply in $total ms: $(grep '^stage ' "$tmp/kill.out" |
     cut -d' ' -f2- | paste -sd,)"
 
@@ -79,12 +82,16 @@ state_of() {
 }
 
 for i in $(seq "$rounds"); do
-    delay=$(kill_random "$total")
+    if [ $((i % 2)) -eq 1 ]; then
+        from=start delay=$(kill_random "$total")
+    else
+        from=committing delay=$(kill_random "$commit")
+    fi
     img=$tmp/k.qcow2
     cp "$orig" "$img"
-    kill_at start "$delay" "$img" "$tmp/update.vmab"
+    kill_at "$from" "$delay" "$img" "$tmp/update.vmab"
     kill_ended "$i"
-    echo "# round $i: $delay ms: $ended"
+    echo "# round $i: $delay ms from $from: $ended"
     kill_recover "$i" "$img"
     state_of "$i" "$img"
     kill_tally "$i" "$ended" "$recovery" "$state"
@@ -99,7 +106,7 @@ for i in $(seq "$rounds"); do
     esac
     state_of "$i" "$img"
     [ "$state" = patched ] || fail "round $i: the next apply did not update"
-    pass "round $i: kill at $delay ms ($ended), recovery $recovery," \
+    pass "round $i: kill $delay ms from $from ($ended), recovery $recovery," \
         "image $was, fsck-clean; the next apply: $next"
 done
 
