@@ -15,7 +15,7 @@
 source "$(dirname "$0")/lib.sh"
 
 rounds=${VMAUGMENT_KILL_ROUNDS:-20}
-plan $((rounds + 2))
+plan $((rounds + 3))
 source "$here/kill-lib.sh"
 source "$here/deb-lib.sh"
 need debugfs e2fsprogs
@@ -65,21 +65,50 @@ commit=$((at[applied] - at[committing]))
 pass "undisturbed apply in $total ms: $(grep '^stage ' "$tmp/kill.out" |
     cut -d' ' -f2- | paste -sd,)"
 
-# state_of ROUND IMAGE: "untouched" or "patched", in $state; anything else
-# (a half-unpacked tree) fails.
-state_of() {
-    tree_state "$2" "$tmp/k.state"
+# classify IMAGE: "untouched", "patched" or "neither", in $state.
+classify() {
+    tree_state "$1" "$tmp/k.state"
     if cmp -s "$tmp/k.state" "$tmp/old.state"; then
         state=untouched
     elif cmp -s "$tmp/k.state" "$tmp/new.state"; then
         state=patched
     else
+        state=neither
+    fi
+}
+
+# state_of ROUND IMAGE: classify, where "neither" (a half-unpacked tree)
+# fails.
+state_of() {
+    classify "$2"
+    if [ "$state" = neither ]; then
         diff "$tmp/old.state" "$tmp/k.state" | head -20 >&2
         fail "round $1: the image is neither the old tree nor the updated" \
             "one ($(diff "$tmp/new.state" "$tmp/k.state" | grep -c '^[<>]')" \
             "lines differ from the updated one)"
     fi
 }
+
+# The check tells a half-unpacked image apart: the first half of the
+# plan's packages unpacked alone (a bundle of a plan cut short).
+python3 - "$tmp/plan.json" "$tmp/plan-half.json" <<'PY' || fail "half plan"
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = d["groups"][0]["packages"]
+assert len(p) >= 2, p
+d["groups"][0]["packages"] = p[:len(p) // 2]
+json.dump(d, open(sys.argv[2], "w"))
+PY
+vo bundle-build --plan "$tmp/plan-half.json" --debs "$tmp/debs" \
+    --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --output "$tmp/half.vmab" || fail "bundle-build of the half plan"
+cp "$orig" "$tmp/half.qcow2"
+vo apply "$tmp/half.qcow2" "$tmp/half.vmab" >/dev/null ||
+    fail "apply of the half plan"
+classify "$tmp/half.qcow2"
+[ "$state" = neither ] || fail "a half-unpacked image passed for $state"
+rm -f "$tmp/half.qcow2"
+pass "a half-unpacked image is neither old nor updated for this check"
 
 for i in $(seq "$rounds"); do
     if [ $((i % 2)) -eq 1 ]; then
