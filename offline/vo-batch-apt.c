@@ -71,15 +71,18 @@ static void vo_batch_apt_bundles(const VoBatchAptOptions *opts,
         const char *status = NULL;
         g_autofree char *reason = NULL;
 
-        if (json_array_get_length(json_object_get_array_member(
-                g, "packages")) == 0) {
-            gboolean none = json_array_get_length(json_object_get_array_member(
-                                g, "refused")) == 0;
+        guint n_packages = json_array_get_length(
+            json_object_get_array_member(g, "packages"));
+        guint n_refused = json_array_get_length(
+            json_object_get_array_member(g, "refused"));
 
-            status = none ? "up-to-date" : "nothing-to-apply";
-            reason = none ? g_strdup("apt has no upgrade for this image")
-                          : vo_batch_apt_refused(g);
-        } else if (!vo_plan_bundle_build(plan_path, gi, debs, opts->key_path,
+        if (n_packages == 0 && (n_refused == 0 || !opts->stage_preinst)) {
+            status = n_refused == 0 ? "up-to-date" : "nothing-to-apply";
+            reason = n_refused == 0
+                         ? g_strdup("apt has no upgrade for this image")
+                         : vo_batch_apt_refused(g);
+        } else if (!vo_plan_bundle_build(plan_path, gi, opts->stage_preinst,
+                                         debs, opts->key_path,
                                          opts->cert_path, bundle, &local)) {
             status = "error";
             reason = g_strdup_printf("cannot build %s: %s", name,

@@ -19,6 +19,7 @@ typedef struct {
     char **sources;         /* --apt-source, as written */
     const char *keyring;
     gboolean security_only;
+    gboolean stage_preinst; /* as bundle-build --plan --stage-preinst */
     const char *key_path;   /* signs each group's bundle */
     const char *cert_path;
     const char *format;     /* --format, for images without one */

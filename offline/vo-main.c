@@ -382,7 +382,8 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
                              "((IMAGE|DIR|@LIST)... | --libvirt URI)\n"
                              "       batch [--jobs N] (--apt-source 'URI "
                              "SUITE COMPONENT...')... --keyring KEY.gpg "
-                             "[--security-only] --key KEY --cert CERT "
+                             "[--security-only] [--stage-preinst] --key KEY "
+                             "--cert CERT "
                              "--report-dir DIR ((IMAGE|DIR|@LIST)... | "
                              "--libvirt URI)");
     }
@@ -428,6 +429,7 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
             .sources = opt_apt_sources,
             .keyring = opt_keyring,
             .security_only = opt_security_only,
+            .stage_preinst = opt_stage_preinst,
             .key_path = opt_key,
             .cert_path = opt_cert,
             .format = opt_format,
@@ -603,7 +605,8 @@ int main(int argc, char **argv)
         { "group", 0, 0, G_OPTION_ARG_INT, &opt_group,
           "bundle-build --plan: which group of images (from 0)", "N" },
         { "stage-preinst", 0, 0, G_OPTION_ARG_NONE, &opt_stage_preinst,
-          "bundle-build --plan: stage the packages refused for their "
+          "bundle-build --plan, batch --apt-source: stage the packages "
+          "refused for their "
           "preinst, for the guest's dpkg at its next boot", NULL },
         { "apt-source", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_apt_sources,
           "plan, batch: a repository, 'URI SUITE COMPONENT...' "
