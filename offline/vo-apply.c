@@ -316,9 +316,8 @@ gboolean vo_apply_image(const char *image, const char *format,
     }
     vo_apply_member_str(report, "recovery", recovered);
 
-    if (!vo_image_check_unlocked(absimage, error) ||
-        !(fmt = vo_image_probe_format(absimage, format,
-                                      !(flags & VO_APPLY_DRY_RUN), error))) {
+    if (!(fmt = vo_image_open_format(absimage, format,
+                                     !(flags & VO_APPLY_DRY_RUN), error))) {
         vo_apply_status(report, "error");
         return FALSE;
     }

@@ -121,6 +121,7 @@ VoBatchTarget *vo_batch_target_new(const char *path)
     VoBatchTarget *t = g_new0(VoBatchTarget, 1);
 
     t->path = g_strdup(path);
+    t->group = -1;
     return t;
 }
 
@@ -132,6 +133,9 @@ void vo_batch_target_free(VoBatchTarget *t)
     g_free(t->disk);
     g_free(t->skip_status);
     g_free(t->skip_reason);
+    if (t->bundles) {
+        g_ptr_array_unref(t->bundles);
+    }
     g_free(t);
 }
 
@@ -169,6 +173,7 @@ typedef struct {
 
 static void vo_batch_start_next(VoBatch *b);
 static void vo_batch_start_bundle(VoBatch *b, VoBatchJob *job);
+static JsonNode *vo_batch_image_node(VoBatchJob *job);
 
 static char *vo_batch_report_path(const VoBatchOptions *opts,
                                   VoBatchJob *job, const char *bundle)
@@ -201,8 +206,28 @@ static JsonNode *vo_batch_status_node(const char *image, const char *bundle,
     return json_builder_get_root(jb);
 }
 
+/* N-IMAGE.json: the image's whole report (VoBatchOptions.report_per_image). */
+static void vo_batch_image_report(const VoBatchOptions *opts, VoBatchJob *job)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) node = vo_batch_image_node(job);
+    g_autofree char *ib = g_path_get_basename(job->image);
+    g_autofree char *name = g_strdup_printf("%u-%s.json", job->index, ib);
+    g_autofree char *path = g_build_filename(opts->report_dir, name, NULL);
+    g_autoptr(GError) error = NULL;
+
+    json_generator_set_pretty(gen, TRUE);
+    json_generator_set_root(gen, node);
+    if (!json_generator_to_file(gen, path, &error)) {
+        g_warning("cannot write %s: %s", path, error->message);
+    }
+}
+
 static void vo_batch_job_finish(VoBatch *b, VoBatchJob *job)
 {
+    if (b->opts->report_dir && b->opts->report_per_image) {
+        vo_batch_image_report(b->opts, job);
+    }
     b->running--;
     b->done++;
     if (job->target->domain) {
@@ -222,8 +247,9 @@ static void vo_batch_job_finish(VoBatch *b, VoBatchJob *job)
 static int vo_batch_rank(const char *status)
 {
     static const char *const order[] = {
-        "not-applicable", "dry-run", "already-applied", "applied",
-        "skipped", "skipped-in-use", "refused", "error", NULL,
+        "up-to-date", "nothing-to-apply", "not-applicable", "dry-run",
+        "already-applied", "applied", "skipped", "skipped-in-use",
+        "refused", "error", NULL,
     };
 
     for (int i = 0; order[i]; i++) {
@@ -251,7 +277,8 @@ static void vo_batch_record(VoBatch *b, VoBatchJob *job, JsonNode *node)
         b->all_ok = FALSE;
     }
     /* A domain's disks are reported together, once all are done. */
-    if (b->opts->report_dir && !job->target->domain) {
+    if (b->opts->report_dir && !b->opts->report_per_image &&
+        !job->target->domain) {
         g_autoptr(JsonGenerator) gen = json_generator_new();
         g_autofree char *path = vo_batch_report_path(
             b->opts, job, job->bundles->pdata[job->next_bundle - 1]);
@@ -374,6 +401,14 @@ static void vo_batch_start_next(VoBatch *b)
         VoBatchJob *job = b->jobs->pdata[b->next_job++];
 
         b->running++;
+        if (job->target->skip_status && b->opts->report_per_image) {
+            /* The reason is the image's own, in its report. */
+            job->status = g_strdup(job->target->skip_status);
+            b->all_ok &= !g_str_equal(job->status, "error") &&
+                         !g_str_equal(job->status, "refused");
+            vo_batch_job_finish(b, job);
+            continue;
+        }
         if (job->target->skip_status) {
             g_autoptr(JsonBuilder) jb = json_builder_new();
 
@@ -425,8 +460,20 @@ static JsonNode *vo_batch_image_node(VoBatchJob *job)
         json_builder_set_member_name(jb, "format");
         json_builder_add_string_value(jb, job->target->format);
     }
+    if (job->opts->report_per_image) {
+        json_builder_set_member_name(jb, "group");
+        if (job->target->group >= 0) {
+            json_builder_add_int_value(jb, job->target->group);
+        } else {
+            json_builder_add_null_value(jb);
+        }
+    }
     json_builder_set_member_name(jb, "status");
     json_builder_add_string_value(jb, job->status);
+    if (job->opts->report_per_image && job->target->skip_reason) {
+        json_builder_set_member_name(jb, "reason");
+        json_builder_add_string_value(jb, job->target->skip_reason);
+    }
     json_builder_set_member_name(jb, "bundles");
     json_builder_begin_array(jb);
     for (guint k = 0; k < job->results->len; k++) {
@@ -519,8 +566,8 @@ JsonNode *vo_batch_run(const VoBatchOptions *opts, GPtrArray *targets,
         VoBatchJob *job = g_new0(VoBatchJob, 1);
 
         job->opts = opts;
-        job->bundles = bundles;
         job->target = targets->pdata[i];
+        job->bundles = job->target->bundles ? job->target->bundles : bundles;
         job->image = g_strdup(job->target->path);
         from_libvirt |= job->target->domain != NULL;
         job->index = i;

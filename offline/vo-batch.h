@@ -18,12 +18,17 @@ typedef struct {
     gboolean dry_run;
     gboolean allow_backing;     /* passed on to each apply */
     gboolean accept_weaker;
+    /* One report per image, N-IMAGE.json, for every image (those skipped
+     * too), instead of one per (image, bundle) pair. */
+    gboolean report_per_image;
 } VoBatchOptions;
 
 /* One image to service.  Only @path is set for images named on the
  * command line; a libvirt domain's disk also names its domain, its target
  * device and the format the domain XML gives, and a disk that must not be
- * opened carries the status and reason it is reported with instead. */
+ * opened carries the status and reason it is reported with instead.  An
+ * image planned with apt (vo-batch-apt.h) has its group's bundle of its
+ * own and reports its group. */
 typedef struct {
     char *path;
     char *format;           /* NULL: probed */
@@ -31,6 +36,8 @@ typedef struct {
     char *disk;
     char *skip_status;      /* NULL: service it */
     char *skip_reason;
+    GPtrArray *bundles;     /* char*; NULL: the batch's */
+    int group;              /* -1: none */
 } VoBatchTarget;
 
 VoBatchTarget *vo_batch_target_new(const char *path);
@@ -44,7 +51,8 @@ GPtrArray *vo_batch_collect(char **sources, GError **error);
 GPtrArray *vo_batch_bundles_in(const char *dir, GError **error);
 
 /* Runs everything on @targets (VoBatchTarget*), prints progress on
- * stderr, returns the summary; FALSE in @all_ok when any image failed.
+ * stderr, returns the summary; FALSE in @all_ok when any image failed
+ * (an image skipped with status "error" or "refused" among them).
  * With a report directory, each (image, bundle) pair gets a report, or
  * each domain one when the targets come from libvirt. */
 JsonNode *vo_batch_run(const VoBatchOptions *opts, GPtrArray *images,

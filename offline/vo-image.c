@@ -374,6 +374,15 @@ char *vo_image_probe_format(const char *image, const char *format,
 }
 
 
+char *vo_image_open_format(const char *image, const char *format,
+                           gboolean for_writing, GError **error)
+{
+    if (!vo_image_check_unlocked(image, error)) {
+        return NULL;
+    }
+    return vo_image_probe_format(image, format, for_writing, error);
+}
+
 gboolean vo_image_qemu_img(const char *const *args, GError **error)
 {
     return vo_image_run(args, &vo_image_tool_limits, NULL, error);

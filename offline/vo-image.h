@@ -34,6 +34,13 @@ void vo_image_set_allow_external(gboolean allow);
 char *vo_image_probe_format(const char *image, const char *format,
                             gboolean for_writing, GError **error);
 
+/*
+ * The image as every command opens it: not in use by a running QEMU
+ * (vo_image_check_unlocked()), then its format (vo_image_probe_format()).
+ */
+char *vo_image_open_format(const char *image, const char *format,
+                           gboolean for_writing, GError **error);
+
 /* Runs qemu-img with @args (after the program name) under its limits. */
 gboolean vo_image_qemu_img(const char *const *args, GError **error);
 

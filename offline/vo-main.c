@@ -15,6 +15,7 @@
 #include "vo-apply.h"
 #include "vo-image.h"
 #include "vo-batch.h"
+#include "vo-batch-apt.h"
 #include "vo-inventory.h"
 #include "vo-libvirt.h"
 #include "vo-ovf.h"
@@ -72,10 +73,7 @@ static gboolean vo_main_usage(GError **error, const char *usage)
 /* The image's format, for a worker that reads it as it is. */
 static char *vo_main_format(const char *image, GError **error)
 {
-    if (!vo_image_check_unlocked(image, error)) {
-        return NULL;
-    }
-    return vo_image_probe_format(image, opt_format, FALSE, error);
+    return vo_image_open_format(image, opt_format, FALSE, error);
 }
 
 static gboolean vo_main_inspect(int argc, char **argv, GError **error)
@@ -367,6 +365,8 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
         .accept_weaker = opt_accept_weaker,
     };
     gboolean all_ok;
+    /* With apt, the bundles are the batch's own, one per group. */
+    gboolean with_apt = opt_apt_sources != NULL;
 
     if (!self) {
         return FALSE;
@@ -374,10 +374,18 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
     /* Images come from the command line or from libvirt, not both. */
     if ((opt_libvirt ? argc != 1 : argc < 2) || opt_jobs < 1 ||
         opt_jobs > 64 ||
-        (!opt_bundles && !opt_bundle_dir)) {
+        (with_apt ? (opt_bundles || opt_bundle_dir || !opt_keyring ||
+                     !opt_key || !opt_cert || !opt_report_dir)
+                  : (!opt_bundles && !opt_bundle_dir))) {
         return vo_main_usage(error, "batch [--jobs N] [--report-dir DIR] "
                              "(--bundle B)... [--bundle-dir DIR] "
-                             "((IMAGE|DIR|@LIST)... | --libvirt URI)");
+                             "((IMAGE|DIR|@LIST)... | --libvirt URI)\n"
+                             "       batch [--jobs N] (--apt-source 'URI "
+                             "SUITE COMPONENT...')... --keyring KEY.gpg "
+                             "[--security-only] [--stage-preinst] --key KEY "
+                             "--cert CERT "
+                             "--report-dir DIR ((IMAGE|DIR|@LIST)... | "
+                             "--libvirt URI)");
     }
     for (guint i = 0; opt_bundles && opt_bundles[i]; i++) {
         g_ptr_array_add(bundles, g_canonicalize_filename(opt_bundles[i],
@@ -415,7 +423,25 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
     }
     opts.self = self;
     opts.jobs = opt_jobs;
-    summary = vo_batch_run(&opts, targets, bundles, &all_ok);
+    if (with_apt) {
+        VoBatchAptOptions aopts = {
+            .batch = opts,
+            .sources = opt_apt_sources,
+            .keyring = opt_keyring,
+            .security_only = opt_security_only,
+            .stage_preinst = opt_stage_preinst,
+            .key_path = opt_key,
+            .cert_path = opt_cert,
+            .format = opt_format,
+        };
+
+        summary = vo_batch_apt_run(&aopts, targets, &all_ok, error);
+        if (!summary) {
+            return FALSE;
+        }
+    } else {
+        summary = vo_batch_run(&opts, targets, bundles, &all_ok);
+    }
     vo_main_print_json(summary);
     if (!all_ok) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
@@ -524,7 +550,11 @@ static const struct {
       "  bundle-build --plan PLAN --debs DIR    ... from a plan", TRUE },
     { "batch", vo_main_batch,
       "(IMAGE|DIR|@LIST)...    apply --bundle(s) to many images\n"
-      "  batch --libvirt URI           ... to libvirt's inactive domains" },
+      "  batch --libvirt URI           ... to libvirt's inactive domains\n"
+      "  batch --apt-source SRC ...    ... the updates apt plans per group "
+      "of\n"
+      "                                identical images, one signed bundle "
+      "each" },
     { "status", vo_main_status_cmd,
       "IMAGE                  bundles applied offline, the guest's reports" },
     { "compare-versions", vo_main_compare_versions,
@@ -544,6 +574,10 @@ int main(int argc, char **argv)
         "vmaugment-offline bundle-build --key admin.key --cert admin.crt "
         "--payload-dir files --output fix.vmab manifest.json",
         "vmaugment-offline batch --jobs 4 --bundle fix.vmab /srv/images",
+        "vmaugment-offline batch --apt-source 'http://deb.debian.org/"
+        "debian-security bookworm-security main' --keyring "
+        "debian-security.gpg --security-only --key admin.key --cert "
+        "admin.crt --report-dir out /srv/images",
         NULL
     };
     int status;
@@ -555,9 +589,11 @@ int main(int argc, char **argv)
         { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &opt_dry_run,
           "apply: show what would change, change nothing", NULL },
         { "key", 0, 0, G_OPTION_ARG_FILENAME, &opt_key,
-          "bundle-build: signing key (PKCS#8 PEM)", "FILE" },
+          "bundle-build, batch --apt-source: signing key (PKCS#8 PEM)",
+          "FILE" },
         { "cert", 0, 0, G_OPTION_ARG_FILENAME, &opt_cert,
-          "bundle-build: the key's certificate", "FILE" },
+          "bundle-build, batch --apt-source: the key's certificate",
+          "FILE" },
         { "payload-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_payload_dir,
           "bundle-build: where payload files are (default .)", "DIR" },
         { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output,
@@ -569,23 +605,26 @@ int main(int argc, char **argv)
         { "group", 0, 0, G_OPTION_ARG_INT, &opt_group,
           "bundle-build --plan: which group of images (from 0)", "N" },
         { "stage-preinst", 0, 0, G_OPTION_ARG_NONE, &opt_stage_preinst,
-          "bundle-build --plan: stage the packages refused for their "
+          "bundle-build --plan, batch --apt-source: stage the packages "
+          "refused for their "
           "preinst, for the guest's dpkg at its next boot", NULL },
         { "apt-source", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_apt_sources,
-          "plan: a repository, 'URI SUITE COMPONENT...' (repeatable; a "
-          "suite ending in -security is a security source)", "SOURCE" },
+          "plan, batch: a repository, 'URI SUITE COMPONENT...' "
+          "(repeatable; a suite ending in -security is a security source)",
+          "SOURCE" },
         { "keyring", 0, 0, G_OPTION_ARG_FILENAME, &opt_keyring,
-          "plan: the OpenPGP key(s) the sources are signed with",
+          "plan, batch: the OpenPGP key(s) the sources are signed with",
           "KEY.gpg" },
         { "security-only", 0, 0, G_OPTION_ARG_NONE, &opt_security_only,
-          "plan: only upgrades from security sources", NULL },
+          "plan, batch: only upgrades from security sources", NULL },
         { "download-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_download_dir,
           "plan: where the .deb files go", "DIR" },
         { "jobs", 'j', 0, G_OPTION_ARG_INT, &opt_jobs,
           "batch: images serviced at once (default 2)", "N" },
         { "report-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_report_dir,
-          "batch: one JSON report per image and bundle (or domain) here",
-          "DIR" },
+          "batch: one JSON report per image and bundle (or domain) here; "
+          "with --apt-source one per image, and the plan, .debs and "
+          "bundles", "DIR" },
         { "bundle", 'b', 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_bundles,
           "batch: a bundle to apply (repeatable, in order)", "FILE" },
         { "bundle-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_bundle_dir,

@@ -191,12 +191,18 @@ JsonNode *vo_plan_run(const VoPlanOptions *opts, GError **error)
         return NULL;
     }
     for (guint i = 0; i < opts->n_images; i++) {
+        g_autoptr(GError) local = NULL;
         g_autoptr(VoDpkgStatus) st = vo_plan_read_image(opts->images[i],
                                                         opts->formats[i],
-                                                        error);
+                                                        &local);
         VoPlanGroup *g;
 
+        if (!st && opts->unread) {
+            opts->unread[i] = g_strdup(local->message);
+            continue;
+        }
         if (!st) {
+            g_propagate_error(error, g_steal_pointer(&local));
             return NULL;
         }
         g = g_hash_table_lookup(by_status, st->sha256);

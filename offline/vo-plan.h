@@ -24,6 +24,10 @@ typedef struct {
     const char *keyring;
     gboolean security_only;
     const char *download_dir;
+    /* NULL, or @n_images slots: an image whose package set cannot be read
+     * gets the message here and is left out of the plan instead of
+     * failing it. */
+    char **unread;
 } VoPlanOptions;
 
 /* The plan, or NULL with @error; nothing is written but the .deb files

@@ -10,10 +10,8 @@
 source "$(dirname "$0")/lib.sh"
 
 rounds=${VMAUGMENT_KILL_ROUNDS:-5}
-seed=${VMAUGMENT_KILL_SEED:-$RANDOM}
-RANDOM=$seed
 plan $((rounds + 2))
-echo "# seed $seed (VMAUGMENT_KILL_SEED=$seed repeats these kill points)"
+source "$here/kill-lib.sh"
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -22,27 +20,11 @@ build_bundle "$tmp/demo.vmab" "$demo_rules" "$demo_files"
 orig=$tmp/orig.qcow2
 cp "$fix/debian.qcow2" "$orig"
 
-# kill_at STAGE DELAY IMAGE: apply the demo bundle to IMAGE, killed DELAY ms
-# into STAGE (kill-at-stage.py); its report in $tmp/kill.out.
-kill_at() {
-    python3 "$here/kill-at-stage.py" "$1" "$2" "$VMAUGMENT_OFFLINE" \
-        --trust-dir "$tmp/trust" apply "$3" "$tmp/demo.vmab" >"$tmp/kill.out" ||
-        fail "apply to be killed in $1: $(cat "$tmp/kill.out")"
-}
-
 # An undisturbed apply: when each stage begins.
 cp "$orig" "$tmp/t.qcow2"
-kill_at never 0 "$tmp/t.qcow2"
-[ "$(head -1 "$tmp/kill.out")" = "finished 0" ] ||
-    fail "undisturbed apply: $(cat "$tmp/kill.out")"
+kill_at never 0 "$tmp/t.qcow2" "$tmp/demo.vmab"
+kill_stages
 check_demo_applied "$tmp/t.qcow2"
-declare -A at
-while read -r _ name ms; do
-    at[$name]=$ms
-done < <(grep '^stage ' "$tmp/kill.out")
-for s in deciding patching-the-overlay verifying-the-overlay committing applied; do
-    [ -n "${at[$s]:-}" ] || fail "the apply did not announce '$s': $(cat "$tmp/kill.out")"
-done
 rm -f "$tmp/t.qcow2"
 pass "undisturbed apply: $(grep '^stage ' "$tmp/kill.out" | cut -d' ' -f2- | paste -sd,)"
 
@@ -59,23 +41,16 @@ declare -A span=(
     [committing]=$(((at[applied] - at[committing]) / 2))
 )
 
-rolled_back=0 rolled_forward=0 none=0
 for i in $(seq "$rounds"); do
     stage=${stages[$(((i - 1) % ${#stages[@]}))]}
     delay=$((RANDOM % (span[$stage] + 1)))
     [ "$stage" != committing ] || [ "$i" -gt ${#stages[@]} ] || delay=0
     img=$tmp/k.qcow2
     cp "$orig" "$img"
-    kill_at "$stage" "$delay" "$img"
-    ended=$(head -1 "$tmp/kill.out")
-    case $ended in
-        killed | "finished 0") ;;
-        *) fail "round $i: the apply $ended before the kill" ;;
-    esac
+    kill_at "$stage" "$delay" "$img" "$tmp/demo.vmab"
+    kill_ended "$i"
     echo "# round $i: $delay ms into $stage: $ended"
-    vo recover "$img" >"$tmp/recover.json" || fail "round $i: recover failed"
-    recovery=$(json_get "$tmp/recover.json" recovery)
-    no_sidecars "$img"
+    kill_recover "$i" "$img"
     rc=0
     "$QEMU_IMG" compare -q "$orig" "$img" || rc=$?
     case $rc in
@@ -83,14 +58,7 @@ for i in $(seq "$rounds"); do
         1) state=patched; check_demo_applied "$img" ;;
         *) fail "round $i: qemu-img compare failed (exit $rc)" ;;
     esac
-    # What recover says it did must be what the image holds.
-    case $ended/$recovery/$state in
-        killed/rolled-back/untouched) rolled_back=$((rolled_back + 1)) ;;
-        killed/rolled-forward/patched) rolled_forward=$((rolled_forward + 1)) ;;
-        killed/none/untouched | killed/none/patched | "finished 0/none/patched")
-            none=$((none + 1)) ;;
-        *) fail "round $i: apply $ended, recover said '$recovery', image $state" ;;
-    esac
+    kill_tally "$i" "$ended" "$recovery" "$state"
     pass "round $i: kill $delay ms into $stage ($ended), recovery $recovery," \
         "image $state, fsck-clean"
 done

@@ -7,90 +7,11 @@
 # bundle, whose rules hold only on the images it was planned for.
 source "$(dirname "$0")/lib.sh"
 
-plan 13
-need apt-ftparchive apt-utils
-need gpg gpg
-need dpkg-deb dpkg
+plan 17
+source "$here/deb-lib.sh"
 fix=$(fixtures_linux)
-debs=$(bash "$here/make-fixtures.sh" debs)
 make_identity
-
-export GNUPGHOME=$tmp/gnupg
-mkdir -m 700 "$GNUPGHOME"
-cleanup_plan() {
-    gpgconf --kill all 2>/dev/null || true
-    cleanup
-}
-trap cleanup_plan EXIT
-# apt runs as an unprivileged uid of its own: the repository and the
-# keyring must be readable by it.
-chmod 755 "$tmp"
-
-gpg --batch --quiet --passphrase '' --quick-gen-key \
-    "vmaugment test repository <repo@example.invalid>" ed25519 sign never
-gpg --batch --export >"$tmp/repo-key.gpg"
-gpg --batch --quiet --passphrase '' --quick-gen-key \
-    "someone else <else@example.invalid>" ed25519 sign never
-gpg --batch --export "else@example.invalid" >"$tmp/other-key.gpg"
-
-# bump DEB SUITE [EDIT]: DEB rebuilt as VERSION+vo1 into the pool of SUITE,
-# after EDIT (a function) changed its unpacked tree.
-bump() {
-    local deb=$1 suite=$2 edit=${3:-} work
-    work=$tmp/work/$(dpkg-deb -f "$deb" Package)
-    rm -rf "$work"
-    mkdir -p "$tmp/work"
-    dpkg-deb -R "$deb" "$work"
-    sed -i -E 's/^(Version: .*)$/\1+vo1/' "$work/DEBIAN/control"
-    [ -z "$edit" ] || "$edit" "$work"
-    mkdir -p "$tmp/repo/pool/$suite"
-    dpkg-deb -b --root-owner-group "$work" "$tmp/repo/pool/$suite/" >/dev/null
-}
-drop_manpage() {
-    rm "$1/usr/share/man/man1/hostname.1.gz"
-    sed -i '/man1\/hostname.1.gz/d' "$1/DEBIAN/md5sums"
-}
-need_netbase() {
-    sed -i -E 's/^(Depends: .*)$/\1, netbase/' "$1/DEBIAN/control"
-}
-bump "$debs"/libaudit-common_*.deb bookworm-security
-bump "$debs"/hostname_*.deb bookworm-security drop_manpage
-bump "$debs"/gpgv_*.deb bookworm-updates need_netbase
-bump "$debs"/base-passwd_*.deb bookworm-updates
-cp "$debs"/netbase_*.deb "$tmp/repo/pool/bookworm-updates/"
-grep -q '^/etc/libaudit.conf$' "$tmp/work/libaudit-common/DEBIAN/conffiles" ||
-    fail "libaudit-common has no conffile any more"
-[ -e "$tmp/work/base-passwd/DEBIAN/preinst" ] ||
-    fail "base-passwd has no preinst any more"
-
-# index REPO: Packages and a signed InRelease per suite (apt-ftparchive).
-index() {
-    local repo=$1 s rel
-    for s in bookworm-security bookworm-updates; do
-        mkdir -p "$repo/dists/$s/main/binary-amd64"
-        (cd "$repo" && apt-ftparchive packages "pool/$s") \
-            >"$repo/dists/$s/main/binary-amd64/Packages"
-        rel=$tmp/Release.$s
-        apt-ftparchive -o APT::FTPArchive::Release::Suite="$s" \
-            -o APT::FTPArchive::Release::Codename="$s" \
-            -o APT::FTPArchive::Release::Origin=vmaugment-test \
-            -o APT::FTPArchive::Release::Components=main \
-            -o APT::FTPArchive::Release::Architectures=amd64 \
-            release "$repo/dists/$s" >"$rel"
-        gpg --batch --yes --local-user repo@example.invalid --clearsign \
-            -o "$repo/dists/$s/InRelease" "$rel"
-    done
-    chmod -R a+rX "$repo"
-}
-index "$tmp/repo"
-sources=(--apt-source "file:$tmp/repo bookworm-security main"
-         --apt-source "file:$tmp/repo bookworm-updates main")
-
-# Versions of the fixture, whatever the archive had when it was built.
-ver() { dpkg-deb -f "$debs"/"$1"_*.deb Version; }
-V_AUDIT=$(ver libaudit-common) V_HOST=$(ver hostname) V_GPGV=$(ver gpgv)
-V_PASSWD=$(ver base-passwd) V_NETBASE=$(ver netbase)
-export V_AUDIT V_HOST V_GPGV V_PASSWD V_NETBASE
+make_update_repo
 
 # Two identical images and a third whose libaudit-common is already the
 # new version (its status replaced with a bundle of today's kind).
@@ -353,3 +274,142 @@ bad_package '' 's/"package": "netbase"/"package": "net!base"/' \
 bad_package '' 's/"op": "unpack"/"op": "install"/' 'unknown op "install"'
 bad_package '' 's/"old_version": null/"old_version": 7/' '"old_version" is a'
 pass "bad \"packages\" entries are refused by the bundle parser"
+
+# batch --apt-source: plan, one bundle per group, apply, a report per
+# image.  Security updates only: a2 and b2 are the fixture (one group),
+# d's hostname is already the new one (a group of its own), e has both
+# security updates (up to date), f is in use, g has no operating system.
+bimg=$tmp/batch
+mkdir -p "$bimg"
+for n in a2 b2 d e f; do
+    cp "$fix/debian.qcow2" "$bimg/$n.qcow2"
+done
+with_status "$bimg/d.qcow2" \
+    "/^Package: hostname\$/,/^\$/s/^Version: .*/Version: $V_HOST+vo1/"
+with_status "$bimg/e.qcow2" \
+    "/^Package: hostname\$/,/^\$/s/^Version: .*/Version: $V_HOST+vo1/;/^Package: libaudit-common\$/,/^\$/s/^Version: .*/Version: $V_AUDIT+vo1/"
+truncate -s 8M "$bimg/g.raw"
+hold_image_lock "$bimg/f.qcow2" qcow2
+declare -A before
+for n in e.qcow2 f.qcow2 g.raw; do
+    before[$n]=$(sha256sum <"$bimg/$n")
+done
+rc=0
+vo batch --jobs 2 "${sources[@]}" --keyring "$tmp/repo-key.gpg" \
+    --security-only --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --report-dir "$tmp/rep" "$bimg/a2.qcow2" "$bimg/b2.qcow2" \
+    "$bimg/d.qcow2" "$bimg/e.qcow2" "$bimg/f.qcow2" "$bimg/g.raw" \
+    >"$tmp/batch.json" 2>"$tmp/progress" || rc=$?
+# g failed: the batch says so, after servicing the others.
+[ $rc -eq 1 ] || fail "batch --apt-source exit $rc: $(cat "$tmp/progress")"
+python3 - "$tmp/rep" "$bimg" <<'PY' || fail "batch --apt-source groups"
+import json, os, sys
+rep, img = sys.argv[1], sys.argv[2]
+p = json.load(open(os.path.join(rep, "plan.json")))
+assert p["security_only"] is True
+assert [g["images"] for g in p["groups"]] == [
+    [img + "/a2.qcow2", img + "/b2.qcow2"], [img + "/d.qcow2"],
+    [img + "/e.qcow2"]], p["groups"]
+names = [[x["name"] for x in g["packages"]] for g in p["groups"]]
+assert sorted(names[0]) == ["hostname", "libaudit-common"], names
+assert names[1:] == [["libaudit-common"], []], names
+files = sorted(os.listdir(rep))
+assert files == ["0-a2.qcow2.json", "1-b2.qcow2.json", "2-d.qcow2.json",
+                 "3-e.qcow2.json", "4-f.qcow2.json", "5-g.raw.json", "debs",
+                 "group-0.vmab", "group-1.vmab", "plan.json"], files
+PY
+pass "batch --apt-source: one bundle for two identical images, one for" \
+    "a different one, none for an image up to date"
+
+python3 - "$tmp/rep" "$tmp/batch.json" "$tmp/progress" <<'PY' || fail "batch --apt-source reports"
+import json, os, sys
+rep = sys.argv[1]
+want = {"a2.qcow2": (0, "applied"), "b2.qcow2": (0, "applied"),
+        "d.qcow2": (1, "applied"), "e.qcow2": (2, "up-to-date"),
+        "f.qcow2": (None, "skipped-in-use"), "g.raw": (None, "error")}
+for i, name in enumerate(want):
+    r = json.load(open(os.path.join(rep, "%d-%s.json" % (i, name))))
+    assert set(r) - {"reason"} == {"image", "group", "status", "bundles"}, r
+    assert os.path.basename(r["image"]) == name, r
+    assert (r["group"], r["status"]) == want[name], (name, r)
+    if r["status"] == "applied":
+        b, = r["bundles"]
+        assert b["status"] == "applied", b
+        assert "reason" not in r, r
+    else:
+        assert r["bundles"] == [] and r["reason"], r
+assert "in use by a running QEMU" in json.load(
+    open(os.path.join(rep, "4-f.qcow2.json")))["reason"]
+assert "cannot read the package set" in json.load(
+    open(os.path.join(rep, "5-g.raw.json")))["reason"]
+s = json.load(open(sys.argv[2]))
+assert s["summary"] == {"applied": 3, "up-to-date": 1, "skipped-in-use": 1,
+                        "error": 1}, s["summary"]
+progress = open(sys.argv[3]).read()
+assert "[6/6] " in progress, progress
+PY
+pass "batch --apt-source: every image has its report, applied or not"
+
+# Independently: dpkg-query on each image's dpkg database, taken out with
+# debugfs, sees the new versions unpacked; the others did not change.
+# dpkg_db IMAGE DIR: the image's /var/lib/dpkg in DIR.
+dpkg_db() {
+    "$QEMU_IMG" convert -U -O raw "$1" "$tmp/db.raw"
+    fsck_raw "$tmp/db.raw" 1 2
+    rm -rf "$2"
+    mkdir -p "$2"
+    debugfs_part "$tmp/db.raw" 1 rdump /var/lib/dpkg "$2" >/dev/null
+    rm -f "$tmp/db.raw"
+}
+for n in a2 b2 d; do
+    dpkg_db "$bimg/$n.qcow2" "$tmp/db-$n"
+    got=$(dpkg-query --admindir="$tmp/db-$n/dpkg" -W \
+        -f '${Package} ${Version} ${Status}\n' hostname libaudit-common)
+    # d's hostname was already the new version, as installed.
+    host_state=unpacked
+    [ "$n" != d ] || host_state=installed
+    [ "$got" = "hostname $V_HOST+vo1 install ok $host_state
+libaudit-common $V_AUDIT+vo1 install ok unpacked" ] ||
+        fail "$n after batch: $got"
+done
+grep -qx /usr/share/man/man1/hostname.1.gz "$tmp/db-a2/dpkg/info/hostname.list" &&
+    fail "a2: hostname's list still has the dropped man page"
+for n in e.qcow2 f.qcow2 g.raw; do
+    [ "$(sha256sum <"$bimg/$n")" = "${before[$n]}" ] || fail "$n changed"
+done
+pass "batch --apt-source: dpkg sees the new versions unpacked;" \
+    "the images not applied are unchanged"
+
+# A signer the images' trust store does not know: every apply refuses the
+# bundle, and each image's report says so.
+"$VMAUGMENT_KEYGEN" --name "Stranger" --key "$tmp/stranger.key" \
+    --cert "$tmp/stranger.pem"
+cp "$fix/debian.qcow2" "$bimg/h.qcow2"
+sum_h=$(sha256sum <"$bimg/h.qcow2")
+rc=0
+vo batch "${sources[@]}" --keyring "$tmp/repo-key.gpg" --security-only \
+    --key "$tmp/stranger.key" --cert "$tmp/stranger.pem" \
+    --report-dir "$tmp/rep2" "$bimg/h.qcow2" >"$tmp/batch2.json" \
+    2>"$tmp/progress2" || rc=$?
+[ $rc -eq 1 ] || fail "batch with an untrusted signer: exit $rc"
+[ "$(json_get "$tmp/rep2/0-h.qcow2.json" status)" = refused ] ||
+    fail "untrusted signer: $(cat "$tmp/rep2/0-h.qcow2.json")"
+[ "$(json_get "$tmp/rep2/0-h.qcow2.json" bundles 0 status)" = refused ] ||
+    fail "untrusted signer's bundle report: $(cat "$tmp/rep2/0-h.qcow2.json")"
+[ "$(sha256sum <"$bimg/h.qcow2")" = "$sum_h" ] || fail "h changed"
+# And a repository signed by another key: no plan, still a report each.
+rc=0
+vo batch "${sources[@]}" --keyring "$tmp/other-key.gpg" \
+    --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --report-dir "$tmp/rep3" "$bimg/h.qcow2" >"$tmp/batch3.json" \
+    2>"$tmp/progress3" || rc=$?
+[ $rc -eq 1 ] || fail "batch with a foreign repository key: exit $rc"
+grep -q "apt-get update failed" "$tmp/progress3" ||
+    fail "foreign repository key: $(cat "$tmp/progress3")"
+[ "$(json_get "$tmp/rep3/0-h.qcow2.json" status)" = error ] ||
+    fail "foreign repository key: $(cat "$tmp/rep3/0-h.qcow2.json")"
+[ "$(sha256sum <"$bimg/h.qcow2")" = "$sum_h" ] || fail "h changed"
+expect_refusal --status 2 "usage: batch" batch "${sources[@]}" \
+    --keyring "$tmp/repo-key.gpg" --report-dir "$tmp/rep4" "$bimg/h.qcow2"
+pass "batch --apt-source: an untrusted signer or repository key is" \
+    "refused, with a report per image"
