@@ -14,6 +14,7 @@
 
 #include "host-common.h"
 #include "servicing.h"
+#include "vmaugment-hex.h"
 #include "vo-bundle.h"
 #include "vo-configure.h"
 #include "vo-guest-resources.h"
@@ -184,6 +185,22 @@ gboolean vo_configure_add(JsonObject *manifest, GHashTable *payloads,
 
 /* ---- Worker: the guest's result file ---- */
 
+/* A string member of at most @max bytes of UTF-8: what the worker takes
+ * from a guest's record, and what the parent accepts from the worker. */
+static const char *vo_configure_string(JsonObject *o, const char *name,
+                                       gsize max)
+{
+    JsonNode *n = json_object_get_member(o, name);
+    const char *v;
+
+    if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
+        json_node_get_value_type(n) != G_TYPE_STRING) {
+        return NULL;
+    }
+    v = json_node_get_string(n);
+    return strlen(v) <= max && g_utf8_validate(v, -1, NULL) ? v : NULL;
+}
+
 /* The result's members after "status", as the worker and the parent
  * write them, up to the opened "records" array. */
 static void vo_configure_result_open(JsonBuilder *b, const char *message,
@@ -195,16 +212,6 @@ static void vo_configure_result_open(JsonBuilder *b, const char *message,
     json_builder_add_string_value(b, time);
     json_builder_set_member_name(b, "records");
     json_builder_begin_array(b);
-}
-
-/* A record's member, if it is a bounded string. */
-static const char *vo_configure_record_member(JsonObject *o,
-                                              const char *name)
-{
-    const char *v = json_object_get_string_member_with_default(o, name,
-                                                               NULL);
-
-    return v && strlen(v) < 128 && g_utf8_validate(v, -1, NULL) ? v : NULL;
 }
 
 /* The record @name lists, wherever the guest tool has renamed it. */
@@ -233,9 +240,9 @@ static void vo_configure_add_record(VoGuest *guest, const char *name,
         return;
     }
     o = json_node_get_object(root);
-    bundle = vo_configure_record_member(o, "bundle");
-    version = vo_configure_record_member(o, "version");
-    sha = vo_configure_record_member(o, "manifest_sha256");
+    bundle = vo_configure_string(o, "bundle", VMAUG_NAME_MAX - 1);
+    version = vo_configure_string(o, "version", VMAUG_VERSION_MAX - 1);
+    sha = vo_configure_string(o, "manifest_sha256", 64);
     if (!bundle || !version || !sha) {
         return;
     }
@@ -317,40 +324,6 @@ static gboolean vo_configure_bad(GError **error, const char *why)
     return FALSE;
 }
 
-/* A string member of at most @max bytes of UTF-8. */
-static const char *vo_configure_string(JsonObject *o, const char *name,
-                                       gsize max)
-{
-    JsonNode *n = json_object_get_member(o, name);
-    const char *v;
-
-    if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_STRING) {
-        return NULL;
-    }
-    v = json_node_get_string(n);
-    return strlen(v) <= max && g_utf8_validate(v, -1, NULL) ? v : NULL;
-}
-
-/* @hex as the 32 bytes of @out: lower-case hex only. */
-static gboolean vo_configure_sha(const char *hex, guint8 *out)
-{
-    if (strlen(hex) != 64) {
-        return FALSE;
-    }
-    for (guint i = 0; i < 32; i++) {
-        int hi = g_ascii_xdigit_value(hex[2 * i]);
-        int lo = g_ascii_xdigit_value(hex[2 * i + 1]);
-
-        if (hi < 0 || lo < 0 || g_ascii_isupper(hex[2 * i]) ||
-            g_ascii_isupper(hex[2 * i + 1])) {
-            return FALSE;
-        }
-        out[i] = hi << 4 | lo;
-    }
-    return TRUE;
-}
-
 /* One record into @s as the guest's report; its outcome into @b. */
 static gboolean vo_configure_record_one(VmaugServicing *s, JsonNode *node,
                                         gboolean failed, const char *message,
@@ -383,7 +356,7 @@ static gboolean vo_configure_record_one(VmaugServicing *s, JsonNode *node,
     memcpy(rep.version, version, strlen(version));
     rep.outcome = GUINT32_TO_LE(failed ? VMAUG_SERVICING_FAILED :
                                 VMAUG_SERVICING_CONFIRMED);
-    if (!vo_configure_sha(sha, rep.manifest_sha256)) {
+    if (!vmaug_hex_decode_sha256(sha, rep.manifest_sha256)) {
         g_set_error(&local, VO_ERROR, VO_ERROR_INVALID,
                     "the record's manifest hash is malformed");
     } else if (vmaug_servicing_report(s, &rep, (const guint8 *)message,

@@ -19,9 +19,9 @@ need dpkg-deb dpkg
 # after EDIT (a function) changed its unpacked tree.
 bump() {
     local deb=$1 suite=$2 edit=${3:-} work
-    work=$tmp/work/$(dpkg-deb -f "$deb" Package)
+    work=$tmp/debtrees/$(dpkg-deb -f "$deb" Package)
     rm -rf "$work"
-    mkdir -p "$tmp/work"
+    mkdir -p "$tmp/debtrees"
     dpkg-deb -R "$deb" "$work"
     sed -i -E 's/^(Version: .*)$/\1+vo1/' "$work/DEBIAN/control"
     [ -z "$edit" ] || "$edit" "$work"
@@ -84,9 +84,9 @@ make_update_repo() {
     bump "$debs"/gpgv_*.deb bookworm-updates need_netbase
     bump "$debs"/base-passwd_*.deb bookworm-updates
     cp "$debs"/netbase_*.deb "$tmp/repo/pool/bookworm-updates/"
-    grep -q '^/etc/libaudit.conf$' "$tmp/work/libaudit-common/DEBIAN/conffiles" ||
+    grep -q '^/etc/libaudit.conf$' "$tmp/debtrees/libaudit-common/DEBIAN/conffiles" ||
         fail "libaudit-common has no conffile any more"
-    [ -e "$tmp/work/base-passwd/DEBIAN/preinst" ] ||
+    [ -e "$tmp/debtrees/base-passwd/DEBIAN/preinst" ] ||
         fail "base-passwd has no preinst any more"
     index "$tmp/repo"
     sources=(--apt-source "file:$tmp/repo bookworm-security main"
