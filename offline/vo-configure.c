@@ -15,7 +15,6 @@
 #include "host-common.h"
 #include "servicing.h"
 #include "vmaugment-hex.h"
-#include "vo-bundle.h"
 #include "vo-configure.h"
 #include "vo-guest-resources.h"
 

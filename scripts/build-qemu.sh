@@ -57,7 +57,8 @@ configure_flags=(
 )
 
 targets=(qemu-system-x86_64 qemu-img qemu-nbd storage-daemon/qemu-storage-daemon
-         tests/qtest/qos-test tests/qtest/fuzz-vmaugment-test)
+         tests/qtest/qos-test tests/qtest/fuzz-vmaugment-test
+         tests/qtest/vmaugment-lifecycle-test)
 
 if $fuzz; then
     bld=$root/qemu-fuzz

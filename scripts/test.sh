@@ -57,6 +57,12 @@ run_qtest() {
         >"$logs/qtest-fuzz.log" 2>&1 ||
         echo "not ok - fuzz-vmaugment-test exited $?" >>"$logs/qtest-fuzz.log"
     count tap qtest/fuzz-vmaugment-test "$logs/qtest-fuzz.log" >>"$results"
+    timeout 300 "$build/qemu/tests/qtest/vmaugment-lifecycle-test" --tap \
+        >"$logs/qtest-lifecycle.log" 2>&1 ||
+        echo "not ok - vmaugment-lifecycle-test exited $?" \
+            >>"$logs/qtest-lifecycle.log"
+    count tap qtest/vmaugment-lifecycle-test "$logs/qtest-lifecycle.log" \
+        >>"$results"
     # The features a libvirt domain and the offline tool need of our build.
     timeout 300 bash "$top/tests/qemu/features.sh" "$build/qemu" \
         >"$logs/qtest-features.log" 2>&1 ||

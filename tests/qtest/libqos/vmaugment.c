@@ -366,3 +366,37 @@ uint64_t qvmh_expect_query(QVMAugmentHelper *h, uint64_t id,
     g_assert_cmpstr((char *)ref.name, ==, name);
     return le64_to_cpu(msg.tag);
 }
+
+void qvmh_module_event(QVMAugmentHelper *h, uint32_t type,
+                       const void *payload, uint32_t len)
+{
+    struct virtio_vmaugment_event ev = {
+        .type = cpu_to_le32(type),
+        .len = cpu_to_le32(len),
+    };
+
+    qvmh_send(h, VMAUG_HOST_EVENT, 0, &ev, sizeof(ev), payload, len);
+}
+
+struct vmaug_module_ref qvmaugment_module_ref(const char *name,
+                                              const char *version)
+{
+    struct vmaug_module_ref ref = {};
+
+    g_strlcpy((char *)ref.name, name, sizeof(ref.name));
+    g_strlcpy((char *)ref.version, version, sizeof(ref.version));
+    return ref;
+}
+
+struct vmaug_servicing_report qvmaugment_servicing_report(const char *bundle,
+                                                          const char *version,
+                                                          uint32_t outcome)
+{
+    struct vmaug_servicing_report rep = {
+        .outcome = cpu_to_le32(outcome),
+    };
+
+    g_strlcpy((char *)rep.bundle, bundle, sizeof(rep.bundle));
+    g_strlcpy((char *)rep.version, version, sizeof(rep.version));
+    return rep;
+}

@@ -10,6 +10,7 @@
 #include "qgraph.h"
 #include "virtio.h"
 #include "virtio-pci.h"
+#include "standard-headers/linux/virtio_vmaugment.h"
 #include "standard-headers/vmaugment/host-link.h"
 
 typedef struct QVMAugment QVMAugment;
@@ -85,5 +86,15 @@ char *qvmh_hello(QVMAugmentHelper *h);
 /* Read the REQUEST the device relayed for a QUERY; returns its tag. */
 uint64_t qvmh_expect_query(QVMAugmentHelper *h, uint64_t id,
                            const char *name);
+/* Send a guest event, as the helper does for a module's event. */
+void qvmh_module_event(QVMAugmentHelper *h, uint32_t type,
+                       const void *payload, uint32_t len);
+
+/* The wire structures tests fill most: a module and a servicing report. */
+struct vmaug_module_ref qvmaugment_module_ref(const char *name,
+                                              const char *version);
+struct vmaug_servicing_report qvmaugment_servicing_report(const char *bundle,
+                                                          const char *version,
+                                                          uint32_t outcome);
 
 #endif
