@@ -7,7 +7,7 @@
 # bundle, whose rules hold only on the images it was planned for.
 source "$(dirname "$0")/lib.sh"
 
-plan 17
+plan 18
 source "$here/deb-lib.sh"
 fix=$(fixtures_linux)
 make_identity
@@ -379,6 +379,44 @@ for n in e.qcow2 f.qcow2 g.raw; do
 done
 pass "batch --apt-source: dpkg sees the new versions unpacked;" \
     "the images not applied are unchanged"
+
+# batch --stage-preinst: the package whose preinst the plan refuses is
+# staged for the next boot, as with bundle-build --plan --stage-preinst;
+# without it, the batch leaves that package out.
+cp "$fix/debian.qcow2" "$bimg/s.qcow2"
+cp "$fix/debian.qcow2" "$bimg/n.qcow2"
+for mode in staged plain; do
+    img=$bimg/s.qcow2 flag=--stage-preinst
+    [ $mode = staged ] || { img=$bimg/n.qcow2; flag=; }
+    vo batch "${sources[@]}" --keyring "$tmp/repo-key.gpg" $flag \
+        --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+        --report-dir "$tmp/rep-$mode" "$img" >"$tmp/batch-$mode.json" \
+        2>"$tmp/progress-$mode" ||
+        fail "batch ($mode): $(cat "$tmp/progress-$mode")"
+    tar -xOf "$tmp/rep-$mode/group-0.vmab" manifest.json \
+        >"$tmp/m-$mode.json"
+done
+"$QEMU_IMG" convert -U -O raw "$bimg/s.qcow2" "$tmp/s.raw"
+debugfs_part "$tmp/s.raw" 1 ls -l /var/lib/vmaugment/offline/staged \
+    >"$tmp/staged.ls"
+rm -f "$tmp/s.raw"
+python3 - "$tmp/m-staged.json" "$tmp/m-plain.json" "$tmp/staged.ls" \
+    "$tmp/rep-staged/0-s.qcow2.json" <<'PY' || fail "batch --stage-preinst"
+import json, os, sys
+e = os.environ
+staged = json.load(open(sys.argv[1]))
+plain = json.load(open(sys.argv[2]))
+ops = [(p["op"], p["package"]) for p in staged["packages"]]
+assert ("stage", "base-passwd") in ops, ops
+assert all(p["package"] != "base-passwd" for p in plain["packages"]), \
+    plain["packages"]
+payload = next(p["payload"] for p in staged["packages"]
+               if p["op"] == "stage")
+assert payload in open(sys.argv[3]).read(), open(sys.argv[3]).read()
+assert json.load(open(sys.argv[4]))["status"] == "applied"
+PY
+pass "batch --stage-preinst stages the package whose preinst the plan" \
+    "refuses; without it the package is left out"
 
 # A signer the images' trust store does not know: every apply refuses the
 # bundle, and each image's report says so.
