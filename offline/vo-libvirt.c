@@ -186,11 +186,11 @@ static gboolean vo_libvirt_domain(virDomainPtr dom, GPtrArray *targets,
     }
     for (guint i = 0; i < disks->len; i++) {
         VoLibvirtDisk *d = disks->pdata[i];
-        VoBatchTarget *t = g_new0(VoBatchTarget, 1);
+        /* The one constructor: a target in no apt group yet. */
+        VoBatchTarget *t = vo_batch_target_new(d->source ? d->source : "");
 
         t->domain = g_strdup(name);
         t->disk = g_strdup(d->target ? d->target : "");
-        t->path = g_strdup(d->source ? d->source : "");
         /* No <driver type>: raw, as libvirt's QEMU driver defaults it;
          * probing would let the guest choose. */
         t->format = g_strdup(d->format ? d->format : "raw");

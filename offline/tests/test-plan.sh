@@ -7,7 +7,7 @@
 # bundle, whose rules hold only on the images it was planned for.
 source "$(dirname "$0")/lib.sh"
 
-plan 18
+plan 19
 source "$here/deb-lib.sh"
 fix=$(fixtures_linux)
 make_identity
@@ -417,6 +417,49 @@ assert json.load(open(sys.argv[4]))["status"] == "applied"
 PY
 pass "batch --stage-preinst stages the package whose preinst the plan" \
     "refuses; without it the package is left out"
+
+# batch --libvirt with --apt-source: the inactive domain's disk is
+# planned and patched, the running domain's is skipped and unchanged
+# (libvirt's test driver reads its domains from a node XML file).
+need virsh libvirt-clients
+cp "$fix/debian.qcow2" "$bimg/lv-off.qcow2"
+cp "$fix/debian.qcow2" "$bimg/lv-run.qcow2"
+sum_run=$(sha256sum <"$bimg/lv-run.qcow2")
+lv_domain() {
+    cat <<XML
+  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>$1</name><memory>65536</memory><os><type>hvm</type></os>
+    <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='$3'/><target dev='vda' bus='virtio'/></disk></devices>
+    <test:runstate>$2</test:runstate>
+  </domain>
+XML
+}
+{
+    echo "<node>"
+    lv_domain off 5 "$bimg/lv-off.qcow2"
+    lv_domain on 1 "$bimg/lv-run.qcow2"
+    echo "</node>"
+} >"$tmp/node.xml"
+vo batch "${sources[@]}" --keyring "$tmp/repo-key.gpg" --security-only \
+    --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --report-dir "$tmp/rep-lv" --libvirt "test://$tmp/node.xml" \
+    >"$tmp/batch-lv.json" 2>"$tmp/progress-lv" ||
+    fail "batch --libvirt --apt-source: $(cat "$tmp/progress-lv")"
+[ "$(sha256sum <"$bimg/lv-run.qcow2")" = "$sum_run" ] ||
+    fail "the running domain's disk changed"
+dpkg_db "$bimg/lv-off.qcow2" "$tmp/db-lv"
+got=$(dpkg-query --admindir="$tmp/db-lv/dpkg" -W -f '${Version}' hostname)
+[ "$got" = "$V_HOST+vo1" ] ||
+    fail "inactive domain's hostname: $got: $(cat "$tmp/progress-lv")"
+python3 - "$tmp/batch-lv.json" <<'PY' || fail "batch --libvirt --apt-source report"
+import json, sys
+d = json.load(open(sys.argv[1]))
+st = {(i["domain"], i["disk"]): i["status"] for i in d["images"]}
+assert st == {("off", "vda"): "applied", ("on", "vda"): "skipped-in-use"}, st
+PY
+pass "batch --libvirt --apt-source: the inactive domain's disk is updated," \
+    "the running one's skipped and unchanged"
 
 # A signer the images' trust store does not know: every apply refuses the
 # bundle, and each image's report says so.
