@@ -29,6 +29,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "sandbox.h"
 #include "vo-image.h"
 
 /* How long qemu-nbd may take to end once its client is gone. */
@@ -523,33 +524,11 @@ int vo_image_server_take_client(VoImageServer *s)
     return fd;
 }
 
-/* Reaps the server, waiting at most until @deadline; -1 when it did not
- * end in time (it is then still running). */
-static int vo_image_server_reap(VoImageServer *s, gint64 deadline)
-{
-    for (;;) {
-        int status;
-        pid_t r = waitpid(s->pid, &status, WNOHANG);
-
-        if (r == s->pid) {
-            s->pid = 0;
-            return status;
-        }
-        if (r < 0 && errno != EINTR) {
-            s->pid = 0;
-            return 0;
-        }
-        if (g_get_monotonic_time() >= deadline) {
-            return -1;
-        }
-        g_usleep(2000);
-    }
-}
-
 gboolean vo_image_server_finish(VoImageServer *s, GError **error)
 {
     g_autofree char *log = NULL;
     VoError code = VO_ERROR_FAILED;
+    bool killed;
     int status;
 
     if (s->client >= 0) {
@@ -559,11 +538,9 @@ gboolean vo_image_server_finish(VoImageServer *s, GError **error)
     if (s->pid == 0) {
         return TRUE;
     }
-    status = vo_image_server_reap(
-        s, g_get_monotonic_time() + VO_IMAGE_SERVER_EXIT_US);
-    if (status < 0) {
-        kill(s->pid, SIGKILL);
-        vo_image_server_reap(s, G_MAXINT64);
+    status = sandbox_reap(s->pid, VO_IMAGE_SERVER_EXIT_US, &killed);
+    s->pid = 0;
+    if (killed) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                     "qemu-nbd did not end after its client left");
         return FALSE;
@@ -599,8 +576,9 @@ void vo_image_server_free(VoImageServer *s)
         close(s->client);
     }
     if (s->pid > 0) {
-        kill(s->pid, SIGKILL);
-        vo_image_server_reap(s, G_MAXINT64);
+        bool killed;
+
+        sandbox_reap(s->pid, 0, &killed);
     }
     if (s->errlog) {
         g_unlink(s->errlog);

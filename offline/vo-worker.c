@@ -378,35 +378,6 @@ static JsonObject *vo_worker_read(const VoWorkerRequest *req, int fd,
     return NULL;
 }
 
-/*
- * Reaps the worker, which ends once it has closed its report stream;
- * one still running after @grace_us (hung, or talking nonsense) is
- * killed, and *@killed says so.
- */
-static int vo_worker_reap(pid_t pid, gint64 grace_us, gboolean *killed)
-{
-    gint64 deadline = g_get_monotonic_time() + grace_us;
-    int status = 0;
-    pid_t r;
-
-    *killed = FALSE;
-    for (;;) {
-        r = waitpid(pid, &status, WNOHANG);
-        if (r == pid || (r < 0 && errno != EINTR)) {
-            return status;
-        }
-        if (g_get_monotonic_time() >= deadline) {
-            break;
-        }
-        g_usleep(1000);
-    }
-    kill(pid, SIGKILL);
-    *killed = TRUE;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    return status;
-}
-
 static void vo_worker_describe_end(const VoWorkerRequest *req, int status,
                                    GError **error)
 {
@@ -450,7 +421,8 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     g_autoptr(GError) server_error = NULL;
     int sv[2] = { -1, -1 };
     int disk_fd, bundle_fd = -1;
-    gboolean report_ok, killed;
+    gboolean report_ok;
+    bool killed;
     pid_t pid;
     int status;
 
@@ -494,11 +466,11 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     close(sv[0]);
     /* Past our deadline it gets no grace; otherwise its stream ended
      * and so does it, now. */
-    status = vo_worker_reap(pid,
-                            g_error_matches(read_error, VO_ERROR,
-                                            VO_ERROR_TIMEOUT)
-                                ? 0 : VO_WORKER_EXIT_GRACE_US,
-                            &killed);
+    status = sandbox_reap(pid,
+                          g_error_matches(read_error, VO_ERROR,
+                                          VO_ERROR_TIMEOUT)
+                              ? 0 : VO_WORKER_EXIT_GRACE_US,
+                          &killed);
     /* qemu-nbd's own failure (a lock, a corrupt image) says most. */
     if (!vo_image_server_finish(server, &server_error)) {
         g_propagate_error(error, g_steal_pointer(&server_error));

@@ -42,6 +42,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sandbox.h"
@@ -570,6 +571,45 @@ pid_t sandbox_spawn(const SandboxSpawn *s)
         }
     }
     return rc != 0 ? rc : (pid_t)pid;
+}
+
+static int64_t sandbox_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int sandbox_reap(pid_t pid, int64_t grace_us, bool *killed)
+{
+    const struct timespec tick = { .tv_nsec = 1000000 };
+    int64_t deadline = sandbox_now_us() + grace_us;
+    int status = 0;
+
+    *killed = false;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+
+        if (r == pid) {
+            return status;
+        }
+        if (r < 0 && errno != EINTR) {
+            return 0;
+        }
+        if (sandbox_now_us() >= deadline) {
+            break;
+        }
+        nanosleep(&tick, NULL);
+    }
+    kill(pid, SIGKILL);
+    *killed = true;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            return 0;
+        }
+    }
+    return status;
 }
 
 /* ---- Child half ---- */

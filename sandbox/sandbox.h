@@ -77,6 +77,13 @@ typedef struct {
  */
 pid_t sandbox_spawn(const SandboxSpawn *s);
 
+/*
+ * Reap the child @pid (sandboxed or any other), letting it end by itself
+ * for at most @grace_us; one still running then is killed, and *@killed
+ * says so.  Returns its wait status (0 when it was no longer ours).
+ */
+int sandbox_reap(pid_t pid, int64_t grace_us, bool *killed);
+
 /* ---- Child half ---- */
 
 typedef struct {
