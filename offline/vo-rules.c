@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "json-strict.h"
 #include "vo-registry.h"
 #include "vo-rules.h"
 #include "vo-rpm.h"
@@ -31,17 +32,6 @@ static gboolean vo_rules_invalid(GError **error, const char *what)
     return FALSE;
 }
 
-static const char *vo_rules_string(JsonObject *obj, const char *member)
-{
-    JsonNode *node = json_object_get_member(obj, member);
-
-    if (!node || !JSON_NODE_HOLDS_VALUE(node) ||
-        json_node_get_value_type(node) != G_TYPE_STRING) {
-        return NULL;
-    }
-    return json_node_get_string(node);
-}
-
 static gboolean vo_rules_os(JsonNode *node, VoRuleCtx *ctx,
                                  gboolean *result, GString *desc,
                                  GError **error)
@@ -56,7 +46,7 @@ static gboolean vo_rules_os(JsonNode *node, VoRuleCtx *ctx,
     members = json_object_get_members(obj);
     *result = TRUE;
     for (GList *l = members; l; l = l->next) {
-        const char *want = vo_rules_string(obj, l->data);
+        const char *want = vmaug_json_string(obj, l->data);
         const char *have = g_hash_table_lookup(ctx->inv->os, l->data);
 
         if (!want) {
@@ -76,8 +66,8 @@ static gboolean vo_rules_package(JsonObject *obj, VoRuleCtx *ctx,
                                       gboolean *result, GString *desc,
                                       GError **error)
 {
-    const char *name = vo_rules_string(obj, "package");
-    const char *spec = vo_rules_string(obj, "version");
+    const char *name = vmaug_json_string(obj, "package");
+    const char *spec = vmaug_json_string(obj, "version");
     JsonNode *inst = json_object_get_member(obj, "installed");
     gboolean want_installed = TRUE;
     VoPackage *pkg;
@@ -133,8 +123,8 @@ static gboolean vo_rules_file(JsonObject *obj, VoRuleCtx *ctx,
                                    gboolean *result, GString *desc,
                                    GError **error)
 {
-    const char *path = vo_rules_string(obj, "file");
-    const char *sha = vo_rules_string(obj, "sha256");
+    const char *path = vmaug_json_string(obj, "file");
+    const char *sha = vmaug_json_string(obj, "sha256");
     JsonNode *exists = json_object_get_member(obj, "exists");
     g_autoptr(GError) local = NULL;
     g_autoptr(GBytes) data = NULL;
@@ -183,10 +173,10 @@ static gboolean vo_rules_registry(JsonNode *node, VoRuleCtx *ctx,
         return vo_rules_invalid(error, "\"registry\" is an object");
     }
     obj = json_node_get_object(node);
-    hive = vo_rules_string(obj, "hive");
-    key = vo_rules_string(obj, "key");
-    name = vo_rules_string(obj, "name");
-    equals = vo_rules_string(obj, "equals");
+    hive = vmaug_json_string(obj, "hive");
+    key = vmaug_json_string(obj, "key");
+    name = vmaug_json_string(obj, "name");
+    equals = vmaug_json_string(obj, "equals");
     if (!hive || !key || !name) {
         return vo_rules_invalid(error, "\"registry\" needs \"hive\", "
                                      "\"key\" and \"name\"");

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "json-strict.h"
 
 /* Records are a few hundred bytes; a longer line is not one of them. */
 #define ADMIN_AUDIT_MAX_LINE    (64 * 1024)
@@ -60,10 +61,7 @@ static JsonObject *admin_audit_parse(JsonParser *parser, const gchar *line,
     }
     o = json_node_get_object(root);
     for (guint i = 0; admin_audit_fields[i] != NULL; i++) {
-        JsonNode *n = json_object_get_member(o, admin_audit_fields[i]);
-
-        if (n == NULL || !JSON_NODE_HOLDS_VALUE(n) ||
-            json_node_get_value_type(n) != G_TYPE_STRING) {
+        if (vmaug_json_string(o, admin_audit_fields[i]) == NULL) {
             *why = "a member is missing or not a string";
             return NULL;
         }

@@ -11,6 +11,7 @@
 #include <glib.h>
 #include <linux/virtio_vmaugment.h>
 
+#include "json-strict.h"
 #include "vmaugment-trust.h"
 
 G_BEGIN_DECLS
@@ -55,12 +56,6 @@ gint vmaug_version_compare(const gchar *a, const gchar *b);
 /* A NUL-padded fixed field of the protocol as a valid UTF-8 string, or
  * NULL when it has no NUL or is not UTF-8. */
 gchar *vmaug_fixed_string(const guint8 *field, gsize size);
-
-/*
- * json-glib parses recursively: check that @json nests objects and arrays
- * at most @max_depth deep before it sees the text.
- */
-gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth);
 
 /* ---- Manifests and packages ---- */
 

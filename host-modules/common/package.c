@@ -215,14 +215,12 @@ static gboolean manifest_fail(GError **error, const gchar *fmt, ...)
 static const gchar *manifest_string(JsonObject *o, const gchar *member,
                                     GError **error)
 {
-    JsonNode *n = json_object_get_member(o, member);
+    const gchar *s = vmaug_json_string(o, member);
 
-    if (n == NULL || !JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_STRING) {
+    if (s == NULL) {
         manifest_fail(error, "\"%s\" must be a string", member);
-        return NULL;
     }
-    return json_node_get_string(n);
+    return s;
 }
 
 static gboolean manifest_uint(JsonObject *o, const gchar *member,
@@ -316,36 +314,6 @@ static gboolean check_root(const gchar *s)
 static gboolean check_event(const gchar *s)
 {
     return vmaug_proto_event_type(s) != 0;
-}
-
-/* Manifests have depth 2. */
-gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth)
-{
-    guint depth = 0;
-    gboolean in_string = FALSE;
-
-    for (gsize i = 0; i < len; i++) {
-        gchar c = json[i];
-
-        if (in_string) {
-            if (c == '\\') {
-                i++;
-            } else if (c == '"') {
-                in_string = FALSE;
-            }
-        } else if (c == '"') {
-            in_string = TRUE;
-        } else if (c == '{' || c == '[') {
-            if (++depth > max_depth) {
-                return FALSE;
-            }
-        } else if (c == '}' || c == ']') {
-            if (depth > 0) {
-                depth--;
-            }
-        }
-    }
-    return TRUE;
 }
 
 static const gchar *const manifest_members[] = {

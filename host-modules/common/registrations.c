@@ -292,18 +292,6 @@ static gboolean reg_only_members(JsonObject *o, const gchar *const *known)
     return TRUE;
 }
 
-/* The string member @name of @o, or NULL when absent or not a string. */
-static const gchar *reg_string(JsonObject *o, const gchar *name)
-{
-    JsonNode *n = json_object_get_member(o, name);
-
-    if (n == NULL || !JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_STRING) {
-        return NULL;
-    }
-    return json_node_get_string(n);
-}
-
 static gboolean reg_parse_events(JsonNode *n, guint32 *events)
 {
     JsonArray *a;
@@ -349,11 +337,11 @@ static gboolean reg_parse_entry(VmaugRegSet *set, JsonNode *n,
     if (!reg_only_members(o, known)) {
         return reg_fail(error, set->path, "unknown member in a registration");
     }
-    name = reg_string(o, "name");
+    name = vmaug_json_string(o, "name");
     if (name == NULL || !vmaug_name_is_valid(name)) {
         return reg_fail(error, set->path, "invalid module name");
     }
-    version = reg_string(o, "version");
+    version = vmaug_json_string(o, "version");
     if (version == NULL ||
         (*version != '\0' && !vmaug_version_is_valid(version))) {
         return reg_fail(error, set->path, "invalid version");
@@ -409,7 +397,7 @@ static gboolean reg_parse(VmaugRegSet *set, const gchar *json, gsize len,
     if (!reg_only_members(o, known)) {
         return reg_fail(error, set->path, "unknown member");
     }
-    if (g_strcmp0(reg_string(o, "format"), VMAUG_REGS_FORMAT) != 0) {
+    if (g_strcmp0(vmaug_json_string(o, "format"), VMAUG_REGS_FORMAT) != 0) {
         return reg_fail(error, set->path, "not a " VMAUG_REGS_FORMAT " file");
     }
     n = json_object_get_member(o, "format-version");
@@ -425,7 +413,7 @@ static gboolean reg_parse(VmaugRegSet *set, const gchar *json, gsize len,
      */
     n = json_object_get_member(o, "image");
     if (set->image != NULL) {
-        s = reg_string(o, "image");
+        s = vmaug_json_string(o, "image");
         if (s == NULL) {
             return reg_fail(error, set->path, "no \"image\"");
         }
@@ -441,7 +429,7 @@ static gboolean reg_parse(VmaugRegSet *set, const gchar *json, gsize len,
                         "a store's registrations name no image");
     }
 
-    s = reg_string(o, "image-id");
+    s = vmaug_json_string(o, "image-id");
     if (s == NULL || !g_uuid_string_is_valid(s)) {
         return reg_fail(error, set->path, "invalid image-id");
     }

@@ -98,17 +98,6 @@ static gboolean servicing_invalid(GError **error, const gchar *path,
     return FALSE;
 }
 
-static const gchar *servicing_member_string(JsonObject *o, const gchar *name)
-{
-    JsonNode *n = json_object_get_member(o, name);
-
-    if (n == NULL || !JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_STRING) {
-        return NULL;
-    }
-    return json_node_get_string(n);
-}
-
 static gboolean servicing_member_uint(JsonObject *o, const gchar *name,
                                       guint32 *out)
 {
@@ -150,14 +139,14 @@ static VmaugServicingEntry *servicing_parse_entry(JsonNode *node)
         }
     }
     e = g_new0(VmaugServicingEntry, 1);
-    e->bundle = g_strdup(servicing_member_string(o, "bundle"));
-    e->version = g_strdup(servicing_member_string(o, "version"));
-    e->manifest_sha256 = g_strdup(servicing_member_string(o,
+    e->bundle = g_strdup(vmaug_json_string(o, "bundle"));
+    e->version = g_strdup(vmaug_json_string(o, "version"));
+    e->manifest_sha256 = g_strdup(vmaug_json_string(o,
                                                           "manifest_sha256"));
-    e->applied = g_strdup(servicing_member_string(o, "applied"));
-    e->reported = g_strdup(servicing_member_string(o, "reported"));
-    msg = servicing_member_string(o, "message");
-    state = servicing_member_string(o, "state");
+    e->applied = g_strdup(vmaug_json_string(o, "applied"));
+    e->reported = g_strdup(vmaug_json_string(o, "reported"));
+    msg = vmaug_json_string(o, "message");
+    state = vmaug_json_string(o, "state");
     for (i = 0; state && i < G_N_ELEMENTS(servicing_state_names); i++) {
         if (g_str_equal(state, servicing_state_names[i])) {
             break;

@@ -281,7 +281,7 @@ gboolean vmaug_vm_area_config_get(VmaugVmArea *area, const gchar *module,
                                   GBytes **value, GError **error)
 {
     g_autoptr(JsonObject) o = NULL;
-    JsonNode *n;
+    const gchar *text;
     guchar *raw;
     gsize len;
 
@@ -289,14 +289,13 @@ gboolean vmaug_vm_area_config_get(VmaugVmArea *area, const gchar *module,
         return FALSE;
     }
     o = vm_area_config_load(area, module, space);
-    n = json_object_get_member(o, key);
-    if (n == NULL || !JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_STRING) {
+    text = vmaug_json_string(o, key);
+    if (text == NULL) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
                     "no configuration %s for %s", key, module);
         return FALSE;
     }
-    raw = g_base64_decode(json_node_get_string(n), &len);
+    raw = g_base64_decode(text, &len);
     if (len > VMAUG_MAX_CONFIG_VALUE) {
         g_free(raw);
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,

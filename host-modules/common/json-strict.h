@@ -1,0 +1,22 @@
+/*
+ * Strict readers for untrusted JSON (json-strict.c).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+/*
+ * json-glib parses recursively: check that @json nests objects and arrays
+ * at most @max_depth deep before it sees the text.
+ */
+gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth);
+
+/* The string member @name of @o, or NULL when it is absent or not a JSON
+ * string (null, a number, an object...). */
+const gchar *vmaug_json_string(JsonObject *o, const gchar *name);
+
+G_END_DECLS
