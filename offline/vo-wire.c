@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "json-strict.h"
 #include "vo-disk.h"
 #include "vo-wire.h"
 
@@ -110,40 +111,6 @@ static gboolean vo_wire_read_all(int fd, void *buf, gsize len, gsize *got,
     return TRUE;
 }
 
-/*
- * json-glib's parser recurses once per nesting level: a body of sixteen
- * million '[' would overflow our stack before any check on the tree could
- * run.  So the nesting is measured on the text first.
- */
-static gboolean vo_wire_depth_ok(const char *text, gsize len)
-{
-    gboolean in_string = FALSE, escaped = FALSE;
-    guint depth = 0;
-
-    for (gsize i = 0; i < len; i++) {
-        char c = text[i];
-
-        if (in_string) {
-            if (escaped) {
-                escaped = FALSE;
-            } else if (c == '\\') {
-                escaped = TRUE;
-            } else if (c == '"') {
-                in_string = FALSE;
-            }
-        } else if (c == '"') {
-            in_string = TRUE;
-        } else if (c == '[' || c == '{') {
-            if (++depth > VO_WIRE_MAX_DEPTH) {
-                return FALSE;
-            }
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            depth--;
-        }
-    }
-    return TRUE;
-}
-
 gboolean vo_wire_malformed(GError **error, const char *fmt, ...)
 {
     g_autofree char *why = NULL;
@@ -211,7 +178,10 @@ JsonObject *vo_wire_receive(int fd, gint64 deadline, VoWireType *type,
         !g_utf8_validate(body, len, NULL)) {
         return vo_wire_bad(error, "body is not UTF-8 text");
     }
-    if (!vo_wire_depth_ok(body, len)) {
+    /* json-glib's parser recurses once per nesting level: a body of
+     * sixteen million '[' would overflow our stack before any check on
+     * the tree could run, so the nesting is measured on the text first. */
+    if (!vmaug_json_depth_ok(body, len, VO_WIRE_MAX_DEPTH)) {
         return vo_wire_bad(error, "body is nested too deeply");
     }
     parser = json_parser_new_immutable();
