@@ -225,20 +225,6 @@ void store_uploads_repair(VmaugStore *store)
 
 /* ---- Sessions ---- */
 
-/* Another owner's upload is as unknown as one that never was. */
-static StoreUpload *store_find_upload(VmaugStore *store, const gchar *owner,
-                                      guint64 id, GError **error)
-{
-    StoreUpload *u = g_hash_table_lookup(store->uploads, &id);
-
-    if (u == NULL || g_strcmp0(u->owner, owner) != 0) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
-                    "no upload %" G_GUINT64_FORMAT, id);
-        return NULL;
-    }
-    return u;
-}
-
 static void store_drop_upload(VmaugStore *store, StoreUpload *u)
 {
     g_autofree gchar *j = store_upload_path(store, u->id, ".json");
@@ -275,6 +261,23 @@ static void store_expire_uploads(VmaugStore *store)
                           u->version, u->hex, NULL, NULL);
         store_drop_upload(store, u);
     }
+}
+
+/* Another owner's upload is as unknown as one that never was, and so is
+ * one that went idle, whether or not an announcement dropped it yet. */
+static StoreUpload *store_find_upload(VmaugStore *store, const gchar *owner,
+                                      guint64 id, GError **error)
+{
+    StoreUpload *u;
+
+    store_expire_uploads(store);
+    u = g_hash_table_lookup(store->uploads, &id);
+    if (u == NULL || g_strcmp0(u->owner, owner) != 0) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
+                    "no upload %" G_GUINT64_FORMAT, id);
+        return NULL;
+    }
+    return u;
 }
 
 void vmaug_store_upload_usage(VmaugStore *store, const gchar *owner,

@@ -221,6 +221,45 @@ static void test_idle(Fixture *f, gconstpointer data)
     g_assert_cmpuint(test_count_lines(f->audit, "upload-expire"), ==, 1);
 }
 
+/* An idle upload is gone for its own VM too: no chunk, commit or abort
+ * revives it, even when nobody announced anything meanwhile. */
+static void test_idle_gone(Fixture *f, gconstpointer data)
+{
+    VmaugUploadLimits limits = {
+        .slots = 1, .bytes = 1024 * 1024, .idle_us = SECONDS(10),
+    };
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *part = NULL;
+    g_autofree gchar *obj = object_path(f);
+    gsize size = g_bytes_get_size(f->pkg);
+    guint64 id, off;
+
+    vmaug_store_set_upload_limits(f->store, &limits);
+    id = begin_ok(f, "vm-a", size, f->sha, "2.0", NULL);
+    part = part_path(f, id);
+    f->now += SECONDS(10);
+    g_assert_false(vmaug_store_upload_chunk(f->store, "vm-a", id, 0,
+                                            g_bytes_get_data(f->pkg, NULL),
+                                            size, &off, &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
+    g_clear_error(&error);
+    g_assert_false(g_file_test(part, G_FILE_TEST_EXISTS));
+    g_assert_cmpuint(test_count_lines(f->audit, "upload-expire"), ==, 1);
+
+    /* Complete, then idle: the commit finds nothing either. */
+    id = begin_ok(f, "vm-a", size, f->sha, "2.0", NULL);
+    send_package(f, "vm-a", id);
+    f->now += SECONDS(10);
+    g_assert_null(vmaug_store_upload_commit(f->store, "vm-a", id, "test",
+                                            &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
+    g_clear_error(&error);
+    g_assert_false(g_file_test(obj, G_FILE_TEST_EXISTS));
+    g_assert_false(vmaug_store_upload_abort(f->store, "vm-a", id, "test",
+                                            &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
+}
+
 /* ---- The commit's private copy ---- */
 
 /* Whoever still holds the upload's file cannot reach the stored object. */
@@ -507,6 +546,7 @@ int main(int argc, char **argv)
     g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL);
     ADD("/sessions/foreign", test_foreign);
     ADD("/sessions/idle", test_idle);
+    ADD("/sessions/idle-gone", test_idle_gone);
     ADD("/sessions/private-copy", test_private_copy);
     ADD("/sessions/cut-file", test_cut_file);
     ADD("/sessions/release", test_release);
