@@ -24,6 +24,11 @@ gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth)
             }
         } else if (c == '"') {
             in_string = TRUE;
+        } else if (c == '/' || c == '\'') {
+            /* json-glib also reads comments and single-quoted strings,
+             * which JSON has not: a '"' inside one would end our idea of
+             * where strings are, and hide the nesting that follows. */
+            return FALSE;
         } else if (c == '{' || c == '[') {
             if (++depth > max_depth) {
                 return FALSE;

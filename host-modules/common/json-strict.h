@@ -11,7 +11,8 @@ G_BEGIN_DECLS
 
 /*
  * json-glib parses recursively: check that @json nests objects and arrays
- * at most @max_depth deep before it sees the text.
+ * at most @max_depth deep before it sees the text.  Text with what only
+ * json-glib reads (comments, single-quoted strings) is refused too.
  */
 gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth);
 

@@ -329,6 +329,39 @@ static void test_malformed(Fixture *f, gconstpointer data)
     }
 }
 
+/*
+ * json-glib also reads comments and single-quoted strings: a quote inside
+ * one must not hide the nesting that follows from the depth check, or a
+ * sidecar deep enough would overflow the parser's stack.
+ */
+static void test_hidden_nesting(Fixture *f, gconstpointer data)
+{
+    static const gchar *const hide[][2] = {
+        { "/* \" */", "/* \" */" },
+        { "['\"',", ", '\"']" },
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(hide); i++) {
+        g_autoptr(GString) text = g_string_new(hide[i][0]);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(VmaugRegSet) set = NULL;
+
+        for (guint d = 0; d < 1000; d++) {
+            g_string_append_c(text, '[');
+        }
+        for (guint d = 0; d < 1000; d++) {
+            g_string_append_c(text, ']');
+        }
+        g_string_append(text, hide[i][1]);
+        write_sidecar(f, text->str);
+        set = vmaug_reg_set_load(f->image, NULL, &error);
+        g_assert_null(set);
+        g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID);
+        g_test_message("refused: %s", error->message);
+        g_assert_nonnull(strstr(error->message, "nested too deeply"));
+    }
+}
+
 static void test_not_regular(Fixture *f, gconstpointer data)
 {
     g_autoptr(GError) error = NULL;
@@ -483,6 +516,7 @@ int main(int argc, char **argv)
     ADD("/registrations/other-image", test_other_image);
     ADD("/registrations/copied", test_copied);
     ADD("/registrations/malformed", test_malformed);
+    ADD("/registrations/hidden-nesting", test_hidden_nesting);
     ADD("/registrations/not-regular", test_not_regular);
     ADD("/registrations/too-big-file", test_too_big_file);
     ADD("/registrations/too-many", test_too_many);
