@@ -202,6 +202,19 @@ static void vo_worker_test_report(const char *image)
         deep = g_malloc(n);
         memset(deep, '[', n);
         vo_worker_test_frame(VO_WIRE_RESULT, deep, n, n);
+    } else if (g_str_has_prefix(kind, "hidden-deep")) {
+        /* json-glib reads comments: a quote in one must not hide the
+         * nesting from the parent's check. */
+        static const char hide[] = "/* \" */";
+        gsize half = (VO_WIRE_MAX_BODY - 2 * strlen(hide)) / 2;
+        gsize n = 2 * strlen(hide) + 2 * half;
+
+        deep = g_malloc(n);
+        memcpy(deep, hide, strlen(hide));
+        memset(deep + strlen(hide), '[', half);
+        memset(deep + strlen(hide) + half, ']', half);
+        memcpy(deep + n - strlen(hide), hide, strlen(hide));
+        vo_worker_test_frame(VO_WIRE_RESULT, deep, n, n);
     } else if (g_str_has_prefix(kind, "not-json")) {
         body = "{\"status\": ";
     } else if (g_str_has_prefix(kind, "unknown-member")) {

@@ -81,6 +81,7 @@ pass "a worker's attacks on the host fail: host files, /proc, network, exec, kil
 # what to send by the image's file name).
 for report in bad-magic:'bad magic' huge:'body length out of range' \
     short:'truncated body' deep:'body is nested too deeply' \
+    hidden-deep:'body is nested too deeply' \
     not-json:'body is not JSON' unknown-member:'unexpected member' \
     wrong-type:'"inventory" has the wrong type' bad-error:'bad "error"' \
     trailing:'data after the result' stages:'too many stages' \
