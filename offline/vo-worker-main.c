@@ -215,6 +215,13 @@ static void vo_worker_test_report(const char *image)
         memset(deep + strlen(hide) + half, ']', half);
         memcpy(deep + n - strlen(hide), hide, strlen(hide));
         vo_worker_test_frame(VO_WIRE_RESULT, deep, n, n);
+    } else if (g_str_has_prefix(kind, "crash-after")) {
+        /* A sound report, then a crash before the worker ends. */
+        body = "{\"inventory\": {}}";
+        vo_worker_test_frame(VO_WIRE_RESULT, body, strlen(body),
+                             strlen(body));
+        close(VO_WORKER_FD_REPORT);
+        *(volatile int *)NULL = 1;
     } else if (g_str_has_prefix(kind, "not-json")) {
         body = "{\"status\": ";
     } else if (g_str_has_prefix(kind, "unknown-member")) {

@@ -488,6 +488,12 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
         }
         return FALSE;
     }
+    if (killed || WIFSIGNALED(status)) {
+        /* Whatever it said before, a worker that crashed or outstayed
+         * its grace did not finish as its report claims. */
+        vo_worker_describe_end(req, status, error);
+        return FALSE;
+    }
     report_ok = vo_worker_check_report(req->job, report, &job_error, error);
     if (!report_ok) {
         return FALSE;

@@ -12,7 +12,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 21
+plan 22
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -97,7 +97,13 @@ VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
     expect_refusal 'evil \?\]0;owned\? \?\? end$' inspect "$tmp/report-escape.qcow2"
 pass "malformed reports are refused: framing, size, depth, members, types, stages; control characters never reach the terminal"
 
-# 18-21: images that name other host files.
+# 18: a sound report counts for nothing when the worker then crashes.
+ln -f "$fix/debian.qcow2" "$tmp/report-crash-after.qcow2"
+VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+    expect_refusal 'ended by signal 11' inspect "$tmp/report-crash-after.qcow2"
+pass "a worker that crashes after its report is reported as crashed"
+
+# 19-22: images that name other host files.
 echo "host secret" >"$tmp/host-file"
 "$QEMU_IMG" create -q -f qcow2 -b "$tmp/host-file" -F raw "$tmp/backed.qcow2" \
     64M
