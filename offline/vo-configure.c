@@ -398,7 +398,12 @@ JsonNode *vo_configure_result_record(const char *image, JsonNode *node,
         return NULL;
     }
     if (g_str_equal(status, "unreadable")) {
-        /* Shown as the guest left it; nothing to record. */
+        /* Shown as the guest left it; nothing to record, and nothing
+         * else beside it (the worker writes only these two). */
+        if (json_object_get_size(o) != 2) {
+            vo_configure_bad(error, "its members");
+            return NULL;
+        }
         json_node_ref(node);
         return node;
     }

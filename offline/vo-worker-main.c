@@ -222,6 +222,12 @@ static void vo_worker_test_report(const char *image)
                              strlen(body));
         close(VO_WORKER_FD_REPORT);
         *(volatile int *)NULL = 1;
+    } else if (g_str_has_prefix(kind, "configure-extra")) {
+        /* An unreadable result file, with records claimed beside it. */
+        body = "{\"inventory\": {}, \"dpkg_configure\": "
+               "{\"status\": \"unreadable\", \"message\": \"x\", "
+               "\"records\": [{\"bundle\": \"b\", \"version\": \"1\", "
+               "\"outcome\": \"recorded\"}]}}";
     } else if (g_str_has_prefix(kind, "not-json")) {
         body = "{\"status\": ";
     } else if (g_str_has_prefix(kind, "unknown-member")) {

@@ -12,7 +12,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 22
+plan 23
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -103,7 +103,14 @@ VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
     expect_refusal 'ended by signal 11' inspect "$tmp/report-crash-after.qcow2"
 pass "a worker that crashes after its report is reported as crashed"
 
-# 19-22: images that name other host files.
+# 19: an unreadable result file is shown as such, and with nothing else.
+ln -f "$fix/debian.qcow2" "$tmp/report-configure-extra.qcow2"
+VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+    expect_refusal "the worker's dpkg_configure is malformed" \
+    inspect "$tmp/report-configure-extra.qcow2"
+pass "an unreadable dpkg_configure result carries no other member"
+
+# 20-23: images that name other host files.
 echo "host secret" >"$tmp/host-file"
 "$QEMU_IMG" create -q -f qcow2 -b "$tmp/host-file" -F raw "$tmp/backed.qcow2" \
     64M
