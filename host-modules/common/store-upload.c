@@ -123,7 +123,10 @@ static gboolean store_load_upload(VmaugStore *store, guint64 id)
     size = json_object_get_int_member_with_default(o, "size", -1);
     if (size <= 0 || (guint64)size > store->policy->max_package_size ||
         (guint64)json_object_get_int_member_with_default(o, "id", 0) != id ||
-        !store_owner_is_valid(owner) || sha == NULL ||
+        !store_owner_is_valid(owner) ||
+        /* A connection's upload: the connection died with the helper,
+         * nobody can resume it, and it would keep its package busy. */
+        g_str_has_prefix(owner, VMAUG_STORE_EPHEMERAL_VM) || sha == NULL ||
         !vmaug_hex_is_sha256(sha) || !vmaug_name_is_valid(name) ||
         !vmaug_version_is_valid(version)) {
         return FALSE;

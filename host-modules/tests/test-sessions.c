@@ -450,6 +450,32 @@ static void test_repair_areas(Fixture *f, gconstpointer data)
     g_assert_true(g_file_test(kept, G_FILE_TEST_IS_REGULAR));
 }
 
+/* The uploads a connection began go with its area after a crash too:
+ * nobody can resume them, and they would keep their package busy. */
+static void test_repair_connection_uploads(Fixture *f, gconstpointer data)
+{
+    gsize size = g_bytes_get_size(f->pkg);
+    g_autofree gchar *part = NULL;
+    guint64 gone, kept, off;
+
+    gone = begin_ok(f, "device-x-0123456789abcdef", size, f->sha, "2.0",
+                    NULL);
+    part = part_path(f, gone);
+    kept = begin_ok(f, "image-disk-0123456789abcdef", 100,
+                    (const guint8[32]){ 7 }, "3.0", NULL);
+    /* The helper dies: nothing released them. */
+    g_clear_pointer(&f->store, vmaug_store_free);
+    fixture_open(f);
+    g_assert_false(g_file_test(part, G_FILE_TEST_EXISTS));
+    g_assert_cmpuint(begin_ok(f, "device-z-fedcba9876543210", size, f->sha,
+                              "2.0", &off), !=, gone);
+    g_assert_cmpuint(off, ==, 0);
+    /* A VM that names its image resumes its own. */
+    g_assert_cmpuint(begin_ok(f, "image-disk-0123456789abcdef", 100,
+                              (const guint8[32]){ 7 }, "3.0", &off), ==,
+                     kept);
+}
+
 /* An area of a connection goes with its last reference, but its spool. */
 static void test_connection_area(Fixture *f, gconstpointer data)
 {
@@ -552,6 +578,8 @@ int main(int argc, char **argv)
     ADD("/sessions/release", test_release);
     ADD("/sessions/audit-budget", test_audit_budget);
     ADD("/sessions/repair-areas", test_repair_areas);
+    ADD("/sessions/repair-connection-uploads",
+        test_repair_connection_uploads);
     ADD("/sessions/connection-area", test_connection_area);
     ADD("/sessions/version-spelling", test_version_spelling);
     return g_test_run();
