@@ -152,6 +152,11 @@ static gboolean repo_json_shallow(const gchar *json, gsize len, guint limit)
         case '"':
             quoted = TRUE;
             break;
+        case '/':
+        case '\'':
+            /* json-glib also reads comments and single-quoted strings,
+             * which JSON has not: a '"' in one would hide what follows. */
+            return FALSE;
         case '{':
         case '[':
             if (++level > limit) {

@@ -697,6 +697,12 @@ static void test_index_parse(void)
           "unknown member" },
         { "{\"format\": 1, \"version\": 2, \"expires\": "
           "\"2099-01-01T00:00:00Z\", \"packages\": [[[]]]}", "deeper" },
+        /* json-glib reads comments: a quote in one hides no nesting */
+        { "/* \" */ {\"format\": 1, \"version\": 2, \"expires\": "
+          "\"2099-01-01T00:00:00Z\", \"packages\": [[[]]]} /* \" */",
+          "deeper" },
+        { "{\"format\": 1, \"version\": 2, \"expires\": '\"', "
+          "\"packages\": [[[]]], \"x\": '\"'}", "deeper" },
         { "{\"format\": 1, \"version\": 2, \"expires\": "
           "\"2099-01-01T00:00:00Z\", \"packages\": [7]}", "not an object" },
         { "{\"format\": 1, \"version\": 2, \"expires\": "
