@@ -6,10 +6,13 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <json-glib/json-glib.h>
 
 #include "host-common.h"
+#include "json-strict.h"
 #include "servicing.h"
 #include "store.h"
 
@@ -169,6 +172,59 @@ static VmaugServicingEntry *servicing_parse_entry(JsonNode *node)
     return e;
 }
 
+/*
+ * The record's text, if it is a regular file of at most
+ * VMAUG_SERVICING_MAX_FILE bytes; NULL with no error when there is none.
+ * It lies next to the image, where anything may have been put under its
+ * name: a FIFO must not keep the helper waiting (O_NONBLOCK), nor a
+ * device or a huge file fill its memory.
+ */
+static gchar *servicing_read(const gchar *path, gsize *len, GError **error)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    g_autofree gchar *buf = NULL;
+    struct stat st;
+
+    *len = 0;
+    if (fd < 0) {
+        if (errno != ENOENT) {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                        "servicing record %s: %s", path, g_strerror(errno));
+        }
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_size > VMAUG_SERVICING_MAX_FILE) {
+        g_autofree gchar *why = g_strdup_printf(
+            "not a regular file of at most %u bytes",
+            VMAUG_SERVICING_MAX_FILE);
+
+        close(fd);
+        servicing_invalid(error, path, why);
+        return NULL;
+    }
+    /* One byte more than fstat() saw: it grows, someone is writing it. */
+    buf = g_malloc(st.st_size + 2);
+    while (*len <= (gsize)st.st_size) {
+        ssize_t n = read(fd, buf + *len, st.st_size + 1 - *len);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        *len += n;
+    }
+    close(fd);
+    if (*len != (gsize)st.st_size) {
+        servicing_invalid(error, path, "changed while it was read");
+        return NULL;
+    }
+    buf[*len] = '\0';
+    return g_steal_pointer(&buf);
+}
+
 VmaugServicing *vmaug_servicing_load(const gchar *image, GError **error)
 {
     g_autoptr(VmaugServicing) s = g_new0(VmaugServicing, 1);
@@ -182,16 +238,19 @@ VmaugServicing *vmaug_servicing_load(const gchar *image, GError **error)
 
     s->path = vmaug_servicing_path(image);
     s->entries = g_ptr_array_new_with_free_func(servicing_entry_free);
-    if (!g_file_get_contents(s->path, &text, &len, &local)) {
-        if (g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
+    text = servicing_read(s->path, &len, &local);
+    if (text == NULL) {
+        if (local == NULL) {
             return g_steal_pointer(&s);
         }
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
-                    "servicing record %s: %s", s->path, local->message);
+        g_propagate_error(error, g_steal_pointer(&local));
         return NULL;
     }
-    if (len > VMAUG_SERVICING_MAX_FILE) {
-        servicing_invalid(error, s->path, "too large");
+    /* The record nests object > array > object: deeper text would only
+     * make json-glib recurse. */
+    if (memchr(text, '\0', len) != NULL ||
+        !vmaug_json_depth_ok(text, len, 3)) {
+        servicing_invalid(error, s->path, "nested too deeply");
         return NULL;
     }
     if (!json_parser_load_from_data(parser, text, len, &local)) {

@@ -7,6 +7,8 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <sys/stat.h>
+
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
@@ -305,6 +307,33 @@ static void test_malformed_file(Fixture *f, gconstpointer data)
     g_assert_nonnull(strstr(error->message, "bundle entry 0 is malformed"));
 }
 
+/*
+ * The record lies next to the image, where an image's supplier may have
+ * put anything under its name: the helper, which serves every VM, must
+ * neither overflow its stack parsing it nor wait on it.
+ */
+static void test_hostile_file(Fixture *f, gconstpointer data)
+{
+    g_autofree gchar *path = vmaug_servicing_path(f->image);
+    g_autoptr(GString) deep = g_string_new("{\"format\": 1, \"bundles\": ");
+
+    while (deep->len < 1000 * 1000) {
+        g_string_append_c(deep, '[');
+    }
+    g_assert_true(g_file_set_contents(path, deep->str, deep->len, NULL));
+    for (guint i = 0; i < 2; i++) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(VmaugServicing) s = vmaug_servicing_load(f->image, &error);
+
+        g_assert_null(s);
+        g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID);
+        g_test_message("refused: %s", error->message);
+        /* Then a FIFO under its name. */
+        g_unlink(path);
+        g_assert_cmpint(mkfifo(path, 0600), ==, 0);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -321,6 +350,7 @@ int main(int argc, char **argv)
     ADD("/servicing/malformed-report", test_malformed_report);
     ADD("/servicing/starts", test_starts);
     ADD("/servicing/malformed-file", test_malformed_file);
+    ADD("/servicing/hostile-file", test_hostile_file);
 #undef ADD
     return g_test_run();
 }
