@@ -46,12 +46,15 @@ static void device_reply(Device *dev, guint64 tag, guint16 status,
         return;
     }
     if (len > VMAUG_MAX_RESP_PAYLOAD) {
-        status = VMAUG_S_NO_SPACE;
-        resp.len = GUINT32_TO_LE((guint32)MIN(len, G_MAXUINT32));
+        /* The device takes a response only with as many bytes as its
+         * header says, and at most this many: anything else would drop
+         * the VM's link. */
+        g_warning("device %s: an answer of %" G_GSIZE_FORMAT " bytes does "
+                  "not fit a response", dev->name, len);
+        status = VMAUG_S_INTERNAL;
         len = 0;
-    } else {
-        resp.len = GUINT32_TO_LE((guint32)len);
     }
+    resp.len = GUINT32_TO_LE((guint32)len);
     resp.status = GUINT16_TO_LE(status);
     vmaug_link_send(dev->link, VMAUG_HOST_RESPONSE, tag, &resp, sizeof(resp),
                     data, len, -1);

@@ -324,6 +324,12 @@ static gboolean module_on_message(VmaugLink *link, guint16 type, guint64 tag,
             *why = "unexpected RESULT";
             return FALSE;
         }
+        /* Its output becomes a response, which the device refuses (and
+         * drops the VM's link for) above this size. */
+        if (len - 4 > VMAUG_MAX_RESP_PAYLOAD) {
+            *why = "RESULT larger than a response";
+            return FALSE;
+        }
         memcpy(&status, data, 4);
         status = GUINT32_FROM_LE(status);
         module_disarm_timer(m);

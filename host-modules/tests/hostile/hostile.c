@@ -16,6 +16,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #define _GNU_SOURCE
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include <linux/virtio_vmaugment.h>
+#include "vmaugment/host-link.h"
 
 #include "vmaugment-module.h"
 
@@ -67,10 +69,51 @@ static int hostile_port(const void *in, size_t in_len)
     return atoi(buf);
 }
 
+/* The module link's framing (host-modules/helper/modlink.h): a module
+ * that writes its own frames is what a hostile one would do. */
+#define HOSTILE_LINK_MAGIC      0x4d475541
+#define HOSTILE_LINK_RESULT     17
+
+/* Calls this process has been given: the helper numbers them from 1. */
+static unsigned long hostile_calls;
+
+/* A RESULT for call @id carrying @len bytes, written straight to the
+ * link; 0 or -errno. */
+static int hostile_raw_result(unsigned long id, size_t len)
+{
+    struct vmaug_host_msg hdr = {
+        .magic = htole32(HOSTILE_LINK_MAGIC),
+        .type = htole16(HOSTILE_LINK_RESULT),
+        .len = htole32((uint32_t)(4 + len)),
+        .tag = htole64(id),
+    };
+    size_t total = sizeof(hdr) + 4 + len;
+    unsigned char *frame = calloc(1, total);
+    size_t done = 0;
+
+    if (frame == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(frame, &hdr, sizeof(hdr));
+    memset(frame + sizeof(hdr) + 4, 'x', len);
+    while (done < total) {
+        ssize_t n = write(3, frame + done, total - done);
+
+        if (n < 0) {
+            free(frame);
+            return -errno;
+        }
+        done += n;
+    }
+    free(frame);
+    return 0;
+}
+
 static int hostile_call(void *priv, const char *f, const void *in,
                         size_t in_len, void *out, size_t cap,
                         size_t *out_len)
 {
+    hostile_calls++;
     if (strcmp(f, "ping") == 0) {
         memcpy(out, "pong", 4);
         *out_len = 4;
@@ -180,6 +223,22 @@ static int hostile_call(void *priv, const char *f, const void *in,
 
         for (;;) {
             n++;
+        }
+    }
+    if (strcmp(f, "big-result") == 0) {
+        /* An answer larger than any response may be: the helper must not
+         * pass it on as a message the device refuses. */
+        int rc = hostile_raw_result(hostile_calls,
+                                    2 * VMAUG_MAX_RESP_PAYLOAD);
+
+        if (rc < 0) {
+            return hostile_stopped("write", -rc, out, cap, out_len);
+        }
+        /* Answered already: whatever the helper does next ends this. */
+        for (;;) {
+            struct timespec ts = { 1, 0 };
+
+            nanosleep(&ts, NULL);
         }
     }
     if (strcmp(f, "garbage") == 0) {
