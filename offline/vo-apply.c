@@ -199,6 +199,9 @@ static gboolean vo_apply_recover_locked(const char *image,
             g_unlink(journal);
             return vo_apply_sync_dir(journal, error);
         }
+        if (!vo_image_check_overlay(overlay, image, error)) {
+            return FALSE;
+        }
         g_message("%s: finishing an interrupted apply", image);
         if (!vo_apply_commit(overlay, journal, error)) {
             g_prefix_error(error, "cannot finish the interrupted apply: ");

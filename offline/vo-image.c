@@ -22,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "json-strict.h"
 #include "sandbox.h"
 #include "vo-image.h"
 
@@ -374,6 +376,57 @@ char *vo_image_probe_format(const char *image, const char *format,
     return g_strdup(json_object_get_string_member(obj, "format"));
 }
 
+
+gboolean vo_image_check_overlay(const char *overlay, const char *image,
+                                GError **error)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autofree char *want = g_canonicalize_filename(image, NULL);
+    g_autofree char *have = NULL;
+    g_autofree char *out = NULL;
+    const char *args[] = {
+        /* The header only: its backing file is not opened. */
+        "info", "--output=json", "-U", "-f", "qcow2", overlay, NULL,
+    };
+    const char *backing = NULL;
+    gboolean data_file = FALSE;
+    GStatBuf st;
+
+    if (g_lstat(overlay, &st) == 0 && S_ISREG(st.st_mode) &&
+        vo_image_run(args, &vo_image_info_limits, &out, NULL) &&
+        json_parser_load_from_data(parser, out, -1, NULL) &&
+        JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+        JsonObject *obj = json_node_get_object(json_parser_get_root(parser));
+        JsonNode *spec = json_object_get_member(obj, "format-specific");
+        JsonNode *data = spec && JSON_NODE_HOLDS_OBJECT(spec)
+            ? json_object_get_member(json_node_get_object(spec), "data")
+            : NULL;
+
+        backing = vmaug_json_string(obj, "full-backing-filename");
+        data_file = data && JSON_NODE_HOLDS_OBJECT(data) &&
+                    json_object_has_member(json_node_get_object(data),
+                                           "data-file");
+    }
+    if (backing) {
+        have = g_canonicalize_filename(backing, NULL);
+    }
+    /*
+     * The commit writes the overlay into its backing file and reads any
+     * data file it names: only the overlay an apply made on @image, and
+     * nothing planted next to it, may be finished.
+     */
+    if (!have || !g_str_equal(have, want) || data_file) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s is not the overlay of %s that an interrupted apply "
+                    "leaves (its backing file is %s%s); it is not "
+                    "committed: remove it and its journal if no apply of "
+                    "this image was interrupted", overlay, image,
+                    backing ? backing : "none",
+                    data_file ? ", and it names a data file" : "");
+        return FALSE;
+    }
+    return TRUE;
+}
 
 char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error)

@@ -38,6 +38,13 @@ char *vo_image_probe_format(const char *image, const char *format,
  * The image as every command opens it: not in use by a running QEMU
  * (vo_image_check_unlocked()), then its format (vo_image_probe_format()).
  */
+/*
+ * Whether @overlay is what an apply of @image creates: a qcow2 file whose
+ * backing file is @image and that names no data file.  Sets @error if not.
+ */
+gboolean vo_image_check_overlay(const char *overlay, const char *image,
+                                GError **error);
+
 char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error);
 

@@ -12,7 +12,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 23
+plan 25
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -129,3 +129,35 @@ pass "the same disk named raw is read as raw"
 expect_refusal 'no Linux or Windows system' --allow-backing-files \
     inspect "$tmp/backed.qcow2"
 pass "--allow-backing-files opens it"
+
+# 24-25: what an interrupted apply left next to an image is finished only
+# when it is that image's overlay: a planted one (an appliance's directory
+# may hold anything) would have the commit write its data into the host
+# file its header names.
+plant_overlay() {
+    head -c 4096 /dev/zero | tr '\0' B >"$tmp/planted-data.raw"
+    "$QEMU_IMG" convert -q -f raw -O qcow2 "$tmp/planted-data.raw" \
+        "$tmp/.planted.qcow2.vmaugment-overlay.qcow2"
+    "$QEMU_IMG" rebase -q -u -f qcow2 -b "$tmp/victim" -F raw \
+        "$tmp/.planted.qcow2.vmaugment-overlay.qcow2"
+    echo '{}' >"$tmp/.planted.qcow2.vmaugment-journal"
+}
+head -c 1048576 /dev/zero | tr '\0' A >"$tmp/victim"
+cp "$tmp/victim" "$tmp/victim.orig"
+cp "$fix/debian.qcow2" "$tmp/planted.qcow2"
+before=$(sha256sum <"$tmp/planted.qcow2")
+plant_overlay
+expect_refusal 'not the overlay of' recover "$tmp/planted.qcow2"
+cmp -s "$tmp/victim" "$tmp/victim.orig" ||
+    fail "recover wrote to the host file a planted overlay names"
+[ "$(sha256sum <"$tmp/planted.qcow2")" = "$before" ] ||
+    fail "recover changed the image"
+pass "recover does not commit a planted overlay into another host file"
+plant_overlay
+expect_refusal 'not the overlay of' --trust-dir "$tmp/trust" \
+    apply "$tmp/planted.qcow2" "$tmp/demo.vmab"
+cmp -s "$tmp/victim" "$tmp/victim.orig" ||
+    fail "apply wrote to the host file a planted overlay names"
+[ "$(sha256sum <"$tmp/planted.qcow2")" = "$before" ] ||
+    fail "apply changed the image"
+pass "apply does not finish a planted overlay either"
