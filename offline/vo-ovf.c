@@ -6,6 +6,9 @@
 #define G_LOG_DOMAIN "vmaugment-offline"
 
 #include <string.h>
+#include <sys/stat.h>
+
+#include <glib/gstdio.h>
 
 #include "vo-disk.h"
 #include "vo-ovf.h"
@@ -70,8 +73,21 @@ GPtrArray *vo_ovf_parse(const char *ovf, const char *text, gsize len,
     ok = g_markup_parse_context_parse(ctx, text, len, error) &&
          g_markup_parse_context_end_parse(ctx, error);
     for (guint i = 0; ok && i < st.hrefs->len; i++) {
-        g_ptr_array_add(disks, g_build_filename(dir, st.hrefs->pdata[i],
-                                                NULL));
+        g_autofree char *disk = g_build_filename(dir, st.hrefs->pdata[i],
+                                                 NULL);
+        GStatBuf sb;
+
+        /* A plain name may still be a link to any file of the host (tar
+         * unpacks links): only a file that is itself beside it. */
+        if (g_lstat(disk, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+            g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                        "OVF file reference '%s' is not a regular file "
+                        "beside the descriptor (a link or a device)",
+                        (const char *)st.hrefs->pdata[i]);
+            ok = FALSE;
+            break;
+        }
+        g_ptr_array_add(disks, g_steal_pointer(&disk));
     }
     g_ptr_array_unref(st.hrefs);
     if (!ok) {

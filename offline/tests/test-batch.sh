@@ -88,6 +88,13 @@ vo batch --bundle "$tmp/demo.vmab" "$imgs/appliance.ovf" >"$tmp/ovf-batch.json" 
     fail "OVF batch"
 sed 's#ovf:href="b.raw"#ovf:href="../b.raw"#' "$imgs/appliance.ovf" >"$imgs/evil.ovf"
 expect_refusal "not a plain file name" inspect "$imgs/evil.ovf"
+# A plain name beside it may still be a link to another image of the host.
+cp "$imgs/b.raw" "$tmp/other-vm.raw"
+ln -s "$tmp/other-vm.raw" "$imgs/linked.raw"
+sed 's#ovf:href="b.raw"#ovf:href="linked.raw"#' "$imgs/appliance.ovf" \
+    >"$imgs/linked.ovf"
+expect_refusal "not a regular file beside" inspect "$imgs/linked.ovf"
+rm -f "$imgs/linked.raw" "$imgs/linked.ovf"
 pass "OVF descriptors lead to their disks; escaping references refused"
 
 # The systemd units, checked with systemd-analyze (it needs no running
