@@ -10,6 +10,8 @@
 #                         the fixture's versions in V_AUDIT, V_HOST,
 #                         V_GPGV, V_PASSWD, V_NETBASE (exported), the
 #                         fixture's .deb files in $debs
+#   make_repo_keys     -> only the two keys (for another repository signed
+#                         with index)
 
 need apt-ftparchive apt-utils
 need gpg gpg
@@ -59,8 +61,10 @@ index() {
 # Versions of the fixture, whatever the archive had when it was built.
 ver() { dpkg-deb -f "$debs"/"$1"_*.deb Version; }
 
-make_update_repo() {
-    debs=$(bash "$here/make-fixtures.sh" debs)
+# make_repo_keys: the repository's signing key in $tmp/repo-key.gpg (and
+# one that did not sign it in $tmp/other-key.gpg), in a private GNUPGHOME
+# whose agent the exit trap stops.
+make_repo_keys() {
     export GNUPGHOME=$tmp/gnupg
     mkdir -m 700 "$GNUPGHOME"
     cleanup_repo() {
@@ -78,6 +82,11 @@ make_update_repo() {
     gpg --batch --quiet --passphrase '' --quick-gen-key \
         "someone else <else@example.invalid>" ed25519 sign never
     gpg --batch --export "else@example.invalid" >"$tmp/other-key.gpg"
+}
+
+make_update_repo() {
+    debs=$(bash "$here/make-fixtures.sh" debs)
+    make_repo_keys
 
     bump "$debs"/libaudit-common_*.deb bookworm-security
     bump "$debs"/hostname_*.deb bookworm-security drop_manpage
