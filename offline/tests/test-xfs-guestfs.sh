@@ -68,7 +68,21 @@ expect_refusal "partition 1: XFS filesystem.*--backend=libguestfs .*--host-kerne
     --trust-dir "$tmp/trust" apply "$img" "$tmp/xfs.vmab"
 [ "$(sha256sum <"$img")" = "$sum" ] || fail "the refusal changed the image"
 no_sidecars "$img"
-pass "XFS refused without a route, naming --backend=libguestfs and --host-kernel"
+# The route carries out file instructions only: a registry instruction is
+# refused before any appliance starts.
+cat >"$tmp/reg.json" <<'JSON'
+{"format": 1, "id": "reg", "version": "1", "files": [],
+ "registry": [{"op": "set", "hive": "SOFTWARE", "key": "Vendor\\Demo",
+               "name": "Version", "type": "sz", "value": "2.0"}]}
+JSON
+"$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" \
+    --cert "$tmp/trust/admin.pem" --payload-dir "$tmp/payload" \
+    --output "$tmp/reg.vmab" "$tmp/reg.json" || fail "bundle-build reg"
+expect_refusal "bundle reg has registry or package instructions, which --backend=libguestfs does not carry out" \
+    --trust-dir "$tmp/trust" apply --backend=libguestfs "$img" "$tmp/reg.vmab"
+[ "$(sha256sum <"$img")" = "$sum" ] || fail "the refusal changed the image"
+no_sidecars "$img"
+pass "XFS refused without a route, naming --backend=libguestfs and --host-kernel; registry instructions refused on the route"
 
 vo apply --backend=libguestfs "$img" "$tmp/xfs.vmab" >"$tmp/apply.json" ||
     fail "apply --backend=libguestfs: $(cat "$tmp/apply.json")"
