@@ -16,6 +16,7 @@
  */
 #define G_LOG_DOMAIN "vmaugment-offline"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,114 @@
 
 #include "vo-guestfs.h"
 #include "vo-patch.h"
+
+/*
+ * libguestfs is loaded when this route is taken, not linked: its Debian
+ * package brings QEMU, supermin and an appliance kernel, which a host
+ * that never takes the route should not need.  Each call below goes
+ * through the table filled from the library.
+ */
+#define VO_GUESTFS_CALLS(X) \
+    X(guestfs_add_drive_opts) \
+    X(guestfs_chmod) \
+    X(guestfs_close) \
+    X(guestfs_create) \
+    X(guestfs_free_statns) \
+    X(guestfs_inspect_get_mountpoints) \
+    X(guestfs_inspect_get_type) \
+    X(guestfs_inspect_os) \
+    X(guestfs_last_errno) \
+    X(guestfs_last_error) \
+    X(guestfs_launch) \
+    X(guestfs_lchown) \
+    X(guestfs_lgetxattr) \
+    X(guestfs_ln) \
+    X(guestfs_ln_s) \
+    X(guestfs_lremovexattr) \
+    X(guestfs_lsetxattr) \
+    X(guestfs_lstatns) \
+    X(guestfs_mkdir_mode) \
+    X(guestfs_mount) \
+    X(guestfs_mount_ro) \
+    X(guestfs_read_file) \
+    X(guestfs_readlink) \
+    X(guestfs_rm) \
+    X(guestfs_rmdir) \
+    X(guestfs_set_error_handler) \
+    X(guestfs_shutdown) \
+    X(guestfs_sync) \
+    X(guestfs_umount_all) \
+    X(guestfs_upload) \
+    X(guestfs_vfs_type) \
+    X(guestfs_write)
+
+static struct {
+#define VO_GUESTFS_MEMBER(f) __typeof__(f) *f;
+    VO_GUESTFS_CALLS(VO_GUESTFS_MEMBER)
+#undef VO_GUESTFS_MEMBER
+} vo_gfs;
+
+static gboolean vo_guestfs_load(GError **error)
+{
+    static void *lib;
+    void *h;
+
+    if (lib) {
+        return TRUE;
+    }
+    h = dlopen("libguestfs.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "--backend=libguestfs needs libguestfs (Debian: "
+                    "libguestfs0 and libguestfs-tools): %s", dlerror());
+        return FALSE;
+    }
+#define VO_GUESTFS_LOAD(f)                                              \
+    vo_gfs.f = (__typeof__(f) *)dlsym(h, #f);                           \
+    if (!vo_gfs.f) {                                                    \
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,              \
+                    "this libguestfs lacks %s", #f);                    \
+        dlclose(h);                                                     \
+        return FALSE;                                                   \
+    }
+    VO_GUESTFS_CALLS(VO_GUESTFS_LOAD)
+#undef VO_GUESTFS_LOAD
+    lib = h;
+    return TRUE;
+}
+
+#define guestfs_add_drive_opts (*vo_gfs.guestfs_add_drive_opts)
+#define guestfs_chmod (*vo_gfs.guestfs_chmod)
+#define guestfs_close (*vo_gfs.guestfs_close)
+#define guestfs_create (*vo_gfs.guestfs_create)
+#define guestfs_free_statns (*vo_gfs.guestfs_free_statns)
+#define guestfs_inspect_get_mountpoints (*vo_gfs.guestfs_inspect_get_mountpoints)
+#define guestfs_inspect_get_type (*vo_gfs.guestfs_inspect_get_type)
+#define guestfs_inspect_os (*vo_gfs.guestfs_inspect_os)
+#define guestfs_last_errno (*vo_gfs.guestfs_last_errno)
+#define guestfs_last_error (*vo_gfs.guestfs_last_error)
+#define guestfs_launch (*vo_gfs.guestfs_launch)
+#define guestfs_lchown (*vo_gfs.guestfs_lchown)
+#define guestfs_lgetxattr (*vo_gfs.guestfs_lgetxattr)
+#define guestfs_ln (*vo_gfs.guestfs_ln)
+#define guestfs_ln_s (*vo_gfs.guestfs_ln_s)
+#define guestfs_lremovexattr (*vo_gfs.guestfs_lremovexattr)
+#define guestfs_lsetxattr (*vo_gfs.guestfs_lsetxattr)
+#define guestfs_lstatns (*vo_gfs.guestfs_lstatns)
+#define guestfs_mkdir_mode (*vo_gfs.guestfs_mkdir_mode)
+#define guestfs_mount (*vo_gfs.guestfs_mount)
+#define guestfs_mount_ro (*vo_gfs.guestfs_mount_ro)
+#define guestfs_read_file (*vo_gfs.guestfs_read_file)
+#define guestfs_readlink (*vo_gfs.guestfs_readlink)
+#define guestfs_rm (*vo_gfs.guestfs_rm)
+#define guestfs_rmdir (*vo_gfs.guestfs_rmdir)
+#define guestfs_set_error_handler (*vo_gfs.guestfs_set_error_handler)
+#define guestfs_shutdown (*vo_gfs.guestfs_shutdown)
+#define guestfs_sync (*vo_gfs.guestfs_sync)
+#define guestfs_umount_all (*vo_gfs.guestfs_umount_all)
+#define guestfs_upload (*vo_gfs.guestfs_upload)
+#define guestfs_vfs_type (*vo_gfs.guestfs_vfs_type)
+#define guestfs_write (*vo_gfs.guestfs_write)
 
 /* guestfs_write() sends the content in one protocol message (at most
  * 4 MiB); larger payloads go through a temporary file and an upload. */
@@ -615,7 +724,7 @@ gboolean vo_guestfs_run(const char *image, const char *disk,
     gboolean ok;
 
     *report = NULL;
-    if (!vo_guestfs_check_bundle(bundle, error)) {
+    if (!vo_guestfs_check_bundle(bundle, error) || !vo_guestfs_load(error)) {
         return FALSE;
     }
     g_debug("%s: launching the libguestfs appliance", image);
