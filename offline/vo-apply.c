@@ -2,7 +2,9 @@
  * Atomic application of a bundle to an image, on the host: one apply per
  * image at a time, the overlay the worker patches, the journal, the commit
  * into the image and recovery after a crash.  Nothing here reads guest
- * data: the confined worker (vo-worker.c) decides, patches and verifies.
+ * data: the confined worker (vo-worker.c) decides, patches and verifies,
+ * or, on the route the user chose for XFS and btrfs, libguestfs's
+ * appliance (vo-guestfs.c).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -18,6 +20,7 @@
 
 #include "servicing.h"
 #include "vo-apply.h"
+#include "vo-guestfs.h"
 #include "vo-image.h"
 #include "vo-worker.h"
 
@@ -271,14 +274,16 @@ static const char *vo_apply_worker_status(JsonObject *worker)
                                   : "error");
 }
 
-/* The worker's part: decide (and, unless @dry_run, patch and verify) on
- * @disk, a qcow2 overlay or (dry run) the image itself. */
+/* The worker's part: decide (and, unless a dry run, patch and verify) on
+ * @disk, a qcow2 overlay or (dry run) the image itself; with
+ * VO_APPLY_LIBGUESTFS, libguestfs's appliance does the worker's part. */
 static gboolean vo_apply_in_worker(const char *image, const char *disk,
                                    const char *format, VoBundle *bundle,
-                                   gboolean dry_run, JsonBuilder *report,
+                                   VoApplyFlags flags, JsonBuilder *report,
                                    const char **status, GError **error)
 {
     g_autoptr(JsonObject) worker = NULL;
+    gboolean dry_run = flags & VO_APPLY_DRY_RUN;
     VoWorkerRequest req = {
         .job = dry_run ? VO_WORKER_CHECK : VO_WORKER_APPLY,
         .image = image,
@@ -286,7 +291,10 @@ static gboolean vo_apply_in_worker(const char *image, const char *disk,
         .format = format,
         .bundle = bundle,
     };
-    gboolean ok = vo_worker_run(&req, &worker, error);
+    gboolean ok = (flags & VO_APPLY_LIBGUESTFS)
+                      ? vo_guestfs_run(image, disk, format, bundle, dry_run,
+                                       &worker, error)
+                      : vo_worker_run(&req, &worker, error);
 
     vo_apply_copy_report(report, worker);
     *status = vo_apply_worker_status(worker);
@@ -326,7 +334,7 @@ gboolean vo_apply_image(const char *image, const char *format,
     }
     if (flags & VO_APPLY_DRY_RUN) {
         /* A dry run leaves no file behind: it reads the image itself. */
-        gboolean ok = vo_apply_in_worker(image, absimage, fmt, bundle, TRUE,
+        gboolean ok = vo_apply_in_worker(image, absimage, fmt, bundle, flags,
                                          report, &status, error);
 
         vo_apply_status(report, status);
@@ -349,7 +357,8 @@ gboolean vo_apply_image(const char *image, const char *format,
      * the decision and the patch see exactly the same bytes, and verifies
      * what reached the overlay.
      */
-    if (!vo_apply_in_worker(image, overlay, "qcow2", bundle, FALSE, report,
+    if (!vo_apply_in_worker(image, overlay, "qcow2", bundle,
+                            flags & ~VO_APPLY_DRY_RUN, report,
                             &status, error)) {
         g_unlink(overlay);
         vo_apply_status(report, status);

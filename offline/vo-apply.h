@@ -14,6 +14,8 @@ G_BEGIN_DECLS
 
 typedef enum {
     VO_APPLY_DRY_RUN = 1 << 0,
+    /* --backend=libguestfs: the appliance reads and writes the guest. */
+    VO_APPLY_LIBGUESTFS = 1 << 1,
 } VoApplyFlags;
 
 /*

@@ -356,3 +356,36 @@ const char *vo_layout_unsupported_reason(const char *fstype)
     }
     return NULL;
 }
+
+char *vo_layout_describe(const VoPartition *part)
+{
+    if (part->volume) {
+        return g_strdup_printf("logical volume %s", part->volume);
+    }
+    if (part->number == 0) {
+        return g_strdup("the whole disk");
+    }
+    return g_strdup_printf("partition %d", part->number);
+}
+
+const char *vo_layout_route_hint(const char *fstype)
+{
+    /*
+     * No Debian library writes XFS or btrfs from userspace: the routes
+     * that can are explicit because each trusts something more than the
+     * confined worker does (docs/offline.rst, "XFS, btrfs and encrypted
+     * disks").
+     */
+    if (g_strcmp0(fstype, "xfs") == 0 || g_strcmp0(fstype, "btrfs") == 0) {
+        return "XFS and btrfs are serviced only through a route chosen "
+               "explicitly: --backend=libguestfs (an appliance VM parses "
+               "the filesystem) or --host-kernel (the host kernel mounts "
+               "it: for images you trust)";
+    }
+    if (g_strcmp0(fstype, "crypto_LUKS") == 0) {
+        return "LUKS volumes are encrypted: servicing one needs its key "
+               "and a route that opens it, which vmaugment-offline does not "
+               "offer yet";
+    }
+    return NULL;
+}

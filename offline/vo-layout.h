@@ -34,5 +34,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoLayout, vo_layout_free)
 
 /* Why a filesystem type cannot be serviced, or NULL when it can be. */
 const char *vo_layout_unsupported_reason(const char *fstype);
+/* "partition 2", "logical volume vg/root" or "the whole disk". */
+char *vo_layout_describe(const VoPartition *part);
+/* What would service @fstype (the explicit routes), or NULL. */
+const char *vo_layout_route_hint(const char *fstype);
 
 G_END_DECLS

@@ -48,6 +48,9 @@ static char *opt_plan;
 static char *opt_debs;
 static int opt_group = -1;
 static gboolean opt_stage_preinst;
+/* apply, check: who reads and writes the guest (NULL: the worker). */
+static char *opt_backend;
+static gboolean opt_host_kernel;
 /* Accepted for the convention's sake: every report is JSON anyway. */
 static gboolean opt_json;
 /* Whether a report reached stdout: a failure without one gets one. */
@@ -174,17 +177,44 @@ static gboolean vo_main_bundle_failed(const char *image, const char *bundle,
         b, vmaug_exit_status_word(vmaug_cli_status(*error)), FALSE, error);
 }
 
+/*
+ * The routes for filesystems the worker does not write (docs/offline.rst,
+ * "XFS, btrfs and encrypted disks"): each one only when asked for.
+ */
+static gboolean vo_main_route(VoApplyFlags *flags, GError **error)
+{
+    if (opt_host_kernel) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "--host-kernel is not available in this version; "
+                    "--backend=libguestfs services XFS and btrfs");
+        return FALSE;
+    }
+    if (!opt_backend || g_str_equal(opt_backend, "native")) {
+        return TRUE;
+    }
+    if (!g_str_equal(opt_backend, "libguestfs")) {
+        return vo_main_usage(error, "--backend is native or libguestfs");
+    }
+    *flags |= VO_APPLY_LIBGUESTFS;
+    return TRUE;
+}
+
 static gboolean vo_main_apply(int argc, char **argv, GError **error)
 {
     g_autofree char *image = NULL;
     g_autoptr(VoBundle) bundle = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
+    VoApplyFlags flags = opt_dry_run ? VO_APPLY_DRY_RUN : 0;
 
     if (argc != 3) {
-        return vo_main_usage(error, "apply [--dry-run] IMAGE BUNDLE");
+        return vo_main_usage(error, "apply [--dry-run] "
+                             "[--backend=libguestfs] IMAGE BUNDLE");
     }
     image = vo_ovf_resolve_image(argv[1], error);
     if (!image) {
+        return FALSE;
+    }
+    if (!vo_main_route(&flags, error)) {
         return FALSE;
     }
     bundle = vo_bundle_load(argv[2], vo_main_trust_dir(), error);
@@ -194,7 +224,7 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
     json_builder_begin_object(b);
     return vo_main_finish_report(
         b, NULL, vo_apply_image(image, opt_format, bundle,
-                          opt_dry_run ? VO_APPLY_DRY_RUN : 0, b, error),
+                                flags, b, error),
         error);
 }
 
@@ -588,6 +618,12 @@ int main(int argc, char **argv)
           "Trusted certificates for bundles (default: the host's)", "DIR" },
         { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &opt_dry_run,
           "apply: show what would change, change nothing", NULL },
+        { "backend", 0, 0, G_OPTION_ARG_STRING, &opt_backend,
+          "apply, check: native (default) or libguestfs, whose appliance "
+          "VM reads and writes XFS and btrfs", "NAME" },
+        { "host-kernel", 0, 0, G_OPTION_ARG_NONE, &opt_host_kernel,
+          "apply, check: mount XFS and btrfs with the host's kernel "
+          "(trusted images only; not available yet)", NULL },
         { "key", 0, 0, G_OPTION_ARG_FILENAME, &opt_key,
           "bundle-build, batch --apt-source: signing key (PKCS#8 PEM)",
           "FILE" },

@@ -196,11 +196,14 @@ gboolean vo_mounts_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error)
             if (!m->fs) {
                 const char *why = vo_layout_unsupported_reason(
                     m->part->fstype);
+                const char *hint = vo_layout_route_hint(m->part->fstype);
+                g_autofree char *where = vo_layout_describe(m->part);
+
                 m->problem = g_strdup_printf(
-                    "partition %d holds %s, which is not supported",
-                    m->part->number,
+                    "%s holds %s, which is not supported%s%s", where,
                     why ? why : m->part->fstype ? m->part->fstype
-                                                : "no known filesystem");
+                                                : "no known filesystem",
+                    hint ? "; " : "", hint ? hint : "");
             }
         }
         g_ptr_array_add(guest->mounts, m);
@@ -274,6 +277,8 @@ static void vo_mounts_map_drive_letters(VoGuest *guest)
 static gboolean vo_mounts_attach(VoGuest *guest, GError **error)
 {
     g_autoptr(GString) unsupported = g_string_new(NULL);
+    /* NULL-terminated, for g_strv_contains() and the message. */
+    g_autoptr(GPtrArray) hints = g_ptr_array_new();
     static const char *const linux_marks[][3] = {
         { "etc", "os-release", NULL },
         { "usr", "lib", NULL },
@@ -284,6 +289,7 @@ static gboolean vo_mounts_attach(VoGuest *guest, GError **error)
     VoPartition *root = NULL;
     VoMount *m;
 
+    g_ptr_array_add(hints, NULL);
     guest->layout = vo_layout_scan(guest->disk, error);
     if (!guest->layout) {
         return FALSE;
@@ -306,9 +312,16 @@ static gboolean vo_mounts_attach(VoGuest *guest, GError **error)
                 return FALSE;
             }
         } else if (why) {
-            g_string_append_printf(unsupported, "%spartition %d: %s",
-                                   unsupported->len ? "; " : "", p->number,
-                                   why);
+            g_autofree char *where = vo_layout_describe(p);
+            const char *hint = vo_layout_route_hint(p->fstype);
+
+            g_string_append_printf(unsupported, "%s%s: %s",
+                                   unsupported->len ? "; " : "", where, why);
+            /* Each hint once, however many volumes need it. */
+            if (hint && !g_strv_contains((const char *const *)hints->pdata,
+                                         hint)) {
+                g_ptr_array_insert(hints, hints->len - 1, (gpointer)hint);
+            }
         }
         g_ptr_array_add(guest->filesystems, fs);
         if (!fs || root) {
@@ -327,10 +340,13 @@ static gboolean vo_mounts_attach(VoGuest *guest, GError **error)
     }
     if (!root) {
         if (unsupported->len) {
+            g_autofree char *routes = g_strjoinv(
+                "; ", (char **)hints->pdata);
+
             g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
                         "unsupported disk layout (%s); vmaugment-offline "
-                        "services ext2/3/4 and NTFS directly (libguestfs "
-                        "can handle the rest)", unsupported->str);
+                        "services ext2/3/4 and NTFS directly%s%s",
+                        unsupported->str, *routes ? "; " : "", routes);
         } else {
             g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
                         "no Linux or Windows system found on %s",

@@ -7,7 +7,7 @@
 # the fixture's pvcreate and vgcfgrestore).
 source "$(dirname "$0")/lib.sh"
 
-plan 5
+plan 6
 need lvm lvm2
 need losetup mount
 need_image_formats >&2
@@ -76,3 +76,21 @@ text=$(grep -abo 'debian-vg {' "$tmp/scattered.raw" | tail -n1 | cut -d: -f1)
 printf 'X' | dd of="$tmp/scattered.raw" bs=1 seek="$text" conv=notrunc status=none
 expect_refusal "LVM metadata: metadata text checksum" inspect "$tmp/scattered.raw"
 pass "corrupt LVM metadata: refused as such"
+
+# /srv's volume made XFS (64 MiB: below mkfs.xfs's production minimum,
+# which its test-suite variables lift): the bundle's /srv file is refused
+# naming the volume and the two routes; the ext4 root alone is still read.
+"$QEMU_IMG" convert -O raw "$fix/debian-lvm.qcow2" "$tmp/xfs-lvm.raw"
+truncate -s 64M "$tmp/srv.xfs"
+QA_CHECK_FS=1 TEST_DIR=1 TEST_DEV=1 mkfs.xfs -q -f "$tmp/srv.xfs" ||
+    fail "mkfs.xfs"
+dd if="$tmp/srv.xfs" of="$tmp/xfs-lvm.raw" bs=512 seek=$((at[srv] / 512)) \
+    conv=sparse,notrunc status=none
+rm -f "$tmp/srv.xfs"
+sum=$(sha256sum <"$tmp/xfs-lvm.raw")
+expect_refusal "logical volume debian-vg/srv holds XFS filesystem, which is not supported; .*--backend=libguestfs .*--host-kernel" \
+    --trust-dir "$tmp/trust" apply "$tmp/xfs-lvm.raw" "$tmp/lvm.vmab"
+[ "$(sha256sum <"$tmp/xfs-lvm.raw")" = "$sum" ] || fail "refused image changed"
+vo inspect "$tmp/xfs-lvm.raw" >"$tmp/inspect.json" ||
+    fail "inspect with /srv on XFS: $(cat "$tmp/inspect.json")"
+pass "XFS on a logical volume: refused by volume, naming both routes"

@@ -5,7 +5,7 @@
 # paths escaping the guest.
 source "$(dirname "$0")/lib.sh"
 
-plan 17
+plan 18
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -88,18 +88,41 @@ refuse "$tmp/so.vmdk" "is a streamOptimized VMDK, which QEMU cannot modify" \
 rm -f "$tmp/so.vmdk"
 pass "streamOptimized VMDK readable, refused for apply"
 
-# --- unsupported layout: the root on XFS.
+# --- unsupported layouts: the root on XFS, btrfs or LUKS, each refused
+# naming the partition and what would service it.
+# one_partition IMAGE MKFS...: a GPT disk whose partition 1 MKFS made.
+one_partition() {
+    local img=$1
+    shift
+    truncate -s 400M "$img"
+    printf 'label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n' |
+        sfdisk --quiet "$img"
+    truncate -s 300M "$tmp/fs.part"
+    "$@" "$tmp/fs.part" >/dev/null || fail "$* failed"
+    dd if="$tmp/fs.part" of="$img" bs=1M seek=1 conv=sparse,notrunc status=none
+    rm -f "$tmp/fs.part"
+}
+routes="--backend=libguestfs .*--host-kernel"
 xfs=$tmp/xfs.raw
-truncate -s 400M "$xfs"
-printf 'label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n' |
-    sfdisk --quiet "$xfs"
-truncate -s 300M "$tmp/xfs.part"
-mkfs.xfs -q -f "$tmp/xfs.part"
-dd if="$tmp/xfs.part" of="$xfs" bs=1M seek=1 conv=sparse,notrunc status=none
-rm -f "$tmp/xfs.part"
-refuse "$xfs" "unsupported disk layout.*XFS" inspect "$xfs"
-refuse "$xfs" "unsupported disk layout.*XFS" apply "$xfs" "$tmp/demo.vmab"
-pass "XFS layout refused"
+one_partition "$xfs" mkfs.xfs -q -f
+refuse "$xfs" "unsupported disk layout.*partition 1: XFS.*$routes" inspect "$xfs"
+refuse "$xfs" "unsupported disk layout.*partition 1: XFS.*$routes" \
+    apply "$xfs" "$tmp/demo.vmab"
+pass "XFS layout refused, naming the partition and both routes"
+
+btrfs=$tmp/btrfs.raw
+one_partition "$btrfs" mkfs.btrfs -q -f
+refuse "$btrfs" "partition 1: btrfs filesystem.*$routes" \
+    apply "$btrfs" "$tmp/demo.vmab"
+rm -f "$btrfs"
+# LUKS2 with a cheap key derivation: the test only needs its header.
+luks=$tmp/luks.raw
+one_partition "$luks" sh -c 'printf pw | cryptsetup luksFormat -q \
+    --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "$0" -'
+refuse "$luks" "partition 1: LUKS encrypted volume.*needs its key" \
+    apply "$luks" "$tmp/demo.vmab"
+rm -f "$luks"
+pass "btrfs refused naming the routes; LUKS refused as encrypted"
 
 # --- dirty filesystems: journal needing recovery, error state.
 # dumpe2fs confirms each plant took before the refusal is judged.
