@@ -193,7 +193,7 @@ static gboolean vo_apply_recover_locked(const char *image,
     if (!have_overlay && !have_journal) {
         return TRUE;
     }
-    if (!vo_image_check_unlocked(image, error)) {
+    if (!vo_image_check_unlocked(image, TRUE, error)) {
         return FALSE;
     }
     if (have_journal) {

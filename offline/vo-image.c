@@ -190,19 +190,25 @@ const char *vo_image_qemu_tool(const char *name)
     return found;
 }
 
-gboolean vo_image_check_unlocked(const char *image, GError **error)
+gboolean vo_image_check_unlocked(const char *image, gboolean for_writing,
+                                 GError **error)
 {
+    /*
+     * QEMU's file-posix driver expresses its permissions as byte locks at
+     * offsets 100.. (permissions held: 100 consistent read, 101 write,
+     * 102 write-unchanged, 103 resize) and 200.. (permissions it refuses
+     * to share).  Writing needs the image to itself: any lock there means
+     * a QEMU process uses it, even one only reading it.  Reading needs
+     * only that nothing may change it underneath: no process holds a
+     * write, write-unchanged or resize permission.  So readers, a VM
+     * using the disk read-only and other inspections among them, read
+     * side by side, as QEMU's own readers do.
+     */
     struct flock fl = {
         .l_type = F_WRLCK,
         .l_whence = SEEK_SET,
-        /*
-         * QEMU's file-posix driver expresses its permissions as byte locks
-         * at offsets 100.. (permissions held) and 200.. (permissions it
-         * refuses to share).  Any lock there means a QEMU process uses the
-         * image, even one only reading it.
-         */
-        .l_start = 100,
-        .l_len = 200,
+        .l_start = for_writing ? 100 : 101,
+        .l_len = for_writing ? 200 : 3,
     };
     int fd = open(image, O_RDONLY | O_CLOEXEC);
 
@@ -431,7 +437,7 @@ gboolean vo_image_check_overlay(const char *overlay, const char *image,
 char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error)
 {
-    if (!vo_image_check_unlocked(image, error)) {
+    if (!vo_image_check_unlocked(image, for_writing, error)) {
         return NULL;
     }
     return vo_image_probe_format(image, format, for_writing, error);

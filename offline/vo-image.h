@@ -19,8 +19,11 @@ G_BEGIN_DECLS
  * $VMAUGMENT_QEMU_BUILD_DIR/<name>, else <name> on PATH. */
 const char *vo_image_qemu_tool(const char *name);
 
-/* Fails with VO_ERROR_IN_USE when another process holds QEMU's image lock. */
-gboolean vo_image_check_unlocked(const char *image, GError **error);
+/* Fails with VO_ERROR_IN_USE when a QEMU process holds the image in a way
+ * that forbids the job: any lock at all @for_writing, otherwise a
+ * permission to change the image (a VM running on it). */
+gboolean vo_image_check_unlocked(const char *image, gboolean for_writing,
+                                 GError **error);
 
 /* Whether images may name other host files (backing files, external data
  * files, vmdk extents); off unless the operator says so. */

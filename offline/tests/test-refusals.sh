@@ -5,7 +5,7 @@
 # paths escaping the guest.
 source "$(dirname "$0")/lib.sh"
 
-plan 18
+plan 19
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -56,6 +56,22 @@ grep -q 'Failed to get shared "write" lock' <<<"$held" ||
 refuse "$img" "in use by a running QEMU" apply "$img" "$tmp/demo.vmab"
 kill "${bg_pids[0]}"; wait "${bg_pids[0]}" 2>/dev/null || true; bg_pids=()
 pass "image held by qemu-system refused"
+
+# A reader holding the image (a read-only export, as a VM's read-only disk
+# or another inspection holds it) stops a change, not another reading.
+"$QEMU_NBD" --read-only --persistent --socket="$tmp/ro.sock" -f qcow2 \
+    "$img" 2>"$tmp/ro.log" &
+bg_pids+=($!)
+for _ in $(seq 50); do
+    [ -S "$tmp/ro.sock" ] && break
+    sleep 0.1
+done
+[ -S "$tmp/ro.sock" ] || fail "qemu-nbd --read-only: $(cat "$tmp/ro.log")"
+vo inspect "$img" >"$tmp/ro-inspect.json" ||
+    fail "inspect beside a reader: $(cat "$tmp/ro-inspect.json")"
+refuse "$img" "in use by a running QEMU" apply "$img" "$tmp/demo.vmab"
+kill "${bg_pids[0]}"; wait "${bg_pids[0]}" 2>/dev/null || true; bg_pids=()
+pass "beside a read-only user, inspect reads and apply is refused"
 
 # --- corrupt qcow2: QEMU's corrupt flag, a bad L1 table, a truncated file.
 bad=$tmp/corrupt.qcow2
