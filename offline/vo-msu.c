@@ -477,31 +477,22 @@ static const char *vo_msu_fits(VoMsuEntry *e, VoMsuGroup *g, char **why)
 }
 
 /* Copies @src into @dir under its own name; its SHA-256 returned, and
- * checked against @want when the catalog gives one. */
+ * checked against @want when the catalog gives one (the copy removed
+ * when it differs). */
 static char *vo_msu_keep(const char *src, const char *dir, const char *want,
                          GError **error)
 {
-    g_autoptr(GMappedFile) map = g_mapped_file_new(src, FALSE, error);
-    g_autofree char *name = g_path_get_basename(src);
-    g_autofree char *dest = g_build_filename(dir, name, NULL);
     g_autofree char *sha = NULL;
+    g_autofree char *dest = vo_plan_keep_file(src, dir, &sha, error);
 
-    if (!map) {
+    if (!dest) {
         return NULL;
     }
-    sha = g_compute_checksum_for_data(
-        G_CHECKSUM_SHA256, (const guchar *)g_mapped_file_get_contents(map),
-        g_mapped_file_get_length(map));
     if (want && !g_str_equal(want, sha)) {
+        g_unlink(dest);
         g_set_error(error, VO_ERROR, VO_ERROR_HASH_MISMATCH,
                     "%s is not the file the catalog names (SHA-256 %s, the "
                     "catalog says %s)", src, sha, want);
-        return NULL;
-    }
-    if (!g_file_set_contents_full(dest, g_mapped_file_get_contents(map),
-                                  g_mapped_file_get_length(map),
-                                  G_FILE_SET_CONTENTS_CONSISTENT, 0644,
-                                  error)) {
         return NULL;
     }
     return g_steal_pointer(&sha);
@@ -791,6 +782,7 @@ gboolean vo_msu_bundle_build(const char *plan_path, int group,
     g_autoptr(GHashTable) payloads = g_hash_table_new_full(
         g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_bytes_unref);
     g_autoptr(GString) kbs = g_string_new(NULL);
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
     g_autoptr(GString) version = g_string_new(NULL);
     g_autofree char *id = NULL;
     g_autofree char *list_name = NULL;
@@ -882,7 +874,7 @@ gboolean vo_msu_bundle_build(const char *plan_path, int group,
             return vo_msu_plan_bad(error, "an update has a \"kb\", a .msu "
                                    "\"file\" and its \"sha256\"");
         }
-        if (strstr(kbs->str, kb)) {
+        if (!g_hash_table_add(seen, (char *)kb)) {
             return vo_msu_plan_bad(error, "a KB appears twice");
         }
         data = vo_plan_bundle_file(dir, file, sha, error);
@@ -1147,6 +1139,11 @@ static gboolean vo_msu_outcome(JsonArray *kbs, GHashTable *codes,
     g_autoptr(GString) s = g_string_new(NULL);
     guint failed = 0;
 
+    /* Its list gone, the guest cannot say what it installed. */
+    if (json_array_get_length(kbs) == 0) {
+        *message = g_strdup("the bundle's list of KBs is missing");
+        return FALSE;
+    }
     for (guint i = 0; i < json_array_get_length(kbs); i++) {
         const char *kb = json_array_get_string_element(kbs, i);
         gpointer code;

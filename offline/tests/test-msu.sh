@@ -174,8 +174,11 @@ pass "apply: .msu files staged with their hashes, the installer, SYSTEM\\Setup C
 sum=$(sha256sum <"$tmp/later.raw")
 expect_refusal --status 3 'rule "os.family = windows, os.current_build = 19045, os.ubr = 4055" does not hold' \
     --trust-dir "$tmp/trust" apply "$tmp/later.raw" "$tmp/msu.vmab"
+# A copy: other tests may hold the shared fixture's lock.
+cp "$(fixtures_linux)/debian.qcow2" "$tmp/debian.qcow2"
 expect_refusal --status 3 'does not hold' --trust-dir "$tmp/trust" \
-    apply "$(fixtures_linux)/debian.qcow2" "$tmp/msu.vmab"
+    apply "$tmp/debian.qcow2" "$tmp/msu.vmab"
+rm -f "$tmp/debian.qcow2"
 [ "$(sha256sum <"$tmp/later.raw")" = "$sum" ] || fail "a refusal changed the image"
 # Another bundle before the next boot finds Windows armed: refused too
 # (the same bundle again is merely already applied).
