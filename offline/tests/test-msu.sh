@@ -243,7 +243,23 @@ vo status "$tmp/b.raw" >"$tmp/status-b.json"
 [ "$(json_get "$tmp/status-b.json" bundles 0 state)" = failed ] || fail "status: failed"
 json_get "$tmp/status-b.json" bundles 0 summary | grep -q ': KB9000001 0, KB9000002 -2145124329$' ||
     fail "failed summary"
-pass "an update that fails at boot: the bundle recorded failed, with its code"
+# A guest that emptied its bundle's KB list cannot have it confirmed.
+cp --sparse=always "$fix/windows.raw" "$tmp/c.raw"
+vo apply "$tmp/c.raw" "$tmp/msu.vmab" >/dev/null || fail "apply c"
+empty_kbs() {
+    : >"$tmp/empty.kbs"
+    ntfscp -q -f "$tmp/p.part" "$tmp/empty.kbs" "$msu_dir/$bundle_stem.kbs"
+}
+with_part "$tmp/c.raw" empty_kbs
+printf '[msu-install]\r\ntime=t\r\nrecords=%s.json;\r\n' "$bundle_stem" >"$tmp/no-kb.result"
+boot_result "$tmp/c.raw" "$tmp/no-kb.result"
+vo inspect "$tmp/c.raw" >/dev/null || fail "inspect c"
+vo status "$tmp/c.raw" >"$tmp/status-c.json"
+[ "$(json_get "$tmp/status-c.json" bundles 0 state)" = failed ] ||
+    fail "a bundle without its KB list: $(json_get "$tmp/status-c.json" bundles 0 summary)"
+json_get "$tmp/status-c.json" bundles 0 summary | grep -q "the bundle's list of KBs is missing" ||
+    fail "KB list summary"
+pass "an update that fails at boot, or a bundle whose KB list is gone: recorded failed, with the reason"
 
 # Hostile result files, on an image applied and not yet reported: each
 # is refused with a reason, and the host's record is untouched.
