@@ -213,20 +213,21 @@ static void vo_configure_result_open(JsonBuilder *b, const char *message,
     json_builder_begin_array(b);
 }
 
-/* The record @name lists, wherever the guest tool has renamed it. */
-static void vo_configure_add_record(VoGuest *guest, const char *name,
-                                    JsonBuilder *b)
+gboolean vo_configure_record_open(VoGuest *guest, const char *dir,
+                                  const char *name,
+                                  const char *const *suffixes,
+                                  JsonBuilder *b)
 {
-    static const char *const suffixes[] = { "", ".confirmed", ".failed" };
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GBytes) data = NULL;
+    const char *sep = dir[0] == '/' ? "/" : "\\";
     JsonNode *root;
     JsonObject *o;
     const char *bundle, *version, *sha;
 
-    for (guint i = 0; !data && i < G_N_ELEMENTS(suffixes); i++) {
-        g_autofree char *path = g_strdup_printf("%s/%s%s", VO_CONFIGURE_DIR,
-                                                name, suffixes[i]);
+    for (guint i = 0; !data && suffixes[i]; i++) {
+        g_autofree char *path = g_strdup_printf("%s%s%s%s", dir, sep, name,
+                                                suffixes[i]);
 
         data = vo_guest_read_file_max(guest, path, VO_CONFIGURE_MAX_RECORD,
                                       NULL);
@@ -236,14 +237,14 @@ static void vo_configure_add_record(VoGuest *guest, const char *name,
                      g_bytes_get_size(data), NULL) ||
         !(root = json_parser_get_root(parser)) ||
         !JSON_NODE_HOLDS_OBJECT(root)) {
-        return;
+        return FALSE;
     }
     o = json_node_get_object(root);
     bundle = vo_configure_string(o, "bundle", VMAUG_NAME_MAX - 1);
     version = vo_configure_string(o, "version", VMAUG_VERSION_MAX - 1);
     sha = vo_configure_string(o, "manifest_sha256", 64);
     if (!bundle || !version || !sha) {
-        return;
+        return FALSE;
     }
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "bundle");
@@ -252,7 +253,21 @@ static void vo_configure_add_record(VoGuest *guest, const char *name,
     json_builder_add_string_value(b, version);
     json_builder_set_member_name(b, "manifest_sha256");
     json_builder_add_string_value(b, sha);
-    json_builder_end_object(b);
+    return TRUE;
+}
+
+/* The record @name lists, wherever the guest tool has renamed it. */
+static void vo_configure_add_record(VoGuest *guest, const char *name,
+                                    JsonBuilder *b)
+{
+    static const char *const suffixes[] = {
+        "", ".confirmed", ".failed", NULL,
+    };
+
+    if (vo_configure_record_open(guest, VO_CONFIGURE_DIR, name, suffixes,
+                                 b)) {
+        json_builder_end_object(b);
+    }
 }
 
 JsonNode *vo_configure_result_read(VoGuest *guest)

@@ -52,6 +52,19 @@ gboolean vo_configure_add(JsonObject *manifest, GHashTable *payloads,
 JsonNode *vo_configure_result_read(VoGuest *guest);
 
 /*
+ * Worker: the marker record @name in the guest directory @dir (the first
+ * of the NULL-terminated @suffixes it is found under: the guest renames
+ * records it has answered for), checked and bounded: an object opened
+ * in @b with its "bundle", "version" and "manifest_sha256", for the
+ * caller to complete and close.  FALSE, @b untouched, when absent or
+ * malformed.
+ */
+gboolean vo_configure_record_open(VoGuest *guest, const char *dir,
+                                  const char *name,
+                                  const char *const *suffixes,
+                                  JsonBuilder *b);
+
+/*
  * Parent: check the worker's @node (hostile: it was read from the guest)
  * and record it in @image's servicing record like a report through the
  * device: each record confirmed or failed once, refused for a bundle

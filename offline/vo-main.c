@@ -19,6 +19,7 @@
 #include "vo-inventory.h"
 #include "vo-libvirt.h"
 #include "vo-ovf.h"
+#include "vo-msu.h"
 #include "vo-plan-bundle.h"
 #include "vo-plan.h"
 #include "vo-version.h"
@@ -41,6 +42,7 @@ static char *opt_libvirt;
 static gboolean opt_accept_weaker;
 static gboolean opt_allow_backing;
 static char **opt_apt_sources;
+static char *opt_msu_catalog;
 static char *opt_keyring;
 static gboolean opt_security_only;
 static char *opt_download_dir;
@@ -120,6 +122,22 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
         if (JSON_NODE_HOLDS_OBJECT(inv)) {
             json_object_set_member(json_node_get_object(inv),
                                    "dpkg_configure", done);
+        } else {
+            json_node_unref(done);
+        }
+    }
+    /* The same for the Windows installer's result (vo-msu.h). */
+    if (json_object_has_member(result, "msu_install")) {
+        JsonNode *inv = json_object_get_member(result, "inventory");
+        JsonNode *done = vo_msu_result_record(
+            image, json_object_get_member(result, "msu_install"), error);
+
+        if (!done) {
+            return FALSE;
+        }
+        if (JSON_NODE_HOLDS_OBJECT(inv)) {
+            json_object_set_member(json_node_get_object(inv), "msu_install",
+                                   done);
         } else {
             json_node_unref(done);
         }
@@ -311,6 +329,17 @@ static gboolean vo_main_recover(int argc, char **argv, GError **error)
 
 static gboolean vo_main_bundle_build(int argc, char **argv, GError **error)
 {
+    /* A plan of .msu files: its own bundle (vo-msu.h). */
+    if (opt_plan && vo_msu_plan_file_is(opt_plan)) {
+        if (argc != 1 || !opt_payload_dir || !opt_key || !opt_cert ||
+            !opt_output) {
+            return vo_main_usage(error, "bundle-build --plan MSU-PLAN "
+                                 "--payload-dir DIR [--group N] --key KEY "
+                                 "--cert CERT --output BUNDLE");
+        }
+        return vo_msu_bundle_build(opt_plan, opt_group, opt_payload_dir,
+                                   opt_key, opt_cert, opt_output, error);
+    }
     if (opt_plan) {
         if (argc != 1 || !opt_debs || !opt_key || !opt_cert || !opt_output) {
             return vo_main_usage(error, "bundle-build --plan PLAN --debs DIR "
@@ -329,25 +358,11 @@ static gboolean vo_main_bundle_build(int argc, char **argv, GError **error)
                            opt_key, opt_cert, opt_output, error);
 }
 
-/* plan IMAGE...: apt decides for each group of identical package sets. */
-static gboolean vo_main_plan(int argc, char **argv, GError **error)
+/* argv[1...] resolved to disk files into @images, their probed formats
+ * into @formats. */
+static gboolean vo_main_images(int argc, char **argv, GPtrArray *images,
+                               GPtrArray *formats, GError **error)
 {
-    g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) formats = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(JsonNode) plan = NULL;
-    VoPlanOptions opts = {
-        .sources = opt_apt_sources,
-        .keyring = opt_keyring,
-        .security_only = opt_security_only,
-        .download_dir = opt_download_dir,
-    };
-
-    if (argc < 2 || !opt_apt_sources || !opt_keyring || !opt_download_dir) {
-        return vo_main_usage(error, "plan (--apt-source 'URI SUITE "
-                             "COMPONENT...')... --keyring KEY.gpg "
-                             "[--security-only] --download-dir DIR "
-                             "[--output PLAN] IMAGE...");
-    }
     for (int i = 1; i < argc; i++) {
         char *image = vo_ovf_resolve_image(argv[i], error);
         char *format;
@@ -362,13 +377,12 @@ static gboolean vo_main_plan(int argc, char **argv, GError **error)
         }
         g_ptr_array_add(formats, format);
     }
-    opts.images = (char **)images->pdata;
-    opts.formats = (char **)formats->pdata;
-    opts.n_images = images->len;
-    plan = vo_plan_run(&opts, error);
-    if (!plan) {
-        return FALSE;
-    }
+    return TRUE;
+}
+
+/* Writes @plan to --output, or prints it. */
+static gboolean vo_main_write_plan(JsonNode *plan, GError **error)
+{
     if (opt_output) {
         g_autoptr(JsonGenerator) gen = json_generator_new();
 
@@ -378,6 +392,64 @@ static gboolean vo_main_plan(int argc, char **argv, GError **error)
     }
     vo_main_print_json(plan);
     return TRUE;
+}
+
+/* plan --msu-catalog CATALOG IMAGE...: the catalog's .msu files decided
+ * for each group of Windows images at the same build, UBR and KBs. */
+static gboolean vo_main_plan_msu(int argc, char **argv, GError **error)
+{
+    g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) formats = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(JsonNode) plan = NULL;
+    VoMsuPlanOptions opts = {
+        .catalog = opt_msu_catalog,
+        .download_dir = opt_download_dir,
+    };
+
+    if (argc < 2 || opt_apt_sources || !opt_download_dir) {
+        return vo_main_usage(error, "plan --msu-catalog CATALOG.json "
+                             "--download-dir DIR [--output PLAN] IMAGE...");
+    }
+    if (!vo_main_images(argc, argv, images, formats, error)) {
+        return FALSE;
+    }
+    opts.images = (char **)images->pdata;
+    opts.formats = (char **)formats->pdata;
+    opts.n_images = images->len;
+    plan = vo_msu_plan_run(&opts, error);
+    return plan && vo_main_write_plan(plan, error);
+}
+
+/* plan IMAGE...: apt decides for each group of identical package sets. */
+static gboolean vo_main_plan(int argc, char **argv, GError **error)
+{
+    g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) formats = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(JsonNode) plan = NULL;
+    VoPlanOptions opts = {
+        .sources = opt_apt_sources,
+        .keyring = opt_keyring,
+        .security_only = opt_security_only,
+        .download_dir = opt_download_dir,
+    };
+
+    if (opt_msu_catalog) {
+        return vo_main_plan_msu(argc, argv, error);
+    }
+    if (argc < 2 || !opt_apt_sources || !opt_keyring || !opt_download_dir) {
+        return vo_main_usage(error, "plan (--apt-source 'URI SUITE "
+                             "COMPONENT...')... --keyring KEY.gpg "
+                             "[--security-only] --download-dir DIR "
+                             "[--output PLAN] IMAGE...");
+    }
+    if (!vo_main_images(argc, argv, images, formats, error)) {
+        return FALSE;
+    }
+    opts.images = (char **)images->pdata;
+    opts.formats = (char **)formats->pdata;
+    opts.n_images = images->len;
+    plan = vo_plan_run(&opts, error);
+    return plan && vo_main_write_plan(plan, error);
 }
 
 static gboolean vo_main_batch(int argc, char **argv, GError **error)
@@ -574,10 +646,13 @@ static const struct {
     { "recover", vo_main_recover,
       "IMAGE                 finish or undo an interrupted apply" },
     { "plan", vo_main_plan,
-      "IMAGE...                 updates apt chooses (--apt-source ...)" },
+      "IMAGE...                 updates apt chooses (--apt-source ...)\n"
+      "  plan --msu-catalog CATALOG IMAGE...   ... Windows .msu files" },
     { "bundle-build", vo_main_bundle_build,
       "MANIFEST         build and sign a bundle\n"
-      "  bundle-build --plan PLAN --debs DIR    ... from a plan", TRUE },
+      "  bundle-build --plan PLAN --debs DIR    ... from a plan\n"
+      "  bundle-build --plan PLAN --payload-dir DIR  ... of .msu files",
+      TRUE },
     { "batch", vo_main_batch,
       "(IMAGE|DIR|@LIST)...    apply --bundle(s) to many images\n"
       "  batch --libvirt URI           ... to libvirt's inactive domains\n"
@@ -631,7 +706,8 @@ int main(int argc, char **argv)
           "bundle-build, batch --apt-source: the key's certificate",
           "FILE" },
         { "payload-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_payload_dir,
-          "bundle-build: where payload files are (default .)", "DIR" },
+          "bundle-build: where payload files are (default .); with "
+          "--plan of .msu files, the plan's download directory", "DIR" },
         { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output,
           "bundle-build: the bundle to write; plan: the plan", "FILE" },
         { "plan", 0, 0, G_OPTION_ARG_FILENAME, &opt_plan,
@@ -653,8 +729,11 @@ int main(int argc, char **argv)
           "KEY.gpg" },
         { "security-only", 0, 0, G_OPTION_ARG_NONE, &opt_security_only,
           "plan, batch: only upgrades from security sources", NULL },
+        { "msu-catalog", 0, 0, G_OPTION_ARG_FILENAME, &opt_msu_catalog,
+          "plan: Windows updates from this catalog of .msu files",
+          "CATALOG.json" },
         { "download-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_download_dir,
-          "plan: where the .deb files go", "DIR" },
+          "plan: where the .deb (or .msu) files go", "DIR" },
         { "jobs", 'j', 0, G_OPTION_ARG_INT, &opt_jobs,
           "batch: images serviced at once (default 2)", "N" },
         { "report-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_report_dir,

@@ -46,9 +46,7 @@ static gboolean vo_plan_bundle_string(JsonObject *obj, const char *name,
     return TRUE;
 }
 
-/* The group the operator chose; -1 is fine only for a single group. */
-static JsonObject *vo_plan_bundle_group(JsonNode *root, int index,
-                                        GError **error)
+JsonObject *vo_plan_bundle_group(JsonNode *root, int index, GError **error)
 {
     JsonNode *format, *groups, *g;
     guint n;
@@ -92,9 +90,8 @@ static JsonObject *vo_plan_bundle_group(JsonNode *root, int index,
     return json_node_get_object(g);
 }
 
-/* The .deb @name from @dir, which must be what the plan recorded. */
-static GBytes *vo_plan_bundle_deb(const char *dir, const char *name,
-                                  const char *sha256, GError **error)
+GBytes *vo_plan_bundle_file(const char *dir, const char *name,
+                            const char *sha256, GError **error)
 {
     g_autofree char *path = NULL;
     g_autofree char *have = NULL;
@@ -153,7 +150,7 @@ static gboolean vo_plan_bundle_package(JsonNode *node, const char *op,
         (old && !vo_version_check(old, &local))) {
         return vo_plan_bundle_bad(error, local->message);
     }
-    data = vo_plan_bundle_deb(dir, deb, sha, error);
+    data = vo_plan_bundle_file(dir, deb, sha, error);
     if (!data) {
         return FALSE;
     }

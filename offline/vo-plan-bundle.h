@@ -8,7 +8,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <json-glib/json-glib.h>
 
 G_BEGIN_DECLS
 
@@ -25,5 +25,14 @@ gboolean vo_plan_bundle_build(const char *plan_path, int group,
                               const char *debs_dir, const char *key_path,
                               const char *cert_path, const char *out_path,
                               GError **error);
+
+/* Group @index of the plan @root, which has the plan "format" and a
+ * "groups" array; -1 is fine only for a single group. */
+JsonObject *vo_plan_bundle_group(JsonNode *root, int index, GError **error);
+
+/* The file @name (a plain name) from @dir, which must be what the plan
+ * recorded: SHA-256 @sha256. */
+GBytes *vo_plan_bundle_file(const char *dir, const char *name,
+                            const char *sha256, GError **error);
 
 G_END_DECLS

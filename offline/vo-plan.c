@@ -57,9 +57,8 @@ static VoDpkgStatus *vo_plan_read_image(const char *image,
     return vo_dpkg_status_from_report(dpkg, error);
 }
 
-/* Copies @src into @dir under its own name; its SHA-256 in *@sha256. */
-static char *vo_plan_keep_deb(const char *src, const char *dir,
-                              char **sha256, GError **error)
+char *vo_plan_keep_file(const char *src, const char *dir, char **sha256,
+                        GError **error)
 {
     g_autoptr(GMappedFile) map = g_mapped_file_new(src, FALSE, error);
     g_autofree char *name = g_path_get_basename(src);
@@ -132,7 +131,7 @@ static gboolean vo_plan_group(const VoPlanOptions *opts, GPtrArray *sources,
     for (guint i = 0; i < changes->len; i++) {
         VoAptChange *c = changes->pdata[i];
         g_autofree char *sha = NULL;
-        g_autofree char *kept = vo_plan_keep_deb(c->deb, opts->download_dir,
+        g_autofree char *kept = vo_plan_keep_file(c->deb, opts->download_dir,
                                                  &sha, error);
         g_autofree char *name = g_path_get_basename(c->deb);
         gboolean preinst;

@@ -34,4 +34,9 @@ typedef struct {
  * in @opts->download_dir. */
 JsonNode *vo_plan_run(const VoPlanOptions *opts, GError **error);
 
+/* Copies @src into @dir under its own name, returned; its SHA-256 in
+ * *@sha256. */
+char *vo_plan_keep_file(const char *src, const char *dir, char **sha256,
+                        GError **error);
+
 G_END_DECLS

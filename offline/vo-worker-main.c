@@ -32,6 +32,7 @@
 #include "vo-configure.h"
 #include "vo-inventory.h"
 #include "vo-mounts.h"
+#include "vo-msu.h"
 #include "vo-patch.h"
 #include "vo-wire.h"
 #include "vo-worker.h"
@@ -62,7 +63,7 @@ static gboolean vo_worker_inspect(VoWorker *w, JsonBuilder *b,
                                   GError **error)
 {
     g_autoptr(VoInventory) inv = vo_inventory_read(w->guest, error);
-    JsonNode *configure;
+    JsonNode *configure, *msu;
 
     if (!inv) {
         return FALSE;
@@ -73,6 +74,12 @@ static gboolean vo_worker_inspect(VoWorker *w, JsonBuilder *b,
     if (configure) {
         json_builder_set_member_name(b, "dpkg_configure");
         json_builder_add_value(b, configure);
+    }
+    msu = g_str_equal(w->guest->family, "windows")
+          ? vo_msu_result_read(w->guest) : NULL;
+    if (msu) {
+        json_builder_set_member_name(b, "msu_install");
+        json_builder_add_value(b, msu);
     }
     return TRUE;
 }

@@ -46,6 +46,8 @@ static const struct {
     { "inventory", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_INSPECT },
     /* Checked member by member by vo_configure_result_record(). */
     { "dpkg_configure", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_INSPECT },
+    /* Checked member by member by vo_msu_result_record(). */
+    { "msu_install", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_INSPECT },
     { "status", JSON_NODE_VALUE, G_TYPE_STRING,
       1 << VO_WORKER_CHECK | 1 << VO_WORKER_APPLY },
     { "rules", JSON_NODE_ARRAY, 0,
