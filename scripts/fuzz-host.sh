@@ -77,6 +77,7 @@ all_targets=(
     "offline/tests/fuzz/fuzz-lvm 20000 corpus-lvm"
     "offline/tests/fuzz/fuzz-rpmdb 2000 corpus-rpmdb"
     "offline/tests/fuzz/fuzz-worker-report 20000 corpus-worker-report"
+    "offline/tests/fuzz/fuzz-msu-result 20000 corpus-msu-result"
     "offline/tests/fuzz/fuzz-image-ext 1000 corpus-image-ext"
     "offline/tests/fuzz/fuzz-image-ntfs 500 corpus-image-ntfs"
 )
