@@ -203,14 +203,20 @@ dkms_built() {
     echo "$status"
     grep -q "^vmaugment/$upstream_version, $kver, [^:]*: installed" <<<"$status" ||
         return 1
-    in_root modinfo -F alias "/lib/modules/$kver/updates/dkms/vmaugment.ko" |
-        grep -q '^virtio:d0000003Fv'
+    # Whole outputs, then grep: with pipefail, grep -q leaving a pipe
+    # early would fail the writer with SIGPIPE.
+    aliases=$(in_root modinfo -F alias \
+        "/lib/modules/$kver/updates/dkms/vmaugment.ko") || return 1
+    grep -q '^virtio:d0000003Fv' <<<"$aliases"
 }
 check "DKMS registers the driver and builds it for the root's kernel" dkms_built
 
 conffile() {
-    in_root dpkg-query -W -f '${Conffiles}\n' vmaugment-host |
-        grep -q '^ /etc/vmaugment/helper.conf [0-9a-f]\{32\}$' &&
+    local conffiles
+
+    conffiles=$(in_root dpkg-query -W -f '${Conffiles}\n' vmaugment-host) &&
+        grep -q '^ /etc/vmaugment/helper.conf [0-9a-f]\{32\}$' \
+            <<<"$conffiles" &&
         [ -f "$root/etc/vmaugment/helper.conf" ]
 }
 check "/etc/vmaugment/helper.conf is a registered conffile" conffile
@@ -250,11 +256,14 @@ int main(void)
     return ret < 0 ? 0 : 1;
 }
 C
-    in_root sh -c 'cd /vmaugment-test &&
+    local out
+
+    out=$(in_root sh -c 'cd /vmaugment-test &&
         gcc -Wall -Werror -o client client.c \
             $(pkg-config --cflags --libs libvmaugment) &&
-        ./client && ldd client' | tee /dev/stderr |
-        grep -q 'libvmaugment\.so\.0 => /'
+        ./client && ldd client') || { echo "$out"; return 1; }
+    echo "$out"
+    grep -q 'libvmaugment\.so\.0 => /' <<<"$out"
 }
 check "a program built with pkg-config libvmaugment links the library" library
 
