@@ -91,39 +91,6 @@ static gboolean vo_apply_write_journal(const char *journal, const char *text,
     return vo_apply_sync_dir(journal, error);
 }
 
-/* Copies the verified overlay into the image and removes the sidecars. */
-static gboolean vo_apply_commit(const char *overlay, const char *journal,
-                                GError **error)
-{
-    const char *args[] = {
-        /* -d keeps the overlay intact, so a killed commit can be redone. */
-        "commit", "-q", "-d", "-f", "qcow2", overlay, NULL,
-    };
-
-    if (!vo_image_qemu_img(args, error)) {
-        return FALSE;
-    }
-    /*
-     * The overlay goes first: a journal alone says "committed", while an
-     * overlay alone says "never written" and would have recover report a
-     * finished commit as rolled back.
-     */
-    if (g_unlink(overlay) < 0 && errno != ENOENT) {
-        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot remove %s: %s",
-                    overlay, g_strerror(errno));
-        return FALSE;
-    }
-    if (!vo_apply_sync_dir(overlay, error)) {
-        return FALSE;
-    }
-    if (g_unlink(journal) < 0 && errno != ENOENT) {
-        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot remove %s: %s",
-                    journal, g_strerror(errno));
-        return FALSE;
-    }
-    return vo_apply_sync_dir(journal, error);
-}
-
 /*
  * One vmaugment-offline at a time per image: a second apply would take the
  * first one's overlay for debris and delete it.  flock() locks are
@@ -153,60 +120,228 @@ static int vo_apply_lock(const char *image, GError **error)
     return fd;
 }
 
-static void vo_apply_unlock(int *fd)
+/*
+ * A guest of several disks is applied as one (docs/offline.rst, "Applying
+ * atomically"): the journal next to its first disk is the one commit
+ * point, and names every disk; each later disk carries a link, the path
+ * of the first disk, from before its overlay exists until the whole
+ * commit is done, so that recovery started from any disk finds the
+ * group's journal.
+ */
+#define VO_APPLY_MAX_JOURNAL (64 * 1024)
+
+/* The image a later disk's link names, or NULL (no link). */
+static char *vo_apply_read_link(const char *image, GError **error)
 {
-    if (*fd >= 0) {
-        close(*fd);
+    g_autofree char *link = vo_apply_sidecar(image, "group");
+    g_autofree char *text = NULL;
+    gsize len;
+
+    if (!g_file_test(link, G_FILE_TEST_EXISTS)) {
+        return NULL;
     }
+    if (!g_file_get_contents(link, &text, &len, error)) {
+        return NULL;
+    }
+    if (len == 0 || len > 4096 || strlen(text) != len ||
+        !g_path_is_absolute(text)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "%s does not name an image; remove it if no apply of "
+                    "%s was interrupted", link, image);
+        return NULL;
+    }
+    return g_steal_pointer(&text);
 }
 
-static gboolean vo_apply_recover_locked(const char *image,
-                                        const char **action, GError **error);
-
-gboolean vo_apply_recover(const char *image, const char **action,
-                          GError **error)
+/* The disks the journal @journal of @first names, in order (@first alone
+ * in a journal of one disk). */
+static GPtrArray *vo_apply_journal_disks(const char *journal,
+                                         const char *first, GError **error)
 {
-    int fd = vo_apply_lock(image, error);
-    gboolean ok;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
+    g_autofree char *text = NULL;
+    gsize len;
+    JsonNode *root;
+    JsonArray *list;
 
-    if (fd < 0) {
+    if (!g_file_get_contents(journal, &text, &len, error)) {
+        return NULL;
+    }
+    if (len > VO_APPLY_MAX_JOURNAL ||
+        !json_parser_load_from_data(parser, text, len, NULL) ||
+        !JSON_NODE_HOLDS_OBJECT(root = json_parser_get_root(parser))) {
+        goto bad;
+    }
+    if (!json_object_has_member(json_node_get_object(root), "disks")) {
+        g_ptr_array_add(disks, g_strdup(first));
+        return g_steal_pointer(&disks);
+    }
+    if (!JSON_NODE_HOLDS_ARRAY(json_object_get_member(
+            json_node_get_object(root), "disks"))) {
+        goto bad;
+    }
+    list = json_object_get_array_member(json_node_get_object(root), "disks");
+    for (guint i = 0; i < json_array_get_length(list); i++) {
+        JsonNode *n = json_array_get_element(list, i);
+
+        if (json_node_get_value_type(n) != G_TYPE_STRING ||
+            !g_path_is_absolute(json_node_get_string(n)) ||
+            i >= VO_WORKER_MAX_DISKS) {
+            goto bad;
+        }
+        g_ptr_array_add(disks, g_strdup(json_node_get_string(n)));
+    }
+    if (disks->len == 0 || !g_str_equal(disks->pdata[0], first)) {
+        goto bad;
+    }
+    return g_steal_pointer(&disks);
+bad:
+    g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                "%s is not a journal of vmaugment-offline; remove it if no "
+                "apply of %s was interrupted", journal, first);
+    return NULL;
+}
+
+/* Whether @path is one of @held (the images whose lock we hold). */
+static gboolean vo_apply_holds(GPtrArray *held, const char *path)
+{
+    for (guint i = 0; held && i < held->len; i++) {
+        if (g_str_equal(held->pdata[i], path)) {
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+/* Removes @path if present, and syncs its directory. */
+static gboolean vo_apply_remove(const char *path, GError **error)
+{
+    if (g_unlink(path) < 0) {
+        if (errno == ENOENT) {
+            return TRUE;
+        }
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot remove %s: %s",
+                    path, g_strerror(errno));
         return FALSE;
     }
-    ok = vo_apply_recover_locked(image, action, error);
-    close(fd);
+    return vo_apply_sync_dir(path, error);
+}
+
+/*
+ * Rolls the group of @journal forward: every disk's overlay committed,
+ * then the links, then the journal removed.  The images of @disks not in
+ * @held are locked here first.
+ */
+static gboolean vo_apply_roll_forward(GPtrArray *disks, const char *journal,
+                                      GPtrArray *held, GError **error)
+{
+    g_autoptr(GArray) fds = g_array_new(FALSE, FALSE, sizeof(int));
+    gboolean ok = TRUE;
+
+    for (guint i = 0; ok && i < disks->len; i++) {
+        int fd;
+
+        if (vo_apply_holds(held, disks->pdata[i])) {
+            continue;
+        }
+        fd = vo_apply_lock(disks->pdata[i], error);
+        if (fd < 0) {
+            ok = FALSE;
+            break;
+        }
+        g_array_append_val(fds, fd);
+    }
+    for (guint i = 0; ok && i < disks->len; i++) {
+        const char *image = disks->pdata[i];
+        g_autofree char *overlay = vo_apply_sidecar(image, "overlay.qcow2");
+        const char *args[] = {
+            /* -d keeps the overlay intact: a killed commit can be redone. */
+            "commit", "-q", "-d", "-f", "qcow2", overlay, NULL,
+        };
+
+        if (!g_file_test(overlay, G_FILE_TEST_EXISTS)) {
+            /* Committed already; only its removal was not. */
+            continue;
+        }
+        ok = vo_image_check_unlocked(image, TRUE, error) &&
+             vo_image_check_overlay(overlay, image, error) &&
+             vo_image_qemu_img(args, error) &&
+             vo_apply_remove(overlay, error);
+        if (ok && disks->len > 1) {
+            g_debug("%s: committed", image);
+        }
+    }
+    /*
+     * The links go before the journal: a link without its journal says
+     * "never committed", which is true only once every disk is.
+     */
+    for (guint i = 1; ok && i < disks->len; i++) {
+        g_autofree char *link = vo_apply_sidecar(disks->pdata[i], "group");
+
+        ok = vo_apply_remove(link, error);
+    }
+    ok = ok && vo_apply_remove(journal, error);
+    for (guint i = 0; i < fds->len; i++) {
+        close(g_array_index(fds, int, i));
+    }
     return ok;
 }
 
-static gboolean vo_apply_recover_locked(const char *image,
-                                        const char **action, GError **error)
+/* Drops what an apply that never reached its journal left by @image. */
+static gboolean vo_apply_roll_back(const char *image, gboolean *any,
+                                   GError **error)
 {
     g_autofree char *overlay = vo_apply_sidecar(image, "overlay.qcow2");
-    g_autofree char *journal = vo_apply_sidecar(image, "journal");
-    g_autofree char *journal_tmp = g_strdup_printf("%s.tmp", journal);
-    gboolean have_overlay = g_file_test(overlay, G_FILE_TEST_EXISTS);
-    gboolean have_journal = g_file_test(journal, G_FILE_TEST_EXISTS);
+    g_autofree char *link = vo_apply_sidecar(image, "group");
+
+    *any = g_file_test(overlay, G_FILE_TEST_EXISTS) ||
+           g_file_test(link, G_FILE_TEST_EXISTS);
+    if (!*any) {
+        return TRUE;
+    }
+    /* The overlay first: a link alone is harmless. */
+    return vo_image_check_unlocked(image, TRUE, error) &&
+           vo_apply_remove(overlay, error) && vo_apply_remove(link, error);
+}
+
+/* @image is locked by us, with the images of @held (may be NULL). */
+static gboolean vo_apply_recover_locked(const char *image, GPtrArray *held,
+                                        const char **action, GError **error)
+{
+    g_autofree char *first = NULL;
+    g_autofree char *journal = NULL;
+    g_autofree char *journal_tmp = NULL;
+    g_autoptr(GPtrArray) disks = NULL;
+    g_autoptr(GError) local = NULL;
+    gboolean any;
 
     if (action) {
         *action = "none";
     }
-    g_unlink(journal_tmp);
-    if (!have_overlay && !have_journal) {
-        return TRUE;
-    }
-    if (!vo_image_check_unlocked(image, TRUE, error)) {
+    first = vo_apply_read_link(image, &local);
+    if (local) {
+        g_propagate_error(error, g_steal_pointer(&local));
         return FALSE;
     }
-    if (have_journal) {
-        if (!have_overlay) {
-            /* The commit finished; only the journal's removal did not. */
-            g_unlink(journal);
-            return vo_apply_sync_dir(journal, error);
-        }
-        if (!vo_image_check_overlay(overlay, image, error)) {
+    if (!first) {
+        first = g_strdup(image);
+    }
+    journal = vo_apply_sidecar(first, "journal");
+    journal_tmp = g_strdup_printf("%s.tmp", journal);
+    if (g_str_equal(first, image)) {
+        /* Never renamed into place: nothing was committed. */
+        g_unlink(journal_tmp);
+    }
+    if (g_file_test(journal, G_FILE_TEST_EXISTS)) {
+        disks = vo_apply_journal_disks(journal, first, error);
+        if (!disks) {
             return FALSE;
         }
+    }
+    if (disks && vo_apply_holds(disks, image)) {
         g_message("%s: finishing an interrupted apply", image);
-        if (!vo_apply_commit(overlay, journal, error)) {
+        if (!vo_apply_roll_forward(disks, journal, held, error)) {
             g_prefix_error(error, "cannot finish the interrupted apply: ");
             return FALSE;
         }
@@ -215,12 +350,35 @@ static gboolean vo_apply_recover_locked(const char *image,
         }
         return TRUE;
     }
-    /* No journal: the image was never written; drop the half-done work. */
-    g_unlink(overlay);
-    if (action) {
+    /*
+     * No journal names this disk: its overlay was never committed (a
+     * journal naming other disks is another apply's, which the first
+     * disk's recovery finishes).
+     */
+    if (!vo_apply_roll_back(image, &any, error)) {
+        return FALSE;
+    }
+    if (action && any) {
         *action = "rolled-back";
     }
     return TRUE;
+}
+
+gboolean vo_apply_recover(const char *image, const char **action,
+                          GError **error)
+{
+    g_autofree char *absimage = g_canonicalize_filename(image, NULL);
+    g_autoptr(GPtrArray) held = g_ptr_array_new();
+    int fd = vo_apply_lock(absimage, error);
+    gboolean ok;
+
+    if (fd < 0) {
+        return FALSE;
+    }
+    g_ptr_array_add(held, absimage);
+    ok = vo_apply_recover_locked(absimage, held, action, error);
+    close(fd);
+    return ok;
 }
 
 static void vo_apply_status(JsonBuilder *report, const char *status)
@@ -274,144 +432,304 @@ static const char *vo_apply_worker_status(JsonObject *worker)
                                   : "error");
 }
 
+/* One disk of the guest an apply services. */
+typedef struct {
+    const char *name;       /* as the user named it */
+    char *image;            /* canonical */
+    char *overlay;
+    char *link;             /* later disks: names the first */
+    char *format;
+    int lock_fd;
+} VoApplyDisk;
+
+static void vo_apply_disk_clear(gpointer data)
+{
+    VoApplyDisk *d = data;
+
+    g_free(d->image);
+    g_free(d->overlay);
+    g_free(d->link);
+    g_free(d->format);
+    if (d->lock_fd >= 0) {
+        close(d->lock_fd);
+    }
+}
+
 /* The worker's part: decide (and, unless a dry run, patch and verify) on
- * @disk, a qcow2 overlay or (dry run) the image itself; with
+ * the disks' overlays or (dry run) the images themselves; with
  * VO_APPLY_LIBGUESTFS, libguestfs's appliance does the worker's part. */
-static gboolean vo_apply_in_worker(const char *image, const char *disk,
-                                   const char *format, VoBundle *bundle,
+static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
                                    VoApplyFlags flags, JsonBuilder *report,
                                    const char **status, GError **error)
 {
     g_autoptr(JsonObject) worker = NULL;
     gboolean dry_run = flags & VO_APPLY_DRY_RUN;
+    VoApplyDisk *first = &g_array_index(disks, VoApplyDisk, 0);
+    const char *names[VO_WORKER_MAX_DISKS];
+    const char *files[VO_WORKER_MAX_DISKS];
+    const char *formats[VO_WORKER_MAX_DISKS];
     VoWorkerRequest req = {
         .job = dry_run ? VO_WORKER_CHECK : VO_WORKER_APPLY,
-        .image = image,
-        .disk = disk,
-        .format = format,
+        .image = first->name,
+        .disk = dry_run ? first->image : first->overlay,
+        .format = dry_run ? first->format : "qcow2",
         .bundle = bundle,
+        .n_more = disks->len - 1,
+        .more_images = names,
+        .more_disks = files,
+        .more_formats = formats,
     };
-    gboolean ok = (flags & VO_APPLY_LIBGUESTFS)
-                      ? vo_guestfs_run(image, disk, format, bundle, dry_run,
-                                       &worker, error)
-                      : vo_worker_run(&req, &worker, error);
+    gboolean ok;
 
+    for (guint i = 1; i < disks->len && i <= VO_WORKER_MAX_DISKS; i++) {
+        VoApplyDisk *d = &g_array_index(disks, VoApplyDisk, i);
+
+        names[i - 1] = d->name;
+        files[i - 1] = dry_run ? d->image : d->overlay;
+        formats[i - 1] = dry_run ? d->format : "qcow2";
+    }
+    if (flags & VO_APPLY_LIBGUESTFS) {
+        ok = disks->len == 1
+                 ? vo_guestfs_run(req.image, req.disk, req.format, bundle,
+                                  dry_run, &worker, error)
+                 : (g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                                "--backend=libguestfs services guests of "
+                                "one disk"), FALSE);
+    } else {
+        ok = vo_worker_run(&req, &worker, error);
+    }
     vo_apply_copy_report(report, worker);
     *status = vo_apply_worker_status(worker);
     return ok;
 }
 
-gboolean vo_apply_image(const char *image, const char *format,
-                        VoBundle *bundle, VoApplyFlags flags,
-                        JsonBuilder *report, GError **error)
+/* Drops every overlay and link the apply made (it never journaled). */
+static void vo_apply_drop(GArray *disks)
 {
-    g_autofree char *fmt = NULL;
-    g_autofree char *absimage = g_canonicalize_filename(image, NULL);
-    g_autofree char *overlay = vo_apply_sidecar(absimage, "overlay.qcow2");
-    g_autofree char *journal = vo_apply_sidecar(absimage, "journal");
-    g_autofree char *journal_text = NULL;
-    const char *recovered;
-    const char *status;
-    /* Held until we return, whichever way. */
-    __attribute__((cleanup(vo_apply_unlock))) int lock_fd = -1;
+    for (guint i = 0; i < disks->len; i++) {
+        VoApplyDisk *d = &g_array_index(disks, VoApplyDisk, i);
 
-    vo_apply_member_str(report, "image", image);
+        g_unlink(d->overlay);
+        if (d->link) {
+            g_unlink(d->link);
+        }
+    }
+}
+
+/* The journal: the commit point, naming every disk of the guest. */
+static char *vo_apply_journal_text(GArray *disks, VoBundle *bundle)
+{
+    g_autoptr(JsonBuilder) jb = json_builder_new();
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = NULL;
+
+    json_builder_begin_object(jb);
+    vo_apply_member_str(jb, "image",
+                        g_array_index(disks, VoApplyDisk, 0).image);
+    vo_apply_member_str(jb, "bundle", bundle->id);
+    vo_apply_member_str(jb, "version", bundle->version);
+    if (disks->len > 1) {
+        json_builder_set_member_name(jb, "disks");
+        json_builder_begin_array(jb);
+        for (guint i = 0; i < disks->len; i++) {
+            json_builder_add_string_value(
+                jb, g_array_index(disks, VoApplyDisk, i).image);
+        }
+        json_builder_end_array(jb);
+    }
+    json_builder_end_object(jb);
+    root = json_builder_get_root(jb);
+    json_generator_set_root(gen, root);
+    return json_generator_to_data(gen, NULL);
+}
+
+/* Locks and recovers every disk, then checks QEMU's lock and the format
+ * of each one. */
+static gboolean vo_apply_open_disks(GArray *disks, const char *format,
+                                    VoApplyFlags flags, JsonBuilder *report,
+                                    GError **error)
+{
+    g_autoptr(GPtrArray) held = g_ptr_array_new();
+    const char *recovered = "none";
+
+    for (guint i = 0; i < disks->len; i++) {
+        VoApplyDisk *d = &g_array_index(disks, VoApplyDisk, i);
+
+        if (vo_apply_holds(held, d->image)) {
+            g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                        "%s is named twice among the guest's disks", d->name);
+            return FALSE;
+        }
+        d->lock_fd = vo_apply_lock(d->image, error);
+        if (d->lock_fd < 0) {
+            return FALSE;
+        }
+        g_ptr_array_add(held, d->image);
+    }
+    for (guint i = 0; i < disks->len; i++) {
+        VoApplyDisk *d = &g_array_index(disks, VoApplyDisk, i);
+        const char *action;
+
+        if (!vo_apply_recover_locked(d->image, held, &action, error)) {
+            return FALSE;
+        }
+        /* Rolling forward says most: it finished what another began. */
+        if (!g_str_equal(action, "none") &&
+            !g_str_equal(recovered, "rolled-forward")) {
+            recovered = action;
+        }
+    }
+    vo_apply_member_str(report, "recovery", recovered);
+    for (guint i = 0; i < disks->len; i++) {
+        VoApplyDisk *d = &g_array_index(disks, VoApplyDisk, i);
+
+        d->format = vo_image_open_format(d->image, format,
+                                         !(flags & VO_APPLY_DRY_RUN), error);
+        if (!d->format) {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* Links the later disks to the first, then creates every overlay. */
+static gboolean vo_apply_create_overlays(GArray *disks, GError **error)
+{
+    VoApplyDisk *first = &g_array_index(disks, VoApplyDisk, 0);
+
+    for (guint i = 1; i < disks->len; i++) {
+        VoApplyDisk *d = &g_array_index(disks, VoApplyDisk, i);
+
+        d->link = vo_apply_sidecar(d->image, "group");
+        /* Before its overlay: recovery must find the group's journal. */
+        if (!g_file_set_contents(d->link, first->image, -1, error) ||
+            !vo_apply_sync_dir(d->link, error)) {
+            return FALSE;
+        }
+    }
+    for (guint i = 0; i < disks->len; i++) {
+        VoApplyDisk *d = &g_array_index(disks, VoApplyDisk, i);
+        const char *args[] = {
+            "create", "-q", "-f", "qcow2", "-b", d->image, "-F", d->format,
+            d->overlay, NULL,
+        };
+
+        if (!vo_image_qemu_img(args, error)) {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+gboolean vo_apply_image(const char *const *images, guint n_images,
+                        const char *format, VoBundle *bundle,
+                        VoApplyFlags flags, JsonBuilder *report,
+                        GError **error)
+{
+    g_autoptr(GArray) disks = g_array_new(FALSE, TRUE, sizeof(VoApplyDisk));
+    g_autoptr(GPtrArray) all = g_ptr_array_new();
+    g_autofree char *journal = NULL;
+    g_autofree char *journal_text = NULL;
+    const char *first;
+    const char *status;
+
+    g_array_set_clear_func(disks, vo_apply_disk_clear);
+    vo_apply_member_str(report, "image", images[0]);
+    if (n_images > 1) {
+        json_builder_set_member_name(report, "disks");
+        json_builder_begin_array(report);
+        for (guint i = 0; i < n_images; i++) {
+            json_builder_add_string_value(report, images[i]);
+        }
+        json_builder_end_array(report);
+    }
     vo_apply_member_str(report, "bundle", bundle->id);
     vo_apply_member_str(report, "bundle_version", bundle->version);
     vo_apply_member_str(report, "signer", bundle->signer);
-    lock_fd = vo_apply_lock(absimage, error);
-    if (lock_fd < 0 ||
-        !vo_apply_recover_locked(absimage, &recovered, error)) {
+    if (n_images > VO_WORKER_MAX_DISKS) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "a guest of %u disks; at most %d are serviced together",
+                    n_images, VO_WORKER_MAX_DISKS);
         vo_apply_status(report, "error");
         return FALSE;
     }
-    vo_apply_member_str(report, "recovery", recovered);
+    for (guint i = 0; i < n_images; i++) {
+        VoApplyDisk d = {
+            .name = images[i],
+            .image = g_canonicalize_filename(images[i], NULL),
+            .lock_fd = -1,
+        };
 
-    if (!(fmt = vo_image_open_format(absimage, format,
-                                     !(flags & VO_APPLY_DRY_RUN), error))) {
+        d.overlay = vo_apply_sidecar(d.image, "overlay.qcow2");
+        g_array_append_val(disks, d);
+        g_ptr_array_add(all, d.image);
+    }
+    first = g_array_index(disks, VoApplyDisk, 0).image;
+    journal = vo_apply_sidecar(first, "journal");
+    if (!vo_apply_open_disks(disks, format, flags, report, error)) {
         vo_apply_status(report, "error");
         return FALSE;
     }
     if (flags & VO_APPLY_DRY_RUN) {
-        /* A dry run leaves no file behind: it reads the image itself. */
-        gboolean ok = vo_apply_in_worker(image, absimage, fmt, bundle, flags,
-                                         report, &status, error);
+        /* A dry run leaves no file behind: it reads the images. */
+        gboolean ok = vo_apply_in_worker(disks, bundle, flags, report,
+                                         &status, error);
 
         vo_apply_status(report, status);
         return ok;
     }
-    {
-        const char *args[] = {
-            "create", "-q", "-f", "qcow2", "-b", absimage, "-F", fmt,
-            overlay, NULL,
-        };
-
-        if (!vo_image_qemu_img(args, error)) {
-            vo_apply_status(report, "error");
-            return FALSE;
-        }
+    if (!vo_apply_create_overlays(disks, error)) {
+        vo_apply_drop(disks);
+        vo_apply_status(report, "error");
+        return FALSE;
     }
     /*
-     * From here until the journal exists, any end means: drop the overlay.
-     * The worker decides on the image through the still-empty overlay, so
-     * the decision and the patch see exactly the same bytes, and verifies
-     * what reached the overlay.
+     * From here until the journal exists, any end means: drop the
+     * overlays.  The worker decides on the images through the still-empty
+     * overlays, so the decision and the patch see exactly the same bytes,
+     * and verifies what reached every overlay before anything is
+     * committed.
      */
-    if (!vo_apply_in_worker(image, overlay, "qcow2", bundle,
-                            flags & ~VO_APPLY_DRY_RUN, report,
-                            &status, error)) {
-        g_unlink(overlay);
+    if (!vo_apply_in_worker(disks, bundle, flags & ~VO_APPLY_DRY_RUN,
+                            report, &status, error)) {
+        vo_apply_drop(disks);
         vo_apply_status(report, status);
         return FALSE;
     }
     if (!g_str_equal(status, "patched")) {
         /* Nothing to do ("already-applied"). */
-        g_unlink(overlay);
+        vo_apply_drop(disks);
         vo_apply_status(report, status);
         return TRUE;
     }
-    {
-        g_autoptr(JsonBuilder) jb = json_builder_new();
-        g_autoptr(JsonGenerator) gen = json_generator_new();
-        g_autoptr(JsonNode) root = NULL;
-
-        /* For people: recovery needs only the journal's existence. */
-        json_builder_begin_object(jb);
-        vo_apply_member_str(jb, "image", absimage);
-        vo_apply_member_str(jb, "bundle", bundle->id);
-        vo_apply_member_str(jb, "version", bundle->version);
-        json_builder_end_object(jb);
-        root = json_builder_get_root(jb);
-        json_generator_set_root(gen, root);
-        journal_text = json_generator_to_data(gen, NULL);
-    }
+    journal_text = vo_apply_journal_text(disks, bundle);
     if (!vo_apply_write_journal(journal, journal_text, error)) {
         goto fail;
     }
     /*
-     * From the journal on the patch will be in the image (recover finishes
-     * it), so the host now awaits the guest's report of it.  Without the
-     * record the guest's report would be refused: undo rather than leave
-     * an update nobody can confirm.
+     * From the journal on the patch will be in the images (recover
+     * finishes it), so the host now awaits the guest's report of it.
+     * Without the record the guest's report would be refused: undo rather
+     * than leave an update nobody can confirm.
      */
     if (bundle->marker_sha256 != NULL &&
-        !vo_apply_await_report(absimage, bundle, error)) {
+        !vo_apply_await_report(first, bundle, error)) {
         g_unlink(journal);
         goto fail;
     }
-    g_debug("%s: committing", image);
-    if (!vo_apply_commit(overlay, journal, error)) {
+    g_debug("%s: committing", images[0]);
+    if (!vo_apply_roll_forward(all, journal, all, error)) {
         g_prefix_error(error, "commit interrupted (run 'vmaugment-offline "
-                       "recover %s' to finish it): ", image);
+                       "recover %s' to finish it): ", images[0]);
         vo_apply_status(report, "error");
         return FALSE;
     }
-    g_debug("%s: applied", image);
+    g_debug("%s: applied", images[0]);
     vo_apply_status(report, "applied");
     return TRUE;
 
 fail:
-    g_unlink(overlay);
+    vo_apply_drop(disks);
     vo_apply_status(report, "error");
     return FALSE;
 }

@@ -26,11 +26,19 @@ typedef enum {
  * forward by vo_apply_recover().
  * @report (an open object) gets "status" and the details.
  */
-gboolean vo_apply_image(const char *image, const char *format,
-                        VoBundle *bundle, VoApplyFlags flags,
-                        JsonBuilder *report, GError **error);
+/*
+ * A guest of several disks (@n_images, in the order the guest sees them)
+ * is applied as one: every disk's overlay is verified before any is
+ * committed, and recovery leaves every disk old or every disk new.
+ */
+gboolean vo_apply_image(const char *const *images, guint n_images,
+                        const char *format, VoBundle *bundle,
+                        VoApplyFlags flags, JsonBuilder *report,
+                        GError **error);
 
-/* Finishes or discards what an interrupted apply left next to @image.
+/* Finishes or discards what an interrupted apply left next to @image
+ * (and, for a guest of several disks, next to the others: the journal
+ * by the first disk names them).
  * @action (may be NULL) is set to "none", "rolled-back" or
  * "rolled-forward". */
 gboolean vo_apply_recover(const char *image, const char **action,

@@ -34,7 +34,14 @@ void vo_guest_free(VoGuest *guest)
         g_ptr_array_unref(guest->filesystems);
     }
     vo_layout_free(guest->layout);
-    vo_disk_free(guest->disk);
+    if (guest->layouts) {
+        g_ptr_array_unref(guest->layouts);
+    }
+    if (guest->disks) {
+        g_ptr_array_unref(guest->disks);
+    } else {
+        vo_disk_free(guest->disk);
+    }
     g_free(guest->family);
     g_free(guest->image);
     g_free(guest);
@@ -402,6 +409,14 @@ gboolean vo_guest_sync(VoGuest *guest, GError **error)
         if (fs && !fs->ops->sync(fs, error)) {
             return FALSE;
         }
+    }
+    if (guest->disks) {
+        for (guint i = 0; i < guest->disks->len; i++) {
+            if (!vo_disk_flush(guest->disks->pdata[i], error)) {
+                return FALSE;
+            }
+        }
+        return TRUE;
     }
     /* A guest without a disk of ours (vo-guestfs.c) has nothing more. */
     return !guest->disk || vo_disk_flush(guest->disk, error);

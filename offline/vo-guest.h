@@ -20,7 +20,13 @@ typedef struct {
 
 typedef struct {
     char *image;
-    VoDisk *disk;
+    VoDisk *disk;           /* the first disk; owned unless @disks is set */
+    /* Every disk of the guest, in the order it sees them (owned; NULL for
+     * a guest not read from disks of ours), and each one's layout. */
+    GPtrArray *disks;       /* VoDisk* */
+    GPtrArray *layouts;     /* VoLayout* */
+    /* The partitions of every disk (borrowed from @layouts when set); the
+     * table and its id are the first disk's. */
     VoLayout *layout;
     GPtrArray *filesystems; /* VoFs*, owned */
     GPtrArray *mounts;      /* VoMount* */

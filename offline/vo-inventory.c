@@ -672,6 +672,31 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
         json_builder_add_null_value(b);
     }
 
+    /* Every disk of the guest, in its order; "disk" below counts from 1. */
+    json_builder_set_member_name(b, "disks");
+    json_builder_begin_array(b);
+    for (guint i = 0; guest->disks && i < guest->disks->len; i++) {
+        VoLayout *layout = guest->layouts->pdata[i];
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "disk");
+        json_builder_add_int_value(b, i + 1);
+        json_builder_set_member_name(b, "format");
+        json_builder_add_string_value(
+            b, vo_disk_get_format(guest->disks->pdata[i]));
+        json_builder_set_member_name(b, "virtual_size");
+        json_builder_add_int_value(b,
+                                   vo_disk_get_size(guest->disks->pdata[i]));
+        json_builder_set_member_name(b, "partition_table");
+        if (layout->table) {
+            json_builder_add_string_value(b, layout->table);
+        } else {
+            json_builder_add_null_value(b);
+        }
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+
     json_builder_set_member_name(b, "partitions");
     json_builder_begin_array(b);
     for (guint i = 0; i < guest->layout->partitions->len; i++) {
@@ -687,6 +712,8 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
         };
 
         json_builder_begin_object(b);
+        json_builder_set_member_name(b, "disk");
+        json_builder_add_int_value(b, p->disk + 1);
         json_builder_set_member_name(b, "number");
         json_builder_add_int_value(b, p->number);
         json_builder_set_member_name(b, "offset");
@@ -719,6 +746,8 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
         json_builder_set_member_name(b, "mountpoint");
         json_builder_add_string_value(b, shown ? shown : m->mountpoint);
         if (m->part) {
+            json_builder_set_member_name(b, "disk");
+            json_builder_add_int_value(b, m->part->disk + 1);
             json_builder_set_member_name(b, "partition");
             json_builder_add_int_value(b, m->part->number);
             if (m->part->volume) {

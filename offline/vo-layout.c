@@ -359,13 +359,17 @@ const char *vo_layout_unsupported_reason(const char *fstype)
 
 char *vo_layout_describe(const VoPartition *part)
 {
+    g_autofree char *of = part->disk
+                              ? g_strdup_printf(" of disk %u", part->disk + 1)
+                              : g_strdup("");
+
     if (part->volume) {
-        return g_strdup_printf("logical volume %s", part->volume);
+        return g_strdup_printf("logical volume %s%s", part->volume, of);
     }
     if (part->number == 0) {
-        return g_strdup("the whole disk");
+        return g_strdup_printf("the whole disk%s", of);
     }
-    return g_strdup_printf("partition %d", part->number);
+    return g_strdup_printf("partition %d%s", part->number, of);
 }
 
 const char *vo_layout_route_hint(const char *fstype)

@@ -20,6 +20,7 @@ typedef struct {
     char *fs_uuid;
     char *fs_label;
     char *volume;           /* an LVM logical volume's "VG/LV", or NULL */
+    guint disk;             /* which of the guest's disks, from 0 */
 } VoPartition;
 
 typedef struct {
@@ -34,7 +35,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoLayout, vo_layout_free)
 
 /* Why a filesystem type cannot be serviced, or NULL when it can be. */
 const char *vo_layout_unsupported_reason(const char *fstype);
-/* "partition 2", "logical volume vg/root" or "the whole disk". */
+/* "partition 2", "logical volume vg/root" or "the whole disk" (on a
+ * guest's later disks: "partition 1 of disk 2"). */
 char *vo_layout_describe(const VoPartition *part);
 /* What would service @fstype (the explicit routes), or NULL. */
 const char *vo_layout_route_hint(const char *fstype);

@@ -26,6 +26,8 @@
 #include "vo-worker.h"
 
 static char *opt_format;
+/* The guest's second and later disks, in its order. */
+static char **opt_disks;
 /* Exit status of a command that succeeded but answers "no". */
 static int vo_main_status;
 static char *opt_trust_dir;
@@ -81,26 +83,105 @@ static char *vo_main_format(const char *image, GError **error)
     return vo_image_open_format(image, opt_format, FALSE, error);
 }
 
+/*
+ * The disks of the guest @arg names: an OVF's disks, or the image and
+ * the --disk images after it, in the order the guest sees them.
+ */
+static GPtrArray *vo_main_guest(const char *arg, GError **error)
+{
+    g_autoptr(GPtrArray) images = NULL;
+
+    if (g_str_has_suffix(arg, ".ovf")) {
+        if (opt_disks) {
+            vo_main_usage(error, "--disk: an OVF names its disks itself");
+            return NULL;
+        }
+        return vo_ovf_disks(arg, error);
+    }
+    images = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(images, vo_ovf_resolve_image(arg, error));
+    if (!images->pdata[0]) {
+        return NULL;
+    }
+    for (guint i = 0; opt_disks && opt_disks[i]; i++) {
+        g_ptr_array_add(images, g_strdup(opt_disks[i]));
+    }
+    return g_steal_pointer(&images);
+}
+
+/* A worker request for the guest on @images, in their @formats (the
+ * later disks' arrays point into both). */
+static void vo_main_request(VoWorkerRequest *req, GPtrArray *images,
+                            GPtrArray *formats)
+{
+    req->image = req->disk = images->pdata[0];
+    req->format = formats->pdata[0];
+    req->n_more = images->len - 1;
+    req->more_images = (const char *const *)images->pdata + 1;
+    req->more_disks = (const char *const *)images->pdata + 1;
+    req->more_formats = (const char *const *)formats->pdata + 1;
+}
+
+/* Each disk's format, for a worker that reads them as they are. */
+static GPtrArray *vo_main_formats(GPtrArray *images, GError **error)
+{
+    g_autoptr(GPtrArray) formats = g_ptr_array_new_with_free_func(g_free);
+
+    for (guint i = 0; i < images->len; i++) {
+        char *format = vo_main_format(images->pdata[i], error);
+
+        if (!format) {
+            return NULL;
+        }
+        g_ptr_array_add(formats, format);
+    }
+    return g_steal_pointer(&formats);
+}
+
+/* Names each disk of the inventory's "disks" by its image. */
+static void vo_main_name_disks(JsonNode *inventory, GPtrArray *images)
+{
+    JsonArray *disks;
+
+    if (!JSON_NODE_HOLDS_OBJECT(inventory) ||
+        !JSON_NODE_HOLDS_ARRAY(json_object_get_member(
+            json_node_get_object(inventory), "disks"))) {
+        return;
+    }
+    disks = json_object_get_array_member(json_node_get_object(inventory),
+                                         "disks");
+    for (guint i = 0; i < json_array_get_length(disks) && i < images->len;
+         i++) {
+        JsonNode *d = json_array_get_element(disks, i);
+
+        if (JSON_NODE_HOLDS_OBJECT(d)) {
+            json_object_set_string_member(json_node_get_object(d), "image",
+                                          images->pdata[i]);
+        }
+    }
+}
+
 static gboolean vo_main_inspect(int argc, char **argv, GError **error)
 {
-    g_autofree char *image = NULL;
-    g_autofree char *format = NULL;
+    g_autoptr(GPtrArray) images = NULL;
+    g_autoptr(GPtrArray) formats = NULL;
     g_autoptr(JsonObject) result = NULL;
     VoWorkerRequest req = { .job = VO_WORKER_INSPECT };
+    const char *image;
 
     if (argc != 2) {
-        return vo_main_usage(error, "inspect IMAGE");
+        return vo_main_usage(error, "inspect IMAGE [--disk IMAGE]...");
     }
-    image = vo_ovf_resolve_image(argv[1], error);
-    if (!image) {
+    images = vo_main_guest(argv[1], error);
+    if (!images) {
         return FALSE;
     }
-    format = vo_main_format(image, error);
-    if (!format) {
+    image = images->pdata[0];
+    formats = vo_main_formats(images, error);
+    if (!formats) {
         return FALSE;
     }
-    req.image = req.disk = image;
-    req.format = format;
+    vo_main_request(&req, images, formats);
     if (!vo_worker_run(&req, &result, error)) {
         return FALSE;
     }
@@ -109,6 +190,7 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
                     "the worker reported no inventory");
         return FALSE;
     }
+    vo_main_name_disks(json_object_get_member(result, "inventory"), images);
     /* A guest's result of configuring at its boot counts as its report:
      * recorded here, shown with the inventory (docs/offline.rst). */
     if (json_object_has_member(result, "dpkg_configure")) {
@@ -219,19 +301,22 @@ static gboolean vo_main_route(VoApplyFlags *flags, GError **error)
 
 static gboolean vo_main_apply(int argc, char **argv, GError **error)
 {
-    g_autofree char *image = NULL;
+    g_autoptr(GPtrArray) images = NULL;
     g_autoptr(VoBundle) bundle = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
     VoApplyFlags flags = opt_dry_run ? VO_APPLY_DRY_RUN : 0;
+    const char *image;
 
     if (argc != 3) {
         return vo_main_usage(error, "apply [--dry-run] "
-                             "[--backend=libguestfs] IMAGE BUNDLE");
+                             "[--backend=libguestfs] IMAGE [--disk IMAGE]... "
+                             "BUNDLE");
     }
-    image = vo_ovf_resolve_image(argv[1], error);
-    if (!image) {
+    images = vo_main_guest(argv[1], error);
+    if (!images) {
         return FALSE;
     }
+    image = images->pdata[0];
     if (!vo_main_route(&flags, error)) {
         return FALSE;
     }
@@ -241,8 +326,9 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
     }
     json_builder_begin_object(b);
     return vo_main_finish_report(
-        b, NULL, vo_apply_image(image, opt_format, bundle,
-                                flags, b, error),
+        b, NULL, vo_apply_image((const char *const *)images->pdata,
+                                images->len, opt_format, bundle, flags, b,
+                                error),
         error);
 }
 
@@ -251,16 +337,17 @@ static gboolean vo_main_check(int argc, char **argv, GError **error)
     opt_dry_run = TRUE;
     vo_main_checking = TRUE;
     if (argc != 3) {
-        return vo_main_usage(error, "check IMAGE BUNDLE");
+        return vo_main_usage(error, "check IMAGE [--disk IMAGE]... BUNDLE");
     }
     return vo_main_apply(argc, argv, error);
 }
 
 static gboolean vo_main_verify(int argc, char **argv, GError **error)
 {
-    g_autofree char *image = NULL;
-    g_autofree char *format = NULL;
+    g_autoptr(GPtrArray) images = NULL;
+    g_autoptr(GPtrArray) formats = NULL;
     g_autoptr(VoBundle) bundle = NULL;
+    const char *image;
     g_autoptr(JsonObject) result = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
     VoWorkerRequest req = { .job = VO_WORKER_VERIFY };
@@ -268,25 +355,27 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
     gboolean ok;
 
     if (argc != 3) {
-        return vo_main_usage(error, "verify IMAGE BUNDLE");
+        return vo_main_usage(error, "verify IMAGE [--disk IMAGE]... BUNDLE");
     }
-    image = vo_ovf_resolve_image(argv[1], error);
-    if (!image) {
+    images = vo_main_guest(argv[1], error);
+    if (!images) {
         return FALSE;
     }
+    image = images->pdata[0];
     bundle = vo_bundle_load(argv[2], vo_main_trust_dir(), error);
     if (!bundle) {
         return vo_main_bundle_failed(image, argv[2], error);
     }
-    if (!vo_apply_recover(image, NULL, error)) {
+    for (guint i = 0; i < images->len; i++) {
+        if (!vo_apply_recover(images->pdata[i], NULL, error)) {
+            return FALSE;
+        }
+    }
+    formats = vo_main_formats(images, error);
+    if (!formats) {
         return FALSE;
     }
-    format = vo_main_format(image, error);
-    if (!format) {
-        return FALSE;
-    }
-    req.image = req.disk = image;
-    req.format = format;
+    vo_main_request(&req, images, formats);
     req.bundle = bundle;
     ok = vo_worker_run(&req, &result, error);
     if (!result) {
@@ -311,13 +400,27 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
 static gboolean vo_main_recover(int argc, char **argv, GError **error)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
-    const char *action;
+    g_autoptr(GPtrArray) images = NULL;
+    const char *action = "none";
 
     if (argc != 2) {
-        return vo_main_usage(error, "recover IMAGE");
+        return vo_main_usage(error, "recover IMAGE [--disk IMAGE]...");
     }
-    if (!vo_apply_recover(argv[1], &action, error)) {
+    images = vo_main_guest(argv[1], error);
+    if (!images) {
         return FALSE;
+    }
+    /* Any disk leads to its group: the others are finished with it. */
+    for (guint i = 0; i < images->len; i++) {
+        const char *done;
+
+        if (!vo_apply_recover(images->pdata[i], &done, error)) {
+            return FALSE;
+        }
+        if (!g_str_equal(done, "none") &&
+            !g_str_equal(action, "rolled-forward")) {
+            action = done;
+        }
     }
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "image");
@@ -676,6 +779,7 @@ int main(int argc, char **argv)
         "vmaugment-offline inspect vm.qcow2",
         "vmaugment-offline check vm.qcow2 fix.vmab",
         "vmaugment-offline apply vm.qcow2 fix.vmab",
+        "vmaugment-offline apply vm-root.qcow2 --disk vm-var.qcow2 fix.vmab",
         "vmaugment-offline bundle-build --key admin.key --cert admin.crt "
         "--payload-dir files --output fix.vmab manifest.json",
         "vmaugment-offline batch --jobs 4 --bundle fix.vmab /srv/images",
@@ -689,6 +793,10 @@ int main(int argc, char **argv)
     GOptionEntry entries[] = {
         { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
           "Image format (default: probed by qemu-img)", "FMT" },
+        { "disk", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_disks,
+          "inspect, check, apply, verify, recover: the guest's next disk "
+          "after IMAGE (repeatable, in the order the guest sees them)",
+          "IMAGE" },
         { "trust-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_trust_dir,
           "Trusted certificates for bundles (default: the host's)", "DIR" },
         { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &opt_dry_run,

@@ -56,6 +56,72 @@ static gboolean vo_mounts_names_volume(const char *source, const char *volume)
     return g_str_equal(source, dev) || g_str_equal(source, mapper);
 }
 
+static guint vo_mounts_n_disks(VoGuest *guest)
+{
+    return guest->disks ? guest->disks->len : 1;
+}
+
+/*
+ * Which disk and partition a device name (after "/dev/") means.  Names
+ * depend on the VM's bus, but each bus names disks in the order it sees
+ * them: sda, vdb, xvdc, hdd and nvme1n1 are disks 0, 1, 2, 3 and 1;
+ * their trailing number (after a 'p' for nvme and mmcblk) is the
+ * partition, none the whole disk (0).  *@disk is -1 for other names,
+ * whose trailing number still counts (/dev/disk/by-path/...-part2).
+ */
+static void vo_mounts_device_name(const char *name, int *disk, int *number)
+{
+    static const char *const letter_buses[] = { "xvd", "sd", "vd", "hd" };
+    const char *end = name + strlen(name);
+    const char *digits = end;
+
+    *disk = -1;
+    while (digits > name && g_ascii_isdigit(digits[-1])) {
+        digits--;
+    }
+    *number = digits < end && end - digits < 6 ? atoi(digits) : -1;
+    for (guint i = 0; i < G_N_ELEMENTS(letter_buses); i++) {
+        const char *p = name + strlen(letter_buses[i]);
+        int index = 0;
+
+        if (!g_str_has_prefix(name, letter_buses[i]) || p == digits ||
+            !g_ascii_islower(*p)) {
+            continue;
+        }
+        /* sda..sdz, then sdaa...: letters count from 1, as Linux's
+         * sd_format_disk_name() writes them. */
+        for (; p < digits && g_ascii_islower(*p) && index < 1000; p++) {
+            index = index * 26 + (*p - 'a' + 1);
+        }
+        if (p == digits) {
+            *disk = index - 1;
+            *number = digits < end ? *number : 0;
+        }
+        return;
+    }
+    if (g_str_has_prefix(name, "nvme") || g_str_has_prefix(name, "mmcblk")) {
+        const char *p = name + (name[0] == 'n' ? 4 : 6);
+        char *after;
+        guint64 index;
+
+        if (!g_ascii_isdigit(*p)) {
+            return;
+        }
+        index = g_ascii_strtoull(p, &after, 10);
+        if (name[0] == 'n') {
+            /* nvmeCnN: controller C's namespace N. */
+            if (*after != 'n' || !g_ascii_isdigit(after[1])) {
+                return;
+            }
+            g_ascii_strtoull(after + 1, &after, 10);
+        }
+        if (index < 1000 && (*after == '\0' || *after == 'p')) {
+            *disk = index;
+            *number = *after == '\0' ? 0 : *number;
+        }
+    }
+}
+
 static VoPartition *vo_mounts_find_partition(VoGuest *guest,
                                             struct libmnt_fs *ent)
 {
@@ -90,23 +156,20 @@ static VoPartition *vo_mounts_find_partition(VoGuest *guest,
         }
     }
     if (source && g_str_has_prefix(source, "/dev/")) {
-        /* Device names depend on the VM's bus; the trailing number does
-         * not, so /dev/vda2 and /dev/sda2 both mean partition 2. */
-        const char *end = source + strlen(source);
-        const char *digits = end;
+        int disk, number;
 
-        while (digits > source && g_ascii_isdigit(digits[-1])) {
-            digits--;
-        }
-        if (digits < end) {
-            int number = atoi(digits);
+        vo_mounts_device_name(source + strlen("/dev/"), &disk, &number);
+        for (guint i = 0; i < guest->layout->partitions->len; i++) {
+            VoPartition *p = guest->layout->partitions->pdata[i];
 
-            for (guint i = 0; i < guest->layout->partitions->len; i++) {
-                VoPartition *p = guest->layout->partitions->pdata[i];
-
-                if (p->number == number) {
-                    return p;
-                }
+            /* Without a disk in the name, only one disk may answer. */
+            if (disk < 0 && p->number == number && number > 0 &&
+                vo_mounts_n_disks(guest) == 1) {
+                return p;
+            }
+            if (disk >= 0 && (guint)disk == p->disk && p->number == number &&
+                !p->volume) {
+                return p;
             }
         }
     }
@@ -189,8 +252,12 @@ gboolean vo_mounts_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error)
                 mnt_fs_get_source(ent) ? mnt_fs_get_source(ent) : "none",
                 -1);
 
-            m->problem = g_strdup_printf("its filesystem (%s) is not on this "
-                                         "disk", source);
+            guint n = vo_mounts_n_disks(guest);
+
+            m->problem = g_strdup_printf("the guest's /etc/fstab mounts it "
+                                         "from %s, which is on none of the "
+                                         "%u disk%s given", source, n,
+                                         n == 1 ? "" : "s");
         } else {
             m->fs = vo_mounts_fs_of(guest, m->part);
             if (!m->fs) {
@@ -273,7 +340,41 @@ static void vo_mounts_map_drive_letters(VoGuest *guest)
     }
 }
 
-/* Maps the guest on guest->disk: partitions, filesystems, mounts. */
+/*
+ * The layout of each disk, and all their partitions in guest->layout: a
+ * guest's fstab may name a filesystem of any of its disks.
+ */
+static gboolean vo_mounts_scan_disks(VoGuest *guest, GError **error)
+{
+    guest->layouts = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_layout_free);
+    guest->layout = g_new0(VoLayout, 1);
+    guest->layout->partitions = g_ptr_array_new();
+    for (guint d = 0; d < guest->disks->len; d++) {
+        VoLayout *layout = vo_layout_scan(guest->disks->pdata[d], error);
+
+        if (!layout) {
+            if (guest->disks->len > 1) {
+                g_prefix_error(error, "disk %u: ", d + 1);
+            }
+            return FALSE;
+        }
+        g_ptr_array_add(guest->layouts, layout);
+        for (guint i = 0; i < layout->partitions->len; i++) {
+            VoPartition *p = layout->partitions->pdata[i];
+
+            p->disk = d;
+            g_ptr_array_add(guest->layout->partitions, p);
+        }
+    }
+    guest->layout->table = g_strdup(
+        ((VoLayout *)guest->layouts->pdata[0])->table);
+    guest->layout->table_id = g_strdup(
+        ((VoLayout *)guest->layouts->pdata[0])->table_id);
+    return TRUE;
+}
+
+/* Maps the guest on guest->disks: partitions, filesystems, mounts. */
 static gboolean vo_mounts_attach(VoGuest *guest, GError **error)
 {
     g_autoptr(GString) unsupported = g_string_new(NULL);
@@ -290,8 +391,7 @@ static gboolean vo_mounts_attach(VoGuest *guest, GError **error)
     VoMount *m;
 
     g_ptr_array_add(hints, NULL);
-    guest->layout = vo_layout_scan(guest->disk, error);
-    if (!guest->layout) {
+    if (!vo_mounts_scan_disks(guest, error)) {
         return FALSE;
     }
     guest->filesystems = g_ptr_array_new_with_free_func(
@@ -307,7 +407,7 @@ static gboolean vo_mounts_attach(VoGuest *guest, GError **error)
         g_debug("partition %d at %" G_GUINT64_FORMAT ": %s", p->number,
                 p->offset, p->fstype ? p->fstype : "(unknown)");
         if (driver) {
-            fs = driver->open(guest->disk, p, error);
+            fs = driver->open(guest->disks->pdata[p->disk], p, error);
             if (!fs) {
                 return FALSE;
             }
@@ -372,10 +472,22 @@ static gboolean vo_mounts_attach(VoGuest *guest, GError **error)
 
 VoGuest *vo_mounts_open(VoDisk *disk, const char *image, GError **error)
 {
+    return vo_mounts_open_disks(&disk, 1, image, error);
+}
+
+VoGuest *vo_mounts_open_disks(VoDisk *const *disks, guint n_disks,
+                              const char *image, GError **error)
+{
     g_autoptr(VoGuest) guest = g_new0(VoGuest, 1);
 
+    g_assert(n_disks > 0);
     guest->image = g_strdup(image);
-    guest->disk = disk;
+    guest->disks = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_disk_free);
+    for (guint i = 0; i < n_disks; i++) {
+        g_ptr_array_add(guest->disks, disks[i]);
+    }
+    guest->disk = disks[0];
     if (!vo_mounts_attach(guest, error)) {
         return NULL;
     }
@@ -391,8 +503,11 @@ gboolean vo_mounts_reopen_read_only(VoGuest *guest, GError **error)
     g_clear_pointer(&guest->mounts, g_ptr_array_unref);
     g_clear_pointer(&guest->filesystems, g_ptr_array_unref);
     g_clear_pointer(&guest->layout, vo_layout_free);
+    g_clear_pointer(&guest->layouts, g_ptr_array_unref);
     g_clear_pointer(&guest->family, g_free);
-    vo_disk_set_read_only(guest->disk);
-    vo_disk_drop_cache(guest->disk);
+    for (guint i = 0; i < guest->disks->len; i++) {
+        vo_disk_set_read_only(guest->disks->pdata[i]);
+        vo_disk_drop_cache(guest->disks->pdata[i]);
+    }
     return vo_mounts_attach(guest, error);
 }

@@ -16,6 +16,11 @@ G_BEGIN_DECLS
 /* Maps the guest on @disk (taken, also on failure): partitions,
  * filesystems, mounts.  @image names it in messages. */
 VoGuest *vo_mounts_open(VoDisk *disk, const char *image, GError **error);
+/* The same for a guest of several disks (@n_disks of them, all taken),
+ * in the order the guest sees them: its fstab may mount a filesystem of
+ * any of them. */
+VoGuest *vo_mounts_open_disks(VoDisk *const *disks, guint n_disks,
+                              const char *image, GError **error);
 /* Adds to @guest->mounts what the bytes of its /etc/fstab mount, on the
  * partitions of @guest->layout: the step of vo_mounts_open() that reads
  * fstab, taken apart for the fuzz target. */

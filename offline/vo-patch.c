@@ -41,6 +41,28 @@ static gboolean vo_patch_fail_op(VoFileOp *op, GError **error, VoError code,
     return FALSE;
 }
 
+/*
+ * Resolves @op's path.  A mkdir of a directory where a filesystem is
+ * mounted (/var on a disk of its own, as the parents a bundle's mkdir
+ * implies may be) finds that filesystem's root: the directory exists.
+ */
+static gboolean vo_patch_resolve_path(VoGuest *guest, VoFileOp *op,
+                                      VoPath *p, GError **error)
+{
+    g_autofree char *norm = vo_guest_normalize_path(op->path);
+    VoMount *m = op->kind == VO_FILE_OP_MKDIR
+                     ? vo_guest_mount_at(guest, norm) : NULL;
+
+    if (!m || !m->fs) {
+        return vo_guest_resolve(guest, op->path, FALSE, p, error);
+    }
+    p->fs = m->fs;
+    p->node = m->fs->root;
+    p->exists = TRUE;
+    p->resolved = g_strdup(norm);
+    return m->fs->ops->stat(m->fs, p->node, &p->st, error);
+}
+
 /* Resolves an instruction's path; a missing parent is fine only when an
  * earlier mkdir instruction creates it. */
 static gboolean vo_patch_resolve(VoGuest *guest, VoFileOp *op,
@@ -52,7 +74,7 @@ static gboolean vo_patch_resolve(VoGuest *guest, VoFileOp *op,
     g_autofree char *parent = g_path_get_dirname(norm);
 
     *parent_planned = FALSE;
-    if (vo_guest_resolve(guest, op->path, FALSE, p, &local)) {
+    if (vo_patch_resolve_path(guest, op, p, &local)) {
         return TRUE;
     }
     if (planned_dirs &&
@@ -241,7 +263,7 @@ gboolean vo_patch_execute(VoBundle *bundle, VoGuest *guest,
         };
         gboolean ok = TRUE;
 
-        if (!vo_guest_resolve(guest, op->path, FALSE, &p, error)) {
+        if (!vo_patch_resolve_path(guest, op, &p, error)) {
             return FALSE;
         }
         switch (op->kind) {
@@ -296,7 +318,7 @@ static gboolean vo_patch_verify_op(VoGuest *guest, VoFileOp *op, char **why)
     g_autofree char *have = NULL;
     gboolean owners;
 
-    if (!vo_guest_resolve(guest, op->path, FALSE, &p, &local)) {
+    if (!vo_patch_resolve_path(guest, op, &p, &local)) {
         if (op->kind == VO_FILE_OP_DELETE &&
             g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
             return TRUE;

@@ -549,30 +549,31 @@ static VoPartition *vo_registry_match_partition(VoGuest *guest,
                                                 size_t len)
 {
     GPtrArray *parts = guest->layout->partitions;
-    const char *table = guest->layout->table;
 
-    if (len == 12 && table && g_str_equal(table, "dos") &&
-        guest->layout->table_id) {
+    if (len == 12) {
         guint32 sig = data[0] | data[1] << 8 | data[2] << 16 |
                       (guint32)data[3] << 24;
         guint64 off = 0;
         g_autofree char *id = g_strdup_printf("%08x", sig);
-        const char *have = guest->layout->table_id;
 
         for (int i = 11; i >= 4; i--) {
             off = off << 8 | data[i];
         }
-        /* libblkid writes the MBR signature as hex, "0x" or not. */
-        if (g_str_has_prefix(have, "0x")) {
-            have += 2;
-        }
-        if (g_ascii_strcasecmp(id, have) != 0) {
-            return NULL;
-        }
         for (guint i = 0; i < parts->len; i++) {
             VoPartition *p = parts->pdata[i];
+            /* The signature is that of the partition's own disk. */
+            VoLayout *disk = guest->layouts ? guest->layouts->pdata[p->disk]
+                                            : guest->layout;
+            const char *have = disk->table_id;
 
-            if (p->offset == off) {
+            if (!disk->table || !g_str_equal(disk->table, "dos") || !have) {
+                continue;
+            }
+            /* libblkid writes the MBR signature as hex, "0x" or not. */
+            if (g_str_has_prefix(have, "0x")) {
+                have += 2;
+            }
+            if (g_ascii_strcasecmp(id, have) == 0 && p->offset == off) {
                 return p;
             }
         }

@@ -40,7 +40,7 @@
 typedef struct {
     VoWorkerJob job;
     const char *image;
-    const char *format;
+    char **formats;         /* one per disk of the guest */
     VoBundle *bundle;
     VoGuest *guest;
 } VoWorker;
@@ -326,13 +326,21 @@ static gboolean vo_worker_test_hooks(VoGuest *guest, GError **error)
 
 static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
 {
-    VoDisk *disk = vo_disk_connect(VO_WORKER_FD_DISK, w->format,
-                                   w->job == VO_WORKER_APPLY, error);
+    guint n = g_strv_length(w->formats);
+    VoDisk *disks[VO_WORKER_MAX_DISKS];
 
-    if (!disk) {
-        return FALSE;
+    for (guint i = 0; i < n; i++) {
+        disks[i] = vo_disk_connect(vo_worker_disk_fd(w->job, i),
+                                   w->formats[i], w->job == VO_WORKER_APPLY,
+                                   error);
+        if (!disks[i]) {
+            while (i > 0) {
+                vo_disk_free(disks[--i]);
+            }
+            return FALSE;
+        }
     }
-    w->guest = vo_mounts_open(disk, w->image, error);
+    w->guest = vo_mounts_open_disks(disks, n, w->image, error);
     if (!w->guest) {
         return FALSE;
     }
@@ -421,6 +429,8 @@ int main(int argc, char **argv)
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autoptr(JsonNode) report = NULL;
     g_autoptr(GError) error = NULL;
+    g_auto(GStrv) formats = NULL;
+    int io_fds[1 + VO_WORKER_MAX_DISKS] = { VO_WORKER_FD_REPORT };
     VoWorker w = { 0 };
     SandboxPolicy policy = {
         .limits = {
@@ -431,8 +441,7 @@ int main(int argc, char **argv)
              * the scratch space is bounded by its own size. */
             .max_file_bytes = RLIM_INFINITY,
         },
-        .io_fds = (const int[]){ VO_WORKER_FD_DISK, VO_WORKER_FD_REPORT },
-        .n_io_fds = 2,
+        .io_fds = io_fds,
         .code_fd = -1,
         .scratch_bytes = VO_WORKER_SCRATCH,
         .die_with_parent = true,
@@ -448,10 +457,24 @@ int main(int argc, char **argv)
         return 2;
     }
     w.image = argv[2];
-    w.format = argv[3];
+    /* One format per disk of the guest, each disk on its descriptor. */
+    formats = g_strsplit(argv[3], ",", -1);
+    if (g_strv_length(formats) == 0 ||
+        g_strv_length(formats) > VO_WORKER_MAX_DISKS) {
+        fprintf(stderr, "vmaugment-offline-worker: 1 to %d formats\n",
+                VO_WORKER_MAX_DISKS);
+        return 2;
+    }
+    w.formats = formats;
     n_fds = vo_worker_job_has_bundle(w.job) ? 3 : 2;
+    policy.n_io_fds = 1;
+    for (guint i = 0; formats[i]; i++) {
+        io_fds[policy.n_io_fds++] = vo_worker_disk_fd(w.job, i);
+    }
+    n_fds += g_strv_length(formats) - 1;
     /* Room for the bundle it maps and the payloads it copies out. */
-    if (n_fds == 3 && fstat(VO_WORKER_FD_BUNDLE, &st) == 0 && st.st_size > 0) {
+    if (vo_worker_job_has_bundle(w.job) &&
+        fstat(VO_WORKER_FD_BUNDLE, &st) == 0 && st.st_size > 0) {
         policy.limits.memory_bytes += 2 * (guint64)st.st_size;
     }
     if (!vo_worker_preload_iconv()) {
@@ -466,7 +489,7 @@ int main(int argc, char **argv)
     }
 
     json_builder_begin_object(b);
-    if (n_fds == 3) {
+    if (vo_worker_job_has_bundle(w.job)) {
         w.bundle = vo_worker_bundle(w.image, argv[4], argv[5], &error);
         close(VO_WORKER_FD_BUNDLE);
     }

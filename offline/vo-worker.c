@@ -97,6 +97,15 @@ gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job)
     return FALSE;
 }
 
+int vo_worker_disk_fd(VoWorkerJob job, guint disk)
+{
+    if (disk == 0) {
+        return VO_WORKER_FD_DISK;
+    }
+    return (vo_worker_job_has_bundle(job) ? VO_WORKER_FD_BUNDLE
+                                          : VO_WORKER_FD_REPORT) + disk;
+}
+
 void vo_worker_set_accept_weaker(gboolean accept)
 {
     vo_worker_weaker_ok = accept;
@@ -199,7 +208,8 @@ static int vo_worker_bundle_fd(VoBundle *bundle, GError **error)
     return fd;
 }
 
-static pid_t vo_worker_spawn(const VoWorkerRequest *req, int disk_fd,
+/* @disk_fds: one per disk of the guest, the first one's first. */
+static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
                              int report_fd, int bundle_fd, GError **error)
 {
     SandboxHost host = {
@@ -208,27 +218,45 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, int disk_fd,
     };
     unsigned pieces = vo_worker_pieces(&host);
     g_autofree char *path = vo_worker_path();
+    g_autoptr(GPtrArray) formats = g_ptr_array_new();
+    g_autofree char *format_list = NULL;
     char *argv[] = {
         path, (char *)vo_worker_job_name(req->job), (char *)req->image,
-        (char *)req->format,
+        NULL,
         /* Who signed the bundle, for the marker it writes (servicing.h). */
         req->bundle ? req->bundle->signer : NULL,
         req->bundle ? req->bundle->signer_fingerprint : NULL,
         NULL,
     };
-    int fds[] = { disk_fd, report_fd, bundle_fd };
+    int fds[3 + VO_WORKER_MAX_DISKS];
     SandboxSpawn sp = {
         .host = &host,
         .pieces = pieces,
         .argv = argv,
         .fds = fds,
-        .n_fds = bundle_fd >= 0 ? 3 : 2,
         /* Its messages could carry anything the guest wrote: it speaks
          * only through its report. */
         .stderr_fd = -1,
     };
     pid_t pid;
 
+    /* The formats, one per disk, as one argument: "qcow2,raw". */
+    g_ptr_array_add(formats, (char *)req->format);
+    for (guint i = 0; i < req->n_more; i++) {
+        g_ptr_array_add(formats, (char *)req->more_formats[i]);
+    }
+    g_ptr_array_add(formats, NULL);
+    format_list = g_strjoinv(",", (char **)formats->pdata);
+    argv[3] = format_list;
+    fds[sp.n_fds++] = disk_fds[0];
+    fds[sp.n_fds++] = report_fd;
+    if (bundle_fd >= 0) {
+        fds[sp.n_fds++] = bundle_fd;
+    }
+    for (guint i = 0; i < req->n_more; i++) {
+        g_assert(vo_worker_disk_fd(req->job, i + 1) == 3 + (int)sp.n_fds);
+        fds[sp.n_fds++] = disk_fds[i + 1];
+    }
     if (!vo_worker_confinement_ok(pieces, error)) {
         return -1;
     }
@@ -413,52 +441,91 @@ JsonObject *vo_worker_read_report(const VoWorkerRequest *req, int fd,
     return g_steal_pointer(&report);
 }
 
+/* One qemu-nbd per disk of the guest; the worker's ends of their
+ * connections in @disk_fds. */
+static gboolean vo_worker_serve(const VoWorkerRequest *req,
+                                GPtrArray *servers, int *disk_fds,
+                                GError **error)
+{
+    gboolean writable = req->job == VO_WORKER_APPLY;
+
+    if (req->n_more >= VO_WORKER_MAX_DISKS) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s: a guest of %u disks; at most %d are read together",
+                    req->image, req->n_more + 1, VO_WORKER_MAX_DISKS);
+        return FALSE;
+    }
+    for (guint i = 0; i <= req->n_more; i++) {
+        const char *format = i ? req->more_formats[i - 1] : req->format;
+        VoImageServer *server;
+
+        /* The formats travel as one comma-separated argument. */
+        if (strchr(format, ',')) {
+            g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                        "no image format is called '%s'", format);
+            return FALSE;
+        }
+        server = vo_image_serve(i ? req->more_disks[i - 1] : req->disk,
+                                i ? req->more_images[i - 1] : req->image,
+                                format, writable, error);
+        if (!server) {
+            return FALSE;
+        }
+        g_ptr_array_add(servers, server);
+        disk_fds[i] = vo_image_server_take_client(server);
+    }
+    return TRUE;
+}
+
 gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
                        GError **error)
 {
-    g_autoptr(VoImageServer) server = NULL;
+    g_autoptr(GPtrArray) servers = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_image_server_free);
     g_autoptr(JsonObject) report = NULL;
     g_autoptr(GError) read_error = NULL;
     g_autoptr(GError) job_error = NULL;
     g_autoptr(GError) server_error = NULL;
     int sv[2] = { -1, -1 };
-    int disk_fd, bundle_fd = -1;
+    int disk_fds[VO_WORKER_MAX_DISKS];
+    int bundle_fd = -1;
     gboolean report_ok;
     bool killed;
     pid_t pid;
     int status;
 
     *result = NULL;
-    server = vo_image_serve(req->disk, req->image, req->format,
-                            req->job == VO_WORKER_APPLY, error);
-    if (!server) {
+    if (!vo_worker_serve(req, servers, disk_fds, error)) {
+        for (guint i = 0; i < servers->len; i++) {
+            close(disk_fds[i]);
+        }
         return FALSE;
     }
-    if (req->bundle) {
-        bundle_fd = vo_worker_bundle_fd(req->bundle, error);
-        if (bundle_fd < 0) {
-            return FALSE;
-        }
-    }
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    if (req->bundle &&
+        (bundle_fd = vo_worker_bundle_fd(req->bundle, error)) < 0) {
+        pid = -1;
+    } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "socketpair: %s",
                     g_strerror(errno));
-        if (bundle_fd >= 0) {
-            close(bundle_fd);
-        }
-        return FALSE;
+        pid = -1;
+    } else {
+        pid = vo_worker_spawn(req, disk_fds, sv[1], bundle_fd, error);
     }
-    disk_fd = vo_image_server_take_client(server);
-    pid = vo_worker_spawn(req, disk_fd, sv[1], bundle_fd, error);
-    /* Ours no longer: when the worker ends, so do the server and the
+    /* Ours no longer: when the worker ends, so do the servers and the
      * report stream. */
-    close(disk_fd);
-    close(sv[1]);
+    for (guint i = 0; i < servers->len; i++) {
+        close(disk_fds[i]);
+    }
+    if (sv[1] >= 0) {
+        close(sv[1]);
+    }
     if (bundle_fd >= 0) {
         close(bundle_fd);
     }
     if (pid < 0) {
-        close(sv[0]);
+        if (sv[0] >= 0) {
+            close(sv[0]);
+        }
         return FALSE;
     }
     report = vo_worker_read(req, sv[0],
@@ -474,7 +541,12 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
                               ? 0 : VO_WORKER_EXIT_GRACE_US,
                           &killed);
     /* qemu-nbd's own failure (a lock, a corrupt image) says most. */
-    if (!vo_image_server_finish(server, &server_error)) {
+    for (guint i = 0; i < servers->len; i++) {
+        /* Each one ends; the first failure is reported. */
+        vo_image_server_finish(servers->pdata[i],
+                               server_error ? NULL : &server_error);
+    }
+    if (server_error) {
         g_propagate_error(error, g_steal_pointer(&server_error));
         return FALSE;
     }

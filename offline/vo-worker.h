@@ -24,10 +24,13 @@ typedef enum {
     VO_WORKER_PACKAGES,     /* "dpkg" (vo-dpkg-status.h) */
 } VoWorkerJob;
 
-/* The worker's descriptors, in this order. */
+/* The worker's descriptors, in this order; a guest's second and later
+ * disks follow (vo_worker_disk_fd()). */
 #define VO_WORKER_FD_DISK       3
 #define VO_WORKER_FD_REPORT     4
 #define VO_WORKER_FD_BUNDLE     5
+/* The most disks one guest may have (each costs a qemu-nbd and an fd). */
+#define VO_WORKER_MAX_DISKS     8
 
 /* Its limits: memory beyond the bundle it maps, CPU, descriptors, and
  * scratch space for registry hives (hivex reads files only). */
@@ -49,6 +52,8 @@ const char *vo_worker_job_name(VoWorkerJob job);
 /* Whether the job is handed a bundle (and its signer). */
 gboolean vo_worker_job_has_bundle(VoWorkerJob job);
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job);
+/* The descriptor of the guest's disk @disk (from 0) in a worker of @job. */
+int vo_worker_disk_fd(VoWorkerJob job, guint disk);
 
 /* ---- Parent ---- */
 
@@ -58,6 +63,15 @@ typedef struct {
     const char *disk;       /* the file qemu-nbd serves: image or overlay */
     const char *format;     /* of @disk, never probed again */
     VoBundle *bundle;       /* bundle jobs; from vo_bundle_load() */
+    /*
+     * A guest of several disks: its second and later ones, in its order
+     * (@more_images names them, @more_disks are the files served, with
+     * @more_formats); all read by the one worker.
+     */
+    guint n_more;
+    const char *const *more_images;
+    const char *const *more_disks;
+    const char *const *more_formats;
 } VoWorkerRequest;
 
 /* The host owner accepts running the worker with less than every piece

@@ -67,7 +67,7 @@ typedef struct {
     int stderr_fd;          /* the child's stderr; -1: /dev/null */
 } SandboxSpawn;
 
-#define SANDBOX_MAX_FDS     4
+#define SANDBOX_MAX_FDS     12
 
 /*
  * Start the program in new namespaces, under its own id.  Descriptors

@@ -7,7 +7,8 @@
 #
 # The apply names its stages in debug messages (G_MESSAGES_DEBUG, on its
 # stdout): "IMAGE: deciding", "...: patching the overlay", "...: verifying
-# the overlay", "...: committing", "...: applied".  STAGE "start" counts
+# the overlay", "...: committing", "...: applied"; a guest of several disks
+# also "DISK: committed" after each disk's commit.  STAGE "start" counts
 # from the spawn; STAGE "never" lets the command finish.  Reading the pipe
 # as the lines arrive puts the kill inside the stage, where a timer started
 # with the process would land anywhere (or after the end).
@@ -24,7 +25,7 @@ import sys
 import time
 
 STAGES = ("deciding", "patching the overlay", "verifying the overlay",
-          "committing", "applied")
+          "committing", "committed", "applied")
 PR_SET_CHILD_SUBREAPER = 36
 
 

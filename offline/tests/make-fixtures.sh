@@ -18,6 +18,11 @@
 #                               download), and netbase, which it lacks
 #   make-fixtures.sh logical -> debian-logical.{raw,qcow2}: MBR, root and
 #                               /srv in logical partitions 5 and 6
+#   make-fixtures.sh multidisk -> debian-disk1.{raw,qcow2} and
+#                               debian-disk2.{raw,qcow2}: one guest on two
+#                               GPT disks, the root on the first and /var
+#                               (with the dpkg database) on the second,
+#                               named by UUID in the root's fstab
 #   make-fixtures.sh rpm     -> rpm.{raw,qcow2}: an rpm-based guest (rpm's
 #                               database made by rpm, rpmbuild packages),
 #                               its expected "packages" and rpmdb.sqlite;
@@ -514,6 +519,44 @@ PART
     echo "$out"
 }
 
+# Debian on two disks: the root on the first, /var on the second (the dpkg
+# database, so the inventory has to cross disks), by UUID in fstab.
+multidisk_images() {
+    cached multidisk && return
+    local out=$cache/multidisk-v$fixture_version
+    fresh_tree "$out"
+    local work=$out/stage
+    local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c011
+    local var_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c012
+    cat >"$work/root/etc/fstab" <<FSTAB
+UUID=$root_uuid / ext4 errors=remount-ro 0 1
+UUID=$var_uuid /var ext4 defaults 0 2
+FSTAB
+    echo "vmaugment fixture on two disks" >"$work/root/etc/motd"
+    mv "$work/root/var" "$work/var"
+    mkdir "$work/root/var"
+    local disk
+    for disk in 1 2; do
+        truncate -s 300M "$out/debian-disk$disk.raw"
+        sfdisk --quiet "$out/debian-disk$disk.raw" <<PART
+label: gpt
+first-lba: 2048
+start=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=disk$disk
+PART
+    done
+    mke2fs -q -F -t ext4 -U "$root_uuid" -L root -E offset=$((2048 * 512)) \
+        -d "$work/root" "$out/debian-disk1.raw" 290M
+    mke2fs -q -F -t ext4 -U "$var_uuid" -L var -E offset=$((2048 * 512)) \
+        -d "$work/var" "$out/debian-disk2.raw" 290M
+    rm -rf "$work"
+    for disk in 1 2; do
+        "$qemu_img" convert -O qcow2 "$out/debian-disk$disk.raw" \
+            "$out/debian-disk$disk.qcow2"
+    done
+    touch "$out/.complete"
+    echo "$out"
+}
+
 # rpm_package TOPDIR NAME EPOCH VERSION RELEASE FILE: a noarch rpm with one
 # file, built by rpmbuild (EPOCH may be empty).
 rpm_package() {
@@ -613,10 +656,11 @@ case ${1:-} in
         ;;
     rpm) rpm_images ;;
     logical) logical_images ;;
+    multidisk) multidisk_images ;;
     lvm) lvm_images ;;
     windows) windows ;;
     minbase) minbase ;;
     debs) debs ;;
-    *) echo "usage: $0 linux|lvm|logical|rpm|windows|minbase|debs|image TREE OUT" >&2
+    *) echo "usage: $0 linux|lvm|logical|multidisk|rpm|windows|minbase|debs|image TREE OUT" >&2
        exit 2 ;;
 esac
