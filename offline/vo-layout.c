@@ -142,8 +142,10 @@ static gboolean vo_layout_is_extended(guint8 type)
  * records (EBRs) that may lie anywhere inside it, where the shadow has
  * zeros: follow the chain here, only to copy each EBR's sector into the
  * shadow; libblkid then reads the partitions from them as from any disk.
- * The chain comes from the guest: it must move forward, inside the disk,
- * and ends after VO_MAX_LOGICAL records.
+ * Each link is relative to the extended partition and, as for Linux and
+ * libblkid, may point backwards: the chain comes from the guest, so it
+ * stays inside the extended partition and the disk, ends at a record it
+ * already visited, and after VO_MAX_LOGICAL records.
  */
 #define VO_MAX_LOGICAL 256
 
@@ -161,12 +163,16 @@ static gboolean vo_layout_mirror_ebrs(VoDisk *disk, int fd, GError **error)
     for (int i = 0; i < 4; i++) {
         const guint8 *e = mbr + 446 + 16 * i;
         guint64 start = vo_layout_le32(e + 8);
+        guint64 end = MIN(start + vo_layout_le32(e + 12), sectors);
         guint64 cur = start;
+        g_autoptr(GHashTable) seen = NULL;
 
         if (!vo_layout_is_extended(e[4]) || start == 0) {
             continue;
         }
-        for (int hop = 0; hop < VO_MAX_LOGICAL && cur < sectors; hop++) {
+        seen = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
+                                     NULL);
+        for (int hop = 0; hop < VO_MAX_LOGICAL && cur < end; hop++) {
             guint8 ebr[512];
             const guint8 *link = ebr + 446 + 16;
             guint64 next;
@@ -179,8 +185,9 @@ static gboolean vo_layout_mirror_ebrs(VoDisk *disk, int fd, GError **error)
                 !vo_layout_is_extended(link[4])) {
                 break;
             }
+            g_hash_table_add(seen, g_memdup2(&cur, sizeof(cur)));
             next = start + vo_layout_le32(link + 8);
-            if (next <= cur) {
+            if (next == start || g_hash_table_contains(seen, &next)) {
                 break;
             }
             cur = next;
