@@ -104,6 +104,11 @@ static GPtrArray *vo_main_guest(const char *arg, GError **error)
         return NULL;
     }
     for (guint i = 0; opt_disks && opt_disks[i]; i++) {
+        if (g_str_has_suffix(opt_disks[i], ".ovf") ||
+            g_str_has_suffix(opt_disks[i], ".ova")) {
+            vo_main_usage(error, "--disk names a disk image, not an OVF");
+            return NULL;
+        }
         g_ptr_array_add(images, g_strdup(opt_disks[i]));
     }
     return g_steal_pointer(&images);

@@ -4,11 +4,12 @@
 # apply and verified, from the command line (--disk) and from an OVF; a
 # kill -9 inside the commit of both disks leaves both old or both new
 # after recover; a missing second disk and a second disk in use change
-# nothing.  Results are checked with e2fsck -fn, debugfs and qemu-img
-# compare, nothing of ours.
+# nothing; fstab's other ways to name the second disk (LABEL=, PARTUUID=,
+# /dev/vdb1, /dev/nvme1n1p1) map it too.  Results are checked with
+# e2fsck -fn, debugfs and qemu-img compare, nothing of ours.
 source "$(dirname "$0")/lib.sh"
 
-plan 8
+plan 9
 need_image_formats >&2
 fix=$(bash "$here/make-fixtures.sh" multidisk)
 make_identity
@@ -133,6 +134,8 @@ vo verify "$tmp/o/appliance.ovf" "$tmp/b.vmab" >/dev/null || fail "OVF verify"
 check_patched "$tmp/o/d1.qcow2" "$tmp/o/d2.qcow2"
 expect_refusal --status 2 "an OVF names its disks itself" \
     --trust-dir "$tmp/trust" inspect "$tmp/o/appliance.ovf" --disk "$tmp/o/d2.qcow2"
+expect_refusal --status 2 "--disk names a disk image, not an OVF" \
+    inspect "$tmp/o/d1.qcow2" --disk "$tmp/o/appliance.ovf"
 pass "OVF of two disks: inspect, apply, verify; e2fsck -fn clean"
 
 # 4. Without its second disk the guest is refused, naming the fstab entry
@@ -221,3 +224,30 @@ vo apply "$tmp/k4/d1.qcow2" --disk "$tmp/k4/d2.qcow2" "$tmp/b.vmab" \
     fail "apply after a kill: $(cat "$tmp/apply.json")"
 check_patched "$tmp/k4/d1.qcow2" "$tmp/k4/d2.qcow2"
 pass "apply after a kill between the commits: rolled forward, then already-applied"
+
+# 9. The second disk named by fstab as LABEL=, PARTUUID= and device names
+# with its disk letter or number; a device of a third disk matches none.
+"$QEMU_IMG" convert -U -O raw "$fix/debian-disk1.qcow2" "$tmp/f1.raw"
+var_partuuid=$(sfdisk --part-uuid "$fix/debian-disk2.raw" 1)
+for source in LABEL=var "PARTUUID=$var_partuuid" /dev/vdb1 /dev/sdb1 \
+    /dev/nvme1n1p1 /dev/sdc1; do
+    printf 'LABEL=root / ext4 defaults 0 1\n%s /var ext4 defaults 0 2\n' \
+        "$source" >"$tmp/fstab"
+    debugfs -w -R "rm /etc/fstab" "$tmp/f1.raw?offset=1048576" 2>/dev/null
+    debugfs -w -R "write $tmp/fstab /etc/fstab" \
+        "$tmp/f1.raw?offset=1048576" >/dev/null 2>&1
+    [ "$(debugfs_part "$tmp/f1.raw" 1 cat /etc/fstab)" = "$(cat "$tmp/fstab")" ] ||
+        fail "cannot write the fstab naming $source"
+    if [ "$source" = /dev/sdc1 ]; then
+        expect_refusal "mounts it from /dev/sdc1, which is on none of the 2 disks given" \
+            inspect "$tmp/f1.raw" --disk "$fix/debian-disk2.qcow2"
+        continue
+    fi
+    vo inspect "$tmp/f1.raw" --disk "$fix/debian-disk2.qcow2" \
+        >"$tmp/named.json" || fail "inspect with /var from $source"
+    [ "$(json_get "$tmp/named.json" mounts 1 mountpoint)" = /var ] &&
+        [ "$(json_get "$tmp/named.json" mounts 1 disk)" = 2 ] &&
+        [ "$(json_get "$tmp/named.json" mounts 1 partition)" = 1 ] ||
+        fail "/var from $source: $(json_get "$tmp/named.json" mounts)"
+done
+pass "/var named as LABEL=, PARTUUID=, /dev/vdb1, /dev/sdb1, /dev/nvme1n1p1: disk 2; /dev/sdc1: refused"
