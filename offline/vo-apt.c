@@ -328,9 +328,10 @@ VoApt *vo_apt_new(GPtrArray *sources, const char *keyring,
                                (char *)status->architectures->pdata[i]);
     }
     g_string_append(conf, " };\n"
-                    /* Updates, not recommendations: as unattended
-                     * upgrades do. */
-                    "APT::Install-Recommends \"false\";\n"
+                    /* apt's defaults, as apt-get upgrade in the
+                     * guest: a new recommendation is installed, or
+                     * the package kept back when none can be. */
+                    "APT::Install-Recommends \"true\";\n"
                     "APT::Install-Suggests \"false\";\n"
                     "APT::Get::Upgrade-Allow-New \"true\";\n"
                     "APT::Get::AllowUnauthenticated \"false\";\n"

@@ -29,6 +29,9 @@ G_BEGIN_DECLS
 /* Packages a bundle stages ("op": "stage"): installed by dpkg itself at
  * the next boot, because their preinst must run before they unpack. */
 #define VO_CONFIGURE_STAGED     VO_CONFIGURE_DIR "/staged"
+/* Packages apt would have installed as new dependencies: one file each,
+ * named NAME:ARCH, for apt-mark auto at the next boot. */
+#define VO_CONFIGURE_AUTO       VO_CONFIGURE_DIR "/auto-installed"
 
 /*
  * To the bundle manifest @manifest, when it unpacks packages: the

@@ -37,9 +37,11 @@ typedef enum {
 } VoDpkgKind;
 
 /* The fields apt decides with, in the order we write them.  Recommends
- * and Suggests are left out: plans never install recommendations.
- * Installed-Size is in apt's hash of a version: without it the installed
- * version would not be the repository's version of the same number. */
+ * tells apt which recommendations of a new version are new (those it
+ * installs, or keeps the package back for, as in the guest).
+ * Installed-Size, Recommends and Suggests are in apt's hash of a version:
+ * without them the installed version would not be the repository's
+ * version of the same number. */
 static const struct {
     const char *name;
     VoDpkgKind kind;
@@ -60,6 +62,8 @@ static const struct {
     { "Provides", VO_DPKG_RELATIONS, FALSE },
     { "Pre-Depends", VO_DPKG_RELATIONS, FALSE },
     { "Depends", VO_DPKG_RELATIONS, FALSE },
+    { "Recommends", VO_DPKG_RELATIONS, FALSE },
+    { "Suggests", VO_DPKG_RELATIONS, FALSE },
     { "Breaks", VO_DPKG_RELATIONS, FALSE },
     { "Conflicts", VO_DPKG_RELATIONS, FALSE },
 };

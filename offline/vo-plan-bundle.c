@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "vo-bundle.h"
+#include "vo-configure.h"
 #include "vo-plan-bundle.h"
 #include "vo-plan.h"
 #include "vo-version.h"
@@ -118,12 +119,18 @@ GBytes *vo_plan_bundle_file(const char *dir, const char *name,
     return g_steal_pointer(&data);
 }
 
+/* The fixed text of each file under VO_CONFIGURE_AUTO: a second bundle
+ * naming the same package before the next boot finds it identical. */
+static const char vo_plan_bundle_auto_text[] =
+    "vmaugment-offline: apt-mark auto at the next boot\n";
+
 /* One planned package: its rule, its @op ("unpack" or "stage") and its
- * payload. */
+ * payload; a new one's NAME:ARCH added to @auto_names. */
 static gboolean vo_plan_bundle_package(JsonNode *node, const char *op,
                                        const char *dir, JsonBuilder *rules,
                                        JsonBuilder *packages,
-                                       GHashTable *payloads, GError **error)
+                                       GHashTable *payloads,
+                                       GPtrArray *auto_names, GError **error)
 {
     const char *name, *arch, *old, *new, *deb, *sha;
     g_autoptr(GError) local = NULL;
@@ -162,6 +169,11 @@ static gboolean vo_plan_bundle_package(JsonNode *node, const char *op,
     /* The version it replaces, exactly: the bundle applies to nothing
      * else.  A new package must still be absent. */
     pinned = g_strdup_printf("%s:%s", name, arch);
+    if (!old) {
+        /* apt installs it only as a dependency of an upgrade: apt-get
+         * would mark it automatically installed. */
+        g_ptr_array_add(auto_names, g_strdup(pinned));
+    }
     json_builder_begin_object(rules);
     json_builder_set_member_name(rules, "package");
     json_builder_add_string_value(rules, pinned);
@@ -195,6 +207,49 @@ static gboolean vo_plan_bundle_package(JsonNode *node, const char *op,
     }
     json_builder_end_object(packages);
     return TRUE;
+}
+
+/* The files marking @auto_names for apt-mark auto, after the
+ * directories leading to them (vo_configure_add keeps those). */
+static void vo_plan_bundle_auto(JsonBuilder *m, GPtrArray *auto_names,
+                                GHashTable *payloads)
+{
+    static const char *const dirs[] = {
+        "/var", "/var/lib", "/var/lib/vmaugment", VO_CONFIGURE_DIR,
+        VO_CONFIGURE_AUTO,
+    };
+
+    if (auto_names->len == 0) {
+        return;
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(dirs); i++) {
+        json_builder_begin_object(m);
+        json_builder_set_member_name(m, "op");
+        json_builder_add_string_value(m, "mkdir");
+        json_builder_set_member_name(m, "path");
+        json_builder_add_string_value(m, dirs[i]);
+        json_builder_set_member_name(m, "mode");
+        json_builder_add_string_value(m, "0755");
+        json_builder_end_object(m);
+    }
+    for (guint i = 0; i < auto_names->len; i++) {
+        g_autofree char *path = g_strdup_printf(
+            "%s/%s", VO_CONFIGURE_AUTO, (char *)auto_names->pdata[i]);
+
+        json_builder_begin_object(m);
+        json_builder_set_member_name(m, "op");
+        json_builder_add_string_value(m, "add");
+        json_builder_set_member_name(m, "path");
+        json_builder_add_string_value(m, path);
+        json_builder_set_member_name(m, "payload");
+        json_builder_add_string_value(m, "auto-installed");
+        json_builder_set_member_name(m, "mode");
+        json_builder_add_string_value(m, "0644");
+        json_builder_end_object(m);
+    }
+    g_hash_table_insert(payloads, g_strdup("auto-installed"),
+                        g_bytes_new_static(vo_plan_bundle_auto_text,
+                                           strlen(vo_plan_bundle_auto_text)));
 }
 
 /* "apt-RELEASE-DIGEST" and the plan's time as id and version: names the
@@ -243,6 +298,7 @@ gboolean vo_plan_bundle_build(const char *plan_path, int group,
     g_autofree char *version = NULL;
     g_autofree char *description = NULL;
     g_autoptr(GPtrArray) staged = g_ptr_array_new();
+    g_autoptr(GPtrArray) auto_names = g_ptr_array_new_with_free_func(g_free);
     JsonObject *g;
     JsonNode *list, *images, *refused;
     JsonArray *arr;
@@ -294,13 +350,14 @@ gboolean vo_plan_bundle_build(const char *plan_path, int group,
     for (guint i = 0; i < json_array_get_length(arr); i++) {
         if (!vo_plan_bundle_package(json_array_get_element(arr, i), "unpack",
                                     debs_dir, rules, packages, payloads,
-                                    error)) {
+                                    auto_names, error)) {
             return FALSE;
         }
     }
     for (guint i = 0; i < staged->len; i++) {
         if (!vo_plan_bundle_package(staged->pdata[i], "stage", debs_dir,
-                                    rules, packages, payloads, error)) {
+                                    rules, packages, payloads, auto_names,
+                                    error)) {
             return FALSE;
         }
     }
@@ -327,6 +384,7 @@ gboolean vo_plan_bundle_build(const char *plan_path, int group,
     json_builder_add_value(m, json_builder_get_root(rules));
     json_builder_set_member_name(m, "files");
     json_builder_begin_array(m);
+    vo_plan_bundle_auto(m, auto_names, payloads);
     json_builder_end_array(m);
     json_builder_set_member_name(m, "packages");
     json_builder_add_value(m, json_builder_get_root(packages));

@@ -12,6 +12,11 @@
 #                         fixture's .deb files in $debs
 #   make_repo_keys     -> only the two keys (for another repository signed
 #                         with index)
+#   security_updates TREE POOL
+#                      -> the real security updates of the minbase tree
+#                         TREE (apt-get download), less those with a
+#                         preinst, copied into POOL; their number in
+#                         $nsecurity
 
 need apt-ftparchive apt-utils
 need gpg gpg
@@ -82,6 +87,43 @@ make_repo_keys() {
     gpg --batch --quiet --passphrase '' --quick-gen-key \
         "someone else <else@example.invalid>" ed25519 sign never
     gpg --batch --export "else@example.invalid" >"$tmp/other-key.gpg"
+}
+
+# security_updates TREE POOL: the packages of the tree whose candidate
+# version in the host apt's sources is newer and in a -security suite
+# (Debian's archive, through apt-get download), less those with a preinst,
+# which an offline unpack refuses (docs/offline.rst); copied into POOL,
+# their number in $nsecurity.  The downloads are kept in the user's cache,
+# one file per package version (apt checked its hash when it came).
+security_updates() {
+    local tree=$1 pool=$2 p v cand deb
+    local cache=${XDG_CACHE_HOME:-$HOME/.cache}/vmaugment/offline/security-debs
+    mkdir -p "$pool" "$cache" "$tmp/dl"
+    while read -r p v; do
+        cand=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ {print $2}')
+        case $cand in ""|"(none)") continue ;; esac
+        dpkg --compare-versions "$cand" gt "$v" || continue
+        apt-cache madison "$p" | awk -F' *[|] *' -v c="$cand" \
+            '$2 == c && $3 ~ /-security\// {f = 1} END {exit !f}' || continue
+        # apt-get download's name: the epoch's colon as %3a.
+        deb=$(find "$cache" -maxdepth 1 -name "${p}_${cand/:/%3a}_*.deb" |
+              head -n 1)
+        if [ -z "$deb" ]; then
+            (cd "$tmp/dl" && apt-get -q=2 -o APT::Sandbox::User=root \
+                download "$p=$cand") >"$tmp/dl.log" 2>&1 ||
+                fail "apt-get download $p=$cand: $(cat "$tmp/dl.log")"
+            mv "$tmp"/dl/*.deb "$cache/"
+            deb=$(find "$cache" -maxdepth 1 -name "${p}_${cand/:/%3a}_*.deb" |
+                  head -n 1)
+        fi
+        if dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -x './preinst' >/dev/null; then
+            echo "# left out (preinst): $(basename "$deb")"
+        else
+            cp "$deb" "$pool/"
+        fi
+    done < <(dpkg-query --admindir="$tree/var/lib/dpkg" -W \
+                 -f '${Package} ${Version}\n')
+    nsecurity=$(find "$pool" -name '*.deb' | wc -l)
 }
 
 make_update_repo() {

@@ -193,7 +193,9 @@ rules = [{"package": "%s:%s" % (p["name"], p["architecture"]),
 assert m["applies"] == rules, m["applies"]
 # Only what configures the packages at the next boot (docs/offline.rst).
 assert m["marker"] == "/var/lib/vmaugment/offline", m.get("marker")
+# And the new dependency's mark for apt-mark auto at that boot.
 assert [f["path"] for f in m["files"] if f["op"] != "mkdir"] == [
+    "/var/lib/vmaugment/offline/auto-installed/netbase:all",
     "/usr/local/sbin/vmaugment-offline-configure",
     "/etc/systemd/system/vmaugment-offline-configure.service",
     "/etc/systemd/system/multi-user.target.d/vmaugment-offline-configure.conf",

@@ -147,41 +147,14 @@ chroot "$tmp/ref" sh -c 'dpkg --unpack --no-triggers /tmp/vmaug-*.deb' \
     >"$tmp/ref.log" 2>&1 ||
     fail "dpkg --unpack in the reference: $(cat "$tmp/ref.log")"
 rm -f "$tmp"/ref/tmp/vmaug-*.deb
-python3 - "$tmp/ours" "$tmp/ref" <<'PY' || fail "trees differ from dpkg's"
-import hashlib, os, stat, sys
 # dpkg's own journal and backup, which an offline unpack does not write,
 # and what the bundle adds for the next boot (case 7).
-ignored = {"/var/lib/dpkg/status-old", "/var/log/dpkg.log",
-           "/usr/local/sbin/vmaugment-offline-configure",
-           "/etc/systemd/system/vmaugment-offline-configure.service",
-           "/etc/systemd/system/multi-user.target.d"}
-ignored_dirs = ("/var/lib/vmaugment", "/etc/systemd/system/multi-user.target.d/")
-def walk(root):
-    out = {}
-    for d, dirs, files in os.walk(root):
-        for n in dirs + files:
-            p = os.path.join(d, n)
-            rel = "/" + os.path.relpath(p, root)
-            if rel in ignored or rel.startswith(ignored_dirs):
-                continue
-            st = os.lstat(p)
-            if stat.S_ISLNK(st.st_mode):
-                what = "link " + os.readlink(p)
-            elif stat.S_ISREG(st.st_mode):
-                what = hashlib.md5(open(p, "rb").read()).hexdigest()
-            else:
-                what = stat.S_IFMT(st.st_mode)
-            # rdump's chown clears setuid bits (checked on the image).
-            out[rel] = (what, oct(stat.S_IMODE(st.st_mode) & 0o1777),
-                        st.st_uid, st.st_gid)
-    return out
-ours, ref = walk(sys.argv[1]), walk(sys.argv[2])
-diff = [(k, ours.get(k), ref.get(k)) for k in sorted(set(ours) | set(ref))
-        if ours.get(k) != ref.get(k)]
-for d in diff:
-    print("#", *d, file=sys.stderr)
-assert not diff
-PY
+python3 "$here/compare-trees.py" "$tmp/ours" "$tmp/ref" \
+    --skip=/var/lib/dpkg/status-old --skip=/var/log/dpkg.log \
+    --skip=/usr/local/sbin/vmaugment-offline-configure \
+    --skip=/etc/systemd/system/vmaugment-offline-configure.service \
+    --skip=/etc/systemd/system/multi-user.target.d/ \
+    --skip=/var/lib/vmaugment/ || fail "trees differ from dpkg's"
 pass "same files and status file as dpkg --unpack in a chroot"
 
 # 5. The guest's next boot finishes the job: the command of the unit the

@@ -82,26 +82,9 @@ fix=$(fixtures_linux)
 make_identity
 make_repo_keys
 pool=$tmp/repo/pool/bookworm-security
-mkdir -p "$pool" "$tmp/repo/pool/bookworm-updates" "$tmp/dl"
-while read -r p v; do
-    cand=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ {print $2}')
-    case $cand in ""|"(none)") continue ;; esac
-    dpkg --compare-versions "$cand" gt "$v" || continue
-    apt-cache madison "$p" | awk -F' *[|] *' -v c="$cand" \
-        '$2 == c && $3 ~ /-security\// {f = 1} END {exit !f}' || continue
-    (cd "$tmp/dl" && apt-get -q=2 -o APT::Sandbox::User=root download \
-        "$p=$cand") >"$tmp/dl.log" 2>&1 ||
-        fail "apt-get download $p=$cand: $(cat "$tmp/dl.log")"
-done < <(dpkg-query --admindir="$mb/var/lib/dpkg" -W -f '${Package} ${Version}\n')
-for deb in "$tmp"/dl/*.deb; do
-    [ -e "$deb" ] || break
-    if dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -x './preinst' >/dev/null; then
-        echo "# left out (preinst): $(basename "$deb")"
-    else
-        cp "$deb" "$pool/"
-    fi
-done
-nrepo=$(find "$pool" -name '*.deb' | wc -l)
+mkdir -p "$tmp/repo/pool/bookworm-updates"
+security_updates "$mb" "$pool"
+nrepo=$nsecurity
 [ "$nrepo" -ge 5 ] ||
     fail "only $nrepo security updates without a preinst for the fixture (need 5)"
 index "$tmp/repo"
@@ -274,8 +257,9 @@ mount --bind /dev $r/dev
 mount -t devpts devpts $r/dev/pts
 mount -t proc proc $r/proc
 mount -t sysfs sysfs $r/sys
-# Without recommendations, as the plan decides (docs/offline.rst).
-apt="apt-get -q -o APT::Install-Recommends=false -o Dir::Etc::sourcelist=/mnt/sources.list -o Dir::Etc::sourceparts=/mnt/sources.list.d"
+# apt's defaults, as the plan's (docs/offline.rst, "Upgrade, not
+# dist-upgrade").
+apt="apt-get -q -o Dir::Etc::sourcelist=/mnt/sources.list -o Dir::Etc::sourceparts=/mnt/sources.list.d"
 in_root() {
     chroot $r /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
         LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
