@@ -221,8 +221,14 @@ static int sandbox_rules(scmp_filter_ctx ctx, const SandboxPolicy *p,
         rc = SANDBOX_RULE(ctx, SCMP_ACT_ALLOW, SCMP_SYS(newfstatat),
                           SCMP_A3(SCMP_CMP_EQ, AT_EMPTY_PATH));
     }
+    /* With scratch directories the path form too: libclamav removes its
+     * directories only after stat()ing what they hold, and the path
+     * reaches nothing openat() does not already reach there. */
     if (rc == 0) {
-        rc = SANDBOX_RULE(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(newfstatat),
+        rc = SANDBOX_RULE(ctx,
+                          scratch && p->code_fd < 0 && p->scratch_dirs
+                              ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(EACCES),
+                          SCMP_SYS(newfstatat),
                           SCMP_A3(SCMP_CMP_NE, AT_EMPTY_PATH));
     }
     /* Memory, but never executable memory. */

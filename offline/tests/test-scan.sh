@@ -16,7 +16,7 @@ need debugfs e2fsprogs
 need sfdisk fdisk
 need zip zip
 need mkntfs ntfs-3g
-plan 36
+plan 37
 
 eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 marker='vmaugment-scan-marker-4711'
@@ -229,6 +229,21 @@ pass "the whole hostile image: one clear report, exit 2"
 scan "$tmp/h4.json" "$img"
 check_report "$tmp/h4.json" 1 "f == $eicar_hits"
 pass "the next scan after the hostile ones is unaffected"
+
+# Many archives: the engine's per-file directories must go, or its
+# scratch space (64 inodes) runs out and later archives go unread.
+many=$tmp/many-tree
+mkdir -p "$many/etc" "$many/zips"
+echo 'ID=debian' >"$many/etc/os-release"
+(cd "$tmp" && zip -q "$tmp/one.zip" eicar.com)
+for i in $(seq 100); do
+    cp "$tmp/one.zip" "$many/zips/a$i.zip"
+done
+truncate -s 64M "$tmp/many.raw"
+mke2fs -q -F -t ext4 -U "$root_uuid" -d "$many" "$tmp/many.raw"
+scan "$tmp/m1.json" "$tmp/many.raw"
+check_report "$tmp/m1.json" 1 "len(f) == 100 and r['errors'] == []"
+pass "100 archives: each one unpacked and found, the scratch space reclaimed"
 
 # what the parent takes from a worker.
 cp "$clean" "$tmp/report-scan-escape.raw"
