@@ -100,7 +100,11 @@ cold=() one=() cached=() anchor=()
 for _ in $(seq "$runs"); do
     timed t scan "$img"
     cold+=("$t")
-    [ "$(json_get "$tmp/out.json" files-scanned)" = "$((count))" ] ||
+    # Every file and archive really scanned: the EICAR file found, no
+    # error (a scan that skipped work would say so, or miss it).
+    [ "$(json_get "$tmp/out.json" files-scanned)" = "$((count))" ] &&
+        [ "$(json_get "$tmp/out.json" result)" = infected ] &&
+        [ "$(json_get "$tmp/out.json" errors)" = "[]" ] ||
         fail "cold scan: $(head -c 400 "$tmp/out.json")"
     timed t scan --path /etc/os-release "$img"
     one+=("$t")
