@@ -34,6 +34,7 @@
 #include "vo-mounts.h"
 #include "vo-msu.h"
 #include "vo-patch.h"
+#include "vo-scan.h"
 #include "vo-wire.h"
 #include "vo-worker.h"
 
@@ -43,6 +44,7 @@ typedef struct {
     char **formats;         /* one per disk of the guest */
     VoBundle *bundle;
     VoGuest *guest;
+    GError *engine_error;   /* the scan's engine did not load */
 } VoWorker;
 
 static void vo_worker_stage(const char *stage)
@@ -95,6 +97,12 @@ static gboolean vo_worker_packages(VoWorker *w, JsonBuilder *b,
     json_builder_set_member_name(b, "dpkg");
     json_builder_add_value(b, dpkg);
     return TRUE;
+}
+
+/* Read-only: the export is, too (vo_worker_do()). */
+static gboolean vo_worker_scan(VoWorker *w, JsonBuilder *b, GError **error)
+{
+    return vo_scan_engine_run(w->guest, b, error);
 }
 
 static gboolean vo_worker_check(VoWorker *w, JsonBuilder *b, GError **error)
@@ -235,6 +243,22 @@ static void vo_worker_test_report(const char *image)
                "{\"status\": \"unreadable\", \"message\": \"x\", "
                "\"records\": [{\"bundle\": \"b\", \"version\": \"1\", "
                "\"outcome\": \"recorded\"}]}}";
+    } else if (g_str_has_prefix(kind, "scan-escape")) {
+        /* A finding whose path would drive the operator's terminal. */
+        body = "{\"scan\": {\"engine\": \"ClamAV 1\", \"database\": "
+               "{\"version\": null, \"signatures\": 1}, "
+               "\"files-scanned\": 1, \"files-cached\": 0, "
+               "\"bytes-scanned\": 1, \"findings\": [{\"filesystem\": "
+               "\"/\", \"path\": \"/x\\u001b]0;owned\\u0007\", "
+               "\"signature\": \"Eicar\"}], \"errors\": [], "
+               "\"clean\": []}}";
+    } else if (g_str_has_prefix(kind, "scan-clean-lie")) {
+        /* A cache key that is no key: it would reach the cache file. */
+        body = "{\"scan\": {\"engine\": \"ClamAV 1\", \"database\": "
+               "{\"version\": null, \"signatures\": 1}, "
+               "\"files-scanned\": 1, \"files-cached\": 0, "
+               "\"bytes-scanned\": 1, \"findings\": [], \"errors\": [], "
+               "\"clean\": [\"../../etc/passwd\"]}}";
     } else if (g_str_has_prefix(kind, "not-json")) {
         body = "{\"status\": ";
     } else if (g_str_has_prefix(kind, "unknown-member")) {
@@ -340,6 +364,15 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
             return FALSE;
         }
     }
+    /* Said only now that the disks are connected: qemu-nbd ends when its
+     * client leaves after the handshake, not before. */
+    if (w->engine_error) {
+        for (guint i = 0; i < n; i++) {
+            vo_disk_free(disks[i]);
+        }
+        g_propagate_error(error, g_steal_pointer(&w->engine_error));
+        return FALSE;
+    }
     w->guest = vo_mounts_open_disks(disks, n, w->image, error);
     if (!w->guest) {
         return FALSE;
@@ -361,6 +394,8 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
         return vo_worker_verify(w, b, error);
     case VO_WORKER_PACKAGES:
         return vo_worker_packages(w, b, error);
+    case VO_WORKER_SCAN:
+        return vo_worker_scan(w, b, error);
     }
     g_assert_not_reached();
 }
@@ -466,7 +501,7 @@ int main(int argc, char **argv)
         return 2;
     }
     w.formats = formats;
-    n_fds = vo_worker_job_has_bundle(w.job) ? 3 : 2;
+    n_fds = vo_worker_job_fds(w.job);
     policy.n_io_fds = 1;
     for (guint i = 0; formats[i]; i++) {
         io_fds[policy.n_io_fds++] = vo_worker_disk_fd(w.job, i);
@@ -481,6 +516,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "vmaugment-offline-worker: iconv: %s\n",
                 g_strerror(errno));
         return 2;
+    }
+    if (w.job == VO_WORKER_SCAN) {
+        /*
+         * The host owner's database, loaded and compiled before any
+         * guest byte and before confinement: no path of the host is
+         * reachable afterwards (docs/sandbox.rst, "The scan job").
+         */
+        if (!vo_scan_engine_prepare(VO_WORKER_FD_REQUEST, &w.engine_error)) {
+            g_prefix_error(&w.engine_error, "scan: ");
+        }
+        close(VO_WORKER_FD_REQUEST);
+        policy.limits.memory_bytes = VO_WORKER_SCAN_MEMORY;
+        policy.limits.cpu_seconds = vo_scan_engine_timeout_s() +
+                                    VO_WORKER_SCAN_GRACE_S;
+        /* libclamav makes a directory per scan for what it unpacks. */
+        policy.scratch_dirs = true;
     }
     rc = sandbox_confine(&policy, VO_WORKER_FD_DISK + n_fds);
     if (rc < 0) {

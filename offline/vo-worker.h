@@ -22,6 +22,7 @@ typedef enum {
     VO_WORKER_APPLY,        /* ... and "verify", on a writable overlay */
     VO_WORKER_VERIFY,       /* "instructions", "verified" */
     VO_WORKER_PACKAGES,     /* "dpkg" (vo-dpkg-status.h) */
+    VO_WORKER_SCAN,         /* "scan" (vo-scan.h) */
 } VoWorkerJob;
 
 /* The worker's descriptors, in this order; a guest's second and later
@@ -29,6 +30,8 @@ typedef enum {
 #define VO_WORKER_FD_DISK       3
 #define VO_WORKER_FD_REPORT     4
 #define VO_WORKER_FD_BUNDLE     5
+/* The scan job's request (vo-scan.h), in the bundle's place. */
+#define VO_WORKER_FD_REQUEST    5
 /* The most disks one guest may have (each costs a qemu-nbd and an fd). */
 #define VO_WORKER_MAX_DISKS     8
 
@@ -42,6 +45,11 @@ typedef enum {
 #define VO_WORKER_MAX_MESSAGE   4096
 /* How long the parent waits for its report, whatever it does. */
 #define VO_WORKER_TIMEOUT_S     1800
+/* The scan job: room for libclamav's compiled database (the official one
+ * takes about 1.5 GiB) besides the file it scans, and the time it may
+ * take beyond its own --timeout to load the database and report. */
+#define VO_WORKER_SCAN_MEMORY   (4096ull * 1024 * 1024)
+#define VO_WORKER_SCAN_GRACE_S  300
 
 /* The stages an apply announces (in this order). */
 #define VO_WORKER_STAGE_DECIDING    "deciding"
@@ -51,6 +59,8 @@ typedef enum {
 const char *vo_worker_job_name(VoWorkerJob job);
 /* Whether the job is handed a bundle (and its signer). */
 gboolean vo_worker_job_has_bundle(VoWorkerJob job);
+/* The descriptors it is given: 2, or 3 with a bundle or a request. */
+int vo_worker_job_fds(VoWorkerJob job);
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job);
 /* The descriptor of the guest's disk @disk (from 0) in a worker of @job. */
 int vo_worker_disk_fd(VoWorkerJob job, guint disk);
@@ -72,6 +82,8 @@ typedef struct {
     const char *const *more_images;
     const char *const *more_disks;
     const char *const *more_formats;
+    GBytes *request;        /* the scan job's request (vo-scan.h) */
+    guint timeout_s;        /* 0: VO_WORKER_TIMEOUT_S */
 } VoWorkerRequest;
 
 /* The host owner accepts running the worker with less than every piece

@@ -139,6 +139,15 @@ static const int sandbox_scratch[] = {
     SCMP_SYS(fadvise64),        /* hints on its own files (libblkid) */
 };
 
+/* With scratch directories (SandboxPolicy.scratch_dirs), in the same
+ * /tmp. */
+static const int sandbox_scratch_dirs[] = {
+    SCMP_SYS(mkdir),            /* libclamav's per-scan directory */
+    SCMP_SYS(mkdirat),
+    SCMP_SYS(chmod),            /* ... which it makes private (0700) */
+    SCMP_SYS(rmdir),            /* ... and removes when the scan ends */
+};
+
 /* fcntl commands on descriptors it holds; F_SETOWN, F_SETSIG, leases,
  * notifications and pipe sizes kill. */
 static const int sandbox_fcntl_allowed[] = {
@@ -212,8 +221,14 @@ static int sandbox_rules(scmp_filter_ctx ctx, const SandboxPolicy *p,
         rc = SANDBOX_RULE(ctx, SCMP_ACT_ALLOW, SCMP_SYS(newfstatat),
                           SCMP_A3(SCMP_CMP_EQ, AT_EMPTY_PATH));
     }
+    /* With scratch directories the path form too: libclamav removes its
+     * directories only after stat()ing what they hold, and the path
+     * reaches nothing openat() does not already reach there. */
     if (rc == 0) {
-        rc = SANDBOX_RULE(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(newfstatat),
+        rc = SANDBOX_RULE(ctx,
+                          scratch && p->code_fd < 0 && p->scratch_dirs
+                              ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(EACCES),
+                          SCMP_SYS(newfstatat),
                           SCMP_A3(SCMP_CMP_NE, AT_EMPTY_PATH));
     }
     /* Memory, but never executable memory. */
@@ -278,6 +293,12 @@ static int sandbox_rules(scmp_filter_ctx ctx, const SandboxPolicy *p,
         for (size_t i = 0; rc == 0 && i < sizeof(sandbox_scratch) /
                                            sizeof(sandbox_scratch[0]); i++) {
             rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sandbox_scratch[i], 0);
+        }
+        for (size_t i = 0; rc == 0 && p->scratch_dirs &&
+                           i < sizeof(sandbox_scratch_dirs) /
+                               sizeof(sandbox_scratch_dirs[0]); i++) {
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW,
+                                  sandbox_scratch_dirs[i], 0);
         }
         return rc;
     }
