@@ -260,14 +260,43 @@ static gboolean vo_ext_write_inode(VoFs *vfs, guint64 node,
     return TRUE;
 }
 
+/* Seconds and the large inode's extra field (epoch bits, then
+ * nanoseconds shifted by two), as the kernel reads them. */
+static gint64 vo_ext_time_ns(guint32 secs, guint32 extra, gboolean has_extra)
+{
+    gint64 s = (gint32)secs;
+
+    if (!has_extra) {
+        return s * G_GINT64_CONSTANT(1000000000);
+    }
+    s += (gint64)(extra & 3) << 32;
+    return s * G_GINT64_CONSTANT(1000000000) + (extra >> 2);
+}
+
 static gboolean vo_ext_stat(VoFs *vfs, guint64 node, VoStat *st,
                             GError **error)
 {
+    VoExt *ext = vfs->priv;
+    struct ext2_inode_large large;
     struct ext2_inode inode;
+    gboolean extra;
+    errcode_t err;
 
     if (!vo_ext_read_inode(vfs, node, &inode, error)) {
         return FALSE;
     }
+    memset(&large, 0, sizeof(large));
+    err = ext2fs_read_inode_full(ext->fs, node,
+                                 (struct ext2_inode *)&large,
+                                 sizeof(large));
+    if (err) {
+        return vo_ext_fail(vfs, err, error, "read inode");
+    }
+    extra = EXT2_INODE_SIZE(ext->fs->super) > EXT2_GOOD_OLD_INODE_SIZE &&
+            large.i_extra_isize >= 8;
+    st->generation = inode.i_generation;
+    st->mtime_ns = vo_ext_time_ns(inode.i_mtime, large.i_mtime_extra, extra);
+    st->ctime_ns = vo_ext_time_ns(inode.i_ctime, large.i_ctime_extra, extra);
     if (LINUX_S_ISREG(inode.i_mode)) {
         st->type = VO_NODE_REGULAR;
     } else if (LINUX_S_ISDIR(inode.i_mode)) {
@@ -714,6 +743,72 @@ static gboolean vo_ext_rmdir(VoFs *vfs, guint64 dir, const char *name,
     return vo_ext_write_inode(vfs, dir, &parent, error);
 }
 
+typedef struct {
+    GPtrArray *entries;
+    guint max;
+    gboolean too_many;
+} VoExtList;
+
+static int vo_ext_list_entry(ext2_ino_t dir, int entry,
+                             struct ext2_dir_entry *dirent, int offset,
+                             int blocksize, char *buf, void *priv)
+{
+    VoExtList *l = priv;
+    int len = ext2fs_dirent_name_len(dirent);
+    VoDirEntry *e;
+
+    if (!dirent->inode || len == 0 ||
+        (len == 1 && dirent->name[0] == '.') ||
+        (len == 2 && dirent->name[0] == '.' && dirent->name[1] == '.')) {
+        return 0;
+    }
+    if (l->entries->len >= l->max) {
+        l->too_many = TRUE;
+        return DIRENT_ABORT;
+    }
+    e = g_new(VoDirEntry, 1);
+    e->name = g_strndup(dirent->name, len);
+    e->node = dirent->inode;
+    /* A NUL inside a name: not a name the guest could open. */
+    if (strlen(e->name) != (gsize)len) {
+        vo_dir_entry_free(e);
+        return 0;
+    }
+    g_ptr_array_add(l->entries, e);
+    return 0;
+}
+
+static GPtrArray *vo_ext_list(VoFs *vfs, guint64 dir, guint max,
+                              GError **error)
+{
+    VoExt *ext = vfs->priv;
+    struct ext2_inode inode;
+    g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_dir_entry_free);
+    VoExtList l = { entries, max, FALSE };
+    errcode_t err;
+
+    if (!vo_ext_read_inode(vfs, dir, &inode, error)) {
+        return NULL;
+    }
+    if (!LINUX_S_ISDIR(inode.i_mode)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "inode %" G_GUINT64_FORMAT " is not a directory", dir);
+        return NULL;
+    }
+    err = ext2fs_dir_iterate2(ext->fs, dir, 0, NULL, vo_ext_list_entry, &l);
+    if (err) {
+        vo_ext_fail(vfs, err, error, "read directory");
+        return NULL;
+    }
+    if (l.too_many) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "directory of more than %u entries", max);
+        return NULL;
+    }
+    return g_steal_pointer(&entries);
+}
+
 static gboolean vo_ext_set_attrs(VoFs *vfs, guint64 node, const guint32 *mode,
                                  const guint32 *uid, const guint32 *gid,
                                  GError **error)
@@ -840,6 +935,7 @@ static const VoFsOps vo_ext_ops = {
     .lookup = vo_ext_lookup,
     .stat = vo_ext_stat,
     .readlink = vo_ext_readlink,
+    .list = vo_ext_list,
     .read = vo_ext_read,
     .create = vo_ext_create,
     .mkdir = vo_ext_mkdir,

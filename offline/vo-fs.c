@@ -25,3 +25,9 @@ const VoFsDriver *vo_fs_driver_for(const char *fstype)
     }
     return NULL;
 }
+
+void vo_dir_entry_free(VoDirEntry *e)
+{
+    g_free(e->name);
+    g_free(e);
+}

@@ -29,7 +29,20 @@ typedef struct {
     guint32 uid;
     guint32 gid;
     guint64 size;
+    /* What tells an unchanged file (the scan's cache, vo-scan.h); zero
+     * where the filesystem has no such field.  Times in nanoseconds. */
+    guint64 generation;     /* ext: i_generation; NTFS: sequence number */
+    gint64 mtime_ns;
+    gint64 ctime_ns;        /* NTFS: the MFT record's change time */
 } VoStat;
+
+/* One name of a directory (vo_fs_list()): the bytes as stored. */
+typedef struct {
+    char *name;
+    guint64 node;
+} VoDirEntry;
+
+void vo_dir_entry_free(VoDirEntry *e);
 
 typedef struct VoFs VoFs;
 
@@ -39,6 +52,10 @@ typedef struct {
                        guint64 *node, GError **error);
     gboolean (*stat)(VoFs *fs, guint64 node, VoStat *st, GError **error);
     char *(*readlink)(VoFs *fs, guint64 node, GError **error);
+    /* The names of directory @dir but "." and "..", as VoDirEntry*; at
+     * most @max of them (VO_ERROR_UNSUPPORTED beyond).  NULL where the
+     * filesystem cannot list. */
+    GPtrArray *(*list)(VoFs *fs, guint64 dir, guint max, GError **error);
     GBytes *(*read)(VoFs *fs, guint64 node, GError **error);
     gboolean (*create)(VoFs *fs, guint64 dir, const char *name,
                        const VoStat *attrs, GBytes *data, GError **error);

@@ -434,10 +434,26 @@ gboolean vo_image_check_overlay(const char *overlay, const char *image,
     return TRUE;
 }
 
+/* Reading jobs on an image QEMU holds open (vo_image_set_force_share()). */
+static gboolean vo_image_force_share;
+
+void vo_image_set_force_share(gboolean force)
+{
+    vo_image_force_share = force;
+}
+
 char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error)
 {
-    if (!vo_image_check_unlocked(image, for_writing, error)) {
+    if (for_writing && vo_image_force_share) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "--force-share is for reading jobs only");
+        return NULL;
+    }
+    /* The caller vouches that the VM holding the image runs no
+     * instruction while we read: QEMU's locks say nothing then. */
+    if (!vo_image_force_share &&
+        !vo_image_check_unlocked(image, for_writing, error)) {
         return NULL;
     }
     return vo_image_probe_format(image, format, for_writing, error);
@@ -524,17 +540,38 @@ VoImageServer *vo_image_serve(const char *image, const char *name,
      * names in LISTEN_PID, so the listening socket is ready before
      * qemu-nbd runs and nobody but us can reach it.
      */
-    const char *argv[] = {
+    const char *cmd[] = {
         "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$@\"", "sh",
         vo_image_qemu_tool("qemu-nbd"),
-        "--format", format,
         /* Data reaches the image only through the worker's flush. */
         "--cache=writeback",
         writable ? "--discard=unmap" : "--read-only",
-        absimage, NULL,
     };
+    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+    const char **argv;
     int listener, log;
     int source[1], target[1] = { 3 };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(cmd); i++) {
+        g_ptr_array_add(args, g_strdup(cmd[i]));
+    }
+    if (!writable && vo_image_force_share) {
+        /* Beside the holding QEMU's locks, which only the block layer's
+         * force-share option ignores (vo_image_set_force_share()). */
+        g_autoptr(GString) file = g_string_new(absimage);
+
+        g_string_replace(file, ",", ",,", 0);
+        g_ptr_array_add(args, g_strdup("--image-opts"));
+        g_ptr_array_add(args, g_strdup_printf(
+                                  "driver=%s,force-share=on,file.driver=file,"
+                                  "file.filename=%s", format, file->str));
+    } else {
+        g_ptr_array_add(args, g_strdup("--format"));
+        g_ptr_array_add(args, g_strdup(format));
+        g_ptr_array_add(args, g_strdup(absimage));
+    }
+    g_ptr_array_add(args, NULL);
+    argv = (const char **)args->pdata;
 
     s->client = -1;
     s->pid = 0;

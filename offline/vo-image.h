@@ -25,6 +25,14 @@ const char *vo_image_qemu_tool(const char *name);
 gboolean vo_image_check_unlocked(const char *image, gboolean for_writing,
                                  GError **error);
 
+/*
+ * Reading jobs open an image that a QEMU holds open, sharing its locks
+ * (qemu-nbd --force-share, no check of QEMU's lock): only for a caller
+ * that vouches the VM runs no instruction meanwhile (the helper's image
+ * start holds it before its first).  Writing is refused then.
+ */
+void vo_image_set_force_share(gboolean force);
+
 /* Whether images may name other host files (backing files, external data
  * files, vmdk extents); off unless the operator says so. */
 void vo_image_set_allow_external(gboolean allow);

@@ -22,6 +22,7 @@
 #include "vo-msu.h"
 #include "vo-plan-bundle.h"
 #include "vo-plan.h"
+#include "vo-scan.h"
 #include "vo-version.h"
 #include "vo-worker.h"
 
@@ -53,6 +54,13 @@ static gboolean opt_stage_preinst;
 /* apply, check: who reads and writes the guest (NULL: the worker). */
 static char *opt_backend;
 static gboolean opt_host_kernel;
+/* scan */
+static char *opt_database;
+static char **opt_scan_paths;
+static gint64 opt_max_file_size = VO_SCAN_MAX_FILE_SIZE;
+static int opt_timeout = VO_SCAN_TIMEOUT_S;
+static char *opt_cache;
+static gboolean opt_force_share;
 /* Accepted for the convention's sake: every report is JSON anyway. */
 static gboolean opt_json;
 /* Whether a report reached stdout: a failure without one gets one. */
@@ -628,6 +636,47 @@ static gboolean vo_main_status_cmd(int argc, char **argv, GError **error)
     return TRUE;
 }
 
+/*
+ * scan IMAGE: ClamAV over the guest's files.  Like clamscan, it answers
+ * with its status: 0 clean, 1 infected, 2 incomplete; a scan that did not
+ * take place exits VO_MAIN_SCAN_FAILED (docs/cli.rst).
+ */
+#define VO_MAIN_SCAN_FAILED 3
+
+static gboolean vo_main_scan(int argc, char **argv, GError **error)
+{
+    g_autofree char *image = NULL;
+    g_autoptr(JsonNode) report = NULL;
+    VoScanResult result;
+    VoScanOptions opts = {
+        .format = opt_format,
+        .database = opt_database,
+        .paths = opt_scan_paths,
+        .max_file_size = opt_max_file_size > 0 ? opt_max_file_size : 0,
+        .timeout_s = opt_timeout > 0 ? opt_timeout : 0,
+        .cache = opt_cache,
+        .force_share = opt_force_share,
+    };
+
+    if (argc != 2 || !opt_database) {
+        return vo_main_usage(error, "scan IMAGE --database DIR "
+                             "[--path GUESTPATH]... [--max-file-size BYTES] "
+                             "[--timeout SECONDS] [--cache FILE] "
+                             "[--force-share]");
+    }
+    image = vo_ovf_resolve_image(argv[1], error);
+    if (!image) {
+        return FALSE;
+    }
+    opts.image = image;
+    if (!vo_scan_run(&opts, &report, &result, error)) {
+        return FALSE;
+    }
+    vo_main_print_json(report);
+    vo_main_status = result;
+    return TRUE;
+}
+
 static const struct {
     const char *name;
     gboolean (*run)(int argc, char **argv, GError **error);
@@ -662,13 +711,28 @@ static const struct {
       "each" },
     { "status", vo_main_status_cmd,
       "IMAGE                  bundles applied offline, the guest's reports" },
+    { "scan", vo_main_scan,
+      "IMAGE --database DIR   ClamAV over the guest's files (exit 0 clean,\n"
+      "                               1 infected, 2 incomplete, 3 failed)" },
     { "compare-versions", vo_main_compare_versions,
       "A OP B       compare Debian versions (exit 0 if true, 1 if "
       "false)", TRUE },
 };
 
+/* The command is scan (the first word that is not an option). */
+static gboolean vo_main_is_scan(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] != '-') {
+            return g_str_equal(argv[i], "scan");
+        }
+    }
+    return FALSE;
+}
+
 int main(int argc, char **argv)
 {
+    gboolean scanning;
     g_autoptr(GOptionContext) ctx = NULL;
     g_autoptr(GError) error = NULL;
     g_autoptr(GString) summary = g_string_new("Commands:\n");
@@ -749,6 +813,23 @@ int main(int argc, char **argv)
         { "allow-backing-files", 0, 0, G_OPTION_ARG_NONE, &opt_allow_backing,
           "Open images that name other host files (backing files, data "
           "files, vmdk extents)", NULL },
+        { "database", 0, 0, G_OPTION_ARG_FILENAME, &opt_database,
+          "scan: the signature database directory (freshclam's)", "DIR" },
+        { "path", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_scan_paths,
+          "scan: only this guest file or directory (repeatable; default: "
+          "every filesystem)", "GUESTPATH" },
+        { "max-file-size", 0, 0, G_OPTION_ARG_INT64, &opt_max_file_size,
+          "scan: larger files are not scanned (the scan is incomplete; "
+          "default 100 MiB)", "BYTES" },
+        { "timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout,
+          "scan: stop after this long (the scan is incomplete; default "
+          "600)", "SECONDS" },
+        { "cache", 0, 0, G_OPTION_ARG_FILENAME, &opt_cache,
+          "scan: what was found clean, to rescan only what changed", "FILE" },
+        { "force-share", 0, 0, G_OPTION_ARG_NONE, &opt_force_share,
+          "scan, inspect: read an image a QEMU holds open, beside its locks "
+          "(the caller vouches the VM runs no instruction meanwhile)",
+          NULL },
         { "accept-weaker-sandbox", 0, 0, G_OPTION_ARG_NONE,
           &opt_accept_weaker,
           "Read guests even where the worker cannot be fully confined",
@@ -765,10 +846,14 @@ int main(int argc, char **argv)
     g_option_context_set_summary(ctx, summary->str);
     g_option_context_add_main_entries(ctx, entries, NULL);
     vmaug_cli_setup(ctx, &opt_json, examples);
+    scanning = vo_main_is_scan(argc, argv);
     if ((status = vmaug_cli_parse(ctx, &argc, &argv)) >= 0) {
-        return status;
+        /* scan's 2 means incomplete: its usage errors fail as 3. */
+        return scanning && status == VMAUG_EXIT_USAGE ? VO_MAIN_SCAN_FAILED
+                                                      : status;
     }
     vo_image_set_allow_external(opt_allow_backing);
+    vo_image_set_force_share(opt_force_share);
     vo_worker_set_accept_weaker(opt_accept_weaker);
     if (argc < 2) {
         return vmaug_cli_usage("a command is required");
@@ -781,6 +866,10 @@ int main(int argc, char **argv)
             /* A report on every failure, as on success. */
             if (!vo_main_commands[i].no_report && !vo_main_reported) {
                 vmaug_cli_print_failure(error);
+            }
+            if (scanning) {
+                vmaug_cli_fail(error, "%s", argv[1]);
+                return VO_MAIN_SCAN_FAILED;
             }
             return error->domain == VMAUG_CLI_USAGE_ERROR
                        ? vmaug_cli_fail(error, NULL)

@@ -262,6 +262,12 @@ static gboolean vo_ntfs_lookup(VoFs *vfs, guint64 dir, const char *name,
     return TRUE;
 }
 
+/* NTFS counts 100 ns since 1601; only equality matters here. */
+static gint64 vo_ntfs_time_ns(ntfs_time t)
+{
+    return (gint64)sle64_to_cpu(t) * 100;
+}
+
 static gboolean vo_ntfs_stat(VoFs *vfs, guint64 node, VoStat *st,
                              GError **error)
 {
@@ -281,8 +287,94 @@ static gboolean vo_ntfs_stat(VoFs *vfs, guint64 node, VoStat *st,
         st->size = ni->data_size;
     }
     st->mode = st->type == VO_NODE_DIRECTORY ? 0755 : 0644;
+    st->generation = le16_to_cpu(ni->mrec->sequence_number);
+    st->mtime_ns = vo_ntfs_time_ns(ni->last_data_change_time);
+    st->ctime_ns = vo_ntfs_time_ns(ni->last_mft_change_time);
     ntfs_inode_close(ni);
     return TRUE;
+}
+
+typedef struct {
+    GPtrArray *entries;
+    guint max;
+    gboolean too_many;
+} VoNtfsList;
+
+static int vo_ntfs_list_entry(void *priv, const ntfschar *name,
+                              const int name_len, const int name_type,
+                              const s64 pos, const MFT_REF mref,
+                              const unsigned dt_type)
+{
+    VoNtfsList *l = priv;
+    char *utf8 = NULL;
+    VoDirEntry *e;
+
+    /* The 8.3 alias names the same file again; the volume's own files
+     * ($MFT, $Extend, ...) are not the guest's. */
+    if (name_type == FILE_NAME_DOS || MREF(mref) < FILE_first_user) {
+        return 0;
+    }
+    if (l->entries->len >= l->max) {
+        l->too_many = TRUE;
+        return -1;
+    }
+    if (ntfs_ucstombs(name, name_len, &utf8, 0) < 0) {
+        /* Not convertible (unpaired surrogates): kept as its code
+         * units, so that the file is still scanned. */
+        GString *s = g_string_new(NULL);
+
+        for (int i = 0; i < name_len; i++) {
+            g_string_append_printf(s, "\\u%04x", le16_to_cpu(name[i]));
+        }
+        utf8 = NULL;
+        e = g_new(VoDirEntry, 1);
+        e->name = g_string_free(s, FALSE);
+    } else {
+        e = g_new(VoDirEntry, 1);
+        e->name = g_strdup(utf8);
+        free(utf8);
+    }
+    e->node = MREF(mref);
+    if (g_str_equal(e->name, ".") || g_str_equal(e->name, "..")) {
+        vo_dir_entry_free(e);
+        return 0;
+    }
+    g_ptr_array_add(l->entries, e);
+    return 0;
+}
+
+static GPtrArray *vo_ntfs_list(VoFs *vfs, guint64 dir, guint max,
+                               GError **error)
+{
+    ntfs_inode *ni = vo_ntfs_inode(vfs, dir, error);
+    g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_dir_entry_free);
+    VoNtfsList l = { entries, max, FALSE };
+    s64 pos = 0;
+    int rc;
+
+    if (!ni) {
+        return NULL;
+    }
+    if (!(ni->mrec->flags & MFT_RECORD_IS_DIRECTORY)) {
+        ntfs_inode_close(ni);
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "record %" G_GUINT64_FORMAT " is not a directory", dir);
+        return NULL;
+    }
+    rc = ntfs_readdir(ni, &pos, &l, vo_ntfs_list_entry);
+    if (rc < 0 && !l.too_many) {
+        vo_ntfs_fail(error, "read directory");
+        ntfs_inode_close(ni);
+        return NULL;
+    }
+    ntfs_inode_close(ni);
+    if (l.too_many) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "directory of more than %u entries", max);
+        return NULL;
+    }
+    return g_steal_pointer(&entries);
 }
 
 static char *vo_ntfs_readlink(VoFs *vfs, guint64 node, GError **error)
@@ -544,6 +636,7 @@ static const VoFsOps vo_ntfs_ops = {
     .lookup = vo_ntfs_lookup,
     .stat = vo_ntfs_stat,
     .readlink = vo_ntfs_readlink,
+    .list = vo_ntfs_list,
     .read = vo_ntfs_read,
     .create = vo_ntfs_create,
     .mkdir = vo_ntfs_mkdir,

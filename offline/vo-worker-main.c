@@ -34,6 +34,7 @@
 #include "vo-mounts.h"
 #include "vo-msu.h"
 #include "vo-patch.h"
+#include "vo-scan.h"
 #include "vo-wire.h"
 #include "vo-worker.h"
 
@@ -95,6 +96,12 @@ static gboolean vo_worker_packages(VoWorker *w, JsonBuilder *b,
     json_builder_set_member_name(b, "dpkg");
     json_builder_add_value(b, dpkg);
     return TRUE;
+}
+
+/* Read-only: the export is, too (vo_worker_do()). */
+static gboolean vo_worker_scan(VoWorker *w, JsonBuilder *b, GError **error)
+{
+    return vo_scan_engine_run(w->guest, b, error);
 }
 
 static gboolean vo_worker_check(VoWorker *w, JsonBuilder *b, GError **error)
@@ -353,6 +360,8 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
         return vo_worker_verify(w, b, error);
     case VO_WORKER_PACKAGES:
         return vo_worker_packages(w, b, error);
+    case VO_WORKER_SCAN:
+        return vo_worker_scan(w, b, error);
     }
     g_assert_not_reached();
 }
@@ -449,7 +458,7 @@ int main(int argc, char **argv)
     }
     w.image = argv[2];
     w.format = argv[3];
-    n_fds = vo_worker_job_has_bundle(w.job) ? 3 : 2;
+    n_fds = vo_worker_job_fds(w.job);
     /* Room for the bundle it maps and the payloads it copies out. */
     if (n_fds == 3 && fstat(VO_WORKER_FD_BUNDLE, &st) == 0 && st.st_size > 0) {
         policy.limits.memory_bytes += 2 * (guint64)st.st_size;
@@ -459,6 +468,22 @@ int main(int argc, char **argv)
                 g_strerror(errno));
         return 2;
     }
+    if (w.job == VO_WORKER_SCAN) {
+        /*
+         * The host owner's database, loaded and compiled before any
+         * guest byte and before confinement: no path of the host is
+         * reachable afterwards (docs/sandbox.rst, "The scan job").
+         */
+        if (!vo_scan_engine_prepare(VO_WORKER_FD_REQUEST, &error)) {
+            g_prefix_error(&error, "scan: ");
+        }
+        close(VO_WORKER_FD_REQUEST);
+        policy.limits.memory_bytes = VO_WORKER_SCAN_MEMORY;
+        policy.limits.cpu_seconds = vo_scan_engine_timeout_s() +
+                                    VO_WORKER_SCAN_GRACE_S;
+        /* libclamav makes a directory per scan for what it unpacks. */
+        policy.scratch_dirs = true;
+    }
     rc = sandbox_confine(&policy, VO_WORKER_FD_DISK + n_fds);
     if (rc < 0) {
         /* Never a byte of the guest unconfined. */
@@ -466,7 +491,7 @@ int main(int argc, char **argv)
     }
 
     json_builder_begin_object(b);
-    if (n_fds == 3) {
+    if (vo_worker_job_has_bundle(w.job)) {
         w.bundle = vo_worker_bundle(w.image, argv[4], argv[5], &error);
         close(VO_WORKER_FD_BUNDLE);
     }

@@ -34,6 +34,7 @@ static const char *const vo_worker_jobs[] = {
     [VO_WORKER_APPLY] = "apply",
     [VO_WORKER_VERIFY] = "verify",
     [VO_WORKER_PACKAGES] = "packages",
+    [VO_WORKER_SCAN] = "scan",
 };
 
 /* What each job may report, besides "error". */
@@ -59,6 +60,8 @@ static const struct {
     { "verified", JSON_NODE_VALUE, G_TYPE_BOOLEAN, 1 << VO_WORKER_VERIFY },
     /* Checked field by field by vo_dpkg_status_from_report(). */
     { "dpkg", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_PACKAGES },
+    /* Checked member by member by vo_scan_check_report(). */
+    { "scan", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_SCAN },
 };
 
 /* Statuses a decision may end with (vo_patch_decide()), and the worker's
@@ -83,7 +86,13 @@ const char *vo_worker_job_name(VoWorkerJob job)
 
 gboolean vo_worker_job_has_bundle(VoWorkerJob job)
 {
-    return job != VO_WORKER_INSPECT && job != VO_WORKER_PACKAGES;
+    return job != VO_WORKER_INSPECT && job != VO_WORKER_PACKAGES &&
+           job != VO_WORKER_SCAN;
+}
+
+int vo_worker_job_fds(VoWorkerJob job)
+{
+    return vo_worker_job_has_bundle(job) || job == VO_WORKER_SCAN ? 3 : 2;
 }
 
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job)
@@ -166,12 +175,12 @@ static gboolean vo_worker_confinement_ok(unsigned pieces, GError **error)
     return FALSE;
 }
 
-/* The verified bundle, sealed: the worker can neither change it nor see
- * it change. */
-static int vo_worker_bundle_fd(VoBundle *bundle, GError **error)
+/* The verified bundle (or the scan's request), sealed: the worker can
+ * neither change it nor see it change. */
+static int vo_worker_sealed_fd(GBytes *bytes, GError **error)
 {
     gsize len;
-    const guint8 *data = g_bytes_get_data(bundle->bytes, &len);
+    const guint8 *data = g_bytes_get_data(bytes, &len);
     int fd = memfd_create("vmaugment-bundle", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     gsize done = 0;
 
@@ -434,8 +443,9 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     if (!server) {
         return FALSE;
     }
-    if (req->bundle) {
-        bundle_fd = vo_worker_bundle_fd(req->bundle, error);
+    if (req->bundle || req->request) {
+        bundle_fd = vo_worker_sealed_fd(req->bundle ? req->bundle->bytes
+                                                    : req->request, error);
         if (bundle_fd < 0) {
             return FALSE;
         }
@@ -463,7 +473,9 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     }
     report = vo_worker_read(req, sv[0],
                             g_get_monotonic_time() +
-                                VO_WORKER_TIMEOUT_S * G_USEC_PER_SEC,
+                                (gint64)(req->timeout_s ? req->timeout_s
+                                                        : VO_WORKER_TIMEOUT_S) *
+                                    G_USEC_PER_SEC,
                             &read_error);
     close(sv[0]);
     /* Past our deadline it gets no grace; otherwise its stream ended

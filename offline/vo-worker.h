@@ -22,12 +22,15 @@ typedef enum {
     VO_WORKER_APPLY,        /* ... and "verify", on a writable overlay */
     VO_WORKER_VERIFY,       /* "instructions", "verified" */
     VO_WORKER_PACKAGES,     /* "dpkg" (vo-dpkg-status.h) */
+    VO_WORKER_SCAN,         /* "scan" (vo-scan.h) */
 } VoWorkerJob;
 
 /* The worker's descriptors, in this order. */
 #define VO_WORKER_FD_DISK       3
 #define VO_WORKER_FD_REPORT     4
 #define VO_WORKER_FD_BUNDLE     5
+/* The scan job's request (vo-scan.h), in the bundle's place. */
+#define VO_WORKER_FD_REQUEST    5
 
 /* Its limits: memory beyond the bundle it maps, CPU, descriptors, and
  * scratch space for registry hives (hivex reads files only). */
@@ -39,6 +42,11 @@ typedef enum {
 #define VO_WORKER_MAX_MESSAGE   4096
 /* How long the parent waits for its report, whatever it does. */
 #define VO_WORKER_TIMEOUT_S     1800
+/* The scan job: room for libclamav's compiled database (the official one
+ * takes about 1.5 GiB) besides the file it scans, and the time it may
+ * take beyond its own --timeout to load the database and report. */
+#define VO_WORKER_SCAN_MEMORY   (4096ull * 1024 * 1024)
+#define VO_WORKER_SCAN_GRACE_S  300
 
 /* The stages an apply announces (in this order). */
 #define VO_WORKER_STAGE_DECIDING    "deciding"
@@ -48,6 +56,8 @@ typedef enum {
 const char *vo_worker_job_name(VoWorkerJob job);
 /* Whether the job is handed a bundle (and its signer). */
 gboolean vo_worker_job_has_bundle(VoWorkerJob job);
+/* The descriptors it is given: 2, or 3 with a bundle or a request. */
+int vo_worker_job_fds(VoWorkerJob job);
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job);
 
 /* ---- Parent ---- */
@@ -58,6 +68,8 @@ typedef struct {
     const char *disk;       /* the file qemu-nbd serves: image or overlay */
     const char *format;     /* of @disk, never probed again */
     VoBundle *bundle;       /* bundle jobs; from vo_bundle_load() */
+    GBytes *request;        /* the scan job's request (vo-scan.h) */
+    guint timeout_s;        /* 0: VO_WORKER_TIMEOUT_S */
 } VoWorkerRequest;
 
 /* The host owner accepts running the worker with less than every piece

@@ -139,6 +139,15 @@ static const int sandbox_scratch[] = {
     SCMP_SYS(fadvise64),        /* hints on its own files (libblkid) */
 };
 
+/* With scratch directories (SandboxPolicy.scratch_dirs), in the same
+ * /tmp. */
+static const int sandbox_scratch_dirs[] = {
+    SCMP_SYS(mkdir),            /* libclamav's per-scan directory */
+    SCMP_SYS(mkdirat),
+    SCMP_SYS(chmod),            /* ... which it makes private (0700) */
+    SCMP_SYS(rmdir),            /* ... and removes when the scan ends */
+};
+
 /* fcntl commands on descriptors it holds; F_SETOWN, F_SETSIG, leases,
  * notifications and pipe sizes kill. */
 static const int sandbox_fcntl_allowed[] = {
@@ -278,6 +287,12 @@ static int sandbox_rules(scmp_filter_ctx ctx, const SandboxPolicy *p,
         for (size_t i = 0; rc == 0 && i < sizeof(sandbox_scratch) /
                                            sizeof(sandbox_scratch[0]); i++) {
             rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sandbox_scratch[i], 0);
+        }
+        for (size_t i = 0; rc == 0 && p->scratch_dirs &&
+                           i < sizeof(sandbox_scratch_dirs) /
+                               sizeof(sandbox_scratch_dirs[0]); i++) {
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW,
+                                  sandbox_scratch_dirs[i], 0);
         }
         return rc;
     }

@@ -113,6 +113,9 @@ typedef struct {
      * an empty root nothing can be opened, scratch or not.
      */
     uint64_t scratch_bytes;
+    /* With scratch space: directories may be made and removed there too
+     * (libclamav unpacks each scan into a directory of its own). */
+    bool scratch_dirs;
     /* Killed when the process that started it ends (set after the ids
      * change, which would clear it). */
     bool die_with_parent;

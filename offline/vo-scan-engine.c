@@ -1,0 +1,799 @@
+/*
+ * The scan job's worker half (vo-scan.h): libclamav over the bytes the
+ * offline readers return, in the confined worker.
+ *
+ * The database is the host owner's and is loaded and compiled before the
+ * worker confines itself (vo_scan_engine_prepare()): after that no host
+ * path is reachable.  Everything the walk meets afterwards was written by
+ * the guest: names are escaped before they reach the report, directory
+ * cycles and depth are bounded, and a file is handed to the engine from
+ * memory (cl_fmap_open_memory()), so the engine's only files are what it
+ * unpacks into the worker's own /tmp.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define G_LOG_DOMAIN "vmaugment-offline"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <clamav.h>
+
+#include "vo-scan.h"
+
+/* The first descriptor the worker did not get from its parent. */
+#define VO_SCAN_FIRST_FREE_FD   7
+
+typedef struct {
+    struct cl_engine *engine;
+    char *engine_name;
+    guint64 db_version;         /* 0: no official database */
+    guint signatures;
+    guint64 max_file_size;
+    guint timeout_s;
+    char **paths;
+    GHashTable *cached;         /* keys known clean, or NULL */
+
+    /* While scanning. */
+    VoGuest *guest;
+    gint64 deadline;
+    gboolean timed_out;
+    guint64 files_scanned;
+    guint64 files_cached;
+    guint64 bytes_scanned;
+    GPtrArray *findings;        /* JsonNode* */
+    GPtrArray *errors;          /* JsonNode* */
+    guint errors_dropped;
+    guint findings_dropped;
+    GPtrArray *clean;           /* char* keys */
+    GHashTable *seen;           /* "fs-pointer:node" of files scanned */
+    /* The file being scanned: its matches, from the callback. */
+    GPtrArray *matches;
+} VoScanEngine;
+
+static VoScanEngine vo_scan;
+
+static void vo_scan_on_match(int fd, const char *virname, void *context)
+{
+    VoScanEngine *s = context;
+
+    /* A match may be told once per layer it is found in. */
+    if (virname && s->matches->len < 64 &&
+        !g_ptr_array_find_with_equal_func(s->matches, virname, g_str_equal,
+                                          NULL)) {
+        g_ptr_array_add(s->matches, g_strdup(virname));
+    }
+}
+
+static const char *vo_scan_member_str(JsonObject *o, const char *name)
+{
+    JsonNode *n = json_object_get_member(o, name);
+
+    return n && json_node_get_value_type(n) == G_TYPE_STRING
+               ? json_node_get_string(n) : NULL;
+}
+
+static gint64 vo_scan_member_int(JsonObject *o, const char *name)
+{
+    JsonNode *n = json_object_get_member(o, name);
+
+    return n && json_node_get_value_type(n) == G_TYPE_INT64
+               ? json_node_get_int(n) : -1;
+}
+
+/* The request is the parent's: read in full, types still checked. */
+static JsonObject *vo_scan_read_request(int fd, GError **error)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autofree char *text = NULL;
+    struct stat st;
+    gsize done = 0;
+    JsonNode *root;
+
+    if (fstat(fd, &st) < 0 || st.st_size <= 0 ||
+        st.st_size > VO_SCAN_MAX_CACHE_BYTES * 2) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "no scan request was given");
+        return NULL;
+    }
+    text = g_malloc(st.st_size + 1);
+    while (done < (gsize)st.st_size) {
+        ssize_t n = pread(fd, text + done, st.st_size - done, done);
+
+        if (n <= 0) {
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                        "cannot read the scan request");
+            return NULL;
+        }
+        done += n;
+    }
+    text[done] = '\0';
+    if (!json_parser_load_from_data(parser, text, done, error)) {
+        return NULL;
+    }
+    root = json_parser_get_root(parser);
+    if (!JSON_NODE_HOLDS_OBJECT(root)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "bad scan request");
+        return NULL;
+    }
+    return json_object_ref(json_node_get_object(root));
+}
+
+/* The cache's keys, when it was made by this engine and database. */
+static void vo_scan_take_cache(VoScanEngine *s, JsonObject *req)
+{
+    JsonNode *node = json_object_get_member(req, "cache");
+    JsonObject *cache;
+    JsonArray *keys;
+
+    if (!node || !JSON_NODE_HOLDS_OBJECT(node)) {
+        return;
+    }
+    cache = json_node_get_object(node);
+    if (g_strcmp0(vo_scan_member_str(cache, "engine"), s->engine_name) ||
+        vo_scan_member_int(cache, "database-version") !=
+            (gint64)s->db_version ||
+        vo_scan_member_int(cache, "signatures") != (gint64)s->signatures) {
+        return;
+    }
+    node = json_object_get_member(cache, "keys");
+    if (!node || !JSON_NODE_HOLDS_ARRAY(node)) {
+        return;
+    }
+    keys = json_node_get_array(node);
+    s->cached = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    for (guint i = 0; i < json_array_get_length(keys); i++) {
+        const char *k = json_array_get_string_element(keys, i);
+
+        if (k) {
+            g_hash_table_add(s->cached, g_strdup(k));
+        }
+    }
+}
+
+/*
+ * Nothing of the host may stay open into the confinement: libclamav
+ * reads the database through descriptors of its own, and one left open
+ * would be a way out of the empty root.
+ */
+static gboolean vo_scan_no_stray_fds(GError **error)
+{
+    for (int fd = VO_SCAN_FIRST_FREE_FD; fd < 1024; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0) {
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                        "libclamav left descriptor %d open after loading "
+                        "the database", fd);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+static gboolean vo_scan_cl_fail(cl_error_t rc, const char *what,
+                                GError **error)
+{
+    g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "libclamav: %s: %s", what,
+                cl_strerror(rc));
+    return FALSE;
+}
+
+guint vo_scan_engine_timeout_s(void)
+{
+    return vo_scan.timeout_s ? vo_scan.timeout_s : VO_SCAN_TIMEOUT_S;
+}
+
+gboolean vo_scan_engine_prepare(int request_fd, GError **error)
+{
+    VoScanEngine *s = &vo_scan;
+    g_autoptr(JsonObject) req = vo_scan_read_request(request_fd, error);
+    const char *database;
+    JsonNode *paths;
+    unsigned int sigs = 0;
+    gint64 n;
+    cl_error_t rc;
+    int err = 0;
+
+    if (!req) {
+        return FALSE;
+    }
+    database = vo_scan_member_str(req, "database");
+    s->max_file_size = vo_scan_member_int(req, "max-file-size");
+    n = vo_scan_member_int(req, "timeout");
+    if (!database || vo_scan_member_int(req, "max-file-size") <= 0 ||
+        n <= 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "bad scan request");
+        return FALSE;
+    }
+    s->timeout_s = n;
+    paths = json_object_get_member(req, "paths");
+    if (paths && JSON_NODE_HOLDS_ARRAY(paths)) {
+        JsonArray *a = json_node_get_array(paths);
+        guint len = json_array_get_length(a);
+
+        s->paths = g_new0(char *, len + 1);
+        for (guint i = 0; i < len; i++) {
+            s->paths[i] = g_strdup(json_array_get_string_element(a, i));
+        }
+    }
+
+    rc = cl_init(CL_INIT_DEFAULT);
+    if (rc != CL_SUCCESS) {
+        return vo_scan_cl_fail(rc, "init", error);
+    }
+    s->engine = cl_engine_new();
+    if (!s->engine) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "libclamav: cannot make an engine");
+        return FALSE;
+    }
+    /* What one file may cost; beyond, the engine says
+     * Heuristics.Limits.Exceeded and the scan is incomplete. */
+    if ((rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_FILESIZE,
+                                s->max_file_size)) ||
+        (rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_SCANSIZE,
+                                MAX(VO_SCAN_MAX_SCAN_SIZE,
+                                    s->max_file_size))) ||
+        (rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_RECURSION,
+                                VO_SCAN_MAX_RECURSION)) ||
+        (rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_FILES,
+                                VO_SCAN_MAX_FILES)) ||
+        (rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_SCANTIME,
+                                MIN((gint64)VO_SCAN_MAX_SCAN_TIME_MS,
+                                    (gint64)s->timeout_s * 1000))) ||
+        /* What it unpacks goes to the worker's private tmpfs, the only
+         * writable place it has. */
+        (rc = cl_engine_set_str(s->engine, CL_ENGINE_TMPDIR, "/tmp")) ||
+        /* Bytecode signatures interpreted: a JIT would need executable
+         * memory, which the filter forbids. */
+        (rc = cl_engine_set_num(s->engine, CL_ENGINE_BYTECODE_MODE,
+                                CL_BYTECODE_MODE_INTERPRETER))) {
+        return vo_scan_cl_fail(rc, "limits", error);
+    }
+    rc = cl_load(database, s->engine, &sigs, CL_DB_STDOPT);
+    if (rc != CL_SUCCESS) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot load the signature database %s: %s", database,
+                    cl_strerror(rc));
+        return FALSE;
+    }
+    if (sigs == 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "the signature database %s holds no signature",
+                    database);
+        return FALSE;
+    }
+    rc = cl_engine_compile(s->engine);
+    if (rc != CL_SUCCESS) {
+        return vo_scan_cl_fail(rc, "compile the database", error);
+    }
+    s->signatures = sigs;
+    n = cl_engine_get_num(s->engine, CL_ENGINE_DB_VERSION, &err);
+    s->db_version = err == CL_SUCCESS && n > 0 ? n : 0;
+    s->engine_name = g_strdup_printf("ClamAV %s", cl_retver());
+    cl_engine_set_clcb_virus_found(s->engine, vo_scan_on_match);
+    vo_scan_take_cache(s, req);
+    return vo_scan_no_stray_fds(error);
+}
+
+/* ---- The walk ---- */
+
+/*
+ * A name as the report shows it: valid UTF-8 without control characters;
+ * anything else (and the backslash that introduces an escape) as \xNN,
+ * so that no file escapes the scan and no name the terminal.
+ */
+static void vo_scan_append_name(GString *out, const char *name)
+{
+    const char *p = name;
+
+    while (*p) {
+        const char *end;
+        gunichar c;
+
+        if (!g_utf8_validate(p, -1, &end) && end == p) {
+            g_string_append_printf(out, "\\x%02x", (guint8)*p);
+            p++;
+            continue;
+        }
+        c = g_utf8_get_char(p);
+        if (c == '\\' || g_unichar_iscntrl(c)) {
+            for (const char *q = p; q < g_utf8_next_char(p); q++) {
+                g_string_append_printf(out, "\\x%02x", (guint8)*q);
+            }
+        } else {
+            g_string_append_len(out, p, g_utf8_next_char(p) - p);
+        }
+        p = g_utf8_next_char(p);
+    }
+}
+
+/* Where a walk stands: the filesystem, how it is named in reports. */
+typedef struct {
+    VoFs *fs;
+    VoMount *mount;
+    char *label;                /* "/", "/boot", "C:", "D:" */
+    gboolean windows;
+    GHashTable *dirs_seen;      /* directory nodes entered */
+} VoScanWalk;
+
+static gboolean vo_scan_full(GPtrArray *list, guint max, guint *dropped)
+{
+    if (list->len >= max) {
+        (*dropped)++;
+        return TRUE;
+    }
+    return FALSE;
+}
+
+static void vo_scan_error(VoScanEngine *s, const char *path,
+                          const char *reason)
+{
+    g_autoptr(JsonBuilder) b = NULL;
+    g_autofree char *text = NULL;
+    GString *r;
+
+    if (vo_scan_full(s->errors, VO_SCAN_MAX_ERRORS, &s->errors_dropped)) {
+        return;
+    }
+    /* The reason may quote the guest (a reader's message). */
+    r = g_string_new(NULL);
+    vo_scan_append_name(r, reason);
+    if (r->len > VO_SCAN_MAX_REASON) {
+        g_string_truncate(r, g_utf8_find_prev_char(
+                                 r->str, r->str + VO_SCAN_MAX_REASON) -
+                                 r->str);
+    }
+    text = g_string_free(r, FALSE);
+    b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "path");
+    json_builder_add_string_value(b, path);
+    json_builder_set_member_name(b, "reason");
+    json_builder_add_string_value(b, text);
+    json_builder_end_object(b);
+    g_ptr_array_add(s->errors, json_builder_get_root(b));
+}
+
+static void vo_scan_finding(VoScanEngine *s, VoScanWalk *w, const char *path,
+                            const char *signature)
+{
+    g_autoptr(JsonBuilder) b = NULL;
+    g_autoptr(GString) sig = g_string_new(NULL);
+
+    if (vo_scan_full(s->findings, VO_SCAN_MAX_FINDINGS,
+                     &s->findings_dropped)) {
+        return;
+    }
+    vo_scan_append_name(sig, signature);
+    b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "filesystem");
+    json_builder_add_string_value(b, w->label);
+    json_builder_set_member_name(b, "path");
+    json_builder_add_string_value(b, path);
+    json_builder_set_member_name(b, "signature");
+    json_builder_add_string_value(b, sig->str);
+    json_builder_end_object(b);
+    g_ptr_array_add(s->findings, json_builder_get_root(b));
+}
+
+/* The guest path of @comps below the walk's filesystem, as shown. */
+static char *vo_scan_display(VoScanWalk *w, GPtrArray *comps)
+{
+    GString *out = g_string_new(NULL);
+    const char *mp = w->mount ? w->mount->mountpoint : "/";
+
+    if (w->windows) {
+        g_string_append(out, w->label);
+        for (guint i = 0; i < comps->len; i++) {
+            g_string_append_c(out, '\\');
+            vo_scan_append_name(out, comps->pdata[i]);
+        }
+        if (comps->len == 0) {
+            g_string_append_c(out, '\\');
+        }
+    } else {
+        g_string_append(out, g_str_equal(mp, "/") ? "" : mp);
+        for (guint i = 0; i < comps->len; i++) {
+            g_string_append_c(out, '/');
+            vo_scan_append_name(out, comps->pdata[i]);
+        }
+        if (out->len == 0) {
+            g_string_append_c(out, '/');
+        }
+    }
+    if (out->len > VO_SCAN_MAX_PATH_TEXT) {
+        /* Deep enough to be cut: the start still says where. */
+        g_string_truncate(out, g_utf8_find_prev_char(
+                                   out->str,
+                                   out->str + VO_SCAN_MAX_PATH_TEXT - 3) -
+                                   out->str);
+        g_string_append(out, "...");
+    }
+    return g_string_free(out, FALSE);
+}
+
+/* What identifies the file unchanged (docs/offline.rst, "The cache"). */
+static char *vo_scan_key(VoScanWalk *w, guint64 node, const VoStat *st)
+{
+    VoPartition *part = w->mount ? w->mount->part : NULL;
+
+    if (!part || !part->fs_uuid || strlen(part->fs_uuid) > 64) {
+        return NULL;
+    }
+    return g_strdup_printf("%s@%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT
+                           ":%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT
+                           ":%" G_GINT64_FORMAT ":%" G_GINT64_FORMAT,
+                           part->fs_uuid, part->offset, node, st->generation,
+                           st->size, st->mtime_ns, st->ctime_ns);
+}
+
+static gboolean vo_scan_past_deadline(VoScanEngine *s, const char *path)
+{
+    if (s->timed_out) {
+        return TRUE;
+    }
+    if (g_get_monotonic_time() < s->deadline) {
+        return FALSE;
+    }
+    s->timed_out = TRUE;
+    vo_scan_error(s, path, "the scan's time ran out (--timeout); this and "
+                  "later files were not scanned");
+    return TRUE;
+}
+
+static void vo_scan_file(VoScanEngine *s, VoScanWalk *w, GPtrArray *comps,
+                         guint64 node, const VoStat *st)
+{
+    g_autofree char *path = vo_scan_display(w, comps);
+    g_autofree char *key = vo_scan_key(w, node, st);
+    g_autofree char *seen = g_strdup_printf("%p:%" G_GUINT64_FORMAT,
+                                            (void *)w->fs, node);
+    g_autoptr(GBytes) data = NULL;
+    g_autoptr(GError) local = NULL;
+    struct cl_scan_options options = { 0 };
+    const char *virname = NULL;
+    unsigned long scanned = 0;
+    gboolean limited = FALSE;
+    gboolean found = FALSE;
+    cl_fmap_t *map;
+    cl_error_t rc;
+    gsize len;
+    const void *bytes;
+
+    /* A hard link: one inode, scanned once. */
+    if (!g_hash_table_add(s->seen, g_steal_pointer(&seen))) {
+        return;
+    }
+    if (vo_scan_past_deadline(s, path)) {
+        return;
+    }
+    if (key && s->cached && g_hash_table_contains(s->cached, key)) {
+        s->files_cached++;
+        if (s->clean->len < VO_SCAN_MAX_CLEAN) {
+            g_ptr_array_add(s->clean, g_steal_pointer(&key));
+        }
+        return;
+    }
+    if (st->size > s->max_file_size) {
+        g_autofree char *why = g_strdup_printf(
+            "not scanned: %" G_GUINT64_FORMAT " bytes, larger than "
+            "--max-file-size", st->size);
+
+        vo_scan_error(s, path, why);
+        return;
+    }
+    data = w->fs->ops->read(w->fs, node, &local);
+    if (!data) {
+        vo_scan_error(s, path, local->message);
+        return;
+    }
+    bytes = g_bytes_get_data(data, &len);
+    map = cl_fmap_open_memory(bytes, len);
+    if (!map) {
+        vo_scan_error(s, path, "libclamav cannot map the file");
+        return;
+    }
+    options.general = CL_SCAN_GENERAL_ALLMATCHES | CL_SCAN_GENERAL_HEURISTICS;
+    options.parse = ~0u;
+    /* A limit reached is said, not silently skipped. */
+    options.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX;
+    g_ptr_array_set_size(s->matches, 0);
+    rc = cl_scanmap_callback(map, NULL, &virname, &scanned, s->engine,
+                             &options, s);
+    cl_fmap_close(map);
+    s->files_scanned++;
+    s->bytes_scanned += len;
+    if (rc == CL_VIRUS && s->matches->len == 0 && virname) {
+        g_ptr_array_add(s->matches, g_strdup(virname));
+    }
+    for (guint i = 0; i < s->matches->len; i++) {
+        const char *name = s->matches->pdata[i];
+
+        if (g_str_has_prefix(name, "Heuristics.Limits.Exceeded")) {
+            g_autofree char *why = g_strdup_printf(
+                "not fully scanned: a limit was reached (%s)", name);
+
+            vo_scan_error(s, path, why);
+            limited = TRUE;
+        } else {
+            vo_scan_finding(s, w, path, name);
+            found = TRUE;
+        }
+    }
+    if (rc != CL_CLEAN && rc != CL_VIRUS) {
+        g_autofree char *why = g_strdup_printf("not fully scanned: %s",
+                                               cl_strerror(rc));
+
+        vo_scan_error(s, path, why);
+        limited = TRUE;
+    }
+    if (!found && !limited && key && s->clean->len < VO_SCAN_MAX_CLEAN) {
+        g_ptr_array_add(s->clean, g_steal_pointer(&key));
+    }
+}
+
+/* Depth first, one directory listed at a time. */
+static void vo_scan_walk(VoScanEngine *s, VoScanWalk *w, GPtrArray *comps,
+                         guint64 dir)
+{
+    g_autoptr(GPtrArray) entries = NULL;
+    g_autoptr(GError) local = NULL;
+
+    if (comps->len >= VO_SCAN_MAX_DEPTH ||
+        !g_hash_table_add(w->dirs_seen, GSIZE_TO_POINTER(dir + 1))) {
+        g_autofree char *path = vo_scan_display(w, comps);
+
+        /* A directory met twice is a cycle only a corrupt (or crafted)
+         * filesystem has. */
+        vo_scan_error(s, path, comps->len >= VO_SCAN_MAX_DEPTH
+                                   ? "directories nested too deep"
+                                   : "a directory cycle");
+        return;
+    }
+    entries = w->fs->ops->list(w->fs, dir, VO_SCAN_MAX_DIR_ENTRIES, &local);
+    if (!entries) {
+        g_autofree char *path = vo_scan_display(w, comps);
+
+        vo_scan_error(s, path, local->message);
+        return;
+    }
+    for (guint i = 0; i < entries->len && !s->timed_out; i++) {
+        VoDirEntry *e = entries->pdata[i];
+        g_autoptr(GError) err = NULL;
+        VoStat st = { 0 };
+
+        g_ptr_array_add(comps, g_strdup(e->name));
+        if (!w->fs->ops->stat(w->fs, e->node, &st, &err)) {
+            g_autofree char *path = vo_scan_display(w, comps);
+
+            vo_scan_error(s, path, err->message);
+        } else if (st.type == VO_NODE_DIRECTORY) {
+            vo_scan_walk(s, w, comps, e->node);
+        } else if (st.type == VO_NODE_REGULAR) {
+            vo_scan_file(s, w, comps, e->node, &st);
+        }
+        /* Links are not followed: what they name is scanned where it
+         * is.  Devices, sockets and FIFOs have no contents. */
+        g_ptr_array_set_size(comps, comps->len - 1);
+    }
+}
+
+static void vo_scan_walk_clear(VoScanWalk *w)
+{
+    g_free(w->label);
+    g_clear_pointer(&w->dirs_seen, g_hash_table_unref);
+}
+
+static void vo_scan_walk_init(VoScanEngine *s, VoScanWalk *w, VoMount *m)
+{
+    w->fs = m->fs;
+    w->mount = m;
+    w->windows = g_strcmp0(s->guest->family, "windows") == 0;
+    if (w->windows) {
+        w->label = g_strdup_printf("%c:", g_str_equal(m->mountpoint, "/")
+                                              ? 'C'
+                                              : m->mountpoint[2]);
+    } else {
+        w->label = g_strdup(m->mountpoint);
+    }
+    w->dirs_seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+}
+
+/* The components of guest path @path below mount point @mp. */
+static GPtrArray *vo_scan_components(const char *mp, const char *path)
+{
+    GPtrArray *comps = g_ptr_array_new_with_free_func(g_free);
+    const char *rest = path + (g_str_equal(mp, "/") ? 0 : strlen(mp));
+    g_auto(GStrv) parts = g_strsplit(rest, "/", -1);
+
+    for (guint i = 0; parts[i]; i++) {
+        if (*parts[i]) {
+            g_ptr_array_add(comps, g_strdup(parts[i]));
+        }
+    }
+    return comps;
+}
+
+static void vo_scan_mount(VoScanEngine *s, VoMount *m)
+{
+    VoScanWalk w = { 0 };
+    g_autoptr(GPtrArray) comps = g_ptr_array_new_with_free_func(g_free);
+
+    vo_scan_walk_init(s, &w, m);
+    if (!m->fs || !m->fs->ops->list) {
+        g_autofree char *why = g_strdup_printf(
+            "filesystem not scanned: %s",
+            m->problem ? m->problem : "this reader cannot list it");
+
+        vo_scan_error(s, w.label, why);
+    } else {
+        vo_scan_walk(s, &w, comps, m->fs->root);
+    }
+    vo_scan_walk_clear(&w);
+}
+
+/* Whether mount point @mp lies within @path (both normalized). */
+static gboolean vo_scan_within(VoScanEngine *s, const char *mp,
+                               const char *path)
+{
+    gsize n = strlen(path);
+
+    if (g_str_equal(mp, path)) {
+        return TRUE;
+    }
+    /* Another drive is not below C:\. */
+    if (g_strcmp0(s->guest->family, "windows") == 0 && mp[1] == ':') {
+        return FALSE;
+    }
+    if (g_str_equal(path, "/")) {
+        return TRUE;
+    }
+    return g_str_has_prefix(mp, path) && mp[n] == '/';
+}
+
+/* One --path: the mounts within it whole, and the part of the mount it
+ * lies in. */
+static void vo_scan_path(VoScanEngine *s, const char *given)
+{
+    g_autofree char *path = vo_guest_normalize_path(given);
+    g_auto(VoPath) vp = { 0 };
+    g_autoptr(GError) local = NULL;
+    VoMount *owner = NULL;
+
+    while (strlen(path) > 1 && g_str_has_suffix(path, "/")) {
+        path[strlen(path) - 1] = '\0';
+    }
+    for (guint i = 0; i < s->guest->mounts->len; i++) {
+        VoMount *m = s->guest->mounts->pdata[i];
+
+        if (vo_scan_within(s, m->mountpoint, path)) {
+            vo_scan_mount(s, m);
+        }
+    }
+    if (vo_guest_mount_at(s->guest, path)) {
+        return;
+    }
+    if (!vo_guest_resolve(s->guest, path, TRUE, &vp, &local)) {
+        vo_scan_error(s, given, local->message);
+        return;
+    }
+    if (!vp.exists) {
+        vo_scan_error(s, given, "no such file or directory in the guest");
+        return;
+    }
+    for (guint i = 0; i < s->guest->mounts->len && !owner; i++) {
+        VoMount *m = s->guest->mounts->pdata[i];
+
+        if (m->fs == vp.fs) {
+            owner = m;
+        }
+    }
+    if (owner) {
+        VoScanWalk w = { 0 };
+        g_autoptr(GPtrArray) comps = vo_scan_components(
+            owner->mountpoint, vp.resolved ? vp.resolved : path);
+
+        vo_scan_walk_init(s, &w, owner);
+        if (vp.st.type == VO_NODE_DIRECTORY && vp.fs->ops->list) {
+            vo_scan_walk(s, &w, comps, vp.node);
+        } else if (vp.st.type == VO_NODE_REGULAR) {
+            vo_scan_file(s, &w, comps, vp.node, &vp.st);
+        } else {
+            vo_scan_error(s, given, "neither a directory nor a file");
+        }
+        vo_scan_walk_clear(&w);
+    }
+}
+
+static void vo_scan_add_array(JsonBuilder *b, const char *name,
+                              GPtrArray *nodes)
+{
+    json_builder_set_member_name(b, name);
+    json_builder_begin_array(b);
+    for (guint i = 0; i < nodes->len; i++) {
+        json_builder_add_value(b, json_node_copy(nodes->pdata[i]));
+    }
+    json_builder_end_array(b);
+}
+
+gboolean vo_scan_engine_run(VoGuest *guest, JsonBuilder *b, GError **error)
+{
+    VoScanEngine *s = &vo_scan;
+
+    if (!s->engine) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "no engine");
+        return FALSE;
+    }
+    s->guest = guest;
+    s->deadline = g_get_monotonic_time() +
+                  (gint64)s->timeout_s * G_USEC_PER_SEC;
+    s->findings = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)json_node_unref);
+    s->errors = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)json_node_unref);
+    s->clean = g_ptr_array_new_with_free_func(g_free);
+    s->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    s->matches = g_ptr_array_new_with_free_func(g_free);
+
+    if (s->paths && s->paths[0]) {
+        for (guint i = 0; s->paths[i] && !s->timed_out; i++) {
+            vo_scan_path(s, s->paths[i]);
+        }
+    } else {
+        for (guint i = 0; i < guest->mounts->len && !s->timed_out; i++) {
+            vo_scan_mount(s, guest->mounts->pdata[i]);
+        }
+    }
+    if (s->errors_dropped) {
+        g_autofree char *why = g_strdup_printf("%u more errors not listed",
+                                               s->errors_dropped);
+
+        s->errors_dropped = 0;
+        g_ptr_array_set_size(s->errors, VO_SCAN_MAX_ERRORS - 1);
+        vo_scan_error(s, "", why);
+    }
+    if (s->findings_dropped) {
+        g_autofree char *why = g_strdup_printf(
+            "%u more findings not listed", s->findings_dropped);
+
+        g_ptr_array_set_size(s->errors,
+                             MIN(s->errors->len, VO_SCAN_MAX_ERRORS - 1));
+        vo_scan_error(s, "", why);
+    }
+
+    json_builder_set_member_name(b, "scan");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "engine");
+    json_builder_add_string_value(b, s->engine_name);
+    json_builder_set_member_name(b, "database");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "version");
+    if (s->db_version) {
+        json_builder_add_int_value(b, s->db_version);
+    } else {
+        json_builder_add_null_value(b);
+    }
+    json_builder_set_member_name(b, "signatures");
+    json_builder_add_int_value(b, s->signatures);
+    json_builder_end_object(b);
+    json_builder_set_member_name(b, "files-scanned");
+    json_builder_add_int_value(b, s->files_scanned);
+    json_builder_set_member_name(b, "files-cached");
+    json_builder_add_int_value(b, s->files_cached);
+    json_builder_set_member_name(b, "bytes-scanned");
+    json_builder_add_int_value(b, s->bytes_scanned);
+    vo_scan_add_array(b, "findings", s->findings);
+    vo_scan_add_array(b, "errors", s->errors);
+    json_builder_set_member_name(b, "clean");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < s->clean->len; i++) {
+        json_builder_add_string_value(b, s->clean->pdata[i]);
+    }
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+    return TRUE;
+}

@@ -1,0 +1,98 @@
+/*
+ * The scan job: ClamAV over a guest's own files, read through the offline
+ * readers in the confined worker (vo-worker.h), never by mounting.
+ *
+ * The parent (vo-scan.c) hands the worker its request as a sealed memfd:
+ * the database directory, the limits, the guest paths to scan and what
+ * the cache holds.  The worker (vo-scan-engine.c, linked with libclamav)
+ * loads the database before it confines itself, walks the filesystems,
+ * scans each regular file's bytes from memory, and reports under "scan".
+ * The parent checks that report like any guest input and writes the
+ * JSON contract of docs/offline.rst ("Scanning an image").
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include "vo-guest.h"
+
+G_BEGIN_DECLS
+
+/* Defaults (clamscan's own), and the bounds an option may take. */
+#define VO_SCAN_MAX_FILE_SIZE       (100ull * 1024 * 1024)
+#define VO_SCAN_MAX_FILE_SIZE_LIMIT ((guint64)VO_FS_MAX_FILE)
+#define VO_SCAN_TIMEOUT_S           600
+#define VO_SCAN_TIMEOUT_LIMIT_S     (24 * 3600)
+/* What one file's scan may unpack, in bytes, files and nesting, and
+ * how long it may take. */
+#define VO_SCAN_MAX_SCAN_SIZE       (400ull * 1024 * 1024)
+#define VO_SCAN_MAX_RECURSION       17
+#define VO_SCAN_MAX_FILES           10000
+#define VO_SCAN_MAX_SCAN_TIME_MS    120000
+/* The walk: nesting of directories and names in one directory. */
+#define VO_SCAN_MAX_DEPTH           256
+#define VO_SCAN_MAX_DIR_ENTRIES     1000000
+/* What a report may list; beyond, one error says so. */
+#define VO_SCAN_MAX_FINDINGS        1000
+#define VO_SCAN_MAX_ERRORS          1000
+#define VO_SCAN_MAX_CLEAN           200000
+#define VO_SCAN_MAX_PATHS           64
+/* A guest path in a report, and a reason, in bytes. */
+#define VO_SCAN_MAX_PATH_TEXT       4096
+#define VO_SCAN_MAX_REASON          512
+#define VO_SCAN_MAX_KEY             160
+/* The cache file the parent reads back. */
+#define VO_SCAN_MAX_CACHE_BYTES     (64u * 1024 * 1024)
+
+typedef struct {
+    const char *image;
+    const char *format;         /* NULL: probed */
+    const char *database;       /* directory of .cvd/.cld/.ndb/.hdb ... */
+    char **paths;               /* guest paths, NULL: every filesystem */
+    guint64 max_file_size;
+    guint timeout_s;
+    const char *cache;          /* NULL: no cache */
+    gboolean force_share;
+} VoScanOptions;
+
+typedef enum {
+    VO_SCAN_CLEAN,
+    VO_SCAN_INFECTED,
+    VO_SCAN_INCOMPLETE,
+} VoScanResult;
+
+/* ---- Parent ---- */
+
+/*
+ * Scans @opts->image in a confined worker.  The report of the contract
+ * (docs/offline.rst) into *@report and its result into *@result; FALSE
+ * with @error when no scan took place.
+ */
+gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
+                     VoScanResult *result, GError **error);
+
+/* "clean", "infected", "incomplete". */
+const char *vo_scan_result_name(VoScanResult result);
+
+/*
+ * The checks the parent applies to the worker's "scan" member: a copy in
+ * the contract's shape (without "image" and "result"), and the cache keys
+ * of the files found clean into *@clean (unless NULL); or NULL with
+ * @error.
+ */
+JsonObject *vo_scan_check_report(JsonNode *scan, GPtrArray **clean,
+                                 GError **error);
+
+/* ---- Worker ---- */
+
+/* Loads the engine from the request on @request_fd, before confinement
+ * (the database is the host's).  FALSE with @error. */
+gboolean vo_scan_engine_prepare(int request_fd, GError **error);
+/* The scan's --timeout, from the request (or its default). */
+guint vo_scan_engine_timeout_s(void);
+/* Scans @guest as the prepared request says; its "scan" member into @b. */
+gboolean vo_scan_engine_run(VoGuest *guest, JsonBuilder *b, GError **error);
+
+G_END_DECLS
