@@ -299,12 +299,16 @@ gint image_scan_parse(const gchar *json, gsize len, gint exit_status,
                             "\"database\" is not {version, signatures}");
         return -1;
     }
-    /* A version is a string or a number, as the database says it. */
+    /* A version is a number, or a string, or null (no official
+     * database). */
     {
         JsonNode *v = json_object_get_member(dbo, "version");
         gint64 n;
 
-        if (vmaug_json_string(dbo, "version") != NULL) {
+        if (v != NULL && JSON_NODE_HOLDS_NULL(v)) {
+            /* Signatures of the owner's own, no official database. */
+            version = g_strdup("none");
+        } else if (vmaug_json_string(dbo, "version") != NULL) {
             version = g_strdup(vmaug_json_string(dbo, "version"));
         } else if (image_scan_int(dbo, "version", &n)) {
             version = g_strdup_printf("%" G_GINT64_FORMAT, n);
