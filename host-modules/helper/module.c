@@ -665,6 +665,9 @@ void module_stop(Module *m, gboolean immediately)
 
     module_fail_waiters(m, VMAUG_S_INTERRUPTED, "module unloaded");
     module_fail_calls(m, VMAUG_S_INTERRUPTED, "module unloaded");
+    /* A scan it waits for is of no use any more (and must not outlive a
+     * helper that is quitting). */
+    module_api_cancel(m);
     m->stopping = TRUE;
     m->owner = NULL;
     if (m->pid <= 0) {
