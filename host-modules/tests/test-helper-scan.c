@@ -100,11 +100,12 @@ static void config_set(HelperClient *c, const gchar *key, const gchar *value)
 }
 
 /*
- * A helper whose scanner is the stand-in, with @grants for the scanner,
- * and the scanner registered as required with the fixture's image.
+ * A helper whose scanner is @real_tool, or else the stand-in, with @grants
+ * for the scanner, and the scanner registered as required with the
+ * fixture's image.
  */
-static void scan_setup(Fixture *f, Scan *s, const gchar *grants,
-                       const gchar *timeout_s)
+static void scan_setup_tool(Fixture *f, Scan *s, const gchar *grants,
+                            const gchar *timeout_s, const gchar *real_tool)
 {
     g_autofree gchar *tool = NULL;
     g_autofree gchar *policy = g_build_filename(f->keys->dir, "policy.json",
@@ -133,7 +134,7 @@ static void scan_setup(Fixture *f, Scan *s, const gchar *grants,
     p = g_build_filename(s->dir, "clean.json", NULL);
     g_assert_true(g_file_set_contents(p, CLEAN_JSON, -1, NULL));
     g_assert_true(g_file_set_contents(policy, json, -1, NULL));
-    args[5] = tool;
+    args[5] = real_tool != NULL ? real_tool : tool;
     args[7] = s->database;
     helper_client_free(f->c);
     helper_kill(f->pid);
@@ -147,6 +148,12 @@ static void scan_setup(Fixture *f, Scan *s, const gchar *grants,
     g_assert_true(helper_client_call(s->c, VMAUG_OP_REGISTER, &reg,
                                      sizeof(reg), NULL, 0, &r));
     g_assert_cmpuint(r.status, ==, VMAUG_S_OK);
+}
+
+static void scan_setup(Fixture *f, Scan *s, const gchar *grants,
+                       const gchar *timeout_s)
+{
+    scan_setup_tool(f, s, grants, timeout_s, NULL);
 }
 
 static void scan_clear(Scan *s)
@@ -438,6 +445,94 @@ static void test_scan_bad_paths(Fixture *f, gconstpointer data)
     scan_clear(&s);
 }
 
+/* The EICAR test file (www.eicar.org). */
+#define EICAR "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+/*
+ * The real scanner (vmaugment-offline and libclamav) over a small ext4
+ * image made here, holding the EICAR test file, with a database of one
+ * signature: refused with the finding named, then, in report mode, the
+ * same image rescanned from the cache the first scan left in its area.
+ */
+static void test_scan_clamav(Fixture *f, gconstpointer data)
+{
+    g_autofree gchar *tree = g_build_filename(f->keys->dir, "tree", NULL);
+    g_autofree gchar *p = NULL;
+    g_autofree gchar *hdb = NULL;
+    g_autofree gchar *sum = NULL;
+    g_autofree gchar *err = NULL;
+    g_autofree gchar *report = NULL;
+    g_autofree gchar *cache = NULL;
+    g_autoptr(GBytes) out = NULL;
+    g_autoptr(HelperDone) d = NULL;
+    const gchar *mkfs[] = { "mke2fs", "-q", "-F", "-t", "ext4", "-d", tree,
+                            f->image, "8M", NULL };
+    gint status;
+    Scan s = { 0 };
+
+    p = g_build_filename(tree, "etc", NULL);
+    g_assert_cmpint(g_mkdir_with_parents(p, 0755), ==, 0);
+    g_clear_pointer(&p, g_free);
+    p = g_build_filename(tree, "etc", "os-release", NULL);
+    g_assert_true(g_file_set_contents(p, "ID=debian\nVERSION_ID=\"12\"\n",
+                                      -1, NULL));
+    g_clear_pointer(&p, g_free);
+    p = g_build_filename(tree, "opt", "samples", NULL);
+    g_assert_cmpint(g_mkdir_with_parents(p, 0755), ==, 0);
+    g_clear_pointer(&p, g_free);
+    p = g_build_filename(tree, "opt", "samples", "eicar.com", NULL);
+    g_assert_true(g_file_set_contents(p, EICAR, -1, NULL));
+    g_clear_pointer(&p, g_free);
+    p = g_build_filename(tree, "clean.txt", NULL);
+    g_assert_true(g_file_set_contents(p, "nothing to see\n", -1, NULL));
+    g_assert_true(g_spawn_sync(NULL, (gchar **)mkfs, NULL,
+                               G_SPAWN_SEARCH_PATH |
+                               G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL,
+                               &err, &status, NULL));
+    g_assert_cmpint(status, ==, 0);
+
+    scan_setup_tool(f, &s, "\"image-scan\"", "60",
+                    test_env("VMAUG_OFFLINE"));
+    sum = g_compute_checksum_for_string(G_CHECKSUM_MD5, EICAR, -1);
+    hdb = g_strdup_printf("%s:%zu:Eicar-Test-Signature\n", sum,
+                          strlen(EICAR));
+    g_assert_cmpint(g_mkdir(s.database, 0755), ==, 0);
+    g_clear_pointer(&p, g_free);
+    p = g_build_filename(s.database, "test.hdb", NULL);
+    g_assert_true(g_file_set_contents(p, hdb, -1, NULL));
+    /* The scan's worker reads it under an id of its own, as it reads
+     * /var/lib/clamav: world-readable, as freshclam leaves it. */
+    g_assert_cmpint(g_chmod(p, 0644), ==, 0);
+    g_assert_cmpint(g_chmod(f->keys->dir, 0711), ==, 0);
+
+    config_set(s.c, "policy", "refuse");
+    d = scan_start(f, &s);
+    g_test_message("%s", d->message);
+    g_assert_cmpuint(d->status, !=, VMAUG_S_OK);
+    g_assert_cmpstr(d->message, ==, "required module scanner 1.0 "
+                    "unavailable: its image-start handler failed (infected: "
+                    "/ /opt/samples/eicar.com "
+                    "Eicar-Test-Signature.UNOFFICIAL)");
+    cache = vm_file(f, "scan/clamav.cache");
+    g_assert_nonnull(cache);
+
+    g_clear_pointer(&d, helper_done_free);
+    config_set(s.c, "policy", "report");
+    d = scan_start(f, &s);
+    g_assert_cmpuint(d->status, ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_invoke(s.c, "scanner", "report", NULL, 0, &out),
+                     ==, VMAUG_S_OK);
+    report = g_strndup(g_bytes_get_data(out, NULL), g_bytes_get_size(out));
+    g_test_message("%s", report);
+    g_assert_true(g_str_has_prefix(report, "result infected\n"
+                                   "engine ClamAV "));
+    g_assert_nonnull(strstr(report, "finding /\t/opt/samples/eicar.com\t"
+                            "Eicar-Test-Signature.UNOFFICIAL\n"));
+    /* What was clean the first time was not scanned again. */
+    g_assert_nonnull(strstr(report, "files 1\tcached 2\t"));
+    scan_clear(&s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -447,5 +542,6 @@ int main(int argc, char **argv)
     TEST_HELPER_ADD("/helper/scan/stall", test_scan_stall);
     TEST_HELPER_ADD("/helper/scan/not-granted", test_scan_not_granted);
     TEST_HELPER_ADD("/helper/scan/bad-paths", test_scan_bad_paths);
+    TEST_HELPER_ADD("/helper/scan/clamav", test_scan_clamav);
     return g_test_run();
 }
