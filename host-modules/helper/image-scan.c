@@ -493,6 +493,11 @@ static void image_scan_finish(ImageScan *s)
         g_string_printf(summary, "failed: %s", w->str);
         image_scan_summary_cut(summary);
         g_string_free(w, TRUE);
+        /* One line that fits the module's report, whatever was said. */
+        if (report->len > VMAUG_MODULE_MAX_SCAN_REPORT) {
+            g_string_truncate(report, VMAUG_MODULE_MAX_SCAN_REPORT - 1);
+            g_string_append_c(report, '\n');
+        }
     }
     s->done(r, report->str, report->len, summary->str, s->done_data);
     image_scan_free(s);
