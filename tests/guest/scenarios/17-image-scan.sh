@@ -3,7 +3,7 @@
 # database the host side makes; the image, a copy of the Debian fixture,
 # holds the EICAR test file, written offline with a signed bundle
 # (17-image-scan.host).  Boot 1 uploads scanner and registers it as
-# required for image-start, in report mode.  Boot 2: the scan finds the
+# required for image-start, in report mode, scanning /opt.  Boot 2: the scan finds the
 # file, the image starts anyway, and the guest asks for the findings: as
 # the call's answer and as an event to every watcher.  The guest then
 # asks for refuse mode.  Boot 3: the start is refused with the finding
@@ -22,6 +22,8 @@ case $VMAUG_BOOT in
     vmaugment load scanner@1.0 --file /data/scanner-1.0.vmod
     vmaugment register scanner@1.0 --events image-start --required
     vmaugment config set scanner policy report
+    # Where the host put the sample; the rest of the disk is not scanned.
+    vmaugment config set scanner paths /opt
     vmaugment list registrations | tee /tmp/regs
     grep -q '^scanner .* required$' /tmp/regs || fail "scanner is not registered as required"
     ;;
