@@ -255,8 +255,13 @@ gboolean vo_scan_engine_prepare(int request_fd, GError **error)
     rc = cl_load(database, s->engine, &sigs, CL_DB_STDOPT);
     if (rc != CL_SUCCESS) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                    "cannot load the signature database %s: %s", database,
-                    cl_strerror(rc));
+                    "cannot load the signature database %s: %s%s", database,
+                    cl_strerror(rc),
+                    rc == CL_ESTAT || rc == CL_EOPEN || rc == CL_EACCES
+                        ? " (the worker reads it under an id of its own: "
+                          "the directory and its files must be readable by "
+                          "everyone, as freshclam leaves them)"
+                        : "");
         return FALSE;
     }
     if (sigs == 0) {

@@ -532,7 +532,7 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     out = vo_scan_check_report(json_object_get_member(worker, "scan"),
                                &clean, error);
     if (!out) {
-        g_prefix_error(error, "%s: the worker's report: ", opts->image);
+        g_prefix_error(error, "%s: ", opts->image);
         return FALSE;
     }
     findings = json_object_get_array_member(out, "findings");

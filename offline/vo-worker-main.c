@@ -44,6 +44,7 @@ typedef struct {
     const char *format;
     VoBundle *bundle;
     VoGuest *guest;
+    GError *engine_error;   /* the scan's engine did not load */
 } VoWorker;
 
 static void vo_worker_stage(const char *stage)
@@ -242,6 +243,22 @@ static void vo_worker_test_report(const char *image)
                "{\"status\": \"unreadable\", \"message\": \"x\", "
                "\"records\": [{\"bundle\": \"b\", \"version\": \"1\", "
                "\"outcome\": \"recorded\"}]}}";
+    } else if (g_str_has_prefix(kind, "scan-escape")) {
+        /* A finding whose path would drive the operator's terminal. */
+        body = "{\"scan\": {\"engine\": \"ClamAV 1\", \"database\": "
+               "{\"version\": null, \"signatures\": 1}, "
+               "\"files-scanned\": 1, \"files-cached\": 0, "
+               "\"bytes-scanned\": 1, \"findings\": [{\"filesystem\": "
+               "\"/\", \"path\": \"/x\\u001b]0;owned\\u0007\", "
+               "\"signature\": \"Eicar\"}], \"errors\": [], "
+               "\"clean\": []}}";
+    } else if (g_str_has_prefix(kind, "scan-clean-lie")) {
+        /* A cache key that is no key: it would reach the cache file. */
+        body = "{\"scan\": {\"engine\": \"ClamAV 1\", \"database\": "
+               "{\"version\": null, \"signatures\": 1}, "
+               "\"files-scanned\": 1, \"files-cached\": 0, "
+               "\"bytes-scanned\": 1, \"findings\": [], \"errors\": [], "
+               "\"clean\": [\"../../etc/passwd\"]}}";
     } else if (g_str_has_prefix(kind, "not-json")) {
         body = "{\"status\": ";
     } else if (g_str_has_prefix(kind, "unknown-member")) {
@@ -337,6 +354,13 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
                                    w->job == VO_WORKER_APPLY, error);
 
     if (!disk) {
+        return FALSE;
+    }
+    /* Said only now that the disk is connected: qemu-nbd ends when its
+     * client leaves after the handshake, not before. */
+    if (w->engine_error) {
+        vo_disk_free(disk);
+        g_propagate_error(error, g_steal_pointer(&w->engine_error));
         return FALSE;
     }
     w->guest = vo_mounts_open(disk, w->image, error);
@@ -474,8 +498,8 @@ int main(int argc, char **argv)
          * guest byte and before confinement: no path of the host is
          * reachable afterwards (docs/sandbox.rst, "The scan job").
          */
-        if (!vo_scan_engine_prepare(VO_WORKER_FD_REQUEST, &error)) {
-            g_prefix_error(&error, "scan: ");
+        if (!vo_scan_engine_prepare(VO_WORKER_FD_REQUEST, &w.engine_error)) {
+            g_prefix_error(&w.engine_error, "scan: ");
         }
         close(VO_WORKER_FD_REQUEST);
         policy.limits.memory_bytes = VO_WORKER_SCAN_MEMORY;

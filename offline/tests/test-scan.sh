@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# vmaugment-offline scan (docs/offline.rst, "Scanning an image"): ClamAV
+# over the guest's own files in the confined worker.  The official
+# database cannot be downloaded here: the test makes its own, a hash
+# signature (.hdb) of the EICAR test file and a body signature (.ndb) of a
+# marker, and plants both on ext4 and NTFS, in a directory, inside a zip
+# archive; a clean image; --path; hostile archives (nested past the
+# recursion limit, a zip bomb) ending in "incomplete"; the worker's
+# confinement and what the parent accepts from it; --force-share beside a
+# holding QEMU; and the cache, which rescans only what changed.
+source "$(dirname "$0")/lib.sh"
+
+: "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with test hooks}"
+need mke2fs e2fsprogs
+need debugfs e2fsprogs
+need sfdisk fdisk
+need zip zip
+need mkntfs ntfs-3g
+plan 35
+
+eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
+marker='vmaugment-scan-marker-4711'
+root_uuid=5c7f0e52-3a8e-4d0c-9a51-0d1f5ca0aa01
+
+# The database: nothing but the test's two signatures, readable by
+# everyone as freshclam leaves it (the worker loads it under its own id).
+db=$tmp/db
+mkdir -p "$db"
+chmod a+x "$tmp"
+chmod 755 "$db"
+printf '%s' "$eicar" >"$tmp/eicar.com"
+echo "$(sha256sum <"$tmp/eicar.com" | cut -d' ' -f1):${#eicar}:Test.Eicar" \
+    >"$db/test.hdb"
+echo "Test.Marker:0:*:$(printf '%s' "$marker" | od -An -tx1 | tr -d ' \n')" \
+    >"$db/test.ndb"
+
+# make_linux OUT INFECTED: a GPT disk, ext4 root (with fstab) and ext4
+# /srv; INFECTED=yes plants EICAR in a directory, the marker, EICAR in a
+# zip archive and EICAR under a name that is not UTF-8.
+make_linux() {
+    local out=$1 infected=$2 tree=$tmp/tree-$$
+    rm -rf "$tree"
+    mkdir -p "$tree/root/etc" "$tree/root/home/user/downloads" \
+        "$tree/srv/data"
+    echo 'ID=debian' >"$tree/root/etc/os-release"
+    cat >"$tree/root/etc/fstab" <<FSTAB
+UUID=$root_uuid / ext4 defaults 0 1
+LABEL=srvdata /srv ext4 defaults 0 2
+FSTAB
+    echo 'welcome' >"$tree/root/etc/motd"
+    for i in 1 2 3 4 5; do
+        echo "document $i" >"$tree/root/home/user/doc$i.txt"
+    done
+    echo 'index' >"$tree/srv/data/index.html"
+    if [ "$infected" = yes ]; then
+        cp "$tmp/eicar.com" "$tree/root/home/user/downloads/eicar.com"
+        printf 'prefix %s suffix\n' "$marker" >"$tree/srv/data/marker.txt"
+        (cd "$tmp" && zip -q "$tree/srv/data/archive.zip" eicar.com)
+        cp "$tmp/eicar.com" "$tree/root/home/user/$(printf 'bad\xff\x1bname')"
+    fi
+    truncate -s 100M "$out"
+    sfdisk --quiet "$out" <<PART
+label: gpt
+start=2048, size=122880, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+start=124928, size=61440, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+PART
+    mke2fs -q -F -t ext4 -U "$root_uuid" -E offset=$((2048 * 512)) \
+        -d "$tree/root" "$out" 60M
+    mke2fs -q -F -t ext4 -L srvdata -E offset=$((124928 * 512)) \
+        -d "$tree/srv" "$out" 30M
+    rm -rf "$tree"
+}
+
+# scan OUT ARGS...: vmaugment-offline scan ARGS with the test's database,
+# its report in OUT; sets $rc.
+scan() {
+    local out=$1
+    shift
+    rc=0
+    timeout 300 "$VMAUGMENT_OFFLINE" scan --database "$db" "$@" \
+        >"$out" 2>"$out.err" || rc=$?
+    [ "$rc" -ne 124 ] || fail "scan $* did not end within 300 s"
+}
+
+# check_report JSON EXIT PYTHON-EXPR: the report parses, has exactly the
+# contract's members, the exit status matches its result, and EXPR (over
+# r, the report, and f, its findings as (filesystem, path, signature)
+# tuples) holds.
+check_report() {
+    local json=$1 want=$2 expr=$3
+    [ "$rc" -eq "$want" ] ||
+        fail "exit $rc, wanted $want: $(cat "$json" "$json.err")"
+    python3 - "$json" "$rc" "$expr" <<'PY' || fail "report $json: $(cat "$json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+members = ["image", "engine", "database", "files-scanned", "files-cached",
+           "bytes-scanned", "findings", "errors", "result"]
+assert list(r) == members, list(r)
+assert r["engine"].startswith("ClamAV 1."), r["engine"]
+assert r["database"] == {"version": None, "signatures": 2}, r["database"]
+status = {"clean": 0, "infected": 1, "incomplete": 2}[r["result"]]
+assert status == int(sys.argv[2]), (r["result"], sys.argv[2])
+f = sorted((x["filesystem"], x["path"], x["signature"])
+           for x in r["findings"])
+assert eval(sys.argv[3]), (f, r["errors"])
+PY
+}
+
+img=$tmp/infected.raw
+make_linux "$img" yes
+clean=$tmp/clean.raw
+make_linux "$clean" no
+"$QEMU_IMG" convert -O qcow2 "$clean" "$tmp/clean.qcow2"
+
+eicar_hits='[("/", "/home/user/bad\\xff\\x1bname", "Test.Eicar.UNOFFICIAL"),
+             ("/", "/home/user/downloads/eicar.com", "Test.Eicar.UNOFFICIAL"),
+             ("/srv", "/srv/data/archive.zip", "Test.Eicar.UNOFFICIAL"),
+             ("/srv", "/srv/data/marker.txt", "Test.Marker.UNOFFICIAL")]'
+
+# ext4.
+scan "$tmp/r1.json" "$img"
+check_report "$tmp/r1.json" 1 "f == $eicar_hits and r['errors'] == []"
+pass "ext4: EICAR in a directory, in a zip archive and the marker found (exit 1)"
+check_report "$tmp/r1.json" 1 \
+    "r['files-scanned'] == 13 and r['files-cached'] == 0 and r['bytes-scanned'] > 0"
+pass "ext4: every regular file of both filesystems scanned once"
+grep -q 'bad\\\\xff\\\\x1bname' "$tmp/r1.json" &&
+    ! grep -q $'\x1b' "$tmp/r1.json" ||
+    fail "a name not UTF-8 is not escaped: $(cat -v "$tmp/r1.json")"
+pass "a file named with invalid UTF-8 and ESC is found, its name escaped"
+scan "$tmp/r2.json" "$tmp/clean.qcow2"
+check_report "$tmp/r2.json" 0 \
+    "f == [] and r['errors'] == [] and r['result'] == 'clean' and r['files-scanned'] == 9"
+pass "a clean image (qcow2) is clean (exit 0)"
+scan "$tmp/r3.json" "$img" --path /srv/data --path /etc
+check_report "$tmp/r3.json" 1 \
+    "[p for _, p, _ in f] == ['/srv/data/archive.zip', '/srv/data/marker.txt'] and r['files-scanned'] == 6"
+pass "--path limits the scan to those guest directories"
+
+# --path: a file, a mount point, something absent.
+scan "$tmp/r4.json" "$img" --path /home/user/downloads/eicar.com
+check_report "$tmp/r4.json" 1 \
+    "f == [('/', '/home/user/downloads/eicar.com', 'Test.Eicar.UNOFFICIAL')] and r['files-scanned'] == 1"
+scan "$tmp/r5.json" "$img" --path /srv
+check_report "$tmp/r5.json" 1 "all(fs == '/srv' for fs, _, _ in f) and len(f) == 2"
+pass "--path names a single file, or a mount point and all below it"
+scan "$tmp/r6.json" "$img" --path /nonexistent
+check_report "$tmp/r6.json" 2 \
+    "f == [] and r['errors'][0]['path'] == '/nonexistent'"
+pass "--path naming nothing makes the scan incomplete (exit 2)"
+
+# --max-file-size.
+scan "$tmp/r7.json" "$img" --max-file-size 50
+check_report "$tmp/r7.json" 1 \
+    "any('larger than --max-file-size' in e['reason'] and e['path'] == '/home/user/downloads/eicar.com' for e in r['errors'])"
+scan "$tmp/r8.json" "$img" --max-file-size 50 --path /etc --path /home/user/downloads
+check_report "$tmp/r8.json" 2 "f == [] and r['result'] == 'incomplete'"
+pass "a file over --max-file-size is not scanned and says so (incomplete)"
+
+# NTFS, drive letters and Windows paths.
+win=$(fixtures_windows)
+cp "$win/windows.raw" "$tmp/windows.raw"
+mkdir -p "$tmp/ctree/Scan/Deep" "$tmp/dtree/Scan"
+cp "$tmp/eicar.com" "$tmp/ctree/Scan/Deep/eicar.com"
+(cd "$tmp" && zip -q "$tmp/ctree/Scan/archive.zip" eicar.com)
+printf '%s\r\n' "$marker" >"$tmp/dtree/Scan/marker.txt"
+# C: is partition 1 (at 1 MiB), D: partition 2 (at 129 MiB).
+for drive in c:1:1 d:2:129; do
+    IFS=: read -r letter number at <<<"$drive"
+    partition_file "$win/windows.raw" "$number" "$tmp/ntfs.part"
+    "$VMAUGMENT_NTFS_POPULATE" "$tmp/ntfs.part" "$tmp/${letter}tree" ||
+        fail "cannot populate NTFS volume $number"
+    dd if="$tmp/ntfs.part" of="$tmp/windows.raw" bs=1M seek="$at" \
+        conv=sparse,notrunc status=none
+done
+scan "$tmp/w1.json" "$tmp/windows.raw"
+check_report "$tmp/w1.json" 1 \
+    "f == [('C:', 'C:\\\\Scan\\\\Deep\\\\eicar.com', 'Test.Eicar.UNOFFICIAL'), ('C:', 'C:\\\\Scan\\\\archive.zip', 'Test.Eicar.UNOFFICIAL'), ('D:', 'D:\\\\Scan\\\\marker.txt', 'Test.Marker.UNOFFICIAL')] and r['errors'] == []"
+pass "NTFS: EICAR in a folder and in a zip archive on C:, the marker on D:"
+# The fixture's seven files and the three planted: not the volumes' own
+# files ($MFT, ...), nor a file twice by its 8.3 alias.
+check_report "$tmp/w1.json" 1 "r['files-scanned'] == 10"
+pass "NTFS: every file of both drives scanned once, no system file"
+scan "$tmp/w2.json" "$tmp/windows.raw" --path 'C:\Scan\Deep'
+check_report "$tmp/w2.json" 1 \
+    "f == [('C:', 'C:\\\\Scan\\\\Deep\\\\eicar.com', 'Test.Eicar.UNOFFICIAL')] and r['files-scanned'] == 1"
+pass "NTFS: --path takes a Windows path"
+
+# hostile archives.
+python3 - "$tmp/nested.zip" "$tmp/eicar.com" <<'PY'
+import io, sys, zipfile
+data = open(sys.argv[2], "rb").read()
+name = "eicar.com"
+for depth in range(30):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, data)
+    data, name = buf.getvalue(), f"layer{depth}.zip"
+open(sys.argv[1], "wb").write(data)
+PY
+python3 - "$tmp/bomb.zip" <<'PY'
+import sys, zipfile
+# 512 MiB of zeros in about half a megabyte: eight members, each under
+# the file size limit, together beyond the scan size limit.
+chunk = bytes(1 << 20)
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    for n in range(8):
+        with z.open(f"zeros{n}.bin", "w") as f:
+            for _ in range(64):
+                f.write(chunk)
+PY
+hostile=$tmp/hostile-tree
+mkdir -p "$hostile/root/etc" "$hostile/root/tmp"
+echo 'ID=debian' >"$hostile/root/etc/os-release"
+cp "$tmp/nested.zip" "$tmp/bomb.zip" "$hostile/root/tmp/"
+truncate -s 64M "$tmp/hostile.raw"
+mke2fs -q -F -t ext4 -U "$root_uuid" -d "$hostile/root" "$tmp/hostile.raw"
+scan "$tmp/h1.json" "$tmp/hostile.raw" --path /tmp/nested.zip
+check_report "$tmp/h1.json" 2 \
+    "f == [] and len(r['errors']) == 1 and r['errors'][0]['path'] == '/tmp/nested.zip' and 'Heuristics.Limits.Exceeded.MaxRecursion' in r['errors'][0]['reason']"
+pass "archives nested past the recursion limit: incomplete, the limit named"
+scan "$tmp/h2.json" "$tmp/hostile.raw" --path /tmp/bomb.zip
+check_report "$tmp/h2.json" 2 \
+    "f == [] and len(r['errors']) == 1 and r['errors'][0]['path'] == '/tmp/bomb.zip' and 'Heuristics.Limits.Exceeded.Max' in r['errors'][0]['reason']"
+pass "a zip bomb: incomplete, the limit named"
+scan "$tmp/h3.json" "$tmp/hostile.raw"
+check_report "$tmp/h3.json" 2 "f == [] and len(r['errors']) == 2"
+pass "the whole hostile image: one clear report, exit 2"
+scan "$tmp/h4.json" "$img"
+check_report "$tmp/h4.json" 1 "f == $eicar_hits"
+pass "the next scan after the hostile ones is unaffected"
+
+# what the parent takes from a worker.
+cp "$clean" "$tmp/report-scan-escape.raw"
+VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+    expect_refusal --status 3 "report is malformed: scan: bad \"path\"" \
+    scan --database "$db" "$tmp/report-scan-escape.raw"
+pass "a finding whose path holds control characters is refused (exit 3)"
+cp "$clean" "$tmp/report-scan-clean-lie.raw"
+VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+    expect_refusal --status 3 "report is malformed: scan: bad cache key" \
+    scan --database "$db" --cache "$tmp/lie.cache" \
+    "$tmp/report-scan-clean-lie.raw"
+[ ! -e "$tmp/lie.cache" ] || fail "a refused report was cached"
+pass "a cache key that is no key is refused, and nothing is cached"
+
+# the worker, caught confined (its root holds its /tmp alone: no
+# database, no host path), and its ids, capabilities, filter, limits.
+python3 "$here/worker-inspect.py" "$VMAUGMENT_OFFLINE" scan \
+    --database "$db" "$tmp/clean.qcow2"
+
+# refusals.
+expect_refusal --status 3 'not a directory' scan --database "$tmp/none" "$img"
+expect_refusal --status 3 'usage' scan "$img"
+pass "a missing database or command line fails with exit 3, not 2"
+chmod 700 "$db"
+expect_refusal --status 3 'must be readable by everyone' \
+    scan --database "$db" "$img"
+chmod 755 "$db"
+pass "a database the worker's id cannot read is named, at once"
+
+# an image a QEMU holds open.
+"$QEMU_IMG" convert -O qcow2 "$img" "$tmp/held.qcow2"
+hold_image_lock "$tmp/held.qcow2" qcow2
+expect_refusal --status 3 'in use by a running QEMU' \
+    scan --database "$db" "$tmp/held.qcow2"
+pass "an image a QEMU holds is refused without --force-share"
+scan "$tmp/f1.json" --force-share "$tmp/held.qcow2"
+check_report "$tmp/f1.json" 1 "f == $eicar_hits"
+pass "--force-share reads it beside QEMU's locks"
+
+# the cache.
+cache=$tmp/scan.cache
+cp "$img" "$tmp/cached.raw"
+scan "$tmp/c1.json" --cache "$cache" "$tmp/cached.raw"
+check_report "$tmp/c1.json" 1 \
+    "f == $eicar_hits and r['files-cached'] == 0 and r['files-scanned'] == 13"
+[ "$(stat -c %a "$cache")" = 600 ] || fail "the cache is not private"
+pass "a first scan with --cache scans everything and writes the cache"
+scan "$tmp/c2.json" --cache "$cache" "$tmp/cached.raw"
+check_report "$tmp/c2.json" 1 \
+    "f == $eicar_hits and r['files-cached'] == 9 and r['files-scanned'] == 4"
+pass "a second scan takes the clean files from the cache, rescans the rest"
+off=$(part_offset "$tmp/cached.raw" 1)
+printf 'now %s here\n' "$marker" >"$tmp/motd"
+debugfs -w -R "rm /etc/motd" "$tmp/cached.raw?offset=$off" >/dev/null 2>&1
+debugfs -w -R "write $tmp/motd /etc/motd" "$tmp/cached.raw?offset=$off" \
+    >/dev/null 2>&1
+scan "$tmp/c3.json" --cache "$cache" "$tmp/cached.raw"
+check_report "$tmp/c3.json" 1 \
+    "('/', '/etc/motd', 'Test.Marker.UNOFFICIAL') in f and r['files-cached'] == 8 and r['files-scanned'] == 5"
+pass "a changed file is rescanned and its finding reported"
+echo "Test.Other:0:*:$(printf 'other' | od -An -tx1 | tr -d ' \n')" \
+    >"$db/other.ndb"
+scan "$tmp/c4.json" --cache "$cache" "$tmp/cached.raw"
+rm -f "$db/other.ndb"
+[ "$rc" -eq 1 ] && python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["files-cached"] == 0 and r["files-scanned"] == 13, r' \
+    "$tmp/c4.json" || fail "a changed database kept the cache: $(cat "$tmp/c4.json")"
+pass "a changed database scans everything again"
+echo '{"format": 1, "keys": "garbage"' >"$cache"
+scan "$tmp/c5.json" --cache "$cache" "$tmp/cached.raw"
+grep -q 'scan cache .* ignored' "$tmp/c5.json.err" ||
+    fail "a corrupt cache was not reported: $(cat "$tmp/c5.json.err")"
+[ "$rc" -eq 1 ] && [ "$(json_get "$tmp/c5.json" files-cached)" = 0 ] &&
+    [ "$(json_get "$cache" format)" = 1 ] ||
+    fail "a corrupt cache: $(cat "$tmp/c5.json" "$cache")"
+pass "a corrupt cache file is ignored with a warning, and rewritten"
