@@ -282,9 +282,13 @@ static gboolean vo_ext_stat(VoFs *vfs, guint64 node, VoStat *st,
     gboolean extra;
     errcode_t err;
 
-    if (!vo_ext_read_inode(vfs, node, &inode, error)) {
+    if (node == 0 || node > ext->fs->super->s_inodes_count) {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "inode %" G_GUINT64_FORMAT " out of range", node);
         return FALSE;
     }
+    /* One read for the inode and its extra times: a scan stats every
+     * file. */
     memset(&large, 0, sizeof(large));
     err = ext2fs_read_inode_full(ext->fs, node,
                                  (struct ext2_inode *)&large,
@@ -292,6 +296,7 @@ static gboolean vo_ext_stat(VoFs *vfs, guint64 node, VoStat *st,
     if (err) {
         return vo_ext_fail(vfs, err, error, "read inode");
     }
+    memcpy(&inode, &large, sizeof(inode));
     extra = EXT2_INODE_SIZE(ext->fs->super) > EXT2_GOOD_OLD_INODE_SIZE &&
             large.i_extra_isize >= 8;
     st->generation = inode.i_generation;

@@ -712,8 +712,9 @@ static const struct {
     { "status", vo_main_status_cmd,
       "IMAGE                  bundles applied offline, the guest's reports" },
     { "scan", vo_main_scan,
-      "IMAGE --database DIR   ClamAV over the guest's files (exit 0 clean,\n"
-      "                               1 infected, 2 incomplete, 3 failed)" },
+      "IMAGE --database DIR     ClamAV over the guest's files (exit 0 "
+      "clean,\n"
+      "                                1 infected, 2 incomplete, 3 failed)" },
     { "compare-versions", vo_main_compare_versions,
       "A OP B       compare Debian versions (exit 0 if true, 1 if "
       "false)", TRUE },

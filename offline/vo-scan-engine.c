@@ -706,7 +706,14 @@ static void vo_scan_path(VoScanEngine *s, const char *given)
         if (vp.st.type == VO_NODE_DIRECTORY && vp.fs->ops->list) {
             vo_scan_walk(s, &w, comps, vp.node);
         } else if (vp.st.type == VO_NODE_REGULAR) {
-            vo_scan_file(s, &w, comps, vp.node, &vp.st);
+            VoStat st = { 0 };
+
+            /* The walk's own stat: the cache keys on all of it. */
+            if (vp.fs->ops->stat(vp.fs, vp.node, &st, &local)) {
+                vo_scan_file(s, &w, comps, vp.node, &st);
+            } else {
+                vo_scan_error(s, given, local->message);
+            }
         } else {
             vo_scan_error(s, given, "neither a directory nor a file");
         }

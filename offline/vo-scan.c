@@ -273,6 +273,11 @@ JsonObject *vo_scan_check_report(JsonNode *node, GPtrArray **clean,
 
 /* ---- The cache ---- */
 
+static gint vo_scan_compare_lines(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /*
  * What identifies the database: each file's name, size and change time.
  * The host owner's freshclam replaces files, which changes them; so does
@@ -303,7 +308,7 @@ static char *vo_scan_database_stamp(const char *dir, GError **error)
                                    (gint64)st.st_mtim.tv_sec,
                                    st.st_mtim.tv_nsec, (guint64)st.st_ino));
     }
-    g_ptr_array_sort(lines, (GCompareFunc)g_strcmp0);
+    g_ptr_array_sort(lines, vo_scan_compare_lines);
     for (guint i = 0; i < lines->len; i++) {
         g_checksum_update(sum, lines->pdata[i], strlen(lines->pdata[i]));
     }
@@ -366,6 +371,22 @@ static JsonObject *vo_scan_cache_read(const char *path, const char *stamp)
     json_object_set_member(out, "keys",
                            json_node_copy(json_object_get_member(o, "keys")));
     return out;
+}
+
+/* Whether the worker's engine and database made @cache's keys (the
+ * worker ignored them otherwise). */
+static gboolean vo_scan_cache_matches(JsonObject *cache, JsonObject *report)
+{
+    JsonObject *db = json_object_get_object_member(report, "database");
+    JsonNode *version = json_object_get_member(db, "version");
+
+    return g_str_equal(json_object_get_string_member(cache, "engine"),
+                       json_object_get_string_member(report, "engine")) &&
+           json_object_get_int_member(cache, "database-version") ==
+               (JSON_NODE_HOLDS_NULL(version) ? 0
+                                              : json_node_get_int(version)) &&
+           json_object_get_int_member(cache, "signatures") ==
+               json_object_get_int_member(db, "signatures");
 }
 
 static gboolean vo_scan_cache_write(const char *path, const char *stamp,
@@ -550,6 +571,26 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     }
     json_object_set_string_member(contract, "result",
                                   vo_scan_result_name(*result));
+    /* A scan of some paths keeps what it did not look at: a key names
+     * its file unchanged, so one left over is stale, never wrong. */
+    if (cache && opts->paths && opts->paths[0] &&
+        vo_scan_cache_matches(cache, out)) {
+        g_autoptr(GHashTable) have = g_hash_table_new(g_str_hash,
+                                                      g_str_equal);
+        JsonArray *old = json_object_get_array_member(cache, "keys");
+
+        for (guint i = 0; i < clean->len; i++) {
+            g_hash_table_add(have, clean->pdata[i]);
+        }
+        for (guint i = 0; i < json_array_get_length(old) &&
+                          clean->len < VO_SCAN_MAX_CLEAN; i++) {
+            const char *k = json_array_get_string_element(old, i);
+
+            if (!g_hash_table_contains(have, k)) {
+                g_ptr_array_add(clean, g_strdup(k));
+            }
+        }
+    }
     if (opts->cache &&
         !vo_scan_cache_write(opts->cache, stamp, out, clean, error)) {
         return FALSE;

@@ -16,7 +16,7 @@ need debugfs e2fsprogs
 need sfdisk fdisk
 need zip zip
 need mkntfs ntfs-3g
-plan 35
+plan 36
 
 eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 marker='vmaugment-scan-marker-4711'
@@ -290,6 +290,13 @@ scan "$tmp/c3.json" --cache "$cache" "$tmp/cached.raw"
 check_report "$tmp/c3.json" 1 \
     "('/', '/etc/motd', 'Test.Marker.UNOFFICIAL') in f and r['files-cached'] == 8 and r['files-scanned'] == 5"
 pass "a changed file is rescanned and its finding reported"
+scan "$tmp/c3b.json" --cache "$cache" --path /etc "$tmp/cached.raw"
+check_report "$tmp/c3b.json" 1 \
+    "r['files-cached'] == 2 and r['files-scanned'] == 1"
+scan "$tmp/c3c.json" --cache "$cache" "$tmp/cached.raw"
+check_report "$tmp/c3c.json" 1 \
+    "r['files-cached'] == 8 and r['files-scanned'] == 5"
+pass "a scan of some paths keeps the rest of the cache"
 echo "Test.Other:0:*:$(printf 'other' | od -An -tx1 | tr -d ' \n')" \
     >"$db/other.ndb"
 scan "$tmp/c4.json" --cache "$cache" "$tmp/cached.raw"
