@@ -156,6 +156,19 @@ static void scan_setup(Fixture *f, Scan *s, const gchar *grants,
     scan_setup_tool(f, s, grants, timeout_s, NULL);
 }
 
+/* What the guest gets from the scanner's "report". */
+static gchar *scan_report(Scan *s)
+{
+    g_autoptr(GBytes) out = NULL;
+    gchar *report;
+
+    g_assert_cmpuint(helper_invoke(s->c, "scanner", "report", NULL, 0,
+                                   &out), ==, VMAUG_S_OK);
+    report = g_strndup(g_bytes_get_data(out, NULL), g_bytes_get_size(out));
+    g_test_message("%s", report);
+    return report;
+}
+
 static void scan_clear(Scan *s)
 {
     helper_client_free(s->c);
@@ -274,7 +287,6 @@ static void test_scan_report(Fixture *f, gconstpointer data)
 {
     Scan s = { 0 };
     g_autoptr(HelperDone) d = NULL;
-    g_autoptr(GBytes) out = NULL;
     g_autoptr(GBytes) ev = NULL;
     g_autofree gchar *report = NULL;
     g_autofree gchar *ui = NULL;
@@ -284,10 +296,7 @@ static void test_scan_report(Fixture *f, gconstpointer data)
     scan_mode(&s, "infected");
     d = scan_start(f, &s);
     g_assert_cmpuint(d->status, ==, VMAUG_S_OK);
-    g_assert_cmpuint(helper_invoke(s.c, "scanner", "report", NULL, 0, &out),
-                     ==, VMAUG_S_OK);
-    report = g_strndup(g_bytes_get_data(out, NULL), g_bytes_get_size(out));
-    g_test_message("%s", report);
+    report = scan_report(&s);
     g_assert_true(g_str_has_prefix(report, "result infected\n"
                                    "engine ClamAV 1.4.6\tdatabase 27000\t"
                                    "signatures 2\n"
@@ -463,7 +472,6 @@ static void test_scan_clamav(Fixture *f, gconstpointer data)
     g_autofree gchar *err = NULL;
     g_autofree gchar *report = NULL;
     g_autofree gchar *cache = NULL;
-    g_autoptr(GBytes) out = NULL;
     g_autoptr(HelperDone) d = NULL;
     const gchar *mkfs[] = { "mke2fs", "-q", "-F", "-t", "ext4", "-d", tree,
                             f->image, "8M", NULL };
@@ -520,10 +528,7 @@ static void test_scan_clamav(Fixture *f, gconstpointer data)
     config_set(s.c, "policy", "report");
     d = scan_start(f, &s);
     g_assert_cmpuint(d->status, ==, VMAUG_S_OK);
-    g_assert_cmpuint(helper_invoke(s.c, "scanner", "report", NULL, 0, &out),
-                     ==, VMAUG_S_OK);
-    report = g_strndup(g_bytes_get_data(out, NULL), g_bytes_get_size(out));
-    g_test_message("%s", report);
+    report = scan_report(&s);
     g_assert_true(g_str_has_prefix(report, "result infected\n"
                                    "engine ClamAV "));
     g_assert_nonnull(strstr(report, "finding /\t/opt/samples/eicar.com\t"
