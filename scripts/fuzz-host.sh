@@ -2,7 +2,8 @@
 # Fuzz the host side's parsers with libFuzzer, built by clang with
 # AddressSanitizer and UBSan in a build directory of their own:
 # fuzz-manifest (manifests and packages), fuzz-device (the helper's device
-# link), fuzz-registrations (the registration sidecar), fuzz-repo-index
+# link), fuzz-registrations (the registration sidecar), fuzz-scan-report
+# (the image scan's report, for the helper), fuzz-repo-index
 # (the repository index), fuzz-bundle (offline bundles), fuzz-hive (a
 # guest's SOFTWARE hive), fuzz-dpkg-status (a guest's dpkg status and
 # os-release), fuzz-deb822 (its paragraphs as the package unpacker reads
@@ -67,6 +68,7 @@ all_targets=(
     "host-modules/tests/fuzz/fuzz-manifest 20000 corpus"
     "host-modules/tests/fuzz/fuzz-device 5000 corpus-device"
     "host-modules/tests/fuzz/fuzz-registrations 20000 corpus-registrations"
+    "host-modules/tests/fuzz/fuzz-scan-report 20000 corpus-scan-report"
     "repository/tests/fuzz/fuzz-repo-index 20000 corpus-index"
     "offline/tests/fuzz/fuzz-bundle 20000 corpus-bundle"
     "offline/tests/fuzz/fuzz-hive 5000 corpus-hive"

@@ -12,7 +12,8 @@
  *   spares.c        module processes started ahead of need
  *   module.c        one module process: its link, queue and state
  *   module-api.c    the host API a module reaches (module-brokers.c for
- *                   the spool and UI files)
+ *                   the spool and UI files, image-scan.c for scans of
+ *                   the VM's image)
  *   session.c       the modules of one VM: loads, refusals, info
  *   repo-fetch.c    a package fetched from the repository
  *   lifecycle.c     lifecycle events of one VM
@@ -54,6 +55,9 @@ typedef struct {
     gchar *repo_ca;                 /* PEM CAs for its TLS, or NULL */
     gchar *repo_tool;               /* vmaugment-repo */
     guint repo_timeout_ms;
+    gchar *scan_tool;               /* vmaugment-offline (image-scan.c) */
+    gchar *clamav_database;         /* the signature database directory */
+    guint scan_timeout_s;           /* bound on one image scan */
     VmaugTrustStore *trust;
     VmaugPolicy *policy;
     gchar *module_host;

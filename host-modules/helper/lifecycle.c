@@ -470,8 +470,11 @@ static void lifecycle_run(Lifecycle *lc)
     }
     if (lc->event == VMAUG_EVENT_IMAGE_START) {
         Helper *h = lc->helper;
+        /* A handler may scan the image (image-scan.c) within its own
+         * bound, which its call's is extended by. */
         guint bound = 4 * h->call_timeout_ms + 2000 +
-                      (h->repo_url != NULL ? h->repo_timeout_ms + 6000 : 0);
+                      (h->repo_url != NULL ? h->repo_timeout_ms + 6000 : 0) +
+                      h->scan_timeout_s * 1000 + 20000;
 
         lc->guard = g_timeout_add(bound, lifecycle_on_guard, lc);
     }

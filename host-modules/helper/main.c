@@ -69,6 +69,9 @@ static gchar *opt_repository;
 static gchar *opt_repository_ca;
 static gchar *opt_repository_tool;
 static gint opt_repository_timeout_ms = 30000;
+static gchar *opt_clamav_database;
+static gchar *opt_scan_tool;
+static gint opt_scan_timeout_s = 30;
 static gint64 opt_vm_config_bytes = VMAUG_VM_CONFIG_BYTES;
 static gint64 opt_vm_state_bytes = VMAUG_VM_STATE_BYTES;
 static gint64 opt_vm_spool_bytes = VMAUG_VM_SPOOL_BYTES;
@@ -106,6 +109,14 @@ static const GOptionEntry entries[] = {
     { "repository-tool", 0, 0, G_OPTION_ARG_FILENAME, &opt_repository_tool,
       "The repository client (default: vmaugment-repo beside this "
       "program, else in PATH)", "PATH" },
+    { "clamav-database", 0, 0, G_OPTION_ARG_FILENAME, &opt_clamav_database,
+      "ClamAV signature database directory modules with \"image-scan\" "
+      "scan their VM's image with (default /var/lib/clamav)", "DIR" },
+    { "scan-tool", 0, 0, G_OPTION_ARG_FILENAME, &opt_scan_tool,
+      "The image scanner (default: vmaugment-offline beside this "
+      "program, else in PATH)", "PATH" },
+    { "scan-timeout-s", 0, 0, G_OPTION_ARG_INT, &opt_scan_timeout_s,
+      "Bound on one image scan (1..600, default 30)", "S" },
     { "policy", 0, 0, G_OPTION_ARG_FILENAME, &opt_policy,
       "Host owner's policy (JSON): rollback, sizes, capabilities", "FILE" },
     { "module-host", 0, 0, G_OPTION_ARG_FILENAME, &opt_module_host,
@@ -305,17 +316,18 @@ static gchar *main_find_module_host(const gchar *argv0)
     return g_build_filename(LIBEXECDIR, "vmaugment-module-host", NULL);
 }
 
-static gchar *main_find_repo_tool(void)
+/* @name beside this program, else found in PATH when run. */
+static gchar *main_find_tool(const gchar *name)
 {
     g_autofree gchar *self = g_file_read_link("/proc/self/exe", NULL);
     g_autofree gchar *dir = self != NULL ? g_path_get_dirname(self) : NULL;
     g_autofree gchar *beside = dir != NULL ?
-        g_build_filename(dir, "vmaugment-repo", NULL) : NULL;
+        g_build_filename(dir, name, NULL) : NULL;
 
     if (beside != NULL && g_file_test(beside, G_FILE_TEST_IS_EXECUTABLE)) {
         return g_steal_pointer(&beside);
     }
-    return g_strdup("vmaugment-repo");
+    return g_strdup(name);
 }
 
 /* The host owner's image directories, symlinks resolved: a device's image
@@ -515,6 +527,14 @@ int main(int argc, char **argv)
                    "range\n");
         return 2;
     }
+    if (opt_scan_timeout_s < 1 ||
+        opt_scan_timeout_s > VMAUG_MAX_TIMEOUT_MS / 1000) {
+        g_printerr("vmaugment-helper: --scan-timeout-s out of range\n");
+        return 2;
+    }
+    if (opt_clamav_database == NULL) {
+        opt_clamav_database = g_strdup("/var/lib/clamav");
+    }
     if (opt_print_config) {
         g_autofree gchar *text = config_dump(entries);
 
@@ -565,8 +585,14 @@ int main(int argc, char **argv)
     h.repo_ca = opt_repository_ca != NULL ?
                 g_canonicalize_filename(opt_repository_ca, NULL) : NULL;
     h.repo_tool = opt_repository_tool != NULL ?
-                  g_strdup(opt_repository_tool) : main_find_repo_tool();
+                  g_strdup(opt_repository_tool) :
+                  main_find_tool("vmaugment-repo");
     h.repo_timeout_ms = opt_repository_timeout_ms;
+    /* Absolute, so that the scanner cannot take it for an option. */
+    h.clamav_database = g_canonicalize_filename(opt_clamav_database, NULL);
+    h.scan_tool = opt_scan_tool != NULL ? g_strdup(opt_scan_tool) :
+                  main_find_tool("vmaugment-offline");
+    h.scan_timeout_s = opt_scan_timeout_s;
     h.trust = vmaug_trust_store_new_from_dir(opt_trust_dir, &error);
     if (h.trust == NULL) {
         g_printerr("vmaugment-helper: trust store: %s\n", error->message);
@@ -636,6 +662,8 @@ int main(int argc, char **argv)
     g_free(h.trust_dir);
     g_free(h.repo_ca);
     g_free(h.repo_tool);
+    g_free(h.scan_tool);
+    g_free(h.clamav_database);
     g_free(h.default_store);
     g_free(h.module_host);
     return 0;

@@ -56,6 +56,9 @@
 #define MODLINK_OP_RESTART          7   /* le32 what */
 #define MODLINK_OP_INSTALL          8   /* package */
 #define MODLINK_OP_HOST_OPEN        9   /* path; reply has a read-only fd */
+#define MODLINK_OP_SCAN_IMAGE       10  /* struct vmaug_scan_limits (le),
+                                         * paths; reply is the report */
+#define MODLINK_OP_SET_REASON       11  /* text */
 
 /*
  * Every module process, already confined, waits for this as its first

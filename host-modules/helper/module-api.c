@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "image-scan.h"
 #include "modlink.h"
 #include "module-api.h"
 #include "module-brokers.h"
@@ -33,6 +34,8 @@ static const guint module_api_budgets[MODULE_BUDGET_COUNT] = {
     [MODULE_BUDGET_LOGS] = 256,
     [MODULE_BUDGET_SPOOL] = 16,
     [MODULE_BUDGET_UI] = 16,
+    /* A scan reads the whole image: one per call or event. */
+    [MODULE_BUDGET_SCANS] = 1,
 };
 
 void module_api_refill(Module *m)
@@ -40,6 +43,12 @@ void module_api_refill(Module *m)
     /* It may have written to its state files since we last looked. */
     vmaug_vm_area_state_stale(m->area);
     memcpy(m->budget, module_api_budgets, sizeof(m->budget));
+    g_clear_pointer(&m->reason, g_free);
+}
+
+void module_api_cancel(Module *m)
+{
+    image_scan_cancel(g_steal_pointer(&m->pending));
 }
 
 static gboolean module_api_has_cap(Module *m, const gchar *cap)
@@ -418,6 +427,121 @@ static gboolean module_api_install(Module *m, guint64 tag, const guint8 *args,
     return TRUE;
 }
 
+static gboolean module_api_set_reason(Module *m, guint64 tag,
+                                      const guint8 *args, gsize alen,
+                                      const gchar **why)
+{
+    g_autofree gchar *text = NULL;
+
+    if (alen > VMAUG_MODULE_MAX_REASON) {
+        module_api_reply(m, tag, -EINVAL, NULL, 0, -1);
+        return TRUE;
+    }
+    /* Its words go into log lines, the audit log and the message QEMU
+     * prints: valid UTF-8, one line, no control characters. */
+    text = g_utf8_make_valid((const gchar *)args, alen);
+    for (gchar *c = text; *c != '\0'; c++) {
+        if ((guchar)*c < 0x20 || *c == 0x7f) {
+            *c = '?';
+        }
+    }
+    g_free(m->reason);
+    m->reason = g_steal_pointer(&text);
+    module_api_reply(m, tag, 0, NULL, 0, -1);
+    return TRUE;
+}
+
+typedef struct {
+    Module *m;
+    guint64 tag;
+} ModuleApiScan;
+
+static void module_api_on_scanned(gint result, const gchar *report,
+                                  gsize len, const gchar *summary,
+                                  gpointer data)
+{
+    ModuleApiScan *sc = data;
+    Module *m = sc->m;
+    g_autoptr(GError) finding = NULL;
+
+    m->pending = NULL;
+    g_message("module %s %s: scan of %s: %s", m->name, m->version,
+              vmaug_vm_area_get_image(m->area), summary);
+    /* The host owner learns of every scan from the audit log: accepted
+     * when clean, otherwise with what was found or went wrong. */
+    if (result != VMAUG_SCAN_CLEAN) {
+        finding = g_error_new_literal(VMAUG_HOST_ERROR,
+                                      VMAUG_HOST_ERROR_DENIED, summary);
+    }
+    vmaug_store_audit(m->store, m->vm_name, "image-scan", m->name,
+                      m->version, NULL, NULL, finding);
+    module_api_reply(m, sc->tag, result, report, len, -1);
+    g_free(sc);
+}
+
+static gboolean module_api_scan_image(Module *m, guint64 tag,
+                                      const guint8 *args, gsize alen,
+                                      const gchar **why)
+{
+    struct vmaug_scan_limits limits;
+    const gchar *image = vmaug_vm_area_get_image(m->area);
+    g_auto(GStrv) paths = NULL;
+    g_autofree gchar *dir = NULL;
+    g_autofree gchar *cache = NULL;
+    g_autoptr(GError) error = NULL;
+    ImageScanLimits il;
+    ModuleApiScan *sc;
+    gint rc = 0;
+
+    memcpy(&limits, args, sizeof(limits));
+    /* The image is its own VM's and nothing else: the module names
+     * guest paths at most. */
+    if (image == NULL) {
+        rc = -ENODEV;
+    } else if (limits.reserved != 0 ||
+               alen - sizeof(limits) > VMAUG_MODULE_MAX_SCAN_PATHS ||
+               (paths = image_scan_paths_split(
+                    (const gchar *)args + sizeof(limits),
+                    alen - sizeof(limits))) == NULL) {
+        rc = -EINVAL;
+    } else if ((dir = vmaug_vm_area_subdir(m->area, "scan",
+                                           &error)) == NULL) {
+        g_warning("module %s: scan: %s", m->name, error->message);
+        rc = -EIO;
+    }
+    if (rc < 0) {
+        module_api_reply(m, tag, rc, NULL, 0, -1);
+        return TRUE;
+    }
+    m->budget[MODULE_BUDGET_SCANS]--;
+    /* The scanner's own cache, per image: it trusts nothing in it (a
+     * stale or damaged cache costs a full scan). */
+    cache = g_build_filename(dir, "clamav.cache", NULL);
+    il.max_file_size = GUINT64_FROM_LE(limits.max_file_size);
+    il.timeout_s = GUINT32_FROM_LE(limits.timeout_s);
+    sc = g_new0(ModuleApiScan, 1);
+    sc->m = m;
+    sc->tag = tag;
+    m->pending = image_scan_start(m->helper, image, cache,
+                                  (const gchar *const *)paths, &il,
+                                  module_api_on_scanned, sc, &error);
+    if (m->pending == NULL) {
+        g_autofree gchar *text = g_strdup_printf("failure %s\n",
+                                                 error->message);
+
+        g_warning("module %s: scan: %s", m->name, error->message);
+        g_free(sc);
+        module_api_reply(m, tag, -EIO, text, strlen(text), -1);
+        return TRUE;
+    }
+    g_message("module %s %s: scanning %s", m->name, m->version, image);
+    m->api_extend_ms = (il.timeout_s == 0 ||
+                        il.timeout_s > m->helper->scan_timeout_s ?
+                        m->helper->scan_timeout_s : il.timeout_s) * 1000 +
+                       20000;
+    return TRUE;
+}
+
 /* ---- The table ---- */
 
 typedef struct {
@@ -462,6 +586,11 @@ static const ModuleApiOp module_api_ops[] = {
       NULL, FALSE, module_api_install },
     { MODLINK_OP_HOST_OPEN, VMAUG_CAP_HOST_READ, MODULE_BUDGET_NONE, 0,
       FALSE, NULL, TRUE, module_api_host_open },
+    { MODLINK_OP_SCAN_IMAGE, VMAUG_CAP_IMAGE_SCAN, MODULE_BUDGET_SCANS,
+      sizeof(struct vmaug_scan_limits), FALSE, "short scan_image", FALSE,
+      module_api_scan_image },
+    { MODLINK_OP_SET_REASON, NULL, MODULE_BUDGET_NONE, 0, FALSE, NULL, TRUE,
+      module_api_set_reason },
 };
 
 gboolean module_api_request(Module *m, guint64 tag, const guint8 *data,
@@ -503,5 +632,6 @@ gboolean module_api_request(Module *m, guint64 tag, const guint8 *data,
         module_api_reply(m, tag, -EAGAIN, NULL, 0, -1);
         return TRUE;
     }
+
     return e->handler(m, tag, args, alen, why);
 }

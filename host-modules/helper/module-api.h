@@ -16,5 +16,8 @@ void module_api_refill(Module *m);
  * *why) on a protocol error, and the module is killed. */
 gboolean module_api_request(Module *m, guint64 tag, const guint8 *data,
                             guint32 len, const gchar **why);
+/* @m is going away: a request still being worked on is dropped without
+ * an answer. */
+void module_api_cancel(Module *m);
 
 #endif /* VMAUGMENT_MODULE_API_H */

@@ -37,8 +37,11 @@
 #include "modlink.h"
 #include "sandbox.h"
 
-/* Host API replies are small (a configuration value, a job id). */
-#define REPLY_MAX   (VMAUG_MAX_CONFIG_VALUE + 1024)
+/* Host API replies are small (a configuration value, a job id, a scan
+ * report). */
+#define REPLY_MAX   ((VMAUG_MAX_CONFIG_VALUE > VMAUG_MODULE_MAX_SCAN_REPORT ? \
+                      VMAUG_MAX_CONFIG_VALUE : \
+                      VMAUG_MODULE_MAX_SCAN_REPORT) + 1024)
 
 static int link_fd = MODLINK_FD_SOCKET;
 static uint64_t api_tag;
@@ -358,6 +361,52 @@ static int host_open(vmaug_host *h, const char *path)
     return fd >= 0 ? fd : -EIO;
 }
 
+static int host_scan_image(vmaug_host *h, const char *paths,
+                           const struct vmaug_scan_limits *limits,
+                           char *report, size_t cap, size_t *report_len)
+{
+    struct vmaug_scan_limits le = { 0 };
+    size_t plen = paths != NULL ?
+                  strnlen(paths, VMAUG_MODULE_MAX_SCAN_PATHS + 1) : 0;
+    size_t got = 0;
+    int rc;
+
+    if (plen > VMAUG_MODULE_MAX_SCAN_PATHS ||
+        (limits != NULL && limits->reserved != 0)) {
+        return -EINVAL;
+    }
+    if (limits != NULL) {
+        le.max_file_size = htole64(limits->max_file_size);
+        le.timeout_s = htole32(limits->timeout_s);
+    }
+    rc = api_request(MODLINK_OP_SCAN_IMAGE, &le, sizeof(le), paths, plen,
+                     &got, NULL);
+    if (report_len != NULL) {
+        *report_len = 0;
+    }
+    if (report != NULL && cap > 0) {
+        size_t n = got < cap - 1 ? got : cap - 1;
+
+        memcpy(report, reply_buf + 4, n);
+        report[n] = '\0';
+        if (report_len != NULL) {
+            *report_len = n;
+        }
+    }
+    return rc;
+}
+
+static int host_set_reason(vmaug_host *h, const char *reason)
+{
+    size_t len = strnlen(reason, VMAUG_MODULE_MAX_REASON + 1);
+
+    if (len > VMAUG_MODULE_MAX_REASON) {
+        len = VMAUG_MODULE_MAX_REASON;
+    }
+    return api_request(MODLINK_OP_SET_REASON, NULL, 0, reason, len, NULL,
+                       NULL);
+}
+
 static const struct vmaug_host_api host_api = {
     .abi_version = VMAUG_MODULE_ABI_VERSION,
     .size = sizeof(struct vmaug_host_api),
@@ -371,6 +420,8 @@ static const struct vmaug_host_api host_api = {
     .request_restart = host_request_restart,
     .install_module = host_install_module,
     .host_open = host_open,
+    .scan_image = host_scan_image,
+    .set_reason = host_set_reason,
 };
 
 static uint64_t arg_u64(const char *s)

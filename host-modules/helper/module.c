@@ -95,6 +95,7 @@ static void module_free(Module *m)
     /* Nobody may be left waiting on a module that is gone. */
     module_fail_waiters(m, VMAUG_S_INTERRUPTED, "module unloaded");
     module_fail_calls(m, VMAUG_S_INTERRUPTED, "module unloaded");
+    module_api_cancel(m);
     if (m->child_watch != 0) {
         g_source_remove(m->child_watch);
     }
@@ -113,6 +114,7 @@ static void module_free(Module *m)
         close(m->state_dirfd);
     }
     vmaug_vm_area_unref(m->area);
+    g_free(m->reason);
     g_free(m->vm_name);
     g_free(m->name);
     g_free(m->version);
@@ -237,6 +239,8 @@ static void module_on_exit(GPid pid, gint status, gpointer data)
     g_spawn_close_pid(pid);
     m->pid = 0;
     module_disarm_timer(m);
+    /* Nobody is left to hear the answer of a request in progress. */
+    module_api_cancel(m);
     if (WIFSIGNALED(status)) {
         how = g_strdup_printf("killed by signal %d%s", WTERMSIG(status),
                               WTERMSIG(status) == SIGSYS ?
@@ -343,19 +347,31 @@ static gboolean module_on_message(VmaugLink *link, guint16 type, guint64 tag,
         if (c->tag != 0) {
             module_reply(m, c->tag, (guint16)status, data + 4, len - 4);
         }
+        /* Its own words (set_reason), checked when it set them. */
         module_call_done(m, c, (guint16)status, status == VMAUG_S_OK ? NULL :
+                         m->reason != NULL ? m->reason :
                          "the handler reported a failure");
         module_call_free(c);
         module_pump(m);
         return TRUE;
     }
     case MODLINK_API:
-        /* Only while it serves us: init, a call or an event. */
-        if (!(m->state == 0 || m->in_flight)) {
+        /* Only while it serves us: init, a call or an event; and one
+         * at a time (it waits for each answer). */
+        if (!(m->state == 0 || m->in_flight) || m->pending != NULL) {
             *why = "unsolicited API request";
             return FALSE;
         }
-        return module_api_request(m, tag, data, len, why);
+        if (!module_api_request(m, tag, data, len, why)) {
+            return FALSE;
+        }
+        if (m->api_extend_ms != 0 && m->timer != 0) {
+            /* Answered later, within the request's own bound. */
+            module_arm_timer(m, m->api_extend_ms +
+                             m->helper->call_timeout_ms);
+        }
+        m->api_extend_ms = 0;
+        return TRUE;
     case MODLINK_LOG: {
         g_autofree gchar *text = NULL;
         guint32 level;
@@ -649,6 +665,9 @@ void module_stop(Module *m, gboolean immediately)
 
     module_fail_waiters(m, VMAUG_S_INTERRUPTED, "module unloaded");
     module_fail_calls(m, VMAUG_S_INTERRUPTED, "module unloaded");
+    /* A scan it waits for is of no use any more (and must not outlive a
+     * helper that is quitting). */
+    module_api_cancel(m);
     m->stopping = TRUE;
     m->owner = NULL;
     if (m->pid <= 0) {

@@ -46,6 +46,7 @@ typedef enum {
     MODULE_BUDGET_LOGS,
     MODULE_BUDGET_SPOOL,
     MODULE_BUDGET_UI,
+    MODULE_BUDGET_SCANS,
     MODULE_BUDGET_COUNT,
 } ModuleBudget;
 
@@ -77,6 +78,11 @@ struct _Module {
     gint64 started_us;
     int state_dirfd;
     guint budget[MODULE_BUDGET_COUNT];
+    gchar *reason;                  /* why the running call fails, or NULL */
+    /* A host API request answered later (module-brokers.c's image scan):
+     * the call's time bound is extended by this much when it starts. */
+    gpointer pending;
+    guint api_extend_ms;
 };
 
 /* Start a verified package in a spare process; the load is answered

@@ -50,12 +50,14 @@ extern "C" {
 #define VMAUG_CAP_RESTART_HOST      "restart-host"
 #define VMAUG_CAP_MODULES           "modules"       /* install modules */
 #define VMAUG_CAP_HOST_READ         "host-read"     /* read granted paths */
+#define VMAUG_CAP_IMAGE_SCAN        "image-scan"    /* scan its VM's image */
 /* Every capability above, the list a manifest is checked against; what
  * each allows is the host API table of the helper (module-api.c). */
 #define VMAUG_CAPABILITIES \
     VMAUG_CAP_LOG, VMAUG_CAP_CONFIG, VMAUG_CAP_STATE, VMAUG_CAP_SPOOL, \
     VMAUG_CAP_EVENTS, VMAUG_CAP_UI, VMAUG_CAP_RESTART_IMAGE, \
-    VMAUG_CAP_RESTART_HOST, VMAUG_CAP_MODULES, VMAUG_CAP_HOST_READ
+    VMAUG_CAP_RESTART_HOST, VMAUG_CAP_MODULES, VMAUG_CAP_HOST_READ, \
+    VMAUG_CAP_IMAGE_SCAN
 
 /* Log levels for vmaug_host_api.log. */
 #define VMAUG_LOG_ERROR             0
@@ -73,6 +75,22 @@ extern "C" {
 #define VMAUG_MODULE_MAX_UI         4096    /* bytes of one UI element */
 #define VMAUG_MODULE_MAX_SPOOL      (16 * 1024 * 1024)  /* one document */
 #define VMAUG_MODULE_MAX_HOST_PATH  1024    /* absolute host path */
+#define VMAUG_MODULE_MAX_REASON     256     /* bytes of a handler's reason */
+#define VMAUG_MODULE_MAX_SCAN_PATHS 4096    /* bytes of scan_image's paths */
+#define VMAUG_MODULE_MAX_SCAN_REPORT 4096   /* bytes of its report */
+
+/* What vmaug_host_api.scan_image found. */
+#define VMAUG_SCAN_CLEAN            0
+#define VMAUG_SCAN_INFECTED         1
+#define VMAUG_SCAN_INCOMPLETE       2   /* a limit, or files unreadable */
+
+/* Bounds of one scan_image; 0 in a field takes the host's default, and
+ * the host's own bounds win over larger values. */
+struct vmaug_scan_limits {
+    uint64_t max_file_size;         /* bytes of one file scanned */
+    uint32_t timeout_s;             /* the whole scan */
+    uint32_t reserved;              /* 0 */
+};
 
 /* Opaque handle the host passes back to itself. */
 typedef struct vmaug_host vmaug_host;
@@ -124,6 +142,39 @@ struct vmaug_host_api {
      * path, no "..", symlinks are not followed.  Returns a descriptor;
      * directories can be listed with getdents64(2). */
     int (*host_open)(vmaug_host *h, const char *path);
+
+    /*
+     * Scan the disk image of this module's own VM with the host's
+     * malware scanner ("image-scan"): the module names no image and no
+     * host path, only guest paths to limit the scan to (paths: absolute,
+     * one per line; NULL or "" for every filesystem).  It returns when
+     * the scan ended, however long that takes within the limits (the
+     * call's own time bound is extended by the scan's).  report receives
+     * at most cap bytes of text, one line per item, fields separated by
+     * tabs, bytes below 0x20, 0x7f and '\\' written as \xNN:
+     *
+     *   result clean|infected|incomplete
+     *   engine NAME<TAB>database VERSION<TAB>signatures N
+     *   files N<TAB>cached N<TAB>bytes N
+     *   finding FILESYSTEM<TAB>PATH<TAB>SIGNATURE    (each)
+     *   error PATH<TAB>REASON                        (each)
+     *   more N                                       (lines left out)
+     *   failure REASON                               (with a negative
+     *                                                 return)
+     *
+     * Returns VMAUG_SCAN_*, or a negative errno: -ENODEV when the VM
+     * names no image, -ETIMEDOUT when the scan exceeded its time, -EIO
+     * when the scanner failed (the report says why).
+     */
+    int (*scan_image)(vmaug_host *h, const char *paths,
+                      const struct vmaug_scan_limits *limits, char *report,
+                      size_t cap, size_t *report_len);
+
+    /* Say why the event handler or call running now fails: the host
+     * names this (at most VMAUG_MODULE_MAX_REASON bytes of UTF-8, control
+     * characters replaced) where it reports the failure, e.g. the reason
+     * an image start was refused.  Cleared when the next one starts. */
+    int (*set_reason)(vmaug_host *h, const char *reason);
 };
 
 struct vmaug_module {

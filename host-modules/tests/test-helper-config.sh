@@ -59,6 +59,21 @@ else
         "rc $rc" "$out" "$err"
 fi
 
+# The image scans' keys (docs/service.rst): the database has a default.
+run scan-default "$base" --print-config
+default_db=$(value clamav-database)
+run scan "$base
+clamav-database=$dir/clamav
+scan-timeout-s=45" --print-config
+if [ $rc -eq 0 ] && [ "$default_db" = /var/lib/clamav ] &&
+   [ "$(value clamav-database)" = "$dir/clamav" ] &&
+   [ "$(value scan-timeout-s)" = 45 ]; then
+    ok "the image scans' database and bound are read, the database defaulted"
+else
+    not_ok "the image scans' database and bound are read, the database defaulted" \
+        "rc $rc" "default $default_db" "$out" "$err"
+fi
+
 # refused NAME FILE-TEXT MESSAGE: exit 2, MESSAGE, nothing printed, no
 # socket made.
 refused() {
@@ -88,6 +103,8 @@ no-namespaces=maybe" "config: $dir/not-a-boolean.conf: key 'no-namespaces':"
 # The same range checks as the command line's.
 refused out-of-range "$base
 memory-mb=1" "vmaugment-helper: limits out of range"
+refused scan-out-of-range "$base
+scan-timeout-s=601" "vmaugment-helper: --scan-timeout-s out of range"
 
 rc=0
 "$helper" --config "$dir/missing.conf" --print-config >"$dir/out" 2>"$dir/err" || rc=$?

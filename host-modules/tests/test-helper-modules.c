@@ -500,7 +500,7 @@ static void test_module_scanner(Fixture *f, gconstpointer data)
     g_assert_cmpuint(helper_load(f->c, "scanner", NULL, NULL), ==,
                      VMAUG_S_OK);
     paths = g_strdup_printf("%s\n%s\n%s", root, secret, link);
-    config_set(f, "scanner", "paths", paths);
+    config_set(f, "scanner", "host-paths", paths);
     /* "EVIL-PATTERN" */
     config_set(f, "scanner", "signatures",
                "Evil:4556494c2d5041545445524e\nbroken:zz\n");

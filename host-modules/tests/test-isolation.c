@@ -1089,7 +1089,8 @@ static void test_host_open_fifo(Fixture *f, gconstpointer data)
         g_auto(HelperReply) r = { 0 };
 
         g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "scanner",
-                                     "paths", paths, &r), ==, VMAUG_S_OK);
+                                     "host-paths", paths, &r),
+                         ==, VMAUG_S_OK);
         helper_reply_clear(&r);
         g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "scanner",
                                      "signatures",

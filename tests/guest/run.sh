@@ -57,8 +57,8 @@
 #                          exits 1 having printed "vmaugment: image start
 #                          refused: ..." matching REGEX
 # An optional NAME.host file beside the scenario (bash, sourced by the
-# runner) may define host_before_boot and host_after_boot, called with the
-# boot number; they set $reason and return 1 to fail the scenario.  They
+# runner) may add helper options to helper_extra_args as it is sourced, and
+# define host_before_boot and host_after_boot, called with the boot number; they set $reason and return 1 to fail the scenario.  They
 # find the boot's host time of the first console byte (boot_first_byte N),
 # its QMP events (qmp_event N NAME), the helper's store ($helper_dir/store)
 # and the image ($helper_image), and report with host_say.  The host's

@@ -464,6 +464,7 @@ scenario_host() {
     fi
     helper_image=
     helper_repo_args=()
+    helper_extra_args=()
     scenario_disk_args=()
     host_before_boot() { :; }
     host_after_boot() { :; }

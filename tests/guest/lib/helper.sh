@@ -14,6 +14,8 @@ helper_qemu_args=()
 # Set by the harness for "# image: yes" and "# repository:" scenarios.
 helper_image=
 helper_repo_args=()
+# More helper options a scenario's .host file asks for when it is sourced.
+helper_extra_args=()
 
 # Build the host tools the packages and the helper need (cheap when done).
 helper_tools() {
@@ -113,7 +115,8 @@ helper_start() {
         args+=(--image-dir "$(dirname "$helper_image")")
     fi
     # shellcheck disable=SC2206 # words on purpose
-    args+=("${helper_repo_args[@]}" ${VMAUGMENT_HELPER_ARGS:-})
+    args+=("${helper_repo_args[@]}" "${helper_extra_args[@]}"
+           ${VMAUGMENT_HELPER_ARGS:-})
     "$helper_bin" --socket "$helper_sock" --store "$helper_dir/store" \
         --trust-dir "$work/keys/trust" --policy "$helper_dir/policy.json" \
         "${args[@]}" >>"$helper_dir/helper.log" 2>&1 &
