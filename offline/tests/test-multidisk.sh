@@ -13,20 +13,7 @@ plan 9
 need_image_formats >&2
 fix=$(bash "$here/make-fixtures.sh" multidisk)
 make_identity
-mkdir -p "$tmp/payload"
-echo "patched motd" >"$tmp/payload/motd"
-echo "state on the second disk" >"$tmp/payload/state"
-md_motd_sha=$(echo "vmaugment fixture on two disks" | sha256sum | cut -d' ' -f1)
-# The rules read the dpkg database on the second disk; the files land on
-# both.
-build_bundle "$tmp/b.vmab" '
-    {"os": {"id": "debian", "version_id": "12"}},
-    {"package": "libc6", "version": ">= 2.36"}' '
-    {"op": "replace", "path": "/etc/motd", "payload": "motd",
-     "old_sha256": "'"$md_motd_sha"'"},
-    {"op": "mkdir", "path": "/var/lib/multidisk"},
-    {"op": "add", "path": "/var/lib/multidisk/state", "payload": "state"}' ||
-    fail "bundle-build"
+multidisk_bundle "$tmp/b.vmab"
 
 # fresh DIR: copies of both disks in DIR (d1.qcow2, d2.qcow2).
 fresh() {
