@@ -544,8 +544,9 @@ static char *vo_apply_journal_text(GArray *disks, VoBundle *bundle)
 }
 
 /* Locks and recovers every disk, then checks QEMU's lock and the format
- * of each one. */
-static gboolean vo_apply_open_disks(GArray *disks, const char *format,
+ * of each one (@formats: as vo_apply_image()). */
+static gboolean vo_apply_open_disks(GArray *disks,
+                                    const char *const *formats,
                                     VoApplyFlags flags, JsonBuilder *report,
                                     GError **error)
 {
@@ -583,7 +584,8 @@ static gboolean vo_apply_open_disks(GArray *disks, const char *format,
     for (guint i = 0; i < disks->len; i++) {
         VoApplyDisk *d = &g_array_index(disks, VoApplyDisk, i);
 
-        d->format = vo_image_open_format(d->image, format,
+        d->format = vo_image_open_format(d->image,
+                                         formats ? formats[i] : NULL,
                                          !(flags & VO_APPLY_DRY_RUN), error);
         if (!d->format) {
             return FALSE;
@@ -622,7 +624,7 @@ static gboolean vo_apply_create_overlays(GArray *disks, GError **error)
 }
 
 gboolean vo_apply_image(const char *const *images, guint n_images,
-                        const char *format, VoBundle *bundle,
+                        const char *const *formats, VoBundle *bundle,
                         VoApplyFlags flags, JsonBuilder *report,
                         GError **error)
 {
@@ -666,7 +668,7 @@ gboolean vo_apply_image(const char *const *images, guint n_images,
     }
     first = g_array_index(disks, VoApplyDisk, 0).image;
     journal = vo_apply_sidecar(first, "journal");
-    if (!vo_apply_open_disks(disks, format, flags, report, error)) {
+    if (!vo_apply_open_disks(disks, formats, flags, report, error)) {
         vo_apply_status(report, "error");
         return FALSE;
     }

@@ -30,9 +30,10 @@ typedef enum {
  * A guest of several disks (@n_images, in the order the guest sees them)
  * is applied as one: every disk's overlay is verified before any is
  * committed, and recovery leaves every disk old or every disk new.
+ * @formats has a format per disk (NULL: probed), or is NULL: all probed.
  */
 gboolean vo_apply_image(const char *const *images, guint n_images,
-                        const char *format, VoBundle *bundle,
+                        const char *const *formats, VoBundle *bundle,
                         VoApplyFlags flags, JsonBuilder *report,
                         GError **error);
 

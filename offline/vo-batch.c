@@ -125,8 +125,34 @@ VoBatchTarget *vo_batch_target_new(const char *path)
     return t;
 }
 
+static void vo_batch_disk_free(VoBatchDisk *d)
+{
+    g_free(d->path);
+    g_free(d->format);
+    g_free(d->disk);
+    g_free(d);
+}
+
+void vo_batch_target_add_disk(VoBatchTarget *t, const char *path,
+                              const char *format, const char *disk)
+{
+    VoBatchDisk *d = g_new0(VoBatchDisk, 1);
+
+    d->path = g_strdup(path);
+    d->format = g_strdup(format);
+    d->disk = g_strdup(disk);
+    if (!t->more) {
+        t->more = g_ptr_array_new_with_free_func(
+            (GDestroyNotify)vo_batch_disk_free);
+    }
+    g_ptr_array_add(t->more, d);
+}
+
 void vo_batch_target_free(VoBatchTarget *t)
 {
+    if (t->more) {
+        g_ptr_array_unref(t->more);
+    }
     g_free(t->path);
     g_free(t->format);
     g_free(t->domain);
@@ -231,9 +257,17 @@ static void vo_batch_job_finish(VoBatch *b, VoBatchJob *job)
     b->running--;
     b->done++;
     if (job->target->domain) {
+        g_autoptr(GString) disks = g_string_new(job->target->disk);
+
+        /* Target names are letters and digits: '+' joins them plainly. */
+        for (guint i = 0; job->target->more && i < job->target->more->len;
+             i++) {
+            VoBatchDisk *d = job->target->more->pdata[i];
+
+            g_string_append_printf(disks, "+%s", d->disk);
+        }
         fprintf(stderr, "[%u/%u] %s %s %s: %s\n", b->done, b->jobs->len,
-                job->target->domain, job->target->disk, job->image,
-                job->status);
+                job->target->domain, disks->str, job->image, job->status);
     } else {
         fprintf(stderr, "[%u/%u] %s: %s\n", b->done, b->jobs->len,
                 job->image, job->status);
@@ -371,6 +405,19 @@ static void vo_batch_start_bundle(VoBatch *b, VoBatchJob *job)
     if (b->opts->accept_weaker) {
         g_ptr_array_add(argv, "--accept-weaker-sandbox");
     }
+    /* The later disks of the guest, each with its own format: the child
+     * pairs the n-th --disk-format with the n-th --disk. */
+    for (guint i = 0; job->target->more && i < job->target->more->len;
+         i++) {
+        VoBatchDisk *d = job->target->more->pdata[i];
+
+        g_ptr_array_add(argv, "--disk");
+        g_ptr_array_add(argv, d->path);
+        if (job->target->format) {
+            g_ptr_array_add(argv, "--disk-format");
+            g_ptr_array_add(argv, d->format);
+        }
+    }
     g_ptr_array_add(argv, "apply");
     g_ptr_array_add(argv, job->image);
     g_ptr_array_add(argv, (char *)bundle);
@@ -460,6 +507,24 @@ static JsonNode *vo_batch_image_node(VoBatchJob *job)
         json_builder_set_member_name(jb, "format");
         json_builder_add_string_value(jb, job->target->format);
     }
+    if (job->target->more) {
+        /* Serviced with the first disk: one status for the guest. */
+        json_builder_set_member_name(jb, "more_disks");
+        json_builder_begin_array(jb);
+        for (guint i = 0; i < job->target->more->len; i++) {
+            VoBatchDisk *d = job->target->more->pdata[i];
+
+            json_builder_begin_object(jb);
+            json_builder_set_member_name(jb, "image");
+            json_builder_add_string_value(jb, d->path);
+            json_builder_set_member_name(jb, "disk");
+            json_builder_add_string_value(jb, d->disk);
+            json_builder_set_member_name(jb, "format");
+            json_builder_add_string_value(jb, d->format);
+            json_builder_end_object(jb);
+        }
+        json_builder_end_array(jb);
+    }
     if (job->opts->report_per_image) {
         json_builder_set_member_name(jb, "group");
         if (job->target->group >= 0) {
@@ -493,6 +558,7 @@ static void vo_batch_domains(const VoBatchOptions *opts, GPtrArray *jobs,
         VoBatchJob *first = jobs->pdata[i];
         const char *domain = first->target->domain;
         const char *status = NULL;
+        const char *aside = NULL;
         g_autoptr(JsonBuilder) jb = json_builder_new();
         g_autoptr(JsonNode) node = NULL;
 
@@ -512,13 +578,20 @@ static void vo_batch_domains(const VoBatchOptions *opts, GPtrArray *jobs,
                 break;
             }
             json_builder_add_value(jb, vo_batch_image_node(job));
-            if (!status || vo_batch_rank(job->status) > vo_batch_rank(status)) {
+            if (job->target->aside) {
+                if (!aside ||
+                    vo_batch_rank(job->status) > vo_batch_rank(aside)) {
+                    aside = job->status;
+                }
+            } else if (!status ||
+                       vo_batch_rank(job->status) > vo_batch_rank(status)) {
                 status = job->status;
             }
         }
         json_builder_end_array(jb);
+        /* The guest's status; a domain with none, its other disks'. */
         json_builder_set_member_name(jb, "status");
-        json_builder_add_string_value(jb, status);
+        json_builder_add_string_value(jb, status ? status : aside);
         json_builder_end_object(jb);
         node = json_builder_get_root(jb);
         if (opts->report_dir) {

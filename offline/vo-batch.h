@@ -26,14 +26,27 @@ typedef struct {
 /* One image to service.  Only @path is set for images named on the
  * command line; a libvirt domain's disk also names its domain, its target
  * device and the format the domain XML gives, and a disk that must not be
- * opened carries the status and reason it is reported with instead.  An
+ * opened carries the status and reason it is reported with instead.  The
+ * serviceable disks of a domain are one target: its first disk here, the
+ * others in @more, applied together as a guest of several disks.  An
  * image planned with apt (vo-batch-apt.h) has its group's bundle of its
  * own and reports its group. */
+/* A later disk of a guest of several disks (a libvirt domain's). */
+typedef struct {
+    char *path;
+    char *format;
+    char *disk;             /* its target device */
+} VoBatchDisk;
+
 typedef struct {
     char *path;
     char *format;           /* NULL: probed */
+    GPtrArray *more;        /* VoBatchDisk*: the guest's later disks */
     char *domain;           /* NULL: not from libvirt */
     char *disk;
+    /* A disk of a domain that is no part of its guest (a CD-ROM, a
+     * network disk): listed in the domain's report, not its status. */
+    gboolean aside;
     char *skip_status;      /* NULL: service it */
     char *skip_reason;
     GPtrArray *bundles;     /* char*; NULL: the batch's */
@@ -41,6 +54,9 @@ typedef struct {
 } VoBatchTarget;
 
 VoBatchTarget *vo_batch_target_new(const char *path);
+/* Appends a later disk to @t. */
+void vo_batch_target_add_disk(VoBatchTarget *t, const char *path,
+                              const char *format, const char *disk);
 void vo_batch_target_free(VoBatchTarget *t);
 
 /* Expands directories (image files directly inside, hidden ones skipped)

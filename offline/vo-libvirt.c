@@ -25,6 +25,7 @@ typedef struct {
     char *source;
     char *target;
     gboolean readonly;
+    gboolean shareable;
 } VoLibvirtDisk;
 
 typedef struct {
@@ -93,6 +94,8 @@ static void vo_libvirt_start(GMarkupParseContext *ctx, const char *name,
         p->cur->target = g_strdup(vo_libvirt_attr(names, values, "dev"));
     } else if (g_str_equal(name, "readonly")) {
         p->cur->readonly = TRUE;
+    } else if (g_str_equal(name, "shareable")) {
+        p->cur->shareable = TRUE;
     }
 }
 
@@ -146,6 +149,10 @@ static char *vo_libvirt_skip_reason(const VoLibvirtDisk *d)
     if (d->readonly) {
         return g_strdup("read-only disk");
     }
+    /* Another domain, perhaps a running one, may have it open. */
+    if (d->shareable) {
+        return g_strdup("shareable disk");
+    }
     /* The format goes to qemu-img as an argument: a plain word only. */
     if (d->format && (!*d->format ||
                       strspn(d->format, "abcdefghijklmnopqrstuvwxyz0123456789")
@@ -155,6 +162,20 @@ static char *vo_libvirt_skip_reason(const VoLibvirtDisk *d)
     return NULL;
 }
 
+/* Target order, as the guest enumerates one bus: vdz before vdaa. */
+static gint vo_libvirt_target_cmp(gconstpointer a, gconstpointer b)
+{
+    const VoLibvirtDisk *x = *(VoLibvirtDisk *const *)a;
+    const VoLibvirtDisk *y = *(VoLibvirtDisk *const *)b;
+    const char *tx = x->target ? x->target : "";
+    const char *ty = y->target ? y->target : "";
+
+    if (strlen(tx) != strlen(ty)) {
+        return strlen(tx) < strlen(ty) ? -1 : 1;
+    }
+    return strcmp(tx, ty);
+}
+
 static gboolean vo_libvirt_domain(virDomainPtr dom, GPtrArray *targets,
                                   GError **error)
 {
@@ -162,6 +183,9 @@ static gboolean vo_libvirt_domain(virDomainPtr dom, GPtrArray *targets,
     int active = virDomainIsActive(dom);
     g_autofree char *xml = NULL;
     g_autoptr(GPtrArray) disks = NULL;
+    g_autoptr(GPtrArray) skipped = g_ptr_array_new();
+    VoBatchTarget *guest = NULL;
+    guint first = targets->len;
     char *raw;
 
     if (active < 0) {
@@ -184,23 +208,54 @@ static gboolean vo_libvirt_domain(virDomainPtr dom, GPtrArray *targets,
         g_prefix_error(error, "%s: ", name);
         return FALSE;
     }
+    /* The guest's disks in the order it sees them: /dev/vdb1 in its
+     * fstab is the second. */
+    g_ptr_array_sort(disks, vo_libvirt_target_cmp);
     for (guint i = 0; i < disks->len; i++) {
         VoLibvirtDisk *d = disks->pdata[i];
-        /* The one constructor: a target in no apt group yet. */
-        VoBatchTarget *t = vo_batch_target_new(d->source ? d->source : "");
-
-        t->domain = g_strdup(name);
-        t->disk = g_strdup(d->target ? d->target : "");
+        g_autofree char *why = vo_libvirt_skip_reason(d);
         /* No <driver type>: raw, as libvirt's QEMU driver defaults it;
          * probing would let the guest choose. */
-        t->format = g_strdup(d->format ? d->format : "raw");
-        if (active) {
+        const char *format = d->format ? d->format : "raw";
+        VoBatchTarget *t;
+
+        /* Every serviceable disk is one guest with the first: its fstab
+         * may mount any of them, and they are patched all or none. */
+        if (!why && guest) {
+            vo_batch_target_add_disk(guest, d->source, format, d->target);
+            continue;
+        }
+        /* The one constructor: a target in no apt group yet. */
+        t = vo_batch_target_new(d->source ? d->source : "");
+        t->domain = g_strdup(name);
+        t->disk = g_strdup(d->target ? d->target : "");
+        t->format = g_strdup(format);
+        if (why) {
+            t->skip_status = g_strdup("skipped");
+            t->skip_reason = g_steal_pointer(&why);
+            t->aside = TRUE;
+            g_ptr_array_add(skipped, t);
+        } else {
+            guest = t;
+        }
+    }
+    /* The guest first, then what is not part of it, each in target
+     * order: one entry for the disks serviced together. */
+    if (guest) {
+        g_ptr_array_add(targets, guest);
+    }
+    for (guint i = 0; i < skipped->len; i++) {
+        g_ptr_array_add(targets, skipped->pdata[i]);
+    }
+    if (active) {
+        for (guint i = first; i < targets->len; i++) {
+            VoBatchTarget *t = targets->pdata[i];
+
+            g_free(t->skip_status);
+            g_free(t->skip_reason);
             t->skip_status = g_strdup("skipped-in-use");
             t->skip_reason = g_strdup_printf("domain %s is running", name);
-        } else if ((t->skip_reason = vo_libvirt_skip_reason(d))) {
-            t->skip_status = g_strdup("skipped");
         }
-        g_ptr_array_add(targets, t);
     }
     return TRUE;
 }

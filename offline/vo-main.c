@@ -29,6 +29,8 @@
 static char *opt_format;
 /* The guest's second and later disks, in its order. */
 static char **opt_disks;
+/* Their formats, one per --disk in the same order, or none at all. */
+static char **opt_disk_formats;
 /* Exit status of a command that succeeded but answers "no". */
 static int vo_main_status;
 static char *opt_trust_dir;
@@ -86,9 +88,10 @@ static gboolean vo_main_usage(GError **error, const char *usage)
 }
 
 /* The image's format, for a worker that reads it as it is. */
-static char *vo_main_format(const char *image, GError **error)
+static char *vo_main_format(const char *image, const char *format,
+                            GError **error)
 {
-    return vo_image_open_format(image, opt_format, FALSE, error);
+    return vo_image_open_format(image, format, FALSE, error);
 }
 
 /*
@@ -100,7 +103,7 @@ static GPtrArray *vo_main_guest(const char *arg, GError **error)
     g_autoptr(GPtrArray) images = NULL;
 
     if (g_str_has_suffix(arg, ".ovf")) {
-        if (opt_disks) {
+        if (opt_disks || opt_disk_formats) {
             vo_main_usage(error, "--disk: an OVF names its disks itself");
             return NULL;
         }
@@ -119,7 +122,19 @@ static GPtrArray *vo_main_guest(const char *arg, GError **error)
         }
         g_ptr_array_add(images, g_strdup(opt_disks[i]));
     }
+    /* Paired by position: a count that differs pairs nothing surely. */
+    if (opt_disk_formats &&
+        g_strv_length(opt_disk_formats) + 1 != images->len) {
+        vo_main_usage(error, "--disk-format: one per --disk, in order");
+        return NULL;
+    }
     return g_steal_pointer(&images);
+}
+
+/* The format named for disk @i of the guest (NULL: probed). */
+static const char *vo_main_disk_format(guint i)
+{
+    return i > 0 && opt_disk_formats ? opt_disk_formats[i - 1] : opt_format;
 }
 
 /* A worker request for the guest on @images, in their @formats (the
@@ -141,7 +156,8 @@ static GPtrArray *vo_main_formats(GPtrArray *images, GError **error)
     g_autoptr(GPtrArray) formats = g_ptr_array_new_with_free_func(g_free);
 
     for (guint i = 0; i < images->len; i++) {
-        char *format = vo_main_format(images->pdata[i], error);
+        char *format = vo_main_format(images->pdata[i],
+                                      vo_main_disk_format(i), error);
 
         if (!format) {
             return NULL;
@@ -318,6 +334,7 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
     g_autoptr(VoBundle) bundle = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
     VoApplyFlags flags = opt_dry_run ? VO_APPLY_DRY_RUN : 0;
+    g_autoptr(GPtrArray) formats = g_ptr_array_new();
     const char *image;
 
     if (argc != 3) {
@@ -337,10 +354,15 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
     if (!bundle) {
         return vo_main_bundle_failed(image, argv[2], error);
     }
+    for (guint i = 0; i < images->len; i++) {
+        g_ptr_array_add(formats, (char *)vo_main_disk_format(i));
+    }
     json_builder_begin_object(b);
     return vo_main_finish_report(
         b, NULL, vo_apply_image((const char *const *)images->pdata,
-                                images->len, opt_format, bundle, flags, b,
+                                images->len,
+                                (const char *const *)formats->pdata, bundle,
+                                flags, b,
                                 error),
         error);
 }
@@ -487,7 +509,7 @@ static gboolean vo_main_images(int argc, char **argv, GPtrArray *images,
             return FALSE;
         }
         g_ptr_array_add(images, image);
-        format = vo_main_format(image, error);
+        format = vo_main_format(image, opt_format, error);
         if (!format) {
             return FALSE;
         }
@@ -867,6 +889,9 @@ int main(int argc, char **argv)
           "inspect, check, apply, verify, recover: the guest's next disk "
           "after IMAGE (repeatable, in the order the guest sees them)",
           "IMAGE" },
+        { "disk-format", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_disk_formats,
+          "the format of each --disk, one per --disk in the same order "
+          "(default: --format, or probed)", "FMT" },
         { "trust-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_trust_dir,
           "Trusted certificates for bundles (default: the host's)", "DIR" },
         { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &opt_dry_run,

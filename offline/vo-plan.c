@@ -33,8 +33,12 @@ static void vo_plan_group_free(VoPlanGroup *g)
     g_free(g);
 }
 
+/* The package set of the guest on @image and the NULL-terminated @more
+ * disks (may be NULL) after it. */
 static VoDpkgStatus *vo_plan_read_image(const char *image,
-                                        const char *format, GError **error)
+                                        const char *format,
+                                        char **more, char **more_formats,
+                                        GError **error)
 {
     g_autoptr(JsonObject) result = NULL;
     VoWorkerRequest req = {
@@ -42,6 +46,10 @@ static VoDpkgStatus *vo_plan_read_image(const char *image,
         .image = image,
         .disk = image,
         .format = format,
+        .n_more = more ? g_strv_length(more) : 0,
+        .more_images = (const char *const *)more,
+        .more_disks = (const char *const *)more,
+        .more_formats = (const char *const *)more_formats,
     };
     JsonNode *dpkg;
 
@@ -191,9 +199,10 @@ JsonNode *vo_plan_run(const VoPlanOptions *opts, GError **error)
     }
     for (guint i = 0; i < opts->n_images; i++) {
         g_autoptr(GError) local = NULL;
-        g_autoptr(VoDpkgStatus) st = vo_plan_read_image(opts->images[i],
-                                                        opts->formats[i],
-                                                        &local);
+        g_autoptr(VoDpkgStatus) st = vo_plan_read_image(
+            opts->images[i], opts->formats[i],
+            opts->more_disks ? opts->more_disks[i] : NULL,
+            opts->more_formats ? opts->more_formats[i] : NULL, &local);
         VoPlanGroup *g;
 
         if (!st && opts->unread) {

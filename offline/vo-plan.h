@@ -20,6 +20,11 @@ typedef struct {
     char **images;          /* as named, resolved to disk files */
     char **formats;         /* of each image, probed */
     guint n_images;
+    /* NULL, or @n_images entries: the later disks of each image's guest
+     * and their formats (NULL-terminated; NULL for a guest of one disk),
+     * read with it so that a /var of its own is found. */
+    char ***more_disks;
+    char ***more_formats;
     char **sources;         /* --apt-source, as written */
     const char *keyring;
     gboolean security_only;

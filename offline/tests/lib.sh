@@ -258,6 +258,26 @@ vo() {
 # exits 0 even when it cannot open the filesystem or find the file, so its
 # messages decide: any error is a failure here, and an empty answer never
 # passes for "absent" (debugfs_error checks for a named error instead).
+# multidisk_bundle OUT: a bundle for the multidisk fixture (make_identity
+# first) whose rules read the dpkg database on the second disk and whose
+# files land on both: a new /etc/motd on the first, and
+# /var/lib/multidisk/state ("state on the second disk") on the second.
+multidisk_bundle() {
+    local motd_sha
+    mkdir -p "$tmp/payload"
+    echo "patched motd" >"$tmp/payload/motd"
+    echo "state on the second disk" >"$tmp/payload/state"
+    motd_sha=$(echo "vmaugment fixture on two disks" | sha256sum | cut -d' ' -f1)
+    build_bundle "$1" '
+        {"os": {"id": "debian", "version_id": "12"}},
+        {"package": "libc6", "version": ">= 2.36"}' '
+        {"op": "replace", "path": "/etc/motd", "payload": "motd",
+         "old_sha256": "'"$motd_sha"'"},
+        {"op": "mkdir", "path": "/var/lib/multidisk"},
+        {"op": "add", "path": "/var/lib/multidisk/state", "payload": "state"}' ||
+        fail "bundle-build"
+}
+
 debugfs_part() {
     local raw=$1 part=$2 off rc=0
     shift 2

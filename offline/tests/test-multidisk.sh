@@ -5,28 +5,16 @@
 # kill -9 inside the commit of both disks leaves both old or both new
 # after recover; a missing second disk and a second disk in use change
 # nothing; fstab's other ways to name the second disk (LABEL=, PARTUUID=,
-# /dev/vdb1, /dev/nvme1n1p1) map it too.  Results are checked with
+# /dev/vdb1, /dev/nvme1n1p1) map it too; disks of different formats are
+# named with --disk-format.  Results are checked with
 # e2fsck -fn, debugfs and qemu-img compare, nothing of ours.
 source "$(dirname "$0")/lib.sh"
 
-plan 9
+plan 10
 need_image_formats >&2
 fix=$(bash "$here/make-fixtures.sh" multidisk)
 make_identity
-mkdir -p "$tmp/payload"
-echo "patched motd" >"$tmp/payload/motd"
-echo "state on the second disk" >"$tmp/payload/state"
-md_motd_sha=$(echo "vmaugment fixture on two disks" | sha256sum | cut -d' ' -f1)
-# The rules read the dpkg database on the second disk; the files land on
-# both.
-build_bundle "$tmp/b.vmab" '
-    {"os": {"id": "debian", "version_id": "12"}},
-    {"package": "libc6", "version": ">= 2.36"}' '
-    {"op": "replace", "path": "/etc/motd", "payload": "motd",
-     "old_sha256": "'"$md_motd_sha"'"},
-    {"op": "mkdir", "path": "/var/lib/multidisk"},
-    {"op": "add", "path": "/var/lib/multidisk/state", "payload": "state"}' ||
-    fail "bundle-build"
+multidisk_bundle "$tmp/b.vmab"
 
 # fresh DIR: copies of both disks in DIR (d1.qcow2, d2.qcow2).
 fresh() {
@@ -251,3 +239,26 @@ for source in LABEL=var "PARTUUID=$var_partuuid" /dev/vdb1 /dev/sdb1 \
         fail "/var from $source: $(json_get "$tmp/named.json" mounts)"
 done
 pass "/var named as LABEL=, PARTUUID=, /dev/vdb1, /dev/sdb1, /dev/nvme1n1p1: disk 2; /dev/sdc1: refused"
+
+# 10. Disks of different formats: --disk-format gives each --disk its own,
+# paired by position; a wrong format or a count that pairs nothing surely
+# is refused before anything is written.
+fresh "$tmp/df"
+cp --sparse=always "$fix/debian-disk2.raw" "$tmp/df/d2.raw"
+expect_refusal --status 2 "--disk-format: one per --disk, in order" \
+    --trust-dir "$tmp/trust" apply "$tmp/df/d1.qcow2" --disk "$tmp/df/d2.raw" \
+    --disk-format raw --disk-format raw "$tmp/b.vmab"
+expect_refusal "d2.raw is not a usable disk image: .*not in qcow2 format" \
+    --trust-dir "$tmp/trust" --format qcow2 \
+    apply "$tmp/df/d1.qcow2" --disk "$tmp/df/d2.raw" --disk-format qcow2 \
+    "$tmp/b.vmab"
+check_same_content "$tmp/df/d1.qcow2" "$fix/debian-disk1.qcow2"
+cmp -s "$tmp/df/d2.raw" "$fix/debian-disk2.raw" || fail "refused d2.raw changed"
+no_sidecars "$tmp/df/d1.qcow2"
+no_sidecars "$tmp/df/d2.raw"
+vo --format qcow2 apply "$tmp/df/d1.qcow2" --disk "$tmp/df/d2.raw" \
+    --disk-format raw "$tmp/b.vmab" >"$tmp/df.json" ||
+    fail "apply with --disk-format: $(cat "$tmp/df.json")"
+check_patched "$tmp/df/d1.qcow2" "$tmp/df/d2.raw"
+pass "--disk-format: a qcow2 root and a raw /var patched together;" \
+    "a wrong format or count refused, nothing written"

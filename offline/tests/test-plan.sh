@@ -7,7 +7,7 @@
 # bundle, whose rules hold only on the images it was planned for.
 source "$(dirname "$0")/lib.sh"
 
-plan 19
+plan 20
 source "$here/deb-lib.sh"
 fix=$(fixtures_linux)
 make_identity
@@ -462,6 +462,54 @@ assert st == {("off", "vda"): "applied", ("on", "vda"): "skipped-in-use"}, st
 PY
 pass "batch --libvirt --apt-source: the inactive domain's disk is updated," \
     "the running one's skipped and unchanged"
+
+# A domain of two disks (root on vda, /var with the dpkg database on vdb):
+# its package set is read from both disks together, and the update lands
+# on both, dpkg's database on vdb, hostname's binary on vda.
+mfix=$(bash "$here/make-fixtures.sh" multidisk)
+cp "$mfix/debian-disk1.qcow2" "$bimg/two-1.qcow2"
+cp --sparse=always "$mfix/debian-disk2.raw" "$bimg/two-2.img"
+cat >"$tmp/node-two.xml" <<XML
+<node>
+  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>two</name><memory>65536</memory><os><type>hvm</type></os>
+    <devices>
+      <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+        <source file='$bimg/two-1.qcow2'/><target dev='vda' bus='virtio'/></disk>
+      <disk type='file' device='disk'><driver name='qemu' type='raw'/>
+        <source file='$bimg/two-2.img'/><target dev='vdb' bus='virtio'/></disk>
+    </devices>
+    <test:runstate>5</test:runstate>
+  </domain>
+</node>
+XML
+vo batch "${sources[@]}" --keyring "$tmp/repo-key.gpg" --security-only \
+    --key "$tmp/admin.key" --cert "$tmp/trust/admin.pem" \
+    --report-dir "$tmp/rep-two" --libvirt "test://$tmp/node-two.xml" \
+    >"$tmp/batch-two.json" 2>"$tmp/progress-two" ||
+    { cat "$tmp/batch-two.json" >&2
+      fail "batch --libvirt --apt-source, two disks: $(cat "$tmp/progress-two")"; }
+fsck_raw "$bimg/two-2.img" 1
+rm -rf "$tmp/db-two"
+mkdir -p "$tmp/db-two"
+debugfs_part "$bimg/two-2.img" 1 rdump /lib/dpkg "$tmp/db-two" >/dev/null
+got=$(dpkg-query --admindir="$tmp/db-two/dpkg" -W -f '${Version}' hostname)
+[ "$got" = "$V_HOST+vo1" ] || fail "two disks: hostname $got"
+"$QEMU_IMG" convert -U -O raw "$bimg/two-1.qcow2" "$tmp/two-1.raw"
+fsck_raw "$tmp/two-1.raw" 1
+debugfs_error "$tmp/two-1.raw" 1 \
+    "/usr/share/man/man1/hostname.1.gz: File not found by ext2_lookup" \
+    stat /usr/share/man/man1/hostname.1.gz
+rm -f "$tmp/two-1.raw"
+python3 - "$tmp/batch-two.json" "$bimg" <<'PY' || fail "two-disk apt report"
+import json, sys
+d = json.load(open(sys.argv[1]))
+st = [(i["domain"], i["disk"], i["status"], i["group"],
+       [m["disk"] for m in i["more_disks"]]) for i in d["images"]]
+assert st == [("two", "vda", "applied", 0, ["vdb"])], st
+PY
+pass "batch --libvirt --apt-source: a domain of two disks planned from" \
+    "the dpkg database on its second disk, updated on both"
 
 # A signer the images' trust store does not know: every apply refuses the
 # bundle, and each image's report says so.
