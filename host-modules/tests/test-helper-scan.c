@@ -455,7 +455,8 @@ static void test_scan_bad_paths(Fixture *f, gconstpointer data)
 }
 
 /* The EICAR test file (www.eicar.org). */
-#define EICAR "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+#define EICAR "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" \
+              "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 /*
  * The real scanner (vmaugment-offline and libclamav) over a small ext4
