@@ -270,6 +270,12 @@ static gint64 vo_ext_time_ns(guint32 secs, guint32 extra, gboolean has_extra)
         return s * G_GINT64_CONSTANT(1000000000);
     }
     s += (gint64)(extra & 3) << 32;
+    /* The epoch bits reach the year 2446, nanoseconds only 2262; only
+     * equality matters (the scan's cache), so a later time stays in
+     * seconds. */
+    if (s >= G_MAXINT64 / G_GINT64_CONSTANT(1000000000)) {
+        return s;
+    }
     return s * G_GINT64_CONSTANT(1000000000) + (extra >> 2);
 }
 

@@ -262,10 +262,23 @@ static gboolean vo_ntfs_lookup(VoFs *vfs, guint64 dir, const char *name,
     return TRUE;
 }
 
-/* NTFS counts 100 ns since 1601; only equality matters here. */
+/*
+ * NTFS counts 100 ns since 1601: nanoseconds since 1970 for the years
+ * 1678 to 2262.  Any time of today's overflows nanoseconds since 1601, and
+ * a guest can write any 64 bits; only equality matters to the scan's
+ * cache, so a time outside that range keeps NTFS's own units.
+ */
+#define VO_NTFS_EPOCH_TICKS     116444736000000000LL    /* 1601 to 1970 */
+
 static gint64 vo_ntfs_time_ns(ntfs_time t)
 {
-    return (gint64)sle64_to_cpu(t) * 100;
+    gint64 ticks = (gint64)sle64_to_cpu(t);
+
+    if (ticks < G_MININT64 / 100 + VO_NTFS_EPOCH_TICKS ||
+        ticks > G_MAXINT64 / 100 + VO_NTFS_EPOCH_TICKS) {
+        return ticks;
+    }
+    return (ticks - VO_NTFS_EPOCH_TICKS) * 100;
 }
 
 static gboolean vo_ntfs_stat(VoFs *vfs, guint64 node, VoStat *st,
