@@ -405,6 +405,10 @@ static void vo_batch_start_bundle(VoBatch *b, VoBatchJob *job)
     if (b->opts->accept_weaker) {
         g_ptr_array_add(argv, "--accept-weaker-sandbox");
     }
+    for (guint i = 0; b->opts->keys && b->opts->keys[i]; i++) {
+        g_ptr_array_add(argv, "--luks-key");
+        g_ptr_array_add(argv, b->opts->keys[i]);
+    }
     /* The later disks of the guest, each with its own format: the child
      * pairs the n-th --disk-format with the n-th --disk. */
     for (guint i = 0; job->target->more && i < job->target->more->len;

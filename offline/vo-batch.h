@@ -18,6 +18,9 @@ typedef struct {
     gboolean dry_run;
     gboolean allow_backing;     /* passed on to each apply */
     gboolean accept_weaker;
+    /* --luks-key selectors, passed on to each job (the key files' names,
+     * never the keys). */
+    char **keys;
     /* One report per image, N-IMAGE.json, for every image (those skipped
      * too), instead of one per (image, bundle) pair. */
     gboolean report_per_image;

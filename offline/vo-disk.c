@@ -148,8 +148,8 @@ static VoDisk *vo_disk_new(const VoDiskBackend *backend, const char *format,
     return disk;
 }
 
-VoDisk *vo_disk_connect(int sock, const char *format, gboolean writable,
-                        GError **error)
+VoDisk *vo_disk_connect(int sock, const char *export, const char *format,
+                        gboolean writable, GError **error)
 {
     g_autoptr(VoDisk) disk = vo_disk_new(&vo_disk_nbd_backend, format,
                                          writable);
@@ -157,6 +157,13 @@ VoDisk *vo_disk_connect(int sock, const char *format, gboolean writable,
 
     disk->nbd = nbd_create();
     if (!disk->nbd) {
+        close(sock);
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "libnbd: %s",
+                    nbd_get_error());
+        return NULL;
+    }
+    /* qemu-nbd's only export is "", also libnbd's default. */
+    if (export && nbd_set_export_name(disk->nbd, export) < 0) {
         close(sock);
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "libnbd: %s",
                     nbd_get_error());

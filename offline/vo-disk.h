@@ -36,11 +36,12 @@ typedef struct VoDisk VoDisk;
 
 /*
  * The disk served on the connected stream socket @sock (taken, whatever
- * happens): the NBD handshake, then reads and writes through the cache.
- * @format is only reported (the server already knows it).
+ * happens) as the export named @export (NULL: the default, ""): the NBD
+ * handshake, then reads and writes through the cache.  @format is only
+ * reported (the server already knows it).
  */
-VoDisk *vo_disk_connect(int sock, const char *format, gboolean writable,
-                        GError **error);
+VoDisk *vo_disk_connect(int sock, const char *export, const char *format,
+                        gboolean writable, GError **error);
 /*
  * The disk whose bytes are @data (referenced, never written: a writable
  * disk writes to a private copy), read through the same cache as an NBD

@@ -42,6 +42,9 @@ void vo_guest_free(VoGuest *guest)
     } else {
         vo_disk_free(guest->disk);
     }
+    if (guest->opened) {
+        g_array_unref(guest->opened);
+    }
     g_free(guest->family);
     g_free(guest->image);
     g_free(guest);

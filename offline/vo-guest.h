@@ -18,6 +18,12 @@ typedef struct {
     char *problem;          /* why fs is NULL */
 } VoMount;
 
+/* A LUKS volume the parent opened: where its container lies. */
+typedef struct {
+    guint disk;             /* the guest's disk holding it, from 0 */
+    guint64 offset;         /* the container's offset on that disk */
+} VoMountsOpened;
+
 typedef struct {
     char *image;
     VoDisk *disk;           /* the first disk; owned unless @disks is set */
@@ -25,6 +31,10 @@ typedef struct {
      * a guest not read from disks of ours), and each one's layout. */
     GPtrArray *disks;       /* VoDisk* */
     GPtrArray *layouts;     /* VoLayout* */
+    /* How many of @disks are the guest's own (0: all); the LUKS volumes
+     * the parent opened follow them (vo_mounts_open_guest()). */
+    guint n_disks;
+    GArray *opened;         /* VoMountsOpened, where each one lies */
     /* The partitions of every disk (borrowed from @layouts when set); the
      * table and its id are the first disk's. */
     VoLayout *layout;

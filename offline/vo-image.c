@@ -71,6 +71,11 @@ struct VoImageServer {
     char *errlog;
     char *image;
     char *name;             /* what messages call it */
+    /* qemu-storage-daemon (vo_image_serve_luks()): it serves until told
+     * to end, and its LUKS volumes' connections. */
+    gboolean daemon;
+    int volumes[VO_IMAGE_MAX_LUKS];
+    guint n_volumes;
 };
 
 void vo_image_set_allow_external(gboolean allow)
@@ -176,6 +181,14 @@ const char *vo_image_qemu_tool(const char *name)
         } else if (g_getenv("VMAUGMENT_QEMU_BUILD_DIR")) {
             path = g_build_filename(g_getenv("VMAUGMENT_QEMU_BUILD_DIR"),
                                     name, NULL);
+            if (g_str_equal(name, "qemu-storage-daemon") &&
+                !g_file_test(path, G_FILE_TEST_EXISTS)) {
+                /* QEMU's build keeps the storage daemon in a directory
+                 * of its own. */
+                g_free(path);
+                path = g_build_filename(g_getenv("VMAUGMENT_QEMU_BUILD_DIR"),
+                                        "storage-daemon", name, NULL);
+            }
         } else {
             /* Resolved once: every apply runs it several times. */
             path = g_find_program_in_path(name);
@@ -612,6 +625,278 @@ VoImageServer *vo_image_serve(const char *image, const char *name,
     return g_steal_pointer(&s);
 }
 
+/* The size QEMU sees of @image in @format (its header only). */
+static gboolean vo_image_virtual_size(const char *image, const char *format,
+                                      guint64 *size, GError **error)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autofree char *out = NULL;
+    const char *args[] = {
+        "info", "--output=json", "-U", "-f", format, image, NULL,
+    };
+    JsonNode *root;
+    gint64 v;
+
+    if (!vo_image_run(args, &vo_image_info_limits, &out, error)) {
+        return FALSE;
+    }
+    if (!json_parser_load_from_data(parser, out, -1, NULL) ||
+        !JSON_NODE_HOLDS_OBJECT(root = json_parser_get_root(parser)) ||
+        (v = json_object_get_int_member_with_default(
+             json_node_get_object(root), "virtual-size", -1)) < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "qemu-img info gave no size of %s", image);
+        return FALSE;
+    }
+    *size = v;
+    return TRUE;
+}
+
+/*
+ * The worker found these numbers in the guest's bytes: a volume must lie
+ * inside the disk, in whole sectors, before QEMU is asked to open it.
+ */
+static gboolean vo_image_check_volumes(const char *name, guint64 disk_size,
+                                       const VoImageLuks *luks, guint n,
+                                       GError **error)
+{
+    for (guint i = 0; i < n; i++) {
+        if (luks[i].size == 0 || luks[i].offset % 512 ||
+            luks[i].size % 512 || luks[i].offset > disk_size ||
+            luks[i].size > disk_size - luks[i].offset) {
+            g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                        "%s: a LUKS volume of %" G_GUINT64_FORMAT " bytes at "
+                        "byte %" G_GUINT64_FORMAT " does not lie in whole "
+                        "sectors inside the disk (%" G_GUINT64_FORMAT
+                        " bytes)", name, luks[i].size, luks[i].offset,
+                        disk_size);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* @text for QemuOpts: a comma is written twice. */
+static char *vo_image_opt(const char *text)
+{
+    g_autoptr(GString) s = g_string_new(text);
+
+    g_string_replace(s, ",", ",,", 0);
+    return g_string_free(g_steal_pointer(&s), FALSE);
+}
+
+/* One block graph: the disk's format node, then per volume a raw window
+ * on it and a luks node on the window; every export on that graph. */
+static GPtrArray *vo_image_daemon_args(const char *image, const char *format,
+                                       gboolean writable,
+                                       const VoImageLuks *luks, guint n,
+                                       guint first, int listener,
+                                       const char *pidfile)
+{
+    GPtrArray *args = g_ptr_array_new_with_free_func(g_free);
+    g_autofree char *file = vo_image_opt(image);
+    g_autofree char *pid = vo_image_opt(pidfile);
+    const char *ro = writable ? "off" : "on";
+
+    g_ptr_array_add(args, g_strdup(vo_image_qemu_tool(
+                              "qemu-storage-daemon")));
+    for (guint i = 0; i < n; i++) {
+        g_autofree char *key = vo_image_opt(luks[i].key_file);
+
+        /* QEMU reads the key from the file: never a command line. */
+        g_ptr_array_add(args, g_strdup("--object"));
+        g_ptr_array_add(args, g_strdup_printf(
+                                  "secret,id=key%u,file=%s,format=raw", i,
+                                  key));
+    }
+    g_ptr_array_add(args, g_strdup("--blockdev"));
+    g_ptr_array_add(args, g_strdup_printf(
+                              "driver=file,node-name=file,filename=%s,"
+                              "read-only=%s%s", file, ro,
+                              !writable && vo_image_force_share
+                                  ? ",force-share=on" : ""));
+    g_ptr_array_add(args, g_strdup("--blockdev"));
+    g_ptr_array_add(args, g_strdup_printf(
+                              "driver=%s,node-name=disk,file=file,"
+                              "read-only=%s%s", format, ro,
+                              !writable && vo_image_force_share
+                                  ? ",force-share=on" : ""));
+    for (guint i = 0; i < n; i++) {
+        g_ptr_array_add(args, g_strdup("--blockdev"));
+        g_ptr_array_add(args, g_strdup_printf(
+                                  "driver=raw,node-name=window%u,file=disk,"
+                                  "offset=%" G_GUINT64_FORMAT ",size=%"
+                                  G_GUINT64_FORMAT ",read-only=%s", i,
+                                  luks[i].offset, luks[i].size, ro));
+        g_ptr_array_add(args, g_strdup("--blockdev"));
+        g_ptr_array_add(args, g_strdup_printf(
+                                  "driver=luks,node-name=luks%u,"
+                                  "file=window%u,key-secret=key%u,"
+                                  "read-only=%s", first + i, i, i, ro));
+    }
+    g_ptr_array_add(args, g_strdup("--nbd-server"));
+    g_ptr_array_add(args, g_strdup_printf(
+                              "addr.type=fd,addr.str=%d,max-connections=%u",
+                              listener, n + 1));
+    g_ptr_array_add(args, g_strdup("--export"));
+    g_ptr_array_add(args, g_strdup_printf(
+                              "type=nbd,id=disk,node-name=disk,name=,"
+                              "writable=%s", writable ? "on" : "off"));
+    for (guint i = 0; i < n; i++) {
+        g_ptr_array_add(args, g_strdup("--export"));
+        g_ptr_array_add(args, g_strdup_printf(
+                                  "type=nbd,id=luks%u,node-name=luks%u,"
+                                  "name=luks%u,writable=%s", first + i,
+                                  first + i, first + i,
+                                  writable ? "on" : "off"));
+    }
+    /* Written once every node and export is set up (the daemon's
+     * documented order): our sign that the keys opened the volumes. */
+    g_ptr_array_add(args, g_strdup("--pidfile"));
+    g_ptr_array_add(args, g_steal_pointer(&pid));
+    g_ptr_array_add(args, NULL);
+    return args;
+}
+
+/* Why the daemon did not start, in the user's words. */
+static void vo_image_daemon_failed(VoImageServer *s, const VoImageLuks *luks,
+                                   guint n, guint first, GError **error)
+{
+    g_autofree char *log = vo_image_server_log(s);
+
+    for (guint i = 0; i < n; i++) {
+        g_autofree char *node = g_strdup_printf("node-name=luks%u,",
+                                                first + i);
+        const char *where = strstr(log, node);
+
+        if (!where || !strstr(where, ": ")) {
+            continue;
+        }
+        if (strstr(where, "Invalid password")) {
+            g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                        "%s: the key in %s opens none of the key slots of "
+                        "the LUKS volume at byte %" G_GUINT64_FORMAT
+                        "; nothing was written", s->name, luks[i].key_file,
+                        luks[i].offset);
+            return;
+        }
+        if (strstr(where, "LUKS version")) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "%s: the LUKS volume at byte %" G_GUINT64_FORMAT
+                        " is not LUKS1, the only version QEMU's luks driver "
+                        "opens (%s)", s->name, luks[i].offset,
+                        strstr(where, ": ") + 2);
+            return;
+        }
+    }
+    g_set_error(error, VO_ERROR,
+                strstr(log, "lock") ? VO_ERROR_IN_USE : VO_ERROR_FAILED,
+                "cannot open %s: %s", s->name,
+                *log ? log : "qemu-storage-daemon failed");
+}
+
+VoImageServer *vo_image_serve_luks(const char *image, const char *name,
+                                   const char *format, gboolean writable,
+                                   const VoImageLuks *luks, guint n,
+                                   guint first, GError **error)
+{
+    g_autoptr(VoImageServer) s = g_new0(VoImageServer, 1);
+    g_autofree char *dir = NULL;
+    g_autofree char *path = NULL;
+    g_autofree char *pidfile = NULL;
+    g_autofree char *absimage = g_canonicalize_filename(image, NULL);
+    g_autoptr(GPtrArray) args = NULL;
+    gint64 deadline;
+    guint64 disk_size;
+    int listener, log;
+    int source[1], target[1] = { 3 };
+    int status;
+
+    g_assert(n > 0 && n <= VO_IMAGE_MAX_LUKS);
+    s->client = -1;
+    s->daemon = TRUE;
+    s->image = g_strdup(absimage);
+    s->name = g_strdup(name ? name : image);
+    if (!vo_image_virtual_size(absimage, format, &disk_size, error) ||
+        !vo_image_check_volumes(s->name, disk_size, luks, n, error)) {
+        return NULL;
+    }
+    log = g_file_open_tmp("vmaugment-qsd-XXXXXX.log", &s->errlog, error);
+    if (log < 0) {
+        return NULL;
+    }
+    listener = vo_image_listen(&dir, &path, error);
+    if (listener < 0 || listen(listener, n + 1) < 0) {
+        close(log);
+        if (listener >= 0) {
+            close(listener);
+            g_unlink(path);
+        }
+        if (dir) {
+            g_rmdir(dir);
+        }
+        return NULL;
+    }
+    pidfile = g_build_filename(dir, "pid", NULL);
+    args = vo_image_daemon_args(absimage, format, writable, luks, n, first,
+                                target[0], pidfile);
+    source[0] = listener;
+    if (!g_spawn_async_with_pipes_and_fds(
+            NULL, (const char *const *)args->pdata, NULL,
+            G_SPAWN_DO_NOT_REAP_CHILD, vo_image_child_setup,
+            (gpointer)&vo_image_server_limits, -1, -1, log, source, target,
+            1, &s->pid, NULL, NULL, NULL, error)) {
+        s->pid = 0;
+    }
+    close(listener);
+    close(log);
+    /* Opening a LUKS volume runs its key derivation: seconds at most. */
+    deadline = g_get_monotonic_time() + VO_IMAGE_SERVER_EXIT_US;
+    while (s->pid && !g_file_test(pidfile, G_FILE_TEST_EXISTS)) {
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            s->pid = 0;
+            vo_image_daemon_failed(s, luks, n, first, error);
+            break;
+        }
+        if (g_get_monotonic_time() > deadline) {
+            g_set_error(error, VO_ERROR, VO_ERROR_TIMEOUT,
+                        "qemu-storage-daemon did not open %s in time",
+                        s->name);
+            break;
+        }
+        g_usleep(20 * 1000);
+    }
+    if (s->pid && g_file_test(pidfile, G_FILE_TEST_EXISTS)) {
+        s->client = vo_image_connect(path, error);
+        for (guint i = 0; s->client >= 0 && i < n; i++) {
+            int fd = vo_image_connect(path, error);
+
+            if (fd < 0) {
+                break;
+            }
+            s->volumes[s->n_volumes++] = fd;
+        }
+    }
+    g_unlink(pidfile);
+    /* Connected or not, nobody else may come: the exports are ours. */
+    g_unlink(path);
+    g_rmdir(dir);
+    if (s->client < 0 || s->n_volumes != n) {
+        return NULL;
+    }
+    return g_steal_pointer(&s);
+}
+
+int vo_image_server_take_volume(VoImageServer *s, guint i)
+{
+    int fd;
+
+    g_assert(i < s->n_volumes);
+    fd = s->volumes[i];
+    s->volumes[i] = -1;
+    return fd;
+}
+
 int vo_image_server_take_client(VoImageServer *s)
 {
     int fd = s->client;
@@ -631,14 +916,26 @@ gboolean vo_image_server_finish(VoImageServer *s, GError **error)
         close(s->client);
         s->client = -1;
     }
+    for (guint i = 0; i < s->n_volumes; i++) {
+        if (s->volumes[i] >= 0) {
+            close(s->volumes[i]);
+            s->volumes[i] = -1;
+        }
+    }
     if (s->pid == 0) {
         return TRUE;
+    }
+    if (s->daemon) {
+        /* It serves until told: SIGTERM closes its exports and flushes
+         * every node to the file before it exits. */
+        kill(s->pid, SIGTERM);
     }
     status = sandbox_reap(s->pid, VO_IMAGE_SERVER_EXIT_US, &killed);
     s->pid = 0;
     if (killed) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                    "qemu-nbd did not end after its client left");
+                    "%s did not end after its client left",
+                    s->daemon ? "qemu-storage-daemon" : "qemu-nbd");
         return FALSE;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -670,6 +967,11 @@ void vo_image_server_free(VoImageServer *s)
     }
     if (s->client >= 0) {
         close(s->client);
+    }
+    for (guint i = 0; i < s->n_volumes; i++) {
+        if (s->volumes[i] >= 0) {
+            close(s->volumes[i]);
+        }
     }
     if (s->pid > 0) {
         bool killed;

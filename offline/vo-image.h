@@ -71,9 +71,38 @@ typedef struct VoImageServer VoImageServer;
 VoImageServer *vo_image_serve(const char *image, const char *name,
                               const char *format, gboolean writable,
                               GError **error);
+/* The most LUKS volumes one disk may have opened. */
+#define VO_IMAGE_MAX_LUKS 8
+
+/* A LUKS volume on a disk, where the worker said it lies, and the file
+ * holding its key (the passphrase, every byte of the file). */
+typedef struct {
+    guint64 offset;
+    guint64 size;
+    const char *key_file;
+} VoImageLuks;
+
+/*
+ * Starts qemu-storage-daemon on @image in @format with one block graph:
+ * the disk (export "", vo_image_server_take_client()) and the @n LUKS
+ * volumes @luks, each a raw window of the disk's node opened by QEMU's
+ * luks driver with its key (exports "luksN", N from @first,
+ * vo_image_server_take_volume()).  Writes through a volume and reads of
+ * the disk go through the one node, so an overlay is opened once.  The
+ * volumes are checked to lie inside the disk in whole sectors first.  A
+ * key that opens no key slot fails with VO_ERROR_INVALID before anything
+ * is served.
+ */
+VoImageServer *vo_image_serve_luks(const char *image, const char *name,
+                                   const char *format, gboolean writable,
+                                   const VoImageLuks *luks, guint n,
+                                   guint first, GError **error);
+/* The connection to volume @i (from 0) of vo_image_serve_luks(). */
+int vo_image_server_take_volume(VoImageServer *server, guint i);
 /* The connected client socket, for the worker; the server keeps no copy. */
 int vo_image_server_take_client(VoImageServer *server);
-/* Waits for the server to end (it does when its client is gone); FALSE
+/* Waits for the server to end (qemu-nbd does when its client is gone,
+ * qemu-storage-daemon is told to after it); FALSE
  * with qemu-nbd's own message when it failed. */
 gboolean vo_image_server_finish(VoImageServer *server, GError **error);
 void vo_image_server_free(VoImageServer *server);

@@ -675,7 +675,10 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
     /* Every disk of the guest, in its order; "disk" below counts from 1. */
     json_builder_set_member_name(b, "disks");
     json_builder_begin_array(b);
-    for (guint i = 0; guest->disks && i < guest->disks->len; i++) {
+    /* The guest's own: decrypted LUKS volumes are listed as partitions. */
+    for (guint i = 0; guest->disks && i < (guest->n_disks ? guest->n_disks
+                                                          : guest->disks->len);
+         i++) {
         VoLayout *layout = guest->layouts->pdata[i];
 
         json_builder_begin_object(b);
@@ -713,7 +716,12 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
 
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "disk");
-        json_builder_add_int_value(b, p->disk + 1);
+        json_builder_add_int_value(b, vo_layout_disk_number(p));
+        if (p->container) {
+            /* Decrypted: the container's partition holds it. */
+            json_builder_set_member_name(b, "luks-partition");
+            json_builder_add_int_value(b, p->container->number);
+        }
         json_builder_set_member_name(b, "number");
         json_builder_add_int_value(b, p->number);
         json_builder_set_member_name(b, "offset");
@@ -747,7 +755,11 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
         json_builder_add_string_value(b, shown ? shown : m->mountpoint);
         if (m->part) {
             json_builder_set_member_name(b, "disk");
-            json_builder_add_int_value(b, m->part->disk + 1);
+            json_builder_add_int_value(b, vo_layout_disk_number(m->part));
+            if (m->part->container) {
+                json_builder_set_member_name(b, "luks-partition");
+                json_builder_add_int_value(b, m->part->container->number);
+            }
             json_builder_set_member_name(b, "partition");
             json_builder_add_int_value(b, m->part->number);
             if (m->part->volume) {

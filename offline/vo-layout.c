@@ -366,7 +366,18 @@ const char *vo_layout_unsupported_reason(const char *fstype)
 
 char *vo_layout_describe(const VoPartition *part)
 {
-    g_autofree char *of = part->disk
+    g_autofree char *of = NULL;
+
+    if (part->container) {
+        g_autofree char *outer = vo_layout_describe(part->container);
+
+        if (part->volume) {
+            return g_strdup_printf("logical volume %s in the LUKS volume on "
+                                   "%s", part->volume, outer);
+        }
+        return g_strdup_printf("the LUKS volume on %s", outer);
+    }
+    of = part->disk
                               ? g_strdup_printf(" of disk %u", part->disk + 1)
                               : g_strdup("");
 
@@ -377,6 +388,11 @@ char *vo_layout_describe(const VoPartition *part)
         return g_strdup_printf("the whole disk%s", of);
     }
     return g_strdup_printf("partition %d%s", part->number, of);
+}
+
+guint vo_layout_disk_number(const VoPartition *part)
+{
+    return (part->container ? part->container->disk : part->disk) + 1;
 }
 
 const char *vo_layout_route_hint(const char *fstype)
@@ -394,9 +410,11 @@ const char *vo_layout_route_hint(const char *fstype)
                "it: for images you trust)";
     }
     if (g_strcmp0(fstype, "crypto_LUKS") == 0) {
-        return "LUKS volumes are encrypted: servicing one needs its key "
-               "and a route that opens it, which vmaugment-offline does not "
-               "offer yet";
+        /* QEMU's luks driver opens it in the parent's storage daemon;
+         * the key never reaches the worker. */
+        return "LUKS volumes are opened only with their key: --luks-key "
+               "UUID:file:KEYFILE (or all:file:KEYFILE); QEMU opens LUKS1 "
+               "volumes";
     }
     return NULL;
 }

@@ -9,7 +9,9 @@
 
 G_BEGIN_DECLS
 
-typedef struct {
+typedef struct VoPartition VoPartition;
+
+struct VoPartition {
     int number;             /* 1-based; 0 for a filesystem on the whole disk */
     guint64 offset;         /* bytes */
     guint64 size;           /* bytes */
@@ -21,7 +23,15 @@ typedef struct {
     char *fs_label;
     char *volume;           /* an LVM logical volume's "VG/LV", or NULL */
     guint disk;             /* which of the guest's disks, from 0 */
-} VoPartition;
+    /*
+     * On a LUKS volume the parent opened (docs/offline.rst, "LUKS"): the
+     * container it was decrypted from (borrowed; @disk is then the
+     * decrypted volume's, after the guest's own disks).  On the
+     * container itself, @opened says its contents are read that way.
+     */
+    VoPartition *container;
+    gboolean opened;
+};
 
 typedef struct {
     char *table;            /* "gpt", "dos" or NULL (no table) */
@@ -36,8 +46,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoLayout, vo_layout_free)
 /* Why a filesystem type cannot be serviced, or NULL when it can be. */
 const char *vo_layout_unsupported_reason(const char *fstype);
 /* "partition 2", "logical volume vg/root" or "the whole disk" (on a
- * guest's later disks: "partition 1 of disk 2"). */
+ * guest's later disks: "partition 1 of disk 2"; inside a LUKS volume:
+ * "the LUKS volume on partition 2", "logical volume vg/root in ..."). */
 char *vo_layout_describe(const VoPartition *part);
+/* The guest's disk (from 1) that holds @part, through its container. */
+guint vo_layout_disk_number(const VoPartition *part);
 /* What would service @fstype (the explicit routes), or NULL. */
 const char *vo_layout_route_hint(const char *fstype);
 

@@ -45,6 +45,7 @@ static char **opt_bundles;
 static char *opt_bundle_dir;
 static char *opt_libvirt;
 static gboolean opt_accept_weaker;
+static char **opt_keys;
 static gboolean opt_allow_backing;
 static char **opt_apt_sources;
 static char *opt_msu_catalog;
@@ -603,6 +604,7 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
         .dry_run = opt_dry_run,
         .allow_backing = opt_allow_backing,
         .accept_weaker = opt_accept_weaker,
+        .keys = opt_keys,
     };
     gboolean all_ok;
     /* With apt, the bundles are the batch's own, one per group. */
@@ -969,6 +971,9 @@ int main(int argc, char **argv)
           "scan, inspect: read an image a QEMU holds open, beside its locks "
           "(the caller vouches the VM runs no instruction meanwhile)",
           NULL },
+        { "luks-key", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_keys,
+          "Open the LUKS volume of this UUID (or all of them) with the key "
+          "in FILE (repeatable)", "ID:file:FILE" },
         { "accept-weaker-sandbox", 0, 0, G_OPTION_ARG_NONE,
           &opt_accept_weaker,
           "Read guests even where the worker cannot be fully confined",
@@ -994,6 +999,11 @@ int main(int argc, char **argv)
     vo_image_set_allow_external(opt_allow_backing);
     vo_image_set_force_share(opt_force_share);
     vo_worker_set_accept_weaker(opt_accept_weaker);
+    for (guint i = 0; opt_keys && opt_keys[i]; i++) {
+        if (!vo_worker_add_key(opt_keys[i], &error)) {
+            return vmaug_cli_usage("%s", error->message);
+        }
+    }
     if (argc < 2) {
         return vmaug_cli_usage("a command is required");
     }

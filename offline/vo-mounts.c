@@ -58,6 +58,9 @@ static gboolean vo_mounts_names_volume(const char *source, const char *volume)
 
 static guint vo_mounts_n_disks(VoGuest *guest)
 {
+    if (guest->n_disks) {
+        return guest->n_disks;
+    }
     return guest->disks ? guest->disks->len : 1;
 }
 
@@ -164,11 +167,14 @@ static VoPartition *vo_mounts_find_partition(VoGuest *guest,
 
             /* Without a disk in the name, only one disk may answer. */
             if (disk < 0 && p->number == number && number > 0 &&
+                !p->container &&
                 vo_mounts_n_disks(guest) == 1) {
                 return p;
             }
+            /* A decrypted volume has no device name of the guest's disks:
+             * only its filesystem's UUID or label, or its LVM name. */
             if (disk >= 0 && (guint)disk == p->disk && p->number == number &&
-                !p->volume) {
+                !p->volume && !p->container) {
                 return p;
             }
         }
@@ -341,6 +347,46 @@ static void vo_mounts_map_drive_letters(VoGuest *guest)
 }
 
 /*
+ * The partitions of the decrypted volume @d (@layout) lie in the LUKS
+ * container the parent opened it from, found among those of the guest's
+ * own disks (scanned before it).
+ */
+static gboolean vo_mounts_link_opened(VoGuest *guest, guint d,
+                                      VoLayout *layout, GError **error)
+{
+    const VoMountsOpened *o = &g_array_index(guest->opened, VoMountsOpened,
+                                             d - vo_mounts_n_disks(guest));
+    VoPartition *container = NULL;
+
+    for (guint i = 0; i < guest->layout->partitions->len; i++) {
+        VoPartition *p = guest->layout->partitions->pdata[i];
+
+        if (p->disk == o->disk && p->offset == o->offset && !p->container &&
+            g_strcmp0(p->fstype, "crypto_LUKS") == 0) {
+            container = p;
+        }
+    }
+    if (!container) {
+        /* The parent opens only what a layout job reported. */
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "the LUKS volume at byte %" G_GUINT64_FORMAT " of disk "
+                    "%u changed since it was found", o->offset, o->disk + 1);
+        return FALSE;
+    }
+    container->opened = TRUE;
+    for (guint i = 0; i < layout->partitions->len; i++) {
+        VoPartition *p = layout->partitions->pdata[i];
+
+        p->container = container;
+        if (g_strcmp0(p->fstype, "crypto_LUKS") == 0) {
+            /* Never opened: the parent opens the guest's disks' only. */
+            p->opened = FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/*
  * The layout of each disk, and all their partitions in guest->layout: a
  * guest's fstab may name a filesystem of any of its disks.
  */
@@ -360,6 +406,10 @@ static gboolean vo_mounts_scan_disks(VoGuest *guest, GError **error)
             return FALSE;
         }
         g_ptr_array_add(guest->layouts, layout);
+        if (d >= vo_mounts_n_disks(guest) &&
+            !vo_mounts_link_opened(guest, d, layout, error)) {
+            return FALSE;
+        }
         for (guint i = 0; i < layout->partitions->len; i++) {
             VoPartition *p = layout->partitions->pdata[i];
 
@@ -400,7 +450,10 @@ static gboolean vo_mounts_attach(VoGuest *guest, GError **error)
         (GDestroyNotify)vo_mount_free);
     for (guint i = 0; i < guest->layout->partitions->len; i++) {
         VoPartition *p = guest->layout->partitions->pdata[i];
-        const char *why = vo_layout_unsupported_reason(p->fstype);
+        /* An opened LUKS container is read through its decrypted
+         * volume, a disk of its own. */
+        const char *why = p->opened ? NULL
+                                    : vo_layout_unsupported_reason(p->fstype);
         const VoFsDriver *driver = vo_fs_driver_for(p->fstype);
         VoFs *fs = NULL;
 
@@ -478,14 +531,26 @@ VoGuest *vo_mounts_open(VoDisk *disk, const char *image, GError **error)
 VoGuest *vo_mounts_open_disks(VoDisk *const *disks, guint n_disks,
                               const char *image, GError **error)
 {
+    return vo_mounts_open_guest(disks, n_disks, NULL, 0, image, error);
+}
+
+VoGuest *vo_mounts_open_guest(VoDisk *const *disks, guint n_disks,
+                              const VoMountsOpened *opened, guint n_opened,
+                              const char *image, GError **error)
+{
     g_autoptr(VoGuest) guest = g_new0(VoGuest, 1);
 
     g_assert(n_disks > 0);
     guest->image = g_strdup(image);
     guest->disks = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_disk_free);
-    for (guint i = 0; i < n_disks; i++) {
+    for (guint i = 0; i < n_disks + n_opened; i++) {
         g_ptr_array_add(guest->disks, disks[i]);
+    }
+    guest->n_disks = n_disks;
+    guest->opened = g_array_new(FALSE, FALSE, sizeof(VoMountsOpened));
+    if (n_opened) {
+        g_array_append_vals(guest->opened, opened, n_opened);
     }
     guest->disk = disks[0];
     if (!vo_mounts_attach(guest, error)) {

@@ -21,6 +21,15 @@ VoGuest *vo_mounts_open(VoDisk *disk, const char *image, GError **error);
  * any of them. */
 VoGuest *vo_mounts_open_disks(VoDisk *const *disks, guint n_disks,
                               const char *image, GError **error);
+/*
+ * The same, with LUKS volumes the parent opened (docs/offline.rst,
+ * "LUKS"): @n_opened decrypted volumes (taken) after the guest's disks
+ * in @disks, each read as a whole disk in place of the container
+ * @opened says it came from.
+ */
+VoGuest *vo_mounts_open_guest(VoDisk *const *disks, guint n_disks,
+                              const VoMountsOpened *opened, guint n_opened,
+                              const char *image, GError **error);
 /* Adds to @guest->mounts what the bytes of its /etc/fstab mount, on the
  * partitions of @guest->layout: the step of vo_mounts_open() that reads
  * fstab, taken apart for the fuzz target. */

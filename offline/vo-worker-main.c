@@ -42,6 +42,9 @@ typedef struct {
     VoWorkerJob job;
     const char *image;
     char **formats;         /* one per disk of the guest */
+    /* The LUKS volumes the parent opened, served after the disks. */
+    VoMountsOpened opened[VO_WORKER_MAX_LUKS];
+    guint n_opened;
     VoBundle *bundle;
     VoGuest *guest;
     GError *engine_error;   /* the scan's engine did not load */
@@ -348,15 +351,63 @@ static gboolean vo_worker_test_hooks(VoGuest *guest, GError **error)
 }
 #endif
 
+/*
+ * Where the LUKS volumes of the guest's disks lie, for the parent to open
+ * them with their keys (docs/offline.rst, "LUKS"): nothing else is read.
+ */
+static gboolean vo_worker_layout(VoDisk *const *disks, guint n,
+                                 JsonBuilder *b, GError **error)
+{
+    json_builder_set_member_name(b, "encrypted");
+    json_builder_begin_array(b);
+    for (guint d = 0; d < n; d++) {
+        g_autoptr(VoLayout) layout = vo_layout_scan(disks[d], error);
+
+        if (!layout) {
+            if (n > 1) {
+                g_prefix_error(error, "disk %u: ", d + 1);
+            }
+            return FALSE;
+        }
+        for (guint i = 0; i < layout->partitions->len; i++) {
+            VoPartition *p = layout->partitions->pdata[i];
+
+            if (g_strcmp0(p->fstype, "crypto_LUKS") != 0) {
+                continue;
+            }
+            json_builder_begin_object(b);
+            json_builder_set_member_name(b, "disk");
+            json_builder_add_int_value(b, d);
+            json_builder_set_member_name(b, "offset");
+            json_builder_add_int_value(b, p->offset);
+            json_builder_set_member_name(b, "size");
+            json_builder_add_int_value(b, p->size);
+            json_builder_set_member_name(b, "uuid");
+            if (p->fs_uuid && g_utf8_validate(p->fs_uuid, -1, NULL)) {
+                json_builder_add_string_value(b, p->fs_uuid);
+            } else {
+                json_builder_add_null_value(b);
+            }
+            json_builder_end_object(b);
+        }
+    }
+    json_builder_end_array(b);
+    return TRUE;
+}
+
 static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
 {
     guint n = g_strv_length(w->formats);
-    VoDisk *disks[VO_WORKER_MAX_DISKS];
+    VoDisk *disks[VO_WORKER_MAX_DISKS + VO_WORKER_MAX_LUKS];
+    gboolean ok;
 
-    for (guint i = 0; i < n; i++) {
-        disks[i] = vo_disk_connect(vo_worker_disk_fd(w->job, i),
-                                   w->formats[i], w->job == VO_WORKER_APPLY,
-                                   error);
+    for (guint i = 0; i < n + w->n_opened; i++) {
+        g_autofree char *export = i < n ? NULL
+                                        : g_strdup_printf("luks%u", i - n);
+
+        disks[i] = vo_disk_connect(vo_worker_disk_fd(w->job, i), export,
+                                   i < n ? w->formats[i] : "luks",
+                                   w->job == VO_WORKER_APPLY, error);
         if (!disks[i]) {
             while (i > 0) {
                 vo_disk_free(disks[--i]);
@@ -366,14 +417,18 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
     }
     /* Said only now that the disks are connected: qemu-nbd ends when its
      * client leaves after the handshake, not before. */
-    if (w->engine_error) {
-        for (guint i = 0; i < n; i++) {
+    if (w->engine_error || w->job == VO_WORKER_LAYOUT) {
+        ok = w->engine_error == NULL && vo_worker_layout(disks, n, b, error);
+        for (guint i = 0; i < n + w->n_opened; i++) {
             vo_disk_free(disks[i]);
         }
-        g_propagate_error(error, g_steal_pointer(&w->engine_error));
-        return FALSE;
+        if (w->engine_error) {
+            g_propagate_error(error, g_steal_pointer(&w->engine_error));
+        }
+        return ok;
     }
-    w->guest = vo_mounts_open_disks(disks, n, w->image, error);
+    w->guest = vo_mounts_open_guest(disks, n, w->opened, w->n_opened,
+                                    w->image, error);
     if (!w->guest) {
         return FALSE;
     }
@@ -396,6 +451,8 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
         return vo_worker_packages(w, b, error);
     case VO_WORKER_SCAN:
         return vo_worker_scan(w, b, error);
+    case VO_WORKER_LAYOUT:
+        break;
     }
     g_assert_not_reached();
 }
@@ -433,6 +490,34 @@ static const char *vo_worker_message(char *message)
     return message;
 }
 
+/* "DISK:OFFSET,..." or "-": where each LUKS volume the parent opened
+ * lies (vo_worker_run()). */
+static gboolean vo_worker_parse_opened(VoWorker *w, const char *arg)
+{
+    g_auto(GStrv) items = NULL;
+
+    if (g_str_equal(arg, "-")) {
+        return TRUE;
+    }
+    items = g_strsplit(arg, ",", -1);
+    for (guint i = 0; items[i]; i++) {
+        g_auto(GStrv) f = g_strsplit(items[i], ":", 3);
+        guint64 disk, offset;
+
+        if (w->n_opened == VO_WORKER_MAX_LUKS || g_strv_length(f) != 2 ||
+            !g_ascii_string_to_unsigned(f[0], 10, 0, VO_WORKER_MAX_DISKS - 1,
+                                        &disk, NULL) ||
+            !g_ascii_string_to_unsigned(f[1], 10, 0, G_MAXINT64, &offset,
+                                        NULL)) {
+            return FALSE;
+        }
+        w->opened[w->n_opened].disk = disk;
+        w->opened[w->n_opened].offset = offset;
+        w->n_opened++;
+    }
+    return TRUE;
+}
+
 /* The bundle its parent verified, from the sealed memfd. */
 static VoBundle *vo_worker_bundle(const char *image, const char *signer,
                                   const char *fingerprint, GError **error)
@@ -465,7 +550,9 @@ int main(int argc, char **argv)
     g_autoptr(JsonNode) report = NULL;
     g_autoptr(GError) error = NULL;
     g_auto(GStrv) formats = NULL;
-    int io_fds[1 + VO_WORKER_MAX_DISKS] = { VO_WORKER_FD_REPORT };
+    int io_fds[1 + VO_WORKER_MAX_DISKS + VO_WORKER_MAX_LUKS] = {
+        VO_WORKER_FD_REPORT,
+    };
     VoWorker w = { 0 };
     SandboxPolicy policy = {
         .limits = {
@@ -486,9 +573,10 @@ int main(int argc, char **argv)
     int n_fds, rc;
 
     if (argc < 4 || !vo_worker_job_from_name(argv[1], &w.job) ||
-        argc != (vo_worker_job_has_bundle(w.job) ? 6 : 4)) {
+        argc != (vo_worker_job_has_bundle(w.job) ? 7 : 5) ||
+        !vo_worker_parse_opened(&w, argv[4])) {
         fprintf(stderr, "usage: vmaugment-offline-worker JOB IMAGE FORMAT "
-                "[SIGNER FINGERPRINT] (started by vmaugment-offline)\n");
+                "LUKS [SIGNER FINGERPRINT] (started by vmaugment-offline)\n");
         return 2;
     }
     w.image = argv[2];
@@ -503,10 +591,10 @@ int main(int argc, char **argv)
     w.formats = formats;
     n_fds = vo_worker_job_fds(w.job);
     policy.n_io_fds = 1;
-    for (guint i = 0; formats[i]; i++) {
+    for (guint i = 0; i < g_strv_length(formats) + w.n_opened; i++) {
         io_fds[policy.n_io_fds++] = vo_worker_disk_fd(w.job, i);
     }
-    n_fds += g_strv_length(formats) - 1;
+    n_fds += g_strv_length(formats) - 1 + w.n_opened;
     /* Room for the bundle it maps and the payloads it copies out. */
     if (vo_worker_job_has_bundle(w.job) &&
         fstat(VO_WORKER_FD_BUNDLE, &st) == 0 && st.st_size > 0) {
@@ -541,7 +629,7 @@ int main(int argc, char **argv)
 
     json_builder_begin_object(b);
     if (vo_worker_job_has_bundle(w.job)) {
-        w.bundle = vo_worker_bundle(w.image, argv[4], argv[5], &error);
+        w.bundle = vo_worker_bundle(w.image, argv[5], argv[6], &error);
         close(VO_WORKER_FD_BUNDLE);
     }
     ok = error == NULL && vo_worker_do(&w, b, &error);

@@ -35,6 +35,7 @@ static const char *const vo_worker_jobs[] = {
     [VO_WORKER_VERIFY] = "verify",
     [VO_WORKER_PACKAGES] = "packages",
     [VO_WORKER_SCAN] = "scan",
+    [VO_WORKER_LAYOUT] = "layout",
 };
 
 /* What each job may report, besides "error". */
@@ -62,7 +63,21 @@ static const struct {
     { "dpkg", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_PACKAGES },
     /* Checked member by member by vo_scan_check_report(). */
     { "scan", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_SCAN },
+    /* Checked entry by entry by vo_worker_luks_volumes(). */
+    { "encrypted", JSON_NODE_ARRAY, 0, 1 << VO_WORKER_LAYOUT },
 };
+
+/* A key the operator gave (--luks-key). */
+typedef struct {
+    char *id;               /* a LUKS UUID, or "all" */
+    char *file;
+} VoWorkerKey;
+
+/* A LUKS volume the worker found and we have a key for. */
+typedef struct {
+    guint disk;
+    VoImageLuks luks;
+} VoWorkerVolume;
 
 /* Statuses a decision may end with (vo_patch_decide()), and the worker's
  * own word for a patched and verified overlay. */
@@ -77,6 +92,7 @@ static const char *const vo_worker_stages[] = {
 };
 
 static gboolean vo_worker_weaker_ok;
+static GPtrArray *vo_worker_keys;   /* VoWorkerKey* */
 static guint32 vo_worker_id_base = SANDBOX_DEFAULT_ID_BASE;
 
 const char *vo_worker_job_name(VoWorkerJob job)
@@ -87,7 +103,7 @@ const char *vo_worker_job_name(VoWorkerJob job)
 gboolean vo_worker_job_has_bundle(VoWorkerJob job)
 {
     return job != VO_WORKER_INSPECT && job != VO_WORKER_PACKAGES &&
-           job != VO_WORKER_SCAN;
+           job != VO_WORKER_SCAN && job != VO_WORKER_LAYOUT;
 }
 
 int vo_worker_job_fds(VoWorkerJob job)
@@ -118,6 +134,88 @@ int vo_worker_disk_fd(VoWorkerJob job, guint disk)
 void vo_worker_set_accept_weaker(gboolean accept)
 {
     vo_worker_weaker_ok = accept;
+}
+
+/* What blkid and cryptsetup print as a LUKS UUID, in either case. */
+static gboolean vo_worker_is_uuid(const char *text)
+{
+    gsize len = strlen(text);
+
+    if (len == 0 || len > 64) {
+        return FALSE;
+    }
+    for (const char *p = text; *p; p++) {
+        if (!g_ascii_isxdigit(*p) && *p != '-') {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+gboolean vo_worker_add_key(const char *selector, GError **error)
+{
+    g_auto(GStrv) parts = g_strsplit(selector, ":", 3);
+    VoWorkerKey *key;
+    int fd;
+
+    /* virt-v2v's and guestfish's form, the one libvirt users know. */
+    if (g_strv_length(parts) != 3 ||
+        (!g_str_equal(parts[0], "all") && !vo_worker_is_uuid(parts[0]))) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "--luks-key %s: the form is UUID:file:FILE or "
+                    "all:file:FILE (UUID: the LUKS volume's, as cryptsetup "
+                    "luksUUID prints it)", parts[0] ? parts[0] : "");
+        return FALSE;
+    }
+    if (g_str_equal(parts[1], "key")) {
+        /* Every user of the host can read a command line. */
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "--luks-key %s:key:... would show the key to every user "
+                    "of this host (ps); put it in a file and give "
+                    "%s:file:FILE", parts[0], parts[0]);
+        return FALSE;
+    }
+    if (!g_str_equal(parts[1], "file") || !*parts[2]) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "--luks-key %s:%s: only keys in files are taken "
+                    "(%s:file:FILE)", parts[0], parts[1], parts[0]);
+        return FALSE;
+    }
+    /* Said now rather than after the guest's disks were read. */
+    fd = open(parts[2], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "--luks-key: cannot read %s: %s", parts[2],
+                    g_strerror(errno));
+        return FALSE;
+    }
+    close(fd);
+    if (!vo_worker_keys) {
+        vo_worker_keys = g_ptr_array_new();
+    }
+    key = g_new0(VoWorkerKey, 1);
+    key->id = g_strdup(parts[0]);
+    key->file = g_canonicalize_filename(parts[2], NULL);
+    g_ptr_array_add(vo_worker_keys, key);
+    return TRUE;
+}
+
+/* The key for a volume: the one naming its UUID, else one for all. */
+static const char *vo_worker_key_for(const char *uuid)
+{
+    const char *any = NULL;
+
+    for (guint i = 0; vo_worker_keys && i < vo_worker_keys->len; i++) {
+        VoWorkerKey *key = vo_worker_keys->pdata[i];
+
+        if (uuid && g_ascii_strcasecmp(key->id, uuid) == 0) {
+            return key->file;
+        }
+        if (!any && g_str_equal(key->id, "all")) {
+            any = key->file;
+        }
+    }
+    return any;
 }
 
 void vo_worker_set_id_base(guint32 base)
@@ -217,9 +315,11 @@ static int vo_worker_sealed_fd(GBytes *bytes, GError **error)
     return fd;
 }
 
-/* @disk_fds: one per disk of the guest, the first one's first. */
+/* @disk_fds: one per disk of the guest, the first one's first, then one
+ * per opened LUKS volume (@volumes). */
 static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
-                             int report_fd, int bundle_fd, GError **error)
+                             GArray *volumes, int report_fd, int bundle_fd,
+                             GError **error)
 {
     SandboxHost host = {
         .id_base = vo_worker_id_base,
@@ -229,15 +329,18 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
     g_autofree char *path = vo_worker_path();
     g_autoptr(GPtrArray) formats = g_ptr_array_new();
     g_autofree char *format_list = NULL;
+    g_autoptr(GString) opened = g_string_new(NULL);
     char *argv[] = {
         path, (char *)vo_worker_job_name(req->job), (char *)req->image,
+        NULL,
+        /* Where each opened LUKS volume lies: "DISK:OFFSET,...". */
         NULL,
         /* Who signed the bundle, for the marker it writes (servicing.h). */
         req->bundle ? req->bundle->signer : NULL,
         req->bundle ? req->bundle->signer_fingerprint : NULL,
         NULL,
     };
-    int fds[3 + VO_WORKER_MAX_DISKS];
+    int fds[3 + VO_WORKER_MAX_DISKS + VO_WORKER_MAX_LUKS];
     SandboxSpawn sp = {
         .host = &host,
         .pieces = pieces,
@@ -257,6 +360,13 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
     g_ptr_array_add(formats, NULL);
     format_list = g_strjoinv(",", (char **)formats->pdata);
     argv[3] = format_list;
+    for (guint i = 0; i < volumes->len; i++) {
+        VoWorkerVolume *v = &g_array_index(volumes, VoWorkerVolume, i);
+
+        g_string_append_printf(opened, "%s%u:%" G_GUINT64_FORMAT,
+                               i ? "," : "", v->disk, v->luks.offset);
+    }
+    argv[4] = opened->len ? opened->str : "-";
     fds[sp.n_fds++] = disk_fds[0];
     fds[sp.n_fds++] = report_fd;
     if (bundle_fd >= 0) {
@@ -265,6 +375,9 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
     for (guint i = 0; i < req->n_more; i++) {
         g_assert(vo_worker_disk_fd(req->job, i + 1) == 3 + (int)sp.n_fds);
         fds[sp.n_fds++] = disk_fds[i + 1];
+    }
+    for (guint i = 0; i < volumes->len; i++) {
+        fds[sp.n_fds++] = disk_fds[req->n_more + 1 + i];
     }
     if (!vo_worker_confinement_ok(pieces, error)) {
         return -1;
@@ -450,12 +563,17 @@ JsonObject *vo_worker_read_report(const VoWorkerRequest *req, int fd,
     return g_steal_pointer(&report);
 }
 
-/* One qemu-nbd per disk of the guest; the worker's ends of their
- * connections in @disk_fds. */
-static gboolean vo_worker_serve(const VoWorkerRequest *req,
+/*
+ * One qemu-nbd per disk of the guest, or a qemu-storage-daemon for a disk
+ * with LUKS volumes to open (@volumes, in the order of the disks); the
+ * worker's ends of their connections in @disk_fds, the disks' first.
+ */
+static gboolean vo_worker_serve(const VoWorkerRequest *req, GArray *volumes,
                                 GPtrArray *servers, int *disk_fds,
                                 GError **error)
 {
+    guint next = 0;
+
     gboolean writable = req->job == VO_WORKER_APPLY;
 
     if (req->n_more >= VO_WORKER_MAX_DISKS) {
@@ -474,20 +592,98 @@ static gboolean vo_worker_serve(const VoWorkerRequest *req,
                         "no image format is called '%s'", format);
             return FALSE;
         }
-        server = vo_image_serve(i ? req->more_disks[i - 1] : req->disk,
-                                i ? req->more_images[i - 1] : req->image,
-                                format, writable, error);
+        VoImageLuks luks[VO_IMAGE_MAX_LUKS];
+        guint first = next, n = 0;
+
+        while (next < volumes->len &&
+               g_array_index(volumes, VoWorkerVolume, next).disk == i) {
+            luks[n++] = g_array_index(volumes, VoWorkerVolume, next++).luks;
+        }
+        server = n ? vo_image_serve_luks(
+                         i ? req->more_disks[i - 1] : req->disk,
+                         i ? req->more_images[i - 1] : req->image, format,
+                         writable, luks, n, first, error)
+                   : vo_image_serve(i ? req->more_disks[i - 1] : req->disk,
+                                    i ? req->more_images[i - 1] : req->image,
+                                    format, writable, error);
         if (!server) {
             return FALSE;
         }
         g_ptr_array_add(servers, server);
         disk_fds[i] = vo_image_server_take_client(server);
+        for (guint k = 0; k < n; k++) {
+            disk_fds[req->n_more + 1 + first + k] =
+                vo_image_server_take_volume(server, k);
+        }
     }
     return TRUE;
 }
 
-gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
-                       GError **error)
+/*
+ * The layout job's "encrypted": the worker read these numbers from the
+ * guest's bytes.  Each entry is checked for its form here (and lies in
+ * its disk: vo_image_serve_luks()); those we have a key for are opened.
+ */
+static gboolean vo_worker_luks_volumes(const VoWorkerRequest *req,
+                                       JsonObject *report, GArray *volumes,
+                                       GError **error)
+{
+    JsonArray *list = json_object_get_array_member(report, "encrypted");
+    guint n = json_array_get_length(list);
+
+    for (guint i = 0; i < n; i++) {
+        JsonNode *node = json_array_get_element(list, i);
+        JsonObject *e = JSON_NODE_HOLDS_OBJECT(node)
+                            ? json_node_get_object(node) : NULL;
+        JsonNode *disk = e ? json_object_get_member(e, "disk") : NULL;
+        JsonNode *offset = e ? json_object_get_member(e, "offset") : NULL;
+        JsonNode *size = e ? json_object_get_member(e, "size") : NULL;
+        JsonNode *uuid = e ? json_object_get_member(e, "uuid") : NULL;
+        VoWorkerVolume v = { 0 };
+
+        if (!e || json_object_get_size(e) != 4 || !disk || !offset ||
+            !size || !uuid ||
+            json_node_get_value_type(disk) != G_TYPE_INT64 ||
+            json_node_get_value_type(offset) != G_TYPE_INT64 ||
+            json_node_get_value_type(size) != G_TYPE_INT64 ||
+            (!JSON_NODE_HOLDS_NULL(uuid) &&
+             json_node_get_value_type(uuid) != G_TYPE_STRING) ||
+            json_node_get_int(disk) < 0 ||
+            json_node_get_int(disk) > (gint64)req->n_more ||
+            json_node_get_int(offset) < 0 || json_node_get_int(size) <= 0 ||
+            /* In the disks' order, as the worker scans them. */
+            (volumes->len && json_node_get_int(disk) <
+                 (gint64)g_array_index(volumes, VoWorkerVolume,
+                                       volumes->len - 1).disk)) {
+            return vo_wire_malformed(error, "bad \"encrypted\" entry");
+        }
+        v.disk = json_node_get_int(disk);
+        v.luks.offset = json_node_get_int(offset);
+        v.luks.size = json_node_get_int(size);
+        /* A UUID of another form names no key: "all" may still open it. */
+        v.luks.key_file = vo_worker_key_for(
+            JSON_NODE_HOLDS_NULL(uuid) ||
+                    !vo_worker_is_uuid(json_node_get_string(uuid))
+                ? NULL : json_node_get_string(uuid));
+        if (!v.luks.key_file) {
+            /* The worker refuses it, naming --luks-key, if the guest
+             * needs it. */
+            continue;
+        }
+        if (volumes->len == VO_WORKER_MAX_LUKS) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "%s: more than %d LUKS volumes to open", req->image,
+                        VO_WORKER_MAX_LUKS);
+            return FALSE;
+        }
+        g_array_append_val(volumes, v);
+    }
+    return TRUE;
+}
+
+static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
+                                     GArray *volumes, JsonObject **result,
+                                     GError **error)
 {
     g_autoptr(GPtrArray) servers = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_image_server_free);
@@ -496,7 +692,8 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     g_autoptr(GError) job_error = NULL;
     g_autoptr(GError) server_error = NULL;
     int sv[2] = { -1, -1 };
-    int disk_fds[VO_WORKER_MAX_DISKS];
+    int disk_fds[VO_WORKER_MAX_DISKS + VO_WORKER_MAX_LUKS];
+    guint n_fds;
     int bundle_fd = -1;
     gboolean report_ok;
     bool killed;
@@ -504,9 +701,15 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     int status;
 
     *result = NULL;
-    if (!vo_worker_serve(req, servers, disk_fds, error)) {
-        for (guint i = 0; i < servers->len; i++) {
-            close(disk_fds[i]);
+    for (guint i = 0; i < G_N_ELEMENTS(disk_fds); i++) {
+        disk_fds[i] = -1;
+    }
+    n_fds = req->n_more + 1 + volumes->len;
+    if (!vo_worker_serve(req, volumes, servers, disk_fds, error)) {
+        for (guint i = 0; i < n_fds; i++) {
+            if (disk_fds[i] >= 0) {
+                close(disk_fds[i]);
+            }
         }
         return FALSE;
     }
@@ -520,11 +723,12 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
                     g_strerror(errno));
         pid = -1;
     } else {
-        pid = vo_worker_spawn(req, disk_fds, sv[1], bundle_fd, error);
+        pid = vo_worker_spawn(req, disk_fds, volumes, sv[1], bundle_fd,
+                              error);
     }
     /* Ours no longer: when the worker ends, so do the servers and the
      * report stream. */
-    for (guint i = 0; i < servers->len; i++) {
+    for (guint i = 0; i < n_fds; i++) {
         close(disk_fds[i]);
     }
     if (sv[1] >= 0) {
@@ -594,4 +798,34 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
         return FALSE;
     }
     return TRUE;
+}
+
+gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
+                       GError **error)
+{
+    g_autoptr(GArray) volumes = g_array_new(FALSE, FALSE,
+                                            sizeof(VoWorkerVolume));
+    g_autoptr(JsonObject) layout = NULL;
+    VoWorkerRequest find = *req;
+
+    if (vo_worker_keys && req->job != VO_WORKER_LAYOUT) {
+        /*
+         * Where the LUKS volumes lie is read by a worker of its own, from
+         * the disks as the job will see them and read-only, before the
+         * job: their keys then open them for it.
+         */
+        find.job = VO_WORKER_LAYOUT;
+        find.bundle = NULL;
+        find.request = NULL;
+        if (!vo_worker_run_opened(&find, volumes, &layout, error) ||
+            !vo_worker_luks_volumes(req, layout, volumes, error)) {
+            *result = NULL;
+            return FALSE;
+        }
+        if (volumes->len == 0) {
+            g_message("%s: no LUKS volume that a --luks-key given opens",
+                      req->image);
+        }
+    }
+    return vo_worker_run_opened(req, volumes, result, error);
 }

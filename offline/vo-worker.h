@@ -23,6 +23,7 @@ typedef enum {
     VO_WORKER_VERIFY,       /* "instructions", "verified" */
     VO_WORKER_PACKAGES,     /* "dpkg" (vo-dpkg-status.h) */
     VO_WORKER_SCAN,         /* "scan" (vo-scan.h) */
+    VO_WORKER_LAYOUT,       /* "encrypted": where the LUKS volumes lie */
 } VoWorkerJob;
 
 /* The worker's descriptors, in this order; a guest's second and later
@@ -34,6 +35,8 @@ typedef enum {
 #define VO_WORKER_FD_REQUEST    5
 /* The most disks one guest may have (each costs a qemu-nbd and an fd). */
 #define VO_WORKER_MAX_DISKS     8
+/* The most LUKS volumes opened for one guest (an fd each). */
+#define VO_WORKER_MAX_LUKS      8
 
 /* Its limits: memory beyond the bundle it maps, CPU, descriptors, and
  * scratch space for registry hives (hivex reads files only). */
@@ -62,7 +65,8 @@ gboolean vo_worker_job_has_bundle(VoWorkerJob job);
 /* The descriptors it is given: 2, or 3 with a bundle or a request. */
 int vo_worker_job_fds(VoWorkerJob job);
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job);
-/* The descriptor of the guest's disk @disk (from 0) in a worker of @job. */
+/* The descriptor of the guest's disk @disk (from 0) in a worker of @job;
+ * the LUKS volumes opened follow the last disk. */
 int vo_worker_disk_fd(VoWorkerJob job, guint disk);
 
 /* ---- Parent ---- */
@@ -89,6 +93,13 @@ typedef struct {
 /* The host owner accepts running the worker with less than every piece
  * of confinement (--accept-weaker-sandbox). */
 void vo_worker_set_accept_weaker(gboolean accept);
+/*
+ * --luks-key SELECTOR (docs/offline.rst, "LUKS"): "ID:file:FILE", ID a LUKS
+ * volume's UUID or "all".  With keys, each job first asks a worker where
+ * the guest's LUKS volumes lie and serves those it has a key for
+ * decrypted, beside the disks.  The key files are read by QEMU only.
+ */
+gboolean vo_worker_add_key(const char *selector, GError **error);
 /* The uid base of the worker's own ids (sandbox.h). */
 void vo_worker_set_id_base(guint32 base);
 

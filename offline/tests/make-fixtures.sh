@@ -27,6 +27,12 @@
 #                               database made by rpm, rpmbuild packages),
 #                               its expected "packages" and rpmdb.sqlite;
 #                               rpm-wal.raw, rpm-bdb.raw: databases refused
+#   make-fixtures.sh luks    -> debian-luks.{raw,qcow2}: GPT, ext4 /boot in
+#                               partition 1, a LUKS1 volume in partition
+#                               2 (made by qemu-img, no device-mapper)
+#                               holding the ext4 root; its key in "key",
+#                               its UUID in "uuid", the partition's byte
+#                               offset and size in "partition"
 #   make-fixtures.sh windows -> windows.{raw,qcow2,vmdk,vhdx}: MBR, an NTFS
 #                               system volume (C:) with a Windows-like tree
 #                               and an NTFS data volume (D: by the SYSTEM
@@ -486,6 +492,58 @@ PART
     echo "$out"
 }
 
+# The layout of Debian's encrypting installer, without LVM: a plain /boot,
+# the root in a LUKS volume of the next partition (LUKS1, the version
+# QEMU opens; the installer makes LUKS2 since Debian 10).  The volume is
+# written by QEMU's luks driver (qemu-img convert -O luks) from the
+# filesystem mke2fs made, so no device-mapper is needed.
+luks_images() {
+    cached luks && return
+    local out=$cache/luks-v$fixture_version
+    fresh_tree "$out"
+    local work=$out/stage
+    local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c011
+    cat >"$work/root/etc/fstab" <<FSTAB
+UUID=$root_uuid / ext4 errors=remount-ro 0 1
+LABEL=boot /boot ext4 defaults 0 2
+FSTAB
+    echo "vmaugment LUKS fixture" >"$work/root/etc/motd"
+    mkdir -p "$work/boot"
+    echo "a kernel would be here" >"$work/boot/README"
+    # The passphrase is the whole file, as cryptsetup's --key-file reads
+    # it: no newline.
+    printf 'luks-fixture-passphrase-%s' 7f3e9a1c >"$out/key"
+
+    mke2fs -q -F -t ext4 -U "$root_uuid" -L root -d "$work/root"         "$out/root.plain" 320M
+    "$qemu_img" convert --object "secret,id=k,file=$out/key" -f raw         -O luks -o key-secret=k,iter-time=10 "$out/root.plain"         "$out/root.luks"
+    rm -f "$out/root.plain"
+    local luks_bytes start=133120 sectors
+    luks_bytes=$(stat -c %s "$out/root.luks")
+    sectors=$(((luks_bytes + 1048575) / 1048576 * 2048))
+    local raw=$out/debian-luks.raw
+    truncate -s $(((start + sectors) * 512 + 1048576)) "$raw"
+    sfdisk --quiet "$raw" <<PART
+label: gpt
+first-lba: 2048
+start=2048, size=131072, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=boot
+start=$start, size=$sectors, type=CA7D7CCB-63ED-4C53-861C-1742536059CC, name=luks
+PART
+    mke2fs -q -F -t ext4 -L boot -E offset=$((2048 * 512)) -d "$work/boot" \
+        "$raw" 64M
+    dd if="$out/root.luks" of="$raw" bs=1M seek=$((start / 2048)) \
+        conv=notrunc,sparse status=none
+    rm -f "$out/root.luks"
+    # qemu-img's header takes a random UUID: the test's --key names the
+    # one cryptsetup reads.
+    blkid -p -o value -s UUID -O $((start * 512)) "$raw" >"$out/uuid"
+    [ -s "$out/uuid" ] || { echo "no LUKS UUID in $raw" >&2; exit 1; }
+    echo "$((start * 512)) $((sectors * 512))" >"$out/partition"
+    rm -rf "$work"
+    "$qemu_img" convert -O qcow2 "$raw" "$out/debian-luks.qcow2"
+    touch "$out/.complete"
+    echo "$out"
+}
+
 # Debian in logical partitions of an MBR extended partition: root in 5,
 # /srv in 6 (by device name in fstab), whose boot record lies 450 MiB into
 # the disk, far from the table at its start.
@@ -658,6 +716,7 @@ case ${1:-} in
     logical) logical_images ;;
     multidisk) multidisk_images ;;
     lvm) lvm_images ;;
+    luks) luks_images ;;
     windows) windows ;;
     minbase) minbase ;;
     debs) debs ;;

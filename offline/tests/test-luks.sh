@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Debian's root in a LUKS1 volume of a GPT partition (made by qemu-img's
+# luks driver, no device-mapper): refused without a key, naming
+# --luks-key; with the key, QEMU's storage daemon opens the volume and the
+# worker reads, patches and verifies the filesystem inside; the result is
+# checked by decrypting the partition with qemu-img, e2fsck -fn and
+# debugfs.  A wrong key writes nothing, and the key is never on a command
+# line or in what vmaugment-offline prints.
+source "$(dirname "$0")/lib.sh"
+
+plan 6
+need qemu-storage-daemon qemu-system-common
+need e2fsck e2fsprogs
+need blkid util-linux
+need_image_formats >&2
+fix=$(bash "$here/make-fixtures.sh" luks)
+uuid=$(cat "$fix/uuid")
+read -r part_off part_size <"$fix/partition"
+key=$(cat "$fix/key")
+img=$tmp/vm.qcow2
+cp --sparse=always "$fix/debian-luks.qcow2" "$img"
+
+expect_refusal "partition 2: LUKS encrypted volume.*--luks-key UUID:file:KEYFILE" \
+    inspect "$img"
+pass "no key: refused, naming --luks-key"
+
+vo --luks-key "$uuid:file:$fix/key" inspect "$img" >"$tmp/inspect.json" \
+    2>"$tmp/inspect.err" || fail "inspect with the key: $(cat "$tmp/inspect.err")"
+python3 - "$tmp/inspect.json" <<'PY' ||
+import json, sys
+d = json.load(open(sys.argv[1]))
+mounts = {m["mountpoint"]: m for m in d["mounts"]}
+assert set(mounts) == {"/", "/boot"}, mounts
+assert mounts["/"]["luks-partition"] == 2 and mounts["/"]["disk"] == 1, mounts
+assert mounts["/boot"]["partition"] == 1, mounts
+inner = [p for p in d["partitions"] if p.get("luks-partition") == 2]
+assert len(inner) == 1 and inner[0]["filesystem"] == "ext4", inner
+assert inner[0]["uuid"] == "7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c011", inner
+assert len(d["disks"]) == 1, d["disks"]
+assert d["os"]["id"] == "debian" and d["os"]["version_id"] == "12"
+assert any(p["name"] == "dpkg" for p in d["packages"]), "no dpkg package"
+PY
+    fail "inventory through the LUKS volume: $(cat "$tmp/inspect.json")"
+pass "inspect with the key: the root inside the LUKS volume, its packages"
+
+make_identity
+mkdir -p "$tmp/payload"
+echo "patched inside LUKS" >"$tmp/payload/note"
+echo "patched on /boot" >"$tmp/payload/boot"
+build_bundle "$tmp/luks.vmab" '{"os": {"id": "debian"}}' '
+    {"op": "add", "path": "/etc/vmaugment-luks", "payload": "note"},
+    {"op": "add", "path": "/boot/vmaugment-boot", "payload": "boot"}' ||
+    fail "bundle-build"
+
+# A wrong key: refused by QEMU before the worker runs, nothing written.
+printf 'not-the-passphrase' >"$tmp/wrong"
+sum=$(sha256sum <"$img")
+expect_refusal "the key in .*wrong opens none of the key slots of the LUKS volume at byte $part_off; nothing was written" \
+    --trust-dir "$tmp/trust" --luks-key "all:file:$tmp/wrong" apply "$img" \
+    "$tmp/luks.vmab"
+[ "$(sha256sum <"$img")" = "$sum" ] || fail "the image changed after a wrong key"
+no_sidecars "$img"
+pass "wrong key: refused, image unchanged, no overlay or journal left"
+
+# The key on a command line is refused; the key in a file never shows in
+# ps while a job runs, nor in anything vmaugment-offline prints.
+expect_refusal --status 2 "would show the key to every user of this host" \
+    inspect --luks-key "$uuid:key:$key" "$img"
+vo --luks-key "all:file:$fix/key" apply "$img" "$tmp/luks.vmab" \
+    >"$tmp/apply.json" 2>"$tmp/apply.err" &
+job=$!
+seen=0
+while kill -0 "$job" 2>/dev/null; do
+    ps -eo args >"$tmp/ps.txt" || fail "ps"
+    if grep -qF -- "$key" "$tmp/ps.txt"; then
+        seen=1
+    fi
+    grep -q "qemu-storage-daemon" "$tmp/ps.txt" && daemon=1
+    sleep 0.1
+done
+wait "$job" || fail "apply with the key: $(cat "$tmp/apply.err") $(cat "$tmp/apply.json")"
+[ "$seen" = 0 ] || fail "the key was seen in ps"
+[ "${daemon:-0}" = 1 ] || fail "no qemu-storage-daemon seen while apply ran"
+if grep -qF -- "$key" "$tmp/apply.json" "$tmp/apply.err"; then
+    fail "the key is in apply's output"
+fi
+pass "the key is refused on the command line, never in ps nor in the output"
+
+vo --luks-key "$uuid:file:$fix/key" verify "$img" "$tmp/luks.vmab" \
+    >"$tmp/verify.json" 2>&1 || fail "verify: $(cat "$tmp/verify.json")"
+[ "$(json_get "$tmp/verify.json" status)" = verified ] ||
+    fail "verify: $(cat "$tmp/verify.json")"
+pass "apply and verify through the LUKS volume"
+
+# The volume decrypted by qemu-img alone, then checked as a filesystem.
+"$QEMU_IMG" convert -U --object "secret,id=k,file=$fix/key" --image-opts \
+    "driver=luks,key-secret=k,file.driver=raw,file.offset=$part_off,file.size=$part_size,file.file.driver=qcow2,file.file.file.filename=$img" \
+    -O raw "$tmp/root.raw" || fail "qemu-img cannot decrypt the volume"
+e2fsck -fn "$tmp/root.raw" >"$tmp/fsck.log" 2>&1 ||
+    fail "the decrypted root is not fsck-clean: $(cat "$tmp/fsck.log")"
+got=$(debugfs -R "cat /etc/vmaugment-luks" "$tmp/root.raw" 2>/dev/null)
+[ "$got" = "patched inside LUKS" ] || fail "the decrypted root has '$got'"
+"$QEMU_IMG" convert -U -O raw "$img" "$tmp/disk.raw"
+got=$(debugfs -R "cat /vmaugment-boot" "$tmp/disk.raw?offset=1048576" 2>/dev/null)
+[ "$got" = "patched on /boot" ] || fail "/boot has '$got'"
+no_sidecars "$img"
+pass "decrypted by qemu-img: e2fsck -fn clean, the file inside; /boot patched"
