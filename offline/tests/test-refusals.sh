@@ -135,10 +135,14 @@ rm -f "$btrfs"
 luks=$tmp/luks.raw
 one_partition "$luks" sh -c 'printf pw | cryptsetup luksFormat -q \
     --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "$0" -'
-refuse "$luks" "partition 1: LUKS encrypted volume.*needs its key" \
+refuse "$luks" "partition 1: LUKS encrypted volume.*--luks-key UUID:file:KEYFILE" \
     apply "$luks" "$tmp/demo.vmab"
+# With its key: QEMU's luks driver opens LUKS1 only, and says so.
+printf pw >"$tmp/luks.key"
+refuse "$luks" "the LUKS volume at byte [0-9]+ is not LUKS1, the only version QEMU's luks driver opens" \
+    --luks-key "all:file:$tmp/luks.key" apply "$luks" "$tmp/demo.vmab"
 rm -f "$luks"
-pass "btrfs refused naming the routes; LUKS refused as encrypted"
+pass "btrfs refused naming the routes; LUKS refused as encrypted, LUKS2 also with its key"
 
 # --- dirty filesystems: journal needing recovery, error state.
 # dumpe2fs confirms each plant took before the refusal is judged.
