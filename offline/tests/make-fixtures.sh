@@ -30,9 +30,12 @@
 #   make-fixtures.sh luks    -> debian-luks.{raw,qcow2}: GPT, ext4 /boot in
 #                               partition 1, a LUKS1 volume in partition
 #                               2 (made by qemu-img, no device-mapper)
-#                               holding the ext4 root; its key in "key",
-#                               its UUID in "uuid", the partition's byte
-#                               offset and size in "partition"
+#                               holding the ext4 root; debian-luks-lvm.*:
+#                               the same with an LVM PV in the volume
+#                               (needs root: losetup); the key in "key",
+#                               each volume's UUID in NAME.uuid, its
+#                               partition's offset and size in
+#                               NAME.partition
 #   make-fixtures.sh windows -> windows.{raw,qcow2,vmdk,vhdx}: MBR, an NTFS
 #                               system volume (C:) with a Windows-like tree
 #                               and an NTFS data volume (D: by the SYSTEM
@@ -492,35 +495,25 @@ PART
     echo "$out"
 }
 
-# The layout of Debian's encrypting installer, without LVM: a plain /boot,
-# the root in a LUKS volume of the next partition (LUKS1, the version
-# QEMU opens; the installer makes LUKS2 since Debian 10).  The volume is
-# written by QEMU's luks driver (qemu-img convert -O luks) from the
-# filesystem mke2fs made, so no device-mapper is needed.
-luks_images() {
-    cached luks && return
-    local out=$cache/luks-v$fixture_version
-    fresh_tree "$out"
-    local work=$out/stage
-    local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c011
-    cat >"$work/root/etc/fstab" <<FSTAB
-UUID=$root_uuid / ext4 errors=remount-ro 0 1
-LABEL=boot /boot ext4 defaults 0 2
-FSTAB
-    echo "vmaugment LUKS fixture" >"$work/root/etc/motd"
-    mkdir -p "$work/boot"
-    echo "a kernel would be here" >"$work/boot/README"
+# luks_disk OUT NAME PAYLOAD: OUT/NAME.{raw,qcow2}, the layout of Debian's
+# encrypting installer: GPT, an ext4 /boot (OUT/stage/boot) in partition
+# 1, and in partition 2 a LUKS volume holding the bytes of PAYLOAD
+# (removed), written by QEMU's luks driver (qemu-img convert -O luks), so
+# no device-mapper is needed.  LUKS1, the version QEMU opens; the
+# installer makes LUKS2 since Debian 10.  The key (OUT/key), the volume's
+# UUID (OUT/NAME.uuid) and the partition's byte offset and size
+# (OUT/NAME.partition) for the tests.
+luks_disk() {
+    local out=$1 name=$2 payload=$3
+    local start=133120 luks_bytes sectors raw=$out/$2.raw
     # The passphrase is the whole file, as cryptsetup's --key-file reads
     # it: no newline.
     printf 'luks-fixture-passphrase-%s' 7f3e9a1c >"$out/key"
-
-    mke2fs -q -F -t ext4 -U "$root_uuid" -L root -d "$work/root"         "$out/root.plain" 320M
-    "$qemu_img" convert --object "secret,id=k,file=$out/key" -f raw         -O luks -o key-secret=k,iter-time=10 "$out/root.plain"         "$out/root.luks"
-    rm -f "$out/root.plain"
-    local luks_bytes start=133120 sectors
-    luks_bytes=$(stat -c %s "$out/root.luks")
+    "$qemu_img" convert --object "secret,id=k,file=$out/key" -f raw \
+        -O luks -o key-secret=k,iter-time=10 "$payload" "$payload.luks"
+    rm -f "$payload"
+    luks_bytes=$(stat -c %s "$payload.luks")
     sectors=$(((luks_bytes + 1048575) / 1048576 * 2048))
-    local raw=$out/debian-luks.raw
     truncate -s $(((start + sectors) * 512 + 1048576)) "$raw"
     sfdisk --quiet "$raw" <<PART
 label: gpt
@@ -528,18 +521,55 @@ first-lba: 2048
 start=2048, size=131072, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=boot
 start=$start, size=$sectors, type=CA7D7CCB-63ED-4C53-861C-1742536059CC, name=luks
 PART
-    mke2fs -q -F -t ext4 -L boot -E offset=$((2048 * 512)) -d "$work/boot" \
-        "$raw" 64M
-    dd if="$out/root.luks" of="$raw" bs=1M seek=$((start / 2048)) \
+    mkdir -p "$out/stage/boot"
+    echo "a kernel would be here" >"$out/stage/boot/README"
+    mke2fs -q -F -t ext4 -L boot -E offset=$((2048 * 512)) \
+        -d "$out/stage/boot" "$raw" 64M
+    dd if="$payload.luks" of="$raw" bs=1M seek=$((start / 2048)) \
         conv=notrunc,sparse status=none
-    rm -f "$out/root.luks"
-    # qemu-img's header takes a random UUID: the test's --key names the
-    # one cryptsetup reads.
-    blkid -p -o value -s UUID -O $((start * 512)) "$raw" >"$out/uuid"
-    [ -s "$out/uuid" ] || { echo "no LUKS UUID in $raw" >&2; exit 1; }
-    echo "$((start * 512)) $((sectors * 512))" >"$out/partition"
+    rm -f "$payload.luks"
+    # qemu-img's header takes a random UUID: the tests' --luks-key names
+    # the one blkid reads.
+    blkid -p -o value -s UUID -O $((start * 512)) "$raw" >"$out/$name.uuid"
+    [ -s "$out/$name.uuid" ] || { echo "no LUKS UUID in $raw" >&2; exit 1; }
+    echo "$((start * 512)) $((sectors * 512))" >"$out/$name.partition"
+    "$qemu_img" convert -O qcow2 "$raw" "$out/$name.qcow2"
+}
+
+# Debian with its root in a LUKS volume: debian-luks, the ext4 root right
+# in the volume; debian-luks-lvm, the volume an LVM PV with the root on
+# a logical volume (the installer's "encrypted LVM"), its offset in the
+# volume in "luks-lvm.root".
+luks_images() {
+    cached luks && return
+    local out=$cache/luks-v$fixture_version
+    fresh_tree "$out"
+    local work=$out/stage
+    local root_uuid=7d3c9c4e-5b0e-4f41-9a53-6f5fd1a0c011
+    cp -a "$work/root" "$work/lvm-root"
+    cat >"$work/root/etc/fstab" <<FSTAB
+UUID=$root_uuid / ext4 errors=remount-ro 0 1
+LABEL=boot /boot ext4 defaults 0 2
+FSTAB
+    echo "vmaugment LUKS fixture" >"$work/root/etc/motd"
+    mke2fs -q -F -t ext4 -U "$root_uuid" -L root -d "$work/root" \
+        "$out/root.plain" 320M
+    luks_disk "$out" debian-luks "$out/root.plain"
+
+    cat >"$work/lvm-root/etc/fstab" <<FSTAB
+/dev/mapper/debian--vg-root / ext4 errors=remount-ro 0 1
+LABEL=boot /boot ext4 defaults 0 2
+FSTAB
+    # 4 MiB extents: root is extents 0-79 (320 MiB).
+    local pe_start extent
+    truncate -s 340M "$out/pv.plain"
+    read -r pe_start extent < <(lvm_pv "$out/pv.plain" 0 $((340 * 2048)) \
+        "$(lvm_volumes "$(lvm_volume root "$visible" "0 80 0")")")
+    mke2fs -q -F -t ext4 -L root -E offset=$((pe_start * 512)) \
+        -d "$work/lvm-root" "$out/pv.plain" $((80 * extent / 2))k
+    echo $((pe_start * 512)) >"$out/luks-lvm.root"
+    luks_disk "$out" debian-luks-lvm "$out/pv.plain"
     rm -rf "$work"
-    "$qemu_img" convert -O qcow2 "$raw" "$out/debian-luks.qcow2"
     touch "$out/.complete"
     echo "$out"
 }

@@ -5,17 +5,21 @@
 # worker reads, patches and verifies the filesystem inside; the result is
 # checked by decrypting the partition with qemu-img, e2fsck -fn and
 # debugfs.  A wrong key writes nothing, and the key is never on a command
-# line or in what vmaugment-offline prints.
+# line or in what vmaugment-offline prints.  The same with LVM inside the
+# volume (the installer's "encrypted LVM").  Needs root (losetup, for the
+# LVM fixture's pvcreate and vgcfgrestore).
 source "$(dirname "$0")/lib.sh"
 
-plan 6
+plan 7
 need qemu-storage-daemon qemu-system-common
 need e2fsck e2fsprogs
 need blkid util-linux
+need lvm lvm2
+need losetup mount
 need_image_formats >&2
 fix=$(bash "$here/make-fixtures.sh" luks)
-uuid=$(cat "$fix/uuid")
-read -r part_off part_size <"$fix/partition"
+uuid=$(cat "$fix/debian-luks.uuid")
+read -r part_off part_size <"$fix/debian-luks.partition"
 key=$(cat "$fix/key")
 img=$tmp/vm.qcow2
 cp --sparse=always "$fix/debian-luks.qcow2" "$img"
@@ -105,3 +109,34 @@ got=$(debugfs -R "cat /vmaugment-boot" "$tmp/disk.raw?offset=1048576" 2>/dev/nul
 [ "$got" = "patched on /boot" ] || fail "/boot has '$got'"
 no_sidecars "$img"
 pass "decrypted by qemu-img: e2fsck -fn clean, the file inside; /boot patched"
+
+# LVM in the LUKS volume: the root on debian-vg/root, named in fstab by
+# device-mapper's name; checked at the offset lvm chose in the volume.
+img=$tmp/lvm.qcow2
+cp --sparse=always "$fix/debian-luks-lvm.qcow2" "$img"
+read -r part_off part_size <"$fix/debian-luks-lvm.partition"
+vo --luks-key "$(cat "$fix/debian-luks-lvm.uuid"):file:$fix/key" inspect "$img" \
+    >"$tmp/lvm.json" || fail "inspect of LVM in LUKS: $(cat "$tmp/lvm.json")"
+python3 - "$tmp/lvm.json" <<'PY' ||
+import json, sys
+d = json.load(open(sys.argv[1]))
+mounts = {m["mountpoint"]: m for m in d["mounts"]}
+assert mounts["/"].get("volume") == "debian-vg/root", mounts
+assert mounts["/"]["luks-partition"] == 2, mounts
+assert any(p["name"] == "dpkg" for p in d["packages"]), "no dpkg package"
+PY
+    fail "inventory of LVM in LUKS: $(cat "$tmp/lvm.json")"
+vo --luks-key "all:file:$fix/key" apply "$img" "$tmp/luks.vmab" \
+    >"$tmp/apply.json" 2>&1 || fail "apply on LVM in LUKS: $(cat "$tmp/apply.json")"
+vo --luks-key "all:file:$fix/key" verify "$img" "$tmp/luks.vmab" \
+    >"$tmp/verify.json" 2>&1 || fail "verify on LVM in LUKS: $(cat "$tmp/verify.json")"
+rm -f "$tmp/root.raw"
+"$QEMU_IMG" convert -U --object "secret,id=k,file=$fix/key" --image-opts \
+    "driver=luks,key-secret=k,file.driver=raw,file.offset=$part_off,file.size=$part_size,file.file.driver=qcow2,file.file.file.filename=$img" \
+    -O raw "$tmp/root.raw" || fail "qemu-img cannot decrypt the volume"
+lv=$(cat "$fix/luks-lvm.root")
+e2fsck -fn "$tmp/root.raw?offset=$lv" >"$tmp/fsck.log" 2>&1 ||
+    fail "the root volume is not fsck-clean: $(cat "$tmp/fsck.log")"
+got=$(debugfs -R "cat /etc/vmaugment-luks" "$tmp/root.raw?offset=$lv" 2>/dev/null)
+[ "$got" = "patched inside LUKS" ] || fail "the root volume has '$got'"
+pass "LVM in LUKS: inspect, apply, verify; e2fsck -fn clean at lvm's offset"
