@@ -628,9 +628,16 @@ static gboolean vo_worker_luks_volumes(const VoWorkerRequest *req,
                                        JsonObject *report, GArray *volumes,
                                        GError **error)
 {
-    JsonArray *list = json_object_get_array_member(report, "encrypted");
-    guint n = json_array_get_length(list);
+    JsonNode *member = json_object_get_member(report, "encrypted");
+    JsonArray *list;
+    guint n;
 
+    /* Its type was checked with the report; its presence is ours to. */
+    if (!member || !JSON_NODE_HOLDS_ARRAY(member)) {
+        return vo_wire_malformed(error, "no \"encrypted\"");
+    }
+    list = json_node_get_array(member);
+    n = json_array_get_length(list);
     for (guint i = 0; i < n; i++) {
         JsonNode *node = json_array_get_element(list, i);
         JsonObject *e = JSON_NODE_HOLDS_OBJECT(node)
