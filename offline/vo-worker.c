@@ -432,12 +432,57 @@ static gboolean vo_worker_check_status(JsonObject *report, GError **error)
 }
 
 /*
+ * The layout job's "encrypted" (read from the guest's partition table):
+ * at most VO_WORKER_MAX_DISKS * VO_IMAGE_MAX_LUKS entries, each exactly
+ * "disk" (one of the guest's, in the disks' order), "offset", "size"
+ * (not negative, a size above 0) and "uuid" (a string or null).  Where
+ * the volume lies in its disk is checked before it is opened
+ * (vo_image_serve_luks()).
+ */
+static gboolean vo_worker_check_encrypted(const VoWorkerRequest *req,
+                                          JsonArray *list, GError **error)
+{
+    guint n = json_array_get_length(list);
+    gint64 last = 0;
+
+    if (n > VO_WORKER_MAX_DISKS * VO_IMAGE_MAX_LUKS) {
+        return vo_wire_malformed(error, "too many \"encrypted\" entries");
+    }
+    for (guint i = 0; i < n; i++) {
+        JsonNode *node = json_array_get_element(list, i);
+        JsonObject *e = JSON_NODE_HOLDS_OBJECT(node)
+                            ? json_node_get_object(node) : NULL;
+        JsonNode *disk = e ? json_object_get_member(e, "disk") : NULL;
+        JsonNode *offset = e ? json_object_get_member(e, "offset") : NULL;
+        JsonNode *size = e ? json_object_get_member(e, "size") : NULL;
+        JsonNode *uuid = e ? json_object_get_member(e, "uuid") : NULL;
+
+        if (!e || json_object_get_size(e) != 4 || !disk || !offset ||
+            !size || !uuid ||
+            json_node_get_value_type(disk) != G_TYPE_INT64 ||
+            json_node_get_value_type(offset) != G_TYPE_INT64 ||
+            json_node_get_value_type(size) != G_TYPE_INT64 ||
+            (!JSON_NODE_HOLDS_NULL(uuid) &&
+             json_node_get_value_type(uuid) != G_TYPE_STRING) ||
+            json_node_get_int(disk) < last ||
+            json_node_get_int(disk) > (gint64)req->n_more ||
+            json_node_get_int(offset) < 0 || json_node_get_int(size) <= 0) {
+            return vo_wire_malformed(error, "bad \"encrypted\" entry");
+        }
+        last = json_node_get_int(disk);
+    }
+    return TRUE;
+}
+
+/*
  * Every member known for the job and of its type; "error" an object with
  * a known code and a bounded message, which becomes @job_error.
  */
-static gboolean vo_worker_check_report(VoWorkerJob job, JsonObject *report,
+static gboolean vo_worker_check_report(const VoWorkerRequest *req,
+                                       JsonObject *report,
                                        GError **job_error, GError **error)
 {
+    VoWorkerJob job = req->job;
     g_autoptr(GList) names = json_object_get_members(report);
 
     for (GList *l = names; l; l = l->next) {
@@ -487,6 +532,11 @@ static gboolean vo_worker_check_report(VoWorkerJob job, JsonObject *report,
         }
         if (!known) {
             return vo_wire_malformed(error, "unexpected member");
+        }
+        if (g_str_equal(name, "encrypted") &&
+            !vo_worker_check_encrypted(req, json_node_get_array(node),
+                                       error)) {
+            return FALSE;
         }
     }
     return vo_worker_check_status(report, error);
@@ -557,7 +607,7 @@ JsonObject *vo_worker_read_report(const VoWorkerRequest *req, int fd,
     g_autoptr(JsonObject) report = vo_worker_read(req, fd, deadline, error);
 
     if (!report ||
-        !vo_worker_check_report(req->job, report, job_error, error)) {
+        !vo_worker_check_report(req, report, job_error, error)) {
         return NULL;
     }
     return g_steal_pointer(&report);
@@ -620,9 +670,8 @@ static gboolean vo_worker_serve(const VoWorkerRequest *req, GArray *volumes,
 }
 
 /*
- * The layout job's "encrypted": the worker read these numbers from the
- * guest's bytes.  Each entry is checked for its form here (and lies in
- * its disk: vo_image_serve_luks()); those we have a key for are opened.
+ * The volumes of the layout job's "encrypted" (its form checked with the
+ * report) that we have a key for, in the disks' order.
  */
 static gboolean vo_worker_luks_volumes(const VoWorkerRequest *req,
                                        JsonObject *report, GArray *volumes,
@@ -630,43 +679,21 @@ static gboolean vo_worker_luks_volumes(const VoWorkerRequest *req,
 {
     JsonNode *member = json_object_get_member(report, "encrypted");
     JsonArray *list;
-    guint n;
 
-    /* Its type was checked with the report; its presence is ours to. */
+    /* Its form was checked with the report; its presence is ours to. */
     if (!member || !JSON_NODE_HOLDS_ARRAY(member)) {
         return vo_wire_malformed(error, "no \"encrypted\"");
     }
     list = json_node_get_array(member);
-    n = json_array_get_length(list);
-    for (guint i = 0; i < n; i++) {
-        JsonNode *node = json_array_get_element(list, i);
-        JsonObject *e = JSON_NODE_HOLDS_OBJECT(node)
-                            ? json_node_get_object(node) : NULL;
-        JsonNode *disk = e ? json_object_get_member(e, "disk") : NULL;
-        JsonNode *offset = e ? json_object_get_member(e, "offset") : NULL;
-        JsonNode *size = e ? json_object_get_member(e, "size") : NULL;
-        JsonNode *uuid = e ? json_object_get_member(e, "uuid") : NULL;
-        VoWorkerVolume v = { 0 };
+    for (guint i = 0; i < json_array_get_length(list); i++) {
+        JsonObject *e = json_array_get_object_element(list, i);
+        JsonNode *uuid = json_object_get_member(e, "uuid");
+        VoWorkerVolume v = {
+            .disk = json_object_get_int_member(e, "disk"),
+            .luks.offset = json_object_get_int_member(e, "offset"),
+            .luks.size = json_object_get_int_member(e, "size"),
+        };
 
-        if (!e || json_object_get_size(e) != 4 || !disk || !offset ||
-            !size || !uuid ||
-            json_node_get_value_type(disk) != G_TYPE_INT64 ||
-            json_node_get_value_type(offset) != G_TYPE_INT64 ||
-            json_node_get_value_type(size) != G_TYPE_INT64 ||
-            (!JSON_NODE_HOLDS_NULL(uuid) &&
-             json_node_get_value_type(uuid) != G_TYPE_STRING) ||
-            json_node_get_int(disk) < 0 ||
-            json_node_get_int(disk) > (gint64)req->n_more ||
-            json_node_get_int(offset) < 0 || json_node_get_int(size) <= 0 ||
-            /* In the disks' order, as the worker scans them. */
-            (volumes->len && json_node_get_int(disk) <
-                 (gint64)g_array_index(volumes, VoWorkerVolume,
-                                       volumes->len - 1).disk)) {
-            return vo_wire_malformed(error, "bad \"encrypted\" entry");
-        }
-        v.disk = json_node_get_int(disk);
-        v.luks.offset = json_node_get_int(offset);
-        v.luks.size = json_node_get_int(size);
         /* A UUID of another form names no key: "all" may still open it. */
         v.luks.key_file = vo_worker_key_for(
             JSON_NODE_HOLDS_NULL(uuid) ||
@@ -792,7 +819,7 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
         vo_worker_describe_end(req, status, error);
         return FALSE;
     }
-    report_ok = vo_worker_check_report(req->job, report, &job_error, error);
+    report_ok = vo_worker_check_report(req, report, &job_error, error);
     if (!report_ok) {
         return FALSE;
     }

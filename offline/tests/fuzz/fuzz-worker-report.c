@@ -19,10 +19,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* The first byte picks the job; the rest is the stream. */
+    /* The first byte picks the job (0xf0 and above: the layout job, of a
+     * guest of two disks); the rest is the stream. */
     VoWorkerRequest req = {
-        .job = size > 0 ? data[0] % 4 : VO_WORKER_INSPECT,
+        .job = size == 0 ? VO_WORKER_INSPECT
+               : data[0] >= 0xf0 ? VO_WORKER_LAYOUT : data[0] % 4,
         .image = "fuzz.qcow2",
+        .n_more = size > 0 && data[0] >= 0xf0 ? 1 : 0,
     };
     int fd = memfd_create("fuzz-worker-report", MFD_CLOEXEC);
 
@@ -42,6 +45,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             g_assert(error != NULL);
         } else if (json_object_has_member(report, "status")) {
             g_assert(json_object_get_string_member(report, "status"));
+        }
+        if (report && req.job == VO_WORKER_LAYOUT &&
+            json_object_has_member(report, "encrypted")) {
+            JsonArray *list = json_object_get_array_member(report,
+                                                           "encrypted");
+
+            /* What vo_worker_run() then reads without looking again. */
+            for (guint i = 0; i < json_array_get_length(list); i++) {
+                JsonObject *e = json_array_get_object_element(list, i);
+
+                g_assert(json_object_get_int_member(e, "disk") <= 1);
+                g_assert(json_object_get_int_member(e, "size") > 0);
+                g_assert(json_object_get_int_member(e, "offset") >= 0);
+            }
         }
         if (report && req.job == VO_WORKER_INSPECT &&
             json_object_has_member(report, "inventory")) {
