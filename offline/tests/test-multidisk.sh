@@ -102,17 +102,7 @@ pass "check, apply, verify on both disks; e2fsck -fn clean on each; rerun alread
 
 # 3. An OVF of two disks: all of them, in the order of its References.
 fresh "$tmp/o"
-cat >"$tmp/o/appliance.ovf" <<'XML'
-<?xml version="1.0" encoding="UTF-8"?>
-<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"
-          xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
-  <References>
-    <File ovf:id="file1" ovf:href="d1.qcow2"/>
-    <File ovf:id="file2" ovf:href="d2.qcow2"/>
-  </References>
-  <DiskSection><Info>disks</Info></DiskSection>
-</Envelope>
-XML
+write_ovf "$tmp/o/appliance.ovf" d1.qcow2 d2.qcow2
 vo inspect "$tmp/o/appliance.ovf" >"$tmp/ovf.json" || fail "OVF inspect"
 [ "$(json_get "$tmp/ovf.json" mounts 1 disk)" = 2 ] ||
     fail "OVF inspect: $(cat "$tmp/ovf.json")"
