@@ -254,6 +254,30 @@ vo() {
     "$VMAUGMENT_OFFLINE" --trust-dir "$tmp/trust" "$@"
 }
 
+# write_ovf OUT FILE...: an OVF descriptor OUT naming the disk files FILE
+# (beside it), in that order.
+write_ovf() {
+    local out=$1 n=0 f
+    shift
+    {
+        cat <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"
+          xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
+  <References>
+XML
+        for f in "$@"; do
+            n=$((n + 1))
+            echo "    <File ovf:id=\"file$n\" ovf:href=\"$f\"/>"
+        done
+        cat <<'XML'
+  </References>
+  <DiskSection><Info>disks</Info></DiskSection>
+</Envelope>
+XML
+    } >"$out"
+}
+
 # debugfs REQUEST on partition $2 of raw disk $1: its output.  debugfs
 # exits 0 even when it cannot open the filesystem or find the file, so its
 # messages decide: any error is a failure here, and an empty answer never
