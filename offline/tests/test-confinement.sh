@@ -12,7 +12,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 25
+plan 26
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -161,3 +161,14 @@ cmp -s "$tmp/victim" "$tmp/victim.orig" ||
 [ "$(sha256sum <"$tmp/planted.qcow2")" = "$before" ] ||
     fail "apply changed the image"
 pass "apply does not finish a planted overlay either"
+
+# 26: libraries only one command needs are loaded by that command, not
+# at every start (docs/performance.md).
+worker=$(dirname "$VMAUGMENT_OFFLINE")/vmaugment-offline-worker
+for prog in "$VMAUGMENT_OFFLINE" "$worker"; do
+    needed=$(readelf -d "$prog" | grep NEEDED) ||
+        fail "readelf -d $prog"
+    ! grep -E 'libvirt|libclamav|libguestfs' <<<"$needed" ||
+        fail "$prog links a library only one command needs"
+done
+pass "vmaugment-offline and its worker do not link libvirt, libclamav or libguestfs"
