@@ -8,11 +8,12 @@
 # nothing of the host, and what it reports is checked; images that name
 # host files
 # (a backing file, also one hidden in a raw disk's first sector) are
-# refused unless the operator allows them.
+# refused unless the operator allows them; the worker starts without a
+# probe of the host where it can, and the probe decides where it cannot.
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 26
+plan 28
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -162,7 +163,28 @@ cmp -s "$tmp/victim" "$tmp/victim.orig" ||
     fail "apply changed the image"
 pass "apply does not finish a planted overlay either"
 
-# 26: libraries only one command needs are loaded by that command, not
+# 26-27: the worker is started without first probing the host (a probe
+# is one more child in new namespaces per job); where that start fails,
+# the probe decides as before.
+need strace strace
+"$QEMU_IMG" create -q -f raw "$tmp/blank.raw" 1M
+strace -f -qq -e trace=clone,clone3 -o "$tmp/clones" \
+    "$VMAUGMENT_OFFLINE" inspect "$tmp/blank.raw" >/dev/null 2>&1 || true
+n=$(grep -c CLONE_NEWUSER "$tmp/clones" || true)
+[ "$n" -eq 1 ] ||
+    fail "inspect made $n children in a new user namespace, not 1 (the worker)"
+pass "a job starts one child in new namespaces, the worker, and no probe"
+# A host that refuses user namespaces (here a user namespace of our own
+# whose limit is 0): the start with the pieces such a host cannot give
+# fails, and the probe's answer is what the refusal names.
+err=$(unshare -Ur sh -c 'echo 0 >/proc/sys/user/max_user_namespaces &&
+        exec "$@"' sh "$VMAUGMENT_OFFLINE" inspect "$tmp/blank.raw" 2>&1 >/dev/null) &&
+    fail "inspect ran without a user namespace and without being allowed to"
+grep -q 'cannot confine the offline worker fully (missing: user-namespace)' \
+    <<<"$err" || fail "no user namespace: $err"
+pass "without user namespaces the probe decides: the worker is refused, naming the missing piece"
+
+# 28: libraries only one command needs are loaded by that command, not
 # at every start (docs/performance.md).
 worker=$(dirname "$VMAUGMENT_OFFLINE")/vmaugment-offline-worker
 for prog in "$VMAUGMENT_OFFLINE" "$worker"; do
