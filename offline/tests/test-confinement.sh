@@ -13,7 +13,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 28
+plan 29
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -194,3 +194,25 @@ for prog in "$VMAUGMENT_OFFLINE" "$worker"; do
         fail "$prog links a library only one command needs"
 done
 pass "vmaugment-offline and its worker do not link libvirt, libclamav or libguestfs"
+
+# 29: an apply's worker starts while its overlay is made; when the
+# overlay cannot be made, the apply fails saying why, the worker ends
+# with it and nothing is left (a qemu-img whose create fails).
+mkdir -p "$tmp/failing-img"
+cat >"$tmp/failing-img/qemu-img" <<SH
+#!/bin/sh
+[ "\$1" = create ] && { echo "qemu-img: injected failure" >&2; exit 1; }
+exec "$QEMU_IMG" "\$@"
+SH
+chmod +x "$tmp/failing-img/qemu-img"
+cp "$fix/debian.qcow2" "$tmp/no-overlay.qcow2"
+before=$(sha256sum <"$tmp/no-overlay.qcow2")
+VMAUGMENT_QEMU_IMG=$tmp/failing-img/qemu-img \
+    expect_refusal 'qemu-img create failed: qemu-img: injected failure' \
+    --trust-dir "$tmp/trust" apply "$tmp/no-overlay.qcow2" "$tmp/demo.vmab"
+[ "$(sha256sum <"$tmp/no-overlay.qcow2")" = "$before" ] ||
+    fail "the image changed although its overlay was never made"
+no_sidecars "$tmp/no-overlay.qcow2"
+! pgrep -f "vmaugment-offline-worker apply $tmp/no-overlay.qcow2" >/dev/null ||
+    fail "the worker outlived the apply whose overlay was not made"
+pass "an overlay that cannot be made fails the apply; its worker ends and nothing is left"
