@@ -458,6 +458,8 @@ static void vo_apply_disk_clear(gpointer data)
 /* The worker's part: decide (and, unless a dry run, patch and verify) on
  * the disks' overlays or (dry run) the images themselves; with
  * VO_APPLY_LIBGUESTFS, libguestfs's appliance does the worker's part. */
+static gboolean vo_apply_create_overlays(gpointer data, GError **error);
+
 static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
                                    VoApplyFlags flags, JsonBuilder *report,
                                    const char **status, GError **error)
@@ -478,6 +480,9 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
         .more_images = names,
         .more_disks = files,
         .more_formats = formats,
+        /* An apply's overlays are made while its worker starts. */
+        .prepare = dry_run ? NULL : vo_apply_create_overlays,
+        .prepare_data = disks,
     };
     gboolean ok;
 
@@ -489,12 +494,15 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
         formats[i - 1] = dry_run ? d->format : "qcow2";
     }
     if (flags & VO_APPLY_LIBGUESTFS) {
-        ok = disks->len == 1
-                 ? vo_guestfs_run(req.image, req.disk, req.format, bundle,
-                                  dry_run, &worker, error)
-                 : (g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                                "--backend=libguestfs services guests of "
-                                "one disk"), FALSE);
+        if (disks->len != 1) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "--backend=libguestfs services guests of one disk");
+            ok = FALSE;
+        } else {
+            ok = (!req.prepare || req.prepare(req.prepare_data, error)) &&
+                 vo_guestfs_run(req.image, req.disk, req.format, bundle,
+                                dry_run, &worker, error);
+        }
     } else {
         ok = vo_worker_run(&req, &worker, error);
     }
@@ -594,9 +602,11 @@ static gboolean vo_apply_open_disks(GArray *disks,
     return TRUE;
 }
 
-/* Links the later disks to the first, then creates every overlay. */
-static gboolean vo_apply_create_overlays(GArray *disks, GError **error)
+/* Links the later disks of @data (a GArray of VoApplyDisk) to the first,
+ * then creates every overlay. */
+static gboolean vo_apply_create_overlays(gpointer data, GError **error)
 {
+    GArray *disks = data;
     VoApplyDisk *first = &g_array_index(disks, VoApplyDisk, 0);
 
     for (guint i = 1; i < disks->len; i++) {
@@ -680,13 +690,9 @@ gboolean vo_apply_image(const char *const *images, guint n_images,
         vo_apply_status(report, status);
         return ok;
     }
-    if (!vo_apply_create_overlays(disks, error)) {
-        vo_apply_drop(disks);
-        vo_apply_status(report, "error");
-        return FALSE;
-    }
     /*
-     * From here until the journal exists, any end means: drop the
+     * From the overlays' creation (by vo_apply_in_worker(), while the
+     * worker starts) until the journal exists, any end means: drop the
      * overlays.  The worker decides on the images through the still-empty
      * overlays, so the decision and the patch see exactly the same bytes,
      * and verifies what reached every overlay before anything is

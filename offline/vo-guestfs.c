@@ -16,7 +16,6 @@
  */
 #define G_LOG_DOMAIN "vmaugment-offline"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,6 +24,7 @@
 #include <glib/gstdio.h>
 #include <guestfs.h>
 
+#include "vo-dl.h"
 #include "vo-guestfs.h"
 #include "vo-patch.h"
 
@@ -68,74 +68,51 @@
     X(guestfs_vfs_type) \
     X(guestfs_write)
 
-static struct {
-#define VO_GUESTFS_MEMBER(f) __typeof__(f) *f;
-    VO_GUESTFS_CALLS(VO_GUESTFS_MEMBER)
-#undef VO_GUESTFS_MEMBER
-} vo_gfs;
+static VO_DL_TABLE(VO_GUESTFS_CALLS) vo_gfs;
 
 static gboolean vo_guestfs_load(GError **error)
 {
     static void *lib;
-    void *h;
+    static const char *const names[] = VO_DL_NAMES(VO_GUESTFS_CALLS);
 
-    if (lib) {
-        return TRUE;
-    }
-    h = dlopen("libguestfs.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                    "--backend=libguestfs needs libguestfs (Debian: "
-                    "libguestfs0 and libguestfs-tools): %s", dlerror());
-        return FALSE;
-    }
-#define VO_GUESTFS_LOAD(f)                                              \
-    vo_gfs.f = (__typeof__(f) *)dlsym(h, #f);                           \
-    if (!vo_gfs.f) {                                                    \
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,              \
-                    "this libguestfs lacks %s", #f);                    \
-        dlclose(h);                                                     \
-        return FALSE;                                                   \
-    }
-    VO_GUESTFS_CALLS(VO_GUESTFS_LOAD)
-#undef VO_GUESTFS_LOAD
-    lib = h;
-    return TRUE;
+    return vo_dl_load(&lib, "libguestfs.so.0", names, vo_gfs.sym,
+                      "--backend=libguestfs needs libguestfs (Debian: "
+                      "libguestfs0 and libguestfs-tools)", error);
 }
 
-#define guestfs_add_drive_opts (*vo_gfs.guestfs_add_drive_opts)
-#define guestfs_chmod (*vo_gfs.guestfs_chmod)
-#define guestfs_close (*vo_gfs.guestfs_close)
-#define guestfs_create (*vo_gfs.guestfs_create)
-#define guestfs_free_statns (*vo_gfs.guestfs_free_statns)
+#define guestfs_add_drive_opts (*vo_gfs.f.guestfs_add_drive_opts)
+#define guestfs_chmod (*vo_gfs.f.guestfs_chmod)
+#define guestfs_close (*vo_gfs.f.guestfs_close)
+#define guestfs_create (*vo_gfs.f.guestfs_create)
+#define guestfs_free_statns (*vo_gfs.f.guestfs_free_statns)
 #define guestfs_inspect_get_mountpoints \
-    (*vo_gfs.guestfs_inspect_get_mountpoints)
-#define guestfs_inspect_get_type (*vo_gfs.guestfs_inspect_get_type)
-#define guestfs_inspect_os (*vo_gfs.guestfs_inspect_os)
-#define guestfs_last_errno (*vo_gfs.guestfs_last_errno)
-#define guestfs_last_error (*vo_gfs.guestfs_last_error)
-#define guestfs_launch (*vo_gfs.guestfs_launch)
-#define guestfs_lchown (*vo_gfs.guestfs_lchown)
-#define guestfs_lgetxattr (*vo_gfs.guestfs_lgetxattr)
-#define guestfs_ln (*vo_gfs.guestfs_ln)
-#define guestfs_ln_s (*vo_gfs.guestfs_ln_s)
-#define guestfs_lremovexattr (*vo_gfs.guestfs_lremovexattr)
-#define guestfs_lsetxattr (*vo_gfs.guestfs_lsetxattr)
-#define guestfs_lstatns (*vo_gfs.guestfs_lstatns)
-#define guestfs_mkdir_mode (*vo_gfs.guestfs_mkdir_mode)
-#define guestfs_mount (*vo_gfs.guestfs_mount)
-#define guestfs_mount_ro (*vo_gfs.guestfs_mount_ro)
-#define guestfs_read_file (*vo_gfs.guestfs_read_file)
-#define guestfs_readlink (*vo_gfs.guestfs_readlink)
-#define guestfs_rm (*vo_gfs.guestfs_rm)
-#define guestfs_rmdir (*vo_gfs.guestfs_rmdir)
-#define guestfs_set_error_handler (*vo_gfs.guestfs_set_error_handler)
-#define guestfs_shutdown (*vo_gfs.guestfs_shutdown)
-#define guestfs_sync (*vo_gfs.guestfs_sync)
-#define guestfs_umount_all (*vo_gfs.guestfs_umount_all)
-#define guestfs_upload (*vo_gfs.guestfs_upload)
-#define guestfs_vfs_type (*vo_gfs.guestfs_vfs_type)
-#define guestfs_write (*vo_gfs.guestfs_write)
+    (*vo_gfs.f.guestfs_inspect_get_mountpoints)
+#define guestfs_inspect_get_type (*vo_gfs.f.guestfs_inspect_get_type)
+#define guestfs_inspect_os (*vo_gfs.f.guestfs_inspect_os)
+#define guestfs_last_errno (*vo_gfs.f.guestfs_last_errno)
+#define guestfs_last_error (*vo_gfs.f.guestfs_last_error)
+#define guestfs_launch (*vo_gfs.f.guestfs_launch)
+#define guestfs_lchown (*vo_gfs.f.guestfs_lchown)
+#define guestfs_lgetxattr (*vo_gfs.f.guestfs_lgetxattr)
+#define guestfs_ln (*vo_gfs.f.guestfs_ln)
+#define guestfs_ln_s (*vo_gfs.f.guestfs_ln_s)
+#define guestfs_lremovexattr (*vo_gfs.f.guestfs_lremovexattr)
+#define guestfs_lsetxattr (*vo_gfs.f.guestfs_lsetxattr)
+#define guestfs_lstatns (*vo_gfs.f.guestfs_lstatns)
+#define guestfs_mkdir_mode (*vo_gfs.f.guestfs_mkdir_mode)
+#define guestfs_mount (*vo_gfs.f.guestfs_mount)
+#define guestfs_mount_ro (*vo_gfs.f.guestfs_mount_ro)
+#define guestfs_read_file (*vo_gfs.f.guestfs_read_file)
+#define guestfs_readlink (*vo_gfs.f.guestfs_readlink)
+#define guestfs_rm (*vo_gfs.f.guestfs_rm)
+#define guestfs_rmdir (*vo_gfs.f.guestfs_rmdir)
+#define guestfs_set_error_handler (*vo_gfs.f.guestfs_set_error_handler)
+#define guestfs_shutdown (*vo_gfs.f.guestfs_shutdown)
+#define guestfs_sync (*vo_gfs.f.guestfs_sync)
+#define guestfs_umount_all (*vo_gfs.f.guestfs_umount_all)
+#define guestfs_upload (*vo_gfs.f.guestfs_upload)
+#define guestfs_vfs_type (*vo_gfs.f.guestfs_vfs_type)
+#define guestfs_write (*vo_gfs.f.guestfs_write)
 
 /* guestfs_write() sends the content in one protocol message (at most
  * 4 MiB); larger payloads go through a temporary file and an upload. */

@@ -68,9 +68,12 @@ static gboolean vo_image_allow_external;
 struct VoImageServer {
     GPid pid;
     int client;
+    int listener;           /* until qemu-nbd has it */
     char *errlog;
     char *image;
     char *name;             /* what messages call it */
+    char *format;
+    gboolean writable;
 };
 
 void vo_image_set_allow_external(gboolean allow)
@@ -526,14 +529,40 @@ static int vo_image_connect(const char *path, GError **error)
     return fd;
 }
 
-VoImageServer *vo_image_serve(const char *image, const char *name,
-                              const char *format, gboolean writable,
-                              GError **error)
+VoImageServer *vo_image_server_new(const char *image, const char *name,
+                                   const char *format, gboolean writable,
+                                   GError **error)
 {
     g_autoptr(VoImageServer) s = g_new0(VoImageServer, 1);
     g_autofree char *dir = NULL;
     g_autofree char *path = NULL;
-    g_autofree char *absimage = g_canonicalize_filename(image, NULL);
+
+    s->client = -1;
+    s->listener = -1;
+    s->image = g_canonicalize_filename(image, NULL);
+    s->name = g_strdup(name ? name : image);
+    s->format = g_strdup(format);
+    s->writable = writable;
+    s->listener = vo_image_listen(&dir, &path, error);
+    if (s->listener >= 0) {
+        /* Queued on the listener until qemu-nbd takes it over. */
+        s->client = vo_image_connect(path, error);
+    }
+    /* Connected or not, nobody else may come: the export is ours. */
+    if (path) {
+        g_unlink(path);
+    }
+    if (dir) {
+        g_rmdir(dir);
+    }
+    if (s->client < 0) {
+        return NULL;
+    }
+    return g_steal_pointer(&s);
+}
+
+gboolean vo_image_server_start(VoImageServer *s, GError **error)
+{
     g_auto(GStrv) envp = g_get_environ();
     /*
      * Socket activation: the shell exec()s qemu-nbd, keeping the PID it
@@ -545,71 +574,54 @@ VoImageServer *vo_image_serve(const char *image, const char *name,
         vo_image_qemu_tool("qemu-nbd"),
         /* Data reaches the image only through the worker's flush. */
         "--cache=writeback",
-        writable ? "--discard=unmap" : "--read-only",
+        s->writable ? "--discard=unmap" : "--read-only",
     };
     g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
     const char **argv;
-    int listener, log;
+    int log;
     int source[1], target[1] = { 3 };
+    gboolean ok;
 
+    g_return_val_if_fail(s->listener >= 0, FALSE);
     for (gsize i = 0; i < G_N_ELEMENTS(cmd); i++) {
         g_ptr_array_add(args, g_strdup(cmd[i]));
     }
-    if (!writable && vo_image_force_share) {
+    if (!s->writable && vo_image_force_share) {
         /* Beside the holding QEMU's locks, which only the block layer's
          * force-share option ignores (vo_image_set_force_share()). */
-        g_autoptr(GString) file = g_string_new(absimage);
+        g_autoptr(GString) file = g_string_new(s->image);
 
         g_string_replace(file, ",", ",,", 0);
         g_ptr_array_add(args, g_strdup("--image-opts"));
         g_ptr_array_add(args, g_strdup_printf(
                                   "driver=%s,force-share=on,file.driver=file,"
-                                  "file.filename=%s", format, file->str));
+                                  "file.filename=%s", s->format, file->str));
     } else {
         g_ptr_array_add(args, g_strdup("--format"));
-        g_ptr_array_add(args, g_strdup(format));
-        g_ptr_array_add(args, g_strdup(absimage));
+        g_ptr_array_add(args, g_strdup(s->format));
+        g_ptr_array_add(args, g_strdup(s->image));
     }
     g_ptr_array_add(args, NULL);
     argv = (const char **)args->pdata;
 
-    s->client = -1;
-    s->pid = 0;
-    s->image = g_strdup(absimage);
-    s->name = g_strdup(name ? name : image);
     log = g_file_open_tmp("vmaugment-nbd-XXXXXX.log", &s->errlog, error);
     if (log < 0) {
-        return NULL;
+        return FALSE;
     }
-    listener = vo_image_listen(&dir, &path, error);
-    if (listener < 0) {
-        close(log);
-        if (dir) {
-            g_rmdir(dir);
-        }
-        return NULL;
-    }
-    source[0] = listener;
+    source[0] = s->listener;
     envp = g_environ_setenv(envp, "LISTEN_FDS", "1", TRUE);
     envp = g_environ_unsetenv(envp, "LISTEN_FDNAMES");
-    if (!g_spawn_async_with_pipes_and_fds(
-            NULL, argv, (const char *const *)envp,
-            G_SPAWN_DO_NOT_REAP_CHILD, vo_image_child_setup,
-            (gpointer)&vo_image_server_limits, -1, -1, log, source, target,
-            1, &s->pid, NULL, NULL, NULL, error)) {
+    ok = g_spawn_async_with_pipes_and_fds(
+        NULL, argv, (const char *const *)envp, G_SPAWN_DO_NOT_REAP_CHILD,
+        vo_image_child_setup, (gpointer)&vo_image_server_limits, -1, -1, log,
+        source, target, 1, &s->pid, NULL, NULL, NULL, error);
+    if (!ok) {
         s->pid = 0;
-    } else {
-        s->client = vo_image_connect(path, error);
     }
-    close(listener);
     close(log);
-    /* Connected or not, nobody else may come: the export is ours. */
-    g_unlink(path);
-    g_rmdir(dir);
-    if (s->client < 0) {
-        return NULL;
-    }
-    return g_steal_pointer(&s);
+    close(s->listener);
+    s->listener = -1;
+    return ok;
 }
 
 int vo_image_server_take_client(VoImageServer *s)
@@ -671,6 +683,9 @@ void vo_image_server_free(VoImageServer *s)
     if (s->client >= 0) {
         close(s->client);
     }
+    if (s->listener >= 0) {
+        close(s->listener);
+    }
     if (s->pid > 0) {
         bool killed;
 
@@ -682,5 +697,6 @@ void vo_image_server_free(VoImageServer *s)
     }
     g_free(s->image);
     g_free(s->name);
+    g_free(s->format);
     g_free(s);
 }

@@ -65,12 +65,19 @@ gboolean vo_image_qemu_img(const char *const *args, GError **error);
 /* A qemu-nbd serving one image to one client. */
 typedef struct VoImageServer VoImageServer;
 
-/* Starts qemu-nbd on @image in @format (never probed) and connects to it.
- * Its messages call the image @name (the image the user named, when
- * @image is our overlay of it; NULL: @image). */
-VoImageServer *vo_image_serve(const char *image, const char *name,
-                              const char *format, gboolean writable,
-                              GError **error);
+/*
+ * A server of @image in @format (never probed), not started yet: its
+ * listening socket, with the client's connection already made on it, so
+ * that the client can be handed to the worker while @image is still
+ * being made.  Its messages call the image @name (the image the user
+ * named, when @image is our overlay of it; NULL: @image).
+ */
+VoImageServer *vo_image_server_new(const char *image, const char *name,
+                                   const char *format, gboolean writable,
+                                   GError **error);
+/* Starts qemu-nbd on the listening socket (socket activation); it
+ * serves the connection made by vo_image_server_new(). */
+gboolean vo_image_server_start(VoImageServer *server, GError **error);
 /* The connected client socket, for the worker; the server keeps no copy. */
 int vo_image_server_take_client(VoImageServer *server);
 /* Waits for the server to end (it does when its client is gone); FALSE

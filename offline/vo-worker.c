@@ -152,17 +152,21 @@ static char *vo_worker_path(void)
                             NULL);
 }
 
-/* Probed once: the answer does not change while we run. */
-static unsigned vo_worker_pieces(const SandboxHost *host)
+/*
+ * What the worker gets.  Until a spawn fails, what a host whose
+ * namespaces work gives (sandbox_expected()), without the probe's child;
+ * after a failed spawn, and for good, what sandbox_probe() finds.
+ */
+static unsigned vo_worker_pieces(const SandboxHost *host, gboolean probe)
 {
     static unsigned pieces;
     static gboolean probed;
 
-    if (!probed) {
+    if (probe && !probed) {
         pieces = sandbox_probe(host);
         probed = TRUE;
     }
-    return pieces;
+    return probed ? pieces : sandbox_expected(host);
 }
 
 static gboolean vo_worker_confinement_ok(unsigned pieces, GError **error)
@@ -225,7 +229,7 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
         .id_base = vo_worker_id_base,
         .namespaces = TRUE,
     };
-    unsigned pieces = vo_worker_pieces(&host);
+    unsigned pieces = vo_worker_pieces(&host, FALSE);
     g_autofree char *path = vo_worker_path();
     g_autoptr(GPtrArray) formats = g_ptr_array_new();
     g_autofree char *format_list = NULL;
@@ -266,9 +270,6 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
         g_assert(vo_worker_disk_fd(req->job, i + 1) == 3 + (int)sp.n_fds);
         fds[sp.n_fds++] = disk_fds[i + 1];
     }
-    if (!vo_worker_confinement_ok(pieces, error)) {
-        return -1;
-    }
     sp.exe_fd = open(path, O_PATH | O_CLOEXEC);
     if (sp.exe_fd < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
@@ -276,7 +277,20 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
                     g_strerror(errno));
         return -1;
     }
-    pid = sandbox_spawn(&sp);
+    /*
+     * Unprobed pieces that would be refused, or a spawn with them that
+     * failed (a host without user namespaces, say): what the probe finds
+     * decides, exactly as if it had been asked first.
+     */
+    pid = vo_worker_confinement_ok(pieces, NULL) ? sandbox_spawn(&sp) : -1;
+    if (pid < 0) {
+        sp.pieces = vo_worker_pieces(&host, TRUE);
+        if (!vo_worker_confinement_ok(sp.pieces, error)) {
+            close(sp.exe_fd);
+            return -1;
+        }
+        pid = sandbox_spawn(&sp);
+    }
     close(sp.exe_fd);
     if (pid < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
@@ -450,8 +464,8 @@ JsonObject *vo_worker_read_report(const VoWorkerRequest *req, int fd,
     return g_steal_pointer(&report);
 }
 
-/* One qemu-nbd per disk of the guest; the worker's ends of their
- * connections in @disk_fds. */
+/* One qemu-nbd per disk of the guest, not started yet; the worker's ends
+ * of their connections in @disk_fds. */
 static gboolean vo_worker_serve(const VoWorkerRequest *req,
                                 GPtrArray *servers, int *disk_fds,
                                 GError **error)
@@ -474,14 +488,24 @@ static gboolean vo_worker_serve(const VoWorkerRequest *req,
                         "no image format is called '%s'", format);
             return FALSE;
         }
-        server = vo_image_serve(i ? req->more_disks[i - 1] : req->disk,
-                                i ? req->more_images[i - 1] : req->image,
-                                format, writable, error);
+        server = vo_image_server_new(i ? req->more_disks[i - 1] : req->disk,
+                                     i ? req->more_images[i - 1] : req->image,
+                                     format, writable, error);
         if (!server) {
             return FALSE;
         }
         g_ptr_array_add(servers, server);
         disk_fds[i] = vo_image_server_take_client(server);
+    }
+    return TRUE;
+}
+
+static gboolean vo_worker_start_servers(GPtrArray *servers, GError **error)
+{
+    for (guint i = 0; i < servers->len; i++) {
+        if (!vo_image_server_start(servers->pdata[i], error)) {
+            return FALSE;
+        }
     }
     return TRUE;
 }
@@ -537,6 +561,19 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
         if (sv[0] >= 0) {
             close(sv[0]);
         }
+        return FALSE;
+    }
+    /*
+     * The worker starts (loads, confines itself, waits for qemu-nbd's
+     * greeting on its connection) while the disks are made and their
+     * servers start: neither waits for the other.
+     */
+    if ((req->prepare && !req->prepare(req->prepare_data, error)) ||
+        !vo_worker_start_servers(servers, error)) {
+        bool unused;
+
+        close(sv[0]);
+        sandbox_reap(pid, 0, &unused);
         return FALSE;
     }
     report = vo_worker_read(req, sv[0],

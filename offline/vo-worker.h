@@ -84,6 +84,14 @@ typedef struct {
     const char *const *more_formats;
     GBytes *request;        /* the scan job's request (vo-scan.h) */
     guint timeout_s;        /* 0: VO_WORKER_TIMEOUT_S */
+    /*
+     * NULL when the disks exist.  Otherwise what makes them (an apply's
+     * overlays), called once the worker is started and before qemu-nbd
+     * opens them, so that the worker's start overlaps it; when it fails,
+     * so does the job, the worker ended.
+     */
+    gboolean (*prepare)(gpointer data, GError **error);
+    gpointer prepare_data;
 } VoWorkerRequest;
 
 /* The host owner accepts running the worker with less than every piece
