@@ -120,6 +120,16 @@ static gboolean vo_hostfs_check_name(const char *name, GError **error)
     return TRUE;
 }
 
+/* The directory @dir, to act on its name @name (checked) with *at(). */
+static int vo_hostfs_open_parent(VoFs *fs, guint64 dir, const char *name,
+                                 GError **error)
+{
+    if (!vo_hostfs_check_name(name, error)) {
+        return -1;
+    }
+    return vo_hostfs_open_dir(fs, dir, error);
+}
+
 static gboolean vo_hostfs_lookup(VoFs *fs, guint64 dir, const char *name,
                                  guint64 *node, GError **error)
 {
@@ -298,10 +308,7 @@ static gboolean vo_hostfs_create(VoFs *fs, guint64 dir, const char *name,
     gboolean ok;
     int dfd, fd;
 
-    if (!vo_hostfs_check_name(name, error)) {
-        return FALSE;
-    }
-    dfd = vo_hostfs_open_dir(fs, dir, error);
+    dfd = vo_hostfs_open_parent(fs, dir, name, error);
     if (dfd < 0) {
         return FALSE;
     }
@@ -325,10 +332,7 @@ static gboolean vo_hostfs_mkdir(VoFs *fs, guint64 dir, const char *name,
     gboolean ok;
     int dfd, fd;
 
-    if (!vo_hostfs_check_name(name, error)) {
-        return FALSE;
-    }
-    dfd = vo_hostfs_open_dir(fs, dir, error);
+    dfd = vo_hostfs_open_parent(fs, dir, name, error);
     if (dfd < 0) {
         return FALSE;
     }
@@ -373,10 +377,7 @@ static gboolean vo_hostfs_unlink(VoFs *fs, guint64 dir, const char *name,
     g_autofree char *path = vo_hostfs_child(fs, dir, name);
     int dfd, rc;
 
-    if (!vo_hostfs_check_name(name, error)) {
-        return FALSE;
-    }
-    dfd = vo_hostfs_open_dir(fs, dir, error);
+    dfd = vo_hostfs_open_parent(fs, dir, name, error);
     if (dfd < 0) {
         return FALSE;
     }
@@ -411,10 +412,7 @@ static gboolean vo_hostfs_symlink(VoFs *fs, guint64 dir, const char *name,
     g_autofree char *path = vo_hostfs_child(fs, dir, name);
     int dfd;
 
-    if (!vo_hostfs_check_name(name, error)) {
-        return FALSE;
-    }
-    dfd = vo_hostfs_open_dir(fs, dir, error);
+    dfd = vo_hostfs_open_parent(fs, dir, name, error);
     if (dfd < 0) {
         return FALSE;
     }
