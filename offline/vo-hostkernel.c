@@ -158,36 +158,22 @@ static gboolean vo_hostkernel_mountable(const char *fstype)
     return g_strcmp0(fstype, "xfs") == 0 || g_strcmp0(fstype, "btrfs") == 0;
 }
 
-/* The guest's volumes, and which one the route mounts: its only XFS or
- * btrfs filesystem. */
-static VoLayout *vo_hostkernel_locate(const char *name, const char *disk,
-                                      const char *format, guint *root,
-                                      GError **error)
+VoLayout *vo_hostkernel_volumes(JsonObject *result, guint64 size,
+                                guint *root, GError **error)
 {
-    VoWorkerRequest req = {
-        .job = VO_WORKER_LOCATE,
-        .image = name,
-        .disk = disk,
-        .format = format,
-    };
-    g_autoptr(JsonObject) result = NULL;
     g_autoptr(VoLayout) layout = vo_layout_new();
+    JsonNode *node = json_object_get_member(result, "volumes");
     JsonArray *volumes;
-    guint64 size;
     guint found = 0;
 
-    if (!vo_worker_run(&req, &result, error) ||
-        !vo_image_virtual_size(disk, format, &size, error)) {
-        return NULL;
-    }
-    if (!json_object_has_member(result, "volumes") ||
-        json_array_get_length(json_object_get_array_member(
-            result, "volumes")) > VO_HOSTKERNEL_MAX_VOLUMES) {
+    if (!node || !JSON_NODE_HOLDS_ARRAY(node) ||
+        json_array_get_length(json_node_get_array(node)) >
+            VO_HOSTKERNEL_MAX_VOLUMES) {
         g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
-                    "the worker reported no volumes");
+                    "the worker reported no list of volumes");
         return NULL;
     }
-    volumes = json_object_get_array_member(result, "volumes");
+    volumes = json_node_get_array(node);
     for (guint i = 0; i < json_array_get_length(volumes); i++) {
         VoPartition *p = vo_hostkernel_volume(
             json_array_get_element(volumes, i), size, layout, error);
@@ -203,11 +189,32 @@ static VoLayout *vo_hostkernel_locate(const char *name, const char *disk,
     if (found != 1) {
         g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
                     "--host-kernel services a guest whose disk holds one "
-                    "XFS or btrfs filesystem, its root; %s holds %u",
-                    name, found);
+                    "XFS or btrfs filesystem, its root; this one holds %u",
+                    found);
         return NULL;
     }
     return g_steal_pointer(&layout);
+}
+
+/* The guest's volumes, and which one the route mounts. */
+static VoLayout *vo_hostkernel_locate(const char *name, const char *disk,
+                                      const char *format, guint *root,
+                                      GError **error)
+{
+    VoWorkerRequest req = {
+        .job = VO_WORKER_LOCATE,
+        .image = name,
+        .disk = disk,
+        .format = format,
+    };
+    g_autoptr(JsonObject) result = NULL;
+    guint64 size;
+
+    if (!vo_worker_run(&req, &result, error) ||
+        !vo_image_virtual_size(disk, format, &size, error)) {
+        return NULL;
+    }
+    return vo_hostkernel_volumes(result, size, root, error);
 }
 
 /* ---- The copy ---- */

@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 
 #include "vo-bundle.h"
+#include "vo-layout.h"
 
 G_BEGIN_DECLS
 
@@ -31,6 +32,15 @@ gboolean vo_hostkernel_run(VoHostKernelJob job, const char *name,
                            const char *owner, const char *disk,
                            const char *format, VoBundle *bundle,
                            JsonObject **report, GError **error);
+
+/*
+ * The volumes a worker's locate job reported in @result, each checked as
+ * untrusted input (a range of whole sectors inside the disk's virtual
+ * @size), and in *@root the index of the one the route mounts: the only
+ * XFS or btrfs filesystem.  NULL with @error otherwise.
+ */
+VoLayout *vo_hostkernel_volumes(JsonObject *result, guint64 size,
+                                guint *root, GError **error);
 
 /*
  * Removes the temporary copies that runs on @image (canonical) which

@@ -202,6 +202,11 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
     if (argc != 2) {
         return vo_main_usage(error, "inspect IMAGE [--disk IMAGE]...");
     }
+    if (opt_host_kernel) {
+        /* Rather than a refusal that names the option it was given. */
+        return vo_main_usage(error, "inspect does not take --host-kernel "
+                             "(apply, check and verify do)");
+    }
     images = vo_main_guest(argv[1], error);
     if (!images) {
         return FALSE;

@@ -158,6 +158,8 @@ expect_refusal "partition 1: btrfs filesystem.*--backend=libguestfs .*--host-ker
 expect_refusal --status 2 "two routes" \
     --trust-dir "$tmp/trust" apply --host-kernel --backend=libguestfs \
     "$xfs" "$tmp/fix.vmab"
+expect_refusal --status 2 "inspect does not take --host-kernel" \
+    --trust-dir "$tmp/trust" inspect --host-kernel "$xfs"
 [ "$(sha256sum <"$xfs")" = "$sum" ] || fail "a refusal changed the image"
 no_sidecars "$xfs"
 pass "XFS and btrfs refused without a route, naming --backend=libguestfs and --host-kernel"
