@@ -29,7 +29,6 @@
  */
 #define G_LOG_DOMAIN "vmaugment-offline"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/loop.h>

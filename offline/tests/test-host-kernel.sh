@@ -12,6 +12,7 @@ plan 6
 need mkfs.xfs xfsprogs
 need xfs_repair xfsprogs
 need mkfs.btrfs btrfs-progs
+need mkfs.ext4 e2fsprogs
 need btrfs btrfs-progs
 need losetup util-linux
 need unshare util-linux
@@ -59,23 +60,33 @@ guest_tree() {
     ln -s "$outside" "$d/etc/x"
 }
 
-# in_gpt FS IMAGE: FS as partition 1 (at 1 MiB) of a GPT disk, in qcow2.
+# in_gpt FS IMAGE [FS2]: FS as partition 1 (at 1 MiB) of a GPT disk, and
+# FS2 (if given) as partition 2 right after it, in qcow2.
 in_gpt() {
-    local size
-    size=$(($(stat -c %s "$1") / 1048576 + 2))
-    truncate -s "${size}M" "$tmp/disk.raw"
-    printf 'label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n' |
-        sfdisk --quiet "$tmp/disk.raw"
+    local mib size2=0 linux=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+    mib=$(($(stat -c %s "$1") / 1048576))
+    [ -z "${3:-}" ] || size2=$(($(stat -c %s "$3") / 1048576))
+    truncate -s "$((mib + size2 + 2))M" "$tmp/disk.raw"
+    {
+        printf 'label: gpt\nstart=2048, size=%dMiB, type=%s\n' "$mib" "$linux"
+        [ -z "${3:-}" ] || printf 'type=%s\n' "$linux"
+    } | sfdisk --quiet "$tmp/disk.raw"
     dd if="$1" of="$tmp/disk.raw" bs=1M seek=1 conv=sparse,notrunc \
         status=none
+    if [ -n "${3:-}" ]; then
+        dd if="$3" of="$tmp/disk.raw" bs=1M seek=$((mib + 1)) \
+            conv=sparse,notrunc status=none
+        rm -f "$3"
+    fi
     "$QEMU_IMG" convert -O qcow2 "$tmp/disk.raw" "$2"
     rm -f "$tmp/disk.raw" "$1"
 }
 
-# partition_out IMAGE FILE: partition 1 of IMAGE, copied out.
+# partition_out IMAGE FILE: partition 1 (300 MiB) of IMAGE, copied out.
 partition_out() {
     "$QEMU_IMG" convert -O raw "$1" "$tmp/whole.raw"
-    dd if="$tmp/whole.raw" of="$2" bs=1M skip=1 conv=sparse status=none
+    dd if="$tmp/whole.raw" of="$2" bs=1M skip=1 count=300 conv=sparse \
+        status=none
     rm -f "$tmp/whole.raw"
 }
 
@@ -126,9 +137,20 @@ MANIFEST_ID=escape build_bundle "$tmp/escape.vmab" \
     '{"os": {"id": "debian"}}' '
     {"op": "add", "path": "/etc/x/planted", "payload": "tool"}' ||
     fail "bundle-build escape"
+MANIFEST_ID=boot build_bundle "$tmp/boot.vmab" \
+    '{"os": {"id": "debian"}}' '
+    {"op": "add", "path": "/boot/planted", "payload": "tool"}' ||
+    fail "bundle-build boot"
 
 xfs_uuid=4f1c2a54-6d0b-4c55-9a51-0d3c2b8e7f11
 guest_tree "$tmp/xfs-tree" xfs "$xfs_uuid"
+# Its /boot is an ext4 partition of its own, which the route does not
+# mount.
+boot_uuid=6b3e4c76-8f2d-4e77-9c73-2f5e4dab9132
+echo "UUID=$boot_uuid /boot ext4 defaults 0 2" >>"$tmp/xfs-tree/etc/fstab"
+mkdir "$tmp/xfs-tree/boot"
+truncate -s 16M "$tmp/boot.ext4"
+mkfs.ext4 -q -F -U "$boot_uuid" "$tmp/boot.ext4" || fail "mkfs.ext4"
 truncate -s 300M "$tmp/root.xfs"
 mkfs.xfs -q -f -m uuid="$xfs_uuid" "$tmp/root.xfs" || fail "mkfs.xfs"
 # mkfs.xfs -p cannot make the link to an absolute host path the test
@@ -138,7 +160,7 @@ unshare -m --propagation private sh -c '
     mount -o loop,nouuid "$1" "$2" && cp -a "$3/." "$2/" && umount "$2"' \
     _ "$tmp/root.xfs" "$tmp/mnt" "$tmp/xfs-tree" || fail "populate the XFS"
 xfs=$tmp/xfs.qcow2
-in_gpt "$tmp/root.xfs" "$xfs"
+in_gpt "$tmp/root.xfs" "$xfs" "$tmp/boot.ext4"
 cp "$xfs" "$tmp/xfs-pristine.qcow2"
 
 btrfs_uuid=5a2d3b65-7e1c-4d66-8b62-1e4d3c9f8021
@@ -216,9 +238,11 @@ vo apply --host-kernel "$xfs" "$tmp/escape.vmab" >"$tmp/escape.json" \
     fail "the guest's link led a write to the host: $(ls -A "$outside")"
 [ "$rc" -eq 1 ] && grep -q "add /etc/x/planted: " "$tmp/escape.err" ||
     fail "the add below the guest's link was not refused ($rc): $(cat "$tmp/escape.err")"
-[ "$(sha256sum <"$xfs")" = "$sum" ] || fail "the refusal changed the image"
+expect_refusal "add /boot/planted: .*the guest mounts partition 2 there, and --host-kernel mounts only its root \(partition 1\)" \
+    --trust-dir "$tmp/trust" apply --host-kernel "$xfs" "$tmp/boot.vmab"
+[ "$(sha256sum <"$xfs")" = "$sum" ] || fail "the refusals changed the image"
 no_sidecars "$xfs"
-pass "a guest link to a host directory leads nothing out of the guest"
+pass "a guest link to a host directory leads nothing out of the guest; /boot on another filesystem is refused"
 
 # 5. kill -9 of vmaugment-offline while the host kernel has the filesystem
 # mounted: its child is stopped first, so that the kill lands while the
