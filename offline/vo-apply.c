@@ -4,7 +4,7 @@
  * into the image and recovery after a crash.  Nothing here reads guest
  * data: the confined worker (vo-worker.c) decides, patches and verifies,
  * or, on the route the user chose for XFS and btrfs, libguestfs's
- * appliance (vo-guestfs.c).
+ * appliance (vo-guestfs.c) or the host kernel (vo-hostkernel.c).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -21,6 +21,7 @@
 #include "servicing.h"
 #include "vo-apply.h"
 #include "vo-guestfs.h"
+#include "vo-hostkernel.h"
 #include "vo-image.h"
 #include "vo-worker.h"
 
@@ -314,10 +315,14 @@ static gboolean vo_apply_recover_locked(const char *image, GPtrArray *held,
     g_autofree char *journal_tmp = NULL;
     g_autoptr(GPtrArray) disks = NULL;
     g_autoptr(GError) local = NULL;
-    gboolean any;
+    gboolean any, copies;
 
     if (action) {
         *action = "none";
+    }
+    /* A --host-kernel copy is never part of a commit: debris, always. */
+    if (!vo_hostkernel_clean(image, &copies, error)) {
+        return FALSE;
     }
     first = vo_apply_read_link(image, &local);
     if (local) {
@@ -358,7 +363,7 @@ static gboolean vo_apply_recover_locked(const char *image, GPtrArray *held,
     if (!vo_apply_roll_back(image, &any, error)) {
         return FALSE;
     }
-    if (action && any) {
+    if (action && (any || copies)) {
         *action = "rolled-back";
     }
     return TRUE;
@@ -457,7 +462,8 @@ static void vo_apply_disk_clear(gpointer data)
 
 /* The worker's part: decide (and, unless a dry run, patch and verify) on
  * the disks' overlays or (dry run) the images themselves; with
- * VO_APPLY_LIBGUESTFS, libguestfs's appliance does the worker's part. */
+ * VO_APPLY_LIBGUESTFS, libguestfs's appliance does the worker's part, with
+ * VO_APPLY_HOST_KERNEL the host kernel (after the worker says where). */
 static gboolean vo_apply_create_overlays(gpointer data, GError **error);
 
 static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
@@ -502,6 +508,18 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
             ok = (!req.prepare || req.prepare(req.prepare_data, error)) &&
                  vo_guestfs_run(req.image, req.disk, req.format, bundle,
                                 dry_run, &worker, error);
+        }
+    } else if (flags & VO_APPLY_HOST_KERNEL) {
+        if (disks->len != 1) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "--host-kernel services guests of one disk");
+            ok = FALSE;
+        } else {
+            ok = (!req.prepare || req.prepare(req.prepare_data, error)) &&
+                 vo_hostkernel_run(dry_run ? VO_HOSTKERNEL_CHECK
+                                           : VO_HOSTKERNEL_APPLY,
+                                   req.image, first->image, req.disk,
+                                   req.format, bundle, &worker, error);
         }
     } else {
         ok = vo_worker_run(&req, &worker, error);

@@ -120,8 +120,7 @@ static gboolean vo_guestfs_load(GError **error)
 
 typedef struct {
     guestfs_h *g;
-    GPtrArray *paths;       /* node - 1 -> appliance path */
-    GHashTable *nodes;      /* path -> node */
+    VoFsPaths paths;        /* appliance paths */
 } VoGuestfsFs;
 
 static gboolean vo_guestfs_fail(guestfs_h *g, const char *what,
@@ -148,23 +147,7 @@ static VoGuestfsFs *vo_guestfs_priv(VoFs *fs)
 
 static const char *vo_guestfs_path(VoFs *fs, guint64 node)
 {
-    VoGuestfsFs *p = vo_guestfs_priv(fs);
-
-    g_return_val_if_fail(node >= 1 && node <= p->paths->len, "/");
-    return p->paths->pdata[node - 1];
-}
-
-static guint64 vo_guestfs_intern(VoGuestfsFs *p, char *path)
-{
-    gpointer node;
-
-    if (g_hash_table_lookup_extended(p->nodes, path, NULL, &node)) {
-        g_free(path);
-        return GPOINTER_TO_SIZE(node);
-    }
-    g_ptr_array_add(p->paths, path);
-    g_hash_table_insert(p->nodes, path, GSIZE_TO_POINTER(p->paths->len));
-    return p->paths->len;
+    return vo_fs_paths_get(&vo_guestfs_priv(fs)->paths, node, "/");
 }
 
 static char *vo_guestfs_child(VoFs *fs, guint64 dir, const char *name)
@@ -185,7 +168,7 @@ static gboolean vo_guestfs_lookup(VoFs *fs, guint64 dir, const char *name,
         return vo_guestfs_fail(p->g, "lstat", path, error);
     }
     guestfs_free_statns(st);
-    *node = vo_guestfs_intern(p, g_steal_pointer(&path));
+    *node = vo_fs_paths_intern(&p->paths, g_steal_pointer(&path));
     return TRUE;
 }
 
@@ -199,20 +182,7 @@ static gboolean vo_guestfs_stat(VoFs *fs, guint64 node, VoStat *out,
     if (!st) {
         return vo_guestfs_fail(p->g, "lstat", path, error);
     }
-    switch (st->st_mode & S_IFMT) {
-    case S_IFREG:
-        out->type = VO_NODE_REGULAR;
-        break;
-    case S_IFDIR:
-        out->type = VO_NODE_DIRECTORY;
-        break;
-    case S_IFLNK:
-        out->type = VO_NODE_SYMLINK;
-        break;
-    default:
-        out->type = VO_NODE_OTHER;
-        break;
-    }
+    out->type = vo_fs_node_type(st->st_mode);
     out->mode = st->st_mode & 07777;
     out->uid = st->st_uid;
     out->gid = st->st_gid;
@@ -466,8 +436,7 @@ static void vo_guestfs_close_fs(VoFs *fs)
 {
     VoGuestfsFs *p = vo_guestfs_priv(fs);
 
-    g_hash_table_unref(p->nodes);
-    g_ptr_array_unref(p->paths);
+    vo_fs_paths_clear(&p->paths);
     g_free(p);
     g_free(fs);
 }
@@ -501,14 +470,13 @@ static VoGuest *vo_guestfs_guest(guestfs_h *g, const char *image,
     VoMount *m = g_new0(VoMount, 1);
 
     p->g = g;
-    p->paths = g_ptr_array_new_with_free_func(g_free);
-    p->nodes = g_hash_table_new(g_str_hash, g_str_equal);
+    vo_fs_paths_init(&p->paths);
     fs->ops = &vo_guestfs_ops;
     fs->type = g_intern_string(type);
     fs->writable = writable;
     fs->has_owners = TRUE;
     fs->priv = p;
-    fs->root = vo_guestfs_intern(p, g_strdup("/"));
+    fs->root = vo_fs_paths_intern(&p->paths, g_strdup("/"));
     guest->image = g_strdup(image);
     guest->family = g_strdup("linux");
     guest->filesystems = g_ptr_array_new_with_free_func(
@@ -632,20 +600,6 @@ fail:
     return NULL;
 }
 
-/* The instructions this route carries out: files only. */
-static gboolean vo_guestfs_check_bundle(VoBundle *bundle, GError **error)
-{
-    if ((bundle->registry && bundle->registry->len) ||
-        (bundle->packages && bundle->packages->len)) {
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                    "bundle %s has registry or package instructions, which "
-                    "--backend=libguestfs does not carry out (only file "
-                    "instructions)", bundle->id);
-        return FALSE;
-    }
-    return TRUE;
-}
-
 static gboolean vo_guestfs_job(guestfs_h *g, const char *root,
                                const char *image, VoBundle *bundle,
                                gboolean dry_run, JsonBuilder *b,
@@ -702,7 +656,8 @@ gboolean vo_guestfs_run(const char *image, const char *disk,
     gboolean ok;
 
     *report = NULL;
-    if (!vo_guestfs_check_bundle(bundle, error) || !vo_guestfs_load(error)) {
+    if (!vo_patch_check_files_only(bundle, "--backend=libguestfs", error) ||
+        !vo_guestfs_load(error)) {
         return FALSE;
     }
     g_debug("%s: launching the libguestfs appliance", image);

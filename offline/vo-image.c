@@ -385,6 +385,34 @@ char *vo_image_probe_format(const char *image, const char *format,
     return g_strdup(json_object_get_string_member(obj, "format"));
 }
 
+gboolean vo_image_virtual_size(const char *image, const char *format,
+                               guint64 *size, GError **error)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autofree char *out = NULL;
+    const char *args[] = {
+        "info", "--output=json", "-U", "-f", format, image, NULL,
+    };
+    JsonNode *root, *vsize;
+
+    if (!vo_image_run(args, &vo_image_info_limits, &out, error) ||
+        !json_parser_load_from_data(parser, out, -1, error)) {
+        return FALSE;
+    }
+    root = json_parser_get_root(parser);
+    vsize = JSON_NODE_HOLDS_OBJECT(root)
+                ? json_object_get_member(json_node_get_object(root),
+                                         "virtual-size")
+                : NULL;
+    if (!vsize || json_node_get_value_type(vsize) != G_TYPE_INT64 ||
+        json_node_get_int(vsize) < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "qemu-img info gave no virtual size for %s", image);
+        return FALSE;
+    }
+    *size = json_node_get_int(vsize);
+    return TRUE;
+}
 
 gboolean vo_image_check_overlay(const char *overlay, const char *image,
                                 GError **error)

@@ -59,6 +59,11 @@ gboolean vo_image_check_overlay(const char *overlay, const char *image,
 char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error);
 
+/* The virtual size of @image in @format (never probed), in bytes: what
+ * the parent checks a worker's offsets against. */
+gboolean vo_image_virtual_size(const char *image, const char *format,
+                               guint64 *size, GError **error);
+
 /* Runs qemu-img with @args (after the program name) under its limits. */
 gboolean vo_image_qemu_img(const char *const *args, GError **error);
 

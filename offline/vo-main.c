@@ -16,6 +16,7 @@
 #include "vo-image.h"
 #include "vo-batch.h"
 #include "vo-batch-apt.h"
+#include "vo-hostkernel.h"
 #include "vo-inventory.h"
 #include "vo-libvirt.h"
 #include "vo-ovf.h"
@@ -222,6 +223,11 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
     if (argc != 2) {
         return vo_main_usage(error, "inspect IMAGE [--disk IMAGE]...");
     }
+    if (opt_host_kernel) {
+        /* Rather than a refusal that names the option it was given. */
+        return vo_main_usage(error, "inspect does not take --host-kernel "
+                             "(apply, check and verify do)");
+    }
     images = vo_main_guest(argv[1], error);
     if (!images) {
         return FALSE;
@@ -334,10 +340,12 @@ static gboolean vo_main_bundle_failed(const char *image, const char *bundle,
 static gboolean vo_main_route(VoApplyFlags *flags, GError **error)
 {
     if (opt_host_kernel) {
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                    "--host-kernel is not available in this version; "
-                    "--backend=libguestfs services XFS and btrfs");
-        return FALSE;
+        if (opt_backend && !g_str_equal(opt_backend, "native")) {
+            return vo_main_usage(error, "--host-kernel and --backend are "
+                                 "two routes; choose one");
+        }
+        *flags |= VO_APPLY_HOST_KERNEL;
+        return TRUE;
     }
     if (!opt_backend || g_str_equal(opt_backend, "native")) {
         return TRUE;
@@ -360,8 +368,8 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
 
     if (argc != 3) {
         return vo_main_usage(error, "apply [--dry-run] "
-                             "[--backend=libguestfs] IMAGE [--disk IMAGE]... "
-                             "BUNDLE");
+                             "[--backend=libguestfs | --host-kernel] IMAGE "
+                             "[--disk IMAGE]... BUNDLE");
     }
     images = vo_main_guest(argv[1], error);
     if (!images) {
@@ -411,7 +419,8 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
     gboolean ok;
 
     if (argc != 3) {
-        return vo_main_usage(error, "verify IMAGE [--disk IMAGE]... BUNDLE");
+        return vo_main_usage(error, "verify [--host-kernel] IMAGE "
+                             "[--disk IMAGE]... BUNDLE");
     }
     images = vo_main_guest(argv[1], error);
     if (!images) {
@@ -433,7 +442,19 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
     }
     vo_main_request(&req, images, formats);
     req.bundle = bundle;
-    ok = vo_worker_run(&req, &result, error);
+    if (opt_host_kernel) {
+        g_autofree char *owner = g_canonicalize_filename(image, NULL);
+
+        ok = images->len == 1
+                 ? vo_hostkernel_run(VO_HOSTKERNEL_VERIFY, image, owner,
+                                     image, formats->pdata[0], bundle,
+                                     &result, error)
+                 : (g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                                "--host-kernel services guests of one "
+                                "disk"), FALSE);
+    } else {
+        ok = vo_worker_run(&req, &result, error);
+    }
     if (!result) {
         return FALSE;
     }
@@ -975,8 +996,9 @@ int main(int argc, char **argv)
           "apply, check: native (default) or libguestfs, whose appliance "
           "VM reads and writes XFS and btrfs", "NAME" },
         { "host-kernel", 0, 0, G_OPTION_ARG_NONE, &opt_host_kernel,
-          "apply, check: mount XFS and btrfs with the host's kernel "
-          "(trusted images only; not available yet)", NULL },
+          "apply, check, verify: XFS and btrfs mounted by the host's "
+          "kernel from a copy of the partition (trusted images only; "
+          "root)", NULL },
         { "key", 0, 0, G_OPTION_ARG_FILENAME, &opt_key,
           "bundle-build, batch --apt-source: signing key (PKCS#8 PEM)",
           "FILE" },

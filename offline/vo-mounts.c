@@ -289,7 +289,7 @@ out:
     return ok;
 }
 
-static gboolean vo_mounts_read_fstab(VoGuest *guest, GError **error)
+gboolean vo_mounts_read_fstab(VoGuest *guest, GError **error)
 {
     g_autoptr(GBytes) data = NULL;
     g_autoptr(GError) local = NULL;

@@ -510,3 +510,16 @@ gboolean vo_patch_decide(VoBundle *bundle, VoGuest *guest,
     return TRUE;
 }
 
+gboolean vo_patch_check_files_only(VoBundle *bundle, const char *route,
+                                   GError **error)
+{
+    if ((bundle->registry && bundle->registry->len) ||
+        (bundle->packages && bundle->packages->len)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "bundle %s has registry or package instructions, which "
+                    "%s does not carry out (only file instructions)",
+                    bundle->id, route);
+        return FALSE;
+    }
+    return TRUE;
+}

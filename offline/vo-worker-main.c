@@ -157,6 +157,60 @@ static gboolean vo_worker_verify(VoWorker *w, JsonBuilder *b, GError **error)
     return ok;
 }
 
+static void vo_worker_member_str(JsonBuilder *b, const char *name,
+                                 const char *value)
+{
+    if (value) {
+        /* Labels are the guest's bytes; the report is UTF-8. */
+        g_autofree char *text = g_utf8_make_valid(value, -1);
+
+        json_builder_set_member_name(b, name);
+        json_builder_add_string_value(b, text);
+    }
+}
+
+/*
+ * Where each partition, whole-disk filesystem and logical volume of the
+ * guest's disks lies, and what libblkid found on it: the --host-kernel
+ * route (vo-hostkernel.c) copies one out and lets the host kernel mount
+ * it, so that the parent itself never parses a partition table.
+ */
+static gboolean vo_worker_locate(VoDisk *const *disks, guint n,
+                                 JsonBuilder *b, GError **error)
+{
+    json_builder_set_member_name(b, "volumes");
+    json_builder_begin_array(b);
+    for (guint d = 0; d < n; d++) {
+        g_autoptr(VoLayout) layout = vo_layout_scan(disks[d], error);
+
+        if (!layout) {
+            return FALSE;
+        }
+        for (guint i = 0; i < layout->partitions->len; i++) {
+            VoPartition *p = layout->partitions->pdata[i];
+
+            json_builder_begin_object(b);
+            json_builder_set_member_name(b, "disk");
+            json_builder_add_int_value(b, d);
+            json_builder_set_member_name(b, "number");
+            json_builder_add_int_value(b, p->number);
+            json_builder_set_member_name(b, "offset");
+            json_builder_add_int_value(b, p->offset);
+            json_builder_set_member_name(b, "size");
+            json_builder_add_int_value(b, p->size);
+            vo_worker_member_str(b, "fstype", p->fstype);
+            vo_worker_member_str(b, "fs_uuid", p->fs_uuid);
+            vo_worker_member_str(b, "fs_label", p->fs_label);
+            vo_worker_member_str(b, "part_uuid", p->part_uuid);
+            vo_worker_member_str(b, "part_label", p->part_label);
+            vo_worker_member_str(b, "volume", p->volume);
+            json_builder_end_object(b);
+        }
+    }
+    json_builder_end_array(b);
+    return TRUE;
+}
+
 #ifdef VO_WORKER_TEST_HOOKS
 static void vo_worker_test_write(const void *data, gsize len)
 {
@@ -373,6 +427,14 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
         g_propagate_error(error, g_steal_pointer(&w->engine_error));
         return FALSE;
     }
+    if (w->job == VO_WORKER_LOCATE) {
+        gboolean ok = vo_worker_locate(disks, n, b, error);
+
+        for (guint i = 0; i < n; i++) {
+            vo_disk_free(disks[i]);
+        }
+        return ok;
+    }
     w->guest = vo_mounts_open_disks(disks, n, w->image, error);
     if (!w->guest) {
         return FALSE;
@@ -396,6 +458,8 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
         return vo_worker_packages(w, b, error);
     case VO_WORKER_SCAN:
         return vo_worker_scan(w, b, error);
+    case VO_WORKER_LOCATE:
+        break;
     }
     g_assert_not_reached();
 }

@@ -35,6 +35,7 @@ static const char *const vo_worker_jobs[] = {
     [VO_WORKER_VERIFY] = "verify",
     [VO_WORKER_PACKAGES] = "packages",
     [VO_WORKER_SCAN] = "scan",
+    [VO_WORKER_LOCATE] = "locate",
 };
 
 /* What each job may report, besides "error". */
@@ -62,6 +63,8 @@ static const struct {
     { "dpkg", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_PACKAGES },
     /* Checked member by member by vo_scan_check_report(). */
     { "scan", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_SCAN },
+    /* Checked volume by volume by vo_hostkernel_volume(). */
+    { "volumes", JSON_NODE_ARRAY, 0, 1 << VO_WORKER_LOCATE },
 };
 
 /* Statuses a decision may end with (vo_patch_decide()), and the worker's
@@ -87,7 +90,7 @@ const char *vo_worker_job_name(VoWorkerJob job)
 gboolean vo_worker_job_has_bundle(VoWorkerJob job)
 {
     return job != VO_WORKER_INSPECT && job != VO_WORKER_PACKAGES &&
-           job != VO_WORKER_SCAN;
+           job != VO_WORKER_SCAN && job != VO_WORKER_LOCATE;
 }
 
 int vo_worker_job_fds(VoWorkerJob job)

@@ -23,6 +23,9 @@ typedef enum {
     VO_WORKER_VERIFY,       /* "instructions", "verified" */
     VO_WORKER_PACKAGES,     /* "dpkg" (vo-dpkg-status.h) */
     VO_WORKER_SCAN,         /* "scan" (vo-scan.h) */
+    /* "volumes": where each filesystem lies, for the --host-kernel route
+     * (vo-hostkernel.h), which mounts one the worker cannot write. */
+    VO_WORKER_LOCATE,
 } VoWorkerJob;
 
 /* The worker's descriptors, in this order; a guest's second and later

@@ -3,7 +3,8 @@
  * privileged parent of vmaugment-offline (vo-wire.h): any bytes, read by
  * the parent's own checks (vo_worker_read_report()) for each job.  A
  * report that passes holds only the members its job may report, each of
- * its type (docs/offline.rst, "Confinement").
+ * its type (docs/offline.rst, "Confinement"); the volumes of a locate
+ * job then go through the --host-kernel route's checks.
  * Build with clang -fsanitize=fuzzer; fuzz-run.c replays a corpus in
  * ordinary builds.
  *
@@ -13,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "vo-hostkernel.h"
 #include "vo-worker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -21,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* The first byte picks the job; the rest is the stream. */
     VoWorkerRequest req = {
-        .job = size > 0 ? data[0] % 4 : VO_WORKER_INSPECT,
+        .job = size > 0 ? data[0] % (VO_WORKER_LOCATE + 1)
+                        : VO_WORKER_INSPECT,
         .image = "fuzz.qcow2",
     };
     int fd = memfd_create("fuzz-worker-report", MFD_CLOEXEC);
@@ -46,6 +49,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (report && req.job == VO_WORKER_INSPECT &&
             json_object_has_member(report, "inventory")) {
             g_assert(json_object_get_object_member(report, "inventory"));
+        }
+        if (report && req.job == VO_WORKER_LOCATE) {
+            g_autoptr(GError) local = NULL;
+            g_autoptr(VoLayout) layout = NULL;
+            guint root = G_MAXUINT;
+
+            /* A disk of 1 GiB: every volume accepted lies inside it. */
+            layout = vo_hostkernel_volumes(report, 1ull << 30, &root,
+                                           &local);
+            g_assert((layout != NULL) == (local == NULL));
+            for (guint i = 0; layout && i < layout->partitions->len; i++) {
+                VoPartition *p = layout->partitions->pdata[i];
+
+                g_assert(p->size > 0 && p->offset % 512 == 0 &&
+                         p->offset + p->size <= (1ull << 30));
+            }
+            g_assert(!layout || root < layout->partitions->len);
         }
     }
     close(fd);
