@@ -4,7 +4,7 @@
  * into the image and recovery after a crash.  Nothing here reads guest
  * data: the confined worker (vo-worker.c) decides, patches and verifies,
  * or, on the route the user chose for XFS and btrfs, libguestfs's
- * appliance (vo-guestfs.c).
+ * appliance (vo-guestfs.c) or the host kernel (vo-hostkernel.c).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -21,6 +21,7 @@
 #include "servicing.h"
 #include "vo-apply.h"
 #include "vo-guestfs.h"
+#include "vo-hostkernel.h"
 #include "vo-image.h"
 #include "vo-worker.h"
 
@@ -314,10 +315,14 @@ static gboolean vo_apply_recover_locked(const char *image, GPtrArray *held,
     g_autofree char *journal_tmp = NULL;
     g_autoptr(GPtrArray) disks = NULL;
     g_autoptr(GError) local = NULL;
-    gboolean any;
+    gboolean any, copies;
 
     if (action) {
         *action = "none";
+    }
+    /* A --host-kernel copy is never part of a commit: debris, always. */
+    if (!vo_hostkernel_clean(image, &copies, error)) {
+        return FALSE;
     }
     first = vo_apply_read_link(image, &local);
     if (local) {
@@ -358,7 +363,7 @@ static gboolean vo_apply_recover_locked(const char *image, GPtrArray *held,
     if (!vo_apply_roll_back(image, &any, error)) {
         return FALSE;
     }
-    if (action && any) {
+    if (action && (any || copies)) {
         *action = "rolled-back";
     }
     return TRUE;
@@ -457,7 +462,10 @@ static void vo_apply_disk_clear(gpointer data)
 
 /* The worker's part: decide (and, unless a dry run, patch and verify) on
  * the disks' overlays or (dry run) the images themselves; with
- * VO_APPLY_LIBGUESTFS, libguestfs's appliance does the worker's part. */
+ * VO_APPLY_LIBGUESTFS, libguestfs's appliance does the worker's part, with
+ * VO_APPLY_HOST_KERNEL the host kernel (after the worker says where). */
+static gboolean vo_apply_create_overlays(gpointer data, GError **error);
+
 static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
                                    VoApplyFlags flags, JsonBuilder *report,
                                    const char **status, GError **error)
@@ -478,6 +486,9 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
         .more_images = names,
         .more_disks = files,
         .more_formats = formats,
+        /* An apply's overlays are made while its worker starts. */
+        .prepare = dry_run ? NULL : vo_apply_create_overlays,
+        .prepare_data = disks,
     };
     gboolean ok;
 
@@ -489,12 +500,27 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
         formats[i - 1] = dry_run ? d->format : "qcow2";
     }
     if (flags & VO_APPLY_LIBGUESTFS) {
-        ok = disks->len == 1
-                 ? vo_guestfs_run(req.image, req.disk, req.format, bundle,
-                                  dry_run, &worker, error)
-                 : (g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                                "--backend=libguestfs services guests of "
-                                "one disk"), FALSE);
+        if (disks->len != 1) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "--backend=libguestfs services guests of one disk");
+            ok = FALSE;
+        } else {
+            ok = (!req.prepare || req.prepare(req.prepare_data, error)) &&
+                 vo_guestfs_run(req.image, req.disk, req.format, bundle,
+                                dry_run, &worker, error);
+        }
+    } else if (flags & VO_APPLY_HOST_KERNEL) {
+        if (disks->len != 1) {
+            g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                        "--host-kernel services guests of one disk");
+            ok = FALSE;
+        } else {
+            ok = (!req.prepare || req.prepare(req.prepare_data, error)) &&
+                 vo_hostkernel_run(dry_run ? VO_HOSTKERNEL_CHECK
+                                           : VO_HOSTKERNEL_APPLY,
+                                   req.image, first->image, req.disk,
+                                   req.format, bundle, &worker, error);
+        }
     } else {
         ok = vo_worker_run(&req, &worker, error);
     }
@@ -594,9 +620,11 @@ static gboolean vo_apply_open_disks(GArray *disks,
     return TRUE;
 }
 
-/* Links the later disks to the first, then creates every overlay. */
-static gboolean vo_apply_create_overlays(GArray *disks, GError **error)
+/* Links the later disks of @data (a GArray of VoApplyDisk) to the first,
+ * then creates every overlay. */
+static gboolean vo_apply_create_overlays(gpointer data, GError **error)
 {
+    GArray *disks = data;
     VoApplyDisk *first = &g_array_index(disks, VoApplyDisk, 0);
 
     for (guint i = 1; i < disks->len; i++) {
@@ -680,13 +708,9 @@ gboolean vo_apply_image(const char *const *images, guint n_images,
         vo_apply_status(report, status);
         return ok;
     }
-    if (!vo_apply_create_overlays(disks, error)) {
-        vo_apply_drop(disks);
-        vo_apply_status(report, "error");
-        return FALSE;
-    }
     /*
-     * From here until the journal exists, any end means: drop the
+     * From the overlays' creation (by vo_apply_in_worker(), while the
+     * worker starts) until the journal exists, any end means: drop the
      * overlays.  The worker decides on the images through the still-empty
      * overlays, so the decision and the patch see exactly the same bytes,
      * and verifies what reached every overlay before anything is

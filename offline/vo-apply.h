@@ -16,6 +16,8 @@ typedef enum {
     VO_APPLY_DRY_RUN = 1 << 0,
     /* --backend=libguestfs: the appliance reads and writes the guest. */
     VO_APPLY_LIBGUESTFS = 1 << 1,
+    /* --host-kernel: the host kernel mounts a copy of the filesystem. */
+    VO_APPLY_HOST_KERNEL = 1 << 2,
 } VoApplyFlags;
 
 /*

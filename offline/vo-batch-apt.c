@@ -120,13 +120,8 @@ JsonNode *vo_batch_apt_run(const VoBatchAptOptions *opts, GPtrArray *targets,
     const char *dir = opts->batch.report_dir;
     g_autofree char *debs = g_build_filename(dir, "debs", NULL);
     g_autofree char *plan_path = g_build_filename(dir, "plan.json", NULL);
-    g_autoptr(GPtrArray) images = g_ptr_array_new();
-    g_autoptr(GPtrArray) formats = g_ptr_array_new_with_free_func(g_free);
-    /* Per planned image, its guest's later disks and their formats. */
-    g_autoptr(GPtrArray) more = g_ptr_array_new_with_free_func(
-        (GDestroyNotify)g_strfreev);
-    g_autoptr(GPtrArray) more_formats = g_ptr_array_new_with_free_func(
-        (GDestroyNotify)g_strfreev);
+    g_autoptr(GPtrArray) guests = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_plan_guest_free);
     g_autoptr(GPtrArray) planned = g_ptr_array_new();  /* target indexes */
     g_autoptr(GPtrArray) none = g_ptr_array_new();
     g_autoptr(JsonNode) plan = NULL;
@@ -146,9 +141,7 @@ JsonNode *vo_batch_apt_run(const VoBatchAptOptions *opts, GPtrArray *targets,
     for (guint i = 0; i < targets->len; i++) {
         VoBatchTarget *t = targets->pdata[i];
         g_autoptr(GError) local = NULL;
-        guint n_more = t->more ? t->more->len : 0;
-        g_auto(GStrv) disks = g_new0(char *, n_more + 1);
-        g_auto(GStrv) disk_formats = g_new0(char *, n_more + 1);
+        g_autoptr(VoPlanGuest) guest = NULL;
         char *format;
 
         if (t->skip_status) {
@@ -157,19 +150,21 @@ JsonNode *vo_batch_apt_run(const VoBatchAptOptions *opts, GPtrArray *targets,
         format = vo_image_open_format(t->path,
                                       t->format ? t->format : opts->format,
                                       FALSE, &local);
+        guest = format ? vo_plan_guest_new(t->path, format) : NULL;
         /* The /var with the package set may be on any of the guest's
          * disks: each is checked as the first is. */
-        for (guint k = 0; format && k < n_more; k++) {
+        for (guint k = 0; guest && t->more && k < t->more->len; k++) {
             VoBatchDisk *d = t->more->pdata[k];
 
-            disks[k] = g_strdup(d->path);
-            disk_formats[k] = vo_image_open_format(d->path, d->format, FALSE,
-                                                   &local);
-            if (!disk_formats[k]) {
-                g_clear_pointer(&format, g_free);
+            format = vo_image_open_format(
+                d->path, d->format ? d->format : opts->format, FALSE, &local);
+            if (!format) {
+                g_clear_pointer(&guest, vo_plan_guest_free);
+                break;
             }
+            vo_plan_guest_add_disk(guest, d->path, format);
         }
-        if (!format) {
+        if (!guest) {
             gboolean in_use = g_error_matches(local, VO_ERROR,
                                               VO_ERROR_IN_USE);
 
@@ -177,21 +172,14 @@ JsonNode *vo_batch_apt_run(const VoBatchAptOptions *opts, GPtrArray *targets,
                               g_strdup(local->message));
             continue;
         }
-        g_ptr_array_add(images, t->path);
-        g_ptr_array_add(formats, format);
-        g_ptr_array_add(more, g_steal_pointer(&disks));
-        g_ptr_array_add(more_formats, g_steal_pointer(&disk_formats));
+        g_ptr_array_add(guests, g_steal_pointer(&guest));
         g_ptr_array_add(planned, GUINT_TO_POINTER(i));
     }
-    unread = g_new0(char *, images->len + 1);
-    popts.images = (char **)images->pdata;
-    popts.formats = (char **)formats->pdata;
-    popts.n_images = images->len;
-    popts.more_disks = (char ***)more->pdata;
-    popts.more_formats = (char ***)more_formats->pdata;
+    unread = g_new0(char *, guests->len + 1);
+    popts.guests = guests;
     popts.unread = unread;
-    plan = images->len ? vo_plan_run(&popts, &plan_error) : NULL;
-    for (guint i = 0; i < images->len; i++) {
+    plan = guests->len ? vo_plan_run(&popts, &plan_error) : NULL;
+    for (guint i = 0; i < guests->len; i++) {
         VoBatchTarget *t = targets->pdata[GPOINTER_TO_UINT(
             planned->pdata[i])];
 

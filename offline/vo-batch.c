@@ -68,13 +68,34 @@ static gboolean vo_batch_scan_dir(const char *dir, const char *suffix,
     return TRUE;
 }
 
+/* The OVF @path as one target: its first disk, the others with it. */
+static gboolean vo_batch_add_ovf(GPtrArray *targets, const char *path,
+                                 GError **error)
+{
+    g_autoptr(GPtrArray) disks = vo_ovf_disks(path, error);
+    VoBatchTarget *t;
+
+    if (!disks) {
+        return FALSE;
+    }
+    t = vo_batch_target_new(disks->pdata[0]);
+    for (guint j = 1; j < disks->len; j++) {
+        vo_batch_target_add_disk(t, disks->pdata[j], NULL, NULL);
+    }
+    g_ptr_array_add(targets, t);
+    return TRUE;
+}
+
 GPtrArray *vo_batch_collect(char **sources, GError **error)
 {
+    g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_batch_target_free);
     g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
 
     for (guint i = 0; sources[i]; i++) {
         const char *src = sources[i];
 
+        g_ptr_array_set_size(images, 0);
         if (src[0] == '@') {
             g_autofree char *text = NULL;
             g_auto(GStrv) lines = NULL;
@@ -92,18 +113,18 @@ GPtrArray *vo_batch_collect(char **sources, GError **error)
             for (guint j = 0; lines[j]; j++) {
                 char *line = g_strstrip(lines[j]);
 
-                if (*line && line[0] != '#') {
-                    g_ptr_array_add(images, g_strdup(line));
+                if (g_str_has_suffix(line, ".ovf")) {
+                    if (!vo_batch_add_ovf(targets, line, error)) {
+                        return NULL;
+                    }
+                } else if (*line && line[0] != '#') {
+                    g_ptr_array_add(targets, vo_batch_target_new(line));
                 }
             }
         } else if (g_str_has_suffix(src, ".ovf")) {
-            g_autoptr(GPtrArray) disks = vo_ovf_disks(src, error);
-
-            if (!disks) {
+            /* An OVF's disks are one guest's, serviced together. */
+            if (!vo_batch_add_ovf(targets, src, error)) {
                 return NULL;
-            }
-            for (guint j = 0; j < disks->len; j++) {
-                g_ptr_array_add(images, g_strdup(disks->pdata[j]));
             }
         } else if (g_file_test(src, G_FILE_TEST_IS_DIR)) {
             if (!vo_batch_scan_dir(src, NULL, images, error)) {
@@ -112,8 +133,11 @@ GPtrArray *vo_batch_collect(char **sources, GError **error)
         } else {
             g_ptr_array_add(images, g_strdup(src));
         }
+        for (guint j = 0; j < images->len; j++) {
+            g_ptr_array_add(targets, vo_batch_target_new(images->pdata[j]));
+        }
     }
-    return g_steal_pointer(&images);
+    return g_steal_pointer(&targets);
 }
 
 VoBatchTarget *vo_batch_target_new(const char *path)
@@ -518,13 +542,18 @@ static JsonNode *vo_batch_image_node(VoBatchJob *job)
         for (guint i = 0; i < job->target->more->len; i++) {
             VoBatchDisk *d = job->target->more->pdata[i];
 
+            /* An OVF's disks have no target device, and are probed. */
             json_builder_begin_object(jb);
             json_builder_set_member_name(jb, "image");
             json_builder_add_string_value(jb, d->path);
-            json_builder_set_member_name(jb, "disk");
-            json_builder_add_string_value(jb, d->disk);
-            json_builder_set_member_name(jb, "format");
-            json_builder_add_string_value(jb, d->format);
+            if (d->disk) {
+                json_builder_set_member_name(jb, "disk");
+                json_builder_add_string_value(jb, d->disk);
+            }
+            if (d->format) {
+                json_builder_set_member_name(jb, "format");
+                json_builder_add_string_value(jb, d->format);
+            }
             json_builder_end_object(jb);
         }
         json_builder_end_array(jb);

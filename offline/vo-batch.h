@@ -34,11 +34,12 @@ typedef struct {
  * others in @more, applied together as a guest of several disks.  An
  * image planned with apt (vo-batch-apt.h) has its group's bundle of its
  * own and reports its group. */
-/* A later disk of a guest of several disks (a libvirt domain's). */
+/* A later disk of a guest of several disks (a libvirt domain's, an
+ * OVF's). */
 typedef struct {
     char *path;
-    char *format;
-    char *disk;             /* its target device */
+    char *format;           /* NULL: probed */
+    char *disk;             /* its target device; NULL for an OVF's */
 } VoBatchDisk;
 
 typedef struct {
@@ -62,8 +63,10 @@ void vo_batch_target_add_disk(VoBatchTarget *t, const char *path,
                               const char *format, const char *disk);
 void vo_batch_target_free(VoBatchTarget *t);
 
-/* Expands directories (image files directly inside, hidden ones skipped)
- * and @list files (one path per line) into image paths. */
+/* Expands directories (image files directly inside, hidden ones skipped),
+ * @list files (one path per line) and OVF descriptors into targets
+ * (VoBatchTarget*): an OVF's disks are one target, a guest of several
+ * disks. */
 GPtrArray *vo_batch_collect(char **sources, GError **error);
 
 /* Sorted *.vmab files of @dir. */

@@ -73,15 +73,11 @@ gboolean vo_dpkg_check_admindir(VoGuest *guest, GError **error)
     };
 
     /* dpkg would follow links here; we would then write where the guest
-     * pointed, so only real directories are accepted. */
+     * pointed, so only real directories are accepted (a /var of its own
+     * is its filesystem's root directory). */
     for (guint i = 0; i < G_N_ELEMENTS(dirs); i++) {
         g_auto(VoPath) p = { 0 };
 
-        /* A /var of its own: where it is mounted is its root directory
-         * (and the paths below check that the mount is usable). */
-        if (vo_guest_is_mount_point(guest, dirs[i])) {
-            continue;
-        }
         if (!vo_guest_resolve(guest, dirs[i], FALSE, &p, error)) {
             return FALSE;
         }

@@ -109,6 +109,25 @@ typedef struct {
     VoFs *(*open)(VoDisk *disk, const VoPartition *part, GError **error);
 } VoFsDriver;
 
+/*
+ * Nodes named by their paths, for the drivers that reach a filesystem
+ * through paths (vo-guestfs.c, vo-hostfs.c): node n is the n-th path
+ * interned, from 1.
+ */
+typedef struct {
+    GPtrArray *paths;       /* node - 1 -> path */
+    GHashTable *nodes;      /* path -> node */
+} VoFsPaths;
+
+void vo_fs_paths_init(VoFsPaths *t);
+void vo_fs_paths_clear(VoFsPaths *t);
+/* The node of @path (taken). */
+guint64 vo_fs_paths_intern(VoFsPaths *t, char *path);
+/* The path of @node, or @fallback for a node never interned. */
+const char *vo_fs_paths_get(VoFsPaths *t, guint64 node, const char *fallback);
+/* The type of a POSIX st_mode. */
+VoNodeType vo_fs_node_type(guint32 st_mode);
+
 /* The driver for @fstype (may be NULL), or NULL when none reads it. */
 const VoFsDriver *vo_fs_driver_for(const char *fstype);
 

@@ -217,11 +217,16 @@ static void vo_guest_push_front(GQueue *todo, const char *path)
     }
 }
 
-gboolean vo_guest_is_mount_point(VoGuest *guest, const char *path)
+gboolean vo_path_check_not_mount(const VoPath *path, GError **error)
 {
-    g_autofree char *norm = vo_guest_normalize_path(path);
-
-    return g_str_equal(norm, "/") || vo_guest_mount_at(guest, norm) != NULL;
+    if (path->mount) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s is a mount point (the root of the %s filesystem "
+                    "mounted there); refusing to remove, replace or change "
+                    "it", path->resolved, path->fs->type);
+        return FALSE;
+    }
+    return TRUE;
 }
 
 gboolean vo_guest_resolve(VoGuest *guest, const char *path,
@@ -296,8 +301,15 @@ gboolean vo_guest_resolve(VoGuest *guest, const char *path,
             }
             node = mounted->fs->root;
             if (final) {
-                g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                            "%s is a mount point", here);
+                /* The directory the guest sees there is the mounted
+                 * root, not the one the mount hides. */
+                out->fs = mounted->fs;
+                out->exists = TRUE;
+                out->node = node;
+                out->mount = mounted;
+                out->resolved = g_steal_pointer(&here);
+                ok = mounted->fs->ops->stat(mounted->fs, node, &out->st,
+                                            error);
                 goto out;
             }
             vo_guest_enter(cur, dirs, c, mounted->fs, node);

@@ -51,6 +51,10 @@ typedef struct {
     guint64 node;           /* valid when exists */
     VoStat st;              /* valid when exists */
     char *resolved;         /* guest path after following links */
+    /* Set (borrowed) when the path is where a filesystem is mounted: it
+     * names that filesystem's root directory (@fs, @node), which is in no
+     * directory of its own, so @parent is 0 and @leaf NULL. */
+    VoMount *mount;
 } VoPath;
 
 void vo_guest_free(VoGuest *guest);
@@ -66,14 +70,23 @@ gboolean vo_guest_check_path(const char *path, GError **error);
 char *vo_guest_normalize_path(const char *path);
 
 /* Resolves @path; symlinks in directories are always followed (inside the
- * guest only), the final component only when @follow_final. */
+ * guest only), the final component only when @follow_final.  A path
+ * where a filesystem is mounted resolves to that filesystem's root, with
+ * @out->mount set: reading it, and walking or creating below it, is as
+ * for any directory; what would remove, replace or change the mount
+ * point itself is refused by vo_path_check_not_mount(). */
 gboolean vo_guest_resolve(VoGuest *guest, const char *path,
                           gboolean follow_final, VoPath *out,
                           GError **error);
 void vo_path_clear(VoPath *path);
-/* Whether @path (as written, links not followed) is the root or where a
- * filesystem is mounted: a directory vo_guest_resolve() does not name. */
-gboolean vo_guest_is_mount_point(VoGuest *guest, const char *path);
+/*
+ * Refuses (VO_ERROR_UNSUPPORTED) a @path that is where a filesystem is
+ * mounted: deleting it or writing a file over it would reach a directory
+ * that is no filesystem's entry, and what its mode, owners or attributes
+ * are for the guest depends on the mount (mount options, a mount that
+ * fails) as much as on the root directory's inode.
+ */
+gboolean vo_path_check_not_mount(const VoPath *path, GError **error);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VoPath, vo_path_clear)
 
 /* Reads a regular file, following links. */

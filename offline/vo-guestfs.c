@@ -16,7 +16,6 @@
  */
 #define G_LOG_DOMAIN "vmaugment-offline"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,6 +24,7 @@
 #include <glib/gstdio.h>
 #include <guestfs.h>
 
+#include "vo-dl.h"
 #include "vo-guestfs.h"
 #include "vo-patch.h"
 
@@ -68,74 +68,51 @@
     X(guestfs_vfs_type) \
     X(guestfs_write)
 
-static struct {
-#define VO_GUESTFS_MEMBER(f) __typeof__(f) *f;
-    VO_GUESTFS_CALLS(VO_GUESTFS_MEMBER)
-#undef VO_GUESTFS_MEMBER
-} vo_gfs;
+static VO_DL_TABLE(VO_GUESTFS_CALLS) vo_gfs;
 
 static gboolean vo_guestfs_load(GError **error)
 {
     static void *lib;
-    void *h;
+    static const char *const names[] = VO_DL_NAMES(VO_GUESTFS_CALLS);
 
-    if (lib) {
-        return TRUE;
-    }
-    h = dlopen("libguestfs.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                    "--backend=libguestfs needs libguestfs (Debian: "
-                    "libguestfs0 and libguestfs-tools): %s", dlerror());
-        return FALSE;
-    }
-#define VO_GUESTFS_LOAD(f)                                              \
-    vo_gfs.f = (__typeof__(f) *)dlsym(h, #f);                           \
-    if (!vo_gfs.f) {                                                    \
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,              \
-                    "this libguestfs lacks %s", #f);                    \
-        dlclose(h);                                                     \
-        return FALSE;                                                   \
-    }
-    VO_GUESTFS_CALLS(VO_GUESTFS_LOAD)
-#undef VO_GUESTFS_LOAD
-    lib = h;
-    return TRUE;
+    return vo_dl_load(&lib, "libguestfs.so.0", names, vo_gfs.sym,
+                      "--backend=libguestfs needs libguestfs (Debian: "
+                      "libguestfs0 and libguestfs-tools)", error);
 }
 
-#define guestfs_add_drive_opts (*vo_gfs.guestfs_add_drive_opts)
-#define guestfs_chmod (*vo_gfs.guestfs_chmod)
-#define guestfs_close (*vo_gfs.guestfs_close)
-#define guestfs_create (*vo_gfs.guestfs_create)
-#define guestfs_free_statns (*vo_gfs.guestfs_free_statns)
+#define guestfs_add_drive_opts (*vo_gfs.f.guestfs_add_drive_opts)
+#define guestfs_chmod (*vo_gfs.f.guestfs_chmod)
+#define guestfs_close (*vo_gfs.f.guestfs_close)
+#define guestfs_create (*vo_gfs.f.guestfs_create)
+#define guestfs_free_statns (*vo_gfs.f.guestfs_free_statns)
 #define guestfs_inspect_get_mountpoints \
-    (*vo_gfs.guestfs_inspect_get_mountpoints)
-#define guestfs_inspect_get_type (*vo_gfs.guestfs_inspect_get_type)
-#define guestfs_inspect_os (*vo_gfs.guestfs_inspect_os)
-#define guestfs_last_errno (*vo_gfs.guestfs_last_errno)
-#define guestfs_last_error (*vo_gfs.guestfs_last_error)
-#define guestfs_launch (*vo_gfs.guestfs_launch)
-#define guestfs_lchown (*vo_gfs.guestfs_lchown)
-#define guestfs_lgetxattr (*vo_gfs.guestfs_lgetxattr)
-#define guestfs_ln (*vo_gfs.guestfs_ln)
-#define guestfs_ln_s (*vo_gfs.guestfs_ln_s)
-#define guestfs_lremovexattr (*vo_gfs.guestfs_lremovexattr)
-#define guestfs_lsetxattr (*vo_gfs.guestfs_lsetxattr)
-#define guestfs_lstatns (*vo_gfs.guestfs_lstatns)
-#define guestfs_mkdir_mode (*vo_gfs.guestfs_mkdir_mode)
-#define guestfs_mount (*vo_gfs.guestfs_mount)
-#define guestfs_mount_ro (*vo_gfs.guestfs_mount_ro)
-#define guestfs_read_file (*vo_gfs.guestfs_read_file)
-#define guestfs_readlink (*vo_gfs.guestfs_readlink)
-#define guestfs_rm (*vo_gfs.guestfs_rm)
-#define guestfs_rmdir (*vo_gfs.guestfs_rmdir)
-#define guestfs_set_error_handler (*vo_gfs.guestfs_set_error_handler)
-#define guestfs_shutdown (*vo_gfs.guestfs_shutdown)
-#define guestfs_sync (*vo_gfs.guestfs_sync)
-#define guestfs_umount_all (*vo_gfs.guestfs_umount_all)
-#define guestfs_upload (*vo_gfs.guestfs_upload)
-#define guestfs_vfs_type (*vo_gfs.guestfs_vfs_type)
-#define guestfs_write (*vo_gfs.guestfs_write)
+    (*vo_gfs.f.guestfs_inspect_get_mountpoints)
+#define guestfs_inspect_get_type (*vo_gfs.f.guestfs_inspect_get_type)
+#define guestfs_inspect_os (*vo_gfs.f.guestfs_inspect_os)
+#define guestfs_last_errno (*vo_gfs.f.guestfs_last_errno)
+#define guestfs_last_error (*vo_gfs.f.guestfs_last_error)
+#define guestfs_launch (*vo_gfs.f.guestfs_launch)
+#define guestfs_lchown (*vo_gfs.f.guestfs_lchown)
+#define guestfs_lgetxattr (*vo_gfs.f.guestfs_lgetxattr)
+#define guestfs_ln (*vo_gfs.f.guestfs_ln)
+#define guestfs_ln_s (*vo_gfs.f.guestfs_ln_s)
+#define guestfs_lremovexattr (*vo_gfs.f.guestfs_lremovexattr)
+#define guestfs_lsetxattr (*vo_gfs.f.guestfs_lsetxattr)
+#define guestfs_lstatns (*vo_gfs.f.guestfs_lstatns)
+#define guestfs_mkdir_mode (*vo_gfs.f.guestfs_mkdir_mode)
+#define guestfs_mount (*vo_gfs.f.guestfs_mount)
+#define guestfs_mount_ro (*vo_gfs.f.guestfs_mount_ro)
+#define guestfs_read_file (*vo_gfs.f.guestfs_read_file)
+#define guestfs_readlink (*vo_gfs.f.guestfs_readlink)
+#define guestfs_rm (*vo_gfs.f.guestfs_rm)
+#define guestfs_rmdir (*vo_gfs.f.guestfs_rmdir)
+#define guestfs_set_error_handler (*vo_gfs.f.guestfs_set_error_handler)
+#define guestfs_shutdown (*vo_gfs.f.guestfs_shutdown)
+#define guestfs_sync (*vo_gfs.f.guestfs_sync)
+#define guestfs_umount_all (*vo_gfs.f.guestfs_umount_all)
+#define guestfs_upload (*vo_gfs.f.guestfs_upload)
+#define guestfs_vfs_type (*vo_gfs.f.guestfs_vfs_type)
+#define guestfs_write (*vo_gfs.f.guestfs_write)
 
 /* guestfs_write() sends the content in one protocol message (at most
  * 4 MiB); larger payloads go through a temporary file and an upload. */
@@ -143,8 +120,7 @@ static gboolean vo_guestfs_load(GError **error)
 
 typedef struct {
     guestfs_h *g;
-    GPtrArray *paths;       /* node - 1 -> appliance path */
-    GHashTable *nodes;      /* path -> node */
+    VoFsPaths paths;        /* appliance paths */
 } VoGuestfsFs;
 
 static gboolean vo_guestfs_fail(guestfs_h *g, const char *what,
@@ -171,23 +147,7 @@ static VoGuestfsFs *vo_guestfs_priv(VoFs *fs)
 
 static const char *vo_guestfs_path(VoFs *fs, guint64 node)
 {
-    VoGuestfsFs *p = vo_guestfs_priv(fs);
-
-    g_return_val_if_fail(node >= 1 && node <= p->paths->len, "/");
-    return p->paths->pdata[node - 1];
-}
-
-static guint64 vo_guestfs_intern(VoGuestfsFs *p, char *path)
-{
-    gpointer node;
-
-    if (g_hash_table_lookup_extended(p->nodes, path, NULL, &node)) {
-        g_free(path);
-        return GPOINTER_TO_SIZE(node);
-    }
-    g_ptr_array_add(p->paths, path);
-    g_hash_table_insert(p->nodes, path, GSIZE_TO_POINTER(p->paths->len));
-    return p->paths->len;
+    return vo_fs_paths_get(&vo_guestfs_priv(fs)->paths, node, "/");
 }
 
 static char *vo_guestfs_child(VoFs *fs, guint64 dir, const char *name)
@@ -208,7 +168,7 @@ static gboolean vo_guestfs_lookup(VoFs *fs, guint64 dir, const char *name,
         return vo_guestfs_fail(p->g, "lstat", path, error);
     }
     guestfs_free_statns(st);
-    *node = vo_guestfs_intern(p, g_steal_pointer(&path));
+    *node = vo_fs_paths_intern(&p->paths, g_steal_pointer(&path));
     return TRUE;
 }
 
@@ -222,20 +182,7 @@ static gboolean vo_guestfs_stat(VoFs *fs, guint64 node, VoStat *out,
     if (!st) {
         return vo_guestfs_fail(p->g, "lstat", path, error);
     }
-    switch (st->st_mode & S_IFMT) {
-    case S_IFREG:
-        out->type = VO_NODE_REGULAR;
-        break;
-    case S_IFDIR:
-        out->type = VO_NODE_DIRECTORY;
-        break;
-    case S_IFLNK:
-        out->type = VO_NODE_SYMLINK;
-        break;
-    default:
-        out->type = VO_NODE_OTHER;
-        break;
-    }
+    out->type = vo_fs_node_type(st->st_mode);
     out->mode = st->st_mode & 07777;
     out->uid = st->st_uid;
     out->gid = st->st_gid;
@@ -489,8 +436,7 @@ static void vo_guestfs_close_fs(VoFs *fs)
 {
     VoGuestfsFs *p = vo_guestfs_priv(fs);
 
-    g_hash_table_unref(p->nodes);
-    g_ptr_array_unref(p->paths);
+    vo_fs_paths_clear(&p->paths);
     g_free(p);
     g_free(fs);
 }
@@ -524,14 +470,13 @@ static VoGuest *vo_guestfs_guest(guestfs_h *g, const char *image,
     VoMount *m = g_new0(VoMount, 1);
 
     p->g = g;
-    p->paths = g_ptr_array_new_with_free_func(g_free);
-    p->nodes = g_hash_table_new(g_str_hash, g_str_equal);
+    vo_fs_paths_init(&p->paths);
     fs->ops = &vo_guestfs_ops;
     fs->type = g_intern_string(type);
     fs->writable = writable;
     fs->has_owners = TRUE;
     fs->priv = p;
-    fs->root = vo_guestfs_intern(p, g_strdup("/"));
+    fs->root = vo_fs_paths_intern(&p->paths, g_strdup("/"));
     guest->image = g_strdup(image);
     guest->family = g_strdup("linux");
     guest->filesystems = g_ptr_array_new_with_free_func(
@@ -655,20 +600,6 @@ fail:
     return NULL;
 }
 
-/* The instructions this route carries out: files only. */
-static gboolean vo_guestfs_check_bundle(VoBundle *bundle, GError **error)
-{
-    if ((bundle->registry && bundle->registry->len) ||
-        (bundle->packages && bundle->packages->len)) {
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                    "bundle %s has registry or package instructions, which "
-                    "--backend=libguestfs does not carry out (only file "
-                    "instructions)", bundle->id);
-        return FALSE;
-    }
-    return TRUE;
-}
-
 static gboolean vo_guestfs_job(guestfs_h *g, const char *root,
                                const char *image, VoBundle *bundle,
                                gboolean dry_run, JsonBuilder *b,
@@ -725,7 +656,8 @@ gboolean vo_guestfs_run(const char *image, const char *disk,
     gboolean ok;
 
     *report = NULL;
-    if (!vo_guestfs_check_bundle(bundle, error) || !vo_guestfs_load(error)) {
+    if (!vo_patch_check_files_only(bundle, "--backend=libguestfs", error) ||
+        !vo_guestfs_load(error)) {
         return FALSE;
     }
     g_debug("%s: launching the libguestfs appliance", image);

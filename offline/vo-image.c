@@ -68,12 +68,18 @@ static gboolean vo_image_allow_external;
 struct VoImageServer {
     GPid pid;
     int client;
+    int listener;           /* until qemu-nbd has it */
     char *errlog;
     char *image;
     char *name;             /* what messages call it */
-    /* qemu-storage-daemon (vo_image_serve_luks()): it serves until told
-     * to end, and its LUKS volumes' connections. */
+    char *format;
+    gboolean writable;
+    /* qemu-storage-daemon (vo_image_server_new_luks()): it serves until
+     * told to end; the LUKS volumes it opens (key files ours), and their
+     * connections. */
     gboolean daemon;
+    VoImageLuks luks[VO_IMAGE_MAX_LUKS];
+    guint first;
     int volumes[VO_IMAGE_MAX_LUKS];
     guint n_volumes;
 };
@@ -395,6 +401,34 @@ char *vo_image_probe_format(const char *image, const char *format,
     return g_strdup(json_object_get_string_member(obj, "format"));
 }
 
+gboolean vo_image_virtual_size(const char *image, const char *format,
+                               guint64 *size, GError **error)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autofree char *out = NULL;
+    const char *args[] = {
+        "info", "--output=json", "-U", "-f", format, image, NULL,
+    };
+    JsonNode *root, *vsize;
+
+    if (!vo_image_run(args, &vo_image_info_limits, &out, error) ||
+        !json_parser_load_from_data(parser, out, -1, error)) {
+        return FALSE;
+    }
+    root = json_parser_get_root(parser);
+    vsize = JSON_NODE_HOLDS_OBJECT(root)
+                ? json_object_get_member(json_node_get_object(root),
+                                         "virtual-size")
+                : NULL;
+    if (!vsize || json_node_get_value_type(vsize) != G_TYPE_INT64 ||
+        json_node_get_int(vsize) < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "qemu-img info gave no virtual size for %s", image);
+        return FALSE;
+    }
+    *size = json_node_get_int(vsize);
+    return TRUE;
+}
 
 gboolean vo_image_check_overlay(const char *overlay, const char *image,
                                 GError **error)
@@ -539,141 +573,68 @@ static int vo_image_connect(const char *path, GError **error)
     return fd;
 }
 
-VoImageServer *vo_image_serve(const char *image, const char *name,
-                              const char *format, gboolean writable,
-                              GError **error)
+/*
+ * @s's listening socket, and on it the client's connection and one per
+ * LUKS volume (@s->n_volumes), queued until the server takes them over.
+ */
+static gboolean vo_image_server_connect(VoImageServer *s, GError **error)
 {
-    g_autoptr(VoImageServer) s = g_new0(VoImageServer, 1);
     g_autofree char *dir = NULL;
     g_autofree char *path = NULL;
-    g_autofree char *absimage = g_canonicalize_filename(image, NULL);
-    g_auto(GStrv) envp = g_get_environ();
-    /*
-     * Socket activation: the shell exec()s qemu-nbd, keeping the PID it
-     * names in LISTEN_PID, so the listening socket is ready before
-     * qemu-nbd runs and nobody but us can reach it.
-     */
-    const char *cmd[] = {
-        "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$@\"", "sh",
-        vo_image_qemu_tool("qemu-nbd"),
-        /* Data reaches the image only through the worker's flush. */
-        "--cache=writeback",
-        writable ? "--discard=unmap" : "--read-only",
-    };
-    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
-    const char **argv;
-    int listener, log;
-    int source[1], target[1] = { 3 };
 
-    for (gsize i = 0; i < G_N_ELEMENTS(cmd); i++) {
-        g_ptr_array_add(args, g_strdup(cmd[i]));
+    s->listener = vo_image_listen(&dir, &path, error);
+    /* Room for every connection, queued until the server starts. */
+    if (s->listener >= 0 && listen(s->listener, s->n_volumes + 1) < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot listen: %s",
+                    g_strerror(errno));
+    } else if (s->listener >= 0) {
+        s->client = vo_image_connect(path, error);
+        for (guint i = 0; s->client >= 0 && i < s->n_volumes; i++) {
+            s->volumes[i] = vo_image_connect(path, error);
+            if (s->volumes[i] < 0) {
+                close(s->client);
+                s->client = -1;
+            }
+        }
     }
-    if (!writable && vo_image_force_share) {
-        /* Beside the holding QEMU's locks, which only the block layer's
-         * force-share option ignores (vo_image_set_force_share()). */
-        g_autoptr(GString) file = g_string_new(absimage);
+    /* Connected or not, nobody else may come: the exports are ours. */
+    if (path) {
+        g_unlink(path);
+    }
+    if (dir) {
+        g_rmdir(dir);
+    }
+    return s->client >= 0;
+}
 
-        g_string_replace(file, ",", ",,", 0);
-        g_ptr_array_add(args, g_strdup("--image-opts"));
-        g_ptr_array_add(args, g_strdup_printf(
-                                  "driver=%s,force-share=on,file.driver=file,"
-                                  "file.filename=%s", format, file->str));
-    } else {
-        g_ptr_array_add(args, g_strdup("--format"));
-        g_ptr_array_add(args, g_strdup(format));
-        g_ptr_array_add(args, g_strdup(absimage));
-    }
-    g_ptr_array_add(args, NULL);
-    argv = (const char **)args->pdata;
+/* A server of @image, not connected yet. */
+static VoImageServer *vo_image_server_alloc(const char *image,
+                                            const char *name,
+                                            const char *format,
+                                            gboolean writable)
+{
+    VoImageServer *s = g_new0(VoImageServer, 1);
 
     s->client = -1;
-    s->pid = 0;
-    s->image = g_strdup(absimage);
+    s->listener = -1;
+    s->image = g_canonicalize_filename(image, NULL);
     s->name = g_strdup(name ? name : image);
-    log = g_file_open_tmp("vmaugment-nbd-XXXXXX.log", &s->errlog, error);
-    if (log < 0) {
-        return NULL;
-    }
-    listener = vo_image_listen(&dir, &path, error);
-    if (listener < 0) {
-        close(log);
-        if (dir) {
-            g_rmdir(dir);
-        }
-        return NULL;
-    }
-    source[0] = listener;
-    envp = g_environ_setenv(envp, "LISTEN_FDS", "1", TRUE);
-    envp = g_environ_unsetenv(envp, "LISTEN_FDNAMES");
-    if (!g_spawn_async_with_pipes_and_fds(
-            NULL, argv, (const char *const *)envp,
-            G_SPAWN_DO_NOT_REAP_CHILD, vo_image_child_setup,
-            (gpointer)&vo_image_server_limits, -1, -1, log, source, target,
-            1, &s->pid, NULL, NULL, NULL, error)) {
-        s->pid = 0;
-    } else {
-        s->client = vo_image_connect(path, error);
-    }
-    close(listener);
-    close(log);
-    /* Connected or not, nobody else may come: the export is ours. */
-    g_unlink(path);
-    g_rmdir(dir);
-    if (s->client < 0) {
+    s->format = g_strdup(format);
+    s->writable = writable;
+    return s;
+}
+
+VoImageServer *vo_image_server_new(const char *image, const char *name,
+                                   const char *format, gboolean writable,
+                                   GError **error)
+{
+    g_autoptr(VoImageServer) s = vo_image_server_alloc(image, name, format,
+                                                       writable);
+
+    if (!vo_image_server_connect(s, error)) {
         return NULL;
     }
     return g_steal_pointer(&s);
-}
-
-/* The size QEMU sees of @image in @format (its header only). */
-static gboolean vo_image_virtual_size(const char *image, const char *format,
-                                      guint64 *size, GError **error)
-{
-    g_autoptr(JsonParser) parser = json_parser_new();
-    g_autofree char *out = NULL;
-    const char *args[] = {
-        "info", "--output=json", "-U", "-f", format, image, NULL,
-    };
-    JsonNode *root;
-    gint64 v;
-
-    if (!vo_image_run(args, &vo_image_info_limits, &out, error)) {
-        return FALSE;
-    }
-    if (!json_parser_load_from_data(parser, out, -1, NULL) ||
-        !JSON_NODE_HOLDS_OBJECT(root = json_parser_get_root(parser)) ||
-        (v = json_object_get_int_member_with_default(
-             json_node_get_object(root), "virtual-size", -1)) < 0) {
-        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                    "qemu-img info gave no size of %s", image);
-        return FALSE;
-    }
-    *size = v;
-    return TRUE;
-}
-
-/*
- * The worker found these numbers in the guest's bytes: a volume must lie
- * inside the disk, in whole sectors, before QEMU is asked to open it.
- */
-static gboolean vo_image_check_volumes(const char *name, guint64 disk_size,
-                                       const VoImageLuks *luks, guint n,
-                                       GError **error)
-{
-    for (guint i = 0; i < n; i++) {
-        if (luks[i].size == 0 || luks[i].offset % 512 ||
-            luks[i].size % 512 || luks[i].offset > disk_size ||
-            luks[i].size > disk_size - luks[i].offset) {
-            g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
-                        "%s: a LUKS volume of %" G_GUINT64_FORMAT " bytes at "
-                        "byte %" G_GUINT64_FORMAT " does not lie in whole "
-                        "sectors inside the disk (%" G_GUINT64_FORMAT
-                        " bytes)", name, luks[i].size, luks[i].offset,
-                        disk_size);
-            return FALSE;
-        }
-    }
-    return TRUE;
 }
 
 /* @text for QemuOpts: a comma is written twice. */
@@ -795,96 +756,166 @@ static void vo_image_daemon_failed(VoImageServer *s, const VoImageLuks *luks,
                 *log ? log : "qemu-storage-daemon failed");
 }
 
-VoImageServer *vo_image_serve_luks(const char *image, const char *name,
-                                   const char *format, gboolean writable,
-                                   const VoImageLuks *luks, guint n,
-                                   guint first, GError **error)
+VoImageServer *vo_image_server_new_luks(const char *image, const char *name,
+                                        const char *format, gboolean writable,
+                                        const VoImageLuks *luks, guint n,
+                                        guint first, GError **error)
 {
-    g_autoptr(VoImageServer) s = g_new0(VoImageServer, 1);
-    g_autofree char *dir = NULL;
-    g_autofree char *path = NULL;
-    g_autofree char *pidfile = NULL;
-    g_autofree char *absimage = g_canonicalize_filename(image, NULL);
-    g_autoptr(GPtrArray) args = NULL;
-    gint64 deadline;
-    guint64 disk_size;
-    int listener, log;
-    int source[1], target[1] = { 3 };
-    int status;
+    g_autoptr(VoImageServer) s = vo_image_server_alloc(image, name, format,
+                                                       writable);
 
     g_assert(n > 0 && n <= VO_IMAGE_MAX_LUKS);
-    s->client = -1;
     s->daemon = TRUE;
-    s->image = g_strdup(absimage);
-    s->name = g_strdup(name ? name : image);
-    if (!vo_image_virtual_size(absimage, format, &disk_size, error) ||
-        !vo_image_check_volumes(s->name, disk_size, luks, n, error)) {
+    s->first = first;
+    for (guint i = 0; i < n; i++) {
+        s->volumes[i] = -1;
+        s->luks[i] = luks[i];
+        s->luks[i].key_file = g_canonicalize_filename(luks[i].key_file, NULL);
+    }
+    s->n_volumes = n;
+    if (!vo_image_server_connect(s, error)) {
         return NULL;
     }
+    return g_steal_pointer(&s);
+}
+
+/*
+ * The daemon's PID file, written in full: it creates the file, locks it
+ * and checks it is still the one at that path before it writes its PID
+ * and a newline, so an empty file may not be removed yet.
+ */
+static gboolean vo_image_pidfile_written(const char *pidfile)
+{
+    g_autofree char *text = NULL;
+
+    return g_file_get_contents(pidfile, &text, NULL, NULL) &&
+           g_str_has_suffix(text, "\n");
+}
+
+/* vo_image_server_start() of a vo_image_server_new_luks() server. */
+static gboolean vo_image_daemon_start(VoImageServer *s, GError **error)
+{
+    g_autofree char *dir = NULL;
+    g_autofree char *pidfile = NULL;
+    g_autoptr(GPtrArray) args = NULL;
+    g_autoptr(GError) local = NULL;
+    gint64 deadline;
+    int log;
+    int source[1], target[1] = { 3 };
+    int status;
+    gboolean ok;
+
     log = g_file_open_tmp("vmaugment-qsd-XXXXXX.log", &s->errlog, error);
     if (log < 0) {
-        return NULL;
+        return FALSE;
     }
-    listener = vo_image_listen(&dir, &path, error);
-    if (listener < 0 || listen(listener, n + 1) < 0) {
+    dir = g_dir_make_tmp("vmaugment-qsd-XXXXXX", error);
+    if (!dir) {
         close(log);
-        if (listener >= 0) {
-            close(listener);
-            g_unlink(path);
-        }
-        if (dir) {
-            g_rmdir(dir);
-        }
-        return NULL;
+        return FALSE;
     }
     pidfile = g_build_filename(dir, "pid", NULL);
-    args = vo_image_daemon_args(absimage, format, writable, luks, n, first,
-                                target[0], pidfile);
-    source[0] = listener;
+    args = vo_image_daemon_args(s->image, s->format, s->writable, s->luks,
+                                s->n_volumes, s->first, target[0], pidfile);
+    source[0] = s->listener;
     if (!g_spawn_async_with_pipes_and_fds(
             NULL, (const char *const *)args->pdata, NULL,
             G_SPAWN_DO_NOT_REAP_CHILD, vo_image_child_setup,
             (gpointer)&vo_image_server_limits, -1, -1, log, source, target,
-            1, &s->pid, NULL, NULL, NULL, error)) {
+            1, &s->pid, NULL, NULL, NULL, &local)) {
         s->pid = 0;
     }
-    close(listener);
+    close(s->listener);
+    s->listener = -1;
     close(log);
     /* Opening a LUKS volume runs its key derivation: seconds at most. */
     deadline = g_get_monotonic_time() + VO_IMAGE_SERVER_EXIT_US;
-    while (s->pid && !g_file_test(pidfile, G_FILE_TEST_EXISTS)) {
+    while (!local && !vo_image_pidfile_written(pidfile)) {
         if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
             s->pid = 0;
-            vo_image_daemon_failed(s, luks, n, first, error);
-            break;
-        }
-        if (g_get_monotonic_time() > deadline) {
-            g_set_error(error, VO_ERROR, VO_ERROR_TIMEOUT,
+            vo_image_daemon_failed(s, s->luks, s->n_volumes, s->first,
+                                   &local);
+        } else if (g_get_monotonic_time() > deadline) {
+            g_set_error(&local, VO_ERROR, VO_ERROR_TIMEOUT,
                         "qemu-storage-daemon did not open %s in time",
                         s->name);
-            break;
+        } else {
+            g_usleep(20 * 1000);
         }
-        g_usleep(20 * 1000);
     }
-    if (s->pid && g_file_test(pidfile, G_FILE_TEST_EXISTS)) {
-        s->client = vo_image_connect(path, error);
-        for (guint i = 0; s->client >= 0 && i < n; i++) {
-            int fd = vo_image_connect(path, error);
-
-            if (fd < 0) {
-                break;
-            }
-            s->volumes[s->n_volumes++] = fd;
-        }
+    ok = local == NULL;
+    if (!ok) {
+        g_propagate_error(error, g_steal_pointer(&local));
     }
     g_unlink(pidfile);
-    /* Connected or not, nobody else may come: the exports are ours. */
-    g_unlink(path);
     g_rmdir(dir);
-    if (s->client < 0 || s->n_volumes != n) {
-        return NULL;
+    return ok;
+}
+
+gboolean vo_image_server_start(VoImageServer *s, GError **error)
+{
+    g_auto(GStrv) envp = g_get_environ();
+    /*
+     * Socket activation: the shell exec()s qemu-nbd, keeping the PID it
+     * names in LISTEN_PID, so the listening socket is ready before
+     * qemu-nbd runs and nobody but us can reach it.
+     */
+    const char *cmd[] = {
+        "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$@\"", "sh",
+        vo_image_qemu_tool("qemu-nbd"),
+        /* Data reaches the image only through the worker's flush. */
+        "--cache=writeback",
+        s->writable ? "--discard=unmap" : "--read-only",
+    };
+    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+    const char **argv;
+    int log;
+    int source[1], target[1] = { 3 };
+    gboolean ok;
+
+    g_return_val_if_fail(s->listener >= 0, FALSE);
+    if (s->daemon) {
+        return vo_image_daemon_start(s, error);
     }
-    return g_steal_pointer(&s);
+    for (gsize i = 0; i < G_N_ELEMENTS(cmd); i++) {
+        g_ptr_array_add(args, g_strdup(cmd[i]));
+    }
+    if (!s->writable && vo_image_force_share) {
+        /* Beside the holding QEMU's locks, which only the block layer's
+         * force-share option ignores (vo_image_set_force_share()). */
+        g_autoptr(GString) file = g_string_new(s->image);
+
+        g_string_replace(file, ",", ",,", 0);
+        g_ptr_array_add(args, g_strdup("--image-opts"));
+        g_ptr_array_add(args, g_strdup_printf(
+                                  "driver=%s,force-share=on,file.driver=file,"
+                                  "file.filename=%s", s->format, file->str));
+    } else {
+        g_ptr_array_add(args, g_strdup("--format"));
+        g_ptr_array_add(args, g_strdup(s->format));
+        g_ptr_array_add(args, g_strdup(s->image));
+    }
+    g_ptr_array_add(args, NULL);
+    argv = (const char **)args->pdata;
+
+    log = g_file_open_tmp("vmaugment-nbd-XXXXXX.log", &s->errlog, error);
+    if (log < 0) {
+        return FALSE;
+    }
+    source[0] = s->listener;
+    envp = g_environ_setenv(envp, "LISTEN_FDS", "1", TRUE);
+    envp = g_environ_unsetenv(envp, "LISTEN_FDNAMES");
+    ok = g_spawn_async_with_pipes_and_fds(
+        NULL, argv, (const char *const *)envp, G_SPAWN_DO_NOT_REAP_CHILD,
+        vo_image_child_setup, (gpointer)&vo_image_server_limits, -1, -1, log,
+        source, target, 1, &s->pid, NULL, NULL, NULL, error);
+    if (!ok) {
+        s->pid = 0;
+    }
+    close(log);
+    close(s->listener);
+    s->listener = -1;
+    return ok;
 }
 
 int vo_image_server_take_volume(VoImageServer *s, guint i)
@@ -972,6 +1003,10 @@ void vo_image_server_free(VoImageServer *s)
         if (s->volumes[i] >= 0) {
             close(s->volumes[i]);
         }
+        g_free((char *)s->luks[i].key_file);
+    }
+    if (s->listener >= 0) {
+        close(s->listener);
     }
     if (s->pid > 0) {
         bool killed;
@@ -984,5 +1019,6 @@ void vo_image_server_free(VoImageServer *s)
     }
     g_free(s->image);
     g_free(s->name);
+    g_free(s->format);
     g_free(s);
 }

@@ -59,22 +59,32 @@ gboolean vo_image_check_overlay(const char *overlay, const char *image,
 char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error);
 
+/* The virtual size of @image in @format (never probed), in bytes: what
+ * the parent checks a worker's offsets against. */
+gboolean vo_image_virtual_size(const char *image, const char *format,
+                               guint64 *size, GError **error);
+
 /* Runs qemu-img with @args (after the program name) under its limits. */
 gboolean vo_image_qemu_img(const char *const *args, GError **error);
 
 /* A qemu-nbd serving one image to one client. */
 typedef struct VoImageServer VoImageServer;
 
-/* Starts qemu-nbd on @image in @format (never probed) and connects to it.
- * Its messages call the image @name (the image the user named, when
- * @image is our overlay of it; NULL: @image). */
-VoImageServer *vo_image_serve(const char *image, const char *name,
-                              const char *format, gboolean writable,
-                              GError **error);
+/*
+ * A server of @image in @format (never probed), not started yet: its
+ * listening socket, with the client's connection already made on it, so
+ * that the client can be handed to the worker while @image is still
+ * being made.  Its messages call the image @name (the image the user
+ * named, when @image is our overlay of it; NULL: @image).
+ */
+VoImageServer *vo_image_server_new(const char *image, const char *name,
+                                   const char *format, gboolean writable,
+                                   GError **error);
 /* The most LUKS volumes one disk may have opened. */
 #define VO_IMAGE_MAX_LUKS 8
 
-/* A LUKS volume on a disk, where the worker said it lies, and the file
+/* A LUKS volume on a disk, where the worker said it lies (checked by
+ * vo_worker_volumes(): whole sectors inside the disk), and the file
  * holding its key (the passphrase, every byte of the file). */
 typedef struct {
     guint64 offset;
@@ -83,22 +93,29 @@ typedef struct {
 } VoImageLuks;
 
 /*
- * Starts qemu-storage-daemon on @image in @format with one block graph:
- * the disk (export "", vo_image_server_take_client()) and the @n LUKS
- * volumes @luks, each a raw window of the disk's node opened by QEMU's
- * luks driver with its key (exports "luksN", N from @first,
+ * As vo_image_server_new(), for a qemu-storage-daemon with one block
+ * graph: the disk (export "", vo_image_server_take_client()) and the @n
+ * LUKS volumes @luks, each a raw window of the disk's node opened by
+ * QEMU's luks driver with its key (exports "luksN", N from @first,
  * vo_image_server_take_volume()).  Writes through a volume and reads of
- * the disk go through the one node, so an overlay is opened once.  The
- * volumes are checked to lie inside the disk in whole sectors first.  A
- * key that opens no key slot fails with VO_ERROR_INVALID before anything
- * is served.
+ * the disk go through the one node, so an overlay is opened once.  Every
+ * connection is made here, on the listening socket, before @image need
+ * exist.
  */
-VoImageServer *vo_image_serve_luks(const char *image, const char *name,
-                                   const char *format, gboolean writable,
-                                   const VoImageLuks *luks, guint n,
-                                   guint first, GError **error);
-/* The connection to volume @i (from 0) of vo_image_serve_luks(). */
+VoImageServer *vo_image_server_new_luks(const char *image, const char *name,
+                                        const char *format, gboolean writable,
+                                        const VoImageLuks *luks, guint n,
+                                        guint first, GError **error);
+/* The connection to volume @i (from 0) of vo_image_server_new_luks(). */
 int vo_image_server_take_volume(VoImageServer *server, guint i);
+/*
+ * Starts the server on its listening socket (socket activation): it
+ * serves the connections made by vo_image_server_new*().  qemu-nbd is
+ * started and returns at once; qemu-storage-daemon is waited for until it
+ * has opened every LUKS volume, so that a key that opens no key slot
+ * fails here, with VO_ERROR_INVALID, before anything is read or written.
+ */
+gboolean vo_image_server_start(VoImageServer *server, GError **error);
 /* The connected client socket, for the worker; the server keeps no copy. */
 int vo_image_server_take_client(VoImageServer *server);
 /* Waits for the server to end (qemu-nbd does when its client is gone,

@@ -50,6 +50,15 @@ void vo_layout_free(VoLayout *layout)
     g_free(layout);
 }
 
+VoLayout *vo_layout_new(void)
+{
+    VoLayout *layout = g_new0(VoLayout, 1);
+
+    layout->partitions = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_partition_free);
+    return layout;
+}
+
 static gboolean vo_layout_mirror(VoDisk *disk, int fd, guint64 offset,
                                  guint64 len, GError **error)
 {
@@ -238,14 +247,12 @@ static gboolean vo_layout_scan_volumes(VoDisk *disk, int fd, VoLayout *layout,
 
 VoLayout *vo_layout_scan(VoDisk *disk, GError **error)
 {
-    g_autoptr(VoLayout) layout = g_new0(VoLayout, 1);
+    g_autoptr(VoLayout) layout = vo_layout_new();
     guint64 size = vo_disk_get_size(disk);
     blkid_probe pr = NULL;
     blkid_partlist list;
     int fd;
 
-    layout->partitions = g_ptr_array_new_with_free_func(
-        (GDestroyNotify)vo_partition_free);
     fd = memfd_create("vmaugment-probe", MFD_CLOEXEC);
     if (fd < 0 || ftruncate(fd, size) < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,

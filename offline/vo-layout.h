@@ -40,6 +40,8 @@ typedef struct {
 } VoLayout;
 
 VoLayout *vo_layout_scan(VoDisk *disk, GError **error);
+/* An empty layout, whose partitions the caller adds (g_new0'd, owned). */
+VoLayout *vo_layout_new(void);
 void vo_layout_free(VoLayout *layout);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoLayout, vo_layout_free)
 

@@ -14,8 +14,37 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
-#include "vo-disk.h"
+#include "vo-dl.h"
 #include "vo-libvirt.h"
+
+/*
+ * libvirt is loaded when batch --libvirt runs, not linked: with the
+ * libraries it brings (curl, Kerberos, LDAP, libssh, libnl, ...) it
+ * would make every start of vmaugment-offline twice as slow
+ * (docs/performance.md).
+ */
+#define VO_LIBVIRT_CALLS(X) \
+    X(virConnectClose) \
+    X(virConnectListAllDomains) \
+    X(virConnectOpenReadOnly) \
+    X(virDomainFree) \
+    X(virDomainGetName) \
+    X(virDomainGetXMLDesc) \
+    X(virDomainIsActive) \
+    X(virGetLastErrorMessage) \
+    X(virSetErrorFunc)
+
+static VO_DL_TABLE(VO_LIBVIRT_CALLS) vo_virt;
+
+#define virConnectClose (*vo_virt.f.virConnectClose)
+#define virConnectListAllDomains (*vo_virt.f.virConnectListAllDomains)
+#define virConnectOpenReadOnly (*vo_virt.f.virConnectOpenReadOnly)
+#define virDomainFree (*vo_virt.f.virDomainFree)
+#define virDomainGetName (*vo_virt.f.virDomainGetName)
+#define virDomainGetXMLDesc (*vo_virt.f.virDomainGetXMLDesc)
+#define virDomainIsActive (*vo_virt.f.virDomainIsActive)
+#define virGetLastErrorMessage (*vo_virt.f.virGetLastErrorMessage)
+#define virSetErrorFunc (*vo_virt.f.virSetErrorFunc)
 
 /* One <disk> of <devices>, as the domain XML describes it. */
 typedef struct {
@@ -276,9 +305,16 @@ gboolean vo_libvirt_collect(const char *uri, GPtrArray *targets,
 {
     virConnectPtr conn;
     virDomainPtr *doms = NULL;
+    static void *lib;
+    static const char *const names[] = VO_DL_NAMES(VO_LIBVIRT_CALLS);
     gboolean ok = TRUE;
     int n;
 
+    if (!vo_dl_load(&lib, "libvirt.so.0", names, vo_virt.sym,
+                    "batch --libvirt needs libvirt (Debian: libvirt0)",
+                    error)) {
+        return FALSE;
+    }
     virSetErrorFunc(NULL, vo_libvirt_quiet);
     conn = virConnectOpenReadOnly(uri);
     if (!conn) {

@@ -16,6 +16,7 @@
 #include "vo-image.h"
 #include "vo-batch.h"
 #include "vo-batch-apt.h"
+#include "vo-hostkernel.h"
 #include "vo-inventory.h"
 #include "vo-libvirt.h"
 #include "vo-ovf.h"
@@ -27,10 +28,16 @@
 #include "vo-worker.h"
 
 static char *opt_format;
-/* The guest's second and later disks, in its order. */
+/* The guest's second and later disks, in its order (NULL: none). */
 static char **opt_disks;
 /* Their formats, one per --disk in the same order, or none at all. */
 static char **opt_disk_formats;
+/* The command and its arguments, and for each --disk how many of them
+ * came before it: plan's guests are each IMAGE with the --disk options
+ * that follow it. */
+static GPtrArray *vo_main_words;
+static GPtrArray *vo_main_disk_list;
+static GArray *vo_main_disk_after;
 /* Exit status of a command that succeeded but answers "no". */
 static int vo_main_status;
 static char *opt_trust_dir;
@@ -97,14 +104,16 @@ static char *vo_main_format(const char *image, const char *format,
 
 /*
  * The disks of the guest @arg names: an OVF's disks, or the image and
- * the --disk images after it, in the order the guest sees them.
+ * @disks after it, in the order the guest sees them; @disk_formats (NULL,
+ * or one per disk) are checked to pair with them.
  */
-static GPtrArray *vo_main_guest(const char *arg, GError **error)
+static GPtrArray *vo_main_guest_of(const char *arg, char **disks,
+                                   char **disk_formats, GError **error)
 {
     g_autoptr(GPtrArray) images = NULL;
 
     if (g_str_has_suffix(arg, ".ovf")) {
-        if (opt_disks || opt_disk_formats) {
+        if (disks || disk_formats) {
             vo_main_usage(error, "--disk: an OVF names its disks itself");
             return NULL;
         }
@@ -115,27 +124,38 @@ static GPtrArray *vo_main_guest(const char *arg, GError **error)
     if (!images->pdata[0]) {
         return NULL;
     }
-    for (guint i = 0; opt_disks && opt_disks[i]; i++) {
-        if (g_str_has_suffix(opt_disks[i], ".ovf") ||
-            g_str_has_suffix(opt_disks[i], ".ova")) {
+    for (guint i = 0; disks && disks[i]; i++) {
+        if (g_str_has_suffix(disks[i], ".ovf") ||
+            g_str_has_suffix(disks[i], ".ova")) {
             vo_main_usage(error, "--disk names a disk image, not an OVF");
             return NULL;
         }
-        g_ptr_array_add(images, g_strdup(opt_disks[i]));
+        g_ptr_array_add(images, g_strdup(disks[i]));
     }
     /* Paired by position: a count that differs pairs nothing surely. */
-    if (opt_disk_formats &&
-        g_strv_length(opt_disk_formats) + 1 != images->len) {
+    if (disk_formats && g_strv_length(disk_formats) + 1 != images->len) {
         vo_main_usage(error, "--disk-format: one per --disk, in order");
         return NULL;
     }
     return g_steal_pointer(&images);
 }
 
-/* The format named for disk @i of the guest (NULL: probed). */
+/* The guest of the command's IMAGE @arg: every --disk is its. */
+static GPtrArray *vo_main_guest(const char *arg, GError **error)
+{
+    return vo_main_guest_of(arg, opt_disks, opt_disk_formats, error);
+}
+
+/* The format named for disk @i of a guest whose later disks have
+ * @disk_formats (NULL: probed). */
+static const char *vo_main_disk_format_of(char **disk_formats, guint i)
+{
+    return i > 0 && disk_formats ? disk_formats[i - 1] : opt_format;
+}
+
 static const char *vo_main_disk_format(guint i)
 {
-    return i > 0 && opt_disk_formats ? opt_disk_formats[i - 1] : opt_format;
+    return vo_main_disk_format_of(opt_disk_formats, i);
 }
 
 /* A worker request for the guest on @images, in their @formats (the
@@ -152,13 +172,15 @@ static void vo_main_request(VoWorkerRequest *req, GPtrArray *images,
 }
 
 /* Each disk's format, for a worker that reads them as they are. */
-static GPtrArray *vo_main_formats(GPtrArray *images, GError **error)
+static GPtrArray *vo_main_formats(GPtrArray *images, char **disk_formats,
+                                  GError **error)
 {
     g_autoptr(GPtrArray) formats = g_ptr_array_new_with_free_func(g_free);
 
     for (guint i = 0; i < images->len; i++) {
-        char *format = vo_main_format(images->pdata[i],
-                                      vo_main_disk_format(i), error);
+        char *format = vo_main_format(
+            images->pdata[i], vo_main_disk_format_of(disk_formats, i),
+            error);
 
         if (!format) {
             return NULL;
@@ -202,12 +224,17 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
     if (argc != 2) {
         return vo_main_usage(error, "inspect IMAGE [--disk IMAGE]...");
     }
+    if (opt_host_kernel) {
+        /* Rather than a refusal that names the option it was given. */
+        return vo_main_usage(error, "inspect does not take --host-kernel "
+                             "(apply, check and verify do)");
+    }
     images = vo_main_guest(argv[1], error);
     if (!images) {
         return FALSE;
     }
     image = images->pdata[0];
-    formats = vo_main_formats(images, error);
+    formats = vo_main_formats(images, opt_disk_formats, error);
     if (!formats) {
         return FALSE;
     }
@@ -314,10 +341,12 @@ static gboolean vo_main_bundle_failed(const char *image, const char *bundle,
 static gboolean vo_main_route(VoApplyFlags *flags, GError **error)
 {
     if (opt_host_kernel) {
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                    "--host-kernel is not available in this version; "
-                    "--backend=libguestfs services XFS and btrfs");
-        return FALSE;
+        if (opt_backend && !g_str_equal(opt_backend, "native")) {
+            return vo_main_usage(error, "--host-kernel and --backend are "
+                                 "two routes; choose one");
+        }
+        *flags |= VO_APPLY_HOST_KERNEL;
+        return TRUE;
     }
     if (!opt_backend || g_str_equal(opt_backend, "native")) {
         return TRUE;
@@ -340,8 +369,8 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
 
     if (argc != 3) {
         return vo_main_usage(error, "apply [--dry-run] "
-                             "[--backend=libguestfs] IMAGE [--disk IMAGE]... "
-                             "BUNDLE");
+                             "[--backend=libguestfs | --host-kernel] IMAGE "
+                             "[--disk IMAGE]... BUNDLE");
     }
     images = vo_main_guest(argv[1], error);
     if (!images) {
@@ -391,7 +420,8 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
     gboolean ok;
 
     if (argc != 3) {
-        return vo_main_usage(error, "verify IMAGE [--disk IMAGE]... BUNDLE");
+        return vo_main_usage(error, "verify [--host-kernel] IMAGE "
+                             "[--disk IMAGE]... BUNDLE");
     }
     images = vo_main_guest(argv[1], error);
     if (!images) {
@@ -407,13 +437,25 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
             return FALSE;
         }
     }
-    formats = vo_main_formats(images, error);
+    formats = vo_main_formats(images, opt_disk_formats, error);
     if (!formats) {
         return FALSE;
     }
     vo_main_request(&req, images, formats);
     req.bundle = bundle;
-    ok = vo_worker_run(&req, &result, error);
+    if (opt_host_kernel) {
+        g_autofree char *owner = g_canonicalize_filename(image, NULL);
+
+        ok = images->len == 1
+                 ? vo_hostkernel_run(VO_HOSTKERNEL_VERIFY, image, owner,
+                                     image, formats->pdata[0], bundle,
+                                     &result, error)
+                 : (g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                                "--host-kernel services guests of one "
+                                "disk"), FALSE);
+    } else {
+        ok = vo_worker_run(&req, &result, error);
+    }
     if (!result) {
         return FALSE;
     }
@@ -497,26 +539,65 @@ static gboolean vo_main_bundle_build(int argc, char **argv, GError **error)
                            opt_key, opt_cert, opt_output, error);
 }
 
-/* argv[1...] resolved to disk files into @images, their probed formats
- * into @formats. */
-static gboolean vo_main_images(int argc, char **argv, GPtrArray *images,
-                               GPtrArray *formats, GError **error)
+/*
+ * plan's guests: each IMAGE (argv[1..]) with the --disk options after it
+ * (and their --disk-format), or an OVF with its disks.
+ */
+static GPtrArray *vo_main_plan_guests(int argc, char **argv, GError **error)
 {
-    for (int i = 1; i < argc; i++) {
-        char *image = vo_ovf_resolve_image(argv[i], error);
-        char *format;
+    g_autoptr(GPtrArray) guests = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_plan_guest_free);
+    guint n_disks = opt_disks ? g_strv_length(opt_disks) : 0;
+    guint next = 0;
 
-        if (!image) {
-            return FALSE;
-        }
-        g_ptr_array_add(images, image);
-        format = vo_main_format(image, opt_format, error);
-        if (!format) {
-            return FALSE;
-        }
-        g_ptr_array_add(formats, format);
+    if (opt_disk_formats && g_strv_length(opt_disk_formats) != n_disks) {
+        vo_main_usage(error, "--disk-format: one per --disk, in order");
+        return NULL;
     }
-    return TRUE;
+    /* The command's argv are the words: a --disk after argv[i] (i >= 1)
+     * had i + 1 words before it. */
+    if (n_disks > 0 && g_array_index(vo_main_disk_after, guint, 0) < 2) {
+        vo_main_usage(error, "plan: each --disk follows the IMAGE of the "
+                      "guest it belongs to");
+        return NULL;
+    }
+    for (int i = 1; i < argc; i++) {
+        g_autoptr(GPtrArray) disks = g_ptr_array_new_null_terminated(
+            0, NULL, TRUE);
+        g_autoptr(GPtrArray) disk_formats = g_ptr_array_new_null_terminated(
+            0, NULL, TRUE);
+        g_autoptr(GPtrArray) images = NULL;
+        g_autoptr(GPtrArray) formats = NULL;
+        char **later_formats;
+        VoPlanGuest *guest;
+
+        for (; next < n_disks &&
+               g_array_index(vo_main_disk_after, guint, next) == (guint)i + 1;
+             next++) {
+            g_ptr_array_add(disks, opt_disks[next]);
+            if (opt_disk_formats) {
+                g_ptr_array_add(disk_formats, opt_disk_formats[next]);
+            }
+        }
+        later_formats = disk_formats->len ? (char **)disk_formats->pdata
+                                          : NULL;
+        images = vo_main_guest_of(argv[i],
+                                  disks->len ? (char **)disks->pdata : NULL,
+                                  later_formats, error);
+        formats = images ? vo_main_formats(images, later_formats, error)
+                         : NULL;
+        if (!formats) {
+            return NULL;
+        }
+        guest = vo_plan_guest_new(images->pdata[0],
+                                  g_strdup(formats->pdata[0]));
+        for (guint k = 1; k < images->len; k++) {
+            vo_plan_guest_add_disk(guest, images->pdata[k],
+                                   g_strdup(formats->pdata[k]));
+        }
+        g_ptr_array_add(guests, guest);
+    }
+    return g_steal_pointer(&guests);
 }
 
 /* Writes @plan to --output, or prints it. */
@@ -537,8 +618,7 @@ static gboolean vo_main_write_plan(JsonNode *plan, GError **error)
  * for each group of Windows images at the same build, UBR and KBs. */
 static gboolean vo_main_plan_msu(int argc, char **argv, GError **error)
 {
-    g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) formats = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) guests = NULL;
     g_autoptr(JsonNode) plan = NULL;
     VoMsuPlanOptions opts = {
         .catalog = opt_msu_catalog,
@@ -547,23 +627,23 @@ static gboolean vo_main_plan_msu(int argc, char **argv, GError **error)
 
     if (argc < 2 || opt_apt_sources || !opt_download_dir) {
         return vo_main_usage(error, "plan --msu-catalog CATALOG.json "
-                             "--download-dir DIR [--output PLAN] IMAGE...");
+                             "--download-dir DIR [--output PLAN] "
+                             "(IMAGE [--disk IMAGE]...)...");
     }
-    if (!vo_main_images(argc, argv, images, formats, error)) {
+    guests = vo_main_plan_guests(argc, argv, error);
+    if (!guests) {
         return FALSE;
     }
-    opts.images = (char **)images->pdata;
-    opts.formats = (char **)formats->pdata;
-    opts.n_images = images->len;
+    opts.guests = guests;
     plan = vo_msu_plan_run(&opts, error);
     return plan && vo_main_write_plan(plan, error);
 }
 
-/* plan IMAGE...: apt decides for each group of identical package sets. */
+/* plan (IMAGE [--disk IMAGE]...)...: apt decides for each group of
+ * identical package sets. */
 static gboolean vo_main_plan(int argc, char **argv, GError **error)
 {
-    g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) formats = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) guests = NULL;
     g_autoptr(JsonNode) plan = NULL;
     VoPlanOptions opts = {
         .sources = opt_apt_sources,
@@ -579,14 +659,13 @@ static gboolean vo_main_plan(int argc, char **argv, GError **error)
         return vo_main_usage(error, "plan (--apt-source 'URI SUITE "
                              "COMPONENT...')... --keyring KEY.gpg "
                              "[--security-only] --download-dir DIR "
-                             "[--output PLAN] IMAGE...");
+                             "[--output PLAN] (IMAGE [--disk IMAGE]...)...");
     }
-    if (!vo_main_images(argc, argv, images, formats, error)) {
+    guests = vo_main_plan_guests(argc, argv, error);
+    if (!guests) {
         return FALSE;
     }
-    opts.images = (char **)images->pdata;
-    opts.formats = (char **)formats->pdata;
-    opts.n_images = images->len;
+    opts.guests = guests;
     plan = vo_plan_run(&opts, error);
     return plan && vo_main_write_plan(plan, error);
 }
@@ -654,9 +733,7 @@ static gboolean vo_main_batch(int argc, char **argv, GError **error)
         if (!images) {
             return FALSE;
         }
-        for (guint i = 0; i < images->len; i++) {
-            g_ptr_array_add(targets, vo_batch_target_new(images->pdata[i]));
-        }
+        g_ptr_array_extend_and_steal(targets, g_steal_pointer(&images));
     }
     if (opt_report_dir && g_mkdir_with_parents(opt_report_dir, 0750) < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot create %s",
@@ -827,7 +904,8 @@ static const struct {
     { "recover", vo_main_recover,
       "IMAGE                 finish or undo an interrupted apply" },
     { "plan", vo_main_plan,
-      "IMAGE...                 updates apt chooses (--apt-source ...)\n"
+      "IMAGE...                 updates apt chooses (--apt-source ...;\n"
+      "                                a guest's --disk after its IMAGE)\n"
       "  plan --msu-catalog CATALOG IMAGE...   ... Windows .msu files" },
     { "bundle-build", vo_main_bundle_build,
       "MANIFEST         build and sign a bundle\n"
@@ -863,6 +941,23 @@ static gboolean vo_main_is_scan(int argc, char **argv)
     return FALSE;
 }
 
+/* --disk: a later disk, after the words so far (GOptionArgFunc). */
+static gboolean vo_main_add_disk(const char *name, const char *value,
+                                 gpointer data, GError **error)
+{
+    g_ptr_array_add(vo_main_disk_list, g_strdup(value));
+    g_array_append_val(vo_main_disk_after, vo_main_words->len);
+    return TRUE;
+}
+
+/* The command or one of its arguments (GOptionArgFunc). */
+static gboolean vo_main_add_word(const char *name, const char *value,
+                                 gpointer data, GError **error)
+{
+    g_ptr_array_add(vo_main_words, g_strdup(value));
+    return TRUE;
+}
+
 int main(int argc, char **argv)
 {
     gboolean scanning;
@@ -887,10 +982,11 @@ int main(int argc, char **argv)
     GOptionEntry entries[] = {
         { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
           "Image format (default: probed by qemu-img)", "FMT" },
-        { "disk", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_disks,
-          "inspect, check, apply, verify, recover: the guest's next disk "
-          "after IMAGE (repeatable, in the order the guest sees them)",
-          "IMAGE" },
+        { "disk", 0, G_OPTION_FLAG_FILENAME, G_OPTION_ARG_CALLBACK,
+          vo_main_add_disk,
+          "inspect, check, apply, verify, recover, plan: the guest's next "
+          "disk after IMAGE (repeatable, in the order the guest sees them; "
+          "plan: after the IMAGE whose guest it belongs to)", "IMAGE" },
         { "disk-format", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_disk_formats,
           "the format of each --disk, one per --disk in the same order "
           "(default: --format, or probed)", "FMT" },
@@ -902,8 +998,9 @@ int main(int argc, char **argv)
           "apply, check: native (default) or libguestfs, whose appliance "
           "VM reads and writes XFS and btrfs", "NAME" },
         { "host-kernel", 0, 0, G_OPTION_ARG_NONE, &opt_host_kernel,
-          "apply, check: mount XFS and btrfs with the host's kernel "
-          "(trusted images only; not available yet)", NULL },
+          "apply, check, verify: XFS and btrfs mounted by the host's "
+          "kernel from a copy of the partition (trusted images only; "
+          "root)", NULL },
         { "key", 0, 0, G_OPTION_ARG_FILENAME, &opt_key,
           "bundle-build, batch --apt-source: signing key (PKCS#8 PEM)",
           "FILE" },
@@ -978,6 +1075,8 @@ int main(int argc, char **argv)
           &opt_accept_weaker,
           "Read guests even where the worker cannot be fully confined",
           NULL },
+        { G_OPTION_REMAINING, 0, G_OPTION_FLAG_FILENAME,
+          G_OPTION_ARG_CALLBACK, vo_main_add_word, NULL, NULL },
         { NULL },
     };
 
@@ -986,6 +1085,9 @@ int main(int argc, char **argv)
                                vo_main_commands[i].help);
     }
     vmaug_cli_init("vmaugment-offline");
+    vo_main_words = g_ptr_array_new_null_terminated(0, g_free, TRUE);
+    vo_main_disk_list = g_ptr_array_new_null_terminated(0, g_free, TRUE);
+    vo_main_disk_after = g_array_new(FALSE, FALSE, sizeof(guint));
     ctx = g_option_context_new("COMMAND [ARGS...]");
     g_option_context_set_summary(ctx, summary->str);
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -996,6 +1098,12 @@ int main(int argc, char **argv)
         return scanning && status == VMAUG_EXIT_USAGE ? VO_MAIN_SCAN_FAILED
                                                       : status;
     }
+    /* The words, in order, are the command line left. */
+    g_ptr_array_insert(vo_main_words, 0, g_strdup(argv[0]));
+    argc = vo_main_words->len;
+    argv = (char **)vo_main_words->pdata;
+    opt_disks = vo_main_disk_list->len ? (char **)vo_main_disk_list->pdata
+                                       : NULL;
     vo_image_set_allow_external(opt_allow_backing);
     vo_image_set_force_share(opt_force_share);
     vo_worker_set_accept_weaker(opt_accept_weaker);

@@ -295,7 +295,7 @@ out:
     return ok;
 }
 
-static gboolean vo_mounts_read_fstab(VoGuest *guest, GError **error)
+gboolean vo_mounts_read_fstab(VoGuest *guest, GError **error)
 {
     g_autoptr(GBytes) data = NULL;
     g_autoptr(GError) local = NULL;
@@ -367,7 +367,7 @@ static gboolean vo_mounts_link_opened(VoGuest *guest, guint d,
         }
     }
     if (!container) {
-        /* The parent opens only what a layout job reported. */
+        /* The parent opens only what a locate job reported. */
         g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
                     "the LUKS volume at byte %" G_GUINT64_FORMAT " of disk "
                     "%u changed since it was found", o->offset, o->disk + 1);

@@ -34,6 +34,8 @@ VoGuest *vo_mounts_open_guest(VoDisk *const *disks, guint n_disks,
  * partitions of @guest->layout: the step of vo_mounts_open() that reads
  * fstab, taken apart for the fuzz target. */
 gboolean vo_mounts_parse_fstab(VoGuest *guest, GBytes *fstab, GError **error);
+/* The same, of the guest's own /etc/fstab (none: nothing but the root). */
+gboolean vo_mounts_read_fstab(VoGuest *guest, GError **error);
 /* Syncs, then maps the guest again from a read-only view of the same
  * export with every cached page dropped: a fresh read of what was written. */
 gboolean vo_mounts_reopen_read_only(VoGuest *guest, GError **error);

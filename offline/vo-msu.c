@@ -56,7 +56,6 @@ typedef struct {
     char *build, *ubr, *arch;
     GPtrArray *installed;   /* char* KBs, sorted, once each */
     char *key;              /* SHA-256 of all of it: images alike share */
-    GPtrArray *images;      /* char*, borrowed from the options */
 } VoMsuGroup;
 
 static void vo_msu_entry_free(VoMsuEntry *e)
@@ -78,9 +77,6 @@ static void vo_msu_group_free(VoMsuGroup *g)
     g_free(g->key);
     if (g->installed) {
         g_ptr_array_unref(g->installed);
-    }
-    if (g->images) {
-        g_ptr_array_unref(g->images);
     }
     g_free(g);
 }
@@ -369,26 +365,16 @@ static gboolean vo_msu_state_installed(const char *state)
 }
 
 /* The image's build, UBR, architecture and installed KBs, from the
- * worker's inventory (the guest's: each value checked). */
-static VoMsuGroup *vo_msu_read_image(const char *image, const char *format,
-                                     GError **error)
+ * worker's inventory (the guest's: each value checked); VoPlanGuestRead. */
+static gpointer vo_msu_read_image(const char *image, JsonObject *result,
+                                  const char **group_key, GError **error)
 {
-    g_autoptr(JsonObject) result = NULL;
     g_autoptr(VoMsuGroup) g = g_new0(VoMsuGroup, 1);
     g_autoptr(GString) key = g_string_new(NULL);
-    VoWorkerRequest req = {
-        .job = VO_WORKER_INSPECT,
-        .image = image,
-        .disk = image,
-        .format = format,
-    };
     JsonNode *inv, *os, *updates;
     JsonObject *o;
     const char *arch;
 
-    if (!vo_worker_run(&req, &result, error)) {
-        return NULL;
-    }
     inv = json_object_get_member(result, "inventory");
     os = inv && JSON_NODE_HOLDS_OBJECT(inv)
          ? json_object_get_member(json_node_get_object(inv), "os") : NULL;
@@ -439,6 +425,7 @@ static VoMsuGroup *vo_msu_read_image(const char *image, const char *format,
                                (char *)g->installed->pdata[i]);
     }
     g->key = g_compute_checksum_for_string(G_CHECKSUM_SHA256, key->str, -1);
+    *group_key = g->key;
     return g_steal_pointer(&g);
 }
 
@@ -509,10 +496,11 @@ static void vo_msu_member(JsonBuilder *b, const char *name,
  * directory (@kept: file name -> SHA-256, shared by the groups). */
 static gboolean vo_msu_plan_group(const VoMsuPlanOptions *opts,
                                   const char *catalog_dir,
-                                  GPtrArray *entries, VoMsuGroup *g,
+                                  GPtrArray *entries, VoPlanGroup *pg,
                                   GHashTable *kept, JsonBuilder *b,
                                   GError **error)
 {
+    VoMsuGroup *g = pg->data;
     g_autoptr(GHashTable) fits = g_hash_table_new(g_str_hash, g_str_equal);
     g_autoptr(JsonBuilder) skipped = json_builder_new();
 
@@ -530,8 +518,8 @@ static gboolean vo_msu_plan_group(const VoMsuPlanOptions *opts,
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "images");
     json_builder_begin_array(b);
-    for (guint i = 0; i < g->images->len; i++) {
-        json_builder_add_string_value(b, g->images->pdata[i]);
+    for (guint i = 0; i < pg->images->len; i++) {
+        json_builder_add_string_value(b, pg->images->pdata[i]);
     }
     json_builder_end_array(b);
     vo_msu_member(b, "inventory_sha256", g->key);
@@ -610,9 +598,7 @@ static gboolean vo_msu_plan_group(const VoMsuPlanOptions *opts,
 JsonNode *vo_msu_plan_run(const VoMsuPlanOptions *opts, GError **error)
 {
     g_autoptr(GPtrArray) entries = NULL;
-    g_autoptr(GPtrArray) groups = g_ptr_array_new_with_free_func(
-        (GDestroyNotify)vo_msu_group_free);
-    g_autoptr(GHashTable) by_key = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GPtrArray) groups = NULL;
     g_autoptr(GHashTable) kept = g_hash_table_new_full(g_str_hash,
                                                        g_str_equal, g_free,
                                                        g_free);
@@ -631,29 +617,12 @@ JsonNode *vo_msu_plan_run(const VoMsuPlanOptions *opts, GError **error)
                     opts->download_dir, g_strerror(errno));
         return NULL;
     }
-    for (guint i = 0; i < opts->n_images; i++) {
-        g_autoptr(GError) local = NULL;
-        g_autoptr(VoMsuGroup) one = vo_msu_read_image(opts->images[i],
-                                                      opts->formats[i],
-                                                      &local);
-        VoMsuGroup *g;
-
-        if (!one && opts->unread) {
-            opts->unread[i] = g_strdup(local->message);
-            continue;
-        }
-        if (!one) {
-            g_propagate_error(error, g_steal_pointer(&local));
-            return NULL;
-        }
-        g = g_hash_table_lookup(by_key, one->key);
-        if (!g) {
-            g = g_steal_pointer(&one);
-            g->images = g_ptr_array_new();
-            g_ptr_array_add(groups, g);
-            g_hash_table_insert(by_key, g->key, g);
-        }
-        g_ptr_array_add(g->images, opts->images[i]);
+    groups = vo_plan_guests_group(opts->guests, VO_WORKER_INSPECT,
+                                  vo_msu_read_image,
+                                  (GDestroyNotify)vo_msu_group_free,
+                                  opts->unread, error);
+    if (!groups) {
+        return NULL;
     }
 
     json_builder_begin_object(b);

@@ -12,6 +12,7 @@
 #include <json-glib/json-glib.h>
 
 #include "vo-guest.h"
+#include "vo-plan-guests.h"
 
 G_BEGIN_DECLS
 
@@ -33,12 +34,10 @@ G_BEGIN_DECLS
 #define VO_MSU_MAX_UPDATES  999
 
 typedef struct {
-    char **images;          /* as named, resolved to disk files */
-    char **formats;         /* of each image, probed */
-    guint n_images;
+    GPtrArray *guests;      /* VoPlanGuest*, each read with all its disks */
     const char *catalog;    /* --msu-catalog */
     const char *download_dir;
-    /* NULL, or @n_images slots: an image whose inventory cannot be read
+    /* NULL, or one slot per guest: a guest whose inventory cannot be read
      * gets the message here and is left out of the plan. */
     char **unread;
 } VoMsuPlanOptions;

@@ -42,25 +42,18 @@ static gboolean vo_patch_fail_op(VoFileOp *op, GError **error, VoError code,
 }
 
 /*
- * Resolves @op's path.  A mkdir of a directory where a filesystem is
- * mounted (/var on a disk of its own, as the parents a bundle's mkdir
- * implies may be) finds that filesystem's root: the directory exists.
+ * A mount point (vo_guest_resolve()) is only ever a mkdir's path, as the
+ * parents a bundle's mkdir implies may be (/var on a disk of its own):
+ * the directory exists.  Anything else would change the mount point.
  */
-static gboolean vo_patch_resolve_path(VoGuest *guest, VoFileOp *op,
-                                      VoPath *p, GError **error)
+static gboolean vo_patch_check_mount(VoFileOp *op, VoPath *p, GError **error)
 {
-    g_autofree char *norm = vo_guest_normalize_path(op->path);
-    VoMount *m = op->kind == VO_FILE_OP_MKDIR
-                     ? vo_guest_mount_at(guest, norm) : NULL;
+    g_autoptr(GError) local = NULL;
 
-    if (!m || !m->fs) {
-        return vo_guest_resolve(guest, op->path, FALSE, p, error);
+    if (op->kind == VO_FILE_OP_MKDIR || vo_path_check_not_mount(p, &local)) {
+        return TRUE;
     }
-    p->fs = m->fs;
-    p->node = m->fs->root;
-    p->exists = TRUE;
-    p->resolved = g_strdup(norm);
-    return m->fs->ops->stat(m->fs, p->node, &p->st, error);
+    return vo_patch_fail_op(op, error, local->code, "%s", local->message);
 }
 
 /* Resolves an instruction's path; a missing parent is fine only when an
@@ -74,8 +67,8 @@ static gboolean vo_patch_resolve(VoGuest *guest, VoFileOp *op,
     g_autofree char *parent = g_path_get_dirname(norm);
 
     *parent_planned = FALSE;
-    if (vo_patch_resolve_path(guest, op, p, &local)) {
-        return TRUE;
+    if (vo_guest_resolve(guest, op->path, FALSE, p, &local)) {
+        return vo_patch_check_mount(op, p, error);
     }
     if (planned_dirs &&
         g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND) &&
@@ -263,7 +256,8 @@ gboolean vo_patch_execute(VoBundle *bundle, VoGuest *guest,
         };
         gboolean ok = TRUE;
 
-        if (!vo_patch_resolve_path(guest, op, &p, error)) {
+        if (!vo_guest_resolve(guest, op->path, FALSE, &p, error) ||
+            !vo_patch_check_mount(op, &p, error)) {
             return FALSE;
         }
         switch (op->kind) {
@@ -318,7 +312,7 @@ static gboolean vo_patch_verify_op(VoGuest *guest, VoFileOp *op, char **why)
     g_autofree char *have = NULL;
     gboolean owners;
 
-    if (!vo_patch_resolve_path(guest, op, &p, &local)) {
+    if (!vo_guest_resolve(guest, op->path, FALSE, &p, &local)) {
         if (op->kind == VO_FILE_OP_DELETE &&
             g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
             return TRUE;
@@ -516,3 +510,16 @@ gboolean vo_patch_decide(VoBundle *bundle, VoGuest *guest,
     return TRUE;
 }
 
+gboolean vo_patch_check_files_only(VoBundle *bundle, const char *route,
+                                   GError **error)
+{
+    if ((bundle->registry && bundle->registry->len) ||
+        (bundle->packages && bundle->packages->len)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "bundle %s has registry or package instructions, which "
+                    "%s does not carry out (only file instructions)",
+                    bundle->id, route);
+        return FALSE;
+    }
+    return TRUE;
+}

@@ -34,4 +34,10 @@ gboolean vo_patch_decide(VoBundle *bundle, VoGuest *guest,
                          JsonBuilder *report, gboolean *done,
                          GError **error);
 
+/* Refuses (VO_ERROR_UNSUPPORTED) a bundle with registry or package
+ * instructions: the routes that carry out file instructions only
+ * (@route: "--backend=libguestfs", "--host-kernel"). */
+gboolean vo_patch_check_files_only(VoBundle *bundle, const char *route,
+                                   GError **error);
+
 G_END_DECLS

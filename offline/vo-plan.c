@@ -21,48 +21,23 @@
 #include "vo-plan.h"
 #include "vo-worker.h"
 
-typedef struct {
-    VoDpkgStatus *status;
-    GPtrArray *images;      /* char*, borrowed from the options */
-} VoPlanGroup;
-
-static void vo_plan_group_free(VoPlanGroup *g)
+/* A guest's package set (VoPlanGuestRead), keyed by its hash. */
+static gpointer vo_plan_read_status(const char *image, JsonObject *result,
+                                    const char **key, GError **error)
 {
-    vo_dpkg_status_free(g->status);
-    g_ptr_array_unref(g->images);
-    g_free(g);
-}
+    JsonNode *dpkg = json_object_get_member(result, "dpkg");
+    VoDpkgStatus *st;
 
-/* The package set of the guest on @image and the NULL-terminated @more
- * disks (may be NULL) after it. */
-static VoDpkgStatus *vo_plan_read_image(const char *image,
-                                        const char *format,
-                                        char **more, char **more_formats,
-                                        GError **error)
-{
-    g_autoptr(JsonObject) result = NULL;
-    VoWorkerRequest req = {
-        .job = VO_WORKER_PACKAGES,
-        .image = image,
-        .disk = image,
-        .format = format,
-        .n_more = more ? g_strv_length(more) : 0,
-        .more_images = (const char *const *)more,
-        .more_disks = (const char *const *)more,
-        .more_formats = (const char *const *)more_formats,
-    };
-    JsonNode *dpkg;
-
-    if (!vo_worker_run(&req, &result, error)) {
-        return NULL;
-    }
-    dpkg = json_object_get_member(result, "dpkg");
     if (!dpkg) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                     "the worker reported no package set for %s", image);
         return NULL;
     }
-    return vo_dpkg_status_from_report(dpkg, error);
+    st = vo_dpkg_status_from_report(dpkg, error);
+    if (st) {
+        *key = st->sha256;
+    }
+    return st;
 }
 
 char *vo_plan_keep_file(const char *src, const char *dir, char **sha256,
@@ -107,8 +82,9 @@ static gboolean vo_plan_group(const VoPlanOptions *opts, GPtrArray *sources,
     g_autoptr(VoApt) apt = NULL;
     g_autoptr(GPtrArray) changes = NULL;
     g_autoptr(JsonBuilder) refused = json_builder_new();
+    VoDpkgStatus *status = g->data;
 
-    apt = vo_apt_new(sources, opts->keyring, g->status, opts->security_only,
+    apt = vo_apt_new(sources, opts->keyring, status, opts->security_only,
                      error);
     if (!apt || !vo_apt_update(apt, error)) {
         return FALSE;
@@ -125,14 +101,14 @@ static gboolean vo_plan_group(const VoPlanOptions *opts, GPtrArray *sources,
         json_builder_add_string_value(b, g->images->pdata[i]);
     }
     json_builder_end_array(b);
-    vo_plan_member(b, "status_sha256", g->status->sha256);
+    vo_plan_member(b, "status_sha256", status->sha256);
     json_builder_set_member_name(b, "os");
     json_builder_begin_object(b);
-    vo_plan_member(b, "id", g->status->os_id);
-    vo_plan_member(b, "version_id", g->status->os_version_id);
+    vo_plan_member(b, "id", status->os_id);
+    vo_plan_member(b, "version_id", status->os_version_id);
     json_builder_end_object(b);
-    vo_plan_member(b, "release", g->status->release);
-    vo_plan_member(b, "architecture", g->status->architecture);
+    vo_plan_member(b, "release", status->release);
+    vo_plan_member(b, "architecture", status->architecture);
     json_builder_set_member_name(b, "packages");
     json_builder_begin_array(b);
     json_builder_begin_array(refused);
@@ -175,10 +151,7 @@ JsonNode *vo_plan_run(const VoPlanOptions *opts, GError **error)
 {
     g_autoptr(GPtrArray) sources = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_apt_source_free);
-    g_autoptr(GPtrArray) groups = g_ptr_array_new_with_free_func(
-        (GDestroyNotify)vo_plan_group_free);
-    g_autoptr(GHashTable) by_status = g_hash_table_new(g_str_hash,
-                                                       g_str_equal);
+    g_autoptr(GPtrArray) groups = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
     g_autofree char *created = g_date_time_format(now,
@@ -197,31 +170,12 @@ JsonNode *vo_plan_run(const VoPlanOptions *opts, GError **error)
                     opts->download_dir, g_strerror(errno));
         return NULL;
     }
-    for (guint i = 0; i < opts->n_images; i++) {
-        g_autoptr(GError) local = NULL;
-        g_autoptr(VoDpkgStatus) st = vo_plan_read_image(
-            opts->images[i], opts->formats[i],
-            opts->more_disks ? opts->more_disks[i] : NULL,
-            opts->more_formats ? opts->more_formats[i] : NULL, &local);
-        VoPlanGroup *g;
-
-        if (!st && opts->unread) {
-            opts->unread[i] = g_strdup(local->message);
-            continue;
-        }
-        if (!st) {
-            g_propagate_error(error, g_steal_pointer(&local));
-            return NULL;
-        }
-        g = g_hash_table_lookup(by_status, st->sha256);
-        if (!g) {
-            g = g_new0(VoPlanGroup, 1);
-            g->status = g_steal_pointer(&st);
-            g->images = g_ptr_array_new();
-            g_ptr_array_add(groups, g);
-            g_hash_table_insert(by_status, g->status->sha256, g);
-        }
-        g_ptr_array_add(g->images, opts->images[i]);
+    groups = vo_plan_guests_group(opts->guests, VO_WORKER_PACKAGES,
+                                  vo_plan_read_status,
+                                  (GDestroyNotify)vo_dpkg_status_free,
+                                  opts->unread, error);
+    if (!groups) {
+        return NULL;
     }
 
     json_builder_begin_object(b);

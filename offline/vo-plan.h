@@ -12,25 +12,22 @@
 
 #include <json-glib/json-glib.h>
 
+#include "vo-plan-guests.h"
+
 G_BEGIN_DECLS
 
 #define VO_PLAN_FORMAT 1
 
 typedef struct {
-    char **images;          /* as named, resolved to disk files */
-    char **formats;         /* of each image, probed */
-    guint n_images;
-    /* NULL, or @n_images entries: the later disks of each image's guest
-     * and their formats (NULL-terminated; NULL for a guest of one disk),
-     * read with it so that a /var of its own is found. */
-    char ***more_disks;
-    char ***more_formats;
+    /* VoPlanGuest*: each guest's disks, read together so that a /var of
+     * its own is found. */
+    GPtrArray *guests;
     char **sources;         /* --apt-source, as written */
     const char *keyring;
     gboolean security_only;
     const char *download_dir;
-    /* NULL, or @n_images slots: an image whose package set cannot be read
-     * gets the message here and is left out of the plan instead of
+    /* NULL, or one slot per guest: a guest whose package set cannot be
+     * read gets the message here and is left out of the plan instead of
      * failing it. */
     char **unread;
 } VoPlanOptions;

@@ -22,7 +22,48 @@
 
 #include <clamav.h>
 
+#include "vo-dl.h"
 #include "vo-scan.h"
+
+/*
+ * libclamav is loaded by the scan job only, before the worker confines
+ * itself (vo_scan_engine_prepare()), not linked: with libcrypto and the
+ * rest it brings it would slow every worker's start, and no other job
+ * runs its code (docs/performance.md).
+ */
+#define VO_SCAN_CL_CALLS(X) \
+    X(cl_engine_compile) \
+    X(cl_engine_get_num) \
+    X(cl_engine_new) \
+    X(cl_engine_set_clcb_virus_found) \
+    X(cl_engine_set_num) \
+    X(cl_engine_set_str) \
+    X(cl_fmap_close) \
+    X(cl_fmap_open_memory) \
+    X(cl_init) \
+    X(cl_load) \
+    X(cl_retver) \
+    X(cl_scanmap_callback) \
+    X(cl_strerror)
+
+static VO_DL_TABLE(VO_SCAN_CL_CALLS) vo_cl;
+static const char *const vo_scan_cl_names[] = VO_DL_NAMES(VO_SCAN_CL_CALLS);
+static void *vo_scan_lib;
+
+#define cl_engine_compile (*vo_cl.f.cl_engine_compile)
+#define cl_engine_get_num (*vo_cl.f.cl_engine_get_num)
+#define cl_engine_new (*vo_cl.f.cl_engine_new)
+#define cl_engine_set_clcb_virus_found \
+    (*vo_cl.f.cl_engine_set_clcb_virus_found)
+#define cl_engine_set_num (*vo_cl.f.cl_engine_set_num)
+#define cl_engine_set_str (*vo_cl.f.cl_engine_set_str)
+#define cl_fmap_close (*vo_cl.f.cl_fmap_close)
+#define cl_fmap_open_memory (*vo_cl.f.cl_fmap_open_memory)
+#define cl_init (*vo_cl.f.cl_init)
+#define cl_load (*vo_cl.f.cl_load)
+#define cl_retver (*vo_cl.f.cl_retver)
+#define cl_scanmap_callback (*vo_cl.f.cl_scanmap_callback)
+#define cl_strerror (*vo_cl.f.cl_strerror)
 
 /* The first descriptor the worker did not get from its parent. */
 #define VO_SCAN_FIRST_FREE_FD   7
@@ -219,6 +260,11 @@ gboolean vo_scan_engine_prepare(int request_fd, GError **error)
         }
     }
 
+    if (!vo_dl_load(&vo_scan_lib, VO_SCAN_CLAMAV_SONAME, vo_scan_cl_names,
+                    vo_cl.sym, "scan needs libclamav (Debian: libclamav12)",
+                    error)) {
+        return FALSE;
+    }
     rc = cl_init(CL_INIT_DEFAULT);
     if (rc != CL_SUCCESS) {
         return vo_scan_cl_fail(rc, "init", error);

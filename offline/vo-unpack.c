@@ -860,9 +860,6 @@ static VoUnpackJob *vo_unpack_prepare(VoGuest *guest, VoDpkgDb *db,
             continue;
         }
         disk = vo_unpack_diverted(db, path, op->package);
-        if (vo_guest_is_mount_point(guest, disk)) {
-            continue;
-        }
         if (!vo_guest_resolve(guest, disk, FALSE, &p, &local)) {
             if (g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
                 continue;
@@ -870,7 +867,8 @@ static VoUnpackJob *vo_unpack_prepare(VoGuest *guest, VoDpkgDb *db,
             g_propagate_error(error, g_steal_pointer(&local));
             return NULL;
         }
-        if (!p.exists) {
+        /* A mount point stays: dpkg's rmdir() finds it busy. */
+        if (!p.exists || p.mount) {
             continue;
         }
         if (!vo_unpack_activate(job, db, path, error)) {
@@ -1007,9 +1005,6 @@ static gboolean vo_unpack_check_place(VoGuest *guest, VoUnpackJob *job,
     gboolean dir = f->m->type == VO_NODE_DIRECTORY;
     g_autofree char *parent = g_path_get_dirname(f->target);
 
-    if (dir && vo_guest_is_mount_point(guest, f->target)) {
-        return TRUE;
-    }
     if (!vo_guest_resolve(guest, f->target, dir, &p, &local)) {
         if (g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND) &&
             g_hash_table_contains(planned, parent)) {
@@ -1021,7 +1016,14 @@ static gboolean vo_unpack_check_place(VoGuest *guest, VoUnpackJob *job,
         return vo_unpack_refuse(error, local->code, job->op, "%s: %s",
                                 f->target, local->message);
     }
-    if (p.fs && !p.fs->ops->symlink) {
+    if (!dir && !vo_path_check_not_mount(&p, &local)) {
+        return vo_unpack_refuse(error, local->code, job->op, "%s: %s",
+                                f->target, local->message);
+    }
+    /* An existing directory stays as it is (vo_unpack_install()): only
+     * what is written needs a filesystem that can hold a package. */
+    if (p.fs && !p.fs->ops->symlink &&
+        !(dir && p.exists && p.st.type == VO_NODE_DIRECTORY)) {
         return vo_unpack_refuse(error, VO_ERROR_UNSUPPORTED, job->op,
                                 "%s: a %s filesystem cannot hold a Debian "
                                 "package", f->target, p.fs->type);
@@ -1122,6 +1124,9 @@ static gboolean vo_unpack_clear(VoPath *p, GError **error)
     if (!p->exists) {
         return TRUE;
     }
+    if (!vo_path_check_not_mount(p, error)) {
+        return FALSE;
+    }
     if (p->st.type == VO_NODE_DIRECTORY) {
         g_set_error(error, VO_ERROR, VO_ERROR_EXISTS, "%s is a directory",
                     p->resolved);
@@ -1167,10 +1172,8 @@ static gboolean vo_unpack_install(VoGuest *guest, VoUnpackFile *f,
         VoStat attrs = { .mode = f->mode, .uid = f->uid, .gid = f->gid };
         g_autoptr(GError) local = NULL;
 
-        if (vo_guest_is_mount_point(guest, f->target)) {
-            return TRUE;
-        }
-        /* An existing directory, or a link to one, stays as it is. */
+        /* An existing directory, or a link to one, stays as it is (a
+         * mount point too). */
         if (vo_guest_resolve(guest, f->target, TRUE, &p, &local) &&
             p.exists && p.st.type == VO_NODE_DIRECTORY) {
             return TRUE;
@@ -1247,7 +1250,8 @@ static gboolean vo_unpack_remove(VoGuest *guest, const char *path,
         g_propagate_error(error, g_steal_pointer(&local));
         return FALSE;
     }
-    if (!p.exists || g_hash_table_contains(resolved, p.resolved)) {
+    if (!p.exists || p.mount ||
+        g_hash_table_contains(resolved, p.resolved)) {
         return TRUE;
     }
     if (!dir) {
@@ -1360,9 +1364,6 @@ static gboolean vo_unpack_verify_file(VoGuest *guest, VoUnpackJob *job,
     VoDebMember *m = f->m;
     gboolean dir = m->type == VO_NODE_DIRECTORY;
 
-    if (dir && vo_guest_is_mount_point(guest, f->target)) {
-        return TRUE;
-    }
     if (!vo_guest_resolve(guest, f->target, dir, &p, &local) || !p.exists) {
         *why = g_strdup_printf("%s: %s", f->target,
                                local ? local->message : "missing");

@@ -160,6 +160,66 @@ static gboolean vo_worker_verify(VoWorker *w, JsonBuilder *b, GError **error)
     return ok;
 }
 
+static void vo_worker_member_str(JsonBuilder *b, const char *name,
+                                 const char *value)
+{
+    if (value) {
+        /* Labels are the guest's bytes; the report is UTF-8. */
+        g_autofree char *text = g_utf8_make_valid(value, -1);
+
+        json_builder_set_member_name(b, name);
+        json_builder_add_string_value(b, text);
+    }
+}
+
+/*
+ * Where each partition, whole-disk filesystem and logical volume of the
+ * guest's disks lies, and what libblkid found on it (a LUKS volume's
+ * "fstype" is "crypto_LUKS", its "fs_uuid" the LUKS UUID): the
+ * --host-kernel route (vo-hostkernel.c) copies one out and lets the host
+ * kernel mount it, and with --luks-key the parent opens the LUKS volumes
+ * it has keys for (docs/offline.rst, "LUKS"), so that the parent itself
+ * never parses a partition table.
+ */
+static gboolean vo_worker_locate(VoDisk *const *disks, guint n,
+                                 JsonBuilder *b, GError **error)
+{
+    json_builder_set_member_name(b, "volumes");
+    json_builder_begin_array(b);
+    for (guint d = 0; d < n; d++) {
+        g_autoptr(VoLayout) layout = vo_layout_scan(disks[d], error);
+
+        if (!layout) {
+            if (n > 1) {
+                g_prefix_error(error, "disk %u: ", d + 1);
+            }
+            return FALSE;
+        }
+        for (guint i = 0; i < layout->partitions->len; i++) {
+            VoPartition *p = layout->partitions->pdata[i];
+
+            json_builder_begin_object(b);
+            json_builder_set_member_name(b, "disk");
+            json_builder_add_int_value(b, d);
+            json_builder_set_member_name(b, "number");
+            json_builder_add_int_value(b, p->number);
+            json_builder_set_member_name(b, "offset");
+            json_builder_add_int_value(b, p->offset);
+            json_builder_set_member_name(b, "size");
+            json_builder_add_int_value(b, p->size);
+            vo_worker_member_str(b, "fstype", p->fstype);
+            vo_worker_member_str(b, "fs_uuid", p->fs_uuid);
+            vo_worker_member_str(b, "fs_label", p->fs_label);
+            vo_worker_member_str(b, "part_uuid", p->part_uuid);
+            vo_worker_member_str(b, "part_label", p->part_label);
+            vo_worker_member_str(b, "volume", p->volume);
+            json_builder_end_object(b);
+        }
+    }
+    json_builder_end_array(b);
+    return TRUE;
+}
+
 #ifdef VO_WORKER_TEST_HOOKS
 static void vo_worker_test_write(const void *data, gsize len)
 {
@@ -351,50 +411,6 @@ static gboolean vo_worker_test_hooks(VoGuest *guest, GError **error)
 }
 #endif
 
-/*
- * Where the LUKS volumes of the guest's disks lie, for the parent to open
- * them with their keys (docs/offline.rst, "LUKS"): nothing else is read.
- */
-static gboolean vo_worker_layout(VoDisk *const *disks, guint n,
-                                 JsonBuilder *b, GError **error)
-{
-    json_builder_set_member_name(b, "encrypted");
-    json_builder_begin_array(b);
-    for (guint d = 0; d < n; d++) {
-        g_autoptr(VoLayout) layout = vo_layout_scan(disks[d], error);
-
-        if (!layout) {
-            if (n > 1) {
-                g_prefix_error(error, "disk %u: ", d + 1);
-            }
-            return FALSE;
-        }
-        for (guint i = 0; i < layout->partitions->len; i++) {
-            VoPartition *p = layout->partitions->pdata[i];
-
-            if (g_strcmp0(p->fstype, "crypto_LUKS") != 0) {
-                continue;
-            }
-            json_builder_begin_object(b);
-            json_builder_set_member_name(b, "disk");
-            json_builder_add_int_value(b, d);
-            json_builder_set_member_name(b, "offset");
-            json_builder_add_int_value(b, p->offset);
-            json_builder_set_member_name(b, "size");
-            json_builder_add_int_value(b, p->size);
-            json_builder_set_member_name(b, "uuid");
-            if (p->fs_uuid && g_utf8_validate(p->fs_uuid, -1, NULL)) {
-                json_builder_add_string_value(b, p->fs_uuid);
-            } else {
-                json_builder_add_null_value(b);
-            }
-            json_builder_end_object(b);
-        }
-    }
-    json_builder_end_array(b);
-    return TRUE;
-}
-
 static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
 {
     guint n = g_strv_length(w->formats);
@@ -417,8 +433,8 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
     }
     /* Said only now that the disks are connected: qemu-nbd ends when its
      * client leaves after the handshake, not before. */
-    if (w->engine_error || w->job == VO_WORKER_LAYOUT) {
-        ok = w->engine_error == NULL && vo_worker_layout(disks, n, b, error);
+    if (w->engine_error || w->job == VO_WORKER_LOCATE) {
+        ok = w->engine_error == NULL && vo_worker_locate(disks, n, b, error);
         for (guint i = 0; i < n + w->n_opened; i++) {
             vo_disk_free(disks[i]);
         }
@@ -451,7 +467,7 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
         return vo_worker_packages(w, b, error);
     case VO_WORKER_SCAN:
         return vo_worker_scan(w, b, error);
-    case VO_WORKER_LAYOUT:
+    case VO_WORKER_LOCATE:
         break;
     }
     g_assert_not_reached();

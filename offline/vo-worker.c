@@ -35,7 +35,7 @@ static const char *const vo_worker_jobs[] = {
     [VO_WORKER_VERIFY] = "verify",
     [VO_WORKER_PACKAGES] = "packages",
     [VO_WORKER_SCAN] = "scan",
-    [VO_WORKER_LAYOUT] = "layout",
+    [VO_WORKER_LOCATE] = "locate",
 };
 
 /* What each job may report, besides "error". */
@@ -63,8 +63,8 @@ static const struct {
     { "dpkg", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_PACKAGES },
     /* Checked member by member by vo_scan_check_report(). */
     { "scan", JSON_NODE_OBJECT, 0, 1 << VO_WORKER_SCAN },
-    /* Checked entry by entry by vo_worker_luks_volumes(). */
-    { "encrypted", JSON_NODE_ARRAY, 0, 1 << VO_WORKER_LAYOUT },
+    /* Checked volume by volume by vo_worker_volumes(). */
+    { "volumes", JSON_NODE_ARRAY, 0, 1 << VO_WORKER_LOCATE },
 };
 
 /* A key the operator gave (--luks-key). */
@@ -103,7 +103,7 @@ const char *vo_worker_job_name(VoWorkerJob job)
 gboolean vo_worker_job_has_bundle(VoWorkerJob job)
 {
     return job != VO_WORKER_INSPECT && job != VO_WORKER_PACKAGES &&
-           job != VO_WORKER_SCAN && job != VO_WORKER_LAYOUT;
+           job != VO_WORKER_SCAN && job != VO_WORKER_LOCATE;
 }
 
 int vo_worker_job_fds(VoWorkerJob job)
@@ -250,17 +250,21 @@ static char *vo_worker_path(void)
                             NULL);
 }
 
-/* Probed once: the answer does not change while we run. */
-static unsigned vo_worker_pieces(const SandboxHost *host)
+/*
+ * What the worker gets.  Until a spawn fails, what a host whose
+ * namespaces work gives (sandbox_expected()), without the probe's child;
+ * after a failed spawn, and for good, what sandbox_probe() finds.
+ */
+static unsigned vo_worker_pieces(const SandboxHost *host, gboolean probe)
 {
     static unsigned pieces;
     static gboolean probed;
 
-    if (!probed) {
+    if (probe && !probed) {
         pieces = sandbox_probe(host);
         probed = TRUE;
     }
-    return pieces;
+    return probed ? pieces : sandbox_expected(host);
 }
 
 static gboolean vo_worker_confinement_ok(unsigned pieces, GError **error)
@@ -325,7 +329,7 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
         .id_base = vo_worker_id_base,
         .namespaces = TRUE,
     };
-    unsigned pieces = vo_worker_pieces(&host);
+    unsigned pieces = vo_worker_pieces(&host, FALSE);
     g_autofree char *path = vo_worker_path();
     g_autoptr(GPtrArray) formats = g_ptr_array_new();
     g_autofree char *format_list = NULL;
@@ -379,9 +383,6 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
     for (guint i = 0; i < volumes->len; i++) {
         fds[sp.n_fds++] = disk_fds[req->n_more + 1 + i];
     }
-    if (!vo_worker_confinement_ok(pieces, error)) {
-        return -1;
-    }
     sp.exe_fd = open(path, O_PATH | O_CLOEXEC);
     if (sp.exe_fd < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
@@ -389,7 +390,20 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
                     g_strerror(errno));
         return -1;
     }
-    pid = sandbox_spawn(&sp);
+    /*
+     * Unprobed pieces that would be refused, or a spawn with them that
+     * failed (a host without user namespaces, say): what the probe finds
+     * decides, exactly as if it had been asked first.
+     */
+    pid = vo_worker_confinement_ok(pieces, NULL) ? sandbox_spawn(&sp) : -1;
+    if (pid < 0) {
+        sp.pieces = vo_worker_pieces(&host, TRUE);
+        if (!vo_worker_confinement_ok(sp.pieces, error)) {
+            close(sp.exe_fd);
+            return -1;
+        }
+        pid = sandbox_spawn(&sp);
+    }
     close(sp.exe_fd);
     if (pid < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
@@ -429,49 +443,6 @@ static gboolean vo_worker_check_status(JsonObject *report, GError **error)
         }
     }
     return vo_wire_malformed(error, "unknown status");
-}
-
-/*
- * The layout job's "encrypted" (read from the guest's partition table):
- * at most VO_WORKER_MAX_DISKS * VO_IMAGE_MAX_LUKS entries, each exactly
- * "disk" (one of the guest's, in the disks' order), "offset", "size"
- * (not negative, a size above 0) and "uuid" (a string or null).  Where
- * the volume lies in its disk is checked before it is opened
- * (vo_image_serve_luks()).
- */
-static gboolean vo_worker_check_encrypted(const VoWorkerRequest *req,
-                                          JsonArray *list, GError **error)
-{
-    guint n = json_array_get_length(list);
-    gint64 last = 0;
-
-    if (n > VO_WORKER_MAX_DISKS * VO_IMAGE_MAX_LUKS) {
-        return vo_wire_malformed(error, "too many \"encrypted\" entries");
-    }
-    for (guint i = 0; i < n; i++) {
-        JsonNode *node = json_array_get_element(list, i);
-        JsonObject *e = JSON_NODE_HOLDS_OBJECT(node)
-                            ? json_node_get_object(node) : NULL;
-        JsonNode *disk = e ? json_object_get_member(e, "disk") : NULL;
-        JsonNode *offset = e ? json_object_get_member(e, "offset") : NULL;
-        JsonNode *size = e ? json_object_get_member(e, "size") : NULL;
-        JsonNode *uuid = e ? json_object_get_member(e, "uuid") : NULL;
-
-        if (!e || json_object_get_size(e) != 4 || !disk || !offset ||
-            !size || !uuid ||
-            json_node_get_value_type(disk) != G_TYPE_INT64 ||
-            json_node_get_value_type(offset) != G_TYPE_INT64 ||
-            json_node_get_value_type(size) != G_TYPE_INT64 ||
-            (!JSON_NODE_HOLDS_NULL(uuid) &&
-             json_node_get_value_type(uuid) != G_TYPE_STRING) ||
-            json_node_get_int(disk) < last ||
-            json_node_get_int(disk) > (gint64)req->n_more ||
-            json_node_get_int(offset) < 0 || json_node_get_int(size) <= 0) {
-            return vo_wire_malformed(error, "bad \"encrypted\" entry");
-        }
-        last = json_node_get_int(disk);
-    }
-    return TRUE;
 }
 
 /*
@@ -532,11 +503,6 @@ static gboolean vo_worker_check_report(const VoWorkerRequest *req,
         }
         if (!known) {
             return vo_wire_malformed(error, "unexpected member");
-        }
-        if (g_str_equal(name, "encrypted") &&
-            !vo_worker_check_encrypted(req, json_node_get_array(node),
-                                       error)) {
-            return FALSE;
         }
     }
     return vo_worker_check_status(report, error);
@@ -649,13 +615,14 @@ static gboolean vo_worker_serve(const VoWorkerRequest *req, GArray *volumes,
                g_array_index(volumes, VoWorkerVolume, next).disk == i) {
             luks[n++] = g_array_index(volumes, VoWorkerVolume, next++).luks;
         }
-        server = n ? vo_image_serve_luks(
+        server = n ? vo_image_server_new_luks(
                          i ? req->more_disks[i - 1] : req->disk,
                          i ? req->more_images[i - 1] : req->image, format,
                          writable, luks, n, first, error)
-                   : vo_image_serve(i ? req->more_disks[i - 1] : req->disk,
-                                    i ? req->more_images[i - 1] : req->image,
-                                    format, writable, error);
+                   : vo_image_server_new(
+                         i ? req->more_disks[i - 1] : req->disk,
+                         i ? req->more_images[i - 1] : req->image, format,
+                         writable, error);
         if (!server) {
             return FALSE;
         }
@@ -669,36 +636,128 @@ static gboolean vo_worker_serve(const VoWorkerRequest *req, GArray *volumes,
     return TRUE;
 }
 
+/* ---- The locate job's volumes ---- */
+
+static gboolean vo_worker_vol_uint(JsonObject *o, const char *name,
+                                   guint64 *out)
+{
+    JsonNode *n = json_object_get_member(o, name);
+
+    if (!n || json_node_get_value_type(n) != G_TYPE_INT64 ||
+        json_node_get_int(n) < 0) {
+        return FALSE;
+    }
+    *out = json_node_get_int(n);
+    return TRUE;
+}
+
+static gboolean vo_worker_vol_str(JsonObject *o, const char *name, char **out)
+{
+    JsonNode *n = json_object_get_member(o, name);
+
+    if (!n) {
+        return TRUE;
+    }
+    if (json_node_get_value_type(n) != G_TYPE_STRING ||
+        strlen(json_node_get_string(n)) > 1024) {
+        return FALSE;
+    }
+    *out = g_strdup(json_node_get_string(n));
+    return TRUE;
+}
+
 /*
- * The volumes of the layout job's "encrypted" (its form checked with the
- * report) that we have a key for, in the disks' order.
+ * One volume the worker reported, checked as untrusted input (known
+ * members of their types, one of the guest's disks, a byte range inside
+ * it aligned to sectors, that a copy or a QEMU window may trust), added
+ * to @layout.
+ */
+static gboolean vo_worker_volume(JsonNode *node, const guint64 *sizes,
+                                 guint n_disks, VoLayout *layout,
+                                 GError **error)
+{
+    VoPartition *p = g_new0(VoPartition, 1);
+    JsonObject *o = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node)
+                                                 : NULL;
+    guint64 disk, number, size;
+
+    /* The layout owns it from here, whatever follows. */
+    g_ptr_array_add(layout->partitions, p);
+    if (!o || !vo_worker_vol_uint(o, "disk", &disk) || disk >= n_disks ||
+        !vo_worker_vol_uint(o, "number", &number) || number > G_MAXINT ||
+        !vo_worker_vol_uint(o, "offset", &p->offset) ||
+        !vo_worker_vol_uint(o, "size", &p->size) ||
+        !vo_worker_vol_str(o, "fstype", &p->fstype) ||
+        !vo_worker_vol_str(o, "fs_uuid", &p->fs_uuid) ||
+        !vo_worker_vol_str(o, "fs_label", &p->fs_label) ||
+        !vo_worker_vol_str(o, "part_uuid", &p->part_uuid) ||
+        !vo_worker_vol_str(o, "part_label", &p->part_label) ||
+        !vo_worker_vol_str(o, "volume", &p->volume)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "the worker reported a malformed volume");
+        return FALSE;
+    }
+    p->number = number;
+    p->disk = disk;
+    size = sizes[disk];
+    if (p->size == 0 || p->offset % 512 || p->size % 512 ||
+        p->offset > size || p->size > size - p->offset) {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "the worker placed a volume at %" G_GUINT64_FORMAT
+                    " (%" G_GUINT64_FORMAT " bytes), not whole sectors "
+                    "inside the disk of %" G_GUINT64_FORMAT " bytes",
+                    p->offset, p->size, size);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+VoLayout *vo_worker_volumes(JsonObject *result, const guint64 *sizes,
+                            guint n_disks, GError **error)
+{
+    g_autoptr(VoLayout) layout = vo_layout_new();
+    JsonNode *node = json_object_get_member(result, "volumes");
+    JsonArray *volumes;
+
+    if (!node || !JSON_NODE_HOLDS_ARRAY(node) ||
+        json_array_get_length(json_node_get_array(node)) >
+            VO_WORKER_MAX_VOLUMES) {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "the worker reported no list of volumes");
+        return NULL;
+    }
+    volumes = json_node_get_array(node);
+    for (guint i = 0; i < json_array_get_length(volumes); i++) {
+        if (!vo_worker_volume(json_array_get_element(volumes, i), sizes,
+                              n_disks, layout, error)) {
+            return NULL;
+        }
+    }
+    return g_steal_pointer(&layout);
+}
+
+/*
+ * The LUKS volumes of @layout (vo_worker_volumes()) that we have a key
+ * for, in the disks' order.
  */
 static gboolean vo_worker_luks_volumes(const VoWorkerRequest *req,
-                                       JsonObject *report, GArray *volumes,
+                                       VoLayout *layout, GArray *volumes,
                                        GError **error)
 {
-    JsonNode *member = json_object_get_member(report, "encrypted");
-    JsonArray *list;
-
-    /* Its form was checked with the report; its presence is ours to. */
-    if (!member || !JSON_NODE_HOLDS_ARRAY(member)) {
-        return vo_wire_malformed(error, "no \"encrypted\"");
-    }
-    list = json_node_get_array(member);
-    for (guint i = 0; i < json_array_get_length(list); i++) {
-        JsonObject *e = json_array_get_object_element(list, i);
-        JsonNode *uuid = json_object_get_member(e, "uuid");
+    for (guint i = 0; i < layout->partitions->len; i++) {
+        VoPartition *p = layout->partitions->pdata[i];
         VoWorkerVolume v = {
-            .disk = json_object_get_int_member(e, "disk"),
-            .luks.offset = json_object_get_int_member(e, "offset"),
-            .luks.size = json_object_get_int_member(e, "size"),
+            .disk = p->disk,
+            .luks.offset = p->offset,
+            .luks.size = p->size,
         };
 
+        if (g_strcmp0(p->fstype, "crypto_LUKS") != 0) {
+            continue;
+        }
         /* A UUID of another form names no key: "all" may still open it. */
         v.luks.key_file = vo_worker_key_for(
-            JSON_NODE_HOLDS_NULL(uuid) ||
-                    !vo_worker_is_uuid(json_node_get_string(uuid))
-                ? NULL : json_node_get_string(uuid));
+            p->fs_uuid && vo_worker_is_uuid(p->fs_uuid) ? p->fs_uuid : NULL);
         if (!v.luks.key_file) {
             /* The worker refuses it, naming --luks-key, if the guest
              * needs it. */
@@ -711,6 +770,16 @@ static gboolean vo_worker_luks_volumes(const VoWorkerRequest *req,
             return FALSE;
         }
         g_array_append_val(volumes, v);
+    }
+    return TRUE;
+}
+
+static gboolean vo_worker_start_servers(GPtrArray *servers, GError **error)
+{
+    for (guint i = 0; i < servers->len; i++) {
+        if (!vo_image_server_start(servers->pdata[i], error)) {
+            return FALSE;
+        }
     }
     return TRUE;
 }
@@ -777,6 +846,19 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
         }
         return FALSE;
     }
+    /*
+     * The worker starts (loads, confines itself, waits for qemu-nbd's
+     * greeting on its connection) while the disks are made and their
+     * servers start: neither waits for the other.
+     */
+    if ((req->prepare && !req->prepare(req->prepare_data, error)) ||
+        !vo_worker_start_servers(servers, error)) {
+        bool unused;
+
+        close(sv[0]);
+        sandbox_reap(pid, 0, &unused);
+        return FALSE;
+    }
     report = vo_worker_read(req, sv[0],
                             g_get_monotonic_time() +
                                 (gint64)(req->timeout_s ? req->timeout_s
@@ -839,21 +921,40 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
 {
     g_autoptr(GArray) volumes = g_array_new(FALSE, FALSE,
                                             sizeof(VoWorkerVolume));
-    g_autoptr(JsonObject) layout = NULL;
+    g_autoptr(JsonObject) located = NULL;
+    g_autoptr(VoLayout) layout = NULL;
     VoWorkerRequest find = *req;
+    VoWorkerRequest job = *req;
+    guint64 sizes[VO_WORKER_MAX_DISKS];
 
-    if (vo_worker_keys && req->job != VO_WORKER_LAYOUT) {
+    *result = NULL;
+    if (vo_worker_keys && req->job != VO_WORKER_LOCATE) {
         /*
-         * Where the LUKS volumes lie is read by a worker of its own, from
-         * the disks as the job will see them and read-only, before the
-         * job: their keys then open them for it.
+         * Where the LUKS volumes lie is read by a locate job of its own,
+         * from the disks as the job will see them (made first, then) and
+         * read-only, before the job: their keys then open them for it.
          */
-        find.job = VO_WORKER_LAYOUT;
+        if (req->prepare && !req->prepare(req->prepare_data, error)) {
+            return FALSE;
+        }
+        job.prepare = NULL;
+        find.job = VO_WORKER_LOCATE;
         find.bundle = NULL;
         find.request = NULL;
-        if (!vo_worker_run_opened(&find, volumes, &layout, error) ||
-            !vo_worker_luks_volumes(req, layout, volumes, error)) {
-            *result = NULL;
+        find.prepare = NULL;
+        if (!vo_worker_run_opened(&find, volumes, &located, error)) {
+            return FALSE;
+        }
+        for (guint i = 0; i <= req->n_more; i++) {
+            if (!vo_image_virtual_size(i ? req->more_disks[i - 1] : req->disk,
+                                       i ? req->more_formats[i - 1]
+                                         : req->format,
+                                       &sizes[i], error)) {
+                return FALSE;
+            }
+        }
+        layout = vo_worker_volumes(located, sizes, req->n_more + 1, error);
+        if (!layout || !vo_worker_luks_volumes(req, layout, volumes, error)) {
             return FALSE;
         }
         if (volumes->len == 0) {
@@ -861,5 +962,5 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
                       req->image);
         }
     }
-    return vo_worker_run_opened(req, volumes, result, error);
+    return vo_worker_run_opened(&job, volumes, result, error);
 }

@@ -13,6 +13,7 @@
 #include <json-glib/json-glib.h>
 
 #include "vo-bundle.h"
+#include "vo-layout.h"
 
 G_BEGIN_DECLS
 
@@ -23,7 +24,11 @@ typedef enum {
     VO_WORKER_VERIFY,       /* "instructions", "verified" */
     VO_WORKER_PACKAGES,     /* "dpkg" (vo-dpkg-status.h) */
     VO_WORKER_SCAN,         /* "scan" (vo-scan.h) */
-    VO_WORKER_LAYOUT,       /* "encrypted": where the LUKS volumes lie */
+    /* "volumes": where each filesystem and LUKS volume lies, checked by
+     * vo_worker_volumes(), for the --host-kernel route (vo-hostkernel.h),
+     * which mounts one the worker cannot write, and for --luks-key, whose
+     * volumes the parent opens. */
+    VO_WORKER_LOCATE,
 } VoWorkerJob;
 
 /* The worker's descriptors, in this order; a guest's second and later
@@ -37,6 +42,8 @@ typedef enum {
 #define VO_WORKER_MAX_DISKS     8
 /* The most LUKS volumes opened for one guest (an fd each). */
 #define VO_WORKER_MAX_LUKS      8
+/* The most volumes a locate job may report; a guest has far fewer. */
+#define VO_WORKER_MAX_VOLUMES   4096
 
 /* Its limits: memory beyond the bundle it maps, CPU, descriptors, and
  * scratch space for registry hives (hivex reads files only). */
@@ -88,6 +95,14 @@ typedef struct {
     const char *const *more_formats;
     GBytes *request;        /* the scan job's request (vo-scan.h) */
     guint timeout_s;        /* 0: VO_WORKER_TIMEOUT_S */
+    /*
+     * NULL when the disks exist.  Otherwise what makes them (an apply's
+     * overlays), called once the worker is started and before qemu-nbd
+     * opens them, so that the worker's start overlaps it; when it fails,
+     * so does the job, the worker ended.
+     */
+    gboolean (*prepare)(gpointer data, GError **error);
+    gpointer prepare_data;
 } VoWorkerRequest;
 
 /* The host owner accepts running the worker with less than every piece
@@ -100,6 +115,15 @@ void vo_worker_set_accept_weaker(gboolean accept);
  * decrypted, beside the disks.  The key files are read by QEMU only.
  */
 gboolean vo_worker_add_key(const char *selector, GError **error);
+/*
+ * The volumes a locate job reported in @result (a guest of @n_disks
+ * disks, of virtual sizes @sizes), each checked as untrusted input: known
+ * members of their types, one of the disks, a range of whole sectors
+ * inside it.  NULL with @error otherwise.  Each VoPartition's @disk says
+ * which disk.
+ */
+VoLayout *vo_worker_volumes(JsonObject *result, const guint64 *sizes,
+                            guint n_disks, GError **error);
 /* The uid base of the worker's own ids (sandbox.h). */
 void vo_worker_set_id_base(guint32 base);
 

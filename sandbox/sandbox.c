@@ -392,16 +392,25 @@ static long sandbox_clone(unsigned long flags)
     return syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
 }
 
+/* In a child's new mount namespace: can its empty root be made there
+ * (every caller asks for one)?  0 or -errno. */
+static int sandbox_check_root(void)
+{
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        fsopen("tmpfs", FSOPEN_CLOEXEC) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
 static bool sandbox_try_clone(unsigned long flags)
 {
     long pid = sandbox_clone(flags);
     int status;
 
-    /* The namespaces are made; can the empty root be made in its mount
-     * namespace (every caller asks for one) too? */
+    /* The namespaces are made; can the empty root be made too? */
     if (pid == 0) {
-        _exit(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
-              fsopen("tmpfs", FSOPEN_CLOEXEC) >= 0 ? 0 : 1);
+        _exit(sandbox_check_root() == 0 ? 0 : 1);
     }
     if (pid < 0) {
         return false;
@@ -428,55 +437,91 @@ unsigned sandbox_probe(const SandboxHost *host)
     return pieces;
 }
 
+unsigned sandbox_expected(const SandboxHost *host)
+{
+    /* sandbox_probe()'s answer where the user namespace works. */
+    unsigned pieces = geteuid() == 0 ? SANDBOX_OWN_ID | SANDBOX_NO_CAPS : 0;
+
+    if (host->namespaces) {
+        pieces |= SANDBOX_USER_NS | SANDBOX_NAMESPACES | SANDBOX_EMPTY_ROOT |
+                  SANDBOX_NO_CAPS;
+    }
+    return pieces;
+}
+
+/* Tells the parent why we never reached exec (an int, -errno), then
+ * ends. */
+static void sandbox_child_fail(int status_fd, int rc)
+{
+    ssize_t unused = write(status_fd, &rc, sizeof(rc));
+
+    (void)unused;
+    _exit(126);
+}
+
 /* Between clone() and exec: async-signal-safe calls only, and raw system
- * calls where glibc would consult its (copied) thread list. */
-static void sandbox_child_exec(const SandboxSpawn *s, int rd, int devnull)
+ * calls where glibc would consult its (copied) thread list.  @status_fd
+ * (close-on-exec) gets an errno if we fail before exec and closes
+ * without a word when exec succeeds. */
+static void sandbox_child_exec(const SandboxSpawn *s, int rd, int devnull,
+                               int status_fd)
 {
     static char *const envp[] = { NULL };
     const int low = 3 + SANDBOX_MAX_FDS + 1;
     int hi[SANDBOX_MAX_FDS];
-    int exe, chan, nul, err;
+    int exe, chan, nul, err, st;
     sigset_t none;
     char go;
 
     /* The parent writes our id maps first. */
     if (read(rd, &go, 1) != 1) {
-        _exit(126);
+        sandbox_child_fail(status_fd, -EPIPE);
     }
     /* Root of our own user namespace, mapped to our id outside, so that
      * exec keeps the capabilities sandbox_confine() needs there. */
     if ((s->pieces & SANDBOX_USER_NS) &&
         (syscall(SYS_setresgid, 0, 0, 0) < 0 ||
          syscall(SYS_setresuid, 0, 0, 0) < 0)) {
-        _exit(126);
+        sandbox_child_fail(status_fd, -errno);
+    }
+    /* What sandbox_probe() checks, checked here where the pieces were not
+     * probed (sandbox_expected()): a host that cannot give them fails
+     * the spawn, not the confinement after exec. */
+    if (s->pieces & SANDBOX_EMPTY_ROOT) {
+        int rc = sandbox_check_root();
+
+        if (rc < 0) {
+            sandbox_child_fail(status_fd, rc);
+        }
     }
     /* Everything above its target first: a source may sit on another's
      * target. */
     exe = fcntl(s->exe_fd, F_DUPFD_CLOEXEC, low);
     chan = fcntl(rd, F_DUPFD_CLOEXEC, low);
     nul = fcntl(devnull, F_DUPFD_CLOEXEC, low);
+    st = fcntl(status_fd, F_DUPFD_CLOEXEC, low);
     err = s->stderr_fd >= 0 ? fcntl(s->stderr_fd, F_DUPFD_CLOEXEC, low) :
           nul;
-    if (exe < 0 || chan < 0 || nul < 0 || err < 0) {
-        _exit(126);
+    if (exe < 0 || chan < 0 || nul < 0 || st < 0 || err < 0) {
+        sandbox_child_fail(st >= 0 ? st : status_fd, -EMFILE);
     }
     for (unsigned i = 0; i < s->n_fds; i++) {
         hi[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, low);
         if (hi[i] < 0) {
-            _exit(126);
+            sandbox_child_fail(st, -errno);
         }
     }
     if (dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(err, 2) < 0) {
-        _exit(126);
+        sandbox_child_fail(st, -errno);
     }
     for (unsigned i = 0; i < s->n_fds; i++) {
         if (dup2(hi[i], 3 + i) < 0) {
-            _exit(126);
+            sandbox_child_fail(st, -errno);
         }
     }
     if (dup2(chan, 3 + s->n_fds) < 0 ||
         close_range(3 + s->n_fds + 1, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
-        _exit(126);
+        sandbox_child_fail(st, -errno);
     }
     /* Ignored signals (SIGPIPE) would stay ignored across exec. */
     for (int sig = 1; sig < NSIG; sig++) {
@@ -487,7 +532,7 @@ static void sandbox_child_exec(const SandboxSpawn *s, int rd, int devnull)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     syscall(SYS_execveat, exe, "", s->argv, envp, AT_EMPTY_PATH);
-    _exit(127);
+    sandbox_child_fail(st, -errno);
 }
 
 static int sandbox_write_file(pid_t pid, const char *name, const char *text)
@@ -537,9 +582,11 @@ pid_t sandbox_spawn(const SandboxSpawn *s)
         struct sandbox_grant grant;
     } __attribute__((packed)) msg = { .go = 1 };
     int sync[2];
+    int status[2];
     int devnull;
     long pid;
     int rc = 0;
+    int child_rc;
 
     if (s->n_fds > SANDBOX_MAX_FDS) {
         return -EINVAL;
@@ -559,13 +606,22 @@ pid_t sandbox_spawn(const SandboxSpawn *s)
         close(devnull);
         return rc;
     }
+    if (pipe2(status, O_CLOEXEC) < 0) {
+        rc = -errno;
+        close(sync[0]);
+        close(sync[1]);
+        close(devnull);
+        return rc;
+    }
     pid = sandbox_clone(flags);
     if (pid == 0) {
         close(sync[1]);
-        sandbox_child_exec(s, sync[0], devnull);
+        close(status[0]);
+        sandbox_child_exec(s, sync[0], devnull, status[1]);
     }
     rc = pid < 0 ? -errno : 0;
     close(sync[0]);
+    close(status[1]);
     close(devnull);
     if (rc == 0 && (s->pieces & SANDBOX_USER_NS)) {
         rc = sandbox_map_ids(s, (pid_t)pid);
@@ -586,6 +642,21 @@ pid_t sandbox_spawn(const SandboxSpawn *s)
         }
     }
     close(sync[1]);
+    /* The end of the status pipe without a word: it runs the program.
+     * (The grant stays in the channel for sandbox_confine().) */
+    if (rc == 0) {
+        ssize_t n;
+
+        while ((n = read(status[0], &child_rc, sizeof(child_rc))) < 0 &&
+               errno == EINTR) {
+        }
+        if (n == sizeof(child_rc) && child_rc < 0) {
+            rc = child_rc;
+        } else if (n != 0) {
+            rc = -EPROTO;
+        }
+    }
+    close(status[0]);
     if (rc != 0 && pid > 0) {
         kill((pid_t)pid, SIGKILL);
         while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {

@@ -51,6 +51,13 @@ typedef struct {
 /* The pieces this host, with this process's privileges, can give (costs
  * one short-lived child). */
 unsigned sandbox_probe(const SandboxHost *host);
+/*
+ * What sandbox_probe() answers on a host whose namespaces work, without
+ * asking: a caller may spawn with these first and probe only when that
+ * spawn fails (sandbox_spawn() checks, before exec, what the probe would
+ * have), saving the probe's child on the hosts that confine fully.
+ */
+unsigned sandbox_expected(const SandboxHost *host);
 /* "user-namespace", "own-id", ... for one SANDBOX_* bit. */
 const char *sandbox_piece_name(unsigned piece);
 /* The host uid a child started with @pieces runs as. */
@@ -73,7 +80,9 @@ typedef struct {
  * Start the program in new namespaces, under its own id.  Descriptors
  * 0-2 are /dev/null (stderr as asked), 3.. the caller's, and the next one
  * the channel the child passes to sandbox_confine(); nothing else is
- * inherited.  Returns the child's pid (reaped by the caller) or -errno.
+ * inherited.  Returns once the child runs the program: its pid (reaped
+ * by the caller), or -errno when it could not get there (namespaces the
+ * host refused, an empty root it cannot make, exec), the child reaped.
  */
 pid_t sandbox_spawn(const SandboxSpawn *s);
 

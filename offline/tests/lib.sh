@@ -214,6 +214,22 @@ build_bundle() {
         --output "$1" "$tmp/manifest.json"
 }
 
+# build_files_bundle FILE MOTD_SHA256: a bundle of file instructions only
+# (the routes for XFS and btrfs carry out no others) for a guest whose
+# /etc/motd has MOTD_SHA256, with the payloads of make_payloads.
+build_files_bundle() {
+    build_bundle "$1" '
+    {"os": {"id": "debian", "version_id": "12"}},
+    {"file": "/etc/debian_version", "exists": true}' '
+    {"op": "replace", "path": "/etc/motd", "payload": "motd", "old_sha256": "'"$2"'"},
+    {"op": "mkdir", "path": "/opt/demo"},
+    {"op": "add", "path": "/opt/demo/big.bin", "payload": "big.bin"},
+    {"op": "add", "path": "/usr/local/bin/tool", "payload": "tool", "mode": "0755"},
+    {"op": "add", "path": "/srv/site.conf", "payload": "site.conf", "uid": 33, "gid": 33},
+    {"op": "delete", "path": "/etc/issue.net"},
+    {"op": "chmod", "path": "/etc/hostname", "mode": "0600"}'
+}
+
 # sign_unchecked_bundle OUT MANIFEST PAYLOAD_DIR: a bundle of MANIFEST
 # (its payload table filled in) signed by the trusted key, assembled here
 # (tar, vmaugment-sign), since bundle-build refuses to sign what apply
@@ -252,6 +268,30 @@ build_unchecked_bundle() {
 
 vo() {
     "$VMAUGMENT_OFFLINE" --trust-dir "$tmp/trust" "$@"
+}
+
+# write_ovf OUT FILE...: an OVF descriptor OUT naming the disk files FILE
+# (beside it), in that order.
+write_ovf() {
+    local out=$1 n=0 f
+    shift
+    {
+        cat <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"
+          xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
+  <References>
+XML
+        for f in "$@"; do
+            n=$((n + 1))
+            echo "    <File ovf:id=\"file$n\" ovf:href=\"$f\"/>"
+        done
+        cat <<'XML'
+  </References>
+  <DiskSection><Info>disks</Info></DiskSection>
+</Envelope>
+XML
+    } >"$out"
 }
 
 # debugfs REQUEST on partition $2 of raw disk $1: its output.  debugfs

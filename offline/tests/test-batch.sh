@@ -5,7 +5,7 @@
 # against the images with debugfs, e2fsck, ntfsfix and hivexget.
 source "$(dirname "$0")/lib.sh"
 
-plan 4
+plan 5
 need systemd-analyze systemd
 : "${VMAUGMENT_OFFLINE_UNIT_DIR:?the built systemd units}"
 lfix=$(fixtures_linux)
@@ -96,6 +96,32 @@ sed 's#ovf:href="b.raw"#ovf:href="linked.raw"#' "$imgs/appliance.ovf" \
 expect_refusal "not a regular file beside" inspect "$imgs/linked.ovf"
 rm -f "$imgs/linked.raw" "$imgs/linked.ovf"
 pass "OVF descriptors lead to their disks; escaping references refused"
+
+# An OVF of two disks is one guest of two disks, as a libvirt domain's
+# are: applied once to both (root on the first, /var on the second), one
+# entry in the summary, named by its first disk with the other beside it.
+mfix=$(bash "$here/make-fixtures.sh" multidisk)
+multidisk_bundle "$tmp/md.vmab"
+mkdir -p "$tmp/two"
+cp "$mfix/debian-disk1.qcow2" "$tmp/two/d1.qcow2"
+cp "$mfix/debian-disk2.qcow2" "$tmp/two/d2.qcow2"
+write_ovf "$tmp/two/two.ovf" d1.qcow2 d2.qcow2
+vo batch --bundle "$tmp/md.vmab" "$tmp/two/two.ovf" \
+    >"$tmp/two.json" 2>"$tmp/two.progress" ||
+    fail "batch of a two-disk OVF: $(cat "$tmp/two.json" "$tmp/two.progress")"
+python3 - "$tmp/two.json" <<'PY' || fail "two-disk OVF batch: $(cat "$tmp/two.json")"
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+got = [(os.path.basename(i["image"]), i["status"],
+        [os.path.basename(m["image"]) for m in i["more_disks"]])
+       for i in d["images"]]
+assert got == [("d1.qcow2", "applied", ["d2.qcow2"])], got
+PY
+"$QEMU_IMG" convert -U -O raw "$tmp/two/d2.qcow2" "$tmp/two/d2.raw"
+fsck_raw "$tmp/two/d2.raw" 1
+[ "$(debugfs_part "$tmp/two/d2.raw" 1 cat /lib/multidisk/state)" = \
+    "state on the second disk" ] || fail "the OVF's second disk not patched"
+pass "batch: an OVF of two disks is one guest, applied to both"
 
 # The systemd units, checked with systemd-analyze (it needs no running
 # systemd).

@@ -8,11 +8,12 @@
 # nothing of the host, and what it reports is checked; images that name
 # host files
 # (a backing file, also one hidden in a raw disk's first sector) are
-# refused unless the operator allows them.
+# refused unless the operator allows them; the worker starts without a
+# probe of the host where it can, and the probe decides where it cannot.
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 25
+plan 29
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -161,3 +162,57 @@ cmp -s "$tmp/victim" "$tmp/victim.orig" ||
 [ "$(sha256sum <"$tmp/planted.qcow2")" = "$before" ] ||
     fail "apply changed the image"
 pass "apply does not finish a planted overlay either"
+
+# 26-27: the worker is started without first probing the host (a probe
+# is one more child in new namespaces per job); where that start fails,
+# the probe decides as before.
+need strace strace
+"$QEMU_IMG" create -q -f raw "$tmp/blank.raw" 1M
+strace -f -qq -e trace=clone,clone3 -o "$tmp/clones" \
+    "$VMAUGMENT_OFFLINE" inspect "$tmp/blank.raw" >/dev/null 2>&1 || true
+n=$(grep -c CLONE_NEWUSER "$tmp/clones" || true)
+[ "$n" -eq 1 ] ||
+    fail "inspect made $n children in a new user namespace, not 1 (the worker)"
+pass "a job starts one child in new namespaces, the worker, and no probe"
+# A host that refuses user namespaces (here a user namespace of our own
+# whose limit is 0): the start with the pieces such a host cannot give
+# fails, and the probe's answer is what the refusal names.
+err=$(unshare -Ur sh -c 'echo 0 >/proc/sys/user/max_user_namespaces &&
+        exec "$@"' sh "$VMAUGMENT_OFFLINE" inspect "$tmp/blank.raw" 2>&1 >/dev/null) &&
+    fail "inspect ran without a user namespace and without being allowed to"
+grep -q 'cannot confine the offline worker fully (missing: user-namespace)' \
+    <<<"$err" || fail "no user namespace: $err"
+pass "without user namespaces the probe decides: the worker is refused, naming the missing piece"
+
+# 28: libraries only one command needs are loaded by that command, not
+# at every start (docs/performance.md).
+worker=$(dirname "$VMAUGMENT_OFFLINE")/vmaugment-offline-worker
+for prog in "$VMAUGMENT_OFFLINE" "$worker"; do
+    needed=$(readelf -d "$prog" | grep NEEDED) ||
+        fail "readelf -d $prog"
+    ! grep -E 'libvirt|libclamav|libguestfs' <<<"$needed" ||
+        fail "$prog links a library only one command needs"
+done
+pass "vmaugment-offline and its worker do not link libvirt, libclamav or libguestfs"
+
+# 29: an apply's worker starts while its overlay is made; when the
+# overlay cannot be made, the apply fails saying why, the worker ends
+# with it and nothing is left (a qemu-img whose create fails).
+mkdir -p "$tmp/failing-img"
+cat >"$tmp/failing-img/qemu-img" <<SH
+#!/bin/sh
+[ "\$1" = create ] && { echo "qemu-img: injected failure" >&2; exit 1; }
+exec "$QEMU_IMG" "\$@"
+SH
+chmod +x "$tmp/failing-img/qemu-img"
+cp "$fix/debian.qcow2" "$tmp/no-overlay.qcow2"
+before=$(sha256sum <"$tmp/no-overlay.qcow2")
+VMAUGMENT_QEMU_IMG=$tmp/failing-img/qemu-img \
+    expect_refusal 'qemu-img create failed: qemu-img: injected failure' \
+    --trust-dir "$tmp/trust" apply "$tmp/no-overlay.qcow2" "$tmp/demo.vmab"
+[ "$(sha256sum <"$tmp/no-overlay.qcow2")" = "$before" ] ||
+    fail "the image changed although its overlay was never made"
+no_sidecars "$tmp/no-overlay.qcow2"
+! pgrep -f "vmaugment-offline-worker apply $tmp/no-overlay.qcow2" >/dev/null ||
+    fail "the worker outlived the apply whose overlay was not made"
+pass "an overlay that cannot be made fails the apply; its worker ends and nothing is left"

@@ -10,7 +10,7 @@
 # e2fsck -fn, debugfs and qemu-img compare, nothing of ours.
 source "$(dirname "$0")/lib.sh"
 
-plan 10
+plan 11
 need_image_formats >&2
 fix=$(bash "$here/make-fixtures.sh" multidisk)
 make_identity
@@ -102,17 +102,7 @@ pass "check, apply, verify on both disks; e2fsck -fn clean on each; rerun alread
 
 # 3. An OVF of two disks: all of them, in the order of its References.
 fresh "$tmp/o"
-cat >"$tmp/o/appliance.ovf" <<'XML'
-<?xml version="1.0" encoding="UTF-8"?>
-<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"
-          xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
-  <References>
-    <File ovf:id="file1" ovf:href="d1.qcow2"/>
-    <File ovf:id="file2" ovf:href="d2.qcow2"/>
-  </References>
-  <DiskSection><Info>disks</Info></DiskSection>
-</Envelope>
-XML
+write_ovf "$tmp/o/appliance.ovf" d1.qcow2 d2.qcow2
 vo inspect "$tmp/o/appliance.ovf" >"$tmp/ovf.json" || fail "OVF inspect"
 [ "$(json_get "$tmp/ovf.json" mounts 1 disk)" = 2 ] ||
     fail "OVF inspect: $(cat "$tmp/ovf.json")"
@@ -262,3 +252,87 @@ vo --format qcow2 apply "$tmp/df/d1.qcow2" --disk "$tmp/df/d2.raw" \
 check_patched "$tmp/df/d1.qcow2" "$tmp/df/d2.raw"
 pass "--disk-format: a qcow2 root and a raw /var patched together;" \
     "a wrong format or count refused, nothing written"
+
+# 11. A mount point is its filesystem's root, whichever way the path gets
+# there: a package whose directory /data is, in this guest, a link to /var
+# (the second disk's root) unpacks below it onto the second disk, the link
+# kept as dpkg keeps one; and what would change the mount point itself is
+# refused naming it, nothing written.
+need dpkg-deb dpkg
+fresh "$tmp/ln"
+"$QEMU_IMG" convert -O raw "$tmp/ln/d1.qcow2" "$tmp/ln/d1.raw"
+rm "$tmp/ln/d1.qcow2"
+debugfs -w -R "symlink /data /var" \
+    "$tmp/ln/d1.raw?offset=$(part_offset "$tmp/ln/d1.raw" 1)" \
+    >/dev/null 2>"$tmp/debugfs.err" &&
+    ! grep -qv '^debugfs [0-9.]* (' "$tmp/debugfs.err" ||
+    fail "debugfs symlink: $(cat "$tmp/debugfs.err")"
+pkg=$tmp/vmaug-link
+mkdir -p "$pkg/DEBIAN" "$pkg/data/vmaug-link"
+echo "on the second disk" >"$pkg/data/vmaug-link/hello.txt"
+cat >"$pkg/DEBIAN/control" <<'CTL'
+Package: vmaug-link
+Version: 1.0
+Architecture: all
+Maintainer: vmaugment tests <tests@example.org>
+Description: a package whose directory is a link to a mount point
+CTL
+dpkg-deb --root-owner-group -b "$pkg" "$tmp/payload/vmaug-link_1.0_all.deb" \
+    >/dev/null || fail "dpkg-deb"
+cat >"$tmp/link-manifest.json" <<'JSON'
+{
+  "format": 1, "id": "link-pkg", "version": "1", "applies": [],
+  "files": [],
+  "packages": [ {"op": "unpack", "payload": "vmaug-link_1.0_all.deb",
+                 "package": "vmaug-link", "architecture": "all",
+                 "version": "1.0", "old_version": null} ]
+}
+JSON
+"$VMAUGMENT_OFFLINE" bundle-build --key "$tmp/admin.key" \
+    --cert "$tmp/trust/admin.pem" --payload-dir "$tmp/payload" \
+    --output "$tmp/link.vmab" "$tmp/link-manifest.json" ||
+    fail "bundle-build of the package"
+vo --format raw apply "$tmp/ln/d1.raw" --disk "$tmp/ln/d2.qcow2" \
+    --disk-format qcow2 "$tmp/link.vmab" >"$tmp/link.json" ||
+    fail "apply through a link to a mount point: $(cat "$tmp/link.json")"
+"$QEMU_IMG" convert -U -O raw "$tmp/ln/d2.qcow2" "$tmp/ln/d2.raw"
+fsck_raw "$tmp/ln/d1.raw" 1
+fsck_raw "$tmp/ln/d2.raw" 1
+[ "$(debugfs_part "$tmp/ln/d2.raw" 1 cat /vmaug-link/hello.txt)" = \
+    "on the second disk" ] || fail "hello.txt is not on the second disk"
+debugfs_part "$tmp/ln/d1.raw" 1 stat /data | grep -q "Type: symlink" ||
+    fail "/data is no longer a link"
+grep -qx /data/vmaug-link/hello.txt \
+    <(debugfs_part "$tmp/ln/d2.raw" 1 cat /lib/dpkg/info/vmaug-link.list) ||
+    fail "dpkg's list of vmaug-link"
+# The mount point itself: only mkdir names it (mkdir -p through it too).
+echo "x" >"$tmp/payload/x"
+cp "$tmp/ln/d2.raw" "$tmp/ln/d2-before.raw"
+cp "$tmp/ln/d1.raw" "$tmp/ln/d1-before.raw"
+for op in '{"op": "chmod", "path": "/var", "mode": "0700"}' \
+          '{"op": "chown", "path": "/var", "uid": 1, "gid": 1}' \
+          '{"op": "delete", "path": "/var"}' \
+          '{"op": "add", "path": "/var", "payload": "x"}' \
+          '{"op": "replace", "path": "/var", "payload": "x", "old_sha256": "'"$(sha256sum <"$tmp/payload/x" | cut -d' ' -f1)"'"}'; do
+    build_unchecked_bundle "$tmp/mp.vmab" "" "$op" || fail "bundle: $op"
+    expect_refusal "/var is a mount point \(the root of the ext4 filesystem mounted there\); refusing to remove, replace or change it" \
+        --trust-dir "$tmp/trust" --format raw apply "$tmp/ln/d1.raw" \
+        --disk "$tmp/ln/d2.raw" --disk-format raw "$tmp/mp.vmab"
+done
+build_bundle "$tmp/deep.vmab" "" \
+    '{"op": "mkdir", "path": "/var/deep/er"}' || fail "bundle: mkdir"
+vo --format raw apply --dry-run "$tmp/ln/d1.raw" --disk "$tmp/ln/d2.raw" \
+    --disk-format raw "$tmp/deep.vmab" >"$tmp/deep.json" || fail "mkdir -p: $(cat "$tmp/deep.json")"
+python3 - "$tmp/deep.json" <<'PY' || fail "mkdir -p plan: $(cat "$tmp/deep.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+got = [(p["path"], p["action"]) for p in d["plan"]]
+assert got == [("/var", "unchanged"), ("/var/deep", "mkdir"),
+               ("/var/deep/er", "mkdir")], got
+PY
+cmp -s "$tmp/ln/d1.raw" "$tmp/ln/d1-before.raw" || fail "a refusal changed d1"
+cmp -s "$tmp/ln/d2.raw" "$tmp/ln/d2-before.raw" || fail "a refusal changed d2"
+no_sidecars "$tmp/ln/d1.raw"
+pass "a link to a mount point reaches its filesystem's root (a package" \
+    "unpacked onto disk 2 through /data -> /var); chmod, chown, delete, add," \
+    "replace of the mount point refused, mkdir -p through it planned"

@@ -7,7 +7,7 @@
 # bundle, whose rules hold only on the images it was planned for.
 source "$(dirname "$0")/lib.sh"
 
-plan 20
+plan 21
 source "$here/deb-lib.sh"
 fix=$(fixtures_linux)
 make_identity
@@ -510,6 +510,42 @@ assert st == [("two", "vda", "applied", 0, ["vdb"])], st
 PY
 pass "batch --libvirt --apt-source: a domain of two disks planned from" \
     "the dpkg database on its second disk, updated on both"
+
+# plan itself reads guests of several disks: each IMAGE with the --disk
+# options after it, or an OVF naming its disks.  Both two-disk guests
+# here have their package set on the second disk, the same one: one
+# group.  A --disk before any IMAGE, or after an OVF, is a usage error.
+mkdir -p "$tmp/pm"
+cp "$mfix/debian-disk1.qcow2" "$tmp/pm/p1.qcow2"
+cp --sparse=always "$mfix/debian-disk2.raw" "$tmp/pm/p2.img"
+cp "$mfix/debian-disk1.qcow2" "$tmp/pm/o1.qcow2"
+cp "$mfix/debian-disk2.qcow2" "$tmp/pm/o2.qcow2"
+write_ovf "$tmp/pm/o.ovf" o1.qcow2 o2.qcow2
+vo plan "${sources[@]}" --keyring "$tmp/repo-key.gpg" --security-only \
+    --download-dir "$tmp/pm/debs" --output "$tmp/pm/plan.json" \
+    "$tmp/pm/p1.qcow2" --disk "$tmp/pm/p2.img" --disk-format raw \
+    "$tmp/pm/o.ovf" || fail "plan of two-disk guests"
+python3 - "$tmp/pm/plan.json" "$tmp/pm" <<'PY' || fail "two-disk plan: $(cat "$tmp/pm/plan.json")"
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+g = d["groups"]
+assert len(g) == 1, g
+assert [os.path.basename(i) for i in g[0]["images"]] == \
+    ["p1.qcow2", "o1.qcow2"], g[0]["images"]
+assert "hostname" in [p["name"] for p in g[0]["packages"]], g[0]["packages"]
+PY
+expect_refusal --status 2 "each --disk follows the IMAGE of the guest" \
+    plan "${sources[@]}" --keyring "$tmp/repo-key.gpg" \
+    --download-dir "$tmp/pm/d2" --disk "$tmp/pm/p2.img" "$tmp/pm/p1.qcow2"
+expect_refusal --status 2 "an OVF names its disks itself" \
+    plan "${sources[@]}" --keyring "$tmp/repo-key.gpg" \
+    --download-dir "$tmp/pm/d2" "$tmp/pm/o.ovf" --disk "$tmp/pm/p2.img"
+expect_refusal --status 2 "--disk-format: one per --disk, in order" \
+    plan "${sources[@]}" --keyring "$tmp/repo-key.gpg" \
+    --download-dir "$tmp/pm/d2" "$tmp/pm/p1.qcow2" --disk "$tmp/pm/p2.img" \
+    --disk-format raw --disk-format raw
+pass "plan: a guest's --disk after its IMAGE, an OVF's disks: one group" \
+    "read from the second disks; a misplaced --disk refused"
 
 # A signer the images' trust store does not know: every apply refuses the
 # bundle, and each image's report says so.

@@ -50,17 +50,7 @@ rm -f "$tmp/xfs.raw"
 make_identity
 make_payloads
 motd_sha=$(sha256sum <"$src/motd" | cut -d' ' -f1)
-build_bundle "$tmp/xfs.vmab" '
-    {"os": {"id": "debian", "version_id": "12"}},
-    {"file": "/etc/debian_version", "exists": true}' '
-    {"op": "replace", "path": "/etc/motd", "payload": "motd", "old_sha256": "'"$motd_sha"'"},
-    {"op": "mkdir", "path": "/opt/demo"},
-    {"op": "add", "path": "/opt/demo/big.bin", "payload": "big.bin"},
-    {"op": "add", "path": "/usr/local/bin/tool", "payload": "tool", "mode": "0755"},
-    {"op": "add", "path": "/srv/site.conf", "payload": "site.conf", "uid": 33, "gid": 33},
-    {"op": "delete", "path": "/etc/issue.net"},
-    {"op": "chmod", "path": "/etc/hostname", "mode": "0600"}' ||
-    fail "bundle-build"
+build_files_bundle "$tmp/xfs.vmab" "$motd_sha" || fail "bundle-build"
 
 # No route chosen: refused before any appliance, image untouched.
 sum=$(sha256sum <"$img")

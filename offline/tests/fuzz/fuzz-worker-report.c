@@ -3,7 +3,9 @@
  * privileged parent of vmaugment-offline (vo-wire.h): any bytes, read by
  * the parent's own checks (vo_worker_read_report()) for each job.  A
  * report that passes holds only the members its job may report, each of
- * its type (docs/offline.rst, "Confinement").
+ * its type (docs/offline.rst, "Confinement"); the volumes of a locate
+ * job then go through vo_worker_volumes(), the one check both routes
+ * that read them (--host-kernel, --luks-key) rely on.
  * Build with clang -fsanitize=fuzzer; fuzz-run.c replays a corpus in
  * ordinary builds.
  *
@@ -13,17 +15,19 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "vo-hostkernel.h"
 #include "vo-worker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* The first byte picks the job (0xf0 and above: the layout job, of a
+    /* The first byte picks the job (0xf0 and above: the locate job of a
      * guest of two disks); the rest is the stream. */
     VoWorkerRequest req = {
         .job = size == 0 ? VO_WORKER_INSPECT
-               : data[0] >= 0xf0 ? VO_WORKER_LAYOUT : data[0] % 4,
+               : data[0] >= 0xf0 ? VO_WORKER_LOCATE
+                                 : data[0] % (VO_WORKER_LOCATE + 1),
         .image = "fuzz.qcow2",
         .n_more = size > 0 && data[0] >= 0xf0 ? 1 : 0,
     };
@@ -46,23 +50,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (json_object_has_member(report, "status")) {
             g_assert(json_object_get_string_member(report, "status"));
         }
-        if (report && req.job == VO_WORKER_LAYOUT &&
-            json_object_has_member(report, "encrypted")) {
-            JsonArray *list = json_object_get_array_member(report,
-                                                           "encrypted");
-
-            /* What vo_worker_run() then reads without looking again. */
-            for (guint i = 0; i < json_array_get_length(list); i++) {
-                JsonObject *e = json_array_get_object_element(list, i);
-
-                g_assert(json_object_get_int_member(e, "disk") <= 1);
-                g_assert(json_object_get_int_member(e, "size") > 0);
-                g_assert(json_object_get_int_member(e, "offset") >= 0);
-            }
-        }
         if (report && req.job == VO_WORKER_INSPECT &&
             json_object_has_member(report, "inventory")) {
             g_assert(json_object_get_object_member(report, "inventory"));
+        }
+        if (report && req.job == VO_WORKER_LOCATE) {
+            /* Disks of 1 GiB: every volume accepted lies inside one. */
+            const guint64 sizes[] = { 1ull << 30, 1ull << 30 };
+            g_autoptr(GError) local = NULL;
+            g_autoptr(VoLayout) layout = NULL;
+            guint root = G_MAXUINT;
+
+            layout = vo_worker_volumes(report, sizes, req.n_more + 1,
+                                       &local);
+            g_assert((layout != NULL) == (local == NULL));
+            for (guint i = 0; layout && i < layout->partitions->len; i++) {
+                VoPartition *p = layout->partitions->pdata[i];
+
+                g_assert(p->disk <= req.n_more);
+                g_assert(p->size > 0 && p->offset % 512 == 0 &&
+                         p->offset + p->size <= (1ull << 30));
+            }
+            g_clear_pointer(&layout, vo_layout_free);
+            g_clear_error(&local);
+            if (req.n_more == 0) {
+                /* The --host-kernel route's pick among them. */
+                layout = vo_hostkernel_volumes(report, sizes[0], &root,
+                                               &local);
+                g_assert((layout != NULL) == (local == NULL));
+                g_assert(!layout || root < layout->partitions->len);
+            }
         }
     }
     close(fd);
