@@ -575,14 +575,7 @@ static G_GNUC_NORETURN void vo_hostkernel_child(VoHostKernel *hk,
         ok = vo_hostkernel_job(hk, b, &error);
     }
     if (!ok) {
-        json_builder_set_member_name(b, "error");
-        json_builder_begin_object(b);
-        json_builder_set_member_name(b, "code");
-        json_builder_add_int_value(b, error->domain == VO_ERROR
-                                          ? error->code : VO_ERROR_FAILED);
-        json_builder_set_member_name(b, "message");
-        json_builder_add_string_value(b, error->message);
-        json_builder_end_object(b);
+        vo_worker_add_error(b, error);
     }
     json_builder_end_object(b);
     root = json_builder_get_root(b);

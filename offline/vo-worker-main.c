@@ -496,16 +496,6 @@ static gboolean vo_worker_preload_iconv(void)
     return TRUE;
 }
 
-/* An error message the parent accepts: bounded, cut at a character. */
-static const char *vo_worker_message(char *message)
-{
-    if (strlen(message) > VO_WORKER_MAX_MESSAGE) {
-        *g_utf8_find_prev_char(message, message + VO_WORKER_MAX_MESSAGE) =
-            '\0';
-    }
-    return message;
-}
-
 /* "DISK:OFFSET,..." or "-": where each LUKS volume the parent opened
  * lies (vo_worker_run()). */
 static gboolean vo_worker_parse_opened(VoWorker *w, const char *arg)
@@ -650,14 +640,7 @@ int main(int argc, char **argv)
     }
     ok = error == NULL && vo_worker_do(&w, b, &error);
     if (!ok) {
-        json_builder_set_member_name(b, "error");
-        json_builder_begin_object(b);
-        json_builder_set_member_name(b, "code");
-        json_builder_add_int_value(b, error->domain == VO_ERROR
-                                          ? error->code : VO_ERROR_FAILED);
-        json_builder_set_member_name(b, "message");
-        json_builder_add_string_value(b, vo_worker_message(error->message));
-        json_builder_end_object(b);
+        vo_worker_add_error(b, error);
     }
     json_builder_end_object(b);
     report = json_builder_get_root(b);

@@ -964,3 +964,19 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     }
     return vo_worker_run_opened(&job, volumes, result, error);
 }
+
+void vo_worker_add_error(JsonBuilder *b, GError *error)
+{
+    if (strlen(error->message) > VO_WORKER_MAX_MESSAGE) {
+        *g_utf8_find_prev_char(error->message,
+                               error->message + VO_WORKER_MAX_MESSAGE) = '\0';
+    }
+    json_builder_set_member_name(b, "error");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "code");
+    json_builder_add_int_value(b, error->domain == VO_ERROR ? error->code
+                                                            : VO_ERROR_FAILED);
+    json_builder_set_member_name(b, "message");
+    json_builder_add_string_value(b, error->message);
+    json_builder_end_object(b);
+}

@@ -147,4 +147,12 @@ JsonObject *vo_worker_read_report(const VoWorkerRequest *req, int fd,
                                   gint64 deadline, GError **job_error,
                                   GError **error);
 
+/*
+ * Adds a report's "error" member for @error: its code (VO_ERROR_FAILED
+ * outside VO_ERROR) and its message, cut at a character to
+ * VO_WORKER_MAX_MESSAGE bytes (in place), which the parent's check
+ * accepts.  Used by the worker and by the --host-kernel route's child.
+ */
+void vo_worker_add_error(JsonBuilder *b, GError *error);
+
 G_END_DECLS
