@@ -350,11 +350,26 @@ static gboolean device_invoke(Device *dev, guint64 tag, const guint8 *p,
 }
 
 /*
+ * The host owner learns of attempts to change what it pinned, through the
+ * audit log, which bounds what a guest repeating them can write.
+ */
+static void device_audit_denied(Device *dev, const gchar *action,
+                                const gchar *name, const gchar *version,
+                                const GError *error)
+{
+    if (g_error_matches(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED)) {
+        vmaug_store_audit(dev->store, dev->name, action, name, version,
+                          NULL, NULL, error);
+    }
+}
+
+/*
  * The guest's configuration requests.  What the guest sets is kept in the
  * module's guest namespace, apart from the module's own keys: it reaches
  * the module only as "guest.<key>", for the module to validate, and can
  * never pass for something the module decided.  A read sees the module's
- * own key first, then the guest's.
+ * own key first, then the guest's.  A key the host owner set with the
+ * module's pin is not the guest's to set.
  */
 static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
                               const guint8 *p, guint32 len, GError **error)
@@ -375,10 +390,14 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
     if (opcode == VMAUG_OP_CONFIG_SET) {
         /* Configuration for modules the VM does not use would only fill
          * the host's disk. */
-        if (!session_has_module(dev->session, module, error) ||
-            !vmaug_vm_area_config_set(dev->session->area, module,
+        if (!session_has_module(dev->session, module, error)) {
+            return FALSE;
+        }
+        if (!vmaug_vm_area_config_set(dev->session->area, module,
                                       VMAUG_CONFIG_GUEST, key, p + sizeof(*c),
-                                      len - sizeof(*c), error)) {
+                                      len - sizeof(*c), &local)) {
+            device_audit_denied(dev, "config-set", module, NULL, local);
+            g_propagate_error(error, g_steal_pointer(&local));
             return FALSE;
         }
         device_reply(dev, tag, VMAUG_S_OK, NULL, 0);
@@ -406,8 +425,10 @@ static gboolean device_register(Device *dev, guint64 tag, guint16 opcode,
                                 const guint8 *p, guint32 len, GError **error)
 {
     g_autoptr(VmaugRegSet) set = NULL;
+    g_autoptr(GError) local = NULL;
     g_auto(DeviceRef) ref = { 0 };
     struct vmaug_registration r;
+    gboolean ok;
 
     if (opcode == VMAUG_OP_REGISTER) {
         memcpy(&r, p, sizeof(r));
@@ -418,15 +439,24 @@ static gboolean device_register(Device *dev, guint64 tag, guint16 opcode,
         (set = device_regs(dev, error)) == NULL) {
         return FALSE;
     }
+    /*
+     * The set checks events and flags against what may be registered,
+     * and refuses to change a pin: QMP's requests come here too, and
+     * QEMU runs beside the guest, so only vmaugment-admin, writing the
+     * sidecar itself, changes a pin.
+     */
     if (opcode == VMAUG_OP_REGISTER) {
-        /* The set checks events and flags against what may be
-         * registered. */
-        if (!vmaug_reg_set_put(set, ref.name, ref.version,
+        ok = vmaug_reg_set_put(set, ref.name, ref.version,
                                GUINT32_FROM_LE(r.events),
-                               GUINT32_FROM_LE(r.flags), error)) {
-            return FALSE;
-        }
-    } else if (!vmaug_reg_set_remove(set, ref.name, error)) {
+                               GUINT32_FROM_LE(r.flags), &local);
+    } else {
+        ok = vmaug_reg_set_remove(set, ref.name, &local);
+    }
+    if (!ok) {
+        device_audit_denied(dev, opcode == VMAUG_OP_REGISTER ?
+                            "register" : "unregister", ref.name,
+                            ref.version, local);
+        g_propagate_error(error, g_steal_pointer(&local));
         return FALSE;
     }
     if (!vmaug_reg_set_save(set, error)) {
