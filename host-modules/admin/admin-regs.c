@@ -240,13 +240,9 @@ static gboolean admin_regs_config(VmaugRegSet *set, const gchar *name,
                                   GStrv sets, GStrv unsets, GError **error)
 {
     for (guint i = 0; sets != NULL && sets[i] != NULL; i++) {
+        /* KEY=VALUE, checked by the caller. */
         g_auto(GStrv) kv = g_strsplit(sets[i], "=", 2);
 
-        if (kv[0] == NULL || kv[1] == NULL) {
-            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                        "--set %s: not KEY=VALUE", sets[i]);
-            return FALSE;
-        }
         if (!vmaug_reg_set_config(set, name, kv[0], kv[1], error)) {
             return FALSE;
         }
@@ -311,6 +307,12 @@ int admin_cmd_register(int argc, char **argv)
         return admin_fail(ADMIN_EXIT_USAGE, "--set and --unset need "
                           "--pinned: the guest could drop the configuration "
                           "of a registration it may remove");
+    }
+    for (guint i = 0; sets != NULL && sets[i] != NULL; i++) {
+        if (strchr(sets[i], '=') == NULL) {
+            return admin_fail(ADMIN_EXIT_USAGE, "--set %s: not KEY=VALUE",
+                              sets[i]);
+        }
     }
     set = admin_regs_load(&r, &error);
     if (set == NULL) {
