@@ -3,9 +3,9 @@
  * register, unregister), through the sidecar next to the disk image
  * (registrations.h).  Only this tool pins a registration, sets the host
  * owner's configuration of a pinned module, or removes a pin: the helper
- * refuses all three to the guest and to QEMU.  A VM that names no image keeps its registrations
- * only while it is connected, in its own area of the store: there is
- * nothing of it for the host owner to edit offline.
+ * refuses all three to the guest and to QEMU.  A VM that names no image
+ * keeps its registrations only while it is connected, in its own area of
+ * the store: there is nothing of it for the host owner to edit offline.
  *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
