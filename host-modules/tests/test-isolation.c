@@ -786,6 +786,73 @@ static void test_config_module(Fixture *f, gconstpointer data)
     g_assert_cmpstr(v, ==, "XL");
 }
 
+/*
+ * The host owner's configuration, kept with a pinned registration: the
+ * module reads it in place of the guest's value, the guest can set
+ * neither it nor the registration, and the module cannot write it; keys
+ * the host owner did not set stay the guest's.
+ */
+static void test_config_host(Fixture *f, gconstpointer data)
+{
+    g_autoptr(HelperClient) c = NULL;
+    g_autoptr(VmaugRegSet) set = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *v = NULL;
+    struct vmaug_registration reg = { 0 };
+
+    fixture_start(f, NULL);
+    c = helper_client_connect_image(f->socket, NULL, f->image);
+    upload_module(f, c, "kv", "1.0");
+    helper_ref(&reg.ref, "kv", NULL);
+    reg.events = GUINT32_TO_LE(VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START));
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_true(helper_client_call(c, VMAUG_OP_REGISTER, &reg,
+                                         sizeof(reg), NULL, 0, &r));
+        assert_reply(&r, VMAUG_S_OK, NULL);
+        helper_reply_clear(&r);
+        g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "kv", "size",
+                                     "XL", &r), ==, VMAUG_S_OK);
+    }
+
+    /* What vmaugment-admin register --pinned --set size=S does. */
+    set = vmaug_reg_set_load(f->image, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_pin(set, "kv", "", 0, 0, &error));
+    g_assert_true(vmaug_reg_set_config(set, "kv", "size", "S", &error));
+    g_assert_true(vmaug_reg_set_save(set, &error));
+
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "kv", "size",
+                                     "M", &r), ==, VMAUG_S_DENIED);
+        helper_reply_clear(&r);
+        g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "kv", "color",
+                                     "red", &r), ==, VMAUG_S_OK);
+        helper_reply_clear(&r);
+        g_assert_true(helper_client_call(c, VMAUG_OP_UNREGISTER, &reg.ref,
+                                         sizeof(reg.ref), NULL, 0, &r));
+        assert_reply(&r, VMAUG_S_DENIED, "kv is pinned by the host owner");
+    }
+    g_assert_cmpuint(helper_load(c, "kv", NULL, NULL), ==, VMAUG_S_OK);
+    /* kv reads "guest.size": the host owner's value, not the guest's. */
+    v = invoke_text(c, "kv", "get", "size", VMAUG_S_OK);
+    g_assert_cmpstr(v, ==, "S");
+    g_clear_pointer(&v, g_free);
+    v = invoke_text(c, "kv", "get", "host.size", VMAUG_S_OK);
+    g_assert_cmpstr(v, ==, "S");
+    g_clear_pointer(&v, g_free);
+    v = invoke_text(c, "kv", "get", "color", VMAUG_S_OK);
+    g_assert_cmpstr(v, ==, "red");
+    g_free(invoke_text(c, "kv", "get", "host.color", VMAUG_S_NOT_FOUND));
+    /* Nor can the module write the host owner's namespace. */
+    g_free(invoke_text(c, "kv", "set", "host.size=XL", VMAUG_S_INVALID));
+    v = invoke_text(c, "kv", "get", "host.size", VMAUG_S_OK);
+    g_assert_cmpstr(v, ==, "S");
+}
+
 /* ---- Quotas ---- */
 
 static void test_quota_config(Fixture *f, gconstpointer data)
@@ -1167,6 +1234,7 @@ int main(int argc, char **argv)
     ADD("/isolation/two-vms", test_two_vms);
     ADD("/isolation/image-areas", test_image_areas);
     ADD("/isolation/config/module", test_config_module);
+    ADD("/isolation/config/host", test_config_host);
     ADD("/isolation/quota/config", test_quota_config);
     ADD("/isolation/quota/spool-state", test_quota_spool_state);
     ADD("/isolation/quota/uploads", test_quota_uploads);
