@@ -72,8 +72,10 @@ static gchar *admin_regs_file(const AdminRegs *r)
     return vmaug_reg_sidecar_path(r->image);
 }
 
-/* The set, or an error that names the file it comes from. */
-static VmaugRegSet *admin_regs_load(const AdminRegs *r, GError **error)
+/* The set, or an error that names the file it comes from; locked for
+ * @update until it is freed. */
+static VmaugRegSet *admin_regs_load(const AdminRegs *r, gboolean update,
+                                    GError **error)
 {
     g_autofree gchar *file = admin_regs_file(r);
     VmaugRegSet *set;
@@ -87,7 +89,12 @@ static VmaugRegSet *admin_regs_load(const AdminRegs *r, GError **error)
                     "no disk image %s", r->image);
         return NULL;
     }
-    set = vmaug_reg_set_load(r->image, NULL, error);
+    /* The helper never waits for the lock: holding it is brief. */
+    if (update) {
+        set = vmaug_reg_set_load_for_update(r->image, NULL, TRUE, error);
+    } else {
+        set = vmaug_reg_set_load(r->image, NULL, error);
+    }
     if (set == NULL && error != NULL && *error != NULL &&
         strstr((*error)->message, file) == NULL) {
         g_prefix_error(error, "%s: ", file);
@@ -223,7 +230,7 @@ int admin_cmd_registrations(int argc, char **argv)
         return admin_fail(ADMIN_EXIT_USAGE, "registrations takes only "
                           "\"list\"");
     }
-    set = admin_regs_load(&r, &error);
+    set = admin_regs_load(&r, FALSE, &error);
     if (set == NULL) {
         return admin_fail_error(error);
     }
@@ -314,7 +321,7 @@ int admin_cmd_register(int argc, char **argv)
                               sets[i]);
         }
     }
-    set = admin_regs_load(&r, &error);
+    set = admin_regs_load(&r, TRUE, &error);
     if (set == NULL) {
         return admin_fail_error(error);
     }
@@ -354,7 +361,7 @@ int admin_cmd_unregister(int argc, char **argv)
                           "NAME");
     }
     /* The host owner's tool removes a pin too. */
-    set = admin_regs_load(&r, &error);
+    set = admin_regs_load(&r, TRUE, &error);
     if (set == NULL || !vmaug_reg_set_remove_any(set, argv[1], &error) ||
         !vmaug_reg_set_save(set, &error)) {
         return admin_fail_error(error);

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +43,9 @@ void vmaug_reg_set_free(VmaugRegSet *set)
     g_free(set->image);
     g_free(set->image_id);
     g_ptr_array_unref(set->regs);
+    if (set->lock_fd >= 0) {
+        close(set->lock_fd);
+    }
     g_free(set);
 }
 
@@ -621,6 +625,7 @@ static VmaugRegSet *reg_set_new(const gchar *image, const gchar *path)
 
     set->regs = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vmaug_registration_free);
+    set->lock_fd = -1;
     set->path = g_strdup(path);
     set->image = image != NULL ? g_path_get_basename(image) : NULL;
     return set;
@@ -666,6 +671,52 @@ VmaugRegSet *vmaug_reg_set_load(const gchar *image, const gchar *store_dir,
         return g_steal_pointer(&set);
     }
     return vmaug_reg_set_parse(image, path, json, len, error);
+}
+
+VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
+                                           const gchar *store_dir,
+                                           gboolean wait, GError **error)
+{
+    g_autofree gchar *dir = NULL;
+    VmaugRegSet *set;
+    int fd;
+
+    g_return_val_if_fail(image != NULL || store_dir != NULL, NULL);
+
+    /*
+     * The directory, not the file: the file is replaced by rename, and a
+     * lock file of our own would be one more file to copy with images.
+     */
+    dir = image != NULL ? g_path_get_dirname(image) : g_strdup(store_dir);
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "cannot open %s: %s", dir, g_strerror(errno));
+        return NULL;
+    }
+    while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+        int e = errno;
+
+        if (e == EINTR) {
+            continue;
+        }
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
+                        "the registrations in %s are being changed", dir);
+        } else {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                        "cannot lock %s: %s", dir, g_strerror(e));
+        }
+        return NULL;
+    }
+    set = vmaug_reg_set_load(image, store_dir, error);
+    if (set == NULL) {
+        close(fd);
+        return NULL;
+    }
+    set->lock_fd = fd;
+    return set;
 }
 
 /* ---- Writing ---- */

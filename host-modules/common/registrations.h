@@ -61,6 +61,7 @@ typedef struct {
     gchar *image;                   /* the image's file name, or NULL */
     gchar *image_id;                /* UUID given when the file was made */
     GPtrArray *regs;                /* of VmaugRegistration, by name */
+    int lock_fd;                    /* held until freed, or -1 */
 } VmaugRegSet;
 
 void vmaug_registration_free(VmaugRegistration *r);
@@ -80,6 +81,19 @@ gchar *vmaug_reg_sidecar_path(const gchar *image);
  */
 VmaugRegSet *vmaug_reg_set_load(const gchar *image, const gchar *store_dir,
                                 GError **error);
+
+/*
+ * vmaug_reg_set_load() for a change that is saved: the set holds an
+ * exclusive flock(2) on the directory the file is kept in until it is
+ * freed, so that the helper and vmaugment-admin, which both read, change
+ * and write the whole file, never lose each other's changes (a pin
+ * among them).  With @wait FALSE a lock held elsewhere is
+ * VMAUG_HOST_ERROR_BUSY at once: the helper serves every VM and must not
+ * wait on the host owner's tool.
+ */
+VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
+                                           const gchar *store_dir,
+                                           gboolean wait, GError **error);
 
 /*
  * The checks of vmaug_reg_set_load() on @len bytes of @json already read

@@ -498,3 +498,13 @@ VmaugRegSet *vmaug_vm_area_regs_load(VmaugVmArea *area, GError **error)
     }
     return vmaug_reg_set_load(area->image, area->dir, error);
 }
+
+VmaugRegSet *vmaug_vm_area_regs_load_for_update(VmaugVmArea *area,
+                                                GError **error)
+{
+    if (area->image == NULL && !vm_area_ensure(area, error)) {
+        return NULL;
+    }
+    return vmaug_reg_set_load_for_update(area->image, area->dir, FALSE,
+                                         error);
+}

@@ -136,6 +136,10 @@ void vmaug_vm_area_spool_added(VmaugVmArea *area, guint64 len);
 
 /* The VM's registrations: its image's sidecar, or the area's own. */
 VmaugRegSet *vmaug_vm_area_regs_load(VmaugVmArea *area, GError **error);
+/* The same, for a change (vmaug_reg_set_load_for_update(), never
+ * waiting). */
+VmaugRegSet *vmaug_vm_area_regs_load_for_update(VmaugVmArea *area,
+                                                GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmaugVmArea, vmaug_vm_area_unref)
 

@@ -436,7 +436,8 @@ static gboolean device_register(Device *dev, guint64 tag, guint16 opcode,
         memcpy(&r.ref, p, sizeof(r.ref));
     }
     if (!device_parse_ref(&r.ref, &ref, error) ||
-        (set = device_regs(dev, error)) == NULL) {
+        (set = vmaug_vm_area_regs_load_for_update(dev->session->area,
+                                                  error)) == NULL) {
         return FALSE;
     }
     /*

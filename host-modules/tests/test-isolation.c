@@ -675,6 +675,21 @@ static gchar *config_file_value(const gchar *path, const gchar *key)
     return g_strndup((const gchar *)raw, len);
 }
 
+/* The guest registers @name for image-start (@reg, for the test to
+ * reuse). */
+static void guest_register(HelperClient *c, struct vmaug_registration *reg,
+                           const gchar *name)
+{
+    g_auto(HelperReply) r = { 0 };
+
+    memset(reg, 0, sizeof(*reg));
+    helper_ref(&reg->ref, name, NULL);
+    reg->events = GUINT32_TO_LE(VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START));
+    g_assert_true(helper_client_call(c, VMAUG_OP_REGISTER, reg, sizeof(*reg),
+                                     NULL, 0, &r));
+    assert_reply(&r, VMAUG_S_OK, NULL);
+}
+
 static void test_config_module(Fixture *f, gconstpointer data)
 {
     g_autoptr(HelperClient) c = NULL;
@@ -705,15 +720,10 @@ static void test_config_module(Fixture *f, gconstpointer data)
     }
     g_assert_false(g_file_test(own, G_FILE_TEST_EXISTS));
 
-    helper_ref(&reg.ref, "config", NULL);
-    reg.events = GUINT32_TO_LE(VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START));
+    guest_register(c, &reg, "config");
     {
         g_auto(HelperReply) r = { 0 };
 
-        g_assert_true(helper_client_call(c, VMAUG_OP_REGISTER, &reg,
-                                         sizeof(reg), NULL, 0, &r));
-        assert_reply(&r, VMAUG_S_OK, NULL);
-        helper_reply_clear(&r);
         /* Registered: the guest may set, into its own namespace. */
         g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "config",
                                      "applied.memory-mb", "999999999", &r),
@@ -803,25 +813,29 @@ static void test_config_host(Fixture *f, gconstpointer data)
     fixture_start(f, NULL);
     c = helper_client_connect_image(f->socket, NULL, f->image);
     upload_module(f, c, "kv", "1.0");
-    helper_ref(&reg.ref, "kv", NULL);
-    reg.events = GUINT32_TO_LE(VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START));
+    guest_register(c, &reg, "kv");
     {
         g_auto(HelperReply) r = { 0 };
 
-        g_assert_true(helper_client_call(c, VMAUG_OP_REGISTER, &reg,
-                                         sizeof(reg), NULL, 0, &r));
-        assert_reply(&r, VMAUG_S_OK, NULL);
-        helper_reply_clear(&r);
         g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "kv", "size",
                                      "XL", &r), ==, VMAUG_S_OK);
     }
 
-    /* What vmaugment-admin register --pinned --set size=S does. */
-    set = vmaug_reg_set_load(f->image, NULL, &error);
+    /* What vmaugment-admin register --pinned --set size=S does; while it
+     * holds the sidecar, the guest's change waits its turn. */
+    set = vmaug_reg_set_load_for_update(f->image, NULL, TRUE, &error);
     g_assert_no_error(error);
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_true(helper_client_call(c, VMAUG_OP_UNREGISTER, &reg.ref,
+                                         sizeof(reg.ref), NULL, 0, &r));
+        assert_reply(&r, VMAUG_S_BUSY, "being changed");
+    }
     g_assert_true(vmaug_reg_set_pin(set, "kv", "", 0, 0, &error));
     g_assert_true(vmaug_reg_set_config(set, "kv", "size", "S", &error));
     g_assert_true(vmaug_reg_set_save(set, &error));
+    g_clear_pointer(&set, vmaug_reg_set_free);
 
     {
         g_auto(HelperReply) r = { 0 };

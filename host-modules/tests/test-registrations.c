@@ -518,6 +518,36 @@ static void test_old_format_kept(Fixture *f, gconstpointer data)
     g_assert_null(strstr(text, "pinned"));
 }
 
+/*
+ * A change holds the lock of the sidecar's directory until it is freed:
+ * one who does not wait (the helper) is told BUSY, and a reader is not
+ * held up.
+ */
+static void test_update_lock(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) held = NULL;
+    g_autoptr(VmaugRegSet) other = NULL;
+    g_autoptr(VmaugRegSet) reader = NULL;
+
+    held = vmaug_reg_set_load_for_update(f->image, NULL, TRUE, &error);
+    g_assert_no_error(error);
+    other = vmaug_reg_set_load_for_update(f->image, NULL, FALSE, &error);
+    g_assert_null(other);
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY);
+    g_clear_error(&error);
+    reader = vmaug_reg_set_load(f->image, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_pin(held, "scanner", "", EV(IMAGE_START),
+                                    VMAUG_REG_F_REQUIRED, &error));
+    g_assert_true(vmaug_reg_set_save(held, &error));
+    g_clear_pointer(&held, vmaug_reg_set_free);
+    /* Released: the next change starts from the pin. */
+    other = vmaug_reg_set_load_for_update(f->image, NULL, FALSE, &error);
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_find(other, "scanner")->pinned);
+}
+
 static void test_malformed(Fixture *f, gconstpointer data)
 {
     for (guint i = 0; malformed[i] != NULL; i++) {
@@ -726,6 +756,7 @@ int main(int argc, char **argv)
     ADD("/registrations/pinned/refuses-guest", test_pinned_refuses_guest);
     ADD("/registrations/pinned/config-checks", test_pinned_config_checks);
     ADD("/registrations/pinned/old-format-kept", test_old_format_kept);
+    ADD("/registrations/pinned/update-lock", test_update_lock);
     ADD("/registrations/hidden-nesting", test_hidden_nesting);
     ADD("/registrations/not-regular", test_not_regular);
     ADD("/registrations/too-big-file", test_too_big_file);
