@@ -363,13 +363,18 @@ static void device_audit_denied(Device *dev, const gchar *action,
     }
 }
 
+/* Where the guest's CONFIG_GET looks, in order. */
+static const VmaugConfigSpace device_config_reads[] = {
+    VMAUG_CONFIG_MODULE, VMAUG_CONFIG_HOST, VMAUG_CONFIG_GUEST,
+};
+
 /*
  * The guest's configuration requests.  What the guest sets is kept in the
  * module's guest namespace, apart from the module's own keys: it reaches
  * the module only as "guest.<key>", for the module to validate, and can
  * never pass for something the module decided.  A read sees the module's
- * own key first, then the guest's.  A key the host owner set with the
- * module's pin is not the guest's to set.
+ * own key first, then the host owner's, then the guest's.  A key the host
+ * owner set with the module's pin is not the guest's to set.
  */
 static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
                               const guint8 *p, guint32 len, GError **error)
@@ -403,16 +408,22 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
         device_reply(dev, tag, VMAUG_S_OK, NULL, 0);
         return TRUE;
     }
-    if (!vmaug_vm_area_config_get(dev->session->area, module,
-                                  VMAUG_CONFIG_MODULE, key, &value, &local)) {
-        if (!g_error_matches(local, VMAUG_HOST_ERROR,
-                             VMAUG_HOST_ERROR_NOT_FOUND)) {
-            g_propagate_error(error, g_steal_pointer(&local));
-            return FALSE;
+    /*
+     * The guest reads the value in force: where the host owner set the
+     * key, the module reads the host's value for the guest's, so the
+     * guest's own would only mislead.
+     */
+    for (guint i = 0; i < G_N_ELEMENTS(device_config_reads); i++) {
+        g_clear_error(&local);
+        if (vmaug_vm_area_config_get(dev->session->area, module,
+                                     device_config_reads[i], key, &value,
+                                     &local)) {
+            break;
         }
-        if (!vmaug_vm_area_config_get(dev->session->area, module,
-                                      VMAUG_CONFIG_GUEST, key, &value,
-                                      error)) {
+        if (!g_error_matches(local, VMAUG_HOST_ERROR,
+                             VMAUG_HOST_ERROR_NOT_FOUND) ||
+            i == G_N_ELEMENTS(device_config_reads) - 1) {
+            g_propagate_error(error, g_steal_pointer(&local));
             return FALSE;
         }
     }

@@ -849,7 +849,38 @@ static void test_config_host(Fixture *f, gconstpointer data)
         g_assert_true(helper_client_call(c, VMAUG_OP_UNREGISTER, &reg.ref,
                                          sizeof(reg.ref), NULL, 0, &r));
         assert_reply(&r, VMAUG_S_DENIED, "kv is pinned by the host owner");
+        helper_reply_clear(&r);
+        /* The guest reads the values in force: the host owner's where
+         * there is one. */
+        g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_GET, "kv", "size",
+                                     NULL, &r), ==, VMAUG_S_OK);
+        g_assert_cmpmem(g_bytes_get_data(r.data, NULL),
+                        g_bytes_get_size(r.data), "S", 1);
+        helper_reply_clear(&r);
+        g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_GET, "kv", "color",
+                                     NULL, &r), ==, VMAUG_S_OK);
+        g_assert_cmpmem(g_bytes_get_data(r.data, NULL),
+                        g_bytes_get_size(r.data), "red", 3);
+        helper_reply_clear(&r);
+
+        /* QMP's vmaugment-register and -unregister (tag bit 63) are
+         * refused alike: QEMU runs beside the guest. */
+        vmaug_link_client_set_host_owner(c->link, TRUE);
+        reg.flags = GUINT32_TO_LE(VMAUG_REG_F_REQUIRED);
+        g_assert_true(helper_client_call(c, VMAUG_OP_REGISTER, &reg,
+                                         sizeof(reg), NULL, 0, &r));
+        assert_reply(&r, VMAUG_S_DENIED, "kv is pinned by the host owner");
+        helper_reply_clear(&r);
+        g_assert_true(helper_client_call(c, VMAUG_OP_UNREGISTER, &reg.ref,
+                                         sizeof(reg.ref), NULL, 0, &r));
+        assert_reply(&r, VMAUG_S_DENIED, "kv is pinned by the host owner");
+        vmaug_link_client_set_host_owner(c->link, FALSE);
     }
+    set = vmaug_reg_set_load(f->image, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_find(set, "kv")->pinned);
+    g_assert_cmpuint(vmaug_reg_set_find(set, "kv")->flags, ==, 0);
+    g_clear_pointer(&set, vmaug_reg_set_free);
     g_assert_cmpuint(helper_load(c, "kv", NULL, NULL), ==, VMAUG_S_OK);
     /* kv reads "guest.size": the host owner's value, not the guest's. */
     v = invoke_text(c, "kv", "get", "size", VMAUG_S_OK);
