@@ -51,6 +51,9 @@ gboolean vmaug_name_is_valid(const gchar *name);
 /* 1 to 4 dot-separated decimal numbers (each < 2^31), shorter than
  * VMAUG_VERSION_MAX. */
 gboolean vmaug_version_is_valid(const gchar *version);
+/* A key of a module's configuration: UTF-8, 1 to VMAUG_CONFIG_KEY_MAX - 1
+ * bytes. */
+gboolean vmaug_config_key_is_valid(const gchar *key);
 /* Numeric comparison of two valid versions ("1.10" > "1.9", "1.0" == "1"). */
 gint vmaug_version_compare(const gchar *a, const gchar *b);
 /* A NUL-padded fixed field of the protocol as a valid UTF-8 string, or

@@ -87,6 +87,14 @@ gboolean vmaug_name_is_valid(const gchar *name)
     return TRUE;
 }
 
+gboolean vmaug_config_key_is_valid(const gchar *key)
+{
+    gsize len = key != NULL ? strlen(key) : 0;
+
+    return len > 0 && len < VMAUG_CONFIG_KEY_MAX &&
+           g_utf8_validate(key, len, NULL);
+}
+
 static gboolean version_parse(const gchar *v, guint32 parts[4])
 {
     guint n = 0;

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +28,9 @@ void vmaug_registration_free(VmaugRegistration *r)
     }
     g_free(r->name);
     g_free(r->version);
+    if (r->config != NULL) {
+        g_hash_table_unref(r->config);
+    }
     g_free(r);
 }
 
@@ -39,6 +43,9 @@ void vmaug_reg_set_free(VmaugRegSet *set)
     g_free(set->image);
     g_free(set->image_id);
     g_ptr_array_unref(set->regs);
+    if (set->lock_fd >= 0) {
+        close(set->lock_fd);
+    }
     g_free(set);
 }
 
@@ -160,9 +167,11 @@ const VmaugRegistration *vmaug_reg_set_find(const VmaugRegSet *set,
     return NULL;
 }
 
-gboolean vmaug_reg_set_put(VmaugRegSet *set, const gchar *name,
-                           const gchar *version, guint32 events,
-                           guint32 flags, GError **error)
+/* Add or replace @name; a pin replaced by a pin keeps its configuration. */
+static gboolean reg_set_store(VmaugRegSet *set, const gchar *name,
+                              const gchar *version, guint32 events,
+                              guint32 flags, gboolean pinned,
+                              GError **error)
 {
     VmaugRegistration *r;
 
@@ -186,11 +195,44 @@ gboolean vmaug_reg_set_put(VmaugRegSet *set, const gchar *name,
     r->version = g_strdup(version != NULL ? version : "");
     r->events = events;
     r->flags = flags;
+    if (!pinned && r->config != NULL) {
+        g_clear_pointer(&r->config, g_hash_table_unref);
+    }
+    r->pinned = pinned;
     return TRUE;
 }
 
-gboolean vmaug_reg_set_remove(VmaugRegSet *set, const gchar *name,
-                              GError **error)
+/* Why the guest's change of @name is refused, when it is pinned. */
+static gboolean reg_not_pinned(const VmaugRegSet *set, const gchar *name,
+                               GError **error)
+{
+    const VmaugRegistration *r = vmaug_reg_set_find(set, name);
+
+    if (r != NULL && r->pinned) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED,
+                    "%s is pinned by the host owner", name);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean vmaug_reg_set_put(VmaugRegSet *set, const gchar *name,
+                           const gchar *version, guint32 events,
+                           guint32 flags, GError **error)
+{
+    return reg_not_pinned(set, name, error) &&
+           reg_set_store(set, name, version, events, flags, FALSE, error);
+}
+
+gboolean vmaug_reg_set_pin(VmaugRegSet *set, const gchar *name,
+                           const gchar *version, guint32 events,
+                           guint32 flags, GError **error)
+{
+    return reg_set_store(set, name, version, events, flags, TRUE, error);
+}
+
+gboolean vmaug_reg_set_remove_any(VmaugRegSet *set, const gchar *name,
+                                  GError **error)
 {
     for (guint i = 0; i < set->regs->len; i++) {
         VmaugRegistration *r = g_ptr_array_index(set->regs, i);
@@ -203,6 +245,71 @@ gboolean vmaug_reg_set_remove(VmaugRegSet *set, const gchar *name,
     g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
                 "%s is not registered", name);
     return FALSE;
+}
+
+gboolean vmaug_reg_set_remove(VmaugRegSet *set, const gchar *name,
+                              GError **error)
+{
+    return reg_not_pinned(set, name, error) &&
+           vmaug_reg_set_remove_any(set, name, error);
+}
+
+gboolean vmaug_reg_set_config(VmaugRegSet *set, const gchar *name,
+                              const gchar *key, const gchar *value,
+                              GError **error)
+{
+    VmaugRegistration *r = (VmaugRegistration *)vmaug_reg_set_find(set, name);
+
+    if (r == NULL || !r->pinned) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "%s has no pinned registration: only a pin carries the "
+                    "host owner's configuration", name);
+        return FALSE;
+    }
+    if (!vmaug_config_key_is_valid(key)) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "%s: invalid configuration key", name);
+        return FALSE;
+    }
+    if (value == NULL) {
+        if (r->config == NULL || !g_hash_table_remove(r->config, key)) {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
+                        "%s: no host configuration %s", name, key);
+            return FALSE;
+        }
+        return TRUE;
+    }
+    if (strlen(value) > VMAUG_MAX_CONFIG_VALUE ||
+        !g_utf8_validate(value, -1, NULL)) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "%s: the value of %s is not UTF-8 of at most %u bytes",
+                    name, key, VMAUG_MAX_CONFIG_VALUE);
+        return FALSE;
+    }
+    if (r->config == NULL) {
+        r->config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                          g_free);
+    }
+    if (!g_hash_table_contains(r->config, key) &&
+        g_hash_table_size(r->config) >= VMAUG_REGS_MAX_CONFIG) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
+                    "%s: at most %u host configuration keys", name,
+                    VMAUG_REGS_MAX_CONFIG);
+        return FALSE;
+    }
+    g_hash_table_insert(r->config, g_strdup(key), g_strdup(value));
+    return TRUE;
+}
+
+const gchar *vmaug_reg_set_host_config(const VmaugRegSet *set,
+                                       const gchar *name, const gchar *key)
+{
+    const VmaugRegistration *r = vmaug_reg_set_find(set, name);
+
+    if (r == NULL || !r->pinned || r->config == NULL) {
+        return NULL;
+    }
+    return g_hash_table_lookup(r->config, key);
 }
 
 /* ---- Reading ---- */
@@ -318,23 +425,63 @@ static gboolean reg_parse_events(JsonNode *n, guint32 *events)
     return TRUE;
 }
 
-static gboolean reg_parse_entry(VmaugRegSet *set, JsonNode *n,
-                                GError **error)
+static gboolean reg_is_bool(JsonNode *n)
 {
-    static const gchar *const known[] = {
+    return n != NULL && JSON_NODE_HOLDS_VALUE(n) &&
+           json_node_get_value_type(n) == G_TYPE_BOOLEAN;
+}
+
+/* The host configuration of the pin of @name: an object of strings. */
+static gboolean reg_parse_config(VmaugRegSet *set, const gchar *name,
+                                 JsonNode *n, GError **error)
+{
+    g_autoptr(GList) members = NULL;
+    g_autoptr(GError) local = NULL;
+    JsonObject *o;
+
+    if (!JSON_NODE_HOLDS_OBJECT(n)) {
+        return reg_fail(error, set->path, "invalid \"config\"");
+    }
+    o = json_node_get_object(n);
+    if (json_object_get_size(o) > VMAUG_REGS_MAX_CONFIG) {
+        return reg_fail(error, set->path, "too many \"config\" keys");
+    }
+    members = json_object_get_members(o);
+    for (GList *l = members; l != NULL; l = l->next) {
+        const gchar *value = vmaug_json_string(o, l->data);
+
+        if (value == NULL) {
+            return reg_fail(error, set->path,
+                            "a \"config\" value is not a string");
+        }
+        if (!vmaug_reg_set_config(set, name, l->data, value, &local)) {
+            return reg_fail(error, set->path, local->message);
+        }
+    }
+    return TRUE;
+}
+
+static gboolean reg_parse_entry(VmaugRegSet *set, gint64 format_version,
+                                JsonNode *n, GError **error)
+{
+    static const gchar *const known_v1[] = {
         "name", "version", "events", "required", NULL
+    };
+    static const gchar *const known_v2[] = {
+        "name", "version", "events", "required", "pinned", "config", NULL
     };
     g_autoptr(GError) local = NULL;
     JsonObject *o;
-    JsonNode *req;
+    JsonNode *req, *pin, *config;
     const gchar *name, *version;
     guint32 events;
+    gboolean pinned = FALSE;
 
     if (!JSON_NODE_HOLDS_OBJECT(n)) {
         return reg_fail(error, set->path, "a registration is not an object");
     }
     o = json_node_get_object(n);
-    if (!reg_only_members(o, known)) {
+    if (!reg_only_members(o, format_version >= 2 ? known_v2 : known_v1)) {
         return reg_fail(error, set->path, "unknown member in a registration");
     }
     name = vmaug_json_string(o, "name");
@@ -350,19 +497,31 @@ static gboolean reg_parse_entry(VmaugRegSet *set, JsonNode *n,
         return reg_fail(error, set->path, "invalid events");
     }
     req = json_object_get_member(o, "required");
-    if (req == NULL || !JSON_NODE_HOLDS_VALUE(req) ||
-        json_node_get_value_type(req) != G_TYPE_BOOLEAN) {
+    if (!reg_is_bool(req)) {
         return reg_fail(error, set->path, "invalid \"required\"");
+    }
+    /* Version 2 states every pin, so that none is lost to a typo. */
+    if (format_version >= 2) {
+        pin = json_object_get_member(o, "pinned");
+        if (!reg_is_bool(pin)) {
+            return reg_fail(error, set->path, "invalid \"pinned\"");
+        }
+        pinned = json_node_get_boolean(pin);
+    }
+    config = json_object_get_member(o, "config");
+    if (config != NULL && !pinned) {
+        return reg_fail(error, set->path,
+                        "\"config\" in a registration that is not pinned");
     }
     if (vmaug_reg_set_find(set, name) != NULL) {
         return reg_fail(error, set->path, "a module is registered twice");
     }
-    if (!vmaug_reg_set_put(set, name, version, events,
-                           json_node_get_boolean(req) ?
-                           VMAUG_REG_F_REQUIRED : 0, &local)) {
+    if (!reg_set_store(set, name, version, events,
+                       json_node_get_boolean(req) ?
+                       VMAUG_REG_F_REQUIRED : 0, pinned, &local)) {
         return reg_fail(error, set->path, local->message);
     }
-    return TRUE;
+    return config == NULL || reg_parse_config(set, name, config, error);
 }
 
 static gboolean reg_parse(VmaugRegSet *set, const gchar *json, gsize len,
@@ -378,6 +537,7 @@ static gboolean reg_parse(VmaugRegSet *set, const gchar *json, gsize len,
     JsonObject *o;
     JsonArray *regs;
     const gchar *s;
+    gint64 version;
 
     if (!g_utf8_validate(json, len, NULL) || memchr(json, 0, len) != NULL) {
         return reg_fail(error, set->path, "not UTF-8 text");
@@ -403,9 +563,11 @@ static gboolean reg_parse(VmaugRegSet *set, const gchar *json, gsize len,
     n = json_object_get_member(o, "format-version");
     if (n == NULL || !JSON_NODE_HOLDS_VALUE(n) ||
         json_node_get_value_type(n) != G_TYPE_INT64 ||
-        json_node_get_int(n) != VMAUG_REGS_FORMAT_VERSION) {
+        json_node_get_int(n) < VMAUG_REGS_FORMAT_VERSION_MIN ||
+        json_node_get_int(n) > VMAUG_REGS_FORMAT_VERSION) {
         return reg_fail(error, set->path, "unsupported format-version");
     }
+    version = json_node_get_int(n);
 
     /*
      * A sidecar names the image it belongs to, so that one renamed or
@@ -448,7 +610,8 @@ static gboolean reg_parse(VmaugRegSet *set, const gchar *json, gsize len,
         return FALSE;
     }
     for (guint i = 0; i < json_array_get_length(regs); i++) {
-        if (!reg_parse_entry(set, json_array_get_element(regs, i), error)) {
+        if (!reg_parse_entry(set, version,
+                             json_array_get_element(regs, i), error)) {
             return FALSE;
         }
     }
@@ -462,6 +625,7 @@ static VmaugRegSet *reg_set_new(const gchar *image, const gchar *path)
 
     set->regs = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vmaug_registration_free);
+    set->lock_fd = -1;
     set->path = g_strdup(path);
     set->image = image != NULL ? g_path_get_basename(image) : NULL;
     return set;
@@ -509,20 +673,92 @@ VmaugRegSet *vmaug_reg_set_load(const gchar *image, const gchar *store_dir,
     return vmaug_reg_set_parse(image, path, json, len, error);
 }
 
+VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
+                                           const gchar *store_dir,
+                                           gboolean wait, GError **error)
+{
+    g_autofree gchar *dir = NULL;
+    VmaugRegSet *set;
+    int fd;
+
+    g_return_val_if_fail(image != NULL || store_dir != NULL, NULL);
+
+    /*
+     * The directory, not the file: the file is replaced by rename, and a
+     * lock file of our own would be one more file to copy with images.
+     */
+    dir = image != NULL ? g_path_get_dirname(image) : g_strdup(store_dir);
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "cannot open %s: %s", dir, g_strerror(errno));
+        return NULL;
+    }
+    while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+        int e = errno;
+
+        if (e == EINTR) {
+            continue;
+        }
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
+                        "the registrations in %s are being changed", dir);
+        } else {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                        "cannot lock %s: %s", dir, g_strerror(e));
+        }
+        return NULL;
+    }
+    set = vmaug_reg_set_load(image, store_dir, error);
+    if (set == NULL) {
+        close(fd);
+        return NULL;
+    }
+    set->lock_fd = fd;
+    return set;
+}
+
 /* ---- Writing ---- */
+
+static void reg_config_to_json(JsonBuilder *b, GHashTable *config)
+{
+    g_autoptr(GList) keys = g_hash_table_get_keys(config);
+
+    /* Sorted: the same set is the same file. */
+    keys = g_list_sort(keys, (GCompareFunc)strcmp);
+    json_builder_set_member_name(b, "config");
+    json_builder_begin_object(b);
+    for (GList *l = keys; l != NULL; l = l->next) {
+        json_builder_set_member_name(b, l->data);
+        json_builder_add_string_value(b, g_hash_table_lookup(config,
+                                                             l->data));
+    }
+    json_builder_end_object(b);
+}
 
 static gchar *reg_to_json(const VmaugRegSet *set, gsize *len)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autoptr(JsonGenerator) gen = json_generator_new();
     g_autoptr(JsonNode) root = NULL;
+    gint64 version = VMAUG_REGS_FORMAT_VERSION_MIN;
     gchar *out;
 
+    /* The oldest version that holds the set: helpers that know no pins
+     * still read a set without them. */
+    for (guint i = 0; i < set->regs->len; i++) {
+        const VmaugRegistration *r = g_ptr_array_index(set->regs, i);
+
+        if (r->pinned) {
+            version = 2;
+        }
+    }
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "format");
     json_builder_add_string_value(b, VMAUG_REGS_FORMAT);
     json_builder_set_member_name(b, "format-version");
-    json_builder_add_int_value(b, VMAUG_REGS_FORMAT_VERSION);
+    json_builder_add_int_value(b, version);
     json_builder_set_member_name(b, "image");
     if (set->image != NULL) {
         json_builder_add_string_value(b, set->image);
@@ -552,6 +788,13 @@ static gchar *reg_to_json(const VmaugRegSet *set, gsize *len)
         json_builder_set_member_name(b, "required");
         json_builder_add_boolean_value(b,
                                        !!(r->flags & VMAUG_REG_F_REQUIRED));
+        if (version >= 2) {
+            json_builder_set_member_name(b, "pinned");
+            json_builder_add_boolean_value(b, r->pinned);
+        }
+        if (r->config != NULL && g_hash_table_size(r->config) > 0) {
+            reg_config_to_json(b, r->config);
+        }
         json_builder_end_object(b);
     }
     json_builder_end_array(b);

@@ -231,10 +231,7 @@ static guint64 vm_area_usage(const gchar *dir, guint depth,
 static gboolean vm_area_config_args_ok(const gchar *module, const gchar *key,
                                        GError **error)
 {
-    gsize len = key != NULL ? strlen(key) : 0;
-
-    if (!vmaug_name_is_valid(module) || len == 0 ||
-        len >= VMAUG_CONFIG_KEY_MAX || !g_utf8_validate(key, len, NULL)) {
+    if (!vmaug_name_is_valid(module) || !vmaug_config_key_is_valid(key)) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
                     "invalid module or key");
         return FALSE;
@@ -276,6 +273,31 @@ static JsonObject *vm_area_config_load(VmaugVmArea *area, const gchar *module,
     return json_object_ref(json_node_get_object(root));
 }
 
+/* The host owner's @key of @module, from the VM's registrations. */
+static gboolean vm_area_config_host(VmaugVmArea *area, const gchar *module,
+                                    const gchar *key, GBytes **value,
+                                    GError **error)
+{
+    g_autoptr(VmaugRegSet) set = NULL;
+    const gchar *text;
+
+    /* A VM without an image has only the registrations its guest made. */
+    if (area->image != NULL) {
+        set = vmaug_reg_set_load(area->image, NULL, error);
+        if (set == NULL) {
+            return FALSE;
+        }
+        text = vmaug_reg_set_host_config(set, module, key);
+        if (text != NULL) {
+            *value = g_bytes_new(text, strlen(text));
+            return TRUE;
+        }
+    }
+    g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
+                "no host configuration %s for %s", key, module);
+    return FALSE;
+}
+
 gboolean vmaug_vm_area_config_get(VmaugVmArea *area, const gchar *module,
                                   VmaugConfigSpace space, const gchar *key,
                                   GBytes **value, GError **error)
@@ -287,6 +309,9 @@ gboolean vmaug_vm_area_config_get(VmaugVmArea *area, const gchar *module,
 
     if (!vm_area_config_args_ok(module, key, error)) {
         return FALSE;
+    }
+    if (space == VMAUG_CONFIG_HOST) {
+        return vm_area_config_host(area, module, key, value, error);
     }
     o = vm_area_config_load(area, module, space);
     text = vmaug_json_string(o, key);
@@ -323,6 +348,29 @@ gboolean vmaug_vm_area_config_set(VmaugVmArea *area, const gchar *module,
 
     if (!vm_area_config_args_ok(module, key, error)) {
         return FALSE;
+    }
+    if (space == VMAUG_CONFIG_HOST) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "the host owner's configuration is kept with the "
+                    "registration");
+        return FALSE;
+    }
+    if (space == VMAUG_CONFIG_GUEST) {
+        g_autoptr(GBytes) host = NULL;
+        g_autoptr(GError) local = NULL;
+
+        /* What the host owner set is not the guest's to change, and the
+         * module would not read it anyway: say so. */
+        if (vm_area_config_host(area, module, key, &host, &local)) {
+            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED,
+                        "%s of %s is set by the host owner", key, module);
+            return FALSE;
+        }
+        if (!g_error_matches(local, VMAUG_HOST_ERROR,
+                             VMAUG_HOST_ERROR_NOT_FOUND)) {
+            g_propagate_error(error, g_steal_pointer(&local));
+            return FALSE;
+        }
     }
     if (len > VMAUG_MAX_CONFIG_VALUE) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
@@ -449,4 +497,14 @@ VmaugRegSet *vmaug_vm_area_regs_load(VmaugVmArea *area, GError **error)
         return NULL;
     }
     return vmaug_reg_set_load(area->image, area->dir, error);
+}
+
+VmaugRegSet *vmaug_vm_area_regs_load_for_update(VmaugVmArea *area,
+                                                GError **error)
+{
+    if (area->image == NULL && !vm_area_ensure(area, error)) {
+        return NULL;
+    }
+    return vmaug_reg_set_load_for_update(area->image, area->dir, FALSE,
+                                         error);
 }

@@ -45,8 +45,11 @@ G_BEGIN_DECLS
 #define VMAUG_VM_CONFIG_MAX_KEYS    256
 /* Files one module's state directory may hold. */
 #define VMAUG_VM_STATE_MAX_FILES    1024
-/* A module reads what the guest set for it under this prefix. */
+/* A module reads what the guest set for it under this prefix (the host
+ * owner's value instead where there is one), and only the host owner's
+ * under the next. */
 #define VMAUG_VM_GUEST_PREFIX       "guest."
+#define VMAUG_VM_HOST_PREFIX        "host."
 
 typedef struct _VmaugVmArea VmaugVmArea;
 
@@ -58,14 +61,19 @@ typedef struct {
 } VmaugVmQuota;
 
 /*
- * A module's configuration has two namespaces: the module's own keys,
+ * A module's configuration has three namespaces: the module's own keys,
  * which only the module writes (the host application may rely on what it
- * validated, e.g. the config module's "applied.*"), and the guest's,
- * which only the guest writes (VMAUG_OP_CONFIG_SET).
+ * validated, e.g. the config module's "applied.*"); the guest's, which
+ * only the guest writes (VMAUG_OP_CONFIG_SET); and the host owner's,
+ * which only the host owner writes, with the module's pinned registration
+ * in the image's sidecar (registrations.h), and which nothing here
+ * writes.  Where the host owner set a key, the guest cannot (DENIED) and
+ * the module reads the host's value for the guest's key.
  */
 typedef enum {
     VMAUG_CONFIG_MODULE,
     VMAUG_CONFIG_GUEST,
+    VMAUG_CONFIG_HOST,
 } VmaugConfigSpace;
 
 /*
@@ -95,7 +103,10 @@ gchar *vmaug_vm_area_subdir(VmaugVmArea *area, const gchar *sub,
 
 /* Configuration.  NOT_FOUND for a key not set, INVALID for a bad module
  * name, key (UTF-8, 1..VMAUG_CONFIG_KEY_MAX-1 bytes) or value, TOO_BIG
- * beyond VMAUG_VM_CONFIG_MAX_KEYS or the quota. */
+ * beyond VMAUG_VM_CONFIG_MAX_KEYS or the quota.  Reading VMAUG_CONFIG_HOST
+ * reads the VM's registrations (their errors if they cannot be used);
+ * setting it is INVALID, and setting a VMAUG_CONFIG_GUEST key the host
+ * owner set is DENIED. */
 gboolean vmaug_vm_area_config_get(VmaugVmArea *area, const gchar *module,
                                   VmaugConfigSpace space, const gchar *key,
                                   GBytes **value, GError **error);
@@ -125,6 +136,10 @@ void vmaug_vm_area_spool_added(VmaugVmArea *area, guint64 len);
 
 /* The VM's registrations: its image's sidecar, or the area's own. */
 VmaugRegSet *vmaug_vm_area_regs_load(VmaugVmArea *area, GError **error);
+/* The same, for a change (vmaug_reg_set_load_for_update(), never
+ * waiting). */
+VmaugRegSet *vmaug_vm_area_regs_load_for_update(VmaugVmArea *area,
+                                                GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmaugVmArea, vmaug_vm_area_unref)
 

@@ -350,11 +350,31 @@ static gboolean device_invoke(Device *dev, guint64 tag, const guint8 *p,
 }
 
 /*
+ * The host owner learns of attempts to change what it pinned, through the
+ * audit log, which bounds what a guest repeating them can write.
+ */
+static void device_audit_denied(Device *dev, const gchar *action,
+                                const gchar *name, const gchar *version,
+                                const GError *error)
+{
+    if (g_error_matches(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED)) {
+        vmaug_store_audit(dev->store, dev->name, action, name, version,
+                          NULL, NULL, error);
+    }
+}
+
+/* Where the guest's CONFIG_GET looks, in order. */
+static const VmaugConfigSpace device_config_reads[] = {
+    VMAUG_CONFIG_MODULE, VMAUG_CONFIG_HOST, VMAUG_CONFIG_GUEST,
+};
+
+/*
  * The guest's configuration requests.  What the guest sets is kept in the
  * module's guest namespace, apart from the module's own keys: it reaches
  * the module only as "guest.<key>", for the module to validate, and can
  * never pass for something the module decided.  A read sees the module's
- * own key first, then the guest's.
+ * own key first, then the host owner's, then the guest's.  A key the host
+ * owner set with the module's pin is not the guest's to set.
  */
 static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
                               const guint8 *p, guint32 len, GError **error)
@@ -375,25 +395,35 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
     if (opcode == VMAUG_OP_CONFIG_SET) {
         /* Configuration for modules the VM does not use would only fill
          * the host's disk. */
-        if (!session_has_module(dev->session, module, error) ||
-            !vmaug_vm_area_config_set(dev->session->area, module,
+        if (!session_has_module(dev->session, module, error)) {
+            return FALSE;
+        }
+        if (!vmaug_vm_area_config_set(dev->session->area, module,
                                       VMAUG_CONFIG_GUEST, key, p + sizeof(*c),
-                                      len - sizeof(*c), error)) {
+                                      len - sizeof(*c), &local)) {
+            device_audit_denied(dev, "config-set", module, NULL, local);
+            g_propagate_error(error, g_steal_pointer(&local));
             return FALSE;
         }
         device_reply(dev, tag, VMAUG_S_OK, NULL, 0);
         return TRUE;
     }
-    if (!vmaug_vm_area_config_get(dev->session->area, module,
-                                  VMAUG_CONFIG_MODULE, key, &value, &local)) {
-        if (!g_error_matches(local, VMAUG_HOST_ERROR,
-                             VMAUG_HOST_ERROR_NOT_FOUND)) {
-            g_propagate_error(error, g_steal_pointer(&local));
-            return FALSE;
+    /*
+     * The guest reads the value in force: where the host owner set the
+     * key, the module reads the host's value for the guest's, so the
+     * guest's own would only mislead.
+     */
+    for (guint i = 0; i < G_N_ELEMENTS(device_config_reads); i++) {
+        g_clear_error(&local);
+        if (vmaug_vm_area_config_get(dev->session->area, module,
+                                     device_config_reads[i], key, &value,
+                                     &local)) {
+            break;
         }
-        if (!vmaug_vm_area_config_get(dev->session->area, module,
-                                      VMAUG_CONFIG_GUEST, key, &value,
-                                      error)) {
+        if (!g_error_matches(local, VMAUG_HOST_ERROR,
+                             VMAUG_HOST_ERROR_NOT_FOUND) ||
+            i == G_N_ELEMENTS(device_config_reads) - 1) {
+            g_propagate_error(error, g_steal_pointer(&local));
             return FALSE;
         }
     }
@@ -406,8 +436,10 @@ static gboolean device_register(Device *dev, guint64 tag, guint16 opcode,
                                 const guint8 *p, guint32 len, GError **error)
 {
     g_autoptr(VmaugRegSet) set = NULL;
+    g_autoptr(GError) local = NULL;
     g_auto(DeviceRef) ref = { 0 };
     struct vmaug_registration r;
+    gboolean ok;
 
     if (opcode == VMAUG_OP_REGISTER) {
         memcpy(&r, p, sizeof(r));
@@ -415,18 +447,28 @@ static gboolean device_register(Device *dev, guint64 tag, guint16 opcode,
         memcpy(&r.ref, p, sizeof(r.ref));
     }
     if (!device_parse_ref(&r.ref, &ref, error) ||
-        (set = device_regs(dev, error)) == NULL) {
+        (set = vmaug_vm_area_regs_load_for_update(dev->session->area,
+                                                  error)) == NULL) {
         return FALSE;
     }
+    /*
+     * The set checks events and flags against what may be registered,
+     * and refuses to change a pin: QMP's requests come here too, and
+     * QEMU runs beside the guest, so only vmaugment-admin, writing the
+     * sidecar itself, changes a pin.
+     */
     if (opcode == VMAUG_OP_REGISTER) {
-        /* The set checks events and flags against what may be
-         * registered. */
-        if (!vmaug_reg_set_put(set, ref.name, ref.version,
+        ok = vmaug_reg_set_put(set, ref.name, ref.version,
                                GUINT32_FROM_LE(r.events),
-                               GUINT32_FROM_LE(r.flags), error)) {
-            return FALSE;
-        }
-    } else if (!vmaug_reg_set_remove(set, ref.name, error)) {
+                               GUINT32_FROM_LE(r.flags), &local);
+    } else {
+        ok = vmaug_reg_set_remove(set, ref.name, &local);
+    }
+    if (!ok) {
+        device_audit_denied(dev, opcode == VMAUG_OP_REGISTER ?
+                            "register" : "unregister", ref.name,
+                            ref.version, local);
+        g_propagate_error(error, g_steal_pointer(&local));
         return FALSE;
     }
     if (!vmaug_reg_set_save(set, error)) {

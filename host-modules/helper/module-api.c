@@ -246,22 +246,50 @@ static int module_api_host_file(Module *m, const gchar *path)
 
 /* ---- The operations ---- */
 
+/* @key's namespace by its prefix, and @key without it. */
+static VmaugConfigSpace module_api_config_space(const gchar **key)
+{
+    if (g_str_has_prefix(*key, VMAUG_VM_GUEST_PREFIX)) {
+        *key += strlen(VMAUG_VM_GUEST_PREFIX);
+        return VMAUG_CONFIG_GUEST;
+    }
+    if (g_str_has_prefix(*key, VMAUG_VM_HOST_PREFIX)) {
+        *key += strlen(VMAUG_VM_HOST_PREFIX);
+        return VMAUG_CONFIG_HOST;
+    }
+    return VMAUG_CONFIG_MODULE;
+}
+
 static gboolean module_api_config_get(Module *m, guint64 tag,
                                       const guint8 *args, gsize alen,
                                       const gchar **why)
 {
-    g_autofree gchar *key = g_strndup((const gchar *)args, alen);
+    g_autofree gchar *text = g_strndup((const gchar *)args, alen);
+    const gchar *key = text;
     g_autoptr(GBytes) value = NULL;
     g_autoptr(GError) error = NULL;
-    gboolean guest = g_str_has_prefix(key, VMAUG_VM_GUEST_PREFIX);
+    VmaugConfigSpace space = module_api_config_space(&key);
+    gboolean ok = FALSE;
 
-    /* Its own keys, or what the guest set under "guest.". */
-    if (strlen(key) != alen ||
-        !vmaug_vm_area_config_get(
-            m->area, m->name,
-            guest ? VMAUG_CONFIG_GUEST : VMAUG_CONFIG_MODULE,
-            guest ? key + strlen(VMAUG_VM_GUEST_PREFIX) : key,
-            &value, &error)) {
+    if (strlen(text) == alen) {
+        /*
+         * The guest's key reads the host owner's value where there is
+         * one: a module cannot forget to ask, so a guest cannot undo
+         * what the host owner pinned by setting the same key.
+         */
+        ok = vmaug_vm_area_config_get(m->area, m->name,
+                                      space == VMAUG_CONFIG_GUEST ?
+                                      VMAUG_CONFIG_HOST : space,
+                                      key, &value, &error);
+        if (!ok && space == VMAUG_CONFIG_GUEST &&
+            g_error_matches(error, VMAUG_HOST_ERROR,
+                            VMAUG_HOST_ERROR_NOT_FOUND)) {
+            g_clear_error(&error);
+            ok = vmaug_vm_area_config_get(m->area, m->name, space, key,
+                                          &value, &error);
+        }
+    }
+    if (!ok) {
         module_api_reply(m, tag, error != NULL ? module_api_errno(error) :
                          -EINVAL, NULL, 0, -1);
     } else {
@@ -276,11 +304,13 @@ static gboolean module_api_config_set(Module *m, guint64 tag,
                                       const gchar **why)
 {
     const guint8 *nul = memchr(args, 0, alen);
+    const gchar *key = (const gchar *)args;
     g_autoptr(GError) error = NULL;
 
     if (nul == NULL ||
-        g_str_has_prefix((const gchar *)args, VMAUG_VM_GUEST_PREFIX)) {
-        /* The guest's namespace is the guest's to write. */
+        module_api_config_space(&key) != VMAUG_CONFIG_MODULE) {
+        /* The guest's namespace is the guest's to write, the host
+         * owner's the host owner's. */
         module_api_reply(m, tag, -EINVAL, NULL, 0, -1);
     } else if (!vmaug_vm_area_config_set(m->area, m->name,
                                          VMAUG_CONFIG_MODULE,

@@ -107,7 +107,10 @@ struct vmaug_host_api {
     void (*log)(vmaug_host *h, int level, const char *message);
 
     /* The module's own configuration, persisted per image.  get copies at
-     * most cap bytes and returns the value's length (-ENOENT if unset). */
+     * most cap bytes and returns the value's length (-ENOENT if unset).
+     * "guest.KEY" reads what the guest set, or the host owner's KEY where
+     * the module's pinned registration has one; "host.KEY" only the host
+     * owner's.  set writes neither. */
     int (*config_get)(vmaug_host *h, const char *key, void *value,
                       size_t cap);
     int (*config_set)(vmaug_host *h, const char *key, const void *value,

@@ -87,7 +87,9 @@ static gchar **scan_argv(Scan *s)
     return g_strsplit(text, "\n", -1);
 }
 
-static void config_set(HelperClient *c, const gchar *key, const gchar *value)
+/* The guest's CONFIG_SET of the scanner's @key; the status. */
+static guint16 config_set_status(HelperClient *c, const gchar *key,
+                                 const gchar *value)
 {
     struct vmaug_config_ref cref = { 0 };
     g_auto(HelperReply) r = { 0 };
@@ -96,7 +98,12 @@ static void config_set(HelperClient *c, const gchar *key, const gchar *value)
     g_strlcpy((gchar *)cref.key, key, sizeof(cref.key));
     g_assert_true(helper_client_call(c, VMAUG_OP_CONFIG_SET, &cref,
                                      sizeof(cref), value, strlen(value), &r));
-    g_assert_cmpuint(r.status, ==, VMAUG_S_OK);
+    return r.status;
+}
+
+static void config_set(HelperClient *c, const gchar *key, const gchar *value)
+{
+    g_assert_cmpuint(config_set_status(c, key, value), ==, VMAUG_S_OK);
 }
 
 /*
@@ -539,11 +546,88 @@ static void test_scan_clamav(Fixture *f, gconstpointer data)
     scan_clear(&s);
 }
 
+/* The guest's REGISTER (@reg) or UNREGISTER (NULL) of the scanner. */
+static guint16 scan_register(Scan *s, guint32 flags, gboolean reg)
+{
+    struct vmaug_registration r = { 0 };
+    g_auto(HelperReply) reply = { 0 };
+
+    helper_ref(&r.ref, "scanner", "1.0");
+    r.events = GUINT32_TO_LE(VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START));
+    r.flags = GUINT32_TO_LE(flags);
+    g_assert_true(helper_client_call(s->c, reg ? VMAUG_OP_REGISTER :
+                                     VMAUG_OP_UNREGISTER, &r,
+                                     reg ? sizeof(r) : sizeof(r.ref), NULL,
+                                     0, &reply));
+    return reply.status;
+}
+
+/*
+ * The host owner pins the scanner with "policy refuse" over the guest's
+ * "report": the guest can neither unregister it, make it optional, nor set
+ * the policy back, each attempt is refused and audited and changes
+ * nothing, and the infected image does not start.
+ */
+static void test_scan_pinned(Fixture *f, gconstpointer data)
+{
+    Scan s = { 0 };
+    g_autoptr(HelperDone) d = NULL;
+    g_autoptr(VmaugRegSet) set = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *sidecar = vmaug_reg_sidecar_path(f->image);
+    g_autofree gchar *before = NULL;
+    g_autofree gchar *after = NULL;
+
+    g_assert_true(g_file_set_contents(f->image, "", 0, NULL));
+    scan_setup(f, &s, "\"image-scan\"", "30");
+    config_set(s.c, "policy", "report");
+
+    /* What vmaugment-admin register --pinned --set policy=refuse does. */
+    set = vmaug_reg_set_load(f->image, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_pin(set, "scanner", "1.0",
+                                    VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START),
+                                    VMAUG_REG_F_REQUIRED, &error));
+    g_assert_true(vmaug_reg_set_config(set, "scanner", "policy", "refuse",
+                                       &error));
+    g_assert_true(vmaug_reg_set_save(set, &error));
+    g_assert_true(g_file_get_contents(sidecar, &before, NULL, NULL));
+
+    g_assert_cmpuint(scan_register(&s, 0, FALSE), ==, VMAUG_S_DENIED);
+    g_assert_cmpuint(scan_register(&s, 0, TRUE), ==, VMAUG_S_DENIED);
+    g_assert_cmpuint(config_set_status(s.c, "policy", "report"), ==,
+                     VMAUG_S_DENIED);
+    /* What the host owner did not set stays the guest's. */
+    config_set(s.c, "timeout", "20");
+    g_assert_true(g_file_get_contents(sidecar, &after, NULL, NULL));
+    g_assert_cmpstr(after, ==, before);
+    g_assert_cmpuint(audit_count(f, "unregister", "refuse",
+                                 "scanner is pinned by the host owner"), ==,
+                     1);
+    g_assert_cmpuint(audit_count(f, "register", "refuse",
+                                 "scanner is pinned by the host owner"), ==,
+                     1);
+    g_assert_cmpuint(audit_count(f, "config-set", "refuse",
+                                 "policy of scanner is set by the host "
+                                 "owner"), ==, 1);
+
+    scan_mode(&s, "infected");
+    d = scan_start(f, &s);
+    g_test_message("%s", d->message);
+    g_assert_cmpuint(d->status, !=, VMAUG_S_OK);
+    g_assert_nonnull(strstr(d->message, "its image-start handler failed "
+                            "(infected: ext4 /srv/eicar.com"));
+    g_assert_cmpuint(audit_count(f, "lifecycle-image-start", "refuse",
+                                 "Eicar-Test-Signature"), ==, 1);
+    scan_clear(&s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     TEST_HELPER_ADD("/helper/scan/refuse", test_scan_refuse);
     TEST_HELPER_ADD("/helper/scan/report", test_scan_report);
+    TEST_HELPER_ADD("/helper/scan/pinned", test_scan_pinned);
     TEST_HELPER_ADD("/helper/scan/hostile-output", test_scan_hostile_output);
     TEST_HELPER_ADD("/helper/scan/stall", test_scan_stall);
     TEST_HELPER_ADD("/helper/scan/not-granted", test_scan_not_granted);

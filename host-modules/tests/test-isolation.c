@@ -675,6 +675,21 @@ static gchar *config_file_value(const gchar *path, const gchar *key)
     return g_strndup((const gchar *)raw, len);
 }
 
+/* The guest registers @name for image-start (@reg, for the test to
+ * reuse). */
+static void guest_register(HelperClient *c, struct vmaug_registration *reg,
+                           const gchar *name)
+{
+    g_auto(HelperReply) r = { 0 };
+
+    memset(reg, 0, sizeof(*reg));
+    helper_ref(&reg->ref, name, NULL);
+    reg->events = GUINT32_TO_LE(VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START));
+    g_assert_true(helper_client_call(c, VMAUG_OP_REGISTER, reg, sizeof(*reg),
+                                     NULL, 0, &r));
+    assert_reply(&r, VMAUG_S_OK, NULL);
+}
+
 static void test_config_module(Fixture *f, gconstpointer data)
 {
     g_autoptr(HelperClient) c = NULL;
@@ -705,15 +720,10 @@ static void test_config_module(Fixture *f, gconstpointer data)
     }
     g_assert_false(g_file_test(own, G_FILE_TEST_EXISTS));
 
-    helper_ref(&reg.ref, "config", NULL);
-    reg.events = GUINT32_TO_LE(VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START));
+    guest_register(c, &reg, "config");
     {
         g_auto(HelperReply) r = { 0 };
 
-        g_assert_true(helper_client_call(c, VMAUG_OP_REGISTER, &reg,
-                                         sizeof(reg), NULL, 0, &r));
-        assert_reply(&r, VMAUG_S_OK, NULL);
-        helper_reply_clear(&r);
         /* Registered: the guest may set, into its own namespace. */
         g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "config",
                                      "applied.memory-mb", "999999999", &r),
@@ -784,6 +794,108 @@ static void test_config_module(Fixture *f, gconstpointer data)
     g_clear_pointer(&v, g_free);
     v = invoke_text(c, "kv", "get", "size", VMAUG_S_OK);
     g_assert_cmpstr(v, ==, "XL");
+}
+
+/*
+ * The host owner's configuration, kept with a pinned registration: the
+ * module reads it in place of the guest's value, the guest can set
+ * neither it nor the registration, and the module cannot write it; keys
+ * the host owner did not set stay the guest's.
+ */
+static void test_config_host(Fixture *f, gconstpointer data)
+{
+    g_autoptr(HelperClient) c = NULL;
+    g_autoptr(VmaugRegSet) set = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *v = NULL;
+    struct vmaug_registration reg = { 0 };
+
+    fixture_start(f, NULL);
+    c = helper_client_connect_image(f->socket, NULL, f->image);
+    upload_module(f, c, "kv", "1.0");
+    guest_register(c, &reg, "kv");
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "kv", "size",
+                                     "XL", &r), ==, VMAUG_S_OK);
+    }
+
+    /* What vmaugment-admin register --pinned --set size=S does; while it
+     * holds the sidecar, the guest's change waits its turn. */
+    set = vmaug_reg_set_load_for_update(f->image, NULL, TRUE, &error);
+    g_assert_no_error(error);
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_true(helper_client_call(c, VMAUG_OP_UNREGISTER, &reg.ref,
+                                         sizeof(reg.ref), NULL, 0, &r));
+        assert_reply(&r, VMAUG_S_BUSY, "being changed");
+    }
+    g_assert_true(vmaug_reg_set_pin(set, "kv", "", 0, 0, &error));
+    g_assert_true(vmaug_reg_set_config(set, "kv", "size", "S", &error));
+    g_assert_true(vmaug_reg_set_save(set, &error));
+    g_clear_pointer(&set, vmaug_reg_set_free);
+
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "kv", "size",
+                                     "M", &r), ==, VMAUG_S_DENIED);
+        helper_reply_clear(&r);
+        g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_SET, "kv", "color",
+                                     "red", &r), ==, VMAUG_S_OK);
+        helper_reply_clear(&r);
+        g_assert_true(helper_client_call(c, VMAUG_OP_UNREGISTER, &reg.ref,
+                                         sizeof(reg.ref), NULL, 0, &r));
+        assert_reply(&r, VMAUG_S_DENIED, "kv is pinned by the host owner");
+        helper_reply_clear(&r);
+        /* The guest reads the values in force: the host owner's where
+         * there is one. */
+        g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_GET, "kv", "size",
+                                     NULL, &r), ==, VMAUG_S_OK);
+        g_assert_cmpmem(g_bytes_get_data(r.data, NULL),
+                        g_bytes_get_size(r.data), "S", 1);
+        helper_reply_clear(&r);
+        g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_GET, "kv", "color",
+                                     NULL, &r), ==, VMAUG_S_OK);
+        g_assert_cmpmem(g_bytes_get_data(r.data, NULL),
+                        g_bytes_get_size(r.data), "red", 3);
+        helper_reply_clear(&r);
+
+        /* QMP's vmaugment-register and -unregister (tag bit 63) are
+         * refused alike: QEMU runs beside the guest. */
+        vmaug_link_client_set_host_owner(c->link, TRUE);
+        reg.flags = GUINT32_TO_LE(VMAUG_REG_F_REQUIRED);
+        g_assert_true(helper_client_call(c, VMAUG_OP_REGISTER, &reg,
+                                         sizeof(reg), NULL, 0, &r));
+        assert_reply(&r, VMAUG_S_DENIED, "kv is pinned by the host owner");
+        helper_reply_clear(&r);
+        g_assert_true(helper_client_call(c, VMAUG_OP_UNREGISTER, &reg.ref,
+                                         sizeof(reg.ref), NULL, 0, &r));
+        assert_reply(&r, VMAUG_S_DENIED, "kv is pinned by the host owner");
+        vmaug_link_client_set_host_owner(c->link, FALSE);
+    }
+    set = vmaug_reg_set_load(f->image, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_find(set, "kv")->pinned);
+    g_assert_cmpuint(vmaug_reg_set_find(set, "kv")->flags, ==, 0);
+    g_clear_pointer(&set, vmaug_reg_set_free);
+    g_assert_cmpuint(helper_load(c, "kv", NULL, NULL), ==, VMAUG_S_OK);
+    /* kv reads "guest.size": the host owner's value, not the guest's. */
+    v = invoke_text(c, "kv", "get", "size", VMAUG_S_OK);
+    g_assert_cmpstr(v, ==, "S");
+    g_clear_pointer(&v, g_free);
+    v = invoke_text(c, "kv", "get", "host.size", VMAUG_S_OK);
+    g_assert_cmpstr(v, ==, "S");
+    g_clear_pointer(&v, g_free);
+    v = invoke_text(c, "kv", "get", "color", VMAUG_S_OK);
+    g_assert_cmpstr(v, ==, "red");
+    g_free(invoke_text(c, "kv", "get", "host.color", VMAUG_S_NOT_FOUND));
+    /* Nor can the module write the host owner's namespace. */
+    g_free(invoke_text(c, "kv", "set", "host.size=XL", VMAUG_S_INVALID));
+    v = invoke_text(c, "kv", "get", "host.size", VMAUG_S_OK);
+    g_assert_cmpstr(v, ==, "S");
 }
 
 /* ---- Quotas ---- */
@@ -1167,6 +1279,7 @@ int main(int argc, char **argv)
     ADD("/isolation/two-vms", test_two_vms);
     ADD("/isolation/image-areas", test_image_areas);
     ADD("/isolation/config/module", test_config_module);
+    ADD("/isolation/config/host", test_config_host);
     ADD("/isolation/quota/config", test_quota_config);
     ADD("/isolation/quota/spool-state", test_quota_spool_state);
     ADD("/isolation/quota/uploads", test_quota_uploads);

@@ -233,7 +233,10 @@ static const gchar *const malformed[] = {
     /* wrong format, version, types */
     "{\"format\": \"other\", \"format-version\": 1, \"image\": \"disk.qcow2\","
     " \"image-id\": \"" UUID "\", \"registrations\": []}",
-    "{\"format\": \"vmaugment-registrations\", \"format-version\": 2,"
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 3,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": []}",
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 0,"
     " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
     " \"registrations\": []}",
     "{\"format\": \"vmaugment-registrations\", \"format-version\": \"1\","
@@ -304,6 +307,58 @@ static const gchar *const malformed[] = {
     " \"registrations\": [{\"name\": \"echo\", \"version\": \"\","
     " \"events\": [], \"required\": false}, {\"name\": \"echo\","
     " \"version\": \"1.0\", \"events\": [], \"required\": true}]}",
+    /* pins: not in version 1; stated in every entry of version 2 */
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 1,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true, \"pinned\": true}]}",
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 1,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true, \"config\": {}}]}",
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 2,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true}]}",
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 2,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true, \"pinned\": \"yes\"}]}",
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 2,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true, \"pinned\": 1}]}",
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 2,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true, \"pinned\": true,"
+    " \"lock\": true}]}",
+    /* host configuration: only with a pin, an object of strings */
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 2,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true, \"pinned\": false,"
+    " \"config\": {\"policy\": \"refuse\"}}]}",
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 2,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true, \"pinned\": true,"
+    " \"config\": [\"policy\"]}]}",
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 2,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true, \"pinned\": true,"
+    " \"config\": {\"timeout\": 30}}]}",
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 2,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true, \"pinned\": true,"
+    " \"config\": {\"policy\": null}}]}",
+    "{\"format\": \"vmaugment-registrations\", \"format-version\": 2,"
+    " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
+    " \"registrations\": [{\"name\": \"scanner\", \"version\": \"\","
+    " \"events\": [], \"required\": true, \"pinned\": true,"
+    " \"config\": {\"\": \"refuse\"}}]}",
     /* nested too deeply for the format */
     "{\"format\": \"vmaugment-registrations\", \"format-version\": 1,"
     " \"image\": \"disk.qcow2\", \"image-id\": \"" UUID "\","
@@ -311,6 +366,187 @@ static const gchar *const malformed[] = {
     " \"events\": [[[]]], \"required\": false}]}",
     NULL
 };
+
+/* A pinned registration and its host configuration survive the guest's
+ * changes of other registrations and a round trip through the file. */
+static void test_pinned_round_trip(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) set = vmaug_reg_set_load(f->image, NULL, &error);
+    g_autoptr(VmaugRegSet) again = NULL;
+    g_autofree gchar *text = NULL;
+    const VmaugRegistration *r;
+
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_pin(set, "scanner", "1.0", EV(IMAGE_START),
+                                    VMAUG_REG_F_REQUIRED, &error));
+    g_assert_true(vmaug_reg_set_config(set, "scanner", "policy", "refuse",
+                                       &error));
+    g_assert_true(vmaug_reg_set_config(set, "scanner", "paths", "/srv\n/etc",
+                                       &error));
+    g_assert_true(vmaug_reg_set_put(set, "echo", "", EV(IMAGE_STOP), 0,
+                                    &error));
+    g_assert_true(vmaug_reg_set_save(set, &error));
+    g_assert_true(g_file_get_contents(f->sidecar, &text, NULL, NULL));
+    g_assert_nonnull(strstr(text, "\"format-version\" : 2"));
+
+    again = vmaug_reg_set_load(f->image, NULL, &error);
+    g_assert_no_error(error);
+    r = vmaug_reg_set_find(again, "scanner");
+    g_assert_nonnull(r);
+    g_assert_true(r->pinned);
+    g_assert_cmphex(r->flags, ==, VMAUG_REG_F_REQUIRED);
+    g_assert_cmpstr(vmaug_reg_set_host_config(again, "scanner", "policy"),
+                    ==, "refuse");
+    g_assert_cmpstr(vmaug_reg_set_host_config(again, "scanner", "paths"),
+                    ==, "/srv\n/etc");
+    g_assert_null(vmaug_reg_set_host_config(again, "scanner", "timeout"));
+    g_assert_false(vmaug_reg_set_find(again, "echo")->pinned);
+
+    /* The host owner re-pins (a new version): its configuration stays. */
+    g_assert_true(vmaug_reg_set_pin(again, "scanner", "1.1", EV(IMAGE_START),
+                                    VMAUG_REG_F_REQUIRED, &error));
+    g_assert_cmpstr(vmaug_reg_set_host_config(again, "scanner", "policy"),
+                    ==, "refuse");
+    g_assert_true(vmaug_reg_set_config(again, "scanner", "policy", NULL,
+                                       &error));
+    g_assert_null(vmaug_reg_set_host_config(again, "scanner", "policy"));
+    g_assert_false(vmaug_reg_set_config(again, "scanner", "policy", NULL,
+                                        &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
+}
+
+/*
+ * The guest's (and QEMU's) changes of a pinned name are refused and change
+ * nothing: not removed, replaced, downgraded or made optional.  Only the
+ * host owner's removal takes it away.
+ */
+static void test_pinned_refuses_guest(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) set = vmaug_reg_set_load(f->image, NULL, &error);
+    const VmaugRegistration *r;
+
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_pin(set, "scanner", "2.0", EV(IMAGE_START),
+                                    VMAUG_REG_F_REQUIRED, &error));
+    g_assert_true(vmaug_reg_set_config(set, "scanner", "policy", "refuse",
+                                       &error));
+
+    g_assert_false(vmaug_reg_set_remove(set, "scanner", &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
+    g_assert_nonnull(strstr(error->message, "pinned"));
+    g_clear_error(&error);
+    g_assert_false(vmaug_reg_set_put(set, "scanner", "1.0", EV(IMAGE_START),
+                                     0, &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
+    g_clear_error(&error);
+    g_assert_false(vmaug_reg_set_put(set, "scanner", "2.0", EV(IMAGE_START),
+                                     VMAUG_REG_F_REQUIRED, &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
+    g_clear_error(&error);
+
+    r = vmaug_reg_set_find(set, "scanner");
+    g_assert_nonnull(r);
+    g_assert_true(r->pinned);
+    g_assert_cmpstr(r->version, ==, "2.0");
+    g_assert_cmphex(r->flags, ==, VMAUG_REG_F_REQUIRED);
+    g_assert_cmpstr(vmaug_reg_set_host_config(set, "scanner", "policy"), ==,
+                    "refuse");
+
+    g_assert_true(vmaug_reg_set_remove_any(set, "scanner", &error));
+    g_assert_null(vmaug_reg_set_find(set, "scanner"));
+}
+
+/* Host configuration needs a pin, checked keys and values. */
+static void test_pinned_config_checks(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) set = vmaug_reg_set_load(f->image, NULL, &error);
+    g_autofree gchar *long_key = g_strnfill(VMAUG_CONFIG_KEY_MAX, 'k');
+    g_autofree gchar *long_value = g_strnfill(VMAUG_MAX_CONFIG_VALUE + 1,
+                                              'v');
+
+    g_assert_true(vmaug_reg_set_put(set, "echo", "", 0, 0, &error));
+    g_assert_false(vmaug_reg_set_config(set, "echo", "policy", "refuse",
+                                        &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID);
+    g_clear_error(&error);
+    g_assert_false(vmaug_reg_set_config(set, "nosuch", "policy", "refuse",
+                                        &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID);
+    g_clear_error(&error);
+    g_assert_null(vmaug_reg_set_host_config(set, "echo", "policy"));
+
+    g_assert_true(vmaug_reg_set_pin(set, "scanner", "", EV(IMAGE_START), 0,
+                                    &error));
+    g_assert_false(vmaug_reg_set_config(set, "scanner", long_key, "x",
+                                        &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID);
+    g_clear_error(&error);
+    g_assert_false(vmaug_reg_set_config(set, "scanner", "k", long_value,
+                                        &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID);
+    g_clear_error(&error);
+    g_assert_false(vmaug_reg_set_config(set, "scanner", "k", "\xff",
+                                        &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID);
+    g_clear_error(&error);
+    for (guint i = 0; i < VMAUG_REGS_MAX_CONFIG; i++) {
+        g_autofree gchar *k = g_strdup_printf("k%u", i);
+
+        g_assert_true(vmaug_reg_set_config(set, "scanner", k, "v", &error));
+    }
+    g_assert_false(vmaug_reg_set_config(set, "scanner", "one-more", "v",
+                                        &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG);
+}
+
+/* A set without pins is written as version 1, which helpers that know no
+ * pins read; the documented version 1 is read (test_documented_format). */
+static void test_old_format_kept(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) set = vmaug_reg_set_load(f->image, NULL, &error);
+    g_autofree gchar *text = NULL;
+
+    g_assert_true(vmaug_reg_set_put(set, "echo", "", EV(IMAGE_START), 0,
+                                    &error));
+    g_assert_true(vmaug_reg_set_save(set, &error));
+    g_assert_true(g_file_get_contents(f->sidecar, &text, NULL, NULL));
+    g_assert_nonnull(strstr(text, "\"format-version\" : 1"));
+    g_assert_null(strstr(text, "pinned"));
+}
+
+/*
+ * A change holds the lock of the sidecar's directory until it is freed:
+ * one who does not wait (the helper) is told BUSY, and a reader is not
+ * held up.
+ */
+static void test_update_lock(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) held = NULL;
+    g_autoptr(VmaugRegSet) other = NULL;
+    g_autoptr(VmaugRegSet) reader = NULL;
+
+    held = vmaug_reg_set_load_for_update(f->image, NULL, TRUE, &error);
+    g_assert_no_error(error);
+    other = vmaug_reg_set_load_for_update(f->image, NULL, FALSE, &error);
+    g_assert_null(other);
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY);
+    g_clear_error(&error);
+    reader = vmaug_reg_set_load(f->image, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_pin(held, "scanner", "", EV(IMAGE_START),
+                                    VMAUG_REG_F_REQUIRED, &error));
+    g_assert_true(vmaug_reg_set_save(held, &error));
+    g_clear_pointer(&held, vmaug_reg_set_free);
+    /* Released: the next change starts from the pin. */
+    other = vmaug_reg_set_load_for_update(f->image, NULL, FALSE, &error);
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_find(other, "scanner")->pinned);
+}
 
 static void test_malformed(Fixture *f, gconstpointer data)
 {
@@ -516,6 +752,11 @@ int main(int argc, char **argv)
     ADD("/registrations/other-image", test_other_image);
     ADD("/registrations/copied", test_copied);
     ADD("/registrations/malformed", test_malformed);
+    ADD("/registrations/pinned/round-trip", test_pinned_round_trip);
+    ADD("/registrations/pinned/refuses-guest", test_pinned_refuses_guest);
+    ADD("/registrations/pinned/config-checks", test_pinned_config_checks);
+    ADD("/registrations/pinned/old-format-kept", test_old_format_kept);
+    ADD("/registrations/pinned/update-lock", test_update_lock);
     ADD("/registrations/hidden-nesting", test_hidden_nesting);
     ADD("/registrations/not-regular", test_not_regular);
     ADD("/registrations/too-big-file", test_too_big_file);

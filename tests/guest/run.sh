@@ -58,14 +58,17 @@
 #                          refused: ..." matching REGEX
 # An optional NAME.host file beside the scenario (bash, sourced by the
 # runner) may add helper options to helper_extra_args as it is sourced, and
-# define host_before_boot and host_after_boot, called with the boot number; they set $reason and return 1 to fail the scenario.  They
+# define host_before_boot and host_after_boot, called with the boot number; they set $reason and return 1 to fail the scenario, and
+# host_request, called with the words of a guest's "VMAUG-HOST: scenario
+# WORDS" line while the guest runs (its failure is logged; the guest sees
+# only what the request changed).  They
 # find the boot's host time of the first console byte (boot_first_byte N),
 # its QMP events (qmp_event N NAME), the helper's store ($helper_dir/store)
 # and the image ($helper_image), and report with host_say.  The host's
 # builds are $build (userspace) and $qemu_build (QEMU, qemu-img).
 # The guest may ask the runner for host-side actions with console lines
 #   VMAUG-HOST: kill-helper | start-helper | stop-helper | cont-helper |
-#               expect-sha256 HEX | expect-spool HEX
+#               expect-sha256 HEX | expect-spool HEX | scenario WORDS
 # (expect-sha256: the helper's store must hold a file with that SHA-256;
 # expect-spool: the host's print spool must hold such a document).
 set -euo pipefail

@@ -132,6 +132,7 @@ static void test_helper_qmp_register(void *obj, void *data,
 {
     QVMAugmentHelper *h = data;
     static const char denied[] = "policy forbids scanner";
+    static const char pinned[] = "scanner is pinned by the host owner";
     struct vmaug_registration reg;
     QDict *resp;
     uint64_t tag;
@@ -153,6 +154,33 @@ static void test_helper_qmp_register(void *obj, void *data,
     resp = qtest_qmp_receive(global_qtest);
     g_assert(qdict_haskey(resp, "return"));
     qobject_unref(resp);
+
+    /*
+     * A registration the host owner pinned is kept by the helper, which
+     * refuses QMP's change of it like the guest's (QEMU runs beside the
+     * guest): the refusal reaches QMP with its reason, and QEMU neither
+     * retries nor passes it for success.
+     */
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'vmaugment-register', 'arguments': {"
+                   "  'name': 'scanner', 'events': [ 'image-start' ] } }");
+    qvmaug_expect_admin(h, VMAUG_OP_REGISTER, &tag, &reg, sizeof(reg));
+    g_assert(tag & (1ULL << 63));
+    g_assert_cmphex(le32_to_cpu(reg.flags), ==, 0);
+    qvmh_respond(h, tag, VMAUG_S_DENIED, pinned, strlen(pinned));
+    qvmaug_qmp_error(qtest_qmp_receive(global_qtest),
+                     "vmaugment: the host helper answered: denied: "
+                     "scanner is pinned by the host owner");
+    qtest_qmp_send(global_qtest,
+                   "{ 'execute': 'vmaugment-unregister',"
+                   "  'arguments': { 'name': 'scanner' } }");
+    qvmaug_expect_admin(h, VMAUG_OP_UNREGISTER, &tag, &reg.ref,
+                        sizeof(reg.ref));
+    g_assert(tag & (1ULL << 63));
+    qvmh_respond(h, tag, VMAUG_S_DENIED, pinned, strlen(pinned));
+    qvmaug_qmp_error(qtest_qmp_receive(global_qtest),
+                     "vmaugment: the host helper answered: denied: "
+                     "scanner is pinned by the host owner");
 
     /* The helper's refusal reaches the host owner with its reason. */
     qtest_qmp_send(global_qtest,

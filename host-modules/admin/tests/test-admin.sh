@@ -243,8 +243,8 @@ checks=$((checks + 1))
 [ -f "$img.vmaugment.json" ] || fail "no sidecar $img.vmaugment.json"
 run 0 register --image "$img" printer --version 1.1 --events image-stop
 run 0 registrations list --image "$img"
-has out "echo             newest     yes       image-start,image-stop"
-has out "printer          1.1        no        image-stop"
+has out "echo             newest     yes       no      image-start,image-stop"
+has out "printer          1.1        no        no      image-stop"
 run 0 registrations --image "$img" --json
 json 'len(d["registrations"]) == 2 and d["file"].endswith(".vmaugment.json")'
 json '[r for r in d["registrations"] if r["name"] == "echo"][0]["events"] == ["image-start", "image-stop"]'
@@ -265,6 +265,35 @@ run 0 unregister --image "$img" printer
 run 1 unregister --image "$img" nosuch
 run 0 registrations list --image "$img" --json
 json '[r["name"] for r in d["registrations"]] == ["echo"]'
+
+echo "# a pin and the host owner's configuration, which only this tool changes"
+run 0 register --image "$img" scanner --pinned --events image-start --required \
+    --set policy=refuse --set paths=/srv --set on-incomplete=refuse
+has out "registered scanner (newest) for image-start (required) (pinned)"
+run 0 registrations list --image "$img"
+has out "scanner          newest     yes       yes     image-start"
+has out "  host config policy = refuse"
+run 0 registrations --image "$img" --json
+json '[r for r in d["registrations"] if r["name"] == "scanner"][0]["pinned"] is True'
+json '[r for r in d["registrations"] if r["name"] == "scanner"][0]["config"] == {"paths": "/srv", "policy": "refuse", "on-incomplete": "refuse"}'
+json '[r for r in d["registrations"] if r["name"] == "echo"][0]["pinned"] is False'
+checks=$((checks + 1))
+grep -q '"format-version" : 2' "$img.vmaugment.json" || fail "a pin not written as format-version 2"
+run 4 register --image "$img" scanner --events image-start
+has err "scanner is pinned: register it with --pinned, or unregister it first"
+run 2 register --image "$img" echo --events image-start --set policy=refuse
+run 2 register --image "$img" scanner --pinned --events image-start --set policy
+run 0 register --image "$img" scanner --pinned --version 1.1 --events image-start \
+    --required --unset paths
+run 0 registrations --image "$img" --json
+json '[r for r in d["registrations"] if r["name"] == "scanner"][0]["config"] == {"policy": "refuse", "on-incomplete": "refuse"}'
+json '[r for r in d["registrations"] if r["name"] == "scanner"][0]["version"] == "1.1"'
+run 1 register --image "$img" scanner --pinned --events image-start --unset nosuch
+run 0 unregister --image "$img" scanner
+run 0 registrations list --image "$img" --json
+json '[r["name"] for r in d["registrations"]] == ["echo"]'
+checks=$((checks + 1))
+grep -q '"format-version" : 1' "$img.vmaugment.json" || fail "a set without pins not written as format-version 1"
 
 echo "# registrations are kept next to images, never in a store"
 run 2 register --store "$S" kv --events host-start,host-stop

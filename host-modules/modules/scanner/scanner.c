@@ -8,7 +8,9 @@
  * tool's confined worker with the database the host owner keeps; this
  * module only decides.  Its configuration, which the guest sets
  * (CONFIG_SET, read here as "guest.<key>"), like the registration that
- * makes it run:
+ * makes it run, unless the host owner pinned the registration with keys
+ * of its own: the helper then answers "guest.<key>" with the host
+ * owner's value, whatever the guest set (docs/registrations.rst):
  *
  *   policy          "report" (default): the image starts, the findings
  *                   are shown to the host owner (a UI element, which QMP

@@ -31,6 +31,21 @@ static void fuzz_check_set(const VmaugRegSet *set)
         /* Only lifecycle events, and their names read back the same. */
         g_assert(vmaug_reg_events_from_string(events, &again, NULL));
         g_assert(again == r->events);
+        /* Host configuration only with a pin, its keys and values as
+         * the host owner's tool could have set them. */
+        g_assert(r->config == NULL || r->pinned);
+        if (r->config != NULL) {
+            GHashTableIter it;
+            gpointer key, value;
+
+            g_assert(g_hash_table_size(r->config) <= VMAUG_REGS_MAX_CONFIG);
+            g_hash_table_iter_init(&it, r->config);
+            while (g_hash_table_iter_next(&it, &key, &value)) {
+                g_assert(vmaug_config_key_is_valid(key));
+                g_assert(strlen(value) <= VMAUG_MAX_CONFIG_VALUE);
+                g_assert(g_utf8_validate(value, -1, NULL));
+            }
+        }
         /* Sorted by name, each name once. */
         if (i > 0) {
             const VmaugRegistration *p = g_ptr_array_index(set->regs, i - 1);

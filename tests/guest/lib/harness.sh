@@ -241,6 +241,20 @@ qmp_event() {
     grep -m1 "\"event\": \"$2\"" "$scenario_dir/boot-$1.qmp.jsonl" 2>/dev/null
 }
 
+# A guest's "VMAUG-HOST: scenario WORDS": the .host file's host_request
+# with WORDS, while the guest runs; the guest learns the outcome only
+# through what the request changes, so a failure is logged here.
+host_scenario_request() {
+    local words=()
+    read -r -a words <<<"$1"
+    reason=
+    if host_request "${words[@]}"; then
+        host_say "did '$1' for the guest"
+    else
+        host_say "'$1' for the guest failed: ${reason:-no reason}"
+    fi
+}
+
 # Run one boot of the scenario's image; sets qemu_status and the
 # expectations the guest asked for.
 boot_qemu() {
@@ -293,6 +307,8 @@ boot_qemu() {
             expected_sha+=("${line#VMAUG-HOST: expect-sha256 }") ;;
         "VMAUG-HOST: expect-spool "*)
             expected_spool+=("${line#VMAUG-HOST: expect-spool }") ;;
+        "VMAUG-HOST: scenario "*)
+            host_scenario_request "${line#VMAUG-HOST: scenario }" ;;
         "VMAUG-QEMU-EXIT: "*)
             qemu_status=${line#VMAUG-QEMU-EXIT: } ;;
         esac
@@ -468,6 +484,7 @@ scenario_host() {
     scenario_disk_args=()
     host_before_boot() { :; }
     host_after_boot() { :; }
+    host_request() { reason="the scenario has no host_request"; return 1; }
     if [ -f "${file%.sh}.host" ]; then
         # shellcheck disable=SC1090 # per scenario
         . "${file%.sh}.host"

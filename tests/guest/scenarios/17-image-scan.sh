@@ -5,8 +5,11 @@
 # (17-image-scan.host).  Boot 1 uploads scanner and registers it as
 # required for image-start, in report mode, scanning /opt.  Boot 2: the scan finds the
 # file, the image starts anyway, and the guest asks for the findings: as
-# the call's answer and as an event to every watcher.  The guest then
-# asks for refuse mode.  Boot 3: the start is refused with the finding
+# the call's answer and as an event to every watcher.  The host owner then
+# pins scanner with policy=refuse while the guest runs, and the guest can
+# neither unregister it, register it optional, nor set its policy back to
+# report: each is refused (DENIED) and audited, and the guest reads the
+# host owner's policy.  Boot 3: the start is refused with the finding
 # named, and the guest never runs.
 # image: debian
 # boots: 3
@@ -45,8 +48,27 @@ case $VMAUG_BOOT in
     echo "$hex" | xxd -r -p | tr -d '\000' >/tmp/event-text
     grep -q 'opt/samples/eicar.com' /tmp/event-text ||
         fail "the event does not carry the finding"
-    step "boot 2: the guest asks for refuse mode from the next start on"
-    vmaugment config set scanner policy refuse
+    step "boot 2: the host owner pins scanner in refuse mode"
+    host_action scenario pin-scanner
+    i=0
+    until [ "$(vmaugment config get scanner policy)" = refuse ]; do
+        [ "$i" -lt 300 ] || fail "scanner's policy is not the host owner's after 30 s"
+        usleep 100000
+        i=$((i + 1))
+    done
+    step "boot 2: the guest cannot undo the pin"
+    pinned='scanner is pinned by the host owner'
+    expect_fail 4 "$pinned" vmaugment unregister scanner
+    expect_fail 4 "$pinned" vmaugment register scanner@1.0 --events image-start
+    expect_fail 4 'policy of scanner is set by the host owner' \
+        vmaugment config set scanner policy report
+    vmaugment list registrations | tee /tmp/regs
+    grep -q '^scanner .* required$' /tmp/regs || fail "scanner is no longer required"
+    [ "$(vmaugment config get scanner policy)" = refuse ] ||
+        fail "the guest's policy replaced the host owner's"
+    # What the host owner did not set stays the guest's.
+    [ "$(vmaugment config get scanner paths)" = /opt ] ||
+        fail "the pin changed the guest's paths"
     ;;
 *)
     fail "boot $VMAUG_BOOT should not have started"
