@@ -96,7 +96,8 @@ check "lintian --fail-on error,warning finds nothing" \
 # The container: a copy of the cached minbase tree, apt's downloads kept
 # across runs.
 root=$work/root
-cp -a "$("$src/offline/tests/make-fixtures.sh" minbase)" "$root"
+minbase=$("$src/offline/tests/make-fixtures.sh" minbase)
+cp -a "$minbase" "$root"
 rm -f "$root/.complete"
 # The packages and the test's own files, in a directory of the root that
 # the comparison of its files leaves out.
@@ -128,9 +129,13 @@ names_of() { local d; for d in "$root"/vmaugment-test/*.deb; do dpkg-deb -f "$d"
 
 # What the packages need from Debian, and what the checks below use
 # (man, a compiler, kernel headers for DKMS), installed first: the root
-# is then snapshot, so that purging ours can be compared with it.
+# is then snapshot, so that purging ours can be compared with it.  That
+# root is kept in the cache, named by the minbase tree's packages and
+# every package version apt would install into it: the same versions
+# make the same root, and a Debian update (or a new dependency of ours)
+# makes a new one.
 prepare() {
-    local d field deps=() mine
+    local d field deps=() mine want key kept
     mine=" $(names_of | tr '\n' ' ') "
     for d in "$root"/vmaugment-test/*.deb; do
         for field in Pre-Depends Depends; do
@@ -142,16 +147,31 @@ prepare() {
             done < <(dpkg-deb -f "$d" "$field" | tr ',' '\n')
         done
     done
+    want="man-db, gcc, libc6-dev, pkgconf, linux-headers-amd64"
+    [ ${#deps[@]} -eq 0 ] || want+=", $(IFS=,; echo "${deps[*]}")"
     in_root apt-get update -qq || return 1
-    in_root apt-get install -y -qq --no-install-recommends \
-        man-db gcc libc6-dev pkgconf linux-headers-amd64 || return 1
-    if [ ${#deps[@]} -gt 0 ]; then
-        in_root apt-get satisfy -y -qq --no-install-recommends \
-            "$(IFS=,; echo "${deps[*]}")" || return 1
+    key=$( { cat "$minbase/var/lib/dpkg/status"; in_root apt-get satisfy -s \
+             --no-install-recommends "$want" | grep '^Inst ' | sort; } |
+          sha256sum | cut -c1-16) || return 1
+    kept=$cache/roots/$key
+    if [ -f "$kept/.complete" ]; then
+        echo "the root with Debian's packages, from the cache: $key"
+        mv "$root/vmaugment-test" "$work/debs"
+        rm -rf "$root"
+        cp -a "$kept" "$root" || return 1
+        rm -f "$root/.complete"
+        mv "$work/debs" "$root/vmaugment-test"
+    else
+        in_root apt-get satisfy -y -qq --no-install-recommends "$want" ||
+            return 1
+        # The kernel's module indexes, as they would be with its image
+        # installed: DKMS runs depmod, which makes them.
+        in_root depmod "$(root_kernel)" || return 1
+        rm -rf "$cache/roots"
+        mkdir -p "$kept"
+        (cd "$root" && tar -c --exclude=./vmaugment-test .) |
+            tar -x -C "$kept" && touch "$kept/.complete" || return 1
     fi
-    # The kernel's module indexes, as they would be with its image
-    # installed: DKMS runs depmod, which makes them.
-    in_root depmod "$(root_kernel)" || return 1
     snapshot >"$work/before"
     ls "$root"/vmaugment-test/*.deb >/dev/null || return 1
     in_root sh -c 'apt-get install -y -qq --no-install-recommends \
