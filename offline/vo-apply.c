@@ -677,7 +677,7 @@ static gboolean vo_apply_create_overlays(gpointer data, GError **error)
          * commit knows the overlay by this descriptor.
          */
         d->overlay_fd = open(d->overlay,
-                             O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+                             O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
                                  O_CLOEXEC, 0600);
         if (d->overlay_fd < 0) {
             g_set_error(error, VO_ERROR, VO_ERROR_FAILED,

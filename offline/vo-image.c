@@ -972,7 +972,7 @@ typedef struct {
     const char *path;
     char *const *argv;
     char **envp;
-    char *listen_pid;       /* the "LISTEN_PID=" entry of @envp */
+    char *listen_pid;       /* the value of @envp's LISTEN_PID entry */
     int devnull;
     int log;
     int listener;
@@ -1013,7 +1013,7 @@ static void G_GNUC_NORETURN vo_image_exec_server(const VoImageExec *e)
     }
     vo_image_child_setup((gpointer)&vo_image_server_limits);
     /* Socket activation: the fd is for the process LISTEN_PID names. */
-    vo_image_format_pid(e->listen_pid + strlen("LISTEN_PID="), getpid());
+    vo_image_format_pid(e->listen_pid, getpid());
     execve(e->path, e->argv, e->envp);
     if (write(STDERR_FILENO, failed, sizeof(failed) - 1) < 0) {
         /* Its exit status says it anyway. */
@@ -1083,7 +1083,7 @@ gboolean vo_image_server_start(VoImageServer *s, GError **error)
     e.listen_pid = NULL;
     for (guint i = 0; envp[i]; i++) {
         if (g_str_has_prefix(envp[i], "LISTEN_PID=")) {
-            e.listen_pid = envp[i];
+            e.listen_pid = envp[i] + strlen("LISTEN_PID=");
         }
     }
     g_assert(e.listen_pid);
