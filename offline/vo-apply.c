@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -230,12 +231,37 @@ static gboolean vo_apply_remove(const char *path, GError **error)
 }
 
 /*
+ * Whether @overlay is still the file this apply created and holds open as
+ * @fd.  Its header is then the one qemu-img create wrote: nothing but
+ * qemu-nbd, which writes guest data and the tables that map it, has had
+ * it open since.
+ */
+static gboolean vo_apply_is_made(const char *overlay, int fd, GError **error)
+{
+    GStatBuf st;
+    struct stat made;
+
+    if (g_lstat(overlay, &st) < 0 || fstat(fd, &made) < 0 ||
+        !S_ISREG(st.st_mode) || st.st_dev != made.st_dev ||
+        st.st_ino != made.st_ino) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "%s is no longer the overlay this apply made; it is "
+                    "not committed", overlay);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/*
  * Rolls the group of @journal forward: every disk's overlay committed,
  * then the links, then the journal removed.  The images of @disks not in
- * @held are locked here first.
+ * @held are locked here first.  @made (NULL in a recovery): per disk, the
+ * overlay this process created, still open; an overlay found on disk
+ * instead has its header read (vo_image_check_overlay()).
  */
 static gboolean vo_apply_roll_forward(GPtrArray *disks, const char *journal,
-                                      GPtrArray *held, GError **error)
+                                      GPtrArray *held, const int *made,
+                                      GError **error)
 {
     g_autoptr(GArray) fds = g_array_new(FALSE, FALSE, sizeof(int));
     gboolean ok = TRUE;
@@ -266,7 +292,8 @@ static gboolean vo_apply_roll_forward(GPtrArray *disks, const char *journal,
             continue;
         }
         ok = vo_image_check_unlocked(image, TRUE, error) &&
-             vo_image_check_overlay(overlay, image, error) &&
+             (made ? vo_apply_is_made(overlay, made[i], error)
+                   : vo_image_check_overlay(overlay, image, error)) &&
              vo_image_qemu_img(args, error) &&
              vo_apply_remove(overlay, error);
         if (ok && disks->len > 1) {
@@ -346,7 +373,7 @@ static gboolean vo_apply_recover_locked(const char *image, GPtrArray *held,
     }
     if (disks && vo_apply_holds(disks, image)) {
         g_message("%s: finishing an interrupted apply", image);
-        if (!vo_apply_roll_forward(disks, journal, held, error)) {
+        if (!vo_apply_roll_forward(disks, journal, held, NULL, error)) {
             g_prefix_error(error, "cannot finish the interrupted apply: ");
             return FALSE;
         }
@@ -445,6 +472,7 @@ typedef struct {
     char *link;             /* later disks: names the first */
     char *format;
     int lock_fd;
+    int overlay_fd;         /* the overlay we created, until committed */
 } VoApplyDisk;
 
 static void vo_apply_disk_clear(gpointer data)
@@ -457,6 +485,9 @@ static void vo_apply_disk_clear(gpointer data)
     g_free(d->format);
     if (d->lock_fd >= 0) {
         close(d->lock_fd);
+    }
+    if (d->overlay_fd >= 0) {
+        close(d->overlay_fd);
     }
 }
 
@@ -639,12 +670,23 @@ static gboolean vo_apply_create_overlays(gpointer data, GError **error)
     }
     for (guint i = 0; i < disks->len; i++) {
         VoApplyDisk *d = &g_array_index(disks, VoApplyDisk, i);
-        const char *args[] = {
-            "create", "-q", "-f", "qcow2", "-b", d->image, "-F", d->format,
-            d->overlay, NULL,
-        };
 
-        if (!vo_image_qemu_img(args, error)) {
+        /*
+         * Ours before qemu-img writes it: a file or link planted under
+         * the name makes the apply fail instead of being written, and the
+         * commit knows the overlay by this descriptor.
+         */
+        d->overlay_fd = open(d->overlay,
+                             O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                                 O_CLOEXEC, 0600);
+        if (d->overlay_fd < 0) {
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                        "cannot create %s: %s", d->overlay,
+                        g_strerror(errno));
+            return FALSE;
+        }
+        if (!vo_image_create_overlay(d->overlay, d->image, d->format,
+                                     error)) {
             return FALSE;
         }
     }
@@ -660,6 +702,7 @@ gboolean vo_apply_image(const char *const *images, guint n_images,
     g_autoptr(GPtrArray) all = g_ptr_array_new();
     g_autofree char *journal = NULL;
     g_autofree char *journal_text = NULL;
+    int made[VO_WORKER_MAX_DISKS];
     const char *first;
     const char *status;
 
@@ -688,6 +731,7 @@ gboolean vo_apply_image(const char *const *images, guint n_images,
             .name = images[i],
             .image = g_canonicalize_filename(images[i], NULL),
             .lock_fd = -1,
+            .overlay_fd = -1,
         };
 
         d.overlay = vo_apply_sidecar(d.image, "overlay.qcow2");
@@ -743,8 +787,11 @@ gboolean vo_apply_image(const char *const *images, guint n_images,
         g_unlink(journal);
         goto fail;
     }
+    for (guint i = 0; i < disks->len; i++) {
+        made[i] = g_array_index(disks, VoApplyDisk, i).overlay_fd;
+    }
     g_debug("%s: committing", images[0]);
-    if (!vo_apply_roll_forward(all, journal, all, error)) {
+    if (!vo_apply_roll_forward(all, journal, all, made, error)) {
         g_prefix_error(error, "commit interrupted (run 'vmaugment-offline "
                        "recover %s' to finish it): ", images[0]);
         vo_apply_status(report, "error");

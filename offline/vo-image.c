@@ -65,6 +65,23 @@ static const VoImageLimits vo_image_server_limits = {
 
 static gboolean vo_image_allow_external;
 
+/*
+ * What qemu-img info said of a file in this process, while the file is
+ * unchanged: the virtual size a later step needs is then no second
+ * qemu-img start (one info per disk of a job).
+ */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    char *format;
+    guint64 virtual_size;
+} VoImageKnown;
+
+static GHashTable *vo_image_known;     /* canonical path -> VoImageKnown */
+static GMutex vo_image_known_lock;
+
 struct VoImageServer {
     GPid pid;
     int client;
@@ -255,6 +272,81 @@ gboolean vo_image_check_unlocked(const char *image, gboolean for_writing,
     return TRUE;
 }
 
+static void vo_image_known_free(gpointer data)
+{
+    VoImageKnown *k = data;
+
+    g_free(k->format);
+    g_free(k);
+}
+
+/* Remembers that @image in @format has @virtual_size, for as long as its
+ * file stays as it is now. */
+static void vo_image_remember(const char *image, const char *format,
+                              guint64 virtual_size)
+{
+    g_autofree char *path = g_canonicalize_filename(image, NULL);
+    VoImageKnown *k;
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        return;
+    }
+    k = g_new0(VoImageKnown, 1);
+    k->dev = st.st_dev;
+    k->ino = st.st_ino;
+    k->size = st.st_size;
+    k->mtime = st.st_mtim;
+    k->format = g_strdup(format);
+    k->virtual_size = virtual_size;
+    g_mutex_lock(&vo_image_known_lock);
+    if (!vo_image_known) {
+        vo_image_known = g_hash_table_new_full(g_str_hash, g_str_equal,
+                                               g_free, vo_image_known_free);
+    }
+    g_hash_table_replace(vo_image_known, g_steal_pointer(&path), k);
+    g_mutex_unlock(&vo_image_known_lock);
+}
+
+/* The virtual size vo_image_remember() holds for @image in @format, if
+ * its file has not changed since (same file, size and mtime). */
+static gboolean vo_image_recall(const char *image, const char *format,
+                                guint64 *virtual_size)
+{
+    g_autofree char *path = g_canonicalize_filename(image, NULL);
+    VoImageKnown *k;
+    struct stat st;
+    gboolean found = FALSE;
+
+    if (stat(path, &st) < 0) {
+        return FALSE;
+    }
+    g_mutex_lock(&vo_image_known_lock);
+    k = vo_image_known ? g_hash_table_lookup(vo_image_known, path) : NULL;
+    if (k && k->dev == st.st_dev && k->ino == st.st_ino &&
+        k->size == st.st_size && k->mtime.tv_sec == st.st_mtim.tv_sec &&
+        k->mtime.tv_nsec == st.st_mtim.tv_nsec &&
+        g_str_equal(k->format, format)) {
+        *virtual_size = k->virtual_size;
+        found = TRUE;
+    }
+    g_mutex_unlock(&vo_image_known_lock);
+    return found;
+}
+
+/* The "virtual-size" of qemu-img info's object @obj, if it has one. */
+static gboolean vo_image_info_size(JsonObject *obj, guint64 *size)
+{
+    JsonNode *vsize = json_object_get_member(obj, "virtual-size");
+
+    if (!vsize || json_node_get_value_type(vsize) != G_TYPE_INT64 ||
+        json_node_get_int(vsize) < 0) {
+        return FALSE;
+    }
+    *size = json_node_get_int(vsize);
+    return TRUE;
+}
+
 /*
  * Runs qemu-img with @args (after the program name) under @limits; its
  * stdout into @out unless NULL.  A failure names the subcommand and says
@@ -331,6 +423,7 @@ char *vo_image_probe_format(const char *image, const char *format,
     g_autoptr(GError) local = NULL;
     JsonNode *root;
     JsonObject *obj, *spec;
+    guint64 size;
     const char *args[] = {
         "info", "--output=json",
         /* The lock is checked separately, with a clearer message. */
@@ -398,6 +491,10 @@ char *vo_image_probe_format(const char *image, const char *format,
             return NULL;
         }
     }
+    if (vo_image_info_size(obj, &size)) {
+        vo_image_remember(image, json_object_get_string_member(obj, "format"),
+                          size);
+    }
     return g_strdup(json_object_get_string_member(obj, "format"));
 }
 
@@ -409,24 +506,42 @@ gboolean vo_image_virtual_size(const char *image, const char *format,
     const char *args[] = {
         "info", "--output=json", "-U", "-f", format, image, NULL,
     };
-    JsonNode *root, *vsize;
+    JsonNode *root;
 
+    if (vo_image_recall(image, format, size)) {
+        return TRUE;
+    }
     if (!vo_image_run(args, &vo_image_info_limits, &out, error) ||
         !json_parser_load_from_data(parser, out, -1, error)) {
         return FALSE;
     }
     root = json_parser_get_root(parser);
-    vsize = JSON_NODE_HOLDS_OBJECT(root)
-                ? json_object_get_member(json_node_get_object(root),
-                                         "virtual-size")
-                : NULL;
-    if (!vsize || json_node_get_value_type(vsize) != G_TYPE_INT64 ||
-        json_node_get_int(vsize) < 0) {
+    if (!JSON_NODE_HOLDS_OBJECT(root) ||
+        !vo_image_info_size(json_node_get_object(root), size)) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                     "qemu-img info gave no virtual size for %s", image);
         return FALSE;
     }
-    *size = json_node_get_int(vsize);
+    vo_image_remember(image, format, *size);
+    return TRUE;
+}
+
+gboolean vo_image_create_overlay(const char *overlay, const char *image,
+                                 const char *format, GError **error)
+{
+    const char *args[] = {
+        "create", "-q", "-f", "qcow2", "-b", image, "-F", format, overlay,
+        NULL,
+    };
+    guint64 size;
+
+    if (!vo_image_run(args, &vo_image_tool_limits, NULL, error)) {
+        return FALSE;
+    }
+    /* Made without a size, it has its backing file's. */
+    if (vo_image_recall(image, format, &size)) {
+        vo_image_remember(overlay, "qcow2", size);
+    }
     return TRUE;
 }
 
@@ -852,31 +967,90 @@ static gboolean vo_image_daemon_start(VoImageServer *s, GError **error)
     return ok;
 }
 
+/* What qemu-nbd's child runs with, all made before the fork. */
+typedef struct {
+    const char *path;
+    char *const *argv;
+    char **envp;
+    char *listen_pid;       /* the value of @envp's LISTEN_PID entry */
+    int devnull;
+    int log;
+    int listener;
+} VoImageExec;
+
+/* Formats @n into @buf (room for 21 bytes): async-signal-safe. */
+static void vo_image_format_pid(char *buf, pid_t n)
+{
+    char digits[21];
+    int len = 0;
+
+    do {
+        digits[len++] = '0' + n % 10;
+        n /= 10;
+    } while (n > 0);
+    while (len > 0) {
+        *buf++ = digits[--len];
+    }
+    *buf = '\0';
+}
+
+/* The forked child: async-signal-safe calls only, as between any fork
+ * and exec of a process that may have threads. */
+static void G_GNUC_NORETURN vo_image_exec_server(const VoImageExec *e)
+{
+    static const char failed[] = "cannot execute qemu-nbd\n";
+
+    if (dup2(e->devnull, STDIN_FILENO) < 0 ||
+        dup2(e->log, STDERR_FILENO) < 0 ||
+        (e->listener == 3 ? fcntl(3, F_SETFD, 0)
+                          : dup2(e->listener, 3)) < 0) {
+        _exit(127);
+    }
+    if (close_range(4, ~0u, 0) < 0) {
+        for (int fd = 4; fd < 65536; fd++) {
+            close(fd);
+        }
+    }
+    vo_image_child_setup((gpointer)&vo_image_server_limits);
+    /* Socket activation: the fd is for the process LISTEN_PID names. */
+    vo_image_format_pid(e->listen_pid, getpid());
+    execve(e->path, e->argv, e->envp);
+    if (write(STDERR_FILENO, failed, sizeof(failed) - 1) < 0) {
+        /* Its exit status says it anyway. */
+    }
+    _exit(127);
+}
+
 gboolean vo_image_server_start(VoImageServer *s, GError **error)
 {
     g_auto(GStrv) envp = g_get_environ();
-    /*
-     * Socket activation: the shell exec()s qemu-nbd, keeping the PID it
-     * names in LISTEN_PID, so the listening socket is ready before
-     * qemu-nbd runs and nobody but us can reach it.
-     */
     const char *cmd[] = {
-        "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$@\"", "sh",
-        vo_image_qemu_tool("qemu-nbd"),
         /* Data reaches the image only through the worker's flush. */
         "--cache=writeback",
         s->writable ? "--discard=unmap" : "--read-only",
     };
     g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
-    const char **argv;
-    int log;
-    int source[1], target[1] = { 3 };
-    gboolean ok;
+    g_autofree char *path = NULL;
+    g_autofree char *listen_pid = NULL;
+    VoImageExec e;
+    pid_t pid;
+    int saved;
 
     g_return_val_if_fail(s->listener >= 0, FALSE);
     if (s->daemon) {
         return vo_image_daemon_start(s, error);
     }
+    path = g_strdup(vo_image_qemu_tool("qemu-nbd"));
+    if (!strchr(path, '/')) {
+        /* Not on PATH when looked up: execve() searches nothing. */
+        g_autofree char *found = g_find_program_in_path(path);
+
+        if (found) {
+            g_free(path);
+            path = g_steal_pointer(&found);
+        }
+    }
+    g_ptr_array_add(args, g_strdup(path));
     for (gsize i = 0; i < G_N_ELEMENTS(cmd); i++) {
         g_ptr_array_add(args, g_strdup(cmd[i]));
     }
@@ -896,26 +1070,51 @@ gboolean vo_image_server_start(VoImageServer *s, GError **error)
         g_ptr_array_add(args, g_strdup(s->image));
     }
     g_ptr_array_add(args, NULL);
-    argv = (const char **)args->pdata;
 
-    log = g_file_open_tmp("vmaugment-nbd-XXXXXX.log", &s->errlog, error);
-    if (log < 0) {
+    /*
+     * Socket activation (LISTEN_FDS, LISTEN_PID): the listening socket is
+     * ready before qemu-nbd runs and nobody but us can reach it.  The
+     * child writes its own PID into the entry made here, so that qemu-nbd
+     * is exec()ed directly, with no shell in between.
+     */
+    envp = g_environ_setenv(envp, "LISTEN_FDS", "1", TRUE);
+    envp = g_environ_setenv(envp, "LISTEN_PID", "00000000000000000000", TRUE);
+    envp = g_environ_unsetenv(envp, "LISTEN_FDNAMES");
+    e.listen_pid = NULL;
+    for (guint i = 0; envp[i]; i++) {
+        if (g_str_has_prefix(envp[i], "LISTEN_PID=")) {
+            e.listen_pid = envp[i] + strlen("LISTEN_PID=");
+        }
+    }
+    g_assert(e.listen_pid);
+    e.path = path;
+    e.argv = (char *const *)args->pdata;
+    e.envp = envp;
+    e.listener = s->listener;
+    e.log = g_file_open_tmp("vmaugment-nbd-XXXXXX.log", &s->errlog, error);
+    if (e.log < 0) {
         return FALSE;
     }
-    source[0] = s->listener;
-    envp = g_environ_setenv(envp, "LISTEN_FDS", "1", TRUE);
-    envp = g_environ_unsetenv(envp, "LISTEN_FDNAMES");
-    ok = g_spawn_async_with_pipes_and_fds(
-        NULL, argv, (const char *const *)envp, G_SPAWN_DO_NOT_REAP_CHILD,
-        vo_image_child_setup, (gpointer)&vo_image_server_limits, -1, -1, log,
-        source, target, 1, &s->pid, NULL, NULL, NULL, error);
-    if (!ok) {
-        s->pid = 0;
+    e.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pid = e.devnull >= 0 ? fork() : -1;
+    if (pid == 0) {
+        vo_image_exec_server(&e);
     }
-    close(log);
+    saved = errno;
+    close(e.log);
+    if (e.devnull >= 0) {
+        close(e.devnull);
+    }
     close(s->listener);
     s->listener = -1;
-    return ok;
+    if (pid < 0) {
+        s->pid = 0;
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot start qemu-nbd: %s", g_strerror(saved));
+        return FALSE;
+    }
+    s->pid = pid;
+    return TRUE;
 }
 
 int vo_image_server_take_volume(VoImageServer *s, guint i)

@@ -60,9 +60,19 @@ char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error);
 
 /* The virtual size of @image in @format (never probed), in bytes: what
- * the parent checks a worker's offsets against. */
+ * the parent checks a worker's offsets against.  What qemu-img info said
+ * of the file earlier in this process (vo_image_probe_format(),
+ * vo_image_create_overlay()) answers while the file is unchanged. */
 gboolean vo_image_virtual_size(const char *image, const char *format,
                                guint64 *size, GError **error);
+
+/*
+ * Creates @overlay, a qcow2 file whose backing file is @image in @format,
+ * of @image's size.  The file may exist already (empty, made by the
+ * caller); qemu-img writes it through its path.
+ */
+gboolean vo_image_create_overlay(const char *overlay, const char *image,
+                                 const char *format, GError **error);
 
 /* Runs qemu-img with @args (after the program name) under its limits. */
 gboolean vo_image_qemu_img(const char *const *args, GError **error);

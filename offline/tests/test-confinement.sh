@@ -9,11 +9,13 @@
 # host files
 # (a backing file, also one hidden in a raw disk's first sector) are
 # refused unless the operator allows them; the worker starts without a
-# probe of the host where it can, and the probe decides where it cannot.
+# probe of the host where it can, and the probe decides where it cannot;
+# QEMU's tools are started once each per step of a job, the overlay the
+# commit writes is the one the apply made.
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 29
+plan 32
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -216,3 +218,89 @@ no_sidecars "$tmp/no-overlay.qcow2"
 ! pgrep -f "vmaugment-offline-worker apply $tmp/no-overlay.qcow2" >/dev/null ||
     fail "the worker outlived the apply whose overlay was not made"
 pass "an overlay that cannot be made fails the apply; its worker ends and nothing is left"
+
+# 30: the overlay is made in a file the apply creates itself: a link
+# planted under its name (here by a qemu-img whose probe plants one,
+# after the recovery that removes leftovers) fails the apply instead of
+# qemu-img writing through it into a host file.
+cp "$fix/debian.qcow2" "$tmp/linked.qcow2"
+printf 'host file\n' >"$tmp/link-target"
+mkdir -p "$tmp/linking-img"
+cat >"$tmp/linking-img/qemu-img" <<SH
+#!/bin/bash
+"$QEMU_IMG" "\$@" || exit
+if [ "\$1" = info ] && [ "\${*: -1}" = "$tmp/linked.qcow2" ]; then
+    ln -s "$tmp/link-target" "$tmp/.linked.qcow2.vmaugment-overlay.qcow2"
+fi
+SH
+chmod +x "$tmp/linking-img/qemu-img"
+before=$(sha256sum <"$tmp/linked.qcow2")
+VMAUGMENT_QEMU_IMG=$tmp/linking-img/qemu-img \
+    expect_refusal 'cannot create .*vmaugment-overlay.qcow2: File exists' \
+    --trust-dir "$tmp/trust" apply "$tmp/linked.qcow2" "$tmp/demo.vmab"
+[ "$(cat "$tmp/link-target")" = "host file" ] ||
+    fail "qemu-img wrote the overlay through a planted link"
+[ "$(sha256sum <"$tmp/linked.qcow2")" = "$before" ] ||
+    fail "the image changed although its overlay was refused"
+pass "a link planted where the overlay goes fails the apply; nothing is written through it"
+
+# 31: the commit writes only the overlay the apply made: one replaced
+# after its creation (a qemu-img whose create then swaps in an overlay of
+# another file) is not committed, by the apply nor by recover.
+cp "$fix/debian.qcow2" "$tmp/swapped.qcow2"
+cp "$fix/debian.qcow2" "$tmp/decoy.qcow2"
+mkdir -p "$tmp/swapping-img"
+cat >"$tmp/swapping-img/qemu-img" <<SH
+#!/bin/sh
+"$QEMU_IMG" "\$@" || exit
+if [ "\$1" = create ]; then
+    for last; do :; done
+    rm -f "\$last"
+    "$QEMU_IMG" create -q -f qcow2 -b "$tmp/decoy.qcow2" -F qcow2 "\$last"
+fi
+SH
+chmod +x "$tmp/swapping-img/qemu-img"
+before=$(sha256sum <"$tmp/swapped.qcow2")
+decoy=$(sha256sum <"$tmp/decoy.qcow2")
+VMAUGMENT_QEMU_IMG=$tmp/swapping-img/qemu-img \
+    expect_refusal 'is no longer the overlay this apply made; it is not committed' \
+    --trust-dir "$tmp/trust" apply "$tmp/swapped.qcow2" "$tmp/demo.vmab"
+expect_refusal 'is not the overlay of .* that an interrupted apply leaves' \
+    recover "$tmp/swapped.qcow2"
+[ "$(sha256sum <"$tmp/decoy.qcow2")" = "$decoy" ] ||
+    fail "a swapped overlay was committed into its backing file"
+[ "$(sha256sum <"$tmp/swapped.qcow2")" = "$before" ] ||
+    fail "the image changed although its overlay was swapped"
+pass "an overlay replaced after the apply made it is committed neither by the apply nor by recover"
+
+# 32: QEMU's tools per job (docs/performance.md): an apply starts
+# qemu-img for the probe, the overlay and the commit, and one qemu-nbd;
+# its verify one qemu-img and one qemu-nbd; each a child of
+# vmaugment-offline.
+mkdir -p "$tmp/counting"
+for tool in qemu-img qemu-nbd; do
+    real=$QEMU_IMG
+    [ "$tool" = qemu-img ] || real=$QEMU_NBD
+    cat >"$tmp/counting/$tool" <<SH
+#!/bin/sh
+echo "$tool \$1 \$(cat /proc/\$PPID/comm)" >>"$tmp/counting/log"
+exec "$real" "\$@"
+SH
+    chmod +x "$tmp/counting/$tool"
+done
+cp "$fix/debian.qcow2" "$tmp/counted.qcow2"
+VMAUGMENT_QEMU_IMG=$tmp/counting/qemu-img VMAUGMENT_QEMU_NBD=$tmp/counting/qemu-nbd \
+    vo apply "$tmp/counted.qcow2" "$tmp/demo.vmab" >/dev/null
+echo verify >>"$tmp/counting/log"
+VMAUGMENT_QEMU_IMG=$tmp/counting/qemu-img VMAUGMENT_QEMU_NBD=$tmp/counting/qemu-nbd \
+    vo verify "$tmp/counted.qcow2" "$tmp/demo.vmab" >/dev/null
+want="qemu-img info vmaugment-offli
+qemu-img create vmaugment-offli
+qemu-nbd --cache=writeback vmaugment-offli
+qemu-img commit vmaugment-offli
+verify
+qemu-img info vmaugment-offli
+qemu-nbd --cache=writeback vmaugment-offli"
+[ "$(cat "$tmp/counting/log")" = "$want" ] ||
+    fail "QEMU's tools started by an apply and its verify: $(cat "$tmp/counting/log")"
+pass "an apply starts qemu-img three times and qemu-nbd once, its verify each once"
