@@ -10,7 +10,7 @@
 # LVM fixture's pvcreate and vgcfgrestore).
 source "$(dirname "$0")/lib.sh"
 
-plan 7
+plan 8
 need qemu-storage-daemon qemu-system-common
 need e2fsck e2fsprogs
 need blkid util-linux
@@ -140,3 +140,42 @@ e2fsck -fn "$tmp/root.raw?offset=$lv" >"$tmp/fsck.log" 2>&1 ||
 got=$(debugfs -R "cat /etc/vmaugment-luks" "$tmp/root.raw?offset=$lv" 2>/dev/null)
 [ "$got" = "patched inside LUKS" ] || fail "the root volume has '$got'"
 pass "LVM in LUKS: inspect, apply, verify; e2fsck -fn clean at lvm's offset"
+
+# batch hands every key to each image's job: without keys both encrypted
+# images fail, naming --luks-key, and are left as they were; with one key per volume's
+# UUID both are applied, and each verifies with its own key.
+imgs=$tmp/images
+mkdir -p "$imgs"
+cp --sparse=always "$fix/debian-luks.qcow2" "$imgs/plain-root.qcow2"
+cp --sparse=always "$fix/debian-luks-lvm.qcow2" "$imgs/lvm-root.qcow2"
+sum=$(cat "$imgs"/*.qcow2 | sha256sum)
+vo batch --bundle "$tmp/luks.vmab" "$imgs" >"$tmp/batch.json" 2>"$tmp/batch.err" &&
+    fail "batch without keys succeeded: $(cat "$tmp/batch.json")"
+batch_status() {
+    python3 - "$1" "$2" <<'PY'
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+st = {os.path.basename(i["image"]): i["status"] for i in d["images"]}
+assert st == {"plain-root.qcow2": sys.argv[2], "lvm-root.qcow2": sys.argv[2]}, st
+PY
+}
+batch_status "$tmp/batch.json" error &&
+    [ "$(grep -c 'LUKS encrypted volume.*--luks-key UUID:file:KEYFILE' "$tmp/batch.json")" = 2 ] ||
+    fail "batch without keys: $(cat "$tmp/batch.json" "$tmp/batch.err")"
+[ "$(cat "$imgs"/*.qcow2 | sha256sum)" = "$sum" ] ||
+    fail "batch without keys changed an image"
+vo batch --luks-key "$uuid:file:$fix/key" \
+    --luks-key "$(cat "$fix/debian-luks-lvm.uuid"):file:$fix/key" \
+    --bundle "$tmp/luks.vmab" "$imgs" >"$tmp/batch.json" 2>"$tmp/batch.err" ||
+    fail "batch with the keys: $(cat "$tmp/batch.json" "$tmp/batch.err")"
+batch_status "$tmp/batch.json" applied ||
+    fail "batch with the keys: $(cat "$tmp/batch.json")"
+for f in plain-root lvm-root; do
+    vo --luks-key "all:file:$fix/key" verify "$imgs/$f.qcow2" "$tmp/luks.vmab" \
+        >"$tmp/verify.json" 2>&1 || fail "verify $f: $(cat "$tmp/verify.json")"
+    no_sidecars "$imgs/$f.qcow2"
+done
+if grep -qF -- "$key" "$tmp/batch.json" "$tmp/batch.err" "$tmp/reports"/* 2>/dev/null; then
+    fail "the key is in batch's output"
+fi
+pass "batch --luks-key: without keys each image fails naming the option, nothing written; applied and verified with them"
