@@ -252,12 +252,27 @@ static gboolean vo_apply_is_made(const char *overlay, int fd, GError **error)
     return TRUE;
 }
 
+/* The overlay an interrupted apply left, opened for its commit; a link
+ * under its name is no overlay of ours. */
+static int vo_apply_open_overlay(const char *overlay, GError **error)
+{
+    int fd = open(overlay, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+
+    if (fd < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot open %s: %s",
+                    overlay, g_strerror(errno));
+    }
+    return fd;
+}
+
 /*
  * Rolls the group of @journal forward: every disk's overlay committed,
  * then the links, then the journal removed.  The images of @disks not in
  * @held are locked here first.  @made (NULL in a recovery): per disk, the
  * overlay this process created, still open; an overlay found on disk
- * instead has its header read (vo_image_check_overlay()).
+ * instead is opened and has its header read (vo_image_check_overlay()).
+ * qemu-img commits the file so held, not whatever is under its name
+ * when qemu-img starts.
  */
 static gboolean vo_apply_roll_forward(GPtrArray *disks, const char *journal,
                                       GPtrArray *held, const int *made,
@@ -284,18 +299,26 @@ static gboolean vo_apply_roll_forward(GPtrArray *disks, const char *journal,
         g_autofree char *overlay = vo_apply_sidecar(image, "overlay.qcow2");
         const char *args[] = {
             /* -d keeps the overlay intact: a killed commit can be redone. */
-            "commit", "-q", "-d", "-f", "qcow2", overlay, NULL,
+            "commit", "-q", "-d", "-f", "qcow2", VO_IMAGE_FD_ARG, NULL,
         };
+        int found = -1;
 
         if (!g_file_test(overlay, G_FILE_TEST_EXISTS)) {
             /* Committed already; only its removal was not. */
             continue;
         }
-        ok = vo_image_check_unlocked(image, TRUE, error) &&
+        if (!made) {
+            found = vo_apply_open_overlay(overlay, error);
+        }
+        ok = (made || found >= 0) &&
+             vo_image_check_unlocked(image, TRUE, error) &&
              (made ? vo_apply_is_made(overlay, made[i], error)
-                   : vo_image_check_overlay(overlay, image, error)) &&
-             vo_image_qemu_img(args, error) &&
+                   : vo_image_check_overlay(overlay, found, image, error)) &&
+             vo_image_qemu_img_fd(args, made ? made[i] : found, error) &&
              vo_apply_remove(overlay, error);
+        if (found >= 0) {
+            close(found);
+        }
         if (ok && disks->len > 1) {
             g_debug("%s: committed", image);
         }
@@ -673,11 +696,12 @@ static gboolean vo_apply_create_overlays(gpointer data, GError **error)
 
         /*
          * Ours before qemu-img writes it: a file or link planted under
-         * the name makes the apply fail instead of being written, and the
-         * commit knows the overlay by this descriptor.
+         * the name makes the apply fail instead of being written, and
+         * qemu-img create and commit reach the overlay through this
+         * descriptor, whatever is under the name by then.
          */
         d->overlay_fd = open(d->overlay,
-                             O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                             O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
                                  O_CLOEXEC, 0600);
         if (d->overlay_fd < 0) {
             g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
@@ -685,8 +709,8 @@ static gboolean vo_apply_create_overlays(gpointer data, GError **error)
                         g_strerror(errno));
             return FALSE;
         }
-        if (!vo_image_create_overlay(d->overlay, d->image, d->format,
-                                     error)) {
+        if (!vo_image_create_overlay(d->overlay, d->overlay_fd, d->image,
+                                     d->format, error)) {
             return FALSE;
         }
     }

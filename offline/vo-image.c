@@ -349,32 +349,63 @@ static gboolean vo_image_info_size(JsonObject *obj, guint64 *size)
 
 /*
  * Runs qemu-img with @args (after the program name) under @limits; its
- * stdout into @out unless NULL.  A failure names the subcommand and says
+ * stdout into @out unless NULL.  @fd, unless -1, is qemu-img's
+ * VO_IMAGE_FD_ARG: a file it opens through the descriptor, whatever is
+ * under the file's name by then.  A failure names the subcommand and says
  * what qemu-img said, and is VO_ERROR_IN_USE when that was about a lock.
  */
 static gboolean vo_image_run(const char *const *args,
-                             const VoImageLimits *limits, char **out,
+                             const VoImageLimits *limits, int fd, char **out,
                              GError **error)
 {
+    g_autoptr(GSubprocessLauncher) launcher = NULL;
+    g_autoptr(GSubprocess) proc = NULL;
     g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_autoptr(GBytes) stdout_bytes = NULL;
+    g_autoptr(GBytes) stderr_bytes = NULL;
     g_autofree char *err = NULL;
-    int status;
 
     g_ptr_array_add(argv, (char *)vo_image_qemu_tool("qemu-img"));
     for (guint i = 0; args[i]; i++) {
         g_ptr_array_add(argv, (char *)args[i]);
     }
     g_ptr_array_add(argv, NULL);
-    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH,
-                      vo_image_child_setup, (gpointer)limits, out, &err,
-                      &status, error)) {
+    launcher = g_subprocess_launcher_new(
+        G_SUBPROCESS_FLAGS_STDERR_PIPE |
+        (out ? G_SUBPROCESS_FLAGS_STDOUT_PIPE
+             : G_SUBPROCESS_FLAGS_STDOUT_SILENCE));
+    g_subprocess_launcher_set_child_setup(launcher, vo_image_child_setup,
+                                          (gpointer)limits, NULL);
+    if (fd >= 0) {
+        int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+        if (copy < 0) {
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                        "qemu-img %s: %s", args[0], g_strerror(errno));
+            return FALSE;
+        }
+        g_subprocess_launcher_take_fd(launcher, copy, VO_IMAGE_FD);
+    }
+    proc = g_subprocess_launcher_spawnv(launcher,
+                                        (const char *const *)argv->pdata,
+                                        error);
+    if (!proc ||
+        !g_subprocess_communicate(proc, NULL, NULL,
+                                  out ? &stdout_bytes : NULL, &stderr_bytes,
+                                  error)) {
         return FALSE;
     }
-    if (!g_spawn_check_wait_status(status, NULL)) {
+    err = g_strndup(g_bytes_get_data(stderr_bytes, NULL),
+                    g_bytes_get_size(stderr_bytes));
+    if (!g_subprocess_get_successful(proc)) {
         g_set_error(error, VO_ERROR,
                     strstr(err, "lock") ? VO_ERROR_IN_USE : VO_ERROR_FAILED,
                     "qemu-img %s failed: %s", args[0], g_strstrip(err));
         return FALSE;
+    }
+    if (out) {
+        *out = g_strndup(g_bytes_get_data(stdout_bytes, NULL),
+                         g_bytes_get_size(stdout_bytes));
     }
     return TRUE;
 }
@@ -433,7 +464,7 @@ char *vo_image_probe_format(const char *image, const char *format,
     if (!format) {
         args[4] = NULL;
     }
-    if (!vo_image_run(args, &vo_image_info_limits, &out, &local)) {
+    if (!vo_image_run(args, &vo_image_info_limits, -1, &out, &local)) {
         g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
                     "%s is not a usable disk image: %s", image,
                     local->message);
@@ -511,7 +542,7 @@ gboolean vo_image_virtual_size(const char *image, const char *format,
     if (vo_image_recall(image, format, size)) {
         return TRUE;
     }
-    if (!vo_image_run(args, &vo_image_info_limits, &out, error) ||
+    if (!vo_image_run(args, &vo_image_info_limits, -1, &out, error) ||
         !json_parser_load_from_data(parser, out, -1, error)) {
         return FALSE;
     }
@@ -526,16 +557,17 @@ gboolean vo_image_virtual_size(const char *image, const char *format,
     return TRUE;
 }
 
-gboolean vo_image_create_overlay(const char *overlay, const char *image,
-                                 const char *format, GError **error)
+gboolean vo_image_create_overlay(const char *overlay, int fd,
+                                 const char *image, const char *format,
+                                 GError **error)
 {
     const char *args[] = {
-        "create", "-q", "-f", "qcow2", "-b", image, "-F", format, overlay,
-        NULL,
+        "create", "-q", "-f", "qcow2", "-b", image, "-F", format,
+        VO_IMAGE_FD_ARG, NULL,
     };
     guint64 size;
 
-    if (!vo_image_run(args, &vo_image_tool_limits, NULL, error)) {
+    if (!vo_image_run(args, &vo_image_tool_limits, fd, NULL, error)) {
         return FALSE;
     }
     /* Made without a size, it has its backing file's. */
@@ -545,8 +577,8 @@ gboolean vo_image_create_overlay(const char *overlay, const char *image,
     return TRUE;
 }
 
-gboolean vo_image_check_overlay(const char *overlay, const char *image,
-                                GError **error)
+gboolean vo_image_check_overlay(const char *overlay, int fd,
+                                const char *image, GError **error)
 {
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autofree char *want = g_canonicalize_filename(image, NULL);
@@ -554,14 +586,14 @@ gboolean vo_image_check_overlay(const char *overlay, const char *image,
     g_autofree char *out = NULL;
     const char *args[] = {
         /* The header only: its backing file is not opened. */
-        "info", "--output=json", "-U", "-f", "qcow2", overlay, NULL,
+        "info", "--output=json", "-U", "-f", "qcow2", VO_IMAGE_FD_ARG, NULL,
     };
     const char *backing = NULL;
     gboolean data_file = FALSE;
-    GStatBuf st;
+    struct stat st;
 
-    if (g_lstat(overlay, &st) == 0 && S_ISREG(st.st_mode) &&
-        vo_image_run(args, &vo_image_info_limits, &out, NULL) &&
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        vo_image_run(args, &vo_image_info_limits, fd, &out, NULL) &&
         json_parser_load_from_data(parser, out, -1, NULL) &&
         JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
         JsonObject *obj = json_node_get_object(json_parser_get_root(parser));
@@ -623,7 +655,13 @@ char *vo_image_open_format(const char *image, const char *format,
 
 gboolean vo_image_qemu_img(const char *const *args, GError **error)
 {
-    return vo_image_run(args, &vo_image_tool_limits, NULL, error);
+    return vo_image_qemu_img_fd(args, -1, error);
+}
+
+gboolean vo_image_qemu_img_fd(const char *const *args, int fd,
+                              GError **error)
+{
+    return vo_image_run(args, &vo_image_tool_limits, fd, NULL, error);
 }
 
 static char *vo_image_server_log(VoImageServer *s)

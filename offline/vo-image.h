@@ -46,16 +46,17 @@ char *vo_image_probe_format(const char *image, const char *format,
                             gboolean for_writing, GError **error);
 
 /*
+ * Whether the file open as @fd (@overlay, in messages) is what an apply
+ * of @image creates: a qcow2 file whose backing file is @image and that
+ * names no data file.  Sets @error if not.
+ */
+gboolean vo_image_check_overlay(const char *overlay, int fd,
+                                const char *image, GError **error);
+
+/*
  * The image as every command opens it: not in use by a running QEMU
  * (vo_image_check_unlocked()), then its format (vo_image_probe_format()).
  */
-/*
- * Whether @overlay is what an apply of @image creates: a qcow2 file whose
- * backing file is @image and that names no data file.  Sets @error if not.
- */
-gboolean vo_image_check_overlay(const char *overlay, const char *image,
-                                GError **error);
-
 char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error);
 
@@ -67,15 +68,27 @@ gboolean vo_image_virtual_size(const char *image, const char *format,
                                guint64 *size, GError **error);
 
 /*
- * Creates @overlay, a qcow2 file whose backing file is @image in @format,
- * of @image's size.  The file may exist already (empty, made by the
- * caller); qemu-img writes it through its path.
+ * What qemu-img is given in place of a file's name to open the file the
+ * caller holds open (vo_image_qemu_img_fd()): its descriptor VO_IMAGE_FD.
+ * A name is looked up again when qemu-img opens it, and whoever can write
+ * the directory may have put another file, or a link, there by then.
  */
-gboolean vo_image_create_overlay(const char *overlay, const char *image,
-                                 const char *format, GError **error);
+#define VO_IMAGE_FD       3
+#define VO_IMAGE_FD_ARG   "/dev/fd/3"
 
-/* Runs qemu-img with @args (after the program name) under its limits. */
+/*
+ * Writes into @fd, the empty file @overlay the caller created, a qcow2
+ * header whose backing file is @image in @format, of @image's size.
+ */
+gboolean vo_image_create_overlay(const char *overlay, int fd,
+                                 const char *image, const char *format,
+                                 GError **error);
+
+/* Runs qemu-img with @args (after the program name) under its limits;
+ * with @fd (or -1) as VO_IMAGE_FD_ARG. */
 gboolean vo_image_qemu_img(const char *const *args, GError **error);
+gboolean vo_image_qemu_img_fd(const char *const *args, int fd,
+                              GError **error);
 
 /* A qemu-nbd serving one image to one client. */
 typedef struct VoImageServer VoImageServer;

@@ -91,7 +91,8 @@ static VmaugRegSet *admin_regs_load(const AdminRegs *r, gboolean update,
     }
     /* The helper never waits for the lock: holding it is brief. */
     if (update) {
-        set = vmaug_reg_set_load_for_update(r->image, NULL, TRUE, error);
+        set = vmaug_reg_set_load_for_update(r->image, NULL,
+                                            VMAUG_REGS_ADMIN_WAIT_MS, error);
     } else {
         set = vmaug_reg_set_load(r->image, NULL, error);
     }

@@ -21,6 +21,9 @@
 #include "store.h"
 #include "vmaugment/protocol-names.h"
 
+/* How often a waiting change tries the lock again. */
+#define REG_LOCK_POLL_US            (20 * 1000)
+
 void vmaug_registration_free(VmaugRegistration *r)
 {
     if (r == NULL) {
@@ -675,9 +678,10 @@ VmaugRegSet *vmaug_reg_set_load(const gchar *image, const gchar *store_dir,
 
 VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
                                            const gchar *store_dir,
-                                           gboolean wait, GError **error)
+                                           guint wait_ms, GError **error)
 {
     g_autofree gchar *dir = NULL;
+    gint64 deadline = g_get_monotonic_time() + (gint64)wait_ms * 1000;
     VmaugRegSet *set;
     int fd;
 
@@ -694,16 +698,25 @@ VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
                     "cannot open %s: %s", dir, g_strerror(errno));
         return NULL;
     }
-    while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+    /*
+     * Polled, not blocking: whoever can open the directory can hold its
+     * lock for ever, and the wait must end all the same.
+     */
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         int e = errno;
 
         if (e == EINTR) {
             continue;
         }
+        if (e == EWOULDBLOCK && g_get_monotonic_time() < deadline) {
+            g_usleep(REG_LOCK_POLL_US);
+            continue;
+        }
         close(fd);
         if (e == EWOULDBLOCK) {
             g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
-                        "the registrations in %s are being changed", dir);
+                        "the registrations in %s are being changed "
+                        "(its lock is held)", dir);
         } else {
             g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
                         "cannot lock %s: %s", dir, g_strerror(e));

@@ -39,6 +39,8 @@ G_BEGIN_DECLS
 #define VMAUG_REGS_MAX_FILE         (1024 * 1024)
 /* Host configuration keys one pinned registration may hold. */
 #define VMAUG_REGS_MAX_CONFIG       64
+/* How long vmaugment-admin waits for the lock of a change. */
+#define VMAUG_REGS_ADMIN_WAIT_MS    (10 * 1000)
 
 /*
  * A pinned registration is the host owner's (vmaugment-admin register
@@ -87,13 +89,14 @@ VmaugRegSet *vmaug_reg_set_load(const gchar *image, const gchar *store_dir,
  * exclusive flock(2) on the directory the file is kept in until it is
  * freed, so that the helper and vmaugment-admin, which both read, change
  * and write the whole file, never lose each other's changes (a pin
- * among them).  With @wait FALSE a lock held elsewhere is
- * VMAUG_HOST_ERROR_BUSY at once: the helper serves every VM and must not
- * wait on the host owner's tool.
+ * among them).  The lock is waited for at most @wait_ms milliseconds,
+ * then VMAUG_HOST_ERROR_BUSY: the helper, which serves every VM, waits
+ * not at all, and no one waits for ever on a lock anyone who can open
+ * the directory can hold.
  */
 VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
                                            const gchar *store_dir,
-                                           gboolean wait, GError **error);
+                                           guint wait_ms, GError **error);
 
 /*
  * The checks of vmaug_reg_set_load() on @len bytes of @json already read

@@ -505,6 +505,6 @@ VmaugRegSet *vmaug_vm_area_regs_load_for_update(VmaugVmArea *area,
     if (area->image == NULL && !vm_area_ensure(area, error)) {
         return NULL;
     }
-    return vmaug_reg_set_load_for_update(area->image, area->dir, FALSE,
+    return vmaug_reg_set_load_for_update(area->image, area->dir, 0,
                                          error);
 }

@@ -823,7 +823,7 @@ static void test_config_host(Fixture *f, gconstpointer data)
 
     /* What vmaugment-admin register --pinned --set size=S does; while it
      * holds the sidecar, the guest's change waits its turn. */
-    set = vmaug_reg_set_load_for_update(f->image, NULL, TRUE, &error);
+    set = vmaug_reg_set_load_for_update(f->image, NULL, 0, &error);
     g_assert_no_error(error);
     {
         g_auto(HelperReply) r = { 0 };

@@ -5,9 +5,12 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "registrations.h"
 #include "test-common.h"
@@ -530,9 +533,9 @@ static void test_update_lock(Fixture *f, gconstpointer data)
     g_autoptr(VmaugRegSet) other = NULL;
     g_autoptr(VmaugRegSet) reader = NULL;
 
-    held = vmaug_reg_set_load_for_update(f->image, NULL, TRUE, &error);
+    held = vmaug_reg_set_load_for_update(f->image, NULL, 0, &error);
     g_assert_no_error(error);
-    other = vmaug_reg_set_load_for_update(f->image, NULL, FALSE, &error);
+    other = vmaug_reg_set_load_for_update(f->image, NULL, 0, &error);
     g_assert_null(other);
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY);
     g_clear_error(&error);
@@ -543,9 +546,36 @@ static void test_update_lock(Fixture *f, gconstpointer data)
     g_assert_true(vmaug_reg_set_save(held, &error));
     g_clear_pointer(&held, vmaug_reg_set_free);
     /* Released: the next change starts from the pin. */
-    other = vmaug_reg_set_load_for_update(f->image, NULL, FALSE, &error);
+    other = vmaug_reg_set_load_for_update(f->image, NULL, 0, &error);
     g_assert_no_error(error);
     g_assert_true(vmaug_reg_set_find(other, "scanner")->pinned);
+}
+
+/*
+ * A lock that is never released (anyone who can open the directory can
+ * take it) makes the host owner's tool give up after its bounded wait,
+ * with BUSY, instead of hanging.
+ */
+static void test_update_lock_held(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) set = NULL;
+    gint64 start;
+    int fd;
+
+    fd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(flock(fd, LOCK_EX), ==, 0);
+    /* Killed, and so failed, if the wait is not bounded. */
+    alarm(30);
+    start = g_get_monotonic_time();
+    set = vmaug_reg_set_load_for_update(f->image, NULL, 300, &error);
+    alarm(0);
+    g_assert_null(set);
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY);
+    g_assert_cmpint(g_get_monotonic_time() - start, >=, 300 * 1000);
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 20 * G_USEC_PER_SEC);
+    close(fd);
 }
 
 static void test_malformed(Fixture *f, gconstpointer data)
@@ -757,6 +787,7 @@ int main(int argc, char **argv)
     ADD("/registrations/pinned/config-checks", test_pinned_config_checks);
     ADD("/registrations/pinned/old-format-kept", test_old_format_kept);
     ADD("/registrations/pinned/update-lock", test_update_lock);
+    ADD("/registrations/pinned/update-lock-held", test_update_lock_held);
     ADD("/registrations/hidden-nesting", test_hidden_nesting);
     ADD("/registrations/not-regular", test_not_regular);
     ADD("/registrations/too-big-file", test_too_big_file);

@@ -15,7 +15,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 32
+plan 34
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -254,9 +254,9 @@ cat >"$tmp/swapping-img/qemu-img" <<SH
 #!/bin/sh
 "$QEMU_IMG" "\$@" || exit
 if [ "\$1" = create ]; then
-    for last; do :; done
-    rm -f "\$last"
-    "$QEMU_IMG" create -q -f qcow2 -b "$tmp/decoy.qcow2" -F qcow2 "\$last"
+    o=$tmp/.swapped.qcow2.vmaugment-overlay.qcow2
+    rm -f "\$o"
+    "$QEMU_IMG" create -q -f qcow2 -b "$tmp/decoy.qcow2" -F qcow2 "\$o"
 fi
 SH
 chmod +x "$tmp/swapping-img/qemu-img"
@@ -304,3 +304,60 @@ qemu-nbd --cache=writeback vmaugment-offli"
 [ "$(cat "$tmp/counting/log")" = "$want" ] ||
     fail "QEMU's tools started by an apply and its verify: $(cat "$tmp/counting/log")"
 pass "an apply starts qemu-img three times and qemu-nbd once, its verify each once"
+
+# 33: qemu-img writes the overlay through the file the apply created and
+# holds, not through its name: a link swapped in under the name just
+# before qemu-img create opens it (a writer of the image's directory
+# racing the apply) is not written through.
+cp "$fix/debian.qcow2" "$tmp/raced.qcow2"
+printf 'host file\n' >"$tmp/race-target"
+mkdir -p "$tmp/racing-img"
+cat >"$tmp/racing-img/qemu-img" <<SH
+#!/bin/sh
+if [ "\$1" = create ]; then
+    rm -f "$tmp/.raced.qcow2.vmaugment-overlay.qcow2"
+    ln -s "$tmp/race-target" "$tmp/.raced.qcow2.vmaugment-overlay.qcow2"
+fi
+exec "$QEMU_IMG" "\$@"
+SH
+chmod +x "$tmp/racing-img/qemu-img"
+before=$(sha256sum <"$tmp/raced.qcow2")
+rc=0
+VMAUGMENT_QEMU_IMG=$tmp/racing-img/qemu-img timeout 120 "$VMAUGMENT_OFFLINE" \
+    --trust-dir "$tmp/trust" apply "$tmp/raced.qcow2" "$tmp/demo.vmab" \
+    >/dev/null 2>&1 || rc=$?
+[ "$(cat "$tmp/race-target")" = "host file" ] ||
+    fail "qemu-img create wrote through a link swapped in under the overlay's name"
+[ "$rc" -ne 0 ] || fail "the apply went on with a link under its overlay's name"
+[ "$(sha256sum <"$tmp/raced.qcow2")" = "$before" ] ||
+    fail "the image changed although its overlay's name was taken"
+pass "a link swapped in as qemu-img create starts is not written through"
+
+# 34: the commit reads the overlay the apply holds, not the file under
+# its name: an overlay of another file swapped in after the check, as
+# qemu-img commit starts, is not committed into that file.
+cp "$fix/debian.qcow2" "$tmp/late.qcow2"
+head -c 1048576 /dev/zero | tr '\0' A >"$tmp/late-victim"
+cp "$tmp/late-victim" "$tmp/late-victim.orig"
+head -c 4096 /dev/zero | tr '\0' B >"$tmp/late-data.raw"
+mkdir -p "$tmp/late-img"
+cat >"$tmp/late-img/qemu-img" <<SH
+#!/bin/sh
+if [ "\$1" = commit ]; then
+    o=$tmp/.late.qcow2.vmaugment-overlay.qcow2
+    rm -f "\$o"
+    "$QEMU_IMG" convert -q -f raw -O qcow2 "$tmp/late-data.raw" "\$o"
+    "$QEMU_IMG" rebase -q -u -f qcow2 -b "$tmp/late-victim" -F raw "\$o"
+fi
+exec "$QEMU_IMG" "\$@"
+SH
+chmod +x "$tmp/late-img/qemu-img"
+rc=0
+VMAUGMENT_QEMU_IMG=$tmp/late-img/qemu-img timeout 120 "$VMAUGMENT_OFFLINE" \
+    --trust-dir "$tmp/trust" apply "$tmp/late.qcow2" "$tmp/demo.vmab" \
+    >"$tmp/late.json" 2>&1 || rc=$?
+cmp -s "$tmp/late-victim" "$tmp/late-victim.orig" ||
+    fail "qemu-img commit wrote an overlay swapped in under the name into its backing file"
+[ "$rc" -eq 0 ] && [ "$(json_get "$tmp/late.json" status)" = applied ] ||
+    fail "the apply whose overlay name was swapped at the commit: $(cat "$tmp/late.json")"
+pass "an overlay swapped in as qemu-img commit starts is not committed; the apply's own is"
