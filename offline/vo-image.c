@@ -79,6 +79,9 @@ typedef struct {
     ino_t ino;
     off_t size;
     struct timespec mtime;
+    /* Set by the kernel at any change, utimensat() included: an mtime
+     * put back does not make a changed file look unchanged. */
+    struct timespec ctime;
     char *format;
     guint64 virtual_size;
 } VoImageKnown;
@@ -303,6 +306,7 @@ static void vo_image_remember(const char *image, const char *format,
     k->ino = st.st_ino;
     k->size = st.st_size;
     k->mtime = st.st_mtim;
+    k->ctime = st.st_ctim;
     k->format = g_strdup(format);
     k->virtual_size = virtual_size;
     g_mutex_lock(&vo_image_known_lock);
@@ -315,7 +319,7 @@ static void vo_image_remember(const char *image, const char *format,
 }
 
 /* The virtual size vo_image_remember() holds for @image in @format, if
- * its file has not changed since (same file, size and mtime). */
+ * its file has not changed since (same file, size, mtime and ctime). */
 static gboolean vo_image_recall(const char *image, const char *format,
                                 guint64 *virtual_size)
 {
@@ -332,6 +336,8 @@ static gboolean vo_image_recall(const char *image, const char *format,
     if (k && k->dev == st.st_dev && k->ino == st.st_ino &&
         k->size == st.st_size && k->mtime.tv_sec == st.st_mtim.tv_sec &&
         k->mtime.tv_nsec == st.st_mtim.tv_nsec &&
+        k->ctime.tv_sec == st.st_ctim.tv_sec &&
+        k->ctime.tv_nsec == st.st_ctim.tv_nsec &&
         g_str_equal(k->format, format)) {
         *virtual_size = k->virtual_size;
         found = TRUE;
