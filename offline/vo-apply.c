@@ -518,7 +518,8 @@ static void vo_apply_disk_clear(gpointer data)
  * the disks' overlays or (dry run) the images themselves; with
  * VO_APPLY_LIBGUESTFS, libguestfs's appliance does the worker's part, with
  * VO_APPLY_HOST_KERNEL the host kernel (after the worker says where). */
-static gboolean vo_apply_create_overlays(gpointer data, GError **error);
+static gboolean vo_apply_create_overlays(gpointer data, int *fds,
+                                         GError **error);
 
 static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
                                    VoApplyFlags flags, JsonBuilder *report,
@@ -544,6 +545,7 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
         .prepare = dry_run ? NULL : vo_apply_create_overlays,
         .prepare_data = disks,
     };
+    int made[VO_WORKER_MAX_DISKS];
     gboolean ok;
 
     for (guint i = 1; i < disks->len && i <= VO_WORKER_MAX_DISKS; i++) {
@@ -559,7 +561,8 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
                         "--backend=libguestfs services guests of one disk");
             ok = FALSE;
         } else {
-            ok = (!req.prepare || req.prepare(req.prepare_data, error)) &&
+            ok = (!req.prepare ||
+                  req.prepare(req.prepare_data, made, error)) &&
                  vo_guestfs_run(req.image, req.disk, req.format, bundle,
                                 dry_run, &worker, error);
         }
@@ -569,7 +572,8 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
                         "--host-kernel services guests of one disk");
             ok = FALSE;
         } else {
-            ok = (!req.prepare || req.prepare(req.prepare_data, error)) &&
+            ok = (!req.prepare ||
+                  req.prepare(req.prepare_data, made, error)) &&
                  vo_hostkernel_run(dry_run ? VO_HOSTKERNEL_CHECK
                                            : VO_HOSTKERNEL_APPLY,
                                    req.image, first->image, req.disk,
@@ -675,8 +679,9 @@ static gboolean vo_apply_open_disks(GArray *disks,
 }
 
 /* Links the later disks of @data (a GArray of VoApplyDisk) to the first,
- * then creates every overlay. */
-static gboolean vo_apply_create_overlays(gpointer data, GError **error)
+ * then creates every overlay, held open in @fds too (the disks'). */
+static gboolean vo_apply_create_overlays(gpointer data, int *fds,
+                                         GError **error)
 {
     GArray *disks = data;
     VoApplyDisk *first = &g_array_index(disks, VoApplyDisk, 0);
@@ -713,6 +718,7 @@ static gboolean vo_apply_create_overlays(gpointer data, GError **error)
                                      d->format, error)) {
             return FALSE;
         }
+        fds[i] = d->overlay_fd;
     }
     return TRUE;
 }

@@ -36,6 +36,10 @@
 
 /* How long qemu-nbd may take to end once its client is gone. */
 #define VO_IMAGE_SERVER_EXIT_US (60 * G_USEC_PER_SEC)
+/* Where a server finds the file it is given held open (its listening
+ * socket is descriptor 3, as socket activation wants). */
+#define VO_IMAGE_SERVER_FD      4
+#define VO_IMAGE_SERVER_FD_ARG  "/dev/fd/4"
 
 typedef struct {
     rlim_t address_space;       /* bytes; 0: unlimited */
@@ -75,6 +79,9 @@ typedef struct {
     ino_t ino;
     off_t size;
     struct timespec mtime;
+    /* Set by the kernel at any change, utimensat() included: an mtime
+     * put back does not make a changed file look unchanged. */
+    struct timespec ctime;
     char *format;
     guint64 virtual_size;
 } VoImageKnown;
@@ -88,6 +95,8 @@ struct VoImageServer {
     int listener;           /* until qemu-nbd has it */
     char *errlog;
     char *image;
+    char *file;             /* what the server was given: @image, or the
+                             * descriptor it opens (VO_IMAGE_SERVER_FD) */
     char *name;             /* what messages call it */
     char *format;
     gboolean writable;
@@ -297,6 +306,7 @@ static void vo_image_remember(const char *image, const char *format,
     k->ino = st.st_ino;
     k->size = st.st_size;
     k->mtime = st.st_mtim;
+    k->ctime = st.st_ctim;
     k->format = g_strdup(format);
     k->virtual_size = virtual_size;
     g_mutex_lock(&vo_image_known_lock);
@@ -309,7 +319,7 @@ static void vo_image_remember(const char *image, const char *format,
 }
 
 /* The virtual size vo_image_remember() holds for @image in @format, if
- * its file has not changed since (same file, size and mtime). */
+ * its file has not changed since (same file, size, mtime and ctime). */
 static gboolean vo_image_recall(const char *image, const char *format,
                                 guint64 *virtual_size)
 {
@@ -326,6 +336,8 @@ static gboolean vo_image_recall(const char *image, const char *format,
     if (k && k->dev == st.st_dev && k->ino == st.st_ino &&
         k->size == st.st_size && k->mtime.tv_sec == st.st_mtim.tv_sec &&
         k->mtime.tv_nsec == st.st_mtim.tv_nsec &&
+        k->ctime.tv_sec == st.st_ctim.tv_sec &&
+        k->ctime.tv_nsec == st.st_ctim.tv_nsec &&
         g_str_equal(k->format, format)) {
         *virtual_size = k->virtual_size;
         found = TRUE;
@@ -945,8 +957,10 @@ static gboolean vo_image_pidfile_written(const char *pidfile)
            g_str_has_suffix(text, "\n");
 }
 
-/* vo_image_server_start() of a vo_image_server_new_luks() server. */
-static gboolean vo_image_daemon_start(VoImageServer *s, GError **error)
+/* vo_image_server_start() of a vo_image_server_new_luks() server; @held
+ * as there, its copy (or -1). */
+static gboolean vo_image_daemon_start(VoImageServer *s, int held,
+                                      GError **error)
 {
     g_autofree char *dir = NULL;
     g_autofree char *pidfile = NULL;
@@ -954,7 +968,7 @@ static gboolean vo_image_daemon_start(VoImageServer *s, GError **error)
     g_autoptr(GError) local = NULL;
     gint64 deadline;
     int log;
-    int source[1], target[1] = { 3 };
+    int source[2], target[2] = { 3, VO_IMAGE_SERVER_FD };
     int status;
     gboolean ok;
 
@@ -968,14 +982,15 @@ static gboolean vo_image_daemon_start(VoImageServer *s, GError **error)
         return FALSE;
     }
     pidfile = g_build_filename(dir, "pid", NULL);
-    args = vo_image_daemon_args(s->image, s->format, s->writable, s->luks,
+    args = vo_image_daemon_args(s->file, s->format, s->writable, s->luks,
                                 s->n_volumes, s->first, target[0], pidfile);
     source[0] = s->listener;
+    source[1] = held;
     if (!g_spawn_async_with_pipes_and_fds(
             NULL, (const char *const *)args->pdata, NULL,
             G_SPAWN_DO_NOT_REAP_CHILD, vo_image_child_setup,
             (gpointer)&vo_image_server_limits, -1, -1, log, source, target,
-            1, &s->pid, NULL, NULL, NULL, &local)) {
+            held >= 0 ? 2 : 1, &s->pid, NULL, NULL, NULL, &local)) {
         s->pid = 0;
     }
     close(s->listener);
@@ -1014,6 +1029,7 @@ typedef struct {
     int devnull;
     int log;
     int listener;
+    int held;               /* becomes VO_IMAGE_SERVER_FD, unless -1 */
 } VoImageExec;
 
 /* Formats @n into @buf (room for 21 bytes): async-signal-safe. */
@@ -1041,11 +1057,15 @@ static void G_GNUC_NORETURN vo_image_exec_server(const VoImageExec *e)
     if (dup2(e->devnull, STDIN_FILENO) < 0 ||
         dup2(e->log, STDERR_FILENO) < 0 ||
         (e->listener == 3 ? fcntl(3, F_SETFD, 0)
-                          : dup2(e->listener, 3)) < 0) {
+                          : dup2(e->listener, 3)) < 0 ||
+        /* Above VO_IMAGE_SERVER_FD (vo_image_server_start()): never one
+         * of the descriptors just placed. */
+        (e->held >= 0 && dup2(e->held, VO_IMAGE_SERVER_FD) < 0)) {
         _exit(127);
     }
-    if (close_range(4, ~0u, 0) < 0) {
-        for (int fd = 4; fd < 65536; fd++) {
+    if (close_range(VO_IMAGE_SERVER_FD + (e->held >= 0), ~0u, 0) < 0) {
+        for (int fd = VO_IMAGE_SERVER_FD + (e->held >= 0); fd < 65536;
+             fd++) {
             close(fd);
         }
     }
@@ -1059,7 +1079,7 @@ static void G_GNUC_NORETURN vo_image_exec_server(const VoImageExec *e)
     _exit(127);
 }
 
-gboolean vo_image_server_start(VoImageServer *s, GError **error)
+gboolean vo_image_server_start(VoImageServer *s, int fd, GError **error)
 {
     g_auto(GStrv) envp = g_get_environ();
     const char *cmd[] = {
@@ -1073,10 +1093,29 @@ gboolean vo_image_server_start(VoImageServer *s, GError **error)
     VoImageExec e;
     pid_t pid;
     int saved;
+    gboolean ok;
 
     g_return_val_if_fail(s->listener >= 0, FALSE);
+    /*
+     * A file held open is reopened through its descriptor, whatever is
+     * under its name by now: a copy above every descriptor the child
+     * places, so that none overwrites another.
+     */
+    e.held = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, VO_IMAGE_SERVER_FD + 1)
+                     : -1;
+    if (fd >= 0 && e.held < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot start the "
+                    "server of %s: %s", s->name, g_strerror(errno));
+        return FALSE;
+    }
+    g_free(s->file);
+    s->file = fd >= 0 ? g_strdup(VO_IMAGE_SERVER_FD_ARG) : g_strdup(s->image);
     if (s->daemon) {
-        return vo_image_daemon_start(s, error);
+        ok = vo_image_daemon_start(s, e.held, error);
+        if (e.held >= 0) {
+            close(e.held);
+        }
+        return ok;
     }
     path = g_strdup(vo_image_qemu_tool("qemu-nbd"));
     if (!strchr(path, '/')) {
@@ -1095,7 +1134,7 @@ gboolean vo_image_server_start(VoImageServer *s, GError **error)
     if (!s->writable && vo_image_force_share) {
         /* Beside the holding QEMU's locks, which only the block layer's
          * force-share option ignores (vo_image_set_force_share()). */
-        g_autoptr(GString) file = g_string_new(s->image);
+        g_autoptr(GString) file = g_string_new(s->file);
 
         g_string_replace(file, ",", ",,", 0);
         g_ptr_array_add(args, g_strdup("--image-opts"));
@@ -1105,7 +1144,7 @@ gboolean vo_image_server_start(VoImageServer *s, GError **error)
     } else {
         g_ptr_array_add(args, g_strdup("--format"));
         g_ptr_array_add(args, g_strdup(s->format));
-        g_ptr_array_add(args, g_strdup(s->image));
+        g_ptr_array_add(args, g_strdup(s->file));
     }
     g_ptr_array_add(args, NULL);
 
@@ -1131,6 +1170,9 @@ gboolean vo_image_server_start(VoImageServer *s, GError **error)
     e.listener = s->listener;
     e.log = g_file_open_tmp("vmaugment-nbd-XXXXXX.log", &s->errlog, error);
     if (e.log < 0) {
+        if (e.held >= 0) {
+            close(e.held);
+        }
         return FALSE;
     }
     e.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -1140,6 +1182,9 @@ gboolean vo_image_server_start(VoImageServer *s, GError **error)
     }
     saved = errno;
     close(e.log);
+    if (e.held >= 0) {
+        close(e.held);
+    }
     if (e.devnull >= 0) {
         close(e.devnull);
     }
@@ -1215,10 +1260,11 @@ gboolean vo_image_server_finish(VoImageServer *s, GError **error)
     } else if (strstr(log, "corrupt") || strstr(log, "Could not")) {
         code = VO_ERROR_CORRUPT;
     }
-    if (!g_str_equal(s->image, s->name)) {
-        /* qemu-nbd names the file it was given: an overlay is ours, not
-         * something the user knows of. */
-        g_auto(GStrv) parts = g_strsplit(log, s->image, -1);
+    if (s->file && !g_str_equal(s->file, s->name)) {
+        /* qemu-nbd names the file it was given: an overlay (or the
+         * descriptor it is opened through) is ours, not something the
+         * user knows of. */
+        g_auto(GStrv) parts = g_strsplit(log, s->file, -1);
 
         g_free(log);
         log = g_strjoinv(s->name, parts);
@@ -1255,6 +1301,7 @@ void vo_image_server_free(VoImageServer *s)
         g_free(s->errlog);
     }
     g_free(s->image);
+    g_free(s->file);
     g_free(s->name);
     g_free(s->format);
     g_free(s);

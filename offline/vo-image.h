@@ -133,12 +133,15 @@ VoImageServer *vo_image_server_new_luks(const char *image, const char *name,
 int vo_image_server_take_volume(VoImageServer *server, guint i);
 /*
  * Starts the server on its listening socket (socket activation): it
- * serves the connections made by vo_image_server_new*().  qemu-nbd is
+ * serves the connections made by vo_image_server_new*().  @fd, unless -1,
+ * is the image held open (still the caller's): the server opens the file
+ * through it, whatever is under the image's name by then.  qemu-nbd is
  * started and returns at once; qemu-storage-daemon is waited for until it
  * has opened every LUKS volume, so that a key that opens no key slot
  * fails here, with VO_ERROR_INVALID, before anything is read or written.
  */
-gboolean vo_image_server_start(VoImageServer *server, GError **error);
+gboolean vo_image_server_start(VoImageServer *server, int fd,
+                               GError **error);
 /* The connected client socket, for the worker; the server keeps no copy. */
 int vo_image_server_take_client(VoImageServer *server);
 /* Waits for the server to end (qemu-nbd does when its client is gone,

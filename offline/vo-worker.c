@@ -774,19 +774,24 @@ static gboolean vo_worker_luks_volumes(const VoWorkerRequest *req,
     return TRUE;
 }
 
-static gboolean vo_worker_start_servers(GPtrArray *servers, GError **error)
+/* @fds: NULL, or per disk the file held open (prepare()). */
+static gboolean vo_worker_start_servers(GPtrArray *servers, const int *fds,
+                                        GError **error)
 {
     for (guint i = 0; i < servers->len; i++) {
-        if (!vo_image_server_start(servers->pdata[i], error)) {
+        if (!vo_image_server_start(servers->pdata[i], fds ? fds[i] : -1,
+                                   error)) {
             return FALSE;
         }
     }
     return TRUE;
 }
 
+/* @fds: NULL, or the disks prepare() made, held open (it then is not
+ * called again). */
 static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
-                                     GArray *volumes, JsonObject **result,
-                                     GError **error)
+                                     GArray *volumes, const int *fds,
+                                     JsonObject **result, GError **error)
 {
     g_autoptr(GPtrArray) servers = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_image_server_free);
@@ -796,6 +801,7 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
     g_autoptr(GError) server_error = NULL;
     int sv[2] = { -1, -1 };
     int disk_fds[VO_WORKER_MAX_DISKS + VO_WORKER_MAX_LUKS];
+    int made[VO_WORKER_MAX_DISKS];
     guint n_fds;
     int bundle_fd = -1;
     gboolean report_ok;
@@ -851,8 +857,11 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
      * greeting on its connection) while the disks are made and their
      * servers start: neither waits for the other.
      */
-    if ((req->prepare && !req->prepare(req->prepare_data, error)) ||
-        !vo_worker_start_servers(servers, error)) {
+    if (req->prepare) {
+        fds = made;
+    }
+    if ((req->prepare && !req->prepare(req->prepare_data, made, error)) ||
+        !vo_worker_start_servers(servers, fds, error)) {
         bool unused;
 
         close(sv[0]);
@@ -926,6 +935,8 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     VoWorkerRequest find = *req;
     VoWorkerRequest job = *req;
     guint64 sizes[VO_WORKER_MAX_DISKS];
+    int made[VO_WORKER_MAX_DISKS];
+    const int *fds = NULL;
 
     *result = NULL;
     if (vo_worker_keys && req->job != VO_WORKER_LOCATE) {
@@ -934,15 +945,18 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
          * from the disks as the job will see them (made first, then) and
          * read-only, before the job: their keys then open them for it.
          */
-        if (req->prepare && !req->prepare(req->prepare_data, error)) {
-            return FALSE;
+        if (req->prepare) {
+            if (!req->prepare(req->prepare_data, made, error)) {
+                return FALSE;
+            }
+            fds = made;
         }
         job.prepare = NULL;
         find.job = VO_WORKER_LOCATE;
         find.bundle = NULL;
         find.request = NULL;
         find.prepare = NULL;
-        if (!vo_worker_run_opened(&find, volumes, &located, error)) {
+        if (!vo_worker_run_opened(&find, volumes, fds, &located, error)) {
             return FALSE;
         }
         for (guint i = 0; i <= req->n_more; i++) {
@@ -962,7 +976,7 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
                       req->image);
         }
     }
-    return vo_worker_run_opened(&job, volumes, result, error);
+    return vo_worker_run_opened(&job, volumes, fds, result, error);
 }
 
 void vo_worker_add_error(JsonBuilder *b, GError *error)

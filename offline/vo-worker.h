@@ -99,9 +99,13 @@ typedef struct {
      * NULL when the disks exist.  Otherwise what makes them (an apply's
      * overlays), called once the worker is started and before qemu-nbd
      * opens them, so that the worker's start overlaps it; when it fails,
-     * so does the job, the worker ended.
+     * so does the job, the worker ended.  It sets @fds[i], for each disk
+     * in the guest's order, to the file it made, held open (still its
+     * own, until the job ends): the disk's server opens the file through
+     * that descriptor, not by its name, which whoever can write its
+     * directory may have swapped meanwhile.
      */
-    gboolean (*prepare)(gpointer data, GError **error);
+    gboolean (*prepare)(gpointer data, int *fds, GError **error);
     gpointer prepare_data;
 } VoWorkerRequest;
 

@@ -425,3 +425,26 @@ no_sidecars() {
         -name ".$(basename "$1").vmaugment*") || fail "cannot list $(dirname "$1")"
     [ -z "$left" ] || fail "sidecar files left next to $1: $left"
 }
+
+# The QEMU tool $1 (a file made here) that runs $2, after swapping the
+# overlay of image $3 for one of image $4 (a writer of the image's
+# directory racing the apply); the swapped file's sha256 goes to $1.sha.
+# swapped_overlay_intact $1 $3 then says whether that file is as it was.
+overlay_swapper() {
+    mkdir -p "$(dirname "$1")"
+    cat >"$1" <<SH
+#!/bin/sh
+o=$(dirname "$3")/.$(basename "$3").vmaugment-overlay.qcow2
+rm -f "\$o"
+"$QEMU_IMG" create -q -f qcow2 -b "$4" -F qcow2 "\$o"
+sha256sum <"\$o" >"$1.sha"
+exec "$2" "\$@"
+SH
+    chmod +x "$1" || fail "cannot make $1"
+}
+
+swapped_overlay_intact() {
+    local o
+    o=$(dirname "$2")/.$(basename "$2").vmaugment-overlay.qcow2
+    [ "$(sha256sum <"$o")" = "$(cat "$1.sha")" ]
+}

@@ -15,7 +15,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 34
+plan 35
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -361,3 +361,24 @@ cmp -s "$tmp/late-victim" "$tmp/late-victim.orig" ||
 [ "$rc" -eq 0 ] && [ "$(json_get "$tmp/late.json" status)" = applied ] ||
     fail "the apply whose overlay name was swapped at the commit: $(cat "$tmp/late.json")"
 pass "an overlay swapped in as qemu-img commit starts is not committed; the apply's own is"
+
+# 35: qemu-nbd serves the overlay the apply holds, not the file under its
+# name: an overlay of another file swapped in under the name as qemu-nbd
+# starts (a writer of the image's directory racing the apply) is neither
+# read nor written by the worker, and is not committed.
+cp "$fix/debian.qcow2" "$tmp/served.qcow2"
+cp "$fix/debian.qcow2" "$tmp/served-decoy.qcow2"
+overlay_swapper "$tmp/served-nbd/qemu-nbd" "$QEMU_NBD" "$tmp/served.qcow2" \
+    "$tmp/served-decoy.qcow2"
+before=$(sha256sum <"$tmp/served.qcow2")
+decoy=$(sha256sum <"$tmp/served-decoy.qcow2")
+VMAUGMENT_QEMU_NBD=$tmp/served-nbd/qemu-nbd \
+    expect_refusal 'is no longer the overlay this apply made; it is not committed' \
+    --trust-dir "$tmp/trust" apply "$tmp/served.qcow2" "$tmp/demo.vmab"
+swapped_overlay_intact "$tmp/served-nbd/qemu-nbd" "$tmp/served.qcow2" ||
+    fail "the worker wrote into an overlay swapped in under the name as qemu-nbd started"
+[ "$(sha256sum <"$tmp/served-decoy.qcow2")" = "$decoy" ] ||
+    fail "an overlay swapped in as qemu-nbd started was committed into its backing file"
+[ "$(sha256sum <"$tmp/served.qcow2")" = "$before" ] ||
+    fail "the image changed although its overlay's name was swapped"
+pass "an overlay swapped in as qemu-nbd starts is not what the worker reads and writes"

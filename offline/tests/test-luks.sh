@@ -10,7 +10,7 @@
 # LVM fixture's pvcreate and vgcfgrestore).
 source "$(dirname "$0")/lib.sh"
 
-plan 8
+plan 9
 need qemu-storage-daemon qemu-system-common
 need e2fsck e2fsprogs
 need blkid util-linux
@@ -179,3 +179,26 @@ if grep -qF -- "$key" "$tmp/batch.json" "$tmp/batch.err" "$tmp/reports"/* 2>/dev
     fail "the key is in batch's output"
 fi
 pass "batch --luks-key: without keys each image fails naming the option, nothing written; applied and verified with them"
+
+# qemu-storage-daemon serves the overlay the apply holds, not the file
+# under its name: an overlay of another LUKS image swapped in under the
+# name as the daemon starts is neither read nor written, nor committed.
+cp --sparse=always "$fix/debian-luks.qcow2" "$tmp/served.qcow2"
+cp --sparse=always "$fix/debian-luks.qcow2" "$tmp/served-decoy.qcow2"
+overlay_swapper "$tmp/served-qsd/qemu-storage-daemon" \
+    "$(command -v qemu-storage-daemon)" "$tmp/served.qcow2" \
+    "$tmp/served-decoy.qcow2"
+sum=$(sha256sum <"$tmp/served.qcow2")
+decoy=$(sha256sum <"$tmp/served-decoy.qcow2")
+VMAUGMENT_QEMU_STORAGE_DAEMON=$tmp/served-qsd/qemu-storage-daemon \
+    expect_refusal 'is no longer the overlay this apply made; it is not committed' \
+    --trust-dir "$tmp/trust" --luks-key "all:file:$fix/key" apply \
+    "$tmp/served.qcow2" "$tmp/luks.vmab"
+swapped_overlay_intact "$tmp/served-qsd/qemu-storage-daemon" \
+    "$tmp/served.qcow2" ||
+    fail "the worker wrote into an overlay swapped in as qemu-storage-daemon started"
+[ "$(sha256sum <"$tmp/served-decoy.qcow2")" = "$decoy" ] ||
+    fail "an overlay swapped in as qemu-storage-daemon started was committed"
+[ "$(sha256sum <"$tmp/served.qcow2")" = "$sum" ] ||
+    fail "the image changed although its overlay's name was swapped"
+pass "an overlay swapped in as qemu-storage-daemon starts is not what the worker reads and writes"
