@@ -428,8 +428,10 @@ no_sidecars() {
 
 # The QEMU tool $1 (a file made here) that runs $2, after swapping the
 # overlay of image $3 for one of image $4 (a writer of the image's
-# directory racing the apply); the swapped file's sha256 goes to $1.sha.
-# swapped_overlay_intact $1 $3 then says whether that file is as it was.
+# directory racing the apply); the swapped file's sha256 goes to $1.sha,
+# those of $3 and $4 as they are now to $1.image and $1.decoy.
+# swap_was_harmless $1 $3 $4 then fails the test unless all three are as
+# they were.
 overlay_swapper() {
     mkdir -p "$(dirname "$1")"
     cat >"$1" <<SH
@@ -441,10 +443,18 @@ sha256sum <"\$o" >"$1.sha"
 exec "$2" "\$@"
 SH
     chmod +x "$1" || fail "cannot make $1"
+    sha256sum <"$3" >"$1.image" && sha256sum <"$4" >"$1.decoy" ||
+        fail "cannot read $3 or $4"
 }
 
-swapped_overlay_intact() {
-    local o
+swap_was_harmless() {
+    local o tool
     o=$(dirname "$2")/.$(basename "$2").vmaugment-overlay.qcow2
-    [ "$(sha256sum <"$o")" = "$(cat "$1.sha")" ]
+    tool=$(basename "$1")
+    [ "$(sha256sum <"$o")" = "$(cat "$1.sha")" ] ||
+        fail "the worker wrote into an overlay swapped in under the name as $tool started"
+    [ "$(sha256sum <"$3")" = "$(cat "$1.decoy")" ] ||
+        fail "an overlay swapped in as $tool started was committed into its backing file"
+    [ "$(sha256sum <"$2")" = "$(cat "$1.image")" ] ||
+        fail "the image changed although its overlay's name was swapped"
 }

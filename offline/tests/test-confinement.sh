@@ -370,15 +370,9 @@ cp "$fix/debian.qcow2" "$tmp/served.qcow2"
 cp "$fix/debian.qcow2" "$tmp/served-decoy.qcow2"
 overlay_swapper "$tmp/served-nbd/qemu-nbd" "$QEMU_NBD" "$tmp/served.qcow2" \
     "$tmp/served-decoy.qcow2"
-before=$(sha256sum <"$tmp/served.qcow2")
-decoy=$(sha256sum <"$tmp/served-decoy.qcow2")
 VMAUGMENT_QEMU_NBD=$tmp/served-nbd/qemu-nbd \
     expect_refusal 'is no longer the overlay this apply made; it is not committed' \
     --trust-dir "$tmp/trust" apply "$tmp/served.qcow2" "$tmp/demo.vmab"
-swapped_overlay_intact "$tmp/served-nbd/qemu-nbd" "$tmp/served.qcow2" ||
-    fail "the worker wrote into an overlay swapped in under the name as qemu-nbd started"
-[ "$(sha256sum <"$tmp/served-decoy.qcow2")" = "$decoy" ] ||
-    fail "an overlay swapped in as qemu-nbd started was committed into its backing file"
-[ "$(sha256sum <"$tmp/served.qcow2")" = "$before" ] ||
-    fail "the image changed although its overlay's name was swapped"
+swap_was_harmless "$tmp/served-nbd/qemu-nbd" "$tmp/served.qcow2" \
+    "$tmp/served-decoy.qcow2"
 pass "an overlay swapped in as qemu-nbd starts is not what the worker reads and writes"

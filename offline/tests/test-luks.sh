@@ -188,17 +188,10 @@ cp --sparse=always "$fix/debian-luks.qcow2" "$tmp/served-decoy.qcow2"
 overlay_swapper "$tmp/served-qsd/qemu-storage-daemon" \
     "$(command -v qemu-storage-daemon)" "$tmp/served.qcow2" \
     "$tmp/served-decoy.qcow2"
-sum=$(sha256sum <"$tmp/served.qcow2")
-decoy=$(sha256sum <"$tmp/served-decoy.qcow2")
 VMAUGMENT_QEMU_STORAGE_DAEMON=$tmp/served-qsd/qemu-storage-daemon \
     expect_refusal 'is no longer the overlay this apply made; it is not committed' \
     --trust-dir "$tmp/trust" --luks-key "all:file:$fix/key" apply \
     "$tmp/served.qcow2" "$tmp/luks.vmab"
-swapped_overlay_intact "$tmp/served-qsd/qemu-storage-daemon" \
-    "$tmp/served.qcow2" ||
-    fail "the worker wrote into an overlay swapped in as qemu-storage-daemon started"
-[ "$(sha256sum <"$tmp/served-decoy.qcow2")" = "$decoy" ] ||
-    fail "an overlay swapped in as qemu-storage-daemon started was committed"
-[ "$(sha256sum <"$tmp/served.qcow2")" = "$sum" ] ||
-    fail "the image changed although its overlay's name was swapped"
+swap_was_harmless "$tmp/served-qsd/qemu-storage-daemon" "$tmp/served.qcow2" \
+    "$tmp/served-decoy.qcow2"
 pass "an overlay swapped in as qemu-storage-daemon starts is not what the worker reads and writes"
