@@ -1089,7 +1089,6 @@ gboolean vo_image_server_start(VoImageServer *s, int fd, GError **error)
     };
     g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
     g_autofree char *path = NULL;
-    g_autofree char *listen_pid = NULL;
     VoImageExec e;
     pid_t pid;
     int saved;
