@@ -289,16 +289,23 @@ static void vo_image_known_free(gpointer data)
     g_free(k);
 }
 
-/* Remembers that @image in @format has @virtual_size, for as long as its
- * file stays as it is now. */
-static void vo_image_remember(const char *image, const char *format,
+/* The file @image, or when @fd is not -1 the file held open as @image:
+ * what is under a name may have been swapped since. */
+static int vo_image_stat(const char *path, int fd, struct stat *st)
+{
+    return fd >= 0 ? fstat(fd, st) : stat(path, st);
+}
+
+/* Remembers that @image (@fd, or -1: vo_image_stat()) in @format has
+ * @virtual_size, for as long as its file stays as it is now. */
+static void vo_image_remember(const char *image, int fd, const char *format,
                               guint64 virtual_size)
 {
     g_autofree char *path = g_canonicalize_filename(image, NULL);
     VoImageKnown *k;
     struct stat st;
 
-    if (stat(path, &st) < 0) {
+    if (vo_image_stat(path, fd, &st) < 0) {
         return;
     }
     k = g_new0(VoImageKnown, 1);
@@ -318,9 +325,10 @@ static void vo_image_remember(const char *image, const char *format,
     g_mutex_unlock(&vo_image_known_lock);
 }
 
-/* The virtual size vo_image_remember() holds for @image in @format, if
- * its file has not changed since (same file, size, mtime and ctime). */
-static gboolean vo_image_recall(const char *image, const char *format,
+/* The virtual size vo_image_remember() holds for @image (@fd, or -1) in
+ * @format, if its file has not changed since (same file, size, mtime and
+ * ctime). */
+static gboolean vo_image_recall(const char *image, int fd, const char *format,
                                 guint64 *virtual_size)
 {
     g_autofree char *path = g_canonicalize_filename(image, NULL);
@@ -328,7 +336,7 @@ static gboolean vo_image_recall(const char *image, const char *format,
     struct stat st;
     gboolean found = FALSE;
 
-    if (stat(path, &st) < 0) {
+    if (vo_image_stat(path, fd, &st) < 0) {
         return FALSE;
     }
     g_mutex_lock(&vo_image_known_lock);
@@ -535,26 +543,27 @@ char *vo_image_probe_format(const char *image, const char *format,
         }
     }
     if (vo_image_info_size(obj, &size)) {
-        vo_image_remember(image, json_object_get_string_member(obj, "format"),
-                          size);
+        vo_image_remember(image, -1,
+                          json_object_get_string_member(obj, "format"), size);
     }
     return g_strdup(json_object_get_string_member(obj, "format"));
 }
 
-gboolean vo_image_virtual_size(const char *image, const char *format,
+gboolean vo_image_virtual_size(const char *image, int fd, const char *format,
                                guint64 *size, GError **error)
 {
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autofree char *out = NULL;
     const char *args[] = {
-        "info", "--output=json", "-U", "-f", format, image, NULL,
+        "info", "--output=json", "-U", "-f", format,
+        fd >= 0 ? VO_IMAGE_FD_ARG : image, NULL,
     };
     JsonNode *root;
 
-    if (vo_image_recall(image, format, size)) {
+    if (vo_image_recall(image, fd, format, size)) {
         return TRUE;
     }
-    if (!vo_image_run(args, &vo_image_info_limits, -1, &out, error) ||
+    if (!vo_image_run(args, &vo_image_info_limits, fd, &out, error) ||
         !json_parser_load_from_data(parser, out, -1, error)) {
         return FALSE;
     }
@@ -565,7 +574,7 @@ gboolean vo_image_virtual_size(const char *image, const char *format,
                     "qemu-img info gave no virtual size for %s", image);
         return FALSE;
     }
-    vo_image_remember(image, format, *size);
+    vo_image_remember(image, fd, format, *size);
     return TRUE;
 }
 
@@ -583,8 +592,8 @@ gboolean vo_image_create_overlay(const char *overlay, int fd,
         return FALSE;
     }
     /* Made without a size, it has its backing file's. */
-    if (vo_image_recall(image, format, &size)) {
-        vo_image_remember(overlay, "qcow2", size);
+    if (vo_image_recall(image, -1, format, &size)) {
+        vo_image_remember(overlay, fd, "qcow2", size);
     }
     return TRUE;
 }

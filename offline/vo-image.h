@@ -61,10 +61,12 @@ char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error);
 
 /* The virtual size of @image in @format (never probed), in bytes: what
- * the parent checks a worker's offsets against.  What qemu-img info said
- * of the file earlier in this process (vo_image_probe_format(),
+ * the parent checks a worker's offsets against.  @fd, unless -1, is the
+ * file held open as @image (an overlay the apply made), and it is that
+ * file which is asked, not the one under the name.  What qemu-img info
+ * said of the file earlier in this process (vo_image_probe_format(),
  * vo_image_create_overlay()) answers while the file is unchanged. */
-gboolean vo_image_virtual_size(const char *image, const char *format,
+gboolean vo_image_virtual_size(const char *image, int fd, const char *format,
                                guint64 *size, GError **error);
 
 /*
