@@ -752,16 +752,18 @@ gboolean vo_hostkernel_run(VoHostKernelJob job, const char *name,
         return FALSE;
     }
     window = vo_hostkernel_window(disk, disk_fd, format, part);
-    raw = vo_hostkernel_raw(copy);
+    /* The copy too is reached through its descriptor: it lies in the
+     * image's directory, where its name may be swapped. */
+    raw = vo_hostkernel_raw(VO_IMAGE_FD2_ARG);
     g_debug("%s: copying %s out of %s", name, part->fstype, disk);
     {
         /* Sparse: the copy is all holes, zeroes need no writing. */
         const char *out[] = {
             "convert", "-q", "-n", "--target-is-zero", "--image-opts",
-            window, "-O", "raw", copy, NULL,
+            window, "-O", "raw", VO_IMAGE_FD2_ARG, NULL,
         };
 
-        if (!vo_image_qemu_img_fd(out, disk_fd, error)) {
+        if (!vo_image_qemu_img_fds(out, disk_fd, hk.file, error)) {
             goto out;
         }
     }
@@ -773,7 +775,8 @@ gboolean vo_hostkernel_run(VoHostKernelJob job, const char *name,
                       *report, "status", ""), "patched") == 0) {
         /* Every byte back, zeroes included: they replace old data. */
         const char *in[] = {
-            "convert", "-q", "-n", "-f", "raw", copy, "--target-image-opts",
+            "convert", "-q", "-n", "-f", "raw", VO_IMAGE_FD2_ARG,
+            "--target-image-opts",
             window, NULL,
         };
         const char *cmp[] = {
@@ -781,10 +784,11 @@ gboolean vo_hostkernel_run(VoHostKernelJob job, const char *name,
         };
 
         g_debug("%s: writing %s back into %s", name, part->fstype, disk);
-        if (fsync(hk.file) < 0 || !vo_image_qemu_img_fd(in, disk_fd, error)) {
+        if (fsync(hk.file) < 0 ||
+            !vo_image_qemu_img_fds(in, disk_fd, hk.file, error)) {
             goto out;
         }
-        if (!vo_image_qemu_img_fd(cmp, disk_fd, NULL)) {
+        if (!vo_image_qemu_img_fds(cmp, disk_fd, hk.file, NULL)) {
             g_set_error(error, VO_ERROR, VO_ERROR_VERIFY,
                         "the patched filesystem did not reach %s intact",
                         disk);

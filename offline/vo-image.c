@@ -370,14 +370,17 @@ static gboolean vo_image_info_size(JsonObject *obj, guint64 *size)
 /*
  * Runs qemu-img with @args (after the program name) under @limits; its
  * stdout into @out unless NULL.  @fd, unless -1, is qemu-img's
- * VO_IMAGE_FD_ARG: a file it opens through the descriptor, whatever is
- * under the file's name by then.  A failure names the subcommand and says
+ * VO_IMAGE_FD_ARG, and @second, unless -1, its VO_IMAGE_FD2_ARG: files it
+ * opens through the descriptors, whatever is under their names by then.
+ * A failure names the subcommand and says
  * what qemu-img said, and is VO_ERROR_IN_USE when that was about a lock.
  */
 static gboolean vo_image_run(const char *const *args,
-                             const VoImageLimits *limits, int fd, char **out,
-                             GError **error)
+                             const VoImageLimits *limits, int fd, int second,
+                             char **out, GError **error)
 {
+    const int fds[] = { fd, second };
+
     g_autoptr(GSubprocessLauncher) launcher = NULL;
     g_autoptr(GSubprocess) proc = NULL;
     g_autoptr(GPtrArray) argv = g_ptr_array_new();
@@ -396,15 +399,20 @@ static gboolean vo_image_run(const char *const *args,
              : G_SUBPROCESS_FLAGS_STDOUT_SILENCE));
     g_subprocess_launcher_set_child_setup(launcher, vo_image_child_setup,
                                           (gpointer)limits, NULL);
-    if (fd >= 0) {
-        int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    for (guint i = 0; i < G_N_ELEMENTS(fds); i++) {
+        /* Above the targets: one copy is not moved onto another. */
+        int copy = fds[i] >= 0
+            ? fcntl(fds[i], F_DUPFD_CLOEXEC, VO_IMAGE_FD + G_N_ELEMENTS(fds))
+            : -2;
 
-        if (copy < 0) {
+        if (copy == -1) {
             g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                         "qemu-img %s: %s", args[0], g_strerror(errno));
             return FALSE;
         }
-        g_subprocess_launcher_take_fd(launcher, copy, VO_IMAGE_FD);
+        if (copy >= 0) {
+            g_subprocess_launcher_take_fd(launcher, copy, VO_IMAGE_FD + i);
+        }
     }
     proc = g_subprocess_launcher_spawnv(launcher,
                                         (const char *const *)argv->pdata,
@@ -484,7 +492,7 @@ char *vo_image_probe_format(const char *image, const char *format,
     if (!format) {
         args[4] = NULL;
     }
-    if (!vo_image_run(args, &vo_image_info_limits, -1, &out, &local)) {
+    if (!vo_image_run(args, &vo_image_info_limits, -1, -1, &out, &local)) {
         g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
                     "%s is not a usable disk image: %s", image,
                     local->message);
@@ -563,7 +571,7 @@ gboolean vo_image_virtual_size(const char *image, int fd, const char *format,
     if (vo_image_recall(image, fd, format, size)) {
         return TRUE;
     }
-    if (!vo_image_run(args, &vo_image_info_limits, fd, &out, error) ||
+    if (!vo_image_run(args, &vo_image_info_limits, fd, -1, &out, error) ||
         !json_parser_load_from_data(parser, out, -1, error)) {
         return FALSE;
     }
@@ -588,7 +596,7 @@ gboolean vo_image_create_overlay(const char *overlay, int fd,
     };
     guint64 size;
 
-    if (!vo_image_run(args, &vo_image_tool_limits, fd, NULL, error)) {
+    if (!vo_image_run(args, &vo_image_tool_limits, fd, -1, NULL, error)) {
         return FALSE;
     }
     /* Made without a size, it has its backing file's. */
@@ -614,7 +622,7 @@ gboolean vo_image_check_overlay(const char *overlay, int fd,
     struct stat st;
 
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-        vo_image_run(args, &vo_image_info_limits, fd, &out, NULL) &&
+        vo_image_run(args, &vo_image_info_limits, fd, -1, &out, NULL) &&
         json_parser_load_from_data(parser, out, -1, NULL) &&
         JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
         JsonObject *obj = json_node_get_object(json_parser_get_root(parser));
@@ -682,7 +690,14 @@ gboolean vo_image_qemu_img(const char *const *args, GError **error)
 gboolean vo_image_qemu_img_fd(const char *const *args, int fd,
                               GError **error)
 {
-    return vo_image_run(args, &vo_image_tool_limits, fd, NULL, error);
+    return vo_image_qemu_img_fds(args, fd, -1, error);
+}
+
+gboolean vo_image_qemu_img_fds(const char *const *args, int fd, int second,
+                               GError **error)
+{
+    return vo_image_run(args, &vo_image_tool_limits, fd, second, NULL,
+                        error);
 }
 
 static char *vo_image_server_log(VoImageServer *s)

@@ -77,6 +77,8 @@ gboolean vo_image_virtual_size(const char *image, int fd, const char *format,
  */
 #define VO_IMAGE_FD       3
 #define VO_IMAGE_FD_ARG   "/dev/fd/3"
+/* A second file so held, beside the first (vo_image_qemu_img_fds()). */
+#define VO_IMAGE_FD2_ARG  "/dev/fd/4"
 
 /*
  * Writes into @fd, the empty file @overlay the caller created, a qcow2
@@ -87,10 +89,13 @@ gboolean vo_image_create_overlay(const char *overlay, int fd,
                                  GError **error);
 
 /* Runs qemu-img with @args (after the program name) under its limits;
- * with @fd (or -1) as VO_IMAGE_FD_ARG. */
+ * with @fd (or -1) as VO_IMAGE_FD_ARG, and @second (or -1) as
+ * VO_IMAGE_FD2_ARG. */
 gboolean vo_image_qemu_img(const char *const *args, GError **error);
 gboolean vo_image_qemu_img_fd(const char *const *args, int fd,
                               GError **error);
+gboolean vo_image_qemu_img_fds(const char *const *args, int fd, int second,
+                               GError **error);
 
 /* A qemu-nbd serving one image to one client. */
 typedef struct VoImageServer VoImageServer;

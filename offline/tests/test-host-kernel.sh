@@ -321,5 +321,8 @@ cp "$tmp/xfs-pristine.qcow2" "$tmp/served-decoy.qcow2"
 swapped_as_served "$tmp/served.qcow2" "$tmp/served-decoy.qcow2" \
     --trust-dir "$tmp/trust" apply --host-kernel "$tmp/served.qcow2" \
     "$tmp/fix.vmab"
+# So is the copy, which lies in the same directory.
+! grep -F "vmaugment-host-kernel-" "$tmp/swap-served.qcow2/qemu-img.log" ||
+    fail "qemu-img was given the copy of the partition by its name"
 no_loops
-pass "--host-kernel: the partition goes out of and back into the overlay the apply holds"
+pass "--host-kernel: the partition goes out of and back into the overlay and the copy the apply holds"
