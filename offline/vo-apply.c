@@ -577,7 +577,8 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
                  vo_hostkernel_run(dry_run ? VO_HOSTKERNEL_CHECK
                                            : VO_HOSTKERNEL_APPLY,
                                    req.image, first->image, req.disk,
-                                   req.format, bundle, &worker, error);
+                                   dry_run ? -1 : made[0], req.format,
+                                   bundle, &worker, error);
         }
     } else {
         ok = vo_worker_run(&req, &worker, error);

@@ -111,22 +111,32 @@ VoLayout *vo_hostkernel_volumes(JsonObject *result, guint64 size,
     return g_steal_pointer(&layout);
 }
 
-/* The guest's volumes, and which one the route mounts. */
+/* The worker's prepare(): the disk is the overlay held open (@data). */
+static gboolean vo_hostkernel_held(gpointer data, int *fds, GError **error)
+{
+    fds[0] = *(const int *)data;
+    return TRUE;
+}
+
+/* The guest's volumes, and which one the route mounts.  @disk_fd: as
+ * vo_hostkernel_run()'s. */
 static VoLayout *vo_hostkernel_locate(const char *name, const char *disk,
-                                      const char *format, guint *root,
-                                      GError **error)
+                                      int disk_fd, const char *format,
+                                      guint *root, GError **error)
 {
     VoWorkerRequest req = {
         .job = VO_WORKER_LOCATE,
         .image = name,
         .disk = disk,
         .format = format,
+        .prepare = disk_fd >= 0 ? vo_hostkernel_held : NULL,
+        .prepare_data = &disk_fd,
     };
     g_autoptr(JsonObject) result = NULL;
     guint64 size;
 
     if (!vo_worker_run(&req, &result, error) ||
-        !vo_image_virtual_size(disk, format, &size, error)) {
+        !vo_image_virtual_size(disk, disk_fd, format, &size, error)) {
         return NULL;
     }
     return vo_hostkernel_volumes(result, size, root, error);
@@ -142,11 +152,13 @@ static char *vo_hostkernel_opt_path(const char *path)
     return g_strjoinv(",,", parts);
 }
 
-/* The byte range of @part in @disk (@format) as a raw block node. */
-static char *vo_hostkernel_window(const char *disk, const char *format,
-                                  const VoPartition *part)
+/* The byte range of @part in @disk (@format) as a raw block node; the
+ * file held open as VO_IMAGE_FD_ARG when @disk_fd is not -1. */
+static char *vo_hostkernel_window(const char *disk, int disk_fd,
+                                  const char *format, const VoPartition *part)
 {
-    g_autofree char *file = vo_hostkernel_opt_path(disk);
+    g_autofree char *file = vo_hostkernel_opt_path(
+        disk_fd >= 0 ? VO_IMAGE_FD_ARG : disk);
 
     return g_strdup_printf("driver=raw,offset=%" G_GUINT64_FORMAT
                            ",size=%" G_GUINT64_FORMAT ",file.driver=%s,"
@@ -700,7 +712,7 @@ static gboolean vo_hostkernel_spawn(VoHostKernel *hk, JsonObject **report,
 }
 
 gboolean vo_hostkernel_run(VoHostKernelJob job, const char *name,
-                           const char *owner, const char *disk,
+                           const char *owner, const char *disk, int disk_fd,
                            const char *format, VoBundle *bundle,
                            JsonObject **report, GError **error)
 {
@@ -727,7 +739,8 @@ gboolean vo_hostkernel_run(VoHostKernelJob job, const char *name,
                     "and mounts the guest's filesystem");
         return FALSE;
     }
-    layout = vo_hostkernel_locate(name, disk, format, &hk.root, error);
+    layout = vo_hostkernel_locate(name, disk, disk_fd, format, &hk.root,
+                                  error);
     if (!layout) {
         return FALSE;
     }
@@ -738,17 +751,19 @@ gboolean vo_hostkernel_run(VoHostKernelJob job, const char *name,
     if (hk.file < 0) {
         return FALSE;
     }
-    window = vo_hostkernel_window(disk, format, part);
-    raw = vo_hostkernel_raw(copy);
+    window = vo_hostkernel_window(disk, disk_fd, format, part);
+    /* The copy too is reached through its descriptor: it lies in the
+     * image's directory, where its name may be swapped. */
+    raw = vo_hostkernel_raw(VO_IMAGE_FD2_ARG);
     g_debug("%s: copying %s out of %s", name, part->fstype, disk);
     {
         /* Sparse: the copy is all holes, zeroes need no writing. */
         const char *out[] = {
             "convert", "-q", "-n", "--target-is-zero", "--image-opts",
-            window, "-O", "raw", copy, NULL,
+            window, "-O", "raw", VO_IMAGE_FD2_ARG, NULL,
         };
 
-        if (!vo_image_qemu_img(out, error)) {
+        if (!vo_image_qemu_img_fds(out, disk_fd, hk.file, error)) {
             goto out;
         }
     }
@@ -760,7 +775,8 @@ gboolean vo_hostkernel_run(VoHostKernelJob job, const char *name,
                       *report, "status", ""), "patched") == 0) {
         /* Every byte back, zeroes included: they replace old data. */
         const char *in[] = {
-            "convert", "-q", "-n", "-f", "raw", copy, "--target-image-opts",
+            "convert", "-q", "-n", "-f", "raw", VO_IMAGE_FD2_ARG,
+            "--target-image-opts",
             window, NULL,
         };
         const char *cmp[] = {
@@ -768,10 +784,11 @@ gboolean vo_hostkernel_run(VoHostKernelJob job, const char *name,
         };
 
         g_debug("%s: writing %s back into %s", name, part->fstype, disk);
-        if (fsync(hk.file) < 0 || !vo_image_qemu_img(in, error)) {
+        if (fsync(hk.file) < 0 ||
+            !vo_image_qemu_img_fds(in, disk_fd, hk.file, error)) {
             goto out;
         }
-        if (!vo_image_qemu_img(cmp, NULL)) {
+        if (!vo_image_qemu_img_fds(cmp, disk_fd, hk.file, NULL)) {
             g_set_error(error, VO_ERROR, VO_ERROR_VERIFY,
                         "the patched filesystem did not reach %s intact",
                         disk);

@@ -22,14 +22,16 @@ typedef enum {
 
 /*
  * Runs @job for @bundle on @disk in @format (an apply: the qcow2 overlay
- * of the image; otherwise the image itself, only read).  @name names the
- * image in messages; the temporary copy of the filesystem is kept next to
- * @owner (the image, canonical), where vo_hostkernel_clean() finds it.
- * *@report gets what a worker would report, "status" included, whenever
- * the filesystem was mounted.
+ * of the image; otherwise the image itself, only read).  @disk_fd, unless
+ * -1, is the overlay held open: every QEMU tool opens it through that
+ * descriptor, not by the name, which may have been swapped meanwhile.
+ * @name names the image in messages; the temporary copy of the
+ * filesystem is kept next to @owner (the image, canonical), where
+ * vo_hostkernel_clean() finds it.  *@report gets what a worker would
+ * report, "status" included, whenever the filesystem was mounted.
  */
 gboolean vo_hostkernel_run(VoHostKernelJob job, const char *name,
-                           const char *owner, const char *disk,
+                           const char *owner, const char *disk, int disk_fd,
                            const char *format, VoBundle *bundle,
                            JsonObject **report, GError **error);
 

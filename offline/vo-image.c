@@ -289,16 +289,23 @@ static void vo_image_known_free(gpointer data)
     g_free(k);
 }
 
-/* Remembers that @image in @format has @virtual_size, for as long as its
- * file stays as it is now. */
-static void vo_image_remember(const char *image, const char *format,
+/* The file @image, or when @fd is not -1 the file held open as @image:
+ * what is under a name may have been swapped since. */
+static int vo_image_stat(const char *path, int fd, struct stat *st)
+{
+    return fd >= 0 ? fstat(fd, st) : stat(path, st);
+}
+
+/* Remembers that @image (@fd, or -1: vo_image_stat()) in @format has
+ * @virtual_size, for as long as its file stays as it is now. */
+static void vo_image_remember(const char *image, int fd, const char *format,
                               guint64 virtual_size)
 {
     g_autofree char *path = g_canonicalize_filename(image, NULL);
     VoImageKnown *k;
     struct stat st;
 
-    if (stat(path, &st) < 0) {
+    if (vo_image_stat(path, fd, &st) < 0) {
         return;
     }
     k = g_new0(VoImageKnown, 1);
@@ -318,9 +325,10 @@ static void vo_image_remember(const char *image, const char *format,
     g_mutex_unlock(&vo_image_known_lock);
 }
 
-/* The virtual size vo_image_remember() holds for @image in @format, if
- * its file has not changed since (same file, size, mtime and ctime). */
-static gboolean vo_image_recall(const char *image, const char *format,
+/* The virtual size vo_image_remember() holds for @image (@fd, or -1) in
+ * @format, if its file has not changed since (same file, size, mtime and
+ * ctime). */
+static gboolean vo_image_recall(const char *image, int fd, const char *format,
                                 guint64 *virtual_size)
 {
     g_autofree char *path = g_canonicalize_filename(image, NULL);
@@ -328,7 +336,7 @@ static gboolean vo_image_recall(const char *image, const char *format,
     struct stat st;
     gboolean found = FALSE;
 
-    if (stat(path, &st) < 0) {
+    if (vo_image_stat(path, fd, &st) < 0) {
         return FALSE;
     }
     g_mutex_lock(&vo_image_known_lock);
@@ -362,14 +370,17 @@ static gboolean vo_image_info_size(JsonObject *obj, guint64 *size)
 /*
  * Runs qemu-img with @args (after the program name) under @limits; its
  * stdout into @out unless NULL.  @fd, unless -1, is qemu-img's
- * VO_IMAGE_FD_ARG: a file it opens through the descriptor, whatever is
- * under the file's name by then.  A failure names the subcommand and says
+ * VO_IMAGE_FD_ARG, and @second, unless -1, its VO_IMAGE_FD2_ARG: files it
+ * opens through the descriptors, whatever is under their names by then.
+ * A failure names the subcommand and says
  * what qemu-img said, and is VO_ERROR_IN_USE when that was about a lock.
  */
 static gboolean vo_image_run(const char *const *args,
-                             const VoImageLimits *limits, int fd, char **out,
-                             GError **error)
+                             const VoImageLimits *limits, int fd, int second,
+                             char **out, GError **error)
 {
+    const int fds[] = { fd, second };
+
     g_autoptr(GSubprocessLauncher) launcher = NULL;
     g_autoptr(GSubprocess) proc = NULL;
     g_autoptr(GPtrArray) argv = g_ptr_array_new();
@@ -388,15 +399,20 @@ static gboolean vo_image_run(const char *const *args,
              : G_SUBPROCESS_FLAGS_STDOUT_SILENCE));
     g_subprocess_launcher_set_child_setup(launcher, vo_image_child_setup,
                                           (gpointer)limits, NULL);
-    if (fd >= 0) {
-        int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    for (guint i = 0; i < G_N_ELEMENTS(fds); i++) {
+        /* Above the targets: one copy is not moved onto another. */
+        int copy = fds[i] >= 0
+            ? fcntl(fds[i], F_DUPFD_CLOEXEC, VO_IMAGE_FD + G_N_ELEMENTS(fds))
+            : -2;
 
-        if (copy < 0) {
+        if (copy == -1) {
             g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                         "qemu-img %s: %s", args[0], g_strerror(errno));
             return FALSE;
         }
-        g_subprocess_launcher_take_fd(launcher, copy, VO_IMAGE_FD);
+        if (copy >= 0) {
+            g_subprocess_launcher_take_fd(launcher, copy, VO_IMAGE_FD + i);
+        }
     }
     proc = g_subprocess_launcher_spawnv(launcher,
                                         (const char *const *)argv->pdata,
@@ -476,7 +492,7 @@ char *vo_image_probe_format(const char *image, const char *format,
     if (!format) {
         args[4] = NULL;
     }
-    if (!vo_image_run(args, &vo_image_info_limits, -1, &out, &local)) {
+    if (!vo_image_run(args, &vo_image_info_limits, -1, -1, &out, &local)) {
         g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
                     "%s is not a usable disk image: %s", image,
                     local->message);
@@ -535,26 +551,27 @@ char *vo_image_probe_format(const char *image, const char *format,
         }
     }
     if (vo_image_info_size(obj, &size)) {
-        vo_image_remember(image, json_object_get_string_member(obj, "format"),
-                          size);
+        vo_image_remember(image, -1,
+                          json_object_get_string_member(obj, "format"), size);
     }
     return g_strdup(json_object_get_string_member(obj, "format"));
 }
 
-gboolean vo_image_virtual_size(const char *image, const char *format,
+gboolean vo_image_virtual_size(const char *image, int fd, const char *format,
                                guint64 *size, GError **error)
 {
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autofree char *out = NULL;
     const char *args[] = {
-        "info", "--output=json", "-U", "-f", format, image, NULL,
+        "info", "--output=json", "-U", "-f", format,
+        fd >= 0 ? VO_IMAGE_FD_ARG : image, NULL,
     };
     JsonNode *root;
 
-    if (vo_image_recall(image, format, size)) {
+    if (vo_image_recall(image, fd, format, size)) {
         return TRUE;
     }
-    if (!vo_image_run(args, &vo_image_info_limits, -1, &out, error) ||
+    if (!vo_image_run(args, &vo_image_info_limits, fd, -1, &out, error) ||
         !json_parser_load_from_data(parser, out, -1, error)) {
         return FALSE;
     }
@@ -565,7 +582,7 @@ gboolean vo_image_virtual_size(const char *image, const char *format,
                     "qemu-img info gave no virtual size for %s", image);
         return FALSE;
     }
-    vo_image_remember(image, format, *size);
+    vo_image_remember(image, fd, format, *size);
     return TRUE;
 }
 
@@ -579,12 +596,12 @@ gboolean vo_image_create_overlay(const char *overlay, int fd,
     };
     guint64 size;
 
-    if (!vo_image_run(args, &vo_image_tool_limits, fd, NULL, error)) {
+    if (!vo_image_run(args, &vo_image_tool_limits, fd, -1, NULL, error)) {
         return FALSE;
     }
     /* Made without a size, it has its backing file's. */
-    if (vo_image_recall(image, format, &size)) {
-        vo_image_remember(overlay, "qcow2", size);
+    if (vo_image_recall(image, -1, format, &size)) {
+        vo_image_remember(overlay, fd, "qcow2", size);
     }
     return TRUE;
 }
@@ -605,7 +622,7 @@ gboolean vo_image_check_overlay(const char *overlay, int fd,
     struct stat st;
 
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-        vo_image_run(args, &vo_image_info_limits, fd, &out, NULL) &&
+        vo_image_run(args, &vo_image_info_limits, fd, -1, &out, NULL) &&
         json_parser_load_from_data(parser, out, -1, NULL) &&
         JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
         JsonObject *obj = json_node_get_object(json_parser_get_root(parser));
@@ -673,7 +690,14 @@ gboolean vo_image_qemu_img(const char *const *args, GError **error)
 gboolean vo_image_qemu_img_fd(const char *const *args, int fd,
                               GError **error)
 {
-    return vo_image_run(args, &vo_image_tool_limits, fd, NULL, error);
+    return vo_image_qemu_img_fds(args, fd, -1, error);
+}
+
+gboolean vo_image_qemu_img_fds(const char *const *args, int fd, int second,
+                               GError **error)
+{
+    return vo_image_run(args, &vo_image_tool_limits, fd, second, NULL,
+                        error);
 }
 
 static char *vo_image_server_log(VoImageServer *s)

@@ -61,10 +61,12 @@ char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error);
 
 /* The virtual size of @image in @format (never probed), in bytes: what
- * the parent checks a worker's offsets against.  What qemu-img info said
- * of the file earlier in this process (vo_image_probe_format(),
+ * the parent checks a worker's offsets against.  @fd, unless -1, is the
+ * file held open as @image (an overlay the apply made), and it is that
+ * file which is asked, not the one under the name.  What qemu-img info
+ * said of the file earlier in this process (vo_image_probe_format(),
  * vo_image_create_overlay()) answers while the file is unchanged. */
-gboolean vo_image_virtual_size(const char *image, const char *format,
+gboolean vo_image_virtual_size(const char *image, int fd, const char *format,
                                guint64 *size, GError **error);
 
 /*
@@ -75,6 +77,8 @@ gboolean vo_image_virtual_size(const char *image, const char *format,
  */
 #define VO_IMAGE_FD       3
 #define VO_IMAGE_FD_ARG   "/dev/fd/3"
+/* A second file so held, beside the first (vo_image_qemu_img_fds()). */
+#define VO_IMAGE_FD2_ARG  "/dev/fd/4"
 
 /*
  * Writes into @fd, the empty file @overlay the caller created, a qcow2
@@ -85,10 +89,13 @@ gboolean vo_image_create_overlay(const char *overlay, int fd,
                                  GError **error);
 
 /* Runs qemu-img with @args (after the program name) under its limits;
- * with @fd (or -1) as VO_IMAGE_FD_ARG. */
+ * with @fd (or -1) as VO_IMAGE_FD_ARG, and @second (or -1) as
+ * VO_IMAGE_FD2_ARG. */
 gboolean vo_image_qemu_img(const char *const *args, GError **error);
 gboolean vo_image_qemu_img_fd(const char *const *args, int fd,
                               GError **error);
+gboolean vo_image_qemu_img_fds(const char *const *args, int fd, int second,
+                               GError **error);
 
 /* A qemu-nbd serving one image to one client. */
 typedef struct VoImageServer VoImageServer;

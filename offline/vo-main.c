@@ -448,7 +448,7 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
 
         ok = images->len == 1
                  ? vo_hostkernel_run(VO_HOSTKERNEL_VERIFY, image, owner,
-                                     image, formats->pdata[0], bundle,
+                                     image, -1, formats->pdata[0], bundle,
                                      &result, error)
                  : (g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
                                 "--host-kernel services guests of one "

@@ -961,6 +961,7 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
         }
         for (guint i = 0; i <= req->n_more; i++) {
             if (!vo_image_virtual_size(i ? req->more_disks[i - 1] : req->disk,
+                                       fds ? fds[i] : -1,
                                        i ? req->more_formats[i - 1]
                                          : req->format,
                                        &sizes[i], error)) {

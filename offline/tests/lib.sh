@@ -458,3 +458,34 @@ swap_was_harmless() {
     [ "$(sha256sum <"$2")" = "$(cat "$1.image")" ] ||
         fail "the image changed although its overlay's name was swapped"
 }
+
+# A qemu-img $1 (a file made here) that notes its arguments in $1.log.
+qemu_img_logger() {
+    mkdir -p "$(dirname "$1")"
+    cat >"$1" <<SH
+#!/bin/sh
+printf '%s\\n' "\$*" >>"$1.log"
+exec "$QEMU_IMG" "\$@"
+SH
+    chmod +x "$1" || fail "cannot make $1"
+    : >"$1.log"
+}
+
+# swapped_as_served IMAGE DECOY ARGS...: vmaugment-offline ARGS (an apply
+# of IMAGE) while the overlay's name is swapped for one of DECOY as
+# qemu-nbd starts; the apply must refuse the commit, no qemu-img be given
+# the overlay's name (it opens the overlay through the descriptor the
+# apply holds), and swap_was_harmless hold.
+swapped_as_served() {
+    local image=$1 decoy=$2 dir
+    shift 2
+    dir=$(dirname "$image")/swap-$(basename "$image")
+    overlay_swapper "$dir/qemu-nbd" "$QEMU_NBD" "$image" "$decoy"
+    qemu_img_logger "$dir/qemu-img"
+    VMAUGMENT_QEMU_NBD=$dir/qemu-nbd VMAUGMENT_QEMU_IMG=$dir/qemu-img \
+        expect_refusal 'is no longer the overlay this apply made; it is not committed' \
+        "$@"
+    ! grep -F ".$(basename "$image").vmaugment-overlay.qcow2" \
+        "$dir/qemu-img.log" || fail "qemu-img was given the overlay of $image by its name"
+    swap_was_harmless "$dir/qemu-nbd" "$image" "$decoy"
+}

@@ -8,7 +8,7 @@
 # mount, no loop device and no hung sync behind, and recover rolls back.
 source "$(dirname "$0")/lib.sh"
 
-plan 6
+plan 7
 need mkfs.xfs xfsprogs
 need xfs_repair xfsprogs
 need mkfs.btrfs btrfs-progs
@@ -312,3 +312,17 @@ partition_out "$xfs" "$tmp/check.xfs"
 xfs_repair -n -f "$tmp/check.xfs" >"$tmp/repair.log" 2>&1 ||
     fail "xfs_repair -n after the kill: $(cat "$tmp/repair.log")"
 pass "the recovered image is patched on the next run, xfs_repair -n clean"
+
+# 7. The partition is copied out of, and written back into, the overlay
+# the apply holds: swapped under its name as qemu-nbd starts the locate
+# job, the file there is neither read nor written, nor committed.
+cp "$tmp/xfs-pristine.qcow2" "$tmp/served.qcow2"
+cp "$tmp/xfs-pristine.qcow2" "$tmp/served-decoy.qcow2"
+swapped_as_served "$tmp/served.qcow2" "$tmp/served-decoy.qcow2" \
+    --trust-dir "$tmp/trust" apply --host-kernel "$tmp/served.qcow2" \
+    "$tmp/fix.vmab"
+# So is the copy, which lies in the same directory.
+! grep -F "vmaugment-host-kernel-" "$tmp/swap-served.qcow2/qemu-img.log" ||
+    fail "qemu-img was given the copy of the partition by its name"
+no_loops
+pass "--host-kernel: the partition goes out of and back into the overlay and the copy the apply holds"

@@ -10,7 +10,7 @@
 # LVM fixture's pvcreate and vgcfgrestore).
 source "$(dirname "$0")/lib.sh"
 
-plan 9
+plan 10
 need qemu-storage-daemon qemu-system-common
 need e2fsck e2fsprogs
 need blkid util-linux
@@ -195,3 +195,13 @@ VMAUGMENT_QEMU_STORAGE_DAEMON=$tmp/served-qsd/qemu-storage-daemon \
 swap_was_harmless "$tmp/served-qsd/qemu-storage-daemon" "$tmp/served.qcow2" \
     "$tmp/served-decoy.qcow2"
 pass "an overlay swapped in as qemu-storage-daemon starts is not what the worker reads and writes"
+
+# The virtual size the LUKS volumes are checked against is the overlay's
+# the apply holds: swapped under its name as qemu-nbd starts the locate
+# job, the file there is not what qemu-img is asked about.
+cp --sparse=always "$fix/debian-luks.qcow2" "$tmp/sized.qcow2"
+cp --sparse=always "$fix/debian-luks.qcow2" "$tmp/sized-decoy.qcow2"
+swapped_as_served "$tmp/sized.qcow2" "$tmp/sized-decoy.qcow2" \
+    --trust-dir "$tmp/trust" --luks-key "all:file:$fix/key" apply \
+    "$tmp/sized.qcow2" "$tmp/luks.vmab"
+pass "--luks-key: the overlay's virtual size is read through the descriptor the apply holds"
