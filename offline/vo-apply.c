@@ -314,7 +314,7 @@ static gboolean vo_apply_roll_forward(GPtrArray *disks, const char *journal,
              vo_image_check_unlocked(image, TRUE, error) &&
              (made ? vo_apply_is_made(overlay, made[i], error)
                    : vo_image_check_overlay(overlay, found, image, error)) &&
-             vo_image_qemu_img_fd(args, made ? made[i] : found, error) &&
+             vo_image_qemu_img_fds(args, made ? made[i] : found, -1, error) &&
              vo_apply_remove(overlay, error);
         if (found >= 0) {
             close(found);

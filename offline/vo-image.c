@@ -682,17 +682,6 @@ char *vo_image_open_format(const char *image, const char *format,
     return vo_image_probe_format(image, format, for_writing, error);
 }
 
-gboolean vo_image_qemu_img(const char *const *args, GError **error)
-{
-    return vo_image_qemu_img_fd(args, -1, error);
-}
-
-gboolean vo_image_qemu_img_fd(const char *const *args, int fd,
-                              GError **error)
-{
-    return vo_image_qemu_img_fds(args, fd, -1, error);
-}
-
 gboolean vo_image_qemu_img_fds(const char *const *args, int fd, int second,
                                GError **error)
 {

@@ -91,9 +91,6 @@ gboolean vo_image_create_overlay(const char *overlay, int fd,
 /* Runs qemu-img with @args (after the program name) under its limits;
  * with @fd (or -1) as VO_IMAGE_FD_ARG, and @second (or -1) as
  * VO_IMAGE_FD2_ARG. */
-gboolean vo_image_qemu_img(const char *const *args, GError **error);
-gboolean vo_image_qemu_img_fd(const char *const *args, int fd,
-                              GError **error);
 gboolean vo_image_qemu_img_fds(const char *const *args, int fd, int second,
                                GError **error);
 
