@@ -26,6 +26,11 @@ struct _VmaugStore {
     /* Audit records held back per actor (store-audit.c). */
     GHashTable *audit_sources;      /* actor -> AuditSource */
     VmaugAuditLimits audit_limits;
+    /* What lookups found, kept while nothing under modules/ changed
+     * (vmaug_store_cache_lookups()). */
+    int index_fd;                   /* inotify, or -1: nothing kept */
+    int index_wd;                   /* its watch of modules/ */
+    GHashTable *index;              /* "name\nversion" -> StoreIndexHit */
 };
 
 /* Now, in microseconds of the store's clock (monotonic by default). */

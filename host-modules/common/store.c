@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -260,6 +261,119 @@ static gboolean store_lock(VmaugStore *store, GError **error)
     return TRUE;
 }
 
+/* ---- What lookups found ---- */
+
+/* Names are the guest's to choose: what is kept is bounded. */
+#define STORE_INDEX_MAX         4096
+/* Any change to a directory's entries or to the files in it. */
+#define STORE_INDEX_EVENTS      (IN_CREATE | IN_DELETE | IN_MOVED_FROM | \
+                                 IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY | \
+                                 IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | \
+                                 IN_ONLYDIR)
+
+typedef struct {
+    VmaugStoreEntry *entry;         /* NULL: not found, for @why */
+    gchar *why;
+} StoreIndexHit;
+
+static void store_index_hit_free(StoreIndexHit *h)
+{
+    vmaug_store_entry_free(h->entry);
+    g_free(h->why);
+    g_free(h);
+}
+
+static VmaugStoreEntry *store_entry_copy(const VmaugStoreEntry *e)
+{
+    VmaugStoreEntry *c = g_new0(VmaugStoreEntry, 1);
+
+    c->name = g_strdup(e->name);
+    c->version = g_strdup(e->version);
+    c->sha256 = g_strdup(e->sha256);
+    return c;
+}
+
+/* Keep nothing from now on: every lookup reads the store. */
+static void store_index_stop(VmaugStore *store)
+{
+    if (store->index_fd >= 0) {
+        close(store->index_fd);
+        store->index_fd = -1;
+    }
+    g_clear_pointer(&store->index, g_hash_table_unref);
+}
+
+gboolean vmaug_store_cache_lookups(VmaugStore *store, GError **error)
+{
+    g_autofree gchar *mdir = g_build_filename(store->dir, "modules", NULL);
+
+    if (store->index_fd >= 0) {
+        return TRUE;
+    }
+    store->index_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (store->index_fd < 0) {
+        return store_io_error(error, "cannot watch", mdir);
+    }
+    store->index_wd = inotify_add_watch(store->index_fd, mdir,
+                                        STORE_INDEX_EVENTS);
+    if (store->index_wd < 0) {
+        store_io_error(error, "cannot watch", mdir);
+        store_index_stop(store);
+        return FALSE;
+    }
+    store->index = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                         (GDestroyNotify)store_index_hit_free);
+    return TRUE;
+}
+
+/*
+ * Forget what was kept if anything under modules/ changed.  The kernel
+ * queues an event as the change is made, so one that another process
+ * finished before now is read here.
+ */
+static void store_index_sync(VmaugStore *store)
+{
+    union {
+        struct inotify_event ev;
+        gchar buf[4096];
+    } u;
+    gboolean changed = FALSE;
+
+    for (;;) {
+        ssize_t n = read(store->index_fd, &u, sizeof(u));
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            break;
+        }
+        if (n <= 0) {
+            store_index_stop(store);
+            return;
+        }
+        changed = TRUE;
+        for (gsize off = 0; off + sizeof(struct inotify_event) <= (gsize)n;) {
+            struct inotify_event ev;
+
+            memcpy(&ev, u.buf + off, sizeof(ev));
+            /* Events were lost, or modules/ itself went away (and with
+             * it the watch that would see a new one): nothing kept could
+             * be trusted again. */
+            if ((ev.mask & IN_Q_OVERFLOW) ||
+                (ev.wd == store->index_wd &&
+                 (ev.mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)))) {
+                store_index_stop(store);
+                return;
+            }
+            off += sizeof(ev) + ev.len;
+        }
+    }
+    if (changed) {
+        g_hash_table_remove_all(store->index);
+    }
+}
+
 VmaugStore *vmaug_store_open(const gchar *dir, VmaugTrustStore *trust,
                              const VmaugPolicy *policy, GError **error)
 {
@@ -272,6 +386,7 @@ VmaugStore *vmaug_store_open(const gchar *dir, VmaugTrustStore *trust,
     store->trust = trust;
     store->policy = policy;
     store->lock_fd = -1;
+    store->index_fd = -1;
     vmaug_store_set_clock(store, NULL, NULL);
     store_audit_init(store);
     store_uploads_init(store);
@@ -301,6 +416,7 @@ void vmaug_store_free(VmaugStore *store)
     /* Sessions first: dropping one may be audited. */
     g_hash_table_unref(store->uploads);
     store_audit_close(store);
+    store_index_stop(store);
     if (store->lock_fd >= 0) {
         close(store->lock_fd);
     }
@@ -384,19 +500,14 @@ static gchar *store_spelling(VmaugStore *store, const gchar *name,
     return g_strdup(same);
 }
 
-VmaugStoreEntry *vmaug_store_lookup(VmaugStore *store, const gchar *name,
-                                    const gchar *version, GError **error)
+static VmaugStoreEntry *store_lookup_read(VmaugStore *store,
+                                          const gchar *name,
+                                          const gchar *version,
+                                          GError **error)
 {
     g_autoptr(VmaugStoreEntry) e = g_new0(VmaugStoreEntry, 1);
     g_autofree gchar *ref = NULL;
 
-    if (!vmaug_name_is_valid(name) ||
-        (version != NULL && *version != '\0' &&
-         !vmaug_version_is_valid(version))) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                    "invalid module name or version");
-        return NULL;
-    }
     e->name = g_strdup(name);
     if (version == NULL || *version == '\0') {
         g_autoptr(GPtrArray) vs = store_versions(store, name);
@@ -422,6 +533,66 @@ VmaugStoreEntry *vmaug_store_lookup(VmaugStore *store, const gchar *name,
         return NULL;
     }
     return g_steal_pointer(&e);
+}
+
+VmaugStoreEntry *vmaug_store_lookup(VmaugStore *store, const gchar *name,
+                                    const gchar *version, GError **error)
+{
+    g_autofree gchar *key = NULL;
+    g_autofree gchar *ndir = NULL;
+    g_autoptr(GError) local = NULL;
+    StoreIndexHit *hit;
+    VmaugStoreEntry *e;
+
+    if (!vmaug_name_is_valid(name) ||
+        (version != NULL && *version != '\0' &&
+         !vmaug_version_is_valid(version))) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "invalid module name or version");
+        return NULL;
+    }
+    if (store->index_fd >= 0) {
+        store_index_sync(store);
+    }
+    if (store->index == NULL) {
+        return store_lookup_read(store, name, version, error);
+    }
+    key = g_strconcat(name, "\n", version != NULL ? version : "", NULL);
+    hit = g_hash_table_lookup(store->index, key);
+    if (hit != NULL) {
+        if (hit->entry == NULL) {
+            g_set_error_literal(error, VMAUG_HOST_ERROR,
+                                VMAUG_HOST_ERROR_NOT_FOUND, hit->why);
+            return NULL;
+        }
+        return store_entry_copy(hit->entry);
+    }
+    /* Watched before it is read: a change made while we read is queued
+     * and forgets what we are about to keep.  A module that does not
+     * exist has no directory; its creation shows on modules/. */
+    ndir = g_build_filename(store->dir, "modules", name, NULL);
+    if (inotify_add_watch(store->index_fd, ndir, STORE_INDEX_EVENTS) < 0 &&
+        errno != ENOENT) {
+        /* Out of watches: this name is read every time. */
+        return store_lookup_read(store, name, version, error);
+    }
+    e = store_lookup_read(store, name, version, &local);
+    if (e == NULL && !g_error_matches(local, VMAUG_HOST_ERROR,
+                                      VMAUG_HOST_ERROR_NOT_FOUND)) {
+        g_propagate_error(error, g_steal_pointer(&local));
+        return NULL;
+    }
+    if (g_hash_table_size(store->index) >= STORE_INDEX_MAX) {
+        g_hash_table_remove_all(store->index);
+    }
+    hit = g_new0(StoreIndexHit, 1);
+    hit->entry = e != NULL ? store_entry_copy(e) : NULL;
+    hit->why = local != NULL ? g_strdup(local->message) : NULL;
+    g_hash_table_insert(store->index, g_steal_pointer(&key), hit);
+    if (e == NULL) {
+        g_propagate_error(error, g_steal_pointer(&local));
+    }
+    return e;
 }
 
 GPtrArray *vmaug_store_list(VmaugStore *store)

@@ -131,6 +131,14 @@ VmaugManifest *vmaug_store_install_full(VmaugStore *store, GBytes *package,
  * spelling of a number is ever stored. */
 VmaugStoreEntry *vmaug_store_lookup(VmaugStore *store, const gchar *name,
                                     const gchar *version, GError **error);
+/*
+ * Keep what lookups find, for a process that looks up often (the helper
+ * answers every QUERY, LOAD and LIST with lookups).  What is kept is
+ * forgotten as soon as anything under modules/ changes, through this
+ * store or any other process: inotify, read before each lookup, so a
+ * change that finished before the lookup began is always seen.
+ */
+gboolean vmaug_store_cache_lookups(VmaugStore *store, GError **error);
 /* Read a stored package and verify it again (trust may have changed:
  * expiry, revocation; the file may have been altered on disk).  The
  * decision is audited as @action; with @action NULL only a refusal is. */

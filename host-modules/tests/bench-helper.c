@@ -1,7 +1,8 @@
 /*
  * vmaugment-helper-bench: module cold-load time (verify + sandbox + init,
- * as the guest sees it: LOAD request to response) and invoke round trip,
- * measured against a real helper over its socket.
+ * as the guest sees it: LOAD request to response), query round trip (of
+ * a stored module and of a missing one) and invoke round trip, measured
+ * against a real helper over its socket.
  *
  *   vmaugment-helper-bench HELPER MODULES_BUILD MODULES_SRC
  *                          [LOADS [CALLS [SPARES]]]
@@ -60,6 +61,9 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
     g_autoptr(GArray) burst_ms = g_array_new(FALSE, FALSE, sizeof(gdouble));
     g_autoptr(GArray) call_ms = g_array_new(FALSE, FALSE, sizeof(gdouble));
     g_autoptr(GArray) big_ms = g_array_new(FALSE, FALSE, sizeof(gdouble));
+    g_autoptr(GArray) query_ms = g_array_new(FALSE, FALSE, sizeof(gdouble));
+    g_autoptr(GArray) missing_ms = g_array_new(FALSE, FALSE,
+                                               sizeof(gdouble));
     g_autoptr(GError) error = NULL;
     g_autofree guint8 *big = g_malloc0(64 * 1024);
     g_autoptr(GPtrArray) args = g_ptr_array_new();
@@ -84,6 +88,20 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
     c = helper_client_connect(sock, NULL);
     g_assert_cmpuint(helper_upload(c, pkg, "echo", "1.0", 1 << 20), ==,
                      VMAUG_S_OK);
+    /* QUERY is answered by the helper alone, from its store. */
+    for (guint i = 0; i < calls; i++) {
+        gint64 t0 = g_get_monotonic_time();
+
+        g_assert_cmpuint(helper_query(c, "echo", NULL, NULL), ==,
+                         VMAUG_S_OK);
+        g_array_append_val(query_ms, (gdouble){
+                               (g_get_monotonic_time() - t0) / 1000.0 });
+        t0 = g_get_monotonic_time();
+        g_assert_cmpuint(helper_query(c, "no-such-module", NULL, NULL), ==,
+                         VMAUG_S_NOT_FOUND);
+        g_array_append_val(missing_ms, (gdouble){
+                               (g_get_monotonic_time() - t0) / 1000.0 });
+    }
     /*
      * Spaced loads find the helper's spare process ready, as loads at
      * image start or on demand do; back-to-back loads also pay for
@@ -103,6 +121,8 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
         g_array_append_val(i < loads ? load_ms : burst_ms, (gdouble){
                                (g_get_monotonic_time() - t0) / 1000.0 });
     }
+    /* Each size apart: the heap a 64 KiB call leaves behind would slow
+     * the small call after it. */
     for (guint i = 0; i < calls; i++) {
         gint64 t0 = g_get_monotonic_time();
 
@@ -112,7 +132,10 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
                          VMAUG_S_OK);
         g_array_append_val(call_ms, (gdouble){
                                (g_get_monotonic_time() - t0) / 1000.0 });
-        t0 = g_get_monotonic_time();
+    }
+    for (guint i = 0; i < calls; i++) {
+        gint64 t0 = g_get_monotonic_time();
+
         g_assert_cmpuint(helper_invoke(c, "echo", "echo", big, 64 * 1024,
                                        NULL), ==, VMAUG_S_OK);
         g_array_append_val(big_ms, (gdouble){
@@ -121,6 +144,8 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
     printf("namespaces %s\n", namespaces ? "on" : "off");
     report("cold load, spaced 20 ms", load_ms);
     report("cold load, back to back", burst_ms);
+    report("query round trip", query_ms);
+    report("query (missing) round trip", missing_ms);
     report("invoke 64 B round trip", call_ms);
     report("invoke 64 KiB round trip", big_ms);
     helper_client_free(c);

@@ -573,6 +573,78 @@ static void test_repair_shared(Fixture *f, gconstpointer data)
     g_assert_false(g_file_test(tmp, G_FILE_TEST_EXISTS));
 }
 
+/* @version of @name as a lookup through @store finds it; NULL: none. */
+static void expect_lookup(VmaugStore *store, const gchar *name,
+                          const gchar *version, const gchar *found)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugStoreEntry) e = vmaug_store_lookup(store, name, version,
+                                                      &error);
+
+    if (found == NULL) {
+        g_assert_null(e);
+        g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND);
+        return;
+    }
+    g_assert_no_error(error);
+    g_assert_cmpstr(e->version, ==, found);
+}
+
+/*
+ * Lookups a store keeps (the helper's) follow every change under
+ * modules/: by another process (vmaugment-admin install), by the same
+ * store, and by hand.
+ */
+static void test_lookup_cache(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) echo12 = test_package(f->keys->admin, "echo", "1.2",
+                                            f->payload2);
+    g_autoptr(GBytes) kv10 = test_package(f->keys->admin, "kv", "1.0",
+                                          f->payload);
+    g_autoptr(GBytes) kv11 = test_package(f->keys->admin, "kv", "1.1",
+                                          f->payload2);
+    g_autoptr(VmaugManifest) m = NULL;
+    g_autoptr(VmaugManifest) m2 = NULL;
+    g_autofree gchar *kv_ref = g_build_filename(f->store_dir, "modules",
+                                                "kv", "1.0", NULL);
+    g_autofree gchar *echo_dir = g_build_filename(f->store_dir, "modules",
+                                                  "echo", NULL);
+    VmaugStore *other;
+
+    g_assert_true(vmaug_store_cache_lookups(f->store, &error));
+    g_assert_no_error(error);
+    for (guint i = 0; i < 2; i++) {
+        expect_lookup(f->store, "echo", NULL, "1.1");
+        expect_lookup(f->store, "echo", "1.2", NULL);
+        expect_lookup(f->store, "kv", "", NULL);
+    }
+
+    other = vmaug_store_open(f->store_dir, f->keys->trust, f->policy,
+                             &error);
+    g_assert_no_error(error);
+    m = vmaug_store_install(other, echo12, "test", &error);
+    g_assert_no_error(error);
+    m2 = vmaug_store_install(other, kv10, "test", &error);
+    g_assert_no_error(error);
+    vmaug_store_free(other);
+    expect_lookup(f->store, "echo", NULL, "1.2");
+    expect_lookup(f->store, "echo", "1.2", "1.2");
+    expect_lookup(f->store, "kv", "", "1.0");
+
+    g_clear_pointer(&m, vmaug_manifest_free);
+    m = vmaug_store_install(f->store, kv11, "test", &error);
+    g_assert_no_error(error);
+    expect_lookup(f->store, "kv", "", "1.1");
+
+    g_assert_cmpint(g_unlink(kv_ref), ==, 0);
+    expect_lookup(f->store, "kv", "1.0", NULL);
+    vmaug_store_remove_tree(echo_dir, NULL);
+    expect_lookup(f->store, "echo", NULL, NULL);
+    expect_lookup(f->store, "echo", "1.1", NULL);
+    expect_lookup(f->store, "kv", "", "1.1");
+}
+
 static void test_versions(void)
 {
     g_assert_true(vmaug_version_is_valid("1"));
@@ -613,5 +685,6 @@ int main(int argc, char **argv)
     ADD("/store/upload/slots", test_upload_slots);
     ADD("/store/repair", test_repair);
     ADD("/store/repair-shared", test_repair_shared);
+    ADD("/store/lookup-cache", test_lookup_cache);
     return g_test_run();
 }

@@ -391,7 +391,13 @@ static int vmaugment_helper_can_read(void *opaque)
     if (!s->helper_open) {
         return 0;
     }
-    return vmaugment_helper_want(s);
+    /*
+     * More than the message being received: the chardev then hands over
+     * a whole small message, or several, per main loop iteration instead
+     * of the header in one and the body in the next.  The reader takes
+     * bytes message by message, so in_buf never holds more than one.
+     */
+    return MAX(vmaugment_helper_want(s), CHR_READ_BUF_LEN);
 }
 
 static void vmaugment_helper_read(void *opaque, const uint8_t *buf, int size)

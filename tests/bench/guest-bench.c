@@ -10,7 +10,12 @@
  *                                     the same bytes into a virtio-serial port;
  *                                     the host peer acknowledges each MIB
  *   guest-bench serial-rtt PORT N     N 64-byte ping-pongs through a port
- *   guest-bench vmaug-rtt N OPCODE    N small calls through /dev/vmaugment
+ *   guest-bench vmaug-rtt N WHAT      N small calls through /dev/vmaugment:
+ *                                     "ping" (answered by the device),
+ *                                     "query" (a missing module, answered by
+ *                                     the helper) or "invoke" (the function
+ *                                     echo of the loaded module echo, 64
+ *                                     bytes, answered by its module process)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -259,7 +264,12 @@ static int bench_vmaug_rtt(size_t n, const char *what)
     uint8_t data[RTT_SIZE], resp[1024];
     double *rtt = calloc(n, sizeof(*rtt));
     struct vmaug_module_ref ref;
+    struct {
+        struct vmaug_invoke hdr;
+        uint8_t input[RTT_SIZE];
+    } inv;
     uint16_t opcode = VMAUG_OP_PING;
+    const char *name = "vmaug_ping_rtt";
     const void *req = data;
     size_t req_len = sizeof(data), len;
     vmaug_client *client;
@@ -268,9 +278,23 @@ static int bench_vmaug_rtt(size_t n, const char *what)
     if (strcmp(what, "query") == 0) {
         /* A relayed request: the helper answers NOT_FOUND. */
         opcode = VMAUG_OP_QUERY;
+        name = "vmaug_query_rtt";
         vmaug_module_ref_set(&ref, "no-such-module", NULL);
         req = &ref;
         req_len = sizeof(ref);
+    } else if (strcmp(what, "invoke") == 0) {
+        /* Relayed to the helper and on to the module's process. */
+        opcode = VMAUG_OP_INVOKE;
+        name = "vmaug_invoke_rtt";
+        memset(&inv, 0, sizeof(inv));
+        strcpy((char *)inv.hdr.module, "echo");
+        strcpy((char *)inv.hdr.function, "echo");
+        memset(inv.input, 0x5a, sizeof(inv.input));
+        req = &inv;
+        req_len = sizeof(inv);
+    } else if (strcmp(what, "ping") != 0) {
+        fprintf(stderr, "vmaug-rtt: ping, query or invoke\n");
+        return 2;
     }
     ret = vmaug_client_open(NULL, &client);
     if (ret < 0) {
@@ -284,13 +308,18 @@ static int bench_vmaug_rtt(size_t n, const char *what)
         ret = vmaug_call(client, opcode, req, req_len, resp, sizeof(resp),
                          &len);
         rtt[i] = now() - t0;
-        if (ret < 0 || (opcode == VMAUG_OP_PING && ret != 0)) {
-            fprintf(stderr, "%s: %s\n", what, vmaug_strerror(ret));
+        if (ret < 0 || (opcode != VMAUG_OP_QUERY && ret != 0)) {
+            fprintf(stderr, "%s: %s %s\n", what, vmaug_strerror(ret),
+                    vmaug_client_message(client));
+            return 1;
+        }
+        if (opcode == VMAUG_OP_INVOKE &&
+            (len != RTT_SIZE || memcmp(resp, inv.input, RTT_SIZE) != 0)) {
+            fprintf(stderr, "invoke: the echo differs\n");
             return 1;
         }
     }
-    print_rtts(opcode == VMAUG_OP_PING ? "vmaug_ping_rtt" : "vmaug_query_rtt",
-               rtt, n);
+    print_rtts(name, rtt, n);
     vmaug_client_close(client);
     free(rtt);
     return 0;

@@ -2,7 +2,9 @@
 # Transport benchmark: in one guest boot, guest->host throughput of MIB MiB
 # (default 256) through /dev/vmaugment (zero-copy UPLOAD_CHUNK to the host
 # helper) and through a virtio-serial port (into a host unix socket), and
-# the round trip of small requests through both, with the ratios.
+# the round trip of small requests through both (a PING the device
+# answers, a QUERY the helper answers, an INVOKE of the echo module with
+# 64 bytes), with the ratios.
 #
 #   tests/bench/transport-bench.sh [MIB]
 #
@@ -50,6 +52,7 @@ done
 
 cat >"$bdir/transport-bench.sh" <<GUEST
 # needs: helper
+# package: echo 0
 # timeout: 900
 # memory: 1024M
 # qemu: -device virtio-serial-pci -chardev socket,id=vs0,path=$bdir/sink.sock -device virtserialport,chardev=vs0,name=bench.sink -chardev socket,id=vs1,path=$bdir/echo.sock -device virtserialport,chardev=vs1,name=bench.echo
@@ -61,6 +64,8 @@ port() {
 wait_helper connected 30
 guest-bench vmaug-rtt $rtt_count ping
 guest-bench vmaug-rtt $rtt_count query
+vmaugment load echo@1.0 --file /data/echo.vmod >/dev/null
+guest-bench vmaug-rtt $rtt_count invoke
 guest-bench serial-rtt "\$(port bench.echo)" $rtt_count
 guest-bench upload $mib $reps
 guest-bench serial-write "\$(port bench.sink)" $mib $reps
@@ -85,6 +90,8 @@ vp50=$(val vmaug_ping_rtt_p50)
 vp99=$(val vmaug_ping_rtt_p99)
 qp50=$(val vmaug_query_rtt_p50)
 qp99=$(val vmaug_query_rtt_p99)
+ip50=$(val vmaug_invoke_rtt_p50)
+ip99=$(val vmaug_invoke_rtt_p99)
 sp50=$(val serial_rtt_p50)
 sp99=$(val serial_rtt_p99)
 
@@ -97,4 +104,6 @@ printf '%-34s %11s us %11s us %7sx\n' "round trip p50 (PING, device)" "$vp50" "$
 printf '%-34s %11s us %11s us %7sx\n' "round trip p99 (PING, device)" "$vp99" "$sp99" "$(ratio "$sp99" "$vp99")"
 printf '%-34s %11s us %11s us %7sx\n' "round trip p50 (QUERY, helper)" "$qp50" "$sp50" "$(ratio "$sp50" "$qp50")"
 printf '%-34s %11s us %11s us %7sx\n' "round trip p99 (QUERY, helper)" "$qp99" "$sp99" "$(ratio "$sp99" "$qp99")"
+printf '%-34s %11s us %11s us %7sx\n' "round trip p50 (INVOKE, module)" "$ip50" "$sp50" "$(ratio "$sp50" "$ip50")"
+printf '%-34s %11s us %11s us %7sx\n' "round trip p99 (INVOKE, module)" "$ip99" "$sp99" "$(ratio "$sp99" "$ip99")"
 echo "(throughput ratio: vmaugment / virtio-serial; latency ratio: virtio-serial / vmaugment; > 1 means vmaugment is better)"
