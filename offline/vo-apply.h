@@ -34,10 +34,14 @@ typedef enum {
  * committed, and recovery leaves every disk old or every disk new.
  * @formats has a format per disk (NULL: probed), or is NULL: all probed.
  */
+/*
+ * @database: the signature database a quarantine instruction scans with
+ * (vo-quarantine.h); required for a bundle that has one, else unused.
+ */
 gboolean vo_apply_image(const char *const *images, guint n_images,
                         const char *const *formats, VoBundle *bundle,
-                        VoApplyFlags flags, JsonBuilder *report,
-                        GError **error);
+                        VoApplyFlags flags, const char *database,
+                        JsonBuilder *report, GError **error);
 
 /* Finishes or discards what an interrupted apply left next to @image
  * (and, for a guest of several disks, next to the others: the journal

@@ -369,8 +369,9 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
 
     if (argc != 3) {
         return vo_main_usage(error, "apply [--dry-run] "
-                             "[--backend=libguestfs | --host-kernel] IMAGE "
-                             "[--disk IMAGE]... BUNDLE");
+                             "[--backend=libguestfs | --host-kernel] "
+                             "[--database DIR] IMAGE [--disk IMAGE]... "
+                             "BUNDLE");
     }
     images = vo_main_guest(argv[1], error);
     if (!images) {
@@ -392,8 +393,7 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
         b, NULL, vo_apply_image((const char *const *)images->pdata,
                                 images->len,
                                 (const char *const *)formats->pdata, bundle,
-                                flags, b,
-                                error),
+                                flags, opt_database, b, error),
         error);
 }
 
@@ -1052,7 +1052,8 @@ int main(int argc, char **argv)
           "Open images that name other host files (backing files, data "
           "files, vmdk extents)", NULL },
         { "database", 0, 0, G_OPTION_ARG_FILENAME, &opt_database,
-          "scan: the signature database directory (freshclam's)", "DIR" },
+          "scan, and apply of a quarantine instruction: the signature "
+          "database directory (freshclam's)", "DIR" },
         { "path", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_scan_paths,
           "scan: only this guest file or directory (repeatable; default: "
           "every filesystem)", "GUESTPATH" },
