@@ -550,7 +550,8 @@ static gboolean vo_apply_quarantine_report(JsonObject *worker,
 }
 
 static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
-                                   VoApplyFlags flags, const char *database,
+                                   VoApplyFlags flags,
+                                   const VoScanOptions *scan_opts,
                                    JsonBuilder *report, const char **status,
                                    GError **error)
 {
@@ -581,7 +582,7 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
     if (vo_bundle_quarantine_op(bundle)) {
         /* What it moves is what the host's database finds: without one
          * it would decide on nothing. */
-        if (!database) {
+        if (!scan_opts || !scan_opts->database) {
             g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
                         "bundle %s has a quarantine instruction: apply it "
                         "with --database DIR (the signature database it "
@@ -589,7 +590,7 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
             *status = "error";
             return FALSE;
         }
-        scan = vo_scan_quarantine_request(database, error);
+        scan = vo_scan_quarantine_request(scan_opts, error);
         if (!scan) {
             *status = "error";
             return FALSE;
@@ -778,7 +779,7 @@ static gboolean vo_apply_create_overlays(gpointer data, int *fds,
 
 gboolean vo_apply_image(const char *const *images, guint n_images,
                         const char *const *formats, VoBundle *bundle,
-                        VoApplyFlags flags, const char *database,
+                        VoApplyFlags flags, const VoScanOptions *scan,
                         JsonBuilder *report, GError **error)
 {
     g_autoptr(GArray) disks = g_array_new(FALSE, TRUE, sizeof(VoApplyDisk));
@@ -829,8 +830,8 @@ gboolean vo_apply_image(const char *const *images, guint n_images,
     }
     if (flags & VO_APPLY_DRY_RUN) {
         /* A dry run leaves no file behind: it reads the images. */
-        gboolean ok = vo_apply_in_worker(disks, bundle, flags, database,
-                                         report, &status, error);
+        gboolean ok = vo_apply_in_worker(disks, bundle, flags, scan, report,
+                                         &status, error);
 
         vo_apply_status(report, status);
         return ok;
@@ -844,7 +845,7 @@ gboolean vo_apply_image(const char *const *images, guint n_images,
      * committed.
      */
     if (!vo_apply_in_worker(disks, bundle, flags & ~VO_APPLY_DRY_RUN,
-                            database, report, &status, error)) {
+                            scan, report, &status, error)) {
         vo_apply_drop(disks);
         vo_apply_status(report, status);
         return FALSE;

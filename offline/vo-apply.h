@@ -9,6 +9,7 @@
 #include <json-glib/json-glib.h>
 
 #include "vo-bundle.h"
+#include "vo-scan.h"
 
 G_BEGIN_DECLS
 
@@ -35,12 +36,13 @@ typedef enum {
  * @formats has a format per disk (NULL: probed), or is NULL: all probed.
  */
 /*
- * @database: the signature database a quarantine instruction scans with
- * (vo-quarantine.h); required for a bundle that has one, else unused.
+ * @scan: how a quarantine instruction scans (vo-quarantine.h): its
+ * database, the guest paths, the limits (its image and cache unused);
+ * required, with a database, for a bundle that has one, else unused.
  */
 gboolean vo_apply_image(const char *const *images, guint n_images,
                         const char *const *formats, VoBundle *bundle,
-                        VoApplyFlags flags, const char *database,
+                        VoApplyFlags flags, const VoScanOptions *scan,
                         JsonBuilder *report, GError **error);
 
 /* Finishes or discards what an interrupted apply left next to @image

@@ -74,9 +74,11 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
                      VoScanResult *result, GError **error);
 
 /* The worker's scan request for a bundle's quarantine instruction
- * (vo-quarantine.h): every filesystem, the default limits, the
- * signature database @database.  NULL with @error. */
-GBytes *vo_scan_quarantine_request(const char *database, GError **error);
+ * (vo-quarantine.h): @opts's database, guest paths (none: every
+ * filesystem) and limits, checked as a scan's; no cache (a quarantine
+ * looks at every file).  NULL with @error. */
+GBytes *vo_scan_quarantine_request(const VoScanOptions *opts,
+                                   GError **error);
 
 /* "clean", "infected", "incomplete". */
 const char *vo_scan_result_name(VoScanResult result);

@@ -14,7 +14,7 @@ need debugfs e2fsprogs
 need sfdisk fdisk
 need mkntfs ntfs-3g
 need ntfscat ntfs-3g
-plan 12
+plan 14
 
 eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 marker='vmaugment-quarantine-marker-815'
@@ -98,6 +98,16 @@ PY
     fail "dry-run plan: $(cat "$tmp/dry.json")"
 cmp -s "$img" "$tmp/infected.orig" || fail "a dry run changed the image"
 pass "dry run: both infected files planned to move, the image unchanged"
+
+# --path: only what the scan of those guest paths finds moves.
+cp "$tmp/infected.orig" "$tmp/paths.raw"
+apply "$tmp/p.json" --database "$db" --path /srv "$tmp/paths.raw" "$tmp/q.vmab"
+[ "$rc" -eq 0 ] && [ "$(json_get "$tmp/p.json" status)" = applied ] ||
+    fail "apply --path: exit $rc: $(cat "$tmp/p.json" "$tmp/p.json.err")"
+debugfs_error "$tmp/paths.raw" 1 "File not found by ext2_lookup" \
+    stat /srv/marker.txt
+debugfs_part "$tmp/paths.raw" 1 stat /home/user/downloads/eicar.com >/dev/null
+pass "--path limits the quarantine: /srv's marker moved, EICAR elsewhere kept"
 
 # The apply.
 apply "$tmp/a.json" --database "$db" "$img" "$tmp/q.vmab"
@@ -230,6 +240,41 @@ apply "$tmp/l.json" --database "$db" "$tmp/link.raw" "$tmp/q.vmab"
     fail "a linked quarantine directory: exit $rc: $(cat "$tmp/l.json.err")"
 cmp -s "$tmp/link.raw" "$tmp/link.orig" || fail "refused, yet written"
 pass "a quarantine directory the guest made a link is refused, image untouched"
+
+# --qemu-released: a QEMU that released the image (the helper's
+# IMAGE_ACCESS) keeps only the consistent-read lock (offset 100) of its
+# inactive nodes; that one lock alone is no obstacle, any other is.
+# hold_lock BYTE: a process holding an OFD read lock on BYTE of the image.
+hold_lock() {
+    python3 - "$1" "$2" <<'PY' &
+import fcntl, os, struct, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.fcntl(fd, 37, struct.pack("hhqqi", fcntl.F_RDLCK, 0, int(sys.argv[2]),
+                                1, 0))  # F_OFD_SETLK
+open(sys.argv[1] + ".held", "w").close()
+time.sleep(300)
+PY
+    bg_pids+=($!)
+    for _ in $(seq 50); do
+        [ -e "$1.held" ] && return 0
+        sleep 0.1
+    done
+    fail "the lock holder did not start"
+}
+cp "$tmp/infected.orig" "$tmp/held.raw"
+hold_lock "$tmp/held.raw" 100
+expect_refusal 'in use by a running QEMU' --trust-dir "$tmp/trust" apply \
+    --database "$db" "$tmp/held.raw" "$tmp/q.vmab"
+apply "$tmp/h.json" --qemu-released --database "$db" "$tmp/held.raw" \
+    "$tmp/q.vmab"
+[ "$rc" -eq 0 ] && [ "$(json_get "$tmp/h.json" status)" = applied ] ||
+    fail "--qemu-released beside a consistent-read lock: exit $rc:" \
+        "$(cat "$tmp/h.json" "$tmp/h.json.err")"
+cp "$tmp/infected.orig" "$tmp/held2.raw"
+hold_lock "$tmp/held2.raw" 101
+expect_refusal 'in use by a running QEMU' --trust-dir "$tmp/trust" apply \
+    --qemu-released --database "$db" "$tmp/held2.raw" "$tmp/q.vmab"
+pass "--qemu-released: a lone consistent-read lock is no obstacle, a write lock is"
 
 # The other routes carry out no quarantine.
 expect_refusal 'quarantine instruction, which --host-kernel does not' \
