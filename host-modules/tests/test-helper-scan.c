@@ -834,7 +834,7 @@ static void test_quarantine_refused(Fixture *f, gconstpointer data)
         scan_pin(f, pins);
         if (!cases[i].pin_bundle) {
             /* The guest's own choice of bundle is never read. */
-            config_set(s.c, "quarantine-bundle", "/tmp/guest.vmab");
+            config_set(s.c, "quarantine-bundle", "/srv/guest.vmab");
         }
         s.c->access_status = cases[i].access_status;
         scan_mode(&s, "infected");

@@ -30,7 +30,7 @@ case $VMAUG_BOOT in
     wait_config scanner policy quarantine
     # The bundle is the host owner's key: the guest's is another.
     expect_fail 4 'quarantine-bundle of scanner is set by the host owner' \
-        vmaugment config set scanner quarantine-bundle /tmp/mine.vmab
+        vmaugment config set scanner quarantine-bundle /srv/mine.vmab
     # Clean for the offline tool, which refuses a filesystem left dirty.
     umount /mnt
     ;;
