@@ -24,6 +24,7 @@
 #include "vo-guestfs.h"
 #include "vo-hostkernel.h"
 #include "vo-image.h"
+#include "vo-scan.h"
 #include "vo-worker.h"
 
 static void vo_apply_member_str(JsonBuilder *b, const char *name,
@@ -469,7 +470,8 @@ static void vo_apply_copy_report(JsonBuilder *report, JsonObject *worker)
     g_autoptr(GList) names = worker ? json_object_get_members(worker) : NULL;
 
     for (GList *l = names; l; l = l->next) {
-        if (g_str_equal(l->data, "status") || g_str_equal(l->data, "error")) {
+        if (g_str_equal(l->data, "status") || g_str_equal(l->data, "error") ||
+            g_str_equal(l->data, "quarantine")) {
             continue;
         }
         json_builder_set_member_name(report, l->data);
@@ -521,10 +523,39 @@ static void vo_apply_disk_clear(gpointer data)
 static gboolean vo_apply_create_overlays(gpointer data, int *fds,
                                          GError **error);
 
-static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
-                                   VoApplyFlags flags, JsonBuilder *report,
-                                   const char **status, GError **error)
+/*
+ * The scan report of a quarantine instruction, checked as any worker's
+ * scan is, into @report: what was moved aside.
+ */
+static gboolean vo_apply_quarantine_report(JsonObject *worker,
+                                           JsonBuilder *report,
+                                           GError **error)
 {
+    JsonNode *scan = worker ? json_object_get_member(worker, "quarantine")
+                            : NULL;
+    g_autoptr(JsonObject) checked = NULL;
+
+    if (!scan) {
+        return TRUE;
+    }
+    checked = vo_scan_check_report(scan, NULL, error);
+    if (!checked) {
+        g_prefix_error(error, "quarantine: ");
+        return FALSE;
+    }
+    json_builder_set_member_name(report, "quarantine");
+    json_builder_add_value(report, json_node_init_object(json_node_alloc(),
+                                                         checked));
+    return TRUE;
+}
+
+static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
+                                   VoApplyFlags flags,
+                                   const VoScanOptions *scan_opts,
+                                   JsonBuilder *report, const char **status,
+                                   GError **error)
+{
+    g_autoptr(GBytes) scan = NULL;
     g_autoptr(JsonObject) worker = NULL;
     gboolean dry_run = flags & VO_APPLY_DRY_RUN;
     VoApplyDisk *first = &g_array_index(disks, VoApplyDisk, 0);
@@ -548,6 +579,24 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
     int made[VO_WORKER_MAX_DISKS];
     gboolean ok;
 
+    if (vo_bundle_quarantine_op(bundle)) {
+        /* What it moves is what the host's database finds: without one
+         * it would decide on nothing. */
+        if (!scan_opts || !scan_opts->database) {
+            g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                        "bundle %s has a quarantine instruction: apply it "
+                        "with --database DIR (the signature database it "
+                        "scans with)", bundle->id);
+            *status = "error";
+            return FALSE;
+        }
+        scan = vo_scan_quarantine_request(scan_opts, error);
+        if (!scan) {
+            *status = "error";
+            return FALSE;
+        }
+        req.request = scan;
+    }
     for (guint i = 1; i < disks->len && i <= VO_WORKER_MAX_DISKS; i++) {
         VoApplyDisk *d = &g_array_index(disks, VoApplyDisk, i);
 
@@ -585,6 +634,10 @@ static gboolean vo_apply_in_worker(GArray *disks, VoBundle *bundle,
     }
     vo_apply_copy_report(report, worker);
     *status = vo_apply_worker_status(worker);
+    if (!vo_apply_quarantine_report(worker, report, ok ? error : NULL)) {
+        *status = "error";
+        return FALSE;
+    }
     return ok;
 }
 
@@ -726,8 +779,8 @@ static gboolean vo_apply_create_overlays(gpointer data, int *fds,
 
 gboolean vo_apply_image(const char *const *images, guint n_images,
                         const char *const *formats, VoBundle *bundle,
-                        VoApplyFlags flags, JsonBuilder *report,
-                        GError **error)
+                        VoApplyFlags flags, const VoScanOptions *scan,
+                        JsonBuilder *report, GError **error)
 {
     g_autoptr(GArray) disks = g_array_new(FALSE, TRUE, sizeof(VoApplyDisk));
     g_autoptr(GPtrArray) all = g_ptr_array_new();
@@ -777,7 +830,7 @@ gboolean vo_apply_image(const char *const *images, guint n_images,
     }
     if (flags & VO_APPLY_DRY_RUN) {
         /* A dry run leaves no file behind: it reads the images. */
-        gboolean ok = vo_apply_in_worker(disks, bundle, flags, report,
+        gboolean ok = vo_apply_in_worker(disks, bundle, flags, scan, report,
                                          &status, error);
 
         vo_apply_status(report, status);
@@ -792,7 +845,7 @@ gboolean vo_apply_image(const char *const *images, guint n_images,
      * committed.
      */
     if (!vo_apply_in_worker(disks, bundle, flags & ~VO_APPLY_DRY_RUN,
-                            report, &status, error)) {
+                            scan, report, &status, error)) {
         vo_apply_drop(disks);
         vo_apply_status(report, status);
         return FALSE;

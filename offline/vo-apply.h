@@ -9,6 +9,7 @@
 #include <json-glib/json-glib.h>
 
 #include "vo-bundle.h"
+#include "vo-scan.h"
 
 G_BEGIN_DECLS
 
@@ -34,10 +35,15 @@ typedef enum {
  * committed, and recovery leaves every disk old or every disk new.
  * @formats has a format per disk (NULL: probed), or is NULL: all probed.
  */
+/*
+ * @scan: how a quarantine instruction scans (vo-quarantine.h): its
+ * database, the guest paths, the limits (its image and cache unused);
+ * required, with a database, for a bundle that has one, else unused.
+ */
 gboolean vo_apply_image(const char *const *images, guint n_images,
                         const char *const *formats, VoBundle *bundle,
-                        VoApplyFlags flags, JsonBuilder *report,
-                        GError **error);
+                        VoApplyFlags flags, const VoScanOptions *scan,
+                        JsonBuilder *report, GError **error);
 
 /* Finishes or discards what an interrupted apply left next to @image
  * (and, for a guest of several disks, next to the others: the journal

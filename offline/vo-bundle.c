@@ -41,6 +41,9 @@ static void vo_file_op_free(VoFileOp *op)
     if (op->xattr_value) {
         g_bytes_unref(op->xattr_value);
     }
+    if (op->hits) {
+        g_ptr_array_unref(op->hits);
+    }
     g_free(op);
 }
 
@@ -92,10 +95,22 @@ const char *vo_file_op_name(VoFileOpKind kind)
         [VO_FILE_OP_MKDIR] = "mkdir", [VO_FILE_OP_ADD] = "add",
         [VO_FILE_OP_REPLACE] = "replace", [VO_FILE_OP_DELETE] = "delete",
         [VO_FILE_OP_CHMOD] = "chmod", [VO_FILE_OP_CHOWN] = "chown",
-        [VO_FILE_OP_XATTR] = "xattr",
+        [VO_FILE_OP_XATTR] = "xattr", [VO_FILE_OP_QUARANTINE] = "quarantine",
     };
 
     return names[kind];
+}
+
+VoFileOp *vo_bundle_quarantine_op(VoBundle *bundle)
+{
+    for (guint i = 0; bundle->files && i < bundle->files->len; i++) {
+        VoFileOp *op = bundle->files->pdata[i];
+
+        if (op->kind == VO_FILE_OP_QUARANTINE) {
+            return op;
+        }
+    }
+    return NULL;
 }
 
 char *vo_sha256(GBytes *data)
@@ -270,6 +285,12 @@ static gboolean vo_bundle_parse_op(VoBundle *bundle, JsonNode *node,
         fop->kind = VO_FILE_OP_CHMOD;
     } else if (g_str_equal(op, "chown")) {
         fop->kind = VO_FILE_OP_CHOWN;
+    } else if (g_str_equal(op, "quarantine")) {
+        if (vo_bundle_quarantine_op(bundle) != NULL) {
+            return vo_bundle_invalid(error, "%s: one quarantine instruction "
+                                     "per bundle", where);
+        }
+        fop->kind = VO_FILE_OP_QUARANTINE;
     } else if (g_str_equal(op, "xattr")) {
         static const char *const prefixes[] = {
             "user.", "trusted.", "security.", NULL,
@@ -377,7 +398,8 @@ static gboolean vo_bundle_parse_op(VoBundle *bundle, JsonNode *node,
                                  "xattr", where);
     }
     if ((fop->kind == VO_FILE_OP_DELETE || fop->kind == VO_FILE_OP_REPLACE ||
-         fop->kind == VO_FILE_OP_XATTR) &&
+         fop->kind == VO_FILE_OP_XATTR ||
+         fop->kind == VO_FILE_OP_QUARANTINE) &&
         (fop->has_mode || fop->has_uid || fop->has_gid)) {
         return vo_bundle_invalid(error, "%s: %s takes no attributes", where,
                                  op);

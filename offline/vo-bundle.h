@@ -26,6 +26,9 @@ typedef enum {
     VO_FILE_OP_CHMOD,
     VO_FILE_OP_CHOWN,
     VO_FILE_OP_XATTR,
+    /* Moves what the host's ClamAV database finds aside into "path"
+     * (vo-quarantine.h): the files it changes are not in the bundle. */
+    VO_FILE_OP_QUARANTINE,
 } VoFileOpKind;
 
 typedef struct {
@@ -40,6 +43,9 @@ typedef struct {
     GBytes *owned_data;     /* content made from the manifest (marker) */
     char *xattr_name;       /* xattr */
     GBytes *xattr_value;    /* xattr; NULL removes */
+    /* quarantine, in the worker: what the scan found (VoQuarantineHit*),
+     * NULL before a scan (vo-quarantine.h). */
+    GPtrArray *hits;
 } VoFileOp;
 
 /* One package of "packages": a .deb to unpack with dpkg's semantics. */
@@ -114,6 +120,8 @@ gboolean vo_bundle_build_manifest(JsonNode *root, GHashTable *payloads,
                                   const char *out_path, GError **error);
 
 const char *vo_file_op_name(VoFileOpKind kind);
+/* The bundle's quarantine instruction (at most one), or NULL. */
+VoFileOp *vo_bundle_quarantine_op(VoBundle *bundle);
 char *vo_sha256(GBytes *data);
 
 G_END_DECLS

@@ -235,6 +235,21 @@ const char *vo_image_qemu_tool(const char *name)
     return found;
 }
 
+/* Reading jobs on an image QEMU holds open (vo_image_set_force_share()). */
+static gboolean vo_image_force_share;
+/* Writing jobs beside a QEMU that released it (vo-image.h). */
+static gboolean vo_image_qemu_released;
+
+void vo_image_set_qemu_released(gboolean released)
+{
+    vo_image_qemu_released = released;
+}
+
+void vo_image_set_force_share(gboolean force)
+{
+    vo_image_force_share = force;
+}
+
 gboolean vo_image_check_unlocked(const char *image, gboolean for_writing,
                                  GError **error)
 {
@@ -252,8 +267,8 @@ gboolean vo_image_check_unlocked(const char *image, gboolean for_writing,
     struct flock fl = {
         .l_type = F_WRLCK,
         .l_whence = SEEK_SET,
-        .l_start = for_writing ? 100 : 101,
-        .l_len = for_writing ? 200 : 3,
+        .l_start = for_writing && !vo_image_qemu_released ? 100 : 101,
+        .l_len = for_writing ? (vo_image_qemu_released ? 199 : 200) : 3,
     };
     int fd = open(image, O_RDONLY | O_CLOEXEC);
 
@@ -657,13 +672,6 @@ gboolean vo_image_check_overlay(const char *overlay, int fd,
     return TRUE;
 }
 
-/* Reading jobs on an image QEMU holds open (vo_image_set_force_share()). */
-static gboolean vo_image_force_share;
-
-void vo_image_set_force_share(gboolean force)
-{
-    vo_image_force_share = force;
-}
 
 char *vo_image_open_format(const char *image, const char *format,
                            gboolean for_writing, GError **error)

@@ -33,6 +33,16 @@ gboolean vo_image_check_unlocked(const char *image, gboolean for_writing,
  */
 void vo_image_set_force_share(gboolean force);
 
+/*
+ * Writing jobs on an image whose QEMU released it (--qemu-released: the
+ * helper's IMAGE_ACCESS, docs/protocol.rst "Image access"): its inactive
+ * nodes keep a consistent-read lock (offset 100), since a format driver
+ * always asks that of its file, but read nothing until QEMU takes the
+ * image back, which it does only after the job.  That lock alone is then
+ * no obstacle; any other still is.
+ */
+void vo_image_set_qemu_released(gboolean released);
+
 /* Whether images may name other host files (backing files, external data
  * files, vmdk extents); off unless the operator says so. */
 void vo_image_set_allow_external(gboolean allow);

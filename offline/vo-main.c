@@ -73,6 +73,7 @@ static gint64 opt_max_file_size = VO_SCAN_MAX_FILE_SIZE;
 static int opt_timeout = VO_SCAN_TIMEOUT_S;
 static char *opt_cache;
 static gboolean opt_force_share;
+static gboolean opt_qemu_released;
 /* Accepted for the convention's sake: every report is JSON anyway. */
 static gboolean opt_json;
 /* Whether a report reached stdout: a failure without one gets one. */
@@ -366,10 +367,18 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
     VoApplyFlags flags = opt_dry_run ? VO_APPLY_DRY_RUN : 0;
     g_autoptr(GPtrArray) formats = g_ptr_array_new();
     const char *image;
+    /* A quarantine instruction's scan: scan's own options. */
+    VoScanOptions scan = {
+        .database = opt_database,
+        .paths = opt_scan_paths,
+        .max_file_size = opt_max_file_size > 0 ? opt_max_file_size : 0,
+        .timeout_s = opt_timeout > 0 ? opt_timeout : 0,
+    };
 
     if (argc != 3) {
         return vo_main_usage(error, "apply [--dry-run] "
-                             "[--backend=libguestfs | --host-kernel] IMAGE "
+                             "[--backend=libguestfs | --host-kernel] "
+                             "[--database DIR [--path GUESTPATH]...] IMAGE "
                              "[--disk IMAGE]... BUNDLE");
     }
     images = vo_main_guest(argv[1], error);
@@ -392,8 +401,7 @@ static gboolean vo_main_apply(int argc, char **argv, GError **error)
         b, NULL, vo_apply_image((const char *const *)images->pdata,
                                 images->len,
                                 (const char *const *)formats->pdata, bundle,
-                                flags, b,
-                                error),
+                                flags, &scan, b, error),
         error);
 }
 
@@ -1052,10 +1060,11 @@ int main(int argc, char **argv)
           "Open images that name other host files (backing files, data "
           "files, vmdk extents)", NULL },
         { "database", 0, 0, G_OPTION_ARG_FILENAME, &opt_database,
-          "scan: the signature database directory (freshclam's)", "DIR" },
+          "scan, and apply of a quarantine instruction: the signature "
+          "database directory (freshclam's)", "DIR" },
         { "path", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_scan_paths,
-          "scan: only this guest file or directory (repeatable; default: "
-          "every filesystem)", "GUESTPATH" },
+          "scan, and apply's quarantine: only this guest file or directory "
+          "(repeatable; default: every filesystem)", "GUESTPATH" },
         { "max-file-size", 0, 0, G_OPTION_ARG_INT64, &opt_max_file_size,
           "scan: larger files are not scanned (the scan is incomplete; "
           "default 100 MiB)", "BYTES" },
@@ -1068,6 +1077,10 @@ int main(int argc, char **argv)
           "scan, inspect: read an image a QEMU holds open, beside its locks "
           "(the caller vouches the VM runs no instruction meanwhile)",
           NULL },
+        { "qemu-released", 0, 0, G_OPTION_ARG_NONE, &opt_qemu_released,
+          "apply: write an image whose QEMU released it (its remaining "
+          "consistent-read lock is no obstacle; the vmaugment helper's "
+          "quarantine)", NULL },
         { "luks-key", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_keys,
           "Open the LUKS volume of this UUID (or all of them) with the key "
           "in FILE (repeatable)", "ID:file:FILE" },
@@ -1106,6 +1119,7 @@ int main(int argc, char **argv)
                                        : NULL;
     vo_image_set_allow_external(opt_allow_backing);
     vo_image_set_force_share(opt_force_share);
+    vo_image_set_qemu_released(opt_qemu_released);
     vo_worker_set_accept_weaker(opt_accept_weaker);
     for (guint i = 0; opt_keys && opt_keys[i]; i++) {
         if (!vo_worker_add_key(opt_keys[i], &error)) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "vo-patch.h"
+#include "vo-quarantine.h"
 #include "vo-registry.h"
 #include "vo-rules.h"
 #include "vo-unpack.h"
@@ -116,6 +117,13 @@ gboolean vo_patch_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
         const char *action = vo_file_op_name(op->kind);
         gboolean fresh;
 
+        if (op->kind == VO_FILE_OP_QUARANTINE) {
+            /* Its paths are what the scan found, each its own entry. */
+            if (!vo_quarantine_plan(op, guest, plan, error)) {
+                goto fail;
+            }
+            continue;
+        }
         if (!vo_patch_resolve(guest, op, planned, &p, &fresh, error)) {
             goto fail;
         }
@@ -187,6 +195,9 @@ gboolean vo_patch_plan(VoBundle *bundle, VoGuest *guest, JsonBuilder *plan,
                 }
             }
             break;
+        case VO_FILE_OP_QUARANTINE:
+            /* Planned by vo_quarantine_plan() above. */
+            g_assert_not_reached();
         case VO_FILE_OP_XATTR:
             if (p.fs && !p.fs->ops->set_xattr) {
                 vo_patch_fail_op(op, error, VO_ERROR_UNSUPPORTED,
@@ -256,6 +267,12 @@ gboolean vo_patch_execute(VoBundle *bundle, VoGuest *guest,
         };
         gboolean ok = TRUE;
 
+        if (op->kind == VO_FILE_OP_QUARANTINE) {
+            if (!vo_quarantine_execute(op, guest, error)) {
+                return FALSE;
+            }
+            continue;
+        }
         if (!vo_guest_resolve(guest, op->path, FALSE, &p, error) ||
             !vo_patch_check_mount(op, &p, error)) {
             return FALSE;
@@ -283,6 +300,8 @@ gboolean vo_patch_execute(VoBundle *bundle, VoGuest *guest,
             ok = p.fs->ops->set_xattr(p.fs, p.node, op->xattr_name,
                                       op->xattr_value, error);
             break;
+        case VO_FILE_OP_QUARANTINE:
+            g_assert_not_reached();
         case VO_FILE_OP_CHMOD:
         case VO_FILE_OP_CHOWN:
             ok = p.fs->ops->set_attrs(p.fs, p.node,
@@ -312,6 +331,9 @@ static gboolean vo_patch_verify_op(VoGuest *guest, VoFileOp *op, char **why)
     g_autofree char *have = NULL;
     gboolean owners;
 
+    if (op->kind == VO_FILE_OP_QUARANTINE) {
+        return vo_quarantine_verify(op, guest, why);
+    }
     if (!vo_guest_resolve(guest, op->path, FALSE, &p, &local)) {
         if (op->kind == VO_FILE_OP_DELETE &&
             g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
@@ -513,6 +535,13 @@ gboolean vo_patch_decide(VoBundle *bundle, VoGuest *guest,
 gboolean vo_patch_check_files_only(VoBundle *bundle, const char *route,
                                    GError **error)
 {
+    if (vo_bundle_quarantine_op(bundle)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "bundle %s has a quarantine instruction, which %s does "
+                    "not carry out (it scans in the offline worker)",
+                    bundle->id, route);
+        return FALSE;
+    }
     if ((bundle->registry && bundle->registry->len) ||
         (bundle->packages && bundle->packages->len)) {
         g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,

@@ -23,6 +23,7 @@
 #include <clamav.h>
 
 #include "vo-dl.h"
+#include "vo-quarantine.h"
 #include "vo-scan.h"
 
 /*
@@ -93,6 +94,8 @@ typedef struct {
     GHashTable *seen;           /* "fs-pointer:node" of files scanned */
     /* The file being scanned: its matches, from the callback. */
     GPtrArray *matches;
+    /* A quarantine's: each infected file once (VoQuarantineHit*). */
+    GPtrArray *hits;
 } VoScanEngine;
 
 static VoScanEngine vo_scan;
@@ -200,9 +203,9 @@ static void vo_scan_take_cache(VoScanEngine *s, JsonObject *req)
  * reads the database through descriptors of its own, and one left open
  * would be a way out of the empty root.
  */
-static gboolean vo_scan_no_stray_fds(GError **error)
+static gboolean vo_scan_no_stray_fds(int first_free, GError **error)
 {
-    for (int fd = VO_SCAN_FIRST_FREE_FD; fd < 1024; fd++) {
+    for (int fd = MAX(first_free, VO_SCAN_FIRST_FREE_FD); fd < 1024; fd++) {
         if (fcntl(fd, F_GETFD) >= 0) {
             g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                         "libclamav left descriptor %d open after loading "
@@ -226,7 +229,8 @@ guint vo_scan_engine_timeout_s(void)
     return vo_scan.timeout_s ? vo_scan.timeout_s : VO_SCAN_TIMEOUT_S;
 }
 
-gboolean vo_scan_engine_prepare(int request_fd, GError **error)
+gboolean vo_scan_engine_prepare(int request_fd, int first_free,
+                                GError **error)
 {
     VoScanEngine *s = &vo_scan;
     g_autoptr(JsonObject) req = vo_scan_read_request(request_fd, error);
@@ -326,7 +330,7 @@ gboolean vo_scan_engine_prepare(int request_fd, GError **error)
     s->engine_name = g_strdup_printf("ClamAV %s", cl_retver());
     cl_engine_set_clcb_virus_found(s->engine, vo_scan_on_match);
     vo_scan_take_cache(s, req);
-    return vo_scan_no_stray_fds(error);
+    return vo_scan_no_stray_fds(first_free, error);
 }
 
 /* ---- The walk ---- */
@@ -467,6 +471,21 @@ static char *vo_scan_display(VoScanWalk *w, GPtrArray *comps)
     return g_string_free(out, FALSE);
 }
 
+/* The guest path of @comps as vo_guest_resolve() takes it: the bytes of
+ * the names, not their escaped display. */
+static char *vo_scan_guest_path(VoScanWalk *w, GPtrArray *comps)
+{
+    GString *out = g_string_new(NULL);
+    const char *mp = w->mount ? w->mount->mountpoint : "/";
+
+    g_string_append(out, g_str_equal(mp, "/") ? "" : mp);
+    for (guint i = 0; i < comps->len; i++) {
+        g_string_append_c(out, '/');
+        g_string_append(out, comps->pdata[i]);
+    }
+    return g_string_free(out, FALSE);
+}
+
 /* What identifies the file unchanged (docs/offline.rst, "The cache"). */
 static char *vo_scan_key(VoScanWalk *w, guint64 node, const VoStat *st)
 {
@@ -572,6 +591,14 @@ static void vo_scan_file(VoScanEngine *s, VoScanWalk *w, GPtrArray *comps,
             limited = TRUE;
         } else {
             vo_scan_finding(s, w, path, name);
+            if (s->hits && !found) {
+                g_autofree char *raw = vo_scan_guest_path(w, comps);
+                g_autoptr(GString) sig = g_string_new(NULL);
+
+                vo_scan_append_name(sig, name);
+                g_ptr_array_add(s->hits,
+                                vo_quarantine_hit_new(raw, path, sig->str));
+            }
             found = TRUE;
         }
     }
@@ -778,7 +805,8 @@ static void vo_scan_add_array(JsonBuilder *b, const char *name,
     json_builder_end_array(b);
 }
 
-gboolean vo_scan_engine_run(VoGuest *guest, JsonBuilder *b, GError **error)
+static gboolean vo_scan_engine_report(VoGuest *guest, JsonBuilder *b,
+                                      const char *member, GError **error)
 {
     VoScanEngine *s = &vo_scan;
 
@@ -823,7 +851,7 @@ gboolean vo_scan_engine_run(VoGuest *guest, JsonBuilder *b, GError **error)
         vo_scan_error(s, "", why);
     }
 
-    json_builder_set_member_name(b, "scan");
+    json_builder_set_member_name(b, member);
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "engine");
     json_builder_add_string_value(b, s->engine_name);
@@ -854,4 +882,21 @@ gboolean vo_scan_engine_run(VoGuest *guest, JsonBuilder *b, GError **error)
     json_builder_end_array(b);
     json_builder_end_object(b);
     return TRUE;
+}
+
+gboolean vo_scan_engine_run(VoGuest *guest, JsonBuilder *b, GError **error)
+{
+    return vo_scan_engine_report(guest, b, "scan", error);
+}
+
+gboolean vo_scan_engine_loaded(void)
+{
+    return vo_scan.engine != NULL;
+}
+
+gboolean vo_scan_engine_quarantine(VoGuest *guest, GPtrArray *hits,
+                                   JsonBuilder *b, GError **error)
+{
+    vo_scan.hits = hits;
+    return vo_scan_engine_report(guest, b, "quarantine", error);
 }

@@ -506,6 +506,23 @@ static gboolean vo_scan_check_options(const VoScanOptions *opts,
     return TRUE;
 }
 
+GBytes *vo_scan_quarantine_request(const VoScanOptions *opts,
+                                   GError **error)
+{
+    g_autofree char *dir = NULL;
+
+    if (!vo_scan_check_options(opts, error)) {
+        return NULL;
+    }
+    dir = g_canonicalize_filename(opts->database, NULL);
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_NOT_FOUND,
+                    "signature database %s is not a directory", dir);
+        return NULL;
+    }
+    return vo_scan_request(opts, dir, NULL);
+}
+
 gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
                      VoScanResult *result, GError **error)
 {

@@ -73,6 +73,13 @@ typedef enum {
 gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
                      VoScanResult *result, GError **error);
 
+/* The worker's scan request for a bundle's quarantine instruction
+ * (vo-quarantine.h): @opts's database, guest paths (none: every
+ * filesystem) and limits, checked as a scan's; no cache (a quarantine
+ * looks at every file).  NULL with @error. */
+GBytes *vo_scan_quarantine_request(const VoScanOptions *opts,
+                                   GError **error);
+
 /* "clean", "infected", "incomplete". */
 const char *vo_scan_result_name(VoScanResult result);
 
@@ -88,11 +95,20 @@ JsonObject *vo_scan_check_report(JsonNode *scan, GPtrArray **clean,
 /* ---- Worker ---- */
 
 /* Loads the engine from the request on @request_fd, before confinement
- * (the database is the host's).  FALSE with @error. */
-gboolean vo_scan_engine_prepare(int request_fd, GError **error);
+ * (the database is the host's); descriptors from @first_free on must be
+ * closed.  FALSE with @error. */
+gboolean vo_scan_engine_prepare(int request_fd, int first_free,
+                                GError **error);
 /* The scan's --timeout, from the request (or its default). */
 guint vo_scan_engine_timeout_s(void);
 /* Scans @guest as the prepared request says; its "scan" member into @b. */
 gboolean vo_scan_engine_run(VoGuest *guest, JsonBuilder *b, GError **error);
+/* Whether vo_scan_engine_prepare() loaded the engine. */
+gboolean vo_scan_engine_loaded(void);
+/* The same scan for a bundle's quarantine instruction: its report as the
+ * "quarantine" member, and each infected file once into @hits
+ * (VoQuarantineHit*, vo-quarantine.h). */
+gboolean vo_scan_engine_quarantine(VoGuest *guest, GPtrArray *hits,
+                                   JsonBuilder *b, GError **error);
 
 G_END_DECLS

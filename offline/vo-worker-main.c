@@ -34,6 +34,7 @@
 #include "vo-mounts.h"
 #include "vo-msu.h"
 #include "vo-patch.h"
+#include "vo-quarantine.h"
 #include "vo-scan.h"
 #include "vo-wire.h"
 #include "vo-worker.h"
@@ -108,11 +109,36 @@ static gboolean vo_worker_scan(VoWorker *w, JsonBuilder *b, GError **error)
     return vo_scan_engine_run(w->guest, b, error);
 }
 
+/*
+ * A bundle's quarantine instruction: the scan before the decision, so
+ * that deciding, patching and verifying all see what it found.
+ */
+static gboolean vo_worker_quarantine_scan(VoWorker *w, JsonBuilder *b,
+                                          GError **error)
+{
+    VoFileOp *op = vo_bundle_quarantine_op(w->bundle);
+
+    if (!op) {
+        return TRUE;
+    }
+    if (!vo_scan_engine_loaded()) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "bundle %s has a quarantine instruction: it is applied "
+                    "with --database DIR, the signature database it scans "
+                    "with", w->bundle->id);
+        return FALSE;
+    }
+    op->hits = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vo_quarantine_hit_free);
+    return vo_scan_engine_quarantine(w->guest, op->hits, b, error);
+}
+
 static gboolean vo_worker_check(VoWorker *w, JsonBuilder *b, GError **error)
 {
     gboolean done;
 
-    if (!vo_patch_decide(w->bundle, w->guest, b, &done, error)) {
+    if (!vo_worker_quarantine_scan(w, b, error) ||
+        !vo_patch_decide(w->bundle, w->guest, b, &done, error)) {
         return FALSE;
     }
     json_builder_set_member_name(b, "status");
@@ -126,7 +152,8 @@ static gboolean vo_worker_apply(VoWorker *w, JsonBuilder *b, GError **error)
     gboolean done;
 
     vo_worker_stage(VO_WORKER_STAGE_DECIDING);
-    if (!vo_patch_decide(w->bundle, w->guest, b, &done, error)) {
+    if (!vo_worker_quarantine_scan(w, b, error) ||
+        !vo_patch_decide(w->bundle, w->guest, b, &done, error)) {
         return FALSE;
     }
     if (done) {
@@ -617,7 +644,9 @@ int main(int argc, char **argv)
          * guest byte and before confinement: no path of the host is
          * reachable afterwards (docs/sandbox.rst, "The scan job").
          */
-        if (!vo_scan_engine_prepare(VO_WORKER_FD_REQUEST, &w.engine_error)) {
+        if (!vo_scan_engine_prepare(VO_WORKER_FD_REQUEST,
+                                    VO_WORKER_FD_DISK + n_fds,
+                                    &w.engine_error)) {
             g_prefix_error(&w.engine_error, "scan: ");
         }
         close(VO_WORKER_FD_REQUEST);
@@ -626,6 +655,22 @@ int main(int argc, char **argv)
                                     VO_WORKER_SCAN_GRACE_S;
         /* libclamav makes a directory per scan for what it unpacks. */
         policy.scratch_dirs = true;
+    }
+    if (vo_worker_job_has_scan(w.job)) {
+        /* A quarantine's scan: loaded as the scan job's is, and given its
+         * room.  Empty: the bundle has no quarantine instruction. */
+        if (fstat(VO_WORKER_FD_SCAN, &st) == 0 && st.st_size > 0) {
+            /* Our descriptors, then the sandbox's status channel. */
+            if (!vo_scan_engine_prepare(VO_WORKER_FD_SCAN,
+                                        VO_WORKER_FD_DISK + n_fds + 1,
+                                        &w.engine_error)) {
+                g_prefix_error(&w.engine_error, "quarantine: ");
+            }
+            policy.limits.memory_bytes += VO_WORKER_SCAN_MEMORY;
+            policy.limits.cpu_seconds += vo_scan_engine_timeout_s();
+            policy.scratch_dirs = true;
+        }
+        close(VO_WORKER_FD_SCAN);
     }
     rc = sandbox_confine(&policy, VO_WORKER_FD_DISK + n_fds);
     if (rc < 0) {

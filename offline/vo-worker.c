@@ -57,6 +57,9 @@ static const struct {
     { "plan", JSON_NODE_ARRAY, 0,
       1 << VO_WORKER_CHECK | 1 << VO_WORKER_APPLY },
     { "verify", JSON_NODE_ARRAY, 0, 1 << VO_WORKER_APPLY },
+    /* A quarantine's scan, checked by vo_scan_check_report() (vo-apply.c). */
+    { "quarantine", JSON_NODE_OBJECT, 0,
+      1 << VO_WORKER_CHECK | 1 << VO_WORKER_APPLY },
     { "instructions", JSON_NODE_ARRAY, 0, 1 << VO_WORKER_VERIFY },
     { "verified", JSON_NODE_VALUE, G_TYPE_BOOLEAN, 1 << VO_WORKER_VERIFY },
     /* Checked field by field by vo_dpkg_status_from_report(). */
@@ -106,9 +109,15 @@ gboolean vo_worker_job_has_bundle(VoWorkerJob job)
            job != VO_WORKER_SCAN && job != VO_WORKER_LOCATE;
 }
 
+gboolean vo_worker_job_has_scan(VoWorkerJob job)
+{
+    return job == VO_WORKER_CHECK || job == VO_WORKER_APPLY;
+}
+
 int vo_worker_job_fds(VoWorkerJob job)
 {
-    return vo_worker_job_has_bundle(job) || job == VO_WORKER_SCAN ? 3 : 2;
+    return vo_worker_job_has_scan(job) ? 4
+           : vo_worker_job_has_bundle(job) || job == VO_WORKER_SCAN ? 3 : 2;
 }
 
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job)
@@ -323,7 +332,7 @@ static int vo_worker_sealed_fd(GBytes *bytes, GError **error)
  * per opened LUKS volume (@volumes). */
 static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
                              GArray *volumes, int report_fd, int bundle_fd,
-                             GError **error)
+                             int scan_fd, GError **error)
 {
     SandboxHost host = {
         .id_base = vo_worker_id_base,
@@ -344,7 +353,7 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
         req->bundle ? req->bundle->signer_fingerprint : NULL,
         NULL,
     };
-    int fds[3 + VO_WORKER_MAX_DISKS + VO_WORKER_MAX_LUKS];
+    int fds[4 + VO_WORKER_MAX_DISKS + VO_WORKER_MAX_LUKS];
     SandboxSpawn sp = {
         .host = &host,
         .pieces = pieces,
@@ -375,6 +384,9 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
     fds[sp.n_fds++] = report_fd;
     if (bundle_fd >= 0) {
         fds[sp.n_fds++] = bundle_fd;
+    }
+    if (scan_fd >= 0) {
+        fds[sp.n_fds++] = scan_fd;
     }
     for (guint i = 0; i < req->n_more; i++) {
         g_assert(vo_worker_disk_fd(req->job, i + 1) == 3 + (int)sp.n_fds);
@@ -796,6 +808,7 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
     g_autoptr(GPtrArray) servers = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vo_image_server_free);
     g_autoptr(JsonObject) report = NULL;
+    g_autoptr(GBytes) empty = g_bytes_new_static("", 0);
     g_autoptr(GError) read_error = NULL;
     g_autoptr(GError) job_error = NULL;
     g_autoptr(GError) server_error = NULL;
@@ -804,6 +817,7 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
     int made[VO_WORKER_MAX_DISKS];
     guint n_fds;
     int bundle_fd = -1;
+    int scan_fd = -1;
     gboolean report_ok;
     bool killed;
     pid_t pid;
@@ -827,13 +841,17 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
                                                      : req->request,
                                          error)) < 0) {
         pid = -1;
+    } else if (vo_worker_job_has_scan(req->job) &&
+               (scan_fd = vo_worker_sealed_fd(
+                    req->request ? req->request : empty, error)) < 0) {
+        pid = -1;
     } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "socketpair: %s",
                     g_strerror(errno));
         pid = -1;
     } else {
         pid = vo_worker_spawn(req, disk_fds, volumes, sv[1], bundle_fd,
-                              error);
+                              scan_fd, error);
     }
     /* Ours no longer: when the worker ends, so do the servers and the
      * report stream. */
@@ -845,6 +863,9 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
     }
     if (bundle_fd >= 0) {
         close(bundle_fd);
+    }
+    if (scan_fd >= 0) {
+        close(scan_fd);
     }
     if (pid < 0) {
         if (sv[0] >= 0) {

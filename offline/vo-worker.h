@@ -38,6 +38,10 @@ typedef enum {
 #define VO_WORKER_FD_BUNDLE     5
 /* The scan job's request (vo-scan.h), in the bundle's place. */
 #define VO_WORKER_FD_REQUEST    5
+/* The jobs that decide on a bundle (check, apply): after the bundle, the
+ * scan request of its quarantine instruction (vo-quarantine.h), empty
+ * when it has none. */
+#define VO_WORKER_FD_SCAN       6
 /* The most disks one guest may have (each costs a qemu-nbd and an fd). */
 #define VO_WORKER_MAX_DISKS     8
 /* The most LUKS volumes opened for one guest (an fd each). */
@@ -69,7 +73,10 @@ typedef enum {
 const char *vo_worker_job_name(VoWorkerJob job);
 /* Whether the job is handed a bundle (and its signer). */
 gboolean vo_worker_job_has_bundle(VoWorkerJob job);
-/* The descriptors it is given: 2, or 3 with a bundle or a request. */
+/* Whether it is handed a scan request beside it (VO_WORKER_FD_SCAN). */
+gboolean vo_worker_job_has_scan(VoWorkerJob job);
+/* The descriptors it is given: 2, 3 with a bundle or a request, 4 with
+ * a bundle and a scan request (VO_WORKER_FD_SCAN). */
 int vo_worker_job_fds(VoWorkerJob job);
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job);
 /* The descriptor of the guest's disk @disk (from 0) in a worker of @job;
@@ -93,7 +100,9 @@ typedef struct {
     const char *const *more_images;
     const char *const *more_disks;
     const char *const *more_formats;
-    GBytes *request;        /* the scan job's request (vo-scan.h) */
+    /* The scan job's request (vo-scan.h); for check and apply, the scan
+     * request of the bundle's quarantine instruction, or NULL. */
+    GBytes *request;
     guint timeout_s;        /* 0: VO_WORKER_TIMEOUT_S */
     /*
      * NULL when the disks exist.  Otherwise what makes them (an apply's

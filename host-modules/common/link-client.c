@@ -143,7 +143,8 @@ static gboolean link_client_recv(VmaugLinkClient *c, guint16 *type,
     return TRUE;
 }
 
-/* An EVENT or LIFECYCLE_DONE, to the other-message function. */
+/* An EVENT, LIFECYCLE_DONE or IMAGE_ACCESS, to the other-message
+ * function. */
 static gboolean link_client_other(VmaugLinkClient *c, guint16 type,
                                   guint64 tag, GBytes *body, GError **error)
 {
@@ -158,6 +159,9 @@ static gboolean link_client_other(VmaugLinkClient *c, guint16 type,
         ok = len >= sizeof(struct vmaug_host_lifecycle_done) &&
              len - sizeof(struct vmaug_host_lifecycle_done) <=
              VMAUG_HOST_MESSAGE_MAX;
+        break;
+    case VMAUG_HOST_IMAGE_ACCESS:
+        ok = len == sizeof(struct vmaug_host_image_access);
         break;
     default:
         ok = FALSE;

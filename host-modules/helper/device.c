@@ -112,10 +112,97 @@ static void device_module_event(gpointer owner, guint32 type, const void *a,
     device_event(owner, type, a, alen, b, blen);
 }
 
+/* The access in flight ends: whoever waits hears how, once. */
+static void device_access_end(Device *dev, guint16 status, const gchar *why)
+{
+    ModuleImageAccessFunc done = dev->access_done;
+
+    if (done == NULL) {
+        return;
+    }
+    dev->access_done = NULL;
+    dev->access_op = 0;
+    dev->access_tag = 0;
+    done(status, why, dev->access_data);
+}
+
+static gboolean device_access_busy(gpointer data)
+{
+    Device *dev = data;
+
+    dev->access_idle = 0;
+    device_access_end(dev, VMAUG_S_BUSY, "the image start is not held");
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * A module's broker (image-quarantine) asks for the image: only while the
+ * device holds the image start, with that start's tag, which the device
+ * checks again (docs/protocol.rst, "Image access").
+ */
+static void device_module_image_access(gpointer owner, guint32 op,
+                                       ModuleImageAccessFunc done,
+                                       gpointer data)
+{
+    Device *dev = owner;
+    struct vmaug_host_image_access req = { .op = GUINT32_TO_LE(op) };
+    guint64 tag = dev->closed ? 0 :
+                  lifecycle_engine_held_start(dev->lifecycle);
+
+    if (dev->access_done != NULL || tag == 0) {
+        /* Answered later, as the device's answer would be. */
+        if (dev->access_done != NULL) {
+            done(VMAUG_S_BUSY, "another image access is in flight", data);
+            return;
+        }
+        dev->access_done = done;
+        dev->access_data = data;
+        dev->access_idle = g_idle_add(device_access_busy, dev);
+        return;
+    }
+    dev->access_op = op;
+    dev->access_tag = tag;
+    dev->access_done = done;
+    dev->access_data = data;
+    vmaug_link_send(dev->link, VMAUG_HOST_IMAGE_ACCESS, tag, &req,
+                    sizeof(req), NULL, 0, -1);
+}
+
 static const ModuleOps device_module_ops = {
     .reply = device_module_reply,
     .event = device_module_event,
+    .image_access = device_module_image_access,
 };
+
+/* The device's answer to our IMAGE_ACCESS: for what we asked, or a
+ * protocol error. */
+static gboolean device_access_answer(Device *dev, guint64 tag,
+                                     const guint8 *data, guint32 len,
+                                     const gchar **why)
+{
+    struct vmaug_host_image_access_done done;
+    g_autofree gchar *text = NULL;
+
+    if (len < sizeof(done) ||
+        len - sizeof(done) > VMAUG_HOST_MESSAGE_MAX) {
+        *why = "IMAGE_ACCESS_DONE of a wrong size";
+        return FALSE;
+    }
+    memcpy(&done, data, sizeof(done));
+    if (dev->access_done == NULL || dev->access_tag == 0 ||
+        tag != dev->access_tag ||
+        GUINT32_FROM_LE(done.op) != dev->access_op) {
+        *why = "IMAGE_ACCESS_DONE for nothing asked";
+        return FALSE;
+    }
+    /* QEMU's words reach logs and the module: one valid line. */
+    text = g_utf8_make_valid((const gchar *)data + sizeof(done),
+                             len - sizeof(done));
+    g_strdelimit(text, "\n\r\t", ' ');
+    device_access_end(dev, GUINT16_FROM_LE(done.status),
+                      *text != '\0' ? text : NULL);
+    return TRUE;
+}
 
 static void device_lifecycle_answer(gpointer owner, guint64 tag,
                                     const struct vmaug_host_lifecycle_done
@@ -1053,6 +1140,8 @@ static gboolean device_on_message(VmaugLink *link, guint16 type, guint64 tag,
         return TRUE;
     case VMAUG_HOST_LIFECYCLE:
         return lifecycle_engine_message(dev->lifecycle, tag, data, len, why);
+    case VMAUG_HOST_IMAGE_ACCESS_DONE:
+        return device_access_answer(dev, tag, data, len, why);
     case VMAUG_HOST_CANCEL:
         if (len != 0) {
             *why = "CANCEL with a payload";
@@ -1116,6 +1205,11 @@ Device *device_new(Helper *helper, int fd)
 
 void device_free(Device *dev)
 {
+    if (dev->access_idle != 0) {
+        g_source_remove(dev->access_idle);
+    }
+    /* Its QEMU is gone, or no longer listens. */
+    device_access_end(dev, VMAUG_S_INTERRUPTED, "the device disconnected");
     /* Events still running go on without the device, then its modules
      * finish or stop. */
     lifecycle_engine_free(dev->lifecycle);

@@ -23,6 +23,13 @@ typedef struct {
     LifecycleEngine *lifecycle;     /* from HELLO on */
     GHashTable *pending;            /* deferred tags (guint64 *) */
     GHashTable *cancelled;          /* tags the device gave up on */
+    /* The IMAGE_ACCESS awaiting its answer (one at a time): its op, the
+     * start's tag it was sent with, who waits. */
+    guint32 access_op;
+    guint64 access_tag;
+    ModuleImageAccessFunc access_done;
+    gpointer access_data;
+    guint access_idle;              /* answers a refused one */
     gboolean closed;
 } Device;
 

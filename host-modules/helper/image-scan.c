@@ -38,6 +38,8 @@
 #define IMAGE_SCAN_TERM_GRACE_MS    3000
 /* Nesting of the report: root, database or findings, one finding. */
 #define IMAGE_SCAN_MAX_DEPTH        3
+/* Of an apply's report: its rules nest deepest. */
+#define IMAGE_SCAN_MAX_APPLY_DEPTH  6
 /* Bytes of a summary line. */
 #define IMAGE_SCAN_MAX_SUMMARY      400
 
@@ -52,6 +54,7 @@ struct _ImageScan {
     guint pending;                  /* stdout, stderr and the exit */
     guint timer;
     guint timeout_s;
+    gboolean quarantine;            /* an apply, not a scan */
     ImageScanDoneFunc done;
     gpointer done_data;
 };
@@ -221,6 +224,65 @@ static void image_scan_summary_cut(GString *summary)
     }
 }
 
+/* The members of a finding and of an error, in a scan's report and in
+ * an apply's "quarantine". */
+static const gchar *const image_scan_finding_members[] = {
+    "filesystem", "path", "signature", NULL
+};
+static const gchar *const image_scan_error_members[] = {
+    "path", "reason", NULL
+};
+
+/*
+ * One @tag line ("finding", "moved") per finding and one "error" line per
+ * error into @report, after @left_out lines already left out, then "more
+ * N"; the first finding (and how many more) into @summary, or with
+ * @error_summary the first error when there is no finding.
+ */
+static void image_scan_findings(GString *report, GString *summary,
+                                const gchar *tag, JsonArray *findings,
+                                JsonArray *errors, gboolean error_summary,
+                                guint left_out)
+{
+    g_autoptr(GString) line = g_string_new(NULL);
+    guint n = json_array_get_length(findings);
+
+    for (guint i = 0; i < n; i++) {
+        JsonObject *f = json_array_get_object_element(findings, i);
+
+        g_string_printf(line, "%s ", tag);
+        image_scan_field(line, vmaug_json_string(f, "filesystem"));
+        g_string_append_c(line, '\t');
+        image_scan_field(line, vmaug_json_string(f, "path"));
+        g_string_append_c(line, '\t');
+        image_scan_field(line, vmaug_json_string(f, "signature"));
+        image_scan_line(report, line, &left_out);
+        if (i == 0) {
+            g_string_append(summary, ": ");
+            g_string_append(summary, line->str + strlen(tag) + 1);
+        }
+    }
+    if (n > 1) {
+        g_string_append_printf(summary, " (and %u more)", n - 1);
+    }
+    for (guint i = 0; i < json_array_get_length(errors); i++) {
+        JsonObject *e = json_array_get_object_element(errors, i);
+
+        g_string_assign(line, "error ");
+        image_scan_field(line, vmaug_json_string(e, "path"));
+        g_string_append_c(line, '\t');
+        image_scan_field(line, vmaug_json_string(e, "reason"));
+        image_scan_line(report, line, &left_out);
+        if (i == 0 && error_summary) {
+            g_string_append(summary, ": ");
+            g_string_append(summary, line->str + strlen("error "));
+        }
+    }
+    if (left_out > 0) {
+        g_string_append_printf(report, "more %u\n", left_out);
+    }
+}
+
 gint image_scan_parse(const gchar *json, gsize len, gint exit_status,
                       GString *report, GString *summary, GError **error)
 {
@@ -231,10 +293,6 @@ gint image_scan_parse(const gchar *json, gsize len, gint exit_status,
     static const gchar *const db_members[] = {
         "version", "signatures", NULL
     };
-    static const gchar *const finding_members[] = {
-        "filesystem", "path", "signature", NULL
-    };
-    static const gchar *const error_members[] = { "path", "reason", NULL };
     static const gchar *const results[] = {
         [VMAUG_SCAN_CLEAN] = "clean",
         [VMAUG_SCAN_INFECTED] = "infected",
@@ -320,11 +378,13 @@ gint image_scan_parse(const gchar *json, gsize len, gint exit_status,
             return -1;
         }
     }
-    findings = image_scan_records(o, "findings", finding_members, error);
+    findings = image_scan_records(o, "findings", image_scan_finding_members,
+                                  error);
     if (findings == NULL) {
         return -1;
     }
-    errors = image_scan_records(o, "errors", error_members, error);
+    errors = image_scan_records(o, "errors", image_scan_error_members,
+                                error);
     if (errors == NULL) {
         return -1;
     }
@@ -355,41 +415,8 @@ gint image_scan_parse(const gchar *json, gsize len, gint exit_status,
                     cached, bytes);
     image_scan_line(report, line, &left_out);
     g_string_append(summary, results[r]);
-    for (guint i = 0; i < json_array_get_length(findings); i++) {
-        JsonObject *f = json_array_get_object_element(findings, i);
-
-        g_string_assign(line, "finding ");
-        image_scan_field(line, vmaug_json_string(f, "filesystem"));
-        g_string_append_c(line, '\t');
-        image_scan_field(line, vmaug_json_string(f, "path"));
-        g_string_append_c(line, '\t');
-        image_scan_field(line, vmaug_json_string(f, "signature"));
-        image_scan_line(report, line, &left_out);
-        if (i == 0) {
-            g_string_append(summary, ": ");
-            g_string_append(summary, line->str + strlen("finding "));
-        }
-    }
-    if (json_array_get_length(findings) > 1) {
-        g_string_append_printf(summary, " (and %u more)",
-                               json_array_get_length(findings) - 1);
-    }
-    for (guint i = 0; i < json_array_get_length(errors); i++) {
-        JsonObject *e = json_array_get_object_element(errors, i);
-
-        g_string_assign(line, "error ");
-        image_scan_field(line, vmaug_json_string(e, "path"));
-        g_string_append_c(line, '\t');
-        image_scan_field(line, vmaug_json_string(e, "reason"));
-        image_scan_line(report, line, &left_out);
-        if (i == 0 && r == VMAUG_SCAN_INCOMPLETE) {
-            g_string_append(summary, ": ");
-            g_string_append(summary, line->str + strlen("error "));
-        }
-    }
-    if (left_out > 0) {
-        g_string_append_printf(report, "more %u\n", left_out);
-    }
+    image_scan_findings(report, summary, "finding", findings, errors,
+                        r == VMAUG_SCAN_INCOMPLETE, left_out);
     if (r == VMAUG_SCAN_CLEAN) {
         g_string_append_printf(summary, ": %" G_GINT64_FORMAT " files (%"
                                G_GINT64_FORMAT " unchanged)", files, cached);
@@ -398,6 +425,70 @@ gint image_scan_parse(const gchar *json, gsize len, gint exit_status,
     g_strdelimit(summary->str, "\t", ' ');
     image_scan_summary_cut(summary);
     return r;
+}
+
+gint image_scan_parse_quarantine(const gchar *json, gsize len,
+                                 GString *report, GString *summary,
+                                 GError **error)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) local = NULL;
+    JsonNode *root, *q;
+    JsonObject *o;
+    JsonArray *findings, *errors;
+    const gchar *status;
+    gint moved;
+
+    if (len == 0 || memchr(json, '\0', len) != NULL ||
+        !g_utf8_validate(json, len, NULL) ||
+        !vmaug_json_depth_ok(json, len, IMAGE_SCAN_MAX_APPLY_DEPTH) ||
+        !json_parser_load_from_data(parser, json, len, &local) ||
+        (root = json_parser_get_root(parser)) == NULL ||
+        !JSON_NODE_HOLDS_OBJECT(root)) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "not a JSON object of at most %u levels",
+                    IMAGE_SCAN_MAX_APPLY_DEPTH);
+        return -1;
+    }
+    o = json_node_get_object(root);
+    status = vmaug_json_string(o, "status");
+    q = json_object_get_member(o, "quarantine");
+    if (status == NULL ||
+        (!g_str_equal(status, "applied") &&
+         !g_str_equal(status, "already-applied")) ||
+        q == NULL || !JSON_NODE_HOLDS_OBJECT(q)) {
+        g_set_error_literal(error, VMAUG_HOST_ERROR,
+                            VMAUG_HOST_ERROR_INVALID,
+                            "no \"status\" applied or already-applied with "
+                            "a \"quarantine\" object");
+        return -1;
+    }
+    findings = image_scan_records(json_node_get_object(q), "findings",
+                                  image_scan_finding_members, error);
+    errors = findings != NULL ?
+             image_scan_records(json_node_get_object(q), "errors",
+                                image_scan_error_members, error) : NULL;
+    if (errors == NULL) {
+        return -1;
+    }
+    /* Moved only by an apply: already-applied found nothing. */
+    moved = g_str_equal(status, "applied") ?
+            (gint)json_array_get_length(findings) : 0;
+    if (moved == 0 && json_array_get_length(findings) > 0) {
+        g_set_error_literal(error, VMAUG_HOST_ERROR,
+                            VMAUG_HOST_ERROR_INVALID,
+                            "findings, yet nothing applied");
+        return -1;
+    }
+    g_string_append_printf(report, "result %s\n",
+                           moved > 0 ? "quarantined" : "clean");
+    g_string_append_printf(summary, "%s", moved > 0 ? "quarantined" :
+                           "nothing to quarantine");
+    image_scan_findings(report, summary, "moved", findings, errors, FALSE,
+                        0);
+    g_strdelimit(summary->str, "\t", ' ');
+    image_scan_summary_cut(summary);
+    return moved;
 }
 
 /* ---- The process ---- */
@@ -468,12 +559,23 @@ static void image_scan_finish(ImageScan *s)
         r = -EIO;
         why = g_strdup_printf("the scanner was killed by signal %d",
                               g_subprocess_get_term_sig(s->proc));
-    } else if (status > VMAUG_SCAN_INCOMPLETE) {
+    } else if (status > (s->quarantine ? 0 : VMAUG_SCAN_INCOMPLETE)) {
         g_autofree gchar *c = image_scan_complaint(s);
 
         r = -EIO;
-        why = g_strdup_printf("the scanner failed (exit status %d): %s",
+        why = g_strdup_printf("the %s failed (exit status %d): %s",
+                              s->quarantine ? "quarantine" : "scanner",
                               status, c);
+    } else if (s->quarantine) {
+        r = image_scan_parse_quarantine((const gchar *)s->out->data,
+                                        s->out->len, report, summary, &error);
+        if (r < 0) {
+            r = -EIO;
+            g_string_truncate(report, 0);
+            g_string_truncate(summary, 0);
+            why = g_strdup_printf("the quarantine's report is malformed: %s",
+                                  error->message);
+        }
     } else {
         r = image_scan_parse((const gchar *)s->out->data, s->out->len,
                              status, report, summary, &error);
@@ -583,6 +685,11 @@ static gboolean image_scan_on_timeout(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+static ImageScan *image_scan_spawn(GPtrArray *argv, guint timeout_s,
+                                   gboolean quarantine,
+                                   ImageScanDoneFunc done, gpointer data,
+                                   GError **error);
+
 ImageScan *image_scan_start(Helper *h, const gchar *image,
                             const gchar *cache, const gchar *const *paths,
                             const ImageScanLimits *limits,
@@ -593,7 +700,6 @@ ImageScan *image_scan_start(Helper *h, const gchar *image,
     guint timeout_s = limits->timeout_s == 0 ||
                       limits->timeout_s > h->scan_timeout_s ?
                       h->scan_timeout_s : limits->timeout_s;
-    ImageScan *s;
 
     /* Every value after an option of its own, in the "--opt=value" form,
      * so that none can pass for another option; the image's path is
@@ -616,8 +722,19 @@ ImageScan *image_scan_start(Helper *h, const gchar *image,
     g_ptr_array_add(argv, g_strdup("--json"));
     g_ptr_array_add(argv, g_strdup(image));
     g_ptr_array_add(argv, NULL);
+    return image_scan_spawn(argv, timeout_s, FALSE, done, data, error);
+}
+
+/* Runs @argv, reading its report, for at most @timeout_s seconds. */
+static ImageScan *image_scan_spawn(GPtrArray *argv, guint timeout_s,
+                                   gboolean quarantine,
+                                   ImageScanDoneFunc done, gpointer data,
+                                   GError **error)
+{
+    ImageScan *s;
 
     s = g_new0(ImageScan, 1);
+    s->quarantine = quarantine;
     s->out = g_byte_array_new();
     s->err = g_byte_array_new();
     s->timeout_s = timeout_s;
@@ -638,6 +755,41 @@ ImageScan *image_scan_start(Helper *h, const gchar *image,
     s->timer = g_timeout_add((guint)timeout_s * 1000 + IMAGE_SCAN_GRACE_MS,
                              image_scan_on_timeout, s);
     return s;
+}
+
+ImageScan *image_scan_quarantine(Helper *h, const gchar *image,
+                                 const gchar *bundle,
+                                 const gchar *const *paths,
+                                 ImageScanDoneFunc done, gpointer data,
+                                 GError **error)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+
+    /* As for a scan: every value in the "--opt=value" form, the image
+     * and the bundle absolute paths, which no option starts like.  No
+     * --force-share: QEMU let go of the image (IMAGE_ACCESS) and keeps
+     * only the consistent-read lock its inactive nodes hold
+     * (--qemu-released); the apply takes its own locks. */
+    g_ptr_array_add(argv, g_strdup(h->scan_tool));
+    g_ptr_array_add(argv, g_strconcat("--database=", h->clamav_database,
+                                      NULL));
+    /* The bundle is signed by a signer the helper trusts, as modules
+     * are: no other key decides what changes in an image. */
+    g_ptr_array_add(argv, g_strconcat("--trust-dir=", h->trust_dir, NULL));
+    g_ptr_array_add(argv, g_strdup_printf("--timeout=%u", h->scan_timeout_s));
+    for (guint i = 0; paths != NULL && paths[i] != NULL; i++) {
+        g_ptr_array_add(argv, g_strconcat("--path=", paths[i], NULL));
+    }
+    g_ptr_array_add(argv, g_strdup("--qemu-released"));
+    g_ptr_array_add(argv, g_strdup("--json"));
+    g_ptr_array_add(argv, g_strdup("apply"));
+    g_ptr_array_add(argv, g_strdup(image));
+    g_ptr_array_add(argv, g_strdup(bundle));
+    g_ptr_array_add(argv, NULL);
+    /* The scan inside it has the offline tool's own bound; the commit
+     * after it is a copy of what changed. */
+    return image_scan_spawn(argv, h->scan_timeout_s * 2, TRUE, done, data,
+                            error);
 }
 
 void image_scan_cancel(ImageScan *s)

@@ -46,6 +46,20 @@ ImageScan *image_scan_start(Helper *helper, const gchar *image,
                             const ImageScanLimits *limits,
                             ImageScanDoneFunc done, gpointer data,
                             GError **error);
+/*
+ * Apply the host owner's signed quarantine bundle @bundle (a real path)
+ * to @image with the helper's scanner and database ("vmaugment-offline
+ * apply", docs/offline.rst "Quarantine"): what the scan finds below
+ * @paths (as for image_scan_start()) is moved aside.  The image must be
+ * at rest (QEMU released it).  @done gets the number of files moved, or
+ * a negative errno, and the report of vmaug_host_api.quarantine_image
+ * (vmaugment-module.h).
+ */
+ImageScan *image_scan_quarantine(Helper *helper, const gchar *image,
+                                 const gchar *bundle,
+                                 const gchar *const *paths,
+                                 ImageScanDoneFunc done, gpointer data,
+                                 GError **error);
 /* Nobody waits any more: the scanner is stopped and @done never runs. */
 void image_scan_cancel(ImageScan *scan);
 
@@ -62,5 +76,13 @@ gchar **image_scan_paths_split(const gchar *text, gsize len);
  */
 gint image_scan_parse(const gchar *json, gsize len, gint exit_status,
                       GString *report, GString *summary, GError **error);
+
+/*
+ * The same for the apply report of a quarantine (hostile as the image):
+ * the files moved, or -1 with @error.
+ */
+gint image_scan_parse_quarantine(const gchar *json, gsize len,
+                                 GString *report, GString *summary,
+                                 GError **error);
 
 #endif /* VMAUGMENT_IMAGE_SCAN_H */

@@ -576,6 +576,20 @@ gboolean lifecycle_engine_message(LifecycleEngine *eng, guint64 tag,
     return TRUE;
 }
 
+guint64 lifecycle_engine_held_start(LifecycleEngine *eng)
+{
+    for (GList *l = eng->running; l != NULL; l = l->next) {
+        Lifecycle *lc = l->data;
+
+        /* A reconnect's start is not held: the VM may run. */
+        if (lc->event == VMAUG_EVENT_IMAGE_START && !lc->finished &&
+            !(lc->flags & VMAUG_LIFECYCLE_F_RECONNECT)) {
+            return lc->tag;
+        }
+    }
+    return 0;
+}
+
 void lifecycle_engine_free(LifecycleEngine *eng)
 {
     Lifecycle *lc;

@@ -25,6 +25,9 @@ LifecycleEngine *lifecycle_engine_new(Session *session,
 gboolean lifecycle_engine_message(LifecycleEngine *eng, guint64 tag,
                                   const guint8 *data, guint32 len,
                                   const gchar **why);
+/* The tag of the IMAGE_START the device holds the VM for and that is not
+ * answered yet, or 0. */
+guint64 lifecycle_engine_held_start(LifecycleEngine *eng);
 /* The device is going away: events still running finish without it
  * (before its session is freed). */
 void lifecycle_engine_free(LifecycleEngine *eng);

@@ -59,6 +59,7 @@
 #define MODLINK_OP_SCAN_IMAGE       10  /* struct vmaug_scan_limits (le),
                                          * paths; reply is the report */
 #define MODLINK_OP_SET_REASON       11  /* text */
+#define MODLINK_OP_QUARANTINE_IMAGE 12  /* paths; reply is the report */
 
 /*
  * Every module process, already confined, waits for this as its first

@@ -36,6 +36,7 @@ static const guint module_api_budgets[MODULE_BUDGET_COUNT] = {
     [MODULE_BUDGET_UI] = 16,
     /* A scan reads the whole image: one per call or event. */
     [MODULE_BUDGET_SCANS] = 1,
+    [MODULE_BUDGET_QUARANTINES] = 1,
 };
 
 void module_api_refill(Module *m)
@@ -46,9 +47,12 @@ void module_api_refill(Module *m)
     g_clear_pointer(&m->reason, g_free);
 }
 
+static void module_api_quarantine_detach(Module *m);
+
 void module_api_cancel(Module *m)
 {
     image_scan_cancel(g_steal_pointer(&m->pending));
+    module_api_quarantine_detach(m);
 }
 
 static gboolean module_api_has_cap(Module *m, const gchar *cap)
@@ -572,6 +576,239 @@ static gboolean module_api_scan_image(Module *m, guint64 tag,
     return TRUE;
 }
 
+/*
+ * ---- image-quarantine ----
+ *
+ * Release (QEMU lets go of the image while its start is held), apply the
+ * host owner's quarantine bundle, retake: in that order whatever
+ * happens, so that the guest never runs on an image QEMU does not hold.
+ * The job outlives a module that goes away meanwhile (it only stops
+ * waiting): an apply is not killed half-way, and a device that still
+ * holds released nodes takes them back itself before the guest runs.
+ */
+typedef struct {
+    Module *m;                      /* NULL once it stopped waiting */
+    guint64 tag;
+    Helper *helper;
+    gchar *image;
+    gchar *bundle;
+    gchar **paths;
+    gchar *vm_name;
+    gint result;
+    GString *report;
+    gchar *summary;
+} ModuleApiQuarantine;
+
+static void module_api_quarantine_free(ModuleApiQuarantine *q)
+{
+    g_free(q->image);
+    g_free(q->bundle);
+    g_strfreev(q->paths);
+    g_free(q->vm_name);
+    g_string_free(q->report, TRUE);
+    g_free(q->summary);
+    g_free(q);
+}
+
+static void module_api_quarantine_detach(Module *m)
+{
+    ModuleApiQuarantine *q = g_steal_pointer(&m->quarantine);
+
+    if (q != NULL) {
+        q->m = NULL;
+    }
+}
+
+/* @why (may be NULL) as the report's one failure line. */
+static void module_api_quarantine_fail(ModuleApiQuarantine *q, gint rc,
+                                       const gchar *what, const gchar *why)
+{
+    g_autofree gchar *line = g_strdup_printf("%s%s%s", what,
+                                             why != NULL ? ": " : "",
+                                             why != NULL ? why : "");
+
+    for (gchar *c = line; *c != '\0'; c++) {
+        if ((guchar)*c < 0x20 || *c == 0x7f) {
+            *c = '?';
+        }
+    }
+    q->result = rc;
+    g_string_printf(q->report, "failure %s\n", line);
+    g_free(q->summary);
+    q->summary = g_strdup_printf("failed: %s", line);
+}
+
+/* The end: the module (if it still waits) gets the answer, the host
+ * owner the audit record. */
+static void module_api_quarantine_end(ModuleApiQuarantine *q)
+{
+    Module *m = q->m;
+    g_autoptr(GError) finding = NULL;
+
+    g_message("vm %s: quarantine of %s: %s", q->vm_name, q->image,
+              q->summary);
+    if (m != NULL) {
+        m->quarantine = NULL;
+        /* Accepted when nothing was found; otherwise what moved or what
+         * went wrong. */
+        if (q->result != 0) {
+            finding = g_error_new_literal(VMAUG_HOST_ERROR,
+                                          VMAUG_HOST_ERROR_DENIED,
+                                          q->summary);
+        }
+        vmaug_store_audit(m->store, m->vm_name, "image-quarantine", m->name,
+                          m->version, NULL, NULL, finding);
+        module_api_reply(m, q->tag, q->result, q->report->str,
+                         MIN(q->report->len, VMAUG_MODULE_MAX_SCAN_REPORT),
+                         -1);
+    }
+    module_api_quarantine_free(q);
+}
+
+static void module_api_quarantine_retaken(guint16 status, const gchar *why,
+                                          gpointer data)
+{
+    ModuleApiQuarantine *q = data;
+
+    if (status != VMAUG_S_OK) {
+        /* The device refuses the start itself: nothing runs. */
+        module_api_quarantine_fail(q, -EIO, "QEMU could not take the image "
+                                   "back", why);
+    }
+    module_api_quarantine_end(q);
+}
+
+/* Retake, through a module that still has its VM; otherwise the device
+ * takes the image back itself before the guest runs. */
+static void module_api_quarantine_retake(ModuleApiQuarantine *q)
+{
+    if (q->m == NULL || q->m->owner == NULL) {
+        module_api_quarantine_end(q);
+        return;
+    }
+    q->m->ops->image_access(q->m->owner, VMAUG_IMAGE_RETAKE,
+                            module_api_quarantine_retaken, q);
+}
+
+static void module_api_quarantine_applied(gint result, const gchar *report,
+                                          gsize len, const gchar *summary,
+                                          gpointer data)
+{
+    ModuleApiQuarantine *q = data;
+
+    q->result = result;
+    g_string_assign(q->report, "");
+    g_string_append_len(q->report, report, len);
+    g_free(q->summary);
+    q->summary = g_strdup(summary);
+    module_api_quarantine_retake(q);
+}
+
+static void module_api_quarantine_released(guint16 status, const gchar *why,
+                                           gpointer data)
+{
+    ModuleApiQuarantine *q = data;
+    g_autoptr(GError) error = NULL;
+
+    if (status != VMAUG_S_OK) {
+        module_api_quarantine_fail(q, status == VMAUG_S_BUSY ? -EBUSY : -EIO,
+                                   "QEMU did not release the image", why);
+        module_api_quarantine_end(q);
+        return;
+    }
+    if (q->m == NULL) {
+        /* Nobody waits: the image is not changed for nobody. */
+        module_api_quarantine_retake(q);
+        return;
+    }
+    if (image_scan_quarantine(q->helper, q->image, q->bundle,
+                              (const gchar *const *)q->paths,
+                              module_api_quarantine_applied, q,
+                              &error) == NULL) {
+        module_api_quarantine_fail(q, -EIO, "the quarantine did not start",
+                                   error->message);
+        module_api_quarantine_retake(q);
+    }
+}
+
+/* The host owner's bundle: an absolute path of one line. */
+static gchar *module_api_quarantine_bundle(Module *m, gint *rc)
+{
+    g_autoptr(GBytes) value = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *path = NULL;
+
+    /* The host owner's key only: a guest must not choose what is
+     * applied to its image. */
+    if (!vmaug_vm_area_config_get(m->area, m->name, VMAUG_CONFIG_HOST,
+                                  "quarantine-bundle", &value, &error)) {
+        *rc = -ENOENT;
+        return NULL;
+    }
+    path = g_strndup(g_bytes_get_data(value, NULL), g_bytes_get_size(value));
+    if (strlen(path) != g_bytes_get_size(value) ||
+        !g_path_is_absolute(path) ||
+        strlen(path) > VMAUG_MODULE_MAX_HOST_PATH ||
+        !g_utf8_validate(path, -1, NULL) ||
+        strpbrk(path, "\n\r\t") != NULL) {
+        *rc = -EINVAL;
+        return NULL;
+    }
+    return g_steal_pointer(&path);
+}
+
+static gboolean module_api_quarantine_image(Module *m, guint64 tag,
+                                            const guint8 *args, gsize alen,
+                                            const gchar **why)
+{
+    const gchar *image = vmaug_vm_area_get_image(m->area);
+    ModuleApiQuarantine *q;
+    g_autofree gchar *bundle = NULL;
+    g_auto(GStrv) paths = NULL;
+    gint rc = 0;
+
+    if (image == NULL) {
+        rc = -ENODEV;
+    } else if (alen > VMAUG_MODULE_MAX_SCAN_PATHS ||
+               (paths = image_scan_paths_split((const gchar *)args,
+                                               alen)) == NULL) {
+        /* The same guest paths a scan takes. */
+        rc = -EINVAL;
+    } else if ((bundle = module_api_quarantine_bundle(m, &rc)) == NULL) {
+        const gchar *text = rc == -ENOENT ?
+            "failure the host owner pinned no quarantine-bundle\n" :
+            "failure quarantine-bundle is not an absolute path\n";
+
+        module_api_reply(m, tag, rc, text, strlen(text), -1);
+        return TRUE;
+    } else if (m->owner == NULL) {
+        rc = -EBUSY;
+    }
+    if (rc < 0) {
+        module_api_reply(m, tag, rc, NULL, 0, -1);
+        return TRUE;
+    }
+    m->budget[MODULE_BUDGET_QUARANTINES]--;
+    q = g_new0(ModuleApiQuarantine, 1);
+    q->m = m;
+    q->tag = tag;
+    q->helper = m->helper;
+    q->image = g_strdup(image);
+    q->bundle = g_steal_pointer(&bundle);
+    q->paths = g_steal_pointer(&paths);
+    q->vm_name = g_strdup(m->vm_name);
+    q->report = g_string_new(NULL);
+    q->summary = g_strdup("nothing done");
+    m->quarantine = q;
+    g_message("module %s %s: quarantine of %s with %s", m->name, m->version,
+              image, q->bundle);
+    /* The apply's own bound, and the releases around it. */
+    m->api_extend_ms = m->helper->scan_timeout_s * 2 * 1000 + 30000;
+    m->ops->image_access(m->owner, VMAUG_IMAGE_RELEASE,
+                         module_api_quarantine_released, q);
+    return TRUE;
+}
+
 /* ---- The table ---- */
 
 typedef struct {
@@ -621,6 +858,9 @@ static const ModuleApiOp module_api_ops[] = {
       module_api_scan_image },
     { MODLINK_OP_SET_REASON, NULL, MODULE_BUDGET_NONE, 0, FALSE, NULL, TRUE,
       module_api_set_reason },
+    { MODLINK_OP_QUARANTINE_IMAGE, VMAUG_CAP_IMAGE_QUARANTINE,
+      MODULE_BUDGET_QUARANTINES, 0, FALSE, NULL, FALSE,
+      module_api_quarantine_image },
 };
 
 gboolean module_api_request(Module *m, guint64 tag, const guint8 *data,

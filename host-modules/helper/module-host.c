@@ -361,6 +361,24 @@ static int host_open(vmaug_host *h, const char *path)
     return fd >= 0 ? fd : -EIO;
 }
 
+/* The @got bytes of text a reply carried, into the module's @report. */
+static void host_copy_report(size_t got, char *report, size_t cap,
+                             size_t *report_len)
+{
+    if (report_len != NULL) {
+        *report_len = 0;
+    }
+    if (report != NULL && cap > 0) {
+        size_t n = got < cap - 1 ? got : cap - 1;
+
+        memcpy(report, reply_buf + 4, n);
+        report[n] = '\0';
+        if (report_len != NULL) {
+            *report_len = n;
+        }
+    }
+}
+
 static int host_scan_image(vmaug_host *h, const char *paths,
                            const struct vmaug_scan_limits *limits,
                            char *report, size_t cap, size_t *report_len)
@@ -381,18 +399,25 @@ static int host_scan_image(vmaug_host *h, const char *paths,
     }
     rc = api_request(MODLINK_OP_SCAN_IMAGE, &le, sizeof(le), paths, plen,
                      &got, NULL);
-    if (report_len != NULL) {
-        *report_len = 0;
-    }
-    if (report != NULL && cap > 0) {
-        size_t n = got < cap - 1 ? got : cap - 1;
+    host_copy_report(got, report, cap, report_len);
+    return rc;
+}
 
-        memcpy(report, reply_buf + 4, n);
-        report[n] = '\0';
-        if (report_len != NULL) {
-            *report_len = n;
-        }
+static int host_quarantine_image(vmaug_host *h, const char *paths,
+                                 char *report, size_t cap,
+                                 size_t *report_len)
+{
+    size_t plen = paths != NULL ?
+                  strnlen(paths, VMAUG_MODULE_MAX_SCAN_PATHS + 1) : 0;
+    size_t got = 0;
+    int rc;
+
+    if (plen > VMAUG_MODULE_MAX_SCAN_PATHS) {
+        return -EINVAL;
     }
+    rc = api_request(MODLINK_OP_QUARANTINE_IMAGE, NULL, 0, paths, plen,
+                     &got, NULL);
+    host_copy_report(got, report, cap, report_len);
     return rc;
 }
 
@@ -422,6 +447,7 @@ static const struct vmaug_host_api host_api = {
     .host_open = host_open,
     .scan_image = host_scan_image,
     .set_reason = host_set_reason,
+    .quarantine_image = host_quarantine_image,
 };
 
 static uint64_t arg_u64(const char *s)

@@ -19,6 +19,10 @@
 
 typedef struct _Module Module;
 
+/* How an image access ended: VMAUG_S_OK, or the failure and why. */
+typedef void (*ModuleImageAccessFunc)(guint16 status, const gchar *why,
+                                      gpointer data);
+
 typedef struct {
     /* Answer the owner's request @tag (a call, or a load that waited). */
     void (*reply)(gpointer owner, guint64 tag, guint16 status,
@@ -26,6 +30,14 @@ typedef struct {
     /* Tell the owner's VM: a VMAUG_EVENT_* of @a then @b. */
     void (*event)(gpointer owner, guint32 type, const void *a, gsize alen,
                   const void *b, gsize blen);
+    /*
+     * Have the owner's QEMU release (VMAUG_IMAGE_RELEASE) or retake its
+     * image while the image start is held; @done runs once, later, with
+     * the outcome (VMAUG_S_BUSY when no start is held), also when the
+     * owner goes away meanwhile.
+     */
+    void (*image_access)(gpointer owner, guint32 op,
+                         ModuleImageAccessFunc done, gpointer data);
 } ModuleOps;
 
 /* What a module has of its VM, kept while it runs. */
@@ -47,6 +59,7 @@ typedef enum {
     MODULE_BUDGET_SPOOL,
     MODULE_BUDGET_UI,
     MODULE_BUDGET_SCANS,
+    MODULE_BUDGET_QUARANTINES,
     MODULE_BUDGET_COUNT,
 } ModuleBudget;
 
@@ -82,6 +95,9 @@ struct _Module {
     /* A host API request answered later (module-brokers.c's image scan):
      * the call's time bound is extended by this much when it starts. */
     gpointer pending;
+    /* A quarantine running for it (module-api.c); it outlives the
+     * module, which only stops waiting. */
+    gpointer quarantine;
     guint api_extend_ms;
 };
 

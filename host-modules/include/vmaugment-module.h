@@ -51,13 +51,15 @@ extern "C" {
 #define VMAUG_CAP_MODULES           "modules"       /* install modules */
 #define VMAUG_CAP_HOST_READ         "host-read"     /* read granted paths */
 #define VMAUG_CAP_IMAGE_SCAN        "image-scan"    /* scan its VM's image */
+#define VMAUG_CAP_IMAGE_QUARANTINE  "image-quarantine"  /* move aside what
+                                                         * a scan finds */
 /* Every capability above, the list a manifest is checked against; what
  * each allows is the host API table of the helper (module-api.c). */
 #define VMAUG_CAPABILITIES \
     VMAUG_CAP_LOG, VMAUG_CAP_CONFIG, VMAUG_CAP_STATE, VMAUG_CAP_SPOOL, \
     VMAUG_CAP_EVENTS, VMAUG_CAP_UI, VMAUG_CAP_RESTART_IMAGE, \
     VMAUG_CAP_RESTART_HOST, VMAUG_CAP_MODULES, VMAUG_CAP_HOST_READ, \
-    VMAUG_CAP_IMAGE_SCAN
+    VMAUG_CAP_IMAGE_SCAN, VMAUG_CAP_IMAGE_QUARANTINE
 
 /* Log levels for vmaug_host_api.log. */
 #define VMAUG_LOG_ERROR             0
@@ -178,6 +180,35 @@ struct vmaug_host_api {
      * characters replaced) where it reports the failure, e.g. the reason
      * an image start was refused.  Cleared when the next one starts. */
     int (*set_reason)(vmaug_host *h, const char *reason);
+
+    /*
+     * Before this module's VM first runs, from its image-start handler
+     * only: move aside into the guest's quarantine directory every file
+     * the host's malware scanner finds in the VM's image, below @paths
+     * as for scan_image ("image-quarantine").  The module names no file
+     * to move, no image and no bundle: the host applies
+     * the signed quarantine bundle the host owner pinned on the module's
+     * registration (its "quarantine-bundle" key), with the host's
+     * scanner and database, while QEMU has let go of the image; the
+     * apply is atomic (docs/offline.rst, "Quarantine").  report as for
+     * scan_image:
+     *
+     *   result quarantined|clean
+     *   moved FILESYSTEM<TAB>PATH<TAB>SIGNATURE      (each)
+     *   error PATH<TAB>REASON                        (each)
+     *   more N
+     *   failure REASON                               (with a negative
+     *                                                 return)
+     *
+     * Returns the number of files moved, or a negative errno: -EINVAL
+     * for paths as scan_image refuses them, -ENODEV when the VM names
+     * no image, -ENOENT when the host owner pinned no
+     * bundle, -EBUSY when the image start is not held (the guest may
+     * run), -ETIMEDOUT, -EIO (the report says why; the image is as it
+     * was, or every file moved).
+     */
+    int (*quarantine_image)(vmaug_host *h, const char *paths, char *report,
+                            size_t cap, size_t *report_len);
 };
 
 struct vmaug_module {

@@ -90,6 +90,21 @@ static void client_keep(guint16 type, guint64 tag, GBytes *body,
         g_queue_push_tail(&c->events, g_bytes_ref(body));
         return;
     }
+    if (type == VMAUG_HOST_IMAGE_ACCESS) {
+        struct vmaug_host_image_access req;
+        struct vmaug_host_image_access_done ans = {
+            .status = GUINT16_TO_LE(c->access_status),
+        };
+        guint32 op;
+
+        memcpy(&req, g_bytes_get_data(body, NULL), sizeof(req));
+        op = GUINT32_FROM_LE(req.op);
+        g_array_append_val(c->accesses, op);
+        ans.op = req.op;
+        helper_client_send_msg(c, VMAUG_HOST_IMAGE_ACCESS_DONE, tag, &ans,
+                               sizeof(ans));
+        return;
+    }
     d = g_new0(HelperDone, 1);
     memcpy(&done, g_bytes_get_data(body, NULL), sizeof(done));
     d->tag = tag;
@@ -116,6 +131,7 @@ HelperClient *helper_client_connect_image(const gchar *socket_path,
 
     g_queue_init(&c->events);
     g_queue_init(&c->dones);
+    c->accesses = g_array_new(FALSE, FALSE, sizeof(guint32));
     /* Retrying while the helper starts. */
     c->link = vmaug_link_client_connect(socket_path, "test-device",
                                         store_path, image_path, 10000,
@@ -133,6 +149,7 @@ void helper_client_free(HelperClient *c)
     vmaug_link_client_free(c->link);
     g_queue_clear_full(&c->events, (GDestroyNotify)g_bytes_unref);
     g_queue_clear_full(&c->dones, (GDestroyNotify)helper_done_free);
+    g_array_unref(c->accesses);
     g_free(c);
 }
 

@@ -23,6 +23,10 @@ typedef struct {
     VmaugLinkClient *link;
     GQueue events;          /* GBytes: struct virtio_vmaugment_event + data */
     GQueue dones;           /* HelperDone not waited for yet */
+    /* IMAGE_ACCESS: each op asked, in order, and the status answered
+     * (VMAUG_S_OK unless a test says otherwise), as QEMU would. */
+    GArray *accesses;       /* guint32 VMAUG_IMAGE_* */
+    guint16 access_status;
 } HelperClient;
 
 typedef struct {

@@ -37,10 +37,36 @@
     " \"files-scanned\": 12, \"files-cached\": 12, \"bytes-scanned\": 0," \
     " \"findings\": [], \"errors\": [], \"result\": \"clean\"}"
 
-/* What the stand-in does for each mode the test writes to its file. */
+/* What an apply of a quarantine bundle reports (vmaugment-offline). */
+#define QUARANTINE_FINDINGS \
+    " \"findings\": [{\"filesystem\": \"ext4\", \"path\": \"/srv/eicar.com\"," \
+    " \"signature\": \"Eicar-Test-Signature\"}]"
+#define APPLIED_JSON \
+    "{\"image\": \"disk.qcow2\", \"bundle\": \"quarantine\"," \
+    " \"plan\": [{\"op\": \"quarantine\", \"path\": \"/srv/eicar.com\"}]," \
+    " \"quarantine\": {\"engine\": \"ClamAV 1.4.6\"," QUARANTINE_FINDINGS "," \
+    " \"errors\": []}, \"status\": \"applied\"}"
+#define UNCHANGED_JSON \
+    "{\"image\": \"disk.qcow2\", \"bundle\": \"quarantine\"," \
+    " \"quarantine\": {\"engine\": \"ClamAV 1.4.6\", \"findings\": []," \
+    " \"errors\": []}, \"status\": \"already-applied\"}"
+
+/* What the stand-in does for each mode the test writes to its file: a
+ * scan's ("mode") or an apply's ("qmode"). */
 static const gchar scan_script[] =
     "#!/bin/sh\n"
     "d=$(dirname \"$0\")\n"
+    "case \" $* \" in\n"
+    "*\" apply \"*) printf '%s\\n' \"$@\" >\"$d/qargv\"\n"
+    "  case $(cat \"$d/qmode\") in\n"
+    "  applied) cat \"$d/applied.json\"; exit 0 ;;\n"
+    "  clean) cat \"$d/unchanged.json\"; exit 0 ;;\n"
+    "  lies) sed 's/\"applied\"/\"already-applied\"/' \"$d/applied.json\";"
+    " exit 0 ;;\n"
+    "  fails) echo 'vmaugment-offline: apply: refused by signature' >&2;"
+    " exit 4 ;;\n"
+    "  esac; exit 1 ;;\n"
+    "esac\n"
     "printf '%s\\n' \"$@\" >\"$d/argv\"\n"
     "case $(cat \"$d/mode\") in\n"
     "infected) cat \"$d/infected.json\"; exit 1 ;;\n"
@@ -65,19 +91,26 @@ typedef struct {
     HelperClient *c;                /* the VM of f->image */
 } Scan;
 
-static void scan_mode(Scan *s, const gchar *mode)
+static void scan_mode_file(Scan *s, const gchar *name, const gchar *mode)
 {
-    g_autofree gchar *p = g_build_filename(s->dir, "mode", NULL);
-    g_autofree gchar *argv = g_build_filename(s->dir, "argv", NULL);
+    g_autofree gchar *p = g_build_filename(s->dir, name, NULL);
+    g_autofree gchar *argv = g_build_filename(s->dir, name[0] == 'q' ?
+                                              "qargv" : "argv", NULL);
 
     g_unlink(argv);
     g_assert_true(g_file_set_contents(p, mode, -1, NULL));
 }
 
-/* The arguments the stand-in was run with, or NULL if it never ran. */
-static gchar **scan_argv(Scan *s)
+static void scan_mode(Scan *s, const gchar *mode)
 {
-    g_autofree gchar *p = g_build_filename(s->dir, "argv", NULL);
+    scan_mode_file(s, "mode", mode);
+}
+
+/* The arguments the stand-in was run with for @what ("argv": a scan,
+ * "qargv": an apply), or NULL if it never ran. */
+static gchar **scan_argv_of(Scan *s, const gchar *what)
+{
+    g_autofree gchar *p = g_build_filename(s->dir, what, NULL);
     g_autofree gchar *text = NULL;
 
     if (!g_file_get_contents(p, &text, NULL, NULL)) {
@@ -85,6 +118,11 @@ static gchar **scan_argv(Scan *s)
     }
     g_strchomp(text);
     return g_strsplit(text, "\n", -1);
+}
+
+static gchar **scan_argv(Scan *s)
+{
+    return scan_argv_of(s, "argv");
 }
 
 /* The guest's CONFIG_SET of the scanner's @key; the status. */
@@ -140,6 +178,12 @@ static void scan_setup_tool(Fixture *f, Scan *s, const gchar *grants,
     g_clear_pointer(&p, g_free);
     p = g_build_filename(s->dir, "clean.json", NULL);
     g_assert_true(g_file_set_contents(p, CLEAN_JSON, -1, NULL));
+    g_clear_pointer(&p, g_free);
+    p = g_build_filename(s->dir, "applied.json", NULL);
+    g_assert_true(g_file_set_contents(p, APPLIED_JSON, -1, NULL));
+    g_clear_pointer(&p, g_free);
+    p = g_build_filename(s->dir, "unchanged.json", NULL);
+    g_assert_true(g_file_set_contents(p, UNCHANGED_JSON, -1, NULL));
     g_assert_true(g_file_set_contents(policy, json, -1, NULL));
     args[5] = real_tool != NULL ? real_tool : tool;
     args[7] = s->database;
@@ -622,6 +666,197 @@ static void test_scan_pinned(Fixture *f, gconstpointer data)
     scan_clear(&s);
 }
 
+/*
+ * Pin the scanner's registration as the host owner does (vmaugment-admin
+ * register --pinned --set KEY=VALUE...): @keys, NULL-terminated pairs.
+ */
+static void scan_pin(Fixture *f, const gchar *const *keys)
+{
+    g_autoptr(VmaugRegSet) set = NULL;
+    g_autoptr(GError) error = NULL;
+
+    set = vmaug_reg_set_load(f->image, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_true(vmaug_reg_set_pin(set, "scanner", "1.0",
+                                    VMAUG_EVENT_MASK(VMAUG_EVENT_IMAGE_START),
+                                    VMAUG_REG_F_REQUIRED, &error));
+    for (guint i = 0; keys[i] != NULL; i += 2) {
+        g_assert_true(vmaug_reg_set_config(set, "scanner", keys[i],
+                                           keys[i + 1], &error));
+    }
+    g_assert_true(vmaug_reg_set_save(set, &error));
+}
+
+/* The ops the helper asked of QEMU, as "R" (release) and "T" (retake). */
+static gchar *scan_accesses(Scan *s)
+{
+    GString *out = g_string_new(NULL);
+
+    for (guint i = 0; i < s->c->accesses->len; i++) {
+        guint32 op = g_array_index(s->c->accesses, guint32, i);
+
+        g_string_append_c(out, op == VMAUG_IMAGE_RELEASE ? 'R' :
+                          op == VMAUG_IMAGE_RETAKE ? 'T' : '?');
+    }
+    g_array_set_size(s->c->accesses, 0);
+    return g_string_free(out, FALSE);
+}
+
+/*
+ * Quarantine: QEMU releases the image, the host owner's pinned bundle is
+ * applied with the helper's own database and trust store (not
+ * --force-share), QEMU retakes the image, and the image starts; the
+ * guest and the host owner see what moved.
+ */
+static void test_quarantine(Fixture *f, gconstpointer data)
+{
+    Scan s = { 0 };
+    g_autoptr(HelperDone) d = NULL;
+    g_auto(GStrv) argv = NULL;
+    g_autofree gchar *real = NULL;
+    g_autofree gchar *want = NULL;
+    g_autofree gchar *report = NULL;
+    g_autofree gchar *ui = NULL;
+    g_autofree gchar *ui_path = NULL;
+    g_autofree gchar *acc = NULL;
+    g_autofree gchar *bundle = g_build_filename(f->keys->dir, "q.vmab",
+                                                NULL);
+    const gchar *const pins[] = {
+        "policy", "quarantine", "quarantine-bundle", bundle, NULL
+    };
+
+    g_assert_true(g_file_set_contents(f->image, "", 0, NULL));
+    real = realpath(f->image, NULL);
+    scan_setup(f, &s, "\"image-scan\", \"image-quarantine\"", "30");
+    scan_pin(f, pins);
+    /* The quarantine looks where the scan looked. */
+    config_set(s.c, "paths", "/srv\n/opt\n");
+    scan_mode(&s, "infected");
+    scan_mode_file(&s, "qmode", "applied");
+    d = scan_start(f, &s);
+    g_test_message("%s", d->message);
+    g_assert_cmpuint(d->status, ==, VMAUG_S_OK);
+    acc = scan_accesses(&s);
+    g_assert_cmpstr(acc, ==, "RT");
+
+    argv = scan_argv_of(&s, "qargv");
+    g_assert_nonnull(argv);
+    want = g_strconcat("--database=", s.database, NULL);
+    g_assert_true(g_strv_contains((const gchar *const *)argv, want));
+    g_clear_pointer(&want, g_free);
+    want = g_strconcat("--trust-dir=", f->keys->trust_dir, NULL);
+    g_assert_true(g_strv_contains((const gchar *const *)argv, want));
+    g_assert_false(g_strv_contains((const gchar *const *)argv,
+                                   "--force-share"));
+    g_assert_true(g_strv_contains((const gchar *const *)argv,
+                                  "--path=/srv"));
+    g_assert_true(g_strv_contains((const gchar *const *)argv,
+                                  "--path=/opt"));
+    /* Options only, then the command, the VM's image and the bundle. */
+    g_assert_true(g_strv_contains((const gchar *const *)argv,
+                                  "--qemu-released"));
+    g_assert_cmpuint(g_strv_length(argv), ==, 10);
+    for (guint i = 0; i < 7; i++) {
+        g_assert_true(g_str_has_prefix(argv[i], "--"));
+    }
+    g_assert_cmpstr(argv[7], ==, "apply");
+    g_assert_cmpstr(argv[8], ==, real);
+    g_assert_cmpstr(argv[9], ==, bundle);
+
+    report = scan_report(&s);
+    g_assert_true(g_str_has_prefix(report, "result infected\n"));
+    g_assert_nonnull(strstr(report, "result quarantined\n"
+                            "moved ext4\t/srv/eicar.com\t"
+                            "Eicar-Test-Signature\n"));
+    ui_path = vm_file(f, "ui/scanner.json");
+    g_assert_nonnull(ui_path);
+    g_assert_true(g_file_get_contents(ui_path, &ui, NULL, NULL));
+    g_assert_nonnull(strstr(ui, "quarantined: ext4 /srv/eicar.com "
+                            "Eicar-Test-Signature"));
+    g_assert_cmpuint(audit_count(f, "image-quarantine", "refuse",
+                                 "quarantined: ext4 /srv/eicar.com"), ==, 1);
+    g_assert_cmpuint(audit_count(f, "lifecycle-image-start", "accept", NULL),
+                     ==, 1);
+
+    /* A clean image: no quarantine, QEMU keeps the image. */
+    g_clear_pointer(&d, helper_done_free);
+    scan_mode(&s, "clean");
+    scan_mode_file(&s, "qmode", "applied");
+    d = scan_start(f, &s);
+    g_assert_cmpuint(d->status, ==, VMAUG_S_OK);
+    g_free(acc);
+    acc = scan_accesses(&s);
+    g_assert_cmpstr(acc, ==, "");
+    g_assert_null(scan_argv_of(&s, "qargv"));
+    scan_clear(&s);
+}
+
+/*
+ * Whatever goes wrong, the infected image does not start, and whatever
+ * was released is retaken: QEMU does not let go of the image, the grant
+ * or the pinned bundle is missing (a guest's own "quarantine-bundle"
+ * counts for nothing), the apply fails, its report lies.
+ */
+static void test_quarantine_refused(Fixture *f, gconstpointer data)
+{
+    static const struct {
+        gboolean pin_bundle;
+        guint16 access_status;
+        const gchar *qmode;
+        const gchar *accesses;
+        const gchar *why;
+    } cases[] = {
+        { FALSE, VMAUG_S_OK, "applied", "", "quarantine failed: the host "
+          "owner pinned no quarantine-bundle" },
+        { TRUE, VMAUG_S_BUSY, "applied", "R", "quarantine failed: QEMU did "
+          "not release the image" },
+        { TRUE, VMAUG_S_OK, "fails", "RT", "quarantine failed: the "
+          "quarantine failed (exit status 4): apply: refused by signature" },
+        { TRUE, VMAUG_S_OK, "lies", "RT", "quarantine failed: the "
+          "quarantine's report is malformed: findings, yet nothing "
+          "applied" },
+    };
+    g_autofree gchar *bundle = g_build_filename(f->keys->dir, "q.vmab",
+                                                NULL);
+    Scan s = { 0 };
+
+    g_assert_true(g_file_set_contents(f->image, "", 0, NULL));
+    scan_setup(f, &s, "\"image-scan\", \"image-quarantine\"", "30");
+    for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(HelperDone) d = NULL;
+        g_autofree gchar *acc = NULL;
+        g_autofree gchar *want = NULL;
+        const gchar *const pins[] = {
+            "policy", "quarantine",
+            cases[i].pin_bundle ? "quarantine-bundle" : NULL, bundle, NULL
+        };
+
+        scan_pin(f, pins);
+        if (!cases[i].pin_bundle) {
+            /* The guest's own choice of bundle is never read. */
+            config_set(s.c, "quarantine-bundle", "/srv/guest.vmab");
+        }
+        s.c->access_status = cases[i].access_status;
+        scan_mode(&s, "infected");
+        scan_mode_file(&s, "qmode", cases[i].qmode);
+        d = scan_start(f, &s);
+        g_test_message("%s", d->message);
+        g_assert_cmpuint(d->status, !=, VMAUG_S_OK);
+        want = g_strdup_printf("required module scanner 1.0 unavailable: "
+                               "its image-start handler failed (%s; "
+                               "infected: ext4 /srv/eicar.com "
+                               "Eicar-Test-Signature (and 1 more))",
+                               cases[i].why);
+        g_assert_cmpstr(d->message, ==, want);
+        acc = scan_accesses(&s);
+        g_assert_cmpstr(acc, ==, cases[i].accesses);
+        if (!cases[i].pin_bundle || cases[i].access_status != VMAUG_S_OK) {
+            g_assert_null(scan_argv_of(&s, "qargv"));
+        }
+    }
+    scan_clear(&s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -633,5 +868,8 @@ int main(int argc, char **argv)
     TEST_HELPER_ADD("/helper/scan/not-granted", test_scan_not_granted);
     TEST_HELPER_ADD("/helper/scan/bad-paths", test_scan_bad_paths);
     TEST_HELPER_ADD("/helper/scan/clamav", test_scan_clamav);
+    TEST_HELPER_ADD("/helper/scan/quarantine", test_quarantine);
+    TEST_HELPER_ADD("/helper/scan/quarantine-refused",
+                    test_quarantine_refused);
     return g_test_run();
 }

@@ -13,12 +13,16 @@
  * Every decision of the device to hold, reset or stop the VM or QEMU is
  * taken in this file, and only here: vmaugment_start_decided() (the
  * image start) and vmaugment_lifecycle_restart() (a module's request,
- * with the allow-restart property).
+ * with the allow-restart property).  So is letting go of the VM's block
+ * nodes while the start is held (IMAGE_ACCESS), for the helper to service
+ * the image before the guest's first instruction: never while the guest
+ * can run, and the nodes are always taken back before it does.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include "qemu/osdep.h"
+#include "block/block-global-state.h"
 #include "qapi/error.h"
 #include "qapi/qapi-events-vmaugment.h"
 #include "qemu/error-report.h"
@@ -53,10 +57,43 @@ static void vmaugment_start_release(VirtIOVMAugment *s)
     }
 }
 
+/*
+ * Take back the block nodes released for the helper: the image may have
+ * changed, so every format driver reads its metadata again.  Until then
+ * the guest must not run.
+ */
+static bool vmaugment_image_retake(VirtIOVMAugment *s, Error **errp)
+{
+    Error *local_err = NULL;
+
+    if (!s->image_released) {
+        return true;
+    }
+    bdrv_activate_all(&local_err);
+    if (local_err) {
+        error_propagate_prepend(errp, local_err, "the image could not be "
+                                "taken back after the host serviced it: ");
+        return false;
+    }
+    s->image_released = false;
+    trace_vmaugment_image_access(s, VMAUG_IMAGE_RETAKE, 0);
+    return true;
+}
+
 static void vmaugment_start_decided(VirtIOVMAugment *s, bool ok,
                                     const char *message)
 {
     g_autofree char *path = vmaugment_path(s);
+    g_autofree char *retake_msg = NULL;
+    Error *err = NULL;
+
+    /* A helper that released the image and said nothing more. */
+    if (ok && !vmaugment_image_retake(s, &err)) {
+        ok = false;
+        retake_msg = g_strdup(error_get_pretty(err));
+        message = retake_msg;
+        error_free(err);
+    }
     int64_t took_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) -
                       s->start_sent_ns;
 
@@ -157,6 +194,86 @@ bool vmaugment_lifecycle_done(VirtIOVMAugment *s, uint64_t tag,
     }
     vmaugment_start_decided(s, status == VMAUG_S_OK,
                             status == VMAUG_S_OK ? NULL : msg);
+    return true;
+}
+
+static void vmaugment_image_access_done(VirtIOVMAugment *s, uint64_t tag,
+                                        uint32_t op, uint16_t status,
+                                        const char *message)
+{
+    struct vmaug_host_image_access_done done = {
+        .op = cpu_to_le32(op),
+        .status = cpu_to_le16(status),
+    };
+    size_t len = message ? MIN(strlen(message), VMAUG_HOST_MESSAGE_MAX) : 0;
+
+    trace_vmaugment_image_access(s, op, status);
+    vmaugment_helper_send(s, VMAUG_HOST_IMAGE_ACCESS_DONE, tag, &done,
+                          sizeof(done), message, len);
+}
+
+bool vmaugment_lifecycle_image_access(VirtIOVMAugment *s, uint64_t tag,
+                                      const uint8_t *data, uint32_t len,
+                                      const char **why)
+{
+    struct vmaug_host_image_access req;
+    g_autofree char *msg = NULL;
+    Error *err = NULL;
+    uint32_t op;
+    int ret;
+
+    if (len != sizeof(req)) {
+        *why = "IMAGE_ACCESS of a wrong size";
+        return false;
+    }
+    memcpy(&req, data, sizeof(req));
+    op = le32_to_cpu(req.op);
+    if ((op != VMAUG_IMAGE_RELEASE && op != VMAUG_IMAGE_RETAKE) ||
+        req.reserved) {
+        *why = "IMAGE_ACCESS with an unknown op";
+        return false;
+    }
+    /*
+     * Only the start being held, for the tag the device asked with: once
+     * decided the guest may run, and a guest that runs on released
+     * nodes would write past what the host changed.  A late helper (the
+     * start timed out) is answered, not dropped.
+     */
+    if (tag == 0 || tag != s->start_tag ||
+        s->start != VMAUGMENT_START_WAITING) {
+        vmaugment_image_access_done(s, tag, op, VMAUG_S_BUSY,
+                                    "no image start is held for this tag");
+        return true;
+    }
+    if (op == VMAUG_IMAGE_RETAKE) {
+        if (vmaugment_image_retake(s, &err)) {
+            vmaugment_image_access_done(s, tag, op, VMAUG_S_OK, NULL);
+            return true;
+        }
+        msg = g_strdup(error_get_pretty(err));
+        error_free(err);
+        vmaugment_image_access_done(s, tag, op, VMAUG_S_IO_ERROR, msg);
+        /* The image cannot be run as it is. */
+        vmaugment_start_decided(s, false, msg);
+        return true;
+    }
+    if (!s->image_released) {
+        /*
+         * Flushes every cache and drops the image's locks, as migration
+         * does for its destination.
+         */
+        ret = bdrv_inactivate_all();
+        if (ret < 0) {
+            msg = g_strdup_printf("the image could not be released: %s",
+                                  strerror(-ret));
+            /* Whatever was inactivated is taken back. */
+            bdrv_activate_all(NULL);
+            vmaugment_image_access_done(s, tag, op, VMAUG_S_IO_ERROR, msg);
+            return true;
+        }
+        s->image_released = true;
+    }
+    vmaugment_image_access_done(s, tag, op, VMAUG_S_OK, NULL);
     return true;
 }
 

@@ -357,6 +357,9 @@ static bool vmaugment_helper_message(VirtIOVMAugment *s,
     case VMAUG_HOST_LIFECYCLE_DONE:
         return s->link_ops->lifecycle_done(s, le64_to_cpu(msg->tag), data,
                                            len, why);
+    case VMAUG_HOST_IMAGE_ACCESS:
+        return s->link_ops->image_access(s, le64_to_cpu(msg->tag), data,
+                                         len, why);
     default:
         *why = "unknown message type";
         return false;

@@ -540,6 +540,7 @@ static const VMAugmentLinkOps vmaugment_link_ops = {
     .response = vmaugment_link_response,
     .event = vmaugment_link_event,
     .lifecycle_done = vmaugment_lifecycle_done,
+    .image_access = vmaugment_lifecycle_image_access,
     .drained = vmaugment_link_drained,
 };
 

@@ -39,6 +39,15 @@
  *            loaded and their image-start handlers returned, or (status
  *            not VMAUG_S_OK) the image must not start, and the text says
  *            why.
+ *  IMAGE_ACCESS helper -> device: struct vmaug_host_image_access, with
+ *            the tag of the IMAGE_START being held and not yet answered:
+ *            release the VM's block nodes (QEMU inactivates them and lets
+ *            go of the image's locks) so that a host tool may write the
+ *            image before the guest's first instruction, or retake them.
+ *  IMAGE_ACCESS_DONE device -> helper: struct
+ *            vmaug_host_image_access_done and up to VMAUG_HOST_MESSAGE_MAX
+ *            bytes of UTF-8 text (why it failed), with the same tag.  A
+ *            retake that fails refuses the start.
  */
 #define VMAUG_HOST_MAGIC                0x48475541  /* "AUGH" */
 #define VMAUG_HOST_HELLO                1
@@ -48,6 +57,8 @@
 #define VMAUG_HOST_CANCEL               5
 #define VMAUG_HOST_LIFECYCLE            6
 #define VMAUG_HOST_LIFECYCLE_DONE       7
+#define VMAUG_HOST_IMAGE_ACCESS         8
+#define VMAUG_HOST_IMAGE_ACCESS_DONE    9
 #define VMAUG_HOST_MESSAGE_MAX          1024
 #define VMAUG_HOST_PATH_MAX             4096
 #define VMAUG_HOST_MAX_MSG              (sizeof(struct virtio_vmaugment_req) + \
@@ -87,6 +98,25 @@ struct vmaug_host_lifecycle {
 struct vmaug_host_lifecycle_done {
 	__le32 event;               /* the event answered: IMAGE_START */
 	__le16 status;              /* VMAUG_S_* */
+	__le16 reserved;
+	/* followed by the message */
+};
+
+/* What IMAGE_ACCESS asks. */
+#define VMAUG_IMAGE_RELEASE             1
+#define VMAUG_IMAGE_RETAKE              2
+
+struct vmaug_host_image_access {
+	__le32 op;                  /* VMAUG_IMAGE_* */
+	__le32 reserved;            /* 0 */
+};
+
+struct vmaug_host_image_access_done {
+	__le32 op;                  /* the op answered */
+	/* VMAUG_S_OK, VMAUG_S_BUSY (no start held for this tag), or
+	 * VMAUG_S_IO_ERROR
+	 */
+	__le16 status;
 	__le16 reserved;
 	/* followed by the message */
 };

@@ -25,6 +25,7 @@ typedef struct LifecycleOpts {
     bool image;             /* the device names h->image */
     bool reconnect;         /* the chardev reconnects to a new helper */
     bool short_start;       /* start-timeout-ms=300 */
+    bool disk;              /* h->image is also the VM's disk */
 } LifecycleOpts;
 
 static const LifecycleOpts lifecycle_plain = { 0 };
@@ -35,15 +36,27 @@ static const LifecycleOpts lifecycle_image_reconnect = {
 static const LifecycleOpts lifecycle_image_short = {
     .image = true, .short_start = true,
 };
+static const LifecycleOpts lifecycle_image_disk = {
+    .image = true, .disk = true,
+};
 
 static QTestState *lifecycle_vm(QVMAugmentHelper *h, const LifecycleOpts *o)
 {
     g_autofree char *image_opt = o->image ?
         g_strdup_printf(",image=%s", h->image) : g_strdup("");
+    g_autofree char *disk_opt = NULL;
 
-    return qtest_initf("-machine q35 -display none "
+    if (o->disk) {
+        g_assert_cmpint(truncate(h->image, 1024 * 1024), ==, 0);
+        disk_opt = g_strdup_printf("-blockdev driver=file,filename=%s,"
+                                   "node-name=disk0 "
+                                   "-device virtio-blk-pci,drive=disk0 ",
+                                   h->image);
+    }
+    return qtest_initf("-machine q35 -display none %s"
                        "-chardev socket,id=vmaug-helper,path=%s%s "
                        "-device vmaugment-pci,chardev=vmaug-helper%s%s",
+                       disk_opt ? disk_opt : "",
                        h->path, o->reconnect ? ",reconnect-ms=100" : "",
                        image_opt, o->short_start ?
                        ",start-timeout-ms=300" : "");
@@ -220,6 +233,162 @@ static void test_image_start_bad_answer(void)
     qvmh_free(h);
 }
 
+/*
+ * The helper was dropped for a protocol error (its connection's event may
+ * have been read, and passed over, while waiting for others).
+ */
+static void wait_helper_dropped(QTestState *qts)
+{
+    bool connected;
+
+    do {
+        QDict *ev = qtest_qmp_eventwait_ref(qts, "VMAUGMENT_HELPER");
+
+        connected = qdict_get_bool(qdict_get_qdict(ev, "data"), "connected");
+        qobject_unref(ev);
+    } while (connected);
+}
+
+/* Whether the VM's disk node is active (QEMU holds the image). */
+static bool disk_active(QTestState *qts)
+{
+    QDict *resp = qtest_qmp(qts, "{ 'execute': 'query-named-block-nodes', "
+                            "'arguments': { 'flat': true } }");
+    QListEntry *e;
+    bool active = false;
+    bool found = false;
+
+    QLIST_FOREACH_ENTRY(qdict_get_qlist(resp, "return"), e) {
+        QDict *node = qobject_to(QDict, qlist_entry_obj(e));
+
+        if (g_str_equal(qdict_get_str(node, "node-name"), "disk0")) {
+            active = qdict_get_bool(node, "active");
+            found = true;
+        }
+    }
+    g_assert(found);
+    qobject_unref(resp);
+    return active;
+}
+
+/* Whether a process holds a lock on the image (QEMU's, bytes 100 on). */
+static bool image_locked(QVMAugmentHelper *h)
+{
+    struct flock fl = {
+        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100,
+        .l_len = 200,
+    };
+    int fd = open(h->image, O_RDWR);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(fcntl(fd, F_OFD_GETLK, &fl), ==, 0);
+    close(fd);
+    return fl.l_type != F_UNLCK;
+}
+
+/*
+ * While the start is held the helper may have QEMU let go of the image
+ * (its nodes inactive, its locks dropped) for a host tool to write it,
+ * then take it back; the VM runs on active nodes.
+ */
+static void test_image_access(void)
+{
+    QVMAugmentHelper *h = qvmh_new();
+    QTestState *qts = lifecycle_vm(h, &lifecycle_image_disk);
+
+    g_free(qvmh_hello(h));
+    g_assert(disk_active(qts));
+    g_assert(image_locked(h));
+    g_assert_cmpuint(qvmh_image_access(h, h->start_tag, VMAUG_IMAGE_RELEASE,
+                                       NULL), ==, VMAUG_S_OK);
+    g_assert(!disk_active(qts));
+    g_assert(!image_locked(h));
+    assert_run_state(qts, "prelaunch", "waiting");
+    /* Twice is once. */
+    g_assert_cmpuint(qvmh_image_access(h, h->start_tag, VMAUG_IMAGE_RELEASE,
+                                       NULL), ==, VMAUG_S_OK);
+    g_assert_cmpuint(qvmh_image_access(h, h->start_tag, VMAUG_IMAGE_RETAKE,
+                                       NULL), ==, VMAUG_S_OK);
+    g_assert(disk_active(qts));
+    g_assert(image_locked(h));
+
+    /*
+     * Released again and never taken back: the device takes it back
+     * itself before the guest runs.
+     */
+    g_assert_cmpuint(qvmh_image_access(h, h->start_tag, VMAUG_IMAGE_RELEASE,
+                                       NULL), ==, VMAUG_S_OK);
+    qvmh_start_done(h, VMAUG_S_OK, NULL);
+    g_free(wait_image_start(qts, true));
+    qtest_qmp_eventwait(qts, "RESUME");
+    g_assert(disk_active(qts));
+    g_assert(image_locked(h));
+    qtest_quit(qts);
+    qvmh_free(h);
+}
+
+/*
+ * Never while the guest can run: not for another tag, not once the start
+ * was decided; a malformed IMAGE_ACCESS is a protocol error.  None of it
+ * releases anything.
+ */
+static void test_image_access_refused(void)
+{
+    QVMAugmentHelper *h = qvmh_new();
+    QTestState *qts = lifecycle_vm(h, &lifecycle_image_disk);
+    struct vmaug_host_image_access bad = {
+        .op = cpu_to_le32(VMAUG_IMAGE_RELEASE + 7),
+    };
+    g_autofree char *why = NULL;
+    uint64_t tag;
+
+    g_free(qvmh_hello(h));
+    g_assert_cmpuint(qvmh_image_access(h, h->start_tag + 1,
+                                       VMAUG_IMAGE_RELEASE, &why),
+                     ==, VMAUG_S_BUSY);
+    g_assert_cmpstr(why, ==, "no image start is held for this tag");
+    g_assert_cmpuint(qvmh_image_access(h, 0, VMAUG_IMAGE_RELEASE, NULL),
+                     ==, VMAUG_S_BUSY);
+    g_assert(disk_active(qts));
+    tag = h->start_tag;
+    qvmh_start_done(h, VMAUG_S_OK, NULL);
+    g_free(wait_image_start(qts, true));
+    qtest_qmp_eventwait(qts, "RESUME");
+    g_assert_cmpuint(qvmh_image_access(h, tag, VMAUG_IMAGE_RELEASE, NULL),
+                     ==, VMAUG_S_BUSY);
+    g_assert(disk_active(qts));
+    g_assert(image_locked(h));
+
+    /* An unknown op: the helper is dropped, the VM runs on. */
+    qvmh_send(h, VMAUG_HOST_IMAGE_ACCESS, tag, &bad, sizeof(bad), NULL, 0);
+    wait_helper_dropped(qts);
+    assert_run_state(qts, "running", "done");
+    g_assert(disk_active(qts));
+    qtest_quit(qts);
+    qvmh_free(h);
+}
+
+/*
+ * A short IMAGE_ACCESS while the start is held: a protocol error, and the
+ * image stays QEMU's.
+ */
+static void test_image_access_short(void)
+{
+    QVMAugmentHelper *h = qvmh_new();
+    QTestState *qts = lifecycle_vm(h, &lifecycle_image_disk);
+    uint32_t op = cpu_to_le32(VMAUG_IMAGE_RELEASE);
+
+    g_free(qvmh_hello(h));
+    qvmh_send(h, VMAUG_HOST_IMAGE_ACCESS, h->start_tag, &op, sizeof(op),
+              NULL, 0);
+    wait_helper_dropped(qts);
+    g_assert(disk_active(qts));
+    g_assert(image_locked(h));
+    assert_run_state(qts, "prelaunch", "waiting");
+    qtest_quit(qts);
+    qvmh_free(h);
+}
+
 static QDict *wait_module_event(QTestState *qts, const char *change)
 {
     QDict *ev = qtest_qmp_eventwait_ref(qts, "VMAUGMENT_MODULE");
@@ -339,6 +508,11 @@ int main(int argc, char **argv)
                    test_image_start_refused);
     qtest_add_func("/vmaugment/lifecycle/image-start-timeout",
                    test_image_start_timeout);
+    qtest_add_func("/vmaugment/lifecycle/image-access", test_image_access);
+    qtest_add_func("/vmaugment/lifecycle/image-access-refused",
+                   test_image_access_refused);
+    qtest_add_func("/vmaugment/lifecycle/image-access-short",
+                   test_image_access_short);
     qtest_add_func("/vmaugment/lifecycle/image-start-bad-answer",
                    test_image_start_bad_answer);
     qtest_add_func("/vmaugment/lifecycle/refused-and-restart",

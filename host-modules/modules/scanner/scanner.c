@@ -17,8 +17,8 @@
  *                   query-vmaugment-ui lists) and to the guest (the
  *                   "report" call, which also sends them as an event);
  *                   "refuse": an infected image does not start, the
- *                   finding named in the reason; "quarantine" is not
- *                   available yet and refuses
+ *                   finding named; "quarantine": the host moves it aside
+ *                   (quarantine_image) before the start, or it is refused
  *   paths           guest paths to scan, one per line (default: all)
  *   max-file-size   bytes of one file scanned (default: the host's)
  *   timeout         seconds for the whole scan (default: the host's)
@@ -243,7 +243,8 @@ static unsigned scanner_run(char *out, size_t cap, size_t *out_len)
 #define SC_POLICY_QUARANTINE    2
 
 /* The last image scan of this run, for the "report" call. */
-static char last_report[VMAUG_MODULE_MAX_SCAN_REPORT + 1];
+/* The scan's report, and a quarantine's after it. */
+static char last_report[2 * VMAUG_MODULE_MAX_SCAN_REPORT + 1];
 static int last_result = -1;
 
 /* A guest key as a string: 0 and @out "" when unset. */
@@ -369,6 +370,50 @@ static void scanner_post_ui(const char *text)
     (void)sc_api->post_ui(sc_host, json);
 }
 
+/*
+ * The scan of @paths found @finding (its summary line): have the host
+ * move it aside, looking where the scan looked, and say what moved.  The
+ * image must not start infected: a quarantine that fails refuses the
+ * start.
+ */
+static int scanner_quarantine(const char *paths, const char *finding,
+                              size_t scan_len)
+{
+    char line[VMAUG_MODULE_MAX_REASON];
+    char why[2 * VMAUG_MODULE_MAX_REASON + 8];
+    size_t len = 0;
+    int rc = -ENOSYS;
+
+    if (sc_api->size >= offsetof(struct vmaug_host_api, quarantine_image) +
+        sizeof(sc_api->quarantine_image)) {
+        rc = sc_api->quarantine_image(sc_host, paths, last_report + scan_len,
+                                      sizeof(last_report) - scan_len, &len);
+    }
+    if (rc < 0) {
+        if (rc == -EPERM) {
+            snprintf(last_report + scan_len, sizeof(last_report) - scan_len,
+                     "failure the host owner did not grant "
+                     "image-quarantine\n");
+        } else if (rc == -ENOSYS) {
+            snprintf(last_report + scan_len, sizeof(last_report) - scan_len,
+                     "failure the host has no quarantine\n");
+        } else if (scanner_line(last_report + scan_len, "failure") == NULL) {
+            snprintf(last_report + scan_len, sizeof(last_report) - scan_len,
+                     "failure error %d\n", -rc);
+        }
+        scanner_summary(line, sizeof(line), "quarantine failed",
+                        last_report + scan_len, "failure");
+        scanner_post_ui(line);
+        snprintf(why, sizeof(why), "%s; %s", line, finding);
+        sc_api->set_reason(sc_host, why);
+        return rc == -ENOSYS ? -EACCES : rc;
+    }
+    scanner_summary(line, sizeof(line), "quarantined",
+                    last_report + scan_len, "moved");
+    scanner_post_ui(line);
+    return 0;
+}
+
 static int scanner_image_start(void)
 {
     char policy_s[32], incomplete_s[32], num[32];
@@ -428,7 +473,7 @@ static int scanner_image_start(void)
     }
 
     rc = sc_api->scan_image(sc_host, paths, &limits, last_report,
-                            sizeof(last_report), &len);
+                            VMAUG_MODULE_MAX_SCAN_REPORT + 1, &len);
     last_result = rc;
     if (rc == VMAUG_SCAN_CLEAN) {
         scanner_summary(line, sizeof(line), "clean", last_report, "files");
@@ -443,13 +488,7 @@ static int scanner_image_start(void)
             return 0;
         }
         if (policy == SC_POLICY_QUARANTINE) {
-            /* Not available yet: the image is not started infected. */
-            char q[VMAUG_MODULE_MAX_REASON + 64];
-
-            snprintf(q, sizeof(q), "quarantine is not available; refused: "
-                     "%s", line);
-            sc_api->set_reason(sc_host, q);
-            return -EACCES;
+            return scanner_quarantine(paths, line, len);
         }
         sc_api->set_reason(sc_host, line);
         return -EACCES;

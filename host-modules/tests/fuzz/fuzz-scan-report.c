@@ -2,7 +2,8 @@
  * Fuzz target: the report of the image scan process (image-scan.c), as
  * hostile as the image it read.  The first byte is the exit status (its
  * low two bits: 0 clean, 1 infected, 2 incomplete, 3 a status the parser
- * is never given for a report), the rest the JSON.  Build with clang
+ * is never given for a report), or with bit 2 set the report is a
+ * quarantine's apply (its status 0); the rest the JSON.  Build with clang
  * -fsanitize=fuzzer; fuzz-run.c replays a corpus in ordinary builds.
  *
  * Copyright (c) vmaugment contributors
@@ -26,14 +27,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;   /* the helper reads no more */
     }
     status = data[0] & 3;
-    r = image_scan_parse((const gchar *)data + 1, size - 1, status, report,
-                         summary, &error);
+    if (data[0] & 4) {
+        r = image_scan_parse_quarantine((const gchar *)data + 1, size - 1,
+                                        report, summary, &error);
+    } else {
+        r = image_scan_parse((const gchar *)data + 1, size - 1, status,
+                             report, summary, &error);
+    }
     if (r < 0) {
         g_assert(error != NULL);
         return 0;
     }
     /* What the module and the audit log get of any accepted report. */
-    g_assert(r == status);
+    g_assert((data[0] & 4) || r == status);
     g_assert(report->len <= VMAUG_MODULE_MAX_SCAN_REPORT);
     g_assert(g_utf8_validate(report->str, report->len, NULL));
     g_assert(g_utf8_validate(summary->str, summary->len, NULL));

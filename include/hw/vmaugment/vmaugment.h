@@ -102,6 +102,10 @@ typedef struct VMAugmentLinkOps {
     bool (*lifecycle_done)(VirtIOVMAugment *s, uint64_t tag,
                            const uint8_t *data, uint32_t len,
                            const char **why);
+    /* IMAGE_ACCESS; false (with *why) is a protocol error. */
+    bool (*image_access)(VirtIOVMAugment *s, uint64_t tag,
+                         const uint8_t *data, uint32_t len,
+                         const char **why);
     /* What is queued for the helper fell below VMAUGMENT_OUT_HIGH_WATER. */
     void (*drained)(VirtIOVMAugment *s);
 } VMAugmentLinkOps;
@@ -167,6 +171,8 @@ struct VirtIOVMAugment {
     int64_t start_sent_ns;
     /* The decision, for query-vmaugment: QMP clients may miss the event. */
     bool start_decided;
+    /* The block nodes are released for the helper (IMAGE_ACCESS). */
+    bool image_released;
     uint64_t start_duration_us;
     char *start_message;
     QEMUTimer *start_timer;
@@ -245,6 +251,9 @@ void vmaugment_lifecycle_vm_state(VirtIOVMAugment *s, bool running,
 bool vmaugment_lifecycle_done(VirtIOVMAugment *s, uint64_t tag,
                               const uint8_t *data, uint32_t len,
                               const char **why);
+bool vmaugment_lifecycle_image_access(VirtIOVMAugment *s, uint64_t tag,
+                                      const uint8_t *data, uint32_t len,
+                                      const char **why);
 /* A module asked for a restart (VMAUG_EVENT_RESTART_REQUESTED). */
 void vmaugment_lifecycle_restart(VirtIOVMAugment *s, const uint8_t *data,
                                  uint32_t len);

@@ -84,6 +84,17 @@ wait_for_line() {
     done
 }
 
+# wait_config MODULE KEY VALUE: until the module's configuration KEY reads
+# VALUE (a host-side change the helper reads at its next look), 30 s.
+wait_config() {
+    i=0
+    until [ "$(vmaugment config get "$1" "$2")" = "$3" ]; do
+        [ "$i" -lt 300 ] || fail "$1's $2 is not '$3' after 30 s"
+        usleep 100000
+        i=$((i + 1))
+    done
+}
+
 # Mount the root filesystem of the "# image: debian" disk (/dev/vda1, the
 # fixture's ext4 root) read-write on $1, loading virtio_blk and ext4
 # first.  Unmount it before the scenario ends: /init powers off without

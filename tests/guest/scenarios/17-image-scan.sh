@@ -50,12 +50,7 @@ case $VMAUG_BOOT in
         fail "the event does not carry the finding"
     step "boot 2: the host owner pins scanner in refuse mode"
     host_action scenario pin-scanner
-    i=0
-    until [ "$(vmaugment config get scanner policy)" = refuse ]; do
-        [ "$i" -lt 300 ] || fail "scanner's policy is not the host owner's after 30 s"
-        usleep 100000
-        i=$((i + 1))
-    done
+    wait_config scanner policy refuse
     step "boot 2: the guest cannot undo the pin"
     pinned='scanner is pinned by the host owner'
     expect_fail 4 "$pinned" vmaugment unregister scanner

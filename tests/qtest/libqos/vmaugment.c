@@ -276,6 +276,29 @@ void qvmh_start_done(QVMAugmentHelper *h, uint16_t status,
               sizeof(done), message, message ? strlen(message) : 0);
 }
 
+uint16_t qvmh_image_access(QVMAugmentHelper *h, uint64_t tag, uint32_t op,
+                           char **message)
+{
+    struct vmaug_host_image_access req = { .op = cpu_to_le32(op) };
+    struct vmaug_host_image_access_done done;
+    struct vmaug_host_msg msg;
+    uint8_t buf[sizeof(done) + VMAUG_HOST_MESSAGE_MAX];
+    uint32_t len;
+
+    qvmh_send(h, VMAUG_HOST_IMAGE_ACCESS, tag, &req, sizeof(req), NULL, 0);
+    len = qvmh_recv(h, &msg, buf, sizeof(buf));
+    g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_IMAGE_ACCESS_DONE);
+    g_assert_cmphex(le64_to_cpu(msg.tag), ==, tag);
+    g_assert_cmpuint(len, >=, sizeof(done));
+    memcpy(&done, buf, sizeof(done));
+    g_assert_cmpuint(le32_to_cpu(done.op), ==, op);
+    if (message) {
+        *message = g_strndup((const char *)buf + sizeof(done),
+                             len - sizeof(done));
+    }
+    return le16_to_cpu(done.status);
+}
+
 void qvmh_send(QVMAugmentHelper *h, uint16_t type, uint64_t tag,
                const void *a, size_t alen, const void *b, size_t blen)
 {

@@ -75,6 +75,12 @@ void qvmh_expect_lifecycle(QVMAugmentHelper *h, uint32_t event);
 /* Answer the device's IMAGE_START. */
 void qvmh_start_done(QVMAugmentHelper *h, uint16_t status,
                      const char *message);
+/*
+ * Send IMAGE_ACCESS @op with @tag; returns the answer's status and, when
+ * @message is not NULL, its text.
+ */
+uint16_t qvmh_image_access(QVMAugmentHelper *h, uint64_t tag, uint32_t op,
+                           char **message);
 void qvmh_respond(QVMAugmentHelper *h, uint64_t tag, uint16_t status,
                   const void *data, uint32_t len);
 /*
