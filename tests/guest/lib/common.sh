@@ -74,6 +74,15 @@ expect_fail() {
     echo "$out" | grep -E -q "$pattern" || fail "'$*' did not say '$pattern'"
 }
 
+# Wait for the background processes "$@" (in this shell: a subshell
+# cannot wait for them); sets $failed to how many failed.
+wait_all() {
+    failed=0
+    for p in "$@"; do
+        wait "$p" || failed=$((failed + 1))
+    done
+}
+
 # Wait up to 30 s for file $1 to contain a line matching $2.
 wait_for_line() {
     i=0

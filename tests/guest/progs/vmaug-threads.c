@@ -26,20 +26,12 @@
 
 #include <linux/virtio_vmaugment.h>
 
+#include "callers.h"
+
 static int dev_fd;
 static unsigned long calls;
 static unsigned long fixed_size;
 static const char *record_dir;
-
-/* Open DIR/tT.SUFFIX for appending the records of thread @me. */
-static FILE *record_open(uint64_t me, const char *suffix)
-{
-    char path[4096];
-
-    snprintf(path, sizeof(path), "%s/t%llu.%s", record_dir,
-             (unsigned long long)me, suffix);
-    return fopen(path, "w");
-}
 
 static void *pinger(void *arg)
 {
@@ -51,8 +43,8 @@ static void *pinger(void *arg)
     void *ret = (void *)1;
 
     if (record_dir) {
-        sent = record_open(me, "sent");
-        recv = record_open(me, "recv");
+        sent = record_open(record_dir, me, "sent");
+        recv = record_open(record_dir, me, "recv");
         if (!sent || !recv) {
             perror(record_dir);
             goto out_close;
@@ -100,13 +92,7 @@ static void *pinger(void *arg)
     ret = NULL;
 
 out_close:
-    /* A record that did not reach the file must fail the run. */
-    if (sent && fclose(sent) != 0) {
-        perror("closing the records");
-        ret = (void *)1;
-    }
-    if (recv && fclose(recv) != 0) {
-        perror("closing the records");
+    if (records_close(sent, recv) != 0) {
         ret = (void *)1;
     }
     return ret;
@@ -115,8 +101,6 @@ out_close:
 int main(int argc, char **argv)
 {
     unsigned long threads;
-    pthread_t tid[64];
-    int failed = 0;
 
     if (argc < 3 || argc > 5) {
         fprintf(stderr, "usage: vmaug-threads THREADS CALLS [SIZE [DIR]]\n");
@@ -126,10 +110,6 @@ int main(int argc, char **argv)
     calls = strtoul(argv[2], NULL, 0);
     fixed_size = argc > 3 ? strtoul(argv[3], NULL, 0) : 0;
     record_dir = argc > 4 ? argv[4] : NULL;
-    if (threads == 0 || threads > 64) {
-        fprintf(stderr, "1..64 threads\n");
-        return 2;
-    }
     if (fixed_size && (fixed_size < 16 ||
                        fixed_size > VMAUG_MAX_PING_PAYLOAD)) {
         fprintf(stderr, "SIZE is 0 or 16..%u\n", VMAUG_MAX_PING_PAYLOAD);
@@ -140,20 +120,7 @@ int main(int argc, char **argv)
         perror("open /dev/vmaugment");
         return 1;
     }
-    for (unsigned long t = 0; t < threads; t++) {
-        if (pthread_create(&tid[t], NULL, pinger, (void *)(uintptr_t)t)) {
-            perror("pthread_create");
-            return 1;
-        }
-    }
-    for (unsigned long t = 0; t < threads; t++) {
-        void *ret;
-
-        pthread_join(tid[t], &ret);
-        failed += ret != NULL;
-    }
-    if (failed) {
-        fprintf(stderr, "%d of %lu threads saw errors\n", failed, threads);
+    if (run_callers(threads, pinger) != 0) {
         return 1;
     }
     printf("%lu threads x %lu calls on one file matched\n", threads, calls);

@@ -42,11 +42,10 @@ for i in 1 2 3 4 5 6 7 8; do
     vmaug-threads 1 1000 $((16 + i * 200 + 100)) $rec/p$i >/tmp/prog.$i 2>&1 &
     pids="$pids $!"
 done
-failed=0
-for p in $pids; do
-    wait "$p" || failed=$((failed + 1))
-done
+# shellcheck disable=SC2086 # one word per process id
+wait_all $pids
 cat /tmp/ping.* /tmp/prog.*
+# shellcheck disable=SC2154 # wait_all sets it
 [ "$failed" -eq 0 ] || fail "$failed of 16 ping processes failed"
 for i in 1 2 3 4 5 6 7 8; do
     check_records $rec/p$i 1 1000 $((16 + i * 200 + 100))
