@@ -86,6 +86,8 @@ static void vmaugment_start_decided(VirtIOVMAugment *s, bool ok,
     g_autofree char *path = vmaugment_path(s);
     g_autofree char *retake_msg = NULL;
     Error *err = NULL;
+    int64_t took_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) -
+                      s->start_sent_ns;
 
     /* A helper that released the image and said nothing more. */
     if (ok && !vmaugment_image_retake(s, &err)) {
@@ -94,9 +96,6 @@ static void vmaugment_start_decided(VirtIOVMAugment *s, bool ok,
         message = retake_msg;
         error_free(err);
     }
-    int64_t took_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) -
-                      s->start_sent_ns;
-
     timer_del(s->start_timer);
     s->start_tag = 0;
     s->start_decided = true;

@@ -121,7 +121,8 @@ static void *caller(void *arg)
     snprintf((char *)inv->module, sizeof(inv->module), "%s", module);
     snprintf((char *)inv->function, sizeof(inv->function), "echo");
     for (uint64_t i = 0; i < calls; i++) {
-        size_t len = 16 + (size_t)((tag * 37 + i * 101) % (RELAY_MAX_DATA - 15));
+        size_t len = 16 + (size_t)((tag * 37 + i * 101) %
+                                   (RELAY_MAX_DATA - 15));
         struct vmaug_ioctl_call call = {
             .opcode = VMAUG_OP_INVOKE,
             .req_addr = (uintptr_t)out,
