@@ -20,7 +20,13 @@
 #  5. two Debian packages are unpacked into a switched-off image as
 #     "dpkg --unpack" would; at the next boot the unit the bundle installed
 #     runs dpkg --configure -a and reports through /dev/vmaugment, and the
-#     host's status shows the configure step's own message.
+#     host's status shows the configure step's own message;
+#  6. the host owner pins the scanner module to an image that holds the
+#     EICAR test file, with the quarantine policy: at the next start,
+#     before the guest's first instruction, ClamAV finds the file in the
+#     guest's filesystem, QEMU lets go of the image while a signed bundle
+#     moves the file aside, and the guest boots clean and is told what
+#     moved; the host has the audit records and QEMU's QMP event.
 # Environment: VMAUGMENT_BUILD_ROOT (default build/); VMAUGMENT_DEMO_NO_BUILD=1
 # uses the builds that are there.
 set -euo pipefail
@@ -178,6 +184,19 @@ PY
 step "On the host: vmaugment-offline status after the guest's report"
 VMAUGMENT_QEMU_BUILD_DIR=$qemu_build "$userspace/offline/vmaugment-offline" \
     status "$host/images/debian.qcow2" | sed 's/^/   | /'
+
+# ---- 6. a scan before the first instruction, and a quarantine ----------
+scenario=18-image-quarantine
+host=$work/run/$scenario/host
+step "6. The host owner pins the ClamAV scanner to an image: an infected file is moved aside before the guest's first instruction"
+run_scenario $scenario
+
+step "On the host: the scan, the quarantine and the start in the audit log"
+audit "$host/store/audit.log" scanner
+
+step "On the host: QEMU's QMP event for the second start"
+grep '"event": "VMAUGMENT_IMAGE_START"' "$work/run/$scenario/boot-2.qmp.jsonl" |
+    python3 -m json.tool | sed 's/^/   /'
 
 echo
 echo "The demo ran real guests against the real helper: see $work/run/."
