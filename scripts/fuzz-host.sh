@@ -15,7 +15,8 @@
 # disks through the worker's readers: partitions, ext2/3/4 or NTFS, the
 # guest's map and its inventory).
 #
-# Usage: fuzz-host.sh [--runs N | --long] [--max-time S] [TARGET...]
+# Usage: fuzz-host.sh [--runs N | --long] [--max-time S] [--jobs N]
+#                     [TARGET...]
 #   default    a short run of each, for CI: a few thousand inputs, fewer
 #              for the targets whose inputs cost most (fuzz-device drives a
 #              socket, a main loop and a store per input; fuzz-hive writes
@@ -28,6 +29,9 @@
 #              campaigns", records such runs)
 #   --max-time S  stop each target after S seconds even if it has not run
 #              its inputs (a campaign's time budget; not a failure)
+#   --jobs N   run each target as N processes at once, seeds 1 to N, over
+#              one corpus that each reloads as the others grow it, each
+#              with its share of the inputs: a campaign that uses N cores
 #   TARGET     only these targets
 #
 # Each target runs with a fixed seed over a copy of its committed seed
@@ -51,6 +55,7 @@ nice=
 # machine an input can wait seconds for a CPU, so a campaign allows more.
 timeout=10
 max_time=0
+jobs=1
 only=()
 
 while [ $# -gt 0 ]; do
@@ -58,9 +63,10 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift ;;
     --long) runs=10000000; nice="nice -n 19"; timeout=60 ;;
     --max-time) max_time=$2; shift ;;
+    --jobs) jobs=$2; shift ;;
     fuzz-*) only+=("$1") ;;
     *) echo "usage: fuzz-host.sh [--runs N | --long] [--max-time S]" \
-            "[TARGET...]" >&2
+            "[--jobs N] [TARGET...]" >&2
        exit 2 ;;
     esac
     shift
@@ -132,27 +138,49 @@ for t in "${targets[@]}"; do
     log=$work/$name.log
     cp -r "$top/${path%/*}/$seeds" "$corpus"
     t0=$(date +%s)
-    # Without address randomisation: comparisons of pointers feed the
-    # mutation dictionary, and differ between runs otherwise.
-    if ! $nice setarch "$(uname -m)" -R \
-            "$build/$path" -seed=1 -runs="$n" \
+    per_job=$(( (n + jobs - 1) / jobs ))
+    for ((j = 1; j <= jobs; j++)); do
+        # Without address randomisation: comparisons of pointers feed the
+        # mutation dictionary, and differ between runs otherwise.
+        $nice setarch "$(uname -m)" -R \
+            "$build/$path" -seed="$j" -runs="$per_job" \
             -max_total_time="$max_time" -timeout="$timeout" \
             -print_final_stats=1 \
-            -artifact_prefix="$artifacts/$name-" "$corpus" >"$log" 2>&1; then
+            -artifact_prefix="$artifacts/$name-" "$corpus" \
+            >"$log.$j" 2>&1 &
+    done
+    for ((j = 1; j <= jobs; j++)); do
+        if ! wait -n; then
+            # One report ends the campaign: the other jobs stop too.
+            status=1
+            # shellcheck disable=SC2046 # one word per job
+            kill $(jobs -p) 2>/dev/null || true
+        fi
+    done
+    executed=0
+    for ((j = 1; j <= jobs; j++)); do
+        # Kept for the campaign's record (rates, coverage, final
+        # statistics): NAME.log, or NAME.J.log for each of several jobs.
+        if [ "$jobs" -eq 1 ]; then
+            cp "$log.$j" "$artifacts/$name.log"
+        else
+            cp "$log.$j" "$artifacts/$name.$j.log"
+        fi
+        e=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log.$j" |
+            tail -n1)
+        executed=$((executed + ${e:-0}))
+        if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)' \
+                "$log.$j" ||
+           grep -qE 'runtime error:|deadly signal' "$log.$j"; then
+            status=1
+        fi
+    done
+    cat "$log".* >"$log"
+    if [ "$executed" -lt "$n" ] && [ "$max_time" -eq 0 ]; then
         status=1
     fi
-    # Kept for the campaign's record (rates, coverage, final statistics).
-    cp "$log" "$artifacts/$name.log"
-    executed=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" |
-               tail -n1)
-    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)' "$log" ||
-       grep -qE 'runtime error:|deadly signal' "$log"; then
-        status=1
-    fi
-    if [ "${executed:-0}" -lt "$n" ] && [ "$max_time" -eq 0 ]; then
-        status=1
-    fi
-    echo "fuzz-host: $name executed ${executed:-0} inputs (seed 1)" \
+    echo "fuzz-host: $name executed $executed inputs" \
+         "(seed 1$([ "$jobs" -eq 1 ] || echo " to $jobs, $jobs jobs"))" \
          "in $(( $(date +%s) - t0 ))s," \
          "$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' \
             "$log" | tail -n1)"
