@@ -151,9 +151,18 @@ helper_kill() {
 }
 
 helper_stop() {
+    local killer
     if [ -n "$helper_pid" ]; then
+        # A scenario that failed between stop-helper and cont-helper left
+        # it stopped: SIGTERM waits until it runs again.  One that does
+        # not end in 10 s is killed.
         kill "$helper_pid" 2>/dev/null || true
+        kill -s CONT "$helper_pid" 2>/dev/null || true
+        (sleep 10; kill -9 "$helper_pid" 2>/dev/null) &
+        killer=$!
         wait "$helper_pid" 2>/dev/null || true
+        kill "$killer" 2>/dev/null || true
+        wait "$killer" 2>/dev/null || true
         helper_pid=
     fi
     if [ -n "${helper_sock_dir:-}" ]; then
