@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -390,65 +391,148 @@ static gboolean vo_image_info_size(JsonObject *obj, guint64 *size)
  * A failure names the subcommand and says
  * what qemu-img said, and is VO_ERROR_IN_USE when that was about a lock.
  */
+/* What qemu-img may print on one stream: its JSON for the largest images
+ * is a few kilobytes. */
+#define VO_IMAGE_RUN_MAX_OUTPUT     (4 * 1024 * 1024)
+
+static void vo_image_close_all(const int *fds, int n)
+{
+    for (int i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+}
+
+/* Read @fds[0] into @bufs[0] and @fds[1] into @bufs[1] until both end. */
+static gboolean vo_image_collect(int fds[2], GString *bufs[2], GError **error)
+{
+    char chunk[4096];
+
+    while (fds[0] >= 0 || fds[1] >= 0) {
+        struct pollfd p[2] = {
+            { .fd = fds[0], .events = POLLIN },
+            { .fd = fds[1], .events = POLLIN },
+        };
+
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "poll: %s",
+                        g_strerror(errno));
+            return FALSE;
+        }
+        for (int i = 0; i < 2; i++) {
+            ssize_t n;
+
+            if (fds[i] < 0 || !p[i].revents) {
+                continue;
+            }
+            n = read(fds[i], chunk, sizeof(chunk));
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                close(fds[i]);
+                fds[i] = -1;
+                continue;
+            }
+            if (bufs[i]->len + n > VO_IMAGE_RUN_MAX_OUTPUT) {
+                g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                            "more than %u bytes of output",
+                            VO_IMAGE_RUN_MAX_OUTPUT);
+                return FALSE;
+            }
+            g_string_append_len(bufs[i], chunk, n);
+        }
+    }
+    return TRUE;
+}
+
+/*
+ * Runs qemu-img with @args (after the program name) under @limits; its
+ * stdout into @out unless NULL.  @fd, unless -1, is qemu-img's
+ * VO_IMAGE_FD_ARG, and @second, unless -1, its VO_IMAGE_FD2_ARG: files it
+ * opens through the descriptors, whatever is under their names by then.
+ * A failure names the subcommand and says
+ * what qemu-img said, and is VO_ERROR_IN_USE when that was about a lock.
+ *
+ * Started, read and reaped here, without GSubprocess: that would start
+ * GLib's worker thread to watch the child, and the --host-kernel route
+ * forks a child that goes on running GLib code, which a lock held by
+ * that thread at the fork would deadlock.
+ */
 static gboolean vo_image_run(const char *const *args,
                              const VoImageLimits *limits, int fd, int second,
                              char **out, GError **error)
 {
-    const int fds[] = { fd, second };
-
-    g_autoptr(GSubprocessLauncher) launcher = NULL;
-    g_autoptr(GSubprocess) proc = NULL;
+    int source[2], target[2];
+    int n_fds = 0;
+    int pipes[2] = { -1, -1 };
+    int status;
+    GPid pid;
     g_autoptr(GPtrArray) argv = g_ptr_array_new();
-    g_autoptr(GBytes) stdout_bytes = NULL;
-    g_autoptr(GBytes) stderr_bytes = NULL;
-    g_autofree char *err = NULL;
+    g_autoptr(GString) stdout_buf = g_string_new(NULL);
+    g_autoptr(GString) stderr_buf = g_string_new(NULL);
+    GString *bufs[2] = { stdout_buf, stderr_buf };
+    g_autoptr(GError) local = NULL;
+    gboolean spawned, read_ok;
 
     g_ptr_array_add(argv, (char *)vo_image_qemu_tool("qemu-img"));
     for (guint i = 0; args[i]; i++) {
         g_ptr_array_add(argv, (char *)args[i]);
     }
     g_ptr_array_add(argv, NULL);
-    launcher = g_subprocess_launcher_new(
-        G_SUBPROCESS_FLAGS_STDERR_PIPE |
-        (out ? G_SUBPROCESS_FLAGS_STDOUT_PIPE
-             : G_SUBPROCESS_FLAGS_STDOUT_SILENCE));
-    g_subprocess_launcher_set_child_setup(launcher, vo_image_child_setup,
-                                          (gpointer)limits, NULL);
-    for (guint i = 0; i < G_N_ELEMENTS(fds); i++) {
-        /* Above the targets: one copy is not moved onto another. */
-        int copy = fds[i] >= 0
-            ? fcntl(fds[i], F_DUPFD_CLOEXEC, VO_IMAGE_FD + G_N_ELEMENTS(fds))
-            : -2;
+    for (int i = 0; i < 2; i++) {
+        int held = i == 0 ? fd : second;
 
-        if (copy == -1) {
-            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                        "qemu-img %s: %s", args[0], g_strerror(errno));
+        if (held < 0) {
+            continue;
+        }
+        /* Above the targets: one copy is not moved onto another. */
+        source[n_fds] = fcntl(held, F_DUPFD_CLOEXEC, VO_IMAGE_FD + 2);
+        if (source[n_fds] < 0) {
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "qemu-img %s: %s",
+                        args[0], g_strerror(errno));
+            vo_image_close_all(source, n_fds);
             return FALSE;
         }
-        if (copy >= 0) {
-            g_subprocess_launcher_take_fd(launcher, copy, VO_IMAGE_FD + i);
-        }
+        target[n_fds++] = VO_IMAGE_FD + i;
     }
-    proc = g_subprocess_launcher_spawnv(launcher,
-                                        (const char *const *)argv->pdata,
-                                        error);
-    if (!proc ||
-        !g_subprocess_communicate(proc, NULL, NULL,
-                                  out ? &stdout_bytes : NULL, &stderr_bytes,
-                                  error)) {
+    spawned = g_spawn_async_with_pipes_and_fds(
+            NULL, (const char *const *)argv->pdata, NULL,
+            G_SPAWN_DO_NOT_REAP_CHILD |
+            (out ? 0 : G_SPAWN_STDOUT_TO_DEV_NULL),
+            vo_image_child_setup, (gpointer)limits, -1, -1, -1,
+            source, target, n_fds, &pid, NULL,
+            out ? &pipes[0] : NULL, &pipes[1], error);
+    vo_image_close_all(source, n_fds);
+    if (!spawned) {
         return FALSE;
     }
-    err = g_strndup(g_bytes_get_data(stderr_bytes, NULL),
-                    g_bytes_get_size(stderr_bytes));
-    if (!g_subprocess_get_successful(proc)) {
+    read_ok = vo_image_collect(pipes, bufs, &local);
+    for (int i = 0; i < 2; i++) {
+        if (pipes[i] >= 0) {
+            close(pipes[i]);
+        }
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    g_spawn_close_pid(pid);
+    if (!read_ok) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "qemu-img %s: %s",
+                    args[0], local->message);
+        return FALSE;
+    }
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        g_strstrip(stderr_buf->str);
         g_set_error(error, VO_ERROR,
-                    strstr(err, "lock") ? VO_ERROR_IN_USE : VO_ERROR_FAILED,
-                    "qemu-img %s failed: %s", args[0], g_strstrip(err));
+                    strstr(stderr_buf->str, "lock") ? VO_ERROR_IN_USE
+                                                    : VO_ERROR_FAILED,
+                    "qemu-img %s failed: %s", args[0], stderr_buf->str);
         return FALSE;
     }
     if (out) {
-        *out = g_strndup(g_bytes_get_data(stdout_bytes, NULL),
-                         g_bytes_get_size(stdout_bytes));
+        *out = g_string_free(g_steal_pointer(&stdout_buf), FALSE);
     }
     return TRUE;
 }
