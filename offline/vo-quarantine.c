@@ -13,10 +13,11 @@
 
 #include "vo-quarantine.h"
 
-/* The hash the stored copy is named after, computed by the plan. */
+/* The hash the stored copy is named after and its size, from the plan. */
 typedef struct {
     VoQuarantineHit hit;
     char *sha256;
+    gsize size;
 } VoQuarantineEntry;
 
 VoQuarantineHit *vo_quarantine_hit_new(const char *path, const char *shown,
@@ -136,6 +137,7 @@ gboolean vo_quarantine_plan(VoFileOp *op, VoGuest *guest, JsonBuilder *plan,
         }
         g_free(e->sha256);
         e->sha256 = vo_sha256(data);
+        e->size = g_bytes_get_size(data);
         json_builder_begin_object(plan);
         json_builder_set_member_name(plan, "op");
         json_builder_add_string_value(plan, "quarantine");
@@ -333,15 +335,11 @@ gboolean vo_quarantine_execute(VoFileOp *op, VoGuest *guest, GError **error)
     while (g_hash_table_iter_next(&it, &key, &value)) {
         g_autofree char *name = g_strconcat(key, ".json", NULL);
         g_autofree char *path = vo_quarantine_child(op, name);
-        g_autofree char *stored = vo_quarantine_child(op, key);
-        g_autoptr(GBytes) data = vo_guest_read_file(guest, stored, error);
+        /* Same hash, same content: any hit's size is the stored copy's. */
+        VoQuarantineEntry *first = ((GPtrArray *)value)->pdata[0];
         g_autoptr(GBytes) record = NULL;
 
-        if (!data) {
-            return FALSE;
-        }
-        record = vo_quarantine_record(guest, path, key,
-                                      g_bytes_get_size(data), value);
+        record = vo_quarantine_record(guest, path, key, first->size, value);
         if (!vo_quarantine_put(guest, path, record, error)) {
             return FALSE;
         }
