@@ -552,8 +552,10 @@ UUID=$root_uuid / ext4 errors=remount-ro 0 1
 LABEL=boot /boot ext4 defaults 0 2
 FSTAB
     echo "vmaugment LUKS fixture" >"$work/root/etc/motd"
+    # mke2fs says "Creating regular file" on stdout, which carries only
+    # the fixture's path.
     mke2fs -q -F -t ext4 -U "$root_uuid" -L root -d "$work/root" \
-        "$out/root.plain" 320M
+        "$out/root.plain" 320M >&2
     luks_disk "$out" debian-luks "$out/root.plain"
 
     cat >"$work/lvm-root/etc/fstab" <<FSTAB
@@ -678,7 +680,7 @@ label: gpt
 first-lba: 2048
 start=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root
 PART
-    mke2fs -q -F -t ext4 -L root -E offset=$((2048 * 512)) -d "$1" "$2" 60M
+    mke2fs -q -F -t ext4 -L root -E offset=$((2048 * 512)) -d "$1" "$2" 60M >&2
 }
 
 # A Rocky Linux 9-like guest: os-release, fstab and an rpm database in
