@@ -16,7 +16,7 @@
 # guest's map and its inventory).
 #
 # Usage: fuzz-host.sh [--runs N | --long] [--max-time S] [--jobs N]
-#                     [TARGET...]
+#                     [--max-len B] [TARGET...]
 #   default    a short run of each, for CI: a few thousand inputs, fewer
 #              for the targets whose inputs cost most (fuzz-device drives a
 #              socket, a main loop and a store per input; fuzz-hive writes
@@ -32,6 +32,10 @@
 #   --jobs N   run each target as N processes at once, seeds 1 to N, over
 #              one corpus that each reloads as the others grow it, each
 #              with its share of the inputs: a campaign that uses N cores
+#   --max-len B  inputs of at most B bytes (libFuzzer's -max_len; longer
+#              seeds are cut): without it they grow to libFuzzer's 4096,
+#              and a target whose cost grows with its input (fuzz-device:
+#              one request after another) slows down as they do
 #   TARGET     only these targets
 #
 # Each target runs with a fixed seed over a copy of its committed seed
@@ -56,6 +60,7 @@ nice=
 timeout=10
 max_time=0
 jobs=1
+max_len=()
 only=()
 
 while [ $# -gt 0 ]; do
@@ -64,9 +69,10 @@ while [ $# -gt 0 ]; do
     --long) runs=10000000; nice="nice -n 19"; timeout=60 ;;
     --max-time) max_time=$2; shift ;;
     --jobs) jobs=$2; shift ;;
+    --max-len) max_len=(-max_len="$2"); shift ;;
     fuzz-*) only+=("$1") ;;
     *) echo "usage: fuzz-host.sh [--runs N | --long] [--max-time S]" \
-            "[--jobs N] [TARGET...]" >&2
+            "[--jobs N] [--max-len B] [TARGET...]" >&2
        exit 2 ;;
     esac
     shift
@@ -145,6 +151,7 @@ for t in "${targets[@]}"; do
         $nice setarch "$(uname -m)" -R \
             "$build/$path" -seed="$j" -runs="$per_job" \
             -max_total_time="$max_time" -timeout="$timeout" \
+            "${max_len[@]}" \
             -print_final_stats=1 \
             -artifact_prefix="$artifacts/$name-" "$corpus" \
             >"$log.$j" 2>&1 &
