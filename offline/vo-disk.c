@@ -35,6 +35,13 @@ G_DEFINE_QUARK(vmaugment-offline-error-quark, vo_error)
 #define VO_CACHE_MAX_PAGES 4096
 /* qemu-nbd accepts requests up to 32 MiB; stay well below. */
 #define VO_NBD_MAX_REQUEST (4 * 1024 * 1024)
+/*
+ * A miss of the page after one that is cached reads this many pages more
+ * in the same request: a walk reads inode tables and MFT records page
+ * after page (between reads of directories elsewhere), and each request
+ * is a round trip to qemu-nbd.
+ */
+#define VO_READ_AHEAD_PAGES 15
 
 typedef struct {
     guint8 *data;
@@ -343,11 +350,47 @@ static gboolean vo_disk_writeback(VoDisk *disk, GError **error)
     return TRUE;
 }
 
+static void vo_disk_add_page(VoDisk *disk, guint64 index, VoPage *page)
+{
+    guint64 *key = g_new(guint64, 1);
+
+    *key = index;
+    g_hash_table_insert(disk->pages, key, page);
+}
+
+/*
+ * How many pages from @index on one read brings in: 1, or when the page
+ * before is cached, up to VO_READ_AHEAD_PAGES more that are neither
+ * cached nor past the disk's end or the cache's room.
+ */
+static guint vo_disk_read_run(VoDisk *disk, guint64 index)
+{
+    guint64 n_pages = (disk->size + VO_PAGE_SIZE - 1) / VO_PAGE_SIZE;
+    guint room = VO_CACHE_MAX_PAGES - g_hash_table_size(disk->pages);
+    guint64 before = index - 1;
+    guint n = 1;
+
+    if (index == 0 || !g_hash_table_contains(disk->pages, &before)) {
+        return 1;
+    }
+    while (n <= VO_READ_AHEAD_PAGES && n < room && index + n < n_pages) {
+        guint64 next = index + n;
+
+        if (g_hash_table_contains(disk->pages, &next)) {
+            break;
+        }
+        n++;
+    }
+    return n;
+}
+
 static VoPage *vo_disk_get_page(VoDisk *disk, guint64 index, gboolean load,
                                 GError **error)
 {
     VoPage *page = g_hash_table_lookup(disk->pages, &index);
-    guint64 *key;
+    g_autofree guint8 *run = NULL;
+    gsize len;
+    guint n;
 
     if (page) {
         return page;
@@ -359,16 +402,35 @@ static VoPage *vo_disk_get_page(VoDisk *disk, guint64 index, gboolean load,
         vo_disk_drop_cache(disk);
     }
     page = g_new0(VoPage, 1);
-    page->data = g_malloc0(VO_PAGE_SIZE);
-    if (load && !vo_disk_io(disk, FALSE, page->data,
-                                vo_disk_page_len(disk, index),
-                                index * VO_PAGE_SIZE, error)) {
-        vo_disk_page_free(page);
+    if (!load) {
+        page->data = g_malloc0(VO_PAGE_SIZE);
+        vo_disk_add_page(disk, index, page);
+        return page;
+    }
+    n = vo_disk_read_run(disk, index);
+    len = (n - 1) * (gsize)VO_PAGE_SIZE + vo_disk_page_len(disk,
+                                                             index + n - 1);
+    /* Not zeroed first: the read fills it (a scan reads hundreds of
+     * pages, and zeroing each cost more than the read). */
+    run = g_malloc(n * (gsize)VO_PAGE_SIZE);
+    memset(run + len, 0, n * (gsize)VO_PAGE_SIZE - len);
+    if (!vo_disk_io(disk, FALSE, run, len, index * VO_PAGE_SIZE, error)) {
+        g_free(page);
         return NULL;
     }
-    key = g_new(guint64, 1);
-    *key = index;
-    g_hash_table_insert(disk->pages, key, page);
+    if (n == 1) {
+        page->data = g_steal_pointer(&run);
+    } else {
+        page->data = g_memdup2(run, VO_PAGE_SIZE);
+        for (guint i = 1; i < n; i++) {
+            VoPage *more = g_new0(VoPage, 1);
+
+            more->data = g_memdup2(run + i * (gsize)VO_PAGE_SIZE,
+                                   VO_PAGE_SIZE);
+            vo_disk_add_page(disk, index + i, more);
+        }
+    }
+    vo_disk_add_page(disk, index, page);
     return page;
 }
 
