@@ -538,7 +538,7 @@ static gboolean vo_apply_quarantine_report(JsonObject *worker,
     if (!scan) {
         return TRUE;
     }
-    checked = vo_scan_check_report(scan, NULL, error);
+    checked = vo_scan_check_report(scan, 0, NULL, NULL, error);
     if (!checked) {
         g_prefix_error(error, "quarantine: ");
         return FALSE;

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,7 +78,14 @@ typedef struct {
     guint64 max_file_size;
     guint timeout_s;
     char **paths;
-    GHashTable *cached;         /* keys known clean, or NULL */
+    /* The cache: the keys the request gave (in @request), when this
+     * engine and database made them; each to its index + 1; and which
+     * of them the walk met (a bitmap, for the report). */
+    guint8 *request;
+    const VoScanKey *given;
+    gsize n_given;
+    GHashTable *cached;
+    guint8 *met;
 
     /* While scanning. */
     VoGuest *guest;
@@ -90,8 +98,8 @@ typedef struct {
     GPtrArray *errors;          /* JsonNode* */
     guint errors_dropped;
     guint findings_dropped;
-    GPtrArray *clean;           /* char* keys */
-    GHashTable *seen;           /* "fs-pointer:node" of files scanned */
+    GArray *clean;              /* VoScanKey of files found clean now */
+    GHashTable *seen;           /* VoScanSeen of files scanned */
     /* The file being scanned: its matches, from the callback. */
     GPtrArray *matches;
     /* A quarantine's: each infected file once (VoQuarantineHit*). */
@@ -129,13 +137,11 @@ static gint64 vo_scan_member_int(JsonObject *o, const char *name)
 }
 
 /* The request is the parent's: read in full, types still checked. */
-static JsonObject *vo_scan_read_request(int fd, GError **error)
+static JsonObject *vo_scan_read_request(VoScanEngine *s, int fd,
+                                        GError **error)
 {
-    g_autoptr(JsonParser) parser = json_parser_new();
-    g_autofree char *text = NULL;
     struct stat st;
     gsize done = 0;
-    JsonNode *root;
 
     if (fstat(fd, &st) < 0 || st.st_size <= 0 ||
         st.st_size > VO_SCAN_MAX_CACHE_BYTES * 2) {
@@ -143,9 +149,9 @@ static JsonObject *vo_scan_read_request(int fd, GError **error)
                     "no scan request was given");
         return NULL;
     }
-    text = g_malloc(st.st_size + 1);
+    s->request = g_malloc(st.st_size);
     while (done < (gsize)st.st_size) {
-        ssize_t n = pread(fd, text + done, st.st_size - done, done);
+        ssize_t n = pread(fd, s->request + done, st.st_size - done, done);
 
         if (n <= 0) {
             g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
@@ -154,16 +160,24 @@ static JsonObject *vo_scan_read_request(int fd, GError **error)
         }
         done += n;
     }
-    text[done] = '\0';
-    if (!json_parser_load_from_data(parser, text, done, error)) {
-        return NULL;
-    }
-    root = json_parser_get_root(parser);
-    if (!JSON_NODE_HOLDS_OBJECT(root)) {
-        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "bad scan request");
-        return NULL;
-    }
-    return json_object_ref(json_node_get_object(root));
+    return vo_scan_blob_split(s->request, done, &s->given, &s->n_given,
+                              error);
+}
+
+/* Cache keys compared whole: a key is the file unchanged or nothing. */
+static guint vo_scan_key_hash(gconstpointer p)
+{
+    const VoScanKey *k = p;
+    guint fs;
+
+    memcpy(&fs, k->fs, sizeof(fs));
+    return (guint)(k->node * 0x9e3779b97f4a7c15ull >> 32) ^
+           (guint)k->mtime_ns ^ (guint)k->size ^ fs;
+}
+
+static gboolean vo_scan_key_equal(gconstpointer a, gconstpointer b)
+{
+    return memcmp(a, b, sizeof(VoScanKey)) == 0;
 }
 
 /* The cache's keys, when it was made by this engine and database. */
@@ -171,8 +185,8 @@ static void vo_scan_take_cache(VoScanEngine *s, JsonObject *req)
 {
     JsonNode *node = json_object_get_member(req, "cache");
     JsonObject *cache;
-    JsonArray *keys;
 
+    s->met = g_malloc0((s->n_given + 7) / 8);
     if (!node || !JSON_NODE_HOLDS_OBJECT(node)) {
         return;
     }
@@ -183,18 +197,10 @@ static void vo_scan_take_cache(VoScanEngine *s, JsonObject *req)
         vo_scan_member_int(cache, "signatures") != (gint64)s->signatures) {
         return;
     }
-    node = json_object_get_member(cache, "keys");
-    if (!node || !JSON_NODE_HOLDS_ARRAY(node)) {
-        return;
-    }
-    keys = json_node_get_array(node);
-    s->cached = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    for (guint i = 0; i < json_array_get_length(keys); i++) {
-        const char *k = json_array_get_string_element(keys, i);
-
-        if (k) {
-            g_hash_table_add(s->cached, g_strdup(k));
-        }
+    s->cached = g_hash_table_new(vo_scan_key_hash, vo_scan_key_equal);
+    for (gsize i = 0; i < s->n_given; i++) {
+        g_hash_table_insert(s->cached, (gpointer)&s->given[i],
+                            GSIZE_TO_POINTER(i + 1));
     }
 }
 
@@ -205,11 +211,29 @@ static void vo_scan_take_cache(VoScanEngine *s, JsonObject *req)
  */
 static gboolean vo_scan_no_stray_fds(int first_free, GError **error)
 {
-    for (int fd = MAX(first_free, VO_SCAN_FIRST_FREE_FD); fd < 1024; fd++) {
-        if (fcntl(fd, F_GETFD) >= 0) {
+    struct pollfd fds[1024];
+    int first = MAX(first_free, VO_SCAN_FIRST_FREE_FD);
+    int n = 1024 - first;
+
+    /* One poll() says for every descriptor whether it is open (anything
+     * but POLLNVAL), where asking each with fcntl() took a thousand
+     * system calls. */
+    for (int i = 0; i < n; i++) {
+        fds[i].fd = first + i;
+        fds[i].events = 0;
+        fds[i].revents = 0;
+    }
+    if (poll(fds, n, 0) < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot check the descriptors libclamav left: %s",
+                    g_strerror(errno));
+        return FALSE;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!(fds[i].revents & POLLNVAL)) {
             g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                         "libclamav left descriptor %d open after loading "
-                        "the database", fd);
+                        "the database", fds[i].fd);
             return FALSE;
         }
     }
@@ -233,7 +257,7 @@ gboolean vo_scan_engine_prepare(int request_fd, int first_free,
                                 GError **error)
 {
     VoScanEngine *s = &vo_scan;
-    g_autoptr(JsonObject) req = vo_scan_read_request(request_fd, error);
+    g_autoptr(JsonObject) req = vo_scan_read_request(s, request_fd, error);
     const char *database;
     JsonNode *paths;
     unsigned int sigs = 0;
@@ -378,7 +402,32 @@ typedef struct {
     char *label;                /* "/", "/boot", "C:", "D:" */
     gboolean windows;
     GHashTable *dirs_seen;      /* directory nodes entered */
+    /* VoScanKey.fs of this filesystem; FALSE: it has no UUID, nothing
+     * in it is cached. */
+    gboolean keyed;
+    guint8 fs_id[16];
 } VoScanWalk;
+
+/* A file scanned: its filesystem and node, met once whatever its links. */
+typedef struct {
+    VoFs *fs;
+    guint64 node;
+} VoScanSeen;
+
+static guint vo_scan_seen_hash(gconstpointer p)
+{
+    const VoScanSeen *k = p;
+
+    return g_direct_hash(k->fs) ^
+           (guint)(k->node * 0x9e3779b97f4a7c15ull >> 32);
+}
+
+static gboolean vo_scan_seen_equal(gconstpointer a, gconstpointer b)
+{
+    const VoScanSeen *x = a, *y = b;
+
+    return x->fs == y->fs && x->node == y->node;
+}
 
 static gboolean vo_scan_full(GPtrArray *list, guint max, guint *dropped)
 {
@@ -493,18 +542,15 @@ static char *vo_scan_guest_path(VoScanWalk *w, GPtrArray *comps)
 }
 
 /* What identifies the file unchanged (docs/offline.rst, "The cache"). */
-static char *vo_scan_key(VoScanWalk *w, guint64 node, const VoStat *st)
+static void vo_scan_key(VoScanWalk *w, guint64 node, const VoStat *st,
+                        VoScanKey *k)
 {
-    VoPartition *part = w->mount ? w->mount->part : NULL;
-
-    if (!part || !part->fs_uuid || strlen(part->fs_uuid) > 64) {
-        return NULL;
-    }
-    return g_strdup_printf("%s@%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT
-                           ":%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT
-                           ":%" G_GINT64_FORMAT ":%" G_GINT64_FORMAT,
-                           part->fs_uuid, part->offset, node, st->generation,
-                           st->size, st->mtime_ns, st->ctime_ns);
+    memcpy(k->fs, w->fs_id, sizeof(k->fs));
+    k->node = node;
+    k->generation = st->generation;
+    k->size = st->size;
+    k->mtime_ns = st->mtime_ns;
+    k->ctime_ns = st->ctime_ns;
 }
 
 static gboolean vo_scan_past_deadline(VoScanEngine *s, const char *path)
@@ -524,10 +570,11 @@ static gboolean vo_scan_past_deadline(VoScanEngine *s, const char *path)
 static void vo_scan_file(VoScanEngine *s, VoScanWalk *w, GPtrArray *comps,
                          guint64 node, const VoStat *st)
 {
-    g_autofree char *path = vo_scan_display(w, comps);
-    g_autofree char *key = vo_scan_key(w, node, st);
-    g_autofree char *seen = g_strdup_printf("%p:%" G_GUINT64_FORMAT,
-                                            (void *)w->fs, node);
+    /* Made only for a file scanned: a cached one costs a lookup. */
+    g_autofree char *path = NULL;
+    VoScanSeen *seen = g_new(VoScanSeen, 1);
+    VoScanKey key;
+    gpointer index;
     g_autoptr(GBytes) data = NULL;
     g_autoptr(GError) local = NULL;
     struct cl_scan_options options = { 0 };
@@ -541,17 +588,25 @@ static void vo_scan_file(VoScanEngine *s, VoScanWalk *w, GPtrArray *comps,
     const void *bytes;
 
     /* A hard link: one inode, scanned once. */
-    if (!g_hash_table_add(s->seen, g_steal_pointer(&seen))) {
+    seen->fs = w->fs;
+    seen->node = node;
+    if (!g_hash_table_add(s->seen, seen)) {
         return;
     }
-    if (vo_scan_past_deadline(s, path)) {
-        return;
+    if (w->keyed) {
+        vo_scan_key(w, node, st, &key);
     }
-    if (key && s->cached && g_hash_table_contains(s->cached, key)) {
+    if (w->keyed && s->cached &&
+        (index = g_hash_table_lookup(s->cached, &key))) {
+        gsize i = GPOINTER_TO_SIZE(index) - 1;
+
+        /* Even past the deadline: what is known clean stays known. */
+        s->met[i / 8] |= 1 << (i % 8);
         s->files_cached++;
-        if (s->clean->len < VO_SCAN_MAX_CLEAN) {
-            g_ptr_array_add(s->clean, g_steal_pointer(&key));
-        }
+        return;
+    }
+    path = vo_scan_display(w, comps);
+    if (vo_scan_past_deadline(s, path)) {
         return;
     }
     if (st->size > s->max_file_size) {
@@ -615,8 +670,8 @@ static void vo_scan_file(VoScanEngine *s, VoScanWalk *w, GPtrArray *comps,
         vo_scan_error(s, path, why);
         limited = TRUE;
     }
-    if (!found && !limited && key && s->clean->len < VO_SCAN_MAX_CLEAN) {
-        g_ptr_array_add(s->clean, g_steal_pointer(&key));
+    if (!found && !limited && w->keyed && s->clean->len < VO_SCAN_MAX_CLEAN) {
+        g_array_append_val(s->clean, key);
     }
 }
 
@@ -685,6 +740,19 @@ static void vo_scan_walk_init(VoScanEngine *s, VoScanWalk *w, VoMount *m)
         w->label = g_strdup(m->mountpoint);
     }
     w->dirs_seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+    if (m->part && m->part->fs_uuid && strlen(m->part->fs_uuid) <= 64) {
+        g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+        g_autofree char *id = g_strdup_printf("%s@%" G_GUINT64_FORMAT,
+                                              m->part->fs_uuid,
+                                              m->part->offset);
+        guint8 digest[32];
+        gsize len = sizeof(digest);
+
+        g_checksum_update(sum, (const guchar *)id, strlen(id));
+        g_checksum_get_digest(sum, digest, &len);
+        memcpy(w->fs_id, digest, sizeof(w->fs_id));
+        w->keyed = TRUE;
+    }
 }
 
 /* The components of guest path @path below mount point @mp. */
@@ -815,6 +883,8 @@ static gboolean vo_scan_engine_report(VoGuest *guest, JsonBuilder *b,
                                       const char *member, GError **error)
 {
     VoScanEngine *s = &vo_scan;
+    g_autofree char *cached = NULL;
+    g_autofree char *clean = NULL;
 
     if (!s->engine) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "no engine");
@@ -827,8 +897,9 @@ static gboolean vo_scan_engine_report(VoGuest *guest, JsonBuilder *b,
         (GDestroyNotify)json_node_unref);
     s->errors = g_ptr_array_new_with_free_func(
         (GDestroyNotify)json_node_unref);
-    s->clean = g_ptr_array_new_with_free_func(g_free);
-    s->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    s->clean = g_array_new(FALSE, FALSE, sizeof(VoScanKey));
+    s->seen = g_hash_table_new_full(vo_scan_seen_hash, vo_scan_seen_equal,
+                                    g_free, NULL);
     s->matches = g_ptr_array_new_with_free_func(g_free);
 
     if (s->paths && s->paths[0]) {
@@ -880,12 +951,15 @@ static gboolean vo_scan_engine_report(VoGuest *guest, JsonBuilder *b,
     json_builder_add_int_value(b, s->bytes_scanned);
     vo_scan_add_array(b, "findings", s->findings);
     vo_scan_add_array(b, "errors", s->errors);
+    /* The cache's part, as base64 (docs/offline.rst, "The worker's
+     * report"): which given keys were met, the keys of files clean now. */
+    cached = g_base64_encode(s->met, (s->n_given + 7) / 8);
+    json_builder_set_member_name(b, "cached");
+    json_builder_add_string_value(b, cached);
+    clean = g_base64_encode((const guchar *)s->clean->data,
+                            s->clean->len * sizeof(VoScanKey));
     json_builder_set_member_name(b, "clean");
-    json_builder_begin_array(b);
-    for (guint i = 0; i < s->clean->len; i++) {
-        json_builder_add_string_value(b, s->clean->pdata[i]);
-    }
-    json_builder_end_array(b);
+    json_builder_add_string_value(b, clean);
     json_builder_end_object(b);
     return TRUE;
 }

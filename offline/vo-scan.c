@@ -22,7 +22,7 @@
 #include "vo-wire.h"
 #include "vo-worker.h"
 
-#define VO_SCAN_CACHE_FORMAT    1
+#define VO_SCAN_CACHE_FORMAT    2
 #define VO_SCAN_MAX_ENGINE      64
 #define VO_SCAN_MAX_SIGNATURE   256
 
@@ -122,55 +122,95 @@ static JsonArray *vo_scan_check_list(JsonObject *scan, const char *member,
     return g_steal_pointer(&out);
 }
 
-/* Cache keys as the worker makes them (vo-scan-engine.c). */
-static gboolean vo_scan_key_ok(const char *key)
+/*
+ * Bytes the worker sent as base64 text: strictly the alphabet, whole
+ * quanta and padding only at the end (g_base64_decode() skips what it
+ * does not know, so it is checked first), at most @max bytes decoded.
+ */
+static GBytes *vo_scan_base64(JsonObject *scan, const char *member,
+                              gsize max, GError **error)
 {
-    gsize len = strlen(key);
+    JsonNode *n = json_object_get_member(scan, member);
+    const char *text;
+    gsize len, pad = 0, out_len = 0;
+    guchar *out;
 
-    if (len == 0 || len > VO_SCAN_MAX_KEY) {
+    if (!n || json_node_get_value_type(n) != G_TYPE_STRING) {
+        vo_wire_malformed(error, "scan: \"%s\" is not a string", member);
+        return NULL;
+    }
+    text = json_node_get_string(n);
+    len = strlen(text);
+    if (len % 4 || len / 4 * 3 > max + 2) {
+        vo_wire_malformed(error, "scan: bad \"%s\"", member);
+        return NULL;
+    }
+    while (pad < 2 && pad < len && text[len - pad - 1] == '=') {
+        pad++;
+    }
+    for (gsize i = 0; i < len - pad; i++) {
+        if (!g_ascii_isalnum(text[i]) && text[i] != '+' && text[i] != '/') {
+            vo_wire_malformed(error, "scan: bad \"%s\"", member);
+            return NULL;
+        }
+    }
+    if (len == 0) {
+        return g_bytes_new(NULL, 0);
+    }
+    out = g_base64_decode(text, &out_len);
+    if (out_len != len / 4 * 3 - pad || out_len > max) {
+        g_free(out);
+        vo_wire_malformed(error, "scan: bad \"%s\"", member);
+        return NULL;
+    }
+    return g_bytes_new_take(out, out_len);
+}
+
+/* The cache's part of the report: the bitmap over the @n_given keys of
+ * the request, and the keys of the files found clean now. */
+static gboolean vo_scan_check_keys(JsonObject *scan, gsize n_given,
+                                   GBytes **cached, GBytes **clean,
+                                   GError **error)
+{
+    gsize bits_len = (n_given + 7) / 8;
+    g_autoptr(GBytes) bits = vo_scan_base64(scan, "cached", bits_len, error);
+    g_autoptr(GBytes) keys = NULL;
+    const guint8 *b;
+
+    if (!bits) {
         return FALSE;
     }
-    for (const char *p = key; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("@:-", *p)) {
-            return FALSE;
-        }
+    b = g_bytes_get_data(bits, NULL);
+    if (g_bytes_get_size(bits) != bits_len ||
+        (n_given % 8 && (b[bits_len - 1] >> (n_given % 8)))) {
+        vo_wire_malformed(error, "scan: \"cached\" is not a bitmap of "
+                          "the %" G_GSIZE_FORMAT " keys given", n_given);
+        return FALSE;
+    }
+    keys = vo_scan_base64(scan, "clean",
+                          (gsize)VO_SCAN_MAX_CLEAN * sizeof(VoScanKey),
+                          error);
+    if (!keys) {
+        return FALSE;
+    }
+    if (g_bytes_get_size(keys) % sizeof(VoScanKey)) {
+        vo_wire_malformed(error, "scan: \"clean\" is not a list of keys");
+        return FALSE;
+    }
+    if (cached) {
+        *cached = g_steal_pointer(&bits);
+        *clean = g_steal_pointer(&keys);
     }
     return TRUE;
 }
 
-static GPtrArray *vo_scan_check_keys(JsonNode *n, guint max, GError **error)
-{
-    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
-    JsonArray *a;
-
-    if (!n || !JSON_NODE_HOLDS_ARRAY(n)) {
-        vo_wire_malformed(error, "scan: \"clean\" is not an array");
-        return NULL;
-    }
-    a = json_node_get_array(n);
-    if (json_array_get_length(a) > max) {
-        vo_wire_malformed(error, "scan: too many clean files");
-        return NULL;
-    }
-    for (guint i = 0; i < json_array_get_length(a); i++) {
-        JsonNode *e = json_array_get_element(a, i);
-
-        if (json_node_get_value_type(e) != G_TYPE_STRING ||
-            !vo_scan_key_ok(json_node_get_string(e))) {
-            vo_wire_malformed(error, "scan: bad cache key");
-            return NULL;
-        }
-        g_ptr_array_add(keys, g_strdup(json_node_get_string(e)));
-    }
-    return g_steal_pointer(&keys);
-}
-
 static const char *const vo_scan_members[] = {
     "engine", "database", "files-scanned", "files-cached", "bytes-scanned",
-    "findings", "errors", "clean", NULL,
+    "findings", "errors", "cached", "clean", NULL,
 };
 
-JsonObject *vo_scan_check_report(JsonNode *node, GPtrArray **clean,
+JsonObject *vo_scan_check_report(JsonNode *node, gsize n_given,
+                                 GBytes **cached, GBytes **clean,
                                  GError **error)
 {
     static const char *const finding_names[] = {
@@ -184,7 +224,6 @@ JsonObject *vo_scan_check_report(JsonNode *node, GPtrArray **clean,
         VO_SCAN_MAX_PATH_TEXT, VO_SCAN_MAX_REASON,
     };
     g_autoptr(JsonObject) out = json_object_new();
-    g_autoptr(GPtrArray) keys = NULL;
     g_autoptr(JsonArray) findings = NULL;
     g_autoptr(JsonArray) errors = NULL;
     JsonObject *scan, *db, *dbout;
@@ -258,16 +297,11 @@ JsonObject *vo_scan_check_report(JsonNode *node, GPtrArray **clean,
     if (!errors) {
         return NULL;
     }
-    keys = vo_scan_check_keys(json_object_get_member(scan, "clean"),
-                              VO_SCAN_MAX_CLEAN, error);
-    if (!keys) {
+    if (!vo_scan_check_keys(scan, n_given, cached, clean, error)) {
         return NULL;
     }
     json_object_set_array_member(out, "findings", g_steal_pointer(&findings));
     json_object_set_array_member(out, "errors", g_steal_pointer(&errors));
-    if (clean) {
-        *clean = g_steal_pointer(&keys);
-    }
     return g_steal_pointer(&out);
 }
 
@@ -315,45 +349,126 @@ static char *vo_scan_database_stamp(const char *dir, GError **error)
     return g_strdup(g_checksum_get_string(sum));
 }
 
+/* ---- Heads and keys ---- */
+
+GBytes *vo_scan_blob_join(JsonObject *head, const VoScanKey *keys,
+                          gsize n_keys)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = json_node_init_object(json_node_alloc(),
+                                                     head);
+    g_autofree char *text = NULL;
+    gsize len, start;
+    guint8 *out;
+
+    json_generator_set_root(gen, root);
+    text = json_generator_to_data(gen, &len);
+    start = (len + 1 + 7) & ~(gsize)7;
+    out = g_malloc0(start + n_keys * sizeof(VoScanKey));
+    memcpy(out, text, len);
+    if (n_keys) {
+        memcpy(out + start, keys, n_keys * sizeof(VoScanKey));
+    }
+    return g_bytes_new_take(out, start + n_keys * sizeof(VoScanKey));
+}
+
+JsonObject *vo_scan_blob_split(const guint8 *data, gsize len,
+                               const VoScanKey **keys, gsize *n_keys,
+                               GError **error)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    const guint8 *nul = memchr(data, '\0', len);
+    JsonNode *root;
+    gsize start;
+    gint64 n;
+
+    if (!nul) {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT, "no head");
+        return NULL;
+    }
+    start = ((gsize)(nul - data) + 1 + 7) & ~(gsize)7;
+    if (start > len || (len - start) % sizeof(VoScanKey)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "the keys are not whole");
+        return NULL;
+    }
+    if (!g_utf8_validate((const char *)data, nul - data, NULL) ||
+        !json_parser_load_from_data(parser, (const char *)data, nul - data,
+                                    error)) {
+        if (error && !*error) {
+            g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                        "the head is not UTF-8");
+        }
+        return NULL;
+    }
+    root = json_parser_get_root(parser);
+    n = JSON_NODE_HOLDS_OBJECT(root)
+            ? json_object_get_int_member_with_default(
+                  json_node_get_object(root), "keys", -1)
+            : -1;
+    if (n < 0 || (guint64)n != (len - start) / sizeof(VoScanKey)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "the head does not count the keys");
+        return NULL;
+    }
+    *keys = (const VoScanKey *)(data + start);
+    *n_keys = n;
+    return json_object_ref(json_node_get_object(root));
+}
+
+/* ---- The cache file ---- */
+
+typedef struct {
+    char *engine;
+    gint64 db_version;
+    gint64 signatures;
+    char *data;                 /* the file; the keys lie in it */
+    const VoScanKey *keys;
+    gsize n_keys;
+} VoScanCache;
+
+static void vo_scan_cache_free(VoScanCache *c)
+{
+    g_free(c->engine);
+    g_free(c->data);
+    g_free(c);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoScanCache, vo_scan_cache_free)
+
 /*
  * The cache file as the parent wrote it, or NULL (with a warning) when it
  * is absent, unreadable, malformed or made with another database: the
  * scan then starts from nothing.  It is written by us, but may have been
- * replaced: every member is checked.
+ * replaced: every member is checked; any bytes make valid keys.
  */
-static JsonObject *vo_scan_cache_read(const char *path, const char *stamp)
+static VoScanCache *vo_scan_cache_read(const char *path, const char *stamp)
 {
-    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(VoScanCache) c = g_new0(VoScanCache, 1);
     g_autoptr(GError) local = NULL;
-    g_autoptr(GPtrArray) keys = NULL;
-    g_autofree char *text = NULL;
-    JsonObject *o, *out;
-    JsonNode *root, *version;
+    g_autoptr(JsonObject) o = NULL;
+    JsonNode *version;
     gsize len;
-    gint64 sigs;
 
     if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
         return NULL;
     }
-    if (!g_file_get_contents(path, &text, &len, &local) ||
+    if (!g_file_get_contents(path, &c->data, &len, &local) ||
         len > VO_SCAN_MAX_CACHE_BYTES ||
-        !json_parser_load_from_data(parser, text, len, &local)) {
+        !(o = vo_scan_blob_split((const guint8 *)c->data, len, &c->keys,
+                                 &c->n_keys, &local))) {
         g_warning("scan cache %s ignored: %s", path,
                   local ? local->message : "too large");
         return NULL;
     }
-    root = json_parser_get_root(parser);
-    o = JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
-    version = o ? json_object_get_member(o, "database-version") : NULL;
-    if (!o ||
-        json_object_get_int_member_with_default(o, "format", 0) !=
+    version = json_object_get_member(o, "database-version");
+    if (json_object_get_int_member_with_default(o, "format", 0) !=
             VO_SCAN_CACHE_FORMAT ||
         !vo_scan_text(o, "engine", VO_SCAN_MAX_ENGINE, FALSE) ||
         !vo_scan_text(o, "database-stamp", 64, FALSE) ||
-        !vo_scan_count(o, "signatures", &sigs) || !version ||
+        !vo_scan_count(o, "signatures", &c->signatures) || !version ||
         json_node_get_value_type(version) != G_TYPE_INT64 ||
-        !(keys = vo_scan_check_keys(json_object_get_member(o, "keys"),
-                                    VO_SCAN_MAX_CLEAN, &local))) {
+        c->n_keys > VO_SCAN_MAX_CLEAN) {
         g_warning("scan cache %s ignored: not a cache this program wrote",
                   path);
         return NULL;
@@ -362,71 +477,59 @@ static JsonObject *vo_scan_cache_read(const char *path, const char *stamp)
         g_debug("scan cache %s made with another database", path);
         return NULL;
     }
-    out = json_object_new();
-    json_object_set_string_member(out, "engine",
-                                  json_object_get_string_member(o, "engine"));
-    json_object_set_int_member(out, "database-version",
-                               json_node_get_int(version));
-    json_object_set_int_member(out, "signatures", sigs);
-    json_object_set_member(out, "keys",
-                           json_node_copy(json_object_get_member(o, "keys")));
-    return out;
+    c->engine = g_strdup(json_object_get_string_member(o, "engine"));
+    c->db_version = json_node_get_int(version);
+    return g_steal_pointer(&c);
 }
 
 /* Whether the worker's engine and database made @cache's keys (the
  * worker ignored them otherwise). */
-static gboolean vo_scan_cache_matches(JsonObject *cache, JsonObject *report)
+static gboolean vo_scan_cache_matches(VoScanCache *cache, JsonObject *report)
 {
     JsonObject *db = json_object_get_object_member(report, "database");
     JsonNode *version = json_object_get_member(db, "version");
 
-    return g_str_equal(json_object_get_string_member(cache, "engine"),
+    return g_str_equal(cache->engine,
                        json_object_get_string_member(report, "engine")) &&
-           json_object_get_int_member(cache, "database-version") ==
-               (JSON_NODE_HOLDS_NULL(version) ? 0
-                                              : json_node_get_int(version)) &&
-           json_object_get_int_member(cache, "signatures") ==
-               json_object_get_int_member(db, "signatures");
+           cache->db_version == (JSON_NODE_HOLDS_NULL(version)
+                                     ? 0 : json_node_get_int(version)) &&
+           cache->signatures == json_object_get_int_member(db, "signatures");
+}
+
+/* The engine and database that made a set of keys: what a cache file
+ * and a request's "cache" both say. */
+static JsonObject *vo_scan_cache_head(const char *engine, gint64 db_version,
+                                      gint64 signatures)
+{
+    JsonObject *o = json_object_new();
+
+    json_object_set_string_member(o, "engine", engine);
+    json_object_set_int_member(o, "database-version", db_version);
+    json_object_set_int_member(o, "signatures", signatures);
+    return o;
 }
 
 static gboolean vo_scan_cache_write(const char *path, const char *stamp,
-                                    JsonObject *report, GPtrArray *keys,
+                                    JsonObject *report, GArray *keys,
                                     GError **error)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    g_autofree char *text = NULL;
     JsonObject *db = json_object_get_object_member(report, "database");
     JsonNode *version = json_object_get_member(db, "version");
+    g_autoptr(JsonObject) head = vo_scan_cache_head(
+        json_object_get_string_member(report, "engine"),
+        JSON_NODE_HOLDS_NULL(version) ? 0 : json_node_get_int(version),
+        json_object_get_int_member(db, "signatures"));
+    g_autoptr(GBytes) blob = NULL;
     gsize len;
+    const char *data;
 
-    json_builder_begin_object(b);
-    json_builder_set_member_name(b, "format");
-    json_builder_add_int_value(b, VO_SCAN_CACHE_FORMAT);
-    json_builder_set_member_name(b, "engine");
-    json_builder_add_string_value(
-        b, json_object_get_string_member(report, "engine"));
-    json_builder_set_member_name(b, "database-stamp");
-    json_builder_add_string_value(b, stamp);
-    json_builder_set_member_name(b, "database-version");
-    json_builder_add_int_value(b, JSON_NODE_HOLDS_NULL(version)
-                                      ? 0 : json_node_get_int(version));
-    json_builder_set_member_name(b, "signatures");
-    json_builder_add_int_value(
-        b, json_object_get_int_member(db, "signatures"));
-    json_builder_set_member_name(b, "keys");
-    json_builder_begin_array(b);
-    for (guint i = 0; i < keys->len; i++) {
-        json_builder_add_string_value(b, keys->pdata[i]);
-    }
-    json_builder_end_array(b);
-    json_builder_end_object(b);
-    root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    text = json_generator_to_data(gen, &len);
+    json_object_set_int_member(head, "format", VO_SCAN_CACHE_FORMAT);
+    json_object_set_int_member(head, "keys", keys->len);
+    json_object_set_string_member(head, "database-stamp", stamp);
+    blob = vo_scan_blob_join(head, (const VoScanKey *)keys->data, keys->len);
+    data = g_bytes_get_data(blob, &len);
     /* Atomically: an interrupted write leaves the old cache. */
-    if (!g_file_set_contents_full(path, text, len,
+    if (!g_file_set_contents_full(path, data, len,
                                   G_FILE_SET_CONTENTS_CONSISTENT, 0600,
                                   error)) {
         g_prefix_error(error, "scan cache: ");
@@ -435,40 +538,55 @@ static gboolean vo_scan_cache_write(const char *path, const char *stamp,
     return TRUE;
 }
 
+/*
+ * The keys the cache file keeps after a scan: those of the given ones
+ * the worker met unchanged (@cached), then those of the files it found
+ * clean now.  A scan of some paths keeps every given key besides: a key
+ * names its file unchanged, so one left over is stale, never wrong.
+ */
+static GArray *vo_scan_cache_merge(VoScanCache *cache, gboolean matches,
+                                   gboolean some_paths, GBytes *cached,
+                                   GBytes *clean)
+{
+    GArray *out = g_array_new(FALSE, FALSE, sizeof(VoScanKey));
+    const guint8 *bits = g_bytes_get_data(cached, NULL);
+    gsize n_new = g_bytes_get_size(clean) / sizeof(VoScanKey);
+
+    for (gsize i = 0; cache && matches && i < cache->n_keys; i++) {
+        if (some_paths || (bits[i / 8] >> (i % 8)) & 1) {
+            g_array_append_val(out, cache->keys[i]);
+        }
+    }
+    g_array_append_vals(out, g_bytes_get_data(clean, NULL),
+                        MIN(n_new, VO_SCAN_MAX_CLEAN - MIN(out->len,
+                                                           VO_SCAN_MAX_CLEAN)));
+    return out;
+}
+
 /* ---- The job ---- */
 
 static GBytes *vo_scan_request(const VoScanOptions *opts,
-                               const char *database, JsonObject *cache)
+                               const char *database, VoScanCache *cache)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    gsize len;
-    char *text;
+    g_autoptr(JsonObject) head = json_object_new();
+    JsonArray *paths = json_array_new();
 
-    json_builder_begin_object(b);
-    json_builder_set_member_name(b, "database");
-    json_builder_add_string_value(b, database);
-    json_builder_set_member_name(b, "max-file-size");
-    json_builder_add_int_value(b, opts->max_file_size);
-    json_builder_set_member_name(b, "timeout");
-    json_builder_add_int_value(b, opts->timeout_s);
-    json_builder_set_member_name(b, "paths");
-    json_builder_begin_array(b);
+    json_object_set_string_member(head, "database", database);
+    json_object_set_int_member(head, "max-file-size", opts->max_file_size);
+    json_object_set_int_member(head, "timeout", opts->timeout_s);
     for (guint i = 0; opts->paths && opts->paths[i]; i++) {
-        json_builder_add_string_value(b, opts->paths[i]);
+        json_array_add_string_element(paths, opts->paths[i]);
     }
-    json_builder_end_array(b);
+    json_object_set_array_member(head, "paths", paths);
     if (cache) {
-        json_builder_set_member_name(b, "cache");
-        json_builder_add_value(b, json_node_init_object(json_node_alloc(),
-                                                        cache));
+        json_object_set_object_member(
+            head, "cache",
+            vo_scan_cache_head(cache->engine, cache->db_version,
+                               cache->signatures));
     }
-    json_builder_end_object(b);
-    root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    text = json_generator_to_data(gen, &len);
-    return g_bytes_new_take(text, len);
+    json_object_set_int_member(head, "keys", cache ? cache->n_keys : 0);
+    return vo_scan_blob_join(head, cache ? cache->keys : NULL,
+                             cache ? cache->n_keys : 0);
 }
 
 static gboolean vo_scan_check_options(const VoScanOptions *opts,
@@ -529,10 +647,12 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     g_autofree char *format = NULL;
     g_autofree char *database = NULL;
     g_autofree char *stamp = NULL;
-    g_autoptr(JsonObject) cache = NULL;
+    g_autoptr(VoScanCache) cache = NULL;
     g_autoptr(JsonObject) worker = NULL;
     g_autoptr(JsonObject) out = NULL;
-    g_autoptr(GPtrArray) clean = NULL;
+    g_autoptr(GBytes) cached = NULL;
+    g_autoptr(GBytes) clean = NULL;
+    g_autoptr(GArray) keys = NULL;
     g_autoptr(GBytes) request = NULL;
     g_autoptr(JsonObject) contract = json_object_new();
     VoWorkerRequest req = { .job = VO_WORKER_SCAN };
@@ -568,7 +688,8 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
         return FALSE;
     }
     out = vo_scan_check_report(json_object_get_member(worker, "scan"),
-                               &clean, error);
+                               cache ? cache->n_keys : 0, &cached, &clean,
+                               error);
     if (!out) {
         g_prefix_error(error, "%s: ", opts->image);
         return FALSE;
@@ -588,29 +709,14 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     }
     json_object_set_string_member(contract, "result",
                                   vo_scan_result_name(*result));
-    /* A scan of some paths keeps what it did not look at: a key names
-     * its file unchanged, so one left over is stale, never wrong. */
-    if (cache && opts->paths && opts->paths[0] &&
-        vo_scan_cache_matches(cache, out)) {
-        g_autoptr(GHashTable) have = g_hash_table_new(g_str_hash,
-                                                      g_str_equal);
-        JsonArray *old = json_object_get_array_member(cache, "keys");
-
-        for (guint i = 0; i < clean->len; i++) {
-            g_hash_table_add(have, clean->pdata[i]);
+    if (opts->cache) {
+        keys = vo_scan_cache_merge(cache,
+                                   cache && vo_scan_cache_matches(cache, out),
+                                   opts->paths && opts->paths[0], cached,
+                                   clean);
+        if (!vo_scan_cache_write(opts->cache, stamp, out, keys, error)) {
+            return FALSE;
         }
-        for (guint i = 0; i < json_array_get_length(old) &&
-                          clean->len < VO_SCAN_MAX_CLEAN; i++) {
-            const char *k = json_array_get_string_element(old, i);
-
-            if (!g_hash_table_contains(have, k)) {
-                g_ptr_array_add(clean, g_strdup(k));
-            }
-        }
-    }
-    if (opts->cache &&
-        !vo_scan_cache_write(opts->cache, stamp, out, clean, error)) {
-        return FALSE;
     }
     *report = json_node_init_object(json_node_alloc(), contract);
     return TRUE;

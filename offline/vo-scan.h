@@ -42,9 +42,41 @@ G_BEGIN_DECLS
 /* A guest path in a report, and a reason, in bytes. */
 #define VO_SCAN_MAX_PATH_TEXT       4096
 #define VO_SCAN_MAX_REASON          512
-#define VO_SCAN_MAX_KEY             160
 /* The cache file the parent reads back. */
 #define VO_SCAN_MAX_CACHE_BYTES     (64u * 1024 * 1024)
+
+/*
+ * A cache key (docs/offline.rst, "The cache"): what identifies a file
+ * unchanged, fixed-size so that tens of thousands of them pass between
+ * parent and worker, and to and from the cache file, as one block of
+ * bytes rather than as JSON (docs/performance.md).  In the host's byte
+ * order: the cache file is the host's own.
+ */
+typedef struct {
+    /* The first 16 bytes of the SHA-256 of "UUID@OFFSET": the
+     * filesystem's UUID and its partition's offset on the disk. */
+    guint8 fs[16];
+    guint64 node;
+    guint64 generation;
+    guint64 size;
+    gint64 mtime_ns;
+    gint64 ctime_ns;
+} VoScanKey;
+
+G_STATIC_ASSERT(sizeof(VoScanKey) == 56);
+
+/*
+ * The scan request and the cache file are both a head and keys: a JSON
+ * object, a NUL, zeros up to a multiple of 8 bytes, then the keys, as
+ * many as the head's "keys" member says.
+ */
+GBytes *vo_scan_blob_join(JsonObject *head, const VoScanKey *keys,
+                          gsize n_keys);
+/* The head and the keys of @data (which must stay alive while *@keys is
+ * used; 8-byte aligned, as g_malloc() returns); NULL with @error. */
+JsonObject *vo_scan_blob_split(const guint8 *data, gsize len,
+                               const VoScanKey **keys, gsize *n_keys,
+                               GError **error);
 
 typedef struct {
     const char *image;
@@ -85,11 +117,14 @@ const char *vo_scan_result_name(VoScanResult result);
 
 /*
  * The checks the parent applies to the worker's "scan" member: a copy in
- * the contract's shape (without "image" and "result"), and the cache keys
- * of the files found clean into *@clean (unless NULL); or NULL with
- * @error.
+ * the contract's shape (without "image" and "result"); or NULL with
+ * @error.  Unless @cached is NULL, the cache's part of the report too:
+ * into *@cached a bitmap over the @n_given keys the request handed the
+ * worker (bit i set: key i was met and is still clean), into *@clean the
+ * keys of the files found clean by this scan (VoScanKey).
  */
-JsonObject *vo_scan_check_report(JsonNode *scan, GPtrArray **clean,
+JsonObject *vo_scan_check_report(JsonNode *scan, gsize n_given,
+                                 GBytes **cached, GBytes **clean,
                                  GError **error);
 
 /* ---- Worker ---- */

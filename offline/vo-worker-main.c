@@ -341,14 +341,21 @@ static void vo_worker_test_report(const char *image)
                "\"bytes-scanned\": 1, \"findings\": [{\"filesystem\": "
                "\"/\", \"path\": \"/x\\u001b]0;owned\\u0007\", "
                "\"signature\": \"Eicar\"}], \"errors\": [], "
-               "\"clean\": []}}";
+               "\"cached\": \"\", \"clean\": \"\"}}";
     } else if (g_str_has_prefix(kind, "scan-clean-lie")) {
-        /* A cache key that is no key: it would reach the cache file. */
+        /* Cache keys that are no keys: they would reach the cache file. */
         body = "{\"scan\": {\"engine\": \"ClamAV 1\", \"database\": "
                "{\"version\": null, \"signatures\": 1}, "
                "\"files-scanned\": 1, \"files-cached\": 0, "
                "\"bytes-scanned\": 1, \"findings\": [], \"errors\": [], "
-               "\"clean\": [\"../../etc/passwd\"]}}";
+               "\"cached\": \"\", \"clean\": \"../../etc/passwd\"}}";
+    } else if (g_str_has_prefix(kind, "scan-cached-lie")) {
+        /* A bit for a key the parent never gave (none: the first scan). */
+        body = "{\"scan\": {\"engine\": \"ClamAV 1\", \"database\": "
+               "{\"version\": null, \"signatures\": 1}, "
+               "\"files-scanned\": 1, \"files-cached\": 0, "
+               "\"bytes-scanned\": 1, \"findings\": [], \"errors\": [], "
+               "\"cached\": \"AQ==\", \"clean\": \"\"}}";
     } else if (g_str_has_prefix(kind, "not-json")) {
         body = "{\"status\": ";
     } else if (g_str_has_prefix(kind, "unknown-member")) {

@@ -82,6 +82,22 @@ scan() {
     [ "$rc" -ne 124 ] || fail "scan $* did not end within 300 s"
 }
 
+# cache_head FILE MEMBER: a member of a cache file's head (the JSON
+# before its first NUL; docs/offline.rst, "The cache"), checking that the
+# keys after it are as many as it says.
+cache_head() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+data = open(sys.argv[1], "rb").read()
+nul = data.index(b"\0")
+head = json.loads(data[:nul])
+start = (nul + 1 + 7) // 8 * 8
+assert set(data[nul:start]) == {0}, "padding"
+assert len(data) - start == 56 * head["keys"], (len(data), head)
+print(head[sys.argv[2]])
+PY
+}
+
 # check_report JSON EXIT PYTHON-EXPR: the report parses, has exactly the
 # contract's members, the exit status matches its result, and EXPR (over
 # r, the report, and f, its findings as (filesystem, path, signature)
@@ -253,11 +269,18 @@ VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
 pass "a finding whose path holds control characters is refused (exit 3)"
 cp "$clean" "$tmp/report-scan-clean-lie.raw"
 VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
-    expect_refusal --status 3 "report is malformed: scan: bad cache key" \
+    expect_refusal --status 3 'report is malformed: scan: bad "clean"' \
     scan --database "$db" --cache "$tmp/lie.cache" \
     "$tmp/report-scan-clean-lie.raw"
 [ ! -e "$tmp/lie.cache" ] || fail "a refused report was cached"
-pass "a cache key that is no key is refused, and nothing is cached"
+cp "$clean" "$tmp/report-scan-cached-lie.raw"
+VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+    expect_refusal --status 3 \
+    'report is malformed: scan: bad "cached"' \
+    scan --database "$db" --cache "$tmp/lie.cache" \
+    "$tmp/report-scan-cached-lie.raw"
+[ ! -e "$tmp/lie.cache" ] || fail "a refused report was cached"
+pass "cache keys that are no keys, or a bit for a key never given, are refused, and nothing is cached"
 
 # the worker, caught confined (its root holds its /tmp alone: no
 # database, no host path), and its ids, capabilities, filter, limits.
@@ -291,10 +314,14 @@ scan "$tmp/c1.json" --cache "$cache" "$tmp/cached.raw"
 check_report "$tmp/c1.json" 1 \
     "f == $eicar_hits and r['files-cached'] == 0 and r['files-scanned'] == 13"
 [ "$(stat -c %a "$cache")" = 600 ] || fail "the cache is not private"
+[ "$(cache_head "$cache" keys)" = 9 ] ||
+    fail "the cache does not hold the 9 clean files: $(head -c 300 "$cache")"
 pass "a first scan with --cache scans everything and writes the cache"
 scan "$tmp/c2.json" --cache "$cache" "$tmp/cached.raw"
 check_report "$tmp/c2.json" 1 \
     "f == $eicar_hits and r['files-cached'] == 9 and r['files-scanned'] == 4"
+[ "$(cache_head "$cache" keys)" = 9 ] ||
+    fail "the cache lost the keys met: $(head -c 300 "$cache")"
 pass "a second scan takes the clean files from the cache, rescans the rest"
 off=$(part_offset "$tmp/cached.raw" 1)
 printf 'now %s here\n' "$marker" >"$tmp/motd"
@@ -304,6 +331,8 @@ debugfs -w -R "write $tmp/motd /etc/motd" "$tmp/cached.raw?offset=$off" \
 scan "$tmp/c3.json" --cache "$cache" "$tmp/cached.raw"
 check_report "$tmp/c3.json" 1 \
     "('/', '/etc/motd', 'Test.Marker.UNOFFICIAL') in f and r['files-cached'] == 8 and r['files-scanned'] == 5"
+[ "$(cache_head "$cache" keys)" = 8 ] ||
+    fail "the changed file's old key stayed: $(head -c 300 "$cache")"
 pass "a changed file is rescanned and its finding reported"
 scan "$tmp/c3b.json" --cache "$cache" --path /etc "$tmp/cached.raw"
 check_report "$tmp/c3b.json" 1 \
@@ -327,6 +356,6 @@ scan "$tmp/c5.json" --cache "$cache" "$tmp/cached.raw"
 grep -q 'scan cache .* ignored' "$tmp/c5.json.err" ||
     fail "a corrupt cache was not reported: $(cat "$tmp/c5.json.err")"
 [ "$rc" -eq 1 ] && [ "$(json_get "$tmp/c5.json" files-cached)" = 0 ] &&
-    [ "$(json_get "$cache" format)" = 1 ] ||
+    [ "$(cache_head "$cache" format)" = 2 ] ||
     fail "a corrupt cache: $(cat "$tmp/c5.json" "$cache")"
 pass "a corrupt cache file is ignored with a warning, and rewritten"

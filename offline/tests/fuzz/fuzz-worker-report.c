@@ -5,7 +5,9 @@
  * report that passes holds only the members its job may report, each of
  * its type (docs/offline.rst, "Confinement"); the volumes of a locate
  * job then go through vo_worker_volumes(), the one check both routes
- * that read them (--host-kernel, --luks-key) rely on.
+ * that read them (--host-kernel, --luks-key) rely on; the "scan" member
+ * of a scan job goes through vo_scan_check_report(), with as many cache
+ * keys handed over as the first byte's low bits say.
  * Build with clang -fsanitize=fuzzer; fuzz-run.c replays a corpus in
  * ordinary builds.
  *
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "vo-hostkernel.h"
+#include "vo-scan.h"
 #include "vo-worker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -53,6 +56,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (report && req.job == VO_WORKER_INSPECT &&
             json_object_has_member(report, "inventory")) {
             g_assert(json_object_get_object_member(report, "inventory"));
+        }
+        if (report && req.job == VO_WORKER_SCAN &&
+            json_object_has_member(report, "scan")) {
+            gsize n_given = (data[0] >> 3) * 3;
+            g_autoptr(GError) local = NULL;
+            g_autoptr(GBytes) cached = NULL;
+            g_autoptr(GBytes) clean = NULL;
+            g_autoptr(JsonObject) scan = vo_scan_check_report(
+                json_object_get_member(report, "scan"), n_given, &cached,
+                &clean, &local);
+
+            g_assert((scan != NULL) == (local == NULL));
+            if (scan) {
+                /* Exactly a bit per key given, none beyond; whole keys. */
+                const guint8 *bits = g_bytes_get_data(cached, NULL);
+
+                g_assert(g_bytes_get_size(cached) == (n_given + 7) / 8);
+                g_assert(n_given % 8 == 0 ||
+                         !(bits[n_given / 8] >> (n_given % 8)));
+                g_assert(g_bytes_get_size(clean) % sizeof(VoScanKey) == 0);
+                g_assert(g_bytes_get_size(clean) / sizeof(VoScanKey) <=
+                         VO_SCAN_MAX_CLEAN);
+            }
         }
         if (report && req.job == VO_WORKER_LOCATE) {
             /* Disks of 1 GiB: every volume accepted lies inside one. */
