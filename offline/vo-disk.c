@@ -408,15 +408,28 @@ static VoPage *vo_disk_get_page(VoDisk *disk, guint64 index, gboolean load,
         return page;
     }
     n = vo_disk_read_run(disk, index);
-    len = (n - 1) * (gsize)VO_PAGE_SIZE + vo_disk_page_len(disk,
-                                                             index + n - 1);
-    /* Not zeroed first: the read fills it (a scan reads hundreds of
-     * pages, and zeroing each cost more than the read). */
-    run = g_malloc(n * (gsize)VO_PAGE_SIZE);
-    memset(run + len, 0, n * (gsize)VO_PAGE_SIZE - len);
-    if (!vo_disk_io(disk, FALSE, run, len, index * VO_PAGE_SIZE, error)) {
-        g_free(page);
-        return NULL;
+    for (;;) {
+        g_autoptr(GError) local = NULL;
+
+        len = (n - 1) * (gsize)VO_PAGE_SIZE +
+              vo_disk_page_len(disk, index + n - 1);
+        /* Not zeroed first: the read fills it (a scan reads hundreds of
+         * pages, and zeroing each cost more than the read). */
+        g_free(run);
+        run = g_malloc(n * (gsize)VO_PAGE_SIZE);
+        memset(run + len, 0, n * (gsize)VO_PAGE_SIZE - len);
+        if (vo_disk_io(disk, FALSE, run, len, index * VO_PAGE_SIZE,
+                       &local)) {
+            break;
+        }
+        if (n == 1) {
+            g_propagate_error(error, g_steal_pointer(&local));
+            g_free(page);
+            return NULL;
+        }
+        /* What failed may lie in the pages read ahead (a damaged qcow2
+         * cluster), not in the one asked for. */
+        n = 1;
     }
     if (n == 1) {
         page->data = g_steal_pointer(&run);

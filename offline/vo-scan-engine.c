@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -78,13 +79,15 @@ typedef struct {
     guint64 max_file_size;
     guint timeout_s;
     char **paths;
-    /* The cache: the keys the request gave (in @request), when this
-     * engine and database made them; each to its index + 1; and which
-     * of them the walk met (a bitmap, for the report). */
+    /* The cache: the keys the request gave (in @request); when this
+     * engine and database made them, their indices in the keys' byte
+     * order (@n_order of them, else none); and which of them the walk
+     * met (a bitmap, for the report). */
     guint8 *request;
     const VoScanKey *given;
     gsize n_given;
-    GHashTable *cached;
+    guint32 *order;
+    gsize n_order;
     guint8 *met;
 
     /* While scanning. */
@@ -164,20 +167,40 @@ static JsonObject *vo_scan_read_request(VoScanEngine *s, int fd,
                               error);
 }
 
-/* Cache keys compared whole: a key is the file unchanged or nothing. */
-static guint vo_scan_key_hash(gconstpointer p)
+/*
+ * Cache keys are compared whole (a key is the file unchanged or nothing)
+ * and found by binary search over their bytes, not hashed: the guest
+ * chooses their fields, and could make every key of a hash fall in one
+ * bucket.
+ */
+static gint vo_scan_order_cmp(gconstpointer a, gconstpointer b,
+                              gpointer keys)
 {
-    const VoScanKey *k = p;
-    guint fs;
+    const VoScanKey *k = keys;
 
-    memcpy(&fs, k->fs, sizeof(fs));
-    return (guint)(k->node * 0x9e3779b97f4a7c15ull >> 32) ^
-           (guint)k->mtime_ns ^ (guint)k->size ^ fs;
+    return memcmp(&k[*(const guint32 *)a], &k[*(const guint32 *)b],
+                  sizeof(VoScanKey));
 }
 
-static gboolean vo_scan_key_equal(gconstpointer a, gconstpointer b)
+/* The index of @key among the given keys, or -1. */
+static gssize vo_scan_find_key(VoScanEngine *s, const VoScanKey *key)
 {
-    return memcmp(a, b, sizeof(VoScanKey)) == 0;
+    gsize lo = 0, hi = s->n_order;
+
+    while (lo < hi) {
+        gsize mid = lo + (hi - lo) / 2;
+        int c = memcmp(key, &s->given[s->order[mid]], sizeof(*key));
+
+        if (c == 0) {
+            return s->order[mid];
+        }
+        if (c < 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return -1;
 }
 
 /* The cache's keys, when it was made by this engine and database. */
@@ -187,7 +210,8 @@ static void vo_scan_take_cache(VoScanEngine *s, JsonObject *req)
     JsonObject *cache;
 
     s->met = g_malloc0((s->n_given + 7) / 8);
-    if (!node || !JSON_NODE_HOLDS_OBJECT(node)) {
+    if (!node || !JSON_NODE_HOLDS_OBJECT(node) ||
+        s->n_given > VO_SCAN_MAX_CLEAN) {
         return;
     }
     cache = json_node_get_object(node);
@@ -197,11 +221,13 @@ static void vo_scan_take_cache(VoScanEngine *s, JsonObject *req)
         vo_scan_member_int(cache, "signatures") != (gint64)s->signatures) {
         return;
     }
-    s->cached = g_hash_table_new(vo_scan_key_hash, vo_scan_key_equal);
+    s->order = g_new(guint32, s->n_given);
     for (gsize i = 0; i < s->n_given; i++) {
-        g_hash_table_insert(s->cached, (gpointer)&s->given[i],
-                            GSIZE_TO_POINTER(i + 1));
+        s->order[i] = i;
     }
+    g_qsort_with_data(s->order, s->n_given, sizeof(*s->order),
+                      vo_scan_order_cmp, (gpointer)s->given);
+    s->n_order = s->n_given;
 }
 
 /*
@@ -212,8 +238,17 @@ static void vo_scan_take_cache(VoScanEngine *s, JsonObject *req)
 static gboolean vo_scan_no_stray_fds(int first_free, GError **error)
 {
     struct pollfd fds[1024];
+    struct rlimit rl;
     int first = MAX(first_free, VO_SCAN_FIRST_FREE_FD);
-    int n = 1024 - first;
+    int end = 1024;
+    int n;
+
+    /* poll() takes no more than RLIMIT_NOFILE descriptors, and none can
+     * be open at or above it. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)end) {
+        end = rl.rlim_cur;
+    }
+    n = MAX(end - first, 0);
 
     /* One poll() says for every descriptor whether it is open (anything
      * but POLLNVAL), where asking each with fcntl() took a thousand
@@ -574,7 +609,7 @@ static void vo_scan_file(VoScanEngine *s, VoScanWalk *w, GPtrArray *comps,
     g_autofree char *path = NULL;
     VoScanSeen *seen = g_new(VoScanSeen, 1);
     VoScanKey key;
-    gpointer index;
+    gssize index;
     g_autoptr(GBytes) data = NULL;
     g_autoptr(GError) local = NULL;
     struct cl_scan_options options = { 0 };
@@ -596,12 +631,9 @@ static void vo_scan_file(VoScanEngine *s, VoScanWalk *w, GPtrArray *comps,
     if (w->keyed) {
         vo_scan_key(w, node, st, &key);
     }
-    if (w->keyed && s->cached &&
-        (index = g_hash_table_lookup(s->cached, &key))) {
-        gsize i = GPOINTER_TO_SIZE(index) - 1;
-
+    if (w->keyed && s->n_order && (index = vo_scan_find_key(s, &key)) >= 0) {
         /* Even past the deadline: what is known clean stays known. */
-        s->met[i / 8] |= 1 << (i % 8);
+        s->met[index / 8] |= 1 << (index % 8);
         s->files_cached++;
         return;
     }
@@ -670,7 +702,9 @@ static void vo_scan_file(VoScanEngine *s, VoScanWalk *w, GPtrArray *comps,
         vo_scan_error(s, path, why);
         limited = TRUE;
     }
-    if (!found && !limited && w->keyed && s->clean->len < VO_SCAN_MAX_CLEAN) {
+    /* A quarantine keeps no cache. */
+    if (!found && !limited && w->keyed && !s->hits &&
+        s->clean->len < VO_SCAN_MAX_CLEAN) {
         g_array_append_val(s->clean, key);
     }
 }

@@ -12,17 +12,23 @@
 #define G_LOG_DOMAIN "vmaugment-offline"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
+#include "json-strict.h"
 #include "vo-image.h"
 #include "vo-scan.h"
 #include "vo-wire.h"
 #include "vo-worker.h"
 
 #define VO_SCAN_CACHE_FORMAT    2
+/* A head holds a few short members; no nesting beyond the request's. */
+#define VO_SCAN_MAX_HEAD        (64 * 1024)
+#define VO_SCAN_MAX_HEAD_DEPTH  4
 #define VO_SCAN_MAX_ENGINE      64
 #define VO_SCAN_MAX_SIGNATURE   256
 
@@ -392,17 +398,20 @@ JsonObject *vo_scan_blob_split(const guint8 *data, gsize len,
                     "the keys are not whole");
         return NULL;
     }
-    if (!g_utf8_validate((const char *)data, nul - data, NULL) ||
+    /* json-glib recurses once per level: the nesting is measured on the
+     * text before it parses (as vo-wire.c does). */
+    if (nul - data > VO_SCAN_MAX_HEAD ||
+        !g_utf8_validate((const char *)data, nul - data, NULL) ||
+        !vmaug_json_depth_ok((const char *)data, nul - data,
+                             VO_SCAN_MAX_HEAD_DEPTH) ||
         !json_parser_load_from_data(parser, (const char *)data, nul - data,
-                                    error)) {
-        if (error && !*error) {
-            g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
-                        "the head is not UTF-8");
-        }
+                                    NULL)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                    "the head is not a JSON object of ours");
         return NULL;
     }
     root = json_parser_get_root(parser);
-    n = JSON_NODE_HOLDS_OBJECT(root)
+    n = root && JSON_NODE_HOLDS_OBJECT(root)
             ? json_object_get_int_member_with_default(
                   json_node_get_object(root), "keys", -1)
             : -1;
@@ -437,6 +446,54 @@ static void vo_scan_cache_free(VoScanCache *c)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoScanCache, vo_scan_cache_free)
 
 /*
+ * The cache file's bytes; NULL without @error when there is none.  A
+ * regular file of at most VO_SCAN_MAX_CACHE_BYTES, opened without
+ * waiting: whatever else is under its name (a FIFO, a device) is no
+ * cache, and is not read.
+ */
+static char *vo_scan_cache_load(const char *path, gsize *len,
+                                GError **error)
+{
+    g_autofree char *data = NULL;
+    struct stat st;
+    gsize done = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        if (errno != ENOENT) {
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "%s",
+                        g_strerror(errno));
+        }
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_size > VO_SCAN_MAX_CACHE_BYTES) {
+        close(fd);
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "not a regular file of at most %u bytes",
+                    VO_SCAN_MAX_CACHE_BYTES);
+        return NULL;
+    }
+    data = g_malloc(st.st_size + 1);
+    while (done < (gsize)st.st_size) {
+        ssize_t n = read(fd, data + done, st.st_size - done);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            close(fd);
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot read it");
+            return NULL;
+        }
+        done += n;
+    }
+    close(fd);
+    *len = done;
+    return g_steal_pointer(&data);
+}
+
+/*
  * The cache file as the parent wrote it, or NULL (with a warning) when it
  * is absent, unreadable, malformed or made with another database: the
  * scan then starts from nothing.  It is written by us, but may have been
@@ -450,15 +507,14 @@ static VoScanCache *vo_scan_cache_read(const char *path, const char *stamp)
     JsonNode *version;
     gsize len;
 
-    if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
+    c->data = vo_scan_cache_load(path, &len, &local);
+    if (!c->data && !local) {
         return NULL;
     }
-    if (!g_file_get_contents(path, &c->data, &len, &local) ||
-        len > VO_SCAN_MAX_CACHE_BYTES ||
+    if (!c->data ||
         !(o = vo_scan_blob_split((const guint8 *)c->data, len, &c->keys,
                                  &c->n_keys, &local))) {
-        g_warning("scan cache %s ignored: %s", path,
-                  local ? local->message : "too large");
+        g_warning("scan cache %s ignored: %s", path, local->message);
         return NULL;
     }
     version = json_object_get_member(o, "database-version");
@@ -539,10 +595,11 @@ static gboolean vo_scan_cache_write(const char *path, const char *stamp,
 }
 
 /*
- * The keys the cache file keeps after a scan: those of the given ones
- * the worker met unchanged (@cached), then those of the files it found
- * clean now.  A scan of some paths keeps every given key besides: a key
- * names its file unchanged, so one left over is stale, never wrong.
+ * The keys the cache file keeps after a scan: those of the files the
+ * worker found clean now, then those of the given ones it met unchanged
+ * (@cached).  A scan of some paths keeps every given key besides: a key
+ * names its file unchanged, so one left over is stale, never wrong (and
+ * comes last, where the limit drops it first).
  */
 static GArray *vo_scan_cache_merge(VoScanCache *cache, gboolean matches,
                                    gboolean some_paths, GBytes *cached,
@@ -552,14 +609,14 @@ static GArray *vo_scan_cache_merge(VoScanCache *cache, gboolean matches,
     const guint8 *bits = g_bytes_get_data(cached, NULL);
     gsize n_new = g_bytes_get_size(clean) / sizeof(VoScanKey);
 
-    for (gsize i = 0; cache && matches && i < cache->n_keys; i++) {
+    g_array_append_vals(out, g_bytes_get_data(clean, NULL),
+                        MIN(n_new, VO_SCAN_MAX_CLEAN));
+    for (gsize i = 0; cache && matches && i < cache->n_keys &&
+                      out->len < VO_SCAN_MAX_CLEAN; i++) {
         if (some_paths || (bits[i / 8] >> (i % 8)) & 1) {
             g_array_append_val(out, cache->keys[i]);
         }
     }
-    g_array_append_vals(out, g_bytes_get_data(clean, NULL),
-                        MIN(n_new, VO_SCAN_MAX_CLEAN - MIN(out->len,
-                                                           VO_SCAN_MAX_CLEAN)));
     return out;
 }
 

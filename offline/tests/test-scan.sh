@@ -16,7 +16,7 @@ need debugfs e2fsprogs
 need sfdisk fdisk
 need zip zip
 need mkntfs ntfs-3g
-plan 37
+plan 39
 
 eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 marker='vmaugment-scan-marker-4711'
@@ -359,3 +359,26 @@ grep -q 'scan cache .* ignored' "$tmp/c5.json.err" ||
     [ "$(cache_head "$cache" format)" = 2 ] ||
     fail "a corrupt cache: $(cat "$tmp/c5.json" "$cache")"
 pass "a corrupt cache file is ignored with a warning, and rewritten"
+# Whatever is under the cache's name is read as bytes of at most 64 MiB
+# from a regular file: a head nested a million deep (json-glib recurses
+# per level), an empty head, a FIFO (which would block the read for
+# ever), a device without end.
+python3 -c 'import sys; sys.stdout.buffer.write(b"[" * 1000000 + b"\0" * 8)' \
+    >"$tmp/deep.cache"
+head -c 8 /dev/zero >"$tmp/empty-head.cache"
+mkfifo "$tmp/fifo.cache"
+ln -s /dev/zero "$tmp/zero.cache"
+for c in deep empty-head fifo zero; do
+    # A GLib critical (a check that failed, not ours) ends the program.
+    G_DEBUG=fatal-criticals scan "$tmp/c6-$c.json" --path /etc \
+        --cache "$tmp/$c.cache" "$tmp/cached.raw"
+    grep -q "scan cache .* ignored" "$tmp/c6-$c.json.err" &&
+        [ "$rc" -eq 1 ] &&
+        [ "$(json_get "$tmp/c6-$c.json" files-cached)" = 0 ] ||
+        fail "cache file $c: exit $rc: $(cat "$tmp/c6-$c.json.err")"
+done
+pass "a cache file nested deep, with an empty head, a FIFO or a device is ignored"
+# poll() takes no more descriptors than RLIMIT_NOFILE allows.
+(ulimit -n 200; scan "$tmp/c7.json" --path /etc "$tmp/cached.raw"
+ [ "$rc" -eq 1 ]) || fail "with 200 descriptors: $(cat "$tmp/c7.json.err")"
+pass "a scan with RLIMIT_NOFILE below 1024 checks libclamav's descriptors"
