@@ -12,14 +12,13 @@
 #define G_LOG_DOMAIN "vmaugment-offline"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <glib/gstdio.h>
 
 #include "json-strict.h"
+#include "vmaugment-trust.h"
 #include "vo-image.h"
 #include "vo-scan.h"
 #include "vo-wire.h"
@@ -431,7 +430,7 @@ typedef struct {
     char *engine;
     gint64 db_version;
     gint64 signatures;
-    char *data;                 /* the file; the keys lie in it */
+    GBytes *data;               /* the file; the keys lie in it */
     const VoScanKey *keys;
     gsize n_keys;
 } VoScanCache;
@@ -439,59 +438,11 @@ typedef struct {
 static void vo_scan_cache_free(VoScanCache *c)
 {
     g_free(c->engine);
-    g_free(c->data);
+    g_clear_pointer(&c->data, g_bytes_unref);
     g_free(c);
 }
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoScanCache, vo_scan_cache_free)
-
-/*
- * The cache file's bytes; NULL without @error when there is none.  A
- * regular file of at most VO_SCAN_MAX_CACHE_BYTES, opened without
- * waiting: whatever else is under its name (a FIFO, a device) is no
- * cache, and is not read.
- */
-static char *vo_scan_cache_load(const char *path, gsize *len,
-                                GError **error)
-{
-    g_autofree char *data = NULL;
-    struct stat st;
-    gsize done = 0;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-
-    if (fd < 0) {
-        if (errno != ENOENT) {
-            g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "%s",
-                        g_strerror(errno));
-        }
-        return NULL;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        st.st_size > VO_SCAN_MAX_CACHE_BYTES) {
-        close(fd);
-        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                    "not a regular file of at most %u bytes",
-                    VO_SCAN_MAX_CACHE_BYTES);
-        return NULL;
-    }
-    data = g_malloc(st.st_size + 1);
-    while (done < (gsize)st.st_size) {
-        ssize_t n = read(fd, data + done, st.st_size - done);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            close(fd);
-            g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot read it");
-            return NULL;
-        }
-        done += n;
-    }
-    close(fd);
-    *len = done;
-    return g_steal_pointer(&data);
-}
 
 /*
  * The cache file as the parent wrote it, or NULL (with a warning) when it
@@ -505,14 +456,16 @@ static VoScanCache *vo_scan_cache_read(const char *path, const char *stamp)
     g_autoptr(GError) local = NULL;
     g_autoptr(JsonObject) o = NULL;
     JsonNode *version;
-    gsize len;
 
-    c->data = vo_scan_cache_load(path, &len, &local);
-    if (!c->data && !local) {
+    /* A regular file of bounded size, whatever is under its name: a FIFO
+     * or a device is no cache. */
+    c->data = vmaug_trust_read_file(path, VO_SCAN_MAX_CACHE_BYTES, &local);
+    if (!c->data && g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
         return NULL;
     }
     if (!c->data ||
-        !(o = vo_scan_blob_split((const guint8 *)c->data, len, &c->keys,
+        !(o = vo_scan_blob_split(g_bytes_get_data(c->data, NULL),
+                                 g_bytes_get_size(c->data), &c->keys,
                                  &c->n_keys, &local))) {
         g_warning("scan cache %s ignored: %s", path, local->message);
         return NULL;

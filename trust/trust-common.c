@@ -33,8 +33,10 @@ GBytes *vmaug_trust_read_file(const gchar *path, gsize max_size,
     int fd;
 
     /* O_NOFOLLOW-free on purpose: trust stores may be symlink farms, as
-     * /etc/ssl/certs is; the size cap below is what protects us. */
-    fd = g_open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0);
+     * /etc/ssl/certs is; the size cap below is what protects us.
+     * O_NONBLOCK: a FIFO under the name would block the open for ever;
+     * it is refused below like anything else that is no regular file. */
+    fd = g_open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0);
     if (fd < 0) {
         int saved = errno;
         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(saved),
