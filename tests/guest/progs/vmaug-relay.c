@@ -35,6 +35,14 @@
 #include "callers.h"
 
 #define RELAY_MAX_DATA  2063
+/*
+ * What is checked is where each answer goes, not how soon it comes: on a
+ * host whose disk is busy with other work the helper has been seen to
+ * answer nothing for over 30 s (the driver's default) while an upload
+ * was stored, so each call waits up to 120 s.  A lost or misrouted answer
+ * still fails.
+ */
+#define RELAY_TIMEOUT_MS 120000
 
 static int dev_fd;
 static unsigned long calls;
@@ -66,6 +74,7 @@ static int relay_query(uint64_t me, uint64_t i)
         .req_len = sizeof(ref),
         .resp_addr = (uintptr_t)&a,
         .resp_len = sizeof(a) - 1,
+        .timeout_ms = RELAY_TIMEOUT_MS,
     };
 
     memset(&ref, 0, sizeof(ref));
@@ -129,6 +138,7 @@ static void *caller(void *arg)
             .req_len = (uint32_t)(sizeof(*inv) + len),
             .resp_addr = (uintptr_t)in,
             .resp_len = sizeof(in),
+            .timeout_ms = RELAY_TIMEOUT_MS,
         };
         size_t got;
 
