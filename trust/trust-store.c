@@ -14,6 +14,10 @@ struct _VmaugTrustStore {
     GPtrArray *crls;            /* gnutls_x509_crl_t, as added, owned */
     GPtrArray *valid_crls;      /* of crls, those a trusted CA signed */
     gnutls_x509_trust_list_t tl;    /* copies of certs and crls */
+    /* Verifications may come from several threads (the store's commits
+     * beside the helper's loop): GnuTLS promises read-only use of a trust
+     * list from threads only for lists without PKCS #11, so one at a time. */
+    GMutex verify_lock;
 };
 
 VmaugTrustStore *vmaug_trust_store_new(void)
@@ -26,6 +30,7 @@ VmaugTrustStore *vmaug_trust_store_new(void)
         g_ptr_array_new_with_free_func((GDestroyNotify)gnutls_x509_crl_deinit);
     store->valid_crls = g_ptr_array_new();
     gnutls_x509_trust_list_init(&store->tl, 0);
+    g_mutex_init(&store->verify_lock);
     return store;
 }
 
@@ -40,6 +45,7 @@ void vmaug_trust_store_free(VmaugTrustStore *store)
     g_ptr_array_unref(store->valid_crls);
     g_ptr_array_unref(store->crls);
     g_ptr_array_unref(store->certs);
+    g_mutex_clear(&store->verify_lock);
     g_free(store);
 }
 
@@ -435,9 +441,10 @@ static gboolean trust_looks_der(GBytes *blob)
     return len > 0 && p[0] == 0x30;     /* SEQUENCE, not "-----BEGIN" */
 }
 
-VmaugTrustSigner *vmaug_trust_store_verify(VmaugTrustStore *store,
-                                           GBytes *data, GBytes *signature,
-                                           GError **error)
+static VmaugTrustSigner *trust_store_verify_locked(VmaugTrustStore *store,
+                                                   GBytes *data,
+                                                   GBytes *signature,
+                                                   GError **error)
 {
     g_auto(gnutls_pkcs7_t) p7 = NULL;
     g_autoptr(GPtrArray) embedded =
@@ -665,4 +672,16 @@ VmaugTrustSigner *vmaug_trust_store_verify(VmaugTrustStore *store,
     out->not_after = gnutls_x509_crt_get_expiration_time(signer);
     trust_signature_info_free(&info);
     return out;
+}
+
+VmaugTrustSigner *vmaug_trust_store_verify(VmaugTrustStore *store,
+                                           GBytes *data, GBytes *signature,
+                                           GError **error)
+{
+    VmaugTrustSigner *signer;
+
+    g_mutex_lock(&store->verify_lock);
+    signer = trust_store_verify_locked(store, data, signature, error);
+    g_mutex_unlock(&store->verify_lock);
+    return signer;
 }

@@ -23,6 +23,10 @@ struct _VmaugStore {
     /* Upload sessions (store-upload.c). */
     GHashTable *uploads;            /* guint64 id -> StoreUpload */
     VmaugUploadLimits upload_limits;
+    /* What enters the store (StoreJob, below). */
+    GThreadPool *jobs;              /* one thread, made when first needed */
+    GPtrArray *jobs_open;           /* StoreJob *, begun and not ended */
+    GMutex job_lock;                /* held by whatever enters the store */
     /* Audit records held back per actor (store-audit.c). */
     GHashTable *audit_sources;      /* actor -> AuditSource */
     VmaugAuditLimits audit_limits;
@@ -47,6 +51,34 @@ gboolean store_admit(VmaugStore *store, const gchar *name,
 /* Record verified @pkg, whose bytes are objects/<hex>.pkg already. */
 gboolean store_publish(VmaugStore *store, VmaugPackage *pkg,
                        const gchar *hex, GError **error);
+
+/*
+ * What enters the store (an upload's commit, an install) is read, hashed,
+ * verified, admitted, written and synced on the store's own thread, one
+ * at a time: a large package, or a disk whose syncs take seconds, keeps
+ * the caller's thread (the helper's, which serves every VM) free.  A job
+ * begins and ends on the caller's thread; its work touches nothing of the
+ * store's but its directory, trust store (which serialises verifications),
+ * policy and audit log (one write per record).  Work done on the caller's
+ * thread instead (the synchronous calls) holds job_lock just the same, so
+ * admitting and publishing stay one step.
+ */
+typedef struct {
+    VmaugStore *store;              /* NULL once the store is freed */
+} StoreJob;
+
+typedef void (*StoreJobFunc)(StoreJob *job);
+
+/* @job is @task's data (the task owns it): @work runs on the store's
+ * thread, then @task returns TRUE to its callback. */
+void store_job_push(VmaugStore *store, GTask *task, StoreJob *job,
+                    StoreJobFunc work);
+/* Back on the caller's thread, from the task's callback: the job (still
+ * the task's), or NULL with @error when the task failed before it began
+ * or the store was freed meanwhile (@store is then compared, never used).
+ * Either way the job is no longer the store's. */
+StoreJob *store_job_finish(VmaugStore *store, GAsyncResult *result,
+                           GError **error);
 
 /* store-upload.c */
 void store_uploads_init(VmaugStore *store);

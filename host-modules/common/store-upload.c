@@ -10,6 +10,13 @@
  * write to (the .part, a descriptor on it) is ever the stored object, and
  * nothing is mapped that a shrinking file could fault on.
  *
+ * A commit's reading, hashing, verifying and syncing take as long as the
+ * package is large and the host's disk is busy (seconds, when other
+ * writers fill the journal), and the helper serves every VM from one
+ * thread: that part runs on the store's commit thread, and only the
+ * session bookkeeping before and after it on the caller's.  Meanwhile the
+ * upload is neither fed, aborted, expired, released nor committed again.
+ *
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -34,6 +41,7 @@ typedef struct {
     gchar *version;
     int fd;
     gint64 last_active;             /* store clock: began or took a chunk */
+    gboolean committing;            /* its commit runs (StoreCommit) */
 } StoreUpload;
 
 static void store_upload_free(StoreUpload *u)
@@ -254,7 +262,8 @@ static void store_expire_uploads(VmaugStore *store)
 
     g_hash_table_iter_init(&it, store->uploads);
     while (g_hash_table_iter_next(&it, NULL, (gpointer *)&u)) {
-        if (now - u->last_active >= store->upload_limits.idle_us) {
+        if (!u->committing &&
+            now - u->last_active >= store->upload_limits.idle_us) {
             g_ptr_array_add(idle, u);
         }
     }
@@ -278,6 +287,11 @@ static StoreUpload *store_find_upload(VmaugStore *store, const gchar *owner,
     if (u == NULL || g_strcmp0(u->owner, owner) != 0) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_NOT_FOUND,
                     "no upload %" G_GUINT64_FORMAT, id);
+        return NULL;
+    }
+    if (u->committing) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
+                    "upload %" G_GUINT64_FORMAT " is being committed", id);
         return NULL;
     }
     return u;
@@ -398,6 +412,12 @@ gboolean vmaug_store_upload_begin(VmaugStore *store, const gchar *owner,
             memcmp(u->sha256, sha256, 32) == 0 && u->size == size &&
             g_strcmp0(u->name, name) == 0 &&
             g_strcmp0(u->version, version) == 0) {
+            if (u->committing) {
+                g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
+                            "upload %" G_GUINT64_FORMAT " is being committed",
+                            u->id);
+                return FALSE;
+            }
             *upload_id = u->id;
             *offset = u->offset;
             return TRUE;
@@ -437,7 +457,14 @@ gboolean vmaug_store_upload_begin(VmaugStore *store, const gchar *owner,
                            "\"sha256\": \"%s\", \"size\": %" G_GUINT64_FORMAT
                            ", \"name\": \"%s\", \"version\": \"%s\"}\n",
                            (gint64)u->id, owner, hex, size, name, version);
-    if (!vmaug_store_write_file(jpath, json, strlen(json), error)) {
+    /* Replaced whole, not synced: it only lets the upload be resumed
+     * after a restart, and one lost in a crash drops its .part with it
+     * at the next start (store_uploads_repair()). */
+    if (!g_file_set_contents_full(jpath, json, -1,
+                                  G_FILE_SET_CONTENTS_CONSISTENT, 0640,
+                                  &local)) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO, "%s",
+                    local->message);
         g_unlink(ppath);
         store_upload_free(u);
         return FALSE;
@@ -543,19 +570,43 @@ static GBytes *store_upload_read(StoreUpload *u, GError **error)
     return g_bytes_new_take(g_steal_pointer(&buf), u->size);
 }
 
-VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
-                                         const gchar *owner,
-                                         guint64 upload_id,
-                                         const gchar *actor, GError **error)
+/* One commit (StoreJob): begun and ended on the caller's thread. */
+typedef struct {
+    StoreJob job;
+    guint64 id;
+    int fd;                         /* a duplicate of the session's */
+    guint64 size;
+    gchar *hex;
+    gchar *name;
+    gchar *version;
+    gchar *actor;
+    VmaugPackage *pkg;              /* verified and published, or NULL */
+    GError *error;                  /* why not */
+} StoreCommit;
+
+static void store_commit_free(StoreCommit *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    g_free(c->hex);
+    g_free(c->name);
+    g_free(c->version);
+    g_free(c->actor);
+    g_clear_pointer(&c->pkg, vmaug_package_free);
+    g_clear_error(&c->error);
+    g_free(c);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreCommit, store_commit_free)
+
+/* The checks that need no data; marks the session as committing. */
+static StoreCommit *store_commit_begin(VmaugStore *store, const gchar *owner,
+                                       guint64 upload_id, const gchar *actor,
+                                       GError **error)
 {
     StoreUpload *u = store_find_upload(store, owner, upload_id, error);
-    g_autoptr(GError) local = NULL;
-    g_autoptr(VmaugPackage) pkg = NULL;
-    g_autoptr(GBytes) file = NULL;
-    g_autofree gchar *obj = NULL;
-    g_autofree gchar *hex = NULL;
-    g_autofree gchar *name = NULL;
-    g_autofree gchar *version = NULL;
+    StoreCommit *c;
 
     if (u == NULL) {
         return NULL;
@@ -566,16 +617,43 @@ VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
                     G_GUINT64_FORMAT " bytes", u->offset, u->size);
         return NULL;
     }
-    name = g_strdup(u->name);
-    version = g_strdup(u->version);
-    hex = g_strdup(u->hex);
-    obj = store_object_path(store, u->hex);
-    file = store_upload_read(u, &local);
+    c = g_new0(StoreCommit, 1);
+    c->fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
+    if (c->fd < 0) {
+        store_io_error(error, "cannot commit upload", u->hex);
+        store_commit_free(c);
+        return NULL;
+    }
+    c->job.store = store;
+    c->id = u->id;
+    c->size = u->size;
+    c->hex = g_strdup(u->hex);
+    c->name = g_strdup(u->name);
+    c->version = g_strdup(u->version);
+    c->actor = g_strdup(actor);
+    u->committing = TRUE;
+    return c;
+}
+
+/* Read, hash, verify, admit, write and publish (StoreJob). */
+static void store_commit_work(StoreJob *job)
+{
+    StoreCommit *c = (StoreCommit *)job;
+    VmaugStore *store = job->store;
+    StoreUpload view = {
+        .fd = c->fd, .size = c->size, .hex = c->hex,
+    };
+    g_autoptr(VmaugPackage) pkg = NULL;
+    g_autoptr(GBytes) file = NULL;
+    g_autofree gchar *obj = store_object_path(store, c->hex);
+    GError *local = NULL;
+
+    file = store_upload_read(&view, &local);
     if (file != NULL) {
         g_autofree gchar *got = g_compute_checksum_for_bytes(
             G_CHECKSUM_SHA256, file);
 
-        if (g_strcmp0(got, u->hex) != 0) {
+        if (g_strcmp0(got, c->hex) != 0) {
             g_set_error(&local, VMAUG_HOST_ERROR,
                         VMAUG_HOST_ERROR_HASH_MISMATCH,
                         "upload SHA-256 %s differs from the announced one",
@@ -586,15 +664,15 @@ VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
         pkg = vmaug_package_verify(file, store->trust,
                                    store->policy->max_package_size, &local);
     }
-    if (pkg != NULL && (g_strcmp0(pkg->manifest->name, u->name) != 0 ||
-                        g_strcmp0(pkg->manifest->version, u->version) != 0)) {
+    if (pkg != NULL && (g_strcmp0(pkg->manifest->name, c->name) != 0 ||
+                        g_strcmp0(pkg->manifest->version, c->version) != 0)) {
         g_set_error(&local, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED,
                     "package is %s %s, the upload announced %s %s",
-                    pkg->manifest->name, pkg->manifest->version, u->name,
-                    u->version);
+                    pkg->manifest->name, pkg->manifest->version, c->name,
+                    c->version);
     }
     if (local == NULL) {
-        store_admit(store, u->name, u->version, u->hex, &local);
+        store_admit(store, c->name, c->version, c->hex, &local);
     }
     /* The object is a new file written from the verified copy: the
      * upload's file, and whoever may still write to it, stay apart. */
@@ -605,18 +683,83 @@ VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
         /* local set */
     }
     if (local == NULL) {
-        store_publish(store, pkg, u->hex, &local);
+        store_publish(store, pkg, c->hex, &local);
     }
-    /* Accepted or refused, this upload is finished: a refused one would
-     * be refused again. */
-    store_drop_upload(store, u);
-    vmaug_store_audit(store, actor, "upload-commit", name, version, hex,
-                      pkg != NULL ? pkg->signer->common_name : NULL, local);
     if (local != NULL) {
-        g_propagate_error(error, g_steal_pointer(&local));
+        c->error = local;
+        return;
+    }
+    /* Accepted: never held back, and synced before anyone is told. */
+    store_audit_accept_note(store, c->actor, "upload-commit", c->name,
+                            c->version, c->hex, pkg->signer->common_name,
+                            NULL);
+    c->pkg = g_steal_pointer(&pkg);
+}
+
+/* Back on the caller's thread: the session ends, accepted or refused (a
+ * refused one would be refused again). */
+static VmaugManifest *store_commit_end(StoreCommit *c, GError **error)
+{
+    VmaugStore *store = c->job.store;
+    StoreUpload *u = g_hash_table_lookup(store->uploads, &c->id);
+
+    if (u != NULL) {
+        store_drop_upload(store, u);
+    }
+    if (c->error != NULL) {
+        /* Refusals are held back in a flood (store-audit.c). */
+        vmaug_store_audit(store, c->actor, "upload-commit", c->name,
+                          c->version, c->hex, NULL, c->error);
+        g_propagate_error(error, g_steal_pointer(&c->error));
         return NULL;
     }
-    return g_steal_pointer(&pkg->manifest);
+    return g_steal_pointer(&c->pkg->manifest);
+}
+
+VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
+                                         const gchar *owner,
+                                         guint64 upload_id,
+                                         const gchar *actor, GError **error)
+{
+    g_autoptr(StoreCommit) c = store_commit_begin(store, owner, upload_id,
+                                                  actor, error);
+
+    if (c == NULL) {
+        return NULL;
+    }
+    g_mutex_lock(&store->job_lock);
+    store_commit_work(&c->job);
+    g_mutex_unlock(&store->job_lock);
+    return store_commit_end(c, error);
+}
+
+void vmaug_store_upload_commit_async(VmaugStore *store, const gchar *owner,
+                                     guint64 upload_id, const gchar *actor,
+                                     GAsyncReadyCallback callback,
+                                     gpointer user_data)
+{
+    g_autoptr(GTask) task = g_task_new(NULL, NULL, callback, user_data);
+    g_autoptr(GError) local = NULL;
+    StoreCommit *c;
+
+    g_task_set_source_tag(task, vmaug_store_upload_commit_async);
+    c = store_commit_begin(store, owner, upload_id, actor, &local);
+    if (c == NULL) {
+        g_task_return_error(task, g_steal_pointer(&local));
+        return;
+    }
+    g_task_set_task_data(task, c, (GDestroyNotify)store_commit_free);
+    store_job_push(store, task, &c->job, store_commit_work);
+}
+
+VmaugManifest *vmaug_store_upload_commit_finish(VmaugStore *store,
+                                                GAsyncResult *result,
+                                                GError **error)
+{
+    StoreCommit *c = (StoreCommit *)store_job_finish(store, result, error);
+
+    /* NULL: refused before it began, or the store is gone. */
+    return c != NULL ? store_commit_end(c, error) : NULL;
 }
 
 gboolean vmaug_store_upload_abort(VmaugStore *store, const gchar *owner,
@@ -643,7 +786,8 @@ void vmaug_store_upload_release(VmaugStore *store, const gchar *owner,
 
     g_hash_table_iter_init(&it, store->uploads);
     while (g_hash_table_iter_next(&it, NULL, (gpointer *)&u)) {
-        if (g_strcmp0(u->owner, owner) == 0) {
+        /* A commit in flight ends by itself, and drops its session. */
+        if (g_strcmp0(u->owner, owner) == 0 && !u->committing) {
             g_ptr_array_add(mine, u);
         }
     }

@@ -387,6 +387,8 @@ VmaugStore *vmaug_store_open(const gchar *dir, VmaugTrustStore *trust,
     store->policy = policy;
     store->lock_fd = -1;
     store->index_fd = -1;
+    store->jobs_open = g_ptr_array_new();
+    g_mutex_init(&store->job_lock);
     vmaug_store_set_clock(store, NULL, NULL);
     store_audit_init(store);
     store_uploads_init(store);
@@ -413,6 +415,16 @@ void vmaug_store_free(VmaugStore *store)
     if (store == NULL) {
         return;
     }
+    if (store->jobs != NULL) {
+        /* Their work uses the store: let it finish. */
+        g_thread_pool_free(store->jobs, FALSE, TRUE);
+    }
+    /* Their ends may still be dispatched: without a store. */
+    for (guint i = 0; i < store->jobs_open->len; i++) {
+        ((StoreJob *)g_ptr_array_index(store->jobs_open, i))->store = NULL;
+    }
+    g_ptr_array_unref(store->jobs_open);
+    g_mutex_clear(&store->job_lock);
     /* Sessions first: dropping one may be audited. */
     g_hash_table_unref(store->uploads);
     store_audit_close(store);
@@ -422,6 +434,65 @@ void vmaug_store_free(VmaugStore *store)
     }
     g_free(store->dir);
     g_free(store);
+}
+
+/* ---- What enters the store: its thread ---- */
+
+typedef struct {
+    GTask *task;
+    StoreJob *job;
+    StoreJobFunc work;
+} StoreJobRun;
+
+static void store_job_thread(gpointer data, gpointer user_data)
+{
+    StoreJobRun *run = data;
+    VmaugStore *store = run->job->store;
+
+    g_mutex_lock(&store->job_lock);
+    run->work(run->job);
+    g_mutex_unlock(&store->job_lock);
+    g_task_return_boolean(run->task, TRUE);
+    g_object_unref(run->task);
+    g_free(run);
+}
+
+void store_job_push(VmaugStore *store, GTask *task, StoreJob *job,
+                    StoreJobFunc work)
+{
+    StoreJobRun *run = g_new0(StoreJobRun, 1);
+
+    job->store = store;
+    g_ptr_array_add(store->jobs_open, job);
+    if (store->jobs == NULL) {
+        /* One thread: jobs queue in order. */
+        store->jobs = g_thread_pool_new(store_job_thread, NULL, 1, FALSE,
+                                        NULL);
+    }
+    run->task = g_object_ref(task);
+    run->job = job;
+    run->work = work;
+    g_thread_pool_push(store->jobs, run, NULL);
+}
+
+StoreJob *store_job_finish(VmaugStore *store, GAsyncResult *result,
+                           GError **error)
+{
+    StoreJob *job;
+
+    g_return_val_if_fail(g_task_is_valid(result, NULL), NULL);
+    if (!g_task_propagate_boolean(G_TASK(result), error)) {
+        return NULL;
+    }
+    job = g_task_get_task_data(G_TASK(result));
+    g_return_val_if_fail(job->store == store || job->store == NULL, NULL);
+    if (job->store == NULL) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "the store was closed before the package was stored");
+        return NULL;
+    }
+    g_ptr_array_remove_fast(store->jobs_open, job);
+    return job;
 }
 
 /* ---- Lookup ---- */
@@ -781,54 +852,141 @@ gboolean store_publish(VmaugStore *store, VmaugPackage *pkg,
     return TRUE;
 }
 
+/* An install (StoreJob): of bytes the caller holds, signature first. */
+typedef struct {
+    StoreJob job;
+    GBytes *package;
+    gchar *actor;
+    VmaugPackage *pkg;              /* verified, or NULL */
+    gboolean exists_ok;             /* that being there is success */
+    gboolean already;               /* exactly this package was there */
+    GError *error;                  /* why it is not stored */
+} StoreInstall;
+
+static void store_install_free(StoreInstall *in)
+{
+    g_bytes_unref(in->package);
+    g_free(in->actor);
+    g_clear_pointer(&in->pkg, vmaug_package_free);
+    g_clear_error(&in->error);
+    g_free(in);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreInstall, store_install_free)
+
+static StoreInstall *store_install_new(GBytes *package, const gchar *actor)
+{
+    StoreInstall *in = g_new0(StoreInstall, 1);
+
+    in->package = g_bytes_ref(package);
+    in->actor = g_strdup(actor);
+    return in;
+}
+
+/* Under job_lock, on any thread (StoreJob). */
+static void store_install_work(StoreJob *job)
+{
+    StoreInstall *in = (StoreInstall *)job;
+    VmaugStore *store = job->store;
+    g_autofree gchar *hex = g_compute_checksum_for_bytes(G_CHECKSUM_SHA256,
+                                                         in->package);
+    g_autofree gchar *obj = store_object_path(store, hex);
+    GError *local = NULL;
+
+    in->pkg = vmaug_package_verify(in->package, store->trust,
+                                   store->policy->max_package_size, &local);
+    if (in->pkg != NULL &&
+        !store_admit(store, in->pkg->manifest->name,
+                     in->pkg->manifest->version, hex, &local) &&
+        g_error_matches(local, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_EXISTS) &&
+        in->exists_ok) {
+        /* Exactly this package again: what was asked for is there, so a
+         * re-run (configuration management) succeeds, and says so. */
+        store_audit_accept_note(store, in->actor, "install",
+                                in->pkg->manifest->name,
+                                in->pkg->manifest->version, hex,
+                                in->pkg->signer->common_name, local->message);
+        g_clear_error(&local);
+        in->already = TRUE;
+        return;
+    }
+    if (in->pkg == NULL || local != NULL ||
+        (!g_file_test(obj, G_FILE_TEST_IS_REGULAR) &&
+         !vmaug_store_write_file(obj, g_bytes_get_data(in->package, NULL),
+                                 g_bytes_get_size(in->package), &local)) ||
+        !store_publish(store, in->pkg, hex, &local)) {
+        in->error = local;
+        return;
+    }
+    store_audit_accept_note(store, in->actor, "install",
+                            in->pkg->manifest->name,
+                            in->pkg->manifest->version, hex,
+                            in->pkg->signer->common_name, NULL);
+}
+
+/* On the caller's thread: a refusal is audited here (held back in a
+ * flood, store-audit.c). */
+static VmaugManifest *store_install_end(StoreInstall *in,
+                                        gboolean *already_stored,
+                                        GError **error)
+{
+    VmaugPackage *pkg = in->pkg;
+
+    if (in->error != NULL) {
+        g_autofree gchar *hex = g_compute_checksum_for_bytes(
+            G_CHECKSUM_SHA256, in->package);
+
+        vmaug_store_audit(in->job.store, in->actor, "install",
+                          pkg != NULL ? pkg->manifest->name : NULL,
+                          pkg != NULL ? pkg->manifest->version : NULL, hex,
+                          pkg != NULL ? pkg->signer->common_name : NULL,
+                          in->error);
+        g_propagate_error(error, g_steal_pointer(&in->error));
+        return NULL;
+    }
+    if (already_stored != NULL) {
+        *already_stored = in->already;
+    }
+    return g_steal_pointer(&pkg->manifest);
+}
+
 VmaugManifest *vmaug_store_install_full(VmaugStore *store, GBytes *package,
                                         const gchar *actor,
                                         gboolean *already_stored,
                                         GError **error)
 {
-    g_autoptr(VmaugPackage) pkg = NULL;
-    g_autoptr(GError) local = NULL;
-    g_autofree gchar *hex = g_compute_checksum_for_bytes(G_CHECKSUM_SHA256,
-                                                         package);
-    g_autofree gchar *obj = store_object_path(store, hex);
-    VmaugManifest *m;
+    g_autoptr(StoreInstall) in = store_install_new(package, actor);
 
-    if (already_stored != NULL) {
-        *already_stored = FALSE;
-    }
-    pkg = vmaug_package_verify(package, store->trust,
-                               store->policy->max_package_size, &local);
-    if (pkg != NULL &&
-        !store_admit(store, pkg->manifest->name, pkg->manifest->version, hex,
-                     &local) &&
-        g_error_matches(local, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_EXISTS) &&
-        already_stored != NULL) {
-        /* Exactly this package again: what was asked for is there, so a
-         * re-run (configuration management) succeeds, and says so. */
-        store_audit_accept_note(store, actor, "install", pkg->manifest->name,
-                                pkg->manifest->version, hex,
-                                pkg->signer->common_name, local->message);
-        *already_stored = TRUE;
-        return g_steal_pointer(&pkg->manifest);
-    }
-    if (pkg == NULL || local != NULL ||
-        (!g_file_test(obj, G_FILE_TEST_IS_REGULAR) &&
-         !vmaug_store_write_file(obj, g_bytes_get_data(package, NULL),
-                             g_bytes_get_size(package), &local)) ||
-        !store_publish(store, pkg, hex, &local)) {
-        vmaug_store_audit(store, actor, "install",
-                          pkg != NULL ? pkg->manifest->name : NULL,
-                          pkg != NULL ? pkg->manifest->version : NULL, hex,
-                          pkg != NULL ? pkg->signer->common_name : NULL,
-                          local);
-        g_propagate_error(error, g_steal_pointer(&local));
-        return NULL;
-    }
-    vmaug_store_audit(store, actor, "install", pkg->manifest->name,
-                      pkg->manifest->version, hex, pkg->signer->common_name,
-                      NULL);
-    m = g_steal_pointer(&pkg->manifest);
-    return m;
+    in->job.store = store;
+    in->exists_ok = already_stored != NULL;
+    g_mutex_lock(&store->job_lock);
+    store_install_work(&in->job);
+    g_mutex_unlock(&store->job_lock);
+    return store_install_end(in, already_stored, error);
+}
+
+void vmaug_store_install_async(VmaugStore *store, GBytes *package,
+                               const gchar *actor,
+                               GAsyncReadyCallback callback,
+                               gpointer user_data)
+{
+    g_autoptr(GTask) task = g_task_new(NULL, NULL, callback, user_data);
+    StoreInstall *in = store_install_new(package, actor);
+
+    in->exists_ok = TRUE;
+    g_task_set_source_tag(task, vmaug_store_install_async);
+    g_task_set_task_data(task, in, (GDestroyNotify)store_install_free);
+    store_job_push(store, task, &in->job, store_install_work);
+}
+
+VmaugManifest *vmaug_store_install_finish(VmaugStore *store,
+                                          GAsyncResult *result,
+                                          gboolean *already_stored,
+                                          GError **error)
+{
+    StoreInstall *in = (StoreInstall *)store_job_finish(store, result, error);
+
+    return in != NULL ? store_install_end(in, already_stored, error) : NULL;
 }
 
 VmaugManifest *vmaug_store_install(VmaugStore *store, GBytes *package,

@@ -23,6 +23,8 @@
 #ifndef VMAUGMENT_STORE_H
 #define VMAUGMENT_STORE_H
 
+#include <gio/gio.h>
+
 #include "host-common.h"
 
 G_BEGIN_DECLS
@@ -125,6 +127,18 @@ VmaugManifest *vmaug_store_install_full(VmaugStore *store, GBytes *package,
                                         const gchar *actor,
                                         gboolean *already_stored,
                                         GError **error);
+/* The same on the store's own thread, one package entering the store at a
+ * time (uploads' commits too): @callback runs in the caller's
+ * thread-default main context and calls vmaug_store_install_finish().
+ * vmaug_store_free() waits for what is in flight. */
+void vmaug_store_install_async(VmaugStore *store, GBytes *package,
+                               const gchar *actor,
+                               GAsyncReadyCallback callback,
+                               gpointer user_data);
+VmaugManifest *vmaug_store_install_finish(VmaugStore *store,
+                                          GAsyncResult *result,
+                                          gboolean *already_stored,
+                                          GError **error);
 
 /* The given version (NULL or "" for the newest) of a module.  A version
  * is a number: "1.00" finds what is stored as "1.0", and only one
@@ -180,6 +194,21 @@ VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
                                          const gchar *owner,
                                          guint64 upload_id,
                                          const gchar *actor, GError **error);
+/*
+ * The same commit, whose reading, hashing, verifying and syncing run on
+ * the store's commit thread: @callback runs in the caller's thread-default
+ * main context and calls vmaug_store_upload_commit_finish().  Until then
+ * the upload is BUSY to its owner (chunks, abort, another commit) and is
+ * neither expired nor released; it ends with the commit either way.
+ * vmaug_store_free() waits for the commits in flight.
+ */
+void vmaug_store_upload_commit_async(VmaugStore *store, const gchar *owner,
+                                     guint64 upload_id, const gchar *actor,
+                                     GAsyncReadyCallback callback,
+                                     gpointer user_data);
+VmaugManifest *vmaug_store_upload_commit_finish(VmaugStore *store,
+                                                GAsyncResult *result,
+                                                GError **error);
 gboolean vmaug_store_upload_abort(VmaugStore *store, const gchar *owner,
                                   guint64 upload_id, const gchar *actor,
                                   GError **error);

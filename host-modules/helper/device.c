@@ -317,6 +317,36 @@ static gboolean device_unload(Device *dev, guint64 tag, const guint8 *p,
     return TRUE;
 }
 
+/* A commit in flight: its device may be gone when it ends. */
+typedef struct {
+    Device *dev;                    /* NULL once the device is freed */
+    VmaugStore *store;              /* the helper's: outlives devices */
+    guint64 tag;
+} DeviceCommit;
+
+static void device_commit_done(GObject *source, GAsyncResult *result,
+                               gpointer data)
+{
+    g_autofree DeviceCommit *dc = data;
+    Device *dev = dc->dev;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugManifest) m = NULL;
+    struct vmaug_module_info info;
+
+    /* The store ends the session whether or not anyone still waits. */
+    m = vmaug_store_upload_commit_finish(dc->store, result, &error);
+    if (dev == NULL) {
+        return;
+    }
+    g_ptr_array_remove_fast(dev->commits, dc);
+    if (m == NULL) {
+        device_reply_error(dev, dc->tag, error);
+        return;
+    }
+    session_fill_info(dev->session, &info, m->name, m->version, m);
+    device_reply(dev, dc->tag, VMAUG_S_OK, &info, sizeof(info));
+}
+
 static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
                               const guint8 *p, guint32 len, GError **error)
 {
@@ -361,19 +391,21 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
         break;
     }
     case VMAUG_OP_UPLOAD_COMMIT: {
+        /* Answered when the store's commit thread is done: hashing and
+         * syncing a large package keeps no other request, of this VM or
+         * another, waiting. */
         struct vmaug_upload_ref r;
-        g_autoptr(VmaugManifest) m = NULL;
-        struct vmaug_module_info info;
+        DeviceCommit *dc = g_new0(DeviceCommit, 1);
 
         memcpy(&r, p, sizeof(r));
-        m = vmaug_store_upload_commit(dev->store, owner,
-                                      GUINT64_FROM_LE(r.upload_id),
-                                      dev->name, error);
-        if (m == NULL) {
-            return FALSE;
-        }
-        session_fill_info(dev->session, &info, m->name, m->version, m);
-        device_reply(dev, tag, VMAUG_S_OK, &info, sizeof(info));
+        dc->dev = dev;
+        dc->store = dev->store;
+        dc->tag = tag;
+        g_ptr_array_add(dev->commits, dc);
+        device_defer(dev, tag);
+        vmaug_store_upload_commit_async(dev->store, owner,
+                                        GUINT64_FROM_LE(r.upload_id),
+                                        dev->name, device_commit_done, dc);
         return TRUE;
     }
     default: {
@@ -1189,6 +1221,7 @@ Device *device_new(Helper *helper, int fd)
                                          NULL);
     dev->cancelled = g_hash_table_new_full(g_int64_hash, g_int64_equal,
                                            g_free, NULL);
+    dev->commits = g_ptr_array_new();
     dev->link = vmaug_link_new(fd, VMAUG_HOST_MAGIC,
                                MAX(VMAUG_HOST_MAX_MSG,
                                    sizeof(struct vmaug_host_hello) +
@@ -1222,6 +1255,11 @@ void device_free(Device *dev)
          * window. */
         vmaug_store_audit_flush(dev->store, dev->name);
     }
+    for (guint i = 0; i < dev->commits->len; i++) {
+        /* They end without us (device_commit_done()). */
+        ((DeviceCommit *)g_ptr_array_index(dev->commits, i))->dev = NULL;
+    }
+    g_ptr_array_unref(dev->commits);
     vmaug_link_free(dev->link);
     g_hash_table_unref(dev->pending);
     g_hash_table_unref(dev->cancelled);

@@ -23,6 +23,7 @@ typedef struct {
     LifecycleEngine *lifecycle;     /* from HELLO on */
     GHashTable *pending;            /* deferred tags (guint64 *) */
     GHashTable *cancelled;          /* tags the device gave up on */
+    GPtrArray *commits;             /* DeviceCommit: uploads committing */
     /* The IMAGE_ACCESS awaiting its answer (one at a time): its op, the
      * start's tag it was sent with, who waits. */
     guint32 access_op;

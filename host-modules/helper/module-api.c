@@ -48,11 +48,13 @@ void module_api_refill(Module *m)
 }
 
 static void module_api_quarantine_detach(Module *m);
+static void module_api_install_detach(Module *m);
 
 void module_api_cancel(Module *m)
 {
     image_scan_cancel(g_steal_pointer(&m->pending));
     module_api_quarantine_detach(m);
+    module_api_install_detach(m);
 }
 
 static gboolean module_api_has_cap(Module *m, const gchar *cap)
@@ -442,22 +444,60 @@ static gboolean module_api_host_open(Module *m, guint64 tag,
     return TRUE;
 }
 
+/* An install on the store's thread: it outlives its module, which only
+ * stops waiting. */
+typedef struct {
+    Module *m;                      /* NULL once the module is gone */
+    VmaugStore *store;              /* the helper's: outlives modules */
+    guint64 tag;
+} ModuleApiInstall;
+
+static void module_api_install_detach(Module *m)
+{
+    ModuleApiInstall *in = g_steal_pointer(&m->installing);
+
+    if (in != NULL) {
+        in->m = NULL;
+    }
+}
+
+static void module_api_installed(GObject *source, GAsyncResult *res,
+                                 gpointer data)
+{
+    g_autofree ModuleApiInstall *in = data;
+    g_autoptr(VmaugManifest) installed = NULL;
+    gboolean already = FALSE;
+
+    installed = vmaug_store_install_finish(in->store, res, &already, NULL);
+    if (in->m == NULL) {
+        return;
+    }
+    in->m->installing = NULL;
+    /* A module learns that nothing changed (an upgrade module then
+     * restarts nothing). */
+    module_api_reply(in->m, in->tag, already ? -EEXIST :
+                     installed != NULL ? 0 : -EACCES, NULL, 0, -1);
+}
+
+/* Bound for an install on top of the call's own: it may wait behind
+ * other packages entering the store, on a slow disk. */
+#define MODULE_API_INSTALL_EXTEND_MS    60000
+
 static gboolean module_api_install(Module *m, guint64 tag, const guint8 *args,
                                    gsize alen, const gchar **why)
 {
     g_autoptr(GBytes) pkg = g_bytes_new(args, alen);
-    g_autoptr(VmaugManifest) installed = NULL;
-    g_autoptr(GError) error = NULL;
     g_autofree gchar *actor = g_strconcat("module:", m->name, NULL);
-    gboolean already = FALSE;
+    ModuleApiInstall *in = g_new0(ModuleApiInstall, 1);
 
-    /* Exactly the checks of a guest upload, signature first.  A module
-     * learns that nothing changed (an upgrade module then restarts
-     * nothing). */
-    installed = vmaug_store_install_full(m->store, pkg, actor, &already,
-                                         &error);
-    module_api_reply(m, tag, already ? -EEXIST : installed != NULL ? 0 :
-                     -EACCES, NULL, 0, -1);
+    /* Exactly the checks of a guest upload, signature first, on the
+     * store's thread: answered when they are done. */
+    in->m = m;
+    in->store = m->store;
+    in->tag = tag;
+    m->installing = in;
+    m->api_extend_ms = MODULE_API_INSTALL_EXTEND_MS;
+    vmaug_store_install_async(m->store, pkg, actor, module_api_installed, in);
     return TRUE;
 }
 

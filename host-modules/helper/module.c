@@ -359,7 +359,7 @@ static gboolean module_on_message(VmaugLink *link, guint16 type, guint64 tag,
         /* Only while it serves us: init, a call or an event; and one
          * at a time (it waits for each answer). */
         if (!(m->state == 0 || m->in_flight) || m->pending != NULL ||
-            m->quarantine != NULL) {
+            m->quarantine != NULL || m->installing != NULL) {
             *why = "unsolicited API request";
             return FALSE;
         }

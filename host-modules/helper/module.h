@@ -98,6 +98,8 @@ struct _Module {
     /* A quarantine running for it (module-api.c); it outlives the
      * module, which only stops waiting. */
     gpointer quarantine;
+    /* Its install, on the store's thread (module-api.c): the same. */
+    gpointer installing;
     guint api_extend_ms;
 };
 

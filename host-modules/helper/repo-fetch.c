@@ -72,14 +72,46 @@ static void repo_fetch_free(RepoFetch *f)
     g_free(f);
 }
 
+/* The fetch ended: installed (@ok), or why not. */
+static void repo_fetch_finish(RepoFetch *f, gboolean ok, const gchar *reason)
+{
+    g_autoptr(GError) refusal = NULL;
+
+    repo_fetch_cleanup(f);
+    if (ok) {
+        g_message("device %s: fetched %s %s from %s", f->actor, f->name,
+                  repo_fetch_version(f), f->helper->repo_url);
+    } else {
+        refusal = g_error_new_literal(VMAUG_HOST_ERROR,
+                                      VMAUG_HOST_ERROR_NOT_FOUND, reason);
+    }
+    vmaug_store_audit(f->store, f->actor, "repo-fetch", f->name,
+                      *f->version != '\0' ? f->version : NULL, NULL, NULL,
+                      refusal);
+    f->done(ok, reason, f->done_data);
+    repo_fetch_free(f);
+}
+
+static void repo_fetch_on_installed(GObject *source, GAsyncResult *res,
+                                    gpointer data)
+{
+    RepoFetch *f = data;
+    g_autoptr(VmaugManifest) m = NULL;
+    g_autoptr(GError) error = NULL;
+
+    m = vmaug_store_install_finish(f->store, res, NULL, &error);
+    /* Another VM may have fetched the same package meanwhile: that is
+     * success too (already stored). */
+    repo_fetch_finish(f, m != NULL, error != NULL ? error->message : NULL);
+}
+
 /* The one package the fetch wrote, installed into the store (which
- * verifies it again and applies its rollback rule). */
+ * verifies it again and applies its rollback rule) on the store's own
+ * thread; FALSE when there is none to install. */
 static gboolean repo_fetch_install(RepoFetch *f, GError **error)
 {
     g_autoptr(GDir) d = g_dir_open(f->dir, 0, error);
     g_autoptr(GBytes) pkg = NULL;
-    g_autoptr(VmaugManifest) m = NULL;
-    g_autoptr(GError) local = NULL;
     g_autofree gchar *path = NULL;
     const gchar *e;
 
@@ -98,13 +130,8 @@ static gboolean repo_fetch_install(RepoFetch *f, GError **error)
     if (pkg == NULL) {
         return FALSE;
     }
-    m = vmaug_store_install(f->store, pkg, f->actor, &local);
-    /* Another VM may have fetched the same package meanwhile. */
-    if (m == NULL && !g_error_matches(local, VMAUG_HOST_ERROR,
-                                      VMAUG_HOST_ERROR_EXISTS)) {
-        g_propagate_error(error, g_steal_pointer(&local));
-        return FALSE;
-    }
+    vmaug_store_install_async(f->store, pkg, f->actor,
+                              repo_fetch_on_installed, f);
     return TRUE;
 }
 
@@ -142,7 +169,6 @@ static void repo_fetch_on_done(GObject *source, GAsyncResult *res,
 {
     RepoFetch *f = data;
     g_autoptr(GError) error = NULL;
-    g_autoptr(GError) refusal = NULL;
     g_autofree gchar *err = NULL;
     g_autofree gchar *reason = NULL;
     gboolean ok;
@@ -152,8 +178,10 @@ static void repo_fetch_on_done(GObject *source, GAsyncResult *res,
          g_subprocess_get_if_exited(f->proc) &&
          g_subprocess_get_exit_status(f->proc) == 0;
     if (ok) {
-        ok = repo_fetch_install(f, &error);
-        reason = error != NULL ? g_strdup(error->message) : NULL;
+        if (repo_fetch_install(f, &error)) {
+            return;     /* repo_fetch_on_installed() goes on */
+        }
+        reason = g_strdup(error->message);
     } else if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
         reason = g_strdup("the VM went away");
     } else if (error != NULL) {
@@ -163,19 +191,7 @@ static void repo_fetch_on_done(GObject *source, GAsyncResult *res,
     } else {
         reason = repo_fetch_reason(err);
     }
-    repo_fetch_cleanup(f);
-    if (ok) {
-        g_message("device %s: fetched %s %s from %s", f->actor, f->name,
-                  repo_fetch_version(f), f->helper->repo_url);
-    } else {
-        refusal = g_error_new_literal(VMAUG_HOST_ERROR,
-                                      VMAUG_HOST_ERROR_NOT_FOUND, reason);
-    }
-    vmaug_store_audit(f->store, f->actor, "repo-fetch", f->name,
-                      *f->version != '\0' ? f->version : NULL, NULL, NULL,
-                      refusal);
-    f->done(ok, reason, f->done_data);
-    repo_fetch_free(f);
+    repo_fetch_finish(f, FALSE, reason);
 }
 
 /* The client has its own time bound; this one covers a client stuck

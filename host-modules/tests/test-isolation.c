@@ -1032,6 +1032,114 @@ static void test_upload_slots(Fixture *f, gconstpointer data)
                      VMAUG_S_OK);
 }
 
+/* A request that must be answered in far less than one sync takes. */
+#define SLOW_SYNC_MS        1000
+#define ANSWER_WITHIN_MS    600
+
+/* Upload all of @pkg and send its COMMIT without waiting: its tag. */
+static guint64 upload_and_commit(HelperClient *c, GBytes *pkg,
+                                 const gchar *name, const gchar *version,
+                                 guint64 *id)
+{
+    struct vmaug_upload_ref ref = { 0 };
+    g_auto(HelperReply) r = { 0 };
+    guint8 sha[32];
+
+    package_sha(pkg, sha, NULL);
+    begin(c, g_bytes_get_size(pkg), sha, name, version, &r, id, NULL);
+    assert_reply(&r, VMAUG_S_OK, NULL);
+    send_all(c, *id, pkg, 0);
+    ref.upload_id = GUINT64_TO_LE(*id);
+    return vmaug_link_client_request(c->link, VMAUG_OP_UPLOAD_COMMIT, &ref,
+                                     sizeof(ref), NULL, 0, NULL);
+}
+
+/* A QUERY answered (whatever it says) within ANSWER_WITHIN_MS. */
+static guint16 query_quickly(HelperClient *c, const gchar *name)
+{
+    gint64 t0 = g_get_monotonic_time();
+    guint16 st = helper_query(c, name, NULL, NULL);
+    gint64 ms = (g_get_monotonic_time() - t0) / 1000;
+
+    g_test_message("QUERY %s: status %u after %" G_GINT64_FORMAT " ms", name,
+                   st, ms);
+    g_assert_cmpint(ms, <, ANSWER_WITHIN_MS);
+    return st;
+}
+
+/*
+ * On a host whose disk makes every sync take a second (other writers
+ * filling the journal), one VM's commit (its hashing, verifying and the
+ * syncs of its object, references and audit record) keeps no request
+ * waiting: another VM's, or the committing VM's own.  Its upload is BUSY
+ * to its owner until the commit ends; a VM that goes away mid-commit
+ * leaves its package stored and the helper serving.
+ */
+static void test_slow_commit(Fixture *f, gconstpointer data)
+{
+    g_autoptr(HelperClient) a = NULL;
+    g_autoptr(HelperClient) b = NULL;
+    HelperClient *c;
+    g_autoptr(GBytes) echo = test_module_package(f->keys->admin, "echo",
+                                                 "1.0");
+    g_autoptr(GBytes) kv = test_module_package(f->keys->admin, "kv", "1.0");
+    g_autofree gchar *audit = audit_path(f);
+    g_autofree gchar *delay = g_strdup_printf("%d", SLOW_SYNC_MS);
+    guint64 id_a = 0, id_c = 0, tag;
+    guint8 sha[32];
+    gint64 deadline;
+
+    g_setenv("LD_PRELOAD", test_env("VMAUG_TEST_SLOW_SYNC_SO"), TRUE);
+    g_setenv("VMAUG_TEST_SYNC_DELAY_MS", delay, TRUE);
+    fixture_start(f, NULL);
+    g_unsetenv("LD_PRELOAD");
+    g_unsetenv("VMAUG_TEST_SYNC_DELAY_MS");
+    a = helper_client_connect(f->socket, NULL);
+    b = helper_client_connect(f->socket, NULL);
+    c = helper_client_connect(f->socket, NULL);
+
+    tag = upload_and_commit(a, echo, "echo", "1.0", &id_a);
+    g_assert_cmpuint(tag, !=, 0);
+    /* c commits too, and is gone before its commit ends. */
+    g_assert_cmpuint(upload_and_commit(c, kv, "kv", "1.0", &id_c), !=, 0);
+    helper_client_free(c);
+
+    /* Served meanwhile: another VM, and the committing one. */
+    query_quickly(b, "echo");
+    query_quickly(a, "kv");
+    {
+        g_auto(HelperReply) r = { 0 };
+        g_autofree guint8 *byte = g_malloc0(1);
+
+        g_assert_true(upload_ref_call(a, VMAUG_OP_UPLOAD_ABORT, id_a, &r));
+        assert_reply(&r, VMAUG_S_BUSY, "being committed");
+        helper_reply_clear(&r);
+        g_assert_true(chunk(a, id_a, 0, byte, 1, &r));
+        assert_reply(&r, VMAUG_S_BUSY, "being committed");
+        helper_reply_clear(&r);
+        package_sha(echo, sha, NULL);
+        begin(a, g_bytes_get_size(echo), sha, "echo", "1.0", &r, NULL, NULL);
+        assert_reply(&r, VMAUG_S_BUSY, "being committed");
+    }
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_true(helper_client_wait_response(a, tag, &r));
+        assert_reply(&r, VMAUG_S_OK, NULL);
+    }
+    /* c's commit, queued behind a's, ends without c: the package is
+     * stored, then its record synced. */
+    deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+    while (helper_query(b, "kv", NULL, NULL) != VMAUG_S_OK ||
+           test_count_lines(audit, "\"upload-commit\"") < 2) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(100 * 1000);
+    }
+    g_assert_cmpuint(helper_query(b, "echo", NULL, NULL), ==, VMAUG_S_OK);
+    g_assert_cmpuint(test_count_lines(audit, "\"upload-commit\""), ==, 2);
+    g_assert_cmpuint(test_count_lines(audit, "\"refuse\""), ==, 0);
+}
+
 static void test_quota_uploads(Fixture *f, gconstpointer data)
 {
     /* At least one package of the policy's largest size (64 MiB) always
@@ -1276,6 +1384,7 @@ int main(int argc, char **argv)
     ADD("/isolation/upload/sigbus", test_upload_sigbus);
     ADD("/isolation/upload/poison", test_upload_poison);
     ADD("/isolation/upload/slots", test_upload_slots);
+    ADD("/isolation/upload/slow-commit", test_slow_commit);
     ADD("/isolation/two-vms", test_two_vms);
     ADD("/isolation/image-areas", test_image_areas);
     ADD("/isolation/config/module", test_config_module);

@@ -359,6 +359,17 @@ static void test_upload_resume(Fixture *f, gconstpointer data)
     g_assert_cmpuint(list->len, ==, 2);
 }
 
+/* The SHA-256 of @pkg into @sha; its hex form. */
+static gchar *package_sha(GBytes *pkg, guint8 sha[32])
+{
+    g_autoptr(GChecksum) c = g_checksum_new(G_CHECKSUM_SHA256);
+    gsize len = 32;
+
+    g_checksum_update(c, g_bytes_get_data(pkg, NULL), g_bytes_get_size(pkg));
+    g_checksum_get_digest(c, sha, &len);
+    return g_strdup(g_checksum_get_string(c));
+}
+
 static void upload_all(Fixture *f, GBytes *pkg, const guint8 *sha,
                        const gchar *name, const gchar *version,
                        guint64 *id)
@@ -376,6 +387,96 @@ static void upload_all(Fixture *f, GBytes *pkg, const guint8 *sha,
     g_assert_no_error(error);
 }
 
+static void commit_done(GObject *source, GAsyncResult *result,
+                        gpointer data)
+{
+    *(GAsyncResult **)data = g_object_ref(result);
+}
+
+/*
+ * A commit on the store's thread: BUSY to its owner until it ends, then
+ * the package is stored and the session gone.  A store freed while a
+ * commit runs waits for it, and the commit's end, dispatched later, says
+ * so without touching the store.
+ */
+static void test_upload_async(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) pkg = test_package(f->keys->admin, "echo", "2.0",
+                                         f->payload2);
+    g_autoptr(GBytes) pkg3 = test_package(f->keys->admin, "echo", "3.0",
+                                          f->payload2);
+    g_autoptr(VmaugManifest) m = NULL;
+    GAsyncResult *result = NULL;
+    g_autofree gchar *hex = NULL;
+    g_autofree gchar *obj = NULL;
+    guint8 sha[32];
+    guint64 id, off;
+    guint count;
+    guint64 bytes;
+
+    hex = package_sha(pkg, sha);
+    obj = g_strconcat(f->store_dir, "/objects/", hex, ".pkg", NULL);
+    upload_all(f, pkg, sha, "echo", "2.0", &id);
+    vmaug_store_upload_commit_async(f->store, "vm-a", id, "test", commit_done,
+                                    &result);
+    /* Running: not fed, aborted, resumed, committed again or released. */
+    g_assert_false(vmaug_store_upload_abort(f->store, "vm-a", id, "test",
+                                            &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY);
+    g_clear_error(&error);
+    g_assert_false(vmaug_store_upload_begin(f->store, "vm-a",
+                                            g_bytes_get_size(pkg), sha,
+                                            "echo", "2.0", "test", &id, &off,
+                                            &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY);
+    g_clear_error(&error);
+    g_assert_null(vmaug_store_upload_commit(f->store, "vm-a", id, "test",
+                                            &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY);
+    g_clear_error(&error);
+    vmaug_store_upload_release(f->store, "vm-a", "test");
+    while (result == NULL) {
+        g_main_context_iteration(NULL, TRUE);
+    }
+    m = vmaug_store_upload_commit_finish(f->store, result, &error);
+    g_clear_object(&result);
+    g_assert_no_error(error);
+    g_assert_cmpstr(m->version, ==, "2.0");
+    g_assert_true(g_file_test(obj, G_FILE_TEST_IS_REGULAR));
+    vmaug_store_upload_usage(f->store, "vm-a", &count, &bytes);
+    g_assert_cmpuint(count, ==, 0);
+
+    /* Freed mid-commit: the free waits, the end finds no store. */
+    g_free(package_sha(pkg3, sha));
+    upload_all(f, pkg3, sha, "echo", "3.0", &id);
+    vmaug_store_upload_commit_async(f->store, "vm-a", id, "test", commit_done,
+                                    &result);
+    {
+        VmaugStore *gone = f->store;
+
+        g_clear_pointer(&f->store, vmaug_store_free);
+        while (result == NULL) {
+            g_main_context_iteration(NULL, TRUE);
+        }
+        g_assert_null(vmaug_store_upload_commit_finish(gone, result,
+                                                       &error));
+        g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO);
+        g_clear_error(&error);
+        g_clear_object(&result);
+    }
+    /* What it did, it finished: the package is stored for the next one. */
+    f->store = vmaug_store_open(f->store_dir, f->keys->trust, f->policy,
+                                &error);
+    g_assert_no_error(error);
+    {
+        g_autoptr(VmaugStoreEntry) e = vmaug_store_lookup(f->store, "echo",
+                                                          "3.0", NULL);
+
+        g_assert_nonnull(e);
+    }
+}
+
 static void test_upload_refusals(Fixture *f, gconstpointer data)
 {
     g_autoptr(GError) error = NULL;
@@ -386,7 +487,6 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
     g_autofree gchar *before = test_snapshot(f->store_dir, "audit.log");
     g_autofree gchar *after = NULL;
     guint8 sha[32] = { 1 };
-    gsize shalen = 32;
     guint64 id, off;
     VmaugManifest *m;
 
@@ -410,13 +510,7 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
     g_clear_error(&error);
 
     /* Right hash, untrusted signer. */
-    {
-        g_autoptr(GChecksum) c = g_checksum_new(G_CHECKSUM_SHA256);
-
-        g_checksum_update(c, g_bytes_get_data(unknown, NULL),
-                          g_bytes_get_size(unknown));
-        g_checksum_get_digest(c, sha, &shalen);
-    }
+    g_free(package_sha(unknown, sha));
     upload_all(f, unknown, sha, "echo", "2.1", &id);
     m = vmaug_store_upload_commit(f->store, "vm-a", id, "test", &error);
     g_assert_null(m);
@@ -424,13 +518,7 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
     g_clear_error(&error);
 
     /* A package that is not what the upload announced. */
-    {
-        g_autoptr(GChecksum) c = g_checksum_new(G_CHECKSUM_SHA256);
-
-        g_checksum_update(c, g_bytes_get_data(pkg, NULL),
-                          g_bytes_get_size(pkg));
-        g_checksum_get_digest(c, sha, &shalen);
-    }
+    g_free(package_sha(pkg, sha));
     upload_all(f, pkg, sha, "kv", "2.0", &id);
     m = vmaug_store_upload_commit(f->store, "vm-a", id, "test", &error);
     g_assert_null(m);
@@ -682,6 +770,7 @@ int main(int argc, char **argv)
     ADD("/store/tamper/wrong-json-types", test_wrong_json_types);
     ADD("/store/upload/resume", test_upload_resume);
     ADD("/store/upload/refusals", test_upload_refusals);
+    ADD("/store/upload/async", test_upload_async);
     ADD("/store/upload/slots", test_upload_slots);
     ADD("/store/repair", test_repair);
     ADD("/store/repair-shared", test_repair_shared);

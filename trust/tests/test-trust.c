@@ -206,7 +206,6 @@ static void test_tampered_embedded_cert(Fixture *f, gconstpointer user_data)
 {
     g_autoptr(VmaugTrustStore) store = fixture_store(f);
     g_autoptr(GBytes) sig = sign(f->admin, f->data);
-    g_autoptr(GBytes) good_pem = NULL;
     g_autoptr(VmaugTrustSigner) good = NULL;
     gsize bits = g_bytes_get_size(sig) * 8;
     guint accepted = 0;
