@@ -63,20 +63,25 @@ gboolean store_publish(VmaugStore *store, VmaugPackage *pkg,
  * thread instead (the synchronous calls) holds job_lock just the same, so
  * admitting and publishing stay one step.
  */
-typedef struct {
-    VmaugStore *store;              /* NULL once the store is freed */
-} StoreJob;
-
+typedef struct StoreJob StoreJob;
 typedef void (*StoreJobFunc)(StoreJob *job);
+
+struct StoreJob {
+    VmaugStore *store;              /* NULL once the store is freed */
+    /* On the caller's thread, exactly once, after the work: what the
+     * store itself records of the job (sessions, refusals).  Run from
+     * store_job_finish(), or by the store's free when that never came. */
+    StoreJobFunc end;
+};
 
 /* @job is @task's data (the task owns it): @work runs on the store's
  * thread, then @task returns TRUE to its callback. */
 void store_job_push(VmaugStore *store, GTask *task, StoreJob *job,
                     StoreJobFunc work);
 /* Back on the caller's thread, from the task's callback: the job (still
- * the task's), or NULL with @error when the task failed before it began
- * or the store was freed meanwhile (@store is then compared, never used).
- * Either way the job is no longer the store's. */
+ * the task's), ended; or NULL with @error when the task failed before it
+ * began, or G_IO_ERROR_CLOSED when the store was freed meanwhile (it
+ * ended the job then; @store is compared, never used). */
 StoreJob *store_job_finish(VmaugStore *store, GAsyncResult *result,
                            GError **error);
 

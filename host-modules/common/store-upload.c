@@ -580,9 +580,12 @@ typedef struct {
     gchar *name;
     gchar *version;
     gchar *actor;
+    gchar *signer;                  /* of a package that verified */
     VmaugPackage *pkg;              /* verified and published, or NULL */
     GError *error;                  /* why not */
 } StoreCommit;
+
+static void store_commit_end(StoreJob *job);
 
 static void store_commit_free(StoreCommit *c)
 {
@@ -593,6 +596,7 @@ static void store_commit_free(StoreCommit *c)
     g_free(c->name);
     g_free(c->version);
     g_free(c->actor);
+    g_free(c->signer);
     g_clear_pointer(&c->pkg, vmaug_package_free);
     g_clear_error(&c->error);
     g_free(c);
@@ -625,6 +629,7 @@ static StoreCommit *store_commit_begin(VmaugStore *store, const gchar *owner,
         return NULL;
     }
     c->job.store = store;
+    c->job.end = store_commit_end;
     c->id = u->id;
     c->size = u->size;
     c->hex = g_strdup(u->hex);
@@ -664,6 +669,9 @@ static void store_commit_work(StoreJob *job)
         pkg = vmaug_package_verify(file, store->trust,
                                    store->policy->max_package_size, &local);
     }
+    if (pkg != NULL) {
+        c->signer = g_strdup(pkg->signer->common_name);
+    }
     if (pkg != NULL && (g_strcmp0(pkg->manifest->name, c->name) != 0 ||
                         g_strcmp0(pkg->manifest->version, c->version) != 0)) {
         g_set_error(&local, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED,
@@ -696,20 +704,27 @@ static void store_commit_work(StoreJob *job)
     c->pkg = g_steal_pointer(&pkg);
 }
 
-/* Back on the caller's thread: the session ends, accepted or refused (a
- * refused one would be refused again). */
-static VmaugManifest *store_commit_end(StoreCommit *c, GError **error)
+/* Back on the caller's thread (StoreJob's end): the session ends,
+ * accepted or refused (a refused one would be refused again). */
+static void store_commit_end(StoreJob *job)
 {
-    VmaugStore *store = c->job.store;
-    StoreUpload *u = g_hash_table_lookup(store->uploads, &c->id);
+    StoreCommit *c = (StoreCommit *)job;
+    StoreUpload *u = g_hash_table_lookup(job->store->uploads, &c->id);
 
     if (u != NULL) {
-        store_drop_upload(store, u);
+        store_drop_upload(job->store, u);
     }
     if (c->error != NULL) {
         /* Refusals are held back in a flood (store-audit.c). */
-        vmaug_store_audit(store, c->actor, "upload-commit", c->name,
-                          c->version, c->hex, NULL, c->error);
+        vmaug_store_audit(job->store, c->actor, "upload-commit", c->name,
+                          c->version, c->hex, c->signer, c->error);
+    }
+}
+
+/* What the caller learns of an ended commit. */
+static VmaugManifest *store_commit_result(StoreCommit *c, GError **error)
+{
+    if (c->error != NULL) {
         g_propagate_error(error, g_steal_pointer(&c->error));
         return NULL;
     }
@@ -730,7 +745,8 @@ VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
     g_mutex_lock(&store->job_lock);
     store_commit_work(&c->job);
     g_mutex_unlock(&store->job_lock);
-    return store_commit_end(c, error);
+    store_commit_end(&c->job);
+    return store_commit_result(c, error);
 }
 
 void vmaug_store_upload_commit_async(VmaugStore *store, const gchar *owner,
@@ -759,7 +775,7 @@ VmaugManifest *vmaug_store_upload_commit_finish(VmaugStore *store,
     StoreCommit *c = (StoreCommit *)store_job_finish(store, result, error);
 
     /* NULL: refused before it began, or the store is gone. */
-    return c != NULL ? store_commit_end(c, error) : NULL;
+    return c != NULL ? store_commit_result(c, error) : NULL;
 }
 
 gboolean vmaug_store_upload_abort(VmaugStore *store, const gchar *owner,

@@ -419,9 +419,14 @@ void vmaug_store_free(VmaugStore *store)
         /* Their work uses the store: let it finish. */
         g_thread_pool_free(store->jobs, FALSE, TRUE);
     }
-    /* Their ends may still be dispatched: without a store. */
+    /* Their callbacks will not run now, or will find no store: what the
+     * store records of them is recorded here (a refusal's audit record,
+     * the end of an upload's session). */
     for (guint i = 0; i < store->jobs_open->len; i++) {
-        ((StoreJob *)g_ptr_array_index(store->jobs_open, i))->store = NULL;
+        StoreJob *job = g_ptr_array_index(store->jobs_open, i);
+
+        job->end(job);
+        job->store = NULL;
     }
     g_ptr_array_unref(store->jobs_open);
     g_mutex_clear(&store->job_lock);
@@ -464,14 +469,23 @@ void store_job_push(VmaugStore *store, GTask *task, StoreJob *job,
 
     job->store = store;
     g_ptr_array_add(store->jobs_open, job);
-    if (store->jobs == NULL) {
-        /* One thread: jobs queue in order. */
-        store->jobs = g_thread_pool_new(store_job_thread, NULL, 1, FALSE,
-                                        NULL);
-    }
     run->task = g_object_ref(task);
     run->job = job;
     run->work = work;
+    if (store->jobs == NULL) {
+        g_autoptr(GError) local = NULL;
+
+        /* One thread, made now (exclusive): jobs queue in order. */
+        store->jobs = g_thread_pool_new(store_job_thread, NULL, 1, TRUE,
+                                        &local);
+        if (store->jobs == NULL) {
+            /* Slower, never lost: this one on the caller's thread. */
+            g_warning("store %s: no thread for packages entering it: %s",
+                      store->dir, local->message);
+            store_job_thread(run, NULL);
+            return;
+        }
+    }
     g_thread_pool_push(store->jobs, run, NULL);
 }
 
@@ -487,11 +501,12 @@ StoreJob *store_job_finish(VmaugStore *store, GAsyncResult *result,
     job = g_task_get_task_data(G_TASK(result));
     g_return_val_if_fail(job->store == store || job->store == NULL, NULL);
     if (job->store == NULL) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
-                    "the store was closed before the package was stored");
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_CLOSED,
+                    "the store was closed before the answer");
         return NULL;
     }
     g_ptr_array_remove_fast(store->jobs_open, job);
+    job->end(job);
     return job;
 }
 
@@ -874,10 +889,13 @@ static void store_install_free(StoreInstall *in)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreInstall, store_install_free)
 
+static void store_install_end(StoreJob *job);
+
 static StoreInstall *store_install_new(GBytes *package, const gchar *actor)
 {
     StoreInstall *in = g_new0(StoreInstall, 1);
 
+    in->job.end = store_install_end;
     in->package = g_bytes_ref(package);
     in->actor = g_strdup(actor);
     return in;
@@ -924,30 +942,38 @@ static void store_install_work(StoreJob *job)
                             in->pkg->signer->common_name, NULL);
 }
 
-/* On the caller's thread: a refusal is audited here (held back in a
- * flood, store-audit.c). */
-static VmaugManifest *store_install_end(StoreInstall *in,
-                                        gboolean *already_stored,
-                                        GError **error)
+/* On the caller's thread (StoreJob's end): a refusal is audited here,
+ * held back in a flood (store-audit.c). */
+static void store_install_end(StoreJob *job)
 {
+    StoreInstall *in = (StoreInstall *)job;
     VmaugPackage *pkg = in->pkg;
+    g_autofree gchar *hex = NULL;
 
+    if (in->error == NULL) {
+        return;
+    }
+    hex = g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, in->package);
+    vmaug_store_audit(job->store, in->actor, "install",
+                      pkg != NULL ? pkg->manifest->name : NULL,
+                      pkg != NULL ? pkg->manifest->version : NULL, hex,
+                      pkg != NULL ? pkg->signer->common_name : NULL,
+                      in->error);
+}
+
+/* What the caller learns of an ended install. */
+static VmaugManifest *store_install_result(StoreInstall *in,
+                                           gboolean *already_stored,
+                                           GError **error)
+{
     if (in->error != NULL) {
-        g_autofree gchar *hex = g_compute_checksum_for_bytes(
-            G_CHECKSUM_SHA256, in->package);
-
-        vmaug_store_audit(in->job.store, in->actor, "install",
-                          pkg != NULL ? pkg->manifest->name : NULL,
-                          pkg != NULL ? pkg->manifest->version : NULL, hex,
-                          pkg != NULL ? pkg->signer->common_name : NULL,
-                          in->error);
         g_propagate_error(error, g_steal_pointer(&in->error));
         return NULL;
     }
     if (already_stored != NULL) {
         *already_stored = in->already;
     }
-    return g_steal_pointer(&pkg->manifest);
+    return g_steal_pointer(&in->pkg->manifest);
 }
 
 VmaugManifest *vmaug_store_install_full(VmaugStore *store, GBytes *package,
@@ -962,7 +988,8 @@ VmaugManifest *vmaug_store_install_full(VmaugStore *store, GBytes *package,
     g_mutex_lock(&store->job_lock);
     store_install_work(&in->job);
     g_mutex_unlock(&store->job_lock);
-    return store_install_end(in, already_stored, error);
+    store_install_end(&in->job);
+    return store_install_result(in, already_stored, error);
 }
 
 void vmaug_store_install_async(VmaugStore *store, GBytes *package,
@@ -986,7 +1013,8 @@ VmaugManifest *vmaug_store_install_finish(VmaugStore *store,
 {
     StoreInstall *in = (StoreInstall *)store_job_finish(store, result, error);
 
-    return in != NULL ? store_install_end(in, already_stored, error) : NULL;
+    return in != NULL ? store_install_result(in, already_stored, error)
+                      : NULL;
 }
 
 VmaugManifest *vmaug_store_install(VmaugStore *store, GBytes *package,

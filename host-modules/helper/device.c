@@ -33,15 +33,12 @@ static guint64 *tag_dup(guint64 tag)
 
 /* ---- Sending ---- */
 
-static void device_reply(Device *dev, guint64 tag, guint16 status,
-                  const void *data, gsize len)
+/* A response on the link, whatever waits for @tag. */
+static void device_send_response(Device *dev, guint64 tag, guint16 status,
+                                 const void *data, gsize len)
 {
     struct virtio_vmaugment_resp resp = { 0 };
 
-    if (g_hash_table_remove(dev->cancelled, &tag)) {
-        return;     /* the guest will never see it */
-    }
-    g_hash_table_remove(dev->pending, &tag);
     if (dev->closed) {
         return;
     }
@@ -58,6 +55,17 @@ static void device_reply(Device *dev, guint64 tag, guint16 status,
     resp.status = GUINT16_TO_LE(status);
     vmaug_link_send(dev->link, VMAUG_HOST_RESPONSE, tag, &resp, sizeof(resp),
                     data, len, -1);
+}
+
+/* The answer to the request of @tag, which is then no longer in flight. */
+static void device_reply(Device *dev, guint64 tag, guint16 status,
+                  const void *data, gsize len)
+{
+    if (g_hash_table_remove(dev->cancelled, &tag)) {
+        return;     /* the guest will never see it */
+    }
+    g_hash_table_remove(dev->pending, &tag);
+    device_send_response(dev, tag, status, data, len);
 }
 
 static void device_reply_error(Device *dev, guint64 tag, const GError *error)
@@ -1163,9 +1171,11 @@ static gboolean device_on_message(VmaugLink *link, guint16 type, guint64 tag,
     switch (type) {
     case VMAUG_HOST_REQUEST:
         /* Tags in flight are unique; a reused one would pair answers
-         * with the wrong requests. */
-        if (g_hash_table_contains(dev->pending, &tag)) {
-            device_reply(dev, tag, VMAUG_S_BUSY, NULL, 0);
+         * with the wrong requests.  The one in flight (even given up on)
+         * keeps its tag: the refusal leaves it as it is. */
+        if (g_hash_table_contains(dev->pending, &tag) ||
+            g_hash_table_contains(dev->cancelled, &tag)) {
+            device_send_response(dev, tag, VMAUG_S_BUSY, NULL, 0);
             return TRUE;
         }
         device_request(dev, tag, data, len);

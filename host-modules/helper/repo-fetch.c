@@ -100,6 +100,13 @@ static void repo_fetch_on_installed(GObject *source, GAsyncResult *res,
     g_autoptr(GError) error = NULL;
 
     m = vmaug_store_install_finish(f->store, res, NULL, &error);
+    if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CLOSED)) {
+        /* The store is gone (the helper stops): nothing more to record. */
+        repo_fetch_cleanup(f);
+        f->done(FALSE, error->message, f->done_data);
+        repo_fetch_free(f);
+        return;
+    }
     /* Another VM may have fetched the same package meanwhile: that is
      * success too (already stored). */
     repo_fetch_finish(f, m != NULL, error != NULL ? error->message : NULL);

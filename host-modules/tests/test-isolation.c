@@ -1054,6 +1054,28 @@ static guint64 upload_and_commit(HelperClient *c, GBytes *pkg,
                                      sizeof(ref), NULL, 0, NULL);
 }
 
+/* A QUERY of @name with the tag of a request in flight (a hostile
+ * device): BUSY, and the request in flight keeps its tag. */
+static void query_with_tag(HelperClient *c, guint64 tag, const gchar *name)
+{
+    struct {
+        struct virtio_vmaugment_req req;
+        struct vmaug_module_ref ref;
+    } __attribute__((packed)) msg = {
+        .req = {
+            .opcode = GUINT16_TO_LE(VMAUG_OP_QUERY),
+            .len = GUINT32_TO_LE(sizeof(struct vmaug_module_ref)),
+            .id = GUINT64_TO_LE(tag),
+        },
+    };
+    g_auto(HelperReply) r = { 0 };
+
+    helper_ref(&msg.ref, name, NULL);
+    helper_client_send_msg(c, VMAUG_HOST_REQUEST, tag, &msg, sizeof(msg));
+    g_assert_true(helper_client_wait_response(c, tag, &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_BUSY);
+}
+
 /* A QUERY answered (whatever it says) within ANSWER_WITHIN_MS. */
 static guint16 query_quickly(HelperClient *c, const gchar *name)
 {
@@ -1072,8 +1094,9 @@ static guint16 query_quickly(HelperClient *c, const gchar *name)
  * filling the journal), one VM's commit (its hashing, verifying and the
  * syncs of its object, references and audit record) keeps no request
  * waiting: another VM's, or the committing VM's own.  Its upload is BUSY
- * to its owner until the commit ends; a VM that goes away mid-commit
- * leaves its package stored and the helper serving.
+ * to its owner until the commit ends, and so is its tag, also once the
+ * device gave up on it; a VM that goes away mid-commit leaves its package
+ * stored and the helper serving.
  */
 static void test_slow_commit(Fixture *f, gconstpointer data)
 {
@@ -1121,21 +1144,28 @@ static void test_slow_commit(Fixture *f, gconstpointer data)
         begin(a, g_bytes_get_size(echo), sha, "echo", "1.0", &r, NULL, NULL);
         assert_reply(&r, VMAUG_S_BUSY, "being committed");
     }
-    {
-        g_auto(HelperReply) r = { 0 };
-
-        g_assert_true(helper_client_wait_response(a, tag, &r));
-        assert_reply(&r, VMAUG_S_OK, NULL);
-    }
-    /* c's commit, queued behind a's, ends without c: the package is
-     * stored, then its record synced. */
+    /* The commit's tag, reused: BUSY, also once the device cancelled it;
+     * the commit's answer then reaches nobody. */
+    query_with_tag(a, tag, "kv");
+    helper_client_send_msg(a, VMAUG_HOST_CANCEL, tag, NULL, 0);
+    query_with_tag(a, tag, "kv");
+    /* Both commits end (c's, queued behind a's, without c): the packages
+     * are stored, then their records synced. */
     deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
     while (helper_query(b, "kv", NULL, NULL) != VMAUG_S_OK ||
+           helper_query(b, "echo", NULL, NULL) != VMAUG_S_OK ||
            test_count_lines(audit, "\"upload-commit\"") < 2) {
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
         g_usleep(100 * 1000);
     }
-    g_assert_cmpuint(helper_query(b, "echo", NULL, NULL), ==, VMAUG_S_OK);
+    {
+        guint16 status;
+        g_autoptr(GBytes) late = NULL;
+
+        g_assert_false(vmaug_link_client_wait_response(a->link, tag, 1000,
+                                                       &status, &late,
+                                                       NULL));
+    }
     g_assert_cmpuint(test_count_lines(audit, "\"upload-commit\""), ==, 2);
     g_assert_cmpuint(test_count_lines(audit, "\"refuse\""), ==, 0);
 }

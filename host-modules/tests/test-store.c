@@ -406,8 +406,14 @@ static void test_upload_async(Fixture *f, gconstpointer data)
                                          f->payload2);
     g_autoptr(GBytes) pkg3 = test_package(f->keys->admin, "echo", "3.0",
                                           f->payload2);
+    g_autoptr(GBytes) pkg4 = test_package(f->keys->admin, "echo", "4.0",
+                                          f->payload2);
+    g_autofree gchar *uploads = g_build_filename(f->store_dir, "uploads",
+                                                 NULL);
     g_autoptr(VmaugManifest) m = NULL;
     GAsyncResult *result = NULL;
+    GAsyncResult *refused = NULL;
+    guint refusals;
     g_autofree gchar *hex = NULL;
     g_autofree gchar *obj = NULL;
     guint8 sha[32];
@@ -447,25 +453,48 @@ static void test_upload_async(Fixture *f, gconstpointer data)
     vmaug_store_upload_usage(f->store, "vm-a", &count, &bytes);
     g_assert_cmpuint(count, ==, 0);
 
-    /* Freed mid-commit: the free waits, the end finds no store. */
+    /*
+     * Freed mid-commit, one to be accepted and one to be refused (a hash
+     * not announced): the free waits for both and ends them (sessions
+     * dropped, the refusal audited); their callbacks find no store.
+     */
     g_free(package_sha(pkg3, sha));
     upload_all(f, pkg3, sha, "echo", "3.0", &id);
     vmaug_store_upload_commit_async(f->store, "vm-a", id, "test", commit_done,
                                     &result);
+    sha[0] ^= 1;
+    upload_all(f, pkg4, sha, "echo", "4.0", &id);
+    vmaug_store_upload_commit_async(f->store, "vm-a", id, "test", commit_done,
+                                    &refused);
+    refusals = test_count_lines(f->audit, "\"refuse\"");
     {
         VmaugStore *gone = f->store;
 
         g_clear_pointer(&f->store, vmaug_store_free);
-        while (result == NULL) {
+        g_assert_cmpuint(test_count_lines(f->audit, "\"refuse\""), ==,
+                         refusals + 1);
+        while (result == NULL || refused == NULL) {
             g_main_context_iteration(NULL, TRUE);
         }
         g_assert_null(vmaug_store_upload_commit_finish(gone, result,
                                                        &error));
-        g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO);
+        g_assert_error(error, G_IO_ERROR, G_IO_ERROR_CLOSED);
+        g_clear_error(&error);
+        g_assert_null(vmaug_store_upload_commit_finish(gone, refused,
+                                                       &error));
+        g_assert_error(error, G_IO_ERROR, G_IO_ERROR_CLOSED);
         g_clear_error(&error);
         g_clear_object(&result);
+        g_clear_object(&refused);
     }
-    /* What it did, it finished: the package is stored for the next one. */
+    /* What it did, it finished: the package is stored for the next one,
+     * and no session is left to resume. */
+    {
+        g_autoptr(GDir) d = g_dir_open(uploads, 0, NULL);
+
+        g_assert_nonnull(d);
+        g_assert_null(g_dir_read_name(d));
+    }
     f->store = vmaug_store_open(f->store_dir, f->keys->trust, f->policy,
                                 &error);
     g_assert_no_error(error);
@@ -524,6 +553,9 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
     g_assert_null(m);
     g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED);
     g_clear_error(&error);
+    /* Its record names who signed what was refused. */
+    g_assert_cmpuint(test_count_lines(f->audit, "\"signer\":\"Test admin\","
+                                      "\"decision\":\"refuse\""), ==, 1);
 
     /* Aborted. */
     upload_all(f, pkg, sha, "echo", "2.0", &id);
