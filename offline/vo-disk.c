@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <libnbd.h>
@@ -43,8 +44,24 @@ G_DEFINE_QUARK(vmaugment-offline-error-quark, vo_error)
  */
 #define VO_READ_AHEAD_PAGES 15
 
+/*
+ * The cache's memory comes in chunks of this many pages (the longest read
+ * fits one), mapped and populated by one mmap(): on a virtual machine each
+ * page fault of touching fresh memory page by page costs tens of
+ * microseconds, about as much as reading that page from qemu-nbd.  A run
+ * of pages is read straight into a chunk; the chunks are given back all
+ * at once when the cache is dropped, and reused.
+ */
+#define VO_CHUNK_PAGES (VO_READ_AHEAD_PAGES + 1)
+#define VO_CHUNK_SIZE ((gsize)VO_CHUNK_PAGES * VO_PAGE_SIZE)
+
 typedef struct {
-    guint8 *data;
+    guint8 *base;
+    gsize used;
+} VoChunk;
+
+typedef struct {
+    guint8 *data;           /* in one of the disk's chunks */
     gboolean dirty;
 } VoPage;
 
@@ -68,7 +85,57 @@ struct VoDisk {
     guint64 size;
     gboolean writable;
     GHashTable *pages;      /* page index (guint64*) -> VoPage* */
+    GArray *chunks;         /* VoChunk: where the pages' data lies */
+    guint chunk;            /* the one pages are taken from now */
 };
+
+/* Room for @n pages, one after the other; NULL when no memory is left. */
+static guint8 *vo_disk_take_pages(VoDisk *disk, guint n, GError **error)
+{
+    gsize need = n * (gsize)VO_PAGE_SIZE;
+    VoChunk fresh;
+
+    g_assert(n <= VO_CHUNK_PAGES);
+    /* The first chunk with room for them: runs and single pages mixed
+     * waste at most a run's worth per chunk. */
+    for (guint i = disk->chunk; i < disk->chunks->len; i++) {
+        VoChunk *c = &g_array_index(disk->chunks, VoChunk, i);
+
+        if (c->used + need <= VO_CHUNK_SIZE) {
+            c->used += need;
+            while (disk->chunk < disk->chunks->len &&
+                   g_array_index(disk->chunks, VoChunk,
+                                 disk->chunk).used == VO_CHUNK_SIZE) {
+                disk->chunk++;
+            }
+            return c->base + c->used - need;
+        }
+    }
+    fresh.base = mmap(NULL, VO_CHUNK_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (fresh.base == MAP_FAILED) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "no memory for the disk's cache: %s", g_strerror(errno));
+        return NULL;
+    }
+    fresh.used = need;
+    g_array_append_val(disk->chunks, fresh);
+    return fresh.base;
+}
+
+/* Give back the @n pages at @data, the last ones taken (a failed read). */
+static void vo_disk_untake_pages(VoDisk *disk, guint8 *data, guint n)
+{
+    for (guint i = 0; i < disk->chunks->len; i++) {
+        VoChunk *c = &g_array_index(disk->chunks, VoChunk, i);
+
+        if (data + n * (gsize)VO_PAGE_SIZE == c->base + c->used) {
+            c->used -= n * (gsize)VO_PAGE_SIZE;
+            disk->chunk = MIN(disk->chunk, i);
+            return;
+        }
+    }
+}
 
 static gboolean vo_disk_nbd_io(VoDisk *disk, gboolean write, void *buf,
                                gsize count, guint64 offset, GError **error)
@@ -152,6 +219,7 @@ static VoDisk *vo_disk_new(const VoDiskBackend *backend, const char *format,
     disk->writable = writable;
     disk->pages = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
                                         NULL);
+    disk->chunks = g_array_new(FALSE, FALSE, sizeof(VoChunk));
     return disk;
 }
 
@@ -169,6 +237,13 @@ VoDisk *vo_disk_connect(int sock, const char *export, const char *format,
                     nbd_get_error());
         return NULL;
     }
+    /*
+     * libnbd zeroes a buffer before reading into it, lest a failed read
+     * leave old memory there: ours are given back when a read fails
+     * (vo_disk_get_page()), and zeroing a megabyte before every read of
+     * one costs as much again as copying it in.
+     */
+    nbd_set_pread_initialize(disk->nbd, false);
     /* qemu-nbd's only export is "", also libnbd's default. */
     if (export && nbd_set_export_name(disk->nbd, export) < 0) {
         close(sock);
@@ -215,9 +290,9 @@ VoDisk *vo_disk_new_from_memory(GBytes *data, const char *format,
     return disk;
 }
 
+/* Its data stays in its chunk until the cache is dropped. */
 static void vo_disk_page_free(VoPage *page)
 {
-    g_free(page->data);
     g_free(page);
 }
 
@@ -236,6 +311,11 @@ void vo_disk_drop_cache(VoDisk *disk)
         vo_disk_page_free(value);
         g_hash_table_iter_remove(&it);
     }
+    /* Every page is gone: the chunks, populated, serve again. */
+    for (guint i = 0; i < disk->chunks->len; i++) {
+        g_array_index(disk->chunks, VoChunk, i).used = 0;
+    }
+    disk->chunk = 0;
 }
 
 void vo_disk_free(VoDisk *disk)
@@ -253,6 +333,10 @@ void vo_disk_free(VoDisk *disk)
         }
         g_hash_table_unref(disk->pages);
     }
+    for (guint i = 0; disk->chunks && i < disk->chunks->len; i++) {
+        munmap(g_array_index(disk->chunks, VoChunk, i).base, VO_CHUNK_SIZE);
+    }
+    g_clear_pointer(&disk->chunks, g_array_unref);
     disk->backend->close(disk);
     g_free(disk->format);
     g_free(disk);
@@ -388,7 +472,7 @@ static VoPage *vo_disk_get_page(VoDisk *disk, guint64 index, gboolean load,
                                 GError **error)
 {
     VoPage *page = g_hash_table_lookup(disk->pages, &index);
-    g_autofree guint8 *run = NULL;
+    guint8 *run;
     gsize len;
     guint n;
 
@@ -401,9 +485,15 @@ static VoPage *vo_disk_get_page(VoDisk *disk, guint64 index, gboolean load,
         }
         vo_disk_drop_cache(disk);
     }
-    page = g_new0(VoPage, 1);
     if (!load) {
-        page->data = g_malloc0(VO_PAGE_SIZE);
+        run = vo_disk_take_pages(disk, 1, error);
+        if (!run) {
+            return NULL;
+        }
+        /* A chunk used before holds old pages. */
+        memset(run, 0, VO_PAGE_SIZE);
+        page = g_new0(VoPage, 1);
+        page->data = run;
         vo_disk_add_page(disk, index, page);
         return page;
     }
@@ -411,38 +501,35 @@ static VoPage *vo_disk_get_page(VoDisk *disk, guint64 index, gboolean load,
     for (;;) {
         g_autoptr(GError) local = NULL;
 
+        run = vo_disk_take_pages(disk, n, error);
+        if (!run) {
+            return NULL;
+        }
+        /* Read into the chunk: only the end past the disk is zeroed. */
         len = (n - 1) * (gsize)VO_PAGE_SIZE +
               vo_disk_page_len(disk, index + n - 1);
-        /* Not zeroed first: the read fills it (a scan reads hundreds of
-         * pages, and zeroing each cost more than the read). */
-        g_free(run);
-        run = g_malloc(n * (gsize)VO_PAGE_SIZE);
         memset(run + len, 0, n * (gsize)VO_PAGE_SIZE - len);
         if (vo_disk_io(disk, FALSE, run, len, index * VO_PAGE_SIZE,
                        &local)) {
             break;
         }
+        vo_disk_untake_pages(disk, run, n);
         if (n == 1) {
             g_propagate_error(error, g_steal_pointer(&local));
-            g_free(page);
             return NULL;
         }
         /* What failed may lie in the pages read ahead (a damaged qcow2
          * cluster), not in the one asked for. */
         n = 1;
     }
-    if (n == 1) {
-        page->data = g_steal_pointer(&run);
-    } else {
-        page->data = g_memdup2(run, VO_PAGE_SIZE);
-        for (guint i = 1; i < n; i++) {
-            VoPage *more = g_new0(VoPage, 1);
+    for (guint i = 1; i < n; i++) {
+        VoPage *more = g_new0(VoPage, 1);
 
-            more->data = g_memdup2(run + i * (gsize)VO_PAGE_SIZE,
-                                   VO_PAGE_SIZE);
-            vo_disk_add_page(disk, index + i, more);
-        }
+        more->data = run + i * (gsize)VO_PAGE_SIZE;
+        vo_disk_add_page(disk, index + i, more);
     }
+    page = g_new0(VoPage, 1);
+    page->data = run;
     vo_disk_add_page(disk, index, page);
     return page;
 }

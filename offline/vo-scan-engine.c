@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -83,7 +84,7 @@ typedef struct {
      * engine and database made them, their indices in the keys' byte
      * order (@n_order of them, else none); and which of them the walk
      * met (a bitmap, for the report). */
-    guint8 *request;
+    const guint8 *request;          /* mapped */
     const VoScanKey *given;
     gsize n_given;
     guint32 *order;
@@ -144,7 +145,7 @@ static JsonObject *vo_scan_read_request(VoScanEngine *s, int fd,
                                         GError **error)
 {
     struct stat st;
-    gsize done = 0;
+    void *data;
 
     if (fstat(fd, &st) < 0 || st.st_size <= 0 ||
         st.st_size > VO_SCAN_MAX_CACHE_BYTES * 2) {
@@ -152,18 +153,18 @@ static JsonObject *vo_scan_read_request(VoScanEngine *s, int fd,
                     "no scan request was given");
         return NULL;
     }
-    s->request = g_malloc(st.st_size);
-    while (done < (gsize)st.st_size) {
-        ssize_t n = pread(fd, s->request + done, st.st_size - done, done);
-
-        if (n <= 0) {
-            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                        "cannot read the scan request");
-            return NULL;
-        }
-        done += n;
+    /* Mapped whole, not read into fresh memory page fault by page fault:
+     * the parent sealed it against any change (vo-worker.c).  It stays
+     * mapped while the worker lives. */
+    data = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd,
+                0);
+    if (data == MAP_FAILED) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot map the scan request: %s", g_strerror(errno));
+        return NULL;
     }
-    return vo_scan_blob_split(s->request, done, &s->given, &s->n_given,
+    s->request = data;
+    return vo_scan_blob_split(s->request, st.st_size, &s->given, &s->n_given,
                               error);
 }
 

@@ -12,8 +12,10 @@
 #define G_LOG_DOMAIN "vmaugment-offline"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
@@ -356,8 +358,7 @@ static char *vo_scan_database_stamp(const char *dir, GError **error)
 
 /* ---- Heads and keys ---- */
 
-GBytes *vo_scan_blob_join(JsonObject *head, const VoScanKey *keys,
-                          gsize n_keys)
+GBytes *vo_scan_blob_head(JsonObject *head)
 {
     g_autoptr(JsonGenerator) gen = json_generator_new();
     g_autoptr(JsonNode) root = json_node_init_object(json_node_alloc(),
@@ -369,12 +370,9 @@ GBytes *vo_scan_blob_join(JsonObject *head, const VoScanKey *keys,
     json_generator_set_root(gen, root);
     text = json_generator_to_data(gen, &len);
     start = (len + 1 + 7) & ~(gsize)7;
-    out = g_malloc0(start + n_keys * sizeof(VoScanKey));
+    out = g_malloc0(start);
     memcpy(out, text, len);
-    if (n_keys) {
-        memcpy(out + start, keys, n_keys * sizeof(VoScanKey));
-    }
-    return g_bytes_new_take(out, start + n_keys * sizeof(VoScanKey));
+    return g_bytes_new_take(out, start);
 }
 
 JsonObject *vo_scan_blob_split(const guint8 *data, gsize len,
@@ -528,23 +526,43 @@ static gboolean vo_scan_cache_write(const char *path, const char *stamp,
         json_object_get_string_member(report, "engine"),
         JSON_NODE_HOLDS_NULL(version) ? 0 : json_node_get_int(version),
         json_object_get_int_member(db, "signatures"));
+    g_autofree char *tmp = g_strconcat(path, ".XXXXXX", NULL);
     g_autoptr(GBytes) blob = NULL;
-    gsize len;
-    const char *data;
+    gboolean ok;
+    int fd;
 
     json_object_set_int_member(head, "format", VO_SCAN_CACHE_FORMAT);
     json_object_set_int_member(head, "keys", keys->len);
     json_object_set_string_member(head, "database-stamp", stamp);
-    blob = vo_scan_blob_join(head, (const VoScanKey *)keys->data, keys->len);
-    data = g_bytes_get_data(blob, &len);
-    /* Atomically: an interrupted write leaves the old cache. */
-    if (!g_file_set_contents_full(path, data, len,
-                                  G_FILE_SET_CONTENTS_CONSISTENT, 0600,
-                                  error)) {
-        g_prefix_error(error, "scan cache: ");
+    blob = vo_scan_blob_head(head);
+    /* Atomically, a new file renamed over the old: an interrupted write
+     * leaves the old cache.  Head and keys are written from where they
+     * are, not joined into one more copy of a megabyte. */
+    fd = g_mkstemp_full(tmp, O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
+                    "scan cache: %s: %s", tmp, g_strerror(errno));
         return FALSE;
     }
-    return TRUE;
+    ok = vo_wire_write_all(fd, g_bytes_get_data(blob, NULL),
+                           g_bytes_get_size(blob), error) &&
+         vo_wire_write_all(fd, keys->data, keys->len * sizeof(VoScanKey),
+                           error);
+    if (close(fd) < 0 && ok) {
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
+                    "%s", g_strerror(errno));
+        ok = FALSE;
+    }
+    if (ok && rename(tmp, path) < 0) {
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
+                    "%s", g_strerror(errno));
+        ok = FALSE;
+    }
+    if (!ok) {
+        unlink(tmp);
+        g_prefix_error(error, "scan cache %s: ", path);
+    }
+    return ok;
 }
 
 /*
@@ -558,9 +576,12 @@ static GArray *vo_scan_cache_merge(VoScanCache *cache, gboolean matches,
                                    gboolean some_paths, GBytes *cached,
                                    GBytes *clean)
 {
-    GArray *out = g_array_new(FALSE, FALSE, sizeof(VoScanKey));
     const guint8 *bits = g_bytes_get_data(cached, NULL);
     gsize n_new = g_bytes_get_size(clean) / sizeof(VoScanKey);
+    /* Sized once: growing by doubling would copy the keys again. */
+    GArray *out = g_array_sized_new(
+        FALSE, FALSE, sizeof(VoScanKey),
+        MIN(n_new + (cache ? cache->n_keys : 0), VO_SCAN_MAX_CLEAN));
 
     g_array_append_vals(out, g_bytes_get_data(clean, NULL),
                         MIN(n_new, VO_SCAN_MAX_CLEAN));
@@ -575,8 +596,11 @@ static GArray *vo_scan_cache_merge(VoScanCache *cache, gboolean matches,
 
 /* ---- The job ---- */
 
+/* The head of the request; *@keys, the cache's keys to go after it (a
+ * slice of the cache file read, not a copy), or NULL. */
 static GBytes *vo_scan_request(const VoScanOptions *opts,
-                               const char *database, VoScanCache *cache)
+                               const char *database, VoScanCache *cache,
+                               GBytes **keys)
 {
     g_autoptr(JsonObject) head = json_object_new();
     JsonArray *paths = json_array_new();
@@ -595,8 +619,14 @@ static GBytes *vo_scan_request(const VoScanOptions *opts,
                                cache->signatures));
     }
     json_object_set_int_member(head, "keys", cache ? cache->n_keys : 0);
-    return vo_scan_blob_join(head, cache ? cache->keys : NULL,
-                             cache ? cache->n_keys : 0);
+    *keys = cache && cache->n_keys
+                ? g_bytes_new_from_bytes(
+                      cache->data,
+                      (const guint8 *)cache->keys -
+                          (const guint8 *)g_bytes_get_data(cache->data, NULL),
+                      cache->n_keys * sizeof(VoScanKey))
+                : NULL;
+    return vo_scan_blob_head(head);
 }
 
 static gboolean vo_scan_check_options(const VoScanOptions *opts,
@@ -638,6 +668,7 @@ GBytes *vo_scan_quarantine_request(const VoScanOptions *opts,
                                    GError **error)
 {
     g_autofree char *dir = NULL;
+    g_autoptr(GBytes) keys = NULL;      /* none: no cache */
 
     if (!vo_scan_check_options(opts, error)) {
         return NULL;
@@ -648,7 +679,7 @@ GBytes *vo_scan_quarantine_request(const VoScanOptions *opts,
                     "signature database %s is not a directory", dir);
         return NULL;
     }
-    return vo_scan_request(opts, dir, NULL);
+    return vo_scan_request(opts, dir, NULL, &keys);
 }
 
 gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
@@ -664,6 +695,7 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     g_autoptr(GBytes) clean = NULL;
     g_autoptr(GArray) keys = NULL;
     g_autoptr(GBytes) request = NULL;
+    g_autoptr(GBytes) request_keys = NULL;
     g_autoptr(JsonObject) contract = json_object_new();
     VoWorkerRequest req = { .job = VO_WORKER_SCAN };
     g_autoptr(GList) names = NULL;
@@ -689,10 +721,11 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     if (!format) {
         return FALSE;
     }
-    request = vo_scan_request(opts, database, cache);
+    request = vo_scan_request(opts, database, cache, &request_keys);
     req.image = req.disk = opts->image;
     req.format = format;
     req.request = request;
+    req.request_keys = request_keys;
     req.timeout_s = opts->timeout_s + VO_WORKER_SCAN_GRACE_S;
     if (!vo_worker_run(&req, &worker, error)) {
         return FALSE;

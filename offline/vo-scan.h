@@ -70,8 +70,9 @@ G_STATIC_ASSERT(sizeof(VoScanKey) == 56);
  * object, a NUL, zeros up to a multiple of 8 bytes, then the keys, as
  * many as the head's "keys" member says.
  */
-GBytes *vo_scan_blob_join(JsonObject *head, const VoScanKey *keys,
-                          gsize n_keys);
+/* The head's part: the object, the NUL and the zeros; the keys follow
+ * it as they are (never copied into one buffer with it). */
+GBytes *vo_scan_blob_head(JsonObject *head);
 /* The head and the keys of @data (which must stay alive while *@keys is
  * used; 8-byte aligned, as g_malloc() returns); NULL with @error. */
 JsonObject *vo_scan_blob_split(const guint8 *data, gsize len,

@@ -16,8 +16,8 @@
 #include "vo-disk.h"
 #include "vo-wire.h"
 
-static gboolean vo_wire_write_all(int fd, const void *buf, gsize len,
-                                  GError **error)
+gboolean vo_wire_write_all(int fd, const void *buf, gsize len,
+                           GError **error)
 {
     const guint8 *p = buf;
 
@@ -28,8 +28,7 @@ static gboolean vo_wire_write_all(int fd, const void *buf, gsize len,
             continue;
         }
         if (n <= 0) {
-            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                        "cannot send the report: %s",
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "cannot write: %s",
                         g_strerror(n < 0 ? errno : EPIPE));
             return FALSE;
         }
@@ -59,8 +58,12 @@ gboolean vo_wire_send(int fd, VoWireType type, JsonNode *body,
     h.version = GUINT16_TO_LE(VO_WIRE_VERSION);
     h.type = GUINT16_TO_LE(type);
     h.length = GUINT32_TO_LE((guint32)len);
-    return vo_wire_write_all(fd, &h, sizeof(h), error) &&
-           vo_wire_write_all(fd, text, len, error);
+    if (!vo_wire_write_all(fd, &h, sizeof(h), error) ||
+        !vo_wire_write_all(fd, text, len, error)) {
+        g_prefix_error(error, "cannot send the report: ");
+        return FALSE;
+    }
+    return TRUE;
 }
 
 /* Fills @buf, or says how the stream ended; *@got tells how far it got. */

@@ -34,6 +34,10 @@ typedef struct {
     guint32 length;             /* of the JSON body that follows */
 } __attribute__((packed)) VoWireHeader;
 
+/* Writes all of @buf to @fd (a socket, a pipe, a file): FALSE with
+ * @error when it cannot. */
+gboolean vo_wire_write_all(int fd, const void *buf, gsize len,
+                           GError **error);
 /* Writes one frame of @type carrying @body (an object) to @fd. */
 gboolean vo_wire_send(int fd, VoWireType type, JsonNode *body,
                       GError **error);

@@ -297,25 +297,16 @@ static gboolean vo_worker_confinement_ok(unsigned pieces, GError **error)
 
 /* The verified bundle (or the scan's request), sealed: the worker can
  * neither change it nor see it change. */
-static int vo_worker_sealed_fd(GBytes *bytes, GError **error)
+/* @bytes, then @more (may be NULL), in a sealed memfd. */
+static int vo_worker_sealed_fd(GBytes *bytes, GBytes *more, GError **error)
 {
-    gsize len;
-    const guint8 *data = g_bytes_get_data(bytes, &len);
     int fd = memfd_create("vmaugment-bundle", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    gsize done = 0;
 
-    while (fd >= 0 && done < len) {
-        ssize_t n = write(fd, data + done, len - done);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        done += n;
-    }
-    if (fd < 0 || done != len ||
+    if (fd < 0 ||
+        !vo_wire_write_all(fd, g_bytes_get_data(bytes, NULL),
+                           g_bytes_get_size(bytes), NULL) ||
+        (more && !vo_wire_write_all(fd, g_bytes_get_data(more, NULL),
+                                    g_bytes_get_size(more), NULL)) ||
         fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
                                F_SEAL_SEAL) < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
@@ -837,13 +828,14 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
         return FALSE;
     }
     if ((req->bundle || req->request) &&
-        (bundle_fd = vo_worker_sealed_fd(req->bundle ? req->bundle->bytes
-                                                     : req->request,
-                                         error)) < 0) {
+        (bundle_fd = vo_worker_sealed_fd(
+             req->bundle ? req->bundle->bytes : req->request,
+             req->bundle ? NULL : req->request_keys, error)) < 0) {
         pid = -1;
     } else if (vo_worker_job_has_scan(req->job) &&
                (scan_fd = vo_worker_sealed_fd(
-                    req->request ? req->request : empty, error)) < 0) {
+                    req->request ? req->request : empty,
+                    req->request ? req->request_keys : NULL, error)) < 0) {
         pid = -1;
     } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "socketpair: %s",
@@ -976,6 +968,7 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
         find.job = VO_WORKER_LOCATE;
         find.bundle = NULL;
         find.request = NULL;
+        find.request_keys = NULL;
         find.prepare = NULL;
         if (!vo_worker_run_opened(&find, volumes, fds, &located, error)) {
             return FALSE;

@@ -103,6 +103,8 @@ typedef struct {
     /* The scan job's request (vo-scan.h); for check and apply, the scan
      * request of the bundle's quarantine instruction, or NULL. */
     GBytes *request;
+    GBytes *request_keys;   /* what follows @request, or NULL (a scan
+                             * cache's keys, handed over without a copy) */
     guint timeout_s;        /* 0: VO_WORKER_TIMEOUT_S */
     /*
      * NULL when the disks exist.  Otherwise what makes them (an apply's

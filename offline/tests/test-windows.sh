@@ -211,9 +211,13 @@ JSON
 sum=$(sha256sum <"$img")
 expect_refusal "no POSIX owners" --trust-dir "$tmp/trust" apply "$img" "$tmp/chmod.vmab"
 expect_refusal "no extended attributes" --trust-dir "$tmp/trust" apply "$img" "$tmp/xattr.vmab"
+# A copy: an apply locks its image, and other tests read the shared
+# fixture meanwhile ("being serviced by another vmaugment-offline").
+cp --reflink=auto "$(fixtures_linux)/debian.qcow2" "$tmp/linux.qcow2"
 expect_refusal --status 3 'does not apply to .*: rule "os.family = windows, os.current_build = 19045" does not hold' \
     --trust-dir "$tmp/trust" \
-    apply "$(fixtures_linux)/debian.qcow2" "$tmp/win.vmab"
+    apply "$tmp/linux.qcow2" "$tmp/win.vmab"
+rm -f "$tmp/linux.qcow2"
 [ "$(sha256sum <"$img")" = "$sum" ] || fail "refusal changed the image"
 
 for state in dirty hibernated; do
