@@ -54,6 +54,9 @@ G_DEFINE_QUARK(vmaugment-offline-error-quark, vo_error)
  */
 #define VO_CHUNK_PAGES (VO_READ_AHEAD_PAGES + 1)
 #define VO_CHUNK_SIZE ((gsize)VO_CHUNK_PAGES * VO_PAGE_SIZE)
+/* The cache's memory, whatever runs and single pages left unused in
+ * their chunks: the same bound as its pages'. */
+#define VO_CACHE_MAX_CHUNKS (VO_CACHE_MAX_PAGES / VO_CHUNK_PAGES)
 
 typedef struct {
     guint8 *base;
@@ -89,7 +92,25 @@ struct VoDisk {
     guint chunk;            /* the one pages are taken from now */
 };
 
-/* Room for @n pages, one after the other; NULL when no memory is left. */
+/* Whether @n pages, one after the other, fit the cache's memory. */
+static gboolean vo_disk_has_room(VoDisk *disk, guint n)
+{
+    gsize need = n * (gsize)VO_PAGE_SIZE;
+
+    if (disk->chunks->len < VO_CACHE_MAX_CHUNKS) {
+        return TRUE;
+    }
+    for (guint i = disk->chunk; i < disk->chunks->len; i++) {
+        if (g_array_index(disk->chunks, VoChunk, i).used + need <=
+            VO_CHUNK_SIZE) {
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+/* Room for @n pages, one after the other (vo_disk_has_room()); NULL when
+ * no memory is left. */
 static guint8 *vo_disk_take_pages(VoDisk *disk, guint n, GError **error)
 {
     gsize need = n * (gsize)VO_PAGE_SIZE;
@@ -129,7 +150,8 @@ static void vo_disk_untake_pages(VoDisk *disk, guint8 *data, guint n)
     for (guint i = 0; i < disk->chunks->len; i++) {
         VoChunk *c = &g_array_index(disk->chunks, VoChunk, i);
 
-        if (data + n * (gsize)VO_PAGE_SIZE == c->base + c->used) {
+        if (data >= c->base && data < c->base + VO_CHUNK_SIZE &&
+            data + n * (gsize)VO_PAGE_SIZE == c->base + c->used) {
             c->used -= n * (gsize)VO_PAGE_SIZE;
             disk->chunk = MIN(disk->chunk, i);
             return;
@@ -479,11 +501,14 @@ static VoPage *vo_disk_get_page(VoDisk *disk, guint64 index, gboolean load,
     if (page) {
         return page;
     }
-    if (g_hash_table_size(disk->pages) >= VO_CACHE_MAX_PAGES) {
+    n = load ? vo_disk_read_run(disk, index) : 1;
+    if (g_hash_table_size(disk->pages) >= VO_CACHE_MAX_PAGES ||
+        !vo_disk_has_room(disk, n)) {
         if (!vo_disk_writeback(disk, error)) {
             return NULL;
         }
         vo_disk_drop_cache(disk);
+        n = 1;      /* nothing before it is cached now */
     }
     if (!load) {
         run = vo_disk_take_pages(disk, 1, error);
@@ -497,7 +522,6 @@ static VoPage *vo_disk_get_page(VoDisk *disk, guint64 index, gboolean load,
         vo_disk_add_page(disk, index, page);
         return page;
     }
-    n = vo_disk_read_run(disk, index);
     for (;;) {
         g_autoptr(GError) local = NULL;
 

@@ -536,8 +536,11 @@ static gboolean vo_scan_cache_write(const char *path, const char *stamp,
     json_object_set_string_member(head, "database-stamp", stamp);
     blob = vo_scan_blob_head(head);
     /* Atomically, a new file renamed over the old: an interrupted write
-     * leaves the old cache.  Head and keys are written from where they
-     * are, not joined into one more copy of a megabyte. */
+     * leaves the old cache.  Not synced first: a file a host crash left
+     * empty or cut is refused when read (vo_scan_blob_split() wants
+     * exactly the keys its head counts), and the next scan is a full
+     * one.  Head and keys are written from where they are, not joined
+     * into one more copy of a megabyte. */
     fd = g_mkstemp_full(tmp, O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
