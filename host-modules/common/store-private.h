@@ -72,12 +72,23 @@ struct StoreJob {
      * store itself records of the job (sessions, refusals).  Run from
      * store_job_finish(), or by the store's free when that never came. */
     StoreJobFunc end;
+    gchar *actor;                   /* who asked, for the audit log */
+    VmaugPackage *pkg;              /* what the work verified, or NULL */
+    GError *error;                  /* why the package is not stored */
 };
 
+/* What the job's fields hold; not the job itself. */
+void store_job_clear(StoreJob *job);
+/* @work on the caller's thread (under job_lock), then the job's end: the
+ * synchronous calls. */
+void store_job_run(StoreJob *job, StoreJobFunc work);
 /* @job is @task's data (the task owns it): @work runs on the store's
  * thread, then @task returns TRUE to its callback. */
 void store_job_push(VmaugStore *store, GTask *task, StoreJob *job,
                     StoreJobFunc work);
+/* What the caller learns of an ended job: the stored package's manifest,
+ * or NULL with the job's error. */
+VmaugManifest *store_job_result(StoreJob *job, GError **error);
 /* Back on the caller's thread, from the task's callback: the job (still
  * the task's), ended; or NULL with @error when the task failed before it
  * began, or G_IO_ERROR_CLOSED when the store was freed meanwhile (it

@@ -579,10 +579,7 @@ typedef struct {
     gchar *hex;
     gchar *name;
     gchar *version;
-    gchar *actor;
     gchar *signer;                  /* of a package that verified */
-    VmaugPackage *pkg;              /* verified and published, or NULL */
-    GError *error;                  /* why not */
 } StoreCommit;
 
 static void store_commit_end(StoreJob *job);
@@ -595,10 +592,8 @@ static void store_commit_free(StoreCommit *c)
     g_free(c->hex);
     g_free(c->name);
     g_free(c->version);
-    g_free(c->actor);
     g_free(c->signer);
-    g_clear_pointer(&c->pkg, vmaug_package_free);
-    g_clear_error(&c->error);
+    store_job_clear(&c->job);
     g_free(c);
 }
 
@@ -635,7 +630,7 @@ static StoreCommit *store_commit_begin(VmaugStore *store, const gchar *owner,
     c->hex = g_strdup(u->hex);
     c->name = g_strdup(u->name);
     c->version = g_strdup(u->version);
-    c->actor = g_strdup(actor);
+    c->job.actor = g_strdup(actor);
     u->committing = TRUE;
     return c;
 }
@@ -694,14 +689,14 @@ static void store_commit_work(StoreJob *job)
         store_publish(store, pkg, c->hex, &local);
     }
     if (local != NULL) {
-        c->error = local;
+        job->error = local;
         return;
     }
     /* Accepted: never held back, and synced before anyone is told. */
-    store_audit_accept_note(store, c->actor, "upload-commit", c->name,
+    store_audit_accept_note(store, job->actor, "upload-commit", c->name,
                             c->version, c->hex, pkg->signer->common_name,
                             NULL);
-    c->pkg = g_steal_pointer(&pkg);
+    job->pkg = g_steal_pointer(&pkg);
 }
 
 /* Back on the caller's thread (StoreJob's end): the session ends,
@@ -714,21 +709,11 @@ static void store_commit_end(StoreJob *job)
     if (u != NULL) {
         store_drop_upload(job->store, u);
     }
-    if (c->error != NULL) {
+    if (job->error != NULL) {
         /* Refusals are held back in a flood (store-audit.c). */
-        vmaug_store_audit(job->store, c->actor, "upload-commit", c->name,
-                          c->version, c->hex, c->signer, c->error);
+        vmaug_store_audit(job->store, job->actor, "upload-commit", c->name,
+                          c->version, c->hex, c->signer, job->error);
     }
-}
-
-/* What the caller learns of an ended commit. */
-static VmaugManifest *store_commit_result(StoreCommit *c, GError **error)
-{
-    if (c->error != NULL) {
-        g_propagate_error(error, g_steal_pointer(&c->error));
-        return NULL;
-    }
-    return g_steal_pointer(&c->pkg->manifest);
 }
 
 VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
@@ -742,11 +727,8 @@ VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
     if (c == NULL) {
         return NULL;
     }
-    g_mutex_lock(&store->job_lock);
-    store_commit_work(&c->job);
-    g_mutex_unlock(&store->job_lock);
-    store_commit_end(&c->job);
-    return store_commit_result(c, error);
+    store_job_run(&c->job, store_commit_work);
+    return store_job_result(&c->job, error);
 }
 
 void vmaug_store_upload_commit_async(VmaugStore *store, const gchar *owner,
@@ -772,10 +754,10 @@ VmaugManifest *vmaug_store_upload_commit_finish(VmaugStore *store,
                                                 GAsyncResult *result,
                                                 GError **error)
 {
-    StoreCommit *c = (StoreCommit *)store_job_finish(store, result, error);
+    StoreJob *job = store_job_finish(store, result, error);
 
     /* NULL: refused before it began, or the store is gone. */
-    return c != NULL ? store_commit_result(c, error) : NULL;
+    return job != NULL ? store_job_result(job, error) : NULL;
 }
 
 gboolean vmaug_store_upload_abort(VmaugStore *store, const gchar *owner,

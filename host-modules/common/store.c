@@ -449,14 +449,41 @@ typedef struct {
     StoreJobFunc work;
 } StoreJobRun;
 
+void store_job_clear(StoreJob *job)
+{
+    g_clear_pointer(&job->actor, g_free);
+    g_clear_pointer(&job->pkg, vmaug_package_free);
+    g_clear_error(&job->error);
+}
+
+/* Admitting and publishing stay one step, wherever the work runs. */
+static void store_job_work(StoreJob *job, StoreJobFunc work)
+{
+    g_mutex_lock(&job->store->job_lock);
+    work(job);
+    g_mutex_unlock(&job->store->job_lock);
+}
+
+void store_job_run(StoreJob *job, StoreJobFunc work)
+{
+    store_job_work(job, work);
+    job->end(job);
+}
+
+VmaugManifest *store_job_result(StoreJob *job, GError **error)
+{
+    if (job->error != NULL) {
+        g_propagate_error(error, g_steal_pointer(&job->error));
+        return NULL;
+    }
+    return g_steal_pointer(&job->pkg->manifest);
+}
+
 static void store_job_thread(gpointer data, gpointer user_data)
 {
     StoreJobRun *run = data;
-    VmaugStore *store = run->job->store;
 
-    g_mutex_lock(&store->job_lock);
-    run->work(run->job);
-    g_mutex_unlock(&store->job_lock);
+    store_job_work(run->job, run->work);
     g_task_return_boolean(run->task, TRUE);
     g_object_unref(run->task);
     g_free(run);
@@ -871,19 +898,16 @@ gboolean store_publish(VmaugStore *store, VmaugPackage *pkg,
 typedef struct {
     StoreJob job;
     GBytes *package;
-    gchar *actor;
-    VmaugPackage *pkg;              /* verified, or NULL */
+    gchar *hex;                     /* its SHA-256, hashed by the work */
     gboolean exists_ok;             /* that being there is success */
     gboolean already;               /* exactly this package was there */
-    GError *error;                  /* why it is not stored */
 } StoreInstall;
 
 static void store_install_free(StoreInstall *in)
 {
+    store_job_clear(&in->job);
     g_bytes_unref(in->package);
-    g_free(in->actor);
-    g_clear_pointer(&in->pkg, vmaug_package_free);
-    g_clear_error(&in->error);
+    g_free(in->hex);
     g_free(in);
 }
 
@@ -891,13 +915,15 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreInstall, store_install_free)
 
 static void store_install_end(StoreJob *job);
 
-static StoreInstall *store_install_new(GBytes *package, const gchar *actor)
+static StoreInstall *store_install_new(VmaugStore *store, GBytes *package,
+                                       const gchar *actor)
 {
     StoreInstall *in = g_new0(StoreInstall, 1);
 
+    in->job.store = store;
     in->job.end = store_install_end;
+    in->job.actor = g_strdup(actor);
     in->package = g_bytes_ref(package);
-    in->actor = g_strdup(actor);
     return in;
 }
 
@@ -906,40 +932,41 @@ static void store_install_work(StoreJob *job)
 {
     StoreInstall *in = (StoreInstall *)job;
     VmaugStore *store = job->store;
-    g_autofree gchar *hex = g_compute_checksum_for_bytes(G_CHECKSUM_SHA256,
-                                                         in->package);
-    g_autofree gchar *obj = store_object_path(store, hex);
+    g_autofree gchar *obj = NULL;
     GError *local = NULL;
 
-    in->pkg = vmaug_package_verify(in->package, store->trust,
-                                   store->policy->max_package_size, &local);
-    if (in->pkg != NULL &&
-        !store_admit(store, in->pkg->manifest->name,
-                     in->pkg->manifest->version, hex, &local) &&
+    in->hex = g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, in->package);
+    obj = store_object_path(store, in->hex);
+    job->pkg = vmaug_package_verify(in->package, store->trust,
+                                    store->policy->max_package_size, &local);
+    if (job->pkg != NULL &&
+        !store_admit(store, job->pkg->manifest->name,
+                     job->pkg->manifest->version, in->hex, &local) &&
         g_error_matches(local, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_EXISTS) &&
         in->exists_ok) {
         /* Exactly this package again: what was asked for is there, so a
          * re-run (configuration management) succeeds, and says so. */
-        store_audit_accept_note(store, in->actor, "install",
-                                in->pkg->manifest->name,
-                                in->pkg->manifest->version, hex,
-                                in->pkg->signer->common_name, local->message);
+        store_audit_accept_note(store, job->actor, "install",
+                                job->pkg->manifest->name,
+                                job->pkg->manifest->version, in->hex,
+                                job->pkg->signer->common_name,
+                                local->message);
         g_clear_error(&local);
         in->already = TRUE;
         return;
     }
-    if (in->pkg == NULL || local != NULL ||
+    if (job->pkg == NULL || local != NULL ||
         (!g_file_test(obj, G_FILE_TEST_IS_REGULAR) &&
          !vmaug_store_write_file(obj, g_bytes_get_data(in->package, NULL),
                                  g_bytes_get_size(in->package), &local)) ||
-        !store_publish(store, in->pkg, hex, &local)) {
-        in->error = local;
+        !store_publish(store, job->pkg, in->hex, &local)) {
+        job->error = local;
         return;
     }
-    store_audit_accept_note(store, in->actor, "install",
-                            in->pkg->manifest->name,
-                            in->pkg->manifest->version, hex,
-                            in->pkg->signer->common_name, NULL);
+    store_audit_accept_note(store, job->actor, "install",
+                            job->pkg->manifest->name,
+                            job->pkg->manifest->version, in->hex,
+                            job->pkg->signer->common_name, NULL);
 }
 
 /* On the caller's thread (StoreJob's end): a refusal is audited here,
@@ -947,18 +974,16 @@ static void store_install_work(StoreJob *job)
 static void store_install_end(StoreJob *job)
 {
     StoreInstall *in = (StoreInstall *)job;
-    VmaugPackage *pkg = in->pkg;
-    g_autofree gchar *hex = NULL;
+    VmaugPackage *pkg = job->pkg;
 
-    if (in->error == NULL) {
+    if (job->error == NULL) {
         return;
     }
-    hex = g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, in->package);
-    vmaug_store_audit(job->store, in->actor, "install",
+    vmaug_store_audit(job->store, job->actor, "install",
                       pkg != NULL ? pkg->manifest->name : NULL,
-                      pkg != NULL ? pkg->manifest->version : NULL, hex,
+                      pkg != NULL ? pkg->manifest->version : NULL, in->hex,
                       pkg != NULL ? pkg->signer->common_name : NULL,
-                      in->error);
+                      job->error);
 }
 
 /* What the caller learns of an ended install. */
@@ -966,14 +991,10 @@ static VmaugManifest *store_install_result(StoreInstall *in,
                                            gboolean *already_stored,
                                            GError **error)
 {
-    if (in->error != NULL) {
-        g_propagate_error(error, g_steal_pointer(&in->error));
-        return NULL;
-    }
     if (already_stored != NULL) {
         *already_stored = in->already;
     }
-    return g_steal_pointer(&in->pkg->manifest);
+    return store_job_result(&in->job, error);
 }
 
 VmaugManifest *vmaug_store_install_full(VmaugStore *store, GBytes *package,
@@ -981,14 +1002,10 @@ VmaugManifest *vmaug_store_install_full(VmaugStore *store, GBytes *package,
                                         gboolean *already_stored,
                                         GError **error)
 {
-    g_autoptr(StoreInstall) in = store_install_new(package, actor);
+    g_autoptr(StoreInstall) in = store_install_new(store, package, actor);
 
-    in->job.store = store;
     in->exists_ok = already_stored != NULL;
-    g_mutex_lock(&store->job_lock);
-    store_install_work(&in->job);
-    g_mutex_unlock(&store->job_lock);
-    store_install_end(&in->job);
+    store_job_run(&in->job, store_install_work);
     return store_install_result(in, already_stored, error);
 }
 
@@ -998,7 +1015,7 @@ void vmaug_store_install_async(VmaugStore *store, GBytes *package,
                                gpointer user_data)
 {
     g_autoptr(GTask) task = g_task_new(NULL, NULL, callback, user_data);
-    StoreInstall *in = store_install_new(package, actor);
+    StoreInstall *in = store_install_new(store, package, actor);
 
     in->exists_ok = TRUE;
     g_task_set_source_tag(task, vmaug_store_install_async);
