@@ -92,21 +92,26 @@ struct VoDisk {
     guint chunk;            /* the one pages are taken from now */
 };
 
-/* Whether @n pages, one after the other, fit the cache's memory. */
-static gboolean vo_disk_has_room(VoDisk *disk, guint n)
+/* The first chunk with room for @n pages one after the other, or -1:
+ * runs and single pages mixed waste at most a run's worth per chunk. */
+static gint vo_disk_chunk_with_room(VoDisk *disk, guint n)
 {
     gsize need = n * (gsize)VO_PAGE_SIZE;
 
-    if (disk->chunks->len < VO_CACHE_MAX_CHUNKS) {
-        return TRUE;
-    }
     for (guint i = disk->chunk; i < disk->chunks->len; i++) {
         if (g_array_index(disk->chunks, VoChunk, i).used + need <=
             VO_CHUNK_SIZE) {
-            return TRUE;
+            return i;
         }
     }
-    return FALSE;
+    return -1;
+}
+
+/* Whether @n pages, one after the other, fit the cache's memory. */
+static gboolean vo_disk_has_room(VoDisk *disk, guint n)
+{
+    return disk->chunks->len < VO_CACHE_MAX_CHUNKS ||
+           vo_disk_chunk_with_room(disk, n) >= 0;
 }
 
 /* Room for @n pages, one after the other (vo_disk_has_room()); NULL when
@@ -114,23 +119,20 @@ static gboolean vo_disk_has_room(VoDisk *disk, guint n)
 static guint8 *vo_disk_take_pages(VoDisk *disk, guint n, GError **error)
 {
     gsize need = n * (gsize)VO_PAGE_SIZE;
+    gint i = vo_disk_chunk_with_room(disk, n);
     VoChunk fresh;
 
     g_assert(n <= VO_CHUNK_PAGES);
-    /* The first chunk with room for them: runs and single pages mixed
-     * waste at most a run's worth per chunk. */
-    for (guint i = disk->chunk; i < disk->chunks->len; i++) {
+    if (i >= 0) {
         VoChunk *c = &g_array_index(disk->chunks, VoChunk, i);
 
-        if (c->used + need <= VO_CHUNK_SIZE) {
-            c->used += need;
-            while (disk->chunk < disk->chunks->len &&
-                   g_array_index(disk->chunks, VoChunk,
-                                 disk->chunk).used == VO_CHUNK_SIZE) {
-                disk->chunk++;
-            }
-            return c->base + c->used - need;
+        c->used += need;
+        while (disk->chunk < disk->chunks->len &&
+               g_array_index(disk->chunks, VoChunk,
+                             disk->chunk).used == VO_CHUNK_SIZE) {
+            disk->chunk++;
         }
+        return c->base + c->used - need;
     }
     fresh.base = mmap(NULL, VO_CHUNK_SIZE, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);

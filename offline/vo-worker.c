@@ -295,9 +295,9 @@ static gboolean vo_worker_confinement_ok(unsigned pieces, GError **error)
     return FALSE;
 }
 
-/* The verified bundle (or the scan's request), sealed: the worker can
- * neither change it nor see it change. */
-/* @bytes, then @more (may be NULL), in a sealed memfd. */
+/* The verified bundle (or the scan's request: @bytes, then @more, which
+ * may be NULL), sealed: the worker can neither change it nor see it
+ * change. */
 static int vo_worker_sealed_fd(GBytes *bytes, GBytes *more, GError **error)
 {
     int fd = memfd_create("vmaugment-bundle", MFD_CLOEXEC | MFD_ALLOW_SEALING);
