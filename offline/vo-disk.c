@@ -84,7 +84,6 @@ struct VoDisk {
     struct nbd_handle *nbd;     /* the NBD backend's */
     guint8 *mem;                /* the memory backend's */
     GBytes *mem_bytes;          /* holds @mem when it is read-only */
-    char *format;
     guint64 size;
     gboolean writable;
     GHashTable *pages;      /* page index (guint64*) -> VoPage* */
@@ -233,13 +232,11 @@ static const VoDiskBackend vo_disk_mem_backend = {
     .close = vo_disk_mem_close,
 };
 
-static VoDisk *vo_disk_new(const VoDiskBackend *backend, const char *format,
-                           gboolean writable)
+static VoDisk *vo_disk_new(const VoDiskBackend *backend, gboolean writable)
 {
     VoDisk *disk = g_new0(VoDisk, 1);
 
     disk->backend = backend;
-    disk->format = g_strdup(format);
     disk->writable = writable;
     disk->pages = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
                                         NULL);
@@ -247,11 +244,10 @@ static VoDisk *vo_disk_new(const VoDiskBackend *backend, const char *format,
     return disk;
 }
 
-VoDisk *vo_disk_connect(int sock, const char *export, const char *format,
-                        gboolean writable, GError **error)
+VoDisk *vo_disk_connect(int sock, const char *export, gboolean writable,
+                        GError **error)
 {
-    g_autoptr(VoDisk) disk = vo_disk_new(&vo_disk_nbd_backend, format,
-                                         writable);
+    g_autoptr(VoDisk) disk = vo_disk_new(&vo_disk_nbd_backend, writable);
     int64_t size;
 
     disk->nbd = nbd_create();
@@ -296,10 +292,9 @@ VoDisk *vo_disk_connect(int sock, const char *export, const char *format,
     return g_steal_pointer(&disk);
 }
 
-VoDisk *vo_disk_new_from_memory(GBytes *data, const char *format,
-                                gboolean writable)
+VoDisk *vo_disk_new_from_memory(GBytes *data, gboolean writable)
 {
-    VoDisk *disk = vo_disk_new(&vo_disk_mem_backend, format, writable);
+    VoDisk *disk = vo_disk_new(&vo_disk_mem_backend, writable);
     gsize len;
     const guint8 *p = g_bytes_get_data(data, &len);
 
@@ -362,7 +357,6 @@ void vo_disk_free(VoDisk *disk)
     }
     g_clear_pointer(&disk->chunks, g_array_unref);
     disk->backend->close(disk);
-    g_free(disk->format);
     g_free(disk);
 }
 
@@ -374,11 +368,6 @@ guint64 vo_disk_get_size(VoDisk *disk)
 gboolean vo_disk_get_writable(VoDisk *disk)
 {
     return disk->writable;
-}
-
-const char *vo_disk_get_format(VoDisk *disk)
-{
-    return disk->format;
 }
 
 static gsize vo_disk_page_len(VoDisk *disk, guint64 index)

@@ -37,18 +37,17 @@ typedef struct VoDisk VoDisk;
 /*
  * The disk served on the connected stream socket @sock (taken, whatever
  * happens) as the export named @export (NULL: the default, ""): the NBD
- * handshake, then reads and writes through the cache.  @format is only
- * reported (the server already knows it).
+ * handshake, then reads and writes through the cache.  Its format is the
+ * server's business, and its parent's to report.
  */
-VoDisk *vo_disk_connect(int sock, const char *export, const char *format,
-                        gboolean writable, GError **error);
+VoDisk *vo_disk_connect(int sock, const char *export, gboolean writable,
+                        GError **error);
 /*
  * The disk whose bytes are @data (referenced, never written: a writable
  * disk writes to a private copy), read through the same cache as an NBD
  * export: the fuzz targets' way to the readers without a server.
  */
-VoDisk *vo_disk_new_from_memory(GBytes *data, const char *format,
-                                gboolean writable);
+VoDisk *vo_disk_new_from_memory(GBytes *data, gboolean writable);
 /* From now on refuse writes (the export stays as it was opened). */
 void vo_disk_set_read_only(VoDisk *disk);
 /* Forgets every cached page; dirty ones are lost, so flush first. */
@@ -58,7 +57,6 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VoDisk, vo_disk_free)
 
 guint64 vo_disk_get_size(VoDisk *disk);
 gboolean vo_disk_get_writable(VoDisk *disk);
-const char *vo_disk_get_format(VoDisk *disk);
 gboolean vo_disk_pread(VoDisk *disk, void *buf, gsize count, guint64 offset,
                        GError **error);
 gboolean vo_disk_pwrite(VoDisk *disk, const void *buf, gsize count,

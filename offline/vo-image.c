@@ -907,6 +907,13 @@ VoImageServer *vo_image_server_new(const char *image, const char *name,
     return g_steal_pointer(&s);
 }
 
+void vo_image_server_set_format(VoImageServer *s, const char *format)
+{
+    g_return_if_fail(s->listener >= 0);
+    g_free(s->format);
+    s->format = g_strdup(format);
+}
+
 /* @text for QemuOpts: a comma is written twice. */
 static char *vo_image_opt(const char *text)
 {
@@ -1199,7 +1206,7 @@ gboolean vo_image_server_start(VoImageServer *s, int fd, GError **error)
     int saved;
     gboolean ok;
 
-    g_return_val_if_fail(s->listener >= 0, FALSE);
+    g_return_val_if_fail(s->listener >= 0 && s->format, FALSE);
     /*
      * A file held open is reopened through its descriptor, whatever is
      * under its name by now: a copy above every descriptor the child

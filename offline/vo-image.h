@@ -111,12 +111,15 @@ typedef struct VoImageServer VoImageServer;
  * A server of @image in @format (never probed), not started yet: its
  * listening socket, with the client's connection already made on it, so
  * that the client can be handed to the worker while @image is still
- * being made.  Its messages call the image @name (the image the user
- * named, when @image is our overlay of it; NULL: @image).
+ * being made, or probed.  Its messages call the image @name (the image
+ * the user named, when @image is our overlay of it; NULL: @image).
+ * @format may be NULL until vo_image_server_set_format(), before the start.
  */
 VoImageServer *vo_image_server_new(const char *image, const char *name,
                                    const char *format, gboolean writable,
                                    GError **error);
+/* @format (never probed) of a server not started yet. */
+void vo_image_server_set_format(VoImageServer *server, const char *format);
 /* The most LUKS volumes one disk may have opened. */
 #define VO_IMAGE_MAX_LUKS 8
 

@@ -661,8 +661,10 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "image");
     json_builder_add_string_value(b, guest->image);
+    /* Served to us in a format our parent knows, and names in our place
+     * (vo_worker_report_formats()). */
     json_builder_set_member_name(b, "format");
-    json_builder_add_string_value(b, vo_disk_get_format(guest->disk));
+    json_builder_add_null_value(b);
     json_builder_set_member_name(b, "virtual_size");
     json_builder_add_int_value(b, vo_disk_get_size(guest->disk));
     json_builder_set_member_name(b, "partition_table");
@@ -685,8 +687,7 @@ JsonNode *vo_inventory_to_json(VoGuest *guest, VoInventory *inv)
         json_builder_set_member_name(b, "disk");
         json_builder_add_int_value(b, i + 1);
         json_builder_set_member_name(b, "format");
-        json_builder_add_string_value(
-            b, vo_disk_get_format(guest->disks->pdata[i]));
+        json_builder_add_null_value(b);
         json_builder_set_member_name(b, "virtual_size");
         json_builder_add_int_value(b,
                                    vo_disk_get_size(guest->disks->pdata[i]));

@@ -191,6 +191,19 @@ static GPtrArray *vo_main_formats(GPtrArray *images, char **disk_formats,
     return g_steal_pointer(&formats);
 }
 
+/* Each disk's format as the user named it (NULL: none), for a worker
+ * whose run probes them (VoWorkerRequest.probe). */
+static GPtrArray *vo_main_named_formats(GPtrArray *images, char **disk_formats)
+{
+    GPtrArray *formats = g_ptr_array_new();
+
+    for (guint i = 0; i < images->len; i++) {
+        g_ptr_array_add(formats,
+                        (char *)vo_main_disk_format_of(disk_formats, i));
+    }
+    return formats;
+}
+
 /* Names each disk of the inventory's "disks" by its image. */
 static void vo_main_name_disks(JsonNode *inventory, GPtrArray *images)
 {
@@ -235,11 +248,9 @@ static gboolean vo_main_inspect(int argc, char **argv, GError **error)
         return FALSE;
     }
     image = images->pdata[0];
-    formats = vo_main_formats(images, opt_disk_formats, error);
-    if (!formats) {
-        return FALSE;
-    }
+    formats = vo_main_named_formats(images, opt_disk_formats);
     vo_main_request(&req, images, formats);
+    req.probe = TRUE;
     if (!vo_worker_run(&req, &result, error)) {
         return FALSE;
     }
@@ -445,12 +456,17 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
             return FALSE;
         }
     }
-    formats = vo_main_formats(images, opt_disk_formats, error);
+    /* Probed beside the worker's start, but by the route that needs them
+     * before its own. */
+    formats = opt_host_kernel
+                  ? vo_main_formats(images, opt_disk_formats, error)
+                  : vo_main_named_formats(images, opt_disk_formats);
     if (!formats) {
         return FALSE;
     }
     vo_main_request(&req, images, formats);
     req.bundle = bundle;
+    req.probe = !opt_host_kernel;
     if (opt_host_kernel) {
         g_autofree char *owner = g_canonicalize_filename(image, NULL);
 

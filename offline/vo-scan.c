@@ -688,7 +688,6 @@ GBytes *vo_scan_quarantine_request(const VoScanOptions *opts,
 gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
                      VoScanResult *result, GError **error)
 {
-    g_autofree char *format = NULL;
     g_autofree char *database = NULL;
     g_autofree char *stamp = NULL;
     g_autoptr(VoScanCache) cache = NULL;
@@ -720,13 +719,12 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     if (opts->cache) {
         cache = vo_scan_cache_read(opts->cache, stamp);
     }
-    format = vo_image_open_format(opts->image, opts->format, FALSE, error);
-    if (!format) {
-        return FALSE;
-    }
     request = vo_scan_request(opts, database, cache, &request_keys);
     req.image = req.disk = opts->image;
-    req.format = format;
+    /* Probed while the worker starts: a scan at an image's start waits
+     * for both. */
+    req.format = opts->format;
+    req.probe = TRUE;
     req.request = request;
     req.request_keys = request_keys;
     req.timeout_s = opts->timeout_s + VO_WORKER_SCAN_GRACE_S;

@@ -42,7 +42,7 @@
 typedef struct {
     VoWorkerJob job;
     const char *image;
-    char **formats;         /* one per disk of the guest */
+    guint n_disks;          /* of the guest */
     /* The LUKS volumes the parent opened, served after the disks. */
     VoMountsOpened opened[VO_WORKER_MAX_LUKS];
     guint n_opened;
@@ -356,6 +356,10 @@ static void vo_worker_test_report(const char *image)
                "\"files-scanned\": 1, \"files-cached\": 0, "
                "\"bytes-scanned\": 1, \"findings\": [], \"errors\": [], "
                "\"cached\": \"AQ==\", \"clean\": \"\"}}";
+    } else if (g_str_has_prefix(kind, "format-lie")) {
+        /* Formats the parent did not serve the disks in. */
+        body = "{\"inventory\": {\"format\": \"vmdk\", \"disks\": "
+               "[{\"disk\": 1, \"format\": \"vmdk\"}]}}";
     } else if (g_str_has_prefix(kind, "not-json")) {
         body = "{\"status\": ";
     } else if (g_str_has_prefix(kind, "unknown-member")) {
@@ -447,7 +451,7 @@ static gboolean vo_worker_test_hooks(VoGuest *guest, GError **error)
 
 static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
 {
-    guint n = g_strv_length(w->formats);
+    guint n = w->n_disks;
     VoDisk *disks[VO_WORKER_MAX_DISKS + VO_WORKER_MAX_LUKS];
     gboolean ok;
 
@@ -456,7 +460,6 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
                                         : g_strdup_printf("luks%u", i - n);
 
         disks[i] = vo_disk_connect(vo_worker_disk_fd(w->job, i), export,
-                                   i < n ? w->formats[i] : "luks",
                                    w->job == VO_WORKER_APPLY, error);
         if (!disks[i]) {
             while (i > 0) {
@@ -589,7 +592,7 @@ int main(int argc, char **argv)
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autoptr(JsonNode) report = NULL;
     g_autoptr(GError) error = NULL;
-    g_auto(GStrv) formats = NULL;
+    guint64 n_disks = 0;
     int io_fds[1 + VO_WORKER_MAX_DISKS + VO_WORKER_MAX_LUKS] = {
         VO_WORKER_FD_REPORT,
     };
@@ -615,26 +618,25 @@ int main(int argc, char **argv)
     if (argc < 4 || !vo_worker_job_from_name(argv[1], &w.job) ||
         argc != (vo_worker_job_has_bundle(w.job) ? 7 : 5) ||
         !vo_worker_parse_opened(&w, argv[4])) {
-        fprintf(stderr, "usage: vmaugment-offline-worker JOB IMAGE FORMAT "
+        fprintf(stderr, "usage: vmaugment-offline-worker JOB IMAGE DISKS "
                 "LUKS [SIGNER FINGERPRINT] (started by vmaugment-offline)\n");
         return 2;
     }
     w.image = argv[2];
-    /* One format per disk of the guest, each disk on its descriptor. */
-    formats = g_strsplit(argv[3], ",", -1);
-    if (g_strv_length(formats) == 0 ||
-        g_strv_length(formats) > VO_WORKER_MAX_DISKS) {
-        fprintf(stderr, "vmaugment-offline-worker: 1 to %d formats\n",
+    /* The guest's disks, each on its descriptor. */
+    if (!g_ascii_string_to_unsigned(argv[3], 10, 1, VO_WORKER_MAX_DISKS,
+                                    &n_disks, NULL)) {
+        fprintf(stderr, "vmaugment-offline-worker: 1 to %d disks\n",
                 VO_WORKER_MAX_DISKS);
         return 2;
     }
-    w.formats = formats;
+    w.n_disks = n_disks;
     n_fds = vo_worker_job_fds(w.job);
     policy.n_io_fds = 1;
-    for (guint i = 0; i < g_strv_length(formats) + w.n_opened; i++) {
+    for (guint i = 0; i < w.n_disks + w.n_opened; i++) {
         io_fds[policy.n_io_fds++] = vo_worker_disk_fd(w.job, i);
     }
-    n_fds += g_strv_length(formats) - 1 + w.n_opened;
+    n_fds += w.n_disks - 1 + w.n_opened;
     /* Room for the bundle it maps and the payloads it copies out. */
     if (vo_worker_job_has_bundle(w.job) &&
         fstat(VO_WORKER_FD_BUNDLE, &st) == 0 && st.st_size > 0) {

@@ -331,12 +331,12 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
     };
     unsigned pieces = vo_worker_pieces(&host, FALSE);
     g_autofree char *path = vo_worker_path();
-    g_autoptr(GPtrArray) formats = g_ptr_array_new();
-    g_autofree char *format_list = NULL;
+    /* Its disks' formats are ours to know, and to report: their number. */
+    g_autofree char *n_disks = g_strdup_printf("%u", req->n_more + 1);
     g_autoptr(GString) opened = g_string_new(NULL);
     char *argv[] = {
         path, (char *)vo_worker_job_name(req->job), (char *)req->image,
-        NULL,
+        n_disks,
         /* Where each opened LUKS volume lies: "DISK:OFFSET,...". */
         NULL,
         /* Who signed the bundle, for the marker it writes (servicing.h). */
@@ -356,14 +356,6 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
     };
     pid_t pid;
 
-    /* The formats, one per disk, as one argument: "qcow2,raw". */
-    g_ptr_array_add(formats, (char *)req->format);
-    for (guint i = 0; i < req->n_more; i++) {
-        g_ptr_array_add(formats, (char *)req->more_formats[i]);
-    }
-    g_ptr_array_add(formats, NULL);
-    format_list = g_strjoinv(",", (char **)formats->pdata);
-    argv[3] = format_list;
     for (guint i = 0; i < volumes->len; i++) {
         VoWorkerVolume *v = &g_array_index(volumes, VoWorkerVolume, i);
 
@@ -602,15 +594,10 @@ static gboolean vo_worker_serve(const VoWorkerRequest *req, GArray *volumes,
         return FALSE;
     }
     for (guint i = 0; i <= req->n_more; i++) {
-        const char *format = i ? req->more_formats[i - 1] : req->format;
+        /* Set before the start (vo_worker_formats()). */
+        const char *format = req->probe ? NULL
+                             : i ? req->more_formats[i - 1] : req->format;
         VoImageServer *server;
-
-        /* The formats travel as one comma-separated argument. */
-        if (strchr(format, ',')) {
-            g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                        "no image format is called '%s'", format);
-            return FALSE;
-        }
         VoImageLuks luks[VO_IMAGE_MAX_LUKS];
         guint first = next, n = 0;
 
@@ -637,6 +624,75 @@ static gboolean vo_worker_serve(const VoWorkerRequest *req, GArray *volumes,
         }
     }
     return TRUE;
+}
+
+/*
+ * Each disk's format into @formats, and onto its server in @servers
+ * (unless NULL): the request's, or with @req->probe what the probe of the
+ * disk finds (added to @probed, which holds them).  A format is one of
+ * QEMU's driver names: it becomes part of qemu-nbd's options.
+ */
+static gboolean vo_worker_formats(const VoWorkerRequest *req,
+                                  GPtrArray *servers, GPtrArray *probed,
+                                  const char **formats, GError **error)
+{
+    for (guint i = 0; i <= req->n_more; i++) {
+        const char *format = i ? req->more_formats[i - 1] : req->format;
+
+        if (req->probe) {
+            char *found = vo_image_open_format(
+                i ? req->more_disks[i - 1] : req->disk, format,
+                req->job == VO_WORKER_APPLY, error);
+
+            if (!found) {
+                return FALSE;
+            }
+            g_ptr_array_add(probed, found);
+            format = found;
+        }
+        if (!*format || format[strspn(format, "abcdefghijklmnopqrstuvwxyz"
+                                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789_-")]) {
+            g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                        "no image format is called '%s'", format);
+            return FALSE;
+        }
+        formats[i] = format;
+        if (servers) {
+            vo_image_server_set_format(servers->pdata[i], format);
+        }
+    }
+    return TRUE;
+}
+
+/*
+ * The inventory's formats are the ones its disks were served in, which
+ * we know and the worker was not told: each disk of "disks" in the
+ * guest's order, the first one's also at the top.
+ */
+static void vo_worker_report_formats(JsonObject *report,
+                                     const char *const *formats, guint n)
+{
+    JsonNode *inv = json_object_get_member(report, "inventory");
+    JsonNode *disks;
+
+    if (!inv || !JSON_NODE_HOLDS_OBJECT(inv)) {
+        return;
+    }
+    json_object_set_string_member(json_node_get_object(inv), "format",
+                                  formats[0]);
+    disks = json_object_get_member(json_node_get_object(inv), "disks");
+    for (guint i = 0; disks && JSON_NODE_HOLDS_ARRAY(disks) &&
+                      i < json_array_get_length(json_node_get_array(disks)) &&
+                      i < n;
+         i++) {
+        JsonNode *d = json_array_get_element(json_node_get_array(disks), i);
+
+        if (JSON_NODE_HOLDS_OBJECT(d)) {
+            json_object_set_string_member(json_node_get_object(d), "format",
+                                          formats[i]);
+        }
+    }
 }
 
 /* ---- The locate job's volumes ---- */
@@ -806,6 +862,8 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
     int sv[2] = { -1, -1 };
     int disk_fds[VO_WORKER_MAX_DISKS + VO_WORKER_MAX_LUKS];
     int made[VO_WORKER_MAX_DISKS];
+    g_autoptr(GPtrArray) probed = g_ptr_array_new_with_free_func(g_free);
+    const char *formats[VO_WORKER_MAX_DISKS];
     guint n_fds;
     int bundle_fd = -1;
     int scan_fd = -1;
@@ -867,13 +925,14 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
     }
     /*
      * The worker starts (loads, confines itself, waits for qemu-nbd's
-     * greeting on its connection) while the disks are made and their
-     * servers start: neither waits for the other.
+     * greeting on its connection) while the disks are probed or made and
+     * their servers start: neither waits for the other.
      */
     if (req->prepare) {
         fds = made;
     }
-    if ((req->prepare && !req->prepare(req->prepare_data, made, error)) ||
+    if (!vo_worker_formats(req, servers, probed, formats, error) ||
+        (req->prepare && !req->prepare(req->prepare_data, made, error)) ||
         !vo_worker_start_servers(servers, fds, error)) {
         bool unused;
 
@@ -927,6 +986,9 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
     if (!report_ok) {
         return FALSE;
     }
+    if (req->job == VO_WORKER_INSPECT) {
+        vo_worker_report_formats(report, formats, req->n_more + 1);
+    }
     *result = g_steal_pointer(&report);
     if (job_error) {
         /* What the job found is about the image the user named (never
@@ -945,7 +1007,9 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
                                             sizeof(VoWorkerVolume));
     g_autoptr(JsonObject) located = NULL;
     g_autoptr(VoLayout) layout = NULL;
-    VoWorkerRequest find = *req;
+    g_autoptr(GPtrArray) probed = g_ptr_array_new_with_free_func(g_free);
+    const char *formats[VO_WORKER_MAX_DISKS];
+    VoWorkerRequest find;
     VoWorkerRequest job = *req;
     guint64 sizes[VO_WORKER_MAX_DISKS];
     int made[VO_WORKER_MAX_DISKS];
@@ -957,7 +1021,19 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
          * Where the LUKS volumes lie is read by a locate job of its own,
          * from the disks as the job will see them (made first, then) and
          * read-only, before the job: their keys then open them for it.
+         * Both need the disks' formats: probed first, then.
          */
+        if (req->probe) {
+            if (!vo_worker_formats(req, NULL, probed, formats, error)) {
+                return FALSE;
+            }
+            job.format = formats[0];
+            job.more_formats = formats + 1;
+            job.probe = FALSE;
+        }
+        /* The formats known: the job's request from here on. */
+        req = &job;
+        find = job;
         if (req->prepare) {
             if (!req->prepare(req->prepare_data, made, error)) {
                 return FALSE;

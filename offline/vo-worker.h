@@ -89,7 +89,8 @@ typedef struct {
     VoWorkerJob job;
     const char *image;      /* named in messages and reports */
     const char *disk;       /* the file qemu-nbd serves: image or overlay */
-    const char *format;     /* of @disk, never probed again */
+    /* Of @disk: never probed again, unless @probe. */
+    const char *format;
     VoBundle *bundle;       /* bundle jobs; from vo_bundle_load() */
     /*
      * A guest of several disks: its second and later ones, in its order
@@ -118,6 +119,14 @@ typedef struct {
      */
     gboolean (*prepare)(gpointer data, int *fds, GError **error);
     gpointer prepare_data;
+    /*
+     * Whether @format and @more_formats are only what the user named (or
+     * NULL), each disk to be checked and probed (vo_image_open_format())
+     * once the worker is started and before qemu-nbd opens it, so that
+     * the worker's start overlaps the probe; when a disk is refused, so
+     * is the job, the worker ended.  Reading jobs only, without @prepare.
+     */
+    gboolean probe;
 } VoWorkerRequest;
 
 /* The host owner accepts running the worker with less than every piece

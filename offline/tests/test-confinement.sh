@@ -15,7 +15,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 35
+plan 37
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -218,6 +218,70 @@ no_sidecars "$tmp/no-overlay.qcow2"
 ! pgrep -f "vmaugment-offline-worker apply $tmp/no-overlay.qcow2" >/dev/null ||
     fail "the worker outlived the apply whose overlay was not made"
 pass "an overlay that cannot be made fails the apply; its worker ends and nothing is left"
+
+# 29b: a reading job's worker starts while its disk is probed (a qemu-img
+# that waits, at most 20 s, for the worker to be there): a scan at an
+# image's start waits for the longer of the two, not for both.  A probe
+# that refuses the disk fails the job; the worker ends with it, and
+# qemu-nbd never opens the disk.
+mkdir -p "$tmp/probing-img" "$tmp/probing-nbd"
+cat >"$tmp/probing-img/qemu-img" <<SH
+#!/bin/bash
+if [ "\$1" = info ]; then
+    for _ in \$(seq 200); do
+        pgrep -f "vmaugment-offline-worker [a-z]+ \${*: -1} " >/dev/null &&
+            { echo "\${*: -1}: worker up" >>"$tmp/probing-img/log"; break; }
+        sleep 0.1
+    done
+    case \${*: -1} in *refused*)
+        echo "qemu-img: injected failure" >&2; exit 1;;
+    esac
+fi
+exec "$QEMU_IMG" "\$@"
+SH
+cat >"$tmp/probing-nbd/qemu-nbd" <<SH
+#!/bin/sh
+echo "qemu-nbd \$*" >>"$tmp/probing-nbd/log"
+exec "$QEMU_NBD" "\$@"
+SH
+chmod +x "$tmp/probing-img/qemu-img" "$tmp/probing-nbd/qemu-nbd"
+cp "$fix/debian.qcow2" "$tmp/probed.qcow2"
+cp "$fix/debian.qcow2" "$tmp/probe-refused.qcow2"
+# The worker reads the database under an id of its own.
+chmod a+x "$tmp"
+mkdir -m 755 "$tmp/probe-db"
+echo "Probe.Test:0:*:766d61756d656e742d70726f6265" >"$tmp/probe-db/probe.ndb"
+export VMAUGMENT_QEMU_IMG=$tmp/probing-img/qemu-img
+export VMAUGMENT_QEMU_NBD=$tmp/probing-nbd/qemu-nbd
+vo inspect "$tmp/probed.qcow2" >/dev/null
+vo scan --database "$tmp/probe-db" --path /etc/os-release \
+    "$tmp/probed.qcow2" >/dev/null
+[ "$(grep -c "^$tmp/probed.qcow2: worker up" "$tmp/probing-img/log")" = 2 ] ||
+    fail "inspect and scan probed before their worker started: $(cat "$tmp/probing-img/log")"
+before=$(sha256sum <"$tmp/probe-refused.qcow2")
+expect_refusal 'is not a usable disk image: .*injected failure' \
+    inspect "$tmp/probe-refused.qcow2"
+# A scan that could not be made exits 3.
+expect_refusal --status 3 'is not a usable disk image: .*injected failure' \
+    scan --database "$tmp/probe-db" "$tmp/probe-refused.qcow2"
+unset VMAUGMENT_QEMU_IMG VMAUGMENT_QEMU_NBD
+! pgrep -f "vmaugment-offline-worker [a-z]+ $tmp/probe-refused.qcow2 " >/dev/null ||
+    fail "the worker outlived the job whose disk the probe refused"
+! grep -q probe-refused "$tmp/probing-nbd/log" ||
+    fail "qemu-nbd served a disk the probe refused: $(cat "$tmp/probing-nbd/log")"
+[ "$(sha256sum <"$tmp/probe-refused.qcow2")" = "$before" ] ||
+    fail "a refused disk changed"
+pass "a reading job's worker starts while its disk is probed; a refused disk ends the worker, unserved"
+
+# 29c: the formats an inspection reports are the ones the disks were
+# served in, never the worker's word (a test worker that names others).
+ln -f "$fix/debian.qcow2" "$tmp/report-format-lie.qcow2"
+VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
+    vo inspect "$tmp/report-format-lie.qcow2" >"$tmp/format-lie.json"
+[ "$(json_get "$tmp/format-lie.json" format)" = qcow2 ] &&
+    [ "$(json_get "$tmp/format-lie.json" disks 0 format)" = qcow2 ] ||
+    fail "the worker's formats were reported: $(cat "$tmp/format-lie.json")"
+pass "an inspection reports the formats its disks were served in, not the worker's"
 
 # 30: the overlay is made in a file the apply creates itself: a link
 # planted under its name (here by a qemu-img whose probe plants one,

@@ -45,6 +45,14 @@ def children(ppid):
     return out
 
 
+def state_of(pid):
+    """@pid's state ("T" when stopped), "" once it is gone."""
+    try:
+        return status_of(pid).get("State", "")
+    except OSError:
+        return ""
+
+
 def exe_of(pid):
     try:
         return os.readlink(f"/proc/{pid}/exe")
@@ -151,10 +159,18 @@ def main():
               "runs under rlimits (processes, CPU, memory, files)",
               str(limits))
     finally:
-        # Let the stopped server go on, whatever happened.
-        for pid in children(proc.pid):
-            if exe_of(pid) and status_of(pid).get("State", "").startswith("T"):
+        # Let the stopped server go on, whatever happened.  A reading job
+        # starts it only after its probe, which runs beside the worker's
+        # start: it may stop itself after the worker was caught confined.
+        deadline = time.monotonic() + TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
+            stopped = [pid for pid in children(proc.pid)
+                       if state_of(pid).startswith("T")]
+            for pid in stopped:
                 os.kill(pid, signal.SIGCONT)
+            if stopped:
+                break
+            time.sleep(0.005)
     rc = proc.wait(timeout=TIMEOUT)
     check(rc == 0, "finished its job once the disk answered", f"exit {rc}")
 

@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         quiet = TRUE;
     }
     /* Read-only, as inspect opens it: nothing may be written. */
-    guest = vo_mounts_open(vo_disk_new_from_memory(bytes, "raw", FALSE),
+    guest = vo_mounts_open(vo_disk_new_from_memory(bytes, FALSE),
                          "fuzz.img", &error);
     if (!guest) {
         g_assert(error != NULL);

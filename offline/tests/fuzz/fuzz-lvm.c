@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FuzzPv pv = { size, 0 };
 
     g_log_set_default_handler(fuzz_quiet, NULL);
-    disk = vo_disk_new_from_memory(bytes, "raw", FALSE);
+    disk = vo_disk_new_from_memory(bytes, FALSE);
     if (!vo_lvm_scan(disk, 0, size, fuzz_volume, &pv, &error)) {
         g_assert(error != NULL);
     }
