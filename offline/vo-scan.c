@@ -516,9 +516,17 @@ static JsonObject *vo_scan_cache_head(const char *engine, gint64 db_version,
     return o;
 }
 
+/* Consecutive keys where they lie: in the worker's report or in the
+ * cache file read. */
+typedef struct {
+    const VoScanKey *first;
+    gsize n;
+} VoScanKeyRun;
+
+/* @runs (VoScanKeyRun), @n_keys keys in all. */
 static gboolean vo_scan_cache_write(const char *path, const char *stamp,
-                                    JsonObject *report, GArray *keys,
-                                    GError **error)
+                                    JsonObject *report, GArray *runs,
+                                    gsize n_keys, GError **error)
 {
     JsonObject *db = json_object_get_object_member(report, "database");
     JsonNode *version = json_object_get_member(db, "version");
@@ -532,7 +540,7 @@ static gboolean vo_scan_cache_write(const char *path, const char *stamp,
     int fd;
 
     json_object_set_int_member(head, "format", VO_SCAN_CACHE_FORMAT);
-    json_object_set_int_member(head, "keys", keys->len);
+    json_object_set_int_member(head, "keys", n_keys);
     json_object_set_string_member(head, "database-stamp", stamp);
     blob = vo_scan_blob_head(head);
     /* Atomically, a new file renamed over the old: an interrupted write
@@ -540,7 +548,8 @@ static gboolean vo_scan_cache_write(const char *path, const char *stamp,
      * empty or cut is refused when read (vo_scan_blob_split() wants
      * exactly the keys its head counts), and the next scan is a full
      * one.  Head and keys are written from where they are, not joined
-     * into one more copy of a megabyte. */
+     * into one more copy of a megabyte (fresh memory: a page fault per
+     * 4 KiB). */
     fd = g_mkstemp_full(tmp, O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
@@ -548,9 +557,13 @@ static gboolean vo_scan_cache_write(const char *path, const char *stamp,
         return FALSE;
     }
     ok = vo_wire_write_all(fd, g_bytes_get_data(blob, NULL),
-                           g_bytes_get_size(blob), error) &&
-         vo_wire_write_all(fd, keys->data, keys->len * sizeof(VoScanKey),
-                           error);
+                           g_bytes_get_size(blob), error);
+    for (guint i = 0; ok && i < runs->len; i++) {
+        VoScanKeyRun *r = &g_array_index(runs, VoScanKeyRun, i);
+
+        ok = vo_wire_write_all(fd, r->first, r->n * sizeof(VoScanKey),
+                               error);
+    }
     if (close(fd) < 0 && ok) {
         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
                     "%s", g_strerror(errno));
@@ -569,7 +582,8 @@ static gboolean vo_scan_cache_write(const char *path, const char *stamp,
 }
 
 /*
- * The keys the cache file keeps after a scan: those of the files the
+ * The keys the cache file keeps after a scan, as runs (VoScanKeyRun) of
+ * @clean and of @cache's keys, *@n_keys in all: those of the files the
  * worker found clean now, then those of the given ones it met unchanged
  * (@cached).  A scan of some paths keeps every given key besides: a key
  * names its file unchanged, so one left over is stale, never wrong (and
@@ -577,24 +591,38 @@ static gboolean vo_scan_cache_write(const char *path, const char *stamp,
  */
 static GArray *vo_scan_cache_merge(VoScanCache *cache, gboolean matches,
                                    gboolean some_paths, GBytes *cached,
-                                   GBytes *clean)
+                                   GBytes *clean, gsize *n_keys)
 {
     const guint8 *bits = g_bytes_get_data(cached, NULL);
-    gsize n_new = g_bytes_get_size(clean) / sizeof(VoScanKey);
-    /* Sized once: growing by doubling would copy the keys again. */
-    GArray *out = g_array_sized_new(
-        FALSE, FALSE, sizeof(VoScanKey),
-        MIN(n_new + (cache ? cache->n_keys : 0), VO_SCAN_MAX_CLEAN));
+    GArray *runs = g_array_new(FALSE, FALSE, sizeof(VoScanKeyRun));
+    VoScanKeyRun run = {
+        .first = g_bytes_get_data(clean, NULL),
+        .n = MIN(g_bytes_get_size(clean) / sizeof(VoScanKey),
+                 VO_SCAN_MAX_CLEAN),
+    };
 
-    g_array_append_vals(out, g_bytes_get_data(clean, NULL),
-                        MIN(n_new, VO_SCAN_MAX_CLEAN));
+    *n_keys = run.n;
+    if (run.n) {
+        g_array_append_val(runs, run);
+    }
+    run.n = 0;
     for (gsize i = 0; cache && matches && i < cache->n_keys &&
-                      out->len < VO_SCAN_MAX_CLEAN; i++) {
+                      *n_keys < VO_SCAN_MAX_CLEAN; i++) {
         if (some_paths || (bits[i / 8] >> (i % 8)) & 1) {
-            g_array_append_val(out, cache->keys[i]);
+            if (run.n == 0) {
+                run.first = &cache->keys[i];
+            }
+            run.n++;
+            ++*n_keys;
+        } else if (run.n) {
+            g_array_append_val(runs, run);
+            run.n = 0;
         }
     }
-    return out;
+    if (run.n) {
+        g_array_append_val(runs, run);
+    }
+    return runs;
 }
 
 /* ---- The job ---- */
@@ -695,7 +723,8 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     g_autoptr(JsonObject) out = NULL;
     g_autoptr(GBytes) cached = NULL;
     g_autoptr(GBytes) clean = NULL;
-    g_autoptr(GArray) keys = NULL;
+    g_autoptr(GArray) runs = NULL;
+    gsize n_keys;
     g_autoptr(GBytes) request = NULL;
     g_autoptr(GBytes) request_keys = NULL;
     g_autoptr(JsonObject) contract = json_object_new();
@@ -754,11 +783,12 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     json_object_set_string_member(contract, "result",
                                   vo_scan_result_name(*result));
     if (opts->cache) {
-        keys = vo_scan_cache_merge(cache,
+        runs = vo_scan_cache_merge(cache,
                                    cache && vo_scan_cache_matches(cache, out),
                                    opts->paths && opts->paths[0], cached,
-                                   clean);
-        if (!vo_scan_cache_write(opts->cache, stamp, out, keys, error)) {
+                                   clean, &n_keys);
+        if (!vo_scan_cache_write(opts->cache, stamp, out, runs, n_keys,
+                                 error)) {
             return FALSE;
         }
     }

@@ -587,12 +587,6 @@ static gboolean vo_worker_serve(const VoWorkerRequest *req, GArray *volumes,
 
     gboolean writable = req->job == VO_WORKER_APPLY;
 
-    if (req->n_more >= VO_WORKER_MAX_DISKS) {
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                    "%s: a guest of %u disks; at most %d are read together",
-                    req->image, req->n_more + 1, VO_WORKER_MAX_DISKS);
-        return FALSE;
-    }
     for (guint i = 0; i <= req->n_more; i++) {
         /* Set before the start (vo_worker_formats()). */
         const char *format = req->probe ? NULL
@@ -667,32 +661,43 @@ static gboolean vo_worker_formats(const VoWorkerRequest *req,
 
 /*
  * The inventory's formats are the ones its disks were served in, which
- * we know and the worker was not told: each disk of "disks" in the
- * guest's order, the first one's also at the top.
+ * we know and the worker was not told: each of the @n disks of "disks",
+ * one object each in the guest's order, the first one's also at the top.
+ * "disks" listing anything else is a malformed report.
  */
-static void vo_worker_report_formats(JsonObject *report,
-                                     const char *const *formats, guint n)
+static gboolean vo_worker_report_formats(JsonObject *report,
+                                         const char *const *formats,
+                                         guint n, GError **error)
 {
     JsonNode *inv = json_object_get_member(report, "inventory");
     JsonNode *disks;
+    JsonArray *list;
 
     if (!inv || !JSON_NODE_HOLDS_OBJECT(inv)) {
-        return;
+        return TRUE;
     }
     json_object_set_string_member(json_node_get_object(inv), "format",
                                   formats[0]);
     disks = json_object_get_member(json_node_get_object(inv), "disks");
-    for (guint i = 0; disks && JSON_NODE_HOLDS_ARRAY(disks) &&
-                      i < json_array_get_length(json_node_get_array(disks)) &&
-                      i < n;
-         i++) {
-        JsonNode *d = json_array_get_element(json_node_get_array(disks), i);
-
-        if (JSON_NODE_HOLDS_OBJECT(d)) {
-            json_object_set_string_member(json_node_get_object(d), "format",
-                                          formats[i]);
-        }
+    if (!disks) {
+        return TRUE;
     }
+    list = JSON_NODE_HOLDS_ARRAY(disks) ? json_node_get_array(disks) : NULL;
+    if (!list || json_array_get_length(list) != n) {
+        return vo_wire_malformed(error, "\"disks\" is not one object per "
+                                 "disk");
+    }
+    for (guint i = 0; i < n; i++) {
+        JsonNode *d = json_array_get_element(list, i);
+
+        if (!JSON_NODE_HOLDS_OBJECT(d)) {
+            return vo_wire_malformed(error, "\"disks\" is not one object "
+                                     "per disk");
+        }
+        json_object_set_string_member(json_node_get_object(d), "format",
+                                      formats[i]);
+    }
+    return TRUE;
 }
 
 /* ---- The locate job's volumes ---- */
@@ -986,8 +991,9 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
     if (!report_ok) {
         return FALSE;
     }
-    if (req->job == VO_WORKER_INSPECT) {
-        vo_worker_report_formats(report, formats, req->n_more + 1);
+    if (req->job == VO_WORKER_INSPECT &&
+        !vo_worker_report_formats(report, formats, req->n_more + 1, error)) {
+        return FALSE;
     }
     *result = g_steal_pointer(&report);
     if (job_error) {
@@ -1016,6 +1022,13 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     const int *fds = NULL;
 
     *result = NULL;
+    /* Before anything is counted out per disk. */
+    if (req->n_more >= VO_WORKER_MAX_DISKS) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s: a guest of %u disks; at most %d are read together",
+                    req->image, req->n_more + 1, VO_WORKER_MAX_DISKS);
+        return FALSE;
+    }
     if (vo_worker_keys && req->job != VO_WORKER_LOCATE) {
         /*
          * Where the LUKS volumes lie is read by a locate job of its own,

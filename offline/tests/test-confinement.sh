@@ -88,7 +88,8 @@ for report in bad-magic:'bad magic' huge:'body length out of range' \
     not-json:'body is not JSON' unknown-member:'unexpected member' \
     wrong-type:'"inventory" has the wrong type' bad-error:'bad "error"' \
     trailing:'data after the result' stages:'too many stages' \
-    bad-stage:'unknown stage' silent:'no report'; do
+    bad-stage:'unknown stage' silent:'no report' \
+    disks-extra:'"disks" is not one object per disk'; do
     name=${report%%:*}
     ln -f "$fix/debian.qcow2" "$tmp/report-$name.qcow2"
     VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \

@@ -10,7 +10,7 @@
 # e2fsck -fn, debugfs and qemu-img compare, nothing of ours.
 source "$(dirname "$0")/lib.sh"
 
-plan 11
+plan 12
 need_image_formats >&2
 fix=$(bash "$here/make-fixtures.sh" multidisk)
 make_identity
@@ -336,3 +336,19 @@ no_sidecars "$tmp/ln/d1.raw"
 pass "a link to a mount point reaches its filesystem's root (a package" \
     "unpacked onto disk 2 through /data -> /var); chmod, chown, delete, add," \
     "replace of the mount point refused, mkdir -p through it planned"
+
+# More disks than one worker reads (as a hostile OVF may list) are
+# refused before anything is counted out per disk: also where LUKS keys
+# have every disk probed first.
+fresh "$tmp/many"
+many=()
+for _ in $(seq 64); do
+    many+=(--disk "$tmp/many/d2.qcow2")
+done
+echo "not a key" >"$tmp/many/key"
+for keys in "" "--luks-key all:file:$tmp/many/key"; do
+    # shellcheck disable=SC2086
+    expect_refusal 'a guest of 65 disks; at most 8 are read together' \
+        $keys inspect "$tmp/many/d1.qcow2" "${many[@]}"
+done
+pass "a guest of 65 disks is refused, with LUKS keys too"
