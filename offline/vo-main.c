@@ -459,8 +459,8 @@ static gboolean vo_main_verify(int argc, char **argv, GError **error)
             return FALSE;
         }
     }
-    /* Probed beside the worker's start, but by the route that needs them
-     * before its own. */
+    /* Probed beside the worker's start; first by the host-kernel route,
+     * which needs the formats to start at all. */
     formats = opt_host_kernel
                   ? vo_main_formats(images, opt_disk_formats, error)
                   : vo_main_named_formats(images, opt_disk_formats);
