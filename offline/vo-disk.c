@@ -91,6 +91,50 @@ struct VoDisk {
     guint chunk;            /* the one pages are taken from now */
 };
 
+/*
+ * Chunks a freed disk leaves for the next one the process opens: the fuzz
+ * targets open a disk per input, and mapping and populating fresh chunks
+ * (with the page faults and TLB shootdowns of unmapping them) was most of
+ * what an input cost.  A worker reads one guest, so nothing of one disk
+ * reaches another's process; the pages are overwritten before use as a
+ * chunk kept by vo_disk_drop_cache() is.
+ */
+#define VO_CHUNK_POOL 4
+
+static G_LOCK_DEFINE(vo_chunk_pool);
+static guint8 *vo_chunk_pool[VO_CHUNK_POOL];
+
+static guint8 *vo_disk_chunk_new(void)
+{
+    guint8 *base = NULL;
+
+    G_LOCK(vo_chunk_pool);
+    for (guint i = 0; i < VO_CHUNK_POOL && !base; i++) {
+        base = g_steal_pointer(&vo_chunk_pool[i]);
+    }
+    G_UNLOCK(vo_chunk_pool);
+    if (base) {
+        return base;
+    }
+    base = mmap(NULL, VO_CHUNK_SIZE, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    return base == MAP_FAILED ? NULL : base;
+}
+
+static void vo_disk_chunk_free(guint8 *base)
+{
+    G_LOCK(vo_chunk_pool);
+    for (guint i = 0; i < VO_CHUNK_POOL && base; i++) {
+        if (!vo_chunk_pool[i]) {
+            vo_chunk_pool[i] = g_steal_pointer(&base);
+        }
+    }
+    G_UNLOCK(vo_chunk_pool);
+    if (base) {
+        munmap(base, VO_CHUNK_SIZE);
+    }
+}
+
 /* The first chunk with room for @n pages one after the other, or -1:
  * runs and single pages mixed waste at most a run's worth per chunk. */
 static gint vo_disk_chunk_with_room(VoDisk *disk, guint n)
@@ -133,9 +177,8 @@ static guint8 *vo_disk_take_pages(VoDisk *disk, guint n, GError **error)
         }
         return c->base + c->used - need;
     }
-    fresh.base = mmap(NULL, VO_CHUNK_SIZE, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (fresh.base == MAP_FAILED) {
+    fresh.base = vo_disk_chunk_new();
+    if (!fresh.base) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                     "no memory for the disk's cache: %s", g_strerror(errno));
         return NULL;
@@ -353,7 +396,7 @@ void vo_disk_free(VoDisk *disk)
         g_hash_table_unref(disk->pages);
     }
     for (guint i = 0; disk->chunks && i < disk->chunks->len; i++) {
-        munmap(g_array_index(disk->chunks, VoChunk, i).base, VO_CHUNK_SIZE);
+        vo_disk_chunk_free(g_array_index(disk->chunks, VoChunk, i).base);
     }
     g_clear_pointer(&disk->chunks, g_array_unref);
     disk->backend->close(disk);
@@ -603,6 +646,33 @@ gboolean vo_disk_pread(VoDisk *disk, void *buf, gsize count, guint64 offset,
         }
         memcpy(out, page->data + in_page, n);
         out += n;
+        offset += n;
+        count -= n;
+    }
+    return TRUE;
+}
+
+gboolean vo_disk_copy_to_fd(VoDisk *disk, int fd, guint64 offset,
+                            guint64 count, GError **error)
+{
+    if (!vo_disk_check_range(disk, count, offset, error)) {
+        return FALSE;
+    }
+    while (count > 0) {
+        guint64 index = offset / VO_PAGE_SIZE;
+        gsize in_page = offset % VO_PAGE_SIZE;
+        gsize n = MIN(count, VO_PAGE_SIZE - in_page);
+        VoPage *page = vo_disk_get_page(disk, index, TRUE, error);
+
+        if (!page) {
+            return FALSE;
+        }
+        if (pwrite(fd, page->data + in_page, n, offset) != (ssize_t)n) {
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                        "cannot copy the disk's bytes: %s",
+                        g_strerror(errno));
+            return FALSE;
+        }
         offset += n;
         count -= n;
     }

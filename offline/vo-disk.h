@@ -61,6 +61,12 @@ gboolean vo_disk_pread(VoDisk *disk, void *buf, gsize count, guint64 offset,
                        GError **error);
 gboolean vo_disk_pwrite(VoDisk *disk, const void *buf, gsize count,
                         guint64 offset, GError **error);
+/*
+ * Copies @count bytes at @offset to the same offset of @fd, page by page
+ * out of the cache, which keeps them: no buffer of @count bytes.
+ */
+gboolean vo_disk_copy_to_fd(VoDisk *disk, int fd, guint64 offset,
+                            guint64 count, GError **error);
 /* Writes every dirty page back and asks the server to flush. */
 gboolean vo_disk_flush(VoDisk *disk, GError **error);
 

@@ -59,24 +59,40 @@ VoLayout *vo_layout_new(void)
     return layout;
 }
 
-static gboolean vo_layout_mirror(VoDisk *disk, int fd, guint64 offset,
-                                 guint64 len, GError **error)
-{
-    g_autofree guint8 *buf = NULL;
+/*
+ * The shadow and which of its pages hold the disk's bytes: each page is
+ * copied once however many of the regions below overlap it (on a disk of
+ * a few hundred KiB, a fuzz target's, they all do).
+ */
+typedef struct {
+    VoDisk *disk;
+    int fd;
+    GHashTable *copied;     /* page index (guint64, as a pointer's bits) */
+} VoShadow;
 
-    len = MIN(len, vo_disk_get_size(disk) - MIN(offset,
-                                                vo_disk_get_size(disk)));
-    if (len == 0) {
-        return TRUE;
-    }
-    buf = g_malloc(len);
-    if (!vo_disk_pread(disk, buf, len, offset, error)) {
-        return FALSE;
-    }
-    if (pwrite(fd, buf, len, offset) != (ssize_t)len) {
-        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                    "cannot fill the probe shadow: %s", g_strerror(errno));
-        return FALSE;
+#define VO_SHADOW_PAGE (64 * 1024)
+
+static gboolean vo_layout_mirror(VoShadow *sh, guint64 offset, guint64 len,
+                                 GError **error)
+{
+    guint64 size = vo_disk_get_size(sh->disk);
+    guint64 end;
+
+    offset = MIN(offset, size);
+    end = offset + MIN(len, size - offset);
+    for (guint64 page = offset / VO_SHADOW_PAGE;
+         page * VO_SHADOW_PAGE < end; page++) {
+        guint64 at = page * VO_SHADOW_PAGE;
+
+        if (g_hash_table_contains(sh->copied, GSIZE_TO_POINTER(page))) {
+            continue;
+        }
+        if (!vo_disk_copy_to_fd(sh->disk, sh->fd, at,
+                                MIN((guint64)VO_SHADOW_PAGE, size - at),
+                                error)) {
+            return FALSE;
+        }
+        g_hash_table_add(sh->copied, GSIZE_TO_POINTER(page));
     }
     return TRUE;
 }
@@ -92,24 +108,24 @@ static char *vo_layout_value(blkid_probe pr, const char *name)
 }
 
 /* Fills in the filesystem fields of @part; an unknown one leaves NULLs. */
-static gboolean vo_layout_probe_fs(VoDisk *disk, int fd, VoPartition *part,
+static gboolean vo_layout_probe_fs(VoShadow *sh, VoPartition *part,
                                    GError **error)
 {
     blkid_probe pr;
     guint64 tail;
     int r;
 
-    if (!vo_layout_mirror(disk, fd, part->offset,
+    if (!vo_layout_mirror(sh, part->offset,
                           MIN(part->size, (guint64)VO_SB_HEAD), error)) {
         return FALSE;
     }
     tail = part->size > VO_SB_TAIL ? part->size - VO_SB_TAIL : 0;
-    if (!vo_layout_mirror(disk, fd, part->offset + tail, part->size - tail,
+    if (!vo_layout_mirror(sh, part->offset + tail, part->size - tail,
                           error)) {
         return FALSE;
     }
     pr = blkid_new_probe();
-    if (!pr || blkid_probe_set_device(pr, fd, part->offset, part->size)) {
+    if (!pr || blkid_probe_set_device(pr, sh->fd, part->offset, part->size)) {
         if (pr) {
             blkid_free_probe(pr);
         }
@@ -158,8 +174,9 @@ static gboolean vo_layout_is_extended(guint8 type)
  */
 #define VO_MAX_LOGICAL 256
 
-static gboolean vo_layout_mirror_ebrs(VoDisk *disk, int fd, GError **error)
+static gboolean vo_layout_mirror_ebrs(VoShadow *sh, GError **error)
 {
+    VoDisk *disk = sh->disk;
     guint64 sectors = vo_disk_get_size(disk) / 512;
     guint8 mbr[512];
 
@@ -186,7 +203,7 @@ static gboolean vo_layout_mirror_ebrs(VoDisk *disk, int fd, GError **error)
             const guint8 *link = ebr + 446 + 16;
             guint64 next;
 
-            if (!vo_layout_mirror(disk, fd, cur * 512, 512, error) ||
+            if (!vo_layout_mirror(sh, cur * 512, 512, error) ||
                 !vo_disk_pread(disk, ebr, sizeof(ebr), cur * 512, error)) {
                 return FALSE;
             }
@@ -219,7 +236,7 @@ static void vo_layout_add_volume(const char *name, guint64 offset,
 }
 
 /* The logical volumes of every LVM physical volume, after the partitions. */
-static gboolean vo_layout_scan_volumes(VoDisk *disk, int fd, VoLayout *layout,
+static gboolean vo_layout_scan_volumes(VoShadow *sh, VoLayout *layout,
                                        GError **error)
 {
     guint n = layout->partitions->len;
@@ -231,12 +248,12 @@ static gboolean vo_layout_scan_volumes(VoDisk *disk, int fd, VoLayout *layout,
         if (g_strcmp0(pv->fstype, "LVM2_member") != 0) {
             continue;
         }
-        if (!vo_lvm_scan(disk, pv->offset, pv->size, vo_layout_add_volume,
+        if (!vo_lvm_scan(sh->disk, pv->offset, pv->size, vo_layout_add_volume,
                          layout, error)) {
             return FALSE;
         }
         for (guint j = first; j < layout->partitions->len; j++) {
-            if (!vo_layout_probe_fs(disk, fd, layout->partitions->pdata[j],
+            if (!vo_layout_probe_fs(sh, layout->partitions->pdata[j],
                                     error)) {
                 return FALSE;
             }
@@ -251,23 +268,25 @@ VoLayout *vo_layout_scan(VoDisk *disk, GError **error)
     guint64 size = vo_disk_get_size(disk);
     blkid_probe pr = NULL;
     blkid_partlist list;
-    int fd;
+    VoShadow shadow = { .disk = disk };
+    VoShadow *sh = &shadow;
 
-    fd = memfd_create("vmaugment-probe", MFD_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, size) < 0) {
+    shadow.copied = g_hash_table_new(NULL, NULL);
+    shadow.fd = memfd_create("vmaugment-probe", MFD_CLOEXEC);
+    if (shadow.fd < 0 || ftruncate(shadow.fd, size) < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                     "cannot create the probe shadow: %s", g_strerror(errno));
         goto fail;
     }
-    if (!vo_layout_mirror(disk, fd, 0, VO_TABLE_REGION, error) ||
-        !vo_layout_mirror(disk, fd,
+    if (!vo_layout_mirror(sh, 0, VO_TABLE_REGION, error) ||
+        !vo_layout_mirror(sh,
                           size > VO_TABLE_REGION ? size - VO_TABLE_REGION : 0,
                           VO_TABLE_REGION, error) ||
-        !vo_layout_mirror_ebrs(disk, fd, error)) {
+        !vo_layout_mirror_ebrs(sh, error)) {
         goto fail;
     }
     pr = blkid_new_probe();
-    if (!pr || blkid_probe_set_device(pr, fd, 0, size)) {
+    if (!pr || blkid_probe_set_device(pr, sh->fd, 0, size)) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "libblkid setup failed");
         goto fail;
     }
@@ -312,7 +331,7 @@ VoLayout *vo_layout_scan(VoDisk *disk, GError **error)
             if (blkid_partition_is_extended(par)) {
                 continue;
             }
-            if (!vo_layout_probe_fs(disk, fd, part, error)) {
+            if (!vo_layout_probe_fs(sh, part, error)) {
                 goto fail;
             }
         }
@@ -321,24 +340,26 @@ VoLayout *vo_layout_scan(VoDisk *disk, GError **error)
 
         whole->size = size;
         g_ptr_array_add(layout->partitions, whole);
-        if (!vo_layout_probe_fs(disk, fd, whole, error)) {
+        if (!vo_layout_probe_fs(sh, whole, error)) {
             goto fail;
         }
     }
-    if (!vo_layout_scan_volumes(disk, fd, layout, error)) {
+    if (!vo_layout_scan_volumes(sh, layout, error)) {
         goto fail;
     }
     blkid_free_probe(pr);
-    close(fd);
+    close(shadow.fd);
+    g_hash_table_unref(shadow.copied);
     return g_steal_pointer(&layout);
 
 fail:
     if (pr) {
         blkid_free_probe(pr);
     }
-    if (fd >= 0) {
-        close(fd);
+    if (shadow.fd >= 0) {
+        close(shadow.fd);
     }
+    g_hash_table_unref(shadow.copied);
     return NULL;
 }
 
