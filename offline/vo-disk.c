@@ -6,7 +6,7 @@
  *
  * The cache reaches its disk through a small backend (VoDiskBackend): the
  * NBD connection in the product, or a buffer in memory, through which the
- * fuzz targets (offline/tests/fuzz/fuzz-image-*.c) run the real readers
+ * fuzz targets (offline/tests/fuzz/fuzz-image.c) run the real readers
  * on mutated images without a server.  Both are as untrusted as each
  * other: every bound is checked above the backend, in the cache.
  *

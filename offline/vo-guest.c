@@ -348,6 +348,13 @@ gboolean vo_guest_resolve(VoGuest *guest, const char *path,
             if (!target) {
                 goto out;
             }
+            if (target[0] == '\0') {
+                /* As Linux has it (only a crafted filesystem holds one):
+                 * an empty link names nothing. */
+                g_set_error(error, VO_ERROR, VO_ERROR_NOT_FOUND,
+                            "%s: a symbolic link with an empty target", here);
+                goto out;
+            }
             if (target[0] == '/') {
                 /* Guest-absolute: it restarts at the guest's root. */
                 g_ptr_array_set_size(cur, 0);

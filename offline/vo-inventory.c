@@ -55,6 +55,16 @@ void vo_inventory_free(VoInventory *inv)
     g_free(inv);
 }
 
+static gboolean vo_inventory_os_key_ok(const char *key)
+{
+    for (const char *c = key; *c; c++) {
+        if (!g_ascii_isalnum(*c) && *c != '_') {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 static void vo_inventory_parse_os_release(VoInventory *inv, const char *text,
                                           gsize len)
 {
@@ -70,6 +80,11 @@ static void vo_inventory_parse_os_release(VoInventory *inv, const char *text,
             continue;
         }
         *eq = '\0';
+        /* Names are os-release(5)'s [A-Z0-9_]; any other would reach the
+         * report as a key that need not even be UTF-8. */
+        if (!vo_inventory_os_key_ok(line)) {
+            continue;
+        }
         /* os-release values use shell quoting. */
         value = g_shell_unquote(eq + 1, NULL);
         if (!value || !g_utf8_validate(value, -1, NULL)) {

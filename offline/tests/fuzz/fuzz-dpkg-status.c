@@ -70,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* What inspect prints as JSON strings must be UTF-8. */
     g_hash_table_iter_init(&it, inv->os);
     while (g_hash_table_iter_next(&it, &key, &value)) {
+        g_assert(g_utf8_validate(key, -1, NULL));
         g_assert(g_utf8_validate(value, -1, NULL));
     }
     for (guint i = 0; i < inv->package_list->len; i++) {
