@@ -96,8 +96,8 @@ all_targets=(
     "offline/tests/fuzz/fuzz-rpmdb 2000 corpus-rpmdb"
     "offline/tests/fuzz/fuzz-worker-report 20000 corpus-worker-report"
     "offline/tests/fuzz/fuzz-msu-result 20000 corpus-msu-result"
-    "offline/tests/fuzz/fuzz-image-ext 1000 corpus-image-ext"
-    "offline/tests/fuzz/fuzz-image-ntfs 500 corpus-image-ntfs"
+    "offline/tests/fuzz/fuzz-image-ext 10000 corpus-image-ext"
+    "offline/tests/fuzz/fuzz-image-ntfs 3000 corpus-image-ntfs"
 )
 targets=()
 for t in "${all_targets[@]}"; do
@@ -149,19 +149,20 @@ for t in "${targets[@]}"; do
     # volume (offline/tests/fuzz/lsan-suppressions.txt says where) and
     # keeps no frame pointers: the fuzzers' fast unwinding cannot see
     # whose leak it is, and unwinding fully quarters their rate.  Their
-    # campaigns look for memory errors; the corpus replay (every build's
-    # fuzz-image-*-corpus test) checks leaks, unwinding fully.
-    leaks=()
+    # runs look for memory errors, neither after each input nor at the
+    # end for leaks; the corpus replay (every build's fuzz-image-*-corpus
+    # test) checks leaks, unwinding fully.
+    asan=${ASAN_OPTIONS:-}
     case $name in
-    fuzz-image-*) leaks=(-detect_leaks=0) ;;
+    fuzz-image-*) asan=${asan:+$asan:}detect_leaks=0 ;;
     esac
     for ((j = 1; j <= jobs; j++)); do
         # Without address randomisation: comparisons of pointers feed the
         # mutation dictionary, and differ between runs otherwise.
-        $nice setarch "$(uname -m)" -R \
+        ASAN_OPTIONS=$asan $nice setarch "$(uname -m)" -R \
             "$build/$path" -seed="$j" -runs="$per_job" \
             -max_total_time="$max_time" -timeout="$timeout" \
-            "${max_len[@]}" "${leaks[@]}" \
+            "${max_len[@]}" \
             -print_final_stats=1 \
             -artifact_prefix="$artifacts/$name-" "$corpus" \
             >"$log.$j" 2>&1 &
