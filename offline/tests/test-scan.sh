@@ -16,7 +16,7 @@ need debugfs e2fsprogs
 need sfdisk fdisk
 need zip zip
 need mkntfs ntfs-3g
-plan 39
+plan 40
 
 eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 marker='vmaugment-scan-marker-4711'
@@ -245,6 +245,26 @@ pass "the whole hostile image: one clear report, exit 2"
 scan "$tmp/h4.json" "$img"
 check_report "$tmp/h4.json" 1 "f == $eicar_hits"
 pass "the next scan after the hostile ones is unaffected"
+
+# hostile directories: an inode whose checksum is wrong and a directory
+# linked into itself (the walk reads a directory's inodes before it walks
+# its entries): each named where it is, the walk going on around them.
+hdirs=$tmp/hostile-dirs
+mkdir -p "$hdirs/etc" "$hdirs/home/user/downloads"
+echo 'ID=debian' >"$hdirs/etc/os-release"
+echo 'welcome' >"$hdirs/etc/motd"
+for i in 1 2 3; do
+    echo "document $i" >"$hdirs/home/user/doc$i.txt"
+done
+cp "$tmp/eicar.com" "$hdirs/home/user/downloads/eicar.com"
+truncate -s 64M "$tmp/hdirs.raw"
+mke2fs -q -F -t ext4 -U "$root_uuid" -d "$hdirs" "$tmp/hdirs.raw"
+debugfs -w -R "sif /etc/motd checksum 0x1234" "$tmp/hdirs.raw" >/dev/null 2>&1
+debugfs -w -R "ln /home /home/user/loop" "$tmp/hdirs.raw" >/dev/null 2>&1
+scan "$tmp/d1.json" "$tmp/hdirs.raw"
+check_report "$tmp/d1.json" 1 \
+    "f == [('/', '/home/user/downloads/eicar.com', 'Test.Eicar.UNOFFICIAL')] and r['files-scanned'] == 5 and sorted((e['path'], e['reason']) for e in r['errors']) == [('/etc/motd', 'read inode: Inode checksum does not match inode'), ('/home/user/loop', 'a directory cycle')]"
+pass "a corrupt inode and a directory cycle: each named, every other file scanned"
 
 # Many archives: the engine's per-file directories must go, or its
 # scratch space (64 inodes) runs out and later archives go unread.
