@@ -477,17 +477,166 @@ static gboolean device_invoke(Device *dev, guint64 tag, const guint8 *p,
 }
 
 /*
- * The host owner learns of attempts to change what it pinned, through the
- * audit log, which bounds what a guest repeating them can write.
+ * A VM's durable writes: CONFIG_SET of the guest's namespace, REGISTER
+ * and UNREGISTER (QMP's too).  Each ends with a sync of a file and of
+ * its directory, which on a disk that other writers keep busy takes
+ * seconds, and the helper serves every VM from one thread: they run on a
+ * thread of GLib's pool instead and are answered when written.  One VM's
+ * run one at a time in the order they came (each loads what the one
+ * before saved); different VMs' never touch the same file (an image is
+ * served to one device at a time, and each VM has its own area).  The
+ * job keeps the VM's area; only the main thread takes and drops
+ * references.  Not the store's job thread: a write must not wait behind
+ * another VM's upload commit.  The module's own namespace is written on
+ * the main thread (module-api.c), another file of the same directory: a
+ * VM whose module and guest write at the same moment may pass its
+ * configuration quota by one value.
  */
-static void device_audit_denied(Device *dev, const gchar *action,
-                                const gchar *name, const gchar *version,
-                                const GError *error)
+typedef struct {
+    Device *dev;                    /* NULL once the device is freed */
+    Helper *helper;                 /* counts the writes running */
+    VmaugVmArea *area;
+    VmaugStore *store;              /* the helper's: outlives devices */
+    gchar *actor;                   /* the device's name, for the audit */
+    guint64 tag;
+    guint16 opcode;
+    gchar *module;                  /* the module, or the registered one */
+    gchar *version;
+    gchar *key;                     /* CONFIG_SET */
+    GBytes *value;
+    guint32 events;                 /* REGISTER */
+    guint32 flags;
+    gchar *saved;                   /* where registrations were saved */
+    GError *error;                  /* the write's failure */
+} DeviceWrite;
+
+static DeviceWrite *device_write_new(Device *dev, guint64 tag, guint16 opcode)
 {
-    if (g_error_matches(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED)) {
-        vmaug_store_audit(dev->store, dev->name, action, name, version,
-                          NULL, NULL, error);
+    DeviceWrite *dw = g_new0(DeviceWrite, 1);
+
+    dw->dev = dev;
+    dw->helper = dev->helper;
+    dw->area = vmaug_vm_area_ref(dev->session->area);
+    dw->store = dev->store;
+    dw->actor = g_strdup(dev->name);
+    dw->tag = tag;
+    dw->opcode = opcode;
+    return dw;
+}
+
+static void device_write_free(DeviceWrite *dw)
+{
+    vmaug_vm_area_unref(dw->area);
+    g_free(dw->actor);
+    g_free(dw->module);
+    g_free(dw->version);
+    g_free(dw->key);
+    g_clear_pointer(&dw->value, g_bytes_unref);
+    g_free(dw->saved);
+    g_clear_error(&dw->error);
+    g_free(dw);
+}
+
+/* On the pool's thread: files only, nothing the main thread touches. */
+static void device_write_thread(GTask *task, gpointer source, gpointer data,
+                                GCancellable *cancellable)
+{
+    DeviceWrite *dw = data;
+    g_autoptr(VmaugRegSet) set = NULL;
+
+    if (dw->opcode == VMAUG_OP_CONFIG_SET) {
+        vmaug_vm_area_config_set(dw->area, dw->module, VMAUG_CONFIG_GUEST,
+                                 dw->key, g_bytes_get_data(dw->value, NULL),
+                                 g_bytes_get_size(dw->value), &dw->error);
+    } else if ((set = vmaug_vm_area_regs_load_for_update(dw->area,
+                                                         &dw->error))) {
+        /*
+         * The set checks events and flags against what may be
+         * registered, and refuses to change a pin: QMP's requests come
+         * here too, and QEMU runs beside the guest, so only
+         * vmaugment-admin, writing the sidecar itself, changes a pin.
+         */
+        if ((dw->opcode == VMAUG_OP_REGISTER
+                 ? vmaug_reg_set_put(set, dw->module, dw->version,
+                                     dw->events, dw->flags, &dw->error)
+                 : vmaug_reg_set_remove(set, dw->module, &dw->error)) &&
+            vmaug_reg_set_save(set, &dw->error)) {
+            dw->saved = g_strdup(set->path);
+        }
     }
+    g_task_return_boolean(task, TRUE);
+}
+
+static void device_write_next(Device *dev);
+
+static void device_write_done(GObject *source, GAsyncResult *result,
+                              gpointer data)
+{
+    DeviceWrite *dw = data;
+    Device *dev = dw->dev;
+    const gchar *action = dw->opcode == VMAUG_OP_CONFIG_SET ? "config-set"
+                          : dw->opcode == VMAUG_OP_REGISTER ? "register"
+                                                            : "unregister";
+
+    dw->helper->writes--;
+
+    /* The host owner learns of attempts to change what it pinned (device
+     * or no device), through the audit log, which bounds what a guest
+     * repeating them can write. */
+    if (g_error_matches(dw->error, VMAUG_HOST_ERROR,
+                        VMAUG_HOST_ERROR_DENIED)) {
+        vmaug_store_audit(dw->store, dw->actor, action, dw->module,
+                          dw->version, NULL, NULL, dw->error);
+    }
+    if (dw->saved != NULL) {
+        g_message("device %s %s %s %s in %s", dw->actor,
+                  (dw->tag & DEVICE_ADMIN_TAG) ? "(host owner)" : "(guest)",
+                  dw->opcode == VMAUG_OP_REGISTER ? "registered"
+                                                  : "unregistered",
+                  dw->module, dw->saved);
+    }
+    if (dev != NULL) {
+        if (dw->error != NULL) {
+            device_reply_error(dev, dw->tag, dw->error);
+        } else {
+            device_reply(dev, dw->tag, VMAUG_S_OK, NULL, 0);
+        }
+        dev->write_running = NULL;
+        device_write_next(dev);
+    }
+    device_write_free(dw);
+}
+
+static void device_write_next(Device *dev)
+{
+    g_autoptr(GTask) task = NULL;
+    DeviceWrite *dw;
+
+    if (dev->write_running != NULL ||
+        (dw = g_queue_pop_head(&dev->writes)) == NULL) {
+        return;
+    }
+    dev->write_running = dw;
+    dev->helper->writes++;
+    task = g_task_new(NULL, NULL, device_write_done, dw);
+    g_task_set_task_data(task, dw, NULL);
+    g_task_run_in_thread(task, device_write_thread);
+}
+
+static void device_write_push(Device *dev, DeviceWrite *dw)
+{
+    /* A QEMU is no more trusted than its guest: as many as a device's
+     * queue holds wait, the others are told to come again. */
+    if (g_queue_get_length(&dev->writes) >= VMAUG_REQUEST_QUEUE_SIZE) {
+        static const gchar why[] = "too many writes of this VM waiting";
+
+        device_reply(dev, dw->tag, VMAUG_S_BUSY, why, strlen(why));
+        device_write_free(dw);
+        return;
+    }
+    device_defer(dev, dw->tag);
+    g_queue_push_tail(&dev->writes, dw);
+    device_write_next(dev);
 }
 
 /* Where the guest's CONFIG_GET looks, in order. */
@@ -520,19 +669,18 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
         return FALSE;
     }
     if (opcode == VMAUG_OP_CONFIG_SET) {
+        DeviceWrite *dw;
+
         /* Configuration for modules the VM does not use would only fill
          * the host's disk. */
         if (!session_has_module(dev->session, module, error)) {
             return FALSE;
         }
-        if (!vmaug_vm_area_config_set(dev->session->area, module,
-                                      VMAUG_CONFIG_GUEST, key, p + sizeof(*c),
-                                      len - sizeof(*c), &local)) {
-            device_audit_denied(dev, "config-set", module, NULL, local);
-            g_propagate_error(error, g_steal_pointer(&local));
-            return FALSE;
-        }
-        device_reply(dev, tag, VMAUG_S_OK, NULL, 0);
+        dw = device_write_new(dev, tag, opcode);
+        dw->module = g_steal_pointer(&module);
+        dw->key = g_steal_pointer(&key);
+        dw->value = g_bytes_new(p + sizeof(*c), len - sizeof(*c));
+        device_write_push(dev, dw);
         return TRUE;
     }
     /*
@@ -562,50 +710,24 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
 static gboolean device_register(Device *dev, guint64 tag, guint16 opcode,
                                 const guint8 *p, guint32 len, GError **error)
 {
-    g_autoptr(VmaugRegSet) set = NULL;
-    g_autoptr(GError) local = NULL;
     g_auto(DeviceRef) ref = { 0 };
-    struct vmaug_registration r;
-    gboolean ok;
+    struct vmaug_registration r = { 0 };
+    DeviceWrite *dw;
 
     if (opcode == VMAUG_OP_REGISTER) {
         memcpy(&r, p, sizeof(r));
     } else {
         memcpy(&r.ref, p, sizeof(r.ref));
     }
-    if (!device_parse_ref(&r.ref, &ref, error) ||
-        (set = vmaug_vm_area_regs_load_for_update(dev->session->area,
-                                                  error)) == NULL) {
+    if (!device_parse_ref(&r.ref, &ref, error)) {
         return FALSE;
     }
-    /*
-     * The set checks events and flags against what may be registered,
-     * and refuses to change a pin: QMP's requests come here too, and
-     * QEMU runs beside the guest, so only vmaugment-admin, writing the
-     * sidecar itself, changes a pin.
-     */
-    if (opcode == VMAUG_OP_REGISTER) {
-        ok = vmaug_reg_set_put(set, ref.name, ref.version,
-                               GUINT32_FROM_LE(r.events),
-                               GUINT32_FROM_LE(r.flags), &local);
-    } else {
-        ok = vmaug_reg_set_remove(set, ref.name, &local);
-    }
-    if (!ok) {
-        device_audit_denied(dev, opcode == VMAUG_OP_REGISTER ?
-                            "register" : "unregister", ref.name,
-                            ref.version, local);
-        g_propagate_error(error, g_steal_pointer(&local));
-        return FALSE;
-    }
-    if (!vmaug_reg_set_save(set, error)) {
-        return FALSE;
-    }
-    g_message("device %s %s %s %s in %s", dev->name,
-              (tag & DEVICE_ADMIN_TAG) ? "(host owner)" : "(guest)",
-              opcode == VMAUG_OP_REGISTER ? "registered" : "unregistered",
-              ref.name, set->path);
-    device_reply(dev, tag, VMAUG_S_OK, NULL, 0);
+    dw = device_write_new(dev, tag, opcode);
+    dw->module = g_steal_pointer(&ref.name);
+    dw->version = g_steal_pointer(&ref.version);
+    dw->events = GUINT32_FROM_LE(r.events);
+    dw->flags = GUINT32_FROM_LE(r.flags);
+    device_write_push(dev, dw);
     return TRUE;
 }
 
@@ -1269,6 +1391,12 @@ void device_free(Device *dev)
         /* They end without us (device_commit_done()). */
         ((DeviceCommit *)g_ptr_array_index(dev->commits, i))->dev = NULL;
     }
+    /* The write under way ends without us; those not begun are void:
+     * nobody was told they were done. */
+    if (dev->write_running != NULL) {
+        ((DeviceWrite *)dev->write_running)->dev = NULL;
+    }
+    g_queue_clear_full(&dev->writes, (GDestroyNotify)device_write_free);
     g_ptr_array_unref(dev->commits);
     vmaug_link_free(dev->link);
     g_hash_table_unref(dev->pending);

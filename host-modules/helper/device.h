@@ -24,6 +24,10 @@ typedef struct {
     GHashTable *pending;            /* deferred tags (guint64 *) */
     GHashTable *cancelled;          /* tags the device gave up on */
     GPtrArray *commits;             /* DeviceCommit: uploads committing */
+    /* Durable writes (device.c, DeviceWrite): the one running, the
+     * others in the order they came. */
+    gpointer write_running;
+    GQueue writes;
     /* The IMAGE_ACCESS awaiting its answer (one at a time): its op, the
      * start's tag it was sent with, who waits. */
     guint32 access_op;

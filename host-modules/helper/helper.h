@@ -78,6 +78,7 @@ typedef struct {
     VmaugAuditLimits audit_limits;
     GList *devices;
     guint64 jobs;
+    guint writes;                   /* devices' durable writes running */
     GMainLoop *loop;
     gboolean quitting;
     /* Module processes started ahead of need (spares.c). */
@@ -90,6 +91,8 @@ typedef struct {
 /* helper.c */
 /* The caches of stores, manifests and refusals, empty. */
 void helper_caches_init(Helper *helper);
+/* Waits for the devices' durable writes running, then frees the stores
+ * they write to. */
 void helper_caches_clear(Helper *helper);
 /* What each VM may keep, upload and audit: the documented defaults. */
 void helper_limits_default(Helper *helper);

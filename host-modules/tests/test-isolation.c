@@ -1036,6 +1036,18 @@ static void test_upload_slots(Fixture *f, gconstpointer data)
 #define SLOW_SYNC_MS        1000
 #define ANSWER_WITHIN_MS    600
 
+/* The helper on a disk whose every sync takes SLOW_SYNC_MS. */
+static void fixture_start_slow_disk(Fixture *f)
+{
+    g_autofree gchar *delay = g_strdup_printf("%d", SLOW_SYNC_MS);
+
+    g_setenv("LD_PRELOAD", test_env("VMAUG_TEST_SLOW_SYNC_SO"), TRUE);
+    g_setenv("VMAUG_TEST_SYNC_DELAY_MS", delay, TRUE);
+    fixture_start(f, NULL);
+    g_unsetenv("LD_PRELOAD");
+    g_unsetenv("VMAUG_TEST_SYNC_DELAY_MS");
+}
+
 /* Upload all of @pkg and send its COMMIT without waiting: its tag. */
 static guint64 upload_and_commit(HelperClient *c, GBytes *pkg,
                                  const gchar *name, const gchar *version,
@@ -1107,16 +1119,11 @@ static void test_slow_commit(Fixture *f, gconstpointer data)
                                                  "1.0");
     g_autoptr(GBytes) kv = test_module_package(f->keys->admin, "kv", "1.0");
     g_autofree gchar *audit = audit_path(f);
-    g_autofree gchar *delay = g_strdup_printf("%d", SLOW_SYNC_MS);
     guint64 id_a = 0, id_c = 0, tag;
     guint8 sha[32];
     gint64 deadline;
 
-    g_setenv("LD_PRELOAD", test_env("VMAUG_TEST_SLOW_SYNC_SO"), TRUE);
-    g_setenv("VMAUG_TEST_SYNC_DELAY_MS", delay, TRUE);
-    fixture_start(f, NULL);
-    g_unsetenv("LD_PRELOAD");
-    g_unsetenv("VMAUG_TEST_SYNC_DELAY_MS");
+    fixture_start_slow_disk(f);
     a = helper_client_connect(f->socket, NULL);
     b = helper_client_connect(f->socket, NULL);
     c = helper_client_connect(f->socket, NULL);
@@ -1168,6 +1175,110 @@ static void test_slow_commit(Fixture *f, gconstpointer data)
     }
     g_assert_cmpuint(test_count_lines(audit, "\"upload-commit\""), ==, 2);
     g_assert_cmpuint(test_count_lines(audit, "\"refuse\""), ==, 0);
+}
+
+/* A CONFIG_SET of @value sent without waiting for its answer: its tag. */
+static guint64 config_set_send(HelperClient *c, const gchar *module,
+                               const gchar *key, const gchar *value)
+{
+    struct vmaug_config_ref cref = { 0 };
+
+    g_strlcpy((gchar *)cref.module, module, sizeof(cref.module));
+    g_strlcpy((gchar *)cref.key, key, sizeof(cref.key));
+    return vmaug_link_client_request(c->link, VMAUG_OP_CONFIG_SET, &cref,
+                                     sizeof(cref), value, strlen(value),
+                                     NULL);
+}
+
+/* The answer to @tag: OK, after at least a sync (@slow) or not. */
+static void answered_ok(HelperClient *c, guint64 tag, gint64 since,
+                        gboolean slow)
+{
+    g_auto(HelperReply) r = { 0 };
+
+    g_assert_cmpuint(tag, !=, 0);
+    g_assert_true(helper_client_wait_response(c, tag, &r));
+    assert_reply(&r, VMAUG_S_OK, NULL);
+    if (slow) {
+        g_assert_cmpint(g_get_monotonic_time() - since, >=,
+                        SLOW_SYNC_MS * 1000);
+    }
+}
+
+/*
+ * A VM's durable writes (REGISTER, CONFIG_SET, UNREGISTER: a sync of a
+ * file and of its directory each) on a disk whose syncs take a second
+ * keep no request waiting, another VM's or the writing VM's own; the
+ * VM's writes are answered once written, in the order they came.
+ */
+static void test_slow_writes(Fixture *f, gconstpointer data)
+{
+    g_autoptr(HelperClient) a = NULL;
+    g_autoptr(HelperClient) b = NULL;
+    struct vmaug_registration reg = { 0 };
+    guint64 first, second;
+    gint64 t0;
+
+    fixture_start_slow_disk(f);
+    a = helper_client_connect(f->socket, NULL);
+    b = helper_client_connect(f->socket, NULL);
+
+    helper_ref(&reg.ref, "echo", NULL);
+    t0 = g_get_monotonic_time();
+    first = vmaug_link_client_request(a->link, VMAUG_OP_REGISTER, &reg,
+                                      sizeof(reg), NULL, 0, NULL);
+    query_quickly(b, "echo");
+    query_quickly(a, "echo");
+    answered_ok(a, first, t0, TRUE);
+    g_assert_cmpuint(count_regs(a), ==, 1);
+
+    /* Two values, one after the other: the second is the one kept. */
+    t0 = g_get_monotonic_time();
+    first = config_set_send(a, "echo", "greeting", "one");
+    second = config_set_send(a, "echo", "greeting", "two");
+    query_quickly(b, "echo");
+    query_quickly(a, "echo");
+    answered_ok(a, first, t0, TRUE);
+    answered_ok(a, second, t0, TRUE);
+    {
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_cmpuint(config_call(a, VMAUG_OP_CONFIG_GET, "echo",
+                                     "greeting", NULL, &r), ==, VMAUG_S_OK);
+        g_assert_cmpmem(g_bytes_get_data(r.data, NULL),
+                        g_bytes_get_size(r.data), "two", 3);
+    }
+
+    t0 = g_get_monotonic_time();
+    first = vmaug_link_client_request(a->link, VMAUG_OP_UNREGISTER, &reg.ref,
+                                      sizeof(reg.ref), NULL, 0, NULL);
+    query_quickly(b, "echo");
+    answered_ok(a, first, t0, TRUE);
+    g_assert_cmpuint(count_regs(a), ==, 0);
+
+    /* A VM that leaves with writes queued: the one under way ends, the
+     * others are dropped, and the helper goes on serving. */
+    first = vmaug_link_client_request(a->link, VMAUG_OP_REGISTER, &reg,
+                                      sizeof(reg), NULL, 0, NULL);
+    config_set_send(a, "echo", "greeting", "three");
+    g_assert_cmpuint(first, !=, 0);
+    helper_client_free(g_steal_pointer(&a));
+    query_quickly(b, "echo");
+    g_assert_cmpuint(count_regs(b), ==, 0);
+
+    /* A device that sends more writes than its queue holds: one under
+     * way, as many waiting as the queue holds, the rest BUSY at once. */
+    for (guint i = 0; i < VMAUG_REQUEST_QUEUE_SIZE + 3; i++) {
+        g_auto(HelperReply) r = { 0 };
+
+        first = vmaug_link_client_request(b->link, VMAUG_OP_REGISTER, &reg,
+                                          sizeof(reg), NULL, 0, NULL);
+        if (i > VMAUG_REQUEST_QUEUE_SIZE) {
+            g_assert_true(helper_client_wait_response(b, first, &r));
+            assert_reply(&r, VMAUG_S_BUSY, "too many writes");
+        }
+    }
+    query_quickly(b, "echo");
 }
 
 static void test_quota_uploads(Fixture *f, gconstpointer data)
@@ -1415,6 +1526,7 @@ int main(int argc, char **argv)
     ADD("/isolation/upload/poison", test_upload_poison);
     ADD("/isolation/upload/slots", test_upload_slots);
     ADD("/isolation/upload/slow-commit", test_slow_commit);
+    ADD("/isolation/slow-writes", test_slow_writes);
     ADD("/isolation/two-vms", test_two_vms);
     ADD("/isolation/image-areas", test_image_areas);
     ADD("/isolation/config/module", test_config_module);
