@@ -37,6 +37,65 @@ void vmaug_registration_free(VmaugRegistration *r)
     g_free(r);
 }
 
+/*
+ * flock() excludes other open files of the directory, this process's own
+ * too: two threads of one process updating registrations in the same
+ * directory (two images there) would make each other BUSY, a refusal
+ * meant for another process (the host owner's tool) holding the lock.
+ * Threads of this process take turns first, waiting (their updates are
+ * short), then lock against the others.
+ */
+typedef struct {
+    GRecMutex turn;                 /* one thread's second update meets
+                                     * its own flock: BUSY, as before */
+    guint users;
+} RegDirLock;
+
+static GMutex reg_dir_locks_lock;
+static GHashTable *reg_dir_locks;   /* directory -> RegDirLock */
+
+static RegDirLock *reg_dir_lock_take(const gchar *dir)
+{
+    RegDirLock *l;
+
+    g_mutex_lock(&reg_dir_locks_lock);
+    if (reg_dir_locks == NULL) {
+        reg_dir_locks = g_hash_table_new_full(g_str_hash, g_str_equal,
+                                              g_free, NULL);
+    }
+    l = g_hash_table_lookup(reg_dir_locks, dir);
+    if (l == NULL) {
+        l = g_new0(RegDirLock, 1);
+        g_rec_mutex_init(&l->turn);
+        g_hash_table_insert(reg_dir_locks, g_strdup(dir), l);
+    }
+    l->users++;
+    g_mutex_unlock(&reg_dir_locks_lock);
+    g_rec_mutex_lock(&l->turn);
+    return l;
+}
+
+static void reg_dir_lock_give(RegDirLock *l)
+{
+    GHashTableIter it;
+    gpointer value;
+
+    g_rec_mutex_unlock(&l->turn);
+    g_mutex_lock(&reg_dir_locks_lock);
+    if (--l->users == 0) {
+        g_hash_table_iter_init(&it, reg_dir_locks);
+        while (g_hash_table_iter_next(&it, NULL, &value)) {
+            if (value == l) {
+                g_hash_table_iter_remove(&it);
+                break;
+            }
+        }
+        g_rec_mutex_clear(&l->turn);
+        g_free(l);
+    }
+    g_mutex_unlock(&reg_dir_locks_lock);
+}
+
 void vmaug_reg_set_free(VmaugRegSet *set)
 {
     if (set == NULL) {
@@ -48,6 +107,9 @@ void vmaug_reg_set_free(VmaugRegSet *set)
     g_ptr_array_unref(set->regs);
     if (set->lock_fd >= 0) {
         close(set->lock_fd);
+    }
+    if (set->dir_lock != NULL) {
+        reg_dir_lock_give(set->dir_lock);
     }
     g_free(set);
 }
@@ -682,6 +744,7 @@ VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
 {
     g_autofree gchar *dir = NULL;
     gint64 deadline = g_get_monotonic_time() + (gint64)wait_ms * 1000;
+    RegDirLock *turn;
     VmaugRegSet *set;
     int fd;
 
@@ -698,6 +761,7 @@ VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
                     "cannot open %s: %s", dir, g_strerror(errno));
         return NULL;
     }
+    turn = reg_dir_lock_take(dir);
     /*
      * Polled, not blocking: whoever can open the directory can hold its
      * lock for ever, and the wait must end all the same.
@@ -713,6 +777,7 @@ VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
             continue;
         }
         close(fd);
+        reg_dir_lock_give(turn);
         if (e == EWOULDBLOCK) {
             g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_BUSY,
                         "the registrations in %s are being changed "
@@ -726,9 +791,11 @@ VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
     set = vmaug_reg_set_load(image, store_dir, error);
     if (set == NULL) {
         close(fd);
+        reg_dir_lock_give(turn);
         return NULL;
     }
     set->lock_fd = fd;
+    set->dir_lock = turn;
     return set;
 }
 

@@ -64,6 +64,7 @@ typedef struct {
     gchar *image_id;                /* UUID given when the file was made */
     GPtrArray *regs;                /* of VmaugRegistration, by name */
     int lock_fd;                    /* held until freed, or -1 */
+    gpointer dir_lock;              /* this process's turn, with lock_fd */
 } VmaugRegSet;
 
 void vmaug_registration_free(VmaugRegistration *r);
@@ -92,7 +93,9 @@ VmaugRegSet *vmaug_reg_set_load(const gchar *image, const gchar *store_dir,
  * among them).  The lock is waited for at most @wait_ms milliseconds,
  * then VMAUG_HOST_ERROR_BUSY: the helper, which serves every VM, waits
  * not at all, and no one waits for ever on a lock anyone who can open
- * the directory can hold.
+ * the directory can hold.  Threads of one process take turns before
+ * that (waiting for each other), so only another process makes a set
+ * BUSY; free the set on the thread that loaded it.
  */
 VmaugRegSet *vmaug_reg_set_load_for_update(const gchar *image,
                                            const gchar *store_dir,

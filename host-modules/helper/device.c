@@ -23,6 +23,10 @@
 
 /* Bit 63 of a tag marks a request of the host owner (QMP), not the guest. */
 #define DEVICE_ADMIN_TAG        (G_GUINT64_CONSTANT(1) << 63)
+/* A VM's durable writes waiting beside the one under way (the guest's;
+ * the host owner's are not counted): far more than a guest that waits
+ * for its answers has, and each takes two syncs. */
+#define DEVICE_MAX_WRITES       32
 /* Error messages returned to the guest are short. */
 #define DEVICE_MAX_ERROR_TEXT   200
 
@@ -480,26 +484,32 @@ static gboolean device_invoke(Device *dev, guint64 tag, const guint8 *p,
  * A VM's durable writes: CONFIG_SET of the guest's namespace, REGISTER
  * and UNREGISTER (QMP's too).  Each ends with a sync of a file and of
  * its directory, which on a disk that other writers keep busy takes
- * seconds, and the helper serves every VM from one thread: they run on a
- * thread of GLib's pool instead and are answered when written.  One VM's
- * run one at a time in the order they came (each loads what the one
- * before saved); different VMs' never touch the same file (an image is
- * served to one device at a time, and each VM has its own area).  The
- * job keeps the VM's area; only the main thread takes and drops
- * references.  Not the store's job thread: a write must not wait behind
- * another VM's upload commit.  The module's own namespace is written on
- * the main thread (module-api.c), another file of the same directory: a
- * VM whose module and guest write at the same moment may pass its
- * configuration quota by one value.
+ * seconds, and the helper serves every VM from one thread: they run on
+ * the helper's write threads instead and are answered when written.
+ *
+ * A VM's writes run one at a time in the order they came (each loads
+ * what the one before saved), the host owner's (QMP's) ahead of the
+ * guest's waiting ones.  The queue is the VM's area's, not its device's:
+ * a device that left may still be writing when the next device for the
+ * same image (a migration, a restarted QEMU) writes too.  Different
+ * areas' files differ, but for the registrations of images in one
+ * directory, whose lock the helper's threads take in turns
+ * (registrations.c).  The job keeps the area; only the main thread takes
+ * and drops references.  Not the store's job thread: a write must not
+ * wait behind another VM's upload commit.  The module's own namespace is
+ * written on the main thread (module-api.c), another file of the same
+ * directory: a VM whose module and guest write at the same moment may
+ * pass its configuration quota by one value.
  */
-typedef struct {
+struct _DeviceWrite {
     Device *dev;                    /* NULL once the device is freed */
-    Helper *helper;                 /* counts the writes running */
+    Helper *helper;
     VmaugVmArea *area;
     VmaugStore *store;              /* the helper's: outlives devices */
     gchar *actor;                   /* the device's name, for the audit */
     guint64 tag;
     guint16 opcode;
+    gboolean admin;                 /* the host owner's, through QMP */
     gchar *module;                  /* the module, or the registered one */
     gchar *version;
     gchar *key;                     /* CONFIG_SET */
@@ -508,7 +518,15 @@ typedef struct {
     guint32 flags;
     gchar *saved;                   /* where registrations were saved */
     GError *error;                  /* the write's failure */
-} DeviceWrite;
+};
+
+/* An area's writes: the one under way, the others in order. */
+typedef struct {
+    DeviceWrite *running;
+    GQueue waiting;
+    guint guest_waiting;            /* bounded: a QEMU is no more trusted
+                                     * than its guest */
+} WriteQueue;
 
 static DeviceWrite *device_write_new(Device *dev, guint64 tag, guint16 opcode)
 {
@@ -521,11 +539,15 @@ static DeviceWrite *device_write_new(Device *dev, guint64 tag, guint16 opcode)
     dw->actor = g_strdup(dev->name);
     dw->tag = tag;
     dw->opcode = opcode;
+    dw->admin = (tag & DEVICE_ADMIN_TAG) != 0;
     return dw;
 }
 
 static void device_write_free(DeviceWrite *dw)
 {
+    if (dw->dev != NULL) {
+        g_ptr_array_remove_fast(dw->dev->writes, dw);
+    }
     vmaug_vm_area_unref(dw->area);
     g_free(dw->actor);
     g_free(dw->module);
@@ -537,11 +559,22 @@ static void device_write_free(DeviceWrite *dw)
     g_free(dw);
 }
 
-/* On the pool's thread: files only, nothing the main thread touches. */
-static void device_write_thread(GTask *task, gpointer source, gpointer data,
-                                GCancellable *cancellable)
+static WriteQueue *device_write_queue(Helper *h, VmaugVmArea *area,
+                                      gboolean make)
 {
-    DeviceWrite *dw = data;
+    const gchar *id = vmaug_vm_area_get_id(area);
+    WriteQueue *q = g_hash_table_lookup(h->write_queues, id);
+
+    if (q == NULL && make) {
+        q = g_new0(WriteQueue, 1);
+        g_hash_table_insert(h->write_queues, g_strdup(id), q);
+    }
+    return q;
+}
+
+/* On a write thread: files only, nothing the main thread touches. */
+static void device_write_work(DeviceWrite *dw)
+{
     g_autoptr(VmaugRegSet) set = NULL;
 
     if (dw->opcode == VMAUG_OP_CONFIG_SET) {
@@ -564,21 +597,14 @@ static void device_write_thread(GTask *task, gpointer source, gpointer data,
             dw->saved = g_strdup(set->path);
         }
     }
-    g_task_return_boolean(task, TRUE);
 }
 
-static void device_write_next(Device *dev);
-
-static void device_write_done(GObject *source, GAsyncResult *result,
-                              gpointer data)
+/* Answered, recorded, gone; the main thread's. */
+static void device_write_end(DeviceWrite *dw)
 {
-    DeviceWrite *dw = data;
-    Device *dev = dw->dev;
     const gchar *action = dw->opcode == VMAUG_OP_CONFIG_SET ? "config-set"
                           : dw->opcode == VMAUG_OP_REGISTER ? "register"
                                                             : "unregister";
-
-    dw->helper->writes--;
 
     /* The host owner learns of attempts to change what it pinned (device
      * or no device), through the audit log, which bounds what a guest
@@ -590,53 +616,164 @@ static void device_write_done(GObject *source, GAsyncResult *result,
     }
     if (dw->saved != NULL) {
         g_message("device %s %s %s %s in %s", dw->actor,
-                  (dw->tag & DEVICE_ADMIN_TAG) ? "(host owner)" : "(guest)",
+                  dw->admin ? "(host owner)" : "(guest)",
                   dw->opcode == VMAUG_OP_REGISTER ? "registered"
                                                   : "unregistered",
                   dw->module, dw->saved);
     }
-    if (dev != NULL) {
+    if (dw->dev != NULL) {
         if (dw->error != NULL) {
-            device_reply_error(dev, dw->tag, dw->error);
+            device_reply_error(dw->dev, dw->tag, dw->error);
         } else {
-            device_reply(dev, dw->tag, VMAUG_S_OK, NULL, 0);
+            device_reply(dw->dev, dw->tag, VMAUG_S_OK, NULL, 0);
         }
-        dev->write_running = NULL;
-        device_write_next(dev);
     }
     device_write_free(dw);
 }
 
-static void device_write_next(Device *dev)
+/*
+ * The area's next write, if none runs: one whose device left is void
+ * (nobody was told it was done); a CONFIG_SET is for a module the VM
+ * uses when it is written, not when it came (a REGISTER may be before
+ * it).  Under the device fuzzer, writes run here, in order.
+ */
+static void device_write_run(Helper *h, WriteQueue *q, const gchar *id)
 {
-    g_autoptr(GTask) task = NULL;
     DeviceWrite *dw;
 
-    if (dev->write_running != NULL ||
-        (dw = g_queue_pop_head(&dev->writes)) == NULL) {
+    while (q->running == NULL &&
+           (dw = g_queue_pop_head(&q->waiting)) != NULL) {
+        if (!dw->admin) {
+            q->guest_waiting--;
+        }
+        if (dw->dev == NULL || dw->dev->closed) {
+            device_write_free(dw);
+            continue;
+        }
+        if (dw->opcode == VMAUG_OP_CONFIG_SET &&
+            !session_has_module(dw->dev->session, dw->module, &dw->error)) {
+            device_write_end(dw);
+            continue;
+        }
+        q->running = dw;
+        h->writes++;
+        if (h->write_pool == NULL) {
+            device_write_work(dw);
+            h->writes--;
+            q->running = NULL;
+            device_write_end(dw);
+            continue;
+        }
+        g_thread_pool_push(h->write_pool, dw, NULL);
+    }
+    if (q->running == NULL && g_queue_is_empty(&q->waiting)) {
+        g_hash_table_remove(h->write_queues, id);
+    }
+}
+
+static gboolean device_write_done(gpointer data)
+{
+    DeviceWrite *dw = data;
+    Helper *h = dw->helper;
+    g_autofree gchar *id = g_strdup(vmaug_vm_area_get_id(dw->area));
+    WriteQueue *q = device_write_queue(h, dw->area, FALSE);
+
+    h->writes--;
+    q->running = NULL;
+    device_write_end(dw);
+    device_write_run(h, q, id);
+    return G_SOURCE_REMOVE;
+}
+
+static void device_write_thread(gpointer data, gpointer user_data)
+{
+    device_write_work(data);
+    g_main_context_invoke(NULL, device_write_done, data);
+}
+
+void device_writes_init(Helper *h, gboolean threads)
+{
+    g_autoptr(GError) local = NULL;
+
+    h->write_queues = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                            g_free);
+    if (!threads) {
         return;
     }
-    dev->write_running = dw;
-    dev->helper->writes++;
-    task = g_task_new(NULL, NULL, device_write_done, dw);
-    g_task_set_task_data(task, dw, NULL);
-    g_task_run_in_thread(task, device_write_thread);
+    /* One per device at most: a VM's writes run one at a time. */
+    h->write_pool = g_thread_pool_new(device_write_thread, NULL,
+                                      HELPER_MAX_DEVICES, FALSE, &local);
+    if (h->write_pool == NULL) {
+        /* Slower for the others, never lost: on the main thread. */
+        g_warning("no threads for the VMs' writes: %s", local->message);
+    }
+}
+
+void device_writes_end(Helper *h)
+{
+    /* They keep their VMs' areas, which point into the stores; each ends
+     * within its syncs. */
+    while (h->writes > 0) {
+        g_main_context_iteration(NULL, TRUE);
+    }
+    if (h->write_pool != NULL) {
+        g_thread_pool_free(h->write_pool, FALSE, TRUE);
+        h->write_pool = NULL;
+    }
+    g_clear_pointer(&h->write_queues, g_hash_table_unref);
 }
 
 static void device_write_push(Device *dev, DeviceWrite *dw)
 {
-    /* A QEMU is no more trusted than its guest: as many as a device's
-     * queue holds wait, the others are told to come again. */
-    if (g_queue_get_length(&dev->writes) >= VMAUG_REQUEST_QUEUE_SIZE) {
+    Helper *h = dev->helper;
+    WriteQueue *q = device_write_queue(h, dw->area, TRUE);
+    g_autofree gchar *id = g_strdup(vmaug_vm_area_get_id(dw->area));
+
+    if (dw->admin) {
+        GList *l = q->waiting.head;
+
+        /* Behind the host owner's own, ahead of the guest's. */
+        while (l != NULL && ((DeviceWrite *)l->data)->admin) {
+            l = l->next;
+        }
+        g_queue_insert_before(&q->waiting, l, dw);
+    } else if (q->guest_waiting >= DEVICE_MAX_WRITES) {
         static const gchar why[] = "too many writes of this VM waiting";
 
         device_reply(dev, dw->tag, VMAUG_S_BUSY, why, strlen(why));
+        dw->dev = NULL;
         device_write_free(dw);
+        device_write_run(h, q, id);
+        return;
+    } else {
+        g_queue_push_tail(&q->waiting, dw);
+        q->guest_waiting++;
+    }
+    g_ptr_array_add(dev->writes, dw);
+    device_defer(dev, dw->tag);
+    device_write_run(h, q, id);
+}
+
+/* The device gave up on @tag: a write of it not begun is void. */
+static void device_write_cancel(Device *dev, guint64 tag)
+{
+    for (guint i = 0; i < dev->writes->len; i++) {
+        DeviceWrite *dw = g_ptr_array_index(dev->writes, i);
+        WriteQueue *q;
+
+        if (dw->tag != tag) {
+            continue;
+        }
+        q = device_write_queue(dev->helper, dw->area, FALSE);
+        if (q->running != dw && g_queue_remove(&q->waiting, dw)) {
+            if (!dw->admin) {
+                q->guest_waiting--;
+            }
+            g_hash_table_remove(dev->pending, &tag);
+            device_write_free(dw);
+        }
         return;
     }
-    device_defer(dev, dw->tag);
-    g_queue_push_tail(&dev->writes, dw);
-    device_write_next(dev);
 }
 
 /* Where the guest's CONFIG_GET looks, in order. */
@@ -669,14 +806,10 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
         return FALSE;
     }
     if (opcode == VMAUG_OP_CONFIG_SET) {
-        DeviceWrite *dw;
-
         /* Configuration for modules the VM does not use would only fill
-         * the host's disk. */
-        if (!session_has_module(dev->session, module, error)) {
-            return FALSE;
-        }
-        dw = device_write_new(dev, tag, opcode);
+         * the host's disk: checked when it is written. */
+        DeviceWrite *dw = device_write_new(dev, tag, opcode);
+
         dw->module = g_steal_pointer(&module);
         dw->key = g_steal_pointer(&key);
         dw->value = g_bytes_new(p + sizeof(*c), len - sizeof(*c));
@@ -1311,6 +1444,7 @@ static gboolean device_on_message(VmaugLink *link, guint16 type, guint64 tag,
             *why = "CANCEL with a payload";
             return FALSE;
         }
+        device_write_cancel(dev, tag);
         if (g_hash_table_remove(dev->pending, &tag)) {
             /* Bounded: the device cancels only what is in flight. */
             g_hash_table_add(dev->cancelled, tag_dup(tag));
@@ -1354,6 +1488,7 @@ Device *device_new(Helper *helper, int fd)
     dev->cancelled = g_hash_table_new_full(g_int64_hash, g_int64_equal,
                                            g_free, NULL);
     dev->commits = g_ptr_array_new();
+    dev->writes = g_ptr_array_new();
     dev->link = vmaug_link_new(fd, VMAUG_HOST_MAGIC,
                                MAX(VMAUG_HOST_MAX_MSG,
                                    sizeof(struct vmaug_host_hello) +
@@ -1391,12 +1526,12 @@ void device_free(Device *dev)
         /* They end without us (device_commit_done()). */
         ((DeviceCommit *)g_ptr_array_index(dev->commits, i))->dev = NULL;
     }
-    /* The write under way ends without us; those not begun are void:
-     * nobody was told they were done. */
-    if (dev->write_running != NULL) {
-        ((DeviceWrite *)dev->write_running)->dev = NULL;
+    /* Its writes end without it: the one under way is written, those not
+     * begun are void (device_write_run()). */
+    for (guint i = 0; i < dev->writes->len; i++) {
+        ((DeviceWrite *)g_ptr_array_index(dev->writes, i))->dev = NULL;
     }
-    g_queue_clear_full(&dev->writes, (GDestroyNotify)device_write_free);
+    g_ptr_array_unref(dev->writes);
     g_ptr_array_unref(dev->commits);
     vmaug_link_free(dev->link);
     g_hash_table_unref(dev->pending);

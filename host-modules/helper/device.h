@@ -11,6 +11,8 @@
 #include "lifecycle.h"
 #include "session.h"
 
+typedef struct _DeviceWrite DeviceWrite;
+
 typedef struct {
     Helper *helper;
     VmaugLink *link;
@@ -24,10 +26,7 @@ typedef struct {
     GHashTable *pending;            /* deferred tags (guint64 *) */
     GHashTable *cancelled;          /* tags the device gave up on */
     GPtrArray *commits;             /* DeviceCommit: uploads committing */
-    /* Durable writes (device.c, DeviceWrite): the one running, the
-     * others in the order they came. */
-    gpointer write_running;
-    GQueue writes;
+    GPtrArray *writes;              /* DeviceWrite: waiting or running */
     /* The IMAGE_ACCESS awaiting its answer (one at a time): its op, the
      * start's tag it was sent with, who waits. */
     guint32 access_op;
@@ -40,5 +39,12 @@ typedef struct {
 
 Device *device_new(Helper *helper, int fd);
 void device_free(Device *dev);
+
+/* The VMs' durable writes (device.c): on threads of their own, or, with
+ * @threads FALSE (the device fuzzer), where they come, in order. */
+void device_writes_init(Helper *helper, gboolean threads);
+/* Waits for those running (the main loop turning meanwhile), then ends
+ * the threads; before the stores are freed. */
+void device_writes_end(Helper *helper);
 
 #endif /* VMAUGMENT_DEVICE_H */

@@ -20,11 +20,6 @@ void helper_caches_init(Helper *h)
 
 void helper_caches_clear(Helper *h)
 {
-    /* They keep their VMs' areas, which point into the stores
-     * (device.c, DeviceWrite); each ends within its syncs. */
-    while (h->writes > 0) {
-        g_main_context_iteration(NULL, TRUE);
-    }
     g_clear_pointer(&h->stores, g_hash_table_unref);
     g_clear_pointer(&h->manifests, g_hash_table_unref);
     g_clear_pointer(&h->refusals, g_hash_table_unref);

@@ -78,7 +78,11 @@ typedef struct {
     VmaugAuditLimits audit_limits;
     GList *devices;
     guint64 jobs;
-    guint writes;                   /* devices' durable writes running */
+    /* The VMs' durable writes (device.c): running, queued per VM area
+     * (id -> WriteQueue), and their threads (NULL: on the main thread). */
+    guint writes;
+    GHashTable *write_queues;
+    GThreadPool *write_pool;
     GMainLoop *loop;
     gboolean quitting;
     /* Module processes started ahead of need (spares.c). */
@@ -91,8 +95,6 @@ typedef struct {
 /* helper.c */
 /* The caches of stores, manifests and refusals, empty. */
 void helper_caches_init(Helper *helper);
-/* Waits for the devices' durable writes running, then frees the stores
- * they write to. */
 void helper_caches_clear(Helper *helper);
 /* What each VM may keep, upload and audit: the documented defaults. */
 void helper_limits_default(Helper *helper);

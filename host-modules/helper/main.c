@@ -299,7 +299,10 @@ static gboolean main_on_signal(gpointer data)
 {
     Helper *h = data;
 
-    g_main_loop_quit(h->loop);
+    /* Again while it stops: it is stopping. */
+    if (!h->quitting) {
+        g_main_loop_quit(h->loop);
+    }
     return G_SOURCE_CONTINUE;
 }
 
@@ -455,6 +458,7 @@ int main(int argc, char **argv)
     g_auto(GStrv) saved_argv = g_strdupv(argv);
     Helper h = { 0 };
     int listen_fd, activated_fd;
+    guint accept_id;
 
     static const char *const examples[] = {
         "vmaugment-helper --config /etc/vmaugment/helper.conf",
@@ -627,6 +631,7 @@ int main(int argc, char **argv)
     h.audit_limits.burst = opt_audit_burst;
     h.audit_limits.window_us = (gint64)opt_audit_window_s * G_USEC_PER_SEC;
     helper_caches_init(&h);
+    device_writes_init(&h, TRUE);
     /* Open the default store now: a broken one should fail at start. */
     if (helper_store_open(&h, h.default_store, &error) == NULL) {
         g_printerr("vmaugment-helper: store: %s\n", error->message);
@@ -636,7 +641,7 @@ int main(int argc, char **argv)
     h.spares_wanted = MIN(1, h.spares_max);
     spares_prepare(&h);
     h.loop = g_main_loop_new(NULL, FALSE);
-    g_unix_fd_add(listen_fd, G_IO_IN, main_on_accept, &h);
+    accept_id = g_unix_fd_add(listen_fd, G_IO_IN, main_on_accept, &h);
     g_unix_signal_add(SIGTERM, main_on_signal, &h);
     g_unix_signal_add(SIGINT, main_on_signal, &h);
     g_timeout_add_seconds(opt_audit_window_s, main_on_audit_timer, &h);
@@ -646,6 +651,8 @@ int main(int argc, char **argv)
     g_main_loop_run(h.loop);
     systemd_notify("STOPPING=1");
     h.quitting = TRUE;
+    /* No device comes now (the wait for writes below turns the loop). */
+    g_source_remove(accept_id);
 
     while (h.devices != NULL) {
         Device *dev = h.devices->data;
@@ -653,8 +660,9 @@ int main(int argc, char **argv)
         device_free(dev);
     }
     spares_discard(&h);
-    g_main_loop_unref(h.loop);
+    device_writes_end(&h);
     helper_caches_clear(&h);
+    g_main_loop_unref(h.loop);
     vmaug_policy_free(h.policy);
     vmaug_trust_store_free(h.trust);
     g_ptr_array_unref(h.allowed_stores);

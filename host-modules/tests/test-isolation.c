@@ -1035,6 +1035,9 @@ static void test_upload_slots(Fixture *f, gconstpointer data)
 /* A request that must be answered in far less than one sync takes. */
 #define SLOW_SYNC_MS        1000
 #define ANSWER_WITHIN_MS    600
+/* A VM's durable writes that wait beside the one under way
+ * (docs/protocol.rst, "Configuration"). */
+#define WRITES_WAITING      32
 
 /* The helper on a disk whose every sync takes SLOW_SYNC_MS. */
 static void fixture_start_slow_disk(Fixture *f)
@@ -1256,29 +1259,101 @@ static void test_slow_writes(Fixture *f, gconstpointer data)
     answered_ok(a, first, t0, TRUE);
     g_assert_cmpuint(count_regs(a), ==, 0);
 
-    /* A VM that leaves with writes queued: the one under way ends, the
-     * others are dropped, and the helper goes on serving. */
-    first = vmaug_link_client_request(a->link, VMAUG_OP_REGISTER, &reg,
-                                      sizeof(reg), NULL, 0, NULL);
-    config_set_send(a, "echo", "greeting", "three");
-    g_assert_cmpuint(first, !=, 0);
-    helper_client_free(g_steal_pointer(&a));
-    query_quickly(b, "echo");
-    g_assert_cmpuint(count_regs(b), ==, 0);
-
-    /* A device that sends more writes than its queue holds: one under
-     * way, as many waiting as the queue holds, the rest BUSY at once. */
-    for (guint i = 0; i < VMAUG_REQUEST_QUEUE_SIZE + 3; i++) {
+    /* A device that sends more writes than a VM may have waiting: one
+     * under way, WRITES_WAITING waiting, the rest BUSY at once. */
+    for (guint i = 0; i < WRITES_WAITING + 3; i++) {
         g_auto(HelperReply) r = { 0 };
 
         first = vmaug_link_client_request(b->link, VMAUG_OP_REGISTER, &reg,
                                           sizeof(reg), NULL, 0, NULL);
-        if (i > VMAUG_REQUEST_QUEUE_SIZE) {
+        if (i > WRITES_WAITING) {
             g_assert_true(helper_client_wait_response(b, first, &r));
             assert_reply(&r, VMAUG_S_BUSY, "too many writes");
         }
     }
-    query_quickly(b, "echo");
+    query_quickly(a, "echo");
+}
+
+static gchar *config_value(HelperClient *c, const gchar *module,
+                           const gchar *key)
+{
+    g_auto(HelperReply) r = { 0 };
+
+    g_assert_cmpuint(config_call(c, VMAUG_OP_CONFIG_GET, module, key, NULL,
+                                 &r), ==, VMAUG_S_OK);
+    return g_strndup(g_bytes_get_data(r.data, NULL),
+                     g_bytes_get_size(r.data));
+}
+
+/*
+ * The same, for VMs of images: a REGISTER and a CONFIG_SET sent together
+ * both written; two images of one directory (whose registrations share a
+ * lock) registering at once, neither BUSY; a device that leaves while
+ * its write runs, and the next device for its image, whose writes wait
+ * behind it (a migration, a restarted QEMU); a write cancelled before it
+ * began is not written.
+ */
+static void test_slow_writes_images(Fixture *f, gconstpointer data)
+{
+    g_autofree gchar *one = g_build_filename(f->images, "one.qcow2", NULL);
+    g_autofree gchar *two = g_build_filename(f->images, "two.qcow2", NULL);
+    g_autofree gchar *value = NULL;
+    g_autoptr(HelperClient) c1 = NULL;
+    g_autoptr(HelperClient) c2 = NULL;
+    g_autoptr(HelperClient) c3 = NULL;
+    struct vmaug_registration reg = { 0 };
+    guint64 first, second, third;
+    gint64 t0;
+
+    fixture_start_slow_disk(f);
+    c1 = helper_client_connect_image(f->socket, NULL, one);
+    c3 = helper_client_connect_image(f->socket, NULL, two);
+    helper_ref(&reg.ref, "echo", NULL);
+
+    t0 = g_get_monotonic_time();
+    first = vmaug_link_client_request(c1->link, VMAUG_OP_REGISTER, &reg,
+                                      sizeof(reg), NULL, 0, NULL);
+    second = config_set_send(c1, "echo", "greeting", "one");
+    third = vmaug_link_client_request(c3->link, VMAUG_OP_REGISTER, &reg,
+                                      sizeof(reg), NULL, 0, NULL);
+    query_quickly(c3, "echo");
+    answered_ok(c1, first, t0, TRUE);
+    answered_ok(c1, second, t0, TRUE);
+    answered_ok(c3, third, t0, TRUE);
+    value = config_value(c1, "echo", "greeting");
+    g_assert_cmpstr(value, ==, "one");
+
+    /* c1 leaves with a write under way and one waiting. */
+    helper_ref(&reg.ref, "kv", NULL);
+    first = vmaug_link_client_request(c1->link, VMAUG_OP_REGISTER, &reg,
+                                      sizeof(reg), NULL, 0, NULL);
+    config_set_send(c1, "echo", "greeting", "void");
+    g_assert_cmpuint(first, !=, 0);
+    g_clear_pointer(&c1, helper_client_free);
+    c2 = NULL;
+    for (guint i = 0; i < 100 && c2 == NULL; i++) {
+        c2 = helper_client_connect_image(f->socket, NULL, one);
+        if (helper_client_closed(c2, 100)) {
+            g_clear_pointer(&c2, helper_client_free);
+        }
+    }
+    g_assert_nonnull(c2);
+    t0 = g_get_monotonic_time();
+    first = config_set_send(c2, "echo", "greeting", "two");
+    /* Cancelled while it waits: never written. */
+    second = config_set_send(c2, "echo", "greeting", "cancelled");
+    helper_client_send_msg(c2, VMAUG_HOST_CANCEL, second, NULL, 0);
+    query_quickly(c2, "echo");
+    answered_ok(c2, first, t0, FALSE);
+    g_clear_pointer(&value, g_free);
+    value = config_value(c2, "echo", "greeting");
+    g_assert_cmpstr(value, ==, "two");
+    /* c1's REGISTER of kv was written; its CONFIG_SET after it was not. */
+    g_assert_cmpuint(count_regs(c2), ==, 2);
+    g_usleep(2 * SLOW_SYNC_MS * 1000);
+    g_clear_pointer(&value, g_free);
+    value = config_value(c2, "echo", "greeting");
+    g_assert_cmpstr(value, ==, "two");
 }
 
 static void test_quota_uploads(Fixture *f, gconstpointer data)
@@ -1527,6 +1602,7 @@ int main(int argc, char **argv)
     ADD("/isolation/upload/slots", test_upload_slots);
     ADD("/isolation/upload/slow-commit", test_slow_commit);
     ADD("/isolation/slow-writes", test_slow_writes);
+    ADD("/isolation/slow-writes/images", test_slow_writes_images);
     ADD("/isolation/two-vms", test_two_vms);
     ADD("/isolation/image-areas", test_image_areas);
     ADD("/isolation/config/module", test_config_module);
