@@ -23,9 +23,9 @@
 
 /* Bit 63 of a tag marks a request of the host owner (QMP), not the guest. */
 #define DEVICE_ADMIN_TAG        (G_GUINT64_CONSTANT(1) << 63)
-/* A VM's durable writes waiting beside the one under way (the guest's;
- * the host owner's are not counted): far more than a guest that waits
- * for its answers has, and each takes two syncs. */
+/* A VM's durable writes waiting beside the one under way, the guest's
+ * and the host owner's each: far more than a guest that waits for its
+ * answers has, and each takes two syncs. */
 #define DEVICE_MAX_WRITES       32
 /* Error messages returned to the guest are short. */
 #define DEVICE_MAX_ERROR_TEXT   200
@@ -524,8 +524,10 @@ struct _DeviceWrite {
 typedef struct {
     DeviceWrite *running;
     GQueue waiting;
-    guint guest_waiting;            /* bounded: a QEMU is no more trusted
-                                     * than its guest */
+    /* Each bounded: a QEMU is no more trusted than its guest, and it
+     * alone sets the host owner's bit of a tag. */
+    guint guest_waiting;
+    guint admin_waiting;
 } WriteQueue;
 
 static DeviceWrite *device_write_new(Device *dev, guint64 tag, guint16 opcode)
@@ -631,6 +633,15 @@ static void device_write_end(DeviceWrite *dw)
     device_write_free(dw);
 }
 
+static void device_write_unqueued(WriteQueue *q, DeviceWrite *dw)
+{
+    if (dw->admin) {
+        q->admin_waiting--;
+    } else {
+        q->guest_waiting--;
+    }
+}
+
 /*
  * The area's next write, if none runs: one whose device left is void
  * (nobody was told it was done); a CONFIG_SET is for a module the VM
@@ -643,9 +654,7 @@ static void device_write_run(Helper *h, WriteQueue *q, const gchar *id)
 
     while (q->running == NULL &&
            (dw = g_queue_pop_head(&q->waiting)) != NULL) {
-        if (!dw->admin) {
-            q->guest_waiting--;
-        }
+        device_write_unqueued(q, dw);
         if (dw->dev == NULL || dw->dev->closed) {
             device_write_free(dw);
             continue;
@@ -688,7 +697,9 @@ static gboolean device_write_done(gpointer data)
 static void device_write_thread(gpointer data, gpointer user_data)
 {
     device_write_work(data);
-    g_main_context_invoke(NULL, device_write_done, data);
+    /* Always on the main thread (g_main_context_invoke() would run it
+     * here whenever nobody owns the context, as while the helper stops). */
+    g_idle_add_full(G_PRIORITY_DEFAULT, device_write_done, data, NULL);
 }
 
 void device_writes_init(Helper *h, gboolean threads)
@@ -729,6 +740,16 @@ static void device_write_push(Device *dev, DeviceWrite *dw)
     WriteQueue *q = device_write_queue(h, dw->area, TRUE);
     g_autofree gchar *id = g_strdup(vmaug_vm_area_get_id(dw->area));
 
+    if ((dw->admin ? q->admin_waiting : q->guest_waiting) >=
+        DEVICE_MAX_WRITES) {
+        static const gchar why[] = "too many writes of this VM waiting";
+
+        device_reply(dev, dw->tag, VMAUG_S_BUSY, why, strlen(why));
+        dw->dev = NULL;
+        device_write_free(dw);
+        device_write_run(h, q, id);
+        return;
+    }
     if (dw->admin) {
         GList *l = q->waiting.head;
 
@@ -737,14 +758,7 @@ static void device_write_push(Device *dev, DeviceWrite *dw)
             l = l->next;
         }
         g_queue_insert_before(&q->waiting, l, dw);
-    } else if (q->guest_waiting >= DEVICE_MAX_WRITES) {
-        static const gchar why[] = "too many writes of this VM waiting";
-
-        device_reply(dev, dw->tag, VMAUG_S_BUSY, why, strlen(why));
-        dw->dev = NULL;
-        device_write_free(dw);
-        device_write_run(h, q, id);
-        return;
+        q->admin_waiting++;
     } else {
         g_queue_push_tail(&q->waiting, dw);
         q->guest_waiting++;
@@ -766,9 +780,7 @@ static void device_write_cancel(Device *dev, guint64 tag)
         }
         q = device_write_queue(dev->helper, dw->area, FALSE);
         if (q->running != dw && g_queue_remove(&q->waiting, dw)) {
-            if (!dw->admin) {
-                q->guest_waiting--;
-            }
+            device_write_unqueued(q, dw);
             g_hash_table_remove(dev->pending, &tag);
             device_write_free(dw);
         }
@@ -1527,9 +1539,22 @@ void device_free(Device *dev)
         ((DeviceCommit *)g_ptr_array_index(dev->commits, i))->dev = NULL;
     }
     /* Its writes end without it: the one under way is written, those not
-     * begun are void (device_write_run()). */
-    for (guint i = 0; i < dev->writes->len; i++) {
-        ((DeviceWrite *)g_ptr_array_index(dev->writes, i))->dev = NULL;
+     * begun are void, and leave their queues now (the next device for the
+     * same image must not find them in its way). */
+    while (dev->writes->len > 0) {
+        DeviceWrite *dw = g_ptr_array_index(dev->writes, 0);
+        WriteQueue *q = device_write_queue(dev->helper, dw->area, FALSE);
+
+        g_autofree gchar *id = g_strdup(vmaug_vm_area_get_id(dw->area));
+
+        g_ptr_array_remove_index_fast(dev->writes, 0);
+        dw->dev = NULL;
+        if (q->running != dw && g_queue_remove(&q->waiting, dw)) {
+            device_write_unqueued(q, dw);
+            device_write_free(dw);
+            /* Forgets the queue if that was all it held. */
+            device_write_run(dev->helper, q, id);
+        }
     }
     g_ptr_array_unref(dev->writes);
     g_ptr_array_unref(dev->commits);

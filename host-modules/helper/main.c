@@ -659,8 +659,9 @@ int main(int argc, char **argv)
 
         device_free(dev);
     }
-    spares_discard(&h);
+    /* Waiting turns the loop: spares that starts are discarded after. */
     device_writes_end(&h);
+    spares_discard(&h);
     helper_caches_clear(&h);
     g_main_loop_unref(h.loop);
     vmaug_policy_free(h.policy);
