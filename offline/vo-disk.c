@@ -605,6 +605,24 @@ static gboolean vo_disk_check_range(VoDisk *disk, gsize count,
     return TRUE;
 }
 
+/*
+ * The bytes at @offset in its cached page (loaded if need be), and in *@n
+ * how many of the @count wanted from there the page holds.
+ */
+static const guint8 *vo_disk_cached_at(VoDisk *disk, guint64 offset,
+                                       guint64 count, gsize *n,
+                                       GError **error)
+{
+    gsize in_page = offset % VO_PAGE_SIZE;
+    VoPage *page = vo_disk_get_page(disk, offset / VO_PAGE_SIZE, TRUE, error);
+
+    if (!page) {
+        return NULL;
+    }
+    *n = MIN(count, VO_PAGE_SIZE - in_page);
+    return page->data + in_page;
+}
+
 gboolean vo_disk_pread(VoDisk *disk, void *buf, gsize count, guint64 offset,
                        GError **error)
 {
@@ -615,12 +633,12 @@ gboolean vo_disk_pread(VoDisk *disk, void *buf, gsize count, guint64 offset,
     }
     while (count > 0) {
         guint64 index = offset / VO_PAGE_SIZE;
-        gsize in_page = offset % VO_PAGE_SIZE;
-        gsize n = MIN(count, VO_PAGE_SIZE - in_page);
-        VoPage *page = g_hash_table_lookup(disk->pages, &index);
+        const guint8 *bytes;
+        gsize n;
 
-        if (!page && in_page == 0 && count >= 4 * VO_PAGE_SIZE) {
-            /* Large uncached reads (file contents) bypass the cache. */
+        if (offset % VO_PAGE_SIZE == 0 && count >= 4 * VO_PAGE_SIZE) {
+            /* Large uncached reads (file contents) bypass the cache: the
+             * pages from @index up to the first one cached. */
             gsize whole = count - count % VO_PAGE_SIZE;
 
             for (guint64 i = 0; i < whole / VO_PAGE_SIZE; i++) {
@@ -640,11 +658,11 @@ gboolean vo_disk_pread(VoDisk *disk, void *buf, gsize count, guint64 offset,
                 continue;
             }
         }
-        page = vo_disk_get_page(disk, index, TRUE, error);
-        if (!page) {
+        bytes = vo_disk_cached_at(disk, offset, count, &n, error);
+        if (!bytes) {
             return FALSE;
         }
-        memcpy(out, page->data + in_page, n);
+        memcpy(out, bytes, n);
         out += n;
         offset += n;
         count -= n;
@@ -659,15 +677,14 @@ gboolean vo_disk_copy_to_fd(VoDisk *disk, int fd, guint64 offset,
         return FALSE;
     }
     while (count > 0) {
-        guint64 index = offset / VO_PAGE_SIZE;
-        gsize in_page = offset % VO_PAGE_SIZE;
-        gsize n = MIN(count, VO_PAGE_SIZE - in_page);
-        VoPage *page = vo_disk_get_page(disk, index, TRUE, error);
+        gsize n;
+        const guint8 *bytes = vo_disk_cached_at(disk, offset, count, &n,
+                                                error);
 
-        if (!page) {
+        if (!bytes) {
             return FALSE;
         }
-        if (pwrite(fd, page->data + in_page, n, offset) != (ssize_t)n) {
+        if (pwrite(fd, bytes, n, offset) != (ssize_t)n) {
             g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                         "cannot copy the disk's bytes: %s",
                         g_strerror(errno));
