@@ -744,10 +744,10 @@ static void device_write_push(Device *dev, DeviceWrite *dw)
         DEVICE_MAX_WRITES) {
         static const gchar why[] = "too many writes of this VM waiting";
 
+        /* Only behind one that runs: the queue stays as it is. */
         device_reply(dev, dw->tag, VMAUG_S_BUSY, why, strlen(why));
         dw->dev = NULL;
         device_write_free(dw);
-        device_write_run(h, q, id);
         return;
     }
     if (dw->admin) {
@@ -768,19 +768,31 @@ static void device_write_push(Device *dev, DeviceWrite *dw)
     device_write_run(h, q, id);
 }
 
+/*
+ * Takes @dw out of its queue if it waits there (not if it runs).  A write
+ * waits only behind one that runs, so the queue stays.
+ */
+static gboolean device_write_unwait(Helper *h, DeviceWrite *dw)
+{
+    WriteQueue *q = device_write_queue(h, dw->area, FALSE);
+
+    if (q->running == dw || !g_queue_remove(&q->waiting, dw)) {
+        return FALSE;
+    }
+    device_write_unqueued(q, dw);
+    return TRUE;
+}
+
 /* The device gave up on @tag: a write of it not begun is void. */
 static void device_write_cancel(Device *dev, guint64 tag)
 {
     for (guint i = 0; i < dev->writes->len; i++) {
         DeviceWrite *dw = g_ptr_array_index(dev->writes, i);
-        WriteQueue *q;
 
         if (dw->tag != tag) {
             continue;
         }
-        q = device_write_queue(dev->helper, dw->area, FALSE);
-        if (q->running != dw && g_queue_remove(&q->waiting, dw)) {
-            device_write_unqueued(q, dw);
+        if (device_write_unwait(dev->helper, dw)) {
             g_hash_table_remove(dev->pending, &tag);
             device_write_free(dw);
         }
@@ -1543,17 +1555,11 @@ void device_free(Device *dev)
      * same image must not find them in its way). */
     while (dev->writes->len > 0) {
         DeviceWrite *dw = g_ptr_array_index(dev->writes, 0);
-        WriteQueue *q = device_write_queue(dev->helper, dw->area, FALSE);
-
-        g_autofree gchar *id = g_strdup(vmaug_vm_area_get_id(dw->area));
 
         g_ptr_array_remove_index_fast(dev->writes, 0);
         dw->dev = NULL;
-        if (q->running != dw && g_queue_remove(&q->waiting, dw)) {
-            device_write_unqueued(q, dw);
+        if (device_write_unwait(dev->helper, dw)) {
             device_write_free(dw);
-            /* Forgets the queue if that was all it held. */
-            device_write_run(dev->helper, q, id);
         }
     }
     g_ptr_array_unref(dev->writes);
