@@ -46,6 +46,7 @@ void vmaug_registration_free(VmaugRegistration *r)
  * short), then lock against the others.
  */
 typedef struct {
+    gchar *dir;                     /* its key in reg_dir_locks */
     GRecMutex turn;                 /* one thread's second update meets
                                      * its own flock: BUSY, as before */
     guint users;
@@ -60,14 +61,14 @@ static RegDirLock *reg_dir_lock_take(const gchar *dir)
 
     g_mutex_lock(&reg_dir_locks_lock);
     if (reg_dir_locks == NULL) {
-        reg_dir_locks = g_hash_table_new_full(g_str_hash, g_str_equal,
-                                              g_free, NULL);
+        reg_dir_locks = g_hash_table_new(g_str_hash, g_str_equal);
     }
     l = g_hash_table_lookup(reg_dir_locks, dir);
     if (l == NULL) {
         l = g_new0(RegDirLock, 1);
+        l->dir = g_strdup(dir);
         g_rec_mutex_init(&l->turn);
-        g_hash_table_insert(reg_dir_locks, g_strdup(dir), l);
+        g_hash_table_insert(reg_dir_locks, l->dir, l);
     }
     l->users++;
     g_mutex_unlock(&reg_dir_locks_lock);
@@ -77,20 +78,12 @@ static RegDirLock *reg_dir_lock_take(const gchar *dir)
 
 static void reg_dir_lock_give(RegDirLock *l)
 {
-    GHashTableIter it;
-    gpointer value;
-
     g_rec_mutex_unlock(&l->turn);
     g_mutex_lock(&reg_dir_locks_lock);
     if (--l->users == 0) {
-        g_hash_table_iter_init(&it, reg_dir_locks);
-        while (g_hash_table_iter_next(&it, NULL, &value)) {
-            if (value == l) {
-                g_hash_table_iter_remove(&it);
-                break;
-            }
-        }
+        g_hash_table_remove(reg_dir_locks, l->dir);
         g_rec_mutex_clear(&l->turn);
+        g_free(l->dir);
         g_free(l);
     }
     g_mutex_unlock(&reg_dir_locks_lock);
