@@ -887,7 +887,8 @@ static VoImageServer *vo_image_server_alloc(const char *image,
 
     s->client = -1;
     s->listener = -1;
-    s->image = g_canonicalize_filename(image, NULL);
+    /* None yet: a spare's (vo_image_server_set_image()). */
+    s->image = image ? g_canonicalize_filename(image, NULL) : NULL;
     s->name = g_strdup(name ? name : image);
     s->format = g_strdup(format);
     s->writable = writable;
@@ -905,6 +906,16 @@ VoImageServer *vo_image_server_new(const char *image, const char *name,
         return NULL;
     }
     return g_steal_pointer(&s);
+}
+
+void vo_image_server_set_image(VoImageServer *s, const char *image,
+                               const char *name)
+{
+    g_return_if_fail(s->listener >= 0);
+    g_free(s->image);
+    g_free(s->name);
+    s->image = g_canonicalize_filename(image, NULL);
+    s->name = g_strdup(name ? name : image);
 }
 
 void vo_image_server_set_format(VoImageServer *s, const char *format)

@@ -113,11 +113,15 @@ typedef struct VoImageServer VoImageServer;
  * that the client can be handed to the worker while @image is still
  * being made, or probed.  Its messages call the image @name (the image
  * the user named, when @image is our overlay of it; NULL: @image).
- * @format may be NULL until vo_image_server_set_format(), before the start.
+ * @format may be NULL until vo_image_server_set_format(), and @image (and
+ * @name) until vo_image_server_set_image(), before the start.
  */
 VoImageServer *vo_image_server_new(const char *image, const char *name,
                                    const char *format, gboolean writable,
                                    GError **error);
+/* @image and @name of a server not started yet, made without them. */
+void vo_image_server_set_image(VoImageServer *server, const char *image,
+                               const char *name);
 /* @format (never probed) of a server not started yet. */
 void vo_image_server_set_format(VoImageServer *server, const char *format);
 /* The most LUKS volumes one disk may have opened. */

@@ -6,7 +6,9 @@
  */
 #define G_LOG_DOMAIN "vmaugment-offline"
 
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -76,6 +78,7 @@ static gint64 opt_max_file_size = VO_SCAN_MAX_FILE_SIZE;
 static int opt_timeout = VO_SCAN_TIMEOUT_S;
 static char *opt_cache;
 static gboolean opt_force_share;
+static gboolean opt_spare;
 static gboolean opt_qemu_released;
 /* Accepted for the convention's sake: every report is JSON anyway. */
 static gboolean opt_json;
@@ -879,6 +882,90 @@ static gboolean vo_main_status_cmd(int argc, char **argv, GError **error)
  */
 #define VO_MAIN_SCAN_FAILED 3
 
+/* The most a spare reads from standard input: options and an image. */
+#define VO_MAIN_SPARE_MAX_ARGS  (256 * 1024)
+
+/*
+ * A spare's image and options (scan --spare), read from standard input
+ * once the worker is loaded: the arguments the command line would hold
+ * after "scan", each ended by a NUL byte, parsed by the same options.
+ */
+static gboolean vo_main_scan_await(gpointer data, VoScanOptions *opts,
+                                   GError **error)
+{
+    char **image = data;
+    const GOptionEntry entries[] = {
+        { "format", 'f', 0, G_OPTION_ARG_STRING, &opt_format, NULL, NULL },
+        { "path", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_scan_paths, NULL,
+          NULL },
+        { "max-file-size", 0, 0, G_OPTION_ARG_INT64, &opt_max_file_size,
+          NULL, NULL },
+        { "timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout, NULL, NULL },
+        { "cache", 0, 0, G_OPTION_ARG_FILENAME, &opt_cache, NULL, NULL },
+        { NULL },
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
+    g_autoptr(GByteArray) in = g_byte_array_new();
+    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+    g_autofree char **argv = NULL;
+    int argc;
+    guint8 buf[4096];
+    gssize n;
+
+    while ((n = read(STDIN_FILENO, buf, sizeof(buf))) != 0) {
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                        "scan --spare: standard input: %s",
+                        g_strerror(errno));
+            return FALSE;
+        }
+        if (in->len + n > VO_MAIN_SPARE_MAX_ARGS) {
+            return vo_main_usage(error, "scan --spare: more than 256 KiB of "
+                                 "arguments");
+        }
+        g_byte_array_append(in, buf, n);
+    }
+    g_ptr_array_add(args, g_strdup("scan"));
+    for (guint i = 0; i < in->len;) {
+        const guint8 *end = memchr(in->data + i, '\0', in->len - i);
+        gsize len = end ? (gsize)(end - (in->data + i)) : in->len - i;
+
+        g_ptr_array_add(args, g_strndup((const char *)in->data + i, len));
+        i += len + 1;
+    }
+    argc = args->len;
+    /* g_option_context_parse() moves and drops words of this array:
+     * its strings stay @args'. */
+    argv = g_new0(char *, argc + 1);
+    memcpy(argv, args->pdata, argc * sizeof(char *));
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_option_context_set_help_enabled(ctx, FALSE);
+    if (!g_option_context_parse(ctx, &argc, &argv, error)) {
+        g_prefix_error(error, "scan --spare: ");
+        return FALSE;
+    }
+    if (argc != 2 || g_str_has_prefix(argv[1], "-")) {
+        return vo_main_usage(error, "scan --spare: standard input names "
+                             "[--path GUESTPATH]... [--max-file-size BYTES] "
+                             "[--timeout SECONDS] [--cache FILE] "
+                             "[--format FORMAT] IMAGE, each ended by a NUL");
+    }
+    *image = vo_ovf_resolve_image(argv[1], error);
+    if (!*image) {
+        return FALSE;
+    }
+    opts->image = *image;
+    opts->format = opt_format;
+    opts->paths = opt_scan_paths;
+    opts->max_file_size = opt_max_file_size > 0 ? opt_max_file_size : 0;
+    opts->timeout_s = opt_timeout > 0 ? opt_timeout : 0;
+    opts->cache = opt_cache;
+    return TRUE;
+}
+
 static gboolean vo_main_scan(int argc, char **argv, GError **error)
 {
     g_autofree char *image = NULL;
@@ -894,15 +981,23 @@ static gboolean vo_main_scan(int argc, char **argv, GError **error)
         .force_share = opt_force_share,
     };
 
-    if (argc != 2 || !opt_database) {
+    if (opt_spare && argc == 1 && opt_database && !opt_scan_paths &&
+        !opt_cache && !opt_format) {
+        opts.await = vo_main_scan_await;
+        opts.await_data = &image;
+    } else if (argc != 2 || !opt_database || opt_spare) {
         return vo_main_usage(error, "scan IMAGE --database DIR "
                              "[--path GUESTPATH]... [--max-file-size BYTES] "
                              "[--timeout SECONDS] [--cache FILE] "
-                             "[--force-share]");
+                             "[--force-share], or scan --spare --database "
+                             "DIR [--force-share] and the rest on standard "
+                             "input");
     }
-    image = vo_ovf_resolve_image(argv[1], error);
-    if (!image) {
-        return FALSE;
+    if (!opts.await) {
+        image = vo_ovf_resolve_image(argv[1], error);
+        if (!image) {
+            return FALSE;
+        }
     }
     opts.image = image;
     if (!vo_scan_run(&opts, &report, &result, error)) {
@@ -1105,6 +1200,11 @@ int main(int argc, char **argv)
           "600)", "SECONDS" },
         { "cache", 0, 0, G_OPTION_ARG_FILENAME, &opt_cache,
           "scan: what was found clean, to rescan only what changed", "FILE" },
+        { "spare", 0, 0, G_OPTION_ARG_NONE, &opt_spare,
+          "scan: start and load the database now, then read the image and "
+          "the scan's options from standard input (each argument ended by "
+          "a NUL byte), as the vmaugment helper keeps a scanner ready",
+          NULL },
         { "force-share", 0, 0, G_OPTION_ARG_NONE, &opt_force_share,
           "scan, inspect: read an image a QEMU holds open, beside its locks "
           "(the caller vouches the VM runs no instruction meanwhile)",

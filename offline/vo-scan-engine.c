@@ -69,8 +69,9 @@ static void *vo_scan_lib;
 #define cl_scanmap_callback (*vo_cl.f.cl_scanmap_callback)
 #define cl_strerror (*vo_cl.f.cl_strerror)
 
-/* The first descriptor the worker did not get from its parent. */
-#define VO_SCAN_FIRST_FREE_FD   7
+/* The first descriptor the worker did not get from its parent: a scan's
+ * four after the standard three, then the sandbox's status channel. */
+#define VO_SCAN_FIRST_FREE_FD   8
 
 typedef struct {
     struct cl_engine *engine;
@@ -80,6 +81,10 @@ typedef struct {
     guint64 max_file_size;
     guint timeout_s;
     char **paths;
+    /* A spare's: the scan's request comes once the disk is served
+     * (vo_scan_engine_take_later()), with the image's name. */
+    gboolean later;
+    char *image;
     /* The cache: the keys the request gave (in @request); when this
      * engine and database made them, their indices in the keys' byte
      * order (@n_order of them, else none); and which of them the walk
@@ -297,31 +302,25 @@ guint vo_scan_engine_timeout_s(void)
     return vo_scan.timeout_s ? vo_scan.timeout_s : VO_SCAN_TIMEOUT_S;
 }
 
-gboolean vo_scan_engine_prepare(int request_fd, int first_free,
-                                GError **error)
+/*
+ * The scan's own options from a request's head: its limits and guest
+ * paths.  A request whose scan is to come later (a spare's) names the
+ * largest limits; the later one sets the scan's.
+ */
+static gboolean vo_scan_take_options(VoScanEngine *s, JsonObject *req,
+                                     GError **error)
 {
-    VoScanEngine *s = &vo_scan;
-    g_autoptr(JsonObject) req = vo_scan_read_request(s, request_fd, error);
-    const char *database;
-    JsonNode *paths;
-    unsigned int sigs = 0;
-    gint64 n;
-    cl_error_t rc;
-    int err = 0;
+    gint64 size = vo_scan_member_int(req, "max-file-size");
+    gint64 timeout = vo_scan_member_int(req, "timeout");
+    JsonNode *paths = json_object_get_member(req, "paths");
 
-    if (!req) {
-        return FALSE;
-    }
-    database = vo_scan_member_str(req, "database");
-    s->max_file_size = vo_scan_member_int(req, "max-file-size");
-    n = vo_scan_member_int(req, "timeout");
-    if (!database || vo_scan_member_int(req, "max-file-size") <= 0 ||
-        n <= 0) {
+    if (size <= 0 || timeout <= 0 || timeout > G_MAXUINT) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "bad scan request");
         return FALSE;
     }
-    s->timeout_s = n;
-    paths = json_object_get_member(req, "paths");
+    s->max_file_size = size;
+    s->timeout_s = timeout;
+    g_clear_pointer(&s->paths, g_strfreev);
     if (paths && JSON_NODE_HOLDS_ARRAY(paths)) {
         JsonArray *a = json_node_get_array(paths);
         guint len = json_array_get_length(a);
@@ -331,6 +330,52 @@ gboolean vo_scan_engine_prepare(int request_fd, int first_free,
             s->paths[i] = g_strdup(json_array_get_string_element(a, i));
         }
     }
+    return TRUE;
+}
+
+/* What one file may cost; beyond, the engine says
+ * Heuristics.Limits.Exceeded and the scan is incomplete.  libclamav reads
+ * these at each file, so a compiled engine takes them too. */
+static cl_error_t vo_scan_set_limits(VoScanEngine *s)
+{
+    cl_error_t rc;
+
+    if ((rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_FILESIZE,
+                                s->max_file_size)) ||
+        (rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_SCANSIZE,
+                                MAX(VO_SCAN_MAX_SCAN_SIZE,
+                                    s->max_file_size))) ||
+        (rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_SCANTIME,
+                                MIN((gint64)VO_SCAN_MAX_SCAN_TIME_MS,
+                                    (gint64)s->timeout_s * 1000)))) {
+        return rc;
+    }
+    return CL_SUCCESS;
+}
+
+gboolean vo_scan_engine_prepare(int request_fd, int first_free,
+                                GError **error)
+{
+    VoScanEngine *s = &vo_scan;
+    g_autoptr(JsonObject) req = vo_scan_read_request(s, request_fd, error);
+    const char *database;
+    unsigned int sigs = 0;
+    gint64 n;
+    cl_error_t rc;
+    int err = 0;
+
+    if (!req) {
+        return FALSE;
+    }
+    database = vo_scan_member_str(req, "database");
+    if (!database) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "bad scan request");
+        return FALSE;
+    }
+    if (!vo_scan_take_options(s, req, error)) {
+        return FALSE;
+    }
+    s->later = json_object_has_member(req, "later");
 
     if (!vo_dl_load(&vo_scan_lib, VO_SCAN_CLAMAV_SONAME, vo_scan_cl_names,
                     vo_cl.sym, "scan needs libclamav (Debian: libclamav12)",
@@ -347,20 +392,11 @@ gboolean vo_scan_engine_prepare(int request_fd, int first_free,
                     "libclamav: cannot make an engine");
         return FALSE;
     }
-    /* What one file may cost; beyond, the engine says
-     * Heuristics.Limits.Exceeded and the scan is incomplete. */
-    if ((rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_FILESIZE,
-                                s->max_file_size)) ||
-        (rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_SCANSIZE,
-                                MAX(VO_SCAN_MAX_SCAN_SIZE,
-                                    s->max_file_size))) ||
+    if ((rc = vo_scan_set_limits(s)) ||
         (rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_RECURSION,
                                 VO_SCAN_MAX_RECURSION)) ||
         (rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_FILES,
                                 VO_SCAN_MAX_FILES)) ||
-        (rc = cl_engine_set_num(s->engine, CL_ENGINE_MAX_SCANTIME,
-                                MIN((gint64)VO_SCAN_MAX_SCAN_TIME_MS,
-                                    (gint64)s->timeout_s * 1000))) ||
         /* What it unpacks goes to the worker's private tmpfs, the only
          * writable place it has. */
         (rc = cl_engine_set_str(s->engine, CL_ENGINE_TMPDIR, "/tmp")) ||
@@ -403,8 +439,54 @@ gboolean vo_scan_engine_prepare(int request_fd, int first_free,
     s->db_version = err == CL_SUCCESS && n > 0 ? n : 0;
     s->engine_name = g_strdup_printf("ClamAV %s", cl_retver());
     cl_engine_set_clcb_virus_found(s->engine, vo_scan_on_match);
-    vo_scan_take_cache(s, req);
+    if (!s->later) {
+        vo_scan_take_cache(s, req);
+    }
     return vo_scan_no_stray_fds(first_free, error);
+}
+
+gboolean vo_scan_engine_later(void)
+{
+    return vo_scan.later;
+}
+
+/*
+ * A spare's scan: the parent wrote the request into @fd (empty at our
+ * start) and sealed it before it started the disk's server, so it is
+ * whole by the time the disk is connected.  Unsealed, it could still be
+ * changing: refused.
+ */
+const char *vo_scan_engine_take_later(int fd, GError **error)
+{
+    VoScanEngine *s = &vo_scan;
+    const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+    g_autoptr(JsonObject) req = NULL;
+    const char *image;
+    int have = fcntl(fd, F_GET_SEALS);
+    cl_error_t rc;
+
+    if (have < 0 || (have & seals) != seals) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "the scan request was not sealed");
+        return NULL;
+    }
+    req = vo_scan_read_request(s, fd, error);
+    if (!req || !vo_scan_take_options(s, req, error)) {
+        return NULL;
+    }
+    image = vo_scan_member_str(req, "image");
+    if (!image || !*image) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "bad scan request");
+        return NULL;
+    }
+    if (s->engine && (rc = vo_scan_set_limits(s)) != CL_SUCCESS) {
+        vo_scan_cl_fail(rc, "limits", error);
+        return NULL;
+    }
+    vo_scan_take_cache(s, req);
+    s->later = FALSE;
+    s->image = g_strdup(image);
+    return s->image;
 }
 
 /* ---- The walk ---- */

@@ -637,6 +637,11 @@ static GBytes *vo_scan_request(const VoScanOptions *opts,
     JsonArray *paths = json_array_new();
 
     json_object_set_string_member(head, "database", database);
+    /* A spare's later request names its image (the worker's messages
+     * do). */
+    if (opts->await) {
+        json_object_set_string_member(head, "image", opts->image);
+    }
     json_object_set_int_member(head, "max-file-size", opts->max_file_size);
     json_object_set_int_member(head, "timeout", opts->timeout_s);
     for (guint i = 0; opts->paths && opts->paths[i]; i++) {
@@ -713,7 +718,70 @@ GBytes *vo_scan_quarantine_request(const VoScanOptions *opts,
     return vo_scan_request(opts, dir, NULL, &keys);
 }
 
-gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
+/* A spare's first request: the database alone, its scan "later", with
+ * the largest limits until then (vo_scan_engine_take_later()). */
+static GBytes *vo_scan_spare_request(const char *database)
+{
+    g_autoptr(JsonObject) head = json_object_new();
+
+    json_object_set_string_member(head, "database", database);
+    json_object_set_boolean_member(head, "later", TRUE);
+    json_object_set_int_member(head, "max-file-size",
+                               VO_SCAN_MAX_FILE_SIZE_LIMIT);
+    json_object_set_int_member(head, "timeout", VO_SCAN_TIMEOUT_LIMIT_S);
+    json_object_set_array_member(head, "paths", json_array_new());
+    json_object_set_int_member(head, "keys", 0);
+    return vo_scan_blob_head(head);
+}
+
+typedef struct {
+    VoScanOptions opts;         /* the scan's, once awaited */
+    const char *database;
+    const char *stamp;          /* of the database the worker loaded */
+    VoScanCache *cache;
+    GBytes *request;
+    GBytes *request_keys;
+    gboolean stale;             /* the database changed meanwhile */
+} VoScanSpare;
+
+/* VoWorkerRequest.await: the scan's options, its cache and request. */
+static gboolean vo_scan_await(gpointer data, VoWorkerRequest *req,
+                              GError **error)
+{
+    VoScanSpare *sp = data;
+    g_autofree char *stamp = NULL;
+
+    if (!sp->opts.await(sp->opts.await_data, &sp->opts, error) ||
+        !vo_scan_check_options(&sp->opts, error)) {
+        return FALSE;
+    }
+    stamp = vo_scan_database_stamp(sp->database, error);
+    if (!stamp) {
+        return FALSE;
+    }
+    if (!g_str_equal(stamp, sp->stamp)) {
+        /* Scanned with the database as it is now, by a worker of its
+         * own: vo_scan_run() starts it. */
+        sp->stale = TRUE;
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "the signature database changed since the scan's "
+                    "start");
+        return FALSE;
+    }
+    if (sp->opts.cache) {
+        sp->cache = vo_scan_cache_read(sp->opts.cache, sp->stamp);
+    }
+    sp->request = vo_scan_request(&sp->opts, sp->database, sp->cache,
+                                  &sp->request_keys);
+    req->image = req->disk = sp->opts.image;
+    req->format = sp->opts.format;
+    req->request = sp->request;
+    req->request_keys = sp->request_keys;
+    req->timeout_s = sp->opts.timeout_s + VO_WORKER_SCAN_GRACE_S;
+    return TRUE;
+}
+
+gboolean vo_scan_run(const VoScanOptions *given, JsonNode **report,
                      VoScanResult *result, GError **error)
 {
     g_autofree char *database = NULL;
@@ -729,13 +797,17 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     g_autoptr(GBytes) request_keys = NULL;
     g_autoptr(JsonObject) contract = json_object_new();
     VoWorkerRequest req = { .job = VO_WORKER_SCAN };
+    VoScanSpare spare = { .opts = *given };
+    const VoScanOptions *opts = given;
+    g_autoptr(GError) failed = NULL;
     g_autoptr(GList) names = NULL;
     JsonArray *findings, *errors;
+    gboolean ran;
 
-    if (!vo_scan_check_options(opts, error)) {
+    if (!given->await && !vo_scan_check_options(given, error)) {
         return FALSE;
     }
-    database = g_canonicalize_filename(opts->database, NULL);
+    database = g_canonicalize_filename(given->database, NULL);
     if (!g_file_test(database, G_FILE_TEST_IS_DIR)) {
         g_set_error(error, VO_ERROR, VO_ERROR_NOT_FOUND,
                     "signature database %s is not a directory", database);
@@ -745,20 +817,45 @@ gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
     if (!stamp) {
         return FALSE;
     }
-    if (opts->cache) {
-        cache = vo_scan_cache_read(opts->cache, stamp);
-    }
-    request = vo_scan_request(opts, database, cache, &request_keys);
-    req.image = req.disk = opts->image;
     /* Probed while the worker starts: a scan at an image's start waits
      * for both. */
-    req.format = opts->format;
     req.probe = TRUE;
-    req.request = request;
-    req.request_keys = request_keys;
-    req.timeout_s = opts->timeout_s + VO_WORKER_SCAN_GRACE_S;
-    if (!vo_worker_run(&req, &worker, error)) {
-        return FALSE;
+    if (given->await) {
+        spare.database = database;
+        spare.stamp = stamp;
+        req.request = request = vo_scan_spare_request(database);
+        req.await = vo_scan_await;
+        req.await_data = &spare;
+        ran = vo_worker_run(&req, &worker, &failed);
+        opts = &spare.opts;
+        cache = g_steal_pointer(&spare.cache);
+        g_clear_pointer(&request, g_bytes_unref);
+        request = g_steal_pointer(&spare.request);
+        request_keys = g_steal_pointer(&spare.request_keys);
+        spare.opts.await = NULL;
+        if (!ran && !spare.stale) {
+            g_propagate_error(error, g_steal_pointer(&failed));
+            return FALSE;
+        }
+        if (!ran) {
+            /* Its worker had loaded the database as it was: the scan
+             * runs again with a worker of its own, as without a spare. */
+            g_clear_pointer(&worker, json_object_unref);
+            return vo_scan_run(&spare.opts, report, result, error);
+        }
+    } else {
+        if (opts->cache) {
+            cache = vo_scan_cache_read(opts->cache, stamp);
+        }
+        request = vo_scan_request(opts, database, cache, &request_keys);
+        req.image = req.disk = opts->image;
+        req.format = opts->format;
+        req.request = request;
+        req.request_keys = request_keys;
+        req.timeout_s = opts->timeout_s + VO_WORKER_SCAN_GRACE_S;
+        if (!vo_worker_run(&req, &worker, error)) {
+            return FALSE;
+        }
     }
     out = vo_scan_check_report(json_object_get_member(worker, "scan"),
                                cache ? cache->n_keys : 0, &cached, &clean,

@@ -79,7 +79,7 @@ JsonObject *vo_scan_blob_split(const guint8 *data, gsize len,
                                const VoScanKey **keys, gsize *n_keys,
                                GError **error);
 
-typedef struct {
+typedef struct VoScanOptions {
     const char *image;
     const char *format;         /* NULL: probed */
     const char *database;       /* directory of .cvd/.cld/.ndb/.hdb ... */
@@ -88,6 +88,15 @@ typedef struct {
     guint timeout_s;
     const char *cache;          /* NULL: no cache */
     gboolean force_share;
+    /*
+     * A spare (vo_scan_run()): set, the worker is started and loads
+     * @database at once, and @await is then called to fill in @image,
+     * @format, @paths, @max_file_size, @timeout_s and @cache (it may wait
+     * for them as long as it likes); NULL otherwise.
+     */
+    gboolean (*await)(gpointer data, struct VoScanOptions *opts,
+                      GError **error);
+    gpointer await_data;
 } VoScanOptions;
 
 typedef enum {
@@ -101,7 +110,11 @@ typedef enum {
 /*
  * Scans @opts->image in a confined worker.  The report of the contract
  * (docs/offline.rst) into *@report and its result into *@result; FALSE
- * with @error when no scan took place.
+ * with @error when no scan took place.  With @opts->await, a spare: the
+ * worker loads the database before the image is known, so that a scan
+ * asked later waits neither for the worker's start nor for the database
+ * (docs/offline.rst, "A scanner kept ready"); a database that changed
+ * meanwhile is loaded again by a worker of the scan's own.
  */
 gboolean vo_scan_run(const VoScanOptions *opts, JsonNode **report,
                      VoScanResult *result, GError **error);
@@ -137,6 +150,14 @@ gboolean vo_scan_engine_prepare(int request_fd, int first_free,
                                 GError **error);
 /* The scan's --timeout, from the request (or its default). */
 guint vo_scan_engine_timeout_s(void);
+/* Whether the request said "later" (a spare, vo_scan_run()): the scan's
+ * own request then follows on another descriptor, once the disk is
+ * served, and vo_scan_engine_take_later() takes it. */
+gboolean vo_scan_engine_later(void);
+/* The later request from @fd, which must be sealed: its limits, paths
+ * and cache replace the first request's.  The image's name, or NULL with
+ * @error. */
+const char *vo_scan_engine_take_later(int fd, GError **error);
 /* Scans @guest as the prepared request says; its "scan" member into @b. */
 gboolean vo_scan_engine_run(VoGuest *guest, JsonBuilder *b, GError **error);
 /* Whether vo_scan_engine_prepare() loaded the engine. */

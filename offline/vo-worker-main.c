@@ -472,6 +472,18 @@ static gboolean vo_worker_do(VoWorker *w, JsonBuilder *b, GError **error)
             return FALSE;
         }
     }
+    /* A spare's scan (vo_scan_run()): its disk is served, so its request
+     * was written and sealed before. */
+    if (w->job == VO_WORKER_SCAN && !w->engine_error &&
+        vo_scan_engine_later()) {
+        const char *image = vo_scan_engine_take_later(VO_WORKER_FD_LATER,
+                                                      &w->engine_error);
+
+        close(VO_WORKER_FD_LATER);
+        if (image) {
+            w->image = image;
+        }
+    }
     /* Said only now that the disks are connected: qemu-nbd ends when its
      * client leaves after the handshake, not before. */
     if (w->engine_error || w->job == VO_WORKER_LOCATE) {
@@ -657,12 +669,17 @@ int main(int argc, char **argv)
          * guest byte and before confinement: no path of the host is
          * reachable afterwards (docs/sandbox.rst, "The scan job").
          */
+        /* Our descriptors, then the sandbox's status channel. */
         if (!vo_scan_engine_prepare(VO_WORKER_FD_REQUEST,
-                                    VO_WORKER_FD_DISK + n_fds,
+                                    VO_WORKER_FD_DISK + n_fds + 1,
                                     &w.engine_error)) {
             g_prefix_error(&w.engine_error, "scan: ");
         }
         close(VO_WORKER_FD_REQUEST);
+        /* Kept into the confinement only for a request still to come. */
+        if (w.engine_error || !vo_scan_engine_later()) {
+            close(VO_WORKER_FD_LATER);
+        }
         policy.limits.memory_bytes = VO_WORKER_SCAN_MEMORY;
         policy.limits.cpu_seconds = vo_scan_engine_timeout_s() +
                                     VO_WORKER_SCAN_GRACE_S;

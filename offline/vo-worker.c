@@ -116,8 +116,8 @@ gboolean vo_worker_job_has_scan(VoWorkerJob job)
 
 int vo_worker_job_fds(VoWorkerJob job)
 {
-    return vo_worker_job_has_scan(job) ? 4
-           : vo_worker_job_has_bundle(job) || job == VO_WORKER_SCAN ? 3 : 2;
+    return vo_worker_job_has_scan(job) || job == VO_WORKER_SCAN ? 4
+           : vo_worker_job_has_bundle(job) ? 3 : 2;
 }
 
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job)
@@ -335,8 +335,9 @@ static pid_t vo_worker_spawn(const VoWorkerRequest *req, const int *disk_fds,
     g_autofree char *n_disks = g_strdup_printf("%u", req->n_more + 1);
     g_autoptr(GString) opened = g_string_new(NULL);
     char *argv[] = {
-        path, (char *)vo_worker_job_name(req->job), (char *)req->image,
-        n_disks,
+        path, (char *)vo_worker_job_name(req->job),
+        /* A spare's image is named in its later request. */
+        (char *)(req->image ? req->image : "-"), n_disks,
         /* Where each opened LUKS volume lies: "DISK:OFFSET,...". */
         NULL,
         /* Who signed the bundle, for the marker it writes (servicing.h). */
@@ -851,6 +852,63 @@ static gboolean vo_worker_start_servers(GPtrArray *servers, const int *fds,
     return TRUE;
 }
 
+/* The memfd a spare's later request will be written into: empty, and
+ * sealed only once it is written (vo_worker_await()). */
+static int vo_worker_later_fd(GError **error)
+{
+    int fd = memfd_create("vmaugment-scan", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+    if (fd < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot hand the scan request over: %s",
+                    g_strerror(errno));
+    }
+    return fd;
+}
+
+/*
+ * A spare, its worker started: waits for its image and request (@await),
+ * names the image to its server, and writes and seals the request into
+ * @later_fd (which it closes), before the server starts.  Into @spare,
+ * the request as the job then runs it.
+ */
+static gboolean vo_worker_await(const VoWorkerRequest *req,
+                                VoWorkerRequest *spare, GPtrArray *servers,
+                                int later_fd, GError **error)
+{
+    gboolean ok;
+
+    *spare = *req;
+    spare->await = NULL;
+    ok = req->await(req->await_data, spare, error);
+    if (ok && (!spare->image || !spare->disk || !spare->request)) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "a spare scan was given no image");
+        ok = FALSE;
+    }
+    if (ok) {
+        vo_image_server_set_image(servers->pdata[0], spare->disk,
+                                  spare->image);
+        ok = vo_wire_write_all(later_fd, g_bytes_get_data(spare->request,
+                                                          NULL),
+                               g_bytes_get_size(spare->request), NULL) &&
+             (!spare->request_keys ||
+              vo_wire_write_all(later_fd,
+                                g_bytes_get_data(spare->request_keys, NULL),
+                                g_bytes_get_size(spare->request_keys),
+                                NULL)) &&
+             fcntl(later_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+                                          F_SEAL_WRITE | F_SEAL_SEAL) == 0;
+        if (!ok) {
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                        "cannot hand the scan request over: %s",
+                        g_strerror(errno));
+        }
+    }
+    close(later_fd);
+    return ok;
+}
+
 /* @fds: NULL, or the disks prepare() made, held open (it then is not
  * called again). */
 static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
@@ -872,6 +930,7 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
     guint n_fds;
     int bundle_fd = -1;
     int scan_fd = -1;
+    VoWorkerRequest spare;
     gboolean report_ok;
     bool killed;
     pid_t pid;
@@ -900,6 +959,11 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
                     req->request ? req->request : empty,
                     req->request ? req->request_keys : NULL, error)) < 0) {
         pid = -1;
+    } else if (req->job == VO_WORKER_SCAN &&
+               (scan_fd = req->await
+                              ? vo_worker_later_fd(error)
+                              : vo_worker_sealed_fd(empty, NULL, error)) < 0) {
+        pid = -1;
     } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "socketpair: %s",
                     g_strerror(errno));
@@ -919,7 +983,8 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
     if (bundle_fd >= 0) {
         close(bundle_fd);
     }
-    if (scan_fd >= 0) {
+    /* A spare's later request is still to be written. */
+    if (scan_fd >= 0 && (!req->await || pid < 0)) {
         close(scan_fd);
     }
     if (pid < 0) {
@@ -927,6 +992,17 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
             close(sv[0]);
         }
         return FALSE;
+    }
+    if (req->await) {
+        /* Its start, libclamav and the database are behind it now. */
+        if (!vo_worker_await(req, &spare, servers, scan_fd, error)) {
+            bool unused;
+
+            close(sv[0]);
+            sandbox_reap(pid, 0, &unused);
+            return FALSE;
+        }
+        req = &spare;
     }
     /*
      * The worker starts (loads, confines itself, waits for qemu-nbd's
@@ -1017,11 +1093,23 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     const char *formats[VO_WORKER_MAX_DISKS];
     VoWorkerRequest find;
     VoWorkerRequest job = *req;
+    VoWorkerRequest waited;
     guint64 sizes[VO_WORKER_MAX_DISKS];
     int made[VO_WORKER_MAX_DISKS];
     const int *fds = NULL;
 
     *result = NULL;
+    /* LUKS volumes are located on the image before the job's worker
+     * starts: no spare then, the job waits for its image first. */
+    if (req->await && vo_worker_keys) {
+        waited = *req;
+        waited.await = NULL;
+        if (!req->await(req->await_data, &waited, error)) {
+            return FALSE;
+        }
+        req = &waited;
+        job = waited;
+    }
     /* Before anything is counted out per disk. */
     if (req->n_more >= VO_WORKER_MAX_DISKS) {
         g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,

@@ -42,6 +42,9 @@ typedef enum {
  * scan request of its quarantine instruction (vo-quarantine.h), empty
  * when it has none. */
 #define VO_WORKER_FD_SCAN       6
+/* The scan job: after its request, the request of a spare's scan, written
+ * once its image is known (VoWorkerRequest.await), empty otherwise. */
+#define VO_WORKER_FD_LATER      6
 /* The most disks one guest may have (each costs a qemu-nbd and an fd). */
 #define VO_WORKER_MAX_DISKS     8
 /* The most LUKS volumes opened for one guest (an fd each). */
@@ -75,8 +78,8 @@ const char *vo_worker_job_name(VoWorkerJob job);
 gboolean vo_worker_job_has_bundle(VoWorkerJob job);
 /* Whether it is handed a scan request beside it (VO_WORKER_FD_SCAN). */
 gboolean vo_worker_job_has_scan(VoWorkerJob job);
-/* The descriptors it is given: 2, 3 with a bundle or a request, 4 with
- * a bundle and a scan request (VO_WORKER_FD_SCAN). */
+/* The descriptors it is given: 2, 3 with a bundle, 4 with a bundle and
+ * a scan request (VO_WORKER_FD_SCAN) or a scan's two requests. */
 int vo_worker_job_fds(VoWorkerJob job);
 gboolean vo_worker_job_from_name(const char *name, VoWorkerJob *job);
 /* The descriptor of the guest's disk @disk (from 0) in a worker of @job;
@@ -85,7 +88,7 @@ int vo_worker_disk_fd(VoWorkerJob job, guint disk);
 
 /* ---- Parent ---- */
 
-typedef struct {
+typedef struct VoWorkerRequest {
     VoWorkerJob job;
     const char *image;      /* named in messages and reports */
     const char *disk;       /* the file qemu-nbd serves: image or overlay */
@@ -127,6 +130,19 @@ typedef struct {
      * is the job, the worker ended.  Reading jobs only, without @prepare.
      */
     gboolean probe;
+    /*
+     * A scan worker started before its image is known (a spare,
+     * vo_scan_run()): its request says "later", and @image, @disk,
+     * @format, @request, @request_keys and @timeout_s are unset until
+     * @await, called once the worker is spawned, sets them in the copy it
+     * is given (it may wait for them as long as it likes).  The worker
+     * then takes the request as its disk is served.  A guest of one disk,
+     * no --luks-key: otherwise @await is called first and the job runs as
+     * any other.
+     */
+    gboolean (*await)(gpointer data, struct VoWorkerRequest *req,
+                      GError **error);
+    gpointer await_data;
 } VoWorkerRequest;
 
 /* The host owner accepts running the worker with less than every piece

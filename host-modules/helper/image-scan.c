@@ -23,10 +23,15 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#define _GNU_SOURCE             /* F_SETPIPE_SZ */
+
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <gio/gio.h>
+#include <glib-unix.h>
 #include <json-glib/json-glib.h>
 
 #include "image-scan.h"
@@ -42,8 +47,12 @@
 #define IMAGE_SCAN_MAX_APPLY_DEPTH  6
 /* Bytes of a summary line. */
 #define IMAGE_SCAN_MAX_SUMMARY      400
+/* A spare's standard input: room for a scan's arguments (64 paths of at
+ * most 1 KiB, the cache's and the image's paths), written at once. */
+#define IMAGE_SCAN_SPARE_PIPE       (256 * 1024)
 
 struct _ImageScan {
+    Helper *helper;                 /* a scan's, which leaves a spare */
     GSubprocess *proc;
     GCancellable *cancel;
     GByteArray *out;
@@ -602,6 +611,10 @@ static void image_scan_finish(ImageScan *s)
         }
     }
     s->done(r, report->str, report->len, summary->str, s->done_data);
+    /* This host scans images: the next one gets a scanner ready. */
+    if (s->helper != NULL && s->helper->scan_spare == NULL) {
+        image_scan_spare_start(s->helper);
+    }
     image_scan_free(s);
 }
 
@@ -689,6 +702,106 @@ static ImageScan *image_scan_spawn(GPtrArray *argv, guint timeout_s,
                                    gboolean quarantine,
                                    ImageScanDoneFunc done, gpointer data,
                                    GError **error);
+static ImageScan *image_scan_watch(GSubprocess *proc, guint timeout_s,
+                                   gboolean quarantine,
+                                   ImageScanDoneFunc done, gpointer data);
+
+/*
+ * The spare (docs/offline.rst, "A scanner kept ready"): "scan --spare"
+ * starts its confined worker and loads the database at once, then waits
+ * for the image and the scan's options on its standard input.  It holds
+ * nothing of any VM until then.  One at a time, started once a scan
+ * ended, so that only a host that scans keeps one (with the official
+ * database, its compiled engine is about 1.5 GiB).
+ */
+struct ImageScanSpare {
+    GSubprocess *proc;
+    int in;                         /* its standard input */
+};
+
+static void image_scan_spare_free(ImageScanSpare *sp)
+{
+    if (sp->in >= 0) {
+        close(sp->in);
+    }
+    g_clear_object(&sp->proc);
+    g_free(sp);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(ImageScanSpare, image_scan_spare_free)
+
+void image_scan_spare_start(Helper *h)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GSubprocessLauncher) launcher = NULL;
+    g_autofree gchar *database = g_strconcat("--database=",
+                                             h->clamav_database, NULL);
+    const gchar *argv[] = {
+        h->scan_tool, "scan", database, "--force-share", "--json",
+        "--spare", NULL,
+    };
+    ImageScanSpare *sp;
+    int fds[2];
+
+    if (h->scan_spare != NULL) {
+        return;
+    }
+    if (!g_unix_open_pipe(fds, FD_CLOEXEC, &error)) {
+        g_warning("no spare scanner: %s", error->message);
+        return;
+    }
+    launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                         G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    g_subprocess_launcher_take_stdin_fd(launcher, fds[0]);
+    sp = g_new0(ImageScanSpare, 1);
+    sp->in = fds[1];
+    sp->proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
+    if (sp->proc == NULL) {
+        g_warning("no spare scanner: %s", error->message);
+        image_scan_spare_free(sp);
+        return;
+    }
+    h->scan_spare = sp;
+}
+
+void image_scan_spare_stop(Helper *h)
+{
+    if (h->scan_spare != NULL) {
+        g_subprocess_force_exit(h->scan_spare->proc);
+        g_clear_pointer(&h->scan_spare, image_scan_spare_free);
+    }
+}
+
+/*
+ * The spare, given a scan's options and image (@args, each ended by a
+ * NUL) in one write: NULL when there is none, or it ended meanwhile (the
+ * scan then starts a scanner of its own).  Its pipe is made large enough
+ * that the write never waits for it.
+ */
+static GSubprocess *image_scan_spare_take(Helper *h, GPtrArray *args)
+{
+    g_autoptr(ImageScanSpare) sp = g_steal_pointer(&h->scan_spare);
+    g_autoptr(GString) text = g_string_new(NULL);
+
+    if (sp == NULL || g_subprocess_get_identifier(sp->proc) == NULL) {
+        return NULL;
+    }
+    for (guint i = 0; i < args->len; i++) {
+        g_string_append_len(text, args->pdata[i],
+                            strlen(args->pdata[i]) + 1);
+    }
+    if (text->len > IMAGE_SCAN_SPARE_PIPE ||
+        fcntl(sp->in, F_SETPIPE_SZ, IMAGE_SCAN_SPARE_PIPE) < 0 ||
+        !g_unix_set_fd_nonblocking(sp->in, TRUE, NULL) ||
+        write(sp->in, text->str, text->len) != (gssize)text->len) {
+        g_subprocess_force_exit(sp->proc);
+        return NULL;
+    }
+    /* The end of its input: the scan begins. */
+    close(sp->in);
+    sp->in = -1;
+    return g_steal_pointer(&sp->proc);
+}
 
 ImageScan *image_scan_start(Helper *h, const gchar *image,
                             const gchar *cache, const gchar *const *paths,
@@ -696,33 +809,48 @@ ImageScan *image_scan_start(Helper *h, const gchar *image,
                             ImageScanDoneFunc done, gpointer data,
                             GError **error)
 {
+    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GSubprocess) proc = NULL;
+    ImageScan *s;
     guint timeout_s = limits->timeout_s == 0 ||
                       limits->timeout_s > h->scan_timeout_s ?
                       h->scan_timeout_s : limits->timeout_s;
 
-    /* Every value after an option of its own, in the "--opt=value" form,
-     * so that none can pass for another option; the image's path is
-     * absolute. */
-    g_ptr_array_add(argv, g_strdup(h->scan_tool));
-    g_ptr_array_add(argv, g_strdup("scan"));
-    g_ptr_array_add(argv, g_strconcat("--database=", h->clamav_database,
-                                      NULL));
-    g_ptr_array_add(argv, g_strdup_printf("--timeout=%u", timeout_s));
-    g_ptr_array_add(argv, g_strconcat("--cache=", cache, NULL));
+    /* This scan's own: every value after an option of its own, in the
+     * "--opt=value" form, so that none can pass for another option; the
+     * image's path (last) is absolute. */
+    g_ptr_array_add(args, g_strdup_printf("--timeout=%u", timeout_s));
+    g_ptr_array_add(args, g_strconcat("--cache=", cache, NULL));
     if (limits->max_file_size != 0) {
-        g_ptr_array_add(argv, g_strdup_printf("--max-file-size=%"
+        g_ptr_array_add(args, g_strdup_printf("--max-file-size=%"
                                               G_GUINT64_FORMAT,
                                               limits->max_file_size));
     }
     for (guint i = 0; paths != NULL && paths[i] != NULL; i++) {
-        g_ptr_array_add(argv, g_strconcat("--path=", paths[i], NULL));
+        g_ptr_array_add(args, g_strconcat("--path=", paths[i], NULL));
     }
-    g_ptr_array_add(argv, g_strdup("--force-share"));
-    g_ptr_array_add(argv, g_strdup("--json"));
-    g_ptr_array_add(argv, g_strdup(image));
-    g_ptr_array_add(argv, NULL);
-    return image_scan_spawn(argv, timeout_s, FALSE, done, data, error);
+    g_ptr_array_add(args, g_strdup(image));
+    proc = image_scan_spare_take(h, args);
+    if (proc != NULL) {
+        s = image_scan_watch(proc, timeout_s, FALSE, done, data);
+    } else {
+        g_ptr_array_add(argv, g_strdup(h->scan_tool));
+        g_ptr_array_add(argv, g_strdup("scan"));
+        g_ptr_array_add(argv, g_strconcat("--database=", h->clamav_database,
+                                          NULL));
+        g_ptr_array_add(argv, g_strdup("--force-share"));
+        g_ptr_array_add(argv, g_strdup("--json"));
+        for (guint i = 0; i < args->len; i++) {
+            g_ptr_array_add(argv, g_strdup(args->pdata[i]));
+        }
+        g_ptr_array_add(argv, NULL);
+        s = image_scan_spawn(argv, timeout_s, FALSE, done, data, error);
+    }
+    if (s != NULL) {
+        s->helper = h;
+    }
+    return s;
 }
 
 /* Runs @argv, reading its report, for at most @timeout_s seconds. */
@@ -731,22 +859,31 @@ static ImageScan *image_scan_spawn(GPtrArray *argv, guint timeout_s,
                                    ImageScanDoneFunc done, gpointer data,
                                    GError **error)
 {
-    ImageScan *s;
+    g_autoptr(GSubprocess) proc = NULL;
 
-    s = g_new0(ImageScan, 1);
+    proc = g_subprocess_newv((const gchar *const *)argv->pdata,
+                             G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                             G_SUBPROCESS_FLAGS_STDERR_PIPE, error);
+    if (proc == NULL) {
+        return NULL;
+    }
+    return image_scan_watch(proc, timeout_s, quarantine, done, data);
+}
+
+/* Reads @proc's report, for at most @timeout_s seconds. */
+static ImageScan *image_scan_watch(GSubprocess *proc, guint timeout_s,
+                                   gboolean quarantine,
+                                   ImageScanDoneFunc done, gpointer data)
+{
+    ImageScan *s = g_new0(ImageScan, 1);
+
     s->quarantine = quarantine;
     s->out = g_byte_array_new();
     s->err = g_byte_array_new();
     s->timeout_s = timeout_s;
     s->done = done;
     s->done_data = data;
-    s->proc = g_subprocess_newv((const gchar *const *)argv->pdata,
-                                G_SUBPROCESS_FLAGS_STDOUT_PIPE |
-                                G_SUBPROCESS_FLAGS_STDERR_PIPE, error);
-    if (s->proc == NULL) {
-        image_scan_free(s);
-        return NULL;
-    }
+    s->proc = g_object_ref(proc);
     s->cancel = g_cancellable_new();
     s->pending = 3;
     image_scan_read(s, g_subprocess_get_stdout_pipe(s->proc), s->out);

@@ -11,6 +11,7 @@
 #include "helper.h"
 
 typedef struct _ImageScan ImageScan;
+typedef struct ImageScanSpare ImageScanSpare;
 
 /* Guest paths one scan may be limited to, and bytes of each. */
 #define IMAGE_SCAN_MAX_PATHS        64
@@ -62,6 +63,10 @@ ImageScan *image_scan_quarantine(Helper *helper, const gchar *image,
                                  GError **error);
 /* Nobody waits any more: the scanner is stopped and @done never runs. */
 void image_scan_cancel(ImageScan *scan);
+/* The spare scanner image_scan_start() takes when there is one: started
+ * (unless there is one), and ended, with the helper. */
+void image_scan_spare_start(Helper *helper);
+void image_scan_spare_stop(Helper *helper);
 
 /* Split @text (guest paths, one per line) into a vector, or NULL when a
  * path is not absolute UTF-8 without control characters and "..", or

@@ -39,6 +39,7 @@
 
 #include "config.h"
 #include "device.h"
+#include "image-scan.h"
 #include "spares.h"
 #include "systemd.h"
 #include "vmaug-cli.h"
@@ -662,6 +663,7 @@ int main(int argc, char **argv)
     /* Waiting turns the loop: spares that starts are discarded after. */
     device_writes_end(&h);
     spares_discard(&h);
+    image_scan_spare_stop(&h);
     helper_caches_clear(&h);
     g_main_loop_unref(h.loop);
     vmaug_policy_free(h.policy);

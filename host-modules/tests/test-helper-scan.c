@@ -13,6 +13,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #define _GNU_SOURCE
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,7 +68,13 @@ static const gchar scan_script[] =
     " exit 4 ;;\n"
     "  esac; exit 1 ;;\n"
     "esac\n"
-    "printf '%s\\n' \"$@\" >\"$d/argv\"\n"
+    /* A spare (image-scan.c): the scan's own arguments come on its
+     * standard input, and the mode is the one of when they came. */
+    "case \" $* \" in\n"
+    "*\" --spare \"*) { printf '%s\\n' \"$@\" | grep -vx -e --spare;"
+    " tr '\\0' '\\n'; } >\"$d/argv.new\"; mv \"$d/argv.new\" \"$d/argv\" ;;\n"
+    "*) printf '%s\\n' \"$@\" >\"$d/argv\" ;;\n"
+    "esac\n"
     "case $(cat \"$d/mode\") in\n"
     "infected) cat \"$d/infected.json\"; exit 1 ;;\n"
     "clean) cat \"$d/clean.json\"; exit 0 ;;\n"
@@ -515,20 +522,18 @@ static void test_scan_bad_paths(Fixture *f, gconstpointer data)
  * signature: refused with the finding named, then, in report mode, the
  * same image rescanned from the cache the first scan left in its area.
  */
-static void test_scan_clamav(Fixture *f, gconstpointer data)
+/* The real scanner (test_env VMAUG_OFFLINE) over an ext4 image of a
+ * clean file and EICAR, with a database of EICAR's hash alone. */
+static void scan_clamav_setup(Fixture *f, Scan *s)
 {
     g_autofree gchar *tree = g_build_filename(f->keys->dir, "tree", NULL);
     g_autofree gchar *p = NULL;
     g_autofree gchar *hdb = NULL;
     g_autofree gchar *sum = NULL;
     g_autofree gchar *err = NULL;
-    g_autofree gchar *report = NULL;
-    g_autofree gchar *cache = NULL;
-    g_autoptr(HelperDone) d = NULL;
     const gchar *mkfs[] = { "mke2fs", "-q", "-F", "-t", "ext4", "-d", tree,
                             f->image, "8M", NULL };
     gint status;
-    Scan s = { 0 };
 
     p = g_build_filename(tree, "etc", NULL);
     g_assert_cmpint(g_mkdir_with_parents(p, 0755), ==, 0);
@@ -551,20 +556,29 @@ static void test_scan_clamav(Fixture *f, gconstpointer data)
                                &err, &status, NULL));
     g_assert_cmpint(status, ==, 0);
 
-    scan_setup_tool(f, &s, "\"image-scan\"", "60",
+    scan_setup_tool(f, s, "\"image-scan\"", "60",
                     test_env("VMAUG_OFFLINE"));
     sum = g_compute_checksum_for_string(G_CHECKSUM_MD5, EICAR, -1);
     hdb = g_strdup_printf("%s:%zu:Eicar-Test-Signature\n", sum,
                           strlen(EICAR));
-    g_assert_cmpint(g_mkdir(s.database, 0755), ==, 0);
+    g_assert_cmpint(g_mkdir(s->database, 0755), ==, 0);
     g_clear_pointer(&p, g_free);
-    p = g_build_filename(s.database, "test.hdb", NULL);
+    p = g_build_filename(s->database, "test.hdb", NULL);
     g_assert_true(g_file_set_contents(p, hdb, -1, NULL));
     /* The scan's worker reads it under an id of its own, as it reads
      * /var/lib/clamav: world-readable, as freshclam leaves it. */
     g_assert_cmpint(g_chmod(p, 0644), ==, 0);
     g_assert_cmpint(g_chmod(f->keys->dir, 0711), ==, 0);
+}
 
+static void test_scan_clamav(Fixture *f, gconstpointer data)
+{
+    g_autofree gchar *report = NULL;
+    g_autofree gchar *cache = NULL;
+    g_autoptr(HelperDone) d = NULL;
+    Scan s = { 0 };
+
+    scan_clamav_setup(f, &s);
     config_set(s.c, "policy", "refuse");
     d = scan_start(f, &s);
     g_test_message("%s", d->message);
@@ -587,6 +601,133 @@ static void test_scan_clamav(Fixture *f, gconstpointer data)
                             "Eicar-Test-Signature.UNOFFICIAL\n"));
     /* What was clean the first time was not scanned again. */
     g_assert_nonnull(strstr(report, "files 1\tcached 2\t"));
+    scan_clear(&s);
+}
+
+/* The child of @parent (not @gone) whose arguments hold @arg and, with
+ * @confined, that runs under its seccomp filter: its pid, or 0. */
+static GPid scan_child(GPid parent, GPid gone, const gchar *arg,
+                       gboolean confined)
+{
+    g_autoptr(GDir) proc = g_dir_open("/proc", 0, NULL);
+    const gchar *name;
+
+    while ((name = g_dir_read_name(proc)) != NULL) {
+        g_autofree gchar *stat = g_build_filename("/proc", name, "stat",
+                                                  NULL);
+        g_autofree gchar *status = g_build_filename("/proc", name, "status",
+                                                    NULL);
+        g_autofree gchar *cmd = g_build_filename("/proc", name, "cmdline",
+                                                 NULL);
+        g_autofree gchar *text = NULL;
+        g_autofree gchar *args = NULL;
+        g_autofree gchar *st = NULL;
+        gsize len;
+        const gchar *end;
+        GPid pid = atoi(name);
+
+        if (pid <= 0 || pid == gone ||
+            !g_file_get_contents(stat, &text, NULL, NULL) ||
+            (end = strrchr(text, ')')) == NULL ||
+            atoi(end + 4) != parent ||
+            !g_file_get_contents(cmd, &args, &len, NULL) ||
+            (confined && (!g_file_get_contents(status, &st, NULL, NULL) ||
+                          strstr(st, "\nSeccomp:\t2\n") == NULL))) {
+            continue;
+        }
+        /* Its arguments, each ended by a NUL. */
+        for (gsize i = 0; i < len; i += strlen(args + i) + 1) {
+            if (strstr(args + i, arg) != NULL) {
+                return pid;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The helper's spare scanner ("scan --spare", image-scan.c), once its
+ * worker has loaded the database and confined itself, waiting for @gone
+ * to be replaced (0: any): its pid. */
+static GPid scan_spare_pid(Fixture *f, GPid gone)
+{
+    for (guint tries = 0; tries < 500; tries++) {
+        GPid spare = scan_child(f->pid, gone, "--spare", FALSE);
+
+        if (spare != 0 &&
+            scan_child(spare, 0, "vmaugment-offline-worker", TRUE) != 0) {
+            return spare;
+        }
+        g_usleep(20000);
+    }
+    return 0;
+}
+
+/*
+ * After a scan the helper keeps a scanner ready for the next (its worker
+ * confined, the database loaded): the next scan takes it, and a new one
+ * is started.  One whose database changed meanwhile scans with the new
+ * database; one that died is replaced by a scanner of the scan's own.
+ */
+static void test_scan_spare(Fixture *f, gconstpointer data)
+{
+    g_autofree gchar *ndb = NULL;
+    g_autofree gchar *report = NULL;
+    g_autoptr(HelperDone) d = NULL;
+    GPid first, second, third;
+    Scan s = { 0 };
+
+    scan_clamav_setup(f, &s);
+    config_set(s.c, "policy", "report");
+    d = scan_start(f, &s);
+    g_assert_cmpuint(d->status, ==, VMAUG_S_OK);
+    first = scan_spare_pid(f, 0);
+    g_assert_cmpint(first, >, 0);
+
+    /* freshclam added a signature (of clean.txt) since it started. */
+    ndb = g_build_filename(s.database, "marker.ndb", NULL);
+    g_assert_true(g_file_set_contents(ndb, "Test.Marker:0:*:"
+                                      "6e6f7468696e6720746f20736565\n",
+                                      -1, NULL));
+    g_assert_cmpint(g_chmod(ndb, 0644), ==, 0);
+    g_clear_pointer(&d, helper_done_free);
+    d = scan_start(f, &s);
+    g_assert_cmpuint(d->status, ==, VMAUG_S_OK);
+    report = scan_report(&s);
+    g_assert_nonnull(strstr(report, "finding /\t/clean.txt\t"
+                            "Test.Marker.UNOFFICIAL\n"));
+    g_assert_nonnull(strstr(report, "finding /\t/opt/samples/eicar.com\t"
+                            "Eicar-Test-Signature.UNOFFICIAL\n"));
+    /* Taken, and another started. */
+    second = scan_spare_pid(f, first);
+    g_assert_cmpint(second, >, 0);
+    g_assert_cmpint(kill(first, 0), <, 0);
+
+    /* One that died: the scan starts its own, and is not the worse. */
+    g_assert_cmpint(kill(second, SIGKILL), ==, 0);
+    /* Gone once the helper reaped it. */
+    for (guint tries = 0; kill(second, 0) == 0 && tries < 500; tries++) {
+        g_usleep(10000);
+    }
+    g_clear_pointer(&d, helper_done_free);
+    g_clear_pointer(&report, g_free);
+    d = scan_start(f, &s);
+    g_assert_cmpuint(d->status, ==, VMAUG_S_OK);
+    report = scan_report(&s);
+    g_assert_true(g_str_has_prefix(report, "result infected\n"));
+    g_assert_nonnull(strstr(report, "Test.Marker.UNOFFICIAL\n"));
+    third = scan_spare_pid(f, second);
+    g_assert_cmpint(third, >, 0);
+
+    /* The spare's scan, with the cache of the scans before. */
+    g_clear_pointer(&d, helper_done_free);
+    g_clear_pointer(&report, g_free);
+    d = scan_start(f, &s);
+    g_assert_cmpuint(d->status, ==, VMAUG_S_OK);
+    report = scan_report(&s);
+    g_assert_nonnull(strstr(report, "Test.Marker.UNOFFICIAL\n"));
+    g_assert_nonnull(strstr(report, "files 2\tcached 1\t"));
+    g_assert_cmpint(scan_spare_pid(f, third), >, 0);
+    g_assert_cmpint(kill(third, 0), <, 0);
     scan_clear(&s);
 }
 
@@ -868,6 +1009,7 @@ int main(int argc, char **argv)
     TEST_HELPER_ADD("/helper/scan/not-granted", test_scan_not_granted);
     TEST_HELPER_ADD("/helper/scan/bad-paths", test_scan_bad_paths);
     TEST_HELPER_ADD("/helper/scan/clamav", test_scan_clamav);
+    TEST_HELPER_ADD("/helper/scan/spare", test_scan_spare);
     TEST_HELPER_ADD("/helper/scan/quarantine", test_quarantine);
     TEST_HELPER_ADD("/helper/scan/quarantine-refused",
                     test_quarantine_refused);

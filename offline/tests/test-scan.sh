@@ -16,7 +16,7 @@ need debugfs e2fsprogs
 need sfdisk fdisk
 need zip zip
 need mkntfs ntfs-3g
-plan 40
+plan 53
 
 eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 marker='vmaugment-scan-marker-4711'
@@ -402,3 +402,83 @@ pass "a cache file nested deep, with an empty head, a FIFO or a device is ignore
 (ulimit -n 200; scan "$tmp/c7.json" --path /etc "$tmp/cached.raw"
  [ "$rc" -eq 1 ]) || fail "with 200 descriptors: $(cat "$tmp/c7.json.err")"
 pass "a scan with RLIMIT_NOFILE below 1024 checks libclamav's descriptors"
+
+# a spare (scan --spare): the worker started, confined and the database
+# loaded before the image is known, which comes on standard input.
+# spare OUT ARGS...: ARGS (options and the image) each ended by a NUL.
+spare() {
+    local out=$1
+    shift
+    rc=0
+    printf '%s\0' "$@" | timeout 300 "$VMAUGMENT_OFFLINE" scan --spare \
+        --database "$db" >"$out" 2>"$out.err" || rc=$?
+    [ "$rc" -ne 124 ] || fail "scan --spare $* did not end within 300 s"
+}
+spare "$tmp/s1.json" "$img"
+python3 -c '
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert a == b, (a, b)' "$tmp/r1.json" "$tmp/s1.json" && [ "$rc" -eq 1 ] ||
+    fail "a spare's scan differs: exit $rc: $(cat "$tmp/s1.json" "$tmp/s1.json.err")"
+pass "a spare's scan reports what a scan of the same image reports"
+spare "$tmp/s2.json" --cache "$tmp/spare.cache" "$tmp/cached.raw"
+spare "$tmp/s3.json" "$tmp/cached.raw" --path /etc --path /home \
+    --cache "$tmp/spare.cache" --max-file-size 50
+check_report "$tmp/s3.json" 1 \
+    "f == [('/', '/etc/motd', 'Test.Marker.UNOFFICIAL')] and r['files-cached'] == 7 and len(r['errors']) == 2 and all('larger than --max-file-size' in e['reason'] for e in r['errors'])"
+pass "its options come with the image: --cache, --path, --max-file-size"
+# The database changes between the spare's start and its image: the scan
+# is that of the database as it is then, not as the worker loaded it.
+mkfifo "$tmp/spare.in"
+timeout 300 "$VMAUGMENT_OFFLINE" scan --spare --database "$db" \
+    <"$tmp/spare.in" >"$tmp/s4.json" 2>"$tmp/s4.json.err" &
+spare_pid=$!
+exec 9>"$tmp/spare.in"
+# Its worker confined: the database loaded before.
+for _ in $(seq 1000); do
+    wpid=$(pgrep -f -P "$(pgrep -P "$spare_pid" | head -1)" \
+        vmaugment-offline-worker || true)
+    [ -n "$wpid" ] && grep -q '^Seccomp:[[:space:]]*2' "/proc/$wpid/status" \
+        2>/dev/null && break
+    sleep 0.02
+done
+echo "Test.Late:0:*:$(printf 'ID=debian' | od -An -tx1 | tr -d ' \n')" \
+    >"$db/late.ndb"
+printf '%s\0' --path /etc "$img" >&9
+exec 9>&-
+rc=0
+wait "$spare_pid" || rc=$?
+rm -f "$db/late.ndb"
+[ "$rc" -eq 1 ] && python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["database"]["signatures"] == 3, r
+assert [(x["path"], x["signature"]) for x in r["findings"]] == [
+    ("/etc/os-release", "Test.Late.UNOFFICIAL")], r' "$tmp/s4.json" ||
+    fail "the database as the spare loaded it: exit $rc: $(cat "$tmp/s4.json" "$tmp/s4.json.err")"
+pass "a database changed since the spare started is the one the scan uses"
+printf '' >"$tmp/empty.in"
+expect_refusal --status 3 'standard input names' \
+    scan --spare --database "$db" <"$tmp/empty.in"
+printf '%s\0' --bogus "$img" >"$tmp/bogus.in"
+expect_refusal --status 3 'Unknown option --bogus' \
+    scan --spare --database "$db" <"$tmp/bogus.in"
+printf '%s\0' --database=/ "$img" >"$tmp/db.in"
+expect_refusal --status 3 'Unknown option --database' \
+    scan --spare --database "$db" <"$tmp/db.in"
+printf '%s\0' "$img" "$img" >"$tmp/two.in"
+expect_refusal --status 3 'standard input names' \
+    scan --spare --database "$db" <"$tmp/two.in"
+expect_refusal --status 3 'usage' scan --spare --database "$db" "$img" \
+    <"$tmp/two.in"
+expect_refusal --status 3 'usage' scan --spare --database "$db" \
+    --cache "$tmp/x.cache" <"$tmp/two.in"
+head -c 300000 /dev/zero | tr '\0' a >"$tmp/long.in"
+expect_refusal --status 3 'more than 256 KiB' \
+    scan --spare --database "$db" <"$tmp/long.in"
+pass "a spare's input that names no image, two, an unknown option, the database, or too much is refused (exit 3)"
+# Its worker, caught confined while it waits for an image that is not
+# known yet: the same confinement, and its request to come.
+printf '%s\0' "$tmp/clean.qcow2" >"$tmp/clean.in"
+python3 "$here/worker-inspect.py" --stdin "$tmp/clean.in" \
+    "$VMAUGMENT_OFFLINE" scan --spare --database "$db"

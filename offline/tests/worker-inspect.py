@@ -2,7 +2,7 @@
 # Inspects the confined offline worker from the host while it runs
 # (test-confinement.sh):
 #
-#   worker-inspect.py [--kill-parent] VMAUGMENT-OFFLINE ARGS...
+#   worker-inspect.py [--kill-parent] [--stdin FILE] VMAUGMENT-OFFLINE ARGS...
 #
 # Runs vmaugment-offline ARGS with a qemu-nbd that stops itself before it
 # serves, so that the worker is caught confined and waiting for its disk;
@@ -10,8 +10,10 @@
 # no_new_privs, seccomp, namespaces, descriptors, root, limits), then lets
 # qemu-nbd go on and expects the command to succeed.  With --kill-parent
 # it kills vmaugment-offline instead and expects the worker and qemu-nbd
-# to end with it (one TAP line).  Needs root (to read another uid's /proc
-# entries).
+# to end with it (one TAP line).  With --stdin, the command is a spare
+# ("scan --spare") whose worker is caught confined before its image is
+# known, and FILE its standard input, written once the worker was
+# inspected.  Needs root (to read another uid's /proc entries).
 import os
 import signal
 import stat
@@ -83,6 +85,11 @@ def main():
     kill_parent = sys.argv[1] == "--kill-parent"
     if kill_parent:
         del sys.argv[1]
+    stdin_data = None
+    if sys.argv[1] == "--stdin":
+        with open(sys.argv[2], "rb") as f:
+            stdin_data = f.read()
+        del sys.argv[1:3]
     offline, args = sys.argv[1], sys.argv[2:]
     real_nbd = os.environ["VMAUGMENT_QEMU_NBD"]
     tmp = tempfile.mkdtemp()
@@ -93,6 +100,8 @@ def main():
     os.chmod(wrapper, stat.S_IRWXU)
     env = dict(os.environ, VMAUGMENT_QEMU_NBD=wrapper)
     proc = subprocess.Popen([offline] + args, env=env,
+                            stdin=subprocess.PIPE if stdin_data is not None
+                            else None,
                             stdout=subprocess.DEVNULL)
     worker = None
     deadline = time.monotonic() + TIMEOUT
@@ -137,14 +146,18 @@ def main():
         fds = {int(fd): os.readlink(f"/proc/{worker}/fd/{fd}")
                for fd in os.listdir(f"/proc/{worker}/fd")}
         expected = {0: "/dev/null", 1: "/dev/null", 2: "/dev/null"}
-        # The bundle, until it has read it.
-        ok = (set(fds) - {5} == {0, 1, 2, 3, 4} and
+        # The bundle, until it has read it; a spare's request to come.
+        spare = {6} if stdin_data is not None else set()
+        ok = (set(fds) - {5} == {0, 1, 2, 3, 4} | spare and
               all(fds[fd] == expected[fd] for fd in expected) and
               fds[3].startswith("socket:") and fds[4].startswith("socket:") and
               fds.get(5, "/memfd:vmaugment-bundle").startswith(
-                  "/memfd:vmaugment-bundle"))
+                  "/memfd:vmaugment-bundle") and
+              fds.get(6, "/memfd:vmaugment-scan").startswith(
+                  "/memfd:vmaugment-scan"))
         check(ok, "holds only its NBD connection, its report socket and "
-              "the bundle", str(fds))
+              "the bundle" + (" and its request to come" if spare else ""),
+              str(fds))
         root = f"/proc/{worker}/root"
         check(os.listdir(root) == ["tmp"] and os.listdir(root + "/tmp") == [],
               "sees an empty root with its scratch /tmp",
@@ -159,6 +172,9 @@ def main():
               "runs under rlimits (processes, CPU, memory, files)",
               str(limits))
     finally:
+        if stdin_data is not None and proc.poll() is None:
+            proc.stdin.write(stdin_data)
+            proc.stdin.close()
         # Let the stopped server go on, whatever happened.  A reading job
         # starts it only after its probe, which runs beside the worker's
         # start: it may stop itself after the worker was caught confined.
