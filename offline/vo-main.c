@@ -981,8 +981,11 @@ static gboolean vo_main_scan(int argc, char **argv, GError **error)
         .force_share = opt_force_share,
     };
 
+    /* A spare's scan options come with its image, none before. */
     if (opt_spare && argc == 1 && opt_database && !opt_scan_paths &&
-        !opt_cache && !opt_format) {
+        !opt_cache && !opt_format &&
+        opt_max_file_size == VO_SCAN_MAX_FILE_SIZE &&
+        opt_timeout == VO_SCAN_TIMEOUT_S) {
         opts.await = vo_main_scan_await;
         opts.await_data = &image;
     } else if (argc != 2 || !opt_database || opt_spare) {

@@ -741,7 +741,9 @@ typedef struct {
     VoScanCache *cache;
     GBytes *request;
     GBytes *request_keys;
-    gboolean stale;             /* the database changed meanwhile */
+    /* The database changed meanwhile, or the worker ended: the scan runs
+     * again with a worker of its own. */
+    gboolean again;
 } VoScanSpare;
 
 /* VoWorkerRequest.await: the scan's options, its cache and request. */
@@ -762,7 +764,7 @@ static gboolean vo_scan_await(gpointer data, VoWorkerRequest *req,
     if (!g_str_equal(stamp, sp->stamp)) {
         /* Scanned with the database as it is now, by a worker of its
          * own: vo_scan_run() starts it. */
-        sp->stale = TRUE;
+        sp->again = TRUE;
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                     "the signature database changed since the scan's "
                     "start");
@@ -826,6 +828,7 @@ gboolean vo_scan_run(const VoScanOptions *given, JsonNode **report,
         req.request = request = vo_scan_spare_request(database);
         req.await = vo_scan_await;
         req.await_data = &spare;
+        req.spare_lost = &spare.again;
         ran = vo_worker_run(&req, &worker, &failed);
         opts = &spare.opts;
         cache = g_steal_pointer(&spare.cache);
@@ -833,13 +836,14 @@ gboolean vo_scan_run(const VoScanOptions *given, JsonNode **report,
         request = g_steal_pointer(&spare.request);
         request_keys = g_steal_pointer(&spare.request_keys);
         spare.opts.await = NULL;
-        if (!ran && !spare.stale) {
+        if (!ran && !spare.again) {
             g_propagate_error(error, g_steal_pointer(&failed));
             return FALSE;
         }
         if (!ran) {
-            /* Its worker had loaded the database as it was: the scan
-             * runs again with a worker of its own, as without a spare. */
+            /* Its worker had loaded the database as it was, or is gone:
+             * the scan runs again with a worker of its own, as without a
+             * spare. */
             g_clear_pointer(&worker, json_object_unref);
             return vo_scan_run(&spare.opts, report, result, error);
         }

@@ -676,7 +676,9 @@ int main(int argc, char **argv)
             g_prefix_error(&w.engine_error, "scan: ");
         }
         close(VO_WORKER_FD_REQUEST);
-        /* Kept into the confinement only for a request still to come. */
+        /* Kept into the confinement only for a request still to come;
+         * an engine that did not load is reported once the disk answers,
+         * as for any scan. */
         if (w.engine_error || !vo_scan_engine_later()) {
             close(VO_WORKER_FD_LATER);
         }

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -994,12 +995,25 @@ static gboolean vo_worker_run_opened(const VoWorkerRequest *req,
         return FALSE;
     }
     if (req->await) {
-        /* Its start, libclamav and the database are behind it now. */
-        if (!vo_worker_await(req, &spare, servers, scan_fd, error)) {
-            bool unused;
+        struct pollfd gone = { .fd = sv[0], .events = POLLIN };
+        bool unused;
 
+        /* It loads the database meanwhile, however long the wait. */
+        if (!vo_worker_await(req, &spare, servers, scan_fd, error)) {
             close(sv[0]);
             sandbox_reap(pid, 0, &unused);
+            return FALSE;
+        }
+        /* Until its disk answers it says nothing: anything on its stream
+         * now is its end. */
+        if (poll(&gone, 1, 0) != 0) {
+            close(sv[0]);
+            sandbox_reap(pid, 0, &unused);
+            if (req->spare_lost) {
+                *req->spare_lost = TRUE;
+            }
+            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                        "the spare's worker ended before its image came");
             return FALSE;
         }
         req = &spare;

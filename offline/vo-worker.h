@@ -143,6 +143,10 @@ typedef struct VoWorkerRequest {
     gboolean (*await)(gpointer data, struct VoWorkerRequest *req,
                       GError **error);
     gpointer await_data;
+    /* Set when the spare's worker had ended by the time @await returned
+     * (killed while it waited): the job then fails, where a worker of its
+     * own would not have. */
+    gboolean *spare_lost;
 } VoWorkerRequest;
 
 /* The host owner accepts running the worker with less than every piece

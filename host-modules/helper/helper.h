@@ -58,8 +58,9 @@ typedef struct {
     gchar *scan_tool;               /* vmaugment-offline (image-scan.c) */
     gchar *clamav_database;         /* the signature database directory */
     guint scan_timeout_s;           /* bound on one image scan */
-    /* A scanner started before it is needed, its worker confined and the
-     * database loaded, for the next image's scan (image-scan.c). */
+    /* A scanner started before it is needed, its worker loading the
+     * database and confining itself, for the next image's scan
+     * (image-scan.c). */
     struct ImageScanSpare *scan_spare;
     VmaugTrustStore *trust;
     VmaugPolicy *policy;

@@ -50,6 +50,9 @@
 /* A spare's standard input: room for a scan's arguments (64 paths of at
  * most 1 KiB, the cache's and the image's paths), written at once. */
 #define IMAGE_SCAN_SPARE_PIPE       (256 * 1024)
+/* A spare older than this is replaced: it runs the scanner and libclamav
+ * of its start, which an upgrade since would not have it run. */
+#define IMAGE_SCAN_SPARE_MAX_AGE_S  3600
 
 struct _ImageScan {
     Helper *helper;                 /* a scan's, which leaves a spare */
@@ -712,20 +715,37 @@ static ImageScan *image_scan_watch(GSubprocess *proc, guint timeout_s,
  * for the image and the scan's options on its standard input.  It holds
  * nothing of any VM until then.  One at a time, started once a scan
  * ended, so that only a host that scans keeps one (with the official
- * database, its compiled engine is about 1.5 GiB).
+ * database, its compiled engine is about 1.5 GiB), and replaced after an
+ * hour.
  */
 struct ImageScanSpare {
+    Helper *helper;
     GSubprocess *proc;
     int in;                         /* its standard input */
+    guint aged;                     /* its replacement's timer */
 };
 
 static void image_scan_spare_free(ImageScanSpare *sp)
 {
+    if (sp->aged != 0) {
+        g_source_remove(sp->aged);
+    }
     if (sp->in >= 0) {
         close(sp->in);
     }
     g_clear_object(&sp->proc);
     g_free(sp);
+}
+
+static gboolean image_scan_spare_on_aged(gpointer data)
+{
+    ImageScanSpare *sp = data;
+    Helper *h = sp->helper;
+
+    sp->aged = 0;
+    image_scan_spare_stop(h);
+    image_scan_spare_start(h);
+    return G_SOURCE_REMOVE;
 }
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ImageScanSpare, image_scan_spare_free)
@@ -754,6 +774,7 @@ void image_scan_spare_start(Helper *h)
                                          G_SUBPROCESS_FLAGS_STDERR_PIPE);
     g_subprocess_launcher_take_stdin_fd(launcher, fds[0]);
     sp = g_new0(ImageScanSpare, 1);
+    sp->helper = h;
     sp->in = fds[1];
     sp->proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
     if (sp->proc == NULL) {
@@ -761,6 +782,8 @@ void image_scan_spare_start(Helper *h)
         image_scan_spare_free(sp);
         return;
     }
+    sp->aged = g_timeout_add_seconds(IMAGE_SCAN_SPARE_MAX_AGE_S,
+                                     image_scan_spare_on_aged, sp);
     h->scan_spare = sp;
 }
 
@@ -791,7 +814,8 @@ static GSubprocess *image_scan_spare_take(Helper *h, GPtrArray *args)
                             strlen(args->pdata[i]) + 1);
     }
     if (text->len > IMAGE_SCAN_SPARE_PIPE ||
-        fcntl(sp->in, F_SETPIPE_SZ, IMAGE_SCAN_SPARE_PIPE) < 0 ||
+        (text->len > (gsize)fcntl(sp->in, F_GETPIPE_SZ) &&
+         fcntl(sp->in, F_SETPIPE_SZ, IMAGE_SCAN_SPARE_PIPE) < 0) ||
         !g_unix_set_fd_nonblocking(sp->in, TRUE, NULL) ||
         write(sp->in, text->str, text->len) != (gssize)text->len) {
         g_subprocess_force_exit(sp->proc);

@@ -708,6 +708,7 @@ static void test_scan_spare(Fixture *f, gconstpointer data)
     for (guint tries = 0; kill(second, 0) == 0 && tries < 500; tries++) {
         g_usleep(10000);
     }
+    g_assert_cmpint(kill(second, 0), <, 0);
     g_clear_pointer(&d, helper_done_free);
     g_clear_pointer(&report, g_free);
     d = scan_start(f, &s);

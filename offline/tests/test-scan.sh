@@ -16,7 +16,7 @@ need debugfs e2fsprogs
 need sfdisk fdisk
 need zip zip
 need mkntfs ntfs-3g
-plan 53
+plan 54
 
 eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 marker='vmaugment-scan-marker-4711'
@@ -429,19 +429,27 @@ check_report "$tmp/s3.json" 1 \
 pass "its options come with the image: --cache, --path, --max-file-size"
 # The database changes between the spare's start and its image: the scan
 # is that of the database as it is then, not as the worker loaded it.
+# spare_ready OUT: a spare whose input is descriptor 9 (a FIFO), its
+# report in OUT, once its worker is confined (the database loaded
+# before); sets $spare_pid and $wpid, the worker's.
 mkfifo "$tmp/spare.in"
-timeout 300 "$VMAUGMENT_OFFLINE" scan --spare --database "$db" \
-    <"$tmp/spare.in" >"$tmp/s4.json" 2>"$tmp/s4.json.err" &
-spare_pid=$!
-exec 9>"$tmp/spare.in"
-# Its worker confined: the database loaded before.
-for _ in $(seq 1000); do
-    wpid=$(pgrep -f -P "$(pgrep -P "$spare_pid" | head -1)" \
-        vmaugment-offline-worker || true)
-    [ -n "$wpid" ] && grep -q '^Seccomp:[[:space:]]*2' "/proc/$wpid/status" \
-        2>/dev/null && break
-    sleep 0.02
-done
+spare_ready() {
+    timeout 300 "$VMAUGMENT_OFFLINE" scan --spare --database "$db" \
+        <"$tmp/spare.in" >"$1" 2>"$1.err" &
+    spare_pid=$!
+    exec 9>"$tmp/spare.in"
+    for _ in $(seq 1000); do
+        wpid=$(pgrep -f -P "$(pgrep -P "$spare_pid" | head -1)" \
+            vmaugment-offline-worker || true)
+        [ -n "$wpid" ] &&
+            grep -q '^Seccomp:[[:space:]]*2' "/proc/$wpid/status" \
+                2>/dev/null && break
+        sleep 0.02
+    done
+    grep -q '^Seccomp:[[:space:]]*2' "/proc/${wpid:-none}/status" \
+        2>/dev/null || fail "the spare's worker was not confined within 20 s"
+}
+spare_ready "$tmp/s4.json"
 echo "Test.Late:0:*:$(printf 'ID=debian' | od -An -tx1 | tr -d ' \n')" \
     >"$db/late.ndb"
 printf '%s\0' --path /etc "$img" >&9
@@ -457,6 +465,28 @@ assert [(x["path"], x["signature"]) for x in r["findings"]] == [
     ("/etc/os-release", "Test.Late.UNOFFICIAL")], r' "$tmp/s4.json" ||
     fail "the database as the spare loaded it: exit $rc: $(cat "$tmp/s4.json" "$tmp/s4.json.err")"
 pass "a database changed since the spare started is the one the scan uses"
+# Its worker killed while it waits (the OOM killer's pick): the scan is
+# that of a worker of its own.
+spare_ready "$tmp/s5.json"
+kill -KILL "$wpid"
+# Dead (a zombie: its parent waits on its input, not on it).
+for _ in $(seq 1000); do
+    grep -q '^State:[[:space:]]*Z' "/proc/$wpid/status" 2>/dev/null && break
+    sleep 0.02
+done
+printf '%s\0' "$img" >&9
+exec 9>&-
+rc=0
+wait "$spare_pid" || rc=$?
+check_report "$tmp/s5.json" 1 "f == $eicar_hits"
+# And one whose database does not load (unreadable to its id) says why,
+# as a scan does.
+chmod 700 "$db"
+printf '%s\0' "$img" >"$tmp/img.in"
+expect_refusal --status 3 'must be readable by everyone' \
+    scan --spare --database "$db" <"$tmp/img.in"
+chmod 755 "$db"
+pass "a spare whose worker was killed scans with a worker of its own; one whose database does not load says why"
 printf '' >"$tmp/empty.in"
 expect_refusal --status 3 'standard input names' \
     scan --spare --database "$db" <"$tmp/empty.in"

@@ -119,7 +119,8 @@ timed_spare() {
                 2>/dev/null && break
         sleep 0.01
     done
-    [ -n "$worker" ] || fail "the spare's worker did not start"
+    grep -q '^Seccomp:[[:space:]]*2' "/proc/${worker:-none}/status" \
+        2>/dev/null || fail "the spare's worker was not confined within 30 s"
     start=$(date +%s.%N)
     printf '%s\0' "$@" >&9
     exec 9>&-
