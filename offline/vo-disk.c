@@ -670,6 +670,14 @@ gboolean vo_disk_pread(VoDisk *disk, void *buf, gsize count, guint64 offset,
     return TRUE;
 }
 
+/* The block a sparse copy skips when it is zero: a page of the host. */
+#define VO_DISK_SPARSE_BLOCK    4096
+
+static gboolean vo_disk_is_zero(const guint8 *p, gsize n)
+{
+    return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
+}
+
 gboolean vo_disk_copy_to_fd(VoDisk *disk, int fd, guint64 offset,
                             guint64 count, GError **error)
 {
@@ -684,11 +692,31 @@ gboolean vo_disk_copy_to_fd(VoDisk *disk, int fd, guint64 offset,
         if (!bytes) {
             return FALSE;
         }
-        if (pwrite(fd, bytes, n, offset) != (ssize_t)n) {
-            g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                        "cannot copy the disk's bytes: %s",
-                        g_strerror(errno));
-            return FALSE;
+        /* Runs of blocks that are not zero; the zero ones stay holes, and
+         * cost @fd no memory (most of a disk's first and last MiB). */
+        for (gsize at = 0; at < n;) {
+            gsize start, end;
+
+            while (at < n &&
+                   vo_disk_is_zero(bytes + at,
+                                   MIN(VO_DISK_SPARSE_BLOCK, n - at))) {
+                at += MIN(VO_DISK_SPARSE_BLOCK, n - at);
+            }
+            start = at;
+            while (at < n &&
+                   !vo_disk_is_zero(bytes + at,
+                                    MIN(VO_DISK_SPARSE_BLOCK, n - at))) {
+                at += MIN(VO_DISK_SPARSE_BLOCK, n - at);
+            }
+            end = at;
+            if (end > start &&
+                pwrite(fd, bytes + start, end - start, offset + start) !=
+                    (ssize_t)(end - start)) {
+                g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                            "cannot copy the disk's bytes: %s",
+                            g_strerror(errno));
+                return FALSE;
+            }
         }
         offset += n;
         count -= n;

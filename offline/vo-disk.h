@@ -63,7 +63,9 @@ gboolean vo_disk_pwrite(VoDisk *disk, const void *buf, gsize count,
                         guint64 offset, GError **error);
 /*
  * Copies @count bytes at @offset to the same offset of @fd, page by page
- * out of the cache, which keeps them: no buffer of @count bytes.
+ * out of the cache, which keeps them: no buffer of @count bytes.  @fd is
+ * sparse and was never written there (a fresh file of its size): blocks
+ * of zeros are left as holes, not written.
  */
 gboolean vo_disk_copy_to_fd(VoDisk *disk, int fd, guint64 offset,
                             guint64 count, GError **error);

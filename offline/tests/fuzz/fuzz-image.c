@@ -88,20 +88,26 @@ static const guint8 *fuzz_image_decode(const uint8_t *data, size_t size,
 {
     static guint8 *disk;
     static gsize addressable;
+    /* Past it, every byte is zero: what the last input wrote ends there. */
+    static gsize dirty;
     gsize len = MIN(fuzz_image_le(data, MIN(size, 4)), FUZZ_IMAGE_MAX_SIZE);
     gsize fill_budget = FUZZ_IMAGE_MAX_FILL;
     size_t pos = 4;
 
     if (!disk) {
-        disk = g_malloc(FUZZ_IMAGE_MAX_SIZE);
+        disk = g_malloc0(FUZZ_IMAGE_MAX_SIZE);
         ASAN_POISON_MEMORY_REGION(disk, FUZZ_IMAGE_MAX_SIZE);
     }
+    /* Only what the last input wrote is zeroed again (it wrote inside its
+     * disk, still addressable): a disk of 8 MiB with a few sectors must
+     * not cost 8 MiB of writes. */
+    memset(disk, 0, dirty);
+    dirty = 0;
     if (addressable > len) {
         ASAN_POISON_MEMORY_REGION(disk + len, addressable - len);
     }
     ASAN_UNPOISON_MEMORY_REGION(disk, len);
     addressable = len;
-    memset(disk, 0, len);
     while (pos + 4 <= size) {
         guint32 word = fuzz_image_le(data + pos, 4);
         guint64 start = (guint64)(word & ~FUZZ_IMAGE_FILL) *
@@ -120,6 +126,7 @@ static const guint8 *fuzz_image_decode(const uint8_t *data, size_t size,
                 count = MIN(MIN(count, len - start), fill_budget);
                 memset(disk + start, data[pos + 2], count);
                 fill_budget -= count;
+                dirty = MAX(dirty, start + count);
             }
             pos += 3;
             continue;
@@ -133,6 +140,7 @@ static const guint8 *fuzz_image_decode(const uint8_t *data, size_t size,
             if (n < room) {
                 memset(disk + start + n, 0, room - n);
             }
+            dirty = MAX(dirty, start + room);
         }
         pos += n;
     }
