@@ -296,6 +296,18 @@ static gboolean vo_worker_confinement_ok(unsigned pieces, GError **error)
     return FALSE;
 }
 
+/* Writes @bytes, then @more (or NULL), into the memfd @fd, and seals it
+ * against any change; FALSE with errno otherwise. */
+static gboolean vo_worker_seal(int fd, GBytes *bytes, GBytes *more)
+{
+    return vo_wire_write_all(fd, g_bytes_get_data(bytes, NULL),
+                             g_bytes_get_size(bytes), NULL) &&
+           (!more || vo_wire_write_all(fd, g_bytes_get_data(more, NULL),
+                                       g_bytes_get_size(more), NULL)) &&
+           fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+                                  F_SEAL_WRITE | F_SEAL_SEAL) == 0;
+}
+
 /* The verified bundle (or the scan's request: @bytes, then @more, which
  * may be NULL), sealed: the worker can neither change it nor see it
  * change. */
@@ -303,13 +315,7 @@ static int vo_worker_sealed_fd(GBytes *bytes, GBytes *more, GError **error)
 {
     int fd = memfd_create("vmaugment-bundle", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
-    if (fd < 0 ||
-        !vo_wire_write_all(fd, g_bytes_get_data(bytes, NULL),
-                           g_bytes_get_size(bytes), NULL) ||
-        (more && !vo_wire_write_all(fd, g_bytes_get_data(more, NULL),
-                                    g_bytes_get_size(more), NULL)) ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
-                               F_SEAL_SEAL) < 0) {
+    if (fd < 0 || !vo_worker_seal(fd, bytes, more)) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                     "cannot hand the bundle over: %s", g_strerror(errno));
         if (fd >= 0) {
@@ -867,6 +873,23 @@ static int vo_worker_later_fd(GError **error)
     return fd;
 }
 
+/* Into @spare, a spare's request once @req->await gave its image. */
+static gboolean vo_worker_awaited(const VoWorkerRequest *req,
+                                  VoWorkerRequest *spare, GError **error)
+{
+    *spare = *req;
+    spare->await = NULL;
+    if (!req->await(req->await_data, spare, error)) {
+        return FALSE;
+    }
+    if (!spare->image || !spare->disk || !spare->request) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "a spare scan was given no image");
+        return FALSE;
+    }
+    return TRUE;
+}
+
 /*
  * A spare, its worker started: waits for its image and request (@await),
  * names the image to its server, and writes and seals the request into
@@ -877,29 +900,12 @@ static gboolean vo_worker_await(const VoWorkerRequest *req,
                                 VoWorkerRequest *spare, GPtrArray *servers,
                                 int later_fd, GError **error)
 {
-    gboolean ok;
+    gboolean ok = vo_worker_awaited(req, spare, error);
 
-    *spare = *req;
-    spare->await = NULL;
-    ok = req->await(req->await_data, spare, error);
-    if (ok && (!spare->image || !spare->disk || !spare->request)) {
-        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
-                    "a spare scan was given no image");
-        ok = FALSE;
-    }
     if (ok) {
         vo_image_server_set_image(servers->pdata[0], spare->disk,
                                   spare->image);
-        ok = vo_wire_write_all(later_fd, g_bytes_get_data(spare->request,
-                                                          NULL),
-                               g_bytes_get_size(spare->request), NULL) &&
-             (!spare->request_keys ||
-              vo_wire_write_all(later_fd,
-                                g_bytes_get_data(spare->request_keys, NULL),
-                                g_bytes_get_size(spare->request_keys),
-                                NULL)) &&
-             fcntl(later_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
-                                          F_SEAL_WRITE | F_SEAL_SEAL) == 0;
+        ok = vo_worker_seal(later_fd, spare->request, spare->request_keys);
         if (!ok) {
             g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
                         "cannot hand the scan request over: %s",
@@ -1116,9 +1122,7 @@ gboolean vo_worker_run(const VoWorkerRequest *req, JsonObject **result,
     /* LUKS volumes are located on the image before the job's worker
      * starts: no spare then, the job waits for its image first. */
     if (req->await && vo_worker_keys) {
-        waited = *req;
-        waited.await = NULL;
-        if (!req->await(req->await_data, &waited, error)) {
+        if (!vo_worker_awaited(req, &waited, error)) {
             return FALSE;
         }
         req = &waited;

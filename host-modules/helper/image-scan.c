@@ -750,22 +750,34 @@ static gboolean image_scan_spare_on_aged(gpointer data)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ImageScanSpare, image_scan_spare_free)
 
+/* A scan's command line up to its own options: the helper's scanner,
+ * database, and the image read beside QEMU's lock. */
+static GPtrArray *image_scan_argv(Helper *h)
+{
+    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+
+    g_ptr_array_add(argv, g_strdup(h->scan_tool));
+    g_ptr_array_add(argv, g_strdup("scan"));
+    g_ptr_array_add(argv, g_strconcat("--database=", h->clamav_database,
+                                      NULL));
+    g_ptr_array_add(argv, g_strdup("--force-share"));
+    g_ptr_array_add(argv, g_strdup("--json"));
+    return argv;
+}
+
 void image_scan_spare_start(Helper *h)
 {
     g_autoptr(GError) error = NULL;
     g_autoptr(GSubprocessLauncher) launcher = NULL;
-    g_autofree gchar *database = g_strconcat("--database=",
-                                             h->clamav_database, NULL);
-    const gchar *argv[] = {
-        h->scan_tool, "scan", database, "--force-share", "--json",
-        "--spare", NULL,
-    };
+    g_autoptr(GPtrArray) argv = image_scan_argv(h);
     ImageScanSpare *sp;
     int fds[2];
 
     if (h->scan_spare != NULL) {
         return;
     }
+    g_ptr_array_add(argv, g_strdup("--spare"));
+    g_ptr_array_add(argv, NULL);
     if (!g_unix_open_pipe(fds, FD_CLOEXEC, &error)) {
         g_warning("no spare scanner: %s", error->message);
         return;
@@ -776,7 +788,8 @@ void image_scan_spare_start(Helper *h)
     sp = g_new0(ImageScanSpare, 1);
     sp->helper = h;
     sp->in = fds[1];
-    sp->proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
+    sp->proc = g_subprocess_launcher_spawnv(
+        launcher, (const gchar *const *)argv->pdata, &error);
     if (sp->proc == NULL) {
         g_warning("no spare scanner: %s", error->message);
         image_scan_spare_free(sp);
@@ -834,7 +847,6 @@ ImageScan *image_scan_start(Helper *h, const gchar *image,
                             GError **error)
 {
     g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GSubprocess) proc = NULL;
     ImageScan *s;
     guint timeout_s = limits->timeout_s == 0 ||
@@ -859,12 +871,8 @@ ImageScan *image_scan_start(Helper *h, const gchar *image,
     if (proc != NULL) {
         s = image_scan_watch(proc, timeout_s, FALSE, done, data);
     } else {
-        g_ptr_array_add(argv, g_strdup(h->scan_tool));
-        g_ptr_array_add(argv, g_strdup("scan"));
-        g_ptr_array_add(argv, g_strconcat("--database=", h->clamav_database,
-                                          NULL));
-        g_ptr_array_add(argv, g_strdup("--force-share"));
-        g_ptr_array_add(argv, g_strdup("--json"));
+        g_autoptr(GPtrArray) argv = image_scan_argv(h);
+
         for (guint i = 0; i < args->len; i++) {
             g_ptr_array_add(argv, g_strdup(args->pdata[i]));
         }

@@ -120,6 +120,22 @@ expect_refusal() {
         fail "refusal of '$*' did not say '$pattern': $err"
 }
 
+# confined_worker PID: waits (at most 30 s) until the offline worker that
+# vmaugment-offline PID started runs confined (its seccomp filter on: a
+# scan's worker has loaded its database by then); its pid in $worker_pid.
+confined_worker() {
+    worker_pid=
+    for _ in $(seq 1500); do
+        worker_pid=$(pgrep -f -P "$1" vmaugment-offline-worker || true)
+        [ -n "$worker_pid" ] &&
+            grep -q '^Seccomp:[[:space:]]*2' "/proc/$worker_pid/status" \
+                2>/dev/null && break
+        sleep 0.02
+    done
+    grep -q '^Seccomp:[[:space:]]*2' "/proc/${worker_pid:-none}/status" \
+        2>/dev/null || fail "the worker of $1 was not confined within 30 s"
+}
+
 # Byte offset of partition $2 of raw disk $1 (from sfdisk).
 part_offset() {
     sfdisk --json "$1" | python3 -c '

@@ -104,7 +104,7 @@ scan() {
 # itself; then ARGS (options and the image) are written to it.  The time
 # from that write to its end, into VAR.
 timed_spare() {
-    local var=$1 start end rc=0 pid worker=
+    local var=$1 start end rc=0 pid
     shift
     rm -f "$tmp/spare.in"
     mkfifo "$tmp/spare.in"
@@ -112,15 +112,7 @@ timed_spare() {
         >"$tmp/out.json" 2>"$tmp/out.err" &
     pid=$!
     exec 9>"$tmp/spare.in"
-    for _ in $(seq 3000); do
-        worker=$(pgrep -f -P "$pid" vmaugment-offline-worker || true)
-        [ -n "$worker" ] &&
-            grep -q '^Seccomp:[[:space:]]*2' "/proc/$worker/status" \
-                2>/dev/null && break
-        sleep 0.01
-    done
-    grep -q '^Seccomp:[[:space:]]*2' "/proc/${worker:-none}/status" \
-        2>/dev/null || fail "the spare's worker was not confined within 30 s"
+    confined_worker "$pid"
     start=$(date +%s.%N)
     printf '%s\0' "$@" >&9
     exec 9>&-
