@@ -734,6 +734,24 @@ static GBytes *vo_scan_spare_request(const char *database)
     return vo_scan_blob_head(head);
 }
 
+/* @opts's cache (if it holds for @stamp) and the worker's request from
+ * them, into @req. */
+static void vo_scan_prepare(const VoScanOptions *opts, const char *database,
+                            const char *stamp, VoScanCache **cache,
+                            GBytes **request, GBytes **keys,
+                            VoWorkerRequest *req)
+{
+    if (opts->cache) {
+        *cache = vo_scan_cache_read(opts->cache, stamp);
+    }
+    *request = vo_scan_request(opts, database, *cache, keys);
+    req->image = req->disk = opts->image;
+    req->format = opts->format;
+    req->request = *request;
+    req->request_keys = *keys;
+    req->timeout_s = opts->timeout_s + VO_WORKER_SCAN_GRACE_S;
+}
+
 typedef struct {
     VoScanOptions opts;         /* the scan's, once awaited */
     const char *database;
@@ -770,16 +788,8 @@ static gboolean vo_scan_await(gpointer data, VoWorkerRequest *req,
                     "start");
         return FALSE;
     }
-    if (sp->opts.cache) {
-        sp->cache = vo_scan_cache_read(sp->opts.cache, sp->stamp);
-    }
-    sp->request = vo_scan_request(&sp->opts, sp->database, sp->cache,
-                                  &sp->request_keys);
-    req->image = req->disk = sp->opts.image;
-    req->format = sp->opts.format;
-    req->request = sp->request;
-    req->request_keys = sp->request_keys;
-    req->timeout_s = sp->opts.timeout_s + VO_WORKER_SCAN_GRACE_S;
+    vo_scan_prepare(&sp->opts, sp->database, sp->stamp, &sp->cache,
+                    &sp->request, &sp->request_keys, req);
     return TRUE;
 }
 
@@ -848,15 +858,8 @@ gboolean vo_scan_run(const VoScanOptions *given, JsonNode **report,
             return vo_scan_run(&spare.opts, report, result, error);
         }
     } else {
-        if (opts->cache) {
-            cache = vo_scan_cache_read(opts->cache, stamp);
-        }
-        request = vo_scan_request(opts, database, cache, &request_keys);
-        req.image = req.disk = opts->image;
-        req.format = opts->format;
-        req.request = request;
-        req.request_keys = request_keys;
-        req.timeout_s = opts->timeout_s + VO_WORKER_SCAN_GRACE_S;
+        vo_scan_prepare(opts, database, stamp, &cache, &request,
+                        &request_keys, &req);
         if (!vo_worker_run(&req, &worker, error)) {
             return FALSE;
         }
