@@ -16,10 +16,9 @@
  * to 1 MiB is mostly zero sectors, where most random mutations landed,
  * wasted, and libFuzzer's own work per input (copies, fresh memory, a
  * hash, all in proportion to its length) was nine tenths of the time; a
- * seed's list is a tenth (ext) to a fifth (NTFS) of its disk.  No library
- * decodes such a thing (disk image formats, qcow2 and the like, have
- * headers and tables that mutations would mostly break), hence the
- * decoder below.
+ * seed's list is about a tenth of its disk.  No library decodes such a
+ * thing (disk image formats, qcow2 and the like, have headers and tables
+ * that mutations would mostly break), hence the decoder below.
  *
  * The two targets share this code and differ by their seed corpus
  * (corpus-image-ext, corpus-image-ntfs), so that each campaign mutates
@@ -44,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_IMAGE_SECTOR 512
 #define FUZZ_IMAGE_MAX_SIZE (8u << 20)
 #define FUZZ_IMAGE_FILL 0x80000000u
+#define FUZZ_IMAGE_RAMP 0x40000000u
 /* What the fills of one input write at most: no input costs seconds. */
 #define FUZZ_IMAGE_MAX_FILL (4 * (gsize)FUZZ_IMAGE_MAX_SIZE)
 
@@ -57,6 +57,14 @@ static guint32 fuzz_image_le(const uint8_t *p, size_t n)
     return v;
 }
 
+/* @len bytes of 16-bit little-endian numbers from @first up, at @p. */
+static void fuzz_image_ramp(guint8 *p, gsize len, guint16 first)
+{
+    for (gsize i = 0; i < len; i++) {
+        p[i] = (guint8)((guint16)(first + i / 2) >> (8 * (i & 1)));
+    }
+}
+
 /*
  * The disk of an input.  All numbers are little endian:
  *
@@ -65,7 +73,11 @@ static guint32 fuzz_image_le(const uint8_t *p, size_t n)
  *   records  each a 4-byte word, then
  *            top bit clear: 512 bytes, the sector whose index the word is
  *            top bit set: a fill, from the sector whose index is in the
- *            low 31 bits: a count of sectors (2 bytes) and their byte
+ *            low 30 bits: a count of sectors (2 bytes) and a byte B;
+ *            the sectors hold B, or with bit 30 set a ramp: 16-bit
+ *            numbers counting up by one from B * 256 (wrapping at
+ *            65536), as most of an NTFS $UpCase table (128 KiB in which
+ *            only the cased letters' sectors differ) does
  *
  * Sectors no record names are zero; a later record overwrites an earlier
  * one; what a record puts past the disk's end is dropped, and so is what
@@ -110,8 +122,11 @@ static const guint8 *fuzz_image_decode(const uint8_t *data, size_t size,
     addressable = len;
     while (pos + 4 <= size) {
         guint32 word = fuzz_image_le(data + pos, 4);
-        guint64 start = (guint64)(word & ~FUZZ_IMAGE_FILL) *
-                        FUZZ_IMAGE_SECTOR;
+        /* A fill's index has 30 bits: bit 30 says whether it ramps. */
+        guint32 index = word & ~(word & FUZZ_IMAGE_FILL
+                                     ? FUZZ_IMAGE_FILL | FUZZ_IMAGE_RAMP
+                                     : FUZZ_IMAGE_FILL);
+        guint64 start = (guint64)index * FUZZ_IMAGE_SECTOR;
         size_t n;
 
         pos += 4;
@@ -124,7 +139,12 @@ static const guint8 *fuzz_image_decode(const uint8_t *data, size_t size,
             count = fuzz_image_le(data + pos, 2) * FUZZ_IMAGE_SECTOR;
             if (start < len) {
                 count = MIN(MIN(count, len - start), fill_budget);
-                memset(disk + start, data[pos + 2], count);
+                if (word & FUZZ_IMAGE_RAMP) {
+                    fuzz_image_ramp(disk + start, count,
+                                    (guint16)(data[pos + 2] << 8));
+                } else {
+                    memset(disk + start, data[pos + 2], count);
+                }
                 fill_budget -= count;
                 dirty = MAX(dirty, start + count);
             }
