@@ -331,6 +331,21 @@ gboolean vmaug_vm_area_config_get(VmaugVmArea *area, const gchar *module,
     return TRUE;
 }
 
+gboolean vmaug_vm_area_config_set_ok(const gchar *module, const gchar *key,
+                                     gsize len, GError **error)
+{
+    if (!vm_area_config_args_ok(module, key, error)) {
+        return FALSE;
+    }
+    if (len > VMAUG_MAX_CONFIG_VALUE) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
+                    "value of %" G_GSIZE_FORMAT " bytes, at most %u", len,
+                    VMAUG_MAX_CONFIG_VALUE);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 gboolean vmaug_vm_area_config_set(VmaugVmArea *area, const gchar *module,
                                   VmaugConfigSpace space, const gchar *key,
                                   const void *value, gsize len,
@@ -346,7 +361,7 @@ gboolean vmaug_vm_area_config_set(VmaugVmArea *area, const gchar *module,
     GStatBuf st;
     guint64 total, old = 0;
 
-    if (!vm_area_config_args_ok(module, key, error)) {
+    if (!vmaug_vm_area_config_set_ok(module, key, len, error)) {
         return FALSE;
     }
     if (space == VMAUG_CONFIG_HOST) {
@@ -371,12 +386,6 @@ gboolean vmaug_vm_area_config_set(VmaugVmArea *area, const gchar *module,
             g_propagate_error(error, g_steal_pointer(&local));
             return FALSE;
         }
-    }
-    if (len > VMAUG_MAX_CONFIG_VALUE) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
-                    "value of %" G_GSIZE_FORMAT " bytes, at most %u", len,
-                    VMAUG_MAX_CONFIG_VALUE);
-        return FALSE;
     }
     dir = vmaug_vm_area_subdir(area, "config", error);
     if (dir == NULL) {

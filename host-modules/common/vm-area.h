@@ -114,6 +114,12 @@ gboolean vmaug_vm_area_config_set(VmaugVmArea *area, const gchar *module,
                                   VmaugConfigSpace space, const gchar *key,
                                   const void *value, gsize len,
                                   GError **error);
+/* What vmaug_vm_area_config_set() refuses whatever the files hold: a
+ * name or key that is not valid (INVALID), a value of more than
+ * VMAUG_MAX_CONFIG_VALUE bytes (TOO_BIG).  For a set that waits its turn
+ * to be written, so that such a request is answered when it comes. */
+gboolean vmaug_vm_area_config_set_ok(const gchar *module, const gchar *key,
+                                     gsize len, GError **error);
 
 /*
  * State.  The helper opens every state file for its module (module-api.c);

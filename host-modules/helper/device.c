@@ -830,9 +830,16 @@ static gboolean device_config(Device *dev, guint64 tag, guint16 opcode,
         return FALSE;
     }
     if (opcode == VMAUG_OP_CONFIG_SET) {
+        DeviceWrite *dw;
+
         /* Configuration for modules the VM does not use would only fill
-         * the host's disk: checked when it is written. */
-        DeviceWrite *dw = device_write_new(dev, tag, opcode);
+         * the host's disk: checked when it is written.  A key or value
+         * that no file makes valid waits for no other write. */
+        if (!vmaug_vm_area_config_set_ok(module, key, len - sizeof(*c),
+                                         error)) {
+            return FALSE;
+        }
+        dw = device_write_new(dev, tag, opcode);
 
         dw->module = g_steal_pointer(&module);
         dw->key = g_steal_pointer(&key);

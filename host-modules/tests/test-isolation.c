@@ -1208,6 +1208,20 @@ static void answered_ok(HelperClient *c, guint64 tag, gint64 since,
     }
 }
 
+/* The answer to @tag, @status saying @needle, within ANSWER_WITHIN_MS. */
+static void answered_quickly(HelperClient *c, guint64 tag, guint16 status,
+                             const gchar *needle)
+{
+    g_auto(HelperReply) r = { 0 };
+    gint64 t0 = g_get_monotonic_time();
+
+    g_assert_cmpuint(tag, !=, 0);
+    g_assert_true(helper_client_wait_response(c, tag, &r));
+    g_assert_cmpint((g_get_monotonic_time() - t0) / 1000, <,
+                    ANSWER_WITHIN_MS);
+    assert_reply(&r, status, needle);
+}
+
 /*
  * A VM's durable writes (REGISTER, CONFIG_SET, UNREGISTER: a sync of a
  * file and of its directory each) on a disk whose syncs take a second
@@ -1241,6 +1255,16 @@ static void test_slow_writes(Fixture *f, gconstpointer data)
     second = config_set_send(a, "echo", "greeting", "two");
     query_quickly(b, "echo");
     query_quickly(a, "echo");
+    /* Sets that no file could make valid (an empty key, a value over the
+     * bound) are refused at once, not after the writes ahead of them. */
+    {
+        g_autofree gchar *big = g_strnfill(VMAUG_MAX_CONFIG_VALUE + 1, 'x');
+        guint64 bad = config_set_send(a, "echo", "", "x");
+        guint64 large = config_set_send(a, "echo", "greeting", big);
+
+        answered_quickly(a, bad, VMAUG_S_INVALID, "invalid module or key");
+        answered_quickly(a, large, VMAUG_S_TOO_BIG, "larger than");
+    }
     answered_ok(a, first, t0, TRUE);
     answered_ok(a, second, t0, TRUE);
     {
