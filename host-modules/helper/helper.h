@@ -62,6 +62,7 @@ typedef struct {
      * database and confining itself, for the next image's scan
      * (image-scan.c). */
     struct ImageScanSpare *scan_spare;
+    guint scan_spare_soon;          /* the timeout that starts it */
     VmaugTrustStore *trust;
     VmaugPolicy *policy;
     gchar *module_host;

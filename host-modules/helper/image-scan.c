@@ -53,6 +53,13 @@
 /* A spare older than this is replaced: it runs the scanner and libclamav
  * of its start, which an upgrade since would not have it run. */
 #define IMAGE_SCAN_SPARE_MAX_AGE_S  3600
+/*
+ * How long after a scan the next spare starts: the image start that
+ * waited for the scan still has its handlers to finish (the module's
+ * report, its UI element, the audit records), which the fork of a spare
+ * on this thread would hold up by milliseconds.
+ */
+#define IMAGE_SCAN_SPARE_DELAY_MS   100
 
 struct _ImageScan {
     Helper *helper;                 /* a scan's, which leaves a spare */
@@ -543,6 +550,15 @@ static gchar *image_scan_complaint(ImageScan *s)
     return g_string_free(out, FALSE);
 }
 
+static gboolean image_scan_spare_on_soon(gpointer data)
+{
+    Helper *h = data;
+
+    h->scan_spare_soon = 0;
+    image_scan_spare_start(h);
+    return G_SOURCE_REMOVE;
+}
+
 static void image_scan_finish(ImageScan *s)
 {
     g_autoptr(GString) report = g_string_new(NULL);
@@ -615,8 +631,11 @@ static void image_scan_finish(ImageScan *s)
     }
     s->done(r, report->str, report->len, summary->str, s->done_data);
     /* This host scans images: the next one gets a scanner ready. */
-    if (s->helper != NULL && s->helper->scan_spare == NULL) {
-        image_scan_spare_start(s->helper);
+    if (s->helper != NULL && s->helper->scan_spare == NULL &&
+        s->helper->scan_spare_soon == 0) {
+        s->helper->scan_spare_soon = g_timeout_add(IMAGE_SCAN_SPARE_DELAY_MS,
+                                                   image_scan_spare_on_soon,
+                                                   s->helper);
     }
     image_scan_free(s);
 }
@@ -802,6 +821,7 @@ void image_scan_spare_start(Helper *h)
 
 void image_scan_spare_stop(Helper *h)
 {
+    g_clear_handle_id(&h->scan_spare_soon, g_source_remove);
     if (h->scan_spare != NULL) {
         g_subprocess_force_exit(h->scan_spare->proc);
         g_clear_pointer(&h->scan_spare, image_scan_spare_free);

@@ -12,13 +12,13 @@
 #                             a test database of two signatures, as the
 #                             official one cannot be downloaded here)
 #
-# The tree: 100 directories of 200 files, 1 to 100 KiB each (about 1 GiB
-# in all), random bytes, one in fifty a zip archive of two members; one
-# file holds the EICAR test string.  "one file" is a scan of a single
-# file (--path): what every scan costs before its first file (qemu-img,
-# qemu-nbd, the worker and its confinement, the database, the mount map).
-# "through a spare" is the cached rescan as the helper runs it at an
-# image's start: the worker started and the database loaded beforehand.
+# The tree and the database: lib/scan-image.sh.  "one file" is a scan of
+# a single file (--path): what every scan costs before its first file
+# (qemu-img, qemu-nbd, the worker and its confinement, the database, the
+# mount map).  "through a spare" is the cached rescan as the helper runs
+# it at an image's start: the worker started and the database loaded
+# beforehand.  image-start-bench.sh measures the same rescan as an image
+# start waits for it, through the helper (VMAUGMENT_BENCH_SCAN).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,50 +33,21 @@ need clamscan clamav
 need mke2fs e2fsprogs
 need debugfs e2fsprogs
 
-eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
+# shellcheck source=lib/scan-image.sh
+source "$root/tests/bench/lib/scan-image.sh"
 chmod a+x "$tmp"
 if [ -n "${VMAUGMENT_BENCH_DATABASE:-}" ]; then
     db=$VMAUGMENT_BENCH_DATABASE
 else
     db=$tmp/db
-    mkdir -m 755 "$db"
-    echo "$(printf '%s' "$eicar" | sha256sum | cut -d' ' -f1):${#eicar}:Bench.Eicar" \
-        >"$db/bench.hdb"
-    echo "Bench.Marker:0:*:$(printf 'vmaugment-bench' | od -An -tx1 | tr -d ' \n')" \
-        >"$db/bench.ndb"
+    scan_bench_database "$db" || fail "cannot write the database"
 fi
 
 tree=$tmp/tree
-mkdir -p "$tree/etc"
-echo 'ID=debian' >"$tree/etc/os-release"
-python3 - "$tree" "$nfiles" "$eicar" <<'PY'
-import io, os, random, sys, zipfile
-tree, n, eicar = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-rnd = random.Random(4711)
-for i in range(n):
-    d = os.path.join(tree, "data", f"d{i // 200:03d}")
-    if i % 200 == 0:
-        os.makedirs(d)
-    size = rnd.randint(1024, 100 * 1024)
-    if i % 50 == 49:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("a.bin", os.urandom(size // 2))
-            z.writestr("b.txt", "text " * (size // 10))
-        data, name = buf.getvalue(), f"f{i}.zip"
-    else:
-        data, name = os.urandom(size), f"f{i}.bin"
-    with open(os.path.join(d, name), "wb") as f:
-        f.write(data)
-with open(os.path.join(tree, "data", "d000", "eicar.com"), "w") as f:
-    f.write(eicar)
-PY
+img=$tmp/bench.raw
+scan_bench_image "$tree" "$img" "$nfiles" || fail "cannot make the image"
 bytes=$(du -sb "$tree" | cut -f1)
 count=$(find "$tree" -type f | wc -l)
-
-img=$tmp/bench.raw
-truncate -s 2G "$img"
-mke2fs -q -F -t ext4 -U 0b3e1f5a-0c0d-4b8e-9a55-1e2f3a4b5c6d -d "$tree" "$img"
 
 # median SECONDS...: the middle one.
 median() {
@@ -143,10 +114,7 @@ done
 cache=$tmp/scan.cache
 scan --cache "$cache" "$img" >/dev/null || [ $? -le 2 ]
 for i in $(seq "$runs"); do
-    head -c 5000 /dev/urandom >"$tmp/changed.bin"
-    debugfs -w -R "rm /data/d000/f$i.bin" "$img" >/dev/null 2>&1
-    debugfs -w -R "write $tmp/changed.bin /data/d000/f$i.bin" "$img" \
-        >/dev/null 2>&1
+    scan_bench_change "$img" "$i"
     timed t scan --cache "$cache" "$img"
     cached+=("$t")
     [ "$(json_get "$tmp/out.json" files-scanned)" = 2 ] &&
@@ -158,10 +126,7 @@ done
 # in the helper, which keeps a spare ready once it has scanned.
 spared=()
 for i in $(seq "$((runs + 1))" "$((2 * runs))"); do
-    head -c 5000 /dev/urandom >"$tmp/changed.bin"
-    debugfs -w -R "rm /data/d000/f$i.bin" "$img" >/dev/null 2>&1
-    debugfs -w -R "write $tmp/changed.bin /data/d000/f$i.bin" "$img" \
-        >/dev/null 2>&1
+    scan_bench_change "$img" "$i"
     timed_spare t --cache "$cache" "$img"
     spared+=("$t")
     [ "$(json_get "$tmp/out.json" files-scanned)" = 2 ] &&
