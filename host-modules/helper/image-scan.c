@@ -555,7 +555,10 @@ static gboolean image_scan_spare_on_soon(gpointer data)
     Helper *h = data;
 
     h->scan_spare_soon = 0;
-    image_scan_spare_start(h);
+    /* Not while the helper stops: it would only be killed. */
+    if (!h->quitting) {
+        image_scan_spare_start(h);
+    }
     return G_SOURCE_REMOVE;
 }
 
@@ -898,6 +901,11 @@ ImageScan *image_scan_start(Helper *h, const gchar *image,
         }
         g_ptr_array_add(argv, NULL);
         s = image_scan_spawn(argv, timeout_s, FALSE, done, data, error);
+        /* A spare due now would load the database beside this scan's
+         * own scanner: the next one starts when this scan ends. */
+        if (s != NULL) {
+            g_clear_handle_id(&h->scan_spare_soon, g_source_remove);
+        }
     }
     if (s != NULL) {
         s->helper = h;

@@ -1255,8 +1255,9 @@ static void test_slow_writes(Fixture *f, gconstpointer data)
     second = config_set_send(a, "echo", "greeting", "two");
     query_quickly(b, "echo");
     query_quickly(a, "echo");
-    /* Sets that no file could make valid (an empty key, a value over the
-     * bound) are refused at once, not after the writes ahead of them. */
+    /* Sets that no file could make valid are refused at once, not after
+     * the writes ahead of them: an empty key, and a value over the bound
+     * (which the protocol's own length check refuses). */
     {
         g_autofree gchar *big = g_strnfill(VMAUG_MAX_CONFIG_VALUE + 1, 'x');
         guint64 bad = config_set_send(a, "echo", "", "x");

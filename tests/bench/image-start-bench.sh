@@ -40,11 +40,15 @@ nmod=10
 # event that does not happen at image start: then only loading counts.
 events=${VMAUGMENT_BENCH_EVENTS:-image-start}
 scan_files=${VMAUGMENT_BENCH_SCAN:-}
-[ -z "$scan_files" ] || [[ $scan_files =~ ^[1-9][0-9]*$ ]] ||
-    die "VMAUGMENT_BENCH_SCAN is a number of files"
-# How long one start may take: the first start of the scanner's image
-# scans every file.
+# (At least 50: the starts change files 1 to 48 of the first directory.)
+if [ -n "$scan_files" ] &&
+   { ! [[ $scan_files =~ ^[1-9][0-9]*$ ]] || [ "$scan_files" -lt 50 ]; }; then
+    die "VMAUGMENT_BENCH_SCAN is a number of files, at least 50"
+fi
+# How long one start may take (start_timeout), and the first start of
+# each image (first_timeout: the scanner's scans every file).
 start_timeout=30
+first_timeout=30
 
 check_qemu
 # Unix socket paths are short (108 bytes): keep them out of the work tree.
@@ -95,7 +99,10 @@ else
         offline/vmaugment-offline-worker || die "$helper_error"
     measured=$bdir/host/images/scan.img
     measured_what="scanner, $scan_files files"
-    start_timeout=600
+    first_timeout=600
+    for tool in mke2fs debugfs; do
+        command -v "$tool" >/dev/null || die "$tool missing (e2fsprogs)"
+    done
     log_step "a 2 GiB ext4 image of $scan_files files"
     # The worker reads the database under an id of its own.
     chmod a+x "$bdir"
@@ -110,7 +117,7 @@ else
         --events image-start
     helper_extra_args+=(--scan-tool "$build/offline/vmaugment-offline"
                         --clamav-database "$bdir/clamav"
-                        --scan-timeout-s "$start_timeout")
+                        --scan-timeout-s "$first_timeout")
 fi
 
 helper_image=$bdir/host/images/zero.img     # for --image-dir
@@ -122,20 +129,20 @@ if [ -n "$scan_files" ]; then
     helper_start || die "host helper: $helper_error"
 fi
 
-# start IMAGE: one start; prints the event's duration-us, or "refused:"
-# and the helper's message.
+# start IMAGE [SECONDS]: one start, given SECONDS (start_timeout); prints
+# the event's duration-us, or "refused:" and the helper's message.
 start() {
-    local out
+    local out limit=${2:-$start_timeout}
     rm -f "$bdir/qmp.sock"
-    timeout --kill-after=5 $((start_timeout + 30)) "$qemu" -accel tcg -m 64 \
+    timeout --kill-after=5 $((limit + 30)) "$qemu" -accel tcg -m 64 \
         -nodefaults -display none -S \
         -chardev "socket,id=vmaug0,path=$helper_sock,reconnect-ms=200" \
-        -device "vmaugment-pci,chardev=vmaug0,image=$1,start-timeout-ms=$((start_timeout * 1000))" \
+        -device "vmaugment-pci,chardev=vmaug0,image=$1,start-timeout-ms=$((limit * 1000))" \
         -qmp "unix:$bdir/qmp.sock,server=on,wait=on" \
         </dev/null >>"$bdir/qemu.log" 2>&1 &
     local qpid=$!
     out=$(python3 "$here/lib/qmp.py" start "$bdir/qmp.sock" \
-              VMAUGMENT_IMAGE_START "$start_timeout" 2>>"$bdir/qmp.err") || true
+              VMAUGMENT_IMAGE_START "$limit" 2>>"$bdir/qmp.err") || true
     wait "$qpid" || true
     [ -n "$out" ] || return 1
     python3 -c 'import json, sys
@@ -152,7 +159,8 @@ spare_ready() {
                     head -n 1 || true)
         worker=
         if [ -n "$spare" ]; then
-            worker=$(pgrep -P "$spare" -f vmaugment-offline-worker || true)
+            worker=$(pgrep -P "$spare" -f vmaugment-offline-worker |
+                         head -n 1 || true)
         fi
         if [ -n "$worker" ] &&
            grep -q '^Seccomp:[[:space:]]*2' "/proc/$worker/status" 2>/dev/null; then
@@ -167,7 +175,8 @@ spare_ready() {
 # (1 to 48: not a zip) changed offline, and the spare ready.
 before_start() {
     if [ "$1" = "$measured" ] && [ -n "$scan_files" ]; then
-        scan_bench_change "$1" $(( $2 % 48 + 1 ))
+        scan_bench_change "$1" $(( $2 % 48 + 1 )) ||
+            die "cannot change a file of $1"
         spare_ready
     fi
 }
@@ -177,7 +186,8 @@ before_start() {
 series() {
     local i d misses=0
     : >"$bdir/$1.us"
-    d=$(start "$2") || die "the first start of $2 failed (see $bdir/qemu.log)"
+    d=$(start "$2" "$first_timeout") ||
+        die "the first start of $2 failed (see $bdir/qemu.log)"
     [[ $d =~ ^[0-9]+$ ]] || die "the first start of $2 was $d"
     for ((i = 0; i < iter; )); do
         before_start "$2" $((i + misses))

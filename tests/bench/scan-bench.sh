@@ -114,7 +114,7 @@ done
 cache=$tmp/scan.cache
 scan --cache "$cache" "$img" >/dev/null || [ $? -le 2 ]
 for i in $(seq "$runs"); do
-    scan_bench_change "$img" "$i"
+    scan_bench_change "$img" "$i" || fail "cannot change a file of the image"
     timed t scan --cache "$cache" "$img"
     cached+=("$t")
     [ "$(json_get "$tmp/out.json" files-scanned)" = 2 ] &&
@@ -126,7 +126,7 @@ done
 # in the helper, which keeps a spare ready once it has scanned.
 spared=()
 for i in $(seq "$((runs + 1))" "$((2 * runs))"); do
-    scan_bench_change "$img" "$i"
+    scan_bench_change "$img" "$i" || fail "cannot change a file of the image"
     timed_spare t --cache "$cache" "$img"
     spared+=("$t")
     [ "$(json_get "$tmp/out.json" files-scanned)" = 2 ] &&

@@ -11,20 +11,23 @@
 # The EICAR test file (www.eicar.org), 68 bytes.
 scan_bench_eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 
+# Each function checks its own steps: its callers run it as "f || fail",
+# where set -e does not act inside it.
+
 # scan_bench_database DIR: the two signatures in the new directory DIR.
 scan_bench_database() {
     mkdir -m 755 "$1" || return 1
     echo "$(printf '%s' "$scan_bench_eicar" | sha256sum | cut -d' ' -f1):${#scan_bench_eicar}:Bench.Eicar" \
-        >"$1/bench.hdb"
+        >"$1/bench.hdb" || return 1
     echo "Bench.Marker:0:*:$(printf 'vmaugment-bench' | od -An -tx1 | tr -d ' \n')" \
-        >"$1/bench.ndb"
+        >"$1/bench.ndb" || return 1
 }
 
 # scan_bench_image TREE IMAGE NFILES: NFILES files in the new directory
 # TREE and, made from it without a mount, the 2 GiB ext4 image IMAGE.
 scan_bench_image() {
     mkdir -p "$1/etc" || return 1
-    echo 'ID=debian' >"$1/etc/os-release"
+    echo 'ID=debian' >"$1/etc/os-release" || return 1
     python3 - "$1" "$3" "$scan_bench_eicar" <<'PY' || return 1
 import io, os, random, sys, zipfile
 tree, n, eicar = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -47,19 +50,22 @@ for i in range(n):
 with open(os.path.join(tree, "data", "d000", "eicar.com"), "w") as f:
     f.write(eicar)
 PY
-    truncate -s 2G "$2" &&
-        mke2fs -q -F -t ext4 -U 0b3e1f5a-0c0d-4b8e-9a55-1e2f3a4b5c6d \
-            -d "$1" "$2"
+    truncate -s 2G "$2" || return 1
+    mke2fs -q -F -t ext4 -U 0b3e1f5a-0c0d-4b8e-9a55-1e2f3a4b5c6d -d "$1" "$2"
 }
 
 # scan_bench_change IMAGE N: /data/d000/fN.bin replaced, offline, by
 # 5,000 new random bytes (a new inode, new times): what a cached rescan
-# must read again.
+# must read again.  Fails unless the image then holds those bytes
+# (debugfs says nothing in its exit status).
 scan_bench_change() {
-    local new
-    new=$(mktemp) || return 1
-    head -c 5000 /dev/urandom >"$new"
-    debugfs -w -R "rm /data/d000/f$2.bin" "$1" >/dev/null 2>&1
-    debugfs -w -R "write $new /data/d000/f$2.bin" "$1" >/dev/null 2>&1
-    rm -f "$new"
+    local new back rc=0
+    new=$(mktemp) && back=$(mktemp) || return 1
+    head -c 5000 /dev/urandom >"$new" &&
+        debugfs -w -R "rm /data/d000/f$2.bin" "$1" >/dev/null 2>&1 &&
+        debugfs -w -R "write $new /data/d000/f$2.bin" "$1" >/dev/null 2>&1 &&
+        debugfs -R "dump /data/d000/f$2.bin $back" "$1" >/dev/null 2>&1 &&
+        cmp -s "$new" "$back" || rc=1
+    rm -f "$new" "$back"
+    return $rc
 }
