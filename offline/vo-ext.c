@@ -324,8 +324,10 @@ static gboolean vo_ext_stat(VoFs *vfs, guint64 node, VoStat *st,
     return TRUE;
 }
 
+/* @node's data, refused when larger than @max bytes, or with @head its
+ * first @max bytes only. */
 static GBytes *vo_ext_read_data(VoFs *vfs, guint64 node, guint64 max,
-                                GError **error)
+                                gboolean head, GError **error)
 {
     VoExt *ext = vfs->priv;
     ext2_file_t file;
@@ -340,7 +342,9 @@ static GBytes *vo_ext_read_data(VoFs *vfs, guint64 node, guint64 max,
         return NULL;
     }
     size = ext2fs_file_get_size(file);
-    if (size > max) {
+    if (head) {
+        size = MIN(size, max);
+    } else if (size > max) {
         ext2fs_file_close(file);
         g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
                     "file of %" G_GUINT64_FORMAT " bytes is too large", size);
@@ -371,7 +375,13 @@ static GBytes *vo_ext_read_data(VoFs *vfs, guint64 node, guint64 max,
 
 static GBytes *vo_ext_read(VoFs *vfs, guint64 node, GError **error)
 {
-    return vo_ext_read_data(vfs, node, VO_FS_MAX_FILE, error);
+    return vo_ext_read_data(vfs, node, VO_FS_MAX_FILE, FALSE, error);
+}
+
+static GBytes *vo_ext_read_head(VoFs *vfs, guint64 node, gsize max,
+                                GError **error)
+{
+    return vo_ext_read_data(vfs, node, max, TRUE, error);
 }
 
 static char *vo_ext_readlink(VoFs *vfs, guint64 node, GError **error)
@@ -410,7 +420,8 @@ static char *vo_ext_readlink(VoFs *vfs, guint64 node, GError **error)
         return g_strndup(buf, MIN(len, size));
     }
     {
-        g_autoptr(GBytes) data = vo_ext_read_data(vfs, node, 4096, error);
+        g_autoptr(GBytes) data = vo_ext_read_data(vfs, node, 4096, FALSE,
+                                                   error);
         gsize len;
         const char *p;
 
@@ -948,6 +959,7 @@ static const VoFsOps vo_ext_ops = {
     .readlink = vo_ext_readlink,
     .list = vo_ext_list,
     .read = vo_ext_read,
+    .read_head = vo_ext_read_head,
     .create = vo_ext_create,
     .mkdir = vo_ext_mkdir,
     .replace = vo_ext_replace,

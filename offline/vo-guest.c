@@ -394,22 +394,32 @@ GBytes *vo_guest_read_file(VoGuest *guest, const char *path, GError **error)
     return vo_guest_read_file_max(guest, path, VO_FS_MAX_FILE, error);
 }
 
+/* @path, resolved into @p: a regular file, or an error. */
+static gboolean vo_guest_regular(VoGuest *guest, const char *path, VoPath *p,
+                                 GError **error)
+{
+    if (!vo_guest_resolve(guest, path, TRUE, p, error)) {
+        return FALSE;
+    }
+    if (!p->exists) {
+        g_set_error(error, VO_ERROR, VO_ERROR_NOT_FOUND,
+                    "%s does not exist in the guest", path);
+        return FALSE;
+    }
+    if (p->st.type != VO_NODE_REGULAR) {
+        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
+                    "%s is not a regular file", path);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 GBytes *vo_guest_read_file_max(VoGuest *guest, const char *path, guint64 max,
                                GError **error)
 {
     g_auto(VoPath) p = { 0 };
 
-    if (!vo_guest_resolve(guest, path, TRUE, &p, error)) {
-        return NULL;
-    }
-    if (!p.exists) {
-        g_set_error(error, VO_ERROR, VO_ERROR_NOT_FOUND,
-                    "%s does not exist in the guest", path);
-        return NULL;
-    }
-    if (p.st.type != VO_NODE_REGULAR) {
-        g_set_error(error, VO_ERROR, VO_ERROR_INVALID,
-                    "%s is not a regular file", path);
+    if (!vo_guest_regular(guest, path, &p, error)) {
         return NULL;
     }
     /* Before reading: the guest chooses the size, we the memory. */
@@ -421,6 +431,25 @@ GBytes *vo_guest_read_file_max(VoGuest *guest, const char *path, guint64 max,
         return NULL;
     }
     return p.fs->ops->read(p.fs, p.node, error);
+}
+
+GBytes *vo_guest_read_file_head(VoGuest *guest, const char *path, gsize max,
+                                GError **error)
+{
+    g_auto(VoPath) p = { 0 };
+    g_autoptr(GBytes) all = NULL;
+
+    if (!vo_guest_regular(guest, path, &p, error)) {
+        return NULL;
+    }
+    if (p.fs->ops->read_head) {
+        return p.fs->ops->read_head(p.fs, p.node, max, error);
+    }
+    all = p.fs->ops->read(p.fs, p.node, error);
+    if (!all) {
+        return NULL;
+    }
+    return g_bytes_new_from_bytes(all, 0, MIN(max, g_bytes_get_size(all)));
 }
 
 gboolean vo_guest_sync(VoGuest *guest, GError **error)

@@ -95,6 +95,11 @@ GBytes *vo_guest_read_file(VoGuest *guest, const char *path, GError **error);
  * is larger than @max bytes. */
 GBytes *vo_guest_read_file_max(VoGuest *guest, const char *path, guint64 max,
                                GError **error);
+/* The first @max bytes of a regular file (all of it when shorter),
+ * following links: for a reader of a file's start (os-release(5), an ELF
+ * header), which a file the guest made large must not make read more. */
+GBytes *vo_guest_read_file_head(VoGuest *guest, const char *path, gsize max,
+                                GError **error);
 
 /* Writes all filesystem metadata and flushes the disk. */
 gboolean vo_guest_sync(VoGuest *guest, GError **error);

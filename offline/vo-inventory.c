@@ -17,7 +17,10 @@
 
 #define VO_MAX_OS_RELEASE (64 * 1024)
 #define VO_MAX_HOSTNAME 4096
-#define VO_MAX_EXECUTABLE (64u * 1024 * 1024)
+/* What an executable's architecture is read from: an ELF header's first
+ * 20 bytes, or a PE file's DOS header and the PE header it points to
+ * (found within a few KiB; 64 KiB leaves room for any stub). */
+#define VO_MAX_EXE_HEAD (64 * 1024)
 
 static void vo_package_free(VoPackage *p)
 {
@@ -328,16 +331,16 @@ static const char *vo_inventory_binary_arch(const guint8 *d, gsize len)
     return NULL;
 }
 
-/* "arch" from the first of @paths that exists, as virt-inspector finds
- * it; a file that is absent or too large is skipped, one that cannot be
- * read is an error. */
+/* "arch" from the header of the first of @paths that exists, as
+ * virt-inspector finds it; a file that is absent is skipped, one that
+ * cannot be read is an error. */
 static gboolean vo_inventory_arch(VoGuest *guest, VoInventory *inv,
                                   const char *const *paths, GError **error)
 {
     for (guint i = 0; paths[i]; i++) {
         g_autoptr(GError) local = NULL;
-        g_autoptr(GBytes) bin = vo_guest_read_file_max(
-            guest, paths[i], VO_MAX_EXECUTABLE, &local);
+        g_autoptr(GBytes) bin = vo_guest_read_file_head(
+            guest, paths[i], VO_MAX_EXE_HEAD, &local);
         const char *arch;
         gsize len;
         const guint8 *d;
@@ -611,13 +614,15 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
         return vo_inventory_read_windows(guest, error);
     }
 
-    osr = vo_guest_read_file(guest, "/etc/os-release", &local);
+    osr = vo_guest_read_file_head(guest, "/etc/os-release", VO_MAX_OS_RELEASE,
+                                  &local);
     /* Only a missing file falls back: one that cannot be read (a link
      * loop, a corrupt inode) would otherwise pass for a guest without it,
      * and the rules would judge an OS that is not there. */
     if (!osr && g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         g_clear_error(&local);
-        osr = vo_guest_read_file(guest, "/usr/lib/os-release", &local);
+        osr = vo_guest_read_file_head(guest, "/usr/lib/os-release",
+                                      VO_MAX_OS_RELEASE, &local);
     }
     if (!osr && !g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         g_propagate_error(error, g_steal_pointer(&local));

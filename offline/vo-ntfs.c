@@ -397,7 +397,10 @@ static char *vo_ntfs_readlink(VoFs *vfs, guint64 node, GError **error)
     return NULL;
 }
 
-static GBytes *vo_ntfs_read(VoFs *vfs, guint64 node, GError **error)
+/* @node's data, refused when larger than @max bytes, or with @head its
+ * first @max bytes only. */
+static GBytes *vo_ntfs_read_data(VoFs *vfs, guint64 node, s64 max,
+                                 gboolean head, GError **error)
 {
     ntfs_inode *ni = vo_ntfs_inode(vfs, node, error);
     ntfs_attr *na;
@@ -414,7 +417,10 @@ static GBytes *vo_ntfs_read(VoFs *vfs, guint64 node, GError **error)
         return NULL;
     }
     size = na->data_size;
-    if (size < 0 || size > VO_FS_MAX_FILE) {
+    if (head && size > max) {
+        size = max;
+    }
+    if (size < 0 || size > max) {
         ntfs_attr_close(na);
         ntfs_inode_close(ni);
         g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
@@ -440,6 +446,18 @@ static GBytes *vo_ntfs_read(VoFs *vfs, guint64 node, GError **error)
     ntfs_attr_close(na);
     ntfs_inode_close(ni);
     return g_bytes_new_take(buf, size);
+}
+
+static GBytes *vo_ntfs_read(VoFs *vfs, guint64 node, GError **error)
+{
+    return vo_ntfs_read_data(vfs, node, VO_FS_MAX_FILE, FALSE, error);
+}
+
+static GBytes *vo_ntfs_read_head(VoFs *vfs, guint64 node, gsize max,
+                                 GError **error)
+{
+    return vo_ntfs_read_data(vfs, node, MIN(max, (gsize)VO_FS_MAX_FILE),
+                             TRUE, error);
 }
 
 static gboolean vo_ntfs_write_data(ntfs_inode *ni, GBytes *data,
@@ -651,6 +669,7 @@ static const VoFsOps vo_ntfs_ops = {
     .readlink = vo_ntfs_readlink,
     .list = vo_ntfs_list,
     .read = vo_ntfs_read,
+    .read_head = vo_ntfs_read_head,
     .create = vo_ntfs_create,
     .mkdir = vo_ntfs_mkdir,
     .replace = vo_ntfs_replace,

@@ -17,7 +17,7 @@ need mkntfs ntfs-3g
 need hivexsh libhivex-bin
 [ -x /usr/bin/time ] || fail "/usr/bin/time is missing: install time"
 : "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
-plan 15
+plan 17
 
 # No refusal needs more than this much memory in any process of the
 # tree (maximum resident set of the parent, its tools and its worker).
@@ -89,10 +89,12 @@ linux_tree "$tmp/tree"
 linux_disk "$tmp/sound.raw" "$tmp/tree"
 cp "$tmp/sound.raw" "$tmp/check.raw"
 qcow2 "$tmp/check.raw"
-"$VMAUGMENT_OFFLINE" --format qcow2 inspect "$tmp/check.qcow2" \
+/usr/bin/time -f '%M' -o "$tmp/rss" \
+    "$VMAUGMENT_OFFLINE" --format qcow2 inspect "$tmp/check.qcow2" \
     >"$tmp/inv.json" || fail "the sound guest is not inspected"
 [ "$(json_get "$tmp/inv.json" os id)" = debian ] ||
     fail "the sound guest: $(cat "$tmp/inv.json")"
+sound_rss=$(tail -n1 "$tmp/rss")
 pass "the sound guest every fixture starts from is inspected"
 
 # 2-3: corrupt superblocks, their checksum made right again by debugfs.
@@ -286,3 +288,44 @@ hive_edit cell-loop "$tmp/cell-loop.hive"
 windows_disk cell-loop "$tmp/cell-loop.hive"
 hostile "a hive whose key lists itself as a subkey" \
     "hive's key list is corrupt" "$tmp/cell-loop.qcow2"
+
+# 16-17: files whose start is all a reader needs, made huge (sparse, so
+# the image stays small): an os-release of 900 MiB, and a /bin/bash of
+# 60 MiB whose start is an x86-64 ELF header.  Inspected from their
+# first bytes only (os-release(5) is read to 64 KiB at most, the
+# architecture is the header's), with no more memory than the sound
+# guest took, give or take 32 MiB.
+for what in etc/os-release:900 bin/bash:60; do
+    file=${what%%:*} size=${what##*:}
+    linux_tree "$tmp/tree"
+    mkdir -p "$tmp/tree/bin"
+    python3 - "$tmp/tree" "$file" "$size" <<'EOF'
+import os, sys
+tree, what, mib = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if what == "etc/os-release":
+    head = b'ID=debian\nVERSION_ID="12"\n'
+else:
+    # e_ident: 64-bit, little endian, version 1; e_machine 62 (x86-64).
+    head = b"\x7fELF\x02\x01\x01" + bytes(11) + b"\x3e\x00"
+with open(os.path.join(tree, what), "wb") as f:
+    f.write(head)
+    f.seek(mib << 20)
+    f.write(b"\n")
+EOF
+    linux_disk "$tmp/big.raw" "$tmp/tree"
+    qcow2 "$tmp/big.raw"
+    /usr/bin/time -f '%M' -o "$tmp/rss" timeout 120 \
+        "$VMAUGMENT_OFFLINE" --format qcow2 inspect "$tmp/big.qcow2" \
+        >"$tmp/inv.json" 2>"$tmp/err" ||
+        fail "/$file of $size MiB: not inspected: $(cat "$tmp/err")"
+    [ "$(json_get "$tmp/inv.json" os id)" = debian ] ||
+        fail "/$file of $size MiB: $(cat "$tmp/inv.json")"
+    if [ "$file" = bin/bash ]; then
+        [ "$(json_get "$tmp/inv.json" os arch)" = x86_64 ] ||
+            fail "/$file of $size MiB: no arch: $(cat "$tmp/inv.json")"
+    fi
+    rss=$(tail -n1 "$tmp/rss")
+    [ "$rss" -le $((sound_rss + 32 * 1024)) ] ||
+        fail "/$file of $size MiB: $rss KiB resident, the sound guest $sound_rss KiB"
+    pass "/$file of $size MiB: only its start read ($rss KiB, the sound guest $sound_rss KiB)"
+done
