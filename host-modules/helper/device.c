@@ -642,11 +642,14 @@ static void device_write_unqueued(WriteQueue *q, DeviceWrite *dw)
     }
 }
 
+static gboolean device_write_done(gpointer data);
+
 /*
  * The area's next write, if none runs: one whose device left is void
  * (nobody was told it was done); a CONFIG_SET is for a module the VM
  * uses when it is written, not when it came (a REGISTER may be before
- * it).  Under the device fuzzer, writes run here, in order.
+ * it).  Without threads (the device fuzzer), writes are made here, one
+ * per turn of the loop.
  */
 static void device_write_run(Helper *h, WriteQueue *q, const gchar *id)
 {
@@ -667,11 +670,11 @@ static void device_write_run(Helper *h, WriteQueue *q, const gchar *id)
         q->running = dw;
         h->writes++;
         if (h->write_pool == NULL) {
+            /* Made here, and ended from the loop as a thread's write is:
+             * the VM's next writes wait behind it all the same. */
             device_write_work(dw);
-            h->writes--;
-            q->running = NULL;
-            device_write_end(dw);
-            continue;
+            g_idle_add_full(G_PRIORITY_DEFAULT, device_write_done, dw, NULL);
+            break;
         }
         g_thread_pool_push(h->write_pool, dw, NULL);
     }
