@@ -59,8 +59,7 @@ typedef struct {
     GBytes *(*read)(VoFs *fs, guint64 node, GError **error);
     /* The first @max bytes of @node, all of it when shorter: what a
      * reader of a file's start needs, whatever size the guest gave the
-     * file.  NULL where the filesystem has none (vo_guest_read_file_head()
-     * then reads the whole file). */
+     * file. */
     GBytes *(*read_head)(VoFs *fs, guint64 node, gsize max, GError **error);
     gboolean (*create)(VoFs *fs, guint64 dir, const char *name,
                        const VoStat *attrs, GBytes *data, GError **error);

@@ -437,19 +437,11 @@ GBytes *vo_guest_read_file_head(VoGuest *guest, const char *path, gsize max,
                                 GError **error)
 {
     g_auto(VoPath) p = { 0 };
-    g_autoptr(GBytes) all = NULL;
 
     if (!vo_guest_regular(guest, path, &p, error)) {
         return NULL;
     }
-    if (p.fs->ops->read_head) {
-        return p.fs->ops->read_head(p.fs, p.node, max, error);
-    }
-    all = p.fs->ops->read(p.fs, p.node, error);
-    if (!all) {
-        return NULL;
-    }
-    return g_bytes_new_from_bytes(all, 0, MIN(max, g_bytes_get_size(all)));
+    return p.fs->ops->read_head(p.fs, p.node, max, error);
 }
 
 gboolean vo_guest_sync(VoGuest *guest, GError **error)

@@ -56,6 +56,7 @@
     X(guestfs_mkdir_mode) \
     X(guestfs_mount) \
     X(guestfs_mount_ro) \
+    X(guestfs_pread) \
     X(guestfs_read_file) \
     X(guestfs_readlink) \
     X(guestfs_rm) \
@@ -102,6 +103,7 @@ static gboolean vo_guestfs_load(GError **error)
 #define guestfs_mkdir_mode (*vo_gfs.f.guestfs_mkdir_mode)
 #define guestfs_mount (*vo_gfs.f.guestfs_mount)
 #define guestfs_mount_ro (*vo_gfs.f.guestfs_mount_ro)
+#define guestfs_pread (*vo_gfs.f.guestfs_pread)
 #define guestfs_read_file (*vo_gfs.f.guestfs_read_file)
 #define guestfs_readlink (*vo_gfs.f.guestfs_readlink)
 #define guestfs_rm (*vo_gfs.f.guestfs_rm)
@@ -225,6 +227,39 @@ static GBytes *vo_guestfs_read(VoFs *fs, guint64 node, GError **error)
         return NULL;
     }
     return g_bytes_new_with_free_func(data, size, free, data);
+}
+
+static GBytes *vo_guestfs_read_head(VoFs *fs, guint64 node, gsize max,
+                                    GError **error)
+{
+    VoGuestfsFs *p = vo_guestfs_priv(fs);
+    const char *path = vo_guestfs_path(fs, node);
+    g_autoptr(GByteArray) out = g_byte_array_new();
+    VoStat st;
+    gsize want;
+
+    if (!vo_guestfs_stat(fs, node, &st, error)) {
+        return NULL;
+    }
+    /* The appliance reads at most a few MiB per call: a head is one. */
+    want = MIN(st.size, (guint64)MIN(max, (gsize)(4 << 20)));
+    while (out->len < want) {
+        size_t got;
+        char *data = guestfs_pread(p->g, path, want - out->len, out->len,
+                                   &got);
+
+        if (!data) {
+            vo_guestfs_fail(p->g, "read", path, error);
+            return NULL;
+        }
+        g_byte_array_append(out, (const guint8 *)data,
+                            MIN(got, want - out->len));
+        free(data);
+        if (got == 0) {
+            break;
+        }
+    }
+    return g_byte_array_free_to_bytes(g_steal_pointer(&out));
 }
 
 /* Writes @data as the whole content of @path (created if absent). */
@@ -446,6 +481,7 @@ static const VoFsOps vo_guestfs_ops = {
     .stat = vo_guestfs_stat,
     .readlink = vo_guestfs_readlink,
     .read = vo_guestfs_read,
+    .read_head = vo_guestfs_read_head,
     .create = vo_guestfs_create,
     .mkdir = vo_guestfs_mkdir,
     .replace = vo_guestfs_replace,

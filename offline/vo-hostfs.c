@@ -230,25 +230,30 @@ static int vo_hostfs_open_regular(VoFs *fs, guint64 node, int flags,
     return fd;
 }
 
-static GBytes *vo_hostfs_read(VoFs *fs, guint64 node, GError **error)
+/* @node's data, refused when larger than @max bytes, or with @head its
+ * first @max bytes only. */
+static GBytes *vo_hostfs_read_data(VoFs *fs, guint64 node, guint64 max,
+                                   gboolean head, GError **error)
 {
     struct stat st;
     g_autofree char *buf = NULL;
     gsize got = 0;
+    guint64 size;
     int fd = vo_hostfs_open_regular(fs, node, O_RDONLY, &st, error);
 
     if (fd < 0) {
         return NULL;
     }
-    if ((guint64)st.st_size > VO_FS_MAX_FILE) {
+    size = head ? MIN((guint64)st.st_size, max) : (guint64)st.st_size;
+    if (size > max) {
         close(fd);
         g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
                     "/%s is too large to read", vo_hostfs_path(fs, node));
         return NULL;
     }
-    buf = g_malloc(st.st_size + 1);
-    while (got < (gsize)st.st_size) {
-        ssize_t n = read(fd, buf + got, st.st_size - got);
+    buf = g_malloc(size + 1);
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
 
         if (n < 0 && errno == EINTR) {
             continue;
@@ -264,6 +269,17 @@ static GBytes *vo_hostfs_read(VoFs *fs, guint64 node, GError **error)
     }
     close(fd);
     return g_bytes_new_take(g_steal_pointer(&buf), got);
+}
+
+static GBytes *vo_hostfs_read(VoFs *fs, guint64 node, GError **error)
+{
+    return vo_hostfs_read_data(fs, node, VO_FS_MAX_FILE, FALSE, error);
+}
+
+static GBytes *vo_hostfs_read_head(VoFs *fs, guint64 node, gsize max,
+                                   GError **error)
+{
+    return vo_hostfs_read_data(fs, node, max, TRUE, error);
 }
 
 static gboolean vo_hostfs_write_all(int fd, GBytes *data, const char *path,
@@ -584,6 +600,7 @@ static const VoFsOps vo_hostfs_ops = {
     .stat = vo_hostfs_stat,
     .readlink = vo_hostfs_readlink,
     .read = vo_hostfs_read,
+    .read_head = vo_hostfs_read_head,
     .create = vo_hostfs_create,
     .mkdir = vo_hostfs_mkdir,
     .replace = vo_hostfs_replace,

@@ -282,7 +282,8 @@ static Helper *fuzz_helper(void)
     h.module_host = g_strdup("/nonexistent");
     h.call_timeout_ms = 100;
     helper_caches_init(&h);
-    /* Writes where they come, in order: an input replays the same. */
+    /* No threads: writes are made one per turn of the loop, in order,
+     * so that an input replays the same. */
     device_writes_init(&h, FALSE);
     helper_limits_default(&h);
     fuzz_store_make(&h);
