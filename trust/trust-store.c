@@ -8,17 +8,44 @@
 
 /* Certificates a signature may carry (the signer plus intermediates). */
 #define TRUST_MAX_EMBEDDED_CERTS    8
+/* Verifications remembered (vmaug_trust_store_verify()); all are forgotten
+ * when there would be more. */
+#define TRUST_MAX_REMEMBERED        1024
+
+/*
+ * A verification that succeeded: its signer, and the times between which
+ * every certificate it could have relied on is valid.  Within them the
+ * same bytes verify the same way against the same store, so they are not
+ * verified again (a module is verified at every load, and its signature
+ * check is most of a load's time).  Failures are never remembered.
+ */
+typedef struct {
+    VmaugTrustSigner *signer;
+    gint64 valid_from;
+    gint64 valid_until;
+} TrustVerified;
 
 struct _VmaugTrustStore {
     GPtrArray *certs;           /* gnutls_x509_crt_t, trusted, owned */
     GPtrArray *crls;            /* gnutls_x509_crl_t, as added, owned */
     GPtrArray *valid_crls;      /* of crls, those a trusted CA signed */
     gnutls_x509_trust_list_t tl;    /* copies of certs and crls */
+    /* "SHA-256 of data and signature" -> TrustVerified; emptied by every
+     * change of certs or crls. */
+    GHashTable *verified;
     /* Verifications may come from several threads (the store's commits
      * beside the helper's loop): GnuTLS promises read-only use of a trust
      * list from threads only for lists without PKCS #11, so one at a time. */
     GMutex verify_lock;
 };
+
+static void trust_verified_free(gpointer data)
+{
+    TrustVerified *v = data;
+
+    vmaug_trust_signer_free(v->signer);
+    g_free(v);
+}
 
 VmaugTrustStore *vmaug_trust_store_new(void)
 {
@@ -30,6 +57,8 @@ VmaugTrustStore *vmaug_trust_store_new(void)
         g_ptr_array_new_with_free_func((GDestroyNotify)gnutls_x509_crl_deinit);
     store->valid_crls = g_ptr_array_new();
     gnutls_x509_trust_list_init(&store->tl, 0);
+    store->verified = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                            trust_verified_free);
     g_mutex_init(&store->verify_lock);
     return store;
 }
@@ -45,6 +74,7 @@ void vmaug_trust_store_free(VmaugTrustStore *store)
     g_ptr_array_unref(store->valid_crls);
     g_ptr_array_unref(store->crls);
     g_ptr_array_unref(store->certs);
+    g_hash_table_unref(store->verified);
     g_mutex_clear(&store->verify_lock);
     g_free(store);
 }
@@ -139,6 +169,8 @@ static gboolean trust_store_rebuild(VmaugTrustStore *store, GError **error)
     }
     gnutls_x509_trust_list_deinit(store->tl, 1);
     store->tl = g_steal_pointer(&tl);
+    /* What verified against the old store proves nothing about this one. */
+    g_hash_table_remove_all(store->verified);
     return TRUE;
 }
 
@@ -441,9 +473,82 @@ static gboolean trust_looks_der(GBytes *blob)
     return len > 0 && p[0] == 0x30;     /* SEQUENCE, not "-----BEGIN" */
 }
 
+/*
+ * Narrow [*from, *until], which holds @now, to the side of time @t on
+ * which @now lies: a comparison of the time with @t ("from @t on") comes
+ * out the same anywhere in it.
+ */
+static void trust_window_cut(gint64 now, gint64 t, gint64 *from,
+                             gint64 *until)
+{
+    if (now < t) {
+        *until = MIN(*until, t - 1);
+    } else {
+        *from = MAX(*from, t);
+    }
+}
+
+static gboolean trust_window_crt(gnutls_x509_crt_t crt, gint64 now,
+                                 gint64 *from, gint64 *until)
+{
+    time_t act = gnutls_x509_crt_get_activation_time(crt);
+    time_t exp = gnutls_x509_crt_get_expiration_time(crt);
+
+    if (act == (time_t)-1 || exp == (time_t)-1) {
+        return FALSE;
+    }
+    trust_window_cut(now, act, from, until);
+    trust_window_cut(now, (gint64)exp + 1, from, until);
+    return TRUE;
+}
+
+/*
+ * The longest time around @now in which no certificate of the store or
+ * of @embedded starts or ends its validity and no CRL its update period:
+ * every check of a time that a verification makes (ours and GnuTLS's,
+ * of whatever chain it builds) comes out as it does @now.  FALSE when a
+ * time cannot be read.
+ */
+static gboolean trust_store_window(VmaugTrustStore *store,
+                                   GPtrArray *embedded, gint64 now,
+                                   gint64 *from, gint64 *until)
+{
+    *from = G_MININT64;
+    *until = G_MAXINT64;
+    for (guint i = 0; i < store->certs->len; i++) {
+        if (!trust_window_crt(g_ptr_array_index(store->certs, i), now, from,
+                              until)) {
+            return FALSE;
+        }
+    }
+    for (guint i = 0; i < embedded->len; i++) {
+        if (!trust_window_crt(g_ptr_array_index(embedded, i), now, from,
+                              until)) {
+            return FALSE;
+        }
+    }
+    for (guint i = 0; i < store->crls->len; i++) {
+        gnutls_x509_crl_t crl = g_ptr_array_index(store->crls, i);
+        time_t this_update = gnutls_x509_crl_get_this_update(crl);
+        time_t next_update = gnutls_x509_crl_get_next_update(crl);
+
+        if (this_update == (time_t)-1) {
+            return FALSE;
+        }
+        trust_window_cut(now, this_update, from, until);
+        /* A CRL may say nothing of its next update. */
+        if (next_update != (time_t)-1) {
+            trust_window_cut(now, (gint64)next_update + 1, from, until);
+        }
+    }
+    return TRUE;
+}
+
 static VmaugTrustSigner *trust_store_verify_locked(VmaugTrustStore *store,
                                                    GBytes *data,
                                                    GBytes *signature,
+                                                   gint64 now,
+                                                   TrustVerified *window,
                                                    GError **error)
 {
     g_auto(gnutls_pkcs7_t) p7 = NULL;
@@ -461,7 +566,6 @@ static VmaugTrustSigner *trust_store_verify_locked(VmaugTrustStore *store,
     VmaugTrustSigner *out;
     unsigned int status = 0;
     gnutls_datum_t d;
-    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
     gsize len;
     int rc, count;
 
@@ -671,17 +775,75 @@ static VmaugTrustSigner *trust_store_verify_locked(VmaugTrustStore *store,
                         (gint64)info.signing_time;
     out->not_after = gnutls_x509_crt_get_expiration_time(signer);
     trust_signature_info_free(&info);
+    if (!trust_store_window(store, embedded, now, &window->valid_from,
+                            &window->valid_until)) {
+        /* Verified, but not to be remembered. */
+        window->valid_from = G_MAXINT64;
+        window->valid_until = G_MININT64;
+    }
     return out;
+}
+
+static VmaugTrustSigner *trust_signer_copy(const VmaugTrustSigner *signer)
+{
+    VmaugTrustSigner *copy = g_memdup2(signer, sizeof(*signer));
+
+    copy->common_name = g_strdup(signer->common_name);
+    copy->subject = g_strdup(signer->subject);
+    copy->fingerprint = g_strdup(signer->fingerprint);
+    copy->key_id = g_strdup(signer->key_id);
+    return copy;
+}
+
+/* Names @data and @signature together: both lengths are hashed, so no
+ * other split of the same bytes has the same name. */
+static gchar *trust_verified_key(GBytes *data, GBytes *signature)
+{
+    g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+    GBytes *parts[] = { data, signature };
+
+    for (guint i = 0; i < G_N_ELEMENTS(parts); i++) {
+        gsize len;
+        const guchar *p = g_bytes_get_data(parts[i], &len);
+        guint64 le = GUINT64_TO_LE((guint64)len);
+
+        g_checksum_update(sum, (const guchar *)&le, sizeof(le));
+        g_checksum_update(sum, p, len);
+    }
+    return g_strdup(g_checksum_get_string(sum));
 }
 
 VmaugTrustSigner *vmaug_trust_store_verify(VmaugTrustStore *store,
                                            GBytes *data, GBytes *signature,
                                            GError **error)
 {
+    g_autofree gchar *key = trust_verified_key(data, signature);
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    TrustVerified window = { 0 };
+    TrustVerified *v;
     VmaugTrustSigner *signer;
 
     g_mutex_lock(&store->verify_lock);
-    signer = trust_store_verify_locked(store, data, signature, error);
+    v = g_hash_table_lookup(store->verified, key);
+    if (v != NULL && now >= v->valid_from && now <= v->valid_until) {
+        signer = trust_signer_copy(v->signer);
+        g_mutex_unlock(&store->verify_lock);
+        return signer;
+    }
+    signer = trust_store_verify_locked(store, data, signature, now, &window,
+                                       error);
+    /* GnuTLS read the clock itself, a moment later: remembered only when
+     * no time of the window's ends lies between. */
+    if (signer != NULL && now >= window.valid_from &&
+        g_get_real_time() / G_USEC_PER_SEC <= window.valid_until) {
+        if (g_hash_table_size(store->verified) >= TRUST_MAX_REMEMBERED) {
+            g_hash_table_remove_all(store->verified);
+        }
+        v = g_new0(TrustVerified, 1);
+        *v = window;
+        v->signer = trust_signer_copy(signer);
+        g_hash_table_replace(store->verified, g_steal_pointer(&key), v);
+    }
     g_mutex_unlock(&store->verify_lock);
     return signer;
 }

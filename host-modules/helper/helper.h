@@ -95,6 +95,7 @@ typedef struct {
     guint spares_max;               /* --spare-processes */
     guint spares_wanted;            /* at most spares_max */
     guint spare_idle;
+    guint spares_loading;           /* taken, their modules not started */
 } Helper;
 
 /* helper.c */

@@ -90,8 +90,19 @@ void module_info_fill(struct vmaug_module_info *info, const gchar *name,
 static void module_fail_calls(Module *m, guint16 status, const gchar *why);
 static void module_fail_waiters(Module *m, guint16 status, const gchar *why);
 
+/* Its process has started the module, or failed to: the helper may
+ * start the next spare. */
+static void module_started(Module *m)
+{
+    if (m->on_spare) {
+        m->on_spare = FALSE;
+        spares_load_ended(m->helper);
+    }
+}
+
 static void module_free(Module *m)
 {
+    module_started(m);
     /* Nobody may be left waiting on a module that is gone. */
     module_fail_waiters(m, VMAUG_S_INTERRUPTED, "module unloaded");
     module_fail_calls(m, VMAUG_S_INTERRUPTED, "module unloaded");
@@ -239,6 +250,7 @@ static void module_on_exit(GPid pid, gint status, gpointer data)
     g_spawn_close_pid(pid);
     m->pid = 0;
     module_disarm_timer(m);
+    module_started(m);
     /* Nobody is left to hear the answer of a request in progress. */
     module_api_cancel(m);
     if (WIFSIGNALED(status)) {
@@ -288,6 +300,7 @@ static gboolean module_on_message(VmaugLink *link, guint16 type, guint64 tag,
         memcpy(&rc, data, 4);
         rc = (gint32)GUINT32_FROM_LE((guint32)rc);
         module_disarm_timer(m);
+        module_started(m);
         if (rc != 0) {
             g_autofree gchar *msg = g_strdup_printf("module init failed: %d",
                                                     rc);
@@ -465,6 +478,7 @@ static gboolean module_use_spare(Module *m, int memfd, GError **error)
     if (!spares_take(m->helper, m->name, &m->pid, &sock, error)) {
         return FALSE;
     }
+    m->on_spare = TRUE;
     g_strlcpy((gchar *)st.name, m->name, sizeof(st.name));
     m->link = vmaug_link_new(sock, VMAUG_MODLINK_MAGIC,
                              MODLINK_MAX_FROM_MODULE, HELPER_MAX_QUEUED_OUT,

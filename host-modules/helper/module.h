@@ -75,6 +75,7 @@ struct _Module {
     VmaugManifest *manifest;
     guint state;                    /* 0 while starting, VMAUG_MODULE_* */
     GPid pid;
+    gboolean on_spare;              /* holds a spare until it has started */
     VmaugLink *link;
     guint child_watch;
     guint timer;

@@ -157,8 +157,14 @@ static gboolean spares_on_idle(gpointer data)
 
 void spares_prepare(Helper *h)
 {
-    /* After the current requests are answered, not on their path. */
-    if (h->spares.length < h->spares_wanted && h->spare_idle == 0 &&
+    /*
+     * After the current requests are answered, not on their path: not
+     * while a module a spare was handed is still starting (the loop is
+     * idle then, waiting for its READY, and a spare's start would make
+     * its answer wait; spares_load_ended() prepares again).
+     */
+    if (h->spares_loading == 0 &&
+        h->spares.length < h->spares_wanted && h->spare_idle == 0 &&
         spares_sandbox_accepted(h, NULL)) {
         h->spare_idle = g_idle_add(spares_on_idle, h);
     }
@@ -206,7 +212,14 @@ gboolean spares_take(Helper *h, const gchar *for_module, GPid *pid, int *fd,
     *pid = sp->pid;
     *fd = sp->fd;
     spares_free(sp);
-    /* The next load gets a new spare. */
-    spares_prepare(h);
+    /* The next load gets a new spare once this one has started. */
+    h->spares_loading++;
     return TRUE;
+}
+
+void spares_load_ended(Helper *h)
+{
+    g_assert(h->spares_loading > 0);
+    h->spares_loading--;
+    spares_prepare(h);
 }

@@ -158,12 +158,19 @@ void helper_reply_clear(HelperReply *r)
     g_clear_pointer(&r->data, g_bytes_unref);
 }
 
+guint64 helper_client_request(HelperClient *c, guint16 opcode,
+                              const void *a, gsize alen, const void *b,
+                              gsize blen)
+{
+    return vmaug_link_client_request(c->link, opcode, a, alen, b, blen,
+                                     NULL);
+}
+
 gboolean helper_client_call(HelperClient *c, guint16 opcode,
                             const void *a, gsize alen, const void *b,
                             gsize blen, HelperReply *reply)
 {
-    guint64 tag = vmaug_link_client_request(c->link, opcode, a, alen, b,
-                                            blen, NULL);
+    guint64 tag = helper_client_request(c, opcode, a, alen, b, blen);
 
     return tag != 0 && helper_client_wait_response(c, tag, reply);
 }

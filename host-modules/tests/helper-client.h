@@ -67,6 +67,11 @@ HelperDone *helper_client_wait_done(HelperClient *c, guint64 tag,
 gboolean helper_client_send_raw(HelperClient *c, const void *data, gsize len);
 void helper_client_send_msg(HelperClient *c, guint16 type, guint64 tag,
                             const void *data, gsize len);
+/* Send one request, not waiting: its tag (0 if it could not be sent),
+ * for helper_client_wait_response(). */
+guint64 helper_client_request(HelperClient *c, guint16 opcode,
+                              const void *a, gsize alen, const void *b,
+                              gsize blen);
 /* One request; waits for its response, queueing events meanwhile.
  * Returns FALSE if the helper closed the connection or timed out. */
 gboolean helper_client_call(HelperClient *c, guint16 opcode,

@@ -625,6 +625,54 @@ static void test_weaker_accepted(Fixture *f, gconstpointer data)
     g_assert_cmpstr(mine, ==, helpers);
 }
 
+/* Wait up to @ms for the helper to have @n children. */
+static gboolean children_become(Fixture *f, guint n, guint ms)
+{
+    for (guint waited = 0; waited <= ms; waited += 10) {
+        g_autoptr(GArray) kids = children_of(f->pid);
+
+        if (kids->len == n) {
+            return TRUE;
+        }
+        g_usleep(10 * 1000);
+    }
+    return FALSE;
+}
+
+/*
+ * The next spare is started once a load's module has started, not while
+ * the helper waits for it: a spare's start (namespaces, exec, its
+ * confinement) would otherwise come before the answer to the load.
+ */
+static void test_spare_after_start(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) payload = early_payload("init stall 0 0 /");
+    g_autoptr(GBytes) pkg = package("slow", "\"report\"", payload);
+    g_autoptr(GArray) kids = NULL;
+    g_auto(HelperReply) r = { 0 };
+    struct vmaug_module_ref ref;
+    guint64 tag;
+
+    fixture_start(f, NULL);
+    g_assert_cmpuint(helper_upload(f->c, pkg, "slow", "1.0", 1 << 20), ==,
+                     VMAUG_S_OK);
+    /* The spare the helper keeps from its start. */
+    g_assert_true(children_become(f, 1, 5000));
+    helper_ref(&ref, "slow", NULL);
+    tag = helper_client_request(f->c, VMAUG_OP_LOAD, &ref, sizeof(ref),
+                                NULL, 0);
+    g_assert_cmpuint(tag, !=, 0);
+    /* Halfway through the module's second-long init, the spare it took
+     * has not been replaced. */
+    g_usleep(500 * 1000);
+    kids = children_of(f->pid);
+    g_assert_cmpuint(kids->len, ==, 1);
+    g_assert_true(helper_client_wait_response(f->c, tag, &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_OK);
+    /* Then it is. */
+    g_assert_true(children_become(f, 2, 5000));
+}
+
 static void test_needs_root(void)
 {
     g_test_skip("module processes get ids of their own only from a helper "
@@ -687,6 +735,7 @@ int main(int argc, char **argv)
             ADD(path, test_early, a);
         }
     }
+    ADD("/sandbox/spare-after-start", test_spare_after_start, NULL);
     ADD("/sandbox/weaker/refused", test_weaker_refused, NULL);
     ADD("/sandbox/weaker/accepted", test_weaker_accepted, NULL);
     rc = g_test_run();

@@ -359,6 +359,116 @@ static void test_revoked(Fixture *f, gconstpointer user_data)
     g_assert_cmpstr(signer->common_name, ==, "Other leaf");
 }
 
+/*
+ * A store remembers what verified (vmaug_trust_store_verify()): a change of
+ * the store or the passing of a certificate's or CRL's time must still
+ * decide as a fresh verification does.
+ */
+static void test_remembered_store_change(Fixture *f, gconstpointer user_data)
+{
+    g_autoptr(VmaugTrustStore) store = fixture_store(f);
+    g_autoptr(GBytes) sig = sign(f->leaf, f->data);
+    g_autoptr(GBytes) crl = make_crl(f->ca, f->leaf);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugTrustSigner) first = NULL;
+    g_autoptr(VmaugTrustSigner) again = NULL;
+
+    first = vmaug_trust_store_verify(store, f->data, sig, &error);
+    g_assert_no_error(error);
+    again = vmaug_trust_store_verify(store, f->data, sig, &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(again->common_name, ==, first->common_name);
+    g_assert_cmpstr(again->fingerprint, ==, first->fingerprint);
+    g_assert_cmpint(again->not_after, ==, first->not_after);
+    /* Other bytes under the same signature are not what verified. */
+    {
+        g_autoptr(GBytes) other = flip_bit(f->data, 3);
+
+        expect_refused(store, other, sig, VMAUG_TRUST_ERROR_BAD_SIGNATURE);
+    }
+    g_assert_true(vmaug_trust_store_add_crl(store, crl, &error));
+    g_assert_no_error(error);
+    expect_refused(store, f->data, sig, VMAUG_TRUST_ERROR_REVOKED);
+}
+
+/* The outcome of verifying @sig now, as a string: the signer or the
+ * error's code. */
+static gchar *outcome(VmaugTrustStore *store, GBytes *data, GBytes *sig)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugTrustSigner) signer =
+        vmaug_trust_store_verify(store, data, sig, &error);
+
+    return signer != NULL ? g_strdup(signer->common_name)
+                          : g_strdup_printf("error %d", error->code);
+}
+
+static void test_remembered_times(Fixture *f, gconstpointer user_data)
+{
+    gint64 now = now_s();
+    gint64 end = now + 3;
+    /* Each time that ends in a few seconds in a store of its own: a
+     * signer's, a CA's in the store, a CRL's next update. */
+    g_autoptr(VmaugTrustIdentity) short_leaf =
+        make_id("Short leaf", VMAUG_TRUST_ROLE_SIGNER, now - DAY, end, f->ca);
+    g_autoptr(VmaugTrustIdentity) short_ca =
+        make_id("Short CA", VMAUG_TRUST_ROLE_CA, now - DAY, end, NULL);
+    g_autoptr(VmaugTrustIdentity) leaf_of_short =
+        make_id("Leaf of short CA", VMAUG_TRUST_ROLE_SIGNER, now - DAY,
+                now + DAY, short_ca);
+    g_autoptr(GPtrArray) none =
+        g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) crl =
+        vmaug_trust_identity_create_crl(f->ca, none, now - 60, end, &error);
+    GBytes *sigs[] = {
+        sign(short_leaf, f->data), sign(leaf_of_short, f->data),
+        sign(f->leaf, f->data),
+    };
+    /* [i][0] verifies before the time ends and again after it; [i][1],
+     * the same store made afresh, only after. */
+    VmaugTrustStore *stores[G_N_ELEMENTS(sigs)][2];
+
+    g_assert_no_error(error);
+    for (guint i = 0; i < G_N_ELEMENTS(sigs); i++) {
+        g_autofree gchar *before = NULL;
+
+        for (guint j = 0; j < 2; j++) {
+            stores[i][j] = fixture_store(f);
+            if (i == 1) {
+                trust(stores[i][j], short_ca);
+            } else if (i == 2) {
+                g_assert_true(vmaug_trust_store_add_crl(stores[i][j], crl,
+                                                        &error));
+                g_assert_no_error(error);
+            }
+        }
+        before = outcome(stores[i][0], f->data, sigs[i]);
+        g_assert_false(g_str_has_prefix(before, "error"));
+    }
+    while (now_s() <= end + 1) {
+        g_usleep(100 * 1000);
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(sigs); i++) {
+        g_autofree gchar *remembered = outcome(stores[i][0], f->data,
+                                               sigs[i]);
+        g_autofree gchar *fresh = outcome(stores[i][1], f->data, sigs[i]);
+
+        g_test_message("signature %u: %s, afresh %s", i, remembered, fresh);
+        g_assert_cmpstr(remembered, ==, fresh);
+        /* The expired signer, and the leaf of the expired CA. */
+        if (i < 2) {
+            g_autofree gchar *expired = g_strdup_printf(
+                "error %d", VMAUG_TRUST_ERROR_EXPIRED);
+
+            g_assert_cmpstr(fresh, ==, expired);
+        }
+        g_bytes_unref(sigs[i]);
+        vmaug_trust_store_free(stores[i][0]);
+        vmaug_trust_store_free(stores[i][1]);
+    }
+}
+
 static void test_crl_from_stranger_ignored(Fixture *f,
                                            gconstpointer user_data)
 {
@@ -547,6 +657,8 @@ int main(int argc, char **argv)
     ADD("/trust/refuse/expired-ca", test_expired_ca);
     ADD("/trust/refuse/revoked", test_revoked);
     ADD("/trust/crl/stranger-ignored", test_crl_from_stranger_ignored);
+    ADD("/trust/remembered/store-change", test_remembered_store_change);
+    ADD("/trust/remembered/times", test_remembered_times);
     ADD("/trust/crl/needs-ca", test_crl_needs_ca);
     ADD("/trust/refuse/malformed", test_malformed);
     ADD("/trust/store/dir", test_store_dir);
