@@ -4,6 +4,8 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <time.h>
+
 #include "trust-private.h"
 
 /* Certificates a signature may carry (the signer plus intermediates). */
@@ -494,11 +496,16 @@ static gboolean trust_window_crt(gnutls_x509_crt_t crt, gint64 now,
     time_t act = gnutls_x509_crt_get_activation_time(crt);
     time_t exp = gnutls_x509_crt_get_expiration_time(crt);
 
-    if (act == (time_t)-1 || exp == (time_t)-1) {
+    if (act == (time_t)-1) {
         return FALSE;
     }
     trust_window_cut(now, act, from, until);
-    trust_window_cut(now, (gint64)exp + 1, from, until);
+    /* -1: none (RFC 5280's 99991231235959Z), or unreadable, which our own
+     * check of the signer refuses as expired and GnuTLS's of a chain as
+     * it does at any time. */
+    if (exp != (time_t)-1) {
+        trust_window_cut(now, (gint64)exp + 1, from, until);
+    }
     return TRUE;
 }
 
@@ -813,29 +820,48 @@ static gchar *trust_verified_key(GBytes *data, GBytes *signature)
     return g_strdup(g_checksum_get_string(sum));
 }
 
+/*
+ * The clocks a verification reads: ours (g_get_real_time()) and GnuTLS's
+ * (libc's time(), a coarser clock that can lag ours by a second), both
+ * widened into [*lo, *hi].
+ */
+static void trust_clocks(gint64 *lo, gint64 *hi)
+{
+    gint64 precise = g_get_real_time() / G_USEC_PER_SEC;
+    gint64 coarse = (gint64)time(NULL);
+
+    *lo = MIN(*lo, MIN(precise, coarse));
+    *hi = MAX(*hi, MAX(precise, coarse));
+}
+
 VmaugTrustSigner *vmaug_trust_store_verify(VmaugTrustStore *store,
                                            GBytes *data, GBytes *signature,
                                            GError **error)
 {
     g_autofree gchar *key = trust_verified_key(data, signature);
-    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    gint64 lo = G_MAXINT64, hi = G_MININT64;
     TrustVerified window = { 0 };
     TrustVerified *v;
     VmaugTrustSigner *signer;
 
     g_mutex_lock(&store->verify_lock);
+    /* Every clock a fresh verification would read lies in the window. */
+    trust_clocks(&lo, &hi);
     v = g_hash_table_lookup(store->verified, key);
-    if (v != NULL && now >= v->valid_from && now <= v->valid_until) {
+    if (v != NULL && lo >= v->valid_from && hi <= v->valid_until) {
         signer = trust_signer_copy(v->signer);
         g_mutex_unlock(&store->verify_lock);
         return signer;
     }
-    signer = trust_store_verify_locked(store, data, signature, now, &window,
-                                       error);
-    /* GnuTLS read the clock itself, a moment later: remembered only when
-     * no time of the window's ends lies between. */
-    if (signer != NULL && now >= window.valid_from &&
-        g_get_real_time() / G_USEC_PER_SEC <= window.valid_until) {
+    signer = trust_store_verify_locked(store, data, signature,
+                                       g_get_real_time() / G_USEC_PER_SEC,
+                                       &window, error);
+    /* Remembered only when every clock read, before and after, lay in
+     * the window: whatever time each check saw, it is one of the window's
+     * times. */
+    trust_clocks(&lo, &hi);
+    if (signer != NULL && lo >= window.valid_from &&
+        hi <= window.valid_until) {
         if (g_hash_table_size(store->verified) >= TRUST_MAX_REMEMBERED) {
             g_hash_table_remove_all(store->verified);
         }

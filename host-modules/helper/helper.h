@@ -96,6 +96,7 @@ typedef struct {
     guint spares_wanted;            /* at most spares_max */
     guint spare_idle;
     guint spares_loading;           /* taken, their modules not started */
+    guint spares_hold;              /* while they start: no new spares */
 } Helper;
 
 /* helper.c */

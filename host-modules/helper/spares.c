@@ -137,13 +137,23 @@ static gboolean spares_spawn(Helper *h, GError **error)
     return TRUE;
 }
 
+/*
+ * The next spares wait for the modules just handed spares to start
+ * (spares_load_ended()), at most this long: the helper is idle while it
+ * waits for a module's READY, and a spare started then would make that
+ * answer wait; but a module slow to start (its init may take up to the
+ * call timeout) must not leave every other VM's loads without spares.
+ */
+#define SPARES_HOLD_MS 50
+
 /* One spare per idle turn, so that a burst of requests goes first. */
 static gboolean spares_on_idle(gpointer data)
 {
     Helper *h = data;
     g_autoptr(GError) error = NULL;
 
-    if (h->spares.length >= h->spares_wanted) {
+    if (h->spares.length >= h->spares_wanted || h->spares_hold != 0 ||
+        h->quitting) {
         h->spare_idle = 0;
         return G_SOURCE_REMOVE;
     }
@@ -157,17 +167,21 @@ static gboolean spares_on_idle(gpointer data)
 
 void spares_prepare(Helper *h)
 {
-    /*
-     * After the current requests are answered, not on their path: not
-     * while a module a spare was handed is still starting (the loop is
-     * idle then, waiting for its READY, and a spare's start would make
-     * its answer wait; spares_load_ended() prepares again).
-     */
-    if (h->spares_loading == 0 &&
+    /* After the current requests are answered, not on their path. */
+    if (h->spares_hold == 0 && !h->quitting &&
         h->spares.length < h->spares_wanted && h->spare_idle == 0 &&
         spares_sandbox_accepted(h, NULL)) {
         h->spare_idle = g_idle_add(spares_on_idle, h);
     }
+}
+
+static gboolean spares_on_hold_end(gpointer data)
+{
+    Helper *h = data;
+
+    h->spares_hold = 0;
+    spares_prepare(h);
+    return G_SOURCE_REMOVE;
 }
 
 void spares_want(Helper *h, guint count)
@@ -185,6 +199,10 @@ void spares_discard(Helper *h)
     if (h->spare_idle != 0) {
         g_source_remove(h->spare_idle);
         h->spare_idle = 0;
+    }
+    if (h->spares_hold != 0) {
+        g_source_remove(h->spares_hold);
+        h->spares_hold = 0;
     }
     while ((sp = g_queue_pop_head(&h->spares)) != NULL) {
         kill(sp->pid, SIGKILL);
@@ -214,12 +232,18 @@ gboolean spares_take(Helper *h, const gchar *for_module, GPid *pid, int *fd,
     spares_free(sp);
     /* The next load gets a new spare once this one has started. */
     h->spares_loading++;
+    if (h->spares_hold == 0) {
+        h->spares_hold = g_timeout_add(SPARES_HOLD_MS, spares_on_hold_end, h);
+    }
     return TRUE;
 }
 
 void spares_load_ended(Helper *h)
 {
     g_assert(h->spares_loading > 0);
-    h->spares_loading--;
+    if (--h->spares_loading == 0 && h->spares_hold != 0) {
+        g_source_remove(h->spares_hold);
+        h->spares_hold = 0;
+    }
     spares_prepare(h);
 }

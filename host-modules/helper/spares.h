@@ -21,7 +21,8 @@ void spares_discard(Helper *h);
 /* A confined module process, knowing nothing yet: its pid and our end
  * of its link (*@fd), started now if none was ready.  The caller owns
  * both, and calls spares_load_ended() once, when the module it hands
- * the process has started or failed: no spare is started until then. */
+ * the process has started or failed: no spare is started until then,
+ * for at most SPARES_HOLD_MS. */
 gboolean spares_take(Helper *h, const gchar *for_module, GPid *pid, int *fd,
                      GError **error);
 void spares_load_ended(Helper *h);

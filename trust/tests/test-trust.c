@@ -6,6 +6,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <glib/gstdio.h>
+#include <gnutls/gnutls.h>
 
 #include "vmaugment-trust.h"
 
@@ -359,14 +360,29 @@ static void test_revoked(Fixture *f, gconstpointer user_data)
     g_assert_cmpstr(signer->common_name, ==, "Other leaf");
 }
 
+/* GnuTLS's clock two days ahead: the fixture's certificates expired. */
+static time_t two_days_on(time_t *t)
+{
+    time_t now = time(NULL) + 2 * DAY;
+
+    if (t != NULL) {
+        *t = now;
+    }
+    return now;
+}
+
 /*
  * A store remembers what verified (vmaug_trust_store_verify()): a change of
  * the store or the passing of a certificate's or CRL's time must still
- * decide as a fresh verification does.
+ * decide as a fresh verification does.  What is remembered is not
+ * verified again: with GnuTLS's clock past the chain's expiry, a fresh
+ * verification fails and the remembered one does not (only a test moves
+ * GnuTLS's clock alone).
  */
-static void test_remembered_store_change(Fixture *f, gconstpointer user_data)
+static void test_remembered_hit_and_change(Fixture *f, gconstpointer user_data)
 {
     g_autoptr(VmaugTrustStore) store = fixture_store(f);
+    g_autoptr(VmaugTrustStore) fresh = fixture_store(f);
     g_autoptr(GBytes) sig = sign(f->leaf, f->data);
     g_autoptr(GBytes) crl = make_crl(f->ca, f->leaf);
     g_autoptr(GError) error = NULL;
@@ -375,8 +391,11 @@ static void test_remembered_store_change(Fixture *f, gconstpointer user_data)
 
     first = vmaug_trust_store_verify(store, f->data, sig, &error);
     g_assert_no_error(error);
+    gnutls_global_set_time_function(two_days_on);
     again = vmaug_trust_store_verify(store, f->data, sig, &error);
     g_assert_no_error(error);
+    expect_refused(fresh, f->data, sig, VMAUG_TRUST_ERROR_EXPIRED);
+    gnutls_global_set_time_function(time);
     g_assert_cmpstr(again->common_name, ==, first->common_name);
     g_assert_cmpstr(again->fingerprint, ==, first->fingerprint);
     g_assert_cmpint(again->not_after, ==, first->not_after);
@@ -657,7 +676,7 @@ int main(int argc, char **argv)
     ADD("/trust/refuse/expired-ca", test_expired_ca);
     ADD("/trust/refuse/revoked", test_revoked);
     ADD("/trust/crl/stranger-ignored", test_crl_from_stranger_ignored);
-    ADD("/trust/remembered/store-change", test_remembered_store_change);
+    ADD("/trust/remembered/hit-and-change", test_remembered_hit_and_change);
     ADD("/trust/remembered/times", test_remembered_times);
     ADD("/trust/crl/needs-ca", test_crl_needs_ca);
     ADD("/trust/refuse/malformed", test_malformed);

@@ -18,8 +18,8 @@
  * the victim), proc (read /proc/1/status), stat and stat-empty-path
  * (newfstatat of /etc/passwd, plain and with AT_EMPTY_PATH), unshare (a
  * user namespace), setns, dev (open /dev/null), exec-memory (an
- * executable mapping); and stall, no attack: a second's sleep, a module
- * slow to start.
+ * executable mapping); and stall, no attack: two seconds' sleep, a
+ * module slow to start.
  *
  * The attack code makes raw system calls only: an IFUNC resolver runs
  * before this object's calls into libc are bound.  An attack that
@@ -259,9 +259,9 @@ static long early_attack(const char *attack, long victim, long port,
         struct {
             long sec;
             long nsec;
-        } second = { 1, 0 };
+        } seconds = { 2, 0 };
 
-        return SC(SYS_nanosleep, &second, 0);
+        return SC(SYS_nanosleep, &seconds, 0);
     }
     if (early_eq(attack, "exec-memory")) {
         long p = SC(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
