@@ -115,7 +115,8 @@ VoFileOp *vo_bundle_quarantine_op(VoBundle *bundle)
 
 char *vo_sha256(GBytes *data)
 {
-    return g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, data);
+    return vmaug_sha256_hex(g_bytes_get_data(data, NULL),
+                            g_bytes_get_size(data));
 }
 
 /* Bundle ids and versions: a conservative alphabet, no dot first. */

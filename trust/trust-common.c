@@ -266,3 +266,33 @@ void vmaug_trust_signer_free(VmaugTrustSigner *signer)
     g_free(signer->key_id);
     g_free(signer);
 }
+
+void vmaug_sha256(const void *data, gsize len, guint8 out[32])
+{
+    g_autoptr(GChecksum) c = NULL;
+    const guint8 *p = data;
+    gsize olen = 32;
+
+    if (gnutls_hash_fast(GNUTLS_DIG_SHA256, data, len, out) == 0) {
+        return;
+    }
+    c = g_checksum_new(G_CHECKSUM_SHA256);
+    /* g_checksum_update() takes a gssize: the bytes in pieces. */
+    while (len > 0) {
+        gsize n = MIN(len, (gsize)G_MAXINT32);
+
+        g_checksum_update(c, p, n);
+        p += n;
+        len -= n;
+    }
+    g_checksum_get_digest(c, out, &olen);
+}
+
+gchar *vmaug_sha256_hex(const void *data, gsize len)
+{
+    guint8 digest[32];
+
+    vmaug_sha256(data, len, digest);
+    return vmaug_hex_encode(digest, sizeof(digest));
+}
+

@@ -508,22 +508,6 @@ static GBytes *package_signed_bytes(const guint8 *manifest, gsize len)
     return g_byte_array_free_to_bytes(b);
 }
 
-static void sha256(const guint8 *data, gsize len, guint8 out[32])
-{
-    g_autoptr(GChecksum) c = g_checksum_new(G_CHECKSUM_SHA256);
-    gsize olen = 32;
-
-    /* g_checksum_update takes gssize; feed large payloads in pieces. */
-    while (len > 0) {
-        gsize n = MIN(len, (gsize)G_MAXINT32);
-
-        g_checksum_update(c, data, n);
-        data += n;
-        len -= n;
-    }
-    g_checksum_get_digest(c, out, &olen);
-}
-
 VmaugPackage *vmaug_package_verify(GBytes *file, VmaugTrustStore *trust,
                                    guint64 max_size, GError **error)
 {
@@ -594,7 +578,7 @@ VmaugPackage *vmaug_package_verify(GBytes *file, VmaugTrustStore *trust,
                     "manifest");
         return NULL;
     }
-    sha256(p + pkg->payload_offset, plen, digest);
+    vmaug_sha256(p + pkg->payload_offset, plen, digest);
     if (memcmp(digest, pkg->manifest->payload_sha256, 32) != 0) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_DENIED,
                     "mix-and-match: payload is not the one the manifest "
@@ -706,7 +690,7 @@ GBytes *vmaug_package_build(const gchar *manifest_json, const gchar *version,
                     "manifest template must be a JSON object");
         return NULL;
     }
-    hex = g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, payload);
+    hex = vmaug_sha256_hex(g_bytes_get_data(payload, NULL), plen);
     json_builder_begin_object(pb);
     json_builder_set_member_name(pb, "size");
     json_builder_add_int_value(pb, (gint64)plen);

@@ -650,8 +650,8 @@ static void store_commit_work(StoreJob *job)
 
     file = store_upload_read(&view, &local);
     if (file != NULL) {
-        g_autofree gchar *got = g_compute_checksum_for_bytes(
-            G_CHECKSUM_SHA256, file);
+        g_autofree gchar *got = vmaug_sha256_hex(
+            g_bytes_get_data(file, NULL), g_bytes_get_size(file));
 
         if (g_strcmp0(got, c->hex) != 0) {
             g_set_error(&local, VMAUG_HOST_ERROR,

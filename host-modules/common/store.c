@@ -777,8 +777,8 @@ VmaugPackage *vmaug_store_open_package(VmaugStore *store, const gchar *name,
                     "stored package is not %s %s", name, e->version);
     }
     if (pkg != NULL) {
-        g_autofree gchar *hex = g_compute_checksum_for_bytes(
-            G_CHECKSUM_SHA256, file);
+        g_autofree gchar *hex = vmaug_sha256_hex(
+            g_bytes_get_data(file, NULL), g_bytes_get_size(file));
 
         if (g_strcmp0(hex, e->sha256) != 0) {
             g_clear_pointer(&pkg, vmaug_package_free);
@@ -935,7 +935,8 @@ static void store_install_work(StoreJob *job)
     g_autofree gchar *obj = NULL;
     GError *local = NULL;
 
-    in->hex = g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, in->package);
+    in->hex = vmaug_sha256_hex(g_bytes_get_data(in->package, NULL),
+                               g_bytes_get_size(in->package));
     obj = store_object_path(store, in->hex);
     job->pkg = vmaug_package_verify(in->package, store->trust,
                                     store->policy->max_package_size, &local);

@@ -318,16 +318,24 @@ guint16 helper_unload(HelperClient *c, const gchar *name)
 guint16 helper_upload(HelperClient *c, GBytes *pkg, const gchar *name,
                       const gchar *version, gsize chunk)
 {
+    return helper_upload_timed(c, pkg, name, version, chunk, NULL);
+}
+
+guint16 helper_upload_timed(HelperClient *c, GBytes *pkg, const gchar *name,
+                            const gchar *version, gsize chunk,
+                            HelperUploadTimes *t)
+{
+    HelperUploadTimes local;
+    gint64 t0;
     struct vmaug_upload_begin b = { 0 };
     struct vmaug_upload_state st;
     struct vmaug_upload_ref ref;
-    g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
-    gsize size, shalen = 32;
+    gsize size;
     const guint8 *p = g_bytes_get_data(pkg, &size);
     guint64 off;
 
-    g_checksum_update(sum, p, size);
-    g_checksum_get_digest(sum, b.sha256, &shalen);
+    vmaug_sha256(p, size, b.sha256);
+    t0 = g_get_monotonic_time();
     b.total_size = GUINT64_TO_LE(size);
     helper_ref(&b.ref, name, version);
     {
@@ -341,6 +349,11 @@ guint16 helper_upload(HelperClient *c, GBytes *pkg, const gchar *name,
         g_assert_cmpuint(g_bytes_get_size(r.data), ==, sizeof(st));
         memcpy(&st, g_bytes_get_data(r.data, NULL), sizeof(st));
     }
+    if (t == NULL) {
+        t = &local;
+    }
+    t->begin_us = g_get_monotonic_time() - t0;
+    t0 = g_get_monotonic_time();
     off = GUINT64_FROM_LE(st.offset);
     while (off < size) {
         struct vmaug_upload_chunk ch = {
@@ -359,12 +372,15 @@ guint16 helper_upload(HelperClient *c, GBytes *pkg, const gchar *name,
         g_assert_cmpuint(GUINT64_FROM_LE(st.offset), ==, off + n);
         off += n;
     }
+    t->chunks_us = g_get_monotonic_time() - t0;
+    t0 = g_get_monotonic_time();
     ref.upload_id = st.upload_id;
     {
         g_auto(HelperReply) r = { 0 };
 
         g_assert_true(helper_client_call(c, VMAUG_OP_UPLOAD_COMMIT, &ref,
                                          sizeof(ref), NULL, 0, &r));
+        t->commit_us = g_get_monotonic_time() - t0;
         return r.status;
     }
 }

@@ -98,6 +98,17 @@ guint16 helper_query(HelperClient *c, const gchar *name,
 guint16 helper_unload(HelperClient *c, const gchar *name);
 guint16 helper_upload(HelperClient *c, GBytes *pkg, const gchar *name,
                       const gchar *version, gsize chunk);
+/* Where an upload's time went, after the client's own digest of it:
+ * UPLOAD_BEGIN's round trip, the chunks', UPLOAD_COMMIT's (the helper's
+ * digest, verification and store). */
+typedef struct {
+    gint64 begin_us;
+    gint64 chunks_us;
+    gint64 commit_us;
+} HelperUploadTimes;
+guint16 helper_upload_timed(HelperClient *c, GBytes *pkg, const gchar *name,
+                            const gchar *version, gsize chunk,
+                            HelperUploadTimes *t);
 guint16 helper_invoke(HelperClient *c, const gchar *module,
                       const gchar *function, const void *in, gsize len,
                       GBytes **out);

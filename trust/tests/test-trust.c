@@ -656,6 +656,29 @@ static void test_read_file_cap(void)
     rm_rf(dir);
 }
 
+/* The digest of nothing, of FIPS 180-2's "abc", and of megabytes, which
+ * GLib's implementation must agree with. */
+static void test_sha256(void)
+{
+    gsize big = 3 * 1024 * 1024 + 17;
+    g_autofree guint8 *bytes = g_malloc(big);
+    g_autofree gchar *empty = vmaug_sha256_hex(NULL, 0);
+    g_autofree gchar *abc = vmaug_sha256_hex("abc", 3);
+    g_autofree gchar *ours = NULL;
+    g_autofree gchar *glibs = NULL;
+
+    g_assert_cmpstr(empty, ==, "e3b0c44298fc1c149afbf4c8996fb924"
+                               "27ae41e4649b934ca495991b7852b855");
+    g_assert_cmpstr(abc, ==, "ba7816bf8f01cfea414140de5dae2223"
+                             "b00361a396177a9cb410ff61f20015ad");
+    for (gsize i = 0; i < big; i++) {
+        bytes[i] = (guint8)(i * 131 + (i >> 11));
+    }
+    ours = vmaug_sha256_hex(bytes, big);
+    glibs = g_compute_checksum_for_data(G_CHECKSUM_SHA256, bytes, big);
+    g_assert_cmpstr(ours, ==, glibs);
+}
+
 #define ADD(path, fn) \
     g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
 
@@ -683,5 +706,6 @@ int main(int argc, char **argv)
     ADD("/trust/store/dir", test_store_dir);
     ADD("/trust/identity/save-load", test_save_load);
     g_test_add_func("/trust/read-file/cap", test_read_file_cap);
+    g_test_add_func("/trust/sha256", test_sha256);
     return g_test_run();
 }
