@@ -4,9 +4,19 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "trust-private.h"
+
+#define SWAP(a, b) \
+    do { \
+        __typeof__(a) swap_tmp = (a); \
+        (a) = (b); \
+        (b) = swap_tmp; \
+    } while (0)
 
 /* Certificates a signature may carry (the signer plus intermediates). */
 #define TRUST_MAX_EMBEDDED_CERTS    8
@@ -35,6 +45,12 @@ struct _VmaugTrustStore {
     /* "SHA-256 of data and signature" -> TrustVerified; emptied by every
      * change of certs or crls. */
     GHashTable *verified;
+    /* Followed (vmaug_trust_store_follow_dir()): the directory, what its
+     * files looked like when last loaded, and why it could not be. */
+    gchar *dir;
+    gchar *dir_stamp;
+    GError *dir_error;
+    gboolean follow;
     /* Verifications may come from several threads (the store's commits
      * beside the helper's loop): GnuTLS promises read-only use of a trust
      * list from threads only for lists without PKCS #11, so one at a time. */
@@ -77,6 +93,9 @@ void vmaug_trust_store_free(VmaugTrustStore *store)
     g_ptr_array_unref(store->crls);
     g_ptr_array_unref(store->certs);
     g_hash_table_unref(store->verified);
+    g_free(store->dir);
+    g_free(store->dir_stamp);
+    g_clear_error(&store->dir_error);
     g_mutex_clear(&store->verify_lock);
     g_free(store);
 }
@@ -258,14 +277,14 @@ GPtrArray *trust_store_dir_files(const gchar *dir, GError **error)
     return g_steal_pointer(&names);
 }
 
-VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
-                                                GError **error)
+/* Add every certificate and CRL of @dir to @store. */
+static gboolean trust_store_load_dir(VmaugTrustStore *store, const gchar *dir,
+                                     GError **error)
 {
-    g_autoptr(VmaugTrustStore) store = vmaug_trust_store_new();
     g_autoptr(GPtrArray) names = trust_store_dir_files(dir, error);
 
     if (names == NULL) {
-        return NULL;
+        return FALSE;
     }
     for (guint i = 0; i < names->len; i++) {
         const gchar *n = g_ptr_array_index(names, i);
@@ -276,7 +295,7 @@ VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
         blob = vmaug_trust_read_file(path, VMAUG_TRUST_MAX_CERT_FILE_SIZE,
                                      error);
         if (blob == NULL) {
-            return NULL;
+            return FALSE;
         }
         if (trust_store_file_is_crl(n)) {
             ok = vmaug_trust_store_add_crl(store, blob, error);
@@ -285,10 +304,107 @@ VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
         }
         if (!ok) {
             g_prefix_error(error, "%s: ", path);
-            return NULL;
+            return FALSE;
         }
     }
+    return TRUE;
+}
+
+/*
+ * What the files of @dir look like: each name with its inode, size and
+ * change times, so that a file added, removed, replaced or rewritten in
+ * place (its ctime) gives another stamp.  NULL when it cannot be listed.
+ */
+static gchar *trust_store_dir_stamp(const gchar *dir)
+{
+    g_autoptr(GPtrArray) names = trust_store_dir_files(dir, NULL);
+    g_autoptr(GString) stamp = g_string_new(NULL);
+
+    if (names == NULL) {
+        return NULL;
+    }
+    for (guint i = 0; i < names->len; i++) {
+        const gchar *n = g_ptr_array_index(names, i);
+        g_autofree gchar *path = g_build_filename(dir, n, NULL);
+        struct stat st;
+
+        if (stat(path, &st) < 0) {
+            g_string_append_printf(stamp, "%s error %d\n", n, errno);
+            continue;
+        }
+        g_string_append_printf(stamp, "%s %ju %jd %jd.%09ld %jd.%09ld\n", n,
+                               (uintmax_t)st.st_ino, (intmax_t)st.st_size,
+                               (intmax_t)st.st_mtim.tv_sec,
+                               st.st_mtim.tv_nsec,
+                               (intmax_t)st.st_ctim.tv_sec,
+                               st.st_ctim.tv_nsec);
+    }
+    return g_string_free(g_steal_pointer(&stamp), FALSE);
+}
+
+VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
+                                                GError **error)
+{
+    g_autoptr(VmaugTrustStore) store = vmaug_trust_store_new();
+    /* Before the files are read: a change while they are is seen. */
+    g_autofree gchar *stamp = trust_store_dir_stamp(dir);
+
+    if (!trust_store_load_dir(store, dir, error)) {
+        return NULL;
+    }
+    store->dir = g_strdup(dir);
+    store->dir_stamp = g_steal_pointer(&stamp);
     return g_steal_pointer(&store);
+}
+
+void vmaug_trust_store_follow_dir(VmaugTrustStore *store)
+{
+    g_return_if_fail(store->dir != NULL);
+    store->follow = TRUE;
+}
+
+/*
+ * Under verify_lock: load the followed directory again if its files
+ * changed.  One that cannot be loaded now refuses every verification
+ * until it can (trusting or revoking less than the owner wrote would be
+ * worse), as it refused the start.
+ */
+static void trust_store_refresh_locked(VmaugTrustStore *store)
+{
+    g_autofree gchar *stamp = NULL;
+    g_autoptr(VmaugTrustStore) fresh = NULL;
+    g_autoptr(GError) local = NULL;
+
+    if (!store->follow) {
+        return;
+    }
+    stamp = trust_store_dir_stamp(store->dir);
+    if (stamp != NULL && g_strcmp0(stamp, store->dir_stamp) == 0) {
+        return;
+    }
+    fresh = vmaug_trust_store_new();
+    g_clear_error(&store->dir_error);
+    if (!trust_store_load_dir(fresh, store->dir, &local)) {
+        g_set_error(&store->dir_error, VMAUG_TRUST_ERROR,
+                    VMAUG_TRUST_ERROR_FAILED,
+                    "the trust directory %s cannot be loaded: %s", store->dir,
+                    local->message);
+        g_warning("%s; every signature is refused until it can",
+                  store->dir_error->message);
+        /* Tried again at the next verification, whatever its stamp. */
+        g_clear_pointer(&store->dir_stamp, g_free);
+        return;
+    }
+    g_message("trust directory %s changed: %u certificates, %u CRLs",
+              store->dir, fresh->certs->len, fresh->crls->len);
+    /* Its contents become ours; ours go with it. */
+    SWAP(store->certs, fresh->certs);
+    SWAP(store->crls, fresh->crls);
+    SWAP(store->valid_crls, fresh->valid_crls);
+    SWAP(store->tl, fresh->tl);
+    g_hash_table_remove_all(store->verified);
+    g_free(store->dir_stamp);
+    store->dir_stamp = g_steal_pointer(&stamp);
 }
 
 static gboolean trust_crt_is_sid(gnutls_x509_crt_t crt,
@@ -845,6 +961,12 @@ VmaugTrustSigner *vmaug_trust_store_verify(VmaugTrustStore *store,
     VmaugTrustSigner *signer;
 
     g_mutex_lock(&store->verify_lock);
+    trust_store_refresh_locked(store);
+    if (store->dir_error != NULL) {
+        g_propagate_error(error, g_error_copy(store->dir_error));
+        g_mutex_unlock(&store->verify_lock);
+        return NULL;
+    }
     /* Every clock a fresh verification would read lies in the window. */
     trust_clocks(&lo, &hi);
     v = g_hash_table_lookup(store->verified, key);

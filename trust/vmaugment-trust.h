@@ -135,6 +135,15 @@ VmaugTrustStore *vmaug_trust_store_new(void);
  */
 VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
                                                 GError **error);
+/*
+ * Follow the directory @store was loaded from (a long-running process's
+ * store): before each verification its files are looked at (names,
+ * inodes, sizes, change times), and the store loaded again when they
+ * changed, so that a certificate removed or revoked by a CRL added stops
+ * verifying at once.  While the directory cannot be loaded, every
+ * verification fails (VMAUG_TRUST_ERROR_FAILED).
+ */
+void vmaug_trust_store_follow_dir(VmaugTrustStore *store);
 /* Trust a certificate (PEM, possibly several, or DER). */
 gboolean vmaug_trust_store_add_certificate(VmaugTrustStore *store,
                                            GBytes *cert, GError **error);

@@ -606,6 +606,9 @@ int main(int argc, char **argv)
     if (vmaug_trust_store_get_n_certificates(h.trust) == 0) {
         g_warning("the trust store is empty: every module will be refused");
     }
+    /* A signer the host owner removes or revokes while we run stops
+     * verifying at the next load, not at our next start. */
+    vmaug_trust_store_follow_dir(h.trust);
     h.policy = opt_policy != NULL ? vmaug_policy_load(opt_policy, &error) :
                vmaug_policy_new_default();
     if (h.policy == NULL) {

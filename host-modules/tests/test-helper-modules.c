@@ -42,6 +42,55 @@ static void image_start_ok(HelperClient *c)
 
 /* ---- Positive paths ---- */
 
+/*
+ * The host owner removes a signer from the trust directory, or revokes
+ * one with a CRL, while the helper runs: the next load of its module is
+ * refused, without a restart; trusted again, it loads again.
+ */
+static void test_trust_change(Fixture *f, gconstpointer data)
+{
+    g_autofree gchar *admin = g_build_filename(f->keys->trust_dir,
+                                               "admin.crt", NULL);
+    g_autofree gchar *crl_path = g_build_filename(f->keys->trust_dir,
+                                                  "ca.crl", NULL);
+    g_autoptr(GBytes) admin_pem =
+        vmaug_trust_identity_get_certificate(f->keys->admin, NULL);
+    g_autoptr(GBytes) leaf_pkg = test_module_package(f->keys->leaf, "echo",
+                                                     "2.0");
+    g_autoptr(GPtrArray) revoke =
+        g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    g_autoptr(GBytes) crl = NULL;
+    g_autoptr(GError) error = NULL;
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+
+    upload_module(f, "echo", "1.0");
+    g_assert_cmpuint(helper_load(f->c, "echo", "1.0", NULL), ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_unload(f->c, "echo"), ==, VMAUG_S_OK);
+    g_assert_cmpint(g_unlink(admin), ==, 0);
+    g_assert_cmpuint(helper_load(f->c, "echo", "1.0", NULL), ==,
+                     VMAUG_S_DENIED);
+    g_assert_true(g_file_set_contents(admin,
+                                      g_bytes_get_data(admin_pem, NULL),
+                                      g_bytes_get_size(admin_pem), &error));
+    g_assert_cmpuint(helper_load(f->c, "echo", "1.0", NULL), ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_unload(f->c, "echo"), ==, VMAUG_S_OK);
+
+    /* A signer the CA issued, then revoked by the CA's new CRL. */
+    g_assert_cmpuint(helper_upload(f->c, leaf_pkg, "echo", "2.0",
+                                   64 * 1024), ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_load(f->c, "echo", "2.0", NULL), ==, VMAUG_S_OK);
+    g_assert_cmpuint(helper_unload(f->c, "echo"), ==, VMAUG_S_OK);
+    g_ptr_array_add(revoke, vmaug_trust_identity_get_certificate(
+                                f->keys->leaf, NULL));
+    crl = vmaug_trust_identity_create_crl(f->keys->ca, revoke, now - 60,
+                                          now + 3600, &error);
+    g_assert_no_error(error);
+    g_assert_true(g_file_set_contents(crl_path, g_bytes_get_data(crl, NULL),
+                                      g_bytes_get_size(crl), &error));
+    g_assert_cmpuint(helper_load(f->c, "echo", "2.0", NULL), ==,
+                     VMAUG_S_DENIED);
+}
+
 static void test_upload_load_invoke(Fixture *f, gconstpointer data)
 {
     struct vmaug_module_info info;
@@ -526,6 +575,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     TEST_HELPER_ADD("/helper/upload-load-invoke", test_upload_load_invoke);
+    TEST_HELPER_ADD("/helper/trust-change", test_trust_change);
     TEST_HELPER_ADD("/helper/printer-swap-rollback",
                     test_printer_swap_rollback);
     TEST_HELPER_ADD("/helper/kv-config", test_kv_config);

@@ -596,6 +596,74 @@ static void test_store_dir(Fixture *f, gconstpointer user_data)
     rm_rf(dir);
 }
 
+/*
+ * A followed directory (vmaug_trust_store_follow_dir(), the helper's):
+ * what the owner changes there counts at the next verification, a
+ * malformed file refuses everything until it is gone, and a store not
+ * followed keeps what it loaded.
+ */
+static void test_store_follow(Fixture *f, gconstpointer user_data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree gchar *dir = g_dir_make_tmp("trust-XXXXXX", &error);
+    g_autoptr(GBytes) ca_pem = vmaug_trust_identity_get_certificate(f->ca,
+                                                                     NULL);
+    g_autoptr(GBytes) admin_pem =
+        vmaug_trust_identity_get_certificate(f->admin, NULL);
+    g_autoptr(GBytes) crl = make_crl(f->ca, f->leaf);
+    g_autoptr(GBytes) junk = g_bytes_new_static("junk", 4);
+    g_autoptr(GBytes) sig_leaf = sign(f->leaf, f->data);
+    g_autoptr(GBytes) sig_admin = sign(f->admin, f->data);
+    g_autoptr(VmaugTrustStore) store = NULL;
+    g_autoptr(VmaugTrustStore) fixed = NULL;
+    g_autoptr(VmaugTrustSigner) signer = NULL;
+    g_autofree gchar *admin = NULL;
+    g_autofree gchar *broken = NULL;
+
+    g_assert_no_error(error);
+    g_free(write_tmp(dir, "ca.pem", ca_pem));
+    admin = write_tmp(dir, "admin.pem", admin_pem);
+    store = vmaug_trust_store_new_from_dir(dir, &error);
+    g_assert_no_error(error);
+    fixed = vmaug_trust_store_new_from_dir(dir, &error);
+    g_assert_no_error(error);
+    vmaug_trust_store_follow_dir(store);
+    /* Both verify, and are remembered. */
+    for (guint i = 0; i < 2; i++) {
+        VmaugTrustStore *s = i == 0 ? store : fixed;
+        g_autoptr(VmaugTrustSigner) a =
+            vmaug_trust_store_verify(s, f->data, sig_admin, &error);
+        g_autoptr(VmaugTrustSigner) l = NULL;
+
+        g_assert_no_error(error);
+        l = vmaug_trust_store_verify(s, f->data, sig_leaf, &error);
+        g_assert_no_error(error);
+    }
+    /* The directly trusted admin removed, the CA's leaf revoked. */
+    g_assert_cmpint(g_unlink(admin), ==, 0);
+    g_free(write_tmp(dir, "site.crl", crl));
+    expect_refused(store, f->data, sig_admin,
+                   VMAUG_TRUST_ERROR_UNKNOWN_SIGNER);
+    expect_refused(store, f->data, sig_leaf, VMAUG_TRUST_ERROR_REVOKED);
+    signer = vmaug_trust_store_verify(fixed, f->data, sig_admin, &error);
+    g_assert_no_error(error);
+    g_clear_pointer(&signer, vmaug_trust_signer_free);
+    /* A malformed file: nothing verifies, until it is gone. */
+    broken = write_tmp(dir, "broken.crt", junk);
+    g_test_expect_message("vmaugment-trust", G_LOG_LEVEL_WARNING,
+                          "*broken.crt*every signature is refused*");
+    expect_refused(store, f->data, sig_admin, VMAUG_TRUST_ERROR_FAILED);
+    g_test_assert_expected_messages();
+    g_assert_cmpint(g_unlink(broken), ==, 0);
+    expect_refused(store, f->data, sig_leaf, VMAUG_TRUST_ERROR_REVOKED);
+    /* The admin trusted again. */
+    g_free(write_tmp(dir, "admin.pem", admin_pem));
+    signer = vmaug_trust_store_verify(store, f->data, sig_admin, &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(signer->common_name, ==, "Admin");
+    rm_rf(dir);
+}
+
 static void test_save_load(Fixture *f, gconstpointer user_data)
 {
     g_autoptr(GError) error = NULL;
@@ -704,6 +772,7 @@ int main(int argc, char **argv)
     ADD("/trust/crl/needs-ca", test_crl_needs_ca);
     ADD("/trust/refuse/malformed", test_malformed);
     ADD("/trust/store/dir", test_store_dir);
+    ADD("/trust/store/follow", test_store_follow);
     ADD("/trust/identity/save-load", test_save_load);
     g_test_add_func("/trust/read-file/cap", test_read_file_cap);
     g_test_add_func("/trust/sha256", test_sha256);
