@@ -295,4 +295,3 @@ gchar *vmaug_sha256_hex(const void *data, gsize len)
     vmaug_sha256(data, len, digest);
     return vmaug_hex_encode(digest, sizeof(digest));
 }
-

@@ -102,7 +102,13 @@ void vmaug_trust_store_free(VmaugTrustStore *store)
 
 guint vmaug_trust_store_get_n_certificates(VmaugTrustStore *store)
 {
-    return store->certs->len;
+    guint n;
+
+    /* A followed store's arrays are replaced under the lock. */
+    g_mutex_lock(&store->verify_lock);
+    n = store->certs->len;
+    g_mutex_unlock(&store->verify_lock);
+    return n;
 }
 
 /*
@@ -380,21 +386,30 @@ static void trust_store_refresh_locked(VmaugTrustStore *store)
     }
     stamp = trust_store_dir_stamp(store->dir);
     if (stamp != NULL && g_strcmp0(stamp, store->dir_stamp) == 0) {
-        return;
+        return;     /* as loaded, or as refused (dir_error) */
     }
     fresh = vmaug_trust_store_new();
-    g_clear_error(&store->dir_error);
     if (!trust_store_load_dir(fresh, store->dir, &local)) {
-        g_set_error(&store->dir_error, VMAUG_TRUST_ERROR,
-                    VMAUG_TRUST_ERROR_FAILED,
-                    "the trust directory %s cannot be loaded: %s", store->dir,
-                    local->message);
-        g_warning("%s; every signature is refused until it can",
-                  store->dir_error->message);
-        /* Tried again at the next verification, whatever its stamp. */
-        g_clear_pointer(&store->dir_stamp, g_free);
+        g_autofree gchar *why = g_strdup_printf(
+            "the trust directory %s cannot be loaded: %s", store->dir,
+            local->message);
+
+        /* Said once per reason: loads come as often as a guest asks. */
+        if (store->dir_error == NULL ||
+            g_strcmp0(store->dir_error->message, why) != 0) {
+            g_warning("%s; every signature is refused until it can", why);
+        }
+        g_clear_error(&store->dir_error);
+        g_set_error_literal(&store->dir_error, VMAUG_TRUST_ERROR,
+                            VMAUG_TRUST_ERROR_FAILED, why);
+        /* Tried again once the files change again (the stamp was taken
+         * before they were read: a file still being written then changes
+         * it when finished). */
+        g_free(store->dir_stamp);
+        store->dir_stamp = g_steal_pointer(&stamp);
         return;
     }
+    g_clear_error(&store->dir_error);
     g_message("trust directory %s changed: %u certificates, %u CRLs",
               store->dir, fresh->certs->len, fresh->crls->len);
     /* Its contents become ours; ours go with it. */
