@@ -50,7 +50,12 @@ struct _VmaugTrustStore {
     gchar *dir;
     gchar *dir_stamp;
     GError *dir_error;
+    gchar *dir_reason;              /* why (for the log) */
+    gint64 dir_tried;               /* when a load last failed (µs) */
     gboolean follow;
+    /* Changes with every change of what verifies (vmaug_trust_store_
+     * refresh()). */
+    guint64 generation;
     /* Verifications may come from several threads (the store's commits
      * beside the helper's loop): GnuTLS promises read-only use of a trust
      * list from threads only for lists without PKCS #11, so one at a time. */
@@ -95,6 +100,7 @@ void vmaug_trust_store_free(VmaugTrustStore *store)
     g_hash_table_unref(store->verified);
     g_free(store->dir);
     g_free(store->dir_stamp);
+    g_free(store->dir_reason);
     g_clear_error(&store->dir_error);
     g_mutex_clear(&store->verify_lock);
     g_free(store);
@@ -198,6 +204,7 @@ static gboolean trust_store_rebuild(VmaugTrustStore *store, GError **error)
     store->tl = g_steal_pointer(&tl);
     /* What verified against the old store proves nothing about this one. */
     g_hash_table_remove_all(store->verified);
+    store->generation++;
     return TRUE;
 }
 
@@ -369,6 +376,10 @@ void vmaug_trust_store_follow_dir(VmaugTrustStore *store)
     store->follow = TRUE;
 }
 
+/* A directory that failed to load for a reason that left its files as
+ * they were (descriptors, memory) is tried again this often. */
+#define TRUST_DIR_RETRY_US G_USEC_PER_SEC
+
 /*
  * Under verify_lock: load the followed directory again if its files
  * changed.  One that cannot be loaded now refuses every verification
@@ -380,46 +391,69 @@ static void trust_store_refresh_locked(VmaugTrustStore *store)
     g_autofree gchar *stamp = NULL;
     g_autoptr(VmaugTrustStore) fresh = NULL;
     g_autoptr(GError) local = NULL;
+    gint64 now = g_get_monotonic_time();
 
     if (!store->follow) {
         return;
     }
     stamp = trust_store_dir_stamp(store->dir);
-    if (stamp != NULL && g_strcmp0(stamp, store->dir_stamp) == 0) {
-        return;     /* as loaded, or as refused (dir_error) */
+    /* As loaded; or as refused, and tried again only after a while: a
+     * guest asks for verifications as often as it likes. */
+    if (stamp != NULL && g_strcmp0(stamp, store->dir_stamp) == 0 &&
+        (store->dir_error == NULL ||
+         now - store->dir_tried < TRUST_DIR_RETRY_US)) {
+        return;
     }
     fresh = vmaug_trust_store_new();
     if (!trust_store_load_dir(fresh, store->dir, &local)) {
-        g_autofree gchar *why = g_strdup_printf(
-            "the trust directory %s cannot be loaded: %s", store->dir,
-            local->message);
-
-        /* Said once per reason: loads come as often as a guest asks. */
+        /* Said once per reason; the host's paths are for its log, not
+         * for the guest that the refusal reaches. */
         if (store->dir_error == NULL ||
-            g_strcmp0(store->dir_error->message, why) != 0) {
-            g_warning("%s; every signature is refused until it can", why);
+            g_strcmp0(store->dir_reason, local->message) != 0) {
+            g_warning("the trust directory %s cannot be loaded: %s; every "
+                      "signature is refused until it can", store->dir,
+                      local->message);
+        }
+        if (store->dir_error == NULL) {
+            store->generation++;
         }
         g_clear_error(&store->dir_error);
         g_set_error_literal(&store->dir_error, VMAUG_TRUST_ERROR,
-                            VMAUG_TRUST_ERROR_FAILED, why);
-        /* Tried again once the files change again (the stamp was taken
-         * before they were read: a file still being written then changes
-         * it when finished). */
+                            VMAUG_TRUST_ERROR_FAILED,
+                            "the host's trust directory cannot be loaded");
+        g_free(store->dir_reason);
+        store->dir_reason = g_strdup(local->message);
+        store->dir_tried = now;
+        /* The stamp was taken before the files were read: one still
+         * being written then changes it when finished. */
         g_free(store->dir_stamp);
         store->dir_stamp = g_steal_pointer(&stamp);
         return;
     }
-    g_clear_error(&store->dir_error);
     g_message("trust directory %s changed: %u certificates, %u CRLs",
               store->dir, fresh->certs->len, fresh->crls->len);
+    g_clear_error(&store->dir_error);
+    g_clear_pointer(&store->dir_reason, g_free);
     /* Its contents become ours; ours go with it. */
     SWAP(store->certs, fresh->certs);
     SWAP(store->crls, fresh->crls);
     SWAP(store->valid_crls, fresh->valid_crls);
     SWAP(store->tl, fresh->tl);
     g_hash_table_remove_all(store->verified);
+    store->generation++;
     g_free(store->dir_stamp);
     store->dir_stamp = g_steal_pointer(&stamp);
+}
+
+guint64 vmaug_trust_store_refresh(VmaugTrustStore *store)
+{
+    guint64 generation;
+
+    g_mutex_lock(&store->verify_lock);
+    trust_store_refresh_locked(store);
+    generation = store->generation;
+    g_mutex_unlock(&store->verify_lock);
+    return generation;
 }
 
 static gboolean trust_crt_is_sid(gnutls_x509_crt_t crt,

@@ -144,6 +144,14 @@ VmaugTrustStore *vmaug_trust_store_new_from_dir(const gchar *dir,
  * verification fails (VMAUG_TRUST_ERROR_FAILED).
  */
 void vmaug_trust_store_follow_dir(VmaugTrustStore *store);
+/*
+ * Look at a followed directory now, as a verification would, and return
+ * the store's generation: a number that changes whenever what verifies
+ * may have (certificates or CRLs added or reloaded, the directory failing
+ * to load or loading again), for callers that keep what they learned
+ * from verifications.
+ */
+guint64 vmaug_trust_store_refresh(VmaugTrustStore *store);
 /* Trust a certificate (PEM, possibly several, or DER). */
 gboolean vmaug_trust_store_add_certificate(VmaugTrustStore *store,
                                            GBytes *cert, GError **error);

@@ -78,6 +78,7 @@ typedef struct {
     /* Stored packages that failed verification, so that listing them
      * does not verify (and audit) them again and again. */
     GHashTable *refusals;           /* package sha256 -> GError */
+    guint64 manifests_generation;   /* the trust store's, for both */
     VmaugVmQuota vm_quota;          /* what each VM may keep */
     VmaugUploadLimits upload_limits;
     VmaugAuditLimits audit_limits;

@@ -64,14 +64,19 @@ static void test_trust_change(Fixture *f, gconstpointer data)
     gint64 now = g_get_real_time() / G_USEC_PER_SEC;
 
     upload_module(f, "echo", "1.0");
+    g_assert_cmpuint(helper_query(f->c, "echo", "1.0", NULL), ==, VMAUG_S_OK);
     g_assert_cmpuint(helper_load(f->c, "echo", "1.0", NULL), ==, VMAUG_S_OK);
     g_assert_cmpuint(helper_unload(f->c, "echo"), ==, VMAUG_S_OK);
     g_assert_cmpint(g_unlink(admin), ==, 0);
+    /* What QUERY learned before is not kept across the change either. */
+    g_assert_cmpuint(helper_query(f->c, "echo", "1.0", NULL), ==,
+                     VMAUG_S_DENIED);
     g_assert_cmpuint(helper_load(f->c, "echo", "1.0", NULL), ==,
                      VMAUG_S_DENIED);
     g_assert_true(g_file_set_contents(admin,
                                       g_bytes_get_data(admin_pem, NULL),
                                       g_bytes_get_size(admin_pem), &error));
+    g_assert_cmpuint(helper_query(f->c, "echo", "1.0", NULL), ==, VMAUG_S_OK);
     g_assert_cmpuint(helper_load(f->c, "echo", "1.0", NULL), ==, VMAUG_S_OK);
     g_assert_cmpuint(helper_unload(f->c, "echo"), ==, VMAUG_S_OK);
 

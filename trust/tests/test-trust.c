@@ -5,6 +5,9 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <glib/gstdio.h>
 #include <gnutls/gnutls.h>
 
@@ -619,6 +622,7 @@ static void test_store_follow(Fixture *f, gconstpointer user_data)
     g_autoptr(VmaugTrustSigner) signer = NULL;
     g_autofree gchar *admin = NULL;
     g_autofree gchar *broken = NULL;
+    guint64 generation;
 
     g_assert_no_error(error);
     g_free(write_tmp(dir, "ca.pem", ca_pem));
@@ -661,6 +665,22 @@ static void test_store_follow(Fixture *f, gconstpointer user_data)
     signer = vmaug_trust_store_verify(store, f->data, sig_admin, &error);
     g_assert_no_error(error);
     g_assert_cmpstr(signer->common_name, ==, "Admin");
+    /* Its file rewritten in place (same name and inode) with the CA's
+     * certificate: the admin is gone, and the generation moved. */
+    generation = vmaug_trust_store_refresh(store);
+    g_assert_cmpuint(vmaug_trust_store_refresh(store), ==, generation);
+    {
+        int fd = open(admin, O_WRONLY | O_TRUNC);
+
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(write(fd, g_bytes_get_data(ca_pem, NULL),
+                              g_bytes_get_size(ca_pem)), ==,
+                        (gssize)g_bytes_get_size(ca_pem));
+        close(fd);
+    }
+    g_assert_cmpuint(vmaug_trust_store_refresh(store), !=, generation);
+    expect_refused(store, f->data, sig_admin,
+                   VMAUG_TRUST_ERROR_UNKNOWN_SIGNER);
     rm_rf(dir);
 }
 
