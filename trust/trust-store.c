@@ -397,12 +397,15 @@ static void trust_store_refresh_locked(VmaugTrustStore *store)
         return;
     }
     stamp = trust_store_dir_stamp(store->dir);
-    /* As loaded; or as refused, and tried again only after a while: a
-     * guest asks for verifications as often as it likes. */
-    if (stamp != NULL && g_strcmp0(stamp, store->dir_stamp) == 0 &&
-        (store->dir_error == NULL ||
-         now - store->dir_tried < TRUST_DIR_RETRY_US)) {
-        return;
+    if (store->dir_error != NULL) {
+        /* As refused (even unlistable), tried again only after a while:
+         * a guest asks for verifications as often as it likes. */
+        if (g_strcmp0(stamp, store->dir_stamp) == 0 &&
+            now - store->dir_tried < TRUST_DIR_RETRY_US) {
+            return;
+        }
+    } else if (stamp != NULL && g_strcmp0(stamp, store->dir_stamp) == 0) {
+        return;     /* as loaded */
     }
     fresh = vmaug_trust_store_new();
     if (!trust_store_load_dir(fresh, store->dir, &local)) {
