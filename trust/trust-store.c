@@ -658,23 +658,32 @@ static void trust_window_cut(gint64 now, gint64 t, gint64 *from,
     }
 }
 
+/*
+ * Narrow [*from, *until] by a period from @start (required) to @end
+ * (inclusive; (time_t)-1 for none: RFC 5280's 99991231235959Z, or a CRL
+ * that names no next update; an unreadable end our own check of the
+ * signer refuses as expired and GnuTLS's of a chain as it does at any
+ * time).  FALSE when @start cannot be read.
+ */
+static gboolean trust_window_period(gint64 now, time_t start, time_t end,
+                                    gint64 *from, gint64 *until)
+{
+    if (start == (time_t)-1) {
+        return FALSE;
+    }
+    trust_window_cut(now, start, from, until);
+    if (end != (time_t)-1) {
+        trust_window_cut(now, (gint64)end + 1, from, until);
+    }
+    return TRUE;
+}
+
 static gboolean trust_window_crt(gnutls_x509_crt_t crt, gint64 now,
                                  gint64 *from, gint64 *until)
 {
-    time_t act = gnutls_x509_crt_get_activation_time(crt);
-    time_t exp = gnutls_x509_crt_get_expiration_time(crt);
-
-    if (act == (time_t)-1) {
-        return FALSE;
-    }
-    trust_window_cut(now, act, from, until);
-    /* -1: none (RFC 5280's 99991231235959Z), or unreadable, which our own
-     * check of the signer refuses as expired and GnuTLS's of a chain as
-     * it does at any time. */
-    if (exp != (time_t)-1) {
-        trust_window_cut(now, (gint64)exp + 1, from, until);
-    }
-    return TRUE;
+    return trust_window_period(now, gnutls_x509_crt_get_activation_time(crt),
+                               gnutls_x509_crt_get_expiration_time(crt),
+                               from, until);
 }
 
 /*
@@ -704,16 +713,11 @@ static gboolean trust_store_window(VmaugTrustStore *store,
     }
     for (guint i = 0; i < store->crls->len; i++) {
         gnutls_x509_crl_t crl = g_ptr_array_index(store->crls, i);
-        time_t this_update = gnutls_x509_crl_get_this_update(crl);
-        time_t next_update = gnutls_x509_crl_get_next_update(crl);
 
-        if (this_update == (time_t)-1) {
+        if (!trust_window_period(now, gnutls_x509_crl_get_this_update(crl),
+                                 gnutls_x509_crl_get_next_update(crl), from,
+                                 until)) {
             return FALSE;
-        }
-        trust_window_cut(now, this_update, from, until);
-        /* A CRL may say nothing of its next update. */
-        if (next_update != (time_t)-1) {
-            trust_window_cut(now, (gint64)next_update + 1, from, until);
         }
     }
     return TRUE;
