@@ -282,7 +282,11 @@ static gboolean device_query(Device *dev, guint64 tag, const guint8 *p,
         return FALSE;
     }
     e = vmaug_store_lookup(dev->store, ref.name, ref.version, error);
-    if (e == NULL || (m = session_manifest(dev->session, e, error)) == NULL) {
+    if (e == NULL) {
+        return FALSE;
+    }
+    session_manifests_refresh(dev->session);
+    if ((m = session_manifest(dev->session, e, error)) == NULL) {
         return FALSE;
     }
     session_fill_info(dev->session, &info, e->name, e->version, m);
@@ -905,6 +909,7 @@ static void device_list_modules(Device *dev, guint32 start,
     g_autoptr(GPtrArray) list = vmaug_store_list(dev->store);
 
     *total = list->len;
+    session_manifests_refresh(dev->session);
     for (guint i = start; i < list->len && *count < VMAUG_LIST_MAX_ENTRIES;
          i++) {
         VmaugStoreEntry *e = g_ptr_array_index(list, i);

@@ -64,30 +64,35 @@ void session_free(Session *s)
     g_free(s);
 }
 
-/*
- * What a stored package says about itself, for QUERY and LIST.  Verified
- * once per content and trust store: a refusal is remembered too (and
- * audited once), or every listing would verify and audit every refused
- * package again; both are forgotten when the trust directory changes.
- * LOAD verifies afresh whatever is remembered here.
- */
-const VmaugManifest *session_manifest(Session *s, const VmaugStoreEntry *e,
-                                      GError **error)
+void session_manifests_refresh(Session *s)
 {
     Helper *h = s->helper;
     guint64 generation = vmaug_trust_store_refresh(h->trust);
-    VmaugManifest *m;
-    const GError *refused;
-    g_autoptr(VmaugPackage) pkg = NULL;
-    g_autoptr(GError) local = NULL;
 
     if (generation != h->manifests_generation) {
         g_hash_table_remove_all(h->manifests);
         g_hash_table_remove_all(h->refusals);
         h->manifests_generation = generation;
     }
-    m = g_hash_table_lookup(h->manifests, e->sha256);
-    refused = g_hash_table_lookup(h->refusals, e->sha256);
+}
+
+/*
+ * What a stored package says about itself, for QUERY and LIST.  Verified
+ * once per content and trust store: a refusal is remembered too (and
+ * audited once), or every listing would verify and audit every refused
+ * package again; both are forgotten when the trust directory changes
+ * (session_manifests_refresh()).  LOAD verifies afresh whatever is
+ * remembered here.
+ */
+const VmaugManifest *session_manifest(Session *s, const VmaugStoreEntry *e,
+                                      GError **error)
+{
+    Helper *h = s->helper;
+    VmaugManifest *m = g_hash_table_lookup(h->manifests, e->sha256);
+    const GError *refused = g_hash_table_lookup(h->refusals, e->sha256);
+    g_autoptr(VmaugPackage) pkg = NULL;
+    g_autoptr(GError) local = NULL;
+
     if (m != NULL) {
         return m;
     }

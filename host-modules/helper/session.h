@@ -30,6 +30,10 @@ Session *session_new(Helper *helper, VmaugStore *store, const gchar *name,
  * stop handlers, the others stop at once. */
 void session_free(Session *s);
 
+/* Once per QUERY or LIST, before session_manifest(): what it remembers
+ * is forgotten if the trust directory changed (one look at the directory
+ * for a listing of many packages, not one per package). */
+void session_manifests_refresh(Session *s);
 /* What a stored package says about itself, verified once per content. */
 const VmaugManifest *session_manifest(Session *s, const VmaugStoreEntry *e,
                                       GError **error);
