@@ -94,8 +94,9 @@ gboolean vo_dpkg_check_admindir(VoGuest *guest, GError **error)
     return TRUE;
 }
 
-GBytes *vo_dpkg_read_file(VoGuest *guest, const char *path, guint64 max,
-                          GError **error)
+/* vo_dpkg_read_file(); with @text, as text (vo_fs_read_text()). */
+static GBytes *vo_dpkg_read(VoGuest *guest, const char *path, guint64 max,
+                            gboolean text, GError **error)
 {
     g_auto(VoPath) p = { 0 };
 
@@ -119,15 +120,27 @@ GBytes *vo_dpkg_read_file(VoGuest *guest, const char *path, guint64 max,
                     " bytes)", path, p.st.size);
         return NULL;
     }
+    if (text) {
+        g_autofree char *what = g_strdup_printf("the guest's %s", path);
+
+        return vo_fs_read_text(p.fs, p.node, p.st.size, what, error);
+    }
     return p.fs->ops->read(p.fs, p.node, error);
 }
 
-/* Like vo_dpkg_read_file(); a missing file gives empty bytes. */
+GBytes *vo_dpkg_read_file(VoGuest *guest, const char *path, guint64 max,
+                          GError **error)
+{
+    return vo_dpkg_read(guest, path, max, FALSE, error);
+}
+
+/* A text file of the database (a list, a trigger's interests); a missing
+ * one gives empty bytes. */
 static GBytes *vo_dpkg_read_optional(VoGuest *guest, const char *path,
                                      guint64 max, GError **error)
 {
     g_autoptr(GError) local = NULL;
-    GBytes *data = vo_dpkg_read_file(guest, path, max, &local);
+    GBytes *data = vo_dpkg_read(guest, path, max, TRUE, &local);
 
     if (!data && g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         return g_bytes_new_static("", 0);
@@ -138,19 +151,14 @@ static GBytes *vo_dpkg_read_optional(VoGuest *guest, const char *path,
     return data;
 }
 
-/* The lines of @data; NULL (with an error naming @what) when it holds a
- * NUL byte. */
-static GStrv vo_dpkg_lines(GBytes *data, const char *what, GError **error)
+/* The lines of @data, text read by vo_dpkg_read_optional() (so without a
+ * NUL byte). */
+static GStrv vo_dpkg_lines(GBytes *data)
 {
     gsize len;
     const char *text = g_bytes_get_data(data, &len);
-    g_autofree char *copy = NULL;
+    g_autofree char *copy = g_strndup(text, len);
 
-    if (len && memchr(text, '\0', len)) {
-        vo_dpkg_corrupt(error, "%s holds a NUL byte", what);
-        return NULL;
-    }
-    copy = g_strndup(text, len);
     return g_strsplit(copy, "\n", -1);
 }
 
@@ -161,7 +169,7 @@ static GStrv vo_dpkg_read_lines(VoGuest *guest, const char *path,
     g_autoptr(GBytes) data = vo_dpkg_read_optional(guest, path,
                                                    VO_DPKG_MAX_LIST, error);
 
-    return data ? vo_dpkg_lines(data, path, error) : NULL;
+    return data ? vo_dpkg_lines(data) : NULL;
 }
 
 const char *vo_dpkg_status_word(const VoStanza *st, char **owned)
@@ -296,10 +304,7 @@ static gboolean vo_dpkg_read_list(VoDpkgDb *db, VoGuest *guest,
                     "the guest's dpkg file lists are implausibly large");
         return FALSE;
     }
-    lines = vo_dpkg_lines(data, path, error);
-    if (!lines) {
-        return FALSE;
-    }
+    lines = vo_dpkg_lines(data);
     for (guint i = 0; lines[i]; i++) {
         char *clean;
 
@@ -528,8 +533,8 @@ VoDpkgDb *vo_dpkg_db_read(VoGuest *guest, GError **error)
                     VO_DPKG_ADMINDIR);
         return NULL;
     }
-    status = vo_dpkg_read_file(guest, VO_DPKG_ADMINDIR "/status",
-                               VO_DPKG_MAX_STATUS, error);
+    status = vo_dpkg_read(guest, VO_DPKG_ADMINDIR "/status",
+                          VO_DPKG_MAX_STATUS, TRUE, error);
     if (!status) {
         return NULL;
     }

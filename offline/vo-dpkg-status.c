@@ -296,7 +296,7 @@ JsonNode *vo_dpkg_status_extract(VoGuest *guest, GError **error)
                     guest->image);
         return NULL;
     }
-    status = vo_guest_read_file_max(guest, "/var/lib/dpkg/status",
+    status = vo_guest_read_text_max(guest, "/var/lib/dpkg/status",
                                     VO_DPKG_STATUS_MAX_FILE, &local);
     if (!status) {
         g_set_error(error, VO_ERROR, local->code,

@@ -324,10 +324,10 @@ static gboolean vo_ext_stat(VoFs *vfs, guint64 node, VoStat *st,
     return TRUE;
 }
 
-/* @node's data, refused when larger than @max bytes, or with @head its
- * first @max bytes only. */
-static GBytes *vo_ext_read_data(VoFs *vfs, guint64 node, guint64 max,
-                                gboolean head, GError **error)
+/* @node's data, refused when larger than @max bytes, or with @head at
+ * most @max bytes of it from @offset on. */
+static GBytes *vo_ext_read_data(VoFs *vfs, guint64 node, guint64 offset,
+                                guint64 max, gboolean head, GError **error)
 {
     VoExt *ext = vfs->priv;
     ext2_file_t file;
@@ -343,7 +343,14 @@ static GBytes *vo_ext_read_data(VoFs *vfs, guint64 node, guint64 max,
     }
     size = ext2fs_file_get_size(file);
     if (head) {
-        size = MIN(size, max);
+        size = offset < size ? MIN(size - offset, max) : 0;
+        err = size ? ext2fs_file_llseek(file, offset, EXT2_SEEK_SET, NULL)
+                   : 0;
+        if (err) {
+            ext2fs_file_close(file);
+            vo_ext_fail(vfs, err, error, "seek in file");
+            return NULL;
+        }
     } else if (size > max) {
         ext2fs_file_close(file);
         g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
@@ -375,13 +382,13 @@ static GBytes *vo_ext_read_data(VoFs *vfs, guint64 node, guint64 max,
 
 static GBytes *vo_ext_read(VoFs *vfs, guint64 node, GError **error)
 {
-    return vo_ext_read_data(vfs, node, VO_FS_MAX_FILE, FALSE, error);
+    return vo_ext_read_data(vfs, node, 0, VO_FS_MAX_FILE, FALSE, error);
 }
 
-static GBytes *vo_ext_read_head(VoFs *vfs, guint64 node, gsize max,
-                                GError **error)
+static GBytes *vo_ext_read_range(VoFs *vfs, guint64 node, guint64 offset,
+                                 gsize max, GError **error)
 {
-    return vo_ext_read_data(vfs, node, max, TRUE, error);
+    return vo_ext_read_data(vfs, node, offset, max, TRUE, error);
 }
 
 static char *vo_ext_readlink(VoFs *vfs, guint64 node, GError **error)
@@ -420,7 +427,7 @@ static char *vo_ext_readlink(VoFs *vfs, guint64 node, GError **error)
         return g_strndup(buf, MIN(len, size));
     }
     {
-        g_autoptr(GBytes) data = vo_ext_read_data(vfs, node, 4096, FALSE,
+        g_autoptr(GBytes) data = vo_ext_read_data(vfs, node, 0, 4096, FALSE,
                                                    error);
         gsize len;
         const char *p;
@@ -959,7 +966,7 @@ static const VoFsOps vo_ext_ops = {
     .readlink = vo_ext_readlink,
     .list = vo_ext_list,
     .read = vo_ext_read,
-    .read_head = vo_ext_read_head,
+    .read_range = vo_ext_read_range,
     .create = vo_ext_create,
     .mkdir = vo_ext_mkdir,
     .replace = vo_ext_replace,

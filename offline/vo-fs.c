@@ -7,6 +7,7 @@
  */
 #define G_LOG_DOMAIN "vmaugment-offline"
 
+#include <string.h>
 #include <sys/stat.h>
 
 #include "vo-fs.h"
@@ -77,4 +78,53 @@ VoNodeType vo_fs_node_type(guint32 st_mode)
     default:
         return VO_NODE_OTHER;
     }
+}
+
+/* The first piece is small, for the usual small file and for the sparse
+ * one; later ones grow so that a real status of tens of MiB is read in a
+ * few calls. */
+#define VO_FS_TEXT_FIRST (64u * 1024)
+#define VO_FS_TEXT_MOST (8u * 1024 * 1024)
+
+GBytes *vo_fs_read_text(VoFs *fs, guint64 node, guint64 size,
+                        const char *what, GError **error)
+{
+    g_autoptr(GByteArray) text = NULL;
+    gsize piece = VO_FS_TEXT_FIRST;
+
+    if (size > G_MAXUINT) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s is too large to read as text", what);
+        return NULL;
+    }
+    text = g_byte_array_sized_new(MIN(size, (guint64)piece));
+    while (text->len < size) {
+        g_autoptr(GBytes) got = NULL;
+        const guint8 *p;
+        const guint8 *nul;
+        gsize len;
+
+        got = fs->ops->read_range(fs, node, text->len,
+                                  MIN(size - text->len, (guint64)piece),
+                                  error);
+        if (!got) {
+            return NULL;
+        }
+        p = g_bytes_get_data(got, &len);
+        if (len == 0) {
+            g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                        "%s ends before its size", what);
+            return NULL;
+        }
+        nul = memchr(p, '\0', len);
+        if (nul) {
+            g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
+                        "%s is not text: a NUL byte at offset %u", what,
+                        (guint)(text->len + (nul - p)));
+            return NULL;
+        }
+        g_byte_array_append(text, p, len);
+        piece = MIN(piece * 2, (gsize)VO_FS_TEXT_MOST);
+    }
+    return g_byte_array_free_to_bytes(g_steal_pointer(&text));
 }

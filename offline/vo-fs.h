@@ -57,10 +57,11 @@ typedef struct {
      * filesystem cannot list. */
     GPtrArray *(*list)(VoFs *fs, guint64 dir, guint max, GError **error);
     GBytes *(*read)(VoFs *fs, guint64 node, GError **error);
-    /* The first @max bytes of @node, all of it when shorter: what a
-     * reader of a file's start needs, whatever size the guest gave the
-     * file. */
-    GBytes *(*read_head)(VoFs *fs, guint64 node, gsize max, GError **error);
+    /* At most @max bytes of @node from @offset on, fewer at its end and
+     * none past it: what a reader of a file's start, or of a file a piece
+     * at a time, needs, whatever size the guest gave the file. */
+    GBytes *(*read_range)(VoFs *fs, guint64 node, guint64 offset, gsize max,
+                          GError **error);
     gboolean (*create)(VoFs *fs, guint64 dir, const char *name,
                        const VoStat *attrs, GBytes *data, GError **error);
     gboolean (*mkdir)(VoFs *fs, guint64 dir, const char *name,
@@ -134,6 +135,17 @@ VoNodeType vo_fs_node_type(guint32 st_mode);
 
 /* The driver for @fstype (may be NULL), or NULL when none reads it. */
 const VoFsDriver *vo_fs_driver_for(const char *fstype);
+
+/*
+ * The @size bytes of @node, a text file, read a piece at a time and
+ * refused (VO_ERROR_CORRUPT, naming @what) at its first NUL byte.  A
+ * text file (a dpkg status, a package's list of files) holds none, and
+ * the parsers of such files refuse one anyway; refusing it while
+ * reading makes a sparse file the guest sized at hundreds of MiB, holes
+ * only, cost one piece of reading and of memory instead of its size.
+ */
+GBytes *vo_fs_read_text(VoFs *fs, guint64 node, guint64 size,
+                        const char *what, GError **error);
 
 static inline void vo_fs_close(VoFs *fs)
 {

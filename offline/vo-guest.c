@@ -414,23 +414,46 @@ static gboolean vo_guest_regular(VoGuest *guest, const char *path, VoPath *p,
     return TRUE;
 }
 
+/* @path, resolved into @p: a regular file of at most @max bytes. */
+static gboolean vo_guest_regular_max(VoGuest *guest, const char *path,
+                                     guint64 max, VoPath *p, GError **error)
+{
+    if (!vo_guest_regular(guest, path, p, error)) {
+        return FALSE;
+    }
+    /* Before reading: the guest chooses the size, we the memory. */
+    if (p->st.size > max) {
+        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
+                    "%s in the guest is implausibly large (%" G_GUINT64_FORMAT
+                    " bytes; at most %" G_GUINT64_FORMAT ")", path,
+                    p->st.size, max);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 GBytes *vo_guest_read_file_max(VoGuest *guest, const char *path, guint64 max,
                                GError **error)
 {
     g_auto(VoPath) p = { 0 };
 
-    if (!vo_guest_regular(guest, path, &p, error)) {
-        return NULL;
-    }
-    /* Before reading: the guest chooses the size, we the memory. */
-    if (p.st.size > max) {
-        g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
-                    "%s in the guest is implausibly large (%" G_GUINT64_FORMAT
-                    " bytes; at most %" G_GUINT64_FORMAT ")", path,
-                    p.st.size, max);
+    if (!vo_guest_regular_max(guest, path, max, &p, error)) {
         return NULL;
     }
     return p.fs->ops->read(p.fs, p.node, error);
+}
+
+GBytes *vo_guest_read_text_max(VoGuest *guest, const char *path, guint64 max,
+                               GError **error)
+{
+    g_auto(VoPath) p = { 0 };
+    g_autofree char *what = NULL;
+
+    if (!vo_guest_regular_max(guest, path, max, &p, error)) {
+        return NULL;
+    }
+    what = g_strdup_printf("%s in the guest", path);
+    return vo_fs_read_text(p.fs, p.node, p.st.size, what, error);
 }
 
 GBytes *vo_guest_read_file_head(VoGuest *guest, const char *path, gsize max,
@@ -441,7 +464,7 @@ GBytes *vo_guest_read_file_head(VoGuest *guest, const char *path, gsize max,
     if (!vo_guest_regular(guest, path, &p, error)) {
         return NULL;
     }
-    return p.fs->ops->read_head(p.fs, p.node, max, error);
+    return p.fs->ops->read_range(p.fs, p.node, 0, max, error);
 }
 
 gboolean vo_guest_sync(VoGuest *guest, GError **error)

@@ -95,6 +95,10 @@ GBytes *vo_guest_read_file(VoGuest *guest, const char *path, GError **error);
  * is larger than @max bytes. */
 GBytes *vo_guest_read_file_max(VoGuest *guest, const char *path, guint64 max,
                                GError **error);
+/* The same for a text file, refused (VO_ERROR_CORRUPT) at its first NUL
+ * byte and read a piece at a time (vo_fs_read_text()). */
+GBytes *vo_guest_read_text_max(VoGuest *guest, const char *path, guint64 max,
+                               GError **error);
 /* The first @max bytes of a regular file (all of it when shorter),
  * following links: for a reader of a file's start (os-release(5), an ELF
  * header), which a file the guest made large must not make read more. */

@@ -229,8 +229,8 @@ static GBytes *vo_guestfs_read(VoFs *fs, guint64 node, GError **error)
     return g_bytes_new_with_free_func(data, size, free, data);
 }
 
-static GBytes *vo_guestfs_read_head(VoFs *fs, guint64 node, gsize max,
-                                    GError **error)
+static GBytes *vo_guestfs_read_range(VoFs *fs, guint64 node,
+                                     guint64 offset, gsize max, GError **error)
 {
     VoGuestfsFs *p = vo_guestfs_priv(fs);
     const char *path = vo_guestfs_path(fs, node);
@@ -241,12 +241,14 @@ static GBytes *vo_guestfs_read_head(VoFs *fs, guint64 node, gsize max,
     if (!vo_guestfs_stat(fs, node, &st, error)) {
         return NULL;
     }
-    /* The appliance reads at most a few MiB per call: a head is one. */
-    want = MIN(st.size, (guint64)MIN(max, (gsize)(4 << 20)));
+    /* The appliance reads at most a few MiB per call: a range is one. */
+    want = offset < st.size ? MIN(st.size - offset,
+                                  (guint64)MIN(max, (gsize)(4 << 20)))
+                            : 0;
     while (out->len < want) {
         size_t got;
-        char *data = guestfs_pread(p->g, path, want - out->len, out->len,
-                                   &got);
+        char *data = guestfs_pread(p->g, path, want - out->len,
+                                   offset + out->len, &got);
 
         if (!data) {
             vo_guestfs_fail(p->g, "read", path, error);
@@ -481,7 +483,7 @@ static const VoFsOps vo_guestfs_ops = {
     .stat = vo_guestfs_stat,
     .readlink = vo_guestfs_readlink,
     .read = vo_guestfs_read,
-    .read_head = vo_guestfs_read_head,
+    .read_range = vo_guestfs_read_range,
     .create = vo_guestfs_create,
     .mkdir = vo_guestfs_mkdir,
     .replace = vo_guestfs_replace,

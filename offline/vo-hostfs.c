@@ -230,10 +230,10 @@ static int vo_hostfs_open_regular(VoFs *fs, guint64 node, int flags,
     return fd;
 }
 
-/* @node's data, refused when larger than @max bytes, or with @head its
- * first @max bytes only. */
-static GBytes *vo_hostfs_read_data(VoFs *fs, guint64 node, guint64 max,
-                                   gboolean head, GError **error)
+/* @node's data, refused when larger than @max bytes, or with @head at
+ * most @max bytes of it from @offset on. */
+static GBytes *vo_hostfs_read_data(VoFs *fs, guint64 node, guint64 offset,
+                                   guint64 max, gboolean head, GError **error)
 {
     struct stat st;
     g_autofree char *buf = NULL;
@@ -244,7 +244,10 @@ static GBytes *vo_hostfs_read_data(VoFs *fs, guint64 node, guint64 max,
     if (fd < 0) {
         return NULL;
     }
-    size = head ? MIN((guint64)st.st_size, max) : (guint64)st.st_size;
+    size = (guint64)st.st_size;
+    if (head) {
+        size = offset < size ? MIN(size - offset, max) : 0;
+    }
     if (size > max) {
         close(fd);
         g_set_error(error, VO_ERROR, VO_ERROR_UNSUPPORTED,
@@ -253,7 +256,7 @@ static GBytes *vo_hostfs_read_data(VoFs *fs, guint64 node, guint64 max,
     }
     buf = g_malloc(size + 1);
     while (got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
+        ssize_t n = pread(fd, buf + got, size - got, offset + got);
 
         if (n < 0 && errno == EINTR) {
             continue;
@@ -273,13 +276,13 @@ static GBytes *vo_hostfs_read_data(VoFs *fs, guint64 node, guint64 max,
 
 static GBytes *vo_hostfs_read(VoFs *fs, guint64 node, GError **error)
 {
-    return vo_hostfs_read_data(fs, node, VO_FS_MAX_FILE, FALSE, error);
+    return vo_hostfs_read_data(fs, node, 0, VO_FS_MAX_FILE, FALSE, error);
 }
 
-static GBytes *vo_hostfs_read_head(VoFs *fs, guint64 node, gsize max,
-                                   GError **error)
+static GBytes *vo_hostfs_read_range(VoFs *fs, guint64 node, guint64 offset,
+                                    gsize max, GError **error)
 {
-    return vo_hostfs_read_data(fs, node, max, TRUE, error);
+    return vo_hostfs_read_data(fs, node, offset, max, TRUE, error);
 }
 
 static gboolean vo_hostfs_write_all(int fd, GBytes *data, const char *path,
@@ -600,7 +603,7 @@ static const VoFsOps vo_hostfs_ops = {
     .stat = vo_hostfs_stat,
     .readlink = vo_hostfs_readlink,
     .read = vo_hostfs_read,
-    .read_head = vo_hostfs_read_head,
+    .read_range = vo_hostfs_read_range,
     .create = vo_hostfs_create,
     .mkdir = vo_hostfs_mkdir,
     .replace = vo_hostfs_replace,

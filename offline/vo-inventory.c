@@ -630,7 +630,7 @@ VoInventory *vo_inventory_read(VoGuest *guest, GError **error)
     }
     g_clear_error(&local);
 
-    status = vo_guest_read_file_max(guest, VO_DPKG_ADMINDIR "/status",
+    status = vo_guest_read_text_max(guest, VO_DPKG_ADMINDIR "/status",
                                     VO_DPKG_MAX_STATUS, &local);
     if (!status && !g_error_matches(local, VO_ERROR, VO_ERROR_NOT_FOUND)) {
         g_propagate_error(error, g_steal_pointer(&local));

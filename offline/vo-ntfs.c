@@ -397,10 +397,10 @@ static char *vo_ntfs_readlink(VoFs *vfs, guint64 node, GError **error)
     return NULL;
 }
 
-/* @node's data, refused when larger than @max bytes, or with @head its
- * first @max bytes only. */
-static GBytes *vo_ntfs_read_data(VoFs *vfs, guint64 node, s64 max,
-                                 gboolean head, GError **error)
+/* @node's data, refused when larger than @max bytes, or with @head at
+ * most @max bytes of it from @offset on. */
+static GBytes *vo_ntfs_read_data(VoFs *vfs, guint64 node, s64 offset,
+                                 s64 max, gboolean head, GError **error)
 {
     ntfs_inode *ni = vo_ntfs_inode(vfs, node, error);
     ntfs_attr *na;
@@ -417,8 +417,8 @@ static GBytes *vo_ntfs_read_data(VoFs *vfs, guint64 node, s64 max,
         return NULL;
     }
     size = na->data_size;
-    if (head && size > max) {
-        size = max;
+    if (head) {
+        size = offset < size ? MIN(size - offset, max) : 0;
     }
     if (size < 0 || size > max) {
         ntfs_attr_close(na);
@@ -429,7 +429,7 @@ static GBytes *vo_ntfs_read_data(VoFs *vfs, guint64 node, s64 max,
     }
     buf = g_malloc(size ? size : 1);
     while (done < size) {
-        s64 r = ntfs_attr_pread(na, done, size - done, buf + done);
+        s64 r = ntfs_attr_pread(na, offset + done, size - done, buf + done);
 
         if (r <= 0) {
             if (r == 0) {
@@ -450,14 +450,14 @@ static GBytes *vo_ntfs_read_data(VoFs *vfs, guint64 node, s64 max,
 
 static GBytes *vo_ntfs_read(VoFs *vfs, guint64 node, GError **error)
 {
-    return vo_ntfs_read_data(vfs, node, VO_FS_MAX_FILE, FALSE, error);
+    return vo_ntfs_read_data(vfs, node, 0, VO_FS_MAX_FILE, FALSE, error);
 }
 
-static GBytes *vo_ntfs_read_head(VoFs *vfs, guint64 node, gsize max,
-                                 GError **error)
+static GBytes *vo_ntfs_read_range(VoFs *vfs, guint64 node, guint64 offset,
+                                  gsize max, GError **error)
 {
-    return vo_ntfs_read_data(vfs, node, MIN(max, (gsize)VO_FS_MAX_FILE),
-                             TRUE, error);
+    return vo_ntfs_read_data(vfs, node, MIN(offset, (guint64)G_MAXINT64),
+                             MIN(max, (gsize)VO_FS_MAX_FILE), TRUE, error);
 }
 
 static gboolean vo_ntfs_write_data(ntfs_inode *ni, GBytes *data,
@@ -669,7 +669,7 @@ static const VoFsOps vo_ntfs_ops = {
     .readlink = vo_ntfs_readlink,
     .list = vo_ntfs_list,
     .read = vo_ntfs_read,
-    .read_head = vo_ntfs_read_head,
+    .read_range = vo_ntfs_read_range,
     .create = vo_ntfs_create,
     .mkdir = vo_ntfs_mkdir,
     .replace = vo_ntfs_replace,

@@ -17,7 +17,7 @@ need mkntfs ntfs-3g
 need hivexsh libhivex-bin
 [ -x /usr/bin/time ] || fail "/usr/bin/time is missing: install time"
 : "${VMAUGMENT_NTFS_POPULATE:?the ntfs-populate helper}"
-plan 17
+plan 18
 
 # No refusal needs more than this much memory in any process of the
 # tree (maximum resident set of the parent, its tools and its worker).
@@ -204,8 +204,24 @@ EOF
     hostile "a dpkg status with a field of $size MiB" \
         'status in the guest is implausibly large' "$tmp/dpkg.qcow2"
 done
+# 11: one of 200 MiB, within the bound, but a hole after its first
+# line: refused at the hole's first NUL byte, not read whole (200 MiB
+# of a buffer for 16 KiB of image).
+linux_tree "$tmp/tree"
+python3 - "$tmp/tree/var/lib/dpkg/status" <<'EOF'
+import sys
+with open(sys.argv[1], "wb") as f:
+    f.write(b"Package: libc6\nStatus: install ok installed\nVersion: ")
+    f.seek(200 << 20, 1)
+    f.write(b"1\n")
+EOF
+linux_disk "$tmp/hole.raw" "$tmp/tree"
+qcow2 "$tmp/hole.raw"
+hostile "a dpkg status of 200 MiB, a hole after its first line" \
+    'status in the guest is not text: a NUL byte at offset 53' \
+    "$tmp/hole.qcow2"
 
-# 11-12: an fstab of 10,000 entries, and one of 10,000 long lines (too
+# 12-13: an fstab of 10,000 entries, and one of 10,000 long lines (too
 # big to map): refused, not mapped or ignored (a path below an ignored
 # mount would be written to the directory it hides).
 linux_tree "$tmp/tree"
@@ -223,7 +239,7 @@ qcow2 "$tmp/fstab2.raw"
 hostile "an fstab of 10,000 long lines" \
     'fstab in the guest is implausibly large' "$tmp/fstab2.qcow2"
 
-# 13-15: Windows guests whose SOFTWARE hive is broken: a corrupt header,
+# 14-16: Windows guests whose SOFTWARE hive is broken: a corrupt header,
 # a list of subkeys that is its own index (hivex refuses it: the key is
 # not absent, the hive is broken), and an Uninstall key listing itself
 # as a subkey (a cell loop hivex reads without complaint).
@@ -289,7 +305,7 @@ windows_disk cell-loop "$tmp/cell-loop.hive"
 hostile "a hive whose key lists itself as a subkey" \
     "hive's key list is corrupt" "$tmp/cell-loop.qcow2"
 
-# 16-17: files whose start is all a reader needs, made huge (sparse, so
+# 17-18: files whose start is all a reader needs, made huge (sparse, so
 # the image stays small): an os-release of 900 MiB, and a /bin/bash of
 # 60 MiB whose start is an x86-64 ELF header.  Inspected from their
 # first bytes only (os-release(5) is read to 64 KiB at most, the
