@@ -126,5 +126,10 @@ GBytes *vo_fs_read_text(VoFs *fs, guint64 node, guint64 size,
         g_byte_array_append(text, p, len);
         piece = MIN(piece * 2, (gsize)VO_FS_TEXT_MOST);
     }
+    if (text->len == 0) {
+        /* An empty array has no data; readers take it as a string's
+         * start, as the filesystems' reads give it. */
+        return g_bytes_new_static("", 0);
+    }
     return g_byte_array_free_to_bytes(g_steal_pointer(&text));
 }
