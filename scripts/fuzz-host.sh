@@ -16,7 +16,7 @@
 # guest's map and its inventory).
 #
 # Usage: fuzz-host.sh [--runs N | --long] [--max-time S] [--jobs N]
-#                     [--max-len B] [TARGET...]
+#                     [--max-len B] [--timeout S] [TARGET...]
 #   default    a short run of each, for CI: a few thousand inputs, fewer
 #              for the targets whose inputs cost most (fuzz-device drives a
 #              socket, a main loop and a store per input; fuzz-hive writes
@@ -36,6 +36,10 @@
 #              seeds are cut): without it they grow to libFuzzer's 4096,
 #              and a target whose cost grows with its input (fuzz-device:
 #              one request after another) slows down as they do
+#   --timeout S  an input's wall-clock limit (libFuzzer's -timeout; 10 s,
+#              60 with --long): a campaign that will be stopped (SIGSTOP)
+#              while the machine measures something needs more than the
+#              pause, since an input stopped that long reads as a hang
 #   TARGET     only these targets
 #
 # Each target runs with a fixed seed over a copy of its committed seed
@@ -61,6 +65,7 @@ timeout=10
 max_time=0
 jobs=1
 max_len=()
+timeout_set=
 only=()
 
 while [ $# -gt 0 ]; do
@@ -70,13 +75,15 @@ while [ $# -gt 0 ]; do
     --max-time) max_time=$2; shift ;;
     --jobs) jobs=$2; shift ;;
     --max-len) max_len=(-max_len="$2"); shift ;;
+    --timeout) timeout_set=$2; shift ;;
     fuzz-*) only+=("$1") ;;
     *) echo "usage: fuzz-host.sh [--runs N | --long] [--max-time S]" \
-            "[--jobs N] [--max-len B] [TARGET...]" >&2
+            "[--jobs N] [--max-len B] [--timeout S] [TARGET...]" >&2
        exit 2 ;;
     esac
     shift
 done
+timeout=${timeout_set:-$timeout}
 
 # target (its directory in the build and source trees), its default number
 # of inputs, its seed corpus there

@@ -20,6 +20,10 @@
 
 struct VmaugLinkClient {
     int fd;
+    /* The request channel the helper passed, when asked for (-1 without):
+     * guest requests go out on it and their answers come back on it. */
+    int chan_fd;
+    int passed_fd;          /* a descriptor that came with a message */
     guint64 next_tag;
     gboolean owner;
     gchar *peer;
@@ -27,14 +31,19 @@ struct VmaugLinkClient {
     gpointer other_user;
 };
 
-static gboolean link_client_wait(VmaugLinkClient *c, guint timeout_ms,
-                                 GError **error)
+/* Waits for @fd, or for either the link or the channel (@fd -1): which
+ * has something in *@ready. */
+static gboolean link_client_wait(VmaugLinkClient *c, int fd, int *ready,
+                                 guint timeout_ms, GError **error)
 {
-    struct pollfd p = { .fd = c->fd, .events = POLLIN };
+    struct pollfd p[2] = {
+        { .fd = fd >= 0 ? fd : c->chan_fd, .events = POLLIN },
+        { .fd = fd >= 0 ? -1 : c->fd, .events = POLLIN },
+    };
     int n;
 
     do {
-        n = poll(&p, 1, timeout_ms);
+        n = poll(p, 2, timeout_ms);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno),
@@ -46,16 +55,28 @@ static gboolean link_client_wait(VmaugLinkClient *c, guint timeout_ms,
                     "the helper did not answer within %u ms", timeout_ms);
         return FALSE;
     }
+    if (ready != NULL) {
+        *ready = p[0].revents ? p[0].fd : p[1].fd;
+    }
     return TRUE;
 }
 
-gboolean vmaug_link_client_send_raw(VmaugLinkClient *c, const void *data,
-                                    gsize len, GError **error)
+/* Where a message of @type and @tag goes: guest requests and their
+ * CANCELs on the channel once there is one (docs/protocol.rst). */
+static int link_client_fd_for(VmaugLinkClient *c, guint16 type, guint64 tag)
+{
+    return c->chan_fd >= 0 &&
+           (type == VMAUG_HOST_REQUEST || type == VMAUG_HOST_CANCEL) &&
+           !(tag & LINK_CLIENT_OWNER_TAG) ? c->chan_fd : c->fd;
+}
+
+static gboolean link_client_send_fd(int fd, const void *data, gsize len,
+                                    GError **error)
 {
     gsize done = 0;
 
     while (done < len) {
-        ssize_t n = send(c->fd, (const guint8 *)data + done, len - done,
+        ssize_t n = send(fd, (const guint8 *)data + done, len - done,
                          MSG_NOSIGNAL);
 
         if (n < 0 && errno == EINTR) {
@@ -72,6 +93,12 @@ gboolean vmaug_link_client_send_raw(VmaugLinkClient *c, const void *data,
     return TRUE;
 }
 
+gboolean vmaug_link_client_send_raw(VmaugLinkClient *c, const void *data,
+                                    gsize len, GError **error)
+{
+    return link_client_send_fd(c->fd, data, len, error);
+}
+
 gboolean vmaug_link_client_send_msg(VmaugLinkClient *c, guint16 type,
                                     guint64 tag, const void *data, gsize len,
                                     GError **error)
@@ -82,25 +109,51 @@ gboolean vmaug_link_client_send_msg(VmaugLinkClient *c, guint16 type,
         .len = GUINT32_TO_LE((guint32)len),
         .tag = GUINT64_TO_LE(tag),
     };
+    int fd = link_client_fd_for(c, type, tag);
 
-    return vmaug_link_client_send_raw(c, &m, sizeof(m), error) &&
-           (len == 0 || vmaug_link_client_send_raw(c, data, len, error));
+    return link_client_send_fd(fd, &m, sizeof(m), error) &&
+           (len == 0 || link_client_send_fd(fd, data, len, error));
 }
 
-static gboolean link_client_read(VmaugLinkClient *c, void *buf, gsize len,
-                                 guint timeout_ms, GError **error)
+/* Reads @len bytes of @fd; a descriptor that comes with them is kept in
+ * passed_fd. */
+static gboolean link_client_read(VmaugLinkClient *c, int fd, void *buf,
+                                 gsize len, guint timeout_ms, GError **error)
 {
     gsize done = 0;
 
     while (done < len) {
+        union {
+            struct cmsghdr hdr;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } cm;
+        struct iovec iov = { (guint8 *)buf + done, len - done };
+        struct msghdr mh = {
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = cm.buf,
+            .msg_controllen = sizeof(cm.buf),
+        };
+        struct cmsghdr *cmsg;
         ssize_t n;
 
-        if (!link_client_wait(c, timeout_ms, error)) {
+        if (!link_client_wait(c, fd, NULL, timeout_ms, error)) {
             return FALSE;
         }
-        n = recv(c->fd, (guint8 *)buf + done, len - done, 0);
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
         if (n < 0 && errno == EINTR) {
             continue;
+        }
+        for (cmsg = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cmsg != NULL;
+             cmsg = CMSG_NXTHDR(&mh, cmsg)) {
+            if (cmsg->cmsg_level == SOL_SOCKET &&
+                cmsg->cmsg_type == SCM_RIGHTS &&
+                cmsg->cmsg_len == CMSG_LEN(sizeof(int))) {
+                if (c->passed_fd >= 0) {
+                    close(c->passed_fd);
+                }
+                memcpy(&c->passed_fd, CMSG_DATA(cmsg), sizeof(int));
+            }
         }
         if (n <= 0) {
             g_set_error(error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
@@ -121,8 +174,13 @@ static gboolean link_client_recv(VmaugLinkClient *c, guint16 *type,
     struct vmaug_host_msg m;
     g_autofree guint8 *buf = NULL;
     guint32 len;
+    int fd = c->fd;
 
-    if (!link_client_read(c, &m, sizeof(m), timeout_ms, error)) {
+    /* A message is read whole from the side it began on. */
+    if (c->chan_fd >= 0 && !link_client_wait(c, -1, &fd, timeout_ms, error)) {
+        return FALSE;
+    }
+    if (!link_client_read(c, fd, &m, sizeof(m), timeout_ms, error)) {
         return FALSE;
     }
     len = GUINT32_FROM_LE(m.len);
@@ -134,7 +192,7 @@ static gboolean link_client_recv(VmaugLinkClient *c, guint16 *type,
         return FALSE;
     }
     buf = g_malloc(len + 1);
-    if (!link_client_read(c, buf, len, timeout_ms, error)) {
+    if (!link_client_read(c, fd, buf, len, timeout_ms, error)) {
         return FALSE;
     }
     *type = GUINT16_FROM_LE(m.type);
@@ -191,10 +249,11 @@ gboolean vmaug_link_client_pump(VmaugLinkClient *c, guint timeout_ms,
 
 static gboolean link_client_hello(VmaugLinkClient *c, const gchar *name,
                                   const gchar *store, const gchar *image,
-                                  GError **error)
+                                  gboolean channel, GError **error)
 {
     struct vmaug_host_hello hello = {
         .proto_version = GUINT32_TO_LE(VMAUG_PROTO_VERSION),
+        .flags = GUINT32_TO_LE(channel ? VMAUG_HOST_HELLO_F_CHANNEL : 0),
     };
     gsize store_len = store != NULL ? strlen(store) : 0;
     gsize image_len = image != NULL ? strlen(image) : 0;
@@ -235,6 +294,16 @@ static gboolean link_client_hello(VmaugLinkClient *c, const gchar *name,
     c->peer = g_utf8_make_valid((const gchar *)hello.name,
                                 strnlen((const gchar *)hello.name,
                                         sizeof(hello.name)));
+    if (channel) {
+        if (!(GUINT32_FROM_LE(hello.flags) & VMAUG_HOST_HELLO_F_CHANNEL) ||
+            c->passed_fd < 0) {
+            g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                        "the helper passed no request channel");
+            return FALSE;
+        }
+        c->chan_fd = c->passed_fd;
+        c->passed_fd = -1;
+    }
     return TRUE;
 }
 
@@ -244,11 +313,23 @@ VmaugLinkClient *vmaug_link_client_connect(const gchar *socket_path,
                                            const gchar *image,
                                            guint retry_ms, GError **error)
 {
+    return vmaug_link_client_connect_full(socket_path, name, store, image,
+                                          retry_ms, FALSE, error);
+}
+
+VmaugLinkClient *vmaug_link_client_connect_full(const gchar *socket_path,
+                                                const gchar *name,
+                                                const gchar *store,
+                                                const gchar *image,
+                                                guint retry_ms,
+                                                gboolean channel,
+                                                GError **error)
+{
     g_autoptr(VmaugLinkClient) c = g_new0(VmaugLinkClient, 1);
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     gint64 deadline = g_get_monotonic_time() + (gint64)retry_ms * 1000;
 
-    c->fd = -1;
+    c->fd = c->chan_fd = c->passed_fd = -1;
     c->next_tag = 1;
     if (strlen(socket_path) >= sizeof(addr.sun_path)) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FILENAME_TOO_LONG,
@@ -277,7 +358,7 @@ VmaugLinkClient *vmaug_link_client_connect(const gchar *socket_path,
         }
         g_usleep(10000);
     }
-    if (!link_client_hello(c, name, store, image, error)) {
+    if (!link_client_hello(c, name, store, image, channel, error)) {
         return NULL;
     }
     return g_steal_pointer(&c);
@@ -291,6 +372,12 @@ void vmaug_link_client_free(VmaugLinkClient *c)
     if (c->fd >= 0) {
         close(c->fd);
     }
+    if (c->chan_fd >= 0) {
+        close(c->chan_fd);
+    }
+    if (c->passed_fd >= 0) {
+        close(c->passed_fd);
+    }
     g_free(c->peer);
     g_free(c);
 }
@@ -303,6 +390,11 @@ const gchar *vmaug_link_client_get_peer(VmaugLinkClient *c)
 int vmaug_link_client_get_fd(VmaugLinkClient *c)
 {
     return c->fd;
+}
+
+int vmaug_link_client_get_channel_fd(VmaugLinkClient *c)
+{
+    return c->chan_fd;
 }
 
 void vmaug_link_client_set_other_func(VmaugLinkClient *c,

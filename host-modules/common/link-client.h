@@ -40,10 +40,22 @@ VmaugLinkClient *vmaug_link_client_connect(const gchar *socket_path,
                                            const gchar *store,
                                            const gchar *image,
                                            guint retry_ms, GError **error);
+/* The same; with @channel, taking the request channel the helper passes
+ * with its HELLO, as the QEMU device does: guest requests and their
+ * answers then travel on it (docs/protocol.rst). */
+VmaugLinkClient *vmaug_link_client_connect_full(const gchar *socket_path,
+                                                const gchar *name,
+                                                const gchar *store,
+                                                const gchar *image,
+                                                guint retry_ms,
+                                                gboolean channel,
+                                                GError **error);
 void vmaug_link_client_free(VmaugLinkClient *c);
 /* What the helper's HELLO named itself (its version). */
 const gchar *vmaug_link_client_get_peer(VmaugLinkClient *c);
 int vmaug_link_client_get_fd(VmaugLinkClient *c);
+/* The request channel's descriptor, -1 without one. */
+int vmaug_link_client_get_channel_fd(VmaugLinkClient *c);
 void vmaug_link_client_set_other_func(VmaugLinkClient *c,
                                       VmaugLinkClientOtherFunc func,
                                       gpointer user);

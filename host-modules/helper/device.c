@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -57,8 +58,11 @@ static void device_send_response(Device *dev, guint64 tag, guint16 status,
     }
     resp.len = GUINT32_TO_LE((guint32)len);
     resp.status = GUINT16_TO_LE(status);
-    vmaug_link_send(dev->link, VMAUG_HOST_RESPONSE, tag, &resp, sizeof(resp),
-                    data, len, -1);
+    /* A guest's request came on the channel when the device took it. */
+    vmaug_link_send(dev->use_channel && !(tag & DEVICE_ADMIN_TAG)
+                        ? dev->channel : dev->link,
+                    VMAUG_HOST_RESPONSE, tag, &resp, sizeof(resp), data, len,
+                    -1);
 }
 
 /* The answer to the request of @tag, which is then no longer in flight. */
@@ -1409,6 +1413,11 @@ static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
         *why = "device speaks another protocol version";
         return FALSE;
     }
+    if (GUINT32_FROM_LE(hello.flags) & ~VMAUG_HOST_HELLO_F_CHANNEL ||
+        hello.reserved != 0) {
+        *why = "bad HELLO flags";
+        return FALSE;
+    }
     store_len = GUINT16_FROM_LE(hello.store_len);
     image_len = GUINT16_FROM_LE(hello.image_len);
     if (store_len > VMAUG_HOST_PATH_MAX || image_len > VMAUG_HOST_PATH_MAX ||
@@ -1437,6 +1446,12 @@ static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
                                dev->image, &device_module_ops, dev);
     dev->lifecycle = lifecycle_engine_new(dev->session,
                                           device_lifecycle_answer, dev);
+    dev->use_channel =
+        (GUINT32_FROM_LE(hello.flags) & VMAUG_HOST_HELLO_F_CHANNEL) != 0;
+    if (!dev->use_channel) {
+        vmaug_link_free(dev->channel);
+        dev->channel = NULL;
+    }
     dev->hello = TRUE;
     g_message("device %s connected (store %s, image %s, area %s)", dev->name,
               vmaug_store_get_dir(dev->store),
@@ -1450,7 +1465,18 @@ static gboolean device_on_message(VmaugLink *link, guint16 type, guint64 tag,
                                   gpointer user_data, const gchar **why)
 {
     Device *dev = user_data;
+    gboolean guest_request = (type == VMAUG_HOST_REQUEST ||
+                              type == VMAUG_HOST_CANCEL) &&
+                             !(tag & DEVICE_ADMIN_TAG);
 
+    /* Each message on its own side: an answer goes where its request
+     * came from, and a CANCEL must not overtake its REQUEST. */
+    if (link == dev->channel ? !guest_request
+                             : guest_request && dev->use_channel) {
+        *why = link == dev->channel ? "not a guest request on the channel"
+                                    : "a guest request beside the channel";
+        return FALSE;
+    }
     if (type == VMAUG_HOST_HELLO) {
         if (dev->hello) {
             *why = "second HELLO";
@@ -1505,10 +1531,19 @@ static void device_on_closed(VmaugLink *link, const gchar *why,
                              gpointer user_data)
 {
     Device *dev = user_data;
+    VmaugLink *other = link == dev->channel ? dev->link : dev->channel;
 
+    if (dev->closed) {
+        return;     /* the other of the two, closed below */
+    }
+    dev->closed = TRUE;
+    /* The channel is the device's as much as the link: QEMU closes both,
+     * and a protocol error on either ends the device. */
+    if (other != NULL) {
+        vmaug_link_close(other, why);
+    }
     g_message("device %s disconnected: %s",
               dev->name != NULL ? dev->name : "(no hello)", why);
-    dev->closed = TRUE;
     dev->helper->devices = g_list_remove(dev->helper->devices, dev);
     /* Not from inside the link's own callback. */
     g_idle_add(device_free_idle, dev);
@@ -1519,7 +1554,9 @@ Device *device_new(Helper *helper, int fd)
     Device *dev = g_new0(Device, 1);
     struct vmaug_host_hello hello = {
         .proto_version = GUINT32_TO_LE(VMAUG_PROTO_VERSION),
+        .flags = GUINT32_TO_LE(VMAUG_HOST_HELLO_F_CHANNEL),
     };
+    int sv[2] = { -1, -1 };
 
     dev->helper = helper;
     dev->pending = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
@@ -1537,8 +1574,22 @@ Device *device_new(Helper *helper, int fd)
     helper->devices = g_list_prepend(helper->devices, dev);
     g_strlcpy((gchar *)hello.name, HELPER_VERSION_STRING,
               sizeof(hello.name));
+    /* The request channel: QEMU's vCPU thread writes guest requests to it
+     * and waits a bounded time for their answers on it, where the link is
+     * read by QEMU's main loop (docs/performance.md). */
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+        dev->channel = vmaug_link_new(sv[0], VMAUG_HOST_MAGIC,
+                                      VMAUG_HOST_MAX_MSG,
+                                      HELPER_MAX_QUEUED_OUT,
+                                      device_on_message, device_on_closed,
+                                      dev);
+    } else {
+        g_warning("no request channel for a device: socketpair: %s",
+                  g_strerror(errno));
+        hello.flags = 0;
+    }
     vmaug_link_send(dev->link, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello),
-                    NULL, 0, -1);
+                    NULL, 0, sv[1]);
     return dev;
 }
 
@@ -1580,6 +1631,7 @@ void device_free(Device *dev)
     g_ptr_array_unref(dev->writes);
     g_ptr_array_unref(dev->commits);
     vmaug_link_free(dev->link);
+    vmaug_link_free(dev->channel);
     g_hash_table_unref(dev->pending);
     g_hash_table_unref(dev->cancelled);
     g_free(dev->name);

@@ -16,6 +16,11 @@ typedef struct _DeviceWrite DeviceWrite;
 typedef struct {
     Helper *helper;
     VmaugLink *link;
+    /* The request channel offered with our HELLO, until the device's
+     * HELLO says whether it takes it (docs/protocol.rst); guest requests
+     * and their answers travel on it when use_channel. */
+    VmaugLink *channel;
+    gboolean use_channel;
     gchar *name;                    /* from the device's HELLO */
     gboolean hello;
     VmaugStore *store;

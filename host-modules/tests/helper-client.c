@@ -126,6 +126,15 @@ HelperClient *helper_client_connect_image(const gchar *socket_path,
                                           const gchar *store_path,
                                           const gchar *image_path)
 {
+    return helper_client_connect_full(socket_path, store_path, image_path,
+                                      FALSE);
+}
+
+HelperClient *helper_client_connect_full(const gchar *socket_path,
+                                         const gchar *store_path,
+                                         const gchar *image_path,
+                                         gboolean channel)
+{
     HelperClient *c = g_new0(HelperClient, 1);
     g_autoptr(GError) error = NULL;
 
@@ -133,9 +142,9 @@ HelperClient *helper_client_connect_image(const gchar *socket_path,
     g_queue_init(&c->dones);
     c->accesses = g_array_new(FALSE, FALSE, sizeof(guint32));
     /* Retrying while the helper starts. */
-    c->link = vmaug_link_client_connect(socket_path, "test-device",
-                                        store_path, image_path, 10000,
-                                        &error);
+    c->link = vmaug_link_client_connect_full(socket_path, "test-device",
+                                             store_path, image_path, 10000,
+                                             channel, &error);
     g_assert_no_error(error);
     vmaug_link_client_set_other_func(c->link, client_keep, c);
     return c;

@@ -56,6 +56,12 @@ HelperClient *helper_client_connect(const gchar *socket,
 HelperClient *helper_client_connect_image(const gchar *socket,
                                           const gchar *store_path,
                                           const gchar *image_path);
+/* The same; with @channel, taking the helper's request channel as the
+ * QEMU device does. */
+HelperClient *helper_client_connect_full(const gchar *socket_path,
+                                         const gchar *store_path,
+                                         const gchar *image_path,
+                                         gboolean channel);
 void helper_client_free(HelperClient *c);
 /* Send a LIFECYCLE message, as the device does on a run-state change. */
 void helper_client_lifecycle(HelperClient *c, guint64 tag, guint32 event,

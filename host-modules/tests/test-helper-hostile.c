@@ -11,6 +11,7 @@
  */
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -536,6 +537,97 @@ static void test_supervise(Fixture *f, gconstpointer data)
                     "back", 4);
 }
 
+/* A QUERY of "echo" as bytes on the wire, with @tag. */
+static GByteArray *channel_query(guint64 tag)
+{
+    struct vmaug_module_ref ref;
+    struct virtio_vmaugment_req req = {
+        .id = GUINT64_TO_LE(tag),
+        .opcode = GUINT16_TO_LE(VMAUG_OP_QUERY),
+        .len = GUINT32_TO_LE(sizeof(ref)),
+    };
+    struct vmaug_host_msg m = {
+        .magic = GUINT32_TO_LE(VMAUG_HOST_MAGIC),
+        .type = GUINT16_TO_LE(VMAUG_HOST_REQUEST),
+        .len = GUINT32_TO_LE(sizeof(req) + sizeof(ref)),
+        .tag = GUINT64_TO_LE(tag),
+    };
+    GByteArray *b = g_byte_array_new();
+
+    helper_ref(&ref, "echo", NULL);
+    g_byte_array_append(b, (const guint8 *)&m, sizeof(m));
+    g_byte_array_append(b, (const guint8 *)&req, sizeof(req));
+    g_byte_array_append(b, (const guint8 *)&ref, sizeof(ref));
+    return b;
+}
+
+/*
+ * The request channel (docs/protocol.rst): a device that takes it gets
+ * the answers to its guest's requests there; a guest request on the link,
+ * a host owner's on the channel or a channel closed ends that device, and
+ * the others carry on.
+ */
+static void test_channel(Fixture *f, gconstpointer data)
+{
+    g_auto(HelperReply) r = { 0 };
+
+    {
+        g_autoptr(HelperClient) c =
+            helper_client_connect_full(f->socket, NULL, NULL, TRUE);
+        int chan = vmaug_link_client_get_channel_fd(c->link);
+        g_autoptr(GByteArray) q = channel_query(7);
+        struct vmaug_host_msg m;
+        struct pollfd p = { .fd = chan, .events = POLLIN };
+
+        g_assert_cmpint(chan, >=, 0);
+        g_assert_cmpint(send(chan, q->data, q->len, MSG_NOSIGNAL), ==, q->len);
+        g_assert_cmpint(poll(&p, 1, 5000), ==, 1);
+        g_assert_cmpint(recv(chan, &m, sizeof(m), MSG_WAITALL), ==,
+                        sizeof(m));
+        g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_RESPONSE);
+        g_assert_cmpuint(GUINT64_FROM_LE(m.tag), ==, 7);
+        {
+            g_autofree guint8 *body = g_malloc(GUINT32_FROM_LE(m.len) + 1);
+
+            g_assert_cmpint(recv(chan, body, GUINT32_FROM_LE(m.len),
+                                 MSG_WAITALL), ==, GUINT32_FROM_LE(m.len));
+        }
+        /* And through the client, which sends them there too. */
+        g_assert_true(helper_client_call(c, VMAUG_OP_QUERY, "x", 1, NULL, 0,
+                                         &r));
+        g_assert_cmpuint(r.status, ==, VMAUG_S_INVALID);
+        helper_reply_clear(&r);
+    }
+    {
+        g_autoptr(HelperClient) c =
+            helper_client_connect_full(f->socket, NULL, NULL, TRUE);
+        g_autoptr(GByteArray) q = channel_query(8);
+
+        helper_client_send_raw(c, q->data, q->len);
+        g_assert_true(helper_client_closed(c, 5000));
+    }
+    {
+        g_autoptr(HelperClient) c =
+            helper_client_connect_full(f->socket, NULL, NULL, TRUE);
+        int chan = vmaug_link_client_get_channel_fd(c->link);
+        g_autoptr(GByteArray) q = channel_query(G_GUINT64_CONSTANT(1) << 63);
+
+        g_assert_cmpint(send(chan, q->data, q->len, MSG_NOSIGNAL), ==, q->len);
+        g_assert_true(helper_client_closed(c, 5000));
+    }
+    {
+        g_autoptr(HelperClient) c =
+            helper_client_connect_full(f->socket, NULL, NULL, TRUE);
+
+        shutdown(vmaug_link_client_get_channel_fd(c->link), SHUT_RDWR);
+        g_assert_true(helper_client_closed(c, 5000));
+    }
+    /* A device that does not take the channel keeps to the link. */
+    g_assert_true(helper_client_call(f->c, VMAUG_OP_QUERY, "x", 1, NULL, 0,
+                                     &r));
+    g_assert_cmpuint(r.status, ==, VMAUG_S_INVALID);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -545,5 +637,6 @@ int main(int argc, char **argv)
     TEST_HELPER_ADD("/helper/tamper-upload", test_tamper_upload);
     TEST_HELPER_ADD("/helper/escape", test_escape);
     TEST_HELPER_ADD("/helper/supervise", test_supervise);
+    TEST_HELPER_ADD("/helper/channel", test_channel);
     return g_test_run();
 }

@@ -2,8 +2,9 @@
  * vmaugment device: the link to the host helper
  *
  * Framing ("Host helper link" in the protocol header), the queue of bytes
- * for the helper, the HELLO exchange, tag routing and the host owner's
- * own requests (QMP).  The helper is no more trusted than a guest: every
+ * for the helper, the HELLO exchange, the request channel the helper
+ * passes with its HELLO, tag routing and the host owner's own requests
+ * (QMP).  The helper is no more trusted than a guest: every
  * header is checked before its body is buffered, and a protocol error
  * ends the connection, never QEMU.  What the helper says reaches the rest
  * of the device through VMAugmentLinkOps; this file calls nothing above
@@ -16,15 +17,26 @@
 #include "qapi/error.h"
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/sockets.h"
 #include "hw/vmaugment/vmaugment.h"
 #include "trace.h"
 
+/* What one read of the request channel takes: many answers at once. */
+#define VMAUGMENT_CHAN_READ         (64 * 1024)
+
 static void vmaugment_link_closed(VirtIOVMAugment *s);
 static void vmaugment_admin_interrupt(VirtIOVMAugment *s);
+static void vmaugment_chan_update(VirtIOVMAugment *s);
+
+static size_t vmaugment_chan_backlog(VirtIOVMAugment *s)
+{
+    return s->chan_fd >= 0 ? s->chan_out->len - s->chan_out_done : 0;
+}
 
 size_t vmaugment_link_backlog(VirtIOVMAugment *s)
 {
-    return s->out->len - s->out_done;
+    return s->out->len - s->out_done + vmaugment_chan_backlog(s);
 }
 
 /* A helper's text is shown to the host owner: printable ASCII only. */
@@ -88,6 +100,85 @@ static gboolean vmaugment_helper_writable(void *do_not_use, GIOCondition cond,
     return G_SOURCE_REMOVE;
 }
 
+/* What travels on the request channel when there is one. */
+static bool vmaugment_chan_carries(uint16_t type, uint64_t tag)
+{
+    return (type == VMAUG_HOST_REQUEST || type == VMAUG_HOST_CANCEL) &&
+           !(tag & VMAUGMENT_ADMIN_TAG);
+}
+
+/* Write what the channel did not take yet, as far as it takes it now. */
+static void vmaugment_chan_flush(VirtIOVMAugment *s)
+{
+    while (vmaugment_chan_backlog(s)) {
+        ssize_t n = send(s->chan_fd, s->chan_out->data + s->chan_out_done,
+                         vmaugment_chan_backlog(s),
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            /*
+             * The helper's end is gone.  Not closed from here (a sender may
+             * be walking the requests in flight): the main loop reads the
+             * channel, finds its end and closes the link.
+             */
+            g_byte_array_set_size(s->chan_out, 0);
+            s->chan_out_done = 0;
+            s->chan_watched = true;
+            break;
+        }
+        if (n < 0) {
+            break;
+        }
+        s->chan_out_done += n;
+    }
+    if (!vmaugment_chan_backlog(s)) {
+        g_byte_array_set_size(s->chan_out, 0);
+        s->chan_out_done = 0;
+    }
+    vmaugment_chan_update(s);
+}
+
+/*
+ * A message on the request channel: written at once when nothing waits
+ * before it, by the thread that relays it (the vCPU's for a guest's
+ * kick), so that it reaches the helper without a main loop iteration.
+ */
+static void vmaugment_chan_send(VirtIOVMAugment *s,
+                                const struct vmaug_host_msg *msg,
+                                const void *a, size_t alen,
+                                const void *b, size_t blen)
+{
+    struct iovec iov[3] = {
+        { (void *)msg, sizeof(*msg) }, { (void *)a, alen }, { (void *)b, blen },
+    };
+    size_t skip = 0;
+
+    if (!vmaugment_chan_backlog(s)) {
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = ARRAY_SIZE(iov) };
+        ssize_t n;
+
+        do {
+            n = sendmsg(s->chan_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        if (n >= 0 && (size_t)n == sizeof(*msg) + alen + blen) {
+            return;
+        }
+        skip = n > 0 ? n : 0;
+    }
+    /* The rest, in order, for the main loop to write. */
+    for (size_t i = 0; i < ARRAY_SIZE(iov); i++) {
+        size_t from = MIN(skip, iov[i].iov_len);
+
+        g_byte_array_append(s->chan_out, (guint8 *)iov[i].iov_base + from,
+                            iov[i].iov_len - from);
+        skip -= from;
+    }
+    vmaugment_chan_flush(s);
+}
+
 void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type, uint64_t tag,
                            const void *a, size_t alen,
                            const void *b, size_t blen)
@@ -100,6 +191,10 @@ void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type, uint64_t tag,
     };
 
     if (!s->helper_open) {
+        return;
+    }
+    if (s->chan_fd >= 0 && vmaugment_chan_carries(type, tag)) {
+        vmaugment_chan_send(s, &msg, a, alen, b, blen);
         return;
     }
     g_byte_array_append(s->out, (const guint8 *)&msg, sizeof(msg));
@@ -164,6 +259,10 @@ static void vmaugment_helper_hello(VirtIOVMAugment *s)
     };
     g_autofree char *paths = g_strconcat(store, image, NULL);
 
+    /* The helper passes the channel with its HELLO: a unix socket only. */
+    s->chan_asked = qemu_chr_has_feature(qemu_chr_fe_get_driver(&s->conf.chr),
+                                         QEMU_CHAR_FEATURE_FD_PASS);
+    hello.flags = cpu_to_le32(s->chan_asked ? VMAUG_HOST_HELLO_F_CHANNEL : 0);
     pstrcpy((char *)hello.name, sizeof(hello.name), id);
     vmaugment_helper_send(s, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello),
                           paths, strlen(paths));
@@ -253,9 +352,9 @@ int coroutine_fn vmaugment_admin_call(VirtIOVMAugment *s, uint16_t opcode,
 
 /* ---- Reading ---- */
 
-static bool vmaugment_helper_response(VirtIOVMAugment *s, uint64_t tag,
-                                      const uint8_t *data, uint32_t len,
-                                      const char **why)
+static bool vmaugment_helper_response(VirtIOVMAugment *s, bool chan,
+                                      uint64_t tag, const uint8_t *data,
+                                      uint32_t len, const char **why)
 {
     struct virtio_vmaugment_resp resp;
     uint32_t rlen;
@@ -274,6 +373,13 @@ static bool vmaugment_helper_response(VirtIOVMAugment *s, uint64_t tag,
     status = le16_to_cpu(resp.status);
     if (status > VMAUG_S_MAX) {
         status = VMAUG_S_INTERNAL;
+    }
+    /* Each answer on the side its request took. */
+    if (chan != (s->chan_fd >= 0 &&
+                 vmaugment_chan_carries(VMAUG_HOST_REQUEST, tag))) {
+        *why = chan ? "an answer to the host owner on the request channel"
+                    : "an answer to the guest beside the request channel";
+        return false;
     }
 
     if (tag & VMAUGMENT_ADMIN_TAG) {
@@ -318,31 +424,77 @@ static bool vmaugment_helper_event(VirtIOVMAugment *s, const uint8_t *data,
     return true;
 }
 
-static bool vmaugment_helper_message(VirtIOVMAugment *s,
+/* The channel that came with the helper's HELLO, for guest requests. */
+static void vmaugment_chan_open(VirtIOVMAugment *s, int fd)
+{
+    qemu_socket_set_nonblock(fd);
+    s->chan_fd = fd;
+    s->chan_in_len = 0;
+    s->chan_watched = false;
+    trace_vmaugment_chan_open(s, fd);
+}
+
+static bool vmaugment_helper_hello_msg(VirtIOVMAugment *s, const uint8_t *data,
+                                       uint32_t len, const char **why)
+{
+    struct vmaug_host_hello hello;
+    uint32_t flags;
+    int fd = qemu_chr_fe_get_msgfd(&s->conf.chr);
+
+    if (s->helper_ready || len < sizeof(hello)) {
+        *why = "unexpected or short HELLO";
+        goto fail;
+    }
+    memcpy(&hello, data, sizeof(hello));
+    if (le32_to_cpu(hello.proto_version) != VMAUG_PROTO_VERSION) {
+        *why = "helper speaks another protocol version";
+        goto fail;
+    }
+    if (le16_to_cpu(hello.store_len) || le16_to_cpu(hello.image_len) ||
+        len != sizeof(hello)) {
+        *why = "helper HELLO with paths";
+        goto fail;
+    }
+    flags = le32_to_cpu(hello.flags);
+    if ((flags & ~VMAUG_HOST_HELLO_F_CHANNEL) || hello.reserved) {
+        *why = "helper HELLO with unknown flags";
+        goto fail;
+    }
+    /* Without our flag the helper keeps to the link, channel or not. */
+    if ((flags & VMAUG_HOST_HELLO_F_CHANNEL) && s->chan_asked) {
+        if (fd < 0) {
+            *why = "helper HELLO without its request channel";
+            return false;
+        }
+        vmaugment_chan_open(s, fd);
+        fd = -1;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    s->link_ops->ready(s, true);
+    return true;
+
+fail:
+    if (fd >= 0) {
+        close(fd);
+    }
+    return false;
+}
+
+static bool vmaugment_helper_message(VirtIOVMAugment *s, bool chan,
                                      const struct vmaug_host_msg *msg,
                                      const uint8_t *data, const char **why)
 {
     uint16_t type = le16_to_cpu(msg->type);
     uint32_t len = le32_to_cpu(msg->len);
-    struct vmaug_host_hello hello;
 
+    if (chan && type != VMAUG_HOST_RESPONSE) {
+        *why = "not an answer on the request channel";
+        return false;
+    }
     if (type == VMAUG_HOST_HELLO) {
-        if (s->helper_ready || len < sizeof(hello)) {
-            *why = "unexpected or short HELLO";
-            return false;
-        }
-        memcpy(&hello, data, sizeof(hello));
-        if (le32_to_cpu(hello.proto_version) != VMAUG_PROTO_VERSION) {
-            *why = "helper speaks another protocol version";
-            return false;
-        }
-        if (le16_to_cpu(hello.store_len) || le16_to_cpu(hello.image_len) ||
-            len != sizeof(hello)) {
-            *why = "helper HELLO with paths";
-            return false;
-        }
-        s->link_ops->ready(s, true);
-        return true;
+        return vmaugment_helper_hello_msg(s, data, len, why);
     }
     if (!s->helper_ready) {
         *why = "message before HELLO";
@@ -350,8 +502,8 @@ static bool vmaugment_helper_message(VirtIOVMAugment *s,
     }
     switch (type) {
     case VMAUG_HOST_RESPONSE:
-        return vmaugment_helper_response(s, le64_to_cpu(msg->tag), data, len,
-                                         why);
+        return vmaugment_helper_response(s, chan, le64_to_cpu(msg->tag), data,
+                                         len, why);
     case VMAUG_HOST_EVENT:
         return vmaugment_helper_event(s, data, len, why);
     case VMAUG_HOST_LIFECYCLE_DONE:
@@ -376,15 +528,20 @@ static void vmaugment_helper_protocol_error(VirtIOVMAugment *s,
     qemu_chr_fe_disconnect(&s->conf.chr);
 }
 
-/* Bytes still missing from the message being received. */
+/* Bytes still missing from the message being received into @buf. */
+static size_t vmaugment_want(const uint8_t *buf, size_t have)
+{
+    const struct vmaug_host_msg *msg = (const void *)buf;
+
+    if (have < sizeof(*msg)) {
+        return sizeof(*msg) - have;
+    }
+    return sizeof(*msg) + le32_to_cpu(msg->len) - have;
+}
+
 static size_t vmaugment_helper_want(VirtIOVMAugment *s)
 {
-    const struct vmaug_host_msg *msg = (const void *)s->in_buf;
-
-    if (s->in_len < sizeof(*msg)) {
-        return sizeof(*msg) - s->in_len;
-    }
-    return sizeof(*msg) + le32_to_cpu(msg->len) - s->in_len;
+    return vmaugment_want(s->in_buf, s->in_len);
 }
 
 static int vmaugment_helper_can_read(void *opaque)
@@ -403,35 +560,157 @@ static int vmaugment_helper_can_read(void *opaque)
     return MAX(vmaugment_helper_want(s), CHR_READ_BUF_LEN);
 }
 
-static void vmaugment_helper_read(void *opaque, const uint8_t *buf, int size)
+/*
+ * Bytes from the helper, on the link or (@chan) the request channel, taken
+ * message by message.  Stops when the link closed meanwhile.
+ */
+static void vmaugment_link_take(VirtIOVMAugment *s, bool chan,
+                                const uint8_t *buf, size_t size)
 {
-    VirtIOVMAugment *s = opaque;
-    const struct vmaug_host_msg *msg = (const void *)s->in_buf;
+    uint8_t *in = chan ? s->chan_in_buf : s->in_buf;
+    size_t *in_len = chan ? &s->chan_in_len : &s->in_len;
+    const struct vmaug_host_msg *msg = (const void *)in;
     const char *why = NULL;
 
-    while (size > 0 && s->helper_open) {
-        size_t n = MIN((size_t)size, vmaugment_helper_want(s));
+    while (size > 0 && s->helper_open && (!chan || s->chan_fd >= 0)) {
+        size_t n = MIN(size, vmaugment_want(in, *in_len));
 
-        memcpy(s->in_buf + s->in_len, buf, n);
-        s->in_len += n;
+        memcpy(in + *in_len, buf, n);
+        *in_len += n;
         buf += n;
         size -= n;
 
-        if (s->in_len == sizeof(*msg) &&
+        if (*in_len == sizeof(*msg) &&
             (le32_to_cpu(msg->magic) != VMAUG_HOST_MAGIC ||
              le32_to_cpu(msg->len) > VMAUG_HOST_MAX_MSG)) {
             /* Checked before buffering the body: the length is hostile. */
             vmaugment_helper_protocol_error(s, "bad message header");
             return;
         }
-        if (s->in_len >= sizeof(*msg) && vmaugment_helper_want(s) == 0) {
-            s->in_len = 0;
-            if (!vmaugment_helper_message(s, msg, s->in_buf + sizeof(*msg),
+        if (*in_len >= sizeof(*msg) && vmaugment_want(in, *in_len) == 0) {
+            *in_len = 0;
+            if (!vmaugment_helper_message(s, chan, msg, in + sizeof(*msg),
                                           &why)) {
                 vmaugment_helper_protocol_error(s, why);
                 return;
             }
         }
+    }
+}
+
+static void vmaugment_helper_read(void *opaque, const uint8_t *buf, int size)
+{
+    vmaugment_link_take(opaque, false, buf, size);
+}
+
+/* ---- The request channel's reading ---- */
+
+/* Take what the channel holds now; at its end, the link closes too. */
+static void vmaugment_chan_read(VirtIOVMAugment *s)
+{
+    while (s->chan_fd >= 0) {
+        ssize_t n = recv(s->chan_fd, s->chan_rbuf, VMAUGMENT_CHAN_READ,
+                         MSG_DONTWAIT);
+
+        if (n > 0) {
+            vmaugment_link_take(s, true, s->chan_rbuf, n);
+            if (n < VMAUGMENT_CHAN_READ) {
+                return;         /* most likely all there was */
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        /* The helper went away, or closed its end: both are its. */
+        trace_vmaugment_chan_closed(s, n < 0 ? errno : 0);
+        vmaugment_link_closed(s);
+        qemu_chr_fe_disconnect(&s->conf.chr);
+        return;
+    }
+}
+
+static void vmaugment_chan_readable(void *opaque)
+{
+    vmaugment_chan_read(opaque);
+}
+
+static void vmaugment_chan_writable(void *opaque)
+{
+    VirtIOVMAugment *s = opaque;
+    bool was_throttled = vmaugment_link_backlog(s) > VMAUGMENT_OUT_HIGH_WATER;
+
+    vmaugment_chan_flush(s);
+    if (was_throttled &&
+        vmaugment_link_backlog(s) <= VMAUGMENT_OUT_HIGH_WATER) {
+        s->link_ops->drained(s);
+    }
+}
+
+/*
+ * The main loop's handlers, changed only when what they should be
+ * changes: each change wakes the main loop.
+ */
+static void vmaugment_chan_update(VirtIOVMAugment *s)
+{
+    bool read_on = s->chan_fd >= 0 && s->chan_watched;
+    bool write_on = vmaugment_chan_backlog(s) > 0;
+
+    if (s->chan_fd < 0 ||
+        (read_on == s->chan_read_on && write_on == s->chan_write_on)) {
+        return;
+    }
+    s->chan_read_on = read_on;
+    s->chan_write_on = write_on;
+    qemu_set_fd_handler(s->chan_fd, read_on ? vmaugment_chan_readable : NULL,
+                        write_on ? vmaugment_chan_writable : NULL, s);
+}
+
+static void vmaugment_chan_close(VirtIOVMAugment *s)
+{
+    if (s->chan_fd < 0) {
+        return;
+    }
+    if (s->chan_read_on || s->chan_write_on) {
+        qemu_set_fd_handler(s->chan_fd, NULL, NULL, NULL);
+    }
+    close(s->chan_fd);
+    s->chan_fd = -1;
+    s->chan_read_on = s->chan_write_on = s->chan_watched = false;
+    g_byte_array_set_size(s->chan_out, 0);
+    s->chan_out_done = 0;
+    s->chan_in_len = 0;
+}
+
+bool vmaugment_link_has_channel(VirtIOVMAugment *s)
+{
+    return s->chan_fd >= 0;
+}
+
+bool vmaugment_link_wait(VirtIOVMAugment *s, int64_t deadline_ns)
+{
+    GPollFD pfd = { .events = G_IO_IN | G_IO_HUP | G_IO_ERR };
+    int64_t left = deadline_ns - qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+
+    if (s->chan_fd < 0 || left <= 0) {
+        return false;
+    }
+    pfd.fd = s->chan_fd;
+    if (qemu_poll_ns(&pfd, 1, left) <= 0) {
+        return false;
+    }
+    vmaugment_chan_read(s);
+    return s->chan_fd >= 0;
+}
+
+void vmaugment_link_watch(VirtIOVMAugment *s, bool on)
+{
+    if (s->chan_fd >= 0 && s->chan_watched != on) {
+        s->chan_watched = on;
+        vmaugment_chan_update(s);
     }
 }
 
@@ -444,6 +723,7 @@ static void vmaugment_link_closed(VirtIOVMAugment *s)
     g_byte_array_set_size(s->out, 0);
     s->out_done = 0;
     s->in_len = 0;
+    vmaugment_chan_close(s);
     s->helper_open = false;
     /* What waits for the helper fails: it cannot answer any more. */
     s->link_ops->ready(s, false);
@@ -479,6 +759,11 @@ void vmaugment_link_init(VirtIOVMAugment *s, const VMAugmentLinkOps *ops)
     s->link_ops = ops;
     s->in_buf = g_malloc(sizeof(struct vmaug_host_msg) + VMAUG_HOST_MAX_MSG);
     s->out = g_byte_array_new();
+    s->chan_fd = -1;
+    s->chan_in_buf = g_malloc(sizeof(struct vmaug_host_msg) +
+                              VMAUG_HOST_MAX_MSG);
+    s->chan_rbuf = g_malloc(VMAUGMENT_CHAN_READ);
+    s->chan_out = g_byte_array_new();
     QTAILQ_INIT(&s->admin);
     if (qemu_chr_fe_backend_connected(&s->conf.chr)) {
         qemu_chr_fe_set_handlers(&s->conf.chr, vmaugment_helper_can_read,
@@ -503,10 +788,17 @@ void vmaugment_link_cleanup(VirtIOVMAugment *s)
         g_source_remove(s->out_watch);
         s->out_watch = 0;
     }
+    vmaugment_chan_close(s);
     s->helper_open = false;
     vmaugment_admin_interrupt(s);
     g_byte_array_free(s->out, true);
     s->out = NULL;
     g_free(s->in_buf);
     s->in_buf = NULL;
+    g_byte_array_free(s->chan_out, true);
+    s->chan_out = NULL;
+    g_free(s->chan_in_buf);
+    s->chan_in_buf = NULL;
+    g_free(s->chan_rbuf);
+    s->chan_rbuf = NULL;
 }

@@ -234,7 +234,9 @@ static void vmaugment_arm_timeout(VirtIOVMAugment *s)
 static void vmaugment_take_inflight(VirtIOVMAugment *s, VMAugmentRequest *req)
 {
     QTAILQ_REMOVE(&s->inflight, req, next);
-    s->n_inflight--;
+    if (--s->n_inflight == 0) {
+        vmaugment_link_watch(s, false);
+    }
 }
 
 static void vmaugment_free_request(VMAugmentRequest *req)
@@ -335,6 +337,7 @@ static void vmaugment_relay(VirtIOVMAugment *s, VirtQueueElement *elem,
     req->tag = s->next_tag++;
     req->deadline_ns = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) +
                        (int64_t)s->conf.request_timeout_ms * SCALE_MS;
+    req->relayed_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
     QTAILQ_INSERT_TAIL(&s->inflight, req, next);
     s->n_inflight++;
     if (s->n_inflight == 1) {
@@ -429,9 +432,8 @@ static void vmaugment_process(VirtIOVMAugment *s, VirtQueueElement *elem)
     vmaugment_complete(s, elem, id, opcode, status, answer, answer_len);
 }
 
-static void vmaugment_handle_request(VirtIODevice *vdev, VirtQueue *vq)
+static void vmaugment_take_requests(VirtIOVMAugment *s, VirtQueue *vq)
 {
-    VirtIOVMAugment *s = VMAUGMENT(vdev);
     VirtQueueElement *elem;
 
     while (vmaugment_can_complete(s)) {
@@ -446,6 +448,51 @@ static void vmaugment_handle_request(VirtIODevice *vdev, VirtQueue *vq)
         }
         vmaugment_process(s, elem);
     }
+}
+
+/*
+ * Wait for the answers to the requests just relayed (tags from
+ * @first_tag on), on this thread, a bounded time, and complete them
+ * here: for a guest's kick under TCG this is the vCPU thread, and an
+ * answer taken here reaches the guest without QEMU's main loop waking
+ * and without the vCPU halting for the interrupt (docs/performance.md,
+ * "Relayed requests").  The BQL is held meanwhile, as vhost-user holds
+ * it waiting for its backend's replies; hence the bound (relay-wait-us),
+ * and no waiting once a wait was in vain, until an answer comes within
+ * the bound again.  What is not answered in time, the main loop reads.
+ */
+static void vmaugment_await(VirtIOVMAugment *s, uint64_t first_tag)
+{
+    VMAugmentRequest *oldest = QTAILQ_FIRST(&s->inflight);
+    int64_t deadline;
+
+    if (!oldest) {
+        return;
+    }
+    if (oldest->tag >= first_tag && s->relay_wait_ns > 0 &&
+        vmaugment_link_has_channel(s) && !vmaugment_link_backlog(s) &&
+        vmaugment_can_complete(s)) {
+        deadline = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + s->relay_wait_ns;
+        while (s->n_inflight && vmaugment_link_wait(s, deadline)) {
+            continue;
+        }
+        if (s->n_inflight) {
+            s->relay_wait_ns = 0;
+        }
+        trace_vmaugment_relay_wait(s, s->n_inflight, s->relay_wait_ns);
+    }
+    if (s->n_inflight) {
+        vmaugment_link_watch(s, true);
+    }
+}
+
+static void vmaugment_handle_request(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtIOVMAugment *s = VMAUGMENT(vdev);
+    uint64_t first_tag = s->next_tag;
+
+    vmaugment_take_requests(s, vq);
+    vmaugment_await(s, first_tag);
 }
 
 /* Fail every relayed request: the helper that would answer is gone. */
@@ -516,6 +563,12 @@ static void vmaugment_link_response(VirtIOVMAugment *s, uint64_t tag,
         return;
     }
     vmaugment_take_inflight(s, req);
+    if (!s->relay_wait_ns &&
+        qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - req->relayed_ns <=
+        (int64_t)s->conf.relay_wait_us * SCALE_US) {
+        /* Answered within the bound: worth waiting for again. */
+        s->relay_wait_ns = (int64_t)s->conf.relay_wait_us * SCALE_US;
+    }
     vmaugment_answer(s, req, status, data, len);
     vmaugment_arm_timeout(s);
 }
@@ -643,6 +696,13 @@ static void vmaugment_realize(DeviceState *dev, Error **errp)
                    VMAUG_MAX_TIMEOUT_MS);
         return;
     }
+    if (s->conf.relay_wait_us > VMAUGMENT_MAX_RELAY_WAIT_US) {
+        /* The BQL is held meanwhile: a wait stays far below a tick. */
+        error_setg(errp, "'relay-wait-us' must be at most %u",
+                   VMAUGMENT_MAX_RELAY_WAIT_US);
+        return;
+    }
+    s->relay_wait_ns = (int64_t)s->conf.relay_wait_us * SCALE_US;
     if (s->conf.store) {
         if (!g_path_is_absolute(s->conf.store) ||
             strlen(s->conf.store) > VMAUG_HOST_PATH_MAX) {
@@ -981,6 +1041,8 @@ static const Property vmaugment_properties[] = {
                        conf.start_timeout_ms, VMAUG_DEFAULT_TIMEOUT_MS * 2),
     DEFINE_PROP_BOOL("allow-restart", VirtIOVMAugment, conf.allow_restart,
                      true),
+    DEFINE_PROP_UINT32("relay-wait-us", VirtIOVMAugment, conf.relay_wait_us,
+                       VMAUGMENT_DEFAULT_RELAY_WAIT_US),
 };
 
 static void vmaugment_class_init(ObjectClass *klass, void *data)

@@ -23,6 +23,13 @@
  *            runs (property "image"; empty for none); UTF-8, no NUL, each
  *            at most VMAUG_HOST_PATH_MAX bytes.  The helper sends 0 and 0.
  *            Nothing else may be sent before the peer's HELLO arrived.
+ *            The helper's HELLO sets VMAUG_HOST_HELLO_F_CHANNEL and
+ *            carries (SCM_RIGHTS) one end of a connected stream socket,
+ *            the request channel; a device whose HELLO sets the flag sends
+ *            every REQUEST and CANCEL of a guest request (tag bit 63
+ *            clear) on the channel, never on the link, and the helper
+ *            answers them there; the rest stays on the link.  Without the
+ *            flag in the device's HELLO the helper closes the channel.
  *  REQUEST   device -> helper: struct virtio_vmaugment_req + payload, as the
  *            guest sent it after the device validated it.
  *  RESPONSE  helper -> device: struct virtio_vmaugment_resp + payload for
@@ -73,11 +80,16 @@ struct vmaug_host_msg {
 	__le64 tag;                 /* pairs a RESPONSE with its REQUEST */
 };
 
+/* HELLO: guest requests travel on the request channel (see above). */
+#define VMAUG_HOST_HELLO_F_CHANNEL      (1U << 0)
+
 struct vmaug_host_hello {
 	__le32 proto_version;       /* VMAUG_PROTO_VERSION */
 	__le16 store_len;           /* bytes of store path that follow */
 	__le16 image_len;           /* bytes of image path after those */
 	__u8 name[VMAUG_INFO_TEXT_MAX];  /* the device id or helper version */
+	__le32 flags;               /* VMAUG_HOST_HELLO_F_* */
+	__le32 reserved;
 };
 
 /*

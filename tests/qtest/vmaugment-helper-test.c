@@ -89,18 +89,42 @@ static void test_helper_id_reuse(void *obj, void *data,
     qvmaug_assert_empty(&r, VMAUG_S_OK);
 }
 
-static void test_helper_timeout(void *obj, void *data,
-                                QGuestAllocator *t_alloc)
+/* Connect offering a request channel; qvmh_* then use the channel. */
+static void channel_connect(QVMAugmentHelper *h, QVMAugment *aug)
 {
-    QVMAugment *aug = obj;
-    QVMAugmentHelper *h = data;
+    h->offer_channel = true;
+    qvmaug_helper_connect(h, aug);
+    g_assert_cmpint(h->chan_fd, >=, 0);
+    h->fd = h->chan_fd;
+}
+
+/* Nothing to read on @fd now. */
+static void assert_quiet(int fd)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+    g_assert_cmpint(poll(&pfd, 1, 0), ==, 0);
+}
+
+/*
+ * A request the helper does not answer in time, and the next; with
+ * @channel, all of it (the REQUESTs, the CANCEL, the answers) on the
+ * request channel and nothing on the link.
+ */
+static void helper_timeout(QVMAugmentHelper *h, QVMAugment *aug,
+                           bool channel)
+{
     struct vmaug_host_msg msg;
     uint8_t buf[64];
     QVMAugCall c;
     QVMAugReply r;
     uint64_t tag;
 
-    qvmaug_helper_connect(h, aug);
+    if (channel) {
+        channel_connect(h, aug);
+    } else {
+        qvmaug_helper_connect(h, aug);
+    }
     c = qvmaug_submit_query(aug, 11, "slow");
     tag = qvmh_expect_query(h, 11, "slow");
     qtest_clock_step(global_qtest, 1001 * 1000 * 1000);
@@ -121,6 +145,15 @@ static void test_helper_timeout(void *obj, void *data,
     qvmaug_collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 12);
     qvmaug_assert_empty(&r, VMAUG_S_NOT_FOUND);
+    if (channel) {
+        assert_quiet(h->link_fd);
+    }
+}
+
+static void test_helper_timeout(void *obj, void *data,
+                                QGuestAllocator *t_alloc)
+{
+    helper_timeout(data, obj, false);
 }
 
 static void test_helper_disconnect(void *obj, void *data,
@@ -134,8 +167,7 @@ static void test_helper_disconnect(void *obj, void *data,
     qvmaug_helper_connect(h, aug);
     c = qvmaug_submit_query(aug, 21, "printer");
     qvmh_expect_query(h, 21, "printer");
-    close(h->fd);
-    h->fd = -1;
+    qvmh_close(h);
     qvmaug_collect(aug, &c, &r);
     g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 21);
     g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERRUPTED);
@@ -759,10 +791,190 @@ static void test_helper_paused(void *obj, void *data,
     qvmaug_assert_empty(&r, VMAUG_S_NOT_FOUND);
 }
 
+/* ---- The request channel (docs/protocol.rst) ---- */
+
+/* Guest requests and their CANCEL go on the channel, never the link. */
+static void test_channel_relay(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    helper_timeout(data, obj, true);
+}
+
+typedef struct {
+    QVMAugmentHelper *h;
+    uint64_t id;
+} ChannelResponder;
+
+/* The helper's side while the device waits for it in the guest's kick. */
+static gpointer channel_respond(gpointer opaque)
+{
+    ChannelResponder *cr = opaque;
+    uint64_t tag = qvmh_expect_query(cr->h, cr->id, "printer");
+
+    qvmh_respond(cr->h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    return NULL;
+}
+
+/* Answers that come while the kick waits for them (relay-wait-us). */
+static void test_channel_wait(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    QVMAugmentHelper *h = data;
+
+    channel_connect(h, aug);
+    for (uint64_t id = 81; id < 91; id++) {
+        ChannelResponder cr = { .h = h, .id = id };
+        GThread *t = g_thread_new("responder", channel_respond, &cr);
+        QVMAugCall c = qvmaug_submit_query(aug, id, "printer");
+        QVMAugReply r;
+
+        g_thread_join(t);
+        qvmaug_collect(aug, &c, &r);
+        g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, id);
+        qvmaug_assert_empty(&r, VMAUG_S_NOT_FOUND);
+    }
+    assert_quiet(h->link_fd);
+}
+
+/*
+ * A helper that breaks the channel's rules is cut off like one that
+ * breaks the link's: @bytes written to @fd (the link or the channel)
+ * while a guest request is in flight.
+ */
+static void channel_garbage(QVMAugmentHelper *h, QVMAugment *aug,
+                            bool on_link, const void *bytes, size_t len)
+{
+    QVMAugCall c;
+    QVMAugReply r;
+    char eof;
+
+    channel_connect(h, aug);
+    c = qvmaug_submit_query(aug, 91, "printer");
+    qvmh_expect_query(h, 91, "printer");
+    if (bytes) {
+        g_assert_cmpint(write(on_link ? h->link_fd : h->chan_fd, bytes, len),
+                        ==, len);
+    } else {
+        close(h->chan_fd);
+        h->fd = h->chan_fd = -1;
+    }
+    qvmaug_collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 91);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INTERRUPTED);
+    qvmaug_assert_message(&r, QVMAUG_MSG_INTERRUPTED);
+    qvmh_wait_fd(h->link_fd, POLLIN);
+    g_assert_cmpint(read(h->link_fd, &eof, 1), ==, 0);
+    g_assert_cmpuint(qvmaug_send_query(aug, 92, "printer", &r), ==,
+                     VMAUG_S_UNAVAILABLE);
+    qvmaug_assert_qemu_alive();
+}
+
+#define CHANNEL_RESPONSE_LEN (sizeof(struct vmaug_host_msg) + \
+                              sizeof(struct virtio_vmaugment_resp))
+
+/* A response with @tag and no payload, as one write. */
+static void channel_response(uint64_t tag, uint8_t *buf)
+{
+    struct vmaug_host_msg msg = {
+        .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
+        .type = cpu_to_le16(VMAUG_HOST_RESPONSE),
+        .len = cpu_to_le32(sizeof(struct virtio_vmaugment_resp)),
+        .tag = cpu_to_le64(tag),
+    };
+    struct virtio_vmaugment_resp resp = {};
+
+    memcpy(buf, &msg, sizeof(msg));
+    memcpy(buf + sizeof(msg), &resp, sizeof(resp));
+}
+
+static void test_channel_not_answer(void *obj, void *data,
+                                    QGuestAllocator *t_alloc)
+{
+    struct {
+        struct vmaug_host_msg msg;
+        struct virtio_vmaugment_event ev;
+    } QEMU_PACKED ev = {
+        .msg = {
+            .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
+            .type = cpu_to_le16(VMAUG_HOST_EVENT),
+            .len = cpu_to_le32(sizeof(struct virtio_vmaugment_event)),
+        },
+        .ev = { .type = cpu_to_le32(VMAUG_EVENT_MODULE_UNLOADED) },
+    };
+
+    /* An event is the link's, not the channel's. */
+    channel_garbage(data, obj, false, &ev, sizeof(ev));
+}
+
+static void test_channel_owner_answer(void *obj, void *data,
+                                      QGuestAllocator *t_alloc)
+{
+    uint8_t bad[CHANNEL_RESPONSE_LEN];
+
+    /* The host owner's requests and answers stay on the link. */
+    channel_response(1ULL << 63, bad);
+    channel_garbage(data, obj, false, bad, sizeof(bad));
+}
+
+static void test_channel_answer_on_link(void *obj, void *data,
+                                        QGuestAllocator *t_alloc)
+{
+    uint8_t bad[CHANNEL_RESPONSE_LEN];
+
+    /* The guest's answers come on the channel once there is one. */
+    channel_response(0, bad);
+    channel_garbage(data, obj, true, bad, sizeof(bad));
+}
+
+static void test_channel_closed(void *obj, void *data,
+                                QGuestAllocator *t_alloc)
+{
+    channel_garbage(data, obj, false, NULL, 0);
+}
+
+/* A HELLO that says it passes a channel and does not. */
+static void test_channel_missing(void *obj, void *data,
+                                 QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    QVMAugmentHelper *h = data;
+    struct vmaug_host_hello hello = {
+        .proto_version = cpu_to_le32(VMAUG_PROTO_VERSION),
+        .flags = cpu_to_le32(VMAUG_HOST_HELLO_F_CHANNEL),
+    };
+    struct vmaug_host_msg msg;
+    uint8_t buf[sizeof(hello) + 2 * VMAUG_HOST_PATH_MAX];
+    QVMAugReply r;
+
+    qvmh_wait_fd(h->listen_fd, POLLIN);
+    h->fd = h->link_fd = accept(h->listen_fd, NULL, NULL);
+    g_assert_cmpint(h->fd, >=, 0);
+    qvmh_recv_any(h, &msg, buf, sizeof(buf));
+    g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_HELLO);
+    qvmh_send(h, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello), NULL, 0);
+    for (;;) {
+        ssize_t n;
+
+        qvmh_wait_fd(h->fd, POLLIN);
+        n = read(h->fd, buf, sizeof(buf));
+        g_assert_cmpint(n, >=, 0);
+        if (n == 0) {
+            break;      /* cut off; lifecycle notices may come first */
+        }
+    }
+    g_assert_cmpuint(qvmaug_send_query(aug, 93, "printer", &r), ==,
+                     VMAUG_S_UNAVAILABLE);
+    qvmaug_assert_qemu_alive();
+}
+
 static void register_vmaugment_helper_test(void)
 {
     QOSGraphTestOptions helper = qvmaug_helper_opts(false);
     QOSGraphTestOptions helper_fast = qvmaug_helper_opts(true);
+    /* The longest wait: a responder thread gets scheduled within it. */
+    QOSGraphTestOptions helper_wait = {
+        .before = qvmaug_helper_before,
+        .edge.extra_device_opts = "chardev=vmaug-helper,relay-wait-us=2000",
+    };
 
     qos_add_test("helper/relay", "vmaugment", test_helper_relay, &helper);
     qos_add_test("helper/id-reuse", "vmaugment", test_helper_id_reuse,
@@ -787,6 +999,19 @@ static void register_vmaugment_helper_test(void)
     qos_add_test("helper/reset-in-flight", "vmaugment",
                  test_helper_reset_in_flight, &helper);
     qos_add_test("helper/paused", "vmaugment", test_helper_paused, &helper);
+    qos_add_test("channel/relay", "vmaugment", test_channel_relay,
+                 &helper_fast);
+    qos_add_test("channel/wait", "vmaugment", test_channel_wait,
+                 &helper_wait);
+    qos_add_test("channel/not-answer", "vmaugment", test_channel_not_answer,
+                 &helper);
+    qos_add_test("channel/owner-answer", "vmaugment",
+                 test_channel_owner_answer, &helper);
+    qos_add_test("channel/answer-on-link", "vmaugment",
+                 test_channel_answer_on_link, &helper);
+    qos_add_test("channel/closed", "vmaugment", test_channel_closed, &helper);
+    qos_add_test("channel/missing", "vmaugment", test_channel_missing,
+                 &helper);
 }
 
 libqos_init(register_vmaugment_helper_test);

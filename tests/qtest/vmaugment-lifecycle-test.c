@@ -145,8 +145,7 @@ static void test_image_start(void)
     qvmh_expect_lifecycle(h, VMAUG_EVENT_RESUME);
 
     /* A helper that comes back loads the modules without their handlers. */
-    close(h->fd);
-    h->fd = -1;
+    qvmh_close(h);
     g_free(qvmh_hello(h));
     g_assert_cmphex(h->start_flags, ==, VMAUG_LIFECYCLE_F_RECONNECT);
     qvmh_start_done(h, VMAUG_S_OK, NULL);

@@ -240,8 +240,7 @@ static void test_helper_qmp_events(void *obj, void *data,
     g_assert_cmpstr(qdict_get_str(d, "version"), ==, "1.0");
     qobject_unref(event);
 
-    close(h->fd);
-    h->fd = -1;
+    qvmh_close(h);
     event = qtest_qmp_eventwait_ref(global_qtest, "VMAUGMENT_HELPER");
     g_assert(!qdict_get_bool(qdict_get_qdict(event, "data"), "connected"));
     qobject_unref(event);

@@ -34,6 +34,14 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOVMAugment, VMAUGMENT)
 
 /* Stop taking guest requests while this much is queued for the helper. */
 #define VMAUGMENT_OUT_HIGH_WATER    (4 * 1024 * 1024)
+/*
+ * How long the thread that relayed a guest's requests waits for their
+ * answers on the request channel (property relay-wait-us; vmaugment.c):
+ * longer than a relayed QUERY or INVOKE takes the helper on an idle host,
+ * short beside what the BQL, held meanwhile, may be held for.
+ */
+#define VMAUGMENT_DEFAULT_RELAY_WAIT_US  200
+#define VMAUGMENT_MAX_RELAY_WAIT_US      2000
 /* Events kept for the guest while it has no event buffer posted. */
 #define VMAUGMENT_EVENTS_PENDING    64
 
@@ -43,6 +51,7 @@ typedef struct VMAugmentConf {
     char *image;
     uint32_t request_timeout_ms;
     uint32_t start_timeout_ms;
+    uint32_t relay_wait_us;
     bool allow_restart;
 } VMAugmentConf;
 
@@ -60,6 +69,7 @@ typedef struct VMAugmentRequest {
     uint64_t id;
     uint16_t opcode;
     int64_t deadline_ns;
+    int64_t relayed_ns;         /* QEMU_CLOCK_REALTIME */
     /* The answer, while it waits for the VM to run. */
     uint16_t status;
     uint32_t answer_len;
@@ -139,10 +149,31 @@ struct VirtIOVMAugment {
     guint out_watch;
     uint8_t *in_buf;            /* message being received */
     size_t in_len;
+    /*
+     * The request channel (docs/protocol.rst), -1 without one: guest
+     * requests go out on it from whichever thread relays them, and their
+     * answers come back on it, read by the thread that relayed them while
+     * it waits (vmaugment.c), or by the main loop while @chan_watched.
+     */
+    bool chan_asked;            /* our HELLO asked for one */
+    int chan_fd;
+    bool chan_watched;
+    bool chan_read_on;          /* the fd handlers set now */
+    bool chan_write_on;
+    GByteArray *chan_out;       /* what the channel did not take yet */
+    size_t chan_out_done;
+    uint8_t *chan_in_buf;       /* message being received */
+    size_t chan_in_len;
+    uint8_t *chan_rbuf;         /* what one read takes */
 
     QTAILQ_HEAD(, VMAugmentRequest) inflight;
     uint32_t n_inflight;
     uint64_t next_tag;
+    /*
+     * How long the relaying thread waits for answers: relay-wait-us, or
+     * 0 after a wait in vain until an answer comes within it again.
+     */
+    int64_t relay_wait_ns;
     QEMUTimer *timeout_timer;
     /*
      * Requests whose answer waits for the VM to run again: nothing is
@@ -239,6 +270,19 @@ void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type, uint64_t tag,
                            const void *b, size_t blen);
 /* Write what is queued for the helper, waiting at most @timeout_ms. */
 void vmaugment_helper_flush_sync(VirtIOVMAugment *s, int64_t timeout_ms);
+/* Whether guest requests travel on the request channel. */
+bool vmaugment_link_has_channel(VirtIOVMAugment *s);
+/*
+ * Wait until @deadline_ns (QEMU_CLOCK_REALTIME) for the request channel to
+ * hold something, and read it: answers reach VMAugmentLinkOps.response.
+ * False when nothing came in time or there is no channel any more.
+ */
+bool vmaugment_link_wait(VirtIOVMAugment *s, int64_t deadline_ns);
+/*
+ * Whether the main loop reads the request channel: while answers are due
+ * that no thread waits for.
+ */
+void vmaugment_link_watch(VirtIOVMAugment *s, bool on);
 uint64_t vmaugment_next_tag(VirtIOVMAugment *s);
 
 /* Lifecycle (vmaugment-lifecycle.c). */

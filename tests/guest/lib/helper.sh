@@ -94,7 +94,9 @@ helper_setup() {
     helper_sock_dir=$(mktemp -d /tmp/vmaug-helper.XXXXXX)
     helper_sock=$helper_sock_dir/helper.sock
     # The device reconnects on its own after the helper restarts.
-    local dev=vmaugment-pci,chardev=vmaug0
+    # VMAUGMENT_DEVICE_OPTS: more device properties, for a benchmark's
+    # variants (relay-wait-us=0, say).
+    local dev=vmaugment-pci,chardev=vmaug0${VMAUGMENT_DEVICE_OPTS:+,$VMAUGMENT_DEVICE_OPTS}
     if [ -n "$helper_image" ]; then
         dev+=",image=$helper_image"
     fi

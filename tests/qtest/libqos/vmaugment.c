@@ -130,13 +130,22 @@ libqos_init(qvmaugment_register_nodes);
 
 /* ---- The host helper double ---- */
 
+void qvmh_close(QVMAugmentHelper *h)
+{
+    if (h->link_fd >= 0) {
+        close(h->link_fd);
+    }
+    if (h->chan_fd >= 0) {
+        close(h->chan_fd);
+    }
+    h->fd = h->link_fd = h->chan_fd = -1;
+}
+
 void qvmh_free(void *opaque)
 {
     QVMAugmentHelper *h = opaque;
 
-    if (h->fd >= 0) {
-        close(h->fd);
-    }
+    qvmh_close(h);
     close(h->listen_fd);
     unlink(h->path);
     unlink(h->image);
@@ -160,7 +169,7 @@ QVMAugmentHelper *qvmh_new(void)
     h->path = g_build_filename(h->dir, "helper.sock", NULL);
     g_assert_cmpuint(strlen(h->path), <, sizeof(sun.sun_path));
     strcpy(sun.sun_path, h->path);
-    h->fd = -1;
+    h->fd = h->link_fd = h->chan_fd = -1;
     h->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
     g_assert_cmpint(h->listen_fd, >=, 0);
     g_assert_cmpint(bind(h->listen_fd, (struct sockaddr *)&sun, sizeof(sun)),
@@ -318,6 +327,36 @@ void qvmh_send(QVMAugmentHelper *h, uint16_t type, uint64_t tag,
     }
 }
 
+void qvmh_send_fd(QVMAugmentHelper *h, uint16_t type, uint64_t tag,
+                  const void *a, size_t alen, int fd)
+{
+    struct vmaug_host_msg msg = {
+        .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
+        .type = cpu_to_le16(type),
+        .len = cpu_to_le32(alen),
+        .tag = cpu_to_le64(tag),
+    };
+    struct iovec iov[2] = { { &msg, sizeof(msg) }, { (void *)a, alen } };
+    union {
+        struct cmsghdr hdr;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cm = {};
+    struct msghdr mh = {
+        .msg_iov = iov,
+        .msg_iovlen = 2,
+        .msg_control = fd >= 0 ? cm.buf : NULL,
+        .msg_controllen = fd >= 0 ? sizeof(cm.buf) : 0,
+    };
+
+    if (fd >= 0) {
+        cm.hdr.cmsg_level = SOL_SOCKET;
+        cm.hdr.cmsg_type = SCM_RIGHTS;
+        cm.hdr.cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(&cm.hdr), &fd, sizeof(int));
+    }
+    g_assert_cmpint(sendmsg(h->fd, &mh, 0), ==, sizeof(msg) + alen);
+}
+
 void qvmh_respond(QVMAugmentHelper *h, uint64_t tag, uint16_t status,
                   const void *data, uint32_t len)
 {
@@ -343,7 +382,8 @@ char *qvmh_hello(QVMAugmentHelper *h)
     uint16_t store_len, image_len;
 
     qvmh_wait_fd(h->listen_fd, POLLIN);
-    h->fd = accept(h->listen_fd, NULL, NULL);
+    qvmh_close(h);      /* an earlier connection's */
+    h->fd = h->link_fd = accept(h->listen_fd, NULL, NULL);
     g_assert_cmpint(h->fd, >=, 0);
 
     len = qvmh_recv_any(h, &msg, buf, sizeof(buf));
@@ -356,11 +396,24 @@ char *qvmh_hello(QVMAugmentHelper *h)
     store_len = le16_to_cpu(hello.store_len);
     image_len = le16_to_cpu(hello.image_len);
     g_assert_cmpuint(len, ==, sizeof(hello) + store_len + image_len);
+    /* A unix socket passes descriptors: the device asks for a channel. */
+    g_assert_cmphex(le32_to_cpu(hello.flags), ==, VMAUG_HOST_HELLO_F_CHANNEL);
+    g_assert_cmpuint(hello.reserved, ==, 0);
 
     memset(&hello, 0, sizeof(hello));
     hello.proto_version = cpu_to_le32(VMAUG_PROTO_VERSION);
     g_strlcpy((char *)hello.name, "vmaugment-test", sizeof(hello.name));
-    qvmh_send(h, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello), NULL, 0);
+    if (h->offer_channel) {
+        int sv[2];
+
+        g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+        hello.flags = cpu_to_le32(VMAUG_HOST_HELLO_F_CHANNEL);
+        qvmh_send_fd(h, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello), sv[1]);
+        close(sv[1]);
+        h->chan_fd = sv[0];
+    } else {
+        qvmh_send(h, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello), NULL, 0);
+    }
 
     g_array_set_size(h->lifecycle, 0);
     qvmh_expect_lifecycle(h, VMAUG_EVENT_HOST_START);

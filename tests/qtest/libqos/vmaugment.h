@@ -45,7 +45,10 @@ typedef struct QVMAugmentHelper {
     char *image;            /* a disk image file, for the image property */
     char *cmdline;          /* QEMU's, to start a migration destination */
     int listen_fd;
-    int fd;
+    int fd;                 /* where qvmh_* read and write: one of these */
+    int link_fd;
+    int chan_fd;            /* the request channel, -1 without */
+    bool offer_channel;     /* qvmh_hello() offers one */
     /* Lifecycle messages received, in order, and the IMAGE_START's. */
     GArray *lifecycle;
     uint64_t start_tag;
@@ -56,10 +59,15 @@ typedef struct QVMAugmentHelper {
 QVMAugmentHelper *qvmh_new(void);
 /* Close and remove all of it (a GDestroyNotify). */
 void qvmh_free(void *opaque);
+/* Hang up: the link and the channel. */
+void qvmh_close(QVMAugmentHelper *h);
 void qvmh_wait_fd(int fd, short events);
 void qvmh_read_exact(QVMAugmentHelper *h, void *buf, size_t len);
 void qvmh_send(QVMAugmentHelper *h, uint16_t type, uint64_t tag,
                const void *a, size_t alen, const void *b, size_t blen);
+/* The same in one write, with descriptor @fd (SCM_RIGHTS) unless -1. */
+void qvmh_send_fd(QVMAugmentHelper *h, uint16_t type, uint64_t tag,
+                  const void *a, size_t alen, int fd);
 /* Read one message, whatever its type; returns its payload length. */
 uint32_t qvmh_recv_any(QVMAugmentHelper *h, struct vmaug_host_msg *msg,
                        void *buf, size_t size);
@@ -86,7 +94,8 @@ void qvmh_respond(QVMAugmentHelper *h, uint64_t tag, uint16_t status,
 /*
  * Accept the device's connection and exchange HELLOs; the device then says
  * the host application and the image start.  Returns the image path the
- * device announced ("" for none).
+ * device announced ("" for none).  With @offer_channel, the HELLO passes
+ * a request channel (docs/protocol.rst), which the device must take.
  */
 char *qvmh_hello(QVMAugmentHelper *h);
 /* Read the REQUEST the device relayed for a QUERY; returns its tag. */
