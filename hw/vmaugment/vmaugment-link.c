@@ -693,13 +693,28 @@ bool vmaugment_link_has_channel(VirtIOVMAugment *s)
 bool vmaugment_link_wait(VirtIOVMAugment *s, int64_t deadline_ns)
 {
     GPollFD pfd = { .events = G_IO_IN | G_IO_HUP | G_IO_ERR };
-    int64_t left = deadline_ns - qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    int64_t spin_end = MIN(deadline_ns, now + VMAUGMENT_RELAY_SPIN_NS);
+    int n;
 
-    if (s->chan_fd < 0 || left <= 0) {
+    if (s->chan_fd < 0 || now >= deadline_ns) {
         return false;
     }
     pfd.fd = s->chan_fd;
-    if (qemu_poll_ns(&pfd, 1, left) <= 0) {
+    /*
+     * Polled first, as an IOThread's poll mode does: a thread put to
+     * sleep is woken by the other CPU, which in a VM host costs an
+     * interrupt; a relayed QUERY is answered within this.  Then asleep.
+     */
+    while ((n = qemu_poll_ns(&pfd, 1, 0)) == 0 &&
+           qemu_clock_get_ns(QEMU_CLOCK_REALTIME) < spin_end) {
+        continue;
+    }
+    if (n == 0) {
+        n = qemu_poll_ns(&pfd, 1, deadline_ns -
+                         qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+    }
+    if (n <= 0) {
         return false;
     }
     vmaugment_chan_read(s);

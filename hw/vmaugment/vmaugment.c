@@ -344,6 +344,7 @@ static void vmaugment_relay(VirtIOVMAugment *s, VirtQueueElement *elem,
         vmaugment_arm_timeout(s);
     }
 
+    s->kick_bytes += len;
     trace_vmaugment_relay(s, req->tag, id, opcode);
     vmaugment_helper_send(s, VMAUG_HOST_REQUEST, req->tag, hdr, sizeof(*hdr),
                           payload, len);
@@ -470,6 +471,7 @@ static void vmaugment_await(VirtIOVMAugment *s, uint64_t first_tag)
         return;
     }
     if (oldest->tag >= first_tag && s->relay_wait_ns > 0 &&
+        s->kick_bytes <= VMAUGMENT_RELAY_WAIT_MAX_BYTES &&
         vmaugment_link_has_channel(s) && !vmaugment_link_backlog(s) &&
         vmaugment_can_complete(s)) {
         deadline = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + s->relay_wait_ns;
@@ -491,6 +493,7 @@ static void vmaugment_handle_request(VirtIODevice *vdev, VirtQueue *vq)
     VirtIOVMAugment *s = VMAUGMENT(vdev);
     uint64_t first_tag = s->next_tag;
 
+    s->kick_bytes = 0;
     vmaugment_take_requests(s, vq);
     vmaugment_await(s, first_tag);
 }

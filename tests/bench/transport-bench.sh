@@ -4,9 +4,13 @@
 # helper) and through a virtio-serial port (into a host unix socket), and
 # the round trip of small requests through both (a PING the device
 # answers, a QUERY the helper answers, an INVOKE of the echo module with
-# 64 bytes), with the ratios.
+# 64 bytes), with the ratios; and the guest's own memcpy of as many
+# bytes, the bound on any transfer out of it (the efficiency line).
 #
 #   tests/bench/transport-bench.sh [MIB]
+#
+# VMAUGMENT_DEVICE_OPTS adds device properties (relay-wait-us=0: the
+# relayed requests without the relaying thread's wait, docs/protocol.rst).
 #
 # Same QEMU build, same guest kernel, TCG; environment as for
 # tests/guest/run.sh.  Prints figures; it is not a pass/fail test.
@@ -69,6 +73,7 @@ guest-bench vmaug-rtt $rtt_count invoke
 guest-bench serial-rtt "\$(port bench.echo)" $rtt_count
 guest-bench upload $mib $reps
 guest-bench serial-write "\$(port bench.sink)" $mib $reps
+guest-bench memcpy $mib $reps
 GUEST
 
 log_step "booting the benchmark guest ($mib MiB, $rtt_count round trips)"
@@ -86,6 +91,7 @@ ratio() {
 }
 up=$(val vmaug_upload_mib_s)
 sw=$(val serial_write_mib_s)
+mc=$(val guest_memcpy_mib_s)
 vp50=$(val vmaug_ping_rtt_p50)
 vp99=$(val vmaug_ping_rtt_p99)
 qp50=$(val vmaug_query_rtt_p50)
@@ -96,10 +102,13 @@ sp50=$(val serial_rtt_p50)
 sp99=$(val serial_rtt_p99)
 
 echo
-grep -E '^BENCH (vmaug_upload|serial_write)_mib_s_run' "$log" | sed 's/^BENCH /  /'
+grep -E '^BENCH (vmaug_upload|serial_write|guest_memcpy)_mib_s_run' "$log" |
+    sed 's/^BENCH /  /'
 printf '\n%s\n' "transport benchmark: $mib MiB (median of $reps), $rtt_count round trips of 64 bytes, TCG, $(nproc) host CPUs"
 printf '%-34s %14s %14s %8s\n' "" "/dev/vmaugment" "virtio-serial" "ratio"
 printf '%-34s %9s MiB/s %9s MiB/s %7sx\n' "guest->host throughput" "$up" "$sw" "$(ratio "$up" "$sw")"
+printf '%-34s %14s %14s\n' "  efficiency (/ guest memcpy)" "$(ratio "$up" "$mc")" "$(ratio "$sw" "$mc")"
+printf '%-34s %9s MiB/s\n' "guest memcpy, same boot" "$mc"
 printf '%-34s %11s us %11s us %7sx\n' "round trip p50 (PING, device)" "$vp50" "$sp50" "$(ratio "$sp50" "$vp50")"
 printf '%-34s %11s us %11s us %7sx\n' "round trip p99 (PING, device)" "$vp99" "$sp99" "$(ratio "$sp99" "$vp99")"
 printf '%-34s %11s us %11s us %7sx\n' "round trip p50 (QUERY, helper)" "$qp50" "$sp50" "$(ratio "$sp50" "$qp50")"

@@ -42,6 +42,14 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOVMAugment, VMAUGMENT)
  */
 #define VMAUGMENT_DEFAULT_RELAY_WAIT_US  200
 #define VMAUGMENT_MAX_RELAY_WAIT_US      2000
+/* Of which polled before sleeping (vmaugment_link_wait()). */
+#define VMAUGMENT_RELAY_SPIN_NS          (50 * SCALE_US)
+/*
+ * No wait after a kick that relayed more payload than this: an upload's
+ * chunks, answered once the helper has written them, while the guest
+ * keeps others in flight; waiting would take the CPU the helper needs.
+ */
+#define VMAUGMENT_RELAY_WAIT_MAX_BYTES   (64 * 1024)
 /* Events kept for the guest while it has no event buffer posted. */
 #define VMAUGMENT_EVENTS_PENDING    64
 
@@ -174,6 +182,7 @@ struct VirtIOVMAugment {
      * 0 after a wait in vain until an answer comes within it again.
      */
     int64_t relay_wait_ns;
+    uint64_t kick_bytes;        /* payload relayed since the kick */
     QEMUTimer *timeout_timer;
     /*
      * Requests whose answer waits for the VM to run again: nothing is
