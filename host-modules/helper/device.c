@@ -1521,6 +1521,23 @@ static gboolean device_on_message(VmaugLink *link, guint16 type, guint64 tag,
     }
 }
 
+/*
+ * Room in QEMU's end of the request channel for two of the largest
+ * requests (an upload's chunks): a chunk then goes in whole from the
+ * thread that relays it, where with the default (about 200 KiB) the
+ * rest waited for QEMU's main loop to write it piece by piece.  Beyond
+ * net.core.wmem_max only with CAP_NET_ADMIN, which a helper run as root
+ * has; otherwise as much as the host allows.
+ */
+static void device_channel_room(int fd)
+{
+    int size = 2 * (int)(sizeof(struct vmaug_host_msg) + VMAUG_HOST_MAX_MSG);
+
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    }
+}
+
 static gboolean device_free_idle(gpointer data)
 {
     device_free(data);
@@ -1578,6 +1595,7 @@ Device *device_new(Helper *helper, int fd)
      * and waits a bounded time for their answers on it, where the link is
      * read by QEMU's main loop (docs/performance.md). */
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+        device_channel_room(sv[1]);
         dev->channel = vmaug_link_new(sv[0], VMAUG_HOST_MAGIC,
                                       VMAUG_HOST_MAX_MSG,
                                       HELPER_MAX_QUEUED_OUT,

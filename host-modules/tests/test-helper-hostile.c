@@ -580,6 +580,16 @@ static void test_channel(Fixture *f, gconstpointer data)
         struct pollfd p = { .fd = chan, .events = POLLIN };
 
         g_assert_cmpint(chan, >=, 0);
+        /* Room for a whole upload chunk from QEMU's relaying thread. */
+        if (geteuid() == 0) {
+            int size = 0;
+            socklen_t len = sizeof(size);
+
+            g_assert_cmpint(getsockopt(chan, SOL_SOCKET, SO_SNDBUF, &size,
+                                       &len), ==, 0);
+            g_assert_cmpint(size, >=, 2 * (sizeof(struct vmaug_host_msg) +
+                                           VMAUG_HOST_MAX_MSG));
+        }
         g_assert_cmpint(send(chan, q->data, q->len, MSG_NOSIGNAL), ==, q->len);
         g_assert_cmpint(poll(&p, 1, 5000), ==, 1);
         g_assert_cmpint(recv(chan, &m, sizeof(m), MSG_WAITALL), ==,
