@@ -4,11 +4,12 @@
  * An unfinished upload is uploads/<id>.part (the bytes so far) and
  * uploads/<id>.json (its owner, size, hash, name and version), named by
  * its id: two uploads never share a file, whatever they announce.  It
- * belongs to the VM that began it.  At commit its bytes are read into
- * memory, exactly the announced size of them, hashed and verified there,
- * and the object is written anew from that copy: nothing anyone can still
- * write to (the .part, a descriptor on it) is ever the stored object, and
- * nothing is mapped that a shrinking file could fault on.
+ * belongs to the VM that began it.  At commit its bytes, exactly the
+ * announced size of them, are copied into a new file of the object
+ * directory under a name no one else knows, hashed and verified there,
+ * and that copy becomes the object: nothing anyone can still write to
+ * (the .part, a descriptor on it) is ever the stored object, and nothing
+ * is mapped that someone else could shrink.
  *
  * A commit's reading, hashing, verifying and syncing take as long as the
  * package is large and the host's disk is busy (seconds, when other
@@ -20,6 +21,7 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#define _GNU_SOURCE         /* copy_file_range() */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -520,16 +522,89 @@ gboolean vmaug_store_upload_chunk(VmaugStore *store, const gchar *owner,
     return TRUE;
 }
 
+/* Pieces of a copy made by hand (the upload on another filesystem). */
+#define STORE_COPY_PIECE    ((gsize)1 << 20)
+
 /*
- * The upload's bytes, exactly @u->size of them, in memory of our own: the
- * file may have been cut or grown behind our back (it is only a file), and
- * a mapping of a file that shrinks faults.
+ * Copy the first @len bytes of @in_fd to @out_fd; *@copied says how many
+ * were.  0, -1 when @in_fd ends before, or -errno.
  */
-static GBytes *store_upload_read(StoreUpload *u, GError **error)
+static int store_copy_range(int in_fd, int out_fd, guint64 len,
+                            guint64 *copied)
 {
     g_autofree guint8 *buf = NULL;
+    loff_t in_off = 0, out_off = 0;
+
+    *copied = 0;
+    /* In the kernel, page cache to page cache (or shared extents): no
+     * buffer of ours is filled. */
+    while (*copied < len) {
+        ssize_t n = copy_file_range(in_fd, &in_off, out_fd, &out_off,
+                                    MIN(len - *copied, (guint64)1 << 30), 0);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && *copied == 0 &&
+            (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+             errno == EOPNOTSUPP)) {
+            break;              /* not between these files: by hand */
+        }
+        if (n <= 0) {
+            return n == 0 ? -1 : -errno;
+        }
+        *copied += n;
+    }
+    if (*copied < len) {
+        buf = g_malloc(STORE_COPY_PIECE);
+    }
+    while (*copied < len) {
+        ssize_t n = pread(in_fd, buf, MIN(len - *copied, STORE_COPY_PIECE),
+                          *copied);
+        gsize done = 0;
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n == 0 ? -1 : -errno;
+        }
+        while (done < (gsize)n) {
+            ssize_t w = pwrite(out_fd, buf + done, n - done, *copied + done);
+
+            if (w < 0 && errno == EINTR) {
+                continue;
+            }
+            if (w <= 0) {
+                return w == 0 ? -ENOSPC : -errno;
+            }
+            done += w;
+        }
+        *copied += n;
+    }
+    return 0;
+}
+
+/*
+ * The upload's bytes, exactly @u->size of them, copied into a new file
+ * beside the object it may become (*@tmp_path, open as *@tmp_fd), and
+ * that copy mapped: the .part may be cut or grown behind our back (it is
+ * only a file), and a mapping of a file that shrinks faults, but the copy
+ * has a name no one else knows, so what is hashed and verified here is
+ * what becomes the object.  Reading the upload into fresh memory of our
+ * own instead cost more than the rest of a commit where a page touched
+ * the first time costs a fault (docs/performance.md, "A 64 MiB
+ * package"), and held the whole package in the helper's memory.
+ */
+static GBytes *store_upload_copy(StoreUpload *u, const gchar *obj,
+                                 gchar **tmp_path, int *tmp_fd,
+                                 GError **error)
+{
+    g_autoptr(GMappedFile) map = NULL;
+    g_autoptr(GError) local = NULL;
     struct stat st;
-    gsize done = 0;
+    guint64 copied;
+    int rc;
 
     if (fstat(u->fd, &st) < 0) {
         store_io_error(error, "cannot stat upload", u->hex);
@@ -542,32 +617,35 @@ static GBytes *store_upload_read(StoreUpload *u, GError **error)
                     u->size);
         return NULL;
     }
-    buf = g_try_malloc(u->size);
-    if (buf == NULL) {
-        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
-                    "no memory for an upload of %" G_GUINT64_FORMAT
-                    " bytes", u->size);
+    *tmp_path = g_strdup_printf("%s.XXXXXX", obj);
+    *tmp_fd = g_mkstemp_full(*tmp_path, O_RDWR | O_CLOEXEC, 0640);
+    if (*tmp_fd < 0) {
+        g_clear_pointer(tmp_path, g_free);
+        store_io_error(error, "cannot create the object of upload", u->hex);
         return NULL;
     }
-    while (done < u->size) {
-        ssize_t n = pread(u->fd, buf + done, u->size - done, done);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            store_io_error(error, "cannot read upload", u->hex);
-            return NULL;
-        }
-        if (n == 0) {
-            g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
-                        "upload ends after %" G_GSIZE_FORMAT " of %"
-                        G_GUINT64_FORMAT " bytes", done, u->size);
-            return NULL;
-        }
-        done += n;
+    rc = store_copy_range(u->fd, *tmp_fd, u->size, &copied);
+    if (rc == -1) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
+                    "upload ends after %" G_GUINT64_FORMAT " of %"
+                    G_GUINT64_FORMAT " bytes", copied, u->size);
+        return NULL;
     }
-    return g_bytes_new_take(g_steal_pointer(&buf), u->size);
+    if (rc < 0) {
+        errno = -rc;
+        store_io_error(error, "cannot copy upload", u->hex);
+        return NULL;
+    }
+    if (u->size == 0) {
+        return g_bytes_new_static("", 0);
+    }
+    map = g_mapped_file_new_from_fd(*tmp_fd, FALSE, &local);
+    if (map == NULL) {
+        g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                    "cannot map upload %s: %s", u->hex, local->message);
+        return NULL;
+    }
+    return g_mapped_file_get_bytes(map);
 }
 
 /* One commit (StoreJob): begun and ended on the caller's thread. */
@@ -635,7 +713,7 @@ static StoreCommit *store_commit_begin(VmaugStore *store, const gchar *owner,
     return c;
 }
 
-/* Read, hash, verify, admit, write and publish (StoreJob). */
+/* Copy, hash, verify, admit, write and publish (StoreJob). */
 static void store_commit_work(StoreJob *job)
 {
     StoreCommit *c = (StoreCommit *)job;
@@ -646,9 +724,12 @@ static void store_commit_work(StoreJob *job)
     g_autoptr(VmaugPackage) pkg = NULL;
     g_autoptr(GBytes) file = NULL;
     g_autofree gchar *obj = store_object_path(store, c->hex);
+    g_autofree gchar *odir = g_path_get_dirname(obj);
+    g_autofree gchar *tmp = NULL;
     GError *local = NULL;
+    int tmp_fd = -1;
 
-    file = store_upload_read(&view, &local);
+    file = store_upload_copy(&view, obj, &tmp, &tmp_fd, &local);
     if (file != NULL) {
         g_autofree gchar *got = vmaug_sha256_hex(
             g_bytes_get_data(file, NULL), g_bytes_get_size(file));
@@ -677,13 +758,21 @@ static void store_commit_work(StoreJob *job)
     if (local == NULL) {
         store_admit(store, c->name, c->version, c->hex, &local);
     }
-    /* The object is a new file written from the verified copy: the
-     * upload's file, and whoever may still write to it, stay apart. */
-    if (local == NULL &&
-        !g_file_test(obj, G_FILE_TEST_IS_REGULAR) &&
-        !vmaug_store_write_file(obj, g_bytes_get_data(file, NULL),
-                                g_bytes_get_size(file), &local)) {
-        /* local set */
+    /* The object is the verified copy, synced before it has its name;
+     * one already there (the same bytes, by name) stays. */
+    if (local == NULL && !g_file_test(obj, G_FILE_TEST_IS_REGULAR)) {
+        if (fsync(tmp_fd) < 0 || rename(tmp, obj) < 0) {
+            store_io_error(&local, "cannot write object", obj);
+        } else {
+            g_clear_pointer(&tmp, g_free);
+            store_fsync_dir(odir);
+        }
+    }
+    if (tmp != NULL) {
+        g_unlink(tmp);
+    }
+    if (tmp_fd >= 0) {
+        close(tmp_fd);
     }
     if (local == NULL) {
         store_publish(store, pkg, c->hex, &local);

@@ -5,6 +5,11 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#define _GNU_SOURCE         /* unshare() */
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
 #include <glib/gstdio.h>
 
 #include "test-common.h"
@@ -382,9 +387,12 @@ static void upload_all(Fixture *f, GBytes *pkg, const guint8 *sha,
     g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha, name,
                                            version, "test", id, &off, &error));
     g_assert_no_error(error);
-    g_assert_true(vmaug_store_upload_chunk(f->store, "vm-a", *id, 0, p, size,
-                                           &off, &error));
-    g_assert_no_error(error);
+    for (gsize done = 0; done < size; done += VMAUG_CHUNK_MAX_DATA) {
+        g_assert_true(vmaug_store_upload_chunk(
+            f->store, "vm-a", *id, done, p + done,
+            MIN(size - done, VMAUG_CHUNK_MAX_DATA), &off, &error));
+        g_assert_no_error(error);
+    }
 }
 
 static void commit_done(GObject *source, GAsyncResult *result,
@@ -568,6 +576,58 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
     after = test_snapshot(f->store_dir, "audit.log");
     g_assert_cmpstr(before, ==, after);
     g_assert_cmpuint(test_count_lines(f->audit, "\"refuse\""), ==, 5);
+}
+
+/*
+ * The upload's file on another filesystem than the objects (a tmpfs on
+ * uploads/, in a mount namespace of a child): the kernel will not copy
+ * between them, and the commit copies by hand; the object is the
+ * package, byte for byte.
+ */
+static void test_upload_other_fs(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) pkg = NULL;
+    g_autoptr(GBytes) stored = NULL;
+    g_autoptr(VmaugManifest) m = NULL;
+    g_autofree gchar *udir = NULL;
+    g_autofree gchar *hex = NULL;
+    g_autofree gchar *obj = NULL;
+    guint8 sha[32], *big;
+    guint64 id;
+
+    if (!g_test_subprocess()) {
+        if (geteuid() != 0) {
+            g_test_skip("a tmpfs of its own needs root");
+            return;
+        }
+        g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+        g_test_trap_assert_passed();
+        return;
+    }
+    udir = g_build_filename(f->store_dir, "uploads", NULL);
+    g_assert_cmpint(unshare(CLONE_NEWNS), ==, 0);
+    g_assert_cmpint(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), ==, 0);
+    g_assert_cmpint(mount("tmpfs", udir, "tmpfs", 0, "size=4m"), ==, 0);
+
+    /* Larger than a piece of the copy by hand. */
+    f->policy->max_package_size = 4 * 1024 * 1024;
+    g_bytes_unref(f->payload2);
+    big = g_malloc(1536 * 1024);
+    for (gsize i = 0; i < 1536 * 1024; i++) {
+        big[i] = (guint8)(i * 7 + i / 4096);
+    }
+    f->payload2 = g_bytes_new_take(big, 1536 * 1024);
+    pkg = test_package(f->keys->admin, "echo", "2.0", f->payload2);
+    hex = package_sha(pkg, sha);
+    upload_all(f, pkg, sha, "echo", "2.0", &id);
+    m = vmaug_store_upload_commit(f->store, "vm-a", id, "test", &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(m->version, ==, "2.0");
+    obj = g_strdup_printf("%s/objects/%s.pkg", f->store_dir, hex);
+    stored = vmaug_trust_read_file(obj, G_MAXSIZE, &error);
+    g_assert_no_error(error);
+    g_assert_true(g_bytes_equal(stored, pkg));
 }
 
 static void test_upload_slots(Fixture *f, gconstpointer data)
@@ -804,6 +864,7 @@ int main(int argc, char **argv)
     ADD("/store/upload/refusals", test_upload_refusals);
     ADD("/store/upload/async", test_upload_async);
     ADD("/store/upload/slots", test_upload_slots);
+    ADD("/store/upload/other-fs", test_upload_other_fs);
     ADD("/store/repair", test_repair);
     ADD("/store/repair-shared", test_repair_shared);
     ADD("/store/lookup-cache", test_lookup_cache);
