@@ -13,6 +13,8 @@
 #include "link.h"
 
 #define LINK_MAX_FDS    2
+/* Input buffered for small messages: a request, an answer, an event. */
+#define LINK_IN_BUF     ((gsize)16 * 1024)
 
 typedef struct {
     guint8 *data;
@@ -32,8 +34,9 @@ struct _VmaugLink {
     gpointer user_data;
     guint in_source;
     guint out_source;
-    struct vmaug_host_msg hdr;
-    gsize hdr_got;
+    guint8 *in;             /* LINK_IN_BUF, and a byte to spare */
+    gsize in_start, in_end; /* what it holds not yet dispatched */
+    struct vmaug_host_msg hdr;  /* of a body too long for it */
     guint8 *body;
     gsize body_got;
     GQueue out;
@@ -61,6 +64,7 @@ static void link_out_free(LinkOut *o)
 static void link_really_free(VmaugLink *link)
 {
     g_queue_clear_full(&link->out, (GDestroyNotify)link_out_free);
+    g_free(link->in);
     g_free(link->body);
     g_free(link);
 }
@@ -278,85 +282,163 @@ void vmaug_link_send_fds(VmaugLink *link, guint16 type, guint64 tag,
     }
 }
 
-/* Read and dispatch what is available; FALSE when the link was closed. */
+/*
+ * Hand one whole message to the owner; FALSE when the link was closed or
+ * dropped.  @body has a byte to spare after @len: a terminator for text,
+ * never counted, put there for the call only (in the input buffer that
+ * byte may be the next message's first).
+ */
+static gboolean link_dispatch(VmaugLink *link,
+                              const struct vmaug_host_msg *hdr, guint8 *body)
+{
+    guint32 len = GUINT32_FROM_LE(hdr->len);
+    const gchar *why = NULL;
+    guint8 spare = body[len];
+    gboolean ok;
+
+    body[len] = 0;
+    ok = link->on_message(link, GUINT16_FROM_LE(hdr->type),
+                          GUINT64_FROM_LE(hdr->tag), body, len,
+                          link->user_data, &why);
+    body[len] = spare;
+    /* The caller holds busy and frees a link its owner dropped. */
+    if (link->free_pending || link->closed) {
+        return FALSE;
+    }
+    if (!ok) {
+        vmaug_link_close(link, why != NULL ? why : "protocol error");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Size and magic are judged before a body is taken. */
+static gboolean link_check_header(VmaugLink *link,
+                                  const struct vmaug_host_msg *hdr)
+{
+    if (GUINT32_FROM_LE(hdr->magic) != link->magic) {
+        vmaug_link_close(link, "bad magic");
+        return FALSE;
+    }
+    if (GUINT32_FROM_LE(hdr->len) > link->max_len) {
+        vmaug_link_close(link, "message too long");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/*
+ * recv() what the socket holds, up to @want bytes, into @dst: its count,
+ * 0 when there is nothing now, -1 when the link was closed.  Without a
+ * control buffer: descriptors a hostile peer passes are closed by the
+ * kernel, never installed here.
+ */
+static gssize link_recv(VmaugLink *link, guint8 *dst, gsize want)
+{
+    for (;;) {
+        ssize_t n = recv(link->fd, dst, want, MSG_DONTWAIT);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return 0;
+        }
+        if (n <= 0) {
+            vmaug_link_close(link, n == 0 ? "peer closed" : "read failed");
+            return -1;
+        }
+        return n;
+    }
+}
+
+/*
+ * Read and dispatch what is available; FALSE when the link was closed.
+ * Small messages come through one buffer, as many as one recv() brings:
+ * a message then costs one system call, not a header's, a body's and
+ * the one that finds nothing more (three, each dear on a virtual
+ * machine).  A body too long for the buffer is read into its own.  A
+ * recv() that did not fill what it was offered most likely took all
+ * there was: the watch, not another recv(), says when more comes.
+ */
 static gboolean link_read(VmaugLink *link)
 {
-    const gchar *why = NULL;
+    gboolean drained = FALSE;
 
     while (!link->closed) {
-        guint8 *dst;
-        gsize want;
-        ssize_t n;
+        struct vmaug_host_msg hdr;
+        gsize avail = link->in_end - link->in_start;
+        gsize room;
+        gssize n;
 
-        if (link->hdr_got < sizeof(link->hdr)) {
-            dst = (guint8 *)&link->hdr + link->hdr_got;
-            want = sizeof(link->hdr) - link->hdr_got;
-        } else {
-            dst = link->body + link->body_got;
-            want = GUINT32_FROM_LE(link->hdr.len) - link->body_got;
+        if (link->body != NULL) {
+            gsize len = GUINT32_FROM_LE(link->hdr.len);
+
+            if (link->body_got < len) {
+                n = link_recv(link, link->body + link->body_got,
+                              len - link->body_got);
+                if (n <= 0) {
+                    return n == 0;
+                }
+                link->body_got += n;
+                if (link->body_got < len) {
+                    continue;
+                }
+            }
+            {
+                g_autofree guint8 *body = g_steal_pointer(&link->body);
+
+                link->body_got = 0;
+                if (!link_dispatch(link, &link->hdr, body)) {
+                    return FALSE;
+                }
+            }
+            continue;
         }
-        if (want > 0) {
-            /* recv() without a control buffer: descriptors a hostile peer
-             * passes are closed by the kernel, never installed here. */
-            n = recv(link->fd, dst, want, MSG_DONTWAIT);
-            if (n < 0 && errno == EINTR) {
+        if (avail >= sizeof(hdr)) {
+            guint8 *head = link->in + link->in_start;
+            gsize len;
+
+            memcpy(&hdr, head, sizeof(hdr));
+            if (!link_check_header(link, &hdr)) {
+                return FALSE;
+            }
+            len = GUINT32_FROM_LE(hdr.len);
+            if (avail - sizeof(hdr) >= len) {
+                link->in_start += sizeof(hdr) + len;
+                if (!link_dispatch(link, &hdr, head + sizeof(hdr))) {
+                    return FALSE;
+                }
                 continue;
             }
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                return TRUE;
-            }
-            if (n <= 0) {
-                vmaug_link_close(link, n == 0 ? "peer closed" :
-                                 "read failed");
-                return FALSE;
-            }
-            if (link->hdr_got < sizeof(link->hdr)) {
-                link->hdr_got += n;
-                if (link->hdr_got < sizeof(link->hdr)) {
-                    continue;
-                }
-                /* Size and magic are judged before a body is allocated. */
-                if (GUINT32_FROM_LE(link->hdr.magic) != link->magic) {
-                    vmaug_link_close(link, "bad magic");
-                    return FALSE;
-                }
-                if (GUINT32_FROM_LE(link->hdr.len) > link->max_len) {
-                    vmaug_link_close(link, "message too long");
-                    return FALSE;
-                }
-                link->body = g_malloc(GUINT32_FROM_LE(link->hdr.len) + 1);
-                link->body_got = 0;
-                if (GUINT32_FROM_LE(link->hdr.len) > 0) {
-                    continue;
-                }
-            } else {
-                link->body_got += n;
-                if (link->body_got < GUINT32_FROM_LE(link->hdr.len)) {
-                    continue;
-                }
+            if (sizeof(hdr) + len > LINK_IN_BUF) {
+                link->hdr = hdr;
+                link->body = g_malloc(len + 1);
+                link->body_got = avail - sizeof(hdr);
+                memcpy(link->body, head + sizeof(hdr), link->body_got);
+                link->in_start = link->in_end = 0;
+                continue;
             }
         }
-        /* A whole message. */
-        {
-            g_autofree guint8 *body = g_steal_pointer(&link->body);
-            guint32 len = GUINT32_FROM_LE(link->hdr.len);
-            gboolean ok;
-
-            link->hdr_got = 0;
-            link->body_got = 0;
-            body[len] = 0;  /* a terminator for text, never counted */
-            ok = link->on_message(link, GUINT16_FROM_LE(link->hdr.type),
-                                  GUINT64_FROM_LE(link->hdr.tag), body, len,
-                                  link->user_data, &why);
-            /* The caller holds busy and frees a link its owner dropped. */
-            if (link->free_pending) {
-                return FALSE;
-            }
-            if (!ok) {
-                vmaug_link_close(link, why != NULL ? why : "protocol error");
-                return FALSE;
-            }
+        if (drained) {
+            return TRUE;
         }
+        /* More is needed: what is left goes to the front, then recv(). */
+        if (link->in == NULL) {
+            link->in = g_malloc(LINK_IN_BUF + 1);
+        }
+        if (link->in_start > 0) {
+            memmove(link->in, link->in + link->in_start, avail);
+            link->in_start = 0;
+            link->in_end = avail;
+        }
+        room = LINK_IN_BUF - link->in_end;
+        n = link_recv(link, link->in + link->in_end, room);
+        if (n <= 0) {
+            return n == 0;
+        }
+        link->in_end += n;
+        drained = (gsize)n < room;
     }
     return FALSE;
 }

@@ -638,6 +638,86 @@ static void test_channel(Fixture *f, gconstpointer data)
     g_assert_cmpuint(r.status, ==, VMAUG_S_INVALID);
 }
 
+/* A QUERY whose reference is followed by @extra bytes: a long request
+ * the helper refuses, with its tag. */
+static GByteArray *channel_query_long(guint64 tag, gsize extra)
+{
+    GByteArray *b = channel_query(tag);
+    struct vmaug_host_msg *m = (struct vmaug_host_msg *)b->data;
+    struct virtio_vmaugment_req *req = (struct virtio_vmaugment_req *)(m + 1);
+
+    req->len = GUINT32_TO_LE(GUINT32_FROM_LE(req->len) + extra);
+    m->len = GUINT32_TO_LE(GUINT32_FROM_LE(m->len) + extra);
+    g_byte_array_set_size(b, b->len + extra);
+    memset(b->data + b->len - extra, 'x', extra);
+    return b;
+}
+
+static void channel_append(GByteArray *all, GByteArray *q)
+{
+    g_byte_array_append(all, q->data, q->len);
+    g_byte_array_unref(q);
+}
+
+/*
+ * Requests as a stream cuts them: hundreds in one write (several times
+ * what the helper reads at once, so that requests straddle its reads), a
+ * long one between short ones, and one sent a byte at a time.  Each is
+ * answered once, in order.
+ */
+static void test_framing(Fixture *f, gconstpointer data)
+{
+    g_autoptr(HelperClient) c =
+        helper_client_connect_full(f->socket, NULL, NULL, TRUE);
+    int chan = vmaug_link_client_get_channel_fd(c->link);
+    g_autoptr(GByteArray) all = g_byte_array_new();
+    g_autoptr(GByteArray) one = NULL;
+    guint64 tag = 1, next = 1;
+
+    for (guint i = 0; i < 700; i++) {
+        channel_append(all, channel_query(tag++));
+    }
+    channel_append(all, channel_query_long(tag++, 40000));
+    for (guint i = 0; i < 9; i++) {
+        channel_append(all, channel_query(tag++));
+    }
+    channel_append(all, channel_query_long(tag++, 10000));
+    channel_append(all, channel_query(tag++));
+    g_assert_cmpuint(all->len, >, 4 * 16 * 1024);
+    g_assert_cmpint(send(chan, all->data, all->len, MSG_NOSIGNAL), ==,
+                    all->len);
+    one = channel_query(tag++);
+    for (guint i = 0; i < one->len; i++) {
+        g_assert_cmpint(send(chan, one->data + i, 1, MSG_NOSIGNAL), ==, 1);
+        g_usleep(500);
+    }
+    while (next < tag) {
+        struct pollfd p = { .fd = chan, .events = POLLIN };
+        struct vmaug_host_msg m;
+        g_autofree guint8 *body = NULL;
+
+        g_assert_cmpint(poll(&p, 1, 10000), ==, 1);
+        g_assert_cmpint(recv(chan, &m, sizeof(m), MSG_WAITALL), ==,
+                        sizeof(m));
+        g_assert_cmpuint(GUINT16_FROM_LE(m.type), ==, VMAUG_HOST_RESPONSE);
+        g_assert_cmpuint(GUINT64_FROM_LE(m.tag), ==, next);
+        body = g_malloc(GUINT32_FROM_LE(m.len) + 1);
+        g_assert_cmpint(recv(chan, body, GUINT32_FROM_LE(m.len),
+                             MSG_WAITALL), ==, GUINT32_FROM_LE(m.len));
+        next++;
+    }
+    /* Nothing more, and the device is still served. */
+    {
+        struct pollfd p = { .fd = chan, .events = POLLIN };
+        g_auto(HelperReply) r = { 0 };
+
+        g_assert_cmpint(poll(&p, 1, 100), ==, 0);
+        g_assert_true(helper_client_call(c, VMAUG_OP_QUERY, "x", 1, NULL, 0,
+                                         &r));
+        g_assert_cmpuint(r.status, ==, VMAUG_S_INVALID);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -648,5 +728,6 @@ int main(int argc, char **argv)
     TEST_HELPER_ADD("/helper/escape", test_escape);
     TEST_HELPER_ADD("/helper/supervise", test_supervise);
     TEST_HELPER_ADD("/helper/channel", test_channel);
+    TEST_HELPER_ADD("/helper/framing", test_framing);
     return g_test_run();
 }
