@@ -37,7 +37,9 @@ struct _VmaugLink {
     guint8 *in;             /* LINK_IN_BUF, and a byte to spare */
     gsize in_start, in_end; /* what it holds not yet dispatched */
     struct vmaug_host_msg hdr;  /* of a body too long for it */
-    guint8 *body;
+    gboolean in_body;       /* such a body is being read */
+    guint8 *body;           /* kept for the next (see link_read()) */
+    gsize body_cap;
     gsize body_got;
     GQueue out;
     gsize queued;
@@ -357,9 +359,13 @@ static gssize link_recv(VmaugLink *link, guint8 *dst, gsize want)
  * Small messages come through one buffer, as many as one recv() brings:
  * a message then costs one system call, not a header's, a body's and
  * the one that finds nothing more (three, each dear on a virtual
- * machine).  A body too long for the buffer is read into its own.  A
- * recv() that did not fill what it was offered most likely took all
- * there was: the watch, not another recv(), says when more comes.
+ * machine).  A body too long for the buffer is read into its own, which
+ * is kept for the next (at most the link's longest message): a buffer
+ * allocated for each upload chunk was memory touched for the first time
+ * at every chunk, which costs a fault per page, dear on a virtual
+ * machine (docs/performance.md).  A recv() that did not fill what it
+ * was offered most likely took all there was: the watch, not another
+ * recv(), says when more comes.
  */
 static gboolean link_read(VmaugLink *link)
 {
@@ -371,7 +377,7 @@ static gboolean link_read(VmaugLink *link)
         gsize room;
         gssize n;
 
-        if (link->body != NULL) {
+        if (link->in_body) {
             gsize len = GUINT32_FROM_LE(link->hdr.len);
 
             if (link->body_got < len) {
@@ -385,13 +391,10 @@ static gboolean link_read(VmaugLink *link)
                     continue;
                 }
             }
-            {
-                g_autofree guint8 *body = g_steal_pointer(&link->body);
-
-                link->body_got = 0;
-                if (!link_dispatch(link, &link->hdr, body)) {
-                    return FALSE;
-                }
+            link->in_body = FALSE;
+            link->body_got = 0;
+            if (!link_dispatch(link, &link->hdr, link->body)) {
+                return FALSE;
             }
             continue;
         }
@@ -412,8 +415,15 @@ static gboolean link_read(VmaugLink *link)
                 continue;
             }
             if (sizeof(hdr) + len > LINK_IN_BUF) {
+                if (link->body_cap < len + 1) {
+                    link->body_cap = MAX(len + 1,
+                                         MIN(2 * link->body_cap,
+                                             (gsize)link->max_len + 1));
+                    g_free(link->body);
+                    link->body = g_malloc(link->body_cap);
+                }
                 link->hdr = hdr;
-                link->body = g_malloc(len + 1);
+                link->in_body = TRUE;
                 link->body_got = avail - sizeof(hdr);
                 memcpy(link->body, head + sizeof(hdr), link->body_got);
                 link->in_start = link->in_end = 0;
