@@ -3,7 +3,8 @@
  * as the guest sees it: LOAD request to response), query round trip (of
  * a stored module and of a missing one), invoke round trip, and a 64 MiB
  * package's upload (its parts) and load, measured against a real helper
- * over its socket.
+ * over its socket; beside them, two processes' round trip over a socket
+ * pair, the floor of the module's part of an invoke.
  *
  *   vmaugment-helper-bench HELPER MODULES_BUILD MODULES_SRC
  *                          [LOADS [CALLS [SPARES]]]
@@ -18,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "helper-client.h"
 #include "test-common.h"
@@ -45,6 +49,49 @@ static void report(const gchar *what, GArray *ms)
            sum / ms->len, g_array_index(ms, gdouble, ms->len - 1));
 }
 
+/*
+ * The anchor of the invoke figures: two processes handing a 64-byte
+ * message to and fro over a socket pair, as the helper and a module's
+ * process do for every call.  An invoke costs a query's round trip plus
+ * about one of these; what is left is the module's and the helper's own
+ * work.
+ */
+static void bench_socketpair(guint calls, GArray *ms)
+{
+    guint8 msg[64 + 16] = { 0 };
+    int sv[2];
+    pid_t pid;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+                    ==, 0);
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        ssize_t n;
+
+        close(sv[0]);
+        while ((n = recv(sv[1], msg, sizeof(msg), 0)) > 0) {
+            if (send(sv[1], msg, n, MSG_NOSIGNAL) != n) {
+                break;
+            }
+        }
+        _exit(0);
+    }
+    close(sv[1]);
+    for (guint i = 0; i < calls; i++) {
+        gint64 t0 = g_get_monotonic_time();
+
+        g_assert_cmpint(send(sv[0], msg, sizeof(msg), MSG_NOSIGNAL), ==,
+                        sizeof(msg));
+        g_assert_cmpint(recv(sv[0], msg, sizeof(msg), MSG_WAITALL), ==,
+                        sizeof(msg));
+        g_array_append_val(ms, (gdouble){
+                               (g_get_monotonic_time() - t0) / 1000.0 });
+    }
+    close(sv[0]);
+    g_assert_cmpint(waitpid(pid, NULL, 0), ==, pid);
+}
+
 static void bench(const gchar *helper, const gchar *build, const gchar *src,
                   guint loads, guint calls, const gchar *spares,
                   gboolean namespaces)
@@ -66,6 +113,7 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
     g_autoptr(GArray) query_ms = g_array_new(FALSE, FALSE, sizeof(gdouble));
     g_autoptr(GArray) missing_ms = g_array_new(FALSE, FALSE,
                                                sizeof(gdouble));
+    g_autoptr(GArray) pair_ms = g_array_new(FALSE, FALSE, sizeof(gdouble));
     g_autoptr(GError) error = NULL;
     g_autofree guint8 *big = g_malloc0(64 * 1024);
     g_autoptr(GPtrArray) args = g_ptr_array_new();
@@ -143,6 +191,7 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
         g_array_append_val(big_ms, (gdouble){
                                (g_get_monotonic_time() - t0) / 1000.0 });
     }
+    bench_socketpair(calls, pair_ms);
     printf("namespaces %s\n", namespaces ? "on" : "off");
     report("cold load, spaced 20 ms", load_ms);
     report("cold load, back to back", burst_ms);
@@ -150,6 +199,7 @@ static void bench(const gchar *helper, const gchar *build, const gchar *src,
     report("query (missing) round trip", missing_ms);
     report("invoke 64 B round trip", call_ms);
     report("invoke 64 KiB round trip", big_ms);
+    report("socketpair echo (anchor)", pair_ms);
     helper_client_free(c);
     helper_kill(pid);
 }

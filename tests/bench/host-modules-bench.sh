@@ -1,7 +1,9 @@
 #!/bin/sh
 # Host module benchmark: cold-load time of a module (signature check,
 # sealed memfd, sandboxed process, init; measured as the LOAD round trip
-# over the helper's socket) and the invoke round trip, p50/p99.
+# over the helper's socket) and the invoke round trip, p50/p99, beside
+# their anchor: two processes' round trip over a socket pair, the floor
+# of what a module's process adds to an invoke.
 #
 #   tests/bench/host-modules-bench.sh [LOADS [CALLS [SPARES]]]
 #                                      (defaults 200 2000, the helper's spares)
