@@ -45,14 +45,28 @@
 typedef struct {
     rlim_t address_space;       /* bytes; 0: unlimited */
     rlim_t cpu_seconds;         /* 0: unlimited */
+    guint wall_seconds;         /* killed after; 0: unlimited */
     gboolean die_with_parent;
+    /* Landlock: it may open the image and the system's files only, unless
+     * the operator allows images that name other files. */
+    gboolean confine_paths;
 } VoImageLimits;
 
-/* As OpenStack's image service limits "qemu-img info" on uploads. */
+/*
+ * As OpenStack's image service limits "qemu-img info" on uploads, and
+ * more: reading a header takes milliseconds, yet an image can name a file
+ * whose open() blocks (a FIFO nobody writes), where no CPU limit is
+ * reached.
+ */
 static const VoImageLimits vo_image_info_limits = {
     .address_space = 1024ull * 1024 * 1024,
     .cpu_seconds = 30,
+    .wall_seconds = 30,
+    .die_with_parent = TRUE,
+    .confine_paths = TRUE,
 };
+
+
 /*
  * Creating an overlay and committing it: room for the threads a commit
  * starts (each reserves a stack and a malloc arena of address space), and
@@ -66,6 +80,16 @@ static const VoImageLimits vo_image_tool_limits = {
 static const VoImageLimits vo_image_server_limits = {
     .address_space = 4096ull * 1024 * 1024,
     .die_with_parent = TRUE,
+};
+
+/* What the child is set up with between fork and exec. */
+typedef struct {
+    const VoImageLimits *limits;
+    int ruleset;                /* sandbox_paths_ruleset(), or -1 */
+} VoImageChild;
+static const VoImageChild vo_image_server_child = {
+    .limits = &vo_image_server_limits,
+    .ruleset = -1,
 };
 
 static gboolean vo_image_allow_external;
@@ -119,7 +143,8 @@ void vo_image_set_allow_external(gboolean allow)
 /* Between fork and exec: async-signal-safe calls only. */
 static void vo_image_child_setup(gpointer data)
 {
-    const VoImageLimits *l = data;
+    const VoImageChild *c = data;
+    const VoImageLimits *l = c->limits;
     struct rlimit r;
 
     if (l->address_space) {
@@ -132,6 +157,10 @@ static void vo_image_child_setup(gpointer data)
     }
     if (l->die_with_parent) {
         prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    }
+    if (c->ruleset >= 0 && sandbox_paths_restrict(c->ruleset) < 0) {
+        /* Never run it unconfined when it was to be confined. */
+        _exit(126);
     }
 }
 
@@ -402,8 +431,14 @@ static void vo_image_close_all(const int *fds, int n)
     }
 }
 
-/* Read @fds[0] into @bufs[0] and @fds[1] into @bufs[1] until both end. */
-static gboolean vo_image_collect(int fds[2], GString *bufs[2], GError **error)
+/*
+ * Read @fds[0] into @bufs[0] and @fds[1] into @bufs[1] until both end, or
+ * until @deadline (g_get_monotonic_time(); 0: none) passes, which sets
+ * *@late.
+ */
+static gboolean vo_image_collect(int fds[2], GString *bufs[2],
+                                 gint64 deadline, gboolean *late,
+                                 GError **error)
 {
     char chunk[4096];
 
@@ -412,8 +447,20 @@ static gboolean vo_image_collect(int fds[2], GString *bufs[2], GError **error)
             { .fd = fds[0], .events = POLLIN },
             { .fd = fds[1], .events = POLLIN },
         };
+        int timeout = -1;
+        int n;
 
-        if (poll(p, 2, -1) < 0) {
+        if (deadline) {
+            gint64 left = deadline - g_get_monotonic_time();
+
+            timeout = left > 0 ? (int)((left + 999) / 1000) : 0;
+        }
+        n = poll(p, 2, timeout);
+        if (n == 0) {
+            *late = TRUE;
+            return FALSE;
+        }
+        if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -449,10 +496,54 @@ static gboolean vo_image_collect(int fds[2], GString *bufs[2], GError **error)
 }
 
 /*
+ * The Landlock ruleset for a qemu-img that reads @image (a path, or NULL)
+ * and the files open as @fd and @second (or -1): the image and the
+ * system's files, nothing else.  A kernel without Landlock leaves it
+ * unconfined (the deadline and the checks of what it reports still
+ * hold); any other failure to make the ruleset is an error.
+ */
+static gboolean vo_image_confine(VoImageChild *child, const char *image,
+                                 int fd, int second, GError **error)
+{
+    g_autofree char *dir = g_path_get_dirname(vo_image_qemu_tool("qemu-img"));
+    int fds[2];
+    size_t n = 0;
+    int rc;
+
+    if (fd >= 0) {
+        fds[n++] = fd;
+    }
+    if (second >= 0) {
+        fds[n++] = second;
+    }
+    rc = sandbox_paths_ruleset(g_path_is_absolute(dir) ? dir : NULL, image,
+                               fds, n);
+    if (rc == -ENOSYS || rc == -EOPNOTSUPP) {
+        static gsize said;
+
+        if (g_once_init_enter(&said)) {
+            g_message("this kernel has no Landlock: qemu-img info may "
+                      "open what an image names before it is refused");
+            g_once_init_leave(&said, 1);
+        }
+        return TRUE;
+    }
+    if (rc < 0) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "cannot confine qemu-img to the image: %s",
+                    g_strerror(-rc));
+        return FALSE;
+    }
+    child->ruleset = rc;
+    return TRUE;
+}
+
+/*
  * Runs qemu-img with @args (after the program name) under @limits; its
  * stdout into @out unless NULL.  @fd, unless -1, is qemu-img's
  * VO_IMAGE_FD_ARG, and @second, unless -1, its VO_IMAGE_FD2_ARG: files it
  * opens through the descriptors, whatever is under their names by then.
+ * @image is the path among @args it reads, for limits that confine it.
  * A failure names the subcommand and says
  * what qemu-img said, and is VO_ERROR_IN_USE when that was about a lock.
  *
@@ -462,8 +553,8 @@ static gboolean vo_image_collect(int fds[2], GString *bufs[2], GError **error)
  * that thread at the fork would deadlock.
  */
 static gboolean vo_image_run(const char *const *args,
-                             const VoImageLimits *limits, int fd, int second,
-                             char **out, GError **error)
+                             const VoImageLimits *limits, const char *image,
+                             int fd, int second, char **out, GError **error)
 {
     int source[2], target[2];
     int n_fds = 0;
@@ -475,8 +566,13 @@ static gboolean vo_image_run(const char *const *args,
     g_autoptr(GString) stderr_buf = g_string_new(NULL);
     GString *bufs[2] = { stdout_buf, stderr_buf };
     g_autoptr(GError) local = NULL;
-    gboolean spawned, read_ok;
+    VoImageChild child = { .limits = limits, .ruleset = -1 };
+    gboolean spawned, read_ok, late = FALSE;
 
+    if (limits->confine_paths && !vo_image_allow_external &&
+        !vo_image_confine(&child, image, fd, second, error)) {
+        return FALSE;
+    }
     g_ptr_array_add(argv, (char *)vo_image_qemu_tool("qemu-img"));
     for (guint i = 0; args[i]; i++) {
         g_ptr_array_add(argv, (char *)args[i]);
@@ -494,6 +590,9 @@ static gboolean vo_image_run(const char *const *args,
             g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "qemu-img %s: %s",
                         args[0], g_strerror(errno));
             vo_image_close_all(source, n_fds);
+            if (child.ruleset >= 0) {
+                close(child.ruleset);
+            }
             return FALSE;
         }
         target[n_fds++] = VO_IMAGE_FD + i;
@@ -502,14 +601,25 @@ static gboolean vo_image_run(const char *const *args,
             NULL, (const char *const *)argv->pdata, NULL,
             G_SPAWN_DO_NOT_REAP_CHILD |
             (out ? 0 : G_SPAWN_STDOUT_TO_DEV_NULL),
-            vo_image_child_setup, (gpointer)limits, -1, -1, -1,
+            vo_image_child_setup, &child, -1, -1, -1,
             source, target, n_fds, &pid, NULL,
             out ? &pipes[0] : NULL, &pipes[1], error);
     vo_image_close_all(source, n_fds);
+    if (child.ruleset >= 0) {
+        close(child.ruleset);
+    }
     if (!spawned) {
         return FALSE;
     }
-    read_ok = vo_image_collect(pipes, bufs, &local);
+    read_ok = vo_image_collect(pipes, bufs,
+                               limits->wall_seconds
+                                   ? g_get_monotonic_time() +
+                                     limits->wall_seconds * G_USEC_PER_SEC
+                                   : 0,
+                               &late, &local);
+    if (late) {
+        kill(pid, SIGKILL);
+    }
     for (int i = 0; i < 2; i++) {
         if (pipes[i] >= 0) {
             close(pipes[i]);
@@ -518,6 +628,13 @@ static gboolean vo_image_run(const char *const *args,
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     g_spawn_close_pid(pid);
+    if (late) {
+        g_set_error(error, VO_ERROR, VO_ERROR_FAILED,
+                    "qemu-img %s did not finish within %u s (does the "
+                    "image name a file that blocks, such as a FIFO?)",
+                    args[0], limits->wall_seconds);
+        return FALSE;
+    }
     if (!read_ok) {
         g_set_error(error, VO_ERROR, VO_ERROR_FAILED, "qemu-img %s: %s",
                     args[0], local->message);
@@ -591,7 +708,8 @@ char *vo_image_probe_format(const char *image, const char *format,
     if (!format) {
         args[4] = NULL;
     }
-    if (!vo_image_run(args, &vo_image_info_limits, -1, -1, &out, &local)) {
+    if (!vo_image_run(args, &vo_image_info_limits, image, -1, -1, &out,
+                      &local)) {
         g_set_error(error, VO_ERROR, VO_ERROR_CORRUPT,
                     "%s is not a usable disk image: %s", image,
                     local->message);
@@ -670,7 +788,8 @@ gboolean vo_image_virtual_size(const char *image, int fd, const char *format,
     if (vo_image_recall(image, fd, format, size)) {
         return TRUE;
     }
-    if (!vo_image_run(args, &vo_image_info_limits, fd, -1, &out, error) ||
+    if (!vo_image_run(args, &vo_image_info_limits, fd >= 0 ? NULL : image,
+                      fd, -1, &out, error) ||
         !json_parser_load_from_data(parser, out, -1, error)) {
         return FALSE;
     }
@@ -695,7 +814,7 @@ gboolean vo_image_create_overlay(const char *overlay, int fd,
     };
     guint64 size;
 
-    if (!vo_image_run(args, &vo_image_tool_limits, fd, -1, NULL, error)) {
+    if (!vo_image_run(args, &vo_image_tool_limits, NULL, fd, -1, NULL, error)) {
         return FALSE;
     }
     /* Made without a size, it has its backing file's. */
@@ -721,7 +840,7 @@ gboolean vo_image_check_overlay(const char *overlay, int fd,
     struct stat st;
 
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-        vo_image_run(args, &vo_image_info_limits, fd, -1, &out, NULL) &&
+        vo_image_run(args, &vo_image_info_limits, NULL, fd, -1, &out, NULL) &&
         json_parser_load_from_data(parser, out, -1, NULL) &&
         JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
         JsonObject *obj = json_node_get_object(json_parser_get_root(parser));
@@ -777,7 +896,7 @@ char *vo_image_open_format(const char *image, const char *format,
 gboolean vo_image_qemu_img_fds(const char *const *args, int fd, int second,
                                GError **error)
 {
-    return vo_image_run(args, &vo_image_tool_limits, fd, second, NULL,
+    return vo_image_run(args, &vo_image_tool_limits, NULL, fd, second, NULL,
                         error);
 }
 
@@ -1112,7 +1231,7 @@ static gboolean vo_image_daemon_start(VoImageServer *s, int held,
     if (!g_spawn_async_with_pipes_and_fds(
             NULL, (const char *const *)args->pdata, NULL,
             G_SPAWN_DO_NOT_REAP_CHILD, vo_image_child_setup,
-            (gpointer)&vo_image_server_limits, -1, -1, log, source, target,
+            (gpointer)&vo_image_server_child, -1, -1, log, source, target,
             held >= 0 ? 2 : 1, &s->pid, NULL, NULL, NULL, &local)) {
         s->pid = 0;
     }
@@ -1192,7 +1311,7 @@ static void G_GNUC_NORETURN vo_image_exec_server(const VoImageExec *e)
             close(fd);
         }
     }
-    vo_image_child_setup((gpointer)&vo_image_server_limits);
+    vo_image_child_setup((gpointer)&vo_image_server_child);
     /* Socket activation: the fd is for the process LISTEN_PID names. */
     vo_image_format_pid(e->listen_pid, getpid());
     execve(e->path, e->argv, e->envp);

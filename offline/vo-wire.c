@@ -183,9 +183,15 @@ JsonObject *vo_wire_receive(int fd, gint64 deadline, VoWireType *type,
     }
     /* json-glib's parser recurses once per nesting level: a body of
      * sixteen million '[' would overflow our stack before any check on
-     * the tree could run, so the nesting is measured on the text first. */
+     * the tree could run, so the nesting is measured on the text first;
+     * and the values are counted, since a body of "0," repeated would
+     * take the parent some 670 MiB in nodes. */
     if (!vmaug_json_depth_ok(body, len, VO_WIRE_MAX_DEPTH)) {
         return vo_wire_bad(error, "body is nested too deeply");
+    }
+    if (!vmaug_json_shape_ok(body, len, VO_WIRE_MAX_DEPTH,
+                             VO_WIRE_MAX_VALUES)) {
+        return vo_wire_bad(error, "body has too many values");
     }
     parser = json_parser_new_immutable();
     if (!json_parser_load_from_data(parser, body, len, NULL)) {

@@ -21,6 +21,9 @@ G_BEGIN_DECLS
 #define VO_WIRE_MAX_BODY    (16u * 1024 * 1024)
 /* Deeper JSON than any report we write is refused, not walked. */
 #define VO_WIRE_MAX_DEPTH   16
+/* Values and members in one body: an inventory of 3,000 packages has
+ * about 40,000; at the bound json-glib holds some 80 MiB of nodes. */
+#define VO_WIRE_MAX_VALUES  (1u << 20)
 
 typedef enum {
     VO_WIRE_RESULT = 1,         /* the job's outcome; the last frame */

@@ -320,6 +320,18 @@ static void vo_worker_test_report(const char *image)
         memset(deep + strlen(hide) + half, ']', half);
         memcpy(deep + n - strlen(hide), hide, strlen(hide));
         vo_worker_test_frame(VO_WIRE_RESULT, deep, n, n);
+    } else if (g_str_has_prefix(kind, "wide")) {
+        /* Within the length and the depth: "{"a":[0,0,...,0]}". */
+        gsize n = VO_WIRE_MAX_BODY - 1;
+
+        deep = g_malloc(n);
+        memcpy(deep, "{\"a\":[", 6);
+        for (gsize i = 6; i + 2 < n; i += 2) {
+            memcpy(deep + i, "0,", 2);
+        }
+        memcpy(deep + n - (n % 2 ? 3 : 2), n % 2 ? "0]}" : "]}",
+               n % 2 ? 3 : 2);
+        vo_worker_test_frame(VO_WIRE_RESULT, deep, n, n);
     } else if (g_str_has_prefix(kind, "crash-after")) {
         /* A sound report, then a crash before the worker ends. */
         body = "{\"inventory\": {}}";

@@ -153,4 +153,20 @@ int sandbox_code_file(int src_fd, char *path, size_t cap);
  * made executable.  Returns 0 or -errno. */
 int sandbox_lock(void);
 
+/*
+ * Landlock for a program we do not build (sandbox-paths.c): a ruleset
+ * under which it may read and execute the system's programs, libraries
+ * and configuration and @program_dir (NULL: none), read @read_path and
+ * the files open as @read_fds, and nothing else: no other file can be
+ * opened, written, made or removed.  Returns the ruleset's descriptor
+ * (close-on-exec), or -errno; -ENOSYS or -EOPNOTSUPP when the kernel has
+ * no Landlock.
+ */
+int sandbox_paths_ruleset(const char *program_dir, const char *read_path,
+                          const int *read_fds, size_t n_read_fds);
+
+/* Between fork and exec (async-signal-safe): PR_SET_NO_NEW_PRIVS and the
+ * ruleset from sandbox_paths_ruleset().  Returns 0 or -errno. */
+int sandbox_paths_restrict(int ruleset);
+
 #endif /* VMAUGMENT_SANDBOX_H */

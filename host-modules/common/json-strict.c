@@ -10,7 +10,14 @@
 
 gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth)
 {
+    return vmaug_json_shape_ok(json, len, max_depth, 0);
+}
+
+gboolean vmaug_json_shape_ok(const gchar *json, gsize len, guint max_depth,
+                             gsize max_values)
+{
     guint depth = 0;
+    gsize values = 1;
     gboolean in_string = FALSE;
 
     for (gsize i = 0; i < len; i++) {
@@ -31,6 +38,13 @@ gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth)
             return FALSE;
         } else if (c == '{' || c == '[') {
             if (++depth > max_depth) {
+                return FALSE;
+            }
+        } else if (c == ',' || c == ':') {
+            /* Each begins one more value (or a member's): json-glib
+             * makes a node of each, some forty bytes for one of two
+             * bytes of text. */
+            if (max_values != 0 && ++values > max_values) {
                 return FALSE;
             }
         } else if (c == '}' || c == ']') {

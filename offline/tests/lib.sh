@@ -491,7 +491,9 @@ SH
 # of IMAGE) while the overlay's name is swapped for one of DECOY as
 # qemu-nbd starts; the apply must refuse the commit, no qemu-img be given
 # the overlay's name (it opens the overlay through the descriptor the
-# apply holds), and swap_was_harmless hold.
+# apply holds), and swap_was_harmless hold.  With --allow-backing-files:
+# the logging qemu-img writes its log, which the probe's confinement
+# refuses it.
 swapped_as_served() {
     local image=$1 decoy=$2 dir
     shift 2
@@ -500,7 +502,7 @@ swapped_as_served() {
     qemu_img_logger "$dir/qemu-img"
     VMAUGMENT_QEMU_NBD=$dir/qemu-nbd VMAUGMENT_QEMU_IMG=$dir/qemu-img \
         expect_refusal 'is no longer the overlay this apply made; it is not committed' \
-        "$@"
+        --allow-backing-files "$@"
     ! grep -F ".$(basename "$image").vmaugment-overlay.qcow2" \
         "$dir/qemu-img.log" || fail "qemu-img was given the overlay of $image by its name"
     swap_was_harmless "$dir/qemu-nbd" "$image" "$decoy"

@@ -7,7 +7,8 @@
 # image (the same worker, attacking as a guest file tells it) reaches
 # nothing of the host, and what it reports is checked; images that name
 # host files
-# (a backing file, also one hidden in a raw disk's first sector) are
+# (a backing file, also one hidden in a raw disk's first sector, a vmdk
+# descriptor's extents, which the probe itself may not open) are
 # refused unless the operator allows them; the worker starts without a
 # probe of the host where it can, and the probe decides where it cannot;
 # QEMU's tools are started once each per step of a job, the overlay the
@@ -15,7 +16,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 37
+plan 40
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -85,6 +86,7 @@ pass "a worker's attacks on the host fail: host files, /proc, network, exec, kil
 for report in bad-magic:'bad magic' huge:'body length out of range' \
     short:'truncated body' deep:'body is nested too deeply' \
     hidden-deep:'body is nested too deeply' \
+    wide:'body has too many values' \
     not-json:'body is not JSON' unknown-member:'unexpected member' \
     wrong-type:'"inventory" has the wrong type' bad-error:'bad "error"' \
     trailing:'data after the result' stages:'too many stages' \
@@ -99,7 +101,7 @@ done
 ln -f "$fix/debian.qcow2" "$tmp/report-escape.qcow2"
 VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
     expect_refusal 'evil \?\]0;owned\? \?\? end$' inspect "$tmp/report-escape.qcow2"
-pass "malformed reports are refused: framing, size, depth, members, types, stages; control characters never reach the terminal"
+pass "malformed reports are refused: framing, size, depth, values, members, types, stages; control characters never reach the terminal"
 
 # 18: a sound report counts for nothing when the worker then crashes.
 ln -f "$fix/debian.qcow2" "$tmp/report-crash-after.qcow2"
@@ -134,7 +136,42 @@ expect_refusal 'no Linux or Windows system' --allow-backing-files \
     inspect "$tmp/backed.qcow2"
 pass "--allow-backing-files opens it"
 
-# 24-25: what an interrupted apply left next to an image is finished only
+# 24-26: a vmdk descriptor in a raw disk's first sector: probing it,
+# "qemu-img info" itself opens the extents it names, before any check of
+# what it prints.  A FIFO nobody writes would hang it, a device would
+# open with its side effects; it may open the image and the system's
+# files only.
+vmdk_descriptor() {
+    "$QEMU_IMG" create -q -f raw "$2" 64M
+    printf '# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\nRW 8 FLAT "%s" 0\n\0' \
+        "$1" | dd of="$2" conv=notrunc status=none
+}
+mkfifo "$tmp/nobody-writes"
+vmdk_descriptor "$tmp/nobody-writes" "$tmp/fifo-extent.img"
+start=$(date +%s)
+if timeout 60 "$VMAUGMENT_OFFLINE" inspect "$tmp/fifo-extent.img" 2>&1 \
+        >/dev/null | grep -q 'this kernel has no Landlock'; then
+    expect_refusal 'did not finish within 30 s' inspect "$tmp/fifo-extent.img"
+else
+    expect_refusal "Could not open '$tmp/nobody-writes': Permission denied" \
+        inspect "$tmp/fifo-extent.img"
+    [ $(($(date +%s) - start)) -lt 20 ] ||
+        fail "the refusal waited for the deadline instead of the confinement"
+fi
+pass "a descriptor naming a FIFO is refused at once, the FIFO never opened"
+vmdk_descriptor "$tmp/host-file" "$tmp/file-extent.img"
+expect_refusal "Could not open '$tmp/host-file': Permission denied" \
+    inspect "$tmp/file-extent.img"
+pass "a descriptor naming a host file is refused without opening it"
+# Allowed to name other files, the probe still ends: killed at its
+# deadline.
+expect_refusal 'qemu-img info did not finish within 30 s' \
+    --allow-backing-files inspect "$tmp/fifo-extent.img"
+pgrep -f "qemu-img info .*fifo-extent" >/dev/null &&
+    fail "qemu-img is still waiting on the FIFO"
+pass "with --allow-backing-files the probe is killed at its deadline"
+
+# 27-28: what an interrupted apply left next to an image is finished only
 # when it is that image's overlay: a planted one (an appliance's directory
 # may hold anything) would have the commit write its data into the host
 # file its header names.
@@ -166,7 +203,7 @@ cmp -s "$tmp/victim" "$tmp/victim.orig" ||
     fail "apply changed the image"
 pass "apply does not finish a planted overlay either"
 
-# 26-27: the worker is started without first probing the host (a probe
+# 29-30: the worker is started without first probing the host (a probe
 # is one more child in new namespaces per job); where that start fails,
 # the probe decides as before.
 need strace strace
@@ -187,7 +224,7 @@ grep -q 'cannot confine the offline worker fully (missing: user-namespace)' \
     <<<"$err" || fail "no user namespace: $err"
 pass "without user namespaces the probe decides: the worker is refused, naming the missing piece"
 
-# 28: libraries only one command needs are loaded by that command, not
+# 31: libraries only one command needs are loaded by that command, not
 # at every start (docs/performance.md).
 worker=$(dirname "$VMAUGMENT_OFFLINE")/vmaugment-offline-worker
 for prog in "$VMAUGMENT_OFFLINE" "$worker"; do
@@ -198,7 +235,7 @@ for prog in "$VMAUGMENT_OFFLINE" "$worker"; do
 done
 pass "vmaugment-offline and its worker do not link libvirt, libclamav or libguestfs"
 
-# 29: an apply's worker starts while its overlay is made; when the
+# 32: an apply's worker starts while its overlay is made; when the
 # overlay cannot be made, the apply fails saying why, the worker ends
 # with it and nothing is left (a qemu-img whose create fails).
 mkdir -p "$tmp/failing-img"
@@ -220,11 +257,13 @@ no_sidecars "$tmp/no-overlay.qcow2"
     fail "the worker outlived the apply whose overlay was not made"
 pass "an overlay that cannot be made fails the apply; its worker ends and nothing is left"
 
-# 29b: a reading job's worker starts while its disk is probed (a qemu-img
+# 32b: a reading job's worker starts while its disk is probed (a qemu-img
 # that waits, at most 20 s, for the worker to be there): a scan at an
 # image's start waits for the longer of the two, not for both.  A probe
 # that refuses the disk fails the job; the worker ends with it, and
-# qemu-nbd never opens the disk.
+# qemu-nbd never opens the disk.  With --allow-backing-files: that
+# qemu-img watches /proc and writes a log, which the probe's confinement
+# (24-26) would refuse it.
 mkdir -p "$tmp/probing-img" "$tmp/probing-nbd"
 cat >"$tmp/probing-img/qemu-img" <<SH
 #!/bin/bash
@@ -254,17 +293,18 @@ mkdir -m 755 "$tmp/probe-db"
 echo "Probe.Test:0:*:766d61756d656e742d70726f6265" >"$tmp/probe-db/probe.ndb"
 export VMAUGMENT_QEMU_IMG=$tmp/probing-img/qemu-img
 export VMAUGMENT_QEMU_NBD=$tmp/probing-nbd/qemu-nbd
-vo inspect "$tmp/probed.qcow2" >/dev/null
-vo scan --database "$tmp/probe-db" --path /etc/os-release \
-    "$tmp/probed.qcow2" >/dev/null
+vo --allow-backing-files inspect "$tmp/probed.qcow2" >/dev/null
+vo --allow-backing-files scan --database "$tmp/probe-db" \
+    --path /etc/os-release "$tmp/probed.qcow2" >/dev/null
 [ "$(grep -c "^$tmp/probed.qcow2: worker up" "$tmp/probing-img/log")" = 2 ] ||
     fail "inspect and scan probed before their worker started: $(cat "$tmp/probing-img/log")"
 before=$(sha256sum <"$tmp/probe-refused.qcow2")
 expect_refusal 'is not a usable disk image: .*injected failure' \
-    inspect "$tmp/probe-refused.qcow2"
+    --allow-backing-files inspect "$tmp/probe-refused.qcow2"
 # A scan that could not be made exits 3.
 expect_refusal --status 3 'is not a usable disk image: .*injected failure' \
-    scan --database "$tmp/probe-db" "$tmp/probe-refused.qcow2"
+    --allow-backing-files scan --database "$tmp/probe-db" \
+    "$tmp/probe-refused.qcow2"
 unset VMAUGMENT_QEMU_IMG VMAUGMENT_QEMU_NBD
 ! pgrep -f "vmaugment-offline-worker [a-z]+ $tmp/probe-refused.qcow2 " >/dev/null ||
     fail "the worker outlived the job whose disk the probe refused"
@@ -274,7 +314,7 @@ unset VMAUGMENT_QEMU_IMG VMAUGMENT_QEMU_NBD
     fail "a refused disk changed"
 pass "a reading job's worker starts while its disk is probed; a refused disk ends the worker, unserved"
 
-# 29c: the formats an inspection reports are the ones the disks were
+# 32c: the formats an inspection reports are the ones the disks were
 # served in, never the worker's word (a test worker that names others).
 ln -f "$fix/debian.qcow2" "$tmp/report-format-lie.qcow2"
 VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
@@ -284,7 +324,7 @@ VMAUGMENT_OFFLINE_WORKER=$VMAUGMENT_OFFLINE_WORKER_BUGGY \
     fail "the worker's formats were reported: $(cat "$tmp/format-lie.json")"
 pass "an inspection reports the formats its disks were served in, not the worker's"
 
-# 30: the overlay is made in a file the apply creates itself: a link
+# 33: the overlay is made in a file the apply creates itself: a link
 # planted under its name (here by a qemu-img whose probe plants one,
 # after the recovery that removes leftovers) fails the apply instead of
 # qemu-img writing through it into a host file.
@@ -300,8 +340,12 @@ fi
 SH
 chmod +x "$tmp/linking-img/qemu-img"
 before=$(sha256sum <"$tmp/linked.qcow2")
+# (--allow-backing-files lifts the probe's confinement, 24-26, under which
+# this qemu-img info could not plant the link: here it stands for another
+# writer of the directory.)
 VMAUGMENT_QEMU_IMG=$tmp/linking-img/qemu-img \
     expect_refusal 'cannot create .*vmaugment-overlay.qcow2: File exists' \
+    --allow-backing-files \
     --trust-dir "$tmp/trust" apply "$tmp/linked.qcow2" "$tmp/demo.vmab"
 [ "$(cat "$tmp/link-target")" = "host file" ] ||
     fail "qemu-img wrote the overlay through a planted link"
@@ -309,7 +353,7 @@ VMAUGMENT_QEMU_IMG=$tmp/linking-img/qemu-img \
     fail "the image changed although its overlay was refused"
 pass "a link planted where the overlay goes fails the apply; nothing is written through it"
 
-# 31: the commit writes only the overlay the apply made: one replaced
+# 34: the commit writes only the overlay the apply made: one replaced
 # after its creation (a qemu-img whose create then swaps in an overlay of
 # another file) is not committed, by the apply nor by recover.
 cp "$fix/debian.qcow2" "$tmp/swapped.qcow2"
@@ -338,10 +382,11 @@ expect_refusal 'is not the overlay of .* that an interrupted apply leaves' \
     fail "the image changed although its overlay was swapped"
 pass "an overlay replaced after the apply made it is committed neither by the apply nor by recover"
 
-# 32: QEMU's tools per job (docs/performance.md): an apply starts
+# 35: QEMU's tools per job (docs/performance.md): an apply starts
 # qemu-img for the probe, the overlay and the commit, and one qemu-nbd;
 # its verify one qemu-img and one qemu-nbd; each a child of
-# vmaugment-offline.
+# vmaugment-offline.  (--allow-backing-files: the counting qemu-img reads
+# /proc and writes its log, which the probe's confinement refuses.)
 mkdir -p "$tmp/counting"
 for tool in qemu-img qemu-nbd; do
     real=$QEMU_IMG
@@ -355,10 +400,12 @@ SH
 done
 cp "$fix/debian.qcow2" "$tmp/counted.qcow2"
 VMAUGMENT_QEMU_IMG=$tmp/counting/qemu-img VMAUGMENT_QEMU_NBD=$tmp/counting/qemu-nbd \
-    vo apply "$tmp/counted.qcow2" "$tmp/demo.vmab" >/dev/null
+    vo --allow-backing-files apply "$tmp/counted.qcow2" "$tmp/demo.vmab" \
+    >/dev/null
 echo verify >>"$tmp/counting/log"
 VMAUGMENT_QEMU_IMG=$tmp/counting/qemu-img VMAUGMENT_QEMU_NBD=$tmp/counting/qemu-nbd \
-    vo verify "$tmp/counted.qcow2" "$tmp/demo.vmab" >/dev/null
+    vo --allow-backing-files verify "$tmp/counted.qcow2" "$tmp/demo.vmab" \
+    >/dev/null
 want="qemu-img info vmaugment-offli
 qemu-img create vmaugment-offli
 qemu-nbd --cache=writeback vmaugment-offli
@@ -370,7 +417,7 @@ qemu-nbd --cache=writeback vmaugment-offli"
     fail "QEMU's tools started by an apply and its verify: $(cat "$tmp/counting/log")"
 pass "an apply starts qemu-img three times and qemu-nbd once, its verify each once"
 
-# 33: qemu-img writes the overlay through the file the apply created and
+# 36: qemu-img writes the overlay through the file the apply created and
 # holds, not through its name: a link swapped in under the name just
 # before qemu-img create opens it (a writer of the image's directory
 # racing the apply) is not written through.
@@ -398,7 +445,7 @@ VMAUGMENT_QEMU_IMG=$tmp/racing-img/qemu-img timeout 120 "$VMAUGMENT_OFFLINE" \
     fail "the image changed although its overlay's name was taken"
 pass "a link swapped in as qemu-img create starts is not written through"
 
-# 34: the commit reads the overlay the apply holds, not the file under
+# 37: the commit reads the overlay the apply holds, not the file under
 # its name: an overlay of another file swapped in after the check, as
 # qemu-img commit starts, is not committed into that file.
 cp "$fix/debian.qcow2" "$tmp/late.qcow2"
@@ -427,7 +474,7 @@ cmp -s "$tmp/late-victim" "$tmp/late-victim.orig" ||
     fail "the apply whose overlay name was swapped at the commit: $(cat "$tmp/late.json")"
 pass "an overlay swapped in as qemu-img commit starts is not committed; the apply's own is"
 
-# 35: qemu-nbd serves the overlay the apply holds, not the file under its
+# 38: qemu-nbd serves the overlay the apply holds, not the file under its
 # name: an overlay of another file swapped in under the name as qemu-nbd
 # starts (a writer of the image's directory racing the apply) is neither
 # read nor written by the worker, and is not committed.
