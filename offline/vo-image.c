@@ -66,7 +66,6 @@ static const VoImageLimits vo_image_info_limits = {
     .confine_paths = TRUE,
 };
 
-
 /*
  * Creating an overlay and committing it: room for the threads a commit
  * starts (each reserves a stack and a malloc arena of address space), and

@@ -42,8 +42,8 @@ gboolean vmaug_json_shape_ok(const gchar *json, gsize len, guint max_depth,
             }
         } else if (c == ',' || c == ':') {
             /* Each begins one more value (or a member's): json-glib
-             * makes a node of each, some forty bytes for one of two
-             * bytes of text. */
+             * makes a node of each, some eighty bytes for two bytes of
+             * text. */
             if (max_values != 0 && ++values > max_values) {
                 return FALSE;
             }

@@ -18,7 +18,7 @@ gboolean vmaug_json_depth_ok(const gchar *json, gsize len, guint max_depth);
 
 /*
  * vmaug_json_depth_ok(), and at most @max_values values and members in all
- * (0: no bound): text of "0," repeated costs json-glib some twenty times
+ * (0: no bound): text of "0," repeated costs json-glib some forty times
  * its size in nodes, which a length bound alone does not keep small.
  */
 gboolean vmaug_json_shape_ok(const gchar *json, gsize len, guint max_depth,
