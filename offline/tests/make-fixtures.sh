@@ -505,12 +505,19 @@ PART
 # (OUT/NAME.partition) for the tests.
 luks_disk() {
     local out=$1 name=$2 payload=$3
-    local start=133120 luks_bytes sectors raw=$out/$2.raw
+    local start=133120 luks_bytes sectors raw=$out/$2.raw try
     # The passphrase is the whole file, as cryptsetup's --key-file reads
     # it: no newline.
     printf 'luks-fixture-passphrase-%s' 7f3e9a1c >"$out/key"
-    "$qemu_img" convert --object "secret,id=k,file=$out/key" -f raw \
-        -O luks -o key-secret=k,iter-time=10 "$payload" "$payload.luks"
+    # QEMU times its key derivation in the thread's CPU time and gives up
+    # ("Unable to get accurate CPU usage") when a first round measures
+    # none, which a busy machine can make happen: tried three times.
+    for try in 1 2 3; do
+        "$qemu_img" convert --object "secret,id=k,file=$out/key" -f raw \
+            -O luks -o key-secret=k,iter-time=10 "$payload" \
+            "$payload.luks" && break
+        [ "$try" -lt 3 ] || return 1
+    done
     rm -f "$payload"
     luks_bytes=$(stat -c %s "$payload.luks")
     sectors=$(((luks_bytes + 1048575) / 1048576 * 2048))
