@@ -6,10 +6,14 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,6 +28,14 @@ struct VmaugLinkClient {
      * guest requests go out on it and their answers come back on it. */
     int chan_fd;
     int passed_fd;          /* a descriptor that came with a message */
+    /* The upload area the helper shares with a client that takes the
+     * channel (docs/protocol.rst, UPLOAD_AREA), NULL until it came; a
+     * slot is busy from the chunk put in it until the helper's
+     * AREA_RELEASE. */
+    guint8 *area;
+    gboolean area_busy[VMAUG_HOST_AREA_SLOTS];
+    guint area_chunks;
+    gboolean area_off;
     guint64 next_tag;
     gboolean owner;
     gchar *peer;
@@ -66,7 +78,8 @@ static gboolean link_client_wait(VmaugLinkClient *c, int fd, int *ready,
 static int link_client_fd_for(VmaugLinkClient *c, guint16 type, guint64 tag)
 {
     return c->chan_fd >= 0 &&
-           (type == VMAUG_HOST_REQUEST || type == VMAUG_HOST_CANCEL) &&
+           (type == VMAUG_HOST_REQUEST || type == VMAUG_HOST_CANCEL ||
+            type == VMAUG_HOST_AREA_REQUEST) &&
            !(tag & LINK_CLIENT_OWNER_TAG) ? c->chan_fd : c->fd;
 }
 
@@ -166,10 +179,101 @@ static gboolean link_client_read(VmaugLinkClient *c, int fd, void *buf,
     return TRUE;
 }
 
-/* One message, checked like the device checks it before using it. */
+#define LINK_CLIENT_AREA_SIZE \
+    ((gsize)VMAUG_HOST_AREA_SLOTS * VMAUG_CHUNK_MAX_DATA)
+#define LINK_CLIENT_AREA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+/* The helper's UPLOAD_AREA, checked as the device checks it. */
+static gboolean link_client_area(VmaugLinkClient *c, GBytes *body,
+                                 GError **error)
+{
+    struct vmaug_host_upload_area ua;
+    struct stat st;
+    void *map;
+
+    if (c->chan_fd < 0 || c->area != NULL || c->passed_fd < 0 ||
+        g_bytes_get_size(body) != sizeof(ua)) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "the helper sent an unexpected upload area");
+        return FALSE;
+    }
+    memcpy(&ua, g_bytes_get_data(body, NULL), sizeof(ua));
+    if (GUINT32_FROM_LE(ua.slots) != VMAUG_HOST_AREA_SLOTS ||
+        GUINT32_FROM_LE(ua.slot_size) != VMAUG_CHUNK_MAX_DATA ||
+        fstat(c->passed_fd, &st) < 0 ||
+        st.st_size != (off_t)LINK_CLIENT_AREA_SIZE ||
+        (fcntl(c->passed_fd, F_GET_SEALS) & LINK_CLIENT_AREA_SEALS) !=
+        LINK_CLIENT_AREA_SEALS) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "the helper sent a malformed upload area");
+        return FALSE;
+    }
+    map = mmap(NULL, LINK_CLIENT_AREA_SIZE, PROT_READ | PROT_WRITE,
+               MAP_SHARED, c->passed_fd, 0);
+    close(c->passed_fd);
+    c->passed_fd = -1;
+    if (map != MAP_FAILED) {
+        c->area = map;      /* otherwise chunks keep to the channel */
+    }
+    return TRUE;
+}
+
+/* One message, checked like the device checks it before using it; the
+ * upload area is taken here. */
+static gboolean link_client_recv_one(VmaugLinkClient *c, guint16 *type,
+                                     guint64 *tag, GBytes **body,
+                                     guint timeout_ms, GError **error);
+
+/* The helper's AREA_RELEASE, checked as the device checks it. */
+static gboolean link_client_area_release(VmaugLinkClient *c, GBytes *body,
+                                         GError **error)
+{
+    struct vmaug_host_area_release rel;
+    guint32 slot;
+
+    if (g_bytes_get_size(body) != sizeof(rel)) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "the helper sent a malformed AREA_RELEASE");
+        return FALSE;
+    }
+    memcpy(&rel, g_bytes_get_data(body, NULL), sizeof(rel));
+    slot = GUINT32_FROM_LE(rel.slot);
+    if (slot >= VMAUG_HOST_AREA_SLOTS || !c->area_busy[slot]) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "the helper released a slot not in use");
+        return FALSE;
+    }
+    c->area_busy[slot] = FALSE;
+    return TRUE;
+}
+
 static gboolean link_client_recv(VmaugLinkClient *c, guint16 *type,
                                  guint64 *tag, GBytes **body,
                                  guint timeout_ms, GError **error)
+{
+    for (;;) {
+        gboolean ok;
+
+        if (!link_client_recv_one(c, type, tag, body, timeout_ms, error)) {
+            return FALSE;
+        }
+        if (*type == VMAUG_HOST_UPLOAD_AREA) {
+            ok = link_client_area(c, *body, error);
+        } else if (*type == VMAUG_HOST_AREA_RELEASE) {
+            ok = link_client_area_release(c, *body, error);
+        } else {
+            return TRUE;
+        }
+        if (!ok) {
+            return FALSE;
+        }
+        g_clear_pointer(body, g_bytes_unref);
+    }
+}
+
+static gboolean link_client_recv_one(VmaugLinkClient *c, guint16 *type,
+                                     guint64 *tag, GBytes **body,
+                                     guint timeout_ms, GError **error)
 {
     struct vmaug_host_msg m;
     g_autofree guint8 *buf = NULL;
@@ -253,7 +357,9 @@ static gboolean link_client_hello(VmaugLinkClient *c, const gchar *name,
 {
     struct vmaug_host_hello hello = {
         .proto_version = GUINT32_TO_LE(VMAUG_PROTO_VERSION),
-        .flags = GUINT32_TO_LE(channel ? VMAUG_HOST_HELLO_F_CHANNEL : 0),
+        .flags = GUINT32_TO_LE(channel ? VMAUG_HOST_HELLO_F_CHANNEL |
+                                         VMAUG_HOST_HELLO_F_UPLOAD_AREA
+                                       : 0),
     };
     gsize store_len = store != NULL ? strlen(store) : 0;
     gsize image_len = image != NULL ? strlen(image) : 0;
@@ -378,6 +484,9 @@ void vmaug_link_client_free(VmaugLinkClient *c)
     if (c->passed_fd >= 0) {
         close(c->passed_fd);
     }
+    if (c->area != NULL) {
+        munmap(c->area, LINK_CLIENT_AREA_SIZE);
+    }
     g_free(c->peer);
     g_free(c);
 }
@@ -395,6 +504,43 @@ int vmaug_link_client_get_fd(VmaugLinkClient *c)
 int vmaug_link_client_get_channel_fd(VmaugLinkClient *c)
 {
     return c->chan_fd;
+}
+
+gboolean vmaug_link_client_wait_area(VmaugLinkClient *c, guint timeout_ms,
+                                     GError **error)
+{
+    while (c->area == NULL) {
+        g_autoptr(GBytes) body = NULL;
+        guint16 type;
+        guint64 tag;
+
+        if (!link_client_recv_one(c, &type, &tag, &body, timeout_ms, error)) {
+            return FALSE;
+        }
+        if (type == VMAUG_HOST_UPLOAD_AREA) {
+            if (!link_client_area(c, body, error)) {
+                return FALSE;
+            }
+            if (c->area == NULL) {
+                g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                            "cannot map the upload area");
+                return FALSE;
+            }
+        } else if (!link_client_other(c, type, tag, body, error)) {
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+guint vmaug_link_client_area_chunks(VmaugLinkClient *c)
+{
+    return c->area_chunks;
+}
+
+void vmaug_link_client_use_area(VmaugLinkClient *c, gboolean use)
+{
+    c->area_off = !use;
 }
 
 void vmaug_link_client_set_other_func(VmaugLinkClient *c,
@@ -420,8 +566,34 @@ guint64 vmaug_link_client_request(VmaugLinkClient *c, guint16 opcode,
     };
     g_autoptr(GByteArray) msg = g_byte_array_new();
     guint64 tag = c->next_tag++ | (c->owner ? LINK_CLIENT_OWNER_TAG : 0);
+    guint32 slot = 0;
 
     req.id = GUINT64_TO_LE(tag);
+    /* An upload chunk's data in a free slot of the area, as the device
+     * puts it there. */
+    while (slot < VMAUG_HOST_AREA_SLOTS && c->area_busy[slot]) {
+        slot++;
+    }
+    if (c->area != NULL && !c->area_off && !c->owner &&
+        opcode == VMAUG_OP_UPLOAD_CHUNK &&
+        alen == sizeof(struct vmaug_upload_chunk) && blen > 0 &&
+        blen <= VMAUG_CHUNK_MAX_DATA && slot < VMAUG_HOST_AREA_SLOTS) {
+        struct vmaug_host_area_request ar = {
+            .slot = GUINT32_TO_LE(slot),
+        };
+
+        memcpy(c->area + (gsize)slot * VMAUG_CHUNK_MAX_DATA, b, blen);
+        g_byte_array_append(msg, (const guint8 *)&ar, sizeof(ar));
+        g_byte_array_append(msg, (const guint8 *)&req, sizeof(req));
+        g_byte_array_append(msg, a, alen);
+        if (!vmaug_link_client_send_msg(c, VMAUG_HOST_AREA_REQUEST, tag,
+                                        msg->data, msg->len, error)) {
+            return 0;
+        }
+        c->area_busy[slot] = TRUE;
+        c->area_chunks++;
+        return tag;
+    }
     g_byte_array_append(msg, (const guint8 *)&req, sizeof(req));
     if (alen > 0) {
         g_byte_array_append(msg, a, alen);

@@ -56,6 +56,20 @@ const gchar *vmaug_link_client_get_peer(VmaugLinkClient *c);
 int vmaug_link_client_get_fd(VmaugLinkClient *c);
 /* The request channel's descriptor, -1 without one. */
 int vmaug_link_client_get_channel_fd(VmaugLinkClient *c);
+/*
+ * Wait up to @timeout_ms for the upload area the helper shares with a
+ * client that takes the channel; upload chunks then carry their data in
+ * it, as the device's do.  What else comes meanwhile goes to the
+ * other-message function.
+ */
+gboolean vmaug_link_client_wait_area(VmaugLinkClient *c, guint timeout_ms,
+                                     GError **error);
+/* How many chunks went through the upload area so far. */
+guint vmaug_link_client_area_chunks(VmaugLinkClient *c);
+/* Whether chunks use the upload area once there is one (the default);
+ * without, they travel in their REQUEST on the channel (benchmarks
+ * compare the two). */
+void vmaug_link_client_use_area(VmaugLinkClient *c, gboolean use);
 void vmaug_link_client_set_other_func(VmaugLinkClient *c,
                                       VmaugLinkClientOtherFunc func,
                                       gpointer user);

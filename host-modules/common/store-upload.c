@@ -44,6 +44,9 @@ typedef struct {
     int fd;
     gint64 last_active;             /* store clock: began or took a chunk */
     gboolean committing;            /* its commit runs (StoreCommit) */
+    /* A chunk answered before it was written could not be written: said
+     * to the next chunk or commit (vmaug_store_upload_chunk_write()). */
+    gchar *write_error;
 } StoreUpload;
 
 static void store_upload_free(StoreUpload *u)
@@ -52,6 +55,7 @@ static void store_upload_free(StoreUpload *u)
         close(u->fd);
     }
     g_free(u->owner);
+    g_free(u->write_error);
     g_free(u->hex);
     g_free(u->name);
     g_free(u->version);
@@ -477,16 +481,29 @@ gboolean vmaug_store_upload_begin(VmaugStore *store, const gchar *owner,
     return TRUE;
 }
 
-gboolean vmaug_store_upload_chunk(VmaugStore *store, const gchar *owner,
-                                  guint64 upload_id, guint64 offset,
-                                  const guint8 *data, gsize len,
-                                  guint64 *new_offset, GError **error)
+/* The failure of a write that was answered before it was made, once. */
+static gboolean store_upload_write_failed(StoreUpload *u, GError **error)
+{
+    if (u->write_error == NULL) {
+        return FALSE;
+    }
+    g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO,
+                "an earlier chunk could not be written (%s); the upload "
+                "resumes at %" G_GUINT64_FORMAT, u->write_error, u->offset);
+    g_clear_pointer(&u->write_error, g_free);
+    return TRUE;
+}
+
+/* The upload @upload_id takes @len bytes at @offset now. */
+static StoreUpload *store_upload_chunk_fits(VmaugStore *store,
+                                            const gchar *owner,
+                                            guint64 upload_id, guint64 offset,
+                                            gsize len, GError **error)
 {
     StoreUpload *u = store_find_upload(store, owner, upload_id, error);
-    gsize done = 0;
 
-    if (u == NULL) {
-        return FALSE;
+    if (u == NULL || store_upload_write_failed(u, error)) {
+        return NULL;
     }
     if (offset != u->offset) {
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID,
@@ -498,8 +515,18 @@ gboolean vmaug_store_upload_chunk(VmaugStore *store, const gchar *owner,
         g_set_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_TOO_BIG,
                     "chunk of %" G_GSIZE_FORMAT " bytes does not fit",
                     len);
-        return FALSE;
+        return NULL;
     }
+    return u;
+}
+
+/* Write a chunk that fits, and take it. */
+static gboolean store_upload_write(VmaugStore *store, StoreUpload *u,
+                                   guint64 offset, const guint8 *data,
+                                   gsize len, GError **error)
+{
+    gsize done = 0;
+
     while (done < len) {
         ssize_t n = pwrite(u->fd, data + done, len - done, offset + done);
 
@@ -518,8 +545,57 @@ gboolean vmaug_store_upload_chunk(VmaugStore *store, const gchar *owner,
     }
     u->offset += len;
     u->last_active = store_now(store);
+    return TRUE;
+}
+
+gboolean vmaug_store_upload_chunk(VmaugStore *store, const gchar *owner,
+                                  guint64 upload_id, guint64 offset,
+                                  const guint8 *data, gsize len,
+                                  guint64 *new_offset, GError **error)
+{
+    StoreUpload *u = store_upload_chunk_fits(store, owner, upload_id, offset,
+                                             len, error);
+
+    if (u == NULL || !store_upload_write(store, u, offset, data, len, error)) {
+        return FALSE;
+    }
     *new_offset = u->offset;
     return TRUE;
+}
+
+gboolean vmaug_store_upload_chunk_check(VmaugStore *store, const gchar *owner,
+                                        guint64 upload_id, guint64 offset,
+                                        gsize len, guint64 *new_offset,
+                                        GError **error)
+{
+    if (store_upload_chunk_fits(store, owner, upload_id, offset, len,
+                                error) == NULL) {
+        return FALSE;
+    }
+    *new_offset = offset + len;
+    return TRUE;
+}
+
+void vmaug_store_upload_chunk_write(VmaugStore *store, const gchar *owner,
+                                    guint64 upload_id, guint64 offset,
+                                    const guint8 *data, gsize len)
+{
+    g_autoptr(GError) error = NULL;
+    StoreUpload *u = store_upload_chunk_fits(store, owner, upload_id, offset,
+                                             len, &error);
+
+    if (u != NULL) {
+        store_upload_write(store, u, offset, data, len, &error);
+    }
+    if (error != NULL) {
+        g_warning("upload %" G_GUINT64_FORMAT ": %s", upload_id,
+                  error->message);
+        u = g_hash_table_lookup(store->uploads, &upload_id);
+        if (u != NULL && g_strcmp0(u->owner, owner) == 0 &&
+            u->write_error == NULL) {
+            u->write_error = g_strdup(error->message);
+        }
+    }
 }
 
 /* Pieces of a copy made by hand (the upload on another filesystem). */
@@ -685,7 +761,7 @@ static StoreCommit *store_commit_begin(VmaugStore *store, const gchar *owner,
     StoreUpload *u = store_find_upload(store, owner, upload_id, error);
     StoreCommit *c;
 
-    if (u == NULL) {
+    if (u == NULL || store_upload_write_failed(u, error)) {
         return NULL;
     }
     if (u->offset != u->size) {

@@ -190,6 +190,20 @@ gboolean vmaug_store_upload_chunk(VmaugStore *store, const gchar *owner,
                                   guint64 upload_id, guint64 offset,
                                   const guint8 *data, gsize len,
                                   guint64 *new_offset, GError **error);
+/*
+ * A chunk answered before it is written: whether the upload takes @len
+ * bytes at @offset now (the same refusals as vmaug_store_upload_chunk()),
+ * then, after the answer, the write itself, with nothing in between.  A
+ * write that fails leaves the upload where it was and is said, once, to
+ * its next chunk or commit (VMAUG_HOST_ERROR_IO).
+ */
+gboolean vmaug_store_upload_chunk_check(VmaugStore *store, const gchar *owner,
+                                        guint64 upload_id, guint64 offset,
+                                        gsize len, guint64 *new_offset,
+                                        GError **error);
+void vmaug_store_upload_chunk_write(VmaugStore *store, const gchar *owner,
+                                    guint64 upload_id, guint64 offset,
+                                    const guint8 *data, gsize len);
 VmaugManifest *vmaug_store_upload_commit(VmaugStore *store,
                                          const gchar *owner,
                                          guint64 upload_id,

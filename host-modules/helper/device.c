@@ -367,8 +367,10 @@ static void device_commit_done(GObject *source, GAsyncResult *result,
     device_reply(dev, dc->tag, VMAUG_S_OK, &info, sizeof(info));
 }
 
+/* @area_data: an UPLOAD_CHUNK's data, when it came in the upload area. */
 static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
-                              const guint8 *p, guint32 len, GError **error)
+                              const guint8 *p, guint32 len,
+                              const guint8 *area_data, GError **error)
 {
     /* Uploads are the VM's own: nobody else may resume, feed or end
      * them. */
@@ -402,6 +404,24 @@ static gboolean device_upload(Device *dev, guint64 tag, guint16 opcode,
 
         memcpy(&c, p, sizeof(c));
         id = GUINT64_FROM_LE(c.upload_id);
+        if (area_data != NULL) {
+            /* Answered before it is written, from the slot: the guest's
+             * next chunk is on its way into the other slot meanwhile
+             * (docs/performance.md, "Upload chunks in a shared area"). */
+            if (!vmaug_store_upload_chunk_check(dev->store, owner, id,
+                                                GUINT64_FROM_LE(c.offset),
+                                                len - sizeof(c), &offset,
+                                                error)) {
+                return FALSE;
+            }
+            st.upload_id = GUINT64_TO_LE(id);
+            st.offset = GUINT64_TO_LE(offset);
+            device_reply(dev, tag, VMAUG_S_OK, &st, sizeof(st));
+            vmaug_store_upload_chunk_write(dev->store, owner, id,
+                                           GUINT64_FROM_LE(c.offset),
+                                           area_data, len - sizeof(c));
+            return TRUE;
+        }
         if (!vmaug_store_upload_chunk(dev->store, owner, id,
                                       GUINT64_FROM_LE(c.offset),
                                       p + sizeof(c), len - sizeof(c),
@@ -1221,8 +1241,14 @@ static gboolean device_servicing(Device *dev, guint64 tag, const guint8 *p,
     return FALSE;
 }
 
+/*
+ * A guest's request: its header and @len - sizeof(header) bytes of
+ * payload at @data, followed by @area_len more in the upload area at
+ * @area_data (an UPLOAD_CHUNK's data; device_area_request()).
+ */
 static void device_request(Device *dev, guint64 tag, const guint8 *data,
-                           guint32 len)
+                           guint32 len, const guint8 *area_data,
+                           guint32 area_len)
 {
     g_autoptr(GError) error = NULL;
     struct virtio_vmaugment_req req;
@@ -1241,7 +1267,7 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     }
     memcpy(&req, data, sizeof(req));
     plen = GUINT32_FROM_LE(req.len);
-    if (plen != len - sizeof(req) || plen > VMAUG_MAX_REQ_PAYLOAD ||
+    if (plen != len - sizeof(req) + area_len || plen > VMAUG_MAX_REQ_PAYLOAD ||
         req.flags != 0) {
         device_reply(dev, tag, VMAUG_S_INVALID, NULL, 0);
         return;
@@ -1278,7 +1304,7 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     case VMAUG_OP_UPLOAD_CHUNK:
     case VMAUG_OP_UPLOAD_COMMIT:
     case VMAUG_OP_UPLOAD_ABORT:
-        ok = device_upload(dev, tag, opcode, p, plen, &error);
+        ok = device_upload(dev, tag, opcode, p, plen, area_data, &error);
         break;
     case VMAUG_OP_INVOKE:
         ok = device_invoke(dev, tag, p, plen, &error);
@@ -1304,6 +1330,79 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     if (!ok) {
         device_reply_error(dev, tag, error);
     }
+}
+
+/* The device may write @slot (little-endian) again. */
+static void device_area_release(Device *dev, guint32 slot)
+{
+    struct vmaug_host_area_release rel = { .slot = slot };
+
+    vmaug_link_send(dev->channel, VMAUG_HOST_AREA_RELEASE, 0, &rel,
+                    sizeof(rel), NULL, 0, -1);
+}
+
+/*
+ * An UPLOAD_CHUNK whose data the device put in a slot of the upload area
+ * (docs/protocol.rst, AREA_REQUEST).  What frames it is the device's
+ * word and ends the device when wrong; the request itself is checked as
+ * any other.  The slot is read here and never again: AREA_RELEASE says
+ * so, after the answer.
+ */
+static gboolean device_area_request(Device *dev, guint64 tag,
+                                    const guint8 *data, guint32 len,
+                                    const gchar **why)
+{
+    struct vmaug_host_area_request ar;
+    struct virtio_vmaugment_req req;
+    const guint8 *slot_data;
+    guint32 plen;
+
+    if (dev->area == NULL) {
+        *why = "AREA_REQUEST without an upload area";
+        return FALSE;
+    }
+    if (len != sizeof(ar) + sizeof(req) + sizeof(struct vmaug_upload_chunk)) {
+        *why = "AREA_REQUEST of the wrong size";
+        return FALSE;
+    }
+    memcpy(&ar, data, sizeof(ar));
+    memcpy(&req, data + sizeof(ar), sizeof(req));
+    plen = GUINT32_FROM_LE(req.len);
+    if (GUINT16_FROM_LE(req.opcode) != VMAUG_OP_UPLOAD_CHUNK ||
+        ar.reserved != 0 || plen <= sizeof(struct vmaug_upload_chunk)) {
+        *why = "AREA_REQUEST not for an upload chunk";
+        return FALSE;
+    }
+    slot_data = upload_area_slot(dev->area, GUINT32_FROM_LE(ar.slot),
+                                 plen - sizeof(struct vmaug_upload_chunk));
+    if (slot_data == NULL) {
+        *why = "AREA_REQUEST beyond its slot";
+        return FALSE;
+    }
+    device_request(dev, tag, data + sizeof(ar), len - sizeof(ar), slot_data,
+                   plen - sizeof(struct vmaug_upload_chunk));
+    device_area_release(dev, ar.slot);
+    return TRUE;
+}
+
+/* The upload area the device asked for, sent on the link. */
+static void device_offer_area(Device *dev)
+{
+    struct vmaug_host_upload_area msg = {
+        .slots = GUINT32_TO_LE(VMAUG_HOST_AREA_SLOTS),
+        .slot_size = GUINT32_TO_LE(VMAUG_CHUNK_MAX_DATA),
+    };
+    g_autoptr(GError) error = NULL;
+    int fd = -1;
+
+    dev->area = upload_area_new(&fd, &error);
+    if (dev->area == NULL) {
+        /* Chunks come on the channel as before. */
+        g_warning("device %s: %s", dev->name, error->message);
+        return;
+    }
+    vmaug_link_send(dev->link, VMAUG_HOST_UPLOAD_AREA, 0, &msg, sizeof(msg),
+                    NULL, 0, fd);
 }
 
 /* A path of the device's HELLO: UTF-8, no NUL. */
@@ -1403,6 +1502,7 @@ static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
     g_autofree gchar *store_path = NULL;
     g_autofree gchar *image = NULL;
     gsize store_len, image_len;
+    guint32 flags;
 
     if (len < sizeof(hello)) {
         *why = "bad HELLO";
@@ -1413,7 +1513,11 @@ static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
         *why = "device speaks another protocol version";
         return FALSE;
     }
-    if (GUINT32_FROM_LE(hello.flags) & ~VMAUG_HOST_HELLO_F_CHANNEL ||
+    flags = GUINT32_FROM_LE(hello.flags);
+    if ((flags & ~(VMAUG_HOST_HELLO_F_CHANNEL |
+                   VMAUG_HOST_HELLO_F_UPLOAD_AREA)) ||
+        ((flags & VMAUG_HOST_HELLO_F_UPLOAD_AREA) &&
+         !(flags & VMAUG_HOST_HELLO_F_CHANNEL)) ||
         hello.reserved != 0) {
         *why = "bad HELLO flags";
         return FALSE;
@@ -1446,11 +1550,13 @@ static gboolean device_hello(Device *dev, const guint8 *data, guint32 len,
                                dev->image, &device_module_ops, dev);
     dev->lifecycle = lifecycle_engine_new(dev->session,
                                           device_lifecycle_answer, dev);
-    dev->use_channel =
-        (GUINT32_FROM_LE(hello.flags) & VMAUG_HOST_HELLO_F_CHANNEL) != 0;
+    dev->use_channel = (flags & VMAUG_HOST_HELLO_F_CHANNEL) != 0;
     if (!dev->use_channel) {
         vmaug_link_free(dev->channel);
         dev->channel = NULL;
+    }
+    if (dev->channel != NULL && (flags & VMAUG_HOST_HELLO_F_UPLOAD_AREA)) {
+        device_offer_area(dev);
     }
     dev->hello = TRUE;
     g_message("device %s connected (store %s, image %s, area %s)", dev->name,
@@ -1466,6 +1572,7 @@ static gboolean device_on_message(VmaugLink *link, guint16 type, guint64 tag,
 {
     Device *dev = user_data;
     gboolean guest_request = (type == VMAUG_HOST_REQUEST ||
+                              type == VMAUG_HOST_AREA_REQUEST ||
                               type == VMAUG_HOST_CANCEL) &&
                              !(tag & DEVICE_ADMIN_TAG);
 
@@ -1490,15 +1597,34 @@ static gboolean device_on_message(VmaugLink *link, guint16 type, guint64 tag,
     }
     switch (type) {
     case VMAUG_HOST_REQUEST:
+    case VMAUG_HOST_AREA_REQUEST:
         /* Tags in flight are unique; a reused one would pair answers
          * with the wrong requests.  The one in flight (even given up on)
          * keeps its tag: the refusal leaves it as it is. */
         if (g_hash_table_contains(dev->pending, &tag) ||
             g_hash_table_contains(dev->cancelled, &tag)) {
             device_send_response(dev, tag, VMAUG_S_BUSY, NULL, 0);
+            if (type == VMAUG_HOST_AREA_REQUEST) {
+                struct vmaug_host_area_request ar;
+
+                if (dev->area == NULL || len < sizeof(ar)) {
+                    *why = "AREA_REQUEST without an upload area";
+                    return FALSE;
+                }
+                memcpy(&ar, data, sizeof(ar));
+                if (GUINT32_FROM_LE(ar.slot) >= VMAUG_HOST_AREA_SLOTS) {
+                    *why = "AREA_REQUEST beyond its slot";
+                    return FALSE;
+                }
+                /* Its slot was not read: the device's again. */
+                device_area_release(dev, ar.slot);
+            }
             return TRUE;
         }
-        device_request(dev, tag, data, len);
+        if (type == VMAUG_HOST_AREA_REQUEST) {
+            return device_area_request(dev, tag, data, len, why);
+        }
+        device_request(dev, tag, data, len, NULL, 0);
         return TRUE;
     case VMAUG_HOST_LIFECYCLE:
         return lifecycle_engine_message(dev->lifecycle, tag, data, len, why);
@@ -1650,6 +1776,7 @@ void device_free(Device *dev)
     g_ptr_array_unref(dev->commits);
     vmaug_link_free(dev->link);
     vmaug_link_free(dev->channel);
+    upload_area_free(dev->area);
     g_hash_table_unref(dev->pending);
     g_hash_table_unref(dev->cancelled);
     g_free(dev->name);

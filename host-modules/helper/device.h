@@ -10,6 +10,7 @@
 
 #include "lifecycle.h"
 #include "session.h"
+#include "upload-area.h"
 
 typedef struct _DeviceWrite DeviceWrite;
 
@@ -21,6 +22,9 @@ typedef struct {
      * and their answers travel on it when use_channel. */
     VmaugLink *channel;
     gboolean use_channel;
+    /* Shared with the device when it asked (UPLOAD_AREA): upload chunks'
+     * data comes in its slots. */
+    UploadArea *area;
     gchar *name;                    /* from the device's HELLO */
     gboolean hello;
     VmaugStore *store;

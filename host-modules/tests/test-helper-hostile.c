@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -638,6 +639,126 @@ static void test_channel(Fixture *f, gconstpointer data)
     g_assert_cmpuint(r.status, ==, VMAUG_S_INVALID);
 }
 
+/*
+ * An AREA_REQUEST for a chunk of @data_len bytes in @slot, under
+ * @opcode, with its message as one buffer.
+ */
+static GByteArray *area_request(guint64 tag, guint32 slot, guint16 opcode,
+                                guint32 data_len)
+{
+    struct vmaug_host_area_request ar = { .slot = GUINT32_TO_LE(slot) };
+    struct vmaug_upload_chunk ch = { .upload_id = GUINT64_TO_LE(1) };
+    struct virtio_vmaugment_req req = {
+        .id = GUINT64_TO_LE(tag),
+        .opcode = GUINT16_TO_LE(opcode),
+        .len = GUINT32_TO_LE(sizeof(ch) + data_len),
+    };
+    struct vmaug_host_msg m = {
+        .magic = GUINT32_TO_LE(VMAUG_HOST_MAGIC),
+        .type = GUINT16_TO_LE(VMAUG_HOST_AREA_REQUEST),
+        .len = GUINT32_TO_LE(sizeof(ar) + sizeof(req) + sizeof(ch)),
+        .tag = GUINT64_TO_LE(tag),
+    };
+    GByteArray *b = g_byte_array_new();
+
+    g_byte_array_append(b, (const guint8 *)&m, sizeof(m));
+    g_byte_array_append(b, (const guint8 *)&ar, sizeof(ar));
+    g_byte_array_append(b, (const guint8 *)&req, sizeof(req));
+    g_byte_array_append(b, (const guint8 *)&ch, sizeof(ch));
+    return b;
+}
+
+/* A device that sends @q on the channel (or the link) is cut off. */
+static void area_refused(Fixture *f, gboolean channel, gboolean on_link,
+                         GByteArray *q)
+{
+    g_autoptr(HelperClient) c =
+        helper_client_connect_full(f->socket, NULL, NULL, channel);
+    g_autoptr(GError) error = NULL;
+    int fd = on_link ? vmaug_link_client_get_fd(c->link)
+                     : vmaug_link_client_get_channel_fd(c->link);
+
+    if (channel) {
+        g_assert_true(vmaug_link_client_wait_area(c->link, 5000, &error));
+        g_assert_no_error(error);
+    }
+    g_assert_cmpint(send(fd, q->data, q->len, MSG_NOSIGNAL), ==, q->len);
+    g_assert_true(helper_client_closed(c, 5000));
+    g_byte_array_unref(q);
+}
+
+/*
+ * The upload area (docs/protocol.rst): a device that asks gets a sealed
+ * memfd of two chunk-sized slots, and an upload whose chunks come in it
+ * is stored and verified like any other.  What frames a chunk in the
+ * area wrongly (a slot beyond the area, more data than a slot, another
+ * opcode, the link, no area asked for, an area without a channel) ends
+ * that device; the others carry on.
+ */
+static void test_upload_area(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) pkg = test_module_package(f->keys->admin, "echo", "1.0");
+    g_autoptr(GError) error = NULL;
+
+    {
+        g_autoptr(HelperClient) c =
+            helper_client_connect_full(f->socket, NULL, NULL, TRUE);
+
+        /* The client checks the size and the seals before mapping. */
+        g_assert_true(vmaug_link_client_wait_area(c->link, 5000, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(helper_upload(c, pkg, "echo", "1.0", 1024), ==,
+                         VMAUG_S_OK);
+        g_assert_cmpuint(vmaug_link_client_area_chunks(c->link), >=,
+                         g_bytes_get_size(pkg) / 1024);
+        g_assert_cmpuint(helper_query(c, "echo", NULL, NULL), ==, VMAUG_S_OK);
+    }
+    area_refused(f, TRUE, FALSE,
+                 area_request(1, VMAUG_HOST_AREA_SLOTS, VMAUG_OP_UPLOAD_CHUNK,
+                              16));
+    area_refused(f, TRUE, FALSE,
+                 area_request(1, 1, VMAUG_OP_UPLOAD_CHUNK,
+                              VMAUG_CHUNK_MAX_DATA + 1));
+    area_refused(f, TRUE, FALSE, area_request(1, 0, VMAUG_OP_QUERY, 16));
+    area_refused(f, TRUE, FALSE, area_request(1, 0, VMAUG_OP_UPLOAD_CHUNK, 0));
+    area_refused(f, TRUE, TRUE, area_request(1, 0, VMAUG_OP_UPLOAD_CHUNK, 16));
+    area_refused(f, FALSE, TRUE, area_request(1, 0, VMAUG_OP_UPLOAD_CHUNK, 16));
+    {
+        /* An area asked for without the channel it serves. */
+        struct vmaug_host_hello hello = {
+            .proto_version = GUINT32_TO_LE(VMAUG_PROTO_VERSION),
+            .flags = GUINT32_TO_LE(VMAUG_HOST_HELLO_F_UPLOAD_AREA),
+        };
+        g_autoptr(HelperClient) c = helper_client_connect(f->socket, NULL);
+
+        {
+            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            struct sockaddr_un addr = { .sun_family = AF_UNIX };
+            struct vmaug_host_msg m = {
+                .magic = GUINT32_TO_LE(VMAUG_HOST_MAGIC),
+                .type = GUINT16_TO_LE(VMAUG_HOST_HELLO),
+                .len = GUINT32_TO_LE(sizeof(hello)),
+            };
+            guint8 buf[4096];
+
+            g_strlcpy(addr.sun_path, f->socket, sizeof(addr.sun_path));
+            g_assert_cmpint(connect(fd, (struct sockaddr *)&addr,
+                                    sizeof(addr)), ==, 0);
+            g_assert_cmpint(send(fd, &m, sizeof(m), MSG_NOSIGNAL), ==,
+                            sizeof(m));
+            g_assert_cmpint(send(fd, &hello, sizeof(hello), MSG_NOSIGNAL), ==,
+                            sizeof(hello));
+            /* The helper's HELLO, then the end. */
+            while (recv(fd, buf, sizeof(buf), 0) > 0) {
+                continue;
+            }
+            close(fd);
+        }
+        g_assert_cmpuint(helper_query(c, "nothing-here", NULL, NULL), ==,
+                         VMAUG_S_NOT_FOUND);
+    }
+}
+
 /* A QUERY whose reference is followed by @extra bytes: a long request
  * the helper refuses, with its tag. */
 static GByteArray *channel_query_long(guint64 tag, gsize extra)
@@ -729,5 +850,6 @@ int main(int argc, char **argv)
     TEST_HELPER_ADD("/helper/supervise", test_supervise);
     TEST_HELPER_ADD("/helper/channel", test_channel);
     TEST_HELPER_ADD("/helper/framing", test_framing);
+    TEST_HELPER_ADD("/helper/upload-area", test_upload_area);
     return g_test_run();
 }

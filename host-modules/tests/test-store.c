@@ -584,33 +584,31 @@ static void test_upload_refusals(Fixture *f, gconstpointer data)
  * between them, and the commit copies by hand; the object is the
  * package, byte for byte.
  */
-static void test_upload_other_fs(Fixture *f, gconstpointer data)
+/*
+ * Run the rest of the test in a child with a 4 MiB tmpfs of its own on
+ * the store's uploads/ (a mount namespace of its own: root only), with a
+ * package echo 2.0 of 1.5 MiB, larger than a piece of the copy by hand:
+ * the package in the child; NULL in the parent, which ran the child and
+ * checked that it passed.
+ */
+static GBytes *upload_tmpfs_child(Fixture *f)
 {
-    g_autoptr(GError) error = NULL;
-    g_autoptr(GBytes) pkg = NULL;
-    g_autoptr(GBytes) stored = NULL;
-    g_autoptr(VmaugManifest) m = NULL;
     g_autofree gchar *udir = NULL;
-    g_autofree gchar *hex = NULL;
-    g_autofree gchar *obj = NULL;
-    guint8 sha[32], *big;
-    guint64 id;
+    guint8 *big;
 
     if (!g_test_subprocess()) {
         if (geteuid() != 0) {
             g_test_skip("a tmpfs of its own needs root");
-            return;
+            return NULL;
         }
         g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
         g_test_trap_assert_passed();
-        return;
+        return NULL;
     }
     udir = g_build_filename(f->store_dir, "uploads", NULL);
     g_assert_cmpint(unshare(CLONE_NEWNS), ==, 0);
     g_assert_cmpint(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), ==, 0);
     g_assert_cmpint(mount("tmpfs", udir, "tmpfs", 0, "size=4m"), ==, 0);
-
-    /* Larger than a piece of the copy by hand. */
     f->policy->max_package_size = 4 * 1024 * 1024;
     g_bytes_unref(f->payload2);
     big = g_malloc(1536 * 1024);
@@ -618,7 +616,23 @@ static void test_upload_other_fs(Fixture *f, gconstpointer data)
         big[i] = (guint8)(i * 7 + i / 4096);
     }
     f->payload2 = g_bytes_new_take(big, 1536 * 1024);
-    pkg = test_package(f->keys->admin, "echo", "2.0", f->payload2);
+    return test_package(f->keys->admin, "echo", "2.0", f->payload2);
+}
+
+static void test_upload_other_fs(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) pkg = upload_tmpfs_child(f);
+    g_autoptr(GBytes) stored = NULL;
+    g_autoptr(VmaugManifest) m = NULL;
+    g_autofree gchar *hex = NULL;
+    g_autofree gchar *obj = NULL;
+    guint8 sha[32];
+    guint64 id;
+
+    if (pkg == NULL) {
+        return;
+    }
     hex = package_sha(pkg, sha);
     upload_all(f, pkg, sha, "echo", "2.0", &id);
     m = vmaug_store_upload_commit(f->store, "vm-a", id, "test", &error);
@@ -628,6 +642,82 @@ static void test_upload_other_fs(Fixture *f, gconstpointer data)
     stored = vmaug_trust_read_file(obj, G_MAXSIZE, &error);
     g_assert_no_error(error);
     g_assert_true(g_bytes_equal(stored, pkg));
+}
+
+/*
+ * Chunks answered before they are written (the upload area's): checked,
+ * then written; a write that fails (a full filesystem) leaves the upload
+ * where it was and is said, once, to the next chunk, and the upload
+ * resumes from there and commits.
+ */
+static void test_upload_write_behind(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) pkg = upload_tmpfs_child(f);
+    g_autoptr(VmaugManifest) m = NULL;
+    g_autofree gchar *filler = NULL;
+    g_autofree gchar *hex = NULL;
+    const guint8 *p;
+    guint8 sha[32];
+    guint64 id, off;
+    gsize size;
+
+    if (pkg == NULL) {
+        return;
+    }
+    hex = package_sha(pkg, sha);
+    p = g_bytes_get_data(pkg, &size);
+
+    g_assert_true(vmaug_store_upload_begin(f->store, "vm-a", size, sha,
+                                           "echo", "2.0", "test", &id, &off,
+                                           &error));
+    g_assert_no_error(error);
+    /* Room for less than the first chunk. */
+    filler = g_build_filename(f->store_dir, "uploads", "filler", NULL);
+    {
+        g_autofree guint8 *fill = g_malloc0(3584 * 1024);
+
+        g_assert_true(g_file_set_contents(filler, (const gchar *)fill,
+                                          3584 * 1024, NULL));
+    }
+    g_assert_true(vmaug_store_upload_chunk_check(f->store, "vm-a", id, 0,
+                                                 VMAUG_CHUNK_MAX_DATA, &off,
+                                                 &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(off, ==, VMAUG_CHUNK_MAX_DATA);
+    vmaug_store_upload_chunk_write(f->store, "vm-a", id, 0, p,
+                                   VMAUG_CHUNK_MAX_DATA);
+    /* The next chunk hears of it, once; the upload stayed at 0. */
+    g_assert_false(vmaug_store_upload_chunk_check(f->store, "vm-a", id,
+                                                  VMAUG_CHUNK_MAX_DATA,
+                                                  size - VMAUG_CHUNK_MAX_DATA,
+                                                  &off, &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_IO);
+    g_assert_nonnull(strstr(error->message, "could not be written"));
+    g_assert_nonnull(strstr(error->message, "resumes at 0"));
+    g_clear_error(&error);
+    g_assert_false(vmaug_store_upload_chunk_check(f->store, "vm-a", id,
+                                                  VMAUG_CHUNK_MAX_DATA,
+                                                  size - VMAUG_CHUNK_MAX_DATA,
+                                                  &off, &error));
+    g_assert_error(error, VMAUG_HOST_ERROR, VMAUG_HOST_ERROR_INVALID);
+    g_clear_error(&error);
+
+    /* Room again: it resumes at 0 and commits. */
+    g_assert_cmpint(g_unlink(filler), ==, 0);
+    for (gsize done = 0; done < size; done += VMAUG_CHUNK_MAX_DATA) {
+        gsize n = MIN(size - done, VMAUG_CHUNK_MAX_DATA);
+
+        g_assert_true(vmaug_store_upload_chunk_check(f->store, "vm-a", id,
+                                                     done, n, &off, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(off, ==, done + n);
+        vmaug_store_upload_chunk_write(f->store, "vm-a", id, done, p + done,
+                                       n);
+    }
+    m = vmaug_store_upload_commit(f->store, "vm-a", id, "test", &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(m->version, ==, "2.0");
 }
 
 static void test_upload_slots(Fixture *f, gconstpointer data)
@@ -865,6 +955,7 @@ int main(int argc, char **argv)
     ADD("/store/upload/async", test_upload_async);
     ADD("/store/upload/slots", test_upload_slots);
     ADD("/store/upload/other-fs", test_upload_other_fs);
+    ADD("/store/upload/write-behind", test_upload_write_behind);
     ADD("/store/repair", test_repair);
     ADD("/store/repair-shared", test_repair_shared);
     ADD("/store/lookup-cache", test_lookup_cache);

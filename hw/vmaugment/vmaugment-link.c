@@ -3,7 +3,8 @@
  *
  * Framing ("Host helper link" in the protocol header), the queue of bytes
  * for the helper, the HELLO exchange, the request channel the helper
- * passes with its HELLO, tag routing and the host owner's own requests
+ * passes with its HELLO, the upload area it may share after it, tag
+ * routing and the host owner's own requests
  * (QMP).  The helper is no more trusted than a guest: every
  * header is checked before its body is buffered, and a protocol error
  * ends the connection, never QEMU.  What the helper says reaches the rest
@@ -14,6 +15,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <sys/mman.h>
 #include "qapi/error.h"
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
@@ -24,6 +26,9 @@
 
 /* What one read of the request channel takes: many answers at once. */
 #define VMAUGMENT_CHAN_READ         (64 * 1024)
+#define VMAUGMENT_AREA_SIZE \
+    ((size_t)VMAUG_HOST_AREA_SLOTS * VMAUG_CHUNK_MAX_DATA)
+#define VMAUGMENT_AREA_SEALS        (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
 static void vmaugment_link_closed(VirtIOVMAugment *s);
 static void vmaugment_admin_interrupt(VirtIOVMAugment *s);
@@ -103,7 +108,8 @@ static gboolean vmaugment_helper_writable(void *do_not_use, GIOCondition cond,
 /* What travels on the request channel when there is one. */
 static bool vmaugment_chan_carries(uint16_t type, uint64_t tag)
 {
-    return (type == VMAUG_HOST_REQUEST || type == VMAUG_HOST_CANCEL) &&
+    return (type == VMAUG_HOST_REQUEST || type == VMAUG_HOST_CANCEL ||
+            type == VMAUG_HOST_AREA_REQUEST) &&
            !(tag & VMAUGMENT_ADMIN_TAG);
 }
 
@@ -262,10 +268,130 @@ static void vmaugment_helper_hello(VirtIOVMAugment *s)
     /* The helper passes the channel with its HELLO: a unix socket only. */
     s->chan_asked = qemu_chr_has_feature(qemu_chr_fe_get_driver(&s->conf.chr),
                                          QEMU_CHAR_FEATURE_FD_PASS);
-    hello.flags = cpu_to_le32(s->chan_asked ? VMAUG_HOST_HELLO_F_CHANNEL : 0);
+    s->area_asked = s->chan_asked && s->conf.upload_area;
+    hello.flags = cpu_to_le32((s->chan_asked ? VMAUG_HOST_HELLO_F_CHANNEL
+                                             : 0) |
+                              (s->area_asked ? VMAUG_HOST_HELLO_F_UPLOAD_AREA
+                                             : 0));
     pstrcpy((char *)hello.name, sizeof(hello.name), id);
     vmaugment_helper_send(s, VMAUG_HOST_HELLO, 0, &hello, sizeof(hello),
                           paths, strlen(paths));
+}
+
+/* ---- The upload area ---- */
+
+int vmaugment_link_area_slot(VirtIOVMAugment *s, uint8_t **data)
+{
+    int i;
+
+    if (!s->area || s->chan_fd < 0) {
+        return -1;
+    }
+    for (i = 0; i < VMAUG_HOST_AREA_SLOTS; i++) {
+        if (!s->area_busy[i]) {
+            *data = s->area + (size_t)i * VMAUG_CHUNK_MAX_DATA;
+            return i;
+        }
+    }
+    return -1;
+}
+
+void vmaugment_link_send_area(VirtIOVMAugment *s, uint64_t tag, int slot,
+                              const struct virtio_vmaugment_req *hdr,
+                              const void *chunk)
+{
+    struct vmaug_host_area_request ar = { .slot = cpu_to_le32(slot) };
+    uint8_t head[sizeof(ar) + sizeof(*hdr)];
+
+    memcpy(head, &ar, sizeof(ar));
+    memcpy(head + sizeof(ar), hdr, sizeof(*hdr));
+    s->area_busy[slot] = true;
+    trace_vmaugment_area_request(s, tag, slot);
+    vmaugment_helper_send(s, VMAUG_HOST_AREA_REQUEST, tag, head, sizeof(head),
+                          chunk, sizeof(struct vmaug_upload_chunk));
+}
+
+/* AREA_RELEASE: the helper is done with a slot, which we may write. */
+static bool vmaugment_area_release(VirtIOVMAugment *s, bool chan,
+                                   const uint8_t *data, uint32_t len,
+                                   const char **why)
+{
+    struct vmaug_host_area_release rel;
+    uint32_t slot;
+
+    if (!chan || len != sizeof(rel)) {
+        *why = "AREA_RELEASE off the request channel or of the wrong size";
+        return false;
+    }
+    memcpy(&rel, data, sizeof(rel));
+    slot = le32_to_cpu(rel.slot);
+    if (slot >= VMAUG_HOST_AREA_SLOTS || !s->area_busy[slot] ||
+        rel.reserved) {
+        *why = "AREA_RELEASE of a slot not in use";
+        return false;
+    }
+    s->area_busy[slot] = false;
+    return true;
+}
+
+static void vmaugment_area_close(VirtIOVMAugment *s)
+{
+    if (s->area) {
+        munmap(s->area, VMAUGMENT_AREA_SIZE);
+        s->area = NULL;
+    }
+    memset(s->area_busy, 0, sizeof(s->area_busy));
+}
+
+/*
+ * The helper's UPLOAD_AREA.  Its descriptor is checked before it is
+ * mapped: the size we were told, sealed against shrinking, so that no
+ * access of ours beyond the helper's file can fault.  An area that cannot
+ * be mapped leaves uploads on the channel.
+ */
+static bool vmaugment_area_open(VirtIOVMAugment *s, const uint8_t *data,
+                                uint32_t len, const char **why)
+{
+    struct vmaug_host_upload_area ua;
+    int fd = qemu_chr_fe_get_msgfd(&s->conf.chr);
+    struct stat st;
+    void *map;
+
+    if (!s->area_asked || s->chan_fd < 0 || s->area || len != sizeof(ua) ||
+        fd < 0) {
+        *why = "unexpected UPLOAD_AREA";
+        goto fail;
+    }
+    memcpy(&ua, data, sizeof(ua));
+    if (le32_to_cpu(ua.slots) != VMAUG_HOST_AREA_SLOTS ||
+        le32_to_cpu(ua.slot_size) != VMAUG_CHUNK_MAX_DATA ||
+        fstat(fd, &st) < 0 || st.st_size != VMAUGMENT_AREA_SIZE) {
+        *why = "upload area of another size";
+        goto fail;
+    }
+    if ((fcntl(fd, F_GET_SEALS) & VMAUGMENT_AREA_SEALS) !=
+        VMAUGMENT_AREA_SEALS) {
+        *why = "upload area not sealed";
+        goto fail;
+    }
+    map = mmap(NULL, VMAUGMENT_AREA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+               fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        warn_report("vmaugment: cannot map the upload area: %s; uploads "
+                    "take the request channel", strerror(errno));
+        return true;
+    }
+    s->area = map;
+    memset(s->area_busy, 0, sizeof(s->area_busy));
+    trace_vmaugment_area_open(s);
+    return true;
+
+fail:
+    if (fd >= 0) {
+        close(fd);
+    }
+    return false;
 }
 
 /* ---- Requests of the host owner (QMP) ---- */
@@ -489,7 +615,8 @@ static bool vmaugment_helper_message(VirtIOVMAugment *s, bool chan,
     uint16_t type = le16_to_cpu(msg->type);
     uint32_t len = le32_to_cpu(msg->len);
 
-    if (chan && type != VMAUG_HOST_RESPONSE) {
+    if (chan && type != VMAUG_HOST_RESPONSE &&
+        type != VMAUG_HOST_AREA_RELEASE) {
         *why = "not an answer on the request channel";
         return false;
     }
@@ -512,6 +639,10 @@ static bool vmaugment_helper_message(VirtIOVMAugment *s, bool chan,
     case VMAUG_HOST_IMAGE_ACCESS:
         return s->link_ops->image_access(s, le64_to_cpu(msg->tag), data,
                                          len, why);
+    case VMAUG_HOST_UPLOAD_AREA:
+        return vmaugment_area_open(s, data, len, why);
+    case VMAUG_HOST_AREA_RELEASE:
+        return vmaugment_area_release(s, chan, data, len, why);
     default:
         *why = "unknown message type";
         return false;
@@ -683,6 +814,8 @@ static void vmaugment_chan_close(VirtIOVMAugment *s)
     g_byte_array_set_size(s->chan_out, 0);
     s->chan_out_done = 0;
     s->chan_in_len = 0;
+    /* The area came for the channel's uploads, and goes with it. */
+    vmaugment_area_close(s);
 }
 
 bool vmaugment_link_has_channel(VirtIOVMAugment *s)

@@ -310,9 +310,10 @@ static void vmaugment_timeout(void *opaque)
     vmaugment_arm_timeout(s);
 }
 
+/* @slot: the upload area's slot that holds the payload's data, or -1. */
 static void vmaugment_relay(VirtIOVMAugment *s, VirtQueueElement *elem,
                             const struct virtio_vmaugment_req *hdr,
-                            const uint8_t *payload, uint32_t len)
+                            const uint8_t *payload, uint32_t len, int slot)
 {
     uint64_t id = le64_to_cpu(hdr->id);
     uint16_t opcode = le16_to_cpu(hdr->opcode);
@@ -344,8 +345,16 @@ static void vmaugment_relay(VirtIOVMAugment *s, VirtQueueElement *elem,
         vmaugment_arm_timeout(s);
     }
 
-    s->kick_bytes += len;
     trace_vmaugment_relay(s, req->tag, id, opcode);
+    if (slot >= 0) {
+        /* The socket carries its header only. */
+        req->in_area = true;
+        s->kick_area = true;
+        s->kick_bytes += sizeof(struct vmaug_upload_chunk);
+        vmaugment_link_send_area(s, req->tag, slot, hdr, payload);
+        return;
+    }
+    s->kick_bytes += len;
     vmaugment_helper_send(s, VMAUG_HOST_REQUEST, req->tag, hdr, sizeof(*hdr),
                           payload, len);
 }
@@ -365,6 +374,9 @@ static void vmaugment_process(VirtIOVMAugment *s, VirtQueueElement *elem)
     uint32_t len, answer_len = 0;
     const char *why = NULL;
     uint16_t opcode, status;
+    uint8_t *slot_data = NULL;
+    size_t head;
+    int slot = -1;
     uint64_t id;
 
     if (in_size < sizeof(struct virtio_vmaugment_resp)) {
@@ -389,12 +401,23 @@ static void vmaugment_process(VirtIOVMAugment *s, VirtQueueElement *elem)
         return;
     }
 
-    /* Copy first, then look: the guest may change its buffers meanwhile. */
-    iov_to_buf(elem->out_sg, elem->out_num, 0, s->req_buf, out_size);
+    /*
+     * Copy first, then look: the guest may change its buffers meanwhile.
+     * An upload chunk's data, which the device never looks at, goes
+     * straight into a slot of the helper's upload area when one is free.
+     */
+    head = MIN(out_size, sizeof(hdr) + sizeof(struct vmaug_upload_chunk));
+    iov_to_buf(elem->out_sg, elem->out_num, 0, s->req_buf, head);
     memcpy(&hdr, s->req_buf, sizeof(hdr));
     id = le64_to_cpu(hdr.id);
     opcode = le16_to_cpu(hdr.opcode);
     len = le32_to_cpu(hdr.len);
+    if (opcode == VMAUG_OP_UPLOAD_CHUNK && out_size > head &&
+        out_size - head <= VMAUG_CHUNK_MAX_DATA) {
+        slot = vmaugment_link_area_slot(s, &slot_data);
+    }
+    iov_to_buf(elem->out_sg, elem->out_num, head,
+               slot >= 0 ? slot_data : s->req_buf + head, out_size - head);
     trace_vmaugment_request(s, id, opcode, len);
 
     if (len != out_size - sizeof(hdr)) {
@@ -424,7 +447,7 @@ static void vmaugment_process(VirtIOVMAugment *s, VirtQueueElement *elem)
     }
     local = vmaugment_find_local(opcode);
     if (!local) {
-        vmaugment_relay(s, elem, &hdr, payload, len);
+        vmaugment_relay(s, elem, &hdr, payload, len, slot);
         return;
     }
 
@@ -460,28 +483,32 @@ static void vmaugment_take_requests(VirtIOVMAugment *s, VirtQueue *vq)
  * "Relayed requests").  The BQL is held meanwhile, as vhost-user holds
  * it waiting for its backend's replies; hence the bound (relay-wait-us),
  * and no waiting once a wait was in vain, until an answer comes within
- * the bound again.  What is not answered in time, the main loop reads.
+ * the bound again.  A kick that relayed an upload chunk in the upload
+ * area waits up to its own bound (chunk-wait-us), as the helper answers
+ * it once it has written the chunk before it.  What is not answered in
+ * time, the main loop reads.
  */
 static void vmaugment_await(VirtIOVMAugment *s, uint64_t first_tag)
 {
     VMAugmentRequest *oldest = QTAILQ_FIRST(&s->inflight);
+    int64_t *wait = s->kick_area ? &s->chunk_wait_ns : &s->relay_wait_ns;
     int64_t deadline;
 
     if (!oldest) {
         return;
     }
-    if (oldest->tag >= first_tag && s->relay_wait_ns > 0 &&
+    if (oldest->tag >= first_tag && *wait > 0 &&
         s->kick_bytes <= VMAUGMENT_RELAY_WAIT_MAX_BYTES &&
         vmaugment_link_has_channel(s) && !vmaugment_link_backlog(s) &&
         vmaugment_can_complete(s)) {
-        deadline = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + s->relay_wait_ns;
+        deadline = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + *wait;
         while (s->n_inflight && vmaugment_link_wait(s, deadline)) {
             continue;
         }
         if (s->n_inflight) {
-            s->relay_wait_ns = 0;
+            *wait = 0;
         }
-        trace_vmaugment_relay_wait(s, s->n_inflight, s->relay_wait_ns);
+        trace_vmaugment_relay_wait(s, s->n_inflight, *wait);
     }
     if (s->n_inflight) {
         vmaugment_link_watch(s, true);
@@ -494,6 +521,7 @@ static void vmaugment_handle_request(VirtIODevice *vdev, VirtQueue *vq)
     uint64_t first_tag = s->next_tag;
 
     s->kick_bytes = 0;
+    s->kick_area = false;
     vmaugment_take_requests(s, vq);
     vmaugment_await(s, first_tag);
 }
@@ -559,6 +587,7 @@ static void vmaugment_link_response(VirtIOVMAugment *s, uint64_t tag,
                                     uint32_t len)
 {
     VMAugmentRequest *req = vmaugment_find_inflight(s, true, tag);
+    int64_t bound, *wait;
 
     if (!req) {
         /* Answer to a request that timed out or was cancelled by reset. */
@@ -566,11 +595,13 @@ static void vmaugment_link_response(VirtIOVMAugment *s, uint64_t tag,
         return;
     }
     vmaugment_take_inflight(s, req);
-    if (!s->relay_wait_ns &&
-        qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - req->relayed_ns <=
-        (int64_t)s->conf.relay_wait_us * SCALE_US) {
+    bound = (int64_t)(req->in_area ? s->conf.chunk_wait_us
+                                   : s->conf.relay_wait_us) * SCALE_US;
+    wait = req->in_area ? &s->chunk_wait_ns : &s->relay_wait_ns;
+    if (!*wait &&
+        qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - req->relayed_ns <= bound) {
         /* Answered within the bound: worth waiting for again. */
-        s->relay_wait_ns = (int64_t)s->conf.relay_wait_us * SCALE_US;
+        *wait = bound;
     }
     vmaugment_answer(s, req, status, data, len);
     vmaugment_arm_timeout(s);
@@ -699,13 +730,15 @@ static void vmaugment_realize(DeviceState *dev, Error **errp)
                    VMAUG_MAX_TIMEOUT_MS);
         return;
     }
-    if (s->conf.relay_wait_us > VMAUGMENT_MAX_RELAY_WAIT_US) {
+    if (s->conf.relay_wait_us > VMAUGMENT_MAX_RELAY_WAIT_US ||
+        s->conf.chunk_wait_us > VMAUGMENT_MAX_RELAY_WAIT_US) {
         /* The BQL is held meanwhile: a wait stays far below a tick. */
-        error_setg(errp, "'relay-wait-us' must be at most %u",
-                   VMAUGMENT_MAX_RELAY_WAIT_US);
+        error_setg(errp, "'relay-wait-us' and 'chunk-wait-us' must be at "
+                   "most %u", VMAUGMENT_MAX_RELAY_WAIT_US);
         return;
     }
     s->relay_wait_ns = (int64_t)s->conf.relay_wait_us * SCALE_US;
+    s->chunk_wait_ns = (int64_t)s->conf.chunk_wait_us * SCALE_US;
     if (s->conf.store) {
         if (!g_path_is_absolute(s->conf.store) ||
             strlen(s->conf.store) > VMAUG_HOST_PATH_MAX) {
@@ -1046,6 +1079,9 @@ static const Property vmaugment_properties[] = {
                      true),
     DEFINE_PROP_UINT32("relay-wait-us", VirtIOVMAugment, conf.relay_wait_us,
                        VMAUGMENT_DEFAULT_RELAY_WAIT_US),
+    DEFINE_PROP_UINT32("chunk-wait-us", VirtIOVMAugment, conf.chunk_wait_us,
+                       VMAUGMENT_DEFAULT_CHUNK_WAIT_US),
+    DEFINE_PROP_BOOL("upload-area", VirtIOVMAugment, conf.upload_area, true),
 };
 
 static void vmaugment_class_init(ObjectClass *klass, void *data)

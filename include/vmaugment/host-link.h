@@ -30,6 +30,8 @@
  *            clear) on the channel, never on the link, and the helper
  *            answers them there; the rest stays on the link.  Without the
  *            flag in the device's HELLO the helper closes the channel.
+ *            A device whose HELLO sets VMAUG_HOST_HELLO_F_UPLOAD_AREA as
+ *            well may be sent an UPLOAD_AREA (below).
  *  REQUEST   device -> helper: struct virtio_vmaugment_req + payload, as the
  *            guest sent it after the device validated it.
  *  RESPONSE  helper -> device: struct virtio_vmaugment_resp + payload for
@@ -55,6 +57,26 @@
  *            vmaug_host_image_access_done and up to VMAUG_HOST_MESSAGE_MAX
  *            bytes of UTF-8 text (why it failed), with the same tag.  A
  *            retake that fails refuses the start.
+ *  UPLOAD_AREA helper -> device, on the link, at most once, only after a
+ *            device HELLO that set VMAUG_HOST_HELLO_F_UPLOAD_AREA (and
+ *            VMAUG_HOST_HELLO_F_CHANNEL): struct vmaug_host_upload_area,
+ *            and (SCM_RIGHTS) a memfd of VMAUG_HOST_AREA_SLOTS *
+ *            VMAUG_CHUNK_MAX_DATA bytes sealed with F_SEAL_SHRINK,
+ *            F_SEAL_GROW and F_SEAL_SEAL, which both map shared: the
+ *            upload area.  Slot i is the VMAUG_CHUNK_MAX_DATA bytes at
+ *            i * VMAUG_CHUNK_MAX_DATA.
+ *  AREA_REQUEST device -> helper, on the request channel: struct
+ *            vmaug_host_area_request, then the struct virtio_vmaugment_req
+ *            and struct vmaug_upload_chunk of a guest's UPLOAD_CHUNK, whose
+ *            data (req.len - sizeof(struct vmaug_upload_chunk) bytes) the
+ *            device copied into the slot named, instead of after them.
+ *            Answered by a RESPONSE as a REQUEST is, possibly before the
+ *            helper has read the slot; then AREA_RELEASE of the slot.
+ *  AREA_RELEASE helper -> device, on the request channel, tag 0: struct
+ *            vmaug_host_area_release; the helper will not read the slot
+ *            again until the device names it in another AREA_REQUEST,
+ *            and the device may write it.  A slot not in use is a
+ *            protocol error.
  */
 #define VMAUG_HOST_MAGIC                0x48475541  /* "AUGH" */
 #define VMAUG_HOST_HELLO                1
@@ -66,6 +88,9 @@
 #define VMAUG_HOST_LIFECYCLE_DONE       7
 #define VMAUG_HOST_IMAGE_ACCESS         8
 #define VMAUG_HOST_IMAGE_ACCESS_DONE    9
+#define VMAUG_HOST_UPLOAD_AREA          10
+#define VMAUG_HOST_AREA_REQUEST         11
+#define VMAUG_HOST_AREA_RELEASE         12
 #define VMAUG_HOST_MESSAGE_MAX          1024
 #define VMAUG_HOST_PATH_MAX             4096
 #define VMAUG_HOST_MAX_MSG              (sizeof(struct virtio_vmaugment_req) + \
@@ -82,6 +107,8 @@ struct vmaug_host_msg {
 
 /* HELLO: guest requests travel on the request channel (see above). */
 #define VMAUG_HOST_HELLO_F_CHANNEL      (1U << 0)
+/* Device HELLO: upload chunks may travel in an upload area (see above). */
+#define VMAUG_HOST_HELLO_F_UPLOAD_AREA  (1U << 1)
 
 struct vmaug_host_hello {
 	__le32 proto_version;       /* VMAUG_PROTO_VERSION */
@@ -90,6 +117,25 @@ struct vmaug_host_hello {
 	__u8 name[VMAUG_INFO_TEXT_MAX];  /* the device id or helper version */
 	__le32 flags;               /* VMAUG_HOST_HELLO_F_* */
 	__le32 reserved;
+};
+
+/* The slots of an upload area: a chunk being written, the next copied. */
+#define VMAUG_HOST_AREA_SLOTS           2
+
+struct vmaug_host_upload_area {
+	__le32 slots;               /* VMAUG_HOST_AREA_SLOTS */
+	__le32 slot_size;           /* VMAUG_CHUNK_MAX_DATA */
+};
+
+struct vmaug_host_area_request {
+	__le32 slot;                /* < VMAUG_HOST_AREA_SLOTS */
+	__le32 reserved;            /* 0 */
+	/* followed by struct virtio_vmaugment_req, struct vmaug_upload_chunk */
+};
+
+struct vmaug_host_area_release {
+	__le32 slot;                /* < VMAUG_HOST_AREA_SLOTS */
+	__le32 reserved;            /* 0 */
 };
 
 /*

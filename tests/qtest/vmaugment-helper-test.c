@@ -9,6 +9,7 @@
 
 #include "qemu/osdep.h"
 #include <poll.h>
+#include <sys/mman.h>
 #include "libqtest-single.h"
 #include "qemu/bswap.h"
 #include "qemu/module.h"
@@ -966,6 +967,278 @@ static void test_channel_missing(void *obj, void *data,
     qvmaug_assert_qemu_alive();
 }
 
+/* ---- The upload area (docs/protocol.rst, UPLOAD_AREA) ---- */
+
+#define AREA_SIZE   ((size_t)VMAUG_HOST_AREA_SLOTS * VMAUG_CHUNK_MAX_DATA)
+#define AREA_SEALS  (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+/* A memfd of @size bytes with @seals, as the helper makes it. */
+static int area_memfd(size_t size, unsigned int seals)
+{
+    int fd = memfd_create("vmaugment-test-area", MFD_ALLOW_SEALING);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, size), ==, 0);
+    if (seals) {
+        g_assert_cmpint(fcntl(fd, F_ADD_SEALS, seals), ==, 0);
+    }
+    return fd;
+}
+
+/*
+ * Connect with a channel and pass the device @fd as its upload area; once
+ * the device answered an IMAGE_ACCESS sent after it, it took the area or
+ * (@ok false) hung up.
+ */
+static void area_connect(QVMAugmentHelper *h, QVMAugment *aug, int fd,
+                         bool ok)
+{
+    struct vmaug_host_upload_area ua = {
+        .slots = cpu_to_le32(VMAUG_HOST_AREA_SLOTS),
+        .slot_size = cpu_to_le32(VMAUG_CHUNK_MAX_DATA),
+    };
+    char eof;
+
+    channel_connect(h, aug);
+    h->fd = h->link_fd;
+    qvmh_send_fd(h, VMAUG_HOST_UPLOAD_AREA, 0, &ua, sizeof(ua), fd);
+    close(fd);
+    if (ok) {
+        /* No start is held: BUSY, after the area was taken. */
+        g_assert_cmpuint(qvmh_image_access(h, 5, VMAUG_IMAGE_RELEASE, NULL),
+                         ==, VMAUG_S_BUSY);
+        h->fd = h->chan_fd;
+        return;
+    }
+    for (;;) {
+        qvmh_wait_fd(h->link_fd, POLLIN);
+        if (read(h->link_fd, &eof, 1) <= 0) {
+            break;
+        }
+    }
+    qvmaug_assert_qemu_alive();
+}
+
+/* The guest's UPLOAD_CHUNK of @len bytes of @fill at @offset. */
+static QVMAugCall area_submit_chunk(QVMAugment *aug, uint64_t id,
+                                    uint64_t offset, uint8_t fill,
+                                    uint32_t len)
+{
+    struct vmaug_upload_chunk c = {
+        .upload_id = cpu_to_le64(77),
+        .offset = cpu_to_le64(offset),
+    };
+    g_autofree uint8_t *p = g_malloc(sizeof(c) + len);
+
+    memcpy(p, &c, sizeof(c));
+    memset(p + sizeof(c), fill, len);
+    return qvmaug_submit(aug, id, VMAUG_OP_UPLOAD_CHUNK, p, sizeof(c) + len,
+                         QVMAUG_RESP_MAX);
+}
+
+/*
+ * Read the device's relay of the chunk @id of @len bytes of @fill: in
+ * slot @slot of @area, or (@slot -1) inline in a REQUEST.  Returns its tag.
+ */
+static uint64_t area_expect_chunk(QVMAugmentHelper *h, const uint8_t *area,
+                                  uint64_t id, uint8_t fill, uint32_t len,
+                                  int slot)
+{
+    struct vmaug_host_area_request ar;
+    struct virtio_vmaugment_req req;
+    struct vmaug_upload_chunk c;
+    struct vmaug_host_msg msg;
+    g_autofree uint8_t *buf = g_malloc(VMAUG_HOST_MAX_MSG);
+    const uint8_t *data;
+    uint32_t n = qvmh_recv(h, &msg, buf, VMAUG_HOST_MAX_MSG);
+    size_t at = 0;
+
+    if (slot >= 0) {
+        g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_AREA_REQUEST);
+        g_assert_cmpuint(n, ==, sizeof(ar) + sizeof(req) + sizeof(c));
+        memcpy(&ar, buf, sizeof(ar));
+        g_assert_cmpuint(le32_to_cpu(ar.slot), ==, slot);
+        g_assert_cmpuint(ar.reserved, ==, 0);
+        at = sizeof(ar);
+        data = area + (size_t)slot * VMAUG_CHUNK_MAX_DATA;
+    } else {
+        g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_REQUEST);
+        g_assert_cmpuint(n, ==, sizeof(req) + sizeof(c) + len);
+        data = buf + sizeof(req) + sizeof(c);
+    }
+    memcpy(&req, buf + at, sizeof(req));
+    memcpy(&c, buf + at + sizeof(req), sizeof(c));
+    g_assert_cmpuint(le64_to_cpu(req.id), ==, id);
+    g_assert_cmpuint(le16_to_cpu(req.opcode), ==, VMAUG_OP_UPLOAD_CHUNK);
+    /* The request's length counts the data, wherever it travels. */
+    g_assert_cmpuint(le32_to_cpu(req.len), ==, sizeof(c) + len);
+    g_assert_cmpuint(le64_to_cpu(c.upload_id), ==, 77);
+    for (uint32_t i = 0; i < len; i++) {
+        g_assert_cmphex(data[i], ==, fill);
+    }
+    return le64_to_cpu(msg.tag);
+}
+
+static void area_answer(QVMAugmentHelper *h, QVMAugment *aug, uint64_t tag,
+                        QVMAugCall *c, uint64_t id)
+{
+    QVMAugReply r;
+
+    qvmh_respond(h, tag, VMAUG_S_OK, NULL, 0);
+    qvmaug_collect(aug, c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, id);
+    qvmaug_assert_empty(&r, VMAUG_S_OK);
+}
+
+/* The helper's AREA_RELEASE of @slot, on the channel. */
+static void area_release(QVMAugmentHelper *h, uint32_t slot)
+{
+    struct vmaug_host_area_release rel = { .slot = cpu_to_le32(slot) };
+
+    qvmh_send(h, VMAUG_HOST_AREA_RELEASE, 0, &rel, sizeof(rel), NULL, 0);
+}
+
+/*
+ * Chunks' data in the slots, two in flight, more inline in their
+ * REQUESTs while both are busy; a slot is written again only after the
+ * helper released it, not after its answer, also when its request timed
+ * out.  Everything on the channel.
+ */
+static void test_area_chunks(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    QVMAugmentHelper *h = data;
+    int fd = area_memfd(AREA_SIZE, AREA_SEALS);
+    uint8_t *area = mmap(NULL, AREA_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+    QVMAugCall c1, c2, c3, c4;
+    struct vmaug_host_msg msg;
+    uint8_t buf[64];
+    QVMAugReply r;
+    uint64_t t1, t2, t3, t4;
+
+    g_assert(area != MAP_FAILED);
+    area_connect(h, aug, fd, true);
+
+    c1 = area_submit_chunk(aug, 101, 0, 0xa1, VMAUG_CHUNK_MAX_DATA);
+    t1 = area_expect_chunk(h, area, 101, 0xa1, VMAUG_CHUNK_MAX_DATA, 0);
+    c2 = area_submit_chunk(aug, 102, 0, 0xb2, 4096);
+    t2 = area_expect_chunk(h, area, 102, 0xb2, 4096, 1);
+    c3 = area_submit_chunk(aug, 103, 0, 0xc3, 333);
+    t3 = area_expect_chunk(h, area, 103, 0xc3, 333, -1);
+    /* Busy slots were not written over by the inline one. */
+    g_assert_cmphex(area[VMAUG_CHUNK_MAX_DATA - 1], ==, 0xa1);
+    g_assert_cmphex(area[VMAUG_CHUNK_MAX_DATA], ==, 0xb2);
+    /* Answered, not released: still the helper's. */
+    area_answer(h, aug, t2, &c2, 102);
+    c2 = area_submit_chunk(aug, 104, 0, 0xd4, 1);
+    t2 = area_expect_chunk(h, area, 104, 0xd4, 1, -1);
+    g_assert_cmphex(area[VMAUG_CHUNK_MAX_DATA], ==, 0xb2);
+    /* Released: the device reads that before the answer after it. */
+    area_release(h, 1);
+    area_answer(h, aug, t2, &c2, 104);
+    c4 = area_submit_chunk(aug, 105, 0, 0xe5, 100);
+    t4 = area_expect_chunk(h, area, 105, 0xe5, 100, 1);
+    /* A slot may be released before its answer: it was read. */
+    area_release(h, 0);
+    area_release(h, 1);
+    area_answer(h, aug, t1, &c1, 101);
+    area_answer(h, aug, t3, &c3, 103);
+    area_answer(h, aug, t4, &c4, 105);
+
+    /* A chunk that times out keeps its slot until the helper releases it. */
+    c1 = area_submit_chunk(aug, 106, 0, 0xf6, 100);
+    t1 = area_expect_chunk(h, area, 106, 0xf6, 100, 0);
+    qtest_clock_step(global_qtest, 1001 * 1000 * 1000);
+    qvmaug_collect(aug, &c1, &r);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_TIMEOUT);
+    g_assert_cmpuint(qvmh_recv(h, &msg, buf, sizeof(buf)), ==, 0);
+    g_assert_cmpuint(le16_to_cpu(msg.type), ==, VMAUG_HOST_CANCEL);
+    g_assert_cmpuint(le64_to_cpu(msg.tag), ==, t1);
+    /* The late answer reaches no guest and frees nothing. */
+    qvmh_respond(h, t1, VMAUG_S_OK, NULL, 0);
+    c2 = area_submit_chunk(aug, 107, 0, 0x17, 100);
+    t2 = area_expect_chunk(h, area, 107, 0x17, 100, 1);
+    c3 = area_submit_chunk(aug, 108, 0, 0x28, 100);
+    t3 = area_expect_chunk(h, area, 108, 0x28, 100, -1);
+    g_assert_cmphex(area[0], ==, 0xf6);
+    area_release(h, 0);
+    area_answer(h, aug, t2, &c2, 107);
+    area_answer(h, aug, t3, &c3, 108);
+    c4 = area_submit_chunk(aug, 109, 0, 0x39, 100);
+    t4 = area_expect_chunk(h, area, 109, 0x39, 100, 0);
+    area_answer(h, aug, t4, &c4, 109);
+
+    /* A malformed chunk is refused by the device and takes no slot. */
+    c1 = area_submit_chunk(aug, 110, 0, 0x4a, 0);
+    qvmaug_collect(aug, &c1, &r);
+    g_assert_cmpuint(le16_to_cpu(r.hdr.status), ==, VMAUG_S_INVALID);
+    assert_quiet(h->chan_fd);
+    assert_quiet(h->link_fd);
+    munmap(area, AREA_SIZE);
+}
+
+/* A release of a slot the device did not fill, or on the link. */
+static void area_bad_release(QVMAugmentHelper *h, QVMAugment *aug,
+                             bool on_link)
+{
+    struct {
+        struct vmaug_host_msg msg;
+        struct vmaug_host_area_release rel;
+    } QEMU_PACKED bad = {
+        .msg = {
+            .magic = cpu_to_le32(VMAUG_HOST_MAGIC),
+            .type = cpu_to_le16(VMAUG_HOST_AREA_RELEASE),
+            .len = cpu_to_le32(sizeof(struct vmaug_host_area_release)),
+        },
+    };
+
+    channel_garbage(h, aug, on_link, &bad, sizeof(bad));
+}
+
+static void test_area_release_free(void *obj, void *data,
+                                   QGuestAllocator *t_alloc)
+{
+    area_bad_release(data, obj, false);
+}
+
+static void test_area_release_on_link(void *obj, void *data,
+                                      QGuestAllocator *t_alloc)
+{
+    area_bad_release(data, obj, true);
+}
+
+/* An area that could shrink under QEMU's mapping is refused. */
+static void test_area_unsealed(void *obj, void *data,
+                               QGuestAllocator *t_alloc)
+{
+    area_connect(data, obj, area_memfd(AREA_SIZE, F_SEAL_GROW), false);
+}
+
+static void test_area_small(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    area_connect(data, obj, area_memfd(AREA_SIZE / 2, AREA_SEALS), false);
+}
+
+/* A second area, while the first is in use. */
+static void test_area_twice(void *obj, void *data, QGuestAllocator *t_alloc)
+{
+    QVMAugmentHelper *h = data;
+    struct vmaug_host_upload_area ua = {
+        .slots = cpu_to_le32(VMAUG_HOST_AREA_SLOTS),
+        .slot_size = cpu_to_le32(VMAUG_CHUNK_MAX_DATA),
+    };
+    int fd = area_memfd(AREA_SIZE, AREA_SEALS);
+    char eof;
+
+    area_connect(h, obj, area_memfd(AREA_SIZE, AREA_SEALS), true);
+    h->fd = h->link_fd;
+    qvmh_send_fd(h, VMAUG_HOST_UPLOAD_AREA, 0, &ua, sizeof(ua), fd);
+    close(fd);
+    qvmh_wait_fd(h->link_fd, POLLIN);
+    g_assert_cmpint(read(h->link_fd, &eof, 1), ==, 0);
+    qvmaug_assert_qemu_alive();
+}
+
 static void register_vmaugment_helper_test(void)
 {
     QOSGraphTestOptions helper = qvmaug_helper_opts(false);
@@ -999,6 +1272,15 @@ static void register_vmaugment_helper_test(void)
     qos_add_test("helper/reset-in-flight", "vmaugment",
                  test_helper_reset_in_flight, &helper);
     qos_add_test("helper/paused", "vmaugment", test_helper_paused, &helper);
+    qos_add_test("area/chunks", "vmaugment", test_area_chunks,
+                 &helper_fast);
+    qos_add_test("area/unsealed", "vmaugment", test_area_unsealed, &helper);
+    qos_add_test("area/small", "vmaugment", test_area_small, &helper);
+    qos_add_test("area/twice", "vmaugment", test_area_twice, &helper);
+    qos_add_test("area/release-free", "vmaugment", test_area_release_free,
+                 &helper);
+    qos_add_test("area/release-on-link", "vmaugment",
+                 test_area_release_on_link, &helper);
     qos_add_test("channel/relay", "vmaugment", test_channel_relay,
                  &helper_fast);
     qos_add_test("channel/wait", "vmaugment", test_channel_wait,

@@ -42,12 +42,21 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOVMAugment, VMAUGMENT)
  */
 #define VMAUGMENT_DEFAULT_RELAY_WAIT_US  200
 #define VMAUGMENT_MAX_RELAY_WAIT_US      2000
+/*
+ * The same for an upload chunk whose data the device put in the upload
+ * area (property chunk-wait-us, at most VMAUGMENT_MAX_RELAY_WAIT_US): its
+ * kick relays only a header, and its answer comes once the helper has
+ * written the chunk before it, past the 200 us of a query on a host like
+ * ours (docs/performance.md, "Upload chunks in a shared area").
+ */
+#define VMAUGMENT_DEFAULT_CHUNK_WAIT_US  1000
 /* Of which polled before sleeping (vmaugment_link_wait()). */
 #define VMAUGMENT_RELAY_SPIN_NS          (50 * SCALE_US)
 /*
- * No wait after a kick that relayed more payload than this: an upload's
- * chunks, answered once the helper has written them, while the guest
- * keeps others in flight; waiting would take the CPU the helper needs.
+ * No wait after a kick that relayed more than this through the sockets:
+ * an upload's chunks carried in their REQUESTs (no upload area, or its
+ * slots busy), answered once the helper has read and written them;
+ * waiting would take the CPU the helper needs.
  */
 #define VMAUGMENT_RELAY_WAIT_MAX_BYTES   (64 * 1024)
 /* Events kept for the guest while it has no event buffer posted. */
@@ -60,6 +69,8 @@ typedef struct VMAugmentConf {
     uint32_t request_timeout_ms;
     uint32_t start_timeout_ms;
     uint32_t relay_wait_us;
+    uint32_t chunk_wait_us;
+    bool upload_area;
     bool allow_restart;
 } VMAugmentConf;
 
@@ -78,6 +89,7 @@ typedef struct VMAugmentRequest {
     uint16_t opcode;
     int64_t deadline_ns;
     int64_t relayed_ns;         /* QEMU_CLOCK_REALTIME */
+    bool in_area;               /* an upload chunk in the upload area */
     /* The answer, while it waits for the VM to run. */
     uint16_t status;
     uint32_t answer_len;
@@ -173,6 +185,15 @@ struct VirtIOVMAugment {
     uint8_t *chan_in_buf;       /* message being received */
     size_t chan_in_len;
     uint8_t *chan_rbuf;         /* what one read takes */
+    /*
+     * The upload area the helper shares (UPLOAD_AREA), NULL without one:
+     * an upload chunk's data is copied from guest memory into a free
+     * slot, and only its header goes on the channel.  A slot is busy from
+     * its AREA_REQUEST until the helper's AREA_RELEASE of it.
+     */
+    bool area_asked;            /* our HELLO asked for one */
+    uint8_t *area;
+    bool area_busy[VMAUG_HOST_AREA_SLOTS];
 
     QTAILQ_HEAD(, VMAugmentRequest) inflight;
     uint32_t n_inflight;
@@ -182,7 +203,9 @@ struct VirtIOVMAugment {
      * 0 after a wait in vain until an answer comes within it again.
      */
     int64_t relay_wait_ns;
-    uint64_t kick_bytes;        /* payload relayed since the kick */
+    int64_t chunk_wait_ns;      /* the same for upload chunks in the area */
+    uint64_t kick_bytes;        /* bytes relayed on sockets since the kick */
+    bool kick_area;             /* and an upload chunk in the area */
     QEMUTimer *timeout_timer;
     /*
      * Requests whose answer waits for the VM to run again: nothing is
@@ -281,6 +304,19 @@ void vmaugment_helper_send(VirtIOVMAugment *s, uint16_t type, uint64_t tag,
 void vmaugment_helper_flush_sync(VirtIOVMAugment *s, int64_t timeout_ms);
 /* Whether guest requests travel on the request channel. */
 bool vmaugment_link_has_channel(VirtIOVMAugment *s);
+/*
+ * A free slot of the upload area (its index; its bytes in *@data), or
+ * -1 when there is no area or every slot is busy.
+ */
+int vmaugment_link_area_slot(VirtIOVMAugment *s, uint8_t **data);
+/*
+ * Relay a guest's UPLOAD_CHUNK (@hdr, then @chunk, the struct before its
+ * data) whose data was copied into @slot: the slot is busy until its
+ * answer.
+ */
+void vmaugment_link_send_area(VirtIOVMAugment *s, uint64_t tag, int slot,
+                              const struct virtio_vmaugment_req *hdr,
+                              const void *chunk);
 /*
  * Wait until @deadline_ns (QEMU_CLOCK_REALTIME) for the request channel to
  * hold something, and read it: answers reach VMAugmentLinkOps.response.

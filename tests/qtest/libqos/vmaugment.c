@@ -396,8 +396,13 @@ char *qvmh_hello(QVMAugmentHelper *h)
     store_len = le16_to_cpu(hello.store_len);
     image_len = le16_to_cpu(hello.image_len);
     g_assert_cmpuint(len, ==, sizeof(hello) + store_len + image_len);
-    /* A unix socket passes descriptors: the device asks for a channel. */
-    g_assert_cmphex(le32_to_cpu(hello.flags), ==, VMAUG_HOST_HELLO_F_CHANNEL);
+    /*
+     * A unix socket passes descriptors: the device asks for a channel, and
+     * for an upload area, which the helper may pass (or not) later.
+     */
+    g_assert_cmphex(le32_to_cpu(hello.flags), ==,
+                    VMAUG_HOST_HELLO_F_CHANNEL |
+                    VMAUG_HOST_HELLO_F_UPLOAD_AREA);
     g_assert_cmpuint(hello.reserved, ==, 0);
 
     memset(&hello, 0, sizeof(hello));
