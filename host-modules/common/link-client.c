@@ -218,12 +218,6 @@ static gboolean link_client_area(VmaugLinkClient *c, GBytes *body,
     return TRUE;
 }
 
-/* One message, checked like the device checks it before using it; the
- * upload area is taken here. */
-static gboolean link_client_recv_one(VmaugLinkClient *c, guint16 *type,
-                                     guint64 *tag, GBytes **body,
-                                     guint timeout_ms, GError **error);
-
 /* The helper's AREA_RELEASE, checked as the device checks it. */
 static gboolean link_client_area_release(VmaugLinkClient *c, GBytes *body,
                                          GError **error)
@@ -247,6 +241,12 @@ static gboolean link_client_area_release(VmaugLinkClient *c, GBytes *body,
     return TRUE;
 }
 
+static gboolean link_client_recv_one(VmaugLinkClient *c, guint16 *type,
+                                     guint64 *tag, GBytes **body,
+                                     guint timeout_ms, GError **error);
+
+/* The next message for the caller: the upload area and the releases of
+ * its slots are taken here. */
 static gboolean link_client_recv(VmaugLinkClient *c, guint16 *type,
                                  guint64 *tag, GBytes **body,
                                  guint timeout_ms, GError **error)
@@ -271,6 +271,7 @@ static gboolean link_client_recv(VmaugLinkClient *c, guint16 *type,
     }
 }
 
+/* One message, checked like the device checks it before using it. */
 static gboolean link_client_recv_one(VmaugLinkClient *c, guint16 *type,
                                      guint64 *tag, GBytes **body,
                                      guint timeout_ms, GError **error)
@@ -524,6 +525,10 @@ gboolean vmaug_link_client_wait_area(VmaugLinkClient *c, guint timeout_ms,
             if (c->area == NULL) {
                 g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
                             "cannot map the upload area");
+                return FALSE;
+            }
+        } else if (type == VMAUG_HOST_AREA_RELEASE) {
+            if (!link_client_area_release(c, body, error)) {
                 return FALSE;
             }
         } else if (!link_client_other(c, type, tag, body, error)) {

@@ -1332,6 +1332,21 @@ static void device_request(Device *dev, guint64 tag, const guint8 *data,
     }
 }
 
+/*
+ * Tags in flight are unique; a reused one would pair answers with the
+ * wrong requests.  The one in flight (even given up on) keeps its tag:
+ * the refusal, answered here, leaves it as it is.
+ */
+static gboolean device_tag_in_use(Device *dev, guint64 tag)
+{
+    if (g_hash_table_contains(dev->pending, &tag) ||
+        g_hash_table_contains(dev->cancelled, &tag)) {
+        device_send_response(dev, tag, VMAUG_S_BUSY, NULL, 0);
+        return TRUE;
+    }
+    return FALSE;
+}
+
 /* The device may write @slot (little-endian) again. */
 static void device_area_release(Device *dev, guint32 slot)
 {
@@ -1379,8 +1394,10 @@ static gboolean device_area_request(Device *dev, guint64 tag,
         *why = "AREA_REQUEST beyond its slot";
         return FALSE;
     }
-    device_request(dev, tag, data + sizeof(ar), len - sizeof(ar), slot_data,
-                   plen - sizeof(struct vmaug_upload_chunk));
+    if (!device_tag_in_use(dev, tag)) {
+        device_request(dev, tag, data + sizeof(ar), len - sizeof(ar),
+                       slot_data, plen - sizeof(struct vmaug_upload_chunk));
+    }
     device_area_release(dev, ar.slot);
     return TRUE;
 }
@@ -1597,35 +1614,12 @@ static gboolean device_on_message(VmaugLink *link, guint16 type, guint64 tag,
     }
     switch (type) {
     case VMAUG_HOST_REQUEST:
-    case VMAUG_HOST_AREA_REQUEST:
-        /* Tags in flight are unique; a reused one would pair answers
-         * with the wrong requests.  The one in flight (even given up on)
-         * keeps its tag: the refusal leaves it as it is. */
-        if (g_hash_table_contains(dev->pending, &tag) ||
-            g_hash_table_contains(dev->cancelled, &tag)) {
-            device_send_response(dev, tag, VMAUG_S_BUSY, NULL, 0);
-            if (type == VMAUG_HOST_AREA_REQUEST) {
-                struct vmaug_host_area_request ar;
-
-                if (dev->area == NULL || len < sizeof(ar)) {
-                    *why = "AREA_REQUEST without an upload area";
-                    return FALSE;
-                }
-                memcpy(&ar, data, sizeof(ar));
-                if (GUINT32_FROM_LE(ar.slot) >= VMAUG_HOST_AREA_SLOTS) {
-                    *why = "AREA_REQUEST beyond its slot";
-                    return FALSE;
-                }
-                /* Its slot was not read: the device's again. */
-                device_area_release(dev, ar.slot);
-            }
-            return TRUE;
+        if (!device_tag_in_use(dev, tag)) {
+            device_request(dev, tag, data, len, NULL, 0);
         }
-        if (type == VMAUG_HOST_AREA_REQUEST) {
-            return device_area_request(dev, tag, data, len, why);
-        }
-        device_request(dev, tag, data, len, NULL, 0);
         return TRUE;
+    case VMAUG_HOST_AREA_REQUEST:
+        return device_area_request(dev, tag, data, len, why);
     case VMAUG_HOST_LIFECYCLE:
         return lifecycle_engine_message(dev->lifecycle, tag, data, len, why);
     case VMAUG_HOST_IMAGE_ACCESS_DONE:
