@@ -190,6 +190,7 @@ static gboolean link_client_area(VmaugLinkClient *c, GBytes *body,
     struct vmaug_host_upload_area ua;
     struct stat st;
     void *map;
+    int seals;
 
     if (c->chan_fd < 0 || c->area != NULL || c->passed_fd < 0 ||
         g_bytes_get_size(body) != sizeof(ua)) {
@@ -198,12 +199,13 @@ static gboolean link_client_area(VmaugLinkClient *c, GBytes *body,
         return FALSE;
     }
     memcpy(&ua, g_bytes_get_data(body, NULL), sizeof(ua));
+    /* A file that takes no seals (not a memfd) says -1: every bit. */
+    seals = fcntl(c->passed_fd, F_GET_SEALS);
     if (GUINT32_FROM_LE(ua.slots) != VMAUG_HOST_AREA_SLOTS ||
         GUINT32_FROM_LE(ua.slot_size) != VMAUG_CHUNK_MAX_DATA ||
         fstat(c->passed_fd, &st) < 0 ||
-        st.st_size != (off_t)LINK_CLIENT_AREA_SIZE ||
-        (fcntl(c->passed_fd, F_GET_SEALS) & LINK_CLIENT_AREA_SEALS) !=
-        LINK_CLIENT_AREA_SEALS) {
+        st.st_size != (off_t)LINK_CLIENT_AREA_SIZE || seals < 0 ||
+        (seals & LINK_CLIENT_AREA_SEALS) != LINK_CLIENT_AREA_SEALS) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                     "the helper sent a malformed upload area");
         return FALSE;

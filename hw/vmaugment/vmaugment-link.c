@@ -356,6 +356,7 @@ static bool vmaugment_area_open(VirtIOVMAugment *s, const uint8_t *data,
     int fd = qemu_chr_fe_get_msgfd(&s->conf.chr);
     struct stat st;
     void *map;
+    int seals;
 
     if (!s->area_asked || s->chan_fd < 0 || s->area || len != sizeof(ua) ||
         fd < 0) {
@@ -369,8 +370,9 @@ static bool vmaugment_area_open(VirtIOVMAugment *s, const uint8_t *data,
         *why = "upload area of another size";
         goto fail;
     }
-    if ((fcntl(fd, F_GET_SEALS) & VMAUGMENT_AREA_SEALS) !=
-        VMAUGMENT_AREA_SEALS) {
+    /* A file that takes no seals (not a memfd) says -1: every bit. */
+    seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || (seals & VMAUGMENT_AREA_SEALS) != VMAUGMENT_AREA_SEALS) {
         *why = "upload area not sealed";
         goto fail;
     }

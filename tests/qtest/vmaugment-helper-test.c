@@ -1214,6 +1214,28 @@ static void test_area_unsealed(void *obj, void *data,
     area_connect(data, obj, area_memfd(AREA_SIZE, F_SEAL_GROW), false);
 }
 
+/*
+ * A file that takes no seals, of the right size: F_GET_SEALS fails on
+ * it, and it could be cut under the mapping.
+ */
+static void test_area_not_memfd(void *obj, void *data,
+                                QGuestAllocator *t_alloc)
+{
+    QVMAugmentHelper *h = data;
+    g_autofree char *path = g_build_filename(h->dir, "area", NULL);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+
+    g_assert_cmpint(fd, >=, 0);
+    unlink(path);
+    g_assert_cmpint(ftruncate(fd, AREA_SIZE), ==, 0);
+    if (fcntl(fd, F_GET_SEALS) >= 0) {
+        close(fd);
+        g_test_skip("this directory's filesystem takes seals");
+        return;
+    }
+    area_connect(h, obj, fd, false);
+}
+
 static void test_area_small(void *obj, void *data, QGuestAllocator *t_alloc)
 {
     area_connect(data, obj, area_memfd(AREA_SIZE / 2, AREA_SEALS), false);
@@ -1276,6 +1298,8 @@ static void register_vmaugment_helper_test(void)
                  &helper_fast);
     qos_add_test("area/unsealed", "vmaugment", test_area_unsealed, &helper);
     qos_add_test("area/small", "vmaugment", test_area_small, &helper);
+    qos_add_test("area/not-memfd", "vmaugment", test_area_not_memfd,
+                 &helper);
     qos_add_test("area/twice", "vmaugment", test_area_twice, &helper);
     qos_add_test("area/release-free", "vmaugment", test_area_release_free,
                  &helper);
