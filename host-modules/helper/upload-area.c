@@ -3,13 +3,14 @@
  *
  * A guest's upload chunk (up to 1 MiB) crossed the request channel: QEMU
  * copied it out of guest memory, into the socket, and the helper out of
- * the socket before writing it to the upload's file, a copy and a
- * socket transfer more than its data needs (docs/performance.md, "Upload
- * chunks in a shared area").  The area is a memfd of two chunk-sized
- * slots the helper makes for each device that asks (docs/protocol.rst,
- * UPLOAD_AREA): QEMU copies a chunk's data from guest memory into a slot
- * and sends only its header, and the helper writes the data to the
- * upload's file from its read-only mapping of the slot.
+ * the socket before writing it to the upload's file, copies and a socket
+ * transfer more than its data needs (docs/performance.md, "Upload chunks
+ * in a shared area").  The area is a memfd of two chunk-sized slots the
+ * helper makes for each device that asks (docs/protocol.rst,
+ * UPLOAD_AREA): QEMU copies a chunk's data from guest memory into a free
+ * slot and sends only its header, and the helper (device.c) answers it,
+ * writes the data to the upload's file from its read-only mapping of the
+ * slot, and releases the slot; QEMU fills the other slot meanwhile.
  *
  * The size is sealed (F_SEAL_SHRINK, F_SEAL_GROW, then F_SEAL_SEAL) before
  * the descriptor leaves: a QEMU cannot shrink the file under our mapping
