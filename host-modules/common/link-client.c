@@ -247,27 +247,41 @@ static gboolean link_client_recv_one(VmaugLinkClient *c, guint16 *type,
                                      guint64 *tag, GBytes **body,
                                      guint timeout_ms, GError **error);
 
-/* The next message for the caller: the upload area and the releases of
- * its slots are taken here. */
+/*
+ * Take a message that is the client's own, not its caller's: the upload
+ * area and the releases of its slots (*@taken TRUE).  FALSE when it is
+ * malformed.
+ */
+static gboolean link_client_take(VmaugLinkClient *c, guint16 type,
+                                 GBytes *body, gboolean *taken,
+                                 GError **error)
+{
+    *taken = TRUE;
+    switch (type) {
+    case VMAUG_HOST_UPLOAD_AREA:
+        return link_client_area(c, body, error);
+    case VMAUG_HOST_AREA_RELEASE:
+        return link_client_area_release(c, body, error);
+    default:
+        *taken = FALSE;
+        return TRUE;
+    }
+}
+
+/* The next message for the caller. */
 static gboolean link_client_recv(VmaugLinkClient *c, guint16 *type,
                                  guint64 *tag, GBytes **body,
                                  guint timeout_ms, GError **error)
 {
     for (;;) {
-        gboolean ok;
+        gboolean taken;
 
-        if (!link_client_recv_one(c, type, tag, body, timeout_ms, error)) {
+        if (!link_client_recv_one(c, type, tag, body, timeout_ms, error) ||
+            !link_client_take(c, *type, *body, &taken, error)) {
             return FALSE;
         }
-        if (*type == VMAUG_HOST_UPLOAD_AREA) {
-            ok = link_client_area(c, *body, error);
-        } else if (*type == VMAUG_HOST_AREA_RELEASE) {
-            ok = link_client_area_release(c, *body, error);
-        } else {
+        if (!taken) {
             return TRUE;
-        }
-        if (!ok) {
-            return FALSE;
         }
         g_clear_pointer(body, g_bytes_unref);
     }
@@ -514,26 +528,18 @@ gboolean vmaug_link_client_wait_area(VmaugLinkClient *c, guint timeout_ms,
 {
     while (c->area == NULL) {
         g_autoptr(GBytes) body = NULL;
+        gboolean taken;
         guint16 type;
         guint64 tag;
 
-        if (!link_client_recv_one(c, &type, &tag, &body, timeout_ms, error)) {
+        if (!link_client_recv_one(c, &type, &tag, &body, timeout_ms, error) ||
+            !link_client_take(c, type, body, &taken, error) ||
+            (!taken && !link_client_other(c, type, tag, body, error))) {
             return FALSE;
         }
-        if (type == VMAUG_HOST_UPLOAD_AREA) {
-            if (!link_client_area(c, body, error)) {
-                return FALSE;
-            }
-            if (c->area == NULL) {
-                g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                            "cannot map the upload area");
-                return FALSE;
-            }
-        } else if (type == VMAUG_HOST_AREA_RELEASE) {
-            if (!link_client_area_release(c, body, error)) {
-                return FALSE;
-            }
-        } else if (!link_client_other(c, type, tag, body, error)) {
+        if (type == VMAUG_HOST_UPLOAD_AREA && c->area == NULL) {
+            g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                        "cannot map the upload area");
             return FALSE;
         }
     }

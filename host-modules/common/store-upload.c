@@ -584,17 +584,16 @@ void vmaug_store_upload_chunk_write(VmaugStore *store, const gchar *owner,
     StoreUpload *u = store_upload_chunk_fits(store, owner, upload_id, offset,
                                              len, &error);
 
-    if (u != NULL) {
-        store_upload_write(store, u, offset, data, len, &error);
-    }
-    if (error != NULL) {
+    /* The check just passed: what fails now is the write, whose failure
+     * the upload keeps (fits() took any earlier one), or an upload gone
+     * meanwhile, which has nothing to keep it. */
+    if (u == NULL || !store_upload_write(store, u, offset, data, len,
+                                         &error)) {
         g_warning("upload %" G_GUINT64_FORMAT ": %s", upload_id,
                   error->message);
-        u = g_hash_table_lookup(store->uploads, &upload_id);
-        if (u != NULL && g_strcmp0(u->owner, owner) == 0 &&
-            u->write_error == NULL) {
-            u->write_error = g_strdup(error->message);
-        }
+    }
+    if (u != NULL && error != NULL) {
+        u->write_error = g_strdup(error->message);
     }
 }
 

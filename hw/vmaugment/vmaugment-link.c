@@ -284,8 +284,8 @@ int vmaugment_link_area_slot(VirtIOVMAugment *s, uint8_t **data)
 {
     int i;
 
-    if (!s->area || s->chan_fd < 0) {
-        return -1;
+    if (!s->area) {
+        return -1;     /* none, or closed with the channel */
     }
     for (i = 0; i < VMAUG_HOST_AREA_SLOTS; i++) {
         if (!s->area_busy[i]) {
