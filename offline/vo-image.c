@@ -85,11 +85,8 @@ static const VoImageLimits vo_image_server_limits = {
 typedef struct {
     const VoImageLimits *limits;
     int ruleset;                /* sandbox_paths_ruleset(), or -1 */
+    pid_t parent;               /* getpid() before the fork */
 } VoImageChild;
-static const VoImageChild vo_image_server_child = {
-    .limits = &vo_image_server_limits,
-    .ruleset = -1,
-};
 
 static gboolean vo_image_allow_external;
 
@@ -154,8 +151,12 @@ static void vo_image_child_setup(gpointer data)
         r.rlim_cur = r.rlim_max = l->cpu_seconds;
         setrlimit(RLIMIT_CPU, &r);
     }
-    if (l->die_with_parent) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* A parent killed between the fork and here sent no signal: such a
+     * child would outlive it (a server serving the image to nobody). */
+    if (l->die_with_parent &&
+        (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 ||
+         getppid() != c->parent)) {
+        _exit(126);
     }
     if (c->ruleset >= 0 && sandbox_paths_restrict(c->ruleset) < 0) {
         /* Never run it unconfined when it was to be confined. */
@@ -565,7 +566,9 @@ static gboolean vo_image_run(const char *const *args,
     g_autoptr(GString) stderr_buf = g_string_new(NULL);
     GString *bufs[2] = { stdout_buf, stderr_buf };
     g_autoptr(GError) local = NULL;
-    VoImageChild child = { .limits = limits, .ruleset = -1 };
+    VoImageChild child = {
+        .limits = limits, .ruleset = -1, .parent = getpid()
+    };
     gboolean spawned, read_ok, late = FALSE;
 
     if (limits->confine_paths && !vo_image_allow_external &&
@@ -1210,6 +1213,9 @@ static gboolean vo_image_daemon_start(VoImageServer *s, int held,
     gint64 deadline;
     int log;
     int source[2], target[2] = { 3, VO_IMAGE_SERVER_FD };
+    VoImageChild child = {
+        .limits = &vo_image_server_limits, .ruleset = -1, .parent = getpid()
+    };
     int status;
     gboolean ok;
 
@@ -1230,7 +1236,7 @@ static gboolean vo_image_daemon_start(VoImageServer *s, int held,
     if (!g_spawn_async_with_pipes_and_fds(
             NULL, (const char *const *)args->pdata, NULL,
             G_SPAWN_DO_NOT_REAP_CHILD, vo_image_child_setup,
-            (gpointer)&vo_image_server_child, -1, -1, log, source, target,
+            &child, -1, -1, log, source, target,
             held >= 0 ? 2 : 1, &s->pid, NULL, NULL, NULL, &local)) {
         s->pid = 0;
     }
@@ -1271,6 +1277,7 @@ typedef struct {
     int log;
     int listener;
     int held;               /* becomes VO_IMAGE_SERVER_FD, unless -1 */
+    VoImageChild child;
 } VoImageExec;
 
 /* Formats @n into @buf (room for 21 bytes): async-signal-safe. */
@@ -1310,7 +1317,7 @@ static void G_GNUC_NORETURN vo_image_exec_server(const VoImageExec *e)
             close(fd);
         }
     }
-    vo_image_child_setup((gpointer)&vo_image_server_child);
+    vo_image_child_setup((gpointer)&e->child);
     /* Socket activation: the fd is for the process LISTEN_PID names. */
     vo_image_format_pid(e->listen_pid, getpid());
     execve(e->path, e->argv, e->envp);
@@ -1404,6 +1411,9 @@ gboolean vo_image_server_start(VoImageServer *s, int fd, GError **error)
         }
     }
     g_assert(e.listen_pid);
+    e.child = (VoImageChild){
+        .limits = &vo_image_server_limits, .ruleset = -1, .parent = getpid()
+    };
     e.path = path;
     e.argv = (char *const *)args->pdata;
     e.envp = envp;

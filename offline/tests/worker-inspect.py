@@ -22,44 +22,9 @@ import sys
 import tempfile
 import time
 
+from procfs import children, exe_of, gone, state_of, status_of
+
 TIMEOUT = 120
-
-
-def status_of(pid):
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return fields
-
-
-def children(ppid):
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if status_of(name).get("PPid") == str(ppid):
-                out.append(int(name))
-        except OSError:
-            pass
-    return out
-
-
-def state_of(pid):
-    """@pid's state ("T" when stopped), "" once it is gone."""
-    try:
-        return status_of(pid).get("State", "")
-    except OSError:
-        return ""
-
-
-def exe_of(pid):
-    try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return ""
 
 
 def check(ok, what, detail=""):
@@ -68,17 +33,6 @@ def check(ok, what, detail=""):
         print(f"FAIL: worker: {what}: {detail}", file=sys.stderr)
         raise SystemExit(1)
     print(f"ok - worker: {what}")
-
-
-def gone(pids):
-    """Whether none of @pids runs any more (zombies have ended)."""
-    for pid in pids:
-        try:
-            if not status_of(pid).get("State", "").startswith("Z"):
-                return False
-        except OSError:
-            pass
-    return True
 
 
 def main():
@@ -123,8 +77,10 @@ def main():
             deadline = time.monotonic() + 10
             while not gone(helpers) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            check(gone(helpers), "and qemu-nbd end when vmaugment-offline "
-                  "is killed", str(helpers))
+            left = [f"{pid} {exe_of(pid)} {state_of(pid)}"
+                    for pid in helpers if not gone([pid])]
+            check(not left, "and qemu-nbd end when vmaugment-offline "
+                  "is killed", f"of {helpers} still running: {left}")
             return
         st = status_of(worker)
         uids = st["Uid"].split() + st["Gid"].split()
