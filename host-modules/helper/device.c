@@ -59,10 +59,14 @@ static void device_send_response(Device *dev, guint64 tag, guint16 status,
     resp.len = GUINT32_TO_LE((guint32)len);
     resp.status = GUINT16_TO_LE(status);
     /* A guest's request came on the channel when the device took it. */
-    vmaug_link_send(dev->use_channel && !(tag & DEVICE_ADMIN_TAG)
-                        ? dev->channel : dev->link,
-                    VMAUG_HOST_RESPONSE, tag, &resp, sizeof(resp), data, len,
-                    -1);
+    if (dev->use_channel && !(tag & DEVICE_ADMIN_TAG)) {
+        vmaug_link_send(dev->channel, VMAUG_HOST_RESPONSE, tag, &resp,
+                        sizeof(resp), data, len, -1);
+        helper_poll_arm(&dev->helper->poll);
+    } else {
+        vmaug_link_send(dev->link, VMAUG_HOST_RESPONSE, tag, &resp,
+                        sizeof(resp), data, len, -1);
+    }
 }
 
 /* The answer to the request of @tag, which is then no longer in flight. */

@@ -33,6 +33,7 @@
 
 #include "host-common.h"
 #include "link.h"
+#include "poll.h"
 #include "sandbox.h"
 #include "store.h"
 #include "vm-area.h"
@@ -90,6 +91,7 @@ typedef struct {
     GHashTable *write_queues;
     GThreadPool *write_pool;
     GMainLoop *loop;
+    HelperPoll poll;                /* the loop's wait (--poll-us) */
     gboolean quitting;
     /* Module processes started ahead of need (spares.c). */
     GQueue spares;                  /* of SpareProcess, oldest first */

@@ -55,6 +55,7 @@ static gchar *opt_policy;
 static gchar *opt_module_host;
 static gint opt_timeout_ms = 5000;
 static gint opt_spares = 16;
+static gint opt_poll_us = 50;
 static gint opt_memory_mb = 256;
 static gint opt_cpu_seconds = 60;
 static gint opt_max_files = 32;
@@ -126,6 +127,10 @@ static const GOptionEntry entries[] = {
       "Most module processes kept started ahead of need (0..32, "
       "default 16)",
       "N" },
+    { "poll-us", 0, 0, G_OPTION_ARG_INT, &opt_poll_us,
+      "After answering a guest, poll up to this long for its next request "
+      "before sleeping (0..1000, default 50; 0: never)",
+      "US" },
     { "call-timeout-ms", 0, 0, G_OPTION_ARG_INT, &opt_timeout_ms,
       "A module answering no call or init within this is killed", "MS" },
     { "memory-mb", 0, 0, G_OPTION_ARG_INT, &opt_memory_mb,
@@ -496,7 +501,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (opt_timeout_ms < 10 || opt_memory_mb < 16 || opt_cpu_seconds < 1 ||
-        opt_max_files < 8 || opt_spares < 0 || opt_spares > 32) {
+        opt_max_files < 8 || opt_spares < 0 || opt_spares > 32 ||
+        opt_poll_us < 0 || opt_poll_us > 1000) {
         g_printerr("vmaugment-helper: limits out of range\n");
         return 2;
     }
@@ -645,6 +651,8 @@ int main(int argc, char **argv)
     h.spares_wanted = MIN(1, h.spares_max);
     spares_prepare(&h);
     h.loop = g_main_loop_new(NULL, FALSE);
+    helper_poll_init(&h.poll, opt_poll_us);
+    helper_poll_install(&h.poll);
     accept_id = g_unix_fd_add(listen_fd, G_IO_IN, main_on_accept, &h);
     g_unix_signal_add(SIGTERM, main_on_signal, &h);
     g_unix_signal_add(SIGINT, main_on_signal, &h);

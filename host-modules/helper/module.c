@@ -235,6 +235,7 @@ static void module_pump(Module *m)
     }
     m->in_flight = TRUE;
     module_api_refill(m);
+    helper_poll_disarm(&m->helper->poll);
     vmaug_link_send(m->link, c->type, c->id, g_bytes_get_data(c->payload,
                                                                NULL),
                     g_bytes_get_size(c->payload), NULL, 0, -1);
