@@ -46,8 +46,11 @@ static gint fake_poll(GPollFD *fds, guint nfds, gint timeout_ms)
         return s->ret;
     }
     /* Past the script: a poll that finds nothing. */
-    fake.now += timeout_ms == 0 ? fake.poll_step_us
-                                : (timeout_ms < 0 ? 1000000 : timeout_ms * 1000);
+    if (timeout_ms == 0) {
+        fake.now += fake.poll_step_us;
+    } else {
+        fake.now += timeout_ms < 0 ? 1000000 : timeout_ms * 1000;
+    }
     return 0;
 }
 

@@ -15,6 +15,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <sched.h>
 #include <sys/mman.h>
 #include "qapi/error.h"
 #include "qemu/cutils.h"
@@ -840,10 +841,13 @@ bool vmaugment_link_wait(VirtIOVMAugment *s, int64_t deadline_ns)
      * Polled first, as an IOThread's poll mode does: a thread put to
      * sleep is woken by the other CPU, which in a VM host costs an
      * interrupt; a relayed QUERY is answered within this.  Then asleep.
+     * The CPU is yielded meanwhile: the helper or the module's process
+     * that answers may be waiting for this very CPU, and would otherwise
+     * wait out the poll.
      */
     while ((n = qemu_poll_ns(&pfd, 1, 0)) == 0 &&
            qemu_clock_get_ns(QEMU_CLOCK_REALTIME) < spin_end) {
-        continue;
+        sched_yield();
     }
     if (n == 0) {
         n = qemu_poll_ns(&pfd, 1, deadline_ns -
