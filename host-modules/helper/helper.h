@@ -33,7 +33,7 @@
 
 #include "host-common.h"
 #include "link.h"
-#include "poll.h"
+#include "loop-poll.h"
 #include "sandbox.h"
 #include "store.h"
 #include "vm-area.h"

@@ -1,5 +1,5 @@
 /*
- * The helper's main-loop wait (../helper/poll.c): when it polls, for how
+ * The helper's main-loop wait (../helper/loop-poll.c): when it polls, for how
  * long, that it yields meanwhile, never outlasts GLib's timeout, sleeps
  * while a module works on a call, and adapts its window.  The clock, the
  * poll and the yield are the test's, so every figure is exact.
@@ -11,7 +11,7 @@
 
 #include <glib.h>
 
-#include "poll.h"
+#include "loop-poll.h"
 
 /* One answer of the fake poll: what it returns and how long it took. */
 typedef struct {

@@ -26,7 +26,7 @@
  */
 #include <sched.h>
 
-#include "poll.h"
+#include "loop-poll.h"
 
 static HelperPoll *helper_poll_installed;
 

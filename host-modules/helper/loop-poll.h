@@ -6,8 +6,8 @@
  * Copyright (c) vmaugment contributors
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
-#ifndef VMAUGMENT_HELPER_POLL_H
-#define VMAUGMENT_HELPER_POLL_H
+#ifndef VMAUGMENT_HELPER_LOOP_POLL_H
+#define VMAUGMENT_HELPER_LOOP_POLL_H
 
 #include <glib.h>
 
