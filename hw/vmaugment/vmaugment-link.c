@@ -850,8 +850,10 @@ bool vmaugment_link_wait(VirtIOVMAugment *s, int64_t deadline_ns)
         sched_yield();
     }
     if (n == 0) {
-        n = qemu_poll_ns(&pfd, 1, deadline_ns -
-                         qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+        /* Not negative: that would be no bound at all, with the BQL held. */
+        int64_t left = deadline_ns - qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+
+        n = left > 0 ? qemu_poll_ns(&pfd, 1, left) : 0;
     }
     if (n <= 0) {
         return false;

@@ -836,6 +836,51 @@ static void test_channel_wait(void *obj, void *data, QGuestAllocator *t_alloc)
     assert_quiet(h->link_fd);
 }
 
+typedef struct {
+    QVMAugmentHelper *h;
+    int kicked;             /* atomic: the guest's kick has returned */
+} LateResponder;
+
+/* Answers only once the kick has returned, or after 10 s. */
+static gpointer channel_respond_late(gpointer opaque)
+{
+    LateResponder *lr = opaque;
+    uint64_t tag = qvmh_expect_query(lr->h, 93, "printer");
+
+    for (int ms = 0; ms < 10000 && !g_atomic_int_get(&lr->kicked); ms++) {
+        g_usleep(1000);
+    }
+    qvmh_respond(lr->h, tag, VMAUG_S_NOT_FOUND, NULL, 0);
+    return NULL;
+}
+
+/*
+ * A wait shorter than its first poll (relay-wait-us=10) ends when its
+ * bound does: the kick returns without the answer, which the main loop
+ * then takes.  Its bound once gone by, the wait is not one without any.
+ */
+static void test_channel_short_wait(void *obj, void *data,
+                                    QGuestAllocator *t_alloc)
+{
+    QVMAugment *aug = obj;
+    LateResponder lr = { .h = data };
+    GThread *t;
+    QVMAugCall c;
+    QVMAugReply r;
+    gint64 start;
+
+    channel_connect(lr.h, aug);
+    t = g_thread_new("late-responder", channel_respond_late, &lr);
+    start = g_get_monotonic_time();
+    c = qvmaug_submit_query(aug, 93, "printer");
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 5 * G_USEC_PER_SEC);
+    g_atomic_int_set(&lr.kicked, 1);
+    g_thread_join(t);
+    qvmaug_collect(aug, &c, &r);
+    g_assert_cmpuint(le64_to_cpu(r.hdr.id), ==, 93);
+    qvmaug_assert_empty(&r, VMAUG_S_NOT_FOUND);
+}
+
 /*
  * A helper that breaks the channel's rules is cut off like one that
  * breaks the link's: @bytes written to @fd (the link or the channel)
@@ -1270,6 +1315,11 @@ static void register_vmaugment_helper_test(void)
         .before = qvmaug_helper_before,
         .edge.extra_device_opts = "chardev=vmaug-helper,relay-wait-us=2000",
     };
+    /* A wait shorter than the poll that starts it. */
+    QOSGraphTestOptions helper_short = {
+        .before = qvmaug_helper_before,
+        .edge.extra_device_opts = "chardev=vmaug-helper,relay-wait-us=10",
+    };
 
     qos_add_test("helper/relay", "vmaugment", test_helper_relay, &helper);
     qos_add_test("helper/id-reuse", "vmaugment", test_helper_id_reuse,
@@ -1309,6 +1359,8 @@ static void register_vmaugment_helper_test(void)
                  &helper_fast);
     qos_add_test("channel/wait", "vmaugment", test_channel_wait,
                  &helper_wait);
+    qos_add_test("channel/short-wait", "vmaugment", test_channel_short_wait,
+                 &helper_short);
     qos_add_test("channel/not-answer", "vmaugment", test_channel_not_answer,
                  &helper);
     qos_add_test("channel/owner-answer", "vmaugment",
