@@ -99,6 +99,10 @@ void vmaug_reg_set_free(VmaugRegSet *set)
     g_free(set->image_id);
     g_ptr_array_unref(set->regs);
     if (set->lock_fd >= 0) {
+        /* Not by the close alone: a process forked meanwhile (the helper
+         * starts module processes while its threads write) shares the
+         * descriptor, and with it the lock, until it execs. */
+        flock(set->lock_fd, LOCK_UN);
         close(set->lock_fd);
     }
     if (set->dir_lock != NULL) {

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "registrations.h"
@@ -552,6 +553,39 @@ static void test_update_lock(Fixture *f, gconstpointer data)
 }
 
 /*
+ * A change's end releases the lock even while a process forked during
+ * the change (one not yet exec'd) still shares its descriptor.
+ */
+static void test_update_lock_forked(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmaugRegSet) other = NULL;
+    VmaugRegSet *held;
+    int go[2];
+    pid_t pid;
+    char c = 0;
+
+    held = vmaug_reg_set_load_for_update(f->image, NULL, 0, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(pipe(go), ==, 0);
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        /* Holds every descriptor of the parent's until told to go. */
+        close(go[1]);
+        _exit(read(go[0], &c, 1) < 0);
+    }
+    close(go[0]);
+    vmaug_reg_set_free(held);
+    other = vmaug_reg_set_load_for_update(f->image, NULL, 0, &error);
+    g_assert_no_error(error);
+    g_assert_nonnull(other);
+    g_assert_cmpint(write(go[1], &c, 1), ==, 1);
+    close(go[1]);
+    g_assert_cmpint(waitpid(pid, NULL, 0), ==, pid);
+}
+
+/*
  * A lock that is never released (anyone who can open the directory can
  * take it) makes the host owner's tool give up after its bounded wait,
  * with BUSY, instead of hanging.
@@ -788,6 +822,7 @@ int main(int argc, char **argv)
     ADD("/registrations/pinned/old-format-kept", test_old_format_kept);
     ADD("/registrations/pinned/update-lock", test_update_lock);
     ADD("/registrations/pinned/update-lock-held", test_update_lock_held);
+    ADD("/registrations/pinned/update-lock-forked", test_update_lock_forked);
     ADD("/registrations/hidden-nesting", test_hidden_nesting);
     ADD("/registrations/not-regular", test_not_regular);
     ADD("/registrations/too-big-file", test_too_big_file);
