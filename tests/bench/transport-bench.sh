@@ -17,7 +17,10 @@
 # within a boot (docs/performance.md).
 #
 # Same QEMU build, same guest kernel, TCG; environment as for
-# tests/guest/run.sh.  Prints figures; it is not a pass/fail test.
+# tests/guest/run.sh.  Prints figures; it is not a pass/fail test.  On a
+# VM host whose memory the machine has not touched since it started, a
+# boot's first transfer also pays the hypervisor's first touch of the
+# page cache the helper fills (docs/performance.md).
 set -euo pipefail
 
 bench=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
