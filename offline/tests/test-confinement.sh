@@ -16,7 +16,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${VMAUGMENT_OFFLINE_WORKER_BUGGY:?the worker with a reader bug}"
-plan 40
+plan 41
 fix=$(fixtures_linux)
 make_identity
 make_payloads
@@ -28,7 +28,7 @@ MANIFEST_ID=crash-trigger build_bundle "$tmp/trigger.vmab" "" \
 python3 "$here/worker-inspect.py" "$VMAUGMENT_OFFLINE" \
     --trust-dir "$tmp/trust" check "$fix/debian.qcow2" "$tmp/demo.vmab"
 
-# 10-11: they die with vmaugment-offline.
+# 10-11: they die with vmaugment-offline (and 41).
 python3 "$here/worker-inspect.py" --kill-parent "$VMAUGMENT_OFFLINE" \
     inspect "$fix/debian.qcow2"
 
@@ -490,3 +490,7 @@ cp "$fix/debian.qcow2" "$tmp/served-decoy.qcow2"
 swapped_as_served "$tmp/served.qcow2" "$tmp/served-decoy.qcow2" \
     --trust-dir "$tmp/trust" apply "$tmp/served.qcow2" "$tmp/demo.vmab"
 pass "an overlay swapped in as qemu-nbd starts is not what the worker reads and writes"
+
+# 41: a server whose parent is killed between the server's fork and its
+# death signal ends too (caught there, under strace, by orphan-server.py).
+python3 "$here/orphan-server.py" "$VMAUGMENT_OFFLINE" "$fix/debian.qcow2"
