@@ -32,6 +32,8 @@ here=$root/tests/guest
 mib=${1:-256}
 rtt_count=${VMAUGMENT_BENCH_RTT_COUNT:-20000}
 invoke_series=${VMAUGMENT_BENCH_INVOKE_SERIES:-1}
+[[ $invoke_series =~ ^[1-9][0-9]{0,2}$ ]] ||
+    die "VMAUGMENT_BENCH_INVOKE_SERIES must be a number from 1 to 999"
 # Each transfer is repeated and the median reported: the host's CPUs
 # are shared and single runs vary.
 reps=${VMAUGMENT_BENCH_REPS:-3}
