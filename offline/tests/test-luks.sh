@@ -67,10 +67,20 @@ no_sidecars "$img"
 pass "wrong key: refused, image unchanged, no overlay or journal left"
 
 # The key on a command line is refused; the key in a file never shows in
-# ps while a job runs, nor in anything vmaugment-offline prints.
+# ps while a job runs, nor in anything vmaugment-offline prints.  The
+# daemon, the one process given the key file, has its command line
+# recorded as it starts: ps sampled every 0.1 s can miss a short one.
 expect_refusal --status 2 "would show the key to every user of this host" \
     inspect --luks-key "$uuid:key:$key" "$img"
-vo --luks-key "all:file:$fix/key" apply "$img" "$tmp/luks.vmab" \
+mkdir -p "$tmp/args-qsd"
+cat >"$tmp/args-qsd/qemu-storage-daemon" <<EOF
+#!/bin/sh
+printf '%s\n' "\$@" >"$tmp/qsd-args"
+exec "$(command -v qemu-storage-daemon)" "\$@"
+EOF
+chmod +x "$tmp/args-qsd/qemu-storage-daemon"
+VMAUGMENT_QEMU_STORAGE_DAEMON=$tmp/args-qsd/qemu-storage-daemon \
+    vo --luks-key "all:file:$fix/key" apply "$img" "$tmp/luks.vmab" \
     >"$tmp/apply.json" 2>"$tmp/apply.err" &
 job=$!
 seen=0
@@ -79,12 +89,15 @@ while kill -0 "$job" 2>/dev/null; do
     if grep -qF -- "$key" "$tmp/ps.txt"; then
         seen=1
     fi
-    grep -q "qemu-storage-daemon" "$tmp/ps.txt" && daemon=1
     sleep 0.1
 done
 wait "$job" || fail "apply with the key: $(cat "$tmp/apply.err") $(cat "$tmp/apply.json")"
 [ "$seen" = 0 ] || fail "the key was seen in ps"
-[ "${daemon:-0}" = 1 ] || fail "no qemu-storage-daemon seen while apply ran"
+grep -q "^secret,id=key0,file=" "$tmp/qsd-args" ||
+    fail "qemu-storage-daemon was not given the key file: $(cat "$tmp/qsd-args" 2>&1)"
+if grep -qF -- "$key" "$tmp/qsd-args"; then
+    fail "the key is on qemu-storage-daemon's command line"
+fi
 if grep -qF -- "$key" "$tmp/apply.json" "$tmp/apply.err"; then
     fail "the key is in apply's output"
 fi
