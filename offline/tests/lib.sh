@@ -475,13 +475,14 @@ swap_was_harmless() {
         fail "the image changed although its overlay's name was swapped"
 }
 
-# A qemu-img $1 (a file made here) that notes its arguments in $1.log.
-qemu_img_logger() {
+# tool_logger WRAPPER TOOL: a WRAPPER (a file made here) that runs TOOL
+# and notes its arguments, a line for each run, in WRAPPER.log.
+tool_logger() {
     mkdir -p "$(dirname "$1")"
     cat >"$1" <<SH
 #!/bin/sh
 printf '%s\\n' "\$*" >>"$1.log"
-exec "$QEMU_IMG" "\$@"
+exec "$2" "\$@"
 SH
     chmod +x "$1" || fail "cannot make $1"
     : >"$1.log"
@@ -499,7 +500,7 @@ swapped_as_served() {
     shift 2
     dir=$(dirname "$image")/swap-$(basename "$image")
     overlay_swapper "$dir/qemu-nbd" "$QEMU_NBD" "$image" "$decoy"
-    qemu_img_logger "$dir/qemu-img"
+    tool_logger "$dir/qemu-img" "$QEMU_IMG"
     VMAUGMENT_QEMU_NBD=$dir/qemu-nbd VMAUGMENT_QEMU_IMG=$dir/qemu-img \
         expect_refusal 'is no longer the overlay this apply made; it is not committed' \
         --allow-backing-files "$@"

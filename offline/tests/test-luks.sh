@@ -72,13 +72,8 @@ pass "wrong key: refused, image unchanged, no overlay or journal left"
 # recorded as it starts: ps sampled every 0.1 s can miss a short one.
 expect_refusal --status 2 "would show the key to every user of this host" \
     inspect --luks-key "$uuid:key:$key" "$img"
-mkdir -p "$tmp/args-qsd"
-cat >"$tmp/args-qsd/qemu-storage-daemon" <<EOF
-#!/bin/sh
-printf '%s\n' "\$@" >"$tmp/qsd-args"
-exec "$(command -v qemu-storage-daemon)" "\$@"
-EOF
-chmod +x "$tmp/args-qsd/qemu-storage-daemon"
+tool_logger "$tmp/args-qsd/qemu-storage-daemon" \
+    "$(command -v qemu-storage-daemon)"
 VMAUGMENT_QEMU_STORAGE_DAEMON=$tmp/args-qsd/qemu-storage-daemon \
     vo --luks-key "all:file:$fix/key" apply "$img" "$tmp/luks.vmab" \
     >"$tmp/apply.json" 2>"$tmp/apply.err" &
@@ -93,9 +88,10 @@ while kill -0 "$job" 2>/dev/null; do
 done
 wait "$job" || fail "apply with the key: $(cat "$tmp/apply.err") $(cat "$tmp/apply.json")"
 [ "$seen" = 0 ] || fail "the key was seen in ps"
-grep -q "^secret,id=key0,file=" "$tmp/qsd-args" ||
-    fail "qemu-storage-daemon was not given the key file: $(cat "$tmp/qsd-args" 2>&1)"
-if grep -qF -- "$key" "$tmp/qsd-args"; then
+qsd_log=$tmp/args-qsd/qemu-storage-daemon.log
+grep -q -- "--object secret,id=key0,file=" "$qsd_log" ||
+    fail "qemu-storage-daemon was not given the key file: $(cat "$qsd_log")"
+if grep -qF -- "$key" "$qsd_log"; then
     fail "the key is on qemu-storage-daemon's command line"
 fi
 if grep -qF -- "$key" "$tmp/apply.json" "$tmp/apply.err"; then
